@@ -1,0 +1,121 @@
+//! The core's error type: every failure a job can meet, each naming the file, line or
+//! partition at fault so a user knows what to fix.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while planning or running a job.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An I/O operation on a named file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory being read or written.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// An input path does not exist.
+    #[error("input {0} does not exist")]
+    MissingInput(PathBuf),
+    /// An input path exists but holds no data files.
+    #[error("input {0} holds no data files")]
+    EmptyInput(PathBuf),
+    /// A record file's size is not a whole number of records.
+    #[error("{path}: size {size} is not a multiple of {record_len} bytes; the record at byte offset {offset} is incomplete")]
+    PartialRecord {
+        /// The record file.
+        path: PathBuf,
+        /// Its size in bytes.
+        size: u64,
+        /// The record length the format requires.
+        record_len: u64,
+        /// Byte offset of the incomplete trailing record.
+        offset: u64,
+    },
+    /// A text file holds bytes that are not UTF-8.
+    #[error("{path}:{line}: not valid UTF-8 (byte offset {offset}); read it with TextOptions {{ lossy: true, .. }} to replace invalid bytes")]
+    InvalidUtf8 {
+        /// The text file.
+        path: PathBuf,
+        /// 1-based line number of the offending line.
+        line: u64,
+        /// Byte offset of the first invalid byte.
+        offset: u64,
+    },
+    /// A file could not be decoded in its declared format (CSV, Parquet, Arrow IPC).
+    #[error("{path}: {message}")]
+    Format {
+        /// The file at fault.
+        path: PathBuf,
+        /// What was wrong with it.
+        message: String,
+    },
+    /// Rows could not be converted to or from Arrow.
+    #[error("arrow conversion: {0}")]
+    Codec(String),
+    /// An Arrow kernel or IPC operation failed.
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// The output directory exists and overwriting was not asked for.
+    #[error("output {0} already exists; pass --overwrite (Output::overwrite(true)) to replace it")]
+    OutputExists(PathBuf),
+    /// A user closure panicked while running a task.
+    #[error("task failed in stage {stage}, partition {partition}: a closure panicked: {message}")]
+    TaskPanicked {
+        /// The stage of the failed task.
+        stage: u32,
+        /// The partition the task was computing.
+        partition: u32,
+        /// The panic message.
+        message: String,
+    },
+    /// A task failed with an error (not a panic).
+    #[error("task failed in stage {stage}, partition {partition}: {source}")]
+    TaskFailed {
+        /// The stage of the failed task.
+        stage: u32,
+        /// The partition the task was computing.
+        partition: u32,
+        /// What went wrong.
+        source: Box<Error>,
+    },
+    /// An integer sum left the range of its type.
+    #[error("integer overflow: the sum does not fit in {0}")]
+    Overflow(&'static str),
+    /// Serialized closure state or a plan could not be (de)serialized.
+    #[error("serialization: {0}")]
+    Serde(#[from] postcard::Error),
+    /// The job plan is inconsistent (a bug, or a plan from another binary).
+    #[error("invalid plan: {0}")]
+    Plan(String),
+    /// A configuration value is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// The core's result alias.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Wraps a decoding failure of a named file.
+    pub fn format(path: impl Into<PathBuf>, message: impl std::fmt::Display) -> Self {
+        Error::Format {
+            path: path.into(),
+            message: message.to_string(),
+        }
+    }
+}
+
+impl From<serde_arrow::Error> for Error {
+    fn from(e: serde_arrow::Error) -> Self {
+        Error::Codec(e.to_string())
+    }
+}

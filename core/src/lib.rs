@@ -1,0 +1,34 @@
+//! # ringleader-core
+//!
+//! What every part of Ringleader shares: the job plan and how it runs, closure shipping, the
+//! consistent-hash ring, and rows in Arrow form. The job API (`ringleader`), the driver and
+//! the worker all build on it; the driver and the worker never depend on each other.
+//!
+//! ## Layout
+//! - [`shipped`]: closures as trampoline offsets from an anchor function.
+//! - [`plan`]: stages, tasks, steps and outputs: plain, serialisable data.
+//! - [`data`]: the [`data::Data`] bound, chunks, and the row <-> Arrow codec.
+//! - [`record`]: the 100-byte gensort record.
+//! - [`source`]: listing inputs, cutting splits, reading text, records, Arrow IPC, Parquet, CSV.
+//! - [`ops`]: the typed trampolines behind every operator.
+//! - [`shuffle`]: shuffle sinks and transport; the embedded store with spill.
+//! - [`exec`]: running one task (shared by the embedded engine and cluster executors).
+//! - [`output`]: atomic output commit.
+//! - [`ring`]: the consistent-hash ring.
+//! - [`ipc`]: Arrow IPC streams in memory.
+//! - [`error`]: the error type.
+
+pub mod data;
+pub mod error;
+pub mod exec;
+pub mod ipc;
+pub mod ops;
+pub mod output;
+pub mod plan;
+pub mod record;
+pub mod ring;
+pub mod shipped;
+pub mod shuffle;
+pub mod source;
+
+pub use error::{Error, Result};

@@ -1,0 +1,234 @@
+//! Actions: what each task of a job's final stage does with its rows. The caller combines
+//! the per-task values (sums partial sums, concatenates collected rows, commits files).
+
+use std::fmt::Display;
+use std::io::Write;
+use std::path::PathBuf;
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{Float64Type, Int64Type, UInt64Type};
+use arrow::record_batch::RecordBatch;
+use serde::{Deserialize, Serialize};
+
+use crate::data::{Chunk, ChunkStream, Data};
+use crate::error::{Error, Result};
+use crate::output::write_part;
+use crate::plan::{ActionEnv, TaskValue};
+use crate::record::Record;
+use crate::shipped::conjure;
+
+/// `collect`: the partition's rows, as an Arrow IPC stream.
+pub fn collect<T: Data>(_state: &[u8], input: ChunkStream, _env: &ActionEnv) -> Result<TaskValue> {
+    let batches = input
+        .map(|c| c.and_then(|c| c.into_batch::<T>()))
+        .collect::<Result<Vec<RecordBatch>>>()?;
+    Ok(TaskValue::Batches(crate::ipc::to_stream_bytes(&batches)?))
+}
+
+/// `take`: at most `n` rows (the state) from the start of the partition; reading stops
+/// as soon as it has them.
+pub fn take<T: Data>(state: &[u8], input: ChunkStream, _env: &ActionEnv) -> Result<TaskValue> {
+    let mut left: u64 = postcard::from_bytes(state)?;
+    let mut batches = Vec::new();
+    for chunk in input {
+        if left == 0 {
+            break;
+        }
+        let mut rows = chunk?.into_rows::<T>()?;
+        rows.truncate(left as usize);
+        left -= rows.len() as u64;
+        batches.push(crate::data::encode_vec(rows)?);
+    }
+    Ok(TaskValue::Batches(crate::ipc::to_stream_bytes(&batches)?))
+}
+
+/// `count`: the number of rows.
+pub fn count(_state: &[u8], input: ChunkStream, _env: &ActionEnv) -> Result<TaskValue> {
+    let mut n = 0u64;
+    for chunk in input {
+        n += chunk?.len() as u64;
+    }
+    Ok(TaskValue::Count(n))
+}
+
+/// A number `sum` can add, with overflow detected rather than wrapped.
+pub trait Summable: Data + Copy {
+    /// The type's name, for the overflow error.
+    const NAME: &'static str;
+    /// The sum of nothing.
+    fn zero() -> Self;
+    /// `self + other`, or `None` on overflow.
+    fn checked_add(self, other: Self) -> Option<Self>;
+    /// Sums a single-column Arrow batch with an Arrow kernel, if the column has this type.
+    fn sum_batch(_batch: &RecordBatch) -> Option<Result<Self>> {
+        None
+    }
+}
+
+fn single_column(batch: &RecordBatch) -> Option<&dyn Array> {
+    (batch.num_columns() == 1).then(|| batch.column(0).as_ref())
+}
+
+macro_rules! summable_int {
+    ($t:ty, $arrow:ty) => {
+        impl Summable for $t {
+            const NAME: &'static str = stringify!($t);
+            fn zero() -> Self {
+                0
+            }
+            fn checked_add(self, other: Self) -> Option<Self> {
+                <$t>::checked_add(self, other)
+            }
+            fn sum_batch(batch: &RecordBatch) -> Option<Result<Self>> {
+                let array = single_column(batch)?.as_primitive_opt::<$arrow>()?;
+                Some(
+                    arrow::compute::sum_checked(array)
+                        .map(|s| s.unwrap_or(0))
+                        .map_err(|_| Error::Overflow(Self::NAME)),
+                )
+            }
+        }
+    };
+}
+summable_int!(i64, Int64Type);
+summable_int!(u64, UInt64Type);
+
+impl Summable for i32 {
+    const NAME: &'static str = "i32";
+    fn zero() -> Self {
+        0
+    }
+    fn checked_add(self, other: Self) -> Option<Self> {
+        i32::checked_add(self, other)
+    }
+}
+
+impl Summable for f64 {
+    const NAME: &'static str = "f64";
+    fn zero() -> Self {
+        0.0
+    }
+    fn checked_add(self, other: Self) -> Option<Self> {
+        Some(self + other)
+    }
+    fn sum_batch(batch: &RecordBatch) -> Option<Result<Self>> {
+        let array = single_column(batch)?.as_primitive_opt::<Float64Type>()?;
+        Some(Ok(arrow::compute::sum(array).unwrap_or(0.0)))
+    }
+}
+
+/// Adds two partial sums, failing on overflow.
+pub fn add<T: Summable>(a: T, b: T) -> Result<T> {
+    a.checked_add(b).ok_or(Error::Overflow(T::NAME))
+}
+
+/// `sum`: the partition's total (Arrow kernels on Arrow chunks, a checked loop otherwise).
+pub fn sum<T: Summable>(_state: &[u8], input: ChunkStream, _env: &ActionEnv) -> Result<TaskValue> {
+    let mut total = T::zero();
+    for chunk in input {
+        let part = match chunk? {
+            Chunk::Arrow(batch) => match T::sum_batch(&batch) {
+                Some(s) => s?,
+                None => sum_rows(Chunk::Arrow(batch).into_rows::<T>()?)?,
+            },
+            rows => sum_rows(rows.into_rows::<T>()?)?,
+        };
+        total = add(total, part)?;
+    }
+    Ok(TaskValue::Bytes(postcard::to_stdvec(&total)?))
+}
+
+fn sum_rows<T: Summable>(rows: Vec<T>) -> Result<T> {
+    rows.into_iter().try_fold(T::zero(), add)
+}
+
+/// `reduce`: folds the partition with `F`; `None` for an empty partition.
+pub fn reduce<T: Data, F: Fn(T, T) -> T + 'static>(_state: &[u8], input: ChunkStream, _env: &ActionEnv) -> Result<TaskValue> {
+    // SAFETY: closure types are checked zero-sized when the plan is built.
+    let f: F = unsafe { conjure() };
+    let mut acc: Option<T> = None;
+    for chunk in input {
+        for x in chunk?.into_rows::<T>()? {
+            acc = Some(match acc {
+                Some(a) => f(a, x),
+                None => x,
+            });
+        }
+    }
+    Ok(TaskValue::Bytes(postcard::to_stdvec(&acc)?))
+}
+
+/// Where a save action writes: the job's staging directory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SaveState {
+    /// The staging directory (see [`crate::output::OutputCommit`]).
+    pub dir: PathBuf,
+}
+
+/// `save_text`: one line per row (its `Display`), into `part-NNNNN`.
+pub fn save_text<T: Data + Display>(state: &[u8], input: ChunkStream, env: &ActionEnv) -> Result<TaskValue> {
+    let SaveState { dir } = postcard::from_bytes(state)?;
+    let path = dir.join(crate::output::part_name(env.partition));
+    write_part(&dir, env.partition, env.attempt, |out| {
+        let (mut rows, mut bytes) = (0u64, 0u64);
+        let mut line = String::new();
+        for chunk in input {
+            for x in chunk?.into_rows::<T>()? {
+                use std::fmt::Write as _;
+                line.clear();
+                let _ = writeln!(line, "{x}");
+                out.write_all(line.as_bytes()).map_err(|e| Error::io(&path, e))?;
+                rows += 1;
+                bytes += line.len() as u64;
+            }
+        }
+        Ok(TaskValue::Written { rows, bytes })
+    })
+}
+
+/// `save_records`: the raw 100-byte records, in order, into `part-NNNNN`.
+pub fn save_records(state: &[u8], input: ChunkStream, env: &ActionEnv) -> Result<TaskValue> {
+    let SaveState { dir } = postcard::from_bytes(state)?;
+    let path = dir.join(crate::output::part_name(env.partition));
+    write_part(&dir, env.partition, env.attempt, |out| {
+        let mut rows = 0u64;
+        for chunk in input {
+            let bytes = match chunk? {
+                Chunk::Arrow(batch) => {
+                    let records = crate::data::decode::<Record>(&batch)?;
+                    Record::vec_into_bytes(records)
+                }
+                rows => Record::vec_into_bytes(rows.into_rows::<Record>()?),
+            };
+            rows += (bytes.len() / crate::record::RECORD_LEN) as u64;
+            out.write_all(&bytes).map_err(|e| Error::io(&path, e))?;
+        }
+        Ok(TaskValue::Written {
+            rows,
+            bytes: rows * crate::record::RECORD_LEN as u64,
+        })
+    })
+}
+
+/// Sampling for range bounds: up to `max` keys (the state) computed by `F`, spread evenly
+/// over what the task read.
+pub fn sample_keys<T: Data, K: Data, F: Fn(&T) -> K + 'static>(state: &[u8], input: ChunkStream, _env: &ActionEnv) -> Result<TaskValue> {
+    let max: u64 = postcard::from_bytes(state)?;
+    // SAFETY: closure types are checked zero-sized when the plan is built.
+    let f: F = unsafe { conjure() };
+    let mut keys: Vec<K> = Vec::new();
+    for chunk in input {
+        keys.extend(chunk?.into_rows::<T>()?.iter().map(&f));
+    }
+    let max = max.max(1) as usize;
+    if keys.len() > max {
+        let stride = keys.len() as f64 / max as f64;
+        let mut i = 0usize;
+        keys.retain(|_| {
+            let keep = ((i as f64) % stride) < 1.0;
+            i += 1;
+            keep
+        });
+    }
+    Ok(TaskValue::Bytes(postcard::to_stdvec(&keys)?))
+}

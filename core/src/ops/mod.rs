@@ -1,0 +1,33 @@
+//! The typed trampolines behind every operator. Each is a generic `fn` monomorphised per
+//! row type and closure type; the job API records them as [`Shipped`](crate::shipped::Shipped)
+//! offsets, and the executor calls them on chunks.
+//!
+//! Modules: [`narrow`] (steps inside a stage), [`sinks`] (map side of shuffles),
+//! [`reduce`] (reduce side), [`action`] (what the final stage does).
+
+pub mod action;
+pub mod narrow;
+pub mod reduce;
+pub mod sinks;
+
+use crate::data::{Chunk, ChunkStream, Data, CHUNK_ROWS};
+use crate::record::Record;
+
+/// Rows per chunk for type `T`: gensort records travel in 8 MB chunks, others in
+/// [`CHUNK_ROWS`].
+pub fn chunk_rows<T: 'static>() -> usize {
+    if crate::data::is::<T, Record>() {
+        80_000
+    } else {
+        CHUNK_ROWS
+    }
+}
+
+/// Cuts an iterator of rows into a stream of chunks.
+pub fn chunked<T: Data, I: Iterator<Item = T> + Send + 'static>(mut rows: I) -> ChunkStream {
+    let size = chunk_rows::<T>();
+    Box::new(std::iter::from_fn(move || {
+        let chunk: Vec<T> = rows.by_ref().take(size).collect();
+        (!chunk.is_empty()).then(|| Ok(Chunk::from_rows(chunk)))
+    }))
+}

@@ -1,0 +1,240 @@
+//! The map side of shuffles: hash partitioning (with map-side combine for
+//! `reduce_by_key`, de-duplication for `distinct`) and range partitioning for sorts.
+
+use std::hash::{Hash, Hasher};
+
+use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
+
+use crate::data::{encode_vec, Chunk, Data};
+use crate::error::Result;
+use crate::shipped::conjure;
+use crate::shuffle::{BlockWriter, ShuffleSink};
+
+/// Distinct keys a combining sink holds before it flushes partial aggregates, bounding
+/// its memory whatever the number of keys.
+pub const COMBINE_LIMIT: usize = 1 << 20;
+
+/// The reduce partition of `key` among `n`: a fixed hash (the same in every process of
+/// one binary), mixed so that the partition does not correlate with hash-table buckets.
+pub fn partition_of<K: Hash + ?Sized>(key: &K, n: u32) -> u32 {
+    let mut hasher = FxHasher::default();
+    key.hash(&mut hasher);
+    let mut x = hasher.finish();
+    // murmur3's 64-bit finaliser
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^= x >> 33;
+    ((x as u128 * n as u128) >> 64) as u32
+}
+
+/// Per-partition row buffers that write a block whenever one fills.
+struct Buckets<T> {
+    buckets: Vec<Vec<T>>,
+    flush_at: usize,
+}
+
+impl<T: Data> Buckets<T> {
+    fn new(partitions: u32) -> Self {
+        Buckets {
+            buckets: (0..partitions.max(1)).map(|_| Vec::new()).collect(),
+            flush_at: super::chunk_rows::<T>(),
+        }
+    }
+
+    fn push(&mut self, partition: u32, row: T, out: &mut dyn BlockWriter) -> Result<()> {
+        let bucket = &mut self.buckets[partition as usize];
+        bucket.push(row);
+        if bucket.len() >= self.flush_at {
+            let full = std::mem::take(bucket);
+            out.write(partition, encode_vec(full)?)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, out: &mut dyn BlockWriter) -> Result<()> {
+        for (p, bucket) in self.buckets.iter_mut().enumerate() {
+            if !bucket.is_empty() {
+                out.write(p as u32, encode_vec(std::mem::take(bucket))?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Hash-partitions `(K, V)` rows (`group_by_key`, `join`).
+struct HashSink<K, V> {
+    buckets: Buckets<(K, V)>,
+}
+
+impl<K: Data + Hash, V: Data> ShuffleSink for HashSink<K, V> {
+    fn push(&mut self, chunk: Chunk, out: &mut dyn BlockWriter) -> Result<()> {
+        let n = self.buckets.buckets.len() as u32;
+        for (k, v) in chunk.into_rows::<(K, V)>()? {
+            let p = partition_of(&k, n);
+            self.buckets.push(p, (k, v), out)?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>, out: &mut dyn BlockWriter) -> Result<()> {
+        self.buckets.flush(out)
+    }
+}
+
+/// Sink of `group_by_key` and `join`.
+pub fn hash<K: Data + Hash, V: Data>(_state: &[u8], partitions: u32) -> Result<Box<dyn ShuffleSink>> {
+    Ok(Box::new(HashSink::<K, V> { buckets: Buckets::new(partitions) }))
+}
+
+/// Combines values per key before partitioning (`reduce_by_key`).
+struct CombineSink<K, V, F> {
+    partitions: u32,
+    map: FxHashMap<K, Option<V>>,
+    _f: std::marker::PhantomData<fn() -> F>,
+}
+
+/// Merges `v` into the value held for `k`.
+pub(crate) fn combine_into<K: Hash + Eq, V, F: Fn(V, V) -> V>(map: &mut FxHashMap<K, Option<V>>, f: &F, k: K, v: V) {
+    let slot = map.entry(k).or_insert(None);
+    *slot = Some(match slot.take() {
+        Some(old) => f(old, v),
+        None => v,
+    });
+}
+
+impl<K: Data + Hash + Eq, V: Data, F: Fn(V, V) -> V + 'static> CombineSink<K, V, F> {
+    fn spill(&mut self, out: &mut dyn BlockWriter) -> Result<()> {
+        let mut buckets = Buckets::<(K, V)>::new(self.partitions);
+        for (k, v) in self.map.drain() {
+            if let Some(v) = v {
+                buckets.push(partition_of(&k, self.partitions), (k, v), out)?;
+            }
+        }
+        buckets.flush(out)
+    }
+}
+
+impl<K: Data + Hash + Eq, V: Data, F: Fn(V, V) -> V + 'static> ShuffleSink for CombineSink<K, V, F> {
+    fn push(&mut self, chunk: Chunk, out: &mut dyn BlockWriter) -> Result<()> {
+        // SAFETY: closure types are checked zero-sized when the plan is built.
+        let f: F = unsafe { conjure() };
+        for (k, v) in chunk.into_rows::<(K, V)>()? {
+            combine_into(&mut self.map, &f, k, v);
+        }
+        if self.map.len() >= COMBINE_LIMIT {
+            self.spill(out)?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>, out: &mut dyn BlockWriter) -> Result<()> {
+        self.spill(out)
+    }
+}
+
+/// Sink of `reduce_by_key`: combines map-side with `F`, then hash-partitions.
+pub fn combine<K: Data + Hash + Eq, V: Data, F: Fn(V, V) -> V + 'static>(
+    _state: &[u8],
+    partitions: u32,
+) -> Result<Box<dyn ShuffleSink>> {
+    Ok(Box::new(CombineSink::<K, V, F> {
+        partitions,
+        map: FxHashMap::default(),
+        _f: std::marker::PhantomData,
+    }))
+}
+
+/// De-duplicates rows before partitioning (`distinct`).
+struct DistinctSink<T> {
+    partitions: u32,
+    seen: FxHashSet<T>,
+}
+
+impl<T: Data + Hash + Eq> DistinctSink<T> {
+    fn spill(&mut self, out: &mut dyn BlockWriter) -> Result<()> {
+        let mut buckets = Buckets::<T>::new(self.partitions);
+        for x in self.seen.drain() {
+            buckets.push(partition_of(&x, self.partitions), x, out)?;
+        }
+        buckets.flush(out)
+    }
+}
+
+impl<T: Data + Hash + Eq> ShuffleSink for DistinctSink<T> {
+    fn push(&mut self, chunk: Chunk, out: &mut dyn BlockWriter) -> Result<()> {
+        self.seen.extend(chunk.into_rows::<T>()?);
+        if self.seen.len() >= COMBINE_LIMIT {
+            self.spill(out)?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>, out: &mut dyn BlockWriter) -> Result<()> {
+        self.spill(out)
+    }
+}
+
+/// Sink of `distinct`.
+pub fn distinct<T: Data + Hash + Eq>(_state: &[u8], partitions: u32) -> Result<Box<dyn ShuffleSink>> {
+    Ok(Box::new(DistinctSink::<T> {
+        partitions,
+        seen: FxHashSet::default(),
+    }))
+}
+
+/// Range-partitions rows by the key `F` computes, against sampled bounds (`sort_by_key`).
+struct RangeSink<T, K, F> {
+    bounds: Vec<K>,
+    buckets: Buckets<T>,
+    _f: std::marker::PhantomData<fn() -> F>,
+}
+
+impl<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static> ShuffleSink for RangeSink<T, K, F> {
+    fn push(&mut self, chunk: Chunk, out: &mut dyn BlockWriter) -> Result<()> {
+        // SAFETY: closure types are checked zero-sized when the plan is built.
+        let f: F = unsafe { conjure() };
+        for row in chunk.into_rows::<T>()? {
+            let key = f(&row);
+            let p = self.bounds.partition_point(|b| *b < key) as u32;
+            self.buckets.push(p, row, out)?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>, out: &mut dyn BlockWriter) -> Result<()> {
+        self.buckets.flush(out)
+    }
+}
+
+/// Sink of `sort_by_key`: the state is the serialised `Vec<K>` of range bounds.
+pub fn range<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static>(state: &[u8], partitions: u32) -> Result<Box<dyn ShuffleSink>> {
+    let bounds: Vec<K> = postcard::from_bytes(state)?;
+    Ok(Box::new(RangeSink::<T, K, F> {
+        bounds,
+        buckets: Buckets::new(partitions),
+        _f: std::marker::PhantomData,
+    }))
+}
+
+/// Chooses `partitions - 1` range bounds from sampled keys (each task's sample serialised
+/// as a `Vec<K>`): the sorted sample's quantiles, duplicates removed.
+pub fn range_bounds<K: Data + Ord + Clone>(samples: &[Vec<u8>], partitions: u32) -> Result<Vec<u8>> {
+    let mut keys: Vec<K> = Vec::new();
+    for s in samples {
+        keys.extend(postcard::from_bytes::<Vec<K>>(s)?);
+    }
+    keys.sort_unstable();
+    let mut bounds: Vec<K> = Vec::new();
+    let n = partitions.max(1) as usize;
+    if !keys.is_empty() {
+        for i in 1..n {
+            let k = &keys[(i * keys.len() / n).min(keys.len() - 1)];
+            if bounds.last() != Some(k) {
+                bounds.push(k.clone());
+            }
+        }
+    }
+    Ok(postcard::to_stdvec(&bounds)?)
+}

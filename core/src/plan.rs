@@ -1,0 +1,149 @@
+//! The job plan: stages of tasks, each task a source or shuffle read, a pipeline of shipped
+//! steps, and an output (a shuffle write or the job's action). Everything here is plain
+//! data (serde), so the same plan runs embedded or travels to a cluster.
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::{BatchStream, ChunkStream};
+use crate::error::Result;
+use crate::shipped::Shipped;
+use crate::shuffle::ShuffleSink;
+use crate::source::Split;
+
+/// A narrow step: transforms one partition's stream of chunks (map, filter, flat_map, ...).
+pub type StepFn = fn(state: &[u8], input: ChunkStream) -> Result<ChunkStream>;
+/// Builds the map side of a shuffle for one task: partitions (and maybe combines) rows.
+pub type SinkFn = fn(state: &[u8], partitions: u32) -> Result<Box<dyn ShuffleSink>>;
+/// The reduce side of a shuffle: turns the blocks of one reduce partition (one stream per
+/// shuffled parent) into the partition's rows.
+pub type ReduceFn = fn(state: &[u8], sides: Vec<BatchStream>) -> Result<ChunkStream>;
+/// The job's action, run on each partition of the final stage.
+pub type ActionFn = fn(state: &[u8], input: ChunkStream, env: &ActionEnv) -> Result<TaskValue>;
+/// The Arrow schema of a typed source (e.g. the columns a CSV file must have).
+pub type SchemaFn = fn() -> Result<arrow::datatypes::SchemaRef>;
+
+crate::__shippable!(StepFn, SinkFn, ReduceFn, ActionFn, SchemaFn);
+
+/// A whole job: stages in an order where every stage comes after the stages it reads.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobPlan {
+    /// All stages; the last one is the final stage whose output is the action.
+    pub stages: Vec<StagePlan>,
+}
+
+/// One stage: tasks that share an output kind, cut from the next stage by a shuffle.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StagePlan {
+    /// Index of the stage within its job.
+    pub id: u32,
+    /// One task per partition.
+    pub tasks: Vec<TaskPlan>,
+    /// What each task does with its rows.
+    pub output: StageOutput,
+    /// Stages whose shuffle output this stage reads.
+    pub parents: Vec<u32>,
+}
+
+/// One task: where its rows come from and the steps they pass through.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskPlan {
+    /// The task's input.
+    pub input: TaskInput,
+    /// Narrow steps pipelined over the input, in order.
+    pub steps: Vec<Step>,
+}
+
+/// Where a task's rows come from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum TaskInput {
+    /// A split of a stored input.
+    Source {
+        /// The split to read.
+        split: Split,
+        /// When set, read only this many evenly spaced windows (sampling for range bounds).
+        sample_windows: Option<u32>,
+    },
+    /// One reduce partition of one or more shuffles.
+    Shuffle(ShuffleRead),
+}
+
+/// The reduce side of a shuffle, as one task reads it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShuffleRead {
+    /// The function that merges the partition's blocks into rows.
+    pub reduce: Shipped<ReduceFn>,
+    /// Its serialised state.
+    pub state: Vec<u8>,
+    /// The shuffles read, one per side (a join has two).
+    pub shuffles: Vec<u32>,
+    /// The reduce partition.
+    pub partition: u32,
+}
+
+/// A shipped narrow step and its serialised state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Step {
+    /// The trampoline.
+    pub f: Shipped<StepFn>,
+    /// Serialised data the closure needs (`map_with`), or empty.
+    pub state: Vec<u8>,
+}
+
+/// What the tasks of a stage produce.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum StageOutput {
+    /// Map output of a shuffle.
+    Shuffle {
+        /// The shuffle's id within the job.
+        shuffle: u32,
+        /// Builds the task's partitioning (and combining) sink.
+        sink: Shipped<SinkFn>,
+        /// The sink's serialised state (e.g. range bounds).
+        state: Vec<u8>,
+        /// Number of reduce partitions.
+        partitions: u32,
+    },
+    /// The job's action (collect, count, save, ...).
+    Action {
+        /// The action's trampoline.
+        f: Shipped<ActionFn>,
+        /// Its serialised state (e.g. the output directory).
+        state: Vec<u8>,
+    },
+}
+
+/// What an action knows about the task it runs in.
+#[derive(Debug, Clone)]
+pub struct ActionEnv {
+    /// The stage's id.
+    pub stage: u32,
+    /// The partition this task computes.
+    pub partition: u32,
+    /// The attempt number (distinguishes retries' temporary files).
+    pub attempt: u32,
+}
+
+/// What a task returns to whoever runs the job.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum TaskValue {
+    /// A map task wrote its shuffle output.
+    Shuffled {
+        /// Rows written.
+        rows: u64,
+        /// Bytes written (Arrow in-memory size).
+        bytes: u64,
+    },
+    /// A row count.
+    Count(u64),
+    /// A serialised value (a partial sum, a partial reduce, a sample of keys).
+    Bytes(Vec<u8>),
+    /// Rows as an Arrow IPC stream (collect, take).
+    Batches(Vec<u8>),
+    /// A file written to the job's staging directory.
+    Written {
+        /// Rows written.
+        rows: u64,
+        /// Bytes written.
+        bytes: u64,
+    },
+}

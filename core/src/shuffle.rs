@@ -1,0 +1,176 @@
+//! Shuffle: the map side's sink interface, the transport interface, and the embedded
+//! transport (memory with a bound, spilling Arrow IPC files to a temporary directory).
+//!
+//! A map task pushes chunks into a [`ShuffleSink`] (built by a shipped trampoline, so it is
+//! typed), which partitions rows and hands Arrow batches to a [`BlockWriter`]. Which
+//! [`ShuffleService`] stores the blocks is the only thing that differs between the embedded
+//! engine (this module's [`LocalShuffle`]) and the cluster (worker files served over Flight).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use arrow::ipc::reader::FileReader;
+use arrow::ipc::writer::FileWriter;
+use arrow::record_batch::RecordBatch;
+
+use crate::data::{BatchStream, Chunk};
+use crate::error::{Error, Result};
+
+/// Where a map task's partitioned output goes.
+pub trait BlockWriter {
+    /// Stores one batch of reduce partition `partition`.
+    fn write(&mut self, partition: u32, batch: RecordBatch) -> Result<()>;
+}
+
+/// The map side of a shuffle for one task: partitions (and perhaps combines) rows.
+pub trait ShuffleSink: Send {
+    /// Takes one chunk of the task's rows; may write blocks as buffers fill.
+    fn push(&mut self, chunk: Chunk, out: &mut dyn BlockWriter) -> Result<()>;
+    /// Writes whatever is still buffered.
+    fn finish(self: Box<Self>, out: &mut dyn BlockWriter) -> Result<()>;
+}
+
+/// The storage and transport of shuffle blocks.
+pub trait ShuffleService: Send + Sync {
+    /// A writer for the output of map task `map_task` of shuffle `shuffle`.
+    fn writer(&self, shuffle: u32, map_task: u32) -> Box<dyn BlockWriter + '_>;
+    /// Every block of reduce partition `partition` of shuffle `shuffle`, in map-task order.
+    fn read(&self, shuffle: u32, partition: u32) -> Result<BatchStream>;
+}
+
+enum Block {
+    Memory(RecordBatch, usize),
+    Spilled(PathBuf),
+}
+
+/// The embedded shuffle: blocks stay in memory up to a byte limit, past which they are
+/// written to Arrow IPC files in a temporary directory. A reduce partition's blocks are
+/// handed over (and their memory released) when it is read: embedded tasks run once.
+pub struct LocalShuffle {
+    blocks: Mutex<HashMap<(u32, u32), Vec<((u32, u64), Block)>>>,
+    in_memory: AtomicUsize,
+    limit: usize,
+    spill_dir: tempfile::TempDir,
+    spilled_bytes: AtomicU64,
+    sequence: AtomicU64,
+}
+
+impl LocalShuffle {
+    /// A store holding at most `limit` bytes in memory, spilling under `spill_parent`
+    /// (the system temporary directory if `None`).
+    pub fn new(limit: usize, spill_parent: Option<&std::path::Path>) -> Result<Self> {
+        let builder = {
+            let mut b = tempfile::Builder::new();
+            b.prefix("ringleader-spill-");
+            b
+        };
+        let spill_dir = match spill_parent {
+            Some(p) => builder.tempdir_in(p).map_err(|e| Error::io(p, e))?,
+            None => builder.tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?,
+        };
+        Ok(LocalShuffle {
+            blocks: Mutex::new(HashMap::new()),
+            in_memory: AtomicUsize::new(0),
+            limit,
+            spill_dir,
+            spilled_bytes: AtomicU64::new(0),
+            sequence: AtomicU64::new(0),
+        })
+    }
+
+    /// Bytes written to spill files so far.
+    pub fn spilled_bytes(&self) -> u64 {
+        self.spilled_bytes.load(Ordering::Relaxed)
+    }
+
+    fn store(&self, shuffle: u32, map_task: u32, partition: u32, batch: RecordBatch) -> Result<()> {
+        let size = batch.get_array_memory_size();
+        let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
+        let reserved = self.in_memory.fetch_add(size, Ordering::AcqRel) + size;
+        let block = if reserved > self.limit {
+            self.in_memory.fetch_sub(size, Ordering::AcqRel);
+            let path = self
+                .spill_dir
+                .path()
+                .join(format!("shuffle-{shuffle}-part-{partition}-map-{map_task}-{seq}.arrow"));
+            let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
+            let mut writer = FileWriter::try_new(BufWriter::with_capacity(1 << 20, file), batch.schema().as_ref())?;
+            writer.write(&batch)?;
+            writer.finish()?;
+            self.spilled_bytes.fetch_add(size as u64, Ordering::Relaxed);
+            Block::Spilled(path)
+        } else {
+            Block::Memory(batch, size)
+        };
+        self.blocks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((shuffle, partition))
+            .or_default()
+            .push(((map_task, seq), block));
+        Ok(())
+    }
+}
+
+struct LocalWriter<'a> {
+    store: &'a LocalShuffle,
+    shuffle: u32,
+    map_task: u32,
+}
+
+impl BlockWriter for LocalWriter<'_> {
+    fn write(&mut self, partition: u32, batch: RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        self.store.store(self.shuffle, self.map_task, partition, batch)
+    }
+}
+
+impl ShuffleService for LocalShuffle {
+    fn writer(&self, shuffle: u32, map_task: u32) -> Box<dyn BlockWriter + '_> {
+        Box::new(LocalWriter {
+            store: self,
+            shuffle,
+            map_task,
+        })
+    }
+
+    fn read(&self, shuffle: u32, partition: u32) -> Result<BatchStream> {
+        let mut blocks = self
+            .blocks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(shuffle, partition))
+            .unwrap_or_default();
+        blocks.sort_by_key(|(order, _)| *order);
+        let released: usize = blocks
+            .iter()
+            .map(|(_, b)| if let Block::Memory(_, s) = b { *s } else { 0 })
+            .sum();
+        self.in_memory.fetch_sub(released, Ordering::AcqRel);
+        Ok(Box::new(blocks.into_iter().flat_map(|(_, block)| -> BatchStream {
+            match block {
+                Block::Memory(batch, _) => Box::new(std::iter::once(Ok(batch))),
+                Block::Spilled(path) => read_spill(path),
+            }
+        })))
+    }
+}
+
+fn read_spill(path: PathBuf) -> BatchStream {
+    let opened = File::open(&path)
+        .map_err(|e| Error::io(&path, e))
+        .and_then(|f| FileReader::try_new(std::io::BufReader::new(f), None).map_err(Error::from));
+    match opened {
+        Ok(reader) => {
+            let _ = std::fs::remove_file(&path);
+            Box::new(reader.map(|r| r.map_err(Error::from)))
+        }
+        Err(e) => Box::new(std::iter::once(Err(e))),
+    }
+}

@@ -1,0 +1,172 @@
+//! Inputs: listing files, cutting them into splits (at plan time, in the user's program, so
+//! bad input fails before any task runs), and opening a split as a stream of chunks.
+//!
+//! Modules: [`text`] (lines, split on line boundaries), [`records`] (100-byte gensort
+//! records), [`ipc`] (Arrow IPC files, memory-mapped), [`parquet`], [`csv`]; inline data from
+//! `parallelize` is an Arrow IPC stream inside the split itself.
+
+pub mod csv;
+pub mod ipc;
+pub mod parquet;
+pub mod records;
+pub mod text;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::{Chunk, ChunkStream};
+use crate::error::{Error, Result};
+use crate::plan::SchemaFn;
+use crate::shipped::Shipped;
+
+/// One piece of input that one task reads.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Split {
+    /// Lines of a text file whose first byte lies in `[start, end)`.
+    Text {
+        /// The file.
+        path: PathBuf,
+        /// First byte of the split.
+        start: u64,
+        /// One past the last byte of the split.
+        end: u64,
+        /// Replace invalid UTF-8 instead of failing.
+        lossy: bool,
+    },
+    /// Whole 100-byte records in `[start, end)` (both multiples of 100).
+    Records {
+        /// The file.
+        path: PathBuf,
+        /// First byte of the split.
+        start: u64,
+        /// One past the last byte.
+        end: u64,
+    },
+    /// Record batches `[first, end)` of an Arrow IPC file, optionally one column only.
+    Ipc {
+        /// The file.
+        path: PathBuf,
+        /// Index of the first batch.
+        first: usize,
+        /// One past the last batch.
+        end: usize,
+        /// Read only this column (by index).
+        column: Option<usize>,
+    },
+    /// Some row groups of a Parquet file.
+    Parquet {
+        /// The file.
+        path: PathBuf,
+        /// Row-group indices to read.
+        row_groups: Vec<usize>,
+    },
+    /// A whole CSV file with a header line, parsed against the schema of the row type.
+    Csv {
+        /// The file.
+        path: PathBuf,
+        /// The row type's schema.
+        schema: Shipped<SchemaFn>,
+    },
+    /// Rows shipped inside the plan, as an Arrow IPC stream (`parallelize`).
+    Inline {
+        /// The encoded rows.
+        ipc: Vec<u8>,
+    },
+}
+
+impl Split {
+    /// A short description for progress and error messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Split::Text { path, start, end, .. } | Split::Records { path, start, end } => {
+                format!("{}[{start}..{end})", path.display())
+            }
+            Split::Ipc { path, first, end, .. } => format!("{} batches {first}..{end}", path.display()),
+            Split::Parquet { path, row_groups } => format!("{} row groups {row_groups:?}", path.display()),
+            Split::Csv { path, .. } => path.display().to_string(),
+            Split::Inline { ipc } => format!("inline ({} bytes)", ipc.len()),
+        }
+    }
+}
+
+/// Opens a split; with `sample_windows`, reads only that many evenly spaced windows of it
+/// where the format allows (text, records), and the whole split otherwise.
+pub fn open(split: &Split, sample_windows: Option<u32>) -> Result<ChunkStream> {
+    match split {
+        Split::Text { path, start, end, lossy } => text::open(path, *start, *end, *lossy, sample_windows),
+        Split::Records { path, start, end } => records::open(path, *start, *end, sample_windows),
+        Split::Ipc { path, first, end, column } => ipc::open(path, *first, *end, *column),
+        Split::Parquet { path, row_groups } => parquet::open(path, row_groups),
+        Split::Csv { path, schema } => {
+            // SAFETY: the plan was built by this executable (checked before it runs).
+            let schema_fn = unsafe { schema.resolve() };
+            csv::open(path, schema_fn()?)
+        }
+        Split::Inline { ipc } => {
+            let batches = crate::ipc::from_stream_bytes(ipc)?;
+            Ok(Box::new(batches.into_iter().map(|b| Ok(Chunk::Arrow(b)))))
+        }
+    }
+}
+
+/// Lists the data files under `path`: the file itself, or the directory's files (not
+/// hidden ones, nor names starting with `_` like `_SUCCESS`) that `accept` takes, sorted
+/// by name. A missing path, or one with no data, is an error naming it.
+pub fn list_files(path: &Path, accept: impl Fn(&Path) -> bool) -> Result<Vec<(PathBuf, u64)>> {
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::MissingInput(path.to_path_buf()),
+        _ => Error::io(path, e),
+    })?;
+    let mut files = Vec::new();
+    if meta.is_file() {
+        files.push((path.to_path_buf(), meta.len()));
+    } else {
+        let entries = std::fs::read_dir(path).map_err(|e| Error::io(path, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(path, e))?;
+            let p = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || name.starts_with('_') || !accept(&p) {
+                continue;
+            }
+            let m = entry.metadata().map_err(|e| Error::io(&p, e))?;
+            if m.is_file() {
+                files.push((p, m.len()));
+            }
+        }
+        files.sort();
+    }
+    if files.is_empty() || files.iter().all(|(_, len)| *len == 0) {
+        return Err(Error::EmptyInput(path.to_path_buf()));
+    }
+    Ok(files)
+}
+
+/// Whether a path has the given extension.
+pub fn has_extension(path: &Path, ext: &str) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case(ext))
+}
+
+/// Byte ranges `[start, end)` cutting `len` bytes into pieces of about `split` bytes,
+/// each boundary a multiple of `align`.
+pub fn byte_ranges(len: u64, split: u64, align: u64) -> Vec<(u64, u64)> {
+    let split = (split / align).max(1) * align;
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < len {
+        let end = (start + split).min(len);
+        out.push((start, end));
+        start = end;
+    }
+    out
+}
+
+/// Evenly spaced window starts for sampling `[start, end)`, each aligned to `align`.
+pub(crate) fn window_starts(start: u64, end: u64, windows: u32, align: u64) -> Vec<u64> {
+    let len = end - start;
+    let windows = windows.max(1) as u64;
+    (0..windows)
+        .map(|i| start + (len * i / windows) / align * align)
+        .collect()
+}

@@ -1,0 +1,98 @@
+//! Engine settings, with defaults that suit a laptop and `RINGLEADER_*` environment
+//! variables to change them without touching the job.
+
+use std::path::PathBuf;
+
+use crate::Error;
+
+/// How the embedded engine runs a job.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Worker threads of the task pool (`RINGLEADER_THREADS`; default: the number of cores).
+    pub threads: usize,
+    /// Partitions after a shuffle (`RINGLEADER_PARTITIONS`; default: 4 per thread).
+    pub shuffle_partitions: u32,
+    /// Bytes of shuffle data held in memory before spilling to disk
+    /// (`RINGLEADER_MEMORY`, e.g. `512M`, `2G`; default: 2 GiB or a quarter of RAM,
+    /// whichever is smaller).
+    pub memory_limit: usize,
+    /// Largest input split in bytes (`RINGLEADER_SPLIT_SIZE`; default 64 MiB).
+    pub split_size: u64,
+    /// Where spill files go (`RINGLEADER_SPILL_DIR`; default: the system temp directory).
+    pub spill_dir: Option<PathBuf>,
+    /// Show per-stage progress on stderr when it is a terminal (`RINGLEADER_PROGRESS=0` turns it off).
+    pub progress: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        Config {
+            threads,
+            shuffle_partitions: (threads * 4) as u32,
+            memory_limit: default_memory_limit(),
+            split_size: 64 << 20,
+            spill_dir: None,
+            progress: true,
+        }
+    }
+}
+
+fn default_memory_limit() -> usize {
+    let ram = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<usize>().ok()))
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(8 << 30);
+    (ram / 4).min(2 << 30)
+}
+
+/// Parses a byte size such as `1048576`, `64K`, `512M`, `2G` or `1GiB`.
+pub fn parse_bytes(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(digits);
+    let n: u64 = number.parse().ok()?;
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        _ => return None,
+    };
+    n.checked_mul(1u64 << shift)
+}
+
+impl Config {
+    /// Defaults, overridden by any `RINGLEADER_*` variable that is set.
+    pub fn from_env() -> Result<Config, Error> {
+        let mut c = Config::default();
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let bad = |name: &str, v: &str, want: &str| Error::Config(format!("{name}={v:?}: expected {want}"));
+        if let Some(v) = var("RINGLEADER_THREADS") {
+            c.threads = v.parse().ok().filter(|&n| n > 0).ok_or_else(|| bad("RINGLEADER_THREADS", &v, "a positive number"))?;
+            c.shuffle_partitions = (c.threads * 4) as u32;
+        }
+        if let Some(v) = var("RINGLEADER_PARTITIONS") {
+            c.shuffle_partitions = v.parse().ok().filter(|&n| n > 0).ok_or_else(|| bad("RINGLEADER_PARTITIONS", &v, "a positive number"))?;
+        }
+        if let Some(v) = var("RINGLEADER_MEMORY") {
+            c.memory_limit = parse_bytes(&v).ok_or_else(|| bad("RINGLEADER_MEMORY", &v, "a size like 512M or 2G"))? as usize;
+        }
+        if let Some(v) = var("RINGLEADER_SPLIT_SIZE") {
+            c.split_size = parse_bytes(&v).filter(|&n| n > 0).ok_or_else(|| bad("RINGLEADER_SPLIT_SIZE", &v, "a size like 64M"))?;
+        }
+        if let Some(v) = var("RINGLEADER_SPILL_DIR") {
+            c.spill_dir = Some(PathBuf::from(v));
+        }
+        if let Some(v) = var("RINGLEADER_PROGRESS") {
+            c.progress = !matches!(v.as_str(), "0" | "false" | "no" | "off");
+        }
+        Ok(c)
+    }
+}

@@ -1,0 +1,262 @@
+//! The job's handle on the engine: configuration, the task pool, and the sources that start
+//! every dataset. Sources list and check their input when they are called, so a missing
+//! directory or a torn record file fails before any task runs.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use ringleader_core::data::{encode, Data};
+use ringleader_core::plan::{JobPlan, SchemaFn, TaskValue};
+use ringleader_core::record::{Record, RECORD_LEN};
+use ringleader_core::shipped::Shipped;
+use ringleader_core::source::{self, Split};
+use serde_arrow::schema::{SchemaLike, TracingOptions};
+
+use crate::config::Config;
+use crate::dataset::Dataset;
+use crate::node::Node;
+use crate::{Error, Result};
+
+/// Options for reading text.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TextOptions {
+    /// Replace bytes that are not UTF-8 with U+FFFD instead of failing the job.
+    pub lossy: bool,
+}
+
+/// The entry point of a job: creates datasets and runs their actions.
+///
+/// # Examples
+/// ```
+/// let ctx = ringleader::Context::embedded();
+/// let evens = ctx.parallelize((1..=10i64).collect(), 2).unwrap().filter(|x| x % 2 == 0);
+/// assert_eq!(evens.count().unwrap(), 5);
+/// ```
+#[derive(Clone)]
+pub struct Context {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    pool: rayon::ThreadPool,
+}
+
+impl Context {
+    /// An embedded engine with `config`.
+    pub fn new(config: Config) -> Result<Context> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(config.threads)
+            .thread_name(|i| format!("ringleader-task-{i}"))
+            .build()
+            .map_err(|e| Error::Config(format!("cannot start {} task threads: {e}", config.threads)))?;
+        Ok(Context {
+            inner: Arc::new(Inner { config, pool }),
+        })
+    }
+
+    /// An embedded engine with default settings.
+    pub fn embedded() -> Context {
+        Context::new(Config::default()).unwrap_or_else(|e| panic!("cannot start the embedded engine: {e}"))
+    }
+
+    /// An embedded engine configured from `RINGLEADER_*` environment variables.
+    pub fn from_env() -> Result<Context> {
+        Context::new(Config::from_env()?)
+    }
+
+    /// The engine's settings.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Runs a plan and returns its final stage's values.
+    pub(crate) fn execute(&self, plan: &JobPlan) -> Result<Vec<TaskValue>> {
+        crate::embedded::run_job(&self.inner.config, &self.inner.pool, plan)
+    }
+
+    pub(crate) fn dataset<T: Data>(&self, node: Node) -> Dataset<T> {
+        Dataset::from_node(self.clone(), Arc::new(node))
+    }
+
+    /// Split size for `total` bytes: at most the configured size, small enough that every
+    /// thread gets about two splits.
+    fn split_size(&self, total: u64) -> u64 {
+        let per_thread = total.div_ceil(self.inner.config.threads as u64 * 2);
+        per_thread.clamp(1 << 20, self.inner.config.split_size.max(1 << 20))
+    }
+
+    /// Lines of the text files under `path` (a file or a directory), as `String`s without
+    /// their line ends. Large files are read in several splits. Bytes that are not UTF-8
+    /// fail the job, naming the file and line; see [`Context::text_files_with`].
+    ///
+    /// # Examples
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// std::fs::write(dir.path().join("a.txt"), "one\ntwo\n").unwrap();
+    /// let ctx = ringleader::Context::embedded();
+    /// assert_eq!(ctx.text_files(dir.path()).unwrap().count().unwrap(), 2);
+    /// ```
+    pub fn text_files(&self, path: impl AsRef<Path>) -> Result<Dataset<String>> {
+        self.text_files_with(path, TextOptions::default())
+    }
+
+    /// [`Context::text_files`] with options (e.g. lossy UTF-8).
+    ///
+    /// # Examples
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// std::fs::write(dir.path().join("a.txt"), b"caf\xe9\n").unwrap();
+    /// let ctx = ringleader::Context::embedded();
+    /// let lossy = ringleader::TextOptions { lossy: true };
+    /// let lines = ctx.text_files_with(dir.path(), lossy).unwrap().collect().unwrap();
+    /// assert_eq!(lines, vec!["caf\u{fffd}".to_string()]);
+    /// ```
+    pub fn text_files_with(&self, path: impl AsRef<Path>, options: TextOptions) -> Result<Dataset<String>> {
+        let files = source::list_files(path.as_ref(), |_| true)?;
+        let split = self.split_size(files.iter().map(|(_, n)| n).sum());
+        let mut splits = Vec::new();
+        for (file, len) in files {
+            for (start, end) in source::byte_ranges(len, split, 1) {
+                splits.push(Split::Text { path: file.clone(), start, end, lossy: options.lossy });
+            }
+        }
+        Ok(self.dataset(Node::Source { splits }))
+    }
+
+    /// The 100-byte gensort records of the files under `path`. A file whose size is not a
+    /// multiple of 100 is an error naming it and the offset of its torn record.
+    ///
+    /// # Examples
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// std::fs::write(dir.path().join("in"), vec![7u8; 300]).unwrap();
+    /// let ctx = ringleader::Context::embedded();
+    /// assert_eq!(ctx.record_files(dir.path()).unwrap().count().unwrap(), 3);
+    /// ```
+    pub fn record_files(&self, path: impl AsRef<Path>) -> Result<Dataset<Record>> {
+        let files = source::list_files(path.as_ref(), |_| true)?;
+        for (file, len) in &files {
+            source::records::check_size(file, *len)?;
+        }
+        let split = self.split_size(files.iter().map(|(_, n)| n).sum());
+        let mut splits = Vec::new();
+        for (file, len) in files {
+            for (start, end) in source::byte_ranges(len, split, RECORD_LEN as u64) {
+                splits.push(Split::Records { path: file.clone(), start, end });
+            }
+        }
+        Ok(self.dataset(Node::Source { splits }))
+    }
+
+    fn ipc_splits(&self, path: &Path, column: impl Fn(&Path, &source::ipc::IpcFile) -> Result<Option<usize>>) -> Result<Vec<Split>> {
+        let files = source::list_files(path, |p| source::has_extension(p, "arrow") || source::has_extension(p, "ipc"))?;
+        let mut splits = Vec::new();
+        for (file, _) in files {
+            let ipc = source::ipc::IpcFile::open(&file)?;
+            let column = column(&file, &ipc)?;
+            // Two splits per file at least, so both cores work on a single file.
+            let n = ipc.num_batches();
+            let per = n.div_ceil(2).max(1);
+            let mut first = 0;
+            while first < n {
+                let end = (first + per).min(n);
+                splits.push(Split::Ipc { path: file.clone(), first, end, column });
+                first = end;
+            }
+        }
+        Ok(splits)
+    }
+
+    /// Rows of type `T` from the Arrow IPC files (`*.arrow`) under `path`, decoded column by
+    /// column into `T`'s fields (or, for a one-column file, into `T` itself).
+    ///
+    /// # Examples
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use arrow::array::Int64Array;
+    /// # use arrow::record_batch::RecordBatch;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let batch = RecordBatch::try_from_iter([("v", Arc::new(Int64Array::from(vec![1, 2, 3])) as _)]).unwrap();
+    /// let mut w = arrow::ipc::writer::FileWriter::try_new(
+    ///     std::fs::File::create(dir.path().join("n.arrow")).unwrap(), &batch.schema()).unwrap();
+    /// w.write(&batch).unwrap();
+    /// w.finish().unwrap();
+    /// let ctx = ringleader::Context::embedded();
+    /// assert_eq!(ctx.arrow_files::<i64>(dir.path()).unwrap().sum().unwrap(), 6);
+    /// ```
+    pub fn arrow_files<T: Data>(&self, path: impl AsRef<Path>) -> Result<Dataset<T>> {
+        let splits = self.ipc_splits(path.as_ref(), |_, _| Ok(None))?;
+        Ok(self.dataset(Node::Source { splits }))
+    }
+
+    /// One `Int64` column of the Arrow IPC files under `path`: `column` by name, or each
+    /// file's first `Int64` column. Only that column is read, memory-mapped and without
+    /// copies; [`Dataset::sum`] adds it with Arrow's kernel.
+    pub fn arrow_column(&self, path: impl AsRef<Path>, column: Option<&str>) -> Result<Dataset<i64>> {
+        let splits = self.ipc_splits(path.as_ref(), |file, ipc| {
+            source::ipc::find_int64_column(file, ipc.schema(), column).map(Some)
+        })?;
+        Ok(self.dataset(Node::Source { splits }))
+    }
+
+    /// Rows of type `T` from the Parquet files (`*.parquet`) under `path`, a split per row group.
+    pub fn parquet_files<T: Data>(&self, path: impl AsRef<Path>) -> Result<Dataset<T>> {
+        let files = source::list_files(path.as_ref(), |p| source::has_extension(p, "parquet"))?;
+        let mut splits = Vec::new();
+        for (file, _) in files {
+            for rg in 0..source::parquet::row_groups(&file)? {
+                splits.push(Split::Parquet { path: file.clone(), row_groups: vec![rg] });
+            }
+        }
+        Ok(self.dataset(Node::Source { splits }))
+    }
+
+    /// Rows of type `T` from the CSV files (`*.csv`, with a header line) under `path`. The
+    /// columns are parsed as `T`'s fields' types: a value of the wrong type fails the job,
+    /// naming the file, line and column.
+    ///
+    /// # Examples
+    /// ```
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Sale { city: String, amount: i64 }
+    /// let dir = tempfile::tempdir().unwrap();
+    /// std::fs::write(dir.path().join("s.csv"), "city,amount\nOslo,3\nLima,4\n").unwrap();
+    /// let ctx = ringleader::Context::embedded();
+    /// let total = ctx.csv_files::<Sale>(dir.path()).unwrap().map(|s| s.amount).sum().unwrap();
+    /// assert_eq!(total, 7);
+    /// ```
+    pub fn csv_files<T: Data>(&self, path: impl AsRef<Path>) -> Result<Dataset<T>> {
+        csv_schema::<T>()?;
+        let files = source::list_files(path.as_ref(), |p| source::has_extension(p, "csv"))?;
+        let schema = Shipped::new(csv_schema::<T> as SchemaFn);
+        let splits = files.into_iter().map(|(path, _)| Split::Csv { path, schema }).collect();
+        Ok(self.dataset(Node::Source { splits }))
+    }
+
+    /// A dataset of `rows`, cut into `partitions` pieces shipped inside the plan.
+    ///
+    /// # Examples
+    /// ```
+    /// let ctx = ringleader::Context::embedded();
+    /// let words = ctx.parallelize(vec!["a".to_string(), "b".to_string()], 2).unwrap();
+    /// assert_eq!(words.collect().unwrap(), vec!["a", "b"]);
+    /// ```
+    pub fn parallelize<T: Data>(&self, rows: Vec<T>, partitions: usize) -> Result<Dataset<T>> {
+        let partitions = partitions.max(1);
+        let per = rows.len().div_ceil(partitions).max(1);
+        let mut splits = Vec::new();
+        for piece in rows.chunks(per) {
+            let batch = encode(piece)?;
+            splits.push(Split::Inline { ipc: ringleader_core::ipc::to_stream_bytes(&[batch])? });
+        }
+        Ok(self.dataset(Node::Source { splits }))
+    }
+}
+
+/// The Arrow schema of `T`'s fields, as CSV columns.
+fn csv_schema<T: Data>() -> ringleader_core::Result<arrow::datatypes::SchemaRef> {
+    let fields = Vec::<arrow::datatypes::FieldRef>::from_type::<T>(TracingOptions::default().allow_null_fields(true))
+        .map_err(|e| Error::Codec(format!("cannot read CSV as {}: {e}", std::any::type_name::<T>())))?;
+    Ok(Arc::new(arrow::datatypes::Schema::new(fields)))
+}

@@ -1,0 +1,515 @@
+//! `Dataset<T>`: a lazy, partitioned collection. Transformations add nodes to the plan;
+//! actions plan it into stages and run it.
+//!
+//! Every closure passed here must capture nothing (a compile-time check says so and points
+//! to [`Dataset::map_with`]): it is recorded as a shipped trampoline, exactly as a cluster
+//! executor will receive it.
+
+use std::fmt::Display;
+use std::hash::Hash;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ringleader_core::data::{decode, Data};
+use ringleader_core::ops::{action, narrow, reduce, sinks};
+use ringleader_core::output::OutputCommit;
+use ringleader_core::plan::{ActionFn, ReduceFn, SinkFn, StageOutput, Step, StepFn, TaskValue};
+use ringleader_core::record::Record;
+use ringleader_core::shipped::{assert_no_capture, Shipped};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+pub use ringleader_core::ops::action::Summable;
+pub use ringleader_core::ops::narrow::PartitionRows;
+
+use crate::context::Context;
+use crate::node::Node;
+use crate::Result;
+
+/// A lazy, partitioned collection of `T`.
+pub struct Dataset<T> {
+    ctx: Context,
+    node: Arc<Node>,
+    _rows: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Dataset<T> {
+    fn clone(&self) -> Self {
+        Dataset { ctx: self.ctx.clone(), node: self.node.clone(), _rows: PhantomData }
+    }
+}
+
+/// Where a save action writes, and whether it may replace what is there.
+#[derive(Debug, Clone)]
+pub struct Output {
+    dir: PathBuf,
+    overwrite: bool,
+}
+
+impl Output {
+    /// Output into `dir`, which must not exist yet.
+    pub fn new(dir: impl AsRef<Path>) -> Output {
+        Output { dir: dir.as_ref().to_path_buf(), overwrite: false }
+    }
+
+    /// Allows replacing an existing `dir` (only once the new output is complete).
+    pub fn overwrite(mut self, yes: bool) -> Output {
+        self.overwrite = yes;
+        self
+    }
+}
+
+impl From<&str> for Output {
+    fn from(s: &str) -> Output {
+        Output::new(s)
+    }
+}
+impl From<String> for Output {
+    fn from(s: String) -> Output {
+        Output::new(s)
+    }
+}
+impl From<&Path> for Output {
+    fn from(p: &Path) -> Output {
+        Output::new(p)
+    }
+}
+impl From<PathBuf> for Output {
+    fn from(p: PathBuf) -> Output {
+        Output::new(p)
+    }
+}
+impl From<&PathBuf> for Output {
+    fn from(p: &PathBuf) -> Output {
+        Output::new(p)
+    }
+}
+
+/// What a save action wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Saved {
+    /// Part files written.
+    pub files: usize,
+    /// Rows written.
+    pub rows: u64,
+    /// Bytes written.
+    pub bytes: u64,
+}
+
+impl<T: Data> Dataset<T> {
+    pub(crate) fn from_node(ctx: Context, node: Arc<Node>) -> Self {
+        Dataset { ctx, node, _rows: PhantomData }
+    }
+
+    fn derive<U: Data>(&self, node: Node) -> Dataset<U> {
+        Dataset::from_node(self.ctx.clone(), Arc::new(node))
+    }
+
+    fn step<U: Data>(&self, f: StepFn, state: Vec<u8>) -> Dataset<U> {
+        self.derive(Node::Narrow { parent: self.node.clone(), step: Step { f: Shipped::new(f), state } })
+    }
+
+    /// Applies `f` to every row.
+    ///
+    /// # Examples
+    /// ```
+    /// let ctx = ringleader::Context::embedded();
+    /// let doubled = ctx.parallelize(vec![1i64, 2, 3], 2).unwrap().map(|x| x * 2);
+    /// assert_eq!(doubled.collect().unwrap(), vec![2, 4, 6]);
+    /// ```
+    ///
+    /// A closure that captures a variable does not compile; pass the data with
+    /// [`Dataset::map_with`] instead:
+    /// ```compile_fail
+    /// let ctx = ringleader::Context::embedded();
+    /// let factor = 3i64;
+    /// let _ = ctx.parallelize(vec![1i64], 1).unwrap().map(move |x| x * factor).collect();
+    /// ```
+    pub fn map<U: Data, F: Fn(T) -> U + Send + Sync + 'static>(&self, f: F) -> Dataset<U> {
+        const { assert_no_capture::<F>() };
+        drop(f);
+        self.step(narrow::map::<T, U, F>, Vec::new())
+    }
+
+    /// Applies `f` to `state` and every row; `state` is serialised into the plan, so a
+    /// closure gets the data it needs without capturing it.
+    ///
+    /// # Examples
+    /// ```
+    /// let ctx = ringleader::Context::embedded();
+    /// let scaled = ctx.parallelize(vec![1i64, 2], 1).unwrap().map_with(10i64, |factor, x| x * factor);
+    /// assert_eq!(scaled.collect().unwrap(), vec![10, 20]);
+    /// ```
+    pub fn map_with<S, U, F>(&self, state: S, f: F) -> Dataset<U>
+    where
+        S: Serialize + DeserializeOwned + Send + 'static,
+        U: Data,
+        F: Fn(&S, T) -> U + Send + Sync + 'static,
+    {
+        const { assert_no_capture::<F>() };
+        drop(f);
+        match postcard::to_stdvec(&state) {
+            Ok(bytes) => self.step(narrow::map_with::<S, T, U, F>, bytes),
+            Err(e) => self.derive(Node::Invalid { message: format!("cannot serialise the state of map_with: {e}") }),
+        }
+    }
+
+    /// Keeps the rows for which `f` is true.
+    ///
+    /// # Examples
+    /// ```
+    /// let ctx = ringleader::Context::embedded();
+    /// let odd = ctx.parallelize((1..=5i64).collect(), 2).unwrap().filter(|x| x % 2 == 1);
+    /// assert_eq!(odd.collect().unwrap(), vec![1, 3, 5]);
+    /// ```
+    pub fn filter<F: Fn(&T) -> bool + Send + Sync + 'static>(&self, f: F) -> Dataset<T> {
+        const { assert_no_capture::<F>() };
+        drop(f);
+        self.step(narrow::filter::<T, F>, Vec::new())
+    }
+
+    /// Replaces every row by the rows `f` returns for it.
+    ///
+    /// # Examples
+    /// ```
+    /// let ctx = ringleader::Context::embedded();
+    /// let lines = ctx.parallelize(vec!["a b".to_string(), "c".to_string()], 1).unwrap();
+    /// let words = lines.flat_map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>());
+    /// assert_eq!(words.collect().unwrap(), vec!["a", "b", "c"]);
+    /// ```
+    pub fn flat_map<U, I, F>(&self, f: F) -> Dataset<U>
+    where
+        U: Data,
+        I: IntoIterator<Item = U>,
+        F: Fn(T) -> I + Send + Sync + 'static,
+    {
+        const { assert_no_capture::<F>() };
+        drop(f);
+        self.step(narrow::flat_map::<T, U, I, F>, Vec::new())
+    }
+
+    /// Hands each whole partition to `f` as an iterator, once per partition (e.g. to set up
+    /// something expensive once, or to combine rows locally).
+    ///
+    /// # Examples
+    /// ```
+    /// let ctx = ringleader::Context::embedded();
+    /// let sums = ctx.parallelize((1..=4i64).collect(), 2).unwrap().map_partitions(|rows| Some(rows.sum::<i64>()));
+    /// assert_eq!(sums.collect().unwrap(), vec![3, 7]);
+    /// ```
+    pub fn map_partitions<U, I, F>(&self, f: F) -> Dataset<U>
+    where
+        U: Data,
+        I: IntoIterator<Item = U>,
+        I::IntoIter: Send + 'static,
+        F: Fn(PartitionRows<T>) -> I + Send + Sync + 'static,
+    {
+        const { assert_no_capture::<F>() };
+        drop(f);
+        self.step(narrow::map_partitions::<T, U, I, F>, Vec::new())
+    }
+
+    /// Pairs every row with a key computed by `f`.
+    ///
+    /// # Examples
+    /// ```
+    /// let ctx = ringleader::Context::embedded();
+    /// let keyed = ctx.parallelize(vec!["apple".to_string()], 1).unwrap().key_by(|s| s.len());
+    /// assert_eq!(keyed.collect().unwrap(), vec![(5, "apple".to_string())]);
+    /// ```
+    pub fn key_by<K: Data, F: Fn(&T) -> K + Send + Sync + 'static>(&self, f: F) -> Dataset<(K, T)> {
+        const { assert_no_capture::<F>() };
+        drop(f);
+        self.step(narrow::key_by::<T, K, F>, Vec::new())
+    }
+
+    /// The rows of `self` followed by those of `other`.
+    ///
+    /// # Examples
+    /// ```
+    /// let ctx = ringleader::Context::embedded();
+    /// let a = ctx.parallelize(vec![1i64], 1).unwrap();
+    /// let b = ctx.parallelize(vec![2i64], 1).unwrap();
+    /// assert_eq!(a.union(&b).collect().unwrap(), vec![1, 2]);
+    /// ```
+    pub fn union(&self, other: &Dataset<T>) -> Dataset<T> {
+        self.derive(Node::Union { parents: vec![self.node.clone(), other.node.clone()] })
+    }
+
+    /// One copy of each distinct row (a shuffle, de-duplicated on both sides).
+    ///
+    /// # Examples
+    /// ```
+    /// let ctx = ringleader::Context::embedded();
+    /// let mut d = ctx.parallelize(vec![3i64, 1, 3, 1], 2).unwrap().distinct().collect().unwrap();
+    /// d.sort();
+    /// assert_eq!(d, vec![1, 3]);
+    /// ```
+    pub fn distinct(&self) -> Dataset<T>
+    where
+        T: Hash + Eq,
+    {
+        self.derive(Node::Shuffle {
+            sides: vec![(self.node.clone(), Shipped::new(sinks::distinct::<T> as SinkFn))],
+            reduce: Shipped::new(reduce::distinct::<T> as ReduceFn),
+            partitions: self.ctx.config().shuffle_partitions,
+        })
+    }
+
+    /// Sorts by the key `f` computes, ascending, into [`Config::shuffle_partitions`]
+    /// partitions whose concatenation is sorted: keys are sampled to choose range bounds
+    /// (TeraSort's method), rows are range-partitioned, and each partition is sorted.
+    ///
+    /// [`Config::shuffle_partitions`]: crate::Config::shuffle_partitions
+    ///
+    /// # Examples
+    /// ```
+    /// let ctx = ringleader::Context::embedded();
+    /// let sorted = ctx.parallelize(vec![5i64, 3, 9, 1], 2).unwrap().sort_by_key(|x| *x);
+    /// assert_eq!(sorted.collect().unwrap(), vec![1, 3, 5, 9]);
+    /// ```
+    pub fn sort_by_key<K, F>(&self, f: F) -> Dataset<T>
+    where
+        K: Data + Ord + Clone,
+        F: Fn(&T) -> K + Send + Sync + 'static,
+    {
+        self.sort_by_key_into(self.ctx.config().shuffle_partitions, f)
+    }
+
+    /// [`Dataset::sort_by_key`] into exactly `partitions` partitions.
+    pub fn sort_by_key_into<K, F>(&self, partitions: u32, f: F) -> Dataset<T>
+    where
+        K: Data + Ord + Clone,
+        F: Fn(&T) -> K + Send + Sync + 'static,
+    {
+        const { assert_no_capture::<F>() };
+        drop(f);
+        self.derive(Node::Sort {
+            parent: self.node.clone(),
+            sample: Shipped::new(action::sample_keys::<T, K, F> as ActionFn),
+            bounds: sinks::range_bounds::<K>,
+            sink: Shipped::new(sinks::range::<T, K, F> as SinkFn),
+            reduce: Shipped::new(reduce::sort::<T, K, F> as ReduceFn),
+            partitions: partitions.max(1),
+        })
+    }
+
+    fn run(&self, f: ActionFn, state: Vec<u8>) -> Result<Vec<TaskValue>> {
+        let plan = crate::planner::plan(&self.ctx, &self.node, StageOutput::Action { f: Shipped::new(f), state })?;
+        self.ctx.execute(&plan)
+    }
+
+    fn rows_of(values: Vec<TaskValue>) -> Result<Vec<T>> {
+        let mut rows = Vec::new();
+        for v in values {
+            if let TaskValue::Batches(bytes) = v {
+                for batch in ringleader_core::ipc::from_stream_bytes(&bytes)? {
+                    rows.extend(decode::<T>(&batch)?);
+                }
+            }
+        }
+        Ok(rows)
+    }
+
+    /// All rows, in partition order.
+    ///
+    /// # Examples
+    /// ```
+    /// let ctx = ringleader::Context::embedded();
+    /// assert_eq!(ctx.parallelize(vec![1i64, 2], 2).unwrap().collect().unwrap(), vec![1, 2]);
+    /// ```
+    pub fn collect(&self) -> Result<Vec<T>> {
+        Self::rows_of(self.run(action::collect::<T>, Vec::new())?)
+    }
+
+    /// The first `n` rows, in partition order.
+    ///
+    /// # Examples
+    /// ```
+    /// let ctx = ringleader::Context::embedded();
+    /// assert_eq!(ctx.parallelize((1..=100i64).collect(), 4).unwrap().take(3).unwrap(), vec![1, 2, 3]);
+    /// ```
+    pub fn take(&self, n: usize) -> Result<Vec<T>> {
+        let mut rows = Self::rows_of(self.run(action::take::<T>, postcard::to_stdvec(&(n as u64))?)?)?;
+        rows.truncate(n);
+        Ok(rows)
+    }
+
+    /// The number of rows.
+    ///
+    /// # Examples
+    /// ```
+    /// let ctx = ringleader::Context::embedded();
+    /// assert_eq!(ctx.parallelize(vec![(); 7], 3).unwrap().count().unwrap(), 7);
+    /// ```
+    pub fn count(&self) -> Result<u64> {
+        let values = self.run(action::count, Vec::new())?;
+        Ok(values.iter().map(|v| if let TaskValue::Count(n) = v { *n } else { 0 }).sum())
+    }
+
+    /// The sum of all rows; integer overflow is an error, never a wrap.
+    ///
+    /// # Examples
+    /// ```
+    /// let ctx = ringleader::Context::embedded();
+    /// assert_eq!(ctx.parallelize(vec![1i64, 2, 3], 2).unwrap().sum().unwrap(), 6);
+    /// assert!(ctx.parallelize(vec![i64::MAX, 1], 1).unwrap().sum().is_err());
+    /// ```
+    pub fn sum(&self) -> Result<T>
+    where
+        T: Summable,
+    {
+        let mut total = T::zero();
+        for v in self.run(action::sum::<T>, Vec::new())? {
+            if let TaskValue::Bytes(b) = v {
+                total = action::add(total, postcard::from_bytes(&b)?)?;
+            }
+        }
+        Ok(total)
+    }
+
+    /// Folds all rows with `f` (which should be associative and commutative); `None` for
+    /// an empty dataset.
+    ///
+    /// # Examples
+    /// ```
+    /// let ctx = ringleader::Context::embedded();
+    /// let max = ctx.parallelize(vec![4i64, 9, 2], 2).unwrap().reduce(|a, b| a.max(b)).unwrap();
+    /// assert_eq!(max, Some(9));
+    /// ```
+    pub fn reduce<F: Fn(T, T) -> T + Send + Sync + 'static>(&self, f: F) -> Result<Option<T>> {
+        const { assert_no_capture::<F>() };
+        let mut acc: Option<T> = None;
+        for v in self.run(action::reduce::<T, F>, Vec::new())? {
+            if let TaskValue::Bytes(b) = v {
+                if let Some(x) = postcard::from_bytes::<Option<T>>(&b)? {
+                    acc = Some(match acc {
+                        Some(a) => f(a, x),
+                        None => x,
+                    });
+                }
+            }
+        }
+        Ok(acc)
+    }
+
+    fn save(&self, output: Output, f: ActionFn) -> Result<Saved> {
+        let commit = OutputCommit::begin(&output.dir, output.overwrite)?;
+        let state = postcard::to_stdvec(&action::SaveState { dir: commit.staging().to_path_buf() })?;
+        let values = self.run(f, state)?;
+        commit.commit()?;
+        let mut saved = Saved { files: 0, rows: 0, bytes: 0 };
+        for v in values {
+            if let TaskValue::Written { rows, bytes } = v {
+                saved.files += 1;
+                saved.rows += rows;
+                saved.bytes += bytes;
+            }
+        }
+        Ok(saved)
+    }
+
+    /// Writes each row's `Display` as a line into `part-00000`, `part-00001`, … (one per
+    /// partition) under `output`. The output appears only when the whole job succeeded.
+    ///
+    /// # Examples
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let out = dir.path().join("out");
+    /// let ctx = ringleader::Context::embedded();
+    /// ctx.parallelize(vec![1i64, 2], 1).unwrap().save_text(&out).unwrap();
+    /// assert_eq!(std::fs::read_to_string(out.join("part-00000")).unwrap(), "1\n2\n");
+    /// ```
+    pub fn save_text(&self, output: impl Into<Output>) -> Result<Saved>
+    where
+        T: Display,
+    {
+        self.save(output.into(), action::save_text::<T>)
+    }
+}
+
+impl Dataset<Record> {
+    /// Writes the raw 100-byte records, in order, into `part-00000`, `part-00001`, …
+    /// under `output` (gensort's format). The output appears only when the job succeeded.
+    ///
+    /// # Examples
+    /// ```
+    /// use ringleader::Record;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let ctx = ringleader::Context::embedded();
+    /// let records = ctx.parallelize(vec![Record([1; 100]), Record([0; 100])], 1).unwrap();
+    /// records.sort_by_key(|r| r.key()).save_records(dir.path().join("out")).unwrap();
+    /// let bytes = std::fs::read(dir.path().join("out/part-00000")).unwrap();
+    /// assert_eq!((bytes.len(), bytes[0]), (200, 0));
+    /// ```
+    pub fn save_records(&self, output: impl Into<Output>) -> Result<Saved> {
+        self.save(output.into(), action::save_records)
+    }
+}
+
+impl<K: Data + Hash + Eq, V: Data> Dataset<(K, V)> {
+    fn shuffle<U: Data>(&self, sink: SinkFn, reduce: ReduceFn) -> Dataset<U> {
+        self.derive(Node::Shuffle {
+            sides: vec![(self.node.clone(), Shipped::new(sink))],
+            reduce: Shipped::new(reduce),
+            partitions: self.ctx.config().shuffle_partitions,
+        })
+    }
+
+    /// Merges the values of each key with `f`, combining on the map side first so only one
+    /// value per key and map task crosses the shuffle.
+    ///
+    /// # Examples
+    /// ```
+    /// let ctx = ringleader::Context::embedded();
+    /// let pairs = ctx.parallelize(vec![("a".to_string(), 1u64), ("b".to_string(), 1), ("a".to_string(), 1)], 2).unwrap();
+    /// let mut counts = pairs.reduce_by_key(|x, y| x + y).collect().unwrap();
+    /// counts.sort();
+    /// assert_eq!(counts, vec![("a".to_string(), 2), ("b".to_string(), 1)]);
+    /// ```
+    pub fn reduce_by_key<F: Fn(V, V) -> V + Send + Sync + 'static>(&self, f: F) -> Dataset<(K, V)> {
+        const { assert_no_capture::<F>() };
+        drop(f);
+        self.shuffle(sinks::combine::<K, V, F>, reduce::combine::<K, V, F>)
+    }
+
+    /// Gathers the values of each key (in no particular order).
+    ///
+    /// # Examples
+    /// ```
+    /// let ctx = ringleader::Context::embedded();
+    /// let pairs = ctx.parallelize(vec![(1i64, 'x'), (1, 'y'), (2, 'z')], 2).unwrap();
+    /// let mut groups = pairs.group_by_key().collect().unwrap();
+    /// groups.sort();
+    /// for (_, vs) in &mut groups { vs.sort(); }
+    /// assert_eq!(groups, vec![(1, vec!['x', 'y']), (2, vec!['z'])]);
+    /// ```
+    pub fn group_by_key(&self) -> Dataset<(K, Vec<V>)> {
+        self.shuffle(sinks::hash::<K, V>, reduce::group::<K, V>)
+    }
+
+    /// Inner hash join on the key: every pair of values, one from each side, whose keys match.
+    ///
+    /// # Examples
+    /// ```
+    /// let ctx = ringleader::Context::embedded();
+    /// let names = ctx.parallelize(vec![(1i64, "ada".to_string()), (2, "bob".to_string())], 1).unwrap();
+    /// let ages = ctx.parallelize(vec![(1i64, 36i64), (3, 50)], 1).unwrap();
+    /// assert_eq!(names.join(&ages).collect().unwrap(), vec![(1, ("ada".to_string(), 36))]);
+    /// ```
+    pub fn join<W: Data + Clone>(&self, other: &Dataset<(K, W)>) -> Dataset<(K, (V, W))>
+    where
+        K: Clone,
+        V: Clone,
+    {
+        self.derive(Node::Shuffle {
+            sides: vec![
+                (self.node.clone(), Shipped::new(sinks::hash::<K, V> as SinkFn)),
+                (other.node.clone(), Shipped::new(sinks::hash::<K, W> as SinkFn)),
+            ],
+            reduce: Shipped::new(reduce::join::<K, V, W> as ReduceFn),
+            partitions: self.ctx.config().shuffle_partitions,
+        })
+    }
+}

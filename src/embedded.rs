@@ -1,0 +1,43 @@
+//! The embedded engine: runs a job's stages in order, each stage's tasks in parallel on a
+//! rayon pool, shuffling through memory (spilling past the configured bound).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use rayon::prelude::*;
+use ringleader_core::exec::run_task;
+use ringleader_core::plan::{JobPlan, StageOutput, TaskValue};
+use ringleader_core::shuffle::LocalShuffle;
+use ringleader_core::Result;
+
+use crate::config::Config;
+use crate::progress::StageProgress;
+
+/// Runs `plan` and returns the final stage's task values, in partition order.
+pub(crate) fn run_job(config: &Config, pool: &rayon::ThreadPool, plan: &JobPlan) -> Result<Vec<TaskValue>> {
+    let shuffle = LocalShuffle::new(config.memory_limit, config.spill_dir.as_deref())?;
+    let mut values = Vec::new();
+    for stage in &plan.stages {
+        let kind = match &stage.output {
+            StageOutput::Shuffle { .. } => "map",
+            StageOutput::Action { .. } => "result",
+        };
+        let progress = StageProgress::start(config.progress, stage.id, kind, stage.tasks.len());
+        let done = AtomicUsize::new(0);
+        let started = Instant::now();
+        let result: Result<Vec<TaskValue>> = pool.install(|| {
+            (0..stage.tasks.len())
+                .into_par_iter()
+                .with_max_len(1)
+                .map(|i| {
+                    let value = run_task(stage, i, 0, &shuffle);
+                    progress.set(done.fetch_add(1, Ordering::Relaxed) + 1);
+                    value
+                })
+                .collect()
+        });
+        progress.finish(result.is_ok(), started.elapsed());
+        values = result?;
+    }
+    Ok(values)
+}
