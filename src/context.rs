@@ -10,7 +10,6 @@ use ringleader_core::plan::{JobPlan, SchemaFn, TaskValue};
 use ringleader_core::record::{Record, RECORD_LEN};
 use ringleader_core::shipped::Shipped;
 use ringleader_core::source::{self, Split};
-use serde_arrow::schema::{SchemaLike, TracingOptions};
 
 use crate::config::Config;
 use crate::dataset::Dataset;
@@ -256,7 +255,5 @@ impl Context {
 
 /// The Arrow schema of `T`'s fields, as CSV columns.
 fn csv_schema<T: Data>() -> ringleader_core::Result<arrow::datatypes::SchemaRef> {
-    let fields = Vec::<arrow::datatypes::FieldRef>::from_type::<T>(TracingOptions::default().allow_null_fields(true))
-        .map_err(|e| Error::Codec(format!("cannot read CSV as {}: {e}", std::any::type_name::<T>())))?;
-    Ok(Arc::new(arrow::datatypes::Schema::new(fields)))
+    ringleader_core::data::table_schema::<T>()
 }

@@ -439,7 +439,7 @@ impl Dataset<Record> {
     /// let dir = tempfile::tempdir().unwrap();
     /// let ctx = ringleader::Context::embedded();
     /// let records = ctx.parallelize(vec![Record([1; 100]), Record([0; 100])], 1).unwrap();
-    /// records.sort_by_key(|r| r.key()).save_records(dir.path().join("out")).unwrap();
+    /// records.sort_by_key_into(1, |r| r.key()).save_records(dir.path().join("out")).unwrap();
     /// let bytes = std::fs::read(dir.path().join("out/part-00000")).unwrap();
     /// assert_eq!((bytes.len(), bytes[0]), (200, 0));
     /// ```

@@ -211,6 +211,24 @@ fn encode_records(bytes: Vec<u8>) -> Result<RecordBatch> {
     batch_with_layout(vec![("record", Arc::new(array))], LAYOUT_RECORD)
 }
 
+/// How `serde_arrow` maps Rust types: nullable where the type says so, and the common
+/// 32-bit-offset string, binary and list types other tools expect.
+pub fn tracing_options() -> TracingOptions {
+    TracingOptions::default()
+        .allow_null_fields(true)
+        .strings_as_large_utf8(false)
+        .bytes_as_large_binary(false)
+        .sequence_as_large_list(false)
+}
+
+/// The Arrow schema of `T`'s fields as top-level columns (e.g. the columns of a CSV file).
+pub fn table_schema<T: Data>() -> Result<arrow::datatypes::SchemaRef> {
+    let fields = Vec::<FieldRef>::from_type::<T>(tracing_options()).map_err(|e| {
+        Error::Codec(format!("{} has no table schema (a struct with named fields is needed): {e}", std::any::type_name::<T>()))
+    })?;
+    Ok(Arc::new(Schema::new(fields)))
+}
+
 /// Per-type schema cache: tracing a type's schema is deterministic, so do it once.
 fn traced_fields<T: Data>() -> Option<Vec<FieldRef>> {
     static CACHE: OnceLock<RwLock<HashMap<TypeId, Option<Vec<FieldRef>>>>> = OnceLock::new();
@@ -218,10 +236,7 @@ fn traced_fields<T: Data>() -> Option<Vec<FieldRef>> {
     if let Some(hit) = cache.read().unwrap_or_else(|e| e.into_inner()).get(&TypeId::of::<T>()) {
         return hit.clone();
     }
-    let traced = Vec::<FieldRef>::from_type::<serde_arrow::utils::Item<T>>(
-        TracingOptions::default().allow_null_fields(true),
-    )
-    .ok();
+    let traced = Vec::<FieldRef>::from_type::<serde_arrow::utils::Item<T>>(tracing_options()).ok();
     cache
         .write()
         .unwrap_or_else(|e| e.into_inner())
@@ -232,10 +247,7 @@ fn traced_fields<T: Data>() -> Option<Vec<FieldRef>> {
 fn encode_serde<T: Data>(rows: &[T]) -> Result<RecordBatch> {
     let fields = match traced_fields::<T>() {
         Some(f) => f,
-        None => Vec::<FieldRef>::from_samples(
-            &Items(rows),
-            TracingOptions::default().allow_null_fields(true),
-        )?,
+        None => Vec::<FieldRef>::from_samples(&Items(rows), tracing_options())?,
     };
     let batch = serde_arrow::to_record_batch(&fields, &Items(rows))?;
     let schema = batch.schema().as_ref().clone().with_metadata(HashMap::from([(
