@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use ringleader_core::data::{encode, Data};
+use ringleader_core::data::{Data, encode};
 use ringleader_core::plan::{JobPlan, SchemaFn, TaskValue};
-use ringleader_core::record::{Record, RECORD_LEN};
+use ringleader_core::record::{RECORD_LEN, Record};
 use ringleader_core::shipped::Shipped;
 use ringleader_core::source::{self, Split};
 
@@ -48,7 +48,9 @@ impl Context {
             .num_threads(config.threads)
             .thread_name(|i| format!("ringleader-task-{i}"))
             .build()
-            .map_err(|e| Error::Config(format!("cannot start {} task threads: {e}", config.threads)))?;
+            .map_err(|e| {
+                Error::Config(format!("cannot start {} task threads: {e}", config.threads))
+            })?;
         Ok(Context {
             inner: Arc::new(Inner { config, pool }),
         })
@@ -56,7 +58,8 @@ impl Context {
 
     /// An embedded engine with default settings.
     pub fn embedded() -> Context {
-        Context::new(Config::default()).unwrap_or_else(|e| panic!("cannot start the embedded engine: {e}"))
+        Context::new(Config::default())
+            .unwrap_or_else(|e| panic!("cannot start the embedded engine: {e}"))
     }
 
     /// An embedded engine configured from `RINGLEADER_*` environment variables.
@@ -111,13 +114,22 @@ impl Context {
     /// let lines = ctx.text_files_with(dir.path(), lossy).unwrap().collect().unwrap();
     /// assert_eq!(lines, vec!["caf\u{fffd}".to_string()]);
     /// ```
-    pub fn text_files_with(&self, path: impl AsRef<Path>, options: TextOptions) -> Result<Dataset<String>> {
+    pub fn text_files_with(
+        &self,
+        path: impl AsRef<Path>,
+        options: TextOptions,
+    ) -> Result<Dataset<String>> {
         let files = source::list_files(path.as_ref(), |_| true)?;
         let split = self.split_size(files.iter().map(|(_, n)| n).sum());
         let mut splits = Vec::new();
         for (file, len) in files {
             for (start, end) in source::byte_ranges(len, split, 1) {
-                splits.push(Split::Text { path: file.clone(), start, end, lossy: options.lossy });
+                splits.push(Split::Text {
+                    path: file.clone(),
+                    start,
+                    end,
+                    lossy: options.lossy,
+                });
             }
         }
         Ok(self.dataset(Node::Source { splits }))
@@ -142,14 +154,24 @@ impl Context {
         let mut splits = Vec::new();
         for (file, len) in files {
             for (start, end) in source::byte_ranges(len, split, RECORD_LEN as u64) {
-                splits.push(Split::Records { path: file.clone(), start, end });
+                splits.push(Split::Records {
+                    path: file.clone(),
+                    start,
+                    end,
+                });
             }
         }
         Ok(self.dataset(Node::Source { splits }))
     }
 
-    fn ipc_splits(&self, path: &Path, column: impl Fn(&Path, &source::ipc::IpcFile) -> Result<Option<usize>>) -> Result<Vec<Split>> {
-        let files = source::list_files(path, |p| source::has_extension(p, "arrow") || source::has_extension(p, "ipc"))?;
+    fn ipc_splits(
+        &self,
+        path: &Path,
+        column: impl Fn(&Path, &source::ipc::IpcFile) -> Result<Option<usize>>,
+    ) -> Result<Vec<Split>> {
+        let files = source::list_files(path, |p| {
+            source::has_extension(p, "arrow") || source::has_extension(p, "ipc")
+        })?;
         let mut splits = Vec::new();
         for (file, _) in files {
             let ipc = source::ipc::IpcFile::open(&file)?;
@@ -160,7 +182,12 @@ impl Context {
             let mut first = 0;
             while first < n {
                 let end = (first + per).min(n);
-                splits.push(Split::Ipc { path: file.clone(), first, end, column });
+                splits.push(Split::Ipc {
+                    path: file.clone(),
+                    first,
+                    end,
+                    column,
+                });
                 first = end;
             }
         }
@@ -192,7 +219,11 @@ impl Context {
     /// One `Int64` column of the Arrow IPC files under `path`: `column` by name, or each
     /// file's first `Int64` column. Only that column is read, memory-mapped and without
     /// copies; [`Dataset::sum`] adds it with Arrow's kernel.
-    pub fn arrow_column(&self, path: impl AsRef<Path>, column: Option<&str>) -> Result<Dataset<i64>> {
+    pub fn arrow_column(
+        &self,
+        path: impl AsRef<Path>,
+        column: Option<&str>,
+    ) -> Result<Dataset<i64>> {
         let splits = self.ipc_splits(path.as_ref(), |file, ipc| {
             source::ipc::find_int64_column(file, ipc.schema(), column).map(Some)
         })?;
@@ -205,7 +236,10 @@ impl Context {
         let mut splits = Vec::new();
         for (file, _) in files {
             for rg in 0..source::parquet::row_groups(&file)? {
-                splits.push(Split::Parquet { path: file.clone(), row_groups: vec![rg] });
+                splits.push(Split::Parquet {
+                    path: file.clone(),
+                    row_groups: vec![rg],
+                });
             }
         }
         Ok(self.dataset(Node::Source { splits }))
@@ -229,7 +263,10 @@ impl Context {
         csv_schema::<T>()?;
         let files = source::list_files(path.as_ref(), |p| source::has_extension(p, "csv"))?;
         let schema = Shipped::new(csv_schema::<T> as SchemaFn);
-        let splits = files.into_iter().map(|(path, _)| Split::Csv { path, schema }).collect();
+        let splits = files
+            .into_iter()
+            .map(|(path, _)| Split::Csv { path, schema })
+            .collect();
         Ok(self.dataset(Node::Source { splits }))
     }
 
@@ -247,7 +284,9 @@ impl Context {
         let mut splits = Vec::new();
         for piece in rows.chunks(per) {
             let batch = encode(piece)?;
-            splits.push(Split::Inline { ipc: ringleader_core::ipc::to_stream_bytes(&[batch])? });
+            splits.push(Split::Inline {
+                ipc: ringleader_core::ipc::to_stream_bytes(&[batch])?,
+            });
         }
         Ok(self.dataset(Node::Source { splits }))
     }

@@ -11,21 +11,21 @@ use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ringleader_core::data::{decode, Data};
+use ringleader_core::data::{Data, decode};
 use ringleader_core::ops::{action, narrow, reduce, sinks};
 use ringleader_core::output::OutputCommit;
 use ringleader_core::plan::{ActionFn, ReduceFn, SinkFn, StageOutput, Step, StepFn, TaskValue};
 use ringleader_core::record::Record;
-use ringleader_core::shipped::{assert_no_capture, Shipped};
-use serde::de::DeserializeOwned;
+use ringleader_core::shipped::{Shipped, assert_no_capture};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 pub use ringleader_core::ops::action::Summable;
 pub use ringleader_core::ops::narrow::PartitionRows;
 
+use crate::Result;
 use crate::context::Context;
 use crate::node::Node;
-use crate::Result;
 
 /// A lazy, partitioned collection of `T`.
 pub struct Dataset<T> {
@@ -36,7 +36,11 @@ pub struct Dataset<T> {
 
 impl<T> Clone for Dataset<T> {
     fn clone(&self) -> Self {
-        Dataset { ctx: self.ctx.clone(), node: self.node.clone(), _rows: PhantomData }
+        Dataset {
+            ctx: self.ctx.clone(),
+            node: self.node.clone(),
+            _rows: PhantomData,
+        }
     }
 }
 
@@ -50,7 +54,10 @@ pub struct Output {
 impl Output {
     /// Output into `dir`, which must not exist yet.
     pub fn new(dir: impl AsRef<Path>) -> Output {
-        Output { dir: dir.as_ref().to_path_buf(), overwrite: false }
+        Output {
+            dir: dir.as_ref().to_path_buf(),
+            overwrite: false,
+        }
     }
 
     /// Allows replacing an existing `dir` (only once the new output is complete).
@@ -99,7 +106,11 @@ pub struct Saved {
 
 impl<T: Data> Dataset<T> {
     pub(crate) fn from_node(ctx: Context, node: Arc<Node>) -> Self {
-        Dataset { ctx, node, _rows: PhantomData }
+        Dataset {
+            ctx,
+            node,
+            _rows: PhantomData,
+        }
     }
 
     fn derive<U: Data>(&self, node: Node) -> Dataset<U> {
@@ -107,7 +118,13 @@ impl<T: Data> Dataset<T> {
     }
 
     fn step<U: Data>(&self, f: StepFn, state: Vec<u8>) -> Dataset<U> {
-        self.derive(Node::Narrow { parent: self.node.clone(), step: Step { f: Shipped::new(f), state } })
+        self.derive(Node::Narrow {
+            parent: self.node.clone(),
+            step: Step {
+                f: Shipped::new(f),
+                state,
+            },
+        })
     }
 
     /// Applies `f` to every row.
@@ -151,7 +168,9 @@ impl<T: Data> Dataset<T> {
         drop(f);
         match postcard::to_stdvec(&state) {
             Ok(bytes) => self.step(narrow::map_with::<S, T, U, F>, bytes),
-            Err(e) => self.derive(Node::Invalid { message: format!("cannot serialise the state of map_with: {e}") }),
+            Err(e) => self.derive(Node::Invalid {
+                message: format!("cannot serialise the state of map_with: {e}"),
+            }),
         }
     }
 
@@ -234,7 +253,9 @@ impl<T: Data> Dataset<T> {
     /// assert_eq!(a.union(&b).collect().unwrap(), vec![1, 2]);
     /// ```
     pub fn union(&self, other: &Dataset<T>) -> Dataset<T> {
-        self.derive(Node::Union { parents: vec![self.node.clone(), other.node.clone()] })
+        self.derive(Node::Union {
+            parents: vec![self.node.clone(), other.node.clone()],
+        })
     }
 
     /// One copy of each distinct row (a shuffle, de-duplicated on both sides).
@@ -251,7 +272,10 @@ impl<T: Data> Dataset<T> {
         T: Hash + Eq,
     {
         self.derive(Node::Shuffle {
-            sides: vec![(self.node.clone(), Shipped::new(sinks::distinct::<T> as SinkFn))],
+            sides: vec![(
+                self.node.clone(),
+                Shipped::new(sinks::distinct::<T> as SinkFn),
+            )],
             reduce: Shipped::new(reduce::distinct::<T> as ReduceFn),
             partitions: self.ctx.config().shuffle_partitions,
         })
@@ -296,7 +320,14 @@ impl<T: Data> Dataset<T> {
     }
 
     fn run(&self, f: ActionFn, state: Vec<u8>) -> Result<Vec<TaskValue>> {
-        let plan = crate::planner::plan(&self.ctx, &self.node, StageOutput::Action { f: Shipped::new(f), state })?;
+        let plan = crate::planner::plan(
+            &self.ctx,
+            &self.node,
+            StageOutput::Action {
+                f: Shipped::new(f),
+                state,
+            },
+        )?;
         self.ctx.execute(&plan)
     }
 
@@ -331,7 +362,8 @@ impl<T: Data> Dataset<T> {
     /// assert_eq!(ctx.parallelize((1..=100i64).collect(), 4).unwrap().take(3).unwrap(), vec![1, 2, 3]);
     /// ```
     pub fn take(&self, n: usize) -> Result<Vec<T>> {
-        let mut rows = Self::rows_of(self.run(action::take::<T>, postcard::to_stdvec(&(n as u64))?)?)?;
+        let mut rows =
+            Self::rows_of(self.run(action::take::<T>, postcard::to_stdvec(&(n as u64))?)?)?;
         rows.truncate(n);
         Ok(rows)
     }
@@ -345,7 +377,10 @@ impl<T: Data> Dataset<T> {
     /// ```
     pub fn count(&self) -> Result<u64> {
         let values = self.run(action::count, Vec::new())?;
-        Ok(values.iter().map(|v| if let TaskValue::Count(n) = v { *n } else { 0 }).sum())
+        Ok(values
+            .iter()
+            .map(|v| if let TaskValue::Count(n) = v { *n } else { 0 })
+            .sum())
     }
 
     /// The sum of all rows; integer overflow is an error, never a wrap.
@@ -396,10 +431,16 @@ impl<T: Data> Dataset<T> {
 
     fn save(&self, output: Output, f: ActionFn) -> Result<Saved> {
         let commit = OutputCommit::begin(&output.dir, output.overwrite)?;
-        let state = postcard::to_stdvec(&action::SaveState { dir: commit.staging().to_path_buf() })?;
+        let state = postcard::to_stdvec(&action::SaveState {
+            dir: commit.staging().to_path_buf(),
+        })?;
         let values = self.run(f, state)?;
         commit.commit()?;
-        let mut saved = Saved { files: 0, rows: 0, bytes: 0 };
+        let mut saved = Saved {
+            files: 0,
+            rows: 0,
+            bytes: 0,
+        };
         for v in values {
             if let TaskValue::Written { rows, bytes } = v {
                 saved.files += 1;
@@ -505,8 +546,14 @@ impl<K: Data + Hash + Eq, V: Data> Dataset<(K, V)> {
     {
         self.derive(Node::Shuffle {
             sides: vec![
-                (self.node.clone(), Shipped::new(sinks::hash::<K, V> as SinkFn)),
-                (other.node.clone(), Shipped::new(sinks::hash::<K, W> as SinkFn)),
+                (
+                    self.node.clone(),
+                    Shipped::new(sinks::hash::<K, V> as SinkFn),
+                ),
+                (
+                    other.node.clone(),
+                    Shipped::new(sinks::hash::<K, W> as SinkFn),
+                ),
             ],
             reduce: Shipped::new(reduce::join::<K, V, W> as ReduceFn),
             partitions: self.ctx.config().shuffle_partitions,

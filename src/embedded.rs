@@ -5,16 +5,20 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use rayon::prelude::*;
+use ringleader_core::Result;
 use ringleader_core::exec::run_task;
 use ringleader_core::plan::{JobPlan, StageOutput, TaskValue};
 use ringleader_core::shuffle::LocalShuffle;
-use ringleader_core::Result;
 
 use crate::config::Config;
 use crate::progress::StageProgress;
 
 /// Runs `plan` and returns the final stage's task values, in partition order.
-pub(crate) fn run_job(config: &Config, pool: &rayon::ThreadPool, plan: &JobPlan) -> Result<Vec<TaskValue>> {
+pub(crate) fn run_job(
+    config: &Config,
+    pool: &rayon::ThreadPool,
+    plan: &JobPlan,
+) -> Result<Vec<TaskValue>> {
     let shuffle = LocalShuffle::new(config.memory_limit, config.spill_dir.as_deref())?;
     let mut values = Vec::new();
     for stage in &plan.stages {

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use ringleader_core::Result;
-use ringleader_core::plan::{JobPlan, ShuffleRead, StageOutput, StagePlan, TaskInput, TaskPlan, TaskValue};
+use ringleader_core::plan::{
+    JobPlan, ShuffleRead, StageOutput, StagePlan, TaskInput, TaskPlan, TaskValue,
+};
 
 use crate::context::Context;
 use crate::node::Node;
@@ -21,7 +23,12 @@ pub(crate) fn plan(ctx: &Context, root: &Arc<Node>, output: StageOutput) -> Resu
     plan_with(ctx, root, output, None)
 }
 
-fn plan_with(ctx: &Context, root: &Arc<Node>, output: StageOutput, sample: Option<u32>) -> Result<JobPlan> {
+fn plan_with(
+    ctx: &Context,
+    root: &Arc<Node>,
+    output: StageOutput,
+    sample: Option<u32>,
+) -> Result<JobPlan> {
     let mut planner = Planner {
         ctx,
         stages: Vec::new(),
@@ -29,7 +36,9 @@ fn plan_with(ctx: &Context, root: &Arc<Node>, output: StageOutput, sample: Optio
     };
     let tasks = planner.tasks(root, sample)?;
     planner.push_stage(tasks, output);
-    Ok(JobPlan { stages: planner.stages })
+    Ok(JobPlan {
+        stages: planner.stages,
+    })
 }
 
 struct Planner<'a> {
@@ -56,7 +65,12 @@ impl Planner<'_> {
         if let StageOutput::Shuffle { shuffle, .. } = &output {
             self.shuffle_stage.insert(*shuffle, id);
         }
-        self.stages.push(StagePlan { id, tasks, output, parents });
+        self.stages.push(StagePlan {
+            id,
+            tasks,
+            output,
+            parents,
+        });
         id
     }
 
@@ -93,7 +107,11 @@ impl Planner<'_> {
                 }
                 Ok(tasks)
             }
-            Node::Shuffle { sides, reduce, partitions } => {
+            Node::Shuffle {
+                sides,
+                reduce,
+                partitions,
+            } => {
                 let mut shuffles = Vec::new();
                 for (parent, sink) in sides {
                     let map_tasks = self.tasks(parent, None)?;
@@ -111,7 +129,14 @@ impl Planner<'_> {
                 }
                 Ok(reduce_tasks(*reduce, Vec::new(), shuffles, *partitions))
             }
-            Node::Sort { parent, sample: sample_fn, bounds, sink, reduce, partitions } => {
+            Node::Sort {
+                parent,
+                sample: sample_fn,
+                bounds,
+                sink,
+                reduce,
+                partitions,
+            } => {
                 let sampling = plan_with(
                     self.ctx,
                     parent,
@@ -142,7 +167,12 @@ impl Planner<'_> {
                         partitions: *partitions,
                     },
                 );
-                Ok(reduce_tasks(*reduce, Vec::new(), vec![shuffle], *partitions))
+                Ok(reduce_tasks(
+                    *reduce,
+                    Vec::new(),
+                    vec![shuffle],
+                    *partitions,
+                ))
             }
         }
     }

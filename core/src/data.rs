@@ -16,13 +16,13 @@ use arrow::array::{
 use arrow::buffer::Buffer;
 use arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Int64Type, Schema, UInt64Type};
 use arrow::record_batch::RecordBatch;
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_arrow::schema::{SchemaLike, TracingOptions};
 use serde_arrow::utils::Items;
 
 use crate::error::{Error, Result};
-use crate::record::{Record, RECORD_LEN};
+use crate::record::{RECORD_LEN, Record};
 
 /// What a dataset may hold: any owned, thread-safe, serde-serialisable type.
 pub trait Data: Serialize + DeserializeOwned + Send + Sync + 'static {}
@@ -91,12 +91,16 @@ impl Chunk {
     /// The rows as `Vec<T>`, decoding Arrow if needed.
     pub fn into_rows<T: Data>(self) -> Result<Vec<T>> {
         match self {
-            Chunk::Rows(rows) => rows.into_any().downcast::<Vec<T>>().map(|b| *b).map_err(|_| {
-                Error::Plan(format!(
-                    "a step expected rows of type {}, but received another type",
-                    std::any::type_name::<T>()
-                ))
-            }),
+            Chunk::Rows(rows) => rows
+                .into_any()
+                .downcast::<Vec<T>>()
+                .map(|b| *b)
+                .map_err(|_| {
+                    Error::Plan(format!(
+                        "a step expected rows of type {}, but received another type",
+                        std::any::type_name::<T>()
+                    ))
+                }),
             Chunk::Arrow(batch) => decode(&batch),
         }
     }
@@ -125,7 +129,9 @@ pub fn is<T: 'static, U: 'static>() -> bool {
 pub fn cast_vec<T: 'static, U: 'static>(v: Vec<T>) -> std::result::Result<Vec<U>, Vec<T>> {
     if is::<T, U>() {
         let boxed: Box<dyn Any> = Box::new(v);
-        Ok(*boxed.downcast::<Vec<U>>().unwrap_or_else(|_| unreachable!("same TypeId")))
+        Ok(*boxed
+            .downcast::<Vec<U>>()
+            .unwrap_or_else(|_| unreachable!("same TypeId")))
     } else {
         Err(v)
     }
@@ -146,10 +152,8 @@ fn batch_with_layout(columns: Vec<(&str, ArrayRef)>, layout: &str) -> Result<Rec
         .iter()
         .map(|(name, a)| Field::new(*name, a.data_type().clone(), a.null_count() > 0))
         .collect();
-    let schema = Schema::new(fields).with_metadata(HashMap::from([(
-        LAYOUT.to_string(),
-        layout.to_string(),
-    )]));
+    let schema = Schema::new(fields)
+        .with_metadata(HashMap::from([(LAYOUT.to_string(), layout.to_string())]));
     Ok(RecordBatch::try_new(
         Arc::new(schema),
         columns.into_iter().map(|(_, a)| a).collect(),
@@ -170,13 +174,22 @@ pub fn encode<T: Data>(rows: &[T]) -> Result<RecordBatch> {
         return encode_records(Record::slice_as_bytes(records).to_vec());
     }
     if let Some(v) = cast_slice::<T, i64>(rows) {
-        return batch_with_layout(vec![("item", Arc::new(Int64Array::from(v.to_vec())))], LAYOUT_ITEM);
+        return batch_with_layout(
+            vec![("item", Arc::new(Int64Array::from(v.to_vec())))],
+            LAYOUT_ITEM,
+        );
     }
     if let Some(v) = cast_slice::<T, u64>(rows) {
-        return batch_with_layout(vec![("item", Arc::new(UInt64Array::from(v.to_vec())))], LAYOUT_ITEM);
+        return batch_with_layout(
+            vec![("item", Arc::new(UInt64Array::from(v.to_vec())))],
+            LAYOUT_ITEM,
+        );
     }
     if let Some(v) = cast_slice::<T, f64>(rows) {
-        return batch_with_layout(vec![("item", Arc::new(Float64Array::from(v.to_vec())))], LAYOUT_ITEM);
+        return batch_with_layout(
+            vec![("item", Arc::new(Float64Array::from(v.to_vec())))],
+            LAYOUT_ITEM,
+        );
     }
     if let Some(v) = cast_slice::<T, String>(rows) {
         let bytes = v.iter().map(String::len).sum();
@@ -224,7 +237,10 @@ pub fn tracing_options() -> TracingOptions {
 /// The Arrow schema of `T`'s fields as top-level columns (e.g. the columns of a CSV file).
 pub fn table_schema<T: Data>() -> Result<arrow::datatypes::SchemaRef> {
     let fields = Vec::<FieldRef>::from_type::<T>(tracing_options()).map_err(|e| {
-        Error::Codec(format!("{} has no table schema (a struct with named fields is needed): {e}", std::any::type_name::<T>()))
+        Error::Codec(format!(
+            "{} has no table schema (a struct with named fields is needed): {e}",
+            std::any::type_name::<T>()
+        ))
     })?;
     Ok(Arc::new(Schema::new(fields)))
 }
@@ -233,7 +249,11 @@ pub fn table_schema<T: Data>() -> Result<arrow::datatypes::SchemaRef> {
 fn traced_fields<T: Data>() -> Option<Vec<FieldRef>> {
     static CACHE: OnceLock<RwLock<HashMap<TypeId, Option<Vec<FieldRef>>>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
-    if let Some(hit) = cache.read().unwrap_or_else(|e| e.into_inner()).get(&TypeId::of::<T>()) {
+    if let Some(hit) = cache
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&TypeId::of::<T>())
+    {
         return hit.clone();
     }
     let traced = Vec::<FieldRef>::from_type::<serde_arrow::utils::Item<T>>(tracing_options()).ok();
@@ -250,10 +270,14 @@ fn encode_serde<T: Data>(rows: &[T]) -> Result<RecordBatch> {
         None => Vec::<FieldRef>::from_samples(&Items(rows), tracing_options())?,
     };
     let batch = serde_arrow::to_record_batch(&fields, &Items(rows))?;
-    let schema = batch.schema().as_ref().clone().with_metadata(HashMap::from([(
-        LAYOUT.to_string(),
-        LAYOUT_ITEM.to_string(),
-    )]));
+    let schema = batch
+        .schema()
+        .as_ref()
+        .clone()
+        .with_metadata(HashMap::from([(
+            LAYOUT.to_string(),
+            LAYOUT_ITEM.to_string(),
+        )]));
     Ok(batch.with_schema(Arc::new(schema))?)
 }
 
@@ -268,7 +292,10 @@ pub fn decode<T: Data>(batch: &RecordBatch) -> Result<Vec<T>> {
     }
     let layout = batch.schema().metadata().get(LAYOUT).cloned();
     if is::<T, Record>() {
-        let column = batch.column(0).as_fixed_size_binary_opt().filter(|a| a.value_length() as usize == RECORD_LEN);
+        let column = batch
+            .column(0)
+            .as_fixed_size_binary_opt()
+            .filter(|a| a.value_length() as usize == RECORD_LEN);
         let Some(array) = column else {
             return Err(Error::Codec(format!(
                 "expected a FixedSizeBinary({RECORD_LEN}) column of records, found {}",
@@ -297,7 +324,10 @@ pub fn decode<T: Data>(batch: &RecordBatch) -> Result<Vec<T>> {
         Ok(rows) => Ok(rows),
         Err(table_err) if batch.num_columns() == 1 => {
             let field = batch.schema().field(0).clone().with_name("item");
-            let renamed = RecordBatch::try_new(Arc::new(Schema::new(vec![field])), vec![batch.column(0).clone()])?;
+            let renamed = RecordBatch::try_new(
+                Arc::new(Schema::new(vec![field])),
+                vec![batch.column(0).clone()],
+            )?;
             serde_arrow::from_record_batch::<Items<Vec<T>>>(&renamed)
                 .map(|Items(rows)| rows)
                 .map_err(|_| table_err.into())
@@ -328,7 +358,10 @@ fn decode_primitive<T: Data>(column: &ArrayRef) -> Result<Option<Vec<T>>> {
         }
     } else if is::<T, String>() {
         if let Some(a) = column.as_any().downcast_ref::<StringArray>() {
-            let v: Vec<String> = a.iter().map(|s| s.unwrap_or_default().to_string()).collect();
+            let v: Vec<String> = a
+                .iter()
+                .map(|s| s.unwrap_or_default().to_string())
+                .collect();
             return cast_to::<String, T>(v);
         }
     }
@@ -336,7 +369,9 @@ fn decode_primitive<T: Data>(column: &ArrayRef) -> Result<Option<Vec<T>>> {
 }
 
 fn cast_to<U: 'static, T: 'static>(v: Vec<U>) -> Result<Option<Vec<T>>> {
-    cast_vec::<U, T>(v).map(Some).map_err(|_| unreachable_cast())
+    cast_vec::<U, T>(v)
+        .map(Some)
+        .map_err(|_| unreachable_cast())
 }
 
 fn decode_pair<T: Data>(batch: &RecordBatch) -> Result<Option<Vec<T>>> {
@@ -345,17 +380,25 @@ fn decode_pair<T: Data>(batch: &RecordBatch) -> Result<Option<Vec<T>>> {
     };
     if is::<T, (String, u64)>() {
         if let Some(values) = batch.column(1).as_primitive_opt::<UInt64Type>() {
-            let v: Vec<(String, u64)> = keys.iter().zip(values.values().iter())
+            let v: Vec<(String, u64)> = keys
+                .iter()
+                .zip(values.values().iter())
                 .map(|(k, v)| (k.unwrap_or_default().to_string(), *v))
                 .collect();
-            return cast_vec::<(String, u64), T>(v).map(Some).map_err(|_| unreachable_cast());
+            return cast_vec::<(String, u64), T>(v)
+                .map(Some)
+                .map_err(|_| unreachable_cast());
         }
     } else if is::<T, (String, i64)>() {
         if let Some(values) = batch.column(1).as_primitive_opt::<Int64Type>() {
-            let v: Vec<(String, i64)> = keys.iter().zip(values.values().iter())
+            let v: Vec<(String, i64)> = keys
+                .iter()
+                .zip(values.values().iter())
                 .map(|(k, v)| (k.unwrap_or_default().to_string(), *v))
                 .collect();
-            return cast_vec::<(String, i64), T>(v).map(Some).map_err(|_| unreachable_cast());
+            return cast_vec::<(String, i64), T>(v)
+                .map(Some)
+                .map_err(|_| unreachable_cast());
         }
     }
     Ok(None)

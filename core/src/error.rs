@@ -21,7 +21,9 @@ pub enum Error {
     #[error("input {0} holds no data files")]
     EmptyInput(PathBuf),
     /// A record file's size is not a whole number of records.
-    #[error("{path}: size {size} is not a multiple of {record_len} bytes; the record at byte offset {offset} is incomplete")]
+    #[error(
+        "{path}: size {size} is not a multiple of {record_len} bytes; the record at byte offset {offset} is incomplete"
+    )]
     PartialRecord {
         /// The record file.
         path: PathBuf,
@@ -33,7 +35,9 @@ pub enum Error {
         offset: u64,
     },
     /// A text file holds bytes that are not UTF-8.
-    #[error("{path}:{line}: not valid UTF-8 (byte offset {offset}); read it with TextOptions {{ lossy: true, .. }} to replace invalid bytes")]
+    #[error(
+        "{path}:{line}: not valid UTF-8 (byte offset {offset}); read it with TextOptions {{ lossy: true, .. }} to replace invalid bytes"
+    )]
     InvalidUtf8 {
         /// The text file.
         path: PathBuf,

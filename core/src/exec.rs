@@ -2,7 +2,7 @@
 //! the code both the embedded engine and a cluster executor run; only the
 //! [`ShuffleService`] behind it differs.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::data::ChunkStream;
 use crate::error::{Error, Result};
@@ -14,9 +14,16 @@ use crate::source;
 /// any other failure [`Error::TaskFailed`], both naming the stage and partition.
 ///
 /// The plan must come from this executable: its shipped functions are resolved here.
-pub fn run_task(stage: &StagePlan, index: usize, attempt: u32, shuffle: &dyn ShuffleService) -> Result<TaskValue> {
+pub fn run_task(
+    stage: &StagePlan,
+    index: usize,
+    attempt: u32,
+    shuffle: &dyn ShuffleService,
+) -> Result<TaskValue> {
     let partition = index as u32;
-    match catch_unwind(AssertUnwindSafe(|| run_task_inner(stage, index, attempt, shuffle))) {
+    match catch_unwind(AssertUnwindSafe(|| {
+        run_task_inner(stage, index, attempt, shuffle)
+    })) {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => Err(Error::TaskFailed {
             stage: stage.id,
@@ -42,13 +49,21 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-fn run_task_inner(stage: &StagePlan, index: usize, attempt: u32, shuffle: &dyn ShuffleService) -> Result<TaskValue> {
+fn run_task_inner(
+    stage: &StagePlan,
+    index: usize,
+    attempt: u32,
+    shuffle: &dyn ShuffleService,
+) -> Result<TaskValue> {
     let task = stage
         .tasks
         .get(index)
         .ok_or_else(|| Error::Plan(format!("stage {} has no task {index}", stage.id)))?;
     let mut stream: ChunkStream = match &task.input {
-        TaskInput::Source { split, sample_windows } => source::open(split, *sample_windows)?,
+        TaskInput::Source {
+            split,
+            sample_windows,
+        } => source::open(split, *sample_windows)?,
         TaskInput::Shuffle(read) => {
             let sides = read
                 .shuffles
@@ -66,13 +81,22 @@ fn run_task_inner(stage: &StagePlan, index: usize, attempt: u32, shuffle: &dyn S
         stream = f(&step.state, stream)?;
     }
     match &stage.output {
-        StageOutput::Shuffle { shuffle: id, sink, state, partitions } => {
+        StageOutput::Shuffle {
+            shuffle: id,
+            sink,
+            state,
+            partitions,
+        } => {
             // SAFETY: as above.
             let make_sink = unsafe { sink.resolve() };
             let mut sink = make_sink(state, *partitions)?;
             let mut writer = shuffle.writer(*id, index as u32);
             let (mut rows, mut bytes) = (0u64, 0u64);
-            let mut counting = CountingWriter { inner: writer.as_mut(), rows: &mut rows, bytes: &mut bytes };
+            let mut counting = CountingWriter {
+                inner: writer.as_mut(),
+                rows: &mut rows,
+                bytes: &mut bytes,
+            };
             for chunk in stream {
                 sink.push(chunk?, &mut counting)?;
             }

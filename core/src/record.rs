@@ -41,7 +41,12 @@ impl Record {
     /// Views records as their bytes (no copy).
     pub fn slice_as_bytes(records: &[Record]) -> &[u8] {
         // SAFETY: see `slice_from_bytes`; every byte of a record is initialised.
-        unsafe { std::slice::from_raw_parts(records.as_ptr().cast::<u8>(), std::mem::size_of_val(records)) }
+        unsafe {
+            std::slice::from_raw_parts(
+                records.as_ptr().cast::<u8>(),
+                std::mem::size_of_val(records),
+            )
+        }
     }
 
     /// Views records as mutable bytes, e.g. to read a file straight into them.
@@ -95,7 +100,10 @@ impl<'de> Deserialize<'de> for Record {
                     .map_err(|_| E::invalid_length(v.len(), &self))?;
                 Ok(Record(bytes))
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Record, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Record, A::Error> {
                 let mut bytes = [0u8; RECORD_LEN];
                 for (i, b) in bytes.iter_mut().enumerate() {
                     *b = seq

@@ -1,6 +1,56 @@
-//! The `ringleader` command.
+//! The `ringleader` command: generate datasets, validate a sort, run benchmarks. Each
+//! subcommand lives in its own module; `main` only parses flags and reports errors.
+//!
+//! Modules: [`generate`] (`ringleader gen …`), [`validate`] (`ringleader validate sort`),
+//! [`bench`] (`ringleader bench embedded`).
 
-/// Entry point of the `ringleader` binary.
-pub fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+pub mod bench;
+pub mod generate;
+pub mod validate;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Ringleader: batch data processing with Rust closures.
+#[derive(Debug, Parser)]
+#[command(name = "ringleader", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate a dataset (gensort records, an int64 column, Zipf text).
+    #[command(subcommand)]
+    Gen(generate::GenCommand),
+    /// Check a job's output.
+    #[command(subcommand)]
+    Validate(validate::ValidateCommand),
+    /// Measure throughput against plain-Rust baselines and print a table.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+    /// Runs one baseline measurement (used by `bench`; prints its figures as one line).
+    #[command(hide = true)]
+    Baseline(bench::BaselineArgs),
+}
+
+/// Entry point of the `ringleader` binary: parses flags, runs the subcommand, prints any
+/// error with its causes. Exit status: 0 on success, 1 on failure, 2 for bad usage.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Gen(c) => generate::run(c),
+        Command::Validate(c) => validate::run(c),
+        Command::Bench(c) => bench::run(c),
+        Command::Baseline(a) => bench::baseline(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

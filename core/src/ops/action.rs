@@ -143,7 +143,11 @@ fn sum_rows<T: Summable>(rows: Vec<T>) -> Result<T> {
 }
 
 /// `reduce`: folds the partition with `F`; `None` for an empty partition.
-pub fn reduce<T: Data, F: Fn(T, T) -> T + 'static>(_state: &[u8], input: ChunkStream, _env: &ActionEnv) -> Result<TaskValue> {
+pub fn reduce<T: Data, F: Fn(T, T) -> T + 'static>(
+    _state: &[u8],
+    input: ChunkStream,
+    _env: &ActionEnv,
+) -> Result<TaskValue> {
     // SAFETY: closure types are checked zero-sized when the plan is built.
     let f: F = unsafe { conjure() };
     let mut acc: Option<T> = None;
@@ -166,7 +170,11 @@ pub struct SaveState {
 }
 
 /// `save_text`: one line per row (its `Display`), into `part-NNNNN`.
-pub fn save_text<T: Data + Display>(state: &[u8], input: ChunkStream, env: &ActionEnv) -> Result<TaskValue> {
+pub fn save_text<T: Data + Display>(
+    state: &[u8],
+    input: ChunkStream,
+    env: &ActionEnv,
+) -> Result<TaskValue> {
     let SaveState { dir } = postcard::from_bytes(state)?;
     let path = dir.join(crate::output::part_name(env.partition));
     write_part(&dir, env.partition, env.attempt, |out| {
@@ -177,7 +185,8 @@ pub fn save_text<T: Data + Display>(state: &[u8], input: ChunkStream, env: &Acti
                 use std::fmt::Write as _;
                 line.clear();
                 let _ = writeln!(line, "{x}");
-                out.write_all(line.as_bytes()).map_err(|e| Error::io(&path, e))?;
+                out.write_all(line.as_bytes())
+                    .map_err(|e| Error::io(&path, e))?;
                 rows += 1;
                 bytes += line.len() as u64;
             }
@@ -212,7 +221,11 @@ pub fn save_records(state: &[u8], input: ChunkStream, env: &ActionEnv) -> Result
 
 /// Sampling for range bounds: up to `max` keys (the state) computed by `F`, spread evenly
 /// over what the task read.
-pub fn sample_keys<T: Data, K: Data, F: Fn(&T) -> K + 'static>(state: &[u8], input: ChunkStream, _env: &ActionEnv) -> Result<TaskValue> {
+pub fn sample_keys<T: Data, K: Data, F: Fn(&T) -> K + 'static>(
+    state: &[u8],
+    input: ChunkStream,
+    _env: &ActionEnv,
+) -> Result<TaskValue> {
     let max: u64 = postcard::from_bytes(state)?;
     // SAFETY: closure types are checked zero-sized when the plan is built.
     let f: F = unsafe { conjure() };

@@ -10,7 +10,7 @@ pub mod narrow;
 pub mod reduce;
 pub mod sinks;
 
-use crate::data::{Chunk, ChunkStream, Data, CHUNK_ROWS};
+use crate::data::{CHUNK_ROWS, Chunk, ChunkStream, Data};
 use crate::record::Record;
 
 /// Rows per chunk for type `T`: gensort records travel in 8 MB chunks, others in

@@ -5,9 +5,9 @@ use std::hash::Hash;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::data::{cast_vec, decode, is, BatchStream, Chunk, ChunkStream, Data};
+use crate::data::{BatchStream, Chunk, ChunkStream, Data, cast_vec, decode, is};
 use crate::error::{Error, Result};
-use crate::record::{Record, KEY_LEN};
+use crate::record::{KEY_LEN, Record};
 use crate::shipped::conjure;
 
 use super::chunked;
@@ -15,9 +15,16 @@ use super::sinks::combine_into;
 
 fn side(sides: &mut Vec<BatchStream>, which: usize) -> Result<BatchStream> {
     if which >= sides.len() {
-        return Err(Error::Plan(format!("a reduce expected {} shuffle inputs, got {}", which + 1, sides.len())));
+        return Err(Error::Plan(format!(
+            "a reduce expected {} shuffle inputs, got {}",
+            which + 1,
+            sides.len()
+        )));
     }
-    Ok(std::mem::replace(&mut sides[which], Box::new(std::iter::empty())))
+    Ok(std::mem::replace(
+        &mut sides[which],
+        Box::new(std::iter::empty()),
+    ))
 }
 
 /// Decodes every row of a shuffle side.
@@ -38,11 +45,16 @@ pub fn combine<K: Data + Hash + Eq, V: Data, F: Fn(V, V) -> V + 'static>(
             combine_into(&mut map, &f, k, v);
         }
     }
-    Ok(chunked(map.into_iter().filter_map(|(k, v)| v.map(|v| (k, v)))))
+    Ok(chunked(
+        map.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))),
+    ))
 }
 
 /// `group_by_key`: collects each key's values.
-pub fn group<K: Data + Hash + Eq, V: Data>(_state: &[u8], mut sides: Vec<BatchStream>) -> Result<ChunkStream> {
+pub fn group<K: Data + Hash + Eq, V: Data>(
+    _state: &[u8],
+    mut sides: Vec<BatchStream>,
+) -> Result<ChunkStream> {
     let mut map: FxHashMap<K, Vec<V>> = FxHashMap::default();
     for batch in rows::<(K, V)>(side(&mut sides, 0)?) {
         for (k, v) in batch? {
@@ -80,7 +92,10 @@ where
 }
 
 /// `distinct`: one copy of each row.
-pub fn distinct<T: Data + Hash + Eq>(_state: &[u8], mut sides: Vec<BatchStream>) -> Result<ChunkStream> {
+pub fn distinct<T: Data + Hash + Eq>(
+    _state: &[u8],
+    mut sides: Vec<BatchStream>,
+) -> Result<ChunkStream> {
     let mut seen: FxHashSet<T> = FxHashSet::default();
     for batch in rows::<T>(side(&mut sides, 0)?) {
         seen.extend(batch?);
@@ -90,7 +105,10 @@ pub fn distinct<T: Data + Hash + Eq>(_state: &[u8], mut sides: Vec<BatchStream>)
 
 /// `sort_by_key`: sorts the partition by the key `F` computes (ascending; ties keep the
 /// order in which rows arrived, so the result is deterministic).
-pub fn sort<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static>(_state: &[u8], mut sides: Vec<BatchStream>) -> Result<ChunkStream> {
+pub fn sort<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static>(
+    _state: &[u8],
+    mut sides: Vec<BatchStream>,
+) -> Result<ChunkStream> {
     let mut all: Vec<T> = Vec::new();
     for batch in rows::<T>(side(&mut sides, 0)?) {
         let batch = batch?;
@@ -111,7 +129,11 @@ pub fn sort<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static>(_state: &[u8], mut
     }
     // SAFETY: closure types are checked zero-sized when the plan is built.
     let f: F = unsafe { conjure() };
-    let mut keyed: Vec<(K, u32)> = all.iter().enumerate().map(|(i, r)| (f(r), i as u32)).collect();
+    let mut keyed: Vec<(K, u32)> = all
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (f(r), i as u32))
+        .collect();
     keyed.sort_unstable();
     Ok(permute(all, keyed.into_iter().map(|(_, i)| i).collect()))
 }
@@ -152,7 +174,10 @@ fn permute<T: Data>(rows: Vec<T>, order: Vec<u32>) -> ChunkStream {
         }
         Err(rows) => {
             let mut slots: Vec<Option<T>> = rows.into_iter().map(Some).collect();
-            let sorted: Vec<T> = order.into_iter().filter_map(|i| slots[i as usize].take()).collect();
+            let sorted: Vec<T> = order
+                .into_iter()
+                .filter_map(|i| slots[i as usize].take())
+                .collect();
             chunked(sorted.into_iter())
         }
     }

@@ -5,7 +5,7 @@ use std::hash::{Hash, Hasher};
 
 use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
 
-use crate::data::{encode_vec, Chunk, Data};
+use crate::data::{Chunk, Data, encode_vec};
 use crate::error::Result;
 use crate::shipped::conjure;
 use crate::shuffle::{BlockWriter, ShuffleSink};
@@ -84,8 +84,13 @@ impl<K: Data + Hash, V: Data> ShuffleSink for HashSink<K, V> {
 }
 
 /// Sink of `group_by_key` and `join`.
-pub fn hash<K: Data + Hash, V: Data>(_state: &[u8], partitions: u32) -> Result<Box<dyn ShuffleSink>> {
-    Ok(Box::new(HashSink::<K, V> { buckets: Buckets::new(partitions) }))
+pub fn hash<K: Data + Hash, V: Data>(
+    _state: &[u8],
+    partitions: u32,
+) -> Result<Box<dyn ShuffleSink>> {
+    Ok(Box::new(HashSink::<K, V> {
+        buckets: Buckets::new(partitions),
+    }))
 }
 
 /// Combines values per key before partitioning (`reduce_by_key`).
@@ -96,7 +101,12 @@ struct CombineSink<K, V, F> {
 }
 
 /// Merges `v` into the value held for `k`.
-pub(crate) fn combine_into<K: Hash + Eq, V, F: Fn(V, V) -> V>(map: &mut FxHashMap<K, Option<V>>, f: &F, k: K, v: V) {
+pub(crate) fn combine_into<K: Hash + Eq, V, F: Fn(V, V) -> V>(
+    map: &mut FxHashMap<K, Option<V>>,
+    f: &F,
+    k: K,
+    v: V,
+) {
     let slot = map.entry(k).or_insert(None);
     *slot = Some(match slot.take() {
         Some(old) => f(old, v),
@@ -116,7 +126,9 @@ impl<K: Data + Hash + Eq, V: Data, F: Fn(V, V) -> V + 'static> CombineSink<K, V,
     }
 }
 
-impl<K: Data + Hash + Eq, V: Data, F: Fn(V, V) -> V + 'static> ShuffleSink for CombineSink<K, V, F> {
+impl<K: Data + Hash + Eq, V: Data, F: Fn(V, V) -> V + 'static> ShuffleSink
+    for CombineSink<K, V, F>
+{
     fn push(&mut self, chunk: Chunk, out: &mut dyn BlockWriter) -> Result<()> {
         // SAFETY: closure types are checked zero-sized when the plan is built.
         let f: F = unsafe { conjure() };
@@ -177,7 +189,10 @@ impl<T: Data + Hash + Eq> ShuffleSink for DistinctSink<T> {
 }
 
 /// Sink of `distinct`.
-pub fn distinct<T: Data + Hash + Eq>(_state: &[u8], partitions: u32) -> Result<Box<dyn ShuffleSink>> {
+pub fn distinct<T: Data + Hash + Eq>(
+    _state: &[u8],
+    partitions: u32,
+) -> Result<Box<dyn ShuffleSink>> {
     Ok(Box::new(DistinctSink::<T> {
         partitions,
         seen: FxHashSet::default(),
@@ -209,7 +224,10 @@ impl<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static> ShuffleSink for RangeSink
 }
 
 /// Sink of `sort_by_key`: the state is the serialised `Vec<K>` of range bounds.
-pub fn range<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static>(state: &[u8], partitions: u32) -> Result<Box<dyn ShuffleSink>> {
+pub fn range<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static>(
+    state: &[u8],
+    partitions: u32,
+) -> Result<Box<dyn ShuffleSink>> {
     let bounds: Vec<K> = postcard::from_bytes(state)?;
     Ok(Box::new(RangeSink::<T, K, F> {
         bounds,
@@ -220,7 +238,10 @@ pub fn range<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static>(state: &[u8], par
 
 /// Chooses `partitions - 1` range bounds from sampled keys (each task's sample serialised
 /// as a `Vec<K>`): the sorted sample's quantiles, duplicates removed.
-pub fn range_bounds<K: Data + Ord + Clone>(samples: &[Vec<u8>], partitions: u32) -> Result<Vec<u8>> {
+pub fn range_bounds<K: Data + Ord + Clone>(
+    samples: &[Vec<u8>],
+    partitions: u32,
+) -> Result<Vec<u8>> {
     let mut keys: Vec<K> = Vec::new();
     for s in samples {
         keys.extend(postcard::from_bytes::<Vec<K>>(s)?);

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use arrow::datatypes::SchemaRef;
 
-use crate::data::{Chunk, ChunkStream, CHUNK_ROWS};
+use crate::data::{CHUNK_ROWS, Chunk, ChunkStream};
 use crate::error::{Error, Result};
 
 /// Streams the rows of the CSV file `path`.
@@ -18,5 +18,7 @@ pub fn open(path: &Path, schema: SchemaRef) -> Result<ChunkStream> {
         .build(file)
         .map_err(|e| Error::format(path, e))?;
     let path = path.to_path_buf();
-    Ok(Box::new(reader.map(move |b| b.map(Chunk::Arrow).map_err(|e| Error::format(&path, e)))))
+    Ok(Box::new(reader.map(move |b| {
+        b.map(Chunk::Arrow).map_err(|e| Error::format(&path, e))
+    })))
 }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use arrow::buffer::Buffer;
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::ipc::convert::try_fb_to_schema;
-use arrow::ipc::reader::{read_footer_length, FileDecoder};
-use arrow::ipc::{root_as_footer, Block};
+use arrow::ipc::reader::{FileDecoder, read_footer_length};
+use arrow::ipc::{Block, root_as_footer};
 
 use crate::data::{Chunk, ChunkStream};
 use crate::error::{Error, Result};
@@ -35,7 +35,9 @@ impl IpcFile {
             return Err(Error::format(path, "not an Arrow IPC file (too short)"));
         }
         let trailer_start = buffer.len() - 10;
-        let trailer: [u8; 10] = buffer[trailer_start..].try_into().map_err(|_| Error::format(path, "short trailer"))?;
+        let trailer: [u8; 10] = buffer[trailer_start..]
+            .try_into()
+            .map_err(|_| Error::format(path, "short trailer"))?;
         let footer_len = read_footer_length(trailer).map_err(|e| Error::format(path, e))?;
         if footer_len > trailer_start {
             return Err(Error::format(path, "footer length exceeds the file"));
@@ -47,10 +49,22 @@ impl IpcFile {
             .ok_or_else(|| Error::format(path, "footer has no schema"))
             .and_then(|s| try_fb_to_schema(s).map_err(|e| Error::format(path, e)))
             .map(Arc::new)?;
-        let blocks = footer.recordBatches().map(|b| b.iter().copied().collect()).unwrap_or_default();
-        let dictionaries = footer.dictionaries().map(|b| b.iter().copied().collect()).unwrap_or_default();
+        let blocks = footer
+            .recordBatches()
+            .map(|b| b.iter().copied().collect())
+            .unwrap_or_default();
+        let dictionaries = footer
+            .dictionaries()
+            .map(|b| b.iter().copied().collect())
+            .unwrap_or_default();
         let version = footer.version();
-        Ok(IpcFile { buffer, schema, blocks, dictionaries, version })
+        Ok(IpcFile {
+            buffer,
+            schema,
+            blocks,
+            dictionaries,
+            version,
+        })
     }
 
     /// The file's schema.
@@ -70,16 +84,22 @@ impl IpcFile {
         }
         for block in &self.dictionaries {
             let data = self.block_data(path, block)?;
-            decoder.read_dictionary(block, &data).map_err(|e| Error::format(path, e))?;
+            decoder
+                .read_dictionary(block, &data)
+                .map_err(|e| Error::format(path, e))?;
         }
         Ok(decoder)
     }
 
     fn block_data(&self, path: &Path, block: &Block) -> Result<Buffer> {
-        let start = usize::try_from(block.offset()).map_err(|_| Error::format(path, "negative block offset"))?;
+        let start = usize::try_from(block.offset())
+            .map_err(|_| Error::format(path, "negative block offset"))?;
         let len = block.bodyLength() as usize + block.metaDataLength() as usize;
         if start.checked_add(len).is_none_or(|e| e > self.buffer.len()) {
-            return Err(Error::format(path, format!("block at offset {start} runs past the end of the file")));
+            return Err(Error::format(
+                path,
+                format!("block at offset {start} runs past the end of the file"),
+            ));
         }
         Ok(self.buffer.slice_with_length(start, len))
     }
@@ -93,7 +113,10 @@ pub fn find_int64_column(path: &Path, schema: &SchemaRef, name: Option<&str>) ->
                 .column_with_name(name)
                 .ok_or_else(|| Error::format(path, format!("no column named {name:?}")))?;
             if field.data_type() != &DataType::Int64 {
-                return Err(Error::format(path, format!("column {name:?} is {}, not Int64", field.data_type())));
+                return Err(Error::format(
+                    path,
+                    format!("column {name:?} is {}, not Int64", field.data_type()),
+                ));
             }
             Ok(i)
         }

@@ -79,11 +79,18 @@ impl Split {
     /// A short description for progress and error messages.
     pub fn describe(&self) -> String {
         match self {
-            Split::Text { path, start, end, .. } | Split::Records { path, start, end } => {
+            Split::Text {
+                path, start, end, ..
+            }
+            | Split::Records { path, start, end } => {
                 format!("{}[{start}..{end})", path.display())
             }
-            Split::Ipc { path, first, end, .. } => format!("{} batches {first}..{end}", path.display()),
-            Split::Parquet { path, row_groups } => format!("{} row groups {row_groups:?}", path.display()),
+            Split::Ipc {
+                path, first, end, ..
+            } => format!("{} batches {first}..{end}", path.display()),
+            Split::Parquet { path, row_groups } => {
+                format!("{} row groups {row_groups:?}", path.display())
+            }
             Split::Csv { path, .. } => path.display().to_string(),
             Split::Inline { ipc } => format!("inline ({} bytes)", ipc.len()),
         }
@@ -94,9 +101,19 @@ impl Split {
 /// where the format allows (text, records), and the whole split otherwise.
 pub fn open(split: &Split, sample_windows: Option<u32>) -> Result<ChunkStream> {
     match split {
-        Split::Text { path, start, end, lossy } => text::open(path, *start, *end, *lossy, sample_windows),
+        Split::Text {
+            path,
+            start,
+            end,
+            lossy,
+        } => text::open(path, *start, *end, *lossy, sample_windows),
         Split::Records { path, start, end } => records::open(path, *start, *end, sample_windows),
-        Split::Ipc { path, first, end, column } => ipc::open(path, *first, *end, *column),
+        Split::Ipc {
+            path,
+            first,
+            end,
+            column,
+        } => ipc::open(path, *first, *end, *column),
         Split::Parquet { path, row_groups } => parquet::open(path, row_groups),
         Split::Csv { path, schema } => {
             // SAFETY: the plan was built by this executable (checked before it runs).
@@ -145,7 +162,8 @@ pub fn list_files(path: &Path, accept: impl Fn(&Path) -> bool) -> Result<Vec<(Pa
 
 /// Whether a path has the given extension.
 pub fn has_extension(path: &Path, ext: &str) -> bool {
-    path.extension().is_some_and(|e| e.eq_ignore_ascii_case(ext))
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case(ext))
 }
 
 /// Byte ranges `[start, end)` cutting `len` bytes into pieces of about `split` bytes,

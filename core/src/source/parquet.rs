@@ -5,13 +5,14 @@ use std::path::Path;
 
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use crate::data::{Chunk, ChunkStream, CHUNK_ROWS};
+use crate::data::{CHUNK_ROWS, Chunk, ChunkStream};
 use crate::error::{Error, Result};
 
 /// Number of row groups in `path`.
 pub fn row_groups(path: &Path) -> Result<usize> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| Error::format(path, e))?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| Error::format(path, e))?;
     Ok(builder.metadata().num_row_groups())
 }
 
@@ -25,5 +26,7 @@ pub fn open(path: &Path, row_groups: &[usize]) -> Result<ChunkStream> {
         .build()
         .map_err(|e| Error::format(path, e))?;
     let path = path.to_path_buf();
-    Ok(Box::new(reader.map(move |b| b.map(Chunk::Arrow).map_err(|e| Error::format(&path, e)))))
+    Ok(Box::new(reader.map(move |b| {
+        b.map(Chunk::Arrow).map_err(|e| Error::format(&path, e))
+    })))
 }

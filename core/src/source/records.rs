@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::data::{Chunk, ChunkStream};
 use crate::error::{Error, Result};
-use crate::record::{Record, RECORD_LEN};
+use crate::record::{RECORD_LEN, Record};
 
 /// Records per chunk: 8 MB reads keep the disk streaming and the chunk in one allocation.
 pub const RECORDS_PER_CHUNK: u64 = 80_000;
@@ -30,10 +30,14 @@ pub fn check_size(path: &Path, size: u64) -> Result<()> {
 pub fn open(path: &Path, start: u64, end: u64, sample_windows: Option<u32>) -> Result<ChunkStream> {
     let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
     let ranges: Vec<(u64, u64)> = match sample_windows {
-        None => super::byte_ranges(end - start, RECORDS_PER_CHUNK * RECORD_LEN as u64, RECORD_LEN as u64)
-            .into_iter()
-            .map(|(a, b)| (start + a, start + b))
-            .collect(),
+        None => super::byte_ranges(
+            end - start,
+            RECORDS_PER_CHUNK * RECORD_LEN as u64,
+            RECORD_LEN as u64,
+        )
+        .into_iter()
+        .map(|(a, b)| (start + a, start + b))
+        .collect(),
         Some(w) => super::window_starts(start, end, w, RECORD_LEN as u64)
             .into_iter()
             .map(|s| (s, (s + SAMPLE_WINDOW_RECORDS * RECORD_LEN as u64).min(end)))
@@ -42,8 +46,10 @@ pub fn open(path: &Path, start: u64, end: u64, sample_windows: Option<u32>) -> R
     let path = path.to_path_buf();
     Ok(Box::new(ranges.into_iter().map(move |(a, b)| {
         let mut records = Record::zeroed_vec(((b - a) / RECORD_LEN as u64) as usize);
-        file.seek(SeekFrom::Start(a)).map_err(|e| Error::io(&path, e))?;
-        file.read_exact(Record::slice_as_bytes_mut(&mut records)).map_err(|e| Error::io(&path, e))?;
+        file.seek(SeekFrom::Start(a))
+            .map_err(|e| Error::io(&path, e))?;
+        file.read_exact(Record::slice_as_bytes_mut(&mut records))
+            .map_err(|e| Error::io(&path, e))?;
         Ok(Chunk::from_rows(records))
     })))
 }

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use crate::data::{Chunk, ChunkStream, CHUNK_ROWS};
+use crate::data::{CHUNK_ROWS, Chunk, ChunkStream};
 use crate::error::{Error, Result};
 
 /// Lines read per sampling window.
@@ -26,13 +26,18 @@ struct LineReader {
 impl LineReader {
     fn seek_to(&mut self, start: u64) -> Result<()> {
         let from = start.saturating_sub(1);
-        self.reader.seek(SeekFrom::Start(from)).map_err(|e| Error::io(&self.path, e))?;
+        self.reader
+            .seek(SeekFrom::Start(from))
+            .map_err(|e| Error::io(&self.path, e))?;
         self.pos = from;
         if start > 0 {
             // Skip the rest of the line that began before `start`; if byte start-1 is a
             // newline, this consumes just that byte and the line at `start` is ours.
             let mut skipped = Vec::new();
-            let n = self.reader.read_until(b'\n', &mut skipped).map_err(|e| Error::io(&self.path, e))?;
+            let n = self
+                .reader
+                .read_until(b'\n', &mut skipped)
+                .map_err(|e| Error::io(&self.path, e))?;
             self.pos += n as u64;
         }
         Ok(())
@@ -43,7 +48,10 @@ impl LineReader {
             return Ok(None);
         }
         let mut buf = Vec::with_capacity(64);
-        let n = self.reader.read_until(b'\n', &mut buf).map_err(|e| Error::io(&self.path, e))?;
+        let n = self
+            .reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| Error::io(&self.path, e))?;
         if n == 0 {
             return Ok(None);
         }
@@ -144,7 +152,13 @@ impl Iterator for TextSplit {
 }
 
 /// Streams the lines of `path` that start in `[start, end)`.
-pub fn open(path: &Path, start: u64, end: u64, lossy: bool, sample_windows: Option<u32>) -> Result<ChunkStream> {
+pub fn open(
+    path: &Path,
+    start: u64,
+    end: u64,
+    lossy: bool,
+    sample_windows: Option<u32>,
+) -> Result<ChunkStream> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let mut lines = LineReader {
         path: path.to_path_buf(),

@@ -1,0 +1,72 @@
+//! Joins orders to their customers and groups them by city: per city, the number of
+//! orders, their total and the customers who ordered. Uses `join` and `group_by_key` on
+//! typed CSV rows.
+//!
+//! ```text
+//! cargo run --release --example orders_by_city -- --customers datasets/fixtures/shop/customers --orders datasets/fixtures/shop/orders --output target/cities --overwrite
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use ringleader::Output;
+use serde::{Deserialize, Serialize};
+
+/// Orders per city.
+#[derive(Parser)]
+struct Args {
+    /// CSV files with columns customer_id,name,city.
+    #[arg(long)]
+    customers: PathBuf,
+    /// CSV files with columns order_id,customer_id,amount.
+    #[arg(long)]
+    orders: PathBuf,
+    /// The output directory (refused if it exists, unless --overwrite).
+    #[arg(long)]
+    output: PathBuf,
+    /// Replace an existing output directory once the new output is complete.
+    #[arg(long)]
+    overwrite: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Customer {
+    customer_id: i64,
+    name: String,
+    city: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Order {
+    order_id: i64,
+    customer_id: i64,
+    amount: i64,
+}
+
+fn main() -> ExitCode {
+    ringleader::run(|ctx| {
+        let args = Args::parse();
+        let customers = ctx
+            .csv_files::<Customer>(&args.customers)?
+            .map(|c| (c.customer_id, (c.name, c.city)));
+        let orders = ctx
+            .csv_files::<Order>(&args.orders)?
+            .map(|o| (o.customer_id, o.amount));
+        let saved = customers
+            .join(&orders)
+            .map(|(_, ((name, city), amount))| (city, (name, amount)))
+            .group_by_key()
+            .map(|(city, orders)| {
+                let total: i64 = orders.iter().map(|(_, amount)| amount).sum();
+                let mut names: Vec<String> = orders.into_iter().map(|(name, _)| name).collect();
+                let count = names.len();
+                names.sort();
+                names.dedup();
+                format!("{city}\t{count}\t{total}\t{}", names.join(","))
+            })
+            .save_text(Output::new(&args.output).overwrite(args.overwrite))?;
+        println!("{} cities in {}", saved.rows, args.output.display());
+        Ok(())
+    })
+}

@@ -1,0 +1,470 @@
+//! `ringleader bench embedded`: runs the shipped examples (sort, sum, wordcount) on
+//! generated data and, in the same invocation, plain single-process Rust baselines of the
+//! same work; prints a table of times, throughputs, ratios and peak memory. Every run is a
+//! separate process, so peak memory is that run's own (from `wait4`).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use rayon::prelude::*;
+use ringleader_core::record::Record;
+
+use super::generate::parse_size;
+
+/// Which benchmark.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// The embedded engine on this machine: sort, sum and wordcount vs plain Rust.
+    Embedded(EmbeddedArgs),
+}
+
+/// `bench embedded`.
+#[derive(Debug, Args)]
+pub struct EmbeddedArgs {
+    /// Records to sort (100 bytes each).
+    #[arg(long, default_value_t = 10_000_000)]
+    pub records: u64,
+    /// int64 values to sum.
+    #[arg(long, default_value_t = 100_000_000)]
+    pub rows: u64,
+    /// Bytes of text to count words in (suffixes K, M, G accepted).
+    #[arg(long, default_value = "160M", value_parser = parse_size)]
+    pub text_bytes: u64,
+    /// Runs of each measurement; the table shows the median.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Where generated inputs are kept between invocations, and outputs written.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Directory of the built examples (default: `examples/` beside this executable,
+    /// built with `cargo build --release --examples` if missing).
+    #[arg(long)]
+    pub examples: Option<PathBuf>,
+}
+
+/// A baseline to run in its own process.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Baseline {
+    /// Read every record, rayon `par_sort_unstable` by key, write one file.
+    Sort,
+    /// Read every Arrow IPC file, add its int64 values in a plain loop.
+    Sum,
+    /// Read every text file, count words in one `HashMap`, write one file.
+    Wordcount,
+}
+
+/// `ringleader baseline` (hidden): one baseline run.
+#[derive(Debug, Args)]
+pub struct BaselineArgs {
+    /// Which baseline.
+    #[arg(value_enum)]
+    pub kind: Baseline,
+    /// Input directory.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Output file (sort, wordcount).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}
+
+/// Runs a `bench` subcommand.
+pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
+    let BenchCommand::Embedded(args) = command;
+    embedded(args)
+}
+
+struct Measured {
+    elapsed: Duration,
+    peak_bytes: u64,
+    stdout: String,
+}
+
+/// Runs `command` to completion; its wall time and peak resident memory.
+fn measure(command: &mut Command) -> anyhow::Result<Measured> {
+    let started = Instant::now();
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env("RINGLEADER_PROGRESS", "0")
+        .spawn()
+        .with_context(|| format!("starting {command:?}"))?;
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        out.read_to_string(&mut stdout)?;
+    }
+    if let Some(mut err) = child.stderr.take() {
+        err.read_to_string(&mut stderr)?;
+    }
+    let (status, peak_bytes) = wait_with_peak(child.id() as i32)?;
+    let elapsed = started.elapsed();
+    if status != 0 {
+        bail!("{command:?} failed (status {status}): {}", stderr.trim());
+    }
+    Ok(Measured {
+        elapsed,
+        peak_bytes,
+        stdout,
+    })
+}
+
+/// Reaps `pid`, returning its exit status and its peak resident set (`ru_maxrss`).
+fn wait_with_peak(pid: i32) -> anyhow::Result<(i32, u64)> {
+    let mut status = 0;
+    // SAFETY: rusage is plain data, zero-initialised; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `pid` is a child of this process that has not been reaped yet.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    if r < 0 {
+        bail!("wait4: {}", std::io::Error::last_os_error());
+    }
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    };
+    Ok((code, usage.ru_maxrss as u64 * 1024))
+}
+
+fn examples_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = given {
+        return Ok(dir);
+    }
+    let exe = std::env::current_exe().context("locating this executable")?;
+    let dir = exe
+        .parent()
+        .context("executable has no directory")?
+        .join("examples");
+    if !dir.join("sort").exists() {
+        eprintln!("building the examples (cargo build --release --examples) ...");
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--release", "--examples"])
+            .status()
+            .context(
+                "running cargo to build the examples; build them yourself and pass --examples DIR",
+            )?;
+        if !status.success() || !dir.join("sort").exists() {
+            bail!(
+                "the examples are not in {}; run `cargo build --release --examples` and pass --examples DIR",
+                dir.display()
+            );
+        }
+    }
+    Ok(dir)
+}
+
+/// Generates an input once; later invocations reuse it (marked by `_READY`).
+fn ensure_input(
+    dir: &Path,
+    what: &str,
+    generate: impl FnOnce(&Path) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    if dir.join("_READY").exists() {
+        return Ok(());
+    }
+    eprintln!("generating {what} into {} ...", dir.display());
+    generate(dir)?;
+    File::create(dir.join("_READY"))?;
+    Ok(())
+}
+
+/// Reads every file under `dir` once so that every run starts from a warm page cache.
+fn warm(dir: &Path) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_file() {
+            let mut f = File::open(&path)?;
+            total += std::io::copy(&mut f, &mut std::io::sink())?;
+        }
+    }
+    Ok(total)
+}
+
+fn median(mut runs: Vec<Measured>) -> Measured {
+    runs.sort_by_key(|m| m.elapsed);
+    let mid = runs.len() / 2;
+    runs.swap_remove(mid)
+}
+
+struct Row {
+    name: String,
+    bytes: u64,
+    ringleader: Measured,
+    baseline: Measured,
+}
+
+fn gb(bytes: u64) -> String {
+    format!("{:.2} GB", bytes as f64 / 1e9)
+}
+
+fn rate(bytes: u64, d: Duration) -> String {
+    format!("{:.0} MB/s", bytes as f64 / 1e6 / d.as_secs_f64())
+}
+
+fn embedded(args: EmbeddedArgs) -> anyhow::Result<ExitCode> {
+    let examples = examples_dir(args.examples.clone())?;
+    let base = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join("ringleader-bench"));
+    let exe = std::env::current_exe()?;
+    let sort_in = base.join(format!("sort-{}", args.records));
+    let sum_in = base.join(format!("numbers-{}", args.rows));
+    let text_in = base.join(format!("text-{}", args.text_bytes));
+    ensure_input(&sort_in, "sort records", |d| {
+        let spec = ringleader_datasets::gensort::SortSpec {
+            records: args.records,
+            files: 4,
+            seed: 42,
+            skew: false,
+        };
+        ringleader_datasets::gensort::generate(d, &spec, true)?;
+        Ok(())
+    })?;
+    ensure_input(&sum_in, "int64 numbers", |d| {
+        ringleader_datasets::numbers::generate(d, args.rows, 4, 42, true)?;
+        Ok(())
+    })?;
+    ensure_input(&text_in, "Zipf text", |d| {
+        ringleader_datasets::text::generate(d, args.text_bytes, 4, 100_000, 42, true)?;
+        Ok(())
+    })?;
+    let runs = args.runs.max(1);
+    let mut rows = Vec::new();
+
+    let sort_bytes = warm(&sort_in)?;
+    let sort_out = base.join("out-sort");
+    let sort_base_out = base.join("out-sort-baseline");
+    let (rl, bl) = alternate(
+        runs,
+        "sort",
+        || {
+            measure(
+                Command::new(examples.join("sort"))
+                    .arg("--input")
+                    .arg(&sort_in)
+                    .arg("--output")
+                    .arg(&sort_out)
+                    .arg("--overwrite"),
+            )
+        },
+        || {
+            measure(
+                Command::new(&exe)
+                    .args(["baseline", "sort", "--input"])
+                    .arg(&sort_in)
+                    .arg("--output")
+                    .arg(&sort_base_out),
+            )
+        },
+    )?;
+    let report = ringleader_datasets::validate::validate_sort(&sort_in, &sort_out)?;
+    if !report.ok() {
+        bail!("the sort's output does not validate: {report:?}");
+    }
+    rows.push(Row {
+        name: format!("sort {} records", args.records),
+        bytes: sort_bytes,
+        ringleader: rl,
+        baseline: bl,
+    });
+
+    let sum_bytes = warm(&sum_in)?;
+    let (rl, bl) = alternate(
+        runs,
+        "sum",
+        || {
+            measure(
+                Command::new(examples.join("sum"))
+                    .arg("--input")
+                    .arg(&sum_in),
+            )
+        },
+        || {
+            measure(
+                Command::new(&exe)
+                    .args(["baseline", "sum", "--input"])
+                    .arg(&sum_in),
+            )
+        },
+    )?;
+    let (a, b) = (last_line(&rl.stdout), last_line(&bl.stdout));
+    if a != b {
+        bail!("sum disagrees with the baseline: {a} vs {b}");
+    }
+    rows.push(Row {
+        name: format!("sum {} int64", args.rows),
+        bytes: sum_bytes,
+        ringleader: rl,
+        baseline: bl,
+    });
+
+    let text_bytes = warm(&text_in)?;
+    let wc_out = base.join("out-wordcount");
+    let wc_base_out = base.join("out-wordcount-baseline");
+    let (rl, bl) = alternate(
+        runs,
+        "wordcount",
+        || {
+            measure(
+                Command::new(examples.join("wordcount"))
+                    .arg("--input")
+                    .arg(&text_in)
+                    .arg("--output")
+                    .arg(&wc_out)
+                    .arg("--overwrite"),
+            )
+        },
+        || {
+            measure(
+                Command::new(&exe)
+                    .args(["baseline", "wordcount", "--input"])
+                    .arg(&text_in)
+                    .arg("--output")
+                    .arg(&wc_base_out),
+            )
+        },
+    )?;
+    rows.push(Row {
+        name: "wordcount".to_string(),
+        bytes: text_bytes,
+        ringleader: rl,
+        baseline: bl,
+    });
+
+    print_table(&rows, runs);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn alternate(
+    runs: usize,
+    what: &str,
+    mut ringleader: impl FnMut() -> anyhow::Result<Measured>,
+    mut baseline: impl FnMut() -> anyhow::Result<Measured>,
+) -> anyhow::Result<(Measured, Measured)> {
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for i in 0..runs {
+        eprintln!("{what}: run {}/{runs}", i + 1);
+        a.push(ringleader().with_context(|| format!("ringleader {what}"))?);
+        b.push(baseline().with_context(|| format!("baseline {what}"))?);
+    }
+    Ok((median(a), median(b)))
+}
+
+fn last_line(s: &str) -> String {
+    s.lines().last().unwrap_or_default().trim().to_string()
+}
+
+fn print_table(rows: &[Row], runs: usize) {
+    println!();
+    println!(
+        "Embedded engine vs plain single-process Rust, median of {runs} runs (ratio > 1: Ringleader is faster)"
+    );
+    println!();
+    println!(
+        "| workload | input | ringleader | throughput | baseline | throughput | ratio | peak mem ringleader | peak mem baseline |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        let (t1, t2) = (r.ringleader.elapsed, r.baseline.elapsed);
+        println!(
+            "| {} | {} | {:.2} s | {} | {:.2} s | {} | {:.2}x | {} | {} |",
+            r.name,
+            gb(r.bytes),
+            t1.as_secs_f64(),
+            rate(r.bytes, t1),
+            t2.as_secs_f64(),
+            rate(r.bytes, t2),
+            t2.as_secs_f64() / t1.as_secs_f64(),
+            gb(r.ringleader.peak_bytes),
+            gb(r.baseline.peak_bytes),
+        );
+    }
+}
+
+fn data_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file()
+                && !p
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(['_', '.']))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Runs one baseline and prints its result as the last line of stdout.
+pub fn baseline(args: BaselineArgs) -> anyhow::Result<ExitCode> {
+    let files = data_files(&args.input)?;
+    match args.kind {
+        Baseline::Sort => {
+            let mut bytes = Vec::new();
+            for f in &files {
+                File::open(f)?.read_to_end(&mut bytes)?;
+            }
+            let mut records = Record::slice_from_bytes(&bytes)
+                .context("input is not whole records")?
+                .to_vec();
+            drop(bytes);
+            records.par_sort_unstable_by(|a, b| a.0[..10].cmp(&b.0[..10]));
+            let out = args.output.context("--output is required")?;
+            let mut w = BufWriter::with_capacity(4 << 20, File::create(&out)?);
+            w.write_all(Record::slice_as_bytes(&records))?;
+            w.flush()?;
+            println!("{}", records.len());
+        }
+        Baseline::Sum => {
+            let mut total: i64 = 0;
+            for f in &files {
+                let reader = arrow::ipc::reader::FileReader::try_new(
+                    std::io::BufReader::new(File::open(f)?),
+                    None,
+                )?;
+                for batch in reader {
+                    let batch = batch?;
+                    let values = batch
+                        .column(0)
+                        .as_any()
+                        .downcast_ref::<arrow::array::Int64Array>()
+                        .context("first column is not int64")?;
+                    for &v in values.values().iter() {
+                        total += v;
+                    }
+                }
+            }
+            println!("{total}");
+        }
+        Baseline::Wordcount => {
+            let mut counts: HashMap<String, u64> = HashMap::new();
+            for f in &files {
+                let text = std::fs::read_to_string(f)?;
+                for word in text.split_whitespace() {
+                    match counts.get_mut(word) {
+                        Some(c) => *c += 1,
+                        None => {
+                            counts.insert(word.to_string(), 1);
+                        }
+                    }
+                }
+            }
+            let out = args.output.context("--output is required")?;
+            let mut w = BufWriter::new(File::create(&out)?);
+            for (word, n) in &counts {
+                writeln!(w, "{word}\t{n}")?;
+            }
+            w.flush()?;
+            println!("{}", counts.len());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,135 @@
+//! `ringleader gen sort|numbers|text`: write benchmark inputs.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use ringleader_datasets::{gensort, numbers, text};
+
+/// What to generate.
+#[derive(Debug, Subcommand)]
+pub enum GenCommand {
+    /// gensort-format binary records: 10-byte key, 90-byte payload.
+    Sort(SortArgs),
+    /// An int64 column `value` in Arrow IPC files (*.arrow).
+    Numbers(NumbersArgs),
+    /// Lines of Zipf-distributed words.
+    Text(TextArgs),
+}
+
+/// Flags shared by every generator.
+#[derive(Debug, Args)]
+pub struct Common {
+    /// Directory to write (created; must be empty unless --overwrite).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Number of files to spread the data over.
+    #[arg(long, default_value_t = 4)]
+    pub files: u64,
+    /// Seed: the same seed gives the same data.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Replace the contents of a non-empty --out.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+/// `gen sort`.
+#[derive(Debug, Args)]
+pub struct SortArgs {
+    /// Number of 100-byte records.
+    #[arg(long)]
+    pub records: u64,
+    /// Many duplicate and hot keys.
+    #[arg(long)]
+    pub skew: bool,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// `gen numbers`.
+#[derive(Debug, Args)]
+pub struct NumbersArgs {
+    /// Number of int64 values.
+    #[arg(long)]
+    pub rows: u64,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// `gen text`.
+#[derive(Debug, Args)]
+pub struct TextArgs {
+    /// Approximate size in bytes (suffixes K, M, G accepted).
+    #[arg(long, value_parser = parse_size)]
+    pub bytes: u64,
+    /// Number of distinct words to draw from.
+    #[arg(long, default_value_t = 100_000)]
+    pub vocabulary: usize,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// Parses `160M`-style sizes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    crate::config::parse_bytes(s)
+        .ok_or_else(|| format!("{s:?} is not a size (examples: 1000, 64K, 160M, 1G)"))
+}
+
+/// Runs a `gen` subcommand.
+pub fn run(command: GenCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        GenCommand::Sort(a) => {
+            let spec = gensort::SortSpec {
+                records: a.records,
+                files: a.common.files,
+                seed: a.common.seed,
+                skew: a.skew,
+            };
+            let files = gensort::generate(&a.common.out, &spec, a.common.overwrite)
+                .with_context(|| format!("generating records into {}", a.common.out.display()))?;
+            println!(
+                "wrote {} records ({} bytes) in {} files to {}",
+                a.records,
+                a.records * 100,
+                files.len(),
+                a.common.out.display()
+            );
+        }
+        GenCommand::Numbers(a) => {
+            let (files, sum) = numbers::generate(
+                &a.common.out,
+                a.rows,
+                a.common.files,
+                a.common.seed,
+                a.common.overwrite,
+            )
+            .with_context(|| format!("generating numbers into {}", a.common.out.display()))?;
+            println!(
+                "wrote {} int64 values in {} files to {} (their sum: {sum})",
+                a.rows,
+                files.len(),
+                a.common.out.display()
+            );
+        }
+        GenCommand::Text(a) => {
+            let files = text::generate(
+                &a.common.out,
+                a.bytes,
+                a.common.files,
+                a.vocabulary,
+                a.common.seed,
+                a.common.overwrite,
+            )
+            .with_context(|| format!("generating text into {}", a.common.out.display()))?;
+            println!(
+                "wrote about {} bytes of text in {} files to {}",
+                a.bytes,
+                files.len(),
+                a.common.out.display()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
