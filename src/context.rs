@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use ringleader_core::data::{Data, encode};
 use ringleader_core::plan::{JobPlan, SchemaFn, TaskValue};
@@ -39,6 +40,8 @@ pub struct Context {
 struct Inner {
     config: Config,
     pool: rayon::ThreadPool,
+    /// Shuffle bytes the most recent job spilled (for tests and tuning).
+    last_spilled: AtomicU64,
 }
 
 impl Context {
@@ -52,7 +55,7 @@ impl Context {
                 Error::Config(format!("cannot start {} task threads: {e}", config.threads))
             })?;
         Ok(Context {
-            inner: Arc::new(Inner { config, pool }),
+            inner: Arc::new(Inner { config, pool, last_spilled: AtomicU64::new(0) }),
         })
     }
 
@@ -74,7 +77,14 @@ impl Context {
 
     /// Runs a plan and returns its final stage's values.
     pub(crate) fn execute(&self, plan: &JobPlan) -> Result<Vec<TaskValue>> {
-        crate::embedded::run_job(&self.inner.config, &self.inner.pool, plan)
+        let (values, stats) = crate::embedded::run_job(&self.inner.config, &self.inner.pool, plan)?;
+        self.inner.last_spilled.store(stats.spilled_bytes, Ordering::Relaxed);
+        Ok(values)
+    }
+
+    /// Shuffle bytes the most recent job spilled to disk (0 when it fit in memory).
+    pub fn last_spilled_bytes(&self) -> u64 {
+        self.inner.last_spilled.load(Ordering::Relaxed)
     }
 
     pub(crate) fn dataset<T: Data>(&self, node: Node) -> Dataset<T> {
@@ -85,7 +95,8 @@ impl Context {
     /// thread gets about two splits.
     fn split_size(&self, total: u64) -> u64 {
         let per_thread = total.div_ceil(self.inner.config.threads as u64 * 2);
-        per_thread.clamp(1 << 20, self.inner.config.split_size.max(1 << 20))
+        let max = self.inner.config.split_size.max(1);
+        per_thread.clamp(max.min(1 << 20), max)
     }
 
     /// Lines of the text files under `path` (a file or a directory), as `String`s without

@@ -44,6 +44,12 @@ impl<T> Clone for Dataset<T> {
     }
 }
 
+impl<T> std::fmt::Debug for Dataset<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Dataset<{}>", std::any::type_name::<T>())
+    }
+}
+
 /// Where a save action writes, and whether it may replace what is there.
 #[derive(Debug, Clone)]
 pub struct Output {

@@ -13,12 +13,19 @@ use ringleader_core::shuffle::LocalShuffle;
 use crate::config::Config;
 use crate::progress::StageProgress;
 
+/// What a finished job measured.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct JobStats {
+    /// Shuffle bytes written to disk because the memory limit was reached.
+    pub(crate) spilled_bytes: u64,
+}
+
 /// Runs `plan` and returns the final stage's task values, in partition order.
 pub(crate) fn run_job(
     config: &Config,
     pool: &rayon::ThreadPool,
     plan: &JobPlan,
-) -> Result<Vec<TaskValue>> {
+) -> Result<(Vec<TaskValue>, JobStats)> {
     let shuffle = LocalShuffle::new(config.memory_limit, config.spill_dir.as_deref())?;
     let mut values = Vec::new();
     for stage in &plan.stages {
@@ -43,5 +50,5 @@ pub(crate) fn run_job(
         progress.finish(result.is_ok(), started.elapsed());
         values = result?;
     }
-    Ok(values)
+    Ok((values, JobStats { spilled_bytes: shuffle.spilled_bytes() }))
 }

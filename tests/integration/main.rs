@@ -1,0 +1,11 @@
+//! Ringleader's integration tests: one binary, a module per concern. Every distributed
+//! result is checked against a plain sequential computation of the same input.
+
+mod bad_input;
+mod cli;
+mod examples;
+mod helpers;
+mod operators;
+mod shipping;
+mod sources;
+mod spill;
