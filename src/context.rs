@@ -55,7 +55,11 @@ impl Context {
                 Error::Config(format!("cannot start {} task threads: {e}", config.threads))
             })?;
         Ok(Context {
-            inner: Arc::new(Inner { config, pool, last_spilled: AtomicU64::new(0) }),
+            inner: Arc::new(Inner {
+                config,
+                pool,
+                last_spilled: AtomicU64::new(0),
+            }),
         })
     }
 
@@ -78,7 +82,9 @@ impl Context {
     /// Runs a plan and returns its final stage's values.
     pub(crate) fn execute(&self, plan: &JobPlan) -> Result<Vec<TaskValue>> {
         let (values, stats) = crate::embedded::run_job(&self.inner.config, &self.inner.pool, plan)?;
-        self.inner.last_spilled.store(stats.spilled_bytes, Ordering::Relaxed);
+        self.inner
+            .last_spilled
+            .store(stats.spilled_bytes, Ordering::Relaxed);
         Ok(values)
     }
 

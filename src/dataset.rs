@@ -423,13 +423,13 @@ impl<T: Data> Dataset<T> {
         const { assert_no_capture::<F>() };
         let mut acc: Option<T> = None;
         for v in self.run(action::reduce::<T, F>, Vec::new())? {
-            if let TaskValue::Bytes(b) = v {
-                if let Some(x) = postcard::from_bytes::<Option<T>>(&b)? {
-                    acc = Some(match acc {
-                        Some(a) => f(a, x),
-                        None => x,
-                    });
-                }
+            if let TaskValue::Bytes(b) = v
+                && let Some(x) = postcard::from_bytes::<Option<T>>(&b)?
+            {
+                acc = Some(match acc {
+                    Some(a) => f(a, x),
+                    None => x,
+                });
             }
         }
         Ok(acc)

@@ -50,5 +50,10 @@ pub(crate) fn run_job(
         progress.finish(result.is_ok(), started.elapsed());
         values = result?;
     }
-    Ok((values, JobStats { spilled_bytes: shuffle.spilled_bytes() }))
+    Ok((
+        values,
+        JobStats {
+            spilled_bytes: shuffle.spilled_bytes(),
+        },
+    ))
 }

@@ -267,7 +267,7 @@ fn traced_fields<T: Data>() -> Option<Vec<FieldRef>> {
 fn encode_serde<T: Data>(rows: &[T]) -> Result<RecordBatch> {
     let fields = match traced_fields::<T>() {
         Some(f) => f,
-        None => Vec::<FieldRef>::from_samples(&Items(rows), tracing_options())?,
+        None => Vec::<FieldRef>::from_samples(Items(rows), tracing_options())?,
     };
     let batch = serde_arrow::to_record_batch(&fields, &Items(rows))?;
     let schema = batch
@@ -306,15 +306,16 @@ pub fn decode<T: Data>(batch: &RecordBatch) -> Result<Vec<T>> {
         let records = Record::slice_from_bytes(bytes).unwrap_or_default().to_vec();
         return cast_vec::<Record, T>(records).map_err(|_| unreachable_cast());
     }
-    if batch.num_columns() == 1 {
-        if let Some(rows) = decode_primitive::<T>(batch.column(0))? {
-            return Ok(rows);
-        }
+    if batch.num_columns() == 1
+        && let Some(rows) = decode_primitive::<T>(batch.column(0))?
+    {
+        return Ok(rows);
     }
-    if layout.as_deref() == Some(LAYOUT_PAIR) && batch.num_columns() == 2 {
-        if let Some(rows) = decode_pair::<T>(batch)? {
-            return Ok(rows);
-        }
+    if layout.as_deref() == Some(LAYOUT_PAIR)
+        && batch.num_columns() == 2
+        && let Some(rows) = decode_pair::<T>(batch)?
+    {
+        return Ok(rows);
     }
     if layout.as_deref() == Some(LAYOUT_ITEM) {
         let Items(rows): Items<Vec<T>> = serde_arrow::from_record_batch(batch)?;
@@ -356,14 +357,14 @@ fn decode_primitive<T: Data>(column: &ArrayRef) -> Result<Option<Vec<T>>> {
         if let Some(a) = column.as_primitive_opt::<Float64Type>() {
             return cast_to::<f64, T>(a.values().to_vec());
         }
-    } else if is::<T, String>() {
-        if let Some(a) = column.as_any().downcast_ref::<StringArray>() {
-            let v: Vec<String> = a
-                .iter()
-                .map(|s| s.unwrap_or_default().to_string())
-                .collect();
-            return cast_to::<String, T>(v);
-        }
+    } else if is::<T, String>()
+        && let Some(a) = column.as_any().downcast_ref::<StringArray>()
+    {
+        let v: Vec<String> = a
+            .iter()
+            .map(|s| s.unwrap_or_default().to_string())
+            .collect();
+        return cast_to::<String, T>(v);
     }
     Ok(None)
 }
@@ -389,17 +390,17 @@ fn decode_pair<T: Data>(batch: &RecordBatch) -> Result<Option<Vec<T>>> {
                 .map(Some)
                 .map_err(|_| unreachable_cast());
         }
-    } else if is::<T, (String, i64)>() {
-        if let Some(values) = batch.column(1).as_primitive_opt::<Int64Type>() {
-            let v: Vec<(String, i64)> = keys
-                .iter()
-                .zip(values.values().iter())
-                .map(|(k, v)| (k.unwrap_or_default().to_string(), *v))
-                .collect();
-            return cast_vec::<(String, i64), T>(v)
-                .map(Some)
-                .map_err(|_| unreachable_cast());
-        }
+    } else if is::<T, (String, i64)>()
+        && let Some(values) = batch.column(1).as_primitive_opt::<Int64Type>()
+    {
+        let v: Vec<(String, i64)> = keys
+            .iter()
+            .zip(values.values().iter())
+            .map(|(k, v)| (k.unwrap_or_default().to_string(), *v))
+            .collect();
+        return cast_vec::<(String, i64), T>(v)
+            .map(Some)
+            .map_err(|_| unreachable_cast());
     }
     Ok(None)
 }

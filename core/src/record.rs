@@ -28,7 +28,7 @@ impl Record {
 
     /// Views a byte slice whose length is a multiple of 100 as records (no copy).
     pub fn slice_from_bytes(bytes: &[u8]) -> Option<&[Record]> {
-        if bytes.len() % RECORD_LEN != 0 {
+        if !bytes.len().is_multiple_of(RECORD_LEN) {
             return None;
         }
         // SAFETY: Record is repr(transparent) over [u8; 100] (alignment 1, no invalid bit

@@ -42,6 +42,11 @@ pub trait ShuffleService: Send + Sync {
     fn read(&self, shuffle: u32, partition: u32) -> Result<BatchStream>;
 }
 
+/// (shuffle, reduce partition).
+type PartitionKey = (u32, u32);
+/// (map task, write sequence): the order in which a reducer sees blocks.
+type BlockOrder = (u32, u64);
+
 enum Block {
     Memory(RecordBatch, usize),
     Spilled(PathBuf),
@@ -51,7 +56,7 @@ enum Block {
 /// written to Arrow IPC files in a temporary directory. A reduce partition's blocks are
 /// handed over (and their memory released) when it is read: embedded tasks run once.
 pub struct LocalShuffle {
-    blocks: Mutex<HashMap<(u32, u32), Vec<((u32, u64), Block)>>>,
+    blocks: Mutex<HashMap<PartitionKey, Vec<(BlockOrder, Block)>>>,
     in_memory: AtomicUsize,
     limit: usize,
     spill_dir: tempfile::TempDir,

@@ -47,11 +47,11 @@ pub fn record(seed: u64, row: u64, skew: bool) -> Record {
             0 => {
                 // one of 16 hot keys, the first of them the hottest
                 let hot = (r[0] as u64 * r[1] as u64) >> 12;
-                random_key(seed ^ 0x484f_54, hot, &mut r[..10]);
+                random_key(seed ^ 0x0048_4f54, hot, &mut r[..10]);
             }
             1 => {
                 let recurring = u64::from_be_bytes(r[..8].try_into().unwrap_or_default()) % 1000;
-                random_key(seed ^ 0x5245_43, recurring, &mut r[..10]);
+                random_key(seed ^ 0x0052_4543, recurring, &mut r[..10]);
             }
             _ => {}
         }

@@ -176,13 +176,13 @@ pub fn validate_sort(input: &Path, output: &Path) -> Result<Report> {
                 report.duplicates += 1;
             }
         }
-        if let Some(i) = s.violation {
-            if report.first_violation.is_none() {
-                report.first_violation = Some(Violation {
-                    file: path.clone(),
-                    record: i,
-                });
-            }
+        if let Some(i) = s.violation
+            && report.first_violation.is_none()
+        {
+            report.first_violation = Some(Violation {
+                file: path.clone(),
+                record: i,
+            });
         }
         if s.last_key.is_some() {
             previous = s.last_key;

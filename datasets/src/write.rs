@@ -12,13 +12,13 @@ use crate::{Error, Result};
 
 /// Creates `dir`, refusing a non-empty one unless `overwrite`.
 pub fn prepare_dir(dir: &Path, overwrite: bool) -> Result<()> {
-    if let Ok(mut entries) = std::fs::read_dir(dir) {
-        if entries.next().is_some() {
-            if !overwrite {
-                return Err(Error::OutputExists(dir.to_path_buf()));
-            }
-            std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    if let Ok(mut entries) = std::fs::read_dir(dir)
+        && entries.next().is_some()
+    {
+        if !overwrite {
+            return Err(Error::OutputExists(dir.to_path_buf()));
         }
+        std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))
 }

@@ -30,17 +30,31 @@ fn torn_record_file_names_file_and_offset() {
     write(dir.path(), "ok.dat", vec![1u8; 200]);
     write(dir.path(), "torn.dat", vec![1u8; 250]);
     let e = error_text(engine(2, 2).record_files(dir.path()));
-    assert!(e.contains("torn.dat") && e.contains("byte offset 200"), "{e}");
+    assert!(
+        e.contains("torn.dat") && e.contains("byte offset 200"),
+        "{e}"
+    );
 }
 
 #[test]
 fn invalid_utf8_names_file_and_line_unless_lossy() {
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "bad.txt", b"fine\nalso fine\nbro\xffken\nlast\n");
+    write(
+        dir.path(),
+        "bad.txt",
+        b"fine\nalso fine\nbro\xffken\nlast\n",
+    );
     let ctx = engine(2, 2);
     let e = error_text(ctx.text_files(dir.path()).unwrap().count());
-    assert!(e.contains("bad.txt:3") && e.contains("UTF-8") && e.contains("lossy"), "{e}");
-    let lossy = ctx.text_files_with(dir.path(), ringleader::TextOptions { lossy: true }).unwrap().collect().unwrap();
+    assert!(
+        e.contains("bad.txt:3") && e.contains("UTF-8") && e.contains("lossy"),
+        "{e}"
+    );
+    let lossy = ctx
+        .text_files_with(dir.path(), ringleader::TextOptions { lossy: true })
+        .unwrap()
+        .collect()
+        .unwrap();
     assert_eq!(lossy[2], "bro\u{fffd}ken");
 }
 
@@ -55,7 +69,10 @@ fn csv_value_of_wrong_type_names_file_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "people.csv", "name,age\nada,36\nbob,forty\n");
     let e = error_text(engine(2, 2).csv_files::<Row>(dir.path()).unwrap().count());
-    assert!(e.contains("people.csv") && e.contains("forty") && e.contains("line"), "{e}");
+    assert!(
+        e.contains("people.csv") && e.contains("forty") && e.contains("line"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -67,8 +84,14 @@ fn existing_output_is_refused_unless_overwrite() {
     let ctx = engine(2, 2);
     let ds = ctx.parallelize(vec![1i64, 2, 3], 2).unwrap();
     let e = error_text(ds.save_text(&out));
-    assert!(e.contains("already exists") && e.contains("--overwrite"), "{e}");
-    assert_eq!(std::fs::read_to_string(out.join("keep.txt")).unwrap(), "precious");
+    assert!(
+        e.contains("already exists") && e.contains("--overwrite"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("keep.txt")).unwrap(),
+        "precious"
+    );
     ds.save_text(Output::new(&out).overwrite(true)).unwrap();
     assert!(!out.join("keep.txt").exists());
     assert!(out.join("_SUCCESS").exists());
@@ -86,7 +109,10 @@ fn panicking_closure_fails_the_job_with_message_and_partition_and_leaves_no_outp
         x
     });
     let e = error_text(ds.save_text(&out));
-    assert!(e.contains("bad row 77") && e.contains("partition 3") && e.contains("panicked"), "{e}");
+    assert!(
+        e.contains("bad row 77") && e.contains("partition 3") && e.contains("panicked"),
+        "{e}"
+    );
     assert!(!out.exists(), "a failed job must leave no output directory");
     let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(leftovers.is_empty(), "staging left behind: {leftovers:?}");

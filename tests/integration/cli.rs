@@ -6,26 +6,52 @@ use std::process::Command;
 use crate::helpers::ringleader_bin;
 
 fn ringleader(args: &[&str]) -> std::process::Output {
-    Command::new(ringleader_bin()).args(args).output().expect("run ringleader")
+    Command::new(ringleader_bin())
+        .args(args)
+        .output()
+        .expect("run ringleader")
 }
 
 fn gen_sort(dir: &std::path::Path, files: &str, extra: &[&str]) {
-    let mut args = vec!["gen", "sort", "--records", "5000", "--files", files, "--out", dir.to_str().unwrap()];
+    let mut args = vec![
+        "gen",
+        "sort",
+        "--records",
+        "5000",
+        "--files",
+        files,
+        "--out",
+        dir.to_str().unwrap(),
+    ];
     args.extend_from_slice(extra);
     let out = ringleader(&args);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn concat(dir: &std::path::Path) -> Vec<u8> {
-    let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
-    files.iter().flat_map(|f| std::fs::read(f).unwrap()).collect()
+    files
+        .iter()
+        .flat_map(|f| std::fs::read(f).unwrap())
+        .collect()
 }
 
 #[test]
 fn gen_sort_is_deterministic_per_seed_whatever_the_file_count() {
     let dir = tempfile::tempdir().unwrap();
-    let (a, b, c) = (dir.path().join("a"), dir.path().join("b"), dir.path().join("c"));
+    let (a, b, c) = (
+        dir.path().join("a"),
+        dir.path().join("b"),
+        dir.path().join("c"),
+    );
     gen_sort(&a, "1", &[]);
     gen_sort(&b, "3", &[]);
     gen_sort(&c, "1", &["--seed", "7"]);
@@ -53,7 +79,10 @@ fn skewed_records_have_hot_keys() {
         k.dedup();
         k.len()
     };
-    assert!(distinct < 4000, "skew should repeat keys: {distinct} distinct of 5000");
+    assert!(
+        distinct < 4000,
+        "skew should repeat keys: {distinct} distinct of 5000"
+    );
 }
 
 #[test]
@@ -67,19 +96,47 @@ fn validate_accepts_sorted_output_and_reports_the_first_violation() {
     std::fs::create_dir(&good).unwrap();
     std::fs::write(good.join("part-00000"), records[..2000].concat()).unwrap();
     std::fs::write(good.join("part-00001"), records[2000..].concat()).unwrap();
-    let out = ringleader(&["validate", "sort", "--input", input.to_str().unwrap(), "--output", good.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = ringleader(&[
+        "validate",
+        "sort",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        good.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     records.swap(3000, 3001);
     let bad = dir.path().join("bad");
     std::fs::create_dir(&bad).unwrap();
     std::fs::write(bad.join("part-00000"), records[..2000].concat()).unwrap();
     std::fs::write(bad.join("part-00001"), records[2000..].concat()).unwrap();
-    let out = ringleader(&["validate", "sort", "--input", input.to_str().unwrap(), "--output", bad.to_str().unwrap()]);
+    let out = ringleader(&[
+        "validate",
+        "sort",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        bad.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("part-00001 record 1001") && stdout.contains("byte offset 100100"), "{stdout}");
+    assert!(
+        stdout.contains("part-00001 record 1001") && stdout.contains("byte offset 100100"),
+        "{stdout}"
+    );
     std::fs::write(bad.join("part-00001"), records[2000..4999].concat()).unwrap();
-    let out = ringleader(&["validate", "sort", "--input", input.to_str().unwrap(), "--output", bad.to_str().unwrap()]);
+    let out = ringleader(&[
+        "validate",
+        "sort",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        bad.to_str().unwrap(),
+    ]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("4999 records, the input 5000"));
 }
 
@@ -87,7 +144,14 @@ fn validate_accepts_sorted_output_and_reports_the_first_violation() {
 fn gen_refuses_a_non_empty_directory_without_overwrite() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("x"), "keep").unwrap();
-    let out = ringleader(&["gen", "numbers", "--rows", "10", "--out", dir.path().to_str().unwrap()]);
+    let out = ringleader(&[
+        "gen",
+        "numbers",
+        "--rows",
+        "10",
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--overwrite"));
     assert!(dir.path().join("x").exists());
@@ -95,10 +159,17 @@ fn gen_refuses_a_non_empty_directory_without_overwrite() {
 
 #[test]
 fn wrong_flags_print_usage_and_exit_2() {
-    for args in [&["gen", "sort", "--out", "x"][..], &["frobnicate"], &["validate", "sort", "--bogus"]] {
+    for args in [
+        &["gen", "sort", "--out", "x"][..],
+        &["frobnicate"],
+        &["validate", "sort", "--bogus"],
+    ] {
         let out = ringleader(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert!(String::from_utf8_lossy(&out.stderr).contains("Usage"), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("Usage"),
+            "{args:?}"
+        );
     }
 }
 
@@ -107,15 +178,37 @@ fn bench_embedded_runs_at_small_scale_and_prints_its_table() {
     let dir = tempfile::tempdir().unwrap();
     let examples = crate::helpers::target_dir().join("examples");
     let out = Command::new(ringleader_bin())
-        .args(["bench", "embedded", "--records", "20000", "--rows", "100000", "--text-bytes", "200K", "--runs", "1", "--dir"])
+        .args([
+            "bench",
+            "embedded",
+            "--records",
+            "20000",
+            "--rows",
+            "100000",
+            "--text-bytes",
+            "200K",
+            "--runs",
+            "1",
+            "--dir",
+        ])
         .arg(dir.path())
         .arg("--examples")
         .arg(&examples)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    for needle in ["| sort 20000 records", "| sum 100000 int64", "| wordcount", "MB/s", "ratio"] {
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        "| sort 20000 records",
+        "| sum 100000 int64",
+        "| wordcount",
+        "MB/s",
+        "ratio",
+    ] {
         assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
     }
 }

@@ -9,8 +9,15 @@ use ringleader_datasets::{gensort, numbers, text};
 use crate::helpers::{example, parts};
 
 fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.env("RINGLEADER_PROGRESS", "0").output().expect("run example");
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = cmd
+        .env("RINGLEADER_PROGRESS", "0")
+        .output()
+        .expect("run example");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).expect("utf-8 stdout")
 }
 
@@ -18,22 +25,45 @@ fn run_ok(cmd: &mut Command) -> String {
 fn sort_example_output_is_the_sorted_input() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in");
-    let spec = gensort::SortSpec { records: 30_000, files: 3, seed: 9, skew: true };
+    let spec = gensort::SortSpec {
+        records: 30_000,
+        files: 3,
+        seed: 9,
+        skew: true,
+    };
     gensort::generate(&input, &spec, false).unwrap();
     let output = dir.path().join("out");
-    run_ok(Command::new(example("sort")).arg("--input").arg(&input).arg("--output").arg(&output).args(["--partitions", "5"]));
+    run_ok(
+        Command::new(example("sort"))
+            .arg("--input")
+            .arg(&input)
+            .arg("--output")
+            .arg(&output)
+            .args(["--partitions", "5"]),
+    );
     let files = parts(&output);
     assert_eq!(files.len(), 5);
-    let got: Vec<u8> = files.iter().flat_map(|f| std::fs::read(f).unwrap()).collect();
-    let mut want: Vec<Record> = (0..spec.records).map(|r| gensort::record(spec.seed, r, true)).collect();
+    let got: Vec<u8> = files
+        .iter()
+        .flat_map(|f| std::fs::read(f).unwrap())
+        .collect();
+    let mut want: Vec<Record> = (0..spec.records)
+        .map(|r| gensort::record(spec.seed, r, true))
+        .collect();
     want.sort_by_key(|r| r.key());
     let got = Record::slice_from_bytes(&got).unwrap();
     assert_eq!(got.len(), want.len());
-    assert!(got.windows(2).all(|w| w[0].key() <= w[1].key()), "output not sorted");
+    assert!(
+        got.windows(2).all(|w| w[0].key() <= w[1].key()),
+        "output not sorted"
+    );
     let mut got_sorted = got.to_vec();
-    got_sorted.sort_by(|a, b| a.0.cmp(&b.0));
-    want.sort_by(|a, b| a.0.cmp(&b.0));
-    assert!(got_sorted == want, "output is not a permutation of the input");
+    got_sorted.sort_by_key(|a| a.0);
+    want.sort_by_key(|a| a.0);
+    assert!(
+        got_sorted == want,
+        "output is not a permutation of the input"
+    );
     let report = ringleader_datasets::validate::validate_sort(&input, &output).unwrap();
     assert!(report.ok() && report.duplicates > 0, "{report:?}");
 }
@@ -54,10 +84,18 @@ fn sum_example_reports_overflow() {
         std::sync::Arc::new(arrow::array::Int64Array::from(vec![i64::MAX, 1])) as _,
     )])
     .unwrap();
-    let mut w = arrow::ipc::writer::FileWriter::try_new(std::fs::File::create(dir.path().join("big.arrow")).unwrap(), &batch.schema()).unwrap();
+    let mut w = arrow::ipc::writer::FileWriter::try_new(
+        std::fs::File::create(dir.path().join("big.arrow")).unwrap(),
+        &batch.schema(),
+    )
+    .unwrap();
     w.write(&batch).unwrap();
     w.finish().unwrap();
-    let out = Command::new(example("sum")).arg("--input").arg(dir.path()).output().unwrap();
+    let out = Command::new(example("sum"))
+        .arg("--input")
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("overflow"));
 }
@@ -69,10 +107,19 @@ fn wordcount_example_counts_every_word_once() {
     text::generate(&input, 400_000, 2, 500, 3, false).unwrap();
     std::fs::write(input.join("extra.txt"), "Hello hello  HELLO\n\tworld\r\n").unwrap();
     let output = dir.path().join("out");
-    run_ok(Command::new(example("wordcount")).arg("--input").arg(&input).arg("--output").arg(&output));
+    run_ok(
+        Command::new(example("wordcount"))
+            .arg("--input")
+            .arg(&input)
+            .arg("--output")
+            .arg(&output),
+    );
     let mut want: HashMap<String, u64> = HashMap::new();
     for f in std::fs::read_dir(&input).unwrap() {
-        for w in std::fs::read_to_string(f.unwrap().path()).unwrap().split_whitespace() {
+        for w in std::fs::read_to_string(f.unwrap().path())
+            .unwrap()
+            .split_whitespace()
+        {
             *want.entry(w.to_string()).or_default() += 1;
         }
     }
@@ -80,7 +127,10 @@ fn wordcount_example_counts_every_word_once() {
     for f in parts(&output) {
         for line in std::fs::read_to_string(f).unwrap().lines() {
             let (w, n) = line.split_once('\t').expect("word<TAB>count");
-            assert!(got.insert(w.to_string(), n.parse().unwrap()).is_none(), "{w} appears twice");
+            assert!(
+                got.insert(w.to_string(), n.parse().unwrap()).is_none(),
+                "{w} appears twice"
+            );
         }
     }
     assert_eq!(got, want);
@@ -91,20 +141,54 @@ fn orders_by_city_joins_and_groups() {
     let dir = tempfile::tempdir().unwrap();
     let shop = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/shop");
     let output = dir.path().join("out");
-    run_ok(Command::new(example("orders_by_city")).arg("--customers").arg(shop.join("customers")).arg("--orders").arg(shop.join("orders")).arg("--output").arg(&output));
-    let mut lines: Vec<String> = parts(&output).iter().flat_map(|f| std::fs::read_to_string(f).unwrap().lines().map(str::to_string).collect::<Vec<_>>()).collect();
+    run_ok(
+        Command::new(example("orders_by_city"))
+            .arg("--customers")
+            .arg(shop.join("customers"))
+            .arg("--orders")
+            .arg(shop.join("orders"))
+            .arg("--output")
+            .arg(&output),
+    );
+    let mut lines: Vec<String> = parts(&output)
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap()
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
     lines.sort();
-    assert_eq!(lines, vec!["Boston\t1\t300\tMargaret", "Helsinki\t1\t120\tLinus", "London\t2\t260\tAda", "New York\t4\t190\tBarbara,Grace"]);
+    assert_eq!(
+        lines,
+        vec![
+            "Boston\t1\t300\tMargaret",
+            "Helsinki\t1\t120\tLinus",
+            "London\t2\t260\tAda",
+            "New York\t4\t190\tBarbara,Grace"
+        ]
+    );
 }
 
 #[test]
 fn example_refuses_existing_output_and_bad_flags() {
     let dir = tempfile::tempdir().unwrap();
     let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/text");
-    let out = Command::new(example("wordcount")).arg("--input").arg(&fixtures).arg("--output").arg(dir.path()).output().unwrap();
+    let out = Command::new(example("wordcount"))
+        .arg("--input")
+        .arg(&fixtures)
+        .arg("--output")
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
-    let out = Command::new(example("wordcount")).arg("--bogus").output().unwrap();
+    let out = Command::new(example("wordcount"))
+        .arg("--bogus")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("Usage"));
 }

@@ -6,7 +6,13 @@ use ringleader::{Config, Context};
 
 /// An embedded engine with `threads` threads and `partitions` shuffle partitions.
 pub fn engine(threads: usize, partitions: u32) -> Context {
-    Context::new(Config { threads, shuffle_partitions: partitions, progress: false, ..Config::default() }).expect("engine")
+    Context::new(Config {
+        threads,
+        shuffle_partitions: partitions,
+        progress: false,
+        ..Config::default()
+    })
+    .expect("engine")
 }
 
 /// Writes `text` to `dir/name`.
@@ -26,7 +32,11 @@ pub fn target_dir() -> PathBuf {
 /// A built example binary.
 pub fn example(name: &str) -> PathBuf {
     let path = target_dir().join("examples").join(name);
-    assert!(path.exists(), "{} is not built; cargo test builds examples", path.display());
+    assert!(
+        path.exists(),
+        "{} is not built; cargo test builds examples",
+        path.display()
+    );
     path
 }
 
@@ -40,7 +50,10 @@ pub fn parts(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .expect("output dir")
         .map(|e| e.expect("entry").path())
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("part-")))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("part-"))
+        })
         .collect();
     files.sort();
     files

@@ -1,6 +1,8 @@
 //! Ringleader's integration tests: one binary, a module per concern. Every distributed
 //! result is checked against a plain sequential computation of the same input.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod bad_input;
 mod cli;
 mod examples;

@@ -78,7 +78,10 @@ fn union_keeps_both_sides_in_order() {
     let ctx = engine(2, 2);
     let a = ctx.parallelize(vec![1i64, 2], 1).unwrap();
     let b = ctx.parallelize(vec![3i64], 1).unwrap();
-    assert_eq!(a.union(&b).map(|x| x * 10).collect().unwrap(), vec![10, 20, 30]);
+    assert_eq!(
+        a.union(&b).map(|x| x * 10).collect().unwrap(),
+        vec![10, 20, 30]
+    );
 }
 
 #[test]
@@ -86,9 +89,15 @@ fn map_with_ships_state_and_map_partitions_sees_whole_partitions() {
     let ctx = engine(2, 2);
     let ds = ctx.parallelize((1..=6i64).collect(), 2).unwrap();
     let words = vec!["zero".to_string(), "one".to_string(), "two".to_string()];
-    let named = ds.map_with(words, |words, x| words[(x % 3) as usize].clone()).collect().unwrap();
+    let named = ds
+        .map_with(words, |words, x| words[(x % 3) as usize].clone())
+        .collect()
+        .unwrap();
     assert_eq!(named, vec!["one", "two", "zero", "one", "two", "zero"]);
-    let counts = ds.map_partitions(|rows| Some(rows.count() as u64)).collect().unwrap();
+    let counts = ds
+        .map_partitions(|rows| Some(rows.count() as u64))
+        .collect()
+        .unwrap();
     assert_eq!(counts, vec![3, 3]);
 }
 
@@ -103,11 +112,20 @@ struct Reading {
 fn struct_rows_round_trip_through_arrow_shuffles() {
     let ctx = engine(2, 3);
     let rows: Vec<Reading> = (0..50)
-        .map(|i| Reading { sensor: format!("s{}", i % 4), value: (i % 5 != 0).then_some(i as f64), tags: vec![format!("t{i}")] })
+        .map(|i| Reading {
+            sensor: format!("s{}", i % 4),
+            value: (i % 5 != 0).then_some(i as f64),
+            tags: vec![format!("t{i}")],
+        })
         .collect();
     let ds = ctx.parallelize(rows.clone(), 4).unwrap();
     // Through a shuffle (group_by_key) and back: every row survives unchanged.
-    let mut back: Vec<Reading> = ds.key_by(|r| r.sensor.clone()).group_by_key().flat_map(|(_, rs)| rs).collect().unwrap();
+    let mut back: Vec<Reading> = ds
+        .key_by(|r| r.sensor.clone())
+        .group_by_key()
+        .flat_map(|(_, rs)| rs)
+        .collect()
+        .unwrap();
     back.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let mut want = rows;
     want.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -118,6 +136,11 @@ fn struct_rows_round_trip_through_arrow_shuffles() {
 fn sort_of_many_duplicate_keys_is_complete_and_ordered() {
     let ctx = engine(2, 8);
     let xs: Vec<i64> = (0..5000).map(|i| (i * 7919) % 3).collect();
-    let got = ctx.parallelize(xs.clone(), 4).unwrap().sort_by_key(|x| *x).collect().unwrap();
+    let got = ctx
+        .parallelize(xs.clone(), 4)
+        .unwrap()
+        .sort_by_key(|x| *x)
+        .collect()
+        .unwrap();
     assert_eq!(got, sorted(xs));
 }

@@ -11,7 +11,13 @@ use ringleader::{Config, Context, Record};
 use crate::helpers::{engine, write};
 
 fn small_splits(split_size: u64) -> Context {
-    Context::new(Config { threads: 2, split_size, progress: false, ..Config::default() }).unwrap()
+    Context::new(Config {
+        threads: 2,
+        split_size,
+        progress: false,
+        ..Config::default()
+    })
+    .unwrap()
 }
 
 proptest! {
@@ -35,11 +41,17 @@ proptest! {
 #[test]
 fn record_splits_yield_every_record_once_in_order() {
     let dir = tempfile::tempdir().unwrap();
-    let records: Vec<Record> = (0..257u32).map(|i| ringleader_datasets::gensort::record(7, i as u64, false)).collect();
+    let records: Vec<Record> = (0..257u32)
+        .map(|i| ringleader_datasets::gensort::record(7, i as u64, false))
+        .collect();
     write(dir.path(), "a.dat", Record::slice_as_bytes(&records[..100]));
     write(dir.path(), "b.dat", Record::slice_as_bytes(&records[100..]));
     for split in [100, 300, 1000, 1 << 20] {
-        let got = small_splits(split).record_files(dir.path()).unwrap().collect().unwrap();
+        let got = small_splits(split)
+            .record_files(dir.path())
+            .unwrap()
+            .collect()
+            .unwrap();
         assert_eq!(got, records, "split size {split}");
     }
 }
@@ -70,14 +82,39 @@ struct Person {
 #[test]
 fn arrow_files_decode_rows_and_columns() {
     let dir = tempfile::tempdir().unwrap();
-    write_ipc(&dir.path().join("p.arrow"), &[people(&["ada", "bob"], &[36, 41]), people(&["cy"], &[7])]);
+    write_ipc(
+        &dir.path().join("p.arrow"),
+        &[people(&["ada", "bob"], &[36, 41]), people(&["cy"], &[7])],
+    );
     let ctx = engine(2, 2);
-    let rows = ctx.arrow_files::<Person>(dir.path()).unwrap().collect().unwrap();
-    assert_eq!(rows.iter().map(|p| p.age).collect::<Vec<_>>(), vec![36, 41, 7]);
-    assert_eq!(ctx.arrow_column(dir.path(), Some("age")).unwrap().sum().unwrap(), 84);
-    assert_eq!(ctx.arrow_column(dir.path(), None).unwrap().count().unwrap(), 3);
-    let wrong = ctx.arrow_column(dir.path(), Some("name")).err().expect("name is not int64").to_string();
-    assert!(wrong.contains("p.arrow") && wrong.contains("\"name\"") && wrong.contains("not Int64"), "{wrong}");
+    let rows = ctx
+        .arrow_files::<Person>(dir.path())
+        .unwrap()
+        .collect()
+        .unwrap();
+    assert_eq!(
+        rows.iter().map(|p| p.age).collect::<Vec<_>>(),
+        vec![36, 41, 7]
+    );
+    assert_eq!(
+        ctx.arrow_column(dir.path(), Some("age"))
+            .unwrap()
+            .sum()
+            .unwrap(),
+        84
+    );
+    assert_eq!(
+        ctx.arrow_column(dir.path(), None).unwrap().count().unwrap(),
+        3
+    );
+    let wrong = ctx
+        .arrow_column(dir.path(), Some("name"))
+        .expect_err("name is not int64")
+        .to_string();
+    assert!(
+        wrong.contains("p.arrow") && wrong.contains("\"name\"") && wrong.contains("not Int64"),
+        "{wrong}"
+    );
 }
 
 #[test]
@@ -85,14 +122,22 @@ fn parquet_files_decode_rows() {
     let dir = tempfile::tempdir().unwrap();
     let file = std::fs::File::create(dir.path().join("p.parquet")).unwrap();
     let batch = people(&["ada", "bob", "cy"], &[36, 41, 7]);
-    let props = parquet::file::properties::WriterProperties::builder().set_max_row_group_row_count(Some(2)).build();
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_max_row_group_row_count(Some(2))
+        .build();
     let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
     let ctx = engine(2, 2);
     let rows = ctx.parquet_files::<Person>(dir.path()).unwrap();
     assert_eq!(rows.map(|p| p.age).sum().unwrap(), 84);
-    assert_eq!(rows.collect().unwrap()[2], Person { name: "cy".into(), age: 7 });
+    assert_eq!(
+        rows.collect().unwrap()[2],
+        Person {
+            name: "cy".into(),
+            age: 7
+        }
+    );
 }
 
 #[test]
@@ -100,6 +145,22 @@ fn csv_files_decode_typed_rows() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "a.csv", "name,age\nada,36\n\"b, ob\",41\n");
     let ctx = engine(2, 2);
-    let rows = ctx.csv_files::<Person>(dir.path()).unwrap().collect().unwrap();
-    assert_eq!(rows, vec![Person { name: "ada".into(), age: 36 }, Person { name: "b, ob".into(), age: 41 }]);
+    let rows = ctx
+        .csv_files::<Person>(dir.path())
+        .unwrap()
+        .collect()
+        .unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            Person {
+                name: "ada".into(),
+                age: 36
+            },
+            Person {
+                name: "b, ob".into(),
+                age: 41
+            }
+        ]
+    );
 }

@@ -17,7 +17,12 @@ fn shuffles_past_the_memory_limit_spill_and_stay_correct() {
     let roomy = crate::helpers::engine(2, 4);
     let rows: Vec<(u64, u64)> = (0..200_000u64).map(|i| (i % 5000, i)).collect();
     let run = |ctx: &Context| {
-        let mut v = ctx.parallelize(rows.clone(), 8).unwrap().reduce_by_key(|a, b| a + b).collect().unwrap();
+        let mut v = ctx
+            .parallelize(rows.clone(), 8)
+            .unwrap()
+            .reduce_by_key(|a, b| a + b)
+            .collect()
+            .unwrap();
         v.sort();
         v
     };

@@ -13,7 +13,7 @@ use crate::shipped::conjure;
 use super::chunked;
 use super::sinks::combine_into;
 
-fn side(sides: &mut Vec<BatchStream>, which: usize) -> Result<BatchStream> {
+fn side(sides: &mut [BatchStream], which: usize) -> Result<BatchStream> {
     if which >= sides.len() {
         return Err(Error::Plan(format!(
             "a reduce expected {} shuffle inputs, got {}",

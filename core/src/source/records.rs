@@ -15,7 +15,7 @@ const SAMPLE_WINDOW_RECORDS: u64 = 1000;
 
 /// Checks that a record file is a whole number of records.
 pub fn check_size(path: &Path, size: u64) -> Result<()> {
-    if size % RECORD_LEN as u64 != 0 {
+    if !size.is_multiple_of(RECORD_LEN as u64) {
         return Err(Error::PartialRecord {
             path: path.to_path_buf(),
             size,
