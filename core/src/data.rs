@@ -220,8 +220,27 @@ pub fn encode_vec<T: Data>(rows: Vec<T>) -> Result<RecordBatch> {
 }
 
 fn encode_records(bytes: Vec<u8>) -> Result<RecordBatch> {
-    let array = FixedSizeBinaryArray::try_new(RECORD_LEN as i32, Buffer::from_vec(bytes), None)?;
+    records_batch(Buffer::from_vec(bytes))
+}
+
+/// A batch of records over `bytes` (a whole number of records), without copying.
+pub fn records_batch(bytes: Buffer) -> Result<RecordBatch> {
+    let array = FixedSizeBinaryArray::try_new(RECORD_LEN as i32, bytes, None)?;
     batch_with_layout(vec![("record", Arc::new(array))], LAYOUT_RECORD)
+}
+
+/// The records of a batch of records, viewed in place (no copy); `None` if the batch does
+/// not hold a non-null `FixedSizeBinary(100)` column.
+pub fn records_view(batch: &RecordBatch) -> Option<&[Record]> {
+    if batch.num_columns() != 1 || batch.column(0).null_count() > 0 {
+        return None;
+    }
+    let array = batch.column(0).as_fixed_size_binary_opt()?;
+    if array.value_length() as usize != RECORD_LEN {
+        return None;
+    }
+    let start = array.offset() * RECORD_LEN;
+    Record::slice_from_bytes(array.value_data().get(start..start + array.len() * RECORD_LEN)?)
 }
 
 /// How `serde_arrow` maps Rust types: nullable where the type says so, and the common

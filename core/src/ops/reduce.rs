@@ -5,7 +5,9 @@ use std::hash::Hash;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::data::{BatchStream, Chunk, ChunkStream, Data, cast_vec, decode, is};
+use arrow::record_batch::RecordBatch;
+
+use crate::data::{BatchStream, Chunk, ChunkStream, Data, cast_slice, cast_vec, decode, is, records_view};
 use crate::error::{Error, Result};
 use crate::record::{KEY_LEN, Record};
 use crate::shipped::conjure;
@@ -109,8 +111,12 @@ pub fn sort<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static>(
     _state: &[u8],
     mut sides: Vec<BatchStream>,
 ) -> Result<ChunkStream> {
+    let input = side(&mut sides, 0)?;
+    if is::<T, Record>() && is::<K, [u8; KEY_LEN]>() {
+        return sort_record_blocks::<T, K, F>(input.collect::<Result<Vec<_>>>()?);
+    }
     let mut all: Vec<T> = Vec::new();
-    for batch in rows::<T>(side(&mut sides, 0)?) {
+    for batch in rows::<T>(input) {
         let batch = batch?;
         if all.is_empty() {
             all = batch;
@@ -136,6 +142,47 @@ pub fn sort<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static>(
         .collect();
     keyed.sort_unstable();
     Ok(permute(all, keyed.into_iter().map(|(_, i)| i).collect()))
+}
+
+fn views(blocks: &[RecordBatch]) -> Result<Vec<&[Record]>> {
+    blocks
+        .iter()
+        .map(|b| records_view(b).ok_or_else(|| Error::Codec("a sort block is not a batch of records".into())))
+        .collect()
+}
+
+/// Sorts record blocks without first gathering them: sorts packed (key, block, row)
+/// integers, then copies each record once, straight from its block into an output chunk.
+fn sort_record_blocks<T: Data, K: Data, F: Fn(&T) -> K + 'static>(blocks: Vec<RecordBatch>) -> Result<ChunkStream> {
+    use rayon::prelude::*;
+    let parts = views(&blocks)?;
+    if parts.len() >= 1 << 16 || parts.iter().any(|p| p.len() >= 1 << 32) {
+        let all: Vec<Record> = parts.concat();
+        let order = sort_ten_byte_keys(&all, |r| r.key());
+        return Ok(permute(cast_vec::<Record, T>(all).map_err(|_| Error::Plan("record cast".into()))?, order));
+    }
+    let mut packed: Vec<u128> = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for (b, part) in parts.iter().enumerate() {
+        let rows = cast_slice::<Record, T>(part).ok_or_else(|| Error::Plan("record cast".into()))?;
+        packed.par_extend(rows.par_iter().enumerate().map(|(r, row)| {
+            // SAFETY: closure types are checked zero-sized when the plan is built; K is
+            // [u8; KEY_LEN] (checked by the caller).
+            let key = unsafe { std::mem::transmute_copy::<K, [u8; KEY_LEN]>(&conjure::<F>()(row)) };
+            let mut wide = [0u8; 16];
+            wide[..KEY_LEN].copy_from_slice(&key);
+            u128::from_be_bytes(wide) | ((b as u128) << 32) | r as u128
+        }));
+    }
+    packed.par_sort_unstable();
+    let size = super::chunk_rows::<Record>();
+    let chunks = packed.len().div_ceil(size);
+    Ok(Box::new((0..chunks).map(move |c| {
+        let parts = views(&blocks)?;
+        let slice = &packed[c * size..((c + 1) * size).min(packed.len())];
+        let out: Vec<Record> = slice.iter().map(|&p| parts[(p >> 32) as u16 as usize][p as u32 as usize]).collect();
+        let out = cast_vec::<Record, T>(out).map_err(|_| Error::Plan("record cast".into()))?;
+        Ok(Chunk::from_rows(out))
+    })))
 }
 
 /// Orders rows by a 10-byte key packed with the row index into one `u128`

@@ -5,7 +5,8 @@ use std::hash::{Hash, Hasher};
 
 use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
 
-use crate::data::{Chunk, Data, encode_vec};
+use crate::data::{Chunk, Data, cast_slice, encode_vec, records_view};
+use crate::record::Record;
 use crate::error::Result;
 use crate::shipped::conjure;
 use crate::shuffle::{BlockWriter, ShuffleSink};
@@ -45,6 +46,11 @@ impl<T: Data> Buckets<T> {
 
     fn push(&mut self, partition: u32, row: T, out: &mut dyn BlockWriter) -> Result<()> {
         let bucket = &mut self.buckets[partition as usize];
+        if bucket.capacity() == 0 {
+            // Reserve the whole block at once: untouched capacity costs nothing, and the
+            // bucket never copies itself while growing.
+            bucket.reserve_exact(self.flush_at);
+        }
         bucket.push(row);
         if bucket.len() >= self.flush_at {
             let full = std::mem::take(bucket);
@@ -210,6 +216,18 @@ impl<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static> ShuffleSink for RangeSink
     fn push(&mut self, chunk: Chunk, out: &mut dyn BlockWriter) -> Result<()> {
         // SAFETY: closure types are checked zero-sized when the plan is built.
         let f: F = unsafe { conjure() };
+        if let Chunk::Arrow(batch) = &chunk
+            && let Some(records) = records_view(batch).and_then(cast_slice::<Record, T>)
+        {
+            // Records straight from a memory-mapped file: scatter them without decoding.
+            for row in records {
+                let key = f(row);
+                let p = self.bounds.partition_point(|b| *b < key) as u32;
+                // SAFETY: `T` is `Record` (checked by `cast_slice`), which is `Copy`.
+                self.buckets.push(p, unsafe { std::ptr::read(row) }, out)?;
+            }
+            return Ok(());
+        }
         for row in chunk.into_rows::<T>()? {
             let key = f(&row);
             let p = self.bounds.partition_point(|b| *b < key) as u32;
