@@ -240,7 +240,11 @@ pub fn records_view(batch: &RecordBatch) -> Option<&[Record]> {
         return None;
     }
     let start = array.offset() * RECORD_LEN;
-    Record::slice_from_bytes(array.value_data().get(start..start + array.len() * RECORD_LEN)?)
+    Record::slice_from_bytes(
+        array
+            .value_data()
+            .get(start..start + array.len() * RECORD_LEN)?,
+    )
 }
 
 /// How `serde_arrow` maps Rust types: nullable where the type says so, and the common

@@ -7,7 +7,9 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use arrow::record_batch::RecordBatch;
 
-use crate::data::{BatchStream, Chunk, ChunkStream, Data, cast_slice, cast_vec, decode, is, records_view};
+use crate::data::{
+    BatchStream, Chunk, ChunkStream, Data, cast_slice, cast_vec, decode, is, records_view,
+};
 use crate::error::{Error, Result};
 use crate::record::{KEY_LEN, Record};
 use crate::shipped::conjure;
@@ -147,23 +149,32 @@ pub fn sort<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static>(
 fn views(blocks: &[RecordBatch]) -> Result<Vec<&[Record]>> {
     blocks
         .iter()
-        .map(|b| records_view(b).ok_or_else(|| Error::Codec("a sort block is not a batch of records".into())))
+        .map(|b| {
+            records_view(b)
+                .ok_or_else(|| Error::Codec("a sort block is not a batch of records".into()))
+        })
         .collect()
 }
 
 /// Sorts record blocks without first gathering them: sorts packed (key, block, row)
 /// integers, then copies each record once, straight from its block into an output chunk.
-fn sort_record_blocks<T: Data, K: Data, F: Fn(&T) -> K + 'static>(blocks: Vec<RecordBatch>) -> Result<ChunkStream> {
+fn sort_record_blocks<T: Data, K: Data, F: Fn(&T) -> K + 'static>(
+    blocks: Vec<RecordBatch>,
+) -> Result<ChunkStream> {
     use rayon::prelude::*;
     let parts = views(&blocks)?;
     if parts.len() >= 1 << 16 || parts.iter().any(|p| p.len() >= 1 << 32) {
         let all: Vec<Record> = parts.concat();
         let order = sort_ten_byte_keys(&all, |r| r.key());
-        return Ok(permute(cast_vec::<Record, T>(all).map_err(|_| Error::Plan("record cast".into()))?, order));
+        return Ok(permute(
+            cast_vec::<Record, T>(all).map_err(|_| Error::Plan("record cast".into()))?,
+            order,
+        ));
     }
     let mut packed: Vec<u128> = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
     for (b, part) in parts.iter().enumerate() {
-        let rows = cast_slice::<Record, T>(part).ok_or_else(|| Error::Plan("record cast".into()))?;
+        let rows =
+            cast_slice::<Record, T>(part).ok_or_else(|| Error::Plan("record cast".into()))?;
         packed.par_extend(rows.par_iter().enumerate().map(|(r, row)| {
             // SAFETY: closure types are checked zero-sized when the plan is built; K is
             // [u8; KEY_LEN] (checked by the caller).
@@ -179,7 +190,10 @@ fn sort_record_blocks<T: Data, K: Data, F: Fn(&T) -> K + 'static>(blocks: Vec<Re
     Ok(Box::new((0..chunks).map(move |c| {
         let parts = views(&blocks)?;
         let slice = &packed[c * size..((c + 1) * size).min(packed.len())];
-        let out: Vec<Record> = slice.iter().map(|&p| parts[(p >> 32) as u16 as usize][p as u32 as usize]).collect();
+        let out: Vec<Record> = slice
+            .iter()
+            .map(|&p| parts[(p >> 32) as u16 as usize][p as u32 as usize])
+            .collect();
         let out = cast_vec::<Record, T>(out).map_err(|_| Error::Plan("record cast".into()))?;
         Ok(Chunk::from_rows(out))
     })))

@@ -6,8 +6,8 @@ use std::hash::{Hash, Hasher};
 use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
 
 use crate::data::{Chunk, Data, cast_slice, encode_vec, records_view};
-use crate::record::Record;
 use crate::error::Result;
+use crate::record::Record;
 use crate::shipped::conjure;
 use crate::shuffle::{BlockWriter, ShuffleSink};
 

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use arrow::buffer::Buffer;
 
-use crate::data::{records_batch, Chunk, ChunkStream};
+use crate::data::{Chunk, ChunkStream, records_batch};
 use crate::error::{Error, Result};
 use crate::record::RECORD_LEN;
 
