@@ -46,6 +46,13 @@ struct Inner {
 
 impl Context {
     /// An embedded engine with `config`.
+    ///
+    /// # Examples
+    /// ```
+    /// let config = ringleader::Config { threads: 2, shuffle_partitions: 3, ..Default::default() };
+    /// let ctx = ringleader::Context::new(config).unwrap();
+    /// assert_eq!(ctx.config().shuffle_partitions, 3);
+    /// ```
     pub fn new(config: Config) -> Result<Context> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(config.threads)
@@ -236,6 +243,25 @@ impl Context {
     /// One `Int64` column of the Arrow IPC files under `path`: `column` by name, or each
     /// file's first `Int64` column. Only that column is read, memory-mapped and without
     /// copies; [`Dataset::sum`] adds it with Arrow's kernel.
+    ///
+    /// # Examples
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use arrow::array::{Int64Array, StringArray};
+    /// # use arrow::record_batch::RecordBatch;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let batch = RecordBatch::try_from_iter([
+    ///     ("name", Arc::new(StringArray::from(vec!["a", "b"])) as _),
+    ///     ("qty", Arc::new(Int64Array::from(vec![40, 2])) as _),
+    /// ]).unwrap();
+    /// let mut w = arrow::ipc::writer::FileWriter::try_new(
+    ///     std::fs::File::create(dir.path().join("t.arrow")).unwrap(), &batch.schema()).unwrap();
+    /// w.write(&batch).unwrap();
+    /// w.finish().unwrap();
+    /// let ctx = ringleader::Context::embedded();
+    /// assert_eq!(ctx.arrow_column(dir.path(), Some("qty")).unwrap().sum().unwrap(), 42);
+    /// assert_eq!(ctx.arrow_column(dir.path(), None).unwrap().sum().unwrap(), 42);
+    /// ```
     pub fn arrow_column(
         &self,
         path: impl AsRef<Path>,
@@ -248,6 +274,23 @@ impl Context {
     }
 
     /// Rows of type `T` from the Parquet files (`*.parquet`) under `path`, a split per row group.
+    ///
+    /// # Examples
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use arrow::array::Int64Array;
+    /// # use arrow::record_batch::RecordBatch;
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Row { v: i64 }
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let batch = RecordBatch::try_from_iter([("v", Arc::new(Int64Array::from(vec![1, 2, 3])) as _)]).unwrap();
+    /// let file = std::fs::File::create(dir.path().join("t.parquet")).unwrap();
+    /// let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    /// w.write(&batch).unwrap();
+    /// w.close().unwrap();
+    /// let ctx = ringleader::Context::embedded();
+    /// assert_eq!(ctx.parquet_files::<Row>(dir.path()).unwrap().map(|r| r.v).sum().unwrap(), 6);
+    /// ```
     pub fn parquet_files<T: Data>(&self, path: impl AsRef<Path>) -> Result<Dataset<T>> {
         let files = source::list_files(path.as_ref(), |p| source::has_extension(p, "parquet"))?;
         let mut splits = Vec::new();

@@ -308,6 +308,14 @@ impl<T: Data> Dataset<T> {
     }
 
     /// [`Dataset::sort_by_key`] into exactly `partitions` partitions.
+    ///
+    /// # Examples
+    /// ```
+    /// let ctx = ringleader::Context::embedded();
+    /// let words = ctx.parallelize(vec!["pear".to_string(), "fig".to_string(), "apple".to_string()], 2).unwrap();
+    /// let by_length = words.sort_by_key_into(2, |w| w.len());
+    /// assert_eq!(by_length.collect().unwrap(), vec!["fig", "pear", "apple"]);
+    /// ```
     pub fn sort_by_key_into<K, F>(&self, partitions: u32, f: F) -> Dataset<T>
     where
         K: Data + Ord + Clone,

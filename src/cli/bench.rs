@@ -375,7 +375,7 @@ fn print_table(rows: &[Row], runs: usize) {
     for r in rows {
         let (t1, t2) = (r.ringleader.elapsed, r.baseline.elapsed);
         println!(
-            "| {} | {} | {:.2} s | {} | {:.2} s | {} | {:.2}x | {} | {} |",
+            "| {} | {} | {:.3} s | {} | {:.3} s | {} | {:.2}x | {} | {} |",
             r.name,
             gb(r.bytes),
             t1.as_secs_f64(),
