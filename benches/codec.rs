@@ -27,25 +27,19 @@ fn arrow_codec(c: &mut Criterion) {
         .collect();
     let mut group = c.benchmark_group("arrow");
     group.throughput(Throughput::Elements(65_536));
-    group.bench_function("encode (String, u64) fast path", |b| {
-        b.iter(|| encode(&pairs).unwrap())
-    });
+    group.bench_function("encode (String, u64) fast path", |b| b.iter(|| encode(&pairs).unwrap()));
     let batch = encode(&pairs).unwrap();
     group.bench_function("decode (String, u64) fast path", |b| {
         b.iter(|| decode::<(String, u64)>(&batch).unwrap())
     });
-    group.bench_function("encode struct via serde_arrow", |b| {
-        b.iter(|| encode(&events).unwrap())
-    });
+    group.bench_function("encode struct via serde_arrow", |b| b.iter(|| encode(&events).unwrap()));
     let batch = encode(&events).unwrap();
     group.bench_function("decode struct via serde_arrow", |b| {
         b.iter(|| decode::<Event>(&batch).unwrap())
     });
     group.bench_function("encode records", |b| b.iter(|| encode(&records).unwrap()));
     let batch = encode(&records).unwrap();
-    group.bench_function("decode records", |b| {
-        b.iter(|| decode::<Record>(&batch).unwrap())
-    });
+    group.bench_function("decode records", |b| b.iter(|| decode::<Record>(&batch).unwrap()));
     group.finish();
 }
 

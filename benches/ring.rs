@@ -23,11 +23,7 @@ fn ring_lookup(c: &mut Criterion) {
         })
     });
     group.bench_function("3 owners of 1024 keys", |b| {
-        b.iter(|| {
-            keys.iter()
-                .map(|k| ring.owners(k.as_bytes(), 3).len())
-                .sum::<usize>()
-        })
+        b.iter(|| keys.iter().map(|k| ring.owners(k.as_bytes(), 3).len()).sum::<usize>())
     });
     group.finish();
 }
@@ -37,12 +33,7 @@ fn partitioning(c: &mut Criterion) {
     let mut group = c.benchmark_group("partitioning");
     group.throughput(Throughput::Elements(words.len() as u64));
     group.bench_function("hash partition 100k strings into 64", |b| {
-        b.iter(|| {
-            words
-                .iter()
-                .map(|w| partition_of(black_box(w), 64) as u64)
-                .sum::<u64>()
-        })
+        b.iter(|| words.iter().map(|w| partition_of(black_box(w), 64) as u64).sum::<u64>())
     });
     group.finish();
 }

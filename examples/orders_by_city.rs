@@ -50,9 +50,7 @@ fn main() -> ExitCode {
         let customers = ctx
             .csv_files::<Customer>(&args.customers)?
             .map(|c| (c.customer_id, (c.name, c.city)));
-        let orders = ctx
-            .csv_files::<Order>(&args.orders)?
-            .map(|o| (o.customer_id, o.amount));
+        let orders = ctx.csv_files::<Order>(&args.orders)?.map(|o| (o.customer_id, o.amount));
         let saved = customers
             .join(&orders)
             .map(|(_, ((name, city), amount))| (city, (name, amount)))

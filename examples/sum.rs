@@ -25,9 +25,7 @@ struct Args {
 fn main() -> ExitCode {
     ringleader::run(|ctx| {
         let args = Args::parse();
-        let total = ctx
-            .arrow_column(&args.input, args.column.as_deref())?
-            .sum()?;
+        let total = ctx.arrow_column(&args.input, args.column.as_deref())?.sum()?;
         println!("{total}");
         Ok(())
     })

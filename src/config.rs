@@ -26,9 +26,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2);
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         Config {
             threads,
             shuffle_partitions: (threads * 4) as u32,
@@ -46,11 +44,7 @@ fn default_memory_limit() -> usize {
         .and_then(|s| {
             s.lines()
                 .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| {
-                    l.split_whitespace()
-                        .nth(1)
-                        .and_then(|kb| kb.parse::<usize>().ok())
-                })
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<usize>().ok()))
         })
         .map(|kb| kb * 1024)
         .unwrap_or(8 << 30);
@@ -79,9 +73,7 @@ impl Config {
     pub fn from_env() -> Result<Config, Error> {
         let mut c = Config::default();
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let bad = |name: &str, v: &str, want: &str| {
-            Error::Config(format!("{name}={v:?}: expected {want}"))
-        };
+        let bad = |name: &str, v: &str, want: &str| Error::Config(format!("{name}={v:?}: expected {want}"));
         if let Some(v) = var("RINGLEADER_THREADS") {
             c.threads = v
                 .parse()
@@ -98,9 +90,8 @@ impl Config {
                 .ok_or_else(|| bad("RINGLEADER_PARTITIONS", &v, "a positive number"))?;
         }
         if let Some(v) = var("RINGLEADER_MEMORY") {
-            c.memory_limit = parse_bytes(&v)
-                .ok_or_else(|| bad("RINGLEADER_MEMORY", &v, "a size like 512M or 2G"))?
-                as usize;
+            c.memory_limit =
+                parse_bytes(&v).ok_or_else(|| bad("RINGLEADER_MEMORY", &v, "a size like 512M or 2G"))? as usize;
         }
         if let Some(v) = var("RINGLEADER_SPLIT_SIZE") {
             c.split_size = parse_bytes(&v)

@@ -58,9 +58,7 @@ impl Context {
             .num_threads(config.threads)
             .thread_name(|i| format!("ringleader-task-{i}"))
             .build()
-            .map_err(|e| {
-                Error::Config(format!("cannot start {} task threads: {e}", config.threads))
-            })?;
+            .map_err(|e| Error::Config(format!("cannot start {} task threads: {e}", config.threads)))?;
         Ok(Context {
             inner: Arc::new(Inner {
                 config,
@@ -72,8 +70,7 @@ impl Context {
 
     /// An embedded engine with default settings.
     pub fn embedded() -> Context {
-        Context::new(Config::default())
-            .unwrap_or_else(|e| panic!("cannot start the embedded engine: {e}"))
+        Context::new(Config::default()).unwrap_or_else(|e| panic!("cannot start the embedded engine: {e}"))
     }
 
     /// An embedded engine configured from `RINGLEADER_*` environment variables.
@@ -89,9 +86,7 @@ impl Context {
     /// Runs a plan and returns its final stage's values.
     pub(crate) fn execute(&self, plan: &JobPlan) -> Result<Vec<TaskValue>> {
         let (values, stats) = crate::embedded::run_job(&self.inner.config, &self.inner.pool, plan)?;
-        self.inner
-            .last_spilled
-            .store(stats.spilled_bytes, Ordering::Relaxed);
+        self.inner.last_spilled.store(stats.spilled_bytes, Ordering::Relaxed);
         Ok(values)
     }
 
@@ -138,11 +133,7 @@ impl Context {
     /// let lines = ctx.text_files_with(dir.path(), lossy).unwrap().collect().unwrap();
     /// assert_eq!(lines, vec!["caf\u{fffd}".to_string()]);
     /// ```
-    pub fn text_files_with(
-        &self,
-        path: impl AsRef<Path>,
-        options: TextOptions,
-    ) -> Result<Dataset<String>> {
+    pub fn text_files_with(&self, path: impl AsRef<Path>, options: TextOptions) -> Result<Dataset<String>> {
         let files = source::list_files(path.as_ref(), |_| true)?;
         let split = self.split_size(files.iter().map(|(_, n)| n).sum());
         let mut splits = Vec::new();
@@ -262,11 +253,7 @@ impl Context {
     /// assert_eq!(ctx.arrow_column(dir.path(), Some("qty")).unwrap().sum().unwrap(), 42);
     /// assert_eq!(ctx.arrow_column(dir.path(), None).unwrap().sum().unwrap(), 42);
     /// ```
-    pub fn arrow_column(
-        &self,
-        path: impl AsRef<Path>,
-        column: Option<&str>,
-    ) -> Result<Dataset<i64>> {
+    pub fn arrow_column(&self, path: impl AsRef<Path>, column: Option<&str>) -> Result<Dataset<i64>> {
         let splits = self.ipc_splits(path.as_ref(), |file, ipc| {
             source::ipc::find_int64_column(file, ipc.schema(), column).map(Some)
         })?;
@@ -323,10 +310,7 @@ impl Context {
         csv_schema::<T>()?;
         let files = source::list_files(path.as_ref(), |p| source::has_extension(p, "csv"))?;
         let schema = Shipped::new(csv_schema::<T> as SchemaFn);
-        let splits = files
-            .into_iter()
-            .map(|(path, _)| Split::Csv { path, schema })
-            .collect();
+        let splits = files.into_iter().map(|(path, _)| Split::Csv { path, schema }).collect();
         Ok(self.dataset(Node::Source { splits }))
     }
 

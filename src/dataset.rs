@@ -278,10 +278,7 @@ impl<T: Data> Dataset<T> {
         T: Hash + Eq,
     {
         self.derive(Node::Shuffle {
-            sides: vec![(
-                self.node.clone(),
-                Shipped::new(sinks::distinct::<T> as SinkFn),
-            )],
+            sides: vec![(self.node.clone(), Shipped::new(sinks::distinct::<T> as SinkFn))],
             reduce: Shipped::new(reduce::distinct::<T> as ReduceFn),
             partitions: self.ctx.config().shuffle_partitions,
         })
@@ -376,8 +373,7 @@ impl<T: Data> Dataset<T> {
     /// assert_eq!(ctx.parallelize((1..=100i64).collect(), 4).unwrap().take(3).unwrap(), vec![1, 2, 3]);
     /// ```
     pub fn take(&self, n: usize) -> Result<Vec<T>> {
-        let mut rows =
-            Self::rows_of(self.run(action::take::<T>, postcard::to_stdvec(&(n as u64))?)?)?;
+        let mut rows = Self::rows_of(self.run(action::take::<T>, postcard::to_stdvec(&(n as u64))?)?)?;
         rows.truncate(n);
         Ok(rows)
     }
@@ -560,14 +556,8 @@ impl<K: Data + Hash + Eq, V: Data> Dataset<(K, V)> {
     {
         self.derive(Node::Shuffle {
             sides: vec![
-                (
-                    self.node.clone(),
-                    Shipped::new(sinks::hash::<K, V> as SinkFn),
-                ),
-                (
-                    other.node.clone(),
-                    Shipped::new(sinks::hash::<K, W> as SinkFn),
-                ),
+                (self.node.clone(), Shipped::new(sinks::hash::<K, V> as SinkFn)),
+                (other.node.clone(), Shipped::new(sinks::hash::<K, W> as SinkFn)),
             ],
             reduce: Shipped::new(reduce::join::<K, V, W> as ReduceFn),
             partitions: self.ctx.config().shuffle_partitions,

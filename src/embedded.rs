@@ -21,11 +21,7 @@ pub(crate) struct JobStats {
 }
 
 /// Runs `plan` and returns the final stage's task values, in partition order.
-pub(crate) fn run_job(
-    config: &Config,
-    pool: &rayon::ThreadPool,
-    plan: &JobPlan,
-) -> Result<(Vec<TaskValue>, JobStats)> {
+pub(crate) fn run_job(config: &Config, pool: &rayon::ThreadPool, plan: &JobPlan) -> Result<(Vec<TaskValue>, JobStats)> {
     let shuffle = LocalShuffle::new(config.memory_limit, config.spill_dir.as_deref())?;
     let mut values = Vec::new();
     for stage in &plan.stages {

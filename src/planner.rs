@@ -6,9 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use ringleader_core::Result;
-use ringleader_core::plan::{
-    JobPlan, ShuffleRead, StageOutput, StagePlan, TaskInput, TaskPlan, TaskValue,
-};
+use ringleader_core::plan::{JobPlan, ShuffleRead, StageOutput, StagePlan, TaskInput, TaskPlan, TaskValue};
 
 use crate::context::Context;
 use crate::node::Node;
@@ -23,12 +21,7 @@ pub(crate) fn plan(ctx: &Context, root: &Arc<Node>, output: StageOutput) -> Resu
     plan_with(ctx, root, output, None)
 }
 
-fn plan_with(
-    ctx: &Context,
-    root: &Arc<Node>,
-    output: StageOutput,
-    sample: Option<u32>,
-) -> Result<JobPlan> {
+fn plan_with(ctx: &Context, root: &Arc<Node>, output: StageOutput, sample: Option<u32>) -> Result<JobPlan> {
     let mut planner = Planner {
         ctx,
         stages: Vec::new(),
@@ -36,9 +29,7 @@ fn plan_with(
     };
     let tasks = planner.tasks(root, sample)?;
     planner.push_stage(tasks, output);
-    Ok(JobPlan {
-        stages: planner.stages,
-    })
+    Ok(JobPlan { stages: planner.stages })
 }
 
 struct Planner<'a> {
@@ -167,12 +158,7 @@ impl Planner<'_> {
                         partitions: *partitions,
                     },
                 );
-                Ok(reduce_tasks(
-                    *reduce,
-                    Vec::new(),
-                    vec![shuffle],
-                    *partitions,
-                ))
+                Ok(reduce_tasks(*reduce, Vec::new(), vec![shuffle], *partitions))
             }
         }
     }

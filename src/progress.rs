@@ -17,11 +17,9 @@ impl StageProgress {
             return StageProgress { bar: None };
         }
         let bar = ProgressBar::new(tasks as u64);
-        let style = ProgressStyle::with_template(
-            "stage {prefix} [{bar:30}] {pos}/{len} tasks {elapsed} (eta {eta})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
+        let style = ProgressStyle::with_template("stage {prefix} [{bar:30}] {pos}/{len} tasks {elapsed} (eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
         bar.set_style(style);
         bar.set_prefix(format!("{id} ({kind})"));
         StageProgress { bar: Some(bar) }

@@ -10,8 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, FixedSizeBinaryArray, Float64Array, Int64Array, StringArray,
-    StringBuilder, UInt64Array,
+    Array, ArrayRef, AsArray, FixedSizeBinaryArray, Float64Array, Int64Array, StringArray, StringBuilder, UInt64Array,
 };
 use arrow::buffer::Buffer;
 use arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Int64Type, Schema, UInt64Type};
@@ -91,16 +90,12 @@ impl Chunk {
     /// The rows as `Vec<T>`, decoding Arrow if needed.
     pub fn into_rows<T: Data>(self) -> Result<Vec<T>> {
         match self {
-            Chunk::Rows(rows) => rows
-                .into_any()
-                .downcast::<Vec<T>>()
-                .map(|b| *b)
-                .map_err(|_| {
-                    Error::Plan(format!(
-                        "a step expected rows of type {}, but received another type",
-                        std::any::type_name::<T>()
-                    ))
-                }),
+            Chunk::Rows(rows) => rows.into_any().downcast::<Vec<T>>().map(|b| *b).map_err(|_| {
+                Error::Plan(format!(
+                    "a step expected rows of type {}, but received another type",
+                    std::any::type_name::<T>()
+                ))
+            }),
             Chunk::Arrow(batch) => decode(&batch),
         }
     }
@@ -152,8 +147,7 @@ fn batch_with_layout(columns: Vec<(&str, ArrayRef)>, layout: &str) -> Result<Rec
         .iter()
         .map(|(name, a)| Field::new(*name, a.data_type().clone(), a.null_count() > 0))
         .collect();
-    let schema = Schema::new(fields)
-        .with_metadata(HashMap::from([(LAYOUT.to_string(), layout.to_string())]));
+    let schema = Schema::new(fields).with_metadata(HashMap::from([(LAYOUT.to_string(), layout.to_string())]));
     Ok(RecordBatch::try_new(
         Arc::new(schema),
         columns.into_iter().map(|(_, a)| a).collect(),
@@ -174,22 +168,13 @@ pub fn encode<T: Data>(rows: &[T]) -> Result<RecordBatch> {
         return encode_records(Record::slice_as_bytes(records).to_vec());
     }
     if let Some(v) = cast_slice::<T, i64>(rows) {
-        return batch_with_layout(
-            vec![("item", Arc::new(Int64Array::from(v.to_vec())))],
-            LAYOUT_ITEM,
-        );
+        return batch_with_layout(vec![("item", Arc::new(Int64Array::from(v.to_vec())))], LAYOUT_ITEM);
     }
     if let Some(v) = cast_slice::<T, u64>(rows) {
-        return batch_with_layout(
-            vec![("item", Arc::new(UInt64Array::from(v.to_vec())))],
-            LAYOUT_ITEM,
-        );
+        return batch_with_layout(vec![("item", Arc::new(UInt64Array::from(v.to_vec())))], LAYOUT_ITEM);
     }
     if let Some(v) = cast_slice::<T, f64>(rows) {
-        return batch_with_layout(
-            vec![("item", Arc::new(Float64Array::from(v.to_vec())))],
-            LAYOUT_ITEM,
-        );
+        return batch_with_layout(vec![("item", Arc::new(Float64Array::from(v.to_vec())))], LAYOUT_ITEM);
     }
     if let Some(v) = cast_slice::<T, String>(rows) {
         let bytes = v.iter().map(String::len).sum();
@@ -240,11 +225,7 @@ pub fn records_view(batch: &RecordBatch) -> Option<&[Record]> {
         return None;
     }
     let start = array.offset() * RECORD_LEN;
-    Record::slice_from_bytes(
-        array
-            .value_data()
-            .get(start..start + array.len() * RECORD_LEN)?,
-    )
+    Record::slice_from_bytes(array.value_data().get(start..start + array.len() * RECORD_LEN)?)
 }
 
 /// How `serde_arrow` maps Rust types: nullable where the type says so, and the common
@@ -272,11 +253,7 @@ pub fn table_schema<T: Data>() -> Result<arrow::datatypes::SchemaRef> {
 fn traced_fields<T: Data>() -> Option<Vec<FieldRef>> {
     static CACHE: OnceLock<RwLock<HashMap<TypeId, Option<Vec<FieldRef>>>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
-    if let Some(hit) = cache
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&TypeId::of::<T>())
-    {
+    if let Some(hit) = cache.read().unwrap_or_else(|e| e.into_inner()).get(&TypeId::of::<T>()) {
         return hit.clone();
     }
     let traced = Vec::<FieldRef>::from_type::<serde_arrow::utils::Item<T>>(tracing_options()).ok();
@@ -297,10 +274,7 @@ fn encode_serde<T: Data>(rows: &[T]) -> Result<RecordBatch> {
         .schema()
         .as_ref()
         .clone()
-        .with_metadata(HashMap::from([(
-            LAYOUT.to_string(),
-            LAYOUT_ITEM.to_string(),
-        )]));
+        .with_metadata(HashMap::from([(LAYOUT.to_string(), LAYOUT_ITEM.to_string())]));
     Ok(batch.with_schema(Arc::new(schema))?)
 }
 
@@ -348,10 +322,7 @@ pub fn decode<T: Data>(batch: &RecordBatch) -> Result<Vec<T>> {
         Ok(rows) => Ok(rows),
         Err(table_err) if batch.num_columns() == 1 => {
             let field = batch.schema().field(0).clone().with_name("item");
-            let renamed = RecordBatch::try_new(
-                Arc::new(Schema::new(vec![field])),
-                vec![batch.column(0).clone()],
-            )?;
+            let renamed = RecordBatch::try_new(Arc::new(Schema::new(vec![field])), vec![batch.column(0).clone()])?;
             serde_arrow::from_record_batch::<Items<Vec<T>>>(&renamed)
                 .map(|Items(rows)| rows)
                 .map_err(|_| table_err.into())
@@ -383,19 +354,14 @@ fn decode_primitive<T: Data>(column: &ArrayRef) -> Result<Option<Vec<T>>> {
     } else if is::<T, String>()
         && let Some(a) = column.as_any().downcast_ref::<StringArray>()
     {
-        let v: Vec<String> = a
-            .iter()
-            .map(|s| s.unwrap_or_default().to_string())
-            .collect();
+        let v: Vec<String> = a.iter().map(|s| s.unwrap_or_default().to_string()).collect();
         return cast_to::<String, T>(v);
     }
     Ok(None)
 }
 
 fn cast_to<U: 'static, T: 'static>(v: Vec<U>) -> Result<Option<Vec<T>>> {
-    cast_vec::<U, T>(v)
-        .map(Some)
-        .map_err(|_| unreachable_cast())
+    cast_vec::<U, T>(v).map(Some).map_err(|_| unreachable_cast())
 }
 
 fn decode_pair<T: Data>(batch: &RecordBatch) -> Result<Option<Vec<T>>> {

@@ -14,16 +14,9 @@ use crate::source;
 /// any other failure [`Error::TaskFailed`], both naming the stage and partition.
 ///
 /// The plan must come from this executable: its shipped functions are resolved here.
-pub fn run_task(
-    stage: &StagePlan,
-    index: usize,
-    attempt: u32,
-    shuffle: &dyn ShuffleService,
-) -> Result<TaskValue> {
+pub fn run_task(stage: &StagePlan, index: usize, attempt: u32, shuffle: &dyn ShuffleService) -> Result<TaskValue> {
     let partition = index as u32;
-    match catch_unwind(AssertUnwindSafe(|| {
-        run_task_inner(stage, index, attempt, shuffle)
-    })) {
+    match catch_unwind(AssertUnwindSafe(|| run_task_inner(stage, index, attempt, shuffle))) {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => Err(Error::TaskFailed {
             stage: stage.id,
@@ -49,21 +42,13 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-fn run_task_inner(
-    stage: &StagePlan,
-    index: usize,
-    attempt: u32,
-    shuffle: &dyn ShuffleService,
-) -> Result<TaskValue> {
+fn run_task_inner(stage: &StagePlan, index: usize, attempt: u32, shuffle: &dyn ShuffleService) -> Result<TaskValue> {
     let task = stage
         .tasks
         .get(index)
         .ok_or_else(|| Error::Plan(format!("stage {} has no task {index}", stage.id)))?;
     let mut stream: ChunkStream = match &task.input {
-        TaskInput::Source {
-            split,
-            sample_windows,
-        } => source::open(split, *sample_windows)?,
+        TaskInput::Source { split, sample_windows } => source::open(split, *sample_windows)?,
         TaskInput::Shuffle(read) => {
             let sides = read
                 .shuffles

@@ -30,7 +30,5 @@ pub fn from_stream_bytes(bytes: &[u8]) -> Result<Vec<RecordBatch>> {
         return Ok(Vec::new());
     }
     let reader = StreamReader::try_new(Cursor::new(bytes), None)?;
-    reader
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(Error::from)
+    reader.collect::<std::result::Result<Vec<_>, _>>().map_err(Error::from)
 }

@@ -26,9 +26,9 @@ impl OutputCommit {
         if target.exists() && !overwrite {
             return Err(Error::OutputExists(target.to_path_buf()));
         }
-        let name = target.file_name().ok_or_else(|| {
-            Error::Config(format!("output {} has no directory name", target.display()))
-        })?;
+        let name = target
+            .file_name()
+            .ok_or_else(|| Error::Config(format!("output {} has no directory name", target.display())))?;
         let parent = match target.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),

@@ -33,20 +33,13 @@ impl Record {
         }
         // SAFETY: Record is repr(transparent) over [u8; 100] (alignment 1, no invalid bit
         // patterns) and the length is a whole number of records.
-        Some(unsafe {
-            std::slice::from_raw_parts(bytes.as_ptr().cast::<Record>(), bytes.len() / RECORD_LEN)
-        })
+        Some(unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<Record>(), bytes.len() / RECORD_LEN) })
     }
 
     /// Views records as their bytes (no copy).
     pub fn slice_as_bytes(records: &[Record]) -> &[u8] {
         // SAFETY: see `slice_from_bytes`; every byte of a record is initialised.
-        unsafe {
-            std::slice::from_raw_parts(
-                records.as_ptr().cast::<u8>(),
-                std::mem::size_of_val(records),
-            )
-        }
+        unsafe { std::slice::from_raw_parts(records.as_ptr().cast::<u8>(), std::mem::size_of_val(records)) }
     }
 
     /// Views records as mutable bytes, e.g. to read a file straight into them.
@@ -95,15 +88,10 @@ impl<'de> Deserialize<'de> for Record {
                 write!(f, "{RECORD_LEN} bytes")
             }
             fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Record, E> {
-                let bytes: [u8; RECORD_LEN] = v
-                    .try_into()
-                    .map_err(|_| E::invalid_length(v.len(), &self))?;
+                let bytes: [u8; RECORD_LEN] = v.try_into().map_err(|_| E::invalid_length(v.len(), &self))?;
                 Ok(Record(bytes))
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<Record, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Record, A::Error> {
                 let mut bytes = [0u8; RECORD_LEN];
                 for (i, b) in bytes.iter_mut().enumerate() {
                     *b = seq

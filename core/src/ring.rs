@@ -101,9 +101,7 @@ impl<N: Clone + Ord + Display> Ring<N> {
         if want == 0 {
             return Vec::new();
         }
-        let start = self
-            .points
-            .partition_point(|&(p, _)| p < Self::position(key));
+        let start = self.points.partition_point(|&(p, _)| p < Self::position(key));
         for i in 0..self.points.len() {
             let (_, node) = self.points[(start + i) % self.points.len()];
             if !found.contains(&node) {
@@ -132,11 +130,7 @@ impl<N: Clone + Ord + Display> Ring<N> {
             // The arc (previous, position] belongs to `node`; wrapping subtraction handles
             // the arc that crosses zero.
             let arc = position.wrapping_sub(previous);
-            let arc = if self.points.len() == 1 {
-                u64::MAX
-            } else {
-                arc
-            };
+            let arc = if self.points.len() == 1 { u64::MAX } else { arc };
             if let Some(s) = shares.get_mut(&self.order[node]) {
                 *s += arc as f64 / u64::MAX as f64;
             }

@@ -75,9 +75,7 @@ impl LocalShuffle {
         };
         let spill_dir = match spill_parent {
             Some(p) => builder.tempdir_in(p).map_err(|e| Error::io(p, e))?,
-            None => builder
-                .tempdir()
-                .map_err(|e| Error::io(std::env::temp_dir(), e))?,
+            None => builder.tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?,
         };
         Ok(LocalShuffle {
             blocks: Mutex::new(HashMap::new()),
@@ -100,14 +98,12 @@ impl LocalShuffle {
         let reserved = self.in_memory.fetch_add(size, Ordering::AcqRel) + size;
         let block = if reserved > self.limit {
             self.in_memory.fetch_sub(size, Ordering::AcqRel);
-            let path = self.spill_dir.path().join(format!(
-                "shuffle-{shuffle}-part-{partition}-map-{map_task}-{seq}.arrow"
-            ));
+            let path = self
+                .spill_dir
+                .path()
+                .join(format!("shuffle-{shuffle}-part-{partition}-map-{map_task}-{seq}.arrow"));
             let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
-            let mut writer = FileWriter::try_new(
-                BufWriter::with_capacity(1 << 20, file),
-                batch.schema().as_ref(),
-            )?;
+            let mut writer = FileWriter::try_new(BufWriter::with_capacity(1 << 20, file), batch.schema().as_ref())?;
             writer.write(&batch)?;
             writer.finish()?;
             self.spilled_bytes.fetch_add(size as u64, Ordering::Relaxed);
@@ -136,8 +132,7 @@ impl BlockWriter for LocalWriter<'_> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        self.store
-            .store(self.shuffle, self.map_task, partition, batch)
+        self.store.store(self.shuffle, self.map_task, partition, batch)
     }
 }
 
@@ -163,14 +158,12 @@ impl ShuffleService for LocalShuffle {
             .map(|(_, b)| if let Block::Memory(_, s) = b { *s } else { 0 })
             .sum();
         self.in_memory.fetch_sub(released, Ordering::AcqRel);
-        Ok(Box::new(blocks.into_iter().flat_map(
-            |(_, block)| -> BatchStream {
-                match block {
-                    Block::Memory(batch, _) => Box::new(std::iter::once(Ok(batch))),
-                    Block::Spilled(path) => read_spill(path),
-                }
-            },
-        )))
+        Ok(Box::new(blocks.into_iter().flat_map(|(_, block)| -> BatchStream {
+            match block {
+                Block::Memory(batch, _) => Box::new(std::iter::once(Ok(batch))),
+                Block::Spilled(path) => read_spill(path),
+            }
+        })))
     }
 }
 

@@ -20,15 +20,11 @@ fn ring_of(names: &[String], vnodes: u32) -> Ring<String> {
 }
 
 fn owners_of(ring: &Ring<String>, keys: &[Vec<u8>]) -> Vec<String> {
-    keys.iter()
-        .map(|k| ring.owner(k).unwrap().clone())
-        .collect()
+    keys.iter().map(|k| ring.owner(k).unwrap().clone()).collect()
 }
 
 fn keys(n: usize) -> Vec<Vec<u8>> {
-    (0..n)
-        .map(|i| format!("dataset/{i}").into_bytes())
-        .collect()
+    (0..n).map(|i| format!("dataset/{i}").into_bytes()).collect()
 }
 
 fn max_over_mean(ring: &Ring<String>) -> f64 {
@@ -44,10 +40,7 @@ fn ten_workers_are_balanced_within_bound() {
     let total: f64 = ring.shares().values().sum();
     assert!((total - 1.0).abs() < 1e-9, "shares sum to {total}");
     let ratio = max_over_mean(&ring);
-    assert!(
-        ratio <= MAX_OVER_MEAN,
-        "max/mean share {ratio:.3} > {MAX_OVER_MEAN}"
-    );
+    assert!(ratio <= MAX_OVER_MEAN, "max/mean share {ratio:.3} > {MAX_OVER_MEAN}");
     // Keys follow the shares.
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for o in owners_of(&ring, &keys(100_000)) {

@@ -19,22 +19,12 @@ pub const BATCH_ROWS: u64 = 1 << 20;
 
 /// Writes `rows` values into `files` files `numbers-NNNNN.arrow` under `dir`; returns the
 /// files and the sum of every value (computed while writing, for checking).
-pub fn generate(
-    dir: &Path,
-    rows: u64,
-    files: u64,
-    seed: u64,
-    overwrite: bool,
-) -> Result<(Vec<PathBuf>, i128)> {
+pub fn generate(dir: &Path, rows: u64, files: u64, seed: u64, overwrite: bool) -> Result<(Vec<PathBuf>, i128)> {
     if files == 0 {
         return Err(Error::Invalid("--files must be at least 1".into()));
     }
     prepare_dir(dir, overwrite)?;
-    let schema = Arc::new(Schema::new(vec![Field::new(
-        "value",
-        DataType::Int64,
-        false,
-    )]));
+    let schema = Arc::new(Schema::new(vec![Field::new("value", DataType::Int64, false)]));
     let bar = progress(rows * 8, "gen numbers");
     let sums = std::sync::Mutex::new(0i128);
     let paths = write_files(
@@ -51,15 +41,12 @@ pub fn generate(
                 let stop = (row + BATCH_ROWS).min(end);
                 // Seeded per batch, so the values do not depend on the file count's batch cuts
                 // beyond batch alignment.
-                let mut rng = Xoshiro256PlusPlus::seed_from_u64(
-                    seed ^ row.wrapping_mul(0x9E37_79B9_7F4A_7C15),
-                );
+                let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ row.wrapping_mul(0x9E37_79B9_7F4A_7C15));
                 let values: Vec<i64> = (row..stop)
                     .map(|_| rng.gen_range(-1_000_000_000..=1_000_000_000))
                     .collect();
                 sum += values.iter().map(|&v| v as i128).sum::<i128>();
-                let batch =
-                    RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(values))])?;
+                let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(values))])?;
                 writer.write(&batch)?;
                 bar.inc((stop - row) * 8);
                 row = stop;

@@ -18,9 +18,7 @@ pub fn vocabulary(size: usize, seed: u64) -> Vec<String> {
     let mut words = Vec::with_capacity(size);
     while words.len() < size {
         let len = rng.gen_range(2..=10);
-        let w: String = (0..len)
-            .map(|_| rng.gen_range(b'a'..=b'z') as char)
-            .collect();
+        let w: String = (0..len).map(|_| rng.gen_range(b'a'..=b'z') as char).collect();
         if seen.insert(w.clone()) {
             words.push(w);
         }
@@ -38,14 +36,11 @@ pub fn generate(
     overwrite: bool,
 ) -> Result<Vec<PathBuf>> {
     if files == 0 || vocabulary_size == 0 {
-        return Err(Error::Invalid(
-            "--files and --vocabulary must be at least 1".into(),
-        ));
+        return Err(Error::Invalid("--files and --vocabulary must be at least 1".into()));
     }
     prepare_dir(dir, overwrite)?;
     let words = vocabulary(vocabulary_size, seed);
-    let zipf =
-        Zipf::new(vocabulary_size as u64, 1.0).map_err(|e| Error::Invalid(format!("zipf: {e}")))?;
+    let zipf = Zipf::new(vocabulary_size as u64, 1.0).map_err(|e| Error::Invalid(format!("zipf: {e}")))?;
     let bar = progress(bytes, "gen text");
     write_files(
         dir,
@@ -55,9 +50,7 @@ pub fn generate(
         |i, out| {
             let target = crate::file_rows(bytes, files, i);
             let target = target.1 - target.0;
-            let mut rng = Xoshiro256PlusPlus::seed_from_u64(
-                seed ^ (i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-            );
+            let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ (i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
             let mut written = 0u64;
             let mut line = String::with_capacity(256);
             while written < target {
@@ -71,8 +64,7 @@ pub fn generate(
                     line.push_str(&words[rank.saturating_sub(1).min(words.len() - 1)]);
                 }
                 line.push('\n');
-                out.write_all(line.as_bytes())
-                    .map_err(|e| Error::io(dir, e))?;
+                out.write_all(line.as_bytes()).map_err(|e| Error::io(dir, e))?;
                 written += line.len() as u64;
                 bar.inc(line.len() as u64);
             }

@@ -76,9 +76,7 @@ fn scan(path: &Path, check_order: bool) -> Result<FileScan> {
     loop {
         let mut filled = 0;
         while filled < buf.len() {
-            let n = file
-                .read(&mut buf[filled..])
-                .map_err(|e| Error::io(path, e))?;
+            let n = file.read(&mut buf[filled..]).map_err(|e| Error::io(path, e))?;
             if n == 0 {
                 break;
             }
@@ -92,16 +90,11 @@ fn scan(path: &Path, check_order: bool) -> Result<FileScan> {
             check_size(path, size)?;
         }
         for record in buf[..filled].chunks_exact(RECORD_LEN) {
-            scan.summary.checksum = scan
-                .summary
-                .checksum
-                .wrapping_add(crc32fast::hash(record) as u128);
+            scan.summary.checksum = scan.summary.checksum.wrapping_add(crc32fast::hash(record) as u128);
             if check_order {
                 let key: [u8; KEY_LEN] = record[..KEY_LEN].try_into().unwrap_or_default();
                 match scan.last_key {
-                    Some(prev) if key < prev && scan.violation.is_none() => {
-                        scan.violation = Some(index)
-                    }
+                    Some(prev) if key < prev && scan.violation.is_none() => scan.violation = Some(index),
                     Some(prev) if key == prev => scan.duplicates += 1,
                     None => scan.first_key = Some(key),
                     _ => {}
@@ -137,23 +130,13 @@ pub fn validate_sort(input: &Path, output: &Path) -> Result<Report> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(output)
         .map_err(|e| Error::io(output, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_file()
-                && p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("part-"))
-        })
+        .filter(|p| p.is_file() && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("part-")))
         .collect();
     files.sort();
     if files.is_empty() {
-        return Err(Error::Invalid(format!(
-            "{} holds no part-* files",
-            output.display()
-        )));
+        return Err(Error::Invalid(format!("{} holds no part-* files", output.display())));
     }
-    let scans = files
-        .par_iter()
-        .map(|p| scan(p, true))
-        .collect::<Result<Vec<_>>>()?;
+    let scans = files.par_iter().map(|p| scan(p, true)).collect::<Result<Vec<_>>>()?;
     let mut report = Report {
         input: input_summary,
         output: Summary::default(),

@@ -26,11 +26,9 @@ pub fn prepare_dir(dir: &Path, overwrite: bool) -> Result<()> {
 /// A byte-counting progress bar (hidden when stderr is not a terminal).
 pub fn progress(total_bytes: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(total_bytes);
-    let style = ProgressStyle::with_template(
-        "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar())
-    .progress_chars("=> ");
+    let style = ProgressStyle::with_template("{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
     bar.set_style(style);
     bar.set_prefix(what.to_string());
     bar

@@ -137,18 +137,13 @@ fn examples_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
         return Ok(dir);
     }
     let exe = std::env::current_exe().context("locating this executable")?;
-    let dir = exe
-        .parent()
-        .context("executable has no directory")?
-        .join("examples");
+    let dir = exe.parent().context("executable has no directory")?.join("examples");
     if !dir.join("sort").exists() {
         eprintln!("building the examples (cargo build --release --examples) ...");
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .args(["build", "--release", "--examples"])
             .status()
-            .context(
-                "running cargo to build the examples; build them yourself and pass --examples DIR",
-            )?;
+            .context("running cargo to build the examples; build them yourself and pass --examples DIR")?;
         if !status.success() || !dir.join("sort").exists() {
             bail!(
                 "the examples are not in {}; run `cargo build --release --examples` and pass --examples DIR",
@@ -160,11 +155,7 @@ fn examples_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 }
 
 /// Generates an input once; later invocations reuse it (marked by `_READY`).
-fn ensure_input(
-    dir: &Path,
-    what: &str,
-    generate: impl FnOnce(&Path) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
+fn ensure_input(dir: &Path, what: &str, generate: impl FnOnce(&Path) -> anyhow::Result<()>) -> anyhow::Result<()> {
     if dir.join("_READY").exists() {
         return Ok(());
     }
@@ -280,20 +271,8 @@ fn embedded(args: EmbeddedArgs) -> anyhow::Result<ExitCode> {
     let (rl, bl) = alternate(
         runs,
         "sum",
-        || {
-            measure(
-                Command::new(examples.join("sum"))
-                    .arg("--input")
-                    .arg(&sum_in),
-            )
-        },
-        || {
-            measure(
-                Command::new(&exe)
-                    .args(["baseline", "sum", "--input"])
-                    .arg(&sum_in),
-            )
-        },
+        || measure(Command::new(examples.join("sum")).arg("--input").arg(&sum_in)),
+        || measure(Command::new(&exe).args(["baseline", "sum", "--input"]).arg(&sum_in)),
     )?;
     let (a, b) = (last_line(&rl.stdout), last_line(&bl.stdout));
     if a != b {
@@ -364,9 +343,7 @@ fn last_line(s: &str) -> String {
 
 fn print_table(rows: &[Row], runs: usize) {
     println!();
-    println!(
-        "Embedded engine vs plain single-process Rust, median of {runs} runs (ratio > 1: Ringleader is faster)"
-    );
+    println!("Embedded engine vs plain single-process Rust, median of {runs} runs (ratio > 1: Ringleader is faster)");
     println!();
     println!(
         "| workload | input | ringleader | throughput | baseline | throughput | ratio | peak mem ringleader | peak mem baseline |"
@@ -426,10 +403,7 @@ pub fn baseline(args: BaselineArgs) -> anyhow::Result<ExitCode> {
         Baseline::Sum => {
             let mut total: i64 = 0;
             for f in &files {
-                let reader = arrow::ipc::reader::FileReader::try_new(
-                    std::io::BufReader::new(File::open(f)?),
-                    None,
-                )?;
+                let reader = arrow::ipc::reader::FileReader::try_new(std::io::BufReader::new(File::open(f)?), None)?;
                 for batch in reader {
                     let batch = batch?;
                     let values = batch

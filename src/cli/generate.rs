@@ -73,8 +73,7 @@ pub struct TextArgs {
 
 /// Parses `160M`-style sizes.
 pub fn parse_size(s: &str) -> Result<u64, String> {
-    crate::config::parse_bytes(s)
-        .ok_or_else(|| format!("{s:?} is not a size (examples: 1000, 64K, 160M, 1G)"))
+    crate::config::parse_bytes(s).ok_or_else(|| format!("{s:?} is not a size (examples: 1000, 64K, 160M, 1G)"))
 }
 
 /// Runs a `gen` subcommand.
@@ -98,14 +97,9 @@ pub fn run(command: GenCommand) -> anyhow::Result<ExitCode> {
             );
         }
         GenCommand::Numbers(a) => {
-            let (files, sum) = numbers::generate(
-                &a.common.out,
-                a.rows,
-                a.common.files,
-                a.common.seed,
-                a.common.overwrite,
-            )
-            .with_context(|| format!("generating numbers into {}", a.common.out.display()))?;
+            let (files, sum) =
+                numbers::generate(&a.common.out, a.rows, a.common.files, a.common.seed, a.common.overwrite)
+                    .with_context(|| format!("generating numbers into {}", a.common.out.display()))?;
             println!(
                 "wrote {} int64 values in {} files to {} (their sum: {sum})",
                 a.rows,

@@ -28,13 +28,8 @@ pub struct SortArgs {
 /// Runs a `validate` subcommand; exit status 1 when the output is wrong.
 pub fn run(command: ValidateCommand) -> anyhow::Result<ExitCode> {
     let ValidateCommand::Sort(a) = command;
-    let report = validate_sort(&a.input, &a.output).with_context(|| {
-        format!(
-            "validating {} against {}",
-            a.output.display(),
-            a.input.display()
-        )
-    })?;
+    let report = validate_sort(&a.input, &a.output)
+        .with_context(|| format!("validating {} against {}", a.output.display(), a.input.display()))?;
     println!(
         "input:      {} records, checksum {:x}",
         report.input.records, report.input.checksum

@@ -30,20 +30,13 @@ fn torn_record_file_names_file_and_offset() {
     write(dir.path(), "ok.dat", vec![1u8; 200]);
     write(dir.path(), "torn.dat", vec![1u8; 250]);
     let e = error_text(engine(2, 2).record_files(dir.path()));
-    assert!(
-        e.contains("torn.dat") && e.contains("byte offset 200"),
-        "{e}"
-    );
+    assert!(e.contains("torn.dat") && e.contains("byte offset 200"), "{e}");
 }
 
 #[test]
 fn invalid_utf8_names_file_and_line_unless_lossy() {
     let dir = tempfile::tempdir().unwrap();
-    write(
-        dir.path(),
-        "bad.txt",
-        b"fine\nalso fine\nbro\xffken\nlast\n",
-    );
+    write(dir.path(), "bad.txt", b"fine\nalso fine\nbro\xffken\nlast\n");
     let ctx = engine(2, 2);
     let e = error_text(ctx.text_files(dir.path()).unwrap().count());
     assert!(
@@ -84,14 +77,8 @@ fn existing_output_is_refused_unless_overwrite() {
     let ctx = engine(2, 2);
     let ds = ctx.parallelize(vec![1i64, 2, 3], 2).unwrap();
     let e = error_text(ds.save_text(&out));
-    assert!(
-        e.contains("already exists") && e.contains("--overwrite"),
-        "{e}"
-    );
-    assert_eq!(
-        std::fs::read_to_string(out.join("keep.txt")).unwrap(),
-        "precious"
-    );
+    assert!(e.contains("already exists") && e.contains("--overwrite"), "{e}");
+    assert_eq!(std::fs::read_to_string(out.join("keep.txt")).unwrap(), "precious");
     ds.save_text(Output::new(&out).overwrite(true)).unwrap();
     assert!(!out.join("keep.txt").exists());
     assert!(out.join("_SUCCESS").exists());

@@ -25,33 +25,19 @@ fn gen_sort(dir: &std::path::Path, files: &str, extra: &[&str]) {
     ];
     args.extend_from_slice(extra);
     let out = ringleader(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 fn concat(dir: &std::path::Path) -> Vec<u8> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
-    files
-        .iter()
-        .flat_map(|f| std::fs::read(f).unwrap())
-        .collect()
+    files.iter().flat_map(|f| std::fs::read(f).unwrap()).collect()
 }
 
 #[test]
 fn gen_sort_is_deterministic_per_seed_whatever_the_file_count() {
     let dir = tempfile::tempdir().unwrap();
-    let (a, b, c) = (
-        dir.path().join("a"),
-        dir.path().join("b"),
-        dir.path().join("c"),
-    );
+    let (a, b, c) = (dir.path().join("a"), dir.path().join("b"), dir.path().join("c"));
     gen_sort(&a, "1", &[]);
     gen_sort(&b, "3", &[]);
     gen_sort(&c, "1", &["--seed", "7"]);
@@ -79,10 +65,27 @@ fn skewed_records_have_hot_keys() {
         k.dedup();
         k.len()
     };
-    assert!(
-        distinct < 4000,
-        "skew should repeat keys: {distinct} distinct of 5000"
-    );
+    assert!(distinct < 4000, "skew should repeat keys: {distinct} distinct of 5000");
+}
+
+/// Writes `records` as two part files under `dir/name`; returns the directory.
+fn write_parts(dir: &std::path::Path, name: &str, records: &[Vec<u8>], split: usize) -> std::path::PathBuf {
+    let out = dir.join(name);
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("part-00000"), records[..split].concat()).unwrap();
+    std::fs::write(out.join("part-00001"), records[split..].concat()).unwrap();
+    out
+}
+
+fn validate(input: &std::path::Path, output: &std::path::Path) -> std::process::Output {
+    ringleader(&[
+        "validate",
+        "sort",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ])
 }
 
 #[test]
@@ -92,66 +95,26 @@ fn validate_accepts_sorted_output_and_reports_the_first_violation() {
     gen_sort(&input, "2", &[]);
     let mut records: Vec<Vec<u8>> = concat(&input).chunks(100).map(<[u8]>::to_vec).collect();
     records.sort_by(|a, b| a[..10].cmp(&b[..10]));
-    let good = dir.path().join("good");
-    std::fs::create_dir(&good).unwrap();
-    std::fs::write(good.join("part-00000"), records[..2000].concat()).unwrap();
-    std::fs::write(good.join("part-00001"), records[2000..].concat()).unwrap();
-    let out = ringleader(&[
-        "validate",
-        "sort",
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        good.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let out = validate(&input, &write_parts(dir.path(), "good", &records, 2000));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     records.swap(3000, 3001);
-    let bad = dir.path().join("bad");
-    std::fs::create_dir(&bad).unwrap();
-    std::fs::write(bad.join("part-00000"), records[..2000].concat()).unwrap();
-    std::fs::write(bad.join("part-00001"), records[2000..].concat()).unwrap();
-    let out = ringleader(&[
-        "validate",
-        "sort",
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        bad.to_str().unwrap(),
-    ]);
+    let bad = write_parts(dir.path(), "bad", &records, 2000);
+    let out = validate(&input, &bad);
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("part-00001 record 1001") && stdout.contains("byte offset 100100"),
         "{stdout}"
     );
-    std::fs::write(bad.join("part-00001"), records[2000..4999].concat()).unwrap();
-    let out = ringleader(&[
-        "validate",
-        "sort",
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        bad.to_str().unwrap(),
-    ]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("4999 records, the input 5000"));
+    let short = write_parts(dir.path(), "short", &records[..4999], 2000);
+    assert!(String::from_utf8_lossy(&validate(&input, &short).stdout).contains("4999 records, the input 5000"));
 }
 
 #[test]
 fn gen_refuses_a_non_empty_directory_without_overwrite() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("x"), "keep").unwrap();
-    let out = ringleader(&[
-        "gen",
-        "numbers",
-        "--rows",
-        "10",
-        "--out",
-        dir.path().to_str().unwrap(),
-    ]);
+    let out = ringleader(&["gen", "numbers", "--rows", "10", "--out", dir.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--overwrite"));
     assert!(dir.path().join("x").exists());
@@ -166,10 +129,7 @@ fn wrong_flags_print_usage_and_exit_2() {
     ] {
         let out = ringleader(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains("Usage"),
-            "{args:?}"
-        );
+        assert!(String::from_utf8_lossy(&out.stderr).contains("Usage"), "{args:?}");
     }
 }
 

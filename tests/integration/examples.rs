@@ -9,10 +9,7 @@ use ringleader_datasets::{gensort, numbers, text};
 use crate::helpers::{example, parts};
 
 fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd
-        .env("RINGLEADER_PROGRESS", "0")
-        .output()
-        .expect("run example");
+    let out = cmd.env("RINGLEADER_PROGRESS", "0").output().expect("run example");
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}",
@@ -43,27 +40,16 @@ fn sort_example_output_is_the_sorted_input() {
     );
     let files = parts(&output);
     assert_eq!(files.len(), 5);
-    let got: Vec<u8> = files
-        .iter()
-        .flat_map(|f| std::fs::read(f).unwrap())
-        .collect();
-    let mut want: Vec<Record> = (0..spec.records)
-        .map(|r| gensort::record(spec.seed, r, true))
-        .collect();
+    let got: Vec<u8> = files.iter().flat_map(|f| std::fs::read(f).unwrap()).collect();
+    let mut want: Vec<Record> = (0..spec.records).map(|r| gensort::record(spec.seed, r, true)).collect();
     want.sort_by_key(|r| r.key());
     let got = Record::slice_from_bytes(&got).unwrap();
     assert_eq!(got.len(), want.len());
-    assert!(
-        got.windows(2).all(|w| w[0].key() <= w[1].key()),
-        "output not sorted"
-    );
+    assert!(got.windows(2).all(|w| w[0].key() <= w[1].key()), "output not sorted");
     let mut got_sorted = got.to_vec();
     got_sorted.sort_by_key(|a| a.0);
     want.sort_by_key(|a| a.0);
-    assert!(
-        got_sorted == want,
-        "output is not a permutation of the input"
-    );
+    assert!(got_sorted == want, "output is not a permutation of the input");
     let report = ringleader_datasets::validate::validate_sort(&input, &output).unwrap();
     assert!(report.ok() && report.duplicates > 0, "{report:?}");
 }
@@ -116,10 +102,7 @@ fn wordcount_example_counts_every_word_once() {
     );
     let mut want: HashMap<String, u64> = HashMap::new();
     for f in std::fs::read_dir(&input).unwrap() {
-        for w in std::fs::read_to_string(f.unwrap().path())
-            .unwrap()
-            .split_whitespace()
-        {
+        for w in std::fs::read_to_string(f.unwrap().path()).unwrap().split_whitespace() {
             *want.entry(w.to_string()).or_default() += 1;
         }
     }
@@ -185,10 +168,7 @@ fn example_refuses_existing_output_and_bad_flags() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
-    let out = Command::new(example("wordcount"))
-        .arg("--bogus")
-        .output()
-        .unwrap();
+    let out = Command::new(example("wordcount")).arg("--bogus").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("Usage"));
 }

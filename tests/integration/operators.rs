@@ -78,10 +78,7 @@ fn union_keeps_both_sides_in_order() {
     let ctx = engine(2, 2);
     let a = ctx.parallelize(vec![1i64, 2], 1).unwrap();
     let b = ctx.parallelize(vec![3i64], 1).unwrap();
-    assert_eq!(
-        a.union(&b).map(|x| x * 10).collect().unwrap(),
-        vec![10, 20, 30]
-    );
+    assert_eq!(a.union(&b).map(|x| x * 10).collect().unwrap(), vec![10, 20, 30]);
 }
 
 #[test]
@@ -94,10 +91,7 @@ fn map_with_ships_state_and_map_partitions_sees_whole_partitions() {
         .collect()
         .unwrap();
     assert_eq!(named, vec!["one", "two", "zero", "one", "two", "zero"]);
-    let counts = ds
-        .map_partitions(|rows| Some(rows.count() as u64))
-        .collect()
-        .unwrap();
+    let counts = ds.map_partitions(|rows| Some(rows.count() as u64)).collect().unwrap();
     assert_eq!(counts, vec![3, 3]);
 }
 

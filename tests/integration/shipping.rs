@@ -8,10 +8,8 @@ use ringleader_core::shipped::Shipped;
 
 fn offsets() -> Vec<i64> {
     vec![
-        Shipped::new(ringleader_core::ops::narrow::map::<i64, i64, fn(i64) -> i64> as StepFn)
-            .offset(),
-        Shipped::new(ringleader_core::ops::narrow::filter::<String, fn(&String) -> bool> as StepFn)
-            .offset(),
+        Shipped::new(ringleader_core::ops::narrow::map::<i64, i64, fn(i64) -> i64> as StepFn).offset(),
+        Shipped::new(ringleader_core::ops::narrow::filter::<String, fn(&String) -> bool> as StepFn).offset(),
     ]
 }
 
@@ -25,11 +23,7 @@ fn print_offsets_for_parent() {
 #[test]
 fn offsets_are_equal_in_another_process_of_the_same_binary() {
     let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "shipping::print_offsets_for_parent",
-            "--nocapture",
-        ])
+        .args(["--exact", "shipping::print_offsets_for_parent", "--nocapture"])
         .env("RINGLEADER_TEST_PRINT_OFFSETS", "1")
         .output()
         .unwrap();
@@ -40,8 +34,7 @@ fn offsets_are_equal_in_another_process_of_the_same_binary() {
         .unwrap_or_else(|| panic!("no offsets in {stdout}"));
     assert_eq!(line, format!("OFFSETS {:?}", offsets()));
     // And resolving an offset gives back a callable trampoline.
-    let shipped =
-        Shipped::new(ringleader_core::ops::narrow::map::<i64, i64, fn(i64) -> i64> as StepFn);
+    let shipped = Shipped::new(ringleader_core::ops::narrow::map::<i64, i64, fn(i64) -> i64> as StepFn);
     let resolved = unsafe { shipped.resolve() };
     assert_eq!(
         resolved as usize,

@@ -47,11 +47,7 @@ fn record_splits_yield_every_record_once_in_order() {
     write(dir.path(), "a.dat", Record::slice_as_bytes(&records[..100]));
     write(dir.path(), "b.dat", Record::slice_as_bytes(&records[100..]));
     for split in [100, 300, 1000, 1 << 20] {
-        let got = small_splits(split)
-            .record_files(dir.path())
-            .unwrap()
-            .collect()
-            .unwrap();
+        let got = small_splits(split).record_files(dir.path()).unwrap().collect().unwrap();
         assert_eq!(got, records, "split size {split}");
     }
 }
@@ -87,26 +83,10 @@ fn arrow_files_decode_rows_and_columns() {
         &[people(&["ada", "bob"], &[36, 41]), people(&["cy"], &[7])],
     );
     let ctx = engine(2, 2);
-    let rows = ctx
-        .arrow_files::<Person>(dir.path())
-        .unwrap()
-        .collect()
-        .unwrap();
-    assert_eq!(
-        rows.iter().map(|p| p.age).collect::<Vec<_>>(),
-        vec![36, 41, 7]
-    );
-    assert_eq!(
-        ctx.arrow_column(dir.path(), Some("age"))
-            .unwrap()
-            .sum()
-            .unwrap(),
-        84
-    );
-    assert_eq!(
-        ctx.arrow_column(dir.path(), None).unwrap().count().unwrap(),
-        3
-    );
+    let rows = ctx.arrow_files::<Person>(dir.path()).unwrap().collect().unwrap();
+    assert_eq!(rows.iter().map(|p| p.age).collect::<Vec<_>>(), vec![36, 41, 7]);
+    assert_eq!(ctx.arrow_column(dir.path(), Some("age")).unwrap().sum().unwrap(), 84);
+    assert_eq!(ctx.arrow_column(dir.path(), None).unwrap().count().unwrap(), 3);
     let wrong = ctx
         .arrow_column(dir.path(), Some("name"))
         .expect_err("name is not int64")
@@ -145,11 +125,7 @@ fn csv_files_decode_typed_rows() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "a.csv", "name,age\nada,36\n\"b, ob\",41\n");
     let ctx = engine(2, 2);
-    let rows = ctx
-        .csv_files::<Person>(dir.path())
-        .unwrap()
-        .collect()
-        .unwrap();
+    let rows = ctx.csv_files::<Person>(dir.path()).unwrap().collect().unwrap();
     assert_eq!(
         rows,
         vec![

@@ -121,9 +121,7 @@ macro_rules! summable_int {
                             .map_err(|_| Error::Overflow(Self::NAME)),
                     );
                 }
-                Some(
-                    <$t>::try_from($exact(array.values())).map_err(|_| Error::Overflow(Self::NAME)),
-                )
+                Some(<$t>::try_from($exact(array.values())).map_err(|_| Error::Overflow(Self::NAME)))
             }
         }
     };
@@ -223,11 +221,7 @@ pub struct SaveState {
 }
 
 /// `save_text`: one line per row (its `Display`), into `part-NNNNN`.
-pub fn save_text<T: Data + Display>(
-    state: &[u8],
-    input: ChunkStream,
-    env: &ActionEnv,
-) -> Result<TaskValue> {
+pub fn save_text<T: Data + Display>(state: &[u8], input: ChunkStream, env: &ActionEnv) -> Result<TaskValue> {
     let SaveState { dir } = postcard::from_bytes(state)?;
     let path = dir.join(crate::output::part_name(env.partition));
     write_part(&dir, env.partition, env.attempt, |out| {
@@ -238,8 +232,7 @@ pub fn save_text<T: Data + Display>(
                 use std::fmt::Write as _;
                 line.clear();
                 let _ = writeln!(line, "{x}");
-                out.write_all(line.as_bytes())
-                    .map_err(|e| Error::io(&path, e))?;
+                out.write_all(line.as_bytes()).map_err(|e| Error::io(&path, e))?;
                 rows += 1;
                 bytes += line.len() as u64;
             }

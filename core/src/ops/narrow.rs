@@ -16,16 +16,11 @@ fn closure<F>() -> F {
 }
 
 /// `map`: applies `F` to every row.
-pub fn map<T: Data, U: Data, F: Fn(T) -> U + 'static>(
-    _state: &[u8],
-    input: ChunkStream,
-) -> Result<ChunkStream> {
+pub fn map<T: Data, U: Data, F: Fn(T) -> U + 'static>(_state: &[u8], input: ChunkStream) -> Result<ChunkStream> {
     Ok(Box::new(input.map(|chunk| {
         let f = closure::<F>();
         let rows = chunk?.into_rows::<T>()?;
-        Ok(Chunk::from_rows(
-            rows.into_iter().map(f).collect::<Vec<U>>(),
-        ))
+        Ok(Chunk::from_rows(rows.into_iter().map(f).collect::<Vec<U>>()))
     })))
 }
 
@@ -48,10 +43,7 @@ where
 }
 
 /// `filter`: keeps the rows for which `F` is true.
-pub fn filter<T: Data, F: Fn(&T) -> bool + 'static>(
-    _state: &[u8],
-    input: ChunkStream,
-) -> Result<ChunkStream> {
+pub fn filter<T: Data, F: Fn(&T) -> bool + 'static>(_state: &[u8], input: ChunkStream) -> Result<ChunkStream> {
     Ok(Box::new(input.map(|chunk| {
         let f = closure::<F>();
         let mut rows = chunk?.into_rows::<T>()?;
@@ -71,24 +63,17 @@ where
     Ok(Box::new(input.map(|chunk| {
         let f = closure::<F>();
         let rows = chunk?.into_rows::<T>()?;
-        Ok(Chunk::from_rows(
-            rows.into_iter().flat_map(f).collect::<Vec<U>>(),
-        ))
+        Ok(Chunk::from_rows(rows.into_iter().flat_map(f).collect::<Vec<U>>()))
     })))
 }
 
 /// `key_by`: pairs every row with the key `F` computes from it.
-pub fn key_by<T: Data, K: Data, F: Fn(&T) -> K + 'static>(
-    _state: &[u8],
-    input: ChunkStream,
-) -> Result<ChunkStream> {
+pub fn key_by<T: Data, K: Data, F: Fn(&T) -> K + 'static>(_state: &[u8], input: ChunkStream) -> Result<ChunkStream> {
     Ok(Box::new(input.map(|chunk| {
         let f = closure::<F>();
         let rows = chunk?.into_rows::<T>()?;
         Ok(Chunk::from_rows(
-            rows.into_iter()
-                .map(|x| (f(&x), x))
-                .collect::<Vec<(K, T)>>(),
+            rows.into_iter().map(|x| (f(&x), x)).collect::<Vec<(K, T)>>(),
         ))
     })))
 }

@@ -7,9 +7,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use arrow::record_batch::RecordBatch;
 
-use crate::data::{
-    BatchStream, Chunk, ChunkStream, Data, cast_slice, cast_vec, decode, is, records_view,
-};
+use crate::data::{BatchStream, Chunk, ChunkStream, Data, cast_slice, cast_vec, decode, is, records_view};
 use crate::error::{Error, Result};
 use crate::record::{KEY_LEN, Record};
 use crate::shipped::conjure;
@@ -25,10 +23,7 @@ fn side(sides: &mut [BatchStream], which: usize) -> Result<BatchStream> {
             sides.len()
         )));
     }
-    Ok(std::mem::replace(
-        &mut sides[which],
-        Box::new(std::iter::empty()),
-    ))
+    Ok(std::mem::replace(&mut sides[which], Box::new(std::iter::empty())))
 }
 
 /// Decodes every row of a shuffle side.
@@ -49,16 +44,11 @@ pub fn combine<K: Data + Hash + Eq, V: Data, F: Fn(V, V) -> V + 'static>(
             combine_into(&mut map, &f, k, v);
         }
     }
-    Ok(chunked(
-        map.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))),
-    ))
+    Ok(chunked(map.into_iter().filter_map(|(k, v)| v.map(|v| (k, v)))))
 }
 
 /// `group_by_key`: collects each key's values.
-pub fn group<K: Data + Hash + Eq, V: Data>(
-    _state: &[u8],
-    mut sides: Vec<BatchStream>,
-) -> Result<ChunkStream> {
+pub fn group<K: Data + Hash + Eq, V: Data>(_state: &[u8], mut sides: Vec<BatchStream>) -> Result<ChunkStream> {
     let mut map: FxHashMap<K, Vec<V>> = FxHashMap::default();
     for batch in rows::<(K, V)>(side(&mut sides, 0)?) {
         for (k, v) in batch? {
@@ -96,10 +86,7 @@ where
 }
 
 /// `distinct`: one copy of each row.
-pub fn distinct<T: Data + Hash + Eq>(
-    _state: &[u8],
-    mut sides: Vec<BatchStream>,
-) -> Result<ChunkStream> {
+pub fn distinct<T: Data + Hash + Eq>(_state: &[u8], mut sides: Vec<BatchStream>) -> Result<ChunkStream> {
     let mut seen: FxHashSet<T> = FxHashSet::default();
     for batch in rows::<T>(side(&mut sides, 0)?) {
         seen.extend(batch?);
@@ -137,11 +124,7 @@ pub fn sort<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static>(
     }
     // SAFETY: closure types are checked zero-sized when the plan is built.
     let f: F = unsafe { conjure() };
-    let mut keyed: Vec<(K, u32)> = all
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (f(r), i as u32))
-        .collect();
+    let mut keyed: Vec<(K, u32)> = all.iter().enumerate().map(|(i, r)| (f(r), i as u32)).collect();
     keyed.sort_unstable();
     Ok(permute(all, keyed.into_iter().map(|(_, i)| i).collect()))
 }
@@ -149,18 +132,13 @@ pub fn sort<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static>(
 fn views(blocks: &[RecordBatch]) -> Result<Vec<&[Record]>> {
     blocks
         .iter()
-        .map(|b| {
-            records_view(b)
-                .ok_or_else(|| Error::Codec("a sort block is not a batch of records".into()))
-        })
+        .map(|b| records_view(b).ok_or_else(|| Error::Codec("a sort block is not a batch of records".into())))
         .collect()
 }
 
 /// Sorts record blocks without first gathering them: sorts packed (key, block, row)
 /// integers, then copies each record once, straight from its block into an output chunk.
-fn sort_record_blocks<T: Data, K: Data, F: Fn(&T) -> K + 'static>(
-    blocks: Vec<RecordBatch>,
-) -> Result<ChunkStream> {
+fn sort_record_blocks<T: Data, K: Data, F: Fn(&T) -> K + 'static>(blocks: Vec<RecordBatch>) -> Result<ChunkStream> {
     use rayon::prelude::*;
     let parts = views(&blocks)?;
     if parts.len() >= 1 << 16 || parts.iter().any(|p| p.len() >= 1 << 32) {
@@ -173,8 +151,7 @@ fn sort_record_blocks<T: Data, K: Data, F: Fn(&T) -> K + 'static>(
     }
     let mut packed: Vec<u128> = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
     for (b, part) in parts.iter().enumerate() {
-        let rows =
-            cast_slice::<Record, T>(part).ok_or_else(|| Error::Plan("record cast".into()))?;
+        let rows = cast_slice::<Record, T>(part).ok_or_else(|| Error::Plan("record cast".into()))?;
         packed.par_extend(rows.par_iter().enumerate().map(|(r, row)| {
             // SAFETY: closure types are checked zero-sized when the plan is built; K is
             // [u8; KEY_LEN] (checked by the caller).
@@ -235,10 +212,7 @@ fn permute<T: Data>(rows: Vec<T>, order: Vec<u32>) -> ChunkStream {
         }
         Err(rows) => {
             let mut slots: Vec<Option<T>> = rows.into_iter().map(Some).collect();
-            let sorted: Vec<T> = order
-                .into_iter()
-                .filter_map(|i| slots[i as usize].take())
-                .collect();
+            let sorted: Vec<T> = order.into_iter().filter_map(|i| slots[i as usize].take()).collect();
             chunked(sorted.into_iter())
         }
     }

@@ -90,10 +90,7 @@ impl<K: Data + Hash, V: Data> ShuffleSink for HashSink<K, V> {
 }
 
 /// Sink of `group_by_key` and `join`.
-pub fn hash<K: Data + Hash, V: Data>(
-    _state: &[u8],
-    partitions: u32,
-) -> Result<Box<dyn ShuffleSink>> {
+pub fn hash<K: Data + Hash, V: Data>(_state: &[u8], partitions: u32) -> Result<Box<dyn ShuffleSink>> {
     Ok(Box::new(HashSink::<K, V> {
         buckets: Buckets::new(partitions),
     }))
@@ -107,12 +104,7 @@ struct CombineSink<K, V, F> {
 }
 
 /// Merges `v` into the value held for `k`.
-pub(crate) fn combine_into<K: Hash + Eq, V, F: Fn(V, V) -> V>(
-    map: &mut FxHashMap<K, Option<V>>,
-    f: &F,
-    k: K,
-    v: V,
-) {
+pub(crate) fn combine_into<K: Hash + Eq, V, F: Fn(V, V) -> V>(map: &mut FxHashMap<K, Option<V>>, f: &F, k: K, v: V) {
     let slot = map.entry(k).or_insert(None);
     *slot = Some(match slot.take() {
         Some(old) => f(old, v),
@@ -132,9 +124,7 @@ impl<K: Data + Hash + Eq, V: Data, F: Fn(V, V) -> V + 'static> CombineSink<K, V,
     }
 }
 
-impl<K: Data + Hash + Eq, V: Data, F: Fn(V, V) -> V + 'static> ShuffleSink
-    for CombineSink<K, V, F>
-{
+impl<K: Data + Hash + Eq, V: Data, F: Fn(V, V) -> V + 'static> ShuffleSink for CombineSink<K, V, F> {
     fn push(&mut self, chunk: Chunk, out: &mut dyn BlockWriter) -> Result<()> {
         // SAFETY: closure types are checked zero-sized when the plan is built.
         let f: F = unsafe { conjure() };
@@ -195,10 +185,7 @@ impl<T: Data + Hash + Eq> ShuffleSink for DistinctSink<T> {
 }
 
 /// Sink of `distinct`.
-pub fn distinct<T: Data + Hash + Eq>(
-    _state: &[u8],
-    partitions: u32,
-) -> Result<Box<dyn ShuffleSink>> {
+pub fn distinct<T: Data + Hash + Eq>(_state: &[u8], partitions: u32) -> Result<Box<dyn ShuffleSink>> {
     Ok(Box::new(DistinctSink::<T> {
         partitions,
         seen: FxHashSet::default(),
@@ -256,10 +243,7 @@ pub fn range<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static>(
 
 /// Chooses `partitions - 1` range bounds from sampled keys (each task's sample serialised
 /// as a `Vec<K>`): the sorted sample's quantiles, duplicates removed.
-pub fn range_bounds<K: Data + Ord + Clone>(
-    samples: &[Vec<u8>],
-    partitions: u32,
-) -> Result<Vec<u8>> {
+pub fn range_bounds<K: Data + Ord + Clone>(samples: &[Vec<u8>], partitions: u32) -> Result<Vec<u8>> {
     let mut keys: Vec<K> = Vec::new();
     for s in samples {
         keys.extend(postcard::from_bytes::<Vec<K>>(s)?);

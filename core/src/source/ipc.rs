@@ -92,8 +92,7 @@ impl IpcFile {
     }
 
     fn block_data(&self, path: &Path, block: &Block) -> Result<Buffer> {
-        let start = usize::try_from(block.offset())
-            .map_err(|_| Error::format(path, "negative block offset"))?;
+        let start = usize::try_from(block.offset()).map_err(|_| Error::format(path, "negative block offset"))?;
         let len = block.bodyLength() as usize + block.metaDataLength() as usize;
         if start.checked_add(len).is_none_or(|e| e > self.buffer.len()) {
             return Err(Error::format(

@@ -79,15 +79,10 @@ impl Split {
     /// A short description for progress and error messages.
     pub fn describe(&self) -> String {
         match self {
-            Split::Text {
-                path, start, end, ..
-            }
-            | Split::Records { path, start, end } => {
+            Split::Text { path, start, end, .. } | Split::Records { path, start, end } => {
                 format!("{}[{start}..{end})", path.display())
             }
-            Split::Ipc {
-                path, first, end, ..
-            } => format!("{} batches {first}..{end}", path.display()),
+            Split::Ipc { path, first, end, .. } => format!("{} batches {first}..{end}", path.display()),
             Split::Parquet { path, row_groups } => {
                 format!("{} row groups {row_groups:?}", path.display())
             }
@@ -162,8 +157,7 @@ pub fn list_files(path: &Path, accept: impl Fn(&Path) -> bool) -> Result<Vec<(Pa
 
 /// Whether a path has the given extension.
 pub fn has_extension(path: &Path, ext: &str) -> bool {
-    path.extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case(ext))
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case(ext))
 }
 
 /// Byte ranges `[start, end)` cutting `len` bytes into pieces of about `split` bytes,

@@ -11,8 +11,7 @@ use crate::error::{Error, Result};
 /// Number of row groups in `path`.
 pub fn row_groups(path: &Path) -> Result<usize> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let builder =
-        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| Error::format(path, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| Error::format(path, e))?;
     Ok(builder.metadata().num_row_groups())
 }
 

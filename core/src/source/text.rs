@@ -152,13 +152,7 @@ impl Iterator for TextSplit {
 }
 
 /// Streams the lines of `path` that start in `[start, end)`.
-pub fn open(
-    path: &Path,
-    start: u64,
-    end: u64,
-    lossy: bool,
-    sample_windows: Option<u32>,
-) -> Result<ChunkStream> {
+pub fn open(path: &Path, start: u64, end: u64, lossy: bool, sample_windows: Option<u32>) -> Result<ChunkStream> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let mut lines = LineReader {
         path: path.to_path_buf(),
