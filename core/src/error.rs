@@ -92,6 +92,17 @@ pub enum Error {
     /// The job plan is inconsistent (a bug, or a plan from another binary).
     #[error("invalid plan: {0}")]
     Plan(String),
+    /// Shuffle output could not be fetched from the worker holding it.
+    #[error("fetching shuffle output from {location}: {message}")]
+    FetchFailed {
+        /// The worker address (or local path) the block was to come from.
+        location: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// Talking to the cluster failed (unreachable master, rejected job, failed job).
+    #[error("{0}")]
+    Cluster(String),
     /// A configuration value is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),

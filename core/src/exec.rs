@@ -86,6 +86,7 @@ fn run_task_inner(stage: &StagePlan, index: usize, attempt: u32, shuffle: &dyn S
                 sink.push(chunk?, &mut counting)?;
             }
             sink.finish(&mut counting)?;
+            writer.finish()?;
             Ok(TaskValue::Shuffled { rows, bytes })
         }
         StageOutput::Action { f, state } => {

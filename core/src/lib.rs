@@ -12,12 +12,17 @@
 //! - [`source`]: listing inputs, cutting splits, reading text, records, Arrow IPC, Parquet, CSV.
 //! - [`ops`]: the typed trampolines behind every operator.
 //! - [`shuffle`]: shuffle sinks and transport; the embedded store with spill.
+//! - [`binary`]: content hashes of job binaries.
+//! - [`cluster_shuffle`]: shuffle files on workers, read locally or over Arrow Flight.
+//! - [`proto`]: the gRPC protocol (generated).
 //! - [`exec`]: running one task (shared by the embedded engine and cluster executors).
 //! - [`output`]: atomic output commit.
 //! - [`ring`]: the consistent-hash ring.
 //! - [`ipc`]: Arrow IPC streams in memory.
 //! - [`error`]: the error type.
 
+pub mod binary;
+pub mod cluster_shuffle;
 pub mod data;
 pub mod error;
 pub mod exec;
@@ -32,3 +37,9 @@ pub mod shuffle;
 pub mod source;
 
 pub use error::{Error, Result};
+
+/// Generated gRPC messages and services (`proto/ringleader.proto`).
+#[allow(missing_docs, clippy::all)]
+pub mod proto {
+    tonic::include_proto!("ringleader");
+}

@@ -24,6 +24,10 @@ use crate::error::{Error, Result};
 pub trait BlockWriter {
     /// Stores one batch of reduce partition `partition`.
     fn write(&mut self, partition: u32, batch: RecordBatch) -> Result<()>;
+    /// Makes the task's output final (e.g. closes and renames its files).
+    fn finish(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The map side of a shuffle for one task: partitions (and perhaps combines) rows.

@@ -1,1 +1,174 @@
-//! placeholder
+//! # ringleader-worker
+//!
+//! A worker daemon: registers with the driver and heartbeats, fetches each job's binary
+//! once (by content hash) and caches it, runs the job's tasks in an executor process of that
+//! binary, and serves map output to other workers with Arrow Flight. It never depends on
+//! the driver crate: the two meet in `ringleader-core`'s protocol.
+//!
+//! ## Layout
+//! - [`service`]: the `Worker` and `Executor` gRPC services.
+//! - [`executors`]: executor processes, their task queues, and crash reporting.
+//! - [`flight`]: Flight `do_get` of shuffle blocks.
+//!
+//! Data directory: `binaries/<hash>` (cached job binaries), `shuffle/<job>/…` (map output),
+//! `logs/<job>.stderr` (executors' stderr).
+
+pub mod executors;
+pub mod flight;
+pub mod service;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ringleader_core::cluster_shuffle::ShuffleFiles;
+use ringleader_core::proto::{self, driver_client::DriverClient};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Channel, Endpoint};
+
+/// How to run a worker.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Address to listen on (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Address others reach this worker at (default: the bound address).
+    pub advertise: Option<String>,
+    /// The driver's address (`host:port`).
+    pub master: String,
+    /// Directory for binaries, shuffle files and logs.
+    pub data_dir: PathBuf,
+    /// Tasks run at once.
+    pub slots: u32,
+    /// Interval between heartbeats.
+    pub heartbeat: Duration,
+}
+
+/// Errors starting or running a worker.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The data directory could not be created.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The driver could not be reached or refused registration.
+    #[error("cannot register with the driver at {master}: {message}")]
+    Register {
+        /// The driver's address.
+        master: String,
+        /// Why.
+        message: String,
+    },
+    /// The gRPC server failed.
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// A bound, registered worker, ready to serve.
+pub struct BoundWorker {
+    /// The address it listens on.
+    pub address: SocketAddr,
+    listener: TcpListener,
+    inner: Arc<service::WorkerInner>,
+    heartbeat: Duration,
+    slots: u32,
+    master: String,
+}
+
+/// A lazily connecting channel to `address`.
+pub fn channel_to(address: &str) -> Result<Channel, String> {
+    Ok(Endpoint::from_shared(format!("http://{address}"))
+        .map_err(|e| format!("bad address {address:?}: {e}"))?
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(60))
+        .connect_lazy())
+}
+
+/// Binds the worker's port and registers it with the driver.
+pub async fn bind(config: WorkerConfig) -> Result<BoundWorker, WorkerError> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|source| WorkerError::DataDir { path: config.data_dir.clone(), source })?;
+    let listener =
+        TcpListener::bind(config.listen).await.map_err(|source| WorkerError::Bind { address: config.listen, source })?;
+    let address = listener.local_addr().map_err(|source| WorkerError::Bind { address: config.listen, source })?;
+    let advertised = config.advertise.clone().unwrap_or_else(|| address.to_string());
+    let register = |message: String| WorkerError::Register { master: config.master.clone(), message };
+    let driver = DriverClient::new(channel_to(&config.master).map_err(register)?);
+    let inner = service::WorkerInner::new(advertised, config.data_dir.clone(), driver);
+    let worker = BoundWorker { address, listener, inner, heartbeat: config.heartbeat, slots: config.slots, master: config.master };
+    worker.register().await?;
+    Ok(worker)
+}
+
+impl BoundWorker {
+    async fn register(&self) -> Result<(), WorkerError> {
+        let request = proto::RegisterWorkerRequest { address: self.inner.address.clone(), slots: self.slots, pid: std::process::id() };
+        let reply = tokio::time::timeout(Duration::from_secs(5), self.inner.driver.clone().register_worker(request))
+            .await
+            .map_err(|_| WorkerError::Register { master: self.master.clone(), message: "no answer within 5 s".into() })?
+            .map_err(|e| WorkerError::Register { master: self.master.clone(), message: e.message().to_string() })?;
+        *self.inner.id.lock().unwrap_or_else(|e| e.into_inner()) = reply.into_inner().worker_id;
+        Ok(())
+    }
+
+    /// This worker's id as the driver assigned it.
+    pub fn id(&self) -> String {
+        self.inner.worker_id()
+    }
+
+    /// Serves until `shutdown` completes, heartbeating all along.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), WorkerError> {
+        let svc = service::WorkerService::new(self.inner.clone());
+        let flight = flight::ShuffleFlight::new(ShuffleFiles::new(self.inner.shuffle_dir()));
+        let beat = tokio::spawn(heartbeat_forever(self.inner.clone(), self.heartbeat, self.slots, self.master.clone()));
+        let result = tonic::transport::Server::builder()
+            .add_service(proto::worker_server::WorkerServer::new(svc.clone()).max_decoding_message_size(64 << 20))
+            .add_service(proto::executor_server::ExecutorServer::new(svc).max_decoding_message_size(64 << 20))
+            .add_service(arrow_flight::flight_service_server::FlightServiceServer::new(flight))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
+            .await;
+        beat.abort();
+        self.inner.executors.stop_all();
+        Ok(result?)
+    }
+}
+
+async fn heartbeat_forever(inner: Arc<service::WorkerInner>, every: Duration, slots: u32, _master: String) {
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        ticker.tick().await;
+        let running = inner.executors.running();
+        let request = proto::HeartbeatRequest {
+            worker_id: inner.worker_id(),
+            free_slots: slots.saturating_sub(running),
+            running_tasks: running,
+        };
+        match inner.driver.clone().heartbeat(request).await {
+            Ok(reply) => {
+                let reply = reply.into_inner();
+                if !reply.known {
+                    let again = proto::RegisterWorkerRequest { address: inner.address.clone(), slots, pid: std::process::id() };
+                    if let Ok(r) = inner.driver.clone().register_worker(again).await {
+                        *inner.id.lock().unwrap_or_else(|e| e.into_inner()) = r.into_inner().worker_id;
+                    }
+                }
+                inner.executors.retain_jobs(&reply.active_jobs);
+            }
+            Err(_) => continue,
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Job binaries are content-addressed: a hash of the executable's bytes names it on the
+//! driver and in every worker's cache, and a binary whose bytes no longer match its name
+//! is refused.
+
+use std::io::Read;
+use std::path::Path;
+
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::error::{Error, Result};
+
+/// Chunk size for streaming binaries over gRPC: far below tonic's 4 MiB message limit.
+pub const CHUNK_BYTES: usize = 1 << 20;
+
+/// A marker compiled into every job binary (see `ringleader::run`), by which `submit`
+/// tells a Ringleader job from any other executable.
+pub const JOB_MARKER: &[u8] = b"RINGLEADER-JOB-BINARY-V1";
+
+/// Incremental content hash (xxh3-128, hex).
+#[derive(Default)]
+pub struct ContentHash(Xxh3);
+
+impl ContentHash {
+    /// Adds bytes.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    /// The hash as 32 hex digits.
+    pub fn finish(&self) -> String {
+        format!("{:032x}", self.0.digest128())
+    }
+}
+
+/// The content hash of the file at `path`.
+pub fn hash_file(path: &Path) -> Result<String> {
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut hash = ContentHash::default();
+    let mut buf = vec![0u8; CHUNK_BYTES];
+    loop {
+        let n = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            return Ok(hash.finish());
+        }
+        hash.update(&buf[..n]);
+    }
+}
+
+/// Whether `hash` looks like a content hash (so it is safe as a file name).
+pub fn valid_hash(hash: &str) -> bool {
+    hash.len() == 32 && hash.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Whether the file at `path` is a Ringleader job binary (contains [`JOB_MARKER`]).
+pub fn is_job_binary(path: &Path) -> Result<bool> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    Ok(bytes.windows(JOB_MARKER.len()).any(|w| w == JOB_MARKER))
+}
+
+/// Writes a binary arriving in chunks into `dir/<hash>`: into a temporary file first,
+/// hashing as it goes, renamed only if the bytes match the announced hash. Executable.
+pub struct BinaryWriter {
+    expected: String,
+    temp: std::path::PathBuf,
+    target: std::path::PathBuf,
+    file: std::io::BufWriter<std::fs::File>,
+    hash: ContentHash,
+    written: u64,
+}
+
+impl BinaryWriter {
+    /// Starts writing the binary named `expected` under `dir`.
+    pub fn create(dir: &Path, expected: &str) -> Result<BinaryWriter> {
+        if !valid_hash(expected) {
+            return Err(Error::Config(format!("{expected:?} is not a binary hash")));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let target = dir.join(expected);
+        let temp = dir.join(format!(".{expected}.{}.tmp", std::process::id()));
+        let file = std::fs::File::create(&temp).map_err(|e| Error::io(&temp, e))?;
+        Ok(BinaryWriter {
+            expected: expected.to_string(),
+            temp,
+            target,
+            file: std::io::BufWriter::with_capacity(CHUNK_BYTES, file),
+            hash: ContentHash::default(),
+            written: 0,
+        })
+    }
+
+    /// Appends bytes.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        use std::io::Write;
+        self.hash.update(bytes);
+        self.written += bytes.len() as u64;
+        self.file.write_all(bytes).map_err(|e| Error::io(&self.temp, e))
+    }
+
+    /// Verifies the hash and moves the binary into place; returns its path.
+    pub fn finish(mut self) -> Result<std::path::PathBuf> {
+        use std::io::Write;
+        self.file.flush().map_err(|e| Error::io(&self.temp, e))?;
+        let actual = self.hash.finish();
+        if actual != self.expected {
+            let _ = std::fs::remove_file(&self.temp);
+            return Err(Error::Config(format!(
+                "binary {} arrived with hash {actual} ({} bytes): it changed since it was named; refusing it",
+                self.expected, self.written
+            )));
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&self.temp, std::fs::Permissions::from_mode(0o755))
+                .map_err(|e| Error::io(&self.temp, e))?;
+        }
+        std::fs::rename(&self.temp, &self.target).map_err(|e| Error::io(&self.target, e))?;
+        Ok(self.target.clone())
+    }
+}
+
+impl Drop for BinaryWriter {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.temp);
+    }
+}

@@ -1,0 +1,388 @@
+//! The driver's state machine: everything the driver knows that must outlive a leader
+//! (workers, binaries, jobs, stages, tasks). It changes only through [`Command`]s applied
+//! in order, so that a Raft log can replicate exactly this type (issue 4); liveness
+//! (heartbeats) is kept outside it, as leader-local soft state.
+//!
+//! A task's lifecycle: `Pending -> Running { attempt, worker } -> Done { .. }`; a failed
+//! attempt returns to `Pending` while attempts remain, and otherwise fails the job.
+//! A job: `Running -> Succeeded | Failed(reason) | Cancelled(reason)`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ringleader_core::plan::{JobPlan, StageOutput, TaskInput, TaskValue};
+use serde::{Deserialize, Serialize};
+
+/// Attempts a task gets before its job fails.
+pub const MAX_ATTEMPTS: u32 = 4;
+
+/// A registered worker.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WorkerRecord {
+    /// Its id (`worker-N`).
+    pub id: String,
+    /// Where its gRPC and Flight services listen.
+    pub address: String,
+    /// How many tasks it runs at once.
+    pub slots: u32,
+    /// Its process id (for `cluster status`).
+    pub pid: u32,
+}
+
+/// A task's state.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum TaskState {
+    /// Waiting for a slot.
+    Pending,
+    /// Sent to a worker.
+    Running {
+        /// Which attempt.
+        attempt: u32,
+        /// On which worker.
+        worker: String,
+    },
+    /// Finished; its output (for map tasks) lives on `worker`.
+    Done {
+        /// The attempt that finished.
+        attempt: u32,
+        /// Where it ran.
+        worker: String,
+        /// What it returned.
+        value: TaskValue,
+    },
+}
+
+/// A job's state.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum JobState {
+    /// Tasks are being scheduled.
+    Running,
+    /// Every task finished.
+    Succeeded,
+    /// A task failed for good.
+    Failed(String),
+    /// The client went away or asked to stop.
+    Cancelled(String),
+}
+
+impl JobState {
+    /// A short name for status listings.
+    pub fn name(&self) -> &'static str {
+        match self {
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed(_) => "failed",
+            JobState::Cancelled(_) => "cancelled",
+        }
+    }
+}
+
+/// A submitted job and the state of each of its tasks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// Its id (`job-NNNNNN`).
+    pub id: String,
+    /// A name for listings (the binary's file name).
+    pub name: String,
+    /// Content hash of its binary.
+    pub binary: String,
+    /// The job's arguments, for its executors.
+    pub args: Vec<String>,
+    /// Environment for its executors.
+    pub env: BTreeMap<String, String>,
+    /// Working directory for its executors.
+    pub working_dir: String,
+    /// The plan.
+    pub plan: JobPlan,
+    /// `tasks[stage][task]`.
+    pub tasks: Vec<Vec<TaskState>>,
+    /// Attempts started, `attempts[stage][task]`.
+    pub attempts: Vec<Vec<u32>>,
+    /// Where the job is.
+    pub state: JobState,
+}
+
+impl JobRecord {
+    /// Whether every task of `stage` is done.
+    pub fn stage_done(&self, stage: usize) -> bool {
+        self.tasks[stage].iter().all(|t| matches!(t, TaskState::Done { .. }))
+    }
+
+    /// (done, total) tasks over all stages.
+    pub fn progress(&self) -> (u32, u32) {
+        let total = self.tasks.iter().map(Vec::len).sum::<usize>() as u32;
+        let done = self.tasks.iter().flatten().filter(|t| matches!(t, TaskState::Done { .. })).count() as u32;
+        (done, total)
+    }
+
+    /// The values of the final stage's tasks, in partition order (once succeeded).
+    pub fn result(&self) -> Vec<TaskValue> {
+        self.tasks
+            .last()
+            .map(|tasks| {
+                tasks
+                    .iter()
+                    .filter_map(|t| match t {
+                        TaskState::Done { value, .. } => Some(value.clone()),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// For each shuffle a task of `stage` reads: the worker holding each map task's output.
+    pub fn shuffle_inputs(&self, stage: usize, task: usize) -> Vec<(u32, Vec<String>)> {
+        let Some(TaskInput::Shuffle(read)) = self.plan.stages[stage].tasks.get(task).map(|t| &t.input) else {
+            return Vec::new();
+        };
+        read.shuffles
+            .iter()
+            .map(|&shuffle| {
+                let producer = self.plan.stages.iter().position(
+                    |s| matches!(&s.output, StageOutput::Shuffle { shuffle: id, .. } if *id == shuffle),
+                );
+                let workers = producer
+                    .map(|p| {
+                        self.tasks[p]
+                            .iter()
+                            .map(|t| match t {
+                                TaskState::Done { worker, .. } => worker.clone(),
+                                _ => String::new(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (shuffle, workers)
+            })
+            .collect()
+    }
+}
+
+/// A change to the cluster's state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Command {
+    /// A worker joined.
+    RegisterWorker {
+        /// Its address.
+        address: String,
+        /// Its slots.
+        slots: u32,
+        /// Its pid.
+        pid: u32,
+    },
+    /// A job binary is stored on the driver.
+    AddBinary {
+        /// Its content hash.
+        hash: String,
+    },
+    /// A job arrived.
+    SubmitJob {
+        /// Name for listings.
+        name: String,
+        /// Binary hash.
+        binary: String,
+        /// Arguments.
+        args: Vec<String>,
+        /// Environment.
+        env: BTreeMap<String, String>,
+        /// Working directory.
+        working_dir: String,
+        /// The plan.
+        plan: JobPlan,
+    },
+    /// A task was sent to a worker.
+    StartTask {
+        /// Job id.
+        job: String,
+        /// Stage index.
+        stage: u32,
+        /// Task index.
+        task: u32,
+        /// Worker id.
+        worker: String,
+    },
+    /// A task attempt finished.
+    FinishTask {
+        /// Job id.
+        job: String,
+        /// Stage index.
+        stage: u32,
+        /// Task index.
+        task: u32,
+        /// The attempt.
+        attempt: u32,
+        /// Its value.
+        value: TaskValue,
+    },
+    /// A task attempt failed.
+    FailTask {
+        /// Job id.
+        job: String,
+        /// Stage index.
+        stage: u32,
+        /// Task index.
+        task: u32,
+        /// The attempt.
+        attempt: u32,
+        /// Why.
+        message: String,
+        /// Whether another attempt may succeed.
+        retryable: bool,
+    },
+    /// The job stops (cancelled).
+    CancelJob {
+        /// Job id.
+        job: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What applying a command produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Nothing more to say.
+    Done,
+    /// The new worker's id.
+    WorkerRegistered(String),
+    /// The new job's id.
+    JobSubmitted(String),
+    /// The attempt number of the started task.
+    TaskStarted(u32),
+    /// The command referred to something stale (an old attempt, a finished job): ignored.
+    Stale,
+}
+
+/// The replicated state of a cluster.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ClusterState {
+    /// Registered workers, by id.
+    pub workers: BTreeMap<String, WorkerRecord>,
+    /// Binaries the driver holds.
+    pub binaries: BTreeSet<String>,
+    /// Jobs, by id (ids sort in submission order).
+    pub jobs: BTreeMap<String, JobRecord>,
+    next_worker: u64,
+    next_job: u64,
+}
+
+impl ClusterState {
+    /// Applies one command.
+    pub fn apply(&mut self, command: Command) -> Outcome {
+        match command {
+            Command::RegisterWorker { address, slots, pid } => {
+                if let Some(w) = self.workers.values_mut().find(|w| w.address == address) {
+                    // The same address registering again is the same worker restarted.
+                    w.slots = slots;
+                    w.pid = pid;
+                    return Outcome::WorkerRegistered(w.id.clone());
+                }
+                self.next_worker += 1;
+                let id = format!("worker-{}", self.next_worker);
+                self.workers.insert(id.clone(), WorkerRecord { id: id.clone(), address, slots, pid });
+                Outcome::WorkerRegistered(id)
+            }
+            Command::AddBinary { hash } => {
+                self.binaries.insert(hash);
+                Outcome::Done
+            }
+            Command::SubmitJob { name, binary, args, env, working_dir, plan } => {
+                self.next_job += 1;
+                let id = format!("job-{:06}", self.next_job);
+                let tasks = plan.stages.iter().map(|s| vec![TaskState::Pending; s.tasks.len()]).collect();
+                let attempts = plan.stages.iter().map(|s| vec![0; s.tasks.len()]).collect();
+                let record = JobRecord {
+                    id: id.clone(),
+                    name,
+                    binary,
+                    args,
+                    env,
+                    working_dir,
+                    plan,
+                    tasks,
+                    attempts,
+                    state: JobState::Running,
+                };
+                self.jobs.insert(id.clone(), record);
+                Outcome::JobSubmitted(id)
+            }
+            Command::StartTask { job, stage, task, worker } => {
+                let Some(slot) = self.task_mut(&job, stage, task) else {
+                    return Outcome::Stale;
+                };
+                if *slot != TaskState::Pending {
+                    return Outcome::Stale;
+                }
+                let Some(j) = self.jobs.get_mut(&job) else { return Outcome::Stale };
+                let attempt = &mut j.attempts[stage as usize][task as usize];
+                *attempt += 1;
+                let attempt = *attempt;
+                j.tasks[stage as usize][task as usize] = TaskState::Running { attempt, worker };
+                Outcome::TaskStarted(attempt)
+            }
+            Command::FinishTask { job, stage, task, attempt, value } => {
+                let Some(slot) = self.task_mut(&job, stage, task) else {
+                    return Outcome::Stale;
+                };
+                let TaskState::Running { attempt: current, worker } = slot else {
+                    return Outcome::Stale;
+                };
+                if *current != attempt {
+                    return Outcome::Stale;
+                }
+                let worker = worker.clone();
+                *slot = TaskState::Done { attempt, worker, value };
+                if let Some(j) = self.jobs.get_mut(&job)
+                    && (0..j.tasks.len()).all(|s| j.stage_done(s))
+                {
+                    j.state = JobState::Succeeded;
+                }
+                Outcome::Done
+            }
+            Command::FailTask { job, stage, task, attempt, message, retryable } => {
+                let Some(slot) = self.task_mut(&job, stage, task) else {
+                    return Outcome::Stale;
+                };
+                if !matches!(slot, TaskState::Running { attempt: a, .. } if *a == attempt) {
+                    return Outcome::Stale;
+                }
+                *slot = TaskState::Pending;
+                if let Some(j) = self.jobs.get_mut(&job)
+                    && (!retryable || j.attempts[stage as usize][task as usize] >= MAX_ATTEMPTS)
+                {
+                    j.state = JobState::Failed(message);
+                }
+                Outcome::Done
+            }
+            Command::CancelJob { job, reason } => match self.jobs.get_mut(&job) {
+                Some(j) if j.state == JobState::Running => {
+                    j.state = JobState::Cancelled(reason);
+                    Outcome::Done
+                }
+                _ => Outcome::Stale,
+            },
+        }
+    }
+
+    /// A running job's task slot.
+    fn task_mut(&mut self, job: &str, stage: u32, task: u32) -> Option<&mut TaskState> {
+        let j = self.jobs.get_mut(job)?;
+        if j.state != JobState::Running {
+            return None;
+        }
+        j.tasks.get_mut(stage as usize)?.get_mut(task as usize)
+    }
+
+    /// Tasks running on each worker.
+    pub fn running_per_worker(&self) -> BTreeMap<&str, u32> {
+        let mut running: BTreeMap<&str, u32> = BTreeMap::new();
+        for job in self.jobs.values().filter(|j| j.state == JobState::Running) {
+            for t in job.tasks.iter().flatten() {
+                if let TaskState::Running { worker, .. } = t {
+                    *running.entry(worker.as_str()).or_default() += 1;
+                }
+            }
+        }
+        running
+    }
+}

@@ -1,0 +1,198 @@
+//! Executor processes: one process of the job's own binary per job on this worker, started
+//! with the job's arguments and environment plus `RINGLEADER_EXECUTOR`, which makes
+//! `ringleader::run` serve tasks instead of running the job. Tasks wait in a queue the
+//! executor streams from. If the process dies, every task it held fails with its exit
+//! status and the tail of its stderr, and the next task starts a new process.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ringleader_core::proto;
+use tokio::sync::{mpsc, oneshot};
+
+/// Task key: (stage, task, attempt).
+type TaskKey = (u32, u32, u32);
+
+/// One job's executor on this worker.
+struct JobExecutor {
+    queue: mpsc::UnboundedSender<proto::TaskAssignment>,
+    /// Taken by the executor process when it connects.
+    receiver: Option<mpsc::UnboundedReceiver<proto::TaskAssignment>>,
+    in_flight: HashMap<TaskKey, proto::TaskAssignment>,
+    /// Tells the process's watcher to kill it.
+    stop: Option<oneshot::Sender<()>>,
+}
+
+/// A failure to report for a task whose executor died.
+pub struct LostTask {
+    /// The task.
+    pub assignment: proto::TaskAssignment,
+    /// Why it failed.
+    pub message: String,
+}
+
+/// All executors of this worker.
+#[derive(Clone)]
+pub struct Executors {
+    jobs: Arc<Mutex<HashMap<String, JobExecutor>>>,
+    logs: PathBuf,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What to start an executor with.
+pub struct Launch<'a> {
+    /// The cached job binary.
+    pub binary: &'a Path,
+    /// This worker's address (the executor connects back to it).
+    pub worker_address: &'a str,
+    /// This worker's id.
+    pub worker_id: &'a str,
+    /// Where shuffle files go.
+    pub shuffle_dir: &'a Path,
+}
+
+impl Executors {
+    /// Executors writing their stderr under `logs`.
+    pub fn new(logs: PathBuf) -> Self {
+        Executors { jobs: Arc::new(Mutex::new(HashMap::new())), logs }
+    }
+
+    /// Number of tasks handed to executors and not yet finished.
+    pub fn running(&self) -> u32 {
+        lock(&self.jobs).values().map(|j| j.in_flight.len() as u32).sum()
+    }
+
+    /// Queues a task, starting the job's executor if it has none. `on_exit` receives the
+    /// tasks lost if the process dies.
+    pub fn submit(
+        &self,
+        assignment: proto::TaskAssignment,
+        launch: Launch<'_>,
+        on_exit: impl FnOnce(Vec<LostTask>) + Send + 'static,
+    ) -> std::io::Result<()> {
+        let job = assignment.job_id.clone();
+        let key = (assignment.stage_index, assignment.task, assignment.attempt);
+        let mut jobs = lock(&self.jobs);
+        if !jobs.contains_key(&job) {
+            let executor = self.spawn(&assignment, &launch, on_exit)?;
+            jobs.insert(job.clone(), executor);
+        }
+        let executor = jobs.get_mut(&job).ok_or_else(|| std::io::Error::other("executor vanished"))?;
+        executor.in_flight.insert(key, assignment.clone());
+        executor.queue.send(assignment).map_err(|_| std::io::Error::other("executor queue closed"))
+    }
+
+    fn spawn(
+        &self,
+        first: &proto::TaskAssignment,
+        launch: &Launch<'_>,
+        on_exit: impl FnOnce(Vec<LostTask>) + Send + 'static,
+    ) -> std::io::Result<JobExecutor> {
+        std::fs::create_dir_all(&self.logs)?;
+        let log_path = self.logs.join(format!("{}.stderr", first.job_id));
+        let log = std::fs::File::create(&log_path)?;
+        let dir = Path::new(&first.working_dir);
+        let mut command = tokio::process::Command::new(launch.binary);
+        command
+            .args(&first.args)
+            .env_clear()
+            .envs(&first.env)
+            .env_remove("RINGLEADER_MASTER")
+            .env("RINGLEADER_EXECUTOR", launch.worker_address)
+            .env("RINGLEADER_EXECUTOR_JOB", &first.job_id)
+            .env("RINGLEADER_WORKER_ID", launch.worker_id)
+            .env("RINGLEADER_SHUFFLE_DIR", launch.shuffle_dir)
+            .current_dir(if dir.is_dir() { dir } else { launch.shuffle_dir })
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true);
+        let mut child = command.spawn()?;
+        let pid = child.id().unwrap_or(0);
+        let (queue, receiver) = mpsc::unbounded_channel();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let jobs = self.jobs.clone();
+        let job = first.job_id.clone();
+        tokio::spawn(async move {
+            let status = tokio::select! {
+                status = child.wait() => status,
+                _ = stopped => {
+                    let _ = child.kill().await;
+                    return;
+                }
+            };
+            let removed = lock(&jobs).remove(&job);
+            let Some(executor) = removed else { return };
+            if executor.in_flight.is_empty() {
+                return;
+            }
+            let status = match status {
+                Ok(s) => s.to_string(),
+                Err(e) => format!("unknown status ({e})"),
+            };
+            let tail = stderr_tail(&log_path);
+            let lost = executor
+                .in_flight
+                .into_values()
+                .map(|assignment| LostTask {
+                    assignment,
+                    message: format!("the executor process (pid {pid}) exited with {status}; its stderr ended with:\n{tail}"),
+                })
+                .collect();
+            on_exit(lost);
+        });
+        Ok(JobExecutor { queue, receiver: Some(receiver), in_flight: HashMap::new(), stop: Some(stop) })
+    }
+
+    /// The task queue of `job`, for its executor process (once).
+    pub fn take_queue(&self, job: &str) -> Option<mpsc::UnboundedReceiver<proto::TaskAssignment>> {
+        lock(&self.jobs).get_mut(job).and_then(|e| e.receiver.take())
+    }
+
+    /// Marks a task finished.
+    pub fn finished(&self, job: &str, key: TaskKey) {
+        if let Some(e) = lock(&self.jobs).get_mut(job) {
+            e.in_flight.remove(&key);
+        }
+    }
+
+    /// Stops the executors of jobs not in `active`.
+    pub fn retain_jobs(&self, active: &[String]) {
+        let stale: Vec<JobExecutor> = {
+            let mut jobs = lock(&self.jobs);
+            let ids: Vec<String> = jobs.keys().filter(|j| !active.contains(j)).cloned().collect();
+            ids.iter().filter_map(|id| jobs.remove(id)).collect()
+        };
+        for mut e in stale {
+            e.kill();
+        }
+    }
+
+    /// Stops every executor.
+    pub fn stop_all(&self) {
+        let all: Vec<JobExecutor> = lock(&self.jobs).drain().map(|(_, e)| e).collect();
+        for mut e in all {
+            e.kill();
+        }
+    }
+}
+
+impl JobExecutor {
+    fn kill(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The last 20 lines of an executor's stderr.
+fn stderr_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}

@@ -1,0 +1,166 @@
+//! The worker's gRPC services: `Worker` (the driver launches tasks) and `Executor` (the
+//! worker's executor processes stream tasks and report results, which are forwarded to the
+//! driver).
+
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use ringleader_core::binary::{BinaryWriter, valid_hash};
+use ringleader_core::proto::{self, driver_client::DriverClient, executor_server::Executor, worker_server::Worker};
+use tokio::sync::Mutex as AsyncMutex;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+use crate::executors::{Executors, Launch, LostTask};
+
+/// State shared by the worker's services.
+pub struct WorkerInner {
+    /// This worker's id, once registered.
+    pub id: std::sync::Mutex<String>,
+    /// This worker's advertised address.
+    pub address: String,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    /// The driver.
+    pub driver: DriverClient<Channel>,
+    /// Its executors.
+    pub executors: Executors,
+    /// Serialises binary downloads.
+    fetching: AsyncMutex<()>,
+}
+
+impl WorkerInner {
+    /// Worker state.
+    pub fn new(address: String, data_dir: PathBuf, driver: DriverClient<Channel>) -> Arc<WorkerInner> {
+        Arc::new(WorkerInner {
+            id: std::sync::Mutex::new(String::new()),
+            address,
+            executors: Executors::new(data_dir.join("logs")),
+            data_dir,
+            driver,
+            fetching: AsyncMutex::new(()),
+        })
+    }
+
+    /// This worker's id.
+    pub fn worker_id(&self) -> String {
+        self.id.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Where shuffle files live.
+    pub fn shuffle_dir(&self) -> PathBuf {
+        self.data_dir.join("shuffle")
+    }
+
+    /// The cached binary `hash`, fetched from the driver (once) if missing.
+    async fn binary(&self, hash: &str) -> Result<PathBuf, Status> {
+        if !valid_hash(hash) {
+            return Err(Status::invalid_argument(format!("{hash:?} is not a binary hash")));
+        }
+        let dir = self.data_dir.join("binaries");
+        let path = dir.join(hash);
+        if path.exists() {
+            return Ok(path);
+        }
+        let _guard = self.fetching.lock().await;
+        if path.exists() {
+            return Ok(path);
+        }
+        let mut stream = self.driver.clone().fetch_binary(proto::BinaryId { hash: hash.to_string() }).await?.into_inner();
+        let mut writer = BinaryWriter::create(&dir, hash).map_err(|e| Status::internal(e.to_string()))?;
+        while let Some(chunk) = stream.message().await? {
+            writer.write(&chunk.data).map_err(|e| Status::internal(e.to_string()))?;
+        }
+        writer.finish().map_err(|e| Status::data_loss(e.to_string()))
+    }
+
+    async fn report(&self, mut report: proto::TaskReport) {
+        report.worker_id = self.worker_id();
+        let _ = self.driver.clone().report_task(report).await;
+    }
+}
+
+fn lost_report(lost: LostTask) -> proto::TaskReport {
+    let a = lost.assignment;
+    proto::TaskReport {
+        job_id: a.job_id,
+        stage: a.stage_index,
+        task: a.task,
+        attempt: a.attempt,
+        worker_id: String::new(),
+        outcome: Some(proto::task_report::Outcome::Error(proto::TaskError {
+            message: lost.message,
+            retryable: true,
+            fetch_failure: false,
+        })),
+    }
+}
+
+/// The `Worker` and `Executor` services.
+#[derive(Clone)]
+pub struct WorkerService {
+    inner: Arc<WorkerInner>,
+}
+
+impl WorkerService {
+    /// Serves `inner`.
+    pub fn new(inner: Arc<WorkerInner>) -> Self {
+        WorkerService { inner }
+    }
+}
+
+#[tonic::async_trait]
+impl Worker for WorkerService {
+    async fn launch_task(&self, request: Request<proto::TaskAssignment>) -> Result<Response<proto::LaunchTaskReply>, Status> {
+        let assignment = request.into_inner();
+        if !ringleader_core::cluster_shuffle::valid_job_id(&assignment.job_id) {
+            return Err(Status::invalid_argument("malformed job id"));
+        }
+        let binary = self.inner.binary(&assignment.binary_hash).await?;
+        let shuffle_dir = self.inner.shuffle_dir();
+        std::fs::create_dir_all(&shuffle_dir).map_err(|e| Status::internal(format!("{}: {e}", shuffle_dir.display())))?;
+        let worker_id = self.inner.worker_id();
+        let launch = Launch { binary: &binary, worker_address: &self.inner.address, worker_id: &worker_id, shuffle_dir: &shuffle_dir };
+        let inner = self.inner.clone();
+        let on_exit = move |lost: Vec<LostTask>| {
+            tokio::spawn(async move {
+                for l in lost {
+                    inner.report(lost_report(l)).await;
+                }
+            });
+        };
+        self.inner
+            .executors
+            .submit(assignment, launch, on_exit)
+            .map_err(|e| Status::internal(format!("cannot start the job's executor: {e}")))?;
+        Ok(Response::new(proto::LaunchTaskReply {}))
+    }
+}
+
+type TaskStream = Pin<Box<dyn Stream<Item = Result<proto::TaskAssignment, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Executor for WorkerService {
+    type NextTasksStream = TaskStream;
+
+    async fn next_tasks(&self, request: Request<proto::ExecutorHello>) -> Result<Response<Self::NextTasksStream>, Status> {
+        let hello = request.into_inner();
+        let queue = self
+            .inner
+            .executors
+            .take_queue(&hello.job_id)
+            .ok_or_else(|| Status::failed_precondition(format!("no tasks are queued for job {}", hello.job_id)))?;
+        use futures::StreamExt;
+        Ok(Response::new(Box::pin(UnboundedReceiverStream::new(queue).map(Ok))))
+    }
+
+    async fn task_finished(&self, request: Request<proto::TaskReport>) -> Result<Response<proto::TaskReportReply>, Status> {
+        let report = request.into_inner();
+        self.inner.executors.finished(&report.job_id, (report.stage, report.task, report.attempt));
+        self.inner.report(report).await;
+        Ok(Response::new(proto::TaskReportReply {}))
+    }
+}
