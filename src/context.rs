@@ -40,6 +40,8 @@ pub struct Context {
 struct Inner {
     config: Config,
     pool: rayon::ThreadPool,
+    /// Set in cluster mode: actions run on the cluster instead of the pool.
+    cluster: Option<crate::cluster::Cluster>,
     /// Shuffle bytes the most recent job spilled (for tests and tuning).
     last_spilled: AtomicU64,
 }
@@ -63,6 +65,7 @@ impl Context {
             inner: Arc::new(Inner {
                 config,
                 pool,
+                cluster: None,
                 last_spilled: AtomicU64::new(0),
             }),
         })
@@ -73,9 +76,30 @@ impl Context {
         Context::new(Config::default()).unwrap_or_else(|e| panic!("cannot start the embedded engine: {e}"))
     }
 
-    /// An embedded engine configured from `RINGLEADER_*` environment variables.
+    /// An engine configured from `RINGLEADER_*` environment variables: a client of the
+    /// cluster named by `RINGLEADER_MASTER` when it is set, embedded otherwise.
     pub fn from_env() -> Result<Context> {
-        Context::new(Config::from_env()?)
+        let config = Config::from_env()?;
+        match std::env::var("RINGLEADER_MASTER").ok().filter(|m| !m.trim().is_empty()) {
+            Some(masters) => Context::cluster(config, &masters),
+            None => Context::new(config),
+        }
+    }
+
+    /// A client of the cluster whose driver(s) listen at `masters` (`host:port[,…]`).
+    pub fn cluster(config: Config, masters: &str) -> Result<Context> {
+        let masters = crate::cluster::parse_masters(masters)?;
+        let cluster = crate::cluster::Cluster::new(masters, config.progress)?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .map_err(|e| Error::Config(format!("cannot start a thread: {e}")))?;
+        Ok(Context { inner: Arc::new(Inner { config, pool, cluster: Some(cluster), last_spilled: AtomicU64::new(0) }) })
+    }
+
+    /// Whether actions run on a cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.inner.cluster.is_some()
     }
 
     /// The engine's settings.
@@ -85,6 +109,9 @@ impl Context {
 
     /// Runs a plan and returns its final stage's values.
     pub(crate) fn execute(&self, plan: &JobPlan) -> Result<Vec<TaskValue>> {
+        if let Some(cluster) = &self.inner.cluster {
+            return cluster.execute(plan);
+        }
         let (values, stats) = crate::embedded::run_job(&self.inner.config, &self.inner.pool, plan)?;
         self.inner.last_spilled.store(stats.spilled_bytes, Ordering::Relaxed);
         Ok(values)

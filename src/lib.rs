@@ -26,10 +26,12 @@
 //! - [`cli`]: the `ringleader` command (generators, validation, benchmarks).
 
 pub mod cli;
+mod cluster;
 pub mod config;
 pub mod context;
 pub mod dataset;
 mod embedded;
+mod executor;
 mod node;
 mod planner;
 mod progress;
@@ -50,22 +52,31 @@ pub use ringleader_core::data::Data;
 pub use ringleader_core::record::Record;
 pub use ringleader_core::{Error, Result};
 
+static JOB_MARKER: [u8; ringleader_core::binary::JOB_MARKER.len()] = {
+    let mut out = [0u8; ringleader_core::binary::JOB_MARKER.len()];
+    let mut i = 0;
+    while i < out.len() {
+        out[i] = ringleader_core::binary::JOB_MARKER[i];
+        i += 1;
+    }
+    out
+};
+
 /// Runs a job: builds a [`Context`] from the environment and calls `job` with it. Errors
 /// are printed with their causes and give exit status 1.
 ///
-/// Parse your flags inside `job`: in cluster mode the same binary also serves as the task
-/// executor, and everything before `run` runs there too.
+/// With `RINGLEADER_MASTER=host:port` set, the job's actions run on that cluster: the
+/// binary uploads itself once and workers start it as their executor (with
+/// `RINGLEADER_EXECUTOR` set, `run` then serves tasks and never calls `job`). Parse your
+/// flags inside `job`: everything before `run` also runs in every executor.
 pub fn run<F>(job: F) -> ExitCode
 where
     F: FnOnce(&Context) -> anyhow::Result<()>,
 {
-    if let Some(master) = std::env::var_os("RINGLEADER_MASTER") {
-        eprintln!(
-            "error: RINGLEADER_MASTER={} is set, but this build of Ringleader runs jobs embedded only; \
-             unset RINGLEADER_MASTER to run in-process",
-            master.to_string_lossy()
-        );
-        return ExitCode::from(2);
+    // The marker by which `ringleader submit` recognises a job binary.
+    std::hint::black_box(&JOB_MARKER);
+    if let Ok(worker) = std::env::var("RINGLEADER_EXECUTOR") {
+        return executor::serve(worker);
     }
     let ctx = match Context::from_env() {
         Ok(ctx) => ctx,

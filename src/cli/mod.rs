@@ -2,10 +2,14 @@
 //! subcommand lives in its own module; `main` only parses flags and reports errors.
 //!
 //! Modules: [`generate`] (`ringleader gen …`), [`validate`] (`ringleader validate sort`),
-//! [`bench`] (`ringleader bench embedded`).
+//! [`bench`] (`ringleader bench embedded`), [`cluster`] (`ringleader cluster up|status|down`),
+//! [`submit`] (`ringleader submit`), [`nodes`] (`ringleader driver`, `ringleader worker`).
 
 pub mod bench;
+pub mod cluster;
 pub mod generate;
+pub mod nodes;
+pub mod submit;
 pub mod validate;
 
 use std::process::ExitCode;
@@ -31,6 +35,15 @@ enum Command {
     /// Measure throughput against plain-Rust baselines and print a table.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Start, inspect or stop a laptop cluster.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
+    /// Run a job binary on a cluster.
+    Submit(submit::SubmitArgs),
+    /// Run a driver node by hand.
+    Driver(nodes::DriverArgs),
+    /// Run a worker node by hand.
+    Worker(nodes::WorkerArgs),
     /// Runs one baseline measurement (used by `bench`; prints its figures as one line).
     #[command(hide = true)]
     Baseline(bench::BaselineArgs),
@@ -45,6 +58,10 @@ pub fn main() -> ExitCode {
         Command::Validate(c) => validate::run(c),
         Command::Bench(c) => bench::run(c),
         Command::Baseline(a) => bench::baseline(a),
+        Command::Cluster(c) => cluster::run(c),
+        Command::Submit(a) => submit::run(a),
+        Command::Driver(a) => nodes::driver(a),
+        Command::Worker(a) => nodes::worker(a),
     };
     match result {
         Ok(code) => code,

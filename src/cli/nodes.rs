@@ -1,0 +1,107 @@
+//! `ringleader driver` and `ringleader worker`: start one node by hand (for a cluster
+//! across machines, or under `cluster up`). Each runs until SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+
+/// `ringleader driver`.
+#[derive(Debug, Args)]
+pub struct DriverArgs {
+    /// Address to listen on (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:7077")]
+    pub listen: SocketAddr,
+    /// Directory for the driver's data (job binaries).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Seconds without a heartbeat after which a worker counts as dead.
+    #[arg(long, default_value_t = 3.0)]
+    pub worker_timeout: f64,
+    /// Write the bound address to this file once listening (used by `cluster up`).
+    #[arg(long)]
+    pub address_file: Option<PathBuf>,
+}
+
+/// `ringleader worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Address to listen on (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// Address other nodes reach this worker at (default: the bound address).
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// The driver's address, host:port.
+    #[arg(long)]
+    pub master: String,
+    /// Directory for cached binaries, shuffle files and executor logs.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Tasks this worker runs at once.
+    #[arg(long, default_value_t = 2)]
+    pub slots: u32,
+    /// Write the bound address to this file once registered (used by `cluster up`).
+    #[arg(long)]
+    pub address_file: Option<PathBuf>,
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+    }
+}
+
+fn write_address(file: &Option<PathBuf>, address: &str) -> anyhow::Result<()> {
+    if let Some(path) = file {
+        let temp = path.with_extension("tmp");
+        std::fs::write(&temp, address).with_context(|| format!("writing {}", temp.display()))?;
+        std::fs::rename(&temp, path).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Runs a driver.
+pub fn driver(args: DriverArgs) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        let config = ringleader_driver::DriverConfig {
+            listen: args.listen,
+            data_dir: args.data_dir.clone(),
+            worker_timeout: Duration::from_secs_f64(args.worker_timeout),
+        };
+        let bound = ringleader_driver::bind(config).await?;
+        eprintln!("driver listening on {}", bound.address);
+        write_address(&args.address_file, &bound.address.to_string())?;
+        bound.serve(shutdown_signal()).await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Runs a worker.
+pub fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        let config = ringleader_worker::WorkerConfig {
+            listen: args.listen,
+            advertise: args.advertise.clone(),
+            master: args.master.clone(),
+            data_dir: args.data_dir.clone(),
+            slots: args.slots.max(1),
+            heartbeat: Duration::from_millis(500),
+        };
+        let bound = ringleader_worker::bind(config).await?;
+        eprintln!("worker {} listening on {}, registered with {}", bound.id(), bound.address, args.master);
+        write_address(&args.address_file, &args.advertise.clone().unwrap_or_else(|| bound.address.to_string()))?;
+        bound.serve(shutdown_signal()).await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}

@@ -1,0 +1,102 @@
+//! Executor mode: when a worker starts the job's binary with `RINGLEADER_EXECUTOR` set,
+//! [`crate::run`] never calls the job's code; it streams tasks from its worker, runs them
+//! with the same task code the embedded engine uses (only the shuffle transport differs),
+//! and reports each result.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use ringleader_core::Error;
+use ringleader_core::cluster_shuffle::{ClusterShuffle, ShuffleFiles};
+use ringleader_core::exec::run_task;
+use ringleader_core::plan::StagePlan;
+use ringleader_core::proto::{self, executor_client::ExecutorClient, task_report::Outcome};
+
+use crate::config::Config;
+
+/// Serves tasks for the worker at `worker` until it closes the stream.
+pub(crate) fn serve(worker: String) -> ExitCode {
+    match serve_inner(worker) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("executor: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve_inner(worker: String) -> Result<(), String> {
+    let var = |name: &str| std::env::var(name).map_err(|_| format!("{name} is not set"));
+    let job = var("RINGLEADER_EXECUTOR_JOB")?;
+    let files = ShuffleFiles::new(var("RINGLEADER_SHUFFLE_DIR")?);
+    let config = Config::from_env().map_err(|e| e.to_string())?;
+    let pool = Arc::new(
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(config.threads)
+            .thread_name(|i| format!("ringleader-executor-{i}"))
+            .build()
+            .map_err(|e| e.to_string())?,
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let handle = runtime.handle().clone();
+    runtime.block_on(async move {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{worker}"))
+            .map_err(|e| e.to_string())?
+            .connect()
+            .await
+            .map_err(|e| format!("cannot reach the worker at {worker}: {e}"))?;
+        let client = ExecutorClient::new(channel).max_decoding_message_size(64 << 20);
+        let hello = proto::ExecutorHello { job_id: job.clone(), pid: std::process::id() };
+        let mut tasks = client.clone().next_tasks(hello).await.map_err(|e| e.message().to_string())?.into_inner();
+        while let Some(assignment) = tasks.message().await.map_err(|e| e.message().to_string())? {
+            let (client, handle, files, worker, pool2) = (client.clone(), handle.clone(), files.clone(), worker.clone(), pool.clone());
+            pool2.spawn(move || {
+                let report = run_assignment(assignment, files, &worker, handle.clone());
+                let _ = handle.block_on(client.clone().task_finished(report));
+            });
+        }
+        Ok(())
+    })
+}
+
+fn run_assignment(a: proto::TaskAssignment, files: ShuffleFiles, worker: &str, handle: tokio::runtime::Handle) -> proto::TaskReport {
+    let outcome = match postcard::from_bytes::<StagePlan>(&a.stage) {
+        Err(e) => Outcome::Error(proto::TaskError { message: format!("malformed stage plan: {e}"), retryable: false, fetch_failure: false }),
+        Ok(stage) => {
+            let inputs: HashMap<u32, Vec<String>> = a.inputs.iter().map(|i| (i.shuffle, i.locations.clone())).collect();
+            let shuffle = ClusterShuffle::new(files, a.job_id.clone(), a.attempt, worker.to_string(), inputs, handle);
+            match run_task(&stage, a.task as usize, a.attempt, &shuffle) {
+                Ok(value) => match postcard::to_stdvec(&value) {
+                    Ok(bytes) => Outcome::Value(bytes),
+                    Err(e) => Outcome::Error(proto::TaskError { message: e.to_string(), retryable: false, fetch_failure: false }),
+                },
+                Err(e) => Outcome::Error(classify(&e)),
+            }
+        }
+    };
+    proto::TaskReport {
+        job_id: a.job_id,
+        stage: a.stage_index,
+        task: a.task,
+        attempt: a.attempt,
+        worker_id: String::new(),
+        outcome: Some(outcome),
+    }
+}
+
+/// Whether a failure may go away on another attempt: lost shuffle output and I/O errors
+/// (a full disk, a vanished file) may; a panic or a bad record will not.
+fn classify(e: &Error) -> proto::TaskError {
+    let cause = match e {
+        Error::TaskFailed { source, .. } => source.as_ref(),
+        other => other,
+    };
+    let fetch_failure = matches!(cause, Error::FetchFailed { .. });
+    let retryable = fetch_failure || matches!(cause, Error::Io { .. });
+    proto::TaskError { message: e.to_string(), retryable, fetch_failure }
+}
