@@ -36,7 +36,9 @@ pub(crate) async fn connect_driver(masters: &[String]) -> Result<DriverClient<Ch
         };
         match tokio::time::timeout(Duration::from_secs(3), endpoint.connect()).await {
             Ok(Ok(channel)) => {
-                return Ok(DriverClient::new(channel).max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20));
+                return Ok(DriverClient::new(channel)
+                    .max_decoding_message_size(64 << 20)
+                    .max_encoding_message_size(64 << 20));
             }
             Ok(Err(e)) => reasons.push(format!("{m}: {}", source_chain(&e))),
             Err(_) => reasons.push(format!("{m}: no answer within 3 s")),
@@ -61,9 +63,16 @@ fn source_chain(e: &dyn std::error::Error) -> String {
 
 /// Parses `host:port[,host:port…]`.
 pub(crate) fn parse_masters(value: &str) -> Result<Vec<String>> {
-    let masters: Vec<String> = value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
+    let masters: Vec<String> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
     if masters.is_empty() {
-        return Err(Error::Config(format!("RINGLEADER_MASTER={value:?} names no address (expected host:port[,host:port…])")));
+        return Err(Error::Config(format!(
+            "RINGLEADER_MASTER={value:?} names no address (expected host:port[,host:port…])"
+        )));
     }
     Ok(masters)
 }
@@ -76,7 +85,12 @@ impl Cluster {
             .enable_all()
             .build()
             .map_err(|e| Error::Config(format!("cannot start the client runtime: {e}")))?;
-        Ok(Cluster { masters, runtime, binary: std::sync::OnceLock::new(), progress })
+        Ok(Cluster {
+            masters,
+            runtime,
+            binary: std::sync::OnceLock::new(),
+            progress,
+        })
     }
 
     fn binary_hash(&self) -> Result<String> {
@@ -108,8 +122,13 @@ impl Cluster {
                 plan: postcard::to_stdvec(plan)?,
                 args: std::env::args().skip(1).collect(),
                 env: std::env::vars().collect(),
-                working_dir: std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default(),
-                name: exe.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                working_dir: std::env::current_dir()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_default(),
+                name: exe
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
             };
             let mut events = driver
                 .submit_job(request)
@@ -117,15 +136,21 @@ impl Cluster {
                 .map_err(|e| Error::Cluster(format!("the driver refused the job: {}", e.message())))?
                 .into_inner();
             let mut progress = Progress::new(self.progress);
-            while let Some(event) =
-                events.message().await.map_err(|e| Error::Cluster(format!("lost the driver: {}", e.message())))?
+            while let Some(event) = events
+                .message()
+                .await
+                .map_err(|e| Error::Cluster(format!("lost the driver: {}", e.message())))?
             {
                 match event.event {
                     Some(Event::Accepted(a)) => progress.accepted(&a),
                     Some(Event::Stage(s)) => progress.stage(&s),
                     Some(Event::Finished(f)) => {
                         progress.finish();
-                        return f.values.iter().map(|v| postcard::from_bytes(v).map_err(Error::from)).collect();
+                        return f
+                            .values
+                            .iter()
+                            .map(|v| postcard::from_bytes(v).map_err(Error::from))
+                            .collect();
                     }
                     Some(Event::Failed(f)) => {
                         progress.finish();
@@ -134,7 +159,9 @@ impl Cluster {
                     None => {}
                 }
             }
-            Err(Error::Cluster("the driver closed the job's stream before it finished".into()))
+            Err(Error::Cluster(
+                "the driver closed the job's stream before it finished".into(),
+            ))
         })
     }
 }

@@ -94,7 +94,14 @@ impl Context {
             .num_threads(1)
             .build()
             .map_err(|e| Error::Config(format!("cannot start a thread: {e}")))?;
-        Ok(Context { inner: Arc::new(Inner { config, pool, cluster: Some(cluster), last_spilled: AtomicU64::new(0) }) })
+        Ok(Context {
+            inner: Arc::new(Inner {
+                config,
+                pool,
+                cluster: Some(cluster),
+                last_spilled: AtomicU64::new(0),
+            }),
+        })
     }
 
     /// Whether actions run on a cluster.

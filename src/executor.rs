@@ -51,10 +51,24 @@ fn serve_inner(worker: String) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot reach the worker at {worker}: {e}"))?;
         let client = ExecutorClient::new(channel).max_decoding_message_size(64 << 20);
-        let hello = proto::ExecutorHello { job_id: job.clone(), pid: std::process::id() };
-        let mut tasks = client.clone().next_tasks(hello).await.map_err(|e| e.message().to_string())?.into_inner();
+        let hello = proto::ExecutorHello {
+            job_id: job.clone(),
+            pid: std::process::id(),
+        };
+        let mut tasks = client
+            .clone()
+            .next_tasks(hello)
+            .await
+            .map_err(|e| e.message().to_string())?
+            .into_inner();
         while let Some(assignment) = tasks.message().await.map_err(|e| e.message().to_string())? {
-            let (client, handle, files, worker, pool2) = (client.clone(), handle.clone(), files.clone(), worker.clone(), pool.clone());
+            let (client, handle, files, worker, pool2) = (
+                client.clone(),
+                handle.clone(),
+                files.clone(),
+                worker.clone(),
+                pool.clone(),
+            );
             pool2.spawn(move || {
                 let report = run_assignment(assignment, files, &worker, handle.clone());
                 let _ = handle.block_on(client.clone().task_finished(report));
@@ -64,16 +78,29 @@ fn serve_inner(worker: String) -> Result<(), String> {
     })
 }
 
-fn run_assignment(a: proto::TaskAssignment, files: ShuffleFiles, worker: &str, handle: tokio::runtime::Handle) -> proto::TaskReport {
+fn run_assignment(
+    a: proto::TaskAssignment,
+    files: ShuffleFiles,
+    worker: &str,
+    handle: tokio::runtime::Handle,
+) -> proto::TaskReport {
     let outcome = match postcard::from_bytes::<StagePlan>(&a.stage) {
-        Err(e) => Outcome::Error(proto::TaskError { message: format!("malformed stage plan: {e}"), retryable: false, fetch_failure: false }),
+        Err(e) => Outcome::Error(proto::TaskError {
+            message: format!("malformed stage plan: {e}"),
+            retryable: false,
+            fetch_failure: false,
+        }),
         Ok(stage) => {
             let inputs: HashMap<u32, Vec<String>> = a.inputs.iter().map(|i| (i.shuffle, i.locations.clone())).collect();
             let shuffle = ClusterShuffle::new(files, a.job_id.clone(), a.attempt, worker.to_string(), inputs, handle);
             match run_task(&stage, a.task as usize, a.attempt, &shuffle) {
                 Ok(value) => match postcard::to_stdvec(&value) {
                     Ok(bytes) => Outcome::Value(bytes),
-                    Err(e) => Outcome::Error(proto::TaskError { message: e.to_string(), retryable: false, fetch_failure: false }),
+                    Err(e) => Outcome::Error(proto::TaskError {
+                        message: e.to_string(),
+                        retryable: false,
+                        fetch_failure: false,
+                    }),
                 },
                 Err(e) => Outcome::Error(classify(&e)),
             }
@@ -98,5 +125,9 @@ fn classify(e: &Error) -> proto::TaskError {
     };
     let fetch_failure = matches!(cause, Error::FetchFailed { .. });
     let retryable = fetch_failure || matches!(cause, Error::Io { .. });
-    proto::TaskError { message: e.to_string(), retryable, fetch_failure }
+    proto::TaskError {
+        message: e.to_string(),
+        retryable,
+        fetch_failure,
+    }
 }

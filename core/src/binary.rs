@@ -76,7 +76,9 @@ impl BinaryWriter {
         }
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let target = dir.join(expected);
-        let temp = dir.join(format!(".{expected}.{}.tmp", std::process::id()));
+        static UPLOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = UPLOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let temp = dir.join(format!(".{expected}.{}-{n}.tmp", std::process::id()));
         let file = std::fs::File::create(&temp).map_err(|e| Error::io(&temp, e))?;
         Ok(BinaryWriter {
             expected: expected.to_string(),

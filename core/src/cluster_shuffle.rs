@@ -46,7 +46,12 @@ impl BlockId {
 
     /// Parses a ticket; rejects anything that could name a path outside the shuffle root.
     pub fn parse(ticket: &[u8]) -> Result<BlockId> {
-        let bad = || Error::Plan(format!("malformed shuffle ticket {:?}", String::from_utf8_lossy(ticket)));
+        let bad = || {
+            Error::Plan(format!(
+                "malformed shuffle ticket {:?}",
+                String::from_utf8_lossy(ticket)
+            ))
+        };
         let text = std::str::from_utf8(ticket).map_err(|_| bad())?;
         let parts: Vec<&str> = text.split('/').collect();
         let [job, shuffle, map, partition] = parts[..] else {
@@ -81,13 +86,16 @@ impl ShuffleFiles {
     }
 
     fn map_dir(&self, job: &str, shuffle: u32, map: u32) -> PathBuf {
-        self.job_dir(job).join(format!("shuffle-{shuffle}")).join(format!("map-{map}"))
+        self.job_dir(job)
+            .join(format!("shuffle-{shuffle}"))
+            .join(format!("map-{map}"))
     }
 
     /// The file holding a block; `None` if its map task's output is not (or no longer) here.
     pub fn block_path(&self, block: &BlockId) -> Option<PathBuf> {
         let dir = self.map_dir(&block.job, block.shuffle, block.map);
-        dir.is_dir().then(|| dir.join(format!("part-{}.arrow", block.partition)))
+        dir.is_dir()
+            .then(|| dir.join(format!("part-{}.arrow", block.partition)))
     }
 
     /// Reads a block: no file in an existing map directory is an empty block.
@@ -170,13 +178,23 @@ impl ClusterShuffle {
         inputs: HashMap<u32, Vec<String>>,
         runtime: tokio::runtime::Handle,
     ) -> ClusterShuffle {
-        ClusterShuffle { files, job, attempt, local_address, inputs, runtime }
+        ClusterShuffle {
+            files,
+            job,
+            attempt,
+            local_address,
+            inputs,
+            runtime,
+        }
     }
 }
 
 /// Streams one block from the worker at `address` with Flight `do_get`.
 pub fn fetch_block(runtime: &tokio::runtime::Handle, address: &str, block: &BlockId) -> Result<BatchStream> {
-    let failed = |message: String| Error::FetchFailed { location: address.to_string(), message };
+    let failed = |message: String| Error::FetchFailed {
+        location: address.to_string(),
+        message,
+    };
     let url = format!("http://{address}");
     let ticket = block.ticket();
     let mut stream = runtime.block_on(async {
@@ -187,14 +205,20 @@ pub fn fetch_block(runtime: &tokio::runtime::Handle, address: &str, block: &Bloc
             .await
             .map_err(|e| failed(format!("cannot connect: {e}")))?;
         let mut client = FlightClient::new(channel);
-        client.do_get(Ticket::new(ticket)).await.map_err(|e| failed(e.to_string()))
+        client
+            .do_get(Ticket::new(ticket))
+            .await
+            .map_err(|e| failed(e.to_string()))
     })?;
     let runtime = runtime.clone();
     let address = address.to_string();
     Ok(Box::new(std::iter::from_fn(move || {
-        runtime
-            .block_on(stream.next())
-            .map(|r| r.map_err(|e| Error::FetchFailed { location: address.clone(), message: e.to_string() }))
+        runtime.block_on(stream.next()).map(|r| {
+            r.map_err(|e| Error::FetchFailed {
+                location: address.clone(),
+                message: e.to_string(),
+            })
+        })
     })))
 }
 
@@ -202,7 +226,11 @@ impl ShuffleService for ClusterShuffle {
     fn writer(&self, shuffle: u32, map_task: u32) -> Box<dyn BlockWriter + '_> {
         let final_dir = self.files.map_dir(&self.job, shuffle, map_task);
         let temp_dir = final_dir.with_file_name(format!("map-{map_task}.attempt-{}.tmp", self.attempt));
-        Box::new(FileBlockWriter { final_dir, temp_dir, writers: BTreeMap::new() })
+        Box::new(FileBlockWriter {
+            final_dir,
+            temp_dir,
+            writers: BTreeMap::new(),
+        })
     }
 
     fn read(&self, shuffle: u32, partition: u32) -> Result<BatchStream> {
@@ -213,7 +241,12 @@ impl ShuffleService for ClusterShuffle {
             .clone();
         let mut streams: Vec<BatchStream> = Vec::with_capacity(locations.len());
         for (map, address) in locations.iter().enumerate() {
-            let block = BlockId { job: self.job.clone(), shuffle, map: map as u32, partition };
+            let block = BlockId {
+                job: self.job.clone(),
+                shuffle,
+                map: map as u32,
+                partition,
+            };
             if *address == self.local_address {
                 streams.push(self.files.read_block(&block)?);
             } else {
@@ -231,4 +264,3 @@ pub fn remove_job(files: &ShuffleFiles, job: &str) {
         let _ = std::fs::remove_dir_all(dir);
     }
 }
-

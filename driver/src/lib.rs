@@ -68,13 +68,26 @@ pub struct BoundDriver {
 
 /// Binds the driver's port and prepares its state; [`BoundDriver::serve`] runs it.
 pub async fn bind(config: DriverConfig) -> Result<BoundDriver, DriverError> {
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|source| DriverError::DataDir { path: config.data_dir.clone(), source })?;
-    let listener =
-        TcpListener::bind(config.listen).await.map_err(|source| DriverError::Bind { address: config.listen, source })?;
-    let address = listener.local_addr().map_err(|source| DriverError::Bind { address: config.listen, source })?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| DriverError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| DriverError::Bind {
+            address: config.listen,
+            source,
+        })?;
+    let address = listener.local_addr().map_err(|source| DriverError::Bind {
+        address: config.listen,
+        source,
+    })?;
     let inner = service::DriverInner::new(format!("driver@{address}"), config.data_dir, config.worker_timeout);
-    Ok(BoundDriver { address, listener, inner })
+    Ok(BoundDriver {
+        address,
+        listener,
+        inner,
+    })
 }
 
 impl BoundDriver {

@@ -27,7 +27,12 @@ pub fn schedule(state: &ClusterState, live: &BTreeSet<String>) -> Vec<Assignment
         .workers
         .values()
         .filter(|w| live.contains(&w.id))
-        .map(|w| (w.id.as_str(), w.slots.saturating_sub(running.get(w.id.as_str()).copied().unwrap_or(0))))
+        .map(|w| {
+            (
+                w.id.as_str(),
+                w.slots.saturating_sub(running.get(w.id.as_str()).copied().unwrap_or(0)),
+            )
+        })
         .collect();
     let mut out = Vec::new();
     for job in state.jobs.values().filter(|j| j.state == JobState::Running) {
@@ -39,14 +44,22 @@ pub fn schedule(state: &ClusterState, live: &BTreeSet<String>) -> Vec<Assignment
                 if *task != TaskState::Pending {
                     continue;
                 }
-                let best = free.iter().filter(|(_, n)| **n > 0).max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)));
+                let best = free
+                    .iter()
+                    .filter(|(_, n)| **n > 0)
+                    .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)));
                 let Some((&worker, _)) = best else {
                     return out;
                 };
                 if let Some(n) = free.get_mut(worker) {
                     *n -= 1;
                 }
-                out.push(Assignment { job: job.id.clone(), stage: s as u32, task: t as u32, worker: worker.to_string() });
+                out.push(Assignment {
+                    job: job.id.clone(),
+                    stage: s as u32,
+                    task: t as u32,
+                    worker: worker.to_string(),
+                });
             }
         }
     }

@@ -91,10 +91,18 @@ impl DriverInner {
             assignments
                 .into_iter()
                 .filter_map(|a| {
-                    let Assignment { job, stage, task, worker } = a;
-                    let Outcome::TaskStarted(attempt) =
-                        state.apply(Command::StartTask { job: job.clone(), stage, task, worker: worker.clone() })
-                    else {
+                    let Assignment {
+                        job,
+                        stage,
+                        task,
+                        worker,
+                    } = a;
+                    let Outcome::TaskStarted(attempt) = state.apply(Command::StartTask {
+                        job: job.clone(),
+                        stage,
+                        task,
+                        worker: worker.clone(),
+                    }) else {
                         return None;
                     };
                     let address = state.workers.get(&worker)?.address.clone();
@@ -106,21 +114,42 @@ impl DriverInner {
         for (address, assignment) in launches {
             let me = self.clone();
             tokio::spawn(async move {
-                let (job, stage, task, attempt) =
-                    (assignment.job_id.clone(), assignment.stage_index, assignment.task, assignment.attempt);
+                let (job, stage, task, attempt) = (
+                    assignment.job_id.clone(),
+                    assignment.stage_index,
+                    assignment.task,
+                    assignment.attempt,
+                );
                 let result = match me.channel(&address) {
-                    Ok(ch) => proto::worker_client::WorkerClient::new(ch).launch_task(assignment).await.map(|_| ()),
+                    Ok(ch) => proto::worker_client::WorkerClient::new(ch)
+                        .launch_task(assignment)
+                        .await
+                        .map(|_| ()),
                     Err(e) => Err(e),
                 };
                 if let Err(e) = result {
-                    me.task_failed(&job, stage, task, attempt, format!("worker {address} refused the task: {}", e.message()), true);
+                    me.task_failed(
+                        &job,
+                        stage,
+                        task,
+                        attempt,
+                        format!("worker {address} refused the task: {}", e.message()),
+                        true,
+                    );
                 }
             });
         }
     }
 
     fn task_failed(self: &Arc<Self>, job: &str, stage: u32, task: u32, attempt: u32, message: String, retryable: bool) {
-        self.apply(Command::FailTask { job: job.to_string(), stage, task, attempt, message, retryable });
+        self.apply(Command::FailTask {
+            job: job.to_string(),
+            stage,
+            task,
+            attempt,
+            message,
+            retryable,
+        });
         self.after_report(job, stage);
     }
 
@@ -132,15 +161,25 @@ impl DriverInner {
             match &record.state {
                 JobState::Running => Some(Event::Stage(stage_progress(record, stage))),
                 JobState::Succeeded => {
-                    let values = record.result().iter().filter_map(|v| postcard::to_stdvec(v).ok()).collect();
+                    let values = record
+                        .result()
+                        .iter()
+                        .filter_map(|v| postcard::to_stdvec(v).ok())
+                        .collect();
                     Some(Event::Finished(proto::JobFinished { values }))
                 }
-                JobState::Failed(m) | JobState::Cancelled(m) => Some(Event::Failed(proto::JobFailed { message: m.clone() })),
+                JobState::Failed(m) | JobState::Cancelled(m) => {
+                    Some(Event::Failed(proto::JobFailed { message: m.clone() }))
+                }
             }
         };
         if let Some(event) = event {
             let last = !matches!(event, Event::Stage(_));
-            let sender = if last { lock(&self.watchers).remove(job) } else { lock(&self.watchers).get(job).cloned() };
+            let sender = if last {
+                lock(&self.watchers).remove(job)
+            } else {
+                lock(&self.watchers).get(job).cloned()
+            };
             if let Some(tx) = sender {
                 let _ = tx.try_send(Ok(proto::JobEvent { event: Some(event) }));
             }
@@ -184,7 +223,13 @@ fn stage_progress(record: &JobRecord, stage: u32) -> proto::StageProgress {
     }
 }
 
-fn assignment_message(state: &ClusterState, record: &JobRecord, stage: u32, task: u32, attempt: u32) -> proto::TaskAssignment {
+fn assignment_message(
+    state: &ClusterState,
+    record: &JobRecord,
+    stage: u32,
+    task: u32,
+    attempt: u32,
+) -> proto::TaskAssignment {
     let inputs = record
         .shuffle_inputs(stage as usize, task as usize)
         .into_iter()
@@ -231,11 +276,15 @@ impl Driver for DriverService {
     ) -> Result<Response<proto::RegisterWorkerReply>, Status> {
         let r = request.into_inner();
         if r.address.is_empty() || r.slots == 0 {
-            return Err(Status::invalid_argument("a worker needs an address and at least one slot"));
+            return Err(Status::invalid_argument(
+                "a worker needs an address and at least one slot",
+            ));
         }
-        let Outcome::WorkerRegistered(id) =
-            self.inner.apply(Command::RegisterWorker { address: r.address, slots: r.slots, pid: r.pid })
-        else {
+        let Outcome::WorkerRegistered(id) = self.inner.apply(Command::RegisterWorker {
+            address: r.address,
+            slots: r.slots,
+            pid: r.pid,
+        }) else {
             return Err(Status::internal("registration produced no id"));
         };
         lock(&self.inner.heartbeats).insert(id.clone(), Instant::now());
@@ -243,11 +292,19 @@ impl Driver for DriverService {
         Ok(Response::new(proto::RegisterWorkerReply { worker_id: id }))
     }
 
-    async fn heartbeat(&self, request: Request<proto::HeartbeatRequest>) -> Result<Response<proto::HeartbeatReply>, Status> {
+    async fn heartbeat(
+        &self,
+        request: Request<proto::HeartbeatRequest>,
+    ) -> Result<Response<proto::HeartbeatReply>, Status> {
         let r = request.into_inner();
         let (known, active_jobs) = {
             let state = lock(&self.inner.state);
-            let active = state.jobs.values().filter(|j| j.state == JobState::Running).map(|j| j.id.clone()).collect();
+            let active = state
+                .jobs
+                .values()
+                .filter(|j| j.state == JobState::Running)
+                .map(|j| j.id.clone())
+                .collect();
             (state.workers.contains_key(&r.worker_id), active)
         };
         if known {
@@ -272,7 +329,10 @@ impl Driver for DriverService {
         request: Request<Streaming<proto::BinaryChunk>>,
     ) -> Result<Response<proto::UploadBinaryReply>, Status> {
         let mut stream = request.into_inner();
-        let first = stream.message().await?.ok_or_else(|| Status::invalid_argument("empty upload"))?;
+        let first = stream
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("empty upload"))?;
         let hash = first.hash.clone();
         let mut writer = BinaryWriter::create(&self.inner.binaries_dir, &hash)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
@@ -287,13 +347,18 @@ impl Driver for DriverService {
 
     type FetchBinaryStream = BoxStream<proto::BinaryChunk>;
 
-    async fn fetch_binary(&self, request: Request<proto::BinaryId>) -> Result<Response<Self::FetchBinaryStream>, Status> {
+    async fn fetch_binary(
+        &self,
+        request: Request<proto::BinaryId>,
+    ) -> Result<Response<Self::FetchBinaryStream>, Status> {
         let hash = request.into_inner().hash;
         if !valid_hash(&hash) || !lock(&self.inner.state).binaries.contains(&hash) {
             return Err(Status::not_found(format!("no binary {hash} on this driver")));
         }
         let path = self.inner.binaries_dir.join(&hash);
-        let mut file = tokio::fs::File::open(&path).await.map_err(|e| Status::not_found(format!("{}: {e}", path.display())))?;
+        let mut file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| Status::not_found(format!("{}: {e}", path.display())))?;
         let total_size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
         let (tx, rx) = mpsc::channel(4);
         tokio::spawn(async move {
@@ -326,14 +391,26 @@ impl Driver for DriverService {
 
     type SubmitJobStream = BoxStream<proto::JobEvent>;
 
-    async fn submit_job(&self, request: Request<proto::SubmitJobRequest>) -> Result<Response<Self::SubmitJobStream>, Status> {
+    async fn submit_job(
+        &self,
+        request: Request<proto::SubmitJobRequest>,
+    ) -> Result<Response<Self::SubmitJobStream>, Status> {
         let r = request.into_inner();
         if !lock(&self.inner.state).binaries.contains(&r.binary_hash) {
-            return Err(Status::failed_precondition(format!("binary {} is not uploaded; upload it first", r.binary_hash)));
+            return Err(Status::failed_precondition(format!(
+                "binary {} is not uploaded; upload it first",
+                r.binary_hash
+            )));
         }
         let plan: JobPlan =
             postcard::from_bytes(&r.plan).map_err(|e| Status::invalid_argument(format!("malformed job plan: {e}")))?;
-        if plan.stages.is_empty() || plan.stages.iter().enumerate().any(|(i, s)| s.parents.iter().any(|&p| p as usize >= i)) {
+        if plan.stages.is_empty()
+            || plan
+                .stages
+                .iter()
+                .enumerate()
+                .any(|(i, s)| s.parents.iter().any(|&p| p as usize >= i))
+        {
             return Err(Status::invalid_argument("malformed job plan: stages out of order"));
         }
         let stages = plan.stages.len() as u32;
@@ -348,14 +425,23 @@ impl Driver for DriverService {
             return Err(Status::internal("submission produced no id"));
         };
         let (tx, rx) = mpsc::channel(256);
-        let accepted = proto::JobEvent { event: Some(Event::Accepted(proto::JobAccepted { job_id: job.clone(), stages })) };
+        let accepted = proto::JobEvent {
+            event: Some(Event::Accepted(proto::JobAccepted {
+                job_id: job.clone(),
+                stages,
+            })),
+        };
         let _ = tx.try_send(Ok(accepted));
         lock(&self.inner.watchers).insert(job.clone(), tx.clone());
         // A client that goes away cancels its job.
         let inner = self.inner.clone();
         tokio::spawn(async move {
             tx.closed().await;
-            if inner.apply(Command::CancelJob { job: job.clone(), reason: "the client went away".into() }) == Outcome::Done {
+            if inner.apply(Command::CancelJob {
+                job: job.clone(),
+                reason: "the client went away".into(),
+            }) == Outcome::Done
+            {
                 lock(&inner.watchers).remove(&job);
             }
         });
@@ -363,18 +449,28 @@ impl Driver for DriverService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn report_task(&self, request: Request<proto::TaskReport>) -> Result<Response<proto::TaskReportReply>, Status> {
+    async fn report_task(
+        &self,
+        request: Request<proto::TaskReport>,
+    ) -> Result<Response<proto::TaskReportReply>, Status> {
         let r = request.into_inner();
         match r.outcome {
             Some(Reported::Value(bytes)) => {
-                let value: TaskValue =
-                    postcard::from_bytes(&bytes).map_err(|e| Status::invalid_argument(format!("malformed task value: {e}")))?;
-                self.inner.apply(Command::FinishTask { job: r.job_id.clone(), stage: r.stage, task: r.task, attempt: r.attempt, value });
+                let value: TaskValue = postcard::from_bytes(&bytes)
+                    .map_err(|e| Status::invalid_argument(format!("malformed task value: {e}")))?;
+                self.inner.apply(Command::FinishTask {
+                    job: r.job_id.clone(),
+                    stage: r.stage,
+                    task: r.task,
+                    attempt: r.attempt,
+                    value,
+                });
                 self.inner.after_report(&r.job_id, r.stage);
             }
             Some(Reported::Error(e)) => {
                 let message = format!("{} (on {})", e.message, r.worker_id);
-                self.inner.task_failed(&r.job_id, r.stage, r.task, r.attempt, message, e.retryable);
+                self.inner
+                    .task_failed(&r.job_id, r.stage, r.task, r.attempt, message, e.retryable);
             }
             None => return Err(Status::invalid_argument("a task report needs a value or an error")),
         }
@@ -421,6 +517,11 @@ impl Driver for DriverService {
                 }
             })
             .collect();
-        Ok(Response::new(proto::ClusterStatusReply { driver_id: self.inner.id.clone(), pid: std::process::id(), workers, jobs }))
+        Ok(Response::new(proto::ClusterStatusReply {
+            driver_id: self.inner.id.clone(),
+            pid: std::process::id(),
+            workers,
+            jobs,
+        }))
     }
 }

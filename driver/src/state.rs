@@ -110,7 +110,12 @@ impl JobRecord {
     /// (done, total) tasks over all stages.
     pub fn progress(&self) -> (u32, u32) {
         let total = self.tasks.iter().map(Vec::len).sum::<usize>() as u32;
-        let done = self.tasks.iter().flatten().filter(|t| matches!(t, TaskState::Done { .. })).count() as u32;
+        let done = self
+            .tasks
+            .iter()
+            .flatten()
+            .filter(|t| matches!(t, TaskState::Done { .. }))
+            .count() as u32;
         (done, total)
     }
 
@@ -138,9 +143,11 @@ impl JobRecord {
         read.shuffles
             .iter()
             .map(|&shuffle| {
-                let producer = self.plan.stages.iter().position(
-                    |s| matches!(&s.output, StageOutput::Shuffle { shuffle: id, .. } if *id == shuffle),
-                );
+                let producer = self
+                    .plan
+                    .stages
+                    .iter()
+                    .position(|s| matches!(&s.output, StageOutput::Shuffle { shuffle: id, .. } if *id == shuffle));
                 let workers = producer
                     .map(|p| {
                         self.tasks[p]
@@ -279,17 +286,36 @@ impl ClusterState {
                 }
                 self.next_worker += 1;
                 let id = format!("worker-{}", self.next_worker);
-                self.workers.insert(id.clone(), WorkerRecord { id: id.clone(), address, slots, pid });
+                self.workers.insert(
+                    id.clone(),
+                    WorkerRecord {
+                        id: id.clone(),
+                        address,
+                        slots,
+                        pid,
+                    },
+                );
                 Outcome::WorkerRegistered(id)
             }
             Command::AddBinary { hash } => {
                 self.binaries.insert(hash);
                 Outcome::Done
             }
-            Command::SubmitJob { name, binary, args, env, working_dir, plan } => {
+            Command::SubmitJob {
+                name,
+                binary,
+                args,
+                env,
+                working_dir,
+                plan,
+            } => {
                 self.next_job += 1;
                 let id = format!("job-{:06}", self.next_job);
-                let tasks = plan.stages.iter().map(|s| vec![TaskState::Pending; s.tasks.len()]).collect();
+                let tasks = plan
+                    .stages
+                    .iter()
+                    .map(|s| vec![TaskState::Pending; s.tasks.len()])
+                    .collect();
                 let attempts = plan.stages.iter().map(|s| vec![0; s.tasks.len()]).collect();
                 let record = JobRecord {
                     id: id.clone(),
@@ -306,25 +332,42 @@ impl ClusterState {
                 self.jobs.insert(id.clone(), record);
                 Outcome::JobSubmitted(id)
             }
-            Command::StartTask { job, stage, task, worker } => {
+            Command::StartTask {
+                job,
+                stage,
+                task,
+                worker,
+            } => {
                 let Some(slot) = self.task_mut(&job, stage, task) else {
                     return Outcome::Stale;
                 };
                 if *slot != TaskState::Pending {
                     return Outcome::Stale;
                 }
-                let Some(j) = self.jobs.get_mut(&job) else { return Outcome::Stale };
+                let Some(j) = self.jobs.get_mut(&job) else {
+                    return Outcome::Stale;
+                };
                 let attempt = &mut j.attempts[stage as usize][task as usize];
                 *attempt += 1;
                 let attempt = *attempt;
                 j.tasks[stage as usize][task as usize] = TaskState::Running { attempt, worker };
                 Outcome::TaskStarted(attempt)
             }
-            Command::FinishTask { job, stage, task, attempt, value } => {
+            Command::FinishTask {
+                job,
+                stage,
+                task,
+                attempt,
+                value,
+            } => {
                 let Some(slot) = self.task_mut(&job, stage, task) else {
                     return Outcome::Stale;
                 };
-                let TaskState::Running { attempt: current, worker } = slot else {
+                let TaskState::Running {
+                    attempt: current,
+                    worker,
+                } = slot
+                else {
                     return Outcome::Stale;
                 };
                 if *current != attempt {
@@ -339,7 +382,14 @@ impl ClusterState {
                 }
                 Outcome::Done
             }
-            Command::FailTask { job, stage, task, attempt, message, retryable } => {
+            Command::FailTask {
+                job,
+                stage,
+                task,
+                attempt,
+                message,
+                retryable,
+            } => {
                 let Some(slot) = self.task_mut(&job, stage, task) else {
                     return Outcome::Stale;
                 };

@@ -60,7 +60,10 @@ pub struct StatusArgs {
 
 /// The default cluster directory: `~/.ringleader/cluster`.
 pub fn default_dir() -> PathBuf {
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir).join(".ringleader/cluster")
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join(".ringleader/cluster")
 }
 
 /// One process `up` started.
@@ -87,14 +90,22 @@ impl ClusterFile {
     /// Reads `dir/cluster.json`.
     pub fn read(dir: &Path) -> anyhow::Result<ClusterFile> {
         let path = dir.join("cluster.json");
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("no cluster recorded in {} (start one with `ringleader cluster up`)", dir.display()))?;
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "no cluster recorded in {} (start one with `ringleader cluster up`)",
+                dir.display()
+            )
+        })?;
         serde_json::from_str(&text).with_context(|| format!("{} is not a cluster file", path.display()))
     }
 
     /// The drivers' addresses, comma-separated (a value for `RINGLEADER_MASTER`).
     pub fn masters(&self) -> String {
-        self.drivers.iter().map(|d| d.address.as_str()).collect::<Vec<_>>().join(",")
+        self.drivers
+            .iter()
+            .map(|d| d.address.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
@@ -138,11 +149,17 @@ fn wait_for_address(file: &Path, pid: u32, what: &str, dir: &Path) -> anyhow::Re
         }
         if !alive(pid) {
             let log = std::fs::read_to_string(file.with_file_name("log")).unwrap_or_default();
-            bail!("{what} (pid {pid}) exited during start-up; its log in {}:\n{log}", dir.display());
+            bail!(
+                "{what} (pid {pid}) exited during start-up; its log in {}:\n{log}",
+                dir.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    bail!("{what} (pid {pid}) did not start listening within 15 s; see {}", file.with_file_name("log").display())
+    bail!(
+        "{what} (pid {pid}) did not start listening within 15 s; see {}",
+        file.with_file_name("log").display()
+    )
 }
 
 fn alive(pid: u32) -> bool {
@@ -152,7 +169,10 @@ fn alive(pid: u32) -> bool {
 
 fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     if args.drivers != 1 {
-        bail!("--drivers {}: a replicated driver group is not available yet; use --drivers 1", args.drivers);
+        bail!(
+            "--drivers {}: a replicated driver group is not available yet; use --drivers 1",
+            args.drivers
+        );
     }
     if args.workers == 0 {
         bail!("--workers must be at least 1");
@@ -160,25 +180,55 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let dir = &args.dir.dir;
     if let Ok(existing) = ClusterFile::read(dir) {
         if existing.drivers.iter().chain(&existing.workers).any(|n| alive(n.pid)) {
-            bail!("a cluster is already running from {} (stop it with `ringleader cluster down --dir {}`)", dir.display(), dir.display());
+            bail!(
+                "a cluster is already running from {} (stop it with `ringleader cluster down --dir {}`)",
+                dir.display(),
+                dir.display()
+            );
         }
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut file = ClusterFile { drivers: Vec::new(), workers: Vec::new() };
-    let (pid, address_file) = spawn(dir, "driver-1", &["driver".into(), "--listen".into(), "127.0.0.1:0".into()])?;
+    let mut file = ClusterFile {
+        drivers: Vec::new(),
+        workers: Vec::new(),
+    };
+    let (pid, address_file) = spawn(
+        dir,
+        "driver-1",
+        &["driver".into(), "--listen".into(), "127.0.0.1:0".into()],
+    )?;
     let address = wait_for_address(&address_file, pid, "the driver", dir)?;
-    file.drivers.push(Node { address: address.clone(), pid, data_dir: dir.join("driver-1") });
+    file.drivers.push(Node {
+        address: address.clone(),
+        pid,
+        data_dir: dir.join("driver-1"),
+    });
     write_file(dir, &file)?;
     for i in 1..=args.workers {
         let name = format!("worker-{i}");
-        let worker_args = ["worker".into(), "--master".into(), address.clone(), "--slots".into(), args.slots.to_string()];
+        let worker_args = [
+            "worker".into(),
+            "--master".into(),
+            address.clone(),
+            "--slots".into(),
+            args.slots.to_string(),
+        ];
         let (pid, address_file) = spawn(dir, &name, &worker_args)?;
         let worker_address = wait_for_address(&address_file, pid, &name, dir)?;
-        file.workers.push(Node { address: worker_address, pid, data_dir: dir.join(&name) });
+        file.workers.push(Node {
+            address: worker_address,
+            pid,
+            data_dir: dir.join(&name),
+        });
         write_file(dir, &file)?;
     }
     wait_registered(&address, args.workers as usize)?;
-    println!("cluster up: driver at {address}, {} workers with {} slots each; logs and data in {}", args.workers, args.slots, dir.display());
+    println!(
+        "cluster up: driver at {address}, {} workers with {} slots each; logs and data in {}",
+        args.workers,
+        args.slots,
+        dir.display()
+    );
     println!("export RINGLEADER_MASTER={}", file.masters());
     Ok(ExitCode::SUCCESS)
 }
@@ -192,11 +242,17 @@ fn write_file(dir: &Path, file: &ClusterFile) -> anyhow::Result<()> {
 
 async fn fetch_status(master: &str) -> anyhow::Result<ringleader_core::proto::ClusterStatusReply> {
     let mut driver = crate::cluster::connect_driver(&[master.to_string()]).await?;
-    Ok(driver.cluster_status(ringleader_core::proto::ClusterStatusRequest {}).await?.into_inner())
+    Ok(driver
+        .cluster_status(ringleader_core::proto::ClusterStatusRequest {})
+        .await?
+        .into_inner())
 }
 
 fn block_on<T>(f: impl std::future::Future<Output = T>) -> anyhow::Result<T> {
-    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(f))
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(f))
 }
 
 fn wait_registered(master: &str, workers: usize) -> anyhow::Result<()> {
@@ -249,11 +305,21 @@ fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             .flat_map(|r| &r.jobs)
             .map(|j| serde_json::json!({"id": j.job_id, "name": j.name, "state": j.state, "tasks_done": j.tasks_done, "tasks_total": j.tasks_total}))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"drivers": drivers, "workers": workers, "jobs": jobs}))?);
-        return Ok(if reachable { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"drivers": drivers, "workers": workers, "jobs": jobs}))?
+        );
+        return Ok(if reachable {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
     }
     println!("drivers");
-    println!("  {:<4} {:<22} {:>8} {:<8} {:>4}", "id", "address", "pid", "role", "term");
+    println!(
+        "  {:<4} {:<22} {:>8} {:<8} {:>4}",
+        "id", "address", "pid", "role", "term"
+    );
     for (i, d) in file.drivers.iter().enumerate() {
         let role = if reachable { "leader" } else { "down" };
         println!("  {:<4} {:<22} {:>8} {:<8} {:>4}", i + 1, d.address, d.pid, role, 0);
@@ -263,17 +329,29 @@ fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     };
     println!("workers");
-    println!("  {:<10} {:<22} {:>8} {:>5} {:<6} {:>6} {:>7}", "id", "address", "pid", "slots", "alive", "ring", "running");
+    println!(
+        "  {:<10} {:<22} {:>8} {:>5} {:<6} {:>6} {:>7}",
+        "id", "address", "pid", "slots", "alive", "ring", "running"
+    );
     for w in &reply.workers {
         println!(
             "  {:<10} {:<22} {:>8} {:>5} {:<6} {:>5.1}% {:>7}",
-            w.worker_id, w.address, w.pid, w.slots, if w.alive { "yes" } else { "no" }, w.ring_share * 100.0, w.running_tasks
+            w.worker_id,
+            w.address,
+            w.pid,
+            w.slots,
+            if w.alive { "yes" } else { "no" },
+            w.ring_share * 100.0,
+            w.running_tasks
         );
     }
     if !reply.jobs.is_empty() {
         println!("jobs");
         for j in &reply.jobs {
-            println!("  {:<12} {:<20} {:<10} {}/{} tasks", j.job_id, j.name, j.state, j.tasks_done, j.tasks_total);
+            println!(
+                "  {:<12} {:<20} {:<10} {}/{} tasks",
+                j.job_id, j.name, j.state, j.tasks_done, j.tasks_total
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -50,7 +50,10 @@ pub struct WorkerArgs {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -99,8 +102,16 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
             heartbeat: Duration::from_millis(500),
         };
         let bound = ringleader_worker::bind(config).await?;
-        eprintln!("worker {} listening on {}, registered with {}", bound.id(), bound.address, args.master);
-        write_address(&args.address_file, &args.advertise.clone().unwrap_or_else(|| bound.address.to_string()))?;
+        eprintln!(
+            "worker {} listening on {}, registered with {}",
+            bound.id(),
+            bound.address,
+            args.master
+        );
+        write_address(
+            &args.address_file,
+            &args.advertise.clone().unwrap_or_else(|| bound.address.to_string()),
+        )?;
         bound.serve(shutdown_signal()).await?;
         Ok(ExitCode::SUCCESS)
     })

@@ -45,7 +45,10 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         bail!("{} is not a file", binary.display());
     }
     if !ringleader_core::binary::is_job_binary(&binary)? {
-        bail!("{} is not a Ringleader job binary (it never calls ringleader::run)", binary.display());
+        bail!(
+            "{} is not a Ringleader job binary (it never calls ringleader::run)",
+            binary.display()
+        );
     }
     let status = Command::new(&binary)
         .args(&args.args)
@@ -68,6 +71,8 @@ fn build_example(name: &str) -> anyhow::Result<PathBuf> {
     if !out.success() {
         bail!("cargo could not build example {name}");
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target"));
     Ok(target.join("release").join("examples").join(name))
 }

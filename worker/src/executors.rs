@@ -59,7 +59,10 @@ pub struct Launch<'a> {
 impl Executors {
     /// Executors writing their stderr under `logs`.
     pub fn new(logs: PathBuf) -> Self {
-        Executors { jobs: Arc::new(Mutex::new(HashMap::new())), logs }
+        Executors {
+            jobs: Arc::new(Mutex::new(HashMap::new())),
+            logs,
+        }
     }
 
     /// Number of tasks handed to executors and not yet finished.
@@ -82,9 +85,14 @@ impl Executors {
             let executor = self.spawn(&assignment, &launch, on_exit)?;
             jobs.insert(job.clone(), executor);
         }
-        let executor = jobs.get_mut(&job).ok_or_else(|| std::io::Error::other("executor vanished"))?;
+        let executor = jobs
+            .get_mut(&job)
+            .ok_or_else(|| std::io::Error::other("executor vanished"))?;
         executor.in_flight.insert(key, assignment.clone());
-        executor.queue.send(assignment).map_err(|_| std::io::Error::other("executor queue closed"))
+        executor
+            .queue
+            .send(assignment)
+            .map_err(|_| std::io::Error::other("executor queue closed"))
     }
 
     fn spawn(
@@ -141,12 +149,19 @@ impl Executors {
                 .into_values()
                 .map(|assignment| LostTask {
                     assignment,
-                    message: format!("the executor process (pid {pid}) exited with {status}; its stderr ended with:\n{tail}"),
+                    message: format!(
+                        "the executor process (pid {pid}) exited with {status}; its stderr ended with:\n{tail}"
+                    ),
                 })
                 .collect();
             on_exit(lost);
         });
-        Ok(JobExecutor { queue, receiver: Some(receiver), in_flight: HashMap::new(), stop: Some(stop) })
+        Ok(JobExecutor {
+            queue,
+            receiver: Some(receiver),
+            in_flight: HashMap::new(),
+            stop: Some(stop),
+        })
     }
 
     /// The task queue of `job`, for its executor process (once).

@@ -26,7 +26,9 @@ impl ShuffleFlight {
 }
 
 fn unsupported<T>() -> Result<T, Status> {
-    Err(Status::unimplemented("a Ringleader worker serves shuffle blocks with do_get only"))
+    Err(Status::unimplemented(
+        "a Ringleader worker serves shuffle blocks with do_get only",
+    ))
 }
 
 #[tonic::async_trait]
@@ -40,10 +42,13 @@ impl FlightService for ShuffleFlight {
     type DoExchangeStream = BoxStream<'static, Result<FlightData, Status>>;
 
     async fn do_get(&self, request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
-        let block = BlockId::parse(&request.into_inner().ticket).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let block =
+            BlockId::parse(&request.into_inner().ticket).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let files = self.files.clone();
         let batches = tokio::task::spawn_blocking(move || {
-            files.read_block(&block).and_then(|stream| stream.collect::<Result<Vec<_>, _>>())
+            files
+                .read_block(&block)
+                .and_then(|stream| stream.collect::<Result<Vec<_>, _>>())
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))?
@@ -54,7 +59,10 @@ impl FlightService for ShuffleFlight {
         Ok(Response::new(stream.boxed()))
     }
 
-    async fn handshake(&self, _: Request<Streaming<HandshakeRequest>>) -> Result<Response<Self::HandshakeStream>, Status> {
+    async fn handshake(
+        &self,
+        _: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<Self::HandshakeStream>, Status> {
         unsupported()
     }
     async fn list_flights(&self, _: Request<Criteria>) -> Result<Response<Self::ListFlightsStream>, Status> {

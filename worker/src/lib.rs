@@ -100,27 +100,59 @@ pub fn channel_to(address: &str) -> Result<Channel, String> {
 
 /// Binds the worker's port and registers it with the driver.
 pub async fn bind(config: WorkerConfig) -> Result<BoundWorker, WorkerError> {
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|source| WorkerError::DataDir { path: config.data_dir.clone(), source })?;
-    let listener =
-        TcpListener::bind(config.listen).await.map_err(|source| WorkerError::Bind { address: config.listen, source })?;
-    let address = listener.local_addr().map_err(|source| WorkerError::Bind { address: config.listen, source })?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| WorkerError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| WorkerError::Bind {
+            address: config.listen,
+            source,
+        })?;
+    let address = listener.local_addr().map_err(|source| WorkerError::Bind {
+        address: config.listen,
+        source,
+    })?;
     let advertised = config.advertise.clone().unwrap_or_else(|| address.to_string());
-    let register = |message: String| WorkerError::Register { master: config.master.clone(), message };
+    let register = |message: String| WorkerError::Register {
+        master: config.master.clone(),
+        message,
+    };
     let driver = DriverClient::new(channel_to(&config.master).map_err(register)?);
     let inner = service::WorkerInner::new(advertised, config.data_dir.clone(), driver);
-    let worker = BoundWorker { address, listener, inner, heartbeat: config.heartbeat, slots: config.slots, master: config.master };
+    let worker = BoundWorker {
+        address,
+        listener,
+        inner,
+        heartbeat: config.heartbeat,
+        slots: config.slots,
+        master: config.master,
+    };
     worker.register().await?;
     Ok(worker)
 }
 
 impl BoundWorker {
     async fn register(&self) -> Result<(), WorkerError> {
-        let request = proto::RegisterWorkerRequest { address: self.inner.address.clone(), slots: self.slots, pid: std::process::id() };
-        let reply = tokio::time::timeout(Duration::from_secs(5), self.inner.driver.clone().register_worker(request))
-            .await
-            .map_err(|_| WorkerError::Register { master: self.master.clone(), message: "no answer within 5 s".into() })?
-            .map_err(|e| WorkerError::Register { master: self.master.clone(), message: e.message().to_string() })?;
+        let request = proto::RegisterWorkerRequest {
+            address: self.inner.address.clone(),
+            slots: self.slots,
+            pid: std::process::id(),
+        };
+        let reply = tokio::time::timeout(
+            Duration::from_secs(5),
+            self.inner.driver.clone().register_worker(request),
+        )
+        .await
+        .map_err(|_| WorkerError::Register {
+            master: self.master.clone(),
+            message: "no answer within 5 s".into(),
+        })?
+        .map_err(|e| WorkerError::Register {
+            master: self.master.clone(),
+            message: e.message().to_string(),
+        })?;
         *self.inner.id.lock().unwrap_or_else(|e| e.into_inner()) = reply.into_inner().worker_id;
         Ok(())
     }
@@ -134,7 +166,12 @@ impl BoundWorker {
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), WorkerError> {
         let svc = service::WorkerService::new(self.inner.clone());
         let flight = flight::ShuffleFlight::new(ShuffleFiles::new(self.inner.shuffle_dir()));
-        let beat = tokio::spawn(heartbeat_forever(self.inner.clone(), self.heartbeat, self.slots, self.master.clone()));
+        let beat = tokio::spawn(heartbeat_forever(
+            self.inner.clone(),
+            self.heartbeat,
+            self.slots,
+            self.master.clone(),
+        ));
         let result = tonic::transport::Server::builder()
             .add_service(proto::worker_server::WorkerServer::new(svc.clone()).max_decoding_message_size(64 << 20))
             .add_service(proto::executor_server::ExecutorServer::new(svc).max_decoding_message_size(64 << 20))
@@ -161,7 +198,11 @@ async fn heartbeat_forever(inner: Arc<service::WorkerInner>, every: Duration, sl
             Ok(reply) => {
                 let reply = reply.into_inner();
                 if !reply.known {
-                    let again = proto::RegisterWorkerRequest { address: inner.address.clone(), slots, pid: std::process::id() };
+                    let again = proto::RegisterWorkerRequest {
+                        address: inner.address.clone(),
+                        slots,
+                        pid: std::process::id(),
+                    };
                     if let Ok(r) = inner.driver.clone().register_worker(again).await {
                         *inner.id.lock().unwrap_or_else(|e| e.into_inner()) = r.into_inner().worker_id;
                     }

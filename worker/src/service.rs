@@ -69,7 +69,12 @@ impl WorkerInner {
         if path.exists() {
             return Ok(path);
         }
-        let mut stream = self.driver.clone().fetch_binary(proto::BinaryId { hash: hash.to_string() }).await?.into_inner();
+        let mut stream = self
+            .driver
+            .clone()
+            .fetch_binary(proto::BinaryId { hash: hash.to_string() })
+            .await?
+            .into_inner();
         let mut writer = BinaryWriter::create(&dir, hash).map_err(|e| Status::internal(e.to_string()))?;
         while let Some(chunk) = stream.message().await? {
             writer.write(&chunk.data).map_err(|e| Status::internal(e.to_string()))?;
@@ -114,16 +119,25 @@ impl WorkerService {
 
 #[tonic::async_trait]
 impl Worker for WorkerService {
-    async fn launch_task(&self, request: Request<proto::TaskAssignment>) -> Result<Response<proto::LaunchTaskReply>, Status> {
+    async fn launch_task(
+        &self,
+        request: Request<proto::TaskAssignment>,
+    ) -> Result<Response<proto::LaunchTaskReply>, Status> {
         let assignment = request.into_inner();
         if !ringleader_core::cluster_shuffle::valid_job_id(&assignment.job_id) {
             return Err(Status::invalid_argument("malformed job id"));
         }
         let binary = self.inner.binary(&assignment.binary_hash).await?;
         let shuffle_dir = self.inner.shuffle_dir();
-        std::fs::create_dir_all(&shuffle_dir).map_err(|e| Status::internal(format!("{}: {e}", shuffle_dir.display())))?;
+        std::fs::create_dir_all(&shuffle_dir)
+            .map_err(|e| Status::internal(format!("{}: {e}", shuffle_dir.display())))?;
         let worker_id = self.inner.worker_id();
-        let launch = Launch { binary: &binary, worker_address: &self.inner.address, worker_id: &worker_id, shuffle_dir: &shuffle_dir };
+        let launch = Launch {
+            binary: &binary,
+            worker_address: &self.inner.address,
+            worker_id: &worker_id,
+            shuffle_dir: &shuffle_dir,
+        };
         let inner = self.inner.clone();
         let on_exit = move |lost: Vec<LostTask>| {
             tokio::spawn(async move {
@@ -146,7 +160,10 @@ type TaskStream = Pin<Box<dyn Stream<Item = Result<proto::TaskAssignment, Status
 impl Executor for WorkerService {
     type NextTasksStream = TaskStream;
 
-    async fn next_tasks(&self, request: Request<proto::ExecutorHello>) -> Result<Response<Self::NextTasksStream>, Status> {
+    async fn next_tasks(
+        &self,
+        request: Request<proto::ExecutorHello>,
+    ) -> Result<Response<Self::NextTasksStream>, Status> {
         let hello = request.into_inner();
         let queue = self
             .inner
@@ -157,9 +174,14 @@ impl Executor for WorkerService {
         Ok(Response::new(Box::pin(UnboundedReceiverStream::new(queue).map(Ok))))
     }
 
-    async fn task_finished(&self, request: Request<proto::TaskReport>) -> Result<Response<proto::TaskReportReply>, Status> {
+    async fn task_finished(
+        &self,
+        request: Request<proto::TaskReport>,
+    ) -> Result<Response<proto::TaskReportReply>, Status> {
         let report = request.into_inner();
-        self.inner.executors.finished(&report.job_id, (report.stage, report.task, report.attempt));
+        self.inner
+            .executors
+            .finished(&report.job_id, (report.stage, report.task, report.attempt));
         self.inner.report(report).await;
         Ok(Response::new(proto::TaskReportReply {}))
     }

@@ -1,0 +1,250 @@
+//! Cluster mode with real processes on loopback: `ringleader cluster up` starts a driver
+//! and three workers; the examples run against it unchanged (only `RINGLEADER_MASTER` is
+//! set) and their results are checked against the same examples run embedded.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use ringleader_datasets::{gensort, numbers, text};
+
+use crate::helpers::{example, parts, ringleader_bin};
+
+/// Command-line arguments from anything path- or string-like.
+macro_rules! args {
+    ($($a:expr),* $(,)?) => { vec![$(OsString::from(AsRef::<std::ffi::OsStr>::as_ref(&$a))),*] };
+}
+
+/// A cluster started for one test and stopped when dropped.
+struct TestCluster {
+    dir: tempfile::TempDir,
+    master: String,
+}
+
+impl TestCluster {
+    fn up(workers: u32) -> TestCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(ringleader_bin())
+            .args([
+                "cluster",
+                "up",
+                "--workers",
+                &workers.to_string(),
+                "--slots",
+                "2",
+                "--dir",
+            ])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cluster up failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let master = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("export RINGLEADER_MASTER="))
+            .unwrap_or_else(|| panic!("no master in {stdout}"))
+            .to_string();
+        TestCluster { dir, master }
+    }
+
+    fn run(&self, name: &str, args: &[OsString]) -> Output {
+        Command::new(example(name))
+            .args(args)
+            .env("RINGLEADER_MASTER", &self.master)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        let _ = Command::new(ringleader_bin())
+            .args(["cluster", "down", "--dir"])
+            .arg(self.dir.path())
+            .output();
+    }
+}
+
+fn embedded(name: &str, args: &[OsString]) -> Output {
+    Command::new(example(name))
+        .args(args)
+        .env_remove("RINGLEADER_MASTER")
+        .env("RINGLEADER_PROGRESS", "0")
+        .output()
+        .unwrap()
+}
+
+fn ok(out: Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn concat(dir: &Path) -> Vec<u8> {
+    parts(dir).iter().flat_map(|p| std::fs::read(p).unwrap()).collect()
+}
+
+fn sorted_lines(dir: &Path) -> Vec<String> {
+    let mut lines: Vec<String> = parts(dir)
+        .iter()
+        .flat_map(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn examples_on_a_cluster_match_embedded_runs() {
+    let cluster = TestCluster::up(3);
+    let data = tempfile::tempdir().unwrap();
+    let d = |name: &str| -> PathBuf { data.path().join(name) };
+
+    // sort: byte-identical to the embedded sort, and valid.
+    gensort::generate(
+        &d("records"),
+        &gensort::SortSpec {
+            records: 12_000,
+            files: 3,
+            seed: 11,
+            skew: true,
+        },
+        false,
+    )
+    .unwrap();
+    let args = |out: &Path| args!["--input", d("records"), "--output", out, "--partitions", "6"];
+    ok(cluster.run("sort", &args(&d("sorted-cluster"))), "cluster sort");
+    ok(embedded("sort", &args(&d("sorted-embedded"))), "embedded sort");
+    assert_eq!(concat(&d("sorted-cluster")), concat(&d("sorted-embedded")));
+    assert!(
+        ringleader_datasets::validate::validate_sort(&d("records"), &d("sorted-cluster"))
+            .unwrap()
+            .ok()
+    );
+
+    // sum: the same total.
+    numbers::generate(&d("numbers"), 200_000, 3, 3, false).unwrap();
+    let input = args!["--input", d("numbers")];
+    assert_eq!(
+        ok(cluster.run("sum", &input), "cluster sum").lines().last(),
+        ok(embedded("sum", &input), "embedded sum").lines().last()
+    );
+
+    // wordcount: the same lines.
+    text::generate(&d("text"), 100_000, 2, 800, 5, false).unwrap();
+    let wc = |out: &Path| args!["--input", d("text"), "--output", out];
+    ok(cluster.run("wordcount", &wc(&d("wc-cluster"))), "cluster wordcount");
+    ok(embedded("wordcount", &wc(&d("wc-embedded"))), "embedded wordcount");
+    assert_eq!(sorted_lines(&d("wc-cluster")), sorted_lines(&d("wc-embedded")));
+
+    // join and group_by_key.
+    let shop = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/shop");
+    let join = |out: &Path| {
+        args![
+            "--customers",
+            shop.join("customers"),
+            "--orders",
+            shop.join("orders"),
+            "--output",
+            out
+        ]
+    };
+    ok(cluster.run("orders_by_city", &join(&d("join-cluster"))), "cluster join");
+    ok(embedded("orders_by_city", &join(&d("join-embedded"))), "embedded join");
+    assert_eq!(sorted_lines(&d("join-cluster")), sorted_lines(&d("join-embedded")));
+
+    // status lists three live workers sharing the ring.
+    let status = Command::new(ringleader_bin())
+        .args(["cluster", "status", "--json", "--dir"])
+        .arg(cluster.dir.path())
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let workers = json["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 3);
+    assert!(workers.iter().all(|w| w["alive"] == true));
+    let share: f64 = workers.iter().map(|w| w["ring_share"].as_f64().unwrap()).sum();
+    assert!((share - 1.0).abs() < 1e-6);
+}
+
+#[test]
+fn two_jobs_at_once_both_finish_correctly() {
+    let cluster = TestCluster::up(3);
+    let data = tempfile::tempdir().unwrap();
+    text::generate(&data.path().join("text"), 200_000, 2, 500, 9, false).unwrap();
+    let input = data.path().join("text");
+    let outs: Vec<PathBuf> = (0..2).map(|i| data.path().join(format!("out-{i}"))).collect();
+    let children: Vec<_> = outs
+        .iter()
+        .map(|out| {
+            Command::new(example("wordcount"))
+                .arg("--input")
+                .arg(&input)
+                .arg("--output")
+                .arg(out)
+                .env("RINGLEADER_MASTER", &cluster.master)
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    ok(
+        embedded(
+            "wordcount",
+            &args!["--input", input, "--output", data.path().join("embedded")],
+        ),
+        "embedded",
+    );
+    let want = sorted_lines(&data.path().join("embedded"));
+    for out in &outs {
+        assert_eq!(sorted_lines(out), want);
+    }
+}
+
+#[test]
+fn an_unreachable_master_is_a_clear_error_within_seconds() {
+    let started = Instant::now();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/numbers");
+    let out = Command::new(example("sum"))
+        .arg("--input")
+        .arg(&fixtures)
+        .env("RINGLEADER_MASTER", "127.0.0.1:9")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("127.0.0.1:9") && stderr.contains("cannot reach the driver"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn submit_refuses_a_binary_that_is_not_a_job() {
+    let out = Command::new(ringleader_bin())
+        .args(["submit", "--master", "127.0.0.1:9", "/bin/true"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a Ringleader job binary"));
+}
