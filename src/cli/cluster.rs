@@ -178,14 +178,14 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         bail!("--workers must be at least 1");
     }
     let dir = &args.dir.dir;
-    if let Ok(existing) = ClusterFile::read(dir) {
-        if existing.drivers.iter().chain(&existing.workers).any(|n| alive(n.pid)) {
-            bail!(
-                "a cluster is already running from {} (stop it with `ringleader cluster down --dir {}`)",
-                dir.display(),
-                dir.display()
-            );
-        }
+    if let Ok(existing) = ClusterFile::read(dir)
+        && existing.drivers.iter().chain(&existing.workers).any(|n| alive(n.pid))
+    {
+        bail!(
+            "a cluster is already running from {} (stop it with `ringleader cluster down --dir {}`)",
+            dir.display(),
+            dir.display()
+        );
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut file = ClusterFile {
@@ -258,10 +258,10 @@ fn block_on<T>(f: impl std::future::Future<Output = T>) -> anyhow::Result<T> {
 fn wait_registered(master: &str, workers: usize) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        if let Ok(Ok(s)) = block_on(fetch_status(master)) {
-            if s.workers.iter().filter(|w| w.alive).count() >= workers {
-                return Ok(());
-            }
+        if let Ok(Ok(s)) = block_on(fetch_status(master))
+            && s.workers.iter().filter(|w| w.alive).count() >= workers
+        {
+            return Ok(());
         }
         if Instant::now() > deadline {
             bail!("not every worker registered with the driver at {master} within 15 s");

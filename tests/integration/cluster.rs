@@ -206,7 +206,7 @@ fn two_jobs_at_once_both_finish_correctly() {
     ok(
         embedded(
             "wordcount",
-            &args!["--input", input, "--output", data.path().join("embedded")],
+            &args!["--input", input, "--output", data.path().join("embedded")][..],
         ),
         "embedded",
     );
