@@ -136,6 +136,7 @@ impl Cluster {
                 .map_err(|e| Error::Cluster(format!("the driver refused the job: {}", e.message())))?
                 .into_inner();
             let mut progress = Progress::new(self.progress);
+            let mut results: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
             while let Some(event) = events
                 .message()
                 .await
@@ -144,11 +145,18 @@ impl Cluster {
                 match event.event {
                     Some(Event::Accepted(a)) => progress.accepted(&a),
                     Some(Event::Stage(s)) => progress.stage(&s),
+                    Some(Event::Result(chunk)) => results.entry(chunk.task).or_default().extend_from_slice(&chunk.data),
                     Some(Event::Finished(f)) => {
                         progress.finish();
-                        return f
-                            .values
-                            .iter()
+                        if results.len() != f.tasks as usize {
+                            return Err(Error::Cluster(format!(
+                                "expected {} task results, received {}",
+                                f.tasks,
+                                results.len()
+                            )));
+                        }
+                        return results
+                            .values()
                             .map(|v| postcard::from_bytes(v).map_err(Error::from))
                             .collect();
                     }

@@ -155,33 +155,53 @@ impl DriverInner {
 
     /// Tells the job's client what changed and wakes the scheduler.
     fn after_report(self: &Arc<Self>, job: &str, stage: u32) {
-        let event = {
+        let events: Vec<Event> = {
             let state = lock(&self.state);
             let Some(record) = state.jobs.get(job) else { return };
             match &record.state {
-                JobState::Running => Some(Event::Stage(stage_progress(record, stage))),
+                JobState::Running => vec![Event::Stage(stage_progress(record, stage))],
                 JobState::Succeeded => {
-                    let values = record
-                        .result()
-                        .iter()
-                        .filter_map(|v| postcard::to_stdvec(v).ok())
-                        .collect();
-                    Some(Event::Finished(proto::JobFinished { values }))
+                    let mut events = vec![Event::Stage(stage_progress(record, stage))];
+                    let values = record.result();
+                    for (task, value) in values.iter().enumerate() {
+                        let bytes = postcard::to_stdvec(value).unwrap_or_default();
+                        for piece in bytes.chunks(CHUNK_BYTES) {
+                            events.push(Event::Result(proto::ResultChunk {
+                                task: task as u32,
+                                data: piece.to_vec(),
+                            }));
+                        }
+                    }
+                    events.push(Event::Finished(proto::JobFinished {
+                        tasks: values.len() as u32,
+                    }));
+                    events
                 }
                 JobState::Failed(m) | JobState::Cancelled(m) => {
-                    Some(Event::Failed(proto::JobFailed { message: m.clone() }))
+                    vec![Event::Failed(proto::JobFailed { message: m.clone() })]
                 }
             }
         };
-        if let Some(event) = event {
-            let last = !matches!(event, Event::Stage(_));
-            let sender = if last {
-                lock(&self.watchers).remove(job)
+        let last = events.iter().any(|e| !matches!(e, Event::Stage(_)));
+        let sender = if last {
+            lock(&self.watchers).remove(job)
+        } else {
+            lock(&self.watchers).get(job).cloned()
+        };
+        if let Some(tx) = sender {
+            if last {
+                // The final events must all arrive: send them in order from a task.
+                tokio::spawn(async move {
+                    for event in events {
+                        if tx.send(Ok(proto::JobEvent { event: Some(event) })).await.is_err() {
+                            break;
+                        }
+                    }
+                });
             } else {
-                lock(&self.watchers).get(job).cloned()
-            };
-            if let Some(tx) = sender {
-                let _ = tx.try_send(Ok(proto::JobEvent { event: Some(event) }));
+                for event in events {
+                    let _ = tx.try_send(Ok(proto::JobEvent { event: Some(event) }));
+                }
             }
         }
         self.wake.notify_one();

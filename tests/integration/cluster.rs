@@ -248,3 +248,64 @@ fn submit_refuses_a_binary_that_is_not_a_job() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a Ringleader job binary"));
 }
+
+fn chaos(cluster: &TestCluster, input: &Path, output: &Path, extra: &[&str]) -> Output {
+    let mut a = args!["--input", input, "--output", output];
+    a.extend(extra.iter().map(OsString::from));
+    cluster.run("chaos", &a)
+}
+
+#[test]
+fn a_panic_on_a_worker_fails_the_job_with_message_partition_and_worker_and_spares_others() {
+    let cluster = TestCluster::up(2);
+    let data = tempfile::tempdir().unwrap();
+    let input = data.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    std::fs::write(input.join("a.txt"), "fine words here\nand the poison word\nmore\n").unwrap();
+    let out = chaos(&cluster, &input, &data.path().join("out"), &["--panic-on", "poison"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("refusing the word \"poison\"") && stderr.contains("partition 0") && stderr.contains("worker-"),
+        "{stderr}"
+    );
+    assert!(!data.path().join("out").exists(), "a failed job leaves no output");
+    // The workers survive and the next job runs.
+    let out = chaos(&cluster, &input, &data.path().join("out2"), &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(sorted_lines(&data.path().join("out2")).len(), 8);
+}
+
+#[test]
+fn an_executor_crash_is_retried_in_a_new_executor_and_reported_when_it_persists() {
+    let cluster = TestCluster::up(2);
+    let data = tempfile::tempdir().unwrap();
+    let input = data.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    std::fs::write(input.join("a.txt"), "alpha beta\nboom gamma\nalpha\n").unwrap();
+    let marker = data.path().join("marker");
+    std::fs::create_dir(&marker).unwrap();
+    let out = chaos(
+        &cluster,
+        &input,
+        &data.path().join("out"),
+        &["--crash-on", "boom", "--crash-marker", marker.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "a crash once must be retried: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(marker.join("crashed").exists(), "the crash was injected");
+    assert_eq!(
+        sorted_lines(&data.path().join("out")),
+        vec!["alpha\t2", "beta\t1", "boom\t1", "gamma\t1"]
+    );
+    let out = chaos(&cluster, &input, &data.path().join("out2"), &["--crash-on", "boom"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("exit status: 3") && stderr.contains("crashing on the word"),
+        "{stderr}"
+    );
+}

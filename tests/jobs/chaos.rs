@@ -1,0 +1,81 @@
+//! A word count that misbehaves on purpose, for the fault-injection tests: it can panic on
+//! a word, or kill its own executor process on a word (once per marker directory, or
+//! always), proving that failures are reported with their cause and retried where they may.
+//!
+//! ```text
+//! cargo build --example chaos
+//! target/debug/examples/chaos --input DIR --output OUT [--panic-on WORD] [--crash-on WORD [--crash-marker DIR]]
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use ringleader::Output;
+use serde::{Deserialize, Serialize};
+
+/// Count words, failing on purpose.
+#[derive(Parser)]
+struct Args {
+    #[arg(long)]
+    input: PathBuf,
+    #[arg(long)]
+    output: PathBuf,
+    /// Panic in user code when this word is seen.
+    #[arg(long)]
+    panic_on: Option<String>,
+    /// Exit the process (status 3) when this word is seen.
+    #[arg(long)]
+    crash_on: Option<String>,
+    /// With --crash-on: crash only if this directory has no `crashed` file yet (then create it).
+    #[arg(long)]
+    crash_marker: Option<PathBuf>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Faults {
+    panic_on: Option<String>,
+    crash_on: Option<String>,
+    crash_marker: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    ringleader::run(|ctx| {
+        let args = Args::parse();
+        let faults = Faults {
+            panic_on: args.panic_on,
+            crash_on: args.crash_on,
+            crash_marker: args.crash_marker,
+        };
+        let saved = ctx
+            .text_files(&args.input)?
+            .map_with(faults, |faults, line| {
+                for word in line.split_whitespace() {
+                    if faults.panic_on.as_deref() == Some(word) {
+                        panic!("chaos: refusing the word {word:?}");
+                    }
+                    if faults.crash_on.as_deref() == Some(word) {
+                        let first = match &faults.crash_marker {
+                            Some(dir) => std::fs::create_dir(dir.join("crashed")).is_ok(),
+                            None => true,
+                        };
+                        if first {
+                            eprintln!("chaos: crashing on the word {word:?}");
+                            std::process::exit(3);
+                        }
+                    }
+                }
+                line
+            })
+            .flat_map(|line| {
+                line.split_whitespace()
+                    .map(|w| (w.to_string(), 1u64))
+                    .collect::<Vec<_>>()
+            })
+            .reduce_by_key(|a, b| a + b)
+            .map(|(w, n)| format!("{w}\t{n}"))
+            .save_text(Output::new(&args.output).overwrite(true))?;
+        println!("{} words", saved.rows);
+        Ok(())
+    })
+}
