@@ -24,17 +24,14 @@ struct TestCluster {
 
 impl TestCluster {
     fn up(workers: u32) -> TestCluster {
+        TestCluster::up_with(workers, 2)
+    }
+
+    fn up_with(workers: u32, slots: u32) -> TestCluster {
         let dir = tempfile::tempdir().unwrap();
+        let (workers, slots) = (workers.to_string(), slots.to_string());
         let out = Command::new(ringleader_bin())
-            .args([
-                "cluster",
-                "up",
-                "--workers",
-                &workers.to_string(),
-                "--slots",
-                "2",
-                "--dir",
-            ])
+            .args(["cluster", "up", "--workers", &workers, "--slots", &slots, "--dir"])
             .arg(dir.path())
             .output()
             .unwrap();
@@ -308,4 +305,36 @@ fn an_executor_crash_is_retried_in_a_new_executor_and_reported_when_it_persists(
         stderr.contains("exit status: 3") && stderr.contains("crashing on the word"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_worker_started_after_the_job_began_takes_tasks_from_it() {
+    let cluster = TestCluster::up_with(1, 1);
+    let data = tempfile::tempdir().unwrap();
+    let input = data.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    for i in 0..8 {
+        std::fs::write(input.join(format!("{i}.txt")), format!("w{i} common\nw{i} x\n")).unwrap();
+    }
+    let mut job = Command::new(example("chaos"))
+        .args(args!["--input", input, "--output", data.path().join("out"), "--sleep-ms", "150"])
+        .env("RINGLEADER_MASTER", &cluster.master)
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    let late_dir = data.path().join("late-worker");
+    let mut late = Command::new(ringleader_bin())
+        .args(["worker", "--listen", "127.0.0.1:0", "--slots", "2", "--master", &cluster.master, "--data-dir"])
+        .arg(&late_dir)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = job.wait().unwrap();
+    let _ = late.kill();
+    let _ = late.wait();
+    assert!(status.success());
+    let logs: Vec<_> = std::fs::read_dir(late_dir.join("logs")).map(|d| d.collect()).unwrap_or_default();
+    assert!(!logs.is_empty(), "the late worker never started an executor for the running job");
+    let lines = sorted_lines(&data.path().join("out"));
+    assert!(lines.contains(&"common\t8".to_string()) && lines.contains(&"x\t8".to_string()), "{lines:?}");
 }

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo build --example chaos
-//! target/debug/examples/chaos --input DIR --output OUT [--panic-on WORD] [--crash-on WORD [--crash-marker DIR]]
+//! target/debug/examples/chaos --input DIR --output OUT [--panic-on WORD] [--crash-on WORD [--crash-marker DIR]] [--sleep-ms N]
 //! ```
 
 use std::path::PathBuf;
@@ -30,6 +30,9 @@ struct Args {
     /// With --crash-on: crash only if this directory has no `crashed` file yet (then create it).
     #[arg(long)]
     crash_marker: Option<PathBuf>,
+    /// Sleep this long per line (a slow job).
+    #[arg(long, default_value_t = 0)]
+    sleep_ms: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -37,6 +40,7 @@ struct Faults {
     panic_on: Option<String>,
     crash_on: Option<String>,
     crash_marker: Option<PathBuf>,
+    sleep_ms: u64,
 }
 
 fn main() -> ExitCode {
@@ -46,10 +50,12 @@ fn main() -> ExitCode {
             panic_on: args.panic_on,
             crash_on: args.crash_on,
             crash_marker: args.crash_marker,
+            sleep_ms: args.sleep_ms,
         };
         let saved = ctx
             .text_files(&args.input)?
             .map_with(faults, |faults, line| {
+                std::thread::sleep(std::time::Duration::from_millis(faults.sleep_ms));
                 for word in line.split_whitespace() {
                     if faults.panic_on.as_deref() == Some(word) {
                         panic!("chaos: refusing the word {word:?}");
