@@ -22,6 +22,34 @@ use super::generate::parse_size;
 pub enum BenchCommand {
     /// The embedded engine on this machine: sort, sum and wordcount vs plain Rust.
     Embedded(EmbeddedArgs),
+    /// A local cluster vs the embedded engine: sort, sum, and a trivial job's latency.
+    Cluster(ClusterArgs),
+}
+
+/// `bench cluster`.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// Records to sort (100 bytes each).
+    #[arg(long, default_value_t = 10_000_000)]
+    pub records: u64,
+    /// int64 values to sum.
+    #[arg(long, default_value_t = 100_000_000)]
+    pub rows: u64,
+    /// Workers in the local cluster.
+    #[arg(long, default_value_t = 2)]
+    pub workers: u32,
+    /// Runs of each measurement; the table shows the median.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Runs of the trivial job.
+    #[arg(long, default_value_t = 50)]
+    pub trivial_runs: usize,
+    /// Where generated inputs are kept between invocations, and outputs written.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Directory of the built examples (as for `bench embedded`).
+    #[arg(long)]
+    pub examples: Option<PathBuf>,
 }
 
 /// `bench embedded`.
@@ -75,8 +103,181 @@ pub struct BaselineArgs {
 
 /// Runs a `bench` subcommand.
 pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
-    let BenchCommand::Embedded(args) = command;
-    embedded(args)
+    match command {
+        BenchCommand::Embedded(args) => embedded(args),
+        BenchCommand::Cluster(args) => cluster(args),
+    }
+}
+
+/// A cluster started for a benchmark, stopped when dropped.
+struct BenchCluster {
+    dir: PathBuf,
+    master: String,
+}
+
+impl BenchCluster {
+    fn up(dir: PathBuf, workers: u32) -> anyhow::Result<BenchCluster> {
+        let exe = std::env::current_exe()?;
+        let out = Command::new(&exe)
+            .args([
+                "cluster",
+                "up",
+                "--workers",
+                &workers.to_string(),
+                "--slots",
+                "2",
+                "--dir",
+            ])
+            .arg(&dir)
+            .output()?;
+        if !out.status.success() {
+            bail!("cluster up failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let master = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("export RINGLEADER_MASTER=").map(str::to_string))
+            .context("cluster up printed no master")?;
+        Ok(BenchCluster { dir, master })
+    }
+}
+
+impl Drop for BenchCluster {
+    fn drop(&mut self) {
+        let _ = super::cluster::down(&self.dir);
+    }
+}
+
+fn cluster(args: ClusterArgs) -> anyhow::Result<ExitCode> {
+    let examples = examples_dir(args.examples.clone())?;
+    let base = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join("ringleader-bench"));
+    let sort_in = base.join(format!("sort-{}", args.records));
+    let sum_in = base.join(format!("numbers-{}", args.rows));
+    let tiny_in = base.join("numbers-1000");
+    ensure_input(&sort_in, "sort records", |d| {
+        let spec = ringleader_datasets::gensort::SortSpec {
+            records: args.records,
+            files: 4,
+            seed: 42,
+            skew: false,
+        };
+        ringleader_datasets::gensort::generate(d, &spec, true)?;
+        Ok(())
+    })?;
+    ensure_input(&sum_in, "int64 numbers", |d| {
+        ringleader_datasets::numbers::generate(d, args.rows, 4, 42, true)?;
+        Ok(())
+    })?;
+    ensure_input(&tiny_in, "1,000 int64 numbers", |d| {
+        ringleader_datasets::numbers::generate(d, 1000, 1, 42, true)?;
+        Ok(())
+    })?;
+    let tiny_sort = base.join("sort-1000");
+    ensure_input(&tiny_sort, "1,000 sort records", |d| {
+        let spec = ringleader_datasets::gensort::SortSpec {
+            records: 1000,
+            files: 1,
+            seed: 42,
+            skew: false,
+        };
+        ringleader_datasets::gensort::generate(d, &spec, true)?;
+        Ok(())
+    })?;
+    let cluster = BenchCluster::up(base.join("cluster"), args.workers)?;
+    let on_cluster =
+        |c: &mut Command| -> anyhow::Result<Measured> { measure(c.env("RINGLEADER_MASTER", &cluster.master)) };
+    let embedded = |c: &mut Command| -> anyhow::Result<Measured> { measure(c.env_remove("RINGLEADER_MASTER")) };
+    let runs = args.runs.max(1);
+    let sort_out = base.join("out-sort-cluster");
+    let sort = |c: &mut Command| {
+        c.arg("--input")
+            .arg(&sort_in)
+            .arg("--output")
+            .arg(&sort_out)
+            .arg("--overwrite");
+    };
+    let sum = |c: &mut Command| {
+        c.arg("--input").arg(&sum_in);
+    };
+    let sort_bytes = warm(&sort_in)?;
+    // Warm the cluster: the first run uploads and caches the binaries.
+    on_cluster(Command::new(examples.join("sum")).arg("--input").arg(&tiny_in))?;
+    on_cluster(
+        Command::new(examples.join("sort"))
+            .arg("--input")
+            .arg(&tiny_sort)
+            .arg("--output")
+            .arg(&sort_out)
+            .arg("--overwrite"),
+    )?;
+    let (c, e) = alternate(
+        runs,
+        "sort",
+        || on_cluster(&mut with(Command::new(examples.join("sort")), sort)),
+        || embedded(&mut with(Command::new(examples.join("sort")), sort)),
+    )?;
+    let report = ringleader_datasets::validate::validate_sort(&sort_in, &sort_out)?;
+    if !report.ok() {
+        bail!("the cluster sort's output does not validate: {report:?}");
+    }
+    let sum_bytes = warm(&sum_in)?;
+    let (sc, se) = alternate(
+        runs,
+        "sum",
+        || on_cluster(&mut with(Command::new(examples.join("sum")), sum)),
+        || embedded(&mut with(Command::new(examples.join("sum")), sum)),
+    )?;
+    if last_line(&sc.stdout) != last_line(&se.stdout) {
+        bail!(
+            "cluster sum {} differs from embedded {}",
+            last_line(&sc.stdout),
+            last_line(&se.stdout)
+        );
+    }
+    let mut trivial: Vec<Duration> = Vec::new();
+    for _ in 0..args.trivial_runs.max(1) {
+        trivial.push(on_cluster(Command::new(examples.join("sum")).arg("--input").arg(&tiny_in))?.elapsed);
+    }
+    trivial.sort();
+    let pct = |p: usize| trivial[(trivial.len() * p / 100).min(trivial.len() - 1)];
+    println!();
+    println!(
+        "Local cluster ({} workers x 2 slots, 1 driver) vs embedded, median of {runs} runs (ratio: cluster time / embedded time)",
+        args.workers
+    );
+    println!();
+    println!("| workload | input | cluster | throughput | embedded | throughput | ratio | target |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for (name, bytes, c, e, target) in [
+        (format!("sort {} records", args.records), sort_bytes, &c, &e, "<= 1.5x"),
+        (format!("sum {} int64", args.rows), sum_bytes, &sc, &se, "<= 2x"),
+    ] {
+        println!(
+            "| {name} | {} | {:.3} s | {} | {:.3} s | {} | {:.2}x | {target} |",
+            gb(bytes),
+            c.elapsed.as_secs_f64(),
+            rate(bytes, c.elapsed),
+            e.elapsed.as_secs_f64(),
+            rate(bytes, e.elapsed),
+            c.elapsed.as_secs_f64() / e.elapsed.as_secs_f64()
+        );
+    }
+    println!();
+    println!(
+        "trivial job (sum of 1,000 rows, submit to result, {} runs): median {:.1} ms, p90 {:.1} ms, min {:.1} ms (target: median < 30 ms)",
+        trivial.len(),
+        pct(50).as_secs_f64() * 1e3,
+        pct(90).as_secs_f64() * 1e3,
+        trivial[0].as_secs_f64() * 1e3
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn with(mut c: Command, f: impl Fn(&mut Command)) -> Command {
+    f(&mut c);
+    c
 }
 
 struct Measured {

@@ -172,3 +172,39 @@ fn bench_embedded_runs_at_small_scale_and_prints_its_table() {
         assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
     }
 }
+
+#[test]
+fn bench_cluster_runs_at_small_scale_and_prints_its_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let examples = crate::helpers::target_dir().join("examples");
+    let out = Command::new(ringleader_bin())
+        .args([
+            "bench",
+            "cluster",
+            "--records",
+            "20000",
+            "--rows",
+            "100000",
+            "--runs",
+            "1",
+            "--trivial-runs",
+            "3",
+            "--dir",
+        ])
+        .arg(dir.path())
+        .arg("--examples")
+        .arg(&examples)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in ["| sort 20000 records", "| sum 100000 int64", "trivial job", "median"] {
+        assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
+    }
+    // The benchmark's cluster is stopped again.
+    assert!(!dir.path().join("cluster/cluster.json").exists());
+}

@@ -317,14 +317,30 @@ fn a_worker_started_after_the_job_began_takes_tasks_from_it() {
         std::fs::write(input.join(format!("{i}.txt")), format!("w{i} common\nw{i} x\n")).unwrap();
     }
     let mut job = Command::new(example("chaos"))
-        .args(args!["--input", input, "--output", data.path().join("out"), "--sleep-ms", "150"])
+        .args(args![
+            "--input",
+            input,
+            "--output",
+            data.path().join("out"),
+            "--sleep-ms",
+            "150"
+        ])
         .env("RINGLEADER_MASTER", &cluster.master)
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(400));
     let late_dir = data.path().join("late-worker");
     let mut late = Command::new(ringleader_bin())
-        .args(["worker", "--listen", "127.0.0.1:0", "--slots", "2", "--master", &cluster.master, "--data-dir"])
+        .args([
+            "worker",
+            "--listen",
+            "127.0.0.1:0",
+            "--slots",
+            "2",
+            "--master",
+            &cluster.master,
+            "--data-dir",
+        ])
         .arg(&late_dir)
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -333,8 +349,16 @@ fn a_worker_started_after_the_job_began_takes_tasks_from_it() {
     let _ = late.kill();
     let _ = late.wait();
     assert!(status.success());
-    let logs: Vec<_> = std::fs::read_dir(late_dir.join("logs")).map(|d| d.collect()).unwrap_or_default();
-    assert!(!logs.is_empty(), "the late worker never started an executor for the running job");
+    let logs: Vec<_> = std::fs::read_dir(late_dir.join("logs"))
+        .map(|d| d.collect())
+        .unwrap_or_default();
+    assert!(
+        !logs.is_empty(),
+        "the late worker never started an executor for the running job"
+    );
     let lines = sorted_lines(&data.path().join("out"));
-    assert!(lines.contains(&"common\t8".to_string()) && lines.contains(&"x\t8".to_string()), "{lines:?}");
+    assert!(
+        lines.contains(&"common\t8".to_string()) && lines.contains(&"x\t8".to_string()),
+        "{lines:?}"
+    );
 }
