@@ -26,7 +26,6 @@ use std::time::Duration;
 use ringleader_core::cluster_shuffle::ShuffleFiles;
 use ringleader_core::proto::{self, driver_client::DriverClient};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Channel, Endpoint};
 
 /// How to run a worker.
@@ -176,7 +175,7 @@ impl BoundWorker {
             .add_service(proto::worker_server::WorkerServer::new(svc.clone()).max_decoding_message_size(64 << 20))
             .add_service(proto::executor_server::ExecutorServer::new(svc).max_decoding_message_size(64 << 20))
             .add_service(arrow_flight::flight_service_server::FlightServiceServer::new(flight))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
+            .serve_with_incoming_shutdown(incoming(self.listener), shutdown)
             .await;
         beat.abort();
         self.inner.executors.stop_all();
@@ -212,4 +211,10 @@ async fn heartbeat_forever(inner: Arc<service::WorkerInner>, every: Duration, sl
             Err(_) => continue,
         }
     }
+}
+
+/// Accepted connections with Nagle's algorithm off: small RPCs must not wait for delayed
+/// ACKs (40 ms each on Linux), which would dominate a short job's latency.
+fn incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }
