@@ -4,6 +4,8 @@
 //! ```text
 //! cargo run --release --example wordcount -- --input datasets/fixtures/text --output target/wordcount --overwrite
 //! ```
+//!
+//! On a cluster, `--dataset NAME` reads a dataset stored with `ringleader put --name NAME`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,8 +17,11 @@ use ringleader::{Output, TextOptions};
 #[derive(Parser)]
 struct Args {
     /// A text file, or a directory of them.
+    #[arg(long, required_unless_present = "dataset", conflicts_with = "dataset")]
+    input: Option<PathBuf>,
+    /// Or: a dataset stored on the cluster with `ringleader put --name NAME` (cluster mode).
     #[arg(long)]
-    input: PathBuf,
+    dataset: Option<String>,
     /// The output directory (refused if it exists, unless --overwrite).
     #[arg(long)]
     output: PathBuf,
@@ -31,8 +36,12 @@ struct Args {
 fn main() -> ExitCode {
     ringleader::run(|ctx| {
         let args = Args::parse();
-        let saved = ctx
-            .text_files_with(&args.input, TextOptions { lossy: args.lossy })?
+        let lines = match (&args.input, &args.dataset) {
+            (Some(input), _) => ctx.text_files_with(input, TextOptions { lossy: args.lossy })?,
+            (None, Some(name)) => ctx.dataset::<String>(name)?,
+            (None, None) => anyhow::bail!("give --input DIR or --dataset NAME"),
+        };
+        let saved = lines
             .flat_map(|line| {
                 line.split_whitespace()
                     .map(|w| (w.to_string(), 1u64))

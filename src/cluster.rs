@@ -102,6 +102,15 @@ impl Cluster {
         Ok(self.binary.get_or_init(|| hash).clone())
     }
 
+    /// Where the partitions of the stored dataset `name` are.
+    pub(crate) fn dataset(&self, name: &str) -> Result<proto::DatasetInfo> {
+        self.runtime.block_on(async {
+            let mut driver = connect_driver(&self.masters).await?;
+            let reply = driver.get_dataset(proto::DatasetName { name: name.to_string() }).await;
+            Ok(reply.map_err(|e| Error::Cluster(e.message().to_string()))?.into_inner())
+        })
+    }
+
     /// Runs `plan` on the cluster and returns its final stage's values.
     pub(crate) fn execute(&self, plan: &JobPlan) -> Result<Vec<TaskValue>> {
         let hash = self.binary_hash()?;

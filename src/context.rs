@@ -129,7 +129,7 @@ impl Context {
         self.inner.last_spilled.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn dataset<T: Data>(&self, node: Node) -> Dataset<T> {
+    pub(crate) fn dataset_node<T: Data>(&self, node: Node) -> Dataset<T> {
         Dataset::from_node(self.clone(), Arc::new(node))
     }
 
@@ -181,7 +181,7 @@ impl Context {
                 });
             }
         }
-        Ok(self.dataset(Node::Source { splits }))
+        Ok(self.dataset_node(Node::Source { splits }))
     }
 
     /// The 100-byte gensort records of the files under `path`. A file whose size is not a
@@ -210,7 +210,7 @@ impl Context {
                 });
             }
         }
-        Ok(self.dataset(Node::Source { splits }))
+        Ok(self.dataset_node(Node::Source { splits }))
     }
 
     fn ipc_splits(
@@ -262,7 +262,7 @@ impl Context {
     /// ```
     pub fn arrow_files<T: Data>(&self, path: impl AsRef<Path>) -> Result<Dataset<T>> {
         let splits = self.ipc_splits(path.as_ref(), |_, _| Ok(None))?;
-        Ok(self.dataset(Node::Source { splits }))
+        Ok(self.dataset_node(Node::Source { splits }))
     }
 
     /// One `Int64` column of the Arrow IPC files under `path`: `column` by name, or each
@@ -291,7 +291,7 @@ impl Context {
         let splits = self.ipc_splits(path.as_ref(), |file, ipc| {
             source::ipc::find_int64_column(file, ipc.schema(), column).map(Some)
         })?;
-        Ok(self.dataset(Node::Source { splits }))
+        Ok(self.dataset_node(Node::Source { splits }))
     }
 
     /// Rows of type `T` from the Parquet files (`*.parquet`) under `path`, a split per row group.
@@ -323,7 +323,7 @@ impl Context {
                 });
             }
         }
-        Ok(self.dataset(Node::Source { splits }))
+        Ok(self.dataset_node(Node::Source { splits }))
     }
 
     /// Rows of type `T` from the CSV files (`*.csv`, with a header line) under `path`. The
@@ -345,7 +345,28 @@ impl Context {
         let files = source::list_files(path.as_ref(), |p| source::has_extension(p, "csv"))?;
         let schema = Shipped::new(csv_schema::<T> as SchemaFn);
         let splits = files.into_iter().map(|(path, _)| Split::Csv { path, schema }).collect();
-        Ok(self.dataset(Node::Source { splits }))
+        Ok(self.dataset_node(Node::Source { splits }))
+    }
+
+    /// A dataset stored on the cluster with `ringleader put --name NAME`: one split per
+    /// partition, each run on a worker that holds it when one is free. Cluster mode only.
+    pub fn dataset<T: Data>(&self, name: &str) -> Result<Dataset<T>> {
+        let Some(cluster) = &self.inner.cluster else {
+            return Err(Error::Config(format!(
+                "dataset {name:?}: stored datasets live on a cluster; set RINGLEADER_MASTER (see `ringleader put`)"
+            )));
+        };
+        let info = cluster.dataset(name)?;
+        let splits = info
+            .partitions
+            .into_iter()
+            .map(|p| Split::Stored {
+                dataset: info.name.clone(),
+                partition: p.partition,
+                locations: p.addresses,
+            })
+            .collect();
+        Ok(self.dataset_node(Node::Source { splits }))
     }
 
     /// A dataset of `rows`, cut into `partitions` pieces shipped inside the plan.
@@ -366,7 +387,7 @@ impl Context {
                 ipc: ringleader_core::ipc::to_stream_bytes(&[batch])?,
             });
         }
-        Ok(self.dataset(Node::Source { splits }))
+        Ok(self.dataset_node(Node::Source { splits }))
     }
 }
 

@@ -191,12 +191,16 @@ impl ClusterShuffle {
 
 /// Streams one block from the worker at `address` with Flight `do_get`.
 pub fn fetch_block(runtime: &tokio::runtime::Handle, address: &str, block: &BlockId) -> Result<BatchStream> {
+    fetch_ticket(runtime, address, block.ticket())
+}
+
+/// Streams the batches Flight `do_get` returns for `ticket` from the worker at `address`.
+pub fn fetch_ticket(runtime: &tokio::runtime::Handle, address: &str, ticket: String) -> Result<BatchStream> {
     let failed = |message: String| Error::FetchFailed {
         location: address.to_string(),
         message,
     };
     let url = format!("http://{address}");
-    let ticket = block.ticket();
     let mut stream = runtime.block_on(async {
         let channel = tonic::transport::Endpoint::from_shared(url)
             .map_err(|e| failed(e.to_string()))?

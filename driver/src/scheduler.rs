@@ -1,9 +1,13 @@
 //! Choosing where tasks run: a pure function of the state and the set of live workers,
 //! so it can be tested without processes. Jobs are served in submission order; a stage is
-//! ready when the stages it reads are done; each task goes to the live worker with the most
-//! free slots (ties by id).
+//! ready when the stages it reads are done; a task reading a stored partition goes to a
+//! live worker holding it if one has a free slot (data locality), any other task to the
+//! live worker with the most free slots (ties by id).
 
 use std::collections::{BTreeMap, BTreeSet};
+
+use ringleader_core::plan::TaskInput;
+use ringleader_core::source::Split;
 
 use crate::state::{ClusterState, JobState, TaskState};
 
@@ -44,10 +48,25 @@ pub fn schedule(state: &ClusterState, live: &BTreeSet<String>) -> Vec<Assignment
                 if *task != TaskState::Pending {
                     continue;
                 }
-                let best = free
-                    .iter()
-                    .filter(|(_, n)| **n > 0)
-                    .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)));
+                // Data locality first: a stored partition's task goes to a worker holding it.
+                let holders: Vec<&str> = match &stage.tasks[t].input {
+                    TaskInput::Source {
+                        split: Split::Stored { locations, .. },
+                        ..
+                    } => state
+                        .workers
+                        .values()
+                        .filter(|w| locations.contains(&w.address))
+                        .map(|w| w.id.as_str())
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let most_free = |local: bool| {
+                    free.iter()
+                        .filter(|(w, n)| **n > 0 && (!local || holders.contains(w)))
+                        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+                };
+                let best = most_free(true).or_else(|| most_free(false));
                 let Some((&worker, _)) = best else {
                     return out;
                 };

@@ -275,6 +275,40 @@ fn assignment_message(
     }
 }
 
+fn placement(state: &ClusterState, partition: u32, workers: Vec<String>, rows: u64) -> proto::PartitionPlacement {
+    let addresses = workers
+        .iter()
+        .map(|w| state.workers.get(w).map(|r| r.address.clone()).unwrap_or_default())
+        .collect();
+    proto::PartitionPlacement {
+        partition,
+        workers,
+        addresses,
+        rows,
+    }
+}
+
+fn dataset_info(state: &ClusterState, record: &crate::state::DatasetRecord) -> proto::DatasetInfo {
+    let partitions = record
+        .placement
+        .iter()
+        .enumerate()
+        .map(|(p, workers)| {
+            placement(
+                state,
+                p as u32,
+                workers.clone(),
+                record.rows.get(p).copied().unwrap_or(0),
+            )
+        })
+        .collect();
+    proto::DatasetInfo {
+        name: record.name.clone(),
+        replicas: record.replicas,
+        partitions,
+    }
+}
+
 /// The gRPC face of a driver.
 #[derive(Clone)]
 pub struct DriverService {
@@ -495,6 +529,103 @@ impl Driver for DriverService {
             None => return Err(Status::invalid_argument("a task report needs a value or an error")),
         }
         Ok(Response::new(proto::TaskReportReply {}))
+    }
+
+    async fn place_dataset(
+        &self,
+        request: Request<proto::PlaceDatasetRequest>,
+    ) -> Result<Response<proto::DatasetInfo>, Status> {
+        let r = request.into_inner();
+        if !ringleader_core::cluster_shuffle::valid_job_id(&r.name) {
+            return Err(Status::invalid_argument(format!(
+                "{:?} is not a dataset name (letters, digits, - and _)",
+                r.name
+            )));
+        }
+        if r.partitions == 0 || r.replicas == 0 {
+            return Err(Status::invalid_argument(
+                "a dataset needs at least one partition and one replica",
+            ));
+        }
+        let live = self.inner.live_workers();
+        let state = lock(&self.inner.state);
+        let mut ring = Ring::new(ringleader_core::ring::DEFAULT_VNODES);
+        for w in state.workers.values().filter(|w| live.contains(&w.id)) {
+            ring.add(w.id.clone(), w.slots);
+        }
+        if (ring.len() as u32) < r.replicas {
+            return Err(Status::failed_precondition(format!(
+                "{} replicas asked, but only {} workers are alive",
+                r.replicas,
+                ring.len()
+            )));
+        }
+        let partitions = (0..r.partitions)
+            .map(|p| {
+                let owners: Vec<String> = ring
+                    .owners(format!("{}/{p}", r.name).as_bytes(), r.replicas as usize)
+                    .into_iter()
+                    .cloned()
+                    .collect();
+                placement(&state, p, owners, 0)
+            })
+            .collect();
+        Ok(Response::new(proto::DatasetInfo {
+            name: r.name,
+            replicas: r.replicas,
+            partitions,
+        }))
+    }
+
+    async fn commit_dataset(
+        &self,
+        request: Request<proto::DatasetInfo>,
+    ) -> Result<Response<proto::CommitDatasetReply>, Status> {
+        let r = request.into_inner();
+        let record = {
+            let state = lock(&self.inner.state);
+            if let Some(unknown) = r
+                .partitions
+                .iter()
+                .flat_map(|p| &p.workers)
+                .find(|w| !state.workers.contains_key(*w))
+            {
+                return Err(Status::invalid_argument(format!("unknown worker {unknown}")));
+            }
+            let mut parts = r.partitions.clone();
+            parts.sort_by_key(|p| p.partition);
+            if parts.iter().enumerate().any(|(i, p)| p.partition as usize != i) {
+                return Err(Status::invalid_argument("partitions must be numbered 0..n"));
+            }
+            crate::state::DatasetRecord {
+                name: r.name.clone(),
+                replicas: r.replicas,
+                placement: parts.iter().map(|p| p.workers.clone()).collect(),
+                rows: parts.iter().map(|p| p.rows).collect(),
+            }
+        };
+        self.inner.apply(Command::PutDataset(record));
+        Ok(Response::new(proto::CommitDatasetReply {}))
+    }
+
+    async fn get_dataset(&self, request: Request<proto::DatasetName>) -> Result<Response<proto::DatasetInfo>, Status> {
+        let name = request.into_inner().name;
+        let state = lock(&self.inner.state);
+        let record = state.datasets.get(&name).ok_or_else(|| {
+            Status::not_found(format!(
+                "no dataset named {name:?}; store one with `ringleader put --name {name} PATH…`"
+            ))
+        })?;
+        Ok(Response::new(dataset_info(&state, record)))
+    }
+
+    async fn list_datasets(
+        &self,
+        _: Request<proto::ListDatasetsRequest>,
+    ) -> Result<Response<proto::DatasetList>, Status> {
+        let state = lock(&self.inner.state);
+        let datasets = state.datasets.values().map(|d| dataset_info(&state, d)).collect();
+        Ok(Response::new(proto::DatasetList { datasets }))
     }
 
     async fn cluster_status(

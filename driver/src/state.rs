@@ -165,6 +165,19 @@ impl JobRecord {
     }
 }
 
+/// A stored dataset: each partition on its ring owners.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DatasetRecord {
+    /// Its name.
+    pub name: String,
+    /// Copies of each partition.
+    pub replicas: u32,
+    /// Worker ids holding each partition (primary first), by partition.
+    pub placement: Vec<Vec<String>>,
+    /// Rows per partition.
+    pub rows: Vec<u64>,
+}
+
 /// A change to the cluster's state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Command {
@@ -236,6 +249,8 @@ pub enum Command {
         /// Whether another attempt may succeed.
         retryable: bool,
     },
+    /// A dataset's partitions are stored (replacing any dataset of that name).
+    PutDataset(DatasetRecord),
     /// The job stops (cancelled).
     CancelJob {
         /// Job id.
@@ -269,6 +284,8 @@ pub struct ClusterState {
     pub binaries: BTreeSet<String>,
     /// Jobs, by id (ids sort in submission order).
     pub jobs: BTreeMap<String, JobRecord>,
+    /// Stored datasets, by name.
+    pub datasets: BTreeMap<String, DatasetRecord>,
     next_worker: u64,
     next_job: u64,
 }
@@ -402,6 +419,10 @@ impl ClusterState {
                 {
                     j.state = JobState::Failed(message);
                 }
+                Outcome::Done
+            }
+            Command::PutDataset(record) => {
+                self.datasets.insert(record.name.clone(), record);
                 Outcome::Done
             }
             Command::CancelJob { job, reason } => match self.jobs.get_mut(&job) {

@@ -393,3 +393,11 @@ fn signal(pid: u32, sig: i32) {
         libc::kill(pid as i32, sig);
     }
 }
+
+/// The driver address to use: the flag, else `RINGLEADER_MASTER`, else the cluster in `dir`.
+pub fn resolve_master(flag: Option<String>, dir: &Path) -> anyhow::Result<String> {
+    match flag.or_else(|| std::env::var("RINGLEADER_MASTER").ok().filter(|m| !m.is_empty())) {
+        Some(m) => Ok(m),
+        None => Ok(ClusterFile::read(dir)?.masters()),
+    }
+}

@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod cluster;
+pub mod datasets;
 pub mod generate;
 pub mod nodes;
 pub mod submit;
@@ -40,6 +41,10 @@ enum Command {
     Cluster(cluster::ClusterCommand),
     /// Run a job binary on a cluster.
     Submit(submit::SubmitArgs),
+    /// Store a dataset on the cluster, partitioned by the ring.
+    Put(datasets::PutArgs),
+    /// List the datasets stored on the cluster and their placement.
+    Datasets(datasets::ListArgs),
     /// Run a driver node by hand.
     Driver(nodes::DriverArgs),
     /// Run a worker node by hand.
@@ -60,6 +65,8 @@ pub fn main() -> ExitCode {
         Command::Baseline(a) => bench::baseline(a),
         Command::Cluster(c) => cluster::run(c),
         Command::Submit(a) => submit::run(a),
+        Command::Put(a) => datasets::put(a),
+        Command::Datasets(a) => datasets::list(a),
         Command::Driver(a) => nodes::driver(a),
         Command::Worker(a) => nodes::worker(a),
     };

@@ -7,7 +7,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context as _, bail};
 use clap::Args;
 
-use super::cluster::{ClusterFile, default_dir};
+use super::cluster::default_dir;
 
 /// `ringleader submit`.
 #[derive(Debug, Args)]
@@ -32,10 +32,7 @@ pub struct SubmitArgs {
 
 /// Runs `submit`; the exit status is the job's.
 pub fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
-    let master = match args.master.or_else(|| std::env::var("RINGLEADER_MASTER").ok()) {
-        Some(m) => m,
-        None => ClusterFile::read(&args.dir)?.masters(),
-    };
+    let master = super::cluster::resolve_master(args.master, &args.dir)?;
     let binary = match (&args.example, &args.binary) {
         (Some(name), _) => build_example(name)?,
         (None, Some(path)) => path.clone(),

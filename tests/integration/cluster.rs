@@ -362,3 +362,65 @@ fn a_worker_started_after_the_job_began_takes_tasks_from_it() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn a_dataset_put_on_the_ring_is_placed_on_distinct_owners_and_read_by_a_job() {
+    let cluster = TestCluster::up(3);
+    let data = tempfile::tempdir().unwrap();
+    let input = data.path().join("text");
+    text::generate(&input, 120_000, 3, 400, 21, false).unwrap();
+    let put = Command::new(ringleader_bin())
+        .args([
+            "put",
+            "--master",
+            &cluster.master,
+            "--name",
+            "words",
+            "--partitions",
+            "4",
+            "--replicas",
+            "2",
+        ])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(put.status.success(), "{}", String::from_utf8_lossy(&put.stderr));
+    let listed = Command::new(ringleader_bin())
+        .args(["datasets", "--master", &cluster.master])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.contains("words: 4 partitions x 2 replicas"), "{listed}");
+    // Each partition is on exactly two distinct workers' disks.
+    for p in 0..4 {
+        let holders = (1..=3)
+            .filter(|w| {
+                cluster
+                    .dir
+                    .path()
+                    .join(format!("worker-{w}/datasets/words/part-{p}.arrow"))
+                    .exists()
+            })
+            .count();
+        assert_eq!(holders, 2, "partition {p}");
+    }
+    let out = data.path().join("from-dataset");
+    ok(
+        cluster.run("wordcount", &args!["--dataset", "words", "--output", out]),
+        "wordcount --dataset",
+    );
+    ok(
+        embedded(
+            "wordcount",
+            &args!["--input", input, "--output", data.path().join("embedded")][..],
+        ),
+        "embedded",
+    );
+    assert_eq!(sorted_lines(&out), sorted_lines(&data.path().join("embedded")));
+    // Embedded mode explains that stored datasets need a cluster.
+    let out = embedded(
+        "wordcount",
+        &args!["--dataset", "words", "--output", data.path().join("x")][..],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stored datasets live on a cluster"));
+}

@@ -11,7 +11,8 @@
 //! - [`flight`]: Flight `do_get` of shuffle blocks.
 //!
 //! Data directory: `binaries/<hash>` (cached job binaries), `shuffle/<job>/…` (map output),
-//! `logs/<job>.stderr` (executors' stderr).
+//! `datasets/<name>/part-<p>.arrow` (stored dataset partitions), `logs/<job>.stderr`
+//! (executors' stderr).
 
 pub mod executors;
 pub mod flight;
@@ -164,7 +165,7 @@ impl BoundWorker {
     /// Serves until `shutdown` completes, heartbeating all along.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), WorkerError> {
         let svc = service::WorkerService::new(self.inner.clone());
-        let flight = flight::ShuffleFlight::new(ShuffleFiles::new(self.inner.shuffle_dir()));
+        let flight = flight::ShuffleFlight::new(ShuffleFiles::new(self.inner.shuffle_dir()), self.inner.dataset_dir());
         let beat = tokio::spawn(heartbeat_forever(
             self.inner.clone(),
             self.heartbeat,

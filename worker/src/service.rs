@@ -55,6 +55,11 @@ impl WorkerInner {
         self.data_dir.join("shuffle")
     }
 
+    /// Where stored dataset partitions live.
+    pub fn dataset_dir(&self) -> PathBuf {
+        self.data_dir.join("datasets")
+    }
+
     /// The cached binary `hash`, fetched from the driver (once) if missing.
     async fn binary(&self, hash: &str) -> Result<PathBuf, Status> {
         if !valid_hash(hash) {
@@ -132,11 +137,13 @@ impl Worker for WorkerService {
         std::fs::create_dir_all(&shuffle_dir)
             .map_err(|e| Status::internal(format!("{}: {e}", shuffle_dir.display())))?;
         let worker_id = self.inner.worker_id();
+        let dataset_dir = self.inner.dataset_dir();
         let launch = Launch {
             binary: &binary,
             worker_address: &self.inner.address,
             worker_id: &worker_id,
             shuffle_dir: &shuffle_dir,
+            dataset_dir: &dataset_dir,
         };
         let inner = self.inner.clone();
         let on_exit = move |lost: Vec<LostTask>| {

@@ -2,13 +2,15 @@
 //! bad input fails before any task runs), and opening a split as a stream of chunks.
 //!
 //! Modules: [`text`] (lines, split on line boundaries), [`records`] (100-byte gensort
-//! records), [`ipc`] (Arrow IPC files, memory-mapped), [`parquet`], [`csv`]; inline data from
+//! records), [`ipc`] (Arrow IPC files, memory-mapped), [`parquet`], [`csv`], [`stored`]
+//! (dataset partitions on workers); inline data from
 //! `parallelize` is an Arrow IPC stream inside the split itself.
 
 pub mod csv;
 pub mod ipc;
 pub mod parquet;
 pub mod records;
+pub mod stored;
 pub mod text;
 
 use std::path::{Path, PathBuf};
@@ -68,6 +70,15 @@ pub enum Split {
         /// The row type's schema.
         schema: Shipped<SchemaFn>,
     },
+    /// One partition of a dataset stored on workers (`ringleader put`).
+    Stored {
+        /// The dataset's name.
+        dataset: String,
+        /// The partition.
+        partition: u32,
+        /// Addresses of the workers holding it, primary first.
+        locations: Vec<String>,
+    },
     /// Rows shipped inside the plan, as an Arrow IPC stream (`parallelize`).
     Inline {
         /// The encoded rows.
@@ -87,6 +98,7 @@ impl Split {
                 format!("{} row groups {row_groups:?}", path.display())
             }
             Split::Csv { path, .. } => path.display().to_string(),
+            Split::Stored { dataset, partition, .. } => format!("dataset {dataset} partition {partition}"),
             Split::Inline { ipc } => format!("inline ({} bytes)", ipc.len()),
         }
     }
@@ -115,6 +127,11 @@ pub fn open(split: &Split, sample_windows: Option<u32>) -> Result<ChunkStream> {
             let schema_fn = unsafe { schema.resolve() };
             csv::open(path, schema_fn()?)
         }
+        Split::Stored {
+            dataset,
+            partition,
+            locations,
+        } => stored::open(dataset, *partition, locations),
         Split::Inline { ipc } => {
             let batches = crate::ipc::from_stream_bytes(ipc)?;
             Ok(Box::new(batches.into_iter().map(|b| Ok(Chunk::Arrow(b)))))
