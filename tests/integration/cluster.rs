@@ -13,7 +13,7 @@ use crate::helpers::{example, parts, ringleader_bin};
 
 /// Command-line arguments from anything path- or string-like.
 macro_rules! args {
-    ($($a:expr),* $(,)?) => { vec![$(OsString::from(AsRef::<std::ffi::OsStr>::as_ref(&$a))),*] };
+    ($($a:expr),* $(,)?) => { [$(OsString::from(AsRef::<std::ffi::OsStr>::as_ref(&$a))),*] };
 }
 
 /// A cluster started for one test and stopped when dropped.
@@ -203,7 +203,7 @@ fn two_jobs_at_once_both_finish_correctly() {
     ok(
         embedded(
             "wordcount",
-            &args!["--input", input, "--output", data.path().join("embedded")][..],
+            &args!["--input", input, "--output", data.path().join("embedded")],
         ),
         "embedded",
     );
@@ -247,7 +247,7 @@ fn submit_refuses_a_binary_that_is_not_a_job() {
 }
 
 fn chaos(cluster: &TestCluster, input: &Path, output: &Path, extra: &[&str]) -> Output {
-    let mut a = args!["--input", input, "--output", output];
+    let mut a = args!["--input", input, "--output", output].to_vec();
     a.extend(extra.iter().map(OsString::from));
     cluster.run("chaos", &a)
 }
@@ -412,7 +412,7 @@ fn a_dataset_put_on_the_ring_is_placed_on_distinct_owners_and_read_by_a_job() {
     ok(
         embedded(
             "wordcount",
-            &args!["--input", input, "--output", data.path().join("embedded")][..],
+            &args!["--input", input, "--output", data.path().join("embedded")],
         ),
         "embedded",
     );
@@ -420,7 +420,7 @@ fn a_dataset_put_on_the_ring_is_placed_on_distinct_owners_and_read_by_a_job() {
     // Embedded mode explains that stored datasets need a cluster.
     let out = embedded(
         "wordcount",
-        &args!["--dataset", "words", "--output", data.path().join("x")][..],
+        &args!["--dataset", "words", "--output", data.path().join("x")],
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("stored datasets live on a cluster"));
 }
