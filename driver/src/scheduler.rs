@@ -61,14 +61,26 @@ pub fn schedule(state: &ClusterState, live: &BTreeSet<String>) -> Vec<Assignment
                         .collect(),
                     _ => Vec::new(),
                 };
-                let most_free = |local: bool| {
+                // A retried task avoids the workers its earlier attempts failed on.
+                let failed = job
+                    .failed_on
+                    .get(s)
+                    .and_then(|f| f.get(t))
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                let most_free = |local: bool, avoid_failed: bool| {
                     free.iter()
                         .filter(|(w, n)| **n > 0 && (!local || holders.contains(w)))
+                        .filter(|(w, _)| !avoid_failed || !failed.iter().any(|f| f == *w))
                         .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
                 };
-                let best = most_free(true).or_else(|| most_free(false));
+                let best = most_free(true, true).or_else(|| most_free(false, true)).or_else(|| {
+                    // Only workers that failed it have room: wait for another unless none is alive.
+                    let others_alive = free.keys().any(|w| !failed.iter().any(|f| f == *w));
+                    if others_alive { None } else { most_free(false, false) }
+                });
                 let Some((&worker, _)) = best else {
-                    return out;
+                    continue;
                 };
                 if let Some(n) = free.get_mut(worker) {
                     *n -= 1;
@@ -83,4 +95,167 @@ pub fn schedule(state: &ClusterState, live: &BTreeSet<String>) -> Vec<Assignment
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use ringleader_core::plan::{ActionFn, JobPlan, StageOutput, StagePlan, TaskInput, TaskPlan, TaskValue};
+    use ringleader_core::shipped::Shipped;
+    use ringleader_core::source::Split;
+
+    use super::*;
+    use crate::state::{Command, Outcome};
+
+    fn job(tasks: usize) -> JobPlan {
+        let task = TaskPlan {
+            input: TaskInput::Source {
+                split: Split::Inline { ipc: Vec::new() },
+                sample_windows: None,
+            },
+            steps: Vec::new(),
+        };
+        let output = StageOutput::Action {
+            f: Shipped::new(ringleader_core::ops::action::count as ActionFn),
+            state: Vec::new(),
+        };
+        JobPlan {
+            stages: vec![StagePlan {
+                id: 0,
+                tasks: vec![task; tasks],
+                output,
+                parents: Vec::new(),
+            }],
+        }
+    }
+
+    fn cluster(workers: u32, slots: u32) -> (ClusterState, BTreeSet<String>) {
+        let mut state = ClusterState::default();
+        let mut live = BTreeSet::new();
+        for i in 0..workers {
+            let Outcome::WorkerRegistered(id) = state.apply(Command::RegisterWorker {
+                address: format!("127.0.0.1:{}", 9000 + i),
+                slots,
+                pid: 1,
+            }) else {
+                panic!("no id")
+            };
+            live.insert(id);
+        }
+        (state, live)
+    }
+
+    fn submit(state: &mut ClusterState, tasks: usize) -> String {
+        let command = Command::SubmitJob {
+            name: "t".into(),
+            binary: "0".repeat(32),
+            args: Vec::new(),
+            env: Default::default(),
+            working_dir: String::new(),
+            plan: job(tasks),
+        };
+        match state.apply(command) {
+            Outcome::JobSubmitted(id) => id,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn start(state: &mut ClusterState, a: &Assignment) -> u32 {
+        let command = Command::StartTask {
+            job: a.job.clone(),
+            stage: a.stage,
+            task: a.task,
+            worker: a.worker.clone(),
+        };
+        match state.apply(command) {
+            Outcome::TaskStarted(n) => n,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn tasks_spread_over_free_slots_and_no_further() {
+        let (mut state, live) = cluster(2, 2);
+        submit(&mut state, 6);
+        let assignments = schedule(&state, &live);
+        assert_eq!(assignments.len(), 4, "two workers with two slots take four tasks");
+        let on_first = assignments.iter().filter(|a| a.worker == "worker-1").count();
+        assert_eq!(on_first, 2);
+        for a in &assignments {
+            start(&mut state, a);
+        }
+        assert!(schedule(&state, &live).is_empty(), "no free slot is left");
+    }
+
+    #[test]
+    fn a_retried_task_avoids_the_worker_it_failed_on_and_late_reports_are_stale() {
+        let (mut state, live) = cluster(2, 1);
+        let job = submit(&mut state, 1);
+        let first = schedule(&state, &live).remove(0);
+        let attempt = start(&mut state, &first);
+        let fail = Command::FailTask {
+            job: job.clone(),
+            stage: 0,
+            task: 0,
+            attempt,
+            message: "disk full".into(),
+            retryable: true,
+        };
+        assert_eq!(state.apply(fail), Outcome::Done);
+        let retry = schedule(&state, &live).remove(0);
+        assert_ne!(retry.worker, first.worker);
+        let second = start(&mut state, &retry);
+        // The first attempt reporting late changes nothing.
+        let late = Command::FinishTask {
+            job: job.clone(),
+            stage: 0,
+            task: 0,
+            attempt,
+            value: TaskValue::Count(1),
+        };
+        assert_eq!(state.apply(late), Outcome::Stale);
+        let done = Command::FinishTask {
+            job: job.clone(),
+            stage: 0,
+            task: 0,
+            attempt: second,
+            value: TaskValue::Count(7),
+        };
+        assert_eq!(state.apply(done), Outcome::Done);
+        assert_eq!(state.jobs[&job].state, JobState::Succeeded);
+        assert_eq!(state.jobs[&job].result(), vec![TaskValue::Count(7)]);
+    }
+
+    #[test]
+    fn a_deterministic_failure_fails_the_job_and_retries_stop_at_the_limit() {
+        let (mut state, live) = cluster(1, 1);
+        let job = submit(&mut state, 1);
+        for n in 1..=crate::state::MAX_ATTEMPTS {
+            let a = schedule(&state, &live).remove(0);
+            let attempt = start(&mut state, &a);
+            assert_eq!(attempt, n);
+            let fail = Command::FailTask {
+                job: job.clone(),
+                stage: 0,
+                task: 0,
+                attempt,
+                message: "crash".into(),
+                retryable: true,
+            };
+            state.apply(fail);
+        }
+        assert!(matches!(state.jobs[&job].state, JobState::Failed(ref m) if m == "crash"));
+        let job2 = submit(&mut state, 1);
+        let a = schedule(&state, &live).remove(0);
+        let attempt = start(&mut state, &a);
+        let fail = Command::FailTask {
+            job: job2.clone(),
+            stage: 0,
+            task: 0,
+            attempt,
+            message: "bad record".into(),
+            retryable: false,
+        };
+        state.apply(fail);
+        assert!(matches!(state.jobs[&job2].state, JobState::Failed(_)));
+    }
 }

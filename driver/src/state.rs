@@ -97,6 +97,10 @@ pub struct JobRecord {
     pub tasks: Vec<Vec<TaskState>>,
     /// Attempts started, `attempts[stage][task]`.
     pub attempts: Vec<Vec<u32>>,
+    /// Workers on which an attempt failed, `failed_on[stage][task]`: the next attempt
+    /// avoids them when another worker can take it.
+    #[serde(default)]
+    pub failed_on: Vec<Vec<Vec<String>>>,
     /// Where the job is.
     pub state: JobState,
 }
@@ -334,6 +338,7 @@ impl ClusterState {
                     .map(|s| vec![TaskState::Pending; s.tasks.len()])
                     .collect();
                 let attempts = plan.stages.iter().map(|s| vec![0; s.tasks.len()]).collect();
+                let failed_on = plan.stages.iter().map(|s| vec![Vec::new(); s.tasks.len()]).collect();
                 let record = JobRecord {
                     id: id.clone(),
                     name,
@@ -344,6 +349,7 @@ impl ClusterState {
                     plan,
                     tasks,
                     attempts,
+                    failed_on,
                     state: JobState::Running,
                 };
                 self.jobs.insert(id.clone(), record);
@@ -410,10 +416,19 @@ impl ClusterState {
                 let Some(slot) = self.task_mut(&job, stage, task) else {
                     return Outcome::Stale;
                 };
-                if !matches!(slot, TaskState::Running { attempt: a, .. } if *a == attempt) {
-                    return Outcome::Stale;
-                }
+                let failed_worker = match slot {
+                    TaskState::Running { attempt: a, worker } if *a == attempt => worker.clone(),
+                    _ => return Outcome::Stale,
+                };
                 *slot = TaskState::Pending;
+                if let Some(j) = self.jobs.get_mut(&job)
+                    && let Some(list) = j
+                        .failed_on
+                        .get_mut(stage as usize)
+                        .and_then(|s| s.get_mut(task as usize))
+                {
+                    list.push(failed_worker);
+                }
                 if let Some(j) = self.jobs.get_mut(&job)
                     && (!retryable || j.attempts[stage as usize][task as usize] >= MAX_ATTEMPTS)
                 {

@@ -424,3 +424,122 @@ fn a_dataset_put_on_the_ring_is_placed_on_distinct_owners_and_read_by_a_job() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("stored datasets live on a cluster"));
 }
+
+#[test]
+fn a_task_failing_on_a_broken_disk_runs_on_another_worker() {
+    let cluster = TestCluster::up(2);
+    // Worker 1 cannot create its shuffle directory: a regular file stands in its way.
+    let shuffle = cluster.dir.path().join("worker-1/shuffle");
+    let _ = std::fs::remove_dir_all(&shuffle);
+    std::fs::write(&shuffle, "not a directory").unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let input = data.path().join("in");
+    text::generate(&input, 50_000, 4, 300, 2, false).unwrap();
+    let out = data.path().join("out");
+    ok(
+        cluster.run("wordcount", &args!["--input", input, "--output", out]),
+        "wordcount with a broken worker",
+    );
+    ok(
+        embedded(
+            "wordcount",
+            &args!["--input", input, "--output", data.path().join("embedded")],
+        ),
+        "embedded",
+    );
+    assert_eq!(sorted_lines(&out), sorted_lines(&data.path().join("embedded")));
+}
+
+fn driver_client(
+    master: &str,
+) -> (
+    tokio::runtime::Runtime,
+    ringleader_core::proto::driver_client::DriverClient<tonic::transport::Channel>,
+) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = runtime
+        .block_on(ringleader_core::proto::driver_client::DriverClient::connect(format!(
+            "http://{master}"
+        )))
+        .unwrap();
+    (runtime, client)
+}
+
+#[test]
+fn the_driver_refuses_a_binary_that_changed_since_it_was_named_and_malformed_plans() {
+    use ringleader_core::proto;
+    let cluster = TestCluster::up(1);
+    let (runtime, mut driver) = driver_client(&cluster.master);
+    let named = ringleader_core::binary::hash_file(&example("sum")).unwrap();
+    let mut tampered = std::fs::read(example("sum")).unwrap();
+    tampered[1000] ^= 0xff;
+    let chunks: Vec<proto::BinaryChunk> = tampered
+        .chunks(1 << 20)
+        .enumerate()
+        .map(|(i, c)| proto::BinaryChunk {
+            hash: if i == 0 { named.clone() } else { String::new() },
+            total_size: 0,
+            data: c.to_vec(),
+        })
+        .collect();
+    let err = runtime
+        .block_on(driver.upload_binary(futures::stream::iter(chunks)))
+        .unwrap_err();
+    assert!(
+        err.message().contains("changed since it was named"),
+        "{}",
+        err.message()
+    );
+    let present = runtime
+        .block_on(driver.has_binary(proto::BinaryId { hash: named.clone() }))
+        .unwrap()
+        .into_inner();
+    assert!(!present.present, "a refused binary must not be stored");
+    // A job naming a binary the driver lacks, and a malformed plan, are refused.
+    let submit = |plan: Vec<u8>, hash: String| proto::SubmitJobRequest {
+        binary_hash: hash,
+        plan,
+        ..Default::default()
+    };
+    let err = runtime
+        .block_on(driver.submit_job(submit(vec![1, 2, 3], named.clone())))
+        .err()
+        .unwrap();
+    assert!(err.message().contains("not uploaded"), "{}", err.message());
+    // Upload the genuine binary, then send garbage as its plan.
+    let genuine: Vec<proto::BinaryChunk> = std::fs::read(example("sum"))
+        .unwrap()
+        .chunks(1 << 20)
+        .enumerate()
+        .map(|(i, c)| proto::BinaryChunk {
+            hash: if i == 0 { named.clone() } else { String::new() },
+            total_size: 0,
+            data: c.to_vec(),
+        })
+        .collect();
+    runtime
+        .block_on(driver.upload_binary(futures::stream::iter(genuine)))
+        .unwrap();
+    let err = runtime
+        .block_on(driver.submit_job(submit(vec![0xff; 64], named.clone())))
+        .err()
+        .unwrap();
+    assert!(err.message().contains("malformed job plan"), "{}", err.message());
+    let err = runtime
+        .block_on(driver.report_task(proto::TaskReport {
+            job_id: "job-000001".into(),
+            outcome: Some(proto::task_report::Outcome::Value(vec![0xff; 9])),
+            ..Default::default()
+        }))
+        .unwrap_err();
+    assert!(err.message().contains("malformed task value"), "{}", err.message());
+    // The driver is still serving.
+    let status = runtime
+        .block_on(driver.cluster_status(proto::ClusterStatusRequest {}))
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.workers.len(), 1);
+}
