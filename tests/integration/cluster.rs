@@ -543,3 +543,35 @@ fn the_driver_refuses_a_binary_that_changed_since_it_was_named_and_malformed_pla
         .into_inner();
     assert_eq!(status.workers.len(), 1);
 }
+
+#[test]
+fn submit_runs_a_job_binary_on_the_cluster_with_its_arguments() {
+    let cluster = TestCluster::up(1);
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/numbers");
+    let out = Command::new(ringleader_bin())
+        .args(["submit", "--master", &cluster.master])
+        .arg(example("sum"))
+        .arg("--")
+        .arg("--input")
+        .arg(&fixtures)
+        .output()
+        .unwrap();
+    let stdout = ok(out, "submit");
+    let want = ok(embedded("sum", &args!["--input", fixtures]), "embedded sum");
+    assert_eq!(stdout.lines().last(), want.lines().last());
+    // It ran on the cluster: the driver lists the job.
+    let status = Command::new(ringleader_bin())
+        .args(["cluster", "status", "--json", "--dir"])
+        .arg(cluster.dir.path())
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert!(
+        json["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["state"] == "succeeded" && j["name"] == "sum"),
+        "{json}"
+    );
+}
