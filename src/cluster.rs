@@ -7,11 +7,10 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use ringleader_core::binary::{CHUNK_BYTES, hash_file};
+use ringleader_core::binary::hash_file;
 use ringleader_core::plan::{JobPlan, TaskValue};
 use ringleader_core::proto::{self, driver_client::DriverClient, job_event::Event};
 use ringleader_core::{Error, Result};
-use tokio::io::AsyncReadExt;
 use tonic::transport::{Channel, Endpoint};
 
 /// A connection to a cluster's driver.
@@ -184,36 +183,12 @@ impl Cluster {
 }
 
 async fn upload(driver: &mut DriverClient<Channel>, hash: &str) -> Result<()> {
+    use futures::StreamExt;
     let exe = std::env::current_exe().map_err(|e| Error::io("current executable", e))?;
-    let mut file = tokio::fs::File::open(&exe).await.map_err(|e| Error::io(&exe, e))?;
-    let total_size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    let hash = hash.to_string();
-    tokio::spawn(async move {
-        let mut first = true;
-        loop {
-            let mut data = vec![0u8; CHUNK_BYTES];
-            let n = match file.read(&mut data).await {
-                Ok(n) => n,
-                Err(_) => break,
-            };
-            if n == 0 && !first {
-                break;
-            }
-            data.truncate(n);
-            let chunk = proto::BinaryChunk {
-                hash: if first { hash.clone() } else { String::new() },
-                total_size: if first { total_size } else { 0 },
-                data,
-            };
-            first = false;
-            if tx.send(chunk).await.is_err() || n == 0 {
-                break;
-            }
-        }
-    });
+    // A read error ends the stream early; the driver then refuses the truncated binary.
+    let chunks = ringleader_core::binary::file_chunks(exe, hash.to_string()).filter_map(|c| async move { c.ok() });
     driver
-        .upload_binary(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .upload_binary(chunks)
         .await
         .map_err(|e| Error::Cluster(format!("uploading the job binary: {}", e.message())))?;
     Ok(())

@@ -126,3 +126,45 @@ impl Drop for BinaryWriter {
         let _ = std::fs::remove_file(&self.temp);
     }
 }
+
+/// The file at `path` as a stream of chunks of at most [`CHUNK_BYTES`]; the first names
+/// the binary (`hash`) and its size. A file that cannot be read ends the stream with the
+/// error.
+pub fn file_chunks(
+    path: std::path::PathBuf,
+    hash: String,
+) -> impl futures::Stream<Item = std::io::Result<crate::proto::BinaryChunk>> + Send + 'static {
+    use tokio::io::AsyncReadExt;
+    let state = (None::<tokio::fs::File>, path, hash, true, false);
+    futures::stream::unfold(state, |(file, path, hash, first, done)| async move {
+        if done {
+            return None;
+        }
+        let mut file = match file {
+            Some(f) => f,
+            None => match tokio::fs::File::open(&path).await {
+                Ok(f) => f,
+                Err(e) => return Some((Err(e), (None, path, hash, first, true))),
+            },
+        };
+        let total_size = if first {
+            file.metadata().await.map(|m| m.len()).unwrap_or(0)
+        } else {
+            0
+        };
+        let mut data = vec![0u8; CHUNK_BYTES];
+        match file.read(&mut data).await {
+            Ok(0) if !first => None,
+            Ok(n) => {
+                data.truncate(n);
+                let chunk = crate::proto::BinaryChunk {
+                    hash: if first { hash.clone() } else { String::new() },
+                    total_size,
+                    data,
+                };
+                Some((Ok(chunk), (Some(file), path, hash, false, n == 0)))
+            }
+            Err(e) => Some((Err(e), (Some(file), path, hash, first, true))),
+        }
+    })
+}

@@ -13,7 +13,6 @@ use ringleader_core::binary::{BinaryWriter, CHUNK_BYTES, valid_hash};
 use ringleader_core::plan::{JobPlan, TaskValue};
 use ringleader_core::proto::{self, driver_server::Driver, job_event::Event, task_report::Outcome as Reported};
 use ringleader_core::ring::Ring;
-use tokio::io::AsyncReadExt;
 use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
@@ -410,37 +409,13 @@ impl Driver for DriverService {
             return Err(Status::not_found(format!("no binary {hash} on this driver")));
         }
         let path = self.inner.binaries_dir.join(&hash);
-        let mut file = tokio::fs::File::open(&path)
-            .await
-            .map_err(|e| Status::not_found(format!("{}: {e}", path.display())))?;
-        let total_size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
-        let (tx, rx) = mpsc::channel(4);
-        tokio::spawn(async move {
-            let mut first = true;
-            loop {
-                let mut data = vec![0u8; CHUNK_BYTES];
-                match file.read(&mut data).await {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        data.truncate(n);
-                        let chunk = proto::BinaryChunk {
-                            hash: if first { hash.clone() } else { String::new() },
-                            total_size: if first { total_size } else { 0 },
-                            data,
-                        };
-                        first = false;
-                        if tx.send(Ok(chunk)).await.is_err() {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(Status::internal(e.to_string()))).await;
-                        break;
-                    }
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        if !path.exists() {
+            return Err(Status::not_found(format!("{} is missing", path.display())));
+        }
+        use futures::StreamExt;
+        let chunks =
+            ringleader_core::binary::file_chunks(path, hash).map(|c| c.map_err(|e| Status::internal(e.to_string())));
+        Ok(Response::new(Box::pin(chunks)))
     }
 
     type SubmitJobStream = BoxStream<proto::JobEvent>;

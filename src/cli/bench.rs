@@ -156,35 +156,11 @@ fn cluster(args: ClusterArgs) -> anyhow::Result<ExitCode> {
     let sort_in = base.join(format!("sort-{}", args.records));
     let sum_in = base.join(format!("numbers-{}", args.rows));
     let tiny_in = base.join("numbers-1000");
-    ensure_input(&sort_in, "sort records", |d| {
-        let spec = ringleader_datasets::gensort::SortSpec {
-            records: args.records,
-            files: 4,
-            seed: 42,
-            skew: false,
-        };
-        ringleader_datasets::gensort::generate(d, &spec, true)?;
-        Ok(())
-    })?;
-    ensure_input(&sum_in, "int64 numbers", |d| {
-        ringleader_datasets::numbers::generate(d, args.rows, 4, 42, true)?;
-        Ok(())
-    })?;
-    ensure_input(&tiny_in, "1,000 int64 numbers", |d| {
-        ringleader_datasets::numbers::generate(d, 1000, 1, 42, true)?;
-        Ok(())
-    })?;
+    ensure_sort_input(&sort_in, args.records)?;
+    ensure_numbers_input(&sum_in, args.rows)?;
+    ensure_numbers_input(&tiny_in, 1000)?;
     let tiny_sort = base.join("sort-1000");
-    ensure_input(&tiny_sort, "1,000 sort records", |d| {
-        let spec = ringleader_datasets::gensort::SortSpec {
-            records: 1000,
-            files: 1,
-            seed: 42,
-            skew: false,
-        };
-        ringleader_datasets::gensort::generate(d, &spec, true)?;
-        Ok(())
-    })?;
+    ensure_sort_input(&tiny_sort, 1000)?;
     let cluster = BenchCluster::up(base.join("cluster"), args.workers)?;
     let on_cluster =
         |c: &mut Command| -> anyhow::Result<Measured> { measure(c.env("RINGLEADER_MASTER", &cluster.master)) };
@@ -379,6 +355,26 @@ fn warm(dir: &Path) -> anyhow::Result<u64> {
     Ok(total)
 }
 
+fn ensure_sort_input(dir: &Path, records: u64) -> anyhow::Result<()> {
+    ensure_input(dir, "sort records", |d| {
+        let spec = ringleader_datasets::gensort::SortSpec {
+            records,
+            files: 4,
+            seed: 42,
+            skew: false,
+        };
+        ringleader_datasets::gensort::generate(d, &spec, true)?;
+        Ok(())
+    })
+}
+
+fn ensure_numbers_input(dir: &Path, rows: u64) -> anyhow::Result<()> {
+    ensure_input(dir, "int64 numbers", |d| {
+        ringleader_datasets::numbers::generate(d, rows, 4.min(rows.max(1)), 42, true)?;
+        Ok(())
+    })
+}
+
 fn median(mut runs: Vec<Measured>) -> Measured {
     runs.sort_by_key(|m| m.elapsed);
     let mid = runs.len() / 2;
@@ -410,20 +406,8 @@ fn embedded(args: EmbeddedArgs) -> anyhow::Result<ExitCode> {
     let sort_in = base.join(format!("sort-{}", args.records));
     let sum_in = base.join(format!("numbers-{}", args.rows));
     let text_in = base.join(format!("text-{}", args.text_bytes));
-    ensure_input(&sort_in, "sort records", |d| {
-        let spec = ringleader_datasets::gensort::SortSpec {
-            records: args.records,
-            files: 4,
-            seed: 42,
-            skew: false,
-        };
-        ringleader_datasets::gensort::generate(d, &spec, true)?;
-        Ok(())
-    })?;
-    ensure_input(&sum_in, "int64 numbers", |d| {
-        ringleader_datasets::numbers::generate(d, args.rows, 4, 42, true)?;
-        Ok(())
-    })?;
+    ensure_sort_input(&sort_in, args.records)?;
+    ensure_numbers_input(&sum_in, args.rows)?;
     ensure_input(&text_in, "Zipf text", |d| {
         ringleader_datasets::text::generate(d, args.text_bytes, 4, 100_000, 42, true)?;
         Ok(())
