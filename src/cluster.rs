@@ -35,9 +35,7 @@ pub(crate) async fn connect_driver(masters: &[String]) -> Result<DriverClient<Ch
         };
         match tokio::time::timeout(Duration::from_secs(3), endpoint.connect()).await {
             Ok(Ok(channel)) => {
-                return Ok(DriverClient::new(channel)
-                    .max_decoding_message_size(64 << 20)
-                    .max_encoding_message_size(64 << 20));
+                return Ok(DriverClient::new(channel));
             }
             Ok(Err(e)) => reasons.push(format!("{m}: {}", source_chain(&e))),
             Err(_) => reasons.push(format!("{m}: no answer within 3 s")),

@@ -50,7 +50,7 @@ fn serve_inner(worker: String) -> Result<(), String> {
             .connect()
             .await
             .map_err(|e| format!("cannot reach the worker at {worker}: {e}"))?;
-        let client = ExecutorClient::new(channel).max_decoding_message_size(64 << 20);
+        let client = ExecutorClient::new(channel);
         let hello = proto::ExecutorHello {
             job_id: job.clone(),
             pid: std::process::id(),
@@ -71,7 +71,8 @@ fn serve_inner(worker: String) -> Result<(), String> {
             );
             pool2.spawn(move || {
                 let report = run_assignment(assignment, files, &worker, handle.clone());
-                let _ = handle.block_on(client.clone().task_finished(report));
+                let parts = ringleader_core::binary::report_chunks(report);
+                let _ = handle.block_on(client.clone().task_finished(futures::stream::iter(parts)));
             });
         }
         Ok(())

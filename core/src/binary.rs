@@ -168,3 +168,40 @@ pub fn file_chunks(
         }
     })
 }
+
+/// A task report as a stream of messages whose `value` pieces are at most [`CHUNK_BYTES`].
+pub fn report_chunks(report: crate::proto::TaskReport) -> Vec<crate::proto::TaskReport> {
+    use crate::proto::task_report::Outcome;
+    match &report.outcome {
+        Some(Outcome::Value(bytes)) if bytes.len() > CHUNK_BYTES => bytes
+            .chunks(CHUNK_BYTES)
+            .map(|piece| crate::proto::TaskReport {
+                outcome: Some(Outcome::Value(piece.to_vec())),
+                ..report.clone()
+            })
+            .collect(),
+        _ => vec![report],
+    }
+}
+
+/// Joins a stream of report messages back into one report (values concatenated).
+pub async fn join_report(
+    mut parts: tonic::Streaming<crate::proto::TaskReport>,
+) -> Result<crate::proto::TaskReport, tonic::Status> {
+    use crate::proto::task_report::Outcome;
+    let mut report = parts
+        .message()
+        .await?
+        .ok_or_else(|| tonic::Status::invalid_argument("empty task report"))?;
+    while let Some(more) = parts.message().await? {
+        match (&mut report.outcome, more.outcome) {
+            (Some(Outcome::Value(bytes)), Some(Outcome::Value(piece))) => bytes.extend_from_slice(&piece),
+            _ => {
+                return Err(tonic::Status::invalid_argument(
+                    "a task report continues with something other than value bytes",
+                ));
+            }
+        }
+    }
+    Ok(report)
+}

@@ -93,9 +93,7 @@ impl BoundDriver {
     /// Serves until `shutdown` completes.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), DriverError> {
         let scheduler = tokio::spawn(self.inner.clone().schedule_forever());
-        let svc = ringleader_core::proto::driver_server::DriverServer::new(service::DriverService::new(self.inner))
-            .max_decoding_message_size(64 << 20)
-            .max_encoding_message_size(64 << 20);
+        let svc = ringleader_core::proto::driver_server::DriverServer::new(service::DriverService::new(self.inner));
         let result = tonic::transport::Server::builder()
             .add_service(svc)
             .serve_with_incoming_shutdown(incoming(self.listener), shutdown)

@@ -480,9 +480,9 @@ impl Driver for DriverService {
 
     async fn report_task(
         &self,
-        request: Request<proto::TaskReport>,
+        request: Request<Streaming<proto::TaskReport>>,
     ) -> Result<Response<proto::TaskReportReply>, Status> {
-        let r = request.into_inner();
+        let r = ringleader_core::binary::join_report(request.into_inner()).await?;
         match r.outcome {
             Some(Reported::Value(bytes)) => {
                 let value: TaskValue = postcard::from_bytes(&bytes)

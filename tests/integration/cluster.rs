@@ -529,11 +529,11 @@ fn the_driver_refuses_a_binary_that_changed_since_it_was_named_and_malformed_pla
         .unwrap();
     assert!(err.message().contains("malformed job plan"), "{}", err.message());
     let err = runtime
-        .block_on(driver.report_task(proto::TaskReport {
+        .block_on(driver.report_task(futures::stream::iter(vec![proto::TaskReport {
             job_id: "job-000001".into(),
             outcome: Some(proto::task_report::Outcome::Value(vec![0xff; 9])),
             ..Default::default()
-        }))
+        }])))
         .unwrap_err();
     assert!(err.message().contains("malformed task value"), "{}", err.message());
     // The driver is still serving.
@@ -574,4 +574,25 @@ fn submit_runs_a_job_binary_on_the_cluster_with_its_arguments() {
             .any(|j| j["state"] == "succeeded" && j["name"] == "sum"),
         "{json}"
     );
+}
+
+#[test]
+fn large_results_come_back_whole() {
+    let cluster = TestCluster::up(2);
+    let data = tempfile::tempdir().unwrap();
+    let input = data.path().join("in");
+    // One 24 MB file in four splits: each partition's result (6 MB) exceeds gRPC's 4 MiB
+    // message limit unless it travels in chunks.
+    text::generate(&input, 24_000_000, 1, 5000, 4, false).unwrap();
+    let file = std::fs::read_to_string(input.join("text-00000.txt")).unwrap();
+    let want = format!(
+        "collected {} lines, {} bytes",
+        file.lines().count(),
+        file.lines().map(str::len).sum::<usize>()
+    );
+    let out = ok(
+        chaos(&cluster, &input, &data.path().join("out"), &["--collect"]),
+        "collect",
+    );
+    assert!(out.contains(&want), "{out} vs {want}");
 }

@@ -30,6 +30,9 @@ struct Args {
     /// With --crash-on: crash only if this directory has no `crashed` file yet (then create it).
     #[arg(long)]
     crash_marker: Option<PathBuf>,
+    /// Also collect every line to the client and print their count and bytes.
+    #[arg(long)]
+    collect: bool,
     /// Sleep this long per line (a slow job).
     #[arg(long, default_value_t = 0)]
     sleep_ms: u64,
@@ -52,6 +55,11 @@ fn main() -> ExitCode {
             crash_marker: args.crash_marker,
             sleep_ms: args.sleep_ms,
         };
+        if args.collect {
+            let lines = ctx.text_files(&args.input)?.collect()?;
+            let bytes: usize = lines.iter().map(String::len).sum();
+            println!("collected {} lines, {bytes} bytes", lines.len());
+        }
         let saved = ctx
             .text_files(&args.input)?
             .map_with(faults, |faults, line| {

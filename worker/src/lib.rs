@@ -173,8 +173,8 @@ impl BoundWorker {
             self.master.clone(),
         ));
         let result = tonic::transport::Server::builder()
-            .add_service(proto::worker_server::WorkerServer::new(svc.clone()).max_decoding_message_size(64 << 20))
-            .add_service(proto::executor_server::ExecutorServer::new(svc).max_decoding_message_size(64 << 20))
+            .add_service(proto::worker_server::WorkerServer::new(svc.clone()))
+            .add_service(proto::executor_server::ExecutorServer::new(svc))
             .add_service(arrow_flight::flight_service_server::FlightServiceServer::new(flight))
             .serve_with_incoming_shutdown(incoming(self.listener), shutdown)
             .await;

@@ -89,7 +89,8 @@ impl WorkerInner {
 
     async fn report(&self, mut report: proto::TaskReport) {
         report.worker_id = self.worker_id();
-        let _ = self.driver.clone().report_task(report).await;
+        let parts = ringleader_core::binary::report_chunks(report);
+        let _ = self.driver.clone().report_task(futures::stream::iter(parts)).await;
     }
 }
 
@@ -183,9 +184,9 @@ impl Executor for WorkerService {
 
     async fn task_finished(
         &self,
-        request: Request<proto::TaskReport>,
+        request: Request<tonic::Streaming<proto::TaskReport>>,
     ) -> Result<Response<proto::TaskReportReply>, Status> {
-        let report = request.into_inner();
+        let report = ringleader_core::binary::join_report(request.into_inner()).await?;
         self.inner
             .executors
             .finished(&report.job_id, (report.stage, report.task, report.attempt));
