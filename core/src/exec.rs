@@ -112,7 +112,11 @@ impl crate::shuffle::BlockWriter for CountingWriter<'_> {
     fn write(&mut self, partition: u32, batch: arrow::record_batch::RecordBatch) -> Result<()> {
         *self.rows += batch.num_rows() as u64;
         // The data's own size, not the buffers' capacity.
-        *self.bytes += batch.columns().iter().map(|c| c.to_data().get_slice_memory_size().unwrap_or(0)).sum::<usize>() as u64;
+        *self.bytes += batch
+            .columns()
+            .iter()
+            .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0))
+            .sum::<usize>() as u64;
         self.inner.write(partition, batch)
     }
 }

@@ -23,6 +23,8 @@ struct JobExecutor {
     in_flight: HashMap<TaskKey, proto::TaskAssignment>,
     /// Tells the process's watcher to kill it.
     stop: Option<oneshot::Sender<()>>,
+    /// When it started: a heartbeat reply computed earlier knows nothing of its job.
+    started: std::time::Instant,
 }
 
 /// A failure to report for a task whose executor died.
@@ -164,6 +166,7 @@ impl Executors {
             receiver: Some(receiver),
             in_flight: HashMap::new(),
             stop: Some(stop),
+            started: std::time::Instant::now(),
         })
     }
 
@@ -179,11 +182,16 @@ impl Executors {
         }
     }
 
-    /// Stops the executors of jobs not in `active`.
-    pub fn retain_jobs(&self, active: &[String]) {
+    /// Stops the executors of jobs not in `active`, a list the driver made after `asked`
+    /// (executors started later belong to jobs it may not have known yet).
+    pub fn retain_jobs(&self, active: &[String], asked: std::time::Instant) {
         let stale: Vec<JobExecutor> = {
             let mut jobs = lock(&self.jobs);
-            let ids: Vec<String> = jobs.keys().filter(|j| !active.contains(j)).cloned().collect();
+            let ids: Vec<String> = jobs
+                .iter()
+                .filter(|(j, e)| !active.contains(j) && e.started < asked)
+                .map(|(j, _)| j.clone())
+                .collect();
             ids.iter().filter_map(|id| jobs.remove(id)).collect()
         };
         for mut e in stale {

@@ -188,6 +188,7 @@ async fn heartbeat_forever(inner: Arc<service::WorkerInner>, every: Duration, sl
     let mut ticker = tokio::time::interval(every);
     loop {
         ticker.tick().await;
+        let asked = (std::time::Instant::now(), std::time::SystemTime::now());
         let running = inner.executors.running();
         let request = proto::HeartbeatRequest {
             worker_id: inner.worker_id(),
@@ -207,7 +208,8 @@ async fn heartbeat_forever(inner: Arc<service::WorkerInner>, every: Duration, sl
                         *inner.id.lock().unwrap_or_else(|e| e.into_inner()) = r.into_inner().worker_id;
                     }
                 }
-                inner.executors.retain_jobs(&reply.active_jobs);
+                inner.executors.retain_jobs(&reply.active_jobs, asked.0);
+                remove_finished_shuffles(&inner.shuffle_dir(), &reply.active_jobs, asked.1);
             }
             Err(_) => continue,
         }
@@ -218,4 +220,21 @@ async fn heartbeat_forever(inner: Arc<service::WorkerInner>, every: Duration, sl
 /// ACKs (40 ms each on Linux), which would dominate a short job's latency.
 fn incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
     tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
+/// Deletes the shuffle files of jobs that are no longer running (nobody will read them),
+/// sparing directories created after `asked`, whose jobs the driver's list may not know.
+fn remove_finished_shuffles(root: &std::path::Path, active: &[String], asked: std::time::SystemTime) {
+    let Ok(entries) = std::fs::read_dir(root) else { return };
+    let files = ShuffleFiles::new(root);
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let older = entry
+            .metadata()
+            .and_then(|m| m.created().or_else(|_| m.modified()))
+            .is_ok_and(|t| t < asked);
+        if older && !active.contains(&name) && ringleader_core::cluster_shuffle::valid_job_id(&name) {
+            ringleader_core::cluster_shuffle::remove_job(&files, &name);
+        }
+    }
 }
