@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use ringleader_core::Error;
-use ringleader_core::cluster_shuffle::{ClusterShuffle, ShuffleFiles};
+use ringleader_core::cluster_shuffle::{BlockSource, ClusterShuffle, ShuffleFiles};
 use ringleader_core::exec::run_task;
 use ringleader_core::plan::StagePlan;
 use ringleader_core::proto::{self, executor_client::ExecutorClient, task_report::Outcome};
@@ -92,7 +92,23 @@ fn run_assignment(
             fetch_failure: false,
         }),
         Ok(stage) => {
-            let inputs: HashMap<u32, Vec<String>> = a.inputs.iter().map(|i| (i.shuffle, i.locations.clone())).collect();
+            let inputs: HashMap<u32, Vec<BlockSource>> = a
+                .inputs
+                .iter()
+                .map(|i| {
+                    let dirs = i.shuffle_dirs.iter().map(String::as_str).chain(std::iter::repeat(""));
+                    let sources = i
+                        .locations
+                        .iter()
+                        .zip(dirs)
+                        .map(|(address, dir)| BlockSource {
+                            address: address.clone(),
+                            shuffle_dir: dir.to_string(),
+                        })
+                        .collect();
+                    (i.shuffle, sources)
+                })
+                .collect();
             let shuffle = ClusterShuffle::new(files, a.job_id.clone(), a.attempt, worker.to_string(), inputs, handle);
             match run_task(&stage, a.task as usize, a.attempt, &shuffle) {
                 Ok(value) => match postcard::to_stdvec(&value) {

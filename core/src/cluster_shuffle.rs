@@ -9,13 +9,12 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::path::PathBuf;
 
-use arrow::ipc::reader::FileReader;
 use arrow::ipc::writer::FileWriter;
 use arrow::record_batch::RecordBatch;
 use arrow_flight::{FlightClient, Ticket};
 use futures::StreamExt;
 
-use crate::data::BatchStream;
+use crate::data::{BatchStream, Chunk};
 use crate::error::{Error, Result};
 use crate::shuffle::{BlockWriter, ShuffleService};
 
@@ -107,10 +106,12 @@ impl ShuffleFiles {
         if !path.exists() {
             return Ok(Box::new(std::iter::empty()));
         }
-        let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
-        let reader = FileReader::try_new(std::io::BufReader::with_capacity(1 << 20, file), None)
-            .map_err(|e| Error::format(&path, e))?;
-        Ok(Box::new(reader.map(move |b| b.map_err(|e| Error::format(&path, e)))))
+        // Memory-mapped and decoded in place: no copy between the page cache and the reducer.
+        let chunks = crate::source::ipc::open(&path, 0, usize::MAX, None)?;
+        Ok(Box::new(chunks.map(|c| match c? {
+            Chunk::Arrow(batch) => Ok(batch),
+            Chunk::Rows(_) => Err(Error::Plan("an IPC file yielded rows".into())),
+        })))
     }
 }
 
@@ -156,6 +157,19 @@ impl Drop for FileBlockWriter {
     }
 }
 
+/// Set to `0` to make reducers fetch every remote block over Flight even when its worker
+/// shares this host (for tests of the network path, and for comparison).
+pub const HOST_LOCAL_VAR: &str = "RINGLEADER_HOST_LOCAL_SHUFFLE";
+
+/// Where one map task's output lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockSource {
+    /// The worker holding it (serves it over Flight).
+    pub address: String,
+    /// That worker's shuffle directory: on the same host, read straight from disk.
+    pub shuffle_dir: String,
+}
+
 /// The shuffle service of one task running in a cluster executor.
 pub struct ClusterShuffle {
     files: ShuffleFiles,
@@ -163,8 +177,8 @@ pub struct ClusterShuffle {
     attempt: u32,
     /// This worker's address: blocks located here are read from disk.
     local_address: String,
-    /// Shuffle -> the address holding each map task's output, by map task index.
-    inputs: HashMap<u32, Vec<String>>,
+    /// Shuffle -> where each map task's output is, by map task index.
+    inputs: HashMap<u32, Vec<BlockSource>>,
     runtime: tokio::runtime::Handle,
 }
 
@@ -175,7 +189,7 @@ impl ClusterShuffle {
         job: String,
         attempt: u32,
         local_address: String,
-        inputs: HashMap<u32, Vec<String>>,
+        inputs: HashMap<u32, Vec<BlockSource>>,
         runtime: tokio::runtime::Handle,
     ) -> ClusterShuffle {
         ClusterShuffle {
@@ -238,24 +252,36 @@ impl ShuffleService for ClusterShuffle {
     }
 
     fn read(&self, shuffle: u32, partition: u32) -> Result<BatchStream> {
-        let locations = self
+        let sources = self
             .inputs
             .get(&shuffle)
             .ok_or_else(|| Error::Plan(format!("no locations for shuffle {shuffle}")))?
             .clone();
-        let mut streams: Vec<BatchStream> = Vec::with_capacity(locations.len());
-        for (map, address) in locations.iter().enumerate() {
+        let mut streams: Vec<BatchStream> = Vec::with_capacity(sources.len());
+        for (map, source) in sources.iter().enumerate() {
             let block = BlockId {
                 job: self.job.clone(),
                 shuffle,
                 map: map as u32,
                 partition,
             };
-            if *address == self.local_address {
+            if source.address == self.local_address {
                 streams.push(self.files.read_block(&block)?);
-            } else {
-                streams.push(fetch_block(&self.runtime, address, &block)?);
+                continue;
             }
+            // Another worker on this host (a laptop cluster): read its file directly, as
+            // Spark's host-local shuffle reads do, rather than through its Flight server.
+            let host_local = ShuffleFiles::new(&source.shuffle_dir);
+            let allowed = std::env::var(HOST_LOCAL_VAR).map_or(true, |v| v != "0");
+            if allowed
+                && !source.shuffle_dir.is_empty()
+                && host_local.block_path(&block).is_some()
+                && let Ok(stream) = host_local.read_block(&block)
+            {
+                streams.push(stream);
+                continue;
+            }
+            streams.push(fetch_block(&self.runtime, &source.address, &block)?);
         }
         Ok(Box::new(streams.into_iter().flatten()))
     }

@@ -136,6 +136,7 @@ mod tests {
                 address: format!("127.0.0.1:{}", 9000 + i),
                 slots,
                 pid: 1,
+                shuffle_dir: String::new(),
             }) else {
                 panic!("no id")
             };

@@ -252,12 +252,18 @@ fn assignment_message(
     let inputs = record
         .shuffle_inputs(stage as usize, task as usize)
         .into_iter()
-        .map(|(shuffle, workers)| proto::ShuffleInput {
-            shuffle,
-            locations: workers
-                .iter()
-                .map(|w| state.workers.get(w).map(|r| r.address.clone()).unwrap_or_default())
-                .collect(),
+        .map(|(shuffle, workers)| {
+            let field = |f: fn(&crate::state::WorkerRecord) -> &String| -> Vec<String> {
+                workers
+                    .iter()
+                    .map(|w| state.workers.get(w).map(|r| f(r).clone()).unwrap_or_default())
+                    .collect()
+            };
+            proto::ShuffleInput {
+                shuffle,
+                locations: field(|r| &r.address),
+                shuffle_dirs: field(|r| &r.shuffle_dir),
+            }
         })
         .collect();
     proto::TaskAssignment {
@@ -337,6 +343,7 @@ impl Driver for DriverService {
             address: r.address,
             slots: r.slots,
             pid: r.pid,
+            shuffle_dir: r.shuffle_dir,
         }) else {
             return Err(Status::internal("registration produced no id"));
         };

@@ -26,6 +26,9 @@ pub struct WorkerRecord {
     pub slots: u32,
     /// Its process id (for `cluster status`).
     pub pid: u32,
+    /// Its shuffle directory: reducers on the same host read map output from it directly.
+    #[serde(default)]
+    pub shuffle_dir: String,
 }
 
 /// A task's state.
@@ -193,6 +196,8 @@ pub enum Command {
         slots: u32,
         /// Its pid.
         pid: u32,
+        /// Its shuffle directory.
+        shuffle_dir: String,
     },
     /// A job binary is stored on the driver.
     AddBinary {
@@ -298,24 +303,29 @@ impl ClusterState {
     /// Applies one command.
     pub fn apply(&mut self, command: Command) -> Outcome {
         match command {
-            Command::RegisterWorker { address, slots, pid } => {
+            Command::RegisterWorker {
+                address,
+                slots,
+                pid,
+                shuffle_dir,
+            } => {
                 if let Some(w) = self.workers.values_mut().find(|w| w.address == address) {
                     // The same address registering again is the same worker restarted.
                     w.slots = slots;
                     w.pid = pid;
+                    w.shuffle_dir = shuffle_dir;
                     return Outcome::WorkerRegistered(w.id.clone());
                 }
                 self.next_worker += 1;
                 let id = format!("worker-{}", self.next_worker);
-                self.workers.insert(
-                    id.clone(),
-                    WorkerRecord {
-                        id: id.clone(),
-                        address,
-                        slots,
-                        pid,
-                    },
-                );
+                let record = WorkerRecord {
+                    id: id.clone(),
+                    address,
+                    slots,
+                    pid,
+                    shuffle_dir,
+                };
+                self.workers.insert(id.clone(), record);
                 Outcome::WorkerRegistered(id)
             }
             Command::AddBinary { hash } => {

@@ -56,6 +56,16 @@ impl TestCluster {
             .output()
             .unwrap()
     }
+
+    /// Runs with every remote shuffle block fetched over Flight (no host-local reads).
+    fn run_over_flight(&self, name: &str, args: &[OsString]) -> Output {
+        let mut command = Command::new(example(name));
+        command
+            .args(args)
+            .env("RINGLEADER_MASTER", &self.master)
+            .env("RINGLEADER_HOST_LOCAL_SHUFFLE", "0");
+        command.output().unwrap()
+    }
 }
 
 impl Drop for TestCluster {
@@ -124,6 +134,11 @@ fn examples_on_a_cluster_match_embedded_runs() {
     .unwrap();
     let args = |out: &Path| args!["--input", d("records"), "--output", out, "--partitions", "6"];
     ok(cluster.run("sort", &args(&d("sorted-cluster"))), "cluster sort");
+    ok(
+        cluster.run_over_flight("sort", &args(&d("sorted-flight"))),
+        "cluster sort over Flight",
+    );
+    assert_eq!(concat(&d("sorted-flight")), concat(&d("sorted-cluster")));
     ok(embedded("sort", &args(&d("sorted-embedded"))), "embedded sort");
     assert_eq!(concat(&d("sorted-cluster")), concat(&d("sorted-embedded")));
     assert!(

@@ -120,7 +120,12 @@ pub async fn bind(config: WorkerConfig) -> Result<BoundWorker, WorkerError> {
         message,
     };
     let driver = DriverClient::new(channel_to(&config.master).map_err(register)?);
-    let inner = service::WorkerInner::new(advertised, config.data_dir.clone(), driver);
+    // Absolute, because executors run in the job's working directory.
+    let data_dir = config.data_dir.canonicalize().map_err(|source| WorkerError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    let inner = service::WorkerInner::new(advertised, data_dir, driver);
     let worker = BoundWorker {
         address,
         listener,
@@ -135,11 +140,7 @@ pub async fn bind(config: WorkerConfig) -> Result<BoundWorker, WorkerError> {
 
 impl BoundWorker {
     async fn register(&self) -> Result<(), WorkerError> {
-        let request = proto::RegisterWorkerRequest {
-            address: self.inner.address.clone(),
-            slots: self.slots,
-            pid: std::process::id(),
-        };
+        let request = registration(&self.inner, self.slots);
         let reply = tokio::time::timeout(
             Duration::from_secs(5),
             self.inner.driver.clone().register_worker(request),
@@ -199,11 +200,7 @@ async fn heartbeat_forever(inner: Arc<service::WorkerInner>, every: Duration, sl
             Ok(reply) => {
                 let reply = reply.into_inner();
                 if !reply.known {
-                    let again = proto::RegisterWorkerRequest {
-                        address: inner.address.clone(),
-                        slots,
-                        pid: std::process::id(),
-                    };
+                    let again = registration(&inner, slots);
                     if let Ok(r) = inner.driver.clone().register_worker(again).await {
                         *inner.id.lock().unwrap_or_else(|e| e.into_inner()) = r.into_inner().worker_id;
                     }
@@ -236,5 +233,16 @@ fn remove_finished_shuffles(root: &std::path::Path, active: &[String], asked: st
         if older && !active.contains(&name) && ringleader_core::cluster_shuffle::valid_job_id(&name) {
             ringleader_core::cluster_shuffle::remove_job(&files, &name);
         }
+    }
+}
+
+fn registration(inner: &service::WorkerInner, slots: u32) -> proto::RegisterWorkerRequest {
+    let shuffle_dir = inner.shuffle_dir();
+    let shuffle_dir = shuffle_dir.canonicalize().unwrap_or(shuffle_dir);
+    proto::RegisterWorkerRequest {
+        address: inner.address.clone(),
+        slots,
+        pid: std::process::id(),
+        shuffle_dir: shuffle_dir.display().to_string(),
     }
 }
