@@ -189,20 +189,8 @@ pub fn put(args: PutArgs) -> anyhow::Result<ExitCode> {
             .commit_dataset(info.clone())
             .await
             .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
-        println!(
-            "stored {}: {rows} rows in {} partitions x {} replicas",
-            info.name,
-            info.partitions.len(),
-            info.replicas
-        );
-        for p in &info.partitions {
-            println!(
-                "  partition {:>3}: {:>10} rows on {}",
-                p.partition,
-                p.rows,
-                p.workers.join(", ")
-            );
-        }
+        print!("stored ");
+        print_dataset(&info);
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -219,21 +207,26 @@ pub fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
         println!("no datasets (store one with `ringleader put --name NAME PATH…`)");
     }
     for d in &list.datasets {
-        let rows: u64 = d.partitions.iter().map(|p| p.rows).sum();
-        println!(
-            "{}: {} partitions x {} replicas, {rows} rows",
-            d.name,
-            d.partitions.len(),
-            d.replicas
-        );
-        for p in &d.partitions {
-            println!(
-                "  partition {:>3}: {:>10} rows on {}",
-                p.partition,
-                p.rows,
-                p.workers.join(", ")
-            );
-        }
+        print_dataset(d);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a dataset's summary line and its placement, a line per partition.
+fn print_dataset(d: &proto::DatasetInfo) {
+    let rows: u64 = d.partitions.iter().map(|p| p.rows).sum();
+    println!(
+        "{}: {} partitions x {} replicas, {rows} rows",
+        d.name,
+        d.partitions.len(),
+        d.replicas
+    );
+    for p in &d.partitions {
+        println!(
+            "  partition {:>3}: {:>10} rows on {}",
+            p.partition,
+            p.rows,
+            p.workers.join(", ")
+        );
+    }
 }
