@@ -31,6 +31,8 @@ pub struct DriverConfig {
     pub data_dir: PathBuf,
     /// Missed-heartbeat time after which a worker counts as dead.
     pub worker_timeout: Duration,
+    /// How long running jobs wait with no live worker before they fail (no job waits forever).
+    pub no_worker_timeout: Duration,
 }
 
 /// Errors starting or running a driver.
@@ -81,7 +83,12 @@ pub async fn bind(config: DriverConfig) -> Result<BoundDriver, DriverError> {
         address: config.listen,
         source,
     })?;
-    let inner = service::DriverInner::new(format!("driver@{address}"), config.data_dir, config.worker_timeout);
+    let inner = service::DriverInner::new(
+        format!("driver@{address}"),
+        config.data_dir,
+        config.worker_timeout,
+        config.no_worker_timeout,
+    );
     Ok(BoundDriver {
         address,
         listener,

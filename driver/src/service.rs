@@ -34,6 +34,9 @@ pub struct DriverInner {
     binaries_dir: PathBuf,
     wake: Notify,
     worker_timeout: Duration,
+    no_worker_timeout: Duration,
+    /// When a live worker was last seen (for failing jobs that cannot run).
+    last_live: Mutex<Instant>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -42,7 +45,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl DriverInner {
     /// A driver keeping binaries under `data_dir/binaries`.
-    pub fn new(id: String, data_dir: PathBuf, worker_timeout: Duration) -> Arc<DriverInner> {
+    pub fn new(
+        id: String,
+        data_dir: PathBuf,
+        worker_timeout: Duration,
+        no_worker_timeout: Duration,
+    ) -> Arc<DriverInner> {
         Arc::new(DriverInner {
             id,
             state: Mutex::new(ClusterState::default()),
@@ -52,6 +60,8 @@ impl DriverInner {
             binaries_dir: data_dir.join("binaries"),
             wake: Notify::new(),
             worker_timeout,
+            no_worker_timeout,
+            last_live: Mutex::new(Instant::now()),
         })
     }
 
@@ -81,9 +91,43 @@ impl DriverInner {
         Ok(channel)
     }
 
+    /// Fails the running jobs when no worker has been alive for `no_worker_timeout`.
+    fn fail_jobs_without_workers(self: &Arc<Self>, live: &BTreeSet<String>) {
+        let mut last = lock(&self.last_live);
+        if !live.is_empty() {
+            *last = Instant::now();
+            return;
+        }
+        if last.elapsed() < self.no_worker_timeout {
+            return;
+        }
+        drop(last);
+        let running: Vec<String> = {
+            let state = lock(&self.state);
+            state
+                .jobs
+                .values()
+                .filter(|j| j.state == JobState::Running)
+                .map(|j| j.id.clone())
+                .collect()
+        };
+        for job in running {
+            let reason = format!(
+                "no live worker for {:.0} s; start workers (`ringleader worker --master …` or `ringleader cluster up`) and submit again",
+                self.no_worker_timeout.as_secs_f64()
+            );
+            self.apply(Command::CancelJob {
+                job: job.clone(),
+                reason,
+            });
+            self.after_report(&job, 0);
+        }
+    }
+
     /// Starts every task that can start now.
     fn launch_ready(self: &Arc<Self>) {
         let live = self.live_workers();
+        self.fail_jobs_without_workers(&live);
         let launches: Vec<(String, proto::TaskAssignment)> = {
             let mut state = lock(&self.state);
             let assignments = schedule(&state, &live);

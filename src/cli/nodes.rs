@@ -21,6 +21,9 @@ pub struct DriverArgs {
     /// Seconds without a heartbeat after which a worker counts as dead.
     #[arg(long, default_value_t = 3.0)]
     pub worker_timeout: f64,
+    /// Seconds running jobs wait with no live worker before they fail.
+    #[arg(long, default_value_t = 30.0)]
+    pub no_worker_timeout: f64,
     /// Write the bound address to this file once listening (used by `cluster up`).
     #[arg(long)]
     pub address_file: Option<PathBuf>,
@@ -81,6 +84,7 @@ pub fn driver(args: DriverArgs) -> anyhow::Result<ExitCode> {
             listen: args.listen,
             data_dir: args.data_dir.clone(),
             worker_timeout: Duration::from_secs_f64(args.worker_timeout),
+            no_worker_timeout: Duration::from_secs_f64(args.no_worker_timeout),
         };
         let bound = ringleader_driver::bind(config).await?;
         eprintln!("driver listening on {}", bound.address);

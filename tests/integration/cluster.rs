@@ -611,3 +611,47 @@ fn large_results_come_back_whole() {
     );
     assert!(out.contains(&want), "{out} vs {want}");
 }
+
+#[test]
+fn a_job_with_no_live_worker_fails_after_the_timeout_instead_of_hanging() {
+    let dir = tempfile::tempdir().unwrap();
+    let address_file = dir.path().join("address");
+    let mut driver = Command::new(ringleader_bin())
+        .args([
+            "driver",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-worker-timeout",
+            "1",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("driver"))
+        .arg("--address-file")
+        .arg(&address_file)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !address_file.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let master = std::fs::read_to_string(&address_file).unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/numbers");
+    let started = Instant::now();
+    let out = Command::new(example("sum"))
+        .arg("--input")
+        .arg(&fixtures)
+        .env("RINGLEADER_MASTER", master.trim())
+        .output()
+        .unwrap();
+    let _ = driver.kill();
+    let _ = driver.wait();
+    assert!(!out.status.success());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no live worker for 1 s"), "{stderr}");
+}
