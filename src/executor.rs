@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use ringleader_core::Error;
 use ringleader_core::cluster_shuffle::{BlockSource, ClusterShuffle, ShuffleFiles};
-use ringleader_core::exec::run_task;
-use ringleader_core::plan::StagePlan;
+use ringleader_core::exec::{TaskUnit, run};
+use ringleader_core::plan::{StageOutput, TaskPlan};
 use ringleader_core::proto::{self, executor_client::ExecutorClient, task_report::Outcome};
 
 use crate::config::Config;
@@ -85,13 +85,15 @@ fn run_assignment(
     worker: &str,
     handle: tokio::runtime::Handle,
 ) -> proto::TaskReport {
-    let outcome = match postcard::from_bytes::<StagePlan>(&a.stage) {
+    let decoded = postcard::from_bytes::<TaskPlan>(&a.task_plan)
+        .and_then(|task| Ok((task, postcard::from_bytes::<StageOutput>(&a.stage_output)?)));
+    let outcome = match decoded {
         Err(e) => Outcome::Error(proto::TaskError {
-            message: format!("malformed stage plan: {e}"),
+            message: format!("malformed task plan: {e}"),
             retryable: false,
             fetch_failure: false,
         }),
-        Ok(stage) => {
+        Ok((task, output)) => {
             let inputs: HashMap<u32, Vec<BlockSource>> = a
                 .inputs
                 .iter()
@@ -110,7 +112,13 @@ fn run_assignment(
                 })
                 .collect();
             let shuffle = ClusterShuffle::new(files, a.job_id.clone(), a.attempt, worker.to_string(), inputs, handle);
-            match run_task(&stage, a.task as usize, a.attempt, &shuffle) {
+            let unit = TaskUnit {
+                stage: a.stage_index,
+                partition: a.task,
+                task: &task,
+                output: &output,
+            };
+            match run(&unit, a.attempt, &shuffle) {
                 Ok(value) => match postcard::to_stdvec(&value) {
                     Ok(bytes) => Outcome::Value(bytes),
                     Err(e) => Outcome::Error(proto::TaskError {

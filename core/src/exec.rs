@@ -6,7 +6,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::data::ChunkStream;
 use crate::error::{Error, Result};
-use crate::plan::{ActionEnv, StageOutput, StagePlan, TaskInput, TaskValue};
+use crate::plan::{ActionEnv, StageOutput, StagePlan, TaskInput, TaskPlan, TaskValue};
 use crate::shuffle::ShuffleService;
 use crate::source;
 
@@ -15,17 +15,44 @@ use crate::source;
 ///
 /// The plan must come from this executable: its shipped functions are resolved here.
 pub fn run_task(stage: &StagePlan, index: usize, attempt: u32, shuffle: &dyn ShuffleService) -> Result<TaskValue> {
-    let partition = index as u32;
-    match catch_unwind(AssertUnwindSafe(|| run_task_inner(stage, index, attempt, shuffle))) {
+    let task = stage
+        .tasks
+        .get(index)
+        .ok_or_else(|| Error::Plan(format!("stage {} has no task {index}", stage.id)))?;
+    let unit = TaskUnit {
+        stage: stage.id,
+        partition: index as u32,
+        task,
+        output: &stage.output,
+    };
+    run(&unit, attempt, shuffle)
+}
+
+/// One task cut out of its stage: all a cluster executor is sent.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskUnit<'a> {
+    /// The stage's id.
+    pub stage: u32,
+    /// The task's index in its stage (its partition).
+    pub partition: u32,
+    /// The task.
+    pub task: &'a TaskPlan,
+    /// What the stage's tasks produce.
+    pub output: &'a StageOutput,
+}
+
+/// Runs one task, as [`run_task`] does, from the task alone.
+pub fn run(unit: &TaskUnit<'_>, attempt: u32, shuffle: &dyn ShuffleService) -> Result<TaskValue> {
+    match catch_unwind(AssertUnwindSafe(|| run_task_inner(unit, attempt, shuffle))) {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => Err(Error::TaskFailed {
-            stage: stage.id,
-            partition,
+            stage: unit.stage,
+            partition: unit.partition,
             source: Box::new(e),
         }),
         Err(payload) => Err(Error::TaskPanicked {
-            stage: stage.id,
-            partition,
+            stage: unit.stage,
+            partition: unit.partition,
             message: panic_message(payload.as_ref()),
         }),
     }
@@ -42,11 +69,8 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-fn run_task_inner(stage: &StagePlan, index: usize, attempt: u32, shuffle: &dyn ShuffleService) -> Result<TaskValue> {
-    let task = stage
-        .tasks
-        .get(index)
-        .ok_or_else(|| Error::Plan(format!("stage {} has no task {index}", stage.id)))?;
+fn run_task_inner(unit: &TaskUnit<'_>, attempt: u32, shuffle: &dyn ShuffleService) -> Result<TaskValue> {
+    let (task, index) = (unit.task, unit.partition as usize);
     let mut stream: ChunkStream = match &task.input {
         TaskInput::Source { split, sample_windows } => source::open(split, *sample_windows)?,
         TaskInput::Shuffle(read) => {
@@ -65,7 +89,7 @@ fn run_task_inner(stage: &StagePlan, index: usize, attempt: u32, shuffle: &dyn S
         let f = unsafe { step.f.resolve() };
         stream = f(&step.state, stream)?;
     }
-    match &stage.output {
+    match unit.output {
         StageOutput::Shuffle {
             shuffle: id,
             sink,
@@ -93,8 +117,8 @@ fn run_task_inner(stage: &StagePlan, index: usize, attempt: u32, shuffle: &dyn S
             // SAFETY: as above.
             let action = unsafe { f.resolve() };
             let env = ActionEnv {
-                stage: stage.id,
-                partition: index as u32,
+                stage: unit.stage,
+                partition: unit.partition,
                 attempt,
             };
             action(state, stream, &env)

@@ -62,12 +62,7 @@ pub fn schedule(state: &ClusterState, live: &BTreeSet<String>) -> Vec<Assignment
                     _ => Vec::new(),
                 };
                 // A retried task avoids the workers its earlier attempts failed on.
-                let failed = job
-                    .failed_on
-                    .get(s)
-                    .and_then(|f| f.get(t))
-                    .map(Vec::as_slice)
-                    .unwrap_or_default();
+                let failed = job.history[s][t].failed_on.as_slice();
                 let most_free = |local: bool, avoid_failed: bool| {
                     free.iter()
                         .filter(|(w, n)| **n > 0 && (!local || holders.contains(w)))

@@ -293,6 +293,7 @@ fn assignment_message(
     task: u32,
     attempt: u32,
 ) -> proto::TaskAssignment {
+    let plan = &record.plan.stages[stage as usize];
     let inputs = record
         .shuffle_inputs(stage as usize, task as usize)
         .into_iter()
@@ -316,7 +317,8 @@ fn assignment_message(
         args: record.args.clone(),
         env: record.env.clone().into_iter().collect(),
         working_dir: record.working_dir.clone(),
-        stage: postcard::to_stdvec(&record.plan.stages[stage as usize]).unwrap_or_default(),
+        task_plan: postcard::to_stdvec(&plan.tasks[task as usize]).unwrap_or_default(),
+        stage_output: postcard::to_stdvec(&plan.output).unwrap_or_default(),
         task,
         attempt,
         inputs,

@@ -54,6 +54,16 @@ pub enum TaskState {
     },
 }
 
+/// A task's past attempts.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TaskHistory {
+    /// Attempts started.
+    pub attempts: u32,
+    /// Workers on which an attempt failed: the next attempt avoids them when another
+    /// worker can take it.
+    pub failed_on: Vec<String>,
+}
+
 /// A job's state.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub enum JobState {
@@ -98,12 +108,8 @@ pub struct JobRecord {
     pub plan: JobPlan,
     /// `tasks[stage][task]`.
     pub tasks: Vec<Vec<TaskState>>,
-    /// Attempts started, `attempts[stage][task]`.
-    pub attempts: Vec<Vec<u32>>,
-    /// Workers on which an attempt failed, `failed_on[stage][task]`: the next attempt
-    /// avoids them when another worker can take it.
-    #[serde(default)]
-    pub failed_on: Vec<Vec<Vec<String>>>,
+    /// What earlier attempts did, `history[stage][task]`.
+    pub history: Vec<Vec<TaskHistory>>,
     /// Where the job is.
     pub state: JobState,
 }
@@ -347,8 +353,11 @@ impl ClusterState {
                     .iter()
                     .map(|s| vec![TaskState::Pending; s.tasks.len()])
                     .collect();
-                let attempts = plan.stages.iter().map(|s| vec![0; s.tasks.len()]).collect();
-                let failed_on = plan.stages.iter().map(|s| vec![Vec::new(); s.tasks.len()]).collect();
+                let history = plan
+                    .stages
+                    .iter()
+                    .map(|s| vec![TaskHistory::default(); s.tasks.len()])
+                    .collect();
                 let record = JobRecord {
                     id: id.clone(),
                     name,
@@ -358,8 +367,7 @@ impl ClusterState {
                     working_dir,
                     plan,
                     tasks,
-                    attempts,
-                    failed_on,
+                    history,
                     state: JobState::Running,
                 };
                 self.jobs.insert(id.clone(), record);
@@ -380,9 +388,9 @@ impl ClusterState {
                 let Some(j) = self.jobs.get_mut(&job) else {
                     return Outcome::Stale;
                 };
-                let attempt = &mut j.attempts[stage as usize][task as usize];
-                *attempt += 1;
-                let attempt = *attempt;
+                let history = &mut j.history[stage as usize][task as usize];
+                history.attempts += 1;
+                let attempt = history.attempts;
                 j.tasks[stage as usize][task as usize] = TaskState::Running { attempt, worker };
                 Outcome::TaskStarted(attempt)
             }
@@ -431,18 +439,12 @@ impl ClusterState {
                     _ => return Outcome::Stale,
                 };
                 *slot = TaskState::Pending;
-                if let Some(j) = self.jobs.get_mut(&job)
-                    && let Some(list) = j
-                        .failed_on
-                        .get_mut(stage as usize)
-                        .and_then(|s| s.get_mut(task as usize))
-                {
-                    list.push(failed_worker);
-                }
-                if let Some(j) = self.jobs.get_mut(&job)
-                    && (!retryable || j.attempts[stage as usize][task as usize] >= MAX_ATTEMPTS)
-                {
-                    j.state = JobState::Failed(message);
+                if let Some(j) = self.jobs.get_mut(&job) {
+                    let history = &mut j.history[stage as usize][task as usize];
+                    history.failed_on.push(failed_worker);
+                    if !retryable || history.attempts >= MAX_ATTEMPTS {
+                        j.state = JobState::Failed(message);
+                    }
                 }
                 Outcome::Done
             }

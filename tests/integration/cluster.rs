@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use ringleader_datasets::{gensort, numbers, text};
 
-use crate::helpers::{example, parts, ringleader_bin};
+use crate::helpers::{example, parts, ringleader_bin, sorted_lines};
 
 /// Command-line arguments from anything path- or string-like.
 macro_rules! args {
@@ -97,21 +97,6 @@ fn ok(out: Output, what: &str) -> String {
 
 fn concat(dir: &Path) -> Vec<u8> {
     parts(dir).iter().flat_map(|p| std::fs::read(p).unwrap()).collect()
-}
-
-fn sorted_lines(dir: &Path) -> Vec<String> {
-    let mut lines: Vec<String> = parts(dir)
-        .iter()
-        .flat_map(|p| {
-            std::fs::read_to_string(p)
-                .unwrap()
-                .lines()
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    lines.sort();
-    lines
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::process::Command;
 use ringleader::Record;
 use ringleader_datasets::{gensort, numbers, text};
 
-use crate::helpers::{example, parts};
+use crate::helpers::{example, parts, sorted_lines};
 
 fn run_ok(cmd: &mut Command) -> String {
     let out = cmd.env("RINGLEADER_PROGRESS", "0").output().expect("run example");
@@ -133,17 +133,7 @@ fn orders_by_city_joins_and_groups() {
             .arg("--output")
             .arg(&output),
     );
-    let mut lines: Vec<String> = parts(&output)
-        .iter()
-        .flat_map(|f| {
-            std::fs::read_to_string(f)
-                .unwrap()
-                .lines()
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    lines.sort();
+    let lines = sorted_lines(&output);
     assert_eq!(
         lines,
         vec![

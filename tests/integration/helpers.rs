@@ -55,3 +55,19 @@ pub fn parts(dir: &Path) -> Vec<PathBuf> {
     files.sort();
     files
 }
+
+/// Every line of an output directory's `part-*` files, sorted.
+pub fn sorted_lines(dir: &Path) -> Vec<String> {
+    let mut lines: Vec<String> = parts(dir)
+        .iter()
+        .flat_map(|p| {
+            std::fs::read_to_string(p)
+                .expect("part file")
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    lines.sort();
+    lines
+}
