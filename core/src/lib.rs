@@ -13,6 +13,7 @@
 //! - [`ops`]: the typed trampolines behind every operator.
 //! - [`shuffle`]: shuffle sinks and transport; the embedded store with spill.
 //! - [`binary`]: content hashes of job binaries.
+//! - [`driver_group`]: reaching the leader of a driver group, following redirects.
 //! - [`cluster_shuffle`]: shuffle files on workers, read locally or over Arrow Flight.
 //! - [`proto`]: the gRPC protocol (generated).
 //! - [`exec`]: running one task (shared by the embedded engine and cluster executors).
@@ -24,6 +25,7 @@
 pub mod binary;
 pub mod cluster_shuffle;
 pub mod data;
+pub mod driver_group;
 pub mod error;
 pub mod exec;
 pub mod ipc;

@@ -1,38 +1,57 @@
 //! # ringleader-driver
 //!
-//! The driver (master) of a Ringleader cluster: it registers workers and tracks their
-//! heartbeats, stores job binaries, accepts jobs (a plan and a binary hash), schedules
-//! their tasks on workers stage by stage, tracks completion, and streams progress to the
-//! client. It never depends on the worker crate: the two meet in `ringleader-core`'s
-//! protocol.
+//! The driver (master) of a Ringleader cluster: a group of 1, 3 or 5 driver processes that
+//! keep the cluster's metadata (workers, datasets, job binaries, jobs, stages, tasks) in a
+//! Raft-replicated state machine (openraft, with redb storage). The leader registers
+//! workers and tracks their heartbeats, accepts jobs, schedules their tasks stage by stage,
+//! and streams progress to the client; if it dies, another driver takes over the running
+//! jobs. It never depends on the worker crate: the two meet in `ringleader-core`'s protocol.
 //!
 //! ## Layout
 //! - [`state`]: the state machine (workers, binaries, jobs, tasks) changed only by commands.
 //! - [`scheduler`]: which task runs where, as a pure function of the state.
-//! - [`service`]: the gRPC service and the scheduling loop.
+//! - [`raft`]: consensus: storage, network, the group's membership.
+//! - [`leader`]: one driver process: writes through Raft, taking over, the scheduling loop.
+//! - [`service`]: the gRPC service clients and workers call.
+//! - [`views`]: the state as the protocol shows it.
 
+pub mod leader;
+pub mod raft;
 pub mod scheduler;
 pub mod service;
 pub mod state;
+pub mod views;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use ringleader_core::proto::{self, raft_transport_client::RaftTransportClient};
 use tokio::net::TcpListener;
+
+use crate::raft::group::{Peers, PeersError};
+use crate::raft::log_store::{LogStore, OpenError, RaftFile};
+use crate::raft::network::{Network, raft_channel};
+use crate::raft::state_machine::StateMachineStore;
 
 /// How to run a driver.
 #[derive(Debug, Clone)]
 pub struct DriverConfig {
-    /// Address to listen on (port 0 picks a free port).
+    /// Address to listen on (port 0 picks a free port; only for a group of one).
     pub listen: SocketAddr,
-    /// Directory for the driver's data (job binaries).
+    /// Directory for the driver's data (Raft log and snapshots, job binaries).
     pub data_dir: PathBuf,
     /// Missed-heartbeat time after which a worker counts as dead.
     pub worker_timeout: Duration,
     /// How long running jobs wait with no live worker before they fail (no job waits forever).
     pub no_worker_timeout: Duration,
+    /// This driver's node id in its group.
+    pub id: u64,
+    /// The group (`None`: a group of one, this driver).
+    pub peers: Option<Peers>,
 }
 
 /// Errors starting or running a driver.
@@ -54,6 +73,35 @@ pub enum DriverError {
         /// Why.
         source: std::io::Error,
     },
+    /// The peer list is unusable.
+    #[error(transparent)]
+    Peers(#[from] PeersError),
+    /// This driver's address is not the one the peer list gives its id.
+    #[error("--peers puts driver {id} at {listed}, but this driver listens on {listening}; is another driver using id {id}?")]
+    NotMyAddress {
+        /// The id.
+        id: u64,
+        /// The listed address.
+        listed: String,
+        /// Where this driver listens.
+        listening: SocketAddr,
+    },
+    /// Another driver of the group was started with a different peer list or the same id.
+    #[error("driver {peer} at {address} disagrees about the group: {reason}")]
+    PeersDisagree {
+        /// Its id in our list.
+        peer: u64,
+        /// Its address.
+        address: String,
+        /// What differs.
+        reason: String,
+    },
+    /// The Raft store could not be opened.
+    #[error(transparent)]
+    Store(#[from] OpenError),
+    /// The Raft node could not start.
+    #[error("starting Raft: {0}")]
+    Raft(String),
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -64,15 +112,19 @@ pub struct BoundDriver {
     /// The address it listens on (with the real port when 0 was asked).
     pub address: SocketAddr,
     listener: TcpListener,
-    inner: std::sync::Arc<service::DriverInner>,
+    inner: Arc<leader::DriverInner>,
 }
 
-/// Binds the driver's port and prepares its state; [`BoundDriver::serve`] runs it.
+/// Binds the driver's port, opens its Raft store and checks its group; [`BoundDriver::serve`]
+/// runs it.
 pub async fn bind(config: DriverConfig) -> Result<BoundDriver, DriverError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|source| DriverError::DataDir {
         path: config.data_dir.clone(),
         source,
     })?;
+    if let Some(peers) = &config.peers {
+        peers.check_member(config.id)?;
+    }
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| DriverError::Bind {
@@ -83,12 +135,44 @@ pub async fn bind(config: DriverConfig) -> Result<BoundDriver, DriverError> {
         address: config.listen,
         source,
     })?;
-    let inner = service::DriverInner::new(
-        format!("driver@{address}"),
-        config.data_dir,
-        config.worker_timeout,
-        config.no_worker_timeout,
-    );
+    let peers = match config.peers {
+        Some(peers) => {
+            let listed = peers.check_member(config.id)?.to_string();
+            if !same_address(&listed, address) {
+                return Err(DriverError::NotMyAddress {
+                    id: config.id,
+                    listed,
+                    listening: address,
+                });
+            }
+            peers
+        }
+        None => Peers::single(config.id, address.to_string()),
+    };
+    let file = RaftFile::open(&config.data_dir, config.id, &peers.fingerprint(), &peers.to_string())?;
+    check_peers_agree(config.id, &peers).await?;
+    let log_store = LogStore::new(file.clone());
+    let commit_index = log_store.committed_index();
+    let state_machine = StateMachineStore::open(file).map_err(|e| DriverError::Raft(e.to_string()))?;
+    let replica = state_machine.replica();
+    let raft_config = raft::raft_config().map_err(|e| DriverError::Raft(e.to_string()))?;
+    let network = Network {
+        fingerprint: peers.fingerprint(),
+        me: config.id,
+    };
+    let raft = raft::Raft::new(config.id, Arc::new(raft_config), network, log_store, state_machine)
+        .await
+        .map_err(|e| DriverError::Raft(e.to_string()))?;
+    let inner = leader::DriverInner::new(leader::DriverParts {
+        id: config.id,
+        peers,
+        raft,
+        replica,
+        commit_index,
+        data_dir: config.data_dir,
+        worker_timeout: config.worker_timeout,
+        no_worker_timeout: config.no_worker_timeout,
+    });
     Ok(BoundDriver {
         address,
         listener,
@@ -96,17 +180,95 @@ pub async fn bind(config: DriverConfig) -> Result<BoundDriver, DriverError> {
     })
 }
 
+/// Whether `listed` (host:port) names the bound `address`.
+fn same_address(listed: &str, address: SocketAddr) -> bool {
+    use std::net::ToSocketAddrs;
+    listed
+        .to_socket_addrs()
+        .is_ok_and(|mut addrs| addrs.any(|a| a == address || (a.port() == address.port() && address.ip().is_unspecified())))
+}
+
+/// Asks every reachable peer who it is: a peer with another peer list, or answering to
+/// another id, is a configuration error to report now rather than a group that never
+/// elects a leader.
+async fn check_peers_agree(me: u64, peers: &Peers) -> Result<(), DriverError> {
+    let fingerprint = peers.fingerprint();
+    for (id, address) in peers.iter().filter(|(id, _)| *id != me) {
+        let Ok(channel) = raft_channel(address) else { continue };
+        let Ok(data) = postcard::to_stdvec(&(me, peers.to_string())) else { continue };
+        let request = raft::network::tagged(proto::RaftMessage { data }, &fingerprint, me);
+        let reply = tokio::time::timeout(Duration::from_millis(500), RaftTransportClient::new(channel).hello(request)).await;
+        let Ok(Ok(reply)) = reply else { continue };
+        let Ok((their_id, their_peers)) = postcard::from_bytes::<(u64, String)>(&reply.into_inner().data) else {
+            continue;
+        };
+        let disagree = |reason: String| DriverError::PeersDisagree {
+            peer: id,
+            address: address.to_string(),
+            reason,
+        };
+        if their_id != id {
+            return Err(disagree(format!(
+                "it answers as driver {their_id}{}",
+                if their_id == me { ", the same id as this driver" } else { "" }
+            )));
+        }
+        let theirs = Peers::parse(&their_peers).map_err(|e| disagree(e.to_string()))?;
+        if theirs.fingerprint() != fingerprint {
+            return Err(disagree(format!("its --peers is {their_peers}, this driver's is {peers}")));
+        }
+    }
+    Ok(())
+}
+
 impl BoundDriver {
+    /// This driver's shared state.
+    pub fn inner(&self) -> Arc<leader::DriverInner> {
+        self.inner.clone()
+    }
+
     /// Serves until `shutdown` completes.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), DriverError> {
-        let scheduler = tokio::spawn(self.inner.clone().schedule_forever());
-        let svc = ringleader_core::proto::driver_server::DriverServer::new(service::DriverService::new(self.inner));
+        let inner = self.inner;
+        let scheduler = tokio::spawn(inner.clone().schedule_forever());
+        let leadership = tokio::spawn(inner.clone().follow_leadership());
+        let initializer = tokio::spawn(initialize(inner.clone()));
+        let driver = proto::driver_server::DriverServer::new(service::DriverService::new(inner.clone()))
+            .max_decoding_message_size(64 << 20);
+        let transport = proto::raft_transport_server::RaftTransportServer::new(raft::transport::RaftService::new(
+            inner.raft.clone(),
+            inner.id,
+            inner.peers.clone(),
+            inner.binaries_dir.clone(),
+        ))
+        .max_decoding_message_size(usize::MAX);
         let result = tonic::transport::Server::builder()
-            .add_service(svc)
+            .add_service(driver)
+            .add_service(transport)
             .serve_with_incoming_shutdown(incoming(self.listener), shutdown)
             .await;
-        scheduler.abort();
+        for task in [scheduler, leadership, initializer] {
+            task.abort();
+        }
+        let _ = inner.raft.shutdown().await;
         Ok(result?)
+    }
+}
+
+/// A new group is initialized by its lowest-numbered driver, once; a driver restarted from
+/// its directory (or a group restarted from disk) is already initialized.
+async fn initialize(inner: Arc<leader::DriverInner>) {
+    let lowest = inner.peers.iter().map(|(id, _)| id).min();
+    if lowest != Some(inner.id) || inner.raft.is_initialized().await.unwrap_or(true) {
+        return;
+    }
+    let members: BTreeMap<u64, openraft::BasicNode> = inner
+        .peers
+        .iter()
+        .map(|(id, address)| (id, openraft::BasicNode::new(address)))
+        .collect();
+    if let Err(e) = inner.raft.initialize(members).await {
+        eprintln!("driver {}: initializing the group: {e}", inner.id);
     }
 }
 

@@ -148,6 +148,8 @@ mod tests {
             env: Default::default(),
             working_dir: String::new(),
             plan: job(tasks),
+            submission: format!("sub-{}", state.jobs.len()),
+            submitted_ms: 0,
         };
         match state.apply(command) {
             Outcome::JobSubmitted(id) => id,
@@ -253,5 +255,53 @@ mod tests {
         };
         state.apply(fail);
         assert!(matches!(state.jobs[&job2].state, JobState::Failed(_)));
+    }
+
+    #[test]
+    fn a_resubmission_finds_the_same_job() {
+        let (mut state, _) = cluster(1, 1);
+        let submit_as = |state: &mut ClusterState, submission: &str| {
+            state.apply(Command::SubmitJob {
+                name: "t".into(),
+                binary: "0".repeat(32),
+                args: Vec::new(),
+                env: Default::default(),
+                working_dir: String::new(),
+                plan: job(1),
+                submission: submission.into(),
+                submitted_ms: 0,
+            })
+        };
+        let first = submit_as(&mut state, "client-1");
+        assert_eq!(submit_as(&mut state, "client-1"), first, "the same submission is one job");
+        assert_ne!(submit_as(&mut state, "client-2"), first);
+        assert_eq!(state.jobs.len(), 2);
+    }
+
+    #[test]
+    fn a_leader_change_requeues_running_tasks_without_counting_them() {
+        let (mut state, live) = cluster(1, 1);
+        let job = submit(&mut state, 1);
+        // More leader changes than the attempt limit: the job must still be able to run.
+        for _ in 0..=crate::state::MAX_ATTEMPTS {
+            let a = schedule(&state, &live).remove(0);
+            start(&mut state, &a);
+            assert_eq!(state.apply(Command::RequeueRunning), Outcome::Done);
+            assert_eq!(state.jobs[&job].tasks[0][0], TaskState::Pending);
+        }
+        let a = schedule(&state, &live).remove(0);
+        let attempt = start(&mut state, &a);
+        assert_eq!(attempt, crate::state::MAX_ATTEMPTS + 2, "every attempt gets a new number");
+        // A report from a requeued attempt is stale; the current one finishes the task.
+        let finish = |attempt| Command::FinishTask {
+            job: job.clone(),
+            stage: 0,
+            task: 0,
+            attempt,
+            value: TaskValue::Count(1),
+        };
+        assert_eq!(state.apply(finish(attempt - 1)), Outcome::Stale);
+        assert_eq!(state.apply(finish(attempt)), Outcome::Done);
+        assert_eq!(state.jobs[&job].state, JobState::Succeeded);
     }
 }

@@ -7,13 +7,16 @@
 //! attempt returns to `Pending` while attempts remain, and otherwise fails the job.
 //! A job: `Running -> Succeeded | Failed(reason) | Cancelled(reason)`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use ringleader_core::plan::{JobPlan, StageOutput, TaskInput, TaskValue};
 use serde::{Deserialize, Serialize};
 
 /// Attempts a task gets before its job fails.
 pub const MAX_ATTEMPTS: u32 = 4;
+
+/// Finished jobs kept for `ringleader jobs`; older ones are forgotten as new ones arrive.
+pub const KEPT_JOBS: usize = 1000;
 
 /// A registered worker.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -62,6 +65,10 @@ pub struct TaskHistory {
     /// Workers on which an attempt failed: the next attempt avoids them when another
     /// worker can take it.
     pub failed_on: Vec<String>,
+    /// Attempts ended by a leader change rather than a failure: they do not count
+    /// toward [`MAX_ATTEMPTS`].
+    #[serde(default)]
+    pub requeued: u32,
 }
 
 /// A job's state.
@@ -112,6 +119,10 @@ pub struct JobRecord {
     pub history: Vec<Vec<TaskHistory>>,
     /// Where the job is.
     pub state: JobState,
+    /// The client's submission id (a resubmission with it finds this job).
+    pub submission: String,
+    /// When it was accepted, Unix milliseconds.
+    pub submitted_ms: u64,
 }
 
 impl JobRecord {
@@ -205,10 +216,12 @@ pub enum Command {
         /// Its shuffle directory.
         shuffle_dir: String,
     },
-    /// A job binary is stored on the driver.
+    /// A job binary is stored on a majority of the drivers.
     AddBinary {
         /// Its content hash.
         hash: String,
+        /// The drivers (node ids) holding its bytes.
+        holders: Vec<u64>,
     },
     /// A job arrived.
     SubmitJob {
@@ -224,6 +237,10 @@ pub enum Command {
         working_dir: String,
         /// The plan.
         plan: JobPlan,
+        /// The client's submission id: a second submission with it is the same job.
+        submission: String,
+        /// When the leader accepted it, Unix milliseconds.
+        submitted_ms: u64,
     },
     /// A task was sent to a worker.
     StartTask {
@@ -273,10 +290,15 @@ pub enum Command {
         /// Why.
         reason: String,
     },
+    /// A new leader took over: every running task returns to pending without counting
+    /// as a failure; it will be issued again with a new attempt number.
+    RequeueRunning,
+    /// Several commands in one log entry, applied in order.
+    Batch(Vec<Command>),
 }
 
 /// What applying a command produced.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Outcome {
     /// Nothing more to say.
     Done,
@@ -288,6 +310,8 @@ pub enum Outcome {
     TaskStarted(u32),
     /// The command referred to something stale (an old attempt, a finished job): ignored.
     Stale,
+    /// The outcomes of a [`Command::Batch`], in order.
+    Batch(Vec<Outcome>),
 }
 
 /// The replicated state of a cluster.
@@ -295,12 +319,14 @@ pub enum Outcome {
 pub struct ClusterState {
     /// Registered workers, by id.
     pub workers: BTreeMap<String, WorkerRecord>,
-    /// Binaries the driver holds.
-    pub binaries: BTreeSet<String>,
+    /// Job binaries, by hash: the drivers holding their bytes.
+    pub binaries: BTreeMap<String, Vec<u64>>,
     /// Jobs, by id (ids sort in submission order).
     pub jobs: BTreeMap<String, JobRecord>,
     /// Stored datasets, by name.
     pub datasets: BTreeMap<String, DatasetRecord>,
+    /// Job ids by client submission id.
+    pub submissions: BTreeMap<String, String>,
     next_worker: u64,
     next_job: u64,
 }
@@ -334,8 +360,13 @@ impl ClusterState {
                 self.workers.insert(id.clone(), record);
                 Outcome::WorkerRegistered(id)
             }
-            Command::AddBinary { hash } => {
-                self.binaries.insert(hash);
+            Command::AddBinary { hash, holders } => {
+                let known = self.binaries.entry(hash).or_default();
+                for h in holders {
+                    if !known.contains(&h) {
+                        known.push(h);
+                    }
+                }
                 Outcome::Done
             }
             Command::SubmitJob {
@@ -345,7 +376,15 @@ impl ClusterState {
                 env,
                 working_dir,
                 plan,
+                submission,
+                submitted_ms,
             } => {
+                if let Some(existing) = self.submissions.get(&submission)
+                    && !submission.is_empty()
+                {
+                    return Outcome::JobSubmitted(existing.clone());
+                }
+                self.forget_old_jobs();
                 self.next_job += 1;
                 let id = format!("job-{:06}", self.next_job);
                 let tasks = plan
@@ -369,7 +408,12 @@ impl ClusterState {
                     tasks,
                     history,
                     state: JobState::Running,
+                    submission: submission.clone(),
+                    submitted_ms,
                 };
+                if !submission.is_empty() {
+                    self.submissions.insert(submission, id.clone());
+                }
                 self.jobs.insert(id.clone(), record);
                 Outcome::JobSubmitted(id)
             }
@@ -442,7 +486,7 @@ impl ClusterState {
                 if let Some(j) = self.jobs.get_mut(&job) {
                     let history = &mut j.history[stage as usize][task as usize];
                     history.failed_on.push(failed_worker);
-                    if !retryable || history.attempts >= MAX_ATTEMPTS {
+                    if !retryable || history.attempts - history.requeued >= MAX_ATTEMPTS {
                         j.state = JobState::Failed(message);
                     }
                 }
@@ -459,6 +503,35 @@ impl ClusterState {
                 }
                 _ => Outcome::Stale,
             },
+            Command::RequeueRunning => {
+                for job in self.jobs.values_mut().filter(|j| j.state == JobState::Running) {
+                    for (tasks, history) in job.tasks.iter_mut().zip(&mut job.history) {
+                        for (task, history) in tasks.iter_mut().zip(history) {
+                            if matches!(task, TaskState::Running { .. }) {
+                                *task = TaskState::Pending;
+                                history.requeued += 1;
+                            }
+                        }
+                    }
+                }
+                Outcome::Done
+            }
+            Command::Batch(commands) => Outcome::Batch(commands.into_iter().map(|c| self.apply(c)).collect()),
+        }
+    }
+
+    /// Drops the oldest finished jobs beyond [`KEPT_JOBS`].
+    fn forget_old_jobs(&mut self) {
+        let finished: Vec<String> = self
+            .jobs
+            .values()
+            .filter(|j| j.state != JobState::Running)
+            .map(|j| j.id.clone())
+            .collect();
+        for id in finished.iter().take(finished.len().saturating_sub(KEPT_JOBS - 1)) {
+            if let Some(job) = self.jobs.remove(id) {
+                self.submissions.remove(&job.submission);
+            }
         }
     }
 

@@ -1,0 +1,170 @@
+//! Reaching the leader of a driver group. A driver that is not the leader refuses a call
+//! with [`not_leader`] (status `Unavailable`, the leader's address in the `ringleader-leader`
+//! metadata when it knows one); [`DriverGroup::call`] follows that hint, or tries the next
+//! address when a driver cannot be reached, until a deadline. Clients and workers use it,
+//! so a leader change needs no action from the user.
+
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+use crate::proto::driver_client::DriverClient;
+
+/// Metadata key naming the leader's address in a follower's refusal.
+pub const LEADER_KEY: &str = "ringleader-leader";
+
+/// The refusal of a driver that is not the leader; `leader` is the leader's address if known.
+pub fn not_leader(leader: Option<&str>) -> Status {
+    let mut status = Status::unavailable(match leader {
+        Some(address) => format!("this driver is not the leader; the leader is at {address}"),
+        None => "this driver is not the leader, and no leader is elected yet".to_string(),
+    });
+    if let Some(address) = leader
+        && let Ok(value) = address.parse()
+    {
+        status.metadata_mut().insert(LEADER_KEY, value);
+    }
+    status
+}
+
+/// The leader's address a refusal names, if any.
+pub fn leader_hint(status: &Status) -> Option<String> {
+    status
+        .metadata()
+        .get(LEADER_KEY)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// Whether another driver (or the same one, later) may answer: the driver was unreachable,
+/// went away mid-call, or is not the leader.
+pub fn is_failover(status: &Status) -> bool {
+    matches!(status.code(), Code::Unavailable | Code::Cancelled)
+        || (status.code() == Code::Unknown && status.message().contains("transport"))
+        || (status.code() == Code::Internal && status.message().contains("h2 protocol error"))
+}
+
+/// A lazily connecting channel to a driver: dead connections are noticed by HTTP/2 pings
+/// within about three seconds, even when the driver is stopped rather than gone.
+pub fn driver_channel(address: &str) -> Result<Channel, Status> {
+    Ok(Endpoint::from_shared(format!("http://{address}"))
+        .map_err(|e| Status::invalid_argument(format!("{address:?} is not a driver address: {e}")))?
+        .connect_timeout(Duration::from_secs(1))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(1))
+        .keep_alive_timeout(Duration::from_secs(2))
+        .keep_alive_while_idle(true)
+        .connect_lazy())
+}
+
+/// The drivers of one group, and which of them is believed to lead.
+pub struct DriverGroup {
+    addresses: Vec<String>,
+    current: Mutex<(String, DriverClient<Channel>)>,
+}
+
+impl DriverGroup {
+    /// A group known by these addresses (at least one).
+    pub fn new(addresses: Vec<String>) -> Result<DriverGroup, Status> {
+        let first = addresses
+            .first()
+            .cloned()
+            .ok_or_else(|| Status::invalid_argument("no driver address given"))?;
+        let client = DriverClient::new(driver_channel(&first)?);
+        Ok(DriverGroup {
+            addresses,
+            current: Mutex::new((first, client)),
+        })
+    }
+
+    /// The addresses this group was given.
+    pub fn addresses(&self) -> &[String] {
+        &self.addresses
+    }
+
+    /// The driver currently believed to lead, and a client of it.
+    pub fn current(&self) -> (String, DriverClient<Channel>) {
+        self.current.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// After `status` from the driver at `tried`: switch to the leader it names, or to the
+    /// next address (unless another caller already switched).
+    pub fn fail_over(&self, tried: &str, status: &Status) {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if current.0 != tried {
+            return;
+        }
+        let next = leader_hint(status).filter(|hint| hint != tried).unwrap_or_else(|| {
+            let at = self.addresses.iter().position(|a| a == tried).map_or(0, |i| i + 1);
+            self.addresses[at % self.addresses.len()].clone()
+        });
+        if let Ok(channel) = driver_channel(&next) {
+            *current = (next, DriverClient::new(channel));
+        }
+    }
+
+    /// Calls `f` on the leader, following redirects and trying other drivers until `patience`
+    /// runs out; errors that no other driver would answer differently return at once.
+    pub async fn call<T, F, Fut>(&self, patience: Duration, mut f: F) -> Result<T, Status>
+    where
+        F: FnMut(DriverClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(20);
+        let mut tried = 0usize;
+        loop {
+            let (address, client) = self.current();
+            match f(client).await {
+                Ok(reply) => return Ok(reply.into_inner()),
+                Err(status) if is_failover(&status) && started.elapsed() < patience => {
+                    self.fail_over(&address, &status);
+                    tried += 1;
+                    // A full round of drivers without a leader: wait for an election.
+                    if tried % self.addresses.len().max(1) == 0 || leader_hint(&status).is_none() {
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_millis(500));
+                    }
+                }
+                Err(status) if is_failover(&status) => {
+                    return Err(Status::unavailable(format!(
+                        "no driver of {} answered as leader within {:.0} s (last: {address}: {})",
+                        self.addresses.join(","),
+                        patience.as_secs_f64(),
+                        status.message()
+                    )));
+                }
+                Err(status) => return Err(status),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_names_the_leader() {
+        let status = not_leader(Some("127.0.0.1:7001"));
+        assert!(is_failover(&status));
+        assert_eq!(leader_hint(&status).as_deref(), Some("127.0.0.1:7001"));
+        assert_eq!(leader_hint(&not_leader(None)), None);
+    }
+
+    #[tokio::test]
+    async fn fail_over_follows_the_hint_then_cycles() {
+        let group = DriverGroup::new(vec!["127.0.0.1:1".into(), "127.0.0.1:2".into(), "127.0.0.1:3".into()])
+            .expect("valid addresses");
+        group.fail_over("127.0.0.1:1", &not_leader(Some("127.0.0.1:3")));
+        assert_eq!(group.current().0, "127.0.0.1:3");
+        // A stale caller's failure does not move the group again.
+        group.fail_over("127.0.0.1:1", &Status::unavailable("gone"));
+        assert_eq!(group.current().0, "127.0.0.1:3");
+        group.fail_over("127.0.0.1:3", &Status::unavailable("gone"));
+        assert_eq!(group.current().0, "127.0.0.1:1");
+    }
+}

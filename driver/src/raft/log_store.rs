@@ -1,0 +1,356 @@
+//! The Raft log, vote and commit index, in redb (`raft.redb` under the driver's data
+//! directory). Each log entry is stored as a CRC-32 of its bytes followed by the postcard
+//! encoding of the entry; opening the store reads every entry back, so a damaged log stops
+//! the driver with the file and entry at fault instead of silently losing committed work.
+
+use std::fmt::Debug;
+use std::ops::RangeBounds;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::{AnyError, Entry, LogId, OptionalSend, RaftLogId, StorageIOError, Vote};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{StorageError, TypeConfig};
+
+/// Log entries by index.
+pub(super) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+/// Small records: vote, committed, purged, the group's fingerprint, this node's id.
+pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// File name of the store inside a data directory.
+pub const FILE_NAME: &str = "raft.redb";
+
+/// Why a store cannot be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// Another process holds the file (two drivers on one directory).
+    #[error("{0} is in use by another driver; give every driver its own --data-dir")]
+    InUse(PathBuf),
+    /// redb could not open or read the file.
+    #[error("{path}: {message}; the file is damaged: restore the directory, or delete it to rejoin empty and catch up from the group")]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// What redb said.
+        message: String,
+    },
+    /// A log entry failed its checksum or does not decode.
+    #[error("{path}: log entry {index} is corrupt ({reason}); refusing to start rather than drop committed entries")]
+    CorruptEntry {
+        /// The file.
+        path: PathBuf,
+        /// The entry's log index.
+        index: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The directory belongs to another group.
+    #[error("{path} belongs to another driver group (fingerprint {found}, this group's is {expected}: {peers}); nothing was changed. Use a fresh --data-dir, or the --peers it was created with")]
+    OtherGroup {
+        /// The file.
+        path: PathBuf,
+        /// Its fingerprint.
+        found: String,
+        /// Ours.
+        expected: String,
+        /// This group's peer list.
+        peers: String,
+    },
+    /// The directory belongs to another node of the group.
+    #[error("{path} belongs to driver {found}, not driver {expected}; nothing was changed")]
+    OtherNode {
+        /// The file.
+        path: PathBuf,
+        /// Its node id.
+        found: u64,
+        /// Ours.
+        expected: u64,
+    },
+}
+
+/// The shared redb file of one driver.
+#[derive(Clone)]
+pub struct RaftFile {
+    pub(super) db: Arc<Database>,
+    pub(super) path: PathBuf,
+}
+
+impl RaftFile {
+    /// Opens (or creates) `dir/raft.redb` for node `node` of the group `fingerprint`, and
+    /// checks every log entry.
+    pub fn open(dir: &Path, node: u64, fingerprint: &str, peers: &str) -> Result<RaftFile, OpenError> {
+        let path = dir.join(FILE_NAME);
+        let damaged = |e: &dyn std::fmt::Display| OpenError::Damaged {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        let db = match Database::create(&path) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(OpenError::InUse(path)),
+            Err(e) => return Err(damaged(&e)),
+        };
+        let file = RaftFile {
+            db: Arc::new(db),
+            path: path.clone(),
+        };
+        match file.meta::<String>("fingerprint").map_err(|e| damaged(&e))? {
+            Some(found) if found != fingerprint => {
+                return Err(OpenError::OtherGroup {
+                    path,
+                    found,
+                    expected: fingerprint.to_string(),
+                    peers: peers.to_string(),
+                });
+            }
+            Some(_) => {}
+            None => file
+                .put_meta("fingerprint", &fingerprint.to_string())
+                .map_err(|e| damaged(&e))?,
+        }
+        match file.meta::<u64>("node").map_err(|e| damaged(&e))? {
+            Some(found) if found != node => {
+                return Err(OpenError::OtherNode {
+                    path,
+                    found,
+                    expected: node,
+                });
+            }
+            Some(_) => {}
+            None => file.put_meta("node", &node).map_err(|e| damaged(&e))?,
+        }
+        file.verify_log()?;
+        Ok(file)
+    }
+
+    fn verify_log(&self) -> Result<(), OpenError> {
+        let read = self.db.begin_read().map_err(|e| self.damaged(&e))?;
+        let table = match read.open_table(LOG) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(e) => return Err(self.damaged(&e)),
+        };
+        for item in table.iter().map_err(|e| self.damaged(&e))? {
+            let (index, bytes) = item.map_err(|e| self.damaged(&e))?;
+            decode_entry(bytes.value()).map_err(|reason| OpenError::CorruptEntry {
+                path: self.path.clone(),
+                index: index.value(),
+                reason,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn damaged(&self, e: &dyn std::fmt::Display) -> OpenError {
+        OpenError::Damaged {
+            path: self.path.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    /// Reads a META record.
+    pub(super) fn meta<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, AnyError> {
+        let read = self.db.begin_read().map_err(|e| AnyError::new(&e))?;
+        let table = match read.open_table(META) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(AnyError::new(&e)),
+        };
+        let Some(value) = table.get(key).map_err(|e| AnyError::new(&e))? else {
+            return Ok(None);
+        };
+        postcard::from_bytes(value.value())
+            .map(Some)
+            .map_err(|e| AnyError::error(format!("{}: record {key}: {e}", self.path.display())))
+    }
+
+    /// Writes a META record durably.
+    pub(super) fn put_meta<T: Serialize>(&self, key: &str, value: &T) -> Result<(), AnyError> {
+        let bytes = postcard::to_stdvec(value).map_err(|e| AnyError::new(&e))?;
+        let write = self.db.begin_write().map_err(|e| AnyError::new(&e))?;
+        {
+            let mut table = write.open_table(META).map_err(|e| AnyError::new(&e))?;
+            table.insert(key, bytes.as_slice()).map_err(|e| AnyError::new(&e))?;
+        }
+        write.commit().map_err(|e| AnyError::new(&e))
+    }
+}
+
+/// A log entry's stored form: CRC-32 (little endian) of the postcard bytes, then the bytes.
+fn encode_entry(entry: &Entry<TypeConfig>) -> Result<Vec<u8>, AnyError> {
+    let body = postcard::to_stdvec(entry).map_err(|e| AnyError::new(&e))?;
+    let mut bytes = Vec::with_capacity(body.len() + 4);
+    bytes.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    bytes.extend_from_slice(&body);
+    Ok(bytes)
+}
+
+fn decode_entry(bytes: &[u8]) -> Result<Entry<TypeConfig>, String> {
+    let (crc, body) = bytes
+        .split_first_chunk::<4>()
+        .ok_or_else(|| format!("{} bytes, shorter than its checksum", bytes.len()))?;
+    if u32::from_le_bytes(*crc) != crc32fast::hash(body) {
+        return Err("checksum mismatch".into());
+    }
+    postcard::from_bytes(body).map_err(|e| format!("does not decode: {e}"))
+}
+
+/// The log side of the store.
+#[derive(Clone)]
+pub struct LogStore {
+    file: RaftFile,
+    committed: Arc<AtomicU64>,
+}
+
+impl LogStore {
+    /// The log in `file`.
+    pub fn new(file: RaftFile) -> LogStore {
+        LogStore {
+            file,
+            committed: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The commit index last saved (for status listings).
+    pub fn committed_index(&self) -> Arc<AtomicU64> {
+        self.committed.clone()
+    }
+
+    fn write_logs(&self, f: impl FnOnce(&mut redb::Table<u64, &[u8]>) -> Result<(), AnyError>) -> Result<(), StorageError> {
+        let io = |e: AnyError| StorageError::from(StorageIOError::write_logs(e));
+        let write = self.file.db.begin_write().map_err(|e| io(AnyError::new(&e)))?;
+        {
+            let mut table = write.open_table(LOG).map_err(|e| io(AnyError::new(&e)))?;
+            f(&mut table).map_err(io)?;
+        }
+        write.commit().map_err(|e| io(AnyError::new(&e)))
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError> {
+        let io = |e: AnyError| StorageError::from(StorageIOError::read_logs(e));
+        let read = self.file.db.begin_read().map_err(|e| io(AnyError::new(&e)))?;
+        let table = match read.open_table(LOG) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(io(AnyError::new(&e))),
+        };
+        let mut entries = Vec::new();
+        for item in table.range(range).map_err(|e| io(AnyError::new(&e)))? {
+            let (index, bytes) = item.map_err(|e| io(AnyError::new(&e)))?;
+            let entry = decode_entry(bytes.value()).map_err(|reason| {
+                StorageError::from(StorageIOError::read_log_at_index(
+                    index.value(),
+                    AnyError::error(format!("{}: log entry {} {reason}", self.file.path.display(), index.value())),
+                ))
+            })?;
+            entries.push(entry);
+        }
+        Ok(entries)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let last_purged: Option<LogId<u64>> = self
+            .file
+            .meta("purged")
+            .map_err(|e| StorageError::from(StorageIOError::read_logs(e)))?;
+        let io = |e: AnyError| StorageError::from(StorageIOError::read_logs(e));
+        let read = self.file.db.begin_read().map_err(|e| io(AnyError::new(&e)))?;
+        let last = match read.open_table(LOG) {
+            Ok(table) => table
+                .last()
+                .map_err(|e| io(AnyError::new(&e)))?
+                .map(|(_, bytes)| decode_entry(bytes.value()).map(|e| *e.get_log_id()))
+                .transpose()
+                .map_err(|reason| io(AnyError::error(format!("{}: last log entry {reason}", self.file.path.display()))))?,
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(io(AnyError::new(&e))),
+        };
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id: last.or(last_purged),
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError> {
+        self.file
+            .put_meta("vote", vote)
+            .map_err(|e| StorageError::from(StorageIOError::write_vote(e)))
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError> {
+        self.file
+            .meta("vote")
+            .map_err(|e| StorageError::from(StorageIOError::read_vote(e)))
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> Result<(), StorageError> {
+        if let Some(c) = committed {
+            self.committed.store(c.index, Ordering::Relaxed);
+        }
+        self.file
+            .put_meta("committed", &committed)
+            .map_err(|e| StorageError::from(StorageIOError::write(e)))
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, StorageError> {
+        let committed: Option<Option<LogId<u64>>> = self
+            .file
+            .meta("committed")
+            .map_err(|e| StorageError::from(StorageIOError::read(e)))?;
+        let committed = committed.flatten();
+        if let Some(c) = committed {
+            self.committed.store(c.index, Ordering::Relaxed);
+        }
+        Ok(committed)
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        self.write_logs(|table| {
+            for entry in entries {
+                let bytes = encode_entry(&entry)?;
+                table
+                    .insert(entry.get_log_id().index, bytes.as_slice())
+                    .map_err(|e| AnyError::new(&e))?;
+            }
+            Ok(())
+        })?;
+        callback.log_io_completed(Ok(()));
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError> {
+        self.write_logs(|table| {
+            table.retain_in(log_id.index.., |_, _| false).map_err(|e| AnyError::new(&e))
+        })
+    }
+
+    async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), StorageError> {
+        self.file
+            .put_meta("purged", &log_id)
+            .map_err(|e| StorageError::from(StorageIOError::write_logs(e)))?;
+        self.write_logs(|table| {
+            table.retain_in(..=log_id.index, |_, _| false).map_err(|e| AnyError::new(&e))
+        })
+    }
+}

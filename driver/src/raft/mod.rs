@@ -1,0 +1,56 @@
+//! The driver group's consensus: openraft over [`Command`]s, with its log, vote and
+//! snapshots in redb under the driver's data directory, and its RPCs over tonic in a
+//! service of their own.
+//!
+//! - [`log_store`]: the Raft log, vote and commit index in redb, each entry checksummed.
+//! - [`state_machine`]: [`ClusterState`](crate::state::ClusterState) as openraft's state
+//!   machine, with snapshots in the same redb file.
+//! - [`network`]: the client side of the Raft RPCs.
+//! - [`transport`]: the server side, which refuses drivers of another group.
+//! - [`group`]: who is in the group, and the fingerprint that names it.
+
+pub mod group;
+pub mod log_store;
+pub mod network;
+pub mod state_machine;
+pub mod transport;
+
+use std::io::Cursor;
+
+use crate::state::{Command, Outcome};
+
+openraft::declare_raft_types!(
+    /// openraft's types for a Ringleader driver group.
+    pub TypeConfig:
+        D = Command,
+        R = Outcome,
+        NodeId = u64,
+        Node = openraft::BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// A running Raft node of the driver group.
+pub type Raft = openraft::Raft<TypeConfig>;
+
+/// A storage failure as openraft reports it.
+pub type StorageError = openraft::StorageError<u64>;
+
+/// Timing of the group: heartbeats every 100 ms, elections after 300–600 ms of silence, so
+/// a killed leader is replaced well within a second on loopback; a snapshot every 2000
+/// entries keeps the log (and a restarted driver's catch-up) short.
+pub fn raft_config() -> Result<openraft::Config, openraft::ConfigError> {
+    openraft::Config {
+        cluster_name: "ringleader".into(),
+        heartbeat_interval: 100,
+        election_timeout_min: 300,
+        election_timeout_max: 600,
+        install_snapshot_timeout: 5000,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(2000),
+        max_in_snapshot_log_to_keep: 200,
+        purge_batch_size: 256,
+        ..Default::default()
+    }
+    .validate()
+}

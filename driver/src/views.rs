@@ -1,0 +1,165 @@
+//! The replicated state as the protocol shows it: job and stage progress, dataset
+//! placement, and one driver's view of its Raft group.
+
+use ringleader_core::plan::{StageOutput, TaskValue};
+use ringleader_core::proto;
+
+use crate::raft::group::Peers;
+use crate::state::{ClusterState, DatasetRecord, JobRecord, JobState, TaskState};
+
+/// Rows and bytes the finished tasks of `tasks` produced.
+fn volume(tasks: &[TaskState]) -> (u64, u64) {
+    let (mut rows, mut bytes) = (0, 0);
+    for t in tasks {
+        if let TaskState::Done { value, .. } = t {
+            match value {
+                TaskValue::Shuffled { rows: r, bytes: b } | TaskValue::Written { rows: r, bytes: b } => {
+                    rows += r;
+                    bytes += b;
+                }
+                TaskValue::Count(n) => rows += n,
+                _ => {}
+            }
+        }
+    }
+    (rows, bytes)
+}
+
+fn count(tasks: &[TaskState], f: impl Fn(&TaskState) -> bool) -> u32 {
+    tasks.iter().filter(|t| f(t)).count() as u32
+}
+
+/// Progress of one stage, as streamed to the job's client.
+pub fn stage_progress(record: &JobRecord, stage: u32) -> proto::StageProgress {
+    let tasks = record.tasks.get(stage as usize).map(Vec::as_slice).unwrap_or_default();
+    let (rows, bytes) = volume(tasks);
+    proto::StageProgress {
+        stage,
+        done: count(tasks, |t| matches!(t, TaskState::Done { .. })),
+        total: tasks.len() as u32,
+        rows,
+        bytes,
+    }
+}
+
+/// One line of `ringleader jobs`.
+pub fn job_status(j: &JobRecord) -> proto::JobStatus {
+    let (done, total) = j.progress();
+    let message = match &j.state {
+        JobState::Failed(m) | JobState::Cancelled(m) => m.clone(),
+        _ => String::new(),
+    };
+    proto::JobStatus {
+        job_id: j.id.clone(),
+        name: j.name.clone(),
+        state: j.state.name().to_string(),
+        stages: j.tasks.len() as u32,
+        tasks_done: done,
+        tasks_total: total,
+        submitted_ms: j.submitted_ms,
+        message,
+    }
+}
+
+/// `ringleader job ID`: the job and each of its stages.
+pub fn job_detail(j: &JobRecord) -> proto::JobDetail {
+    let stages = j
+        .plan
+        .stages
+        .iter()
+        .enumerate()
+        .map(|(i, stage)| {
+            let tasks = &j.tasks[i];
+            let (rows, bytes) = volume(tasks);
+            proto::StageStatus {
+                stage: i as u32,
+                output: match &stage.output {
+                    StageOutput::Shuffle { .. } => "shuffle",
+                    _ => "result",
+                }
+                .to_string(),
+                parents: stage.parents.clone(),
+                done: count(tasks, |t| matches!(t, TaskState::Done { .. })),
+                running: count(tasks, |t| matches!(t, TaskState::Running { .. })),
+                total: tasks.len() as u32,
+                rows,
+                bytes,
+                attempts: j.history[i].iter().map(|h| h.attempts).sum(),
+            }
+        })
+        .collect();
+    proto::JobDetail {
+        job: Some(job_status(j)),
+        stages,
+    }
+}
+
+/// Where one partition of a dataset lives.
+pub fn placement(state: &ClusterState, partition: u32, workers: Vec<String>, rows: u64) -> proto::PartitionPlacement {
+    let addresses = workers
+        .iter()
+        .map(|w| state.workers.get(w).map(|r| r.address.clone()).unwrap_or_default())
+        .collect();
+    proto::PartitionPlacement {
+        partition,
+        workers,
+        addresses,
+        rows,
+    }
+}
+
+/// A stored dataset and where its partitions live.
+pub fn dataset_info(state: &ClusterState, record: &DatasetRecord) -> proto::DatasetInfo {
+    let partitions = record
+        .placement
+        .iter()
+        .enumerate()
+        .map(|(p, workers)| placement(state, p as u32, workers.clone(), record.rows.get(p).copied().unwrap_or(0)))
+        .collect();
+    proto::DatasetInfo {
+        name: record.name.clone(),
+        replicas: record.replicas,
+        partitions,
+    }
+}
+
+/// This driver's view of its group, from openraft's metrics.
+pub fn raft_status(
+    metrics: &openraft::RaftMetrics<u64, openraft::BasicNode>,
+    peers: &Peers,
+    commit_index: u64,
+) -> proto::RaftStatus {
+    let role = match metrics.state {
+        openraft::ServerState::Leader => "leader",
+        openraft::ServerState::Follower => "follower",
+        openraft::ServerState::Candidate => "candidate",
+        openraft::ServerState::Learner => "learner",
+        openraft::ServerState::Shutdown => "shutdown",
+    };
+    let leader = metrics.current_leader.unwrap_or(0);
+    let peers_progress = metrics
+        .replication
+        .as_ref()
+        .map(|r| {
+            r.iter()
+                .map(|(id, matched)| proto::PeerProgress {
+                    node_id: *id,
+                    address: peers.address(*id).unwrap_or_default().to_string(),
+                    matched_index: matched.map_or(0, |m| m.index),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    proto::RaftStatus {
+        node_id: metrics.id,
+        role: role.to_string(),
+        term: metrics.current_term,
+        leader_id: leader,
+        leader_address: peers.address(leader).unwrap_or_default().to_string(),
+        last_log_index: metrics.last_log_index.unwrap_or(0),
+        commit_index,
+        applied_index: metrics.last_applied.map_or(0, |l| l.index),
+        snapshot_index: metrics.snapshot.map_or(0, |l| l.index),
+        peers: peers_progress,
+    }
+}
