@@ -9,53 +9,46 @@ use std::time::{Duration, Instant};
 
 use ringleader_core::binary::hash_file;
 use ringleader_core::plan::{JobPlan, TaskValue};
+use ringleader_core::driver_group::{DriverGroup, is_failover};
 use ringleader_core::proto::{self, driver_client::DriverClient, job_event::Event};
 use ringleader_core::{Error, Result};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
-/// A connection to a cluster's driver.
+/// A connection to a cluster's driver group.
 pub(crate) struct Cluster {
-    masters: Vec<String>,
+    group: DriverGroup,
     runtime: tokio::runtime::Runtime,
     /// This executable's content hash, once computed.
     binary: std::sync::OnceLock<String>,
     progress: bool,
 }
 
-/// Connects to the first reachable address of `masters`, each tried for at most 3 s.
-pub(crate) async fn connect_driver(masters: &[String]) -> Result<DriverClient<Channel>> {
-    let mut reasons = Vec::new();
-    for m in masters {
-        let endpoint = match Endpoint::from_shared(format!("http://{m}")) {
-            Ok(e) => e.connect_timeout(Duration::from_secs(3)),
-            Err(e) => {
-                reasons.push(format!("{m}: not an address ({e})"));
-                continue;
-            }
-        };
-        match tokio::time::timeout(Duration::from_secs(3), endpoint.connect()).await {
-            Ok(Ok(channel)) => {
-                return Ok(DriverClient::new(channel));
-            }
-            Ok(Err(e)) => reasons.push(format!("{m}: {}", source_chain(&e))),
-            Err(_) => reasons.push(format!("{m}: no answer within 3 s")),
-        }
-    }
-    Err(Error::Cluster(format!(
-        "cannot reach the driver ({}); is the cluster up? (`ringleader cluster status`)",
-        reasons.join("; ")
-    )))
+/// How long a call waits for the driver group to have a leader (a failover takes about a
+/// second on a laptop; this leaves room for a slow election).
+pub(crate) const PATIENCE: Duration = Duration::from_secs(20);
+
+/// How long a running job's client keeps trying to reach a new leader after losing one.
+const RECONNECT_PATIENCE: Duration = Duration::from_secs(60);
+
+/// The driver group at `masters`, as a cluster error when the addresses are unusable.
+pub(crate) fn driver_group(masters: Vec<String>) -> Result<DriverGroup> {
+    DriverGroup::new(masters).map_err(|e| Error::Cluster(e.message().to_string()))
 }
 
-fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
+/// Calls the leader of `group` (following redirects); errors become cluster errors that
+/// say what was being done.
+pub(crate) async fn call<T, F, Fut>(group: &DriverGroup, what: &str, f: F) -> Result<T>
+where
+    F: FnMut(DriverClient<Channel>) -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+{
+    group.call(PATIENCE, f).await.map_err(|e| {
+        if e.message().starts_with("cannot reach") {
+            Error::Cluster(e.message().to_string())
+        } else {
+            Error::Cluster(format!("{what}: {}", e.message()))
+        }
+    })
 }
 
 /// Parses `host:port[,host:port…]`.
@@ -74,6 +67,15 @@ pub(crate) fn parse_masters(value: &str) -> Result<Vec<String>> {
     Ok(masters)
 }
 
+/// A fresh submission id: resubmitting with it after a leader change finds the same job.
+fn submission_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let seed = format!("{nanos}/{}/{:p}", std::process::id(), &nanos);
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(seed.as_bytes()))
+}
+
 impl Cluster {
     /// A client of the driver(s) at `masters`.
     pub(crate) fn new(masters: Vec<String>, progress: bool) -> Result<Cluster> {
@@ -82,8 +84,9 @@ impl Cluster {
             .enable_all()
             .build()
             .map_err(|e| Error::Config(format!("cannot start the client runtime: {e}")))?;
+        let group = runtime.block_on(async { driver_group(masters) })?;
         Ok(Cluster {
-            masters,
+            group,
             runtime,
             binary: std::sync::OnceLock::new(),
             progress,
@@ -101,26 +104,27 @@ impl Cluster {
 
     /// Where the partitions of the stored dataset `name` are.
     pub(crate) fn dataset(&self, name: &str) -> Result<proto::DatasetInfo> {
-        self.runtime.block_on(async {
-            let mut driver = connect_driver(&self.masters).await?;
-            let reply = driver.get_dataset(proto::DatasetName { name: name.to_string() }).await;
-            Ok(reply.map_err(|e| Error::Cluster(e.message().to_string()))?.into_inner())
-        })
+        let request = proto::DatasetName { name: name.to_string() };
+        self.runtime.block_on(call(&self.group, "dataset", |mut d| {
+            let request = request.clone();
+            async move { d.get_dataset(request).await }
+        }))
     }
 
-    /// Runs `plan` on the cluster and returns its final stage's values.
+    /// Runs `plan` on the cluster and returns its final stage's values. If the driver
+    /// leader changes while the job runs, the job is watched again on the new leader.
     pub(crate) fn execute(&self, plan: &JobPlan) -> Result<Vec<TaskValue>> {
         let hash = self.binary_hash()?;
         self.runtime.block_on(async {
-            let mut driver = connect_driver(&self.masters).await?;
-            let present = driver
-                .has_binary(proto::BinaryId { hash: hash.clone() })
-                .await
-                .map_err(|e| Error::Cluster(format!("driver: {}", e.message())))?
-                .into_inner()
-                .present;
+            let id = proto::BinaryId { hash: hash.clone() };
+            let present = call(&self.group, "driver", |mut d| {
+                let id = id.clone();
+                async move { d.has_binary(id).await }
+            })
+            .await?
+            .present;
             if !present {
-                upload(&mut driver, &hash).await?;
+                upload(&self.group, &hash).await?;
             }
             let exe = std::env::current_exe().map_err(|e| Error::io("current executable", e))?;
             let request = proto::SubmitJobRequest {
@@ -135,60 +139,119 @@ impl Cluster {
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default(),
+                submission_id: submission_id(),
             };
-            let mut events = driver
-                .submit_job(request)
-                .await
-                .map_err(|e| Error::Cluster(format!("the driver refused the job: {}", e.message())))?
-                .into_inner();
             let mut progress = Progress::new(self.progress);
-            let mut results: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
-            while let Some(event) = events
-                .message()
-                .await
-                .map_err(|e| Error::Cluster(format!("lost the driver: {}", e.message())))?
-            {
-                match event.event {
-                    Some(Event::Accepted(a)) => progress.accepted(&a),
-                    Some(Event::Stage(s)) => progress.stage(&s),
-                    Some(Event::Result(chunk)) => results.entry(chunk.task).or_default().extend_from_slice(&chunk.data),
-                    Some(Event::Finished(f)) => {
-                        progress.finish();
-                        if results.len() != f.tasks as usize {
+            let mut lost: Option<(Instant, String)> = None;
+            loop {
+                let submitted = call(&self.group, "the driver refused the job", |mut d| {
+                    let request = request.clone();
+                    async move { d.submit_job(request).await }
+                })
+                .await;
+                let mut events = match submitted {
+                    Ok(events) => events,
+                    Err(e) => match &lost {
+                        Some((since, _)) if since.elapsed() < RECONNECT_PATIENCE => continue,
+                        _ => return Err(e),
+                    },
+                };
+                match follow(&mut events, &mut progress).await {
+                    Ok(values) => return Ok(values),
+                    Err(Followed::Failed(e)) => return Err(e),
+                    Err(Followed::Lost(status)) => {
+                        let (address, _) = self.group.current();
+                        self.group.fail_over(&address, &status);
+                        let since = lost.map_or_else(Instant::now, |(t, _)| t);
+                        if since.elapsed() > RECONNECT_PATIENCE {
                             return Err(Error::Cluster(format!(
-                                "expected {} task results, received {}",
-                                f.tasks,
-                                results.len()
+                                "lost the driver and found no new leader within {} s: {}",
+                                RECONNECT_PATIENCE.as_secs(),
+                                status.message()
                             )));
                         }
-                        return results
-                            .values()
-                            .map(|v| postcard::from_bytes(v).map_err(Error::from))
-                            .collect();
+                        progress.note(&format!("lost the driver at {address} ({}); reconnecting", status.message()));
+                        lost = Some((since, status.message().to_string()));
                     }
-                    Some(Event::Failed(f)) => {
-                        progress.finish();
-                        return Err(Error::Cluster(format!("job failed: {}", f.message)));
-                    }
-                    None => {}
                 }
             }
-            Err(Error::Cluster(
-                "the driver closed the job's stream before it finished".into(),
-            ))
         })
     }
 }
 
-async fn upload(driver: &mut DriverClient<Channel>, hash: &str) -> Result<()> {
+/// How following a job's event stream ended, when it did not deliver the result.
+enum Followed {
+    /// The job failed (or its values did not decode).
+    Failed(Error),
+    /// The driver went away or stopped leading: watch the job on the new leader.
+    Lost(tonic::Status),
+}
+
+/// Reads a job's events until it finishes, fails, or the stream is lost.
+async fn follow(
+    events: &mut tonic::Streaming<proto::JobEvent>,
+    progress: &mut Progress,
+) -> std::result::Result<Vec<TaskValue>, Followed> {
+    let mut results: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
+    loop {
+        let event = match events.message().await {
+            Ok(Some(event)) => event,
+            Ok(None) => {
+                return Err(Followed::Lost(tonic::Status::unavailable(
+                    "the driver closed the job's stream before it finished",
+                )));
+            }
+            Err(status) if is_failover(&status) || status.code() == tonic::Code::Unknown => {
+                return Err(Followed::Lost(status));
+            }
+            Err(status) => {
+                return Err(Followed::Failed(Error::Cluster(format!(
+                    "lost the driver: {}",
+                    status.message()
+                ))));
+            }
+        };
+        match event.event {
+            Some(Event::Accepted(a)) => {
+                // A (re)connection replays the job from the start.
+                results.clear();
+                progress.accepted(&a);
+            }
+            Some(Event::Stage(s)) => progress.stage(&s),
+            Some(Event::Result(chunk)) => results.entry(chunk.task).or_default().extend_from_slice(&chunk.data),
+            Some(Event::Finished(f)) => {
+                progress.finish();
+                if results.len() != f.tasks as usize {
+                    return Err(Followed::Failed(Error::Cluster(format!(
+                        "expected {} task results, received {}",
+                        f.tasks,
+                        results.len()
+                    ))));
+                }
+                return results
+                    .values()
+                    .map(|v| postcard::from_bytes(v).map_err(Error::from))
+                    .collect::<Result<Vec<_>>>()
+                    .map_err(Followed::Failed);
+            }
+            Some(Event::Failed(f)) => {
+                progress.finish();
+                return Err(Followed::Failed(Error::Cluster(format!("job failed: {}", f.message))));
+            }
+            None => {}
+        }
+    }
+}
+
+async fn upload(group: &DriverGroup, hash: &str) -> Result<()> {
     use futures::StreamExt;
     let exe = std::env::current_exe().map_err(|e| Error::io("current executable", e))?;
-    // A read error ends the stream early; the driver then refuses the truncated binary.
-    let chunks = ringleader_core::binary::file_chunks(exe, hash.to_string()).filter_map(|c| async move { c.ok() });
-    driver
-        .upload_binary(chunks)
-        .await
-        .map_err(|e| Error::Cluster(format!("uploading the job binary: {}", e.message())))?;
+    call(group, "uploading the job binary", |mut d| {
+        // A read error ends the stream early; the driver then refuses the truncated binary.
+        let chunks = ringleader_core::binary::file_chunks(exe.clone(), hash.to_string()).filter_map(|c| async move { c.ok() });
+        async move { d.upload_binary(chunks).await }
+    })
+    .await?;
     Ok(())
 }
 
@@ -249,6 +312,18 @@ impl Progress {
         bar.set_message(format!("{} rows, {} MB", s.rows, s.bytes / 1_000_000));
         if s.done == s.total {
             bar.finish();
+        }
+    }
+
+    /// A line about the connection (a leader change), shown whenever progress is.
+    fn note(&self, message: &str) {
+        if !self.enabled {
+            return;
+        }
+        if self.terminal {
+            let _ = self.multi.println(format!("{}: {message}", self.job));
+        } else {
+            eprintln!("{}: {message}", self.job);
         }
     }
 

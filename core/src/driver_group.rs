@@ -107,40 +107,59 @@ impl DriverGroup {
     }
 
     /// Calls `f` on the leader, following redirects and trying other drivers until `patience`
-    /// runs out; errors that no other driver would answer differently return at once.
+    /// runs out; errors that no other driver would answer differently return at once. When
+    /// no driver answers at all for three seconds, the error says so (the cluster is down
+    /// or the addresses are wrong) instead of waiting out the patience.
     pub async fn call<T, F, Fut>(&self, patience: Duration, mut f: F) -> Result<T, Status>
     where
         F: FnMut(DriverClient<Channel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let started = Instant::now();
+        let attempt_limit = patience.clamp(Duration::from_secs(1), Duration::from_secs(10));
         let mut pause = Duration::from_millis(20);
-        let mut tried = 0usize;
+        let mut answered = false;
+        let mut unreachable: Vec<String> = Vec::new();
         loop {
             let (address, client) = self.current();
-            match f(client).await {
-                Ok(reply) => return Ok(reply.into_inner()),
-                Err(status) if is_failover(&status) && started.elapsed() < patience => {
-                    self.fail_over(&address, &status);
-                    tried += 1;
-                    // A full round of drivers without a leader: wait for an election.
-                    if tried % self.addresses.len().max(1) == 0 || leader_hint(&status).is_none() {
-                        tokio::time::sleep(pause).await;
-                        pause = (pause * 2).min(Duration::from_millis(500));
-                    }
-                }
-                Err(status) if is_failover(&status) => {
-                    return Err(Status::unavailable(format!(
-                        "no driver of {} answered as leader within {:.0} s (last: {address}: {})",
-                        self.addresses.join(","),
-                        patience.as_secs_f64(),
-                        status.message()
-                    )));
-                }
-                Err(status) => return Err(status),
+            let status = match tokio::time::timeout(attempt_limit, f(client)).await {
+                Ok(Ok(reply)) => return Ok(reply.into_inner()),
+                Ok(Err(status)) if !is_failover(&status) => return Err(status),
+                Ok(Err(status)) => status,
+                Err(_) => Status::unavailable(format!("no answer within {:.0} s", attempt_limit.as_secs_f64())),
+            };
+            self.fail_over(&address, &status);
+            if is_refusal(&status) {
+                answered = true;
+            } else if !unreachable.iter().any(|u| u.starts_with(&address)) {
+                unreachable.push(format!("{address}: {}", status.message()));
+            }
+            if !answered && started.elapsed() >= Duration::from_secs(3).min(patience) {
+                return Err(Status::unavailable(format!(
+                    "cannot reach the driver ({}); is the cluster up? (`ringleader cluster status`)",
+                    unreachable.join("; ")
+                )));
+            }
+            if started.elapsed() >= patience {
+                return Err(Status::unavailable(format!(
+                    "no driver of {} answered as leader within {:.0} s (last: {address}: {})",
+                    self.addresses.join(","),
+                    patience.as_secs_f64(),
+                    status.message()
+                )));
+            }
+            if leader_hint(&status).is_none() {
+                // No leader named: an election is under way, or this driver is down.
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(250));
             }
         }
     }
+}
+
+/// Whether `status` is a driver's refusal because it does not lead (so a driver answered).
+pub fn is_refusal(status: &Status) -> bool {
+    status.code() == Code::Unavailable && status.message().contains("not the leader")
 }
 
 #[cfg(test)]

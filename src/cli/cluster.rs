@@ -36,7 +36,7 @@ pub struct UpArgs {
     /// Worker processes.
     #[arg(long, default_value_t = 2)]
     pub workers: u32,
-    /// Driver processes (1 until the Raft-replicated driver group lands).
+    /// Driver processes: 1, or a Raft group of 3 or 5 that survives losing a minority.
     #[arg(long, default_value_t = 1)]
     pub drivers: u32,
     /// Task slots per worker.
@@ -167,10 +167,22 @@ fn alive(pid: u32) -> bool {
         && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.split_whitespace().nth(2) == Some("Z"))
 }
 
+/// Free loopback ports for the drivers (a group's peer list needs them before they start).
+fn free_ports(n: u32) -> anyhow::Result<Vec<u16>> {
+    let listeners = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()
+        .context("finding free ports for the drivers")?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect::<anyhow::Result<Vec<u16>>>()
+}
+
 fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
-    if args.drivers != 1 {
+    if ![1, 3, 5].contains(&args.drivers) {
         bail!(
-            "--drivers {}: a replicated driver group is not available yet; use --drivers 1",
+            "--drivers {}: a driver group has 1, 3 or 5 drivers (an even number tolerates no more failures than one fewer)",
             args.drivers
         );
     }
@@ -188,28 +200,54 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         );
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Old driver directories belong to the previous group: a new group starts empty.
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        if entry.file_name().to_string_lossy().starts_with("driver-") {
+            std::fs::remove_dir_all(entry.path()).with_context(|| format!("removing {}", entry.path().display()))?;
+        }
+    }
     let mut file = ClusterFile {
         drivers: Vec::new(),
         workers: Vec::new(),
     };
-    let (pid, address_file) = spawn(
-        dir,
-        "driver-1",
-        &["driver".into(), "--listen".into(), "127.0.0.1:0".into()],
-    )?;
-    let address = wait_for_address(&address_file, pid, "the driver", dir)?;
-    file.drivers.push(Node {
-        address: address.clone(),
-        pid,
-        data_dir: dir.join("driver-1"),
-    });
-    write_file(dir, &file)?;
+    let ports = free_ports(args.drivers)?;
+    let peers: Vec<String> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
+        .collect();
+    let mut starting = Vec::new();
+    for (i, port) in ports.iter().enumerate() {
+        let name = format!("driver-{}", i + 1);
+        let mut driver_args = vec![
+            "driver".to_string(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--id".into(),
+            (i + 1).to_string(),
+        ];
+        if args.drivers > 1 {
+            driver_args.extend(["--peers".to_string(), peers.join(",")]);
+        }
+        let (pid, address_file) = spawn(dir, &name, &driver_args)?;
+        starting.push((name, pid, address_file));
+    }
+    for (name, pid, address_file) in starting {
+        let address = wait_for_address(&address_file, pid, &name, dir)?;
+        file.drivers.push(Node {
+            address,
+            pid,
+            data_dir: dir.join(&name),
+        });
+        write_file(dir, &file)?;
+    }
+    let masters = file.masters();
     for i in 1..=args.workers {
         let name = format!("worker-{i}");
         let worker_args = [
             "worker".into(),
             "--master".into(),
-            address.clone(),
+            masters.clone(),
             "--slots".into(),
             args.slots.to_string(),
         ];
@@ -222,14 +260,16 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         });
         write_file(dir, &file)?;
     }
-    wait_registered(&address, args.workers as usize)?;
+    wait_registered(&file, args.workers as usize)?;
     println!(
-        "cluster up: driver at {address}, {} workers with {} slots each; logs and data in {}",
+        "cluster up: {} driver{} at {masters}, {} workers with {} slots each; logs and data in {}",
+        args.drivers,
+        if args.drivers == 1 { "" } else { "s" },
         args.workers,
         args.slots,
         dir.display()
     );
-    println!("export RINGLEADER_MASTER={}", file.masters());
+    println!("export RINGLEADER_MASTER={masters}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -240,12 +280,37 @@ fn write_file(dir: &Path, file: &ClusterFile) -> anyhow::Result<()> {
     std::fs::rename(&temp, &path).with_context(|| format!("writing {}", path.display()))
 }
 
+/// One driver's own status (not redirected: every driver answers for itself).
 async fn fetch_status(master: &str) -> anyhow::Result<ringleader_core::proto::ClusterStatusReply> {
-    let mut driver = crate::cluster::connect_driver(&[master.to_string()]).await?;
-    Ok(driver
-        .cluster_status(ringleader_core::proto::ClusterStatusRequest {})
-        .await?
-        .into_inner())
+    let channel = ringleader_core::driver_group::driver_channel(master)?;
+    let mut driver = ringleader_core::proto::driver_client::DriverClient::new(channel);
+    let reply = tokio::time::timeout(
+        Duration::from_secs(2),
+        driver.cluster_status(ringleader_core::proto::ClusterStatusRequest {}),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("{master}: no answer within 2 s"))??;
+    Ok(reply.into_inner())
+}
+
+/// Every driver's status, in the cluster file's order (`None`: it does not answer).
+fn fetch_all(file: &ClusterFile) -> anyhow::Result<Vec<Option<ringleader_core::proto::ClusterStatusReply>>> {
+    block_on(async {
+        let all = file.drivers.iter().map(|d| async move { fetch_status(&d.address).await.ok() });
+        futures::future::join_all(all).await
+    })
+}
+
+/// The leader's reply among `replies`, else any reply.
+fn leader_reply(
+    replies: &[Option<ringleader_core::proto::ClusterStatusReply>],
+) -> Option<&ringleader_core::proto::ClusterStatusReply> {
+    let is_leader = |r: &&ringleader_core::proto::ClusterStatusReply| r.raft.as_ref().is_some_and(|s| s.role == "leader");
+    replies
+        .iter()
+        .flatten()
+        .find(is_leader)
+        .or_else(|| replies.iter().flatten().next())
 }
 
 fn block_on<T>(f: impl std::future::Future<Output = T>) -> anyhow::Result<T> {
@@ -255,16 +320,21 @@ fn block_on<T>(f: impl std::future::Future<Output = T>) -> anyhow::Result<T> {
         .block_on(f))
 }
 
-fn wait_registered(master: &str, workers: usize) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(15);
+fn wait_registered(file: &ClusterFile, workers: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Ok(Ok(s)) = block_on(fetch_status(master))
-            && s.workers.iter().filter(|w| w.alive).count() >= workers
+        let replies = fetch_all(file)?;
+        if let Some(leader) = leader_reply(&replies)
+            && leader.raft.as_ref().is_some_and(|r| r.role == "leader")
+            && leader.workers.iter().filter(|w| w.alive).count() >= workers
         {
             return Ok(());
         }
         if Instant::now() > deadline {
-            bail!("not every worker registered with the driver at {master} within 15 s");
+            bail!(
+                "the drivers at {} did not elect a leader with {workers} registered workers within 20 s; see the logs in each node's directory",
+                file.masters()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -272,14 +342,35 @@ fn wait_registered(master: &str, workers: usize) -> anyhow::Result<()> {
 
 fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let file = ClusterFile::read(&args.dir.dir)?;
-    let driver = file.drivers.first().context("the cluster file lists no driver")?;
-    let reply = block_on(fetch_status(&driver.address))?;
-    let (reachable, reply) = match reply {
-        Ok(r) => (true, Some(r)),
-        Err(_) => (false, None),
-    };
+    let replies = fetch_all(&file)?;
+    let leader = leader_reply(&replies);
+    let leader_last = leader
+        .and_then(|r| r.raft.as_ref())
+        .filter(|r| r.role == "leader")
+        .map(|r| r.last_log_index);
+    let driver_rows: Vec<serde_json::Value> = file
+        .drivers
+        .iter()
+        .zip(&replies)
+        .enumerate()
+        .map(|(i, (d, reply))| {
+            let raft = reply.as_ref().and_then(|r| r.raft.clone());
+            match raft {
+                Some(r) => serde_json::json!({
+                    "id": r.node_id, "address": d.address, "pid": d.pid, "alive": true,
+                    "role": r.role, "term": r.term, "leader": r.leader_id,
+                    "last_log_index": r.last_log_index, "commit_index": r.commit_index,
+                    "applied_index": r.applied_index,
+                    "lag": leader_last.map(|l| l.saturating_sub(r.last_log_index)),
+                }),
+                None => serde_json::json!({
+                    "id": i + 1, "address": d.address, "pid": d.pid, "alive": false, "role": "down",
+                }),
+            }
+        })
+        .collect();
     if args.json {
-        let workers: Vec<serde_json::Value> = reply
+        let workers: Vec<serde_json::Value> = leader
             .iter()
             .flat_map(|r| &r.workers)
             .map(|w| {
@@ -289,27 +380,16 @@ fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 })
             })
             .collect();
-        let drivers: Vec<serde_json::Value> = file
-            .drivers
-            .iter()
-            .enumerate()
-            .map(|(i, d)| {
-                serde_json::json!({
-                    "id": i + 1, "address": d.address, "pid": d.pid, "alive": alive(d.pid) && reachable,
-                    "role": "leader", "term": 0,
-                })
-            })
-            .collect();
-        let jobs: Vec<serde_json::Value> = reply
+        let jobs: Vec<serde_json::Value> = leader
             .iter()
             .flat_map(|r| &r.jobs)
             .map(|j| serde_json::json!({"id": j.job_id, "name": j.name, "state": j.state, "tasks_done": j.tasks_done, "tasks_total": j.tasks_total}))
             .collect();
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({"drivers": drivers, "workers": workers, "jobs": jobs}))?
+            serde_json::to_string_pretty(&serde_json::json!({"drivers": driver_rows, "workers": workers, "jobs": jobs}))?
         );
-        return Ok(if reachable {
+        return Ok(if leader.is_some() {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE
@@ -317,15 +397,30 @@ fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     }
     println!("drivers");
     println!(
-        "  {:<4} {:<22} {:>8} {:<8} {:>4}",
-        "id", "address", "pid", "role", "term"
+        "  {:<3} {:<22} {:>8} {:<10} {:>5} {:>6} {:>9} {:>9} {:>5}",
+        "id", "address", "pid", "role", "term", "leader", "last log", "committed", "lag"
     );
-    for (i, d) in file.drivers.iter().enumerate() {
-        let role = if reachable { "leader" } else { "down" };
-        println!("  {:<4} {:<22} {:>8} {:<8} {:>4}", i + 1, d.address, d.pid, role, 0);
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => "-".to_string(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    for row in &driver_rows {
+        println!(
+            "  {:<3} {:<22} {:>8} {:<10} {:>5} {:>6} {:>9} {:>9} {:>5}",
+            text(&row["id"]),
+            text(&row["address"]),
+            text(&row["pid"]),
+            text(&row["role"]),
+            text(&row["term"]),
+            text(&row["leader"]),
+            text(&row["last_log_index"]),
+            text(&row["commit_index"]),
+            text(&row["lag"]),
+        );
     }
-    let Some(reply) = reply else {
-        println!("the driver at {} does not answer", driver.address);
+    let Some(reply) = leader else {
+        println!("no driver answers (addresses: {})", file.masters());
         return Ok(ExitCode::FAILURE);
     };
     println!("workers");
@@ -346,8 +441,8 @@ fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         );
     }
     if !reply.jobs.is_empty() {
-        println!("jobs");
-        for j in &reply.jobs {
+        println!("jobs (latest 10; `ringleader jobs` lists all)");
+        for j in reply.jobs.iter().rev().take(10).rev() {
             println!(
                 "  {:<12} {:<20} {:<10} {}/{} tasks",
                 j.job_id, j.name, j.state, j.tasks_done, j.tasks_total

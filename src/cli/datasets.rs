@@ -168,27 +168,28 @@ pub fn put(args: PutArgs) -> anyhow::Result<ExitCode> {
     let parts = split_rows(&batches, args.partitions.max(1));
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
-        let mut driver = crate::cluster::connect_driver(std::slice::from_ref(&master)).await?;
+        let group = crate::cluster::driver_group(crate::cluster::parse_masters(&master)?)?;
         let request = proto::PlaceDatasetRequest {
             name: args.name.clone(),
             partitions: args.partitions,
             replicas: args.replicas,
         };
-        let mut info = driver
-            .place_dataset(request)
-            .await
-            .map_err(|e| anyhow::anyhow!("{}", e.message()))?
-            .into_inner();
+        let mut info = crate::cluster::call(&group, "placing the dataset", |mut d| {
+            let request = request.clone();
+            async move { d.place_dataset(request).await }
+        })
+        .await?;
         for (placement, batches) in info.partitions.iter_mut().zip(parts) {
             placement.rows = batches.iter().map(|b| b.num_rows() as u64).sum();
             for address in &placement.addresses {
                 store(address, &args.name, placement.partition, batches.clone()).await?;
             }
         }
-        driver
-            .commit_dataset(info.clone())
-            .await
-            .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+        crate::cluster::call(&group, "recording the dataset", |mut d| {
+            let info = info.clone();
+            async move { d.commit_dataset(info).await }
+        })
+        .await?;
         print!("stored ");
         print_dataset(&info);
         Ok(ExitCode::SUCCESS)
@@ -200,8 +201,13 @@ pub fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     let master = resolve_master(args.master, &args.dir)?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let list = runtime.block_on(async {
-        let mut driver = crate::cluster::connect_driver(&[master]).await?;
-        anyhow::Ok(driver.list_datasets(proto::ListDatasetsRequest {}).await?.into_inner())
+        let group = crate::cluster::driver_group(crate::cluster::parse_masters(&master)?)?;
+        anyhow::Ok(
+            crate::cluster::call(&group, "listing datasets", |mut d| async move {
+                d.list_datasets(proto::ListDatasetsRequest {}).await
+            })
+            .await?,
+        )
     })?;
     if list.datasets.is_empty() {
         println!("no datasets (store one with `ringleader put --name NAME PATH…`)");

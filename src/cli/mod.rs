@@ -3,12 +3,13 @@
 //!
 //! Modules: [`generate`] (`ringleader gen …`), [`validate`] (`ringleader validate sort`),
 //! [`bench`] (`ringleader bench embedded`), [`cluster`] (`ringleader cluster up|status|down`),
-//! [`submit`] (`ringleader submit`), [`nodes`] (`ringleader driver`, `ringleader worker`).
+//! [`submit`] (`ringleader submit`), [`jobs`] (`ringleader jobs`, `ringleader job ID`), [`nodes`] (`ringleader driver`, `ringleader worker`).
 
 pub mod bench;
 pub mod cluster;
 pub mod datasets;
 pub mod generate;
+pub mod jobs;
 pub mod nodes;
 pub mod submit;
 pub mod validate;
@@ -45,6 +46,10 @@ enum Command {
     Put(datasets::PutArgs),
     /// List the datasets stored on the cluster and their placement.
     Datasets(datasets::ListArgs),
+    /// List the jobs the cluster remembers (any driver answers).
+    Jobs(datasets::ListArgs),
+    /// Show one job's stages and their progress.
+    Job(jobs::JobArgs),
     /// Run a driver node by hand.
     Driver(nodes::DriverArgs),
     /// Run a worker node by hand.
@@ -67,6 +72,8 @@ pub fn main() -> ExitCode {
         Command::Submit(a) => submit::run(a),
         Command::Put(a) => datasets::put(a),
         Command::Datasets(a) => datasets::list(a),
+        Command::Jobs(a) => jobs::list(a),
+        Command::Job(a) => jobs::show(a),
         Command::Driver(a) => nodes::driver(a),
         Command::Worker(a) => nodes::worker(a),
     };

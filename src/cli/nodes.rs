@@ -15,9 +15,16 @@ pub struct DriverArgs {
     /// Address to listen on (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:7077")]
     pub listen: SocketAddr,
-    /// Directory for the driver's data (job binaries).
+    /// Directory for the driver's data (Raft log and snapshots, job binaries).
     #[arg(long)]
     pub data_dir: PathBuf,
+    /// This driver's node id in its group (1, 2, …).
+    #[arg(long, default_value_t = 1)]
+    pub id: u64,
+    /// Every driver of the group, this one included: ID=HOST:PORT,… (the same list on each).
+    /// Without it the driver is a group of one.
+    #[arg(long)]
+    pub peers: Option<String>,
     /// Seconds without a heartbeat after which a worker counts as dead.
     #[arg(long, default_value_t = 3.0)]
     pub worker_timeout: f64,
@@ -38,7 +45,7 @@ pub struct WorkerArgs {
     /// Address other nodes reach this worker at (default: the bound address).
     #[arg(long)]
     pub advertise: Option<String>,
-    /// The driver's address, host:port.
+    /// The drivers' addresses, host:port[,host:port…] (the leader is found from any of them).
     #[arg(long)]
     pub master: String,
     /// Directory for cached binaries, shuffle files and executor logs.
@@ -85,9 +92,15 @@ pub fn driver(args: DriverArgs) -> anyhow::Result<ExitCode> {
             data_dir: args.data_dir.clone(),
             worker_timeout: Duration::from_secs_f64(args.worker_timeout),
             no_worker_timeout: Duration::from_secs_f64(args.no_worker_timeout),
+            id: args.id,
+            peers: args
+                .peers
+                .as_deref()
+                .map(ringleader_driver::raft::group::Peers::parse)
+                .transpose()?,
         };
         let bound = ringleader_driver::bind(config).await?;
-        eprintln!("driver listening on {}", bound.address);
+        eprintln!("driver {} listening on {}", args.id, bound.address);
         write_address(&args.address_file, &bound.address.to_string())?;
         bound.serve(shutdown_signal()).await?;
         Ok(ExitCode::SUCCESS)
@@ -100,7 +113,7 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         let config = ringleader_worker::WorkerConfig {
             listen: args.listen,
             advertise: args.advertise.clone(),
-            master: args.master.clone(),
+            masters: crate::cluster::parse_masters(&args.master)?,
             data_dir: args.data_dir.clone(),
             slots: args.slots.max(1),
             heartbeat: Duration::from_millis(500),

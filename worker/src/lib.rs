@@ -25,7 +25,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ringleader_core::cluster_shuffle::ShuffleFiles;
-use ringleader_core::proto::{self, driver_client::DriverClient};
+use ringleader_core::driver_group::DriverGroup;
+use ringleader_core::proto;
 use tokio::net::TcpListener;
 use tonic::transport::{Channel, Endpoint};
 
@@ -36,8 +37,8 @@ pub struct WorkerConfig {
     pub listen: SocketAddr,
     /// Address others reach this worker at (default: the bound address).
     pub advertise: Option<String>,
-    /// The driver's address (`host:port`).
-    pub master: String,
+    /// The drivers' addresses (`host:port`, any of the group; the leader is found from them).
+    pub masters: Vec<String>,
     /// Directory for binaries, shuffle files and logs.
     pub data_dir: PathBuf,
     /// Tasks run at once.
@@ -89,6 +90,9 @@ pub struct BoundWorker {
     master: String,
 }
 
+/// How long a worker starting up waits for the driver group to elect a leader.
+const REGISTER_PATIENCE: Duration = Duration::from_secs(15);
+
 /// A lazily connecting channel to `address`.
 pub fn channel_to(address: &str) -> Result<Channel, String> {
     Ok(Endpoint::from_shared(format!("http://{address}"))
@@ -115,11 +119,11 @@ pub async fn bind(config: WorkerConfig) -> Result<BoundWorker, WorkerError> {
         source,
     })?;
     let advertised = config.advertise.clone().unwrap_or_else(|| address.to_string());
-    let register = |message: String| WorkerError::Register {
-        master: config.master.clone(),
-        message,
-    };
-    let driver = DriverClient::new(channel_to(&config.master).map_err(register)?);
+    let master = config.masters.join(",");
+    let driver = DriverGroup::new(config.masters.clone()).map_err(|e| WorkerError::Register {
+        master: master.clone(),
+        message: e.message().to_string(),
+    })?;
     // Absolute, because executors run in the job's working directory.
     let data_dir = config.data_dir.canonicalize().map_err(|source| WorkerError::DataDir {
         path: config.data_dir.clone(),
@@ -132,7 +136,7 @@ pub async fn bind(config: WorkerConfig) -> Result<BoundWorker, WorkerError> {
         inner,
         heartbeat: config.heartbeat,
         slots: config.slots,
-        master: config.master,
+        master,
     };
     worker.register().await?;
     Ok(worker)
@@ -141,20 +145,19 @@ pub async fn bind(config: WorkerConfig) -> Result<BoundWorker, WorkerError> {
 impl BoundWorker {
     async fn register(&self) -> Result<(), WorkerError> {
         let request = registration(&self.inner, self.slots);
-        let reply = tokio::time::timeout(
-            Duration::from_secs(5),
-            self.inner.driver.clone().register_worker(request),
-        )
-        .await
-        .map_err(|_| WorkerError::Register {
-            master: self.master.clone(),
-            message: "no answer within 5 s".into(),
-        })?
-        .map_err(|e| WorkerError::Register {
-            master: self.master.clone(),
-            message: e.message().to_string(),
-        })?;
-        *self.inner.id.lock().unwrap_or_else(|e| e.into_inner()) = reply.into_inner().worker_id;
+        let reply = self
+            .inner
+            .driver
+            .call(REGISTER_PATIENCE, |mut d| {
+                let request = request.clone();
+                async move { d.register_worker(request).await }
+            })
+            .await
+            .map_err(|e| WorkerError::Register {
+                master: self.master.clone(),
+                message: e.message().to_string(),
+            })?;
+        *self.inner.id.lock().unwrap_or_else(|e| e.into_inner()) = reply.worker_id;
         Ok(())
     }
 
@@ -187,6 +190,7 @@ impl BoundWorker {
 
 async fn heartbeat_forever(inner: Arc<service::WorkerInner>, every: Duration, slots: u32, _master: String) {
     let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
         let asked = (std::time::Instant::now(), std::time::SystemTime::now());
@@ -196,13 +200,27 @@ async fn heartbeat_forever(inner: Arc<service::WorkerInner>, every: Duration, sl
             free_slots: slots.saturating_sub(running),
             running_tasks: running,
         };
-        match inner.driver.clone().heartbeat(request).await {
+        // Through a leader change: follow the redirect (or try the next driver) at once.
+        let reply = inner
+            .driver
+            .call(every * 4, |mut d| {
+                let request = request.clone();
+                async move { d.heartbeat(request).await }
+            })
+            .await;
+        match reply {
             Ok(reply) => {
-                let reply = reply.into_inner();
                 if !reply.known {
                     let again = registration(&inner, slots);
-                    if let Ok(r) = inner.driver.clone().register_worker(again).await {
-                        *inner.id.lock().unwrap_or_else(|e| e.into_inner()) = r.into_inner().worker_id;
+                    let registered = inner
+                        .driver
+                        .call(every * 4, |mut d| {
+                            let again = again.clone();
+                            async move { d.register_worker(again).await }
+                        })
+                        .await;
+                    if let Ok(r) = registered {
+                        *inner.id.lock().unwrap_or_else(|e| e.into_inner()) = r.worker_id;
                     }
                 }
                 inner.executors.retain_jobs(&reply.active_jobs, asked.0);

@@ -8,13 +8,17 @@ use std::sync::Arc;
 
 use futures::Stream;
 use ringleader_core::binary::{BinaryWriter, valid_hash};
-use ringleader_core::proto::{self, driver_client::DriverClient, executor_server::Executor, worker_server::Worker};
+use ringleader_core::driver_group::DriverGroup;
+use ringleader_core::proto::{self, executor_server::Executor, worker_server::Worker};
 use tokio::sync::Mutex as AsyncMutex;
 use tokio_stream::wrappers::UnboundedReceiverStream;
-use tonic::transport::Channel;
+use std::time::Duration;
 use tonic::{Request, Response, Status};
 
 use crate::executors::{Executors, Launch, LostTask};
+
+/// How long a report or a binary download waits for a driver leader (through elections).
+const REPORT_PATIENCE: Duration = Duration::from_secs(30);
 
 /// State shared by the worker's services.
 pub struct WorkerInner {
@@ -24,8 +28,8 @@ pub struct WorkerInner {
     pub address: String,
     /// Its data directory.
     pub data_dir: PathBuf,
-    /// The driver.
-    pub driver: DriverClient<Channel>,
+    /// The driver group (calls go to its leader).
+    pub driver: DriverGroup,
     /// Its executors.
     pub executors: Executors,
     /// Serialises binary downloads.
@@ -34,7 +38,7 @@ pub struct WorkerInner {
 
 impl WorkerInner {
     /// Worker state.
-    pub fn new(address: String, data_dir: PathBuf, driver: DriverClient<Channel>) -> Arc<WorkerInner> {
+    pub fn new(address: String, data_dir: PathBuf, driver: DriverGroup) -> Arc<WorkerInner> {
         Arc::new(WorkerInner {
             id: std::sync::Mutex::new(String::new()),
             address,
@@ -74,12 +78,14 @@ impl WorkerInner {
         if path.exists() {
             return Ok(path);
         }
+        let id = proto::BinaryId { hash: hash.to_string() };
         let mut stream = self
             .driver
-            .clone()
-            .fetch_binary(proto::BinaryId { hash: hash.to_string() })
-            .await?
-            .into_inner();
+            .call(REPORT_PATIENCE, |mut d| {
+                let id = id.clone();
+                async move { d.fetch_binary(id).await }
+            })
+            .await?;
         let mut writer = BinaryWriter::create(&dir, hash).map_err(|e| Status::internal(e.to_string()))?;
         while let Some(chunk) = stream.message().await? {
             writer.write(&chunk.data).map_err(|e| Status::internal(e.to_string()))?;
@@ -90,7 +96,15 @@ impl WorkerInner {
     async fn report(&self, mut report: proto::TaskReport) {
         report.worker_id = self.worker_id();
         let parts = ringleader_core::binary::report_chunks(report);
-        let _ = self.driver.clone().report_task(futures::stream::iter(parts)).await;
+        // Reports are idempotent (a second report of one attempt is stale), so a report
+        // that may have reached an old leader is simply sent again to the new one.
+        let _ = self
+            .driver
+            .call(REPORT_PATIENCE, |mut d| {
+                let parts = parts.clone();
+                async move { d.report_task(futures::stream::iter(parts)).await }
+            })
+            .await;
     }
 }
 

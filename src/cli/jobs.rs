@@ -1,0 +1,142 @@
+//! `ringleader jobs` and `ringleader job ID`: the cluster's job history and one job's
+//! per-stage progress. Any driver answers from its replica of the state, so these work
+//! while the group elects a new leader.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use ringleader_core::proto;
+
+use super::cluster::resolve_master;
+use super::datasets::ListArgs;
+
+/// `ringleader job ID`.
+#[derive(Debug, Args)]
+pub struct JobArgs {
+    /// The job's id (as `ringleader jobs` lists it, e.g. job-000001).
+    pub id: String,
+    /// Where the cluster is.
+    #[command(flatten)]
+    pub cluster: ListArgs,
+}
+
+fn group(args: &ListArgs) -> anyhow::Result<ringleader_core::driver_group::DriverGroup> {
+    let master = resolve_master(args.master.clone(), &args.dir)?;
+    Ok(crate::cluster::driver_group(crate::cluster::parse_masters(&master)?)?)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC) of Unix milliseconds.
+fn utc(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// Runs `jobs`.
+pub fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
+    let list = runtime()?.block_on(async {
+        let group = group(&args)?;
+        let list = crate::cluster::call(&group, "listing jobs", |mut d| async move {
+            d.list_jobs(proto::ListJobsRequest {}).await
+        });
+        anyhow::Ok(list.await?)
+    })?;
+    if list.jobs.is_empty() {
+        println!("no jobs yet");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<12} {:<20} {:<10} {:>6} {:>11} {:<19}  message",
+        "id", "name", "state", "stages", "tasks", "submitted (UTC)"
+    );
+    for j in &list.jobs {
+        println!(
+            "{:<12} {:<20} {:<10} {:>6} {:>11} {:<19}  {}",
+            j.job_id,
+            j.name,
+            j.state,
+            j.stages,
+            format!("{}/{}", j.tasks_done, j.tasks_total),
+            utc(j.submitted_ms),
+            j.message
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `job ID`.
+pub fn show(args: JobArgs) -> anyhow::Result<ExitCode> {
+    let request = proto::JobId { job_id: args.id.clone() };
+    let detail = runtime()?.block_on(async {
+        let group = group(&args.cluster)?;
+        let detail = crate::cluster::call(&group, "job", |mut d| {
+            let request = request.clone();
+            async move { d.get_job(request).await }
+        });
+        anyhow::Ok(detail.await?)
+    })?;
+    let Some(job) = detail.job else {
+        anyhow::bail!("the driver returned no job for {}", args.id);
+    };
+    println!(
+        "{} {}: {}, {}/{} tasks, submitted {} UTC",
+        job.job_id,
+        job.name,
+        job.state,
+        job.tasks_done,
+        job.tasks_total,
+        utc(job.submitted_ms)
+    );
+    if !job.message.is_empty() {
+        println!("  {}", job.message);
+    }
+    println!(
+        "  {:>5} {:<8} {:<8} {:>5} {:>7} {:>5} {:>8} {:>12} {:>12}",
+        "stage", "output", "after", "done", "running", "total", "attempts", "rows", "bytes"
+    );
+    for s in &detail.stages {
+        let parents: Vec<String> = s.parents.iter().map(u32::to_string).collect();
+        println!(
+            "  {:>5} {:<8} {:<8} {:>5} {:>7} {:>5} {:>8} {:>12} {:>12}",
+            s.stage,
+            s.output,
+            if parents.is_empty() { "-".to_string() } else { parents.join(",") },
+            s.done,
+            s.running,
+            s.total,
+            s.attempts,
+            s.rows,
+            s.bytes
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formats_utc() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00:00");
+        assert_eq!(super::utc(1_795_000_000_000), "2026-11-18 11:06:40");
+        assert_eq!(super::utc(951_782_400_000), "2000-02-29 00:00:00");
+    }
+}
