@@ -8,8 +8,8 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use ringleader_core::binary::hash_file;
-use ringleader_core::plan::{JobPlan, TaskValue};
 use ringleader_core::driver_group::{DriverGroup, is_failover};
+use ringleader_core::plan::{JobPlan, TaskValue};
 use ringleader_core::proto::{self, driver_client::DriverClient, job_event::Event};
 use ringleader_core::{Error, Result};
 use tonic::transport::Channel;
@@ -170,7 +170,10 @@ impl Cluster {
                                 status.message()
                             )));
                         }
-                        progress.note(&format!("lost the driver at {address} ({}); reconnecting", status.message()));
+                        progress.note(&format!(
+                            "lost the driver at {address} ({}); reconnecting",
+                            status.message()
+                        ));
                         lost = Some((since, status.message().to_string()));
                     }
                 }
@@ -248,7 +251,8 @@ async fn upload(group: &DriverGroup, hash: &str) -> Result<()> {
     let exe = std::env::current_exe().map_err(|e| Error::io("current executable", e))?;
     call(group, "uploading the job binary", |mut d| {
         // A read error ends the stream early; the driver then refuses the truncated binary.
-        let chunks = ringleader_core::binary::file_chunks(exe.clone(), hash.to_string()).filter_map(|c| async move { c.ok() });
+        let chunks =
+            ringleader_core::binary::file_chunks(exe.clone(), hash.to_string()).filter_map(|c| async move { c.ok() });
         async move { d.upload_binary(chunks).await }
     })
     .await?;

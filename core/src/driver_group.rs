@@ -108,8 +108,8 @@ impl DriverGroup {
 
     /// Calls `f` on the leader, following redirects and trying other drivers until `patience`
     /// runs out; errors that no other driver would answer differently return at once. When
-    /// no driver answers at all for three seconds, the error says so (the cluster is down
-    /// or the addresses are wrong) instead of waiting out the patience.
+    /// every address was tried and none answered for three seconds, the error says so (the
+    /// cluster is down or the addresses are wrong) instead of waiting out the patience.
     pub async fn call<T, F, Fut>(&self, patience: Duration, mut f: F) -> Result<T, Status>
     where
         F: FnMut(DriverClient<Channel>) -> Fut,
@@ -134,7 +134,12 @@ impl DriverGroup {
             } else if !unreachable.iter().any(|u| u.starts_with(&address)) {
                 unreachable.push(format!("{address}: {}", status.message()));
             }
-            if !answered && started.elapsed() >= Duration::from_secs(3).min(patience) {
+            // Every address tried and none answered, for three seconds: nothing is there.
+            let all_tried = self
+                .addresses
+                .iter()
+                .all(|a| unreachable.iter().any(|u| u.starts_with(a.as_str())));
+            if !answered && all_tried && started.elapsed() >= Duration::from_secs(3).min(patience) {
                 return Err(Status::unavailable(format!(
                     "cannot reach the driver ({}); is the cluster up? (`ringleader cluster status`)",
                     unreachable.join("; ")

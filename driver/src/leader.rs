@@ -194,7 +194,11 @@ impl DriverInner {
             let leading = self.leading();
             if leader && leading != Some(term) {
                 if let Err(e) = self.take_over(term).await {
-                    eprintln!("driver {}: taking over as leader in term {term}: {}", self.id, e.message());
+                    eprintln!(
+                        "driver {}: taking over as leader in term {term}: {}",
+                        self.id,
+                        e.message()
+                    );
                 }
             } else if !leader && leading.is_some() {
                 self.step_down();
@@ -265,7 +269,9 @@ impl DriverInner {
             events.extend(final_events(record));
             events
         };
-        let finished = events.iter().any(|e| matches!(e, Event::Finished(_) | Event::Failed(_)));
+        let finished = events
+            .iter()
+            .any(|e| matches!(e, Event::Finished(_) | Event::Failed(_)));
         lock(&self.unwatched).remove(job);
         if !finished {
             lock(&self.watchers).insert(job.to_string(), (tx.clone(), term));
@@ -382,8 +388,15 @@ impl DriverInner {
                 .into_iter()
                 .zip(outcomes)
                 .filter_map(|(a, outcome)| {
-                    let Outcome::TaskStarted(attempt) = outcome else { return None };
-                    let Assignment { job, stage, task, worker } = a;
+                    let Outcome::TaskStarted(attempt) = outcome else {
+                        return None;
+                    };
+                    let Assignment {
+                        job,
+                        stage,
+                        task,
+                        worker,
+                    } = a;
                     let address = state.workers.get(&worker)?.address.clone();
                     let record = state.jobs.get(&job)?;
                     Some((address, assignment_message(&state, record, stage, task, attempt)))

@@ -77,7 +77,9 @@ pub enum DriverError {
     #[error(transparent)]
     Peers(#[from] PeersError),
     /// This driver's address is not the one the peer list gives its id.
-    #[error("--peers puts driver {id} at {listed}, but this driver listens on {listening}; is another driver using id {id}?")]
+    #[error(
+        "--peers puts driver {id} at {listed}, but this driver listens on {listening}; is another driver using id {id}?"
+    )]
     NotMyAddress {
         /// The id.
         id: u64,
@@ -183,9 +185,9 @@ pub async fn bind(config: DriverConfig) -> Result<BoundDriver, DriverError> {
 /// Whether `listed` (host:port) names the bound `address`.
 fn same_address(listed: &str, address: SocketAddr) -> bool {
     use std::net::ToSocketAddrs;
-    listed
-        .to_socket_addrs()
-        .is_ok_and(|mut addrs| addrs.any(|a| a == address || (a.port() == address.port() && address.ip().is_unspecified())))
+    listed.to_socket_addrs().is_ok_and(|mut addrs| {
+        addrs.any(|a| a == address || (a.port() == address.port() && address.ip().is_unspecified()))
+    })
 }
 
 /// Asks every reachable peer who it is: a peer with another peer list, or answering to
@@ -195,9 +197,15 @@ async fn check_peers_agree(me: u64, peers: &Peers) -> Result<(), DriverError> {
     let fingerprint = peers.fingerprint();
     for (id, address) in peers.iter().filter(|(id, _)| *id != me) {
         let Ok(channel) = raft_channel(address) else { continue };
-        let Ok(data) = postcard::to_stdvec(&(me, peers.to_string())) else { continue };
+        let Ok(data) = postcard::to_stdvec(&(me, peers.to_string())) else {
+            continue;
+        };
         let request = raft::network::tagged(proto::RaftMessage { data }, &fingerprint, me);
-        let reply = tokio::time::timeout(Duration::from_millis(500), RaftTransportClient::new(channel).hello(request)).await;
+        let reply = tokio::time::timeout(
+            Duration::from_millis(500),
+            RaftTransportClient::new(channel).hello(request),
+        )
+        .await;
         let Ok(Ok(reply)) = reply else { continue };
         let Ok((their_id, their_peers)) = postcard::from_bytes::<(u64, String)>(&reply.into_inner().data) else {
             continue;
@@ -210,12 +218,18 @@ async fn check_peers_agree(me: u64, peers: &Peers) -> Result<(), DriverError> {
         if their_id != id {
             return Err(disagree(format!(
                 "it answers as driver {their_id}{}",
-                if their_id == me { ", the same id as this driver" } else { "" }
+                if their_id == me {
+                    ", the same id as this driver"
+                } else {
+                    ""
+                }
             )));
         }
         let theirs = Peers::parse(&their_peers).map_err(|e| disagree(e.to_string()))?;
         if theirs.fingerprint() != fingerprint {
-            return Err(disagree(format!("its --peers is {their_peers}, this driver's is {peers}")));
+            return Err(disagree(format!(
+                "its --peers is {their_peers}, this driver's is {peers}"
+            )));
         }
     }
     Ok(())

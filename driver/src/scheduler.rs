@@ -273,7 +273,11 @@ mod tests {
             })
         };
         let first = submit_as(&mut state, "client-1");
-        assert_eq!(submit_as(&mut state, "client-1"), first, "the same submission is one job");
+        assert_eq!(
+            submit_as(&mut state, "client-1"),
+            first,
+            "the same submission is one job"
+        );
         assert_ne!(submit_as(&mut state, "client-2"), first);
         assert_eq!(state.jobs.len(), 2);
     }
@@ -291,7 +295,11 @@ mod tests {
         }
         let a = schedule(&state, &live).remove(0);
         let attempt = start(&mut state, &a);
-        assert_eq!(attempt, crate::state::MAX_ATTEMPTS + 2, "every attempt gets a new number");
+        assert_eq!(
+            attempt,
+            crate::state::MAX_ATTEMPTS + 2,
+            "every attempt gets a new number"
+        );
         // A report from a requeued attempt is stale; the current one finishes the task.
         let finish = |attempt| Command::FinishTask {
             job: job.clone(),

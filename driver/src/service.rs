@@ -10,7 +10,9 @@ use std::time::{Duration, SystemTime};
 
 use futures::Stream;
 use ringleader_core::plan::{JobPlan, TaskValue};
-use ringleader_core::proto::{self, driver_server::Driver, raft_transport_client::RaftTransportClient, task_report::Outcome as Reported};
+use ringleader_core::proto::{
+    self, driver_server::Driver, raft_transport_client::RaftTransportClient, task_report::Outcome as Reported,
+};
 use ringleader_core::ring::Ring;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -36,32 +38,45 @@ impl DriverService {
         DriverService { inner }
     }
 
-    /// Copies the binary `hash` (stored here) to the other drivers; returns the node ids
-    /// that hold it, this one first.
+    /// Copies the binary `hash` (stored here) to the other drivers, and returns as soon as
+    /// a majority (this driver first) holds it; copies to slower drivers finish in the
+    /// background and are recorded when they do.
     async fn replicate_binary(&self, hash: &str) -> Vec<u64> {
-        let pushes = self
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let others: Vec<(u64, String)> = self
             .inner
             .peers
             .iter()
             .filter(|(id, _)| *id != self.inner.id)
-            .map(|(id, address)| {
-                let inner = self.inner.clone();
-                let (hash, address) = (hash.to_string(), address.to_string());
-                async move {
-                    use futures::StreamExt;
-                    let channel = raft_channel(&address).ok()?;
-                    let path = inner.binaries_dir.join(&hash);
-                    let chunks = ringleader_core::binary::file_chunks(path, hash).filter_map(|c| async move { c.ok() });
-                    let mut client = RaftTransportClient::new(channel);
-                    let push = client.push_binary(inner.tagged(chunks));
-                    match tokio::time::timeout(Duration::from_secs(60), push).await {
-                        Ok(Ok(_)) => Some(id),
-                        _ => None,
-                    }
-                }
+            .map(|(id, address)| (id, address.to_string()))
+            .collect();
+        for (id, address) in others.iter().cloned() {
+            let (inner, hash, tx) = (self.inner.clone(), hash.to_string(), tx.clone());
+            tokio::spawn(async move {
+                let _ = tx.send(push_binary(&inner, &address, hash).await.then_some(id));
             });
+        }
+        drop(tx);
         let mut holders = vec![self.inner.id];
-        holders.extend(futures::future::join_all(pushes).await.into_iter().flatten());
+        let mut answers = 0;
+        while holders.len() < self.inner.peers.majority() && answers < others.len() {
+            let Some(answer) = rx.recv().await else { break };
+            answers += 1;
+            holders.extend(answer);
+        }
+        let (inner, hash) = (self.inner.clone(), hash.to_string());
+        tokio::spawn(async move {
+            while let Some(answer) = rx.recv().await {
+                if let Some(id) = answer {
+                    let _ = inner
+                        .write(Command::AddBinary {
+                            hash: hash.clone(),
+                            holders: vec![id],
+                        })
+                        .await;
+                }
+            }
+        });
         holders
     }
 
@@ -73,7 +88,9 @@ impl DriverService {
         let holders = self.inner.state().binaries.get(hash).cloned().unwrap_or_default();
         let mut reasons = Vec::new();
         for holder in holders.into_iter().filter(|h| *h != self.inner.id) {
-            let Some(address) = self.inner.peers.address(holder) else { continue };
+            let Some(address) = self.inner.peers.address(holder) else {
+                continue;
+            };
             let Ok(channel) = raft_channel(address) else { continue };
             let request = self.inner.tagged(proto::BinaryId { hash: hash.to_string() });
             match RaftTransportClient::new(channel).pull_binary(request).await {
@@ -89,6 +106,19 @@ impl DriverService {
             reasons.join("; ")
         )))
     }
+}
+
+/// Copies the binary `hash` to the driver at `address`; true once it holds it.
+async fn push_binary(inner: &DriverInner, address: &str, hash: String) -> bool {
+    use futures::StreamExt;
+    let Ok(channel) = raft_channel(address) else {
+        return false;
+    };
+    let path = inner.binaries_dir.join(&hash);
+    let chunks = ringleader_core::binary::file_chunks(path, hash).filter_map(|c| async move { c.ok() });
+    let mut client = RaftTransportClient::new(channel);
+    let push = client.push_binary(inner.tagged(chunks));
+    matches!(tokio::time::timeout(Duration::from_secs(60), push).await, Ok(Ok(_)))
 }
 
 fn now_ms() -> u64 {
@@ -394,7 +424,9 @@ impl Driver for DriverService {
         let id = request.into_inner().job_id;
         let state = self.inner.state();
         let job = state.jobs.get(&id).ok_or_else(|| {
-            Status::not_found(format!("no job {id:?} (`ringleader jobs` lists the jobs this cluster remembers)"))
+            Status::not_found(format!(
+                "no job {id:?} (`ringleader jobs` lists the jobs this cluster remembers)"
+            ))
         })?;
         Ok(Response::new(job_detail(job)))
     }

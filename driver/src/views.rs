@@ -114,7 +114,14 @@ pub fn dataset_info(state: &ClusterState, record: &DatasetRecord) -> proto::Data
         .placement
         .iter()
         .enumerate()
-        .map(|(p, workers)| placement(state, p as u32, workers.clone(), record.rows.get(p).copied().unwrap_or(0)))
+        .map(|(p, workers)| {
+            placement(
+                state,
+                p as u32,
+                workers.clone(),
+                record.rows.get(p).copied().unwrap_or(0),
+            )
+        })
         .collect();
     proto::DatasetInfo {
         name: record.name.clone(),

@@ -296,7 +296,10 @@ async fn fetch_status(master: &str) -> anyhow::Result<ringleader_core::proto::Cl
 /// Every driver's status, in the cluster file's order (`None`: it does not answer).
 fn fetch_all(file: &ClusterFile) -> anyhow::Result<Vec<Option<ringleader_core::proto::ClusterStatusReply>>> {
     block_on(async {
-        let all = file.drivers.iter().map(|d| async move { fetch_status(&d.address).await.ok() });
+        let all = file
+            .drivers
+            .iter()
+            .map(|d| async move { fetch_status(&d.address).await.ok() });
         futures::future::join_all(all).await
     })
 }
@@ -305,7 +308,8 @@ fn fetch_all(file: &ClusterFile) -> anyhow::Result<Vec<Option<ringleader_core::p
 fn leader_reply(
     replies: &[Option<ringleader_core::proto::ClusterStatusReply>],
 ) -> Option<&ringleader_core::proto::ClusterStatusReply> {
-    let is_leader = |r: &&ringleader_core::proto::ClusterStatusReply| r.raft.as_ref().is_some_and(|s| s.role == "leader");
+    let is_leader =
+        |r: &&ringleader_core::proto::ClusterStatusReply| r.raft.as_ref().is_some_and(|s| s.role == "leader");
     replies
         .iter()
         .flatten()
@@ -387,7 +391,9 @@ fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             .collect();
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({"drivers": driver_rows, "workers": workers, "jobs": jobs}))?
+            serde_json::to_string_pretty(
+                &serde_json::json!({"drivers": driver_rows, "workers": workers, "jobs": jobs})
+            )?
         );
         return Ok(if leader.is_some() {
             ExitCode::SUCCESS

@@ -85,7 +85,9 @@ pub fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
 
 /// Runs `job ID`.
 pub fn show(args: JobArgs) -> anyhow::Result<ExitCode> {
-    let request = proto::JobId { job_id: args.id.clone() };
+    let request = proto::JobId {
+        job_id: args.id.clone(),
+    };
     let detail = runtime()?.block_on(async {
         let group = group(&args.cluster)?;
         let detail = crate::cluster::call(&group, "job", |mut d| {
@@ -119,7 +121,11 @@ pub fn show(args: JobArgs) -> anyhow::Result<ExitCode> {
             "  {:>5} {:<8} {:<8} {:>5} {:>7} {:>5} {:>8} {:>12} {:>12}",
             s.stage,
             s.output,
-            if parents.is_empty() { "-".to_string() } else { parents.join(",") },
+            if parents.is_empty() {
+                "-".to_string()
+            } else {
+                parents.join(",")
+            },
             s.done,
             s.running,
             s.total,

@@ -9,12 +9,7 @@ use std::time::{Duration, Instant};
 
 use ringleader_datasets::{gensort, numbers, text};
 
-use crate::helpers::{example, parts, ringleader_bin, sorted_lines};
-
-/// Command-line arguments from anything path- or string-like.
-macro_rules! args {
-    ($($a:expr),* $(,)?) => { [$(OsString::from(AsRef::<std::ffi::OsStr>::as_ref(&$a))),*] };
-}
+use crate::helpers::{args, concat, embedded, example, ok, ringleader_bin, sorted_lines};
 
 /// A cluster started for one test and stopped when dropped.
 struct TestCluster {
@@ -75,28 +70,6 @@ impl Drop for TestCluster {
             .arg(self.dir.path())
             .output();
     }
-}
-
-fn embedded(name: &str, args: &[OsString]) -> Output {
-    Command::new(example(name))
-        .args(args)
-        .env_remove("RINGLEADER_MASTER")
-        .env("RINGLEADER_PROGRESS", "0")
-        .output()
-        .unwrap()
-}
-
-fn ok(out: Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn concat(dir: &Path) -> Vec<u8> {
-    parts(dir).iter().flat_map(|p| std::fs::read(p).unwrap()).collect()
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! Shared helpers: engines with small settings, temp inputs, paths of built binaries.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 use ringleader::{Config, Context};
 
@@ -70,4 +72,35 @@ pub fn sorted_lines(dir: &Path) -> Vec<String> {
         .collect();
     lines.sort();
     lines
+}
+
+/// Command-line arguments from anything path- or string-like.
+macro_rules! args {
+    ($($a:expr),* $(,)?) => { [$(std::ffi::OsString::from(AsRef::<std::ffi::OsStr>::as_ref(&$a))),*] };
+}
+pub(crate) use args;
+
+/// Runs an example embedded (no cluster), without progress lines.
+pub fn embedded(name: &str, args: &[OsString]) -> Output {
+    Command::new(example(name))
+        .args(args)
+        .env_remove("RINGLEADER_MASTER")
+        .env("RINGLEADER_PROGRESS", "0")
+        .output()
+        .unwrap()
+}
+
+/// The stdout of a successful run; a failed run fails the test with its stderr.
+pub fn ok(out: Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The concatenated part files of an output directory, in name order.
+pub fn concat(dir: &Path) -> Vec<u8> {
+    parts(dir).iter().flat_map(|p| std::fs::read(p).unwrap()).collect()
 }

@@ -9,6 +9,7 @@ mod cluster;
 mod examples;
 mod helpers;
 mod operators;
+mod raft;
 mod shipping;
 mod sources;
 mod spill;

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo build --example chaos
-//! target/debug/examples/chaos --input DIR --output OUT [--panic-on WORD] [--crash-on WORD [--crash-marker DIR]] [--sleep-ms N]
+//! target/debug/examples/chaos --input DIR --output OUT [--panic-on WORD] [--crash-on WORD [--crash-marker DIR]] [--sleep-ms N] [--run-marker DIR]
 //! ```
 
 use std::path::PathBuf;
@@ -36,6 +36,10 @@ struct Args {
     /// Sleep this long per line (a slow job).
     #[arg(long, default_value_t = 0)]
     sleep_ms: u64,
+    /// Record each line's processing as an empty file `DIR/<first word>.<pid>.<n>` (to count
+    /// how often each line, and so each task, ran).
+    #[arg(long)]
+    run_marker: Option<PathBuf>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -44,7 +48,11 @@ struct Faults {
     crash_on: Option<String>,
     crash_marker: Option<PathBuf>,
     sleep_ms: u64,
+    run_marker: Option<PathBuf>,
 }
+
+/// Distinguishes two runs of one line in one executor process.
+static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 fn main() -> ExitCode {
     ringleader::run(|ctx| {
@@ -54,6 +62,7 @@ fn main() -> ExitCode {
             crash_on: args.crash_on,
             crash_marker: args.crash_marker,
             sleep_ms: args.sleep_ms,
+            run_marker: args.run_marker,
         };
         if args.collect {
             let lines = ctx.text_files(&args.input)?.collect()?;
@@ -64,6 +73,11 @@ fn main() -> ExitCode {
             .text_files(&args.input)?
             .map_with(faults, |faults, line| {
                 std::thread::sleep(std::time::Duration::from_millis(faults.sleep_ms));
+                if let Some(dir) = &faults.run_marker {
+                    let key = line.split_whitespace().next().unwrap_or("empty");
+                    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let _ = std::fs::write(dir.join(format!("{key}.{}.{n}", std::process::id())), "");
+                }
                 for word in line.split_whitespace() {
                     if faults.panic_on.as_deref() == Some(word) {
                         panic!("chaos: refusing the word {word:?}");

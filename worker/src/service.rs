@@ -10,9 +10,9 @@ use futures::Stream;
 use ringleader_core::binary::{BinaryWriter, valid_hash};
 use ringleader_core::driver_group::DriverGroup;
 use ringleader_core::proto::{self, executor_server::Executor, worker_server::Worker};
+use std::time::Duration;
 use tokio::sync::Mutex as AsyncMutex;
 use tokio_stream::wrappers::UnboundedReceiverStream;
-use std::time::Duration;
 use tonic::{Request, Response, Status};
 
 use crate::executors::{Executors, Launch, LostTask};

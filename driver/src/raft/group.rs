@@ -133,7 +133,10 @@ mod tests {
             Err(PeersError::DuplicateId(1)),
             "two nodes with one id"
         );
-        assert!(matches!(Peers::parse("1=a:1,2=a:1"), Err(PeersError::DuplicateAddress(1, 2, _))));
+        assert!(matches!(
+            Peers::parse("1=a:1,2=a:1"),
+            Err(PeersError::DuplicateAddress(1, 2, _))
+        ));
         assert!(matches!(Peers::parse("x=a:1"), Err(PeersError::Malformed(_))));
         assert!(matches!(Peers::parse("0=a:1"), Err(PeersError::ZeroId(_))));
         let peers = Peers::parse("1=a:1").expect("valid");

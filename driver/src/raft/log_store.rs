@@ -32,7 +32,9 @@ pub enum OpenError {
     #[error("{0} is in use by another driver; give every driver its own --data-dir")]
     InUse(PathBuf),
     /// redb could not open or read the file.
-    #[error("{path}: {message}; the file is damaged: restore the directory, or delete it to rejoin empty and catch up from the group")]
+    #[error(
+        "{path}: {message}; the file is damaged: restore the directory, or delete it to rejoin empty and catch up from the group"
+    )]
     Damaged {
         /// The file.
         path: PathBuf,
@@ -50,7 +52,9 @@ pub enum OpenError {
         reason: String,
     },
     /// The directory belongs to another group.
-    #[error("{path} belongs to another driver group (fingerprint {found}, this group's is {expected}: {peers}); nothing was changed. Use a fresh --data-dir, or the --peers it was created with")]
+    #[error(
+        "{path} belongs to another driver group (fingerprint {found}, this group's is {expected}: {peers}); nothing was changed. Use a fresh --data-dir, or the --peers it was created with"
+    )]
     OtherGroup {
         /// The file.
         path: PathBuf,
@@ -220,7 +224,10 @@ impl LogStore {
         self.committed.clone()
     }
 
-    fn write_logs(&self, f: impl FnOnce(&mut redb::Table<u64, &[u8]>) -> Result<(), AnyError>) -> Result<(), StorageError> {
+    fn write_logs(
+        &self,
+        f: impl FnOnce(&mut redb::Table<u64, &[u8]>) -> Result<(), AnyError>,
+    ) -> Result<(), StorageError> {
         let io = |e: AnyError| StorageError::from(StorageIOError::write_logs(e));
         let write = self.file.db.begin_write().map_err(|e| io(AnyError::new(&e)))?;
         {
@@ -249,7 +256,11 @@ impl RaftLogReader<TypeConfig> for LogStore {
             let entry = decode_entry(bytes.value()).map_err(|reason| {
                 StorageError::from(StorageIOError::read_log_at_index(
                     index.value(),
-                    AnyError::error(format!("{}: log entry {} {reason}", self.file.path.display(), index.value())),
+                    AnyError::error(format!(
+                        "{}: log entry {} {reason}",
+                        self.file.path.display(),
+                        index.value()
+                    )),
                 ))
             })?;
             entries.push(entry);
@@ -274,7 +285,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 .map_err(|e| io(AnyError::new(&e)))?
                 .map(|(_, bytes)| decode_entry(bytes.value()).map(|e| *e.get_log_id()))
                 .transpose()
-                .map_err(|reason| io(AnyError::error(format!("{}: last log entry {reason}", self.file.path.display()))))?,
+                .map_err(|reason| {
+                    io(AnyError::error(format!(
+                        "{}: last log entry {reason}",
+                        self.file.path.display()
+                    )))
+                })?,
             Err(redb::TableError::TableDoesNotExist(_)) => None,
             Err(e) => return Err(io(AnyError::new(&e))),
         };
@@ -341,7 +357,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError> {
         self.write_logs(|table| {
-            table.retain_in(log_id.index.., |_, _| false).map_err(|e| AnyError::new(&e))
+            table
+                .retain_in(log_id.index.., |_, _| false)
+                .map_err(|e| AnyError::new(&e))
         })
     }
 
@@ -350,7 +368,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .put_meta("purged", &log_id)
             .map_err(|e| StorageError::from(StorageIOError::write_logs(e)))?;
         self.write_logs(|table| {
-            table.retain_in(..=log_id.index, |_, _| false).map_err(|e| AnyError::new(&e))
+            table
+                .retain_in(..=log_id.index, |_, _| false)
+                .map_err(|e| AnyError::new(&e))
         })
     }
 }

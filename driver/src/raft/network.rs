@@ -4,13 +4,13 @@
 
 use std::time::Duration;
 
+use openraft::BasicNode;
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
     VoteResponse,
 };
-use openraft::BasicNode;
 use ringleader_core::proto::{self, raft_transport_client::RaftTransportClient};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -91,9 +91,7 @@ impl Peer {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let network = |message: String| {
-            RPCError::Network(NetworkError::new(&std::io::Error::other(message)))
-        };
+        let network = |message: String| RPCError::Network(NetworkError::new(&std::io::Error::other(message)));
         let mut client = self.client.clone().map_err(network)?;
         let data = postcard::to_stdvec(request).map_err(|e| network(format!("encoding a Raft request: {e}")))?;
         let request = tagged(proto::RaftMessage { data }, &self.fingerprint, self.me);
@@ -105,7 +103,13 @@ impl Peer {
             }
         };
         let reply = match tokio::time::timeout(option.hard_ttl(), call).await {
-            Err(_) => return Err(network(format!("no reply from driver {} within {:?}", self.target, option.hard_ttl()))),
+            Err(_) => {
+                return Err(network(format!(
+                    "no reply from driver {} within {:?}",
+                    self.target,
+                    option.hard_ttl()
+                )));
+            }
             Ok(Err(status)) if status.code() == tonic::Code::Unavailable => {
                 return Err(RPCError::Unreachable(Unreachable::new(&status)));
             }

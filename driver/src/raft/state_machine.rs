@@ -20,11 +20,14 @@ use crate::state::{ClusterState, Outcome};
 
 const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
 
+/// The last applied log id and the membership in force.
+type Applied = (Option<LogId<u64>>, StoredMembership<u64, openraft::BasicNode>);
+
 /// The replicated state as this driver has applied it, shared with its services.
 #[derive(Default)]
 pub struct Replica {
     state: RwLock<ClusterState>,
-    applied: Mutex<(Option<LogId<u64>>, StoredMembership<u64, openraft::BasicNode>)>,
+    applied: Mutex<Applied>,
 }
 
 impl Replica {
@@ -37,7 +40,7 @@ impl Replica {
         *self.state.write().unwrap_or_else(|e| e.into_inner()) = state;
     }
 
-    fn applied(&self) -> (Option<LogId<u64>>, StoredMembership<u64, openraft::BasicNode>) {
+    fn applied(&self) -> Applied {
         self.applied.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
@@ -244,8 +247,8 @@ mod tests {
     impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> for TempStore {
         async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError> {
             let dir = tempfile::tempdir().map_err(|e| read_error(AnyError::new(&e)))?;
-            let file = RaftFile::open(dir.path(), 1, "test", "1=127.0.0.1:1")
-                .map_err(|e| read_error(AnyError::new(&e)))?;
+            let file =
+                RaftFile::open(dir.path(), 1, "test", "1=127.0.0.1:1").map_err(|e| read_error(AnyError::new(&e)))?;
             let sm = StateMachineStore::open(file.clone())?;
             Ok((dir, LogStore::new(file), sm))
         }

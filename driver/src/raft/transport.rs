@@ -118,10 +118,7 @@ impl RaftTransport for RaftService {
 
     type PullBinaryStream = BoxStream<proto::BinaryChunk>;
 
-    async fn pull_binary(
-        &self,
-        request: Request<proto::BinaryId>,
-    ) -> Result<Response<Self::PullBinaryStream>, Status> {
+    async fn pull_binary(&self, request: Request<proto::BinaryId>) -> Result<Response<Self::PullBinaryStream>, Status> {
         self.admit(&request)?;
         let hash = request.into_inner().hash;
         Ok(Response::new(send_binary(&self.binaries_dir, hash)?))
@@ -129,7 +126,10 @@ impl RaftTransport for RaftService {
 }
 
 /// Stores a streamed binary under `dir` (checking its content hash); returns the hash.
-pub async fn receive_binary(dir: &std::path::Path, mut stream: Streaming<proto::BinaryChunk>) -> Result<String, Status> {
+pub async fn receive_binary(
+    dir: &std::path::Path,
+    mut stream: Streaming<proto::BinaryChunk>,
+) -> Result<String, Status> {
     let first = stream
         .message()
         .await?
@@ -150,6 +150,7 @@ pub fn send_binary(dir: &std::path::Path, hash: String) -> Result<BoxStream<prot
     if !valid_hash(&hash) || !path.exists() {
         return Err(Status::not_found(format!("no binary {hash} on this driver")));
     }
-    let chunks = ringleader_core::binary::file_chunks(path, hash).map(|c| c.map_err(|e| Status::internal(e.to_string())));
+    let chunks =
+        ringleader_core::binary::file_chunks(path, hash).map(|c| c.map_err(|e| Status::internal(e.to_string())));
     Ok(Box::pin(chunks))
 }

@@ -1,0 +1,485 @@
+//! The Raft-replicated driver group with real processes on loopback: `cluster up --drivers 3`,
+//! then leaders killed (`kill -9`), stopped (SIGSTOP) and restarted mid-job. Every job's
+//! result is checked against the same example run embedded.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use ringleader_datasets::gensort;
+
+use crate::helpers::{args, concat, embedded, example, ok, ringleader_bin, sorted_lines};
+
+/// A driver group and its workers, started for one test and stopped when dropped.
+struct Group {
+    dir: tempfile::TempDir,
+    masters: String,
+    /// Each driver's address and command line (to restart it from its directory).
+    drivers: Vec<(String, Vec<OsString>)>,
+    /// Processes this test started besides `cluster up`'s (restarted drivers).
+    restarted: Mutex<Vec<Child>>,
+}
+
+fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) on a pid this test started (recorded by `cluster up` in its directory).
+    unsafe {
+        libc::kill(pid as i32, sig);
+    }
+}
+
+impl Group {
+    fn up(drivers: u32, workers: u32) -> Group {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(ringleader_bin())
+            .args(["cluster", "up", "--drivers", &drivers.to_string()])
+            .args(["--workers", &workers.to_string(), "--dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cluster up: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let masters = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("export RINGLEADER_MASTER="))
+            .unwrap()
+            .to_string();
+        let file: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("cluster.json")).unwrap()).unwrap();
+        let drivers = file["drivers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                let pid = d["pid"].as_u64().unwrap();
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+                let argv = cmdline
+                    .split(|b| *b == 0)
+                    .filter(|a| !a.is_empty())
+                    .skip(1)
+                    .map(|a| OsString::from(String::from_utf8_lossy(a).into_owned()))
+                    .collect();
+                (d["address"].as_str().unwrap().to_string(), argv)
+            })
+            .collect();
+        Group {
+            dir,
+            masters,
+            drivers,
+            restarted: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn pid(&self, driver: usize) -> u32 {
+        let file: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(self.dir.path().join("cluster.json")).unwrap()).unwrap();
+        file["drivers"][driver]["pid"].as_u64().unwrap() as u32
+    }
+
+    /// `cluster status --json`'s driver rows.
+    fn drivers_status(&self) -> Vec<serde_json::Value> {
+        let out = Command::new(ringleader_bin())
+            .args(["cluster", "status", "--json", "--dir"])
+            .arg(self.dir.path())
+            .output()
+            .unwrap();
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        status["drivers"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The index of the driver that leads in a term above `after`, waiting for one.
+    fn leader(&self, after: u64) -> (usize, u64) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let rows = self.drivers_status();
+            if let Some((i, row)) = rows
+                .iter()
+                .enumerate()
+                .find(|(_, r)| r["role"] == "leader" && r["term"].as_u64().unwrap_or(0) > after)
+            {
+                return (i, row["term"].as_u64().unwrap());
+            }
+            assert!(Instant::now() < deadline, "no leader after term {after}: {rows:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Restarts driver `i` from its directory, as `cluster up` started it.
+    fn restart(&self, i: usize) {
+        let log = std::fs::File::options()
+            .append(true)
+            .open(self.dir.path().join(format!("driver-{}/log", i + 1)))
+            .unwrap();
+        let child = Command::new(ringleader_bin())
+            .args(&self.drivers[i].1)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.restarted.lock().unwrap().push(child);
+    }
+
+    fn run(&self, name: &str, args: &[OsString]) -> Output {
+        self.command(name, args).output().unwrap()
+    }
+
+    fn command(&self, name: &str, args: &[OsString]) -> Command {
+        let mut command = Command::new(example(name));
+        command
+            .args(args)
+            .env("RINGLEADER_MASTER", &self.masters)
+            .env("RINGLEADER_PROGRESS", "1");
+        command
+    }
+
+    /// `ringleader jobs` asked of the driver at `master` only.
+    fn jobs_on(&self, master: &str) -> String {
+        let out = Command::new(ringleader_bin())
+            .args(["jobs", "--master", master])
+            .output()
+            .unwrap();
+        ok(out, "ringleader jobs")
+    }
+
+    /// Waits until `ringleader job ID` says stage `stage` has at least `done` tasks done.
+    fn wait_for_tasks(&self, job: &str, stage: usize, done: u32) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = Command::new(ringleader_bin())
+                .args(["job", job, "--master", &self.masters])
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            let stage_done = text
+                .lines()
+                .filter_map(|l| {
+                    let cols: Vec<&str> = l.split_whitespace().collect();
+                    (cols.first() == Some(&stage.to_string().as_str())).then(|| cols.get(3)?.parse::<u32>().ok())?
+                })
+                .next();
+            if stage_done.is_some_and(|d| d >= done) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job {job} stage {stage} never reached {done} tasks: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        for i in 0..self.drivers.len() {
+            signal(self.pid(i), libc::SIGCONT);
+        }
+        let _ = Command::new(ringleader_bin())
+            .args(["cluster", "down", "--dir"])
+            .arg(self.dir.path())
+            .output();
+        for child in self.restarted.lock().unwrap().iter_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A text input whose every line starts with its own id (`l<file>_<line>`), for counting
+/// how often each line ran.
+fn numbered_text(dir: &Path, files: usize, lines: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    for f in 0..files {
+        let text: String = (0..lines)
+            .map(|l| format!("l{f}_{l} alpha beta w{} gamma w{}\n", l % 7, (f * l) % 5))
+            .collect();
+        std::fs::write(dir.join(format!("part-{f:02}.txt")), text).unwrap();
+    }
+}
+
+/// Counts, per line id, how many times the chaos job's marker files say it ran.
+fn runs_per_line(markers: &Path) -> std::collections::BTreeMap<String, usize> {
+    let mut runs = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(markers).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        let line = name.split('.').next().unwrap().to_string();
+        *runs.entry(line).or_default() += 1;
+    }
+    runs
+}
+
+/// The first job id a client's progress lines name.
+fn job_id_from(stderr_path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(stderr_path).ok()?;
+    text.split_whitespace()
+        .find(|w| w.starts_with("job-"))
+        .map(|w| w.trim_end_matches(':').to_string())
+}
+
+fn wait_for_job_id(stderr_path: &Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(id) = job_id_from(stderr_path) {
+            return id;
+        }
+        assert!(Instant::now() < deadline, "the client never printed its job id");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Runs `name` on the group in the background, its stderr in `log`.
+fn spawn_client(group: &Group, name: &str, args: &[OsString], log: &Path) -> Child {
+    group
+        .command(name, args)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn the_leader_killed_mid_job_is_replaced_and_the_jobs_finish_correctly() {
+    let group = Group::up(3, 2);
+    let data = tempfile::tempdir().unwrap();
+    let d = |name: &str| -> PathBuf { data.path().join(name) };
+
+    // Word count: slow map tasks (12 tasks x 10 lines x 30 ms on 4 slots), the leader
+    // killed once three have finished.
+    numbered_text(&d("text"), 12, 10);
+    std::fs::create_dir(d("markers")).unwrap();
+    let wc = |out: &Path| args!["--input", d("text"), "--output", out, "--sleep-ms", "30"];
+    let mut cluster_args = wc(&d("wc-cluster")).to_vec();
+    cluster_args.extend(args!["--run-marker", d("markers")]);
+    let client = spawn_client(&group, "chaos", &cluster_args, &d("wc.log"));
+    let job = wait_for_job_id(&d("wc.log"));
+    group.wait_for_tasks(&job, 0, 3);
+    let (leader, term) = group.leader(0);
+    let killed_at = Instant::now();
+    signal(group.pid(leader), libc::SIGKILL);
+    let (new_leader, new_term) = group.leader(term);
+    let elected_in = killed_at.elapsed();
+    assert_ne!(new_leader, leader);
+    assert!(new_term > term);
+    let out = client.wait_with_output().unwrap();
+    let log = std::fs::read_to_string(d("wc.log")).unwrap();
+    assert!(
+        out.status.success(),
+        "the word count failed after the leader died:\n{log}"
+    );
+    assert!(
+        log.contains("reconnecting"),
+        "the client never noticed the leader change:\n{log}"
+    );
+    ok(embedded("chaos", &wc(&d("wc-embedded"))), "embedded word count");
+    assert_eq!(sorted_lines(&d("wc-cluster")), sorted_lines(&d("wc-embedded")));
+    // Every line ran; only the tasks running at the kill (at most 4 slots' worth of
+    // 10-line tasks) ran twice: tasks recorded as finished were not run again.
+    let runs = runs_per_line(&d("markers"));
+    assert_eq!(runs.len(), 120, "{runs:?}");
+    let rerun = runs.values().filter(|n| **n > 1).count();
+    assert!(
+        rerun <= 40,
+        "{rerun} lines ran more than once: finished tasks were re-run"
+    );
+    eprintln!("new leader elected {elected_in:?} after the kill");
+    // Back to three drivers, so the group survives a second kill.
+    group.restart(leader);
+
+    // Sort: the (new) leader killed while it runs; the output is byte-identical to embedded.
+    gensort::generate(
+        &d("records"),
+        &gensort::SortSpec {
+            records: 300_000,
+            files: 6,
+            seed: 5,
+            skew: false,
+        },
+        false,
+    )
+    .unwrap();
+    let sort = |out: &Path| args!["--input", d("records"), "--output", out, "--partitions", "8"];
+    let client = spawn_client(&group, "sort", &sort(&d("sorted-cluster")), &d("sort.log"));
+    wait_for_job_id(&d("sort.log"));
+    let (leader, term) = group.leader(0);
+    signal(group.pid(leader), libc::SIGKILL);
+    group.leader(term);
+    let out = client.wait_with_output().unwrap();
+    let log = std::fs::read_to_string(d("sort.log")).unwrap();
+    assert!(out.status.success(), "the sort failed after the leader died:\n{log}");
+    ok(embedded("sort", &sort(&d("sorted-embedded"))), "embedded sort");
+    assert_eq!(concat(&d("sorted-cluster")), concat(&d("sorted-embedded")));
+}
+
+#[test]
+fn a_follower_killed_and_restarted_catches_up() {
+    let group = Group::up(3, 2);
+    let (leader, term) = group.leader(0);
+    let follower = (leader + 1) % 3;
+    signal(group.pid(follower), libc::SIGKILL);
+    // Two of three drivers still make a majority: jobs run.
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/numbers");
+    let sum = args!["--input", fixtures];
+    let expected = ok(embedded("sum", &sum), "embedded sum");
+    for _ in 0..3 {
+        assert_eq!(ok(group.run("sum", &sum), "sum without a follower"), expected);
+    }
+    group.restart(follower);
+    // It catches up: the same last log index as the leader, and the jobs it missed.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let rows = group.drivers_status();
+        let caught_up = rows.get(follower).is_some_and(|r| {
+            r["role"] == "follower" && r["lag"] == 0 && r["last_log_index"] == rows[leader]["last_log_index"]
+        });
+        if caught_up {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the restarted follower never caught up: {rows:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let jobs = group.jobs_on(&group.drivers[follower].0);
+    assert_eq!(jobs.matches("succeeded").count(), 3, "{jobs}");
+    assert_eq!(
+        group.leader(0).1,
+        term,
+        "restarting a follower does not disturb the leader"
+    );
+}
+
+#[test]
+fn the_whole_group_restarts_from_disk_with_its_history() {
+    let group = Group::up(3, 1);
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/numbers");
+    let sum = args!["--input", fixtures];
+    let expected = ok(embedded("sum", &sum), "embedded sum");
+    assert_eq!(ok(group.run("sum", &sum), "sum"), expected);
+    let before = group.jobs_on(&group.drivers[0].0);
+    for i in 0..3 {
+        signal(group.pid(i), libc::SIGKILL);
+    }
+    for i in 0..3 {
+        group.restart(i);
+    }
+    group.leader(0);
+    // Every driver remembers the job, and the group takes new ones (the worker finds it).
+    for (address, _) in &group.drivers {
+        let after = group.jobs_on(address);
+        assert!(after.contains("succeeded"), "{address} lost the history:\n{after}");
+        assert_eq!(after, before);
+    }
+    assert_eq!(ok(group.run("sum", &sum), "sum after the restart"), expected);
+}
+
+#[test]
+fn a_stopped_leader_is_replaced_and_steps_down_when_resumed() {
+    let group = Group::up(3, 2);
+    let (leader, term) = group.leader(0);
+    signal(group.pid(leader), libc::SIGSTOP);
+    let (new_leader, new_term) = group.leader(term);
+    assert_ne!(new_leader, leader);
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/numbers");
+    let sum = args!["--input", fixtures];
+    let expected = ok(embedded("sum", &sum), "embedded sum");
+    assert_eq!(ok(group.run("sum", &sum), "sum with the old leader stopped"), expected);
+    signal(group.pid(leader), libc::SIGCONT);
+    // The old leader learns the new term and follows; its log matches the new leader's.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let rows = group.drivers_status();
+        let old = &rows[leader];
+        if old["role"] == "follower" && old["term"].as_u64() >= Some(new_term) && old["lag"] == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the resumed leader never stepped down: {rows:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(ok(group.run("sum", &sum), "sum after the resume"), expected);
+    let jobs = group.jobs_on(&group.drivers[leader].0);
+    assert_eq!(jobs.matches("succeeded").count(), 2, "{jobs}");
+}
+
+#[test]
+fn jobs_submitted_while_leaders_are_killed_finish_once_or_fail_clearly() {
+    const CLIENTS: usize = 4;
+    const JOBS_PER_CLIENT: usize = 25;
+    let group = Group::up(3, 2);
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/numbers");
+    let sum = args!["--input", fixtures];
+    let expected = ok(embedded("sum", &sum), "embedded sum");
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let (outcomes, kills) = std::thread::scope(|s| {
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut outcomes = Vec::new();
+                    for _ in 0..JOBS_PER_CLIENT {
+                        let out = group.run("sum", &sum);
+                        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+                        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+                        outcomes.push((out.status.success(), stdout, stderr));
+                    }
+                    done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    outcomes
+                })
+            })
+            .collect();
+        // Kill the leader every 2 s and restart it half a second later, until the clients
+        // are done (bounded: at most 40 kills).
+        let mut kills = 0;
+        while done.load(std::sync::atomic::Ordering::SeqCst) < CLIENTS && kills < 40 {
+            std::thread::sleep(Duration::from_millis(1500));
+            let rows = group.drivers_status();
+            if let Some(leader) = rows.iter().position(|r| r["role"] == "leader") {
+                let pid = group
+                    .restarted
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .rev()
+                    .find(|c| {
+                        std::fs::read(format!("/proc/{}/cmdline", c.id()))
+                            .is_ok_and(|cmd| String::from_utf8_lossy(&cmd).contains(&format!("driver-{}", leader + 1)))
+                    })
+                    .map_or_else(|| group.pid(leader), Child::id);
+                signal(pid, libc::SIGKILL);
+                kills += 1;
+                std::thread::sleep(Duration::from_millis(500));
+                group.restart(leader);
+            }
+        }
+        let outcomes: Vec<(bool, String, String)> = clients.into_iter().flat_map(|c| c.join().unwrap()).collect();
+        (outcomes, kills)
+    });
+    assert!(kills >= 2, "only {kills} leader kills happened");
+    let succeeded = outcomes.iter().filter(|(ok, _, _)| *ok).count();
+    for (ok, stdout, stderr) in &outcomes {
+        if *ok {
+            assert_eq!(stdout, &expected, "a job finished with a wrong result");
+        } else {
+            assert!(
+                stderr.contains("error:") && (stderr.contains("driver") || stderr.contains("job failed")),
+                "a failure without a clear message: {stderr}"
+            );
+        }
+    }
+    // None lost, none twice: the group recorded exactly one job per submission, and
+    // exactly the ones whose clients saw success succeeded.
+    let (leader, _) = group.leader(0);
+    let jobs = group.jobs_on(&group.drivers[leader].0);
+    let records = jobs.lines().filter(|l| l.starts_with("job-")).count();
+    assert_eq!(records, CLIENTS * JOBS_PER_CLIENT, "{jobs}");
+    assert_eq!(jobs.matches(" succeeded ").count(), succeeded, "{jobs}");
+    eprintln!("{succeeded} of {records} jobs succeeded through {kills} leader kills");
+}
