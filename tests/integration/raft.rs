@@ -353,6 +353,32 @@ fn a_follower_killed_and_restarted_catches_up() {
         term,
         "restarting a follower does not disturb the leader"
     );
+    // The job binary was uploaded while it was down; it serves it anyway (pulled from a
+    // driver that holds it), as a new leader would to a worker that never cached it.
+    assert_eq!(
+        fetch_binary(&group.drivers[follower].0, &example("sum")),
+        std::fs::read(example("sum")).unwrap()
+    );
+}
+
+/// The bytes of `binary` as the driver at `address` serves them to workers.
+fn fetch_binary(address: &str, binary: &Path) -> Vec<u8> {
+    let hash = ringleader_core::binary::hash_file(binary).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let channel = ringleader_core::driver_group::driver_channel(address).unwrap();
+        let mut driver = ringleader_core::proto::driver_client::DriverClient::new(channel);
+        let mut stream = driver
+            .fetch_binary(ringleader_core::proto::BinaryId { hash })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = stream.message().await.unwrap() {
+            bytes.extend_from_slice(&chunk.data);
+        }
+        bytes
+    })
 }
 
 #[test]
@@ -482,4 +508,105 @@ fn jobs_submitted_while_leaders_are_killed_finish_once_or_fail_clearly() {
     assert_eq!(records, CLIENTS * JOBS_PER_CLIENT, "{jobs}");
     assert_eq!(jobs.matches(" succeeded ").count(), succeeded, "{jobs}");
     eprintln!("{succeeded} of {records} jobs succeeded through {kills} leader kills");
+}
+
+/// Free loopback addresses for drivers started by hand.
+fn free_addresses(n: usize) -> Vec<String> {
+    let listeners: Vec<_> = (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    listeners.iter().map(|l| l.local_addr().unwrap().to_string()).collect()
+}
+
+/// A driver started by hand, killed when dropped.
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn driver(id: u64, listen: &str, peers: &str, data_dir: &Path) -> Command {
+    let mut command = Command::new(ringleader_bin());
+    command
+        .args(["driver", "--id", &id.to_string(), "--listen", listen, "--peers", peers, "--data-dir"])
+        .arg(data_dir);
+    command
+}
+
+/// Runs a driver that must refuse to start; returns its stderr.
+fn refused(mut command: Command) -> String {
+    let out = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "the driver started: {stderr}");
+    stderr
+}
+
+#[test]
+fn drivers_refuse_a_bad_group_and_leave_their_data_alone() {
+    let data = tempfile::tempdir().unwrap();
+    let d = |name: &str| -> PathBuf { data.path().join(name) };
+    let a = free_addresses(4);
+    let peers = format!("1={},2={},3={}", a[0], a[1], a[2]);
+
+    // Two nodes with one id: driver 2 of this list listens elsewhere.
+    let stderr = refused(driver(2, &a[3], &peers, &d("same-id")));
+    assert!(stderr.contains("puts driver 2 at") && stderr.contains(&a[3]), "{stderr}");
+    let twice = refused(driver(1, &a[0], &format!("1={},1={}", a[0], a[1]), &d("dup")));
+    assert!(twice.contains("names node 1 twice"), "{twice}");
+
+    // Peer lists that disagree: driver 1 runs with one list; driver 2, told another, refuses.
+    let one = Driver(driver(1, &a[0], &peers, &d("d1")).stderr(Stdio::null()).spawn().unwrap());
+    std::thread::sleep(Duration::from_millis(500));
+    let other = format!("1={},2={},3={}", a[0], a[1], a[3]);
+    let stderr = refused(driver(2, &a[1], &other, &d("d2")));
+    assert!(
+        stderr.contains("disagrees") && stderr.contains(&peers) && stderr.contains(&other),
+        "{stderr}"
+    );
+    drop(one);
+
+    // A data directory from another group is refused, byte for byte untouched.
+    let store = d("d1").join("raft.redb");
+    let before = std::fs::read(&store).unwrap();
+    let solo = free_addresses(1);
+    let stderr = refused(driver(1, &solo[0], &format!("1={},2={}", solo[0], a[3]), &d("d1")));
+    assert!(stderr.contains("belongs to another driver group") && stderr.contains("raft.redb"), "{stderr}");
+    assert!(std::fs::read(&store).unwrap() == before, "{} was changed", store.display());
+}
+
+#[test]
+fn a_corrupted_log_entry_stops_the_driver_naming_the_file_and_entry() {
+    let group = Group::up(1, 1);
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/numbers");
+    // The client's environment travels in the job's log entry: a marker to find it by.
+    let marker = "RINGLEADER_TEST_MARKER_qzxv";
+    let out = group
+        .command("sum", &args!["--input", fixtures])
+        .env(marker, "1")
+        .output()
+        .unwrap();
+    ok(out, "sum");
+    signal(group.pid(0), libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(500));
+    let store = group.dir.path().join("driver-1/raft.redb");
+    let mut bytes = std::fs::read(&store).unwrap();
+    let needle = marker.as_bytes();
+    let mut flipped = 0;
+    for at in 0..bytes.len().saturating_sub(needle.len()) {
+        if &bytes[at..at + needle.len()] == needle {
+            bytes[at + needle.len() - 1] ^= 0x20;
+            flipped += 1;
+        }
+    }
+    assert!(flipped > 0, "the marker is not in {}", store.display());
+    std::fs::write(&store, &bytes).unwrap();
+    let data_dir = group.dir.path().join("driver-1");
+    let mut restart = Command::new(ringleader_bin());
+    restart.args(["driver", "--listen", "127.0.0.1:0", "--data-dir"]).arg(&data_dir);
+    let stderr = refused(restart);
+    assert!(
+        stderr.contains("raft.redb") && stderr.contains("log entry") && stderr.contains("corrupt"),
+        "{stderr}"
+    );
 }

@@ -19,7 +19,7 @@ use super::{StorageError, TypeConfig};
 
 /// Log entries by index.
 pub(super) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
-/// Small records: vote, committed, purged, the group's fingerprint, this node's id.
+/// Small records: vote, committed, purged.
 pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 /// File name of the store inside a data directory.
@@ -89,6 +89,9 @@ impl RaftFile {
     /// checks every log entry.
     pub fn open(dir: &Path, node: u64, fingerprint: &str, peers: &str) -> Result<RaftFile, OpenError> {
         let path = dir.join(FILE_NAME);
+        // Checked before redb opens (and perhaps repairs) the file: a directory of another
+        // group or node is left exactly as it was.
+        check_identity(dir, node, fingerprint, peers)?;
         let damaged = |e: &dyn std::fmt::Display| OpenError::Damaged {
             path: path.clone(),
             message: e.to_string(),
@@ -102,31 +105,6 @@ impl RaftFile {
             db: Arc::new(db),
             path: path.clone(),
         };
-        match file.meta::<String>("fingerprint").map_err(|e| damaged(&e))? {
-            Some(found) if found != fingerprint => {
-                return Err(OpenError::OtherGroup {
-                    path,
-                    found,
-                    expected: fingerprint.to_string(),
-                    peers: peers.to_string(),
-                });
-            }
-            Some(_) => {}
-            None => file
-                .put_meta("fingerprint", &fingerprint.to_string())
-                .map_err(|e| damaged(&e))?,
-        }
-        match file.meta::<u64>("node").map_err(|e| damaged(&e))? {
-            Some(found) if found != node => {
-                return Err(OpenError::OtherNode {
-                    path,
-                    found,
-                    expected: node,
-                });
-            }
-            Some(_) => {}
-            None => file.put_meta("node", &node).map_err(|e| damaged(&e))?,
-        }
         file.verify_log()?;
         Ok(file)
     }
@@ -181,6 +159,53 @@ impl RaftFile {
             table.insert(key, bytes.as_slice()).map_err(|e| AnyError::new(&e))?;
         }
         write.commit().map_err(|e| AnyError::new(&e))
+    }
+}
+
+/// File naming the group and node a data directory belongs to.
+pub const IDENTITY_FILE: &str = "raft-identity";
+
+/// Compares `dir`'s identity file with this driver's group and id, or writes it (write, then
+/// rename) for a new directory.
+fn check_identity(dir: &Path, node: u64, fingerprint: &str, peers: &str) -> Result<(), OpenError> {
+    let path = dir.join(IDENTITY_FILE);
+    let io = |e: std::io::Error| OpenError::Damaged {
+        path: path.clone(),
+        message: e.to_string(),
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let field = |name: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let found = field("fingerprint");
+            if found != fingerprint {
+                return Err(OpenError::OtherGroup {
+                    path: dir.join(FILE_NAME),
+                    found: format!("{found}, peers {}", field("peers")),
+                    expected: fingerprint.to_string(),
+                    peers: peers.to_string(),
+                });
+            }
+            let found: u64 = field("node").parse().unwrap_or(0);
+            if found != node {
+                return Err(OpenError::OtherNode {
+                    path: dir.join(FILE_NAME),
+                    found,
+                    expected: node,
+                });
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let temp = dir.join(format!("{IDENTITY_FILE}.tmp"));
+            std::fs::write(&temp, format!("fingerprint={fingerprint}\nnode={node}\npeers={peers}\n")).map_err(io)?;
+            std::fs::rename(&temp, &path).map_err(io)
+        }
+        Err(e) => Err(io(e)),
     }
 }
 
