@@ -52,6 +52,8 @@ pub struct DriverConfig {
     pub id: u64,
     /// The group (`None`: a group of one, this driver).
     pub peers: Option<Peers>,
+    /// Raft log entries between snapshots (the log is compacted at each).
+    pub snapshot_every: u64,
 }
 
 /// Errors starting or running a driver.
@@ -157,7 +159,7 @@ pub async fn bind(config: DriverConfig) -> Result<BoundDriver, DriverError> {
     let commit_index = log_store.committed_index();
     let state_machine = StateMachineStore::open(file).map_err(|e| DriverError::Raft(e.to_string()))?;
     let replica = state_machine.replica();
-    let raft_config = raft::raft_config().map_err(|e| DriverError::Raft(e.to_string()))?;
+    let raft_config = raft::raft_config(config.snapshot_every).map_err(|e| DriverError::Raft(e.to_string()))?;
     let network = Network {
         fingerprint: peers.fingerprint(),
         me: config.id,
@@ -256,16 +258,42 @@ impl BoundDriver {
             inner.binaries_dir.clone(),
         ))
         .max_decoding_message_size(usize::MAX);
+        // A Raft node that stopped on a fatal error must not go on answering as a driver.
+        let fatal = std::sync::Mutex::new(None);
+        let stop = async {
+            tokio::select! {
+                _ = shutdown => {}
+                reason = raft_stopped(&inner.raft) => {
+                    *fatal.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+                }
+            }
+        };
         let result = tonic::transport::Server::builder()
             .add_service(driver)
             .add_service(transport)
-            .serve_with_incoming_shutdown(incoming(self.listener), shutdown)
+            .serve_with_incoming_shutdown(incoming(self.listener), stop)
             .await;
         for task in [scheduler, leadership, initializer] {
             task.abort();
         }
         let _ = inner.raft.shutdown().await;
+        if let Some(reason) = fatal.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            return Err(DriverError::Raft(reason));
+        }
         Ok(result?)
+    }
+}
+
+/// Resolves with the reason when this driver's Raft node stops on a fatal error.
+async fn raft_stopped(raft: &raft::Raft) -> String {
+    let mut metrics = raft.metrics();
+    loop {
+        if let Err(fatal) = &metrics.borrow_and_update().running_state {
+            return format!("the Raft node stopped: {fatal}");
+        }
+        if metrics.changed().await.is_err() {
+            return "the Raft node stopped".to_string();
+        }
     }
 }
 

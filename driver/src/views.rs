@@ -167,6 +167,7 @@ pub fn raft_status(
         commit_index,
         applied_index: metrics.last_applied.map_or(0, |l| l.index),
         snapshot_index: metrics.snapshot.map_or(0, |l| l.index),
+        purged_index: metrics.purged.map_or(0, |l| l.index),
         peers: peers_progress,
     }
 }

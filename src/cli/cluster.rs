@@ -42,6 +42,9 @@ pub struct UpArgs {
     /// Task slots per worker.
     #[arg(long, default_value_t = 2)]
     pub slots: u32,
+    /// Raft log entries between driver snapshots (the log is compacted at each).
+    #[arg(long, default_value_t = ringleader_driver::raft::DEFAULT_SNAPSHOT_EVERY)]
+    pub snapshot_every: u64,
     /// The cluster directory.
     #[command(flatten)]
     pub dir: DirArgs,
@@ -225,6 +228,8 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             format!("127.0.0.1:{port}"),
             "--id".into(),
             (i + 1).to_string(),
+            "--snapshot-every".into(),
+            args.snapshot_every.to_string(),
         ];
         if args.drivers > 1 {
             driver_args.extend(["--peers".to_string(), peers.join(",")]);
@@ -364,7 +369,8 @@ fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
                     "id": r.node_id, "address": d.address, "pid": d.pid, "alive": true,
                     "role": r.role, "term": r.term, "leader": r.leader_id,
                     "last_log_index": r.last_log_index, "commit_index": r.commit_index,
-                    "applied_index": r.applied_index,
+                    "applied_index": r.applied_index, "snapshot_index": r.snapshot_index,
+                    "purged_index": r.purged_index,
                     "lag": leader_last.map(|l| l.saturating_sub(r.last_log_index)),
                 }),
                 None => serde_json::json!({

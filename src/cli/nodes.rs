@@ -25,6 +25,9 @@ pub struct DriverArgs {
     /// Without it the driver is a group of one.
     #[arg(long)]
     pub peers: Option<String>,
+    /// Raft log entries between snapshots; the log is compacted at each.
+    #[arg(long, default_value_t = ringleader_driver::raft::DEFAULT_SNAPSHOT_EVERY)]
+    pub snapshot_every: u64,
     /// Seconds without a heartbeat after which a worker counts as dead.
     #[arg(long, default_value_t = 3.0)]
     pub worker_timeout: f64,
@@ -93,6 +96,7 @@ pub fn driver(args: DriverArgs) -> anyhow::Result<ExitCode> {
             worker_timeout: Duration::from_secs_f64(args.worker_timeout),
             no_worker_timeout: Duration::from_secs_f64(args.no_worker_timeout),
             id: args.id,
+            snapshot_every: args.snapshot_every,
             peers: args
                 .peers
                 .as_deref()

@@ -31,9 +31,14 @@ fn signal(pid: u32, sig: i32) {
 
 impl Group {
     fn up(drivers: u32, workers: u32) -> Group {
+        Group::up_with(drivers, workers, &[])
+    }
+
+    fn up_with(drivers: u32, workers: u32, extra: &[&str]) -> Group {
         let dir = tempfile::tempdir().unwrap();
         let out = Command::new(ringleader_bin())
             .args(["cluster", "up", "--drivers", &drivers.to_string()])
+            .args(extra)
             .args(["--workers", &workers.to_string(), "--dir"])
             .arg(dir.path())
             .output()
@@ -125,6 +130,14 @@ impl Group {
         self.restarted.lock().unwrap().push(child);
     }
 
+    /// Kills the drivers this test restarted.
+    fn kill_restarted(&self) {
+        for child in self.restarted.lock().unwrap().iter_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     fn run(&self, name: &str, args: &[OsString]) -> Output {
         self.command(name, args).output().unwrap()
     }
@@ -184,10 +197,7 @@ impl Drop for Group {
             .args(["cluster", "down", "--dir"])
             .arg(self.dir.path())
             .output();
-        for child in self.restarted.lock().unwrap().iter_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.kill_restarted();
     }
 }
 
@@ -318,43 +328,68 @@ fn the_leader_killed_mid_job_is_replaced_and_the_jobs_finish_correctly() {
 
 #[test]
 fn a_follower_killed_and_restarted_catches_up() {
-    let group = Group::up(3, 2);
+    // A snapshot every 10 entries, so the log is compacted within a few jobs.
+    let group = Group::up_with(3, 2, &["--snapshot-every", "10"]);
     let (leader, term) = group.leader(0);
     let follower = (leader + 1) % 3;
-    signal(group.pid(follower), libc::SIGKILL);
-    // Two of three drivers still make a majority: jobs run.
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/numbers");
     let sum = args!["--input", fixtures];
     let expected = ok(embedded("sum", &sum), "embedded sum");
-    for _ in 0..3 {
-        assert_eq!(ok(group.run("sum", &sum), "sum without a follower"), expected);
-    }
-    group.restart(follower);
-    // It catches up: the same last log index as the leader, and the jobs it missed.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let rows = group.drivers_status();
-        let caught_up = rows.get(follower).is_some_and(|r| {
-            r["role"] == "follower" && r["lag"] == 0 && r["last_log_index"] == rows[leader]["last_log_index"]
-        });
-        if caught_up {
-            break;
+    let run_sums = || {
+        for _ in 0..3 {
+            assert_eq!(ok(group.run("sum", &sum), "sum"), expected);
         }
-        assert!(
-            Instant::now() < deadline,
-            "the restarted follower never caught up: {rows:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    };
+    let wait_caught_up = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let rows = group.drivers_status();
+            let caught_up = rows.get(follower).is_some_and(|r| {
+                r["role"] == "follower" && r["lag"] == 0 && r["last_log_index"] == rows[leader]["last_log_index"]
+            });
+            if caught_up {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{what} never caught up: {rows:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    run_sums();
+
+    // Killed: two of three drivers still make a majority, so jobs run; restarted from its
+    // directory, it catches up with the jobs it missed.
+    signal(group.pid(follower), libc::SIGKILL);
+    run_sums();
+    group.restart(follower);
+    wait_caught_up("the restarted follower");
     let jobs = group.jobs_on(&group.drivers[follower].0);
-    assert_eq!(jobs.matches("succeeded").count(), 3, "{jobs}");
+    assert_eq!(jobs.matches("succeeded").count(), 6, "{jobs}");
     assert_eq!(
         group.leader(0).1,
         term,
         "restarting a follower does not disturb the leader"
     );
-    // The job binary was uploaded while it was down; it serves it anyway (pulled from a
-    // driver that holds it), as a new leader would to a worker that never cached it.
+
+    // Its directory lost: it rejoins empty and catches up from the leader's snapshot (the
+    // leader's log no longer starts at 1).
+    group.kill_restarted();
+    let purged = group.drivers_status()[leader]["purged_index"].as_u64().unwrap();
+    assert!(purged > 0, "the leader's log was never compacted");
+    let data_dir = group.dir.path().join(format!("driver-{}", follower + 1));
+    for name in ["raft.redb", "raft-identity", "binaries"] {
+        let path = data_dir.join(name);
+        if path.is_dir() {
+            std::fs::remove_dir_all(path).unwrap();
+        } else {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    group.restart(follower);
+    wait_caught_up("the emptied follower");
+    let jobs = group.jobs_on(&group.drivers[follower].0);
+    assert_eq!(jobs.matches("succeeded").count(), 6, "{jobs}");
+    // Its copy of the job binary went with the directory; it serves it anyway (pulled from
+    // a driver that holds it), as a new leader would to a worker that never cached it.
     assert_eq!(
         fetch_binary(&group.drivers[follower].0, &example("sum")),
         std::fs::read(example("sum")).unwrap()
@@ -364,7 +399,10 @@ fn a_follower_killed_and_restarted_catches_up() {
 /// The bytes of `binary` as the driver at `address` serves them to workers.
 fn fetch_binary(address: &str, binary: &Path) -> Vec<u8> {
     let hash = ringleader_core::binary::hash_file(binary).unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         let channel = ringleader_core::driver_group::driver_channel(address).unwrap();
         let mut driver = ringleader_core::proto::driver_client::DriverClient::new(channel);
@@ -512,7 +550,9 @@ fn jobs_submitted_while_leaders_are_killed_finish_once_or_fail_clearly() {
 
 /// Free loopback addresses for drivers started by hand.
 fn free_addresses(n: usize) -> Vec<String> {
-    let listeners: Vec<_> = (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let listeners: Vec<_> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
     listeners.iter().map(|l| l.local_addr().unwrap().to_string()).collect()
 }
 
@@ -529,7 +569,16 @@ impl Drop for Driver {
 fn driver(id: u64, listen: &str, peers: &str, data_dir: &Path) -> Command {
     let mut command = Command::new(ringleader_bin());
     command
-        .args(["driver", "--id", &id.to_string(), "--listen", listen, "--peers", peers, "--data-dir"])
+        .args([
+            "driver",
+            "--id",
+            &id.to_string(),
+            "--listen",
+            listen,
+            "--peers",
+            peers,
+            "--data-dir",
+        ])
         .arg(data_dir);
     command
 }
@@ -551,12 +600,20 @@ fn drivers_refuse_a_bad_group_and_leave_their_data_alone() {
 
     // Two nodes with one id: driver 2 of this list listens elsewhere.
     let stderr = refused(driver(2, &a[3], &peers, &d("same-id")));
-    assert!(stderr.contains("puts driver 2 at") && stderr.contains(&a[3]), "{stderr}");
+    assert!(
+        stderr.contains("puts driver 2 at") && stderr.contains(&a[3]),
+        "{stderr}"
+    );
     let twice = refused(driver(1, &a[0], &format!("1={},1={}", a[0], a[1]), &d("dup")));
     assert!(twice.contains("names node 1 twice"), "{twice}");
 
     // Peer lists that disagree: driver 1 runs with one list; driver 2, told another, refuses.
-    let one = Driver(driver(1, &a[0], &peers, &d("d1")).stderr(Stdio::null()).spawn().unwrap());
+    let one = Driver(
+        driver(1, &a[0], &peers, &d("d1"))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     std::thread::sleep(Duration::from_millis(500));
     let other = format!("1={},2={},3={}", a[0], a[1], a[3]);
     let stderr = refused(driver(2, &a[1], &other, &d("d2")));
@@ -571,8 +628,15 @@ fn drivers_refuse_a_bad_group_and_leave_their_data_alone() {
     let before = std::fs::read(&store).unwrap();
     let solo = free_addresses(1);
     let stderr = refused(driver(1, &solo[0], &format!("1={},2={}", solo[0], a[3]), &d("d1")));
-    assert!(stderr.contains("belongs to another driver group") && stderr.contains("raft.redb"), "{stderr}");
-    assert!(std::fs::read(&store).unwrap() == before, "{} was changed", store.display());
+    assert!(
+        stderr.contains("belongs to another driver group") && stderr.contains("raft.redb"),
+        "{stderr}"
+    );
+    assert!(
+        std::fs::read(&store).unwrap() == before,
+        "{} was changed",
+        store.display()
+    );
 }
 
 #[test]
@@ -603,7 +667,9 @@ fn a_corrupted_log_entry_stops_the_driver_naming_the_file_and_entry() {
     std::fs::write(&store, &bytes).unwrap();
     let data_dir = group.dir.path().join("driver-1");
     let mut restart = Command::new(ringleader_bin());
-    restart.args(["driver", "--listen", "127.0.0.1:0", "--data-dir"]).arg(&data_dir);
+    restart
+        .args(["driver", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data_dir);
     let stderr = refused(restart);
     assert!(
         stderr.contains("raft.redb") && stderr.contains("log entry") && stderr.contains("corrupt"),

@@ -202,7 +202,11 @@ fn check_identity(dir: &Path, node: u64, fingerprint: &str, peers: &str) -> Resu
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let temp = dir.join(format!("{IDENTITY_FILE}.tmp"));
-            std::fs::write(&temp, format!("fingerprint={fingerprint}\nnode={node}\npeers={peers}\n")).map_err(io)?;
+            std::fs::write(
+                &temp,
+                format!("fingerprint={fingerprint}\nnode={node}\npeers={peers}\n"),
+            )
+            .map_err(io)?;
             std::fs::rename(&temp, &path).map_err(io)
         }
         Err(e) => Err(io(e)),
