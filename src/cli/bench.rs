@@ -24,6 +24,9 @@ pub enum BenchCommand {
     Embedded(EmbeddedArgs),
     /// A local cluster vs the embedded engine: sort, sum, and a trivial job's latency.
     Cluster(ClusterArgs),
+    /// The driver group: metadata commits per second, leader kill to re-issued task, and a
+    /// sort on 3 drivers vs 1.
+    Raft(super::bench_raft::RaftArgs),
 }
 
 /// `bench cluster`.
@@ -106,17 +109,26 @@ pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Embedded(args) => embedded(args),
         BenchCommand::Cluster(args) => cluster(args),
+        BenchCommand::Raft(args) => super::bench_raft::run(args),
     }
 }
 
 /// A cluster started for a benchmark, stopped when dropped.
-struct BenchCluster {
-    dir: PathBuf,
-    master: String,
+pub(super) struct BenchCluster {
+    /// Its directory.
+    pub(super) dir: PathBuf,
+    /// Its drivers' addresses, for `RINGLEADER_MASTER`.
+    pub(super) master: String,
 }
 
 impl BenchCluster {
-    fn up(dir: PathBuf, workers: u32) -> anyhow::Result<BenchCluster> {
+    /// `cluster up` with `workers` workers of 2 slots and one driver.
+    pub(super) fn up(dir: PathBuf, workers: u32) -> anyhow::Result<BenchCluster> {
+        BenchCluster::up_with(dir, workers, 1)
+    }
+
+    /// `cluster up` with `workers` workers of 2 slots and `drivers` drivers.
+    pub(super) fn up_with(dir: PathBuf, workers: u32, drivers: u32) -> anyhow::Result<BenchCluster> {
         let exe = std::env::current_exe()?;
         let out = Command::new(&exe)
             .args([
@@ -124,6 +136,8 @@ impl BenchCluster {
                 "up",
                 "--workers",
                 &workers.to_string(),
+                "--drivers",
+                &drivers.to_string(),
                 "--slots",
                 "2",
                 "--dir",
@@ -251,19 +265,19 @@ fn cluster(args: ClusterArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn with(mut c: Command, f: impl Fn(&mut Command)) -> Command {
+pub(super) fn with(mut c: Command, f: impl Fn(&mut Command)) -> Command {
     f(&mut c);
     c
 }
 
-struct Measured {
-    elapsed: Duration,
+pub(super) struct Measured {
+    pub(super) elapsed: Duration,
     peak_bytes: u64,
     stdout: String,
 }
 
 /// Runs `command` to completion; its wall time and peak resident memory.
-fn measure(command: &mut Command) -> anyhow::Result<Measured> {
+pub(super) fn measure(command: &mut Command) -> anyhow::Result<Measured> {
     let started = Instant::now();
     let mut child = command
         .stdout(Stdio::piped())
@@ -309,7 +323,7 @@ fn wait_with_peak(pid: i32) -> anyhow::Result<(i32, u64)> {
     Ok((code, usage.ru_maxrss as u64 * 1024))
 }
 
-fn examples_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+pub(super) fn examples_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     if let Some(dir) = given {
         return Ok(dir);
     }
@@ -343,7 +357,7 @@ fn ensure_input(dir: &Path, what: &str, generate: impl FnOnce(&Path) -> anyhow::
 }
 
 /// Reads every file under `dir` once so that every run starts from a warm page cache.
-fn warm(dir: &Path) -> anyhow::Result<u64> {
+pub(super) fn warm(dir: &Path) -> anyhow::Result<u64> {
     let mut total = 0;
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
@@ -355,7 +369,7 @@ fn warm(dir: &Path) -> anyhow::Result<u64> {
     Ok(total)
 }
 
-fn ensure_sort_input(dir: &Path, records: u64) -> anyhow::Result<()> {
+pub(super) fn ensure_sort_input(dir: &Path, records: u64) -> anyhow::Result<()> {
     ensure_input(dir, "sort records", |d| {
         let spec = ringleader_datasets::gensort::SortSpec {
             records,
@@ -375,7 +389,7 @@ fn ensure_numbers_input(dir: &Path, rows: u64) -> anyhow::Result<()> {
     })
 }
 
-fn median(mut runs: Vec<Measured>) -> Measured {
+pub(super) fn median(mut runs: Vec<Measured>) -> Measured {
     runs.sort_by_key(|m| m.elapsed);
     let mid = runs.len() / 2;
     runs.swap_remove(mid)
@@ -388,11 +402,11 @@ struct Row {
     baseline: Measured,
 }
 
-fn gb(bytes: u64) -> String {
+pub(super) fn gb(bytes: u64) -> String {
     format!("{:.2} GB", bytes as f64 / 1e9)
 }
 
-fn rate(bytes: u64, d: Duration) -> String {
+pub(super) fn rate(bytes: u64, d: Duration) -> String {
     format!("{:.0} MB/s", bytes as f64 / 1e6 / d.as_secs_f64())
 }
 
@@ -507,7 +521,7 @@ fn embedded(args: EmbeddedArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn alternate(
+pub(super) fn alternate(
     runs: usize,
     what: &str,
     mut ringleader: impl FnMut() -> anyhow::Result<Measured>,
