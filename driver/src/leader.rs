@@ -505,6 +505,13 @@ impl DriverInner {
 fn final_events(record: &JobRecord) -> Vec<Event> {
     match &record.state {
         JobState::Running => Vec::new(),
+        JobState::Succeeded if record.results_dropped => vec![Event::Failed(proto::JobFailed {
+            message: format!(
+                "{} succeeded, but its results are no longer kept (only the latest {} jobs' are)",
+                record.id,
+                crate::state::KEPT_RESULTS
+            ),
+        })],
         JobState::Succeeded => {
             let mut events = Vec::new();
             let values = record.result();

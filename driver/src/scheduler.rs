@@ -312,4 +312,35 @@ mod tests {
         assert_eq!(state.apply(finish(attempt)), Outcome::Done);
         assert_eq!(state.jobs[&job].state, JobState::Succeeded);
     }
+
+    #[test]
+    fn only_the_latest_finished_jobs_keep_their_results() {
+        let (mut state, live) = cluster(1, 1);
+        let total = crate::state::KEPT_RESULTS + 4;
+        let mut jobs = Vec::new();
+        for _ in 0..total {
+            let job = submit(&mut state, 1);
+            let a = schedule(&state, &live).remove(0);
+            let attempt = start(&mut state, &a);
+            state.apply(Command::FinishTask {
+                job: job.clone(),
+                stage: 0,
+                task: 0,
+                attempt,
+                value: TaskValue::Batches(vec![7; 1000]),
+            });
+            jobs.push(job);
+        }
+        // Results are trimmed when a job arrives: one more submission trims the last batch.
+        submit(&mut state, 1);
+        let kept: Vec<bool> = jobs.iter().map(|j| !state.jobs[j].results_dropped).collect();
+        assert_eq!(kept.iter().filter(|k| **k).count(), crate::state::KEPT_RESULTS);
+        assert!(kept[total - 1] && !kept[0], "the newest keep theirs: {kept:?}");
+        assert_eq!(state.jobs[&jobs[0]].result(), vec![TaskValue::Bytes(Vec::new())]);
+        assert_eq!(
+            state.jobs[&jobs[total - 1]].result(),
+            vec![TaskValue::Batches(vec![7; 1000])]
+        );
+        assert_eq!(state.jobs[&jobs[0]].state, JobState::Succeeded, "the history stays");
+    }
 }

@@ -18,6 +18,11 @@ pub const MAX_ATTEMPTS: u32 = 4;
 /// Finished jobs kept for `ringleader jobs`; older ones are forgotten as new ones arrive.
 pub const KEPT_JOBS: usize = 1000;
 
+/// Finished jobs whose results (collected rows, partial values) are kept, for a client
+/// that reconnects after a leader change; older ones keep only their history, so the
+/// replicated state (and every snapshot) stays small.
+pub const KEPT_RESULTS: usize = 16;
+
 /// A registered worker.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct WorkerRecord {
@@ -123,6 +128,9 @@ pub struct JobRecord {
     pub submission: String,
     /// When it was accepted, Unix milliseconds.
     pub submitted_ms: u64,
+    /// Whether its values were dropped (see [`KEPT_RESULTS`]).
+    #[serde(default)]
+    pub results_dropped: bool,
 }
 
 impl JobRecord {
@@ -410,6 +418,7 @@ impl ClusterState {
                     state: JobState::Running,
                     submission: submission.clone(),
                     submitted_ms,
+                    results_dropped: false,
                 };
                 if !submission.is_empty() {
                     self.submissions.insert(submission, id.clone());
@@ -531,6 +540,20 @@ impl ClusterState {
         for id in finished.iter().take(finished.len().saturating_sub(KEPT_JOBS - 1)) {
             if let Some(job) = self.jobs.remove(id) {
                 self.submissions.remove(&job.submission);
+            }
+        }
+        for id in finished.iter().rev().skip(KEPT_RESULTS) {
+            let Some(job) = self.jobs.get_mut(id) else { continue };
+            if job.results_dropped {
+                break;
+            }
+            job.results_dropped = true;
+            for task in job.tasks.iter_mut().flatten() {
+                if let TaskState::Done { value, .. } = task
+                    && matches!(value, TaskValue::Bytes(_) | TaskValue::Batches(_))
+                {
+                    *value = TaskValue::Bytes(Vec::new());
+                }
             }
         }
     }
