@@ -92,6 +92,7 @@ fn run_assignment(
             message: format!("malformed task plan: {e}"),
             retryable: false,
             fetch_failure: false,
+            fetch_location: String::new(),
         }),
         Ok((task, output)) => {
             let inputs: HashMap<u32, Vec<BlockSource>> = a
@@ -125,6 +126,7 @@ fn run_assignment(
                         message: e.to_string(),
                         retryable: false,
                         fetch_failure: false,
+                        fetch_location: String::new(),
                     }),
                 },
                 Err(e) => Outcome::Error(classify(&e)),
@@ -148,11 +150,15 @@ fn classify(e: &Error) -> proto::TaskError {
         Error::TaskFailed { source, .. } => source.as_ref(),
         other => other,
     };
-    let fetch_failure = matches!(cause, Error::FetchFailed { .. });
-    let retryable = fetch_failure || matches!(cause, Error::Io { .. });
+    let fetch_location = match cause {
+        Error::FetchFailed { location, .. } => Some(location.clone()),
+        _ => None,
+    };
+    let retryable = fetch_location.is_some() || matches!(cause, Error::Io { .. });
     proto::TaskError {
         message: e.to_string(),
         retryable,
-        fetch_failure,
+        fetch_failure: fetch_location.is_some(),
+        fetch_location: fetch_location.unwrap_or_default(),
     }
 }

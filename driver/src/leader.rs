@@ -58,6 +58,8 @@ pub struct DriverInner {
     pub worker_timeout: Duration,
     no_worker_timeout: Duration,
     last_live: Mutex<Instant>,
+    /// Workers alive at the last scheduling pass (to notice the ones that die).
+    was_live: Mutex<BTreeSet<String>>,
     /// The term in which this driver finished taking over as leader, if it leads.
     leading: Mutex<Option<u64>>,
 }
@@ -105,6 +107,7 @@ impl DriverInner {
             worker_timeout: parts.worker_timeout,
             no_worker_timeout: parts.no_worker_timeout,
             last_live: Mutex::new(Instant::now()),
+            was_live: Mutex::new(BTreeSet::new()),
             leading: Mutex::new(None),
         })
     }
@@ -159,6 +162,16 @@ impl DriverInner {
             .filter(|(_, t)| now.duration_since(**t) < self.worker_timeout)
             .map(|(id, _)| id.clone())
             .collect()
+    }
+
+    /// The registered worker at `location` (its address, or a path in its shuffle directory).
+    pub fn worker_at(&self, location: &str) -> Option<String> {
+        let state = self.state();
+        state
+            .workers
+            .values()
+            .find(|w| w.address == location || (!w.shuffle_dir.is_empty() && location.starts_with(&w.shuffle_dir)))
+            .map(|w| w.id.clone())
     }
 
     /// Records a heartbeat; true when the worker was not alive before.
@@ -238,6 +251,7 @@ impl DriverInner {
         let now = Instant::now();
         lock(&self.unwatched).extend(running.into_iter().map(|j| (j, now)));
         *lock(&self.last_live) = now;
+        lock(&self.was_live).clear();
         *lock(&self.leading) = Some(term);
         eprintln!("driver {}: leading in term {term}", self.id);
         self.wake.notify_one();
@@ -302,6 +316,42 @@ impl DriverInner {
         });
     }
 
+    /// Workers that stopped heartbeating since the last pass: their running tasks run again
+    /// elsewhere and the map outputs they held are recomputed.
+    async fn lose_dead_workers(self: &Arc<Self>, live: &BTreeSet<String>) {
+        let dead: Vec<String> = {
+            let mut was = lock(&self.was_live);
+            let dead = was.difference(live).cloned().collect();
+            *was = live.clone();
+            dead
+        };
+        for worker in dead {
+            match self.write(Command::WorkerLost { worker: worker.clone() }).await {
+                Ok(Outcome::Requeued(n)) if n > 0 => {
+                    eprintln!(
+                        "driver {}: {worker} missed its heartbeats; {n} tasks run again",
+                        self.id
+                    );
+                    let jobs: Vec<String> = self
+                        .state()
+                        .jobs
+                        .values()
+                        .filter(|j| j.state == JobState::Running)
+                        .map(|j| j.id.clone())
+                        .collect();
+                    for job in jobs {
+                        self.after_report(&job, 0);
+                    }
+                }
+                Ok(_) => {}
+                // Not committed (leadership lost?): try again on the next pass.
+                Err(_) => {
+                    lock(&self.was_live).insert(worker);
+                }
+            }
+        }
+    }
+
     /// Fails the running jobs when no worker has been alive for `no_worker_timeout`.
     async fn fail_jobs_without_workers(self: &Arc<Self>, live: &BTreeSet<String>) {
         {
@@ -364,6 +414,7 @@ impl DriverInner {
             return;
         }
         let live = self.live_workers();
+        self.lose_dead_workers(&live).await;
         self.fail_jobs_without_workers(&live).await;
         self.cancel_unwatched().await;
         let assignments = schedule(&self.state(), &live);

@@ -305,6 +305,21 @@ impl Driver for DriverService {
                     .await?;
                 self.inner.after_report(&r.job_id, r.stage);
             }
+            Some(Reported::Error(e)) if e.fetch_failure && self.inner.worker_at(&e.fetch_location).is_some() => {
+                // Not the reader's fault: the map output it needs is recomputed.
+                let worker = self.inner.worker_at(&e.fetch_location).unwrap_or_default();
+                self.inner
+                    .write(Command::FetchFailed {
+                        job: r.job_id.clone(),
+                        stage: r.stage,
+                        task: r.task,
+                        attempt: r.attempt,
+                        worker,
+                        message: format!("{} (on {})", e.message, r.worker_id),
+                    })
+                    .await?;
+                self.inner.after_report(&r.job_id, r.stage);
+            }
             Some(Reported::Error(e)) => {
                 let message = format!("{} (on {})", e.message, r.worker_id);
                 self.inner

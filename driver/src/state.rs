@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 /// Attempts a task gets before its job fails.
 pub const MAX_ATTEMPTS: u32 = 4;
 
+/// Fetch failures a job survives (each recomputes the lost map output) before it fails.
+pub const MAX_FETCH_FAILURES: u32 = 8;
+
 /// Finished jobs kept for `ringleader jobs`; older ones are forgotten as new ones arrive.
 pub const KEPT_JOBS: usize = 1000;
 
@@ -131,9 +134,46 @@ pub struct JobRecord {
     /// Whether its values were dropped (see [`KEPT_RESULTS`]).
     #[serde(default)]
     pub results_dropped: bool,
+    /// Fetch failures so far (see [`MAX_FETCH_FAILURES`]).
+    #[serde(default)]
+    pub fetch_failures: u32,
 }
 
 impl JobRecord {
+    /// Returns `worker`'s map outputs that a stage still to finish will read to pending, so
+    /// they are computed again from the plan (only those outputs, not the whole stage), and
+    /// with `running` also its running tasks; neither counts as a failure. Returns how many
+    /// tasks went back.
+    pub fn lose_worker(&mut self, worker: &str, running: bool) -> u32 {
+        let needed: Vec<bool> = (0..self.plan.stages.len())
+            .map(|s| {
+                matches!(self.plan.stages[s].output, StageOutput::Shuffle { .. })
+                    && self
+                        .plan
+                        .stages
+                        .iter()
+                        .enumerate()
+                        .any(|(c, stage)| stage.parents.contains(&(s as u32)) && !self.stage_done(c))
+            })
+            .collect();
+        let mut lost = 0;
+        for (s, (tasks, history)) in self.tasks.iter_mut().zip(&mut self.history).enumerate() {
+            for (task, history) in tasks.iter_mut().zip(history) {
+                let on_worker = match task {
+                    TaskState::Running { worker: w, .. } => running && w == worker,
+                    TaskState::Done { worker: w, .. } => w == worker && needed[s],
+                    TaskState::Pending => false,
+                };
+                if on_worker {
+                    *task = TaskState::Pending;
+                    history.requeued += 1;
+                    lost += 1;
+                }
+            }
+        }
+        lost
+    }
+
     /// Whether every task of `stage` is done.
     pub fn stage_done(&self, stage: usize) -> bool {
         self.tasks[stage].iter().all(|t| matches!(t, TaskState::Done { .. }))
@@ -301,6 +341,28 @@ pub enum Command {
     /// A new leader took over: every running task returns to pending without counting
     /// as a failure; it will be issued again with a new attempt number.
     RequeueRunning,
+    /// A worker stopped heartbeating: its running tasks and needed map outputs go back to
+    /// pending (see [`JobRecord::lose_worker`]).
+    WorkerLost {
+        /// Worker id.
+        worker: String,
+    },
+    /// A task could not read map output from `worker`: the attempt goes back to pending
+    /// without counting, and the outputs on that worker are recomputed.
+    FetchFailed {
+        /// Job id.
+        job: String,
+        /// Stage index.
+        stage: u32,
+        /// Task index.
+        task: u32,
+        /// The attempt.
+        attempt: u32,
+        /// The worker whose output could not be read.
+        worker: String,
+        /// What the reader saw.
+        message: String,
+    },
     /// Several commands in one log entry, applied in order.
     Batch(Vec<Command>),
 }
@@ -320,6 +382,8 @@ pub enum Outcome {
     Stale,
     /// The outcomes of a [`Command::Batch`], in order.
     Batch(Vec<Outcome>),
+    /// Tasks returned to pending (to run again, or to recompute lost output).
+    Requeued(u32),
 }
 
 /// The replicated state of a cluster.
@@ -419,6 +483,7 @@ impl ClusterState {
                     submission: submission.clone(),
                     submitted_ms,
                     results_dropped: false,
+                    fetch_failures: 0,
                 };
                 if !submission.is_empty() {
                     self.submissions.insert(submission, id.clone());
@@ -524,6 +589,44 @@ impl ClusterState {
                     }
                 }
                 Outcome::Done
+            }
+            Command::WorkerLost { worker } => {
+                let lost: u32 = self
+                    .jobs
+                    .values_mut()
+                    .filter(|j| j.state == JobState::Running)
+                    .map(|j| j.lose_worker(&worker, true))
+                    .sum();
+                Outcome::Requeued(lost)
+            }
+            Command::FetchFailed {
+                job,
+                stage,
+                task,
+                attempt,
+                worker,
+                message,
+            } => {
+                let Some(slot) = self.task_mut(&job, stage, task) else {
+                    return Outcome::Stale;
+                };
+                if !matches!(slot, TaskState::Running { attempt: a, .. } if *a == attempt) {
+                    return Outcome::Stale;
+                }
+                *slot = TaskState::Pending;
+                let Some(j) = self.jobs.get_mut(&job) else {
+                    return Outcome::Stale;
+                };
+                j.history[stage as usize][task as usize].requeued += 1;
+                j.fetch_failures += 1;
+                if j.fetch_failures > MAX_FETCH_FAILURES {
+                    j.state = JobState::Failed(format!(
+                        "map output could not be read {} times; the last: {message}",
+                        j.fetch_failures
+                    ));
+                    return Outcome::Done;
+                }
+                Outcome::Requeued(j.lose_worker(&worker, false) + 1)
             }
             Command::Batch(commands) => Outcome::Batch(commands.into_iter().map(|c| self.apply(c)).collect()),
         }

@@ -104,3 +104,32 @@ pub fn ok(out: Output, what: &str) -> String {
 pub fn concat(dir: &Path) -> Vec<u8> {
     parts(dir).iter().flat_map(|p| std::fs::read(p).unwrap()).collect()
 }
+
+/// A text input whose every line starts with its own id (`l<file>_<line>`), for counting
+/// how often each line ran.
+pub fn numbered_text(dir: &Path, files: usize, lines: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    for f in 0..files {
+        let text: String = (0..lines)
+            .map(|l| format!("l{f}_{l} alpha beta w{} gamma w{}\n", l % 7, (f * l) % 5))
+            .collect();
+        std::fs::write(dir.join(format!("part-{f:02}.txt")), text).unwrap();
+    }
+}
+
+/// Waits for `child` at most `limit`; past it, kills it and fails the test (no test waits
+/// forever on a hung job).
+pub fn wait_bounded(child: &mut std::process::Child, limit: std::time::Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("a job did not finish within {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

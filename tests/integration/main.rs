@@ -7,6 +7,7 @@ mod bad_input;
 mod cli;
 mod cluster;
 mod examples;
+mod faults;
 mod helpers;
 mod operators;
 mod raft;

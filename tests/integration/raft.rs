@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use ringleader_datasets::gensort;
 
-use crate::helpers::{args, concat, embedded, example, ok, ringleader_bin, sorted_lines};
+use crate::helpers::{args, concat, embedded, example, numbered_text, ok, ringleader_bin, sorted_lines, wait_bounded};
 
 /// A driver group and its workers, started for one test and stopped when dropped.
 struct Group {
@@ -201,18 +201,6 @@ impl Drop for Group {
     }
 }
 
-/// A text input whose every line starts with its own id (`l<file>_<line>`), for counting
-/// how often each line ran.
-fn numbered_text(dir: &Path, files: usize, lines: usize) {
-    std::fs::create_dir_all(dir).unwrap();
-    for f in 0..files {
-        let text: String = (0..lines)
-            .map(|l| format!("l{f}_{l} alpha beta w{} gamma w{}\n", l % 7, (f * l) % 5))
-            .collect();
-        std::fs::write(dir.join(format!("part-{f:02}.txt")), text).unwrap();
-    }
-}
-
 /// Counts, per line id, how many times the chaos job's marker files say it ran.
 fn runs_per_line(markers: &Path) -> std::collections::BTreeMap<String, usize> {
     let mut runs = std::collections::BTreeMap::new();
@@ -247,7 +235,7 @@ fn wait_for_job_id(stderr_path: &Path) -> String {
 fn spawn_client(group: &Group, name: &str, args: &[OsString], log: &Path) -> Child {
     group
         .command(name, args)
-        .stdout(Stdio::piped())
+        .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .unwrap()
@@ -276,12 +264,10 @@ fn the_leader_killed_mid_job_is_replaced_and_the_jobs_finish_correctly() {
     let elected_in = killed_at.elapsed();
     assert_ne!(new_leader, leader);
     assert!(new_term > term);
-    let out = client.wait_with_output().unwrap();
+    let mut client = client;
+    let status = wait_bounded(&mut client, Duration::from_secs(120));
     let log = std::fs::read_to_string(d("wc.log")).unwrap();
-    assert!(
-        out.status.success(),
-        "the word count failed after the leader died:\n{log}"
-    );
+    assert!(status.success(), "the word count failed after the leader died:\n{log}");
     assert!(
         log.contains("reconnecting"),
         "the client never noticed the leader change:\n{log}"
@@ -319,9 +305,10 @@ fn the_leader_killed_mid_job_is_replaced_and_the_jobs_finish_correctly() {
     let (leader, term) = group.leader(0);
     signal(group.pid(leader), libc::SIGKILL);
     group.leader(term);
-    let out = client.wait_with_output().unwrap();
+    let mut client = client;
+    let status = wait_bounded(&mut client, Duration::from_secs(120));
     let log = std::fs::read_to_string(d("sort.log")).unwrap();
-    assert!(out.status.success(), "the sort failed after the leader died:\n{log}");
+    assert!(status.success(), "the sort failed after the leader died:\n{log}");
     ok(embedded("sort", &sort(&d("sorted-embedded"))), "embedded sort");
     assert_eq!(concat(&d("sorted-cluster")), concat(&d("sorted-embedded")));
 }

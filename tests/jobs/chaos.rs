@@ -36,6 +36,9 @@ struct Args {
     /// Sleep this long per line (a slow job).
     #[arg(long, default_value_t = 0)]
     sleep_ms: u64,
+    /// Sleep this long per distinct word after the reduce (a slow reduce stage).
+    #[arg(long, default_value_t = 0)]
+    reduce_sleep_ms: u64,
     /// Record each line's processing as an empty file `DIR/<first word>.<pid>.<n>` (to count
     /// how often each line, and so each task, ran).
     #[arg(long)]
@@ -101,7 +104,10 @@ fn main() -> ExitCode {
                     .collect::<Vec<_>>()
             })
             .reduce_by_key(|a, b| a + b)
-            .map(|(w, n)| format!("{w}\t{n}"))
+            .map_with(args.reduce_sleep_ms, |ms, (w, n)| {
+                std::thread::sleep(std::time::Duration::from_millis(*ms));
+                format!("{w}\t{n}")
+            })
             .save_text(Output::new(&args.output).overwrite(true))?;
         println!("{} words", saved.rows);
         Ok(())

@@ -120,6 +120,7 @@ fn lost_report(lost: LostTask) -> proto::TaskReport {
             message: lost.message,
             retryable: true,
             fetch_failure: false,
+            fetch_location: String::new(),
         })),
     }
 }
