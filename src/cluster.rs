@@ -12,7 +12,6 @@ use ringleader_core::driver_group::{DriverGroup, is_failover};
 use ringleader_core::plan::{JobPlan, TaskValue};
 use ringleader_core::proto::{self, driver_client::DriverClient, job_event::Event};
 use ringleader_core::{Error, Result};
-use tonic::transport::Channel;
 
 /// A connection to a cluster's driver group.
 pub(crate) struct Cluster {
@@ -39,7 +38,7 @@ pub(crate) fn driver_group(masters: Vec<String>) -> Result<DriverGroup> {
 /// say what was being done.
 pub(crate) async fn call<T, F, Fut>(group: &DriverGroup, what: &str, f: F) -> Result<T>
 where
-    F: FnMut(DriverClient<Channel>) -> Fut,
+    F: FnMut(DriverClient<ringleader_core::auth::AuthChannel>) -> Fut,
     Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
 {
     group.call(PATIENCE, f).await.map_err(|e| {
@@ -131,7 +130,12 @@ impl Cluster {
                 binary_hash: hash,
                 plan: postcard::to_stdvec(plan)?,
                 args: std::env::args().skip(1).collect(),
-                env: std::env::vars().collect(),
+                // The token stays here: each worker gives executors its own.
+                env: std::env::vars()
+                    .filter(|(k, _)| {
+                        k != ringleader_core::auth::TOKEN_ENV && k != ringleader_core::auth::TOKEN_FILE_ENV
+                    })
+                    .collect(),
                 working_dir: std::env::current_dir()
                     .map(|d| d.display().to_string())
                     .unwrap_or_default(),

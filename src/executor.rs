@@ -50,7 +50,7 @@ fn serve_inner(worker: String) -> Result<(), String> {
             .connect()
             .await
             .map_err(|e| format!("cannot reach the worker at {worker}: {e}"))?;
-        let client = ExecutorClient::new(channel);
+        let client = ExecutorClient::new(ringleader_core::auth::authorized(channel));
         let hello = proto::ExecutorHello {
             job_id: job.clone(),
             pid: std::process::id(),

@@ -223,6 +223,7 @@ pub fn fetch_ticket(runtime: &tokio::runtime::Handle, address: &str, ticket: Str
             .await
             .map_err(|e| failed(format!("cannot connect: {e}")))?;
         let mut client = FlightClient::new(channel);
+        crate::auth::add_token(client.metadata_mut()).map_err(|e| failed(e.to_string()))?;
         client
             .do_get(Ticket::new(ticket))
             .await

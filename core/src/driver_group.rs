@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
+use crate::auth::{AuthChannel, authorized};
 use crate::proto::driver_client::DriverClient;
 
 /// Metadata key naming the leader's address in a follower's refusal.
@@ -63,7 +64,7 @@ pub fn driver_channel(address: &str) -> Result<Channel, Status> {
 /// The drivers of one group, and which of them is believed to lead.
 pub struct DriverGroup {
     addresses: Vec<String>,
-    current: Mutex<(String, DriverClient<Channel>)>,
+    current: Mutex<(String, DriverClient<AuthChannel>)>,
 }
 
 impl DriverGroup {
@@ -73,7 +74,7 @@ impl DriverGroup {
             .first()
             .cloned()
             .ok_or_else(|| Status::invalid_argument("no driver address given"))?;
-        let client = DriverClient::new(driver_channel(&first)?);
+        let client = DriverClient::new(authorized(driver_channel(&first)?));
         Ok(DriverGroup {
             addresses,
             current: Mutex::new((first, client)),
@@ -86,7 +87,7 @@ impl DriverGroup {
     }
 
     /// The driver currently believed to lead, and a client of it.
-    pub fn current(&self) -> (String, DriverClient<Channel>) {
+    pub fn current(&self) -> (String, DriverClient<AuthChannel>) {
         self.current.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
@@ -102,7 +103,7 @@ impl DriverGroup {
             self.addresses[at % self.addresses.len()].clone()
         });
         if let Ok(channel) = driver_channel(&next) {
-            *current = (next, DriverClient::new(channel));
+            *current = (next, DriverClient::new(authorized(channel)));
         }
     }
 
@@ -112,7 +113,7 @@ impl DriverGroup {
     /// cluster is down or the addresses are wrong) instead of waiting out the patience.
     pub async fn call<T, F, Fut>(&self, patience: Duration, mut f: F) -> Result<T, Status>
     where
-        F: FnMut(DriverClient<Channel>) -> Fut,
+        F: FnMut(DriverClient<AuthChannel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let started = Instant::now();

@@ -12,6 +12,7 @@
 //! - [`source`]: listing inputs, cutting splits, reading text, records, Arrow IPC, Parquet, CSV.
 //! - [`ops`]: the typed trampolines behind every operator.
 //! - [`shuffle`]: shuffle sinks and transport; the embedded store with spill.
+//! - [`auth`]: the cluster token every RPC carries.
 //! - [`binary`]: content hashes of job binaries.
 //! - [`driver_group`]: reaching the leader of a driver group, following redirects.
 //! - [`cluster_shuffle`]: shuffle files on workers, read locally or over Arrow Flight.
@@ -22,6 +23,7 @@
 //! - [`ipc`]: Arrow IPC streams in memory.
 //! - [`error`]: the error type.
 
+pub mod auth;
 pub mod binary;
 pub mod cluster_shuffle;
 pub mod data;

@@ -464,7 +464,7 @@ impl DriverInner {
                     assignment.attempt,
                 );
                 let result = match me.channel(&address) {
-                    Ok(ch) => proto::worker_client::WorkerClient::new(ch)
+                    Ok(ch) => proto::worker_client::WorkerClient::new(ringleader_core::auth::authorized(ch))
                         .launch_task(assignment)
                         .await
                         .map(|_| ()),

@@ -31,6 +31,7 @@ use std::time::Duration;
 
 use ringleader_core::proto::{self, raft_transport_client::RaftTransportClient};
 use tokio::net::TcpListener;
+use tonic::service::interceptor::InterceptedService;
 
 use crate::raft::group::{Peers, PeersError};
 use crate::raft::log_store::{LogStore, OpenError, RaftFile};
@@ -106,6 +107,14 @@ pub enum DriverError {
     /// The Raft node could not start.
     #[error("starting Raft: {0}")]
     Raft(String),
+    /// The cluster token could not be read.
+    #[error(transparent)]
+    Token(#[from] ringleader_core::auth::TokenError),
+    /// Listening beyond loopback with no token would let anyone run code on the workers.
+    #[error(
+        "refusing to listen on {0} without a cluster token: give --token-file (or RINGLEADER_TOKEN), or listen on 127.0.0.1"
+    )]
+    Insecure(SocketAddr),
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -128,6 +137,10 @@ pub async fn bind(config: DriverConfig) -> Result<BoundDriver, DriverError> {
     })?;
     if let Some(peers) = &config.peers {
         peers.check_member(config.id)?;
+    }
+    let require = ringleader_core::auth::RequireToken::from_process()?;
+    if !require.required() && !config.listen.ip().is_loopback() {
+        return Err(DriverError::Insecure(config.listen));
     }
     let listener = TcpListener::bind(config.listen)
         .await
@@ -205,7 +218,7 @@ async fn check_peers_agree(me: u64, peers: &Peers) -> Result<(), DriverError> {
         let request = raft::network::tagged(proto::RaftMessage { data }, &fingerprint, me);
         let reply = tokio::time::timeout(
             Duration::from_millis(500),
-            RaftTransportClient::new(channel).hello(request),
+            RaftTransportClient::new(ringleader_core::auth::authorized(channel)).hello(request),
         )
         .await;
         let Ok(Ok(reply)) = reply else { continue };
@@ -249,8 +262,10 @@ impl BoundDriver {
         let scheduler = tokio::spawn(inner.clone().schedule_forever());
         let leadership = tokio::spawn(inner.clone().follow_leadership());
         let initializer = tokio::spawn(initialize(inner.clone()));
+        let require = ringleader_core::auth::RequireToken::from_process()?;
         let driver = proto::driver_server::DriverServer::new(service::DriverService::new(inner.clone()))
             .max_decoding_message_size(64 << 20);
+        let driver = InterceptedService::new(driver, require.clone());
         let transport = proto::raft_transport_server::RaftTransportServer::new(raft::transport::RaftService::new(
             inner.raft.clone(),
             inner.id,
@@ -258,6 +273,7 @@ impl BoundDriver {
             inner.binaries_dir.clone(),
         ))
         .max_decoding_message_size(usize::MAX);
+        let transport = InterceptedService::new(transport, require);
         // A Raft node that stopped on a fatal error must not go on answering as a driver.
         let fatal = std::sync::Mutex::new(None);
         let stop = async {

@@ -93,7 +93,10 @@ impl DriverService {
             };
             let Ok(channel) = raft_channel(address) else { continue };
             let request = self.inner.tagged(proto::BinaryId { hash: hash.to_string() });
-            match RaftTransportClient::new(channel).pull_binary(request).await {
+            match RaftTransportClient::new(ringleader_core::auth::authorized(channel))
+                .pull_binary(request)
+                .await
+            {
                 Ok(stream) => match receive_binary(&self.inner.binaries_dir, stream.into_inner()).await {
                     Ok(_) => return Ok(()),
                     Err(e) => reasons.push(format!("driver {holder}: {}", e.message())),
@@ -116,7 +119,7 @@ async fn push_binary(inner: &DriverInner, address: &str, hash: String) -> bool {
     };
     let path = inner.binaries_dir.join(&hash);
     let chunks = ringleader_core::binary::file_chunks(path, hash).filter_map(|c| async move { c.ok() });
-    let mut client = RaftTransportClient::new(channel);
+    let mut client = RaftTransportClient::new(ringleader_core::auth::authorized(channel));
     let push = client.push_binary(inner.tagged(chunks));
     matches!(tokio::time::timeout(Duration::from_secs(60), push).await, Ok(Ok(_)))
 }

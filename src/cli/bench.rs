@@ -122,15 +122,34 @@ pub(super) struct BenchCluster {
 }
 
 impl BenchCluster {
+    /// Points `command` (a job) at this cluster: its drivers and its token.
+    pub(super) fn client<'a>(&self, command: &'a mut Command) -> &'a mut Command {
+        command
+            .env("RINGLEADER_MASTER", &self.master)
+            .env(
+                ringleader_core::auth::TOKEN_FILE_ENV,
+                super::cluster::token_path(&self.dir),
+            )
+            .env_remove(ringleader_core::auth::TOKEN_ENV)
+    }
+}
+
+impl BenchCluster {
     /// `cluster up` with `workers` workers of 2 slots and one driver.
     pub(super) fn up(dir: PathBuf, workers: u32) -> anyhow::Result<BenchCluster> {
-        BenchCluster::up_with(dir, workers, 1)
+        BenchCluster::up_with(dir, workers, 1, None)
     }
 
     /// `cluster up` with `workers` workers of 2 slots and `drivers` drivers.
-    pub(super) fn up_with(dir: PathBuf, workers: u32, drivers: u32) -> anyhow::Result<BenchCluster> {
+    pub(super) fn up_with(
+        dir: PathBuf,
+        workers: u32,
+        drivers: u32,
+        token: Option<&Path>,
+    ) -> anyhow::Result<BenchCluster> {
         let exe = std::env::current_exe()?;
-        let out = Command::new(&exe)
+        let mut command = Command::new(&exe);
+        command
             .args([
                 "cluster",
                 "up",
@@ -142,8 +161,11 @@ impl BenchCluster {
                 "2",
                 "--dir",
             ])
-            .arg(&dir)
-            .output()?;
+            .arg(&dir);
+        if let Some(token) = token {
+            command.arg("--token-file").arg(token);
+        }
+        let out = command.output()?;
         if !out.status.success() {
             bail!("cluster up failed: {}", String::from_utf8_lossy(&out.stderr));
         }
@@ -176,8 +198,7 @@ fn cluster(args: ClusterArgs) -> anyhow::Result<ExitCode> {
     let tiny_sort = base.join("sort-1000");
     ensure_sort_input(&tiny_sort, 1000)?;
     let cluster = BenchCluster::up(base.join("cluster"), args.workers)?;
-    let on_cluster =
-        |c: &mut Command| -> anyhow::Result<Measured> { measure(c.env("RINGLEADER_MASTER", &cluster.master)) };
+    let on_cluster = |c: &mut Command| -> anyhow::Result<Measured> { measure(cluster.client(c)) };
     let embedded = |c: &mut Command| -> anyhow::Result<Measured> { measure(c.env_remove("RINGLEADER_MASTER")) };
     let runs = args.runs.max(1);
     let sort_out = base.join("out-sort-cluster");

@@ -55,6 +55,10 @@ pub fn run(args: RaftArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join("ringleader-bench"));
     std::fs::create_dir_all(&base)?;
+    // One token for the whole run: the in-process drivers and every cluster use it.
+    let token = base.join("bench-token");
+    std::fs::write(&token, format!("{}\n", ringleader_core::auth::generate()?))?;
+    ringleader_core::auth::set_token(Some(ringleader_core::auth::read_token_file(&token)?));
 
     eprintln!("commit rates…");
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -69,14 +73,14 @@ pub fn run(args: RaftArgs) -> anyhow::Result<ExitCode> {
     drop(runtime);
 
     eprintln!("leader kills…");
-    let kills = leader_kills(&base, &examples, args.kills.max(1))?;
+    let kills = leader_kills(&base, &examples, args.kills.max(1), &token)?;
 
     eprintln!("sort on 3 drivers vs 1…");
     let sort_in = base.join(format!("sort-{}", args.records));
     ensure_sort_input(&sort_in, args.records)?;
     let sort_bytes = warm(&sort_in)?;
-    let one = BenchCluster::up_with(base.join("cluster-1-driver"), 2, 1)?;
-    let three = BenchCluster::up_with(base.join("cluster-3-drivers"), 2, 3)?;
+    let one = BenchCluster::up_with(base.join("cluster-1-driver"), 2, 1, Some(&token))?;
+    let three = BenchCluster::up_with(base.join("cluster-3-drivers"), 2, 3, Some(&token))?;
     let sort_out = base.join("out-sort-raft");
     let sort = |c: &mut Command| {
         c.arg("--input")
@@ -85,14 +89,12 @@ pub fn run(args: RaftArgs) -> anyhow::Result<ExitCode> {
             .arg(&sort_out)
             .arg("--overwrite");
     };
-    let on = |cluster: &BenchCluster| {
-        let (master, program) = (cluster.master.clone(), examples.join("sort"));
-        move || measure(with(Command::new(&program), sort).env("RINGLEADER_MASTER", &master))
-    };
+    let program = examples.join("sort");
+    let run_on = |cluster: &BenchCluster| measure(cluster.client(&mut with(Command::new(&program), sort)));
     // Warm both (binary upload and caching).
-    on(&one)()?;
-    on(&three)()?;
-    let (s3, s1) = alternate(args.runs.max(1), "sort", on(&three), on(&one))?;
+    run_on(&one)?;
+    run_on(&three)?;
+    let (s3, s1) = alternate(args.runs.max(1), "sort", || run_on(&three), || run_on(&one))?;
     let report = ringleader_datasets::validate::validate_sort(&sort_in, &sort_out)?;
     if !report.ok() {
         bail!("the sort's output does not validate: {report:?}");
@@ -278,7 +280,7 @@ fn kill(pid: u32) {
 /// One driver's status, or `None` if it does not answer within a second.
 async fn status(address: &str) -> Option<proto::ClusterStatusReply> {
     let channel = ringleader_core::driver_group::driver_channel(address).ok()?;
-    let mut client = DriverClient::new(channel);
+    let mut client = DriverClient::new(ringleader_core::auth::authorized(channel));
     let call = client.cluster_status(proto::ClusterStatusRequest {});
     Some(
         tokio::time::timeout(Duration::from_secs(1), call)
@@ -292,7 +294,7 @@ async fn status(address: &str) -> Option<proto::ClusterStatusReply> {
 /// Attempts started so far for `job`, as the driver at `address` knows them.
 async fn attempts(address: &str, job: &str) -> Option<(u32, u32, String)> {
     let channel = ringleader_core::driver_group::driver_channel(address).ok()?;
-    let mut client = DriverClient::new(channel);
+    let mut client = DriverClient::new(ringleader_core::auth::authorized(channel));
     let call = client.get_job(proto::JobId {
         job_id: job.to_string(),
     });
@@ -308,7 +310,7 @@ async fn attempts(address: &str, job: &str) -> Option<(u32, u32, String)> {
 
 /// Kills the leader of a 3-driver cluster `kills` times while a slow job runs; for each,
 /// the time to a new leader and to the first re-issued task.
-fn leader_kills(base: &Path, examples: &Path, kills: usize) -> anyhow::Result<Vec<(Duration, Duration)>> {
+fn leader_kills(base: &Path, examples: &Path, kills: usize, token: &Path) -> anyhow::Result<Vec<(Duration, Duration)>> {
     let input = base.join("slow-text");
     if !input.exists() {
         std::fs::create_dir_all(&input)?;
@@ -319,7 +321,7 @@ fn leader_kills(base: &Path, examples: &Path, kills: usize) -> anyhow::Result<Ve
             std::fs::write(input.join(format!("part-{f:02}.txt")), text)?;
         }
     }
-    let cluster = BenchCluster::up_with(base.join("cluster-kills"), 2, 3)?;
+    let cluster = BenchCluster::up_with(base.join("cluster-kills"), 2, 3, Some(token))?;
     let file = super::cluster::ClusterFile::read(&cluster.dir)?;
     let mut drivers: Vec<DriverProcess> = file
         .drivers
@@ -350,12 +352,12 @@ fn leader_kills(base: &Path, examples: &Path, kills: usize) -> anyhow::Result<Ve
             loop {
                 if client.as_mut().is_none_or(|c| c.try_wait().ok().flatten().is_some()) {
                     client = Some(
-                        Command::new(examples.join("chaos"))
+                        cluster
+                            .client(&mut Command::new(examples.join("chaos")))
                             .args(["--sleep-ms", "20", "--input"])
                             .arg(&input)
                             .arg("--output")
                             .arg(&out)
-                            .env("RINGLEADER_MASTER", &cluster.master)
                             .env("RINGLEADER_PROGRESS", "0")
                             .stdout(Stdio::null())
                             .stderr(Stdio::null())

@@ -42,6 +42,9 @@ pub struct UpArgs {
     /// Task slots per worker.
     #[arg(long, default_value_t = 2)]
     pub slots: u32,
+    /// Use this cluster token (a file) instead of generating one into the directory.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
     /// Raft log entries between driver snapshots (the log is compacted at each).
     #[arg(long, default_value_t = ringleader_driver::raft::DEFAULT_SNAPSHOT_EVERY)]
     pub snapshot_every: u64,
@@ -213,6 +216,8 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         drivers: Vec::new(),
         workers: Vec::new(),
     };
+    let token = write_token(dir, args.token_file.as_deref())?;
+    ringleader_core::auth::set_token(Some(ringleader_core::auth::read_token_file(&token)?));
     let ports = free_ports(args.drivers)?;
     let peers: Vec<String> = ports
         .iter()
@@ -230,6 +235,8 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             (i + 1).to_string(),
             "--snapshot-every".into(),
             args.snapshot_every.to_string(),
+            "--token-file".into(),
+            token.display().to_string(),
         ];
         if args.drivers > 1 {
             driver_args.extend(["--peers".to_string(), peers.join(",")]);
@@ -255,6 +262,8 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             masters.clone(),
             "--slots".into(),
             args.slots.to_string(),
+            "--token-file".into(),
+            token.display().to_string(),
         ];
         let (pid, address_file) = spawn(dir, &name, &worker_args)?;
         let worker_address = wait_for_address(&address_file, pid, &name, dir)?;
@@ -275,7 +284,30 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         dir.display()
     );
     println!("export RINGLEADER_MASTER={masters}");
+    println!("export RINGLEADER_TOKEN_FILE={}", token.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the cluster's token to `dir/token` (readable by this user only): the one in
+/// `given`, else a new random one. Returns its path.
+fn write_token(dir: &Path, given: Option<&Path>) -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let token = match given {
+        Some(path) => ringleader_core::auth::read_token_file(path)?,
+        None => ringleader_core::auth::generate().context("generating a cluster token")?,
+    };
+    let path = token_path(dir);
+    let temp = dir.join("token.tmp");
+    let _ = std::fs::remove_file(&temp);
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temp)
+        .with_context(|| format!("writing {}", temp.display()))?;
+    std::io::Write::write_all(&mut out, format!("{token}\n").as_bytes())?;
+    std::fs::rename(&temp, &path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
 }
 
 fn write_file(dir: &Path, file: &ClusterFile) -> anyhow::Result<()> {
@@ -288,7 +320,8 @@ fn write_file(dir: &Path, file: &ClusterFile) -> anyhow::Result<()> {
 /// One driver's own status (not redirected: every driver answers for itself).
 async fn fetch_status(master: &str) -> anyhow::Result<ringleader_core::proto::ClusterStatusReply> {
     let channel = ringleader_core::driver_group::driver_channel(master)?;
-    let mut driver = ringleader_core::proto::driver_client::DriverClient::new(channel);
+    let mut driver =
+        ringleader_core::proto::driver_client::DriverClient::new(ringleader_core::auth::authorized(channel));
     let reply = tokio::time::timeout(
         Duration::from_secs(2),
         driver.cluster_status(ringleader_core::proto::ClusterStatusRequest {}),
@@ -351,6 +384,7 @@ fn wait_registered(file: &ClusterFile, workers: usize) -> anyhow::Result<()> {
 
 fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let file = ClusterFile::read(&args.dir.dir)?;
+    use_cluster_token(&args.dir.dir)?;
     let replies = fetch_all(&file)?;
     let leader = leader_reply(&replies);
     let leader_last = leader
@@ -501,8 +535,27 @@ fn signal(pid: u32, sig: i32) {
     }
 }
 
+/// The token file `cluster up` writes in its directory.
+pub fn token_path(dir: &Path) -> PathBuf {
+    dir.join("token")
+}
+
+/// Makes the token of the cluster in `dir` this process's, unless the environment names
+/// one (`RINGLEADER_TOKEN`, `RINGLEADER_TOKEN_FILE`).
+pub fn use_cluster_token(dir: &Path) -> anyhow::Result<()> {
+    let from_env = std::env::var_os(ringleader_core::auth::TOKEN_ENV).is_some()
+        || std::env::var_os(ringleader_core::auth::TOKEN_FILE_ENV).is_some();
+    let path = token_path(dir);
+    if !from_env && path.exists() {
+        ringleader_core::auth::set_token(Some(ringleader_core::auth::read_token_file(&path)?));
+    }
+    Ok(())
+}
+
 /// The driver address to use: the flag, else `RINGLEADER_MASTER`, else the cluster in `dir`.
+/// Also takes the cluster token from `dir` when the environment gives none.
 pub fn resolve_master(flag: Option<String>, dir: &Path) -> anyhow::Result<String> {
+    use_cluster_token(dir)?;
     match flag.or_else(|| std::env::var("RINGLEADER_MASTER").ok().filter(|m| !m.is_empty())) {
         Some(m) => Ok(m),
         None => Ok(ClusterFile::read(dir)?.masters()),

@@ -140,6 +140,7 @@ fn split_rows(batches: &[RecordBatch], n: u32) -> Vec<Vec<RecordBatch>> {
 async fn store(address: &str, name: &str, partition: u32, batches: Vec<RecordBatch>) -> anyhow::Result<()> {
     let channel = ringleader_worker::channel_to(address).map_err(anyhow::Error::msg)?;
     let mut client = FlightClient::new(channel);
+    ringleader_core::auth::add_token(client.metadata_mut())?;
     let descriptor = FlightDescriptor::new_path(vec!["dataset".into(), name.to_string(), partition.to_string()]);
     let data = FlightDataEncoderBuilder::new()
         .with_flight_descriptor(Some(descriptor))

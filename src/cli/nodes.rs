@@ -37,6 +37,10 @@ pub struct DriverArgs {
     /// Write the bound address to this file once listening (used by `cluster up`).
     #[arg(long)]
     pub address_file: Option<PathBuf>,
+    /// File holding the cluster token every call must carry (default: RINGLEADER_TOKEN,
+    /// else none: then only loopback addresses are allowed).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
 }
 
 /// `ringleader worker`.
@@ -60,6 +64,18 @@ pub struct WorkerArgs {
     /// Write the bound address to this file once registered (used by `cluster up`).
     #[arg(long)]
     pub address_file: Option<PathBuf>,
+    /// File holding the cluster token every call must carry (default: RINGLEADER_TOKEN,
+    /// else none: then only loopback addresses are allowed).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+}
+
+/// Makes `--token-file` this process's token.
+fn use_token_file(file: &Option<PathBuf>) -> anyhow::Result<()> {
+    if let Some(path) = file {
+        ringleader_core::auth::set_token(Some(ringleader_core::auth::read_token_file(path)?));
+    }
+    Ok(())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -89,6 +105,7 @@ fn write_address(file: &Option<PathBuf>, address: &str) -> anyhow::Result<()> {
 
 /// Runs a driver.
 pub fn driver(args: DriverArgs) -> anyhow::Result<ExitCode> {
+    use_token_file(&args.token_file)?;
     runtime()?.block_on(async {
         let config = ringleader_driver::DriverConfig {
             listen: args.listen,
@@ -113,6 +130,7 @@ pub fn driver(args: DriverArgs) -> anyhow::Result<ExitCode> {
 
 /// Runs a worker.
 pub fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    use_token_file(&args.token_file)?;
     runtime()?.block_on(async {
         let config = ringleader_worker::WorkerConfig {
             listen: args.listen,

@@ -47,7 +47,15 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
             binary.display()
         );
     }
-    let status = Command::new(&binary)
+    let mut command = Command::new(&binary);
+    let token = super::cluster::token_path(&args.dir);
+    if std::env::var_os(ringleader_core::auth::TOKEN_ENV).is_none()
+        && std::env::var_os(ringleader_core::auth::TOKEN_FILE_ENV).is_none()
+        && token.exists()
+    {
+        command.env(ringleader_core::auth::TOKEN_FILE_ENV, &token);
+    }
+    let status = command
         .args(&args.args)
         .env("RINGLEADER_MASTER", &master)
         .status()

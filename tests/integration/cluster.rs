@@ -18,6 +18,11 @@ struct TestCluster {
 }
 
 impl TestCluster {
+    /// The token file `cluster up` wrote.
+    fn token(&self) -> PathBuf {
+        self.dir.path().join("token")
+    }
+
     fn up(workers: u32) -> TestCluster {
         TestCluster::up_with(workers, 2)
     }
@@ -48,6 +53,7 @@ impl TestCluster {
         Command::new(example(name))
             .args(args)
             .env("RINGLEADER_MASTER", &self.master)
+            .env("RINGLEADER_TOKEN_FILE", self.token())
             .output()
             .unwrap()
     }
@@ -58,6 +64,7 @@ impl TestCluster {
         command
             .args(args)
             .env("RINGLEADER_MASTER", &self.master)
+            .env("RINGLEADER_TOKEN_FILE", self.token())
             .env("RINGLEADER_HOST_LOCAL_SHUFFLE", "0");
         command.output().unwrap()
     }
@@ -166,6 +173,7 @@ fn two_jobs_at_once_both_finish_correctly() {
                 .arg("--output")
                 .arg(out)
                 .env("RINGLEADER_MASTER", &cluster.master)
+                .env("RINGLEADER_TOKEN_FILE", cluster.token())
                 .spawn()
                 .unwrap()
         })
@@ -299,6 +307,7 @@ fn a_worker_started_after_the_job_began_takes_tasks_from_it() {
             "150"
         ])
         .env("RINGLEADER_MASTER", &cluster.master)
+        .env("RINGLEADER_TOKEN_FILE", cluster.token())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(400));
@@ -315,6 +324,8 @@ fn a_worker_started_after_the_job_began_takes_tasks_from_it() {
             "--data-dir",
         ])
         .arg(&late_dir)
+        .arg("--token-file")
+        .arg(cluster.token())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -343,6 +354,7 @@ fn a_dataset_put_on_the_ring_is_placed_on_distinct_owners_and_read_by_a_job() {
     let input = data.path().join("text");
     text::generate(&input, 120_000, 3, 400, 21, false).unwrap();
     let put = Command::new(ringleader_bin())
+        .env("RINGLEADER_TOKEN_FILE", cluster.token())
         .args([
             "put",
             "--master",
@@ -359,6 +371,7 @@ fn a_dataset_put_on_the_ring_is_placed_on_distinct_owners_and_read_by_a_job() {
         .unwrap();
     assert!(put.status.success(), "{}", String::from_utf8_lossy(&put.stderr));
     let listed = Command::new(ringleader_bin())
+        .env("RINGLEADER_TOKEN_FILE", cluster.token())
         .args(["datasets", "--master", &cluster.master])
         .output()
         .unwrap();
@@ -423,29 +436,86 @@ fn a_task_failing_on_a_broken_disk_runs_on_another_worker() {
     assert_eq!(sorted_lines(&out), sorted_lines(&data.path().join("embedded")));
 }
 
-fn driver_client(
-    master: &str,
-) -> (
-    tokio::runtime::Runtime,
-    ringleader_core::proto::driver_client::DriverClient<tonic::transport::Channel>,
-) {
+/// Adds a cluster token to every request.
+#[derive(Clone)]
+struct Bearer(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        request.metadata_mut().insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+type TokenClient = ringleader_core::proto::driver_client::DriverClient<
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Bearer>,
+>;
+
+/// A driver client carrying the token in `token_file`.
+fn driver_client(master: &str, token_file: &Path) -> (tokio::runtime::Runtime, TokenClient) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let client = runtime
-        .block_on(ringleader_core::proto::driver_client::DriverClient::connect(format!(
-            "http://{master}"
+    let token = ringleader_core::auth::read_token_file(token_file).unwrap();
+    let channel = runtime
+        .block_on(
+            tonic::transport::Endpoint::from_shared(format!("http://{master}"))
+                .unwrap()
+                .connect(),
+        )
+        .unwrap();
+    let bearer = Bearer(format!("Bearer {token}").parse().unwrap());
+    let client = ringleader_core::proto::driver_client::DriverClient::with_interceptor(channel, bearer);
+    (runtime, client)
+}
+
+#[test]
+fn calls_without_the_cluster_token_are_refused_and_nothing_runs() {
+    use ringleader_core::proto;
+    let cluster = TestCluster::up(1);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // A bare gRPC call: refused before it does anything.
+    let mut bare = runtime
+        .block_on(proto::driver_client::DriverClient::connect(format!(
+            "http://{}",
+            cluster.master
         )))
         .unwrap();
-    (runtime, client)
+    let refused = runtime.block_on(bare.list_jobs(proto::ListJobsRequest {})).unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    // A job binary with a wrong token: a clear error, and no job was recorded or run.
+    let wrong = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(wrong.path(), "not-the-token\n").unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/numbers");
+    let out = Command::new(example("sum"))
+        .arg("--input")
+        .arg(&fixtures)
+        .env("RINGLEADER_MASTER", &cluster.master)
+        .env("RINGLEADER_TOKEN_FILE", wrong.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cluster token"), "{stderr}");
+    let (runtime, mut driver) = driver_client(&cluster.master, &cluster.token());
+    let jobs = runtime.block_on(driver.list_jobs(proto::ListJobsRequest {})).unwrap();
+    assert!(
+        jobs.into_inner().jobs.is_empty(),
+        "a job was recorded without the token"
+    );
+    // The same job with the token runs.
+    ok(cluster.run("sum", &args!["--input", fixtures]), "sum with the token");
 }
 
 #[test]
 fn the_driver_refuses_a_binary_that_changed_since_it_was_named_and_malformed_plans() {
     use ringleader_core::proto;
     let cluster = TestCluster::up(1);
-    let (runtime, mut driver) = driver_client(&cluster.master);
+    let (runtime, mut driver) = driver_client(&cluster.master, &cluster.token());
     let named = ringleader_core::binary::hash_file(&example("sum")).unwrap();
     let mut tampered = std::fs::read(example("sum")).unwrap();
     tampered[1000] ^= 0xff;
@@ -522,6 +592,7 @@ fn submit_runs_a_job_binary_on_the_cluster_with_its_arguments() {
     let cluster = TestCluster::up(1);
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/numbers");
     let out = Command::new(ringleader_bin())
+        .env("RINGLEADER_TOKEN_FILE", cluster.token())
         .args(["submit", "--master", &cluster.master])
         .arg(example("sum"))
         .arg("--")

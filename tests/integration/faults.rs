@@ -40,6 +40,7 @@ impl Cluster {
     /// (done, total, attempts) of `stage` of `job`, from `ringleader job`.
     fn stage(&self, job: &str, stage: u32) -> Option<(u32, u32, u32)> {
         let out = Command::new(ringleader_bin())
+            .env("RINGLEADER_TOKEN_FILE", self.dir.path().join("token"))
             .args(["job", job, "--master", &self.master])
             .output()
             .unwrap();
@@ -97,6 +98,7 @@ fn a_worker_killed_after_the_map_stage_has_its_output_recomputed() {
     let client = Command::new(example("chaos"))
         .args(job_args(&d("cluster")))
         .env("RINGLEADER_MASTER", &cluster.master)
+        .env("RINGLEADER_TOKEN_FILE", cluster.dir.path().join("token"))
         .env("RINGLEADER_PROGRESS", "1")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(d("client.log")).unwrap())
@@ -143,6 +145,7 @@ fn a_worker_killed_mid_stage_has_its_running_tasks_run_elsewhere() {
     let client = Command::new(example("chaos"))
         .args(job_args(&d("cluster")))
         .env("RINGLEADER_MASTER", &cluster.master)
+        .env("RINGLEADER_TOKEN_FILE", cluster.dir.path().join("token"))
         .env("RINGLEADER_PROGRESS", "1")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(d("client.log")).unwrap())

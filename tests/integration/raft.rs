@@ -80,6 +80,11 @@ impl Group {
         }
     }
 
+    /// The token file `cluster up` wrote.
+    fn token(&self) -> PathBuf {
+        self.dir.path().join("token")
+    }
+
     fn pid(&self, driver: usize) -> u32 {
         let file: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(self.dir.path().join("cluster.json")).unwrap()).unwrap();
@@ -147,6 +152,7 @@ impl Group {
         command
             .args(args)
             .env("RINGLEADER_MASTER", &self.masters)
+            .env("RINGLEADER_TOKEN_FILE", self.token())
             .env("RINGLEADER_PROGRESS", "1");
         command
     }
@@ -154,6 +160,7 @@ impl Group {
     /// `ringleader jobs` asked of the driver at `master` only.
     fn jobs_on(&self, master: &str) -> String {
         let out = Command::new(ringleader_bin())
+            .env("RINGLEADER_TOKEN_FILE", self.token())
             .args(["jobs", "--master", master])
             .output()
             .unwrap();
@@ -165,6 +172,7 @@ impl Group {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let out = Command::new(ringleader_bin())
+                .env("RINGLEADER_TOKEN_FILE", self.token())
                 .args(["job", job, "--master", &self.masters])
                 .output()
                 .unwrap();
@@ -378,14 +386,19 @@ fn a_follower_killed_and_restarted_catches_up() {
     // Its copy of the job binary went with the directory; it serves it anyway (pulled from
     // a driver that holds it), as a new leader would to a worker that never cached it.
     assert_eq!(
-        fetch_binary(&group.drivers[follower].0, &example("sum")),
+        fetch_binary(&group.drivers[follower].0, &example("sum"), &group.token()),
         std::fs::read(example("sum")).unwrap()
     );
 }
 
 /// The bytes of `binary` as the driver at `address` serves them to workers.
-fn fetch_binary(address: &str, binary: &Path) -> Vec<u8> {
+fn fetch_binary(address: &str, binary: &Path, token_file: &Path) -> Vec<u8> {
     let hash = ringleader_core::binary::hash_file(binary).unwrap();
+    let token = ringleader_core::auth::read_token_file(token_file).unwrap();
+    let mut request = tonic::Request::new(ringleader_core::proto::BinaryId { hash });
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -393,11 +406,7 @@ fn fetch_binary(address: &str, binary: &Path) -> Vec<u8> {
     runtime.block_on(async {
         let channel = ringleader_core::driver_group::driver_channel(address).unwrap();
         let mut driver = ringleader_core::proto::driver_client::DriverClient::new(channel);
-        let mut stream = driver
-            .fetch_binary(ringleader_core::proto::BinaryId { hash })
-            .await
-            .unwrap()
-            .into_inner();
+        let mut stream = driver.fetch_binary(request).await.unwrap().into_inner();
         let mut bytes = Vec::new();
         while let Some(chunk) = stream.message().await.unwrap() {
             bytes.extend_from_slice(&chunk.data);

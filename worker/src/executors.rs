@@ -115,6 +115,11 @@ impl Executors {
             .env_clear()
             .envs(&first.env)
             .env_remove("RINGLEADER_MASTER")
+            .env_remove(ringleader_core::auth::TOKEN_FILE_ENV)
+            .env(
+                ringleader_core::auth::TOKEN_ENV,
+                ringleader_core::auth::token().ok().flatten().unwrap_or_default(),
+            )
             .env("RINGLEADER_EXECUTOR", launch.worker_address)
             .env("RINGLEADER_EXECUTOR_JOB", &first.job_id)
             .env("RINGLEADER_WORKER_ID", launch.worker_id)

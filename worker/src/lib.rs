@@ -28,6 +28,7 @@ use ringleader_core::cluster_shuffle::ShuffleFiles;
 use ringleader_core::driver_group::DriverGroup;
 use ringleader_core::proto;
 use tokio::net::TcpListener;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 /// How to run a worker.
@@ -74,6 +75,14 @@ pub enum WorkerError {
         /// Why.
         message: String,
     },
+    /// The cluster token could not be read.
+    #[error(transparent)]
+    Token(#[from] ringleader_core::auth::TokenError),
+    /// Listening beyond loopback with no token would let anyone run code here.
+    #[error(
+        "refusing to listen on {0} without a cluster token: give --token-file (or RINGLEADER_TOKEN), or listen on 127.0.0.1"
+    )]
+    Insecure(SocketAddr),
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -108,6 +117,9 @@ pub async fn bind(config: WorkerConfig) -> Result<BoundWorker, WorkerError> {
         path: config.data_dir.clone(),
         source,
     })?;
+    if !ringleader_core::auth::RequireToken::from_process()?.required() && !config.listen.ip().is_loopback() {
+        return Err(WorkerError::Insecure(config.listen));
+    }
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| WorkerError::Bind {
@@ -176,10 +188,18 @@ impl BoundWorker {
             self.slots,
             self.master.clone(),
         ));
+        let require = ringleader_core::auth::RequireToken::from_process()?;
+        let guarded = |s| InterceptedService::new(s, require.clone());
         let result = tonic::transport::Server::builder()
-            .add_service(proto::worker_server::WorkerServer::new(svc.clone()))
-            .add_service(proto::executor_server::ExecutorServer::new(svc))
-            .add_service(arrow_flight::flight_service_server::FlightServiceServer::new(flight))
+            .add_service(guarded(proto::worker_server::WorkerServer::new(svc.clone())))
+            .add_service(InterceptedService::new(
+                proto::executor_server::ExecutorServer::new(svc),
+                require.clone(),
+            ))
+            .add_service(InterceptedService::new(
+                arrow_flight::flight_service_server::FlightServiceServer::new(flight),
+                require.clone(),
+            ))
             .serve_with_incoming_shutdown(incoming(self.listener), shutdown)
             .await;
         beat.abort();

@@ -11,6 +11,7 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
     VoteResponse,
 };
+use ringleader_core::auth::{AuthChannel, authorized};
 use ringleader_core::proto::{self, raft_transport_client::RaftTransportClient};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -59,7 +60,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         Peer {
             target,
             client: raft_channel(&node.addr)
-                .map(|c| RaftTransportClient::new(c).max_decoding_message_size(usize::MAX))
+                .map(|c| RaftTransportClient::new(authorized(c)).max_decoding_message_size(usize::MAX))
                 .map_err(|e| e.to_string()),
             fingerprint: self.fingerprint.clone(),
             me: self.me,
@@ -70,7 +71,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 /// One other driver, as this node's Raft sees it.
 pub struct Peer {
     target: u64,
-    client: Result<RaftTransportClient<Channel>, String>,
+    client: Result<RaftTransportClient<AuthChannel>, String>,
     fingerprint: String,
     me: u64,
 }
