@@ -316,6 +316,15 @@ impl DriverInner {
         });
     }
 
+    /// A worker that cannot be reached counts as dead at once (not after its heartbeat
+    /// timeout): its tasks run elsewhere, without counting as failures.
+    async fn unreachable(self: &Arc<Self>, worker: &str) {
+        lock(&self.heartbeats).remove(worker);
+        lock(&self.was_live).insert(worker.to_string());
+        let live = self.live_workers();
+        self.lose_dead_workers(&live).await;
+    }
+
     /// Workers that stopped heartbeating since the last pass: their running tasks run again
     /// elsewhere and the map outputs they held are recomputed.
     async fn lose_dead_workers(self: &Arc<Self>, live: &BTreeSet<String>) {
@@ -433,7 +442,7 @@ impl DriverInner {
         let Ok(Outcome::Batch(outcomes)) = self.write(Command::Batch(commands)).await else {
             return;
         };
-        let launches: Vec<(String, proto::TaskAssignment)> = {
+        let launches: Vec<(String, String, proto::TaskAssignment)> = {
             let state = self.state();
             assignments
                 .into_iter()
@@ -450,11 +459,15 @@ impl DriverInner {
                     } = a;
                     let address = state.workers.get(&worker)?.address.clone();
                     let record = state.jobs.get(&job)?;
-                    Some((address, assignment_message(&state, record, stage, task, attempt)))
+                    Some((
+                        worker,
+                        address,
+                        assignment_message(&state, record, stage, task, attempt),
+                    ))
                 })
                 .collect()
         };
-        for (address, assignment) in launches {
+        for (worker, address, assignment) in launches {
             let me = self.clone();
             tokio::spawn(async move {
                 let (job, stage, task, attempt) = (
@@ -470,9 +483,14 @@ impl DriverInner {
                         .map(|_| ()),
                     Err(e) => Err(e),
                 };
-                if let Err(e) = result {
-                    let message = format!("worker {address} refused the task: {}", e.message());
-                    let _ = me.task_failed(&job, stage, task, attempt, message, true).await;
+                match result {
+                    Ok(()) => {}
+                    // Unreachable: the worker is gone, which is not the task's fault.
+                    Err(e) if e.code() == tonic::Code::Unavailable => me.unreachable(&worker).await,
+                    Err(e) => {
+                        let message = format!("worker {address} refused the task: {}", e.message());
+                        let _ = me.task_failed(&job, stage, task, attempt, message, true).await;
+                    }
                 }
             });
         }

@@ -133,3 +133,146 @@ pub fn wait_bounded(child: &mut std::process::Child, limit: std::time::Duration)
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// Sends `sig` to `pid` (a process a test started).
+pub fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) on a process this test started.
+    unsafe {
+        libc::kill(pid as i32, sig);
+    }
+}
+
+/// A cluster from `ringleader cluster up`, stopped (and any stopped process continued)
+/// when dropped.
+pub struct LocalCluster {
+    /// Its directory.
+    pub dir: tempfile::TempDir,
+    /// Its drivers' addresses.
+    pub master: String,
+}
+
+impl LocalCluster {
+    /// `drivers` drivers and `workers` workers of 2 slots.
+    pub fn up(drivers: u32, workers: u32) -> LocalCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(ringleader_bin())
+            .args(["cluster", "up", "--drivers", &drivers.to_string()])
+            .args(["--workers", &workers.to_string(), "--dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cluster up: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let master = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("export RINGLEADER_MASTER="))
+            .unwrap()
+            .to_string();
+        LocalCluster { dir, master }
+    }
+
+    /// The token file `cluster up` wrote.
+    pub fn token(&self) -> PathBuf {
+        self.dir.path().join("token")
+    }
+
+    fn file(&self) -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(self.dir.path().join("cluster.json")).unwrap()).unwrap()
+    }
+
+    /// Worker `i`'s pid.
+    pub fn worker_pid(&self, i: usize) -> u32 {
+        self.file()["workers"][i]["pid"].as_u64().unwrap() as u32
+    }
+
+    /// Driver `i`'s pid.
+    pub fn driver_pid(&self, i: usize) -> u32 {
+        self.file()["drivers"][i]["pid"].as_u64().unwrap() as u32
+    }
+
+    /// The index of the leading driver, waiting for one.
+    pub fn leader(&self) -> usize {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let out = Command::new(ringleader_bin())
+                .args(["cluster", "status", "--json", "--dir"])
+                .arg(self.dir.path())
+                .output()
+                .unwrap();
+            let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            let rows = status["drivers"].as_array().cloned().unwrap_or_default();
+            if let Some(i) = rows.iter().position(|r| r["role"] == "leader") {
+                return i;
+            }
+            assert!(std::time::Instant::now() < deadline, "no leader: {rows:?}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// A command for a job binary pointed at this cluster, with progress lines on.
+    pub fn client(&self, program: &Path) -> Command {
+        let mut command = Command::new(program);
+        command
+            .env("RINGLEADER_MASTER", &self.master)
+            .env("RINGLEADER_TOKEN_FILE", self.token())
+            .env("RINGLEADER_PROGRESS", "1");
+        command
+    }
+
+    /// (done, total, attempts) of `stage` of `job`, from `ringleader job`.
+    pub fn stage(&self, job: &str, stage: u32) -> Option<(u32, u32, u32)> {
+        let out = Command::new(ringleader_bin())
+            .env("RINGLEADER_TOKEN_FILE", self.token())
+            .args(["job", job, "--master", &self.master])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            if cols.first()? != &stage.to_string() {
+                return None;
+            }
+            Some((
+                cols.get(3)?.parse().ok()?,
+                cols.get(5)?.parse().ok()?,
+                cols.get(6)?.parse().ok()?,
+            ))
+        })
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        let file = self.file();
+        for node in file["drivers"]
+            .as_array()
+            .into_iter()
+            .chain(file["workers"].as_array())
+            .flatten()
+        {
+            if let Some(pid) = node["pid"].as_u64() {
+                signal(pid as u32, libc::SIGCONT);
+            }
+        }
+        let _ = Command::new(ringleader_bin())
+            .args(["cluster", "down", "--dir"])
+            .arg(self.dir.path())
+            .output();
+    }
+}
+
+/// The job id a client's progress lines (in `log`) name, waiting for it.
+pub fn job_id(log: &Path) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(id) = text.split_whitespace().find(|w| w.starts_with("job-")) {
+            return id.trim_end_matches(':').to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "no job id in {}", log.display());
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}

@@ -43,6 +43,19 @@ struct Args {
     /// how often each line, and so each task, ran).
     #[arg(long)]
     run_marker: Option<PathBuf>,
+    /// Random faults, decided per input file by the seed: on the first line of a file
+    /// (a word ending in `_0`), one task in three exits its executor (once: a marker in this
+    /// directory remembers it) and another one in three sleeps up to 5 s.
+    #[arg(long)]
+    chaos_dir: Option<PathBuf>,
+    /// Seed of the random faults.
+    #[arg(long, default_value_t = 1)]
+    chaos_seed: u64,
+    /// Record when each line (map side) and each word (reduce side) was processed, by which
+    /// worker and process: a file `DIR/<map|reduce>.<worker>.<pid>.<n>` holding
+    /// `start_ns end_ns`.
+    #[arg(long)]
+    timeline: Option<PathBuf>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -52,6 +65,40 @@ struct Faults {
     crash_marker: Option<PathBuf>,
     sleep_ms: u64,
     run_marker: Option<PathBuf>,
+    chaos_dir: Option<PathBuf>,
+    chaos_seed: u64,
+    timeline: Option<PathBuf>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ReduceSide {
+    sleep_ms: u64,
+    timeline: Option<PathBuf>,
+}
+
+fn now_ns() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// Records that this process worked on something from `start` until now.
+fn record(timeline: &Option<PathBuf>, side: &str, start: u128) {
+    if let Some(dir) = timeline {
+        let worker = std::env::var("RINGLEADER_WORKER_ID").unwrap_or_else(|_| "embedded".into());
+        let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("{side}.{worker}.{}.{n}", std::process::id());
+        let _ = std::fs::write(dir.join(name), format!("{start} {}", now_ns()));
+    }
+}
+
+/// The random fault for the first line of a file: 0 crash, 1 sleep, 2 none.
+fn chaos(seed: u64, key: &str) -> (u64, u64) {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (seed, key).hash(&mut h);
+    let v = h.finish();
+    (v % 3, (v >> 8) % 5000)
 }
 
 /// Distinguishes two runs of one line in one executor process.
@@ -66,6 +113,13 @@ fn main() -> ExitCode {
             crash_marker: args.crash_marker,
             sleep_ms: args.sleep_ms,
             run_marker: args.run_marker,
+            chaos_dir: args.chaos_dir,
+            chaos_seed: args.chaos_seed,
+            timeline: args.timeline.clone(),
+        };
+        let reduce_side = ReduceSide {
+            sleep_ms: args.reduce_sleep_ms,
+            timeline: args.timeline,
         };
         if args.collect {
             let lines = ctx.text_files(&args.input)?.collect()?;
@@ -75,7 +129,21 @@ fn main() -> ExitCode {
         let saved = ctx
             .text_files(&args.input)?
             .map_with(faults, |faults, line| {
+                let start = now_ns();
                 std::thread::sleep(std::time::Duration::from_millis(faults.sleep_ms));
+                let key = line.split_whitespace().next().unwrap_or("empty");
+                if let Some(dir) = &faults.chaos_dir
+                    && key.ends_with("_0")
+                {
+                    match chaos(faults.chaos_seed, key) {
+                        (0, _) if std::fs::create_dir(dir.join(format!("crashed-{key}"))).is_ok() => {
+                            eprintln!("chaos: exiting the executor on {key}");
+                            std::process::exit(3);
+                        }
+                        (1, ms) => std::thread::sleep(std::time::Duration::from_millis(ms)),
+                        _ => {}
+                    }
+                }
                 if let Some(dir) = &faults.run_marker {
                     let key = line.split_whitespace().next().unwrap_or("empty");
                     let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -96,6 +164,7 @@ fn main() -> ExitCode {
                         }
                     }
                 }
+                record(&faults.timeline, "map", start);
                 line
             })
             .flat_map(|line| {
@@ -104,8 +173,10 @@ fn main() -> ExitCode {
                     .collect::<Vec<_>>()
             })
             .reduce_by_key(|a, b| a + b)
-            .map_with(args.reduce_sleep_ms, |ms, (w, n)| {
-                std::thread::sleep(std::time::Duration::from_millis(*ms));
+            .map_with(reduce_side, |side, (w, n)| {
+                let start = now_ns();
+                std::thread::sleep(std::time::Duration::from_millis(side.sleep_ms));
+                record(&side.timeline, "reduce", start);
                 format!("{w}\t{n}")
             })
             .save_text(Output::new(&args.output).overwrite(true))?;

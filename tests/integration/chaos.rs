@@ -1,0 +1,189 @@
+//! Chaos tests: real processes on loopback, broken on purpose while a job runs (executors
+//! that exit, tasks that stall, workers killed or stopped, the driver leader killed). Each
+//! checks its job's output against the same job run embedded, and is bounded in time.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::helpers::{
+    LocalCluster, args, embedded, example, job_id, numbered_text, ok, signal, sorted_lines, wait_bounded,
+};
+
+/// Runs the chaos job on `cluster` with `extra` flags; its stderr goes to `log`.
+fn run_chaos(cluster: &LocalCluster, input: &Path, out: &Path, extra: &[OsString], log: &Path) -> std::process::Child {
+    cluster
+        .client(&example("chaos"))
+        .args(args!["--input", input, "--output", out])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// The embedded word count of `input` (no faults), as sorted lines.
+fn expected(input: &Path, out: &Path) -> Vec<String> {
+    ok(
+        embedded("chaos", &args!["--input", input, "--output", out]),
+        "embedded chaos",
+    );
+    sorted_lines(out)
+}
+
+fn finish(mut child: std::process::Child, log: &Path, what: &str) {
+    let status = wait_bounded(&mut child, Duration::from_secs(180));
+    let log = std::fs::read_to_string(log).unwrap_or_default();
+    assert!(status.success(), "{what} failed:\n{log}");
+}
+
+#[test]
+fn executors_that_exit_and_tasks_that_stall_still_give_the_embedded_output() {
+    let cluster = LocalCluster::up(1, 3);
+    let data = tempfile::tempdir().unwrap();
+    let d = |name: &str| -> PathBuf { data.path().join(name) };
+    numbered_text(&d("text"), 12, 5);
+    std::fs::create_dir(d("chaos")).unwrap();
+    let extra = args!["--chaos-dir", d("chaos"), "--chaos-seed", "7"];
+    let client = run_chaos(&cluster, &d("text"), &d("cluster"), &extra, &d("log"));
+    finish(client, &d("log"), "the job with crashing executors");
+    let crashed = std::fs::read_dir(d("chaos")).unwrap().count();
+    assert!(crashed >= 1, "no executor exited: the test injected nothing");
+    assert_eq!(sorted_lines(&d("cluster")), expected(&d("text"), &d("embedded")));
+}
+
+#[test]
+fn with_nothing_injected_each_map_task_runs_exactly_once() {
+    let cluster = LocalCluster::up(1, 3);
+    let data = tempfile::tempdir().unwrap();
+    let d = |name: &str| -> PathBuf { data.path().join(name) };
+    numbered_text(&d("text"), 12, 10);
+    std::fs::create_dir(d("runs")).unwrap();
+    let extra = args!["--run-marker", d("runs"), "--sleep-ms", "5"];
+    let client = run_chaos(&cluster, &d("text"), &d("cluster"), &extra, &d("log"));
+    finish(client, &d("log"), "the job");
+    let mut runs: BTreeMap<String, usize> = BTreeMap::new();
+    for entry in std::fs::read_dir(d("runs")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        *runs.entry(name.split('.').next().unwrap().to_string()).or_default() += 1;
+    }
+    assert_eq!(runs.len(), 120, "every line ran");
+    let twice: Vec<_> = runs.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(
+        twice.is_empty(),
+        "lines that ran more than once (a duplicate attempt): {twice:?}"
+    );
+    assert_eq!(sorted_lines(&d("cluster")), expected(&d("text"), &d("embedded")));
+}
+
+/// (worker, start, end) of each recorded piece of work on `side` ("map" or "reduce").
+fn timeline(dir: &Path, side: &str) -> Vec<(String, u128, u128)> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            let mut parts = name.split('.');
+            if parts.next()? != side {
+                return None;
+            }
+            let worker = parts.next()?.to_string();
+            let text = std::fs::read_to_string(e.path()).ok()?;
+            let (start, end) = text.split_once(' ')?;
+            Some((worker, start.parse().ok()?, end.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+fn overlap_across_workers(work: &[(String, u128, u128)]) -> bool {
+    work.iter()
+        .any(|(w1, s1, e1)| work.iter().any(|(w2, s2, e2)| w1 != w2 && s1 < e2 && s2 < e1))
+}
+
+#[test]
+fn map_tasks_and_reduce_tasks_run_concurrently_on_two_workers() {
+    let cluster = LocalCluster::up(1, 2);
+    let data = tempfile::tempdir().unwrap();
+    let d = |name: &str| -> PathBuf { data.path().join(name) };
+    numbered_text(&d("text"), 8, 5);
+    std::fs::create_dir(d("timeline")).unwrap();
+    let extra = args![
+        "--timeline",
+        d("timeline"),
+        "--sleep-ms",
+        "40",
+        "--reduce-sleep-ms",
+        "20"
+    ];
+    let client = run_chaos(&cluster, &d("text"), &d("cluster"), &extra, &d("log"));
+    finish(client, &d("log"), "the job");
+    let maps = timeline(&d("timeline"), "map");
+    let reduces = timeline(&d("timeline"), "reduce");
+    assert_eq!(maps.len(), 40);
+    assert!(
+        overlap_across_workers(&maps),
+        "no two map tasks ran at once on two workers"
+    );
+    assert!(
+        overlap_across_workers(&reduces),
+        "no two reduce tasks ran at once on two workers"
+    );
+    assert_eq!(sorted_lines(&d("cluster")), expected(&d("text"), &d("embedded")));
+}
+
+#[test]
+fn no_process_reports_the_job_done_before_its_output_is_complete_and_final() {
+    let cluster = LocalCluster::up(1, 2);
+    let data = tempfile::tempdir().unwrap();
+    let d = |name: &str| -> PathBuf { data.path().join(name) };
+    numbered_text(&d("text"), 6, 5);
+    let want = expected(&d("text"), &d("embedded"));
+    let extra = args!["--sleep-ms", "10", "--reduce-sleep-ms", "10"];
+    let mut client = run_chaos(&cluster, &d("text"), &d("cluster"), &extra, &d("log"));
+    // While the job runs, the output directory is absent or already final, never partial.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut looked = 0;
+    while client.try_wait().unwrap().is_none() {
+        if d("cluster").exists() {
+            assert!(
+                d("cluster").join("_SUCCESS").exists(),
+                "output visible before it was committed"
+            );
+            assert_eq!(sorted_lines(&d("cluster")), want, "output visible before it was final");
+        }
+        looked += 1;
+        assert!(Instant::now() < deadline, "the job did not finish");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(looked > 10, "the job finished before it could be watched");
+    finish(client, &d("log"), "the job");
+    assert_eq!(sorted_lines(&d("cluster")), want);
+}
+
+#[test]
+fn a_job_survives_a_killed_worker_a_stopped_worker_and_a_killed_leader() {
+    let cluster = LocalCluster::up(3, 3);
+    let data = tempfile::tempdir().unwrap();
+    let d = |name: &str| -> PathBuf { data.path().join(name) };
+    numbered_text(&d("text"), 12, 10);
+    let extra = args!["--sleep-ms", "30"];
+    let client = run_chaos(&cluster, &d("text"), &d("cluster"), &extra, &d("log"));
+    let job = job_id(&d("log"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cluster.stage(&job, 0).is_none_or(|(done, _, _)| done < 2) {
+        assert!(Instant::now() < deadline, "the map stage never progressed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let leader = cluster.leader();
+    signal(cluster.worker_pid(0), libc::SIGKILL);
+    signal(cluster.worker_pid(1), libc::SIGSTOP);
+    signal(cluster.driver_pid(leader), libc::SIGKILL);
+    finish(
+        client,
+        &d("log"),
+        "the job through a killed worker, a stopped worker and a killed leader",
+    );
+    assert_eq!(sorted_lines(&d("cluster")), expected(&d("text"), &d("embedded")));
+}
