@@ -93,6 +93,7 @@ fn run_assignment(
             retryable: false,
             fetch_failure: false,
             fetch_location: String::new(),
+            counts: true,
         }),
         Ok((task, output)) => {
             let inputs: HashMap<u32, Vec<BlockSource>> = a
@@ -127,6 +128,7 @@ fn run_assignment(
                         retryable: false,
                         fetch_failure: false,
                         fetch_location: String::new(),
+                        counts: true,
                     }),
                 },
                 Err(e) => Outcome::Error(classify(&e)),
@@ -143,8 +145,10 @@ fn run_assignment(
     }
 }
 
-/// Whether a failure may go away on another attempt: lost shuffle output and I/O errors
-/// (a full disk, a vanished file) may; a panic or a bad record will not.
+/// Classifies a failure: whether another attempt may succeed (lost shuffle output and I/O
+/// errors — a full disk, a vanished file — may; a panic or a bad record will not, so the
+/// job fails at once), whether it counts toward the attempt limit, and whether it was a
+/// fetch failure.
 fn classify(e: &Error) -> proto::TaskError {
     let cause = match e {
         Error::TaskFailed { source, .. } => source.as_ref(),
@@ -159,6 +163,8 @@ fn classify(e: &Error) -> proto::TaskError {
         message: e.to_string(),
         retryable,
         fetch_failure: fetch_location.is_some(),
+        // Lost map output is not this task's fault: it is recomputed, and this task retried.
+        counts: fetch_location.is_none(),
         fetch_location: fetch_location.unwrap_or_default(),
     }
 }

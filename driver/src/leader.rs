@@ -489,7 +489,7 @@ impl DriverInner {
                     Err(e) if e.code() == tonic::Code::Unavailable => me.unreachable(&worker).await,
                     Err(e) => {
                         let message = format!("worker {address} refused the task: {}", e.message());
-                        let _ = me.task_failed(&job, stage, task, attempt, message, true).await;
+                        let _ = me.task_failed(&job, stage, task, attempt, message, true, true).await;
                     }
                 }
             });
@@ -505,6 +505,7 @@ impl DriverInner {
         attempt: u32,
         message: String,
         retryable: bool,
+        counts: bool,
     ) -> Result<(), Status> {
         self.write(Command::FailTask {
             job: job.to_string(),
@@ -513,6 +514,7 @@ impl DriverInner {
             attempt,
             message,
             retryable,
+            counts,
         })
         .await?;
         self.after_report(job, stage);

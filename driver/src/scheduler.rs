@@ -197,6 +197,7 @@ mod tests {
             attempt,
             message: "disk full".into(),
             retryable: true,
+            counts: true,
         };
         assert_eq!(state.apply(fail), Outcome::Done);
         let retry = schedule(&state, &live).remove(0);
@@ -238,6 +239,7 @@ mod tests {
                 attempt,
                 message: "crash".into(),
                 retryable: true,
+                counts: true,
             };
             state.apply(fail);
         }
@@ -252,6 +254,7 @@ mod tests {
             attempt,
             message: "bad record".into(),
             retryable: false,
+            counts: true,
         };
         state.apply(fail);
         assert!(matches!(state.jobs[&job2].state, JobState::Failed(_)));
@@ -342,5 +345,25 @@ mod tests {
             vec![TaskValue::Batches(vec![7; 1000])]
         );
         assert_eq!(state.jobs[&jobs[0]].state, JobState::Succeeded, "the history stays");
+    }
+
+    #[test]
+    fn failures_that_do_not_count_never_exhaust_the_attempts() {
+        let (mut state, live) = cluster(2, 1);
+        let job = submit(&mut state, 1);
+        for _ in 0..=crate::state::MAX_ATTEMPTS {
+            let a = schedule(&state, &live).remove(0);
+            let attempt = start(&mut state, &a);
+            state.apply(Command::FailTask {
+                job: job.clone(),
+                stage: 0,
+                task: 0,
+                attempt,
+                message: "lost map output".into(),
+                retryable: true,
+                counts: false,
+            });
+            assert_eq!(state.jobs[&job].state, JobState::Running);
+        }
     }
 }

@@ -326,7 +326,7 @@ impl Driver for DriverService {
             Some(Reported::Error(e)) => {
                 let message = format!("{} (on {})", e.message, r.worker_id);
                 self.inner
-                    .task_failed(&r.job_id, r.stage, r.task, r.attempt, message, e.retryable)
+                    .task_failed(&r.job_id, r.stage, r.task, r.attempt, message, e.retryable, e.counts)
                     .await?;
             }
             None => return Err(Status::invalid_argument("a task report needs a value or an error")),

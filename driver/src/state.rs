@@ -328,6 +328,8 @@ pub enum Command {
         message: String,
         /// Whether another attempt may succeed.
         retryable: bool,
+        /// Whether it counts toward [`MAX_ATTEMPTS`].
+        counts: bool,
     },
     /// A dataset's partitions are stored (replacing any dataset of that name).
     PutDataset(DatasetRecord),
@@ -548,6 +550,7 @@ impl ClusterState {
                 attempt,
                 message,
                 retryable,
+                counts,
             } => {
                 let Some(slot) = self.task_mut(&job, stage, task) else {
                     return Outcome::Stale;
@@ -560,6 +563,9 @@ impl ClusterState {
                 if let Some(j) = self.jobs.get_mut(&job) {
                     let history = &mut j.history[stage as usize][task as usize];
                     history.failed_on.push(failed_worker);
+                    if !counts {
+                        history.requeued += 1;
+                    }
                     if !retryable || history.attempts - history.requeued >= MAX_ATTEMPTS {
                         j.state = JobState::Failed(message);
                     }

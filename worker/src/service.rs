@@ -121,6 +121,7 @@ fn lost_report(lost: LostTask) -> proto::TaskReport {
             retryable: true,
             fetch_failure: false,
             fetch_location: String::new(),
+            counts: true,
         })),
     }
 }
