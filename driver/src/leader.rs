@@ -489,35 +489,33 @@ impl DriverInner {
                     Err(e) if e.code() == tonic::Code::Unavailable => me.unreachable(&worker).await,
                     Err(e) => {
                         let message = format!("worker {address} refused the task: {}", e.message());
-                        let _ = me.task_failed(&job, stage, task, attempt, message, true, true).await;
+                        let failed = Command::FailTask {
+                            job,
+                            stage,
+                            task,
+                            attempt,
+                            message,
+                            retryable: true,
+                            counts: true,
+                        };
+                        let _ = me.report(failed).await;
                     }
                 }
             });
         }
     }
 
-    /// Records a failed attempt and tells the job's client.
-    pub async fn task_failed(
-        self: &Arc<Self>,
-        job: &str,
-        stage: u32,
-        task: u32,
-        attempt: u32,
-        message: String,
-        retryable: bool,
-        counts: bool,
-    ) -> Result<(), Status> {
-        self.write(Command::FailTask {
-            job: job.to_string(),
-            stage,
-            task,
-            attempt,
-            message,
-            retryable,
-            counts,
-        })
-        .await?;
-        self.after_report(job, stage);
+    /// Commits a task's report (finished, failed, or a fetch failure) and tells the job's
+    /// client what changed.
+    pub async fn report(self: &Arc<Self>, command: Command) -> Result<(), Status> {
+        let (job, stage) = match &command {
+            Command::FinishTask { job, stage, .. }
+            | Command::FailTask { job, stage, .. }
+            | Command::FetchFailed { job, stage, .. } => (job.clone(), *stage),
+            _ => return self.write(command).await.map(|_| ()),
+        };
+        self.write(command).await?;
+        self.after_report(&job, stage);
         Ok(())
     }
 

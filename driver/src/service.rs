@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures::Stream;
-use ringleader_core::plan::{JobPlan, TaskValue};
+use ringleader_core::plan::JobPlan;
 use ringleader_core::proto::{
     self, driver_server::Driver, raft_transport_client::RaftTransportClient, task_report::Outcome as Reported,
 };
@@ -293,44 +293,38 @@ impl Driver for DriverService {
     ) -> Result<Response<proto::TaskReportReply>, Status> {
         self.inner.require_leader()?;
         let r = ringleader_core::binary::join_report(request.into_inner()).await?;
-        match r.outcome {
-            Some(Reported::Value(bytes)) => {
-                let value: TaskValue = postcard::from_bytes(&bytes)
-                    .map_err(|e| Status::invalid_argument(format!("malformed task value: {e}")))?;
-                self.inner
-                    .write(Command::FinishTask {
-                        job: r.job_id.clone(),
-                        stage: r.stage,
-                        task: r.task,
-                        attempt: r.attempt,
-                        value,
-                    })
-                    .await?;
-                self.inner.after_report(&r.job_id, r.stage);
-            }
+        let command = match r.outcome {
+            Some(Reported::Value(bytes)) => Command::FinishTask {
+                value: postcard::from_bytes(&bytes)
+                    .map_err(|e| Status::invalid_argument(format!("malformed task value: {e}")))?,
+                job: r.job_id,
+                stage: r.stage,
+                task: r.task,
+                attempt: r.attempt,
+            },
+            // Not the reader's fault: the map output it needs is recomputed.
             Some(Reported::Error(e)) if e.fetch_failure && self.inner.worker_at(&e.fetch_location).is_some() => {
-                // Not the reader's fault: the map output it needs is recomputed.
-                let worker = self.inner.worker_at(&e.fetch_location).unwrap_or_default();
-                self.inner
-                    .write(Command::FetchFailed {
-                        job: r.job_id.clone(),
-                        stage: r.stage,
-                        task: r.task,
-                        attempt: r.attempt,
-                        worker,
-                        message: format!("{} (on {})", e.message, r.worker_id),
-                    })
-                    .await?;
-                self.inner.after_report(&r.job_id, r.stage);
+                Command::FetchFailed {
+                    worker: self.inner.worker_at(&e.fetch_location).unwrap_or_default(),
+                    message: format!("{} (on {})", e.message, r.worker_id),
+                    job: r.job_id,
+                    stage: r.stage,
+                    task: r.task,
+                    attempt: r.attempt,
+                }
             }
-            Some(Reported::Error(e)) => {
-                let message = format!("{} (on {})", e.message, r.worker_id);
-                self.inner
-                    .task_failed(&r.job_id, r.stage, r.task, r.attempt, message, e.retryable, e.counts)
-                    .await?;
-            }
+            Some(Reported::Error(e)) => Command::FailTask {
+                message: format!("{} (on {})", e.message, r.worker_id),
+                retryable: e.retryable,
+                counts: e.counts,
+                job: r.job_id,
+                stage: r.stage,
+                task: r.task,
+                attempt: r.attempt,
+            },
             None => return Err(Status::invalid_argument("a task report needs a value or an error")),
-        }
+        };
+        self.inner.report(command).await?;
         Ok(Response::new(proto::TaskReportReply {}))
     }
 
