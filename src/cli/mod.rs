@@ -17,7 +17,7 @@ pub mod validate;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// Ringleader: batch data processing with Rust closures.
 #[derive(Debug, Parser)]
@@ -63,7 +63,18 @@ enum Command {
 /// Entry point of the `ringleader` binary: parses flags, runs the subcommand, prints any
 /// error with its causes. Exit status: 0 on success, 1 on failure, 2 for bad usage.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Every usage error shows the usage (clap leaves it out of some, such as a
+            // value of the wrong type) and exits 2; --help and --version exit 0.
+            let _ = e.print();
+            if e.use_stderr() && !e.to_string().contains("Usage:") {
+                eprintln!("\n{}", Cli::command().render_usage());
+            }
+            return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
+        }
+    };
     let result = match cli.command {
         Command::Gen(c) => generate::run(c),
         Command::Validate(c) => validate::run(c),

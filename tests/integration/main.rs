@@ -9,6 +9,7 @@ mod cli;
 mod cluster;
 mod examples;
 mod faults;
+mod fuzz;
 mod helpers;
 mod operators;
 mod raft;
