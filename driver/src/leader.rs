@@ -25,7 +25,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::raft::group::Peers;
 use crate::raft::state_machine::Replica;
 use crate::raft::{Raft, network};
-use crate::scheduler::{Assignment, schedule};
+use crate::scheduler::{Assignment, SpeculationConfig, Timings, schedule, speculate};
 use crate::state::{ClusterState, Command, JobRecord, JobState, Outcome};
 use crate::views::stage_progress;
 
@@ -62,6 +62,9 @@ pub struct DriverInner {
     was_live: Mutex<BTreeSet<String>>,
     /// The term in which this driver finished taking over as leader, if it leads.
     leading: Mutex<Option<u64>>,
+    /// How long attempts take (for speculation).
+    timings: Mutex<Timings>,
+    speculation: SpeculationConfig,
 }
 
 /// Locks `m`, ignoring poisoning (no lock here guards an invariant a panic could break).
@@ -87,6 +90,8 @@ pub struct DriverParts {
     pub worker_timeout: Duration,
     /// How long running jobs wait with no live worker before they fail.
     pub no_worker_timeout: Duration,
+    /// When stragglers get speculative copies.
+    pub speculation: SpeculationConfig,
 }
 
 impl DriverInner {
@@ -109,6 +114,8 @@ impl DriverInner {
             last_live: Mutex::new(Instant::now()),
             was_live: Mutex::new(BTreeSet::new()),
             leading: Mutex::new(None),
+            timings: Mutex::new(Timings::default()),
+            speculation: parts.speculation,
         })
     }
 
@@ -427,21 +434,53 @@ impl DriverInner {
         self.fail_jobs_without_workers(&live).await;
         self.cancel_unwatched().await;
         let assignments = schedule(&self.state(), &live);
+        self.start(assignments, false).await;
+        let copies = {
+            let state = self.state();
+            let mut timings = lock(&self.timings);
+            let running: BTreeSet<&str> = state
+                .jobs
+                .values()
+                .filter(|j| j.state == JobState::Running)
+                .map(|j| j.id.as_str())
+                .collect();
+            timings.retain(&running);
+            speculate(&state, &live, &timings, &self.speculation, Instant::now())
+        };
+        self.start(copies, true).await;
+    }
+
+    /// Commits the start of `assignments` (as speculative copies of running tasks, or
+    /// first attempts) in one log entry, then sends each to its worker.
+    async fn start(self: &Arc<Self>, assignments: Vec<Assignment>, speculative: bool) {
         if assignments.is_empty() {
             return;
         }
         let commands = assignments
             .iter()
-            .map(|a| Command::StartTask {
-                job: a.job.clone(),
-                stage: a.stage,
-                task: a.task,
-                worker: a.worker.clone(),
+            .map(|a| {
+                let (job, stage, task, worker) = (a.job.clone(), a.stage, a.task, a.worker.clone());
+                if speculative {
+                    Command::Speculate {
+                        job,
+                        stage,
+                        task,
+                        worker,
+                    }
+                } else {
+                    Command::StartTask {
+                        job,
+                        stage,
+                        task,
+                        worker,
+                    }
+                }
             })
             .collect();
         let Ok(Outcome::Batch(outcomes)) = self.write(Command::Batch(commands)).await else {
             return;
         };
+        let now = Instant::now();
         let launches: Vec<(String, String, proto::TaskAssignment)> = {
             let state = self.state();
             assignments
@@ -451,6 +490,13 @@ impl DriverInner {
                     let Outcome::TaskStarted(attempt) = outcome else {
                         return None;
                     };
+                    lock(&self.timings).started(&a.job, a.stage, a.task, attempt, now);
+                    if speculative {
+                        eprintln!(
+                            "driver {}: {} stage {} task {} is slow; attempt {attempt} on {}",
+                            self.id, a.job, a.stage, a.task, a.worker
+                        );
+                    }
                     let Assignment {
                         job,
                         stage,
@@ -514,6 +560,9 @@ impl DriverInner {
             | Command::FetchFailed { job, stage, .. } => (job.clone(), *stage),
             _ => return self.write(command).await.map(|_| ()),
         };
+        if let Command::FinishTask { task, attempt, .. } = &command {
+            lock(&self.timings).finished(&job, stage, *task, *attempt, Instant::now());
+        }
         self.write(command).await?;
         self.after_report(&job, stage);
         Ok(())

@@ -55,6 +55,8 @@ pub struct DriverConfig {
     pub peers: Option<Peers>,
     /// Raft log entries between snapshots (the log is compacted at each).
     pub snapshot_every: u64,
+    /// When stragglers get speculative copies.
+    pub speculation: scheduler::SpeculationConfig,
 }
 
 /// Errors starting or running a driver.
@@ -189,6 +191,7 @@ pub async fn bind(config: DriverConfig) -> Result<BoundDriver, DriverError> {
         data_dir: config.data_dir,
         worker_timeout: config.worker_timeout,
         no_worker_timeout: config.no_worker_timeout,
+        speculation: config.speculation,
     });
     Ok(BoundDriver {
         address,

@@ -4,7 +4,8 @@
 //! live worker holding it if one has a free slot (data locality), any other task to the
 //! live worker with the most free slots (ties by id).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
 
 use ringleader_core::plan::TaskInput;
 use ringleader_core::source::Split;
@@ -85,6 +86,134 @@ pub fn schedule(state: &ClusterState, live: &BTreeSet<String>) -> Vec<Assignment
                     stage: s as u32,
                     task: t as u32,
                     worker: worker.to_string(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// When a straggler gets a speculative copy: once `quantile` of its stage's tasks are done,
+/// a task running longer than `multiplier` times the stage's median (and at least
+/// `min_runtime`) is started again on another worker.
+#[derive(Debug, Clone, Copy)]
+pub struct SpeculationConfig {
+    /// How much slower than the median a straggler is (0 turns speculation off).
+    pub multiplier: f64,
+    /// The share of a stage's tasks that must be done first.
+    pub quantile: f64,
+    /// Tasks younger than this are never copied.
+    pub min_runtime: Duration,
+}
+
+impl Default for SpeculationConfig {
+    fn default() -> Self {
+        SpeculationConfig {
+            multiplier: 3.0,
+            quantile: 0.75,
+            min_runtime: Duration::from_secs(1),
+        }
+    }
+}
+
+/// How long attempts take: when running ones started, how long finished ones took, per
+/// stage. Leader-local (a new leader starts without), like heartbeats.
+#[derive(Debug, Default)]
+pub struct Timings {
+    started: HashMap<(String, u32, u32, u32), Instant>,
+    durations: HashMap<(String, u32), Vec<Duration>>,
+}
+
+impl Timings {
+    /// An attempt started at `at`.
+    pub fn started(&mut self, job: &str, stage: u32, task: u32, attempt: u32, at: Instant) {
+        self.started.insert((job.to_string(), stage, task, attempt), at);
+    }
+
+    /// An attempt finished at `at`.
+    pub fn finished(&mut self, job: &str, stage: u32, task: u32, attempt: u32, at: Instant) {
+        if let Some(start) = self.started.remove(&(job.to_string(), stage, task, attempt)) {
+            self.durations
+                .entry((job.to_string(), stage))
+                .or_default()
+                .push(at.saturating_duration_since(start));
+        }
+    }
+
+    /// Forgets the jobs not in `running`.
+    pub fn retain(&mut self, running: &BTreeSet<&str>) {
+        self.started.retain(|k, _| running.contains(k.0.as_str()));
+        self.durations.retain(|k, _| running.contains(k.0.as_str()));
+    }
+
+    fn median(&self, job: &str, stage: u32) -> Option<Duration> {
+        let mut d = self.durations.get(&(job.to_string(), stage))?.clone();
+        d.sort();
+        d.get(d.len() / 2).copied()
+    }
+}
+
+/// Stragglers to copy now, each onto a live worker with a free slot other than the one
+/// running it.
+pub fn speculate(
+    state: &ClusterState,
+    live: &BTreeSet<String>,
+    timings: &Timings,
+    config: &SpeculationConfig,
+    now: Instant,
+) -> Vec<Assignment> {
+    if config.multiplier <= 0.0 {
+        return Vec::new();
+    }
+    let running = state.running_per_worker();
+    let mut free: BTreeMap<&str, u32> = state
+        .workers
+        .values()
+        .filter(|w| live.contains(&w.id))
+        .map(|w| {
+            let busy = running.get(w.id.as_str()).copied().unwrap_or(0);
+            (w.id.as_str(), w.slots.saturating_sub(busy))
+        })
+        .collect();
+    let mut out = Vec::new();
+    for job in state.jobs.values().filter(|j| j.state == JobState::Running) {
+        for (s, tasks) in job.tasks.iter().enumerate() {
+            let done = tasks.iter().filter(|t| matches!(t, TaskState::Done { .. })).count();
+            if tasks.is_empty() || (done as f64) < config.quantile * tasks.len() as f64 {
+                continue;
+            }
+            let Some(median) = timings.median(&job.id, s as u32) else {
+                continue;
+            };
+            let threshold = median.mul_f64(config.multiplier).max(config.min_runtime);
+            for (t, task) in tasks.iter().enumerate() {
+                let TaskState::Running { attempt, worker } = task else {
+                    continue;
+                };
+                if job.history[s][t].speculative.is_some() {
+                    continue;
+                }
+                let key = (job.id.clone(), s as u32, t as u32, *attempt);
+                let Some(started) = timings.started.get(&key) else {
+                    continue;
+                };
+                if now.saturating_duration_since(*started) <= threshold {
+                    continue;
+                }
+                let best = free
+                    .iter()
+                    .filter(|(w, n)| **n > 0 && *w != worker)
+                    .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+                    .map(|(w, _)| *w);
+                let Some(target) = best else { continue };
+                if let Some(n) = free.get_mut(target) {
+                    *n -= 1;
+                }
+                out.push(Assignment {
+                    job: job.id.clone(),
+                    stage: s as u32,
+                    task: t as u32,
+                    worker: target.to_string(),
                 });
             }
         }
@@ -365,5 +494,97 @@ mod tests {
             });
             assert_eq!(state.jobs[&job].state, JobState::Running);
         }
+    }
+
+    #[test]
+    fn a_straggler_gets_one_copy_elsewhere_and_the_first_to_finish_wins() {
+        let (mut state, live) = cluster(2, 2);
+        let job = submit(&mut state, 4);
+        let config = SpeculationConfig::default();
+        let mut timings = Timings::default();
+        let t0 = Instant::now();
+        let mut started = Vec::new();
+        for a in schedule(&state, &live) {
+            let attempt = start(&mut state, &a);
+            timings.started(&job, 0, a.task, attempt, t0);
+            started.push((a, attempt));
+        }
+        // Three finish in 1 s; the fourth is still running.
+        for (a, attempt) in &started[..3] {
+            timings.finished(&job, 0, a.task, *attempt, t0 + Duration::from_secs(1));
+            state.apply(Command::FinishTask {
+                job: job.clone(),
+                stage: 0,
+                task: a.task,
+                attempt: *attempt,
+                value: TaskValue::Count(1),
+            });
+        }
+        let (slow, slow_attempt) = started[3].clone();
+        // Not slow yet at 2 s (threshold: 3 x 1 s); slow at 4 s.
+        assert!(speculate(&state, &live, &timings, &config, t0 + Duration::from_secs(2)).is_empty());
+        let copies = speculate(&state, &live, &timings, &config, t0 + Duration::from_secs(4));
+        assert_eq!(copies.len(), 1);
+        assert_eq!(copies[0].task, slow.task);
+        assert_ne!(copies[0].worker, slow.worker, "the copy runs elsewhere");
+        let copy = copies[0].clone();
+        let Outcome::TaskStarted(copy_attempt) = state.apply(Command::Speculate {
+            job: job.clone(),
+            stage: 0,
+            task: copy.task,
+            worker: copy.worker.clone(),
+        }) else {
+            panic!("no speculative attempt")
+        };
+        assert!(
+            speculate(&state, &live, &timings, &config, t0 + Duration::from_secs(5)).is_empty(),
+            "one copy per task"
+        );
+        // The copy finishes first and wins; the original's late report is stale.
+        let finish = |attempt| Command::FinishTask {
+            job: job.clone(),
+            stage: 0,
+            task: slow.task,
+            attempt,
+            value: TaskValue::Count(1),
+        };
+        assert_eq!(state.apply(finish(copy_attempt)), Outcome::Done);
+        assert_eq!(state.apply(finish(slow_attempt)), Outcome::Stale);
+        assert!(matches!(&state.jobs[&job].tasks[0][slow.task as usize],
+            TaskState::Done { worker, .. } if *worker == copy.worker));
+        assert_eq!(state.jobs[&job].state, JobState::Succeeded);
+    }
+
+    #[test]
+    fn when_the_original_fails_its_copy_carries_on() {
+        let (mut state, live) = cluster(2, 1);
+        let job = submit(&mut state, 1);
+        let a = schedule(&state, &live).remove(0);
+        let original = start(&mut state, &a);
+        let other = live.iter().find(|w| **w != a.worker).unwrap().clone();
+        let Outcome::TaskStarted(copy) = state.apply(Command::Speculate {
+            job: job.clone(),
+            stage: 0,
+            task: 0,
+            worker: other.clone(),
+        }) else {
+            panic!("no copy")
+        };
+        state.apply(Command::FailTask {
+            job: job.clone(),
+            stage: 0,
+            task: 0,
+            attempt: original,
+            message: "crash".into(),
+            retryable: true,
+            counts: true,
+        });
+        assert_eq!(
+            state.jobs[&job].tasks[0][0],
+            TaskState::Running {
+                attempt: copy,
+                worker: other
+            }
+        );
     }
 }

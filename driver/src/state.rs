@@ -77,6 +77,18 @@ pub struct TaskHistory {
     /// toward [`MAX_ATTEMPTS`].
     #[serde(default)]
     pub requeued: u32,
+    /// A second, speculative attempt running beside the first (a straggler's copy).
+    #[serde(default)]
+    pub speculative: Option<Speculative>,
+}
+
+/// A speculative attempt: the first of it and the original to finish wins.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Speculative {
+    /// Its attempt number.
+    pub attempt: u32,
+    /// Where it runs.
+    pub worker: String,
 }
 
 /// A job's state.
@@ -159,6 +171,20 @@ impl JobRecord {
         let mut lost = 0;
         for (s, (tasks, history)) in self.tasks.iter_mut().zip(&mut self.history).enumerate() {
             for (task, history) in tasks.iter_mut().zip(history) {
+                if running && history.speculative.as_ref().is_some_and(|c| c.worker == worker) {
+                    history.speculative = None;
+                }
+                if running
+                    && matches!(task, TaskState::Running { worker: w, .. } if w == worker)
+                    && let Some(copy) = history.speculative.take()
+                {
+                    // The copy carries on alone.
+                    *task = TaskState::Running {
+                        attempt: copy.attempt,
+                        worker: copy.worker,
+                    };
+                    continue;
+                }
                 let on_worker = match task {
                     TaskState::Running { worker: w, .. } => running && w == worker,
                     TaskState::Done { worker: w, .. } => w == worker && needed[s],
@@ -289,6 +315,17 @@ pub enum Command {
         submission: String,
         /// When the leader accepted it, Unix milliseconds.
         submitted_ms: u64,
+    },
+    /// A straggler gets a second, speculative attempt on another worker.
+    Speculate {
+        /// Job id.
+        job: String,
+        /// Stage index.
+        stage: u32,
+        /// Task index.
+        task: u32,
+        /// Worker id (not the one running the first attempt).
+        worker: String,
     },
     /// A task was sent to a worker.
     StartTask {
@@ -521,21 +558,24 @@ impl ClusterState {
                 attempt,
                 value,
             } => {
-                let Some(slot) = self.task_mut(&job, stage, task) else {
+                let Some((slot, history)) = self.running_task(&job, stage, task) else {
                     return Outcome::Stale;
                 };
-                let TaskState::Running {
-                    attempt: current,
-                    worker,
-                } = slot
-                else {
-                    return Outcome::Stale;
+                let winner = match &*slot {
+                    TaskState::Running { attempt: a, worker } if *a == attempt => worker.clone(),
+                    TaskState::Running { .. } => match &history.speculative {
+                        Some(copy) if copy.attempt == attempt => copy.worker.clone(),
+                        _ => return Outcome::Stale,
+                    },
+                    _ => return Outcome::Stale,
                 };
-                if *current != attempt {
-                    return Outcome::Stale;
-                }
-                let worker = worker.clone();
-                *slot = TaskState::Done { attempt, worker, value };
+                // The first attempt to finish wins; the other's report will be stale.
+                history.speculative = None;
+                *slot = TaskState::Done {
+                    attempt,
+                    worker: winner,
+                    value,
+                };
                 if let Some(j) = self.jobs.get_mut(&job)
                     && (0..j.tasks.len()).all(|s| j.stage_done(s))
                 {
@@ -552,25 +592,62 @@ impl ClusterState {
                 retryable,
                 counts,
             } => {
-                let Some(slot) = self.task_mut(&job, stage, task) else {
+                let Some((slot, history)) = self.running_task(&job, stage, task) else {
                     return Outcome::Stale;
                 };
-                let failed_worker = match slot {
-                    TaskState::Running { attempt: a, worker } if *a == attempt => worker.clone(),
+                let failed_worker = match (&*slot, &history.speculative) {
+                    (TaskState::Running { attempt: a, worker }, copy) if *a == attempt => {
+                        let worker = worker.clone();
+                        // A speculative copy carries on as the task's attempt.
+                        *slot = match copy {
+                            Some(copy) => TaskState::Running {
+                                attempt: copy.attempt,
+                                worker: copy.worker.clone(),
+                            },
+                            None => TaskState::Pending,
+                        };
+                        history.speculative = None;
+                        worker
+                    }
+                    (TaskState::Running { .. }, Some(copy)) if copy.attempt == attempt => {
+                        let worker = copy.worker.clone();
+                        history.speculative = None;
+                        worker
+                    }
                     _ => return Outcome::Stale,
                 };
-                *slot = TaskState::Pending;
-                if let Some(j) = self.jobs.get_mut(&job) {
-                    let history = &mut j.history[stage as usize][task as usize];
-                    history.failed_on.push(failed_worker);
-                    if !counts {
-                        history.requeued += 1;
-                    }
-                    if !retryable || history.attempts - history.requeued >= MAX_ATTEMPTS {
-                        j.state = JobState::Failed(message);
-                    }
+                history.failed_on.push(failed_worker);
+                if !counts {
+                    history.requeued += 1;
+                }
+                let exhausted = history.attempts - history.requeued >= MAX_ATTEMPTS;
+                if let Some(j) = self.jobs.get_mut(&job)
+                    && (!retryable || exhausted)
+                {
+                    j.state = JobState::Failed(message);
                 }
                 Outcome::Done
+            }
+            Command::Speculate {
+                job,
+                stage,
+                task,
+                worker,
+            } => {
+                let Some((slot, history)) = self.running_task(&job, stage, task) else {
+                    return Outcome::Stale;
+                };
+                match &*slot {
+                    TaskState::Running { worker: w, .. } if *w != worker && history.speculative.is_none() => {
+                        history.attempts += 1;
+                        // Speculation is not a failure: it does not use up attempts.
+                        history.requeued += 1;
+                        let attempt = history.attempts;
+                        history.speculative = Some(Speculative { attempt, worker });
+                        Outcome::TaskStarted(attempt)
+                    }
+                    _ => Outcome::Stale,
+                }
             }
             Command::PutDataset(record) => {
                 self.datasets.insert(record.name.clone(), record);
@@ -591,6 +668,7 @@ impl ClusterState {
                                 *task = TaskState::Pending;
                                 history.requeued += 1;
                             }
+                            history.speculative = None;
                         }
                     }
                 }
@@ -613,13 +691,17 @@ impl ClusterState {
                 worker,
                 message,
             } => {
-                let Some(slot) = self.task_mut(&job, stage, task) else {
+                let Some((slot, history)) = self.running_task(&job, stage, task) else {
                     return Outcome::Stale;
                 };
-                if !matches!(slot, TaskState::Running { attempt: a, .. } if *a == attempt) {
-                    return Outcome::Stale;
+                match &*slot {
+                    // Both attempts read the same lost output: the task waits for it.
+                    TaskState::Running { attempt: a, .. } if *a == attempt => *slot = TaskState::Pending,
+                    TaskState::Running { .. } if history.speculative.as_ref().is_some_and(|c| c.attempt == attempt) => {
+                    }
+                    _ => return Outcome::Stale,
                 }
-                *slot = TaskState::Pending;
+                history.speculative = None;
                 let Some(j) = self.jobs.get_mut(&job) else {
                     return Outcome::Stale;
                 };
@@ -676,13 +758,27 @@ impl ClusterState {
         j.tasks.get_mut(stage as usize)?.get_mut(task as usize)
     }
 
-    /// Tasks running on each worker.
+    /// A running job's task slot and its history.
+    fn running_task(&mut self, job: &str, stage: u32, task: u32) -> Option<(&mut TaskState, &mut TaskHistory)> {
+        let j = self.jobs.get_mut(job)?;
+        if j.state != JobState::Running {
+            return None;
+        }
+        let slot = j.tasks.get_mut(stage as usize)?.get_mut(task as usize)?;
+        let history = j.history.get_mut(stage as usize)?.get_mut(task as usize)?;
+        Some((slot, history))
+    }
+
+    /// Attempts running on each worker (speculative copies included).
     pub fn running_per_worker(&self) -> BTreeMap<&str, u32> {
         let mut running: BTreeMap<&str, u32> = BTreeMap::new();
         for job in self.jobs.values().filter(|j| j.state == JobState::Running) {
-            for t in job.tasks.iter().flatten() {
+            for (t, h) in job.tasks.iter().flatten().zip(job.history.iter().flatten()) {
                 if let TaskState::Running { worker, .. } = t {
                     *running.entry(worker.as_str()).or_default() += 1;
+                }
+                if let Some(copy) = &h.speculative {
+                    *running.entry(copy.worker.as_str()).or_default() += 1;
                 }
             }
         }

@@ -196,6 +196,7 @@ async fn commit_rate(base: &Path, drivers: usize, writers: usize, seconds: Durat
             id: i as u64 + 1,
             peers: (drivers > 1).then(|| peers.clone()),
             snapshot_every: ringleader_driver::raft::DEFAULT_SNAPSHOT_EVERY,
+            speculation: Default::default(),
         };
         let bound = ringleader_driver::bind(config).await?;
         inners.push(bound.inner());

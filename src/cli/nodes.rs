@@ -25,6 +25,16 @@ pub struct DriverArgs {
     /// Without it the driver is a group of one.
     #[arg(long)]
     pub peers: Option<String>,
+    /// A task running this many times longer than its stage's median gets a speculative
+    /// copy on another worker (0: never).
+    #[arg(long, default_value_t = 3.0)]
+    pub speculation_multiplier: f64,
+    /// The share of a stage's tasks that must be done before any of its tasks is copied.
+    #[arg(long, default_value_t = 0.75)]
+    pub speculation_quantile: f64,
+    /// Seconds a task must have run before it may be copied.
+    #[arg(long, default_value_t = 1.0)]
+    pub speculation_min_seconds: f64,
     /// Raft log entries between snapshots; the log is compacted at each.
     #[arg(long, default_value_t = ringleader_driver::raft::DEFAULT_SNAPSHOT_EVERY)]
     pub snapshot_every: u64,
@@ -114,6 +124,11 @@ pub fn driver(args: DriverArgs) -> anyhow::Result<ExitCode> {
             no_worker_timeout: Duration::from_secs_f64(args.no_worker_timeout),
             id: args.id,
             snapshot_every: args.snapshot_every,
+            speculation: ringleader_driver::scheduler::SpeculationConfig {
+                multiplier: args.speculation_multiplier,
+                quantile: args.speculation_quantile,
+                min_runtime: Duration::from_secs_f64(args.speculation_min_seconds.max(0.0)),
+            },
             peers: args
                 .peers
                 .as_deref()

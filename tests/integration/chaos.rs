@@ -187,3 +187,35 @@ fn a_job_survives_a_killed_worker_a_stopped_worker_and_a_killed_leader() {
     );
     assert_eq!(sorted_lines(&d("cluster")), expected(&d("text"), &d("embedded")));
 }
+
+#[test]
+fn a_straggler_gets_a_speculative_copy_and_the_job_does_not_wait_for_it() {
+    let cluster = LocalCluster::up(1, 2);
+    let data = tempfile::tempdir().unwrap();
+    let d = |name: &str| -> PathBuf { data.path().join(name) };
+    numbered_text(&d("text"), 8, 5);
+    std::fs::create_dir(d("runs")).unwrap();
+    std::fs::create_dir(d("straggler")).unwrap();
+    let extra = args![
+        "--sleep-ms",
+        "20",
+        "--run-marker",
+        d("runs"),
+        "--straggle",
+        "l3_0",
+        "--straggle-dir",
+        d("straggler")
+    ];
+    let client = run_chaos(&cluster, &d("text"), &d("cluster"), &extra, &d("log"));
+    finish(client, &d("log"), "the job with a straggler");
+    assert!(
+        !d("straggler").join("straggler-done").exists(),
+        "the job waited for its straggler instead of a speculative copy"
+    );
+    let runs = std::fs::read_dir(d("runs"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("l3_0."))
+        .count();
+    assert_eq!(runs, 2, "the straggling task ran once, and once more as its copy");
+    assert_eq!(sorted_lines(&d("cluster")), expected(&d("text"), &d("embedded")));
+}

@@ -56,6 +56,17 @@ struct Args {
     /// `start_ns end_ns`.
     #[arg(long)]
     timeline: Option<PathBuf>,
+    /// A straggler: the first attempt to see the line starting with this word sleeps
+    /// `--straggle-ms` (once: a marker in `--straggle-dir` remembers it), then writes
+    /// `straggler-done` there.
+    #[arg(long)]
+    straggle: Option<String>,
+    /// How long the straggler sleeps.
+    #[arg(long, default_value_t = 30_000)]
+    straggle_ms: u64,
+    /// Where the straggler's markers go.
+    #[arg(long)]
+    straggle_dir: Option<PathBuf>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -68,6 +79,9 @@ struct Faults {
     chaos_dir: Option<PathBuf>,
     chaos_seed: u64,
     timeline: Option<PathBuf>,
+    straggle: Option<String>,
+    straggle_ms: u64,
+    straggle_dir: Option<PathBuf>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -116,6 +130,9 @@ fn main() -> ExitCode {
             chaos_dir: args.chaos_dir,
             chaos_seed: args.chaos_seed,
             timeline: args.timeline.clone(),
+            straggle: args.straggle,
+            straggle_ms: args.straggle_ms,
+            straggle_dir: args.straggle_dir,
         };
         let reduce_side = ReduceSide {
             sleep_ms: args.reduce_sleep_ms,
@@ -148,6 +165,13 @@ fn main() -> ExitCode {
                     let key = line.split_whitespace().next().unwrap_or("empty");
                     let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let _ = std::fs::write(dir.join(format!("{key}.{}.{n}", std::process::id())), "");
+                }
+                if faults.straggle.as_deref() == Some(key)
+                    && let Some(dir) = &faults.straggle_dir
+                    && std::fs::create_dir(dir.join("straggled")).is_ok()
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(faults.straggle_ms));
+                    let _ = std::fs::write(dir.join("straggler-done"), "");
                 }
                 for word in line.split_whitespace() {
                     if faults.panic_on.as_deref() == Some(word) {
