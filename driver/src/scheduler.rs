@@ -561,7 +561,7 @@ mod tests {
         let job = submit(&mut state, 1);
         let a = schedule(&state, &live).remove(0);
         let original = start(&mut state, &a);
-        let other = live.iter().find(|w| **w != a.worker).unwrap().clone();
+        let other = live.iter().find(|w| **w != a.worker).expect("two workers").clone();
         let Outcome::TaskStarted(copy) = state.apply(Command::Speculate {
             job: job.clone(),
             stage: 0,
