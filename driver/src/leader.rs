@@ -344,6 +344,7 @@ impl DriverInner {
         for worker in dead {
             match self.write(Command::WorkerLost { worker: worker.clone() }).await {
                 Ok(Outcome::Requeued(n)) if n > 0 => {
+                    tokio::spawn(self.clone().rereplicate(worker.clone()));
                     eprintln!(
                         "driver {}: {worker} missed its heartbeats; {n} tasks run again",
                         self.id
@@ -359,12 +360,85 @@ impl DriverInner {
                         self.after_report(&job, 0);
                     }
                 }
-                Ok(_) => {}
+                Ok(_) => {
+                    tokio::spawn(self.clone().rereplicate(worker.clone()));
+                }
                 // Not committed (leadership lost?): try again on the next pass.
                 Err(_) => {
                     lock(&self.was_live).insert(worker);
                 }
             }
+        }
+    }
+
+    /// Restores the replica count of the stored dataset partitions `lost` held: each gets
+    /// a copy on the next live ring owner that lacks it, fetched from a surviving replica.
+    async fn rereplicate(self: Arc<Self>, lost: String) {
+        let live = self.live_workers();
+        let (datasets, copies) = {
+            let state = self.state();
+            let ring = state.ring(|w| live.contains(w));
+            let address = |w: &str| -> String { state.workers.get(w).map(|r| r.address.clone()).unwrap_or_default() };
+            let mut datasets = Vec::new();
+            let mut copies: Vec<(String, usize, String, String, Vec<String>)> = Vec::new();
+            for d in state
+                .datasets
+                .values()
+                .filter(|d| d.placement.iter().any(|o| o.contains(&lost)))
+            {
+                let mut record = d.clone();
+                for (p, owners) in record.placement.iter_mut().enumerate() {
+                    if !owners.contains(&lost) {
+                        continue;
+                    }
+                    owners.retain(|o| *o != lost);
+                    let key = format!("{}/{p}", d.name);
+                    let target = ring
+                        .owners(key.as_bytes(), ring.len())
+                        .into_iter()
+                        .find(|w| !owners.contains(w))
+                        .cloned();
+                    if let Some(target) = target
+                        && !owners.is_empty()
+                    {
+                        let from = owners.iter().map(|o| address(o)).collect();
+                        copies.push((d.name.clone(), p, target.clone(), address(&target), from));
+                    }
+                }
+                datasets.push(record);
+            }
+            (datasets, copies)
+        };
+        let mut copied = Vec::new();
+        for (dataset, partition, target, address, from) in copies {
+            let request = proto::CopyPartitionRequest {
+                dataset: dataset.clone(),
+                partition: partition as u32,
+                from,
+            };
+            let reply = match self.channel(&address) {
+                Ok(ch) => proto::worker_client::WorkerClient::new(ringleader_core::auth::authorized(ch))
+                    .copy_partition(request)
+                    .await
+                    .map(|_| ()),
+                Err(e) => Err(e),
+            };
+            match reply {
+                Ok(()) => copied.push((dataset, partition, target)),
+                Err(e) => eprintln!(
+                    "driver {}: re-replicating {dataset} partition {partition} to {target}: {}",
+                    self.id,
+                    e.message()
+                ),
+            }
+        }
+        for mut record in datasets {
+            for (dataset, partition, target) in &copied {
+                if *dataset == record.name {
+                    record.placement[*partition].push(target.clone());
+                }
+            }
+            let _ = self.write(Command::PutDataset(record)).await;
         }
     }
 

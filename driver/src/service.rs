@@ -13,7 +13,6 @@ use ringleader_core::plan::JobPlan;
 use ringleader_core::proto::{
     self, driver_server::Driver, raft_transport_client::RaftTransportClient, task_report::Outcome as Reported,
 };
-use ringleader_core::ring::Ring;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -347,10 +346,7 @@ impl Driver for DriverService {
         }
         let live = self.inner.live_workers();
         let state = self.inner.state();
-        let mut ring = Ring::new(ringleader_core::ring::DEFAULT_VNODES);
-        for w in state.workers.values().filter(|w| live.contains(&w.id)) {
-            ring.add(w.id.clone(), w.slots);
-        }
+        let ring = state.ring(|w| live.contains(w));
         if (ring.len() as u32) < r.replicas {
             return Err(Status::failed_precondition(format!(
                 "{} replicas asked, but only {} workers are alive",
@@ -452,11 +448,7 @@ impl Driver for DriverService {
         let metrics = self.inner.raft.metrics().borrow().clone();
         let state = self.inner.state();
         let running = state.running_per_worker();
-        let mut ring = Ring::new(ringleader_core::ring::DEFAULT_VNODES);
-        for w in state.workers.values().filter(|w| !leading || live.contains(&w.id)) {
-            ring.add(w.id.clone(), w.slots);
-        }
-        let shares = ring.shares();
+        let shares = state.ring(|w| !leading || live.contains(w)).shares();
         let workers = state
             .workers
             .values()

@@ -769,6 +769,15 @@ impl ClusterState {
         Some((slot, history))
     }
 
+    /// The consistent-hash ring over the workers `include` accepts, weighted by slots.
+    pub fn ring(&self, include: impl Fn(&str) -> bool) -> ringleader_core::ring::Ring<String> {
+        let mut ring = ringleader_core::ring::Ring::new(ringleader_core::ring::DEFAULT_VNODES);
+        for w in self.workers.values().filter(|w| include(&w.id)) {
+            ring.add(w.id.clone(), w.slots);
+        }
+        ring
+    }
+
     /// Attempts running on each worker (speculative copies included).
     pub fn running_per_worker(&self) -> BTreeMap<&str, u32> {
         let mut running: BTreeMap<&str, u32> = BTreeMap::new();

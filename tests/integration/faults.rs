@@ -17,9 +17,11 @@ fn a_worker_killed_after_the_map_stage_has_its_output_recomputed() {
     numbered_text(&d("text"), 9, 10);
     // A fast map stage and a slow reduce stage (30 ms per distinct word).
     let job_args = |out: &Path| args!["--input", d("text"), "--output", out, "--reduce-sleep-ms", "30"];
+    // Reducers fetch over Flight (as across machines): a dead worker's files are unreadable.
     let client = cluster
         .client(&example("chaos"))
         .args(job_args(&d("cluster")))
+        .env("RINGLEADER_HOST_LOCAL_SHUFFLE", "0")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(d("client.log")).unwrap())
         .spawn()
@@ -82,4 +84,61 @@ fn a_worker_killed_mid_stage_has_its_running_tasks_run_elsewhere() {
     assert!(status.success(), "the job failed after a worker died:\n{log}");
     ok(embedded("chaos", &job_args(&d("embedded"))), "embedded chaos");
     assert_eq!(sorted_lines(&d("cluster")), sorted_lines(&d("embedded")));
+}
+
+#[test]
+fn a_lost_workers_dataset_partitions_are_copied_back_to_r_replicas() {
+    let cluster = LocalCluster::up(1, 3);
+    let data = tempfile::tempdir().unwrap();
+    let input = data.path().join("text");
+    ringleader_datasets::text::generate(&input, 60_000, 3, 300, 5, false).unwrap();
+    let put = std::process::Command::new(crate::helpers::ringleader_bin())
+        .env("RINGLEADER_TOKEN_FILE", cluster.token())
+        .args([
+            "put",
+            "--master",
+            &cluster.master,
+            "--name",
+            "words",
+            "--partitions",
+            "4",
+            "--replicas",
+            "2",
+        ])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(put.status.success(), "{}", String::from_utf8_lossy(&put.stderr));
+    let holders = |p: u32, workers: &[usize]| {
+        workers
+            .iter()
+            .filter(|w| {
+                cluster
+                    .dir
+                    .path()
+                    .join(format!("worker-{w}/datasets/words/part-{p}.arrow"))
+                    .exists()
+            })
+            .count()
+    };
+    // Worker 2 dies: every partition it held gets a copy on a surviving worker.
+    signal(cluster.worker_pid(1), libc::SIGKILL);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (0..4).any(|p| holders(p, &[1, 3]) < 2) {
+        assert!(Instant::now() < deadline, "the partitions were not re-replicated");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = data.path().join("from-dataset");
+    let mut job = cluster.client(&example("wordcount"));
+    job.args(args!["--dataset", "words", "--output", out]);
+    let mut child = job.stderr(Stdio::null()).stdout(Stdio::null()).spawn().unwrap();
+    assert!(wait_bounded(&mut child, Duration::from_secs(120)).success());
+    ok(
+        embedded(
+            "wordcount",
+            &args!["--input", input, "--output", data.path().join("embedded")],
+        ),
+        "embedded",
+    );
+    assert_eq!(sorted_lines(&out), sorted_lines(&data.path().join("embedded")));
 }

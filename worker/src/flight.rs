@@ -53,7 +53,7 @@ fn read_ipc(path: &std::path::Path) -> Result<Vec<arrow::record_batch::RecordBat
 }
 
 /// Writes `batches` to `path` as an IPC file, under a temporary name first.
-fn write_ipc(path: &std::path::Path, batches: &[arrow::record_batch::RecordBatch]) -> Result<(), Status> {
+pub fn write_ipc(path: &std::path::Path, batches: &[arrow::record_batch::RecordBatch]) -> Result<(), Status> {
     let fail = |e: String| Status::internal(format!("{}: {e}", path.display()));
     let Some(first) = batches.first() else {
         return Err(Status::invalid_argument(

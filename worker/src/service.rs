@@ -176,6 +176,59 @@ impl Worker for WorkerService {
             .map_err(|e| Status::internal(format!("cannot start the job's executor: {e}")))?;
         Ok(Response::new(proto::LaunchTaskReply {}))
     }
+
+    async fn copy_partition(
+        &self,
+        request: Request<proto::CopyPartitionRequest>,
+    ) -> Result<Response<proto::CopyPartitionReply>, Status> {
+        let r = request.into_inner();
+        if !ringleader_core::cluster_shuffle::valid_job_id(&r.dataset) {
+            return Err(Status::invalid_argument(format!(
+                "{:?} is not a dataset name",
+                r.dataset
+            )));
+        }
+        let path = ringleader_core::source::stored::partition_path(&self.inner.dataset_dir(), &r.dataset, r.partition);
+        let ticket = ringleader_core::source::stored::ticket(&r.dataset, r.partition);
+        let mut failures = Vec::new();
+        for address in &r.from {
+            match fetch_batches(address, &ticket).await {
+                Ok(batches) => {
+                    let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
+                    let written = tokio::task::spawn_blocking(move || crate::flight::write_ipc(&path, &batches))
+                        .await
+                        .map_err(|e| Status::internal(e.to_string()))?;
+                    written?;
+                    return Ok(Response::new(proto::CopyPartitionReply { rows }));
+                }
+                Err(e) => failures.push(format!("{address}: {e}")),
+            }
+        }
+        Err(Status::unavailable(format!(
+            "no replica of {} partition {} answered: {}",
+            r.dataset,
+            r.partition,
+            failures.join("; ")
+        )))
+    }
+}
+
+/// All batches Flight `do_get` returns for `ticket` from the worker at `address`.
+async fn fetch_batches(address: &str, ticket: &str) -> Result<Vec<arrow::record_batch::RecordBatch>, String> {
+    use futures::TryStreamExt;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        .map_err(|e| e.to_string())?
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .connect()
+        .await
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    let mut client = arrow_flight::FlightClient::new(channel);
+    ringleader_core::auth::add_token(client.metadata_mut()).map_err(|e| e.to_string())?;
+    let stream = client
+        .do_get(arrow_flight::Ticket::new(ticket.to_string()))
+        .await
+        .map_err(|e| e.to_string())?;
+    stream.try_collect().await.map_err(|e| e.to_string())
 }
 
 type TaskStream = Pin<Box<dyn Stream<Item = Result<proto::TaskAssignment, Status>> + Send>>;
