@@ -45,8 +45,7 @@ fn serve_inner(worker: String) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let handle = runtime.handle().clone();
     runtime.block_on(async move {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{worker}"))
-            .map_err(|e| e.to_string())?
+        let channel = ringleader_core::tls::endpoint(&worker)?
             .connect()
             .await
             .map_err(|e| format!("cannot reach the worker at {worker}: {e}"))?;

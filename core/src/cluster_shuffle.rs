@@ -214,10 +214,9 @@ pub fn fetch_ticket(runtime: &tokio::runtime::Handle, address: &str, ticket: Str
         location: address.to_string(),
         message,
     };
-    let url = format!("http://{address}");
     let mut stream = runtime.block_on(async {
-        let channel = tonic::transport::Endpoint::from_shared(url)
-            .map_err(|e| failed(e.to_string()))?
+        let channel = crate::tls::endpoint(address)
+            .map_err(failed)?
             .connect_timeout(std::time::Duration::from_secs(5))
             .connect()
             .await

@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use crate::auth::{AuthChannel, authorized};
@@ -51,8 +51,8 @@ pub fn is_failover(status: &Status) -> bool {
 /// A lazily connecting channel to a driver: dead connections are noticed by HTTP/2 pings
 /// within about three seconds, even when the driver is stopped rather than gone.
 pub fn driver_channel(address: &str) -> Result<Channel, Status> {
-    Ok(Endpoint::from_shared(format!("http://{address}"))
-        .map_err(|e| Status::invalid_argument(format!("{address:?} is not a driver address: {e}")))?
+    Ok(crate::tls::endpoint(address)
+        .map_err(|e| Status::invalid_argument(format!("not a driver address: {e}")))?
         .connect_timeout(Duration::from_secs(1))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(1))

@@ -19,6 +19,7 @@
 //! - [`proto`]: the gRPC protocol (generated).
 //! - [`exec`]: running one task (shared by the embedded engine and cluster executors).
 //! - [`output`]: atomic output commit.
+//! - [`tls`]: TLS between processes when certificates are given.
 //! - [`ring`]: the consistent-hash ring.
 //! - [`ipc`]: Arrow IPC streams in memory.
 //! - [`error`]: the error type.
@@ -39,6 +40,7 @@ pub mod ring;
 pub mod shipped;
 pub mod shuffle;
 pub mod source;
+pub mod tls;
 
 pub use error::{Error, Result};
 

@@ -20,7 +20,7 @@ use ringleader_core::driver_group::not_leader;
 use ringleader_core::proto::{self, job_event::Event};
 use tokio::sync::{Notify, mpsc};
 use tonic::Status;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::raft::group::Peers;
 use crate::raft::state_machine::Replica;
@@ -193,8 +193,8 @@ impl DriverInner {
         if let Some(c) = channels.get(address) {
             return Ok(c.clone());
         }
-        let channel = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| Status::internal(format!("bad worker address {address}: {e}")))?
+        let channel = ringleader_core::tls::endpoint(address)
+            .map_err(|e| Status::internal(format!("bad worker address: {e}")))?
             .connect_timeout(Duration::from_secs(3))
             .tcp_nodelay(true)
             .connect_lazy();

@@ -112,6 +112,9 @@ pub enum DriverError {
     /// The cluster token could not be read.
     #[error(transparent)]
     Token(#[from] ringleader_core::auth::TokenError),
+    /// The TLS certificates could not be read.
+    #[error(transparent)]
+    Tls(#[from] ringleader_core::tls::TlsError),
     /// Listening beyond loopback with no token would let anyone run code on the workers.
     #[error(
         "refusing to listen on {0} without a cluster token: give --token-file (or RINGLEADER_TOKEN), or listen on 127.0.0.1"
@@ -287,7 +290,11 @@ impl BoundDriver {
                 }
             }
         };
-        let result = tonic::transport::Server::builder()
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = ringleader_core::tls::server_config()? {
+            server = server.tls_config(tls)?;
+        }
+        let result = server
             .add_service(driver)
             .add_service(transport)
             .serve_with_incoming_shutdown(incoming(self.listener), stop)

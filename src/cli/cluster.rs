@@ -45,6 +45,15 @@ pub struct UpArgs {
     /// Use this cluster token (a file) instead of generating one into the directory.
     #[arg(long)]
     pub token_file: Option<PathBuf>,
+    /// A TLS certificate (PEM) for every node; with --tls-key and --tls-ca, all traffic is TLS.
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// The nodes' TLS private key (PEM).
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// The CA certificate (PEM) clients and nodes trust.
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
     /// Raft log entries between driver snapshots (the log is compacted at each).
     #[arg(long, default_value_t = ringleader_driver::raft::DEFAULT_SNAPSHOT_EVERY)]
     pub snapshot_every: u64,
@@ -90,6 +99,9 @@ pub struct ClusterFile {
     pub drivers: Vec<Node>,
     /// The workers.
     pub workers: Vec<Node>,
+    /// The CA certificate clients trust, when the cluster speaks TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl ClusterFile {
@@ -212,10 +224,23 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             std::fs::remove_dir_all(entry.path()).with_context(|| format!("removing {}", entry.path().display()))?;
         }
     }
+    let tls = ringleader_core::tls::NodeTls::from_flags(
+        absolute(args.tls_cert.as_deref())?,
+        absolute(args.tls_key.as_deref())?,
+        absolute(args.tls_ca.as_deref())?,
+    )?;
     let mut file = ClusterFile {
         drivers: Vec::new(),
         workers: Vec::new(),
+        tls_ca: tls.as_ref().map(|t| t.ca.clone()),
     };
+    let mut tls_args = Vec::new();
+    if let Some(t) = &tls {
+        ringleader_core::tls::trust(&t.ca)?;
+        for (flag, path) in [("--tls-cert", &t.cert), ("--tls-key", &t.key), ("--tls-ca", &t.ca)] {
+            tls_args.extend([flag.to_string(), path.display().to_string()]);
+        }
+    }
     let token = write_token(dir, args.token_file.as_deref())?;
     ringleader_core::auth::set_token(Some(ringleader_core::auth::read_token_file(&token)?));
     let ports = free_ports(args.drivers)?;
@@ -238,6 +263,7 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             "--token-file".into(),
             token.display().to_string(),
         ];
+        driver_args.extend(tls_args.iter().cloned());
         if args.drivers > 1 {
             driver_args.extend(["--peers".to_string(), peers.join(",")]);
         }
@@ -256,7 +282,7 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let masters = file.masters();
     for i in 1..=args.workers {
         let name = format!("worker-{i}");
-        let worker_args = [
+        let mut worker_args = vec![
             "worker".into(),
             "--master".into(),
             masters.clone(),
@@ -265,6 +291,7 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             "--token-file".into(),
             token.display().to_string(),
         ];
+        worker_args.extend(tls_args.iter().cloned());
         let (pid, address_file) = spawn(dir, &name, &worker_args)?;
         let worker_address = wait_for_address(&address_file, pid, &name, dir)?;
         file.workers.push(Node {
@@ -285,7 +312,16 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     );
     println!("export RINGLEADER_MASTER={masters}");
     println!("export RINGLEADER_TOKEN_FILE={}", token.display());
+    if let Some(t) = &tls {
+        println!("export {}={}", ringleader_core::tls::CA_ENV, t.ca.display());
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `path` made absolute (nodes may run elsewhere than here).
+fn absolute(path: Option<&Path>) -> anyhow::Result<Option<PathBuf>> {
+    path.map(|p| std::fs::canonicalize(p).with_context(|| format!("{}", p.display())))
+        .transpose()
 }
 
 /// Writes the cluster's token to `dir/token` (readable by this user only): the one in
@@ -548,6 +584,12 @@ pub fn use_cluster_token(dir: &Path) -> anyhow::Result<()> {
     let path = token_path(dir);
     if !from_env && path.exists() {
         ringleader_core::auth::set_token(Some(ringleader_core::auth::read_token_file(&path)?));
+    }
+    if std::env::var_os(ringleader_core::tls::CA_ENV).is_none()
+        && let Ok(file) = ClusterFile::read(dir)
+        && let Some(ca) = &file.tls_ca
+    {
+        ringleader_core::tls::trust(ca)?;
     }
     Ok(())
 }

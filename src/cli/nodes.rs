@@ -51,6 +51,16 @@ pub struct DriverArgs {
     /// else none: then only loopback addresses are allowed).
     #[arg(long)]
     pub token_file: Option<PathBuf>,
+    /// This node's TLS certificate (PEM); with --tls-key and --tls-ca, every service
+    /// speaks TLS.
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// This node's TLS private key (PEM).
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// The CA certificate (PEM) that signed every node's certificate.
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// `ringleader worker`.
@@ -78,13 +88,26 @@ pub struct WorkerArgs {
     /// else none: then only loopback addresses are allowed).
     #[arg(long)]
     pub token_file: Option<PathBuf>,
+    /// This node's TLS certificate (PEM); with --tls-key and --tls-ca, every service
+    /// speaks TLS.
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// This node's TLS private key (PEM).
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// The CA certificate (PEM) that signed every node's certificate.
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
 }
 
-/// Makes `--token-file` this process's token.
-fn use_token_file(file: &Option<PathBuf>) -> anyhow::Result<()> {
+/// Makes `--token-file` this process's token, and sets up TLS from the `--tls-*` files.
+fn use_token_file(file: &Option<PathBuf>, tls: [&Option<PathBuf>; 3]) -> anyhow::Result<()> {
     if let Some(path) = file {
         ringleader_core::auth::set_token(Some(ringleader_core::auth::read_token_file(path)?));
     }
+    let [cert, key, ca] = tls.map(Clone::clone);
+    let node = ringleader_core::tls::NodeTls::from_flags(cert, key, ca)?;
+    ringleader_core::tls::configure(node.as_ref())?;
     Ok(())
 }
 
@@ -115,7 +138,7 @@ fn write_address(file: &Option<PathBuf>, address: &str) -> anyhow::Result<()> {
 
 /// Runs a driver.
 pub fn driver(args: DriverArgs) -> anyhow::Result<ExitCode> {
-    use_token_file(&args.token_file)?;
+    use_token_file(&args.token_file, [&args.tls_cert, &args.tls_key, &args.tls_ca])?;
     runtime()?.block_on(async {
         let config = ringleader_driver::DriverConfig {
             listen: args.listen,
@@ -145,7 +168,7 @@ pub fn driver(args: DriverArgs) -> anyhow::Result<ExitCode> {
 
 /// Runs a worker.
 pub fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
-    use_token_file(&args.token_file)?;
+    use_token_file(&args.token_file, [&args.tls_cert, &args.tls_key, &args.tls_ca])?;
     runtime()?.block_on(async {
         let config = ringleader_worker::WorkerConfig {
             listen: args.listen,

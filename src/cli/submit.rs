@@ -55,6 +55,9 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     {
         command.env(ringleader_core::auth::TOKEN_FILE_ENV, &token);
     }
+    if let Some(ca) = ringleader_core::tls::ca_path() {
+        command.env(ringleader_core::tls::CA_ENV, ca);
+    }
     let status = command
         .args(&args.args)
         .env("RINGLEADER_MASTER", &master)

@@ -684,3 +684,63 @@ fn a_job_with_no_live_worker_fails_after_the_timeout_instead_of_hanging() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no live worker for 1 s"), "{stderr}");
 }
+
+#[test]
+fn a_cluster_given_certificates_speaks_only_tls() {
+    let certs = tempfile::tempdir().unwrap();
+    let key = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    let cert = certs.path().join("cert.pem");
+    let private = certs.path().join("key.pem");
+    std::fs::write(&cert, key.cert.pem()).unwrap();
+    std::fs::write(&private, key.signing_key.serialize_pem()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let up = Command::new(ringleader_bin())
+        .args(["cluster", "up", "--workers", "2", "--dir"])
+        .arg(dir.path())
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&private)
+        .arg("--tls-ca")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    let cluster = TestCluster {
+        dir,
+        master: String::from_utf8_lossy(&up.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("export RINGLEADER_MASTER="))
+            .unwrap()
+            .to_string(),
+    };
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/numbers");
+    let sum = args!["--input", fixtures];
+    // A job trusting the CA runs (its executors talk TLS to their workers, and workers to
+    // each other), with the embedded result.
+    let out = Command::new(example("sum"))
+        .args(&sum)
+        .env("RINGLEADER_MASTER", &cluster.master)
+        .env("RINGLEADER_TOKEN_FILE", cluster.token())
+        .env("RINGLEADER_TLS_CA", &cert)
+        .output()
+        .unwrap();
+    assert_eq!(ok(out, "sum over TLS"), ok(embedded("sum", &sum), "embedded sum"));
+    // Plain HTTP/2 gets nowhere.
+    let plain = Command::new(example("sum"))
+        .args(&sum)
+        .env("RINGLEADER_MASTER", &cluster.master)
+        .env("RINGLEADER_TOKEN_FILE", cluster.token())
+        .env_remove("RINGLEADER_TLS_CA")
+        .output()
+        .unwrap();
+    assert!(!plain.status.success(), "a plain-text client got an answer");
+    // The CLI finds the CA in the cluster's directory.
+    let jobs = Command::new(ringleader_bin())
+        .args(["jobs", "--dir"])
+        .arg(cluster.dir.path())
+        .env_remove("RINGLEADER_MASTER")
+        .output()
+        .unwrap();
+    assert!(ok(jobs, "ringleader jobs over TLS").contains("succeeded"));
+}

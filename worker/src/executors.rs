@@ -117,6 +117,10 @@ impl Executors {
             .env_remove("RINGLEADER_MASTER")
             .env_remove(ringleader_core::auth::TOKEN_FILE_ENV)
             .env(
+                ringleader_core::tls::CA_ENV,
+                ringleader_core::tls::ca_path().unwrap_or_default(),
+            )
+            .env(
                 ringleader_core::auth::TOKEN_ENV,
                 ringleader_core::auth::token().ok().flatten().unwrap_or_default(),
             )

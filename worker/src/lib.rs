@@ -29,7 +29,7 @@ use ringleader_core::driver_group::DriverGroup;
 use ringleader_core::proto;
 use tokio::net::TcpListener;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// How to run a worker.
 #[derive(Debug, Clone)]
@@ -78,6 +78,9 @@ pub enum WorkerError {
     /// The cluster token could not be read.
     #[error(transparent)]
     Token(#[from] ringleader_core::auth::TokenError),
+    /// The TLS certificates could not be read.
+    #[error(transparent)]
+    Tls(#[from] ringleader_core::tls::TlsError),
     /// Listening beyond loopback with no token would let anyone run code here.
     #[error(
         "refusing to listen on {0} without a cluster token: give --token-file (or RINGLEADER_TOKEN), or listen on 127.0.0.1"
@@ -104,8 +107,7 @@ const REGISTER_PATIENCE: Duration = Duration::from_secs(15);
 
 /// A lazily connecting channel to `address`.
 pub fn channel_to(address: &str) -> Result<Channel, String> {
-    Ok(Endpoint::from_shared(format!("http://{address}"))
-        .map_err(|e| format!("bad address {address:?}: {e}"))?
+    Ok(ringleader_core::tls::endpoint(address)?
         .connect_timeout(Duration::from_secs(3))
         .timeout(Duration::from_secs(60))
         .connect_lazy())
@@ -190,7 +192,11 @@ impl BoundWorker {
         ));
         let require = ringleader_core::auth::RequireToken::from_process()?;
         let guarded = |s| InterceptedService::new(s, require.clone());
-        let result = tonic::transport::Server::builder()
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = ringleader_core::tls::server_config()? {
+            server = server.tls_config(tls)?;
+        }
+        let result = server
             .add_service(guarded(proto::worker_server::WorkerServer::new(svc.clone())))
             .add_service(InterceptedService::new(
                 proto::executor_server::ExecutorServer::new(svc),

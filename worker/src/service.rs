@@ -216,8 +216,7 @@ impl Worker for WorkerService {
 /// All batches Flight `do_get` returns for `ticket` from the worker at `address`.
 async fn fetch_batches(address: &str, ticket: &str) -> Result<Vec<arrow::record_batch::RecordBatch>, String> {
     use futures::TryStreamExt;
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-        .map_err(|e| e.to_string())?
+    let channel = ringleader_core::tls::endpoint(address)?
         .connect_timeout(std::time::Duration::from_secs(5))
         .connect()
         .await

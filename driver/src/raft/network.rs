@@ -15,7 +15,7 @@ use ringleader_core::auth::{AuthChannel, authorized};
 use ringleader_core::proto::{self, raft_transport_client::RaftTransportClient};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::TypeConfig;
 
@@ -34,8 +34,8 @@ pub struct Network {
 }
 
 /// A tonic channel to a driver's Raft service.
-pub fn raft_channel(address: &str) -> Result<Channel, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(format!("http://{address}"))?
+pub fn raft_channel(address: &str) -> Result<Channel, String> {
+    Ok(ringleader_core::tls::endpoint(address)?
         .connect_timeout(Duration::from_millis(500))
         .tcp_nodelay(true)
         .connect_lazy())

@@ -1,0 +1,165 @@
+//! TLS between Ringleader processes, when certificates are given. A node (driver or
+//! worker) is given `--tls-cert`, `--tls-key` and `--tls-ca` ([`configure`]): it serves
+//! every service over TLS with that identity and trusts that CA when it calls other nodes.
+//! A client (a job binary, the `ringleader` commands) trusts the CA named by
+//! `RINGLEADER_TLS_CA`. Without either, everything speaks plain HTTP/2 (keep such clusters
+//! on loopback or a trusted network; the cluster token still guards every call).
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
+
+/// Environment variable naming the CA certificate (PEM) clients trust.
+pub const CA_ENV: &str = "RINGLEADER_TLS_CA";
+
+/// Why TLS cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A PEM file could not be read.
+    #[error("cannot read {what} {path}: {source}")]
+    Read {
+        /// Which file (certificate, key, CA).
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A file does not hold PEM.
+    #[error("{what} {path} is not PEM (expected a -----BEGIN …----- block)")]
+    NotPem {
+        /// Which file.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+    },
+    /// Only some of the three files were given.
+    #[error("TLS needs --tls-cert, --tls-key and --tls-ca together")]
+    Incomplete,
+}
+
+/// The certificate files of a node.
+#[derive(Debug, Clone)]
+pub struct NodeTls {
+    /// Its certificate (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+    /// The CA that signed every node's certificate (PEM).
+    pub ca: PathBuf,
+}
+
+impl NodeTls {
+    /// From three optional flags: all or none.
+    pub fn from_flags(
+        cert: Option<PathBuf>,
+        key: Option<PathBuf>,
+        ca: Option<PathBuf>,
+    ) -> Result<Option<NodeTls>, TlsError> {
+        match (cert, key, ca) {
+            (Some(cert), Some(key), Some(ca)) => Ok(Some(NodeTls { cert, key, ca })),
+            (None, None, None) => Ok(None),
+            _ => Err(TlsError::Incomplete),
+        }
+    }
+}
+
+struct Setup {
+    server: Option<ServerTlsConfig>,
+    client: Option<ClientTlsConfig>,
+    ca_path: Option<PathBuf>,
+}
+
+static SETUP: OnceLock<Setup> = OnceLock::new();
+
+fn read_pem(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
+    let bytes = std::fs::read(path).map_err(|source| TlsError::Read {
+        what,
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if !String::from_utf8_lossy(&bytes).contains("-----BEGIN") {
+        return Err(TlsError::NotPem {
+            what,
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(bytes)
+}
+
+fn client_config(ca: &Path) -> Result<ClientTlsConfig, TlsError> {
+    Ok(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read_pem("CA certificate", ca)?)))
+}
+
+/// Sets this process up as a node: serve with `node`'s identity, trust its CA. First call
+/// wins; `None` means plain HTTP/2 (unless `RINGLEADER_TLS_CA` makes this a TLS client).
+pub fn configure(node: Option<&NodeTls>) -> Result<(), TlsError> {
+    let setup = match node {
+        Some(n) => Setup {
+            server: Some(ServerTlsConfig::new().identity(Identity::from_pem(
+                read_pem("certificate", &n.cert)?,
+                read_pem("private key", &n.key)?,
+            ))),
+            client: Some(client_config(&n.ca)?),
+            ca_path: Some(n.ca.clone()),
+        },
+        None => from_env()?,
+    };
+    let _ = SETUP.set(setup);
+    Ok(())
+}
+
+fn from_env() -> Result<Setup, TlsError> {
+    let ca = std::env::var_os(CA_ENV).filter(|v| !v.is_empty()).map(PathBuf::from);
+    Ok(Setup {
+        server: None,
+        client: ca.as_deref().map(client_config).transpose()?,
+        ca_path: ca,
+    })
+}
+
+fn setup() -> Result<&'static Setup, TlsError> {
+    if let Some(s) = SETUP.get() {
+        return Ok(s);
+    }
+    let s = from_env()?;
+    Ok(SETUP.get_or_init(|| s))
+}
+
+/// Makes this process a TLS client trusting `ca` (a `ringleader` command reading its
+/// cluster's directory), unless it is set up already.
+pub fn trust(ca: &Path) -> Result<(), TlsError> {
+    if SETUP.get().is_none() {
+        let setup = Setup {
+            server: None,
+            client: Some(client_config(ca)?),
+            ca_path: Some(ca.to_path_buf()),
+        };
+        let _ = SETUP.set(setup);
+    }
+    Ok(())
+}
+
+/// How a server should speak TLS, if it should.
+pub fn server_config() -> Result<Option<ServerTlsConfig>, TlsError> {
+    Ok(setup()?.server.clone())
+}
+
+/// The CA file this process trusts, to hand on to the processes it starts.
+pub fn ca_path() -> Option<PathBuf> {
+    setup().ok().and_then(|s| s.ca_path.clone())
+}
+
+/// An endpoint for the Ringleader service at `address` (`host:port`): `https` with the
+/// trusted CA when TLS is set up, `http` otherwise.
+pub fn endpoint(address: &str) -> Result<Endpoint, String> {
+    let setup = setup().map_err(|e| e.to_string())?;
+    match &setup.client {
+        Some(tls) => Endpoint::from_shared(format!("https://{address}"))
+            .and_then(|e| e.tls_config(tls.clone()))
+            .map_err(|e| format!("{address:?} is not an address: {e}")),
+        None => Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|e| format!("{address:?} is not an address: {e}")),
+    }
+}
