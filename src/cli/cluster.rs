@@ -42,18 +42,9 @@ pub struct UpArgs {
     /// Task slots per worker.
     #[arg(long, default_value_t = 2)]
     pub slots: u32,
-    /// Use this cluster token (a file) instead of generating one into the directory.
-    #[arg(long)]
-    pub token_file: Option<PathBuf>,
-    /// A TLS certificate (PEM) for every node; with --tls-key and --tls-ca, all traffic is TLS.
-    #[arg(long)]
-    pub tls_cert: Option<PathBuf>,
-    /// The nodes' TLS private key (PEM).
-    #[arg(long)]
-    pub tls_key: Option<PathBuf>,
-    /// The CA certificate (PEM) clients and nodes trust.
-    #[arg(long)]
-    pub tls_ca: Option<PathBuf>,
+    /// The token (default: a new one in the directory) and TLS certificates of every node.
+    #[command(flatten)]
+    pub security: super::nodes::SecurityArgs,
     /// Raft log entries between driver snapshots (the log is compacted at each).
     #[arg(long, default_value_t = ringleader_driver::raft::DEFAULT_SNAPSHOT_EVERY)]
     pub snapshot_every: u64,
@@ -224,11 +215,13 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             std::fs::remove_dir_all(entry.path()).with_context(|| format!("removing {}", entry.path().display()))?;
         }
     }
-    let tls = ringleader_core::tls::NodeTls::from_flags(
-        absolute(args.tls_cert.as_deref())?,
-        absolute(args.tls_key.as_deref())?,
-        absolute(args.tls_ca.as_deref())?,
-    )?;
+    let tls = super::nodes::SecurityArgs {
+        token_file: None,
+        tls_cert: absolute(args.security.tls_cert.as_deref())?,
+        tls_key: absolute(args.security.tls_key.as_deref())?,
+        tls_ca: absolute(args.security.tls_ca.as_deref())?,
+    }
+    .tls()?;
     let mut file = ClusterFile {
         drivers: Vec::new(),
         workers: Vec::new(),
@@ -241,7 +234,7 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             tls_args.extend([flag.to_string(), path.display().to_string()]);
         }
     }
-    let token = write_token(dir, args.token_file.as_deref())?;
+    let token = write_token(dir, args.security.token_file.as_deref())?;
     ringleader_core::auth::set_token(Some(ringleader_core::auth::read_token_file(&token)?));
     let ports = free_ports(args.drivers)?;
     let peers: Vec<String> = ports

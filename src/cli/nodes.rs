@@ -47,20 +47,9 @@ pub struct DriverArgs {
     /// Write the bound address to this file once listening (used by `cluster up`).
     #[arg(long)]
     pub address_file: Option<PathBuf>,
-    /// File holding the cluster token every call must carry (default: RINGLEADER_TOKEN,
-    /// else none: then only loopback addresses are allowed).
-    #[arg(long)]
-    pub token_file: Option<PathBuf>,
-    /// This node's TLS certificate (PEM); with --tls-key and --tls-ca, every service
-    /// speaks TLS.
-    #[arg(long)]
-    pub tls_cert: Option<PathBuf>,
-    /// This node's TLS private key (PEM).
-    #[arg(long)]
-    pub tls_key: Option<PathBuf>,
-    /// The CA certificate (PEM) that signed every node's certificate.
-    #[arg(long)]
-    pub tls_ca: Option<PathBuf>,
+    /// The cluster token and TLS certificates.
+    #[command(flatten)]
+    pub security: SecurityArgs,
 }
 
 /// `ringleader worker`.
@@ -84,31 +73,43 @@ pub struct WorkerArgs {
     /// Write the bound address to this file once registered (used by `cluster up`).
     #[arg(long)]
     pub address_file: Option<PathBuf>,
-    /// File holding the cluster token every call must carry (default: RINGLEADER_TOKEN,
-    /// else none: then only loopback addresses are allowed).
+    /// The cluster token and TLS certificates.
+    #[command(flatten)]
+    pub security: SecurityArgs,
+}
+
+/// The cluster token and TLS certificates of a node (or of every node `cluster up` starts).
+#[derive(Debug, Clone, Args)]
+pub struct SecurityArgs {
+    /// File holding the cluster token every call must carry (default: RINGLEADER_TOKEN;
+    /// `cluster up` generates one). Without a token only loopback addresses are allowed.
     #[arg(long)]
     pub token_file: Option<PathBuf>,
-    /// This node's TLS certificate (PEM); with --tls-key and --tls-ca, every service
-    /// speaks TLS.
+    /// A TLS certificate (PEM); with --tls-key and --tls-ca, every service speaks TLS.
     #[arg(long)]
     pub tls_cert: Option<PathBuf>,
-    /// This node's TLS private key (PEM).
+    /// The TLS private key (PEM).
     #[arg(long)]
     pub tls_key: Option<PathBuf>,
-    /// The CA certificate (PEM) that signed every node's certificate.
+    /// The CA certificate (PEM) that signed the nodes' certificates.
     #[arg(long)]
     pub tls_ca: Option<PathBuf>,
 }
 
-/// Makes `--token-file` this process's token, and sets up TLS from the `--tls-*` files.
-fn use_token_file(file: &Option<PathBuf>, tls: [&Option<PathBuf>; 3]) -> anyhow::Result<()> {
-    if let Some(path) = file {
-        ringleader_core::auth::set_token(Some(ringleader_core::auth::read_token_file(path)?));
+impl SecurityArgs {
+    /// The TLS files, all or none.
+    pub fn tls(&self) -> Result<Option<ringleader_core::tls::NodeTls>, ringleader_core::tls::TlsError> {
+        ringleader_core::tls::NodeTls::from_flags(self.tls_cert.clone(), self.tls_key.clone(), self.tls_ca.clone())
     }
-    let [cert, key, ca] = tls.map(Clone::clone);
-    let node = ringleader_core::tls::NodeTls::from_flags(cert, key, ca)?;
-    ringleader_core::tls::configure(node.as_ref())?;
-    Ok(())
+
+    /// Makes `--token-file` this process's token and sets up TLS from the `--tls-*` files.
+    fn apply(&self) -> anyhow::Result<()> {
+        if let Some(path) = &self.token_file {
+            ringleader_core::auth::set_token(Some(ringleader_core::auth::read_token_file(path)?));
+        }
+        ringleader_core::tls::configure(self.tls()?.as_ref())?;
+        Ok(())
+    }
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -138,7 +139,7 @@ fn write_address(file: &Option<PathBuf>, address: &str) -> anyhow::Result<()> {
 
 /// Runs a driver.
 pub fn driver(args: DriverArgs) -> anyhow::Result<ExitCode> {
-    use_token_file(&args.token_file, [&args.tls_cert, &args.tls_key, &args.tls_ca])?;
+    args.security.apply()?;
     runtime()?.block_on(async {
         let config = ringleader_driver::DriverConfig {
             listen: args.listen,
@@ -168,7 +169,7 @@ pub fn driver(args: DriverArgs) -> anyhow::Result<ExitCode> {
 
 /// Runs a worker.
 pub fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
-    use_token_file(&args.token_file, [&args.tls_cert, &args.tls_key, &args.tls_ca])?;
+    args.security.apply()?;
     runtime()?.block_on(async {
         let config = ringleader_worker::WorkerConfig {
             listen: args.listen,

@@ -9,79 +9,11 @@ use std::time::{Duration, Instant};
 
 use ringleader_datasets::{gensort, numbers, text};
 
-use crate::helpers::{args, concat, embedded, example, ok, ringleader_bin, sorted_lines};
-
-/// A cluster started for one test and stopped when dropped.
-struct TestCluster {
-    dir: tempfile::TempDir,
-    master: String,
-}
-
-impl TestCluster {
-    /// The token file `cluster up` wrote.
-    fn token(&self) -> PathBuf {
-        self.dir.path().join("token")
-    }
-
-    fn up(workers: u32) -> TestCluster {
-        TestCluster::up_with(workers, 2)
-    }
-
-    fn up_with(workers: u32, slots: u32) -> TestCluster {
-        let dir = tempfile::tempdir().unwrap();
-        let (workers, slots) = (workers.to_string(), slots.to_string());
-        let out = Command::new(ringleader_bin())
-            .args(["cluster", "up", "--workers", &workers, "--slots", &slots, "--dir"])
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "cluster up failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let master = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("export RINGLEADER_MASTER="))
-            .unwrap_or_else(|| panic!("no master in {stdout}"))
-            .to_string();
-        TestCluster { dir, master }
-    }
-
-    fn run(&self, name: &str, args: &[OsString]) -> Output {
-        Command::new(example(name))
-            .args(args)
-            .env("RINGLEADER_MASTER", &self.master)
-            .env("RINGLEADER_TOKEN_FILE", self.token())
-            .output()
-            .unwrap()
-    }
-
-    /// Runs with every remote shuffle block fetched over Flight (no host-local reads).
-    fn run_over_flight(&self, name: &str, args: &[OsString]) -> Output {
-        let mut command = Command::new(example(name));
-        command
-            .args(args)
-            .env("RINGLEADER_MASTER", &self.master)
-            .env("RINGLEADER_TOKEN_FILE", self.token())
-            .env("RINGLEADER_HOST_LOCAL_SHUFFLE", "0");
-        command.output().unwrap()
-    }
-}
-
-impl Drop for TestCluster {
-    fn drop(&mut self) {
-        let _ = Command::new(ringleader_bin())
-            .args(["cluster", "down", "--dir"])
-            .arg(self.dir.path())
-            .output();
-    }
-}
+use crate::helpers::{LocalCluster, args, concat, embedded, example, ok, ringleader_bin, sorted_lines};
 
 #[test]
 fn examples_on_a_cluster_match_embedded_runs() {
-    let cluster = TestCluster::up(3);
+    let cluster = LocalCluster::up(1, 3);
     let data = tempfile::tempdir().unwrap();
     let d = |name: &str| -> PathBuf { data.path().join(name) };
 
@@ -159,7 +91,7 @@ fn examples_on_a_cluster_match_embedded_runs() {
 
 #[test]
 fn two_jobs_at_once_both_finish_correctly() {
-    let cluster = TestCluster::up(3);
+    let cluster = LocalCluster::up(1, 3);
     let data = tempfile::tempdir().unwrap();
     text::generate(&data.path().join("text"), 200_000, 2, 500, 9, false).unwrap();
     let input = data.path().join("text");
@@ -227,7 +159,7 @@ fn submit_refuses_a_binary_that_is_not_a_job() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a Ringleader job binary"));
 }
 
-fn chaos(cluster: &TestCluster, input: &Path, output: &Path, extra: &[&str]) -> Output {
+fn chaos(cluster: &LocalCluster, input: &Path, output: &Path, extra: &[&str]) -> Output {
     let mut a = args!["--input", input, "--output", output].to_vec();
     a.extend(extra.iter().map(OsString::from));
     cluster.run("chaos", &a)
@@ -235,7 +167,7 @@ fn chaos(cluster: &TestCluster, input: &Path, output: &Path, extra: &[&str]) -> 
 
 #[test]
 fn a_panic_on_a_worker_fails_the_job_with_message_partition_and_worker_and_spares_others() {
-    let cluster = TestCluster::up(2);
+    let cluster = LocalCluster::up(1, 2);
     let data = tempfile::tempdir().unwrap();
     let input = data.path().join("in");
     std::fs::create_dir(&input).unwrap();
@@ -256,7 +188,7 @@ fn a_panic_on_a_worker_fails_the_job_with_message_partition_and_worker_and_spare
 
 #[test]
 fn an_executor_crash_is_retried_in_a_new_executor_and_reported_when_it_persists() {
-    let cluster = TestCluster::up(2);
+    let cluster = LocalCluster::up(1, 2);
     let data = tempfile::tempdir().unwrap();
     let input = data.path().join("in");
     std::fs::create_dir(&input).unwrap();
@@ -290,7 +222,7 @@ fn an_executor_crash_is_retried_in_a_new_executor_and_reported_when_it_persists(
 
 #[test]
 fn a_worker_started_after_the_job_began_takes_tasks_from_it() {
-    let cluster = TestCluster::up_with(1, 1);
+    let cluster = LocalCluster::up_with(1, 1, 1, &[]);
     let data = tempfile::tempdir().unwrap();
     let input = data.path().join("in");
     std::fs::create_dir(&input).unwrap();
@@ -349,7 +281,7 @@ fn a_worker_started_after_the_job_began_takes_tasks_from_it() {
 
 #[test]
 fn a_dataset_put_on_the_ring_is_placed_on_distinct_owners_and_read_by_a_job() {
-    let cluster = TestCluster::up(3);
+    let cluster = LocalCluster::up(1, 3);
     let data = tempfile::tempdir().unwrap();
     let input = data.path().join("text");
     text::generate(&input, 120_000, 3, 400, 21, false).unwrap();
@@ -413,7 +345,7 @@ fn a_dataset_put_on_the_ring_is_placed_on_distinct_owners_and_read_by_a_job() {
 
 #[test]
 fn a_task_failing_on_a_broken_disk_runs_on_another_worker() {
-    let cluster = TestCluster::up(2);
+    let cluster = LocalCluster::up(1, 2);
     // Worker 1 cannot create its shuffle directory: a regular file stands in its way.
     let shuffle = cluster.dir.path().join("worker-1/shuffle");
     let _ = std::fs::remove_dir_all(&shuffle);
@@ -473,7 +405,7 @@ fn driver_client(master: &str, token_file: &Path) -> (tokio::runtime::Runtime, T
 #[test]
 fn calls_without_the_cluster_token_are_refused_and_nothing_runs() {
     use ringleader_core::proto;
-    let cluster = TestCluster::up(1);
+    let cluster = LocalCluster::up(1, 1);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -514,7 +446,7 @@ fn calls_without_the_cluster_token_are_refused_and_nothing_runs() {
 #[test]
 fn the_driver_refuses_a_binary_that_changed_since_it_was_named_and_malformed_plans() {
     use ringleader_core::proto;
-    let cluster = TestCluster::up(1);
+    let cluster = LocalCluster::up(1, 1);
     let (runtime, mut driver) = driver_client(&cluster.master, &cluster.token());
     let named = ringleader_core::binary::hash_file(&example("sum")).unwrap();
     let mut tampered = std::fs::read(example("sum")).unwrap();
@@ -589,7 +521,7 @@ fn the_driver_refuses_a_binary_that_changed_since_it_was_named_and_malformed_pla
 
 #[test]
 fn submit_runs_a_job_binary_on_the_cluster_with_its_arguments() {
-    let cluster = TestCluster::up(1);
+    let cluster = LocalCluster::up(1, 1);
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/numbers");
     let out = Command::new(ringleader_bin())
         .env("RINGLEADER_TOKEN_FILE", cluster.token())
@@ -622,7 +554,7 @@ fn submit_runs_a_job_binary_on_the_cluster_with_its_arguments() {
 
 #[test]
 fn large_results_come_back_whole() {
-    let cluster = TestCluster::up(2);
+    let cluster = LocalCluster::up(1, 2);
     let data = tempfile::tempdir().unwrap();
     let input = data.path().join("in");
     // One 24 MB file in four splits: each partition's result (6 MB) exceeds gRPC's 4 MiB
@@ -706,7 +638,7 @@ fn a_cluster_given_certificates_speaks_only_tls() {
         .output()
         .unwrap();
     assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
-    let cluster = TestCluster {
+    let cluster = LocalCluster {
         dir,
         master: String::from_utf8_lossy(&up.stdout)
             .lines()

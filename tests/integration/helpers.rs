@@ -154,10 +154,17 @@ pub struct LocalCluster {
 impl LocalCluster {
     /// `drivers` drivers and `workers` workers of 2 slots.
     pub fn up(drivers: u32, workers: u32) -> LocalCluster {
+        LocalCluster::up_with(drivers, workers, 2, &[])
+    }
+
+    /// `drivers` drivers and `workers` workers of `slots` slots; `extra` flags for `cluster up`.
+    pub fn up_with(drivers: u32, workers: u32, slots: u32, extra: &[&str]) -> LocalCluster {
         let dir = tempfile::tempdir().unwrap();
         let out = Command::new(ringleader_bin())
             .args(["cluster", "up", "--drivers", &drivers.to_string()])
-            .args(["--workers", &workers.to_string(), "--dir"])
+            .args(["--workers", &workers.to_string(), "--slots", &slots.to_string()])
+            .args(extra)
+            .arg("--dir")
             .arg(dir.path())
             .output()
             .unwrap();
@@ -221,6 +228,25 @@ impl LocalCluster {
             .env("RINGLEADER_TOKEN_FILE", self.token())
             .env("RINGLEADER_PROGRESS", "1");
         command
+    }
+
+    /// Runs an example on this cluster to completion.
+    pub fn run(&self, name: &str, args: &[OsString]) -> Output {
+        self.client(&example(name))
+            .args(args)
+            .env("RINGLEADER_PROGRESS", "0")
+            .output()
+            .unwrap()
+    }
+
+    /// Runs an example with every remote shuffle block fetched over Flight (no host-local reads).
+    pub fn run_over_flight(&self, name: &str, args: &[OsString]) -> Output {
+        self.client(&example(name))
+            .args(args)
+            .env("RINGLEADER_PROGRESS", "0")
+            .env("RINGLEADER_HOST_LOCAL_SHUFFLE", "0")
+            .output()
+            .unwrap()
     }
 
     /// (done, total, attempts) of `stage` of `job`, from `ringleader job`.

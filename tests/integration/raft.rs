@@ -10,23 +10,18 @@ use std::time::{Duration, Instant};
 
 use ringleader_datasets::gensort;
 
-use crate::helpers::{args, concat, embedded, example, numbered_text, ok, ringleader_bin, sorted_lines, wait_bounded};
+use crate::helpers::{
+    LocalCluster, args, concat, embedded, example, numbered_text, ok, ringleader_bin, signal, sorted_lines,
+    wait_bounded,
+};
 
 /// A driver group and its workers, started for one test and stopped when dropped.
 struct Group {
-    dir: tempfile::TempDir,
-    masters: String,
+    cluster: LocalCluster,
     /// Each driver's address and command line (to restart it from its directory).
     drivers: Vec<(String, Vec<OsString>)>,
     /// Processes this test started besides `cluster up`'s (restarted drivers).
     restarted: Mutex<Vec<Child>>,
-}
-
-fn signal(pid: u32, sig: i32) {
-    // SAFETY: kill(2) on a pid this test started (recorded by `cluster up` in its directory).
-    unsafe {
-        libc::kill(pid as i32, sig);
-    }
 }
 
 impl Group {
@@ -35,46 +30,22 @@ impl Group {
     }
 
     fn up_with(drivers: u32, workers: u32, extra: &[&str]) -> Group {
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new(ringleader_bin())
-            .args(["cluster", "up", "--drivers", &drivers.to_string()])
-            .args(extra)
-            .args(["--workers", &workers.to_string(), "--dir"])
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "cluster up: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let masters = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("export RINGLEADER_MASTER="))
-            .unwrap()
-            .to_string();
-        let file: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.path().join("cluster.json")).unwrap()).unwrap();
-        let drivers = file["drivers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| {
-                let pid = d["pid"].as_u64().unwrap();
-                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
-                let argv = cmdline
+        let cluster = LocalCluster::up_with(drivers, workers, 2, extra);
+        let drivers = (0..drivers as usize)
+            .map(|i| {
+                let cmdline = std::fs::read(format!("/proc/{}/cmdline", cluster.driver_pid(i))).unwrap();
+                let argv: Vec<OsString> = cmdline
                     .split(|b| *b == 0)
                     .filter(|a| !a.is_empty())
                     .skip(1)
                     .map(|a| OsString::from(String::from_utf8_lossy(a).into_owned()))
                     .collect();
-                (d["address"].as_str().unwrap().to_string(), argv)
+                let at = argv.iter().position(|a| a == "--listen").unwrap();
+                (argv[at + 1].to_string_lossy().into_owned(), argv)
             })
             .collect();
         Group {
-            dir,
-            masters,
+            cluster,
             drivers,
             restarted: Mutex::new(Vec::new()),
         }
@@ -82,20 +53,18 @@ impl Group {
 
     /// The token file `cluster up` wrote.
     fn token(&self) -> PathBuf {
-        self.dir.path().join("token")
+        self.cluster.token()
     }
 
     fn pid(&self, driver: usize) -> u32 {
-        let file: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(self.dir.path().join("cluster.json")).unwrap()).unwrap();
-        file["drivers"][driver]["pid"].as_u64().unwrap() as u32
+        self.cluster.driver_pid(driver)
     }
 
     /// `cluster status --json`'s driver rows.
     fn drivers_status(&self) -> Vec<serde_json::Value> {
         let out = Command::new(ringleader_bin())
             .args(["cluster", "status", "--json", "--dir"])
-            .arg(self.dir.path())
+            .arg(self.cluster.dir.path())
             .output()
             .unwrap();
         let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
@@ -123,7 +92,7 @@ impl Group {
     fn restart(&self, i: usize) {
         let log = std::fs::File::options()
             .append(true)
-            .open(self.dir.path().join(format!("driver-{}/log", i + 1)))
+            .open(self.cluster.dir.path().join(format!("driver-{}/log", i + 1)))
             .unwrap();
         let child = Command::new(ringleader_bin())
             .args(&self.drivers[i].1)
@@ -151,7 +120,7 @@ impl Group {
         let mut command = Command::new(example(name));
         command
             .args(args)
-            .env("RINGLEADER_MASTER", &self.masters)
+            .env("RINGLEADER_MASTER", &self.cluster.master)
             .env("RINGLEADER_TOKEN_FILE", self.token())
             .env("RINGLEADER_PROGRESS", "1");
         command
@@ -173,7 +142,7 @@ impl Group {
         loop {
             let out = Command::new(ringleader_bin())
                 .env("RINGLEADER_TOKEN_FILE", self.token())
-                .args(["job", job, "--master", &self.masters])
+                .args(["job", job, "--master", &self.cluster.master])
                 .output()
                 .unwrap();
             let text = String::from_utf8_lossy(&out.stdout);
@@ -198,13 +167,6 @@ impl Group {
 
 impl Drop for Group {
     fn drop(&mut self) {
-        for i in 0..self.drivers.len() {
-            signal(self.pid(i), libc::SIGCONT);
-        }
-        let _ = Command::new(ringleader_bin())
-            .args(["cluster", "down", "--dir"])
-            .arg(self.dir.path())
-            .output();
         self.kill_restarted();
     }
 }
@@ -370,7 +332,7 @@ fn a_follower_killed_and_restarted_catches_up() {
     group.kill_restarted();
     let purged = group.drivers_status()[leader]["purged_index"].as_u64().unwrap();
     assert!(purged > 0, "the leader's log was never compacted");
-    let data_dir = group.dir.path().join(format!("driver-{}", follower + 1));
+    let data_dir = group.cluster.dir.path().join(format!("driver-{}", follower + 1));
     for name in ["raft.redb", "raft-identity", "binaries"] {
         let path = data_dir.join(name);
         if path.is_dir() {
@@ -649,7 +611,7 @@ fn a_corrupted_log_entry_stops_the_driver_naming_the_file_and_entry() {
     ok(out, "sum");
     signal(group.pid(0), libc::SIGTERM);
     std::thread::sleep(Duration::from_millis(500));
-    let store = group.dir.path().join("driver-1/raft.redb");
+    let store = group.cluster.dir.path().join("driver-1/raft.redb");
     let mut bytes = std::fs::read(&store).unwrap();
     let needle = marker.as_bytes();
     let mut flipped = 0;
@@ -661,7 +623,7 @@ fn a_corrupted_log_entry_stops_the_driver_naming_the_file_and_entry() {
     }
     assert!(flipped > 0, "the marker is not in {}", store.display());
     std::fs::write(&store, &bytes).unwrap();
-    let data_dir = group.dir.path().join("driver-1");
+    let data_dir = group.cluster.dir.path().join("driver-1");
     let mut restart = Command::new(ringleader_bin());
     restart
         .args(["driver", "--listen", "127.0.0.1:0", "--data-dir"])
