@@ -5,23 +5,15 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::helpers::{
-    LocalCluster, args, embedded, example, job_id, numbered_text, ok, signal, sorted_lines, wait_bounded,
-};
+use crate::helpers::{LocalCluster, args, embedded, job_id, numbered_text, ok, signal, sorted_lines, wait_bounded};
 
 /// Runs the chaos job on `cluster` with `extra` flags; its stderr goes to `log`.
 fn run_chaos(cluster: &LocalCluster, input: &Path, out: &Path, extra: &[OsString], log: &Path) -> std::process::Child {
-    cluster
-        .client(&example("chaos"))
-        .args(args!["--input", input, "--output", out])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap()
+    let mut args = args!["--input", input, "--output", out].to_vec();
+    args.extend_from_slice(extra);
+    cluster.spawn("chaos", &args, log)
 }
 
 /// The embedded word count of `input` (no faults), as sorted lines.

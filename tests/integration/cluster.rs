@@ -285,23 +285,7 @@ fn a_dataset_put_on_the_ring_is_placed_on_distinct_owners_and_read_by_a_job() {
     let data = tempfile::tempdir().unwrap();
     let input = data.path().join("text");
     text::generate(&input, 120_000, 3, 400, 21, false).unwrap();
-    let put = Command::new(ringleader_bin())
-        .env("RINGLEADER_TOKEN_FILE", cluster.token())
-        .args([
-            "put",
-            "--master",
-            &cluster.master,
-            "--name",
-            "words",
-            "--partitions",
-            "4",
-            "--replicas",
-            "2",
-        ])
-        .arg(&input)
-        .output()
-        .unwrap();
-    assert!(put.status.success(), "{}", String::from_utf8_lossy(&put.stderr));
+    cluster.put("words", 4, 2, &input);
     let listed = Command::new(ringleader_bin())
         .env("RINGLEADER_TOKEN_FILE", cluster.token())
         .args(["datasets", "--master", &cluster.master])
@@ -311,16 +295,7 @@ fn a_dataset_put_on_the_ring_is_placed_on_distinct_owners_and_read_by_a_job() {
     assert!(listed.contains("words: 4 partitions x 2 replicas"), "{listed}");
     // Each partition is on exactly two distinct workers' disks.
     for p in 0..4 {
-        let holders = (1..=3)
-            .filter(|w| {
-                cluster
-                    .dir
-                    .path()
-                    .join(format!("worker-{w}/datasets/words/part-{p}.arrow"))
-                    .exists()
-            })
-            .count();
-        assert_eq!(holders, 2, "partition {p}");
+        assert_eq!(cluster.holders("words", p, &[1, 2, 3]), 2, "partition {p}");
     }
     let out = data.path().join("from-dataset");
     ok(

@@ -64,13 +64,7 @@ fn a_worker_killed_mid_stage_has_its_running_tasks_run_elsewhere() {
     let d = |name: &str| -> PathBuf { data.path().join(name) };
     numbered_text(&d("text"), 12, 10);
     let job_args = |out: &Path| args!["--input", d("text"), "--output", out, "--sleep-ms", "30"];
-    let client = cluster
-        .client(&example("chaos"))
-        .args(job_args(&d("cluster")))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(d("client.log")).unwrap())
-        .spawn()
-        .unwrap();
+    let client = cluster.spawn("chaos", &job_args(&d("cluster")), &d("client.log"));
     let job = job_id(&d("client.log"));
     let deadline = Instant::now() + Duration::from_secs(60);
     while cluster.stage(&job, 0).is_none_or(|(done, _, _)| done < 2) {
@@ -92,39 +86,11 @@ fn a_lost_workers_dataset_partitions_are_copied_back_to_r_replicas() {
     let data = tempfile::tempdir().unwrap();
     let input = data.path().join("text");
     ringleader_datasets::text::generate(&input, 60_000, 3, 300, 5, false).unwrap();
-    let put = std::process::Command::new(crate::helpers::ringleader_bin())
-        .env("RINGLEADER_TOKEN_FILE", cluster.token())
-        .args([
-            "put",
-            "--master",
-            &cluster.master,
-            "--name",
-            "words",
-            "--partitions",
-            "4",
-            "--replicas",
-            "2",
-        ])
-        .arg(&input)
-        .output()
-        .unwrap();
-    assert!(put.status.success(), "{}", String::from_utf8_lossy(&put.stderr));
-    let holders = |p: u32, workers: &[usize]| {
-        workers
-            .iter()
-            .filter(|w| {
-                cluster
-                    .dir
-                    .path()
-                    .join(format!("worker-{w}/datasets/words/part-{p}.arrow"))
-                    .exists()
-            })
-            .count()
-    };
+    cluster.put("words", 4, 2, &input);
     // Worker 2 dies: every partition it held gets a copy on a surviving worker.
     signal(cluster.worker_pid(1), libc::SIGKILL);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while (0..4).any(|p| holders(p, &[1, 3]) < 2) {
+    while (0..4).any(|p| cluster.holders("words", p, &[1, 3]) < 2) {
         assert!(Instant::now() < deadline, "the partitions were not re-replicated");
         std::thread::sleep(Duration::from_millis(50));
     }

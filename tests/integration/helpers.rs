@@ -249,6 +249,48 @@ impl LocalCluster {
             .unwrap()
     }
 
+    /// Starts an example on this cluster in the background, its stderr (progress lines
+    /// included) in `log`.
+    pub fn spawn(&self, name: &str, args: &[OsString], log: &Path) -> std::process::Child {
+        self.client(&example(name))
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap()
+    }
+
+    /// `ringleader put` of `input` as dataset `name`.
+    pub fn put(&self, name: &str, partitions: u32, replicas: u32, input: &Path) {
+        let put = Command::new(ringleader_bin())
+            .env("RINGLEADER_TOKEN_FILE", self.token())
+            .args(["put", "--master", &self.master, "--name", name])
+            .args([
+                "--partitions",
+                &partitions.to_string(),
+                "--replicas",
+                &replicas.to_string(),
+            ])
+            .arg(input)
+            .output()
+            .unwrap();
+        assert!(put.status.success(), "{}", String::from_utf8_lossy(&put.stderr));
+    }
+
+    /// How many of `workers` (1-based, as their directories are named) hold a copy of
+    /// partition `partition` of dataset `name` on disk.
+    pub fn holders(&self, name: &str, partition: u32, workers: &[usize]) -> usize {
+        workers
+            .iter()
+            .filter(|w| {
+                self.dir
+                    .path()
+                    .join(format!("worker-{w}/datasets/{name}/part-{partition}.arrow"))
+                    .exists()
+            })
+            .count()
+    }
+
     /// (done, total, attempts) of `stage` of `job`, from `ringleader job`.
     pub fn stage(&self, job: &str, stage: u32) -> Option<(u32, u32, u32)> {
         let out = Command::new(ringleader_bin())
