@@ -136,6 +136,23 @@ impl Group {
         ok(out, "ringleader jobs")
     }
 
+    /// `ringleader jobs` asked of the driver at `master`, once it lists `succeeded` succeeded
+    /// jobs: a follower's replica may be a heartbeat behind the leader's.
+    fn jobs_eventually(&self, master: &str, succeeded: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let jobs = self.jobs_on(master);
+            if jobs.matches(" succeeded ").count() == succeeded {
+                return jobs;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{master} never listed {succeeded} succeeded jobs: {jobs}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Waits until `ringleader job ID` says stage `stage` has at least `done` tasks done.
     fn wait_for_tasks(&self, job: &str, stage: usize, done: u32) {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -319,8 +336,7 @@ fn a_follower_killed_and_restarted_catches_up() {
     run_sums();
     group.restart(follower);
     wait_caught_up("the restarted follower");
-    let jobs = group.jobs_on(&group.drivers[follower].0);
-    assert_eq!(jobs.matches("succeeded").count(), 6, "{jobs}");
+    group.jobs_eventually(&group.drivers[follower].0, 6);
     assert_eq!(
         group.leader(0).1,
         term,
@@ -343,8 +359,7 @@ fn a_follower_killed_and_restarted_catches_up() {
     }
     group.restart(follower);
     wait_caught_up("the emptied follower");
-    let jobs = group.jobs_on(&group.drivers[follower].0);
-    assert_eq!(jobs.matches("succeeded").count(), 6, "{jobs}");
+    group.jobs_eventually(&group.drivers[follower].0, 6);
     // Its copy of the job binary went with the directory; it serves it anyway (pulled from
     // a driver that holds it), as a new leader would to a worker that never cached it.
     assert_eq!(
@@ -384,7 +399,7 @@ fn the_whole_group_restarts_from_disk_with_its_history() {
     let sum = args!["--input", fixtures];
     let expected = ok(embedded("sum", &sum), "embedded sum");
     assert_eq!(ok(group.run("sum", &sum), "sum"), expected);
-    let before = group.jobs_on(&group.drivers[0].0);
+    let before = group.jobs_eventually(&group.drivers[0].0, 1);
     for i in 0..3 {
         signal(group.pid(i), libc::SIGKILL);
     }
@@ -394,9 +409,7 @@ fn the_whole_group_restarts_from_disk_with_its_history() {
     group.leader(0);
     // Every driver remembers the job, and the group takes new ones (the worker finds it).
     for (address, _) in &group.drivers {
-        let after = group.jobs_on(address);
-        assert!(after.contains("succeeded"), "{address} lost the history:\n{after}");
-        assert_eq!(after, before);
+        assert_eq!(group.jobs_eventually(address, 1), before, "{address} lost the history");
     }
     assert_eq!(ok(group.run("sum", &sum), "sum after the restart"), expected);
 }
@@ -428,8 +441,7 @@ fn a_stopped_leader_is_replaced_and_steps_down_when_resumed() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(ok(group.run("sum", &sum), "sum after the resume"), expected);
-    let jobs = group.jobs_on(&group.drivers[leader].0);
-    assert_eq!(jobs.matches("succeeded").count(), 2, "{jobs}");
+    group.jobs_eventually(&group.drivers[leader].0, 2);
 }
 
 #[test]
