@@ -209,5 +209,19 @@ fn a_straggler_gets_a_speculative_copy_and_the_job_does_not_wait_for_it() {
         .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("l3_0."))
         .count();
     assert_eq!(runs, 2, "the straggling task ran once, and once more as its copy");
+    // The losing attempt does not outlive its job: its executor is stopped.
+    let pid = std::fs::read_to_string(d("straggler").join("straggled/pid")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
+            .is_ok_and(|stat| stat.split_whitespace().nth(2) != Some("Z"))
+    };
+    while alive() {
+        assert!(
+            Instant::now() < deadline,
+            "the straggler's executor (pid {pid}) still runs"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert_eq!(sorted_lines(&d("cluster")), expected(&d("text"), &d("embedded")));
 }

@@ -57,8 +57,8 @@ struct Args {
     #[arg(long)]
     timeline: Option<PathBuf>,
     /// A straggler: the first attempt to see the line starting with this word sleeps
-    /// `--straggle-ms` (once: a marker in `--straggle-dir` remembers it), then writes
-    /// `straggler-done` there.
+    /// `--straggle-ms` (once: a directory `straggled` in `--straggle-dir`, holding its
+    /// process id in `pid`, remembers it), then writes `straggler-done` there.
     #[arg(long)]
     straggle: Option<String>,
     /// How long the straggler sleeps.
@@ -170,6 +170,7 @@ fn main() -> ExitCode {
                     && let Some(dir) = &faults.straggle_dir
                     && std::fs::create_dir(dir.join("straggled")).is_ok()
                 {
+                    let _ = std::fs::write(dir.join("straggled").join("pid"), std::process::id().to_string());
                     std::thread::sleep(std::time::Duration::from_millis(faults.straggle_ms));
                     let _ = std::fs::write(dir.join("straggler-done"), "");
                 }
