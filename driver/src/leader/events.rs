@@ -1,0 +1,145 @@
+//! What a job's client hears: its stream of events (accepted, stage progress, results,
+//! finished or failed), replayed from the state when a client (re)attaches, and the path
+//! every task report takes into the log and out to the client.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use ringleader_core::binary::CHUNK_BYTES;
+use ringleader_core::proto::{self, job_event::Event};
+use tonic::Status;
+
+use super::{DriverInner, EventSender, lock};
+use crate::state::{Command, JobRecord, JobState};
+use crate::views::stage_progress;
+
+impl DriverInner {
+    /// Starts streaming `job`'s events to `tx`: what happened so far, then what follows.
+    pub fn watch(self: &Arc<Self>, job: &str, tx: EventSender, term: u64) {
+        let events = {
+            let state = self.state();
+            let Some(record) = state.jobs.get(job) else { return };
+            let mut events = vec![Event::Accepted(proto::JobAccepted {
+                job_id: job.to_string(),
+                stages: record.tasks.len() as u32,
+            })];
+            events.extend((0..record.tasks.len() as u32).map(|s| Event::Stage(stage_progress(record, s))));
+            events.extend(final_events(record));
+            events
+        };
+        let finished = events
+            .iter()
+            .any(|e| matches!(e, Event::Finished(_) | Event::Failed(_)));
+        lock(&self.unwatched).remove(job);
+        if !finished {
+            lock(&self.watchers).insert(job.to_string(), (tx.clone(), term));
+        }
+        let me = self.clone();
+        let job = job.to_string();
+        tokio::spawn(async move {
+            for event in events {
+                if tx.send(Ok(proto::JobEvent { event: Some(event) })).await.is_err() {
+                    break;
+                }
+            }
+            if finished {
+                return;
+            }
+            // A client that goes away cancels its job (if this driver still leads).
+            tx.closed().await;
+            let watched_here = lock(&me.watchers).get(&job).is_some_and(|(w, _)| w.same_channel(&tx));
+            if watched_here && me.leading() == Some(term) {
+                let cancel = Command::CancelJob {
+                    job: job.clone(),
+                    reason: "the client went away".into(),
+                };
+                if me.write(cancel).await.is_ok() {
+                    lock(&me.watchers).remove(&job);
+                }
+            }
+        });
+    }
+
+    /// Commits a task's report (finished, failed, or a fetch failure) and tells the job's
+    /// client what changed.
+    pub async fn report(self: &Arc<Self>, command: Command) -> Result<(), Status> {
+        let (job, stage) = match &command {
+            Command::FinishTask { job, stage, .. }
+            | Command::FailTask { job, stage, .. }
+            | Command::FetchFailed { job, stage, .. } => (job.clone(), *stage),
+            _ => return self.write(command).await.map(|_| ()),
+        };
+        if let Command::FinishTask { task, attempt, .. } = &command {
+            lock(&self.timings).finished(&job, stage, *task, *attempt, Instant::now());
+        }
+        self.write(command).await?;
+        self.after_report(&job, stage);
+        Ok(())
+    }
+
+    /// Tells the job's client what changed and wakes the scheduler.
+    pub fn after_report(self: &Arc<Self>, job: &str, stage: u32) {
+        let events: Vec<Event> = {
+            let state = self.state();
+            let Some(record) = state.jobs.get(job) else { return };
+            let mut events = vec![Event::Stage(stage_progress(record, stage))];
+            events.extend(final_events(record));
+            events
+        };
+        let last = events.iter().any(|e| !matches!(e, Event::Stage(_)));
+        let sender = if last {
+            lock(&self.watchers).remove(job)
+        } else {
+            lock(&self.watchers).get(job).cloned()
+        };
+        if let Some((tx, _)) = sender {
+            if last {
+                // The final events must all arrive: send them in order from a task.
+                tokio::spawn(async move {
+                    for event in events {
+                        if tx.send(Ok(proto::JobEvent { event: Some(event) })).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            } else {
+                for event in events {
+                    let _ = tx.try_send(Ok(proto::JobEvent { event: Some(event) }));
+                }
+            }
+        }
+        self.wake.notify_one();
+    }
+}
+
+/// The events that end a job's stream: its results and `Finished`, or `Failed`.
+fn final_events(record: &JobRecord) -> Vec<Event> {
+    match &record.state {
+        JobState::Running => Vec::new(),
+        JobState::Succeeded if record.results_dropped => vec![Event::Failed(proto::JobFailed {
+            message: format!(
+                "{} succeeded, but its results are no longer kept (only the latest {} jobs' are)",
+                record.id,
+                crate::state::KEPT_RESULTS
+            ),
+        })],
+        JobState::Succeeded => {
+            let mut events = Vec::new();
+            let values = record.result();
+            for (task, value) in values.iter().enumerate() {
+                let bytes = postcard::to_stdvec(value).unwrap_or_default();
+                for piece in bytes.chunks(CHUNK_BYTES) {
+                    events.push(Event::Result(proto::ResultChunk {
+                        task: task as u32,
+                        data: piece.to_vec(),
+                    }));
+                }
+            }
+            events.push(Event::Finished(proto::JobFinished {
+                tasks: values.len() as u32,
+            }));
+            events
+        }
+        JobState::Failed(m) | JobState::Cancelled(m) => vec![Event::Failed(proto::JobFailed { message: m.clone() })],
+    }
+}

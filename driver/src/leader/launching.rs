@@ -1,0 +1,192 @@
+//! The scheduling loop: what can start now (first attempts, then speculative copies of
+//! stragglers) is committed as one log entry, then sent to the workers.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ringleader_core::proto;
+
+use super::{DriverInner, lock};
+use crate::scheduler::{Assignment, schedule, speculate};
+use crate::state::{ClusterState, Command, JobRecord, JobState, Outcome};
+
+impl DriverInner {
+    /// Starts every task that can start now.
+    pub(super) async fn launch_ready(self: &Arc<Self>) {
+        if self.leading().is_none() {
+            return;
+        }
+        let live = self.live_workers();
+        self.lose_dead_workers(&live).await;
+        self.fail_jobs_without_workers(&live).await;
+        self.cancel_unwatched().await;
+        let assignments = schedule(&self.state(), &live);
+        self.start(assignments, false).await;
+        let copies = {
+            let state = self.state();
+            let mut timings = lock(&self.timings);
+            let running: BTreeSet<&str> = state
+                .jobs
+                .values()
+                .filter(|j| j.state == JobState::Running)
+                .map(|j| j.id.as_str())
+                .collect();
+            timings.retain(&running);
+            speculate(&state, &live, &timings, &self.speculation, Instant::now())
+        };
+        self.start(copies, true).await;
+    }
+
+    /// Commits the start of `assignments` (as speculative copies of running tasks, or
+    /// first attempts) in one log entry, then sends each to its worker.
+    pub(super) async fn start(self: &Arc<Self>, assignments: Vec<Assignment>, speculative: bool) {
+        if assignments.is_empty() {
+            return;
+        }
+        let commands = assignments
+            .iter()
+            .map(|a| {
+                let (job, stage, task, worker) = (a.job.clone(), a.stage, a.task, a.worker.clone());
+                if speculative {
+                    Command::Speculate {
+                        job,
+                        stage,
+                        task,
+                        worker,
+                    }
+                } else {
+                    Command::StartTask {
+                        job,
+                        stage,
+                        task,
+                        worker,
+                    }
+                }
+            })
+            .collect();
+        let Ok(Outcome::Batch(outcomes)) = self.write(Command::Batch(commands)).await else {
+            return;
+        };
+        let now = Instant::now();
+        let launches: Vec<(String, String, proto::TaskAssignment)> = {
+            let state = self.state();
+            assignments
+                .into_iter()
+                .zip(outcomes)
+                .filter_map(|(a, outcome)| {
+                    let Outcome::TaskStarted(attempt) = outcome else {
+                        return None;
+                    };
+                    lock(&self.timings).started(&a.job, a.stage, a.task, attempt, now);
+                    if speculative {
+                        eprintln!(
+                            "driver {}: {} stage {} task {} is slow; attempt {attempt} on {}",
+                            self.id, a.job, a.stage, a.task, a.worker
+                        );
+                    }
+                    let Assignment {
+                        job,
+                        stage,
+                        task,
+                        worker,
+                    } = a;
+                    let address = state.workers.get(&worker)?.address.clone();
+                    let record = state.jobs.get(&job)?;
+                    Some((
+                        worker,
+                        address,
+                        assignment_message(&state, record, stage, task, attempt),
+                    ))
+                })
+                .collect()
+        };
+        for (worker, address, assignment) in launches {
+            let me = self.clone();
+            tokio::spawn(async move {
+                let (job, stage, task, attempt) = (
+                    assignment.job_id.clone(),
+                    assignment.stage_index,
+                    assignment.task,
+                    assignment.attempt,
+                );
+                let result = match me.channel(&address) {
+                    Ok(ch) => proto::worker_client::WorkerClient::new(ringleader_core::auth::authorized(ch))
+                        .launch_task(assignment)
+                        .await
+                        .map(|_| ()),
+                    Err(e) => Err(e),
+                };
+                match result {
+                    Ok(()) => {}
+                    // Unreachable: the worker is gone, which is not the task's fault.
+                    Err(e) if e.code() == tonic::Code::Unavailable => me.unreachable(&worker).await,
+                    Err(e) => {
+                        let message = format!("worker {address} refused the task: {}", e.message());
+                        let failed = Command::FailTask {
+                            job,
+                            stage,
+                            task,
+                            attempt,
+                            message,
+                            retryable: true,
+                            counts: true,
+                        };
+                        let _ = me.report(failed).await;
+                    }
+                }
+            });
+        }
+    }
+
+    /// Runs the scheduling loop until the process ends.
+    pub async fn schedule_forever(self: Arc<Self>) {
+        loop {
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            }
+            self.launch_ready().await;
+        }
+    }
+}
+
+fn assignment_message(
+    state: &ClusterState,
+    record: &JobRecord,
+    stage: u32,
+    task: u32,
+    attempt: u32,
+) -> proto::TaskAssignment {
+    let plan = &record.plan.stages[stage as usize];
+    let inputs = record
+        .shuffle_inputs(stage as usize, task as usize)
+        .into_iter()
+        .map(|(shuffle, workers)| {
+            let field = |f: fn(&crate::state::WorkerRecord) -> &String| -> Vec<String> {
+                workers
+                    .iter()
+                    .map(|w| state.workers.get(w).map(|r| f(r).clone()).unwrap_or_default())
+                    .collect()
+            };
+            proto::ShuffleInput {
+                shuffle,
+                locations: field(|r| &r.address),
+                shuffle_dirs: field(|r| &r.shuffle_dir),
+            }
+        })
+        .collect();
+    proto::TaskAssignment {
+        job_id: record.id.clone(),
+        binary_hash: record.binary.clone(),
+        args: record.args.clone(),
+        env: record.env.clone().into_iter().collect(),
+        working_dir: record.working_dir.clone(),
+        task_plan: postcard::to_stdvec(&plan.tasks[task as usize]).unwrap_or_default(),
+        stage_output: postcard::to_stdvec(&plan.output).unwrap_or_default(),
+        task,
+        attempt,
+        inputs,
+        stage_index: stage,
+    }
+}

@@ -1,0 +1,208 @@
+//! One driver process: its Raft node, its replica of the state, and — while it leads — the
+//! leader-local soft state (worker heartbeats, job watchers, connections to workers) and
+//! the scheduling loop. Every change to the durable state is a [`Command`] committed
+//! through Raft; a driver that does not lead refuses writes with the leader's address.
+//!
+//! - [`takeover`]: becoming leader (resuming running jobs) and stepping down.
+//! - [`launching`]: the scheduling loop: first attempts, then speculative copies.
+//! - [`events`]: task reports into the log, job events out to clients.
+//! - [`recovery`]: lost workers, re-replication, jobs without workers or watchers.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLockReadGuard};
+use std::time::{Duration, Instant};
+
+use openraft::error::{ClientWriteError, RaftError};
+use ringleader_core::driver_group::not_leader;
+use ringleader_core::proto;
+use tokio::sync::{Notify, mpsc};
+use tonic::Status;
+use tonic::transport::Channel;
+
+mod events;
+mod launching;
+mod recovery;
+mod takeover;
+
+use crate::raft::group::Peers;
+use crate::raft::state_machine::Replica;
+use crate::raft::{Raft, network};
+use crate::scheduler::{SpeculationConfig, Timings};
+use crate::state::{ClusterState, Command, Outcome};
+
+/// A job's event stream, as the service hands it to the client.
+pub type EventSender = mpsc::Sender<Result<proto::JobEvent, Status>>;
+
+/// Shared state of one driver process.
+pub struct DriverInner {
+    /// This driver's node id.
+    pub id: u64,
+    /// The group.
+    pub peers: Peers,
+    /// The Raft node.
+    pub raft: Raft,
+    replica: Arc<Replica>,
+    commit_index: Arc<AtomicU64>,
+    /// Where job binaries are kept.
+    pub binaries_dir: PathBuf,
+    heartbeats: Mutex<HashMap<String, Instant>>,
+    watchers: Mutex<HashMap<String, (EventSender, u64)>>,
+    unwatched: Mutex<HashMap<String, Instant>>,
+    channels: Mutex<HashMap<String, Channel>>,
+    /// Wakes the scheduling loop.
+    pub wake: Notify,
+    /// Missed-heartbeat time after which a worker counts as dead.
+    pub worker_timeout: Duration,
+    no_worker_timeout: Duration,
+    last_live: Mutex<Instant>,
+    /// Workers alive at the last scheduling pass (to notice the ones that die).
+    was_live: Mutex<BTreeSet<String>>,
+    /// The term in which this driver finished taking over as leader, if it leads.
+    leading: Mutex<Option<u64>>,
+    /// How long attempts take (for speculation).
+    timings: Mutex<Timings>,
+    speculation: SpeculationConfig,
+}
+
+/// Locks `m`, ignoring poisoning (no lock here guards an invariant a panic could break).
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What a driver is built from.
+pub struct DriverParts {
+    /// This driver's node id.
+    pub id: u64,
+    /// The group.
+    pub peers: Peers,
+    /// Its Raft node.
+    pub raft: Raft,
+    /// The state its state machine applies.
+    pub replica: Arc<Replica>,
+    /// The commit index its log store last saved.
+    pub commit_index: Arc<AtomicU64>,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    /// Missed-heartbeat time after which a worker counts as dead.
+    pub worker_timeout: Duration,
+    /// How long running jobs wait with no live worker before they fail.
+    pub no_worker_timeout: Duration,
+    /// When stragglers get speculative copies.
+    pub speculation: SpeculationConfig,
+}
+
+impl DriverInner {
+    /// A driver from its parts.
+    pub fn new(parts: DriverParts) -> Arc<DriverInner> {
+        Arc::new(DriverInner {
+            id: parts.id,
+            peers: parts.peers,
+            raft: parts.raft,
+            replica: parts.replica,
+            commit_index: parts.commit_index,
+            binaries_dir: parts.data_dir.join("binaries"),
+            heartbeats: Mutex::new(HashMap::new()),
+            watchers: Mutex::new(HashMap::new()),
+            unwatched: Mutex::new(HashMap::new()),
+            channels: Mutex::new(HashMap::new()),
+            wake: Notify::new(),
+            worker_timeout: parts.worker_timeout,
+            no_worker_timeout: parts.no_worker_timeout,
+            last_live: Mutex::new(Instant::now()),
+            was_live: Mutex::new(BTreeSet::new()),
+            leading: Mutex::new(None),
+            timings: Mutex::new(Timings::default()),
+            speculation: parts.speculation,
+        })
+    }
+
+    /// This driver's replica of the state.
+    pub fn state(&self) -> RwLockReadGuard<'_, ClusterState> {
+        self.replica.read()
+    }
+
+    /// The commit index its log store last saved.
+    pub fn commit_index(&self) -> u64 {
+        self.commit_index.load(Ordering::Relaxed)
+    }
+
+    /// The leader's address as this driver knows it.
+    pub fn leader_address(&self) -> Option<String> {
+        let leader = self.raft.metrics().borrow().current_leader?;
+        self.peers.address(leader).map(str::to_string)
+    }
+
+    /// The term this driver leads in, once it has taken over.
+    pub fn leading(&self) -> Option<u64> {
+        *lock(&self.leading)
+    }
+
+    /// Ok while this driver leads; otherwise the refusal that names the leader.
+    pub fn require_leader(&self) -> Result<u64, Status> {
+        self.leading()
+            .ok_or_else(|| not_leader(self.leader_address().filter(|_| !self.is_raft_leader()).as_deref()))
+    }
+
+    fn is_raft_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.id)
+    }
+
+    /// Commits `command` through Raft and returns what applying it produced.
+    pub async fn write(&self, command: Command) -> Result<Outcome, Status> {
+        match self.raft.client_write(command).await {
+            Ok(reply) => Ok(reply.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(not_leader(f.leader_node.map(|n| n.addr).as_deref()))
+            }
+            Err(e) => Err(Status::unavailable(format!("the driver group could not commit: {e}"))),
+        }
+    }
+
+    /// Workers whose last heartbeat is recent.
+    pub fn live_workers(&self) -> BTreeSet<String> {
+        let now = Instant::now();
+        lock(&self.heartbeats)
+            .iter()
+            .filter(|(_, t)| now.duration_since(**t) < self.worker_timeout)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// The registered worker at `location` (its address, or a path in its shuffle directory).
+    pub fn worker_at(&self, location: &str) -> Option<String> {
+        let state = self.state();
+        state
+            .workers
+            .values()
+            .find(|w| w.address == location || (!w.shuffle_dir.is_empty() && location.starts_with(&w.shuffle_dir)))
+            .map(|w| w.id.clone())
+    }
+
+    /// Records a heartbeat; true when the worker was not alive before.
+    pub fn heartbeat(&self, worker: String) -> bool {
+        lock(&self.heartbeats)
+            .insert(worker, Instant::now())
+            .is_none_or(|t| t.elapsed() >= self.worker_timeout)
+    }
+
+    fn channel(&self, address: &str) -> Result<Channel, Status> {
+        let mut channels = lock(&self.channels);
+        if let Some(c) = channels.get(address) {
+            return Ok(c.clone());
+        }
+        let channel = ringleader_core::tls::endpoint(address)
+            .map_err(|e| Status::internal(format!("bad worker address: {e}")))?
+            .connect_timeout(Duration::from_secs(3))
+            .tcp_nodelay(true)
+            .connect_lazy();
+        channels.insert(address.to_string(), channel.clone());
+        Ok(channel)
+    }
+
+    /// Tags a Raft-service request for a peer.
+    pub fn tagged<T>(&self, message: T) -> tonic::Request<T> {
+        network::tagged(message, &self.peers.fingerprint(), self.id)
+    }
+}

@@ -1,0 +1,193 @@
+//! Recovering from lost parts: workers that miss their heartbeats or cannot be reached
+//! (their tasks run elsewhere, their needed map outputs are recomputed, their dataset
+//! partitions re-replicated), jobs left without workers, and jobs nobody watches.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ringleader_core::proto;
+
+use super::{DriverInner, lock};
+use crate::state::{Command, JobState, Outcome};
+
+/// How long a running job may go unwatched after a leader change before it is cancelled
+/// (its client reconnects within seconds; one that does not has gone away).
+const UNWATCHED_GRACE: Duration = Duration::from_secs(15);
+
+impl DriverInner {
+    /// A worker that cannot be reached counts as dead at once (not after its heartbeat
+    /// timeout): its tasks run elsewhere, without counting as failures.
+    pub(super) async fn unreachable(self: &Arc<Self>, worker: &str) {
+        lock(&self.heartbeats).remove(worker);
+        lock(&self.was_live).insert(worker.to_string());
+        let live = self.live_workers();
+        self.lose_dead_workers(&live).await;
+    }
+
+    /// Workers that stopped heartbeating since the last pass: their running tasks run again
+    /// elsewhere and the map outputs they held are recomputed.
+    pub(super) async fn lose_dead_workers(self: &Arc<Self>, live: &BTreeSet<String>) {
+        let dead: Vec<String> = {
+            let mut was = lock(&self.was_live);
+            let dead = was.difference(live).cloned().collect();
+            *was = live.clone();
+            dead
+        };
+        for worker in dead {
+            match self.write(Command::WorkerLost { worker: worker.clone() }).await {
+                Ok(Outcome::Requeued(n)) if n > 0 => {
+                    tokio::spawn(self.clone().rereplicate(worker.clone()));
+                    eprintln!(
+                        "driver {}: {worker} missed its heartbeats; {n} tasks run again",
+                        self.id
+                    );
+                    let jobs: Vec<String> = self
+                        .state()
+                        .jobs
+                        .values()
+                        .filter(|j| j.state == JobState::Running)
+                        .map(|j| j.id.clone())
+                        .collect();
+                    for job in jobs {
+                        self.after_report(&job, 0);
+                    }
+                }
+                Ok(_) => {
+                    tokio::spawn(self.clone().rereplicate(worker.clone()));
+                }
+                // Not committed (leadership lost?): try again on the next pass.
+                Err(_) => {
+                    lock(&self.was_live).insert(worker);
+                }
+            }
+        }
+    }
+
+    /// Restores the replica count of the stored dataset partitions `lost` held: each gets
+    /// a copy on the next live ring owner that lacks it, fetched from a surviving replica.
+    pub(super) async fn rereplicate(self: Arc<Self>, lost: String) {
+        let live = self.live_workers();
+        let (datasets, copies) = {
+            let state = self.state();
+            let ring = state.ring(|w| live.contains(w));
+            let address = |w: &str| -> String { state.workers.get(w).map(|r| r.address.clone()).unwrap_or_default() };
+            let mut datasets = Vec::new();
+            let mut copies: Vec<(String, usize, String, String, Vec<String>)> = Vec::new();
+            for d in state
+                .datasets
+                .values()
+                .filter(|d| d.placement.iter().any(|o| o.contains(&lost)))
+            {
+                let mut record = d.clone();
+                for (p, owners) in record.placement.iter_mut().enumerate() {
+                    if !owners.contains(&lost) {
+                        continue;
+                    }
+                    owners.retain(|o| *o != lost);
+                    let key = format!("{}/{p}", d.name);
+                    let target = ring
+                        .owners(key.as_bytes(), ring.len())
+                        .into_iter()
+                        .find(|w| !owners.contains(w))
+                        .cloned();
+                    if let Some(target) = target
+                        && !owners.is_empty()
+                    {
+                        let from = owners.iter().map(|o| address(o)).collect();
+                        copies.push((d.name.clone(), p, target.clone(), address(&target), from));
+                    }
+                }
+                datasets.push(record);
+            }
+            (datasets, copies)
+        };
+        let mut copied = Vec::new();
+        for (dataset, partition, target, address, from) in copies {
+            let request = proto::CopyPartitionRequest {
+                dataset: dataset.clone(),
+                partition: partition as u32,
+                from,
+            };
+            let reply = match self.channel(&address) {
+                Ok(ch) => proto::worker_client::WorkerClient::new(ringleader_core::auth::authorized(ch))
+                    .copy_partition(request)
+                    .await
+                    .map(|_| ()),
+                Err(e) => Err(e),
+            };
+            match reply {
+                Ok(()) => copied.push((dataset, partition, target)),
+                Err(e) => eprintln!(
+                    "driver {}: re-replicating {dataset} partition {partition} to {target}: {}",
+                    self.id,
+                    e.message()
+                ),
+            }
+        }
+        for mut record in datasets {
+            for (dataset, partition, target) in &copied {
+                if *dataset == record.name {
+                    record.placement[*partition].push(target.clone());
+                }
+            }
+            let _ = self.write(Command::PutDataset(record)).await;
+        }
+    }
+
+    /// Fails the running jobs when no worker has been alive for `no_worker_timeout`.
+    pub(super) async fn fail_jobs_without_workers(self: &Arc<Self>, live: &BTreeSet<String>) {
+        {
+            let mut last = lock(&self.last_live);
+            if !live.is_empty() {
+                *last = Instant::now();
+                return;
+            }
+            if last.elapsed() < self.no_worker_timeout {
+                return;
+            }
+        }
+        let reason = format!(
+            "no live worker for {:.0} s; start workers (`ringleader worker --master …` or `ringleader cluster up`) and submit again",
+            self.no_worker_timeout.as_secs_f64()
+        );
+        self.cancel_running(|_| true, &reason).await;
+    }
+
+    /// Cancels running jobs that nobody watched since this driver took over.
+    pub(super) async fn cancel_unwatched(self: &Arc<Self>) {
+        let stale: BTreeSet<String> = lock(&self.unwatched)
+            .iter()
+            .filter(|(_, since)| since.elapsed() > UNWATCHED_GRACE)
+            .map(|(job, _)| job.clone())
+            .collect();
+        if stale.is_empty() {
+            return;
+        }
+        let reason = format!(
+            "the client did not reconnect within {} s of the leader change",
+            UNWATCHED_GRACE.as_secs()
+        );
+        self.cancel_running(|job| stale.contains(job), &reason).await;
+        lock(&self.unwatched).retain(|job, _| !stale.contains(job));
+    }
+
+    pub(super) async fn cancel_running(self: &Arc<Self>, which: impl Fn(&str) -> bool, reason: &str) {
+        let jobs: Vec<String> = self
+            .state()
+            .jobs
+            .values()
+            .filter(|j| j.state == JobState::Running && which(&j.id))
+            .map(|j| j.id.clone())
+            .collect();
+        for job in jobs {
+            let cancel = Command::CancelJob {
+                job: job.clone(),
+                reason: reason.to_string(),
+            };
+            if self.write(cancel).await.is_ok() {
+                self.after_report(&job, 0);
+            }
+        }
+    }
+}

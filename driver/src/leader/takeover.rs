@@ -1,0 +1,91 @@
+//! Taking over as leader and letting go: a new leader waits until its state machine has
+//! applied everything committed, presumes the registered workers alive for one heartbeat
+//! timeout, and returns every running task to pending ([`Command::RequeueRunning`]) so it
+//! is issued again with a new attempt number; a driver that stops leading hands its job
+//! watchers the new leader's address.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use ringleader_core::driver_group::not_leader;
+use tonic::Status;
+
+use super::{DriverInner, lock};
+use crate::state::{Command, JobState};
+
+impl DriverInner {
+    /// Follows this node's Raft role: takes over when it becomes leader, lets go of the
+    /// clients it was serving when it stops leading.
+    pub async fn follow_leadership(self: Arc<Self>) {
+        let mut metrics = self.raft.metrics();
+        loop {
+            let (leader, term) = {
+                let m = metrics.borrow_and_update();
+                (m.state == openraft::ServerState::Leader, m.current_term)
+            };
+            let leading = self.leading();
+            if leader && leading != Some(term) {
+                if let Err(e) = self.take_over(term).await {
+                    eprintln!(
+                        "driver {}: taking over as leader in term {term}: {}",
+                        self.id,
+                        e.message()
+                    );
+                }
+            } else if !leader && leading.is_some() {
+                self.step_down();
+            }
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    pub(super) async fn take_over(self: &Arc<Self>, term: u64) -> Result<(), Status> {
+        self.raft
+            .ensure_linearizable()
+            .await
+            .map_err(|e| Status::unavailable(format!("not confirmed as leader: {e}")))?;
+        let (workers, running): (Vec<String>, Vec<String>) = {
+            let state = self.state();
+            (
+                state.workers.keys().cloned().collect(),
+                state
+                    .jobs
+                    .values()
+                    .filter(|j| j.state == JobState::Running)
+                    .map(|j| j.id.clone())
+                    .collect(),
+            )
+        };
+        {
+            // Presumed alive until one heartbeat timeout says otherwise.
+            let mut beats = lock(&self.heartbeats);
+            let now = Instant::now();
+            for w in workers {
+                beats.entry(w).or_insert(now);
+            }
+        }
+        self.write(Command::RequeueRunning).await?;
+        let now = Instant::now();
+        lock(&self.unwatched).extend(running.into_iter().map(|j| (j, now)));
+        *lock(&self.last_live) = now;
+        lock(&self.was_live).clear();
+        *lock(&self.leading) = Some(term);
+        eprintln!("driver {}: leading in term {term}", self.id);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    pub(super) fn step_down(&self) {
+        *lock(&self.leading) = None;
+        lock(&self.heartbeats).clear();
+        lock(&self.unwatched).clear();
+        let leader = self.leader_address();
+        for (_, (tx, _)) in lock(&self.watchers).drain() {
+            // The client follows the hint and watches its job on the new leader.
+            let _ = tx.try_send(Err(not_leader(leader.as_deref())));
+        }
+        eprintln!("driver {}: no longer leading", self.id);
+    }
+}
