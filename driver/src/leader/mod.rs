@@ -3,10 +3,10 @@
 //! the scheduling loop. Every change to the durable state is a [`Command`] committed
 //! through Raft; a driver that does not lead refuses writes with the leader's address.
 //!
-//! - [`takeover`]: becoming leader (resuming running jobs) and stepping down.
-//! - [`launching`]: the scheduling loop: first attempts, then speculative copies.
-//! - [`events`]: task reports into the log, job events out to clients.
-//! - [`recovery`]: lost workers, re-replication, jobs without workers or watchers.
+//! - `takeover`: becoming leader (resuming running jobs) and stepping down.
+//! - `launching`: the scheduling loop: first attempts, then speculative copies.
+//! - `events`: task reports into the log, job events out to clients.
+//! - `recovery`: lost workers, re-replication, jobs without workers or watchers.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
