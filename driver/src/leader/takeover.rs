@@ -25,7 +25,11 @@ impl DriverInner {
             };
             let leading = self.leading();
             if leader && leading != Some(term) {
-                if let Err(e) = self.take_over(term).await {
+                // A leader that could not confirm its term (it restarted believing it led,
+                // or lost a race) simply follows; anything else is worth a line.
+                if let Err(e) = self.take_over(term).await
+                    && !e.message().starts_with("not confirmed as leader")
+                {
                     eprintln!(
                         "driver {}: taking over as leader in term {term}: {}",
                         self.id,
