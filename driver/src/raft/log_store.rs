@@ -65,6 +65,18 @@ pub enum OpenError {
         /// This group's peer list.
         peers: String,
     },
+    /// The log was written by a version of Ringleader with another log format.
+    #[error(
+        "{path} holds a Raft log in format {found}; this Ringleader reads format {expected}. Nothing was changed: run the version that wrote it, or start the group afresh (a new --data-dir)"
+    )]
+    OtherFormat {
+        /// The file.
+        path: PathBuf,
+        /// Its format.
+        found: u32,
+        /// Ours.
+        expected: u32,
+    },
     /// The directory belongs to another node of the group.
     #[error("{path} belongs to driver {found}, not driver {expected}; nothing was changed")]
     OtherNode {
@@ -165,6 +177,11 @@ impl RaftFile {
 /// File naming the group and node a data directory belongs to.
 pub const IDENTITY_FILE: &str = "raft-identity";
 
+/// The encoding of the log's entries (postcard `Command`s): raised whenever `Command`
+/// changes, so a directory written by another version is refused with a clear error instead
+/// of its entries looking corrupt.
+pub const LOG_FORMAT: u32 = 1;
+
 /// Compares `dir`'s identity file with this driver's group and id, or writes it (write, then
 /// rename) for a new directory.
 fn check_identity(dir: &Path, node: u64, fingerprint: &str, peers: &str) -> Result<(), OpenError> {
@@ -190,6 +207,14 @@ fn check_identity(dir: &Path, node: u64, fingerprint: &str, peers: &str) -> Resu
                     peers: peers.to_string(),
                 });
             }
+            let format: u32 = field("format").parse().unwrap_or(0);
+            if format != LOG_FORMAT {
+                return Err(OpenError::OtherFormat {
+                    path: dir.join(FILE_NAME),
+                    found: format,
+                    expected: LOG_FORMAT,
+                });
+            }
             let found: u64 = field("node").parse().unwrap_or(0);
             if found != node {
                 return Err(OpenError::OtherNode {
@@ -204,7 +229,7 @@ fn check_identity(dir: &Path, node: u64, fingerprint: &str, peers: &str) -> Resu
             let temp = dir.join(format!("{IDENTITY_FILE}.tmp"));
             std::fs::write(
                 &temp,
-                format!("fingerprint={fingerprint}\nnode={node}\npeers={peers}\n"),
+                format!("fingerprint={fingerprint}\nnode={node}\npeers={peers}\nformat={LOG_FORMAT}\n"),
             )
             .map_err(io)?;
             std::fs::rename(&temp, &path).map_err(io)
@@ -401,5 +426,35 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 .retain_in(..=log_id.index, |_, _| false)
                 .map_err(|e| AnyError::new(&e))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_of_another_log_format_or_node_is_refused_untouched() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        drop(RaftFile::open(dir.path(), 1, "g", "1=a:1").expect("a new directory"));
+        let store = std::fs::read(dir.path().join(FILE_NAME)).expect("store");
+        let identity = dir.path().join(IDENTITY_FILE);
+        let text = std::fs::read_to_string(&identity).expect("identity");
+        std::fs::write(&identity, text.replace(&format!("format={LOG_FORMAT}"), "format=0")).expect("write");
+        assert!(matches!(
+            RaftFile::open(dir.path(), 1, "g", "1=a:1"),
+            Err(OpenError::OtherFormat { found: 0, .. })
+        ));
+        std::fs::write(&identity, &text).expect("write");
+        assert!(matches!(
+            RaftFile::open(dir.path(), 2, "g", "1=a:1"),
+            Err(OpenError::OtherNode {
+                found: 1,
+                expected: 2,
+                ..
+            })
+        ));
+        assert!(std::fs::read(dir.path().join(FILE_NAME)).expect("store") == store);
+        assert!(RaftFile::open(dir.path(), 1, "g", "1=a:1").is_ok());
     }
 }
