@@ -120,7 +120,8 @@ impl DriverGroup {
         let attempt_limit = patience.clamp(Duration::from_secs(1), Duration::from_secs(10));
         let mut pause = Duration::from_millis(20);
         let mut answered = false;
-        let mut unreachable: Vec<String> = Vec::new();
+        // Why each address that did not answer failed, by address.
+        let mut unreachable: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
         loop {
             let (address, client) = self.current();
             let status = match tokio::time::timeout(attempt_limit, f(client)).await {
@@ -132,18 +133,21 @@ impl DriverGroup {
             self.fail_over(&address, &status);
             if is_refusal(&status) {
                 answered = true;
-            } else if !unreachable.iter().any(|u| u.starts_with(&address)) {
-                unreachable.push(format!("{address}: {}", status.message()));
+            } else {
+                unreachable
+                    .entry(address.clone())
+                    .or_insert_with(|| status.message().to_string());
             }
             // Every address tried and none answered, for three seconds: nothing is there.
-            let all_tried = self
-                .addresses
-                .iter()
-                .all(|a| unreachable.iter().any(|u| u.starts_with(a.as_str())));
+            let all_tried = self.addresses.iter().all(|a| unreachable.contains_key(a));
             if !answered && all_tried && started.elapsed() >= Duration::from_secs(3).min(patience) {
                 return Err(Status::unavailable(format!(
                     "cannot reach the driver ({}); is the cluster up? (`ringleader cluster status`)",
-                    unreachable.join("; ")
+                    unreachable
+                        .iter()
+                        .map(|(a, why)| format!("{a}: {why}"))
+                        .collect::<Vec<_>>()
+                        .join("; ")
                 )));
             }
             if started.elapsed() >= patience {

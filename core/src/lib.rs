@@ -20,6 +20,7 @@
 //! - [`exec`]: running one task (shared by the embedded engine and cluster executors).
 //! - [`output`]: atomic output commit.
 //! - [`tls`]: TLS between processes when certificates are given.
+//! - [`node`]: what every node does around serving (token guard, TLS, accepting).
 //! - [`ring`]: the consistent-hash ring.
 //! - [`ipc`]: Arrow IPC streams in memory.
 //! - [`error`]: the error type.
@@ -32,6 +33,7 @@ pub mod driver_group;
 pub mod error;
 pub mod exec;
 pub mod ipc;
+pub mod node;
 pub mod ops;
 pub mod output;
 pub mod plan;

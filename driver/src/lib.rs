@@ -29,9 +29,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ringleader_core::node;
 use ringleader_core::proto::{self, raft_transport_client::RaftTransportClient};
 use tokio::net::TcpListener;
-use tonic::service::interceptor::InterceptedService;
 
 use crate::raft::group::{Peers, PeersError};
 use crate::raft::log_store::{LogStore, OpenError, RaftFile};
@@ -109,17 +109,9 @@ pub enum DriverError {
     /// The Raft node could not start.
     #[error("starting Raft: {0}")]
     Raft(String),
-    /// The cluster token could not be read.
+    /// The node may not serve (token, TLS, or address).
     #[error(transparent)]
-    Token(#[from] ringleader_core::auth::TokenError),
-    /// The TLS certificates could not be read.
-    #[error(transparent)]
-    Tls(#[from] ringleader_core::tls::TlsError),
-    /// Listening beyond loopback with no token would let anyone run code on the workers.
-    #[error(
-        "refusing to listen on {0} without a cluster token: give --token-file (or RINGLEADER_TOKEN), or listen on 127.0.0.1"
-    )]
-    Insecure(SocketAddr),
+    Node(#[from] ringleader_core::node::NodeError),
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -143,10 +135,7 @@ pub async fn bind(config: DriverConfig) -> Result<BoundDriver, DriverError> {
     if let Some(peers) = &config.peers {
         peers.check_member(config.id)?;
     }
-    let require = ringleader_core::auth::RequireToken::from_process()?;
-    if !require.required() && !config.listen.ip().is_loopback() {
-        return Err(DriverError::Insecure(config.listen));
-    }
+    ringleader_core::node::guard(config.listen)?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| DriverError::Bind {
@@ -268,10 +257,9 @@ impl BoundDriver {
         let scheduler = tokio::spawn(inner.clone().schedule_forever());
         let leadership = tokio::spawn(inner.clone().follow_leadership());
         let initializer = tokio::spawn(initialize(inner.clone()));
-        let require = ringleader_core::auth::RequireToken::from_process()?;
+        let require = node::guard(self.address)?;
         let driver = proto::driver_server::DriverServer::new(service::DriverService::new(inner.clone()))
             .max_decoding_message_size(64 << 20);
-        let driver = InterceptedService::new(driver, require.clone());
         let transport = proto::raft_transport_server::RaftTransportServer::new(raft::transport::RaftService::new(
             inner.raft.clone(),
             inner.id,
@@ -279,7 +267,6 @@ impl BoundDriver {
             inner.binaries_dir.clone(),
         ))
         .max_decoding_message_size(usize::MAX);
-        let transport = InterceptedService::new(transport, require);
         // A Raft node that stopped on a fatal error must not go on answering as a driver.
         let fatal = std::sync::Mutex::new(None);
         let stop = async {
@@ -290,14 +277,10 @@ impl BoundDriver {
                 }
             }
         };
-        let mut server = tonic::transport::Server::builder();
-        if let Some(tls) = ringleader_core::tls::server_config()? {
-            server = server.tls_config(tls)?;
-        }
-        let result = server
-            .add_service(driver)
-            .add_service(transport)
-            .serve_with_incoming_shutdown(incoming(self.listener), stop)
+        let result = node::server()?
+            .add_service(node::guarded(driver, &require))
+            .add_service(node::guarded(transport, &require))
+            .serve_with_incoming_shutdown(node::incoming(self.listener), stop)
             .await;
         for task in [scheduler, leadership, initializer] {
             task.abort();
@@ -338,10 +321,4 @@ async fn initialize(inner: Arc<leader::DriverInner>) {
     if let Err(e) = inner.raft.initialize(members).await {
         eprintln!("driver {}: initializing the group: {e}", inner.id);
     }
-}
-
-/// Accepted connections with Nagle's algorithm off: small RPCs must not wait for delayed
-/// ACKs (40 ms each on Linux), which would dominate a short job's latency.
-fn incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
-    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }

@@ -292,8 +292,13 @@ impl Driver for DriverService {
     ) -> Result<Response<proto::TaskReportReply>, Status> {
         self.inner.require_leader()?;
         let r = ringleader_core::binary::join_report(request.into_inner()).await?;
-        let command = match r.outcome {
-            Some(Reported::Value(bytes)) => Command::FinishTask {
+        // A fetch failure names the worker whose map output could not be read.
+        let lost_on = match &r.outcome {
+            Some(Reported::Error(e)) if e.fetch_failure => self.inner.worker_at(&e.fetch_location),
+            _ => None,
+        };
+        let command = match (r.outcome, lost_on) {
+            (Some(Reported::Value(bytes)), _) => Command::FinishTask {
                 value: postcard::from_bytes(&bytes)
                     .map_err(|e| Status::invalid_argument(format!("malformed task value: {e}")))?,
                 job: r.job_id,
@@ -302,17 +307,15 @@ impl Driver for DriverService {
                 attempt: r.attempt,
             },
             // Not the reader's fault: the map output it needs is recomputed.
-            Some(Reported::Error(e)) if e.fetch_failure && self.inner.worker_at(&e.fetch_location).is_some() => {
-                Command::FetchFailed {
-                    worker: self.inner.worker_at(&e.fetch_location).unwrap_or_default(),
-                    message: format!("{} (on {})", e.message, r.worker_id),
-                    job: r.job_id,
-                    stage: r.stage,
-                    task: r.task,
-                    attempt: r.attempt,
-                }
-            }
-            Some(Reported::Error(e)) => Command::FailTask {
+            (Some(Reported::Error(e)), Some(worker)) => Command::FetchFailed {
+                worker,
+                message: format!("{} (on {})", e.message, r.worker_id),
+                job: r.job_id,
+                stage: r.stage,
+                task: r.task,
+                attempt: r.attempt,
+            },
+            (Some(Reported::Error(e)), None) => Command::FailTask {
                 message: format!("{} (on {})", e.message, r.worker_id),
                 retryable: e.retryable,
                 counts: e.counts,
@@ -321,7 +324,7 @@ impl Driver for DriverService {
                 task: r.task,
                 attempt: r.attempt,
             },
-            None => return Err(Status::invalid_argument("a task report needs a value or an error")),
+            (None, _) => return Err(Status::invalid_argument("a task report needs a value or an error")),
         };
         self.inner.report(command).await?;
         Ok(Response::new(proto::TaskReportReply {}))

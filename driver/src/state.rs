@@ -536,19 +536,15 @@ impl ClusterState {
                 task,
                 worker,
             } => {
-                let Some(slot) = self.task_mut(&job, stage, task) else {
+                let Some((slot, history)) = self.running_task(&job, stage, task) else {
                     return Outcome::Stale;
                 };
                 if *slot != TaskState::Pending {
                     return Outcome::Stale;
                 }
-                let Some(j) = self.jobs.get_mut(&job) else {
-                    return Outcome::Stale;
-                };
-                let history = &mut j.history[stage as usize][task as usize];
                 history.attempts += 1;
                 let attempt = history.attempts;
-                j.tasks[stage as usize][task as usize] = TaskState::Running { attempt, worker };
+                *slot = TaskState::Running { attempt, worker };
                 Outcome::TaskStarted(attempt)
             }
             Command::FinishTask {
@@ -747,15 +743,6 @@ impl ClusterState {
                 }
             }
         }
-    }
-
-    /// A running job's task slot.
-    fn task_mut(&mut self, job: &str, stage: u32, task: u32) -> Option<&mut TaskState> {
-        let j = self.jobs.get_mut(job)?;
-        if j.state != JobState::Running {
-            return None;
-        }
-        j.tasks.get_mut(stage as usize)?.get_mut(task as usize)
     }
 
     /// A running job's task slot and its history.

@@ -20,6 +20,7 @@ use ringleader_driver::raft::group::Peers;
 use ringleader_driver::state::Command as StateCommand;
 
 use super::bench::{BenchCluster, alternate, ensure_sort_input, examples_dir, gb, measure, rate, warm, with};
+use super::cluster::fetch_status as status;
 
 /// `bench raft`.
 #[derive(Debug, Args)]
@@ -162,22 +163,11 @@ struct Rate {
     median_latency: Duration,
 }
 
-/// Free loopback ports for in-process drivers.
-fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
-    let listeners = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()?;
-    listeners
-        .iter()
-        .map(|l| Ok(l.local_addr()?.port()))
-        .collect::<anyhow::Result<Vec<u16>>>()
-}
-
 /// Starts a group of `drivers` in this process, then `writers` tasks commit empty batches
 /// through the leader for `seconds`.
 async fn commit_rate(base: &Path, drivers: usize, writers: usize, seconds: Duration) -> anyhow::Result<Rate> {
     let dir = tempfile::tempdir_in(base)?;
-    let ports = free_ports(drivers)?;
+    let ports = super::cluster::free_ports(drivers as u32)?;
     let list: Vec<String> = ports
         .iter()
         .enumerate()
@@ -278,20 +268,6 @@ fn kill(pid: u32) {
     }
 }
 
-/// One driver's status, or `None` if it does not answer within a second.
-async fn status(address: &str) -> Option<proto::ClusterStatusReply> {
-    let channel = ringleader_core::driver_group::driver_channel(address).ok()?;
-    let mut client = DriverClient::new(ringleader_core::auth::authorized(channel));
-    let call = client.cluster_status(proto::ClusterStatusRequest {});
-    Some(
-        tokio::time::timeout(Duration::from_secs(1), call)
-            .await
-            .ok()?
-            .ok()?
-            .into_inner(),
-    )
-}
-
 /// Attempts started so far for `job`, as the driver at `address` knows them.
 async fn attempts(address: &str, job: &str) -> Option<(u32, u32, String)> {
     let channel = ringleader_core::driver_group::driver_channel(address).ok()?;
@@ -369,7 +345,7 @@ fn leader_kills(base: &Path, examples: &Path, kills: usize, token: &Path) -> any
                 }
                 let mut leader = None;
                 for (i, d) in drivers.iter().enumerate() {
-                    if let Some(s) = status(&d.address).await
+                    if let Some(s) = status(&d.address).await.ok()
                         && s.raft.as_ref().is_some_and(|r| r.role == "leader")
                     {
                         let job = s
@@ -397,7 +373,7 @@ fn leader_kills(base: &Path, examples: &Path, kills: usize, token: &Path) -> any
             let (mut elected, mut reissued) = (None, None);
             while (elected.is_none() || reissued.is_none()) && killed_at.elapsed() < Duration::from_secs(30) {
                 if elected.is_none()
-                    && let Some(s) = status(&survivor).await
+                    && let Some(s) = status(&survivor).await.ok()
                     && s.raft
                         .as_ref()
                         .is_some_and(|r| r.leader_id != 0 && r.leader_id != leader as u64 + 1)
@@ -447,7 +423,7 @@ fn leader_kills(base: &Path, examples: &Path, kills: usize, token: &Path) -> any
             while Instant::now() < deadline {
                 let mut rafts = Vec::new();
                 for a in &addresses {
-                    rafts.push(status(a).await.and_then(|s| s.raft));
+                    rafts.push(status(a).await.ok().and_then(|s| s.raft));
                 }
                 let leader_last = rafts
                     .iter()
@@ -456,6 +432,7 @@ fn leader_kills(base: &Path, examples: &Path, kills: usize, token: &Path) -> any
                     .map(|r| r.last_log_index);
                 let caught_up = status(&restarted)
                     .await
+                    .ok()
                     .and_then(|s| s.raft)
                     .is_some_and(|r| r.role == "follower" && Some(r.last_log_index) == leader_last);
                 if caught_up {

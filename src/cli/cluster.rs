@@ -177,7 +177,7 @@ fn alive(pid: u32) -> bool {
 }
 
 /// Free loopback ports for the drivers (a group's peer list needs them before they start).
-fn free_ports(n: u32) -> anyhow::Result<Vec<u16>> {
+pub(super) fn free_ports(n: u32) -> anyhow::Result<Vec<u16>> {
     let listeners = (0..n)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
         .collect::<Result<Vec<_>, _>>()
@@ -347,7 +347,7 @@ fn write_file(dir: &Path, file: &ClusterFile) -> anyhow::Result<()> {
 }
 
 /// One driver's own status (not redirected: every driver answers for itself).
-async fn fetch_status(master: &str) -> anyhow::Result<ringleader_core::proto::ClusterStatusReply> {
+pub(super) async fn fetch_status(master: &str) -> anyhow::Result<ringleader_core::proto::ClusterStatusReply> {
     let channel = ringleader_core::driver_group::driver_channel(master)?;
     let mut driver =
         ringleader_core::proto::driver_client::DriverClient::new(ringleader_core::auth::authorized(channel));

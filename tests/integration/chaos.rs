@@ -163,11 +163,7 @@ fn a_job_survives_a_killed_worker_a_stopped_worker_and_a_killed_leader() {
     let extra = args!["--sleep-ms", "30"];
     let client = run_chaos(&cluster, &d("text"), &d("cluster"), &extra, &d("log"));
     let job = job_id(&d("log"));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while cluster.stage(&job, 0).is_none_or(|(done, _, _)| done < 2) {
-        assert!(Instant::now() < deadline, "the map stage never progressed");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    cluster.wait_for_stage(&job, 0, |done, _| done >= 2);
     let leader = cluster.leader();
     signal(cluster.worker_pid(0), libc::SIGKILL);
     signal(cluster.worker_pid(1), libc::SIGSTOP);

@@ -27,16 +27,7 @@ fn a_worker_killed_after_the_map_stage_has_its_output_recomputed() {
         .spawn()
         .unwrap();
     let job = job_id(&d("client.log"));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let (maps, _, _) = loop {
-        if let Some((done, total, attempts)) = cluster.stage(&job, 0)
-            && done == total
-        {
-            break (done, total, attempts);
-        }
-        assert!(Instant::now() < deadline, "the map stage never finished");
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let (maps, _, _) = cluster.wait_for_stage(&job, 0, |done, total| done == total);
     // Every worker holds map output (9 map tasks over 3 workers x 2 slots); one dies.
     signal(cluster.worker_pid(1), libc::SIGKILL);
     let mut client = client;
@@ -66,11 +57,7 @@ fn a_worker_killed_mid_stage_has_its_running_tasks_run_elsewhere() {
     let job_args = |out: &Path| args!["--input", d("text"), "--output", out, "--sleep-ms", "30"];
     let client = cluster.spawn("chaos", &job_args(&d("cluster")), &d("client.log"));
     let job = job_id(&d("client.log"));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while cluster.stage(&job, 0).is_none_or(|(done, _, _)| done < 2) {
-        assert!(Instant::now() < deadline, "the map stage never progressed");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    cluster.wait_for_stage(&job, 0, |done, _| done >= 2);
     signal(cluster.worker_pid(0), libc::SIGKILL);
     let mut client = client;
     let status = wait_bounded(&mut client, Duration::from_secs(120));

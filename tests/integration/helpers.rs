@@ -310,6 +310,24 @@ impl LocalCluster {
             ))
         })
     }
+
+    /// Waits (at most a minute) until `stage` of `job` has `done` tasks done, and returns
+    /// its (done, total, attempts) then.
+    pub fn wait_for_stage(&self, job: &str, stage: u32, done: impl Fn(u32, u32) -> bool) -> (u32, u32, u32) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if let Some((d, total, attempts)) = self.stage(job, stage)
+                && done(d, total)
+            {
+                return (d, total, attempts);
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{job} stage {stage} never got there"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
 }
 
 impl Drop for LocalCluster {

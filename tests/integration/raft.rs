@@ -152,34 +152,6 @@ impl Group {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-
-    /// Waits until `ringleader job ID` says stage `stage` has at least `done` tasks done.
-    fn wait_for_tasks(&self, job: &str, stage: usize, done: u32) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let out = Command::new(ringleader_bin())
-                .env("RINGLEADER_TOKEN_FILE", self.token())
-                .args(["job", job, "--master", &self.cluster.master])
-                .output()
-                .unwrap();
-            let text = String::from_utf8_lossy(&out.stdout);
-            let stage_done = text
-                .lines()
-                .filter_map(|l| {
-                    let cols: Vec<&str> = l.split_whitespace().collect();
-                    (cols.first() == Some(&stage.to_string().as_str())).then(|| cols.get(3)?.parse::<u32>().ok())?
-                })
-                .next();
-            if stage_done.is_some_and(|d| d >= done) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "job {job} stage {stage} never reached {done} tasks: {text}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
 }
 
 impl Drop for Group {
@@ -243,7 +215,7 @@ fn the_leader_killed_mid_job_is_replaced_and_the_jobs_finish_correctly() {
     cluster_args.extend(args!["--run-marker", d("markers")]);
     let client = spawn_client(&group, "chaos", &cluster_args, &d("wc.log"));
     let job = wait_for_job_id(&d("wc.log"));
-    group.wait_for_tasks(&job, 0, 3);
+    group.cluster.wait_for_stage(&job, 0, |done, _| done >= 3);
     let (leader, term) = group.leader(0);
     let killed_at = Instant::now();
     signal(group.pid(leader), libc::SIGKILL);

@@ -26,9 +26,9 @@ use std::time::Duration;
 
 use ringleader_core::cluster_shuffle::ShuffleFiles;
 use ringleader_core::driver_group::DriverGroup;
+use ringleader_core::node;
 use ringleader_core::proto;
 use tokio::net::TcpListener;
-use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 /// How to run a worker.
@@ -75,17 +75,9 @@ pub enum WorkerError {
         /// Why.
         message: String,
     },
-    /// The cluster token could not be read.
+    /// The node may not serve (token, TLS, or address).
     #[error(transparent)]
-    Token(#[from] ringleader_core::auth::TokenError),
-    /// The TLS certificates could not be read.
-    #[error(transparent)]
-    Tls(#[from] ringleader_core::tls::TlsError),
-    /// Listening beyond loopback with no token would let anyone run code here.
-    #[error(
-        "refusing to listen on {0} without a cluster token: give --token-file (or RINGLEADER_TOKEN), or listen on 127.0.0.1"
-    )]
-    Insecure(SocketAddr),
+    Node(#[from] ringleader_core::node::NodeError),
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -119,9 +111,7 @@ pub async fn bind(config: WorkerConfig) -> Result<BoundWorker, WorkerError> {
         path: config.data_dir.clone(),
         source,
     })?;
-    if !ringleader_core::auth::RequireToken::from_process()?.required() && !config.listen.ip().is_loopback() {
-        return Err(WorkerError::Insecure(config.listen));
-    }
+    ringleader_core::node::guard(config.listen)?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| WorkerError::Bind {
@@ -182,6 +172,7 @@ impl BoundWorker {
 
     /// Serves until `shutdown` completes, heartbeating all along.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), WorkerError> {
+        let require = node::guard(self.address)?;
         let svc = service::WorkerService::new(self.inner.clone());
         let flight = flight::ShuffleFlight::new(ShuffleFiles::new(self.inner.shuffle_dir()), self.inner.dataset_dir());
         let beat = tokio::spawn(heartbeat_forever(
@@ -190,23 +181,20 @@ impl BoundWorker {
             self.slots,
             self.master.clone(),
         ));
-        let require = ringleader_core::auth::RequireToken::from_process()?;
-        let guarded = |s| InterceptedService::new(s, require.clone());
-        let mut server = tonic::transport::Server::builder();
-        if let Some(tls) = ringleader_core::tls::server_config()? {
-            server = server.tls_config(tls)?;
-        }
-        let result = server
-            .add_service(guarded(proto::worker_server::WorkerServer::new(svc.clone())))
-            .add_service(InterceptedService::new(
+        let result = node::server()?
+            .add_service(node::guarded(
+                proto::worker_server::WorkerServer::new(svc.clone()),
+                &require,
+            ))
+            .add_service(node::guarded(
                 proto::executor_server::ExecutorServer::new(svc),
-                require.clone(),
+                &require,
             ))
-            .add_service(InterceptedService::new(
+            .add_service(node::guarded(
                 arrow_flight::flight_service_server::FlightServiceServer::new(flight),
-                require.clone(),
+                &require,
             ))
-            .serve_with_incoming_shutdown(incoming(self.listener), shutdown)
+            .serve_with_incoming_shutdown(node::incoming(self.listener), shutdown)
             .await;
         beat.abort();
         self.inner.executors.stop_all();
@@ -255,12 +243,6 @@ async fn heartbeat_forever(inner: Arc<service::WorkerInner>, every: Duration, sl
             Err(_) => continue,
         }
     }
-}
-
-/// Accepted connections with Nagle's algorithm off: small RPCs must not wait for delayed
-/// ACKs (40 ms each on Linux), which would dominate a short job's latency.
-fn incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
-    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
 /// Deletes the shuffle files of jobs that are no longer running (nobody will read them),

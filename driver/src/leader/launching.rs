@@ -110,11 +110,8 @@ impl DriverInner {
                     assignment.task,
                     assignment.attempt,
                 );
-                let result = match me.channel(&address) {
-                    Ok(ch) => proto::worker_client::WorkerClient::new(ringleader_core::auth::authorized(ch))
-                        .launch_task(assignment)
-                        .await
-                        .map(|_| ()),
+                let result = match me.worker_client(&address) {
+                    Ok(mut worker) => worker.launch_task(assignment).await.map(|_| ()),
                     Err(e) => Err(e),
                 };
                 match result {

@@ -15,8 +15,10 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 use openraft::error::{ClientWriteError, RaftError};
+use ringleader_core::auth::{AuthChannel, authorized};
 use ringleader_core::driver_group::not_leader;
 use ringleader_core::proto;
+use ringleader_core::proto::worker_client::WorkerClient;
 use tokio::sync::{Notify, mpsc};
 use tonic::Status;
 use tonic::transport::Channel;
@@ -187,18 +189,22 @@ impl DriverInner {
             .is_none_or(|t| t.elapsed() >= self.worker_timeout)
     }
 
-    fn channel(&self, address: &str) -> Result<Channel, Status> {
+    /// A client of the worker at `address`, over one cached connection per worker.
+    fn worker_client(&self, address: &str) -> Result<WorkerClient<AuthChannel>, Status> {
         let mut channels = lock(&self.channels);
-        if let Some(c) = channels.get(address) {
-            return Ok(c.clone());
-        }
-        let channel = ringleader_core::tls::endpoint(address)
-            .map_err(|e| Status::internal(format!("bad worker address: {e}")))?
-            .connect_timeout(Duration::from_secs(3))
-            .tcp_nodelay(true)
-            .connect_lazy();
-        channels.insert(address.to_string(), channel.clone());
-        Ok(channel)
+        let channel = match channels.get(address) {
+            Some(c) => c.clone(),
+            None => {
+                let channel = ringleader_core::tls::endpoint(address)
+                    .map_err(|e| Status::internal(format!("bad worker address: {e}")))?
+                    .connect_timeout(Duration::from_secs(3))
+                    .tcp_nodelay(true)
+                    .connect_lazy();
+                channels.insert(address.to_string(), channel.clone());
+                channel
+            }
+        };
+        Ok(WorkerClient::new(authorized(channel)))
     }
 
     /// Tags a Raft-service request for a peer.

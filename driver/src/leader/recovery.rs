@@ -36,25 +36,12 @@ impl DriverInner {
         };
         for worker in dead {
             match self.write(Command::WorkerLost { worker: worker.clone() }).await {
-                Ok(Outcome::Requeued(n)) if n > 0 => {
-                    tokio::spawn(self.clone().rereplicate(worker.clone()));
-                    eprintln!(
-                        "driver {}: {worker} missed its heartbeats; {n} tasks run again",
-                        self.id
-                    );
-                    let jobs: Vec<String> = self
-                        .state()
-                        .jobs
-                        .values()
-                        .filter(|j| j.state == JobState::Running)
-                        .map(|j| j.id.clone())
-                        .collect();
-                    for job in jobs {
-                        self.after_report(&job, 0);
+                Ok(outcome) => {
+                    if let Outcome::Requeued(n @ 1..) = outcome {
+                        eprintln!("driver {}: {worker} is lost; {n} tasks run again", self.id);
+                        self.wake.notify_one();
                     }
-                }
-                Ok(_) => {
-                    tokio::spawn(self.clone().rereplicate(worker.clone()));
+                    tokio::spawn(self.clone().rereplicate(worker));
                 }
                 // Not committed (leadership lost?): try again on the next pass.
                 Err(_) => {
@@ -109,11 +96,8 @@ impl DriverInner {
                 partition: partition as u32,
                 from,
             };
-            let reply = match self.channel(&address) {
-                Ok(ch) => proto::worker_client::WorkerClient::new(ringleader_core::auth::authorized(ch))
-                    .copy_partition(request)
-                    .await
-                    .map(|_| ()),
+            let reply = match self.worker_client(&address) {
+                Ok(mut worker) => worker.copy_partition(request).await.map(|_| ()),
                 Err(e) => Err(e),
             };
             match reply {
