@@ -128,21 +128,30 @@ impl Group {
 
     /// `ringleader jobs` asked of the driver at `master` only.
     fn jobs_on(&self, master: &str) -> String {
-        let out = Command::new(ringleader_bin())
+        ok(self.jobs_command(master), "ringleader jobs")
+    }
+
+    fn jobs_command(&self, master: &str) -> Output {
+        Command::new(ringleader_bin())
             .env("RINGLEADER_TOKEN_FILE", self.token())
             .args(["jobs", "--master", master])
             .output()
-            .unwrap();
-        ok(out, "ringleader jobs")
+            .unwrap()
     }
 
     /// `ringleader jobs` asked of the driver at `master`, once it lists `succeeded` succeeded
     /// jobs: a follower's replica may be a heartbeat behind the leader's.
+    /// A driver just restarted may not be listening yet: it is asked again.
     fn jobs_eventually(&self, master: &str, succeeded: usize) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let jobs = self.jobs_on(master);
-            if jobs.matches(" succeeded ").count() == succeeded {
+            let out = self.jobs_command(master);
+            let jobs = if out.status.success() {
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            } else {
+                String::from_utf8_lossy(&out.stderr).into_owned()
+            };
+            if out.status.success() && jobs.matches(" succeeded ").count() == succeeded {
                 return jobs;
             }
             assert!(
