@@ -16,10 +16,10 @@ use ringleader::{Output, Record};
 /// Sort gensort records by key.
 #[derive(Parser)]
 struct Args {
-    /// A record file, or a directory of them.
+    /// A record file, a directory of them, or ringleader://NAME (a stored dataset).
     #[arg(long)]
     input: PathBuf,
-    /// The output directory (refused if it exists, unless --overwrite).
+    /// The output directory, or ringleader://NAME (refused if it exists, unless --overwrite).
     #[arg(long)]
     output: PathBuf,
     /// Number of output files (default: the engine's shuffle partitions).

@@ -14,7 +14,7 @@ use clap::Parser;
 /// Sum an int64 column of Arrow IPC files.
 #[derive(Parser)]
 struct Args {
-    /// An Arrow IPC file, or a directory of `*.arrow` files.
+    /// An Arrow IPC file, a directory of `*.arrow` files, or ringleader://NAME.
     #[arg(long)]
     input: PathBuf,
     /// The column to sum (default: each file's first int64 column).

@@ -5,7 +5,10 @@
 //! cargo run --release --example wordcount -- --input datasets/fixtures/text --output target/wordcount --overwrite
 //! ```
 //!
-//! On a cluster, `--dataset NAME` reads a dataset stored with `ringleader put --name NAME`.
+//! On a cluster, `--input` and `--output` may also be `ringleader://NAME`, a dataset stored
+//! on the workers (`ringleader put`, `ringleader get`); `--dataset NAME` is the same as
+//! `--input ringleader://NAME`. Local paths work from any machine: when the workers cannot
+//! see the client's files, the input travels to them and the output comes back.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,13 +19,13 @@ use ringleader::{Output, TextOptions};
 /// Count the words of text files.
 #[derive(Parser)]
 struct Args {
-    /// A text file, or a directory of them.
+    /// A text file, a directory of them, or ringleader://NAME (a stored dataset).
     #[arg(long, required_unless_present = "dataset", conflicts_with = "dataset")]
     input: Option<PathBuf>,
     /// Or: a dataset stored on the cluster with `ringleader put --name NAME` (cluster mode).
     #[arg(long)]
     dataset: Option<String>,
-    /// The output directory (refused if it exists, unless --overwrite).
+    /// The output directory, or ringleader://NAME (refused if it exists, unless --overwrite).
     #[arg(long)]
     output: PathBuf,
     /// Replace an existing output directory once the new output is complete.

@@ -19,6 +19,8 @@ pub(crate) struct Cluster {
     runtime: tokio::runtime::Runtime,
     /// This executable's content hash, once computed.
     binary: std::sync::OnceLock<String>,
+    /// Whether every live worker sees this client's files, once asked.
+    shares_files: std::sync::OnceLock<bool>,
     progress: bool,
 }
 
@@ -88,6 +90,7 @@ impl Cluster {
             group,
             runtime,
             binary: std::sync::OnceLock::new(),
+            shares_files: std::sync::OnceLock::new(),
             progress,
         })
     }
@@ -99,6 +102,83 @@ impl Cluster {
         let exe = std::env::current_exe().map_err(|e| Error::io("current executable", e))?;
         let hash = hash_file(&exe)?;
         Ok(self.binary.get_or_init(|| hash).clone())
+    }
+
+    /// Whether every live worker runs on this client's machine (the same machine identity,
+    /// see [`ringleader_core::machine`]), so local paths mean the same files there and
+    /// nothing needs copying. Asked once per client.
+    pub(crate) fn shares_files(&self) -> Result<bool> {
+        if let Some(&shares) = self.shares_files.get() {
+            return Ok(shares);
+        }
+        let status = self
+            .runtime
+            .block_on(call(&self.group, "cluster status", |mut d| async move {
+                d.cluster_status(proto::ClusterStatusRequest {}).await
+            }))?;
+        let me = ringleader_core::machine::identity();
+        let shares = status.workers.iter().filter(|w| w.alive).all(|w| w.machine == me);
+        Ok(*self.shares_files.get_or_init(|| shares))
+    }
+
+    /// The live workers and their task slots (at least 1 each).
+    pub(crate) fn live_workers(&self) -> Result<(u32, u32)> {
+        let status = self
+            .runtime
+            .block_on(call(&self.group, "cluster status", |mut d| async move {
+                d.cluster_status(proto::ClusterStatusRequest {}).await
+            }))?;
+        let live: Vec<_> = status.workers.iter().filter(|w| w.alive).collect();
+        let slots = live.iter().map(|w| w.slots).sum::<u32>();
+        Ok((live.len() as u32, slots.max(1)))
+    }
+
+    /// Asks where the partitions of a new dataset go (refused if it exists and not
+    /// `overwrite`), with two spare owners per partition to fall back on.
+    pub(crate) fn place(
+        &self,
+        name: &str,
+        partitions: u32,
+        replicas: u32,
+        overwrite: bool,
+    ) -> Result<proto::DatasetInfo> {
+        let request = proto::PlaceDatasetRequest {
+            name: name.to_string(),
+            partitions,
+            replicas,
+            overwrite,
+            spare: 2,
+        };
+        self.runtime
+            .block_on(call(&self.group, "placing the output dataset", |mut d| {
+                let request = request.clone();
+                async move { d.place_dataset(request).await }
+            }))
+    }
+
+    /// Forgets a stored dataset (its workers delete its files).
+    pub(crate) fn remove_dataset(&self, name: &str) -> Result<()> {
+        let request = proto::DatasetName { name: name.to_string() };
+        self.runtime.block_on(call(&self.group, "removing a dataset", |mut d| {
+            let request = request.clone();
+            async move { d.remove_dataset(request).await }
+        }))?;
+        Ok(())
+    }
+
+    /// Stores local files as a dataset (see [`crate::transfer::put`]).
+    pub(crate) fn put(&self, request: crate::transfer::PutRequest) -> Result<proto::DatasetInfo> {
+        self.runtime.block_on(crate::transfer::put(&self.group, request))
+    }
+
+    /// Writes a stored dataset into a local directory (see [`crate::transfer::get`]).
+    pub(crate) fn get(&self, request: crate::transfer::GetRequest) -> Result<(u64, u64)> {
+        self.runtime.block_on(crate::transfer::get(&self.group, request))
+    }
+
+    /// Whether progress is shown.
+    pub(crate) fn progress(&self) -> bool {
+        self.progress
     }
 
     /// Where the partitions of the stored dataset `name` are.

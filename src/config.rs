@@ -22,6 +22,9 @@ pub struct Config {
     pub spill_dir: Option<PathBuf>,
     /// Show per-stage progress on stderr when it is a terminal (`RINGLEADER_PROGRESS=0` turns it off).
     pub progress: bool,
+    /// Copies of each partition of a stored dataset a job writes (`RINGLEADER_REPLICAS`;
+    /// default 2).
+    pub replicas: u32,
 }
 
 impl Default for Config {
@@ -34,6 +37,7 @@ impl Default for Config {
             split_size: 64 << 20,
             spill_dir: None,
             progress: true,
+            replicas: 2,
         }
     }
 }
@@ -88,6 +92,13 @@ impl Config {
                 .ok()
                 .filter(|&n| n > 0)
                 .ok_or_else(|| bad("RINGLEADER_PARTITIONS", &v, "a positive number"))?;
+        }
+        if let Some(v) = var("RINGLEADER_REPLICAS") {
+            c.replicas = v
+                .parse()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| bad("RINGLEADER_REPLICAS", &v, "a positive number"))?;
         }
         if let Some(v) = var("RINGLEADER_MEMORY") {
             c.memory_limit =

@@ -11,6 +11,7 @@ use ringleader_core::plan::{JobPlan, SchemaFn, TaskValue};
 use ringleader_core::record::{RECORD_LEN, Record};
 use ringleader_core::shipped::Shipped;
 use ringleader_core::source::{self, Split};
+use ringleader_core::store::DatasetFormat;
 
 use crate::config::Config;
 use crate::dataset::Dataset;
@@ -44,6 +45,31 @@ struct Inner {
     cluster: Option<crate::cluster::Cluster>,
     /// Shuffle bytes the most recent job spilled (for tests and tuning).
     last_spilled: AtomicU64,
+    /// Stored datasets this client made from its local inputs (workers on other machines
+    /// cannot read them): removed when the job is over.
+    uploads: std::sync::Mutex<Vec<String>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let uploads = std::mem::take(self.uploads.get_mut().unwrap_or_else(|e| e.into_inner()));
+        if let Some(cluster) = &self.cluster {
+            for name in uploads {
+                if let Err(e) = cluster.remove_dataset(&name) {
+                    eprintln!("warning: could not remove the uploaded input {name}: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// The typed view a source asks of a stored dataset.
+#[derive(Clone, Copy)]
+enum Expect {
+    /// Rows of exactly this format.
+    Format(DatasetFormat),
+    /// Any format whose rows decode into the row type.
+    Any,
 }
 
 impl Context {
@@ -67,6 +93,7 @@ impl Context {
                 pool,
                 cluster: None,
                 last_spilled: AtomicU64::new(0),
+                uploads: Default::default(),
             }),
         })
     }
@@ -100,6 +127,7 @@ impl Context {
                 pool,
                 cluster: Some(cluster),
                 last_spilled: AtomicU64::new(0),
+                uploads: Default::default(),
             }),
         })
     }
@@ -112,6 +140,74 @@ impl Context {
     /// The engine's settings.
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// The cluster client, in cluster mode.
+    pub(crate) fn cluster_client(&self) -> Option<&crate::cluster::Cluster> {
+        self.inner.cluster.as_ref()
+    }
+
+    /// Whether a local path means the same file on the workers as here: always embedded;
+    /// in cluster mode only when every live worker is on this machine.
+    pub(crate) fn workers_see_local_files(&self) -> Result<bool> {
+        match &self.inner.cluster {
+            Some(cluster) => cluster.shares_files(),
+            None => Ok(true),
+        }
+    }
+
+    /// Where a source reads from: a stored dataset named by a `ringleader://` URL, local
+    /// files the workers can see, or local files that must first travel to the cluster (as
+    /// a temporary stored dataset, removed when the job is over).
+    fn resolve_input<T: Data>(
+        &self,
+        path: &Path,
+        format: DatasetFormat,
+        column: Option<&str>,
+    ) -> Result<Option<Dataset<T>>> {
+        if let Some(name) = ringleader_core::store::parse_url(path) {
+            let expect = if format == DatasetFormat::Arrow {
+                Expect::Any
+            } else {
+                Expect::Format(format)
+            };
+            return self.stored(&name?, expect).map(Some);
+        }
+        if self.workers_see_local_files()? {
+            return Ok(None);
+        }
+        let Some(cluster) = &self.inner.cluster else {
+            return Ok(None);
+        };
+        // Check the input here first: a missing path fails before anything is sent.
+        let files = source::list_files(path, |_| true)?;
+        let total: u64 = files.iter().map(|(_, n)| n).sum();
+        let (workers, slots) = cluster.live_workers()?;
+        let name = format!("tmp-{}", ringleader_core::store::new_generation());
+        if cluster.progress() {
+            eprintln!(
+                "the workers cannot see {} (another machine): uploading {total} bytes as {}{name}",
+                path.display(),
+                ringleader_core::store::URL_SCHEME
+            );
+        }
+        self.inner
+            .uploads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(name.clone());
+        let partitions = (total.div_ceil(self.inner.config.split_size.max(1)) as u32).max(slots);
+        cluster.put(crate::transfer::PutRequest {
+            name: name.clone(),
+            paths: vec![path.to_path_buf()],
+            format: Some(format),
+            column: column.map(str::to_string),
+            partitions,
+            replicas: workers.clamp(1, 2),
+            overwrite: false,
+            progress: cluster.progress(),
+        })?;
+        self.stored(&name, Expect::Format(format)).map(Some)
     }
 
     /// Runs a plan and returns its final stage's values.
@@ -168,6 +264,9 @@ impl Context {
     /// assert_eq!(lines, vec!["caf\u{fffd}".to_string()]);
     /// ```
     pub fn text_files_with(&self, path: impl AsRef<Path>, options: TextOptions) -> Result<Dataset<String>> {
+        if let Some(stored) = self.resolve_input(path.as_ref(), DatasetFormat::Text, None)? {
+            return Ok(stored);
+        }
         let files = source::list_files(path.as_ref(), |_| true)?;
         let split = self.split_size(files.iter().map(|(_, n)| n).sum());
         let mut splits = Vec::new();
@@ -195,6 +294,9 @@ impl Context {
     /// assert_eq!(ctx.record_files(dir.path()).unwrap().count().unwrap(), 3);
     /// ```
     pub fn record_files(&self, path: impl AsRef<Path>) -> Result<Dataset<Record>> {
+        if let Some(stored) = self.resolve_input(path.as_ref(), DatasetFormat::Records, None)? {
+            return Ok(stored);
+        }
         let files = source::list_files(path.as_ref(), |_| true)?;
         for (file, len) in &files {
             source::records::check_size(file, *len)?;
@@ -261,6 +363,9 @@ impl Context {
     /// assert_eq!(ctx.arrow_files::<i64>(dir.path()).unwrap().sum().unwrap(), 6);
     /// ```
     pub fn arrow_files<T: Data>(&self, path: impl AsRef<Path>) -> Result<Dataset<T>> {
+        if let Some(stored) = self.resolve_input(path.as_ref(), DatasetFormat::Arrow, None)? {
+            return Ok(stored);
+        }
         let splits = self.ipc_splits(path.as_ref(), |_, _| Ok(None))?;
         Ok(self.dataset_node(Node::Source { splits }))
     }
@@ -288,6 +393,9 @@ impl Context {
     /// assert_eq!(ctx.arrow_column(dir.path(), None).unwrap().sum().unwrap(), 42);
     /// ```
     pub fn arrow_column(&self, path: impl AsRef<Path>, column: Option<&str>) -> Result<Dataset<i64>> {
+        if let Some(stored) = self.resolve_input(path.as_ref(), DatasetFormat::Arrow, column)? {
+            return Ok(stored);
+        }
         let splits = self.ipc_splits(path.as_ref(), |file, ipc| {
             source::ipc::find_int64_column(file, ipc.schema(), column).map(Some)
         })?;
@@ -313,6 +421,7 @@ impl Context {
     /// assert_eq!(ctx.parquet_files::<Row>(dir.path()).unwrap().map(|r| r.v).sum().unwrap(), 6);
     /// ```
     pub fn parquet_files<T: Data>(&self, path: impl AsRef<Path>) -> Result<Dataset<T>> {
+        self.local_only(path.as_ref(), "Parquet")?;
         let files = source::list_files(path.as_ref(), |p| source::has_extension(p, "parquet"))?;
         let mut splits = Vec::new();
         for (file, _) in files {
@@ -342,31 +451,72 @@ impl Context {
     /// ```
     pub fn csv_files<T: Data>(&self, path: impl AsRef<Path>) -> Result<Dataset<T>> {
         csv_schema::<T>()?;
+        self.local_only(path.as_ref(), "CSV")?;
         let files = source::list_files(path.as_ref(), |p| source::has_extension(p, "csv"))?;
         let schema = Shipped::new(csv_schema::<T> as SchemaFn);
         let splits = files.into_iter().map(|(path, _)| Split::Csv { path, schema }).collect();
         Ok(self.dataset_node(Node::Source { splits }))
     }
 
-    /// A dataset stored on the cluster with `ringleader put --name NAME`: one split per
+    /// A dataset stored on the cluster (`ringleader put --name NAME`, or a job's output to
+    /// `ringleader://NAME`), of any format whose rows decode into `T`: one split per
     /// partition, each run on a worker that holds it when one is free. Cluster mode only.
+    /// `text_files("ringleader://NAME")` and the other sources read one too, checking
+    /// its format.
     pub fn dataset<T: Data>(&self, name: &str) -> Result<Dataset<T>> {
+        let name = match ringleader_core::store::parse_url(Path::new(name)) {
+            Some(parsed) => parsed?,
+            None => name.to_string(),
+        };
+        self.stored(&name, Expect::Any)
+    }
+
+    fn stored<T: Data>(&self, name: &str, expect: Expect) -> Result<Dataset<T>> {
         let Some(cluster) = &self.inner.cluster else {
             return Err(Error::Config(format!(
-                "dataset {name:?}: stored datasets live on a cluster; set RINGLEADER_MASTER (see `ringleader put`)"
+                "{}{name}: stored datasets live on a cluster; set RINGLEADER_MASTER (see `ringleader put`)",
+                ringleader_core::store::URL_SCHEME
             )));
         };
         let info = cluster.dataset(name)?;
+        if let Expect::Format(format) = expect
+            && info.format != format.name()
+        {
+            return Err(Error::Config(format!(
+                "{}{name} holds {} rows, not {}; read it with a matching source (text_files, record_files, arrow_files)",
+                ringleader_core::store::URL_SCHEME,
+                info.format,
+                format.name()
+            )));
+        }
         let splits = info
             .partitions
             .into_iter()
             .map(|p| Split::Stored {
                 dataset: info.name.clone(),
+                generation: info.generation.clone(),
                 partition: p.partition,
                 locations: p.addresses,
             })
             .collect();
         Ok(self.dataset_node(Node::Source { splits }))
+    }
+
+    /// Refuses what only local files can be, where the workers cannot see them.
+    fn local_only(&self, path: &Path, what: &str) -> Result<()> {
+        if ringleader_core::store::parse_url(path).is_some() {
+            return Err(Error::Config(format!(
+                "{what} sources read local files; {} is a stored dataset (read it with ctx.dataset or arrow_files)",
+                path.display()
+            )));
+        }
+        if !self.workers_see_local_files()? {
+            return Err(Error::Config(format!(
+                "{what} input {} is on this machine and the workers are not: convert it to Arrow IPC and `ringleader put` it, then read ringleader://NAME",
+                path.display()
+            )));
+        }
+        Ok(())
     }
 
     /// A dataset of `rows`, cut into `partitions` pieces shipped inside the plan.

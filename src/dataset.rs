@@ -14,9 +14,10 @@ use std::sync::Arc;
 use ringleader_core::data::{Data, decode};
 use ringleader_core::ops::{action, narrow, reduce, sinks};
 use ringleader_core::output::OutputCommit;
-use ringleader_core::plan::{ActionFn, ReduceFn, SinkFn, StageOutput, Step, StepFn, TaskValue};
+use ringleader_core::plan::{ActionFn, ReduceFn, SinkFn, StageOutput, Step, StepFn, StoreSpec, TaskValue};
 use ringleader_core::record::Record;
 use ringleader_core::shipped::{Shipped, assert_no_capture};
+use ringleader_core::store::DatasetFormat;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -50,25 +51,35 @@ impl<T> std::fmt::Debug for Dataset<T> {
     }
 }
 
-/// Where a save action writes, and whether it may replace what is there.
+/// Where a save action writes, and whether it may replace what is there: a local
+/// directory, or `ringleader://NAME`, a dataset stored on the cluster's workers.
 #[derive(Debug, Clone)]
 pub struct Output {
     dir: PathBuf,
     overwrite: bool,
+    replicas: Option<u32>,
 }
 
 impl Output {
-    /// Output into `dir`, which must not exist yet.
+    /// Output into `dir` (a directory, or `ringleader://NAME`), which must not exist yet.
     pub fn new(dir: impl AsRef<Path>) -> Output {
         Output {
             dir: dir.as_ref().to_path_buf(),
             overwrite: false,
+            replicas: None,
         }
     }
 
     /// Allows replacing an existing `dir` (only once the new output is complete).
     pub fn overwrite(mut self, yes: bool) -> Output {
         self.overwrite = yes;
+        self
+    }
+
+    /// Copies of each partition of a stored dataset (`ringleader://NAME`); default
+    /// [`crate::Config::replicas`].
+    pub fn replicas(mut self, n: u32) -> Output {
+        self.replicas = Some(n.max(1));
         self
     }
 }
@@ -102,12 +113,31 @@ impl From<&PathBuf> for Output {
 /// What a save action wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Saved {
-    /// Part files written.
+    /// Part files (or stored partitions) written.
     pub files: usize,
     /// Rows written.
     pub rows: u64,
     /// Bytes written.
     pub bytes: u64,
+}
+
+impl Saved {
+    /// Adds up what the final tasks wrote.
+    fn of(values: &[TaskValue]) -> Saved {
+        let mut saved = Saved {
+            files: 0,
+            rows: 0,
+            bytes: 0,
+        };
+        for v in values {
+            if let TaskValue::Written { rows, bytes } | TaskValue::Stored { rows, bytes, .. } = v {
+                saved.files += 1;
+                saved.rows += rows;
+                saved.bytes += bytes;
+            }
+        }
+        saved
+    }
 }
 
 impl<T: Data> Dataset<T> {
@@ -439,26 +469,97 @@ impl<T: Data> Dataset<T> {
         Ok(acc)
     }
 
-    fn save(&self, output: Output, f: ActionFn) -> Result<Saved> {
+    /// Runs a save: into a local directory (committed all at once), into a stored dataset
+    /// (`ringleader://NAME`, committed by the driver when the job succeeds), or, when the
+    /// workers are on other machines than this client, into a temporary stored dataset
+    /// streamed back into the local directory.
+    fn save(&self, output: Output, to_files: ActionFn, to_store: ActionFn, format: DatasetFormat) -> Result<Saved> {
+        if let Some(name) = ringleader_core::store::parse_url(&output.dir) {
+            return self.save_stored(&name?, &output, to_store, format);
+        }
+        if !self.ctx.workers_see_local_files()? {
+            return self.save_travelling(output, to_store, format);
+        }
         let commit = OutputCommit::begin(&output.dir, output.overwrite)?;
         let state = postcard::to_stdvec(&action::SaveState {
             dir: commit.staging().to_path_buf(),
         })?;
-        let values = self.run(f, state)?;
+        let values = self.run(to_files, state)?;
         commit.commit()?;
-        let mut saved = Saved {
-            files: 0,
-            rows: 0,
-            bytes: 0,
+        Ok(Saved::of(&values))
+    }
+
+    fn save_stored(&self, name: &str, output: &Output, to_store: ActionFn, format: DatasetFormat) -> Result<Saved> {
+        let Some(cluster) = self.ctx.cluster_client() else {
+            return Err(crate::Error::Config(format!(
+                "{}: stored datasets live on a cluster; set RINGLEADER_MASTER, or write to a local directory",
+                output.dir.display()
+            )));
         };
-        for v in values {
-            if let TaskValue::Written { rows, bytes } = v {
-                saved.files += 1;
-                saved.rows += rows;
-                saved.bytes += bytes;
-            }
+        let mut plan = crate::planner::plan(
+            &self.ctx,
+            &self.node,
+            StageOutput::Action {
+                f: Shipped::new(to_store),
+                state: Vec::new(),
+            },
+        )?;
+        let partitions = plan.stages.last().map_or(0, |s| s.tasks.len()) as u32;
+        let replicas = output.replicas.unwrap_or(self.ctx.config().replicas);
+        let info = cluster.place(name, partitions, replicas, output.overwrite)?;
+        let spec = StoreSpec {
+            dataset: name.to_string(),
+            generation: info.generation,
+            format,
+            replicas,
+            overwrite: output.overwrite,
+            owners: info.partitions.into_iter().map(|p| p.addresses).collect(),
+        };
+        if let Some(last) = plan.stages.last_mut() {
+            last.output = StageOutput::Action {
+                f: Shipped::new(to_store),
+                state: postcard::to_stdvec(&action::StoreState { spec: spec.clone() })?,
+            };
         }
-        Ok(saved)
+        plan.store = Some(spec);
+        let values = self.ctx.execute(&plan)?;
+        Ok(Saved::of(&values))
+    }
+
+    fn save_travelling(&self, output: Output, to_store: ActionFn, format: DatasetFormat) -> Result<Saved> {
+        // Refuse an existing directory before any task runs.
+        if output.dir.exists() && !output.overwrite {
+            return Err(crate::Error::OutputExists(output.dir.clone()));
+        }
+        let Some(cluster) = self.ctx.cluster_client() else {
+            return Err(crate::Error::Config("no cluster".into()));
+        };
+        let name = format!("tmp-{}", ringleader_core::store::new_generation());
+        let temporary = Output::new(format!("{}{name}", ringleader_core::store::URL_SCHEME)).replicas(1);
+        let saved = self.save_stored(&name, &temporary, to_store, format);
+        let fetched = saved.and_then(|saved| {
+            if cluster.progress() {
+                eprintln!(
+                    "the workers are on other machines: fetching {} bytes into {}",
+                    saved.bytes,
+                    output.dir.display()
+                );
+            }
+            let (rows, bytes) = cluster.get(crate::transfer::GetRequest {
+                name: name.clone(),
+                dir: output.dir.clone(),
+                overwrite: output.overwrite,
+                progress: cluster.progress(),
+            })?;
+            Ok(Saved {
+                files: saved.files,
+                rows,
+                bytes,
+            })
+        });
+        // The temporary dataset goes whatever happened (a failed job's was never listed).
+        let _ = cluster.remove_dataset(&name);
+        fetched
     }
 
     /// Writes each row's `Display` as a line into `part-00000`, `part-00001`, … (one per
@@ -476,7 +577,12 @@ impl<T: Data> Dataset<T> {
     where
         T: Display,
     {
-        self.save(output.into(), action::save_text::<T>)
+        self.save(
+            output.into(),
+            action::save_text::<T>,
+            action::store_text::<T>,
+            DatasetFormat::Text,
+        )
     }
 }
 
@@ -495,7 +601,12 @@ impl Dataset<Record> {
     /// assert_eq!((bytes.len(), bytes[0]), (200, 0));
     /// ```
     pub fn save_records(&self, output: impl Into<Output>) -> Result<Saved> {
-        self.save(output.into(), action::save_records)
+        self.save(
+            output.into(),
+            action::save_records,
+            action::store_records,
+            DatasetFormat::Records,
+        )
     }
 }
 

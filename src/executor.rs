@@ -99,14 +99,15 @@ fn run_assignment(
                 .inputs
                 .iter()
                 .map(|i| {
-                    let dirs = i.shuffle_dirs.iter().map(String::as_str).chain(std::iter::repeat(""));
+                    let nth = |v: &[String], n: usize| v.get(n).cloned().unwrap_or_default();
                     let sources = i
                         .locations
                         .iter()
-                        .zip(dirs)
-                        .map(|(address, dir)| BlockSource {
+                        .enumerate()
+                        .map(|(n, address)| BlockSource {
                             address: address.clone(),
-                            shuffle_dir: dir.to_string(),
+                            shuffle_dir: nth(&i.shuffle_dirs, n),
+                            machine: nth(&i.machines, n),
                         })
                         .collect();
                     (i.shuffle, sources)
@@ -157,7 +158,7 @@ fn classify(e: &Error) -> proto::TaskError {
         Error::FetchFailed { location, .. } => Some(location.clone()),
         _ => None,
     };
-    let retryable = fetch_location.is_some() || matches!(cause, Error::Io { .. });
+    let retryable = fetch_location.is_some() || matches!(cause, Error::Io { .. } | Error::Unreachable { .. });
     proto::TaskError {
         message: e.to_string(),
         retryable,

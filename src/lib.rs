@@ -35,6 +35,7 @@ mod executor;
 mod node;
 mod planner;
 mod progress;
+mod transfer;
 
 use std::process::ExitCode;
 

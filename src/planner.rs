@@ -29,7 +29,10 @@ fn plan_with(ctx: &Context, root: &Arc<Node>, output: StageOutput, sample: Optio
     };
     let tasks = planner.tasks(root, sample)?;
     planner.push_stage(tasks, output);
-    Ok(JobPlan { stages: planner.stages })
+    Ok(JobPlan {
+        stages: planner.stages,
+        store: None,
+    })
 }
 
 struct Planner<'a> {

@@ -166,8 +166,10 @@ pub const HOST_LOCAL_VAR: &str = "RINGLEADER_HOST_LOCAL_SHUFFLE";
 pub struct BlockSource {
     /// The worker holding it (serves it over Flight).
     pub address: String,
-    /// That worker's shuffle directory: on the same host, read straight from disk.
+    /// That worker's shuffle directory: on the same machine, read straight from disk.
     pub shuffle_dir: String,
+    /// That worker's machine identity ([`crate::machine`]).
+    pub machine: String,
 }
 
 /// The shuffle service of one task running in a cluster executor.
@@ -269,11 +271,15 @@ impl ShuffleService for ClusterShuffle {
                 streams.push(self.files.read_block(&block)?);
                 continue;
             }
-            // Another worker on this host (a laptop cluster): read its file directly, as
+            // Another worker on this machine (a laptop cluster): read its file directly, as
             // Spark's host-local shuffle reads do, rather than through its Flight server.
+            // Only the machine identity decides: a worker on another machine may have a
+            // directory of the same name, holding something else.
             let host_local = ShuffleFiles::new(&source.shuffle_dir);
             let allowed = std::env::var(HOST_LOCAL_VAR).map_or(true, |v| v != "0");
             if allowed
+                && !source.machine.is_empty()
+                && source.machine == crate::machine::identity()
                 && !source.shuffle_dir.is_empty()
                 && host_local.block_path(&block).is_some()
                 && let Ok(stream) = host_local.read_block(&block)

@@ -14,6 +14,15 @@ pub enum Error {
         /// The operating system's error.
         source: std::io::Error,
     },
+    /// No worker holding some stored data could be reached. Retryable, and it counts
+    /// toward the task's attempts, so a dataset that stays unreachable fails the job.
+    #[error("{what}: {message}")]
+    Unreachable {
+        /// What was being read or written.
+        what: String,
+        /// What each worker tried said.
+        message: String,
+    },
     /// An input path does not exist.
     #[error("input {0} does not exist")]
     MissingInput(PathBuf),

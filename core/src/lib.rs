@@ -23,6 +23,8 @@
 //! - [`node`]: what every node does around serving (token guard, TLS, accepting).
 //! - [`ring`]: the consistent-hash ring.
 //! - [`ipc`]: Arrow IPC streams in memory.
+//! - [`machine`]: which processes share a filesystem (a machine identity).
+//! - [`store`]: stored datasets: URLs, formats, generations, Flight put/get of partitions.
 //! - [`error`]: the error type.
 
 pub mod auth;
@@ -33,6 +35,7 @@ pub mod driver_group;
 pub mod error;
 pub mod exec;
 pub mod ipc;
+pub mod machine;
 pub mod node;
 pub mod ops;
 pub mod output;
@@ -42,6 +45,7 @@ pub mod ring;
 pub mod shipped;
 pub mod shuffle;
 pub mod source;
+pub mod store;
 pub mod tls;
 
 pub use error::{Error, Result};

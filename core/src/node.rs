@@ -48,7 +48,12 @@ pub fn guarded<S>(service: S, require: &RequireToken) -> InterceptedService<S, R
 
 /// A server builder, speaking TLS when this process has certificates.
 pub fn server() -> Result<Server, NodeError> {
-    let server = Server::builder();
+    // Pings find a client whose link went down, so its streams (a job's events, an
+    // executor's tasks) end instead of waiting forever.
+    let server = Server::builder()
+        .http2_keepalive_interval(Some(crate::tls::KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(crate::tls::KEEPALIVE_TIMEOUT))
+        .tcp_keepalive(Some(crate::tls::KEEPALIVE_INTERVAL));
     Ok(match crate::tls::server_config()? {
         Some(tls) => server.tls_config(tls)?,
         None => server,

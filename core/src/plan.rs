@@ -29,6 +29,27 @@ crate::__shippable!(StepFn, SinkFn, ReduceFn, ActionFn, SchemaFn);
 pub struct JobPlan {
     /// All stages; the last one is the final stage whose output is the action.
     pub stages: Vec<StagePlan>,
+    /// Set when the job writes a stored dataset: the driver commits it when the job
+    /// succeeds, in the same step that records the success.
+    pub store: Option<StoreSpec>,
+}
+
+/// A stored dataset a job writes (`ringleader://NAME` as an output).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StoreSpec {
+    /// The dataset's name.
+    pub dataset: String,
+    /// The generation the job's tasks write (see [`crate::store`]).
+    pub generation: String,
+    /// What its rows are.
+    pub format: crate::store::DatasetFormat,
+    /// Copies of each partition.
+    pub replicas: u32,
+    /// Whether it may replace a dataset of that name.
+    pub overwrite: bool,
+    /// Per partition, the workers (addresses) to write it to, ring owners first: a task
+    /// writes the first `replicas` of them that accept it, itself first when it is one.
+    pub owners: Vec<Vec<String>>,
 }
 
 /// One stage: tasks that share an output kind, cut from the next stage by a shuffle.
@@ -139,6 +160,15 @@ pub enum TaskValue {
     Bytes(Vec<u8>),
     /// Rows as an Arrow IPC stream (collect, take).
     Batches(Vec<u8>),
+    /// A partition of a stored dataset, written to `holders` (worker addresses).
+    Stored {
+        /// Rows written.
+        rows: u64,
+        /// Bytes written (Arrow in-memory size).
+        bytes: u64,
+        /// The workers holding a copy.
+        holders: Vec<String>,
+    },
     /// A file written to the job's staging directory.
     Written {
         /// Rows written.

@@ -155,11 +155,31 @@ pub fn ca_path() -> Option<PathBuf> {
 /// trusted CA when TLS is set up, `http` otherwise.
 pub fn endpoint(address: &str) -> Result<Endpoint, String> {
     let setup = setup().map_err(|e| e.to_string())?;
-    match &setup.client {
+    let endpoint = match &setup.client {
         Some(tls) => Endpoint::from_shared(format!("https://{address}"))
             .and_then(|e| e.tls_config(tls.clone()))
             .map_err(|e| format!("{address:?} is not an address: {e}")),
         None => Endpoint::from_shared(format!("http://{address}"))
             .map_err(|e| format!("{address:?} is not an address: {e}")),
-    }
+    }?;
+    Ok(bounded(endpoint))
+}
+
+/// How often an idle or busy HTTP/2 connection is pinged, and how long a ping may go
+/// unanswered before the connection (and every call on it) fails. A peer whose link went
+/// down answers nothing and sends no reset; without pings a call would wait forever.
+pub const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+/// See [`KEEPALIVE_INTERVAL`].
+pub const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Bounds every wait on a channel to `endpoint`: connecting takes at most 5 s, and a
+/// connection whose peer stops answering pings fails within [`KEEPALIVE_TIMEOUT`], however
+/// long a stream on it is meant to last.
+fn bounded(endpoint: Endpoint) -> Endpoint {
+    endpoint
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .tcp_keepalive(Some(KEEPALIVE_INTERVAL))
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(true)
 }

@@ -49,18 +49,27 @@ pub fn schedule(state: &ClusterState, live: &BTreeSet<String>) -> Vec<Assignment
                 if *task != TaskState::Pending {
                     continue;
                 }
-                // Data locality first: a stored partition's task goes to a worker holding it.
-                let holders: Vec<&str> = match &stage.tasks[t].input {
+                // Data locality first: a stored partition's task goes to a worker holding it,
+                // and a task writing a stored dataset to one of its partition's owners.
+                let writes_to = match &job.plan.store {
+                    Some(spec) if s + 1 == job.plan.stages.len() => spec.owners.get(t),
+                    _ => None,
+                };
+                let reads_from = match &stage.tasks[t].input {
                     TaskInput::Source {
                         split: Split::Stored { locations, .. },
                         ..
-                    } => state
+                    } => Some(locations),
+                    _ => None,
+                };
+                let holders: Vec<&str> = match writes_to.or(reads_from) {
+                    Some(addresses) => state
                         .workers
                         .values()
-                        .filter(|w| locations.contains(&w.address))
+                        .filter(|w| addresses.contains(&w.address))
                         .map(|w| w.id.as_str())
                         .collect(),
-                    _ => Vec::new(),
+                    None => Vec::new(),
                 };
                 // A retried task avoids the workers its earlier attempts failed on.
                 let failed = job.history[s][t].failed_on.as_slice();
@@ -249,6 +258,7 @@ mod tests {
                 output,
                 parents: Vec::new(),
             }],
+            store: None,
         }
     }
 
@@ -261,6 +271,7 @@ mod tests {
                 slots,
                 pid: 1,
                 shuffle_dir: String::new(),
+                machine: String::new(),
             }) else {
                 panic!("no id")
             };

@@ -13,6 +13,7 @@ use ringleader_core::plan::JobPlan;
 use ringleader_core::proto::{
     self, driver_server::Driver, raft_transport_client::RaftTransportClient, task_report::Outcome as Reported,
 };
+use ringleader_core::store::DatasetFormat;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -149,6 +150,7 @@ impl Driver for DriverService {
                 slots: r.slots,
                 pid: r.pid,
                 shuffle_dir: r.shuffle_dir,
+                machine: r.machine,
             })
             .await?
         else {
@@ -175,13 +177,18 @@ impl Driver for DriverService {
                 .collect();
             (state.workers.contains_key(&r.worker_id), active)
         };
+        let live_datasets = self.inner.live_datasets();
         if known {
             let was_dead = self.inner.heartbeat(r.worker_id);
             if was_dead || r.free_slots > 0 {
                 self.inner.wake.notify_one();
             }
         }
-        Ok(Response::new(proto::HeartbeatReply { known, active_jobs }))
+        Ok(Response::new(proto::HeartbeatReply {
+            known,
+            active_jobs,
+            live_datasets,
+        }))
     }
 
     async fn has_binary(&self, request: Request<proto::BinaryId>) -> Result<Response<proto::HasBinaryReply>, Status> {
@@ -349,6 +356,12 @@ impl Driver for DriverService {
         }
         let live = self.inner.live_workers();
         let state = self.inner.state();
+        if state.datasets.contains_key(&r.name) && !r.overwrite {
+            return Err(Status::already_exists(format!(
+                "dataset {} already exists; pass --overwrite to replace it (or `ringleader rm {}`)",
+                r.name, r.name
+            )));
+        }
         let ring = state.ring(|w| live.contains(w));
         if (ring.len() as u32) < r.replicas {
             return Err(Status::failed_precondition(format!(
@@ -360,17 +373,22 @@ impl Driver for DriverService {
         let partitions = (0..r.partitions)
             .map(|p| {
                 let owners: Vec<String> = ring
-                    .owners(format!("{}/{p}", r.name).as_bytes(), r.replicas as usize)
+                    .owners(format!("{}/{p}", r.name).as_bytes(), (r.replicas + r.spare) as usize)
                     .into_iter()
                     .cloned()
                     .collect();
-                placement(&state, p, owners, 0)
+                placement(&state, p, owners, 0, 0)
             })
             .collect();
+        drop(state);
+        let generation = ringleader_core::store::new_generation();
+        self.inner.placed(format!("{}/{generation}", r.name));
         Ok(Response::new(proto::DatasetInfo {
             name: r.name,
             replicas: r.replicas,
             partitions,
+            generation,
+            format: String::new(),
         }))
     }
 
@@ -395,11 +413,19 @@ impl Driver for DriverService {
             if parts.iter().enumerate().any(|(i, p)| p.partition as usize != i) {
                 return Err(Status::invalid_argument("partitions must be numbered 0..n"));
             }
+            let format = DatasetFormat::parse(&r.format)
+                .ok_or_else(|| Status::invalid_argument(format!("{:?} is not a dataset format", r.format)))?;
+            if !ringleader_core::store::valid_name(&r.generation) {
+                return Err(Status::invalid_argument("malformed dataset generation"));
+            }
             crate::state::DatasetRecord {
                 name: r.name.clone(),
+                generation: r.generation.clone(),
+                format,
                 replicas: r.replicas,
                 placement: parts.iter().map(|p| p.workers.clone()).collect(),
                 rows: parts.iter().map(|p| p.rows).collect(),
+                bytes: parts.iter().map(|p| p.bytes).collect(),
             }
         };
         self.inner.write(Command::PutDataset(record)).await?;
@@ -411,10 +437,25 @@ impl Driver for DriverService {
         let state = self.inner.state();
         let record = state.datasets.get(&name).ok_or_else(|| {
             Status::not_found(format!(
-                "no dataset named {name:?}; store one with `ringleader put --name {name} PATH…`"
+                "no dataset named {name:?} (`ringleader datasets` lists them; store one with `ringleader put --name {name} PATH…`)"
             ))
         })?;
         Ok(Response::new(dataset_info(&state, record)))
+    }
+
+    async fn remove_dataset(
+        &self,
+        request: Request<proto::DatasetName>,
+    ) -> Result<Response<proto::RemoveDatasetReply>, Status> {
+        self.inner.require_leader()?;
+        let name = request.into_inner().name;
+        self.inner.forget_placed(&name);
+        match self.inner.write(Command::RemoveDataset { name: name.clone() }).await? {
+            Outcome::Stale => Err(Status::not_found(format!(
+                "no dataset named {name:?} (`ringleader datasets` lists them)"
+            ))),
+            _ => Ok(Response::new(proto::RemoveDatasetReply {})),
+        }
     }
 
     async fn list_datasets(
@@ -463,6 +504,7 @@ impl Driver for DriverService {
                 alive: live.contains(&w.id),
                 ring_share: shares.get(&w.id).copied().unwrap_or(0.0),
                 running_tasks: running.get(w.id.as_str()).copied().unwrap_or(0),
+                machine: w.machine.clone(),
             })
             .collect();
         let jobs = state.jobs.values().map(job_status).collect();

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 
 use ringleader_core::plan::{JobPlan, StageOutput, TaskInput, TaskValue};
+use ringleader_core::store::DatasetFormat;
 use serde::{Deserialize, Serialize};
 
 /// Attempts a task gets before its job fails.
@@ -37,9 +38,10 @@ pub struct WorkerRecord {
     pub slots: u32,
     /// Its process id (for `cluster status`).
     pub pid: u32,
-    /// Its shuffle directory: reducers on the same host read map output from it directly.
-    #[serde(default)]
+    /// Its shuffle directory: reducers on the same machine read map output from it directly.
     pub shuffle_dir: String,
+    /// Its filesystem identity ([`ringleader_core::machine`]): equal means the same files.
+    pub machine: String,
 }
 
 /// A task's state.
@@ -268,12 +270,67 @@ impl JobRecord {
 pub struct DatasetRecord {
     /// Its name.
     pub name: String,
+    /// The committed generation: the directory its partitions live under on each worker.
+    pub generation: String,
+    /// What its rows are.
+    pub format: DatasetFormat,
     /// Copies of each partition.
     pub replicas: u32,
     /// Worker ids holding each partition (primary first), by partition.
     pub placement: Vec<Vec<String>>,
     /// Rows per partition.
     pub rows: Vec<u64>,
+    /// Bytes per partition (Arrow in-memory size).
+    pub bytes: Vec<u64>,
+}
+
+/// The dataset a job that just succeeded wrote, to commit with its success: `Ok(None)` if
+/// it wrote none, an error (the job fails) if a partition lacks its replicas or the name
+/// was taken meanwhile without `overwrite`.
+fn stored_output(
+    job: &JobRecord,
+    workers: &BTreeMap<String, WorkerRecord>,
+    datasets: &BTreeMap<String, DatasetRecord>,
+) -> Result<Option<DatasetRecord>, String> {
+    let Some(spec) = &job.plan.store else {
+        return Ok(None);
+    };
+    if datasets.contains_key(&spec.dataset) && !spec.overwrite {
+        return Err(format!(
+            "dataset {} was stored by another job meanwhile; pass --overwrite to replace it",
+            spec.dataset
+        ));
+    }
+    let mut record = DatasetRecord {
+        name: spec.dataset.clone(),
+        generation: spec.generation.clone(),
+        format: spec.format,
+        replicas: spec.replicas,
+        placement: Vec::new(),
+        rows: Vec::new(),
+        bytes: Vec::new(),
+    };
+    for (p, value) in job.result().into_iter().enumerate() {
+        let TaskValue::Stored { rows, bytes, holders } = value else {
+            return Err(format!("partition {p} of {} was not stored", spec.dataset));
+        };
+        let ids: Vec<String> = holders
+            .iter()
+            .filter_map(|a| workers.values().find(|w| w.address == *a).map(|w| w.id.clone()))
+            .collect();
+        if (ids.len() as u32) < spec.replicas {
+            return Err(format!(
+                "partition {p} of {} has {} of {} replicas",
+                spec.dataset,
+                ids.len(),
+                spec.replicas
+            ));
+        }
+        record.placement.push(ids);
+        record.rows.push(rows);
+        record.bytes.push(bytes);
+    }
+    Ok(Some(record))
 }
 
 /// A change to the cluster's state.
@@ -289,6 +346,8 @@ pub enum Command {
         pid: u32,
         /// Its shuffle directory.
         shuffle_dir: String,
+        /// Its filesystem identity.
+        machine: String,
     },
     /// A job binary is stored on a majority of the drivers.
     AddBinary {
@@ -370,6 +429,11 @@ pub enum Command {
     },
     /// A dataset's partitions are stored (replacing any dataset of that name).
     PutDataset(DatasetRecord),
+    /// A stored dataset is forgotten (its workers delete its files).
+    RemoveDataset {
+        /// Its name.
+        name: String,
+    },
     /// The job stops (cancelled).
     CancelJob {
         /// Job id.
@@ -451,12 +515,14 @@ impl ClusterState {
                 slots,
                 pid,
                 shuffle_dir,
+                machine,
             } => {
                 if let Some(w) = self.workers.values_mut().find(|w| w.address == address) {
                     // The same address registering again is the same worker restarted.
                     w.slots = slots;
                     w.pid = pid;
                     w.shuffle_dir = shuffle_dir;
+                    w.machine = machine;
                     return Outcome::WorkerRegistered(w.id.clone());
                 }
                 self.next_worker += 1;
@@ -467,6 +533,7 @@ impl ClusterState {
                     slots,
                     pid,
                     shuffle_dir,
+                    machine,
                 };
                 self.workers.insert(id.clone(), record);
                 Outcome::WorkerRegistered(id)
@@ -575,7 +642,14 @@ impl ClusterState {
                 if let Some(j) = self.jobs.get_mut(&job)
                     && (0..j.tasks.len()).all(|s| j.stage_done(s))
                 {
-                    j.state = JobState::Succeeded;
+                    match stored_output(j, &self.workers, &self.datasets) {
+                        Ok(Some(record)) => {
+                            self.datasets.insert(record.name.clone(), record);
+                            j.state = JobState::Succeeded;
+                        }
+                        Ok(None) => j.state = JobState::Succeeded,
+                        Err(message) => j.state = JobState::Failed(message),
+                    }
                 }
                 Outcome::Done
             }
@@ -649,6 +723,10 @@ impl ClusterState {
                 self.datasets.insert(record.name.clone(), record);
                 Outcome::Done
             }
+            Command::RemoveDataset { name } => match self.datasets.remove(&name) {
+                Some(_) => Outcome::Done,
+                None => Outcome::Stale,
+            },
             Command::CancelJob { job, reason } => match self.jobs.get_mut(&job) {
                 Some(j) if j.state == JobState::Running => {
                     j.state = JobState::Cancelled(reason);
@@ -754,6 +832,19 @@ impl ClusterState {
         let slot = j.tasks.get_mut(stage as usize)?.get_mut(task as usize)?;
         let history = j.history.get_mut(stage as usize)?.get_mut(task as usize)?;
         Some((slot, history))
+    }
+
+    /// Dataset generations (`name/generation`) workers must keep: the committed ones and
+    /// those running jobs are writing.
+    pub fn live_datasets(&self) -> Vec<String> {
+        let committed = self.datasets.values().map(|d| format!("{}/{}", d.name, d.generation));
+        let writing = self
+            .jobs
+            .values()
+            .filter(|j| j.state == JobState::Running)
+            .filter_map(|j| j.plan.store.as_ref())
+            .map(|s| format!("{}/{}", s.dataset, s.generation));
+        committed.chain(writing).collect()
     }
 
     /// The consistent-hash ring over the workers `include` accepts, weighted by slots.

@@ -95,7 +95,13 @@ pub fn job_detail(j: &JobRecord) -> proto::JobDetail {
 }
 
 /// Where one partition of a dataset lives.
-pub fn placement(state: &ClusterState, partition: u32, workers: Vec<String>, rows: u64) -> proto::PartitionPlacement {
+pub fn placement(
+    state: &ClusterState,
+    partition: u32,
+    workers: Vec<String>,
+    rows: u64,
+    bytes: u64,
+) -> proto::PartitionPlacement {
     let addresses = workers
         .iter()
         .map(|w| state.workers.get(w).map(|r| r.address.clone()).unwrap_or_default())
@@ -105,6 +111,7 @@ pub fn placement(state: &ClusterState, partition: u32, workers: Vec<String>, row
         workers,
         addresses,
         rows,
+        bytes,
     }
 }
 
@@ -120,6 +127,7 @@ pub fn dataset_info(state: &ClusterState, record: &DatasetRecord) -> proto::Data
                 p as u32,
                 workers.clone(),
                 record.rows.get(p).copied().unwrap_or(0),
+                record.bytes.get(p).copied().unwrap_or(0),
             )
         })
         .collect();
@@ -127,6 +135,8 @@ pub fn dataset_info(state: &ClusterState, record: &DatasetRecord) -> proto::Data
         name: record.name.clone(),
         replicas: record.replicas,
         partitions,
+        generation: record.generation.clone(),
+        format: record.format.name().to_string(),
     }
 }
 

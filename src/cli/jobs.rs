@@ -21,7 +21,7 @@ pub struct JobArgs {
 }
 
 fn group(args: &ListArgs) -> anyhow::Result<ringleader_core::driver_group::DriverGroup> {
-    let master = resolve_master(args.master.clone(), &args.dir)?;
+    let master = resolve_master(args.cluster.master.clone(), &args.cluster.dir)?;
     Ok(crate::cluster::driver_group(crate::cluster::parse_masters(&master)?)?)
 }
 

@@ -3,7 +3,7 @@
 //!
 //! Modules: [`generate`] (`ringleader gen …`), [`validate`] (`ringleader validate sort`),
 //! [`bench`] (`ringleader bench embedded`), [`cluster`] (`ringleader cluster up|status|down`),
-//! [`submit`] (`ringleader submit`), [`jobs`] (`ringleader jobs`, `ringleader job ID`), [`nodes`] (`ringleader driver`, `ringleader worker`).
+//! [`submit`] (`ringleader submit`), [`datasets`] (`ringleader put|get|rm|datasets`), [`jobs`] (`ringleader jobs`, `ringleader job ID`), [`nodes`] (`ringleader driver`, `ringleader worker`).
 
 pub mod bench;
 pub mod bench_raft;
@@ -43,8 +43,12 @@ enum Command {
     Cluster(cluster::ClusterCommand),
     /// Run a job binary on a cluster.
     Submit(submit::SubmitArgs),
-    /// Store a dataset on the cluster, partitioned by the ring.
+    /// Store local files as a dataset on the cluster, partitioned by the ring (streamed).
     Put(datasets::PutArgs),
+    /// Write a stored dataset's part-* files into a local directory (streamed).
+    Get(datasets::GetArgs),
+    /// Remove a stored dataset (its workers delete its files).
+    Rm(datasets::RmArgs),
     /// List the datasets stored on the cluster and their placement.
     Datasets(datasets::ListArgs),
     /// List the jobs the cluster remembers (any driver answers).
@@ -83,6 +87,8 @@ pub fn main() -> ExitCode {
         Command::Cluster(c) => cluster::run(c),
         Command::Submit(a) => submit::run(a),
         Command::Put(a) => datasets::put(a),
+        Command::Get(a) => datasets::get(a),
+        Command::Rm(a) => datasets::rm(a),
         Command::Datasets(a) => datasets::list(a),
         Command::Jobs(a) => jobs::list(a),
         Command::Job(a) => jobs::show(a),

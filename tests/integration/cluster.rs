@@ -292,7 +292,7 @@ fn a_dataset_put_on_the_ring_is_placed_on_distinct_owners_and_read_by_a_job() {
         .output()
         .unwrap();
     let listed = String::from_utf8_lossy(&listed.stdout);
-    assert!(listed.contains("words: 4 partitions x 2 replicas"), "{listed}");
+    assert!(listed.contains("words: text, 4 partitions x 2 replicas"), "{listed}");
     // Each partition is on exactly two distinct workers' disks.
     for p in 0..4 {
         assert_eq!(cluster.holders("words", p, &[1, 2, 3]), 2, "partition {p}");

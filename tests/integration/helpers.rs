@@ -283,10 +283,13 @@ impl LocalCluster {
         workers
             .iter()
             .filter(|w| {
-                self.dir
-                    .path()
-                    .join(format!("worker-{w}/datasets/{name}/part-{partition}.arrow"))
-                    .exists()
+                let dataset = self.dir.path().join(format!("worker-{w}/datasets/{name}"));
+                // Under the dataset's generation directory (one, once old ones are gone).
+                std::fs::read_dir(dataset).is_ok_and(|generations| {
+                    generations
+                        .flatten()
+                        .any(|g| g.path().join(format!("part-{partition}.arrow")).exists())
+                })
             })
             .count()
     }

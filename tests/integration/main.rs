@@ -11,6 +11,8 @@ mod examples;
 mod faults;
 mod fuzz;
 mod helpers;
+mod hosts;
+mod lan;
 mod operators;
 mod raft;
 mod shipping;

@@ -128,7 +128,7 @@ impl Executors {
             .env("RINGLEADER_EXECUTOR_JOB", &first.job_id)
             .env("RINGLEADER_WORKER_ID", launch.worker_id)
             .env("RINGLEADER_SHUFFLE_DIR", launch.shuffle_dir)
-            .env(ringleader_core::source::stored::DATASET_DIR_VAR, launch.dataset_dir)
+            .env(ringleader_core::store::DATASET_DIR_VAR, launch.dataset_dir)
             .current_dir(if dir.is_dir() { dir } else { launch.shuffle_dir })
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -1,6 +1,14 @@
-//! Serving shuffle blocks with Arrow Flight `do_get`, from the worker daemon rather than
-//! the executor, so map output outlives the process that wrote it.
+//! Serving shuffle blocks and stored dataset partitions with Arrow Flight, from the worker
+//! daemon rather than the executor, so they outlive the process that wrote them. `do_get`
+//! streams a file batch by batch and `do_put` writes as it receives: neither holds a
+//! whole partition in memory.
 
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::FlightService;
@@ -10,15 +18,16 @@ use arrow_flight::{
 };
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
-use std::path::PathBuf;
-
-use arrow_flight::decode::FlightRecordBatchStream;
-use ringleader_core::cluster_shuffle::{BlockId, ShuffleFiles, valid_job_id};
-use ringleader_core::source::stored::partition_path;
+use ringleader_core::cluster_shuffle::{BlockId, ShuffleFiles};
+use ringleader_core::store::PartitionId;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+/// Batches read ahead of a slow reader: the memory a stream holds is this many batches.
+const READ_AHEAD: usize = 4;
+
 /// The Flight service of a worker: `do_get` of shuffle blocks and stored dataset
-/// partitions, `do_put` of dataset partitions (`ringleader put`).
+/// partitions, `do_put` of dataset partitions.
 pub struct ShuffleFlight {
     files: ShuffleFiles,
     datasets: PathBuf,
@@ -29,55 +38,78 @@ impl ShuffleFlight {
     pub fn new(files: ShuffleFiles, datasets: PathBuf) -> Self {
         ShuffleFlight { files, datasets }
     }
+}
 
-    fn dataset_path(&self, name: &str, partition: &str) -> Result<PathBuf, Status> {
-        let partition: u32 = partition
-            .parse()
-            .map_err(|_| Status::invalid_argument("bad partition number"))?;
-        if !valid_job_id(name) {
-            return Err(Status::invalid_argument(format!(
-                "{name:?} is not a dataset name (letters, digits, - and _)"
-            )));
+/// Runs a blocking batch reader on its own thread and streams what it yields, at most
+/// [`READ_AHEAD`] batches ahead of the consumer.
+pub fn stream_blocking<I>(
+    open: impl FnOnce() -> Result<I, Status> + Send + 'static,
+) -> BoxStream<'static, Result<RecordBatch, Status>>
+where
+    I: Iterator<Item = Result<RecordBatch, Status>>,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
+    tokio::task::spawn_blocking(move || {
+        let batches = match open() {
+            Ok(batches) => batches,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+        };
+        for batch in batches {
+            // The reader went away: stop reading.
+            if tx.blocking_send(batch).is_err() {
+                return;
+            }
         }
-        Ok(partition_path(&self.datasets, name, partition))
-    }
+    });
+    ReceiverStream::new(rx).boxed()
 }
 
-fn read_ipc(path: &std::path::Path) -> Result<Vec<arrow::record_batch::RecordBatch>, Status> {
-    let file = std::fs::File::open(path).map_err(|e| Status::not_found(format!("{}: {e}", path.display())))?;
-    let reader = arrow::ipc::reader::FileReader::try_new(std::io::BufReader::new(file), None)
-        .map_err(|e| Status::internal(format!("{}: {e}", path.display())))?;
-    reader
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Status::internal(format!("{}: {e}", path.display())))
-}
-
-/// Writes `batches` to `path` as an IPC file, under a temporary name first.
-pub fn write_ipc(path: &std::path::Path, batches: &[arrow::record_batch::RecordBatch]) -> Result<(), Status> {
-    let fail = |e: String| Status::internal(format!("{}: {e}", path.display()));
-    let Some(first) = batches.first() else {
-        return Err(Status::invalid_argument(
-            "an empty partition has no schema; send at least one batch",
-        ));
-    };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+/// Writes a stream of batches to `path` as they arrive (see
+/// [`ringleader_core::store::write_ipc_file`]); the file appears only once all were written.
+pub async fn write_stream(
+    path: PathBuf,
+    mut batches: impl futures::Stream<Item = Result<RecordBatch, Status>> + Unpin,
+    schema: Arc<Mutex<Option<SchemaRef>>>,
+) -> Result<(u64, u64), Status> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, Status>>(READ_AHEAD);
+    let failure: Arc<Mutex<Option<Status>>> = Arc::default();
+    let failed = failure.clone();
+    let schema_at_end = schema.clone();
+    let writer = tokio::task::spawn_blocking(move || {
+        let batches = std::iter::from_fn(|| rx.blocking_recv()).map(|b| {
+            b.map_err(|status| {
+                let message = status.message().to_string();
+                *failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
+                ringleader_core::Error::Plan(message)
+            })
+        });
+        ringleader_core::store::write_ipc_file(
+            &path,
+            || schema_at_end.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            batches,
+        )
+        .map_err(|e| Status::internal(e.to_string()))
+    });
+    while let Some(batch) = batches.next().await {
+        let stop = batch.is_err();
+        if tx.send(batch).await.is_err() || stop {
+            break;
+        }
     }
-    let temp = path.with_extension("arrow.tmp");
-    let file = std::fs::File::create(&temp).map_err(|e| fail(e.to_string()))?;
-    let mut writer = arrow::ipc::writer::FileWriter::try_new(std::io::BufWriter::new(file), first.schema().as_ref())
-        .map_err(|e| fail(e.to_string()))?;
-    for b in batches {
-        writer.write(b).map_err(|e| fail(e.to_string()))?;
+    drop(tx);
+    let written = writer.await.map_err(|e| Status::internal(e.to_string()))?;
+    if let Some(status) = failure.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        return Err(status);
     }
-    writer.finish().map_err(|e| fail(e.to_string()))?;
-    drop(writer);
-    std::fs::rename(&temp, path).map_err(|e| fail(e.to_string()))
+    written
 }
 
 fn unsupported<T>() -> Result<T, Status> {
     Err(Status::unimplemented(
-        "a Ringleader worker serves shuffle blocks with do_get only",
+        "a Ringleader worker serves do_get (shuffle blocks, dataset partitions) and do_put (dataset partitions) only",
     ))
 }
 
@@ -95,23 +127,30 @@ impl FlightService for ShuffleFlight {
         let ticket = request.into_inner().ticket;
         let batches = if let Some(rest) = ticket.strip_prefix(b"dataset/".as_slice()) {
             let text = std::str::from_utf8(rest).map_err(|_| Status::invalid_argument("bad ticket"))?;
-            let (name, partition) = text
-                .split_once('/')
-                .ok_or_else(|| Status::invalid_argument("bad ticket"))?;
-            let path = self.dataset_path(name, partition)?;
-            tokio::task::spawn_blocking(move || read_ipc(&path))
-                .await
-                .map_err(|e| Status::internal(e.to_string()))??
+            let parts: Vec<&str> = text.split('/').collect();
+            let id = PartitionId::parse(&parts).map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let path = id.path(&self.datasets);
+            stream_blocking(move || {
+                if !path.exists() {
+                    return Err(Status::not_found(format!(
+                        "dataset {} partition {} is not on this worker",
+                        id.dataset, id.partition
+                    )));
+                }
+                let (_, batches) =
+                    ringleader_core::store::read_ipc_file(&path).map_err(|e| Status::internal(e.to_string()))?;
+                Ok(batches.map(|b| b.map_err(|e| Status::internal(e.to_string()))))
+            })
         } else {
             let block = BlockId::parse(&ticket).map_err(|e| Status::invalid_argument(e.to_string()))?;
             let files = self.files.clone();
-            tokio::task::spawn_blocking(move || files.read_block(&block).and_then(|s| s.collect::<Result<Vec<_>, _>>()))
-                .await
-                .map_err(|e| Status::internal(e.to_string()))?
-                .map_err(|e| Status::not_found(e.to_string()))?
+            stream_blocking(move || {
+                let batches = files.read_block(&block).map_err(|e| Status::not_found(e.to_string()))?;
+                Ok(batches.map(|b| b.map_err(|e| Status::internal(e.to_string()))))
+            })
         };
         let stream = FlightDataEncoderBuilder::new()
-            .build(futures::stream::iter(batches.into_iter().map(Ok::<_, FlightError>)))
+            .build(batches.map_err(FlightError::from))
             .map_err(|e| Status::internal(e.to_string()));
         Ok(Response::new(stream.boxed()))
     }
@@ -140,28 +179,37 @@ impl FlightService for ShuffleFlight {
             .message()
             .await?
             .ok_or_else(|| Status::invalid_argument("empty do_put"))?;
-        let descriptor = first.flight_descriptor.clone();
-        let data = futures::stream::once(async { Ok(first) })
-            .chain(input)
-            .map_err(FlightError::from);
-        let mut stream = FlightRecordBatchStream::new_from_flight_data(data);
-        let mut batches = Vec::new();
-        while let Some(batch) = stream.next().await {
-            batches.push(batch.map_err(|e| Status::invalid_argument(format!("bad partition data: {e}")))?);
-        }
-        let path = match descriptor.as_ref().map(|d| d.path.as_slice()) {
-            Some([kind, name, partition]) if kind == "dataset" => self.dataset_path(name, partition)?,
+        let path = match first.flight_descriptor.as_ref().map(|d| d.path.as_slice()) {
+            Some([kind, rest @ ..]) if kind == "dataset" => {
+                let parts: Vec<&str> = rest.iter().map(String::as_str).collect();
+                PartitionId::parse(&parts)
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?
+                    .path(&self.datasets)
+            }
             _ => {
                 return Err(Status::invalid_argument(
-                    "do_put needs a descriptor path [\"dataset\", NAME, PARTITION]",
+                    "do_put needs a descriptor path [\"dataset\", NAME, GENERATION, PARTITION]",
                 ));
             }
         };
-        tokio::task::spawn_blocking(move || write_ipc(&path, &batches))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))??;
+        let data = futures::stream::once(async { Ok(first) })
+            .chain(input)
+            .map_err(FlightError::from);
+        let mut decoded = FlightRecordBatchStream::new_from_flight_data(data);
+        let schema: Arc<Mutex<Option<SchemaRef>>> = Arc::default();
+        let seen = schema.clone();
+        let batches = futures::stream::poll_fn(move |cx| {
+            let next = decoded.poll_next_unpin(cx);
+            if let Some(s) = decoded.schema() {
+                *seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(s.clone());
+            }
+            next
+        })
+        .map_err(|e| Status::invalid_argument(format!("bad partition data: {e}")));
+        write_stream(path, Box::pin(batches), schema).await?;
         Ok(Response::new(futures::stream::empty().boxed()))
     }
+
     async fn do_action(&self, _: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
         unsupported()
     }

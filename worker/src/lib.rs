@@ -8,10 +8,10 @@
 //! ## Layout
 //! - [`service`]: the `Worker` and `Executor` gRPC services.
 //! - [`executors`]: executor processes, their task queues, and crash reporting.
-//! - [`flight`]: Flight `do_get` of shuffle blocks.
+//! - [`flight`]: Flight `do_get` of shuffle blocks and dataset partitions, `do_put` of partitions.
 //!
 //! Data directory: `binaries/<hash>` (cached job binaries), `shuffle/<job>/…` (map output),
-//! `datasets/<name>/part-<p>.arrow` (stored dataset partitions), `logs/<job>.stderr`
+//! `datasets/<name>/<generation>/part-<p>.arrow` (stored dataset partitions), `logs/<job>.stderr`
 //! (executors' stderr).
 
 pub mod executors;
@@ -239,6 +239,7 @@ async fn heartbeat_forever(inner: Arc<service::WorkerInner>, every: Duration, sl
                 }
                 inner.executors.retain_jobs(&reply.active_jobs, asked.0);
                 remove_finished_shuffles(&inner.shuffle_dir(), &reply.active_jobs, asked.1);
+                remove_dead_datasets(&inner.dataset_dir(), &reply.live_datasets, asked.1);
             }
             Err(_) => continue,
         }
@@ -262,6 +263,40 @@ fn remove_finished_shuffles(root: &std::path::Path, active: &[String], asked: st
     }
 }
 
+/// Deletes dataset generations the driver no longer lists (a removed or replaced dataset,
+/// the output of a job that failed or was cancelled), sparing those written after `asked`,
+/// and partitions still on their way to other owners.
+fn remove_dead_datasets(root: &std::path::Path, live: &[String], asked: std::time::SystemTime) {
+    let older = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t < asked)
+    };
+    let Ok(datasets) = std::fs::read_dir(root) else { return };
+    for dataset in datasets.flatten() {
+        let name = dataset.file_name().to_string_lossy().into_owned();
+        if !ringleader_core::store::valid_name(&name) {
+            continue;
+        }
+        let Ok(generations) = std::fs::read_dir(dataset.path()) else {
+            continue;
+        };
+        let mut left = 0;
+        for generation in generations.flatten() {
+            let path = generation.path();
+            let key = format!("{name}/{}", generation.file_name().to_string_lossy());
+            if !live.contains(&key) && older(&path) {
+                let _ = std::fs::remove_dir_all(&path);
+            } else {
+                left += 1;
+            }
+        }
+        if left == 0 {
+            let _ = std::fs::remove_dir(dataset.path());
+        }
+    }
+}
+
 fn registration(inner: &service::WorkerInner, slots: u32) -> proto::RegisterWorkerRequest {
     let shuffle_dir = inner.shuffle_dir();
     let shuffle_dir = shuffle_dir.canonicalize().unwrap_or(shuffle_dir);
@@ -270,5 +305,6 @@ fn registration(inner: &service::WorkerInner, slots: u32) -> proto::RegisterWork
         slots,
         pid: std::process::id(),
         shuffle_dir: shuffle_dir.display().to_string(),
+        machine: ringleader_core::machine::identity().to_string(),
     }
 }

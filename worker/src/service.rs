@@ -182,26 +182,22 @@ impl Worker for WorkerService {
         request: Request<proto::CopyPartitionRequest>,
     ) -> Result<Response<proto::CopyPartitionReply>, Status> {
         let r = request.into_inner();
-        if !ringleader_core::cluster_shuffle::valid_job_id(&r.dataset) {
-            return Err(Status::invalid_argument(format!(
-                "{:?} is not a dataset name",
-                r.dataset
-            )));
-        }
-        let path = ringleader_core::source::stored::partition_path(&self.inner.dataset_dir(), &r.dataset, r.partition);
-        let ticket = ringleader_core::source::stored::ticket(&r.dataset, r.partition);
+        let id = ringleader_core::store::PartitionId::parse(&[&r.dataset, &r.generation, &r.partition.to_string()])
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let path = id.path(&self.inner.dataset_dir());
         let mut failures = Vec::new();
         for address in &r.from {
-            match fetch_batches(address, &ticket).await {
-                Ok(batches) => {
-                    let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
-                    let written = tokio::task::spawn_blocking(move || crate::flight::write_ipc(&path, &batches))
-                        .await
-                        .map_err(|e| Status::internal(e.to_string()))?;
-                    written?;
-                    return Ok(Response::new(proto::CopyPartitionReply { rows }));
-                }
-                Err(e) => failures.push(format!("{address}: {e}")),
+            let copied = async {
+                use futures::TryStreamExt;
+                let stream = ringleader_core::store::get_partition(address, &id)
+                    .await
+                    .map_err(|e| Status::unavailable(e.to_string()))?
+                    .map_err(|e| Status::unavailable(e.to_string()));
+                crate::flight::write_stream(path.clone(), Box::pin(stream), Default::default()).await
+            };
+            match copied.await {
+                Ok((rows, _)) => return Ok(Response::new(proto::CopyPartitionReply { rows })),
+                Err(e) => failures.push(format!("{address}: {}", e.message())),
             }
         }
         Err(Status::unavailable(format!(
@@ -211,23 +207,6 @@ impl Worker for WorkerService {
             failures.join("; ")
         )))
     }
-}
-
-/// All batches Flight `do_get` returns for `ticket` from the worker at `address`.
-async fn fetch_batches(address: &str, ticket: &str) -> Result<Vec<arrow::record_batch::RecordBatch>, String> {
-    use futures::TryStreamExt;
-    let channel = ringleader_core::tls::endpoint(address)?
-        .connect_timeout(std::time::Duration::from_secs(5))
-        .connect()
-        .await
-        .map_err(|e| format!("cannot connect: {e}"))?;
-    let mut client = arrow_flight::FlightClient::new(channel);
-    ringleader_core::auth::add_token(client.metadata_mut()).map_err(|e| e.to_string())?;
-    let stream = client
-        .do_get(arrow_flight::Ticket::new(ticket.to_string()))
-        .await
-        .map_err(|e| e.to_string())?;
-    stream.try_collect().await.map_err(|e| e.to_string())
 }
 
 type TaskStream = Pin<Box<dyn Stream<Item = Result<proto::TaskAssignment, Status>> + Send>>;

@@ -291,3 +291,53 @@ pub fn sample_keys<T: Data, K: Data, F: Fn(&T) -> K + 'static>(
     }
     Ok(TaskValue::Bytes(postcard::to_stdvec(&keys)?))
 }
+
+/// Where a store action writes: a new generation of a stored dataset.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoreState {
+    /// The dataset, its generation, format and replica count, and the owners per partition.
+    pub spec: crate::plan::StoreSpec,
+}
+
+/// `save_text` into a stored dataset: each row's `Display` as a `String` row.
+pub fn store_text<T: Data + Display>(state: &[u8], input: ChunkStream, env: &ActionEnv) -> Result<TaskValue> {
+    let lines = input.map(|chunk| {
+        let rows = chunk?.into_rows::<T>()?;
+        let lines: Vec<String> = rows.iter().map(ToString::to_string).collect();
+        crate::data::encode_vec(lines)
+    });
+    write_stored(
+        state,
+        env,
+        crate::data::encode_vec(Vec::<String>::new())?.schema(),
+        lines,
+    )
+}
+
+/// `save_records` into a stored dataset.
+pub fn store_records(state: &[u8], input: ChunkStream, env: &ActionEnv) -> Result<TaskValue> {
+    let batches = input.map(|chunk| chunk?.into_batch::<Record>());
+    write_stored(
+        state,
+        env,
+        crate::data::encode_vec(Vec::<Record>::new())?.schema(),
+        batches,
+    )
+}
+
+/// `save_arrow` into a stored dataset: rows of `T`, column by column.
+pub fn store_rows<T: Data>(state: &[u8], input: ChunkStream, env: &ActionEnv) -> Result<TaskValue> {
+    let batches = input.map(|chunk| chunk?.into_batch::<T>());
+    write_stored(state, env, crate::data::encode_vec(Vec::<T>::new())?.schema(), batches)
+}
+
+fn write_stored(
+    state: &[u8],
+    env: &ActionEnv,
+    schema: arrow::datatypes::SchemaRef,
+    batches: impl Iterator<Item = Result<RecordBatch>>,
+) -> Result<TaskValue> {
+    let StoreState { spec } = postcard::from_bytes(state)?;
+    let (rows, bytes, holders) = crate::store::write_partition(&spec, env.partition, env.attempt, schema, batches)?;
+    Ok(TaskValue::Stored { rows, bytes, holders })
+}

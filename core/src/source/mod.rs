@@ -70,10 +70,12 @@ pub enum Split {
         /// The row type's schema.
         schema: Shipped<SchemaFn>,
     },
-    /// One partition of a dataset stored on workers (`ringleader put`).
+    /// One partition of a dataset stored on workers (`ringleader://NAME`).
     Stored {
         /// The dataset's name.
         dataset: String,
+        /// Its committed generation (see [`crate::store`]).
+        generation: String,
         /// The partition.
         partition: u32,
         /// Addresses of the workers holding it, primary first.
@@ -129,9 +131,17 @@ pub fn open(split: &Split, sample_windows: Option<u32>) -> Result<ChunkStream> {
         }
         Split::Stored {
             dataset,
+            generation,
             partition,
             locations,
-        } => stored::open(dataset, *partition, locations),
+        } => stored::open(
+            &crate::store::PartitionId {
+                dataset: dataset.clone(),
+                generation: generation.clone(),
+                partition: *partition,
+            },
+            locations,
+        ),
         Split::Inline { ipc } => {
             let batches = crate::ipc::from_stream_bytes(ipc)?;
             Ok(Box::new(batches.into_iter().map(|b| Ok(Chunk::Arrow(b)))))

@@ -170,6 +170,7 @@ fn assignment_message(
                 shuffle,
                 locations: field(|r| &r.address),
                 shuffle_dirs: field(|r| &r.shuffle_dir),
+                machines: field(|r| &r.machine),
             }
         })
         .collect();

@@ -66,7 +66,14 @@ pub struct DriverInner {
     /// How long attempts take (for speculation).
     timings: Mutex<Timings>,
     speculation: SpeculationConfig,
+    /// Dataset generations placed but not yet committed (a `put` or a job's output on its
+    /// way), kept from the workers' clean-up for [`PLACED_GRACE`].
+    placed: Mutex<HashMap<String, Instant>>,
 }
+
+/// How long a placed dataset generation may take to be committed (a long `put`) before
+/// workers may delete its files.
+pub const PLACED_GRACE: Duration = Duration::from_secs(3600);
 
 /// Locks `m`, ignoring poisoning (no lock here guards an invariant a panic could break).
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -96,6 +103,39 @@ pub struct DriverParts {
 }
 
 impl DriverInner {
+    /// Remembers a placed dataset generation (`name/generation`) until it is committed.
+    pub fn placed(&self, generation: String) {
+        let mut placed = lock(&self.placed);
+        placed.retain(|_, at| at.elapsed() < PLACED_GRACE);
+        placed.insert(generation, Instant::now());
+    }
+
+    /// The dataset generations workers must keep: committed, being written by a running
+    /// job, or placed recently.
+    pub fn live_datasets(&self) -> Vec<String> {
+        let state = self.state();
+        let mut live = state.live_datasets();
+        // A placed generation is settled once committed (then the state lists it) or once
+        // the job writing it ended: forget it.
+        let ended: BTreeSet<String> = state
+            .jobs
+            .values()
+            .filter(|j| j.state != crate::state::JobState::Running)
+            .filter_map(|j| j.plan.store.as_ref())
+            .map(|s| format!("{}/{}", s.dataset, s.generation))
+            .collect();
+        let mut placed = lock(&self.placed);
+        placed.retain(|g, at| at.elapsed() < PLACED_GRACE && !live.contains(g) && !ended.contains(g));
+        live.extend(placed.keys().cloned());
+        live
+    }
+
+    /// Forgets the placed generations of dataset `name` (it was removed).
+    pub fn forget_placed(&self, name: &str) {
+        let prefix = format!("{name}/");
+        lock(&self.placed).retain(|g, _| !g.starts_with(&prefix));
+    }
+
     /// A driver from its parts.
     pub fn new(parts: DriverParts) -> Arc<DriverInner> {
         Arc::new(DriverInner {
@@ -117,6 +157,7 @@ impl DriverInner {
             leading: Mutex::new(None),
             timings: Mutex::new(Timings::default()),
             speculation: parts.speculation,
+            placed: Mutex::new(HashMap::new()),
         })
     }
 

@@ -60,7 +60,7 @@ impl DriverInner {
             let ring = state.ring(|w| live.contains(w));
             let address = |w: &str| -> String { state.workers.get(w).map(|r| r.address.clone()).unwrap_or_default() };
             let mut datasets = Vec::new();
-            let mut copies: Vec<(String, usize, String, String, Vec<String>)> = Vec::new();
+            let mut copies: Vec<(String, String, usize, String, String, Vec<String>)> = Vec::new();
             for d in state
                 .datasets
                 .values()
@@ -82,7 +82,14 @@ impl DriverInner {
                         && !owners.is_empty()
                     {
                         let from = owners.iter().map(|o| address(o)).collect();
-                        copies.push((d.name.clone(), p, target.clone(), address(&target), from));
+                        copies.push((
+                            d.name.clone(),
+                            d.generation.clone(),
+                            p,
+                            target.clone(),
+                            address(&target),
+                            from,
+                        ));
                     }
                 }
                 datasets.push(record);
@@ -90,11 +97,12 @@ impl DriverInner {
             (datasets, copies)
         };
         let mut copied = Vec::new();
-        for (dataset, partition, target, address, from) in copies {
+        for (dataset, generation, partition, target, address, from) in copies {
             let request = proto::CopyPartitionRequest {
                 dataset: dataset.clone(),
                 partition: partition as u32,
                 from,
+                generation,
             };
             let reply = match self.worker_client(&address) {
                 Ok(mut worker) => worker.copy_partition(request).await.map(|_| ()),

@@ -1,0 +1,46 @@
+//! Which processes share a filesystem view. Two processes may read each other's files (a
+//! client's input, a worker's shuffle directory) only when they run on the same machine,
+//! since the same boot, in the same mount namespace. Addresses cannot tell: `127.0.0.1` is
+//! every machine, and one machine has many addresses. So every process computes this
+//! identity and workers hand it to the driver when they register.
+
+use std::sync::OnceLock;
+
+/// Set to override the identity (a test that wants two "machines" on one host, or a
+/// deployment that knows better). Empty means unset.
+pub const MACHINE_VAR: &str = "RINGLEADER_MACHINE";
+
+/// This process's filesystem identity: a hash of the machine id, the boot id and the
+/// mount namespace. Equal identities see the same files at the same paths.
+pub fn identity() -> &'static str {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| {
+        if let Ok(forced) = std::env::var(MACHINE_VAR)
+            && !forced.trim().is_empty()
+        {
+            return forced.trim().to_string();
+        }
+        let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+        let host = read("/etc/machine-id");
+        let host = if host.trim().is_empty() {
+            read("/proc/sys/kernel/hostname")
+        } else {
+            host
+        };
+        let boot = read("/proc/sys/kernel/random/boot_id");
+        let mounts = std::fs::read_link("/proc/self/ns/mnt")
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let seed = format!("{}|{}|{}", host.trim(), boot.trim(), mounts);
+        format!("{:016x}", xxhash_rust::xxh3::xxh3_64(seed.as_bytes()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn identity_is_stable_within_a_process() {
+        assert_eq!(super::identity(), super::identity());
+        assert!(!super::identity().is_empty());
+    }
+}

@@ -1,0 +1,416 @@
+//! Stored datasets on workers: names and `ringleader://NAME` URLs, formats, where a
+//! partition's file lives, and moving partitions between processes with Arrow Flight.
+//!
+//! A dataset's partitions are written under a fresh *generation* (a directory of its own,
+//! `{datasets}/{name}/{generation}/part-{p}.arrow`), and the driver's state names the one
+//! generation that is committed. Replacing a dataset writes a new generation beside the old
+//! one, so readers never see a half-written dataset, and workers delete the generations
+//! the driver no longer lists (a failed job's, a removed dataset's).
+
+use std::path::{Path, PathBuf};
+
+use arrow::record_batch::RecordBatch;
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::{FlightClient, FlightDescriptor, Ticket};
+use futures::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// How a stored dataset is written and addressed in job arguments.
+pub const URL_SCHEME: &str = "ringleader://";
+
+/// The environment variable a worker sets for its executors: its datasets directory.
+pub const DATASET_DIR_VAR: &str = "RINGLEADER_DATASET_DIR";
+
+/// The environment variable that makes a job binary an executor; its value is the
+/// address of the worker it serves.
+pub const EXECUTOR_VAR: &str = "RINGLEADER_EXECUTOR";
+
+/// What the rows of a stored dataset are, so the next job reads them typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DatasetFormat {
+    /// Lines of text (`String` rows): `text_files`, `save_text`.
+    Text,
+    /// 100-byte gensort records: `record_files`, `save_records`.
+    Records,
+    /// Rows of any serde type, column by column: `arrow_files`, `save_arrow`.
+    Arrow,
+}
+
+impl DatasetFormat {
+    /// Its name in listings and on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            DatasetFormat::Text => "text",
+            DatasetFormat::Records => "records",
+            DatasetFormat::Arrow => "arrow",
+        }
+    }
+
+    /// Parses [`DatasetFormat::name`].
+    pub fn parse(name: &str) -> Option<DatasetFormat> {
+        match name {
+            "text" => Some(DatasetFormat::Text),
+            "records" => Some(DatasetFormat::Records),
+            "arrow" => Some(DatasetFormat::Arrow),
+            _ => None,
+        }
+    }
+}
+
+/// Whether `name` can name a dataset (letters, digits, `-`, `_`; at most 64 bytes).
+pub fn valid_name(name: &str) -> bool {
+    crate::cluster_shuffle::valid_job_id(name)
+}
+
+/// The dataset a `ringleader://NAME` path names: `None` for any other path, an error for
+/// a malformed URL.
+pub fn parse_url(path: &Path) -> Option<Result<String>> {
+    let text = path.to_str()?;
+    let name = text.strip_prefix(URL_SCHEME)?;
+    let name = name.strip_suffix('/').unwrap_or(name);
+    Some(if valid_name(name) {
+        Ok(name.to_string())
+    } else {
+        Err(Error::Config(format!(
+            "{text:?} is not a dataset URL: expected {URL_SCHEME}NAME, NAME of letters, digits, - and _ (at most 64)"
+        )))
+    })
+}
+
+/// A fresh generation id (unique per write of a dataset).
+pub fn new_generation() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let seed = format!("{nanos}/{}/{}", std::process::id(), crate::machine::identity());
+    format!("g{:016x}", xxhash_rust::xxh3::xxh3_64(seed.as_bytes()))
+}
+
+/// The directory of one generation of a dataset under a worker's datasets directory.
+pub fn generation_dir(root: &Path, dataset: &str, generation: &str) -> PathBuf {
+    root.join(dataset).join(generation)
+}
+
+/// The file of one partition of a dataset's generation.
+pub fn partition_path(root: &Path, dataset: &str, generation: &str, partition: u32) -> PathBuf {
+    generation_dir(root, dataset, generation).join(format!("part-{partition}.arrow"))
+}
+
+/// One stored partition's coordinates, as Flight tickets and descriptors carry them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionId {
+    /// The dataset.
+    pub dataset: String,
+    /// The generation being read or written.
+    pub generation: String,
+    /// The partition.
+    pub partition: u32,
+}
+
+impl PartitionId {
+    /// The Flight ticket (`do_get`) naming this partition.
+    pub fn ticket(&self) -> String {
+        format!("dataset/{}/{}/{}", self.dataset, self.generation, self.partition)
+    }
+
+    /// The Flight descriptor path (`do_put`) naming this partition.
+    pub fn descriptor(&self) -> Vec<String> {
+        vec![
+            "dataset".into(),
+            self.dataset.clone(),
+            self.generation.clone(),
+            self.partition.to_string(),
+        ]
+    }
+
+    /// Parses the parts after `dataset` of a ticket or descriptor; refuses anything that
+    /// could name a path outside the datasets directory.
+    pub fn parse(parts: &[&str]) -> Result<PartitionId> {
+        let bad = || Error::Plan(format!("malformed dataset partition {:?}", parts.join("/")));
+        let [dataset, generation, partition] = parts else {
+            return Err(bad());
+        };
+        if !valid_name(dataset) || !valid_name(generation) {
+            return Err(bad());
+        }
+        Ok(PartitionId {
+            dataset: dataset.to_string(),
+            generation: generation.to_string(),
+            partition: partition.parse().map_err(|_| bad())?,
+        })
+    }
+
+    /// Where this partition lives under a worker's datasets directory.
+    pub fn path(&self, root: &Path) -> PathBuf {
+        partition_path(root, &self.dataset, &self.generation, self.partition)
+    }
+}
+
+/// A Flight client of the worker at `address`, carrying the cluster token.
+pub async fn flight_client(address: &str) -> Result<FlightClient> {
+    let failed = |message: String| Error::FetchFailed {
+        location: address.to_string(),
+        message,
+    };
+    let channel = crate::tls::endpoint(address)
+        .map_err(failed)?
+        .connect()
+        .await
+        .map_err(|e| failed(format!("cannot connect: {e}")))?;
+    let mut client = FlightClient::new(channel);
+    crate::auth::add_token(client.metadata_mut()).map_err(|e| failed(e.to_string()))?;
+    Ok(client)
+}
+
+/// Streams `batches` (of `schema`) into partition `id` on the worker at `address` (Flight
+/// `do_put`); the worker writes as it receives and renames the file into place at the end.
+pub async fn put_partition<S>(
+    address: &str,
+    id: &PartitionId,
+    schema: arrow::datatypes::SchemaRef,
+    batches: S,
+) -> Result<()>
+where
+    S: Stream<Item = Result<RecordBatch>> + Send + 'static,
+{
+    let failed = |message: String| Error::FetchFailed {
+        location: address.to_string(),
+        message: format!("storing {} partition {}: {message}", id.dataset, id.partition),
+    };
+    let mut client = flight_client(address).await?;
+    let descriptor = FlightDescriptor::new_path(id.descriptor());
+    let data = FlightDataEncoderBuilder::new()
+        .with_flight_descriptor(Some(descriptor))
+        .with_schema(schema)
+        .build(batches.map(|b| b.map_err(|e| arrow_flight::error::FlightError::ExternalError(Box::new(e)))));
+    let mut results = client.do_put(data).await.map_err(|e| failed(e.to_string()))?;
+    while let Some(r) = results.next().await {
+        r.map_err(|e| failed(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Streams partition `id` from the worker at `address` (Flight `do_get`).
+pub async fn get_partition(
+    address: &str,
+    id: &PartitionId,
+) -> Result<impl Stream<Item = Result<RecordBatch>> + Send + 'static + use<>> {
+    let location = address.to_string();
+    let mut client = flight_client(address).await?;
+    let stream = client
+        .do_get(Ticket::new(id.ticket()))
+        .await
+        .map_err(|e| Error::FetchFailed {
+            location: location.clone(),
+            message: e.to_string(),
+        })?;
+    Ok(stream.map(move |r| {
+        r.map_err(|e| Error::FetchFailed {
+            location: location.clone(),
+            message: e.to_string(),
+        })
+    }))
+}
+
+/// An Arrow IPC file's schema, and its batches read one at a time.
+pub fn read_ipc_file(
+    path: &Path,
+) -> Result<(
+    arrow::datatypes::SchemaRef,
+    impl Iterator<Item = Result<RecordBatch>> + Send + 'static + use<>,
+)> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let reader = arrow::ipc::reader::FileReader::try_new(std::io::BufReader::with_capacity(1 << 20, file), None)
+        .map_err(|e| Error::format(path, e))?;
+    let name = path.to_path_buf();
+    Ok((
+        reader.schema(),
+        reader.map(move |b| b.map_err(|e| Error::format(&name, e))),
+    ))
+}
+
+/// Writes batches into an Arrow IPC file at `path` as they come: under a temporary name,
+/// renamed into place only once all were written (a partial file is never visible) and
+/// synced. Returns rows and bytes written. An empty stream writes a file with the schema
+/// `empty` returns once the stream ended.
+pub fn write_ipc_file(
+    path: &Path,
+    empty: impl FnOnce() -> Option<arrow::datatypes::SchemaRef>,
+    batches: impl IntoIterator<Item = Result<RecordBatch>>,
+) -> Result<(u64, u64)> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let temp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut writer: Option<arrow::ipc::writer::FileWriter<std::io::BufWriter<std::fs::File>>> = None;
+        let open = |schema: &arrow::datatypes::Schema| -> Result<_> {
+            let file = std::fs::File::create(&temp).map_err(|e| Error::io(&temp, e))?;
+            Ok(arrow::ipc::writer::FileWriter::try_new(
+                std::io::BufWriter::with_capacity(1 << 20, file),
+                schema,
+            )?)
+        };
+        let (mut rows, mut bytes) = (0u64, 0u64);
+        for batch in batches {
+            let batch = batch?;
+            if writer.is_none() {
+                writer = Some(open(batch.schema().as_ref())?);
+            }
+            if let Some(w) = writer.as_mut() {
+                w.write(&batch)?;
+            }
+            rows += batch.num_rows() as u64;
+            bytes += batch.get_array_memory_size() as u64;
+        }
+        let mut writer = match (writer, empty()) {
+            (Some(w), _) => w,
+            (None, Some(schema)) => open(schema.as_ref())?,
+            (None, None) => {
+                return Err(Error::Plan(format!(
+                    "{}: an empty partition needs a schema",
+                    path.display()
+                )));
+            }
+        };
+        writer.finish()?;
+        let file = writer
+            .into_inner()?
+            .into_inner()
+            .map_err(|e| Error::io(&temp, e.into_error()))?;
+        file.sync_all().map_err(|e| Error::io(&temp, e))?;
+        Ok((rows, bytes))
+    })();
+    match result {
+        Ok(counts) => {
+            std::fs::rename(&temp, path).map_err(|e| Error::io(path, e))?;
+            Ok(counts)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&temp);
+            Err(e)
+        }
+    }
+}
+
+/// Writes one task's partition of a stored dataset (in an executor): to this worker's
+/// datasets directory when it is one of the partition's owners, and streamed from there to
+/// the next owners until `spec.replicas` workers hold it. Returns rows, bytes and the
+/// holders' addresses; fewer than `replicas` reachable owners is an error (retryable).
+pub fn write_partition(
+    spec: &crate::plan::StoreSpec,
+    partition: u32,
+    attempt: u32,
+    schema: arrow::datatypes::SchemaRef,
+    batches: impl Iterator<Item = Result<RecordBatch>>,
+) -> Result<(u64, u64, Vec<String>)> {
+    let root = PathBuf::from(std::env::var(DATASET_DIR_VAR).map_err(|_| {
+        Error::Config(format!(
+            "{DATASET_DIR_VAR} is not set: stored datasets are written by cluster executors"
+        ))
+    })?);
+    let me = std::env::var(EXECUTOR_VAR).unwrap_or_default();
+    let candidates = spec
+        .owners
+        .get(partition as usize)
+        .ok_or_else(|| Error::Plan(format!("no owners for partition {partition} of {}", spec.dataset)))?;
+    let id = PartitionId {
+        dataset: spec.dataset.clone(),
+        generation: spec.generation.clone(),
+        partition,
+    };
+    let local_owner = !me.is_empty() && candidates.contains(&me);
+    let path = if local_owner {
+        id.path(&root)
+    } else {
+        root.join(".outgoing")
+            .join(format!("{}-{}-{partition}-{attempt}.arrow", id.dataset, id.generation))
+    };
+    let (rows, bytes) = write_ipc_file(&path, || Some(schema), batches)?;
+    let mut holders = Vec::new();
+    if local_owner {
+        holders.push(me.clone());
+    }
+    let mut failures = Vec::new();
+    if candidates.len() > holders.len() && (holders.len() as u32) < spec.replicas {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Cluster(format!("cannot start a runtime to store {}: {e}", id.dataset)))?;
+        for address in candidates.iter().filter(|a| **a != me) {
+            if holders.len() as u32 >= spec.replicas {
+                break;
+            }
+            let sent = read_ipc_file(&path).and_then(|(schema, batches)| {
+                runtime.block_on(put_partition(address, &id, schema, futures::stream::iter(batches)))
+            });
+            match sent {
+                Ok(()) => holders.push(address.clone()),
+                Err(e) => failures.push(format!("{address}: {e}")),
+            }
+        }
+    }
+    if !local_owner {
+        let _ = std::fs::remove_file(&path);
+    }
+    if (holders.len() as u32) < spec.replicas {
+        return Err(Error::Unreachable {
+            what: format!("storing dataset {} partition {partition}", id.dataset),
+            message: format!(
+                "{} of {} replicas written; the others failed: {}",
+                holders.len(),
+                spec.replicas,
+                failures.join("; ")
+            ),
+        });
+    }
+    Ok((rows, bytes, holders))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_datasets_and_malformed_ones_are_errors() {
+        assert_eq!(
+            parse_url(Path::new("ringleader://words")).map(|r| r.ok()),
+            Some(Some("words".into()))
+        );
+        assert_eq!(
+            parse_url(Path::new("ringleader://words/")).map(|r| r.ok()),
+            Some(Some("words".into()))
+        );
+        assert!(parse_url(Path::new("data/words")).is_none());
+        for bad in [
+            "ringleader://",
+            "ringleader://a/b",
+            "ringleader://../x",
+            "ringleader://a b",
+        ] {
+            assert!(matches!(parse_url(Path::new(bad)), Some(Err(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn partition_ids_refuse_paths_outside_the_datasets_directory() {
+        let id = PartitionId::parse(&["words", "g1", "3"]).expect("valid");
+        assert_eq!(id.ticket(), "dataset/words/g1/3");
+        assert!(PartitionId::parse(&["..", "g1", "3"]).is_err());
+        assert!(PartitionId::parse(&["w", "../g", "3"]).is_err());
+        assert!(PartitionId::parse(&["w", "g", "x"]).is_err());
+        assert!(PartitionId::parse(&["w", "g"]).is_err());
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a/part-0.arrow");
+        let batch = crate::data::encode(&[1i64, 2, 3]).expect("encode");
+        let err = write_ipc_file(&path, || None, vec![Ok(batch), Err(Error::Plan("broken".into()))]);
+        assert!(err.is_err());
+        assert!(!path.exists());
+        assert_eq!(std::fs::read_dir(dir.path().join("a")).expect("dir").count(), 0);
+    }
+}

@@ -1,0 +1,481 @@
+//! Moving datasets between a client's files and the cluster, streamed in bounded memory:
+//! [`put`] reads local files batch by batch and sends each partition to its ring owners as
+//! it goes; [`get`] streams each partition from a worker holding it into `part-*` files.
+//! `ringleader put`/`get` use them, and so does a job whose local input or output must
+//! travel because the workers cannot see the client's files.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use futures::StreamExt;
+use ringleader_core::driver_group::DriverGroup;
+use ringleader_core::output::{OutputCommit, part_name};
+use ringleader_core::proto;
+use ringleader_core::record::{RECORD_LEN, Record};
+use ringleader_core::source::{self, list_files};
+use ringleader_core::store::{DatasetFormat, PartitionId, put_partition};
+use ringleader_core::{Error, Result};
+use tokio_stream::wrappers::ReceiverStream;
+
+/// Bytes of input per batch sent: small enough that the batches in flight (a few per
+/// replica) stay within tens of MB whatever the input size.
+const BATCH_BYTES: u64 = 4 << 20;
+/// Batches queued between reading and sending, per stage of the pipeline.
+const QUEUE: usize = 4;
+
+/// What to store: the input files and their format.
+#[derive(Debug, Clone)]
+pub(crate) struct PutRequest {
+    /// The dataset's name.
+    pub name: String,
+    /// Files or directories to read.
+    pub paths: Vec<PathBuf>,
+    /// How to read them (`None`: by each file's extension).
+    pub format: Option<DatasetFormat>,
+    /// Arrow inputs only: keep just this column (by name).
+    pub column: Option<String>,
+    /// Number of partitions.
+    pub partitions: u32,
+    /// Copies of each partition.
+    pub replicas: u32,
+    /// Replace a dataset of that name.
+    pub overwrite: bool,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+}
+
+/// The format a file is read as when none is given: arrow for `*.arrow`/`*.ipc`, records
+/// for `*.dat`, text otherwise.
+pub(crate) fn guess_format(path: &Path) -> DatasetFormat {
+    if source::has_extension(path, "arrow") || source::has_extension(path, "ipc") {
+        DatasetFormat::Arrow
+    } else if source::has_extension(path, "dat") {
+        DatasetFormat::Records
+    } else {
+        DatasetFormat::Text
+    }
+}
+
+/// Lists the input files of `request` and their one format; a mix of formats is an error.
+fn input_files(request: &PutRequest) -> Result<(Vec<(PathBuf, u64)>, DatasetFormat)> {
+    let mut files = Vec::new();
+    for path in &request.paths {
+        files.extend(list_files(path, |_| true)?);
+    }
+    let format = match request.format {
+        Some(f) => f,
+        None => {
+            let first = guess_format(&files[0].0);
+            if let Some((other, _)) = files.iter().find(|(f, _)| guess_format(f) != first) {
+                return Err(Error::Config(format!(
+                    "{} would be read as {} but {} as {}; pass --format",
+                    files[0].0.display(),
+                    first.name(),
+                    other.display(),
+                    guess_format(other).name()
+                )));
+            }
+            first
+        }
+    };
+    if format == DatasetFormat::Records {
+        for (file, len) in &files {
+            source::records::check_size(file, *len)?;
+        }
+    }
+    Ok((files, format))
+}
+
+/// One batch of input and the byte offset (over all files) where it starts.
+type Positioned = (u64, RecordBatch);
+
+/// Reads `files` as `format`, sending batches in input order with their global byte
+/// offsets, none crossing a multiple of `boundary` bytes. Runs on a blocking thread; a
+/// full queue makes it wait (the client's memory stays bounded).
+fn read_files(
+    files: &[(PathBuf, u64)],
+    format: DatasetFormat,
+    column: Option<&str>,
+    boundary: u64,
+    out: &tokio::sync::mpsc::Sender<Result<Positioned>>,
+) -> Result<()> {
+    let mut base = 0u64;
+    let send = |offset: u64, batch: RecordBatch| -> Result<()> {
+        out.blocking_send(Ok((offset, batch)))
+            .map_err(|_| Error::Cluster("the upload stopped".into()))
+    };
+    for (file, len) in files {
+        let next_cut = |at: u64| ((at / boundary) + 1) * boundary;
+        match format {
+            DatasetFormat::Text => {
+                let reader = std::fs::File::open(file).map_err(|e| Error::io(file, e))?;
+                let mut reader = std::io::BufReader::with_capacity(1 << 20, reader);
+                let (mut lines, mut bytes, mut start, mut at) = (Vec::new(), 0u64, base, base);
+                let mut buf = Vec::new();
+                let mut line_no = 0u64;
+                loop {
+                    buf.clear();
+                    let n = reader.read_until(b'\n', &mut buf).map_err(|e| Error::io(file, e))?;
+                    if n == 0 {
+                        break;
+                    }
+                    line_no += 1;
+                    if !lines.is_empty() && (at >= next_cut(start) || bytes >= BATCH_BYTES) {
+                        send(start, ringleader_core::data::encode_vec(std::mem::take(&mut lines))?)?;
+                        (start, bytes) = (at, 0);
+                    }
+                    at += n as u64;
+                    bytes += n as u64;
+                    let text = buf.strip_suffix(b"\n").unwrap_or(&buf);
+                    let text = text.strip_suffix(b"\r").unwrap_or(text);
+                    let line = std::str::from_utf8(text).map_err(|e| Error::InvalidUtf8 {
+                        path: file.clone(),
+                        line: line_no,
+                        offset: e.valid_up_to() as u64,
+                    })?;
+                    lines.push(line.to_string());
+                }
+                if !lines.is_empty() {
+                    send(start, ringleader_core::data::encode_vec(lines)?)?;
+                }
+            }
+            DatasetFormat::Records => {
+                let mut reader = std::fs::File::open(file).map_err(|e| Error::io(file, e))?;
+                let mut at = base;
+                while at < base + len {
+                    let until = next_cut(at)
+                        .min(base + len)
+                        .min(at + BATCH_BYTES / RECORD_LEN as u64 * RECORD_LEN as u64);
+                    let take = ((until - at) / RECORD_LEN as u64).max(1) as usize * RECORD_LEN;
+                    let mut records = Record::zeroed_vec(take / RECORD_LEN);
+                    std::io::Read::read_exact(&mut reader, Record::slice_as_bytes_mut(&mut records))
+                        .map_err(|e| Error::io(file, e))?;
+                    send(at, ringleader_core::data::encode_vec(records)?)?;
+                    at += take as u64;
+                }
+            }
+            DatasetFormat::Arrow => {
+                let (schema, batches) = ringleader_core::store::read_ipc_file(file)?;
+                let index = match column {
+                    Some(name) => Some(schema.index_of(name).map_err(|_| {
+                        Error::format(file, format!("no column {name:?} (columns: {})", column_names(&schema)))
+                    })?),
+                    None => None,
+                };
+                let mut rows_seen = 0u64;
+                let total_rows: u64 = {
+                    let reader = arrow::ipc::reader::FileReader::try_new(
+                        std::fs::File::open(file).map_err(|e| Error::io(file, e))?,
+                        None,
+                    )?;
+                    let mut n = 0u64;
+                    for b in reader {
+                        n += b?.num_rows() as u64;
+                    }
+                    n.max(1)
+                };
+                for batch in batches {
+                    let batch = batch?;
+                    let batch = match index {
+                        Some(i) => batch.project(&[i])?,
+                        None => batch,
+                    };
+                    // An IPC file's batches are its unit; place each by where it starts.
+                    let offset = base + len * rows_seen / total_rows;
+                    rows_seen += batch.num_rows() as u64;
+                    send(offset, batch)?;
+                }
+            }
+        }
+        base += len;
+    }
+    Ok(())
+}
+
+fn column_names(schema: &SchemaRef) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Stores the files of `request` as a dataset, streaming: partition *p* holds the rows that
+/// start in the *p*-th equal share of the input's bytes, sent to its ring owners while it is
+/// read. The dataset is listed only once every partition is on all its replicas.
+pub(crate) async fn put(group: &DriverGroup, request: PutRequest) -> Result<proto::DatasetInfo> {
+    let (files, format) = input_files(&request)?;
+    let total: u64 = files.iter().map(|(_, n)| n).sum();
+    let partitions = request.partitions.max(1);
+    let place = proto::PlaceDatasetRequest {
+        name: request.name.clone(),
+        partitions,
+        replicas: request.replicas,
+        overwrite: request.overwrite,
+        spare: 0,
+    };
+    let mut info = crate::cluster::call(group, "placing the dataset", |mut d| {
+        let place = place.clone();
+        async move { d.place_dataset(place).await }
+    })
+    .await?;
+    info.format = format.name().to_string();
+    let boundary = total.div_ceil(partitions as u64).max(1);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(QUEUE);
+    let column = request.column.clone();
+    let reader_files = files.clone();
+    let reader = tokio::task::spawn_blocking(move || {
+        let result = read_files(&reader_files, format, column.as_deref(), boundary, &tx);
+        if let Err(e) = result {
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    let bar = progress_bar(request.progress, total, &format!("put {}", request.name));
+    let mut schema: Option<SchemaRef> = None;
+    let mut next = rx.recv().await;
+    for p in 0..partitions {
+        let placement = &mut info.partitions[p as usize];
+        let id = PartitionId {
+            dataset: request.name.clone(),
+            generation: info.generation.clone(),
+            partition: p,
+        };
+        let mut senders = Vec::new();
+        let mut puts = Vec::new();
+        // The schema of the data so far (the first batch's) also describes an empty partition.
+        if schema.is_none()
+            && let Some(Ok((_, batch))) = &next
+        {
+            schema = Some(batch.schema());
+        }
+        let Some(part_schema) = schema.clone().or_else(|| empty_schema(format)) else {
+            return Err(Error::Cluster("the input holds no rows".into()));
+        };
+        for address in placement.addresses.clone() {
+            let (send, receive) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(QUEUE);
+            senders.push(send);
+            let id = id.clone();
+            let schema = part_schema.clone();
+            puts.push(tokio::spawn(async move {
+                put_partition(&address, &id, schema, ReceiverStream::new(receive)).await
+            }));
+        }
+        let (mut rows, mut bytes) = (0u64, 0u64);
+        let mut failed = None;
+        while let Some(item) = next.take() {
+            let (offset, batch) = match item {
+                Ok(positioned) => positioned,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            };
+            if offset / boundary > p as u64 && p + 1 < partitions {
+                next = Some(Ok((offset, batch)));
+                break;
+            }
+            if let Some(s) = &schema
+                && s.fields() != batch.schema().fields()
+            {
+                failed = Some(Error::Config(format!(
+                    "the inputs disagree on their columns: {} vs {}",
+                    column_names(s),
+                    column_names(&batch.schema())
+                )));
+                break;
+            }
+            rows += batch.num_rows() as u64;
+            bytes += batch.get_array_memory_size() as u64;
+            if let Some(bar) = &bar {
+                bar.set_position(offset);
+            }
+            for s in &senders {
+                // A closed receiver means that put failed; its error is reported below.
+                let _ = s.send(Ok(batch.clone())).await;
+            }
+            next = rx.recv().await;
+        }
+        if let Some(e) = &failed {
+            for s in &senders {
+                let _ = s.send(Err(Error::Cluster(e.to_string()))).await;
+            }
+        }
+        drop(senders);
+        for put in puts {
+            put.await
+                .map_err(|e| Error::Cluster(format!("storing partition {p}: {e}")))??;
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        placement.rows = rows;
+        placement.bytes = bytes;
+    }
+    reader
+        .await
+        .map_err(|e| Error::Cluster(format!("reading the input: {e}")))?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    crate::cluster::call(group, "recording the dataset", |mut d| {
+        let info = info.clone();
+        async move { d.commit_dataset(info).await }
+    })
+    .await?;
+    Ok(info)
+}
+
+/// The schema of an empty partition of a dataset that holds no rows yet.
+fn empty_schema(format: DatasetFormat) -> Option<SchemaRef> {
+    match format {
+        DatasetFormat::Text => ringleader_core::data::encode_vec(Vec::<String>::new())
+            .ok()
+            .map(|b| b.schema()),
+        DatasetFormat::Records => ringleader_core::data::encode_vec(Vec::<Record>::new())
+            .ok()
+            .map(|b| b.schema()),
+        DatasetFormat::Arrow => None,
+    }
+}
+
+/// A progress bar over `total` bytes on stderr, when asked for and stderr is a terminal.
+fn progress_bar(enabled: bool, total: u64, what: &str) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !enabled || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    let style = indicatif::ProgressStyle::with_template(
+        "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} (eta {eta})",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_prefix(what.to_string());
+    Some(bar)
+}
+
+/// Where a dataset's partitions go on the client.
+pub(crate) struct GetRequest {
+    /// The dataset.
+    pub name: String,
+    /// The directory to create.
+    pub dir: PathBuf,
+    /// Replace `dir` if it exists.
+    pub overwrite: bool,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+}
+
+/// Writes a stored dataset's partitions into `part-NNNNN` files under a new directory, in
+/// the dataset's format (text lines, raw records, or `part-NNNNN.arrow`), streamed from a
+/// worker holding each partition (the next one if it fails). The directory appears, with
+/// `_SUCCESS`, only once every partition was written. Returns rows and bytes written.
+pub(crate) async fn get(group: &DriverGroup, request: GetRequest) -> Result<(u64, u64)> {
+    let commit = OutputCommit::begin(&request.dir, request.overwrite)?;
+    let name = proto::DatasetName {
+        name: request.name.clone(),
+    };
+    let info = crate::cluster::call(group, "looking up the dataset", |mut d| {
+        let name = name.clone();
+        async move { d.get_dataset(name).await }
+    })
+    .await?;
+    let format = DatasetFormat::parse(&info.format)
+        .ok_or_else(|| Error::Cluster(format!("dataset {} has an unknown format {:?}", info.name, info.format)))?;
+    let total: u64 = info.partitions.iter().map(|p| p.bytes).sum();
+    let bar = progress_bar(request.progress, total, &format!("get {}", info.name));
+    let (mut rows, mut bytes) = (0u64, 0u64);
+    for placement in &info.partitions {
+        let id = PartitionId {
+            dataset: info.name.clone(),
+            generation: info.generation.clone(),
+            partition: placement.partition,
+        };
+        let file_name = match format {
+            DatasetFormat::Arrow => format!("{}.arrow", part_name(placement.partition)),
+            _ => part_name(placement.partition),
+        };
+        let path = commit.staging().join(file_name);
+        let mut failures = Vec::new();
+        let mut done = None;
+        for address in &placement.addresses {
+            match get_one(address, &id, format, &path).await {
+                Ok(counts) => {
+                    done = Some(counts);
+                    break;
+                }
+                Err(e) => failures.push(format!("{address}: {e}")),
+            }
+        }
+        let Some((r, b)) = done else {
+            return Err(Error::Unreachable {
+                what: format!("dataset {} partition {}", info.name, placement.partition),
+                message: format!("no worker holding it answered: {}", failures.join("; ")),
+            });
+        };
+        rows += r;
+        bytes += b;
+        if let Some(bar) = &bar {
+            bar.inc(placement.bytes);
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    commit.commit()?;
+    Ok((rows, bytes))
+}
+
+/// Streams one partition from `address` into `path` (replacing a partial earlier try).
+async fn get_one(address: &str, id: &PartitionId, format: DatasetFormat, path: &Path) -> Result<(u64, u64)> {
+    let mut stream = Box::pin(ringleader_core::store::get_partition(address, id).await?);
+    if format == DatasetFormat::Arrow {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<RecordBatch>>(QUEUE);
+        let target = path.to_path_buf();
+        let writer = tokio::task::spawn_blocking(move || ringleader_core::store::write_ipc_file(&target, || None, rx));
+        while let Some(batch) = stream.next().await {
+            let stop = batch.is_err();
+            let tx = tx.clone();
+            // A full queue waits on a blocking thread, not on the runtime.
+            let sent = tokio::task::spawn_blocking(move || tx.send(batch).is_ok())
+                .await
+                .unwrap_or(false);
+            if !sent || stop {
+                break;
+            }
+        }
+        drop(tx);
+        let (rows, _) = writer.await.map_err(|e| Error::Cluster(e.to_string()))??;
+        let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        return Ok((rows, bytes));
+    }
+    let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let (mut rows, mut bytes) = (0u64, 0u64);
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        rows += batch.num_rows() as u64;
+        match format {
+            DatasetFormat::Records => {
+                let records = ringleader_core::data::records_view(&batch)
+                    .ok_or_else(|| Error::Cluster(format!("dataset {} holds no records", id.dataset)))?;
+                let raw = Record::slice_as_bytes(records);
+                out.write_all(raw).map_err(|e| Error::io(path, e))?;
+                bytes += raw.len() as u64;
+            }
+            _ => {
+                for line in ringleader_core::data::decode::<String>(&batch)? {
+                    out.write_all(line.as_bytes()).map_err(|e| Error::io(path, e))?;
+                    out.write_all(b"\n").map_err(|e| Error::io(path, e))?;
+                    bytes += line.len() as u64 + 1;
+                }
+            }
+        }
+    }
+    out.flush().map_err(|e| Error::io(path, e))?;
+    Ok((rows, bytes))
+}

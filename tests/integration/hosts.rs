@@ -1,0 +1,401 @@
+//! A cluster of separate hosts (network namespaces on one bridge, see [`super::lan`]): a
+//! client, a driver and workers that share nothing but the network. Jobs run from the
+//! client with its own local paths and with `ringleader://` datasets, and survive a
+//! worker's link going down mid-job. Results are compared with a sequential computation.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use super::helpers::{example, ringleader_bin};
+use super::lan::Lan;
+
+const DRIVER_PORT: u16 = 7077;
+const WORKER_PORT: u16 = 7100;
+const CLIENT: usize = 0;
+const DRIVER: usize = 1;
+
+/// A client (host 0), a driver (host 1) and `workers` workers (hosts 2…) on a LAN.
+struct HostCluster {
+    lan: Lan,
+    master: String,
+}
+
+/// Skips a test (saying why) where namespaces cannot be made.
+macro_rules! cluster_or_skip {
+    ($workers:expr, $($driver_flag:expr),*) => {
+        match HostCluster::up($workers, &[$($driver_flag),*]) {
+            Ok(c) => c,
+            Err(why) => {
+                eprintln!("skipped: cannot make test hosts here: {why}");
+                return;
+            }
+        }
+    };
+}
+
+impl HostCluster {
+    fn up(workers: usize, driver_flags: &[&str]) -> Result<HostCluster, String> {
+        let lan = Lan::new(2 + workers)?;
+        let token: String = (0..32)
+            .map(|i| format!("{:x}", (std::process::id() as usize * 7 + i * 13) % 16))
+            .collect();
+        for host in &lan.hosts {
+            let path = host.outside("token");
+            std::fs::write(&path, &token).map_err(|e| e.to_string())?;
+            let mode = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+            std::fs::set_permissions(&path, mode).map_err(|e| e.to_string())?;
+        }
+        let master = format!("{}:{DRIVER_PORT}", lan.hosts[DRIVER].ip);
+        let mut driver = lan.command(DRIVER, &ringleader_bin());
+        driver
+            .args([
+                "driver",
+                "--listen",
+                &master,
+                "--data-dir",
+                "/tmp/driver",
+                "--token-file",
+                "/tmp/token",
+            ])
+            .args(driver_flags);
+        lan.spawn(driver, "driver.log");
+        for w in 0..workers {
+            let h = 2 + w;
+            let listen = format!("{}:{WORKER_PORT}", lan.hosts[h].ip);
+            let mut worker = lan.command(h, &ringleader_bin());
+            worker.args([
+                "worker",
+                "--listen",
+                &listen,
+                "--master",
+                &master,
+                "--data-dir",
+                "/tmp/worker",
+            ]);
+            worker.args(["--token-file", "/tmp/token", "--slots", "2"]);
+            lan.spawn(worker, &format!("worker-{w}.log"));
+        }
+        for w in 0..workers {
+            let log = format!("worker-{w}.log");
+            lan.wait_for(Duration::from_secs(30), &format!("worker {w} registers"), || {
+                lan.log(&log).contains("registered with")
+            });
+        }
+        Ok(HostCluster { lan, master })
+    }
+
+    /// `program` on the client host, pointed at the cluster.
+    fn client(&self, program: &Path) -> std::process::Command {
+        let mut command = self.lan.command(CLIENT, program);
+        command
+            .env("RINGLEADER_MASTER", &self.master)
+            .env("RINGLEADER_TOKEN_FILE", "/tmp/token");
+        command
+    }
+
+    /// Runs `program args` on the client; returns (success, stdout, stderr).
+    fn run(&self, program: &Path, args: &[&str]) -> (bool, String, String) {
+        let mut command = self.client(program);
+        command.args(args);
+        let out = run_bounded(command, Duration::from_secs(180));
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Runs the `ringleader` command on the client, which must succeed.
+    fn ringleader(&self, args: &[&str]) -> String {
+        let mut all = args.to_vec();
+        all.extend(["--master", &self.master]);
+        let (ok, stdout, stderr) = self.run(&ringleader_bin(), &all);
+        assert!(ok, "ringleader {args:?} failed:\n{stderr}");
+        stdout
+    }
+
+    /// The client host's directory (its `/tmp`).
+    fn client_dir(&self) -> &Path {
+        &self.lan.hosts[CLIENT].root
+    }
+}
+
+/// Runs a command, killing it past `limit` (no test waits forever on a hung job).
+fn run_bounded(mut command: std::process::Command, limit: Duration) -> std::process::Output {
+    use std::io::Read;
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out_reader = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = stdout.read_to_end(&mut b);
+        b
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = stderr.read_to_end(&mut b);
+        b
+    });
+    let status = super::helpers::wait_bounded(&mut child, limit);
+    std::process::Output {
+        status,
+        stdout: out_reader.join().unwrap_or_default(),
+        stderr: err_reader.join().unwrap_or_default(),
+    }
+}
+
+/// Text files of numbered words, and the word count a sequential program computes.
+fn text_input(dir: &Path, files: usize, lines: usize) -> BTreeMap<String, u64> {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut counts = BTreeMap::new();
+    for f in 0..files {
+        let mut text = String::new();
+        for l in 0..lines {
+            let line = format!("w{} x{} common y{}\n", (f * 31 + l * 7) % 997, l % 13, (l * l) % 101);
+            for w in line.split_whitespace() {
+                *counts.entry(w.to_string()).or_insert(0u64) += 1;
+            }
+            text.push_str(&line);
+        }
+        std::fs::write(dir.join(format!("text-{f:03}.txt")), text).unwrap();
+    }
+    counts
+}
+
+/// `word<TAB>count` lines of an output directory's `part-*` files.
+fn read_counts(dir: &Path) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for part in super::helpers::parts(dir) {
+        for line in std::fs::read_to_string(&part).unwrap().lines() {
+            let (w, n) = line.split_once('\t').expect("word<TAB>count");
+            assert!(counts.insert(w.to_string(), n.parse().unwrap()).is_none(), "{w} twice");
+        }
+    }
+    counts
+}
+
+/// Random gensort-like records (deterministic), and their sorted concatenation.
+fn records_input(dir: &Path, files: usize, records: usize) -> Vec<u8> {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut all: Vec<[u8; 100]> = Vec::new();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for f in 0..files {
+        let mut bytes = Vec::with_capacity(records * 100);
+        for _ in 0..records {
+            let mut r = [0u8; 100];
+            for b in r.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = (x >> 24) as u8;
+            }
+            bytes.extend_from_slice(&r);
+            all.push(r);
+        }
+        std::fs::write(dir.join(format!("part-{f:02}.dat")), bytes).unwrap();
+    }
+    all.sort_by(|a, b| a[..10].cmp(&b[..10]).then(a.cmp(b)));
+    all.concat()
+}
+
+/// The sorted output's records, each run of equal keys put in a canonical order (a sort
+/// need not be stable).
+fn canonical(bytes: &[u8]) -> Vec<u8> {
+    let mut records: Vec<&[u8]> = bytes.chunks(100).collect();
+    assert!(
+        records.windows(2).all(|w| w[0][..10] <= w[1][..10]),
+        "output is not sorted by key"
+    );
+    records.sort_by(|a, b| a[..10].cmp(&b[..10]).then(a.cmp(b)));
+    records.concat()
+}
+
+#[test]
+fn jobs_with_local_paths_run_across_hosts_on_100_mbit_links() {
+    let cluster = cluster_or_skip!(3,);
+    cluster.lan.cap("100mbit").expect("tc tbf");
+    let expected = text_input(&cluster.client_dir().join("in"), 6, 3000);
+    let (ok, stdout, stderr) = cluster.run(&example("wordcount"), &["--input", "/tmp/in", "--output", "/tmp/out"]);
+    assert!(ok, "wordcount across hosts failed:\n{stderr}");
+    assert!(stdout.contains("distinct words"), "{stdout}");
+    assert_eq!(read_counts(&cluster.client_dir().join("out")), expected);
+    assert!(cluster.client_dir().join("out/_SUCCESS").exists());
+    // The input never existed on the workers: they read what travelled.
+    for w in 2..5 {
+        assert!(!cluster.lan.hosts[w].outside("in").exists());
+    }
+    // The temporary datasets (input and output) are gone once the job is over.
+    let listed = cluster.ringleader(&["datasets"]);
+    assert!(!listed.contains("tmp-"), "{listed}");
+
+    let sorted = records_input(&cluster.client_dir().join("sortin"), 3, 4000);
+    let (ok, _, stderr) = cluster.run(&example("sort"), &["--input", "/tmp/sortin", "--output", "/tmp/sorted"]);
+    assert!(ok, "sort across hosts failed:\n{stderr}");
+    let out = super::helpers::concat(&cluster.client_dir().join("sorted"));
+    assert_eq!(canonical(&out), sorted);
+
+    // An existing local output is refused before anything runs, and left as it was.
+    let (ok, _, stderr) = cluster.run(&example("sort"), &["--input", "/tmp/sortin", "--output", "/tmp/sorted"]);
+    assert!(!ok && stderr.contains("already exists"), "{stderr}");
+    assert_eq!(super::helpers::concat(&cluster.client_dir().join("sorted")), out);
+    // A local input that is nowhere is named.
+    let (ok, _, stderr) = cluster.run(
+        &example("wordcount"),
+        &["--input", "/tmp/nowhere", "--output", "/tmp/o2"],
+    );
+    assert!(!ok && stderr.contains("/tmp/nowhere"), "{stderr}");
+}
+
+#[test]
+fn stored_datasets_go_in_and_out_of_the_ring() {
+    let cluster = cluster_or_skip!(3,);
+    let expected = text_input(&cluster.client_dir().join("in"), 4, 2000);
+    let stored = cluster.ringleader(&["put", "--name", "tin", "--partitions", "3", "/tmp/in"]);
+    assert!(stored.contains("tin: text, 3 partitions x 2 replicas"), "{stored}");
+
+    let (ok, _, stderr) = cluster.run(
+        &example("wordcount"),
+        &["--input", "ringleader://tin", "--output", "ringleader://tout"],
+    );
+    assert!(ok, "wordcount ringleader:// in and out failed:\n{stderr}");
+    let listed = cluster.ringleader(&["datasets"]);
+    assert!(listed.contains("tout: text,"), "{listed}");
+    cluster.ringleader(&["get", "tout", "/tmp/got"]);
+    assert_eq!(read_counts(&cluster.client_dir().join("got")), expected);
+    // Each partition of the output is on 2 distinct workers.
+    let on_disk = |name: &str| -> usize {
+        (2..5)
+            .map(|h| {
+                let dir = cluster.lan.hosts[h].outside(&format!("worker/datasets/{name}"));
+                walk(&dir)
+                    .iter()
+                    .filter(|p| p.extension().is_some_and(|e| e == "arrow"))
+                    .count()
+            })
+            .sum()
+    };
+    assert_eq!(on_disk("tout"), 2 * read_parts(&listed, "tout"));
+
+    // Bad input: an existing output dataset, get into an existing directory, a missing
+    // dataset, a malformed URL: each a clear error, nothing changed.
+    let (ok, _, stderr) = cluster.run(
+        &example("wordcount"),
+        &["--input", "ringleader://tin", "--output", "ringleader://tout"],
+    );
+    assert!(!ok && stderr.contains("already exists"), "{stderr}");
+    let mut all = vec!["get", "tout", "/tmp/got", "--master"];
+    all.push(&cluster.master);
+    let (ok, _, stderr) = cluster.run(&ringleader_bin(), &all);
+    assert!(!ok && stderr.contains("exists"), "{stderr}");
+    let (ok, _, stderr) = cluster.run(
+        &example("wordcount"),
+        &["--input", "ringleader://nosuch", "--output", "/tmp/x"],
+    );
+    assert!(
+        !ok && stderr.contains("nosuch") && stderr.contains("ringleader datasets"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = cluster.run(
+        &example("wordcount"),
+        &["--input", "ringleader://a/b", "--output", "/tmp/x"],
+    );
+    assert!(!ok && stderr.contains("not a dataset URL"), "{stderr}");
+
+    // rm forgets it, and the workers delete its files.
+    cluster.ringleader(&["rm", "tout"]);
+    assert!(!cluster.ringleader(&["datasets"]).contains("tout"));
+    cluster
+        .lan
+        .wait_for(Duration::from_secs(15), "workers delete a removed dataset", || {
+            on_disk("tout") == 0
+        });
+    assert!(on_disk("tin") > 0);
+}
+
+#[test]
+fn a_worker_cut_off_mid_job_is_lost_and_the_job_finishes() {
+    let cluster = cluster_or_skip!(3, "--worker-timeout", "2");
+    let sorted = records_input(&cluster.client_dir().join("sortin"), 4, 60_000);
+    cluster.ringleader(&[
+        "put",
+        "--name",
+        "sin",
+        "--partitions",
+        "6",
+        "/tmp/sortin",
+        "--format",
+        "records",
+    ]);
+    let mut job = cluster.client(&example("sort"));
+    job.args([
+        "--input",
+        "ringleader://sin",
+        "--output",
+        "/tmp/sorted",
+        "--partitions",
+        "6",
+    ]);
+    job.env("RINGLEADER_PROGRESS", "1");
+    let pid = cluster.lan.spawn(job, "sort.log");
+    cluster
+        .lan
+        .wait_for(Duration::from_secs(60), "the sort's first stage starts", || {
+            cluster.lan.log("sort.log").contains("stage")
+        });
+    cluster.lan.cut(2);
+    cluster.lan.wait_for(Duration::from_secs(120), "the sort finishes", || {
+        cluster.lan.log("sort.log").contains("records into") || !alive(pid)
+    });
+    let log = cluster.lan.log("sort.log");
+    assert!(log.contains("records into"), "the sort failed:\n{log}");
+    let out = super::helpers::concat(&cluster.client_dir().join("sorted"));
+    assert_eq!(canonical(&out), sorted);
+
+    // The link comes back: the worker rejoins and takes work again without harm.
+    cluster.lan.heal(2);
+    std::thread::sleep(Duration::from_secs(3));
+    let expected = text_input(&cluster.client_dir().join("in"), 4, 500);
+    let (ok, _, stderr) = cluster.run(&example("wordcount"), &["--input", "/tmp/in", "--output", "/tmp/wc"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(read_counts(&cluster.client_dir().join("wc")), expected);
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+}
+
+/// How many partitions `datasets` lists for `name`.
+fn read_parts(listing: &str, name: &str) -> usize {
+    let line = listing
+        .lines()
+        .find(|l| l.starts_with(&format!("{name}:")))
+        .expect("listed");
+    line.split(", ")
+        .nth(1)
+        .and_then(|p| p.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("partitions")
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
