@@ -117,7 +117,7 @@ impl Cluster {
                 d.cluster_status(proto::ClusterStatusRequest {}).await
             }))?;
         let me = ringleader_core::machine::identity();
-        let shares = status.workers.iter().filter(|w| w.alive).all(|w| w.machine == me);
+        let shares = live_or_all(&status.workers).iter().all(|w| w.machine == me);
         Ok(*self.shares_files.get_or_init(|| shares))
     }
 
@@ -128,7 +128,7 @@ impl Cluster {
             .block_on(call(&self.group, "cluster status", |mut d| async move {
                 d.cluster_status(proto::ClusterStatusRequest {}).await
             }))?;
-        let live: Vec<_> = status.workers.iter().filter(|w| w.alive).collect();
+        let live = live_or_all(&status.workers);
         let slots = live.iter().map(|w| w.slots).sum::<u32>();
         Ok((live.len() as u32, slots.max(1)))
     }
@@ -263,6 +263,18 @@ impl Cluster {
                 }
             }
         })
+    }
+}
+
+/// The workers a status reply knows alive; all it knows when none is (liveness is the
+/// leader's to know: a follower's reply marks none alive, and a view of no workers must not
+/// pass for "every worker shares this machine").
+fn live_or_all(workers: &[proto::WorkerStatus]) -> Vec<&proto::WorkerStatus> {
+    let live: Vec<_> = workers.iter().filter(|w| w.alive).collect();
+    if live.is_empty() {
+        workers.iter().collect()
+    } else {
+        live
     }
 }
 

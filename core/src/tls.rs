@@ -165,12 +165,12 @@ pub fn endpoint(address: &str) -> Result<Endpoint, String> {
     Ok(bounded(endpoint))
 }
 
-/// How often an idle or busy HTTP/2 connection is pinged, and how long a ping may go
+/// How often an HTTP/2 connection with calls in flight is pinged, and how long a ping may go
 /// unanswered before the connection (and every call on it) fails. A peer whose link went
 /// down answers nothing and sends no reset; without pings a call would wait forever.
-pub const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+pub const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3);
 /// See [`KEEPALIVE_INTERVAL`].
-pub const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+pub const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Bounds every wait on a channel to `endpoint`: connecting takes at most 5 s, and a
 /// connection whose peer stops answering pings fails within [`KEEPALIVE_TIMEOUT`], however
@@ -181,5 +181,4 @@ fn bounded(endpoint: Endpoint) -> Endpoint {
         .tcp_keepalive(Some(KEEPALIVE_INTERVAL))
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-        .keep_alive_while_idle(true)
 }

@@ -13,18 +13,18 @@ use super::lan::Lan;
 const DRIVER_PORT: u16 = 7077;
 const WORKER_PORT: u16 = 7100;
 const CLIENT: usize = 0;
-const DRIVER: usize = 1;
 
-/// A client (host 0), a driver (host 1) and `workers` workers (hosts 2…) on a LAN.
+/// A client (host 0), drivers (hosts 1…) and workers (the hosts after them) on a LAN.
 struct HostCluster {
     lan: Lan,
     master: String,
+    drivers: usize,
 }
 
 /// Skips a test (saying why) where namespaces cannot be made.
 macro_rules! cluster_or_skip {
-    ($workers:expr, $($driver_flag:expr),*) => {
-        match HostCluster::up($workers, &[$($driver_flag),*]) {
+    ($drivers:expr, $workers:expr, $($driver_flag:expr),*) => {
+        match HostCluster::up($drivers, $workers, &[$($driver_flag),*]) {
             Ok(c) => c,
             Err(why) => {
                 eprintln!("skipped: cannot make test hosts here: {why}");
@@ -35,8 +35,8 @@ macro_rules! cluster_or_skip {
 }
 
 impl HostCluster {
-    fn up(workers: usize, driver_flags: &[&str]) -> Result<HostCluster, String> {
-        let lan = Lan::new(2 + workers)?;
+    fn up(drivers: usize, workers: usize, driver_flags: &[&str]) -> Result<HostCluster, String> {
+        let lan = Lan::new(1 + drivers + workers)?;
         let token: String = (0..32)
             .map(|i| format!("{:x}", (std::process::id() as usize * 7 + i * 13) % 16))
             .collect();
@@ -46,22 +46,33 @@ impl HostCluster {
             let mode = std::os::unix::fs::PermissionsExt::from_mode(0o600);
             std::fs::set_permissions(&path, mode).map_err(|e| e.to_string())?;
         }
-        let master = format!("{}:{DRIVER_PORT}", lan.hosts[DRIVER].ip);
-        let mut driver = lan.command(DRIVER, &ringleader_bin());
-        driver
-            .args([
-                "driver",
-                "--listen",
-                &master,
-                "--data-dir",
-                "/tmp/driver",
-                "--token-file",
-                "/tmp/token",
-            ])
-            .args(driver_flags);
-        lan.spawn(driver, "driver.log");
+        let addresses: Vec<String> = (1..=drivers)
+            .map(|d| format!("{}:{DRIVER_PORT}", lan.hosts[d].ip))
+            .collect();
+        let peers: Vec<String> = addresses
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("{}={a}", i + 1))
+            .collect();
+        let master = addresses.join(",");
+        for (i, address) in addresses.iter().enumerate() {
+            let mut driver = lan.command(1 + i, &ringleader_bin());
+            driver
+                .args([
+                    "driver",
+                    "--listen",
+                    address,
+                    "--data-dir",
+                    "/tmp/driver",
+                    "--token-file",
+                    "/tmp/token",
+                ])
+                .args(["--id", &(i + 1).to_string(), "--peers", &peers.join(",")])
+                .args(driver_flags);
+            lan.spawn(driver, &format!("driver-{}.log", i + 1));
+        }
         for w in 0..workers {
-            let h = 2 + w;
+            let h = 1 + drivers + w;
             let listen = format!("{}:{WORKER_PORT}", lan.hosts[h].ip);
             let mut worker = lan.command(h, &ringleader_bin());
             worker.args([
@@ -82,7 +93,25 @@ impl HostCluster {
                 lan.log(&log).contains("registered with")
             });
         }
-        Ok(HostCluster { lan, master })
+        Ok(HostCluster { lan, master, drivers })
+    }
+
+    /// The host of worker `w` (0-based).
+    fn worker_host(&self, w: usize) -> usize {
+        1 + self.drivers + w
+    }
+
+    /// The driver (1-based) that most recently said it leads.
+    fn leader(&self) -> usize {
+        let term_led = |d: usize| -> Option<u64> {
+            self.lan
+                .log(&format!("driver-{d}.log"))
+                .lines()
+                .filter_map(|l| l.split("leading in term ").nth(1))
+                .filter_map(|t| t.trim().parse().ok())
+                .max()
+        };
+        (1..=self.drivers).max_by_key(|&d| term_led(d)).expect("a driver")
     }
 
     /// `program` on the client host, pointed at the cluster.
@@ -217,7 +246,7 @@ fn canonical(bytes: &[u8]) -> Vec<u8> {
 
 #[test]
 fn jobs_with_local_paths_run_across_hosts_on_100_mbit_links() {
-    let cluster = cluster_or_skip!(3,);
+    let cluster = cluster_or_skip!(1, 3,);
     cluster.lan.cap("100mbit").expect("tc tbf");
     let expected = text_input(&cluster.client_dir().join("in"), 6, 3000);
     let (ok, stdout, stderr) = cluster.run(&example("wordcount"), &["--input", "/tmp/in", "--output", "/tmp/out"]);
@@ -226,7 +255,7 @@ fn jobs_with_local_paths_run_across_hosts_on_100_mbit_links() {
     assert_eq!(read_counts(&cluster.client_dir().join("out")), expected);
     assert!(cluster.client_dir().join("out/_SUCCESS").exists());
     // The input never existed on the workers: they read what travelled.
-    for w in 2..5 {
+    for w in (0..3).map(|w| cluster.worker_host(w)) {
         assert!(!cluster.lan.hosts[w].outside("in").exists());
     }
     // The temporary datasets (input and output) are gone once the job is over.
@@ -253,7 +282,7 @@ fn jobs_with_local_paths_run_across_hosts_on_100_mbit_links() {
 
 #[test]
 fn stored_datasets_go_in_and_out_of_the_ring() {
-    let cluster = cluster_or_skip!(3,);
+    let cluster = cluster_or_skip!(1, 3,);
     let expected = text_input(&cluster.client_dir().join("in"), 4, 2000);
     let stored = cluster.ringleader(&["put", "--name", "tin", "--partitions", "3", "/tmp/in"]);
     assert!(stored.contains("tin: text, 3 partitions x 2 replicas"), "{stored}");
@@ -269,9 +298,9 @@ fn stored_datasets_go_in_and_out_of_the_ring() {
     assert_eq!(read_counts(&cluster.client_dir().join("got")), expected);
     // Each partition of the output is on 2 distinct workers.
     let on_disk = |name: &str| -> usize {
-        (2..5)
-            .map(|h| {
-                let dir = cluster.lan.hosts[h].outside(&format!("worker/datasets/{name}"));
+        (0..3)
+            .map(|w| {
+                let dir = cluster.lan.hosts[cluster.worker_host(w)].outside(&format!("worker/datasets/{name}"));
                 walk(&dir)
                     .iter()
                     .filter(|p| p.extension().is_some_and(|e| e == "arrow"))
@@ -319,7 +348,7 @@ fn stored_datasets_go_in_and_out_of_the_ring() {
 
 #[test]
 fn a_worker_cut_off_mid_job_is_lost_and_the_job_finishes() {
-    let cluster = cluster_or_skip!(3, "--worker-timeout", "2");
+    let cluster = cluster_or_skip!(1, 3, "--worker-timeout", "2");
     let sorted = records_input(&cluster.client_dir().join("sortin"), 4, 60_000);
     cluster.ringleader(&[
         "put",
@@ -347,7 +376,7 @@ fn a_worker_cut_off_mid_job_is_lost_and_the_job_finishes() {
         .wait_for(Duration::from_secs(60), "the sort's first stage starts", || {
             cluster.lan.log("sort.log").contains("stage")
         });
-    cluster.lan.cut(2);
+    cluster.lan.cut(cluster.worker_host(0));
     cluster.lan.wait_for(Duration::from_secs(120), "the sort finishes", || {
         cluster.lan.log("sort.log").contains("records into") || !alive(pid)
     });
@@ -357,7 +386,7 @@ fn a_worker_cut_off_mid_job_is_lost_and_the_job_finishes() {
     assert_eq!(canonical(&out), sorted);
 
     // The link comes back: the worker rejoins and takes work again without harm.
-    cluster.lan.heal(2);
+    cluster.lan.heal(cluster.worker_host(0));
     std::thread::sleep(Duration::from_secs(3));
     let expected = text_input(&cluster.client_dir().join("in"), 4, 500);
     let (ok, _, stderr) = cluster.run(&example("wordcount"), &["--input", "/tmp/in", "--output", "/tmp/wc"]);
@@ -398,4 +427,76 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+#[test]
+fn a_driver_leader_cut_off_mid_job_steps_down_and_the_new_leader_finishes_the_job() {
+    let cluster = cluster_or_skip!(3, 2,);
+    let expected = text_input(&cluster.client_dir().join("in"), 8, 60_000);
+    cluster.ringleader(&["put", "--name", "tin", "--partitions", "8", "/tmp/in"]);
+    let leader = cluster.leader();
+    let mut job = cluster.client(&example("wordcount"));
+    job.args(["--input", "ringleader://tin", "--output", "/tmp/out"]);
+    job.env("RINGLEADER_PROGRESS", "1");
+    let pid = cluster.lan.spawn(job, "wordcount.log");
+    cluster
+        .lan
+        .wait_for(Duration::from_secs(60), "the job is accepted", || {
+            cluster.lan.log("wordcount.log").contains("accepted")
+        });
+    cluster.lan.cut(leader);
+    let log = format!("driver-{leader}.log");
+    cluster
+        .lan
+        .wait_for(Duration::from_secs(30), "the cut-off leader steps down", || {
+            cluster.lan.log(&log).contains("stepping down")
+        });
+    cluster
+        .lan
+        .wait_for(Duration::from_secs(120), "the job finishes", || !alive(pid));
+    let out = cluster.lan.log("wordcount.log");
+    assert!(out.contains("distinct words"), "the job failed:\n{out}");
+    assert_eq!(read_counts(&cluster.client_dir().join("out")), expected);
+    assert_ne!(cluster.leader(), leader, "another driver leads");
+    // Healed, the old leader rejoins as a follower and the group runs jobs again.
+    cluster.lan.heal(leader);
+    let (ok, _, stderr) = cluster.run(
+        &example("wordcount"),
+        &["--input", "ringleader://tin", "--output", "/tmp/out2"],
+    );
+    assert!(ok, "{stderr}");
+    assert_eq!(read_counts(&cluster.client_dir().join("out2")), expected);
+}
+
+#[test]
+fn put_streams_a_large_input_in_bounded_client_memory() {
+    let cluster = cluster_or_skip!(1, 2,);
+    // 300 MB of records: a client that loaded its input would need more than that.
+    let input = cluster.client_dir().join("big");
+    std::fs::create_dir_all(&input).unwrap();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut block = vec![0u8; 1 << 20];
+    for f in 0..3 {
+        let mut file = std::io::BufWriter::new(std::fs::File::create(input.join(format!("part-{f}.dat"))).unwrap();
+        for _ in 0..100 {
+            for b in block.iter_mut() {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                *b = (x >> 56) as u8;
+            }
+            std::io::Write::write_all(&mut file, &block).unwrap();
+        }
+    }
+    let mut put = cluster.client(&ringleader_bin());
+    put.args(["put", "--name", "big", "--partitions", "4", "--replicas", "2", "/tmp/big", "--master"]);
+    put.arg(&cluster.master);
+    let (ok, peak) = cluster.lan.run_measured(put, Duration::from_secs(300));
+    assert!(ok, "put of 300 MB failed");
+    let listed = cluster.ringleader(&["datasets"]);
+    assert!(listed.contains("big: records, 4 partitions x 2 replicas, 3145728 rows"), "{listed}");
+    assert!(
+        peak < 150 << 20,
+        "put of 300 MB peaked at {} MB of client memory",
+        peak >> 20
+    );
+    eprintln!("put of 300 MB peaked at {} MB of client memory", peak >> 20);
 }

@@ -182,6 +182,40 @@ impl Lan {
         pid
     }
 
+    /// Runs `command` (from [`Lan::command`]) to its end, at most `limit` (then it is
+    /// killed and the test fails); returns whether it succeeded and its peak resident
+    /// memory in bytes, as the kernel accounted it (`wait4`).
+    pub fn run_measured(&self, mut command: Command, limit: Duration) -> (bool, u64) {
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn on a test host");
+        let pid = child.id() as libc::pid_t;
+        let deadline = Instant::now() + limit;
+        loop {
+            let mut status = 0;
+            // SAFETY: an all-zero rusage is valid; wait4 fills it for our own child.
+            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: waiting (without blocking) for a child this test started.
+            let done = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+            if done == pid {
+                let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+                return (ok, usage.ru_maxrss as u64 * 1024);
+            }
+            if Instant::now() > deadline {
+                // SAFETY: kill(2) on the child this test started, then reap it.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                    libc::waitpid(pid, &mut status, 0);
+                }
+                panic!("a command on a test host did not finish within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The text of a log written by [`Lan::spawn`].
     pub fn log(&self, log: &str) -> String {
         std::fs::read_to_string(self._dir.path().join(log)).unwrap_or_default()

@@ -494,6 +494,11 @@ fn jobs_submitted_while_leaders_are_killed_finish_once_or_fail_clearly() {
     let (leader, _) = group.leader(0);
     let jobs = group.jobs_on(&group.drivers[leader].0);
     let records = jobs.lines().filter(|l| l.starts_with("job-")).count();
+    for (ok, _, stderr) in &outcomes {
+        if !ok {
+            eprintln!("CLIENT FAILED: {stderr}");
+        }
+    }
     assert_eq!(records, CLIENTS * JOBS_PER_CLIENT, "{jobs}");
     assert_eq!(jobs.matches(" succeeded ").count(), succeeded, "{jobs}");
     eprintln!("{succeeded} of {records} jobs succeeded through {kills} leader kills");

@@ -5,7 +5,7 @@
 //! watchers the new leader's address.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ringleader_core::driver_group::not_leader;
 use tonic::Status;
@@ -13,18 +13,39 @@ use tonic::Status;
 use super::{DriverInner, lock};
 use crate::state::{Command, JobState};
 
+/// How long a leader may go without a majority acknowledging it before it stops serving
+/// as leader (by then the others have long elected one: an election takes about a second).
+pub const QUORUM_LOST: Duration = Duration::from_millis(3000);
+
 impl DriverInner {
     /// Follows this node's Raft role: takes over when it becomes leader, lets go of the
     /// clients it was serving when it stops leading.
     pub async fn follow_leadership(self: Arc<Self>) {
         let mut metrics = self.raft.metrics();
         loop {
-            let (leader, term) = {
+            let (leader, term, unacked) = {
                 let m = metrics.borrow_and_update();
-                (m.state == openraft::ServerState::Leader, m.current_term)
+                (
+                    m.state == openraft::ServerState::Leader,
+                    m.current_term,
+                    m.millis_since_quorum_ack.filter(|_| self.peers.len() > 1),
+                )
             };
             let leading = self.leading();
-            if leader && leading != Some(term) {
+            let cut_off = unacked.is_some_and(|ms| ms > QUORUM_LOST.as_millis() as u64);
+            if leader && cut_off {
+                // Raft keeps a leader cut off from its group a leader until it hears of a
+                // newer term; its clients and workers must not wait for that: it lets them
+                // go now, so they find the leader the others elect.
+                if leading.is_some() {
+                    eprintln!(
+                        "driver {}: no majority has answered for {} ms; stepping down",
+                        self.id,
+                        unacked.unwrap_or_default()
+                    );
+                    self.step_down();
+                }
+            } else if leader && leading != Some(term) {
                 // A leader that could not confirm its term (it restarted believing it led,
                 // or lost a race) simply follows; anything else is worth a line.
                 if let Err(e) = self.take_over(term).await
