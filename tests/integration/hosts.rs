@@ -477,7 +477,7 @@ fn put_streams_a_large_input_in_bounded_client_memory() {
     let mut x = 0x9e37_79b9_7f4a_7c15u64;
     let mut block = vec![0u8; 1 << 20];
     for f in 0..3 {
-        let mut file = std::io::BufWriter::new(std::fs::File::create(input.join(format!("part-{f}.dat"))).unwrap();
+        let mut file = std::io::BufWriter::new(std::fs::File::create(input.join(format!("part-{f}.dat"))).unwrap());
         for _ in 0..100 {
             for b in block.iter_mut() {
                 x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
@@ -487,12 +487,25 @@ fn put_streams_a_large_input_in_bounded_client_memory() {
         }
     }
     let mut put = cluster.client(&ringleader_bin());
-    put.args(["put", "--name", "big", "--partitions", "4", "--replicas", "2", "/tmp/big", "--master"]);
+    put.args([
+        "put",
+        "--name",
+        "big",
+        "--partitions",
+        "4",
+        "--replicas",
+        "2",
+        "/tmp/big",
+        "--master",
+    ]);
     put.arg(&cluster.master);
     let (ok, peak) = cluster.lan.run_measured(put, Duration::from_secs(300));
     assert!(ok, "put of 300 MB failed");
     let listed = cluster.ringleader(&["datasets"]);
-    assert!(listed.contains("big: records, 4 partitions x 2 replicas, 3145728 rows"), "{listed}");
+    assert!(
+        listed.contains("big: records, 4 partitions x 2 replicas, 3145728 rows"),
+        "{listed}"
+    );
     assert!(
         peak < 150 << 20,
         "put of 300 MB peaked at {} MB of client memory",

@@ -186,6 +186,10 @@ impl Lan {
     /// killed and the test fails); returns whether it succeeded and its peak resident
     /// memory in bytes, as the kernel accounted it (`wait4`).
     pub fn run_measured(&self, mut command: Command, limit: Duration) -> (bool, u64) {
+        #[expect(
+            clippy::zombie_processes,
+            reason = "reaped by wait4 below, which also reports its peak memory"
+        )]
         let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
