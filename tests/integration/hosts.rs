@@ -123,6 +123,19 @@ impl HostCluster {
         command
     }
 
+    /// Starts `program args` on the client in the background, with a progress line per
+    /// stage event into `log`, and waits until the log shows `started`. Returns its pid.
+    fn start(&self, program: &Path, args: &[&str], log: &str, started: &str) -> u32 {
+        let mut job = self.client(program);
+        job.args(args).env("RINGLEADER_PROGRESS", "1");
+        let pid = self.lan.spawn(job, log);
+        self.lan
+            .wait_for(Duration::from_secs(60), &format!("{log} shows {started:?}"), || {
+                self.lan.log(log).contains(started)
+            });
+        pid
+    }
+
     /// Runs `program args` on the client; returns (success, stdout, stderr).
     fn run(&self, program: &Path, args: &[&str]) -> (bool, String, String) {
         let mut command = self.client(program);
@@ -360,22 +373,15 @@ fn a_worker_cut_off_mid_job_is_lost_and_the_job_finishes() {
         "--format",
         "records",
     ]);
-    let mut job = cluster.client(&example("sort"));
-    job.args([
+    let args = [
         "--input",
         "ringleader://sin",
         "--output",
         "/tmp/sorted",
         "--partitions",
         "6",
-    ]);
-    job.env("RINGLEADER_PROGRESS", "1");
-    let pid = cluster.lan.spawn(job, "sort.log");
-    cluster
-        .lan
-        .wait_for(Duration::from_secs(60), "the sort's first stage starts", || {
-            cluster.lan.log("sort.log").contains("stage")
-        });
+    ];
+    let pid = cluster.start(&example("sort"), &args, "sort.log", "stage");
     cluster.lan.cut(cluster.worker_host(0));
     cluster.lan.wait_for(Duration::from_secs(120), "the sort finishes", || {
         cluster.lan.log("sort.log").contains("records into") || !alive(pid)
@@ -435,15 +441,8 @@ fn a_driver_leader_cut_off_mid_job_steps_down_and_the_new_leader_finishes_the_jo
     let expected = text_input(&cluster.client_dir().join("in"), 8, 60_000);
     cluster.ringleader(&["put", "--name", "tin", "--partitions", "8", "/tmp/in"]);
     let leader = cluster.leader();
-    let mut job = cluster.client(&example("wordcount"));
-    job.args(["--input", "ringleader://tin", "--output", "/tmp/out"]);
-    job.env("RINGLEADER_PROGRESS", "1");
-    let pid = cluster.lan.spawn(job, "wordcount.log");
-    cluster
-        .lan
-        .wait_for(Duration::from_secs(60), "the job is accepted", || {
-            cluster.lan.log("wordcount.log").contains("accepted")
-        });
+    let args = ["--input", "ringleader://tin", "--output", "/tmp/out"];
+    let pid = cluster.start(&example("wordcount"), &args, "wordcount.log", "accepted");
     cluster.lan.cut(leader);
     let log = format!("driver-{leader}.log");
     cluster
