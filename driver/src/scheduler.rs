@@ -281,13 +281,17 @@ mod tests {
     }
 
     fn submit(state: &mut ClusterState, tasks: usize) -> String {
+        submit_plan(state, job(tasks))
+    }
+
+    fn submit_plan(state: &mut ClusterState, plan: JobPlan) -> String {
         let command = Command::SubmitJob {
             name: "t".into(),
             binary: "0".repeat(32),
             args: Vec::new(),
             env: Default::default(),
             working_dir: String::new(),
-            plan: job(tasks),
+            plan,
             submission: format!("sub-{}", state.jobs.len()),
             submitted_ms: 0,
         };
@@ -597,5 +601,90 @@ mod tests {
                 worker: other
             }
         );
+    }
+
+    /// A two-task job writing dataset `name` (generation `generation`), partition p owned
+    /// by the workers at `owners[p]`.
+    fn storing(name: &str, generation: &str, overwrite: bool, owners: Vec<Vec<String>>) -> JobPlan {
+        let mut plan = job(owners.len());
+        plan.store = Some(ringleader_core::plan::StoreSpec {
+            dataset: name.into(),
+            generation: generation.into(),
+            format: ringleader_core::store::DatasetFormat::Text,
+            replicas: 2,
+            overwrite,
+            owners,
+        });
+        plan
+    }
+
+    fn finish(state: &mut ClusterState, a: &Assignment, attempt: u32, holders: &[&str]) {
+        state.apply(Command::FinishTask {
+            job: a.job.clone(),
+            stage: a.stage,
+            task: a.task,
+            attempt,
+            value: TaskValue::Stored {
+                rows: 10,
+                bytes: 100,
+                holders: holders.iter().map(|h| h.to_string()).collect(),
+            },
+        });
+    }
+
+    #[test]
+    fn a_job_writing_a_dataset_commits_it_with_its_success_and_a_failed_one_lists_nothing() {
+        let (mut state, live) = cluster(3, 2);
+        let addr = |i: u32| format!("127.0.0.1:{}", 9000 + i);
+        let owners = vec![vec![addr(1), addr(2)], vec![addr(2), addr(0)]];
+        let job = submit_plan(&mut state, storing("out", "g1", false, owners.clone()));
+        let assignments = schedule(&state, &live);
+        assert_eq!(assignments.len(), 2);
+        for a in &assignments {
+            // Locality for writes: each task runs on an owner of its partition.
+            let worker = &state.workers[&a.worker].address;
+            assert!(owners[a.task as usize].contains(worker), "{a:?} on {worker}");
+        }
+        let attempts: Vec<u32> = assignments.iter().map(|a| start(&mut state, a)).collect();
+        finish(&mut state, &assignments[0], attempts[0], &[&addr(1), &addr(2)]);
+        assert!(state.datasets.is_empty(), "listed before the job succeeded");
+        assert!(
+            state.live_datasets().contains(&"out/g1".to_string()),
+            "being written: kept"
+        );
+        let second = owners[assignments[1].task as usize]
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>();
+        finish(&mut state, &assignments[1], attempts[1], &second);
+        assert_eq!(state.jobs[&job].state, crate::state::JobState::Succeeded);
+        let record = &state.datasets["out"];
+        assert_eq!(
+            (record.generation.as_str(), record.rows.iter().sum::<u64>()),
+            ("g1", 20)
+        );
+        assert!(record.placement.iter().all(|p| p.len() == 2));
+
+        // Another job may not replace it without overwrite; a partition short of its
+        // replicas fails the job; neither changes what is listed.
+        for (generation, holders) in [("g2", 2), ("g3", 1)] {
+            let overwrite = generation == "g3";
+            let job = submit_plan(&mut state, storing("out", generation, overwrite, owners.clone()));
+            let assignments = schedule(&state, &live);
+            for a in &assignments {
+                let attempt = start(&mut state, a);
+                let all = owners[a.task as usize].iter().map(String::as_str).collect::<Vec<_>>();
+                finish(&mut state, a, attempt, &all[..holders]);
+            }
+            assert!(matches!(state.jobs[&job].state, crate::state::JobState::Failed(_)));
+            assert_eq!(state.datasets["out"].generation, "g1");
+            assert!(
+                !state.live_datasets().contains(&format!("out/{generation}")),
+                "its files go"
+            );
+        }
+        // Removed, it is no longer kept.
+        state.apply(Command::RemoveDataset { name: "out".into() });
+        assert!(state.live_datasets().is_empty());
     }
 }
