@@ -143,6 +143,13 @@ impl Lan {
     /// namespace of its own where `/tmp` is the host's directory and `HOME` is `/tmp/home`.
     pub fn command(&self, h: usize, program: &Path) -> Command {
         let host = &self.hosts[h];
+        // The installed binaries stay visible: when they live under /tmp themselves (a
+        // checkout there), their directory is bound into the host's /tmp at the same path.
+        let binaries = super::helpers::target_dir();
+        let under_tmp = binaries
+            .strip_prefix("/tmp")
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
         let mut command = Command::new("ip");
         command
             .args([
@@ -156,8 +163,13 @@ impl Lan {
                 "sh",
                 "-c",
             ])
-            .arg(r#"mount --bind "$0" /tmp && cd /tmp && HOME=/tmp/home exec "$@""#)
+            .arg(concat!(
+                r#"r="$1"; shift; "#,
+                r#"if [ -n "$r" ]; then mkdir -p "$0/$r" && mount --bind "/tmp/$r" "$0/$r" || exit 1; fi; "#,
+                r#"mount --rbind "$0" /tmp && cd /tmp && HOME=/tmp/home exec "$@""#
+            ))
             .arg(&host.root)
+            .arg(under_tmp)
             .arg(program)
             .env_remove("RINGLEADER_MASTER")
             .env_remove("RINGLEADER_TOKEN_FILE")
