@@ -68,15 +68,6 @@ pub(crate) fn parse_masters(value: &str) -> Result<Vec<String>> {
     Ok(masters)
 }
 
-/// A fresh submission id: resubmitting with it after a leader change finds the same job.
-fn submission_id() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let seed = format!("{nanos}/{}/{:p}", std::process::id(), &nanos);
-    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(seed.as_bytes()))
-}
-
 impl Cluster {
     /// A client of the driver(s) at `masters`.
     pub(crate) fn new(masters: Vec<String>, progress: bool) -> Result<Cluster> {
@@ -111,24 +102,27 @@ impl Cluster {
         if let Some(&shares) = self.shares_files.get() {
             return Ok(shares);
         }
+        let me = ringleader_core::machine::identity();
+        let shares = self.live_view()?.iter().all(|w| w.machine == me);
+        Ok(*self.shares_files.get_or_init(|| shares))
+    }
+
+    /// The workers the driver knows alive; all it knows when none is (liveness is the
+    /// leader's to know: a follower's reply marks none alive, and a view of no workers must
+    /// not pass for "every worker shares this machine").
+    fn live_view(&self) -> Result<Vec<proto::WorkerStatus>> {
         let status = self
             .runtime
             .block_on(call(&self.group, "cluster status", |mut d| async move {
                 d.cluster_status(proto::ClusterStatusRequest {}).await
             }))?;
-        let me = ringleader_core::machine::identity();
-        let shares = live_or_all(&status.workers).iter().all(|w| w.machine == me);
-        Ok(*self.shares_files.get_or_init(|| shares))
+        let any_alive = status.workers.iter().any(|w| w.alive);
+        Ok(status.workers.into_iter().filter(|w| w.alive || !any_alive).collect())
     }
 
     /// The live workers and their task slots (at least 1 each).
     pub(crate) fn live_workers(&self) -> Result<(u32, u32)> {
-        let status = self
-            .runtime
-            .block_on(call(&self.group, "cluster status", |mut d| async move {
-                d.cluster_status(proto::ClusterStatusRequest {}).await
-            }))?;
-        let live = live_or_all(&status.workers);
+        let live = self.live_view()?;
         let slots = live.iter().map(|w| w.slots).sum::<u32>();
         Ok((live.len() as u32, slots.max(1)))
     }
@@ -223,7 +217,8 @@ impl Cluster {
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default(),
-                submission_id: submission_id(),
+                // Resubmitting with it after a leader change finds the same job.
+                submission_id: ringleader_core::machine::unique_id(),
             };
             let mut progress = Progress::new(self.progress);
             let mut lost: Option<(Instant, String)> = None;
@@ -263,18 +258,6 @@ impl Cluster {
                 }
             }
         })
-    }
-}
-
-/// The workers a status reply knows alive; all it knows when none is (liveness is the
-/// leader's to know: a follower's reply marks none alive, and a view of no workers must not
-/// pass for "every worker shares this machine").
-fn live_or_all(workers: &[proto::WorkerStatus]) -> Vec<&proto::WorkerStatus> {
-    let live: Vec<_> = workers.iter().filter(|w| w.alive).collect();
-    if live.is_empty() {
-        workers.iter().collect()
-    } else {
-        live
     }
 }
 

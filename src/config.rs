@@ -78,27 +78,25 @@ impl Config {
         let mut c = Config::default();
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let bad = |name: &str, v: &str, want: &str| Error::Config(format!("{name}={v:?}: expected {want}"));
-        if let Some(v) = var("RINGLEADER_THREADS") {
-            c.threads = v
-                .parse()
-                .ok()
-                .filter(|&n| n > 0)
-                .ok_or_else(|| bad("RINGLEADER_THREADS", &v, "a positive number"))?;
-            c.shuffle_partitions = (c.threads * 4) as u32;
+        let positive = |name: &str| -> Result<Option<u32>, Error> {
+            var(name)
+                .map(|v| {
+                    v.parse()
+                        .ok()
+                        .filter(|&n| n > 0)
+                        .ok_or_else(|| bad(name, &v, "a positive number"))
+                })
+                .transpose()
+        };
+        if let Some(n) = positive("RINGLEADER_THREADS")? {
+            c.threads = n as usize;
+            c.shuffle_partitions = n * 4;
         }
-        if let Some(v) = var("RINGLEADER_PARTITIONS") {
-            c.shuffle_partitions = v
-                .parse()
-                .ok()
-                .filter(|&n| n > 0)
-                .ok_or_else(|| bad("RINGLEADER_PARTITIONS", &v, "a positive number"))?;
+        if let Some(n) = positive("RINGLEADER_PARTITIONS")? {
+            c.shuffle_partitions = n;
         }
-        if let Some(v) = var("RINGLEADER_REPLICAS") {
-            c.replicas = v
-                .parse()
-                .ok()
-                .filter(|&n| n > 0)
-                .ok_or_else(|| bad("RINGLEADER_REPLICAS", &v, "a positive number"))?;
+        if let Some(n) = positive("RINGLEADER_REPLICAS")? {
+            c.replicas = n;
         }
         if let Some(v) = var("RINGLEADER_MEMORY") {
             c.memory_limit =

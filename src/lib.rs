@@ -76,7 +76,7 @@ where
 {
     // The marker by which `ringleader submit` recognises a job binary.
     std::hint::black_box(&JOB_MARKER);
-    if let Ok(worker) = std::env::var("RINGLEADER_EXECUTOR") {
+    if let Ok(worker) = std::env::var(ringleader_core::store::EXECUTOR_VAR) {
         return executor::serve(worker);
     }
     let ctx = match Context::from_env() {

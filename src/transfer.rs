@@ -15,15 +15,13 @@ use ringleader_core::output::{OutputCommit, part_name};
 use ringleader_core::proto;
 use ringleader_core::record::{RECORD_LEN, Record};
 use ringleader_core::source::{self, list_files};
-use ringleader_core::store::{DatasetFormat, PartitionId, put_partition};
+use ringleader_core::store::{DatasetFormat, PartitionId, READ_AHEAD, put_partition};
 use ringleader_core::{Error, Result};
 use tokio_stream::wrappers::ReceiverStream;
 
 /// Bytes of input per batch sent: small enough that the batches in flight (a few per
 /// replica) stay within tens of MB whatever the input size.
 const BATCH_BYTES: u64 = 4 << 20;
-/// Batches queued between reading and sending, per stage of the pipeline.
-const QUEUE: usize = 4;
 
 /// What to store: the input files and their format.
 #[derive(Debug, Clone)]
@@ -157,35 +155,26 @@ fn read_files(
                 }
             }
             DatasetFormat::Arrow => {
-                let (schema, batches) = ringleader_core::store::read_ipc_file(file)?;
+                let reader = std::fs::File::open(file).map_err(|e| Error::io(file, e))?;
+                let reader =
+                    arrow::ipc::reader::FileReader::try_new(std::io::BufReader::with_capacity(1 << 20, reader), None)
+                        .map_err(|e| Error::format(file, e))?;
+                let schema = reader.schema();
                 let index = match column {
                     Some(name) => Some(schema.index_of(name).map_err(|_| {
                         Error::format(file, format!("no column {name:?} (columns: {})", column_names(&schema)))
                     })?),
                     None => None,
                 };
-                let mut rows_seen = 0u64;
-                let total_rows: u64 = {
-                    let reader = arrow::ipc::reader::FileReader::try_new(
-                        std::fs::File::open(file).map_err(|e| Error::io(file, e))?,
-                        None,
-                    )?;
-                    let mut n = 0u64;
-                    for b in reader {
-                        n += b?.num_rows() as u64;
-                    }
-                    n.max(1)
-                };
-                for batch in batches {
-                    let batch = batch?;
+                // An IPC file's batches are its unit; each is placed by where it starts.
+                let batches = reader.num_batches().max(1) as u64;
+                for (i, batch) in reader.enumerate() {
+                    let batch = batch.map_err(|e| Error::format(file, e))?;
                     let batch = match index {
                         Some(i) => batch.project(&[i])?,
                         None => batch,
                     };
-                    // An IPC file's batches are its unit; place each by where it starts.
-                    let offset = base + len * rows_seen / total_rows;
-                    rows_seen += batch.num_rows() as u64;
-                    send(offset, batch)?;
+                    send(base + len * i as u64 / batches, batch)?;
                 }
             }
         }
@@ -224,7 +213,7 @@ pub(crate) async fn put(group: &DriverGroup, request: PutRequest) -> Result<prot
     .await?;
     info.format = format.name().to_string();
     let boundary = total.div_ceil(partitions as u64).max(1);
-    let (tx, mut rx) = tokio::sync::mpsc::channel(QUEUE);
+    let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
     let column = request.column.clone();
     let reader_files = files.clone();
     let reader = tokio::task::spawn_blocking(move || {
@@ -234,8 +223,12 @@ pub(crate) async fn put(group: &DriverGroup, request: PutRequest) -> Result<prot
         }
     });
     let bar = progress_bar(request.progress, total, &format!("put {}", request.name));
-    let mut schema: Option<SchemaRef> = None;
-    let mut next = rx.recv().await;
+    let mut input = Input {
+        rx,
+        next: None,
+        schema: None,
+    };
+    input.next = input.rx.recv().await;
     for p in 0..partitions {
         let placement = &mut info.partitions[p as usize];
         let id = PartitionId {
@@ -243,76 +236,23 @@ pub(crate) async fn put(group: &DriverGroup, request: PutRequest) -> Result<prot
             generation: info.generation.clone(),
             partition: p,
         };
-        let mut senders = Vec::new();
-        let mut puts = Vec::new();
         // The schema of the data so far (the first batch's) also describes an empty partition.
-        if schema.is_none()
-            && let Some(Ok((_, batch))) = &next
+        if input.schema.is_none()
+            && let Some(Ok((_, batch))) = &input.next
         {
-            schema = Some(batch.schema());
+            input.schema = Some(batch.schema());
         }
-        let Some(part_schema) = schema.clone().or_else(|| empty_schema(format)) else {
+        let Some(schema) = input.schema.clone().or_else(|| empty_schema(format)) else {
             return Err(Error::Cluster("the input holds no rows".into()));
         };
-        for address in placement.addresses.clone() {
-            let (send, receive) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(QUEUE);
-            senders.push(send);
-            let id = id.clone();
-            let schema = part_schema.clone();
-            puts.push(tokio::spawn(async move {
-                put_partition(&address, &id, schema, ReceiverStream::new(receive)).await
-            }));
-        }
-        let (mut rows, mut bytes) = (0u64, 0u64);
-        let mut failed = None;
-        while let Some(item) = next.take() {
-            let (offset, batch) = match item {
-                Ok(positioned) => positioned,
-                Err(e) => {
-                    failed = Some(e);
-                    break;
-                }
-            };
-            if offset / boundary > p as u64 && p + 1 < partitions {
-                next = Some(Ok((offset, batch)));
-                break;
-            }
-            if let Some(s) = &schema
-                && s.fields() != batch.schema().fields()
-            {
-                failed = Some(Error::Config(format!(
-                    "the inputs disagree on their columns: {} vs {}",
-                    column_names(s),
-                    column_names(&batch.schema())
-                )));
-                break;
-            }
-            rows += batch.num_rows() as u64;
-            bytes += batch.get_array_memory_size() as u64;
-            if let Some(bar) = &bar {
-                bar.set_position(offset);
-            }
-            for s in &senders {
-                // A closed receiver means that put failed; its error is reported below.
-                let _ = s.send(Ok(batch.clone())).await;
-            }
-            next = rx.recv().await;
-        }
-        if let Some(e) = &failed {
-            for s in &senders {
-                let _ = s.send(Err(Error::Cluster(e.to_string()))).await;
-            }
-        }
-        drop(senders);
-        for put in puts {
-            put.await
-                .map_err(|e| Error::Cluster(format!("storing partition {p}: {e}")))??;
-        }
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        placement.rows = rows;
-        placement.bytes = bytes;
+        let owners = Fanout::open(&placement.addresses, &id, schema);
+        let last = p + 1 == partitions;
+        let sent = input
+            .send_partition(&owners, |offset| last || offset / boundary <= p as u64, bar.as_ref())
+            .await;
+        let closed = owners.close(sent.as_ref().err()).await;
+        (placement.rows, placement.bytes) = sent?;
+        closed?;
     }
     reader
         .await
@@ -328,15 +268,107 @@ pub(crate) async fn put(group: &DriverGroup, request: PutRequest) -> Result<prot
     Ok(info)
 }
 
+/// The read side of a `put`: positioned batches in input order, one looked ahead.
+struct Input {
+    rx: tokio::sync::mpsc::Receiver<Result<Positioned>>,
+    /// The next batch, not yet sent.
+    next: Option<Result<Positioned>>,
+    /// The first batch's schema: every other batch must match it.
+    schema: Option<SchemaRef>,
+}
+
+impl Input {
+    /// Sends batches to `owners` while `belongs` accepts their offset; returns the rows and
+    /// bytes sent.
+    async fn send_partition(
+        &mut self,
+        owners: &Fanout,
+        belongs: impl Fn(u64) -> bool,
+        bar: Option<&indicatif::ProgressBar>,
+    ) -> Result<(u64, u64)> {
+        let (mut rows, mut bytes) = (0u64, 0u64);
+        while let Some(item) = self.next.take() {
+            let (offset, batch) = item?;
+            if !belongs(offset) {
+                self.next = Some(Ok((offset, batch)));
+                break;
+            }
+            if let Some(s) = &self.schema
+                && s.fields() != batch.schema().fields()
+            {
+                return Err(Error::Config(format!(
+                    "the inputs disagree on their columns: {} vs {}",
+                    column_names(s),
+                    column_names(&batch.schema())
+                )));
+            }
+            rows += batch.num_rows() as u64;
+            bytes += batch.get_array_memory_size() as u64;
+            if let Some(bar) = bar {
+                bar.set_position(offset);
+            }
+            owners.send(&batch).await;
+            self.next = self.rx.recv().await;
+        }
+        Ok((rows, bytes))
+    }
+}
+
+/// One partition on its way to each of its owners: every batch goes to all of them, each
+/// over its own Flight `do_put`.
+struct Fanout {
+    senders: Vec<tokio::sync::mpsc::Sender<Result<RecordBatch>>>,
+    puts: Vec<tokio::task::JoinHandle<Result<()>>>,
+    partition: u32,
+}
+
+impl Fanout {
+    fn open(addresses: &[String], id: &PartitionId, schema: SchemaRef) -> Fanout {
+        let mut fanout = Fanout {
+            senders: Vec::new(),
+            puts: Vec::new(),
+            partition: id.partition,
+        };
+        for address in addresses {
+            let (send, receive) = tokio::sync::mpsc::channel(READ_AHEAD);
+            let (address, id, schema) = (address.clone(), id.clone(), schema.clone());
+            fanout.senders.push(send);
+            fanout.puts.push(tokio::spawn(async move {
+                put_partition(&address, &id, schema, ReceiverStream::new(receive)).await
+            }));
+        }
+        fanout
+    }
+
+    async fn send(&self, batch: &RecordBatch) {
+        for s in &self.senders {
+            // A closed receiver means that put failed; `close` reports its error.
+            let _ = s.send(Ok(batch.clone())).await;
+        }
+    }
+
+    /// Ends every owner's stream (with `failed`, so no owner keeps a partial partition)
+    /// and waits for them.
+    async fn close(self, failed: Option<&Error>) -> Result<()> {
+        if let Some(e) = failed {
+            for s in &self.senders {
+                let _ = s.send(Err(Error::Cluster(e.to_string()))).await;
+            }
+        }
+        drop(self.senders);
+        for put in self.puts {
+            put.await
+                .map_err(|e| Error::Cluster(format!("storing partition {}: {e}", self.partition)))??;
+        }
+        Ok(())
+    }
+}
+
 /// The schema of an empty partition of a dataset that holds no rows yet.
 fn empty_schema(format: DatasetFormat) -> Option<SchemaRef> {
     match format {
-        DatasetFormat::Text => ringleader_core::data::encode_vec(Vec::<String>::new())
-            .ok()
-            .map(|b| b.schema()),
-        DatasetFormat::Records => ringleader_core::data::encode_vec(Vec::<Record>::new())
-            .ok()
-            .map(|b| b.schema()),
+        DatasetFormat::Text => ringleader_core::data::schema_of::<String>().ok(),
+        DatasetFormat::Records => ringleader_core::data::schema_of::<Record>().ok(),
         DatasetFormat::Arrow => None,
     }
 }
@@ -432,24 +464,9 @@ pub(crate) async fn get(group: &DriverGroup, request: GetRequest) -> Result<(u64
 
 /// Streams one partition from `address` into `path` (replacing a partial earlier try).
 async fn get_one(address: &str, id: &PartitionId, format: DatasetFormat, path: &Path) -> Result<(u64, u64)> {
-    let mut stream = Box::pin(ringleader_core::store::get_partition(address, id).await?);
+    let mut stream = ringleader_core::store::get_partition(address, id).await?;
     if format == DatasetFormat::Arrow {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<RecordBatch>>(QUEUE);
-        let target = path.to_path_buf();
-        let writer = tokio::task::spawn_blocking(move || ringleader_core::store::write_ipc_file(&target, || None, rx));
-        while let Some(batch) = stream.next().await {
-            let stop = batch.is_err();
-            let tx = tx.clone();
-            // A full queue waits on a blocking thread, not on the runtime.
-            let sent = tokio::task::spawn_blocking(move || tx.send(batch).is_ok())
-                .await
-                .unwrap_or(false);
-            if !sent || stop {
-                break;
-            }
-        }
-        drop(tx);
-        let (rows, _) = writer.await.map_err(|e| Error::Cluster(e.to_string()))??;
+        let (rows, _) = ringleader_core::store::write_flight(path.to_path_buf(), stream, address).await?;
         let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         return Ok((rows, bytes));
     }
@@ -457,7 +474,10 @@ async fn get_one(address: &str, id: &PartitionId, format: DatasetFormat, path: &
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
     let (mut rows, mut bytes) = (0u64, 0u64);
     while let Some(batch) = stream.next().await {
-        let batch = batch?;
+        let batch = batch.map_err(|e| Error::FetchFailed {
+            location: address.to_string(),
+            message: e.to_string(),
+        })?;
         rows += batch.num_rows() as u64;
         match format {
             DatasetFormat::Records => {

@@ -210,25 +210,34 @@ pub fn fetch_block(runtime: &tokio::runtime::Handle, address: &str, block: &Bloc
     fetch_ticket(runtime, address, block.ticket())
 }
 
-/// Streams the batches Flight `do_get` returns for `ticket` from the worker at `address`.
-pub fn fetch_ticket(runtime: &tokio::runtime::Handle, address: &str, ticket: String) -> Result<BatchStream> {
+/// A Flight client of the worker at `address`, carrying the cluster token. Its channel
+/// bounds every wait (see [`crate::tls::endpoint`]).
+pub async fn flight_client(address: &str) -> Result<FlightClient> {
     let failed = |message: String| Error::FetchFailed {
         location: address.to_string(),
         message,
     };
+    let channel = crate::tls::endpoint(address)
+        .map_err(failed)?
+        .connect()
+        .await
+        .map_err(|e| failed(format!("cannot connect: {e}")))?;
+    let mut client = FlightClient::new(channel);
+    crate::auth::add_token(client.metadata_mut()).map_err(|e| failed(e.to_string()))?;
+    Ok(client)
+}
+
+/// Streams the batches Flight `do_get` returns for `ticket` from the worker at `address`.
+pub fn fetch_ticket(runtime: &tokio::runtime::Handle, address: &str, ticket: String) -> Result<BatchStream> {
     let mut stream = runtime.block_on(async {
-        let channel = crate::tls::endpoint(address)
-            .map_err(failed)?
-            .connect_timeout(std::time::Duration::from_secs(5))
-            .connect()
-            .await
-            .map_err(|e| failed(format!("cannot connect: {e}")))?;
-        let mut client = FlightClient::new(channel);
-        crate::auth::add_token(client.metadata_mut()).map_err(|e| failed(e.to_string()))?;
-        client
+        flight_client(address)
+            .await?
             .do_get(Ticket::new(ticket))
             .await
-            .map_err(|e| failed(e.to_string()))
+            .map_err(|e| Error::FetchFailed {
+                location: address.to_string(),
+                message: e.to_string(),
+            })
     })?;
     let runtime = runtime.clone();
     let address = address.to_string();

@@ -196,6 +196,11 @@ pub fn encode<T: Data>(rows: &[T]) -> Result<RecordBatch> {
     encode_serde(rows)
 }
 
+/// The schema [`encode`] gives rows of `T` (that of an empty batch of them).
+pub fn schema_of<T: Data>() -> Result<arrow::datatypes::SchemaRef> {
+    Ok(encode_vec(Vec::<T>::new())?.schema())
+}
+
 /// Encodes rows, taking ownership so gensort records convert without a copy.
 pub fn encode_vec<T: Data>(rows: Vec<T>) -> Result<RecordBatch> {
     match cast_vec::<T, Record>(rows) {

@@ -5,6 +5,7 @@
 //! identity and workers hand it to the driver when they register.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Set to override the identity (a test that wants two "machines" on one host, or a
 /// deployment that knows better). Empty means unset.
@@ -36,11 +37,28 @@ pub fn identity() -> &'static str {
     })
 }
 
+/// A fresh 128-bit id as 32 hex digits, unique across processes and machines: a hash of
+/// the time, this process, a per-process counter and the machine identity.
+pub fn unique_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let seed = format!("{nanos}/{}/{n}/{}", std::process::id(), identity());
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(seed.as_bytes()))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn identity_is_stable_within_a_process() {
         assert_eq!(super::identity(), super::identity());
         assert!(!super::identity().is_empty());
+    }
+
+    #[test]
+    fn unique_ids_differ() {
+        assert_ne!(super::unique_id(), super::unique_id());
     }
 }

@@ -10,12 +10,18 @@
 use std::path::{Path, PathBuf};
 
 use arrow::record_batch::RecordBatch;
+use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::encode::FlightDataEncoderBuilder;
-use arrow_flight::{FlightClient, FlightDescriptor, Ticket};
+use arrow_flight::{FlightDescriptor, Ticket};
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
+use crate::cluster_shuffle::flight_client;
 use crate::error::{Error, Result};
+
+/// Batches in flight between a reader and a writer of a stream: the memory a transfer
+/// holds is about this many batches.
+pub const READ_AHEAD: usize = 4;
 
 /// How a stored dataset is written and addressed in job arguments.
 pub const URL_SCHEME: &str = "ringleader://";
@@ -81,21 +87,7 @@ pub fn parse_url(path: &Path) -> Option<Result<String>> {
 
 /// A fresh generation id (unique per write of a dataset).
 pub fn new_generation() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let seed = format!("{nanos}/{}/{}", std::process::id(), crate::machine::identity());
-    format!("g{:016x}", xxhash_rust::xxh3::xxh3_64(seed.as_bytes()))
-}
-
-/// The directory of one generation of a dataset under a worker's datasets directory.
-pub fn generation_dir(root: &Path, dataset: &str, generation: &str) -> PathBuf {
-    root.join(dataset).join(generation)
-}
-
-/// The file of one partition of a dataset's generation.
-pub fn partition_path(root: &Path, dataset: &str, generation: &str, partition: u32) -> PathBuf {
-    generation_dir(root, dataset, generation).join(format!("part-{partition}.arrow"))
+    format!("g{}", &crate::machine::unique_id()[..16])
 }
 
 /// One stored partition's coordinates, as Flight tickets and descriptors carry them.
@@ -142,26 +134,13 @@ impl PartitionId {
         })
     }
 
-    /// Where this partition lives under a worker's datasets directory.
+    /// Where this partition lives under a worker's datasets directory:
+    /// `{root}/{dataset}/{generation}/part-{partition}.arrow`.
     pub fn path(&self, root: &Path) -> PathBuf {
-        partition_path(root, &self.dataset, &self.generation, self.partition)
+        root.join(&self.dataset)
+            .join(&self.generation)
+            .join(format!("part-{}.arrow", self.partition))
     }
-}
-
-/// A Flight client of the worker at `address`, carrying the cluster token.
-pub async fn flight_client(address: &str) -> Result<FlightClient> {
-    let failed = |message: String| Error::FetchFailed {
-        location: address.to_string(),
-        message,
-    };
-    let channel = crate::tls::endpoint(address)
-        .map_err(failed)?
-        .connect()
-        .await
-        .map_err(|e| failed(format!("cannot connect: {e}")))?;
-    let mut client = FlightClient::new(channel);
-    crate::auth::add_token(client.metadata_mut()).map_err(|e| failed(e.to_string()))?;
-    Ok(client)
 }
 
 /// Streams `batches` (of `schema`) into partition `id` on the worker at `address` (Flight
@@ -192,26 +171,45 @@ where
     Ok(())
 }
 
-/// Streams partition `id` from the worker at `address` (Flight `do_get`).
-pub async fn get_partition(
-    address: &str,
-    id: &PartitionId,
-) -> Result<impl Stream<Item = Result<RecordBatch>> + Send + 'static + use<>> {
-    let location = address.to_string();
-    let mut client = flight_client(address).await?;
-    let stream = client
+/// Streams partition `id` from the worker at `address` (Flight `do_get`). The stream
+/// knows the partition's schema once its first message arrived (also when it has no rows).
+pub async fn get_partition(address: &str, id: &PartitionId) -> Result<FlightRecordBatchStream> {
+    flight_client(address)
+        .await?
         .do_get(Ticket::new(id.ticket()))
         .await
         .map_err(|e| Error::FetchFailed {
-            location: location.clone(),
-            message: e.to_string(),
-        })?;
-    Ok(stream.map(move |r| {
-        r.map_err(|e| Error::FetchFailed {
-            location: location.clone(),
+            location: address.to_string(),
             message: e.to_string(),
         })
-    }))
+}
+
+/// Writes decoded Flight data into an Arrow IPC file at `path` as it arrives, on a blocking
+/// thread at most [`READ_AHEAD`] batches behind (see [`write_ipc_file`]: the file appears
+/// whole or not at all). A stream without rows writes an empty file of its schema. Errors
+/// in the data are [`Error::Format`] naming `from`.
+pub async fn write_flight(path: PathBuf, mut stream: FlightRecordBatchStream, from: &str) -> Result<(u64, u64)> {
+    let bad = |e: arrow_flight::error::FlightError| Error::format(from, e);
+    // The schema message comes first: known once the first item is in.
+    let first = stream.next().await.map(|b| b.map_err(bad));
+    let schema = stream.schema().cloned();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(READ_AHEAD);
+    let writer = tokio::task::spawn_blocking(move || {
+        write_ipc_file(&path, || schema, std::iter::from_fn(|| rx.blocking_recv()))
+    });
+    let mut next = first;
+    while let Some(batch) = next {
+        let stop = batch.is_err();
+        // A closed channel means the writer failed; its error is returned below.
+        if tx.send(batch).await.is_err() || stop {
+            break;
+        }
+        next = stream.next().await.map(|b| b.map_err(bad));
+    }
+    drop(tx);
+    writer
+        .await
+        .map_err(|e| Error::Cluster(format!("writing {from}: {e}")))?
 }
 
 /// An Arrow IPC file's schema, and its batches read one at a time.

@@ -124,7 +124,7 @@ impl Executors {
                 ringleader_core::auth::TOKEN_ENV,
                 ringleader_core::auth::token().ok().flatten().unwrap_or_default(),
             )
-            .env("RINGLEADER_EXECUTOR", launch.worker_address)
+            .env(ringleader_core::store::EXECUTOR_VAR, launch.worker_address)
             .env("RINGLEADER_EXECUTOR_JOB", &first.job_id)
             .env("RINGLEADER_WORKER_ID", launch.worker_id)
             .env("RINGLEADER_SHUFFLE_DIR", launch.shuffle_dir)

@@ -4,9 +4,7 @@
 //! whole partition in memory.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 
-use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::encode::FlightDataEncoderBuilder;
@@ -19,12 +17,9 @@ use arrow_flight::{
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use ringleader_core::cluster_shuffle::{BlockId, ShuffleFiles};
-use ringleader_core::store::PartitionId;
+use ringleader_core::store::{PartitionId, READ_AHEAD};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
-
-/// Batches read ahead of a slow reader: the memory a stream holds is this many batches.
-const READ_AHEAD: usize = 4;
 
 /// The Flight service of a worker: `do_get` of shuffle blocks and stored dataset
 /// partitions, `do_put` of dataset partitions.
@@ -42,7 +37,7 @@ impl ShuffleFlight {
 
 /// Runs a blocking batch reader on its own thread and streams what it yields, at most
 /// [`READ_AHEAD`] batches ahead of the consumer.
-pub fn stream_blocking<I>(
+fn stream_blocking<I>(
     open: impl FnOnce() -> Result<I, Status> + Send + 'static,
 ) -> BoxStream<'static, Result<RecordBatch, Status>>
 where
@@ -65,46 +60,6 @@ where
         }
     });
     ReceiverStream::new(rx).boxed()
-}
-
-/// Writes a stream of batches to `path` as they arrive (see
-/// [`ringleader_core::store::write_ipc_file`]); the file appears only once all were written.
-pub async fn write_stream(
-    path: PathBuf,
-    mut batches: impl futures::Stream<Item = Result<RecordBatch, Status>> + Unpin,
-    schema: Arc<Mutex<Option<SchemaRef>>>,
-) -> Result<(u64, u64), Status> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, Status>>(READ_AHEAD);
-    let failure: Arc<Mutex<Option<Status>>> = Arc::default();
-    let failed = failure.clone();
-    let schema_at_end = schema.clone();
-    let writer = tokio::task::spawn_blocking(move || {
-        let batches = std::iter::from_fn(|| rx.blocking_recv()).map(|b| {
-            b.map_err(|status| {
-                let message = status.message().to_string();
-                *failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
-                ringleader_core::Error::Plan(message)
-            })
-        });
-        ringleader_core::store::write_ipc_file(
-            &path,
-            || schema_at_end.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-            batches,
-        )
-        .map_err(|e| Status::internal(e.to_string()))
-    });
-    while let Some(batch) = batches.next().await {
-        let stop = batch.is_err();
-        if tx.send(batch).await.is_err() || stop {
-            break;
-        }
-    }
-    drop(tx);
-    let written = writer.await.map_err(|e| Status::internal(e.to_string()))?;
-    if let Some(status) = failure.lock().unwrap_or_else(|e| e.into_inner()).take() {
-        return Err(status);
-    }
-    written
 }
 
 fn unsupported<T>() -> Result<T, Status> {
@@ -195,18 +150,13 @@ impl FlightService for ShuffleFlight {
         let data = futures::stream::once(async { Ok(first) })
             .chain(input)
             .map_err(FlightError::from);
-        let mut decoded = FlightRecordBatchStream::new_from_flight_data(data);
-        let schema: Arc<Mutex<Option<SchemaRef>>> = Arc::default();
-        let seen = schema.clone();
-        let batches = futures::stream::poll_fn(move |cx| {
-            let next = decoded.poll_next_unpin(cx);
-            if let Some(s) = decoded.schema() {
-                *seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(s.clone());
-            }
-            next
-        })
-        .map_err(|e| Status::invalid_argument(format!("bad partition data: {e}")));
-        write_stream(path, Box::pin(batches), schema).await?;
+        let decoded = FlightRecordBatchStream::new_from_flight_data(data);
+        ringleader_core::store::write_flight(path, decoded, "the do_put data")
+            .await
+            .map_err(|e| match e {
+                ringleader_core::Error::Format { .. } => Status::invalid_argument(format!("bad partition data: {e}")),
+                e => Status::internal(e.to_string()),
+            })?;
         Ok(Response::new(futures::stream::empty().boxed()))
     }
 

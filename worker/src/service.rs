@@ -188,16 +188,12 @@ impl Worker for WorkerService {
         let mut failures = Vec::new();
         for address in &r.from {
             let copied = async {
-                use futures::TryStreamExt;
-                let stream = ringleader_core::store::get_partition(address, &id)
-                    .await
-                    .map_err(|e| Status::unavailable(e.to_string()))?
-                    .map_err(|e| Status::unavailable(e.to_string()));
-                crate::flight::write_stream(path.clone(), Box::pin(stream), Default::default()).await
+                let stream = ringleader_core::store::get_partition(address, &id).await?;
+                ringleader_core::store::write_flight(path.clone(), stream, address).await
             };
             match copied.await {
                 Ok((rows, _)) => return Ok(Response::new(proto::CopyPartitionReply { rows })),
-                Err(e) => failures.push(format!("{address}: {}", e.message())),
+                Err(e) => failures.push(format!("{address}: {e}")),
             }
         }
         Err(Status::unavailable(format!(

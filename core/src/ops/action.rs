@@ -306,29 +306,19 @@ pub fn store_text<T: Data + Display>(state: &[u8], input: ChunkStream, env: &Act
         let lines: Vec<String> = rows.iter().map(ToString::to_string).collect();
         crate::data::encode_vec(lines)
     });
-    write_stored(
-        state,
-        env,
-        crate::data::encode_vec(Vec::<String>::new())?.schema(),
-        lines,
-    )
+    write_stored(state, env, crate::data::schema_of::<String>()?, lines)
 }
 
 /// `save_records` into a stored dataset.
 pub fn store_records(state: &[u8], input: ChunkStream, env: &ActionEnv) -> Result<TaskValue> {
     let batches = input.map(|chunk| chunk?.into_batch::<Record>());
-    write_stored(
-        state,
-        env,
-        crate::data::encode_vec(Vec::<Record>::new())?.schema(),
-        batches,
-    )
+    write_stored(state, env, crate::data::schema_of::<Record>()?, batches)
 }
 
 /// `save_arrow` into a stored dataset: rows of `T`, column by column.
 pub fn store_rows<T: Data>(state: &[u8], input: ChunkStream, env: &ActionEnv) -> Result<TaskValue> {
     let batches = input.map(|chunk| chunk?.into_batch::<T>());
-    write_stored(state, env, crate::data::encode_vec(Vec::<T>::new())?.schema(), batches)
+    write_stored(state, env, crate::data::schema_of::<T>()?, batches)
 }
 
 fn write_stored(

@@ -28,6 +28,10 @@ pub fn open(id: &PartitionId, locations: &[String]) -> Result<ChunkStream> {
                 .await?
                 .try_collect::<Vec<_>>()
                 .await
+                .map_err(|e| Error::FetchFailed {
+                    location: address.clone(),
+                    message: e.to_string(),
+                })
         });
         match fetched {
             // The whole partition is read while the runtime lives, then handed on.
