@@ -21,7 +21,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 /// Bytes of input per batch sent: small enough that the batches in flight (a few per
 /// replica) stay within tens of MB whatever the input size.
-const BATCH_BYTES: u64 = 4 << 20;
+const BATCH_BYTES: u64 = 1 << 20;
 
 /// What to store: the input files and their format.
 #[derive(Debug, Clone)]

@@ -498,8 +498,11 @@ fn put_streams_a_large_input_in_bounded_client_memory() {
         "--master",
     ]);
     put.arg(&cluster.master);
-    let (ok, peak) = cluster.lan.run_measured(put, Duration::from_secs(300));
+    let (ok, peak) = cluster
+        .lan
+        .run_measured(put, &ringleader_bin(), Duration::from_secs(300));
     assert!(ok, "put of 300 MB failed");
+    assert!(peak > 0, "the put's memory was never read");
     let listed = cluster.ringleader(&["datasets"]);
     assert!(
         listed.contains("big: records, 4 partitions x 2 replicas, 3145728 rows"),

@@ -43,7 +43,8 @@ pub struct Lan {
     /// The hosts, in the order they were asked for.
     pub hosts: Vec<Host>,
     children: std::sync::Mutex<Vec<Child>>,
-    _dir: tempfile::TempDir,
+    /// Holds the hosts' directories and the logs; removed on drop.
+    dir: tempfile::TempDir,
 }
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -81,7 +82,7 @@ impl Lan {
             bridge: format!("{prefix}-br"),
             hosts: Vec::new(),
             children: Default::default(),
-            _dir: dir,
+            dir,
         };
         ip(&["netns", "add", &lan.bridge])?;
         ip(&["-n", &lan.bridge, "link", "add", "br0", "type", "bridge"])?;
@@ -91,7 +92,7 @@ impl Lan {
             let veth = format!("{prefix}v{h}");
             let address = format!("{SUBNET}.{}", h + 1);
             ip(&["netns", "add", &netns])?;
-            let root = lan._dir.path().join(format!("host{h}"));
+            let root = lan.dir.path().join(format!("host{h}"));
             std::fs::create_dir_all(root.join("home")).map_err(|e| e.to_string())?;
             lan.hosts.push(Host {
                 netns: netns.clone(),
@@ -181,7 +182,7 @@ impl Lan {
     /// Starts `command` (from [`Lan::command`]) in the background, its output into `log`
     /// under the test's directory; it is ended when the LAN is dropped.
     pub fn spawn(&self, mut command: Command, log: &str) -> u32 {
-        let log = self._dir.path().join(log);
+        let log = self.dir.path().join(log);
         let file = std::fs::File::create(&log).expect("log file");
         let child = command
             .stdin(Stdio::null())
@@ -195,46 +196,46 @@ impl Lan {
     }
 
     /// Runs `command` (from [`Lan::command`]) to its end, at most `limit` (then it is
-    /// killed and the test fails); returns whether it succeeded and its peak resident
-    /// memory in bytes, as the kernel accounted it (`wait4`).
-    pub fn run_measured(&self, mut command: Command, limit: Duration) -> (bool, u64) {
-        #[expect(
-            clippy::zombie_processes,
-            reason = "reaped by wait4 below, which also reports its peak memory"
-        )]
-        let child = command
+    /// killed and the test fails); returns whether it succeeded and the peak resident
+    /// memory of `program` in it, in bytes. The peak is the kernel's high-water mark of the
+    /// program's own address space (`VmHWM`), read while it runs: `wait4`'s `ru_maxrss`
+    /// would also count the test process, whose memory a spawned child shares until exec.
+    pub fn run_measured(&self, mut command: Command, program: &Path, limit: Duration) -> (bool, u64) {
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn on a test host");
-        let pid = child.id() as libc::pid_t;
+        let proc = PathBuf::from(format!("/proc/{}", child.id()));
         let deadline = Instant::now() + limit;
+        let mut peak = 0u64;
         loop {
-            let mut status = 0;
-            // SAFETY: an all-zero rusage is valid; wait4 fills it for our own child.
-            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-            // SAFETY: waiting (without blocking) for a child this test started.
-            let done = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
-            if done == pid {
-                let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
-                return (ok, usage.ru_maxrss as u64 * 1024);
+            // Before the `ip`/`unshare`/`sh` chain has exec'd the program, the pid is another.
+            let running_program =
+                std::fs::read_link(proc.join("exe")).is_ok_and(|exe| exe.file_name() == program.file_name());
+            if running_program && let Ok(status) = std::fs::read_to_string(proc.join("status")) {
+                let hwm = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+                peak = peak.max(hwm.unwrap_or(0) * 1024);
+            }
+            if let Some(status) = child.try_wait().expect("wait") {
+                return (status.success(), peak);
             }
             if Instant::now() > deadline {
-                // SAFETY: kill(2) on the child this test started, then reap it.
-                unsafe {
-                    libc::kill(pid, libc::SIGKILL);
-                    libc::waitpid(pid, &mut status, 0);
-                }
+                let _ = child.kill();
+                let _ = child.wait();
                 panic!("a command on a test host did not finish within {limit:?}");
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
     /// The text of a log written by [`Lan::spawn`].
     pub fn log(&self, log: &str) -> String {
-        std::fs::read_to_string(self._dir.path().join(log)).unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join(log)).unwrap_or_default()
     }
 
     /// Waits until `check` holds, at most `limit`; past it, fails the test with `what`.
