@@ -111,13 +111,13 @@ impl Cluster {
     /// leader's to know: a follower's reply marks none alive, and a view of no workers must
     /// not pass for "every worker shares this machine").
     fn live_view(&self) -> Result<Vec<proto::WorkerStatus>> {
-        let status = self
+        let list = self
             .runtime
-            .block_on(call(&self.group, "cluster status", |mut d| async move {
-                d.cluster_status(proto::ClusterStatusRequest {}).await
+            .block_on(call(&self.group, "listing workers", |mut d| async move {
+                d.list_workers(proto::ListWorkersRequest {}).await
             }))?;
-        let any_alive = status.workers.iter().any(|w| w.alive);
-        Ok(status.workers.into_iter().filter(|w| w.alive || !any_alive).collect())
+        let any_alive = list.workers.iter().any(|w| w.alive);
+        Ok(list.workers.into_iter().filter(|w| w.alive || !any_alive).collect())
     }
 
     /// The live workers and their task slots (at least 1 each).

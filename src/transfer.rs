@@ -334,7 +334,7 @@ impl Fanout {
             let (address, id, schema) = (address.clone(), id.clone(), schema.clone());
             fanout.senders.push(send);
             fanout.puts.push(tokio::spawn(async move {
-                put_partition(&address, &id, schema, ReceiverStream::new(receive)).await
+                put_partition(&address, &id, schema, ReceiverStream::new(receive).boxed()).await
             }));
         }
         fanout

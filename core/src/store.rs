@@ -13,7 +13,7 @@ use arrow::record_batch::RecordBatch;
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::{FlightDescriptor, Ticket};
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::cluster_shuffle::flight_client;
@@ -145,15 +145,12 @@ impl PartitionId {
 
 /// Streams `batches` (of `schema`) into partition `id` on the worker at `address` (Flight
 /// `do_put`); the worker writes as it receives and renames the file into place at the end.
-pub async fn put_partition<S>(
+pub async fn put_partition(
     address: &str,
     id: &PartitionId,
     schema: arrow::datatypes::SchemaRef,
-    batches: S,
-) -> Result<()>
-where
-    S: Stream<Item = Result<RecordBatch>> + Send + 'static,
-{
+    batches: futures::stream::BoxStream<'static, Result<RecordBatch>>,
+) -> Result<()> {
     let failed = |message: String| Error::FetchFailed {
         location: address.to_string(),
         message: format!("storing {} partition {}: {message}", id.dataset, id.partition),
@@ -341,7 +338,12 @@ pub fn write_partition(
                 break;
             }
             let sent = read_ipc_file(&path).and_then(|(schema, batches)| {
-                runtime.block_on(put_partition(address, &id, schema, futures::stream::iter(batches)))
+                runtime.block_on(put_partition(
+                    address,
+                    &id,
+                    schema,
+                    futures::stream::iter(batches).boxed(),
+                ))
             });
             match sent {
                 Ok(()) => holders.push(address.clone()),

@@ -109,6 +109,29 @@ impl DriverService {
             reasons.join("; ")
         )))
     }
+
+    /// Every registered worker as this driver sees it (liveness only on the leader).
+    fn worker_statuses(&self) -> Vec<proto::WorkerStatus> {
+        let live = self.inner.live_workers();
+        let leading = self.inner.leading().is_some();
+        let state = self.inner.state();
+        let running = state.running_per_worker();
+        let shares = state.ring(|w| !leading || live.contains(w)).shares();
+        state
+            .workers
+            .values()
+            .map(|w| proto::WorkerStatus {
+                worker_id: w.id.clone(),
+                address: w.address.clone(),
+                pid: w.pid,
+                slots: w.slots,
+                alive: live.contains(&w.id),
+                ring_share: shares.get(&w.id).copied().unwrap_or(0.0),
+                running_tasks: running.get(w.id.as_str()).copied().unwrap_or(0),
+                machine: w.machine.clone(),
+            })
+            .collect()
+    }
 }
 
 /// Copies the binary `hash` to the driver at `address`; true once it holds it.
@@ -487,33 +510,21 @@ impl Driver for DriverService {
         &self,
         _request: Request<proto::ClusterStatusRequest>,
     ) -> Result<Response<proto::ClusterStatusReply>, Status> {
-        let live = self.inner.live_workers();
-        let leading = self.inner.leading().is_some();
         let metrics = self.inner.raft.metrics().borrow().clone();
-        let state = self.inner.state();
-        let running = state.running_per_worker();
-        let shares = state.ring(|w| !leading || live.contains(w)).shares();
-        let workers = state
-            .workers
-            .values()
-            .map(|w| proto::WorkerStatus {
-                worker_id: w.id.clone(),
-                address: w.address.clone(),
-                pid: w.pid,
-                slots: w.slots,
-                alive: live.contains(&w.id),
-                ring_share: shares.get(&w.id).copied().unwrap_or(0.0),
-                running_tasks: running.get(w.id.as_str()).copied().unwrap_or(0),
-                machine: w.machine.clone(),
-            })
-            .collect();
-        let jobs = state.jobs.values().map(job_status).collect();
+        let workers = self.worker_statuses();
+        let jobs = self.inner.state().jobs.values().map(job_status).collect();
         Ok(Response::new(proto::ClusterStatusReply {
             driver_id: format!("driver-{}", self.inner.id),
             pid: std::process::id(),
             workers,
             jobs,
             raft: Some(raft_status(&metrics, &self.inner.peers, self.inner.commit_index())),
+        }))
+    }
+
+    async fn list_workers(&self, _: Request<proto::ListWorkersRequest>) -> Result<Response<proto::WorkerList>, Status> {
+        Ok(Response::new(proto::WorkerList {
+            workers: self.worker_statuses(),
         }))
     }
 }
