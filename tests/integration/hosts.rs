@@ -1,126 +1,60 @@
-//! A cluster of separate hosts (network namespaces on one bridge, see [`super::lan`]): a
+//! A cluster of separate hosts (network namespaces on one bridge, made by `ringleader-lan`): a
 //! client, a driver and workers that share nothing but the network. Jobs run from the
 //! client with its own local paths and with `ringleader://` datasets, and survive a
 //! worker's link going down mid-job. Results are compared with a sequential computation.
 
 use std::collections::BTreeMap;
+use std::ops::Deref;
 use std::path::Path;
 use std::time::Duration;
 
-use super::helpers::{example, ringleader_bin};
-use super::lan::Lan;
+use ringleader_lan::{ClusterSpec, LanCluster, LanError};
 
-const DRIVER_PORT: u16 = 7077;
-const WORKER_PORT: u16 = 7100;
-const CLIENT: usize = 0;
+use super::helpers::{example, ringleader_bin, target_dir};
 
-/// A client (host 0), drivers (hosts 1…) and workers (the hosts after them) on a LAN.
-struct HostCluster {
-    lan: Lan,
-    master: String,
-    drivers: usize,
+/// A [`LanCluster`] with the tests' ways of running things on its client.
+struct HostCluster(LanCluster);
+
+impl Deref for HostCluster {
+    type Target = LanCluster;
+    fn deref(&self) -> &LanCluster {
+        &self.0
+    }
 }
 
-/// Skips a test (saying why) where namespaces cannot be made.
+/// Skips a test (saying why) where namespaces cannot be made; fails it where they can but
+/// the cluster does not come up.
 macro_rules! cluster_or_skip {
     ($drivers:expr, $workers:expr, $($driver_flag:expr),*) => {
         match HostCluster::up($drivers, $workers, &[$($driver_flag),*]) {
             Ok(c) => c,
-            Err(why) => {
+            Err(LanError::Unavailable(why)) => {
                 eprintln!("skipped: cannot make test hosts here: {why}");
                 return;
             }
+            Err(e) => panic!("the cluster of test hosts did not come up: {e}"),
         }
     };
 }
 
 impl HostCluster {
-    fn up(drivers: usize, workers: usize, driver_flags: &[&str]) -> Result<HostCluster, String> {
-        let lan = Lan::new(1 + drivers + workers)?;
-        let token: String = (0..32)
-            .map(|i| format!("{:x}", (std::process::id() as usize * 7 + i * 13) % 16))
-            .collect();
-        for host in &lan.hosts {
-            let path = host.outside("token");
-            std::fs::write(&path, &token).map_err(|e| e.to_string())?;
-            let mode = std::os::unix::fs::PermissionsExt::from_mode(0o600);
-            std::fs::set_permissions(&path, mode).map_err(|e| e.to_string())?;
-        }
-        let addresses: Vec<String> = (1..=drivers)
-            .map(|d| format!("{}:{DRIVER_PORT}", lan.hosts[d].ip))
-            .collect();
-        let peers: Vec<String> = addresses
-            .iter()
-            .enumerate()
-            .map(|(i, a)| format!("{}={a}", i + 1))
-            .collect();
-        let master = addresses.join(",");
-        for (i, address) in addresses.iter().enumerate() {
-            let mut driver = lan.command(1 + i, &ringleader_bin());
-            driver
-                .args([
-                    "driver",
-                    "--listen",
-                    address,
-                    "--data-dir",
-                    "/tmp/driver",
-                    "--token-file",
-                    "/tmp/token",
-                ])
-                .args(["--id", &(i + 1).to_string(), "--peers", &peers.join(",")])
-                .args(driver_flags);
-            lan.spawn(driver, &format!("driver-{}.log", i + 1));
-        }
-        for w in 0..workers {
-            let h = 1 + drivers + w;
-            let listen = format!("{}:{WORKER_PORT}", lan.hosts[h].ip);
-            let mut worker = lan.command(h, &ringleader_bin());
-            worker.args([
-                "worker",
-                "--listen",
-                &listen,
-                "--master",
-                &master,
-                "--data-dir",
-                "/tmp/worker",
-            ]);
-            worker.args(["--token-file", "/tmp/token", "--slots", "2"]);
-            lan.spawn(worker, &format!("worker-{w}.log"));
-        }
-        for w in 0..workers {
-            let log = format!("worker-{w}.log");
-            lan.wait_for(Duration::from_secs(30), &format!("worker {w} registers"), || {
-                lan.log(&log).contains("registered with")
-            });
-        }
-        Ok(HostCluster { lan, master, drivers })
+    fn up(drivers: usize, workers: usize, driver_flags: &[&str]) -> Result<HostCluster, LanError> {
+        LanCluster::up(&ClusterSpec {
+            ringleader: &ringleader_bin(),
+            drivers,
+            workers,
+            slots: 2,
+            driver_flags,
+            visible: &[target_dir()],
+        })
+        .map(HostCluster)
     }
 
-    /// The host of worker `w` (0-based).
-    fn worker_host(&self, w: usize) -> usize {
-        1 + self.drivers + w
-    }
-
-    /// The driver (1-based) that most recently said it leads.
-    fn leader(&self) -> usize {
-        let term_led = |d: usize| -> Option<u64> {
-            self.lan
-                .log(&format!("driver-{d}.log"))
-                .lines()
-                .filter_map(|l| l.split("leading in term ").nth(1))
-                .filter_map(|t| t.trim().parse().ok())
-                .max()
-        };
-        (1..=self.drivers).max_by_key(|&d| term_led(d)).expect("a driver")
-    }
-
-    /// `program` on the client host, pointed at the cluster.
-    fn client(&self, program: &Path) -> std::process::Command {
-        let mut command = self.lan.command(CLIENT, program);
-        command
-            .env("RINGLEADER_MASTER", &self.master)
-            .env("RINGLEADER_TOKEN_FILE", "/tmp/token");
-        command
+    /// Waits until `check` holds, at most `limit`; past it, fails the test with `what`.
+    fn wait_for(&self, limit: Duration, what: &str, check: impl FnMut() -> bool) {
+        if let Err(e) = self.lan.wait_for(limit, what, check) {
+            panic!("{e}");
+        }
     }
 
     /// Starts `program args` on the client in the background, with a progress line per
@@ -128,11 +62,10 @@ impl HostCluster {
     fn start(&self, program: &Path, args: &[&str], log: &str, started: &str) -> u32 {
         let mut job = self.client(program);
         job.args(args).env("RINGLEADER_PROGRESS", "1");
-        let pid = self.lan.spawn(job, log);
-        self.lan
-            .wait_for(Duration::from_secs(60), &format!("{log} shows {started:?}"), || {
-                self.lan.log(log).contains(started)
-            });
+        let pid = self.lan.spawn(job, log).expect("spawn on the client");
+        self.wait_for(Duration::from_secs(60), &format!("{log} shows {started:?}"), || {
+            self.lan.log(log).contains(started)
+        });
         pid
     }
 
@@ -155,11 +88,6 @@ impl HostCluster {
         let (ok, stdout, stderr) = self.run(&ringleader_bin(), &all);
         assert!(ok, "ringleader {args:?} failed:\n{stderr}");
         stdout
-    }
-
-    /// The client host's directory (its `/tmp`).
-    fn client_dir(&self) -> &Path {
-        &self.lan.hosts[CLIENT].root
     }
 }
 
@@ -351,11 +279,9 @@ fn stored_datasets_go_in_and_out_of_the_ring() {
     // rm forgets it, and the workers delete its files.
     cluster.ringleader(&["rm", "tout"]);
     assert!(!cluster.ringleader(&["datasets"]).contains("tout"));
-    cluster
-        .lan
-        .wait_for(Duration::from_secs(15), "workers delete a removed dataset", || {
-            on_disk("tout") == 0
-        });
+    cluster.wait_for(Duration::from_secs(15), "workers delete a removed dataset", || {
+        on_disk("tout") == 0
+    });
     assert!(on_disk("tin") > 0);
 }
 
@@ -382,8 +308,8 @@ fn a_worker_cut_off_mid_job_is_lost_and_the_job_finishes() {
         "6",
     ];
     let pid = cluster.start(&example("sort"), &args, "sort.log", "stage");
-    cluster.lan.cut(cluster.worker_host(0));
-    cluster.lan.wait_for(Duration::from_secs(120), "the sort finishes", || {
+    cluster.lan.cut(cluster.worker_host(0)).expect("cut");
+    cluster.wait_for(Duration::from_secs(120), "the sort finishes", || {
         cluster.lan.log("sort.log").contains("records into") || !alive(pid)
     });
     let log = cluster.lan.log("sort.log");
@@ -392,7 +318,7 @@ fn a_worker_cut_off_mid_job_is_lost_and_the_job_finishes() {
     assert_eq!(canonical(&out), sorted);
 
     // The link comes back: the worker rejoins and takes work again without harm.
-    cluster.lan.heal(cluster.worker_host(0));
+    cluster.lan.heal(cluster.worker_host(0)).expect("heal");
     std::thread::sleep(Duration::from_secs(3));
     let expected = text_input(&cluster.client_dir().join("in"), 4, 500);
     let (ok, _, stderr) = cluster.run(&example("wordcount"), &["--input", "/tmp/in", "--output", "/tmp/wc"]);
@@ -443,22 +369,18 @@ fn a_driver_leader_cut_off_mid_job_steps_down_and_the_new_leader_finishes_the_jo
     let leader = cluster.leader();
     let args = ["--input", "ringleader://tin", "--output", "/tmp/out"];
     let pid = cluster.start(&example("wordcount"), &args, "wordcount.log", "accepted");
-    cluster.lan.cut(leader);
+    cluster.lan.cut(leader).expect("cut");
     let log = format!("driver-{leader}.log");
-    cluster
-        .lan
-        .wait_for(Duration::from_secs(30), "the cut-off leader steps down", || {
-            cluster.lan.log(&log).contains("stepping down")
-        });
-    cluster
-        .lan
-        .wait_for(Duration::from_secs(120), "the job finishes", || !alive(pid));
+    cluster.wait_for(Duration::from_secs(30), "the cut-off leader steps down", || {
+        cluster.lan.log(&log).contains("stepping down")
+    });
+    cluster.wait_for(Duration::from_secs(120), "the job finishes", || !alive(pid));
     let out = cluster.lan.log("wordcount.log");
     assert!(out.contains("distinct words"), "the job failed:\n{out}");
     assert_eq!(read_counts(&cluster.client_dir().join("out")), expected);
     assert_ne!(cluster.leader(), leader, "another driver leads");
     // Healed, the old leader rejoins as a follower and the group runs jobs again.
-    cluster.lan.heal(leader);
+    cluster.lan.heal(leader).expect("heal");
     let (ok, _, stderr) = cluster.run(
         &example("wordcount"),
         &["--input", "ringleader://tin", "--output", "/tmp/out2"],
@@ -500,7 +422,8 @@ fn put_streams_a_large_input_in_bounded_client_memory() {
     put.arg(&cluster.master);
     let (ok, peak) = cluster
         .lan
-        .run_measured(put, &ringleader_bin(), Duration::from_secs(300));
+        .run_measured(put, &ringleader_bin(), Duration::from_secs(300))
+        .expect("put within 5 minutes");
     assert!(ok, "put of 300 MB failed");
     assert!(peak > 0, "the put's memory was never read");
     let listed = cluster.ringleader(&["datasets"]);

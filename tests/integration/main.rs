@@ -12,7 +12,6 @@ mod faults;
 mod fuzz;
 mod helpers;
 mod hosts;
-mod lan;
 mod operators;
 mod raft;
 mod shipping;
