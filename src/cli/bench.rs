@@ -27,6 +27,9 @@ pub enum BenchCommand {
     /// The driver group: metadata commits per second, leader kill to re-issued task, and a
     /// sort on 3 drivers vs 1.
     Raft(super::bench_raft::RaftArgs),
+    /// Separate hosts (network namespaces, links capped at 1 Gbit/s) vs the same cluster on
+    /// this host: sort and sum, and how close each comes to what the links allow. Needs root.
+    Hosts(super::bench_hosts::HostsArgs),
 }
 
 /// `bench cluster`.
@@ -110,6 +113,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Embedded(args) => embedded(args),
         BenchCommand::Cluster(args) => cluster(args),
         BenchCommand::Raft(args) => super::bench_raft::run(args),
+        BenchCommand::Hosts(args) => super::bench_hosts::run(args),
     }
 }
 
@@ -291,10 +295,11 @@ pub(super) fn with(mut c: Command, f: impl Fn(&mut Command)) -> Command {
     c
 }
 
+/// One measured run.
 pub(super) struct Measured {
     pub(super) elapsed: Duration,
     peak_bytes: u64,
-    stdout: String,
+    pub(super) stdout: String,
 }
 
 /// Runs `command` to completion; its wall time and peak resident memory.
@@ -403,7 +408,7 @@ pub(super) fn ensure_sort_input(dir: &Path, records: u64) -> anyhow::Result<()> 
     })
 }
 
-fn ensure_numbers_input(dir: &Path, rows: u64) -> anyhow::Result<()> {
+pub(super) fn ensure_numbers_input(dir: &Path, rows: u64) -> anyhow::Result<()> {
     ensure_input(dir, "int64 numbers", |d| {
         ringleader_datasets::numbers::generate(d, rows, 4.min(rows.max(1)), 42, true)?;
         Ok(())
@@ -557,7 +562,7 @@ pub(super) fn alternate(
     Ok((median(a), median(b)))
 }
 
-fn last_line(s: &str) -> String {
+pub(super) fn last_line(s: &str) -> String {
     s.lines().last().unwrap_or_default().trim().to_string()
 }
 

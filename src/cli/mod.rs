@@ -6,6 +6,7 @@
 //! [`submit`] (`ringleader submit`), [`datasets`] (`ringleader put|get|rm|datasets`), [`jobs`] (`ringleader jobs`, `ringleader job ID`), [`nodes`] (`ringleader driver`, `ringleader worker`).
 
 pub mod bench;
+pub mod bench_hosts;
 pub mod bench_raft;
 pub mod cluster;
 pub mod datasets;
