@@ -171,7 +171,7 @@ impl Context {
             } else {
                 Expect::Format(format)
             };
-            return self.stored(&name?, expect).map(Some);
+            return self.stored(&name?, expect, column).map(Some);
         }
         if self.workers_see_local_files()? {
             return Ok(None);
@@ -182,6 +182,34 @@ impl Context {
         // Check the input here first: a missing path fails before anything is sent.
         let files = source::list_files(path, |_| true)?;
         let total: u64 = files.iter().map(|(_, n)| n).sum();
+        let name = self.upload(
+            cluster,
+            path,
+            total,
+            crate::transfer::PutRequest {
+                name: String::new(),
+                paths: vec![path.to_path_buf()],
+                format: Some(format),
+                column: column.map(str::to_string),
+                splits: Vec::new(),
+                partitions: 0,
+                replicas: 0,
+                overwrite: false,
+                progress: cluster.progress(),
+            },
+        )?;
+        self.stored(&name, Expect::Format(format), None).map(Some)
+    }
+
+    /// Stores `request` (its name, partitions and replicas filled in here) as a temporary
+    /// dataset, removed when this context is dropped; returns its name.
+    fn upload(
+        &self,
+        cluster: &crate::cluster::Cluster,
+        path: &Path,
+        total: u64,
+        mut request: crate::transfer::PutRequest,
+    ) -> Result<String> {
         let (workers, slots) = cluster.live_workers()?;
         let name = format!("tmp-{}", ringleader_core::store::new_generation());
         if cluster.progress() {
@@ -196,18 +224,45 @@ impl Context {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(name.clone());
-        let partitions = (total.div_ceil(self.inner.config.split_size.max(1)) as u32).max(slots);
-        cluster.put(crate::transfer::PutRequest {
-            name: name.clone(),
-            paths: vec![path.to_path_buf()],
-            format: Some(format),
-            column: column.map(str::to_string),
-            partitions,
-            replicas: workers.clamp(1, 2),
-            overwrite: false,
-            progress: cluster.progress(),
-        })?;
-        self.stored(&name, Expect::Format(format)).map(Some)
+        request.name = name.clone();
+        request.partitions = (total.div_ceil(self.inner.config.split_size.max(1)) as u32).max(slots);
+        request.replicas = workers.clamp(1, 2);
+        cluster.put(request)?;
+        Ok(name)
+    }
+
+    /// A typed source's rows (CSV, Parquet): read by the workers from `splits` where they
+    /// can see the client's files; otherwise read here and uploaded as a temporary Arrow
+    /// dataset. A `ringleader://` path is a stored Arrow dataset whose rows decode into `T`.
+    fn typed_source<T: Data>(
+        &self,
+        path: &Path,
+        splits: impl FnOnce() -> Result<Vec<(Split, u64)>>,
+    ) -> Result<Dataset<T>> {
+        if let Some(name) = ringleader_core::store::parse_url(path) {
+            return self.stored(&name?, Expect::Format(DatasetFormat::Arrow), None);
+        }
+        let splits = splits()?;
+        if let Some(cluster) = &self.inner.cluster
+            && !self.workers_see_local_files()?
+        {
+            let total = splits.iter().map(|(_, bytes)| bytes).sum();
+            let request = crate::transfer::PutRequest {
+                name: String::new(),
+                paths: Vec::new(),
+                format: Some(DatasetFormat::Arrow),
+                column: None,
+                splits,
+                partitions: 0,
+                replicas: 0,
+                overwrite: false,
+                progress: cluster.progress(),
+            };
+            let name = self.upload(cluster, path, total, request)?;
+            return self.stored(&name, Expect::Format(DatasetFormat::Arrow), None);
+        }
+        let splits = splits.into_iter().map(|(split, _)| split).collect();
+        Ok(self.dataset_node(Node::Source { splits }))
     }
 
     /// Runs a plan and returns its final stage's values.
@@ -402,7 +457,9 @@ impl Context {
         Ok(self.dataset_node(Node::Source { splits }))
     }
 
-    /// Rows of type `T` from the Parquet files (`*.parquet`) under `path`, a split per row group.
+    /// Rows of type `T` from the Parquet files (`*.parquet`) under `path`, a split per row
+    /// group. Where the workers cannot see the client's files, the rows are read here and
+    /// travel as a temporary Arrow dataset; `ringleader://NAME` reads a stored Arrow dataset.
     ///
     /// # Examples
     /// ```
@@ -421,23 +478,28 @@ impl Context {
     /// assert_eq!(ctx.parquet_files::<Row>(dir.path()).unwrap().map(|r| r.v).sum().unwrap(), 6);
     /// ```
     pub fn parquet_files<T: Data>(&self, path: impl AsRef<Path>) -> Result<Dataset<T>> {
-        self.local_only(path.as_ref(), "Parquet")?;
-        let files = source::list_files(path.as_ref(), |p| source::has_extension(p, "parquet"))?;
-        let mut splits = Vec::new();
-        for (file, _) in files {
-            for rg in 0..source::parquet::row_groups(&file)? {
-                splits.push(Split::Parquet {
-                    path: file.clone(),
-                    row_groups: vec![rg],
-                });
+        self.typed_source(path.as_ref(), || {
+            let files = source::list_files(path.as_ref(), |p| source::has_extension(p, "parquet"))?;
+            let mut splits = Vec::new();
+            for (file, bytes) in files {
+                let groups = source::parquet::row_groups(&file)?;
+                for rg in 0..groups {
+                    let split = Split::Parquet {
+                        path: file.clone(),
+                        row_groups: vec![rg],
+                    };
+                    splits.push((split, bytes / groups.max(1) as u64));
+                }
             }
-        }
-        Ok(self.dataset_node(Node::Source { splits }))
+            Ok(splits)
+        })
     }
 
     /// Rows of type `T` from the CSV files (`*.csv`, with a header line) under `path`. The
     /// columns are parsed as `T`'s fields' types: a value of the wrong type fails the job,
-    /// naming the file, line and column.
+    /// naming the file, line and column. Where the workers cannot see the client's files,
+    /// the rows are parsed here and travel as a temporary Arrow dataset; `ringleader://NAME`
+    /// reads a stored Arrow dataset (e.g. a job's output of `T` rows).
     ///
     /// # Examples
     /// ```
@@ -451,11 +513,14 @@ impl Context {
     /// ```
     pub fn csv_files<T: Data>(&self, path: impl AsRef<Path>) -> Result<Dataset<T>> {
         csv_schema::<T>()?;
-        self.local_only(path.as_ref(), "CSV")?;
-        let files = source::list_files(path.as_ref(), |p| source::has_extension(p, "csv"))?;
-        let schema = Shipped::new(csv_schema::<T> as SchemaFn);
-        let splits = files.into_iter().map(|(path, _)| Split::Csv { path, schema }).collect();
-        Ok(self.dataset_node(Node::Source { splits }))
+        self.typed_source(path.as_ref(), || {
+            let files = source::list_files(path.as_ref(), |p| source::has_extension(p, "csv"))?;
+            let schema = Shipped::new(csv_schema::<T> as SchemaFn);
+            Ok(files
+                .into_iter()
+                .map(|(path, bytes)| (Split::Csv { path, schema }, bytes))
+                .collect())
+        })
     }
 
     /// A dataset stored on the cluster (`ringleader put --name NAME`, or a job's output to
@@ -468,10 +533,12 @@ impl Context {
             Some(parsed) => parsed?,
             None => name.to_string(),
         };
-        self.stored(&name, Expect::Any)
+        self.stored(&name, Expect::Any, None)
     }
 
-    fn stored<T: Data>(&self, name: &str, expect: Expect) -> Result<Dataset<T>> {
+    /// The stored dataset `name`, checked to be of the expected format; only `column` of
+    /// its rows, if given.
+    fn stored<T: Data>(&self, name: &str, expect: Expect, column: Option<&str>) -> Result<Dataset<T>> {
         let Some(cluster) = &self.inner.cluster else {
             return Err(Error::Config(format!(
                 "{}{name}: stored datasets live on a cluster; set RINGLEADER_MASTER (see `ringleader put`)",
@@ -497,26 +564,10 @@ impl Context {
                 generation: info.generation.clone(),
                 partition: p.partition,
                 locations: p.addresses,
+                column: column.map(str::to_string),
             })
             .collect();
         Ok(self.dataset_node(Node::Source { splits }))
-    }
-
-    /// Refuses what only local files can be, where the workers cannot see them.
-    fn local_only(&self, path: &Path, what: &str) -> Result<()> {
-        if ringleader_core::store::parse_url(path).is_some() {
-            return Err(Error::Config(format!(
-                "{what} sources read local files; {} is a stored dataset (read it with ctx.dataset or arrow_files)",
-                path.display()
-            )));
-        }
-        if !self.workers_see_local_files()? {
-            return Err(Error::Config(format!(
-                "{what} input {} is on this machine and the workers are not: convert it to Arrow IPC and `ringleader put` it, then read ringleader://NAME",
-                path.display()
-            )));
-        }
-        Ok(())
     }
 
     /// A dataset of `rows`, cut into `partitions` pieces shipped inside the plan.

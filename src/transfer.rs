@@ -10,11 +10,12 @@ use std::path::{Path, PathBuf};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use futures::StreamExt;
+use ringleader_core::data::Chunk;
 use ringleader_core::driver_group::DriverGroup;
 use ringleader_core::output::{OutputCommit, part_name};
 use ringleader_core::proto;
 use ringleader_core::record::{RECORD_LEN, Record};
-use ringleader_core::source::{self, list_files};
+use ringleader_core::source::{self, Split, list_files};
 use ringleader_core::store::{DatasetFormat, PartitionId, READ_AHEAD, put_partition};
 use ringleader_core::{Error, Result};
 use tokio_stream::wrappers::ReceiverStream;
@@ -34,6 +35,10 @@ pub(crate) struct PutRequest {
     pub format: Option<DatasetFormat>,
     /// Arrow inputs only: keep just this column (by name).
     pub column: Option<String>,
+    /// Instead of `paths`: splits of the job's own typed sources (CSV, Parquet), read here
+    /// as Arrow batches and stored as an Arrow dataset, each with its share of the input
+    /// bytes (which places it).
+    pub splits: Vec<(Split, u64)>,
     /// Number of partitions.
     pub partitions: u32,
     /// Copies of each partition.
@@ -58,6 +63,14 @@ pub(crate) fn guess_format(path: &Path) -> DatasetFormat {
 
 /// Lists the input files of `request` and their one format; a mix of formats is an error.
 fn input_files(request: &PutRequest) -> Result<(Vec<(PathBuf, u64)>, DatasetFormat)> {
+    if !request.splits.is_empty() {
+        let files = request
+            .splits
+            .iter()
+            .map(|(split, bytes)| (PathBuf::from(split.describe()), *bytes))
+            .collect();
+        return Ok((files, DatasetFormat::Arrow));
+    }
     let mut files = Vec::new();
     for path in &request.paths {
         files.extend(list_files(path, |_| true)?);
@@ -89,11 +102,13 @@ fn input_files(request: &PutRequest) -> Result<(Vec<(PathBuf, u64)>, DatasetForm
 /// One batch of input and the byte offset (over all files) where it starts.
 type Positioned = (u64, RecordBatch);
 
-/// Reads `files` as `format`, sending batches in input order with their global byte
-/// offsets, none crossing a multiple of `boundary` bytes. Runs on a blocking thread; a
-/// full queue makes it wait (the client's memory stays bounded).
+/// Reads `files` as `format` (or, given, the `splits` in their place), sending batches in
+/// input order with their global byte offsets, none crossing a multiple of `boundary`
+/// bytes. Runs on a blocking thread; a full queue makes it wait (the client's memory stays
+/// bounded).
 fn read_files(
     files: &[(PathBuf, u64)],
+    splits: &[(Split, u64)],
     format: DatasetFormat,
     column: Option<&str>,
     boundary: u64,
@@ -104,7 +119,18 @@ fn read_files(
         out.blocking_send(Ok((offset, batch)))
             .map_err(|_| Error::Cluster("the upload stopped".into()))
     };
-    for (file, len) in files {
+    for (i, (file, len)) in files.iter().enumerate() {
+        if let Some((split, _)) = splits.get(i) {
+            // A typed source's split goes whole into the partition where it starts.
+            for chunk in source::open(split, None)? {
+                match chunk? {
+                    Chunk::Arrow(batch) => send(base, batch)?,
+                    _ => return Err(Error::Config(format!("{file:?} is not read as Arrow batches"))),
+                }
+            }
+            base += len;
+            continue;
+        }
         let next_cut = |at: u64| ((at / boundary) + 1) * boundary;
         match format {
             DatasetFormat::Text => {
@@ -216,8 +242,9 @@ pub(crate) async fn put(group: &DriverGroup, request: PutRequest) -> Result<prot
     let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
     let column = request.column.clone();
     let reader_files = files.clone();
+    let splits = request.splits.clone();
     let reader = tokio::task::spawn_blocking(move || {
-        let result = read_files(&reader_files, format, column.as_deref(), boundary, &tx);
+        let result = read_files(&reader_files, &splits, format, column.as_deref(), boundary, &tx);
         if let Err(e) = result {
             let _ = tx.blocking_send(Err(e));
         }

@@ -45,6 +45,7 @@ pub fn schedule(state: &ClusterState, live: &BTreeSet<String>) -> Vec<Assignment
             if job.stage_done(s) || !stage.parents.iter().all(|&p| job.stage_done(p as usize)) {
                 continue;
             }
+            let mut pending = Vec::new();
             for (t, task) in job.tasks[s].iter().enumerate() {
                 if *task != TaskState::Pending {
                     continue;
@@ -62,34 +63,24 @@ pub fn schedule(state: &ClusterState, live: &BTreeSet<String>) -> Vec<Assignment
                     } => Some(locations),
                     _ => None,
                 };
+                // A retried task avoids the workers its earlier attempts failed on.
+                let failed = job.history[s][t].failed_on.as_slice();
                 let holders: Vec<&str> = match writes_to.or(reads_from) {
                     Some(addresses) => state
                         .workers
                         .values()
-                        .filter(|w| addresses.contains(&w.address))
+                        .filter(|w| addresses.contains(&w.address) && !failed.contains(&w.id))
                         .map(|w| w.id.as_str())
                         .collect(),
                     None => Vec::new(),
                 };
-                // A retried task avoids the workers its earlier attempts failed on.
-                let failed = job.history[s][t].failed_on.as_slice();
-                let most_free = |local: bool, avoid_failed: bool| {
-                    free.iter()
-                        .filter(|(w, n)| **n > 0 && (!local || holders.contains(w)))
-                        .filter(|(w, _)| !avoid_failed || !failed.iter().any(|f| f == *w))
-                        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
-                };
-                let best = most_free(true, true).or_else(|| most_free(false, true)).or_else(|| {
-                    // Only workers that failed it have room: wait for another unless none is alive.
-                    let others_alive = free.keys().any(|w| !failed.iter().any(|f| f == *w));
-                    if others_alive { None } else { most_free(false, false) }
+                pending.push(Pending {
+                    task: t,
+                    holders,
+                    failed,
                 });
-                let Some((&worker, _)) = best else {
-                    continue;
-                };
-                if let Some(n) = free.get_mut(worker) {
-                    *n -= 1;
-                }
+            }
+            for (t, worker) in place_stage(&pending, &mut free) {
                 out.push(Assignment {
                     job: job.id.clone(),
                     stage: s as u32,
@@ -100,6 +91,103 @@ pub fn schedule(state: &ClusterState, live: &BTreeSet<String>) -> Vec<Assignment
         }
     }
     out
+}
+
+/// A task waiting for a slot.
+struct Pending<'a> {
+    /// Its index in its stage.
+    task: usize,
+    /// The workers holding its data (or owning its output), except those it failed on.
+    holders: Vec<&'a str>,
+    /// The workers its earlier attempts failed on.
+    failed: &'a [String],
+}
+
+/// Places one stage's pending tasks on free slots: first as many as possible on a worker
+/// holding their data, then the others on the worker with the most free slots. The local
+/// placement is a maximum matching (augmenting paths: a task may move one placed before it
+/// to another of that task's holders), so a greedy order never sends a task's data over the
+/// network when another placement keeps every task local.
+fn place_stage<'a>(pending: &[Pending<'a>], free: &mut BTreeMap<&'a str, u32>) -> Vec<(usize, &'a str)> {
+    let mut local: Vec<Option<&'a str>> = vec![None; pending.len()];
+    for i in 0..pending.len() {
+        if free.values().all(|&n| n == 0) {
+            break;
+        }
+        if !pending[i].holders.is_empty() {
+            let mut visited = vec![false; pending.len()];
+            augment(i, None, pending, &mut local, free, &mut visited);
+        }
+    }
+    let mut out = Vec::new();
+    for (i, task) in pending.iter().enumerate() {
+        if let Some(worker) = local[i] {
+            out.push((task.task, worker));
+            continue;
+        }
+        let failed = task.failed;
+        let most_free = |free: &BTreeMap<&'a str, u32>, avoid_failed: bool| {
+            free.iter()
+                .filter(|(w, n)| **n > 0 && (!avoid_failed || !failed.iter().any(|f| f == *w)))
+                .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+                .map(|(w, _)| *w)
+        };
+        let best = most_free(free, true).or_else(|| {
+            // Only workers that failed it have room: wait for another unless none is alive.
+            let others_alive = free.keys().any(|w| !failed.iter().any(|f| f == *w));
+            if others_alive { None } else { most_free(free, false) }
+        });
+        if let Some(worker) = best {
+            if let Some(n) = free.get_mut(worker) {
+                *n -= 1;
+            }
+            out.push((task.task, worker));
+        }
+    }
+    out
+}
+
+/// Finds task `i` a slot on one of its holders other than `not_on`: a free one (the holder
+/// with the most free slots), else one taken by another task that can itself move.
+fn augment<'a>(
+    i: usize,
+    not_on: Option<&'a str>,
+    pending: &[Pending<'a>],
+    local: &mut [Option<&'a str>],
+    free: &mut BTreeMap<&'a str, u32>,
+    visited: &mut [bool],
+) -> bool {
+    let candidates: Vec<&'a str> = pending[i]
+        .holders
+        .iter()
+        .copied()
+        .filter(|h| Some(*h) != not_on)
+        .collect();
+    let roomiest = candidates
+        .iter()
+        .filter_map(|h| free.get(h).map(|n| (*h, *n)))
+        .filter(|(_, n)| *n > 0)
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)));
+    if let Some((holder, _)) = roomiest {
+        if let Some(n) = free.get_mut(holder) {
+            *n -= 1;
+        }
+        local[i] = Some(holder);
+        return true;
+    }
+    for holder in candidates {
+        for j in 0..pending.len() {
+            if local[j] == Some(holder) && !visited[j] {
+                visited[j] = true;
+                // j moves elsewhere and leaves its slot on `holder` to i.
+                if augment(j, Some(holder), pending, local, free, visited) {
+                    local[i] = Some(holder);
+                    return true;
+                }
+            }
+        }
+    }
+    false
 }
 
 /// When a straggler gets a speculative copy: once `quantile` of its stage's tasks are done,
@@ -311,6 +399,50 @@ mod tests {
         match state.apply(command) {
             Outcome::TaskStarted(n) => n,
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// A job of one stage reading stored partitions, task `t` from the workers (by port
+    /// offset, as `cluster` numbers them) in `holders[t]`.
+    fn stored_job(holders: &[&[u32]]) -> JobPlan {
+        let mut plan = job(holders.len());
+        for (task, on) in plan.stages[0].tasks.iter_mut().zip(holders) {
+            task.input = TaskInput::Source {
+                split: Split::Stored {
+                    dataset: "d".into(),
+                    generation: "g".into(),
+                    partition: 0,
+                    locations: on.iter().map(|i| format!("127.0.0.1:{}", 9000 + i)).collect(),
+                    column: None,
+                },
+                sample_windows: None,
+            };
+        }
+        plan
+    }
+
+    #[test]
+    fn stored_partitions_are_read_where_they_are_even_when_the_first_fit_would_not_allow_it() {
+        // Task 0 is on both workers, task 1 only on the first: taking the first worker for
+        // task 0 (its most free, lowest id) would send task 1's data over the network.
+        let (mut state, live) = cluster(2, 1);
+        submit_plan(&mut state, stored_job(&[&[0, 1], &[0]]));
+        let mut placed: Vec<(u32, String)> = schedule(&state, &live)
+            .into_iter()
+            .map(|a| (a.task, a.worker))
+            .collect();
+        placed.sort();
+        assert_eq!(placed, [(0, "worker-2".to_string()), (1, "worker-1".to_string())]);
+
+        // Six partitions with two replicas each on three workers of two slots: all local.
+        let (mut state, live) = cluster(3, 2);
+        let holders: [&[u32]; 6] = [&[0, 1], &[0, 1], &[0, 2], &[0, 2], &[1, 0], &[1, 2]];
+        submit_plan(&mut state, stored_job(&holders));
+        let assignments = schedule(&state, &live);
+        assert_eq!(assignments.len(), 6);
+        for a in &assignments {
+            let worker: u32 = a.worker.trim_start_matches("worker-").parse().expect("worker id");
+            assert!(holders[a.task as usize].contains(&(worker - 1)), "{a:?} is not local");
         }
     }
 

@@ -231,12 +231,32 @@ fn compare(
         let before = all_traffic(hosts)?;
         let measured = measure(hosts.client(program).args(args)).with_context(|| format!("{what} on the hosts"))?;
         let after = all_traffic(hosts)?;
-        let busiest = before
+        let carried: Vec<(u64, u64)> = before
             .iter()
             .zip(&after)
-            .map(|(b, a)| (a.sent - b.sent).max(a.received - b.received))
+            .map(|(b, a)| (a.sent - b.sent, a.received - b.received))
+            .collect();
+        let busiest = carried
+            .iter()
+            .map(|&(sent, received)| sent.max(received))
             .max()
             .unwrap_or(0);
+        let per_host: Vec<String> = carried
+            .iter()
+            .enumerate()
+            .map(|(h, (sent, received))| {
+                format!(
+                    "host {h} sent {} MB, received {} MB",
+                    sent / 1_000_000,
+                    received / 1_000_000
+                )
+            })
+            .collect();
+        eprintln!(
+            "  {:.3} s on the hosts; {}",
+            measured.elapsed.as_secs_f64(),
+            per_host.join("; ")
+        );
         on_hosts.push((measured, busiest));
         on_one.push(
             measure(Target::client(one_host, program).args(args)).with_context(|| format!("{what} on one host"))?,

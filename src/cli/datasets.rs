@@ -134,6 +134,7 @@ pub fn put(args: PutArgs) -> anyhow::Result<ExitCode> {
         paths: args.paths,
         format: args.format.map(DatasetFormat::from),
         column: None,
+        splits: Vec::new(),
         partitions: args.partitions,
         replicas: args.replicas,
         overwrite: args.overwrite,

@@ -438,3 +438,133 @@ fn put_streams_a_large_input_in_bounded_client_memory() {
     );
     eprintln!("put of 300 MB peaked at {} MB of client memory", peak >> 20);
 }
+
+/// Customers and orders as CSV files, and the per-city lines `orders_by_city` must print,
+/// computed sequentially: `city<TAB>orders<TAB>total<TAB>names`.
+fn shop_input(dir: &Path) -> Vec<String> {
+    std::fs::create_dir_all(dir.join("customers")).unwrap();
+    std::fs::create_dir_all(dir.join("orders")).unwrap();
+    let cities = ["Oslo", "Lima", "Pune", "Turku", "Quito"];
+    let mut customers = String::from("customer_id,name,city\n");
+    for c in 0..40 {
+        customers.push_str(&format!("{c},name{},{}\n", c % 17, cities[c % cities.len()]));
+    }
+    std::fs::write(dir.join("customers/customers.csv"), customers).unwrap();
+    let mut per_city: BTreeMap<&str, (u64, i64, Vec<String>)> = BTreeMap::new();
+    for f in 0..3 {
+        let mut orders = String::from("order_id,customer_id,amount\n");
+        for o in 0..700 {
+            let id = f * 1000 + o;
+            // Customers 40 and up do not exist: their orders join nothing.
+            let customer = (id * 7) % 45;
+            let amount = ((id * 13) % 500) as i64 - 100;
+            orders.push_str(&format!("{id},{customer},{amount}\n"));
+            if customer < 40 {
+                let entry = per_city.entry(cities[customer % cities.len()]).or_default();
+                entry.0 += 1;
+                entry.1 += amount;
+                entry.2.push(format!("name{}", customer % 17));
+            }
+        }
+        std::fs::write(dir.join(format!("orders/orders-{f}.csv")), orders).unwrap();
+    }
+    per_city
+        .into_iter()
+        .map(|(city, (count, total, mut names))| {
+            names.sort();
+            names.dedup();
+            format!("{city}\t{count}\t{total}\t{}", names.join(","))
+        })
+        .collect()
+}
+
+/// Every line of an output directory's `part-*` files, sorted.
+fn sorted_lines(dir: &Path) -> Vec<String> {
+    let mut lines: Vec<String> = super::helpers::parts(dir)
+        .iter()
+        .flat_map(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// An Arrow IPC file of two int64 columns, `id` and `qty`; returns the sum of `qty`.
+fn two_columns(path: &Path, rows: i64) -> i64 {
+    use arrow::array::Int64Array;
+    use std::sync::Arc;
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let ids: Vec<i64> = (0..rows).collect();
+    let qty: Vec<i64> = (0..rows).map(|i| (i * 31) % 1000 - 400).collect();
+    let batch = arrow::record_batch::RecordBatch::try_from_iter([
+        ("id", Arc::new(Int64Array::from(ids)) as _),
+        ("qty", Arc::new(Int64Array::from(qty.clone())) as _),
+    ])
+    .unwrap();
+    let mut writer =
+        arrow::ipc::writer::FileWriter::try_new(std::fs::File::create(path).unwrap(), &batch.schema()).unwrap();
+    for chunk in 0..4 {
+        let len = batch.num_rows() / 4;
+        writer.write(&batch.slice(chunk * len, len)).unwrap();
+    }
+    writer.finish().unwrap();
+    qty.iter().sum()
+}
+
+#[test]
+fn csv_inputs_travel_and_stored_columns_are_read_by_name() {
+    let cluster = cluster_or_skip!(1, 2,);
+    // CSV files the workers cannot see: parsed on the client, they travel as Arrow rows.
+    let expected = shop_input(&cluster.client_dir().join("shop"));
+    let (ok, stdout, stderr) = cluster.run(
+        &example("orders_by_city"),
+        &[
+            "--customers",
+            "/tmp/shop/customers",
+            "--orders",
+            "/tmp/shop/orders",
+            "--output",
+            "/tmp/cities",
+        ],
+    );
+    assert!(ok, "orders_by_city across hosts failed:\n{stderr}");
+    assert!(stdout.contains(&format!("{} cities", expected.len())), "{stdout}");
+    assert_eq!(sorted_lines(&cluster.client_dir().join("cities")), expected);
+    assert!(!cluster.ringleader(&["datasets"]).contains("tmp-"));
+    // A malformed value is named with its file and line, before anything runs.
+    std::fs::write(
+        cluster.client_dir().join("shop/orders/orders-9.csv"),
+        "order_id,customer_id,amount\n1,2,3\n2,3,lots\n",
+    )
+    .unwrap();
+    let (ok, _, stderr) = cluster.run(
+        &example("orders_by_city"),
+        &[
+            "--customers",
+            "/tmp/shop/customers",
+            "--orders",
+            "/tmp/shop/orders",
+            "--output",
+            "/tmp/c2",
+        ],
+    );
+    assert!(!ok && stderr.contains("orders-9.csv"), "{stderr}");
+    assert!(!cluster.client_dir().join("c2").exists());
+
+    // A stored Arrow dataset of two columns: --column picks one by name.
+    let qty = two_columns(&cluster.client_dir().join("cols/t.arrow"), 10_000);
+    cluster.ringleader(&["put", "--name", "cols", "--partitions", "2", "/tmp/cols"]);
+    let (ok, stdout, stderr) = cluster.run(&example("sum"), &["--input", "ringleader://cols", "--column", "qty"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.lines().last(), Some(qty.to_string().as_str()));
+    let (ok, _, stderr) = cluster.run(&example("sum"), &["--input", "ringleader://cols", "--column", "nope"]);
+    assert!(
+        !ok && stderr.contains("no column \"nope\"") && stderr.contains("id, qty"),
+        "{stderr}"
+    );
+}

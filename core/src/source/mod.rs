@@ -80,6 +80,8 @@ pub enum Split {
         partition: u32,
         /// Addresses of the workers holding it, primary first.
         locations: Vec<String>,
+        /// Read only this column (by name).
+        column: Option<String>,
     },
     /// Rows shipped inside the plan, as an Arrow IPC stream (`parallelize`).
     Inline {
@@ -134,6 +136,7 @@ pub fn open(split: &Split, sample_windows: Option<u32>) -> Result<ChunkStream> {
             generation,
             partition,
             locations,
+            column,
         } => stored::open(
             &crate::store::PartitionId {
                 dataset: dataset.clone(),
@@ -141,6 +144,7 @@ pub fn open(split: &Split, sample_windows: Option<u32>) -> Result<ChunkStream> {
                 partition: *partition,
             },
             locations,
+            column.as_deref(),
         ),
         Split::Inline { ipc } => {
             let batches = crate::ipc::from_stream_bytes(ipc)?;

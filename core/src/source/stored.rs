@@ -7,9 +7,32 @@ use crate::data::{Chunk, ChunkStream};
 use crate::error::{Error, Result};
 use crate::store::{DATASET_DIR_VAR, PartitionId};
 
-/// Streams a stored partition. `locations` are the addresses of the workers holding it,
-/// primary first.
-pub fn open(id: &PartitionId, locations: &[String]) -> Result<ChunkStream> {
+/// Streams a stored partition, only `column` of it if given. `locations` are the
+/// addresses of the workers holding it, primary first.
+pub fn open(id: &PartitionId, locations: &[String], column: Option<&str>) -> Result<ChunkStream> {
+    let chunks = read(id, locations)?;
+    let Some(column) = column else {
+        return Ok(chunks);
+    };
+    let (column, dataset) = (column.to_string(), id.dataset.clone());
+    Ok(Box::new(chunks.map(move |chunk| match chunk? {
+        Chunk::Arrow(batch) => {
+            let schema = batch.schema();
+            let index = schema.index_of(&column).map_err(|_| {
+                let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+                Error::Config(format!(
+                    "{}{dataset} has no column {column:?} (columns: {})",
+                    crate::store::URL_SCHEME,
+                    names.join(", ")
+                ))
+            })?;
+            Ok(Chunk::Arrow(batch.project(&[index])?))
+        }
+        other => Ok(other),
+    })))
+}
+
+fn read(id: &PartitionId, locations: &[String]) -> Result<ChunkStream> {
     if let Ok(root) = std::env::var(DATASET_DIR_VAR) {
         let path = id.path(std::path::Path::new(&root));
         if path.exists() {
