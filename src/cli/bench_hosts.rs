@@ -307,8 +307,17 @@ fn print_table(rows: &[Row], link: &LinkRate, workers: usize, runs: usize) {
     println!("|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         let floor = Duration::from_secs_f64(r.busiest_link as f64 / link.bytes_per_second);
+        // Under a megabyte (heartbeats, results), the links set no bound worth a figure.
+        let (floor_text, share) = if r.busiest_link < 1_000_000 {
+            ("none (no data crossed)".to_string(), "-".to_string())
+        } else {
+            (
+                seconds(floor),
+                format!("{:.0}%", 100.0 * floor.as_secs_f64() / r.hosts.elapsed.as_secs_f64()),
+            )
+        };
         println!(
-            "| {} | {} | {} | {} | {} | {} | {:.2}x | {:.0} MB | {} | {:.0}% |",
+            "| {} | {} | {} | {} | {} | {} | {:.2}x | {:.0} MB | {floor_text} | {share} |",
             r.name,
             gb(r.bytes),
             seconds(r.hosts.elapsed),
@@ -317,8 +326,6 @@ fn print_table(rows: &[Row], link: &LinkRate, workers: usize, runs: usize) {
             rate(r.bytes, r.one_host.elapsed),
             r.hosts.elapsed.as_secs_f64() / r.one_host.elapsed.as_secs_f64(),
             r.busiest_link as f64 / 1e6,
-            seconds(floor),
-            100.0 * floor.as_secs_f64() / r.hosts.elapsed.as_secs_f64(),
         );
     }
     println!();

@@ -59,6 +59,10 @@ pub struct StatusArgs {
     /// Print JSON instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// The driver(s), host:port[,host:port…], for drivers started by hand (default: the
+    /// cluster in --dir, else RINGLEADER_MASTER).
+    #[arg(long)]
+    pub master: Option<String>,
     /// The cluster directory.
     #[command(flatten)]
     pub dir: DirArgs,
@@ -96,6 +100,25 @@ pub struct ClusterFile {
 }
 
 impl ClusterFile {
+    /// Drivers known only by their addresses (started by hand; pid 0: unknown).
+    pub fn of_drivers(master: &str) -> ClusterFile {
+        let drivers = master
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(|address| Node {
+                address: address.to_string(),
+                pid: 0,
+                data_dir: PathBuf::new(),
+            })
+            .collect();
+        ClusterFile {
+            drivers,
+            workers: Vec::new(),
+            tls_ca: None,
+        }
+    }
+
     /// Reads `dir/cluster.json`.
     pub fn read(dir: &Path) -> anyhow::Result<ClusterFile> {
         let path = dir.join("cluster.json");
@@ -412,7 +435,14 @@ fn wait_registered(file: &ClusterFile, workers: usize) -> anyhow::Result<()> {
 }
 
 fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let file = ClusterFile::read(&args.dir.dir)?;
+    let from_env = || std::env::var("RINGLEADER_MASTER").ok().filter(|m| !m.is_empty());
+    let file = match args.master.clone() {
+        Some(master) => ClusterFile::of_drivers(&master),
+        None => match (ClusterFile::read(&args.dir.dir), from_env()) {
+            (Err(_), Some(master)) => ClusterFile::of_drivers(&master),
+            (file, _) => file?,
+        },
+    };
     use_cluster_token(&args.dir.dir)?;
     let replies = fetch_all(&file)?;
     let leader = leader_reply(&replies);
@@ -429,7 +459,7 @@ fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             let raft = reply.as_ref().and_then(|r| r.raft.clone());
             match raft {
                 Some(r) => serde_json::json!({
-                    "id": r.node_id, "address": d.address, "pid": d.pid, "alive": true,
+                    "id": r.node_id, "address": d.address, "pid": (d.pid > 0).then_some(d.pid), "alive": true,
                     "role": r.role, "term": r.term, "leader": r.leader_id,
                     "last_log_index": r.last_log_index, "commit_index": r.commit_index,
                     "applied_index": r.applied_index, "snapshot_index": r.snapshot_index,
@@ -437,7 +467,7 @@ fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
                     "lag": leader_last.map(|l| l.saturating_sub(r.last_log_index)),
                 }),
                 None => serde_json::json!({
-                    "id": i + 1, "address": d.address, "pid": d.pid, "alive": false, "role": "down",
+                    "id": i + 1, "address": d.address, "pid": (d.pid > 0).then_some(d.pid), "alive": false, "role": "down",
                 }),
             }
         })

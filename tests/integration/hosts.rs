@@ -225,6 +225,17 @@ fn jobs_with_local_paths_run_across_hosts_on_100_mbit_links() {
 fn stored_datasets_go_in_and_out_of_the_ring() {
     let cluster = cluster_or_skip!(1, 3,);
     let expected = text_input(&cluster.client_dir().join("in"), 4, 2000);
+    // Drivers started by hand, no cluster directory on the client: status by address.
+    let status = cluster.ringleader(&["cluster", "status"]);
+    assert!(status.contains("leader"), "{status}");
+    assert_eq!(
+        status
+            .lines()
+            .filter(|l| l.contains(":7100") && l.contains(" yes "))
+            .count(),
+        3,
+        "{status}"
+    );
     let stored = cluster.ringleader(&["put", "--name", "tin", "--partitions", "3", "/tmp/in"]);
     assert!(stored.contains("tin: text, 3 partitions x 2 replicas"), "{stored}");
 
