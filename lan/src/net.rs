@@ -172,6 +172,28 @@ impl Lan {
         Ok(())
     }
 
+    /// Caps every host's link at `rate` and delays its packets by `delay` (a `tc` time,
+    /// e.g. `2ms`) in both directions with `netem`, as Wi-Fi would. Kernels without the
+    /// `netem` queueing discipline refuse it: then [`LanError::Unavailable`] says so and the
+    /// links are left as they were.
+    pub fn cap_with_delay(&self, rate: &str, delay: &str) -> Result<(), LanError> {
+        let netem = ["root", "netem", "delay", delay, "rate", rate, "limit", "10000"];
+        for (i, h) in self.hosts.iter().enumerate() {
+            for (netns, dev) in [(&h.netns, "eth0"), (&self.bridge, h.veth.as_str())] {
+                let mut args = vec!["-n", netns.as_str(), "qdisc", "replace", "dev", dev];
+                args.extend(netem);
+                match run("tc", &args) {
+                    Ok(_) => {}
+                    Err(LanError::Command { stderr, .. }) if i == 0 && netns == &h.netns => {
+                        return Err(LanError::Unavailable(format!("no netem in this kernel ({stderr})")));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Takes host `h`'s link down: a partition, not a crash (its processes keep running).
     pub fn cut(&self, h: usize) -> Result<(), LanError> {
         ip(&["-n", &self.bridge, "link", "set", &self.hosts[h].veth, "down"])
