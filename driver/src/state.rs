@@ -75,10 +75,10 @@ pub struct TaskHistory {
     /// Workers on which an attempt failed: the next attempt avoids them when another
     /// worker can take it.
     pub failed_on: Vec<String>,
-    /// Attempts ended by a leader change rather than a failure: they do not count
-    /// toward [`MAX_ATTEMPTS`].
+    /// Failures that count toward [`MAX_ATTEMPTS`]: not those of a lost worker, a leader
+    /// change, a lost map output or a speculative copy's loss.
     #[serde(default)]
-    pub requeued: u32,
+    pub failures: u32,
     /// A second, speculative attempt running beside the first (a straggler's copy).
     #[serde(default)]
     pub speculative: Option<Speculative>,
@@ -194,7 +194,6 @@ impl JobRecord {
                 };
                 if on_worker {
                     *task = TaskState::Pending;
-                    history.requeued += 1;
                     lost += 1;
                 }
             }
@@ -687,10 +686,10 @@ impl ClusterState {
                     _ => return Outcome::Stale,
                 };
                 history.failed_on.push(failed_worker);
-                if !counts {
-                    history.requeued += 1;
+                if counts {
+                    history.failures += 1;
                 }
-                let exhausted = history.attempts - history.requeued >= MAX_ATTEMPTS;
+                let exhausted = history.failures >= MAX_ATTEMPTS;
                 if let Some(j) = self.jobs.get_mut(&job)
                     && (!retryable || exhausted)
                 {
@@ -709,9 +708,8 @@ impl ClusterState {
                 };
                 match &*slot {
                     TaskState::Running { worker: w, .. } if *w != worker && history.speculative.is_none() => {
-                        history.attempts += 1;
                         // Speculation is not a failure: it does not use up attempts.
-                        history.requeued += 1;
+                        history.attempts += 1;
                         let attempt = history.attempts;
                         history.speculative = Some(Speculative { attempt, worker });
                         Outcome::TaskStarted(attempt)
@@ -740,7 +738,6 @@ impl ClusterState {
                         for (task, history) in tasks.iter_mut().zip(history) {
                             if matches!(task, TaskState::Running { .. }) {
                                 *task = TaskState::Pending;
-                                history.requeued += 1;
                             }
                             history.speculative = None;
                         }
@@ -779,7 +776,6 @@ impl ClusterState {
                 let Some(j) = self.jobs.get_mut(&job) else {
                     return Outcome::Stale;
                 };
-                j.history[stage as usize][task as usize].requeued += 1;
                 j.fetch_failures += 1;
                 if j.fetch_failures > MAX_FETCH_FAILURES {
                     j.state = JobState::Failed(format!(

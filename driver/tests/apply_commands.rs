@@ -1,0 +1,283 @@
+//! The state machine never panics, whatever commands the log holds: random sequences of
+//! every command (stale and duplicate reports, speculation, lost workers and map outputs, a
+//! leader's takeover, cancellation, batches) are applied to one state, and its invariants
+//! are checked after each. Every driver applies the same log, so a panic here would stop
+//! every replica, and again at every restart.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use ringleader_core::data::ChunkStream;
+use ringleader_core::error::Result;
+use ringleader_core::plan::{
+    ActionEnv, ActionFn, JobPlan, ReduceFn, ShuffleRead, SinkFn, StageOutput, StagePlan, StoreSpec, TaskInput,
+    TaskPlan, TaskValue,
+};
+use ringleader_core::shipped::Shipped;
+use ringleader_core::source::Split;
+use ringleader_core::store::DatasetFormat;
+use ringleader_driver::state::{ClusterState, Command, JobState, MAX_ATTEMPTS, TaskState};
+
+fn never_sink(_: &[u8], _: u32) -> Result<Box<dyn ringleader_core::shuffle::ShuffleSink>> {
+    unreachable!("plans are only applied, never run")
+}
+
+fn never_action(_: &[u8], _: ChunkStream, _: &ActionEnv) -> Result<TaskValue> {
+    unreachable!("plans are only applied, never run")
+}
+
+fn never_reduce(_: &[u8], _: Vec<ringleader_core::data::BatchStream>) -> Result<ChunkStream> {
+    unreachable!("plans are only applied, never run")
+}
+
+/// A map stage of `maps` tasks shuffled into `reduces` tasks, writing a stored dataset when
+/// `store` (owners: every worker's address).
+fn plan(maps: usize, reduces: usize, store: bool) -> JobPlan {
+    let map = TaskPlan {
+        input: TaskInput::Source {
+            split: Split::Inline { ipc: Vec::new() },
+            sample_windows: None,
+        },
+        steps: Vec::new(),
+    };
+    let reduce = |partition: u32| TaskPlan {
+        input: TaskInput::Shuffle(ShuffleRead {
+            reduce: Shipped::new(never_reduce as ReduceFn),
+            state: Vec::new(),
+            shuffles: vec![0],
+            partition,
+        }),
+        steps: Vec::new(),
+    };
+    JobPlan {
+        stages: vec![
+            StagePlan {
+                id: 0,
+                tasks: vec![map; maps],
+                output: StageOutput::Shuffle {
+                    shuffle: 0,
+                    sink: Shipped::new(never_sink as SinkFn),
+                    state: Vec::new(),
+                    partitions: reduces as u32,
+                },
+                parents: Vec::new(),
+            },
+            StagePlan {
+                id: 1,
+                tasks: (0..reduces as u32).map(reduce).collect(),
+                output: StageOutput::Action {
+                    f: Shipped::new(never_action as ActionFn),
+                    state: Vec::new(),
+                },
+                parents: vec![0],
+            },
+        ],
+        store: store.then(|| StoreSpec {
+            dataset: "out".into(),
+            generation: "g1".into(),
+            format: DatasetFormat::Text,
+            replicas: 2,
+            overwrite: false,
+            owners: (0..reduces).map(|_| (0..3).map(address).collect()).collect(),
+        }),
+    }
+}
+
+fn address(w: usize) -> String {
+    format!("198.18.0.{}:7100", w + 1)
+}
+
+fn job_id() -> impl Strategy<Value = String> {
+    (1u32..3).prop_map(|n| format!("job-{n:06}"))
+}
+
+fn worker_id() -> impl Strategy<Value = String> {
+    (1u32..4).prop_map(|n| format!("worker-{n}"))
+}
+
+fn value() -> impl Strategy<Value = TaskValue> {
+    prop_oneof![
+        (0u64..100).prop_map(TaskValue::Count),
+        (0u64..100, 0u64..1000).prop_map(|(rows, bytes)| TaskValue::Shuffled { rows, bytes }),
+        (0u64..100, prop::collection::vec(0usize..4, 0..3)).prop_map(|(rows, on)| TaskValue::Stored {
+            rows,
+            bytes: rows * 10,
+            holders: on.into_iter().map(address).collect(),
+        }),
+    ]
+}
+
+fn command() -> impl Strategy<Value = Command> {
+    let task = || (job_id(), 0u32..2, 0u32..2);
+    let leaf = prop_oneof![
+        (0usize..3).prop_map(|w| Command::RegisterWorker {
+            address: address(w),
+            slots: 2,
+            pid: 1,
+            shuffle_dir: String::new(),
+            machine: format!("m{w}"),
+        }),
+        (1usize..3, 1usize..3, any::<bool>(), 0u32..3).prop_map(|(maps, reduces, store, sub)| Command::SubmitJob {
+            name: "t".into(),
+            binary: "0".repeat(32),
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            working_dir: String::new(),
+            plan: plan(maps, reduces, store),
+            submission: format!("sub-{sub}"),
+            submitted_ms: 0,
+        }),
+        (task(), worker_id()).prop_map(|((job, stage, task), worker)| Command::StartTask {
+            job,
+            stage,
+            task,
+            worker
+        }),
+        (task(), worker_id()).prop_map(|((job, stage, task), worker)| Command::Speculate {
+            job,
+            stage,
+            task,
+            worker
+        }),
+        (task(), 1u32..4, value()).prop_map(|((job, stage, task), attempt, value)| Command::FinishTask {
+            job,
+            stage,
+            task,
+            attempt,
+            value
+        }),
+        (task(), 1u32..4, any::<bool>(), any::<bool>()).prop_map(|((job, stage, task), attempt, retryable, counts)| {
+            Command::FailTask {
+                job,
+                stage,
+                task,
+                attempt,
+                message: "boom".into(),
+                retryable,
+                counts,
+            }
+        }),
+        (task(), 1u32..4, worker_id()).prop_map(|((job, stage, task), attempt, worker)| Command::FetchFailed {
+            job,
+            stage,
+            task,
+            attempt,
+            worker,
+            message: "gone".into(),
+        }),
+        worker_id().prop_map(|worker| Command::WorkerLost { worker }),
+        Just(Command::RequeueRunning),
+        job_id().prop_map(|job| Command::CancelJob {
+            job,
+            reason: "user".into()
+        }),
+        Just(Command::RemoveDataset { name: "out".into() }),
+    ];
+    leaf.prop_recursive(2, 8, 4, |inner| {
+        prop::collection::vec(inner, 0..4).prop_map(Command::Batch)
+    })
+}
+
+/// What must hold after every command.
+fn check(state: &ClusterState) -> std::result::Result<(), String> {
+    for job in state.jobs.values() {
+        if job.tasks.len() != job.plan.stages.len() || job.history.len() != job.plan.stages.len() {
+            return Err(format!("{}: tasks and stages disagree", job.id));
+        }
+        for (s, tasks) in job.tasks.iter().enumerate() {
+            for (t, task) in tasks.iter().enumerate() {
+                let history = &job.history[s][t];
+                if let TaskState::Running { attempt, .. } | TaskState::Done { attempt, .. } = task
+                    && *attempt > history.attempts
+                {
+                    return Err(format!("{} {s}/{t}: attempt {attempt} of {}", job.id, history.attempts));
+                }
+                if history.failures > history.attempts {
+                    return Err(format!("{} {s}/{t}: more failures than attempts", job.id));
+                }
+                if job.state == JobState::Running && history.failures >= MAX_ATTEMPTS {
+                    return Err(format!("{} {s}/{t}: attempts used up and the job runs on", job.id));
+                }
+                if let Some(copy) = &history.speculative
+                    && !matches!(task, TaskState::Running { .. })
+                {
+                    return Err(format!("{} {s}/{t}: a copy of a task not running ({copy:?})", job.id));
+                }
+            }
+        }
+        if job.state == JobState::Succeeded && !(0..job.tasks.len()).all(|s| job.stage_done(s)) {
+            return Err(format!("{} succeeded with tasks not done", job.id));
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_command_sequence_applies_without_panicking_and_keeps_the_invariants(
+        commands in prop::collection::vec(command(), 1..60)
+    ) {
+        let mut state = ClusterState::default();
+        for command in commands {
+            state.apply(command);
+            if let Err(broken) = check(&state) {
+                prop_assert!(false, "{}", broken);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_speculated_task_whose_both_attempts_fail_without_counting_does_not_underflow() {
+    let mut state = ClusterState::default();
+    for w in 0..2 {
+        state.apply(Command::RegisterWorker {
+            address: address(w),
+            slots: 2,
+            pid: 1,
+            shuffle_dir: String::new(),
+            machine: format!("m{w}"),
+        });
+    }
+    state.apply(Command::SubmitJob {
+        name: "t".into(),
+        binary: "0".repeat(32),
+        args: Vec::new(),
+        env: BTreeMap::new(),
+        working_dir: String::new(),
+        plan: plan(1, 1, false),
+        submission: "s".into(),
+        submitted_ms: 0,
+    });
+    let job = state.jobs.keys().next().cloned().expect("a job");
+    let task = |command: fn(String) -> Command| command(job.clone());
+    state.apply(task(|job| Command::StartTask {
+        job,
+        stage: 0,
+        task: 0,
+        worker: "worker-1".into(),
+    }));
+    state.apply(task(|job| Command::Speculate {
+        job,
+        stage: 0,
+        task: 0,
+        worker: "worker-2".into(),
+    }));
+    // Both attempts end in failures that do not count (a lost map output, a lost worker's).
+    for attempt in [2, 1] {
+        state.apply(Command::FailTask {
+            job: job.clone(),
+            stage: 0,
+            task: 0,
+            attempt,
+            message: "lost".into(),
+            retryable: true,
+            counts: false,
+        });
+        assert_eq!(check(&state), Ok(()));
+    }
+    assert_eq!(state.jobs[&job].state, JobState::Running);
+    assert_eq!(state.jobs[&job].tasks[0][0], TaskState::Pending);
+}
