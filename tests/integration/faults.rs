@@ -95,3 +95,37 @@ fn a_lost_workers_dataset_partitions_are_copied_back_to_r_replicas() {
     );
     assert_eq!(sorted_lines(&out), sorted_lines(&data.path().join("embedded")));
 }
+
+#[test]
+fn a_stored_partition_that_no_replica_can_serve_fails_the_job_after_bounded_attempts() {
+    let cluster = LocalCluster::up(1, 2);
+    let data = tempfile::tempdir().unwrap();
+    let input = data.path().join("text");
+    ringleader_datasets::text::generate(&input, 20_000, 2, 100, 9, false).unwrap();
+    cluster.put("lost", 2, 2, &input);
+    // Every copy of partition 0 disappears from the workers' disks (a wiped disk, by hand).
+    for w in 1..=2 {
+        let dataset = cluster.dir.path().join(format!("worker-{w}/datasets/lost"));
+        for generation in std::fs::read_dir(&dataset).unwrap().flatten() {
+            let part = generation.path().join("part-0.arrow");
+            if part.exists() {
+                std::fs::remove_file(part).unwrap();
+            }
+        }
+    }
+    assert_eq!(cluster.holders("lost", 0, &[1, 2]), 0);
+    let out = data.path().join("out");
+    let mut job = cluster.client(&example("wordcount"));
+    job.args(args!["--input", "ringleader://lost", "--output", out]);
+    let log = data.path().join("client.log");
+    let mut child = job
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let status = wait_bounded(&mut child, Duration::from_secs(120));
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(!status.success(), "the job succeeded without partition 0:\n{stderr}");
+    assert!(stderr.contains("lost") && stderr.contains("partition 0"), "{stderr}");
+    assert!(!out.exists(), "a failed job left an output");
+}
