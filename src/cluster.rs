@@ -303,6 +303,9 @@ async fn follow(
             Some(Event::Result(chunk)) => results.entry(chunk.task).or_default().extend_from_slice(&chunk.data),
             Some(Event::Finished(f)) => {
                 progress.finish();
+                if f.results_dropped {
+                    return Err(Followed::Failed(Error::ResultsGone));
+                }
                 if results.len() != f.tasks as usize {
                     return Err(Followed::Failed(Error::Cluster(format!(
                         "expected {} task results, received {}",

@@ -108,6 +108,7 @@ fn run_assignment(
                             address: address.clone(),
                             shuffle_dir: nth(&i.shuffle_dirs, n),
                             machine: nth(&i.machines, n),
+                            attempt: i.attempts.get(n).copied().unwrap_or_default(),
                         })
                         .collect();
                     (i.shuffle, sources)

@@ -102,6 +102,7 @@ impl BinaryWriter {
     pub fn finish(mut self) -> Result<std::path::PathBuf> {
         use std::io::Write;
         self.file.flush().map_err(|e| Error::io(&self.temp, e))?;
+        self.file.get_ref().sync_all().map_err(|e| Error::io(&self.temp, e))?;
         let actual = self.hash.finish();
         if actual != self.expected {
             let _ = std::fs::remove_file(&self.temp);
@@ -117,6 +118,9 @@ impl BinaryWriter {
                 .map_err(|e| Error::io(&self.temp, e))?;
         }
         std::fs::rename(&self.temp, &self.target).map_err(|e| Error::io(&self.target, e))?;
+        if let Some(dir) = self.target.parent() {
+            crate::output::sync_dir(dir)?;
+        }
         Ok(self.target.clone())
     }
 }

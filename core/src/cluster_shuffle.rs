@@ -1,8 +1,11 @@
-//! Shuffle across processes. A map task writes one Arrow IPC file per reduce partition
-//! under its worker's directory (into a temporary directory, renamed when the task
-//! succeeds, so a half-written output is never read). A reducer reads each map task's file
-//! directly when it is local, and with Arrow Flight `do_get` from the worker daemon that
-//! holds it otherwise.
+//! Shuffle across processes. A map task attempt writes one Arrow IPC file per non-empty
+//! reduce partition, and an index naming them, into a temporary directory of its own that
+//! is synced and renamed into place when the attempt succeeds: each attempt's output is
+//! committed whole or not at all, and never replaces another attempt's. A reducer reads the
+//! attempt the driver recorded as the map task's, directly when it is local and with Arrow
+//! Flight `do_get` from the worker daemon that holds it otherwise. A partition the index
+//! does not name is empty; a named file that is missing, or a missing index, is a fetch
+//! failure (the map output is recomputed), never an empty block.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -18,7 +21,8 @@ use crate::data::{BatchStream, Chunk};
 use crate::error::{Error, Result};
 use crate::shuffle::{BlockWriter, ShuffleService};
 
-/// Where a worker keeps shuffle files: `{root}/{job}/shuffle-{s}/map-{m}/part-{p}.arrow`.
+/// Where a worker keeps shuffle files:
+/// `{root}/{job}/shuffle-{s}/map-{m}.attempt-{a}/part-{p}.arrow` and `…/index`.
 #[derive(Debug, Clone)]
 pub struct ShuffleFiles {
     root: PathBuf,
@@ -33,14 +37,22 @@ pub struct BlockId {
     pub shuffle: u32,
     /// The map task that wrote it.
     pub map: u32,
+    /// The map task's attempt whose output is read.
+    pub attempt: u32,
     /// The reduce partition.
     pub partition: u32,
 }
 
+/// The file of a committed map output naming its non-empty partitions, one per line.
+const INDEX: &str = "index";
+
 impl BlockId {
     /// The Flight ticket naming this block.
     pub fn ticket(&self) -> String {
-        format!("{}/{}/{}/{}", self.job, self.shuffle, self.map, self.partition)
+        format!(
+            "{}/{}/{}/{}/{}",
+            self.job, self.shuffle, self.map, self.attempt, self.partition
+        )
     }
 
     /// Parses a ticket; rejects anything that could name a path outside the shuffle root.
@@ -53,7 +65,7 @@ impl BlockId {
         };
         let text = std::str::from_utf8(ticket).map_err(|_| bad())?;
         let parts: Vec<&str> = text.split('/').collect();
-        let [job, shuffle, map, partition] = parts[..] else {
+        let [job, shuffle, map, attempt, partition] = parts[..] else {
             return Err(bad());
         };
         if !valid_job_id(job) {
@@ -63,6 +75,7 @@ impl BlockId {
             job: job.to_string(),
             shuffle: shuffle.parse().map_err(|_| bad())?,
             map: map.parse().map_err(|_| bad())?,
+            attempt: attempt.parse().map_err(|_| bad())?,
             partition: partition.parse().map_err(|_| bad())?,
         })
     }
@@ -84,27 +97,33 @@ impl ShuffleFiles {
         self.root.join(job)
     }
 
-    fn map_dir(&self, job: &str, shuffle: u32, map: u32) -> PathBuf {
+    fn map_dir(&self, job: &str, shuffle: u32, map: u32, attempt: u32) -> PathBuf {
         self.job_dir(job)
             .join(format!("shuffle-{shuffle}"))
-            .join(format!("map-{map}"))
+            .join(format!("map-{map}.attempt-{attempt}"))
     }
 
-    /// The file holding a block; `None` if its map task's output is not (or no longer) here.
-    pub fn block_path(&self, block: &BlockId) -> Option<PathBuf> {
-        let dir = self.map_dir(&block.job, block.shuffle, block.map);
-        dir.is_dir()
-            .then(|| dir.join(format!("part-{}.arrow", block.partition)))
-    }
-
-    /// Reads a block: no file in an existing map directory is an empty block.
+    /// Reads a block of a committed map output. A partition its index does not name is
+    /// empty; no committed output, or a named file that is gone, is a fetch failure.
     pub fn read_block(&self, block: &BlockId) -> Result<BatchStream> {
-        let path = self.block_path(block).ok_or_else(|| Error::FetchFailed {
+        let dir = self.map_dir(&block.job, block.shuffle, block.map, block.attempt);
+        let failed = |message: String| Error::FetchFailed {
             location: self.root.display().to_string(),
-            message: format!("no output of map task {} of shuffle {} here", block.map, block.shuffle),
+            message,
+        };
+        let index = std::fs::read_to_string(dir.join(INDEX)).map_err(|_| {
+            failed(format!(
+                "no committed output of map task {} (attempt {}) of shuffle {} here",
+                block.map, block.attempt, block.shuffle
+            ))
         })?;
-        if !path.exists() {
+        let wanted = block.partition.to_string();
+        if !index.lines().any(|line| line == wanted) {
             return Ok(Box::new(std::iter::empty()));
+        }
+        let path = dir.join(format!("part-{}.arrow", block.partition));
+        if !path.exists() {
+            return Err(failed(format!("{} is listed in its index but gone", path.display())));
         }
         // Memory-mapped and decoded in place: no copy between the page cache and the reducer.
         let chunks = crate::source::ipc::open(&path, 0, usize::MAX, None)?;
@@ -138,14 +157,29 @@ impl BlockWriter for FileBlockWriter {
     }
 
     fn finish(&mut self) -> Result<()> {
-        for (_, mut w) in std::mem::take(&mut self.writers) {
-            w.finish()?;
-        }
         std::fs::create_dir_all(&self.temp_dir).map_err(|e| Error::io(&self.temp_dir, e))?;
-        if self.final_dir.exists() {
-            let _ = std::fs::remove_dir_all(&self.final_dir);
+        let mut index = String::new();
+        for (partition, mut w) in std::mem::take(&mut self.writers) {
+            w.finish()?;
+            let path = self.temp_dir.join(format!("part-{partition}.arrow"));
+            let file = w
+                .into_inner()?
+                .into_inner()
+                .map_err(|e| Error::io(&path, e.into_error()))?;
+            file.sync_all().map_err(|e| Error::io(&path, e))?;
+            index.push_str(&format!("{partition}\n"));
         }
-        std::fs::rename(&self.temp_dir, &self.final_dir).map_err(|e| Error::io(&self.final_dir, e))
+        let index_path = self.temp_dir.join(INDEX);
+        let mut file = File::create(&index_path).map_err(|e| Error::io(&index_path, e))?;
+        std::io::Write::write_all(&mut file, index.as_bytes()).map_err(|e| Error::io(&index_path, e))?;
+        file.sync_all().map_err(|e| Error::io(&index_path, e))?;
+        crate::output::sync_dir(&self.temp_dir)?;
+        // Attempt numbers are never reused, so nothing of another attempt is in the way.
+        std::fs::rename(&self.temp_dir, &self.final_dir).map_err(|e| Error::io(&self.final_dir, e))?;
+        if let Some(parent) = self.final_dir.parent() {
+            crate::output::sync_dir(parent)?;
+        }
+        Ok(())
     }
 }
 
@@ -170,6 +204,8 @@ pub struct BlockSource {
     pub shuffle_dir: String,
     /// That worker's machine identity ([`crate::machine`]).
     pub machine: String,
+    /// The map task's attempt whose output the driver recorded.
+    pub attempt: u32,
 }
 
 /// The shuffle service of one task running in a cluster executor.
@@ -253,7 +289,7 @@ pub fn fetch_ticket(runtime: &tokio::runtime::Handle, address: &str, ticket: Str
 
 impl ShuffleService for ClusterShuffle {
     fn writer(&self, shuffle: u32, map_task: u32) -> Box<dyn BlockWriter + '_> {
-        let final_dir = self.files.map_dir(&self.job, shuffle, map_task);
+        let final_dir = self.files.map_dir(&self.job, shuffle, map_task, self.attempt);
         let temp_dir = final_dir.with_file_name(format!("map-{map_task}.attempt-{}.tmp", self.attempt));
         Box::new(FileBlockWriter {
             final_dir,
@@ -274,6 +310,7 @@ impl ShuffleService for ClusterShuffle {
                 job: self.job.clone(),
                 shuffle,
                 map: map as u32,
+                attempt: source.attempt,
                 partition,
             };
             if source.address == self.local_address {
@@ -290,7 +327,6 @@ impl ShuffleService for ClusterShuffle {
                 && !source.machine.is_empty()
                 && source.machine == crate::machine::identity()
                 && !source.shuffle_dir.is_empty()
-                && host_local.block_path(&block).is_some()
                 && let Ok(stream) = host_local.read_block(&block)
             {
                 streams.push(stream);
@@ -307,5 +343,99 @@ pub fn remove_job(files: &ShuffleFiles, job: &str) {
     let dir = files.job_dir(job);
     if dir.starts_with(&files.root) && dir != files.root {
         let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Array, Int64Array};
+
+    use super::*;
+
+    fn batch(values: &[i64]) -> RecordBatch {
+        RecordBatch::try_from_iter([("v", Arc::new(Int64Array::from(values.to_vec())) as _)]).expect("batch")
+    }
+
+    fn service(root: &std::path::Path, attempt: u32, runtime: &tokio::runtime::Runtime) -> ClusterShuffle {
+        ClusterShuffle::new(
+            ShuffleFiles::new(root),
+            "job-000001".into(),
+            attempt,
+            "127.0.0.1:1".into(),
+            HashMap::new(),
+            runtime.handle().clone(),
+        )
+    }
+
+    fn block(attempt: u32, partition: u32) -> BlockId {
+        BlockId {
+            job: "job-000001".into(),
+            shuffle: 0,
+            map: 0,
+            attempt,
+            partition,
+        }
+    }
+
+    fn values(files: &ShuffleFiles, block: &BlockId) -> Result<Vec<i64>> {
+        let mut out = Vec::new();
+        for b in files.read_block(block)? {
+            let b = b?;
+            let column = b.column(0).as_any().downcast_ref::<Int64Array>().expect("int64");
+            out.extend((0..column.len()).map(|i| column.value(i)));
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn each_attempt_commits_its_own_output_and_a_reader_gets_the_one_it_names() {
+        let dir = tempfile::tempdir().expect("dir");
+        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        for (attempt, rows) in [(1, vec![1, 2, 3]), (2, vec![4, 5])] {
+            let shuffle = service(dir.path(), attempt, &runtime);
+            let mut writer = shuffle.writer(0, 0);
+            writer.write(0, batch(&rows)).expect("write");
+            writer.finish().expect("commit");
+        }
+        let files = ShuffleFiles::new(dir.path());
+        assert_eq!(values(&files, &block(1, 0)).expect("attempt 1"), [1, 2, 3]);
+        assert_eq!(values(&files, &block(2, 0)).expect("attempt 2"), [4, 5]);
+        // A partition the index does not name is empty, explicitly.
+        assert_eq!(
+            values(&files, &block(1, 7)).expect("empty partition"),
+            Vec::<i64>::new()
+        );
+    }
+
+    #[test]
+    fn a_missing_block_is_a_fetch_failure_never_an_empty_block() {
+        let dir = tempfile::tempdir().expect("dir");
+        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        let shuffle = service(dir.path(), 1, &runtime);
+        let mut writer = shuffle.writer(0, 0);
+        writer.write(0, batch(&[1, 2])).expect("write");
+        writer.finish().expect("commit");
+        drop(writer);
+        // An attempt that never committed (its writer dropped) has no output here.
+        let second = service(dir.path(), 2, &runtime);
+        let mut unfinished = second.writer(0, 0);
+        unfinished.write(0, batch(&[9])).expect("write");
+        drop(unfinished);
+        let files = ShuffleFiles::new(dir.path());
+        assert!(matches!(values(&files, &block(2, 0)), Err(Error::FetchFailed { .. })));
+        // A committed output whose file is gone (a wiped disk) is not read as empty.
+        let part = dir.path().join("job-000001/shuffle-0/map-0.attempt-1/part-0.arrow");
+        std::fs::remove_file(&part).expect("remove");
+        assert!(matches!(values(&files, &block(1, 0)), Err(Error::FetchFailed { .. })));
+    }
+
+    #[test]
+    fn tickets_name_the_attempt_and_nothing_outside_the_root() {
+        let b = block(3, 5);
+        assert_eq!(BlockId::parse(b.ticket().as_bytes()).expect("parse"), b);
+        assert!(BlockId::parse(b"job-000001/0/0/5").is_err());
+        assert!(BlockId::parse(b"../x/0/0/1/5").is_err());
     }
 }

@@ -112,6 +112,12 @@ pub enum Error {
     /// Talking to the cluster failed (unreachable master, rejected job, failed job).
     #[error("{0}")]
     Cluster(String),
+    /// The job succeeded, but the driver no longer keeps its results (the client came back
+    /// after many later jobs had finished).
+    #[error(
+        "the job succeeded, but the driver no longer keeps its results (it keeps only the most recent jobs'): run it again to get them"
+    )]
+    ResultsGone,
     /// A configuration value is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -1,6 +1,9 @@
 //! Output commit: a job writes into a staging directory beside the output and renames it
 //! into place only when every task succeeded, so a failed job never leaves `part-*` files
-//! that look complete. Each task writes its part under a temporary name and renames it.
+//! that look complete. Each task writes its part under a temporary name, syncs it and
+//! renames it; the staging directory is synced before it is renamed, and an output being
+//! overwritten is exchanged with the new one in one step, so the old output stays whole
+//! until the new one is in (see [`replace_dir`]).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -60,23 +63,79 @@ impl OutputCommit {
     /// Moves the finished output into place.
     pub fn commit(mut self) -> Result<()> {
         let marker = self.staging.join(SUCCESS_MARKER);
-        File::create(&marker).map_err(|e| Error::io(&marker, e))?;
-        let mut old = None;
-        if self.target.exists() {
-            if !self.overwrite {
-                return Err(Error::OutputExists(self.target.clone()));
-            }
-            let trash = self.staging.with_extension("old");
-            std::fs::rename(&self.target, &trash).map_err(|e| Error::io(&self.target, e))?;
-            old = Some(trash);
+        File::create(&marker)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io(&marker, e))?;
+        sync_dir(&self.staging)?;
+        if self.target.exists() && !self.overwrite {
+            return Err(Error::OutputExists(self.target.clone()));
         }
-        std::fs::rename(&self.staging, &self.target).map_err(|e| Error::io(&self.target, e))?;
+        replace_dir(&self.staging, &self.target)?;
         self.done = true;
-        if let Some(trash) = old {
-            remove_any(&trash);
-        }
         Ok(())
     }
+}
+
+/// Puts directory `new` at `target` and syncs their parent. An existing `target` is
+/// exchanged with `new` in one atomic step (Linux `renameat2(RENAME_EXCHANGE)`), then
+/// removed from where `new` was: at every moment `target` holds a whole output, the old or
+/// the new. Where the filesystem cannot exchange, the old output is renamed aside first.
+pub fn replace_dir(new: &Path, target: &Path) -> Result<()> {
+    let parent = target
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if target.exists() {
+        if exchange(new, target).is_ok() {
+            // `new` now names the old output.
+            remove_any(new);
+        } else {
+            let aside = new.with_extension("old");
+            std::fs::rename(target, &aside).map_err(|e| Error::io(target, e))?;
+            std::fs::rename(new, target).map_err(|e| Error::io(target, e))?;
+            remove_any(&aside);
+        }
+    } else {
+        std::fs::rename(new, target).map_err(|e| Error::io(target, e))?;
+    }
+    sync_dir(parent)
+}
+
+/// Swaps two paths atomically.
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let a = std::ffi::CString::new(a.as_os_str().as_bytes())?;
+        let b = std::ffi::CString::new(b.as_os_str().as_bytes())?;
+        // SAFETY: both are valid NUL-terminated paths; AT_FDCWD resolves them as given.
+        let r = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                a.as_ptr(),
+                libc::AT_FDCWD,
+                b.as_ptr(),
+                libc::RENAME_EXCHANGE,
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (a, b);
+        Err(std::io::ErrorKind::Unsupported.into())
+    }
+}
+
+/// Syncs a directory, so that the renames and new files in it survive a crash.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
 }
 
 fn remove_any(path: &Path) {
@@ -114,6 +173,7 @@ pub fn write_part<T>(
     let mut out = BufWriter::with_capacity(4 << 20, file);
     let result = write(&mut out).and_then(|value| {
         out.flush().map_err(|e| Error::io(&temp_path, e))?;
+        out.get_ref().sync_all().map_err(|e| Error::io(&temp_path, e))?;
         Ok(value)
     });
     drop(out);
@@ -125,6 +185,50 @@ pub fn write_part<T>(
         Err(e) => {
             let _ = std::fs::remove_file(&temp_path);
             Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_overwritten_output_is_replaced_whole_and_nothing_is_left_beside_it() {
+        let dir = tempfile::tempdir().expect("dir");
+        let target = dir.path().join("out");
+        for (round, text) in ["old", "new"].iter().enumerate() {
+            let commit = OutputCommit::begin(&target, round > 0).expect("begin");
+            write_part(commit.staging(), 0, 1, |w| {
+                w.write_all(text.as_bytes()).map_err(|e| Error::io(&target, e))
+            })
+            .expect("part");
+            commit.commit().expect("commit");
+        }
+        assert_eq!(std::fs::read_to_string(target.join(part_name(0))).expect("part"), "new");
+        assert!(target.join(SUCCESS_MARKER).exists());
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["out"], "staging or the old output left behind");
+        // Without --overwrite the existing output is refused and untouched.
+        assert!(matches!(
+            OutputCommit::begin(&target, false),
+            Err(Error::OutputExists(_))
+        ));
+    }
+
+    #[test]
+    fn exchanging_two_directories_swaps_them() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::create_dir(&a).expect("a");
+        std::fs::create_dir(&b).expect("b");
+        std::fs::write(a.join("x"), "from a").expect("x");
+        if exchange(&a, &b).is_ok() {
+            assert_eq!(std::fs::read_to_string(b.join("x")).expect("swapped"), "from a");
+            assert!(!a.join("x").exists());
         }
     }
 }

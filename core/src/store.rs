@@ -280,6 +280,9 @@ pub fn write_ipc_file(
     match result {
         Ok(counts) => {
             std::fs::rename(&temp, path).map_err(|e| Error::io(path, e))?;
+            if let Some(parent) = path.parent() {
+                crate::output::sync_dir(parent)?;
+            }
             Ok(counts)
         }
         Err(e) => {

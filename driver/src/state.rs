@@ -234,8 +234,9 @@ impl JobRecord {
             .unwrap_or_default()
     }
 
-    /// For each shuffle a task of `stage` reads: the worker holding each map task's output.
-    pub fn shuffle_inputs(&self, stage: usize, task: usize) -> Vec<(u32, Vec<String>)> {
+    /// For each shuffle a task of `stage` reads: the worker holding each map task's output
+    /// and the attempt that wrote it.
+    pub fn shuffle_inputs(&self, stage: usize, task: usize) -> Vec<(u32, Vec<(String, u32)>)> {
         let Some(TaskInput::Shuffle(read)) = self.plan.stages[stage].tasks.get(task).map(|t| &t.input) else {
             return Vec::new();
         };
@@ -252,8 +253,8 @@ impl JobRecord {
                         self.tasks[p]
                             .iter()
                             .map(|t| match t {
-                                TaskState::Done { worker, .. } => worker.clone(),
-                                _ => String::new(),
+                                TaskState::Done { worker, attempt, .. } => (worker.clone(), *attempt),
+                                _ => (String::new(), 0),
                             })
                             .collect()
                     })

@@ -116,12 +116,10 @@ impl DriverInner {
 fn final_events(record: &JobRecord) -> Vec<Event> {
     match &record.state {
         JobState::Running => Vec::new(),
-        JobState::Succeeded if record.results_dropped => vec![Event::Failed(proto::JobFailed {
-            message: format!(
-                "{} succeeded, but its results are no longer kept (only the latest {} jobs' are)",
-                record.id,
-                crate::state::KEPT_RESULTS
-            ),
+        // Succeeded is never reported as failed, also when its values are gone.
+        JobState::Succeeded if record.results_dropped => vec![Event::Finished(proto::JobFinished {
+            tasks: 0,
+            results_dropped: true,
         })],
         JobState::Succeeded => {
             let mut events = Vec::new();
@@ -137,9 +135,69 @@ fn final_events(record: &JobRecord) -> Vec<Event> {
             }
             events.push(Event::Finished(proto::JobFinished {
                 tasks: values.len() as u32,
+                results_dropped: false,
             }));
             events
         }
         JobState::Failed(m) | JobState::Cancelled(m) => vec![Event::Failed(proto::JobFailed { message: m.clone() })],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ringleader_core::plan::{ActionFn, JobPlan, StageOutput, StagePlan, TaskInput, TaskPlan};
+    use ringleader_core::shipped::Shipped;
+    use ringleader_core::source::Split;
+
+    use super::*;
+    use crate::state::{ClusterState, Command, Outcome};
+
+    #[test]
+    fn a_succeeded_job_whose_results_are_gone_is_reported_succeeded_never_failed() {
+        let mut state = ClusterState::default();
+        let plan = JobPlan {
+            stages: vec![StagePlan {
+                id: 0,
+                tasks: vec![TaskPlan {
+                    input: TaskInput::Source {
+                        split: Split::Inline { ipc: Vec::new() },
+                        sample_windows: None,
+                    },
+                    steps: Vec::new(),
+                }],
+                output: StageOutput::Action {
+                    f: Shipped::new(ringleader_core::ops::action::count as ActionFn),
+                    state: Vec::new(),
+                },
+                parents: Vec::new(),
+            }],
+            store: None,
+        };
+        let Outcome::JobSubmitted(id) = state.apply(Command::SubmitJob {
+            name: "t".into(),
+            binary: "0".repeat(32),
+            args: Vec::new(),
+            env: Default::default(),
+            working_dir: String::new(),
+            plan,
+            submission: "s".into(),
+            submitted_ms: 0,
+        }) else {
+            panic!("not submitted");
+        };
+        let record = state.jobs.get_mut(&id).expect("job");
+        record.state = JobState::Succeeded;
+        record.results_dropped = true;
+        let events = final_events(record);
+        assert!(
+            matches!(
+                events.as_slice(),
+                [Event::Finished(proto::JobFinished {
+                    results_dropped: true,
+                    ..
+                })]
+            ),
+            "{events:?}"
+        );
     }
 }

@@ -163,7 +163,7 @@ fn assignment_message(
             let field = |f: fn(&crate::state::WorkerRecord) -> &String| -> Vec<String> {
                 workers
                     .iter()
-                    .map(|w| state.workers.get(w).map(|r| f(r).clone()).unwrap_or_default())
+                    .map(|(w, _)| state.workers.get(w).map(|r| f(r).clone()).unwrap_or_default())
                     .collect()
             };
             proto::ShuffleInput {
@@ -171,6 +171,7 @@ fn assignment_message(
                 locations: field(|r| &r.address),
                 shuffle_dirs: field(|r| &r.shuffle_dir),
                 machines: field(|r| &r.machine),
+                attempts: workers.iter().map(|(_, attempt)| *attempt).collect(),
             }
         })
         .collect();
