@@ -43,7 +43,16 @@ where
     F: FnMut(DriverClient<ringleader_core::auth::AuthChannel>) -> Fut,
     Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
 {
-    group.call(PATIENCE, f).await.map_err(|e| {
+    call_within(group, what, PATIENCE, f).await
+}
+
+/// [`call`], waiting up to `patience` for a leader that sees the call through.
+async fn call_within<T, F, Fut>(group: &DriverGroup, what: &str, patience: Duration, f: F) -> Result<T>
+where
+    F: FnMut(DriverClient<ringleader_core::auth::AuthChannel>) -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+{
+    group.call(patience, f).await.map_err(|e| {
         if e.message().starts_with("cannot reach") {
             Error::Cluster(e.message().to_string())
         } else {
@@ -331,7 +340,9 @@ async fn follow(
 async fn upload(group: &DriverGroup, hash: &str) -> Result<()> {
     use futures::StreamExt;
     let exe = std::env::current_exe().map_err(|e| Error::io("current executable", e))?;
-    call(group, "uploading the job binary", |mut d| {
+    // An upload starts again from its first byte after a leader change, and a binary is
+    // tens of MB: it gets the patience of a client reconnecting to a running job.
+    call_within(group, "uploading the job binary", RECONNECT_PATIENCE, |mut d| {
         // A read error ends the stream early; the driver then refuses the truncated binary.
         let chunks =
             ringleader_core::binary::file_chunks(exe.clone(), hash.to_string()).filter_map(|c| async move { c.ok() });
