@@ -141,9 +141,14 @@ fn read_files(
                 let mut line_no = 0u64;
                 loop {
                     buf.clear();
-                    let n = reader.read_until(b'\n', &mut buf).map_err(|e| Error::io(file, e))?;
+                    let n = std::io::Read::take(&mut reader, source::text::MAX_LINE_BYTES + 1)
+                        .read_until(b'\n', &mut buf)
+                        .map_err(|e| Error::io(file, e))?;
                     if n == 0 {
                         break;
+                    }
+                    if n as u64 > source::text::MAX_LINE_BYTES && buf.last() != Some(&b'\n') {
+                        return Err(source::text::line_too_long(file, at - base));
                     }
                     line_no += 1;
                     if !lines.is_empty() && (at >= next_cut(start) || bytes >= BATCH_BYTES) {

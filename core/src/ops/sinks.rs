@@ -6,7 +6,7 @@ use std::hash::{Hash, Hasher};
 use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
 
 use crate::data::{Chunk, Data, cast_slice, encode_vec, records_view};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::record::Record;
 use crate::shipped::conjure;
 use crate::shuffle::{BlockWriter, ShuffleSink};
@@ -45,7 +45,11 @@ impl<T: Data> Buckets<T> {
     }
 
     fn push(&mut self, partition: u32, row: T, out: &mut dyn BlockWriter) -> Result<()> {
-        let bucket = &mut self.buckets[partition as usize];
+        let partitions = self.buckets.len();
+        let bucket = self
+            .buckets
+            .get_mut(partition as usize)
+            .ok_or_else(|| Error::Plan(format!("row sent to partition {partition} of {partitions}")))?;
         if bucket.capacity() == 0 {
             // Reserve the whole block at once: untouched capacity costs nothing, and the
             // bucket never copies itself while growing.
@@ -234,6 +238,14 @@ pub fn range<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static>(
     partitions: u32,
 ) -> Result<Box<dyn ShuffleSink>> {
     let bounds: Vec<K> = postcard::from_bytes(state)?;
+    // A plan's bounds cut `partitions` ranges: fewer than that many, in order.
+    if bounds.len() >= partitions.max(1) as usize || !bounds.is_sorted() {
+        return Err(Error::Plan(format!(
+            "range bounds: {} bounds (sorted: {}) cannot cut {partitions} partitions",
+            bounds.len(),
+            bounds.is_sorted()
+        )));
+    }
     Ok(Box::new(RangeSink::<T, K, F> {
         bounds,
         buckets: Buckets::new(partitions),

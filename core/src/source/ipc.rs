@@ -93,7 +93,12 @@ impl IpcFile {
 
     fn block_data(&self, path: &Path, block: &Block) -> Result<Buffer> {
         let start = usize::try_from(block.offset()).map_err(|_| Error::format(path, "negative block offset"))?;
-        let len = block.bodyLength() as usize + block.metaDataLength() as usize;
+        let body = usize::try_from(block.bodyLength()).map_err(|_| Error::format(path, "negative block length"))?;
+        let meta =
+            usize::try_from(block.metaDataLength()).map_err(|_| Error::format(path, "negative metadata length"))?;
+        let len = body
+            .checked_add(meta)
+            .ok_or_else(|| Error::format(path, "block length overflows"))?;
         if start.checked_add(len).is_none_or(|e| e > self.buffer.len()) {
             return Err(Error::format(
                 path,

@@ -173,7 +173,11 @@ pub fn list_files(path: &Path, accept: impl Fn(&Path) -> bool) -> Result<Vec<(Pa
             if name.starts_with('.') || name.starts_with('_') || !accept(&p) {
                 continue;
             }
-            let m = entry.metadata().map_err(|e| Error::io(&p, e))?;
+            // Follows symbolic links (data kept elsewhere); a dangling one is named.
+            let m = std::fs::metadata(&p).map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Error::format(&p, "a symbolic link whose target is missing"),
+                _ => Error::io(&p, e),
+            })?;
             if m.is_file() {
                 files.push((p, m.len()));
             }
@@ -184,6 +188,19 @@ pub fn list_files(path: &Path, accept: impl Fn(&Path) -> bool) -> Result<Vec<(Pa
         return Err(Error::EmptyInput(path.to_path_buf()));
     }
     Ok(files)
+}
+
+/// Checks that `file` still reaches byte `end`: one truncated since the job was planned is
+/// an error naming it, not a SIGBUS on a mapped page past its end.
+pub fn check_extent(path: &Path, file: &std::fs::File, end: u64) -> Result<()> {
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    if len < end {
+        return Err(Error::format(
+            path,
+            format!("is {len} bytes, shorter than the {end} the job planned for: it changed while the job ran"),
+        ));
+    }
+    Ok(())
 }
 
 /// Whether a path has the given extension.

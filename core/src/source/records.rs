@@ -31,6 +31,9 @@ pub fn check_size(path: &Path, size: u64) -> Result<()> {
 
 /// Streams the records in `[start, end)` of `path`.
 pub fn open(path: &Path, start: u64, end: u64, sample_windows: Option<u32>) -> Result<ChunkStream> {
+    if end <= start {
+        return Ok(Box::new(std::iter::empty()));
+    }
     let record = RECORD_LEN as u64;
     let ranges: Vec<(u64, u64)> = match sample_windows {
         None => super::byte_ranges(end - start, RECORDS_PER_CHUNK * record, record),
@@ -39,10 +42,8 @@ pub fn open(path: &Path, start: u64, end: u64, sample_windows: Option<u32>) -> R
             .map(|s| (s, (s + SAMPLE_WINDOW_RECORDS * record).min(end - start)))
             .collect(),
     };
-    if end <= start {
-        return Ok(Box::new(std::iter::empty()));
-    }
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    super::check_extent(path, &file, end)?;
     let mut options = memmap2::MmapOptions::new();
     options.offset(start).len((end - start) as usize);
     if sample_windows.is_none() {

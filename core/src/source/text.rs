@@ -14,6 +14,21 @@ use crate::error::{Error, Result};
 const SAMPLE_WINDOW_LINES: usize = 200;
 /// A chunk closes at this many bytes of text even if it has fewer than CHUNK_ROWS lines.
 const CHUNK_BYTES: usize = 1 << 20;
+/// The longest line read (64 MiB): a longer one is an error naming the file and line, not
+/// an unbounded allocation (a binary file or one without newlines read as text).
+pub const MAX_LINE_BYTES: u64 = 64 << 20;
+
+/// The error for a line longer than [`MAX_LINE_BYTES`] starting at byte `line_start`.
+pub fn line_too_long(path: &Path, line_start: u64) -> Error {
+    let line = line_number(path, line_start).map_or_else(|_| "?".to_string(), |n| n.to_string());
+    Error::format(
+        path,
+        format!(
+            "line {line} (at byte {line_start}) is longer than {} MiB without a newline: is this a text file? (read records with record_files, Arrow with arrow_files)",
+            MAX_LINE_BYTES >> 20
+        ),
+    )
+}
 
 struct LineReader {
     path: PathBuf,
@@ -33,12 +48,24 @@ impl LineReader {
         if start > 0 {
             // Skip the rest of the line that began before `start`; if byte start-1 is a
             // newline, this consumes just that byte and the line at `start` is ours.
-            let mut skipped = Vec::new();
-            let n = self
-                .reader
-                .read_until(b'\n', &mut skipped)
-                .map_err(|e| Error::io(&self.path, e))?;
-            self.pos += n as u64;
+            loop {
+                let buf = self.reader.fill_buf().map_err(|e| Error::io(&self.path, e))?;
+                if buf.is_empty() {
+                    break;
+                }
+                let (n, found) = match buf.iter().position(|&b| b == b'\n') {
+                    Some(i) => (i + 1, true),
+                    None => (buf.len(), false),
+                };
+                self.reader.consume(n);
+                self.pos += n as u64;
+                if found {
+                    break;
+                }
+                if self.pos - from > MAX_LINE_BYTES {
+                    return Err(line_too_long(&self.path, from));
+                }
+            }
         }
         Ok(())
     }
@@ -48,14 +75,17 @@ impl LineReader {
             return Ok(None);
         }
         let mut buf = Vec::with_capacity(64);
-        let n = self
-            .reader
+        let n = (&mut self.reader)
+            .take(MAX_LINE_BYTES + 1)
             .read_until(b'\n', &mut buf)
             .map_err(|e| Error::io(&self.path, e))?;
         if n == 0 {
             return Ok(None);
         }
         let line_start = self.pos;
+        if n as u64 > MAX_LINE_BYTES && buf.last() != Some(&b'\n') {
+            return Err(line_too_long(&self.path, line_start));
+        }
         self.pos += n as u64;
         if buf.last() == Some(&b'\n') {
             buf.pop();

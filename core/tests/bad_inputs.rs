@@ -1,0 +1,138 @@
+//! Inputs that once panicked, overflowed, allocated without bound or killed the process are
+//! now errors that name the file: reversed record ranges, files shorter than planned, Arrow
+//! IPC blocks with negative lengths, range bounds that do not fit their partitions, text
+//! without newlines; and symbolic links to data files are followed.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::Int64Array;
+use arrow::record_batch::RecordBatch;
+use ringleader_core::error::Error;
+use ringleader_core::source::{list_files, records, text};
+
+fn write_ipc(path: &Path) {
+    let batch = RecordBatch::try_from_iter([("v", Arc::new(Int64Array::from(vec![1i64, 2, 3])) as _)]).expect("batch");
+    let mut writer =
+        arrow::ipc::writer::FileWriter::try_new(std::fs::File::create(path).expect("file"), &batch.schema())
+            .expect("writer");
+    writer.write(&batch).expect("write");
+    writer.finish().expect("finish");
+}
+
+#[test]
+fn a_reversed_record_range_is_empty_and_a_file_shorter_than_planned_is_an_error() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("r.dat");
+    std::fs::write(&path, vec![7u8; 500]).expect("write");
+    assert_eq!(records::open(&path, 400, 100, None).expect("reversed").count(), 0);
+    assert_eq!(
+        records::open(&path, 400, 100, Some(3))
+            .expect("reversed, sampled")
+            .count(),
+        0
+    );
+    // Planned for 1,000 bytes, truncated to 500: mapping past the end would be a SIGBUS.
+    let err = records::open(&path, 0, 1000, None).err().expect("an error");
+    assert!(
+        err.to_string().contains("r.dat") && err.to_string().contains("shorter"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_ipc_block_with_a_negative_length_is_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("n.arrow");
+    write_ipc(&path);
+    let mut bytes = std::fs::read(&path).expect("read");
+    // The footer's Block struct: offset (i64), metadata length (i32 + 4 padding), body
+    // length (i64). Find it by its values and make the body length negative.
+    let file = ringleader_core::source::ipc::IpcFile::open(&path).expect("valid file");
+    assert_eq!(file.num_batches(), 1);
+    let footer_len = u32::from_le_bytes(bytes[bytes.len() - 10..bytes.len() - 6].try_into().expect("4 bytes")) as usize;
+    let footer_start = bytes.len() - 10 - footer_len;
+    let footer = arrow::ipc::root_as_footer(&bytes[footer_start..bytes.len() - 10]).expect("footer");
+    let block = footer.recordBatches().expect("blocks").get(0);
+    let mut pattern = Vec::new();
+    pattern.extend_from_slice(&block.offset().to_le_bytes());
+    pattern.extend_from_slice(&block.metaDataLength().to_le_bytes());
+    let at = bytes[footer_start..]
+        .windows(pattern.len())
+        .position(|w| w == pattern.as_slice())
+        .expect("the block in the footer")
+        + footer_start;
+    bytes[at + 16..at + 24].copy_from_slice(&(-1i64).to_le_bytes());
+    std::fs::write(&path, &bytes).expect("write");
+    let result = ringleader_core::source::ipc::open(&path, 0, usize::MAX, None).and_then(|chunks| {
+        for chunk in chunks {
+            chunk?;
+        }
+        Ok(())
+    });
+    let err = result.err().expect("an error");
+    assert!(
+        err.to_string().contains("n.arrow") && err.to_string().contains("negative"),
+        "{err}"
+    );
+}
+
+#[test]
+fn range_bounds_that_cannot_cut_the_partitions_are_refused() {
+    let bounds = postcard::to_stdvec(&vec![1i64, 2, 3]).expect("encode");
+    let sink = ringleader_core::ops::sinks::range::<i64, i64, fn(&i64) -> i64>;
+    assert!(
+        matches!(sink(&bounds, 2), Err(Error::Plan(_))),
+        "3 bounds for 2 partitions"
+    );
+    let unsorted = postcard::to_stdvec(&vec![3i64, 1]).expect("encode");
+    assert!(matches!(sink(&unsorted, 4), Err(Error::Plan(_))), "bounds out of order");
+    assert!(sink(&bounds, 4).is_ok());
+}
+
+#[test]
+fn text_without_newlines_is_an_error_past_the_line_limit() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("blob.txt");
+    let file = std::fs::File::create(&path).expect("file");
+    // A sparse file of zero bytes, a little longer than the limit.
+    file.set_len(text::MAX_LINE_BYTES + 100).expect("size");
+    let len = text::MAX_LINE_BYTES + 100;
+    let result = text::open(&path, 0, len, false, None).and_then(|chunks| {
+        for chunk in chunks {
+            chunk?;
+        }
+        Ok(())
+    });
+    let err = result.err().expect("an error");
+    assert!(
+        err.to_string().contains("blob.txt") && err.to_string().contains("line 1"),
+        "{err}"
+    );
+    // A split starting mid-line skips to the next line within the same bound.
+    let result = text::open(&path, 10, len, false, None).and_then(|chunks| {
+        for chunk in chunks {
+            chunk?;
+        }
+        Ok(())
+    });
+    assert!(result.is_err());
+}
+
+#[test]
+fn symbolic_links_to_data_files_are_followed_and_a_dangling_one_is_named() {
+    let dir = tempfile::tempdir().expect("dir");
+    let elsewhere = dir.path().join("elsewhere");
+    let input = dir.path().join("input");
+    std::fs::create_dir_all(&elsewhere).expect("dir");
+    std::fs::create_dir_all(&input).expect("dir");
+    let mut f = std::fs::File::create(elsewhere.join("a.txt")).expect("file");
+    writeln!(f, "hello").expect("write");
+    std::os::unix::fs::symlink(elsewhere.join("a.txt"), input.join("a.txt")).expect("link");
+    let files = list_files(&input, |_| true).expect("listed");
+    assert_eq!(files, [(input.join("a.txt"), 6)]);
+    std::os::unix::fs::symlink(elsewhere.join("gone.txt"), input.join("b.txt")).expect("link");
+    let err = list_files(&input, |_| true).err().expect("an error");
+    assert!(err.to_string().contains("b.txt"), "{err}");
+}
