@@ -71,7 +71,7 @@ fn an_ipc_block_with_a_negative_length_is_an_error_naming_the_file() {
         }
         Ok(())
     });
-    let err = result.err().expect("an error");
+    let err = result.expect_err("an error");
     assert!(
         err.to_string().contains("n.arrow") && err.to_string().contains("negative"),
         "{err}"
@@ -105,7 +105,7 @@ fn text_without_newlines_is_an_error_past_the_line_limit() {
         }
         Ok(())
     });
-    let err = result.err().expect("an error");
+    let err = result.expect_err("an error");
     assert!(
         err.to_string().contains("blob.txt") && err.to_string().contains("line 1"),
         "{err}"
@@ -133,6 +133,6 @@ fn symbolic_links_to_data_files_are_followed_and_a_dangling_one_is_named() {
     let files = list_files(&input, |_| true).expect("listed");
     assert_eq!(files, [(input.join("a.txt"), 6)]);
     std::os::unix::fs::symlink(elsewhere.join("gone.txt"), input.join("b.txt")).expect("link");
-    let err = list_files(&input, |_| true).err().expect("an error");
+    let err = list_files(&input, |_| true).expect_err("an error");
     assert!(err.to_string().contains("b.txt"), "{err}");
 }
