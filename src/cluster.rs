@@ -61,6 +61,36 @@ where
     })
 }
 
+/// Names the variables, besides Ringleader's own, that a job's executors get from its
+/// client (comma-separated), e.g. `RINGLEADER_SHIP_ENV=AWS_REGION,MY_SETTING`.
+pub const SHIP_ENV_VAR: &str = "RINGLEADER_SHIP_ENV";
+
+/// The part of the client's environment its executors get: Ringleader's own variables
+/// (`RINGLEADER_*`, except the token, which each worker gives its executors itself) and
+/// those named in [`SHIP_ENV_VAR`]. Nothing else leaves the client: the environment is
+/// stored in the driver group's log and seen by every worker.
+pub(crate) fn shipped_env(vars: impl Iterator<Item = (String, String)>) -> std::collections::HashMap<String, String> {
+    let vars: Vec<(String, String)> = vars.collect();
+    let named: Vec<String> = vars
+        .iter()
+        .find(|(k, _)| k == SHIP_ENV_VAR)
+        .map(|(_, v)| {
+            v.split(',')
+                .map(|n| n.trim().to_string())
+                .filter(|n| !n.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    vars.into_iter()
+        .filter(|(k, _)| {
+            let own = k.starts_with("RINGLEADER_")
+                && k != ringleader_core::auth::TOKEN_ENV
+                && k != ringleader_core::auth::TOKEN_FILE_ENV;
+            own || named.contains(k)
+        })
+        .collect()
+}
+
 /// Parses `host:port[,host:port…]`.
 pub(crate) fn parse_masters(value: &str) -> Result<Vec<String>> {
     let masters: Vec<String> = value
@@ -213,12 +243,7 @@ impl Cluster {
                 binary_hash: hash,
                 plan: postcard::to_stdvec(plan)?,
                 args: std::env::args().skip(1).collect(),
-                // The token stays here: each worker gives executors its own.
-                env: std::env::vars()
-                    .filter(|(k, _)| {
-                        k != ringleader_core::auth::TOKEN_ENV && k != ringleader_core::auth::TOKEN_FILE_ENV
-                    })
-                    .collect(),
+                env: shipped_env(std::env::vars()),
                 working_dir: std::env::current_dir()
                     .map(|d| d.display().to_string())
                     .unwrap_or_default(),
@@ -428,5 +453,30 @@ impl Progress {
         for bar in self.bars.values() {
             bar.finish();
         }
+    }
+}
+
+#[cfg(test)]
+mod env_tests {
+    use super::*;
+
+    #[test]
+    fn executors_get_ringleaders_variables_and_the_named_ones_only() {
+        let vars = [
+            ("RINGLEADER_THREADS", "4"),
+            ("RINGLEADER_TOKEN", "secret"),
+            ("RINGLEADER_TOKEN_FILE", "/x/token"),
+            ("RINGLEADER_SHIP_ENV", "WANTED, ALSO"),
+            ("WANTED", "yes"),
+            ("ALSO", "too"),
+            ("AWS_SECRET_ACCESS_KEY", "no"),
+            ("HOME", "/root"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let shipped = shipped_env(vars);
+        let mut names: Vec<&str> = shipped.keys().map(String::as_str).collect();
+        names.sort();
+        assert_eq!(names, ["ALSO", "RINGLEADER_SHIP_ENV", "RINGLEADER_THREADS", "WANTED"]);
     }
 }

@@ -651,3 +651,50 @@ fn a_cluster_given_certificates_speaks_only_tls() {
         .unwrap();
     assert!(ok(jobs, "ringleader jobs over TLS").contains("succeeded"));
 }
+
+/// Every file named `name` under `dir`.
+fn files_named(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_named(&path, name));
+        } else if path.file_name().is_some_and(|n| n == name) {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn only_ringleaders_variables_and_the_named_ones_leave_the_client() {
+    let cluster = LocalCluster::up(1, 1);
+    let input = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/numbers");
+    let out = cluster
+        .client(&example("sum"))
+        .args(args!["--input", input])
+        .env("SECRET_NOT_SHIPPED", "value-a9f3e1")
+        .env("WANTED_SHIPPED", "value-77c1d2")
+        .env("RINGLEADER_SHIP_ENV", "WANTED_SHIPPED")
+        .output()
+        .unwrap();
+    ok(out, "sum on the cluster");
+    let logs = files_named(cluster.dir.path(), "raft.redb");
+    assert!(!logs.is_empty(), "no driver log found");
+    let contains = |needle: &str| {
+        logs.iter().any(|log| {
+            std::fs::read(log)
+                .unwrap()
+                .windows(needle.len())
+                .any(|w| w == needle.as_bytes())
+        })
+    };
+    assert!(
+        contains("value-77c1d2"),
+        "the named variable was not shipped with the job"
+    );
+    assert!(
+        !contains("value-a9f3e1"),
+        "an unnamed variable of the client is in the driver's log"
+    );
+}

@@ -12,6 +12,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use ringleader_core::proto;
 use tokio::sync::{mpsc, oneshot};
 
+/// The worker's own variables every executor gets: those of the machine it runs on.
+const MACHINE_VARS: [&str; 7] = ["PATH", "HOME", "USER", "TMPDIR", "LANG", "LC_ALL", "TZ"];
+
 /// Task key: (stage, task, attempt).
 type TaskKey = (u32, u32, u32);
 
@@ -113,6 +116,9 @@ impl Executors {
         command
             .args(&first.args)
             .env_clear()
+            // This machine's own basics (a client's PATH or HOME mean nothing here), then
+            // what the job shipped: Ringleader's variables and those it named.
+            .envs(MACHINE_VARS.iter().filter_map(|k| std::env::var_os(k).map(|v| (k, v))))
             .envs(&first.env)
             .env_remove("RINGLEADER_MASTER")
             .env_remove(ringleader_core::auth::TOKEN_FILE_ENV)
