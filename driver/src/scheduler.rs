@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use ringleader_core::plan::TaskInput;
 use ringleader_core::source::Split;
 
-use crate::state::{ClusterState, JobState, TaskState};
+use crate::state::{ClusterState, Command, JobState, TaskState};
 
 /// A task to start on a worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,9 +190,12 @@ fn augment<'a>(
     false
 }
 
-/// When a straggler gets a speculative copy: once `quantile` of its stage's tasks are done,
-/// a task running longer than `multiplier` times the stage's median (and at least
-/// `min_runtime`) is started again on another worker.
+/// What happens to stragglers. Once `quantile` of its stage's tasks are done, a task
+/// running longer than `multiplier` times the stage's median (and at least `min_runtime`)
+/// is started again on another worker; one running `far_multiplier` times the median gets
+/// its copy before that (a single stalled task must not wait for three quarters of a large
+/// stage). An attempt running longer than `task_timeout` fails, counting toward the task's
+/// attempts, and the task runs again: a stalled executor never holds its job forever.
 #[derive(Debug, Clone, Copy)]
 pub struct SpeculationConfig {
     /// How much slower than the median a straggler is (0 turns speculation off).
@@ -201,6 +204,10 @@ pub struct SpeculationConfig {
     pub quantile: f64,
     /// Tasks younger than this are never copied.
     pub min_runtime: Duration,
+    /// How much slower than the median a task is copied at any point of its stage.
+    pub far_multiplier: f64,
+    /// The longest an attempt may run (`None`: no limit).
+    pub task_timeout: Option<Duration>,
 }
 
 impl Default for SpeculationConfig {
@@ -209,9 +216,14 @@ impl Default for SpeculationConfig {
             multiplier: 3.0,
             quantile: 0.75,
             min_runtime: Duration::from_secs(1),
+            far_multiplier: 10.0,
+            task_timeout: Some(DEFAULT_TASK_TIMEOUT),
         }
     }
 }
+
+/// The default longest run of a task attempt: an hour.
+pub const DEFAULT_TASK_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// How long attempts take: when running ones started, how long finished ones took, per
 /// stage. Leader-local (a new leader starts without), like heartbeats.
@@ -276,13 +288,18 @@ pub fn speculate(
     for job in state.jobs.values().filter(|j| j.state == JobState::Running) {
         for (s, tasks) in job.tasks.iter().enumerate() {
             let done = tasks.iter().filter(|t| matches!(t, TaskState::Done { .. })).count();
-            if tasks.is_empty() || (done as f64) < config.quantile * tasks.len() as f64 {
-                continue;
-            }
             let Some(median) = timings.median(&job.id, s as u32) else {
                 continue;
             };
-            let threshold = median.mul_f64(config.multiplier).max(config.min_runtime);
+            let multiplier = if (done as f64) < config.quantile * tasks.len() as f64 {
+                config.far_multiplier
+            } else {
+                config.multiplier
+            };
+            if multiplier <= 0.0 {
+                continue;
+            }
+            let threshold = median.mul_f64(multiplier).max(config.min_runtime);
             for (t, task) in tasks.iter().enumerate() {
                 let TaskState::Running { attempt, worker } = task else {
                     continue;
@@ -312,6 +329,43 @@ pub fn speculate(
                     task: t as u32,
                     worker: target.to_string(),
                 });
+            }
+        }
+    }
+    out
+}
+
+/// Running attempts (first or speculative) older than `limit`, as the failures to commit:
+/// each counts toward its task's attempts, and the task runs again.
+pub fn overdue(state: &ClusterState, timings: &Timings, limit: Duration, now: Instant) -> Vec<Command> {
+    let mut out = Vec::new();
+    for job in state.jobs.values().filter(|j| j.state == JobState::Running) {
+        for (s, tasks) in job.tasks.iter().enumerate() {
+            for (t, task) in tasks.iter().enumerate() {
+                let TaskState::Running { attempt, worker } = task else {
+                    continue;
+                };
+                let copy = job.history[s][t].speculative.as_ref().map(|c| (c.attempt, &c.worker));
+                for (attempt, worker) in std::iter::once((*attempt, worker)).chain(copy) {
+                    let key = (job.id.clone(), s as u32, t as u32, attempt);
+                    let Some(started) = timings.started.get(&key) else {
+                        continue;
+                    };
+                    if now.saturating_duration_since(*started) > limit {
+                        out.push(Command::FailTask {
+                            job: job.id.clone(),
+                            stage: s as u32,
+                            task: t as u32,
+                            attempt,
+                            message: format!(
+                                "attempt {attempt} ran longer than the task timeout ({:.0} s) on {worker}; if tasks are meant to run this long, start the driver with a larger --task-timeout",
+                                limit.as_secs_f64()
+                            ),
+                            retryable: true,
+                            counts: true,
+                        });
+                    }
+                }
             }
         }
     }
@@ -641,6 +695,49 @@ mod tests {
             });
             assert_eq!(state.jobs[&job].state, JobState::Running);
         }
+    }
+
+    #[test]
+    fn a_task_far_past_the_median_is_copied_before_most_of_its_stage_is_done_and_a_stalled_one_times_out() {
+        let (mut state, live) = cluster(4, 2);
+        let job = submit(&mut state, 8);
+        let config = SpeculationConfig {
+            task_timeout: Some(Duration::from_secs(60)),
+            ..SpeculationConfig::default()
+        };
+        let mut timings = Timings::default();
+        let t0 = Instant::now();
+        let mut started = Vec::new();
+        for a in schedule(&state, &live) {
+            let attempt = start(&mut state, &a);
+            timings.started(&job, 0, a.task, attempt, t0);
+            started.push((a, attempt));
+        }
+        // One of eight is done, in 1 s: far from the 75% that ordinary speculation waits for.
+        let (first, attempt) = &started[0];
+        timings.finished(&job, 0, first.task, *attempt, t0 + Duration::from_secs(1));
+        state.apply(Command::FinishTask {
+            job: job.clone(),
+            stage: 0,
+            task: first.task,
+            attempt: *attempt,
+            value: TaskValue::Count(1),
+        });
+        assert!(speculate(&state, &live, &timings, &config, t0 + Duration::from_secs(5)).is_empty());
+        // Eleven times the median: every other task gets a copy (slots permitting).
+        let copies = speculate(&state, &live, &timings, &config, t0 + Duration::from_secs(11));
+        assert!(!copies.is_empty(), "a task far past the median waits for the quantile");
+        // Past the task timeout, every running attempt fails, counted, and runs again.
+        assert!(overdue(&state, &timings, Duration::from_secs(60), t0 + Duration::from_secs(59)).is_empty());
+        let failures = overdue(&state, &timings, Duration::from_secs(60), t0 + Duration::from_secs(61));
+        assert_eq!(failures.len(), 7);
+        for failure in failures {
+            assert_eq!(state.apply(failure), Outcome::Done);
+        }
+        let record = &state.jobs[&job];
+        assert_eq!(record.state, JobState::Running);
+        assert_eq!(record.tasks[0].iter().filter(|t| **t == TaskState::Pending).count(), 7);
+        assert!(record.history[0].iter().skip(1).all(|h| h.failures == 1));
     }
 
     #[test]

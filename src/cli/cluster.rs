@@ -48,6 +48,12 @@ pub struct UpArgs {
     /// Raft log entries between driver snapshots (the log is compacted at each).
     #[arg(long, default_value_t = ringleader_driver::raft::DEFAULT_SNAPSHOT_EVERY)]
     pub snapshot_every: u64,
+    /// Seconds a task attempt may run before it fails and runs again (0: no limit).
+    #[arg(long, default_value_t = ringleader_driver::scheduler::DEFAULT_TASK_TIMEOUT.as_secs_f64())]
+    pub task_timeout: f64,
+    /// A task this many times slower than its stage's median gets a speculative copy (0: never).
+    #[arg(long, default_value_t = 3.0)]
+    pub speculation_multiplier: f64,
     /// The cluster directory.
     #[command(flatten)]
     pub dir: DirArgs,
@@ -276,6 +282,10 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             (i + 1).to_string(),
             "--snapshot-every".into(),
             args.snapshot_every.to_string(),
+            "--task-timeout".into(),
+            args.task_timeout.to_string(),
+            "--speculation-multiplier".into(),
+            args.speculation_multiplier.to_string(),
             "--token-file".into(),
             token.display().to_string(),
         ];

@@ -35,6 +35,10 @@ pub struct DriverArgs {
     /// Seconds a task must have run before it may be copied.
     #[arg(long, default_value_t = 1.0)]
     pub speculation_min_seconds: f64,
+    /// Seconds a task attempt may run before it fails (counting toward the task's 4
+    /// attempts) and runs again (0: no limit).
+    #[arg(long, default_value_t = ringleader_driver::scheduler::DEFAULT_TASK_TIMEOUT.as_secs_f64())]
+    pub task_timeout: f64,
     /// Raft log entries between snapshots; the log is compacted at each.
     #[arg(long, default_value_t = ringleader_driver::raft::DEFAULT_SNAPSHOT_EVERY)]
     pub snapshot_every: u64,
@@ -149,9 +153,11 @@ pub fn driver(args: DriverArgs) -> anyhow::Result<ExitCode> {
             id: args.id,
             snapshot_every: args.snapshot_every,
             speculation: ringleader_driver::scheduler::SpeculationConfig {
+                task_timeout: (args.task_timeout > 0.0).then(|| Duration::from_secs_f64(args.task_timeout)),
                 multiplier: args.speculation_multiplier,
                 quantile: args.speculation_quantile,
                 min_runtime: Duration::from_secs_f64(args.speculation_min_seconds.max(0.0)),
+                ..Default::default()
             },
             peers: args
                 .peers

@@ -221,3 +221,29 @@ fn a_straggler_gets_a_speculative_copy_and_the_job_does_not_wait_for_it() {
     }
     assert_eq!(sorted_lines(&d("cluster")), expected(&d("text"), &d("embedded")));
 }
+
+#[test]
+fn a_stalled_task_times_out_and_runs_again_when_speculation_is_off() {
+    let cluster = LocalCluster::up_with(1, 2, 2, &["--task-timeout", "3", "--speculation-multiplier", "0"]);
+    let data = tempfile::tempdir().unwrap();
+    let d = |name: &str| -> PathBuf { data.path().join(name) };
+    numbered_text(&d("text"), 8, 5);
+    std::fs::create_dir(d("straggler")).unwrap();
+    // The first attempt to read l3_0 stalls for two minutes; nothing else would end it.
+    let extra = args![
+        "--straggle",
+        "l3_0",
+        "--straggle-ms",
+        "120000",
+        "--straggle-dir",
+        d("straggler")
+    ];
+    let client = run_chaos(&cluster, &d("text"), &d("cluster"), &extra, &d("log"));
+    finish(client, &d("log"), "the job with a stalled task");
+    assert!(d("straggler").join("straggled").exists(), "no task stalled");
+    assert!(
+        !d("straggler").join("straggler-done").exists(),
+        "the job waited for its stalled task"
+    );
+    assert_eq!(sorted_lines(&d("cluster")), expected(&d("text"), &d("embedded")));
+}

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use ringleader_core::proto;
 
 use super::{DriverInner, lock};
-use crate::scheduler::{Assignment, schedule, speculate};
+use crate::scheduler::{Assignment, overdue, schedule, speculate};
 use crate::state::{ClusterState, Command, JobRecord, JobState, Outcome};
 
 impl DriverInner {
@@ -36,6 +36,22 @@ impl DriverInner {
             speculate(&state, &live, &timings, &self.speculation, Instant::now())
         };
         self.start(copies, true).await;
+        if let Some(limit) = self.speculation.task_timeout {
+            let failures = overdue(&self.state(), &lock(&self.timings), limit, Instant::now());
+            for failure in failures {
+                if let Command::FailTask {
+                    job,
+                    stage,
+                    task,
+                    message,
+                    ..
+                } = &failure
+                {
+                    eprintln!("driver {}: {job} stage {stage} task {task}: {message}", self.id);
+                }
+                let _ = self.write(failure).await;
+            }
+        }
     }
 
     /// Commits the start of `assignments` (as speculative copies of running tasks, or
