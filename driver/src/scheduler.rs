@@ -414,6 +414,7 @@ mod tests {
                 pid: 1,
                 shuffle_dir: String::new(),
                 machine: String::new(),
+                incarnation: String::new(),
             }) else {
                 panic!("no id")
             };
@@ -498,6 +499,39 @@ mod tests {
             let worker: u32 = a.worker.trim_start_matches("worker-").parse().expect("worker id");
             assert!(holders[a.task as usize].contains(&(worker - 1)), "{a:?} is not local");
         }
+    }
+
+    #[test]
+    fn a_worker_restarted_at_the_same_address_has_its_running_tasks_run_again() {
+        let (mut state, live) = cluster(1, 2);
+        let job = submit(&mut state, 2);
+        for a in schedule(&state, &live) {
+            start(&mut state, &a);
+        }
+        let register = |incarnation: &str| Command::RegisterWorker {
+            address: "127.0.0.1:9000".into(),
+            slots: 2,
+            pid: 2,
+            shuffle_dir: String::new(),
+            machine: String::new(),
+            incarnation: incarnation.into(),
+        };
+        // The same process registering again (after a leader change) changes nothing.
+        state.apply(register(""));
+        assert!(
+            state.jobs[&job].tasks[0]
+                .iter()
+                .all(|t| matches!(t, TaskState::Running { .. }))
+        );
+        // A new process at that address: the old one's tasks are gone and run again,
+        // without counting against their attempts.
+        assert_eq!(
+            state.apply(register("restarted")),
+            Outcome::WorkerRegistered("worker-1".into())
+        );
+        assert!(state.jobs[&job].tasks[0].iter().all(|t| *t == TaskState::Pending));
+        assert!(state.jobs[&job].history[0].iter().all(|h| h.failures == 0));
+        assert_eq!(schedule(&state, &live).len(), 2);
     }
 
     #[test]

@@ -174,6 +174,7 @@ impl Driver for DriverService {
                 pid: r.pid,
                 shuffle_dir: r.shuffle_dir,
                 machine: r.machine,
+                incarnation: r.incarnation,
             })
             .await?
         else {

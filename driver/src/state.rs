@@ -42,6 +42,9 @@ pub struct WorkerRecord {
     pub shuffle_dir: String,
     /// Its filesystem identity ([`ringleader_core::machine`]): equal means the same files.
     pub machine: String,
+    /// Its process's incarnation: another one at the same address is a restarted worker.
+    #[serde(default)]
+    pub incarnation: String,
 }
 
 /// A task's state.
@@ -348,6 +351,8 @@ pub enum Command {
         shuffle_dir: String,
         /// Its filesystem identity.
         machine: String,
+        /// Its process's incarnation (see [`WorkerRecord::incarnation`]).
+        incarnation: String,
     },
     /// A job binary is stored on a majority of the drivers.
     AddBinary {
@@ -516,14 +521,24 @@ impl ClusterState {
                 pid,
                 shuffle_dir,
                 machine,
+                incarnation,
             } => {
                 if let Some(w) = self.workers.values_mut().find(|w| w.address == address) {
-                    // The same address registering again is the same worker restarted.
+                    // The same address registering again keeps its id. Another incarnation
+                    // is a restarted process: what the old one ran or held is gone.
+                    let restarted = w.incarnation != incarnation;
                     w.slots = slots;
                     w.pid = pid;
                     w.shuffle_dir = shuffle_dir;
                     w.machine = machine;
-                    return Outcome::WorkerRegistered(w.id.clone());
+                    w.incarnation = incarnation;
+                    let id = w.id.clone();
+                    if restarted {
+                        for job in self.jobs.values_mut().filter(|j| j.state == JobState::Running) {
+                            job.lose_worker(&id, true);
+                        }
+                    }
+                    return Outcome::WorkerRegistered(id);
                 }
                 self.next_worker += 1;
                 let id = format!("worker-{}", self.next_worker);
@@ -534,6 +549,7 @@ impl ClusterState {
                     pid,
                     shuffle_dir,
                     machine,
+                    incarnation,
                 };
                 self.workers.insert(id.clone(), record);
                 Outcome::WorkerRegistered(id)

@@ -110,12 +110,13 @@ fn value() -> impl Strategy<Value = TaskValue> {
 fn command() -> impl Strategy<Value = Command> {
     let task = || (job_id(), 0u32..2, 0u32..2);
     let leaf = prop_oneof![
-        (0usize..3).prop_map(|w| Command::RegisterWorker {
+        (0usize..3, 0u32..2).prop_map(|(w, incarnation)| Command::RegisterWorker {
             address: address(w),
             slots: 2,
             pid: 1,
             shuffle_dir: String::new(),
             machine: format!("m{w}"),
+            incarnation: format!("i{incarnation}"),
         }),
         (1usize..3, 1usize..3, any::<bool>(), 0u32..3).prop_map(|(maps, reduces, store, sub)| Command::SubmitJob {
             name: "t".into(),
@@ -239,6 +240,7 @@ fn a_speculated_task_whose_both_attempts_fail_without_counting_does_not_underflo
             pid: 1,
             shuffle_dir: String::new(),
             machine: format!("m{w}"),
+            incarnation: "i".into(),
         });
     }
     state.apply(Command::SubmitJob {

@@ -54,6 +54,9 @@ pub struct UpArgs {
     /// A task this many times slower than its stage's median gets a speculative copy (0: never).
     #[arg(long, default_value_t = 3.0)]
     pub speculation_multiplier: f64,
+    /// Seconds without a heartbeat after which a worker counts as dead.
+    #[arg(long, default_value_t = 3.0)]
+    pub worker_timeout: f64,
     /// The cluster directory.
     #[command(flatten)]
     pub dir: DirArgs,
@@ -286,6 +289,8 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             args.task_timeout.to_string(),
             "--speculation-multiplier".into(),
             args.speculation_multiplier.to_string(),
+            "--worker-timeout".into(),
+            args.worker_timeout.to_string(),
             "--token-file".into(),
             token.display().to_string(),
         ];

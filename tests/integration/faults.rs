@@ -129,3 +129,93 @@ fn a_stored_partition_that_no_replica_can_serve_fails_the_job_after_bounded_atte
     assert!(stderr.contains("lost") && stderr.contains("partition 0"), "{stderr}");
     assert!(!out.exists(), "a failed job left an output");
 }
+
+/// The processes whose parent is `pid`.
+fn children_of(pid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/stat")).is_ok_and(|stat| {
+                // The fields after the command name (which may hold spaces): state, ppid.
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1).map(|p| p == pid.to_string()))
+                    .unwrap_or(false)
+            })
+        })
+        .collect()
+}
+
+/// A process this test started; killed (by its pid) when dropped.
+struct Started(std::process::Child);
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_worker_restarted_at_its_address_mid_job_has_its_running_tasks_run_again() {
+    // A worker timeout far longer than the restart: the driver never sees it miss a
+    // heartbeat, only a new process registering at its address.
+    let cluster = LocalCluster::up_with(1, 1, 2, &["--worker-timeout", "60"]);
+    let data = tempfile::tempdir().unwrap();
+    let d = |name: &str| -> PathBuf { data.path().join(name) };
+    numbered_text(&d("text"), 4, 10);
+    // Each map task takes about 3 s: both slots are busy when the worker goes, so the
+    // driver has nothing to send it that would find it gone.
+    let job_args = |out: &Path| args!["--input", d("text"), "--output", out, "--sleep-ms", "300"];
+    let client = cluster.spawn("chaos", &job_args(&d("cluster")), &d("client.log"));
+    let job = job_id(&d("client.log"));
+    let pid = cluster.worker_pid(0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cluster.stage(&job, 0).is_none_or(|(_, _, attempts)| attempts < 2) || children_of(pid).is_empty() {
+        assert!(Instant::now() < deadline, "the map tasks did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Killed and started again at the same address, well within the worker timeout.
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let mut argv: Vec<String> = cmdline
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    // `cluster up` let it pick a port: the new process takes the one it had.
+    let address = std::fs::read_to_string(cluster.dir.path().join("worker-1/address")).unwrap();
+    match argv.iter().position(|a| a == "--listen") {
+        Some(flag) => argv[flag + 1] = address.trim().to_string(),
+        None => argv.extend(["--listen".to_string(), address.trim().to_string()]),
+    }
+    // Its executors go with it, as when its machine or container restarts.
+    for child in children_of(pid) {
+        signal(child, libc::SIGKILL);
+    }
+    signal(pid, libc::SIGKILL);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z ")) {
+        assert!(Instant::now() < deadline, "the worker did not die");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _restarted = Started(
+        std::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(d("worker.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let mut client = client;
+    let status = wait_bounded(&mut client, Duration::from_secs(120));
+    let log = std::fs::read_to_string(d("client.log")).unwrap();
+    let worker_log = std::fs::read_to_string(d("worker.log")).unwrap();
+    assert!(
+        worker_log.contains("worker worker-1 listening"),
+        "not the same worker: {worker_log}"
+    );
+    assert!(status.success(), "the job failed after its worker restarted:\n{log}");
+    ok(embedded("chaos", &job_args(&d("embedded"))), "embedded chaos");
+    assert_eq!(sorted_lines(&d("cluster")), sorted_lines(&d("embedded")));
+}

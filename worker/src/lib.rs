@@ -306,5 +306,13 @@ fn registration(inner: &service::WorkerInner, slots: u32) -> proto::RegisterWork
         pid: std::process::id(),
         shuffle_dir: shuffle_dir.display().to_string(),
         machine: ringleader_core::machine::identity().to_string(),
+        incarnation: incarnation().to_string(),
     }
+}
+
+/// This worker process's incarnation: a driver that sees another at the same address
+/// knows the worker restarted and that the tasks it was running are gone.
+fn incarnation() -> &'static str {
+    static INCARNATION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    INCARNATION.get_or_init(ringleader_core::machine::unique_id)
 }
