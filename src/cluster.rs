@@ -129,7 +129,8 @@ impl Cluster {
         if let Some(h) = self.binary.get() {
             return Ok(h.clone());
         }
-        let exe = std::env::current_exe().map_err(|e| Error::io("current executable", e))?;
+        // The image this process runs, not whatever its path holds now.
+        let exe = ringleader_core::binary::running_executable()?;
         let hash = hash_file(&exe)?;
         Ok(self.binary.get_or_init(|| hash).clone())
     }

@@ -28,6 +28,10 @@ pub(crate) fn serve(worker: String) -> ExitCode {
 
 fn serve_inner(worker: String) -> Result<(), String> {
     let var = |name: &str| std::env::var(name).map_err(|_| format!("{name} is not set"));
+    // Before any plan offset is resolved: this process must be the binary plans name.
+    let own_hash = ringleader_core::binary::running_executable()
+        .and_then(|exe| ringleader_core::binary::hash_file(&exe))
+        .map_err(|e| e.to_string())?;
     let job = var("RINGLEADER_EXECUTOR_JOB")?;
     let files = ShuffleFiles::new(var("RINGLEADER_SHUFFLE_DIR")?);
     let config = Config::from_env().map_err(|e| e.to_string())?;
@@ -61,15 +65,20 @@ fn serve_inner(worker: String) -> Result<(), String> {
             .map_err(|e| e.message().to_string())?
             .into_inner();
         while let Some(assignment) = tasks.message().await.map_err(|e| e.message().to_string())? {
-            let (client, handle, files, worker, pool2) = (
+            let (client, handle, files, worker, pool2, own_hash) = (
                 client.clone(),
                 handle.clone(),
                 files.clone(),
                 worker.clone(),
                 pool.clone(),
+                own_hash.clone(),
             );
             pool2.spawn(move || {
-                let report = run_assignment(assignment, files, &worker, handle.clone());
+                let report = if assignment.binary_hash == own_hash {
+                    run_assignment(assignment, files, &worker, handle.clone())
+                } else {
+                    refuse(assignment, &own_hash)
+                };
                 let parts = ringleader_core::binary::report_chunks(report);
                 let _ = handle.block_on(client.clone().task_finished(futures::stream::iter(parts)));
             });
@@ -143,6 +152,28 @@ fn run_assignment(
         attempt: a.attempt,
         worker_id: String::new(),
         outcome: Some(outcome),
+    }
+}
+
+/// The report for a task whose plan was built for another binary: none of its offsets is
+/// resolved, and the job fails (another attempt would meet the same binary).
+fn refuse(a: proto::TaskAssignment, own_hash: &str) -> proto::TaskReport {
+    proto::TaskReport {
+        outcome: Some(Outcome::Error(proto::TaskError {
+            message: format!(
+                "this executor is binary {own_hash}, but the plan was built for {}: refusing to run it",
+                a.binary_hash
+            ),
+            retryable: false,
+            fetch_failure: false,
+            fetch_location: String::new(),
+            counts: true,
+        })),
+        job_id: a.job_id,
+        stage: a.stage_index,
+        task: a.task,
+        attempt: a.attempt,
+        worker_id: String::new(),
     }
 }
 

@@ -32,6 +32,16 @@ impl ContentHash {
     }
 }
 
+/// The file of the running executable: on Linux `/proc/self/exe`, which names the image
+/// this process runs even if its path was since replaced; elsewhere the path it started from.
+pub fn running_executable() -> Result<std::path::PathBuf> {
+    let proc_exe = Path::new("/proc/self/exe");
+    if proc_exe.exists() {
+        return Ok(proc_exe.to_path_buf());
+    }
+    std::env::current_exe().map_err(|e| Error::io("current executable", e))
+}
+
 /// The content hash of the file at `path`.
 pub fn hash_file(path: &Path) -> Result<String> {
     let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;

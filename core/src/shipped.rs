@@ -34,11 +34,34 @@ pub const fn assert_no_capture<F>() {
 
 /// Produces the value of a zero-sized closure type from nothing.
 ///
+/// A trampoline instantiated with a closure that captures nothing builds:
+/// ```
+/// fn ship<F: Fn(i64) -> i64 + 'static>(_: F) {
+///     let _ = ringleader_core::ops::narrow::map::<i64, i64, F>(&[], Box::new(std::iter::empty()));
+/// }
+/// ship(|x| x + 1);
+/// ```
+/// and with one that captures, it does not (in safe code, nothing can conjure it):
+/// ```compile_fail
+/// fn ship<F: Fn(i64) -> i64 + 'static>(_: F) {
+///     let _ = ringleader_core::ops::narrow::map::<i64, i64, F>(&[], Box::new(std::iter::empty()));
+/// }
+/// let offset = 5i64;
+/// ship(move |x| x + offset);
+/// ```
+///
 /// # Safety
 /// `F` must be a zero-sized closure (or other zero-sized type with no invariants); the
 /// API only calls it for types checked with [`assert_no_capture`].
 pub unsafe fn conjure<F>() -> F {
-    debug_assert_eq!(std::mem::size_of::<F>(), 0);
+    // A compile-time check, per instantiation: a trampoline instantiated with a capturing
+    // closure's type (possible in safe code, by naming a generic parameter) does not build.
+    const {
+        assert!(
+            std::mem::size_of::<F>() == 0,
+            "a Ringleader closure must not capture its environment"
+        )
+    };
     // SAFETY: reading a zero-sized value touches no memory; a dangling, aligned pointer is
     // valid for zero-sized reads, and the caller guarantees `F` has no invariants.
     unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() }

@@ -81,7 +81,10 @@ fn an_ipc_block_with_a_negative_length_is_an_error_naming_the_file() {
 #[test]
 fn range_bounds_that_cannot_cut_the_partitions_are_refused() {
     let bounds = postcard::to_stdvec(&vec![1i64, 2, 3]).expect("encode");
-    let sink = ringleader_core::ops::sinks::range::<i64, i64, fn(&i64) -> i64>;
+    fn sink_of<F: Fn(&i64) -> i64 + 'static>(_: F) -> ringleader_core::plan::SinkFn {
+        ringleader_core::ops::sinks::range::<i64, i64, F>
+    }
+    let sink = sink_of(|x| *x);
     assert!(
         matches!(sink(&bounds, 2), Err(Error::Plan(_))),
         "3 bounds for 2 partitions"

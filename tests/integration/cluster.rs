@@ -698,3 +698,27 @@ fn only_ringleaders_variables_and_the_named_ones_leave_the_client() {
         "an unnamed variable of the client is in the driver's log"
     );
 }
+
+#[test]
+fn an_executor_that_is_not_the_plans_binary_refuses_to_run_it() {
+    let cluster = LocalCluster::up(1, 1);
+    let input = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/numbers");
+    ok(cluster.run("sum", &args!["--input", &input]), "sum on the cluster");
+    // The worker's cached copy of the sum binary is replaced by another job binary (a
+    // tampered or corrupted cache): its offsets would mean other functions.
+    let cached: Vec<PathBuf> = std::fs::read_dir(cluster.dir.path().join("worker-1/binaries"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().is_some_and(|n| !n.to_string_lossy().starts_with('.')))
+        .collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    // (Renamed over it: the file may be running in an executor still.)
+    let swap = cached[0].with_extension("swap");
+    std::fs::copy(example("wordcount"), &swap).unwrap();
+    std::fs::rename(&swap, &cached[0]).unwrap();
+    let out = cluster.run("sum", &args!["--input", &input]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a job ran on another binary");
+    assert!(stderr.contains("the plan was built for"), "{stderr}");
+}

@@ -6,11 +6,23 @@ use std::process::Command;
 use ringleader_core::plan::StepFn;
 use ringleader_core::shipped::Shipped;
 
+/// The map trampoline of the closure `f` (which captures nothing, as every shipped one).
+fn map_of<F: Fn(i64) -> i64 + 'static>(_: F) -> StepFn {
+    ringleader_core::ops::narrow::map::<i64, i64, F>
+}
+
+/// The filter trampoline of the closure `f`.
+fn filter_of<F: Fn(&String) -> bool + 'static>(_: F) -> StepFn {
+    ringleader_core::ops::narrow::filter::<String, F>
+}
+
+/// The trampolines of two closures; the same closures (types) in every call.
+fn trampolines() -> [StepFn; 2] {
+    [map_of(|x| x * 2), filter_of(|s| s.is_empty())]
+}
+
 fn offsets() -> Vec<i64> {
-    vec![
-        Shipped::new(ringleader_core::ops::narrow::map::<i64, i64, fn(i64) -> i64> as StepFn).offset(),
-        Shipped::new(ringleader_core::ops::narrow::filter::<String, fn(&String) -> bool> as StepFn).offset(),
-    ]
+    trampolines().into_iter().map(|f| Shipped::new(f).offset()).collect()
 }
 
 #[test]
@@ -34,10 +46,7 @@ fn offsets_are_equal_in_another_process_of_the_same_binary() {
         .unwrap_or_else(|| panic!("no offsets in {stdout}"));
     assert_eq!(line, format!("OFFSETS {:?}", offsets()));
     // And resolving an offset gives back a callable trampoline.
-    let shipped = Shipped::new(ringleader_core::ops::narrow::map::<i64, i64, fn(i64) -> i64> as StepFn);
-    let resolved = unsafe { shipped.resolve() };
-    assert_eq!(
-        resolved as usize,
-        ringleader_core::ops::narrow::map::<i64, i64, fn(i64) -> i64> as StepFn as usize
-    );
+    let map = trampolines()[0];
+    let resolved = unsafe { Shipped::new(map).resolve() };
+    assert_eq!(resolved as usize, map as usize);
 }
