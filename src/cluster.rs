@@ -270,7 +270,11 @@ impl Cluster {
                         _ => return Err(e),
                     },
                 };
-                match follow(&mut events, &mut progress).await {
+                let followed = tokio::select! {
+                    followed = follow(&mut events, &mut progress) => followed,
+                    _ = tokio::signal::ctrl_c() => return Err(self.interrupted(&progress.job).await),
+                };
+                match followed {
                     Ok(values) => return Ok(values),
                     Err(Followed::Failed(e)) => return Err(e),
                     Err(Followed::Lost(status)) => {
@@ -293,6 +297,36 @@ impl Cluster {
                 }
             }
         })
+    }
+}
+
+impl Cluster {
+    /// Ctrl-C while a job runs: cancels it on the cluster (its tasks stop on every worker at
+    /// once) and says so.
+    async fn interrupted(&self, job: &str) -> Error {
+        if job.is_empty() {
+            return Error::Cluster(
+                "interrupted before the driver accepted the job; a job nobody watches is cancelled within 15 s".into(),
+            );
+        }
+        let request = proto::CancelJobRequest {
+            job_id: job.to_string(),
+            reason: "cancelled from its client (Ctrl-C)".into(),
+        };
+        let cancelled = self
+            .group
+            .call(Duration::from_secs(5), |mut d| {
+                let request = request.clone();
+                async move { d.cancel_job(request).await }
+            })
+            .await;
+        match cancelled {
+            Ok(_) => Error::Cluster(format!("interrupted: cancelled {job}")),
+            Err(e) => Error::Cluster(format!(
+                "interrupted; cancelling {job} failed ({}): run `ringleader cancel {job}`",
+                e.message()
+            )),
+        }
     }
 }
 

@@ -507,6 +507,37 @@ impl Driver for DriverService {
         Ok(Response::new(job_detail(job)))
     }
 
+    async fn cancel_job(
+        &self,
+        request: Request<proto::CancelJobRequest>,
+    ) -> Result<Response<proto::CancelJobReply>, Status> {
+        self.inner.require_leader()?;
+        let r = request.into_inner();
+        let state = match self.inner.state().jobs.get(&r.job_id) {
+            None => {
+                return Err(Status::not_found(format!(
+                    "no job {:?} (`ringleader jobs` lists the jobs this cluster remembers)",
+                    r.job_id
+                )));
+            }
+            Some(job) => job.state.clone(),
+        };
+        if state != crate::state::JobState::Running {
+            return Err(Status::failed_precondition(format!(
+                "{} is not running: {}",
+                r.job_id,
+                state.name()
+            )));
+        }
+        let reason = if r.reason.is_empty() {
+            "cancelled".to_string()
+        } else {
+            r.reason
+        };
+        self.inner.cancel_running(|job| job == r.job_id, &reason).await;
+        Ok(Response::new(proto::CancelJobReply {}))
+    }
+
     async fn cluster_status(
         &self,
         _request: Request<proto::ClusterStatusRequest>,

@@ -1,6 +1,7 @@
-//! `ringleader jobs` and `ringleader job ID`: the cluster's job history and one job's
-//! per-stage progress. Any driver answers from its replica of the state, so these work
-//! while the group elects a new leader.
+//! `ringleader jobs`, `ringleader job ID` and `ringleader cancel ID`: the cluster's job
+//! history, one job's per-stage progress, and stopping a running job. Any driver answers
+//! the first two from its replica of the state, so they work while the group elects a new
+//! leader; a cancellation goes to the leader.
 
 use std::process::ExitCode;
 
@@ -18,6 +19,35 @@ pub struct JobArgs {
     /// Where the cluster is.
     #[command(flatten)]
     pub cluster: ListArgs,
+}
+
+/// `ringleader cancel ID`.
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// The running job's id (as `ringleader jobs` lists it, e.g. job-000001).
+    pub id: String,
+    /// Where the cluster is.
+    #[command(flatten)]
+    pub cluster: ListArgs,
+}
+
+/// Runs `cancel`: the job fails as cancelled, and every worker stops its tasks at once.
+pub fn cancel(args: CancelArgs) -> anyhow::Result<ExitCode> {
+    let request = proto::CancelJobRequest {
+        job_id: args.id.clone(),
+        reason: "cancelled with `ringleader cancel`".into(),
+    };
+    runtime()?.block_on(async {
+        let group = group(&args.cluster)?;
+        crate::cluster::call(&group, "cancelling the job", |mut d| {
+            let request = request.clone();
+            async move { d.cancel_job(request).await }
+        })
+        .await?;
+        anyhow::Ok(())
+    })?;
+    println!("cancelled {}", args.id);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn group(args: &ListArgs) -> anyhow::Result<ringleader_core::driver_group::DriverGroup> {

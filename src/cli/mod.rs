@@ -56,6 +56,8 @@ enum Command {
     Jobs(datasets::ListArgs),
     /// Show one job's stages and their progress.
     Job(jobs::JobArgs),
+    /// Cancel a running job: every worker stops its tasks at once.
+    Cancel(jobs::CancelArgs),
     /// Run a driver node by hand.
     Driver(nodes::DriverArgs),
     /// Run a worker node by hand.
@@ -93,6 +95,7 @@ pub fn main() -> ExitCode {
         Command::Datasets(a) => datasets::list(a),
         Command::Jobs(a) => jobs::list(a),
         Command::Job(a) => jobs::show(a),
+        Command::Cancel(a) => jobs::cancel(a),
         Command::Driver(a) => nodes::driver(a),
         Command::Worker(a) => nodes::worker(a),
     };

@@ -219,3 +219,76 @@ fn a_worker_restarted_at_its_address_mid_job_has_its_running_tasks_run_again() {
     ok(embedded("chaos", &job_args(&d("embedded"))), "embedded chaos");
     assert_eq!(sorted_lines(&d("cluster")), sorted_lines(&d("embedded")));
 }
+
+/// Whether a process runs (not gone, not a zombie).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+}
+
+/// Waits (bounded) until `check` holds.
+fn eventually(limit: Duration, what: &str, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "{what} within {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn cancel_and_ctrl_c_stop_a_job_and_its_tasks_and_a_vanished_client_gets_a_grace() {
+    let cluster = LocalCluster::up(1, 1);
+    let data = tempfile::tempdir().unwrap();
+    let d = |name: &str| -> PathBuf { data.path().join(name) };
+    numbered_text(&d("text"), 4, 200);
+    // Each map task takes about a minute: nothing ends on its own during the test.
+    let slow = |out: &Path| args!["--input", d("text"), "--output", out, "--sleep-ms", "300"];
+    let worker = cluster.worker_pid(0);
+    let start = |name: &str| {
+        let client = cluster.spawn("chaos", &slow(&d(name)), &d(&format!("{name}.log")));
+        let job = job_id(&d(&format!("{name}.log")));
+        eventually(Duration::from_secs(60), "the job's executor starts", || {
+            !children_of(worker).is_empty()
+        });
+        (client, job)
+    };
+
+    // `ringleader cancel`: the client fails saying so, the executor is stopped.
+    let (mut client, job) = start("cancelled");
+    let executors = children_of(worker);
+    ok(cluster.ringleader(&["cancel", &job]), "ringleader cancel");
+    let status = wait_bounded(&mut client, Duration::from_secs(30));
+    let log = std::fs::read_to_string(d("cancelled.log")).unwrap();
+    assert!(!status.success() && log.contains("cancel"), "{log}");
+    assert_eq!(cluster.job_state(&job).as_deref(), Some("cancelled"));
+    eventually(Duration::from_secs(10), "the cancelled job's executor stops", || {
+        executors.iter().all(|&pid| !running(pid))
+    });
+    // A second cancel, and one of an unknown job, are clear errors.
+    let again = cluster.ringleader(&["cancel", &job]);
+    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("not running"));
+    let unknown = cluster.ringleader(&["cancel", "job-999999"]);
+    assert!(!unknown.status.success() && String::from_utf8_lossy(&unknown.stderr).contains("no job"));
+
+    // Ctrl-C in the job's program cancels it on the cluster.
+    let (mut client, job) = start("interrupted");
+    signal(client.id(), libc::SIGINT);
+    let status = wait_bounded(&mut client, Duration::from_secs(30));
+    let log = std::fs::read_to_string(d("interrupted.log")).unwrap();
+    assert!(!status.success() && log.contains("interrupted: cancelled"), "{log}");
+    assert_eq!(cluster.job_state(&job).as_deref(), Some("cancelled"));
+
+    // A client that vanishes (killed: its stream drops) leaves its job running for a
+    // grace in which it could come back; then the job is cancelled.
+    let (mut client, job) = start("vanished");
+    signal(client.id(), libc::SIGKILL);
+    let _ = client.wait();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        cluster.job_state(&job).as_deref(),
+        Some("running"),
+        "cancelled without a grace"
+    );
+    eventually(Duration::from_secs(40), "the unwatched job is cancelled", || {
+        cluster.job_state(&job).as_deref() == Some("cancelled")
+    });
+}

@@ -314,6 +314,31 @@ impl LocalCluster {
         })
     }
 
+    /// The state of `job` as `ringleader jobs` lists it (running, succeeded, failed, cancelled).
+    pub fn job_state(&self, job: &str) -> Option<String> {
+        let out = Command::new(ringleader_bin())
+            .env("RINGLEADER_TOKEN_FILE", self.token())
+            .args(["jobs", "--master", &self.master])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            (cols.first() == Some(&job))
+                .then(|| cols.get(2).map(|s| s.to_string()))
+                .flatten()
+        })
+    }
+
+    /// Runs `ringleader ARGS` against this cluster.
+    pub fn ringleader(&self, args: &[&str]) -> Output {
+        Command::new(ringleader_bin())
+            .env("RINGLEADER_TOKEN_FILE", self.token())
+            .args(args)
+            .args(["--master", &self.master])
+            .output()
+            .unwrap()
+    }
+
     /// Waits (at most a minute) until `stage` of `job` has `done` tasks done, and returns
     /// its (done, total, attempts) then.
     pub fn wait_for_stage(&self, job: &str, stage: u32, done: impl Fn(u32, u32) -> bool) -> (u32, u32, u32) {

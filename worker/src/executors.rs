@@ -214,6 +214,14 @@ impl Executors {
         }
     }
 
+    /// Stops the executor of `job`, if one runs here.
+    pub fn stop_job(&self, job: &str) {
+        let stopped = lock(&self.jobs).remove(job);
+        if let Some(mut e) = stopped {
+            e.kill();
+        }
+    }
+
     /// Stops every executor.
     pub fn stop_all(&self) {
         let all: Vec<JobExecutor> = lock(&self.jobs).drain().map(|(_, e)| e).collect();

@@ -177,6 +177,11 @@ impl Worker for WorkerService {
         Ok(Response::new(proto::LaunchTaskReply {}))
     }
 
+    async fn stop_job(&self, request: Request<proto::JobId>) -> Result<Response<proto::StopJobReply>, Status> {
+        self.inner.executors.stop_job(&request.into_inner().job_id);
+        Ok(Response::new(proto::StopJobReply {}))
+    }
+
     async fn copy_partition(
         &self,
         request: Request<proto::CopyPartitionRequest>,

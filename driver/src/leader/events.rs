@@ -45,17 +45,14 @@ impl DriverInner {
             if finished {
                 return;
             }
-            // A client that goes away cancels its job (if this driver still leads).
+            // A client that goes away may be back soon (a brief network drop): its job
+            // runs on unwatched and is cancelled only if no client watches it again within
+            // the grace (see `cancel_unwatched`). Ctrl-C and `ringleader cancel` cancel at once.
             tx.closed().await;
             let watched_here = lock(&me.watchers).get(&job).is_some_and(|(w, _)| w.same_channel(&tx));
             if watched_here && me.leading() == Some(term) {
-                let cancel = Command::CancelJob {
-                    job: job.clone(),
-                    reason: "the client went away".into(),
-                };
-                if me.write(cancel).await.is_ok() {
-                    lock(&me.watchers).remove(&job);
-                }
+                lock(&me.watchers).remove(&job);
+                lock(&me.unwatched).insert(job.clone(), Instant::now());
             }
         });
     }

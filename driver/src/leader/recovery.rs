@@ -146,7 +146,8 @@ impl DriverInner {
         self.cancel_running(|_| true, &reason).await;
     }
 
-    /// Cancels running jobs that nobody watched since this driver took over.
+    /// Cancels running jobs that nobody watched for the grace: since this driver took over,
+    /// or since their client's stream closed.
     pub(super) async fn cancel_unwatched(self: &Arc<Self>) {
         let stale: BTreeSet<String> = lock(&self.unwatched)
             .iter()
@@ -157,14 +158,15 @@ impl DriverInner {
             return;
         }
         let reason = format!(
-            "the client did not reconnect within {} s of the leader change",
+            "no client watched it for {} s (its client went away, or did not reconnect after a leader change)",
             UNWATCHED_GRACE.as_secs()
         );
         self.cancel_running(|job| stale.contains(job), &reason).await;
         lock(&self.unwatched).retain(|job, _| !stale.contains(job));
     }
 
-    pub(super) async fn cancel_running(self: &Arc<Self>, which: impl Fn(&str) -> bool, reason: &str) {
+    /// Cancels the running jobs `which` accepts, with `reason`, and stops their tasks.
+    pub(crate) async fn cancel_running(self: &Arc<Self>, which: impl Fn(&str) -> bool, reason: &str) {
         let jobs: Vec<String> = self
             .state()
             .jobs
@@ -179,7 +181,29 @@ impl DriverInner {
             };
             if self.write(cancel).await.is_ok() {
                 self.after_report(&job, 0);
+                self.stop_on_workers(&job);
             }
+        }
+    }
+
+    /// Tells every live worker to stop `job`'s executor now, rather than at its next
+    /// heartbeat (a cancelled job's tasks stop at once).
+    pub(super) fn stop_on_workers(self: &Arc<Self>, job: &str) {
+        let live = self.live_workers();
+        let addresses: Vec<String> = self
+            .state()
+            .workers
+            .values()
+            .filter(|w| live.contains(&w.id))
+            .map(|w| w.address.clone())
+            .collect();
+        for address in addresses {
+            let (me, id) = (self.clone(), job.to_string());
+            tokio::spawn(async move {
+                if let Ok(mut worker) = me.worker_client(&address) {
+                    let _ = worker.stop_job(ringleader_core::proto::JobId { job_id: id }).await;
+                }
+            });
         }
     }
 }
