@@ -18,7 +18,10 @@ pub fn open(path: &Path, schema: SchemaRef) -> Result<ChunkStream> {
         .build(file)
         .map_err(|e| Error::format(path, e))?;
     let path = path.to_path_buf();
-    Ok(Box::new(reader.map(move |b| {
-        b.map(Chunk::Arrow).map_err(|e| Error::format(&path, e))
+    let mut reader = reader;
+    Ok(Box::new(std::iter::from_fn(move || {
+        super::guarded(&path, || Ok(reader.next()))
+            .transpose()
+            .map(|b| b.and_then(|b| b.map(Chunk::Arrow).map_err(|e| Error::format(&path, e))))
     })))
 }

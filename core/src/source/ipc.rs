@@ -84,9 +84,11 @@ impl IpcFile {
         }
         for block in &self.dictionaries {
             let data = self.block_data(path, block)?;
-            decoder
-                .read_dictionary(block, &data)
-                .map_err(|e| Error::format(path, e))?;
+            super::guarded(path, || {
+                decoder
+                    .read_dictionary(block, &data)
+                    .map_err(|e| Error::format(path, e))
+            })?;
         }
         Ok(decoder)
     }
@@ -141,10 +143,12 @@ pub fn open(path: &Path, first: usize, end: usize, column: Option<usize>) -> Res
     Ok(Box::new((first..end).map(move |i| {
         let block = file.blocks[i];
         let data = file.block_data(&path, &block)?;
-        let batch = decoder
-            .read_record_batch(&block, &data)
-            .map_err(|e| Error::format(&path, format!("batch {i}: {e}")))?
-            .ok_or_else(|| Error::format(&path, format!("batch {i} is missing")))?;
+        let batch = super::guarded(&path, || {
+            decoder
+                .read_record_batch(&block, &data)
+                .map_err(|e| Error::format(&path, format!("batch {i}: {e}")))?
+                .ok_or_else(|| Error::format(&path, format!("batch {i} is missing")))
+        })?;
         Ok(Chunk::Arrow(batch))
     })))
 }

@@ -190,6 +190,26 @@ pub fn list_files(path: &Path, accept: impl Fn(&Path) -> bool) -> Result<Vec<(Pa
     Ok(files)
 }
 
+/// Runs a third-party decoder step on input from `path`, turning a panic inside it (a
+/// corrupt file the decoder does not check, e.g. an Arrow IPC buffer offset past its body)
+/// into an error naming the file, instead of one that blames the job's closures.
+pub fn guarded<T>(path: &Path, step: impl FnOnce() -> Result<T>) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)) {
+        Ok(result) => result,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("no message");
+            Err(Error::format(
+                path,
+                format!("is corrupt (its decoder failed: {message})"),
+            ))
+        }
+    }
+}
+
 /// Checks that `file` still reaches byte `end`: one truncated since the job was planned is
 /// an error naming it, not a SIGBUS on a mapped page past its end.
 pub fn check_extent(path: &Path, file: &std::fs::File, end: u64) -> Result<()> {
