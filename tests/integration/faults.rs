@@ -292,3 +292,37 @@ fn cancel_and_ctrl_c_stop_a_job_and_its_tasks_and_a_vanished_client_gets_a_grace
         cluster.job_state(&job).as_deref() == Some("cancelled")
     });
 }
+
+#[test]
+fn a_worker_stopped_while_reducers_fetch_from_it_is_lost_and_the_job_finishes() {
+    let cluster = LocalCluster::up(1, 3);
+    let data = tempfile::tempdir().unwrap();
+    let d = |name: &str| -> PathBuf { data.path().join(name) };
+    numbered_text(&d("text"), 9, 10);
+    // A fast map stage, a slow reduce stage; every block is fetched over Flight.
+    let job_args = |out: &Path| args!["--input", d("text"), "--output", out, "--reduce-sleep-ms", "30"];
+    let client = cluster
+        .client(&example("chaos"))
+        .args(job_args(&d("cluster")))
+        .env("RINGLEADER_HOST_LOCAL_SHUFFLE", "0")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(d("client.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let job = job_id(&d("client.log"));
+    cluster.wait_for_stage(&job, 0, |done, total| done == total);
+    cluster.wait_for_stage(&job, 1, |done, _| done >= 1);
+    // Frozen mid-reduce: its Flight server neither answers nor closes its connections.
+    let stopped = cluster.worker_pid(1);
+    signal(stopped, libc::SIGSTOP);
+    let mut client = client;
+    let status = wait_bounded(&mut client, Duration::from_secs(120));
+    signal(stopped, libc::SIGCONT);
+    let log = std::fs::read_to_string(d("client.log")).unwrap();
+    assert!(
+        status.success(),
+        "the job failed with a worker stopped mid-fetch:\n{log}"
+    );
+    ok(embedded("chaos", &job_args(&d("embedded"))), "embedded chaos");
+    assert_eq!(sorted_lines(&d("cluster")), sorted_lines(&d("embedded")));
+}
