@@ -190,7 +190,7 @@ fn classify(e: &Error) -> proto::TaskError {
         Error::FetchFailed { location, .. } => Some(location.clone()),
         _ => None,
     };
-    let retryable = fetch_location.is_some() || matches!(cause, Error::Io { .. } | Error::Unreachable { .. });
+    let retryable = fetch_location.is_some() || cause.is_io() || matches!(cause, Error::Unreachable { .. });
     proto::TaskError {
         message: e.to_string(),
         retryable,

@@ -127,6 +127,16 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// Whether this is a failure of the machine's I/O (a full or broken disk, a vanished
+    /// file), also when a library reported it (Arrow's IPC writer): another worker may
+    /// succeed where this one failed.
+    pub fn is_io(&self) -> bool {
+        matches!(
+            self,
+            Error::Io { .. } | Error::Arrow(arrow::error::ArrowError::IoError(..))
+        )
+    }
+
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {

@@ -722,3 +722,60 @@ fn an_executor_that_is_not_the_plans_binary_refuses_to_run_it() {
     assert!(!out.status.success(), "a job ran on another binary");
     assert!(stderr.contains("the plan was built for"), "{stderr}");
 }
+
+/// A tmpfs mounted at a path for the length of a test, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// A `size` tmpfs at `path`, or why one cannot be mounted here (not root).
+    fn mount(path: &Path, size: &str) -> Result<Tmpfs, String> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err("mounting a tmpfs needs root".into());
+        }
+        std::fs::create_dir_all(path).map_err(|e| e.to_string())?;
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        Ok(Tmpfs(path.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_worker_whose_disk_fills_up_fails_its_tasks_over_to_another_and_nothing_is_lost() {
+    let cluster = LocalCluster::up(1, 2);
+    // Worker 1's shuffle space: 64 KiB, far less than its map output.
+    let full = match Tmpfs::mount(&cluster.dir.path().join("worker-1/shuffle"), "64k") {
+        Ok(t) => t,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    let data = tempfile::tempdir().unwrap();
+    let input = data.path().join("in");
+    text::generate(&input, 2_000_000, 4, 50_000, 3, false).unwrap();
+    let out = data.path().join("out");
+    let run = cluster.run("wordcount", &args!["--input", input, "--output", out]);
+    ok(run, "wordcount with a full disk on one worker");
+    ok(
+        embedded(
+            "wordcount",
+            &args!["--input", input, "--output", data.path().join("embedded")],
+        ),
+        "embedded",
+    );
+    assert_eq!(sorted_lines(&out), sorted_lines(&data.path().join("embedded")));
+    drop(full);
+}
