@@ -729,6 +729,27 @@ mod tests {
             });
             assert_eq!(state.jobs[&job].state, JobState::Running);
         }
+        // But they are bounded per job: an executor that keeps dying under several tasks
+        // cannot retry them forever.
+        let limit = crate::state::max_uncounted_failures(&state.jobs[&job]);
+        for _ in crate::state::MAX_ATTEMPTS + 1..=limit {
+            let a = schedule(&state, &live).remove(0);
+            let attempt = start(&mut state, &a);
+            state.apply(Command::FailTask {
+                job: job.clone(),
+                stage: 0,
+                task: 0,
+                attempt,
+                message: "executor exited".into(),
+                retryable: true,
+                counts: false,
+            });
+        }
+        assert!(
+            matches!(&state.jobs[&job].state, JobState::Failed(m) if m.contains("without a task to blame")),
+            "{:?}",
+            state.jobs[&job].state
+        );
     }
 
     #[test]

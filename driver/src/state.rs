@@ -154,6 +154,17 @@ pub struct JobRecord {
     /// Fetch failures so far (see [`MAX_FETCH_FAILURES`]).
     #[serde(default)]
     pub fetch_failures: u32,
+    /// Task failures that did not count toward their task's attempts (see
+    /// [`max_uncounted_failures`]).
+    #[serde(default)]
+    pub uncounted_failures: u32,
+}
+
+/// How many task failures that count toward no task's attempts (tasks lost with an executor
+/// that another task of theirs made exit) a job survives: 32, or one per task beyond that.
+pub fn max_uncounted_failures(job: &JobRecord) -> u32 {
+    let tasks: usize = job.tasks.iter().map(Vec::len).sum();
+    (tasks as u32).max(32)
 }
 
 impl JobRecord {
@@ -606,6 +617,7 @@ impl ClusterState {
                     submitted_ms,
                     results_dropped: false,
                     fetch_failures: 0,
+                    uncounted_failures: 0,
                 };
                 if !submission.is_empty() {
                     self.submissions.insert(submission, id.clone());
@@ -707,10 +719,19 @@ impl ClusterState {
                     history.failures += 1;
                 }
                 let exhausted = history.failures >= MAX_ATTEMPTS;
-                if let Some(j) = self.jobs.get_mut(&job)
-                    && (!retryable || exhausted)
-                {
+                let Some(j) = self.jobs.get_mut(&job) else {
+                    return Outcome::Done;
+                };
+                if !counts {
+                    j.uncounted_failures += 1;
+                }
+                if !retryable || exhausted {
                     j.state = JobState::Failed(message);
+                } else if j.uncounted_failures > max_uncounted_failures(j) {
+                    j.state = JobState::Failed(format!(
+                        "tasks were lost {} times without a task to blame (e.g. executors exiting under several tasks); the last: {message}",
+                        j.uncounted_failures
+                    ));
                 }
                 Outcome::Done
             }

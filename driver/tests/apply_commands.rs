@@ -206,6 +206,14 @@ fn check(state: &ClusterState) -> std::result::Result<(), String> {
                 }
             }
         }
+        if job.state == JobState::Running
+            && job.uncounted_failures > ringleader_driver::state::max_uncounted_failures(job)
+        {
+            return Err(format!(
+                "{}: uncounted failures past their bound and the job runs on",
+                job.id
+            ));
+        }
         if job.state == JobState::Succeeded && !(0..job.tasks.len()).all(|s| job.stage_done(s)) {
             return Err(format!("{} succeeded with tasks not done", job.id));
         }

@@ -45,7 +45,8 @@ struct Args {
     run_marker: Option<PathBuf>,
     /// Random faults, decided per input file by the seed: on the first line of a file
     /// (a word ending in `_0`), one task in three exits its executor (once: a marker in this
-    /// directory remembers it) and another one in three sleeps up to 5 s.
+    /// directory remembers it) and another one in three sleeps up to 5 s; and the same on
+    /// the reduce side for those words (up to 2.5 s).
     #[arg(long)]
     chaos_dir: Option<PathBuf>,
     /// Seed of the random faults.
@@ -88,6 +89,8 @@ struct Faults {
 struct ReduceSide {
     sleep_ms: u64,
     timeline: Option<PathBuf>,
+    chaos_dir: Option<PathBuf>,
+    chaos_seed: u64,
 }
 
 fn now_ns() -> u128 {
@@ -127,7 +130,7 @@ fn main() -> ExitCode {
             crash_marker: args.crash_marker,
             sleep_ms: args.sleep_ms,
             run_marker: args.run_marker,
-            chaos_dir: args.chaos_dir,
+            chaos_dir: args.chaos_dir.clone(),
             chaos_seed: args.chaos_seed,
             timeline: args.timeline.clone(),
             straggle: args.straggle,
@@ -137,6 +140,8 @@ fn main() -> ExitCode {
         let reduce_side = ReduceSide {
             sleep_ms: args.reduce_sleep_ms,
             timeline: args.timeline,
+            chaos_dir: args.chaos_dir.clone(),
+            chaos_seed: args.chaos_seed,
         };
         if args.collect {
             let lines = ctx.text_files(&args.input)?.collect()?;
@@ -201,6 +206,19 @@ fn main() -> ExitCode {
             .map_with(reduce_side, |side, (w, n)| {
                 let start = now_ns();
                 std::thread::sleep(std::time::Duration::from_millis(side.sleep_ms));
+                // The same faults on the reduce side, for the words that are first-line keys.
+                if let Some(dir) = &side.chaos_dir
+                    && w.ends_with("_0")
+                {
+                    match chaos(side.chaos_seed, &format!("reduce:{w}")) {
+                        (0, _) if std::fs::create_dir(dir.join(format!("crashed-reduce-{w}"))).is_ok() => {
+                            eprintln!("chaos: exiting the executor on reduce key {w}");
+                            std::process::exit(3);
+                        }
+                        (1, ms) => std::thread::sleep(std::time::Duration::from_millis(ms / 2)),
+                        _ => {}
+                    }
+                }
                 record(&side.timeline, "reduce", start);
                 format!("{w}\t{n}")
             })

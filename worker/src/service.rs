@@ -108,7 +108,10 @@ impl WorkerInner {
     }
 }
 
-fn lost_report(lost: LostTask) -> proto::TaskReport {
+/// The report of a task whose executor died. Alone in it, the task caused the exit and the
+/// failure counts toward its attempts; beside others, which of them did is unknown, so none
+/// counts (the driver bounds such losses per job instead).
+fn lost_report(lost: LostTask, alone: bool) -> proto::TaskReport {
     let a = lost.assignment;
     proto::TaskReport {
         job_id: a.job_id,
@@ -121,7 +124,7 @@ fn lost_report(lost: LostTask) -> proto::TaskReport {
             retryable: true,
             fetch_failure: false,
             fetch_location: String::new(),
-            counts: true,
+            counts: alone,
         })),
     }
 }
@@ -165,8 +168,9 @@ impl Worker for WorkerService {
         let inner = self.inner.clone();
         let on_exit = move |lost: Vec<LostTask>| {
             tokio::spawn(async move {
+                let alone = lost.len() == 1;
                 for l in lost {
-                    inner.report(lost_report(l)).await;
+                    inner.report(lost_report(l, alone)).await;
                 }
             });
         };
