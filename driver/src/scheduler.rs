@@ -372,6 +372,62 @@ pub fn overdue(state: &ClusterState, timings: &Timings, limit: Duration, now: In
     out
 }
 
+/// A task attempt: (job, stage, task, attempt).
+pub type AttemptKey = (String, u32, u32, u32);
+
+/// How long after its start an attempt may be missing from its worker's heartbeat (its
+/// launch may still be on its way).
+pub const LAUNCH_GRACE: Duration = Duration::from_secs(5);
+
+/// Reconciles a worker's heartbeat with the state: the attempts (first or speculative) the
+/// state has running on `worker`, started over [`LAUNCH_GRACE`] ago, that the worker does
+/// not report. Returns them, and those also missing from its previous heartbeat
+/// (`previously`): the worker lost these (a report can be on its way for one heartbeat, not
+/// two), and they fail without counting and run again.
+pub fn forgotten(
+    state: &ClusterState,
+    worker: &str,
+    reported: &BTreeSet<AttemptKey>,
+    timings: &Timings,
+    previously: &BTreeSet<AttemptKey>,
+    now: Instant,
+) -> (BTreeSet<AttemptKey>, Vec<Command>) {
+    let mut missing = BTreeSet::new();
+    for job in state.jobs.values().filter(|j| j.state == JobState::Running) {
+        for (s, tasks) in job.tasks.iter().enumerate() {
+            for (t, task) in tasks.iter().enumerate() {
+                let TaskState::Running { attempt, worker: w } = task else {
+                    continue;
+                };
+                let copy = job.history[s][t].speculative.as_ref().map(|c| (c.attempt, &c.worker));
+                for (attempt, on) in std::iter::once((*attempt, w)).chain(copy) {
+                    let key = (job.id.clone(), s as u32, t as u32, attempt);
+                    let old = timings
+                        .started
+                        .get(&key)
+                        .is_some_and(|at| now.saturating_duration_since(*at) > LAUNCH_GRACE);
+                    if on == worker && old && !reported.contains(&key) {
+                        missing.insert(key);
+                    }
+                }
+            }
+        }
+    }
+    let lost = missing
+        .intersection(previously)
+        .map(|(job, stage, task, attempt)| Command::FailTask {
+            job: job.clone(),
+            stage: *stage,
+            task: *task,
+            attempt: *attempt,
+            message: format!("{worker} no longer runs attempt {attempt} (its heartbeats stopped listing it)"),
+            retryable: true,
+            counts: false,
+        })
+        .collect();
+    (missing, lost)
+}
+
 #[cfg(test)]
 mod tests {
     use ringleader_core::plan::{ActionFn, JobPlan, StageOutput, StagePlan, TaskInput, TaskPlan, TaskValue};
@@ -532,6 +588,36 @@ mod tests {
         assert!(state.jobs[&job].tasks[0].iter().all(|t| *t == TaskState::Pending));
         assert!(state.jobs[&job].history[0].iter().all(|h| h.failures == 0));
         assert_eq!(schedule(&state, &live).len(), 2);
+    }
+
+    #[test]
+    fn a_task_its_worker_stops_listing_runs_again_after_two_heartbeats() {
+        let (mut state, live) = cluster(1, 2);
+        let job = submit(&mut state, 2);
+        let mut timings = Timings::default();
+        let t0 = Instant::now();
+        for a in schedule(&state, &live) {
+            let attempt = start(&mut state, &a);
+            timings.started(&job, 0, a.task, attempt, t0);
+        }
+        let key = |task: u32| (job.clone(), 0u32, task, 1u32);
+        let listed: BTreeSet<AttemptKey> = [key(0)].into();
+        let late = t0 + LAUNCH_GRACE + Duration::from_secs(1);
+        // Young attempts may be missing (their launch is on its way).
+        let (missing, lost) = forgotten(&state, "worker-1", &BTreeSet::new(), &timings, &BTreeSet::new(), t0);
+        assert!(missing.is_empty() && lost.is_empty());
+        // Task 1 missing once: a report may be on its way. Twice: it is lost.
+        let (missing, lost) = forgotten(&state, "worker-1", &listed, &timings, &BTreeSet::new(), late);
+        assert_eq!(missing, [key(1)].into());
+        assert!(lost.is_empty());
+        let (_, lost) = forgotten(&state, "worker-1", &listed, &timings, &missing, late);
+        assert_eq!(lost.len(), 1);
+        for command in lost {
+            assert_eq!(state.apply(command), Outcome::Done);
+        }
+        assert_eq!(state.jobs[&job].tasks[0][1], TaskState::Pending);
+        assert!(matches!(state.jobs[&job].tasks[0][0], TaskState::Running { .. }));
+        assert_eq!(state.jobs[&job].history[0][1].failures, 0, "not the task's fault");
     }
 
     #[test]

@@ -203,6 +203,14 @@ impl Driver for DriverService {
         };
         let live_datasets = self.inner.live_datasets();
         if known {
+            let reported = r
+                .running
+                .iter()
+                .map(|t| (t.job_id.clone(), t.stage, t.task, t.attempt))
+                .collect();
+            for lost in self.inner.reconcile(&r.worker_id, &reported) {
+                let _ = self.inner.report(lost).await;
+            }
             let was_dead = self.inner.heartbeat(r.worker_id);
             if was_dead || r.free_slots > 0 {
                 self.inner.wake.notify_one();

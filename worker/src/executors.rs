@@ -77,6 +77,21 @@ impl Executors {
         lock(&self.jobs).values().map(|j| j.in_flight.len() as u32).sum()
     }
 
+    /// The task attempts handed to executors and not yet finished.
+    pub fn in_flight(&self) -> Vec<proto::RunningTask> {
+        lock(&self.jobs)
+            .iter()
+            .flat_map(|(job, e)| {
+                e.in_flight.keys().map(|&(stage, task, attempt)| proto::RunningTask {
+                    job_id: job.clone(),
+                    stage,
+                    task,
+                    attempt,
+                })
+            })
+            .collect()
+    }
+
     /// Queues a task, starting the job's executor if it has none. `on_exit` receives the
     /// tasks lost if the process dies.
     pub fn submit(

@@ -213,6 +213,7 @@ async fn heartbeat_forever(inner: Arc<service::WorkerInner>, every: Duration, sl
             worker_id: inner.worker_id(),
             free_slots: slots.saturating_sub(running),
             running_tasks: running,
+            running: inner.executors.in_flight(),
         };
         // Through a leader change: follow the redirect (or try the next driver) at once.
         let reply = inner

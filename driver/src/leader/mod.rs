@@ -66,6 +66,8 @@ pub struct DriverInner {
     /// How long attempts take (for speculation).
     timings: Mutex<Timings>,
     speculation: SpeculationConfig,
+    /// Per worker, the running attempts its last heartbeat did not list.
+    missing: Mutex<HashMap<String, BTreeSet<crate::scheduler::AttemptKey>>>,
     /// Dataset generations placed but not yet committed (a `put` or a job's output on its
     /// way), kept from the workers' clean-up for [`PLACED_GRACE`].
     placed: Mutex<HashMap<String, Instant>>,
@@ -157,6 +159,7 @@ impl DriverInner {
             leading: Mutex::new(None),
             timings: Mutex::new(Timings::default()),
             speculation: parts.speculation,
+            missing: Mutex::new(HashMap::new()),
             placed: Mutex::new(HashMap::new()),
         })
     }
@@ -221,6 +224,19 @@ impl DriverInner {
             .values()
             .find(|w| w.address == location || (!w.shuffle_dir.is_empty() && location.starts_with(&w.shuffle_dir)))
             .map(|w| w.id.clone())
+    }
+
+    /// Reconciles `worker`'s heartbeat, which lists the attempts it runs, with the state:
+    /// the failures to commit for attempts it lost (see [`crate::scheduler::forgotten`]).
+    pub fn reconcile(&self, worker: &str, reported: &BTreeSet<crate::scheduler::AttemptKey>) -> Vec<Command> {
+        let state = self.state();
+        let timings = lock(&self.timings);
+        let mut missing = lock(&self.missing);
+        let previously = missing.remove(worker).unwrap_or_default();
+        let (now_missing, lost) =
+            crate::scheduler::forgotten(&state, worker, reported, &timings, &previously, Instant::now());
+        missing.insert(worker.to_string(), now_missing);
+        lost
     }
 
     /// Records a heartbeat; true when the worker was not alive before.
