@@ -1,6 +1,6 @@
 //! Shuffle across processes. A map task attempt writes one Arrow IPC file per non-empty
 //! reduce partition, and an index naming them, into a temporary directory of its own that
-//! is synced and renamed into place when the attempt succeeds: each attempt's output is
+//! is renamed into place when the attempt succeeds: each attempt's output is
 //! committed whole or not at all, and never replaces another attempt's. A reducer reads the
 //! attempt the driver recorded as the map task's, directly when it is local and with Arrow
 //! Flight `do_get` from the worker daemon that holds it otherwise. A partition the index
@@ -161,25 +161,15 @@ impl BlockWriter for FileBlockWriter {
         let mut index = String::new();
         for (partition, mut w) in std::mem::take(&mut self.writers) {
             w.finish()?;
-            let path = self.temp_dir.join(format!("part-{partition}.arrow"));
-            let file = w
-                .into_inner()?
-                .into_inner()
-                .map_err(|e| Error::io(&path, e.into_error()))?;
-            file.sync_all().map_err(|e| Error::io(&path, e))?;
             index.push_str(&format!("{partition}\n"));
         }
         let index_path = self.temp_dir.join(INDEX);
-        let mut file = File::create(&index_path).map_err(|e| Error::io(&index_path, e))?;
-        std::io::Write::write_all(&mut file, index.as_bytes()).map_err(|e| Error::io(&index_path, e))?;
-        file.sync_all().map_err(|e| Error::io(&index_path, e))?;
-        crate::output::sync_dir(&self.temp_dir)?;
+        std::fs::write(&index_path, index).map_err(|e| Error::io(&index_path, e))?;
+        // Not synced: map output lives only as long as its worker process. A worker that
+        // crashes comes back as a new incarnation, and the driver recomputes every map
+        // output the old one held, so no reader ever sees what a crash left half-written.
         // Attempt numbers are never reused, so nothing of another attempt is in the way.
-        std::fs::rename(&self.temp_dir, &self.final_dir).map_err(|e| Error::io(&self.final_dir, e))?;
-        if let Some(parent) = self.final_dir.parent() {
-            crate::output::sync_dir(parent)?;
-        }
-        Ok(())
+        std::fs::rename(&self.temp_dir, &self.final_dir).map_err(|e| Error::io(&self.final_dir, e))
     }
 }
 

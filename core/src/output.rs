@@ -11,6 +11,17 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
+/// Set to `0` to skip syncing outputs (part files, stored partitions) before they are
+/// committed: faster, but a machine that crashes may keep a committed output whose data
+/// never reached its disk.
+pub const FSYNC_VAR: &str = "RINGLEADER_FSYNC";
+
+/// Whether outputs are synced before their commit (see [`FSYNC_VAR`]; on by default).
+pub fn durable() -> bool {
+    static DURABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *DURABLE.get_or_init(|| std::env::var(FSYNC_VAR).map_or(true, |v| v != "0"))
+}
+
 /// Name of the marker file a committed output contains, as Hadoop writes it.
 pub const SUCCESS_MARKER: &str = "_SUCCESS";
 
@@ -64,9 +75,11 @@ impl OutputCommit {
     pub fn commit(mut self) -> Result<()> {
         let marker = self.staging.join(SUCCESS_MARKER);
         File::create(&marker)
-            .and_then(|f| f.sync_all())
+            .and_then(|f| if durable() { f.sync_all() } else { Ok(()) })
             .map_err(|e| Error::io(&marker, e))?;
-        sync_dir(&self.staging)?;
+        if durable() {
+            sync_dir(&self.staging)?;
+        }
         if self.target.exists() && !self.overwrite {
             return Err(Error::OutputExists(self.target.clone()));
         }
@@ -98,7 +111,7 @@ pub fn replace_dir(new: &Path, target: &Path) -> Result<()> {
     } else {
         std::fs::rename(new, target).map_err(|e| Error::io(target, e))?;
     }
-    sync_dir(parent)
+    if durable() { sync_dir(parent) } else { Ok(()) }
 }
 
 /// Swaps two paths atomically.
@@ -173,7 +186,9 @@ pub fn write_part<T>(
     let mut out = BufWriter::with_capacity(4 << 20, file);
     let result = write(&mut out).and_then(|value| {
         out.flush().map_err(|e| Error::io(&temp_path, e))?;
-        out.get_ref().sync_all().map_err(|e| Error::io(&temp_path, e))?;
+        if durable() {
+            out.get_ref().sync_all().map_err(|e| Error::io(&temp_path, e))?;
+        }
         Ok(value)
     });
     drop(out);

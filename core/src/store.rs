@@ -274,13 +274,15 @@ pub fn write_ipc_file(
             .into_inner()?
             .into_inner()
             .map_err(|e| Error::io(&temp, e.into_error()))?;
-        file.sync_all().map_err(|e| Error::io(&temp, e))?;
+        if crate::output::durable() {
+            file.sync_all().map_err(|e| Error::io(&temp, e))?;
+        }
         Ok((rows, bytes))
     })();
     match result {
         Ok(counts) => {
             std::fs::rename(&temp, path).map_err(|e| Error::io(path, e))?;
-            if let Some(parent) = path.parent() {
+            if let Some(parent) = path.parent().filter(|_| crate::output::durable()) {
                 crate::output::sync_dir(parent)?;
             }
             Ok(counts)
