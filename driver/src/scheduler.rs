@@ -429,7 +429,7 @@ pub fn forgotten(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use ringleader_core::plan::{ActionFn, JobPlan, StageOutput, StagePlan, TaskInput, TaskPlan, TaskValue};
     use ringleader_core::shipped::Shipped;
     use ringleader_core::source::Split;
@@ -437,7 +437,8 @@ mod tests {
     use super::*;
     use crate::state::{Command, Outcome};
 
-    fn job(tasks: usize) -> JobPlan {
+    /// A plan of one stage of `tasks` tasks counting their rows.
+    pub(crate) fn job(tasks: usize) -> JobPlan {
         let task = TaskPlan {
             input: TaskInput::Source {
                 split: Split::Inline { ipc: Vec::new() },
@@ -801,35 +802,29 @@ mod tests {
     fn failures_that_do_not_count_never_exhaust_the_attempts() {
         let (mut state, live) = cluster(2, 1);
         let job = submit(&mut state, 1);
-        for _ in 0..=crate::state::MAX_ATTEMPTS {
-            let a = schedule(&state, &live).remove(0);
-            let attempt = start(&mut state, &a);
+        // Starts the job's only task and fails it without counting.
+        let fail_uncounted = |state: &mut ClusterState, message: &str| {
+            let a = schedule(state, &live).remove(0);
+            let attempt = start(state, &a);
             state.apply(Command::FailTask {
                 job: job.clone(),
                 stage: 0,
                 task: 0,
                 attempt,
-                message: "lost map output".into(),
+                message: message.into(),
                 retryable: true,
                 counts: false,
             });
+        };
+        for _ in 0..=crate::state::MAX_ATTEMPTS {
+            fail_uncounted(&mut state, "lost map output");
             assert_eq!(state.jobs[&job].state, JobState::Running);
         }
         // But they are bounded per job: an executor that keeps dying under several tasks
         // cannot retry them forever.
         let limit = crate::state::max_uncounted_failures(&state.jobs[&job]);
         for _ in crate::state::MAX_ATTEMPTS + 1..=limit {
-            let a = schedule(&state, &live).remove(0);
-            let attempt = start(&mut state, &a);
-            state.apply(Command::FailTask {
-                job: job.clone(),
-                stage: 0,
-                task: 0,
-                attempt,
-                message: "executor exited".into(),
-                retryable: true,
-                counts: false,
-            });
+            fail_uncounted(&mut state, "executor exited");
         }
         assert!(
             matches!(&state.jobs[&job].state, JobState::Failed(m) if m.contains("without a task to blame")),

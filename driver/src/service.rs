@@ -507,11 +507,7 @@ impl Driver for DriverService {
     async fn get_job(&self, request: Request<proto::JobId>) -> Result<Response<proto::JobDetail>, Status> {
         let id = request.into_inner().job_id;
         let state = self.inner.state();
-        let job = state.jobs.get(&id).ok_or_else(|| {
-            Status::not_found(format!(
-                "no job {id:?} (`ringleader jobs` lists the jobs this cluster remembers)"
-            ))
-        })?;
+        let job = state.jobs.get(&id).ok_or_else(|| no_job(&id))?;
         Ok(Response::new(job_detail(job)))
     }
 
@@ -522,12 +518,7 @@ impl Driver for DriverService {
         self.inner.require_leader()?;
         let r = request.into_inner();
         let state = match self.inner.state().jobs.get(&r.job_id) {
-            None => {
-                return Err(Status::not_found(format!(
-                    "no job {:?} (`ringleader jobs` lists the jobs this cluster remembers)",
-                    r.job_id
-                )));
-            }
+            None => return Err(no_job(&r.job_id)),
             Some(job) => job.state.clone(),
         };
         if state != crate::state::JobState::Running {
@@ -567,4 +558,11 @@ impl Driver for DriverService {
             workers: self.worker_statuses(),
         }))
     }
+}
+
+/// The answer about a job id the cluster does not remember.
+fn no_job(id: &str) -> Status {
+    Status::not_found(format!(
+        "no job {id:?} (`ringleader jobs` lists the jobs this cluster remembers)"
+    ))
 }

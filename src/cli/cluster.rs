@@ -110,22 +110,20 @@ pub struct ClusterFile {
 
 impl ClusterFile {
     /// Drivers known only by their addresses (started by hand; pid 0: unknown).
-    pub fn of_drivers(master: &str) -> ClusterFile {
-        let drivers = master
-            .split(',')
-            .map(str::trim)
-            .filter(|a| !a.is_empty())
+    pub fn of_drivers(master: &str) -> anyhow::Result<ClusterFile> {
+        let drivers = crate::cluster::parse_masters(master)?
+            .into_iter()
             .map(|address| Node {
-                address: address.to_string(),
+                address,
                 pid: 0,
                 data_dir: PathBuf::new(),
             })
             .collect();
-        ClusterFile {
+        Ok(ClusterFile {
             drivers,
             workers: Vec::new(),
             tls_ca: None,
-        }
+        })
     }
 
     /// Reads `dir/cluster.json`.
@@ -452,9 +450,9 @@ fn wait_registered(file: &ClusterFile, workers: usize) -> anyhow::Result<()> {
 fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let from_env = || std::env::var("RINGLEADER_MASTER").ok().filter(|m| !m.is_empty());
     let file = match args.master.clone() {
-        Some(master) => ClusterFile::of_drivers(&master),
+        Some(master) => ClusterFile::of_drivers(&master)?,
         None => match (ClusterFile::read(&args.dir.dir), from_env()) {
-            (Err(_), Some(master)) => ClusterFile::of_drivers(&master),
+            (Err(_), Some(master)) => ClusterFile::of_drivers(&master)?,
             (file, _) => file?,
         },
     };

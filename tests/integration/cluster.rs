@@ -652,20 +652,6 @@ fn a_cluster_given_certificates_speaks_only_tls() {
     assert!(ok(jobs, "ringleader jobs over TLS").contains("succeeded"));
 }
 
-/// Every file named `name` under `dir`.
-fn files_named(dir: &Path, name: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(files_named(&path, name));
-        } else if path.file_name().is_some_and(|n| n == name) {
-            out.push(path);
-        }
-    }
-    out
-}
-
 #[test]
 fn only_ringleaders_variables_and_the_named_ones_leave_the_client() {
     let cluster = LocalCluster::up(1, 1);
@@ -679,7 +665,10 @@ fn only_ringleaders_variables_and_the_named_ones_leave_the_client() {
         .output()
         .unwrap();
     ok(out, "sum on the cluster");
-    let logs = files_named(cluster.dir.path(), "raft.redb");
+    let logs: Vec<PathBuf> = crate::helpers::files_under(cluster.dir.path())
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n == "raft.redb"))
+        .collect();
     assert!(!logs.is_empty(), "no driver log found");
     let contains = |needle: &str| {
         logs.iter().any(|log| {

@@ -9,6 +9,19 @@ use crate::helpers::{
     LocalCluster, args, embedded, example, job_id, numbered_text, ok, signal, sorted_lines, wait_bounded,
 };
 
+/// Starts the chaos job with `args`, every shuffle block fetched over Flight (as across
+/// machines: a dead or stopped worker's files are unreadable), its stderr in `log`.
+fn chaos_over_flight(cluster: &LocalCluster, args: &[std::ffi::OsString], log: &Path) -> std::process::Child {
+    cluster
+        .client(&example("chaos"))
+        .args(args)
+        .env("RINGLEADER_HOST_LOCAL_SHUFFLE", "0")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn a_worker_killed_after_the_map_stage_has_its_output_recomputed() {
     let cluster = LocalCluster::up(1, 3);
@@ -18,14 +31,7 @@ fn a_worker_killed_after_the_map_stage_has_its_output_recomputed() {
     // A fast map stage and a slow reduce stage (30 ms per distinct word).
     let job_args = |out: &Path| args!["--input", d("text"), "--output", out, "--reduce-sleep-ms", "30"];
     // Reducers fetch over Flight (as across machines): a dead worker's files are unreadable.
-    let client = cluster
-        .client(&example("chaos"))
-        .args(job_args(&d("cluster")))
-        .env("RINGLEADER_HOST_LOCAL_SHUFFLE", "0")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(d("client.log")).unwrap())
-        .spawn()
-        .unwrap();
+    let client = chaos_over_flight(&cluster, &job_args(&d("cluster")), &d("client.log"));
     let job = job_id(&d("client.log"));
     let (maps, _, _) = cluster.wait_for_stage(&job, 0, |done, total| done == total);
     // Every worker holds map output (9 map tasks over 3 workers x 2 slots); one dies.
@@ -301,14 +307,7 @@ fn a_worker_stopped_while_reducers_fetch_from_it_is_lost_and_the_job_finishes() 
     numbered_text(&d("text"), 9, 10);
     // A fast map stage, a slow reduce stage; every block is fetched over Flight.
     let job_args = |out: &Path| args!["--input", d("text"), "--output", out, "--reduce-sleep-ms", "30"];
-    let client = cluster
-        .client(&example("chaos"))
-        .args(job_args(&d("cluster")))
-        .env("RINGLEADER_HOST_LOCAL_SHUFFLE", "0")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(d("client.log")).unwrap())
-        .spawn()
-        .unwrap();
+    let client = chaos_over_flight(&cluster, &job_args(&d("cluster")), &d("client.log"));
     let job = job_id(&d("client.log"));
     cluster.wait_for_stage(&job, 0, |done, total| done == total);
     cluster.wait_for_stage(&job, 1, |done, _| done >= 1);

@@ -261,7 +261,7 @@ fn stored_datasets_go_in_and_out_of_the_ring() {
         (0..3)
             .map(|w| {
                 let dir = cluster.lan.hosts[cluster.worker_host(w)].outside(&format!("worker/datasets/{name}"));
-                walk(&dir)
+                super::helpers::files_under(&dir)
                     .iter()
                     .filter(|p| p.extension().is_some_and(|e| e == "arrow"))
                     .count()
@@ -361,23 +361,6 @@ fn read_parts(listing: &str, name: &str) -> usize {
         .and_then(|p| p.split(' ').next())
         .and_then(|n| n.parse().ok())
         .expect("partitions")
-}
-
-/// Every file under `dir`.
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 #[test]

@@ -142,34 +142,13 @@ fn final_events(record: &JobRecord) -> Vec<Event> {
 
 #[cfg(test)]
 mod tests {
-    use ringleader_core::plan::{ActionFn, JobPlan, StageOutput, StagePlan, TaskInput, TaskPlan};
-    use ringleader_core::shipped::Shipped;
-    use ringleader_core::source::Split;
-
     use super::*;
     use crate::state::{ClusterState, Command, Outcome};
 
     #[test]
     fn a_succeeded_job_whose_results_are_gone_is_reported_succeeded_never_failed() {
         let mut state = ClusterState::default();
-        let plan = JobPlan {
-            stages: vec![StagePlan {
-                id: 0,
-                tasks: vec![TaskPlan {
-                    input: TaskInput::Source {
-                        split: Split::Inline { ipc: Vec::new() },
-                        sample_windows: None,
-                    },
-                    steps: Vec::new(),
-                }],
-                output: StageOutput::Action {
-                    f: Shipped::new(ringleader_core::ops::action::count as ActionFn),
-                    state: Vec::new(),
-                },
-                parents: Vec::new(),
-            }],
-            store: None,
-        };
+        let plan = crate::scheduler::tests::job(1);
         let Outcome::JobSubmitted(id) = state.apply(Command::SubmitJob {
             name: "t".into(),
             binary: "0".repeat(32),
