@@ -83,10 +83,8 @@ pub(crate) fn shipped_env(vars: impl Iterator<Item = (String, String)>) -> std::
         .unwrap_or_default();
     vars.into_iter()
         .filter(|(k, _)| {
-            let own = k.starts_with("RINGLEADER_")
-                && k != ringleader_core::auth::TOKEN_ENV
-                && k != ringleader_core::auth::TOKEN_FILE_ENV;
-            own || named.contains(k)
+            let secret = k == ringleader_core::auth::TOKEN_ENV || k == ringleader_core::auth::TOKEN_FILE_ENV;
+            (k.starts_with("RINGLEADER_") || named.contains(k)) && !secret
         })
         .collect()
 }
@@ -501,7 +499,7 @@ mod env_tests {
             ("RINGLEADER_THREADS", "4"),
             ("RINGLEADER_TOKEN", "secret"),
             ("RINGLEADER_TOKEN_FILE", "/x/token"),
-            ("RINGLEADER_SHIP_ENV", "WANTED, ALSO"),
+            ("RINGLEADER_SHIP_ENV", "WANTED, ALSO, RINGLEADER_TOKEN"),
             ("WANTED", "yes"),
             ("ALSO", "too"),
             ("AWS_SECRET_ACCESS_KEY", "no"),

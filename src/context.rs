@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use ringleader_core::data::{Data, encode};
 use ringleader_core::plan::{JobPlan, SchemaFn, TaskValue};
 use ringleader_core::record::{RECORD_LEN, Record};
-use ringleader_core::shipped::Shipped;
 use ringleader_core::source::{self, Split};
 use ringleader_core::store::DatasetFormat;
 
@@ -515,7 +514,7 @@ impl Context {
         csv_schema::<T>()?;
         self.typed_source(path.as_ref(), || {
             let files = source::list_files(path.as_ref(), |p| source::has_extension(p, "csv"))?;
-            let schema = Shipped::new(csv_schema::<T> as SchemaFn);
+            let schema = ringleader_core::ship!(csv_schema::<T> as SchemaFn);
             Ok(files
                 .into_iter()
                 .map(|(path, bytes)| (Split::Csv { path, schema }, bytes))

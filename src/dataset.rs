@@ -16,6 +16,7 @@ use ringleader_core::ops::{action, narrow, reduce, sinks};
 use ringleader_core::output::OutputCommit;
 use ringleader_core::plan::{ActionFn, ReduceFn, SinkFn, StageOutput, Step, StepFn, StoreSpec, TaskValue};
 use ringleader_core::record::Record;
+use ringleader_core::ship;
 use ringleader_core::shipped::{Shipped, assert_no_capture};
 use ringleader_core::store::DatasetFormat;
 use serde::Serialize;
@@ -153,13 +154,10 @@ impl<T: Data> Dataset<T> {
         Dataset::from_node(self.ctx.clone(), Arc::new(node))
     }
 
-    fn step<U: Data>(&self, f: StepFn, state: Vec<u8>) -> Dataset<U> {
+    fn step<U: Data>(&self, f: Shipped<StepFn>, state: Vec<u8>) -> Dataset<U> {
         self.derive(Node::Narrow {
             parent: self.node.clone(),
-            step: Step {
-                f: Shipped::new(f),
-                state,
-            },
+            step: Step { f, state },
         })
     }
 
@@ -182,7 +180,7 @@ impl<T: Data> Dataset<T> {
     pub fn map<U: Data, F: Fn(T) -> U + Send + Sync + 'static>(&self, f: F) -> Dataset<U> {
         const { assert_no_capture::<F>() };
         drop(f);
-        self.step(narrow::map::<T, U, F>, Vec::new())
+        self.step(ship!(narrow::map::<T, U, F> as StepFn), Vec::new())
     }
 
     /// Applies `f` to `state` and every row; `state` is serialised into the plan, so a
@@ -203,7 +201,7 @@ impl<T: Data> Dataset<T> {
         const { assert_no_capture::<F>() };
         drop(f);
         match postcard::to_stdvec(&state) {
-            Ok(bytes) => self.step(narrow::map_with::<S, T, U, F>, bytes),
+            Ok(bytes) => self.step(ship!(narrow::map_with::<S, T, U, F> as StepFn), bytes),
             Err(e) => self.derive(Node::Invalid {
                 message: format!("cannot serialise the state of map_with: {e}"),
             }),
@@ -221,7 +219,7 @@ impl<T: Data> Dataset<T> {
     pub fn filter<F: Fn(&T) -> bool + Send + Sync + 'static>(&self, f: F) -> Dataset<T> {
         const { assert_no_capture::<F>() };
         drop(f);
-        self.step(narrow::filter::<T, F>, Vec::new())
+        self.step(ship!(narrow::filter::<T, F> as StepFn), Vec::new())
     }
 
     /// Replaces every row by the rows `f` returns for it.
@@ -241,7 +239,7 @@ impl<T: Data> Dataset<T> {
     {
         const { assert_no_capture::<F>() };
         drop(f);
-        self.step(narrow::flat_map::<T, U, I, F>, Vec::new())
+        self.step(ship!(narrow::flat_map::<T, U, I, F> as StepFn), Vec::new())
     }
 
     /// Hands each whole partition to `f` as an iterator, once per partition (e.g. to set up
@@ -262,7 +260,7 @@ impl<T: Data> Dataset<T> {
     {
         const { assert_no_capture::<F>() };
         drop(f);
-        self.step(narrow::map_partitions::<T, U, I, F>, Vec::new())
+        self.step(ship!(narrow::map_partitions::<T, U, I, F> as StepFn), Vec::new())
     }
 
     /// Pairs every row with a key computed by `f`.
@@ -276,7 +274,7 @@ impl<T: Data> Dataset<T> {
     pub fn key_by<K: Data, F: Fn(&T) -> K + Send + Sync + 'static>(&self, f: F) -> Dataset<(K, T)> {
         const { assert_no_capture::<F>() };
         drop(f);
-        self.step(narrow::key_by::<T, K, F>, Vec::new())
+        self.step(ship!(narrow::key_by::<T, K, F> as StepFn), Vec::new())
     }
 
     /// The rows of `self` followed by those of `other`.
@@ -308,8 +306,8 @@ impl<T: Data> Dataset<T> {
         T: Hash + Eq,
     {
         self.derive(Node::Shuffle {
-            sides: vec![(self.node.clone(), Shipped::new(sinks::distinct::<T> as SinkFn))],
-            reduce: Shipped::new(reduce::distinct::<T> as ReduceFn),
+            sides: vec![(self.node.clone(), ship!(sinks::distinct::<T> as SinkFn))],
+            reduce: ship!(reduce::distinct::<T> as ReduceFn),
             partitions: self.ctx.config().shuffle_partitions,
         })
     }
@@ -352,23 +350,16 @@ impl<T: Data> Dataset<T> {
         drop(f);
         self.derive(Node::Sort {
             parent: self.node.clone(),
-            sample: Shipped::new(action::sample_keys::<T, K, F> as ActionFn),
+            sample: ship!(action::sample_keys::<T, K, F> as ActionFn),
             bounds: sinks::range_bounds::<K>,
-            sink: Shipped::new(sinks::range::<T, K, F> as SinkFn),
-            reduce: Shipped::new(reduce::sort::<T, K, F> as ReduceFn),
+            sink: ship!(sinks::range::<T, K, F> as SinkFn),
+            reduce: ship!(reduce::sort::<T, K, F> as ReduceFn),
             partitions: partitions.max(1),
         })
     }
 
-    fn run(&self, f: ActionFn, state: Vec<u8>) -> Result<Vec<TaskValue>> {
-        let plan = crate::planner::plan(
-            &self.ctx,
-            &self.node,
-            StageOutput::Action {
-                f: Shipped::new(f),
-                state,
-            },
-        )?;
+    fn run(&self, f: Shipped<ActionFn>, state: Vec<u8>) -> Result<Vec<TaskValue>> {
+        let plan = crate::planner::plan(&self.ctx, &self.node, StageOutput::Action { f, state })?;
         self.ctx.execute(&plan)
     }
 
@@ -392,7 +383,7 @@ impl<T: Data> Dataset<T> {
     /// assert_eq!(ctx.parallelize(vec![1i64, 2], 2).unwrap().collect().unwrap(), vec![1, 2]);
     /// ```
     pub fn collect(&self) -> Result<Vec<T>> {
-        Self::rows_of(self.run(action::collect::<T>, Vec::new())?)
+        Self::rows_of(self.run(ship!(action::collect::<T> as ActionFn), Vec::new())?)
     }
 
     /// The first `n` rows, in partition order.
@@ -403,7 +394,8 @@ impl<T: Data> Dataset<T> {
     /// assert_eq!(ctx.parallelize((1..=100i64).collect(), 4).unwrap().take(3).unwrap(), vec![1, 2, 3]);
     /// ```
     pub fn take(&self, n: usize) -> Result<Vec<T>> {
-        let mut rows = Self::rows_of(self.run(action::take::<T>, postcard::to_stdvec(&(n as u64))?)?)?;
+        let mut rows =
+            Self::rows_of(self.run(ship!(action::take::<T> as ActionFn), postcard::to_stdvec(&(n as u64))?)?)?;
         rows.truncate(n);
         Ok(rows)
     }
@@ -416,7 +408,7 @@ impl<T: Data> Dataset<T> {
     /// assert_eq!(ctx.parallelize(vec![(); 7], 3).unwrap().count().unwrap(), 7);
     /// ```
     pub fn count(&self) -> Result<u64> {
-        let values = self.run(action::count, Vec::new())?;
+        let values = self.run(ship!(action::count as ActionFn), Vec::new())?;
         Ok(values
             .iter()
             .map(|v| if let TaskValue::Count(n) = v { *n } else { 0 })
@@ -436,7 +428,7 @@ impl<T: Data> Dataset<T> {
         T: Summable,
     {
         let mut total = T::zero();
-        for v in self.run(action::sum::<T>, Vec::new())? {
+        for v in self.run(ship!(action::sum::<T> as ActionFn), Vec::new())? {
             if let TaskValue::Bytes(b) = v {
                 total = action::add(total, postcard::from_bytes(&b)?)?;
             }
@@ -456,7 +448,7 @@ impl<T: Data> Dataset<T> {
     pub fn reduce<F: Fn(T, T) -> T + Send + Sync + 'static>(&self, f: F) -> Result<Option<T>> {
         const { assert_no_capture::<F>() };
         let mut acc: Option<T> = None;
-        for v in self.run(action::reduce::<T, F>, Vec::new())? {
+        for v in self.run(ship!(action::reduce::<T, F> as ActionFn), Vec::new())? {
             if let TaskValue::Bytes(b) = v
                 && let Some(x) = postcard::from_bytes::<Option<T>>(&b)?
             {
@@ -473,7 +465,13 @@ impl<T: Data> Dataset<T> {
     /// (`ringleader://NAME`, committed by the driver when the job succeeds), or, when the
     /// workers are on other machines than this client, into a temporary stored dataset
     /// streamed back into the local directory.
-    fn save(&self, output: Output, to_files: ActionFn, to_store: ActionFn, format: DatasetFormat) -> Result<Saved> {
+    fn save(
+        &self,
+        output: Output,
+        to_files: Shipped<ActionFn>,
+        to_store: Shipped<ActionFn>,
+        format: DatasetFormat,
+    ) -> Result<Saved> {
         if let Some(name) = ringleader_core::store::parse_url(&output.dir) {
             return self.save_stored(&name?, &output, to_store, format);
         }
@@ -489,7 +487,13 @@ impl<T: Data> Dataset<T> {
         Ok(Saved::of(&values))
     }
 
-    fn save_stored(&self, name: &str, output: &Output, to_store: ActionFn, format: DatasetFormat) -> Result<Saved> {
+    fn save_stored(
+        &self,
+        name: &str,
+        output: &Output,
+        to_store: Shipped<ActionFn>,
+        format: DatasetFormat,
+    ) -> Result<Saved> {
         let Some(cluster) = self.ctx.cluster_client() else {
             return Err(crate::Error::Config(format!(
                 "{}: stored datasets live on a cluster; set RINGLEADER_MASTER, or write to a local directory",
@@ -500,7 +504,7 @@ impl<T: Data> Dataset<T> {
             &self.ctx,
             &self.node,
             StageOutput::Action {
-                f: Shipped::new(to_store),
+                f: to_store,
                 state: Vec::new(),
             },
         )?;
@@ -517,7 +521,7 @@ impl<T: Data> Dataset<T> {
         };
         if let Some(last) = plan.stages.last_mut() {
             last.output = StageOutput::Action {
-                f: Shipped::new(to_store),
+                f: to_store,
                 state: postcard::to_stdvec(&action::StoreState { spec: spec.clone() })?,
             };
         }
@@ -526,7 +530,7 @@ impl<T: Data> Dataset<T> {
         Ok(Saved::of(&values))
     }
 
-    fn save_travelling(&self, output: Output, to_store: ActionFn, format: DatasetFormat) -> Result<Saved> {
+    fn save_travelling(&self, output: Output, to_store: Shipped<ActionFn>, format: DatasetFormat) -> Result<Saved> {
         // Refuse an existing directory before any task runs.
         if output.dir.exists() && !output.overwrite {
             return Err(crate::Error::OutputExists(output.dir.clone()));
@@ -579,8 +583,8 @@ impl<T: Data> Dataset<T> {
     {
         self.save(
             output.into(),
-            action::save_text::<T>,
-            action::store_text::<T>,
+            ship!(action::save_text::<T> as ActionFn),
+            ship!(action::store_text::<T> as ActionFn),
             DatasetFormat::Text,
         )
     }
@@ -603,18 +607,18 @@ impl Dataset<Record> {
     pub fn save_records(&self, output: impl Into<Output>) -> Result<Saved> {
         self.save(
             output.into(),
-            action::save_records,
-            action::store_records,
+            ship!(action::save_records as ActionFn),
+            ship!(action::store_records as ActionFn),
             DatasetFormat::Records,
         )
     }
 }
 
 impl<K: Data + Hash + Eq, V: Data> Dataset<(K, V)> {
-    fn shuffle<U: Data>(&self, sink: SinkFn, reduce: ReduceFn) -> Dataset<U> {
+    fn shuffle<U: Data>(&self, sink: Shipped<SinkFn>, reduce: Shipped<ReduceFn>) -> Dataset<U> {
         self.derive(Node::Shuffle {
-            sides: vec![(self.node.clone(), Shipped::new(sink))],
-            reduce: Shipped::new(reduce),
+            sides: vec![(self.node.clone(), sink)],
+            reduce,
             partitions: self.ctx.config().shuffle_partitions,
         })
     }
@@ -633,7 +637,10 @@ impl<K: Data + Hash + Eq, V: Data> Dataset<(K, V)> {
     pub fn reduce_by_key<F: Fn(V, V) -> V + Send + Sync + 'static>(&self, f: F) -> Dataset<(K, V)> {
         const { assert_no_capture::<F>() };
         drop(f);
-        self.shuffle(sinks::combine::<K, V, F>, reduce::combine::<K, V, F>)
+        self.shuffle(
+            ship!(sinks::combine::<K, V, F> as SinkFn),
+            ship!(reduce::combine::<K, V, F> as ReduceFn),
+        )
     }
 
     /// Gathers the values of each key (in no particular order).
@@ -648,7 +655,10 @@ impl<K: Data + Hash + Eq, V: Data> Dataset<(K, V)> {
     /// assert_eq!(groups, vec![(1, vec!['x', 'y']), (2, vec!['z'])]);
     /// ```
     pub fn group_by_key(&self) -> Dataset<(K, Vec<V>)> {
-        self.shuffle(sinks::hash::<K, V>, reduce::group::<K, V>)
+        self.shuffle(
+            ship!(sinks::hash::<K, V> as SinkFn),
+            ship!(reduce::group::<K, V> as ReduceFn),
+        )
     }
 
     /// Inner hash join on the key: every pair of values, one from each side, whose keys match.
@@ -667,10 +677,10 @@ impl<K: Data + Hash + Eq, V: Data> Dataset<(K, V)> {
     {
         self.derive(Node::Shuffle {
             sides: vec![
-                (self.node.clone(), Shipped::new(sinks::hash::<K, V> as SinkFn)),
-                (other.node.clone(), Shipped::new(sinks::hash::<K, W> as SinkFn)),
+                (self.node.clone(), ship!(sinks::hash::<K, V> as SinkFn)),
+                (other.node.clone(), ship!(sinks::hash::<K, W> as SinkFn)),
             ],
-            reduce: Shipped::new(reduce::join::<K, V, W> as ReduceFn),
+            reduce: ship!(reduce::join::<K, V, W> as ReduceFn),
             partitions: self.ctx.config().shuffle_partitions,
         })
     }

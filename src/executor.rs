@@ -5,7 +5,8 @@
 
 use std::collections::HashMap;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use ringleader_core::Error;
 use ringleader_core::cluster_shuffle::{BlockSource, ClusterShuffle, ShuffleFiles};
@@ -14,6 +15,13 @@ use ringleader_core::plan::{StageOutput, TaskPlan};
 use ringleader_core::proto::{self, executor_client::ExecutorClient, task_report::Outcome};
 
 use crate::config::Config;
+
+/// A task attempt: (stage, task, attempt).
+type AttemptKey = (u32, u32, u32);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Serves tasks for the worker at `worker` until it closes the stream.
 pub(crate) fn serve(worker: String) -> ExitCode {
@@ -64,21 +72,38 @@ fn serve_inner(worker: String) -> Result<(), String> {
             .await
             .map_err(|e| e.message().to_string())?
             .into_inner();
+        // The stop flag of each attempt received and not yet reported.
+        let stops: Arc<Mutex<HashMap<AttemptKey, Arc<AtomicBool>>>> = Arc::default();
         while let Some(assignment) = tasks.message().await.map_err(|e| e.message().to_string())? {
-            let (client, handle, files, worker, pool2, own_hash) = (
+            let key = (assignment.stage_index, assignment.task, assignment.attempt);
+            if assignment.stop {
+                if let Some(stop) = lock(&stops).get(&key) {
+                    stop.store(true, Ordering::Relaxed);
+                }
+                continue;
+            }
+            let stop = Arc::new(AtomicBool::new(false));
+            lock(&stops).insert(key, stop.clone());
+            let (client, handle, files, worker, pool2, own_hash, stops) = (
                 client.clone(),
                 handle.clone(),
                 files.clone(),
                 worker.clone(),
                 pool.clone(),
                 own_hash.clone(),
+                stops.clone(),
             );
             pool2.spawn(move || {
                 let report = if assignment.binary_hash == own_hash {
-                    run_assignment(assignment, files, &worker, handle.clone())
+                    run_assignment(assignment, files, &worker, handle.clone(), &stop)
                 } else {
                     refuse(assignment, &own_hash)
                 };
+                lock(&stops).remove(&key);
+                // A stopped attempt's worker has already let it go: nobody waits for it.
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
                 let parts = ringleader_core::binary::report_chunks(report);
                 let _ = handle.block_on(client.clone().task_finished(futures::stream::iter(parts)));
             });
@@ -92,6 +117,7 @@ fn run_assignment(
     files: ShuffleFiles,
     worker: &str,
     handle: tokio::runtime::Handle,
+    stop: &Arc<AtomicBool>,
 ) -> proto::TaskReport {
     let decoded = postcard::from_bytes::<TaskPlan>(&a.task_plan)
         .and_then(|task| Ok((task, postcard::from_bytes::<StageOutput>(&a.stage_output)?)));
@@ -129,6 +155,7 @@ fn run_assignment(
                 partition: a.task,
                 task: &task,
                 output: &output,
+                stop: Some(stop),
             };
             match run(&unit, a.attempt, &shuffle) {
                 Ok(value) => match postcard::to_stdvec(&value) {

@@ -7,6 +7,13 @@
 //! with [`Authorize`] (wrap a channel with [`authorized`]); servers check it with
 //! [`RequireToken`]. A node with no token accepts calls without one; nodes refuse to listen
 //! beyond loopback without a token.
+//!
+//! A job's executors never see the cluster token: their worker gives them a *job
+//! credential* ([`job_credential`]), `job.<JOB>.<HMAC-SHA256 of the job id under the
+//! token>`, which any node holding the token can check without asking anyone. Services an
+//! executor has no business calling (driver, worker, Raft) refuse it outright; those it
+//! needs (its worker's task queue, Flight) admit it ([`RequireToken::admitting_jobs`]) and
+//! check per call that it acts for its own job ([`Caller::may_act_for`]).
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -23,6 +30,8 @@ pub const TOKEN_ENV: &str = "RINGLEADER_TOKEN";
 pub const TOKEN_FILE_ENV: &str = "RINGLEADER_TOKEN_FILE";
 /// The metadata key the token travels in (as `Bearer <token>`).
 pub const METADATA_KEY: &str = "authorization";
+/// How a job credential starts.
+const JOB_PREFIX: &str = "job.";
 
 static TOKEN: OnceLock<Option<String>> = OnceLock::new();
 
@@ -118,10 +127,67 @@ pub fn authorized(channel: Channel) -> AuthChannel {
     InterceptedService::new(channel, Authorize)
 }
 
-/// Refuses requests that do not carry `expected` (when there is one).
+/// Who made a call, as its credential says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// A holder of the cluster token (a driver, a worker, a client), or anyone on a
+    /// cluster without a token.
+    Cluster,
+    /// An executor of this job, holding that job's credential.
+    Job(String),
+}
+
+impl Caller {
+    /// The caller of `request`, as its service's [`RequireToken`] found it (a service
+    /// without one has no token to check: [`Caller::Cluster`]).
+    pub fn of<T>(request: &Request<T>) -> Caller {
+        request.extensions().get::<Caller>().cloned().unwrap_or(Caller::Cluster)
+    }
+
+    /// Refuses a job's executor acting for another job.
+    pub fn may_act_for(&self, job: &str) -> Result<(), Status> {
+        match self {
+            Caller::Job(own) if own != job => Err(Status::permission_denied(format!(
+                "refused: this credential belongs to job {own}'s executors, which may not act for job {job}"
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The credential a worker gives the executors of `job`: `job.<JOB>.<hex HMAC>` under
+/// this process's token, or none on a cluster without a token.
+pub fn job_credential(job: &str) -> Result<Option<String>, TokenError> {
+    Ok(token()?.map(|token| credential_for(token, job)))
+}
+
+/// The credential of `job` under `token`.
+pub fn credential_for(token: &str, job: &str) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, token.as_bytes());
+    let tag = ring::hmac::sign(&key, job.as_bytes());
+    let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("{JOB_PREFIX}{job}.{hex}")
+}
+
+/// The job whose credential `given` is under `token`, if it is one.
+fn credential_job<'a>(token: &str, given: &'a str) -> Option<&'a str> {
+    let (job, hex) = given.strip_prefix(JOB_PREFIX)?.rsplit_once('.')?;
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    let tag: Vec<u8> = (0..32)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+        .collect::<Option<_>>()?;
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, token.as_bytes());
+    ring::hmac::verify(&key, job.as_bytes(), &tag).ok().map(|()| job)
+}
+
+/// Refuses requests that do not carry `expected` (when there is one), and job credentials
+/// unless built with [`RequireToken::admitting_jobs`].
 #[derive(Debug, Clone, Default)]
 pub struct RequireToken {
     expected: Option<std::sync::Arc<str>>,
+    admit_jobs: bool,
 }
 
 impl RequireToken {
@@ -129,7 +195,17 @@ impl RequireToken {
     pub fn from_process() -> Result<RequireToken, TokenError> {
         Ok(RequireToken {
             expected: token()?.map(std::sync::Arc::from),
+            admit_jobs: false,
         })
+    }
+
+    /// The same check that also admits a job's executors (the service checks per call
+    /// what they act for, with [`Caller::of`]).
+    pub fn admitting_jobs(&self) -> RequireToken {
+        RequireToken {
+            admit_jobs: true,
+            ..self.clone()
+        }
     }
 
     /// Whether a token is required.
@@ -137,10 +213,10 @@ impl RequireToken {
         self.expected.is_some()
     }
 
-    /// Checks a request's metadata.
-    pub fn check(&self, metadata: &tonic::metadata::MetadataMap) -> Result<(), Status> {
+    /// Checks a request's metadata: who calls, or why it is refused.
+    pub fn check(&self, metadata: &tonic::metadata::MetadataMap) -> Result<Caller, Status> {
         let Some(expected) = &self.expected else {
-            return Ok(());
+            return Ok(Caller::Cluster);
         };
         let given = metadata
             .get(METADATA_KEY)
@@ -148,18 +224,24 @@ impl RequireToken {
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or_default();
         if constant_time_eq(given.as_bytes(), expected.as_bytes()) {
-            Ok(())
-        } else {
-            Err(Status::unauthenticated(
+            return Ok(Caller::Cluster);
+        }
+        match credential_job(expected, given) {
+            Some(job) if self.admit_jobs => Ok(Caller::Job(job.to_string())),
+            Some(job) => Err(Status::permission_denied(format!(
+                "refused: a credential of job {job}'s executors may not call this service (it takes the cluster token)"
+            ))),
+            None => Err(Status::unauthenticated(
                 "refused: this call carries no valid cluster token (set RINGLEADER_TOKEN, or RINGLEADER_TOKEN_FILE to the cluster's token file, e.g. ~/.ringleader/cluster/token)",
-            ))
+            )),
         }
     }
 }
 
 impl Interceptor for RequireToken {
-    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
-        self.check(request.metadata())?;
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let caller = self.check(request.metadata())?;
+        request.extensions_mut().insert(caller);
         Ok(request)
     }
 }
@@ -180,6 +262,7 @@ mod tests {
     fn only_the_right_token_passes() {
         let require = RequireToken {
             expected: Some("s3cret".into()),
+            admit_jobs: false,
         };
         let mut metadata = tonic::metadata::MetadataMap::new();
         assert!(require.check(&metadata).is_err(), "no token");
@@ -192,6 +275,36 @@ mod tests {
                 .check(&tonic::metadata::MetadataMap::new())
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn job_credentials_name_their_job_and_only_admitting_services_take_them() {
+        let strict = RequireToken {
+            expected: Some("s3cret".into()),
+            admit_jobs: false,
+        };
+        let admitting = strict.admitting_jobs();
+        let check = |require: &RequireToken, credential: &str| {
+            let mut metadata = tonic::metadata::MetadataMap::new();
+            let value = MetadataValue::try_from(format!("Bearer {credential}")).expect("ascii");
+            metadata.insert(METADATA_KEY, value);
+            require.check(&metadata).map_err(|status| status.code())
+        };
+        let own = credential_for("s3cret", "job-7.a");
+        assert_eq!(check(&admitting, &own), Ok(Caller::Job("job-7.a".into())));
+        assert_eq!(check(&strict, &own), Err(tonic::Code::PermissionDenied));
+        // Minted under another token, or edited to name another job: no credential at all.
+        let foreign = credential_for("other", "job-7.a");
+        assert_eq!(check(&admitting, &foreign), Err(tonic::Code::Unauthenticated));
+        let edited = own.replace("job-7.a", "job-8.a");
+        assert_eq!(check(&admitting, &edited), Err(tonic::Code::Unauthenticated));
+        assert!(check(&admitting, "job.x.zz").is_err());
+        assert!(check(&admitting, "job.").is_err());
+        // A job's caller acts for its job only; the cluster acts for any.
+        let act = |caller: Caller, job: &str| caller.may_act_for(job).map_err(|status| status.code());
+        assert_eq!(act(Caller::Job("a".into()), "a"), Ok(()));
+        assert_eq!(act(Caller::Job("a".into()), "b"), Err(tonic::Code::PermissionDenied));
+        assert_eq!(act(Caller::Cluster, "b"), Ok(()));
     }
 
     #[test]

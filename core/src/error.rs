@@ -121,6 +121,9 @@ pub enum Error {
     /// A configuration value is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The attempt was stopped: another attempt of its task finished first.
+    #[error("stopped: another attempt of this task finished first")]
+    Stopped,
 }
 
 /// The core's result alias.
@@ -151,6 +154,12 @@ impl Error {
             path: path.into(),
             message: message.to_string(),
         }
+    }
+}
+
+impl From<crate::shipped::NotATrampoline> for Error {
+    fn from(e: crate::shipped::NotATrampoline) -> Self {
+        Error::Plan(e.to_string())
     }
 }
 

@@ -3,6 +3,8 @@
 //! [`ShuffleService`] behind it differs.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::data::ChunkStream;
 use crate::error::{Error, Result};
@@ -24,6 +26,7 @@ pub fn run_task(stage: &StagePlan, index: usize, attempt: u32, shuffle: &dyn Shu
         partition: index as u32,
         task,
         output: &stage.output,
+        stop: None,
     };
     run(&unit, attempt, shuffle)
 }
@@ -39,6 +42,9 @@ pub struct TaskUnit<'a> {
     pub task: &'a TaskPlan,
     /// What the stage's tasks produce.
     pub output: &'a StageOutput,
+    /// Set when the attempt is no longer wanted (another attempt of the task finished
+    /// first): the task ends with [`Error::Stopped`] before its next chunk.
+    pub stop: Option<&'a Arc<AtomicBool>>,
 }
 
 /// Runs one task, as [`run_task`] does, from the task alone.
@@ -80,14 +86,17 @@ fn run_task_inner(unit: &TaskUnit<'_>, attempt: u32, shuffle: &dyn ShuffleServic
                 .map(|&s| shuffle.read(s, read.partition))
                 .collect::<Result<Vec<_>>>()?;
             // SAFETY: plans are only run by the executable that built them.
-            let reduce = unsafe { read.reduce.resolve() };
+            let reduce = unsafe { read.reduce.resolve() }?;
             reduce(&read.state, sides)?
         }
     };
     for step in &task.steps {
         // SAFETY: as above.
-        let f = unsafe { step.f.resolve() };
+        let f = unsafe { step.f.resolve() }?;
         stream = f(&step.state, stream)?;
+    }
+    if let Some(stop) = unit.stop {
+        stream = stoppable(stream, stop.clone());
     }
     match unit.output {
         StageOutput::Shuffle {
@@ -97,7 +106,7 @@ fn run_task_inner(unit: &TaskUnit<'_>, attempt: u32, shuffle: &dyn ShuffleServic
             partitions,
         } => {
             // SAFETY: as above.
-            let make_sink = unsafe { sink.resolve() };
+            let make_sink = unsafe { sink.resolve() }?;
             let mut sink = make_sink(state, *partitions)?;
             let mut writer = shuffle.writer(*id, index as u32);
             let (mut rows, mut bytes) = (0u64, 0u64);
@@ -115,7 +124,7 @@ fn run_task_inner(unit: &TaskUnit<'_>, attempt: u32, shuffle: &dyn ShuffleServic
         }
         StageOutput::Action { f, state } => {
             // SAFETY: as above.
-            let action = unsafe { f.resolve() };
+            let action = unsafe { f.resolve() }?;
             let env = ActionEnv {
                 stage: unit.stage,
                 partition: unit.partition,
@@ -124,6 +133,22 @@ fn run_task_inner(unit: &TaskUnit<'_>, attempt: u32, shuffle: &dyn ShuffleServic
             action(state, stream, &env)
         }
     }
+}
+
+/// `stream`, ending with [`Error::Stopped`] at the first chunk asked for after `stop` is set.
+fn stoppable(mut stream: ChunkStream, stop: Arc<AtomicBool>) -> ChunkStream {
+    let mut stopped = false;
+    // The flag is read before the next chunk is pulled: a stopped attempt reads nothing more.
+    Box::new(std::iter::from_fn(move || {
+        if stopped {
+            return None;
+        }
+        if stop.load(Ordering::Relaxed) {
+            stopped = true;
+            return Some(Err(Error::Stopped));
+        }
+        stream.next()
+    }))
 }
 
 struct CountingWriter<'a> {
@@ -142,5 +167,28 @@ impl crate::shuffle::BlockWriter for CountingWriter<'_> {
             .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0))
             .sum::<usize>() as u64;
         self.inner.write(partition, batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::Chunk;
+
+    #[test]
+    fn a_stopped_attempt_ends_before_its_next_chunk_and_reads_no_further() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let read = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let counter = read.clone();
+        let chunks: ChunkStream = Box::new((0..5i64).map(move |i| {
+            counter.fetch_add(1, Ordering::Relaxed);
+            Ok(Chunk::from_rows(vec![i]))
+        }));
+        let mut stream = stoppable(chunks, stop.clone());
+        assert!(matches!(stream.next(), Some(Ok(_))));
+        stop.store(true, Ordering::Relaxed);
+        assert!(matches!(stream.next(), Some(Err(Error::Stopped))));
+        assert!(stream.next().is_none(), "a stopped stream ends");
+        assert_eq!(read.load(Ordering::Relaxed), 1, "nothing was read after the stop");
     }
 }

@@ -1,11 +1,15 @@
-//! Closure shipping: a closure becomes a monomorphised trampoline `fn`, recorded as its
-//! address relative to a fixed anchor function in the same binary.
+//! Closure shipping: a closure becomes a monomorphised trampoline `fn`, recorded as the
+//! address of its table entry relative to a fixed anchor function in the same binary.
 //!
 //! Rust cannot serialise a closure, but a closure that captures nothing is a zero-sized
 //! type: its whole meaning is its type, and a trampoline generic over that type can conjure
-//! it from nothing. The plan stores the trampoline's offset from [`anchor`]; a process of the
-//! same executable (checked by content hash before any offset is used) adds its own anchor
-//! address back. Position-independent executables keep the offset stable across processes.
+//! it from nothing. Each trampoline a plan may name is an entry of the trampoline table: a
+//! constant [`Trampoline`] (made by [`ship!`](crate::ship)) holding a tag and the function.
+//! The plan stores the entry's offset from [`anchor`]; a process of the same executable
+//! (checked by content hash before any offset is used) adds its own anchor address back,
+//! and [`Shipped::resolve`] calls nothing unless the offset lands, inside this executable,
+//! on an entry tagged with the right signature. Position-independent executables keep the
+//! offset stable across processes.
 
 use std::marker::PhantomData;
 
@@ -74,7 +78,10 @@ mod sealed {
 
 /// A function-pointer type that may be shipped. Implemented only for the trampoline
 /// signatures the executor knows, so an offset can never be resolved as something else.
-pub trait Signature: Copy + sealed::Sealed {}
+pub trait Signature: Copy + sealed::Sealed + 'static {
+    /// Tells this signature's table entries from every other's.
+    const TAG: u64;
+}
 
 /// Declares a trampoline signature as shippable.
 #[macro_export]
@@ -82,13 +89,101 @@ pub trait Signature: Copy + sealed::Sealed {}
 macro_rules! __shippable {
     ($($t:ty),* $(,)?) => {$(
         impl $crate::shipped::__private::Sealed for $t {}
-        impl $crate::shipped::Signature for $t {}
+        impl $crate::shipped::Signature for $t {
+            const TAG: u64 = $crate::shipped::__private::tag(stringify!($t));
+        }
     )*};
+}
+
+/// Marks every entry of the trampoline table (with the signature's tag beside it).
+const TABLE_MARK: u64 = 0x7269_6e67_6c65_6164_u64 ^ 0x9e37_79b9_7f4a_7c15;
+
+/// An entry of the trampoline table: a function a plan may name, and the tag that says
+/// it is one. Made in constant context by [`ship!`](crate::ship), so each lives in the
+/// executable's read-only data for as long as the process.
+#[repr(C)]
+pub struct Trampoline<S: 'static> {
+    mark: u64,
+    tag: u64,
+    f: S,
+}
+
+impl<S: Signature> Trampoline<S> {
+    /// The entry for `f`.
+    pub const fn new(f: S) -> Self {
+        Trampoline {
+            mark: TABLE_MARK,
+            tag: S::TAG,
+            f,
+        }
+    }
+}
+
+/// Records a trampoline for a plan: `ship!(narrow::map::<T, U, F> as StepFn)` is a
+/// [`Shipped`] naming a constant table entry of that function.
+#[macro_export]
+macro_rules! ship {
+    ($f:expr) => {
+        $crate::shipped::Shipped::new(&const { $crate::shipped::Trampoline::new($f) })
+    };
 }
 
 #[doc(hidden)]
 pub mod __private {
     pub use super::sealed::Sealed;
+
+    /// FNV-1a of a signature's name, at compile time.
+    pub const fn tag(name: &str) -> u64 {
+        let bytes = name.as_bytes();
+        let mut hash = 0xcbf2_9ce4_8422_2325_u64;
+        let mut i = 0;
+        while i < bytes.len() {
+            hash = (hash ^ bytes[i] as u64).wrapping_mul(0x0100_0000_01b3);
+            i += 1;
+        }
+        hash
+    }
+}
+
+/// The readable address ranges of this process's executable (not of its libraries).
+fn executable_ranges() -> &'static [(usize, usize)] {
+    static RANGES: std::sync::OnceLock<Vec<(usize, usize)>> = std::sync::OnceLock::new();
+    RANGES.get_or_init(|| {
+        unsafe extern "C" fn first_object(
+            info: *mut libc::dl_phdr_info,
+            _size: libc::size_t,
+            data: *mut libc::c_void,
+        ) -> libc::c_int {
+            // SAFETY: the loader passes a valid `info` for the duration of the call; `data`
+            // is the vector below. The first object it reports is the executable.
+            unsafe {
+                let ranges = &mut *(data as *mut Vec<(usize, usize)>);
+                let info = &*info;
+                for i in 0..info.dlpi_phnum as usize {
+                    let header = &*info.dlpi_phdr.add(i);
+                    if header.p_type == libc::PT_LOAD && header.p_flags & libc::PF_R != 0 {
+                        let start = (info.dlpi_addr as usize).wrapping_add(header.p_vaddr as usize);
+                        ranges.push((start, start.saturating_add(header.p_memsz as usize)));
+                    }
+                }
+            }
+            1
+        }
+        let mut ranges: Vec<(usize, usize)> = Vec::new();
+        // SAFETY: the callback only writes into `ranges`, which outlives the call.
+        unsafe { libc::dl_iterate_phdr(Some(first_object), &mut ranges as *mut _ as *mut libc::c_void) };
+        ranges
+    })
+}
+
+/// Why a plan's offset names no trampoline of this executable.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the plan names a function at offset {offset:+#x} that is not an entry of this executable's trampoline table: the plan was corrupted or built by another binary"
+)]
+pub struct NotATrampoline {
+    /// The offset found in the plan.
+    pub offset: i64,
 }
 
 /// A trampoline of signature `S`, recorded as its offset from [`anchor`].
@@ -121,14 +216,10 @@ impl<S> PartialEq for Shipped<S> {
 impl<S> Eq for Shipped<S> {}
 
 impl<S: Signature> Shipped<S> {
-    /// Records `f` as an offset from the anchor of this binary.
-    pub fn new(f: S) -> Self {
-        const {
-            assert!(std::mem::size_of::<S>() == std::mem::size_of::<usize>());
-        }
-        // SAFETY: `S` is one of the sealed function-pointer signatures, which are
-        // pointer-sized plain addresses.
-        let address: usize = unsafe { std::mem::transmute_copy(&f) };
+    /// Records the table entry `entry` as an offset from the anchor of this binary (use
+    /// [`ship!`](crate::ship), which makes the entry a constant).
+    pub fn new(entry: &'static Trampoline<S>) -> Self {
+        let address = entry as *const Trampoline<S> as usize;
         Shipped {
             offset: address as i64 - anchor_address() as i64,
             _signature: PhantomData,
@@ -140,14 +231,38 @@ impl<S: Signature> Shipped<S> {
         self.offset
     }
 
-    /// Turns the offset back into a callable function of this process.
+    /// The function the offset names in this process, if it lands on an entry of this
+    /// executable's trampoline table tagged with signature `S`; an error otherwise, never a
+    /// jump to an arbitrary address.
     ///
     /// # Safety
     /// The offset must have been recorded by [`Shipped::new`] in a process of the same
-    /// executable (the cluster checks the binary's content hash before running a plan).
-    pub unsafe fn resolve(&self) -> S {
-        let address = (anchor_address() as i64 + self.offset) as usize;
-        // SAFETY: per the contract above, `address` is the entry of a function of type `S`.
-        unsafe { std::mem::transmute_copy(&address) }
+    /// executable (the cluster checks the binary's content hash before running a plan):
+    /// the check finds a misplaced offset, not a forged entry.
+    pub unsafe fn resolve(&self) -> Result<S, NotATrampoline> {
+        let refused = || NotATrampoline { offset: self.offset };
+        let size = std::mem::size_of::<Trampoline<S>>();
+        let address = (anchor_address() as i64)
+            .checked_add(self.offset)
+            .and_then(|a| usize::try_from(a).ok())
+            .filter(|a| a % std::mem::align_of::<Trampoline<S>>() == 0)
+            .ok_or_else(refused)?;
+        let inside = executable_ranges()
+            .iter()
+            .any(|&(start, end)| address >= start && address.checked_add(size).is_some_and(|e| e <= end));
+        if !inside {
+            return Err(refused());
+        }
+        // SAFETY: the words read lie inside a readable segment of this executable and are
+        // aligned; `f` is read only once the mark and tag say this is an entry of `S`.
+        unsafe {
+            let entry = address as *const Trampoline<S>;
+            let mark = std::ptr::addr_of!((*entry).mark).read_volatile();
+            let tag = std::ptr::addr_of!((*entry).tag).read_volatile();
+            if mark != TABLE_MARK || tag != S::TAG {
+                return Err(refused());
+            }
+            Ok(std::ptr::addr_of!((*entry).f).read())
+        }
     }
 }

@@ -431,7 +431,6 @@ pub fn forgotten(
 #[cfg(test)]
 pub(crate) mod tests {
     use ringleader_core::plan::{ActionFn, JobPlan, StageOutput, StagePlan, TaskInput, TaskPlan, TaskValue};
-    use ringleader_core::shipped::Shipped;
     use ringleader_core::source::Split;
 
     use super::*;
@@ -447,7 +446,7 @@ pub(crate) mod tests {
             steps: Vec::new(),
         };
         let output = StageOutput::Action {
-            f: Shipped::new(ringleader_core::ops::action::count as ActionFn),
+            f: ringleader_core::ship!(ringleader_core::ops::action::count as ActionFn),
             state: Vec::new(),
         };
         JobPlan {

@@ -868,6 +868,24 @@ impl ClusterState {
         Some((slot, history))
     }
 
+    /// The attempt of a task running beside `attempt` (its speculative copy, or the
+    /// original its copy runs beside), with its worker: what loses if `attempt` finishes.
+    pub fn rival_attempt(&self, job: &str, stage: u32, task: u32, attempt: u32) -> Option<(String, u32)> {
+        let j = self.jobs.get(job).filter(|j| j.state == JobState::Running)?;
+        let slot = j.tasks.get(stage as usize)?.get(task as usize)?;
+        let copy = j
+            .history
+            .get(stage as usize)?
+            .get(task as usize)?
+            .speculative
+            .as_ref()?;
+        match slot {
+            TaskState::Running { attempt: a, .. } if *a == attempt => Some((copy.worker.clone(), copy.attempt)),
+            TaskState::Running { attempt: a, worker } if copy.attempt == attempt => Some((worker.clone(), *a)),
+            _ => None,
+        }
+    }
+
     /// Dataset generations (`name/generation`) workers must keep: the committed ones and
     /// those running jobs are writing.
     pub fn live_datasets(&self) -> Vec<String> {

@@ -13,7 +13,6 @@ use ringleader_core::plan::{
     ActionEnv, ActionFn, JobPlan, ReduceFn, ShuffleRead, SinkFn, StageOutput, StagePlan, StoreSpec, TaskInput,
     TaskPlan, TaskValue,
 };
-use ringleader_core::shipped::Shipped;
 use ringleader_core::source::Split;
 use ringleader_core::store::DatasetFormat;
 use ringleader_driver::state::{ClusterState, Command, JobState, MAX_ATTEMPTS, TaskState};
@@ -42,7 +41,7 @@ fn plan(maps: usize, reduces: usize, store: bool) -> JobPlan {
     };
     let reduce = |partition: u32| TaskPlan {
         input: TaskInput::Shuffle(ShuffleRead {
-            reduce: Shipped::new(never_reduce as ReduceFn),
+            reduce: ringleader_core::ship!(never_reduce as ReduceFn),
             state: Vec::new(),
             shuffles: vec![0],
             partition,
@@ -56,7 +55,7 @@ fn plan(maps: usize, reduces: usize, store: bool) -> JobPlan {
                 tasks: vec![map; maps],
                 output: StageOutput::Shuffle {
                     shuffle: 0,
-                    sink: Shipped::new(never_sink as SinkFn),
+                    sink: ringleader_core::ship!(never_sink as SinkFn),
                     state: Vec::new(),
                     partitions: reduces as u32,
                 },
@@ -66,7 +65,7 @@ fn plan(maps: usize, reduces: usize, store: bool) -> JobPlan {
                 id: 1,
                 tasks: (0..reduces as u32).map(reduce).collect(),
                 output: StageOutput::Action {
-                    f: Shipped::new(never_action as ActionFn),
+                    f: ringleader_core::ship!(never_action as ActionFn),
                     state: Vec::new(),
                 },
                 parents: vec![0],

@@ -223,6 +223,58 @@ fn a_straggler_gets_a_speculative_copy_and_the_job_does_not_wait_for_it() {
 }
 
 #[test]
+fn a_losing_attempt_is_stopped_as_soon_as_its_copy_wins_not_when_the_job_ends() {
+    let cluster = LocalCluster::up(1, 2);
+    let data = tempfile::tempdir().unwrap();
+    let d = |name: &str| -> PathBuf { data.path().join(name) };
+    numbered_text(&d("text"), 8, 5);
+    std::fs::create_dir(d("straggler")).unwrap();
+    // The first attempt at l3_0 stalls for a minute; the reduce stage after it takes a
+    // few seconds, so the job is still running when the copy has won.
+    let extra = args![
+        "--sleep-ms",
+        "20",
+        "--reduce-sleep-ms",
+        "150",
+        "--straggle",
+        "l3_0",
+        "--straggle-ms",
+        "60000",
+        "--straggle-dir",
+        d("straggler")
+    ];
+    let mut client = run_chaos(&cluster, &d("text"), &d("cluster"), &extra, &d("log"));
+    let pid_file = d("straggler").join("straggled/pid");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_to_string(&pid_file).map_or(true, |p| p.trim().is_empty()) {
+        assert!(Instant::now() < deadline, "no task straggled");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
+            .is_ok_and(|stat| stat.split_whitespace().nth(2) != Some("Z"))
+    };
+    while alive() {
+        let log = || std::fs::read_to_string(d("log")).unwrap_or_default();
+        assert!(
+            client.try_wait().unwrap().is_none(),
+            "the job ended while its losing attempt (pid {pid}) still ran:\n{}",
+            log()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the losing attempt (pid {pid}) still runs:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!d("straggler").join("straggler-done").exists());
+    finish(client, &d("log"), "the job with a stopped straggler");
+    assert_eq!(sorted_lines(&d("cluster")), expected(&d("text"), &d("embedded")));
+}
+
+#[test]
 fn a_stalled_task_times_out_and_runs_again_when_speculation_is_off() {
     let cluster = LocalCluster::up_with(1, 2, 2, &["--task-timeout", "3", "--speculation-multiplier", "0"]);
     let data = tempfile::tempdir().unwrap();

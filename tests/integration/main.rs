@@ -17,3 +17,4 @@ mod raft;
 mod shipping;
 mod sources;
 mod spill;
+mod tenants;

@@ -141,9 +141,13 @@ impl Executors {
                 ringleader_core::tls::CA_ENV,
                 ringleader_core::tls::ca_path().unwrap_or_default(),
             )
+            // Never the cluster token: a credential that acts for this job only.
             .env(
                 ringleader_core::auth::TOKEN_ENV,
-                ringleader_core::auth::token().ok().flatten().unwrap_or_default(),
+                ringleader_core::auth::job_credential(&first.job_id)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default(),
             )
             .env(ringleader_core::store::EXECUTOR_VAR, launch.worker_address)
             .env("RINGLEADER_EXECUTOR_JOB", &first.job_id)
@@ -227,6 +231,32 @@ impl Executors {
         for mut e in stale {
             e.kill();
         }
+    }
+
+    /// Stops one attempt: its slot is free at once. An executor running nothing else of its
+    /// job ends (which also ends user code stuck inside a closure); otherwise it is told
+    /// to stop the attempt before its next chunk.
+    pub fn stop_attempt(&self, job: &str, key: TaskKey) {
+        let mut jobs = lock(&self.jobs);
+        let Some(executor) = jobs.get_mut(job) else { return };
+        if executor.in_flight.remove(&key).is_none() {
+            return;
+        }
+        if executor.in_flight.is_empty() {
+            if let Some(mut alone) = jobs.remove(job) {
+                alone.kill();
+            }
+            return;
+        }
+        let (stage_index, task, attempt) = key;
+        let _ = executor.queue.send(proto::TaskAssignment {
+            job_id: job.to_string(),
+            stage_index,
+            task,
+            attempt,
+            stop: true,
+            ..Default::default()
+        });
     }
 
     /// Stops the executor of `job`, if one runs here.

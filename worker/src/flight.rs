@@ -79,7 +79,10 @@ impl FlightService for ShuffleFlight {
     type DoExchangeStream = BoxStream<'static, Result<FlightData, Status>>;
 
     async fn do_get(&self, request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
+        let caller = ringleader_core::auth::Caller::of(&request);
         let ticket = request.into_inner().ticket;
+        // Stored datasets are the cluster's shared storage (any job reads its inputs);
+        // shuffle blocks are read only by their own job.
         let batches = if let Some(rest) = ticket.strip_prefix(b"dataset/".as_slice()) {
             let text = std::str::from_utf8(rest).map_err(|_| Status::invalid_argument("bad ticket"))?;
             let parts: Vec<&str> = text.split('/').collect();
@@ -98,6 +101,7 @@ impl FlightService for ShuffleFlight {
             })
         } else {
             let block = BlockId::parse(&ticket).map_err(|e| Status::invalid_argument(e.to_string()))?;
+            caller.may_act_for(&block.job)?;
             let files = self.files.clone();
             stream_blocking(move || {
                 let batches = files.read_block(&block).map_err(|e| Status::not_found(e.to_string()))?;
@@ -106,7 +110,8 @@ impl FlightService for ShuffleFlight {
         };
         let stream = FlightDataEncoderBuilder::new()
             .build(batches.map_err(FlightError::from))
-            .map_err(|e| Status::internal(e.to_string()));
+            // A reader's own status (not found, ...) keeps its code.
+            .map_err(Status::from);
         Ok(Response::new(stream.boxed()))
     }
 

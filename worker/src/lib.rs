@@ -186,13 +186,15 @@ impl BoundWorker {
                 proto::worker_server::WorkerServer::new(svc.clone()),
                 &require,
             ))
+            // Executors call these two with their job's credential; each call is checked
+            // against the job it acts for.
             .add_service(node::guarded(
                 proto::executor_server::ExecutorServer::new(svc),
-                &require,
+                &require.admitting_jobs(),
             ))
             .add_service(node::guarded(
                 arrow_flight::flight_service_server::FlightServiceServer::new(flight),
-                &require,
+                &require.admitting_jobs(),
             ))
             .serve_with_incoming_shutdown(node::incoming(self.listener), shutdown)
             .await;

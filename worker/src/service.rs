@@ -186,6 +186,17 @@ impl Worker for WorkerService {
         Ok(Response::new(proto::StopJobReply {}))
     }
 
+    async fn stop_attempt(
+        &self,
+        request: Request<proto::RunningTask>,
+    ) -> Result<Response<proto::StopJobReply>, Status> {
+        let r = request.into_inner();
+        self.inner
+            .executors
+            .stop_attempt(&r.job_id, (r.stage, r.task, r.attempt));
+        Ok(Response::new(proto::StopJobReply {}))
+    }
+
     async fn copy_partition(
         &self,
         request: Request<proto::CopyPartitionRequest>,
@@ -224,6 +235,7 @@ impl Executor for WorkerService {
         &self,
         request: Request<proto::ExecutorHello>,
     ) -> Result<Response<Self::NextTasksStream>, Status> {
+        ringleader_core::auth::Caller::of(&request).may_act_for(&request.get_ref().job_id)?;
         let hello = request.into_inner();
         let queue = self
             .inner
@@ -238,7 +250,9 @@ impl Executor for WorkerService {
         &self,
         request: Request<tonic::Streaming<proto::TaskReport>>,
     ) -> Result<Response<proto::TaskReportReply>, Status> {
+        let caller = ringleader_core::auth::Caller::of(&request);
         let report = ringleader_core::binary::join_report(request.into_inner()).await?;
+        caller.may_act_for(&report.job_id)?;
         self.inner
             .executors
             .finished(&report.job_id, (report.stage, report.task, report.attempt));

@@ -128,7 +128,7 @@ pub fn open(split: &Split, sample_windows: Option<u32>) -> Result<ChunkStream> {
         Split::Parquet { path, row_groups } => parquet::open(path, row_groups),
         Split::Csv { path, schema } => {
             // SAFETY: the plan was built by this executable (checked before it runs).
-            let schema_fn = unsafe { schema.resolve() };
+            let schema_fn = unsafe { schema.resolve() }?;
             csv::open(path, schema_fn()?)
         }
         Split::Stored {

@@ -66,10 +66,28 @@ impl DriverInner {
             | Command::FetchFailed { job, stage, .. } => (job.clone(), *stage),
             _ => return self.write(command).await.map(|_| ()),
         };
+        let mut rival = None;
         if let Command::FinishTask { task, attempt, .. } = &command {
             lock(&self.timings).finished(&job, stage, *task, *attempt, Instant::now());
+            rival = self
+                .state()
+                .rival_attempt(&job, stage, *task, *attempt)
+                .map(|(worker, attempt)| (worker, *task, attempt));
         }
-        self.write(command).await?;
+        let outcome = self.write(command).await?;
+        if let Some((worker, task, attempt)) = rival
+            && !matches!(outcome, crate::state::Outcome::Stale)
+        {
+            self.stop_attempt(
+                &worker,
+                proto::RunningTask {
+                    job_id: job.clone(),
+                    stage,
+                    task,
+                    attempt,
+                },
+            );
+        }
         self.after_report(&job, stage);
         Ok(())
     }

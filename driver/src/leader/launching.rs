@@ -203,5 +203,6 @@ fn assignment_message(
         attempt,
         inputs,
         stage_index: stage,
+        stop: false,
     }
 }

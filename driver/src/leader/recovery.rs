@@ -186,6 +186,20 @@ impl DriverInner {
         }
     }
 
+    /// Tells `worker` to stop one attempt now (its rival finished first), rather than let
+    /// it hold a slot until it ends.
+    pub(super) fn stop_attempt(self: &Arc<Self>, worker: &str, attempt: ringleader_core::proto::RunningTask) {
+        let Some(address) = self.state().workers.get(worker).map(|w| w.address.clone()) else {
+            return;
+        };
+        let me = self.clone();
+        tokio::spawn(async move {
+            if let Ok(mut client) = me.worker_client(&address) {
+                let _ = client.stop_attempt(attempt).await;
+            }
+        });
+    }
+
     /// Tells every live worker to stop `job`'s executor now, rather than at its next
     /// heartbeat (a cancelled job's tasks stop at once).
     pub(super) fn stop_on_workers(self: &Arc<Self>, job: &str) {

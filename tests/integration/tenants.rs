@@ -1,0 +1,215 @@
+//! Executors are tenants: a running executor (real processes from `cluster up`) holds a
+//! credential for its own job, never the cluster token, and every service refuses what
+//! that credential may not do: the driver, the worker and Raft refuse it outright; its
+//! worker's task queue and Flight refuse it for any other job.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use ringleader_core::proto;
+use tonic::Code;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+use crate::helpers::{LocalCluster, args, numbered_text, wait_bounded};
+
+/// Sends one fixed credential.
+#[derive(Clone)]
+struct Credential(MetadataValue<Ascii>);
+
+impl tonic::service::Interceptor for Credential {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        request.metadata_mut().insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+type Authed = InterceptedService<Channel, Credential>;
+
+/// The environment of process `pid`.
+fn environment(pid: &str) -> HashMap<String, String> {
+    let raw = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    raw.split(|&b| b == 0)
+        .filter_map(|kv| {
+            let kv = String::from_utf8_lossy(kv);
+            kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+/// The code a call ended with (`Ok` as `Code::Ok`).
+fn code<T>(result: Result<T, tonic::Status>) -> Code {
+    match result {
+        Ok(_) => Code::Ok,
+        Err(status) => status.code(),
+    }
+}
+
+#[test]
+fn an_executor_holds_a_credential_for_its_own_job_and_every_service_refuses_the_rest() {
+    let cluster = LocalCluster::up(1, 1);
+    let data = tempfile::tempdir().unwrap();
+    let d = |name: &str| -> PathBuf { data.path().join(name) };
+    numbered_text(&d("text"), 4, 5);
+    std::fs::create_dir(d("straggler")).unwrap();
+    // One task stalls long enough to look at its executor.
+    let extra = args![
+        "--input",
+        d("text"),
+        "--output",
+        d("out"),
+        "--straggle",
+        "l1_0",
+        "--straggle-ms",
+        "60000",
+        "--straggle-dir",
+        d("straggler")
+    ];
+    let mut client = cluster.spawn("chaos", &extra, &d("log"));
+    let pid_file = d("straggler").join("straggled/pid");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_to_string(&pid_file).map_or(true, |p| p.trim().is_empty()) {
+        assert!(Instant::now() < deadline, "no executor stalled");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let env = environment(std::fs::read_to_string(&pid_file).unwrap().trim());
+    let job = env["RINGLEADER_EXECUTOR_JOB"].clone();
+    let worker = env["RINGLEADER_EXECUTOR"].clone();
+    let held = env["RINGLEADER_TOKEN"].clone();
+    let token = ringleader_core::auth::read_token_file(&cluster.token()).unwrap();
+    assert_ne!(held, token, "the executor holds the cluster token");
+    assert!(
+        !env.values().any(|v| v.contains(&token)),
+        "the cluster token is in the executor's environment"
+    );
+    assert_eq!(held, ringleader_core::auth::credential_for(&token, &job));
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let channel = |address: &str| -> Authed {
+        let channel = runtime
+            .block_on(
+                tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+                    .unwrap()
+                    .connect(),
+            )
+            .unwrap();
+        InterceptedService::new(channel, Credential(format!("Bearer {held}").parse().unwrap()))
+    };
+    let other = "another-job";
+    let mut driver = proto::driver_client::DriverClient::new(channel(&cluster.master));
+    let mut raft = proto::raft_transport_client::RaftTransportClient::new(channel(&cluster.master));
+    let mut daemon = proto::worker_client::WorkerClient::new(channel(&worker));
+    let mut queue = proto::executor_client::ExecutorClient::new(channel(&worker));
+    let mut flight = arrow_flight::flight_service_client::FlightServiceClient::new(channel(&worker));
+    let job_id = |job: &str| proto::JobId {
+        job_id: job.to_string(),
+    };
+
+    // Services an executor has no business calling refuse its credential outright.
+    let refused = [
+        (
+            "driver: list jobs",
+            code(runtime.block_on(driver.list_jobs(proto::ListJobsRequest {}))),
+        ),
+        (
+            "driver: cancel its own job",
+            code(runtime.block_on(driver.cancel_job(proto::CancelJobRequest {
+                job_id: job.clone(),
+                reason: "rogue".into(),
+            }))),
+        ),
+        (
+            "driver: report a task",
+            code(
+                runtime.block_on(driver.report_task(futures::stream::iter([proto::TaskReport {
+                    job_id: job.clone(),
+                    ..Default::default()
+                }]))),
+            ),
+        ),
+        (
+            "raft: vote",
+            code(runtime.block_on(raft.vote(proto::RaftMessage { data: vec![] }))),
+        ),
+        (
+            "worker: stop a job",
+            code(runtime.block_on(daemon.stop_job(job_id(other)))),
+        ),
+        (
+            "worker: launch a task",
+            code(runtime.block_on(daemon.launch_task(proto::TaskAssignment {
+                job_id: job.clone(),
+                ..Default::default()
+            }))),
+        ),
+        // Its worker's task queue and Flight refuse it for another job.
+        (
+            "executor: take another job's tasks",
+            code(runtime.block_on(queue.next_tasks(proto::ExecutorHello {
+                job_id: other.into(),
+                pid: 1,
+            }))),
+        ),
+        (
+            "executor: report another job's task",
+            code(
+                runtime.block_on(queue.task_finished(futures::stream::iter([proto::TaskReport {
+                    job_id: other.into(),
+                    ..Default::default()
+                }]))),
+            ),
+        ),
+        (
+            "flight: read another job's shuffle block",
+            code(runtime.block_on(flight.do_get(arrow_flight::Ticket::new(format!("{other}/0/0/0/0"))))),
+        ),
+    ];
+    for (what, got) in refused {
+        assert_eq!(got, Code::PermissionDenied, "{what}");
+    }
+    // Its own job passes the credential check (and then finds nothing to serve).
+    let own_block = runtime.block_on(async {
+        let mut stream = flight
+            .do_get(arrow_flight::Ticket::new(format!("{job}/0/0/0/99")))
+            .await?
+            .into_inner();
+        stream.message().await
+    });
+    assert_eq!(code(own_block), Code::NotFound, "reading its own job's (missing) block");
+    let own_queue = code(runtime.block_on(queue.next_tasks(proto::ExecutorHello {
+        job_id: job.clone(),
+        pid: 1,
+    })));
+    assert_eq!(
+        own_queue,
+        Code::FailedPrecondition,
+        "its own job's queue (already taken)"
+    );
+    // A forged credential for another job is no credential at all.
+    let forged = held.replacen(&job, other, 1);
+    let mut forged_queue = proto::executor_client::ExecutorClient::new(InterceptedService::new(
+        runtime
+            .block_on(
+                tonic::transport::Endpoint::from_shared(format!("http://{worker}"))
+                    .unwrap()
+                    .connect(),
+            )
+            .unwrap(),
+        Credential(format!("Bearer {forged}").parse().unwrap()),
+    ));
+    let got = code(runtime.block_on(forged_queue.next_tasks(proto::ExecutorHello {
+        job_id: other.into(),
+        pid: 1,
+    })));
+    assert_eq!(got, Code::Unauthenticated, "a forged credential");
+
+    // Nothing of this disturbed the job: cancel it, and it ends.
+    let out = cluster.ringleader(&["cancel", &job]);
+    assert!(out.status.success(), "cancel: {}", String::from_utf8_lossy(&out.stderr));
+    wait_bounded(&mut client, Duration::from_secs(60));
+}
