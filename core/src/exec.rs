@@ -49,7 +49,8 @@ pub struct TaskUnit<'a> {
 
 /// Runs one task, as [`run_task`] does, from the task alone.
 pub fn run(unit: &TaskUnit<'_>, attempt: u32, shuffle: &dyn ShuffleService) -> Result<TaskValue> {
-    match catch_unwind(AssertUnwindSafe(|| run_task_inner(unit, attempt, shuffle))) {
+    let task = || crate::mapped::watch_task(|| run_task_inner(unit, attempt, shuffle));
+    match catch_unwind(AssertUnwindSafe(task)) {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => Err(Error::TaskFailed {
             stage: unit.stage,

@@ -36,6 +36,7 @@ pub mod error;
 pub mod exec;
 pub mod ipc;
 pub mod machine;
+pub mod mapped;
 pub mod node;
 pub mod ops;
 pub mod output;

@@ -139,3 +139,39 @@ fn symbolic_links_to_data_files_are_followed_and_a_dangling_one_is_named() {
     let err = list_files(&input, |_| true).expect_err("an error");
     assert!(err.to_string().contains("b.txt"), "{err}");
 }
+
+#[test]
+fn an_input_truncated_while_mapped_fails_its_task_instead_of_killing_the_process() {
+    use arrow::array::{Array, FixedSizeBinaryArray};
+    use ringleader_core::data::Chunk;
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("r.dat");
+    let len = 100 * 40_000u64;
+    std::fs::write(&path, vec![1u8; len as usize]).expect("write");
+    let outcome = ringleader_core::mapped::watch_task(|| {
+        let mut stream = records::open(&path, 0, len, None)?;
+        let Some(Ok(Chunk::Arrow(batch))) = stream.next() else {
+            panic!("no first chunk");
+        };
+        // Someone rewrites the input while the task holds pages of it.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .expect("open")
+            .set_len(0)
+            .expect("truncate");
+        let column = batch.column(0);
+        let records = column.as_any().downcast_ref::<FixedSizeBinaryArray>().expect("records");
+        let total: u64 = records.value_data().iter().map(|&b| u64::from(b)).sum();
+        Ok(total)
+    });
+    let error = outcome.expect_err("a result computed from a truncated input");
+    assert!(matches!(error, Error::Io { .. }), "{error:?}");
+    let message = error.to_string();
+    assert!(message.contains("r.dat") && message.contains("shrank"), "{message}");
+    // The same file, read whole again, is simply empty now; nothing was left damaged.
+    assert_eq!(
+        ringleader_core::mapped::watch_task(|| Ok(std::fs::metadata(&path).expect("meta").len())).expect("len"),
+        0
+    );
+}

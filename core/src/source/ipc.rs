@@ -27,10 +27,12 @@ impl IpcFile {
     /// Maps and parses `path`; errors name the file.
     pub fn open(path: &Path) -> Result<IpcFile> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        // SAFETY: the file is mapped read-only; Ringleader never writes its inputs while a
-        // job reads them (the same assumption every mmap-based reader makes).
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-        let buffer = Buffer::from(bytes::Bytes::from_owner(map));
+        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let len = usize::try_from(len).map_err(|_| Error::format(path, "too large to map"))?;
+        if len < 10 {
+            return Err(Error::format(path, "not an Arrow IPC file (too short)"));
+        }
+        let buffer = crate::mapped::map(&file, path, 0, len, false)?;
         if buffer.len() < 10 {
             return Err(Error::format(path, "not an Arrow IPC file (too short)"));
         }

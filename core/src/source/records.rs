@@ -5,8 +5,6 @@
 use std::fs::File;
 use std::path::Path;
 
-use arrow::buffer::Buffer;
-
 use crate::data::{Chunk, ChunkStream, records_batch};
 use crate::error::{Error, Result};
 use crate::record::RECORD_LEN;
@@ -44,16 +42,8 @@ pub fn open(path: &Path, start: u64, end: u64, sample_windows: Option<u32>) -> R
     };
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     super::check_extent(path, &file, end)?;
-    let mut options = memmap2::MmapOptions::new();
-    options.offset(start).len((end - start) as usize);
-    if sample_windows.is_none() {
-        // The whole split will be read: map its pages in one go rather than fault by fault.
-        options.populate();
-    }
-    // SAFETY: mapped read-only; inputs are not modified while a job reads them (the same
-    // assumption every mmap-based reader makes).
-    let map = unsafe { options.map(&file) }.map_err(|e| Error::io(path, e))?;
-    let buffer = Buffer::from(bytes::Bytes::from_owner(map));
+    // The whole split will be read: map its pages in one go rather than fault by fault.
+    let buffer = crate::mapped::map(&file, path, start, (end - start) as usize, sample_windows.is_none())?;
     Ok(Box::new(ranges.into_iter().map(move |(a, b)| {
         let slice = buffer.slice_with_length(a as usize, (b - a) as usize);
         Ok(Chunk::Arrow(records_batch(slice)?))
