@@ -523,6 +523,24 @@ pub struct ClusterState {
 }
 
 impl ClusterState {
+    /// A state from a snapshot's bytes, refused unless its jobs agree with their plans (a
+    /// snapshot that decodes is not yet one `apply` can work on).
+    pub fn from_snapshot(bytes: &[u8]) -> Result<ClusterState, String> {
+        let state: ClusterState = postcard::from_bytes(bytes).map_err(|e| format!("does not decode: {e}"))?;
+        for (id, job) in &state.jobs {
+            let stages = job.plan.stages.len();
+            let shapes_agree = job.tasks.len() == stages
+                && job.history.len() == stages
+                && job.plan.stages.iter().enumerate().all(|(s, stage)| {
+                    job.tasks[s].len() == stage.tasks.len() && job.history[s].len() == stage.tasks.len()
+                });
+            if !shapes_agree || *id != job.id {
+                return Err(format!("job {id} does not agree with its plan"));
+            }
+        }
+        Ok(state)
+    }
+
     /// Applies one command.
     pub fn apply(&mut self, command: Command) -> Outcome {
         match command {

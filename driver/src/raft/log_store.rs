@@ -239,7 +239,7 @@ fn check_identity(dir: &Path, node: u64, fingerprint: &str, peers: &str) -> Resu
 }
 
 /// A log entry's stored form: CRC-32 (little endian) of the postcard bytes, then the bytes.
-fn encode_entry(entry: &Entry<TypeConfig>) -> Result<Vec<u8>, AnyError> {
+pub fn encode_entry(entry: &Entry<TypeConfig>) -> Result<Vec<u8>, AnyError> {
     let body = postcard::to_stdvec(entry).map_err(|e| AnyError::new(&e))?;
     let mut bytes = Vec::with_capacity(body.len() + 4);
     bytes.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
@@ -247,7 +247,9 @@ fn encode_entry(entry: &Entry<TypeConfig>) -> Result<Vec<u8>, AnyError> {
     Ok(bytes)
 }
 
-fn decode_entry(bytes: &[u8]) -> Result<Entry<TypeConfig>, String> {
+/// A log entry from its stored form, or what is wrong with it (never a panic, whatever the
+/// bytes).
+pub fn decode_entry(bytes: &[u8]) -> Result<Entry<TypeConfig>, String> {
     let (crc, body) = bytes
         .split_first_chunk::<4>()
         .ok_or_else(|| format!("{} bytes, shorter than its checksum", bytes.len()))?;

@@ -76,12 +76,8 @@ impl StateMachineStore {
             snapshots: Arc::new(AtomicU64::new(0)),
         };
         if let Some(snapshot) = store.stored_snapshot()? {
-            let state: ClusterState = postcard::from_bytes(&snapshot.data).map_err(|e| {
-                read_error(AnyError::error(format!(
-                    "{}: snapshot does not decode: {e}",
-                    store.file.path.display()
-                )))
-            })?;
+            let state = ClusterState::from_snapshot(&snapshot.data)
+                .map_err(|e| read_error(AnyError::error(format!("{}: snapshot {e}", store.file.path.display()))))?;
             store.replica.replace(state);
             store
                 .replica
@@ -211,10 +207,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
-        let state: ClusterState = postcard::from_bytes(&data).map_err(|e| {
+        let state = ClusterState::from_snapshot(&data).map_err(|e| {
             StorageError::from(StorageIOError::read_snapshot(
                 Some(meta.signature()),
-                AnyError::error(format!("received snapshot does not decode: {e}")),
+                AnyError::error(format!("received snapshot {e}")),
             ))
         })?;
         self.save_snapshot(&StoredSnapshot {
