@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use ringleader_datasets::{gensort, numbers, text};
 
-use crate::helpers::{LocalCluster, args, concat, embedded, example, ok, ringleader_bin, sorted_lines};
+use crate::helpers::{LocalCluster, Tmpfs, args, concat, embedded, example, ok, ringleader_bin, sorted_lines};
 
 #[test]
 fn examples_on_a_cluster_match_embedded_runs() {
@@ -710,35 +710,6 @@ fn an_executor_that_is_not_the_plans_binary_refuses_to_run_it() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a job ran on another binary");
     assert!(stderr.contains("the plan was built for"), "{stderr}");
-}
-
-/// A tmpfs mounted at a path for the length of a test, unmounted when dropped.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    /// A `size` tmpfs at `path`, or why one cannot be mounted here (not root).
-    fn mount(path: &Path, size: &str) -> Result<Tmpfs, String> {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            return Err("mounting a tmpfs needs root".into());
-        }
-        std::fs::create_dir_all(path).map_err(|e| e.to_string())?;
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(path)
-            .output()
-            .map_err(|e| e.to_string())?;
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-        }
-        Ok(Tmpfs(path.to_path_buf()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use ringleader_datasets::gensort;
 
 use crate::helpers::{
-    LocalCluster, args, concat, embedded, example, numbered_text, ok, ringleader_bin, signal, sorted_lines,
+    LocalCluster, Tmpfs, args, concat, embedded, example, numbered_text, ok, ringleader_bin, signal, sorted_lines,
     wait_bounded,
 };
 
@@ -88,8 +88,8 @@ impl Group {
         }
     }
 
-    /// Restarts driver `i` from its directory, as `cluster up` started it.
-    fn restart(&self, i: usize) {
+    /// Restarts driver `i` from its directory, as `cluster up` started it; its new pid.
+    fn restart(&self, i: usize) -> u32 {
         let log = std::fs::File::options()
             .append(true)
             .open(self.cluster.dir.path().join(format!("driver-{}/log", i + 1)))
@@ -101,7 +101,9 @@ impl Group {
             .stderr(log)
             .spawn()
             .unwrap();
+        let pid = child.id();
         self.restarted.lock().unwrap().push(child);
+        pid
     }
 
     /// Kills the drivers this test restarted.
@@ -393,6 +395,103 @@ fn the_whole_group_restarts_from_disk_with_its_history() {
         assert_eq!(group.jobs_eventually(address, 1), before, "{address} lost the history");
     }
     assert_eq!(ok(group.run("sum", &sum), "sum after the restart"), expected);
+}
+
+/// Whether process `pid` runs (a zombie does not).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| stat.split_whitespace().nth(2) != Some("Z"))
+}
+
+/// The bytes of the files under `dir`.
+fn bytes_under(dir: &Path) -> u64 {
+    crate::helpers::files_under(dir)
+        .iter()
+        .filter_map(|f| f.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+#[test]
+fn a_driver_whose_disk_fills_up_stops_clearly_the_job_finishes_and_nothing_is_lost() {
+    let group = Group::up(3, 2);
+    let (leader, _) = group.leader(0);
+    let full = (leader + 1) % 3;
+    // Move a follower's directory onto a tmpfs of its own, then fill that tmpfs.
+    signal(group.pid(full), libc::SIGKILL);
+    let dir = group.cluster.dir.path().join(format!("driver-{}", full + 1));
+    let aside = group.cluster.dir.path().join("aside");
+    let copy = |from: &Path, to: &Path| {
+        let out = Command::new("cp").arg("-a").arg(from).arg(to).output().unwrap();
+        assert!(out.status.success(), "cp: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    copy(&dir, &aside);
+    let size = format!("{}k", (2 * bytes_under(&dir) + (32 << 20)) / 1024);
+    let tmpfs = match Tmpfs::mount(&dir, &size) {
+        Ok(t) => t,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    copy(&aside.join("."), &dir);
+    let pid = group.restart(full);
+    // Filled once it follows again.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !group
+        .drivers_status()
+        .get(full)
+        .is_some_and(|row| row["role"] == "follower" && row["lag"] == 0)
+    {
+        assert!(Instant::now() < deadline, "the moved driver never followed again");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let filler = dir.join("filler");
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 1 << 20];
+        // Bounded: the tmpfs holds at most `size`.
+        while file.write_all(&chunk).is_ok() {}
+        let _ = file.sync_all();
+    }
+    // The job finishes on the other two drivers, with the right result.
+    let data = tempfile::tempdir().unwrap();
+    // Hundreds of tasks: their entries outgrow the space the log file already has.
+    numbered_text(&data.path().join("text"), 400, 1);
+    let words = args!["--input", data.path().join("text"), "--output", data.path().join("out")];
+    ok(group.run("wordcount", &words), "wordcount with a driver's disk full");
+    let embedded_words = args![
+        "--input",
+        data.path().join("text"),
+        "--output",
+        data.path().join("embedded")
+    ];
+    ok(embedded("wordcount", &embedded_words), "embedded wordcount");
+    assert_eq!(
+        sorted_lines(&data.path().join("out")),
+        sorted_lines(&data.path().join("embedded"))
+    );
+    // The full driver stopped, saying why.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while running(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "the driver with a full disk still runs:\n{}",
+            std::fs::read_to_string(dir.join("log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
+    assert!(
+        log.contains("No space left on device"),
+        "its log does not say why it stopped:\n{log}"
+    );
+    // Space freed, it starts from its own files (nothing torn) and catches up on the job.
+    std::fs::remove_file(&filler).unwrap();
+    group.restart(full);
+    group.jobs_eventually(&group.drivers[full].0, 1);
+    drop(tmpfs);
 }
 
 #[test]
