@@ -86,7 +86,8 @@ impl DriverInner {
                     task,
                     attempt,
                 },
-            );
+            )
+            .await;
         }
         self.after_report(&job, stage);
         Ok(())

@@ -187,17 +187,16 @@ impl DriverInner {
     }
 
     /// Tells `worker` to stop one attempt now (its rival finished first), rather than let
-    /// it hold a slot until it ends.
-    pub(super) fn stop_attempt(self: &Arc<Self>, worker: &str, attempt: ringleader_core::proto::RunningTask) {
+    /// it hold a slot until it ends. Waits (at most 2 s) for the worker to hear it, so the
+    /// stop arrives before anything the finished task lets the scheduler start there (an
+    /// executor left running only the loser ends, which also ends a loser stuck in a closure).
+    pub(super) async fn stop_attempt(self: &Arc<Self>, worker: &str, attempt: ringleader_core::proto::RunningTask) {
         let Some(address) = self.state().workers.get(worker).map(|w| w.address.clone()) else {
             return;
         };
-        let me = self.clone();
-        tokio::spawn(async move {
-            if let Ok(mut client) = me.worker_client(&address) {
-                let _ = client.stop_attempt(attempt).await;
-            }
-        });
+        if let Ok(mut client) = self.worker_client(&address) {
+            let _ = tokio::time::timeout(Duration::from_secs(2), client.stop_attempt(attempt)).await;
+        }
     }
 
     /// Tells every live worker to stop `job`'s executor now, rather than at its next
