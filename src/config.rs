@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::Error;
+use crate::{Error, Result};
 
 /// How the embedded engine runs a job.
 #[derive(Debug, Clone)]
@@ -114,5 +114,66 @@ impl Config {
             c.progress = !matches!(v.as_str(), "0" | "false" | "no" | "off");
         }
         Ok(c)
+    }
+
+    /// Refuses settings no job can work with: a memory budget too small to hold one batch,
+    /// a spill directory that is missing or not writable (before any job starts).
+    pub fn check(&self) -> Result<()> {
+        use ringleader_core::memory::MIN_BUDGET;
+        if self.memory_limit < MIN_BUDGET {
+            return Err(Error::Config(format!(
+                "RINGLEADER_MEMORY (the memory budget) is {} bytes, too small to hold one batch of rows: give at least {}K, e.g. RINGLEADER_MEMORY=512M",
+                self.memory_limit,
+                MIN_BUDGET >> 10
+            )));
+        }
+        if let Some(dir) = &self.spill_dir {
+            tempfile::Builder::new()
+                .prefix(".ringleader-check-")
+                .tempfile_in(dir)
+                .map_err(|e| {
+                    Error::Config(format!(
+                        "RINGLEADER_SPILL_DIR {} cannot take spill files ({e}): give an existing, writable directory",
+                        dir.display()
+                    ))
+                })?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_budget_too_small_and_an_unusable_spill_directory_are_named_before_any_job() {
+        let tiny = Config {
+            memory_limit: 512,
+            ..Config::default()
+        };
+        let message = tiny.check().expect_err("512 bytes").to_string();
+        assert!(message.contains("RINGLEADER_MEMORY"), "{message}");
+        let missing = Config {
+            spill_dir: Some(PathBuf::from("/nonexistent/ringleader-spill")),
+            ..Config::default()
+        };
+        let message = missing.check().expect_err("a missing directory").to_string();
+        assert!(
+            message.contains("RINGLEADER_SPILL_DIR") && message.contains("/nonexistent/ringleader-spill"),
+            "{message}"
+        );
+        assert!(crate::Context::new(missing).is_err(), "an engine started with it");
+        let dir = tempfile::tempdir().expect("dir");
+        let fine = Config {
+            spill_dir: Some(dir.path().to_path_buf()),
+            ..Config::default()
+        };
+        fine.check().expect("a writable directory");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).expect("read").count(),
+            0,
+            "the check left a file"
+        );
     }
 }

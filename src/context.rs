@@ -42,8 +42,10 @@ struct Inner {
     pool: rayon::ThreadPool,
     /// Set in cluster mode: actions run on the cluster instead of the pool.
     cluster: Option<crate::cluster::Cluster>,
-    /// Shuffle bytes the most recent job spilled (for tests and tuning).
+    /// Bytes the most recent job spilled (for tests and tuning).
     last_spilled: AtomicU64,
+    /// Of those, what its operators (sorts, hash tables) spilled.
+    last_operator_spilled: AtomicU64,
     /// Stored datasets this client made from its local inputs (workers on other machines
     /// cannot read them): removed when the job is over.
     uploads: std::sync::Mutex<Vec<String>>,
@@ -81,6 +83,7 @@ impl Context {
     /// assert_eq!(ctx.config().shuffle_partitions, 3);
     /// ```
     pub fn new(config: Config) -> Result<Context> {
+        config.check()?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(config.threads)
             .thread_name(|i| format!("ringleader-task-{i}"))
@@ -92,6 +95,7 @@ impl Context {
                 pool,
                 cluster: None,
                 last_spilled: AtomicU64::new(0),
+                last_operator_spilled: AtomicU64::new(0),
                 uploads: Default::default(),
             }),
         })
@@ -126,6 +130,7 @@ impl Context {
                 pool,
                 cluster: Some(cluster),
                 last_spilled: AtomicU64::new(0),
+                last_operator_spilled: AtomicU64::new(0),
                 uploads: Default::default(),
             }),
         })
@@ -271,12 +276,22 @@ impl Context {
         }
         let (values, stats) = crate::embedded::run_job(&self.inner.config, &self.inner.pool, plan)?;
         self.inner.last_spilled.store(stats.spilled_bytes, Ordering::Relaxed);
+        self.inner
+            .last_operator_spilled
+            .store(stats.operator_spilled_bytes, Ordering::Relaxed);
         Ok(values)
     }
 
-    /// Shuffle bytes the most recent job spilled to disk (0 when it fit in memory).
+    /// Bytes the most recent embedded job spilled to disk, shuffle blocks and operators'
+    /// spills together (0 when it fit in memory).
     pub fn last_spilled_bytes(&self) -> u64 {
         self.inner.last_spilled.load(Ordering::Relaxed)
+    }
+
+    /// Bytes the most recent embedded job's operators (sorts, hash tables, joins) spilled
+    /// because their partitions outgrew the memory budget.
+    pub fn last_operator_spilled_bytes(&self) -> u64 {
+        self.inner.last_operator_spilled.load(Ordering::Relaxed)
     }
 
     pub(crate) fn dataset_node<T: Data>(&self, node: Node) -> Dataset<T> {

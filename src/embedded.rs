@@ -16,8 +16,10 @@ use crate::progress::StageProgress;
 /// What a finished job measured.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct JobStats {
-    /// Shuffle bytes written to disk because the memory limit was reached.
+    /// Bytes written to disk because the memory limit was reached.
     pub(crate) spilled_bytes: u64,
+    /// Of those, what operators (sorts, hash tables) wrote.
+    pub(crate) operator_spilled_bytes: u64,
 }
 
 /// Runs `plan` and returns the final stage's task values, in partition order.
@@ -50,6 +52,7 @@ pub(crate) fn run_job(config: &Config, pool: &rayon::ThreadPool, plan: &JobPlan)
         values,
         JobStats {
             spilled_bytes: shuffle.spilled_bytes(),
+            operator_spilled_bytes: shuffle.operator_spilled_bytes(),
         },
     ))
 }

@@ -43,6 +43,13 @@ fn serve_inner(worker: String) -> Result<(), String> {
     let job = var("RINGLEADER_EXECUTOR_JOB")?;
     let files = ShuffleFiles::new(var("RINGLEADER_SHUFFLE_DIR")?);
     let config = Config::from_env().map_err(|e| e.to_string())?;
+    // One budget for every task of this executor; spills go with the job's shuffle files
+    // (removed with them) unless a spill directory is set.
+    let spill_root = match &config.spill_dir {
+        Some(dir) => dir.clone(),
+        None => files.job_dir(&job).join("spill"),
+    };
+    let memory = ringleader_core::memory::MemoryPool::new(config.memory_limit, spill_root);
     let pool = Arc::new(
         rayon::ThreadPoolBuilder::new()
             .num_threads(config.threads)
@@ -84,6 +91,7 @@ fn serve_inner(worker: String) -> Result<(), String> {
             }
             let stop = Arc::new(AtomicBool::new(false));
             lock(&stops).insert(key, stop.clone());
+            let memory = memory.clone();
             let (client, handle, files, worker, pool2, own_hash, stops) = (
                 client.clone(),
                 handle.clone(),
@@ -95,7 +103,7 @@ fn serve_inner(worker: String) -> Result<(), String> {
             );
             pool2.spawn(move || {
                 let report = if assignment.binary_hash == own_hash {
-                    run_assignment(assignment, files, &worker, handle.clone(), &stop)
+                    run_assignment(assignment, files, &worker, handle.clone(), &stop, memory)
                 } else {
                     refuse(assignment, &own_hash)
                 };
@@ -118,6 +126,7 @@ fn run_assignment(
     worker: &str,
     handle: tokio::runtime::Handle,
     stop: &Arc<AtomicBool>,
+    memory: Arc<ringleader_core::memory::MemoryPool>,
 ) -> proto::TaskReport {
     let decoded = postcard::from_bytes::<TaskPlan>(&a.task_plan)
         .and_then(|task| Ok((task, postcard::from_bytes::<StageOutput>(&a.stage_output)?)));
@@ -149,7 +158,8 @@ fn run_assignment(
                     (i.shuffle, sources)
                 })
                 .collect();
-            let shuffle = ClusterShuffle::new(files, a.job_id.clone(), a.attempt, worker.to_string(), inputs, handle);
+            let shuffle = ClusterShuffle::new(files, a.job_id.clone(), a.attempt, worker.to_string(), inputs, handle)
+                .with_memory(memory);
             let unit = TaskUnit {
                 stage: a.stage_index,
                 partition: a.task,

@@ -208,9 +208,17 @@ pub struct ClusterShuffle {
     /// Shuffle -> where each map task's output is, by map task index.
     inputs: HashMap<u32, Vec<BlockSource>>,
     runtime: tokio::runtime::Handle,
+    /// The executor's memory budget.
+    memory: Option<std::sync::Arc<crate::memory::MemoryPool>>,
 }
 
 impl ClusterShuffle {
+    /// The same service, its tasks running under `pool`.
+    pub fn with_memory(mut self, pool: std::sync::Arc<crate::memory::MemoryPool>) -> ClusterShuffle {
+        self.memory = Some(pool);
+        self
+    }
+
     /// A task's shuffle service.
     pub fn new(
         files: ShuffleFiles,
@@ -227,6 +235,7 @@ impl ClusterShuffle {
             local_address,
             inputs,
             runtime,
+            memory: None,
         }
     }
 }
@@ -278,6 +287,10 @@ pub fn fetch_ticket(runtime: &tokio::runtime::Handle, address: &str, ticket: Str
 }
 
 impl ShuffleService for ClusterShuffle {
+    fn memory(&self) -> Option<std::sync::Arc<crate::memory::MemoryPool>> {
+        self.memory.clone()
+    }
+
     fn writer(&self, shuffle: u32, map_task: u32) -> Box<dyn BlockWriter + '_> {
         let final_dir = self.files.map_dir(&self.job, shuffle, map_task, self.attempt);
         let temp_dir = final_dir.with_file_name(format!("map-{map_task}.attempt-{}.tmp", self.attempt));

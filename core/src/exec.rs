@@ -49,7 +49,13 @@ pub struct TaskUnit<'a> {
 
 /// Runs one task, as [`run_task`] does, from the task alone.
 pub fn run(unit: &TaskUnit<'_>, attempt: u32, shuffle: &dyn ShuffleService) -> Result<TaskValue> {
-    let task = || crate::mapped::watch_task(|| run_task_inner(unit, attempt, shuffle));
+    let task = || {
+        let run = || crate::mapped::watch_task(|| run_task_inner(unit, attempt, shuffle));
+        match shuffle.memory() {
+            Some(pool) => crate::memory::scope(pool, run),
+            None => run(),
+        }
+    };
     match catch_unwind(AssertUnwindSafe(task)) {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => Err(Error::TaskFailed {

@@ -37,6 +37,7 @@ pub mod exec;
 pub mod ipc;
 pub mod machine;
 pub mod mapped;
+pub mod memory;
 pub mod node;
 pub mod ops;
 pub mod output;
@@ -46,6 +47,7 @@ pub mod ring;
 pub mod shipped;
 pub mod shuffle;
 pub mod source;
+pub mod spill;
 pub mod store;
 pub mod tls;
 

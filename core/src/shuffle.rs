@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::PathBuf;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use arrow::ipc::reader::FileReader;
 use arrow::ipc::writer::FileWriter;
@@ -19,6 +19,7 @@ use arrow::record_batch::RecordBatch;
 
 use crate::data::{BatchStream, Chunk};
 use crate::error::{Error, Result};
+use crate::memory::{MemoryPool, Reservation};
 
 /// Where a map task's partitioned output goes.
 pub trait BlockWriter {
@@ -44,6 +45,10 @@ pub trait ShuffleService: Send + Sync {
     fn writer(&self, shuffle: u32, map_task: u32) -> Box<dyn BlockWriter + '_>;
     /// Every block of reduce partition `partition` of shuffle `shuffle`, in map-task order.
     fn read(&self, shuffle: u32, partition: u32) -> Result<BatchStream>;
+    /// The memory budget tasks using this service run under (none: unbounded).
+    fn memory(&self) -> Option<Arc<MemoryPool>> {
+        None
+    }
 }
 
 /// (shuffle, reduce partition).
@@ -52,20 +57,22 @@ type PartitionKey = (u32, u32);
 type BlockOrder = (u32, u64);
 
 enum Block {
-    Memory(RecordBatch, usize),
+    /// In memory, holding its share of the budget until the reducer takes it.
+    Memory(RecordBatch, Reservation),
     Spilled(PathBuf),
 }
 
-/// The embedded shuffle: blocks stay in memory up to a byte limit, past which they are
-/// written to Arrow IPC files in a temporary directory. A reduce partition's blocks are
-/// handed over (and their memory released) when it is read: embedded tasks run once.
+/// The embedded shuffle: blocks stay in memory while the engine's budget allows, past
+/// which they are written to Arrow IPC files in a temporary directory. A reduce
+/// partition's blocks are handed over when it is read (embedded tasks run once), each
+/// block's reservation released as the reducer takes the block (and reserves it itself).
 pub struct LocalShuffle {
     blocks: Mutex<HashMap<PartitionKey, Vec<(BlockOrder, Block)>>>,
-    in_memory: AtomicUsize,
-    limit: usize,
+    pool: Arc<MemoryPool>,
     spill_dir: tempfile::TempDir,
-    spilled_bytes: AtomicU64,
     sequence: AtomicU64,
+    /// Bytes of blocks written to spill files.
+    spilled_blocks: AtomicU64,
 }
 
 impl LocalShuffle {
@@ -81,27 +88,36 @@ impl LocalShuffle {
             Some(p) => builder.tempdir_in(p).map_err(|e| Error::io(p, e))?,
             None => builder.tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?,
         };
+        let pool = MemoryPool::new(limit, spill_dir.path().join("operators"));
         Ok(LocalShuffle {
             blocks: Mutex::new(HashMap::new()),
-            in_memory: AtomicUsize::new(0),
-            limit,
+            pool,
             spill_dir,
-            spilled_bytes: AtomicU64::new(0),
             sequence: AtomicU64::new(0),
+            spilled_blocks: AtomicU64::new(0),
         })
     }
 
-    /// Bytes written to spill files so far.
+    /// Bytes written to spill files so far (shuffle blocks and operators' spills).
     pub fn spilled_bytes(&self) -> u64 {
-        self.spilled_bytes.load(Ordering::Relaxed)
+        self.spilled_blocks.load(Ordering::Relaxed) + self.pool.spilled()
+    }
+
+    /// Bytes operators (sorts, hash tables) wrote to spill files so far.
+    pub fn operator_spilled_bytes(&self) -> u64 {
+        self.pool.spilled()
+    }
+
+    /// The engine's memory pool.
+    pub fn pool(&self) -> &Arc<MemoryPool> {
+        &self.pool
     }
 
     fn store(&self, shuffle: u32, map_task: u32, partition: u32, batch: RecordBatch) -> Result<()> {
         let size = batch.get_array_memory_size();
         let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
-        let reserved = self.in_memory.fetch_add(size, Ordering::AcqRel) + size;
-        let block = if reserved > self.limit {
-            self.in_memory.fetch_sub(size, Ordering::AcqRel);
+        let mut reservation = self.pool.reservation();
+        let block = if !reservation.try_grow(size) {
             let path = self
                 .spill_dir
                 .path()
@@ -110,10 +126,10 @@ impl LocalShuffle {
             let mut writer = FileWriter::try_new(BufWriter::with_capacity(1 << 20, file), batch.schema().as_ref())?;
             writer.write(&batch)?;
             writer.finish()?;
-            self.spilled_bytes.fetch_add(size as u64, Ordering::Relaxed);
+            self.spilled_blocks.fetch_add(size as u64, Ordering::Relaxed);
             Block::Spilled(path)
         } else {
-            Block::Memory(batch, size)
+            Block::Memory(batch, reservation)
         };
         self.blocks
             .lock()
@@ -157,17 +173,20 @@ impl ShuffleService for LocalShuffle {
             .remove(&(shuffle, partition))
             .unwrap_or_default();
         blocks.sort_by_key(|(order, _)| *order);
-        let released: usize = blocks
-            .iter()
-            .map(|(_, b)| if let Block::Memory(_, s) = b { *s } else { 0 })
-            .sum();
-        self.in_memory.fetch_sub(released, Ordering::AcqRel);
         Ok(Box::new(blocks.into_iter().flat_map(|(_, block)| -> BatchStream {
             match block {
-                Block::Memory(batch, _) => Box::new(std::iter::once(Ok(batch))),
+                // The block's reservation goes as the reducer takes it.
+                Block::Memory(batch, reservation) => {
+                    drop(reservation);
+                    Box::new(std::iter::once(Ok(batch)))
+                }
                 Block::Spilled(path) => read_spill(path),
             }
         })))
+    }
+
+    fn memory(&self) -> Option<Arc<MemoryPool>> {
+        Some(self.pool.clone())
     }
 }
 

@@ -12,6 +12,41 @@ use ringleader_datasets::{gensort, numbers, text};
 use crate::helpers::{LocalCluster, Tmpfs, args, concat, embedded, example, ok, ringleader_bin, sorted_lines};
 
 #[test]
+fn executors_sort_past_their_memory_budget_and_match_the_embedded_sort() {
+    let cluster = LocalCluster::up(1, 2);
+    let data = tempfile::tempdir().unwrap();
+    let d = |name: &str| -> PathBuf { data.path().join(name) };
+    let spec = gensort::SortSpec {
+        records: 200_000,
+        files: 4,
+        seed: 5,
+        skew: true,
+    };
+    gensort::generate(&d("records"), &spec, false).unwrap();
+    let args = |out: &Path| args!["--input", d("records"), "--output", out, "--partitions", "2"];
+    // 20 MB of records in two reduce partitions, each executor within 2 MiB: every
+    // reducer sorts runs on disk and merges them.
+    let out = cluster
+        .client(&example("sort"))
+        .args(args(&d("cluster")))
+        .env("RINGLEADER_MEMORY", "2M")
+        .output()
+        .unwrap();
+    ok(out, "cluster sort within 2 MiB per executor");
+    ok(embedded("sort", &args(&d("embedded"))), "embedded sort");
+    assert_eq!(concat(&d("cluster")), concat(&d("embedded")));
+    // The spill directories went with the job.
+    let spills: Vec<PathBuf> = crate::helpers::files_under(cluster.dir.path())
+        .into_iter()
+        .filter(|f| {
+            f.components()
+                .any(|c| c.as_os_str().to_string_lossy().starts_with("ringleader-spill-"))
+        })
+        .collect();
+    assert!(spills.is_empty(), "spill files left behind: {spills:?}");
+}
+
+#[test]
 fn examples_on_a_cluster_match_embedded_runs() {
     let cluster = LocalCluster::up(1, 3);
     let data = tempfile::tempdir().unwrap();

@@ -3,9 +3,11 @@
 //! offsets, and the executor calls them on chunks.
 //!
 //! Modules: [`narrow`] (steps inside a stage), [`sinks`] (map side of shuffles),
-//! [`reduce`] (reduce side), [`action`] (what the final stage does).
+//! [`reduce`] (reduce side), [`action`] (what the final stage does), and [`external`]
+//! (the reduce side's spilling when a partition outgrows its memory budget).
 
 pub mod action;
+pub mod external;
 pub mod narrow;
 pub mod reduce;
 pub mod sinks;

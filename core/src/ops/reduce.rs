@@ -13,6 +13,7 @@ use crate::record::{KEY_LEN, Record};
 use crate::shipped::conjure;
 
 use super::chunked;
+use super::external::{Partitions, partition_of, partition_rows};
 use super::sinks::combine_into;
 
 fn side(sides: &mut [BatchStream], which: usize) -> Result<BatchStream> {
@@ -31,7 +32,79 @@ fn rows<T: Data>(stream: BatchStream) -> impl Iterator<Item = Result<Vec<T>>> {
     stream.map(|b| b.and_then(|b| decode::<T>(&b)))
 }
 
-/// `reduce_by_key`: merges the partial values of each key with `F`.
+/// Bytes a hash table entry of `(K, V)` costs beyond its rows' own bytes.
+fn entry_overhead<K, V>() -> usize {
+    std::mem::size_of::<(K, V)>() + 16
+}
+
+/// A task's hash table, kept within its memory budget: `grow` reserves what a batch added,
+/// and when the pool refuses, the table's rows go to spill partitions and it starts empty.
+struct BoundedTable {
+    reservation: crate::memory::Reservation,
+    parts: Option<Partitions>,
+}
+
+impl BoundedTable {
+    fn new() -> Self {
+        BoundedTable {
+            reservation: crate::memory::current().reservation(),
+            parts: None,
+        }
+    }
+
+    /// Reserves `bytes` more; if refused, spills the rows `drain` takes out of the table.
+    fn grow<R: Data>(
+        &mut self,
+        bytes: usize,
+        drain: impl FnOnce() -> Vec<R>,
+        part: impl Fn(&R) -> usize,
+    ) -> Result<()> {
+        if self.reservation.try_grow(bytes) {
+            return Ok(());
+        }
+        let parts = match &mut self.parts {
+            Some(p) => p,
+            None => self.parts.insert(Partitions::new(self.reservation.pool(), 1)?),
+        };
+        parts.write(0, drain(), part)?;
+        self.reservation.free();
+        Ok(())
+    }
+}
+
+/// Rows' bytes in `batch`, per row.
+fn bytes_per_row(batch: &RecordBatch) -> usize {
+    batch.get_array_memory_size() / batch.num_rows().max(1)
+}
+
+/// Each spilled partition in turn, its rows handed to `finish`, which builds the
+/// partition's output (the partitions' spill files go when the stream ends).
+fn per_partition<T: Data, U: Data>(
+    parts: Partitions,
+    finish: impl Fn(Box<dyn Iterator<Item = Result<T>> + Send>) -> Result<Vec<U>> + Send + 'static,
+) -> Result<ChunkStream> {
+    let (files, dir) = parts.finish()?;
+    let mut files = files.into_iter();
+    let size = super::chunk_rows::<U>();
+    let mut pending: std::vec::IntoIter<U> = Vec::new().into_iter();
+    Ok(Box::new(std::iter::from_fn(move || {
+        let _ = &dir;
+        loop {
+            let chunk: Vec<U> = pending.by_ref().take(size).collect();
+            if !chunk.is_empty() {
+                return Some(Ok(Chunk::from_rows(chunk)));
+            }
+            let part = files.next()?;
+            match partition_rows::<T>(&part[0]).and_then(&finish) {
+                Ok(rows) => pending = rows.into_iter(),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    })))
+}
+
+/// `reduce_by_key`: merges the partial values of each key with `F`. A table that outgrows
+/// the budget spills its partial values by key partition; each partition is merged alone.
 pub fn combine<K: Data + Hash + Eq, V: Data, F: Fn(V, V) -> V + 'static>(
     _state: &[u8],
     mut sides: Vec<BatchStream>,
@@ -39,26 +112,85 @@ pub fn combine<K: Data + Hash + Eq, V: Data, F: Fn(V, V) -> V + 'static>(
     // SAFETY: closure types are checked zero-sized when the plan is built.
     let f: F = unsafe { conjure() };
     let mut map: FxHashMap<K, Option<V>> = FxHashMap::default();
-    for batch in rows::<(K, V)>(side(&mut sides, 0)?) {
-        for (k, v) in batch? {
+    let mut table = BoundedTable::new();
+    for batch in side(&mut sides, 0)? {
+        let batch = batch?;
+        let (row_bytes, before) = (bytes_per_row(&batch), map.len());
+        for (k, v) in decode::<(K, V)>(&batch)? {
             combine_into(&mut map, &f, k, v);
         }
+        let added = (map.len() - before) * (row_bytes + entry_overhead::<K, Option<V>>());
+        table.grow(added, || drain_combined(&mut map), |(k, _)| partition_of(k))?;
     }
-    Ok(chunked(map.into_iter().filter_map(|(k, v)| v.map(|v| (k, v)))))
+    let Some(mut parts) = table.parts.take() else {
+        let reservation = table.reservation;
+        return Ok(chunked(map.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).inspect(
+            move |_| {
+                let _ = &reservation;
+            },
+        )));
+    };
+    parts.write(0, drain_combined(&mut map), |(k, _)| partition_of(k))?;
+    drop(table);
+    per_partition::<(K, V), (K, V)>(parts, |rows| {
+        // SAFETY: as above.
+        let f: F = unsafe { conjure() };
+        let mut map: FxHashMap<K, Option<V>> = FxHashMap::default();
+        for row in rows {
+            let (k, v) = row?;
+            combine_into(&mut map, &f, k, v);
+        }
+        Ok(drain_combined(&mut map))
+    })
 }
 
-/// `group_by_key`: collects each key's values.
+fn drain_combined<K: Hash + Eq, V>(map: &mut FxHashMap<K, Option<V>>) -> Vec<(K, V)> {
+    map.drain().filter_map(|(k, v)| v.map(|v| (k, v))).collect()
+}
+
+/// `group_by_key`: collects each key's values (in the order they arrived). A table that
+/// outgrows the budget spills its values by key partition; each partition is grouped alone.
 pub fn group<K: Data + Hash + Eq, V: Data>(_state: &[u8], mut sides: Vec<BatchStream>) -> Result<ChunkStream> {
     let mut map: FxHashMap<K, Vec<V>> = FxHashMap::default();
-    for batch in rows::<(K, V)>(side(&mut sides, 0)?) {
-        for (k, v) in batch? {
+    let mut table = BoundedTable::new();
+    for batch in side(&mut sides, 0)? {
+        let batch = batch?;
+        let (row_bytes, before, rows) = (bytes_per_row(&batch), map.len(), batch.num_rows());
+        for (k, v) in decode::<(K, V)>(&batch)? {
             map.entry(k).or_default().push(v);
         }
+        let added =
+            rows * (row_bytes + std::mem::size_of::<V>()) + (map.len() - before) * entry_overhead::<K, Vec<V>>();
+        table.grow(added, || map.drain().collect::<Vec<_>>(), |(k, _)| partition_of(k))?;
     }
-    Ok(chunked(map.into_iter()))
+    let Some(mut parts) = table.parts.take() else {
+        let reservation = table.reservation;
+        return Ok(chunked(map.into_iter().inspect(move |_| {
+            let _ = &reservation;
+        })));
+    };
+    parts.write(0, map.drain().collect::<Vec<_>>(), |(k, _)| partition_of(k))?;
+    drop(table);
+    // Spilled groups are parts of groups, in the order they were spilled.
+    per_partition::<(K, Vec<V>), (K, Vec<V>)>(parts, |rows| {
+        let mut map: FxHashMap<K, Vec<V>> = FxHashMap::default();
+        for row in rows {
+            let (k, vs) = row?;
+            map.entry(k).or_default().extend(vs);
+        }
+        Ok(map.into_iter().collect())
+    })
 }
 
-/// `join`: an inner hash join, building on the left side and streaming the right.
+fn flatten_groups<K: Hash + Eq + Clone, V>(map: &mut FxHashMap<K, Vec<V>>) -> Vec<(K, V)> {
+    map.drain()
+        .flat_map(|(k, vs)| vs.into_iter().map(move |v| (k.clone(), v)))
+        .collect()
+}
+
+/// `join`: an inner hash join, building on the left side and streaming the right. A build
+/// side that outgrows the budget turns it into a grace hash join: both sides go to spill
+/// partitions by key, and each partition is joined alone.
 pub fn join<K, V, W>(_state: &[u8], mut sides: Vec<BatchStream>) -> Result<ChunkStream>
 where
     K: Data + Hash + Eq + Clone,
@@ -66,53 +198,162 @@ where
     W: Data + Clone,
 {
     let mut build: FxHashMap<K, Vec<V>> = FxHashMap::default();
-    for batch in rows::<(K, V)>(side(&mut sides, 0)?) {
-        for (k, v) in batch? {
+    let pool = crate::memory::current();
+    let mut reservation = pool.reservation();
+    let mut parts: Option<Partitions> = None;
+    for batch in side(&mut sides, 0)? {
+        let batch = batch?;
+        let rows = decode::<(K, V)>(&batch)?;
+        if let Some(parts) = &mut parts {
+            parts.write(0, rows, |(k, _)| partition_of(k))?;
+            continue;
+        }
+        let bytes = batch.num_rows() * (bytes_per_row(&batch) + entry_overhead::<K, V>());
+        for (k, v) in rows {
             build.entry(k).or_default().push(v);
+        }
+        if !reservation.try_grow(bytes) {
+            let mut spilled = Partitions::new(&pool, 2)?;
+            spilled.write(0, flatten_groups(&mut build), |(k, _)| partition_of(k))?;
+            reservation.free();
+            parts = Some(spilled);
         }
     }
     let probe = side(&mut sides, 1)?;
-    Ok(Box::new(rows::<(K, W)>(probe).map(move |batch| {
-        let mut out: Vec<(K, (V, W))> = Vec::new();
-        for (k, w) in batch? {
-            if let Some(vs) = build.get(&k) {
-                for v in vs {
-                    out.push((k.clone(), (v.clone(), w.clone())));
-                }
+    let Some(mut parts) = parts else {
+        return Ok(Box::new(rows::<(K, W)>(probe).map(move |batch| {
+            let _ = &reservation;
+            Ok(Chunk::from_rows(probe_rows(&build, batch?)))
+        })));
+    };
+    for batch in rows::<(K, W)>(probe) {
+        parts.write(1, batch?, |(k, _)| partition_of(k))?;
+    }
+    let (files, dir) = parts.finish()?;
+    let mut files = files.into_iter();
+    Ok(Box::new(std::iter::from_fn(move || {
+        let _ = &dir;
+        let part = files.next()?;
+        let joined = (|| {
+            let mut build: FxHashMap<K, Vec<V>> = FxHashMap::default();
+            for row in partition_rows::<(K, V)>(&part[0])? {
+                let (k, v) = row?;
+                build.entry(k).or_default().push(v);
             }
-        }
-        Ok(Chunk::from_rows(out))
+            let probe: Vec<(K, W)> = partition_rows::<(K, W)>(&part[1])?.collect::<Result<_>>()?;
+            Ok(Chunk::from_rows(probe_rows(&build, probe)))
+        })();
+        Some(joined)
     })))
 }
 
-/// `distinct`: one copy of each row.
+/// The joined rows of `probe` against `build`.
+fn probe_rows<K: Hash + Eq + Clone, V: Clone, W: Clone>(
+    build: &FxHashMap<K, Vec<V>>,
+    probe: Vec<(K, W)>,
+) -> Vec<(K, (V, W))> {
+    let mut out: Vec<(K, (V, W))> = Vec::new();
+    for (k, w) in probe {
+        if let Some(vs) = build.get(&k) {
+            for v in vs {
+                out.push((k.clone(), (v.clone(), w.clone())));
+            }
+        }
+    }
+    out
+}
+
+/// `distinct`: one copy of each row. A set that outgrows the budget spills its rows by
+/// partition; each partition is de-duplicated alone.
 pub fn distinct<T: Data + Hash + Eq>(_state: &[u8], mut sides: Vec<BatchStream>) -> Result<ChunkStream> {
     let mut seen: FxHashSet<T> = FxHashSet::default();
-    for batch in rows::<T>(side(&mut sides, 0)?) {
-        seen.extend(batch?);
+    let mut table = BoundedTable::new();
+    for batch in side(&mut sides, 0)? {
+        let batch = batch?;
+        let (row_bytes, before) = (bytes_per_row(&batch), seen.len());
+        seen.extend(decode::<T>(&batch)?);
+        let added = (seen.len() - before) * (row_bytes + entry_overhead::<T, ()>());
+        table.grow(added, || seen.drain().collect(), partition_of)?;
     }
-    Ok(chunked(seen.into_iter()))
+    let Some(mut parts) = table.parts.take() else {
+        let reservation = table.reservation;
+        return Ok(chunked(seen.into_iter().inspect(move |_| {
+            let _ = &reservation;
+        })));
+    };
+    parts.write(0, seen.drain().collect(), partition_of)?;
+    drop(table);
+    per_partition::<T, T>(parts, |rows| {
+        let mut seen: FxHashSet<T> = FxHashSet::default();
+        for row in rows {
+            seen.insert(row?);
+        }
+        Ok(seen.into_iter().collect())
+    })
 }
 
 /// `sort_by_key`: sorts the partition by the key `F` computes (ascending; ties keep the
-/// order in which rows arrived, so the result is deterministic).
+/// order in which rows arrived, so the result is deterministic). Within the task's memory
+/// budget it sorts in memory; past it, it sorts what it holds into a run on disk and
+/// starts again, then merges the runs (an external merge sort).
 pub fn sort<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static>(
     _state: &[u8],
     mut sides: Vec<BatchStream>,
 ) -> Result<ChunkStream> {
     let input = side(&mut sides, 0)?;
+    let pool = crate::memory::current();
+    let mut reservation = pool.reservation();
+    let mut held: Vec<RecordBatch> = Vec::new();
+    let mut runs = super::external::Runs::new(&pool);
+    // Sorting needs the rows plus their keys (and, for rows other than records, the
+    // decoded rows beside the Arrow ones).
+    let factor = if is::<T, Record>() { 5 } else { 3 };
+    for batch in input {
+        let batch = batch?;
+        let size = batch.get_array_memory_size() * factor / 2;
+        if !reservation.try_grow(size) {
+            if !held.is_empty() {
+                runs.write::<T>(sort_batches::<T, K, F>(std::mem::take(&mut held))?)?;
+                reservation.free();
+            }
+            if !reservation.try_grow(size) {
+                // One batch is the least a sort can hold.
+                reservation.grow(size);
+            }
+        }
+        held.push(batch);
+    }
+    if runs.is_empty() {
+        let sorted = sort_batches::<T, K, F>(held)?;
+        // The reservation lives as long as the sorted rows are being handed on.
+        return Ok(Box::new(sorted.inspect(move |_| {
+            let _ = &reservation;
+        })));
+    }
+    runs.write::<T>(sort_batches::<T, K, F>(held)?)?;
+    drop(reservation);
+    runs.merge::<T, K>(|row: &T| {
+        // SAFETY: closure types are checked zero-sized when the plan is built.
+        let f = unsafe { conjure::<F>() };
+        f(row)
+    })
+}
+
+/// Sorts the rows of `blocks` in memory.
+fn sort_batches<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static>(blocks: Vec<RecordBatch>) -> Result<ChunkStream> {
     if is::<T, Record>() && is::<K, [u8; KEY_LEN]>() {
-        return sort_record_blocks::<T, K, F>(input.collect::<Result<Vec<_>>>()?);
+        return sort_record_blocks::<T, K, F>(blocks);
     }
     let mut all: Vec<T> = Vec::new();
-    for batch in rows::<T>(input) {
-        let batch = batch?;
+    for batch in &blocks {
+        let rows = decode::<T>(batch)?;
         if all.is_empty() {
-            all = batch;
+            all = rows;
         } else {
-            all.extend(batch);
+            all.extend(rows);
         }
     }
+    drop(blocks);
     if is::<K, [u8; KEY_LEN]>() {
         let order = sort_ten_byte_keys(&all, |row| {
             // SAFETY: closure types are checked zero-sized when the plan is built.
@@ -124,7 +365,7 @@ pub fn sort<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static>(
     }
     // SAFETY: closure types are checked zero-sized when the plan is built.
     let f: F = unsafe { conjure() };
-    let mut keyed: Vec<(K, u32)> = all.iter().enumerate().map(|(i, r)| (f(r), i as u32)).collect();
+    let mut keyed: Vec<(K, usize)> = all.iter().enumerate().map(|(i, r)| (f(r), i)).collect();
     keyed.sort_unstable();
     Ok(permute(all, keyed.into_iter().map(|(_, i)| i).collect()))
 }
@@ -176,9 +417,12 @@ fn sort_record_blocks<T: Data, K: Data, F: Fn(&T) -> K + 'static>(blocks: Vec<Re
     })))
 }
 
+/// The low 48 bits of a packed sort word: the row's index (the key fills the top 80).
+const INDEX_MASK: u128 = (1 << 48) - 1;
+
 /// Orders rows by a 10-byte key packed with the row index into one `u128`
-/// (80 key bits, 32 index bits), so the sort compares integers, never bytes.
-fn sort_ten_byte_keys<T>(rows: &[T], key: impl Fn(&T) -> [u8; KEY_LEN] + Sync) -> Vec<u32>
+/// (80 key bits, 48 index bits), so the sort compares integers, never bytes.
+fn sort_ten_byte_keys<T>(rows: &[T], key: impl Fn(&T) -> [u8; KEY_LEN] + Sync) -> Vec<usize>
 where
     T: Sync,
 {
@@ -190,15 +434,15 @@ where
             let k = key(r);
             let mut wide = [0u8; 16];
             wide[..KEY_LEN].copy_from_slice(&k);
-            (u128::from_be_bytes(wide) & !((1u128 << 48) - 1)) | i as u128
+            (u128::from_be_bytes(wide) & !INDEX_MASK) | i as u128
         })
         .collect();
     packed.par_sort_unstable();
-    packed.into_iter().map(|p| p as u32).collect()
+    packed.into_iter().map(|p| (p & INDEX_MASK) as usize).collect()
 }
 
 /// Streams `rows` in the order of `order` (a permutation of their indices).
-fn permute<T: Data>(rows: Vec<T>, order: Vec<u32>) -> ChunkStream {
+fn permute<T: Data>(rows: Vec<T>, order: Vec<usize>) -> ChunkStream {
     match cast_vec::<T, Record>(rows) {
         Ok(records) => {
             let size = super::chunk_rows::<Record>();
@@ -206,13 +450,13 @@ fn permute<T: Data>(rows: Vec<T>, order: Vec<u32>) -> ChunkStream {
             let chunks = order.len().div_ceil(size);
             Box::new((0..chunks).map(move |c| {
                 let slice = &order[c * size..((c + 1) * size).min(order.len())];
-                let out: Vec<Record> = slice.iter().map(|&i| records[i as usize]).collect();
+                let out: Vec<Record> = slice.iter().map(|&i| records[i]).collect();
                 Ok(Chunk::from_rows(out))
             }))
         }
         Err(rows) => {
             let mut slots: Vec<Option<T>> = rows.into_iter().map(Some).collect();
-            let sorted: Vec<T> = order.into_iter().filter_map(|i| slots[i as usize].take()).collect();
+            let sorted: Vec<T> = order.into_iter().filter_map(|i| slots[i].take()).collect();
             chunked(sorted.into_iter())
         }
     }

@@ -1,0 +1,212 @@
+//! Out-of-core building blocks of the reduce side, for when a partition outgrows its task's
+//! memory budget: sorted runs on disk merged k ways ([`Runs`], the external sort), and rows
+//! hashed into partitions on disk that are then processed one at a time ([`Partitions`],
+//! for aggregation and joins). Spill files live in a directory of the task, removed when
+//! the operator's output is dropped (when the task ends, failed or not).
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::hash::{BuildHasher, Hash};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::data::{BatchStream, Chunk, ChunkStream, Data, decode};
+use crate::error::Result;
+use crate::memory::MemoryPool;
+use crate::spill::{SpillWriter, read};
+
+/// Sorted runs of one task, written as the sort's buffer fills.
+pub struct Runs {
+    pool: Arc<MemoryPool>,
+    dir: Option<tempfile::TempDir>,
+    paths: Vec<PathBuf>,
+}
+
+impl Runs {
+    /// No runs yet; spill files go under `pool`'s spill root.
+    pub fn new(pool: &Arc<MemoryPool>) -> Runs {
+        Runs {
+            pool: pool.clone(),
+            dir: None,
+            paths: Vec::new(),
+        }
+    }
+
+    /// Whether nothing was spilled.
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty()
+    }
+
+    /// Writes one sorted run.
+    pub fn write<T: Data>(&mut self, sorted: ChunkStream) -> Result<()> {
+        let dir = match &self.dir {
+            Some(d) => d.path().to_path_buf(),
+            None => self.dir.insert(self.pool.spill_dir()?).path().to_path_buf(),
+        };
+        let mut run = SpillWriter::new(&dir, &format!("run-{}.arrow", self.paths.len()));
+        for chunk in sorted {
+            run.write_rows(&chunk?.into_rows::<T>()?)?;
+        }
+        if let Some(path) = run.finish(&self.pool)? {
+            self.paths.push(path);
+        }
+        Ok(())
+    }
+
+    /// Merges the runs by `key`: ties go to the earlier run, so rows with equal keys keep
+    /// the order in which they arrived.
+    pub fn merge<T: Data, K: Ord + Send + 'static>(
+        self,
+        key: impl Fn(&T) -> K + Send + 'static,
+    ) -> Result<ChunkStream> {
+        let mut readers = Vec::with_capacity(self.paths.len());
+        for path in &self.paths {
+            readers.push(RowReader::<T>::new(read(path)?));
+        }
+        let mut heads: Vec<Option<T>> = Vec::with_capacity(readers.len());
+        let mut heap = BinaryHeap::with_capacity(readers.len());
+        for (i, reader) in readers.iter_mut().enumerate() {
+            let head = reader.next().transpose()?;
+            if let Some(row) = &head {
+                heap.push(Reverse((key(row), i)));
+            }
+            heads.push(head);
+        }
+        let size = super::chunk_rows::<T>();
+        let dir = self.dir;
+        let mut failed = false;
+        Ok(Box::new(std::iter::from_fn(move || {
+            let _ = &dir;
+            if failed {
+                return None;
+            }
+            let mut out: Vec<T> = Vec::with_capacity(size);
+            while out.len() < size {
+                let Some(Reverse((_, i))) = heap.pop() else { break };
+                if let Some(row) = heads[i].take() {
+                    out.push(row);
+                }
+                match readers[i].next() {
+                    Some(Ok(row)) => {
+                        heap.push(Reverse((key(&row), i)));
+                        heads[i] = Some(row);
+                    }
+                    Some(Err(e)) => {
+                        failed = true;
+                        return Some(Err(e));
+                    }
+                    None => {}
+                }
+            }
+            (!out.is_empty()).then(|| Ok(Chunk::from_rows(out)))
+        })))
+    }
+}
+
+/// The rows of a spill file, decoded a batch at a time.
+struct RowReader<T> {
+    batches: BatchStream,
+    rows: std::vec::IntoIter<T>,
+}
+
+impl<T: Data> RowReader<T> {
+    fn new(batches: BatchStream) -> Self {
+        RowReader {
+            batches,
+            rows: Vec::new().into_iter(),
+        }
+    }
+}
+
+impl<T: Data> Iterator for RowReader<T> {
+    type Item = Result<T>;
+    fn next(&mut self) -> Option<Result<T>> {
+        loop {
+            if let Some(row) = self.rows.next() {
+                return Some(Ok(row));
+            }
+            match self.batches.next()? {
+                Ok(batch) => match decode::<T>(&batch) {
+                    Ok(rows) => self.rows = rows.into_iter(),
+                    Err(e) => return Some(Err(e)),
+                },
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}
+
+/// How many partitions rows are spread over when a hash table outgrows its budget: each
+/// is then about this much smaller than the whole.
+pub const SPILL_PARTITIONS: usize = 16;
+
+/// Rows of one task spread over [`SPILL_PARTITIONS`] spill files by a hash of their key.
+pub struct Partitions {
+    pool: Arc<MemoryPool>,
+    dir: tempfile::TempDir,
+    /// One writer per (side, partition).
+    writers: Vec<Vec<SpillWriter>>,
+}
+
+/// The spill partition of `key`: a hash unlike the shuffle's (which made every key of one
+/// reduce task agree on some bits).
+pub fn partition_of<K: Hash>(key: &K) -> usize {
+    (rustc_hash::FxBuildHasher.hash_one(key).rotate_left(29) as usize) % SPILL_PARTITIONS
+}
+
+/// The files of one partition, per side.
+pub type PartitionFiles = Vec<Option<PathBuf>>;
+
+impl Partitions {
+    /// Empty partitions for `sides` inputs (1 for an aggregation, 2 for a join).
+    pub fn new(pool: &Arc<MemoryPool>, sides: usize) -> Result<Partitions> {
+        let dir = pool.spill_dir()?;
+        let writers = (0..sides)
+            .map(|side| {
+                (0..SPILL_PARTITIONS)
+                    .map(|p| SpillWriter::new(dir.path(), &format!("side-{side}-part-{p}.arrow")))
+                    .collect()
+            })
+            .collect();
+        Ok(Partitions {
+            pool: pool.clone(),
+            dir,
+            writers,
+        })
+    }
+
+    /// Writes `rows` of `side`, each to the partition `partition` gives it (see
+    /// [`partition_of`]).
+    pub fn write<T: Data>(&mut self, side: usize, rows: Vec<T>, partition: impl Fn(&T) -> usize) -> Result<()> {
+        let mut split: Vec<Vec<T>> = (0..SPILL_PARTITIONS).map(|_| Vec::new()).collect();
+        for row in rows {
+            split[partition(&row) % SPILL_PARTITIONS].push(row);
+        }
+        for (p, rows) in split.into_iter().enumerate() {
+            if !rows.is_empty() {
+                self.writers[side][p].write_rows(&rows)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the files: per partition, each side's file (if it got rows), and the
+    /// directory that holds them (keep it until the partitions are read).
+    pub fn finish(self) -> Result<(Vec<PartitionFiles>, tempfile::TempDir)> {
+        let mut files: Vec<PartitionFiles> = (0..SPILL_PARTITIONS).map(|_| Vec::new()).collect();
+        for side in self.writers {
+            for (p, writer) in side.into_iter().enumerate() {
+                files[p].push(writer.finish(&self.pool)?);
+            }
+        }
+        Ok((files, self.dir))
+    }
+}
+
+/// The rows of one side of a spilled partition (none if it got no rows).
+pub fn partition_rows<T: Data>(file: &Option<PathBuf>) -> Result<Box<dyn Iterator<Item = Result<T>> + Send>> {
+    Ok(match file {
+        Some(path) => Box::new(RowReader::<T>::new(read(path)?)),
+        None => Box::new(std::iter::empty()),
+    })
+}

@@ -1,0 +1,96 @@
+//! Spill files: what an operator writes when its memory reservation is refused. Each is an
+//! Arrow IPC file in its task's spill directory (see [`crate::memory::MemoryPool::spill_dir`]),
+//! written in small batches so that reading many of them back at once (a k-way merge, a
+//! partition's rows) holds little, and read back batch by batch.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+use arrow::ipc::reader::FileReader;
+use arrow::ipc::writer::FileWriter;
+use arrow::record_batch::RecordBatch;
+
+use crate::data::{BatchStream, Data, encode};
+use crate::error::{Error, Result};
+use crate::memory::MemoryPool;
+
+/// Bytes per batch written to a spill file (rows are cut to about this size).
+pub const SPILL_BATCH_BYTES: usize = 1 << 20;
+
+/// One spill file being written.
+pub struct SpillWriter {
+    path: PathBuf,
+    writer: Option<FileWriter<BufWriter<File>>>,
+    bytes: u64,
+}
+
+impl SpillWriter {
+    /// A spill file `name` in `dir` (created at the first batch).
+    pub fn new(dir: &Path, name: &str) -> SpillWriter {
+        SpillWriter {
+            path: dir.join(name),
+            writer: None,
+            bytes: 0,
+        }
+    }
+
+    /// Appends one batch.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let writer = match &mut self.writer {
+            Some(w) => w,
+            None => {
+                let file = File::create(&self.path).map_err(|e| Error::io(&self.path, e))?;
+                let writer = FileWriter::try_new(BufWriter::with_capacity(1 << 16, file), batch.schema().as_ref())
+                    .map_err(|e| self.failed(e))?;
+                self.writer.insert(writer)
+            }
+        };
+        writer.write(batch).map_err(|e| Error::Io {
+            path: self.path.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        self.bytes += batch.get_array_memory_size() as u64;
+        Ok(())
+    }
+
+    /// Appends `rows`, cut into batches of about [`SPILL_BATCH_BYTES`].
+    pub fn write_rows<T: Data>(&mut self, rows: &[T]) -> Result<()> {
+        let per_batch = (SPILL_BATCH_BYTES / std::mem::size_of::<T>().max(16)).max(1);
+        for slice in rows.chunks(per_batch) {
+            self.write(&encode(slice)?)?;
+        }
+        Ok(())
+    }
+
+    /// Closes the file; its path, unless nothing was written. Counts its bytes as spilled.
+    pub fn finish(mut self, pool: &MemoryPool) -> Result<Option<PathBuf>> {
+        let Some(mut writer) = self.writer.take() else {
+            return Ok(None);
+        };
+        writer.finish().map_err(|e| self.failed(e))?;
+        pool.record_spill(self.bytes);
+        Ok(Some(self.path))
+    }
+
+    fn failed(&self, e: arrow::error::ArrowError) -> Error {
+        Error::Io {
+            path: self.path.clone(),
+            source: std::io::Error::other(e.to_string()),
+        }
+    }
+}
+
+/// Reads a spill file back, batch by batch.
+pub fn read(path: &Path) -> Result<BatchStream> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let reader =
+        FileReader::try_new(std::io::BufReader::with_capacity(1 << 16, file), None).map_err(|e| Error::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+    Ok(Box::new(reader.map(|b| b.map_err(Error::from))))
+}
