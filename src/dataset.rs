@@ -32,7 +32,7 @@ use crate::node::Node;
 /// A lazy, partitioned collection of `T`.
 pub struct Dataset<T> {
     ctx: Context,
-    node: Arc<Node>,
+    pub(crate) node: Arc<Node>,
     _rows: PhantomData<fn() -> T>,
 }
 
@@ -351,15 +351,14 @@ impl<T: Data> Dataset<T> {
         self.derive(Node::Sort {
             parent: self.node.clone(),
             sample: ship!(action::sample_keys::<T, K, F> as ActionFn),
-            bounds: sinks::range_bounds::<K>,
-            sink: ship!(sinks::range::<T, K, F> as SinkFn),
+            sink: ship!(sinks::range_from_samples::<T, K, F> as SinkFn),
             reduce: ship!(reduce::sort::<T, K, F> as ReduceFn),
             partitions: partitions.max(1),
         })
     }
 
     fn run(&self, f: Shipped<ActionFn>, state: Vec<u8>) -> Result<Vec<TaskValue>> {
-        let plan = crate::planner::plan(&self.ctx, &self.node, StageOutput::Action { f, state })?;
+        let plan = crate::planner::plan(&self.node, StageOutput::Action { f, state })?;
         self.ctx.execute(&plan)
     }
 
@@ -383,7 +382,8 @@ impl<T: Data> Dataset<T> {
     /// assert_eq!(ctx.parallelize(vec![1i64, 2], 2).unwrap().collect().unwrap(), vec![1, 2]);
     /// ```
     pub fn collect(&self) -> Result<Vec<T>> {
-        Self::rows_of(self.run(ship!(action::collect::<T> as ActionFn), Vec::new())?)
+        let plan = crate::planner::plan(&self.node, collect_output::<T>())?;
+        Self::rows_of(self.ctx.execute(&plan)?)
     }
 
     /// The first `n` rows, in partition order.
@@ -501,7 +501,6 @@ impl<T: Data> Dataset<T> {
             )));
         };
         let mut plan = crate::planner::plan(
-            &self.ctx,
             &self.node,
             StageOutput::Action {
                 f: to_store,
@@ -683,5 +682,13 @@ impl<K: Data + Hash + Eq, V: Data> Dataset<(K, V)> {
             reduce: ship!(reduce::join::<K, V, W> as ReduceFn),
             partitions: self.ctx.config().shuffle_partitions,
         })
+    }
+}
+
+/// The final stage's output of `collect`: every row, back to the client.
+pub(crate) fn collect_output<T: Data>() -> StageOutput {
+    StageOutput::Action {
+        f: ship!(action::collect::<T> as ActionFn),
+        state: Vec::new(),
     }
 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 use ringleader_core::Result;
 use ringleader_core::exec::run_task;
-use ringleader_core::plan::{JobPlan, StageOutput, TaskValue};
+use ringleader_core::plan::{JobPlan, StageOutput, StagePlan, TaskValue};
 use ringleader_core::shuffle::LocalShuffle;
 
 use crate::config::Config;
@@ -25,8 +25,25 @@ pub(crate) struct JobStats {
 /// Runs `plan` and returns the final stage's task values, in partition order.
 pub(crate) fn run_job(config: &Config, pool: &rayon::ThreadPool, plan: &JobPlan) -> Result<(Vec<TaskValue>, JobStats)> {
     let shuffle = LocalShuffle::new(config.memory_limit, config.spill_dir.as_deref())?;
+    for ((id, partition), reads) in plan.shuffle_reads() {
+        shuffle.expect_reads(id, partition, reads);
+    }
     let mut values = Vec::new();
+    // Each stage's task values, for a later stage whose sink state they make.
+    let mut stage_values: Vec<Vec<TaskValue>> = Vec::with_capacity(plan.stages.len());
     for stage in &plan.stages {
+        let resolved;
+        let stage = match stage.state_from {
+            Some(from) => {
+                let given = stage_values.get(from as usize).map(Vec::as_slice).unwrap_or_default();
+                resolved = StagePlan {
+                    output: stage.output_given(given)?,
+                    ..stage.clone()
+                };
+                &resolved
+            }
+            None => stage,
+        };
         let kind = match &stage.output {
             StageOutput::Shuffle { .. } => "map",
             StageOutput::Action { .. } => "result",
@@ -47,6 +64,7 @@ pub(crate) fn run_job(config: &Config, pool: &rayon::ThreadPool, plan: &JobPlan)
         });
         progress.finish(result.is_ok(), started.elapsed());
         values = result?;
+        stage_values.push(values.clone());
     }
     Ok((
         values,

@@ -3,13 +3,9 @@
 
 use std::sync::Arc;
 
-use ringleader_core::Result;
 use ringleader_core::plan::{ActionFn, ReduceFn, SinkFn, Step};
 use ringleader_core::shipped::Shipped;
 use ringleader_core::source::Split;
-
-/// Computes range bounds from serialised key samples (runs in the job's own process).
-pub(crate) type BoundsFn = fn(&[Vec<u8>], u32) -> Result<Vec<u8>>;
 
 /// One node of a job's DAG.
 pub(crate) enum Node {
@@ -28,11 +24,11 @@ pub(crate) enum Node {
     /// A plan that could not be built (e.g. unserialisable `map_with` state); running it
     /// reports the message. Transformations stay infallible, as in Spark.
     Invalid { message: String },
-    /// A sampled range shuffle (`sort_by_key`): bounds come from a sampling job.
+    /// A sampled range shuffle (`sort_by_key`): a stage of the same job samples the keys;
+    /// each map task chooses the range bounds from the samples.
     Sort {
         parent: Arc<Node>,
         sample: Shipped<ActionFn>,
-        bounds: BoundsFn,
         sink: Shipped<SinkFn>,
         reduce: Shipped<ReduceFn>,
         partitions: u32,

@@ -1,49 +1,51 @@
 //! Cuts a node DAG into stages at shuffle boundaries: narrow steps are pipelined into the
-//! tasks of one stage; each shuffle adds a map stage per side. A sort first runs a small
-//! sampling job to choose its range bounds (TeraSort's method).
+//! tasks of one stage; each shuffle adds a map stage per side, planned once however often
+//! the DAG reaches it (`a.join(&a)`, a sort's sample and its map side). A sort samples its
+//! keys in a stage of the same job (TeraSort's method), whose values its map stage takes
+//! to choose the range bounds: one job per action.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use ringleader_core::Result;
-use ringleader_core::plan::{JobPlan, ShuffleRead, StageOutput, StagePlan, TaskInput, TaskPlan, TaskValue};
+use ringleader_core::plan::{JobPlan, ShuffleRead, StageOutput, StagePlan, TaskInput, TaskPlan};
 
-use crate::context::Context;
 use crate::node::Node;
 
 /// Windows read per split when sampling for sort bounds.
 const SAMPLE_WINDOWS: u32 = 10;
-/// Keys kept per sampling task.
-const SAMPLE_KEYS_PER_TASK: u64 = 10_000;
+/// Keys sampled in all (TeraSort takes 100,000), spread over the sampling tasks.
+const SAMPLE_KEYS: u64 = 100_000;
+/// Keys kept per sampling task at least.
+const MIN_SAMPLE_KEYS_PER_TASK: u64 = 1_000;
 
 /// Builds the plan of one action over `root`.
-pub(crate) fn plan(ctx: &Context, root: &Arc<Node>, output: StageOutput) -> Result<JobPlan> {
-    plan_with(ctx, root, output, None)
-}
-
-fn plan_with(ctx: &Context, root: &Arc<Node>, output: StageOutput, sample: Option<u32>) -> Result<JobPlan> {
+pub(crate) fn plan(root: &Arc<Node>, output: StageOutput) -> Result<JobPlan> {
     let mut planner = Planner {
-        ctx,
         stages: Vec::new(),
         shuffle_stage: HashMap::new(),
+        planned: HashMap::new(),
     };
-    let tasks = planner.tasks(root, sample)?;
-    planner.push_stage(tasks, output);
+    let tasks = planner.tasks(root, None)?;
+    planner.push_stage(tasks, output, None);
     Ok(JobPlan {
         stages: planner.stages,
         store: None,
     })
 }
 
-struct Planner<'a> {
-    ctx: &'a Context,
+struct Planner {
     stages: Vec<StagePlan>,
     /// Shuffle id -> the stage writing it.
     shuffle_stage: HashMap<u32, u32>,
+    /// Shuffles already planned, by (parent node, sink, partitions): a node the DAG
+    /// reaches twice is computed once.
+    planned: HashMap<(usize, i64, u32), u32>,
 }
 
-impl Planner<'_> {
-    fn push_stage(&mut self, tasks: Vec<TaskPlan>, output: StageOutput) -> u32 {
+impl Planner {
+    /// Adds a stage; `state_from` names the stage whose values become its sink state.
+    fn push_stage(&mut self, tasks: Vec<TaskPlan>, output: StageOutput, state_from: Option<u32>) -> u32 {
         let id = self.stages.len() as u32;
         let mut parents: Vec<u32> = tasks
             .iter()
@@ -54,6 +56,7 @@ impl Planner<'_> {
             .flatten()
             .filter_map(|s| self.shuffle_stage.get(&s).copied())
             .collect();
+        parents.extend(state_from);
         parents.sort_unstable();
         parents.dedup();
         if let StageOutput::Shuffle { shuffle, .. } = &output {
@@ -64,6 +67,7 @@ impl Planner<'_> {
             tasks,
             output,
             parents,
+            state_from,
         });
         id
     }
@@ -108,6 +112,11 @@ impl Planner<'_> {
             } => {
                 let mut shuffles = Vec::new();
                 for (parent, sink) in sides {
+                    let key = (Arc::as_ptr(parent) as usize, sink.offset(), *partitions);
+                    if let Some(&shuffle) = self.planned.get(&key) {
+                        shuffles.push(shuffle);
+                        continue;
+                    }
                     let map_tasks = self.tasks(parent, None)?;
                     let shuffle = self.next_shuffle();
                     self.push_stage(
@@ -118,7 +127,9 @@ impl Planner<'_> {
                             state: Vec::new(),
                             partitions: *partitions,
                         },
+                        None,
                     );
+                    self.planned.insert(key, shuffle);
                     shuffles.push(shuffle);
                 }
                 Ok(reduce_tasks(*reduce, Vec::new(), shuffles, *partitions))
@@ -126,30 +137,22 @@ impl Planner<'_> {
             Node::Sort {
                 parent,
                 sample: sample_fn,
-                bounds,
                 sink,
                 reduce,
                 partitions,
             } => {
-                let sampling = plan_with(
-                    self.ctx,
-                    parent,
+                // The sample: a few windows of each source split (through narrow steps
+                // only; an upstream shuffle is planned once and read whole).
+                let sample_tasks = self.tasks(parent, Some(SAMPLE_WINDOWS))?;
+                let per_task = (SAMPLE_KEYS / sample_tasks.len().max(1) as u64).max(MIN_SAMPLE_KEYS_PER_TASK);
+                let sampled = self.push_stage(
+                    sample_tasks,
                     StageOutput::Action {
                         f: *sample_fn,
-                        state: postcard::to_stdvec(&SAMPLE_KEYS_PER_TASK)?,
+                        state: postcard::to_stdvec(&per_task)?,
                     },
-                    Some(SAMPLE_WINDOWS),
-                )?;
-                let samples: Vec<Vec<u8>> = self
-                    .ctx
-                    .execute(&sampling)?
-                    .into_iter()
-                    .filter_map(|v| match v {
-                        TaskValue::Bytes(b) => Some(b),
-                        _ => None,
-                    })
-                    .collect();
-                let state = bounds(&samples, *partitions)?;
+                    None,
+                );
                 let map_tasks = self.tasks(parent, None)?;
                 let shuffle = self.next_shuffle();
                 self.push_stage(
@@ -157,9 +160,10 @@ impl Planner<'_> {
                     StageOutput::Shuffle {
                         shuffle,
                         sink: *sink,
-                        state,
+                        state: Vec::new(),
                         partitions: *partitions,
                     },
+                    Some(sampled),
                 );
                 Ok(reduce_tasks(*reduce, Vec::new(), vec![shuffle], *partitions))
             }
@@ -184,4 +188,69 @@ fn reduce_tasks(
             steps: Vec::new(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use ringleader_core::plan::{StageOutput, TaskInput};
+
+    use crate::Context;
+
+    fn map_stages(plan: &ringleader_core::plan::JobPlan) -> Vec<u32> {
+        plan.stages
+            .iter()
+            .filter_map(|s| match s.output {
+                StageOutput::Shuffle { shuffle, .. } => Some(shuffle),
+                StageOutput::Action { .. } => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_sort_after_a_shuffle_is_one_plan_and_computes_the_shuffle_once() {
+        let ctx = Context::embedded();
+        let summed = ctx
+            .parallelize(vec![(1u8, 2i64), (3, 4)], 2)
+            .expect("data")
+            .reduce_by_key(|a, b| a + b);
+        let sorted = summed.sort_by_key(|(_, s)| *s);
+        let plan = super::plan(&sorted.node, crate::dataset::collect_output::<(u8, i64)>()).expect("plan");
+        // The upstream map stage, the sample, the range map stage, the final sort.
+        assert_eq!(map_stages(&plan), vec![0, 1], "{plan:#?}");
+        let sample = plan
+            .stages
+            .iter()
+            .position(|s| {
+                s.state_from.is_none()
+                    && matches!(s.output, StageOutput::Action { .. })
+                    && s.id + 1 != plan.stages.len() as u32
+            })
+            .expect("a sampling stage");
+        let range = plan
+            .stages
+            .iter()
+            .find(|s| s.state_from.is_some())
+            .expect("a stage taking the samples");
+        assert_eq!(range.state_from, Some(sample as u32));
+        assert!(range.parents.contains(&(sample as u32)));
+        // Both the sample and the range stage read the one upstream shuffle.
+        for stage in [&plan.stages[sample], range] {
+            assert!(
+                stage
+                    .tasks
+                    .iter()
+                    .all(|t| matches!(&t.input, TaskInput::Shuffle(r) if r.shuffles == vec![0]))
+            );
+        }
+    }
+
+    #[test]
+    fn a_self_join_plans_its_side_once() {
+        let ctx = Context::embedded();
+        let a = ctx.parallelize(vec![(1u8, 2i64)], 2).expect("data");
+        let joined = a.join(&a);
+        let plan = super::plan(&joined.node, crate::dataset::collect_output::<(u8, (i64, i64))>()).expect("plan");
+        assert_eq!(map_stages(&plan), vec![0], "{plan:#?}");
+        assert_eq!(plan.shuffle_reads().values().copied().max(), Some(2));
+    }
 }

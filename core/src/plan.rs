@@ -61,8 +61,56 @@ pub struct StagePlan {
     pub tasks: Vec<TaskPlan>,
     /// What each task does with its rows.
     pub output: StageOutput,
-    /// Stages whose shuffle output this stage reads.
+    /// Stages this stage waits for: those whose shuffle output it reads, and the one its
+    /// sink state comes from.
     pub parents: Vec<u32>,
+    /// Set when the sink's state is made of an earlier stage's task values (a sort's key
+    /// samples, from which each map task computes the same range bounds): that stage's
+    /// id. See [`StagePlan::output_given`].
+    #[serde(default)]
+    pub state_from: Option<u32>,
+}
+
+impl JobPlan {
+    /// How many times each (shuffle, reduce partition) is read in this job: once per task
+    /// reading it (more for a self-join, a union of one shuffled dataset with itself, a
+    /// sort sampling an upstream shuffle).
+    pub fn shuffle_reads(&self) -> std::collections::BTreeMap<(u32, u32), u32> {
+        let mut reads = std::collections::BTreeMap::new();
+        for task in self.stages.iter().flat_map(|s| &s.tasks) {
+            if let TaskInput::Shuffle(read) = &task.input {
+                for &shuffle in &read.shuffles {
+                    *reads.entry((shuffle, read.partition)).or_insert(0) += 1;
+                }
+            }
+        }
+        reads
+    }
+}
+
+impl StagePlan {
+    /// What this stage's tasks produce, given the task values of the stage named by
+    /// `state_from` (ignored without one): the sink's state becomes their bytes, as a
+    /// postcard `Vec<Vec<u8>>`.
+    pub fn output_given<'a>(&self, values: impl IntoIterator<Item = &'a TaskValue>) -> Result<StageOutput> {
+        let mut output = self.output.clone();
+        if self.state_from.is_some()
+            && let StageOutput::Shuffle { state, .. } = &mut output
+        {
+            let samples: Vec<&[u8]> = values
+                .into_iter()
+                .map(|v| match v {
+                    TaskValue::Bytes(b) => Ok(b.as_slice()),
+                    other => Err(crate::Error::Plan(format!(
+                        "stage {} takes its state from byte values, got {other:?}",
+                        self.id
+                    ))),
+                })
+                .collect::<Result<_>>()?;
+            *state = postcard::to_stdvec(&samples)?;
+        }
+        Ok(output)
+    }
 }
 
 /// One task: where its rows come from and the steps they pass through.

@@ -73,6 +73,9 @@ pub struct LocalShuffle {
     sequence: AtomicU64,
     /// Bytes of blocks written to spill files.
     spilled_blocks: AtomicU64,
+    /// Reads still to come, per partition (see [`LocalShuffle::expect_reads`]; one if
+    /// not told).
+    reads_left: Mutex<HashMap<PartitionKey, u32>>,
 }
 
 impl LocalShuffle {
@@ -95,6 +98,7 @@ impl LocalShuffle {
             spill_dir,
             sequence: AtomicU64::new(0),
             spilled_blocks: AtomicU64::new(0),
+            reads_left: Mutex::new(HashMap::new()),
         })
     }
 
@@ -106,6 +110,15 @@ impl LocalShuffle {
     /// Bytes operators (sorts, hash tables) wrote to spill files so far.
     pub fn operator_spilled_bytes(&self) -> u64 {
         self.pool.spilled()
+    }
+
+    /// Partition `partition` of `shuffle` is read `reads` times in the job (see
+    /// [`crate::plan::JobPlan::shuffle_reads`]): its blocks go only with the last read.
+    pub fn expect_reads(&self, shuffle: u32, partition: u32, reads: u32) {
+        self.reads_left
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((shuffle, partition), reads.max(1));
     }
 
     /// The engine's memory pool.
@@ -166,12 +179,39 @@ impl ShuffleService for LocalShuffle {
     }
 
     fn read(&self, shuffle: u32, partition: u32) -> Result<BatchStream> {
-        let mut blocks = self
-            .blocks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&(shuffle, partition))
-            .unwrap_or_default();
+        let last = {
+            let mut left = self.reads_left.lock().unwrap_or_else(|e| e.into_inner());
+            let n = left.entry((shuffle, partition)).or_insert(1);
+            *n = n.saturating_sub(1);
+            *n == 0
+        };
+        let mut map = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
+        if !last {
+            // Another read of this partition is to come (a self-join, a sort's sample of
+            // an upstream shuffle): hand over copies and keep the blocks.
+            let mut copies: Vec<(BlockOrder, Option<RecordBatch>, Option<PathBuf>)> = map
+                .get(&(shuffle, partition))
+                .into_iter()
+                .flatten()
+                .map(|(order, block)| match block {
+                    Block::Memory(batch, _) => (*order, Some(batch.clone()), None),
+                    Block::Spilled(path) => (*order, None, Some(path.clone())),
+                })
+                .collect();
+            drop(map);
+            copies.sort_by_key(|(order, _, _)| *order);
+            return Ok(Box::new(copies.into_iter().flat_map(
+                |(_, batch, path)| -> BatchStream {
+                    match (batch, path) {
+                        (Some(batch), _) => Box::new(std::iter::once(Ok(batch))),
+                        (None, Some(path)) => read_spill(path, false),
+                        (None, None) => Box::new(std::iter::empty()),
+                    }
+                },
+            )));
+        }
+        let mut blocks = map.remove(&(shuffle, partition)).unwrap_or_default();
+        drop(map);
         blocks.sort_by_key(|(order, _)| *order);
         Ok(Box::new(blocks.into_iter().flat_map(|(_, block)| -> BatchStream {
             match block {
@@ -180,7 +220,7 @@ impl ShuffleService for LocalShuffle {
                     drop(reservation);
                     Box::new(std::iter::once(Ok(batch)))
                 }
-                Block::Spilled(path) => read_spill(path),
+                Block::Spilled(path) => read_spill(path, true),
             }
         })))
     }
@@ -190,13 +230,16 @@ impl ShuffleService for LocalShuffle {
     }
 }
 
-fn read_spill(path: PathBuf) -> BatchStream {
+/// A spilled block, batch by batch; `last` removes its file once open (its last reader).
+fn read_spill(path: PathBuf, last: bool) -> BatchStream {
     let opened = File::open(&path)
         .map_err(|e| Error::io(&path, e))
         .and_then(|f| FileReader::try_new(std::io::BufReader::new(f), None).map_err(Error::from));
     match opened {
         Ok(reader) => {
-            let _ = std::fs::remove_file(&path);
+            if last {
+                let _ = std::fs::remove_file(&path);
+            }
             Box::new(reader.map(|r| r.map_err(Error::from)))
         }
         Err(e) => Box::new(std::iter::once(Err(e))),

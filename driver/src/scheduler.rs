@@ -455,6 +455,7 @@ pub(crate) mod tests {
                 tasks: vec![task; tasks],
                 output,
                 parents: Vec::new(),
+                state_from: None,
             }],
             store: None,
         }

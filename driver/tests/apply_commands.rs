@@ -63,6 +63,7 @@ fn plan(maps: usize, reduces: usize, store: bool) -> JobPlan {
                     partitions: reduces as u32,
                 },
                 parents: Vec::new(),
+                state_from: None,
             },
             StagePlan {
                 id: 1,
@@ -72,6 +73,7 @@ fn plan(maps: usize, reduces: usize, store: bool) -> JobPlan {
                     state: Vec::new(),
                 },
                 parents: vec![0],
+                state_from: None,
             },
         ],
         store: store.then(|| StoreSpec {

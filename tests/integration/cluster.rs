@@ -35,6 +35,9 @@ fn executors_sort_past_their_memory_budget_and_match_the_embedded_sort() {
     ok(out, "cluster sort within 2 MiB per executor");
     ok(embedded("sort", &args(&d("embedded"))), "embedded sort");
     assert_eq!(concat(&d("cluster")), concat(&d("embedded")));
+    // Sampling was a stage of the sort's one job, not a job of its own.
+    let jobs = ok(cluster.ringleader(&["jobs"]), "ringleader jobs");
+    assert_eq!(jobs.matches(" succeeded ").count(), 1, "{jobs}");
     // The spill directories went with the job.
     let spills: Vec<PathBuf> = crate::helpers::files_under(cluster.dir.path())
         .into_iter()

@@ -138,3 +138,34 @@ fn sort_of_many_duplicate_keys_is_complete_and_ordered() {
         .unwrap();
     assert_eq!(got, sorted(xs));
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, .. ProptestConfig::default() })]
+
+    /// One shuffled dataset read from two places in one job (a self-join, a union with
+    /// itself, a sort sampling it): every read sees all of it.
+    #[test]
+    fn a_shuffle_read_twice_in_one_job_is_whole_both_times(
+        pairs in prop::collection::vec((0u8..12, 0i64..50), 1..300),
+        parts in 1usize..4,
+    ) {
+        let ctx = engine(2, 3);
+        let summed = ctx.parallelize(pairs.clone(), parts).unwrap().reduce_by_key(|a, b| a + b);
+        let mut sums: BTreeMap<u8, i64> = BTreeMap::new();
+        for (k, v) in &pairs {
+            *sums.entry(*k).or_default() += v;
+        }
+        let want_join: Vec<(u8, (i64, i64))> = sums.iter().map(|(k, s)| (*k, (*s, *s))).collect();
+        prop_assert_eq!(sorted(summed.join(&summed).collect().unwrap()), want_join);
+        let twice: Vec<(u8, i64)> = sums.iter().flat_map(|(k, s)| [(*k, *s), (*k, *s)]).collect();
+        prop_assert_eq!(sorted(summed.union(&summed).collect().unwrap()), twice);
+        let by_sum = summed.sort_by_key(|(_, s)| *s).collect().unwrap();
+        let mut want_sorted: Vec<(u8, i64)> = sums.into_iter().collect();
+        want_sorted.sort_by_key(|(_, s)| *s);
+        prop_assert_eq!(
+            by_sum.iter().map(|(_, s)| *s).collect::<Vec<_>>(),
+            want_sorted.iter().map(|(_, s)| *s).collect::<Vec<_>>()
+        );
+        prop_assert_eq!(sorted(by_sum), sorted(want_sorted));
+    }
+}

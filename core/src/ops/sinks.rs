@@ -253,6 +253,17 @@ pub fn range<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static>(
     }))
 }
 
+/// `sort_by_key`'s map side in a job that sampled its keys first: `state` is the sampling
+/// stage's values (each task's keys, a postcard `Vec<K>`), from which every map task
+/// chooses the same bounds ([`range_bounds`]) before it range-partitions like [`range`].
+pub fn range_from_samples<T: Data, K: Data + Ord + Clone, F: Fn(&T) -> K + 'static>(
+    state: &[u8],
+    partitions: u32,
+) -> Result<Box<dyn ShuffleSink>> {
+    let samples: Vec<Vec<u8>> = postcard::from_bytes(state)?;
+    range::<T, K, F>(&range_bounds::<K>(&samples, partitions)?, partitions)
+}
+
 /// Chooses `partitions - 1` range bounds from sampled keys (each task's sample serialised
 /// as a `Vec<K>`): the sorted sample's quantiles, duplicates removed.
 pub fn range_bounds<K: Data + Ord + Clone>(samples: &[Vec<u8>], partitions: u32) -> Result<Vec<u8>> {

@@ -164,6 +164,25 @@ impl DriverInner {
     }
 }
 
+/// What the tasks of `plan` produce, its sink state filled in from the stage it names
+/// (whose tasks are all done before this stage starts: it is one of its parents). Values of
+/// the wrong kind leave the state empty, which the task reports as a malformed plan.
+fn stage_output(record: &JobRecord, plan: &ringleader_core::plan::StagePlan) -> ringleader_core::plan::StageOutput {
+    let Some(from) = plan.state_from else {
+        return plan.output.clone();
+    };
+    let values = record
+        .tasks
+        .get(from as usize)
+        .into_iter()
+        .flatten()
+        .filter_map(|t| match t {
+            crate::state::TaskState::Done { value, .. } => Some(value),
+            _ => None,
+        });
+    plan.output_given(values).unwrap_or_else(|_| plan.output.clone())
+}
+
 fn assignment_message(
     state: &ClusterState,
     record: &JobRecord,
@@ -198,7 +217,7 @@ fn assignment_message(
         env: record.env.clone().into_iter().collect(),
         working_dir: record.working_dir.clone(),
         task_plan: postcard::to_stdvec(&plan.tasks[task as usize]).unwrap_or_default(),
-        stage_output: postcard::to_stdvec(&plan.output).unwrap_or_default(),
+        stage_output: postcard::to_stdvec(&stage_output(record, plan)).unwrap_or_default(),
         task,
         attempt,
         inputs,
