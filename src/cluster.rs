@@ -225,6 +225,15 @@ impl Cluster {
     /// Runs `plan` on the cluster and returns its final stage's values. If the driver
     /// leader changes while the job runs, the job is watched again on the new leader.
     pub(crate) fn execute(&self, plan: &JobPlan) -> Result<Vec<TaskValue>> {
+        let values = self.run_job(plan)?;
+        // Large results stayed on their workers: fetch them now.
+        values
+            .into_iter()
+            .map(|v| ringleader_core::results::fetch_if_held(v, self.runtime.handle()))
+            .collect()
+    }
+
+    fn run_job(&self, plan: &JobPlan) -> Result<Vec<TaskValue>> {
         let hash = self.binary_hash()?;
         self.runtime.block_on(async {
             let id = proto::BinaryId { hash: hash.clone() };

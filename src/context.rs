@@ -188,7 +188,7 @@ impl Context {
         let total: u64 = files.iter().map(|(_, n)| n).sum();
         let name = self.upload(
             cluster,
-            path,
+            &format!("{} (the workers, on other machines, cannot see it)", path.display()),
             total,
             crate::transfer::PutRequest {
                 name: String::new(),
@@ -210,7 +210,7 @@ impl Context {
     fn upload(
         &self,
         cluster: &crate::cluster::Cluster,
-        path: &Path,
+        what: &str,
         total: u64,
         mut request: crate::transfer::PutRequest,
     ) -> Result<String> {
@@ -218,8 +218,7 @@ impl Context {
         let name = format!("tmp-{}", ringleader_core::store::new_generation());
         if cluster.progress() {
             eprintln!(
-                "the workers cannot see {} (another machine): uploading {total} bytes as {}{name}",
-                path.display(),
+                "uploading {what}: {total} bytes as {}{name}",
                 ringleader_core::store::URL_SCHEME
             );
         }
@@ -262,7 +261,8 @@ impl Context {
                 overwrite: false,
                 progress: cluster.progress(),
             };
-            let name = self.upload(cluster, path, total, request)?;
+            let what = format!("{} (the workers, on other machines, cannot see it)", path.display());
+            let name = self.upload(cluster, &what, total, request)?;
             return self.stored(&name, Expect::Format(DatasetFormat::Arrow), None);
         }
         let splits = splits.into_iter().map(|(split, _)| split).collect();
@@ -601,6 +601,32 @@ impl Context {
             splits.push(Split::Inline {
                 ipc: ringleader_core::ipc::to_stream_bytes(&[batch])?,
             });
+        }
+        let total: u64 = splits
+            .iter()
+            .map(|s| match s {
+                Split::Inline { ipc } => ipc.len() as u64,
+                _ => 0,
+            })
+            .sum();
+        if let Some(cluster) = &self.inner.cluster
+            && total > ringleader_core::results::INLINE_RESULT_BYTES as u64
+        {
+            // Larger rows travel once, as a temporary stored dataset, not inside the plan
+            // (which the driver group's log keeps).
+            let request = crate::transfer::PutRequest {
+                name: String::new(),
+                paths: Vec::new(),
+                format: Some(DatasetFormat::Arrow),
+                column: None,
+                splits: splits.into_iter().map(|s| (s, total / partitions as u64)).collect(),
+                partitions: 0,
+                replicas: 0,
+                overwrite: false,
+                progress: cluster.progress(),
+            };
+            let name = self.upload(cluster, "the rows given to parallelize", total, request)?;
+            return self.stored(&name, Expect::Format(DatasetFormat::Arrow), None);
         }
         Ok(self.dataset_node(Node::Source { splits }))
     }

@@ -158,6 +158,7 @@ fn run_assignment(
                     (i.shuffle, sources)
                 })
                 .collect();
+            let result_files = files.clone();
             let shuffle = ClusterShuffle::new(files, a.job_id.clone(), a.attempt, worker.to_string(), inputs, handle)
                 .with_memory(memory);
             let unit = TaskUnit {
@@ -167,7 +168,14 @@ fn run_assignment(
                 output: &output,
                 stop: Some(stop),
             };
-            match run(&unit, a.attempt, &shuffle) {
+            let id = ringleader_core::results::ResultId {
+                job: a.job_id.clone(),
+                stage: a.stage_index,
+                task: a.task,
+                attempt: a.attempt,
+            };
+            let held = |value| ringleader_core::results::hold_if_large(value, &id, &result_files, worker);
+            match run(&unit, a.attempt, &shuffle).and_then(held) {
                 Ok(value) => match postcard::to_stdvec(&value) {
                     Ok(bytes) => Outcome::Value(bytes),
                     Err(e) => Outcome::Error(proto::TaskError {

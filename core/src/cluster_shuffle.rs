@@ -92,6 +92,11 @@ impl ShuffleFiles {
         ShuffleFiles { root: root.into() }
     }
 
+    /// The shuffle directory itself.
+    pub fn root(&self) -> &std::path::Path {
+        &self.root
+    }
+
     /// The directory of a job's shuffle files.
     pub fn job_dir(&self, job: &str) -> PathBuf {
         self.root.join(job)

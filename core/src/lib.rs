@@ -43,6 +43,7 @@ pub mod ops;
 pub mod output;
 pub mod plan;
 pub mod record;
+pub mod results;
 pub mod ring;
 pub mod shipped;
 pub mod shuffle;

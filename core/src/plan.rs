@@ -208,6 +208,16 @@ pub enum TaskValue {
     Bytes(Vec<u8>),
     /// Rows as an Arrow IPC stream (collect, take).
     Batches(Vec<u8>),
+    /// Rows too large for the control plane, left on the worker that made them (see
+    /// [`crate::results`]): fetch them from `address` with Flight `ticket`.
+    Held {
+        /// The worker holding them.
+        address: String,
+        /// Their Flight ticket.
+        ticket: String,
+        /// Their size (an Arrow IPC stream).
+        size: u64,
+    },
     /// A partition of a stored dataset, written to `holders` (worker addresses).
     Stored {
         /// Rows written.

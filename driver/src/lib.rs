@@ -15,6 +15,12 @@
 //! - [`service`]: the gRPC service clients and workers call.
 //! - [`views`]: the state as the protocol shows it.
 
+/// The largest message between drivers (an append, a snapshot): metadata only, since
+/// rows stay off the log (large results on workers, `parallelize` data as datasets).
+pub const MAX_RAFT_MESSAGE: usize = 64 << 20;
+/// The largest job plan a driver accepts: plans name their data, they do not hold it.
+pub const MAX_PLAN_BYTES: usize = 16 << 20;
+
 pub mod leader;
 pub mod raft;
 pub mod scheduler;
@@ -266,7 +272,7 @@ impl BoundDriver {
             inner.peers.clone(),
             inner.binaries_dir.clone(),
         ))
-        .max_decoding_message_size(usize::MAX);
+        .max_decoding_message_size(MAX_RAFT_MESSAGE);
         // A Raft node that stopped on a fatal error must not go on answering as a driver.
         let fatal = std::sync::Mutex::new(None);
         let stop = async {

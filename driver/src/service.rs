@@ -292,6 +292,13 @@ impl Driver for DriverService {
                         r.binary_hash
                     )));
                 }
+                if r.plan.len() > crate::MAX_PLAN_BYTES {
+                    return Err(Status::invalid_argument(format!(
+                        "the job plan is {} bytes, over the {} MiB a driver takes into its log: keep rows out of closures' state and plans (store them with `ringleader put`, or read them as files)",
+                        r.plan.len(),
+                        crate::MAX_PLAN_BYTES >> 20
+                    )));
+                }
                 let plan: JobPlan = postcard::from_bytes(&r.plan)
                     .map_err(|e| Status::invalid_argument(format!("malformed job plan: {e}")))?;
                 if plan.stages.is_empty()

@@ -50,6 +50,49 @@ fn executors_sort_past_their_memory_budget_and_match_the_embedded_sort() {
 }
 
 #[test]
+fn collected_and_parallelized_rows_stay_out_of_the_driver_groups_log() {
+    let cluster = LocalCluster::up(1, 2);
+    let data = tempfile::tempdir().unwrap();
+    let d = |name: &str| -> PathBuf { data.path().join(name) };
+    let log_bytes = || {
+        std::fs::metadata(cluster.dir.path().join("driver-1/raft.redb"))
+            .unwrap()
+            .len()
+    };
+    text::generate(&d("text"), 24 << 20, 4, 5000, 7, false).unwrap();
+    // Warm up: the binary and one small job, so what follows measures rows only.
+    let small = args!["--input", d("text"), "--output", d("warm")];
+    ok(cluster.run("chaos", &small), "a first job");
+    let before = log_bytes();
+    let n = 1_000_000u64;
+    let args = args![
+        "--input",
+        d("text"),
+        "--output",
+        d("out"),
+        "--collect",
+        "--parallelize",
+        n.to_string()
+    ];
+    let out = ok(cluster.run("chaos", &args), "collect 24 MB and parallelize 8 MB");
+    let embedded_out = ok(
+        embedded(
+            "chaos",
+            &args!["--input", d("text"), "--output", d("embedded"), "--collect"],
+        ),
+        "embedded collect",
+    );
+    let collected = |s: &str| s.lines().find(|l| l.starts_with("collected")).map(str::to_string);
+    assert_eq!(collected(&out), collected(&embedded_out));
+    assert!(out.contains(&format!("parallelized sum {}", n * (n - 1) / 2)), "{out}");
+    let grown = log_bytes().saturating_sub(before);
+    assert!(
+        grown < 5 << 20,
+        "the driver's log grew by {grown} bytes for 32 MB of rows"
+    );
+}
+
+#[test]
 fn examples_on_a_cluster_match_embedded_runs() {
     let cluster = LocalCluster::up(1, 3);
     let data = tempfile::tempdir().unwrap();

@@ -68,6 +68,9 @@ struct Args {
     /// Where the straggler's markers go.
     #[arg(long)]
     straggle_dir: Option<PathBuf>,
+    /// Also sum the numbers 0..N given to `parallelize` and print the sum.
+    #[arg(long)]
+    parallelize: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -143,6 +146,10 @@ fn main() -> ExitCode {
             chaos_dir: args.chaos_dir.clone(),
             chaos_seed: args.chaos_seed,
         };
+        if let Some(n) = args.parallelize {
+            let total: u64 = ctx.parallelize((0..n).collect::<Vec<u64>>(), 4)?.sum()?;
+            println!("parallelized sum {total}");
+        }
         if args.collect {
             let lines = ctx.text_files(&args.input)?.collect()?;
             let bytes: usize = lines.iter().map(String::len).sum();

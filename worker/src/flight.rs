@@ -83,7 +83,18 @@ impl FlightService for ShuffleFlight {
         let ticket = request.into_inner().ticket;
         // Stored datasets are the cluster's shared storage (any job reads its inputs);
         // shuffle blocks are read only by their own job.
-        let batches = if let Some(rest) = ticket.strip_prefix(b"dataset/".as_slice()) {
+        let batches = if let Some(rest) = ticket.strip_prefix(ringleader_core::results::TICKET_PREFIX.as_bytes()) {
+            let text = std::str::from_utf8(rest).map_err(|_| Status::invalid_argument("bad ticket"))?;
+            let id =
+                ringleader_core::results::ResultId::parse(text).map_err(|e| Status::invalid_argument(e.to_string()))?;
+            caller.may_act_for(&id.job)?;
+            let files = self.files.clone();
+            stream_blocking(move || {
+                let batches =
+                    ringleader_core::results::read_held(&files, &id).map_err(|e| Status::not_found(e.to_string()))?;
+                Ok(batches.map(|b| b.map_err(|e| Status::internal(e.to_string()))))
+            })
+        } else if let Some(rest) = ticket.strip_prefix(b"dataset/".as_slice()) {
             let text = std::str::from_utf8(rest).map_err(|_| Status::invalid_argument("bad ticket"))?;
             let parts: Vec<&str> = text.split('/').collect();
             let id = PartitionId::parse(&parts).map_err(|e| Status::invalid_argument(e.to_string()))?;

@@ -242,6 +242,10 @@ async fn heartbeat_forever(inner: Arc<service::WorkerInner>, every: Duration, sl
                 }
                 inner.executors.retain_jobs(&reply.active_jobs, asked.0);
                 remove_finished_shuffles(&inner.shuffle_dir(), &reply.active_jobs, asked.1);
+                ringleader_core::results::remove_old_results(
+                    &ShuffleFiles::new(inner.shuffle_dir()),
+                    &reply.active_jobs,
+                );
                 remove_dead_datasets(&inner.dataset_dir(), &reply.live_datasets, asked.1);
             }
             Err(_) => continue,

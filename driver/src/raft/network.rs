@@ -60,7 +60,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         Peer {
             target,
             client: raft_channel(&node.addr)
-                .map(|c| RaftTransportClient::new(authorized(c)).max_decoding_message_size(usize::MAX))
+                .map(|c| RaftTransportClient::new(authorized(c)).max_decoding_message_size(crate::MAX_RAFT_MESSAGE))
                 .map_err(|e| e.to_string()),
             fingerprint: self.fingerprint.clone(),
             me: self.me,

@@ -1,0 +1,193 @@
+//! Task results off the control plane. A final task's rows for the client (`collect`,
+//! `take`) larger than [`INLINE_RESULT_BYTES`] do not travel through the driver group's
+//! Raft log: the executor leaves them on its worker as an Arrow IPC stream file, reports a
+//! [`TaskValue::Held`] naming where they are, and the client fetches them with Flight.
+//!
+//! Held results live under the worker's shuffle directory in `.results/<job>/` (a name no
+//! job id can take, so the shuffle clean-up leaves it), and are removed
+//! [`RESULT_RETENTION`] after their job stops running ([`remove_old_results`]).
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use crate::cluster_shuffle::{ShuffleFiles, fetch_ticket, valid_job_id};
+use crate::data::BatchStream;
+use crate::error::{Error, Result};
+use crate::plan::TaskValue;
+
+/// Results up to this size travel in the Raft log; larger ones stay on their worker.
+pub const INLINE_RESULT_BYTES: usize = 64 << 10;
+/// How long a finished job's held results wait for their client.
+pub const RESULT_RETENTION: Duration = Duration::from_secs(600);
+/// The directory of held results under a worker's shuffle directory.
+const RESULTS_DIR: &str = ".results";
+/// How a Flight ticket for a held result starts.
+pub const TICKET_PREFIX: &str = "result/";
+
+/// One task attempt's held result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResultId {
+    /// The job.
+    pub job: String,
+    /// The stage.
+    pub stage: u32,
+    /// The task.
+    pub task: u32,
+    /// The attempt that made it.
+    pub attempt: u32,
+}
+
+impl ResultId {
+    /// The Flight ticket naming it.
+    pub fn ticket(&self) -> String {
+        format!(
+            "{TICKET_PREFIX}{}/{}/{}/{}",
+            self.job, self.stage, self.task, self.attempt
+        )
+    }
+
+    /// Parses a ticket (after its prefix); refuses anything that could name a path
+    /// outside the results directory.
+    pub fn parse(rest: &str) -> Result<ResultId> {
+        let bad = || Error::Plan(format!("malformed result ticket {rest:?}"));
+        let [job, stage, task, attempt] = rest.split('/').collect::<Vec<_>>()[..] else {
+            return Err(bad());
+        };
+        if !valid_job_id(job) {
+            return Err(bad());
+        }
+        let number = |s: &str| s.parse::<u32>().map_err(|_| bad());
+        Ok(ResultId {
+            job: job.to_string(),
+            stage: number(stage)?,
+            task: number(task)?,
+            attempt: number(attempt)?,
+        })
+    }
+
+    /// Its file under the shuffle directory `files`.
+    pub fn path(&self, files: &ShuffleFiles) -> PathBuf {
+        files
+            .root()
+            .join(RESULTS_DIR)
+            .join(&self.job)
+            .join(format!("{}-{}-{}.arrows", self.stage, self.task, self.attempt))
+    }
+}
+
+/// The value to report for `value`: itself if small, else [`TaskValue::Held`] after its
+/// rows are written to their file (write, then rename) on this worker at `address`.
+pub fn hold_if_large(value: TaskValue, id: &ResultId, files: &ShuffleFiles, address: &str) -> Result<TaskValue> {
+    let TaskValue::Batches(bytes) = &value else {
+        return Ok(value);
+    };
+    if bytes.len() <= INLINE_RESULT_BYTES {
+        return Ok(value);
+    }
+    let path = id.path(files);
+    let dir = path.parent().unwrap_or(files.root());
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let temp = path.with_extension("tmp");
+    std::fs::write(&temp, bytes).map_err(|e| Error::io(&temp, e))?;
+    std::fs::rename(&temp, &path).map_err(|e| Error::io(&path, e))?;
+    Ok(TaskValue::Held {
+        address: address.to_string(),
+        ticket: id.ticket(),
+        size: bytes.len() as u64,
+    })
+}
+
+/// A held result's batches, read from its file (what a worker's Flight serves).
+pub fn read_held(files: &ShuffleFiles, id: &ResultId) -> Result<BatchStream> {
+    let path = id.path(files);
+    let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+    let reader = arrow::ipc::reader::StreamReader::try_new(std::io::BufReader::new(file), None)?;
+    Ok(Box::new(reader.map(|b| b.map_err(Error::from))))
+}
+
+/// `value` with a held result fetched back into [`TaskValue::Batches`] (the client's side).
+pub fn fetch_if_held(value: TaskValue, runtime: &tokio::runtime::Handle) -> Result<TaskValue> {
+    let TaskValue::Held { address, ticket, size } = value else {
+        return Ok(value);
+    };
+    let batches = fetch_ticket(runtime, &address, ticket.clone())
+        .and_then(|stream| stream.collect::<Result<Vec<_>>>())
+        .map_err(|e| {
+            Error::Cluster(format!(
+                "the job succeeded, but the worker at {address} holding {size} bytes of its results ({ticket}) cannot give them: {e}; run the job again"
+            ))
+        })?;
+    Ok(TaskValue::Batches(crate::ipc::to_stream_bytes(&batches)?))
+}
+
+/// Removes the held results of jobs not in `active` whose directory is older than
+/// [`RESULT_RETENTION`] (their client has had its time).
+pub fn remove_old_results(files: &ShuffleFiles, active: &[String]) {
+    let root = files.root().join(RESULTS_DIR);
+    let Ok(entries) = std::fs::read_dir(&root) else { return };
+    let now = SystemTime::now();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| now.duration_since(t).unwrap_or_default() > RESULT_RETENTION);
+        if old && !active.contains(&name) && valid_job_id(&name) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tickets_round_trip_and_refuse_paths() {
+        let id = ResultId {
+            job: "job-000001".into(),
+            stage: 2,
+            task: 7,
+            attempt: 1,
+        };
+        let ticket = id.ticket();
+        let rest = ticket.strip_prefix(TICKET_PREFIX).expect("prefix");
+        assert_eq!(ResultId::parse(rest).expect("parse"), id);
+        for bad in ["../x/1/2/3", "job/1/2", "job/1/2/x", "job/1/2/3/4", "a b/1/2/3"] {
+            assert!(ResultId::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn small_values_stay_inline_and_large_rows_are_held_in_a_file() {
+        let dir = tempfile::tempdir().expect("dir");
+        let files = ShuffleFiles::new(dir.path());
+        let id = ResultId {
+            job: "job-1".into(),
+            stage: 0,
+            task: 3,
+            attempt: 2,
+        };
+        let small = TaskValue::Batches(vec![1, 2, 3]);
+        assert_eq!(hold_if_large(small.clone(), &id, &files, "w:1").expect("small"), small);
+        let batch = arrow::record_batch::RecordBatch::try_from_iter([(
+            "v",
+            std::sync::Arc::new(arrow::array::Int64Array::from_iter_values(0..20_000)) as _,
+        )])
+        .expect("batch");
+        let bytes = crate::ipc::to_stream_bytes(std::slice::from_ref(&batch)).expect("ipc");
+        let held = hold_if_large(TaskValue::Batches(bytes), &id, &files, "w:1").expect("held");
+        assert!(
+            matches!(&held, TaskValue::Held { address, .. } if address == "w:1"),
+            "{held:?}"
+        );
+        let back: Vec<_> = read_held(&files, &id)
+            .expect("read")
+            .collect::<Result<_>>()
+            .expect("batches");
+        assert_eq!(back, vec![batch]);
+        // A running job's results stay; so do a finished job's until the retention passes.
+        remove_old_results(&files, &[]);
+        assert!(id.path(&files).exists());
+    }
+}
