@@ -59,6 +59,9 @@ fn main() -> ExitCode {
             saved.files,
             args.output.display()
         );
+        if ctx.last_spilled_bytes() > 0 {
+            println!("spilled {} bytes past the memory budget", ctx.last_spilled_bytes());
+        }
         Ok(())
     })
 }

@@ -30,6 +30,10 @@ pub enum BenchCommand {
     /// Separate hosts (network namespaces, links capped at 1 Gbit/s) vs the same cluster on
     /// this host: sort and sum, and how close each comes to what the links allow. Needs root.
     Hosts(super::bench_hosts::HostsArgs),
+    /// Data larger than the memory budget: sorts of 1-8 GB under 512 MiB, embedded and on a
+    /// local cluster, and a word count whose vocabulary outgrows its budget; time,
+    /// throughput, bytes spilled, peak memory, and an SVG plot of time against size.
+    Scale(super::bench_scale::ScaleArgs),
 }
 
 /// `bench cluster`.
@@ -114,6 +118,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Cluster(args) => cluster(args),
         BenchCommand::Raft(args) => super::bench_raft::run(args),
         BenchCommand::Hosts(args) => super::bench_hosts::run(args),
+        BenchCommand::Scale(args) => super::bench_scale::run(args),
     }
 }
 
@@ -298,7 +303,7 @@ pub(super) fn with(mut c: Command, f: impl Fn(&mut Command)) -> Command {
 /// One measured run.
 pub(super) struct Measured {
     pub(super) elapsed: Duration,
-    peak_bytes: u64,
+    pub(super) peak_bytes: u64,
     pub(super) stdout: String,
 }
 
@@ -372,7 +377,11 @@ pub(super) fn examples_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 }
 
 /// Generates an input once; later invocations reuse it (marked by `_READY`).
-fn ensure_input(dir: &Path, what: &str, generate: impl FnOnce(&Path) -> anyhow::Result<()>) -> anyhow::Result<()> {
+pub(super) fn ensure_input(
+    dir: &Path,
+    what: &str,
+    generate: impl FnOnce(&Path) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     if dir.join("_READY").exists() {
         return Ok(());
     }

@@ -8,6 +8,7 @@
 pub mod bench;
 pub mod bench_hosts;
 pub mod bench_raft;
+pub mod bench_scale;
 pub mod cluster;
 pub mod datasets;
 pub mod generate;
