@@ -136,9 +136,15 @@ impl LocalShuffle {
                 .path()
                 .join(format!("shuffle-{shuffle}-part-{partition}-map-{map_task}-{seq}.arrow"));
             let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
-            let mut writer = FileWriter::try_new(BufWriter::with_capacity(1 << 20, file), batch.schema().as_ref())?;
-            writer.write(&batch)?;
-            writer.finish()?;
+            // A full spill disk names the file (and, being I/O, the task may run again).
+            let failed = |e: arrow::error::ArrowError| Error::Io {
+                path: path.clone(),
+                source: std::io::Error::other(e.to_string()),
+            };
+            let mut writer = FileWriter::try_new(BufWriter::with_capacity(1 << 20, file), batch.schema().as_ref())
+                .map_err(failed)?;
+            writer.write(&batch).map_err(failed)?;
+            writer.finish().map_err(failed)?;
             self.spilled_blocks.fetch_add(size as u64, Ordering::Relaxed);
             Block::Spilled(path)
         } else {

@@ -151,3 +151,35 @@ fn spilling_aggregations_and_joins_equal_their_in_memory_results() {
         v
     });
 }
+
+#[test]
+fn a_full_spill_disk_fails_the_job_naming_the_path_and_leaves_no_spill_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let spill = dir.path().join("spill");
+    // 1 MiB for spill files, a 256 KiB budget, and 12 MB of rows to sort.
+    let _full = match crate::helpers::Tmpfs::mount(&spill, "1m") {
+        Ok(t) => t,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    let ctx = budgeted(256 << 10, &spill);
+    let rows: Vec<(u64, String)> = (0..200_000u64)
+        .map(|i| (i * 7919 % 100_003, format!("{i:040}")))
+        .collect();
+    let error = ctx
+        .parallelize(rows, 4)
+        .unwrap()
+        .sort_by_key(|(k, _)| *k)
+        .collect()
+        .expect_err("a sort that cannot spill");
+    let message = format!("{error:#}");
+    assert!(message.contains(&spill.display().to_string()), "{message}");
+    assert!(message.contains("No space left"), "{message}");
+    assert_eq!(
+        crate::helpers::files_under(&spill),
+        Vec::<std::path::PathBuf>::new(),
+        "spill files left behind"
+    );
+}
