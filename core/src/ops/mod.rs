@@ -25,6 +25,14 @@ pub fn chunk_rows<T: 'static>() -> usize {
     }
 }
 
+/// What a hash table holding `len` entries in `capacity` slots of `(K, V)` takes: its
+/// slots (and their control bytes), and per entry `heap_per_entry` (what its rows took in
+/// Arrow, standing for keys and values on the heap such as strings) plus an allocation's
+/// overhead.
+pub fn table_bytes<K, V>(capacity: usize, len: usize, heap_per_entry: usize) -> usize {
+    capacity * (std::mem::size_of::<(K, V)>() + 1) + len * (heap_per_entry + 16)
+}
+
 /// Cuts an iterator of rows into a stream of chunks.
 pub fn chunked<T: Data, I: Iterator<Item = T> + Send + 'static>(mut rows: I) -> ChunkStream {
     let size = chunk_rows::<T>();

@@ -12,9 +12,9 @@ use crate::error::{Error, Result};
 use crate::record::{KEY_LEN, Record};
 use crate::shipped::conjure;
 
-use super::chunked;
 use super::external::{Partitions, partition_of, partition_rows};
 use super::sinks::combine_into;
+use super::{chunked, table_bytes};
 
 fn side(sides: &mut [BatchStream], which: usize) -> Result<BatchStream> {
     if which >= sides.len() {
@@ -32,13 +32,9 @@ fn rows<T: Data>(stream: BatchStream) -> impl Iterator<Item = Result<Vec<T>>> {
     stream.map(|b| b.and_then(|b| decode::<T>(&b)))
 }
 
-/// Bytes a hash table entry of `(K, V)` costs beyond its rows' own bytes.
-fn entry_overhead<K, V>() -> usize {
-    std::mem::size_of::<(K, V)>() + 16
-}
-
-/// A task's hash table, kept within its memory budget: `grow` reserves what a batch added,
-/// and when the pool refuses, the table's rows go to spill partitions and it starts empty.
+/// A task's hash table, kept within its memory budget: `fit` reserves what the table takes
+/// now, and when the pool refuses, the table's rows go to spill partitions and it starts
+/// empty (its memory given back).
 struct BoundedTable {
     reservation: crate::memory::Reservation,
     parts: Option<Partitions>,
@@ -52,14 +48,15 @@ impl BoundedTable {
         }
     }
 
-    /// Reserves `bytes` more; if refused, spills the rows `drain` takes out of the table.
-    fn grow<R: Data>(
-        &mut self,
-        bytes: usize,
-        drain: impl FnOnce() -> Vec<R>,
-        part: impl Fn(&R) -> usize,
-    ) -> Result<()> {
-        if self.reservation.try_grow(bytes) {
+    /// Holds `bytes` for the table; if the pool refuses, spills the rows `drain` takes out
+    /// of it (leaving it empty, without its allocation).
+    fn fit<R: Data>(&mut self, bytes: usize, drain: impl FnOnce() -> Vec<R>, part: impl Fn(&R) -> usize) -> Result<()> {
+        let held = self.reservation.size();
+        if bytes <= held {
+            self.reservation.shrink(held - bytes);
+            return Ok(());
+        }
+        if self.reservation.try_grow(bytes - held) {
             return Ok(());
         }
         let parts = match &mut self.parts {
@@ -115,12 +112,12 @@ pub fn combine<K: Data + Hash + Eq, V: Data, F: Fn(V, V) -> V + 'static>(
     let mut table = BoundedTable::new();
     for batch in side(&mut sides, 0)? {
         let batch = batch?;
-        let (row_bytes, before) = (bytes_per_row(&batch), map.len());
+        let row_bytes = bytes_per_row(&batch);
         for (k, v) in decode::<(K, V)>(&batch)? {
             combine_into(&mut map, &f, k, v);
         }
-        let added = (map.len() - before) * (row_bytes + entry_overhead::<K, Option<V>>());
-        table.grow(added, || drain_combined(&mut map), |(k, _)| partition_of(k))?;
+        let bytes = table_bytes::<K, Option<V>>(map.capacity(), map.len(), row_bytes);
+        table.fit(bytes, || drain_combined(&mut map), |(k, _)| partition_of(k))?;
     }
     let Some(mut parts) = table.parts.take() else {
         let reservation = table.reservation;
@@ -144,8 +141,12 @@ pub fn combine<K: Data + Hash + Eq, V: Data, F: Fn(V, V) -> V + 'static>(
     })
 }
 
+/// The table's entries, leaving it empty and its memory given back.
 fn drain_combined<K: Hash + Eq, V>(map: &mut FxHashMap<K, Option<V>>) -> Vec<(K, V)> {
-    map.drain().filter_map(|(k, v)| v.map(|v| (k, v))).collect()
+    std::mem::take(map)
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect()
 }
 
 /// `group_by_key`: collects each key's values (in the order they arrived). A table that
@@ -153,15 +154,25 @@ fn drain_combined<K: Hash + Eq, V>(map: &mut FxHashMap<K, Option<V>>) -> Vec<(K,
 pub fn group<K: Data + Hash + Eq, V: Data>(_state: &[u8], mut sides: Vec<BatchStream>) -> Result<ChunkStream> {
     let mut map: FxHashMap<K, Vec<V>> = FxHashMap::default();
     let mut table = BoundedTable::new();
+    let mut values = 0usize;
     for batch in side(&mut sides, 0)? {
         let batch = batch?;
-        let (row_bytes, before, rows) = (bytes_per_row(&batch), map.len(), batch.num_rows());
+        let row_bytes = bytes_per_row(&batch);
+        values += batch.num_rows();
         for (k, v) in decode::<(K, V)>(&batch)? {
             map.entry(k).or_default().push(v);
         }
-        let added =
-            rows * (row_bytes + std::mem::size_of::<V>()) + (map.len() - before) * entry_overhead::<K, Vec<V>>();
-        table.grow(added, || map.drain().collect::<Vec<_>>(), |(k, _)| partition_of(k))?;
+        // Values: their Vec slots (up to twice what they hold) and their rows' bytes.
+        let bytes = table_bytes::<K, Vec<V>>(map.capacity(), map.len(), 0)
+            + values * (2 * std::mem::size_of::<V>() + row_bytes);
+        table.fit(
+            bytes,
+            || {
+                values = 0;
+                std::mem::take(&mut map).into_iter().collect::<Vec<_>>()
+            },
+            |(k, _)| partition_of(k),
+        )?;
     }
     let Some(mut parts) = table.parts.take() else {
         let reservation = table.reservation;
@@ -183,7 +194,8 @@ pub fn group<K: Data + Hash + Eq, V: Data>(_state: &[u8], mut sides: Vec<BatchSt
 }
 
 fn flatten_groups<K: Hash + Eq + Clone, V>(map: &mut FxHashMap<K, Vec<V>>) -> Vec<(K, V)> {
-    map.drain()
+    std::mem::take(map)
+        .into_iter()
         .flat_map(|(k, vs)| vs.into_iter().map(move |v| (k.clone(), v)))
         .collect()
 }
@@ -201,6 +213,7 @@ where
     let pool = crate::memory::current();
     let mut reservation = pool.reservation();
     let mut parts: Option<Partitions> = None;
+    let mut built = 0usize;
     for batch in side(&mut sides, 0)? {
         let batch = batch?;
         let rows = decode::<(K, V)>(&batch)?;
@@ -208,11 +221,15 @@ where
             parts.write(0, rows, |(k, _)| partition_of(k))?;
             continue;
         }
-        let bytes = batch.num_rows() * (bytes_per_row(&batch) + entry_overhead::<K, V>());
+        let row_bytes = bytes_per_row(&batch);
+        built += batch.num_rows();
         for (k, v) in rows {
             build.entry(k).or_default().push(v);
         }
-        if !reservation.try_grow(bytes) {
+        let bytes = table_bytes::<K, Vec<V>>(build.capacity(), build.len(), 0)
+            + built * (2 * std::mem::size_of::<V>() + row_bytes);
+        let held = reservation.size();
+        if bytes > held && !reservation.try_grow(bytes - held) {
             let mut spilled = Partitions::new(&pool, 2)?;
             spilled.write(0, flatten_groups(&mut build), |(k, _)| partition_of(k))?;
             reservation.free();
@@ -270,10 +287,10 @@ pub fn distinct<T: Data + Hash + Eq>(_state: &[u8], mut sides: Vec<BatchStream>)
     let mut table = BoundedTable::new();
     for batch in side(&mut sides, 0)? {
         let batch = batch?;
-        let (row_bytes, before) = (bytes_per_row(&batch), seen.len());
+        let row_bytes = bytes_per_row(&batch);
         seen.extend(decode::<T>(&batch)?);
-        let added = (seen.len() - before) * (row_bytes + entry_overhead::<T, ()>());
-        table.grow(added, || seen.drain().collect(), partition_of)?;
+        let bytes = table_bytes::<T, ()>(seen.capacity(), seen.len(), row_bytes);
+        table.fit(bytes, || std::mem::take(&mut seen).into_iter().collect(), partition_of)?;
     }
     let Some(mut parts) = table.parts.take() else {
         let reservation = table.reservation;

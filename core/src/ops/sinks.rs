@@ -104,7 +104,25 @@ pub fn hash<K: Data + Hash, V: Data>(_state: &[u8], partitions: u32) -> Result<B
 struct CombineSink<K, V, F> {
     partitions: u32,
     map: FxHashMap<K, Option<V>>,
+    /// The table's share of the task's memory budget.
+    reservation: crate::memory::Reservation,
     _f: std::marker::PhantomData<fn() -> F>,
+}
+
+/// Bytes a map-side table's entry is taken to hold on the heap (its rows are not Arrow yet).
+const SINK_HEAP_PER_ENTRY: usize = 16;
+
+/// Holds `bytes` of `reservation` for a map-side table of `len` entries; `false` when the
+/// table should flush (the pool refused, or it reached [`COMBINE_LIMIT`]).
+fn sink_fits(reservation: &mut crate::memory::Reservation, bytes: usize, len: usize) -> bool {
+    let held = reservation.size();
+    if len >= COMBINE_LIMIT {
+        return false;
+    }
+    if bytes <= held {
+        return true;
+    }
+    reservation.try_grow(bytes - held)
 }
 
 /// Merges `v` into the value held for `k`.
@@ -119,11 +137,12 @@ pub(crate) fn combine_into<K: Hash + Eq, V, F: Fn(V, V) -> V>(map: &mut FxHashMa
 impl<K: Data + Hash + Eq, V: Data, F: Fn(V, V) -> V + 'static> CombineSink<K, V, F> {
     fn spill(&mut self, out: &mut dyn BlockWriter) -> Result<()> {
         let mut buckets = Buckets::<(K, V)>::new(self.partitions);
-        for (k, v) in self.map.drain() {
+        for (k, v) in std::mem::take(&mut self.map) {
             if let Some(v) = v {
                 buckets.push(partition_of(&k, self.partitions), (k, v), out)?;
             }
         }
+        self.reservation.free();
         buckets.flush(out)
     }
 }
@@ -135,7 +154,8 @@ impl<K: Data + Hash + Eq, V: Data, F: Fn(V, V) -> V + 'static> ShuffleSink for C
         for (k, v) in chunk.into_rows::<(K, V)>()? {
             combine_into(&mut self.map, &f, k, v);
         }
-        if self.map.len() >= COMBINE_LIMIT {
+        let bytes = super::table_bytes::<K, Option<V>>(self.map.capacity(), self.map.len(), SINK_HEAP_PER_ENTRY);
+        if !sink_fits(&mut self.reservation, bytes, self.map.len()) {
             self.spill(out)?;
         }
         Ok(())
@@ -154,6 +174,7 @@ pub fn combine<K: Data + Hash + Eq, V: Data, F: Fn(V, V) -> V + 'static>(
     Ok(Box::new(CombineSink::<K, V, F> {
         partitions,
         map: FxHashMap::default(),
+        reservation: crate::memory::current().reservation(),
         _f: std::marker::PhantomData,
     }))
 }
@@ -162,14 +183,17 @@ pub fn combine<K: Data + Hash + Eq, V: Data, F: Fn(V, V) -> V + 'static>(
 struct DistinctSink<T> {
     partitions: u32,
     seen: FxHashSet<T>,
+    /// The table's share of the task's memory budget.
+    reservation: crate::memory::Reservation,
 }
 
 impl<T: Data + Hash + Eq> DistinctSink<T> {
     fn spill(&mut self, out: &mut dyn BlockWriter) -> Result<()> {
         let mut buckets = Buckets::<T>::new(self.partitions);
-        for x in self.seen.drain() {
+        for x in std::mem::take(&mut self.seen) {
             buckets.push(partition_of(&x, self.partitions), x, out)?;
         }
+        self.reservation.free();
         buckets.flush(out)
     }
 }
@@ -177,7 +201,8 @@ impl<T: Data + Hash + Eq> DistinctSink<T> {
 impl<T: Data + Hash + Eq> ShuffleSink for DistinctSink<T> {
     fn push(&mut self, chunk: Chunk, out: &mut dyn BlockWriter) -> Result<()> {
         self.seen.extend(chunk.into_rows::<T>()?);
-        if self.seen.len() >= COMBINE_LIMIT {
+        let bytes = super::table_bytes::<T, ()>(self.seen.capacity(), self.seen.len(), SINK_HEAP_PER_ENTRY);
+        if !sink_fits(&mut self.reservation, bytes, self.seen.len()) {
             self.spill(out)?;
         }
         Ok(())
@@ -193,6 +218,7 @@ pub fn distinct<T: Data + Hash + Eq>(_state: &[u8], partitions: u32) -> Result<B
     Ok(Box::new(DistinctSink::<T> {
         partitions,
         seen: FxHashSet::default(),
+        reservation: crate::memory::current().reservation(),
     }))
 }
 
