@@ -230,6 +230,8 @@ pub const DEFAULT_TASK_TIMEOUT: Duration = Duration::from_secs(3600);
 #[derive(Debug, Default)]
 pub struct Timings {
     started: HashMap<(String, u32, u32, u32), Instant>,
+    /// When each finished attempt finished.
+    ended: HashMap<(String, u32, u32, u32), Instant>,
     durations: HashMap<(String, u32), Vec<Duration>>,
 }
 
@@ -241,7 +243,9 @@ impl Timings {
 
     /// An attempt finished at `at`.
     pub fn finished(&mut self, job: &str, stage: u32, task: u32, attempt: u32, at: Instant) {
-        if let Some(start) = self.started.remove(&(job.to_string(), stage, task, attempt)) {
+        let key = (job.to_string(), stage, task, attempt);
+        self.ended.insert(key.clone(), at);
+        if let Some(start) = self.started.remove(&key) {
             self.durations
                 .entry((job.to_string(), stage))
                 .or_default()
@@ -252,6 +256,7 @@ impl Timings {
     /// Forgets the jobs not in `running`.
     pub fn retain(&mut self, running: &BTreeSet<&str>) {
         self.started.retain(|k, _| running.contains(k.0.as_str()));
+        self.ended.retain(|k, _| running.contains(k.0.as_str()));
         self.durations.retain(|k, _| running.contains(k.0.as_str()));
     }
 
@@ -286,6 +291,21 @@ pub fn speculate(
         .collect();
     let mut out = Vec::new();
     for job in state.jobs.values().filter(|j| j.state == JobState::Running) {
+        // An attempt is timed from when its worker first finished a task of this job, if
+        // that is later than its start: before it, the job's first tasks there also wait
+        // for the binary to arrive and the executor to start. A worker that never gets
+        // there is caught by the heartbeats and the task timeout.
+        let mut warm: BTreeMap<&str, Instant> = BTreeMap::new();
+        for (s, tasks) in job.tasks.iter().enumerate() {
+            for (t, task) in tasks.iter().enumerate() {
+                if let TaskState::Done { worker, attempt, .. } = task
+                    && let Some(&at) = timings.ended.get(&(job.id.clone(), s as u32, t as u32, *attempt))
+                {
+                    let first = warm.entry(worker.as_str()).or_insert(at);
+                    *first = (*first).min(at);
+                }
+            }
+        }
         for (s, tasks) in job.tasks.iter().enumerate() {
             let done = tasks.iter().filter(|t| matches!(t, TaskState::Done { .. })).count();
             let Some(median) = timings.median(&job.id, s as u32) else {
@@ -308,10 +328,10 @@ pub fn speculate(
                     continue;
                 }
                 let key = (job.id.clone(), s as u32, t as u32, *attempt);
-                let Some(started) = timings.started.get(&key) else {
+                let (Some(&started), Some(&warmed)) = (timings.started.get(&key), warm.get(worker.as_str())) else {
                     continue;
                 };
-                if now.saturating_duration_since(*started) <= threshold {
+                if now.saturating_duration_since(started.max(warmed)) <= threshold {
                     continue;
                 }
                 let best = free
@@ -849,31 +869,78 @@ pub(crate) mod tests {
             timings.started(&job, 0, a.task, attempt, t0);
             started.push((a, attempt));
         }
-        // One of eight is done, in 1 s: far from the 75% that ordinary speculation waits for.
-        let (first, attempt) = &started[0];
-        timings.finished(&job, 0, first.task, *attempt, t0 + Duration::from_secs(1));
-        state.apply(Command::FinishTask {
-            job: job.clone(),
-            stage: 0,
-            task: first.task,
-            attempt: *attempt,
-            value: TaskValue::Count(1),
-        });
+        // Two of eight are done, in 1 s, on two workers: far from the 75% that ordinary
+        // speculation waits for.
+        let second = started
+            .iter()
+            .position(|(a, _)| a.worker != started[0].0.worker)
+            .expect("tasks on two workers");
+        for (first, attempt) in [&started[0], &started[second]] {
+            timings.finished(&job, 0, first.task, *attempt, t0 + Duration::from_secs(1));
+            state.apply(Command::FinishTask {
+                job: job.clone(),
+                stage: 0,
+                task: first.task,
+                attempt: *attempt,
+                value: TaskValue::Count(1),
+            });
+        }
         assert!(speculate(&state, &live, &timings, &config, t0 + Duration::from_secs(5)).is_empty());
-        // Eleven times the median: every other task gets a copy (slots permitting).
-        let copies = speculate(&state, &live, &timings, &config, t0 + Duration::from_secs(11));
+        // Eleven times the median since those workers had finished a task: tasks on them
+        // get a copy (slots permitting).
+        let copies = speculate(&state, &live, &timings, &config, t0 + Duration::from_secs(12));
         assert!(!copies.is_empty(), "a task far past the median waits for the quantile");
         // Past the task timeout, every running attempt fails, counted, and runs again.
         assert!(overdue(&state, &timings, Duration::from_secs(60), t0 + Duration::from_secs(59)).is_empty());
         let failures = overdue(&state, &timings, Duration::from_secs(60), t0 + Duration::from_secs(61));
-        assert_eq!(failures.len(), 7);
+        assert_eq!(failures.len(), 6);
         for failure in failures {
             assert_eq!(state.apply(failure), Outcome::Done);
         }
         let record = &state.jobs[&job];
         assert_eq!(record.state, JobState::Running);
-        assert_eq!(record.tasks[0].iter().filter(|t| **t == TaskState::Pending).count(), 7);
-        assert!(record.history[0].iter().skip(1).all(|h| h.failures == 1));
+        assert_eq!(record.tasks[0].iter().filter(|t| **t == TaskState::Pending).count(), 6);
+        assert_eq!(record.history[0].iter().filter(|h| h.failures == 1).count(), 6);
+    }
+
+    #[test]
+    fn tasks_on_a_worker_still_starting_the_jobs_executor_are_not_copied() {
+        let (mut state, live) = cluster(2, 2);
+        let job = submit(&mut state, 4);
+        let config = SpeculationConfig::default();
+        let mut timings = Timings::default();
+        let t0 = Instant::now();
+        let mut started = Vec::new();
+        for a in schedule(&state, &live) {
+            let attempt = start(&mut state, &a);
+            timings.started(&job, 0, a.task, attempt, t0);
+            started.push((a, attempt));
+        }
+        let finish = |state: &mut ClusterState, timings: &mut Timings, (a, attempt): &(Assignment, u32), at| {
+            timings.finished(&job, 0, a.task, *attempt, t0 + Duration::from_secs(at));
+            state.apply(Command::FinishTask {
+                job: job.clone(),
+                stage: 0,
+                task: a.task,
+                attempt: *attempt,
+                value: TaskValue::Count(1),
+            });
+        };
+        // One worker finishes both its tasks in 1 s; the other is still fetching the binary.
+        let first = started[0].0.worker.clone();
+        let (fast, slow): (Vec<_>, Vec<_>) = started.into_iter().partition(|(a, _)| a.worker == first);
+        for task in &fast {
+            finish(&mut state, &mut timings, task, 1);
+        }
+        assert!(
+            speculate(&state, &live, &timings, &config, t0 + Duration::from_secs(30)).is_empty(),
+            "a task copied while its worker was still starting the job"
+        );
+        // Once that worker has finished a task of the job, its slow ones are measured.
+        finish(&mut state, &mut timings, &slow[0], 30);
+        let copies = speculate(&state, &live, &timings, &config, t0 + Duration::from_secs(40));
+        assert_eq!(copies.len(), 1);
+        assert_eq!(copies[0].task, slow[1].0.task);
     }
 
     #[test]
@@ -901,9 +968,10 @@ pub(crate) mod tests {
             });
         }
         let (slow, slow_attempt) = started[3].clone();
-        // Not slow yet at 2 s (threshold: 3 x 1 s); slow at 4 s.
-        assert!(speculate(&state, &live, &timings, &config, t0 + Duration::from_secs(2)).is_empty());
-        let copies = speculate(&state, &live, &timings, &config, t0 + Duration::from_secs(4));
+        // Timed from when its worker first finished a task (1 s): not slow yet at 4 s
+        // (threshold: 3 x 1 s), slow at 5 s.
+        assert!(speculate(&state, &live, &timings, &config, t0 + Duration::from_secs(4)).is_empty());
+        let copies = speculate(&state, &live, &timings, &config, t0 + Duration::from_secs(5));
         assert_eq!(copies.len(), 1);
         assert_eq!(copies[0].task, slow.task);
         assert_ne!(copies[0].worker, slow.worker, "the copy runs elsewhere");
@@ -917,7 +985,7 @@ pub(crate) mod tests {
             panic!("no speculative attempt")
         };
         assert!(
-            speculate(&state, &live, &timings, &config, t0 + Duration::from_secs(5)).is_empty(),
+            speculate(&state, &live, &timings, &config, t0 + Duration::from_secs(6)).is_empty(),
             "one copy per task"
         );
         // The copy finishes first and wins; the original's late report is stale.
