@@ -43,16 +43,20 @@ impl Default for Config {
 }
 
 fn default_memory_limit() -> usize {
-    let ram = std::fs::read_to_string("/proc/meminfo")
+    ((machine_ram() / 4) as usize).min(2 << 30)
+}
+
+/// This machine's RAM in bytes (8 GiB if /proc/meminfo cannot say).
+pub(crate) fn machine_ram() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|s| {
             s.lines()
                 .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<usize>().ok()))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()))
         })
         .map(|kb| kb * 1024)
-        .unwrap_or(8 << 30);
-    (ram / 4).min(2 << 30)
+        .unwrap_or(8 << 30)
 }
 
 /// Parses a byte size such as `1048576`, `64K`, `512M`, `2G` or `1GiB`.
@@ -75,8 +79,13 @@ pub fn parse_bytes(s: &str) -> Option<u64> {
 impl Config {
     /// Defaults, overridden by any `RINGLEADER_*` variable that is set.
     pub fn from_env() -> Result<Config, Error> {
+        Config::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// Defaults, overridden by the `RINGLEADER_*` variables `lookup` finds.
+    pub(crate) fn from_vars(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Error> {
         let mut c = Config::default();
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let var = |name: &str| lookup(name).filter(|v| !v.is_empty());
         let bad = |name: &str, v: &str, want: &str| Error::Config(format!("{name}={v:?}: expected {want}"));
         let positive = |name: &str| -> Result<Option<u32>, Error> {
             var(name)
@@ -101,6 +110,10 @@ impl Config {
         if let Some(v) = var("RINGLEADER_MEMORY") {
             c.memory_limit =
                 parse_bytes(&v).ok_or_else(|| bad("RINGLEADER_MEMORY", &v, "a size like 512M or 2G"))? as usize;
+        }
+        // An executor's worker caps its budget (its share of the machine).
+        if let Some(cap) = var("RINGLEADER_WORKER_MEMORY").and_then(|v| parse_bytes(&v)) {
+            c.memory_limit = c.memory_limit.min(cap as usize);
         }
         if let Some(v) = var("RINGLEADER_SPLIT_SIZE") {
             c.split_size = parse_bytes(&v)
@@ -145,6 +158,21 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_executors_budget_is_the_smaller_of_its_jobs_and_its_workers() {
+        let with = |vars: &[(&str, &str)]| {
+            let vars: std::collections::HashMap<String, String> =
+                vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            Config::from_vars(|name| vars.get(name).cloned()).expect("config")
+        };
+        let job_and_worker = with(&[("RINGLEADER_MEMORY", "1G"), ("RINGLEADER_WORKER_MEMORY", "64M")]);
+        assert_eq!(job_and_worker.memory_limit, 64 << 20);
+        let job_asks_less = with(&[("RINGLEADER_MEMORY", "8M"), ("RINGLEADER_WORKER_MEMORY", "64M")]);
+        assert_eq!(job_asks_less.memory_limit, 8 << 20);
+        let worker_only = with(&[("RINGLEADER_WORKER_MEMORY", "32M")]);
+        assert_eq!(worker_only.memory_limit, (32 << 20).min(Config::default().memory_limit));
+    }
 
     #[test]
     fn a_budget_too_small_and_an_unusable_spill_directory_are_named_before_any_job() {

@@ -42,6 +42,10 @@ pub struct UpArgs {
     /// Task slots per worker.
     #[arg(long, default_value_t = 2)]
     pub slots: u32,
+    /// The most memory each worker's executors budget for (suffixes K, M, G) [default: half
+    /// of this machine's RAM shared among the workers, at most 2 GiB each].
+    #[arg(long, value_parser = super::generate::parse_size)]
+    pub memory: Option<u64>,
     /// The token (default: a new one in the directory) and TLS certificates of every node.
     #[command(flatten)]
     pub security: super::nodes::SecurityArgs,
@@ -309,6 +313,9 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         write_file(dir, &file)?;
     }
     let masters = file.masters();
+    let worker_memory = args
+        .memory
+        .unwrap_or_else(|| (crate::config::machine_ram() / 2 / u64::from(args.workers.max(1))).min(2 << 30));
     for i in 1..=args.workers {
         let name = format!("worker-{i}");
         let mut worker_args = vec![
@@ -317,6 +324,8 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             masters.clone(),
             "--slots".into(),
             args.slots.to_string(),
+            "--memory".into(),
+            worker_memory.to_string(),
             "--token-file".into(),
             token.display().to_string(),
         ];

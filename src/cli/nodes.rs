@@ -74,6 +74,10 @@ pub struct WorkerArgs {
     /// Tasks this worker runs at once.
     #[arg(long, default_value_t = 2)]
     pub slots: u32,
+    /// The most memory each of this worker's executors budgets for (its job may ask for less
+    /// with RINGLEADER_MEMORY); suffixes K, M, G [default: min(2 GiB, RAM/4)].
+    #[arg(long, value_parser = super::generate::parse_size)]
+    pub memory: Option<u64>,
     /// Write the bound address to this file once registered (used by `cluster up`).
     #[arg(long)]
     pub address_file: Option<PathBuf>,
@@ -184,6 +188,9 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
             data_dir: args.data_dir.clone(),
             slots: args.slots.max(1),
             heartbeat: Duration::from_millis(500),
+            memory: args
+                .memory
+                .unwrap_or(crate::config::Config::default().memory_limit as u64),
         };
         let bound = ringleader_worker::bind(config).await?;
         eprintln!(

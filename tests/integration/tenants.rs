@@ -85,6 +85,9 @@ fn an_executor_holds_a_credential_for_its_own_job_and_every_service_refuses_the_
         "the cluster token is in the executor's environment"
     );
     assert_eq!(held, ringleader_core::auth::credential_for(&token, &job));
+    // Its worker caps its memory budget (`cluster up` gives each worker a share of the machine).
+    let cap: u64 = env["RINGLEADER_WORKER_MEMORY"].parse().unwrap();
+    assert!(cap > 0 && cap <= 2 << 30, "{cap}");
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -43,7 +43,13 @@ pub struct LostTask {
 pub struct Executors {
     jobs: Arc<Mutex<HashMap<String, JobExecutor>>>,
     logs: PathBuf,
+    /// The most memory (bytes) one executor may budget for.
+    memory: u64,
 }
+
+/// The variable telling an executor the most its worker lets it budget for; it takes the
+/// smaller of this and its job's `RINGLEADER_MEMORY`.
+pub const WORKER_MEMORY_VAR: &str = "RINGLEADER_WORKER_MEMORY";
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -64,11 +70,12 @@ pub struct Launch<'a> {
 }
 
 impl Executors {
-    /// Executors writing their stderr under `logs`.
-    pub fn new(logs: PathBuf) -> Self {
+    /// Executors writing their stderr under `logs`, each budgeting at most `memory` bytes.
+    pub fn new(logs: PathBuf, memory: u64) -> Self {
         Executors {
             jobs: Arc::new(Mutex::new(HashMap::new())),
             logs,
+            memory,
         }
     }
 
@@ -149,6 +156,7 @@ impl Executors {
                     .flatten()
                     .unwrap_or_default(),
             )
+            .env(WORKER_MEMORY_VAR, self.memory.to_string())
             .env(ringleader_core::store::EXECUTOR_VAR, launch.worker_address)
             .env("RINGLEADER_EXECUTOR_JOB", &first.job_id)
             .env("RINGLEADER_WORKER_ID", launch.worker_id)

@@ -46,6 +46,9 @@ pub struct WorkerConfig {
     pub slots: u32,
     /// Interval between heartbeats.
     pub heartbeat: Duration,
+    /// The memory budget (bytes) each executor of this worker gets at most, whatever its
+    /// job asks for (`RINGLEADER_WORKER_MEMORY` in the executor's environment).
+    pub memory: u64,
 }
 
 /// Errors starting or running a worker.
@@ -133,7 +136,7 @@ pub async fn bind(config: WorkerConfig) -> Result<BoundWorker, WorkerError> {
         path: config.data_dir.clone(),
         source,
     })?;
-    let inner = service::WorkerInner::new(advertised, data_dir, driver);
+    let inner = service::WorkerInner::new(advertised, data_dir, driver, config.memory);
     let worker = BoundWorker {
         address,
         listener,

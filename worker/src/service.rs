@@ -38,11 +38,11 @@ pub struct WorkerInner {
 
 impl WorkerInner {
     /// Worker state.
-    pub fn new(address: String, data_dir: PathBuf, driver: DriverGroup) -> Arc<WorkerInner> {
+    pub fn new(address: String, data_dir: PathBuf, driver: DriverGroup, memory: u64) -> Arc<WorkerInner> {
         Arc::new(WorkerInner {
             id: std::sync::Mutex::new(String::new()),
             address,
-            executors: Executors::new(data_dir.join("logs")),
+            executors: Executors::new(data_dir.join("logs"), memory),
             data_dir,
             driver,
             fetching: AsyncMutex::new(()),
