@@ -54,6 +54,10 @@ pub struct ClusterArgs {
     /// Runs of the trivial job.
     #[arg(long, default_value_t = 50)]
     pub trivial_runs: usize,
+    /// Bytes of text lines collected to the client, to measure what they add to the driver's
+    /// Raft log (suffixes K, M, G; 0: skip).
+    #[arg(long, default_value = "100M", value_parser = parse_size)]
+    pub collect_bytes: u64,
     /// Where generated inputs are kept between invocations, and outputs written.
     #[arg(long)]
     pub dir: Option<PathBuf>,
@@ -292,7 +296,58 @@ fn cluster(args: ClusterArgs) -> anyhow::Result<ExitCode> {
         pct(90).as_secs_f64() * 1e3,
         trivial[0].as_secs_f64() * 1e3
     );
+    if args.collect_bytes > 0 {
+        collect_off_the_log(&examples, &base, &cluster, args.collect_bytes)?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Collects `bytes` of text lines to the client on `cluster` and prints how much that grew
+/// the drivers' Raft logs (rows travel outside the log: the target is under 5 MB).
+fn collect_off_the_log(examples: &Path, base: &Path, cluster: &BenchCluster, bytes: u64) -> anyhow::Result<()> {
+    let input = base.join(format!("text-{bytes}-collect"));
+    ensure_input(&input, "text to collect", |d| {
+        ringleader_datasets::text::generate(d, bytes, 4, 100_000, 11, true)?;
+        Ok(())
+    })?;
+    let logs = || -> u64 {
+        (1..=5)
+            .filter_map(|i| std::fs::metadata(cluster.dir.join(format!("driver-{i}/raft.redb"))).ok())
+            .map(|m| m.len())
+            .max()
+            .unwrap_or(0)
+    };
+    let collect = |c: &mut Command| {
+        c.arg("--input")
+            .arg(&input)
+            .arg("--output")
+            .arg(base.join("out-collect"))
+            .arg("--collect");
+    };
+    let before = logs();
+    let run = measure(cluster.client(&mut with(Command::new(examples.join("chaos")), collect)))?;
+    let grown = logs().saturating_sub(before);
+    let local = measure(with(Command::new(examples.join("chaos")), collect).env_remove("RINGLEADER_MASTER"))?;
+    let said = |s: &str| {
+        s.lines()
+            .find(|l| l.starts_with("collected"))
+            .unwrap_or_default()
+            .to_string()
+    };
+    if said(&run.stdout) != said(&local.stdout) {
+        bail!(
+            "the cluster {:?} differs from embedded {:?}",
+            said(&run.stdout),
+            said(&local.stdout)
+        );
+    }
+    println!(
+        "collect {} of text lines to the client (and count its words): {:.2} s; the driver's raft.redb grew by {:.1} MB (target: < 5 MB)",
+        gb(bytes),
+        run.elapsed.as_secs_f64(),
+        grown as f64 / 1e6
+    );
+    Ok(())
 }
 
 pub(super) fn with(mut c: Command, f: impl Fn(&mut Command)) -> Command {
