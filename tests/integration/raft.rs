@@ -88,8 +88,14 @@ impl Group {
         }
     }
 
-    /// Restarts driver `i` from its directory, as `cluster up` started it; its new pid.
+    /// Restarts driver `i` from its directory, as `cluster up` started it, once the process
+    /// `cluster up` started is gone (a killed process holds its files until it has exited);
+    /// its new pid.
     fn restart(&self, i: usize) -> u32 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while running(self.pid(i)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let log = std::fs::File::options()
             .append(true)
             .open(self.cluster.dir.path().join(format!("driver-{}/log", i + 1)))
