@@ -595,20 +595,14 @@ impl Context {
     pub fn parallelize<T: Data>(&self, rows: Vec<T>, partitions: usize) -> Result<Dataset<T>> {
         let partitions = partitions.max(1);
         let per = rows.len().div_ceil(partitions).max(1);
-        let mut splits = Vec::new();
+        // Each split with its size in bytes.
+        let mut splits: Vec<(Split, u64)> = Vec::new();
         for piece in rows.chunks(per) {
-            let batch = encode(piece)?;
-            splits.push(Split::Inline {
-                ipc: ringleader_core::ipc::to_stream_bytes(&[batch])?,
-            });
+            let ipc = ringleader_core::ipc::to_stream_bytes(&[encode(piece)?])?;
+            let bytes = ipc.len() as u64;
+            splits.push((Split::Inline { ipc }, bytes));
         }
-        let total: u64 = splits
-            .iter()
-            .map(|s| match s {
-                Split::Inline { ipc } => ipc.len() as u64,
-                _ => 0,
-            })
-            .sum();
+        let total: u64 = splits.iter().map(|(_, bytes)| bytes).sum();
         if let Some(cluster) = &self.inner.cluster
             && total > ringleader_core::results::INLINE_RESULT_BYTES as u64
         {
@@ -619,7 +613,7 @@ impl Context {
                 paths: Vec::new(),
                 format: Some(DatasetFormat::Arrow),
                 column: None,
-                splits: splits.into_iter().map(|s| (s, total / partitions as u64)).collect(),
+                splits,
                 partitions: 0,
                 replicas: 0,
                 overwrite: false,
@@ -628,6 +622,7 @@ impl Context {
             let name = self.upload(cluster, "the rows given to parallelize", total, request)?;
             return self.stored(&name, Expect::Format(DatasetFormat::Arrow), None);
         }
+        let splits = splits.into_iter().map(|(split, _)| split).collect();
         Ok(self.dataset_node(Node::Source { splits }))
     }
 }

@@ -148,6 +148,18 @@ impl Reservation {
         self.size += bytes;
     }
 
+    /// Holds exactly `bytes` if the pool allows: gives back the excess, or grows by the
+    /// difference; `false` (holding what it held) when the pool refuses.
+    pub fn try_resize(&mut self, bytes: usize) -> bool {
+        match bytes.checked_sub(self.size) {
+            Some(more) => self.try_grow(more),
+            None => {
+                self.shrink(self.size - bytes);
+                true
+            }
+        }
+    }
+
     /// Gives back `bytes` (at most what is held).
     pub fn shrink(&mut self, bytes: usize) {
         let bytes = bytes.min(self.size);

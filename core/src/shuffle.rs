@@ -7,19 +7,16 @@
 //! engine (this module's [`LocalShuffle`]) and the cluster (worker files served over Flight).
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::BufWriter;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use arrow::ipc::reader::FileReader;
-use arrow::ipc::writer::FileWriter;
 use arrow::record_batch::RecordBatch;
 
 use crate::data::{BatchStream, Chunk};
 use crate::error::{Error, Result};
 use crate::memory::{MemoryPool, Reservation};
+use crate::spill::SpillWriter;
 
 /// Where a map task's partitioned output goes.
 pub trait BlockWriter {
@@ -131,20 +128,13 @@ impl LocalShuffle {
         let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
         let mut reservation = self.pool.reservation();
         let block = if !reservation.try_grow(size) {
-            let path = self
-                .spill_dir
-                .path()
-                .join(format!("shuffle-{shuffle}-part-{partition}-map-{map_task}-{seq}.arrow"));
-            let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
+            let name = format!("shuffle-{shuffle}-part-{partition}-map-{map_task}-{seq}.arrow");
             // A full spill disk names the file (and, being I/O, the task may run again).
-            let failed = |e: arrow::error::ArrowError| Error::Io {
-                path: path.clone(),
-                source: std::io::Error::other(e.to_string()),
+            let mut file = SpillWriter::new(self.spill_dir.path(), &name);
+            file.write(&batch)?;
+            let Some((path, _)) = file.finish()? else {
+                return Ok(());
             };
-            let mut writer = FileWriter::try_new(BufWriter::with_capacity(1 << 20, file), batch.schema().as_ref())
-                .map_err(failed)?;
-            writer.write(&batch).map_err(failed)?;
-            writer.finish().map_err(failed)?;
             self.spilled_blocks.fetch_add(size as u64, Ordering::Relaxed);
             Block::Spilled(path)
         } else {
@@ -238,15 +228,12 @@ impl ShuffleService for LocalShuffle {
 
 /// A spilled block, batch by batch; `last` removes its file once open (its last reader).
 fn read_spill(path: PathBuf, last: bool) -> BatchStream {
-    let opened = File::open(&path)
-        .map_err(|e| Error::io(&path, e))
-        .and_then(|f| FileReader::try_new(std::io::BufReader::new(f), None).map_err(Error::from));
-    match opened {
-        Ok(reader) => {
+    match crate::spill::read(&path) {
+        Ok(batches) => {
             if last {
                 let _ = std::fs::remove_file(&path);
             }
-            Box::new(reader.map(|r| r.map_err(Error::from)))
+            batches
         }
         Err(e) => Box::new(std::iter::once(Err(e))),
     }

@@ -49,10 +49,9 @@ impl SpillWriter {
                 self.writer.insert(writer)
             }
         };
-        writer.write(batch).map_err(|e| Error::Io {
-            path: self.path.clone(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
+        if let Err(e) = writer.write(batch) {
+            return Err(self.failed(e));
+        }
         self.bytes += batch.get_array_memory_size() as u64;
         Ok(())
     }
@@ -66,14 +65,21 @@ impl SpillWriter {
         Ok(())
     }
 
-    /// Closes the file; its path, unless nothing was written. Counts its bytes as spilled.
-    pub fn finish(mut self, pool: &MemoryPool) -> Result<Option<PathBuf>> {
+    /// Closes the file; its path, unless nothing was written, and the bytes written.
+    pub fn finish(mut self) -> Result<Option<(PathBuf, u64)>> {
         let Some(mut writer) = self.writer.take() else {
             return Ok(None);
         };
         writer.finish().map_err(|e| self.failed(e))?;
-        pool.record_spill(self.bytes);
-        Ok(Some(self.path))
+        Ok(Some((self.path, self.bytes)))
+    }
+
+    /// Closes the file as [`SpillWriter::finish`] does, counting its bytes as spilled in `pool`.
+    pub fn finish_in(self, pool: &MemoryPool) -> Result<Option<PathBuf>> {
+        Ok(self.finish()?.map(|(path, bytes)| {
+            pool.record_spill(bytes);
+            path
+        }))
     }
 
     fn failed(&self, e: arrow::error::ArrowError) -> Error {
@@ -84,7 +90,7 @@ impl SpillWriter {
     }
 }
 
-/// Reads a spill file back, batch by batch.
+/// Reads a spill file back, batch by batch (the file may be removed once this returns).
 pub fn read(path: &Path) -> Result<BatchStream> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let reader =

@@ -521,6 +521,34 @@ pub(crate) mod tests {
         }
     }
 
+    /// Starts every task the scheduler places now, all at `t0`: each assignment and its attempt.
+    fn start_all(
+        state: &mut ClusterState,
+        live: &BTreeSet<String>,
+        timings: &mut Timings,
+        t0: Instant,
+    ) -> Vec<(Assignment, u32)> {
+        let mut started = Vec::new();
+        for a in schedule(state, live) {
+            let attempt = start(state, &a);
+            timings.started(&a.job, a.stage, a.task, attempt, t0);
+            started.push((a, attempt));
+        }
+        started
+    }
+
+    /// Finishes `attempt` of the task `a` assigned, at `at`.
+    fn finish_at(state: &mut ClusterState, timings: &mut Timings, (a, attempt): &(Assignment, u32), at: Instant) {
+        timings.finished(&a.job, a.stage, a.task, *attempt, at);
+        state.apply(Command::FinishTask {
+            job: a.job.clone(),
+            stage: a.stage,
+            task: a.task,
+            attempt: *attempt,
+            value: TaskValue::Count(1),
+        });
+    }
+
     fn start(state: &mut ClusterState, a: &Assignment) -> u32 {
         let command = Command::StartTask {
             job: a.job.clone(),
@@ -617,10 +645,7 @@ pub(crate) mod tests {
         let job = submit(&mut state, 2);
         let mut timings = Timings::default();
         let t0 = Instant::now();
-        for a in schedule(&state, &live) {
-            let attempt = start(&mut state, &a);
-            timings.started(&job, 0, a.task, attempt, t0);
-        }
+        start_all(&mut state, &live, &mut timings, t0);
         let key = |task: u32| (job.clone(), 0u32, task, 1u32);
         let listed: BTreeSet<AttemptKey> = [key(0)].into();
         let late = t0 + LAUNCH_GRACE + Duration::from_secs(1);
@@ -863,27 +888,15 @@ pub(crate) mod tests {
         };
         let mut timings = Timings::default();
         let t0 = Instant::now();
-        let mut started = Vec::new();
-        for a in schedule(&state, &live) {
-            let attempt = start(&mut state, &a);
-            timings.started(&job, 0, a.task, attempt, t0);
-            started.push((a, attempt));
-        }
+        let started = start_all(&mut state, &live, &mut timings, t0);
         // Two of eight are done, in 1 s, on two workers: far from the 75% that ordinary
         // speculation waits for.
         let second = started
             .iter()
             .position(|(a, _)| a.worker != started[0].0.worker)
             .expect("tasks on two workers");
-        for (first, attempt) in [&started[0], &started[second]] {
-            timings.finished(&job, 0, first.task, *attempt, t0 + Duration::from_secs(1));
-            state.apply(Command::FinishTask {
-                job: job.clone(),
-                stage: 0,
-                task: first.task,
-                attempt: *attempt,
-                value: TaskValue::Count(1),
-            });
+        for task in [&started[0], &started[second]] {
+            finish_at(&mut state, &mut timings, task, t0 + Duration::from_secs(1));
         }
         assert!(speculate(&state, &live, &timings, &config, t0 + Duration::from_secs(5)).is_empty());
         // Eleven times the median since those workers had finished a task: tasks on them
@@ -906,38 +919,23 @@ pub(crate) mod tests {
     #[test]
     fn tasks_on_a_worker_still_starting_the_jobs_executor_are_not_copied() {
         let (mut state, live) = cluster(2, 2);
-        let job = submit(&mut state, 4);
+        submit(&mut state, 4);
         let config = SpeculationConfig::default();
         let mut timings = Timings::default();
         let t0 = Instant::now();
-        let mut started = Vec::new();
-        for a in schedule(&state, &live) {
-            let attempt = start(&mut state, &a);
-            timings.started(&job, 0, a.task, attempt, t0);
-            started.push((a, attempt));
-        }
-        let finish = |state: &mut ClusterState, timings: &mut Timings, (a, attempt): &(Assignment, u32), at| {
-            timings.finished(&job, 0, a.task, *attempt, t0 + Duration::from_secs(at));
-            state.apply(Command::FinishTask {
-                job: job.clone(),
-                stage: 0,
-                task: a.task,
-                attempt: *attempt,
-                value: TaskValue::Count(1),
-            });
-        };
+        let started = start_all(&mut state, &live, &mut timings, t0);
         // One worker finishes both its tasks in 1 s; the other is still fetching the binary.
         let first = started[0].0.worker.clone();
         let (fast, slow): (Vec<_>, Vec<_>) = started.into_iter().partition(|(a, _)| a.worker == first);
         for task in &fast {
-            finish(&mut state, &mut timings, task, 1);
+            finish_at(&mut state, &mut timings, task, t0 + Duration::from_secs(1));
         }
         assert!(
             speculate(&state, &live, &timings, &config, t0 + Duration::from_secs(30)).is_empty(),
             "a task copied while its worker was still starting the job"
         );
         // Once that worker has finished a task of the job, its slow ones are measured.
-        finish(&mut state, &mut timings, &slow[0], 30);
+        finish_at(&mut state, &mut timings, &slow[0], t0 + Duration::from_secs(30));
         let copies = speculate(&state, &live, &timings, &config, t0 + Duration::from_secs(40));
         assert_eq!(copies.len(), 1);
         assert_eq!(copies[0].task, slow[1].0.task);
@@ -950,22 +948,10 @@ pub(crate) mod tests {
         let config = SpeculationConfig::default();
         let mut timings = Timings::default();
         let t0 = Instant::now();
-        let mut started = Vec::new();
-        for a in schedule(&state, &live) {
-            let attempt = start(&mut state, &a);
-            timings.started(&job, 0, a.task, attempt, t0);
-            started.push((a, attempt));
-        }
+        let started = start_all(&mut state, &live, &mut timings, t0);
         // Three finish in 1 s; the fourth is still running.
-        for (a, attempt) in &started[..3] {
-            timings.finished(&job, 0, a.task, *attempt, t0 + Duration::from_secs(1));
-            state.apply(Command::FinishTask {
-                job: job.clone(),
-                stage: 0,
-                task: a.task,
-                attempt: *attempt,
-                value: TaskValue::Count(1),
-            });
+        for task in &started[..3] {
+            finish_at(&mut state, &mut timings, task, t0 + Duration::from_secs(1));
         }
         let (slow, slow_attempt) = started[3].clone();
         // Timed from when its worker first finished a task (1 s): not slow yet at 4 s

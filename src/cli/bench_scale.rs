@@ -215,18 +215,18 @@ fn plot(points: &[Point]) -> String {
     modes.dedup();
     for (i, mode) in modes.iter().enumerate() {
         let color = colors[i % colors.len()];
-        let line: Vec<String> = points
+        let line: Vec<(f64, f64)> = points
             .iter()
             .filter(|p| p.mode == *mode)
-            .map(|p| format!("{:.1},{:.1}", x(p.bytes as f64 / 1e9), y(p.seconds)))
+            .map(|p| (x(p.bytes as f64 / 1e9), y(p.seconds)))
             .collect();
+        let coordinates: Vec<String> = line.iter().map(|(px, py)| format!("{px:.1},{py:.1}")).collect();
         svg += &format!(
             "<polyline points=\"{}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"2\"/>\n",
-            line.join(" ")
+            coordinates.join(" ")
         );
-        for point in &line {
-            let (px, py) = point.split_once(',').unwrap_or(("0", "0"));
-            svg += &format!("<circle cx=\"{px}\" cy=\"{py}\" r=\"3\" fill=\"{color}\"/>\n");
+        for (px, py) in &line {
+            svg += &format!("<circle cx=\"{px:.1}\" cy=\"{py:.1}\" r=\"3\" fill=\"{color}\"/>\n");
         }
         svg += &format!(
             "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"{color}\">{mode}</text>\n",

@@ -7,7 +7,9 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::helpers::{LocalCluster, args, embedded, job_id, numbered_text, ok, signal, sorted_lines, wait_bounded};
+use crate::helpers::{
+    LocalCluster, args, embedded, job_id, numbered_text, ok, running, signal, sorted_lines, straggler_pid, wait_bounded,
+};
 
 /// Runs the chaos job on `cluster` with `extra` flags; its stderr goes to `log`.
 fn run_chaos(cluster: &LocalCluster, input: &Path, out: &Path, extra: &[OsString], log: &Path) -> std::process::Child {
@@ -206,13 +208,9 @@ fn a_straggler_gets_a_speculative_copy_and_the_job_does_not_wait_for_it() {
         .count();
     assert_eq!(runs, 2, "the straggling task ran once, and once more as its copy");
     // The losing attempt does not outlive its job: its executor is stopped.
-    let pid = std::fs::read_to_string(d("straggler").join("straggled/pid")).unwrap();
+    let pid = straggler_pid(&d("straggler"));
     let deadline = Instant::now() + Duration::from_secs(10);
-    let alive = || {
-        std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
-            .is_ok_and(|stat| stat.split_whitespace().nth(2) != Some("Z"))
-    };
-    while alive() {
+    while running(pid) {
         assert!(
             Instant::now() < deadline,
             "the straggler's executor (pid {pid}) still runs"
@@ -244,18 +242,9 @@ fn a_losing_attempt_is_stopped_as_soon_as_its_copy_wins_not_when_the_job_ends() 
         d("straggler")
     ];
     let mut client = run_chaos(&cluster, &d("text"), &d("cluster"), &extra, &d("log"));
-    let pid_file = d("straggler").join("straggled/pid");
+    let pid = straggler_pid(&d("straggler"));
     let deadline = Instant::now() + Duration::from_secs(60);
-    while std::fs::read_to_string(&pid_file).map_or(true, |p| p.trim().is_empty()) {
-        assert!(Instant::now() < deadline, "no task straggled");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let pid = std::fs::read_to_string(&pid_file).unwrap();
-    let alive = || {
-        std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
-            .is_ok_and(|stat| stat.split_whitespace().nth(2) != Some("Z"))
-    };
-    while alive() {
+    while running(pid) {
         let log = || std::fs::read_to_string(d("log")).unwrap_or_default();
         assert!(
             client.try_wait().unwrap().is_none(),

@@ -433,3 +433,22 @@ impl Drop for Tmpfs {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }
+
+/// Whether process `pid` runs (a zombie does not).
+pub fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| stat.split_whitespace().nth(2) != Some("Z"))
+}
+
+/// The pid of the chaos job's straggler (`--straggle-dir dir`), waiting (at most a minute)
+/// until it has started.
+pub fn straggler_pid(dir: &Path) -> u32 {
+    let file = dir.join("straggled/pid");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Some(pid) = std::fs::read_to_string(&file).ok().and_then(|p| p.trim().parse().ok()) {
+            return pid;
+        }
+        assert!(std::time::Instant::now() < deadline, "no task straggled");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

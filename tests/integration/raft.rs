@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use ringleader_datasets::gensort;
 
 use crate::helpers::{
-    LocalCluster, Tmpfs, args, concat, embedded, example, numbered_text, ok, ringleader_bin, signal, sorted_lines,
-    wait_bounded,
+    LocalCluster, Tmpfs, args, concat, embedded, example, numbered_text, ok, ringleader_bin, running, signal,
+    sorted_lines, wait_bounded,
 };
 
 /// A driver group and its workers, started for one test and stopped when dropped.
@@ -401,11 +401,6 @@ fn the_whole_group_restarts_from_disk_with_its_history() {
         assert_eq!(group.jobs_eventually(address, 1), before, "{address} lost the history");
     }
     assert_eq!(ok(group.run("sum", &sum), "sum after the restart"), expected);
-}
-
-/// Whether process `pid` runs (a zombie does not).
-fn running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| stat.split_whitespace().nth(2) != Some("Z"))
 }
 
 /// The bytes of the files under `dir`.

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ringleader_core::proto;
 use tonic::Code;
@@ -13,7 +13,7 @@ use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-use crate::helpers::{LocalCluster, args, numbered_text, wait_bounded};
+use crate::helpers::{LocalCluster, args, numbered_text, straggler_pid, wait_bounded};
 
 /// Sends one fixed credential.
 #[derive(Clone)]
@@ -29,7 +29,7 @@ impl tonic::service::Interceptor for Credential {
 type Authed = InterceptedService<Channel, Credential>;
 
 /// The environment of process `pid`.
-fn environment(pid: &str) -> HashMap<String, String> {
+fn environment(pid: u32) -> HashMap<String, String> {
     let raw = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
     raw.split(|&b| b == 0)
         .filter_map(|kv| {
@@ -68,13 +68,7 @@ fn an_executor_holds_a_credential_for_its_own_job_and_every_service_refuses_the_
         d("straggler")
     ];
     let mut client = cluster.spawn("chaos", &extra, &d("log"));
-    let pid_file = d("straggler").join("straggled/pid");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::fs::read_to_string(&pid_file).map_or(true, |p| p.trim().is_empty()) {
-        assert!(Instant::now() < deadline, "no executor stalled");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let env = environment(std::fs::read_to_string(&pid_file).unwrap().trim());
+    let env = environment(straggler_pid(&d("straggler")));
     let job = env["RINGLEADER_EXECUTOR_JOB"].clone();
     let worker = env["RINGLEADER_EXECUTOR"].clone();
     let held = env["RINGLEADER_TOKEN"].clone();

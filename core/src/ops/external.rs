@@ -47,7 +47,7 @@ impl Runs {
         for chunk in sorted {
             run.write_rows(&chunk?.into_rows::<T>()?)?;
         }
-        if let Some(path) = run.finish(&self.pool)? {
+        if let Some(path) = run.finish_in(&self.pool)? {
             self.paths.push(path);
         }
         Ok(())
@@ -196,7 +196,7 @@ impl Partitions {
         let mut files: Vec<PartitionFiles> = (0..SPILL_PARTITIONS).map(|_| Vec::new()).collect();
         for side in self.writers {
             for (p, writer) in side.into_iter().enumerate() {
-                files[p].push(writer.finish(&self.pool)?);
+                files[p].push(writer.finish_in(&self.pool)?);
             }
         }
         Ok((files, self.dir))

@@ -51,12 +51,7 @@ impl BoundedTable {
     /// Holds `bytes` for the table; if the pool refuses, spills the rows `drain` takes out
     /// of it (leaving it empty, without its allocation).
     fn fit<R: Data>(&mut self, bytes: usize, drain: impl FnOnce() -> Vec<R>, part: impl Fn(&R) -> usize) -> Result<()> {
-        let held = self.reservation.size();
-        if bytes <= held {
-            self.reservation.shrink(held - bytes);
-            return Ok(());
-        }
-        if self.reservation.try_grow(bytes - held) {
+        if self.reservation.try_resize(bytes) {
             return Ok(());
         }
         let parts = match &mut self.parts {
@@ -228,8 +223,7 @@ where
         }
         let bytes = table_bytes::<K, Vec<V>>(build.capacity(), build.len(), 0)
             + built * (2 * std::mem::size_of::<V>() + row_bytes);
-        let held = reservation.size();
-        if bytes > held && !reservation.try_grow(bytes - held) {
+        if !reservation.try_resize(bytes) {
             let mut spilled = Partitions::new(&pool, 2)?;
             spilled.write(0, flatten_groups(&mut build), |(k, _)| partition_of(k))?;
             reservation.free();

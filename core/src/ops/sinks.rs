@@ -115,14 +115,7 @@ const SINK_HEAP_PER_ENTRY: usize = 16;
 /// Holds `bytes` of `reservation` for a map-side table of `len` entries; `false` when the
 /// table should flush (the pool refused, or it reached [`COMBINE_LIMIT`]).
 fn sink_fits(reservation: &mut crate::memory::Reservation, bytes: usize, len: usize) -> bool {
-    let held = reservation.size();
-    if len >= COMBINE_LIMIT {
-        return false;
-    }
-    if bytes <= held {
-        return true;
-    }
-    reservation.try_grow(bytes - held)
+    len < COMBINE_LIMIT && reservation.try_resize(bytes)
 }
 
 /// Merges `v` into the value held for `k`.
