@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use ringleader::{Output, TextOptions};
+use ringleader::{Combiner, Output, TextOptions};
 
 /// Count the words of text files.
 #[derive(Parser)]
@@ -45,12 +45,14 @@ fn main() -> ExitCode {
             (None, None) => anyhow::bail!("give --input DIR or --dataset NAME"),
         };
         let saved = lines
-            .flat_map(|line| {
-                line.split_whitespace()
-                    .map(|w| (w.to_string(), 1u64))
-                    .collect::<Vec<_>>()
-            })
-            .reduce_by_key(|a, b| a + b)
+            .flat_map_reduce(
+                |line: &String, counts: &mut Combiner<String, u64>| {
+                    for word in line.split_whitespace() {
+                        counts.add(word, 1);
+                    }
+                },
+                |a, b| a + b,
+            )
             .map(|(word, count)| format!("{word}\t{count}"))
             .save_text(Output::new(&args.output).overwrite(args.overwrite))?;
         println!(

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ringleader_core::data::{Data, decode};
+use ringleader_core::ops::sinks::Combiner;
 use ringleader_core::ops::{action, narrow, reduce, sinks};
 use ringleader_core::output::OutputCommit;
 use ringleader_core::plan::{ActionFn, ReduceFn, SinkFn, StageOutput, Step, StepFn, StoreSpec, TaskValue};
@@ -240,6 +241,53 @@ impl<T: Data> Dataset<T> {
         const { assert_no_capture::<F>() };
         drop(f);
         self.step(ship!(narrow::flat_map::<T, U, I, F> as StepFn), Vec::new())
+    }
+
+    /// A shuffle of this dataset's rows through `sink`, reduced by `reduce`.
+    fn shuffle<U: Data>(&self, sink: Shipped<SinkFn>, reduce: Shipped<ReduceFn>) -> Dataset<U> {
+        self.derive(Node::Shuffle {
+            sides: vec![(self.node.clone(), sink)],
+            reduce,
+            partitions: self.ctx.config().shuffle_partitions,
+        })
+    }
+
+    /// `flat_map` then `reduce_by_key` in one step, without an owned key per pair: `f` adds
+    /// the pairs of each row to the map task's [`Combiner`] with borrowed keys (a `&str`
+    /// slice of the row, say), and a key is copied only the first time the table sees it.
+    /// The values of each key are merged with `reduce`, as `reduce_by_key` does.
+    ///
+    /// # Examples
+    /// ```
+    /// use ringleader::Combiner;
+    /// let ctx = ringleader::Context::embedded();
+    /// let lines = ctx.parallelize(vec!["a b a".to_string(), "b a".to_string()], 2).unwrap();
+    /// let counts = lines.flat_map_reduce(
+    ///     |line: &String, words: &mut Combiner<String, u64>| {
+    ///         for word in line.split_whitespace() {
+    ///             words.add(word, 1);
+    ///         }
+    ///     },
+    ///     |a, b| a + b,
+    /// );
+    /// let mut counts = counts.collect().unwrap();
+    /// counts.sort();
+    /// assert_eq!(counts, vec![("a".to_string(), 3), ("b".to_string(), 2)]);
+    /// ```
+    pub fn flat_map_reduce<K, V, F, R>(&self, f: F, reduce: R) -> Dataset<(K, V)>
+    where
+        K: Data + Hash + Eq,
+        V: Data,
+        F: Fn(&T, &mut Combiner<K, V>) + Send + Sync + 'static,
+        R: Fn(V, V) -> V + Send + Sync + 'static,
+    {
+        const { assert_no_capture::<F>() };
+        const { assert_no_capture::<R>() };
+        drop((f, reduce));
+        self.shuffle(
+            ship!(sinks::emit_combine::<T, K, V, F, R> as SinkFn),
+            ship!(reduce::combine::<K, V, R> as ReduceFn),
+        )
     }
 
     /// Hands each whole partition to `f` as an iterator, once per partition (e.g. to set up
@@ -614,14 +662,6 @@ impl Dataset<Record> {
 }
 
 impl<K: Data + Hash + Eq, V: Data> Dataset<(K, V)> {
-    fn shuffle<U: Data>(&self, sink: Shipped<SinkFn>, reduce: Shipped<ReduceFn>) -> Dataset<U> {
-        self.derive(Node::Shuffle {
-            sides: vec![(self.node.clone(), sink)],
-            reduce,
-            partitions: self.ctx.config().shuffle_partitions,
-        })
-    }
-
     /// Merges the values of each key with `f`, combining on the map side first so only one
     /// value per key and map task crosses the shuffle.
     ///

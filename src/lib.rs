@@ -50,6 +50,7 @@ pub use config::Config;
 pub use context::{Context, TextOptions};
 pub use dataset::{Dataset, Output, PartitionRows, Saved, Summable};
 pub use ringleader_core::data::Data;
+pub use ringleader_core::ops::sinks::Combiner;
 pub use ringleader_core::record::Record;
 pub use ringleader_core::{Error, Result};
 

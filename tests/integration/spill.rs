@@ -153,6 +153,42 @@ fn spilling_aggregations_and_joins_equal_their_in_memory_results() {
 }
 
 #[test]
+fn flat_map_reduce_with_borrowed_keys_equals_a_sequential_count_spilled_or_not() {
+    // Lines of words from a vocabulary far larger than the tiny budget's tables.
+    let lines: Vec<String> = (0..20_000u64)
+        .map(|i| {
+            (0..6)
+                .map(|j| format!("w{}", (i * 31 + j * 7) % 9_001))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    let mut expected = std::collections::BTreeMap::<String, u64>::new();
+    for word in lines.iter().flat_map(|l| l.split_whitespace()) {
+        *expected.entry(word.to_string()).or_default() += 1;
+    }
+    let expected: Vec<(String, u64)> = expected.into_iter().collect();
+    same_under_a_tiny_budget("flat_map_reduce", |ctx| {
+        let mut v = ctx
+            .parallelize(lines.clone(), 6)
+            .unwrap()
+            .flat_map_reduce(
+                |line: &String, counts: &mut ringleader::Combiner<String, u64>| {
+                    for word in line.split_whitespace() {
+                        counts.add(word, 1);
+                    }
+                },
+                |a, b| a + b,
+            )
+            .collect()
+            .unwrap();
+        v.sort();
+        assert_eq!(v, expected, "flat_map_reduce differs from a sequential count");
+        v
+    });
+}
+
+#[test]
 fn a_full_spill_disk_fails_the_job_naming_the_path_and_leaves_no_spill_files() {
     let dir = tempfile::tempdir().unwrap();
     let spill = dir.path().join("spill");

@@ -13,7 +13,7 @@ use crate::record::{KEY_LEN, Record};
 use crate::shipped::conjure;
 
 use super::external::{Partitions, partition_of, partition_rows};
-use super::sinks::combine_into;
+use super::sinks::{Combiner, reduce_fn};
 use super::{chunked, table_bytes};
 
 fn side(sides: &mut [BatchStream], which: usize) -> Result<BatchStream> {
@@ -101,47 +101,33 @@ pub fn combine<K: Data + Hash + Eq, V: Data, F: Fn(V, V) -> V + 'static>(
     _state: &[u8],
     mut sides: Vec<BatchStream>,
 ) -> Result<ChunkStream> {
-    // SAFETY: closure types are checked zero-sized when the plan is built.
-    let f: F = unsafe { conjure() };
-    let mut map: FxHashMap<K, Option<V>> = FxHashMap::default();
+    let mut combiner = Combiner::<K, V>::new(reduce_fn::<V, F>());
     let mut table = BoundedTable::new();
     for batch in side(&mut sides, 0)? {
         let batch = batch?;
         let row_bytes = bytes_per_row(&batch);
         for (k, v) in decode::<(K, V)>(&batch)? {
-            combine_into(&mut map, &f, k, v);
+            combiner.add_owned(k, v);
         }
-        let bytes = table_bytes::<K, Option<V>>(map.capacity(), map.len(), row_bytes);
-        table.fit(bytes, || drain_combined(&mut map), |(k, _)| partition_of(k))?;
+        let bytes = combiner.bytes(row_bytes);
+        table.fit(bytes, || combiner.drain().collect(), |(k, _)| partition_of(k))?;
     }
     let Some(mut parts) = table.parts.take() else {
         let reservation = table.reservation;
-        return Ok(chunked(map.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).inspect(
-            move |_| {
-                let _ = &reservation;
-            },
-        )));
+        return Ok(chunked(combiner.drain().inspect(move |_| {
+            let _ = &reservation;
+        })));
     };
-    parts.write(0, drain_combined(&mut map), |(k, _)| partition_of(k))?;
+    parts.write(0, combiner.drain().collect(), |(k, _)| partition_of(k))?;
     drop(table);
     per_partition::<(K, V), (K, V)>(parts, |rows| {
-        // SAFETY: as above.
-        let f: F = unsafe { conjure() };
-        let mut map: FxHashMap<K, Option<V>> = FxHashMap::default();
+        let mut combiner = Combiner::<K, V>::new(reduce_fn::<V, F>());
         for row in rows {
             let (k, v) = row?;
-            combine_into(&mut map, &f, k, v);
+            combiner.add_owned(k, v);
         }
-        Ok(drain_combined(&mut map))
+        Ok(combiner.drain().collect())
     })
-}
-
-/// The table's entries, leaving it empty and its memory given back.
-fn drain_combined<K: Hash + Eq, V>(map: &mut FxHashMap<K, Option<V>>) -> Vec<(K, V)> {
-    std::mem::take(map)
-        .into_iter()
-        .filter_map(|(k, v)| v.map(|v| (k, v)))
-        .collect()
 }
 
 /// `group_by_key`: collects each key's values (in the order they arrived). A table that

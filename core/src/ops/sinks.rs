@@ -1,6 +1,7 @@
 //! The map side of shuffles: hash partitioning (with map-side combine for
 //! `reduce_by_key`, de-duplication for `distinct`) and range partitioning for sorts.
 
+use std::borrow::Borrow;
 use std::hash::{Hash, Hasher};
 
 use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
@@ -100,13 +101,94 @@ pub fn hash<K: Data + Hash, V: Data>(_state: &[u8], partitions: u32) -> Result<B
     }))
 }
 
-/// Combines values per key before partitioning (`reduce_by_key`).
-struct CombineSink<K, V, F> {
-    partitions: u32,
+/// A map task's table of partial aggregates: one value per key, merged with the job's
+/// reduce function as pairs arrive. `Dataset::flat_map_reduce`'s closure fills one with
+/// borrowed keys, so a key is copied only the first time the table sees it.
+pub struct Combiner<K, V> {
     map: FxHashMap<K, Option<V>>,
+    reduce: fn(V, V) -> V,
+}
+
+impl<K: Hash + Eq, V> Combiner<K, V> {
+    /// An empty table merging with `reduce`.
+    pub(crate) fn new(reduce: fn(V, V) -> V) -> Self {
+        Combiner {
+            map: FxHashMap::default(),
+            reduce,
+        }
+    }
+
+    /// Adds `value` under `key`, merging it with the value the table holds for that key;
+    /// `key` is copied into the table only if it is new there.
+    #[inline]
+    pub fn add<Q>(&mut self, key: &Q, value: V)
+    where
+        K: Borrow<Q>,
+        Q: ?Sized + Hash + Eq + ToOwned<Owned = K>,
+    {
+        match self.map.get_mut(key) {
+            Some(slot) => merge(slot, self.reduce, value),
+            None => {
+                self.map.insert(key.to_owned(), Some(value));
+            }
+        }
+    }
+
+    /// Adds `value` under an owned `key` (no copy).
+    #[inline]
+    pub(crate) fn add_owned(&mut self, key: K, value: V) {
+        merge(self.map.entry(key).or_insert(None), self.reduce, value);
+    }
+
+    /// Number of distinct keys held.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether the table holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Bytes the table is taken to hold with `heap_per_entry` bytes per entry on the heap
+    /// (see [`super::table_bytes`]).
+    pub(crate) fn bytes(&self, heap_per_entry: usize) -> usize {
+        super::table_bytes::<K, Option<V>>(self.map.capacity(), self.map.len(), heap_per_entry)
+    }
+
+    /// Empties the table (giving its memory back), yielding each key with its merged value.
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = (K, V)> + use<K, V> {
+        std::mem::take(&mut self.map)
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v?)))
+    }
+}
+
+/// Merges `value` into `slot` with `reduce`.
+#[inline]
+fn merge<V>(slot: &mut Option<V>, reduce: fn(V, V) -> V, value: V) {
+    *slot = Some(match slot.take() {
+        Some(old) => reduce(old, value),
+        None => value,
+    });
+}
+
+/// The shipped reduce closure `F` as a plain function pointer.
+pub(crate) fn reduce_fn<V, F: Fn(V, V) -> V + 'static>() -> fn(V, V) -> V {
+    |a, b| {
+        // SAFETY: closure types are checked zero-sized when the plan is built.
+        let f: F = unsafe { conjure() };
+        f(a, b)
+    }
+}
+
+/// A [`Combiner`] within the task's memory budget: when its table outgrows its share (or
+/// [`COMBINE_LIMIT`] keys), the partial aggregates are hash-partitioned into blocks.
+struct BoundedCombiner<K, V> {
+    partitions: u32,
+    combiner: Combiner<K, V>,
     /// The table's share of the task's memory budget.
     reservation: crate::memory::Reservation,
-    _f: std::marker::PhantomData<fn() -> F>,
 }
 
 /// Bytes a map-side table's entry is taken to hold on the heap (its rows are not Arrow yet).
@@ -118,44 +200,52 @@ fn sink_fits(reservation: &mut crate::memory::Reservation, bytes: usize, len: us
     len < COMBINE_LIMIT && reservation.try_resize(bytes)
 }
 
-/// Merges `v` into the value held for `k`.
-pub(crate) fn combine_into<K: Hash + Eq, V, F: Fn(V, V) -> V>(map: &mut FxHashMap<K, Option<V>>, f: &F, k: K, v: V) {
-    let slot = map.entry(k).or_insert(None);
-    *slot = Some(match slot.take() {
-        Some(old) => f(old, v),
-        None => v,
-    });
-}
+impl<K: Data + Hash + Eq, V: Data> BoundedCombiner<K, V> {
+    fn new(partitions: u32, reduce: fn(V, V) -> V) -> Self {
+        BoundedCombiner {
+            partitions,
+            combiner: Combiner::new(reduce),
+            reservation: crate::memory::current().reservation(),
+        }
+    }
 
-impl<K: Data + Hash + Eq, V: Data, F: Fn(V, V) -> V + 'static> CombineSink<K, V, F> {
+    /// Flushes the table if it no longer fits its budget.
+    fn check(&mut self, out: &mut dyn BlockWriter) -> Result<()> {
+        if !sink_fits(
+            &mut self.reservation,
+            self.combiner.bytes(SINK_HEAP_PER_ENTRY),
+            self.combiner.len(),
+        ) {
+            self.spill(out)?;
+        }
+        Ok(())
+    }
+
     fn spill(&mut self, out: &mut dyn BlockWriter) -> Result<()> {
         let mut buckets = Buckets::<(K, V)>::new(self.partitions);
-        for (k, v) in std::mem::take(&mut self.map) {
-            if let Some(v) = v {
-                buckets.push(partition_of(&k, self.partitions), (k, v), out)?;
-            }
+        for (k, v) in self.combiner.drain() {
+            buckets.push(partition_of(&k, self.partitions), (k, v), out)?;
         }
         self.reservation.free();
         buckets.flush(out)
     }
 }
 
-impl<K: Data + Hash + Eq, V: Data, F: Fn(V, V) -> V + 'static> ShuffleSink for CombineSink<K, V, F> {
+/// Combines `(K, V)` rows per key before partitioning (`reduce_by_key`).
+struct CombineSink<K, V> {
+    table: BoundedCombiner<K, V>,
+}
+
+impl<K: Data + Hash + Eq, V: Data> ShuffleSink for CombineSink<K, V> {
     fn push(&mut self, chunk: Chunk, out: &mut dyn BlockWriter) -> Result<()> {
-        // SAFETY: closure types are checked zero-sized when the plan is built.
-        let f: F = unsafe { conjure() };
         for (k, v) in chunk.into_rows::<(K, V)>()? {
-            combine_into(&mut self.map, &f, k, v);
+            self.table.combiner.add_owned(k, v);
         }
-        let bytes = super::table_bytes::<K, Option<V>>(self.map.capacity(), self.map.len(), SINK_HEAP_PER_ENTRY);
-        if !sink_fits(&mut self.reservation, bytes, self.map.len()) {
-            self.spill(out)?;
-        }
-        Ok(())
+        self.table.check(out)
     }
 
     fn finish(mut self: Box<Self>, out: &mut dyn BlockWriter) -> Result<()> {
-        self.spill(out)
+        self.table.spill(out)
     }
 }
 
@@ -164,11 +254,48 @@ pub fn combine<K: Data + Hash + Eq, V: Data, F: Fn(V, V) -> V + 'static>(
     _state: &[u8],
     partitions: u32,
 ) -> Result<Box<dyn ShuffleSink>> {
-    Ok(Box::new(CombineSink::<K, V, F> {
-        partitions,
-        map: FxHashMap::default(),
-        reservation: crate::memory::current().reservation(),
-        _f: std::marker::PhantomData,
+    Ok(Box::new(CombineSink::<K, V> {
+        table: BoundedCombiner::new(partitions, reduce_fn::<V, F>()),
+    }))
+}
+
+/// Hands each `T` row to `E`, which adds pairs to the map task's [`Combiner`]
+/// (`flat_map_reduce`).
+struct EmitCombineSink<T, K, V, E> {
+    table: BoundedCombiner<K, V>,
+    _types: std::marker::PhantomData<fn(T) -> E>,
+}
+
+impl<T: Data, K: Data + Hash + Eq, V: Data, E: Fn(&T, &mut Combiner<K, V>) + 'static> ShuffleSink
+    for EmitCombineSink<T, K, V, E>
+{
+    fn push(&mut self, chunk: Chunk, out: &mut dyn BlockWriter) -> Result<()> {
+        // SAFETY: closure types are checked zero-sized when the plan is built.
+        let emit: E = unsafe { conjure() };
+        for row in &chunk.into_rows::<T>()? {
+            emit(row, &mut self.table.combiner);
+        }
+        self.table.check(out)
+    }
+
+    fn finish(mut self: Box<Self>, out: &mut dyn BlockWriter) -> Result<()> {
+        self.table.spill(out)
+    }
+}
+
+/// Sink of `flat_map_reduce`: `E` emits pairs with borrowed keys into a table combined
+/// with `F`, which is hash-partitioned like [`combine`]'s.
+pub fn emit_combine<T: Data, K: Data + Hash + Eq, V: Data, E, F>(
+    _state: &[u8],
+    partitions: u32,
+) -> Result<Box<dyn ShuffleSink>>
+where
+    E: Fn(&T, &mut Combiner<K, V>) + 'static,
+    F: Fn(V, V) -> V + 'static,
+{
+    Ok(Box::new(EmitCombineSink::<T, K, V, E> {
+        table: BoundedCombiner::new(partitions, reduce_fn::<V, F>()),
+        _types: std::marker::PhantomData,
     }))
 }
 
