@@ -132,10 +132,10 @@ impl LocalShuffle {
             // A full spill disk names the file (and, being I/O, the task may run again).
             let mut file = SpillWriter::new(self.spill_dir.path(), &name);
             file.write(&batch)?;
-            let Some((path, _)) = file.finish()? else {
+            let Some((path, written)) = file.finish()? else {
                 return Ok(());
             };
-            self.spilled_blocks.fetch_add(size as u64, Ordering::Relaxed);
+            self.spilled_blocks.fetch_add(written, Ordering::Relaxed);
             Block::Spilled(path)
         } else {
             Block::Memory(batch, reservation)

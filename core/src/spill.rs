@@ -22,7 +22,6 @@ pub const SPILL_BATCH_BYTES: usize = 1 << 20;
 pub struct SpillWriter {
     path: PathBuf,
     writer: Option<FileWriter<BufWriter<File>>>,
-    bytes: u64,
 }
 
 impl SpillWriter {
@@ -31,7 +30,6 @@ impl SpillWriter {
         SpillWriter {
             path: dir.join(name),
             writer: None,
-            bytes: 0,
         }
     }
 
@@ -52,7 +50,6 @@ impl SpillWriter {
         if let Err(e) = writer.write(batch) {
             return Err(self.failed(e));
         }
-        self.bytes += batch.get_array_memory_size() as u64;
         Ok(())
     }
 
@@ -65,13 +62,19 @@ impl SpillWriter {
         Ok(())
     }
 
-    /// Closes the file; its path, unless nothing was written, and the bytes written.
+    /// Closes the file; its path, unless nothing was written, and its size in bytes.
     pub fn finish(mut self) -> Result<Option<(PathBuf, u64)>> {
         let Some(mut writer) = self.writer.take() else {
             return Ok(None);
         };
         writer.finish().map_err(|e| self.failed(e))?;
-        Ok(Some((self.path, self.bytes)))
+        let mut file = writer.into_inner().map_err(|e| self.failed(e))?;
+        std::io::Write::flush(&mut file).map_err(|e| Error::io(&self.path, e))?;
+        drop(file);
+        let bytes = std::fs::metadata(&self.path)
+            .map_err(|e| Error::io(&self.path, e))?
+            .len();
+        Ok(Some((self.path, bytes)))
     }
 
     /// Closes the file as [`SpillWriter::finish`] does, counting its bytes as spilled in `pool`.

@@ -31,34 +31,55 @@ pub fn partition_of<K: Hash + ?Sized>(key: &K, n: u32) -> u32 {
     ((x as u128 * n as u128) >> 64) as u32
 }
 
-/// Per-partition row buffers that write a block whenever one fills.
+/// Per-partition row buffers that write a block whenever one fills. Their capacity is
+/// counted in the task's memory pool, and sized so that every partition's buffer fits in
+/// an eighth of the budget: many partitions make smaller blocks, not a larger footprint.
 struct Buckets<T> {
     buckets: Vec<Vec<T>>,
     flush_at: usize,
+    /// The buffers' capacity, held in the task's budget.
+    reservation: crate::memory::Reservation,
 }
+
+/// The least rows a bucket holds before it writes a block (unless a chunk is smaller).
+const MIN_BUCKET_ROWS: usize = 1024;
 
 impl<T: Data> Buckets<T> {
     fn new(partitions: u32) -> Self {
+        let pool = crate::memory::current();
+        let partitions = partitions.max(1) as usize;
+        let chunk = super::chunk_rows::<T>();
+        let fits = pool.limit() / 8 / partitions / std::mem::size_of::<T>().max(1);
         Buckets {
-            buckets: (0..partitions.max(1)).map(|_| Vec::new()).collect(),
-            flush_at: super::chunk_rows::<T>(),
+            buckets: (0..partitions).map(|_| Vec::new()).collect(),
+            flush_at: fits.clamp(MIN_BUCKET_ROWS.min(chunk), chunk),
+            reservation: pool.reservation(),
         }
+    }
+
+    /// Bytes one bucket's buffer takes.
+    fn bucket_bytes(&self) -> usize {
+        self.flush_at * std::mem::size_of::<T>()
     }
 
     fn push(&mut self, partition: u32, row: T, out: &mut dyn BlockWriter) -> Result<()> {
         let partitions = self.buckets.len();
+        let bytes = self.bucket_bytes();
         let bucket = self
             .buckets
             .get_mut(partition as usize)
             .ok_or_else(|| Error::Plan(format!("row sent to partition {partition} of {partitions}")))?;
         if bucket.capacity() == 0 {
             // Reserve the whole block at once: untouched capacity costs nothing, and the
-            // bucket never copies itself while growing.
+            // bucket never copies itself while growing. Counted even past the budget (a
+            // row needs a buffer): the shuffle's stored blocks spill sooner instead.
+            self.reservation.grow(bytes);
             bucket.reserve_exact(self.flush_at);
         }
         bucket.push(row);
         if bucket.len() >= self.flush_at {
             let full = std::mem::take(bucket);
+            self.reservation.shrink(bytes);
             out.write(partition, encode_vec(full)?)?;
         }
         Ok(())
@@ -67,9 +88,15 @@ impl<T: Data> Buckets<T> {
     fn flush(&mut self, out: &mut dyn BlockWriter) -> Result<()> {
         for (p, bucket) in self.buckets.iter_mut().enumerate() {
             if !bucket.is_empty() {
-                out.write(p as u32, encode_vec(std::mem::take(bucket))?)?;
+                let mut rows = std::mem::take(bucket);
+                if rows.len() < rows.capacity() / 2 {
+                    // A block keeps its buffer: do not hold (and count) unused capacity.
+                    rows.shrink_to_fit();
+                }
+                out.write(p as u32, encode_vec(rows)?)?;
             }
         }
+        self.reservation.free();
         Ok(())
     }
 }
@@ -429,4 +456,54 @@ pub fn range_bounds<K: Data + Ord + Clone>(samples: &[Vec<u8>], partitions: u32)
         }
     }
     Ok(postcard::to_stdvec(&bounds)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::{MemoryPool, scope};
+    use arrow::record_batch::RecordBatch;
+
+    /// Keeps every block written, by partition.
+    #[derive(Default)]
+    struct Blocks(Vec<(u32, RecordBatch)>);
+
+    impl BlockWriter for Blocks {
+        fn write(&mut self, partition: u32, batch: RecordBatch) -> Result<()> {
+            self.0.push((partition, batch));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn many_partitions_make_smaller_blocks_not_buffers_past_the_budget() {
+        // An eighth of 16 MiB holds 2048 rows for each of 64 partitions (not 10,000).
+        let limit = 16 << 20;
+        let pool = MemoryPool::new(limit, std::env::temp_dir());
+        let partitions = 64;
+        let rows: Vec<(u64, u64)> = (0..200_000u64).map(|i| (i, i * 3)).collect();
+        let mut blocks = Blocks::default();
+        scope(pool.clone(), || {
+            let mut sink = hash::<u64, u64>(&[], partitions).expect("sink");
+            for chunk in rows.chunks(10_000) {
+                sink.push(Chunk::from_rows(chunk.to_vec()), &mut blocks).expect("push");
+                assert!(pool.used() > 0, "the buffers are counted in the pool");
+            }
+            sink.finish(&mut blocks).expect("finish");
+        });
+        assert!(
+            pool.peak() <= limit / 8,
+            "buffers held {} bytes of a {limit}-byte budget",
+            pool.peak()
+        );
+        assert_eq!(pool.used(), 0, "given back once flushed");
+        let mut seen: Vec<(u64, u64)> = Vec::new();
+        for (p, batch) in &blocks.0 {
+            let block = crate::data::decode::<(u64, u64)>(batch).expect("decode");
+            assert!(block.iter().all(|(k, _)| partition_of(k, partitions) == *p));
+            seen.extend(block);
+        }
+        seen.sort();
+        assert_eq!(seen, rows, "every row in exactly one block");
+    }
 }
