@@ -312,38 +312,59 @@ impl ShuffleService for ClusterShuffle {
             .get(&shuffle)
             .ok_or_else(|| Error::Plan(format!("no locations for shuffle {shuffle}")))?
             .clone();
-        let mut streams: Vec<BatchStream> = Vec::with_capacity(sources.len());
-        for (map, source) in sources.iter().enumerate() {
-            let block = BlockId {
-                job: self.job.clone(),
-                shuffle,
-                map: map as u32,
-                attempt: source.attempt,
-                partition,
-            };
-            if source.address == self.local_address {
-                streams.push(self.files.read_block(&block)?);
-                continue;
-            }
-            // Another worker on this machine (a laptop cluster): read its file directly, as
-            // Spark's host-local shuffle reads do, rather than through its Flight server.
-            // Only the machine identity decides: a worker on another machine may have a
-            // directory of the same name, holding something else.
-            let host_local = ShuffleFiles::new(&source.shuffle_dir);
-            let allowed = std::env::var(HOST_LOCAL_VAR).map_or(true, |v| v != "0");
-            if allowed
-                && !source.machine.is_empty()
-                && source.machine == crate::machine::identity()
-                && !source.shuffle_dir.is_empty()
-                && let Ok(stream) = host_local.read_block(&block)
-            {
-                streams.push(stream);
-                continue;
-            }
-            streams.push(fetch_block(&self.runtime, &source.address, &block)?);
-        }
-        Ok(Box::new(streams.into_iter().flatten()))
+        let (files, job, local, runtime) = (
+            self.files.clone(),
+            self.job.clone(),
+            self.local_address.clone(),
+            self.runtime.clone(),
+        );
+        // Each block is opened when the reducer reaches it: one Flight stream (and the
+        // serving worker's read-ahead) per reducer at a time, not one per map task.
+        Ok(Box::new(sources.into_iter().enumerate().flat_map(
+            move |(map, source)| -> BatchStream {
+                let block = BlockId {
+                    job: job.clone(),
+                    shuffle,
+                    map: map as u32,
+                    attempt: source.attempt,
+                    partition,
+                };
+                match open_block(&files, &local, &runtime, &source, &block) {
+                    Ok(stream) => stream,
+                    Err(e) => Box::new(std::iter::once(Err(e))),
+                }
+            },
+        )))
     }
+}
+
+/// Opens one map task's block for a reducer: from this worker's disk, from the disk of
+/// another worker on this machine, or over Flight.
+fn open_block(
+    files: &ShuffleFiles,
+    local_address: &str,
+    runtime: &tokio::runtime::Handle,
+    source: &BlockSource,
+    block: &BlockId,
+) -> Result<BatchStream> {
+    if source.address == local_address {
+        return files.read_block(block);
+    }
+    // Another worker on this machine (a laptop cluster): read its file directly, as
+    // Spark's host-local shuffle reads do, rather than through its Flight server.
+    // Only the machine identity decides: a worker on another machine may have a
+    // directory of the same name, holding something else.
+    let host_local = ShuffleFiles::new(&source.shuffle_dir);
+    let allowed = std::env::var(HOST_LOCAL_VAR).map_or(true, |v| v != "0");
+    if allowed
+        && !source.machine.is_empty()
+        && source.machine == crate::machine::identity()
+        && !source.shuffle_dir.is_empty()
+        && let Ok(stream) = host_local.read_block(block)
+    {
+        return Ok(stream);
+    }
+    fetch_block(runtime, &source.address, block)
 }
 
 /// Removes a job's shuffle files.
