@@ -99,13 +99,14 @@ pub fn run(args: ScaleArgs) -> anyhow::Result<ExitCode> {
         });
         if let Some(cluster) = &cluster {
             let mut command = sort();
+            let executors = ExecutorPeaks::watch(&cluster.dir)?;
             let run = measure(cluster.client(&mut command))?;
             points.push(Point {
                 mode: "sort, cluster",
                 bytes,
                 seconds: run.elapsed.as_secs_f64(),
                 spilled: None,
-                peak: None,
+                peak: Some(executors.stop()),
             });
         }
         eprintln!("sorted {} ({} runs so far)", gb(bytes), points.len());
@@ -138,6 +139,76 @@ pub fn run(args: ScaleArgs) -> anyhow::Result<ExitCode> {
     std::fs::write(&args.plot, plot(&points)).with_context(|| format!("writing {}", args.plot.display()))?;
     println!("plot of time against size: {}", args.plot.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Samples the peak resident memory (`VmHWM`) of a local cluster's executors, the
+/// workers' child processes, every 50 ms while a job runs.
+struct ExecutorPeaks {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    sampler: std::thread::JoinHandle<u64>,
+}
+
+impl ExecutorPeaks {
+    /// Starts sampling the executors of the cluster `up` recorded in `dir`.
+    fn watch(dir: &std::path::Path) -> anyhow::Result<ExecutorPeaks> {
+        let workers: Vec<u32> = super::cluster::ClusterFile::read(dir)?
+            .workers
+            .iter()
+            .map(|w| w.pid)
+            .collect();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let sampler = std::thread::spawn(move || {
+            let mut peak = 0;
+            while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = children_of(&workers)
+                    .into_iter()
+                    .filter_map(high_water_mark)
+                    .fold(peak, u64::max);
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            peak
+        });
+        Ok(ExecutorPeaks { stop, sampler })
+    }
+
+    /// Stops sampling: the largest peak any one executor reached.
+    fn stop(self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.sampler.join().unwrap_or(0)
+    }
+}
+
+/// Processes whose parent is one of `parents`.
+fn children_of(parents: &[u32]) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            // The parent is the field after the parenthesised command name.
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                stat.rsplit_once(") ")
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+                    .is_some_and(|ppid| parents.contains(&ppid))
+            })
+        })
+        .collect()
+}
+
+/// A process's peak resident memory in bytes, if it still exists.
+fn high_water_mark(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 /// The bytes an example said it spilled.
@@ -177,7 +248,8 @@ fn print_table(points: &[Point], args: &ScaleArgs) {
             p.seconds / first,
         );
     }
-    println!("(\"vs 1st\": time over the smallest size's time scaled linearly to this size; 1.00x is linear)");
+    println!("(\"vs 1st\": time over the smallest size's time scaled linearly to this size; 1.00x is linear;");
+    println!(" peak RSS on the cluster: the largest one executor reached, sampled every 50 ms)");
 }
 
 /// An SVG line plot of seconds against input size, one line per workload.
@@ -240,6 +312,19 @@ fn plot(points: &[Point]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_processs_children_and_their_peak_memory_are_found() {
+        let mut child = std::process::Command::new("sleep").arg("5").spawn().expect("spawn");
+        let found = children_of(&[std::process::id()]);
+        let pid = child.id();
+        child.kill().expect("kill");
+        child.wait().expect("wait");
+        assert!(found.contains(&pid), "{pid} not among {found:?}");
+        assert!(!children_of(&[pid]).contains(&std::process::id()));
+        assert!(high_water_mark(std::process::id()).is_some_and(|b| b > 1 << 20));
+        assert_eq!(high_water_mark(pid), None, "gone once reaped");
+    }
 
     #[test]
     fn the_plot_draws_one_line_per_workload_and_spills_are_read_back() {
