@@ -105,6 +105,13 @@ pub(crate) fn parse_masters(value: &str) -> Result<Vec<String>> {
     Ok(masters)
 }
 
+/// Runs of a job whose held results could not all be fetched, before giving up.
+pub const HELD_RESULT_ATTEMPTS: u32 = 3;
+
+/// For fault-injection tests: milliseconds the client waits between a job's success and
+/// fetching its held results (room to take a worker away).
+pub const FETCH_DELAY_VAR: &str = "RINGLEADER_TEST_FETCH_DELAY_MS";
+
 impl Cluster {
     /// A client of the driver(s) at `masters`.
     pub(crate) fn new(masters: Vec<String>, progress: bool) -> Result<Cluster> {
@@ -224,13 +231,27 @@ impl Cluster {
 
     /// Runs `plan` on the cluster and returns its final stage's values. If the driver
     /// leader changes while the job runs, the job is watched again on the new leader.
+    /// Large results stay on their workers until fetched; if a worker holding some is
+    /// gone by then, the job runs again (up to [`HELD_RESULT_ATTEMPTS`] runs in all).
     pub(crate) fn execute(&self, plan: &JobPlan) -> Result<Vec<TaskValue>> {
-        let values = self.run_job(plan)?;
-        // Large results stayed on their workers: fetch them now.
-        values
-            .into_iter()
-            .map(|v| ringleader_core::results::fetch_if_held(v, self.runtime.handle()))
-            .collect()
+        let mut run = 1;
+        loop {
+            let values = self.run_job(plan)?;
+            if let Some(ms) = std::env::var(FETCH_DELAY_VAR).ok().and_then(|v| v.parse().ok()) {
+                std::thread::sleep(Duration::from_millis(ms));
+            }
+            let fetched: Result<Vec<TaskValue>> = values
+                .into_iter()
+                .map(|v| ringleader_core::results::fetch_if_held(v, self.runtime.handle()))
+                .collect();
+            match fetched {
+                Err(e) if run < HELD_RESULT_ATTEMPTS => {
+                    run += 1;
+                    eprintln!("{e}; running the job again (run {run} of {HELD_RESULT_ATTEMPTS})");
+                }
+                done => return done,
+            }
+        }
     }
 
     fn run_job(&self, plan: &JobPlan) -> Result<Vec<TaskValue>> {

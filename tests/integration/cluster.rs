@@ -93,6 +93,64 @@ fn collected_and_parallelized_rows_stay_out_of_the_driver_groups_log() {
 }
 
 #[test]
+fn results_lost_with_their_worker_before_the_client_fetched_them_are_computed_again() {
+    let cluster = LocalCluster::up(1, 2);
+    let data = tempfile::tempdir().unwrap();
+    let d = |name: &str| -> PathBuf { data.path().join(name) };
+    text::generate(&d("text"), 4 << 20, 4, 5000, 7, false).unwrap();
+    let args = args!["--input", d("text"), "--output", d("out"), "--collect"];
+    let (log, stdout) = (d("client.log"), d("client.out"));
+    // The client waits 5 s between the job's success and fetching its held results:
+    // take away a worker holding some of them in that time.
+    let mut client = cluster
+        .client(&crate::helpers::example("chaos"))
+        .args(&args)
+        .env("RINGLEADER_TEST_FETCH_DELAY_MS", "5000")
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let workers: Vec<PathBuf> = (0..2)
+        .map(|i| cluster.dir.path().join(format!("worker-{}", i + 1)))
+        .collect();
+    let started = std::time::Instant::now();
+    let holder = loop {
+        let held = workers.iter().position(|w| {
+            crate::helpers::files_under(w)
+                .iter()
+                .any(|f| f.components().any(|c| c.as_os_str() == ".results"))
+        });
+        if let Some(i) = held {
+            break i;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(90),
+            "no worker held results; client log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    crate::helpers::signal(cluster.worker_pid(holder), libc::SIGKILL);
+    let status = crate::helpers::wait_bounded(&mut client, std::time::Duration::from_secs(180));
+    let (err, out) = (
+        std::fs::read_to_string(&log).unwrap(),
+        std::fs::read_to_string(&stdout).unwrap(),
+    );
+    assert!(status.success(), "the client failed:\n{err}");
+    assert!(err.contains("running the job again"), "{err}");
+    let embedded_out = ok(
+        embedded(
+            "chaos",
+            &args!["--input", d("text"), "--output", d("embedded"), "--collect"],
+        ),
+        "embedded collect",
+    );
+    let collected = |s: &str| s.lines().find(|l| l.starts_with("collected")).map(str::to_string);
+    assert!(collected(&out).is_some(), "{out}");
+    assert_eq!(collected(&out), collected(&embedded_out));
+}
+
+#[test]
 fn examples_on_a_cluster_match_embedded_runs() {
     let cluster = LocalCluster::up(1, 3);
     let data = tempfile::tempdir().unwrap();
