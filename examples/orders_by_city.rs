@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use ringleader::Output;
+use ringleader::{Output, OutputFormat};
 use serde::{Deserialize, Serialize};
 
 /// Orders per city.
@@ -28,6 +28,19 @@ struct Args {
     /// Replace an existing output directory once the new output is complete.
     #[arg(long)]
     overwrite: bool,
+    /// text: `city<TAB>orders<TAB>total<TAB>names` lines; arrow, parquet: those columns.
+    #[arg(long, value_enum, default_value_t)]
+    output_format: OutputFormat,
+}
+
+/// One city's orders.
+#[derive(Serialize, Deserialize)]
+struct CityOrders {
+    city: String,
+    orders: u64,
+    total: i64,
+    /// The distinct names of the customers who ordered, sorted, comma-separated.
+    names: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -51,19 +64,31 @@ fn main() -> ExitCode {
             .csv_files::<Customer>(&args.customers)?
             .map(|c| (c.customer_id, (c.name, c.city)));
         let orders = ctx.csv_files::<Order>(&args.orders)?.map(|o| (o.customer_id, o.amount));
-        let saved = customers
+        let cities = customers
             .join(&orders)
             .map(|(_, ((name, city), amount))| (city, (name, amount)))
             .group_by_key()
             .map(|(city, orders)| {
                 let total: i64 = orders.iter().map(|(_, amount)| amount).sum();
                 let mut names: Vec<String> = orders.into_iter().map(|(name, _)| name).collect();
-                let count = names.len();
+                let count = names.len() as u64;
                 names.sort();
                 names.dedup();
-                format!("{city}\t{count}\t{total}\t{}", names.join(","))
-            })
-            .save_text(Output::new(&args.output).overwrite(args.overwrite))?;
+                CityOrders {
+                    city,
+                    orders: count,
+                    total,
+                    names: names.join(","),
+                }
+            });
+        let output = Output::new(&args.output).overwrite(args.overwrite);
+        let saved = match args.output_format {
+            OutputFormat::Text => cities
+                .map(|c| format!("{}\t{}\t{}\t{}", c.city, c.orders, c.total, c.names))
+                .save_text(output)?,
+            OutputFormat::Arrow => cities.save_arrow(output)?,
+            OutputFormat::Parquet => cities.save_parquet(output)?,
+        };
         println!("{} cities in {}", saved.rows, args.output.display());
         Ok(())
     })

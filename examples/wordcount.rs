@@ -1,5 +1,6 @@
 //! Counts words: maximal runs of non-whitespace, case-sensitive. Writes `part-*` files of
-//! `word<TAB>count` lines, each word exactly once.
+//! `word<TAB>count` lines, each word exactly once (or, with `--output-format arrow|parquet`,
+//! `part-*.arrow` / `part-*.parquet` files with columns `word` and `count`).
 //!
 //! ```text
 //! cargo run --release --example wordcount -- --input datasets/fixtures/text --output target/wordcount --overwrite
@@ -14,7 +15,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use ringleader::{Combiner, Output, TextOptions};
+use ringleader::{Combiner, Output, OutputFormat, TextOptions};
+use serde::{Deserialize, Serialize};
 
 /// Count the words of text files.
 #[derive(Parser)]
@@ -34,6 +36,16 @@ struct Args {
     /// Replace bytes that are not UTF-8 instead of failing.
     #[arg(long)]
     lossy: bool,
+    /// text: `word<TAB>count` lines; arrow, parquet: columns `word` and `count`.
+    #[arg(long, value_enum, default_value_t)]
+    output_format: OutputFormat,
+}
+
+/// One output row in the columnar formats.
+#[derive(Serialize, Deserialize)]
+struct WordCount {
+    word: String,
+    count: u64,
 }
 
 fn main() -> ExitCode {
@@ -44,17 +56,26 @@ fn main() -> ExitCode {
             (None, Some(name)) => ctx.dataset::<String>(name)?,
             (None, None) => anyhow::bail!("give --input DIR or --dataset NAME"),
         };
-        let saved = lines
-            .flat_map_reduce(
-                |line: &String, counts: &mut Combiner<String, u64>| {
-                    for word in line.split_whitespace() {
-                        counts.add(word, 1);
-                    }
-                },
-                |a, b| a + b,
-            )
-            .map(|(word, count)| format!("{word}\t{count}"))
-            .save_text(Output::new(&args.output).overwrite(args.overwrite))?;
+        let counts = lines.flat_map_reduce(
+            |line: &String, counts: &mut Combiner<String, u64>| {
+                for word in line.split_whitespace() {
+                    counts.add(word, 1);
+                }
+            },
+            |a, b| a + b,
+        );
+        let output = Output::new(&args.output).overwrite(args.overwrite);
+        let saved = match args.output_format {
+            OutputFormat::Text => counts
+                .map(|(word, count)| format!("{word}\t{count}"))
+                .save_text(output)?,
+            OutputFormat::Arrow => counts
+                .map(|(word, count)| WordCount { word, count })
+                .save_arrow(output)?,
+            OutputFormat::Parquet => counts
+                .map(|(word, count)| WordCount { word, count })
+                .save_parquet(output)?,
+        };
         println!(
             "{} distinct words in {} files in {}",
             saved.rows,

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ringleader_core::data::{Data, decode};
+use ringleader_core::ops::action::Columnar;
 use ringleader_core::ops::sinks::Combiner;
 use ringleader_core::ops::{action, narrow, reduce, sinks};
 use ringleader_core::output::OutputCommit;
@@ -520,6 +521,18 @@ impl<T: Data> Dataset<T> {
         to_store: Shipped<ActionFn>,
         format: DatasetFormat,
     ) -> Result<Saved> {
+        self.save_with(output, to_files, |dir| action::SaveState { dir }, to_store, format)
+    }
+
+    /// [`Dataset::save`] with the local save's state made from its staging directory.
+    fn save_with<S: Serialize>(
+        &self,
+        output: Output,
+        to_files: Shipped<ActionFn>,
+        files_state: impl FnOnce(PathBuf) -> S,
+        to_store: Shipped<ActionFn>,
+        format: DatasetFormat,
+    ) -> Result<Saved> {
         if let Some(name) = ringleader_core::store::parse_url(&output.dir) {
             return self.save_stored(&name?, &output, to_store, format);
         }
@@ -527,12 +540,120 @@ impl<T: Data> Dataset<T> {
             return self.save_travelling(output, to_store, format);
         }
         let commit = OutputCommit::begin(&output.dir, output.overwrite)?;
-        let state = postcard::to_stdvec(&action::SaveState {
-            dir: commit.staging().to_path_buf(),
-        })?;
+        let state = postcard::to_stdvec(&files_state(commit.staging().to_path_buf()))?;
         let values = self.run(to_files, state)?;
         commit.commit()?;
         Ok(Saved::of(&values))
+    }
+
+    /// Writes the rows column by column (a struct's fields become columns) into a
+    /// columnar file per partition under `output`, committed all at once; on a cluster,
+    /// `ringleader://NAME` stores an Arrow dataset instead (for `save_arrow`).
+    fn save_columnar(&self, output: Output, format: Columnar) -> Result<Saved> {
+        // A row type Arrow cannot hold is refused before any task runs.
+        ringleader_core::data::schema_of::<T>().map_err(|e| {
+            crate::Error::Plan(format!(
+                "rows of type {} cannot be written as Arrow columns: {e}",
+                std::any::type_name::<T>()
+            ))
+        })?;
+        let parquet = format == Columnar::Parquet;
+        if parquet && ringleader_core::store::parse_url(&output.dir).is_some() {
+            return Err(crate::Error::Config(format!(
+                "{}: stored datasets hold Arrow; use save_arrow for ringleader://, or save Parquet into a directory",
+                output.dir.display()
+            )));
+        }
+        if parquet && !self.ctx.workers_see_local_files()? {
+            return self.save_parquet_travelling(output);
+        }
+        self.save_with(
+            output,
+            ship!(action::save_columnar::<T> as ActionFn),
+            |dir| action::ColumnarState { dir, parquet },
+            ship!(action::store_columnar::<T> as ActionFn),
+            DatasetFormat::Arrow,
+        )
+    }
+
+    /// Parquet into a local directory the workers cannot see: they store an Arrow dataset,
+    /// which comes back into a staging directory and is rewritten as Parquet here.
+    fn save_parquet_travelling(&self, output: Output) -> Result<Saved> {
+        let commit = OutputCommit::begin(&output.dir, output.overwrite)?;
+        let fetched = commit.staging().join(".arrow");
+        let saved = self.save_travelling(
+            Output::new(&fetched),
+            ship!(action::store_columnar::<T> as ActionFn),
+            DatasetFormat::Arrow,
+        )?;
+        let mut bytes = 0;
+        for entry in std::fs::read_dir(&fetched).map_err(|e| crate::Error::io(&fetched, e))? {
+            let arrow = entry.map_err(|e| crate::Error::io(&fetched, e))?.path();
+            let Some(stem) = arrow
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .filter(|s| s.starts_with("part-"))
+            else {
+                continue;
+            };
+            let name = format!("{stem}.parquet");
+            let path = commit.staging().join(&name);
+            let file = std::fs::File::open(&arrow).map_err(|e| crate::Error::io(&arrow, e))?;
+            let reader = arrow::ipc::reader::FileReader::try_new(std::io::BufReader::new(file), None)
+                .map_err(|e| crate::Error::io(&arrow, std::io::Error::other(e.to_string())))?;
+            let schema = reader.schema();
+            bytes += ringleader_core::output::write_file(commit.staging(), &name, 0, |out| {
+                Columnar::Parquet.write(&path, out, schema, reader.map(|b| b.map_err(crate::Error::from)))?;
+                std::io::Write::flush(out).map_err(|e| crate::Error::io(&path, e))?;
+                out.get_ref()
+                    .metadata()
+                    .map(|m| m.len())
+                    .map_err(|e| crate::Error::io(&path, e))
+            })?;
+        }
+        std::fs::remove_dir_all(&fetched).map_err(|e| crate::Error::io(&fetched, e))?;
+        commit.commit()?;
+        Ok(Saved { bytes, ..saved })
+    }
+
+    /// Writes the rows as Arrow IPC files, column by column (a struct's fields become
+    /// columns), into `part-00000.arrow`, `part-00001.arrow`, … (one per partition) under
+    /// `output`; or, on a cluster, into the stored dataset `ringleader://NAME`. The output
+    /// appears only when the whole job succeeded. DuckDB, Polars and pyarrow read it.
+    ///
+    /// # Examples
+    /// ```
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Count { word: String, count: u64 }
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let ctx = ringleader::Context::embedded();
+    /// let counts = ctx.parallelize(vec![Count { word: "a".into(), count: 2 }], 1).unwrap();
+    /// let saved = counts.save_arrow(dir.path().join("out")).unwrap();
+    /// assert_eq!(saved.rows, 1);
+    /// assert!(dir.path().join("out/part-00000.arrow").exists());
+    /// ```
+    pub fn save_arrow(&self, output: impl Into<Output>) -> Result<Saved> {
+        self.save_columnar(output.into(), Columnar::Arrow)
+    }
+
+    /// Writes the rows as Parquet (Snappy-compressed), column by column (a struct's fields
+    /// become columns), into `part-00000.parquet`, `part-00001.parquet`, … (one per
+    /// partition) under `output`. The output appears only when the whole job succeeded.
+    /// DuckDB, Polars, pyarrow and Spark read it.
+    ///
+    /// # Examples
+    /// ```
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Count { word: String, count: u64 }
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let ctx = ringleader::Context::embedded();
+    /// let counts = ctx.parallelize(vec![Count { word: "a".into(), count: 2 }], 1).unwrap();
+    /// let saved = counts.save_parquet(dir.path().join("out")).unwrap();
+    /// assert_eq!(saved.rows, 1);
+    /// assert!(dir.path().join("out/part-00000.parquet").exists());
+    /// ```
+    pub fn save_parquet(&self, output: impl Into<Output>) -> Result<Saved> {
+        self.save_columnar(output.into(), Columnar::Parquet)
     }
 
     fn save_stored(

@@ -254,6 +254,12 @@ pub fn table_schema<T: Data>() -> Result<arrow::datatypes::SchemaRef> {
     Ok(Arc::new(Schema::new(fields)))
 }
 
+/// Rows of a struct type as a batch with one column per field, of `fields` (its
+/// [`table_schema`]): what columnar outputs hold, for other tools to read.
+pub fn encode_table<T: Data>(fields: &[FieldRef], rows: &[T]) -> Result<RecordBatch> {
+    Ok(serde_arrow::to_record_batch(fields, &rows)?)
+}
+
 /// Per-type schema cache: tracing a type's schema is deterministic, so do it once.
 fn traced_fields<T: Data>() -> Option<Vec<FieldRef>> {
     static CACHE: OnceLock<RwLock<HashMap<TypeId, Option<Vec<FieldRef>>>>> = OnceLock::new();

@@ -180,8 +180,18 @@ pub fn write_part<T>(
     attempt: u32,
     write: impl FnOnce(&mut BufWriter<File>) -> Result<T>,
 ) -> Result<T> {
-    let final_path = dir.join(part_name(partition));
-    let temp_path = dir.join(format!(".{}.attempt-{attempt}.tmp", part_name(partition)));
+    write_file(dir, &part_name(partition), attempt, write)
+}
+
+/// Writes the file `name` into `dir` as [`write_part`] writes a part file.
+pub fn write_file<T>(
+    dir: &Path,
+    name: &str,
+    attempt: u32,
+    write: impl FnOnce(&mut BufWriter<File>) -> Result<T>,
+) -> Result<T> {
+    let final_path = dir.join(name);
+    let temp_path = dir.join(format!(".{name}.attempt-{attempt}.tmp"));
     let file = File::create(&temp_path).map_err(|e| Error::io(&temp_path, e))?;
     let mut out = BufWriter::with_capacity(4 << 20, file);
     let result = write(&mut out).and_then(|value| {

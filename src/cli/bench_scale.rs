@@ -46,6 +46,10 @@ pub struct ScaleArgs {
     /// Where to write the plot of time against size.
     #[arg(long, default_value = "scale.svg")]
     pub plot: PathBuf,
+    /// Keep each generated sort input for the next invocation (by default a size's input
+    /// is removed once measured: all four take 16 GB).
+    #[arg(long)]
+    pub keep_inputs: bool,
 }
 
 /// One measured sort or word count.
@@ -78,6 +82,9 @@ pub fn run(args: ScaleArgs) -> anyhow::Result<ExitCode> {
         super::bench::ensure_sort_input(&input, records)?;
         let bytes = warm(&input)?;
         let output = base.join("out-scale");
+        // The previous size's output goes first: an overwritten output stays until the
+        // new one is complete, and the disk may not hold both.
+        remove(&output)?;
         let sort = || {
             let mut command = Command::new(examples.join("sort"));
             command
@@ -90,6 +97,7 @@ pub fn run(args: ScaleArgs) -> anyhow::Result<ExitCode> {
             command
         };
         let embedded = measure(&mut sort())?;
+        remove(&output)?;
         points.push(Point {
             mode: "sort, embedded",
             bytes,
@@ -108,8 +116,14 @@ pub fn run(args: ScaleArgs) -> anyhow::Result<ExitCode> {
                 spilled: None,
                 peak: Some(executors.stop()),
             });
+            remove(&output)?;
         }
-        eprintln!("sorted {} ({} runs so far)", gb(bytes), points.len());
+        if !args.keep_inputs {
+            remove(&input)?;
+        }
+        for p in points.iter().filter(|p| p.bytes == bytes) {
+            eprintln!("{}: {} in {:.2} s", p.mode, gb(p.bytes), p.seconds);
+        }
     }
     if args.text_bytes > 0 {
         let input = base.join(format!("text-{}-vocabulary-{}", args.text_bytes, args.vocabulary));
@@ -209,6 +223,16 @@ fn high_water_mark(pid: u32) -> Option<u64> {
         .parse()
         .ok()?;
     Some(kib * 1024)
+}
+
+/// Removes `dir` if it exists.
+fn remove(dir: &std::path::Path) -> anyhow::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", dir.display()))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The bytes an example said it spilled.

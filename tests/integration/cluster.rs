@@ -197,6 +197,22 @@ fn examples_on_a_cluster_match_embedded_runs() {
     ok(cluster.run("wordcount", &wc(&d("wc-cluster"))), "cluster wordcount");
     ok(embedded("wordcount", &wc(&d("wc-embedded"))), "embedded wordcount");
     assert_eq!(sorted_lines(&d("wc-cluster")), sorted_lines(&d("wc-embedded")));
+    // ... and the same counts written as Parquet by the executors.
+    let wc_parquet = args![
+        "--input",
+        d("text"),
+        "--output",
+        d("wc-parquet"),
+        "--output-format",
+        "parquet"
+    ];
+    ok(cluster.run("wordcount", &wc_parquet), "cluster wordcount as Parquet");
+    let mut from_parquet: Vec<String> = crate::outputs::word_counts(&crate::outputs::read_parquet(&d("wc-parquet")))
+        .into_iter()
+        .map(|(w, n)| format!("{w}\t{n}"))
+        .collect();
+    from_parquet.sort();
+    assert_eq!(from_parquet, sorted_lines(&d("wc-embedded")));
 
     // join and group_by_key.
     let shop = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/shop");

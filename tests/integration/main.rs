@@ -13,6 +13,7 @@ mod fuzz;
 mod helpers;
 mod hosts;
 mod operators;
+mod outputs;
 mod raft;
 mod shipping;
 mod sources;

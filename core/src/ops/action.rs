@@ -241,6 +241,110 @@ pub fn save_text<T: Data + Display>(state: &[u8], input: ChunkStream, env: &Acti
     })
 }
 
+/// A columnar file format of `save_arrow` and `save_parquet`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Columnar {
+    /// Arrow IPC file (`part-NNNNN.arrow`).
+    Arrow,
+    /// Parquet with Snappy-compressed pages (`part-NNNNN.parquet`).
+    Parquet,
+}
+
+impl Columnar {
+    /// The part file's extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Columnar::Arrow => "arrow",
+            Columnar::Parquet => "parquet",
+        }
+    }
+
+    /// Writes `batches` of `schema` to `out` in this format; the rows written.
+    pub fn write(
+        self,
+        path: &std::path::Path,
+        out: &mut std::io::BufWriter<std::fs::File>,
+        schema: arrow::datatypes::SchemaRef,
+        batches: impl Iterator<Item = Result<RecordBatch>>,
+    ) -> Result<u64> {
+        let failed = |e: &dyn std::fmt::Display| Error::io(path, std::io::Error::other(e.to_string()));
+        let mut rows = 0u64;
+        match self {
+            Columnar::Arrow => {
+                let mut writer = arrow::ipc::writer::FileWriter::try_new(out, &schema).map_err(|e| failed(&e))?;
+                for batch in batches {
+                    let batch = batch?;
+                    rows += batch.num_rows() as u64;
+                    writer.write(&batch).map_err(|e| failed(&e))?;
+                }
+                writer.finish().map_err(|e| failed(&e))?;
+            }
+            Columnar::Parquet => {
+                let properties = parquet::file::properties::WriterProperties::builder()
+                    .set_compression(parquet::basic::Compression::SNAPPY)
+                    .build();
+                let mut writer =
+                    parquet::arrow::ArrowWriter::try_new(out, schema, Some(properties)).map_err(|e| failed(&e))?;
+                for batch in batches {
+                    let batch = batch?;
+                    rows += batch.num_rows() as u64;
+                    writer.write(&batch).map_err(|e| failed(&e))?;
+                }
+                writer.close().map_err(|e| failed(&e))?;
+            }
+        }
+        Ok(rows)
+    }
+}
+
+/// `save_arrow` / `save_parquet` (the format is the state's): the rows of `T`, column by
+/// column, into `part-NNNNN.arrow` or `part-NNNNN.parquet`.
+pub fn save_columnar<T: Data>(state: &[u8], input: ChunkStream, env: &ActionEnv) -> Result<TaskValue> {
+    let ColumnarState { dir, parquet } = postcard::from_bytes(state)?;
+    let format = if parquet { Columnar::Parquet } else { Columnar::Arrow };
+    let name = format!("{}.{}", crate::output::part_name(env.partition), format.extension());
+    let path = dir.join(&name);
+    let (schema, batches) = columnar_batches::<T>(input)?;
+    crate::output::write_file(&dir, &name, env.attempt, |out| {
+        let rows = format.write(&path, out, schema, batches)?;
+        std::io::Write::flush(out).map_err(|e| Error::io(&path, e))?;
+        let bytes = out.get_ref().metadata().map_err(|e| Error::io(&path, e))?.len();
+        Ok(TaskValue::Written { rows, bytes })
+    })
+}
+
+/// Rows of `T` as the batches a columnar output holds: a struct's fields as columns, other
+/// types (numbers, strings, tuples, records) in the codec's own columns.
+fn columnar_batches<T: Data>(input: ChunkStream) -> Result<(arrow::datatypes::SchemaRef, crate::data::BatchStream)> {
+    match crate::data::table_schema::<T>() {
+        Ok(schema) => {
+            let fields = schema.fields().clone();
+            let batches = input.map(move |chunk| crate::data::encode_table(&fields, &chunk?.into_rows::<T>()?));
+            Ok((schema, Box::new(batches)))
+        }
+        Err(_) => Ok((
+            crate::data::schema_of::<T>()?,
+            Box::new(input.map(|chunk| chunk?.into_batch::<T>())),
+        )),
+    }
+}
+
+/// `save_arrow` into a stored dataset: like [`save_columnar`]'s files, a struct's fields
+/// as columns.
+pub fn store_columnar<T: Data>(state: &[u8], input: ChunkStream, env: &ActionEnv) -> Result<TaskValue> {
+    let (schema, batches) = columnar_batches::<T>(input)?;
+    write_stored(state, env, schema, batches)
+}
+
+/// The state of [`save_columnar`]: the staging directory and the format.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ColumnarState {
+    /// The output's staging directory.
+    pub dir: PathBuf,
+    /// Parquet rather than Arrow IPC.
+    pub parquet: bool,
+}
+
 /// `save_records`: the raw 100-byte records, in order, into `part-NNNNN`.
 pub fn save_records(state: &[u8], input: ChunkStream, env: &ActionEnv) -> Result<TaskValue> {
     let SaveState { dir } = postcard::from_bytes(state)?;
