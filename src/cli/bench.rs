@@ -88,6 +88,16 @@ pub struct EmbeddedArgs {
     /// built with `cargo build --release --examples` if missing).
     #[arg(long)]
     pub examples: Option<PathBuf>,
+    /// Also run DuckDB and Polars on the same data (their Python packages are installed
+    /// into a virtual environment under target/py when missing).
+    #[arg(long)]
+    pub peers: bool,
+    /// Where to write the results as JSON.
+    #[arg(long, default_value = "bench-embedded.json")]
+    pub json: PathBuf,
+    /// Where to write the plot of throughput per workload (SVG).
+    #[arg(long, default_value = "bench-embedded.svg")]
+    pub plot: PathBuf,
 }
 
 /// A baseline to run in its own process.
@@ -306,10 +316,7 @@ fn cluster(args: ClusterArgs) -> anyhow::Result<ExitCode> {
 /// the drivers' Raft logs (rows travel outside the log: the target is under 5 MB).
 fn collect_off_the_log(examples: &Path, base: &Path, cluster: &BenchCluster, bytes: u64) -> anyhow::Result<()> {
     let input = base.join(format!("text-{bytes}-collect"));
-    ensure_input(&input, "text to collect", |d| {
-        ringleader_datasets::text::generate(d, bytes, 4, 100_000, 11, true)?;
-        Ok(())
-    })?;
+    ensure_text_input(&input, bytes, 4, 100_000, 11)?;
     let logs = || -> u64 {
         (1..=5)
             .filter_map(|i| std::fs::metadata(cluster.dir.join(format!("driver-{i}/raft.redb"))).ok())
@@ -431,17 +438,27 @@ pub(super) fn examples_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-/// Generates an input once; later invocations reuse it (marked by `_READY`).
-pub(super) fn ensure_input(
-    dir: &Path,
-    what: &str,
-    generate: impl FnOnce(&Path) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
+/// Generates an input once with `ringleader gen KIND ARGS…`; later invocations reuse it
+/// (marked by `_READY`). The generator runs in its own process: a child started from
+/// this one inherits its peak resident memory in `ru_maxrss`, so this process stays small
+/// for the peaks it measures to be the jobs' own.
+pub(super) fn ensure_input(dir: &Path, what: &str, kind: &str, args: &[String]) -> anyhow::Result<()> {
     if dir.join("_READY").exists() {
         return Ok(());
     }
     eprintln!("generating {what} into {} ...", dir.display());
-    generate(dir)?;
+    let exe = std::env::current_exe().context("locating this executable")?;
+    let out = Command::new(exe)
+        .args(["gen", kind])
+        .args(args)
+        .arg("--out")
+        .arg(dir)
+        .arg("--overwrite")
+        .output()
+        .context("running ringleader gen")?;
+    if !out.status.success() {
+        bail!("generating {what}: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
     File::create(dir.join("_READY"))?;
     Ok(())
 }
@@ -459,24 +476,52 @@ pub(super) fn warm(dir: &Path) -> anyhow::Result<u64> {
     Ok(total)
 }
 
+/// `records` gensort records in 4 files (seed 42).
 pub(super) fn ensure_sort_input(dir: &Path, records: u64) -> anyhow::Result<()> {
-    ensure_input(dir, "sort records", |d| {
-        let spec = ringleader_datasets::gensort::SortSpec {
-            records,
-            files: 4,
-            seed: 42,
-            skew: false,
-        };
-        ringleader_datasets::gensort::generate(d, &spec, true)?;
-        Ok(())
-    })
+    let args = [
+        "--records".to_string(),
+        records.to_string(),
+        "--files".into(),
+        "4".into(),
+        "--seed".into(),
+        "42".into(),
+    ];
+    ensure_input(dir, "sort records", "sort", &args)
 }
 
+/// `rows` int64 values in up to 4 Arrow IPC files (seed 42).
 pub(super) fn ensure_numbers_input(dir: &Path, rows: u64) -> anyhow::Result<()> {
-    ensure_input(dir, "int64 numbers", |d| {
-        ringleader_datasets::numbers::generate(d, rows, 4.min(rows.max(1)), 42, true)?;
-        Ok(())
-    })
+    let files = 4.min(rows.max(1));
+    let args = [
+        "--rows".to_string(),
+        rows.to_string(),
+        "--files".into(),
+        files.to_string(),
+        "--seed".into(),
+        "42".into(),
+    ];
+    ensure_input(dir, "int64 numbers", "numbers", &args)
+}
+
+/// About `bytes` of Zipf text from a vocabulary of `vocabulary` words, in `files` files.
+pub(super) fn ensure_text_input(
+    dir: &Path,
+    bytes: u64,
+    files: u64,
+    vocabulary: usize,
+    seed: u64,
+) -> anyhow::Result<()> {
+    let args = [
+        "--bytes".to_string(),
+        bytes.to_string(),
+        "--files".into(),
+        files.to_string(),
+        "--vocabulary".into(),
+        vocabulary.to_string(),
+        "--seed".into(),
+        seed.to_string(),
+    ];
+    ensure_input(dir, "text", "text", &args)
 }
 
 pub(super) fn median(mut runs: Vec<Measured>) -> Measured {
@@ -490,6 +535,59 @@ struct Row {
     bytes: u64,
     ringleader: Measured,
     baseline: Measured,
+    /// DuckDB's and Polars's runs, with `--peers`.
+    peers: Vec<(&'static str, Measured)>,
+}
+
+impl Row {
+    fn published(&self) -> super::bench_peers::Published {
+        let systems = [("ringleader", &self.ringleader), ("plain Rust", &self.baseline)]
+            .into_iter()
+            .chain(self.peers.iter().map(|(name, m)| (*name, m)));
+        super::bench_peers::Published {
+            workload: self.name.clone(),
+            bytes: self.bytes,
+            systems: systems
+                .map(|(name, m)| super::bench_peers::SystemRun {
+                    system: name.to_string(),
+                    seconds: m.elapsed.as_secs_f64(),
+                    peak_bytes: m.peak_bytes,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// With `peers`, runs each of DuckDB and Polars `runs` times on `workload`; their medians,
+/// each checked by `agrees` against Ringleader's result (the last line of stdout).
+fn run_peers(
+    peers: Option<&super::bench_peers::Peers>,
+    runs: usize,
+    workload: &str,
+    input: &Path,
+    output: Option<&Path>,
+    agrees: impl Fn(&str) -> bool,
+) -> anyhow::Result<Vec<(&'static str, Measured)>> {
+    let Some(peers) = peers else {
+        return Ok(Vec::new());
+    };
+    let mut measured = Vec::new();
+    for engine in super::bench_peers::ENGINES {
+        let mut all = Vec::new();
+        for i in 0..runs {
+            eprintln!("{workload}: {engine} run {}/{runs}", i + 1);
+            all.push(peers.run(engine, workload, input, output)?);
+        }
+        let m = median(all);
+        if !agrees(&last_line(&m.stdout)) {
+            bail!(
+                "{engine}'s {workload} disagrees with Ringleader's: {}",
+                last_line(&m.stdout)
+            );
+        }
+        measured.push((engine, m));
+    }
+    Ok(measured)
 }
 
 pub(super) fn gb(bytes: u64) -> String {
@@ -512,12 +610,15 @@ fn embedded(args: EmbeddedArgs) -> anyhow::Result<ExitCode> {
     let text_in = base.join(format!("text-{}", args.text_bytes));
     ensure_sort_input(&sort_in, args.records)?;
     ensure_numbers_input(&sum_in, args.rows)?;
-    ensure_input(&text_in, "Zipf text", |d| {
-        ringleader_datasets::text::generate(d, args.text_bytes, 4, 100_000, 42, true)?;
-        Ok(())
-    })?;
+    ensure_text_input(&text_in, args.text_bytes, 4, 100_000, 42)?;
     let runs = args.runs.max(1);
     let mut rows = Vec::new();
+    let peers = if args.peers {
+        Some(super::bench_peers::Peers::prepare(&base)?)
+    } else {
+        None
+    };
+    let peer_out = base.join("out-peer");
 
     let sort_bytes = warm(&sort_in)?;
     let sort_out = base.join("out-sort");
@@ -549,11 +650,16 @@ fn embedded(args: EmbeddedArgs) -> anyhow::Result<ExitCode> {
     if !report.ok() {
         bail!("the sort's output does not validate: {report:?}");
     }
+    let records = args.records.to_string();
+    let peers_ran = run_peers(peers.as_ref(), runs, "sort", &sort_in, Some(&peer_out), |l| {
+        l == records
+    })?;
     rows.push(Row {
         name: format!("sort {} records", args.records),
         bytes: sort_bytes,
         ringleader: rl,
         baseline: bl,
+        peers: peers_ran,
     });
 
     let sum_bytes = warm(&sum_in)?;
@@ -567,11 +673,13 @@ fn embedded(args: EmbeddedArgs) -> anyhow::Result<ExitCode> {
     if a != b {
         bail!("sum disagrees with the baseline: {a} vs {b}");
     }
+    let peers_ran = run_peers(peers.as_ref(), runs, "sum", &sum_in, None, |l| l == a)?;
     rows.push(Row {
         name: format!("sum {} int64", args.rows),
         bytes: sum_bytes,
         ringleader: rl,
         baseline: bl,
+        peers: peers_ran,
     });
 
     let text_bytes = warm(&text_in)?;
@@ -600,14 +708,30 @@ fn embedded(args: EmbeddedArgs) -> anyhow::Result<ExitCode> {
             )
         },
     )?;
+    let distinct = last_line(&rl.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let peers_ran = run_peers(peers.as_ref(), runs, "wordcount", &text_in, Some(&peer_out), |l| {
+        l == distinct
+    })?;
     rows.push(Row {
         name: "wordcount".to_string(),
         bytes: text_bytes,
         ringleader: rl,
         baseline: bl,
+        peers: peers_ran,
     });
+    let _ = std::fs::remove_file(&peer_out);
 
     print_table(&rows, runs);
+    let published: Vec<_> = rows.iter().map(Row::published).collect();
+    super::bench_peers::write_json(&args.json, runs, &published)?;
+    let title = format!("Ringleader embedded, 2 cores: throughput, median of {runs} runs");
+    std::fs::write(&args.plot, super::bench_peers::plot(&title, &published))
+        .with_context(|| format!("writing {}", args.plot.display()))?;
+    println!("results: {}; plot: {}", args.json.display(), args.plot.display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -634,13 +758,22 @@ fn print_table(rows: &[Row], runs: usize) {
     println!();
     println!("Embedded engine vs plain single-process Rust, median of {runs} runs (ratio > 1: Ringleader is faster)");
     println!();
-    println!(
+    let peers: Vec<&str> = rows
+        .first()
+        .map_or(Vec::new(), |r| r.peers.iter().map(|(n, _)| *n).collect());
+    let mut header =
         "| workload | input | ringleader | throughput | baseline | throughput | ratio | peak mem ringleader | peak mem baseline |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|");
+            .to_string();
+    let mut rule = "|---|---|---|---|---|---|---|---|---|".to_string();
+    for peer in &peers {
+        header += &format!(" {peer} (ratio, peak) |");
+        rule += "---|";
+    }
+    println!("{header}");
+    println!("{rule}");
     for r in rows {
         let (t1, t2) = (r.ringleader.elapsed, r.baseline.elapsed);
-        println!(
+        let mut line = format!(
             "| {} | {} | {:.3} s | {} | {:.3} s | {} | {:.2}x | {} | {} |",
             r.name,
             gb(r.bytes),
@@ -652,6 +785,15 @@ fn print_table(rows: &[Row], runs: usize) {
             gb(r.ringleader.peak_bytes),
             gb(r.baseline.peak_bytes),
         );
+        for (_, m) in &r.peers {
+            line += &format!(
+                " {:.3} s ({:.2}x, {}) |",
+                m.elapsed.as_secs_f64(),
+                m.elapsed.as_secs_f64() / t1.as_secs_f64(),
+                gb(m.peak_bytes)
+            );
+        }
+        println!("{line}");
     }
 }
 

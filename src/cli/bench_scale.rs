@@ -96,6 +96,9 @@ pub fn run(args: ScaleArgs) -> anyhow::Result<ExitCode> {
                 .env("RINGLEADER_MEMORY", &args.memory);
             command
         };
+        // Each size starts with nothing left to write back (its input was maybe just
+        // generated, the last size's output just removed).
+        sync();
         let embedded = measure(&mut sort())?;
         remove(&output)?;
         points.push(Point {
@@ -107,6 +110,7 @@ pub fn run(args: ScaleArgs) -> anyhow::Result<ExitCode> {
         });
         if let Some(cluster) = &cluster {
             let mut command = sort();
+            sync();
             let executors = ExecutorPeaks::watch(&cluster.dir)?;
             let run = measure(cluster.client(&mut command))?;
             points.push(Point {
@@ -127,11 +131,9 @@ pub fn run(args: ScaleArgs) -> anyhow::Result<ExitCode> {
     }
     if args.text_bytes > 0 {
         let input = base.join(format!("text-{}-vocabulary-{}", args.text_bytes, args.vocabulary));
-        super::bench::ensure_input(&input, "text with a large vocabulary", |d| {
-            ringleader_datasets::text::generate(d, args.text_bytes, 8, args.vocabulary, 7, true)?;
-            Ok(())
-        })?;
+        super::bench::ensure_text_input(&input, args.text_bytes, 8, args.vocabulary, 7)?;
         let bytes = warm(&input)?;
+        sync();
         let run = measure(
             Command::new(examples.join("wordcount"))
                 .arg("--input")
@@ -223,6 +225,12 @@ fn high_water_mark(pid: u32) -> Option<u64> {
         .parse()
         .ok()?;
     Some(kib * 1024)
+}
+
+/// Waits until the kernel has written every dirty page back to disk.
+fn sync() {
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() };
 }
 
 /// Removes `dir` if it exists.

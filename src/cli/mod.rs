@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod bench_hosts;
+pub mod bench_peers;
 pub mod bench_raft;
 pub mod bench_scale;
 pub mod cluster;

@@ -137,6 +137,7 @@ fn wrong_flags_print_usage_and_exit_2() {
 fn bench_embedded_runs_at_small_scale_and_prints_its_table() {
     let dir = tempfile::tempdir().unwrap();
     let examples = crate::helpers::target_dir().join("examples");
+    let peers = python_peers_installed();
     let out = Command::new(ringleader_bin())
         .args([
             "bench",
@@ -154,6 +155,11 @@ fn bench_embedded_runs_at_small_scale_and_prints_its_table() {
         .arg(dir.path())
         .arg("--examples")
         .arg(&examples)
+        .arg("--json")
+        .arg(dir.path().join("bench.json"))
+        .arg("--plot")
+        .arg(dir.path().join("bench.svg"))
+        .args(peers.then_some("--peers"))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -171,6 +177,35 @@ fn bench_embedded_runs_at_small_scale_and_prints_its_table() {
     ] {
         assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
     }
+    // The same figures as JSON, and a plot with a bar per system and workload.
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("bench.json")).unwrap()).unwrap();
+    let systems = if peers { 4 } else { 2 };
+    for workload in json["workloads"].as_array().unwrap() {
+        let runs = workload["systems"].as_array().unwrap();
+        assert_eq!(runs.len(), systems, "{workload}");
+        assert!(runs.iter().all(|r| r["seconds"].as_f64().unwrap() > 0.0));
+    }
+    let svg = std::fs::read_to_string(dir.path().join("bench.svg")).unwrap();
+    assert_eq!(svg.matches("MB/s</text>").count(), 3 * systems);
+    if peers {
+        assert!(stdout.contains("duckdb (ratio, peak)") && stdout.contains("polars (ratio, peak)"));
+    }
+}
+
+/// Whether this build's `target/py` has DuckDB, Polars and pyarrow (.ci/run installs them):
+/// `bench embedded --peers` runs them.
+fn python_peers_installed() -> bool {
+    let python = crate::helpers::target_dir().parent().unwrap().join("py/bin/python");
+    let found = Command::new(python)
+        .args(["-c", "import duckdb, polars, pyarrow, numpy"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found || std::env::var_os("CI").is_none(),
+        ".ci/run installs them into target/py"
+    );
+    found
 }
 
 #[test]
