@@ -52,7 +52,7 @@ pub fn is_failover(status: &Status) -> bool {
 /// within about three seconds, even when the driver is stopped rather than gone.
 pub fn driver_channel(address: &str) -> Result<Channel, Status> {
     Ok(crate::tls::endpoint(address)
-        .map_err(|e| Status::invalid_argument(format!("not a driver address: {e}")))?
+        .map_err(Status::invalid_argument)?
         .connect_timeout(Duration::from_secs(1))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(1))
@@ -136,18 +136,24 @@ impl DriverGroup {
             } else {
                 unreachable
                     .entry(address.clone())
-                    .or_insert_with(|| status.message().to_string());
+                    .or_insert_with(|| crate::tls_diagnosis::status_chain(&status));
             }
             // Every address tried and none answered, for three seconds: nothing is there.
             let all_tried = self.addresses.iter().all(|a| unreachable.contains_key(a));
             if !answered && all_tried && started.elapsed() >= Duration::from_secs(3).min(patience) {
+                let details = unreachable
+                    .iter()
+                    .map(|(a, why)| format!("{a}: {why}"))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                // The two ends may disagree about TLS: say so, and what to do.
+                for (a, why) in &unreachable {
+                    if let Some(hint) = crate::tls_diagnosis::tls_hint(a, why).await {
+                        return Err(Status::unavailable(format!("{hint} ({details})")));
+                    }
+                }
                 return Err(Status::unavailable(format!(
-                    "cannot reach the driver ({}); is the cluster up? (`ringleader cluster status`)",
-                    unreachable
-                        .iter()
-                        .map(|(a, why)| format!("{a}: {why}"))
-                        .collect::<Vec<_>>()
-                        .join("; ")
+                    "cannot reach the driver ({details}); is the cluster up? (`ringleader cluster status`)"
                 )));
             }
             if started.elapsed() >= patience {

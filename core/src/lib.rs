@@ -51,6 +51,7 @@ pub mod source;
 pub mod spill;
 pub mod store;
 pub mod tls;
+pub mod tls_diagnosis;
 
 pub use error::{Error, Result};
 

@@ -58,6 +58,12 @@ pub struct ClusterArgs {
     /// Raft log (suffixes K, M, G; 0: skip).
     #[arg(long, default_value = "100M", value_parser = parse_size)]
     pub collect_bytes: u64,
+    /// Where to write the results as JSON.
+    #[arg(long, default_value = "bench-cluster.json")]
+    pub json: PathBuf,
+    /// Where to write the plot of throughput per workload (SVG).
+    #[arg(long, default_value = "bench-cluster.svg")]
+    pub plot: PathBuf,
     /// Where generated inputs are kept between invocations, and outputs written.
     #[arg(long)]
     pub dir: Option<PathBuf>,
@@ -284,10 +290,26 @@ fn cluster(args: ClusterArgs) -> anyhow::Result<ExitCode> {
     println!();
     println!("| workload | input | cluster | throughput | embedded | throughput | ratio | target |");
     println!("|---|---|---|---|---|---|---|---|");
-    for (name, bytes, c, e, target) in [
+    let measured = [
         (format!("sort {} records", args.records), sort_bytes, &c, &e, "<= 1.5x"),
         (format!("sum {} int64", args.rows), sum_bytes, &sc, &se, "<= 2x"),
-    ] {
+    ];
+    let published: Vec<_> = measured
+        .iter()
+        .map(|(name, bytes, c, e, _)| super::bench_peers::Published {
+            workload: name.clone(),
+            bytes: *bytes,
+            systems: [("cluster", c), ("embedded", e)]
+                .into_iter()
+                .map(|(system, m)| super::bench_peers::SystemRun {
+                    system: system.to_string(),
+                    seconds: m.elapsed.as_secs_f64(),
+                    peak_bytes: m.peak_bytes,
+                })
+                .collect(),
+        })
+        .collect();
+    for (name, bytes, c, e, target) in measured {
         println!(
             "| {name} | {} | {:.3} s | {} | {:.3} s | {} | {:.2}x | {target} |",
             gb(bytes),
@@ -306,6 +328,14 @@ fn cluster(args: ClusterArgs) -> anyhow::Result<ExitCode> {
         pct(90).as_secs_f64() * 1e3,
         trivial[0].as_secs_f64() * 1e3
     );
+    super::bench_peers::write_json(&args.json, runs, &published)?;
+    let title = format!(
+        "Ringleader, local cluster of {} workers vs embedded: throughput",
+        args.workers
+    );
+    std::fs::write(&args.plot, super::bench_peers::plot(&title, &published))
+        .with_context(|| format!("writing {}", args.plot.display()))?;
+    println!("results: {}; plot: {}", args.json.display(), args.plot.display());
     if args.collect_bytes > 0 {
         collect_off_the_log(&examples, &base, &cluster, args.collect_bytes)?;
     }

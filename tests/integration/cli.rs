@@ -229,6 +229,10 @@ fn bench_cluster_runs_at_small_scale_and_prints_its_table() {
         .arg(dir.path())
         .arg("--examples")
         .arg(&examples)
+        .arg("--json")
+        .arg(dir.path().join("bench.json"))
+        .arg("--plot")
+        .arg(dir.path().join("bench.svg"))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -240,6 +244,20 @@ fn bench_cluster_runs_at_small_scale_and_prints_its_table() {
     for needle in ["| sort 20000 records", "| sum 100000 int64", "trivial job", "median"] {
         assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
     }
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("bench.json")).unwrap()).unwrap();
+    let systems: Vec<&str> = json["workloads"][0]["systems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["system"].as_str().unwrap())
+        .collect();
+    assert_eq!(systems, ["cluster", "embedded"]);
+    assert!(
+        std::fs::read_to_string(dir.path().join("bench.svg"))
+            .unwrap()
+            .contains("MB/s")
+    );
     // The benchmark's cluster is stopped again.
     assert!(!dir.path().join("cluster/cluster.json").exists());
 }

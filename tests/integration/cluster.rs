@@ -797,6 +797,25 @@ fn a_cluster_given_certificates_speaks_only_tls() {
         .output()
         .unwrap();
     assert!(!plain.status.success(), "a plain-text client got an answer");
+    let said = String::from_utf8_lossy(&plain.stderr);
+    assert!(
+        said.contains("probably speaks TLS") && said.contains("Set RINGLEADER_TLS_CA"),
+        "{said}"
+    );
+    // A client trusting another CA is told so.
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let other_ca = certs.path().join("other.pem");
+    std::fs::write(&other_ca, other.cert.pem()).unwrap();
+    let wrong = Command::new(example("sum"))
+        .args(&sum)
+        .env("RINGLEADER_MASTER", &cluster.master)
+        .env("RINGLEADER_TOKEN_FILE", cluster.token())
+        .env("RINGLEADER_TLS_CA", &other_ca)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&wrong.stderr);
+    assert!(!wrong.status.success());
+    assert!(said.contains("not signed by the CA this client trusts"), "{said}");
     // The CLI finds the CA in the cluster's directory.
     let jobs = Command::new(ringleader_bin())
         .args(["jobs", "--dir"])
@@ -805,6 +824,69 @@ fn a_cluster_given_certificates_speaks_only_tls() {
         .output()
         .unwrap();
     assert!(ok(jobs, "ringleader jobs over TLS").contains("succeeded"));
+}
+
+#[test]
+fn a_tls_client_of_a_plain_cluster_and_an_expired_certificate_are_named() {
+    let certs = tempfile::tempdir().unwrap();
+    let ca = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    std::fs::write(certs.path().join("ca.pem"), ca.cert.pem()).unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/numbers");
+    // A client trusting a CA, against a cluster that speaks plain HTTP/2.
+    let plain = LocalCluster::up(1, 1);
+    let out = plain
+        .client(&example("sum"))
+        .args(args!["--input", &fixtures])
+        .env("RINGLEADER_TLS_CA", certs.path().join("ca.pem"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        said.contains("speaks plain HTTP/2, not TLS") && said.contains("unset RINGLEADER_TLS_CA"),
+        "{said}"
+    );
+    // A driver whose certificate expired.
+    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let expired = params.self_signed(&key).unwrap();
+    let (cert, private) = (certs.path().join("expired.pem"), certs.path().join("expired.key"));
+    std::fs::write(&cert, expired.pem()).unwrap();
+    std::fs::write(&private, key.serialize_pem()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let address_file = dir.path().join("address");
+    let mut driver = Command::new(ringleader_bin())
+        .args(["driver", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("driver"))
+        .arg("--address-file")
+        .arg(&address_file)
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&private)
+        .arg("--tls-ca")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !address_file.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let master = std::fs::read_to_string(&address_file).unwrap_or_default();
+    let out = Command::new(example("sum"))
+        .args(args!["--input", &fixtures])
+        .env("RINGLEADER_MASTER", master.trim())
+        .env("RINGLEADER_TLS_CA", &cert)
+        .output()
+        .unwrap();
+    let _ = driver.kill();
+    let _ = driver.wait();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(said.contains("has expired"), "{said}");
 }
 
 #[test]
