@@ -129,7 +129,7 @@ mod tests {
     #[test]
     fn the_chain_names_every_source_once() {
         let inner = std::io::Error::other("invalid peer certificate: UnknownIssuer");
-        let outer = std::io::Error::new(std::io::ErrorKind::Other, inner);
+        let outer = std::io::Error::other(inner);
         assert_eq!(error_chain(&outer), "invalid peer certificate: UnknownIssuer");
         let status = tonic::Status::from_error(Box::new(std::io::Error::other("certificate expired")));
         assert!(status_chain(&status).contains("certificate expired"));
