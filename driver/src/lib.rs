@@ -27,6 +27,7 @@ pub mod scheduler;
 pub mod service;
 pub mod state;
 pub mod views;
+pub mod web;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -63,6 +64,8 @@ pub struct DriverConfig {
     pub snapshot_every: u64,
     /// When stragglers get speculative copies.
     pub speculation: scheduler::SpeculationConfig,
+    /// Where to serve the web status page (`None`: not served).
+    pub http: Option<SocketAddr>,
 }
 
 /// Errors starting or running a driver.
@@ -127,7 +130,10 @@ pub enum DriverError {
 pub struct BoundDriver {
     /// The address it listens on (with the real port when 0 was asked).
     pub address: SocketAddr,
+    /// Where the web status page is served, if it is.
+    pub http_address: Option<SocketAddr>,
     listener: TcpListener,
+    http: Option<TcpListener>,
     inner: Arc<leader::DriverInner>,
 }
 
@@ -152,6 +158,17 @@ pub async fn bind(config: DriverConfig) -> Result<BoundDriver, DriverError> {
         address: config.listen,
         source,
     })?;
+    let http = match config.http {
+        Some(at) => {
+            node::guard(at)?;
+            let bound = web::bind(at)
+                .await
+                .map_err(|source| DriverError::Bind { address: at, source })?;
+            Some(bound)
+        }
+        None => None,
+    };
+    let http_address = http.as_ref().and_then(|l| l.local_addr().ok());
     let peers = match config.peers {
         Some(peers) => {
             let listed = peers.check_member(config.id)?.to_string();
@@ -193,7 +210,9 @@ pub async fn bind(config: DriverConfig) -> Result<BoundDriver, DriverError> {
     });
     Ok(BoundDriver {
         address,
+        http_address,
         listener,
+        http,
         inner,
     })
 }
@@ -264,6 +283,10 @@ impl BoundDriver {
         let leadership = tokio::spawn(inner.clone().follow_leadership());
         let initializer = tokio::spawn(initialize(inner.clone()));
         let require = node::guard(self.address)?;
+        let web = self.http.map(|listener| {
+            let token = ringleader_core::auth::token().ok().flatten().map(str::to_string);
+            tokio::spawn(web::serve(listener, inner.clone(), token, std::future::pending()))
+        });
         let driver = proto::driver_server::DriverServer::new(service::DriverService::new(inner.clone()))
             .max_decoding_message_size(64 << 20);
         let transport = proto::raft_transport_server::RaftTransportServer::new(raft::transport::RaftService::new(
@@ -290,6 +313,9 @@ impl BoundDriver {
             .await;
         for task in [scheduler, leadership, initializer] {
             task.abort();
+        }
+        if let Some(web) = web {
+            web.abort();
         }
         let _ = inner.raft.shutdown().await;
         if let Some(reason) = fatal.into_inner().unwrap_or_else(|e| e.into_inner()) {

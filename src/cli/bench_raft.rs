@@ -187,6 +187,7 @@ async fn commit_rate(base: &Path, drivers: usize, writers: usize, seconds: Durat
             peers: (drivers > 1).then(|| peers.clone()),
             snapshot_every: ringleader_driver::raft::DEFAULT_SNAPSHOT_EVERY,
             speculation: Default::default(),
+            http: None,
         };
         let bound = ringleader_driver::bind(config).await?;
         inners.push(bound.inner());

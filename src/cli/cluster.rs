@@ -295,6 +295,8 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             args.worker_timeout.to_string(),
             "--token-file".into(),
             token.display().to_string(),
+            "--http".into(),
+            "127.0.0.1:0".into(),
         ];
         driver_args.extend(tls_args.iter().cloned());
         if args.drivers > 1 {
@@ -352,6 +354,13 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     println!("export RINGLEADER_TOKEN_FILE={}", token.display());
     if let Some(t) = &tls {
         println!("export {}={}", ringleader_core::tls::CA_ENV, t.ca.display());
+    }
+    for (i, driver) in file.drivers.iter().enumerate() {
+        let at = driver.data_dir.join(super::nodes::HTTP_ADDRESS_FILE);
+        if let Ok(http) = std::fs::read_to_string(&at) {
+            let token = ringleader_core::auth::read_token_file(&token)?;
+            println!("web: http://{}/?token={token}  (driver {})", http.trim(), i + 1);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

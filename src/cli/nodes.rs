@@ -51,10 +51,17 @@ pub struct DriverArgs {
     /// Write the bound address to this file once listening (used by `cluster up`).
     #[arg(long)]
     pub address_file: Option<PathBuf>,
+    /// Serve the web status page on this address (port 0 picks one; the address is written
+    /// to DATA_DIR/http-address). Guarded by the cluster token: open /?token=TOKEN.
+    #[arg(long)]
+    pub http: Option<SocketAddr>,
     /// The cluster token and TLS certificates.
     #[command(flatten)]
     pub security: SecurityArgs,
 }
+
+/// The file in a driver's data directory naming where its web status page is served.
+pub const HTTP_ADDRESS_FILE: &str = "http-address";
 
 /// `ringleader worker`.
 #[derive(Debug, Args)]
@@ -168,9 +175,14 @@ pub fn driver(args: DriverArgs) -> anyhow::Result<ExitCode> {
                 .as_deref()
                 .map(ringleader_driver::raft::group::Peers::parse)
                 .transpose()?,
+            http: args.http,
         };
         let bound = ringleader_driver::bind(config).await?;
         eprintln!("driver {} listening on {}", args.id, bound.address);
+        if let Some(http) = bound.http_address {
+            eprintln!("driver {} serving its status page on http://{http}/", args.id);
+            write_address(&Some(args.data_dir.join(HTTP_ADDRESS_FILE)), &http.to_string())?;
+        }
         write_address(&args.address_file, &bound.address.to_string())?;
         bound.serve(shutdown_signal()).await?;
         Ok(ExitCode::SUCCESS)

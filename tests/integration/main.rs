@@ -19,3 +19,4 @@ mod shipping;
 mod sources;
 mod spill;
 mod tenants;
+mod web;

@@ -1,0 +1,190 @@
+//! The drivers' web status page, driven by a real headless Chromium against a live local
+//! cluster: the job page of a finished job shows its stages and tasks, a running job's page
+//! advances, requests without the token are refused, and a screenshot of each page is
+//! written to `target/` for a person to look at.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::helpers::{LocalCluster, args, numbered_text, ok};
+
+/// Debian's Chromium, which `.ci/run` installs when it is missing.
+fn chromium() -> Option<PathBuf> {
+    let found = ["chromium", "chromium-browser"].into_iter().find_map(|name| {
+        let out = Command::new(name).arg("--version").output().ok()?;
+        out.status.success().then(|| PathBuf::from(name))
+    });
+    assert!(
+        found.is_some() || std::env::var_os("CI").is_none(),
+        ".ci/run installs chromium"
+    );
+    found
+}
+
+/// The page at `url` as headless Chromium rendered it (its DOM), with a screenshot in
+/// `screenshot` if given. A fresh profile each time: no cookie is kept between calls.
+fn browse(chromium: &Path, url: &str, screenshot: Option<&Path>) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let mut command = Command::new(chromium);
+    command
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--window-size=1200,1000");
+    match screenshot {
+        Some(path) => command.arg(format!("--screenshot={}", path.display())),
+        None => command.arg("--dump-dom"),
+    };
+    let out = command.arg(url).output().unwrap();
+    assert!(
+        out.status.success(),
+        "chromium failed on {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A plain HTTP/1.1 GET: the status code and the body.
+fn get(address: &str, path: &str, cookie: Option<&str>) -> (u16, String) {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let cookie = cookie.map_or(String::new(), |c| format!("Cookie: ringleader-token={c}\r\n"));
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\n{cookie}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let code = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+    (code, body)
+}
+
+/// "N of M tasks done" on a job page.
+fn tasks_done(page: &str) -> Option<(u32, u32)> {
+    let at = page.find(" tasks done")?;
+    let words: Vec<&str> = page[..at].rsplit([';', '>']).next()?.split_whitespace().collect();
+    match words.as_slice() {
+        [done, "of", total] => Some((done.parse().ok()?, total.parse().ok()?)),
+        _ => None,
+    }
+}
+
+/// Where screenshots go: the build's `target/`.
+fn screenshot(name: &str) -> PathBuf {
+    crate::helpers::target_dir().parent().unwrap().join(name)
+}
+
+#[test]
+fn the_status_page_shows_jobs_stages_and_tasks_in_a_browser_and_needs_the_token() {
+    let Some(chromium) = chromium() else {
+        eprintln!("skipped: no chromium (.ci/run installs it)");
+        return;
+    };
+    let cluster = LocalCluster::up(1, 2);
+    let web = std::fs::read_to_string(cluster.dir.path().join("driver-1/http-address")).unwrap();
+    let web = web.trim();
+    let token = std::fs::read_to_string(cluster.token()).unwrap();
+    let token = token.trim();
+
+    // Without the token, or with a wrong one: 401 and how to log in, nothing else.
+    let (code, body) = get(web, "/", None);
+    assert_eq!(code, 401, "{body}");
+    assert!(body.contains("?token=") && !body.contains("worker-1"), "{body}");
+    assert_eq!(get(web, "/?token=wrong", None).0, 401);
+    assert_eq!(get(web, "/jobs/job-000001", Some("wrong")).0, 401);
+
+    // A finished job: its stages and every task.
+    let data = tempfile::tempdir().unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/text");
+    let out = data.path().join("words");
+    ok(
+        cluster.run("wordcount", &args!["--input", fixtures, "--output", out]),
+        "wordcount",
+    );
+    let page = browse(&chromium, &format!("http://{web}/jobs/job-000001?token={token}"), None);
+    assert!(page.contains("succeeded"), "{page}");
+    assert!(
+        page.contains("stage 0 (shuffle)") && page.contains("stage 1 (result)"),
+        "{page}"
+    );
+    let (done, total) = tasks_done(&page).expect("a task count");
+    assert_eq!(done, total);
+    assert_eq!(
+        page.matches("class=\"task done\"").count() as u32,
+        total,
+        "a row per task"
+    );
+    browse(
+        &chromium,
+        &format!("http://{web}/jobs/job-000001?token={token}"),
+        Some(&screenshot("web-job.png")),
+    );
+    let overview = browse(&chromium, &format!("http://{web}/?token={token}"), None);
+    assert!(
+        overview.contains("worker-1") && overview.contains("worker-2"),
+        "{overview}"
+    );
+    assert!(overview.contains("href=\"/jobs/job-000001\""), "{overview}");
+    browse(
+        &chromium,
+        &format!("http://{web}/?token={token}"),
+        Some(&screenshot("web-cluster.png")),
+    );
+
+    // An unknown job: 404, with the way back to the list.
+    let (code, body) = get(web, "/jobs/job-999999", Some(token));
+    assert_eq!(code, 404);
+    assert!(body.contains("href=\"/\""), "{body}");
+
+    // A running job: its page advances.
+    let slow = data.path().join("slow");
+    numbered_text(&slow, 8, 40);
+    let log = data.path().join("slow.log");
+    let mut job = cluster.spawn(
+        "chaos",
+        &args![
+            "--input",
+            &slow,
+            "--output",
+            data.path().join("slow-out"),
+            "--sleep-ms",
+            "40"
+        ],
+        &log,
+    );
+    let url = format!("http://{web}/jobs/job-000002?token={token}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen: Vec<(u32, u32)> = Vec::new();
+    while Instant::now() < deadline {
+        let page = browse(&chromium, &url, None);
+        if let Some(count) = tasks_done(&page) {
+            if page.contains("class=\"state running\"") && seen.is_empty() && count.0 < count.1 {
+                browse(&chromium, &url, Some(&screenshot("web-running-job.png")));
+                seen.push(count);
+            } else if !seen.is_empty() && count.0 > seen[0].0 {
+                seen.push(count);
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let status = crate::helpers::wait_bounded(&mut job, Duration::from_secs(60));
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert_eq!(seen.len(), 2, "the running job's page did not advance: {seen:?}");
+    for name in ["web-job.png", "web-cluster.png", "web-running-job.png"] {
+        let bytes = std::fs::read(screenshot(name)).unwrap();
+        assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000, "{name}");
+    }
+}
