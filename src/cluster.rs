@@ -410,6 +410,7 @@ async fn follow(
                         results.len()
                     ))));
                 }
+                progress.summarize();
                 return results
                     .values()
                     .map(|v| postcard::from_bytes(v).map_err(Error::from))
@@ -448,6 +449,8 @@ struct Progress {
     bars: BTreeMap<u32, indicatif::ProgressBar>,
     multi: indicatif::MultiProgress,
     job: String,
+    /// Each stage's latest progress, for the summary line.
+    stages: BTreeMap<u32, proto::StageProgress>,
 }
 
 impl Progress {
@@ -459,6 +462,7 @@ impl Progress {
             bars: BTreeMap::new(),
             multi: indicatif::MultiProgress::new(),
             job: String::new(),
+            stages: BTreeMap::new(),
         }
     }
 
@@ -470,6 +474,7 @@ impl Progress {
     }
 
     fn stage(&mut self, s: &proto::StageProgress) {
+        self.stages.insert(s.stage, *s);
         if !self.enabled {
             return;
         }
@@ -515,6 +520,32 @@ impl Progress {
     fn finish(&mut self) {
         for bar in self.bars.values() {
             bar.finish();
+        }
+    }
+
+    /// The job's summary line, once it succeeded.
+    fn summarize(&self) {
+        if !self.enabled {
+            return;
+        }
+        let mut summary = crate::progress::JobSummary {
+            job: self.job.clone(),
+            seconds: self.started.elapsed().as_secs_f64(),
+            ..Default::default()
+        };
+        let last = self.stages.keys().max().copied();
+        for s in self.stages.values() {
+            summary.add(
+                (s.rows, s.bytes),
+                u64::from(s.total),
+                u64::from(s.attempts),
+                Some(s.stage) == last,
+            );
+        }
+        if self.terminal {
+            let _ = self.multi.println(summary.to_string());
+        } else {
+            eprintln!("{summary}");
         }
     }
 }

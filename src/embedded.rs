@@ -28,10 +28,15 @@ pub(crate) fn run_job(config: &Config, pool: &rayon::ThreadPool, plan: &JobPlan)
     for ((id, partition), reads) in plan.shuffle_reads() {
         shuffle.expect_reads(id, partition, reads);
     }
+    let started = Instant::now();
+    let mut summary = crate::progress::JobSummary {
+        job: "job".to_string(),
+        ..Default::default()
+    };
     let mut values = Vec::new();
     // Each stage's task values, for a later stage whose sink state they make.
     let mut stage_values: Vec<Vec<TaskValue>> = Vec::with_capacity(plan.stages.len());
-    for stage in &plan.stages {
+    for (index, stage) in plan.stages.iter().enumerate() {
         let resolved;
         let stage = match stage.state_from {
             Some(from) => {
@@ -64,8 +69,18 @@ pub(crate) fn run_job(config: &Config, pool: &rayon::ThreadPool, plan: &JobPlan)
         });
         progress.finish(result.is_ok(), started.elapsed());
         values = result?;
+        let last = index + 1 == plan.stages.len();
+        summary.add(
+            crate::progress::volume(&values),
+            values.len() as u64,
+            values.len() as u64,
+            last,
+        );
         stage_values.push(values.clone());
     }
+    summary.seconds = started.elapsed().as_secs_f64();
+    summary.spilled = Some(shuffle.spilled_bytes());
+    crate::progress::show_summary(config.progress, &summary);
     Ok((
         values,
         JobStats {

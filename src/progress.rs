@@ -43,3 +43,129 @@ impl StageProgress {
         }
     }
 }
+
+/// Prints `summary` on stderr when progress is shown (enabled, and stderr a terminal).
+pub(crate) fn show_summary(enabled: bool, summary: &JobSummary) {
+    if enabled && std::io::stderr().is_terminal() {
+        eprintln!("{summary}");
+    }
+}
+
+/// The line a finished job ends with: how long it took, what it moved, what ran again.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct JobSummary {
+    /// The job (`job-NNNNNN` on a cluster, `job` embedded).
+    pub(crate) job: String,
+    /// Wall time from submission to the last result.
+    pub(crate) seconds: f64,
+    /// Stages run.
+    pub(crate) stages: usize,
+    /// Tasks in those stages.
+    pub(crate) tasks: u64,
+    /// Task attempts beyond one per task (failures, lost workers, speculative copies).
+    pub(crate) retried: u64,
+    /// Rows and bytes written into shuffles.
+    pub(crate) shuffled: (u64, u64),
+    /// Rows and bytes the final stage produced (written, stored, or returned).
+    pub(crate) output: (u64, u64),
+    /// Bytes spilled past the memory budget, where known (embedded).
+    pub(crate) spilled: Option<u64>,
+}
+
+impl JobSummary {
+    /// Adds a stage of `tasks` tasks and `attempts` attempts that moved `rows` and `bytes`:
+    /// into a shuffle, or, for the `last` stage, out of the job.
+    pub(crate) fn add(&mut self, (rows, bytes): (u64, u64), tasks: u64, attempts: u64, last: bool) {
+        self.stages += 1;
+        self.tasks += tasks;
+        self.retried += attempts.saturating_sub(tasks);
+        if last {
+            self.output = (rows, bytes);
+        } else {
+            self.shuffled.0 += rows;
+            self.shuffled.1 += bytes;
+        }
+    }
+}
+
+/// The rows and bytes a stage's task values say they moved (a partial sum or a sample:
+/// its bytes; a row count: its rows).
+pub(crate) fn volume(values: &[ringleader_core::plan::TaskValue]) -> (u64, u64) {
+    use ringleader_core::plan::TaskValue;
+    values.iter().fold((0, 0), |(rows, bytes), v| match v {
+        TaskValue::Shuffled { rows: r, bytes: b }
+        | TaskValue::Written { rows: r, bytes: b }
+        | TaskValue::Stored { rows: r, bytes: b, .. } => (rows + r, bytes + b),
+        TaskValue::Count(n) => (rows + n, bytes),
+        TaskValue::Bytes(b) | TaskValue::Batches(b) => (rows, bytes + b.len() as u64),
+        TaskValue::Held { size, .. } => (rows, bytes + size),
+    })
+}
+
+impl std::fmt::Display for JobSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} done in {:.2} s: {} stage{}, {} task{}",
+            self.job,
+            self.seconds,
+            self.stages,
+            if self.stages == 1 { "" } else { "s" },
+            self.tasks,
+            if self.tasks == 1 { "" } else { "s" },
+        )?;
+        if self.retried > 0 {
+            write!(f, " ({} retried)", self.retried)?;
+        }
+        write!(
+            f,
+            "; {} rows, {} shuffled; {} rows, {} out",
+            self.shuffled.0,
+            human_bytes(self.shuffled.1),
+            self.output.0,
+            human_bytes(self.output.1)
+        )?;
+        if let Some(spilled) = self.spilled {
+            write!(f, "; {} spilled", human_bytes(spilled))?;
+        }
+        Ok(())
+    }
+}
+
+/// `bytes` in B, KB, MB or GB (powers of 1000, as the stage lines).
+fn human_bytes(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1_000_000_000 => format!("{:.2} GB", b as f64 / 1e9),
+        b if b >= 1_000_000 => format!("{:.1} MB", b as f64 / 1e6),
+        b if b >= 1_000 => format!("{:.1} KB", b as f64 / 1e3),
+        b => format!("{b} B"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringleader_core::plan::TaskValue;
+
+    #[test]
+    fn a_summary_counts_shuffled_and_output_rows_and_retries() {
+        let mut s = JobSummary {
+            job: "job-000007".into(),
+            seconds: 1.5,
+            ..Default::default()
+        };
+        let map = [
+            TaskValue::Shuffled { rows: 10, bytes: 2_000 },
+            TaskValue::Shuffled { rows: 5, bytes: 1_000 },
+        ];
+        s.add(volume(&map), 2, 3, false);
+        s.add(volume(&[TaskValue::Written { rows: 7, bytes: 70 }]), 1, 1, true);
+        assert_eq!((s.stages, s.tasks, s.retried), (2, 3, 1));
+        assert_eq!(
+            s.to_string(),
+            "job-000007 done in 1.50 s: 2 stages, 3 tasks (1 retried); 15 rows, 3.0 KB shuffled; 7 rows, 70 B out"
+        );
+        s.spilled = Some(2_500_000);
+        assert!(s.to_string().ends_with("; 2.5 MB spilled"));
+    }
+}

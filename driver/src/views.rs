@@ -39,6 +39,10 @@ pub fn stage_progress(record: &JobRecord, stage: u32) -> proto::StageProgress {
         total: tasks.len() as u32,
         rows,
         bytes,
+        attempts: record
+            .history
+            .get(stage as usize)
+            .map_or(0, |h| h.iter().map(|t| t.attempts).sum()),
     }
 }
 

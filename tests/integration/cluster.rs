@@ -151,6 +151,33 @@ fn results_lost_with_their_worker_before_the_client_fetched_them_are_computed_ag
 }
 
 #[test]
+fn a_cluster_job_ends_with_a_summary_of_what_it_moved() {
+    let cluster = LocalCluster::up(1, 1);
+    let data = tempfile::tempdir().unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/text");
+    let out = cluster
+        .client(&example("wordcount"))
+        .args(args!["--input", fixtures, "--output", data.path().join("out")])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let summary = stderr
+        .lines()
+        .find(|l| l.starts_with("job-000001 done in "))
+        .unwrap_or_else(|| panic!("no summary line in:\n{stderr}"));
+    // The fixture's 1884 distinct words are the output; the map side combined them first.
+    assert!(
+        summary.contains(" 2 stages, ") && summary.contains("; 1884 rows, "),
+        "{summary}"
+    );
+    assert!(
+        summary.contains(" shuffled; ") && summary.ends_with(" out"),
+        "{summary}"
+    );
+}
+
+#[test]
 fn examples_on_a_cluster_match_embedded_runs() {
     let cluster = LocalCluster::up(1, 3);
     let data = tempfile::tempdir().unwrap();
