@@ -520,6 +520,9 @@ pub struct ClusterState {
     pub submissions: BTreeMap<String, String>,
     next_worker: u64,
     next_job: u64,
+    /// When this driver saw task attempts start and end (not replicated).
+    #[serde(skip)]
+    pub observed: crate::observed::Observed,
 }
 
 impl ClusterState {
@@ -543,6 +546,13 @@ impl ClusterState {
 
     /// Applies one command.
     pub fn apply(&mut self, command: Command) -> Outcome {
+        let noted = Noted::of(&command);
+        let outcome = self.apply_one(command);
+        noted.record(self);
+        outcome
+    }
+
+    fn apply_one(&mut self, command: Command) -> Outcome {
         match command {
             Command::RegisterWorker {
                 address,
@@ -940,5 +950,104 @@ impl ClusterState {
             }
         }
         running
+    }
+}
+
+/// A command's effect on task attempts, noted in [`ClusterState::observed`] once applied.
+enum Noted {
+    /// A task's attempt was started (its number is known once applied).
+    Started { job: String, stage: u32, task: u32 },
+    /// A speculative attempt was started.
+    Speculated { job: String, stage: u32, task: u32 },
+    /// An attempt ended.
+    Ended(crate::observed::AttemptKey, Option<String>),
+    /// Nothing about attempts.
+    Nothing,
+}
+
+impl Noted {
+    fn of(command: &Command) -> Noted {
+        use crate::observed::AttemptKey;
+        match command {
+            Command::StartTask { job, stage, task, .. } => Noted::Started {
+                job: job.clone(),
+                stage: *stage,
+                task: *task,
+            },
+            Command::Speculate { job, stage, task, .. } => Noted::Speculated {
+                job: job.clone(),
+                stage: *stage,
+                task: *task,
+            },
+            Command::FinishTask {
+                job,
+                stage,
+                task,
+                attempt,
+                ..
+            } => Noted::Ended(
+                AttemptKey {
+                    job: job.clone(),
+                    stage: *stage,
+                    task: *task,
+                    attempt: *attempt,
+                },
+                None,
+            ),
+            Command::FailTask {
+                job,
+                stage,
+                task,
+                attempt,
+                message,
+                ..
+            } => Noted::Ended(
+                AttemptKey {
+                    job: job.clone(),
+                    stage: *stage,
+                    task: *task,
+                    attempt: *attempt,
+                },
+                Some(message.clone()),
+            ),
+            _ => Noted::Nothing,
+        }
+    }
+
+    fn record(self, state: &mut ClusterState) {
+        use crate::observed::AttemptKey;
+        let (job, stage, task, speculative) = match self {
+            Noted::Started { job, stage, task } => (job, stage, task, false),
+            Noted::Speculated { job, stage, task } => (job, stage, task, true),
+            Noted::Ended(key, error) => {
+                state.observed.ended(&key, error);
+                return;
+            }
+            Noted::Nothing => return,
+        };
+        let Some(record) = state.jobs.get(&job) else { return };
+        let (s, t) = (stage as usize, task as usize);
+        let started = if speculative {
+            record
+                .history
+                .get(s)
+                .and_then(|h| h.get(t))
+                .and_then(|h| h.speculative.as_ref())
+                .map(|sp| (sp.attempt, sp.worker.clone()))
+        } else {
+            match record.tasks.get(s).and_then(|ts| ts.get(t)) {
+                Some(TaskState::Running { attempt, worker }) => Some((*attempt, worker.clone())),
+                _ => None,
+            }
+        };
+        if let Some((attempt, worker)) = started {
+            let key = AttemptKey {
+                job,
+                stage,
+                task,
+                attempt,
+            };
+            state.observed.started(key, &worker);
+        }
     }
 }

@@ -150,7 +150,7 @@ async fn job_page(
     if let Some(response) = refuse(&web, &headers, &query, &format!("/jobs/{}", escape(&id))) {
         return response;
     }
-    let (detail, tasks) = {
+    let (detail, tasks, attempts) = {
         let state = web.inner.state();
         let Some(job) = state.jobs.get(&id) else {
             let body = format!(
@@ -159,7 +159,13 @@ async fn job_page(
             );
             return (StatusCode::NOT_FOUND, Html(page("No such job", None, &body))).into_response();
         };
-        (crate::views::job_detail(job), task_rows(job))
+        let attempts: Vec<(crate::observed::AttemptKey, crate::observed::AttemptSeen)> = state
+            .observed
+            .of_job(&id)
+            .into_iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        (crate::views::job_detail(job), task_rows(job, &attempts), attempts)
     };
     let job = detail.job.clone().unwrap_or_default();
     let mut body = format!(
@@ -186,6 +192,8 @@ async fn job_page(
     body += &stages_table(&detail.stages);
     body += "<h2>Tasks</h2>";
     body += &tasks_table(&tasks);
+    body += "<h2>Timeline</h2>";
+    body += &timeline(&attempts, crate::observed::now_ms());
     let refresh = (job.state == "running").then_some(1);
     Html(page(&format!("{} — Ringleader", job.job_id), refresh, &body)).into_response()
 }
@@ -202,9 +210,17 @@ struct TaskRow {
     attempts: u32,
     failures: u32,
     failed_on: Vec<String>,
+    /// The current attempt's time so far, as this driver saw it.
+    millis: Option<u64>,
+    /// Why earlier attempts failed.
+    errors: Vec<String>,
 }
 
-fn task_rows(job: &crate::state::JobRecord) -> Vec<TaskRow> {
+fn task_rows(
+    job: &crate::state::JobRecord,
+    seen: &[(crate::observed::AttemptKey, crate::observed::AttemptSeen)],
+) -> Vec<TaskRow> {
+    let now = crate::observed::now_ms();
     let mut rows = Vec::new();
     for (stage, tasks) in job.tasks.iter().enumerate() {
         for (partition, task) in tasks.iter().enumerate() {
@@ -219,7 +235,19 @@ fn task_rows(job: &crate::state::JobRecord) -> Vec<TaskRow> {
                 TaskState::Running { attempt, worker } => ("running", *attempt, worker.clone(), None),
                 TaskState::Done { attempt, worker, value } => ("done", *attempt, worker.clone(), Some(volume(value))),
             };
+            let of_task = seen
+                .iter()
+                .filter(|(k, _)| k.stage as usize == stage && k.task as usize == partition);
+            let millis = of_task
+                .clone()
+                .find(|(k, _)| k.attempt == attempt)
+                .map(|(_, s)| s.ended_ms.unwrap_or(now).saturating_sub(s.started_ms));
+            let errors = of_task
+                .filter_map(|(k, s)| Some(format!("attempt {}: {}", k.attempt, s.error.as_ref()?)))
+                .collect();
             rows.push(TaskRow {
+                millis,
+                errors,
                 stage,
                 partition,
                 state,
@@ -507,24 +535,29 @@ fn stages_table(stages: &[proto::StageStatus]) -> String {
 fn tasks_table(tasks: &[TaskRow]) -> String {
     let mut s = String::from(
         "<table><tr><th>stage</th><th>partition</th><th>state</th><th>attempt</th><th>worker</th>\
-         <th>rows</th><th>bytes</th><th>attempts started</th><th>failures</th></tr>",
+         <th>duration</th><th>rows</th><th>bytes</th><th>attempts started</th><th>failures</th></tr>",
     );
     for t in tasks {
-        let failures = if t.failed_on.is_empty() {
+        let mut failures = if t.failed_on.is_empty() {
             t.failures.to_string()
         } else {
             format!("{} (on {})", t.failures, escape(&t.failed_on.join(", ")))
         };
+        for e in &t.errors {
+            let _ = write!(failures, "<br><small>{}</small>", escape(e));
+        }
         let _ = write!(
             s,
             "<tr class=\"task {}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-             <td>{}</td><td>{}</td></tr>",
+             <td>{}</td><td>{}</td><td>{}</td></tr>",
             t.state,
             t.stage,
             t.partition,
             t.state,
             t.attempt,
             escape(&t.worker),
+            t.millis
+                .map_or(String::new(), |ms| format!("{:.2} s", ms as f64 / 1000.0)),
             t.rows.map_or(String::new(), |r| r.to_string()),
             t.bytes.map_or(String::new(), human_bytes),
             t.attempts,
@@ -532,6 +565,67 @@ fn tasks_table(tasks: &[TaskRow]) -> String {
         );
     }
     s + "</table>"
+}
+
+/// Each worker's task attempts over time: a row per worker, a bar per attempt coloured by
+/// stage (a failed one outlined in red, a running one open-ended at `now`).
+fn timeline(attempts: &[(crate::observed::AttemptKey, crate::observed::AttemptSeen)], now: u64) -> String {
+    const COLORS: [&str; 6] = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#17becf"];
+    if attempts.is_empty() {
+        return "<p class=\"note\">No attempts seen by this driver.</p>".to_string();
+    }
+    let mut workers: Vec<&str> = attempts.iter().map(|(_, s)| s.worker.as_str()).collect();
+    workers.sort_unstable();
+    workers.dedup();
+    let start = attempts.iter().map(|(_, s)| s.started_ms).min().unwrap_or(now);
+    let end = attempts
+        .iter()
+        .map(|(_, s)| s.ended_ms.unwrap_or(now))
+        .max()
+        .unwrap_or(now)
+        .max(start + 1);
+    let (label, width, lane) = (90.0, 800.0, 22.0);
+    let x = |ms: u64| label + (ms.saturating_sub(start)) as f64 / (end - start) as f64 * (width - label - 10.0);
+    let mut s = format!(
+        "<svg class=\"timeline\" width=\"{width}\" height=\"{:.0}\" role=\"img\" aria-label=\"tasks per worker over time\">",
+        lane * workers.len() as f64 + 30.0
+    );
+    for (i, w) in workers.iter().enumerate() {
+        let _ = write!(
+            s,
+            "<text x=\"4\" y=\"{:.1}\" font-size=\"12\">{}</text>",
+            lane * i as f64 + 15.0,
+            escape(w)
+        );
+    }
+    for (key, seen) in attempts {
+        let Some(row) = workers.iter().position(|w| *w == seen.worker) else {
+            continue;
+        };
+        let (x0, x1) = (x(seen.started_ms), x(seen.ended_ms.unwrap_or(now)));
+        let stroke = if seen.error.is_some() { "#d00" } else { "none" };
+        let _ = write!(
+            s,
+            "<rect x=\"{x0:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{}\" stroke=\"{stroke}\" stroke-width=\"2\" opacity=\"0.8\">\
+             <title>stage {} task {} attempt {}</title></rect>",
+            lane * row as f64 + 3.0,
+            (x1 - x0).max(1.0),
+            lane - 6.0,
+            COLORS[key.stage as usize % COLORS.len()],
+            key.stage,
+            key.task,
+            key.attempt
+        );
+    }
+    let _ = write!(
+        s,
+        "<text x=\"{label}\" y=\"{:.1}\" font-size=\"11\">0 s</text><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"end\">{:.2} s</text>",
+        lane * workers.len() as f64 + 20.0,
+        width - 10.0,
+        lane * workers.len() as f64 + 20.0,
+        (end - start) as f64 / 1000.0
+    );
+    s + "</svg>"
 }
 
 /// A progress bar of `done` out of `total`.
@@ -616,6 +710,37 @@ mod tests {
         assert_eq!(when(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(when(1_764_892_800_000 + 3_723_000), "2025-12-05 01:02:03 UTC");
         assert_eq!(human_bytes(1536), "1.5 KiB");
+    }
+
+    #[test]
+    fn the_timeline_has_a_lane_per_worker_and_a_bar_per_attempt() {
+        use crate::observed::{AttemptKey, AttemptSeen};
+        let attempt = |task, attempt, worker: &str, started_ms, ended_ms, error: Option<&str>| {
+            (
+                AttemptKey {
+                    job: "job-000001".into(),
+                    stage: 0,
+                    task,
+                    attempt,
+                },
+                AttemptSeen {
+                    worker: worker.into(),
+                    started_ms,
+                    ended_ms,
+                    error: error.map(str::to_string),
+                },
+            )
+        };
+        let attempts = [
+            attempt(0, 1, "worker-1", 1_000, Some(2_000), Some("boom")),
+            attempt(0, 2, "worker-2", 2_000, Some(3_000), None),
+            attempt(1, 1, "worker-1", 1_000, None, None),
+        ];
+        let svg = timeline(&attempts, 4_000);
+        assert_eq!(svg.matches("<rect").count(), 3);
+        assert_eq!(svg.matches("stroke=\"#d00\"").count(), 1, "the failed attempt");
+        assert!(svg.contains(">worker-1<") && svg.contains(">worker-2<"));
+        assert!(svg.contains("3.00 s"), "from the first start to now");
     }
 
     #[test]
