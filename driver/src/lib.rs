@@ -22,6 +22,7 @@ pub const MAX_RAFT_MESSAGE: usize = 64 << 20;
 pub const MAX_PLAN_BYTES: usize = 16 << 20;
 
 pub mod leader;
+pub mod metrics;
 pub mod observed;
 pub mod raft;
 pub mod scheduler;

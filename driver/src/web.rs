@@ -1,8 +1,9 @@
 //! The driver's read-only web status page (`--http`): the cluster (drivers, workers and their
-//! share of the ring, stored datasets, jobs) and each job (its stages as a DAG with progress
-//! bars, its tasks). Pages are rendered here as HTML with inline SVG, no JavaScript; a page
-//! of a running job reloads itself every second. Any driver serves it from its replicated
-//! state; a follower says where the leader is.
+//! share of the ring, stored datasets, jobs), each job (its stages as a DAG with progress
+//! bars, its tasks, a timeline), and `/metrics` for Prometheus (the token as a bearer token).
+//! Pages are rendered here as HTML with inline SVG, no JavaScript; a page of a running job
+//! reloads itself every second. Any driver serves it from its replicated state; a follower
+//! says where the leader is.
 //!
 //! Access is guarded by the cluster token as Jupyter guards a notebook: `/?token=TOKEN` (the
 //! link `cluster up` prints) sets a session cookie and redirects; any request without a
@@ -53,6 +54,7 @@ pub async fn serve(
     let app = Router::new()
         .route("/", get(overview))
         .route("/jobs/{id}", get(job_page))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .with_state(web);
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
@@ -87,7 +89,13 @@ fn refuse(web: &Web, headers: &HeaderMap, query: &TokenQuery, path: &str) -> Opt
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .any(|c| c.trim().strip_prefix(COOKIE).and_then(|r| r.strip_prefix('=')) == Some(token.as_str()));
-    (!has_cookie).then(unauthorized)
+    // A scraper (Prometheus) sends the token as a bearer token instead.
+    let has_bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        == Some(token.as_str());
+    (!has_cookie && !has_bearer).then(unauthorized)
 }
 
 fn unauthorized() -> Response {
@@ -139,6 +147,17 @@ async fn overview(State(web): State<Web>, headers: HeaderMap, Query(query): Quer
     body += &jobs_section(&status.jobs);
     let running = status.jobs.iter().any(|j| j.state == "running");
     Html(page("Ringleader cluster", running.then_some(2), &body)).into_response()
+}
+
+async fn metrics(State(web): State<Web>, headers: HeaderMap, Query(query): Query<TokenQuery>) -> Response {
+    if let Some(response) = refuse(&web, &headers, &query, "/metrics") {
+        return response;
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::render(&web.inner),
+    )
+        .into_response()
 }
 
 async fn job_page(

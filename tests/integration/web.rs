@@ -46,14 +46,20 @@ fn browse(chromium: &Path, url: &str, screenshot: Option<&Path>) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A plain HTTP/1.1 GET: the status code and the body.
+/// A plain HTTP/1.1 GET with the token `cookie` as the session cookie: the status code and
+/// the body.
 fn get(address: &str, path: &str, cookie: Option<&str>) -> (u16, String) {
+    let header = cookie.map_or(String::new(), |c| format!("Cookie: ringleader-token={c}\r\n"));
+    request(address, path, &header)
+}
+
+/// A plain HTTP/1.1 GET with `headers` (each ending in CRLF): the status code and the body.
+fn request(address: &str, path: &str, headers: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(address).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let cookie = cookie.map_or(String::new(), |c| format!("Cookie: ringleader-token={c}\r\n"));
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\n{cookie}Connection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\n{headers}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut response = String::new();
@@ -138,6 +144,25 @@ fn the_status_page_shows_jobs_stages_and_tasks_in_a_browser_and_needs_the_token(
         &format!("http://{web}/?token={token}"),
         Some(&screenshot("web-cluster.png")),
     );
+
+    // Prometheus metrics, with the token as a bearer token.
+    assert_eq!(get(web, "/metrics", None).0, 401);
+    let (code, metrics) = request(web, "/metrics", &format!("Authorization: Bearer {token}\r\n"));
+    assert_eq!(code, 200, "{metrics}");
+    for line in [
+        "ringleader_worker_up{worker=\"worker-1\"} 1",
+        "ringleader_worker_up{worker=\"worker-2\"} 1",
+        "ringleader_jobs{state=\"succeeded\"} 1",
+        "ringleader_driver_is_leader 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "no {line:?} in:\n{metrics}");
+    }
+    let attempts: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ringleader_task_attempts_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(attempts >= f64::from(total), "{metrics}");
 
     // An unknown job: 404, with the way back to the list.
     let (code, body) = get(web, "/jobs/job-999999", Some(token));

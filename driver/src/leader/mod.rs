@@ -68,6 +68,8 @@ pub struct DriverInner {
     speculation: SpeculationConfig,
     /// Per worker, the running attempts its last heartbeat did not list.
     missing: Mutex<HashMap<String, BTreeSet<crate::scheduler::AttemptKey>>>,
+    /// How long this driver's Raft commits took.
+    pub commits: crate::metrics::CommitTimes,
     /// Dataset generations placed but not yet committed (a `put` or a job's output on its
     /// way), kept from the workers' clean-up for [`PLACED_GRACE`].
     placed: Mutex<HashMap<String, Instant>>,
@@ -158,6 +160,7 @@ impl DriverInner {
             was_live: Mutex::new(BTreeSet::new()),
             leading: Mutex::new(None),
             timings: Mutex::new(Timings::default()),
+            commits: crate::metrics::CommitTimes::default(),
             speculation: parts.speculation,
             missing: Mutex::new(HashMap::new()),
             placed: Mutex::new(HashMap::new()),
@@ -197,13 +200,28 @@ impl DriverInner {
 
     /// Commits `command` through Raft and returns what applying it produced.
     pub async fn write(&self, command: Command) -> Result<Outcome, Status> {
+        let started = Instant::now();
         match self.raft.client_write(command).await {
-            Ok(reply) => Ok(reply.data),
+            Ok(reply) => {
+                self.commits.record(started.elapsed());
+                Ok(reply.data)
+            }
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 Err(not_leader(f.leader_node.map(|n| n.addr).as_deref()))
             }
             Err(e) => Err(Status::unavailable(format!("the driver group could not commit: {e}"))),
         }
+    }
+
+    /// How long ago each worker's last heartbeat arrived (on the leader).
+    pub fn heartbeat_ages(&self) -> Vec<(String, Duration)> {
+        let now = Instant::now();
+        let mut ages: Vec<_> = lock(&self.heartbeats)
+            .iter()
+            .map(|(id, t)| (id.clone(), now.duration_since(*t)))
+            .collect();
+        ages.sort();
+        ages
     }
 
     /// Workers whose last heartbeat is recent.
