@@ -353,6 +353,6 @@ async fn initialize(inner: Arc<leader::DriverInner>) {
         .map(|(id, address)| (id, openraft::BasicNode::new(address)))
         .collect();
     if let Err(e) = inner.raft.initialize(members).await {
-        eprintln!("driver {}: initializing the group: {e}", inner.id);
+        tracing::warn!("driver {}: initializing the group: {e}", inner.id);
     }
 }

@@ -152,8 +152,24 @@ fn write_address(file: &Option<PathBuf>, address: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What a daemon logs when `RUST_LOG` does not say: its own news, and only the warnings of
+/// the libraries under it.
+pub const DEFAULT_LOG: &str = "info,openraft=warn,h2=warn,hyper=warn,tower=warn,tonic=warn";
+
+/// Logs to stderr (the node's `log` file under `cluster up`) at the levels `RUST_LOG` gives
+/// (e.g. `RUST_LOG=debug`, `RUST_LOG=ringleader_driver=debug`), else [`DEFAULT_LOG`].
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 /// Runs a driver.
 pub fn driver(args: DriverArgs) -> anyhow::Result<ExitCode> {
+    init_logs();
     args.security.apply()?;
     runtime()?.block_on(async {
         let config = ringleader_driver::DriverConfig {
@@ -178,9 +194,9 @@ pub fn driver(args: DriverArgs) -> anyhow::Result<ExitCode> {
             http: args.http,
         };
         let bound = ringleader_driver::bind(config).await?;
-        eprintln!("driver {} listening on {}", args.id, bound.address);
+        tracing::info!("driver {} listening on {}", args.id, bound.address);
         if let Some(http) = bound.http_address {
-            eprintln!("driver {} serving its status page on http://{http}/", args.id);
+            tracing::info!("driver {} serving its status page on http://{http}/", args.id);
             write_address(&Some(args.data_dir.join(HTTP_ADDRESS_FILE)), &http.to_string())?;
         }
         write_address(&args.address_file, &bound.address.to_string())?;
@@ -191,6 +207,7 @@ pub fn driver(args: DriverArgs) -> anyhow::Result<ExitCode> {
 
 /// Runs a worker.
 pub fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    init_logs();
     args.security.apply()?;
     runtime()?.block_on(async {
         let config = ringleader_worker::WorkerConfig {
@@ -205,7 +222,7 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or(crate::config::Config::default().memory_limit as u64),
         };
         let bound = ringleader_worker::bind(config).await?;
-        eprintln!(
+        tracing::info!(
             "worker {} listening on {}, registered with {}",
             bound.id(),
             bound.address,

@@ -261,3 +261,54 @@ fn bench_cluster_runs_at_small_scale_and_prints_its_table() {
     // The benchmark's cluster is stopped again.
     assert!(!dir.path().join("cluster/cluster.json").exists());
 }
+
+/// The log a driver writes until it leads, with `RUST_LOG` set to `level` (or unset).
+fn driver_log(level: Option<&str>) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let mut command = Command::new(ringleader_bin());
+    command
+        .args(["driver", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .stderr(std::fs::File::create(&log).unwrap())
+        .env_remove("RUST_LOG");
+    if let Some(level) = level {
+        command.env("RUST_LOG", level);
+    }
+    let address = dir.path().join("address");
+    command.arg("--address-file").arg(&address);
+    let mut driver = command.spawn().unwrap();
+    // A lone driver leads within a second of listening (its log says so at INFO).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline && !address.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while std::time::Instant::now() < deadline
+        && !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("leading in term")
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let _ = driver.kill();
+    let _ = driver.wait();
+    std::fs::read_to_string(&log).unwrap()
+}
+
+#[test]
+fn daemons_log_through_tracing_at_the_levels_rust_log_gives() {
+    let default = driver_log(None);
+    assert!(
+        default
+            .lines()
+            .any(|l| l.contains(" INFO ") && l.ends_with("leading in term 1")),
+        "{default}"
+    );
+    assert!(!default.contains("DEBUG"), "debug lines by default:\n{default}");
+    let quiet = driver_log(Some("warn"));
+    assert!(!quiet.contains("INFO") && !quiet.contains("listening"), "{quiet}");
+    let verbose = driver_log(Some("debug"));
+    assert!(verbose.contains("DEBUG"), "{verbose}");
+}

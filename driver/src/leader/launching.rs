@@ -47,7 +47,7 @@ impl DriverInner {
                     ..
                 } = &failure
                 {
-                    eprintln!("driver {}: {job} stage {stage} task {task}: {message}", self.id);
+                    tracing::warn!("driver {}: {job} stage {stage} task {task}: {message}", self.id);
                 }
                 let _ = self.write(failure).await;
             }
@@ -96,9 +96,13 @@ impl DriverInner {
                     };
                     lock(&self.timings).started(&a.job, a.stage, a.task, attempt, now);
                     if speculative {
-                        eprintln!(
+                        tracing::info!(
                             "driver {}: {} stage {} task {} is slow; attempt {attempt} on {}",
-                            self.id, a.job, a.stage, a.task, a.worker
+                            self.id,
+                            a.job,
+                            a.stage,
+                            a.task,
+                            a.worker
                         );
                     }
                     let Assignment {

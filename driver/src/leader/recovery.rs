@@ -38,7 +38,7 @@ impl DriverInner {
             match self.write(Command::WorkerLost { worker: worker.clone() }).await {
                 Ok(outcome) => {
                     if let Outcome::Requeued(n @ 1..) = outcome {
-                        eprintln!("driver {}: {worker} is lost; {n} tasks run again", self.id);
+                        tracing::warn!("driver {}: {worker} is lost; {n} tasks run again", self.id);
                         self.wake.notify_one();
                     }
                     tokio::spawn(self.clone().rereplicate(worker));
@@ -110,7 +110,7 @@ impl DriverInner {
             };
             match reply {
                 Ok(()) => copied.push((dataset, partition, target)),
-                Err(e) => eprintln!(
+                Err(e) => tracing::warn!(
                     "driver {}: re-replicating {dataset} partition {partition} to {target}: {}",
                     self.id,
                     e.message()

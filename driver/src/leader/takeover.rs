@@ -38,7 +38,7 @@ impl DriverInner {
                 // newer term; its clients and workers must not wait for that: it lets them
                 // go now, so they find the leader the others elect.
                 if leading.is_some() {
-                    eprintln!(
+                    tracing::warn!(
                         "driver {}: no majority has answered for {} ms; stepping down",
                         self.id,
                         unacked.unwrap_or_default()
@@ -51,7 +51,7 @@ impl DriverInner {
                 if let Err(e) = self.take_over(term).await
                     && !e.message().starts_with("not confirmed as leader")
                 {
-                    eprintln!(
+                    tracing::warn!(
                         "driver {}: taking over as leader in term {term}: {}",
                         self.id,
                         e.message()
@@ -97,7 +97,7 @@ impl DriverInner {
         *lock(&self.last_live) = now;
         lock(&self.was_live).clear();
         *lock(&self.leading) = Some(term);
-        eprintln!("driver {}: leading in term {term}", self.id);
+        tracing::info!("driver {}: leading in term {term}", self.id);
         self.wake.notify_one();
         Ok(())
     }
@@ -111,6 +111,6 @@ impl DriverInner {
             // The client follows the hint and watches its job on the new leader.
             let _ = tx.try_send(Err(not_leader(leader.as_deref())));
         }
-        eprintln!("driver {}: no longer leading", self.id);
+        tracing::info!("driver {}: no longer leading", self.id);
     }
 }
