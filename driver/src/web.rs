@@ -166,7 +166,13 @@ async fn job_page(
     headers: HeaderMap,
     Query(query): Query<TokenQuery>,
 ) -> Response {
-    if let Some(response) = refuse(&web, &headers, &query, &format!("/jobs/{}", escape(&id))) {
+    // Back to this page after logging in, if its id is one (a redirect names it in a header).
+    let back = if ringleader_core::cluster_shuffle::valid_job_id(&id) {
+        format!("/jobs/{id}")
+    } else {
+        "/".to_string()
+    };
+    if let Some(response) = refuse(&web, &headers, &query, &back) {
         return response;
     }
     let (detail, tasks, attempts) = {

@@ -203,6 +203,21 @@ fn jobs_with_local_paths_run_across_hosts_on_100_mbit_links() {
     assert!(stdout.contains("distinct words"), "{stdout}");
     assert_eq!(read_counts(&cluster.client_dir().join("out")), expected);
     assert!(cluster.client_dir().join("out/_SUCCESS").exists());
+    // Parquet into a local directory: the rows travel back as Arrow and are rewritten here.
+    let (ok, _, stderr) = cluster.run(
+        &example("wordcount"),
+        &[
+            "--input",
+            "/tmp/in",
+            "--output",
+            "/tmp/outp",
+            "--output-format",
+            "parquet",
+        ],
+    );
+    assert!(ok, "wordcount to Parquet across hosts failed:\n{stderr}");
+    let parquet = super::outputs::word_counts(&super::outputs::read_parquet(&cluster.client_dir().join("outp")));
+    assert_eq!(parquet.into_iter().collect::<BTreeMap<_, _>>(), expected);
     // The input never existed on the workers: they read what travelled.
     for w in (0..3).map(|w| cluster.worker_host(w)) {
         assert!(!cluster.lan.hosts[w].outside("in").exists());

@@ -164,6 +164,9 @@ fn the_status_page_shows_jobs_stages_and_tasks_in_a_browser_and_needs_the_token(
         .unwrap();
     assert!(attempts >= f64::from(total), "{metrics}");
 
+    // A page name that is no job id still gets an answer (the login goes back to the list).
+    let (code, _) = get(web, &format!("/jobs/a%0d%0ab?token={token}"), None);
+    assert_eq!(code, 303);
     // An unknown job: 404, with the way back to the list.
     let (code, body) = get(web, "/jobs/job-999999", Some(token));
     assert_eq!(code, 404);
