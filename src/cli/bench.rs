@@ -64,12 +64,37 @@ pub struct ClusterArgs {
     /// Where to write the plot of throughput per workload (SVG).
     #[arg(long, default_value = "bench-cluster.svg")]
     pub plot: PathBuf,
-    /// Where generated inputs are kept between invocations, and outputs written.
+    /// Where the benchmark keeps its data and finds the examples.
+    #[command(flatten)]
+    pub places: super::bench::BenchPlaces,
+}
+
+/// Where a benchmark keeps its data and finds the example binaries (flattened into each
+/// `bench` subcommand).
+#[derive(Debug, Args)]
+pub struct BenchPlaces {
+    /// Where generated inputs are kept between invocations, and outputs written (default:
+    /// `$TMPDIR/ringleader-bench`).
     #[arg(long)]
     pub dir: Option<PathBuf>,
-    /// Directory of the built examples (as for `bench embedded`).
+    /// Directory of the built examples (default: `examples/` beside this executable,
+    /// built with `cargo build --release --examples` if missing).
     #[arg(long)]
     pub examples: Option<PathBuf>,
+}
+
+impl BenchPlaces {
+    /// The data directory.
+    pub(super) fn dir(&self) -> PathBuf {
+        self.dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join("ringleader-bench"))
+    }
+
+    /// The examples' directory, built first if needed.
+    pub(super) fn examples(&self) -> anyhow::Result<PathBuf> {
+        examples_dir(self.examples.clone())
+    }
 }
 
 /// `bench embedded`.
@@ -87,13 +112,9 @@ pub struct EmbeddedArgs {
     /// Runs of each measurement; the table shows the median.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
-    /// Where generated inputs are kept between invocations, and outputs written.
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
-    /// Directory of the built examples (default: `examples/` beside this executable,
-    /// built with `cargo build --release --examples` if missing).
-    #[arg(long)]
-    pub examples: Option<PathBuf>,
+    /// Where the benchmark keeps its data and finds the examples.
+    #[command(flatten)]
+    pub places: super::bench::BenchPlaces,
     /// Also run DuckDB and Polars on the same data (their Python packages are installed
     /// into a virtual environment under target/py when missing).
     #[arg(long)]
@@ -213,11 +234,8 @@ impl Drop for BenchCluster {
 }
 
 fn cluster(args: ClusterArgs) -> anyhow::Result<ExitCode> {
-    let examples = examples_dir(args.examples.clone())?;
-    let base = args
-        .dir
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join("ringleader-bench"));
+    let examples = args.places.examples()?;
+    let base = args.places.dir();
     let sort_in = base.join(format!("sort-{}", args.records));
     let sum_in = base.join(format!("numbers-{}", args.rows));
     let tiny_in = base.join("numbers-1000");
@@ -629,11 +647,8 @@ pub(super) fn rate(bytes: u64, d: Duration) -> String {
 }
 
 fn embedded(args: EmbeddedArgs) -> anyhow::Result<ExitCode> {
-    let examples = examples_dir(args.examples.clone())?;
-    let base = args
-        .dir
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join("ringleader-bench"));
+    let examples = args.places.examples()?;
+    let base = args.places.dir();
     let exe = std::env::current_exe()?;
     let sort_in = base.join(format!("sort-{}", args.records));
     let sum_in = base.join(format!("numbers-{}", args.rows));

@@ -17,8 +17,7 @@ use clap::Args;
 use ringleader_lan::{ClusterSpec, LanCluster, LanError, Traffic};
 
 use super::bench::{
-    BenchCluster, Measured, ensure_numbers_input, ensure_sort_input, examples_dir, gb, last_line, measure, median,
-    rate, warm,
+    BenchCluster, Measured, ensure_numbers_input, ensure_sort_input, gb, last_line, measure, median, rate, warm,
 };
 
 /// `bench hosts`.
@@ -39,12 +38,9 @@ pub struct HostsArgs {
     /// Runs of each measurement; the table shows the median.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
-    /// Where generated inputs are kept between invocations, and outputs written.
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
-    /// Directory of the built examples (as for `bench embedded`).
-    #[arg(long)]
-    pub examples: Option<PathBuf>,
+    /// Where the benchmark keeps its data and finds the examples.
+    #[command(flatten)]
+    pub places: super::bench::BenchPlaces,
 }
 
 /// A link rate: as given, and in bytes per second.
@@ -106,12 +102,9 @@ struct Row {
 /// Runs `bench hosts`.
 pub fn run(args: HostsArgs) -> anyhow::Result<ExitCode> {
     // Absolute paths: the hosts' processes start in their own /tmp.
-    let examples = absolute(&examples_dir(args.examples.clone())?)?;
+    let examples = absolute(&args.places.examples()?)?;
     let exe = std::env::current_exe().context("locating this executable")?;
-    let base = args
-        .dir
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join("ringleader-bench"));
+    let base = args.places.dir();
     std::fs::create_dir_all(&base).with_context(|| format!("making {}", base.display()))?;
     let base = absolute(&base)?;
     let sort_in = base.join(format!("sort-{}", args.records));

@@ -7,7 +7,7 @@
 //!    over several kills while a job runs (real processes from `cluster up --drivers 3`);
 //! 3. a sort on a 3-driver cluster vs a 1-driver cluster, alternating runs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,7 +19,7 @@ use ringleader_core::proto::{self, driver_client::DriverClient};
 use ringleader_driver::raft::group::Peers;
 use ringleader_driver::state::Command as StateCommand;
 
-use super::bench::{BenchCluster, alternate, ensure_sort_input, examples_dir, gb, measure, rate, warm, with};
+use super::bench::{BenchCluster, alternate, ensure_sort_input, gb, measure, rate, warm, with};
 use super::cluster::fetch_status as status;
 
 /// `bench raft`.
@@ -40,21 +40,15 @@ pub struct RaftArgs {
     /// Concurrent writers in the batched commit-rate measurement.
     #[arg(long, default_value_t = 64)]
     pub writers: usize,
-    /// Where generated inputs are kept between invocations, and outputs written.
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
-    /// Directory of the built examples (as for `bench embedded`).
-    #[arg(long)]
-    pub examples: Option<PathBuf>,
+    /// Where the benchmark keeps its data and finds the examples.
+    #[command(flatten)]
+    pub places: super::bench::BenchPlaces,
 }
 
 /// Runs `bench raft`.
 pub fn run(args: RaftArgs) -> anyhow::Result<ExitCode> {
-    let examples = examples_dir(args.examples.clone())?;
-    let base = args
-        .dir
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join("ringleader-bench"));
+    let examples = args.places.examples()?;
+    let base = args.places.dir();
     std::fs::create_dir_all(&base)?;
     // One token for the whole run: the in-process drivers and every cluster use it.
     let token = base.join("bench-token");

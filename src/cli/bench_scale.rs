@@ -10,7 +10,7 @@ use std::process::{Command, ExitCode};
 use anyhow::Context as _;
 use clap::Args;
 
-use super::bench::{BenchCluster, examples_dir, gb, measure, rate, warm};
+use super::bench::{BenchCluster, gb, measure, rate, warm};
 use super::generate::parse_size;
 
 /// `bench scale`.
@@ -37,12 +37,9 @@ pub struct ScaleArgs {
     /// Workers of the local cluster.
     #[arg(long, default_value_t = 2)]
     pub workers: u32,
-    /// Where generated inputs are kept between invocations, and outputs written.
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
-    /// Directory of the built examples (as for `bench embedded`).
-    #[arg(long)]
-    pub examples: Option<PathBuf>,
+    /// Where the benchmark keeps its data and finds the examples.
+    #[command(flatten)]
+    pub places: super::bench::BenchPlaces,
     /// Where to write the plot of time against size.
     #[arg(long, default_value = "scale.svg")]
     pub plot: PathBuf,
@@ -63,11 +60,8 @@ struct Point {
 
 /// Runs the benchmark.
 pub fn run(args: ScaleArgs) -> anyhow::Result<ExitCode> {
-    let examples = examples_dir(args.examples.clone())?;
-    let base = args
-        .dir
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join("ringleader-bench"));
+    let examples = args.places.examples()?;
+    let base = args.places.dir();
     let cluster = if args.no_cluster {
         None
     } else {
