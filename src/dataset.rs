@@ -570,7 +570,7 @@ impl<T: Data> Dataset<T> {
         self.save_with(
             output,
             ship!(action::save_columnar::<T> as ActionFn),
-            |dir| action::ColumnarState { dir, parquet },
+            |dir| action::ColumnarState { dir, format },
             ship!(action::store_columnar::<T> as ActionFn),
             DatasetFormat::Arrow,
         )

@@ -91,14 +91,9 @@ impl JobSummary {
 /// The rows and bytes a stage's task values say they moved (a partial sum or a sample:
 /// its bytes; a row count: its rows).
 pub(crate) fn volume(values: &[ringleader_core::plan::TaskValue]) -> (u64, u64) {
-    use ringleader_core::plan::TaskValue;
-    values.iter().fold((0, 0), |(rows, bytes), v| match v {
-        TaskValue::Shuffled { rows: r, bytes: b }
-        | TaskValue::Written { rows: r, bytes: b }
-        | TaskValue::Stored { rows: r, bytes: b, .. } => (rows + r, bytes + b),
-        TaskValue::Count(n) => (rows + n, bytes),
-        TaskValue::Bytes(b) | TaskValue::Batches(b) => (rows, bytes + b.len() as u64),
-        TaskValue::Held { size, .. } => (rows, bytes + size),
+    values.iter().fold((0, 0), |(rows, bytes), v| {
+        let (r, b) = v.volume();
+        (rows + r.unwrap_or(0), bytes + b.unwrap_or(0))
     })
 }
 

@@ -29,6 +29,7 @@
 
 pub mod auth;
 pub mod binary;
+pub mod clock;
 pub mod cluster_shuffle;
 pub mod data;
 pub mod driver_group;

@@ -235,3 +235,18 @@ pub enum TaskValue {
         bytes: u64,
     },
 }
+
+impl TaskValue {
+    /// The rows and bytes this value says its task moved, where it says: a partial result
+    /// or a sample gives bytes only, a row count rows only.
+    pub fn volume(&self) -> (Option<u64>, Option<u64>) {
+        match self {
+            TaskValue::Shuffled { rows, bytes }
+            | TaskValue::Written { rows, bytes }
+            | TaskValue::Stored { rows, bytes, .. } => (Some(*rows), Some(*bytes)),
+            TaskValue::Count(n) => (Some(*n), None),
+            TaskValue::Bytes(b) | TaskValue::Batches(b) => (None, Some(b.len() as u64)),
+            TaskValue::Held { size, .. } => (None, Some(*size)),
+        }
+    }
+}

@@ -5,6 +5,8 @@
 
 use std::collections::HashMap;
 
+use ringleader_core::clock::now_ms;
+
 /// Attempts remembered at most (the oldest jobs' go first).
 const MAX_ATTEMPTS: usize = 200_000;
 
@@ -19,6 +21,18 @@ pub struct AttemptKey {
     pub task: u32,
     /// Attempt number.
     pub attempt: u32,
+}
+
+impl AttemptKey {
+    /// Attempt `attempt` of task `task` of stage `stage` of `job`.
+    pub fn new(job: &str, stage: u32, task: u32, attempt: u32) -> AttemptKey {
+        AttemptKey {
+            job: job.to_string(),
+            stage,
+            task,
+            attempt,
+        }
+    }
 }
 
 /// What this driver saw of one attempt.
@@ -40,18 +54,11 @@ pub struct Observed {
     attempts: HashMap<AttemptKey, AttemptSeen>,
 }
 
-/// Now, in Unix milliseconds.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 impl Observed {
     /// Notes that `key` started on `worker` now.
     pub fn started(&mut self, key: AttemptKey, worker: &str) {
         if self.attempts.len() >= MAX_ATTEMPTS
-            && let Some(oldest) = self.attempts.keys().map(|k| k.job.clone()).min()
+            && let Some(oldest) = self.attempts.keys().map(|k| &k.job).min().cloned()
         {
             self.attempts.retain(|k, _| k.job != oldest);
         }
@@ -90,12 +97,7 @@ mod tests {
 
     #[test]
     fn an_attempt_is_timed_from_its_start_to_its_first_end() {
-        let key = |attempt| AttemptKey {
-            job: "job-000001".into(),
-            stage: 0,
-            task: 3,
-            attempt,
-        };
+        let key = |attempt| AttemptKey::new("job-000001", 0, 3, attempt);
         let mut seen = Observed::default();
         seen.started(key(1), "worker-1");
         seen.started(key(2), "worker-2");

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use futures::Stream;
 use ringleader_core::plan::JobPlan;
@@ -145,12 +145,6 @@ async fn push_binary(inner: &DriverInner, address: &str, hash: String) -> bool {
     let mut client = RaftTransportClient::new(ringleader_core::auth::authorized(channel));
     let push = client.push_binary(inner.tagged(chunks));
     matches!(tokio::time::timeout(Duration::from_secs(60), push).await, Ok(Ok(_)))
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[tonic::async_trait]
@@ -318,7 +312,7 @@ impl Driver for DriverService {
                     working_dir: r.working_dir,
                     plan,
                     submission: r.submission_id,
-                    submitted_ms: now_ms(),
+                    submitted_ms: ringleader_core::clock::now_ms(),
                 };
                 let Outcome::JobSubmitted(job) = self.inner.write(submit).await? else {
                     return Err(Status::internal("submission produced no id"));

@@ -13,6 +13,8 @@ use ringleader_core::plan::{JobPlan, StageOutput, TaskInput, TaskValue};
 use ringleader_core::store::DatasetFormat;
 use serde::{Deserialize, Serialize};
 
+use crate::observed::AttemptKey;
+
 /// Attempts a task gets before its job fails.
 pub const MAX_ATTEMPTS: u32 = 4;
 
@@ -955,45 +957,38 @@ impl ClusterState {
 
 /// A command's effect on task attempts, noted in [`ClusterState::observed`] once applied.
 enum Noted {
-    /// A task's attempt was started (its number is known once applied).
-    Started { job: String, stage: u32, task: u32 },
-    /// A speculative attempt was started.
-    Speculated { job: String, stage: u32, task: u32 },
-    /// An attempt ended.
-    Ended(crate::observed::AttemptKey, Option<String>),
+    /// A task's attempt (its original, or a speculative copy) was started: its number is
+    /// known once applied.
+    Started {
+        job: String,
+        stage: u32,
+        task: u32,
+        speculative: bool,
+    },
+    /// An attempt ended (with its error if it failed).
+    Ended(AttemptKey, Option<String>),
     /// Nothing about attempts.
     Nothing,
 }
 
 impl Noted {
     fn of(command: &Command) -> Noted {
-        use crate::observed::AttemptKey;
         match command {
-            Command::StartTask { job, stage, task, .. } => Noted::Started {
-                job: job.clone(),
-                stage: *stage,
-                task: *task,
-            },
-            Command::Speculate { job, stage, task, .. } => Noted::Speculated {
-                job: job.clone(),
-                stage: *stage,
-                task: *task,
-            },
+            Command::StartTask { job, stage, task, .. } | Command::Speculate { job, stage, task, .. } => {
+                Noted::Started {
+                    job: job.clone(),
+                    stage: *stage,
+                    task: *task,
+                    speculative: matches!(command, Command::Speculate { .. }),
+                }
+            }
             Command::FinishTask {
                 job,
                 stage,
                 task,
                 attempt,
                 ..
-            } => Noted::Ended(
-                AttemptKey {
-                    job: job.clone(),
-                    stage: *stage,
-                    task: *task,
-                    attempt: *attempt,
-                },
-                None,
-            ),
+            } => Noted::Ended(AttemptKey::new(job, *stage, *task, *attempt), None),
             Command::FailTask {
                 job,
                 stage,
@@ -1001,24 +996,19 @@ impl Noted {
                 attempt,
                 message,
                 ..
-            } => Noted::Ended(
-                AttemptKey {
-                    job: job.clone(),
-                    stage: *stage,
-                    task: *task,
-                    attempt: *attempt,
-                },
-                Some(message.clone()),
-            ),
+            } => Noted::Ended(AttemptKey::new(job, *stage, *task, *attempt), Some(message.clone())),
             _ => Noted::Nothing,
         }
     }
 
     fn record(self, state: &mut ClusterState) {
-        use crate::observed::AttemptKey;
         let (job, stage, task, speculative) = match self {
-            Noted::Started { job, stage, task } => (job, stage, task, false),
-            Noted::Speculated { job, stage, task } => (job, stage, task, true),
+            Noted::Started {
+                job,
+                stage,
+                task,
+                speculative,
+            } => (job, stage, task, speculative),
             Noted::Ended(key, error) => {
                 state.observed.ended(&key, error);
                 return;
@@ -1041,13 +1031,9 @@ impl Noted {
             }
         };
         if let Some((attempt, worker)) = started {
-            let key = AttemptKey {
-                job,
-                stage,
-                task,
-                attempt,
-            };
-            state.observed.started(key, &worker);
+            state
+                .observed
+                .started(AttemptKey::new(&job, stage, task, attempt), &worker);
         }
     }
 }

@@ -218,7 +218,7 @@ async fn job_page(
     body += "<h2>Tasks</h2>";
     body += &tasks_table(&tasks);
     body += "<h2>Timeline</h2>";
-    body += &timeline(&attempts, crate::observed::now_ms());
+    body += &timeline(&attempts, ringleader_core::clock::now_ms());
     let refresh = (job.state == "running").then_some(1);
     Html(page(&format!("{} — Ringleader", job.job_id), refresh, &body)).into_response()
 }
@@ -245,7 +245,7 @@ fn task_rows(
     job: &crate::state::JobRecord,
     seen: &[(crate::observed::AttemptKey, crate::observed::AttemptSeen)],
 ) -> Vec<TaskRow> {
-    let now = crate::observed::now_ms();
+    let now = ringleader_core::clock::now_ms();
     let mut rows = Vec::new();
     for (stage, tasks) in job.tasks.iter().enumerate() {
         for (partition, task) in tasks.iter().enumerate() {
@@ -258,7 +258,7 @@ fn task_rows(
             let (state, attempt, worker, volume) = match task {
                 TaskState::Pending => ("pending", 0, String::new(), None),
                 TaskState::Running { attempt, worker } => ("running", *attempt, worker.clone(), None),
-                TaskState::Done { attempt, worker, value } => ("done", *attempt, worker.clone(), Some(volume(value))),
+                TaskState::Done { attempt, worker, value } => ("done", *attempt, worker.clone(), Some(value.volume())),
             };
             let of_task = seen
                 .iter()
@@ -287,19 +287,6 @@ fn task_rows(
         }
     }
     rows
-}
-
-/// Rows and bytes a finished task reports, where it knows them.
-fn volume(value: &ringleader_core::plan::TaskValue) -> (Option<u64>, Option<u64>) {
-    use ringleader_core::plan::TaskValue;
-    match value {
-        TaskValue::Shuffled { rows, bytes }
-        | TaskValue::Written { rows, bytes }
-        | TaskValue::Stored { rows, bytes, .. } => (Some(*rows), Some(*bytes)),
-        TaskValue::Count(n) => (Some(*n), None),
-        TaskValue::Bytes(b) | TaskValue::Batches(b) => (None, Some(b.len() as u64)),
-        TaskValue::Held { size, .. } => (None, Some(*size)),
-    }
 }
 
 fn leader_line(web: &Web) -> String {
@@ -672,26 +659,9 @@ fn human_bytes(bytes: u64) -> String {
     }
 }
 
-/// A Unix time in milliseconds as UTC, `YYYY-MM-DD HH:MM:SS`.
+/// A Unix time in milliseconds as UTC.
 fn when(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
+    format!("{} UTC", ringleader_core::clock::utc(ms))
 }
 
 /// `text` with HTML's special characters escaped.
@@ -742,12 +712,7 @@ mod tests {
         use crate::observed::{AttemptKey, AttemptSeen};
         let attempt = |task, attempt, worker: &str, started_ms, ended_ms, error: Option<&str>| {
             (
-                AttemptKey {
-                    job: "job-000001".into(),
-                    stage: 0,
-                    task,
-                    attempt,
-                },
+                AttemptKey::new("job-000001", 0, task, attempt),
                 AttemptSeen {
                     worker: worker.into(),
                     started_ms,

@@ -314,17 +314,8 @@ fn cluster(args: ClusterArgs) -> anyhow::Result<ExitCode> {
     ];
     let published: Vec<_> = measured
         .iter()
-        .map(|(name, bytes, c, e, _)| super::bench_peers::Published {
-            workload: name.clone(),
-            bytes: *bytes,
-            systems: [("cluster", c), ("embedded", e)]
-                .into_iter()
-                .map(|(system, m)| super::bench_peers::SystemRun {
-                    system: system.to_string(),
-                    seconds: m.elapsed.as_secs_f64(),
-                    peak_bytes: m.peak_bytes,
-                })
-                .collect(),
+        .map(|(name, bytes, c, e, _)| {
+            super::bench_peers::Published::of(name, *bytes, [("cluster", *c), ("embedded", *e)])
         })
         .collect();
     for (name, bytes, c, e, target) in measured {
@@ -592,17 +583,7 @@ impl Row {
         let systems = [("ringleader", &self.ringleader), ("plain Rust", &self.baseline)]
             .into_iter()
             .chain(self.peers.iter().map(|(name, m)| (*name, m)));
-        super::bench_peers::Published {
-            workload: self.name.clone(),
-            bytes: self.bytes,
-            systems: systems
-                .map(|(name, m)| super::bench_peers::SystemRun {
-                    system: name.to_string(),
-                    seconds: m.elapsed.as_secs_f64(),
-                    peak_bytes: m.peak_bytes,
-                })
-                .collect(),
-        }
+        super::bench_peers::Published::of(&self.name, self.bytes, systems)
     }
 }
 

@@ -119,6 +119,28 @@ pub(super) struct Published {
     pub(super) systems: Vec<SystemRun>,
 }
 
+impl Published {
+    /// `workload` over `bytes` of input, with each named system's median run.
+    pub(super) fn of<'a>(
+        workload: &str,
+        bytes: u64,
+        runs: impl IntoIterator<Item = (&'a str, &'a Measured)>,
+    ) -> Published {
+        Published {
+            workload: workload.to_string(),
+            bytes,
+            systems: runs
+                .into_iter()
+                .map(|(system, m)| SystemRun {
+                    system: system.to_string(),
+                    seconds: m.elapsed.as_secs_f64(),
+                    peak_bytes: m.peak_bytes,
+                })
+                .collect(),
+        }
+    }
+}
+
 /// One system's median run of a workload.
 #[derive(Debug, Serialize)]
 pub(super) struct SystemRun {

@@ -59,28 +59,6 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
 }
 
-/// `YYYY-MM-DD HH:MM:SS` (UTC) of Unix milliseconds.
-fn utc(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
 /// Runs `jobs`.
 pub fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     let list = runtime()?.block_on(async {
@@ -106,7 +84,7 @@ pub fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
             j.state,
             j.stages,
             format!("{}/{}", j.tasks_done, j.tasks_total),
-            utc(j.submitted_ms),
+            ringleader_core::clock::utc(j.submitted_ms),
             j.message
         );
     }
@@ -136,7 +114,7 @@ pub fn show(args: JobArgs) -> anyhow::Result<ExitCode> {
         job.state,
         job.tasks_done,
         job.tasks_total,
-        utc(job.submitted_ms)
+        ringleader_core::clock::utc(job.submitted_ms)
     );
     if !job.message.is_empty() {
         println!("  {}", job.message);
@@ -165,14 +143,4 @@ pub fn show(args: JobArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn formats_utc() {
-        assert_eq!(super::utc(0), "1970-01-01 00:00:00");
-        assert_eq!(super::utc(1_795_000_000_000), "2026-11-18 11:06:40");
-        assert_eq!(super::utc(951_782_400_000), "2000-02-29 00:00:00");
-    }
 }

@@ -266,23 +266,13 @@ fn bench_cluster_runs_at_small_scale_and_prints_its_table() {
 fn driver_log(level: Option<&str>) -> String {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("log");
-    let mut command = Command::new(ringleader_bin());
-    command
-        .args(["driver", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .stderr(std::fs::File::create(&log).unwrap())
-        .env_remove("RUST_LOG");
-    if let Some(level) = level {
-        command.env("RUST_LOG", level);
-    }
-    let address = dir.path().join("address");
-    command.arg("--address-file").arg(&address);
-    let mut driver = command.spawn().unwrap();
+    let (mut driver, _) = crate::helpers::lone_driver(dir.path(), |c| {
+        c.stderr(std::fs::File::create(&log).unwrap()).env_remove("RUST_LOG");
+        if let Some(level) = level {
+            c.env("RUST_LOG", level);
+        }
+    });
     // A lone driver leads within a second of listening (its log says so at INFO).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::time::Instant::now() < deadline && !address.exists() {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     while std::time::Instant::now() < deadline
         && !std::fs::read_to_string(&log)

@@ -733,33 +733,15 @@ fn large_results_come_back_whole() {
 #[test]
 fn a_job_with_no_live_worker_fails_after_the_timeout_instead_of_hanging() {
     let dir = tempfile::tempdir().unwrap();
-    let address_file = dir.path().join("address");
-    let mut driver = Command::new(ringleader_bin())
-        .args([
-            "driver",
-            "--listen",
-            "127.0.0.1:0",
-            "--no-worker-timeout",
-            "1",
-            "--data-dir",
-        ])
-        .arg(dir.path().join("driver"))
-        .arg("--address-file")
-        .arg(&address_file)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !address_file.exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let master = std::fs::read_to_string(&address_file).unwrap();
+    let (mut driver, master) = crate::helpers::lone_driver(dir.path(), |c| {
+        c.args(["--no-worker-timeout", "1"]).stderr(std::process::Stdio::null());
+    });
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/numbers");
     let started = Instant::now();
     let out = Command::new(example("sum"))
         .arg("--input")
         .arg(&fixtures)
-        .env("RINGLEADER_MASTER", master.trim())
+        .env("RINGLEADER_MASTER", &master)
         .output()
         .unwrap();
     let _ = driver.kill();
@@ -883,29 +865,18 @@ fn a_tls_client_of_a_plain_cluster_and_an_expired_certificate_are_named() {
     std::fs::write(&cert, expired.pem()).unwrap();
     std::fs::write(&private, key.serialize_pem()).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let address_file = dir.path().join("address");
-    let mut driver = Command::new(ringleader_bin())
-        .args(["driver", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("driver"))
-        .arg("--address-file")
-        .arg(&address_file)
-        .arg("--tls-cert")
-        .arg(&cert)
-        .arg("--tls-key")
-        .arg(&private)
-        .arg("--tls-ca")
-        .arg(&cert)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !address_file.exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let master = std::fs::read_to_string(&address_file).unwrap_or_default();
+    let (mut driver, master) = crate::helpers::lone_driver(dir.path(), |c| {
+        c.arg("--tls-cert")
+            .arg(&cert)
+            .arg("--tls-key")
+            .arg(&private)
+            .arg("--tls-ca")
+            .arg(&cert)
+            .stderr(std::process::Stdio::null());
+    });
     let out = Command::new(example("sum"))
         .args(args!["--input", &fixtures])
-        .env("RINGLEADER_MASTER", master.trim())
+        .env("RINGLEADER_MASTER", &master)
         .env("RINGLEADER_TLS_CA", &cert)
         .output()
         .unwrap();

@@ -119,30 +119,36 @@ fn wordcount_example_counts_every_word_once() {
     assert_eq!(got, want);
 }
 
+/// `orders_by_city` over the shop fixture, writing `output`.
+pub(crate) fn orders_by_city(output: &std::path::Path) -> Command {
+    let shop = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/shop");
+    let mut command = Command::new(example("orders_by_city"));
+    command
+        .arg("--customers")
+        .arg(shop.join("customers"))
+        .arg("--orders")
+        .arg(shop.join("orders"))
+        .arg("--output")
+        .arg(output);
+    command
+}
+
+/// What `orders_by_city` finds in the shop fixture, a sorted line per city:
+/// `city<TAB>orders<TAB>total<TAB>names`.
+pub(crate) const SHOP_CITIES: [&str; 4] = [
+    "Boston\t1\t300\tMargaret",
+    "Helsinki\t1\t120\tLinus",
+    "London\t2\t260\tAda",
+    "New York\t4\t190\tBarbara,Grace",
+];
+
 #[test]
 fn orders_by_city_joins_and_groups() {
     let dir = tempfile::tempdir().unwrap();
-    let shop = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/shop");
     let output = dir.path().join("out");
-    run_ok(
-        Command::new(example("orders_by_city"))
-            .arg("--customers")
-            .arg(shop.join("customers"))
-            .arg("--orders")
-            .arg(shop.join("orders"))
-            .arg("--output")
-            .arg(&output),
-    );
+    run_ok(&mut orders_by_city(&output));
     let lines = sorted_lines(&output);
-    assert_eq!(
-        lines,
-        vec![
-            "Boston\t1\t300\tMargaret",
-            "Helsinki\t1\t120\tLinus",
-            "London\t2\t260\tAda",
-            "New York\t4\t190\tBarbara,Grace"
-        ]
-    );
+    assert_eq!(lines, SHOP_CITIES);
 }
 
 #[test]

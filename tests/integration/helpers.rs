@@ -142,6 +142,28 @@ pub fn signal(pid: u32, sig: i32) {
     }
 }
 
+/// Starts `ringleader driver` alone on a free loopback port, its data and address file
+/// under `dir`, after `configure` added its flags, output and environment; waits (at most
+/// 10 s) until it listens. The process and its address.
+pub fn lone_driver(dir: &Path, configure: impl FnOnce(&mut Command)) -> (std::process::Child, String) {
+    let address_file = dir.join("address");
+    let mut command = Command::new(ringleader_bin());
+    command
+        .args(["driver", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.join("driver"))
+        .arg("--address-file")
+        .arg(&address_file);
+    configure(&mut command);
+    let driver = command.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !address_file.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let address = std::fs::read_to_string(&address_file)
+        .unwrap_or_else(|_| panic!("the driver in {} did not listen within 10 s", dir.display()));
+    (driver, address.trim().to_string())
+}
+
 /// A cluster from `ringleader cluster up`, stopped (and any stopped process continued)
 /// when dropped.
 pub struct LocalCluster {

@@ -177,15 +177,8 @@ fn duckdb_reads_the_parquet_word_count_and_gets_the_same_counts() {
 #[test]
 fn orders_by_city_in_parquet_has_one_typed_column_per_field() {
     let dir = tempfile::tempdir().unwrap();
-    let shop = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/shop");
     let output = dir.path().join("out");
-    let out = Command::new(example("orders_by_city"))
-        .arg("--customers")
-        .arg(shop.join("customers"))
-        .arg("--orders")
-        .arg(shop.join("orders"))
-        .arg("--output")
-        .arg(&output)
+    let out = crate::examples::orders_by_city(&output)
         .args(["--output-format", "parquet"])
         .env("RINGLEADER_PROGRESS", "0")
         .output()
@@ -212,15 +205,7 @@ fn orders_by_city_in_parquet_has_one_typed_column_per_field() {
         assert_eq!(city.null_count(), 0);
     }
     rows.sort();
-    assert_eq!(
-        rows,
-        vec![
-            "Boston\t1\t300\tMargaret",
-            "Helsinki\t1\t120\tLinus",
-            "London\t2\t260\tAda",
-            "New York\t4\t190\tBarbara,Grace"
-        ]
-    );
+    assert_eq!(rows, crate::examples::SHOP_CITIES);
 }
 
 #[test]

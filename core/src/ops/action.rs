@@ -242,7 +242,7 @@ pub fn save_text<T: Data + Display>(state: &[u8], input: ChunkStream, env: &Acti
 }
 
 /// A columnar file format of `save_arrow` and `save_parquet`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Columnar {
     /// Arrow IPC file (`part-NNNNN.arrow`).
     Arrow,
@@ -268,16 +268,12 @@ impl Columnar {
         batches: impl Iterator<Item = Result<RecordBatch>>,
     ) -> Result<u64> {
         let failed = |e: &dyn std::fmt::Display| Error::io(path, std::io::Error::other(e.to_string()));
-        let mut rows = 0u64;
         match self {
             Columnar::Arrow => {
                 let mut writer = arrow::ipc::writer::FileWriter::try_new(out, &schema).map_err(|e| failed(&e))?;
-                for batch in batches {
-                    let batch = batch?;
-                    rows += batch.num_rows() as u64;
-                    writer.write(&batch).map_err(|e| failed(&e))?;
-                }
+                let rows = write_each(batches, |b| writer.write(b).map_err(|e| failed(&e)))?;
                 writer.finish().map_err(|e| failed(&e))?;
+                Ok(rows)
             }
             Columnar::Parquet => {
                 let properties = parquet::file::properties::WriterProperties::builder()
@@ -285,23 +281,32 @@ impl Columnar {
                     .build();
                 let mut writer =
                     parquet::arrow::ArrowWriter::try_new(out, schema, Some(properties)).map_err(|e| failed(&e))?;
-                for batch in batches {
-                    let batch = batch?;
-                    rows += batch.num_rows() as u64;
-                    writer.write(&batch).map_err(|e| failed(&e))?;
-                }
+                let rows = write_each(batches, |b| writer.write(b).map_err(|e| failed(&e)))?;
                 writer.close().map_err(|e| failed(&e))?;
+                Ok(rows)
             }
         }
-        Ok(rows)
     }
+}
+
+/// Hands every batch to `write`; the rows written.
+fn write_each(
+    batches: impl Iterator<Item = Result<RecordBatch>>,
+    mut write: impl FnMut(&RecordBatch) -> Result<()>,
+) -> Result<u64> {
+    let mut rows = 0u64;
+    for batch in batches {
+        let batch = batch?;
+        rows += batch.num_rows() as u64;
+        write(&batch)?;
+    }
+    Ok(rows)
 }
 
 /// `save_arrow` / `save_parquet` (the format is the state's): the rows of `T`, column by
 /// column, into `part-NNNNN.arrow` or `part-NNNNN.parquet`.
 pub fn save_columnar<T: Data>(state: &[u8], input: ChunkStream, env: &ActionEnv) -> Result<TaskValue> {
-    let ColumnarState { dir, parquet } = postcard::from_bytes(state)?;
-    let format = if parquet { Columnar::Parquet } else { Columnar::Arrow };
+    let ColumnarState { dir, format } = postcard::from_bytes(state)?;
     let name = format!("{}.{}", crate::output::part_name(env.partition), format.extension());
     let path = dir.join(&name);
     let (schema, batches) = columnar_batches::<T>(input)?;
@@ -341,8 +346,8 @@ pub fn store_columnar<T: Data>(state: &[u8], input: ChunkStream, env: &ActionEnv
 pub struct ColumnarState {
     /// The output's staging directory.
     pub dir: PathBuf,
-    /// Parquet rather than Arrow IPC.
-    pub parquet: bool,
+    /// The files' format.
+    pub format: Columnar,
 }
 
 /// `save_records`: the raw 100-byte records, in order, into `part-NNNNN`.
