@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use ringleader_core::binary::hash_file;
 use ringleader_core::driver_group::{DriverGroup, is_failover};
-use ringleader_core::plan::{JobPlan, TaskValue};
+use ringleader_core::plan::{JobPlan, TaskValue, Volume};
 use ringleader_core::proto::{self, driver_client::DriverClient, job_event::Event};
 use ringleader_core::{Error, Result};
 
@@ -481,8 +481,12 @@ impl Progress {
         let elapsed = self.started.elapsed().as_secs_f64();
         if !self.terminal {
             eprintln!(
-                "{} stage {}: {}/{} tasks, {} rows, {} bytes, {elapsed:.1} s",
-                self.job, s.stage, s.done, s.total, s.rows, s.bytes
+                "{} stage {}: {}/{} tasks, {}, {elapsed:.1} s",
+                self.job,
+                s.stage,
+                s.done,
+                s.total,
+                crate::progress::moved(read(s), written(s))
             );
             return;
         }
@@ -499,7 +503,7 @@ impl Progress {
             bar
         });
         bar.set_position(s.done as u64);
-        bar.set_message(format!("{} rows, {} MB", s.rows, s.bytes / 1_000_000));
+        bar.set_message(crate::progress::moved(read(s), written(s)));
         if s.done == s.total {
             bar.finish();
         }
@@ -536,7 +540,7 @@ impl Progress {
         let last = self.stages.keys().max().copied();
         for s in self.stages.values() {
             summary.add(
-                (s.rows, s.bytes),
+                written(s),
                 u64::from(s.total),
                 u64::from(s.attempts),
                 Some(s.stage) == last,
@@ -572,5 +576,21 @@ mod env_tests {
         let mut names: Vec<&str> = shipped.keys().map(String::as_str).collect();
         names.sort();
         assert_eq!(names, ["ALSO", "RINGLEADER_SHIP_ENV", "RINGLEADER_THREADS", "WANTED"]);
+    }
+}
+
+/// What a stage's finished tasks read, as its progress says.
+fn read(s: &proto::StageProgress) -> Volume {
+    Volume {
+        rows: s.read_rows,
+        bytes: s.read_bytes,
+    }
+}
+
+/// What a stage's finished tasks wrote, as its progress says.
+fn written(s: &proto::StageProgress) -> Volume {
+    Volume {
+        rows: s.rows,
+        bytes: s.bytes,
     }
 }

@@ -1,7 +1,6 @@
 //! The embedded engine: runs a job's stages in order, each stage's tasks in parallel on a
 //! rayon pool, shuffling through memory (spilling past the configured bound).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -54,16 +53,15 @@ pub(crate) fn run_job(config: &Config, pool: &rayon::ThreadPool, plan: &JobPlan)
             StageOutput::Action { .. } => "result",
         };
         let progress = StageProgress::start(config.progress, stage.id, kind, stage.tasks.len());
-        let done = AtomicUsize::new(0);
         let started = Instant::now();
         let result: Result<Vec<TaskValue>> = pool.install(|| {
             (0..stage.tasks.len())
                 .into_par_iter()
                 .with_max_len(1)
                 .map(|i| {
-                    let value = run_task(stage, i, 0, &shuffle);
-                    progress.set(done.fetch_add(1, Ordering::Relaxed) + 1);
-                    value
+                    let ran = run_task(stage, i, 0, &shuffle)?;
+                    progress.finished(&ran);
+                    Ok(ran.value)
                 })
                 .collect()
         });
@@ -71,7 +69,7 @@ pub(crate) fn run_job(config: &Config, pool: &rayon::ThreadPool, plan: &JobPlan)
         values = result?;
         let last = index + 1 == plan.stages.len();
         summary.add(
-            crate::progress::volume(&values),
+            crate::progress::written(&values),
             values.len() as u64,
             values.len() as u64,
             last,

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use ringleader_core::Error;
 use ringleader_core::cluster_shuffle::{BlockSource, ClusterShuffle, ShuffleFiles};
 use ringleader_core::exec::{TaskUnit, run};
-use ringleader_core::plan::{StageOutput, TaskPlan};
+use ringleader_core::plan::{Ran, StageOutput, TaskPlan, Volume};
 use ringleader_core::proto::{self, executor_client::ExecutorClient, task_report::Outcome};
 
 use crate::config::Config;
@@ -130,6 +130,7 @@ fn run_assignment(
 ) -> proto::TaskReport {
     let decoded = postcard::from_bytes::<TaskPlan>(&a.task_plan)
         .and_then(|task| Ok((task, postcard::from_bytes::<StageOutput>(&a.stage_output)?)));
+    let mut read = Volume::default();
     let outcome = match decoded {
         Err(e) => Outcome::Error(proto::TaskError {
             message: format!("malformed task plan: {e}"),
@@ -174,7 +175,10 @@ fn run_assignment(
                 task: a.task,
                 attempt: a.attempt,
             };
-            let held = |value| ringleader_core::results::hold_if_large(value, &id, &result_files, worker);
+            let held = |ran: Ran| {
+                read = ran.read;
+                ringleader_core::results::hold_if_large(ran.value, &id, &result_files, worker)
+            };
             match run(&unit, a.attempt, &shuffle).and_then(held) {
                 Ok(value) => match postcard::to_stdvec(&value) {
                     Ok(bytes) => Outcome::Value(bytes),
@@ -197,6 +201,8 @@ fn run_assignment(
         attempt: a.attempt,
         worker_id: String::new(),
         outcome: Some(outcome),
+        read_rows: read.rows,
+        read_bytes: read.bytes,
     }
 }
 
@@ -219,6 +225,7 @@ fn refuse(a: proto::TaskAssignment, own_hash: &str) -> proto::TaskReport {
         task: a.task,
         attempt: a.attempt,
         worker_id: String::new(),
+        ..Default::default()
     }
 }
 

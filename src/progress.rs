@@ -3,32 +3,47 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
+use std::sync::Mutex;
+
 use indicatif::{ProgressBar, ProgressStyle};
+use ringleader_core::plan::{Ran, Volume};
 
 /// A progress bar for one stage, or nothing when progress is off.
 pub(crate) struct StageProgress {
     bar: Option<ProgressBar>,
+    /// Tasks finished, and what they read and wrote.
+    sofar: Mutex<(u64, Volume, Volume)>,
 }
 
 impl StageProgress {
     /// Starts a bar for stage `id` of `tasks` tasks, if enabled and stderr is a terminal.
     pub(crate) fn start(enabled: bool, id: u32, kind: &str, tasks: usize) -> Self {
+        let sofar = Mutex::default();
         if !enabled || !std::io::stderr().is_terminal() {
-            return StageProgress { bar: None };
+            return StageProgress { bar: None, sofar };
         }
         let bar = ProgressBar::new(tasks as u64);
-        let style = ProgressStyle::with_template("stage {prefix} [{bar:30}] {pos}/{len} tasks {elapsed} (eta {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> ");
+        let style =
+            ProgressStyle::with_template("stage {prefix} [{bar:30}] {pos}/{len} tasks {msg} {elapsed} (eta {eta})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
         bar.set_style(style);
         bar.set_prefix(format!("{id} ({kind})"));
-        StageProgress { bar: Some(bar) }
+        StageProgress { bar: Some(bar), sofar }
     }
 
-    /// Records `done` finished tasks.
-    pub(crate) fn set(&self, done: usize) {
+    /// Records a finished task.
+    pub(crate) fn finished(&self, ran: &Ran) {
+        let (done, read, written) = {
+            let mut sofar = self.sofar.lock().unwrap_or_else(|e| e.into_inner());
+            sofar.0 += 1;
+            sofar.1 = sofar.1.plus(ran.read);
+            sofar.2 = sofar.2.plus(written(std::slice::from_ref(&ran.value)));
+            *sofar
+        };
         if let Some(bar) = &self.bar {
-            bar.set_position(done as u64);
+            bar.set_position(done);
+            bar.set_message(moved(read, written));
         }
     }
 
@@ -75,7 +90,7 @@ pub(crate) struct JobSummary {
 impl JobSummary {
     /// Adds a stage of `tasks` tasks and `attempts` attempts that moved `rows` and `bytes`:
     /// into a shuffle, or, for the `last` stage, out of the job.
-    pub(crate) fn add(&mut self, (rows, bytes): (u64, u64), tasks: u64, attempts: u64, last: bool) {
+    pub(crate) fn add(&mut self, Volume { rows, bytes }: Volume, tasks: u64, attempts: u64, last: bool) {
         self.stages += 1;
         self.tasks += tasks;
         self.retried += attempts.saturating_sub(tasks);
@@ -90,11 +105,25 @@ impl JobSummary {
 
 /// The rows and bytes a stage's task values say they moved (a partial sum or a sample:
 /// its bytes; a row count: its rows).
-pub(crate) fn volume(values: &[ringleader_core::plan::TaskValue]) -> (u64, u64) {
-    values.iter().fold((0, 0), |(rows, bytes), v| {
-        let (r, b) = v.volume();
-        (rows + r.unwrap_or(0), bytes + b.unwrap_or(0))
+pub(crate) fn written(values: &[ringleader_core::plan::TaskValue]) -> Volume {
+    values.iter().fold(Volume::default(), |sum, v| {
+        let (rows, bytes) = v.volume();
+        sum.plus(Volume {
+            rows: rows.unwrap_or(0),
+            bytes: bytes.unwrap_or(0),
+        })
     })
+}
+
+/// A stage's progress message: what its finished tasks read and what they wrote.
+pub(crate) fn moved(read: Volume, written: Volume) -> String {
+    format!(
+        "read {} rows, {}; out {} rows, {}",
+        read.rows,
+        human_bytes(read.bytes),
+        written.rows,
+        human_bytes(written.bytes)
+    )
 }
 
 impl std::fmt::Display for JobSummary {
@@ -153,8 +182,8 @@ mod tests {
             TaskValue::Shuffled { rows: 10, bytes: 2_000 },
             TaskValue::Shuffled { rows: 5, bytes: 1_000 },
         ];
-        s.add(volume(&map), 2, 3, false);
-        s.add(volume(&[TaskValue::Written { rows: 7, bytes: 70 }]), 1, 1, true);
+        s.add(written(&map), 2, 3, false);
+        s.add(written(&[TaskValue::Written { rows: 7, bytes: 70 }]), 1, 1, true);
         assert_eq!((s.stages, s.tasks, s.retried), (2, 3, 1));
         assert_eq!(
             s.to_string(),

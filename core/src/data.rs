@@ -51,6 +51,8 @@ pub trait Rows: Send + 'static {
     }
     /// The vector, for a typed downcast.
     fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;
+    /// The vector, borrowed, for a typed look.
+    fn as_any(&self) -> &dyn Any;
 }
 
 impl<T: Send + 'static> Rows for Vec<T> {
@@ -58,6 +60,9 @@ impl<T: Send + 'static> Rows for Vec<T> {
         Vec::len(self)
     }
     fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
+        self
+    }
+    fn as_any(&self) -> &dyn Any {
         self
     }
 }
@@ -87,6 +92,18 @@ impl Chunk {
         self.len() == 0
     }
 
+    /// The chunk's data size in bytes: Arrow's buffers as sliced, or a line's bytes for
+    /// text rows; 0 for other decoded rows (whose heap size is not known).
+    pub fn data_bytes(&self) -> u64 {
+        match self {
+            Chunk::Arrow(batch) => batch_bytes(batch),
+            Chunk::Rows(rows) => rows
+                .as_any()
+                .downcast_ref::<Vec<String>>()
+                .map_or(0, |lines| lines.iter().map(|l| l.len() as u64).sum()),
+        }
+    }
+
     /// The rows as `Vec<T>`, decoding Arrow if needed.
     pub fn into_rows<T: Data>(self) -> Result<Vec<T>> {
         match self {
@@ -107,6 +124,15 @@ impl Chunk {
             Chunk::Rows(_) => encode_vec(self.into_rows::<T>()?),
         }
     }
+}
+
+/// The data size of `batch` in bytes: its buffers as sliced, not their capacity.
+pub fn batch_bytes(batch: &RecordBatch) -> u64 {
+    batch
+        .columns()
+        .iter()
+        .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0))
+        .sum::<usize>() as u64
 }
 
 /// Schema metadata key telling how a batch encodes rows.

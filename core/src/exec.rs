@@ -4,11 +4,11 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::data::ChunkStream;
+use crate::data::{BatchStream, ChunkStream, batch_bytes};
 use crate::error::{Error, Result};
-use crate::plan::{ActionEnv, StageOutput, StagePlan, TaskInput, TaskPlan, TaskValue};
+use crate::plan::{ActionEnv, Ran, StageOutput, StagePlan, TaskInput, TaskPlan, TaskValue, Volume};
 use crate::shuffle::ShuffleService;
 use crate::source;
 
@@ -16,7 +16,7 @@ use crate::source;
 /// any other failure [`Error::TaskFailed`], both naming the stage and partition.
 ///
 /// The plan must come from this executable: its shipped functions are resolved here.
-pub fn run_task(stage: &StagePlan, index: usize, attempt: u32, shuffle: &dyn ShuffleService) -> Result<TaskValue> {
+pub fn run_task(stage: &StagePlan, index: usize, attempt: u32, shuffle: &dyn ShuffleService) -> Result<Ran> {
     let task = stage
         .tasks
         .get(index)
@@ -48,16 +48,20 @@ pub struct TaskUnit<'a> {
 }
 
 /// Runs one task, as [`run_task`] does, from the task alone.
-pub fn run(unit: &TaskUnit<'_>, attempt: u32, shuffle: &dyn ShuffleService) -> Result<TaskValue> {
+pub fn run(unit: &TaskUnit<'_>, attempt: u32, shuffle: &dyn ShuffleService) -> Result<Ran> {
+    let tally = Arc::new(Tally::default());
     let task = || {
-        let run = || crate::mapped::watch_task(|| run_task_inner(unit, attempt, shuffle));
+        let run = || crate::mapped::watch_task(|| run_task_inner(unit, attempt, shuffle, &tally));
         match shuffle.memory() {
             Some(pool) => crate::memory::scope(pool, run),
             None => run(),
         }
     };
     match catch_unwind(AssertUnwindSafe(task)) {
-        Ok(Ok(value)) => Ok(value),
+        Ok(Ok(value)) => Ok(Ran {
+            value,
+            read: tally.volume(),
+        }),
         Ok(Err(e)) => Err(Error::TaskFailed {
             stage: unit.stage,
             partition: unit.partition,
@@ -82,15 +86,27 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-fn run_task_inner(unit: &TaskUnit<'_>, attempt: u32, shuffle: &dyn ShuffleService) -> Result<TaskValue> {
+fn run_task_inner(
+    unit: &TaskUnit<'_>,
+    attempt: u32,
+    shuffle: &dyn ShuffleService,
+    tally: &Arc<Tally>,
+) -> Result<TaskValue> {
     let (task, index) = (unit.task, unit.partition as usize);
     let mut stream: ChunkStream = match &task.input {
-        TaskInput::Source { split, sample_windows } => source::open(split, *sample_windows)?,
+        TaskInput::Source { split, sample_windows } => {
+            let tally = tally.clone();
+            Box::new(source::open(split, *sample_windows)?.inspect(move |chunk| {
+                if let Ok(chunk) = chunk {
+                    tally.add(chunk.len(), chunk.data_bytes());
+                }
+            }))
+        }
         TaskInput::Shuffle(read) => {
             let sides = read
                 .shuffles
                 .iter()
-                .map(|&s| shuffle.read(s, read.partition))
+                .map(|&s| Ok(tallied(shuffle.read(s, read.partition)?, tally.clone())))
                 .collect::<Result<Vec<_>>>()?;
             // SAFETY: plans are only run by the executable that built them.
             let reduce = unsafe { read.reduce.resolve() }?;
@@ -158,6 +174,36 @@ fn stoppable(mut stream: ChunkStream, stop: Arc<AtomicBool>) -> ChunkStream {
     }))
 }
 
+/// Rows and bytes a task has read so far, counted as its input streams yield them.
+#[derive(Default)]
+struct Tally {
+    rows: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Tally {
+    fn add(&self, rows: usize, bytes: u64) {
+        self.rows.fetch_add(rows as u64, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn volume(&self) -> Volume {
+        Volume {
+            rows: self.rows.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// `side`, counting the batches it yields into `tally`.
+fn tallied(side: BatchStream, tally: Arc<Tally>) -> BatchStream {
+    Box::new(side.inspect(move |batch| {
+        if let Ok(batch) = batch {
+            tally.add(batch.num_rows(), batch_bytes(batch));
+        }
+    }))
+}
+
 struct CountingWriter<'a> {
     inner: &'a mut dyn crate::shuffle::BlockWriter,
     rows: &'a mut u64,
@@ -167,12 +213,7 @@ struct CountingWriter<'a> {
 impl crate::shuffle::BlockWriter for CountingWriter<'_> {
     fn write(&mut self, partition: u32, batch: arrow::record_batch::RecordBatch) -> Result<()> {
         *self.rows += batch.num_rows() as u64;
-        // The data's own size, not the buffers' capacity.
-        *self.bytes += batch
-            .columns()
-            .iter()
-            .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0))
-            .sum::<usize>() as u64;
+        *self.bytes += batch_bytes(&batch);
         self.inner.write(partition, batch)
     }
 }

@@ -192,6 +192,35 @@ pub struct ActionEnv {
     pub attempt: u32,
 }
 
+/// Rows and bytes a task read from its input: its source split, or the shuffle blocks it
+/// fetched (bytes are the data's Arrow size; text counts its lines' bytes).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Volume {
+    /// Rows read.
+    pub rows: u64,
+    /// Bytes read.
+    pub bytes: u64,
+}
+
+impl Volume {
+    /// The sum of two volumes.
+    pub fn plus(self, other: Volume) -> Volume {
+        Volume {
+            rows: self.rows + other.rows,
+            bytes: self.bytes + other.bytes,
+        }
+    }
+}
+
+/// What a task attempt returns: its value and what it read to make it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ran {
+    /// What the task produced.
+    pub value: TaskValue,
+    /// What it read.
+    pub read: Volume,
+}
+
 /// What a task returns to whoever runs the job.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub enum TaskValue {

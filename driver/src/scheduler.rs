@@ -546,6 +546,7 @@ pub(crate) mod tests {
             task: a.task,
             attempt: *attempt,
             value: TaskValue::Count(1),
+            read: Default::default(),
         });
     }
 
@@ -706,6 +707,7 @@ pub(crate) mod tests {
             task: 0,
             attempt,
             value: TaskValue::Count(1),
+            read: Default::default(),
         };
         assert_eq!(state.apply(late), Outcome::Stale);
         let done = Command::FinishTask {
@@ -714,6 +716,7 @@ pub(crate) mod tests {
             task: 0,
             attempt: second,
             value: TaskValue::Count(7),
+            read: Default::default(),
         };
         assert_eq!(state.apply(done), Outcome::Done);
         assert_eq!(state.jobs[&job].state, JobState::Succeeded);
@@ -806,6 +809,7 @@ pub(crate) mod tests {
             task: 0,
             attempt,
             value: TaskValue::Count(1),
+            read: Default::default(),
         };
         assert_eq!(state.apply(finish(attempt - 1)), Outcome::Stale);
         assert_eq!(state.apply(finish(attempt)), Outcome::Done);
@@ -827,6 +831,7 @@ pub(crate) mod tests {
                 task: 0,
                 attempt,
                 value: TaskValue::Batches(vec![7; 1000]),
+                read: Default::default(),
             });
             jobs.push(job);
         }
@@ -981,6 +986,7 @@ pub(crate) mod tests {
             task: slow.task,
             attempt,
             value: TaskValue::Count(1),
+            read: Default::default(),
         };
         assert_eq!(state.apply(finish(copy_attempt)), Outcome::Done);
         assert_eq!(state.apply(finish(slow_attempt)), Outcome::Stale);
@@ -1048,6 +1054,7 @@ pub(crate) mod tests {
                 bytes: 100,
                 holders: holders.iter().map(|h| h.to_string()).collect(),
             },
+            read: Default::default(),
         });
     }
 

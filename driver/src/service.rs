@@ -345,6 +345,10 @@ impl Driver for DriverService {
                 stage: r.stage,
                 task: r.task,
                 attempt: r.attempt,
+                read: ringleader_core::plan::Volume {
+                    rows: r.read_rows,
+                    bytes: r.read_bytes,
+                },
             },
             // Not the reader's fault: the map output it needs is recomputed.
             (Some(Reported::Error(e)), Some(worker)) => Command::FetchFailed {

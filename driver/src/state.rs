@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use ringleader_core::plan::{JobPlan, StageOutput, TaskInput, TaskValue};
+use ringleader_core::plan::{JobPlan, StageOutput, TaskInput, TaskValue, Volume};
 use ringleader_core::store::DatasetFormat;
 use serde::{Deserialize, Serialize};
 
@@ -69,6 +69,8 @@ pub enum TaskState {
         worker: String,
         /// What it returned.
         value: TaskValue,
+        /// What it read.
+        read: Volume,
     },
 }
 
@@ -427,6 +429,8 @@ pub enum Command {
         attempt: u32,
         /// Its value.
         value: TaskValue,
+        /// What it read.
+        read: Volume,
     },
     /// A task attempt failed.
     FailTask {
@@ -678,6 +682,7 @@ impl ClusterState {
                 task,
                 attempt,
                 value,
+                read,
             } => {
                 let Some((slot, history)) = self.running_task(&job, stage, task) else {
                     return Outcome::Stale;
@@ -696,6 +701,7 @@ impl ClusterState {
                     attempt,
                     worker: winner,
                     value,
+                    read,
                 };
                 if let Some(j) = self.jobs.get_mut(&job)
                     && (0..j.tasks.len()).all(|s| j.stage_done(s))

@@ -1,28 +1,26 @@
 //! The replicated state as the protocol shows it: job and stage progress, dataset
 //! placement, and one driver's view of its Raft group.
 
-use ringleader_core::plan::{StageOutput, TaskValue};
+use ringleader_core::plan::{StageOutput, Volume};
 use ringleader_core::proto;
 
 use crate::raft::group::Peers;
 use crate::state::{ClusterState, DatasetRecord, JobRecord, JobState, TaskState};
 
-/// Rows and bytes the finished tasks of `tasks` produced.
-fn volume(tasks: &[TaskState]) -> (u64, u64) {
-    let (mut rows, mut bytes) = (0, 0);
+/// Rows and bytes the finished tasks of `tasks` read, and the rows and bytes they produced.
+fn volumes(tasks: &[TaskState]) -> (Volume, Volume) {
+    let (mut read, mut written) = (Volume::default(), Volume::default());
     for t in tasks {
-        if let TaskState::Done { value, .. } = t {
-            match value {
-                TaskValue::Shuffled { rows: r, bytes: b } | TaskValue::Written { rows: r, bytes: b } => {
-                    rows += r;
-                    bytes += b;
-                }
-                TaskValue::Count(n) => rows += n,
-                _ => {}
-            }
+        if let TaskState::Done { value, read: r, .. } = t {
+            read = read.plus(*r);
+            let (rows, bytes) = value.volume();
+            written = written.plus(Volume {
+                rows: rows.unwrap_or(0),
+                bytes: bytes.unwrap_or(0),
+            });
         }
     }
-    (rows, bytes)
+    (read, written)
 }
 
 fn count(tasks: &[TaskState], f: impl Fn(&TaskState) -> bool) -> u32 {
@@ -32,13 +30,15 @@ fn count(tasks: &[TaskState], f: impl Fn(&TaskState) -> bool) -> u32 {
 /// Progress of one stage, as streamed to the job's client.
 pub fn stage_progress(record: &JobRecord, stage: u32) -> proto::StageProgress {
     let tasks = record.tasks.get(stage as usize).map(Vec::as_slice).unwrap_or_default();
-    let (rows, bytes) = volume(tasks);
+    let (read, written) = volumes(tasks);
     proto::StageProgress {
         stage,
         done: count(tasks, |t| matches!(t, TaskState::Done { .. })),
         total: tasks.len() as u32,
-        rows,
-        bytes,
+        rows: written.rows,
+        bytes: written.bytes,
+        read_rows: read.rows,
+        read_bytes: read.bytes,
         attempts: record
             .history
             .get(stage as usize)
@@ -74,7 +74,7 @@ pub fn job_detail(j: &JobRecord) -> proto::JobDetail {
         .enumerate()
         .map(|(i, stage)| {
             let tasks = &j.tasks[i];
-            let (rows, bytes) = volume(tasks);
+            let (read, written) = volumes(tasks);
             proto::StageStatus {
                 stage: i as u32,
                 output: match &stage.output {
@@ -86,8 +86,10 @@ pub fn job_detail(j: &JobRecord) -> proto::JobDetail {
                 done: count(tasks, |t| matches!(t, TaskState::Done { .. })),
                 running: count(tasks, |t| matches!(t, TaskState::Running { .. })),
                 total: tasks.len() as u32,
-                rows,
-                bytes,
+                rows: written.rows,
+                bytes: written.bytes,
+                read_rows: read.rows,
+                read_bytes: read.bytes,
                 attempts: j.history[i].iter().map(|h| h.attempts).sum(),
             }
         })

@@ -230,6 +230,7 @@ struct TaskRow {
     state: &'static str,
     attempt: u32,
     worker: String,
+    read: Option<ringleader_core::plan::Volume>,
     rows: Option<u64>,
     bytes: Option<u64>,
     attempts: u32,
@@ -255,10 +256,15 @@ fn task_rows(
                 .and_then(|h| h.get(partition))
                 .cloned()
                 .unwrap_or_default();
-            let (state, attempt, worker, volume) = match task {
-                TaskState::Pending => ("pending", 0, String::new(), None),
-                TaskState::Running { attempt, worker } => ("running", *attempt, worker.clone(), None),
-                TaskState::Done { attempt, worker, value } => ("done", *attempt, worker.clone(), Some(value.volume())),
+            let (state, attempt, worker, read, volume) = match task {
+                TaskState::Pending => ("pending", 0, String::new(), None, None),
+                TaskState::Running { attempt, worker } => ("running", *attempt, worker.clone(), None, None),
+                TaskState::Done {
+                    attempt,
+                    worker,
+                    value,
+                    read,
+                } => ("done", *attempt, worker.clone(), Some(*read), Some(value.volume())),
             };
             let of_task = seen
                 .iter()
@@ -278,6 +284,7 @@ fn task_rows(
                 state,
                 attempt,
                 worker,
+                read,
                 rows: volume.and_then(|v| v.0),
                 bytes: volume.and_then(|v| v.1),
                 attempts: history.attempts,
@@ -521,14 +528,14 @@ fn stage_dag(stages: &[proto::StageStatus]) -> String {
 fn stages_table(stages: &[proto::StageStatus]) -> String {
     let mut s = String::from(
         "<table><tr><th>stage</th><th>output</th><th>after</th><th>progress</th><th>running</th>\
-         <th>rows</th><th>bytes</th><th>attempts</th></tr>",
+         <th>rows read</th><th>bytes read</th><th>rows out</th><th>bytes out</th><th>attempts</th></tr>",
     );
     for st in stages {
         let parents: Vec<String> = st.parents.iter().map(u32::to_string).collect();
         let _ = write!(
             s,
             "<tr class=\"stage\"><td>{}</td><td>{}</td><td>{}</td><td><span class=\"progress\">{}/{}</span> {}</td>\
-             <td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             st.stage,
             escape(&st.output),
             parents.join(", "),
@@ -536,6 +543,8 @@ fn stages_table(stages: &[proto::StageStatus]) -> String {
             st.total,
             bar(st.done, st.total),
             st.running,
+            st.read_rows,
+            human_bytes(st.read_bytes),
             st.rows,
             human_bytes(st.bytes),
             st.attempts
@@ -547,7 +556,8 @@ fn stages_table(stages: &[proto::StageStatus]) -> String {
 fn tasks_table(tasks: &[TaskRow]) -> String {
     let mut s = String::from(
         "<table><tr><th>stage</th><th>partition</th><th>state</th><th>attempt</th><th>worker</th>\
-         <th>duration</th><th>rows</th><th>bytes</th><th>attempts started</th><th>failures</th></tr>",
+         <th>duration</th><th>rows read</th><th>bytes read</th><th>rows out</th><th>bytes out</th>\
+         <th>attempts started</th><th>failures</th></tr>",
     );
     for t in tasks {
         let mut failures = if t.failed_on.is_empty() {
@@ -561,7 +571,7 @@ fn tasks_table(tasks: &[TaskRow]) -> String {
         let _ = write!(
             s,
             "<tr class=\"task {}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-             <td>{}</td><td>{}</td><td>{}</td></tr>",
+             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             t.state,
             t.stage,
             t.partition,
@@ -570,6 +580,8 @@ fn tasks_table(tasks: &[TaskRow]) -> String {
             escape(&t.worker),
             t.millis
                 .map_or(String::new(), |ms| format!("{:.2} s", ms as f64 / 1000.0)),
+            t.read.map_or(String::new(), |r| r.rows.to_string()),
+            t.read.map_or(String::new(), |r| human_bytes(r.bytes)),
             t.rows.map_or(String::new(), |r| r.to_string()),
             t.bytes.map_or(String::new(), human_bytes),
             t.attempts,

@@ -149,7 +149,8 @@ fn command() -> impl Strategy<Value = Command> {
             stage,
             task,
             attempt,
-            value
+            value,
+            read: Default::default(),
         }),
         (task(), 1u32..4, any::<bool>(), any::<bool>()).prop_map(|((job, stage, task), attempt, retryable, counts)| {
             Command::FailTask {

@@ -120,13 +120,23 @@ pub fn show(args: JobArgs) -> anyhow::Result<ExitCode> {
         println!("  {}", job.message);
     }
     println!(
-        "  {:>5} {:<8} {:<8} {:>5} {:>7} {:>5} {:>8} {:>12} {:>12}",
-        "stage", "output", "after", "done", "running", "total", "attempts", "rows", "bytes"
+        "  {:>5} {:<8} {:<8} {:>5} {:>7} {:>5} {:>8} {:>12} {:>12} {:>12} {:>12}",
+        "stage",
+        "output",
+        "after",
+        "done",
+        "running",
+        "total",
+        "attempts",
+        "rows in",
+        "bytes in",
+        "rows out",
+        "bytes out"
     );
     for s in &detail.stages {
         let parents: Vec<String> = s.parents.iter().map(u32::to_string).collect();
         println!(
-            "  {:>5} {:<8} {:<8} {:>5} {:>7} {:>5} {:>8} {:>12} {:>12}",
+            "  {:>5} {:<8} {:<8} {:>5} {:>7} {:>5} {:>8} {:>12} {:>12} {:>12} {:>12}",
             s.stage,
             s.output,
             if parents.is_empty() {
@@ -138,6 +148,8 @@ pub fn show(args: JobArgs) -> anyhow::Result<ExitCode> {
             s.running,
             s.total,
             s.attempts,
+            s.read_rows,
+            s.read_bytes,
             s.rows,
             s.bytes
         );

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use ringleader_datasets::{gensort, numbers, text};
 
-use crate::helpers::{LocalCluster, Tmpfs, args, concat, embedded, example, ok, ringleader_bin, sorted_lines};
+use crate::helpers::{
+    LocalCluster, Tmpfs, args, concat, embedded, example, files_under, ok, ringleader_bin, sorted_lines,
+};
 
 #[test]
 fn executors_sort_past_their_memory_budget_and_match_the_embedded_sort() {
@@ -175,6 +177,63 @@ fn a_cluster_job_ends_with_a_summary_of_what_it_moved() {
         summary.contains(" shuffled; ") && summary.ends_with(" out"),
         "{summary}"
     );
+}
+
+#[test]
+fn every_stage_reports_the_rows_it_read_and_wrote() {
+    let cluster = LocalCluster::up(1, 2);
+    let data = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures");
+
+    // Word count: the map stage reads every line of the text; the reduce stage reads what
+    // the map stage shuffled and writes one row per distinct word.
+    let text = root.join("text");
+    let run = cluster
+        .client(&example("wordcount"))
+        .args(args!["--input", text, "--output", data.path().join("words")])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    let lines: u64 = files_under(&text)
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap().lines().count() as u64)
+        .sum();
+    let [map_in, map_bytes_in, map_out, _] = cluster.stage_volumes("job-000001", 0).unwrap();
+    let [reduce_in, _, reduce_out, _] = cluster.stage_volumes("job-000001", 1).unwrap();
+    assert_eq!(map_in, lines, "the map stage read every line");
+    assert!(map_bytes_in > 0);
+    assert_eq!(reduce_in, map_out, "the reduce stage read what the map stage shuffled");
+    assert_eq!(reduce_out, 1884, "one row per distinct word");
+    // The client's own progress lines say the same.
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("job-000001 stage 0: ") && l.contains(&format!(" tasks, read {lines} rows, "))),
+        "{stderr}"
+    );
+
+    // Sum: a stage whose tasks return partial sums still says how many rows it read.
+    let numbers = root.join("numbers");
+    let out = ok(cluster.run("sum", &args!["--input", numbers]), "sum");
+    let total: i64 = out.lines().last().unwrap().trim().parse().unwrap();
+    let (mut rows, mut sum) = (0u64, 0i64);
+    for f in files_under(&numbers) {
+        let reader = arrow::ipc::reader::FileReader::try_new(std::fs::File::open(&f).unwrap(), None).unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            rows += batch.num_rows() as u64;
+            let column = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+                .unwrap();
+            sum += column.values().iter().sum::<i64>();
+        }
+    }
+    assert_eq!(total, sum);
+    let [read, ..] = cluster.stage_volumes("job-000002", 0).unwrap();
+    assert_eq!(read, rows, "the sum's stage read every row");
 }
 
 #[test]

@@ -316,24 +316,34 @@ impl LocalCluster {
             .count()
     }
 
-    /// (done, total, attempts) of `stage` of `job`, from `ringleader job`.
-    pub fn stage(&self, job: &str, stage: u32) -> Option<(u32, u32, u32)> {
+    /// The columns of `stage`'s line in `ringleader job JOB`.
+    fn stage_columns(&self, job: &str, stage: u32) -> Option<Vec<String>> {
         let out = Command::new(ringleader_bin())
             .env("RINGLEADER_TOKEN_FILE", self.token())
             .args(["job", job, "--master", &self.master])
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
-            let cols: Vec<&str> = l.split_whitespace().collect();
-            if cols.first()? != &stage.to_string() {
-                return None;
-            }
-            Some((
-                cols.get(3)?.parse().ok()?,
-                cols.get(5)?.parse().ok()?,
-                cols.get(6)?.parse().ok()?,
-            ))
+            let cols: Vec<String> = l.split_whitespace().map(str::to_string).collect();
+            (cols.first()? == &stage.to_string()).then_some(cols)
         })
+    }
+
+    /// (done, total, attempts) of `stage` of `job`, from `ringleader job`.
+    pub fn stage(&self, job: &str, stage: u32) -> Option<(u32, u32, u32)> {
+        let cols = self.stage_columns(job, stage)?;
+        Some((
+            cols.get(3)?.parse().ok()?,
+            cols.get(5)?.parse().ok()?,
+            cols.get(6)?.parse().ok()?,
+        ))
+    }
+
+    /// (rows in, bytes in, rows out, bytes out) of `stage` of `job`, from `ringleader job`.
+    pub fn stage_volumes(&self, job: &str, stage: u32) -> Option<[u64; 4]> {
+        let cols = self.stage_columns(job, stage)?;
+        let n = |i: usize| cols.get(i)?.parse().ok();
+        Some([n(7)?, n(8)?, n(9)?, n(10)?])
     }
 
     /// The state of `job` as `ringleader jobs` lists it (running, succeeded, failed, cancelled).

@@ -121,6 +121,10 @@ fn the_status_page_shows_jobs_stages_and_tasks_in_a_browser_and_needs_the_token(
         page.contains("stage 0 (shuffle)") && page.contains("stage 1 (result)"),
         "{page}"
     );
+    assert!(
+        page.contains("<th>rows read</th>") && page.contains("<th>rows out</th>"),
+        "{page}"
+    );
     let (done, total) = tasks_done(&page).expect("a task count");
     assert_eq!(done, total);
     assert_eq!(

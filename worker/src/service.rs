@@ -126,6 +126,7 @@ fn lost_report(lost: LostTask, alone: bool) -> proto::TaskReport {
             fetch_location: String::new(),
             counts: alone,
         })),
+        ..Default::default()
     }
 }
 
