@@ -554,6 +554,22 @@ impl Progress {
     }
 }
 
+/// What a stage's finished tasks read, as its progress says.
+fn read(s: &proto::StageProgress) -> Volume {
+    Volume {
+        rows: s.read_rows,
+        bytes: s.read_bytes,
+    }
+}
+
+/// What a stage's finished tasks wrote, as its progress says.
+fn written(s: &proto::StageProgress) -> Volume {
+    Volume {
+        rows: s.rows,
+        bytes: s.bytes,
+    }
+}
+
 #[cfg(test)]
 mod env_tests {
     use super::*;
@@ -576,21 +592,5 @@ mod env_tests {
         let mut names: Vec<&str> = shipped.keys().map(String::as_str).collect();
         names.sort();
         assert_eq!(names, ["ALSO", "RINGLEADER_SHIP_ENV", "RINGLEADER_THREADS", "WANTED"]);
-    }
-}
-
-/// What a stage's finished tasks read, as its progress says.
-fn read(s: &proto::StageProgress) -> Volume {
-    Volume {
-        rows: s.read_rows,
-        bytes: s.read_bytes,
-    }
-}
-
-/// What a stage's finished tasks wrote, as its progress says.
-fn written(s: &proto::StageProgress) -> Volume {
-    Volume {
-        rows: s.rows,
-        bytes: s.bytes,
     }
 }
