@@ -131,6 +131,7 @@ fn run_assignment(
     let decoded = postcard::from_bytes::<TaskPlan>(&a.task_plan)
         .and_then(|task| Ok((task, postcard::from_bytes::<StageOutput>(&a.stage_output)?)));
     let mut read = Volume::default();
+    let pool = memory.clone();
     let outcome = match decoded {
         Err(e) => Outcome::Error(proto::TaskError {
             message: format!("malformed task plan: {e}"),
@@ -194,6 +195,7 @@ fn run_assignment(
             }
         }
     };
+    let spilled = pool.spilled();
     proto::TaskReport {
         job_id: a.job_id,
         stage: a.stage_index,
@@ -203,6 +205,7 @@ fn run_assignment(
         outcome: Some(outcome),
         read_rows: read.rows,
         read_bytes: read.bytes,
+        spilled_bytes: spilled,
     }
 }
 

@@ -35,6 +35,7 @@ pub mod data;
 pub mod driver_group;
 pub mod error;
 pub mod exec;
+pub mod exposition;
 pub mod ipc;
 pub mod machine;
 pub mod mapped;

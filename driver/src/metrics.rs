@@ -2,11 +2,12 @@
 //! workers and their heartbeat age, shuffle bytes written, Raft's term and indexes, and how
 //! long this driver's Raft commits take. Text exposition format 0.0.4, written here.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ringleader_core::plan::TaskValue;
+
+use ringleader_core::exposition::Family;
 
 use crate::leader::DriverInner;
 use crate::state::{JobState, TaskState};
@@ -27,32 +28,6 @@ impl CommitTimes {
         self.count.fetch_add(1, Ordering::Relaxed);
         self.total_micros.fetch_add(micros, Ordering::Relaxed);
         self.max_micros.fetch_max(micros, Ordering::Relaxed);
-    }
-}
-
-/// One metric family being written.
-struct Family<'a> {
-    out: &'a mut String,
-}
-
-impl Family<'_> {
-    fn start<'a>(out: &'a mut String, name: &str, kind: &str, help: &str) -> Family<'a> {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        Family { out }
-    }
-
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) -> &mut Self {
-        let labels: Vec<String> = labels
-            .iter()
-            .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
-            .collect();
-        let labels = if labels.is_empty() {
-            String::new()
-        } else {
-            format!("{{{}}}", labels.join(","))
-        };
-        let _ = writeln!(self.out, "{name}{labels} {value}");
-        self
     }
 }
 
@@ -222,12 +197,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn samples_have_escaped_labels_and_commit_times_add_up() {
-        let mut out = String::new();
-        Family::start(&mut out, "m", "gauge", "help")
-            .sample("m", &[("worker", "a\"b")], 1.0)
-            .sample("m", &[], 2.5);
-        assert_eq!(out, "# HELP m help\n# TYPE m gauge\nm{worker=\"a\\\"b\"} 1\nm 2.5\n");
+    fn commit_times_add_up() {
         let times = CommitTimes::default();
         times.record(Duration::from_millis(2));
         times.record(Duration::from_millis(5));

@@ -90,11 +90,8 @@ fn refuse(web: &Web, headers: &HeaderMap, query: &TokenQuery, path: &str) -> Opt
         .flat_map(|v| v.split(';'))
         .any(|c| c.trim().strip_prefix(COOKIE).and_then(|r| r.strip_prefix('=')) == Some(token.as_str()));
     // A scraper (Prometheus) sends the token as a bearer token instead.
-    let has_bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        == Some(token.as_str());
+    let has_bearer =
+        ringleader_core::exposition::is_bearer(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()), token);
     (!has_cookie && !has_bearer).then(unauthorized)
 }
 

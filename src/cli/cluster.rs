@@ -330,6 +330,8 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             worker_memory.to_string(),
             "--token-file".into(),
             token.display().to_string(),
+            "--http".into(),
+            "127.0.0.1:0".into(),
         ];
         worker_args.extend(tls_args.iter().cloned());
         let (pid, address_file) = spawn(dir, &name, &worker_args)?;

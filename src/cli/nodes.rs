@@ -60,7 +60,8 @@ pub struct DriverArgs {
     pub security: SecurityArgs,
 }
 
-/// The file in a driver's data directory naming where its web status page is served.
+/// The file in a node's data directory naming where its HTTP port is served (a driver's
+/// status page and metrics, a worker's metrics).
 pub const HTTP_ADDRESS_FILE: &str = "http-address";
 
 /// `ringleader worker`.
@@ -88,6 +89,10 @@ pub struct WorkerArgs {
     /// Write the bound address to this file once registered (used by `cluster up`).
     #[arg(long)]
     pub address_file: Option<PathBuf>,
+    /// Serve Prometheus metrics at /metrics on this address (port 0 picks one; the address
+    /// is written to DATA_DIR/http-address). The cluster token is the bearer token.
+    #[arg(long)]
+    pub http: Option<SocketAddr>,
     /// The cluster token and TLS certificates.
     #[command(flatten)]
     pub security: SecurityArgs,
@@ -220,6 +225,7 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
             memory: args
                 .memory
                 .unwrap_or(crate::config::Config::default().memory_limit as u64),
+            http: args.http,
         };
         let bound = ringleader_worker::bind(config).await?;
         tracing::info!(
@@ -228,6 +234,10 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
             bound.address,
             args.master
         );
+        if let Some(http) = bound.http_address {
+            tracing::info!("worker {} serving /metrics on http://{http}/metrics", bound.id());
+            write_address(&Some(args.data_dir.join(HTTP_ADDRESS_FILE)), &http.to_string())?;
+        }
         write_address(
             &args.address_file,
             &args.advertise.clone().unwrap_or_else(|| bound.address.to_string()),

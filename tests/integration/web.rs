@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::helpers::{LocalCluster, args, numbered_text, ok};
+use crate::helpers::{LocalCluster, args, files_under, numbered_text, ok};
 
 /// Debian's Chromium, which `.ci/run` installs when it is missing.
 fn chromium() -> Option<PathBuf> {
@@ -167,6 +167,40 @@ fn the_status_page_shows_jobs_stages_and_tasks_in_a_browser_and_needs_the_token(
         .and_then(|v| v.parse().ok())
         .unwrap();
     assert!(attempts >= f64::from(total), "{metrics}");
+
+    // Each worker's own metrics, also behind the token.
+    let (mut succeeded, mut rows_read) = (0.0, 0.0);
+    for worker in ["worker-1", "worker-2"] {
+        let at = std::fs::read_to_string(cluster.dir.path().join(worker).join("http-address")).unwrap();
+        let at = at.trim();
+        assert_eq!(get(at, "/metrics", None).0, 401);
+        let (code, metrics) = request(at, "/metrics", &format!("Authorization: Bearer {token}\r\n"));
+        assert_eq!(code, 200, "{metrics}");
+        // The value of `name`'s sample whose labels contain `label`.
+        let value = |name: &str, label: &str| -> f64 {
+            metrics
+                .lines()
+                .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
+                .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in:\n{metrics}"))
+        };
+        succeeded += value("ringleader_worker_tasks_total", "outcome=\"succeeded\"");
+        rows_read += value("ringleader_worker_read_rows_total", "worker=");
+        let age = value("ringleader_worker_heartbeat_age_seconds", "worker=");
+        assert!((0.0..10.0).contains(&age), "{metrics}");
+    }
+    assert!(
+        succeeded >= f64::from(total),
+        "every task of the job reported through a worker"
+    );
+    let lines: usize = files_under(&fixtures)
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap().lines().count())
+        .sum();
+    assert!(
+        rows_read >= lines as f64,
+        "the map tasks read every line: {rows_read} < {lines}"
+    );
 
     // A page name that is no job id still gets an answer (the login goes back to the list).
     let (code, _) = get(web, &format!("/jobs/a%0d%0ab?token={token}"), None);

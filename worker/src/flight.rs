@@ -4,6 +4,8 @@
 //! whole partition in memory.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use arrow::record_batch::RecordBatch;
 use arrow_flight::decode::FlightRecordBatchStream;
@@ -21,17 +23,24 @@ use ringleader_core::store::{PartitionId, READ_AHEAD};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::service::WorkerInner;
+
 /// The Flight service of a worker: `do_get` of shuffle blocks and stored dataset
 /// partitions, `do_put` of dataset partitions.
 pub struct ShuffleFlight {
     files: ShuffleFiles,
     datasets: PathBuf,
+    inner: Arc<WorkerInner>,
 }
 
 impl ShuffleFlight {
-    /// Serves shuffle blocks from `files` and datasets from `datasets`.
-    pub fn new(files: ShuffleFiles, datasets: PathBuf) -> Self {
-        ShuffleFlight { files, datasets }
+    /// Serves the shuffle blocks and datasets of the worker `inner`, counting the bytes.
+    pub fn new(inner: Arc<WorkerInner>) -> Self {
+        ShuffleFlight {
+            files: ShuffleFiles::new(inner.shuffle_dir()),
+            datasets: inner.dataset_dir(),
+            inner,
+        }
     }
 }
 
@@ -119,8 +128,13 @@ impl FlightService for ShuffleFlight {
                 Ok(batches.map(|b| b.map_err(|e| Status::internal(e.to_string()))))
             })
         };
+        let inner = self.inner.clone();
+        let counted = batches.inspect_ok(move |batch| {
+            let bytes = ringleader_core::data::batch_bytes(batch);
+            inner.counters.served.fetch_add(bytes, Ordering::Relaxed);
+        });
         let stream = FlightDataEncoderBuilder::new()
-            .build(batches.map_err(FlightError::from))
+            .build(counted.map_err(FlightError::from))
             // A reader's own status (not found, ...) keeps its code.
             .map_err(Status::from);
         Ok(Response::new(stream.boxed()))
@@ -167,12 +181,13 @@ impl FlightService for ShuffleFlight {
             .chain(input)
             .map_err(FlightError::from);
         let decoded = FlightRecordBatchStream::new_from_flight_data(data);
-        ringleader_core::store::write_flight(path, decoded, "the do_put data")
+        let (_, bytes) = ringleader_core::store::write_flight(path, decoded, "the do_put data")
             .await
             .map_err(|e| match e {
                 ringleader_core::Error::Format { .. } => Status::invalid_argument(format!("bad partition data: {e}")),
                 e => Status::internal(e.to_string()),
             })?;
+        self.inner.counters.received.fetch_add(bytes, Ordering::Relaxed);
         Ok(Response::new(futures::stream::empty().boxed()))
     }
 

@@ -9,6 +9,7 @@
 //! - [`service`]: the `Worker` and `Executor` gRPC services.
 //! - [`executors`]: executor processes, their task queues, and crash reporting.
 //! - [`flight`]: Flight `do_get` of shuffle blocks and dataset partitions, `do_put` of partitions.
+//! - [`metrics`]: what the worker counts, in Prometheus' format; [`http`] serves it.
 //!
 //! Data directory: `binaries/<hash>` (cached job binaries), `shuffle/<job>/…` (map output),
 //! `datasets/<name>/<generation>/part-<p>.arrow` (stored dataset partitions), `logs/<job>.stderr`
@@ -16,6 +17,8 @@
 
 pub mod executors;
 pub mod flight;
+pub mod http;
+pub mod metrics;
 pub mod service;
 
 use std::future::Future;
@@ -49,6 +52,8 @@ pub struct WorkerConfig {
     /// The memory budget (bytes) each executor of this worker gets at most, whatever its
     /// job asks for (`RINGLEADER_WORKER_MEMORY` in the executor's environment).
     pub memory: u64,
+    /// Where to serve `/metrics` (port 0 picks one); none: not served.
+    pub http: Option<SocketAddr>,
 }
 
 /// Errors starting or running a worker.
@@ -90,7 +95,10 @@ pub enum WorkerError {
 pub struct BoundWorker {
     /// The address it listens on.
     pub address: SocketAddr,
+    /// Where it serves `/metrics`, if it does.
+    pub http_address: Option<SocketAddr>,
     listener: TcpListener,
+    http: Option<TcpListener>,
     inner: Arc<service::WorkerInner>,
     heartbeat: Duration,
     slots: u32,
@@ -125,6 +133,15 @@ pub async fn bind(config: WorkerConfig) -> Result<BoundWorker, WorkerError> {
         address: config.listen,
         source,
     })?;
+    let http = match config.http {
+        Some(at) => Some(
+            TcpListener::bind(at)
+                .await
+                .map_err(|source| WorkerError::Bind { address: at, source })?,
+        ),
+        None => None,
+    };
+    let http_address = http.as_ref().and_then(|l| l.local_addr().ok());
     let advertised = config.advertise.clone().unwrap_or_else(|| address.to_string());
     let master = config.masters.join(",");
     let driver = DriverGroup::new(config.masters.clone()).map_err(|e| WorkerError::Register {
@@ -139,7 +156,9 @@ pub async fn bind(config: WorkerConfig) -> Result<BoundWorker, WorkerError> {
     let inner = service::WorkerInner::new(advertised, data_dir, driver, config.memory);
     let worker = BoundWorker {
         address,
+        http_address,
         listener,
+        http,
         inner,
         heartbeat: config.heartbeat,
         slots: config.slots,
@@ -177,7 +196,17 @@ impl BoundWorker {
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), WorkerError> {
         let require = node::guard(self.address)?;
         let svc = service::WorkerService::new(self.inner.clone());
-        let flight = flight::ShuffleFlight::new(ShuffleFiles::new(self.inner.shuffle_dir()), self.inner.dataset_dir());
+        let flight = flight::ShuffleFlight::new(self.inner.clone());
+        let metrics = self.http.map(|listener| {
+            let token = ringleader_core::auth::token().ok().flatten().map(str::to_string);
+            tokio::spawn(http::serve(
+                listener,
+                self.inner.clone(),
+                self.slots,
+                token,
+                std::future::pending(),
+            ))
+        });
         let beat = tokio::spawn(heartbeat_forever(
             self.inner.clone(),
             self.heartbeat,
@@ -202,6 +231,9 @@ impl BoundWorker {
             .serve_with_incoming_shutdown(node::incoming(self.listener), shutdown)
             .await;
         beat.abort();
+        if let Some(metrics) = metrics {
+            metrics.abort();
+        }
         self.inner.executors.stop_all();
         Ok(result?)
     }
@@ -230,6 +262,7 @@ async fn heartbeat_forever(inner: Arc<service::WorkerInner>, every: Duration, sl
             .await;
         match reply {
             Ok(reply) => {
+                inner.counters.heartbeat_answered();
                 if !reply.known {
                     let again = registration(&inner, slots);
                     let registered = inner

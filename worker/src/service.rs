@@ -34,6 +34,8 @@ pub struct WorkerInner {
     pub executors: Executors,
     /// Serialises binary downloads.
     fetching: AsyncMutex<()>,
+    /// What `/metrics` shows.
+    pub counters: crate::metrics::WorkerCounters,
 }
 
 impl WorkerInner {
@@ -46,6 +48,7 @@ impl WorkerInner {
             data_dir,
             driver,
             fetching: AsyncMutex::new(()),
+            counters: Default::default(),
         })
     }
 
@@ -95,6 +98,7 @@ impl WorkerInner {
 
     async fn report(&self, mut report: proto::TaskReport) {
         report.worker_id = self.worker_id();
+        self.counters.report(&report);
         let parts = ringleader_core::binary::report_chunks(report);
         // Reports are idempotent (a second report of one attempt is stale), so a report
         // that may have reached an old leader is simply sent again to the new one.
