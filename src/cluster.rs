@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use ringleader_core::binary::hash_file;
 use ringleader_core::driver_group::{DriverGroup, is_failover};
 use ringleader_core::plan::{JobPlan, TaskValue, Volume};
-use ringleader_core::proto::{self, driver_client::DriverClient, job_event::Event};
+use ringleader_core::proto::{self, job_event::Event};
+
+use crate::client::{call, call_within, driver_group};
 use ringleader_core::{Error, Result};
 
 /// A connection to a cluster's driver group.
@@ -24,42 +26,8 @@ pub(crate) struct Cluster {
     progress: bool,
 }
 
-/// How long a call waits for the driver group to have a leader (a failover takes about a
-/// second on a laptop; this leaves room for a slow election).
-pub(crate) const PATIENCE: Duration = Duration::from_secs(20);
-
 /// How long a running job's client keeps trying to reach a new leader after losing one.
 const RECONNECT_PATIENCE: Duration = Duration::from_secs(60);
-
-/// The driver group at `masters`, as a cluster error when the addresses are unusable.
-pub(crate) fn driver_group(masters: Vec<String>) -> Result<DriverGroup> {
-    DriverGroup::new(masters).map_err(|e| Error::Cluster(e.message().to_string()))
-}
-
-/// Calls the leader of `group` (following redirects); errors become cluster errors that
-/// say what was being done.
-pub(crate) async fn call<T, F, Fut>(group: &DriverGroup, what: &str, f: F) -> Result<T>
-where
-    F: FnMut(DriverClient<ringleader_core::auth::AuthChannel>) -> Fut,
-    Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
-{
-    call_within(group, what, PATIENCE, f).await
-}
-
-/// [`call`], waiting up to `patience` for a leader that sees the call through.
-async fn call_within<T, F, Fut>(group: &DriverGroup, what: &str, patience: Duration, f: F) -> Result<T>
-where
-    F: FnMut(DriverClient<ringleader_core::auth::AuthChannel>) -> Fut,
-    Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
-{
-    group.call(patience, f).await.map_err(|e| {
-        if e.message().starts_with("cannot reach") {
-            Error::Cluster(e.message().to_string())
-        } else {
-            Error::Cluster(format!("{what}: {}", e.message()))
-        }
-    })
-}
 
 /// Names the variables, besides Ringleader's own, that a job's executors get from its
 /// client (comma-separated), e.g. `RINGLEADER_SHIP_ENV=AWS_REGION,MY_SETTING`.
@@ -87,22 +55,6 @@ pub(crate) fn shipped_env(vars: impl Iterator<Item = (String, String)>) -> std::
             (k.starts_with("RINGLEADER_") || named.contains(k)) && !secret
         })
         .collect()
-}
-
-/// Parses `host:port[,host:port…]`.
-pub(crate) fn parse_masters(value: &str) -> Result<Vec<String>> {
-    let masters: Vec<String> = value
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect();
-    if masters.is_empty() {
-        return Err(Error::Config(format!(
-            "RINGLEADER_MASTER={value:?} names no address (expected host:port[,host:port…])"
-        )));
-    }
-    Ok(masters)
 }
 
 /// Runs of a job whose held results could not all be fetched, before giving up.

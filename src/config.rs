@@ -47,7 +47,7 @@ fn default_memory_limit() -> usize {
 }
 
 /// This machine's RAM in bytes (8 GiB if /proc/meminfo cannot say).
-pub(crate) fn machine_ram() -> u64 {
+pub fn machine_ram() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|s| {

@@ -4,17 +4,17 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use ringleader_core::data::{Data, encode};
-use ringleader_core::plan::{JobPlan, SchemaFn, TaskValue};
 use ringleader_core::record::{RECORD_LEN, Record};
+use ringleader_core::source::SchemaFn;
 use ringleader_core::source::{self, Split};
 use ringleader_core::store::DatasetFormat;
 
 use crate::config::Config;
 use crate::dataset::Dataset;
-use crate::node::Node;
+use crate::engine::Engine;
+use crate::lineage::Lineage;
 use crate::{Error, Result};
 
 /// Options for reading text.
@@ -34,34 +34,7 @@ pub struct TextOptions {
 /// ```
 #[derive(Clone)]
 pub struct Context {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    config: Config,
-    pool: rayon::ThreadPool,
-    /// Set in cluster mode: actions run on the cluster instead of the pool.
-    cluster: Option<crate::cluster::Cluster>,
-    /// Bytes the most recent job spilled (for tests and tuning).
-    last_spilled: AtomicU64,
-    /// Of those, what its operators (sorts, hash tables) spilled.
-    last_operator_spilled: AtomicU64,
-    /// Stored datasets this client made from its local inputs (workers on other machines
-    /// cannot read them): removed when the job is over.
-    uploads: std::sync::Mutex<Vec<String>>,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        let uploads = std::mem::take(self.uploads.get_mut().unwrap_or_else(|e| e.into_inner()));
-        if let Some(cluster) = &self.cluster {
-            for name in uploads {
-                if let Err(e) = cluster.remove_dataset(&name) {
-                    eprintln!("warning: could not remove the uploaded input {name}: {e}");
-                }
-            }
-        }
-    }
+    engine: Arc<Engine>,
 }
 
 /// The typed view a source asks of a stored dataset.
@@ -83,21 +56,8 @@ impl Context {
     /// assert_eq!(ctx.config().shuffle_partitions, 3);
     /// ```
     pub fn new(config: Config) -> Result<Context> {
-        config.check()?;
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(config.threads)
-            .thread_name(|i| format!("ringleader-task-{i}"))
-            .build()
-            .map_err(|e| Error::Config(format!("cannot start {} task threads: {e}", config.threads)))?;
         Ok(Context {
-            inner: Arc::new(Inner {
-                config,
-                pool,
-                cluster: None,
-                last_spilled: AtomicU64::new(0),
-                last_operator_spilled: AtomicU64::new(0),
-                uploads: Default::default(),
-            }),
+            engine: Arc::new(Engine::embedded(config)?),
         })
     }
 
@@ -118,46 +78,19 @@ impl Context {
 
     /// A client of the cluster whose driver(s) listen at `masters` (`host:port[,…]`).
     pub fn cluster(config: Config, masters: &str) -> Result<Context> {
-        let masters = crate::cluster::parse_masters(masters)?;
-        let cluster = crate::cluster::Cluster::new(masters, config.progress)?;
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .build()
-            .map_err(|e| Error::Config(format!("cannot start a thread: {e}")))?;
         Ok(Context {
-            inner: Arc::new(Inner {
-                config,
-                pool,
-                cluster: Some(cluster),
-                last_spilled: AtomicU64::new(0),
-                last_operator_spilled: AtomicU64::new(0),
-                uploads: Default::default(),
-            }),
+            engine: Arc::new(Engine::cluster(config, masters)?),
         })
     }
 
     /// Whether actions run on a cluster.
     pub fn is_cluster(&self) -> bool {
-        self.inner.cluster.is_some()
+        self.engine.cluster_client().is_some()
     }
 
     /// The engine's settings.
     pub fn config(&self) -> &Config {
-        &self.inner.config
-    }
-
-    /// The cluster client, in cluster mode.
-    pub(crate) fn cluster_client(&self) -> Option<&crate::cluster::Cluster> {
-        self.inner.cluster.as_ref()
-    }
-
-    /// Whether a local path means the same file on the workers as here: always embedded;
-    /// in cluster mode only when every live worker is on this machine.
-    pub(crate) fn workers_see_local_files(&self) -> Result<bool> {
-        match &self.inner.cluster {
-            Some(cluster) => cluster.shares_files(),
-            None => Ok(true),
-        }
+        self.engine.config()
     }
 
     /// Where a source reads from: a stored dataset named by a `ringleader://` URL, local
@@ -177,10 +110,10 @@ impl Context {
             };
             return self.stored(&name?, expect, column).map(Some);
         }
-        if self.workers_see_local_files()? {
+        if self.engine.workers_see_local_files()? {
             return Ok(None);
         }
-        let Some(cluster) = &self.inner.cluster else {
+        let Some(cluster) = self.engine.cluster_client() else {
             return Ok(None);
         };
         // Check the input here first: a missing path fails before anything is sent.
@@ -222,13 +155,9 @@ impl Context {
                 ringleader_core::store::URL_SCHEME
             );
         }
-        self.inner
-            .uploads
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(name.clone());
+        self.engine.note_upload(name.clone());
         request.name = name.clone();
-        request.partitions = (total.div_ceil(self.inner.config.split_size.max(1)) as u32).max(slots);
+        request.partitions = (total.div_ceil(self.engine.config().split_size.max(1)) as u32).max(slots);
         request.replicas = workers.clamp(1, 2);
         cluster.put(request)?;
         Ok(name)
@@ -246,8 +175,8 @@ impl Context {
             return self.stored(&name?, Expect::Format(DatasetFormat::Arrow), None);
         }
         let splits = splits()?;
-        if let Some(cluster) = &self.inner.cluster
-            && !self.workers_see_local_files()?
+        if let Some(cluster) = self.engine.cluster_client()
+            && !self.engine.workers_see_local_files()?
         {
             let total = splits.iter().map(|(_, bytes)| bytes).sum();
             let request = crate::transfer::PutRequest {
@@ -266,43 +195,30 @@ impl Context {
             return self.stored(&name, Expect::Format(DatasetFormat::Arrow), None);
         }
         let splits = splits.into_iter().map(|(split, _)| split).collect();
-        Ok(self.dataset_node(Node::Source { splits }))
-    }
-
-    /// Runs a plan and returns its final stage's values.
-    pub(crate) fn execute(&self, plan: &JobPlan) -> Result<Vec<TaskValue>> {
-        if let Some(cluster) = &self.inner.cluster {
-            return cluster.execute(plan);
-        }
-        let (values, stats) = crate::embedded::run_job(&self.inner.config, &self.inner.pool, plan)?;
-        self.inner.last_spilled.store(stats.spilled_bytes, Ordering::Relaxed);
-        self.inner
-            .last_operator_spilled
-            .store(stats.operator_spilled_bytes, Ordering::Relaxed);
-        Ok(values)
+        Ok(self.dataset_node(Lineage::Source { splits }))
     }
 
     /// Bytes the most recent embedded job spilled to disk, shuffle blocks and operators'
     /// spills together (0 when it fit in memory).
     pub fn last_spilled_bytes(&self) -> u64 {
-        self.inner.last_spilled.load(Ordering::Relaxed)
+        self.engine.last_spilled_bytes()
     }
 
     /// Bytes the most recent embedded job's operators (sorts, hash tables, joins) spilled
     /// because their partitions outgrew the memory budget.
     pub fn last_operator_spilled_bytes(&self) -> u64 {
-        self.inner.last_operator_spilled.load(Ordering::Relaxed)
+        self.engine.last_operator_spilled_bytes()
     }
 
-    pub(crate) fn dataset_node<T: Data>(&self, node: Node) -> Dataset<T> {
-        Dataset::from_node(self.clone(), Arc::new(node))
+    pub(crate) fn dataset_node<T: Data>(&self, node: Lineage) -> Dataset<T> {
+        Dataset::from_node(self.engine.clone(), Arc::new(node))
     }
 
     /// Split size for `total` bytes: at most the configured size, small enough that every
     /// thread gets about two splits.
     fn split_size(&self, total: u64) -> u64 {
-        let per_thread = total.div_ceil(self.inner.config.threads as u64 * 2);
-        let max = self.inner.config.split_size.max(1);
+        let per_thread = total.div_ceil(self.engine.config().threads as u64 * 2);
+        let max = self.engine.config().split_size.max(1);
         per_thread.clamp(max.min(1 << 20), max)
     }
 
@@ -349,7 +265,7 @@ impl Context {
                 });
             }
         }
-        Ok(self.dataset_node(Node::Source { splits }))
+        Ok(self.dataset_node(Lineage::Source { splits }))
     }
 
     /// The 100-byte gensort records of the files under `path`. A file whose size is not a
@@ -381,7 +297,7 @@ impl Context {
                 });
             }
         }
-        Ok(self.dataset_node(Node::Source { splits }))
+        Ok(self.dataset_node(Lineage::Source { splits }))
     }
 
     fn ipc_splits(
@@ -436,7 +352,7 @@ impl Context {
             return Ok(stored);
         }
         let splits = self.ipc_splits(path.as_ref(), |_, _| Ok(None))?;
-        Ok(self.dataset_node(Node::Source { splits }))
+        Ok(self.dataset_node(Lineage::Source { splits }))
     }
 
     /// One `Int64` column of the Arrow IPC files under `path`: `column` by name, or each
@@ -468,7 +384,7 @@ impl Context {
         let splits = self.ipc_splits(path.as_ref(), |file, ipc| {
             source::ipc::find_int64_column(file, ipc.schema(), column).map(Some)
         })?;
-        Ok(self.dataset_node(Node::Source { splits }))
+        Ok(self.dataset_node(Lineage::Source { splits }))
     }
 
     /// Rows of type `T` from the Parquet files (`*.parquet`) under `path`, a split per row
@@ -553,7 +469,7 @@ impl Context {
     /// The stored dataset `name`, checked to be of the expected format; only `column` of
     /// its rows, if given.
     fn stored<T: Data>(&self, name: &str, expect: Expect, column: Option<&str>) -> Result<Dataset<T>> {
-        let Some(cluster) = &self.inner.cluster else {
+        let Some(cluster) = self.engine.cluster_client() else {
             return Err(Error::Config(format!(
                 "{}{name}: stored datasets live on a cluster; set RINGLEADER_MASTER (see `ringleader put`)",
                 ringleader_core::store::URL_SCHEME
@@ -581,7 +497,7 @@ impl Context {
                 column: column.map(str::to_string),
             })
             .collect();
-        Ok(self.dataset_node(Node::Source { splits }))
+        Ok(self.dataset_node(Lineage::Source { splits }))
     }
 
     /// A dataset of `rows`, cut into `partitions` pieces shipped inside the plan.
@@ -603,7 +519,7 @@ impl Context {
             splits.push((Split::Inline { ipc }, bytes));
         }
         let total: u64 = splits.iter().map(|(_, bytes)| bytes).sum();
-        if let Some(cluster) = &self.inner.cluster
+        if let Some(cluster) = self.engine.cluster_client()
             && total > ringleader_core::results::INLINE_RESULT_BYTES as u64
         {
             // Larger rows travel once, as a temporary stored dataset, not inside the plan
@@ -623,7 +539,7 @@ impl Context {
             return self.stored(&name, Expect::Format(DatasetFormat::Arrow), None);
         }
         let splits = splits.into_iter().map(|(split, _)| split).collect();
-        Ok(self.dataset_node(Node::Source { splits }))
+        Ok(self.dataset_node(Lineage::Source { splits }))
     }
 }
 

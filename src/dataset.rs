@@ -16,11 +16,12 @@ use ringleader_core::ops::action::Columnar;
 use ringleader_core::ops::sinks::Combiner;
 use ringleader_core::ops::{action, narrow, reduce, sinks};
 use ringleader_core::output::OutputCommit;
-use ringleader_core::plan::{ActionFn, ReduceFn, SinkFn, StageOutput, Step, StepFn, StoreSpec, TaskValue};
+use ringleader_core::plan::{ActionFn, ReduceFn, SinkFn, StageOutput, Step, StepFn, TaskValue};
 use ringleader_core::record::Record;
 use ringleader_core::ship;
 use ringleader_core::shipped::{Shipped, assert_no_capture};
 use ringleader_core::store::DatasetFormat;
+use ringleader_core::store::StoreSpec;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -28,20 +29,20 @@ pub use ringleader_core::ops::action::Summable;
 pub use ringleader_core::ops::narrow::PartitionRows;
 
 use crate::Result;
-use crate::context::Context;
-use crate::node::Node;
+use crate::engine::Engine;
+use crate::lineage::Lineage;
 
 /// A lazy, partitioned collection of `T`.
 pub struct Dataset<T> {
-    ctx: Context,
-    pub(crate) node: Arc<Node>,
+    engine: Arc<Engine>,
+    pub(crate) node: Arc<Lineage>,
     _rows: PhantomData<fn() -> T>,
 }
 
 impl<T> Clone for Dataset<T> {
     fn clone(&self) -> Self {
         Dataset {
-            ctx: self.ctx.clone(),
+            engine: self.engine.clone(),
             node: self.node.clone(),
             _rows: PhantomData,
         }
@@ -144,20 +145,20 @@ impl Saved {
 }
 
 impl<T: Data> Dataset<T> {
-    pub(crate) fn from_node(ctx: Context, node: Arc<Node>) -> Self {
+    pub(crate) fn from_node(engine: Arc<Engine>, node: Arc<Lineage>) -> Self {
         Dataset {
-            ctx,
+            engine,
             node,
             _rows: PhantomData,
         }
     }
 
-    fn derive<U: Data>(&self, node: Node) -> Dataset<U> {
-        Dataset::from_node(self.ctx.clone(), Arc::new(node))
+    fn derive<U: Data>(&self, node: Lineage) -> Dataset<U> {
+        Dataset::from_node(self.engine.clone(), Arc::new(node))
     }
 
     fn step<U: Data>(&self, f: Shipped<StepFn>, state: Vec<u8>) -> Dataset<U> {
-        self.derive(Node::Narrow {
+        self.derive(Lineage::Narrow {
             parent: self.node.clone(),
             step: Step { f, state },
         })
@@ -204,7 +205,7 @@ impl<T: Data> Dataset<T> {
         drop(f);
         match postcard::to_stdvec(&state) {
             Ok(bytes) => self.step(ship!(narrow::map_with::<S, T, U, F> as StepFn), bytes),
-            Err(e) => self.derive(Node::Invalid {
+            Err(e) => self.derive(Lineage::Invalid {
                 message: format!("cannot serialise the state of map_with: {e}"),
             }),
         }
@@ -246,10 +247,10 @@ impl<T: Data> Dataset<T> {
 
     /// A shuffle of this dataset's rows through `sink`, reduced by `reduce`.
     fn shuffle<U: Data>(&self, sink: Shipped<SinkFn>, reduce: Shipped<ReduceFn>) -> Dataset<U> {
-        self.derive(Node::Shuffle {
+        self.derive(Lineage::Shuffle {
             sides: vec![(self.node.clone(), sink)],
             reduce,
-            partitions: self.ctx.config().shuffle_partitions,
+            partitions: self.engine.config().shuffle_partitions,
         })
     }
 
@@ -336,7 +337,7 @@ impl<T: Data> Dataset<T> {
     /// assert_eq!(a.union(&b).collect().unwrap(), vec![1, 2]);
     /// ```
     pub fn union(&self, other: &Dataset<T>) -> Dataset<T> {
-        self.derive(Node::Union {
+        self.derive(Lineage::Union {
             parents: vec![self.node.clone(), other.node.clone()],
         })
     }
@@ -354,10 +355,10 @@ impl<T: Data> Dataset<T> {
     where
         T: Hash + Eq,
     {
-        self.derive(Node::Shuffle {
+        self.derive(Lineage::Shuffle {
             sides: vec![(self.node.clone(), ship!(sinks::distinct::<T> as SinkFn))],
             reduce: ship!(reduce::distinct::<T> as ReduceFn),
-            partitions: self.ctx.config().shuffle_partitions,
+            partitions: self.engine.config().shuffle_partitions,
         })
     }
 
@@ -378,7 +379,7 @@ impl<T: Data> Dataset<T> {
         K: Data + Ord + Clone,
         F: Fn(&T) -> K + Send + Sync + 'static,
     {
-        self.sort_by_key_into(self.ctx.config().shuffle_partitions, f)
+        self.sort_by_key_into(self.engine.config().shuffle_partitions, f)
     }
 
     /// [`Dataset::sort_by_key`] into exactly `partitions` partitions.
@@ -397,7 +398,7 @@ impl<T: Data> Dataset<T> {
     {
         const { assert_no_capture::<F>() };
         drop(f);
-        self.derive(Node::Sort {
+        self.derive(Lineage::Sort {
             parent: self.node.clone(),
             sample: ship!(action::sample_keys::<T, K, F> as ActionFn),
             sink: ship!(sinks::range_from_samples::<T, K, F> as SinkFn),
@@ -408,7 +409,7 @@ impl<T: Data> Dataset<T> {
 
     fn run(&self, f: Shipped<ActionFn>, state: Vec<u8>) -> Result<Vec<TaskValue>> {
         let plan = crate::planner::plan(&self.node, StageOutput::Action { f, state })?;
-        self.ctx.execute(&plan)
+        self.engine.execute(&plan)
     }
 
     fn rows_of(values: Vec<TaskValue>) -> Result<Vec<T>> {
@@ -432,7 +433,7 @@ impl<T: Data> Dataset<T> {
     /// ```
     pub fn collect(&self) -> Result<Vec<T>> {
         let plan = crate::planner::plan(&self.node, collect_output::<T>())?;
-        Self::rows_of(self.ctx.execute(&plan)?)
+        Self::rows_of(self.engine.execute(&plan)?)
     }
 
     /// The first `n` rows, in partition order.
@@ -536,7 +537,7 @@ impl<T: Data> Dataset<T> {
         if let Some(name) = ringleader_core::store::parse_url(&output.dir) {
             return self.save_stored(&name?, &output, to_store, format);
         }
-        if !self.ctx.workers_see_local_files()? {
+        if !self.engine.workers_see_local_files()? {
             return self.save_travelling(output, to_store, format);
         }
         let commit = OutputCommit::begin(&output.dir, output.overwrite)?;
@@ -564,7 +565,7 @@ impl<T: Data> Dataset<T> {
                 output.dir.display()
             )));
         }
-        if parquet && !self.ctx.workers_see_local_files()? {
+        if parquet && !self.engine.workers_see_local_files()? {
             return self.save_parquet_travelling(output);
         }
         self.save_with(
@@ -663,7 +664,7 @@ impl<T: Data> Dataset<T> {
         to_store: Shipped<ActionFn>,
         format: DatasetFormat,
     ) -> Result<Saved> {
-        let Some(cluster) = self.ctx.cluster_client() else {
+        let Some(cluster) = self.engine.cluster_client() else {
             return Err(crate::Error::Config(format!(
                 "{}: stored datasets live on a cluster; set RINGLEADER_MASTER, or write to a local directory",
                 output.dir.display()
@@ -677,7 +678,7 @@ impl<T: Data> Dataset<T> {
             },
         )?;
         let partitions = plan.stages.last().map_or(0, |s| s.tasks.len()) as u32;
-        let replicas = output.replicas.unwrap_or(self.ctx.config().replicas);
+        let replicas = output.replicas.unwrap_or(self.engine.config().replicas);
         let info = cluster.place(name, partitions, replicas, output.overwrite)?;
         let spec = StoreSpec {
             dataset: name.to_string(),
@@ -694,7 +695,7 @@ impl<T: Data> Dataset<T> {
             };
         }
         plan.store = Some(spec);
-        let values = self.ctx.execute(&plan)?;
+        let values = self.engine.execute(&plan)?;
         Ok(Saved::of(&values))
     }
 
@@ -703,7 +704,7 @@ impl<T: Data> Dataset<T> {
         if output.dir.exists() && !output.overwrite {
             return Err(crate::Error::OutputExists(output.dir.clone()));
         }
-        let Some(cluster) = self.ctx.cluster_client() else {
+        let Some(cluster) = self.engine.cluster_client() else {
             return Err(crate::Error::Config("no cluster".into()));
         };
         let name = format!("tmp-{}", ringleader_core::store::new_generation());
@@ -835,13 +836,13 @@ impl<K: Data + Hash + Eq, V: Data> Dataset<(K, V)> {
         K: Clone,
         V: Clone,
     {
-        self.derive(Node::Shuffle {
+        self.derive(Lineage::Shuffle {
             sides: vec![
                 (self.node.clone(), ship!(sinks::hash::<K, V> as SinkFn)),
                 (other.node.clone(), ship!(sinks::hash::<K, W> as SinkFn)),
             ],
             reduce: ship!(reduce::join::<K, V, W> as ReduceFn),
-            partitions: self.ctx.config().shuffle_partitions,
+            partitions: self.engine.config().shuffle_partitions,
         })
     }
 }

@@ -6,22 +6,19 @@
 use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
-use ringleader_core::Error;
 use ringleader_core::cluster_shuffle::{BlockSource, ClusterShuffle, ShuffleFiles};
 use ringleader_core::exec::{TaskUnit, run};
 use ringleader_core::plan::{Ran, StageOutput, TaskPlan, Volume};
 use ringleader_core::proto::{self, executor_client::ExecutorClient, task_report::Outcome};
+use ringleader_core::sync::lock;
+use ringleader_core::task_failure::TaskFailure;
 
 use crate::config::Config;
 
 /// A task attempt: (stage, task, attempt).
 type AttemptKey = (u32, u32, u32);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Serves tasks for the worker at `worker` until it closes the stream.
 pub(crate) fn serve(worker: String) -> ExitCode {
@@ -133,13 +130,7 @@ fn run_assignment(
     let mut read = Volume::default();
     let pool = memory.clone();
     let outcome = match decoded {
-        Err(e) => Outcome::Error(proto::TaskError {
-            message: format!("malformed task plan: {e}"),
-            retryable: false,
-            fetch_failure: false,
-            fetch_location: String::new(),
-            counts: true,
-        }),
+        Err(e) => Outcome::Error(TaskFailure::Fatal(format!("malformed task plan: {e}")).to_proto()),
         Ok((task, output)) => {
             let inputs: HashMap<u32, Vec<BlockSource>> = a
                 .inputs
@@ -183,15 +174,9 @@ fn run_assignment(
             match run(&unit, a.attempt, &shuffle).and_then(held) {
                 Ok(value) => match postcard::to_stdvec(&value) {
                     Ok(bytes) => Outcome::Value(bytes),
-                    Err(e) => Outcome::Error(proto::TaskError {
-                        message: e.to_string(),
-                        retryable: false,
-                        fetch_failure: false,
-                        fetch_location: String::new(),
-                        counts: true,
-                    }),
+                    Err(e) => Outcome::Error(TaskFailure::Fatal(e.to_string()).to_proto()),
                 },
-                Err(e) => Outcome::Error(classify(&e)),
+                Err(e) => Outcome::Error(TaskFailure::of(&e).to_proto()),
             }
         }
     };
@@ -213,45 +198,18 @@ fn run_assignment(
 /// resolved, and the job fails (another attempt would meet the same binary).
 fn refuse(a: proto::TaskAssignment, own_hash: &str) -> proto::TaskReport {
     proto::TaskReport {
-        outcome: Some(Outcome::Error(proto::TaskError {
-            message: format!(
+        outcome: Some(Outcome::Error(
+            TaskFailure::Fatal(format!(
                 "this executor is binary {own_hash}, but the plan was built for {}: refusing to run it",
                 a.binary_hash
-            ),
-            retryable: false,
-            fetch_failure: false,
-            fetch_location: String::new(),
-            counts: true,
-        })),
+            ))
+            .to_proto(),
+        )),
         job_id: a.job_id,
         stage: a.stage_index,
         task: a.task,
         attempt: a.attempt,
         worker_id: String::new(),
         ..Default::default()
-    }
-}
-
-/// Classifies a failure: whether another attempt may succeed (lost shuffle output and I/O
-/// errors — a full disk, a vanished file — may; a panic or a bad record will not, so the
-/// job fails at once), whether it counts toward the attempt limit, and whether it was a
-/// fetch failure.
-fn classify(e: &Error) -> proto::TaskError {
-    let cause = match e {
-        Error::TaskFailed { source, .. } => source.as_ref(),
-        other => other,
-    };
-    let fetch_location = match cause {
-        Error::FetchFailed { location, .. } => Some(location.clone()),
-        _ => None,
-    };
-    let retryable = fetch_location.is_some() || cause.is_io() || matches!(cause, Error::Unreachable { .. });
-    proto::TaskError {
-        message: e.to_string(),
-        retryable,
-        fetch_failure: fetch_location.is_some(),
-        // Lost map output is not this task's fault: it is recomputed, and this task retried.
-        counts: fetch_location.is_none(),
-        fetch_location: fetch_location.unwrap_or_default(),
     }
 }

@@ -20,23 +20,31 @@
 //! ## Layout
 //! - [`context`]: [`Context`], the sources that start datasets.
 //! - [`dataset`]: [`Dataset`], its transformations and actions.
+//! - `engine`: what runs a plan (embedded or a cluster client): the seam between them.
 //! - [`config`]: [`Config`], engine settings and their `RINGLEADER_*` variables.
-//! - `node`, `planner`, `embedded`, `progress`: the lazy DAG, cutting it into stages,
-//!   running them in-process, showing progress.
-//! - [`cli`]: the `ringleader` command (generators, validation, benchmarks).
+//! - `lineage`, `planner`, `embedded`, `progress`: the lazy DAG of how datasets derive,
+//!   cutting it into stages, running them in-process, showing progress.
+//! - [`client`]: reaching a cluster's driver group (its leader, with bounded patience).
+//! - `cluster`, `executor`: the client and executor sides of cluster mode (submitting a job
+//!   and following it; running its tasks in a worker's executor).
+//! - [`transfer`]: streaming datasets into the ring and out of it (`put`, `get`).
+//!
+//! The `ringleader` command itself (cluster, driver and worker daemons, benchmarks) is the
+//! `ringleader-cli` crate: a job binary links none of the daemons, Raft or redb.
 
-pub mod cli;
+pub mod client;
 mod cluster;
 pub mod config;
 pub mod context;
 pub mod dataset;
 mod embedded;
+mod engine;
 mod executor;
-mod node;
+mod lineage;
 pub mod output_format;
 mod planner;
 mod progress;
-mod transfer;
+pub mod transfer;
 
 use std::process::ExitCode;
 

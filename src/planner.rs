@@ -10,7 +10,7 @@ use std::sync::Arc;
 use ringleader_core::Result;
 use ringleader_core::plan::{JobPlan, ShuffleRead, StageOutput, StagePlan, TaskInput, TaskPlan};
 
-use crate::node::Node;
+use crate::lineage::Lineage;
 
 /// Windows read per split when sampling for sort bounds.
 const SAMPLE_WINDOWS: u32 = 10;
@@ -20,7 +20,7 @@ const SAMPLE_KEYS: u64 = 100_000;
 const MIN_SAMPLE_KEYS_PER_TASK: u64 = 1_000;
 
 /// Builds the plan of one action over `root`.
-pub(crate) fn plan(root: &Arc<Node>, output: StageOutput) -> Result<JobPlan> {
+pub(crate) fn plan(root: &Arc<Lineage>, output: StageOutput) -> Result<JobPlan> {
     let mut planner = Planner {
         stages: Vec::new(),
         shuffle_stage: HashMap::new(),
@@ -78,10 +78,10 @@ impl Planner {
 
     /// The tasks computing `node`'s partitions; `sample` limits source reads (only through
     /// narrow steps, never across a shuffle, so upstream aggregates stay exact).
-    fn tasks(&mut self, node: &Arc<Node>, sample: Option<u32>) -> Result<Vec<TaskPlan>> {
+    fn tasks(&mut self, node: &Arc<Lineage>, sample: Option<u32>) -> Result<Vec<TaskPlan>> {
         match node.as_ref() {
-            Node::Invalid { message } => Err(ringleader_core::Error::Plan(message.clone())),
-            Node::Source { splits } => Ok(splits
+            Lineage::Invalid { message } => Err(ringleader_core::Error::Plan(message.clone())),
+            Lineage::Source { splits } => Ok(splits
                 .iter()
                 .map(|split| TaskPlan {
                     input: TaskInput::Source {
@@ -91,21 +91,21 @@ impl Planner {
                     steps: Vec::new(),
                 })
                 .collect()),
-            Node::Narrow { parent, step } => {
+            Lineage::Narrow { parent, step } => {
                 let mut tasks = self.tasks(parent, sample)?;
                 for t in &mut tasks {
                     t.steps.push(step.clone());
                 }
                 Ok(tasks)
             }
-            Node::Union { parents } => {
+            Lineage::Union { parents } => {
                 let mut tasks = Vec::new();
                 for p in parents {
                     tasks.extend(self.tasks(p, sample)?);
                 }
                 Ok(tasks)
             }
-            Node::Shuffle {
+            Lineage::Shuffle {
                 sides,
                 reduce,
                 partitions,
@@ -134,7 +134,7 @@ impl Planner {
                 }
                 Ok(reduce_tasks(*reduce, Vec::new(), shuffles, *partitions))
             }
-            Node::Sort {
+            Lineage::Sort {
                 parent,
                 sample: sample_fn,
                 sink,

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use ringleader_core::plan::{Ran, Volume};
+use ringleader_core::sync::lock;
 
 /// A progress bar for one stage, or nothing when progress is off.
 pub(crate) struct StageProgress {
@@ -35,7 +36,7 @@ impl StageProgress {
     /// Records a finished task.
     pub(crate) fn finished(&self, ran: &Ran) {
         let (done, read, written) = {
-            let mut sofar = self.sofar.lock().unwrap_or_else(|e| e.into_inner());
+            let mut sofar = lock(&self.sofar);
             sofar.0 += 1;
             sofar.1 = sofar.1.plus(ran.read);
             sofar.2 = sofar.2.plus(written(std::slice::from_ref(&ran.value)));

@@ -26,7 +26,7 @@ const BATCH_BYTES: u64 = 1 << 20;
 
 /// What to store: the input files and their format.
 #[derive(Debug, Clone)]
-pub(crate) struct PutRequest {
+pub struct PutRequest {
     /// The dataset's name.
     pub name: String,
     /// Files or directories to read.
@@ -226,7 +226,7 @@ fn column_names(schema: &SchemaRef) -> String {
 /// Stores the files of `request` as a dataset, streaming: partition *p* holds the rows that
 /// start in the *p*-th equal share of the input's bytes, sent to its ring owners while it is
 /// read. The dataset is listed only once every partition is on all its replicas.
-pub(crate) async fn put(group: &DriverGroup, request: PutRequest) -> Result<proto::DatasetInfo> {
+pub async fn put(group: &DriverGroup, request: PutRequest) -> Result<proto::DatasetInfo> {
     let (files, format) = input_files(&request)?;
     let total: u64 = files.iter().map(|(_, n)| n).sum();
     let partitions = request.partitions.max(1);
@@ -237,7 +237,7 @@ pub(crate) async fn put(group: &DriverGroup, request: PutRequest) -> Result<prot
         overwrite: request.overwrite,
         spare: 0,
     };
-    let mut info = crate::cluster::call(group, "placing the dataset", |mut d| {
+    let mut info = crate::client::call(group, "placing the dataset", |mut d| {
         let place = place.clone();
         async move { d.place_dataset(place).await }
     })
@@ -292,7 +292,7 @@ pub(crate) async fn put(group: &DriverGroup, request: PutRequest) -> Result<prot
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    crate::cluster::call(group, "recording the dataset", |mut d| {
+    crate::client::call(group, "recording the dataset", |mut d| {
         let info = info.clone();
         async move { d.commit_dataset(info).await }
     })
@@ -423,7 +423,7 @@ fn progress_bar(enabled: bool, total: u64, what: &str) -> Option<indicatif::Prog
 }
 
 /// Where a dataset's partitions go on the client.
-pub(crate) struct GetRequest {
+pub struct GetRequest {
     /// The dataset.
     pub name: String,
     /// The directory to create.
@@ -438,12 +438,12 @@ pub(crate) struct GetRequest {
 /// the dataset's format (text lines, raw records, or `part-NNNNN.arrow`), streamed from a
 /// worker holding each partition (the next one if it fails). The directory appears, with
 /// `_SUCCESS`, only once every partition was written. Returns rows and bytes written.
-pub(crate) async fn get(group: &DriverGroup, request: GetRequest) -> Result<(u64, u64)> {
+pub async fn get(group: &DriverGroup, request: GetRequest) -> Result<(u64, u64)> {
     let commit = OutputCommit::begin(&request.dir, request.overwrite)?;
     let name = proto::DatasetName {
         name: request.name.clone(),
     };
-    let info = crate::cluster::call(group, "looking up the dataset", |mut d| {
+    let info = crate::client::call(group, "looking up the dataset", |mut d| {
         let name = name.clone();
         async move { d.get_dataset(name).await }
     })

@@ -14,8 +14,6 @@ use std::path::PathBuf;
 
 use arrow::ipc::writer::FileWriter;
 use arrow::record_batch::RecordBatch;
-use arrow_flight::{FlightClient, Ticket};
-use futures::StreamExt;
 
 use crate::data::{BatchStream, Chunk};
 use crate::error::{Error, Result};
@@ -68,7 +66,7 @@ impl BlockId {
         let [job, shuffle, map, attempt, partition] = parts[..] else {
             return Err(bad());
         };
-        if !valid_job_id(job) {
+        if !crate::ids::valid_job_id(job) {
             return Err(bad());
         }
         Ok(BlockId {
@@ -79,11 +77,6 @@ impl BlockId {
             partition: partition.parse().map_err(|_| bad())?,
         })
     }
-}
-
-/// Whether `id` is a job id (letters, digits, `-`, `_`), safe to use as a directory name.
-pub fn valid_job_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 impl ShuffleFiles {
@@ -247,48 +240,7 @@ impl ClusterShuffle {
 
 /// Streams one block from the worker at `address` with Flight `do_get`.
 pub fn fetch_block(runtime: &tokio::runtime::Handle, address: &str, block: &BlockId) -> Result<BatchStream> {
-    fetch_ticket(runtime, address, block.ticket())
-}
-
-/// A Flight client of the worker at `address`, carrying the cluster token. Its channel
-/// bounds every wait (see [`crate::tls::endpoint`]).
-pub async fn flight_client(address: &str) -> Result<FlightClient> {
-    let failed = |message: String| Error::FetchFailed {
-        location: address.to_string(),
-        message,
-    };
-    let channel = crate::tls::endpoint(address)
-        .map_err(failed)?
-        .connect()
-        .await
-        .map_err(|e| failed(format!("cannot connect: {e}")))?;
-    let mut client = FlightClient::new(channel);
-    crate::auth::add_token(client.metadata_mut()).map_err(|e| failed(e.to_string()))?;
-    Ok(client)
-}
-
-/// Streams the batches Flight `do_get` returns for `ticket` from the worker at `address`.
-pub fn fetch_ticket(runtime: &tokio::runtime::Handle, address: &str, ticket: String) -> Result<BatchStream> {
-    let mut stream = runtime.block_on(async {
-        flight_client(address)
-            .await?
-            .do_get(Ticket::new(ticket))
-            .await
-            .map_err(|e| Error::FetchFailed {
-                location: address.to_string(),
-                message: e.to_string(),
-            })
-    })?;
-    let runtime = runtime.clone();
-    let address = address.to_string();
-    Ok(Box::new(std::iter::from_fn(move || {
-        runtime.block_on(stream.next()).map(|r| {
-            r.map_err(|e| Error::FetchFailed {
-                location: address.clone(),
-                message: e.to_string(),
-            })
-        })
-    })))
+    crate::flight::fetch_blocking(runtime, address, block.ticket())
 }
 
 impl ShuffleService for ClusterShuffle {

@@ -13,6 +13,7 @@ use tonic::{Code, Status};
 
 use crate::auth::{AuthChannel, authorized};
 use crate::proto::driver_client::DriverClient;
+use crate::sync::lock;
 
 /// Metadata key naming the leader's address in a follower's refusal.
 pub const LEADER_KEY: &str = "ringleader-leader";
@@ -88,13 +89,13 @@ impl DriverGroup {
 
     /// The driver currently believed to lead, and a client of it.
     pub fn current(&self) -> (String, DriverClient<AuthChannel>) {
-        self.current.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        lock(&self.current).clone()
     }
 
     /// After `status` from the driver at `tried`: switch to the leader it names, or to the
     /// next address (unless another caller already switched).
     pub fn fail_over(&self, tried: &str, status: &Status) {
-        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        let mut current = lock(&self.current);
         if current.0 != tried {
             return;
         }

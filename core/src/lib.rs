@@ -16,16 +16,21 @@
 //! - [`binary`]: content hashes of job binaries.
 //! - [`driver_group`]: reaching the leader of a driver group, following redirects.
 //! - [`cluster_shuffle`]: shuffle files on workers, read locally or over Arrow Flight.
+//! - [`flight`]: the one Flight `do_get` every remote read goes through.
+//! - [`exposition`]: Prometheus' text format for the daemons' `/metrics`.
 //! - [`proto`]: the gRPC protocol (generated).
 //! - [`exec`]: running one task (shared by the embedded engine and cluster executors).
 //! - [`output`]: atomic output commit.
 //! - [`tls`]: TLS between processes when certificates are given.
-//! - [`node`]: what every node does around serving (token guard, TLS, accepting).
+//! - [`serving`]: what every node (driver, worker) does around serving (token guard, TLS, accepting).
 //! - [`ring`]: the consistent-hash ring.
 //! - [`ipc`]: Arrow IPC streams in memory.
 //! - [`machine`]: which processes share a filesystem (a machine identity).
 //! - [`store`]: stored datasets: URLs, formats, generations, Flight put/get of partitions.
 //! - [`error`]: the error type.
+//! - [`ids`]: what job ids and dataset names may be (they become directory names).
+//! - [`sync`]: the one lock helper (a poisoned lock still hands out its data).
+//! - [`task_failure`]: why a task attempt failed, in the kinds the driver acts on.
 
 pub mod auth;
 pub mod binary;
@@ -36,22 +41,26 @@ pub mod driver_group;
 pub mod error;
 pub mod exec;
 pub mod exposition;
+pub mod flight;
+pub mod ids;
 pub mod ipc;
 pub mod machine;
 pub mod mapped;
 pub mod memory;
-pub mod node;
 pub mod ops;
 pub mod output;
 pub mod plan;
 pub mod record;
 pub mod results;
 pub mod ring;
+pub mod serving;
 pub mod shipped;
 pub mod shuffle;
 pub mod source;
 pub mod spill;
 pub mod store;
+pub mod sync;
+pub mod task_failure;
 pub mod tls;
 pub mod tls_diagnosis;
 

@@ -9,6 +9,7 @@ use crate::error::Result;
 use crate::shipped::Shipped;
 use crate::shuffle::ShuffleSink;
 use crate::source::Split;
+use crate::store::StoreSpec;
 
 /// A narrow step: transforms one partition's stream of chunks (map, filter, flat_map, ...).
 pub type StepFn = fn(state: &[u8], input: ChunkStream) -> Result<ChunkStream>;
@@ -19,10 +20,8 @@ pub type SinkFn = fn(state: &[u8], partitions: u32) -> Result<Box<dyn ShuffleSin
 pub type ReduceFn = fn(state: &[u8], sides: Vec<BatchStream>) -> Result<ChunkStream>;
 /// The job's action, run on each partition of the final stage.
 pub type ActionFn = fn(state: &[u8], input: ChunkStream, env: &ActionEnv) -> Result<TaskValue>;
-/// The Arrow schema of a typed source (e.g. the columns a CSV file must have).
-pub type SchemaFn = fn() -> Result<arrow::datatypes::SchemaRef>;
 
-crate::__shippable!(StepFn, SinkFn, ReduceFn, ActionFn, SchemaFn);
+crate::__shippable!(StepFn, SinkFn, ReduceFn, ActionFn);
 
 /// A whole job: stages in an order where every stage comes after the stages it reads.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -32,24 +31,6 @@ pub struct JobPlan {
     /// Set when the job writes a stored dataset: the driver commits it when the job
     /// succeeds, in the same step that records the success.
     pub store: Option<StoreSpec>,
-}
-
-/// A stored dataset a job writes (`ringleader://NAME` as an output).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct StoreSpec {
-    /// The dataset's name.
-    pub dataset: String,
-    /// The generation the job's tasks write (see [`crate::store`]).
-    pub generation: String,
-    /// What its rows are.
-    pub format: crate::store::DatasetFormat,
-    /// Copies of each partition.
-    pub replicas: u32,
-    /// Whether it may replace a dataset of that name.
-    pub overwrite: bool,
-    /// Per partition, the workers (addresses) to write it to, ring owners first: a task
-    /// writes the first `replicas` of them that accept it, itself first when it is one.
-    pub owners: Vec<Vec<String>>,
 }
 
 /// One stage: tasks that share an output kind, cut from the next stage by a shuffle.

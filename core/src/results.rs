@@ -10,9 +10,10 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use crate::cluster_shuffle::{ShuffleFiles, fetch_ticket, valid_job_id};
+use crate::cluster_shuffle::ShuffleFiles;
 use crate::data::BatchStream;
 use crate::error::{Error, Result};
+use crate::ids::valid_job_id;
 use crate::plan::TaskValue;
 
 /// Results up to this size travel in the Raft log; larger ones stay on their worker.
@@ -110,7 +111,7 @@ pub fn fetch_if_held(value: TaskValue, runtime: &tokio::runtime::Handle) -> Resu
     let TaskValue::Held { address, ticket, size } = value else {
         return Ok(value);
     };
-    let batches = fetch_ticket(runtime, &address, ticket.clone())
+    let batches = crate::flight::fetch_blocking(runtime, &address, ticket.clone())
         .and_then(|stream| stream.collect::<Result<Vec<_>>>())
         .map_err(|e| {
             Error::Cluster(format!(

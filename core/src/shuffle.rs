@@ -17,6 +17,7 @@ use crate::data::{BatchStream, Chunk};
 use crate::error::{Error, Result};
 use crate::memory::{MemoryPool, Reservation};
 use crate::spill::SpillWriter;
+use crate::sync::lock;
 
 /// Where a map task's partitioned output goes.
 pub trait BlockWriter {
@@ -176,12 +177,12 @@ impl ShuffleService for LocalShuffle {
 
     fn read(&self, shuffle: u32, partition: u32) -> Result<BatchStream> {
         let last = {
-            let mut left = self.reads_left.lock().unwrap_or_else(|e| e.into_inner());
+            let mut left = lock(&self.reads_left);
             let n = left.entry((shuffle, partition)).or_insert(1);
             *n = n.saturating_sub(1);
             *n == 0
         };
-        let mut map = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = lock(&self.blocks);
         if !last {
             // Another read of this partition is to come (a self-join, a sort's sample of
             // an upstream shuffle): hand over copies and keep the blocks.

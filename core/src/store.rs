@@ -10,13 +10,12 @@
 use std::path::{Path, PathBuf};
 
 use arrow::record_batch::RecordBatch;
+use arrow_flight::FlightDescriptor;
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::encode::FlightDataEncoderBuilder;
-use arrow_flight::{FlightDescriptor, Ticket};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use crate::cluster_shuffle::flight_client;
 use crate::error::{Error, Result};
 
 /// Batches in flight between a reader and a writer of a stream: the memory a transfer
@@ -32,6 +31,24 @@ pub const DATASET_DIR_VAR: &str = "RINGLEADER_DATASET_DIR";
 /// The environment variable that makes a job binary an executor; its value is the
 /// address of the worker it serves.
 pub const EXECUTOR_VAR: &str = "RINGLEADER_EXECUTOR";
+
+/// A stored dataset a job writes (`ringleader://NAME` as an output).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StoreSpec {
+    /// The dataset's name.
+    pub dataset: String,
+    /// The generation the job's tasks write (see [`crate::store`]).
+    pub generation: String,
+    /// What its rows are.
+    pub format: DatasetFormat,
+    /// Copies of each partition.
+    pub replicas: u32,
+    /// Whether it may replace a dataset of that name.
+    pub overwrite: bool,
+    /// Per partition, the workers (addresses) to write it to, ring owners first: a task
+    /// writes the first `replicas` of them that accept it, itself first when it is one.
+    pub owners: Vec<Vec<String>>,
+}
 
 /// What the rows of a stored dataset are, so the next job reads them typed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,18 +82,13 @@ impl DatasetFormat {
     }
 }
 
-/// Whether `name` can name a dataset (letters, digits, `-`, `_`; at most 64 bytes).
-pub fn valid_name(name: &str) -> bool {
-    crate::cluster_shuffle::valid_job_id(name)
-}
-
 /// The dataset a `ringleader://NAME` path names: `None` for any other path, an error for
 /// a malformed URL.
 pub fn parse_url(path: &Path) -> Option<Result<String>> {
     let text = path.to_str()?;
     let name = text.strip_prefix(URL_SCHEME)?;
     let name = name.strip_suffix('/').unwrap_or(name);
-    Some(if valid_name(name) {
+    Some(if crate::ids::valid_dataset_name(name) {
         Ok(name.to_string())
     } else {
         Err(Error::Config(format!(
@@ -124,7 +136,7 @@ impl PartitionId {
         let [dataset, generation, partition] = parts else {
             return Err(bad());
         };
-        if !valid_name(dataset) || !valid_name(generation) {
+        if !crate::ids::valid_dataset_name(dataset) || !crate::ids::valid_dataset_name(generation) {
             return Err(bad());
         }
         Ok(PartitionId {
@@ -155,7 +167,7 @@ pub async fn put_partition(
         location: address.to_string(),
         message: format!("storing {} partition {}: {message}", id.dataset, id.partition),
     };
-    let mut client = flight_client(address).await?;
+    let mut client = crate::flight::client(address).await?;
     let descriptor = FlightDescriptor::new_path(id.descriptor());
     let data = FlightDataEncoderBuilder::new()
         .with_flight_descriptor(Some(descriptor))
@@ -171,14 +183,7 @@ pub async fn put_partition(
 /// Streams partition `id` from the worker at `address` (Flight `do_get`). The stream
 /// knows the partition's schema once its first message arrived (also when it has no rows).
 pub async fn get_partition(address: &str, id: &PartitionId) -> Result<FlightRecordBatchStream> {
-    flight_client(address)
-        .await?
-        .do_get(Ticket::new(id.ticket()))
-        .await
-        .map_err(|e| Error::FetchFailed {
-            location: address.to_string(),
-            message: e.to_string(),
-        })
+    crate::flight::fetch(address, id.ticket()).await
 }
 
 /// Writes decoded Flight data into an Arrow IPC file at `path` as it arrives, on a blocking
@@ -299,7 +304,7 @@ pub fn write_ipc_file(
 /// the next owners until `spec.replicas` workers hold it. Returns rows, bytes and the
 /// holders' addresses; fewer than `replicas` reachable owners is an error (retryable).
 pub fn write_partition(
-    spec: &crate::plan::StoreSpec,
+    spec: &StoreSpec,
     partition: u32,
     attempt: u32,
     schema: arrow::datatypes::SchemaRef,

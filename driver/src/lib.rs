@@ -14,6 +14,8 @@
 //! - [`leader`]: one driver process: writes through Raft, taking over, the scheduling loop.
 //! - [`service`]: the gRPC service clients and workers call.
 //! - [`views`]: the state as the protocol shows it.
+//! - [`web`], [`metrics`], [`commit_times`], [`observed`]: the status pages, `/metrics`, and
+//!   the soft state they show beside the replicated one.
 
 /// The largest message between drivers (an append, a snapshot): metadata only, since
 /// rows stay off the log (large results on workers, `parallelize` data as datasets).
@@ -21,6 +23,7 @@ pub const MAX_RAFT_MESSAGE: usize = 64 << 20;
 /// The largest job plan a driver accepts: plans name their data, they do not hold it.
 pub const MAX_PLAN_BYTES: usize = 16 << 20;
 
+pub mod commit_times;
 pub mod leader;
 pub mod metrics;
 pub mod observed;
@@ -38,8 +41,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ringleader_core::node;
 use ringleader_core::proto::{self, raft_transport_client::RaftTransportClient};
+use ringleader_core::serving;
+use ringleader_core::sync::lock;
 use tokio::net::TcpListener;
 
 use crate::raft::group::{Peers, PeersError};
@@ -122,7 +126,7 @@ pub enum DriverError {
     Raft(String),
     /// The node may not serve (token, TLS, or address).
     #[error(transparent)]
-    Node(#[from] ringleader_core::node::NodeError),
+    Serve(#[from] ringleader_core::serving::ServeError),
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -149,7 +153,7 @@ pub async fn bind(config: DriverConfig) -> Result<BoundDriver, DriverError> {
     if let Some(peers) = &config.peers {
         peers.check_member(config.id)?;
     }
-    ringleader_core::node::guard(config.listen)?;
+    ringleader_core::serving::guard(config.listen)?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| DriverError::Bind {
@@ -162,7 +166,7 @@ pub async fn bind(config: DriverConfig) -> Result<BoundDriver, DriverError> {
     })?;
     let http = match config.http {
         Some(at) => {
-            node::guard(at)?;
+            serving::guard(at)?;
             let bound = web::bind(at)
                 .await
                 .map_err(|source| DriverError::Bind { address: at, source })?;
@@ -284,7 +288,7 @@ impl BoundDriver {
         let scheduler = tokio::spawn(inner.clone().schedule_forever());
         let leadership = tokio::spawn(inner.clone().follow_leadership());
         let initializer = tokio::spawn(initialize(inner.clone()));
-        let require = node::guard(self.address)?;
+        let require = serving::guard(self.address)?;
         let web = self.http.map(|listener| {
             let token = ringleader_core::auth::token().ok().flatten().map(str::to_string);
             tokio::spawn(web::serve(listener, inner.clone(), token, std::future::pending()))
@@ -304,14 +308,14 @@ impl BoundDriver {
             tokio::select! {
                 _ = shutdown => {}
                 reason = raft_stopped(&inner.raft) => {
-                    *fatal.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+                    *lock(&fatal) = Some(reason);
                 }
             }
         };
-        let result = node::server()?
-            .add_service(node::guarded(driver, &require))
-            .add_service(node::guarded(transport, &require))
-            .serve_with_incoming_shutdown(node::incoming(self.listener), stop)
+        let result = serving::server()?
+            .add_service(serving::guarded(driver, &require))
+            .add_service(serving::guarded(transport, &require))
+            .serve_with_incoming_shutdown(serving::incoming(self.listener), stop)
             .await;
         for task in [scheduler, leadership, initializer] {
             task.abort();

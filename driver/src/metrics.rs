@@ -2,34 +2,11 @@
 //! workers and their heartbeat age, shuffle bytes written, Raft's term and indexes, and how
 //! long this driver's Raft commits take. Text exposition format 0.0.4, written here.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
-
-use ringleader_core::plan::TaskValue;
-
 use ringleader_core::exposition::Family;
+use ringleader_core::plan::TaskValue;
 
 use crate::leader::DriverInner;
 use crate::state::{JobState, TaskState};
-
-/// How long Raft commits took: their count and total (a Prometheus summary without
-/// quantiles), and the longest.
-#[derive(Debug, Default)]
-pub struct CommitTimes {
-    count: AtomicU64,
-    total_micros: AtomicU64,
-    max_micros: AtomicU64,
-}
-
-impl CommitTimes {
-    /// Records one commit that took `took`.
-    pub fn record(&self, took: Duration) {
-        let micros = took.as_micros() as u64;
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.total_micros.fetch_add(micros, Ordering::Relaxed);
-        self.max_micros.fetch_max(micros, Ordering::Relaxed);
-    }
-}
 
 /// The metrics of the driver `inner`, in Prometheus' text format.
 pub fn render(inner: &DriverInner) -> String {
@@ -78,16 +55,8 @@ pub fn render(inner: &DriverInner) -> String {
         "summary",
         "How long this driver's proposals took to commit.",
     )
-    .sample(
-        "ringleader_raft_commit_seconds_count",
-        &[],
-        commits.count.load(Ordering::Relaxed) as f64,
-    )
-    .sample(
-        "ringleader_raft_commit_seconds_sum",
-        &[],
-        commits.total_micros.load(Ordering::Relaxed) as f64 / 1e6,
-    );
+    .sample("ringleader_raft_commit_seconds_count", &[], commits.count() as f64)
+    .sample("ringleader_raft_commit_seconds_sum", &[], commits.total().as_secs_f64());
     Family::start(
         &mut out,
         "ringleader_raft_commit_seconds_max",
@@ -97,7 +66,7 @@ pub fn render(inner: &DriverInner) -> String {
     .sample(
         "ringleader_raft_commit_seconds_max",
         &[],
-        commits.max_micros.load(Ordering::Relaxed) as f64 / 1e6,
+        commits.longest().as_secs_f64(),
     );
     let live = inner.live_workers();
     let state = inner.state();
@@ -190,19 +159,4 @@ pub fn render(inner: &DriverInner) -> String {
     )
     .sample("ringleader_shuffle_written_bytes_total", &[], shuffled as f64);
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn commit_times_add_up() {
-        let times = CommitTimes::default();
-        times.record(Duration::from_millis(2));
-        times.record(Duration::from_millis(5));
-        assert_eq!(times.count.load(Ordering::Relaxed), 2);
-        assert_eq!(times.total_micros.load(Ordering::Relaxed), 7_000);
-        assert_eq!(times.max_micros.load(Ordering::Relaxed), 5_000);
-    }
 }

@@ -321,12 +321,14 @@ pub fn speculate(
             }
             let threshold = median.mul_f64(multiplier).max(config.min_runtime);
             for (t, task) in tasks.iter().enumerate() {
-                let TaskState::Running { attempt, worker } = task else {
+                let TaskState::Running {
+                    attempt,
+                    worker,
+                    copy: None,
+                } = task
+                else {
                     continue;
                 };
-                if job.history[s][t].speculative.is_some() {
-                    continue;
-                }
                 let key = (job.id.clone(), s as u32, t as u32, *attempt);
                 let (Some(&started), Some(&warmed)) = (timings.started.get(&key), warm.get(worker.as_str())) else {
                     continue;
@@ -362,11 +364,7 @@ pub fn overdue(state: &ClusterState, timings: &Timings, limit: Duration, now: In
     for job in state.jobs.values().filter(|j| j.state == JobState::Running) {
         for (s, tasks) in job.tasks.iter().enumerate() {
             for (t, task) in tasks.iter().enumerate() {
-                let TaskState::Running { attempt, worker } = task else {
-                    continue;
-                };
-                let copy = job.history[s][t].speculative.as_ref().map(|c| (c.attempt, &c.worker));
-                for (attempt, worker) in std::iter::once((*attempt, worker)).chain(copy) {
+                for (attempt, worker) in task.running_attempts() {
                     let key = (job.id.clone(), s as u32, t as u32, attempt);
                     let Some(started) = timings.started.get(&key) else {
                         continue;
@@ -416,11 +414,7 @@ pub fn forgotten(
     for job in state.jobs.values().filter(|j| j.state == JobState::Running) {
         for (s, tasks) in job.tasks.iter().enumerate() {
             for (t, task) in tasks.iter().enumerate() {
-                let TaskState::Running { attempt, worker: w } = task else {
-                    continue;
-                };
-                let copy = job.history[s][t].speculative.as_ref().map(|c| (c.attempt, &c.worker));
-                for (attempt, on) in std::iter::once((*attempt, w)).chain(copy) {
+                for (attempt, on) in task.running_attempts() {
                     let key = (job.id.clone(), s as u32, t as u32, attempt);
                     let old = timings
                         .started
@@ -1023,7 +1017,8 @@ pub(crate) mod tests {
             state.jobs[&job].tasks[0][0],
             TaskState::Running {
                 attempt: copy,
-                worker: other
+                worker: other,
+                copy: None,
             }
         );
     }
@@ -1032,7 +1027,7 @@ pub(crate) mod tests {
     /// by the workers at `owners[p]`.
     fn storing(name: &str, generation: &str, overwrite: bool, owners: Vec<Vec<String>>) -> JobPlan {
         let mut plan = job(owners.len());
-        plan.store = Some(ringleader_core::plan::StoreSpec {
+        plan.store = Some(ringleader_core::store::StoreSpec {
             dataset: name.into(),
             generation: generation.into(),
             format: ringleader_core::store::DatasetFormat::Text,

@@ -380,7 +380,7 @@ impl Driver for DriverService {
     ) -> Result<Response<proto::DatasetInfo>, Status> {
         self.inner.require_leader()?;
         let r = request.into_inner();
-        if !ringleader_core::cluster_shuffle::valid_job_id(&r.name) {
+        if !ringleader_core::ids::valid_dataset_name(&r.name) {
             return Err(Status::invalid_argument(format!(
                 "{:?} is not a dataset name (letters, digits, - and _)",
                 r.name
@@ -452,7 +452,7 @@ impl Driver for DriverService {
             }
             let format = DatasetFormat::parse(&r.format)
                 .ok_or_else(|| Status::invalid_argument(format!("{:?} is not a dataset format", r.format)))?;
-            if !ringleader_core::store::valid_name(&r.generation) {
+            if !ringleader_core::ids::valid_dataset_name(&r.generation) {
                 return Err(Status::invalid_argument("malformed dataset generation"));
             }
             crate::state::DatasetRecord {

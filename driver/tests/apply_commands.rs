@@ -13,11 +13,10 @@ use proptest::prelude::*;
 use ringleader_core::data::ChunkStream;
 use ringleader_core::error::Result;
 use ringleader_core::plan::{
-    ActionEnv, ActionFn, JobPlan, ReduceFn, ShuffleRead, SinkFn, StageOutput, StagePlan, StoreSpec, TaskInput,
-    TaskPlan, TaskValue,
+    ActionEnv, ActionFn, JobPlan, ReduceFn, ShuffleRead, SinkFn, StageOutput, StagePlan, TaskInput, TaskPlan, TaskValue,
 };
 use ringleader_core::source::Split;
-use ringleader_core::store::DatasetFormat;
+use ringleader_core::store::{DatasetFormat, StoreSpec};
 use ringleader_driver::state::{ClusterState, Command, JobState, MAX_ATTEMPTS, TaskState};
 
 fn never_sink(_: &[u8], _: u32) -> Result<Box<dyn ringleader_core::shuffle::ShuffleSink>> {
@@ -204,10 +203,16 @@ fn check(state: &ClusterState) -> std::result::Result<(), String> {
                 if job.state == JobState::Running && history.failures >= MAX_ATTEMPTS {
                     return Err(format!("{} {s}/{t}: attempts used up and the job runs on", job.id));
                 }
-                if let Some(copy) = &history.speculative
-                    && !matches!(task, TaskState::Running { .. })
+                // A copy lives only inside a running task (the type says so); it runs
+                // elsewhere than the original, as another attempt.
+                if let TaskState::Running {
+                    attempt,
+                    worker,
+                    copy: Some(copy),
+                } = task
+                    && (copy.worker == *worker || copy.attempt == *attempt || copy.attempt > history.attempts)
                 {
-                    return Err(format!("{} {s}/{t}: a copy of a task not running ({copy:?})", job.id));
+                    return Err(format!("{} {s}/{t}: a copy beside itself ({copy:?})", job.id));
                 }
             }
         }

@@ -42,9 +42,16 @@ pub fn example(name: &str) -> PathBuf {
     path
 }
 
-/// The `ringleader` binary.
+/// The `ringleader` binary (the `ringleader-cli` crate's, built beside these tests by
+/// `cargo test --workspace`).
 pub fn ringleader_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_ringleader"))
+    let path = target_dir().join("ringleader");
+    assert!(
+        path.exists(),
+        "{} is not built; `cargo test --workspace` builds it (or `cargo build -p ringleader-cli`)",
+        path.display()
+    );
+    path
 }
 
 /// Names of the `part-*` files of an output directory, sorted.

@@ -7,9 +7,10 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use ringleader_core::proto;
+use ringleader_core::sync::lock;
 use tokio::sync::{mpsc, oneshot};
 
 /// The worker's own variables every executor gets: those of the machine it runs on.
@@ -50,10 +51,6 @@ pub struct Executors {
 /// The variable telling an executor the most its worker lets it budget for; it takes the
 /// smaller of this and its job's `RINGLEADER_MEMORY`.
 pub const WORKER_MEMORY_VAR: &str = "RINGLEADER_WORKER_MEMORY";
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// What to start an executor with.
 pub struct Launch<'a> {

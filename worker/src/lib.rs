@@ -9,12 +9,14 @@
 //! - [`service`]: the `Worker` and `Executor` gRPC services.
 //! - [`executors`]: executor processes, their task queues, and crash reporting.
 //! - [`flight`]: Flight `do_get` of shuffle blocks and dataset partitions, `do_put` of partitions.
-//! - [`metrics`]: what the worker counts, in Prometheus' format; [`http`] serves it.
+//! - [`counters`]: what the worker counts; [`metrics`] writes it in Prometheus' format and
+//!   [`http`] serves it.
 //!
 //! Data directory: `binaries/<hash>` (cached job binaries), `shuffle/<job>/…` (map output),
 //! `datasets/<name>/<generation>/part-<p>.arrow` (stored dataset partitions), `logs/<job>.stderr`
 //! (executors' stderr).
 
+pub mod counters;
 pub mod executors;
 pub mod flight;
 pub mod http;
@@ -29,8 +31,9 @@ use std::time::Duration;
 
 use ringleader_core::cluster_shuffle::ShuffleFiles;
 use ringleader_core::driver_group::DriverGroup;
-use ringleader_core::node;
 use ringleader_core::proto;
+use ringleader_core::serving;
+use ringleader_core::sync::lock;
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
 
@@ -85,7 +88,7 @@ pub enum WorkerError {
     },
     /// The node may not serve (token, TLS, or address).
     #[error(transparent)]
-    Node(#[from] ringleader_core::node::NodeError),
+    Serve(#[from] ringleader_core::serving::ServeError),
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -122,7 +125,7 @@ pub async fn bind(config: WorkerConfig) -> Result<BoundWorker, WorkerError> {
         path: config.data_dir.clone(),
         source,
     })?;
-    ringleader_core::node::guard(config.listen)?;
+    ringleader_core::serving::guard(config.listen)?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| WorkerError::Bind {
@@ -183,7 +186,7 @@ impl BoundWorker {
                 master: self.master.clone(),
                 message: e.message().to_string(),
             })?;
-        *self.inner.id.lock().unwrap_or_else(|e| e.into_inner()) = reply.worker_id;
+        *lock(&self.inner.id) = reply.worker_id;
         Ok(())
     }
 
@@ -194,7 +197,7 @@ impl BoundWorker {
 
     /// Serves until `shutdown` completes, heartbeating all along.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), WorkerError> {
-        let require = node::guard(self.address)?;
+        let require = serving::guard(self.address)?;
         let svc = service::WorkerService::new(self.inner.clone());
         let flight = flight::ShuffleFlight::new(self.inner.clone());
         let metrics = self.http.map(|listener| {
@@ -213,22 +216,22 @@ impl BoundWorker {
             self.slots,
             self.master.clone(),
         ));
-        let result = node::server()?
-            .add_service(node::guarded(
+        let result = serving::server()?
+            .add_service(serving::guarded(
                 proto::worker_server::WorkerServer::new(svc.clone()),
                 &require,
             ))
             // Executors call these two with their job's credential; each call is checked
             // against the job it acts for.
-            .add_service(node::guarded(
+            .add_service(serving::guarded(
                 proto::executor_server::ExecutorServer::new(svc),
                 &require.admitting_jobs(),
             ))
-            .add_service(node::guarded(
+            .add_service(serving::guarded(
                 arrow_flight::flight_service_server::FlightServiceServer::new(flight),
                 &require.admitting_jobs(),
             ))
-            .serve_with_incoming_shutdown(node::incoming(self.listener), shutdown)
+            .serve_with_incoming_shutdown(serving::incoming(self.listener), shutdown)
             .await;
         beat.abort();
         if let Some(metrics) = metrics {
@@ -273,7 +276,7 @@ async fn heartbeat_forever(inner: Arc<service::WorkerInner>, every: Duration, sl
                         })
                         .await;
                     if let Ok(r) = registered {
-                        *inner.id.lock().unwrap_or_else(|e| e.into_inner()) = r.worker_id;
+                        *lock(&inner.id) = r.worker_id;
                     }
                 }
                 inner.executors.retain_jobs(&reply.active_jobs, asked.0);
@@ -300,7 +303,7 @@ fn remove_finished_shuffles(root: &std::path::Path, active: &[String], asked: st
             .metadata()
             .and_then(|m| m.created().or_else(|_| m.modified()))
             .is_ok_and(|t| t < asked);
-        if older && !active.contains(&name) && ringleader_core::cluster_shuffle::valid_job_id(&name) {
+        if older && !active.contains(&name) && ringleader_core::ids::valid_job_id(&name) {
             ringleader_core::cluster_shuffle::remove_job(&files, &name);
         }
     }
@@ -318,7 +321,7 @@ fn remove_dead_datasets(root: &std::path::Path, live: &[String], asked: std::tim
     let Ok(datasets) = std::fs::read_dir(root) else { return };
     for dataset in datasets.flatten() {
         let name = dataset.file_name().to_string_lossy().into_owned();
-        if !ringleader_core::store::valid_name(&name) {
+        if !ringleader_core::ids::valid_dataset_name(&name) {
             continue;
         }
         let Ok(generations) = std::fs::read_dir(dataset.path()) else {

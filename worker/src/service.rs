@@ -5,12 +5,14 @@
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::Stream;
 use ringleader_core::binary::{BinaryWriter, valid_hash};
 use ringleader_core::driver_group::DriverGroup;
 use ringleader_core::proto::{self, executor_server::Executor, worker_server::Worker};
-use std::time::Duration;
+use ringleader_core::sync::lock;
+use ringleader_core::task_failure::TaskFailure;
 use tokio::sync::Mutex as AsyncMutex;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status};
@@ -35,7 +37,7 @@ pub struct WorkerInner {
     /// Serialises binary downloads.
     fetching: AsyncMutex<()>,
     /// What `/metrics` shows.
-    pub counters: crate::metrics::WorkerCounters,
+    pub counters: crate::counters::WorkerCounters,
 }
 
 impl WorkerInner {
@@ -54,7 +56,7 @@ impl WorkerInner {
 
     /// This worker's id.
     pub fn worker_id(&self) -> String {
-        self.id.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        lock(&self.id).clone()
     }
 
     /// Where shuffle files live.
@@ -112,9 +114,7 @@ impl WorkerInner {
     }
 }
 
-/// The report of a task whose executor died. Alone in it, the task caused the exit and the
-/// failure counts toward its attempts; beside others, which of them did is unknown, so none
-/// counts (the driver bounds such losses per job instead).
+/// The report of a task whose executor died (see [`TaskFailure::ExecutorLost`]).
 fn lost_report(lost: LostTask, alone: bool) -> proto::TaskReport {
     let a = lost.assignment;
     proto::TaskReport {
@@ -123,13 +123,13 @@ fn lost_report(lost: LostTask, alone: bool) -> proto::TaskReport {
         task: a.task,
         attempt: a.attempt,
         worker_id: String::new(),
-        outcome: Some(proto::task_report::Outcome::Error(proto::TaskError {
-            message: lost.message,
-            retryable: true,
-            fetch_failure: false,
-            fetch_location: String::new(),
-            counts: alone,
-        })),
+        outcome: Some(proto::task_report::Outcome::Error(
+            TaskFailure::ExecutorLost {
+                message: lost.message,
+                alone,
+            }
+            .to_proto(),
+        )),
         ..Default::default()
     }
 }
@@ -154,7 +154,7 @@ impl Worker for WorkerService {
         request: Request<proto::TaskAssignment>,
     ) -> Result<Response<proto::LaunchTaskReply>, Status> {
         let assignment = request.into_inner();
-        if !ringleader_core::cluster_shuffle::valid_job_id(&assignment.job_id) {
+        if !ringleader_core::ids::valid_job_id(&assignment.job_id) {
             return Err(Status::invalid_argument("malformed job id"));
         }
         let binary = self.inner.binary(&assignment.binary_hash).await?;

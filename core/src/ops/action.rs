@@ -405,7 +405,7 @@ pub fn sample_keys<T: Data, K: Data, F: Fn(&T) -> K + 'static>(
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoreState {
     /// The dataset, its generation, format and replica count, and the owners per partition.
-    pub spec: crate::plan::StoreSpec,
+    pub spec: crate::store::StoreSpec,
 }
 
 /// `save_text` into a stored dataset: each row's `Display` as a `String` row.

@@ -19,8 +19,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{Chunk, ChunkStream};
 use crate::error::{Error, Result};
-use crate::plan::SchemaFn;
 use crate::shipped::Shipped;
+
+/// The Arrow schema of a typed source (e.g. the columns a CSV file must have).
+pub type SchemaFn = fn() -> Result<arrow::datatypes::SchemaRef>;
+
+crate::__shippable!(SchemaFn);
 
 /// One piece of input that one task reads.
 #[derive(Debug, Clone, Serialize, Deserialize)]

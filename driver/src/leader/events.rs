@@ -9,7 +9,9 @@ use ringleader_core::binary::CHUNK_BYTES;
 use ringleader_core::proto::{self, job_event::Event};
 use tonic::Status;
 
-use super::{DriverInner, EventSender, lock};
+use ringleader_core::sync::lock;
+
+use super::{DriverInner, EventSender};
 use crate::state::{Command, JobRecord, JobState};
 use crate::views::stage_progress;
 

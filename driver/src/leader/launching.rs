@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use ringleader_core::proto;
 
-use super::{DriverInner, lock};
+use ringleader_core::sync::lock;
+
+use super::DriverInner;
 use crate::scheduler::{Assignment, overdue, schedule, speculate};
 use crate::state::{ClusterState, Command, JobRecord, JobState, Outcome};
 

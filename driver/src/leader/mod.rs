@@ -11,7 +11,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLockReadGuard};
+use std::sync::{Arc, Mutex, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 use openraft::error::{ClientWriteError, RaftError};
@@ -27,6 +27,7 @@ mod events;
 mod launching;
 mod recovery;
 mod takeover;
+use ringleader_core::sync::lock;
 
 use crate::raft::group::Peers;
 use crate::raft::state_machine::Replica;
@@ -69,7 +70,7 @@ pub struct DriverInner {
     /// Per worker, the running attempts its last heartbeat did not list.
     missing: Mutex<HashMap<String, BTreeSet<crate::scheduler::AttemptKey>>>,
     /// How long this driver's Raft commits took.
-    pub commits: crate::metrics::CommitTimes,
+    pub commits: crate::commit_times::CommitTimes,
     /// Dataset generations placed but not yet committed (a `put` or a job's output on its
     /// way), kept from the workers' clean-up for [`PLACED_GRACE`].
     placed: Mutex<HashMap<String, Instant>>,
@@ -78,11 +79,6 @@ pub struct DriverInner {
 /// How long a placed dataset generation may take to be committed (a long `put`) before
 /// workers may delete its files.
 pub const PLACED_GRACE: Duration = Duration::from_secs(3600);
-
-/// Locks `m`, ignoring poisoning (no lock here guards an invariant a panic could break).
-pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// What a driver is built from.
 pub struct DriverParts {
@@ -160,7 +156,7 @@ impl DriverInner {
             was_live: Mutex::new(BTreeSet::new()),
             leading: Mutex::new(None),
             timings: Mutex::new(Timings::default()),
-            commits: crate::metrics::CommitTimes::default(),
+            commits: crate::commit_times::CommitTimes::default(),
             speculation: parts.speculation,
             missing: Mutex::new(HashMap::new()),
             placed: Mutex::new(HashMap::new()),

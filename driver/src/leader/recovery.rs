@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use ringleader_core::proto;
 
-use super::{DriverInner, lock};
+use ringleader_core::sync::lock;
+
+use super::DriverInner;
 use crate::state::{Command, JobState, Outcome};
 
 /// How long a running job may go unwatched after a leader change before it is cancelled

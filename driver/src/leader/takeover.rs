@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use ringleader_core::driver_group::not_leader;
 use tonic::Status;
 
-use super::{DriverInner, lock};
+use ringleader_core::sync::lock;
+
+use super::DriverInner;
 use crate::state::{Command, JobState};
 
 /// How long a leader may go without a majority acknowledging it before it stops serving

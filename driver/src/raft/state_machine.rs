@@ -12,6 +12,7 @@ use openraft::{
     AnyError, Entry, EntryPayload, LogId, OptionalSend, RaftLogId, SnapshotMeta, StorageIOError, StoredMembership,
 };
 use redb::{ReadableDatabase, TableDefinition};
+use ringleader_core::sync::lock;
 use serde::{Deserialize, Serialize};
 
 use super::log_store::RaftFile;
@@ -41,11 +42,11 @@ impl Replica {
     }
 
     fn applied(&self) -> Applied {
-        self.applied.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        lock(&self.applied).clone()
     }
 
     fn set_applied(&self, log_id: Option<LogId<u64>>, membership: Option<StoredMembership<u64, openraft::BasicNode>>) {
-        let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        let mut applied = lock(&self.applied);
         applied.0 = log_id;
         if let Some(m) = membership {
             applied.1 = m;

@@ -170,7 +170,7 @@ async fn job_page(
     Query(query): Query<TokenQuery>,
 ) -> Response {
     // Back to this page after logging in, if its id is one (a redirect names it in a header).
-    let back = if ringleader_core::cluster_shuffle::valid_job_id(&id) {
+    let back = if ringleader_core::ids::valid_job_id(&id) {
         format!("/jobs/{id}")
     } else {
         "/".to_string()

@@ -174,7 +174,7 @@ pub(super) fn task_rows(job: &JobRecord, seen: &[(AttemptKey, AttemptSeen)]) -> 
                 .unwrap_or_default();
             let (state, attempt, worker, read, volume) = match task {
                 TaskState::Pending => ("pending", 0, String::new(), None, None),
-                TaskState::Running { attempt, worker } => ("running", *attempt, worker.clone(), None, None),
+                TaskState::Running { attempt, worker, .. } => ("running", *attempt, worker.clone(), None, None),
                 TaskState::Done {
                     attempt,
                     worker,

@@ -10,8 +10,10 @@ use std::process::{Command, ExitCode};
 use anyhow::Context as _;
 use clap::Args;
 
-use super::bench::{BenchCluster, gb, measure, rate, warm};
-use super::generate::parse_size;
+use super::inputs::{ensure_sort_input, ensure_text_input, warm};
+use super::local_cluster::BenchCluster;
+use super::measure::{gb, measure, rate};
+use crate::generate::parse_size;
 
 /// `bench scale`.
 #[derive(Debug, Args)]
@@ -39,7 +41,7 @@ pub struct ScaleArgs {
     pub workers: u32,
     /// Where the benchmark keeps its data and finds the examples.
     #[command(flatten)]
-    pub places: super::bench::BenchPlaces,
+    pub places: super::inputs::BenchPlaces,
     /// Where to write the plot of time against size.
     #[arg(long, default_value = "scale.svg")]
     pub plot: PathBuf,
@@ -73,7 +75,7 @@ pub fn run(args: ScaleArgs) -> anyhow::Result<ExitCode> {
     for &size in &args.sizes {
         let records = (size / 100).max(1);
         let input = base.join(format!("sort-{records}"));
-        super::bench::ensure_sort_input(&input, records)?;
+        ensure_sort_input(&input, records)?;
         let bytes = warm(&input)?;
         let output = base.join("out-scale");
         // The previous size's output goes first: an overwritten output stays until the
@@ -125,7 +127,7 @@ pub fn run(args: ScaleArgs) -> anyhow::Result<ExitCode> {
     }
     if args.text_bytes > 0 {
         let input = base.join(format!("text-{}-vocabulary-{}", args.text_bytes, args.vocabulary));
-        super::bench::ensure_text_input(&input, args.text_bytes, 8, args.vocabulary, 7)?;
+        ensure_text_input(&input, args.text_bytes, 8, args.vocabulary, 7)?;
         let bytes = warm(&input)?;
         sync();
         let run = measure(
@@ -161,7 +163,7 @@ struct ExecutorPeaks {
 impl ExecutorPeaks {
     /// Starts sampling the executors of the cluster `up` recorded in `dir`.
     fn watch(dir: &std::path::Path) -> anyhow::Result<ExecutorPeaks> {
-        let workers: Vec<u32> = super::cluster::ClusterFile::read(dir)?
+        let workers: Vec<u32> = crate::cluster::ClusterFile::read(dir)?
             .workers
             .iter()
             .map(|w| w.pid)

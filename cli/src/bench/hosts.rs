@@ -16,9 +16,9 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use ringleader_lan::{ClusterSpec, LanCluster, LanError, Traffic};
 
-use super::bench::{
-    BenchCluster, Measured, ensure_numbers_input, ensure_sort_input, gb, last_line, measure, median, rate, warm,
-};
+use super::inputs::{ensure_numbers_input, ensure_sort_input, warm};
+use super::local_cluster::BenchCluster;
+use super::measure::{Measured, gb, last_line, measure, median, rate};
 
 /// `bench hosts`.
 #[derive(Debug, Args)]
@@ -40,7 +40,7 @@ pub struct HostsArgs {
     pub runs: usize,
     /// Where the benchmark keeps its data and finds the examples.
     #[command(flatten)]
-    pub places: super::bench::BenchPlaces,
+    pub places: super::inputs::BenchPlaces,
 }
 
 /// A link rate: as given, and in bytes per second.

@@ -91,7 +91,7 @@ pub fn default_dir() -> PathBuf {
 
 /// One process `up` started.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Node {
+pub struct NodeProcess {
     /// Its address.
     pub address: String,
     /// Its process id.
@@ -104,9 +104,9 @@ pub struct Node {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClusterFile {
     /// The drivers.
-    pub drivers: Vec<Node>,
+    pub drivers: Vec<NodeProcess>,
     /// The workers.
-    pub workers: Vec<Node>,
+    pub workers: Vec<NodeProcess>,
     /// The CA certificate clients trust, when the cluster speaks TLS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_ca: Option<PathBuf>,
@@ -115,9 +115,9 @@ pub struct ClusterFile {
 impl ClusterFile {
     /// Drivers known only by their addresses (started by hand; pid 0: unknown).
     pub fn of_drivers(master: &str) -> anyhow::Result<ClusterFile> {
-        let drivers = crate::cluster::parse_masters(master)?
+        let drivers = ringleader::client::parse_masters(master)?
             .into_iter()
-            .map(|address| Node {
+            .map(|address| NodeProcess {
                 address,
                 pid: 0,
                 data_dir: PathBuf::new(),
@@ -307,7 +307,7 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     }
     for (name, pid, address_file) in starting {
         let address = wait_for_address(&address_file, pid, &name, dir)?;
-        file.drivers.push(Node {
+        file.drivers.push(NodeProcess {
             address,
             pid,
             data_dir: dir.join(&name),
@@ -317,7 +317,7 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let masters = file.masters();
     let worker_memory = args
         .memory
-        .unwrap_or_else(|| (crate::config::machine_ram() / 2 / u64::from(args.workers.max(1))).min(2 << 30));
+        .unwrap_or_else(|| (ringleader::config::machine_ram() / 2 / u64::from(args.workers.max(1))).min(2 << 30));
     for i in 1..=args.workers {
         let name = format!("worker-{i}");
         let mut worker_args = vec![
@@ -336,7 +336,7 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         worker_args.extend(tls_args.iter().cloned());
         let (pid, address_file) = spawn(dir, &name, &worker_args)?;
         let worker_address = wait_for_address(&address_file, pid, &name, dir)?;
-        file.workers.push(Node {
+        file.workers.push(NodeProcess {
             address: worker_address,
             pid,
             data_dir: dir.join(&name),
@@ -614,7 +614,7 @@ pub fn down(dir: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn is_our_node(node: &Node) -> bool {
+fn is_our_node(node: &NodeProcess) -> bool {
     let cmdline = std::fs::read(format!("/proc/{}/cmdline", node.pid)).unwrap_or_default();
     let needle = node.data_dir.as_os_str().as_encoded_bytes();
     cmdline.windows(needle.len().max(1)).any(|w| w == needle)

@@ -14,7 +14,7 @@ use crate::tls::TlsError;
 
 /// Why a node may not serve.
 #[derive(Debug, thiserror::Error)]
-pub enum NodeError {
+pub enum ServeError {
     /// The cluster token could not be read.
     #[error(transparent)]
     Token(#[from] TokenError),
@@ -33,10 +33,10 @@ pub enum NodeError {
 
 /// The token check for this process's services; refuses a non-loopback `listen` address
 /// when there is no token.
-pub fn guard(listen: SocketAddr) -> Result<RequireToken, NodeError> {
+pub fn guard(listen: SocketAddr) -> Result<RequireToken, ServeError> {
     let require = RequireToken::from_process()?;
     if !require.required() && !listen.ip().is_loopback() {
-        return Err(NodeError::Insecure(listen));
+        return Err(ServeError::Insecure(listen));
     }
     Ok(require)
 }
@@ -47,7 +47,7 @@ pub fn guarded<S>(service: S, require: &RequireToken) -> InterceptedService<S, R
 }
 
 /// A server builder, speaking TLS when this process has certificates.
-pub fn server() -> Result<Server, NodeError> {
+pub fn server() -> Result<Server, ServeError> {
     // Pings find a client whose link went down, so its streams (a job's events, an
     // executor's tasks) end instead of waiting forever.
     let server = Server::builder()

@@ -8,16 +8,16 @@ use ringleader_core::shipped::Shipped;
 use ringleader_core::source::Split;
 
 /// One node of a job's DAG.
-pub(crate) enum Node {
+pub(crate) enum Lineage {
     /// Stored input, already cut into splits.
     Source { splits: Vec<Split> },
     /// A narrow step over the parent's partitions.
-    Narrow { parent: Arc<Node>, step: Step },
+    Narrow { parent: Arc<Lineage>, step: Step },
     /// The partitions of several parents, one after the other.
-    Union { parents: Vec<Arc<Node>> },
+    Union { parents: Vec<Arc<Lineage>> },
     /// A hash shuffle: each side's rows go through its sink; the reduce merges the sides.
     Shuffle {
-        sides: Vec<(Arc<Node>, Shipped<SinkFn>)>,
+        sides: Vec<(Arc<Lineage>, Shipped<SinkFn>)>,
         reduce: Shipped<ReduceFn>,
         partitions: u32,
     },
@@ -27,7 +27,7 @@ pub(crate) enum Node {
     /// A sampled range shuffle (`sort_by_key`): a stage of the same job samples the keys;
     /// each map task chooses the range bounds from the samples.
     Sort {
-        parent: Arc<Node>,
+        parent: Arc<Lineage>,
         sample: Shipped<ActionFn>,
         sink: Shipped<SinkFn>,
         reduce: Shipped<ReduceFn>,

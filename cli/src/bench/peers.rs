@@ -9,10 +9,10 @@ use std::process::Command;
 use anyhow::{Context as _, bail};
 use serde::Serialize;
 
-use super::bench::{Measured, measure};
+use super::measure::{Measured, measure};
 
 /// The peers' script, built into this executable so that it runs from anywhere.
-const SCRIPT: &str = include_str!("../../benches/peers.py");
+const SCRIPT: &str = include_str!("../../../benches/peers.py");
 
 /// The Python packages the script imports.
 const PACKAGES: [&str; 4] = ["duckdb", "polars", "pyarrow", "numpy"];

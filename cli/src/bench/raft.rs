@@ -19,8 +19,10 @@ use ringleader_core::proto::{self, driver_client::DriverClient};
 use ringleader_driver::raft::group::Peers;
 use ringleader_driver::state::Command as StateCommand;
 
-use super::bench::{BenchCluster, alternate, ensure_sort_input, gb, measure, rate, warm, with};
-use super::cluster::fetch_status as status;
+use super::inputs::{ensure_sort_input, warm};
+use super::local_cluster::BenchCluster;
+use super::measure::{alternate, gb, measure, rate, with};
+use crate::cluster::fetch_status as status;
 
 /// `bench raft`.
 #[derive(Debug, Args)]
@@ -42,7 +44,7 @@ pub struct RaftArgs {
     pub writers: usize,
     /// Where the benchmark keeps its data and finds the examples.
     #[command(flatten)]
-    pub places: super::bench::BenchPlaces,
+    pub places: super::inputs::BenchPlaces,
 }
 
 /// Runs `bench raft`.
@@ -161,7 +163,7 @@ struct Rate {
 /// through the leader for `seconds`.
 async fn commit_rate(base: &Path, drivers: usize, writers: usize, seconds: Duration) -> anyhow::Result<Rate> {
     let dir = tempfile::tempdir_in(base)?;
-    let ports = super::cluster::free_ports(drivers as u32)?;
+    let ports = crate::cluster::free_ports(drivers as u32)?;
     let list: Vec<String> = ports
         .iter()
         .enumerate()
@@ -294,7 +296,7 @@ fn leader_kills(base: &Path, examples: &Path, kills: usize, token: &Path) -> any
         }
     }
     let cluster = BenchCluster::up_with(base.join("cluster-kills"), 2, 3, Some(token))?;
-    let file = super::cluster::ClusterFile::read(&cluster.dir)?;
+    let file = crate::cluster::ClusterFile::read(&cluster.dir)?;
     let mut drivers: Vec<DriverProcess> = file
         .drivers
         .iter()

@@ -39,7 +39,7 @@ pub fn cancel(args: CancelArgs) -> anyhow::Result<ExitCode> {
     };
     runtime()?.block_on(async {
         let group = group(&args.cluster)?;
-        crate::cluster::call(&group, "cancelling the job", |mut d| {
+        ringleader::client::call(&group, "cancelling the job", |mut d| {
             let request = request.clone();
             async move { d.cancel_job(request).await }
         })
@@ -52,7 +52,9 @@ pub fn cancel(args: CancelArgs) -> anyhow::Result<ExitCode> {
 
 fn group(args: &ListArgs) -> anyhow::Result<ringleader_core::driver_group::DriverGroup> {
     let master = resolve_master(args.cluster.master.clone(), &args.cluster.dir)?;
-    Ok(crate::cluster::driver_group(crate::cluster::parse_masters(&master)?)?)
+    Ok(ringleader::client::driver_group(ringleader::client::parse_masters(
+        &master,
+    )?)?)
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -63,7 +65,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 pub fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     let list = runtime()?.block_on(async {
         let group = group(&args)?;
-        let list = crate::cluster::call(&group, "listing jobs", |mut d| async move {
+        let list = ringleader::client::call(&group, "listing jobs", |mut d| async move {
             d.list_jobs(proto::ListJobsRequest {}).await
         });
         anyhow::Ok(list.await?)
@@ -98,7 +100,7 @@ pub fn show(args: JobArgs) -> anyhow::Result<ExitCode> {
     };
     let detail = runtime()?.block_on(async {
         let group = group(&args.cluster)?;
-        let detail = crate::cluster::call(&group, "job", |mut d| {
+        let detail = ringleader::client::call(&group, "job", |mut d| {
             let request = request.clone();
             async move { d.get_job(request).await }
         });

@@ -1,22 +1,28 @@
-//! The `ringleader` command: generate datasets, validate a sort, run benchmarks. Each
-//! subcommand lives in its own module; `main` only parses flags and reports errors.
+//! # ringleader-cli
 //!
-//! Modules: [`generate`] (`ringleader gen …`), [`validate`] (`ringleader validate sort`),
-//! [`bench`] (`ringleader bench embedded`), [`cluster`] (`ringleader cluster up|status|down`),
-//! [`submit`] (`ringleader submit`), [`datasets`] (`ringleader put|get|rm|datasets`), [`jobs`] (`ringleader jobs`, `ringleader job ID`), [`nodes`] (`ringleader driver`, `ringleader worker`).
+//! The `ringleader` command: start and stop a laptop cluster, run the driver and worker
+//! daemons, submit jobs, move datasets in and out of the ring, follow jobs, generate and
+//! validate data, and benchmark. Each subcommand lives in its own module; `main` only
+//! parses flags and reports errors. It is a crate of its own so that job binaries, which
+//! depend on the `ringleader` library only, link none of the daemons, Raft or redb.
+//!
+//! ## Layout
+//! - [`cluster`]: `ringleader cluster up|status|down` and the cluster directory's file.
+//! - [`nodes`]: `ringleader driver`, `ringleader worker` (the daemons, from their crates).
+//! - [`submit`]: `ringleader submit BINARY`.
+//! - [`datasets`]: `ringleader put|get|rm|datasets`.
+//! - [`jobs`]: `ringleader jobs`, `job ID`, `cancel ID`.
+//! - [`generate`], [`validate`]: `ringleader gen …`, `ringleader validate sort`.
+//! - [`bench`]: `ringleader bench embedded|cluster|raft|hosts|scale` and its harness.
 
-pub mod bench;
-pub mod bench_hosts;
-pub mod bench_peers;
-pub mod bench_raft;
-pub mod bench_scale;
-pub mod cluster;
-pub mod datasets;
-pub mod generate;
-pub mod jobs;
-pub mod nodes;
-pub mod submit;
-pub mod validate;
+mod bench;
+mod cluster;
+mod datasets;
+mod generate;
+mod jobs;
+mod nodes;
+mod submit;
+mod validate;
 
 use std::process::ExitCode;
 
@@ -27,11 +33,11 @@ use clap::{CommandFactory, Parser, Subcommand};
 #[command(name = "ringleader", version, about, long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Verb,
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {
+enum Verb {
     /// Generate a dataset (gensort records, an int64 column, Zipf text).
     #[command(subcommand)]
     Gen(generate::GenCommand),
@@ -71,7 +77,7 @@ enum Command {
 
 /// Entry point of the `ringleader` binary: parses flags, runs the subcommand, prints any
 /// error with its causes. Exit status: 0 on success, 1 on failure, 2 for bad usage.
-pub fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -85,21 +91,21 @@ pub fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Gen(c) => generate::run(c),
-        Command::Validate(c) => validate::run(c),
-        Command::Bench(c) => bench::run(c),
-        Command::Baseline(a) => bench::baseline(a),
-        Command::Cluster(c) => cluster::run(c),
-        Command::Submit(a) => submit::run(a),
-        Command::Put(a) => datasets::put(a),
-        Command::Get(a) => datasets::get(a),
-        Command::Rm(a) => datasets::rm(a),
-        Command::Datasets(a) => datasets::list(a),
-        Command::Jobs(a) => jobs::list(a),
-        Command::Job(a) => jobs::show(a),
-        Command::Cancel(a) => jobs::cancel(a),
-        Command::Driver(a) => nodes::driver(a),
-        Command::Worker(a) => nodes::worker(a),
+        Verb::Gen(c) => generate::run(c),
+        Verb::Validate(c) => validate::run(c),
+        Verb::Bench(c) => bench::run(c),
+        Verb::Baseline(a) => bench::baseline(a),
+        Verb::Cluster(c) => cluster::run(c),
+        Verb::Submit(a) => submit::run(a),
+        Verb::Put(a) => datasets::put(a),
+        Verb::Get(a) => datasets::get(a),
+        Verb::Rm(a) => datasets::rm(a),
+        Verb::Datasets(a) => datasets::list(a),
+        Verb::Jobs(a) => jobs::list(a),
+        Verb::Job(a) => jobs::show(a),
+        Verb::Cancel(a) => jobs::cancel(a),
+        Verb::Driver(a) => nodes::driver(a),
+        Verb::Worker(a) => nodes::worker(a),
     };
     match result {
         Ok(code) => code,

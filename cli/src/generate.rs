@@ -73,7 +73,7 @@ pub struct TextArgs {
 
 /// Parses `160M`-style sizes.
 pub fn parse_size(s: &str) -> Result<u64, String> {
-    crate::config::parse_bytes(s).ok_or_else(|| format!("{s:?} is not a size (examples: 1000, 64K, 160M, 1G)"))
+    ringleader::config::parse_bytes(s).ok_or_else(|| format!("{s:?} is not a size (examples: 1000, 64K, 160M, 1G)"))
 }
 
 /// Runs a `gen` subcommand.

@@ -10,7 +10,7 @@ use ringleader_core::proto;
 use ringleader_core::store::DatasetFormat;
 
 use super::cluster::{default_dir, resolve_master};
-use crate::transfer::{GetRequest, PutRequest};
+use ringleader::transfer::{GetRequest, PutRequest};
 
 /// How `put` reads its input files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -108,7 +108,7 @@ pub struct ListArgs {
 fn dataset_name(arg: &str) -> anyhow::Result<String> {
     match ringleader_core::store::parse_url(std::path::Path::new(arg)) {
         Some(parsed) => Ok(parsed?),
-        None if ringleader_core::store::valid_name(arg) => Ok(arg.to_string()),
+        None if ringleader_core::ids::valid_dataset_name(arg) => Ok(arg.to_string()),
         None => anyhow::bail!("{arg:?} is not a dataset name (letters, digits, - and _)"),
     }
 }
@@ -122,7 +122,8 @@ fn connect(
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let group = runtime.block_on(async { crate::cluster::driver_group(crate::cluster::parse_masters(&master)?) })?;
+    let group =
+        runtime.block_on(async { ringleader::client::driver_group(ringleader::client::parse_masters(&master)?) })?;
     Ok((runtime, group))
 }
 
@@ -140,7 +141,7 @@ pub fn put(args: PutArgs) -> anyhow::Result<ExitCode> {
         overwrite: args.overwrite,
         progress: true,
     };
-    let info = runtime.block_on(crate::transfer::put(&group, request))?;
+    let info = runtime.block_on(ringleader::transfer::put(&group, request))?;
     print!("stored ");
     print_dataset(&info);
     Ok(ExitCode::SUCCESS)
@@ -155,7 +156,7 @@ pub fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
         overwrite: args.overwrite,
         progress: true,
     };
-    let (rows, bytes) = runtime.block_on(crate::transfer::get(&group, request))?;
+    let (rows, bytes) = runtime.block_on(ringleader::transfer::get(&group, request))?;
     println!("wrote {rows} rows ({bytes} bytes) into {}", args.target.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -166,7 +167,7 @@ pub fn rm(args: RmArgs) -> anyhow::Result<ExitCode> {
     let name = proto::DatasetName {
         name: dataset_name(&args.name)?,
     };
-    runtime.block_on(crate::cluster::call(&group, "removing the dataset", |mut d| {
+    runtime.block_on(ringleader::client::call(&group, "removing the dataset", |mut d| {
         let name = name.clone();
         async move { d.remove_dataset(name).await }
     }))?;
@@ -177,9 +178,11 @@ pub fn rm(args: RmArgs) -> anyhow::Result<ExitCode> {
 /// Runs `datasets`.
 pub fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     let (runtime, group) = connect(&args.cluster)?;
-    let list = runtime.block_on(crate::cluster::call(&group, "listing datasets", |mut d| async move {
-        d.list_datasets(proto::ListDatasetsRequest {}).await
-    }))?;
+    let list = runtime.block_on(ringleader::client::call(
+        &group,
+        "listing datasets",
+        |mut d| async move { d.list_datasets(proto::ListDatasetsRequest {}).await },
+    ))?;
     if list.datasets.is_empty() {
         println!("no datasets (store one with `ringleader put --name NAME PATH…`)");
     }

@@ -218,13 +218,13 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         let config = ringleader_worker::WorkerConfig {
             listen: args.listen,
             advertise: args.advertise.clone(),
-            masters: crate::cluster::parse_masters(&args.master)?,
+            masters: ringleader::client::parse_masters(&args.master)?,
             data_dir: args.data_dir.clone(),
             slots: args.slots.max(1),
             heartbeat: Duration::from_millis(500),
             memory: args
                 .memory
-                .unwrap_or(crate::config::Config::default().memory_limit as u64),
+                .unwrap_or(ringleader::config::Config::default().memory_limit as u64),
             http: args.http,
         };
         let bound = ringleader_worker::bind(config).await?;

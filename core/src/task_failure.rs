@@ -1,0 +1,108 @@
+//! Why a task attempt failed, in the kinds the driver acts on: each says whether another
+//! attempt may succeed, whether the failure counts toward the task's attempt limit, and
+//! whether map output must be recomputed first. Executors and workers report failures
+//! only through here.
+
+use crate::error::Error;
+use crate::proto;
+
+/// A failed attempt, by what the driver does about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskFailure {
+    /// Another attempt would fail the same way (a panic, a bad record, a plan this binary
+    /// cannot run): the job fails.
+    Fatal(String),
+    /// Another attempt may succeed (I/O: a full disk, a vanished file; an unreachable
+    /// peer); the attempt counts toward the task's limit.
+    Retryable(String),
+    /// The executor running it died. Alone in it, the task caused the exit and the attempt
+    /// counts; beside others, which of them did is unknown, so none counts (the driver
+    /// bounds such losses per job instead).
+    ExecutorLost {
+        /// What happened to the executor.
+        message: String,
+        /// Whether this was the only task in it.
+        alone: bool,
+    },
+    /// Map output it needed could not be read from the worker at `location`: that output
+    /// is recomputed and the task retried; not the task's fault, so it does not count.
+    FetchFailed {
+        /// What the fetch met.
+        message: String,
+        /// The worker the output was to come from.
+        location: String,
+    },
+}
+
+impl TaskFailure {
+    /// The kind of `e`, the error a task ended with.
+    pub fn of(e: &Error) -> TaskFailure {
+        let cause = match e {
+            Error::TaskFailed { source, .. } => source.as_ref(),
+            other => other,
+        };
+        match cause {
+            Error::FetchFailed { location, .. } => TaskFailure::FetchFailed {
+                message: e.to_string(),
+                location: location.clone(),
+            },
+            _ if cause.is_io() || matches!(cause, Error::Unreachable { .. }) => TaskFailure::Retryable(e.to_string()),
+            _ => TaskFailure::Fatal(e.to_string()),
+        }
+    }
+
+    /// As the protocol carries it.
+    pub fn to_proto(&self) -> proto::TaskError {
+        let (message, retryable, counts, fetch_location) = match self {
+            TaskFailure::Fatal(m) => (m, false, true, None),
+            TaskFailure::Retryable(m) => (m, true, true, None),
+            TaskFailure::ExecutorLost { message, alone } => (message, true, *alone, None),
+            TaskFailure::FetchFailed { message, location } => (message, true, false, Some(location)),
+        };
+        proto::TaskError {
+            message: message.clone(),
+            retryable,
+            fetch_failure: fetch_location.is_some(),
+            fetch_location: fetch_location.cloned().unwrap_or_default(),
+            counts,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_says_what_the_driver_does() {
+        let fetch = TaskFailure::of(&Error::TaskFailed {
+            stage: 1,
+            partition: 0,
+            source: Box::new(Error::FetchFailed {
+                location: "10.0.0.2:7000".into(),
+                message: "gone".into(),
+            }),
+        })
+        .to_proto();
+        assert!(fetch.retryable && fetch.fetch_failure && !fetch.counts);
+        assert_eq!(fetch.fetch_location, "10.0.0.2:7000");
+
+        let io = TaskFailure::of(&Error::io("/x", std::io::Error::other("disk full"))).to_proto();
+        assert!(io.retryable && io.counts && !io.fetch_failure);
+
+        let panic = TaskFailure::of(&Error::TaskPanicked {
+            stage: 0,
+            partition: 3,
+            message: "boom".into(),
+        })
+        .to_proto();
+        assert!(!panic.retryable && panic.counts && panic.message.contains("boom"));
+
+        let lost = |alone| TaskFailure::ExecutorLost {
+            message: "killed".into(),
+            alone,
+        };
+        assert!(lost(true).to_proto().counts && !lost(false).to_proto().counts);
+        assert!(lost(false).to_proto().retryable);
+    }
+}

@@ -1,0 +1,393 @@
+//! Applying a [`Command`] to the [`ClusterState`]: the one place the replicated state
+//! changes. Task transitions are [`TaskState`]'s methods; what a job does when its tasks
+//! finish or fail (succeed, commit its dataset, fail for good) is decided here, and each
+//! applied attempt's start and end is noted in the driver's soft state.
+
+use ringleader_core::plan::TaskValue;
+
+use super::job::{JobRecord, JobState, MAX_ATTEMPTS, MAX_FETCH_FAILURES, max_uncounted_failures, stored_output};
+use super::records::WorkerRecord;
+use super::task::{TaskHistory, TaskState};
+use super::{ClusterState, Command, KEPT_JOBS, KEPT_RESULTS, Outcome};
+use crate::observed::AttemptKey;
+
+impl ClusterState {
+    /// Applies one command.
+    pub fn apply(&mut self, command: Command) -> Outcome {
+        let noted = Noted::of(&command);
+        let outcome = self.apply_one(command);
+        noted.record(self);
+        outcome
+    }
+
+    fn apply_one(&mut self, command: Command) -> Outcome {
+        match command {
+            Command::RegisterWorker {
+                address,
+                slots,
+                pid,
+                shuffle_dir,
+                machine,
+                incarnation,
+            } => {
+                if let Some(w) = self.workers.values_mut().find(|w| w.address == address) {
+                    // The same address registering again keeps its id. Another incarnation
+                    // is a restarted process: what the old one ran or held is gone.
+                    let restarted = w.incarnation != incarnation;
+                    w.slots = slots;
+                    w.pid = pid;
+                    w.shuffle_dir = shuffle_dir;
+                    w.machine = machine;
+                    w.incarnation = incarnation;
+                    let id = w.id.clone();
+                    if restarted {
+                        for job in self.jobs.values_mut().filter(|j| j.state == JobState::Running) {
+                            job.lose_worker(&id, true);
+                        }
+                    }
+                    return Outcome::WorkerRegistered(id);
+                }
+                self.next_worker += 1;
+                let id = format!("worker-{}", self.next_worker);
+                let record = WorkerRecord {
+                    id: id.clone(),
+                    address,
+                    slots,
+                    pid,
+                    shuffle_dir,
+                    machine,
+                    incarnation,
+                };
+                self.workers.insert(id.clone(), record);
+                Outcome::WorkerRegistered(id)
+            }
+            Command::AddBinary { hash, holders } => {
+                let known = self.binaries.entry(hash).or_default();
+                for h in holders {
+                    if !known.contains(&h) {
+                        known.push(h);
+                    }
+                }
+                Outcome::Done
+            }
+            Command::SubmitJob {
+                name,
+                binary,
+                args,
+                env,
+                working_dir,
+                plan,
+                submission,
+                submitted_ms,
+            } => {
+                if let Some(existing) = self.submissions.get(&submission)
+                    && !submission.is_empty()
+                {
+                    return Outcome::JobSubmitted(existing.clone());
+                }
+                self.forget_old_jobs();
+                self.next_job += 1;
+                let id = format!("job-{:06}", self.next_job);
+                let tasks = plan
+                    .stages
+                    .iter()
+                    .map(|s| vec![TaskState::Pending; s.tasks.len()])
+                    .collect();
+                let history = plan
+                    .stages
+                    .iter()
+                    .map(|s| vec![TaskHistory::default(); s.tasks.len()])
+                    .collect();
+                let record = JobRecord {
+                    id: id.clone(),
+                    name,
+                    binary,
+                    args,
+                    env,
+                    working_dir,
+                    plan,
+                    tasks,
+                    history,
+                    state: JobState::Running,
+                    submission: submission.clone(),
+                    submitted_ms,
+                    results_dropped: false,
+                    fetch_failures: 0,
+                    uncounted_failures: 0,
+                };
+                if !submission.is_empty() {
+                    self.submissions.insert(submission, id.clone());
+                }
+                self.jobs.insert(id.clone(), record);
+                Outcome::JobSubmitted(id)
+            }
+            Command::StartTask {
+                job,
+                stage,
+                task,
+                worker,
+            } => {
+                let Some((slot, history)) = self.running_task(&job, stage, task) else {
+                    return Outcome::Stale;
+                };
+                match slot.start(history, worker) {
+                    Some(attempt) => Outcome::TaskStarted(attempt),
+                    None => Outcome::Stale,
+                }
+            }
+            Command::FinishTask {
+                job,
+                stage,
+                task,
+                attempt,
+                value,
+                read,
+            } => {
+                let Some((slot, _)) = self.running_task(&job, stage, task) else {
+                    return Outcome::Stale;
+                };
+                // The first attempt to finish wins; the other's report will be stale.
+                if !slot.finish(attempt, value, read) {
+                    return Outcome::Stale;
+                }
+                if let Some(j) = self.jobs.get_mut(&job)
+                    && (0..j.tasks.len()).all(|s| j.stage_done(s))
+                {
+                    match stored_output(j, &self.workers, &self.datasets) {
+                        Ok(Some(record)) => {
+                            self.datasets.insert(record.name.clone(), record);
+                            j.state = JobState::Succeeded;
+                        }
+                        Ok(None) => j.state = JobState::Succeeded,
+                        Err(message) => j.state = JobState::Failed(message),
+                    }
+                }
+                Outcome::Done
+            }
+            Command::FailTask {
+                job,
+                stage,
+                task,
+                attempt,
+                message,
+                retryable,
+                counts,
+            } => {
+                let Some((slot, history)) = self.running_task(&job, stage, task) else {
+                    return Outcome::Stale;
+                };
+                if slot.fail(history, attempt, counts).is_none() {
+                    return Outcome::Stale;
+                }
+                let exhausted = history.failures >= MAX_ATTEMPTS;
+                let Some(j) = self.jobs.get_mut(&job) else {
+                    return Outcome::Done;
+                };
+                if !counts {
+                    j.uncounted_failures += 1;
+                }
+                if !retryable || exhausted {
+                    j.state = JobState::Failed(message);
+                } else if j.uncounted_failures > max_uncounted_failures(j) {
+                    j.state = JobState::Failed(format!(
+                        "tasks were lost {} times without a task to blame (e.g. executors exiting under several tasks); the last: {message}",
+                        j.uncounted_failures
+                    ));
+                }
+                Outcome::Done
+            }
+            Command::Speculate {
+                job,
+                stage,
+                task,
+                worker,
+            } => {
+                let Some((slot, history)) = self.running_task(&job, stage, task) else {
+                    return Outcome::Stale;
+                };
+                match slot.speculate(history, worker) {
+                    Some(attempt) => Outcome::TaskStarted(attempt),
+                    None => Outcome::Stale,
+                }
+            }
+            Command::PutDataset(record) => {
+                self.datasets.insert(record.name.clone(), record);
+                Outcome::Done
+            }
+            Command::RemoveDataset { name } => match self.datasets.remove(&name) {
+                Some(_) => Outcome::Done,
+                None => Outcome::Stale,
+            },
+            Command::CancelJob { job, reason } => match self.jobs.get_mut(&job) {
+                Some(j) if j.state == JobState::Running => {
+                    j.state = JobState::Cancelled(reason);
+                    Outcome::Done
+                }
+                _ => Outcome::Stale,
+            },
+            Command::RequeueRunning => {
+                for job in self.jobs.values_mut().filter(|j| j.state == JobState::Running) {
+                    job.tasks.iter_mut().flatten().for_each(TaskState::requeue);
+                }
+                Outcome::Done
+            }
+            Command::WorkerLost { worker } => {
+                let lost: u32 = self
+                    .jobs
+                    .values_mut()
+                    .filter(|j| j.state == JobState::Running)
+                    .map(|j| j.lose_worker(&worker, true))
+                    .sum();
+                Outcome::Requeued(lost)
+            }
+            Command::FetchFailed {
+                job,
+                stage,
+                task,
+                attempt,
+                worker,
+                message,
+            } => {
+                let Some((slot, _)) = self.running_task(&job, stage, task) else {
+                    return Outcome::Stale;
+                };
+                if !slot.fetch_failed(attempt) {
+                    return Outcome::Stale;
+                }
+                let Some(j) = self.jobs.get_mut(&job) else {
+                    return Outcome::Stale;
+                };
+                j.fetch_failures += 1;
+                if j.fetch_failures > MAX_FETCH_FAILURES {
+                    j.state = JobState::Failed(format!(
+                        "map output could not be read {} times; the last: {message}",
+                        j.fetch_failures
+                    ));
+                    return Outcome::Done;
+                }
+                Outcome::Requeued(j.lose_worker(&worker, false) + 1)
+            }
+            Command::Batch(commands) => Outcome::Batch(commands.into_iter().map(|c| self.apply(c)).collect()),
+        }
+    }
+
+    /// Drops the oldest finished jobs beyond [`KEPT_JOBS`].
+    fn forget_old_jobs(&mut self) {
+        let finished: Vec<String> = self
+            .jobs
+            .values()
+            .filter(|j| j.state != JobState::Running)
+            .map(|j| j.id.clone())
+            .collect();
+        for id in finished.iter().take(finished.len().saturating_sub(KEPT_JOBS - 1)) {
+            if let Some(job) = self.jobs.remove(id) {
+                self.submissions.remove(&job.submission);
+            }
+        }
+        for id in finished.iter().rev().skip(KEPT_RESULTS) {
+            let Some(job) = self.jobs.get_mut(id) else { continue };
+            if job.results_dropped {
+                break;
+            }
+            job.results_dropped = true;
+            for task in job.tasks.iter_mut().flatten() {
+                if let TaskState::Done { value, .. } = task
+                    && matches!(value, TaskValue::Bytes(_) | TaskValue::Batches(_))
+                {
+                    *value = TaskValue::Bytes(Vec::new());
+                }
+            }
+        }
+    }
+
+    /// A running job's task slot and its history.
+    fn running_task(&mut self, job: &str, stage: u32, task: u32) -> Option<(&mut TaskState, &mut TaskHistory)> {
+        let j = self.jobs.get_mut(job)?;
+        if j.state != JobState::Running {
+            return None;
+        }
+        let slot = j.tasks.get_mut(stage as usize)?.get_mut(task as usize)?;
+        let history = j.history.get_mut(stage as usize)?.get_mut(task as usize)?;
+        Some((slot, history))
+    }
+}
+
+/// A command's effect on task attempts, noted in [`ClusterState::observed`] once applied.
+enum Noted {
+    /// A task's attempt (its original, or a speculative copy) was started: its number is
+    /// known once applied.
+    Started {
+        job: String,
+        stage: u32,
+        task: u32,
+        speculative: bool,
+    },
+    /// An attempt ended (with its error if it failed).
+    Ended(AttemptKey, Option<String>),
+    /// Nothing about attempts.
+    Nothing,
+}
+
+impl Noted {
+    fn of(command: &Command) -> Noted {
+        match command {
+            Command::StartTask { job, stage, task, .. } | Command::Speculate { job, stage, task, .. } => {
+                Noted::Started {
+                    job: job.clone(),
+                    stage: *stage,
+                    task: *task,
+                    speculative: matches!(command, Command::Speculate { .. }),
+                }
+            }
+            Command::FinishTask {
+                job,
+                stage,
+                task,
+                attempt,
+                ..
+            } => Noted::Ended(AttemptKey::new(job, *stage, *task, *attempt), None),
+            Command::FailTask {
+                job,
+                stage,
+                task,
+                attempt,
+                message,
+                ..
+            } => Noted::Ended(AttemptKey::new(job, *stage, *task, *attempt), Some(message.clone())),
+            _ => Noted::Nothing,
+        }
+    }
+
+    fn record(self, state: &mut ClusterState) {
+        let (job, stage, task, speculative) = match self {
+            Noted::Started {
+                job,
+                stage,
+                task,
+                speculative,
+            } => (job, stage, task, speculative),
+            Noted::Ended(key, error) => {
+                state.observed.ended(&key, error);
+                return;
+            }
+            Noted::Nothing => return,
+        };
+        let Some(record) = state.jobs.get(&job) else { return };
+        let (s, t) = (stage as usize, task as usize);
+        let running = record
+            .tasks
+            .get(s)
+            .and_then(|ts| ts.get(t))
+            .map(TaskState::running_attempts)
+            .unwrap_or_default();
+        // The original's attempt, or the copy's (the second running).
+        let started = running
+            .get(usize::from(speculative))
+            .map(|(attempt, worker)| (*attempt, worker.to_string()));
+        if let Some((attempt, worker)) = started {
+            state
+                .observed
+                .started(AttemptKey::new(&job, stage, task, attempt), &worker);
+        }
+    }
+}

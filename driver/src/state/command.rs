@@ -1,0 +1,169 @@
+//! The changes the replicated state accepts ([`Command`]s, the Raft log's entries) and
+//! what applying each produced ([`Outcome`]).
+
+use std::collections::BTreeMap;
+
+use ringleader_core::plan::{JobPlan, TaskValue, Volume};
+use serde::{Deserialize, Serialize};
+
+use super::records::DatasetRecord;
+
+/// A change to the cluster's state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Command {
+    /// A worker joined.
+    RegisterWorker {
+        /// Its address.
+        address: String,
+        /// Its slots.
+        slots: u32,
+        /// Its pid.
+        pid: u32,
+        /// Its shuffle directory.
+        shuffle_dir: String,
+        /// Its filesystem identity.
+        machine: String,
+        /// Its process's incarnation (see [`super::WorkerRecord::incarnation`]).
+        incarnation: String,
+    },
+    /// A job binary is stored on a majority of the drivers.
+    AddBinary {
+        /// Its content hash.
+        hash: String,
+        /// The drivers (node ids) holding its bytes.
+        holders: Vec<u64>,
+    },
+    /// A job arrived.
+    SubmitJob {
+        /// Name for listings.
+        name: String,
+        /// Binary hash.
+        binary: String,
+        /// Arguments.
+        args: Vec<String>,
+        /// Environment.
+        env: BTreeMap<String, String>,
+        /// Working directory.
+        working_dir: String,
+        /// The plan.
+        plan: JobPlan,
+        /// The client's submission id: a second submission with it is the same job.
+        submission: String,
+        /// When the leader accepted it, Unix milliseconds.
+        submitted_ms: u64,
+    },
+    /// A straggler gets a second, speculative attempt on another worker.
+    Speculate {
+        /// Job id.
+        job: String,
+        /// Stage index.
+        stage: u32,
+        /// Task index.
+        task: u32,
+        /// Worker id (not the one running the first attempt).
+        worker: String,
+    },
+    /// A task was sent to a worker.
+    StartTask {
+        /// Job id.
+        job: String,
+        /// Stage index.
+        stage: u32,
+        /// Task index.
+        task: u32,
+        /// Worker id.
+        worker: String,
+    },
+    /// A task attempt finished.
+    FinishTask {
+        /// Job id.
+        job: String,
+        /// Stage index.
+        stage: u32,
+        /// Task index.
+        task: u32,
+        /// The attempt.
+        attempt: u32,
+        /// Its value.
+        value: TaskValue,
+        /// What it read.
+        read: Volume,
+    },
+    /// A task attempt failed.
+    FailTask {
+        /// Job id.
+        job: String,
+        /// Stage index.
+        stage: u32,
+        /// Task index.
+        task: u32,
+        /// The attempt.
+        attempt: u32,
+        /// Why.
+        message: String,
+        /// Whether another attempt may succeed.
+        retryable: bool,
+        /// Whether it counts toward [`super::MAX_ATTEMPTS`].
+        counts: bool,
+    },
+    /// A dataset's partitions are stored (replacing any dataset of that name).
+    PutDataset(DatasetRecord),
+    /// A stored dataset is forgotten (its workers delete its files).
+    RemoveDataset {
+        /// Its name.
+        name: String,
+    },
+    /// The job stops (cancelled).
+    CancelJob {
+        /// Job id.
+        job: String,
+        /// Why.
+        reason: String,
+    },
+    /// A new leader took over: every running task returns to pending without counting
+    /// as a failure; it will be issued again with a new attempt number.
+    RequeueRunning,
+    /// A worker stopped heartbeating: its running tasks and needed map outputs go back to
+    /// pending (see [`super::JobRecord::lose_worker`]).
+    WorkerLost {
+        /// Worker id.
+        worker: String,
+    },
+    /// A task could not read map output from `worker`: the attempt goes back to pending
+    /// without counting, and the outputs on that worker are recomputed.
+    FetchFailed {
+        /// Job id.
+        job: String,
+        /// Stage index.
+        stage: u32,
+        /// Task index.
+        task: u32,
+        /// The attempt.
+        attempt: u32,
+        /// The worker whose output could not be read.
+        worker: String,
+        /// What the reader saw.
+        message: String,
+    },
+    /// Several commands in one log entry, applied in order.
+    Batch(Vec<Command>),
+}
+
+/// What applying a command produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// Nothing more to say.
+    Done,
+    /// The new worker's id.
+    WorkerRegistered(String),
+    /// The new job's id.
+    JobSubmitted(String),
+    /// The attempt number of the started task.
+    TaskStarted(u32),
+    /// The command referred to something stale (an old attempt, a finished job): ignored.
+    Stale,
+    /// The outcomes of a [`Command::Batch`], in order.
+    Batch(Vec<Outcome>),
+    /// Tasks returned to pending (to run again, or to recompute lost output).
+    Requeued(u32),
+}
