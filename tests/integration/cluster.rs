@@ -156,34 +156,7 @@ fn results_lost_with_their_worker_before_the_client_fetched_them_are_computed_ag
 }
 
 #[test]
-fn a_cluster_job_ends_with_a_summary_of_what_it_moved() {
-    let cluster = LocalCluster::up(1, 1);
-    let data = tempfile::tempdir().unwrap();
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/text");
-    let out = cluster
-        .client(&example("wordcount"))
-        .args(args!["--input", fixtures, "--output", data.path().join("out")])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let summary = stderr
-        .lines()
-        .find(|l| l.starts_with("job-000001 done in "))
-        .unwrap_or_else(|| panic!("no summary line in:\n{stderr}"));
-    // The fixture's 1884 distinct words are the output; the map side combined them first.
-    assert!(
-        summary.contains(" 2 stages, ") && summary.contains("; 1884 rows, "),
-        "{summary}"
-    );
-    assert!(
-        summary.contains(" shuffled; ") && summary.ends_with(" out"),
-        "{summary}"
-    );
-}
-
-#[test]
-fn every_stage_reports_the_rows_it_read_and_wrote() {
+fn every_stage_reports_what_it_read_and_wrote_and_the_job_ends_with_a_summary() {
     let cluster = LocalCluster::up(1, 2);
     let data = tempfile::tempdir().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures");
@@ -208,7 +181,21 @@ fn every_stage_reports_the_rows_it_read_and_wrote() {
     assert!(map_bytes_in > 0);
     assert_eq!(reduce_in, map_out, "the reduce stage read what the map stage shuffled");
     assert_eq!(reduce_out, 1884, "one row per distinct word");
-    // The client's own progress lines say the same.
+    // The job ends with a summary: the fixture's 1884 distinct words are the output; the
+    // map side combined them first.
+    let summary = stderr
+        .lines()
+        .find(|l| l.starts_with("job-000001 done in "))
+        .unwrap_or_else(|| panic!("no summary line in:\n{stderr}"));
+    assert!(
+        summary.contains(" 2 stages, ") && summary.contains("; 1884 rows, "),
+        "{summary}"
+    );
+    assert!(
+        summary.contains(" shuffled; ") && summary.ends_with(" out"),
+        "{summary}"
+    );
+    // The client's own progress lines say what each stage read.
     assert!(
         stderr
             .lines()

@@ -7,11 +7,10 @@ use std::time::Instant;
 
 use ringleader_core::binary::CHUNK_BYTES;
 use ringleader_core::proto::{self, job_event::Event};
-use tonic::Status;
 
 use ringleader_core::sync::lock;
 
-use super::{DriverInner, EventSender};
+use super::{DriverInner, EventSender, LeaderError};
 use crate::state::{Command, JobRecord, JobState};
 use crate::views::stage_progress;
 
@@ -61,7 +60,7 @@ impl DriverInner {
 
     /// Commits a task's report (finished, failed, or a fetch failure) and tells the job's
     /// client what changed.
-    pub async fn report(self: &Arc<Self>, command: Command) -> Result<(), Status> {
+    pub async fn report(self: &Arc<Self>, command: Command) -> Result<(), LeaderError> {
         let (job, stage) = match &command {
             Command::FinishTask { job, stage, .. }
             | Command::FailTask { job, stage, .. }

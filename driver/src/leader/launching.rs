@@ -134,7 +134,7 @@ impl DriverInner {
                 );
                 let result = match me.worker_client(&address) {
                     Ok(mut worker) => worker.launch_task(assignment).await.map(|_| ()),
-                    Err(e) => Err(e),
+                    Err(e) => Err(e.into()),
                 };
                 match result {
                     Ok(()) => {}

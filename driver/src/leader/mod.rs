@@ -16,18 +16,19 @@ use std::time::{Duration, Instant};
 
 use openraft::error::{ClientWriteError, RaftError};
 use ringleader_core::auth::{AuthChannel, authorized};
-use ringleader_core::driver_group::not_leader;
 use ringleader_core::proto;
 use ringleader_core::proto::worker_client::WorkerClient;
+use ringleader_core::sync::lock;
 use tokio::sync::{Notify, mpsc};
-use tonic::Status;
 use tonic::transport::Channel;
 
+mod error;
 mod events;
 mod launching;
 mod recovery;
 mod takeover;
-use ringleader_core::sync::lock;
+
+pub use error::LeaderError;
 
 use crate::raft::group::Peers;
 use crate::raft::state_machine::Replica;
@@ -36,7 +37,7 @@ use crate::scheduler::{SpeculationConfig, Timings};
 use crate::state::{ClusterState, Command, Outcome};
 
 /// A job's event stream, as the service hands it to the client.
-pub type EventSender = mpsc::Sender<Result<proto::JobEvent, Status>>;
+pub type EventSender = mpsc::Sender<Result<proto::JobEvent, tonic::Status>>;
 
 /// Shared state of one driver process.
 pub struct DriverInner {
@@ -185,9 +186,10 @@ impl DriverInner {
     }
 
     /// Ok while this driver leads; otherwise the refusal that names the leader.
-    pub fn require_leader(&self) -> Result<u64, Status> {
-        self.leading()
-            .ok_or_else(|| not_leader(self.leader_address().filter(|_| !self.is_raft_leader()).as_deref()))
+    pub fn require_leader(&self) -> Result<u64, LeaderError> {
+        self.leading().ok_or_else(|| LeaderError::NotLeader {
+            leader: self.leader_address().filter(|_| !self.is_raft_leader()),
+        })
     }
 
     fn is_raft_leader(&self) -> bool {
@@ -195,17 +197,20 @@ impl DriverInner {
     }
 
     /// Commits `command` through Raft and returns what applying it produced.
-    pub async fn write(&self, command: Command) -> Result<Outcome, Status> {
+    pub async fn write(&self, command: Command) -> Result<Outcome, LeaderError> {
         let started = Instant::now();
         match self.raft.client_write(command).await {
             Ok(reply) => {
                 self.commits.record(started.elapsed());
                 Ok(reply.data)
             }
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(not_leader(f.leader_node.map(|n| n.addr).as_deref()))
-            }
-            Err(e) => Err(Status::unavailable(format!("the driver group could not commit: {e}"))),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(LeaderError::NotLeader {
+                leader: f.leader_node.map(|n| n.addr),
+            }),
+            Err(e) => Err(LeaderError::Unavailable {
+                what: "commit",
+                message: e.to_string(),
+            }),
         }
     }
 
@@ -261,13 +266,16 @@ impl DriverInner {
     }
 
     /// A client of the worker at `address`, over one cached connection per worker.
-    fn worker_client(&self, address: &str) -> Result<WorkerClient<AuthChannel>, Status> {
+    fn worker_client(&self, address: &str) -> Result<WorkerClient<AuthChannel>, LeaderError> {
         let mut channels = lock(&self.channels);
         let channel = match channels.get(address) {
             Some(c) => c.clone(),
             None => {
                 let channel = ringleader_core::tls::endpoint(address)
-                    .map_err(|e| Status::internal(format!("bad worker address: {e}")))?
+                    .map_err(|message| LeaderError::BadWorkerAddress {
+                        address: address.to_string(),
+                        message,
+                    })?
                     .connect_timeout(Duration::from_secs(3))
                     .tcp_nodelay(true)
                     .connect_lazy();

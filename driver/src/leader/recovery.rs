@@ -108,7 +108,7 @@ impl DriverInner {
             };
             let reply = match self.worker_client(&address) {
                 Ok(mut worker) => worker.copy_partition(request).await.map(|_| ()),
-                Err(e) => Err(e),
+                Err(e) => Err(e.into()),
             };
             match reply {
                 Ok(()) => copied.push((dataset, partition, target)),

@@ -8,11 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ringleader_core::driver_group::not_leader;
-use tonic::Status;
 
 use ringleader_core::sync::lock;
 
-use super::DriverInner;
+use super::{DriverInner, LeaderError};
 use crate::state::{Command, JobState};
 
 /// How long a leader may go without a majority acknowledging it before it stops serving
@@ -51,13 +50,9 @@ impl DriverInner {
                 // A leader that could not confirm its term (it restarted believing it led,
                 // or lost a race) simply follows; anything else is worth a line.
                 if let Err(e) = self.take_over(term).await
-                    && !e.message().starts_with("not confirmed as leader")
+                    && !matches!(e, LeaderError::NotConfirmed(_))
                 {
-                    tracing::warn!(
-                        "driver {}: taking over as leader in term {term}: {}",
-                        self.id,
-                        e.message()
-                    );
+                    tracing::warn!("driver {}: taking over as leader in term {term}: {e}", self.id);
                 }
             } else if !leader && leading.is_some() {
                 self.step_down();
@@ -68,11 +63,11 @@ impl DriverInner {
         }
     }
 
-    pub(super) async fn take_over(self: &Arc<Self>, term: u64) -> Result<(), Status> {
+    pub(super) async fn take_over(self: &Arc<Self>, term: u64) -> Result<(), LeaderError> {
         self.raft
             .ensure_linearizable()
             .await
-            .map_err(|e| Status::unavailable(format!("not confirmed as leader: {e}")))?;
+            .map_err(|e| LeaderError::NotConfirmed(e.to_string()))?;
         let (workers, running): (Vec<String>, Vec<String>) = {
             let state = self.state();
             (
