@@ -1,5 +1,94 @@
-//! The names that become directory names on workers (job ids, dataset names): what each
-//! may be, checked wherever one arrives from outside.
+//! Ids with types of their own ([`JobId`], [`WorkerId`]) so that a job's id cannot be
+//! passed where a worker's is meant, and the names that become directory names on workers
+//! (job ids, dataset names): what each may be, checked wherever one arrives from outside.
+//! An id serialises as its text, exactly as the `String` it replaced (the Raft log's format
+//! does not change with it).
+
+use std::borrow::Borrow;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Defines a string id type: built from text, read as `&str`, shown as itself.
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// The id `text` names.
+            pub fn new(text: impl Into<String>) -> Self {
+                $name(text.into())
+            }
+
+            /// The id as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(text: String) -> Self {
+                $name(text)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(text: &str) -> Self {
+                $name(text.to_string())
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+    };
+}
+
+string_id!(
+    /// A job's id (`job-NNNNNN`), given by the driver group when it accepts the job.
+    JobId
+);
+
+string_id!(
+    /// A worker's id (`worker-N`), given by the driver group when the worker registers.
+    WorkerId
+);
 
 /// Whether `name` is safe as one directory name: 1 to 64 letters, digits, `-` or `_`.
 fn safe_name(name: &str) -> bool {
@@ -23,6 +112,23 @@ pub fn valid_dataset_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_read_as_their_text_and_serialise_as_it() {
+        let job = JobId::new("job-000007");
+        assert_eq!(job, "job-000007");
+        assert_eq!(format!("{job}"), "job-000007");
+        assert!(job.starts_with("job-"));
+        let as_string = postcard::to_stdvec(&"job-000007".to_string()).expect("encodes");
+        assert_eq!(
+            postcard::to_stdvec(&job).expect("encodes"),
+            as_string,
+            "the log's format is unchanged"
+        );
+        let mut by_id = std::collections::BTreeMap::new();
+        by_id.insert(WorkerId::from("worker-1"), 1);
+        assert_eq!(by_id.get("worker-1"), Some(&1), "looked up by text");
+    }
 
     #[test]
     fn names_are_single_safe_path_components() {

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use ringleader_core::clock::now_ms;
+use ringleader_core::ids::{JobId, WorkerId};
 
 /// Attempts remembered at most (the oldest jobs' go first).
 const MAX_ATTEMPTS: usize = 200_000;
@@ -14,7 +15,7 @@ const MAX_ATTEMPTS: usize = 200_000;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AttemptKey {
     /// Job id.
-    pub job: String,
+    pub job: JobId,
     /// Stage index.
     pub stage: u32,
     /// Task index.
@@ -27,7 +28,7 @@ impl AttemptKey {
     /// Attempt `attempt` of task `task` of stage `stage` of `job`.
     pub fn new(job: &str, stage: u32, task: u32, attempt: u32) -> AttemptKey {
         AttemptKey {
-            job: job.to_string(),
+            job: JobId::from(job),
             stage,
             task,
             attempt,
@@ -39,7 +40,7 @@ impl AttemptKey {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttemptSeen {
     /// The worker it ran on.
-    pub worker: String,
+    pub worker: WorkerId,
     /// When it was started, Unix milliseconds.
     pub started_ms: u64,
     /// When it finished or failed, if it did.
@@ -65,7 +66,7 @@ impl Observed {
         self.attempts.insert(
             key,
             AttemptSeen {
-                worker: worker.to_string(),
+                worker: WorkerId::from(worker),
                 started_ms: now_ms(),
                 ended_ms: None,
                 error: None,

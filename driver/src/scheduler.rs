@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
+use ringleader_core::ids::{JobId, WorkerId};
 use ringleader_core::plan::TaskInput;
 use ringleader_core::source::Split;
 
@@ -16,17 +17,17 @@ use crate::state::{ClusterState, Command, JobState, TaskState};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Assignment {
     /// Job id.
-    pub job: String,
+    pub job: JobId,
     /// Stage index.
     pub stage: u32,
     /// Task index.
     pub task: u32,
     /// Worker id.
-    pub worker: String,
+    pub worker: WorkerId,
 }
 
 /// Tasks that can start now.
-pub fn schedule(state: &ClusterState, live: &BTreeSet<String>) -> Vec<Assignment> {
+pub fn schedule(state: &ClusterState, live: &BTreeSet<WorkerId>) -> Vec<Assignment> {
     let running = state.running_per_worker();
     let mut free: BTreeMap<&str, u32> = state
         .workers
@@ -85,7 +86,7 @@ pub fn schedule(state: &ClusterState, live: &BTreeSet<String>) -> Vec<Assignment
                     job: job.id.clone(),
                     stage: s as u32,
                     task: t as u32,
-                    worker: worker.to_string(),
+                    worker: WorkerId::from(worker),
                 });
             }
         }
@@ -100,7 +101,7 @@ struct Pending<'a> {
     /// The workers holding its data (or owning its output), except those it failed on.
     holders: Vec<&'a str>,
     /// The workers its earlier attempts failed on.
-    failed: &'a [String],
+    failed: &'a [WorkerId],
 }
 
 /// Places one stage's pending tasks on free slots: first as many as possible on a worker
@@ -229,25 +230,25 @@ pub const DEFAULT_TASK_TIMEOUT: Duration = Duration::from_secs(3600);
 /// stage. Leader-local (a new leader starts without), like heartbeats.
 #[derive(Debug, Default)]
 pub struct Timings {
-    started: HashMap<(String, u32, u32, u32), Instant>,
+    started: HashMap<AttemptKey, Instant>,
     /// When each finished attempt finished.
-    ended: HashMap<(String, u32, u32, u32), Instant>,
-    durations: HashMap<(String, u32), Vec<Duration>>,
+    ended: HashMap<AttemptKey, Instant>,
+    durations: HashMap<(JobId, u32), Vec<Duration>>,
 }
 
 impl Timings {
     /// An attempt started at `at`.
     pub fn started(&mut self, job: &str, stage: u32, task: u32, attempt: u32, at: Instant) {
-        self.started.insert((job.to_string(), stage, task, attempt), at);
+        self.started.insert((JobId::from(job), stage, task, attempt), at);
     }
 
     /// An attempt finished at `at`.
     pub fn finished(&mut self, job: &str, stage: u32, task: u32, attempt: u32, at: Instant) {
-        let key = (job.to_string(), stage, task, attempt);
+        let key = (JobId::from(job), stage, task, attempt);
         self.ended.insert(key.clone(), at);
         if let Some(start) = self.started.remove(&key) {
             self.durations
-                .entry((job.to_string(), stage))
+                .entry((JobId::from(job), stage))
                 .or_default()
                 .push(at.saturating_duration_since(start));
         }
@@ -261,7 +262,7 @@ impl Timings {
     }
 
     fn median(&self, job: &str, stage: u32) -> Option<Duration> {
-        let mut d = self.durations.get(&(job.to_string(), stage))?.clone();
+        let mut d = self.durations.get(&(JobId::from(job), stage))?.clone();
         d.sort();
         d.get(d.len() / 2).copied()
     }
@@ -271,7 +272,7 @@ impl Timings {
 /// running it.
 pub fn speculate(
     state: &ClusterState,
-    live: &BTreeSet<String>,
+    live: &BTreeSet<WorkerId>,
     timings: &Timings,
     config: &SpeculationConfig,
     now: Instant,
@@ -338,7 +339,7 @@ pub fn speculate(
                 }
                 let best = free
                     .iter()
-                    .filter(|(w, n)| **n > 0 && *w != worker)
+                    .filter(|(w, n)| **n > 0 && **w != worker.as_str())
                     .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
                     .map(|(w, _)| *w);
                 let Some(target) = best else { continue };
@@ -349,7 +350,7 @@ pub fn speculate(
                     job: job.id.clone(),
                     stage: s as u32,
                     task: t as u32,
-                    worker: target.to_string(),
+                    worker: WorkerId::from(target),
                 });
             }
         }
@@ -391,7 +392,7 @@ pub fn overdue(state: &ClusterState, timings: &Timings, limit: Duration, now: In
 }
 
 /// A task attempt: (job, stage, task, attempt).
-pub type AttemptKey = (String, u32, u32, u32);
+pub type AttemptKey = (JobId, u32, u32, u32);
 
 /// How long after its start an attempt may be missing from its worker's heartbeat (its
 /// launch may still be on its way).
@@ -475,7 +476,7 @@ pub(crate) mod tests {
         }
     }
 
-    fn cluster(workers: u32, slots: u32) -> (ClusterState, BTreeSet<String>) {
+    fn cluster(workers: u32, slots: u32) -> (ClusterState, BTreeSet<WorkerId>) {
         let mut state = ClusterState::default();
         let mut live = BTreeSet::new();
         for i in 0..workers {
@@ -494,11 +495,11 @@ pub(crate) mod tests {
         (state, live)
     }
 
-    fn submit(state: &mut ClusterState, tasks: usize) -> String {
+    fn submit(state: &mut ClusterState, tasks: usize) -> JobId {
         submit_plan(state, job(tasks))
     }
 
-    fn submit_plan(state: &mut ClusterState, plan: JobPlan) -> String {
+    fn submit_plan(state: &mut ClusterState, plan: JobPlan) -> JobId {
         let command = Command::SubmitJob {
             name: "t".into(),
             binary: "0".repeat(32),
@@ -518,7 +519,7 @@ pub(crate) mod tests {
     /// Starts every task the scheduler places now, all at `t0`: each assignment and its attempt.
     fn start_all(
         state: &mut ClusterState,
-        live: &BTreeSet<String>,
+        live: &BTreeSet<WorkerId>,
         timings: &mut Timings,
         t0: Instant,
     ) -> Vec<(Assignment, u32)> {
@@ -584,7 +585,7 @@ pub(crate) mod tests {
         submit_plan(&mut state, stored_job(&[&[0, 1], &[0]]));
         let mut placed: Vec<(u32, String)> = schedule(&state, &live)
             .into_iter()
-            .map(|a| (a.task, a.worker))
+            .map(|a| (a.task, a.worker.to_string()))
             .collect();
         placed.sort();
         assert_eq!(placed, [(0, "worker-2".to_string()), (1, "worker-1".to_string())]);

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
+use ringleader_core::ids::{JobId, WorkerId};
 use ringleader_core::plan::JobPlan;
 use ringleader_core::proto::{
     self, driver_server::Driver, raft_transport_client::RaftTransportClient, task_report::Outcome as Reported,
@@ -121,7 +122,7 @@ impl DriverService {
             .workers
             .values()
             .map(|w| proto::WorkerStatus {
-                worker_id: w.id.clone(),
+                worker_id: w.id.to_string(),
                 address: w.address.clone(),
                 pid: w.pid,
                 slots: w.slots,
@@ -176,7 +177,9 @@ impl Driver for DriverService {
         };
         self.inner.heartbeat(id.clone());
         self.inner.wake.notify_one();
-        Ok(Response::new(proto::RegisterWorkerReply { worker_id: id }))
+        Ok(Response::new(proto::RegisterWorkerReply {
+            worker_id: id.to_string(),
+        }))
     }
 
     async fn heartbeat(
@@ -191,21 +194,21 @@ impl Driver for DriverService {
                 .jobs
                 .values()
                 .filter(|j| j.state == JobState::Running)
-                .map(|j| j.id.clone())
+                .map(|j| j.id.to_string())
                 .collect();
-            (state.workers.contains_key(&r.worker_id), active)
+            (state.workers.contains_key(r.worker_id.as_str()), active)
         };
         let live_datasets = self.inner.live_datasets();
         if known {
             let reported = r
                 .running
                 .iter()
-                .map(|t| (t.job_id.clone(), t.stage, t.task, t.attempt))
+                .map(|t| (JobId::from(t.job_id.as_str()), t.stage, t.task, t.attempt))
                 .collect();
             for lost in self.inner.reconcile(&r.worker_id, &reported) {
                 let _ = self.inner.report(lost).await;
             }
-            let was_dead = self.inner.heartbeat(r.worker_id);
+            let was_dead = self.inner.heartbeat(WorkerId::from(r.worker_id));
             if was_dead || r.free_slots > 0 {
                 self.inner.wake.notify_one();
             }
@@ -341,7 +344,7 @@ impl Driver for DriverService {
             (Some(Reported::Value(bytes)), _) => Command::FinishTask {
                 value: postcard::from_bytes(&bytes)
                     .map_err(|e| Status::invalid_argument(format!("malformed task value: {e}")))?,
-                job: r.job_id,
+                job: JobId::from(r.job_id),
                 stage: r.stage,
                 task: r.task,
                 attempt: r.attempt,
@@ -354,7 +357,7 @@ impl Driver for DriverService {
             (Some(Reported::Error(e)), Some(worker)) => Command::FetchFailed {
                 worker,
                 message: format!("{} (on {})", e.message, r.worker_id),
-                job: r.job_id,
+                job: JobId::from(r.job_id),
                 stage: r.stage,
                 task: r.task,
                 attempt: r.attempt,
@@ -363,7 +366,7 @@ impl Driver for DriverService {
                 message: format!("{} (on {})", e.message, r.worker_id),
                 retryable: e.retryable,
                 counts: e.counts,
-                job: r.job_id,
+                job: JobId::from(r.job_id),
                 stage: r.stage,
                 task: r.task,
                 attempt: r.attempt,
@@ -409,7 +412,7 @@ impl Driver for DriverService {
         }
         let partitions = (0..r.partitions)
             .map(|p| {
-                let owners: Vec<String> = ring
+                let owners: Vec<WorkerId> = ring
                     .owners(format!("{}/{p}", r.name).as_bytes(), (r.replicas + r.spare) as usize)
                     .into_iter()
                     .cloned()
@@ -441,7 +444,7 @@ impl Driver for DriverService {
                 .partitions
                 .iter()
                 .flat_map(|p| &p.workers)
-                .find(|w| !state.workers.contains_key(*w))
+                .find(|w| !state.workers.contains_key(w.as_str()))
             {
                 return Err(Status::invalid_argument(format!("unknown worker {unknown}")));
             }
@@ -460,7 +463,10 @@ impl Driver for DriverService {
                 generation: r.generation.clone(),
                 format,
                 replicas: r.replicas,
-                placement: parts.iter().map(|p| p.workers.clone()).collect(),
+                placement: parts
+                    .iter()
+                    .map(|p| p.workers.iter().map(|w| WorkerId::from(w.as_str())).collect())
+                    .collect(),
                 rows: parts.iter().map(|p| p.rows).collect(),
                 bytes: parts.iter().map(|p| p.bytes).collect(),
             }
@@ -512,7 +518,7 @@ impl Driver for DriverService {
     async fn get_job(&self, request: Request<proto::JobId>) -> Result<Response<proto::JobDetail>, Status> {
         let id = request.into_inner().job_id;
         let state = self.inner.state();
-        let job = state.jobs.get(&id).ok_or_else(|| no_job(&id))?;
+        let job = state.jobs.get(id.as_str()).ok_or_else(|| no_job(&id))?;
         Ok(Response::new(job_detail(job)))
     }
 
@@ -522,7 +528,7 @@ impl Driver for DriverService {
     ) -> Result<Response<proto::CancelJobReply>, Status> {
         self.inner.require_leader()?;
         let r = request.into_inner();
-        let state = match self.inner.state().jobs.get(&r.job_id) {
+        let state = match self.inner.state().jobs.get(r.job_id.as_str()) {
             None => return Err(no_job(&r.job_id)),
             Some(job) => job.state.clone(),
         };

@@ -1,6 +1,7 @@
 //! The replicated state as the protocol shows it: job and stage progress, dataset
 //! placement, and one driver's view of its Raft group.
 
+use ringleader_core::ids::WorkerId;
 use ringleader_core::plan::{StageOutput, Volume};
 use ringleader_core::proto;
 
@@ -54,7 +55,7 @@ pub fn job_status(j: &JobRecord) -> proto::JobStatus {
         _ => String::new(),
     };
     proto::JobStatus {
-        job_id: j.id.clone(),
+        job_id: j.id.to_string(),
         name: j.name.clone(),
         state: j.state.name().to_string(),
         stages: j.tasks.len() as u32,
@@ -104,7 +105,7 @@ pub fn job_detail(j: &JobRecord) -> proto::JobDetail {
 pub fn placement(
     state: &ClusterState,
     partition: u32,
-    workers: Vec<String>,
+    workers: Vec<WorkerId>,
     rows: u64,
     bytes: u64,
 ) -> proto::PartitionPlacement {
@@ -114,7 +115,7 @@ pub fn placement(
         .collect();
     proto::PartitionPlacement {
         partition,
-        workers,
+        workers: workers.into_iter().map(String::from).collect(),
         addresses,
         rows,
         bytes,

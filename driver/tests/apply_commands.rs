@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 use ringleader_core::data::ChunkStream;
 use ringleader_core::error::Result;
+use ringleader_core::ids::{JobId, WorkerId};
 use ringleader_core::plan::{
     ActionEnv, ActionFn, JobPlan, ReduceFn, ShuffleRead, SinkFn, StageOutput, StagePlan, TaskInput, TaskPlan, TaskValue,
 };
@@ -90,12 +91,12 @@ fn address(w: usize) -> String {
     format!("198.18.0.{}:7100", w + 1)
 }
 
-fn job_id() -> impl Strategy<Value = String> {
-    (1u32..3).prop_map(|n| format!("job-{n:06}"))
+fn job_id() -> impl Strategy<Value = JobId> {
+    (1u32..3).prop_map(|n| JobId::new(format!("job-{n:06}")))
 }
 
-fn worker_id() -> impl Strategy<Value = String> {
-    (1u32..4).prop_map(|n| format!("worker-{n}"))
+fn worker_id() -> impl Strategy<Value = WorkerId> {
+    (1u32..4).prop_map(|n| WorkerId::new(format!("worker-{n}")))
 }
 
 fn value() -> impl Strategy<Value = TaskValue> {
@@ -272,7 +273,7 @@ fn a_speculated_task_whose_both_attempts_fail_without_counting_does_not_underflo
         submitted_ms: 0,
     });
     let job = state.jobs.keys().next().cloned().expect("a job");
-    let task = |command: fn(String) -> Command| command(job.clone());
+    let task = |command: fn(JobId) -> Command| command(job.clone());
     state.apply(task(|job| Command::StartTask {
         job,
         stage: 0,

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
+use ringleader_core::ids::JobId;
 use ringleader_core::proto;
 use ringleader_core::sync::lock;
 use tokio::sync::{mpsc, oneshot};
@@ -42,7 +43,7 @@ pub struct LostTask {
 /// All executors of this worker.
 #[derive(Clone)]
 pub struct Executors {
-    jobs: Arc<Mutex<HashMap<String, JobExecutor>>>,
+    jobs: Arc<Mutex<HashMap<JobId, JobExecutor>>>,
     logs: PathBuf,
     /// The most memory (bytes) one executor may budget for.
     memory: u64,
@@ -87,7 +88,7 @@ impl Executors {
             .iter()
             .flat_map(|(job, e)| {
                 e.in_flight.keys().map(|&(stage, task, attempt)| proto::RunningTask {
-                    job_id: job.clone(),
+                    job_id: job.to_string(),
                     stage,
                     task,
                     attempt,
@@ -104,7 +105,7 @@ impl Executors {
         launch: Launch<'_>,
         on_exit: impl FnOnce(Vec<LostTask>) + Send + 'static,
     ) -> std::io::Result<()> {
-        let job = assignment.job_id.clone();
+        let job = JobId::from(assignment.job_id.as_str());
         let key = (assignment.stage_index, assignment.task, assignment.attempt);
         let mut jobs = lock(&self.jobs);
         if !jobs.contains_key(&job) {
@@ -169,7 +170,7 @@ impl Executors {
         let (queue, receiver) = mpsc::unbounded_channel();
         let (stop, stopped) = oneshot::channel::<()>();
         let jobs = self.jobs.clone();
-        let job = first.job_id.clone();
+        let job = JobId::from(first.job_id.as_str());
         tokio::spawn(async move {
             let status = tokio::select! {
                 status = child.wait() => status,
@@ -226,9 +227,9 @@ impl Executors {
     pub fn retain_jobs(&self, active: &[String], asked: std::time::Instant) {
         let stale: Vec<JobExecutor> = {
             let mut jobs = lock(&self.jobs);
-            let ids: Vec<String> = jobs
+            let ids: Vec<JobId> = jobs
                 .iter()
-                .filter(|(j, e)| !active.contains(j) && e.started < asked)
+                .filter(|(j, e)| !active.iter().any(|a| *j == a.as_str()) && e.started < asked)
                 .map(|(j, _)| j.clone())
                 .collect();
             ids.iter().filter_map(|id| jobs.remove(id)).collect()

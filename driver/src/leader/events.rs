@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ringleader_core::binary::CHUNK_BYTES;
+use ringleader_core::ids::JobId;
 use ringleader_core::proto::{self, job_event::Event};
 
 use ringleader_core::sync::lock;
@@ -33,10 +34,10 @@ impl DriverInner {
             .any(|e| matches!(e, Event::Finished(_) | Event::Failed(_)));
         lock(&self.unwatched).remove(job);
         if !finished {
-            lock(&self.watchers).insert(job.to_string(), (tx.clone(), term));
+            lock(&self.watchers).insert(JobId::from(job), (tx.clone(), term));
         }
         let me = self.clone();
-        let job = job.to_string();
+        let job = JobId::from(job);
         tokio::spawn(async move {
             for event in events {
                 if tx.send(Ok(proto::JobEvent { event: Some(event) })).await.is_err() {
@@ -82,7 +83,7 @@ impl DriverInner {
             self.stop_attempt(
                 &worker,
                 proto::RunningTask {
-                    job_id: job.clone(),
+                    job_id: job.to_string(),
                     stage,
                     task,
                     attempt,

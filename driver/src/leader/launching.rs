@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ringleader_core::ids::{JobId, WorkerId};
 use ringleader_core::proto;
 
 use ringleader_core::sync::lock;
@@ -87,7 +88,7 @@ impl DriverInner {
             return;
         };
         let now = Instant::now();
-        let launches: Vec<(String, String, proto::TaskAssignment)> = {
+        let launches: Vec<(WorkerId, String, proto::TaskAssignment)> = {
             let state = self.state();
             assignments
                 .into_iter()
@@ -127,7 +128,7 @@ impl DriverInner {
             let me = self.clone();
             tokio::spawn(async move {
                 let (job, stage, task, attempt) = (
-                    assignment.job_id.clone(),
+                    JobId::from(assignment.job_id.as_str()),
                     assignment.stage_index,
                     assignment.task,
                     assignment.attempt,
@@ -217,7 +218,7 @@ fn assignment_message(
         })
         .collect();
     proto::TaskAssignment {
-        job_id: record.id.clone(),
+        job_id: record.id.to_string(),
         binary_hash: record.binary.clone(),
         args: record.args.clone(),
         env: record.env.clone().into_iter().collect(),

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use openraft::error::{ClientWriteError, RaftError};
 use ringleader_core::auth::{AuthChannel, authorized};
+use ringleader_core::ids::{JobId, WorkerId};
 use ringleader_core::proto;
 use ringleader_core::proto::worker_client::WorkerClient;
 use ringleader_core::sync::lock;
@@ -51,9 +52,9 @@ pub struct DriverInner {
     commit_index: Arc<AtomicU64>,
     /// Where job binaries are kept.
     pub binaries_dir: PathBuf,
-    heartbeats: Mutex<HashMap<String, Instant>>,
-    watchers: Mutex<HashMap<String, (EventSender, u64)>>,
-    unwatched: Mutex<HashMap<String, Instant>>,
+    heartbeats: Mutex<HashMap<WorkerId, Instant>>,
+    watchers: Mutex<HashMap<JobId, (EventSender, u64)>>,
+    unwatched: Mutex<HashMap<JobId, Instant>>,
     channels: Mutex<HashMap<String, Channel>>,
     /// Wakes the scheduling loop.
     pub wake: Notify,
@@ -62,14 +63,14 @@ pub struct DriverInner {
     no_worker_timeout: Duration,
     last_live: Mutex<Instant>,
     /// Workers alive at the last scheduling pass (to notice the ones that die).
-    was_live: Mutex<BTreeSet<String>>,
+    was_live: Mutex<BTreeSet<WorkerId>>,
     /// The term in which this driver finished taking over as leader, if it leads.
     leading: Mutex<Option<u64>>,
     /// How long attempts take (for speculation).
     timings: Mutex<Timings>,
     speculation: SpeculationConfig,
     /// Per worker, the running attempts its last heartbeat did not list.
-    missing: Mutex<HashMap<String, BTreeSet<crate::scheduler::AttemptKey>>>,
+    missing: Mutex<HashMap<WorkerId, BTreeSet<crate::scheduler::AttemptKey>>>,
     /// How long this driver's Raft commits took.
     pub commits: crate::commit_times::CommitTimes,
     /// Dataset generations placed but not yet committed (a `put` or a job's output on its
@@ -215,7 +216,7 @@ impl DriverInner {
     }
 
     /// How long ago each worker's last heartbeat arrived (on the leader).
-    pub fn heartbeat_ages(&self) -> Vec<(String, Duration)> {
+    pub fn heartbeat_ages(&self) -> Vec<(WorkerId, Duration)> {
         let now = Instant::now();
         let mut ages: Vec<_> = lock(&self.heartbeats)
             .iter()
@@ -226,7 +227,7 @@ impl DriverInner {
     }
 
     /// Workers whose last heartbeat is recent.
-    pub fn live_workers(&self) -> BTreeSet<String> {
+    pub fn live_workers(&self) -> BTreeSet<WorkerId> {
         let now = Instant::now();
         lock(&self.heartbeats)
             .iter()
@@ -236,7 +237,7 @@ impl DriverInner {
     }
 
     /// The registered worker at `location` (its address, or a path in its shuffle directory).
-    pub fn worker_at(&self, location: &str) -> Option<String> {
+    pub fn worker_at(&self, location: &str) -> Option<WorkerId> {
         let state = self.state();
         state
             .workers
@@ -254,12 +255,12 @@ impl DriverInner {
         let previously = missing.remove(worker).unwrap_or_default();
         let (now_missing, lost) =
             crate::scheduler::forgotten(&state, worker, reported, &timings, &previously, Instant::now());
-        missing.insert(worker.to_string(), now_missing);
+        missing.insert(WorkerId::from(worker), now_missing);
         lost
     }
 
     /// Records a heartbeat; true when the worker was not alive before.
-    pub fn heartbeat(&self, worker: String) -> bool {
+    pub fn heartbeat(&self, worker: WorkerId) -> bool {
         lock(&self.heartbeats)
             .insert(worker, Instant::now())
             .is_none_or(|t| t.elapsed() >= self.worker_timeout)

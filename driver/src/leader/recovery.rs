@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ringleader_core::ids::{JobId, WorkerId};
 use ringleader_core::proto;
 
 use ringleader_core::sync::lock;
@@ -22,15 +23,15 @@ impl DriverInner {
     /// timeout): its tasks run elsewhere, without counting as failures.
     pub(super) async fn unreachable(self: &Arc<Self>, worker: &str) {
         lock(&self.heartbeats).remove(worker);
-        lock(&self.was_live).insert(worker.to_string());
+        lock(&self.was_live).insert(WorkerId::from(worker));
         let live = self.live_workers();
         self.lose_dead_workers(&live).await;
     }
 
     /// Workers that stopped heartbeating since the last pass: their running tasks run again
     /// elsewhere and the map outputs they held are recomputed.
-    pub(super) async fn lose_dead_workers(self: &Arc<Self>, live: &BTreeSet<String>) {
-        let dead: Vec<String> = {
+    pub(super) async fn lose_dead_workers(self: &Arc<Self>, live: &BTreeSet<WorkerId>) {
+        let dead: Vec<WorkerId> = {
             let mut was = lock(&self.was_live);
             let dead = was.difference(live).cloned().collect();
             *was = live.clone();
@@ -55,14 +56,14 @@ impl DriverInner {
 
     /// Restores the replica count of the stored dataset partitions `lost` held: each gets
     /// a copy on the next live ring owner that lacks it, fetched from a surviving replica.
-    pub(super) async fn rereplicate(self: Arc<Self>, lost: String) {
+    pub(super) async fn rereplicate(self: Arc<Self>, lost: WorkerId) {
         let live = self.live_workers();
         let (datasets, copies) = {
             let state = self.state();
             let ring = state.ring(|w| live.contains(w));
             let address = |w: &str| -> String { state.workers.get(w).map(|r| r.address.clone()).unwrap_or_default() };
             let mut datasets = Vec::new();
-            let mut copies: Vec<(String, String, usize, String, String, Vec<String>)> = Vec::new();
+            let mut copies: Vec<(String, String, usize, WorkerId, String, Vec<String>)> = Vec::new();
             for d in state
                 .datasets
                 .values()
@@ -130,7 +131,7 @@ impl DriverInner {
     }
 
     /// Fails the running jobs when no worker has been alive for `no_worker_timeout`.
-    pub(super) async fn fail_jobs_without_workers(self: &Arc<Self>, live: &BTreeSet<String>) {
+    pub(super) async fn fail_jobs_without_workers(self: &Arc<Self>, live: &BTreeSet<WorkerId>) {
         {
             let mut last = lock(&self.last_live);
             if !live.is_empty() {
@@ -151,7 +152,7 @@ impl DriverInner {
     /// Cancels running jobs that nobody watched for the grace: since this driver took over,
     /// or since their client's stream closed.
     pub(super) async fn cancel_unwatched(self: &Arc<Self>) {
-        let stale: BTreeSet<String> = lock(&self.unwatched)
+        let stale: BTreeSet<JobId> = lock(&self.unwatched)
             .iter()
             .filter(|(_, since)| since.elapsed() > UNWATCHED_GRACE)
             .map(|(job, _)| job.clone())
@@ -169,7 +170,7 @@ impl DriverInner {
 
     /// Cancels the running jobs `which` accepts, with `reason`, and stops their tasks.
     pub(crate) async fn cancel_running(self: &Arc<Self>, which: impl Fn(&str) -> bool, reason: &str) {
-        let jobs: Vec<String> = self
+        let jobs: Vec<JobId> = self
             .state()
             .jobs
             .values()

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ringleader_core::driver_group::not_leader;
+use ringleader_core::ids::{JobId, WorkerId};
 
 use ringleader_core::sync::lock;
 
@@ -68,7 +69,7 @@ impl DriverInner {
             .ensure_linearizable()
             .await
             .map_err(|e| LeaderError::NotConfirmed(e.to_string()))?;
-        let (workers, running): (Vec<String>, Vec<String>) = {
+        let (workers, running): (Vec<WorkerId>, Vec<JobId>) = {
             let state = self.state();
             (
                 state.workers.keys().cloned().collect(),

@@ -3,6 +3,7 @@
 //! finish or fail (succeed, commit its dataset, fail for good) is decided here, and each
 //! applied attempt's start and end is noted in the driver's soft state.
 
+use ringleader_core::ids::{JobId, WorkerId};
 use ringleader_core::plan::TaskValue;
 
 use super::job::{JobRecord, JobState, MAX_ATTEMPTS, MAX_FETCH_FAILURES, max_uncounted_failures, stored_output};
@@ -48,7 +49,7 @@ impl ClusterState {
                     return Outcome::WorkerRegistered(id);
                 }
                 self.next_worker += 1;
-                let id = format!("worker-{}", self.next_worker);
+                let id = WorkerId::new(format!("worker-{}", self.next_worker));
                 let record = WorkerRecord {
                     id: id.clone(),
                     address,
@@ -87,7 +88,7 @@ impl ClusterState {
                 }
                 self.forget_old_jobs();
                 self.next_job += 1;
-                let id = format!("job-{:06}", self.next_job);
+                let id = JobId::new(format!("job-{:06}", self.next_job));
                 let tasks = plan
                     .stages
                     .iter()
@@ -273,7 +274,7 @@ impl ClusterState {
 
     /// Drops the oldest finished jobs beyond [`KEPT_JOBS`].
     fn forget_old_jobs(&mut self) {
-        let finished: Vec<String> = self
+        let finished: Vec<JobId> = self
             .jobs
             .values()
             .filter(|j| j.state != JobState::Running)
@@ -317,7 +318,7 @@ enum Noted {
     /// A task's attempt (its original, or a speculative copy) was started: its number is
     /// known once applied.
     Started {
-        job: String,
+        job: JobId,
         stage: u32,
         task: u32,
         speculative: bool,

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use ringleader_core::ids::{JobId, WorkerId};
 use ringleader_core::plan::{JobPlan, TaskValue, Volume};
 use serde::{Deserialize, Serialize};
 
@@ -55,29 +56,29 @@ pub enum Command {
     /// A straggler gets a second, speculative attempt on another worker.
     Speculate {
         /// Job id.
-        job: String,
+        job: JobId,
         /// Stage index.
         stage: u32,
         /// Task index.
         task: u32,
         /// Worker id (not the one running the first attempt).
-        worker: String,
+        worker: WorkerId,
     },
     /// A task was sent to a worker.
     StartTask {
         /// Job id.
-        job: String,
+        job: JobId,
         /// Stage index.
         stage: u32,
         /// Task index.
         task: u32,
         /// Worker id.
-        worker: String,
+        worker: WorkerId,
     },
     /// A task attempt finished.
     FinishTask {
         /// Job id.
-        job: String,
+        job: JobId,
         /// Stage index.
         stage: u32,
         /// Task index.
@@ -92,7 +93,7 @@ pub enum Command {
     /// A task attempt failed.
     FailTask {
         /// Job id.
-        job: String,
+        job: JobId,
         /// Stage index.
         stage: u32,
         /// Task index.
@@ -116,7 +117,7 @@ pub enum Command {
     /// The job stops (cancelled).
     CancelJob {
         /// Job id.
-        job: String,
+        job: JobId,
         /// Why.
         reason: String,
     },
@@ -127,13 +128,13 @@ pub enum Command {
     /// pending (see [`super::JobRecord::lose_worker`]).
     WorkerLost {
         /// Worker id.
-        worker: String,
+        worker: WorkerId,
     },
     /// A task could not read map output from `worker`: the attempt goes back to pending
     /// without counting, and the outputs on that worker are recomputed.
     FetchFailed {
         /// Job id.
-        job: String,
+        job: JobId,
         /// Stage index.
         stage: u32,
         /// Task index.
@@ -141,7 +142,7 @@ pub enum Command {
         /// The attempt.
         attempt: u32,
         /// The worker whose output could not be read.
-        worker: String,
+        worker: WorkerId,
         /// What the reader saw.
         message: String,
     },
@@ -155,9 +156,9 @@ pub enum Outcome {
     /// Nothing more to say.
     Done,
     /// The new worker's id.
-    WorkerRegistered(String),
+    WorkerRegistered(WorkerId),
     /// The new job's id.
-    JobSubmitted(String),
+    JobSubmitted(JobId),
     /// The attempt number of the started task.
     TaskStarted(u32),
     /// The command referred to something stale (an old attempt, a finished job): ignored.

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use ringleader_core::ids::{JobId, WorkerId};
 use ringleader_core::plan::{JobPlan, StageOutput, TaskInput, TaskValue};
 use serde::{Deserialize, Serialize};
 
@@ -45,7 +46,7 @@ impl JobState {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobRecord {
     /// Its id (`job-NNNNNN`).
-    pub id: String,
+    pub id: JobId,
     /// A name for listings (the binary's file name).
     pub name: String,
     /// Content hash of its binary.
@@ -143,7 +144,7 @@ impl JobRecord {
 
     /// For each shuffle a task of `stage` reads: the worker holding each map task's output
     /// and the attempt that wrote it.
-    pub fn shuffle_inputs(&self, stage: usize, task: usize) -> Vec<(u32, Vec<(String, u32)>)> {
+    pub fn shuffle_inputs(&self, stage: usize, task: usize) -> Vec<(u32, Vec<(WorkerId, u32)>)> {
         let Some(TaskInput::Shuffle(read)) = self.plan.stages[stage].tasks.get(task).map(|t| &t.input) else {
             return Vec::new();
         };
@@ -161,7 +162,7 @@ impl JobRecord {
                             .iter()
                             .map(|t| match t {
                                 TaskState::Done { worker, attempt, .. } => (worker.clone(), *attempt),
-                                _ => (String::new(), 0),
+                                _ => (WorkerId::default(), 0),
                             })
                             .collect()
                     })
@@ -177,7 +178,7 @@ impl JobRecord {
 /// was taken meanwhile without `overwrite`.
 pub(super) fn stored_output(
     job: &JobRecord,
-    workers: &BTreeMap<String, WorkerRecord>,
+    workers: &BTreeMap<WorkerId, WorkerRecord>,
     datasets: &BTreeMap<String, DatasetRecord>,
 ) -> Result<Option<DatasetRecord>, String> {
     let Some(spec) = &job.plan.store else {
@@ -202,7 +203,7 @@ pub(super) fn stored_output(
         let TaskValue::Stored { rows, bytes, holders } = value else {
             return Err(format!("partition {p} of {} was not stored", spec.dataset));
         };
-        let ids: Vec<String> = holders
+        let ids: Vec<WorkerId> = holders
             .iter()
             .filter_map(|a| workers.values().find(|w| w.address == *a).map(|w| w.id.clone()))
             .collect();

@@ -18,6 +18,7 @@ pub mod task;
 
 use std::collections::BTreeMap;
 
+use ringleader_core::ids::{JobId, WorkerId};
 use serde::{Deserialize, Serialize};
 
 pub use command::{Command, Outcome};
@@ -37,15 +38,15 @@ pub const KEPT_RESULTS: usize = 16;
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ClusterState {
     /// Registered workers, by id.
-    pub workers: BTreeMap<String, WorkerRecord>,
+    pub workers: BTreeMap<WorkerId, WorkerRecord>,
     /// Job binaries, by hash: the drivers holding their bytes.
     pub binaries: BTreeMap<String, Vec<u64>>,
     /// Jobs, by id (ids sort in submission order).
-    pub jobs: BTreeMap<String, JobRecord>,
+    pub jobs: BTreeMap<JobId, JobRecord>,
     /// Stored datasets, by name.
     pub datasets: BTreeMap<String, DatasetRecord>,
     /// Job ids by client submission id.
-    pub submissions: BTreeMap<String, String>,
+    pub submissions: BTreeMap<String, JobId>,
     next_worker: u64,
     next_job: u64,
     /// When this driver saw task attempts start and end (not replicated).
@@ -74,7 +75,7 @@ impl ClusterState {
 
     /// The attempt of a task running beside `attempt` (its speculative copy, or the
     /// original its copy runs beside), with its worker: what loses if `attempt` finishes.
-    pub fn rival_attempt(&self, job: &str, stage: u32, task: u32, attempt: u32) -> Option<(String, u32)> {
+    pub fn rival_attempt(&self, job: &str, stage: u32, task: u32, attempt: u32) -> Option<(WorkerId, u32)> {
         let j = self.jobs.get(job).filter(|j| j.state == JobState::Running)?;
         j.tasks.get(stage as usize)?.get(task as usize)?.rival(attempt)
     }
@@ -93,7 +94,7 @@ impl ClusterState {
     }
 
     /// The consistent-hash ring over the workers `include` accepts, weighted by slots.
-    pub fn ring(&self, include: impl Fn(&str) -> bool) -> ringleader_core::ring::Ring<String> {
+    pub fn ring(&self, include: impl Fn(&str) -> bool) -> ringleader_core::ring::Ring<WorkerId> {
         let mut ring = ringleader_core::ring::Ring::new(ringleader_core::ring::DEFAULT_VNODES);
         for w in self.workers.values().filter(|w| include(&w.id)) {
             ring.add(w.id.clone(), w.slots);

@@ -1,5 +1,6 @@
 //! What the state remembers besides jobs: registered workers and stored datasets.
 
+use ringleader_core::ids::WorkerId;
 use ringleader_core::store::DatasetFormat;
 use serde::{Deserialize, Serialize};
 
@@ -7,7 +8,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct WorkerRecord {
     /// Its id (`worker-N`).
-    pub id: String,
+    pub id: WorkerId,
     /// Where its gRPC and Flight services listen.
     pub address: String,
     /// How many tasks it runs at once.
@@ -35,7 +36,7 @@ pub struct DatasetRecord {
     /// Copies of each partition.
     pub replicas: u32,
     /// Worker ids holding each partition (primary first), by partition.
-    pub placement: Vec<Vec<String>>,
+    pub placement: Vec<Vec<WorkerId>>,
     /// Rows per partition.
     pub rows: Vec<u64>,
     /// Bytes per partition (Arrow in-memory size).

@@ -8,6 +8,7 @@
 //! Each transition is a method here, refusing (`None` / `false`) a report about an attempt
 //! that is not the task's current one: such a report is stale.
 
+use ringleader_core::ids::WorkerId;
 use ringleader_core::plan::{TaskValue, Volume};
 use serde::{Deserialize, Serialize};
 
@@ -21,7 +22,7 @@ pub enum TaskState {
         /// Which attempt.
         attempt: u32,
         /// On which worker.
-        worker: String,
+        worker: WorkerId,
         /// A speculative copy running beside it on another worker, if any.
         copy: Option<Speculative>,
     },
@@ -30,7 +31,7 @@ pub enum TaskState {
         /// The attempt that finished.
         attempt: u32,
         /// Where it ran.
-        worker: String,
+        worker: WorkerId,
         /// What it returned.
         value: TaskValue,
         /// What it read.
@@ -44,7 +45,7 @@ pub struct Speculative {
     /// Its attempt number.
     pub attempt: u32,
     /// Where it runs.
-    pub worker: String,
+    pub worker: WorkerId,
 }
 
 /// A task's past attempts.
@@ -54,7 +55,7 @@ pub struct TaskHistory {
     pub attempts: u32,
     /// Workers on which an attempt failed: the next attempt avoids them when another
     /// worker can take it.
-    pub failed_on: Vec<String>,
+    pub failed_on: Vec<WorkerId>,
     /// Failures that count toward [`super::MAX_ATTEMPTS`]: not those of a lost worker, a
     /// leader change, a lost map output or a speculative copy's loss.
     pub failures: u32,
@@ -62,7 +63,7 @@ pub struct TaskHistory {
 
 impl TaskState {
     /// Starts a pending task on `worker`: its attempt number, or `None` if it is not pending.
-    pub fn start(&mut self, history: &mut TaskHistory, worker: String) -> Option<u32> {
+    pub fn start(&mut self, history: &mut TaskHistory, worker: WorkerId) -> Option<u32> {
         if *self != TaskState::Pending {
             return None;
         }
@@ -79,7 +80,7 @@ impl TaskState {
     /// Starts a speculative copy of a running task on `worker` (not the original's, and
     /// only one copy): its attempt number. Speculation is not a failure: it uses up no
     /// attempts toward the limit.
-    pub fn speculate(&mut self, history: &mut TaskHistory, worker: String) -> Option<u32> {
+    pub fn speculate(&mut self, history: &mut TaskHistory, worker: WorkerId) -> Option<u32> {
         match self {
             TaskState::Running {
                 worker: original,
@@ -115,7 +116,7 @@ impl TaskState {
     /// `attempt` failed: the worker it ran on, or `None` for a stale report. A copy running
     /// beside it carries on as the task's attempt; otherwise the task is pending again.
     /// The failure is noted in `history` (and, if it `counts`, toward the attempt limit).
-    pub fn fail(&mut self, history: &mut TaskHistory, attempt: u32, counts: bool) -> Option<String> {
+    pub fn fail(&mut self, history: &mut TaskHistory, attempt: u32, counts: bool) -> Option<WorkerId> {
         let failed_on = match self {
             TaskState::Running {
                 attempt: a,
@@ -220,7 +221,7 @@ impl TaskState {
 
     /// The attempt running beside `attempt` (its copy, or the original its copy runs
     /// beside), with its worker: what loses if `attempt` finishes.
-    pub fn rival(&self, attempt: u32) -> Option<(String, u32)> {
+    pub fn rival(&self, attempt: u32) -> Option<(WorkerId, u32)> {
         let TaskState::Running {
             attempt: a,
             worker,
@@ -303,7 +304,7 @@ mod tests {
         assert_eq!(task, running(2, "w2", None));
         assert_eq!(
             (history.failures, history.failed_on.clone()),
-            (1, vec!["w1".to_string()])
+            (1, vec![WorkerId::from("w1")])
         );
 
         let mut task = running(1, "w1", Some((2, "w2")));

@@ -134,7 +134,7 @@ pub(super) fn timeline(attempts: &[(AttemptKey, AttemptSeen)], now: u64) -> Mark
                 text x="4" y=(at(lane * i as f64 + 15.0)) font-size="12" { (w) }
             }
             @for (key, seen) in attempts {
-                @if let Some(row) = workers.iter().position(|w| *w == seen.worker) {
+                @if let Some(row) = workers.iter().position(|w| seen.worker == *w) {
                     @let (x0, x1) = (x(seen.started_ms), x(seen.ended_ms.unwrap_or(now)));
                     rect x=(at(x0)) y=(at(lane * row as f64 + 3.0)) width=(at((x1 - x0).max(1.0)))
                         height=(at(lane - 6.0)) fill=(COLORS[key.stage as usize % COLORS.len()])

@@ -180,7 +180,7 @@ async fn job_page(
     }
     let (detail, tasks, attempts) = {
         let state = web.inner.state();
-        let Some(job) = state.jobs.get(&id) else {
+        let Some(job) = state.jobs.get(id.as_str()) else {
             let body = html! {
                 h1 { "404: no job " (id) }
                 p { "This cluster does not remember it. " a href="/" { "The job list" } "." }

@@ -3,6 +3,7 @@
 //! templates; numbers are formatted here.
 
 use maud::{Markup, html};
+use ringleader_core::ids::WorkerId;
 use ringleader_core::plan::Volume;
 use ringleader_core::proto;
 
@@ -147,13 +148,13 @@ pub(super) struct TaskRow {
     partition: usize,
     state: &'static str,
     attempt: u32,
-    worker: String,
+    worker: WorkerId,
     read: Option<Volume>,
     rows: Option<u64>,
     bytes: Option<u64>,
     attempts: u32,
     failures: u32,
-    failed_on: Vec<String>,
+    failed_on: Vec<WorkerId>,
     /// The current attempt's time so far, as this driver saw it.
     millis: Option<u64>,
     /// Why earlier attempts failed.
@@ -173,7 +174,7 @@ pub(super) fn task_rows(job: &JobRecord, seen: &[(AttemptKey, AttemptSeen)]) -> 
                 .cloned()
                 .unwrap_or_default();
             let (state, attempt, worker, read, volume) = match task {
-                TaskState::Pending => ("pending", 0, String::new(), None, None),
+                TaskState::Pending => ("pending", 0, WorkerId::default(), None, None),
                 TaskState::Running { attempt, worker, .. } => ("running", *attempt, worker.clone(), None, None),
                 TaskState::Done {
                     attempt,
