@@ -1,5 +1,5 @@
-//! Ids with types of their own ([`JobId`], [`WorkerId`]) so that a job's id cannot be
-//! passed where a worker's is meant, and the names that become directory names on workers
+//! Ids with types of their own ([`JobId`], [`WorkerId`], [`StageId`], [`TaskId`],
+//! [`Attempt`]) so that one cannot be passed where another is meant, and the names that become directory names on workers
 //! (job ids, dataset names): what each may be, checked wherever one arrives from outside.
 //! An id serialises as its text, exactly as the `String` it replaced (the Raft log's format
 //! does not change with it).
@@ -90,6 +90,56 @@ string_id!(
     WorkerId
 );
 
+/// Defines a numeric id type: a `u32` read as itself, an index where one is needed.
+macro_rules! number_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub u32);
+
+        impl $name {
+            /// As an index into a list.
+            pub fn index(self) -> usize {
+                self.0 as usize
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl From<u32> for $name {
+            fn from(n: u32) -> Self {
+                $name(n)
+            }
+        }
+
+        impl From<usize> for $name {
+            fn from(n: usize) -> Self {
+                $name(n as u32)
+            }
+        }
+    };
+}
+
+number_id!(
+    /// A stage's index within its job.
+    StageId
+);
+
+number_id!(
+    /// A task's index within its stage (the partition it computes).
+    TaskId
+);
+
+number_id!(
+    /// An attempt's number within its task (from 1; speculative copies count too).
+    Attempt
+);
+
 /// Whether `name` is safe as one directory name: 1 to 64 letters, digits, `-` or `_`.
 fn safe_name(name: &str) -> bool {
     !name.is_empty()
@@ -128,6 +178,10 @@ mod tests {
         let mut by_id = std::collections::BTreeMap::new();
         by_id.insert(WorkerId::from("worker-1"), 1);
         assert_eq!(by_id.get("worker-1"), Some(&1), "looked up by text");
+        let three = postcard::to_stdvec(&3u32).expect("encodes");
+        assert_eq!(postcard::to_stdvec(&Attempt(3)).expect("encodes"), three);
+        assert_eq!(StageId::from(2usize).index(), 2);
+        assert_eq!(TaskId(7).to_string(), "7");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use ringleader_core::clock::now_ms;
-use ringleader_core::ids::{JobId, WorkerId};
+use ringleader_core::ids::{Attempt, JobId, StageId, TaskId, WorkerId};
 
 /// Attempts remembered at most (the oldest jobs' go first).
 const MAX_ATTEMPTS: usize = 200_000;
@@ -17,16 +17,16 @@ pub struct AttemptKey {
     /// Job id.
     pub job: JobId,
     /// Stage index.
-    pub stage: u32,
+    pub stage: StageId,
     /// Task index.
-    pub task: u32,
+    pub task: TaskId,
     /// Attempt number.
-    pub attempt: u32,
+    pub attempt: Attempt,
 }
 
 impl AttemptKey {
     /// Attempt `attempt` of task `task` of stage `stage` of `job`.
-    pub fn new(job: &str, stage: u32, task: u32, attempt: u32) -> AttemptKey {
+    pub fn new(job: &str, stage: StageId, task: TaskId, attempt: Attempt) -> AttemptKey {
         AttemptKey {
             job: JobId::from(job),
             stage,
@@ -98,7 +98,7 @@ mod tests {
 
     #[test]
     fn an_attempt_is_timed_from_its_start_to_its_first_end() {
-        let key = |attempt| AttemptKey::new("job-000001", 0, 3, attempt);
+        let key = |attempt| AttemptKey::new("job-000001", StageId(0), TaskId(3), Attempt(attempt));
         let mut seen = Observed::default();
         seen.started(key(1), "worker-1");
         seen.started(key(2), "worker-2");

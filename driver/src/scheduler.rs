@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use ringleader_core::ids::{JobId, WorkerId};
+use ringleader_core::ids::{Attempt, JobId, StageId, TaskId, WorkerId};
 use ringleader_core::plan::TaskInput;
 use ringleader_core::source::Split;
 
@@ -19,9 +19,9 @@ pub struct Assignment {
     /// Job id.
     pub job: JobId,
     /// Stage index.
-    pub stage: u32,
+    pub stage: StageId,
     /// Task index.
-    pub task: u32,
+    pub task: TaskId,
     /// Worker id.
     pub worker: WorkerId,
 }
@@ -84,8 +84,8 @@ pub fn schedule(state: &ClusterState, live: &BTreeSet<WorkerId>) -> Vec<Assignme
             for (t, worker) in place_stage(&pending, &mut free) {
                 out.push(Assignment {
                     job: job.id.clone(),
-                    stage: s as u32,
-                    task: t as u32,
+                    stage: StageId::from(s),
+                    task: TaskId::from(t),
                     worker: WorkerId::from(worker),
                 });
             }
@@ -233,17 +233,17 @@ pub struct Timings {
     started: HashMap<AttemptKey, Instant>,
     /// When each finished attempt finished.
     ended: HashMap<AttemptKey, Instant>,
-    durations: HashMap<(JobId, u32), Vec<Duration>>,
+    durations: HashMap<(JobId, StageId), Vec<Duration>>,
 }
 
 impl Timings {
     /// An attempt started at `at`.
-    pub fn started(&mut self, job: &str, stage: u32, task: u32, attempt: u32, at: Instant) {
+    pub fn started(&mut self, job: &str, stage: StageId, task: TaskId, attempt: Attempt, at: Instant) {
         self.started.insert((JobId::from(job), stage, task, attempt), at);
     }
 
     /// An attempt finished at `at`.
-    pub fn finished(&mut self, job: &str, stage: u32, task: u32, attempt: u32, at: Instant) {
+    pub fn finished(&mut self, job: &str, stage: StageId, task: TaskId, attempt: Attempt, at: Instant) {
         let key = (JobId::from(job), stage, task, attempt);
         self.ended.insert(key.clone(), at);
         if let Some(start) = self.started.remove(&key) {
@@ -261,7 +261,7 @@ impl Timings {
         self.durations.retain(|k, _| running.contains(k.0.as_str()));
     }
 
-    fn median(&self, job: &str, stage: u32) -> Option<Duration> {
+    fn median(&self, job: &str, stage: StageId) -> Option<Duration> {
         let mut d = self.durations.get(&(JobId::from(job), stage))?.clone();
         d.sort();
         d.get(d.len() / 2).copied()
@@ -300,7 +300,9 @@ pub fn speculate(
         for (s, tasks) in job.tasks.iter().enumerate() {
             for (t, task) in tasks.iter().enumerate() {
                 if let TaskState::Done { worker, attempt, .. } = task
-                    && let Some(&at) = timings.ended.get(&(job.id.clone(), s as u32, t as u32, *attempt))
+                    && let Some(&at) = timings
+                        .ended
+                        .get(&(job.id.clone(), StageId::from(s), TaskId::from(t), *attempt))
                 {
                     let first = warm.entry(worker.as_str()).or_insert(at);
                     *first = (*first).min(at);
@@ -309,7 +311,7 @@ pub fn speculate(
         }
         for (s, tasks) in job.tasks.iter().enumerate() {
             let done = tasks.iter().filter(|t| matches!(t, TaskState::Done { .. })).count();
-            let Some(median) = timings.median(&job.id, s as u32) else {
+            let Some(median) = timings.median(&job.id, StageId::from(s)) else {
                 continue;
             };
             let multiplier = if (done as f64) < config.quantile * tasks.len() as f64 {
@@ -330,7 +332,7 @@ pub fn speculate(
                 else {
                     continue;
                 };
-                let key = (job.id.clone(), s as u32, t as u32, *attempt);
+                let key = (job.id.clone(), StageId::from(s), TaskId::from(t), *attempt);
                 let (Some(&started), Some(&warmed)) = (timings.started.get(&key), warm.get(worker.as_str())) else {
                     continue;
                 };
@@ -348,8 +350,8 @@ pub fn speculate(
                 }
                 out.push(Assignment {
                     job: job.id.clone(),
-                    stage: s as u32,
-                    task: t as u32,
+                    stage: StageId::from(s),
+                    task: TaskId::from(t),
                     worker: WorkerId::from(target),
                 });
             }
@@ -366,15 +368,15 @@ pub fn overdue(state: &ClusterState, timings: &Timings, limit: Duration, now: In
         for (s, tasks) in job.tasks.iter().enumerate() {
             for (t, task) in tasks.iter().enumerate() {
                 for (attempt, worker) in task.running_attempts() {
-                    let key = (job.id.clone(), s as u32, t as u32, attempt);
+                    let key = (job.id.clone(), StageId::from(s), TaskId::from(t), attempt);
                     let Some(started) = timings.started.get(&key) else {
                         continue;
                     };
                     if now.saturating_duration_since(*started) > limit {
                         out.push(Command::FailTask {
                             job: job.id.clone(),
-                            stage: s as u32,
-                            task: t as u32,
+                            stage: StageId::from(s),
+                            task: TaskId::from(t),
                             attempt,
                             message: format!(
                                 "attempt {attempt} ran longer than the task timeout ({:.0} s) on {worker}; if tasks are meant to run this long, start the driver with a larger --task-timeout",
@@ -392,7 +394,7 @@ pub fn overdue(state: &ClusterState, timings: &Timings, limit: Duration, now: In
 }
 
 /// A task attempt: (job, stage, task, attempt).
-pub type AttemptKey = (JobId, u32, u32, u32);
+pub type AttemptKey = (JobId, StageId, TaskId, Attempt);
 
 /// How long after its start an attempt may be missing from its worker's heartbeat (its
 /// launch may still be on its way).
@@ -416,7 +418,7 @@ pub fn forgotten(
         for (s, tasks) in job.tasks.iter().enumerate() {
             for (t, task) in tasks.iter().enumerate() {
                 for (attempt, on) in task.running_attempts() {
-                    let key = (job.id.clone(), s as u32, t as u32, attempt);
+                    let key = (job.id.clone(), StageId::from(s), TaskId::from(t), attempt);
                     let old = timings
                         .started
                         .get(&key)
@@ -522,7 +524,7 @@ pub(crate) mod tests {
         live: &BTreeSet<WorkerId>,
         timings: &mut Timings,
         t0: Instant,
-    ) -> Vec<(Assignment, u32)> {
+    ) -> Vec<(Assignment, Attempt)> {
         let mut started = Vec::new();
         for a in schedule(state, live) {
             let attempt = start(state, &a);
@@ -533,7 +535,7 @@ pub(crate) mod tests {
     }
 
     /// Finishes `attempt` of the task `a` assigned, at `at`.
-    fn finish_at(state: &mut ClusterState, timings: &mut Timings, (a, attempt): &(Assignment, u32), at: Instant) {
+    fn finish_at(state: &mut ClusterState, timings: &mut Timings, (a, attempt): &(Assignment, Attempt), at: Instant) {
         timings.finished(&a.job, a.stage, a.task, *attempt, at);
         state.apply(Command::FinishTask {
             job: a.job.clone(),
@@ -545,7 +547,7 @@ pub(crate) mod tests {
         });
     }
 
-    fn start(state: &mut ClusterState, a: &Assignment) -> u32 {
+    fn start(state: &mut ClusterState, a: &Assignment) -> Attempt {
         let command = Command::StartTask {
             job: a.job.clone(),
             stage: a.stage,
@@ -585,7 +587,7 @@ pub(crate) mod tests {
         submit_plan(&mut state, stored_job(&[&[0, 1], &[0]]));
         let mut placed: Vec<(u32, String)> = schedule(&state, &live)
             .into_iter()
-            .map(|a| (a.task, a.worker.to_string()))
+            .map(|a| (a.task.0, a.worker.to_string()))
             .collect();
         placed.sort();
         assert_eq!(placed, [(0, "worker-2".to_string()), (1, "worker-1".to_string())]);
@@ -598,7 +600,7 @@ pub(crate) mod tests {
         assert_eq!(assignments.len(), 6);
         for a in &assignments {
             let worker: u32 = a.worker.trim_start_matches("worker-").parse().expect("worker id");
-            assert!(holders[a.task as usize].contains(&(worker - 1)), "{a:?} is not local");
+            assert!(holders[a.task.index()].contains(&(worker - 1)), "{a:?} is not local");
         }
     }
 
@@ -642,7 +644,7 @@ pub(crate) mod tests {
         let mut timings = Timings::default();
         let t0 = Instant::now();
         start_all(&mut state, &live, &mut timings, t0);
-        let key = |task: u32| (job.clone(), 0u32, task, 1u32);
+        let key = |task: u32| (job.clone(), StageId(0), TaskId(task), Attempt(1));
         let listed: BTreeSet<AttemptKey> = [key(0)].into();
         let late = t0 + LAUNCH_GRACE + Duration::from_secs(1);
         // Young attempts may be missing (their launch is on its way).
@@ -684,8 +686,8 @@ pub(crate) mod tests {
         let attempt = start(&mut state, &first);
         let fail = Command::FailTask {
             job: job.clone(),
-            stage: 0,
-            task: 0,
+            stage: StageId(0),
+            task: TaskId(0),
             attempt,
             message: "disk full".into(),
             retryable: true,
@@ -698,8 +700,8 @@ pub(crate) mod tests {
         // The first attempt reporting late changes nothing.
         let late = Command::FinishTask {
             job: job.clone(),
-            stage: 0,
-            task: 0,
+            stage: StageId(0),
+            task: TaskId(0),
             attempt,
             value: TaskValue::Count(1),
             read: Default::default(),
@@ -707,8 +709,8 @@ pub(crate) mod tests {
         assert_eq!(state.apply(late), Outcome::Stale);
         let done = Command::FinishTask {
             job: job.clone(),
-            stage: 0,
-            task: 0,
+            stage: StageId(0),
+            task: TaskId(0),
             attempt: second,
             value: TaskValue::Count(7),
             read: Default::default(),
@@ -725,11 +727,11 @@ pub(crate) mod tests {
         for n in 1..=crate::state::MAX_ATTEMPTS {
             let a = schedule(&state, &live).remove(0);
             let attempt = start(&mut state, &a);
-            assert_eq!(attempt, n);
+            assert_eq!(attempt, Attempt(n));
             let fail = Command::FailTask {
                 job: job.clone(),
-                stage: 0,
-                task: 0,
+                stage: StageId(0),
+                task: TaskId(0),
                 attempt,
                 message: "crash".into(),
                 retryable: true,
@@ -743,8 +745,8 @@ pub(crate) mod tests {
         let attempt = start(&mut state, &a);
         let fail = Command::FailTask {
             job: job2.clone(),
-            stage: 0,
-            task: 0,
+            stage: StageId(0),
+            task: TaskId(0),
             attempt,
             message: "bad record".into(),
             retryable: false,
@@ -794,19 +796,19 @@ pub(crate) mod tests {
         let attempt = start(&mut state, &a);
         assert_eq!(
             attempt,
-            crate::state::MAX_ATTEMPTS + 2,
+            Attempt(crate::state::MAX_ATTEMPTS + 2),
             "every attempt gets a new number"
         );
         // A report from a requeued attempt is stale; the current one finishes the task.
         let finish = |attempt| Command::FinishTask {
             job: job.clone(),
-            stage: 0,
-            task: 0,
+            stage: StageId(0),
+            task: TaskId(0),
             attempt,
             value: TaskValue::Count(1),
             read: Default::default(),
         };
-        assert_eq!(state.apply(finish(attempt - 1)), Outcome::Stale);
+        assert_eq!(state.apply(finish(Attempt(attempt.0 - 1))), Outcome::Stale);
         assert_eq!(state.apply(finish(attempt)), Outcome::Done);
         assert_eq!(state.jobs[&job].state, JobState::Succeeded);
     }
@@ -822,8 +824,8 @@ pub(crate) mod tests {
             let attempt = start(&mut state, &a);
             state.apply(Command::FinishTask {
                 job: job.clone(),
-                stage: 0,
-                task: 0,
+                stage: StageId(0),
+                task: TaskId(0),
                 attempt,
                 value: TaskValue::Batches(vec![7; 1000]),
                 read: Default::default(),
@@ -853,8 +855,8 @@ pub(crate) mod tests {
             let attempt = start(state, &a);
             state.apply(Command::FailTask {
                 job: job.clone(),
-                stage: 0,
-                task: 0,
+                stage: StageId(0),
+                task: TaskId(0),
                 attempt,
                 message: message.into(),
                 retryable: true,
@@ -964,7 +966,7 @@ pub(crate) mod tests {
         let copy = copies[0].clone();
         let Outcome::TaskStarted(copy_attempt) = state.apply(Command::Speculate {
             job: job.clone(),
-            stage: 0,
+            stage: StageId(0),
             task: copy.task,
             worker: copy.worker.clone(),
         }) else {
@@ -977,7 +979,7 @@ pub(crate) mod tests {
         // The copy finishes first and wins; the original's late report is stale.
         let finish = |attempt| Command::FinishTask {
             job: job.clone(),
-            stage: 0,
+            stage: StageId(0),
             task: slow.task,
             attempt,
             value: TaskValue::Count(1),
@@ -985,7 +987,7 @@ pub(crate) mod tests {
         };
         assert_eq!(state.apply(finish(copy_attempt)), Outcome::Done);
         assert_eq!(state.apply(finish(slow_attempt)), Outcome::Stale);
-        assert!(matches!(&state.jobs[&job].tasks[0][slow.task as usize],
+        assert!(matches!(&state.jobs[&job].tasks[0][slow.task.index()],
             TaskState::Done { worker, .. } if *worker == copy.worker));
         assert_eq!(state.jobs[&job].state, JobState::Succeeded);
     }
@@ -999,16 +1001,16 @@ pub(crate) mod tests {
         let other = live.iter().find(|w| **w != a.worker).expect("two workers").clone();
         let Outcome::TaskStarted(copy) = state.apply(Command::Speculate {
             job: job.clone(),
-            stage: 0,
-            task: 0,
+            stage: StageId(0),
+            task: TaskId(0),
             worker: other.clone(),
         }) else {
             panic!("no copy")
         };
         state.apply(Command::FailTask {
             job: job.clone(),
-            stage: 0,
-            task: 0,
+            stage: StageId(0),
+            task: TaskId(0),
             attempt: original,
             message: "crash".into(),
             retryable: true,
@@ -1039,7 +1041,7 @@ pub(crate) mod tests {
         plan
     }
 
-    fn finish(state: &mut ClusterState, a: &Assignment, attempt: u32, holders: &[&str]) {
+    fn finish(state: &mut ClusterState, a: &Assignment, attempt: Attempt, holders: &[&str]) {
         state.apply(Command::FinishTask {
             job: a.job.clone(),
             stage: a.stage,
@@ -1065,16 +1067,16 @@ pub(crate) mod tests {
         for a in &assignments {
             // Locality for writes: each task runs on an owner of its partition.
             let worker = &state.workers[&a.worker].address;
-            assert!(owners[a.task as usize].contains(worker), "{a:?} on {worker}");
+            assert!(owners[a.task.index()].contains(worker), "{a:?} on {worker}");
         }
-        let attempts: Vec<u32> = assignments.iter().map(|a| start(&mut state, a)).collect();
+        let attempts: Vec<Attempt> = assignments.iter().map(|a| start(&mut state, a)).collect();
         finish(&mut state, &assignments[0], attempts[0], &[&addr(1), &addr(2)]);
         assert!(state.datasets.is_empty(), "listed before the job succeeded");
         assert!(
             state.live_datasets().contains(&"out/g1".to_string()),
             "being written: kept"
         );
-        let second = owners[assignments[1].task as usize]
+        let second = owners[assignments[1].task.index()]
             .iter()
             .map(String::as_str)
             .collect::<Vec<_>>();
@@ -1095,7 +1097,7 @@ pub(crate) mod tests {
             let assignments = schedule(&state, &live);
             for a in &assignments {
                 let attempt = start(&mut state, a);
-                let all = owners[a.task as usize].iter().map(String::as_str).collect::<Vec<_>>();
+                let all = owners[a.task.index()].iter().map(String::as_str).collect::<Vec<_>>();
                 finish(&mut state, a, attempt, &all[..holders]);
             }
             assert!(matches!(state.jobs[&job].state, crate::state::JobState::Failed(_)));

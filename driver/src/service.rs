@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
-use ringleader_core::ids::{JobId, WorkerId};
+use ringleader_core::ids::{Attempt, JobId, StageId, TaskId, WorkerId};
 use ringleader_core::plan::JobPlan;
 use ringleader_core::proto::{
     self, driver_server::Driver, raft_transport_client::RaftTransportClient, task_report::Outcome as Reported,
@@ -203,7 +203,14 @@ impl Driver for DriverService {
             let reported = r
                 .running
                 .iter()
-                .map(|t| (JobId::from(t.job_id.as_str()), t.stage, t.task, t.attempt))
+                .map(|t| {
+                    (
+                        JobId::from(t.job_id.as_str()),
+                        StageId(t.stage),
+                        TaskId(t.task),
+                        Attempt(t.attempt),
+                    )
+                })
                 .collect();
             for lost in self.inner.reconcile(&r.worker_id, &reported) {
                 let _ = self.inner.report(lost).await;
@@ -345,9 +352,9 @@ impl Driver for DriverService {
                 value: postcard::from_bytes(&bytes)
                     .map_err(|e| Status::invalid_argument(format!("malformed task value: {e}")))?,
                 job: JobId::from(r.job_id),
-                stage: r.stage,
-                task: r.task,
-                attempt: r.attempt,
+                stage: StageId(r.stage),
+                task: TaskId(r.task),
+                attempt: Attempt(r.attempt),
                 read: ringleader_core::plan::Volume {
                     rows: r.read_rows,
                     bytes: r.read_bytes,
@@ -358,18 +365,18 @@ impl Driver for DriverService {
                 worker,
                 message: format!("{} (on {})", e.message, r.worker_id),
                 job: JobId::from(r.job_id),
-                stage: r.stage,
-                task: r.task,
-                attempt: r.attempt,
+                stage: StageId(r.stage),
+                task: TaskId(r.task),
+                attempt: Attempt(r.attempt),
             },
             (Some(Reported::Error(e)), None) => Command::FailTask {
                 message: format!("{} (on {})", e.message, r.worker_id),
                 retryable: e.retryable,
                 counts: e.counts,
                 job: JobId::from(r.job_id),
-                stage: r.stage,
-                task: r.task,
-                attempt: r.attempt,
+                stage: StageId(r.stage),
+                task: TaskId(r.task),
+                attempt: Attempt(r.attempt),
             },
             (None, _) => return Err(Status::invalid_argument("a task report needs a value or an error")),
         };

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 use ringleader_core::data::ChunkStream;
 use ringleader_core::error::Result;
-use ringleader_core::ids::{JobId, WorkerId};
+use ringleader_core::ids::{Attempt, JobId, StageId, TaskId, WorkerId};
 use ringleader_core::plan::{
     ActionEnv, ActionFn, JobPlan, ReduceFn, ShuffleRead, SinkFn, StageOutput, StagePlan, TaskInput, TaskPlan, TaskValue,
 };
@@ -112,7 +112,7 @@ fn value() -> impl Strategy<Value = TaskValue> {
 }
 
 fn command() -> impl Strategy<Value = Command> {
-    let task = || (job_id(), 0u32..2, 0u32..2);
+    let task = || (job_id(), (0u32..2).prop_map(StageId), (0u32..2).prop_map(TaskId));
     let leaf = prop_oneof![
         (0usize..3, 0u32..2).prop_map(|(w, incarnation)| Command::RegisterWorker {
             address: address(w),
@@ -144,32 +144,38 @@ fn command() -> impl Strategy<Value = Command> {
             task,
             worker
         }),
-        (task(), 1u32..4, value()).prop_map(|((job, stage, task), attempt, value)| Command::FinishTask {
-            job,
-            stage,
-            task,
-            attempt,
-            value,
-            read: Default::default(),
-        }),
-        (task(), 1u32..4, any::<bool>(), any::<bool>()).prop_map(|((job, stage, task), attempt, retryable, counts)| {
-            Command::FailTask {
+        (task(), (1u32..4).prop_map(Attempt), value()).prop_map(|((job, stage, task), attempt, value)| {
+            Command::FinishTask {
                 job,
                 stage,
                 task,
                 attempt,
-                message: "boom".into(),
-                retryable,
-                counts,
+                value,
+                read: Default::default(),
             }
         }),
-        (task(), 1u32..4, worker_id()).prop_map(|((job, stage, task), attempt, worker)| Command::FetchFailed {
-            job,
-            stage,
-            task,
-            attempt,
-            worker,
-            message: "gone".into(),
+        (task(), (1u32..4).prop_map(Attempt), any::<bool>(), any::<bool>()).prop_map(
+            |((job, stage, task), attempt, retryable, counts)| {
+                Command::FailTask {
+                    job,
+                    stage,
+                    task,
+                    attempt,
+                    message: "boom".into(),
+                    retryable,
+                    counts,
+                }
+            }
+        ),
+        (task(), (1u32..4).prop_map(Attempt), worker_id()).prop_map(|((job, stage, task), attempt, worker)| {
+            Command::FetchFailed {
+                job,
+                stage,
+                task,
+                attempt,
+                worker,
+                message: "gone".into(),
+            }
         }),
         worker_id().prop_map(|worker| Command::WorkerLost { worker }),
         Just(Command::RequeueRunning),
@@ -194,7 +200,7 @@ fn check(state: &ClusterState) -> std::result::Result<(), String> {
             for (t, task) in tasks.iter().enumerate() {
                 let history = &job.history[s][t];
                 if let TaskState::Running { attempt, .. } | TaskState::Done { attempt, .. } = task
-                    && *attempt > history.attempts
+                    && attempt.0 > history.attempts
                 {
                     return Err(format!("{} {s}/{t}: attempt {attempt} of {}", job.id, history.attempts));
                 }
@@ -211,7 +217,7 @@ fn check(state: &ClusterState) -> std::result::Result<(), String> {
                     worker,
                     copy: Some(copy),
                 } = task
-                    && (copy.worker == *worker || copy.attempt == *attempt || copy.attempt > history.attempts)
+                    && (copy.worker == *worker || copy.attempt == *attempt || copy.attempt.0 > history.attempts)
                 {
                     return Err(format!("{} {s}/{t}: a copy beside itself ({copy:?})", job.id));
                 }
@@ -276,23 +282,23 @@ fn a_speculated_task_whose_both_attempts_fail_without_counting_does_not_underflo
     let task = |command: fn(JobId) -> Command| command(job.clone());
     state.apply(task(|job| Command::StartTask {
         job,
-        stage: 0,
-        task: 0,
+        stage: StageId(0),
+        task: TaskId(0),
         worker: "worker-1".into(),
     }));
     state.apply(task(|job| Command::Speculate {
         job,
-        stage: 0,
-        task: 0,
+        stage: StageId(0),
+        task: TaskId(0),
         worker: "worker-2".into(),
     }));
     // Both attempts end in failures that do not count (a lost map output, a lost worker's).
     for attempt in [2, 1] {
         state.apply(Command::FailTask {
             job: job.clone(),
-            stage: 0,
-            task: 0,
-            attempt,
+            stage: StageId(0),
+            task: TaskId(0),
+            attempt: Attempt(attempt),
             message: "lost".into(),
             retryable: true,
             counts: false,
@@ -323,7 +329,7 @@ fn use_state(state: &mut ClusterState, commands: &[Command]) {
     let _ = state.live_datasets();
     let _ = state.running_per_worker();
     for job in state.jobs.keys().cloned().collect::<Vec<_>>() {
-        let _ = state.rival_attempt(&job, 0, 0, 1);
+        let _ = state.rival_attempt(&job, StageId(0), TaskId(0), Attempt(1));
     }
 }
 

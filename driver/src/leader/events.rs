@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ringleader_core::binary::CHUNK_BYTES;
-use ringleader_core::ids::JobId;
+use ringleader_core::ids::{JobId, StageId};
 use ringleader_core::proto::{self, job_event::Event};
 
 use ringleader_core::sync::lock;
@@ -84,9 +84,9 @@ impl DriverInner {
                 &worker,
                 proto::RunningTask {
                     job_id: job.to_string(),
-                    stage,
-                    task,
-                    attempt,
+                    stage: stage.0,
+                    task: task.0,
+                    attempt: attempt.0,
                 },
             )
             .await;
@@ -96,11 +96,11 @@ impl DriverInner {
     }
 
     /// Tells the job's client what changed and wakes the scheduler.
-    pub fn after_report(self: &Arc<Self>, job: &str, stage: u32) {
+    pub fn after_report(self: &Arc<Self>, job: &str, stage: StageId) {
         let events: Vec<Event> = {
             let state = self.state();
             let Some(record) = state.jobs.get(job) else { return };
-            let mut events = vec![Event::Stage(stage_progress(record, stage))];
+            let mut events = vec![Event::Stage(stage_progress(record, stage.0))];
             events.extend(final_events(record));
             events
         };

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ringleader_core::ids::{JobId, WorkerId};
+use ringleader_core::ids::{Attempt, JobId, StageId, TaskId, WorkerId};
 use ringleader_core::proto;
 
 use ringleader_core::sync::lock;
@@ -129,9 +129,9 @@ impl DriverInner {
             tokio::spawn(async move {
                 let (job, stage, task, attempt) = (
                     JobId::from(assignment.job_id.as_str()),
-                    assignment.stage_index,
-                    assignment.task,
-                    assignment.attempt,
+                    StageId(assignment.stage_index),
+                    TaskId(assignment.task),
+                    Attempt(assignment.attempt),
                 );
                 let result = match me.worker_client(&address) {
                     Ok(mut worker) => worker.launch_task(assignment).await.map(|_| ()),
@@ -193,13 +193,13 @@ fn stage_output(record: &JobRecord, plan: &ringleader_core::plan::StagePlan) -> 
 fn assignment_message(
     state: &ClusterState,
     record: &JobRecord,
-    stage: u32,
-    task: u32,
-    attempt: u32,
+    stage: StageId,
+    task: TaskId,
+    attempt: Attempt,
 ) -> proto::TaskAssignment {
-    let plan = &record.plan.stages[stage as usize];
+    let plan = &record.plan.stages[stage.index()];
     let inputs = record
-        .shuffle_inputs(stage as usize, task as usize)
+        .shuffle_inputs(stage.index(), task.index())
         .into_iter()
         .map(|(shuffle, workers)| {
             let field = |f: fn(&crate::state::WorkerRecord) -> &String| -> Vec<String> {
@@ -213,7 +213,7 @@ fn assignment_message(
                 locations: field(|r| &r.address),
                 shuffle_dirs: field(|r| &r.shuffle_dir),
                 machines: field(|r| &r.machine),
-                attempts: workers.iter().map(|(_, attempt)| *attempt).collect(),
+                attempts: workers.iter().map(|(_, attempt)| attempt.0).collect(),
             }
         })
         .collect();
@@ -223,12 +223,12 @@ fn assignment_message(
         args: record.args.clone(),
         env: record.env.clone().into_iter().collect(),
         working_dir: record.working_dir.clone(),
-        task_plan: postcard::to_stdvec(&plan.tasks[task as usize]).unwrap_or_default(),
+        task_plan: postcard::to_stdvec(&plan.tasks[task.index()]).unwrap_or_default(),
         stage_output: postcard::to_stdvec(&stage_output(record, plan)).unwrap_or_default(),
-        task,
-        attempt,
+        task: task.0,
+        attempt: attempt.0,
         inputs,
-        stage_index: stage,
+        stage_index: stage.0,
         stop: false,
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ringleader_core::ids::{JobId, WorkerId};
+use ringleader_core::ids::{JobId, StageId, WorkerId};
 use ringleader_core::proto;
 
 use ringleader_core::sync::lock;
@@ -183,7 +183,7 @@ impl DriverInner {
                 reason: reason.to_string(),
             };
             if self.write(cancel).await.is_ok() {
-                self.after_report(&job, 0);
+                self.after_report(&job, StageId(0));
                 self.stop_on_workers(&job);
             }
         }

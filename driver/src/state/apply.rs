@@ -3,7 +3,7 @@
 //! finish or fail (succeed, commit its dataset, fail for good) is decided here, and each
 //! applied attempt's start and end is noted in the driver's soft state.
 
-use ringleader_core::ids::{JobId, WorkerId};
+use ringleader_core::ids::{JobId, StageId, TaskId, WorkerId};
 use ringleader_core::plan::TaskValue;
 
 use super::job::{JobRecord, JobState, MAX_ATTEMPTS, MAX_FETCH_FAILURES, max_uncounted_failures, stored_output};
@@ -302,13 +302,13 @@ impl ClusterState {
     }
 
     /// A running job's task slot and its history.
-    fn running_task(&mut self, job: &str, stage: u32, task: u32) -> Option<(&mut TaskState, &mut TaskHistory)> {
+    fn running_task(&mut self, job: &str, stage: StageId, task: TaskId) -> Option<(&mut TaskState, &mut TaskHistory)> {
         let j = self.jobs.get_mut(job)?;
         if j.state != JobState::Running {
             return None;
         }
-        let slot = j.tasks.get_mut(stage as usize)?.get_mut(task as usize)?;
-        let history = j.history.get_mut(stage as usize)?.get_mut(task as usize)?;
+        let slot = j.tasks.get_mut(stage.index())?.get_mut(task.index())?;
+        let history = j.history.get_mut(stage.index())?.get_mut(task.index())?;
         Some((slot, history))
     }
 }
@@ -319,8 +319,8 @@ enum Noted {
     /// known once applied.
     Started {
         job: JobId,
-        stage: u32,
-        task: u32,
+        stage: StageId,
+        task: TaskId,
         speculative: bool,
     },
     /// An attempt ended (with its error if it failed).
@@ -374,7 +374,7 @@ impl Noted {
             Noted::Nothing => return,
         };
         let Some(record) = state.jobs.get(&job) else { return };
-        let (s, t) = (stage as usize, task as usize);
+        let (s, t) = (stage.index(), task.index());
         let running = record
             .tasks
             .get(s)

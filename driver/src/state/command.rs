@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use ringleader_core::ids::{JobId, WorkerId};
+use ringleader_core::ids::{Attempt, JobId, StageId, TaskId, WorkerId};
 use ringleader_core::plan::{JobPlan, TaskValue, Volume};
 use serde::{Deserialize, Serialize};
 
@@ -58,9 +58,9 @@ pub enum Command {
         /// Job id.
         job: JobId,
         /// Stage index.
-        stage: u32,
+        stage: StageId,
         /// Task index.
-        task: u32,
+        task: TaskId,
         /// Worker id (not the one running the first attempt).
         worker: WorkerId,
     },
@@ -69,9 +69,9 @@ pub enum Command {
         /// Job id.
         job: JobId,
         /// Stage index.
-        stage: u32,
+        stage: StageId,
         /// Task index.
-        task: u32,
+        task: TaskId,
         /// Worker id.
         worker: WorkerId,
     },
@@ -80,11 +80,11 @@ pub enum Command {
         /// Job id.
         job: JobId,
         /// Stage index.
-        stage: u32,
+        stage: StageId,
         /// Task index.
-        task: u32,
+        task: TaskId,
         /// The attempt.
-        attempt: u32,
+        attempt: Attempt,
         /// Its value.
         value: TaskValue,
         /// What it read.
@@ -95,11 +95,11 @@ pub enum Command {
         /// Job id.
         job: JobId,
         /// Stage index.
-        stage: u32,
+        stage: StageId,
         /// Task index.
-        task: u32,
+        task: TaskId,
         /// The attempt.
-        attempt: u32,
+        attempt: Attempt,
         /// Why.
         message: String,
         /// Whether another attempt may succeed.
@@ -136,11 +136,11 @@ pub enum Command {
         /// Job id.
         job: JobId,
         /// Stage index.
-        stage: u32,
+        stage: StageId,
         /// Task index.
-        task: u32,
+        task: TaskId,
         /// The attempt.
-        attempt: u32,
+        attempt: Attempt,
         /// The worker whose output could not be read.
         worker: WorkerId,
         /// What the reader saw.
@@ -160,7 +160,7 @@ pub enum Outcome {
     /// The new job's id.
     JobSubmitted(JobId),
     /// The attempt number of the started task.
-    TaskStarted(u32),
+    TaskStarted(Attempt),
     /// The command referred to something stale (an old attempt, a finished job): ignored.
     Stale,
     /// The outcomes of a [`Command::Batch`], in order.

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use ringleader_core::ids::{JobId, WorkerId};
+use ringleader_core::ids::{Attempt, JobId, WorkerId};
 use ringleader_core::plan::{JobPlan, StageOutput, TaskInput, TaskValue};
 use serde::{Deserialize, Serialize};
 
@@ -144,7 +144,7 @@ impl JobRecord {
 
     /// For each shuffle a task of `stage` reads: the worker holding each map task's output
     /// and the attempt that wrote it.
-    pub fn shuffle_inputs(&self, stage: usize, task: usize) -> Vec<(u32, Vec<(WorkerId, u32)>)> {
+    pub fn shuffle_inputs(&self, stage: usize, task: usize) -> Vec<(u32, Vec<(WorkerId, Attempt)>)> {
         let Some(TaskInput::Shuffle(read)) = self.plan.stages[stage].tasks.get(task).map(|t| &t.input) else {
             return Vec::new();
         };
@@ -162,7 +162,7 @@ impl JobRecord {
                             .iter()
                             .map(|t| match t {
                                 TaskState::Done { worker, attempt, .. } => (worker.clone(), *attempt),
-                                _ => (WorkerId::default(), 0),
+                                _ => (WorkerId::default(), Attempt(0)),
                             })
                             .collect()
                     })
@@ -256,15 +256,18 @@ mod tests {
             job.tasks[0][t].start(&mut job.history[0][t], worker.into());
         }
         assert_eq!(job.progress(), (0, 3));
-        assert!(job.tasks[0][1].finish(1, TaskValue::Count(5), Volume::default()));
+        assert!(job.tasks[0][1].finish(Attempt(1), TaskValue::Count(5), Volume::default()));
         assert_eq!(job.progress(), (1, 3));
         assert!(!job.stage_done(0));
         // A lost worker takes back what ran there; a final stage's output is needed by none.
         assert_eq!(job.lose_worker("w1", true), 2);
         assert_eq!(job.lose_worker("w2", true), 0, "its task is done");
         for t in [0, 2] {
-            assert_eq!(job.tasks[0][t].start(&mut job.history[0][t], "w2".into()), Some(2));
-            assert!(job.tasks[0][t].finish(2, TaskValue::Count(t as u64), Volume::default()));
+            assert_eq!(
+                job.tasks[0][t].start(&mut job.history[0][t], "w2".into()),
+                Some(Attempt(2))
+            );
+            assert!(job.tasks[0][t].finish(Attempt(2), TaskValue::Count(t as u64), Volume::default()));
         }
         assert!(job.stage_done(0));
         assert_eq!(

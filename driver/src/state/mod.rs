@@ -18,7 +18,7 @@ pub mod task;
 
 use std::collections::BTreeMap;
 
-use ringleader_core::ids::{JobId, WorkerId};
+use ringleader_core::ids::{Attempt, JobId, StageId, TaskId, WorkerId};
 use serde::{Deserialize, Serialize};
 
 pub use command::{Command, Outcome};
@@ -75,9 +75,15 @@ impl ClusterState {
 
     /// The attempt of a task running beside `attempt` (its speculative copy, or the
     /// original its copy runs beside), with its worker: what loses if `attempt` finishes.
-    pub fn rival_attempt(&self, job: &str, stage: u32, task: u32, attempt: u32) -> Option<(WorkerId, u32)> {
+    pub fn rival_attempt(
+        &self,
+        job: &str,
+        stage: StageId,
+        task: TaskId,
+        attempt: Attempt,
+    ) -> Option<(WorkerId, Attempt)> {
         let j = self.jobs.get(job).filter(|j| j.state == JobState::Running)?;
-        j.tasks.get(stage as usize)?.get(task as usize)?.rival(attempt)
+        j.tasks.get(stage.index())?.get(task.index())?.rival(attempt)
     }
 
     /// Dataset generations (`name/generation`) workers must keep: the committed ones and

@@ -8,7 +8,7 @@
 //! Each transition is a method here, refusing (`None` / `false`) a report about an attempt
 //! that is not the task's current one: such a report is stale.
 
-use ringleader_core::ids::WorkerId;
+use ringleader_core::ids::{Attempt, WorkerId};
 use ringleader_core::plan::{TaskValue, Volume};
 use serde::{Deserialize, Serialize};
 
@@ -20,7 +20,7 @@ pub enum TaskState {
     /// Sent to a worker.
     Running {
         /// Which attempt.
-        attempt: u32,
+        attempt: Attempt,
         /// On which worker.
         worker: WorkerId,
         /// A speculative copy running beside it on another worker, if any.
@@ -29,7 +29,7 @@ pub enum TaskState {
     /// Finished; its output (for map tasks) lives on `worker`.
     Done {
         /// The attempt that finished.
-        attempt: u32,
+        attempt: Attempt,
         /// Where it ran.
         worker: WorkerId,
         /// What it returned.
@@ -43,7 +43,7 @@ pub enum TaskState {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Speculative {
     /// Its attempt number.
-    pub attempt: u32,
+    pub attempt: Attempt,
     /// Where it runs.
     pub worker: WorkerId,
 }
@@ -63,12 +63,12 @@ pub struct TaskHistory {
 
 impl TaskState {
     /// Starts a pending task on `worker`: its attempt number, or `None` if it is not pending.
-    pub fn start(&mut self, history: &mut TaskHistory, worker: WorkerId) -> Option<u32> {
+    pub fn start(&mut self, history: &mut TaskHistory, worker: WorkerId) -> Option<Attempt> {
         if *self != TaskState::Pending {
             return None;
         }
         history.attempts += 1;
-        let attempt = history.attempts;
+        let attempt = Attempt(history.attempts);
         *self = TaskState::Running {
             attempt,
             worker,
@@ -80,7 +80,7 @@ impl TaskState {
     /// Starts a speculative copy of a running task on `worker` (not the original's, and
     /// only one copy): its attempt number. Speculation is not a failure: it uses up no
     /// attempts toward the limit.
-    pub fn speculate(&mut self, history: &mut TaskHistory, worker: WorkerId) -> Option<u32> {
+    pub fn speculate(&mut self, history: &mut TaskHistory, worker: WorkerId) -> Option<Attempt> {
         match self {
             TaskState::Running {
                 worker: original,
@@ -88,7 +88,7 @@ impl TaskState {
                 ..
             } if *original != worker => {
                 history.attempts += 1;
-                let attempt = history.attempts;
+                let attempt = Attempt(history.attempts);
                 *copy = Some(Speculative { attempt, worker });
                 Some(attempt)
             }
@@ -98,7 +98,7 @@ impl TaskState {
 
     /// `attempt` finished with `value`: the task is done on that attempt's worker. The first
     /// of an original and its copy to finish wins; `false` for a stale report.
-    pub fn finish(&mut self, attempt: u32, value: TaskValue, read: Volume) -> bool {
+    pub fn finish(&mut self, attempt: Attempt, value: TaskValue, read: Volume) -> bool {
         let winner = match self {
             TaskState::Running { attempt: a, worker, .. } if *a == attempt => worker.clone(),
             TaskState::Running { copy: Some(c), .. } if c.attempt == attempt => c.worker.clone(),
@@ -116,7 +116,7 @@ impl TaskState {
     /// `attempt` failed: the worker it ran on, or `None` for a stale report. A copy running
     /// beside it carries on as the task's attempt; otherwise the task is pending again.
     /// The failure is noted in `history` (and, if it `counts`, toward the attempt limit).
-    pub fn fail(&mut self, history: &mut TaskHistory, attempt: u32, counts: bool) -> Option<WorkerId> {
+    pub fn fail(&mut self, history: &mut TaskHistory, attempt: Attempt, counts: bool) -> Option<WorkerId> {
         let failed_on = match self {
             TaskState::Running {
                 attempt: a,
@@ -150,7 +150,7 @@ impl TaskState {
     /// pending, for the lost map output (its copy reads the same output, and is dropped);
     /// a copy's failure drops the copy and leaves the original running. `false` for a
     /// stale report.
-    pub fn fetch_failed(&mut self, attempt: u32) -> bool {
+    pub fn fetch_failed(&mut self, attempt: Attempt) -> bool {
         match self {
             TaskState::Running { attempt: a, .. } if *a == attempt => {
                 *self = TaskState::Pending;
@@ -210,7 +210,7 @@ impl TaskState {
     }
 
     /// Every attempt now running: the original, then its copy, each with its worker.
-    pub fn running_attempts(&self) -> Vec<(u32, &str)> {
+    pub fn running_attempts(&self) -> Vec<(Attempt, &str)> {
         match self {
             TaskState::Running { attempt, worker, copy } => std::iter::once((*attempt, worker.as_str()))
                 .chain(copy.as_ref().map(|c| (c.attempt, c.worker.as_str())))
@@ -221,7 +221,7 @@ impl TaskState {
 
     /// The attempt running beside `attempt` (its copy, or the original its copy runs
     /// beside), with its worker: what loses if `attempt` finishes.
-    pub fn rival(&self, attempt: u32) -> Option<(WorkerId, u32)> {
+    pub fn rival(&self, attempt: Attempt) -> Option<(WorkerId, Attempt)> {
         let TaskState::Running {
             attempt: a,
             worker,
@@ -251,10 +251,10 @@ mod tests {
 
     fn running(attempt: u32, worker: &str, copy: Option<(u32, &str)>) -> TaskState {
         TaskState::Running {
-            attempt,
+            attempt: Attempt(attempt),
             worker: worker.into(),
             copy: copy.map(|(attempt, worker)| Speculative {
-                attempt,
+                attempt: Attempt(attempt),
                 worker: worker.into(),
             }),
         }
@@ -263,15 +263,18 @@ mod tests {
     #[test]
     fn a_task_starts_once_and_finishes_on_its_current_attempt_only() {
         let (mut task, mut history) = (TaskState::Pending, TaskHistory::default());
-        assert_eq!(task.start(&mut history, "w1".into()), Some(1));
+        assert_eq!(task.start(&mut history, "w1".into()), Some(Attempt(1)));
         assert_eq!(task.start(&mut history, "w2".into()), None, "already running");
         assert!(
-            !task.finish(2, TaskValue::Count(1), Volume::default()),
+            !task.finish(Attempt(2), TaskValue::Count(1), Volume::default()),
             "a stale attempt"
         );
-        assert!(task.finish(1, TaskValue::Count(1), Volume::default()));
-        assert!(matches!(&task, TaskState::Done { worker, attempt: 1, .. } if worker == "w1"));
-        assert!(!task.finish(1, TaskValue::Count(1), Volume::default()), "done once");
+        assert!(task.finish(Attempt(1), TaskValue::Count(1), Volume::default()));
+        assert!(matches!(&task, TaskState::Done { worker, attempt: Attempt(1), .. } if worker == "w1"));
+        assert!(
+            !task.finish(Attempt(1), TaskValue::Count(1), Volume::default()),
+            "done once"
+        );
     }
 
     #[test]
@@ -286,12 +289,12 @@ mod tests {
             None,
             "not on the same worker"
         );
-        assert_eq!(task.speculate(&mut history, "w2".into()), Some(2));
+        assert_eq!(task.speculate(&mut history, "w2".into()), Some(Attempt(2)));
         assert_eq!(task.speculate(&mut history, "w3".into()), None, "one copy at a time");
-        assert_eq!(task.running_attempts(), vec![(1, "w1"), (2, "w2")]);
-        assert_eq!(task.rival(1), Some(("w2".into(), 2)));
-        assert_eq!(task.rival(2), Some(("w1".into(), 1)));
-        assert!(task.finish(2, TaskValue::Count(1), Volume::default()));
+        assert_eq!(task.running_attempts(), vec![(Attempt(1), "w1"), (Attempt(2), "w2")]);
+        assert_eq!(task.rival(Attempt(1)), Some(("w2".into(), Attempt(2))));
+        assert_eq!(task.rival(Attempt(2)), Some(("w1".into(), Attempt(1))));
+        assert!(task.finish(Attempt(2), TaskValue::Count(1), Volume::default()));
         assert!(matches!(&task, TaskState::Done { worker, .. } if worker == "w2"));
         assert_eq!(history.failures, 0, "speculation is not a failure");
     }
@@ -300,7 +303,7 @@ mod tests {
     fn when_one_of_two_attempts_fails_the_other_carries_on() {
         let mut history = TaskHistory::default();
         let mut task = running(1, "w1", Some((2, "w2")));
-        assert_eq!(task.fail(&mut history, 1, true), Some("w1".into()));
+        assert_eq!(task.fail(&mut history, Attempt(1), true), Some("w1".into()));
         assert_eq!(task, running(2, "w2", None));
         assert_eq!(
             (history.failures, history.failed_on.clone()),
@@ -308,12 +311,12 @@ mod tests {
         );
 
         let mut task = running(1, "w1", Some((2, "w2")));
-        assert_eq!(task.fail(&mut history, 2, false), Some("w2".into()));
+        assert_eq!(task.fail(&mut history, Attempt(2), false), Some("w2".into()));
         assert_eq!(task, running(1, "w1", None));
         assert_eq!(history.failures, 1, "an uncounted failure");
 
-        assert_eq!(task.fail(&mut history, 7, true), None, "a stale attempt");
-        assert_eq!(task.fail(&mut history, 1, true), Some("w1".into()));
+        assert_eq!(task.fail(&mut history, Attempt(7), true), None, "a stale attempt");
+        assert_eq!(task.fail(&mut history, Attempt(1), true), Some("w1".into()));
         assert_eq!(task, TaskState::Pending);
     }
 
@@ -333,7 +336,7 @@ mod tests {
             "a fetch failure leaves running tasks"
         );
 
-        let done = |task: &mut TaskState| task.finish(1, TaskValue::Count(1), Volume::default());
+        let done = |task: &mut TaskState| task.finish(Attempt(1), TaskValue::Count(1), Volume::default());
         assert!(done(&mut task));
         assert!(!task.lose_worker("w1", true, false), "output no stage needs stays");
         assert!(task.lose_worker("w1", false, true), "needed output is computed again");
@@ -343,21 +346,21 @@ mod tests {
     #[test]
     fn fetch_failures_and_a_new_leader_requeue_running_tasks() {
         let mut task = running(3, "w1", Some((4, "w2")));
-        assert!(!task.fetch_failed(1), "a stale attempt");
-        assert!(task.fetch_failed(4));
+        assert!(!task.fetch_failed(Attempt(1)), "a stale attempt");
+        assert!(task.fetch_failed(Attempt(4)));
         assert_eq!(
             task,
             running(3, "w1", None),
             "the copy is dropped, the original runs on"
         );
-        assert!(task.fetch_failed(3));
+        assert!(task.fetch_failed(Attempt(3)));
         assert_eq!(task, TaskState::Pending);
         let mut task = running(3, "w1", None);
         task.requeue();
         assert_eq!(task, TaskState::Pending);
         let mut done = TaskState::Pending;
         done.start(&mut TaskHistory::default(), "w1".into());
-        assert!(done.finish(1, TaskValue::Count(1), Volume::default()));
+        assert!(done.finish(Attempt(1), TaskValue::Count(1), Volume::default()));
         done.requeue();
         assert!(done.is_done(), "a finished task stays done");
     }

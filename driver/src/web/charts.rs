@@ -137,7 +137,7 @@ pub(super) fn timeline(attempts: &[(AttemptKey, AttemptSeen)], now: u64) -> Mark
                 @if let Some(row) = workers.iter().position(|w| seen.worker == *w) {
                     @let (x0, x1) = (x(seen.started_ms), x(seen.ended_ms.unwrap_or(now)));
                     rect x=(at(x0)) y=(at(lane * row as f64 + 3.0)) width=(at((x1 - x0).max(1.0)))
-                        height=(at(lane - 6.0)) fill=(COLORS[key.stage as usize % COLORS.len()])
+                        height=(at(lane - 6.0)) fill=(COLORS[key.stage.index() % COLORS.len()])
                         stroke=(if seen.error.is_some() { "#d00" } else { "none" }) stroke-width="2" opacity="0.8" {
                         title { "stage " (key.stage) " task " (key.task) " attempt " (key.attempt) }
                     }
@@ -168,9 +168,10 @@ mod tests {
 
     #[test]
     fn the_timeline_has_a_lane_per_worker_and_a_bar_per_attempt() {
+        use ringleader_core::ids::{Attempt, StageId, TaskId};
         let attempt = |task, attempt, worker: &str, started_ms, ended_ms, error: Option<&str>| {
             (
-                AttemptKey::new("job-000001", 0, task, attempt),
+                AttemptKey::new("job-000001", StageId(0), TaskId(task), Attempt(attempt)),
                 AttemptSeen {
                     worker: worker.into(),
                     started_ms,

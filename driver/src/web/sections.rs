@@ -3,7 +3,7 @@
 //! templates; numbers are formatted here.
 
 use maud::{Markup, html};
-use ringleader_core::ids::WorkerId;
+use ringleader_core::ids::{Attempt, WorkerId};
 use ringleader_core::plan::Volume;
 use ringleader_core::proto;
 
@@ -147,7 +147,7 @@ pub(super) struct TaskRow {
     stage: usize,
     partition: usize,
     state: &'static str,
-    attempt: u32,
+    attempt: Attempt,
     worker: WorkerId,
     read: Option<Volume>,
     rows: Option<u64>,
@@ -174,7 +174,7 @@ pub(super) fn task_rows(job: &JobRecord, seen: &[(AttemptKey, AttemptSeen)]) -> 
                 .cloned()
                 .unwrap_or_default();
             let (state, attempt, worker, read, volume) = match task {
-                TaskState::Pending => ("pending", 0, WorkerId::default(), None, None),
+                TaskState::Pending => ("pending", Attempt(0), WorkerId::default(), None, None),
                 TaskState::Running { attempt, worker, .. } => ("running", *attempt, worker.clone(), None, None),
                 TaskState::Done {
                     attempt,
@@ -185,7 +185,7 @@ pub(super) fn task_rows(job: &JobRecord, seen: &[(AttemptKey, AttemptSeen)]) -> 
             };
             let of_task = seen
                 .iter()
-                .filter(|(k, _)| k.stage as usize == stage && k.task as usize == partition);
+                .filter(|(k, _)| k.stage.index() == stage && k.task.index() == partition);
             let millis = of_task
                 .clone()
                 .find(|(k, _)| k.attempt == attempt)
