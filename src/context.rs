@@ -179,17 +179,7 @@ impl Context {
             && !self.engine.workers_see_local_files()?
         {
             let total = splits.iter().map(|(_, bytes)| bytes).sum();
-            let request = crate::transfer::PutRequest {
-                name: String::new(),
-                paths: Vec::new(),
-                format: Some(DatasetFormat::Arrow),
-                column: None,
-                splits,
-                partitions: 0,
-                replicas: 0,
-                overwrite: false,
-                progress: cluster.progress(),
-            };
+            let request = crate::transfer::PutRequest::of_splits(splits, cluster.progress());
             let what = format!("{} (the workers, on other machines, cannot see it)", path.display());
             let name = self.upload(cluster, &what, total, request)?;
             return self.stored(&name, Expect::Format(DatasetFormat::Arrow), None);
@@ -524,17 +514,7 @@ impl Context {
         {
             // Larger rows travel once, as a temporary stored dataset, not inside the plan
             // (which the driver group's log keeps).
-            let request = crate::transfer::PutRequest {
-                name: String::new(),
-                paths: Vec::new(),
-                format: Some(DatasetFormat::Arrow),
-                column: None,
-                splits,
-                partitions: 0,
-                replicas: 0,
-                overwrite: false,
-                progress: cluster.progress(),
-            };
+            let request = crate::transfer::PutRequest::of_splits(splits, cluster.progress());
             let name = self.upload(cluster, "the rows given to parallelize", total, request)?;
             return self.stored(&name, Expect::Format(DatasetFormat::Arrow), None);
         }

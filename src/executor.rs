@@ -197,19 +197,9 @@ fn run_assignment(
 /// The report for a task whose plan was built for another binary: none of its offsets is
 /// resolved, and the job fails (another attempt would meet the same binary).
 fn refuse(a: proto::TaskAssignment, own_hash: &str) -> proto::TaskReport {
-    proto::TaskReport {
-        outcome: Some(Outcome::Error(
-            TaskFailure::Fatal(format!(
-                "this executor is binary {own_hash}, but the plan was built for {}: refusing to run it",
-                a.binary_hash
-            ))
-            .to_proto(),
-        )),
-        job_id: a.job_id,
-        stage: a.stage_index,
-        task: a.task,
-        attempt: a.attempt,
-        worker_id: String::new(),
-        ..Default::default()
-    }
+    TaskFailure::Fatal(format!(
+        "this executor is binary {own_hash}, but the plan was built for {}: refusing to run it",
+        a.binary_hash
+    ))
+    .report_for(&a)
 }

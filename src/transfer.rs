@@ -49,6 +49,25 @@ pub struct PutRequest {
     pub progress: bool,
 }
 
+impl PutRequest {
+    /// Splits of a job's own typed sources (read here as Arrow batches, each with its share
+    /// of the input bytes), to store as a temporary Arrow dataset: name, partitions and
+    /// replicas are filled in when it is uploaded.
+    pub(crate) fn of_splits(splits: Vec<(Split, u64)>, progress: bool) -> PutRequest {
+        PutRequest {
+            name: String::new(),
+            paths: Vec::new(),
+            format: Some(DatasetFormat::Arrow),
+            column: None,
+            splits,
+            partitions: 0,
+            replicas: 0,
+            overwrite: false,
+            progress,
+        }
+    }
+}
+
 /// The format a file is read as when none is given: arrow for `*.arrow`/`*.ipc`, records
 /// for `*.dat`, text otherwise.
 pub(crate) fn guess_format(path: &Path) -> DatasetFormat {

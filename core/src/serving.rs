@@ -29,6 +29,14 @@ pub enum ServeError {
     /// The TLS configuration was refused by the server.
     #[error("TLS: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// A port could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// The token check for this process's services; refuses a non-loopback `listen` address
@@ -39,6 +47,19 @@ pub fn guard(listen: SocketAddr) -> Result<RequireToken, ServeError> {
         return Err(ServeError::Insecure(listen));
     }
     Ok(require)
+}
+
+/// The HTTP port (status pages, `/metrics`) at `at`, if one is asked for, under the same
+/// guard as the gRPC port: beyond loopback only with a cluster token to check.
+pub async fn bind_http(at: Option<SocketAddr>) -> Result<Option<TcpListener>, ServeError> {
+    let Some(address) = at else {
+        return Ok(None);
+    };
+    guard(address)?;
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|source| ServeError::Bind { address, source })?;
+    Ok(Some(listener))
 }
 
 /// `service`, refusing calls without the token.
@@ -64,4 +85,25 @@ pub fn server() -> Result<Server, ServeError> {
 /// ACKs (40 ms each on Linux), which would dominate a short job's latency.
 pub fn incoming(listener: TcpListener) -> TcpIncoming {
     TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_http_port_beyond_loopback_needs_a_token_like_the_grpc_port() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            // This test process has no cluster token.
+            let outside: SocketAddr = "192.0.2.1:9100".parse().expect("an address");
+            assert!(matches!(bind_http(Some(outside)).await, Err(ServeError::Insecure(a)) if a == outside));
+            assert!(bind_http(None).await.expect("nothing to bind").is_none());
+            let local = bind_http(Some("127.0.0.1:0".parse().expect("an address"))).await;
+            assert!(local.expect("loopback is allowed").is_some());
+        });
+    }
 }

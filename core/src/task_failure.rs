@@ -51,6 +51,18 @@ impl TaskFailure {
         }
     }
 
+    /// The report of attempt `a` ending with this failure.
+    pub fn report_for(&self, a: &proto::TaskAssignment) -> proto::TaskReport {
+        proto::TaskReport {
+            job_id: a.job_id.clone(),
+            stage: a.stage_index,
+            task: a.task,
+            attempt: a.attempt,
+            outcome: Some(proto::task_report::Outcome::Error(self.to_proto())),
+            ..Default::default()
+        }
+    }
+
     /// As the protocol carries it.
     pub fn to_proto(&self) -> proto::TaskError {
         let (message, retryable, counts, fetch_location) = match self {

@@ -164,16 +164,7 @@ pub async fn bind(config: DriverConfig) -> Result<BoundDriver, DriverError> {
         address: config.listen,
         source,
     })?;
-    let http = match config.http {
-        Some(at) => {
-            serving::guard(at)?;
-            let bound = web::bind(at)
-                .await
-                .map_err(|source| DriverError::Bind { address: at, source })?;
-            Some(bound)
-        }
-        None => None,
-    };
+    let http = serving::bind_http(config.http).await?;
     let http_address = http.as_ref().and_then(|l| l.local_addr().ok());
     let peers = match config.peers {
         Some(peers) => {

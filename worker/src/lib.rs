@@ -136,14 +136,7 @@ pub async fn bind(config: WorkerConfig) -> Result<BoundWorker, WorkerError> {
         address: config.listen,
         source,
     })?;
-    let http = match config.http {
-        Some(at) => Some(
-            TcpListener::bind(at)
-                .await
-                .map_err(|source| WorkerError::Bind { address: at, source })?,
-        ),
-        None => None,
-    };
+    let http = serving::bind_http(config.http).await?;
     let http_address = http.as_ref().and_then(|l| l.local_addr().ok());
     let advertised = config.advertise.clone().unwrap_or_else(|| address.to_string());
     let master = config.masters.join(",");

@@ -116,22 +116,11 @@ impl WorkerInner {
 
 /// The report of a task whose executor died (see [`TaskFailure::ExecutorLost`]).
 fn lost_report(lost: LostTask, alone: bool) -> proto::TaskReport {
-    let a = lost.assignment;
-    proto::TaskReport {
-        job_id: a.job_id,
-        stage: a.stage_index,
-        task: a.task,
-        attempt: a.attempt,
-        worker_id: String::new(),
-        outcome: Some(proto::task_report::Outcome::Error(
-            TaskFailure::ExecutorLost {
-                message: lost.message,
-                alone,
-            }
-            .to_proto(),
-        )),
-        ..Default::default()
+    TaskFailure::ExecutorLost {
+        message: lost.message,
+        alone,
     }
+    .report_for(&lost.assignment)
 }
 
 /// The `Worker` and `Executor` services.

@@ -15,7 +15,6 @@
 mod charts;
 mod sections;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -63,11 +62,6 @@ pub async fn serve(
         .fallback(not_found)
         .with_state(web);
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
-}
-
-/// Binds the web page's address.
-pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(address).await
 }
 
 #[derive(serde::Deserialize)]
