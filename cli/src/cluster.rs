@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::cluster_dir::{ClusterFile, NodeProcess, default_dir, token_path, use_cluster_token, write_file};
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
-use serde::{Deserialize, Serialize};
 
 /// `cluster` subcommands.
 #[derive(Debug, Subcommand)]
@@ -79,77 +79,6 @@ pub struct StatusArgs {
     /// The cluster directory.
     #[command(flatten)]
     pub dir: DirArgs,
-}
-
-/// The default cluster directory: `~/.ringleader/cluster`.
-pub fn default_dir() -> PathBuf {
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir)
-        .join(".ringleader/cluster")
-}
-
-/// One process `up` started.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct NodeProcess {
-    /// Its address.
-    pub address: String,
-    /// Its process id.
-    pub pid: u32,
-    /// Its data directory.
-    pub data_dir: PathBuf,
-}
-
-/// What `up` records in `cluster.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ClusterFile {
-    /// The drivers.
-    pub drivers: Vec<NodeProcess>,
-    /// The workers.
-    pub workers: Vec<NodeProcess>,
-    /// The CA certificate clients trust, when the cluster speaks TLS.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls_ca: Option<PathBuf>,
-}
-
-impl ClusterFile {
-    /// Drivers known only by their addresses (started by hand; pid 0: unknown).
-    pub fn of_drivers(master: &str) -> anyhow::Result<ClusterFile> {
-        let drivers = ringleader::client::parse_masters(master)?
-            .into_iter()
-            .map(|address| NodeProcess {
-                address,
-                pid: 0,
-                data_dir: PathBuf::new(),
-            })
-            .collect();
-        Ok(ClusterFile {
-            drivers,
-            workers: Vec::new(),
-            tls_ca: None,
-        })
-    }
-
-    /// Reads `dir/cluster.json`.
-    pub fn read(dir: &Path) -> anyhow::Result<ClusterFile> {
-        let path = dir.join("cluster.json");
-        let text = std::fs::read_to_string(&path).with_context(|| {
-            format!(
-                "no cluster recorded in {} (start one with `ringleader cluster up`)",
-                dir.display()
-            )
-        })?;
-        serde_json::from_str(&text).with_context(|| format!("{} is not a cluster file", path.display()))
-    }
-
-    /// The drivers' addresses, comma-separated (a value for `RINGLEADER_MASTER`).
-    pub fn masters(&self) -> String {
-        self.drivers
-            .iter()
-            .map(|d| d.address.as_str())
-            .collect::<Vec<_>>()
-            .join(",")
-    }
 }
 
 /// Runs a `cluster` subcommand.
@@ -395,13 +324,6 @@ fn write_token(dir: &Path, given: Option<&Path>) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-fn write_file(dir: &Path, file: &ClusterFile) -> anyhow::Result<()> {
-    let path = dir.join("cluster.json");
-    let temp = dir.join("cluster.json.tmp");
-    std::fs::write(&temp, serde_json::to_string_pretty(file)?)?;
-    std::fs::rename(&temp, &path).with_context(|| format!("writing {}", path.display()))
-}
-
 /// One driver's own status (not redirected: every driver answers for itself).
 pub(super) async fn fetch_status(master: &str) -> anyhow::Result<ringleader_core::proto::ClusterStatusReply> {
     let channel = ringleader_core::driver_group::driver_channel(master)?;
@@ -624,38 +546,5 @@ fn signal(pid: u32, sig: i32) {
     // SAFETY: kill(2) with a pid this cluster recorded and verified by its command line.
     unsafe {
         libc::kill(pid as i32, sig);
-    }
-}
-
-/// The token file `cluster up` writes in its directory.
-pub fn token_path(dir: &Path) -> PathBuf {
-    dir.join("token")
-}
-
-/// Makes the token of the cluster in `dir` this process's, unless the environment names
-/// one (`RINGLEADER_TOKEN`, `RINGLEADER_TOKEN_FILE`).
-pub fn use_cluster_token(dir: &Path) -> anyhow::Result<()> {
-    let from_env = std::env::var_os(ringleader_core::auth::TOKEN_ENV).is_some()
-        || std::env::var_os(ringleader_core::auth::TOKEN_FILE_ENV).is_some();
-    let path = token_path(dir);
-    if !from_env && path.exists() {
-        ringleader_core::auth::set_token(Some(ringleader_core::auth::read_token_file(&path)?));
-    }
-    if std::env::var_os(ringleader_core::tls::CA_ENV).is_none()
-        && let Ok(file) = ClusterFile::read(dir)
-        && let Some(ca) = &file.tls_ca
-    {
-        ringleader_core::tls::trust(ca)?;
-    }
-    Ok(())
-}
-
-/// The driver address to use: the flag, else `RINGLEADER_MASTER`, else the cluster in `dir`.
-/// Also takes the cluster token from `dir` when the environment gives none.
-pub fn resolve_master(flag: Option<String>, dir: &Path) -> anyhow::Result<String> {
-    use_cluster_token(dir)?;
-    match flag.or_else(|| std::env::var("RINGLEADER_MASTER").ok().filter(|m| !m.is_empty())) {
-        Some(m) => Ok(m),
-        None => Ok(ClusterFile::read(dir)?.masters()),
     }
 }

@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 use ringleader_core::proto;
 use ringleader_core::store::DatasetFormat;
 
-use super::cluster::{default_dir, resolve_master};
+use super::cluster_dir::{default_dir, resolve_master};
 use ringleader::transfer::{GetRequest, PutRequest};
 
 /// How `put` reads its input files.

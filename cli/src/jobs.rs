@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Args;
 use ringleader_core::proto;
 
-use super::cluster::resolve_master;
+use super::cluster_dir::resolve_master;
 use super::datasets::ListArgs;
 
 /// `ringleader job ID`.

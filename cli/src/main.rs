@@ -7,7 +7,9 @@
 //! depend on the `ringleader` library only, link none of the daemons, Raft or redb.
 //!
 //! ## Layout
-//! - [`cluster`]: `ringleader cluster up|status|down` and the cluster directory's file.
+//! - [`cluster`]: `ringleader cluster up|status|down`.
+//! - [`cluster_dir`]: the cluster directory (its file and token) and how clients find the
+//!   cluster from it.
 //! - [`nodes`]: `ringleader driver`, `ringleader worker` (the daemons, from their crates).
 //! - [`submit`]: `ringleader submit BINARY`.
 //! - [`datasets`]: `ringleader put|get|rm|datasets`.
@@ -17,6 +19,7 @@
 
 mod bench;
 mod cluster;
+mod cluster_dir;
 mod datasets;
 mod generate;
 mod jobs;

@@ -7,7 +7,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context as _, bail};
 use clap::Args;
 
-use super::cluster::default_dir;
+use super::cluster_dir::default_dir;
 
 /// `ringleader submit`.
 #[derive(Debug, Args)]
@@ -32,7 +32,7 @@ pub struct SubmitArgs {
 
 /// Runs `submit`; the exit status is the job's.
 pub fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
-    let master = super::cluster::resolve_master(args.master, &args.dir)?;
+    let master = super::cluster_dir::resolve_master(args.master, &args.dir)?;
     let binary = match (&args.example, &args.binary) {
         (Some(name), _) => build_example(name)?,
         (None, Some(path)) => path.clone(),
@@ -48,7 +48,7 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let mut command = Command::new(&binary);
-    let token = super::cluster::token_path(&args.dir);
+    let token = super::cluster_dir::token_path(&args.dir);
     if std::env::var_os(ringleader_core::auth::TOKEN_ENV).is_none()
         && std::env::var_os(ringleader_core::auth::TOKEN_FILE_ENV).is_none()
         && token.exists()

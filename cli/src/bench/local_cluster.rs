@@ -20,7 +20,7 @@ impl BenchCluster {
             .env("RINGLEADER_MASTER", &self.master)
             .env(
                 ringleader_core::auth::TOKEN_FILE_ENV,
-                crate::cluster::token_path(&self.dir),
+                crate::cluster_dir::token_path(&self.dir),
             )
             .env_remove(ringleader_core::auth::TOKEN_ENV)
     }

@@ -296,7 +296,7 @@ fn leader_kills(base: &Path, examples: &Path, kills: usize, token: &Path) -> any
         }
     }
     let cluster = BenchCluster::up_with(base.join("cluster-kills"), 2, 3, Some(token))?;
-    let file = crate::cluster::ClusterFile::read(&cluster.dir)?;
+    let file = crate::cluster_dir::ClusterFile::read(&cluster.dir)?;
     let mut drivers: Vec<DriverProcess> = file
         .drivers
         .iter()

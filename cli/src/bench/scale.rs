@@ -163,7 +163,7 @@ struct ExecutorPeaks {
 impl ExecutorPeaks {
     /// Starts sampling the executors of the cluster `up` recorded in `dir`.
     fn watch(dir: &std::path::Path) -> anyhow::Result<ExecutorPeaks> {
-        let workers: Vec<u32> = crate::cluster::ClusterFile::read(dir)?
+        let workers: Vec<u32> = crate::cluster_dir::ClusterFile::read(dir)?
             .workers
             .iter()
             .map(|w| w.pid)
