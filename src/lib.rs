@@ -22,12 +22,19 @@
 //! - [`dataset`]: [`Dataset`], its transformations and actions.
 //! - `engine`: what runs a plan (embedded or a cluster client): the seam between them.
 //! - [`config`]: [`Config`], engine settings and their `RINGLEADER_*` variables.
+//! - [`output_format`]: the `--output-format` choice the examples share.
 //! - `lineage`, `planner`, `embedded`, `progress`: the lazy DAG of how datasets derive,
 //!   cutting it into stages, running them in-process, showing progress.
 //! - [`client`]: reaching a cluster's driver group (its leader, with bounded patience).
 //! - `cluster`, `executor`: the client and executor sides of cluster mode (submitting a job
 //!   and following it; running its tasks in a worker's executor).
 //! - [`transfer`]: streaming datasets into the ring and out of it (`put`, `get`).
+//!
+//! A job's path: [`run`] builds a [`Context`] whose sources start [`Dataset`]s; their
+//! transformations grow a `lineage` DAG; an action has the `planner` cut it into a job plan
+//! and hands it to the context's `engine`, which runs it in-process (`embedded`) or submits
+//! it to a cluster (`cluster`), whose workers start this same binary as an executor
+//! (`executor`) to run its tasks.
 //!
 //! The `ringleader` command itself (cluster, driver and worker daemons, benchmarks) is the
 //! `ringleader-cli` crate: a job binary links none of the daemons, Raft or redb.

@@ -5,32 +5,43 @@
 //! the worker all build on it; the driver and the worker never depend on each other.
 //!
 //! ## Layout
-//! - [`shipped`]: closures as trampoline offsets from an anchor function.
+//! What a job is:
 //! - [`plan`]: stages, tasks, steps and outputs: plain, serialisable data.
-//! - [`data`]: the [`data::Data`] bound, chunks, and the row <-> Arrow codec.
-//! - [`record`]: the 100-byte gensort record.
-//! - [`source`]: listing inputs, cutting splits, reading text, records, Arrow IPC, Parquet, CSV.
-//! - [`ops`]: the typed trampolines behind every operator.
-//! - [`shuffle`]: shuffle sinks and transport; the embedded store with spill.
-//! - [`auth`]: the cluster token every RPC carries.
-//! - [`binary`]: content hashes of job binaries.
-//! - [`driver_group`]: reaching the leader of a driver group, following redirects.
-//! - [`cluster_shuffle`]: shuffle files on workers, read locally or over Arrow Flight.
-//! - [`flight`]: the one Flight `do_get` every remote read goes through.
-//! - [`exposition`]: Prometheus' text format for the daemons' `/metrics`.
-//! - [`proto`]: the gRPC protocol (generated).
-//! - [`exec`]: running one task (shared by the embedded engine and cluster executors).
-//! - [`output`]: atomic output commit.
-//! - [`tls`]: TLS between processes when certificates are given.
-//! - [`serving`]: what every node (driver, worker) does around serving (token guard, TLS, accepting).
-//! - [`ring`]: the consistent-hash ring.
-//! - [`ipc`]: Arrow IPC streams in memory.
-//! - [`machine`]: which processes share a filesystem (a machine identity).
-//! - [`store`]: stored datasets: URLs, formats, generations, Flight put/get of partitions.
-//! - [`error`]: the error type.
-//! - [`ids`]: what job ids and dataset names may be (they become directory names).
-//! - [`sync`]: the one lock helper (a poisoned lock still hands out its data).
-//! - [`task_failure`]: why a task attempt failed, in the kinds the driver acts on.
+//! - [`shipped`]: closures as trampoline offsets from an anchor function.
+//! - [`ops`]: the typed trampolines behind every operator (narrow steps, sinks, reduces,
+//!   external sorts, actions).
+//! - [`data`]: the [`data::Data`] bound, chunks, and the row <-> Arrow codec; [`record`]:
+//!   the 100-byte gensort record.
+//!
+//! Reading and writing:
+//! - [`source`]: listing inputs, cutting splits, reading text, records, Arrow IPC, Parquet,
+//!   CSV, stored datasets; [`mapped`]: memory-mapped inputs that fail a task, not the process.
+//! - [`output`]: the all-or-nothing commit of a job's output; [`ipc`]: Arrow IPC in memory.
+//! - [`store`]: stored datasets (`ringleader://NAME`): URLs, formats, generations, placement.
+//!
+//! Running a task:
+//! - [`exec`]: one task, the same embedded and on a cluster.
+//! - [`memory`]: the process's memory budget; [`spill`]: what operators write past it.
+//! - [`shuffle`]: sinks and the embedded shuffle; [`cluster_shuffle`]: shuffle files on
+//!   workers, read locally or over Flight; [`flight`]: the one Flight `do_get`.
+//! - [`results`]: large final results held on the worker that made them.
+//!
+//! Between processes:
+//! - [`proto`]: the gRPC protocol (generated); [`task_failure`]: the kinds of failure a task
+//!   reports; [`ids`]: typed ids and the names that become directories.
+//! - [`auth`]: the cluster token and job credentials; [`tls`] and [`tls_diagnosis`]: TLS and
+//!   what to say when the two ends disagree about it; [`serving`]: what every node does
+//!   around serving.
+//! - [`driver_group`]: reaching the leader of a driver group; [`binary`]: job binaries by
+//!   content hash; [`machine`]: which processes share a filesystem; [`ring`]: the
+//!   consistent-hash ring.
+//! - [`exposition`]: Prometheus' text format; [`clock`]: wall-clock time; [`sync`]: the lock
+//!   helper; [`error`]: the error type.
+//!
+//! A task's path: its plan names an input (a [`source::Split`] or a shuffle read), steps
+//! resolved through [`shipped`], and an output; [`exec::run`] opens the input, pipes chunks
+//! through the steps under the [`memory`] budget, and writes a shuffle or runs the job's
+//! action, whose large results stay on the worker ([`results`]) and travel by [`flight`].
 
 pub mod auth;
 pub mod binary;

@@ -16,6 +16,13 @@
 //! - [`views`]: the state as the protocol shows it.
 //! - [`web`], [`metrics`], [`commit_times`], [`observed`]: the status pages, `/metrics`, and
 //!   the soft state they show beside the replicated one.
+//!
+//! A job's path: the client's `SubmitJob` reaches [`service`], which commits it through the
+//! leader ([`leader`]) as a [`state::Command`]; every driver applies it
+//! ([`state::ClusterState::apply`]); the leader's loop asks the [`scheduler`] what can start,
+//! commits `StartTask`s and sends the tasks to workers; their reports come back to
+//! [`service`] as `FinishTask` / `FailTask` commands, and the client follows the job's
+//! events until its last stage is done.
 
 /// The largest message between drivers (an append, a snapshot): metadata only, since
 /// rows stay off the log (large results on workers, `parallelize` data as datasets).

@@ -12,6 +12,11 @@
 //! - [`counters`]: what the worker counts; [`metrics`] writes it in Prometheus' format and
 //!   [`http`] serves it.
 //!
+//! A task's path: the driver's `LaunchTask` reaches [`service`], which hands it to the job's
+//! executor ([`executors`]: one process of the job's own binary per job, started on its first
+//! task) through a queue the executor streams; the executor runs it and reports back through
+//! [`service`], which counts it ([`counters`]) and passes the report on to the driver.
+//!
 //! Data directory: `binaries/<hash>` (cached job binaries), `shuffle/<job>/…` (map output),
 //! `datasets/<name>/<generation>/part-<p>.arrow` (stored dataset partitions), `logs/<job>.stderr`
 //! (executors' stderr).

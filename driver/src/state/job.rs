@@ -69,7 +69,7 @@ pub struct JobRecord {
     pub submission: String,
     /// When it was accepted, Unix milliseconds.
     pub submitted_ms: u64,
-    /// Whether its values were dropped (see [`KEPT_RESULTS`]).
+    /// Whether its values were dropped (see [`super::KEPT_RESULTS`]).
     #[serde(default)]
     pub results_dropped: bool,
     /// Fetch failures so far (see [`MAX_FETCH_FAILURES`]).

@@ -9,8 +9,8 @@
 //! link `cluster up` prints) sets a session cookie and redirects; any request without a
 //! valid cookie gets 401 and a page saying how to log in.
 //!
-//! Pages are `maud` templates (compiled, escaping by default): [`sections`] holds the tables,
-//! [`charts`] the SVG pictures; this module routes, guards and lays out.
+//! Pages are `maud` templates (compiled, escaping by default): `sections` holds the tables,
+//! `charts` the SVG pictures; this module routes, guards and lays out.
 
 mod charts;
 mod sections;
