@@ -10,7 +10,7 @@ use clap::Args;
 
 use super::inputs::{BenchPlaces, ensure_numbers_input, ensure_sort_input, ensure_text_input, warm};
 use super::local_cluster::BenchCluster;
-use super::measure::{Measured, alternate, gb, last_line, measure, rate, with};
+use super::measure::{Measured, alternate, gb, last_line, measure, rate, sort_flags, with};
 use crate::generate::parse_size;
 
 /// `bench cluster`.
@@ -62,13 +62,7 @@ pub(super) fn cluster(args: ClusterArgs) -> anyhow::Result<ExitCode> {
     let embedded = |c: &mut Command| -> anyhow::Result<Measured> { measure(c.env_remove("RINGLEADER_MASTER")) };
     let runs = args.runs.max(1);
     let sort_out = base.join("out-sort-cluster");
-    let sort = |c: &mut Command| {
-        c.arg("--input")
-            .arg(&sort_in)
-            .arg("--output")
-            .arg(&sort_out)
-            .arg("--overwrite");
-    };
+    let sort = sort_flags(&sort_in, &sort_out);
     let sum = |c: &mut Command| {
         c.arg("--input").arg(&sum_in);
     };

@@ -2,6 +2,7 @@
 //! each run's own), medians, alternating two commands, and how figures are written.
 
 use std::io::Read;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,17 @@ pub(super) struct Measured {
     pub(super) elapsed: Duration,
     pub(super) peak_bytes: u64,
     pub(super) stdout: String,
+}
+
+/// The flags of the sort example reading `input` and writing `output` (replacing it).
+pub(super) fn sort_flags<'a>(input: &'a Path, output: &'a Path) -> impl Fn(&mut Command) + Copy + 'a {
+    move |c: &mut Command| {
+        c.arg("--input")
+            .arg(input)
+            .arg("--output")
+            .arg(output)
+            .arg("--overwrite");
+    }
 }
 
 /// Runs `command` to completion; its wall time and peak resident memory.
