@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use ringleader_core::cluster_shuffle::{BlockSource, ClusterShuffle, ShuffleFiles};
 use ringleader_core::exec::{TaskUnit, run};
+use ringleader_core::ids::{Attempt, JobId, StageId, TaskId};
 use ringleader_core::plan::{Ran, StageOutput, TaskPlan, Volume};
 use ringleader_core::proto::{self, executor_client::ExecutorClient, task_report::Outcome};
 use ringleader_core::sync::lock;
@@ -162,10 +163,10 @@ fn run_assignment(
                 stop: Some(stop),
             };
             let id = ringleader_core::results::ResultId {
-                job: a.job_id.clone(),
-                stage: a.stage_index,
-                task: a.task,
-                attempt: a.attempt,
+                job: JobId::from(a.job_id.as_str()),
+                stage: StageId(a.stage_index),
+                task: TaskId(a.task),
+                attempt: Attempt(a.attempt),
             };
             let held = |ran: Ran| {
                 read = ran.read;

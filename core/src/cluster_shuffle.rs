@@ -17,6 +17,7 @@ use arrow::record_batch::RecordBatch;
 
 use crate::data::{BatchStream, Chunk};
 use crate::error::{Error, Result};
+use crate::ids::{Attempt, JobId, TaskId};
 use crate::shuffle::{BlockWriter, ShuffleService};
 
 /// Where a worker keeps shuffle files:
@@ -30,13 +31,13 @@ pub struct ShuffleFiles {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlockId {
     /// The job.
-    pub job: String,
+    pub job: JobId,
     /// The shuffle within the job.
     pub shuffle: u32,
     /// The map task that wrote it.
-    pub map: u32,
+    pub map: TaskId,
     /// The map task's attempt whose output is read.
-    pub attempt: u32,
+    pub attempt: Attempt,
     /// The reduce partition.
     pub partition: u32,
 }
@@ -70,10 +71,10 @@ impl BlockId {
             return Err(bad());
         }
         Ok(BlockId {
-            job: job.to_string(),
+            job: JobId::from(job),
             shuffle: shuffle.parse().map_err(|_| bad())?,
-            map: map.parse().map_err(|_| bad())?,
-            attempt: attempt.parse().map_err(|_| bad())?,
+            map: TaskId(map.parse().map_err(|_| bad())?),
+            attempt: Attempt(attempt.parse().map_err(|_| bad())?),
             partition: partition.parse().map_err(|_| bad())?,
         })
     }
@@ -95,7 +96,7 @@ impl ShuffleFiles {
         self.root.join(job)
     }
 
-    fn map_dir(&self, job: &str, shuffle: u32, map: u32, attempt: u32) -> PathBuf {
+    fn map_dir(&self, job: &str, shuffle: u32, map: TaskId, attempt: Attempt) -> PathBuf {
         self.job_dir(job)
             .join(format!("shuffle-{shuffle}"))
             .join(format!("map-{map}.attempt-{attempt}"))
@@ -249,7 +250,9 @@ impl ShuffleService for ClusterShuffle {
     }
 
     fn writer(&self, shuffle: u32, map_task: u32) -> Box<dyn BlockWriter + '_> {
-        let final_dir = self.files.map_dir(&self.job, shuffle, map_task, self.attempt);
+        let final_dir = self
+            .files
+            .map_dir(&self.job, shuffle, TaskId(map_task), Attempt(self.attempt));
         let temp_dir = final_dir.with_file_name(format!("map-{map_task}.attempt-{}.tmp", self.attempt));
         Box::new(FileBlockWriter {
             final_dir,
@@ -275,10 +278,10 @@ impl ShuffleService for ClusterShuffle {
         Ok(Box::new(sources.into_iter().enumerate().flat_map(
             move |(map, source)| -> BatchStream {
                 let block = BlockId {
-                    job: job.clone(),
+                    job: JobId::from(job.as_str()),
                     shuffle,
-                    map: map as u32,
-                    attempt: source.attempt,
+                    map: TaskId::from(map),
+                    attempt: Attempt(source.attempt),
                     partition,
                 };
                 match open_block(&files, &local, &runtime, &source, &block) {
@@ -354,8 +357,8 @@ mod tests {
         BlockId {
             job: "job-000001".into(),
             shuffle: 0,
-            map: 0,
-            attempt,
+            map: TaskId(0),
+            attempt: Attempt(attempt),
             partition,
         }
     }

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use crate::cluster_shuffle::ShuffleFiles;
 use crate::data::BatchStream;
 use crate::error::{Error, Result};
-use crate::ids::valid_job_id;
+use crate::ids::{Attempt, JobId, StageId, TaskId, valid_job_id};
 use crate::plan::TaskValue;
 
 /// Results up to this size travel in the Raft log; larger ones stay on their worker.
@@ -29,13 +29,13 @@ pub const TICKET_PREFIX: &str = "result/";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResultId {
     /// The job.
-    pub job: String,
+    pub job: JobId,
     /// The stage.
-    pub stage: u32,
+    pub stage: StageId,
     /// The task.
-    pub task: u32,
+    pub task: TaskId,
     /// The attempt that made it.
-    pub attempt: u32,
+    pub attempt: Attempt,
 }
 
 impl ResultId {
@@ -59,10 +59,10 @@ impl ResultId {
         }
         let number = |s: &str| s.parse::<u32>().map_err(|_| bad());
         Ok(ResultId {
-            job: job.to_string(),
-            stage: number(stage)?,
-            task: number(task)?,
-            attempt: number(attempt)?,
+            job: JobId::from(job),
+            stage: StageId(number(stage)?),
+            task: TaskId(number(task)?),
+            attempt: Attempt(number(attempt)?),
         })
     }
 
@@ -71,7 +71,7 @@ impl ResultId {
         files
             .root()
             .join(RESULTS_DIR)
-            .join(&self.job)
+            .join(self.job.as_str())
             .join(format!("{}-{}-{}.arrows", self.stage, self.task, self.attempt))
     }
 }
@@ -147,9 +147,9 @@ mod tests {
     fn tickets_round_trip_and_refuse_paths() {
         let id = ResultId {
             job: "job-000001".into(),
-            stage: 2,
-            task: 7,
-            attempt: 1,
+            stage: StageId(2),
+            task: TaskId(7),
+            attempt: Attempt(1),
         };
         let ticket = id.ticket();
         let rest = ticket.strip_prefix(TICKET_PREFIX).expect("prefix");
@@ -165,9 +165,9 @@ mod tests {
         let files = ShuffleFiles::new(dir.path());
         let id = ResultId {
             job: "job-1".into(),
-            stage: 0,
-            task: 3,
-            attempt: 2,
+            stage: StageId(0),
+            task: TaskId(3),
+            attempt: Attempt(2),
         };
         let small = TaskValue::Batches(vec![1, 2, 3]);
         assert_eq!(hold_if_large(small.clone(), &id, &files, "w:1").expect("small"), small);
