@@ -168,3 +168,22 @@ fn example_refuses_existing_output_and_bad_flags() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("Usage"));
 }
+
+#[test]
+fn job_binaries_link_neither_the_daemons_nor_raft() {
+    // A job depends on the `ringleader` library alone (the command and its daemons are the
+    // `ringleader-cli` crate): none of their code, nor Raft's or its storage's, is linked.
+    for job in ["sort", "wordcount"] {
+        let bytes = std::fs::read(example(job)).unwrap();
+        for name in ["ringleader_driver", "ringleader_worker", "openraft", "redb"] {
+            let linked = bytes.windows(name.len()).any(|w| w == name.as_bytes());
+            assert!(!linked, "examples/{job} contains {name}");
+        }
+        // The check can see crate names: the core library's are there.
+        let core = b"ringleader_core";
+        assert!(
+            bytes.windows(core.len()).any(|w| w == core),
+            "examples/{job} names no crate"
+        );
+    }
+}
