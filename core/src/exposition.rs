@@ -15,6 +15,11 @@ impl Family<'_> {
         Family { out }
     }
 
+    /// A family of one sample, `name{labels} value`.
+    pub fn single(out: &mut String, name: &str, kind: &str, help: &str, labels: &[(&str, &str)], value: f64) {
+        Family::start(out, name, kind, help).sample(name, labels, value);
+    }
+
     /// Adds a sample of `name` (the family's, or a summary's `_count` / `_sum`) with
     /// `labels` (escaped here).
     pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) -> &mut Self {

@@ -13,20 +13,22 @@ pub fn render(inner: &DriverInner) -> String {
     let mut out = String::new();
     let metrics = inner.raft.metrics().borrow().clone();
     let leader = inner.require_leader().is_ok();
-    Family::start(
+    Family::single(
         &mut out,
         "ringleader_driver_is_leader",
         "gauge",
         "1 on the leader of the driver group.",
-    )
-    .sample("ringleader_driver_is_leader", &[], f64::from(u8::from(leader)));
-    Family::start(
+        &[],
+        f64::from(u8::from(leader)),
+    );
+    Family::single(
         &mut out,
         "ringleader_raft_term",
         "gauge",
         "The Raft term this driver is in.",
-    )
-    .sample("ringleader_raft_term", &[], metrics.current_term as f64);
+        &[],
+        metrics.current_term as f64,
+    );
     Family::start(
         &mut out,
         "ringleader_raft_index",
@@ -57,14 +59,11 @@ pub fn render(inner: &DriverInner) -> String {
     )
     .sample("ringleader_raft_commit_seconds_count", &[], commits.count() as f64)
     .sample("ringleader_raft_commit_seconds_sum", &[], commits.total().as_secs_f64());
-    Family::start(
+    Family::single(
         &mut out,
         "ringleader_raft_commit_seconds_max",
         "gauge",
         "The longest commit of this driver's proposals.",
-    )
-    .sample(
-        "ringleader_raft_commit_seconds_max",
         &[],
         commits.longest().as_secs_f64(),
     );
@@ -144,19 +143,21 @@ pub fn render(inner: &DriverInner) -> String {
     .sample("ringleader_tasks", &[("state", "pending")], pending as f64)
     .sample("ringleader_tasks", &[("state", "running")], running as f64)
     .sample("ringleader_tasks", &[("state", "done")], done as f64);
-    Family::start(
+    Family::single(
         &mut out,
         "ringleader_task_attempts_total",
         "counter",
         "Task attempts started, over the jobs the cluster remembers.",
-    )
-    .sample("ringleader_task_attempts_total", &[], attempts as f64);
-    Family::start(
+        &[],
+        attempts as f64,
+    );
+    Family::single(
         &mut out,
         "ringleader_shuffle_written_bytes_total",
         "counter",
         "Bytes map tasks wrote into shuffles, over the jobs the cluster remembers.",
-    )
-    .sample("ringleader_shuffle_written_bytes_total", &[], shuffled as f64);
+        &[],
+        shuffled as f64,
+    );
     out
 }

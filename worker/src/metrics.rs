@@ -29,42 +29,39 @@ fn bytes_under(dir: &Path) -> u64 {
 pub fn render(inner: &WorkerInner, slots: u32) -> String {
     let mut out = String::new();
     let c = &inner.counters;
-    let load = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
     let id = inner.worker_id();
     let me = [("worker", id.as_str())];
-    let gauge = |out: &mut String, name: &str, help: &str, value: f64| {
-        Family::start(out, name, "gauge", help).sample(name, &me, value);
-    };
-    gauge(
-        &mut out,
-        "ringleader_worker_slots",
-        "Tasks this worker runs at once.",
-        f64::from(slots),
-    );
-    gauge(
-        &mut out,
-        "ringleader_worker_running_tasks",
-        "Tasks running in this worker's executors.",
-        f64::from(inner.executors.running()),
-    );
-    gauge(
-        &mut out,
-        "ringleader_worker_heartbeat_age_seconds",
-        "Time since the driver last answered this worker's heartbeat (-1: never).",
-        c.heartbeat_age().unwrap_or(-1.0),
-    );
-    gauge(
-        &mut out,
-        "ringleader_worker_shuffle_disk_bytes",
-        "Bytes of shuffle files (map output, spills, held results) on this worker's disk now.",
-        bytes_under(&inner.shuffle_dir()) as f64,
-    );
-    gauge(
-        &mut out,
-        "ringleader_worker_dataset_disk_bytes",
-        "Bytes of stored dataset partitions on this worker's disk now.",
-        bytes_under(&inner.dataset_dir()) as f64,
-    );
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
+    let gauges = [
+        (
+            "ringleader_worker_slots",
+            "Tasks this worker runs at once.",
+            f64::from(slots),
+        ),
+        (
+            "ringleader_worker_running_tasks",
+            "Tasks running in this worker's executors.",
+            f64::from(inner.executors.running()),
+        ),
+        (
+            "ringleader_worker_heartbeat_age_seconds",
+            "Time since the driver last answered this worker's heartbeat (-1: never).",
+            c.heartbeat_age().unwrap_or(-1.0),
+        ),
+        (
+            "ringleader_worker_shuffle_disk_bytes",
+            "Bytes of shuffle files (map output, spills, held results) on this worker's disk now.",
+            bytes_under(&inner.shuffle_dir()) as f64,
+        ),
+        (
+            "ringleader_worker_dataset_disk_bytes",
+            "Bytes of stored dataset partitions on this worker's disk now.",
+            bytes_under(&inner.dataset_dir()) as f64,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        Family::single(&mut out, name, "gauge", help, &me, value);
+    }
     Family::start(
         &mut out,
         "ringleader_worker_tasks_total",
@@ -114,7 +111,7 @@ pub fn render(inner: &WorkerInner, slots: u32) -> String {
         ),
     ];
     for (name, help, value) in counters {
-        Family::start(&mut out, name, "counter", help).sample(name, &me, value);
+        Family::single(&mut out, name, "counter", help, &me, value);
     }
     out
 }

@@ -375,16 +375,13 @@ impl Noted {
         };
         let Some(record) = state.jobs.get(&job) else { return };
         let (s, t) = (stage.index(), task.index());
-        let running = record
+        // The original's attempt, or the copy's (the second running).
+        let started = record
             .tasks
             .get(s)
             .and_then(|ts| ts.get(t))
-            .map(TaskState::running_attempts)
-            .unwrap_or_default();
-        // The original's attempt, or the copy's (the second running).
-        let started = running
-            .get(usize::from(speculative))
-            .map(|(attempt, worker)| (*attempt, worker.to_string()));
+            .and_then(|task| task.running_attempts().nth(usize::from(speculative)))
+            .map(|(attempt, worker)| (attempt, WorkerId::from(worker)));
         if let Some((attempt, worker)) = started {
             state
                 .observed

@@ -210,13 +210,15 @@ impl TaskState {
     }
 
     /// Every attempt now running: the original, then its copy, each with its worker.
-    pub fn running_attempts(&self) -> Vec<(Attempt, &str)> {
-        match self {
-            TaskState::Running { attempt, worker, copy } => std::iter::once((*attempt, worker.as_str()))
-                .chain(copy.as_ref().map(|c| (c.attempt, c.worker.as_str())))
-                .collect(),
-            _ => Vec::new(),
-        }
+    pub fn running_attempts(&self) -> impl Iterator<Item = (Attempt, &str)> {
+        let (original, copy) = match self {
+            TaskState::Running { attempt, worker, copy } => (
+                Some((*attempt, worker.as_str())),
+                copy.as_ref().map(|c| (c.attempt, c.worker.as_str())),
+            ),
+            _ => (None, None),
+        };
+        original.into_iter().chain(copy)
     }
 
     /// The attempt running beside `attempt` (its copy, or the original its copy runs
@@ -291,7 +293,10 @@ mod tests {
         );
         assert_eq!(task.speculate(&mut history, "w2".into()), Some(Attempt(2)));
         assert_eq!(task.speculate(&mut history, "w3".into()), None, "one copy at a time");
-        assert_eq!(task.running_attempts(), vec![(Attempt(1), "w1"), (Attempt(2), "w2")]);
+        assert_eq!(
+            task.running_attempts().collect::<Vec<_>>(),
+            vec![(Attempt(1), "w1"), (Attempt(2), "w2")]
+        );
         assert_eq!(task.rival(Attempt(1)), Some(("w2".into(), Attempt(2))));
         assert_eq!(task.rival(Attempt(2)), Some(("w1".into(), Attempt(1))));
         assert!(task.finish(Attempt(2), TaskValue::Count(1), Volume::default()));
