@@ -326,11 +326,11 @@ impl Context {
     /// # Examples
     /// ```
     /// # use std::sync::Arc;
-    /// # use arrow::array::Int64Array;
-    /// # use arrow::record_batch::RecordBatch;
+    /// # use arrow_array::Int64Array;
+    /// # use arrow_array::RecordBatch;
     /// let dir = tempfile::tempdir().unwrap();
     /// let batch = RecordBatch::try_from_iter([("v", Arc::new(Int64Array::from(vec![1, 2, 3])) as _)]).unwrap();
-    /// let mut w = arrow::ipc::writer::FileWriter::try_new(
+    /// let mut w = arrow_ipc::writer::FileWriter::try_new(
     ///     std::fs::File::create(dir.path().join("n.arrow")).unwrap(), &batch.schema()).unwrap();
     /// w.write(&batch).unwrap();
     /// w.finish().unwrap();
@@ -352,14 +352,14 @@ impl Context {
     /// # Examples
     /// ```
     /// # use std::sync::Arc;
-    /// # use arrow::array::{Int64Array, StringArray};
-    /// # use arrow::record_batch::RecordBatch;
+    /// # use arrow_array::{Int64Array, StringArray};
+    /// # use arrow_array::RecordBatch;
     /// let dir = tempfile::tempdir().unwrap();
     /// let batch = RecordBatch::try_from_iter([
     ///     ("name", Arc::new(StringArray::from(vec!["a", "b"])) as _),
     ///     ("qty", Arc::new(Int64Array::from(vec![40, 2])) as _),
     /// ]).unwrap();
-    /// let mut w = arrow::ipc::writer::FileWriter::try_new(
+    /// let mut w = arrow_ipc::writer::FileWriter::try_new(
     ///     std::fs::File::create(dir.path().join("t.arrow")).unwrap(), &batch.schema()).unwrap();
     /// w.write(&batch).unwrap();
     /// w.finish().unwrap();
@@ -381,21 +381,22 @@ impl Context {
     /// group. Where the workers cannot see the client's files, the rows are read here and
     /// travel as a temporary Arrow dataset; `ringleader://NAME` reads a stored Arrow dataset.
     ///
+    /// Needs the `parquet` feature; without it, this fails with [`Error::FeatureOff`](crate::Error).
+    ///
     /// # Examples
     /// ```
-    /// # use std::sync::Arc;
-    /// # use arrow::array::Int64Array;
-    /// # use arrow::record_batch::RecordBatch;
     /// #[derive(serde::Serialize, serde::Deserialize)]
     /// struct Row { v: i64 }
     /// let dir = tempfile::tempdir().unwrap();
-    /// let batch = RecordBatch::try_from_iter([("v", Arc::new(Int64Array::from(vec![1, 2, 3])) as _)]).unwrap();
-    /// let file = std::fs::File::create(dir.path().join("t.parquet")).unwrap();
-    /// let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
-    /// w.write(&batch).unwrap();
-    /// w.close().unwrap();
     /// let ctx = ringleader::Context::embedded();
-    /// assert_eq!(ctx.parquet_files::<Row>(dir.path()).unwrap().map(|r| r.v).sum().unwrap(), 6);
+    /// let rows = ctx.parallelize(vec![Row { v: 1 }, Row { v: 2 }, Row { v: 3 }], 2).unwrap();
+    /// let written = rows.save_parquet(dir.path().join("t"));
+    /// if cfg!(feature = "parquet") {
+    ///     written.unwrap();
+    ///     assert_eq!(ctx.parquet_files::<Row>(dir.path().join("t")).unwrap().map(|r| r.v).sum().unwrap(), 6);
+    /// } else {
+    ///     assert!(matches!(written, Err(ringleader::Error::FeatureOff { feature: "parquet", .. })));
+    /// }
     /// ```
     pub fn parquet_files<T: Data>(&self, path: impl AsRef<Path>) -> Result<Dataset<T>> {
         self.typed_source(path.as_ref(), || {
@@ -524,6 +525,6 @@ impl Context {
 }
 
 /// The Arrow schema of `T`'s fields, as CSV columns.
-fn csv_schema<T: Data>() -> ringleader_core::Result<arrow::datatypes::SchemaRef> {
+fn csv_schema<T: Data>() -> ringleader_core::Result<arrow_schema::SchemaRef> {
     ringleader_core::data::table_schema::<T>()
 }

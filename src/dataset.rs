@@ -558,6 +558,7 @@ impl<T: Data> Dataset<T> {
                 std::any::type_name::<T>()
             ))
         })?;
+        format.check_built()?;
         let parquet = format == Columnar::Parquet;
         if parquet && ringleader_core::store::parse_url(&output.dir).is_some() {
             return Err(crate::Error::Config(format!(
@@ -600,7 +601,7 @@ impl<T: Data> Dataset<T> {
             let name = format!("{stem}.parquet");
             let path = commit.staging().join(&name);
             let file = std::fs::File::open(&arrow).map_err(|e| crate::Error::io(&arrow, e))?;
-            let reader = arrow::ipc::reader::FileReader::try_new(std::io::BufReader::new(file), None)
+            let reader = arrow_ipc::reader::FileReader::try_new(std::io::BufReader::new(file), None)
                 .map_err(|e| crate::Error::io(&arrow, std::io::Error::other(e.to_string())))?;
             let schema = reader.schema();
             bytes += ringleader_core::output::write_file(commit.staging(), &name, 0, |out| {
@@ -640,7 +641,8 @@ impl<T: Data> Dataset<T> {
     /// Writes the rows as Parquet (Snappy-compressed), column by column (a struct's fields
     /// become columns), into `part-00000.parquet`, `part-00001.parquet`, … (one per
     /// partition) under `output`. The output appears only when the whole job succeeded.
-    /// DuckDB, Polars, pyarrow and Spark read it.
+    /// DuckDB, Polars, pyarrow and Spark read it. Needs the `parquet` feature; without it,
+    /// this fails with [`Error::FeatureOff`](crate::Error) before any task runs.
     ///
     /// # Examples
     /// ```
@@ -649,9 +651,14 @@ impl<T: Data> Dataset<T> {
     /// let dir = tempfile::tempdir().unwrap();
     /// let ctx = ringleader::Context::embedded();
     /// let counts = ctx.parallelize(vec![Count { word: "a".into(), count: 2 }], 1).unwrap();
-    /// let saved = counts.save_parquet(dir.path().join("out")).unwrap();
-    /// assert_eq!(saved.rows, 1);
-    /// assert!(dir.path().join("out/part-00000.parquet").exists());
+    /// let saved = counts.save_parquet(dir.path().join("out"));
+    /// if cfg!(feature = "parquet") {
+    ///     assert_eq!(saved.unwrap().rows, 1);
+    ///     assert!(dir.path().join("out/part-00000.parquet").exists());
+    /// } else {
+    ///     assert!(saved.is_err());
+    ///     assert!(!dir.path().join("out").exists(), "nothing is written");
+    /// }
     /// ```
     pub fn save_parquet(&self, output: impl Into<Output>) -> Result<Saved> {
         self.save_columnar(output.into(), Columnar::Parquet)
@@ -852,5 +859,31 @@ pub(crate) fn collect_output<T: Data>() -> StageOutput {
     StageOutput::Action {
         f: ship!(action::collect::<T> as ActionFn),
         state: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Without the `parquet` feature, `save_parquet` fails before any task runs, naming the
+    /// feature, and leaves no output; with it, the file is written.
+    #[test]
+    fn save_parquet_needs_the_feature_and_says_so_before_running() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let out = dir.path().join("out");
+        let ctx = crate::Context::embedded();
+        let rows = ctx.parallelize(vec![1i64, 2, 3], 2).expect("parallelize");
+        let saved = rows.save_parquet(out.as_path());
+        if cfg!(feature = "parquet") {
+            assert_eq!(saved.expect("saved").rows, 3);
+            assert!(out.join("part-00000.parquet").exists());
+        } else {
+            let error = saved.expect_err("no parquet feature");
+            assert!(
+                matches!(error, crate::Error::FeatureOff { feature: "parquet", .. }),
+                "{error}"
+            );
+            assert!(error.to_string().contains("--features parquet"), "{error}");
+            assert!(!out.exists(), "nothing written");
+        }
     }
 }

@@ -7,8 +7,8 @@
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
-use arrow::datatypes::SchemaRef;
-use arrow::record_batch::RecordBatch;
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
 use futures::StreamExt;
 use ringleader_core::data::Chunk;
 use ringleader_core::driver_group::DriverGroup;
@@ -207,7 +207,7 @@ fn read_files(
             DatasetFormat::Arrow => {
                 let reader = std::fs::File::open(file).map_err(|e| Error::io(file, e))?;
                 let reader =
-                    arrow::ipc::reader::FileReader::try_new(std::io::BufReader::with_capacity(1 << 20, reader), None)
+                    arrow_ipc::reader::FileReader::try_new(std::io::BufReader::with_capacity(1 << 20, reader), None)
                         .map_err(|e| Error::format(file, e))?;
                 let schema = reader.schema();
                 let index = match column {

@@ -12,8 +12,8 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::path::PathBuf;
 
-use arrow::ipc::writer::FileWriter;
-use arrow::record_batch::RecordBatch;
+use arrow_array::RecordBatch;
+use arrow_ipc::writer::FileWriter;
 
 use crate::data::{BatchStream, Chunk};
 use crate::error::{Error, Result};
@@ -334,7 +334,7 @@ pub fn remove_job(files: &ShuffleFiles, job: &str) {
 mod tests {
     use std::sync::Arc;
 
-    use arrow::array::{Array, Int64Array};
+    use arrow_array::{Array, Int64Array};
 
     use super::*;
 

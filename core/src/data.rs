@@ -9,12 +9,13 @@ use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 
-use arrow::array::{
-    Array, ArrayRef, AsArray, FixedSizeBinaryArray, Float64Array, Int64Array, StringArray, StringBuilder, UInt64Array,
-};
-use arrow::buffer::Buffer;
-use arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Int64Type, Schema, UInt64Type};
-use arrow::record_batch::RecordBatch;
+use arrow_array::RecordBatch;
+use arrow_array::builder::StringBuilder;
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type, UInt64Type};
+use arrow_array::{Array, ArrayRef, FixedSizeBinaryArray, Float64Array, Int64Array, StringArray, UInt64Array};
+use arrow_buffer::Buffer;
+use arrow_schema::{DataType, Field, FieldRef, Schema};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_arrow::schema::{SchemaLike, TracingOptions};
@@ -223,7 +224,7 @@ pub fn encode<T: Data>(rows: &[T]) -> Result<RecordBatch> {
 }
 
 /// The schema [`encode`] gives rows of `T` (that of an empty batch of them).
-pub fn schema_of<T: Data>() -> Result<arrow::datatypes::SchemaRef> {
+pub fn schema_of<T: Data>() -> Result<arrow_schema::SchemaRef> {
     Ok(encode_vec(Vec::<T>::new())?.schema())
 }
 
@@ -270,7 +271,7 @@ pub fn tracing_options() -> TracingOptions {
 }
 
 /// The Arrow schema of `T`'s fields as top-level columns (e.g. the columns of a CSV file).
-pub fn table_schema<T: Data>() -> Result<arrow::datatypes::SchemaRef> {
+pub fn table_schema<T: Data>() -> Result<arrow_schema::SchemaRef> {
     let fields = Vec::<FieldRef>::from_type::<T>(tracing_options()).map_err(|e| {
         Error::Codec(format!(
             "{} has no table schema (a struct with named fields is needed): {e}",

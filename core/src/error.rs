@@ -63,12 +63,22 @@ pub enum Error {
         /// What was wrong with it.
         message: String,
     },
+    /// The job binary was built without the cargo feature a format needs.
+    #[error(
+        "{what} needs ringleader's `{feature}` feature, which this binary was built without: build it with `--features {feature}` (or `features = [\"{feature}\"]` on its ringleader dependency)"
+    )]
+    FeatureOff {
+        /// What was asked for (reading or writing a format).
+        what: &'static str,
+        /// The cargo feature that provides it.
+        feature: &'static str,
+    },
     /// Rows could not be converted to or from Arrow.
     #[error("arrow conversion: {0}")]
     Codec(String),
     /// An Arrow kernel or IPC operation failed.
     #[error("arrow: {0}")]
-    Arrow(#[from] arrow::error::ArrowError),
+    Arrow(#[from] arrow_schema::ArrowError),
     /// The output directory exists and overwriting was not asked for.
     #[error("output {0} already exists; pass --overwrite (Output::overwrite(true)) to replace it")]
     OutputExists(PathBuf),
@@ -136,7 +146,7 @@ impl Error {
     pub fn is_io(&self) -> bool {
         matches!(
             self,
-            Error::Io { .. } | Error::Arrow(arrow::error::ArrowError::IoError(..))
+            Error::Io { .. } | Error::Arrow(arrow_schema::ArrowError::IoError(..))
         )
     }
 

@@ -211,7 +211,7 @@ struct CountingWriter<'a> {
 }
 
 impl crate::shuffle::BlockWriter for CountingWriter<'_> {
-    fn write(&mut self, partition: u32, batch: arrow::record_batch::RecordBatch) -> Result<()> {
+    fn write(&mut self, partition: u32, batch: arrow_array::RecordBatch) -> Result<()> {
         *self.rows += batch.num_rows() as u64;
         *self.bytes += batch_bytes(&batch);
         self.inner.write(partition, batch)

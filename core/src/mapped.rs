@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::Once;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
-use arrow::buffer::Buffer;
+use arrow_buffer::Buffer;
 
 use crate::error::{Error, Result};
 

@@ -102,7 +102,7 @@ pub fn hold_if_large(value: TaskValue, id: &ResultId, files: &ShuffleFiles, addr
 pub fn read_held(files: &ShuffleFiles, id: &ResultId) -> Result<BatchStream> {
     let path = id.path(files);
     let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
-    let reader = arrow::ipc::reader::StreamReader::try_new(std::io::BufReader::new(file), None)?;
+    let reader = arrow_ipc::reader::StreamReader::try_new(std::io::BufReader::new(file), None)?;
     Ok(Box::new(reader.map(|b| b.map_err(Error::from))))
 }
 
@@ -171,9 +171,9 @@ mod tests {
         };
         let small = TaskValue::Batches(vec![1, 2, 3]);
         assert_eq!(hold_if_large(small.clone(), &id, &files, "w:1").expect("small"), small);
-        let batch = arrow::record_batch::RecordBatch::try_from_iter([(
+        let batch = arrow_array::RecordBatch::try_from_iter([(
             "v",
-            std::sync::Arc::new(arrow::array::Int64Array::from_iter_values(0..20_000)) as _,
+            std::sync::Arc::new(arrow_array::Int64Array::from_iter_values(0..20_000)) as _,
         )])
         .expect("batch");
         let bytes = crate::ipc::to_stream_bytes(std::slice::from_ref(&batch)).expect("ipc");

@@ -7,9 +7,9 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
-use arrow::ipc::reader::FileReader;
-use arrow::ipc::writer::FileWriter;
-use arrow::record_batch::RecordBatch;
+use arrow_array::RecordBatch;
+use arrow_ipc::reader::FileReader;
+use arrow_ipc::writer::FileWriter;
 
 use crate::data::{BatchStream, Data, encode};
 use crate::error::{Error, Result};
@@ -85,7 +85,7 @@ impl SpillWriter {
         }))
     }
 
-    fn failed(&self, e: arrow::error::ArrowError) -> Error {
+    fn failed(&self, e: arrow_schema::ArrowError) -> Error {
         Error::Io {
             path: self.path.clone(),
             source: std::io::Error::other(e.to_string()),

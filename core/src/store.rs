@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use arrow::record_batch::RecordBatch;
+use arrow_array::RecordBatch;
 use arrow_flight::FlightDescriptor;
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::encode::FlightDataEncoderBuilder;
@@ -160,7 +160,7 @@ impl PartitionId {
 pub async fn put_partition(
     address: &str,
     id: &PartitionId,
-    schema: arrow::datatypes::SchemaRef,
+    schema: arrow_schema::SchemaRef,
     batches: futures::stream::BoxStream<'static, Result<RecordBatch>>,
 ) -> Result<()> {
     let failed = |message: String| Error::FetchFailed {
@@ -218,11 +218,11 @@ pub async fn write_flight(path: PathBuf, mut stream: FlightRecordBatchStream, fr
 pub fn read_ipc_file(
     path: &Path,
 ) -> Result<(
-    arrow::datatypes::SchemaRef,
+    arrow_schema::SchemaRef,
     impl Iterator<Item = Result<RecordBatch>> + Send + 'static + use<>,
 )> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let reader = arrow::ipc::reader::FileReader::try_new(std::io::BufReader::with_capacity(1 << 20, file), None)
+    let reader = arrow_ipc::reader::FileReader::try_new(std::io::BufReader::with_capacity(1 << 20, file), None)
         .map_err(|e| Error::format(path, e))?;
     let name = path.to_path_buf();
     Ok((
@@ -237,17 +237,17 @@ pub fn read_ipc_file(
 /// `empty` returns once the stream ended.
 pub fn write_ipc_file(
     path: &Path,
-    empty: impl FnOnce() -> Option<arrow::datatypes::SchemaRef>,
+    empty: impl FnOnce() -> Option<arrow_schema::SchemaRef>,
     batches: impl IntoIterator<Item = Result<RecordBatch>>,
 ) -> Result<(u64, u64)> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let temp = path.with_extension(format!("tmp-{}", std::process::id()));
     let result = (|| {
-        let mut writer: Option<arrow::ipc::writer::FileWriter<std::io::BufWriter<std::fs::File>>> = None;
-        let open = |schema: &arrow::datatypes::Schema| -> Result<_> {
+        let mut writer: Option<arrow_ipc::writer::FileWriter<std::io::BufWriter<std::fs::File>>> = None;
+        let open = |schema: &arrow_schema::Schema| -> Result<_> {
             let file = std::fs::File::create(&temp).map_err(|e| Error::io(&temp, e))?;
-            Ok(arrow::ipc::writer::FileWriter::try_new(
+            Ok(arrow_ipc::writer::FileWriter::try_new(
                 std::io::BufWriter::with_capacity(1 << 20, file),
                 schema,
             )?)
@@ -307,7 +307,7 @@ pub fn write_partition(
     spec: &StoreSpec,
     partition: u32,
     attempt: u32,
-    schema: arrow::datatypes::SchemaRef,
+    schema: arrow_schema::SchemaRef,
     batches: impl Iterator<Item = Result<RecordBatch>>,
 ) -> Result<(u64, u64, Vec<String>)> {
     let root = PathBuf::from(std::env::var(DATASET_DIR_VAR).map_err(|_| {

@@ -14,7 +14,9 @@ use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
 use ringleader_core::data::ChunkStream;
 use ringleader_core::error::Result;
-use ringleader_core::source::{csv, ipc, parquet, records, text};
+#[cfg(feature = "parquet")]
+use ringleader_core::source::parquet;
+use ringleader_core::source::{csv, ipc, records, text};
 
 fn config(cases: u32) -> ProptestConfig {
     ProptestConfig {
@@ -68,6 +70,7 @@ fn valid_ipc() -> Vec<u8> {
     bytes
 }
 
+#[cfg(feature = "parquet")]
 fn valid_parquet() -> Vec<u8> {
     let mut bytes = Vec::new();
     let mut writer = ::parquet::arrow::ArrowWriter::try_new(&mut bytes, schema(), None).expect("writer");
@@ -159,6 +162,7 @@ proptest! {
         }
     }
 
+    #[cfg(feature = "parquet")]
     #[test]
     fn corrupted_parquet_is_rows_or_an_error(
         flips in prop::collection::vec((any::<usize>(), any::<u8>()), 0..6),

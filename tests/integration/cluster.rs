@@ -159,7 +159,7 @@ fn results_lost_with_their_worker_before_the_client_fetched_them_are_computed_ag
 fn every_stage_reports_what_it_read_and_wrote_and_the_job_ends_with_a_summary() {
     let cluster = LocalCluster::up(1, 2);
     let data = tempfile::tempdir().unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures");
+    let root = crate::helpers::fixtures("");
 
     // Word count: the map stage reads every line of the text; the reduce stage reads what
     // the map stage shuffled and writes one row per distinct word.
@@ -291,7 +291,7 @@ fn examples_on_a_cluster_match_embedded_runs() {
     assert_eq!(from_parquet, sorted_lines(&d("wc-embedded")));
 
     // join and group_by_key.
-    let shop = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/shop");
+    let shop = crate::helpers::fixtures("shop");
     let join = |out: &Path| {
         args![
             "--customers",
@@ -360,7 +360,7 @@ fn two_jobs_at_once_both_finish_correctly() {
 #[test]
 fn an_unreachable_master_is_a_clear_error_within_seconds() {
     let started = Instant::now();
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/numbers");
+    let fixtures = crate::helpers::fixtures("numbers");
     let out = Command::new(example("sum"))
         .arg("--input")
         .arg(&fixtures)
@@ -628,7 +628,7 @@ fn calls_without_the_cluster_token_are_refused_and_nothing_runs() {
     // A job binary with a wrong token: a clear error, and no job was recorded or run.
     let wrong = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(wrong.path(), "not-the-token\n").unwrap();
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/numbers");
+    let fixtures = crate::helpers::fixtures("numbers");
     let out = Command::new(example("sum"))
         .arg("--input")
         .arg(&fixtures)
@@ -728,7 +728,7 @@ fn the_driver_refuses_a_binary_that_changed_since_it_was_named_and_malformed_pla
 #[test]
 fn submit_runs_a_job_binary_on_the_cluster_with_its_arguments() {
     let cluster = LocalCluster::up(1, 1);
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/numbers");
+    let fixtures = crate::helpers::fixtures("numbers");
     let out = Command::new(ringleader_bin())
         .env("RINGLEADER_TOKEN_FILE", cluster.token())
         .args(["submit", "--master", &cluster.master])
@@ -785,7 +785,7 @@ fn a_job_with_no_live_worker_fails_after_the_timeout_instead_of_hanging() {
     let (mut driver, master) = crate::helpers::lone_driver(dir.path(), |c| {
         c.args(["--no-worker-timeout", "1"]).stderr(std::process::Stdio::null());
     });
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/numbers");
+    let fixtures = crate::helpers::fixtures("numbers");
     let started = Instant::now();
     let out = Command::new(example("sum"))
         .arg("--input")
@@ -834,7 +834,7 @@ fn a_cluster_given_certificates_speaks_only_tls() {
             .unwrap()
             .to_string(),
     };
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/numbers");
+    let fixtures = crate::helpers::fixtures("numbers");
     let sum = args!["--input", fixtures];
     // A job trusting the CA runs (its executors talk TLS to their workers, and workers to
     // each other), with the embedded result.
@@ -889,7 +889,7 @@ fn a_tls_client_of_a_plain_cluster_and_an_expired_certificate_are_named() {
     let certs = tempfile::tempdir().unwrap();
     let ca = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
     std::fs::write(certs.path().join("ca.pem"), ca.cert.pem()).unwrap();
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/numbers");
+    let fixtures = crate::helpers::fixtures("numbers");
     // A client trusting a CA, against a cluster that speaks plain HTTP/2.
     let plain = LocalCluster::up(1, 1);
     let out = plain
@@ -939,7 +939,7 @@ fn a_tls_client_of_a_plain_cluster_and_an_expired_certificate_are_named() {
 #[test]
 fn only_ringleaders_variables_and_the_named_ones_leave_the_client() {
     let cluster = LocalCluster::up(1, 1);
-    let input = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/numbers");
+    let input = crate::helpers::fixtures("numbers");
     let out = cluster
         .client(&example("sum"))
         .args(args!["--input", input])
@@ -975,7 +975,7 @@ fn only_ringleaders_variables_and_the_named_ones_leave_the_client() {
 #[test]
 fn an_executor_that_is_not_the_plans_binary_refuses_to_run_it() {
     let cluster = LocalCluster::up(1, 1);
-    let input = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/numbers");
+    let input = crate::helpers::fixtures("numbers");
     ok(cluster.run("sum", &args!["--input", &input]), "sum on the cluster");
     // The worker's cached copy of the sum binary is replaced by another job binary (a
     // tampered or corrupted cache): its offsets would mean other functions.

@@ -121,7 +121,7 @@ fn wordcount_example_counts_every_word_once() {
 
 /// `orders_by_city` over the shop fixture, writing `output`.
 pub(crate) fn orders_by_city(output: &std::path::Path) -> Command {
-    let shop = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/shop");
+    let shop = crate::helpers::fixtures("shop");
     let mut command = Command::new(example("orders_by_city"));
     command
         .arg("--customers")
@@ -154,7 +154,7 @@ fn orders_by_city_joins_and_groups() {
 #[test]
 fn example_refuses_existing_output_and_bad_flags() {
     let dir = tempfile::tempdir().unwrap();
-    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/text");
+    let fixtures = crate::helpers::fixtures("text");
     let out = Command::new(example("wordcount"))
         .arg("--input")
         .arg(&fixtures)

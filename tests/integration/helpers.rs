@@ -24,6 +24,14 @@ pub fn write(dir: &Path, name: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
     path
 }
 
+/// The repository's fixture `name` (`datasets/fixtures/NAME`; `""` for all of them).
+pub fn fixtures(name: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the repository above tests/");
+    root.join("datasets/fixtures").join(name)
+}
+
 /// The directory holding this build's executables (`target/<profile>`).
 pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test exe");

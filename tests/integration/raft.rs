@@ -295,7 +295,7 @@ fn a_follower_killed_and_restarted_catches_up() {
     let group = Group::up_with(3, 2, &["--snapshot-every", "10"]);
     let (leader, term) = group.leader(0);
     let follower = (leader + 1) % 3;
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/numbers");
+    let fixtures = crate::helpers::fixtures("numbers");
     let sum = args!["--input", fixtures];
     let expected = ok(embedded("sum", &sum), "embedded sum");
     let run_sums = || {
@@ -384,7 +384,7 @@ fn fetch_binary(address: &str, binary: &Path, token_file: &Path) -> Vec<u8> {
 #[test]
 fn the_whole_group_restarts_from_disk_with_its_history() {
     let group = Group::up(3, 1);
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/numbers");
+    let fixtures = crate::helpers::fixtures("numbers");
     let sum = args!["--input", fixtures];
     let expected = ok(embedded("sum", &sum), "embedded sum");
     assert_eq!(ok(group.run("sum", &sum), "sum"), expected);
@@ -502,7 +502,7 @@ fn a_stopped_leader_is_replaced_and_steps_down_when_resumed() {
     signal(group.pid(leader), libc::SIGSTOP);
     let (new_leader, new_term) = group.leader(term);
     assert_ne!(new_leader, leader);
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/numbers");
+    let fixtures = crate::helpers::fixtures("numbers");
     let sum = args!["--input", fixtures];
     let expected = ok(embedded("sum", &sum), "embedded sum");
     assert_eq!(ok(group.run("sum", &sum), "sum with the old leader stopped"), expected);
@@ -530,7 +530,7 @@ fn jobs_submitted_while_leaders_are_killed_finish_once_or_fail_clearly() {
     const CLIENTS: usize = 4;
     const JOBS_PER_CLIENT: usize = 25;
     let group = Group::up(3, 2);
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/numbers");
+    let fixtures = crate::helpers::fixtures("numbers");
     let sum = args!["--input", fixtures];
     let expected = ok(embedded("sum", &sum), "embedded sum");
     // The group holds the job binary before the kills begin: what is under test is
@@ -701,7 +701,7 @@ fn drivers_refuse_a_bad_group_and_leave_their_data_alone() {
 #[test]
 fn a_corrupted_log_entry_stops_the_driver_naming_the_file_and_entry() {
     let group = Group::up(1, 1);
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/numbers");
+    let fixtures = crate::helpers::fixtures("numbers");
     // The client's environment travels in the job's log entry: a marker to find it by.
     let marker = "RINGLEADER_TEST_MARKER_qzxv";
     let out = group

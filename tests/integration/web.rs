@@ -109,7 +109,7 @@ fn the_status_page_shows_jobs_stages_and_tasks_in_a_browser_and_needs_the_token(
 
     // A finished job: its stages and every task.
     let data = tempfile::tempdir().unwrap();
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/text");
+    let fixtures = crate::helpers::fixtures("text");
     let out = data.path().join("words");
     ok(
         cluster.run("wordcount", &args!["--input", fixtures, "--output", out]),

@@ -5,9 +5,10 @@ use std::fmt::Display;
 use std::io::Write;
 use std::path::PathBuf;
 
-use arrow::array::{Array, AsArray};
-use arrow::datatypes::{Float64Type, Int64Type, UInt64Type};
-use arrow::record_batch::RecordBatch;
+use arrow_array::Array;
+use arrow_array::RecordBatch;
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type, UInt64Type};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{Chunk, ChunkStream, Data};
@@ -59,7 +60,7 @@ pub trait Summable: Data + Copy {
     fn zero() -> Self;
     /// `self + other`, or `None` on overflow.
     fn checked_add(self, other: Self) -> Option<Self>;
-    /// Sums a single-column Arrow batch with an Arrow kernel, if the column has this type.
+    /// Sums a single-column Arrow batch over its value buffer, if the column has this type.
     fn sum_batch(_batch: &RecordBatch) -> Option<Result<Self>> {
         None
     }
@@ -115,11 +116,8 @@ macro_rules! summable_int {
             fn sum_batch(batch: &RecordBatch) -> Option<Result<Self>> {
                 let array = single_column(batch)?.as_primitive_opt::<$arrow>()?;
                 if array.null_count() > 0 {
-                    return Some(
-                        arrow::compute::sum_checked(array)
-                            .map(|s| s.unwrap_or(0))
-                            .map_err(|_| Error::Overflow(Self::NAME)),
-                    );
+                    let sum = array.iter().flatten().try_fold(0, <$t>::checked_add);
+                    return Some(sum.ok_or(Error::Overflow(Self::NAME)));
                 }
                 Some(<$t>::try_from($exact(array.values())).map_err(|_| Error::Overflow(Self::NAME)))
             }
@@ -149,8 +147,26 @@ impl Summable for f64 {
     }
     fn sum_batch(batch: &RecordBatch) -> Option<Result<Self>> {
         let array = single_column(batch)?.as_primitive_opt::<Float64Type>()?;
-        Some(Ok(arrow::compute::sum(array).unwrap_or(0.0)))
+        if array.null_count() > 0 {
+            return Some(Ok(array.iter().flatten().sum()));
+        }
+        Some(Ok(lane_sum_f64(array.values())))
     }
+}
+
+/// The sum of `values` in eight running totals, which the compiler keeps in vector registers
+/// (one running total would make every addition wait for the one before it).
+pub fn lane_sum_f64(values: &[f64]) -> f64 {
+    const LANES: usize = 8;
+    let mut lanes = [0.0f64; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let rest: f64 = chunks.remainder().iter().sum();
+    for chunk in chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane += v;
+        }
+    }
+    lanes.iter().sum::<f64>() + rest
 }
 
 /// Adds two partial sums, failing on overflow.
@@ -259,22 +275,37 @@ impl Columnar {
         }
     }
 
+    /// Fails with [`Error::FeatureOff`] if this binary cannot write the format (Parquet
+    /// without the `parquet` feature); a job checks it before any task runs.
+    pub fn check_built(self) -> Result<()> {
+        match self {
+            Columnar::Parquet if !cfg!(feature = "parquet") => Err(Error::FeatureOff {
+                what: "writing Parquet",
+                feature: "parquet",
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Writes `batches` of `schema` to `out` in this format; the rows written.
     pub fn write(
         self,
         path: &std::path::Path,
         out: &mut std::io::BufWriter<std::fs::File>,
-        schema: arrow::datatypes::SchemaRef,
+        schema: arrow_schema::SchemaRef,
         batches: impl Iterator<Item = Result<RecordBatch>>,
     ) -> Result<u64> {
         let failed = |e: &dyn std::fmt::Display| Error::io(path, std::io::Error::other(e.to_string()));
         match self {
             Columnar::Arrow => {
-                let mut writer = arrow::ipc::writer::FileWriter::try_new(out, &schema).map_err(|e| failed(&e))?;
+                let mut writer = arrow_ipc::writer::FileWriter::try_new(out, &schema).map_err(|e| failed(&e))?;
                 let rows = write_each(batches, |b| writer.write(b).map_err(|e| failed(&e)))?;
                 writer.finish().map_err(|e| failed(&e))?;
                 Ok(rows)
             }
+            #[cfg(not(feature = "parquet"))]
+            Columnar::Parquet => self.check_built().map(|()| 0),
+            #[cfg(feature = "parquet")]
             Columnar::Parquet => {
                 let properties = parquet::file::properties::WriterProperties::builder()
                     .set_compression(parquet::basic::Compression::SNAPPY)
@@ -320,7 +351,7 @@ pub fn save_columnar<T: Data>(state: &[u8], input: ChunkStream, env: &ActionEnv)
 
 /// Rows of `T` as the batches a columnar output holds: a struct's fields as columns, other
 /// types (numbers, strings, tuples, records) in the codec's own columns.
-fn columnar_batches<T: Data>(input: ChunkStream) -> Result<(arrow::datatypes::SchemaRef, crate::data::BatchStream)> {
+fn columnar_batches<T: Data>(input: ChunkStream) -> Result<(arrow_schema::SchemaRef, crate::data::BatchStream)> {
     match crate::data::table_schema::<T>() {
         Ok(schema) => {
             let fields = schema.fields().clone();
@@ -433,7 +464,7 @@ pub fn store_rows<T: Data>(state: &[u8], input: ChunkStream, env: &ActionEnv) ->
 fn write_stored(
     state: &[u8],
     env: &ActionEnv,
-    schema: arrow::datatypes::SchemaRef,
+    schema: arrow_schema::SchemaRef,
     batches: impl Iterator<Item = Result<RecordBatch>>,
 ) -> Result<TaskValue> {
     let StoreState { spec } = postcard::from_bytes(state)?;

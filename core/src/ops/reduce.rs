@@ -5,7 +5,7 @@ use std::hash::Hash;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use arrow::record_batch::RecordBatch;
+use arrow_array::RecordBatch;
 
 use crate::data::{BatchStream, Chunk, ChunkStream, Data, cast_slice, cast_vec, decode, is, records_view};
 use crate::error::{Error, Result};

@@ -462,7 +462,7 @@ pub fn range_bounds<K: Data + Ord + Clone>(samples: &[Vec<u8>], partitions: u32)
 mod tests {
     use super::*;
     use crate::memory::{MemoryPool, scope};
-    use arrow::record_batch::RecordBatch;
+    use arrow_array::RecordBatch;
 
     /// Keeps every block written, by partition.
     #[derive(Default)]

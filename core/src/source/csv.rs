@@ -4,7 +4,7 @@
 use std::fs::File;
 use std::path::Path;
 
-use arrow::datatypes::SchemaRef;
+use arrow_schema::SchemaRef;
 
 use crate::data::{CHUNK_ROWS, Chunk, ChunkStream};
 use crate::error::{Error, Result};
@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 /// Streams the rows of the CSV file `path`.
 pub fn open(path: &Path, schema: SchemaRef) -> Result<ChunkStream> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let reader = arrow::csv::ReaderBuilder::new(schema)
+    let reader = arrow_csv::ReaderBuilder::new(schema)
         .with_header(true)
         .with_batch_size(CHUNK_ROWS)
         .build(file)

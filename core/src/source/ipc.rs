@@ -5,11 +5,11 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::buffer::Buffer;
-use arrow::datatypes::{DataType, SchemaRef};
-use arrow::ipc::convert::try_fb_to_schema;
-use arrow::ipc::reader::{FileDecoder, read_footer_length};
-use arrow::ipc::{Block, root_as_footer};
+use arrow_buffer::Buffer;
+use arrow_ipc::convert::try_fb_to_schema;
+use arrow_ipc::reader::{FileDecoder, read_footer_length};
+use arrow_ipc::{Block, root_as_footer};
+use arrow_schema::{DataType, SchemaRef};
 
 use crate::data::{Chunk, ChunkStream};
 use crate::error::{Error, Result};
@@ -20,7 +20,7 @@ pub struct IpcFile {
     schema: SchemaRef,
     blocks: Vec<Block>,
     dictionaries: Vec<Block>,
-    version: arrow::ipc::MetadataVersion,
+    version: arrow_ipc::MetadataVersion,
 }
 
 impl IpcFile {

@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::shipped::Shipped;
 
 /// The Arrow schema of a typed source (e.g. the columns a CSV file must have).
-pub type SchemaFn = fn() -> Result<arrow::datatypes::SchemaRef>;
+pub type SchemaFn = fn() -> Result<arrow_schema::SchemaRef>;
 
 crate::__shippable!(SchemaFn);
 

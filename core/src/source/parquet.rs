@@ -1,14 +1,39 @@
-//! Reading Parquet files by row group.
+//! Reading Parquet files by row group (with the `parquet` feature; without it, both functions
+//! fail with [`Error::FeatureOff`]).
 
+#[cfg(feature = "parquet")]
 use std::fs::File;
 use std::path::Path;
 
+#[cfg(feature = "parquet")]
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use crate::data::{CHUNK_ROWS, Chunk, ChunkStream};
+use crate::data::ChunkStream;
+#[cfg(feature = "parquet")]
+use crate::data::{CHUNK_ROWS, Chunk};
 use crate::error::{Error, Result};
 
+/// What reading Parquet without the feature fails with.
+#[cfg(not(feature = "parquet"))]
+const OFF: Error = Error::FeatureOff {
+    what: "reading Parquet",
+    feature: "parquet",
+};
+
 /// Number of row groups in `path`.
+#[cfg(not(feature = "parquet"))]
+pub fn row_groups(_path: &Path) -> Result<usize> {
+    Err(OFF)
+}
+
+/// Streams the given row groups of `path`.
+#[cfg(not(feature = "parquet"))]
+pub fn open(_path: &Path, _row_groups: &[usize]) -> Result<ChunkStream> {
+    Err(OFF)
+}
+
+/// Number of row groups in `path`.
+#[cfg(feature = "parquet")]
 pub fn row_groups(path: &Path) -> Result<usize> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| Error::format(path, e))?;
@@ -16,6 +41,7 @@ pub fn row_groups(path: &Path) -> Result<usize> {
 }
 
 /// Streams the given row groups of `path`.
+#[cfg(feature = "parquet")]
 pub fn open(path: &Path, row_groups: &[usize]) -> Result<ChunkStream> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| Error::format(path, e))?;
@@ -39,4 +65,31 @@ pub fn open(path: &Path, row_groups: &[usize]) -> Result<ChunkStream> {
             .transpose()
             .map(|b| b.and_then(|b| b.map(Chunk::Arrow).map_err(|e| Error::format(&path, e))))
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::action::Columnar;
+
+    /// A binary built without the `parquet` feature refuses Parquet with an error that names the
+    /// feature (never a panic); one built with it reads, and fails on a missing file by its path.
+    #[test]
+    fn parquet_is_read_and_written_only_with_its_feature_and_the_error_says_so() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("missing.parquet");
+        let error = row_groups(&path).expect_err("no such file");
+        let opened = open(&path, &[0]).err().expect("no such file");
+        if cfg!(feature = "parquet") {
+            assert!(matches!(error, Error::Io { .. }), "{error}");
+            assert!(matches!(opened, Error::Io { .. }), "{opened}");
+            assert!(Columnar::Parquet.check_built().is_ok());
+        } else {
+            for e in [error, opened, Columnar::Parquet.check_built().expect_err("not built")] {
+                assert!(matches!(e, Error::FeatureOff { feature: "parquet", .. }), "{e}");
+                assert!(e.to_string().contains("--features parquet"), "{e}");
+            }
+        }
+        assert!(Columnar::Arrow.check_built().is_ok());
+    }
 }
