@@ -6,6 +6,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 use ringleader_core::Result;
 use ringleader_core::exec::run_task;
+use ringleader_core::ids::Attempt;
 use ringleader_core::plan::{JobPlan, StageOutput, StagePlan, TaskValue};
 use ringleader_core::shuffle::LocalShuffle;
 
@@ -39,7 +40,7 @@ pub(crate) fn run_job(config: &Config, pool: &rayon::ThreadPool, plan: &JobPlan)
         let resolved;
         let stage = match stage.state_from {
             Some(from) => {
-                let given = stage_values.get(from as usize).map(Vec::as_slice).unwrap_or_default();
+                let given = stage_values.get(from.index()).map(Vec::as_slice).unwrap_or_default();
                 resolved = StagePlan {
                     output: stage.output_given(given)?,
                     ..stage.clone()
@@ -59,7 +60,7 @@ pub(crate) fn run_job(config: &Config, pool: &rayon::ThreadPool, plan: &JobPlan)
                 .into_par_iter()
                 .with_max_len(1)
                 .map(|i| {
-                    let ran = run_task(stage, i, 0, &shuffle)?;
+                    let ran = run_task(stage, i, Attempt(0), &shuffle)?;
                     progress.finished(&ran);
                     Ok(ran.value)
                 })

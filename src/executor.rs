@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use ringleader_core::cluster_shuffle::{BlockSource, ClusterShuffle, ShuffleFiles};
 use ringleader_core::exec::{TaskUnit, run};
-use ringleader_core::ids::{Attempt, JobId, StageId, TaskId};
+use ringleader_core::ids::{Attempt, JobId, ShuffleId, StageId, TaskId};
 use ringleader_core::plan::{Ran, StageOutput, TaskPlan, Volume};
 use ringleader_core::proto::{self, executor_client::ExecutorClient, task_report::Outcome};
 use ringleader_core::sync::lock;
@@ -133,7 +133,7 @@ fn run_assignment(
     let outcome = match decoded {
         Err(e) => Outcome::Error(TaskFailure::Fatal(format!("malformed task plan: {e}")).to_proto()),
         Ok((task, output)) => {
-            let inputs: HashMap<u32, Vec<BlockSource>> = a
+            let inputs: HashMap<ShuffleId, Vec<BlockSource>> = a
                 .inputs
                 .iter()
                 .map(|i| {
@@ -146,33 +146,33 @@ fn run_assignment(
                             address: address.clone(),
                             shuffle_dir: nth(&i.shuffle_dirs, n),
                             machine: nth(&i.machines, n),
-                            attempt: i.attempts.get(n).copied().unwrap_or_default(),
+                            attempt: Attempt(i.attempts.get(n).copied().unwrap_or_default()),
                         })
                         .collect();
-                    (i.shuffle, sources)
+                    (ShuffleId(i.shuffle), sources)
                 })
                 .collect();
-            let result_files = files.clone();
-            let shuffle = ClusterShuffle::new(files, a.job_id.clone(), a.attempt, worker.to_string(), inputs, handle)
-                .with_memory(memory);
-            let unit = TaskUnit {
-                stage: a.stage_index,
-                partition: a.task,
-                task: &task,
-                output: &output,
-                stop: Some(stop),
-            };
             let id = ringleader_core::results::ResultId {
                 job: JobId::from(a.job_id.as_str()),
                 stage: StageId(a.stage_index),
                 task: TaskId(a.task),
                 attempt: Attempt(a.attempt),
             };
+            let result_files = files.clone();
+            let shuffle = ClusterShuffle::new(files, id.job.clone(), id.attempt, worker.to_string(), inputs, handle)
+                .with_memory(memory);
+            let unit = TaskUnit {
+                stage: id.stage,
+                partition: id.task,
+                task: &task,
+                output: &output,
+                stop: Some(stop),
+            };
             let held = |ran: Ran| {
                 read = ran.read;
                 ringleader_core::results::hold_if_large(ran.value, &id, &result_files, worker)
             };
-            match run(&unit, a.attempt, &shuffle).and_then(held) {
+            match run(&unit, id.attempt, &shuffle).and_then(held) {
                 Ok(value) => match postcard::to_stdvec(&value) {
                     Ok(bytes) => Outcome::Value(bytes),
                     Err(e) => Outcome::Error(TaskFailure::Fatal(e.to_string()).to_proto()),

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use ringleader_core::Result;
+use ringleader_core::ids::{ShuffleId, StageId, TaskId};
 use ringleader_core::plan::{JobPlan, ShuffleRead, StageOutput, StagePlan, TaskInput, TaskPlan};
 
 use crate::lineage::Lineage;
@@ -37,17 +38,17 @@ pub(crate) fn plan(root: &Arc<Lineage>, output: StageOutput) -> Result<JobPlan> 
 struct Planner {
     stages: Vec<StagePlan>,
     /// Shuffle id -> the stage writing it.
-    shuffle_stage: HashMap<u32, u32>,
+    shuffle_stage: HashMap<ShuffleId, StageId>,
     /// Shuffles already planned, by (parent node, sink, partitions): a node the DAG
     /// reaches twice is computed once.
-    planned: HashMap<(usize, i64, u32), u32>,
+    planned: HashMap<(usize, i64, u32), ShuffleId>,
 }
 
 impl Planner {
     /// Adds a stage; `state_from` names the stage whose values become its sink state.
-    fn push_stage(&mut self, tasks: Vec<TaskPlan>, output: StageOutput, state_from: Option<u32>) -> u32 {
-        let id = self.stages.len() as u32;
-        let mut parents: Vec<u32> = tasks
+    fn push_stage(&mut self, tasks: Vec<TaskPlan>, output: StageOutput, state_from: Option<StageId>) -> StageId {
+        let id = StageId::from(self.stages.len());
+        let mut parents: Vec<StageId> = tasks
             .iter()
             .filter_map(|t| match &t.input {
                 TaskInput::Shuffle(read) => Some(read.shuffles.clone()),
@@ -72,8 +73,8 @@ impl Planner {
         id
     }
 
-    fn next_shuffle(&self) -> u32 {
-        self.shuffle_stage.len() as u32
+    fn next_shuffle(&self) -> ShuffleId {
+        ShuffleId::from(self.shuffle_stage.len())
     }
 
     /// The tasks computing `node`'s partitions; `sample` limits source reads (only through
@@ -174,7 +175,7 @@ impl Planner {
 fn reduce_tasks(
     reduce: ringleader_core::shipped::Shipped<ringleader_core::plan::ReduceFn>,
     state: Vec<u8>,
-    shuffles: Vec<u32>,
+    shuffles: Vec<ShuffleId>,
     partitions: u32,
 ) -> Vec<TaskPlan> {
     (0..partitions)
@@ -183,7 +184,7 @@ fn reduce_tasks(
                 reduce,
                 state: state.clone(),
                 shuffles: shuffles.clone(),
-                partition,
+                partition: TaskId(partition),
             }),
             steps: Vec::new(),
         })
@@ -192,11 +193,12 @@ fn reduce_tasks(
 
 #[cfg(test)]
 mod tests {
+    use ringleader_core::ids::{ShuffleId, StageId};
     use ringleader_core::plan::{StageOutput, TaskInput};
 
     use crate::Context;
 
-    fn map_stages(plan: &ringleader_core::plan::JobPlan) -> Vec<u32> {
+    fn map_stages(plan: &ringleader_core::plan::JobPlan) -> Vec<ShuffleId> {
         plan.stages
             .iter()
             .filter_map(|s| match s.output {
@@ -216,14 +218,14 @@ mod tests {
         let sorted = summed.sort_by_key(|(_, s)| *s);
         let plan = super::plan(&sorted.node, crate::dataset::collect_output::<(u8, i64)>()).expect("plan");
         // The upstream map stage, the sample, the range map stage, the final sort.
-        assert_eq!(map_stages(&plan), vec![0, 1], "{plan:#?}");
+        assert_eq!(map_stages(&plan), vec![ShuffleId(0), ShuffleId(1)], "{plan:#?}");
         let sample = plan
             .stages
             .iter()
             .position(|s| {
                 s.state_from.is_none()
                     && matches!(s.output, StageOutput::Action { .. })
-                    && s.id + 1 != plan.stages.len() as u32
+                    && s.id.index() + 1 != plan.stages.len()
             })
             .expect("a sampling stage");
         let range = plan
@@ -231,15 +233,15 @@ mod tests {
             .iter()
             .find(|s| s.state_from.is_some())
             .expect("a stage taking the samples");
-        assert_eq!(range.state_from, Some(sample as u32));
-        assert!(range.parents.contains(&(sample as u32)));
+        assert_eq!(range.state_from, Some(StageId::from(sample)));
+        assert!(range.parents.contains(&StageId::from(sample)));
         // Both the sample and the range stage read the one upstream shuffle.
         for stage in [&plan.stages[sample], range] {
             assert!(
                 stage
                     .tasks
                     .iter()
-                    .all(|t| matches!(&t.input, TaskInput::Shuffle(r) if r.shuffles == vec![0]))
+                    .all(|t| matches!(&t.input, TaskInput::Shuffle(r) if r.shuffles == vec![ShuffleId(0)]))
             );
         }
     }
@@ -250,7 +252,7 @@ mod tests {
         let a = ctx.parallelize(vec![(1u8, 2i64)], 2).expect("data");
         let joined = a.join(&a);
         let plan = super::plan(&joined.node, crate::dataset::collect_output::<(u8, (i64, i64))>()).expect("plan");
-        assert_eq!(map_stages(&plan), vec![0], "{plan:#?}");
+        assert_eq!(map_stages(&plan), vec![ShuffleId(0)], "{plan:#?}");
         assert_eq!(plan.shuffle_reads().values().copied().max(), Some(2));
     }
 }

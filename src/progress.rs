@@ -18,7 +18,7 @@ pub(crate) struct StageProgress {
 
 impl StageProgress {
     /// Starts a bar for stage `id` of `tasks` tasks, if enabled and stderr is a terminal.
-    pub(crate) fn start(enabled: bool, id: u32, kind: &str, tasks: usize) -> Self {
+    pub(crate) fn start(enabled: bool, id: ringleader_core::ids::StageId, kind: &str, tasks: usize) -> Self {
         let sofar = Mutex::default();
         if !enabled || !std::io::stderr().is_terminal() {
             return StageProgress { bar: None, sofar };

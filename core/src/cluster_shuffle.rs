@@ -17,7 +17,7 @@ use arrow_ipc::writer::FileWriter;
 
 use crate::data::{BatchStream, Chunk};
 use crate::error::{Error, Result};
-use crate::ids::{Attempt, JobId, TaskId};
+use crate::ids::{Attempt, JobId, ShuffleId, TaskId};
 use crate::shuffle::{BlockWriter, ShuffleService};
 
 /// Where a worker keeps shuffle files:
@@ -33,13 +33,13 @@ pub struct BlockId {
     /// The job.
     pub job: JobId,
     /// The shuffle within the job.
-    pub shuffle: u32,
+    pub shuffle: ShuffleId,
     /// The map task that wrote it.
     pub map: TaskId,
     /// The map task's attempt whose output is read.
     pub attempt: Attempt,
     /// The reduce partition.
-    pub partition: u32,
+    pub partition: TaskId,
 }
 
 /// The file of a committed map output naming its non-empty partitions, one per line.
@@ -96,7 +96,7 @@ impl ShuffleFiles {
         self.root.join(job)
     }
 
-    fn map_dir(&self, job: &str, shuffle: u32, map: TaskId, attempt: Attempt) -> PathBuf {
+    fn map_dir(&self, job: &str, shuffle: ShuffleId, map: TaskId, attempt: Attempt) -> PathBuf {
         self.job_dir(job)
             .join(format!("shuffle-{shuffle}"))
             .join(format!("map-{map}.attempt-{attempt}"))
@@ -194,18 +194,18 @@ pub struct BlockSource {
     /// That worker's machine identity ([`crate::machine`]).
     pub machine: String,
     /// The map task's attempt whose output the driver recorded.
-    pub attempt: u32,
+    pub attempt: Attempt,
 }
 
 /// The shuffle service of one task running in a cluster executor.
 pub struct ClusterShuffle {
     files: ShuffleFiles,
-    job: String,
-    attempt: u32,
+    job: JobId,
+    attempt: Attempt,
     /// This worker's address: blocks located here are read from disk.
     local_address: String,
     /// Shuffle -> where each map task's output is, by map task index.
-    inputs: HashMap<u32, Vec<BlockSource>>,
+    inputs: HashMap<ShuffleId, Vec<BlockSource>>,
     runtime: tokio::runtime::Handle,
     /// The executor's memory budget.
     memory: Option<std::sync::Arc<crate::memory::MemoryPool>>,
@@ -221,10 +221,10 @@ impl ClusterShuffle {
     /// A task's shuffle service.
     pub fn new(
         files: ShuffleFiles,
-        job: String,
-        attempt: u32,
+        job: JobId,
+        attempt: Attempt,
         local_address: String,
-        inputs: HashMap<u32, Vec<BlockSource>>,
+        inputs: HashMap<ShuffleId, Vec<BlockSource>>,
         runtime: tokio::runtime::Handle,
     ) -> ClusterShuffle {
         ClusterShuffle {
@@ -249,10 +249,8 @@ impl ShuffleService for ClusterShuffle {
         self.memory.clone()
     }
 
-    fn writer(&self, shuffle: u32, map_task: u32) -> Box<dyn BlockWriter + '_> {
-        let final_dir = self
-            .files
-            .map_dir(&self.job, shuffle, TaskId(map_task), Attempt(self.attempt));
+    fn writer(&self, shuffle: ShuffleId, map_task: TaskId) -> Box<dyn BlockWriter + '_> {
+        let final_dir = self.files.map_dir(&self.job, shuffle, map_task, self.attempt);
         let temp_dir = final_dir.with_file_name(format!("map-{map_task}.attempt-{}.tmp", self.attempt));
         Box::new(FileBlockWriter {
             final_dir,
@@ -261,7 +259,7 @@ impl ShuffleService for ClusterShuffle {
         })
     }
 
-    fn read(&self, shuffle: u32, partition: u32) -> Result<BatchStream> {
+    fn read(&self, shuffle: ShuffleId, partition: TaskId) -> Result<BatchStream> {
         let sources = self
             .inputs
             .get(&shuffle)
@@ -281,7 +279,7 @@ impl ShuffleService for ClusterShuffle {
                     job: JobId::from(job.as_str()),
                     shuffle,
                     map: TaskId::from(map),
-                    attempt: Attempt(source.attempt),
+                    attempt: source.attempt,
                     partition,
                 };
                 match open_block(&files, &local, &runtime, &source, &block) {
@@ -346,7 +344,7 @@ mod tests {
         ClusterShuffle::new(
             ShuffleFiles::new(root),
             "job-000001".into(),
-            attempt,
+            Attempt(attempt),
             "127.0.0.1:1".into(),
             HashMap::new(),
             runtime.handle().clone(),
@@ -356,10 +354,10 @@ mod tests {
     fn block(attempt: u32, partition: u32) -> BlockId {
         BlockId {
             job: "job-000001".into(),
-            shuffle: 0,
+            shuffle: ShuffleId(0),
             map: TaskId(0),
             attempt: Attempt(attempt),
-            partition,
+            partition: TaskId(partition),
         }
     }
 
@@ -379,7 +377,7 @@ mod tests {
         let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
         for (attempt, rows) in [(1, vec![1, 2, 3]), (2, vec![4, 5])] {
             let shuffle = service(dir.path(), attempt, &runtime);
-            let mut writer = shuffle.writer(0, 0);
+            let mut writer = shuffle.writer(ShuffleId(0), TaskId(0));
             writer.write(0, batch(&rows)).expect("write");
             writer.finish().expect("commit");
         }
@@ -398,13 +396,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
         let shuffle = service(dir.path(), 1, &runtime);
-        let mut writer = shuffle.writer(0, 0);
+        let mut writer = shuffle.writer(ShuffleId(0), TaskId(0));
         writer.write(0, batch(&[1, 2])).expect("write");
         writer.finish().expect("commit");
         drop(writer);
         // An attempt that never committed (its writer dropped) has no output here.
         let second = service(dir.path(), 2, &runtime);
-        let mut unfinished = second.writer(0, 0);
+        let mut unfinished = second.writer(ShuffleId(0), TaskId(0));
         unfinished.write(0, batch(&[9])).expect("write");
         drop(unfinished);
         let files = ShuffleFiles::new(dir.path());

@@ -86,9 +86,9 @@ pub enum Error {
     #[error("task failed in stage {stage}, partition {partition}: a closure panicked: {message}")]
     TaskPanicked {
         /// The stage of the failed task.
-        stage: u32,
+        stage: crate::ids::StageId,
         /// The partition the task was computing.
-        partition: u32,
+        partition: crate::ids::TaskId,
         /// The panic message.
         message: String,
     },
@@ -96,9 +96,9 @@ pub enum Error {
     #[error("task failed in stage {stage}, partition {partition}: {source}")]
     TaskFailed {
         /// The stage of the failed task.
-        stage: u32,
+        stage: crate::ids::StageId,
         /// The partition the task was computing.
-        partition: u32,
+        partition: crate::ids::TaskId,
         /// What went wrong.
         source: Box<Error>,
     },

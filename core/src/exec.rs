@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::data::{BatchStream, ChunkStream, batch_bytes};
 use crate::error::{Error, Result};
+use crate::ids::{Attempt, StageId, TaskId};
 use crate::plan::{ActionEnv, Ran, StageOutput, StagePlan, TaskInput, TaskPlan, TaskValue, Volume};
 use crate::shuffle::ShuffleService;
 use crate::source;
@@ -16,14 +17,14 @@ use crate::source;
 /// any other failure [`Error::TaskFailed`], both naming the stage and partition.
 ///
 /// The plan must come from this executable: its shipped functions are resolved here.
-pub fn run_task(stage: &StagePlan, index: usize, attempt: u32, shuffle: &dyn ShuffleService) -> Result<Ran> {
+pub fn run_task(stage: &StagePlan, index: usize, attempt: Attempt, shuffle: &dyn ShuffleService) -> Result<Ran> {
     let task = stage
         .tasks
         .get(index)
         .ok_or_else(|| Error::Plan(format!("stage {} has no task {index}", stage.id)))?;
     let unit = TaskUnit {
         stage: stage.id,
-        partition: index as u32,
+        partition: TaskId::from(index),
         task,
         output: &stage.output,
         stop: None,
@@ -35,9 +36,9 @@ pub fn run_task(stage: &StagePlan, index: usize, attempt: u32, shuffle: &dyn Shu
 #[derive(Debug, Clone, Copy)]
 pub struct TaskUnit<'a> {
     /// The stage's id.
-    pub stage: u32,
+    pub stage: StageId,
     /// The task's index in its stage (its partition).
-    pub partition: u32,
+    pub partition: TaskId,
     /// The task.
     pub task: &'a TaskPlan,
     /// What the stage's tasks produce.
@@ -48,7 +49,7 @@ pub struct TaskUnit<'a> {
 }
 
 /// Runs one task, as [`run_task`] does, from the task alone.
-pub fn run(unit: &TaskUnit<'_>, attempt: u32, shuffle: &dyn ShuffleService) -> Result<Ran> {
+pub fn run(unit: &TaskUnit<'_>, attempt: Attempt, shuffle: &dyn ShuffleService) -> Result<Ran> {
     let tally = Arc::new(Tally::default());
     let task = || {
         let run = || crate::mapped::watch_task(|| run_task_inner(unit, attempt, shuffle, &tally));
@@ -88,11 +89,11 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 
 fn run_task_inner(
     unit: &TaskUnit<'_>,
-    attempt: u32,
+    attempt: Attempt,
     shuffle: &dyn ShuffleService,
     tally: &Arc<Tally>,
 ) -> Result<TaskValue> {
-    let (task, index) = (unit.task, unit.partition as usize);
+    let (task, index) = (unit.task, unit.partition);
     let mut stream: ChunkStream = match &task.input {
         TaskInput::Source { split, sample_windows } => {
             let tally = tally.clone();
@@ -131,7 +132,7 @@ fn run_task_inner(
             // SAFETY: as above.
             let make_sink = unsafe { sink.resolve() }?;
             let mut sink = make_sink(state, *partitions)?;
-            let mut writer = shuffle.writer(*id, index as u32);
+            let mut writer = shuffle.writer(*id, index);
             let (mut rows, mut bytes) = (0u64, 0u64);
             let mut counting = CountingWriter {
                 inner: writer.as_mut(),

@@ -1,5 +1,5 @@
-//! Ids with types of their own ([`JobId`], [`WorkerId`], [`StageId`], [`TaskId`],
-//! [`Attempt`]) so that one cannot be passed where another is meant, and the names that become directory names on workers
+//! Ids with types of their own ([`JobId`], [`WorkerId`], [`StageId`], [`ShuffleId`],
+//! [`TaskId`], [`Attempt`]) so that one cannot be passed where another is meant, and the names that become directory names on workers
 //! (job ids, dataset names): what each may be, checked wherever one arrives from outside.
 //! An id serialises as its text, exactly as the `String` it replaced (the Raft log's format
 //! does not change with it).
@@ -117,6 +117,13 @@ macro_rules! number_id {
             }
         }
 
+        impl std::str::FromStr for $name {
+            type Err = std::num::ParseIntError;
+            fn from_str(text: &str) -> Result<Self, Self::Err> {
+                text.parse().map($name)
+            }
+        }
+
         impl From<usize> for $name {
             fn from(n: usize) -> Self {
                 $name(n as u32)
@@ -128,6 +135,12 @@ macro_rules! number_id {
 number_id!(
     /// A stage's index within its job.
     StageId
+);
+
+number_id!(
+    /// A shuffle's number within its job: the map stage writing it and the stages reading it
+    /// name it (numbered apart from the stages).
+    ShuffleId
 );
 
 number_id!(

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{BatchStream, ChunkStream};
 use crate::error::Result;
+use crate::ids::{Attempt, ShuffleId, StageId, TaskId};
 use crate::shipped::Shipped;
 use crate::shuffle::ShuffleSink;
 use crate::source::Split;
@@ -37,26 +38,26 @@ pub struct JobPlan {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StagePlan {
     /// Index of the stage within its job.
-    pub id: u32,
+    pub id: StageId,
     /// One task per partition.
     pub tasks: Vec<TaskPlan>,
     /// What each task does with its rows.
     pub output: StageOutput,
     /// Stages this stage waits for: those whose shuffle output it reads, and the one its
     /// sink state comes from.
-    pub parents: Vec<u32>,
+    pub parents: Vec<StageId>,
     /// Set when the sink's state is made of an earlier stage's task values (a sort's key
     /// samples, from which each map task computes the same range bounds): that stage's
     /// id. See [`StagePlan::output_given`].
     #[serde(default)]
-    pub state_from: Option<u32>,
+    pub state_from: Option<StageId>,
 }
 
 impl JobPlan {
     /// How many times each (shuffle, reduce partition) is read in this job: once per task
     /// reading it (more for a self-join, a union of one shuffled dataset with itself, a
     /// sort sampling an upstream shuffle).
-    pub fn shuffle_reads(&self) -> std::collections::BTreeMap<(u32, u32), u32> {
+    pub fn shuffle_reads(&self) -> std::collections::BTreeMap<(ShuffleId, TaskId), u32> {
         let mut reads = std::collections::BTreeMap::new();
         for task in self.stages.iter().flat_map(|s| &s.tasks) {
             if let TaskInput::Shuffle(read) = &task.input {
@@ -124,10 +125,11 @@ pub struct ShuffleRead {
     pub reduce: Shipped<ReduceFn>,
     /// Its serialised state.
     pub state: Vec<u8>,
-    /// The shuffles read, one per side (a join has two).
-    pub shuffles: Vec<u32>,
-    /// The reduce partition.
-    pub partition: u32,
+    /// The shuffles read, one per side (a join has two), each named by the stage that
+    /// wrote it.
+    pub shuffles: Vec<ShuffleId>,
+    /// The reduce partition (the reading task's index).
+    pub partition: TaskId,
 }
 
 /// A shipped narrow step and its serialised state.
@@ -145,7 +147,7 @@ pub enum StageOutput {
     /// Map output of a shuffle.
     Shuffle {
         /// The shuffle's id within the job.
-        shuffle: u32,
+        shuffle: ShuffleId,
         /// Builds the task's partitioning (and combining) sink.
         sink: Shipped<SinkFn>,
         /// The sink's serialised state (e.g. range bounds).
@@ -166,11 +168,11 @@ pub enum StageOutput {
 #[derive(Debug, Clone)]
 pub struct ActionEnv {
     /// The stage's id.
-    pub stage: u32,
+    pub stage: StageId,
     /// The partition this task computes.
-    pub partition: u32,
+    pub partition: TaskId,
     /// The attempt number (distinguishes retries' temporary files).
-    pub attempt: u32,
+    pub attempt: Attempt,
 }
 
 /// Rows and bytes a task read from its input: its source split, or the shuffle blocks it

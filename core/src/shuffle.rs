@@ -15,6 +15,7 @@ use arrow_array::RecordBatch;
 
 use crate::data::{BatchStream, Chunk};
 use crate::error::{Error, Result};
+use crate::ids::{ShuffleId, TaskId};
 use crate::memory::{MemoryPool, Reservation};
 use crate::spill::SpillWriter;
 use crate::sync::lock;
@@ -40,9 +41,9 @@ pub trait ShuffleSink: Send {
 /// The storage and transport of shuffle blocks.
 pub trait ShuffleService: Send + Sync {
     /// A writer for the output of map task `map_task` of shuffle `shuffle`.
-    fn writer(&self, shuffle: u32, map_task: u32) -> Box<dyn BlockWriter + '_>;
+    fn writer(&self, shuffle: ShuffleId, map_task: TaskId) -> Box<dyn BlockWriter + '_>;
     /// Every block of reduce partition `partition` of shuffle `shuffle`, in map-task order.
-    fn read(&self, shuffle: u32, partition: u32) -> Result<BatchStream>;
+    fn read(&self, shuffle: ShuffleId, partition: TaskId) -> Result<BatchStream>;
     /// The memory budget tasks using this service run under (none: unbounded).
     fn memory(&self) -> Option<Arc<MemoryPool>> {
         None
@@ -50,9 +51,9 @@ pub trait ShuffleService: Send + Sync {
 }
 
 /// (shuffle, reduce partition).
-type PartitionKey = (u32, u32);
+type PartitionKey = (ShuffleId, TaskId);
 /// (map task, write sequence): the order in which a reducer sees blocks.
-type BlockOrder = (u32, u64);
+type BlockOrder = (TaskId, u64);
 
 enum Block {
     /// In memory, holding its share of the budget until the reducer takes it.
@@ -112,7 +113,7 @@ impl LocalShuffle {
 
     /// Partition `partition` of `shuffle` is read `reads` times in the job (see
     /// [`crate::plan::JobPlan::shuffle_reads`]): its blocks go only with the last read.
-    pub fn expect_reads(&self, shuffle: u32, partition: u32, reads: u32) {
+    pub fn expect_reads(&self, shuffle: ShuffleId, partition: TaskId, reads: u32) {
         self.reads_left
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -124,7 +125,7 @@ impl LocalShuffle {
         &self.pool
     }
 
-    fn store(&self, shuffle: u32, map_task: u32, partition: u32, batch: RecordBatch) -> Result<()> {
+    fn store(&self, shuffle: ShuffleId, map_task: TaskId, partition: TaskId, batch: RecordBatch) -> Result<()> {
         let size = batch.get_array_memory_size();
         let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
         let mut reservation = self.pool.reservation();
@@ -153,8 +154,8 @@ impl LocalShuffle {
 
 struct LocalWriter<'a> {
     store: &'a LocalShuffle,
-    shuffle: u32,
-    map_task: u32,
+    shuffle: ShuffleId,
+    map_task: TaskId,
 }
 
 impl BlockWriter for LocalWriter<'_> {
@@ -162,12 +163,12 @@ impl BlockWriter for LocalWriter<'_> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        self.store.store(self.shuffle, self.map_task, partition, batch)
+        self.store.store(self.shuffle, self.map_task, TaskId(partition), batch)
     }
 }
 
 impl ShuffleService for LocalShuffle {
-    fn writer(&self, shuffle: u32, map_task: u32) -> Box<dyn BlockWriter + '_> {
+    fn writer(&self, shuffle: ShuffleId, map_task: TaskId) -> Box<dyn BlockWriter + '_> {
         Box::new(LocalWriter {
             store: self,
             shuffle,
@@ -175,7 +176,7 @@ impl ShuffleService for LocalShuffle {
         })
     }
 
-    fn read(&self, shuffle: u32, partition: u32) -> Result<BatchStream> {
+    fn read(&self, shuffle: ShuffleId, partition: TaskId) -> Result<BatchStream> {
         let last = {
             let mut left = lock(&self.reads_left);
             let n = left.entry((shuffle, partition)).or_insert(1);

@@ -84,12 +84,13 @@ impl TaskFailure {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::{StageId, TaskId};
 
     #[test]
     fn each_kind_says_what_the_driver_does() {
         let fetch = TaskFailure::of(&Error::TaskFailed {
-            stage: 1,
-            partition: 0,
+            stage: StageId(1),
+            partition: TaskId(0),
             source: Box::new(Error::FetchFailed {
                 location: "10.0.0.2:7000".into(),
                 message: "gone".into(),
@@ -103,8 +104,8 @@ mod tests {
         assert!(io.retryable && io.counts && !io.fetch_failure);
 
         let panic = TaskFailure::of(&Error::TaskPanicked {
-            stage: 0,
-            partition: 3,
+            stage: StageId(0),
+            partition: TaskId(3),
             message: "boom".into(),
         })
         .to_proto();

@@ -43,7 +43,7 @@ pub fn schedule(state: &ClusterState, live: &BTreeSet<WorkerId>) -> Vec<Assignme
     let mut out = Vec::new();
     for job in state.jobs.values().filter(|j| j.state == JobState::Running) {
         for (s, stage) in job.plan.stages.iter().enumerate() {
-            if job.stage_done(s) || !stage.parents.iter().all(|&p| job.stage_done(p as usize)) {
+            if job.stage_done(s) || !stage.parents.iter().all(|&p| job.stage_done(p.index())) {
                 continue;
             }
             let mut pending = Vec::new();
@@ -468,7 +468,7 @@ pub(crate) mod tests {
         };
         JobPlan {
             stages: vec![StagePlan {
-                id: 0,
+                id: ringleader_core::ids::StageId(0),
                 tasks: vec![task; tasks],
                 output,
                 parents: Vec::new(),

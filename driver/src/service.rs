@@ -310,7 +310,7 @@ impl Driver for DriverService {
                         .stages
                         .iter()
                         .enumerate()
-                        .any(|(i, s)| s.parents.iter().any(|&p| p as usize >= i))
+                        .any(|(i, s)| s.parents.iter().any(|&p| p.index() >= i))
                 {
                     return Err(Status::invalid_argument("malformed job plan: stages out of order"));
                 }

@@ -83,7 +83,7 @@ pub fn job_detail(j: &JobRecord) -> proto::JobDetail {
                     _ => "result",
                 }
                 .to_string(),
-                parents: stage.parents.clone(),
+                parents: stage.parents.iter().map(|p| p.0).collect(),
                 done: count(tasks, |t| matches!(t, TaskState::Done { .. })),
                 running: count(tasks, |t| matches!(t, TaskState::Running { .. })),
                 total: tasks.len() as u32,

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 use ringleader_core::data::ChunkStream;
 use ringleader_core::error::Result;
-use ringleader_core::ids::{Attempt, JobId, StageId, TaskId, WorkerId};
+use ringleader_core::ids::{Attempt, JobId, ShuffleId, StageId, TaskId, WorkerId};
 use ringleader_core::plan::{
     ActionEnv, ActionFn, JobPlan, ReduceFn, ShuffleRead, SinkFn, StageOutput, StagePlan, TaskInput, TaskPlan, TaskValue,
 };
@@ -46,18 +46,18 @@ fn plan(maps: usize, reduces: usize, store: bool) -> JobPlan {
         input: TaskInput::Shuffle(ShuffleRead {
             reduce: ringleader_core::ship!(never_reduce as ReduceFn),
             state: Vec::new(),
-            shuffles: vec![0],
-            partition,
+            shuffles: vec![ShuffleId(0)],
+            partition: TaskId(partition),
         }),
         steps: Vec::new(),
     };
     JobPlan {
         stages: vec![
             StagePlan {
-                id: 0,
+                id: StageId(0),
                 tasks: vec![map; maps],
                 output: StageOutput::Shuffle {
-                    shuffle: 0,
+                    shuffle: ShuffleId(0),
                     sink: ringleader_core::ship!(never_sink as SinkFn),
                     state: Vec::new(),
                     partitions: reduces as u32,
@@ -66,13 +66,13 @@ fn plan(maps: usize, reduces: usize, store: bool) -> JobPlan {
                 state_from: None,
             },
             StagePlan {
-                id: 1,
+                id: StageId(1),
                 tasks: (0..reduces as u32).map(reduce).collect(),
                 output: StageOutput::Action {
                     f: ringleader_core::ship!(never_action as ActionFn),
                     state: Vec::new(),
                 },
-                parents: vec![0],
+                parents: vec![StageId(0)],
                 state_from: None,
             },
         ],

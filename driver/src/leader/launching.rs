@@ -180,7 +180,7 @@ fn stage_output(record: &JobRecord, plan: &ringleader_core::plan::StagePlan) -> 
     };
     let values = record
         .tasks
-        .get(from as usize)
+        .get(from.index())
         .into_iter()
         .flatten()
         .filter_map(|t| match t {
@@ -209,7 +209,7 @@ fn assignment_message(
                     .collect()
             };
             proto::ShuffleInput {
-                shuffle,
+                shuffle: shuffle.0,
                 locations: field(|r| &r.address),
                 shuffle_dirs: field(|r| &r.shuffle_dir),
                 machines: field(|r| &r.machine),

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use ringleader_core::ids::{Attempt, JobId, WorkerId};
+use ringleader_core::ids::{Attempt, JobId, ShuffleId, StageId, WorkerId};
 use ringleader_core::plan::{JobPlan, StageOutput, TaskInput, TaskValue};
 use serde::{Deserialize, Serialize};
 
@@ -102,7 +102,7 @@ impl JobRecord {
                         .stages
                         .iter()
                         .enumerate()
-                        .any(|(c, stage)| stage.parents.contains(&(s as u32)) && !self.stage_done(c))
+                        .any(|(c, stage)| stage.parents.contains(&StageId::from(s)) && !self.stage_done(c))
             })
             .collect();
         let mut lost = 0;
@@ -144,7 +144,7 @@ impl JobRecord {
 
     /// For each shuffle a task of `stage` reads: the worker holding each map task's output
     /// and the attempt that wrote it.
-    pub fn shuffle_inputs(&self, stage: usize, task: usize) -> Vec<(u32, Vec<(WorkerId, Attempt)>)> {
+    pub fn shuffle_inputs(&self, stage: usize, task: usize) -> Vec<(ShuffleId, Vec<(WorkerId, Attempt)>)> {
         let Some(TaskInput::Shuffle(read)) = self.plan.stages[stage].tasks.get(task).map(|t| &t.input) else {
             return Vec::new();
         };
