@@ -3,7 +3,7 @@
 //! finish or fail (succeed, commit its dataset, fail for good) is decided here, and each
 //! applied attempt's start and end is noted in the driver's soft state.
 
-use ringleader_core::ids::{JobId, StageId, TaskId, WorkerId};
+use ringleader_core::ids::{Attempt, JobId, StageId, TaskId, WorkerId};
 use ringleader_core::plan::TaskValue;
 
 use super::job::{JobRecord, JobState, MAX_ATTEMPTS, MAX_FETCH_FAILURES, max_uncounted_failures, stored_output};
@@ -127,15 +127,7 @@ impl ClusterState {
                 stage,
                 task,
                 worker,
-            } => {
-                let Some((slot, history)) = self.running_task(&job, stage, task) else {
-                    return Outcome::Stale;
-                };
-                match slot.start(history, worker) {
-                    Some(attempt) => Outcome::TaskStarted(attempt),
-                    None => Outcome::Stale,
-                }
-            }
+            } => self.launch(&job, stage, task, |slot, history| slot.start(history, worker)),
             Command::FinishTask {
                 job,
                 stage,
@@ -202,15 +194,7 @@ impl ClusterState {
                 stage,
                 task,
                 worker,
-            } => {
-                let Some((slot, history)) = self.running_task(&job, stage, task) else {
-                    return Outcome::Stale;
-                };
-                match slot.speculate(history, worker) {
-                    Some(attempt) => Outcome::TaskStarted(attempt),
-                    None => Outcome::Stale,
-                }
-            }
+            } => self.launch(&job, stage, task, |slot, history| slot.speculate(history, worker)),
             Command::PutDataset(record) => {
                 self.datasets.insert(record.name.clone(), record);
                 Outcome::Done
@@ -302,6 +286,24 @@ impl ClusterState {
     }
 
     /// A running job's task slot and its history.
+    /// Starts an attempt of a running task with `start` (the original or a speculative
+    /// copy): the attempt's number, or stale when the task is not running or `start` refuses.
+    fn launch(
+        &mut self,
+        job: &str,
+        stage: StageId,
+        task: TaskId,
+        start: impl FnOnce(&mut TaskState, &mut TaskHistory) -> Option<Attempt>,
+    ) -> Outcome {
+        match self
+            .running_task(job, stage, task)
+            .and_then(|(slot, history)| start(slot, history))
+        {
+            Some(attempt) => Outcome::TaskStarted(attempt),
+            None => Outcome::Stale,
+        }
+    }
+
     fn running_task(&mut self, job: &str, stage: StageId, task: TaskId) -> Option<(&mut TaskState, &mut TaskHistory)> {
         let j = self.jobs.get_mut(job)?;
         if j.state != JobState::Running {
