@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use ringleader_core::cluster_shuffle::{BlockSource, ClusterShuffle, ShuffleFiles};
 use ringleader_core::exec::{TaskUnit, run};
 use ringleader_core::ids::{Attempt, JobId, ShuffleId, StageId, TaskId};
-use ringleader_core::plan::{Ran, StageOutput, TaskPlan, Volume};
+use ringleader_core::plan::{Ran, StageOutput, TaskPlan, TaskValue, Volume};
 use ringleader_core::proto::{self, executor_client::ExecutorClient, task_report::Outcome};
 use ringleader_core::sync::lock;
 use ringleader_core::task_failure::TaskFailure;
@@ -129,6 +129,7 @@ fn run_assignment(
     let decoded = postcard::from_bytes::<TaskPlan>(&a.task_plan)
         .and_then(|task| Ok((task, postcard::from_bytes::<StageOutput>(&a.stage_output)?)));
     let mut read = Volume::default();
+    let mut shuffled = 0;
     let pool = memory.clone();
     let outcome = match decoded {
         Err(e) => Outcome::Error(TaskFailure::Fatal(format!("malformed task plan: {e}")).to_proto()),
@@ -170,6 +171,9 @@ fn run_assignment(
             };
             let held = |ran: Ran| {
                 read = ran.read;
+                if let TaskValue::Shuffled { bytes, .. } = ran.value {
+                    shuffled = bytes;
+                }
                 ringleader_core::results::hold_if_large(ran.value, &id, &result_files, worker)
             };
             match run(&unit, id.attempt, &shuffle).and_then(held) {
@@ -192,6 +196,7 @@ fn run_assignment(
         read_rows: read.rows,
         read_bytes: read.bytes,
         spilled_bytes: spilled,
+        shuffled_bytes: shuffled,
     }
 }
 

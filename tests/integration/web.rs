@@ -169,7 +169,7 @@ fn the_status_page_shows_jobs_stages_and_tasks_in_a_browser_and_needs_the_token(
     assert!(attempts >= f64::from(total), "{metrics}");
 
     // Each worker's own metrics, also behind the token.
-    let (mut succeeded, mut rows_read) = (0.0, 0.0);
+    let (mut succeeded, mut rows_read, mut shuffled) = (0.0, 0.0, 0.0);
     for worker in ["worker-1", "worker-2"] {
         let at = std::fs::read_to_string(cluster.dir.path().join(worker).join("http-address")).unwrap();
         let at = at.trim();
@@ -186,6 +186,7 @@ fn the_status_page_shows_jobs_stages_and_tasks_in_a_browser_and_needs_the_token(
         };
         succeeded += value("ringleader_worker_tasks_total", "outcome=\"succeeded\"");
         rows_read += value("ringleader_worker_read_rows_total", "worker=");
+        shuffled += value("ringleader_worker_shuffle_written_bytes_total", "worker=");
         let age = value("ringleader_worker_heartbeat_age_seconds", "worker=");
         assert!((0.0..10.0).contains(&age), "{metrics}");
     }
@@ -201,6 +202,9 @@ fn the_status_page_shows_jobs_stages_and_tasks_in_a_browser_and_needs_the_token(
         rows_read >= lines as f64,
         "the map tasks read every line: {rows_read} < {lines}"
     );
+    // The word count's map stage wrote its counts into a shuffle, counted as the workers
+    // passed its tasks' reports on (at least a byte per distinct word).
+    assert!(shuffled >= 1884.0, "shuffled only {shuffled} bytes");
 
     // A page name that is no job id still gets an answer (the login goes back to the list).
     let (code, _) = get(web, &format!("/jobs/a%0d%0ab?token={token}"), None);

@@ -7,7 +7,6 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use ringleader_core::plan::TaskValue;
 use ringleader_core::proto::{self, task_report::Outcome};
 use ringleader_core::sync::lock;
 
@@ -38,13 +37,11 @@ impl WorkerCounters {
     /// Counts a task report on its way to the driver.
     pub fn report(&self, report: &proto::TaskReport) {
         match &report.outcome {
-            Some(Outcome::Value(bytes)) => {
+            Some(Outcome::Value(_)) => {
                 self.succeeded.fetch_add(1, Ordering::Relaxed);
                 self.rows_read.fetch_add(report.read_rows, Ordering::Relaxed);
                 self.bytes_read.fetch_add(report.read_bytes, Ordering::Relaxed);
-                if let Ok(TaskValue::Shuffled { bytes, .. }) = postcard::from_bytes(bytes) {
-                    self.shuffled.fetch_add(bytes, Ordering::Relaxed);
-                }
+                self.shuffled.fetch_add(report.shuffled_bytes, Ordering::Relaxed);
             }
             Some(Outcome::Error(_)) => {
                 self.failed.fetch_add(1, Ordering::Relaxed);
@@ -82,13 +79,15 @@ mod tests {
     #[test]
     fn reports_count_by_outcome_and_spills_by_job() {
         let c = WorkerCounters::default();
-        let value = postcard::to_stdvec(&TaskValue::Shuffled { rows: 3, bytes: 40 }).expect("encodes");
+        let value =
+            postcard::to_stdvec(&ringleader_core::plan::TaskValue::Shuffled { rows: 3, bytes: 40 }).expect("encodes");
         let ok = |job: &str, spilled| proto::TaskReport {
             job_id: job.into(),
             outcome: Some(Outcome::Value(value.clone())),
             read_rows: 5,
             read_bytes: 50,
             spilled_bytes: spilled,
+            shuffled_bytes: 40,
             ..Default::default()
         };
         c.report(&ok("a", 100));
@@ -97,6 +96,7 @@ mod tests {
         c.report(&proto::TaskReport {
             job_id: "a".into(),
             outcome: Some(Outcome::Error(proto::TaskError::default())),
+            shuffled_bytes: 1000, // a failed attempt's writes are not counted
             ..Default::default()
         });
         assert_eq!(c.succeeded.load(Ordering::Relaxed), 3);
