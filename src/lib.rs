@@ -38,6 +38,12 @@
 //!
 //! The `ringleader` command itself (cluster, driver and worker daemons, benchmarks) is the
 //! `ringleader-cli` crate: a job binary links none of the daemons, Raft or redb.
+//!
+//! ## Features
+//! - `mimalloc` (on by default): mimalloc as the job binary's allocator.
+//! - `parquet` (off by default): Parquet sources and outputs ([`Context::parquet_files`],
+//!   [`Dataset::save_parquet`]). Without it they fail before any task runs with
+//!   [`Error::FeatureOff`], naming the feature; the parquet crate stays out of the build.
 
 pub mod client;
 mod cluster;
