@@ -15,7 +15,7 @@
 //! - [`datasets`]: `ringleader put|get|rm|datasets`.
 //! - [`jobs`]: `ringleader jobs`, `job ID`, `cancel ID`.
 //! - [`generate`], [`validate`]: `ringleader gen …`, `ringleader validate sort`.
-//! - [`bench`]: `ringleader bench embedded|cluster|raft|hosts|scale` and its harness.
+//! - [`bench`](mod@bench): `ringleader bench embedded|cluster|raft|hosts|scale` and its harness.
 
 mod bench;
 mod cluster;

@@ -8,7 +8,7 @@
 //! - [`numbers`]: an `int64` column in Arrow IPC files.
 //! - [`text`]: lines of Zipf-distributed words.
 //! - [`validate`]: valsort's checks on a sorted output.
-//! - [`write`]: writing an output directory file by file, atomically, with progress.
+//! - [`write`](mod@write): writing an output directory file by file, atomically, with progress.
 
 pub mod gensort;
 pub mod numbers;

@@ -1,8 +1,8 @@
 //! `ringleader bench`: each benchmark in its own module, on one harness.
 //!
-//! - [`embedded`]: the shipped examples against plain-Rust baselines (and `--peers`:
-//!   DuckDB and Polars, [`peers`]); [`baseline`] is the hidden subcommand a baseline runs in.
-//! - [`cluster`]: a local cluster against the embedded engine.
+//! - [`embedded`](mod@embedded): the shipped examples against plain-Rust baselines (and `--peers`:
+//!   DuckDB and Polars, [`peers`]); [`baseline`](mod@baseline) is the hidden subcommand a baseline runs in.
+//! - [`cluster`](mod@cluster): a local cluster against the embedded engine.
 //! - [`raft`], [`hosts`], [`scale`]: the driver group, separate hosts, larger than memory.
 //! - [`measure`]: running a command and timing it (wall time, peak memory from `wait4`).
 //! - [`inputs`]: where data and examples are, generating inputs once.
