@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ringleader_core::data::{Data, decode};
+use ringleader_core::ids::Attempt;
 use ringleader_core::ops::action::Columnar;
 use ringleader_core::ops::sinks::Combiner;
 use ringleader_core::ops::{action, narrow, reduce, sinks};
@@ -604,7 +605,7 @@ impl<T: Data> Dataset<T> {
             let reader = arrow_ipc::reader::FileReader::try_new(std::io::BufReader::new(file), None)
                 .map_err(|e| crate::Error::io(&arrow, std::io::Error::other(e.to_string())))?;
             let schema = reader.schema();
-            bytes += ringleader_core::output::write_file(commit.staging(), &name, 0, |out| {
+            bytes += ringleader_core::output::write_file(commit.staging(), &name, Attempt(0), |out| {
                 Columnar::Parquet.write(&path, out, schema, reader.map(|b| b.map_err(crate::Error::from)))?;
                 std::io::Write::flush(out).map_err(|e| crate::Error::io(&path, e))?;
                 out.get_ref()

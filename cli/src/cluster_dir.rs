@@ -78,12 +78,17 @@ impl ClusterFile {
     }
 }
 
-/// Writes `dir/cluster.json` (write, then rename: a reader never sees half of it).
+/// Writes `dir/cluster.json` (see [`write_whole`]).
 pub fn write_file(dir: &Path, file: &ClusterFile) -> anyhow::Result<()> {
-    let path = dir.join("cluster.json");
-    let temp = dir.join("cluster.json.tmp");
-    std::fs::write(&temp, serde_json::to_string_pretty(file)?)?;
-    std::fs::rename(&temp, &path).with_context(|| format!("writing {}", path.display()))
+    write_whole(&dir.join("cluster.json"), serde_json::to_string_pretty(file)?)
+}
+
+/// Writes `contents` to `path` beside it first, then renames: a reader (a test, `cluster
+/// up` waiting for a node's address) never sees half of it.
+pub fn write_whole(path: &Path, contents: impl AsRef<[u8]>) -> anyhow::Result<()> {
+    let temp = path.with_extension("tmp");
+    std::fs::write(&temp, contents).with_context(|| format!("writing {}", temp.display()))?;
+    std::fs::rename(&temp, path).with_context(|| format!("writing {}", path.display()))
 }
 
 /// The token file `cluster up` writes in its directory.

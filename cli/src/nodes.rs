@@ -2,7 +2,7 @@
 //! across machines, or under `cluster up`). Each runs until SIGINT or SIGTERM.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -148,13 +148,9 @@ async fn shutdown_signal() {
     }
 }
 
-fn write_address(file: &Option<PathBuf>, address: &str) -> anyhow::Result<()> {
-    if let Some(path) = file {
-        let temp = path.with_extension("tmp");
-        std::fs::write(&temp, address).with_context(|| format!("writing {}", temp.display()))?;
-        std::fs::rename(&temp, path).with_context(|| format!("writing {}", path.display()))?;
-    }
-    Ok(())
+/// Writes `address` to `file`, if one was asked for.
+fn write_address(file: Option<&Path>, address: &str) -> anyhow::Result<()> {
+    file.map_or(Ok(()), |path| crate::cluster_dir::write_whole(path, address))
 }
 
 /// What a daemon logs when `RUST_LOG` does not say: its own news, and only the warnings of
@@ -202,9 +198,9 @@ pub fn driver(args: DriverArgs) -> anyhow::Result<ExitCode> {
         tracing::info!("driver {} listening on {}", args.id, bound.address);
         if let Some(http) = bound.http_address {
             tracing::info!("driver {} serving its status page on http://{http}/", args.id);
-            write_address(&Some(args.data_dir.join(HTTP_ADDRESS_FILE)), &http.to_string())?;
+            crate::cluster_dir::write_whole(&args.data_dir.join(HTTP_ADDRESS_FILE), http.to_string())?;
         }
-        write_address(&args.address_file, &bound.address.to_string())?;
+        write_address(args.address_file.as_deref(), &bound.address.to_string())?;
         bound.serve(shutdown_signal()).await?;
         Ok(ExitCode::SUCCESS)
     })
@@ -236,10 +232,10 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         );
         if let Some(http) = bound.http_address {
             tracing::info!("worker {} serving /metrics on http://{http}/metrics", bound.id());
-            write_address(&Some(args.data_dir.join(HTTP_ADDRESS_FILE)), &http.to_string())?;
+            crate::cluster_dir::write_whole(&args.data_dir.join(HTTP_ADDRESS_FILE), http.to_string())?;
         }
         write_address(
-            &args.address_file,
+            args.address_file.as_deref(),
             &args.advertise.clone().unwrap_or_else(|| bound.address.to_string()),
         )?;
         bound.serve(shutdown_signal()).await?;

@@ -1,8 +1,8 @@
 //! Ids with types of their own ([`JobId`], [`WorkerId`], [`StageId`], [`ShuffleId`],
-//! [`TaskId`], [`Attempt`]) so that one cannot be passed where another is meant, and the names that become directory names on workers
-//! (job ids, dataset names): what each may be, checked wherever one arrives from outside.
-//! An id serialises as its text, exactly as the `String` it replaced (the Raft log's format
-//! does not change with it).
+//! [`TaskId`], [`Attempt`]) so that one cannot be passed where another is meant, and the
+//! names that become directory names on workers (job ids, dataset names): what each may be,
+//! checked wherever one arrives from outside. An id serialises as the `String` or `u32` it
+//! replaced (plans and the Raft log's format do not change with it).
 
 use std::borrow::Borrow;
 use std::fmt;

@@ -10,6 +10,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::ids::Attempt;
 
 /// Set to `0` to skip syncing outputs (part files, stored partitions) before they are
 /// committed: faster, but a machine that crashes may keep a committed output whose data
@@ -177,7 +178,7 @@ pub fn part_name(partition: u32) -> String {
 pub fn write_part<T>(
     dir: &Path,
     partition: u32,
-    attempt: u32,
+    attempt: Attempt,
     write: impl FnOnce(&mut BufWriter<File>) -> Result<T>,
 ) -> Result<T> {
     write_file(dir, &part_name(partition), attempt, write)
@@ -187,7 +188,7 @@ pub fn write_part<T>(
 pub fn write_file<T>(
     dir: &Path,
     name: &str,
-    attempt: u32,
+    attempt: Attempt,
     write: impl FnOnce(&mut BufWriter<File>) -> Result<T>,
 ) -> Result<T> {
     let final_path = dir.join(name);
@@ -224,7 +225,7 @@ mod tests {
         let target = dir.path().join("out");
         for (round, text) in ["old", "new"].iter().enumerate() {
             let commit = OutputCommit::begin(&target, round > 0).expect("begin");
-            write_part(commit.staging(), 0, 1, |w| {
+            write_part(commit.staging(), 0, Attempt(1), |w| {
                 w.write_all(text.as_bytes()).map_err(|e| Error::io(&target, e))
             })
             .expect("part");

@@ -17,6 +17,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::ids::Attempt;
 
 /// Batches in flight between a reader and a writer of a stream: the memory a transfer
 /// holds is about this many batches.
@@ -306,7 +307,7 @@ pub fn write_ipc_file(
 pub fn write_partition(
     spec: &StoreSpec,
     partition: u32,
-    attempt: u32,
+    attempt: Attempt,
     schema: arrow_schema::SchemaRef,
     batches: impl Iterator<Item = Result<RecordBatch>>,
 ) -> Result<(u64, u64, Vec<String>)> {

@@ -10,7 +10,7 @@ use clap::Args;
 
 use super::inputs::{BenchPlaces, ensure_numbers_input, ensure_sort_input, ensure_text_input, warm};
 use super::local_cluster::BenchCluster;
-use super::measure::{Measured, alternate, gb, last_line, measure, rate, sort_flags, with};
+use super::measure::{Measured, alternate, gb, io_flags, last_line, measure, rate, with};
 use crate::generate::parse_size;
 
 /// `bench cluster`.
@@ -62,21 +62,17 @@ pub(super) fn cluster(args: ClusterArgs) -> anyhow::Result<ExitCode> {
     let embedded = |c: &mut Command| -> anyhow::Result<Measured> { measure(c.env_remove("RINGLEADER_MASTER")) };
     let runs = args.runs.max(1);
     let sort_out = base.join("out-sort-cluster");
-    let sort = sort_flags(&sort_in, &sort_out);
+    let sort = io_flags(&sort_in, &sort_out);
     let sum = |c: &mut Command| {
         c.arg("--input").arg(&sum_in);
     };
     let sort_bytes = warm(&sort_in)?;
     // Warm the cluster: the first run uploads and caches the binaries.
     on_cluster(Command::new(examples.join("sum")).arg("--input").arg(&tiny_in))?;
-    on_cluster(
-        Command::new(examples.join("sort"))
-            .arg("--input")
-            .arg(&tiny_sort)
-            .arg("--output")
-            .arg(&sort_out)
-            .arg("--overwrite"),
-    )?;
+    on_cluster(&mut with(
+        Command::new(examples.join("sort")),
+        io_flags(&tiny_sort, &sort_out),
+    ))?;
     let (c, e) = alternate(
         runs,
         "sort",

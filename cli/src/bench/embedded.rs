@@ -10,7 +10,7 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 
 use super::inputs::{BenchPlaces, ensure_numbers_input, ensure_sort_input, ensure_text_input, warm};
-use super::measure::{Measured, alternate, gb, last_line, measure, median, rate};
+use super::measure::{Measured, alternate, gb, io_flags, last_line, measure, median, rate, with};
 use crate::generate::parse_size;
 
 /// `bench embedded`.
@@ -119,14 +119,10 @@ pub(super) fn embedded(args: EmbeddedArgs) -> anyhow::Result<ExitCode> {
         runs,
         "sort",
         || {
-            measure(
-                Command::new(examples.join("sort"))
-                    .arg("--input")
-                    .arg(&sort_in)
-                    .arg("--output")
-                    .arg(&sort_out)
-                    .arg("--overwrite"),
-            )
+            measure(&mut with(
+                Command::new(examples.join("sort")),
+                io_flags(&sort_in, &sort_out),
+            ))
         },
         || {
             measure(
@@ -181,14 +177,10 @@ pub(super) fn embedded(args: EmbeddedArgs) -> anyhow::Result<ExitCode> {
         runs,
         "wordcount",
         || {
-            measure(
-                Command::new(examples.join("wordcount"))
-                    .arg("--input")
-                    .arg(&text_in)
-                    .arg("--output")
-                    .arg(&wc_out)
-                    .arg("--overwrite"),
-            )
+            measure(&mut with(
+                Command::new(examples.join("wordcount")),
+                io_flags(&text_in, &wc_out),
+            ))
         },
         || {
             measure(

@@ -20,8 +20,9 @@ pub(super) struct Measured {
     pub(super) stdout: String,
 }
 
-/// The flags of the sort example reading `input` and writing `output` (replacing it).
-pub(super) fn sort_flags<'a>(input: &'a Path, output: &'a Path) -> impl Fn(&mut Command) + Copy + 'a {
+/// The flags of an example reading `input` and writing `output` (replacing it): the sort's
+/// and the word count's.
+pub(super) fn io_flags<'a>(input: &'a Path, output: &'a Path) -> impl Fn(&mut Command) + Copy + 'a {
     move |c: &mut Command| {
         c.arg("--input")
             .arg(input)

@@ -21,7 +21,7 @@ use ringleader_driver::state::Command as StateCommand;
 
 use super::inputs::{ensure_sort_input, warm};
 use super::local_cluster::BenchCluster;
-use super::measure::{alternate, gb, measure, rate, sort_flags, with};
+use super::measure::{alternate, gb, io_flags, measure, rate, with};
 use crate::cluster::fetch_status as status;
 
 /// `bench raft`.
@@ -79,7 +79,7 @@ pub fn run(args: RaftArgs) -> anyhow::Result<ExitCode> {
     let one = BenchCluster::up_with(base.join("cluster-1-driver"), 2, 1, Some(&token))?;
     let three = BenchCluster::up_with(base.join("cluster-3-drivers"), 2, 3, Some(&token))?;
     let sort_out = base.join("out-sort-raft");
-    let sort = sort_flags(&sort_in, &sort_out);
+    let sort = io_flags(&sort_in, &sort_out);
     let program = examples.join("sort");
     let run_on = |cluster: &BenchCluster| measure(cluster.client(&mut with(Command::new(&program), sort)));
     // Warm both (binary upload and caching).

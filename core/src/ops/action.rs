@@ -240,7 +240,7 @@ pub struct SaveState {
 pub fn save_text<T: Data + Display>(state: &[u8], input: ChunkStream, env: &ActionEnv) -> Result<TaskValue> {
     let SaveState { dir } = postcard::from_bytes(state)?;
     let path = dir.join(crate::output::part_name(env.partition.0));
-    write_part(&dir, env.partition.0, env.attempt.0, |out| {
+    write_part(&dir, env.partition.0, env.attempt, |out| {
         let (mut rows, mut bytes) = (0u64, 0u64);
         let mut line = String::new();
         for chunk in input {
@@ -341,7 +341,7 @@ pub fn save_columnar<T: Data>(state: &[u8], input: ChunkStream, env: &ActionEnv)
     let name = format!("{}.{}", crate::output::part_name(env.partition.0), format.extension());
     let path = dir.join(&name);
     let (schema, batches) = columnar_batches::<T>(input)?;
-    crate::output::write_file(&dir, &name, env.attempt.0, |out| {
+    crate::output::write_file(&dir, &name, env.attempt, |out| {
         let rows = format.write(&path, out, schema, batches)?;
         std::io::Write::flush(out).map_err(|e| Error::io(&path, e))?;
         let bytes = out.get_ref().metadata().map_err(|e| Error::io(&path, e))?.len();
@@ -385,7 +385,7 @@ pub struct ColumnarState {
 pub fn save_records(state: &[u8], input: ChunkStream, env: &ActionEnv) -> Result<TaskValue> {
     let SaveState { dir } = postcard::from_bytes(state)?;
     let path = dir.join(crate::output::part_name(env.partition.0));
-    write_part(&dir, env.partition.0, env.attempt.0, |out| {
+    write_part(&dir, env.partition.0, env.attempt, |out| {
         let mut rows = 0u64;
         for chunk in input {
             let bytes = match chunk? {
@@ -468,6 +468,6 @@ fn write_stored(
     batches: impl Iterator<Item = Result<RecordBatch>>,
 ) -> Result<TaskValue> {
     let StoreState { spec } = postcard::from_bytes(state)?;
-    let (rows, bytes, holders) = crate::store::write_partition(&spec, env.partition.0, env.attempt.0, schema, batches)?;
+    let (rows, bytes, holders) = crate::store::write_partition(&spec, env.partition.0, env.attempt, schema, batches)?;
     Ok(TaskValue::Stored { rows, bytes, holders })
 }

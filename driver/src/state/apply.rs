@@ -17,7 +17,7 @@ impl ClusterState {
     pub fn apply(&mut self, command: Command) -> Outcome {
         let noted = Noted::of(&command);
         let outcome = self.apply_one(command);
-        noted.record(self);
+        noted.record(self, &outcome);
         outcome
     }
 
@@ -31,25 +31,20 @@ impl ClusterState {
                 machine,
                 incarnation,
             } => {
-                if let Some(w) = self.workers.values_mut().find(|w| w.address == address) {
-                    // The same address registering again keeps its id. Another incarnation
-                    // is a restarted process: what the old one ran or held is gone.
-                    let restarted = w.incarnation != incarnation;
-                    w.slots = slots;
-                    w.pid = pid;
-                    w.shuffle_dir = shuffle_dir;
-                    w.machine = machine;
-                    w.incarnation = incarnation;
-                    let id = w.id.clone();
-                    if restarted {
-                        for job in self.jobs.values_mut().filter(|j| j.state == JobState::Running) {
-                            job.lose_worker(&id, true);
-                        }
+                // The same address registering again keeps its id. Another incarnation is a
+                // restarted process: what the old one ran or held is gone.
+                let known = self
+                    .workers
+                    .values()
+                    .find(|w| w.address == address)
+                    .map(|w| (w.id.clone(), w.incarnation != incarnation));
+                let id = match &known {
+                    Some((id, _)) => id.clone(),
+                    None => {
+                        self.next_worker += 1;
+                        WorkerId::new(format!("worker-{}", self.next_worker))
                     }
-                    return Outcome::WorkerRegistered(id);
-                }
-                self.next_worker += 1;
-                let id = WorkerId::new(format!("worker-{}", self.next_worker));
+                };
                 let record = WorkerRecord {
                     id: id.clone(),
                     address,
@@ -60,6 +55,11 @@ impl ClusterState {
                     incarnation,
                 };
                 self.workers.insert(id.clone(), record);
+                if let Some((_, true)) = known {
+                    for job in self.jobs.values_mut().filter(|j| j.state == JobState::Running) {
+                        job.lose_worker(&id, true);
+                    }
+                }
                 Outcome::WorkerRegistered(id)
             }
             Command::AddBinary { hash, holders } => {
@@ -285,7 +285,6 @@ impl ClusterState {
         }
     }
 
-    /// A running job's task slot and its history.
     /// Starts an attempt of a running task with `start` (the original or a speculative
     /// copy): the attempt's number, or stale when the task is not running or `start` refuses.
     fn launch(
@@ -304,6 +303,7 @@ impl ClusterState {
         }
     }
 
+    /// A running job's task slot and its history.
     fn running_task(&mut self, job: &str, stage: StageId, task: TaskId) -> Option<(&mut TaskState, &mut TaskHistory)> {
         let j = self.jobs.get_mut(job)?;
         if j.state != JobState::Running {
@@ -317,13 +317,13 @@ impl ClusterState {
 
 /// A command's effect on task attempts, noted in [`ClusterState::observed`] once applied.
 enum Noted {
-    /// A task's attempt (its original, or a speculative copy) was started: its number is
-    /// known once applied.
+    /// An attempt of a task (its original, or a speculative copy) may start on `worker`:
+    /// its number is the command's outcome.
     Started {
         job: JobId,
         stage: StageId,
         task: TaskId,
-        speculative: bool,
+        worker: WorkerId,
     },
     /// An attempt ended (with its error if it failed).
     Ended(AttemptKey, Option<String>),
@@ -334,14 +334,23 @@ enum Noted {
 impl Noted {
     fn of(command: &Command) -> Noted {
         match command {
-            Command::StartTask { job, stage, task, .. } | Command::Speculate { job, stage, task, .. } => {
-                Noted::Started {
-                    job: job.clone(),
-                    stage: *stage,
-                    task: *task,
-                    speculative: matches!(command, Command::Speculate { .. }),
-                }
+            Command::StartTask {
+                job,
+                stage,
+                task,
+                worker,
             }
+            | Command::Speculate {
+                job,
+                stage,
+                task,
+                worker,
+            } => Noted::Started {
+                job: job.clone(),
+                stage: *stage,
+                task: *task,
+                worker: worker.clone(),
+            },
             Command::FinishTask {
                 job,
                 stage,
@@ -361,33 +370,22 @@ impl Noted {
         }
     }
 
-    fn record(self, state: &mut ClusterState) {
-        let (job, stage, task, speculative) = match self {
+    fn record(self, state: &mut ClusterState, outcome: &Outcome) {
+        match self {
             Noted::Started {
                 job,
                 stage,
                 task,
-                speculative,
-            } => (job, stage, task, speculative),
-            Noted::Ended(key, error) => {
-                state.observed.ended(&key, error);
-                return;
+                worker,
+            } => {
+                if let Outcome::TaskStarted(attempt) = outcome {
+                    state
+                        .observed
+                        .started(AttemptKey::new(&job, stage, task, *attempt), &worker);
+                }
             }
-            Noted::Nothing => return,
-        };
-        let Some(record) = state.jobs.get(&job) else { return };
-        let (s, t) = (stage.index(), task.index());
-        // The original's attempt, or the copy's (the second running).
-        let started = record
-            .tasks
-            .get(s)
-            .and_then(|ts| ts.get(t))
-            .and_then(|task| task.running_attempts().nth(usize::from(speculative)))
-            .map(|(attempt, worker)| (attempt, WorkerId::from(worker)));
-        if let Some((attempt, worker)) = started {
-            state
-                .observed
-                .started(AttemptKey::new(&job, stage, task, attempt), &worker);
+            Noted::Ended(key, error) => state.observed.ended(&key, error),
+            Noted::Nothing => {}
         }
     }
 }

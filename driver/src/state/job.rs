@@ -94,15 +94,16 @@ impl JobRecord {
     /// with `running` also its running tasks; neither counts as a failure. Returns how many
     /// tasks went back.
     pub fn lose_worker(&mut self, worker: &str, running: bool) -> u32 {
-        let needed: Vec<bool> = (0..self.plan.stages.len())
-            .map(|s| {
-                matches!(self.plan.stages[s].output, StageOutput::Shuffle { .. })
-                    && self
-                        .plan
-                        .stages
+        let stages = &self.plan.stages;
+        let needed: Vec<bool> = stages
+            .iter()
+            .enumerate()
+            .map(|(s, stage)| {
+                matches!(stage.output, StageOutput::Shuffle { .. })
+                    && stages
                         .iter()
                         .enumerate()
-                        .any(|(c, stage)| stage.parents.contains(&StageId::from(s)) && !self.stage_done(c))
+                        .any(|(c, child)| child.parents.contains(&StageId::from(s)) && !self.stage_done(c))
             })
             .collect();
         let mut lost = 0;

@@ -124,14 +124,7 @@ impl TaskState {
                 copy,
             } if *a == attempt => {
                 let failed_on = worker.clone();
-                *self = match copy.take() {
-                    Some(c) => TaskState::Running {
-                        attempt: c.attempt,
-                        worker: c.worker,
-                        copy: None,
-                    },
-                    None => TaskState::Pending,
-                };
+                self.drop_original();
                 failed_on
             }
             TaskState::Running { copy, .. } if copy.as_ref().is_some_and(|c| c.attempt == attempt) => {
@@ -178,9 +171,7 @@ impl TaskState {
     pub fn lose_worker(&mut self, worker: &str, running: bool, needed: bool) -> bool {
         match self {
             TaskState::Running {
-                attempt,
-                worker: original,
-                copy,
+                worker: original, copy, ..
             } if running => {
                 if copy.as_ref().is_some_and(|c| c.worker == worker) {
                     *copy = None;
@@ -188,18 +179,7 @@ impl TaskState {
                 if original != worker {
                     return false;
                 }
-                match copy.take() {
-                    Some(c) => {
-                        // The copy carries on alone.
-                        *attempt = c.attempt;
-                        *original = c.worker;
-                        false
-                    }
-                    None => {
-                        *self = TaskState::Pending;
-                        true
-                    }
-                }
+                self.drop_original()
             }
             TaskState::Done { worker: w, .. } if needed && w == worker => {
                 *self = TaskState::Pending;
@@ -207,6 +187,23 @@ impl TaskState {
             }
             _ => false,
         }
+    }
+
+    /// The original attempt of a running task is gone: its copy, if any, carries on alone as
+    /// the task's attempt; otherwise the task is pending again. Whether it went pending.
+    fn drop_original(&mut self) -> bool {
+        let TaskState::Running { copy, .. } = self else {
+            return false;
+        };
+        *self = match copy.take() {
+            Some(c) => TaskState::Running {
+                attempt: c.attempt,
+                worker: c.worker,
+                copy: None,
+            },
+            None => TaskState::Pending,
+        };
+        *self == TaskState::Pending
     }
 
     /// Every attempt now running: the original, then its copy, each with its worker.
