@@ -60,10 +60,6 @@ pub(crate) fn shipped_env(vars: impl Iterator<Item = (String, String)>) -> std::
 /// Runs of a job whose held results could not all be fetched, before giving up.
 pub const HELD_RESULT_ATTEMPTS: u32 = 3;
 
-/// For fault-injection tests: milliseconds the client waits between a job's success and
-/// fetching its held results (room to take a worker away).
-pub const FETCH_DELAY_VAR: &str = "RINGLEADER_TEST_FETCH_DELAY_MS";
-
 impl Cluster {
     /// A client of the driver(s) at `masters`.
     pub(crate) fn new(masters: Vec<String>, progress: bool) -> Result<Cluster> {
@@ -189,8 +185,10 @@ impl Cluster {
         let mut run = 1;
         loop {
             let values = self.run_job(plan)?;
-            if let Some(ms) = std::env::var(FETCH_DELAY_VAR).ok().and_then(|v| v.parse().ok()) {
-                std::thread::sleep(Duration::from_millis(ms));
+            if let Some(delay) =
+                ringleader_core::fault_injection::millis(ringleader_core::fault_injection::FETCH_DELAY_MS)
+            {
+                std::thread::sleep(delay);
             }
             let fetched: Result<Vec<TaskValue>> = values
                 .into_iter()

@@ -61,6 +61,9 @@ pub struct UpArgs {
     /// Seconds without a heartbeat after which a worker counts as dead.
     #[arg(long, default_value_t = 3.0)]
     pub worker_timeout: f64,
+    /// Seconds between each worker's heartbeats (at most a third of --worker-timeout).
+    #[arg(long, default_value_t = super::nodes::DEFAULT_HEARTBEAT_SECS, value_parser = super::nodes::positive_seconds)]
+    pub heartbeat: f64,
     /// The cluster directory.
     #[command(flatten)]
     pub dir: DirArgs,
@@ -161,6 +164,13 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     if args.workers == 0 {
         bail!("--workers must be at least 1");
     }
+    if args.heartbeat * 3.0 > args.worker_timeout {
+        bail!(
+            "--heartbeat {} s with --worker-timeout {} s: a worker would count as dead between two heartbeats; give a worker timeout of at least three heartbeats",
+            args.heartbeat,
+            args.worker_timeout
+        );
+    }
     let dir = &args.dir.dir;
     if let Ok(existing) = ClusterFile::read(dir)
         && existing.drivers.iter().chain(&existing.workers).any(|n| alive(n.pid))
@@ -255,6 +265,8 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             masters.clone(),
             "--slots".into(),
             args.slots.to_string(),
+            "--heartbeat".into(),
+            args.heartbeat.to_string(),
             "--memory".into(),
             worker_memory.to_string(),
             "--token-file".into(),

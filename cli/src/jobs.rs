@@ -121,8 +121,14 @@ pub fn show(args: JobArgs) -> anyhow::Result<ExitCode> {
     if !job.message.is_empty() {
         println!("  {}", job.message);
     }
+    if detail.fetch_failures > 0 || detail.uncounted_failures > 0 {
+        println!(
+            "  {} fetch failures (map output lost and computed again), {} attempts lost without a task to blame",
+            detail.fetch_failures, detail.uncounted_failures
+        );
+    }
     println!(
-        "  {:>5} {:<8} {:<8} {:>5} {:>7} {:>5} {:>8} {:>12} {:>12} {:>12} {:>12}",
+        "  {:>5} {:<8} {:<8} {:>5} {:>7} {:>5} {:>8} {:>12} {:>12} {:>12} {:>12} {:>6} {:>7}",
         "stage",
         "output",
         "after",
@@ -133,12 +139,14 @@ pub fn show(args: JobArgs) -> anyhow::Result<ExitCode> {
         "rows in",
         "bytes in",
         "rows out",
-        "bytes out"
+        "bytes out",
+        "failed",
+        "counted"
     );
     for s in &detail.stages {
         let parents: Vec<String> = s.parents.iter().map(u32::to_string).collect();
         println!(
-            "  {:>5} {:<8} {:<8} {:>5} {:>7} {:>5} {:>8} {:>12} {:>12} {:>12} {:>12}",
+            "  {:>5} {:<8} {:<8} {:>5} {:>7} {:>5} {:>8} {:>12} {:>12} {:>12} {:>12} {:>6} {:>7}",
             s.stage,
             s.output,
             if parents.is_empty() {
@@ -153,8 +161,19 @@ pub fn show(args: JobArgs) -> anyhow::Result<ExitCode> {
             s.read_rows,
             s.read_bytes,
             s.rows,
-            s.bytes
+            s.bytes,
+            s.failed_attempts,
+            s.counted_failures
         );
+    }
+    if !detail.failures.is_empty() {
+        println!("  failed attempts (as this driver saw them end):");
+        for f in &detail.failures {
+            println!(
+                "    stage {} task {} attempt {} on {}: {}",
+                f.stage, f.task, f.attempt, f.worker, f.message
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

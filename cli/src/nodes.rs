@@ -60,6 +60,17 @@ pub struct DriverArgs {
     pub security: SecurityArgs,
 }
 
+/// Seconds between a worker's heartbeats, unless `--heartbeat` says otherwise.
+pub const DEFAULT_HEARTBEAT_SECS: f64 = 0.5;
+
+/// A number of seconds above zero (and below a day), for a flag.
+pub fn positive_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s > 0.0 && s < 86_400.0 => Ok(s),
+        _ => Err(format!("{text:?} is not a number of seconds above 0 and under a day")),
+    }
+}
+
 /// The file in a node's data directory naming where its HTTP port is served (a driver's
 /// status page and metrics, a worker's metrics).
 pub const HTTP_ADDRESS_FILE: &str = "http-address";
@@ -82,6 +93,10 @@ pub struct WorkerArgs {
     /// Tasks this worker runs at once.
     #[arg(long, default_value_t = 2)]
     pub slots: u32,
+    /// Seconds between heartbeats to the driver (keep it well under the driver's
+    /// --worker-timeout).
+    #[arg(long, default_value_t = DEFAULT_HEARTBEAT_SECS, value_parser = positive_seconds)]
+    pub heartbeat: f64,
     /// The most memory each of this worker's executors budgets for (its job may ask for less
     /// with RINGLEADER_MEMORY); suffixes K, M, G [default: min(2 GiB, RAM/4)].
     #[arg(long, value_parser = super::generate::parse_size)]
@@ -217,7 +232,7 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
             masters: ringleader::client::parse_masters(&args.master)?,
             data_dir: args.data_dir.clone(),
             slots: args.slots.max(1),
-            heartbeat: Duration::from_millis(500),
+            heartbeat: Duration::from_secs_f64(args.heartbeat),
             memory: args
                 .memory
                 .unwrap_or(ringleader::config::Config::default().memory_limit as u64),

@@ -36,7 +36,7 @@
 //!   content hash; [`machine`]: which processes share a filesystem; [`ring`]: the
 //!   consistent-hash ring.
 //! - [`exposition`]: Prometheus' text format; [`clock`]: wall-clock time; [`sync`]: the lock
-//!   helper; [`error`]: the error type.
+//!   helper; [`error`]: the error type; [`fault_injection`]: the faults tests inject.
 //!
 //! A task's path: its plan names an input (a [`source::Split`] or a shuffle read), steps
 //! resolved through [`shipped`], and an output; [`exec::run`] opens the input, pipes chunks
@@ -52,6 +52,7 @@ pub mod driver_group;
 pub mod error;
 pub mod exec;
 pub mod exposition;
+pub mod fault_injection;
 pub mod flight;
 pub mod ids;
 pub mod ipc;

@@ -526,7 +526,7 @@ impl Driver for DriverService {
         let id = request.into_inner().job_id;
         let state = self.inner.state();
         let job = state.jobs.get(id.as_str()).ok_or_else(|| no_job(&id))?;
-        Ok(Response::new(job_detail(job)))
+        Ok(Response::new(job_detail(job, &state.observed)))
     }
 
     async fn cancel_job(

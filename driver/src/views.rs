@@ -5,6 +5,7 @@ use ringleader_core::ids::WorkerId;
 use ringleader_core::plan::{StageOutput, Volume};
 use ringleader_core::proto;
 
+use crate::observed::Observed;
 use crate::raft::group::Peers;
 use crate::state::{ClusterState, DatasetRecord, JobRecord, JobState, TaskState};
 
@@ -66,8 +67,9 @@ pub fn job_status(j: &JobRecord) -> proto::JobStatus {
     }
 }
 
-/// `ringleader job ID`: the job and each of its stages.
-pub fn job_detail(j: &JobRecord) -> proto::JobDetail {
+/// `ringleader job ID`: the job, each of its stages, and the failed attempts this driver
+/// saw end (`observed`).
+pub fn job_detail(j: &JobRecord, observed: &Observed) -> proto::JobDetail {
     let stages = j
         .plan
         .stages
@@ -92,12 +94,30 @@ pub fn job_detail(j: &JobRecord) -> proto::JobDetail {
                 read_rows: read.rows,
                 read_bytes: read.bytes,
                 attempts: j.history[i].iter().map(|h| h.attempts).sum(),
+                failed_attempts: j.history[i].iter().map(|h| h.failed_on.len() as u32).sum(),
+                counted_failures: j.history[i].iter().map(|h| h.failures).sum(),
             }
+        })
+        .collect();
+    let failures = observed
+        .of_job(&j.id)
+        .into_iter()
+        .filter_map(|(key, seen)| {
+            Some(proto::AttemptFailure {
+                stage: key.stage.0,
+                task: key.task.0,
+                attempt: key.attempt.0,
+                worker: seen.worker.to_string(),
+                message: seen.error.clone()?,
+            })
         })
         .collect();
     proto::JobDetail {
         job: Some(job_status(j)),
         stages,
+        fetch_failures: j.fetch_failures,
+        uncounted_failures: j.uncounted_failures,
+        failures,
     }
 }
 

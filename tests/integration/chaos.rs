@@ -1,15 +1,18 @@
 //! Chaos tests: real processes on loopback, broken on purpose while a job runs (executors
 //! that exit, tasks that stall, workers killed or stopped, the driver leader killed). Each
-//! checks its job's output against the same job run embedded, and is bounded in time.
+//! shows its faults fired while the job ran, checks its output against a word count
+//! computed sequentially in the test (`oracles`), and is bounded in time.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::helpers::{
-    LocalCluster, args, embedded, job_id, numbered_text, ok, running, signal, sorted_lines, straggler_pid, wait_bounded,
+    LocalCluster, args, eventually, job_id, kill_now, numbered_text, running, sorted_lines, stop_now, straggler_pid,
+    wait_bounded,
 };
+use crate::oracles::word_counts;
 
 /// Runs the chaos job on `cluster` with `extra` flags; its stderr goes to `log`.
 fn run_chaos(cluster: &LocalCluster, input: &Path, out: &Path, extra: &[OsString], log: &Path) -> std::process::Child {
@@ -18,23 +21,24 @@ fn run_chaos(cluster: &LocalCluster, input: &Path, out: &Path, extra: &[OsString
     cluster.spawn("chaos", &args, log)
 }
 
-/// The embedded word count of `input` (no faults), as sorted lines.
-fn expected(input: &Path, out: &Path) -> Vec<String> {
-    ok(
-        embedded("chaos", &args!["--input", input, "--output", out]),
-        "embedded chaos",
-    );
-    sorted_lines(out)
-}
-
 fn finish(mut child: std::process::Child, log: &Path, what: &str) {
     let status = wait_bounded(&mut child, Duration::from_secs(180));
     let log = std::fs::read_to_string(log).unwrap_or_default();
     assert!(status.success(), "{what} failed:\n{log}");
 }
 
+/// How often each line of the input ran, from the chaos job's `--run-marker` files.
+fn runs_per_line(markers: &Path) -> BTreeMap<String, usize> {
+    let mut runs = BTreeMap::new();
+    for entry in std::fs::read_dir(markers).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        *runs.entry(name.split('.').next().unwrap().to_string()).or_default() += 1;
+    }
+    runs
+}
+
 #[test]
-fn executors_that_exit_and_tasks_that_stall_still_give_the_embedded_output() {
+fn executors_that_exit_and_tasks_that_stall_still_give_the_sequential_count() {
     let cluster = LocalCluster::up(1, 3);
     let data = tempfile::tempdir().unwrap();
     let d = |name: &str| -> PathBuf { data.path().join(name) };
@@ -45,31 +49,36 @@ fn executors_that_exit_and_tasks_that_stall_still_give_the_embedded_output() {
     finish(client, &d("log"), "the job with crashing executors");
     let crashed = std::fs::read_dir(d("chaos")).unwrap().count();
     assert!(crashed >= 1, "no executor exited: the test injected nothing");
-    assert_eq!(sorted_lines(&d("cluster")), expected(&d("text"), &d("embedded")));
+    let failed: u32 = (0..2)
+        .filter_map(|stage| cluster.stage_failures("job-000001", stage))
+        .map(|(failed, _)| failed)
+        .sum();
+    assert!(failed >= 1, "no attempt failed although {crashed} executors exited");
+    assert_eq!(sorted_lines(&d("cluster")), word_counts(&d("text")));
 }
 
 #[test]
 fn with_nothing_injected_each_map_task_runs_exactly_once() {
+    // Tasks of about 1.2 s each, longer than speculation's 1 s minimum: nothing but the
+    // rule "3x slower than the stage's median" keeps them from being copied.
     let cluster = LocalCluster::up(1, 3);
     let data = tempfile::tempdir().unwrap();
     let d = |name: &str| -> PathBuf { data.path().join(name) };
     numbered_text(&d("text"), 12, 10);
     std::fs::create_dir(d("runs")).unwrap();
-    let extra = args!["--run-marker", d("runs"), "--sleep-ms", "5"];
+    let extra = args!["--run-marker", d("runs"), "--sleep-ms", "120"];
     let client = run_chaos(&cluster, &d("text"), &d("cluster"), &extra, &d("log"));
     finish(client, &d("log"), "the job");
-    let mut runs: BTreeMap<String, usize> = BTreeMap::new();
-    for entry in std::fs::read_dir(d("runs")).unwrap() {
-        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
-        *runs.entry(name.split('.').next().unwrap().to_string()).or_default() += 1;
-    }
+    let runs = runs_per_line(&d("runs"));
     assert_eq!(runs.len(), 120, "every line ran");
     let twice: Vec<_> = runs.iter().filter(|(_, n)| **n != 1).collect();
     assert!(
         twice.is_empty(),
         "lines that ran more than once (a duplicate attempt): {twice:?}"
     );
-    assert_eq!(sorted_lines(&d("cluster")), expected(&d("text"), &d("embedded")));
+    let (_, total, attempts) = cluster.stage("job-000001", 0).unwrap();
+    assert_eq!(attempts, total, "a map task had a second attempt (a speculative copy?)");
+    assert_eq!(sorted_lines(&d("cluster")), word_counts(&d("text")));
 }
 
 /// (worker, start, end) of each recorded piece of work on `side` ("map" or "reduce").
@@ -124,7 +133,7 @@ fn map_tasks_and_reduce_tasks_run_concurrently_on_two_workers() {
         overlap_across_workers(&reduces),
         "no two reduce tasks ran at once on two workers"
     );
-    assert_eq!(sorted_lines(&d("cluster")), expected(&d("text"), &d("embedded")));
+    assert_eq!(sorted_lines(&d("cluster")), word_counts(&d("text")));
 }
 
 #[test]
@@ -133,11 +142,11 @@ fn no_process_reports_the_job_done_before_its_output_is_complete_and_final() {
     let data = tempfile::tempdir().unwrap();
     let d = |name: &str| -> PathBuf { data.path().join(name) };
     numbered_text(&d("text"), 6, 5);
-    let want = expected(&d("text"), &d("embedded"));
+    let want = word_counts(&d("text"));
     let extra = args!["--sleep-ms", "10", "--reduce-sleep-ms", "10"];
     let mut client = run_chaos(&cluster, &d("text"), &d("cluster"), &extra, &d("log"));
     // While the job runs, the output directory is absent or already final, never partial.
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
     let mut looked = 0;
     while client.try_wait().unwrap().is_none() {
         if d("cluster").exists() {
@@ -148,7 +157,7 @@ fn no_process_reports_the_job_done_before_its_output_is_complete_and_final() {
             assert_eq!(sorted_lines(&d("cluster")), want, "output visible before it was final");
         }
         looked += 1;
-        assert!(Instant::now() < deadline, "the job did not finish");
+        assert!(std::time::Instant::now() < deadline, "the job did not finish");
         std::thread::sleep(Duration::from_millis(5));
     }
     assert!(looked > 10, "the job finished before it could be watched");
@@ -161,21 +170,46 @@ fn a_job_survives_a_killed_worker_a_stopped_worker_and_a_killed_leader() {
     let cluster = LocalCluster::up(3, 3);
     let data = tempfile::tempdir().unwrap();
     let d = |name: &str| -> PathBuf { data.path().join(name) };
+    // 12 map tasks of about 0.6 s on 6 slots.
     numbered_text(&d("text"), 12, 10);
-    let extra = args!["--sleep-ms", "30"];
-    let client = run_chaos(&cluster, &d("text"), &d("cluster"), &extra, &d("log"));
+    let extra = args!["--sleep-ms", "60"];
+    let mut client = run_chaos(&cluster, &d("text"), &d("cluster"), &extra, &d("log"));
     let job = job_id(&d("log"));
-    cluster.wait_for_stage(&job, 0, |done, _| done >= 2);
-    let leader = cluster.leader();
-    signal(cluster.worker_pid(0), libc::SIGKILL);
-    signal(cluster.worker_pid(1), libc::SIGSTOP);
-    signal(cluster.driver_pid(leader), libc::SIGKILL);
+    let (done, total, _) = cluster.wait_for_stage(&job, 0, |done, _| done >= 2);
+    let (leader, term) = cluster.leader_after(0);
+    // The faults land mid-stage: the map stage is not done, and the client still waits.
+    assert!(
+        done < total,
+        "the map stage finished before the faults ({done}/{total})"
+    );
+    kill_now(cluster.worker_pid(0));
+    stop_now(cluster.worker_pid(1));
+    kill_now(cluster.driver_pid(leader));
+    assert!(
+        client.try_wait().unwrap().is_none(),
+        "the job ended before its faults landed"
+    );
     finish(
         client,
         &d("log"),
         "the job through a killed worker, a stopped worker and a killed leader",
     );
-    assert_eq!(sorted_lines(&d("cluster")), expected(&d("text"), &d("embedded")));
+    // Another driver took over in a later term, and the client followed it.
+    let (new_leader, new_term) = cluster.leader_after(term);
+    assert_ne!(new_leader, leader);
+    assert!(new_term > term);
+    let log = std::fs::read_to_string(d("log")).unwrap();
+    assert!(
+        log.contains("reconnecting"),
+        "the client never noticed the leader change:\n{log}"
+    );
+    // Tasks lost with the two workers ran again.
+    let (_, total, attempts) = cluster.stage(&job, 0).unwrap();
+    assert!(
+        attempts > total,
+        "no map task ran again ({attempts} attempts, {total} tasks)"
+    );
+    assert_eq!(sorted_lines(&d("cluster")), word_counts(&d("text")));
 }
 
 #[test]
@@ -183,12 +217,13 @@ fn a_straggler_gets_a_speculative_copy_and_the_job_does_not_wait_for_it() {
     let cluster = LocalCluster::up(1, 2);
     let data = tempfile::tempdir().unwrap();
     let d = |name: &str| -> PathBuf { data.path().join(name) };
+    // Map tasks of about 1.25 s (over speculation's 1 s minimum), one of which stalls.
     numbered_text(&d("text"), 8, 5);
     std::fs::create_dir(d("runs")).unwrap();
     std::fs::create_dir(d("straggler")).unwrap();
     let extra = args![
         "--sleep-ms",
-        "20",
+        "250",
         "--run-marker",
         d("runs"),
         "--straggle",
@@ -199,25 +234,35 @@ fn a_straggler_gets_a_speculative_copy_and_the_job_does_not_wait_for_it() {
     let client = run_chaos(&cluster, &d("text"), &d("cluster"), &extra, &d("log"));
     finish(client, &d("log"), "the job with a straggler");
     assert!(
+        d("straggler").join("straggled").exists(),
+        "no task straggled: the test injected nothing"
+    );
+    assert!(
         !d("straggler").join("straggler-done").exists(),
         "the job waited for its straggler instead of a speculative copy"
     );
-    let runs = std::fs::read_dir(d("runs"))
-        .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("l3_0."))
-        .count();
-    assert_eq!(runs, 2, "the straggling task ran once, and once more as its copy");
+    let runs = runs_per_line(&d("runs"));
+    assert_eq!(
+        runs.get("l3_0"),
+        Some(&2),
+        "the straggling task ran once, and once more as its copy"
+    );
+    // Exactly one copy, the straggler's (not one of the tasks of normal length), and no
+    // failed attempt.
+    let (_, total, attempts) = cluster.stage("job-000001", 0).unwrap();
+    assert_eq!(attempts, total + 1, "one speculative copy in the stage");
+    assert_eq!(cluster.stage_failures("job-000001", 0), Some((0, 0)));
+    let driver = cluster.driver_log(0);
+    assert!(
+        driver.contains("job-000001 stage 0 task 3 is slow; attempt 2 on"),
+        "the driver did not copy task 3 for being slow:\n{driver}"
+    );
     // The losing attempt does not outlive its job: its executor is stopped.
     let pid = straggler_pid(&d("straggler"));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while running(pid) {
-        assert!(
-            Instant::now() < deadline,
-            "the straggler's executor (pid {pid}) still runs"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(sorted_lines(&d("cluster")), expected(&d("text"), &d("embedded")));
+    eventually(Duration::from_secs(10), "the straggler's executor stops", || {
+        !running(pid)
+    });
+    assert_eq!(sorted_lines(&d("cluster")), word_counts(&d("text")));
 }
 
 #[test]
@@ -243,24 +288,17 @@ fn a_losing_attempt_is_stopped_as_soon_as_its_copy_wins_not_when_the_job_ends() 
     ];
     let mut client = run_chaos(&cluster, &d("text"), &d("cluster"), &extra, &d("log"));
     let pid = straggler_pid(&d("straggler"));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while running(pid) {
-        let log = || std::fs::read_to_string(d("log")).unwrap_or_default();
+    eventually(Duration::from_secs(60), "the losing attempt's executor stops", || {
+        let log = std::fs::read_to_string(d("log")).unwrap_or_default();
         assert!(
             client.try_wait().unwrap().is_none(),
-            "the job ended while its losing attempt (pid {pid}) still ran:\n{}",
-            log()
+            "the job ended while its losing attempt (pid {pid}) still ran:\n{log}"
         );
-        assert!(
-            Instant::now() < deadline,
-            "the losing attempt (pid {pid}) still runs:\n{}",
-            log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        !running(pid)
+    });
     assert!(!d("straggler").join("straggler-done").exists());
     finish(client, &d("log"), "the job with a stopped straggler");
-    assert_eq!(sorted_lines(&d("cluster")), expected(&d("text"), &d("embedded")));
+    assert_eq!(sorted_lines(&d("cluster")), word_counts(&d("text")));
 }
 
 #[test]
@@ -286,23 +324,19 @@ fn a_stalled_task_times_out_and_runs_again_when_speculation_is_off() {
         !d("straggler").join("straggler-done").exists(),
         "the job waited for its stalled task"
     );
-    assert_eq!(sorted_lines(&d("cluster")), expected(&d("text"), &d("embedded")));
-}
-
-/// Word counts of every file in `dir`, computed sequentially: `word<TAB>count` lines, sorted.
-fn sequential_counts(dir: &Path) -> Vec<String> {
-    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        for word in std::fs::read_to_string(entry.unwrap().path())
-            .unwrap()
-            .split_whitespace()
-        {
-            *counts.entry(word.to_string()).or_default() += 1;
-        }
-    }
-    let mut lines: Vec<String> = counts.into_iter().map(|(w, n)| format!("{w}\t{n}")).collect();
-    lines.sort();
-    lines
+    // The stalled attempt failed for running too long, and that failure counted.
+    assert_eq!(
+        cluster.stage_failures("job-000001", 0),
+        Some((1, 1)),
+        "one failed attempt, counted"
+    );
+    let detail = cluster.job_text("job-000001");
+    assert!(
+        detail.contains("stage 0 task 3 attempt 1 on worker-")
+            && detail.contains("ran longer than the task timeout (3 s)"),
+        "{detail}"
+    );
+    assert_eq!(sorted_lines(&d("cluster")), word_counts(&d("text")));
 }
 
 #[test]
@@ -313,7 +347,7 @@ fn executors_exit_and_stall_at_random_in_both_phases_and_every_count_is_right_on
     let data = tempfile::tempdir().unwrap();
     let d = |name: &str| -> PathBuf { data.path().join(name) };
     numbered_text(&d("text"), 12, 5);
-    let want = sequential_counts(&d("text"));
+    let want = word_counts(&d("text"));
     let (mut map_crashes, mut reduce_crashes) = (0, 0);
     for seed in [3, 11, 19] {
         let chaos = d(&format!("chaos-{seed}"));

@@ -149,11 +149,104 @@ pub fn wait_bounded(child: &mut std::process::Child, limit: std::time::Duration)
     }
 }
 
-/// Sends `sig` to `pid` (a process a test started).
+/// Sends `sig` to `pid`, a process this test started that must still run: a signal that
+/// cannot be delivered fails the test (a fault injected into nothing proves nothing).
 pub fn signal(pid: u32, sig: i32) {
+    assert!(
+        running(pid),
+        "process {pid} is not running: signal {sig} would hit nothing"
+    );
+    // SAFETY: kill(2) on a process this test started.
+    let sent = unsafe { libc::kill(pid as i32, sig) };
+    assert_eq!(sent, 0, "kill({pid}, {sig}): {}", std::io::Error::last_os_error());
+}
+
+/// Sends `sig` to `pid` if it still exists (cleanup: a process that already ended is fine).
+pub fn signal_if_alive(pid: u32, sig: i32) {
     // SAFETY: kill(2) on a process this test started.
     unsafe {
         libc::kill(pid as i32, sig);
+    }
+}
+
+/// Kills `pid` (which must run) with SIGKILL and waits (at most 10 s) until it is gone.
+pub fn kill_now(pid: u32) {
+    signal(pid, libc::SIGKILL);
+    eventually(
+        std::time::Duration::from_secs(10),
+        &format!("process {pid} dies"),
+        || !running(pid),
+    );
+}
+
+/// Stops `pid` (which must run) with SIGSTOP and waits (at most 10 s) until it is stopped.
+pub fn stop_now(pid: u32) {
+    signal(pid, libc::SIGSTOP);
+    eventually(
+        std::time::Duration::from_secs(10),
+        &format!("process {pid} stops"),
+        || process_state(pid) == Some('T'),
+    );
+}
+
+/// The state letter of process `pid` (`R`, `S`, `T`, `Z` …), if it exists.
+pub fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().next()?.chars().next()
+}
+
+/// Waits until `check` holds, at most `limit`; past it, fails the test saying `what` did
+/// not happen.
+pub fn eventually(limit: std::time::Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !check() {
+        assert!(std::time::Instant::now() < deadline, "{what}: not within {limit:?}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Runs a command to its end, killing it past `limit` (no test waits forever on a hung
+/// process); its output.
+pub fn output_bounded(mut command: Command, limit: std::time::Duration) -> Output {
+    use std::io::Read;
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out_reader = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = stdout.read_to_end(&mut b);
+        b
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = stderr.read_to_end(&mut b);
+        b
+    });
+    let status = wait_bounded(&mut child, limit);
+    Output {
+        status,
+        stdout: out_reader.join().unwrap_or_default(),
+        stderr: err_reader.join().unwrap_or_default(),
+    }
+}
+
+/// Where a test that cannot run here says so. Under `CI` (which `.ci/run` sets up to run
+/// everything) it fails instead; elsewhere it prints why and notes the skip in
+/// `target/skipped-tests`, which `.ci/run` counts.
+pub fn skip(test: &str, why: &str) {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test} cannot run here ({why}), and under CI every test must run"
+    );
+    eprintln!("skipped: {test}: {why}");
+    let list = target_dir().parent().expect("target/").join("skipped-tests");
+    if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(list) {
+        use std::io::Write;
+        let _ = writeln!(file, "{test}: {why}");
     }
 }
 
@@ -240,19 +333,40 @@ impl LocalCluster {
 
     /// The index of the leading driver, waiting for one.
     pub fn leader(&self) -> usize {
+        self.leader_after(0).0
+    }
+
+    /// `cluster status --json`'s driver rows (role, term, log indexes, lag).
+    pub fn drivers_status(&self) -> Vec<serde_json::Value> {
+        let out = output_bounded(
+            {
+                let mut c = Command::new(ringleader_bin());
+                c.args(["cluster", "status", "--json", "--dir"]).arg(self.dir.path());
+                c
+            },
+            std::time::Duration::from_secs(60),
+        );
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        status["drivers"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The index and term of the driver that leads in a term above `after`, waiting (at
+    /// most 20 s) for one.
+    pub fn leader_after(&self, after: u64) -> (usize, u64) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         loop {
-            let out = Command::new(ringleader_bin())
-                .args(["cluster", "status", "--json", "--dir"])
-                .arg(self.dir.path())
-                .output()
-                .unwrap();
-            let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-            let rows = status["drivers"].as_array().cloned().unwrap_or_default();
-            if let Some(i) = rows.iter().position(|r| r["role"] == "leader") {
-                return i;
+            let rows = self.drivers_status();
+            if let Some((i, row)) = rows
+                .iter()
+                .enumerate()
+                .find(|(_, r)| r["role"] == "leader" && r["term"].as_u64().unwrap_or(0) > after)
+            {
+                return (i, row["term"].as_u64().unwrap_or(0));
             }
-            assert!(std::time::Instant::now() < deadline, "no leader: {rows:?}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no leader in a term above {after}: {rows:?}"
+            );
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
     }
@@ -354,6 +468,28 @@ impl LocalCluster {
         ))
     }
 
+    /// (failed attempts, failures counted toward the attempt limit) of `stage` of `job`,
+    /// from `ringleader job`.
+    pub fn stage_failures(&self, job: &str, stage: u32) -> Option<(u32, u32)> {
+        let cols = self.stage_columns(job, stage)?;
+        Some((cols.get(11)?.parse().ok()?, cols.get(12)?.parse().ok()?))
+    }
+
+    /// What `ringleader job JOB` prints (stages, and the failed attempts with their messages).
+    pub fn job_text(&self, job: &str) -> String {
+        ok(self.ringleader(&["job", job]), "ringleader job")
+    }
+
+    /// The log of driver `i` (0-based), as `cluster up` writes it.
+    pub fn driver_log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("driver-{}/log", i + 1))).unwrap_or_default()
+    }
+
+    /// The log of worker `i` (0-based), as `cluster up` writes it.
+    pub fn worker_log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("worker-{}/log", i + 1))).unwrap_or_default()
+    }
+
     /// (rows in, bytes in, rows out, bytes out) of `stage` of `job`, from `ringleader job`.
     pub fn stage_volumes(&self, job: &str, stage: u32) -> Option<[u64; 4]> {
         let cols = self.stage_columns(job, stage)?;
@@ -415,7 +551,7 @@ impl Drop for LocalCluster {
             .flatten()
         {
             if let Some(pid) = node["pid"].as_u64() {
-                signal(pid as u32, libc::SIGCONT);
+                signal_if_alive(pid as u32, libc::SIGCONT);
             }
         }
         let _ = Command::new(ringleader_bin())

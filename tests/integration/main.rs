@@ -13,6 +13,7 @@ mod fuzz;
 mod helpers;
 mod hosts;
 mod operators;
+mod oracles;
 mod outputs;
 mod raft;
 mod shipping;

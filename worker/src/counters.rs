@@ -27,6 +27,8 @@ pub struct WorkerCounters {
     pub served: AtomicU64,
     /// Bytes Flight received (dataset partitions put here).
     pub received: AtomicU64,
+    /// Flight `do_get` streams being served now.
+    pub streams_open: AtomicU64,
     /// Each job's executor's spilled bytes so far (its memory pool's running total).
     spilled: Mutex<HashMap<String, u64>>,
     /// When the driver last answered a heartbeat.

@@ -19,6 +19,7 @@ use arrow_flight::{
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use ringleader_core::cluster_shuffle::{BlockId, ShuffleFiles};
+use ringleader_core::fault_injection::{self, ShuffleServing};
 use ringleader_core::store::{PartitionId, READ_AHEAD};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -31,6 +32,8 @@ pub struct ShuffleFlight {
     files: ShuffleFiles,
     datasets: PathBuf,
     inner: Arc<WorkerInner>,
+    /// How shuffle blocks are served (a test's fault, see [`fault_injection`]).
+    serving: ShuffleServing,
 }
 
 impl ShuffleFlight {
@@ -40,7 +43,25 @@ impl ShuffleFlight {
             files: ShuffleFiles::new(inner.shuffle_dir()),
             datasets: inner.dataset_dir(),
             inner,
+            serving: ShuffleServing::from_env(),
         }
+    }
+}
+
+/// A `do_get` stream being served, counted in the worker's open streams until it is dropped
+/// (sent to its end, failed, or abandoned by its reader).
+struct OpenStream(Arc<WorkerInner>);
+
+impl OpenStream {
+    fn new(inner: Arc<WorkerInner>) -> OpenStream {
+        inner.counters.streams_open.fetch_add(1, Ordering::Relaxed);
+        OpenStream(inner)
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.counters.streams_open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -123,13 +144,30 @@ impl FlightService for ShuffleFlight {
             let block = BlockId::parse(&ticket).map_err(|e| Status::invalid_argument(e.to_string()))?;
             caller.may_act_for(&block.job)?;
             let files = self.files.clone();
-            stream_blocking(move || {
+            let batches = stream_blocking(move || {
                 let batches = files.read_block(&block).map_err(|e| Status::not_found(e.to_string()))?;
                 Ok(batches.map(|b| b.map_err(|e| Status::internal(e.to_string()))))
-            })
+            });
+            match self.serving {
+                ShuffleServing::Normal => batches,
+                ShuffleServing::Refuse => {
+                    return Err(Status::unavailable(format!(
+                        "this worker refuses to serve shuffle blocks ({} is set)",
+                        fault_injection::SHUFFLE_SERVING
+                    )));
+                }
+                ShuffleServing::Slow(pause) => batches
+                    .then(move |batch| async move {
+                        tokio::time::sleep(pause).await;
+                        batch
+                    })
+                    .boxed(),
+            }
         };
         let inner = self.inner.clone();
+        let open = OpenStream::new(self.inner.clone());
         let counted = batches.inspect_ok(move |batch| {
+            let _open = &open;
             let bytes = ringleader_core::data::batch_bytes(batch);
             inner.counters.served.fetch_add(bytes, Ordering::Relaxed);
         });

@@ -1,6 +1,7 @@
 //! The worker's Prometheus metrics (`/metrics` on its `--http` port): its slots and running
 //! tasks, the task reports it passed on (by outcome, with the rows and bytes they read and
-//! shuffled), what its executors spilled, what Flight served and received, the shuffle and
+//! shuffled), what its executors spilled, what Flight served and received (and the streams
+//! it is serving now), the shuffle and
 //! dataset bytes on its disk, and how long ago the driver last answered its heartbeat.
 
 use std::path::Path;
@@ -47,6 +48,11 @@ pub fn render(inner: &WorkerInner, slots: u32) -> String {
             "ringleader_worker_heartbeat_age_seconds",
             "Time since the driver last answered this worker's heartbeat (-1: never).",
             c.heartbeat_age().unwrap_or(-1.0),
+        ),
+        (
+            "ringleader_worker_flight_streams_open",
+            "Arrow Flight do_get streams (shuffle blocks, partitions, results) being served now.",
+            load(&c.streams_open),
         ),
         (
             "ringleader_worker_shuffle_disk_bytes",

@@ -101,6 +101,23 @@ impl WorkerInner {
     async fn report(&self, mut report: proto::TaskReport) {
         report.worker_id = self.worker_id();
         self.counters.report(&report);
+        if let Some(proto::task_report::Outcome::Error(e)) = &report.outcome {
+            let kind = match (e.fetch_failure, e.retryable, e.counts) {
+                (true, ..) => format!("could not read map output on {}", e.fetch_location),
+                (false, false, _) => "not retryable".to_string(),
+                (false, true, true) => "retryable, counted".to_string(),
+                (false, true, false) => "retryable, not counted".to_string(),
+            };
+            tracing::warn!(
+                "{}: {} stage {} task {} attempt {} failed ({kind}): {}",
+                report.worker_id,
+                report.job_id,
+                report.stage,
+                report.task,
+                report.attempt,
+                e.message
+            );
+        }
         let parts = ringleader_core::binary::report_chunks(report);
         // Reports are idempotent (a second report of one attempt is stale), so a report
         // that may have reached an old leader is simply sent again to the new one.

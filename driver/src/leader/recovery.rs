@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ringleader_core::fault_injection;
 use ringleader_core::ids::{JobId, StageId, WorkerId};
 use ringleader_core::proto;
 
@@ -57,6 +58,9 @@ impl DriverInner {
     /// Restores the replica count of the stored dataset partitions `lost` held: each gets
     /// a copy on the next live ring owner that lacks it, fetched from a surviving replica.
     pub(super) async fn rereplicate(self: Arc<Self>, lost: WorkerId) {
+        if let Some(delay) = fault_injection::millis(fault_injection::REPAIR_DELAY_MS) {
+            tokio::time::sleep(delay).await;
+        }
         let live = self.live_workers();
         let (datasets, copies) = {
             let state = self.state();
@@ -112,7 +116,13 @@ impl DriverInner {
                 Err(e) => Err(e.into()),
             };
             match reply {
-                Ok(()) => copied.push((dataset, partition, target)),
+                Ok(()) => {
+                    tracing::info!(
+                        "driver {}: copied {dataset} partition {partition} to {target} (a replica was on lost {lost})",
+                        self.id
+                    );
+                    copied.push((dataset, partition, target));
+                }
                 Err(e) => tracing::warn!(
                     "driver {}: re-replicating {dataset} partition {partition} to {target}: {}",
                     self.id,

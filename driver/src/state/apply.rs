@@ -366,6 +366,17 @@ impl Noted {
                 message,
                 ..
             } => Noted::Ended(AttemptKey::new(job, *stage, *task, *attempt), Some(message.clone())),
+            Command::FetchFailed {
+                job,
+                stage,
+                task,
+                attempt,
+                worker,
+                message,
+            } => Noted::Ended(
+                AttemptKey::new(job, *stage, *task, *attempt),
+                Some(format!("could not read map output on {worker}: {message}")),
+            ),
             _ => Noted::Nothing,
         }
     }

@@ -188,7 +188,7 @@ async fn job_page(
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         (
-            crate::views::job_detail(job),
+            crate::views::job_detail(job, &state.observed),
             sections::task_rows(job, &attempts),
             attempts,
         )
