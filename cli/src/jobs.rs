@@ -123,7 +123,7 @@ pub fn show(args: JobArgs) -> anyhow::Result<ExitCode> {
     }
     if detail.fetch_failures > 0 || detail.uncounted_failures > 0 {
         println!(
-            "  {} fetch failures (map output lost and computed again), {} attempts lost without a task to blame",
+            "  fetch failures: {} (map output lost and computed again); attempts lost without a task to blame: {}",
             detail.fetch_failures, detail.uncounted_failures
         );
     }

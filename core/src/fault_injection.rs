@@ -9,14 +9,21 @@ use std::time::Duration;
 /// Client: milliseconds to wait between a job's success and fetching its held results.
 pub const FETCH_DELAY_MS: &str = "RINGLEADER_TEST_FETCH_DELAY_MS";
 
-/// Worker: how its Flight service serves shuffle blocks: `refuse` (every `do_get` of a
-/// block fails as unavailable) or `slow:MS` (each batch of a block waits MS milliseconds
-/// first, so a fetch stays in flight).
+/// Worker: how its Flight service serves shuffle blocks: `slow:MS` makes each batch of a
+/// block wait MS milliseconds before it is sent, so a fetch stays in flight.
 pub const SHUFFLE_SERVING: &str = "RINGLEADER_TEST_SHUFFLE_SERVING";
 
-/// Driver: milliseconds to wait after a worker is lost before copying its stored dataset
-/// partitions to other workers.
-pub const REPAIR_DELAY_MS: &str = "RINGLEADER_TEST_REPAIR_DELAY_MS";
+/// Driver: a file; while it exists (at most [`HOLD_LIMIT`]), the copying of a lost
+/// worker's stored dataset partitions to other workers waits.
+pub const REPAIR_HOLD: &str = "RINGLEADER_TEST_REPAIR_HOLD";
+
+/// The longest a fault that holds something back holds it.
+pub const HOLD_LIMIT: Duration = Duration::from_secs(60);
+
+/// Whether the file that `var` names exists (a hold is on).
+pub fn held(var: &str) -> bool {
+    std::env::var_os(var).is_some_and(|path| std::path::Path::new(&path).exists())
+}
 
 /// The duration in milliseconds that `var` holds, if it is set to a number.
 pub fn millis(var: &str) -> Option<Duration> {
@@ -28,8 +35,6 @@ pub fn millis(var: &str) -> Option<Duration> {
 pub enum ShuffleServing {
     /// As it should.
     Normal,
-    /// Every fetch of a block fails.
-    Refuse,
     /// Each batch waits this long before it is sent.
     Slow(Duration),
 }
@@ -41,12 +46,9 @@ impl ShuffleServing {
     }
 
     fn parse(text: &str) -> ShuffleServing {
-        match text.trim() {
-            "refuse" => ShuffleServing::Refuse,
-            other => match other.strip_prefix("slow:").and_then(|ms| ms.parse().ok()) {
-                Some(ms) => ShuffleServing::Slow(Duration::from_millis(ms)),
-                None => ShuffleServing::Normal,
-            },
+        match text.trim().strip_prefix("slow:").and_then(|ms| ms.parse().ok()) {
+            Some(ms) => ShuffleServing::Slow(Duration::from_millis(ms)),
+            None => ShuffleServing::Normal,
         }
     }
 }
@@ -57,12 +59,11 @@ mod tests {
 
     #[test]
     fn shuffle_serving_parses_its_faults_and_ignores_the_rest() {
-        assert_eq!(ShuffleServing::parse("refuse"), ShuffleServing::Refuse);
         assert_eq!(
             ShuffleServing::parse("slow:250"),
             ShuffleServing::Slow(Duration::from_millis(250))
         );
-        for normal in ["", "slow:", "slow:x", "fast"] {
+        for normal in ["", "slow:", "slow:x", "refuse"] {
             assert_eq!(ShuffleServing::parse(normal), ShuffleServing::Normal, "{normal:?}");
         }
     }

@@ -49,6 +49,7 @@ impl OutputCommit {
             _ => PathBuf::from("."),
         };
         std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
+        remove_abandoned_staging(&parent, &name.to_string_lossy());
         let staging = parent.join(format!(
             ".{}.ringleader-staging-{}-{}",
             name.to_string_lossy(),
@@ -87,6 +88,31 @@ impl OutputCommit {
         replace_dir(&self.staging, &self.target)?;
         self.done = true;
         Ok(())
+    }
+}
+
+/// Removes the staging directories of `name` in `parent` that a process which no longer
+/// runs left behind (a client killed before it could clean up). Staging directories are
+/// named after the process that made them, and never hold a committed output.
+fn remove_abandoned_staging(parent: &Path, name: &str) {
+    let prefix = format!(".{name}.ringleader-staging-");
+    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(pid) = file_name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: signal 0 only asks whether the process exists.
+        let gone = unsafe { libc::kill(pid, 0) } == -1
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 
@@ -243,6 +269,27 @@ mod tests {
             OutputCommit::begin(&target, false),
             Err(Error::OutputExists(_))
         ));
+    }
+
+    #[test]
+    fn staging_left_by_a_process_that_is_gone_is_removed_and_a_running_ones_kept() {
+        let dir = tempfile::tempdir().expect("dir");
+        // A child that has exited (and been waited for) no longer exists.
+        let mut child = std::process::Command::new("true").spawn().expect("true");
+        let gone = child.id();
+        child.wait().expect("wait");
+        let abandoned = dir.path().join(format!(".out.ringleader-staging-{gone}-1"));
+        let running = dir.path().join(format!(".out.ringleader-staging-{}-2", std::process::id()));
+        let other = dir.path().join(format!(".other.ringleader-staging-{gone}-3"));
+        for d in [&abandoned, &running, &other] {
+            std::fs::create_dir(d).expect("staging");
+            std::fs::write(d.join("part-00000"), "half").expect("part");
+        }
+        let commit = OutputCommit::begin(&dir.path().join("out"), false).expect("begin");
+        assert!(!abandoned.exists(), "an abandoned staging directory was kept");
+        assert!(running.exists(), "a running process's staging directory was removed");
+        assert!(other.exists(), "another output's staging directory was removed");
+        drop(commit);
     }
 
     #[test]

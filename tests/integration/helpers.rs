@@ -289,8 +289,15 @@ impl LocalCluster {
 
     /// `drivers` drivers and `workers` workers of `slots` slots; `extra` flags for `cluster up`.
     pub fn up_with(drivers: u32, workers: u32, slots: u32, extra: &[&str]) -> LocalCluster {
+        LocalCluster::up_env(drivers, workers, slots, extra, &[])
+    }
+
+    /// [`LocalCluster::up_with`], every node started with the variables `env` set (faults
+    /// to inject, see `ringleader_core::fault_injection`).
+    pub fn up_env(drivers: u32, workers: u32, slots: u32, extra: &[&str], env: &[(&str, &str)]) -> LocalCluster {
         let dir = tempfile::tempdir().unwrap();
         let out = Command::new(ringleader_bin())
+            .envs(env.iter().copied())
             .args(["cluster", "up", "--drivers", &drivers.to_string()])
             .args(["--workers", &workers.to_string(), "--slots", &slots.to_string()])
             .args(extra)
@@ -480,6 +487,22 @@ impl LocalCluster {
         ok(self.ringleader(&["job", job]), "ringleader job")
     }
 
+    /// The value of the one sample of `metric` that worker `i` (0-based) serves at /metrics.
+    pub fn worker_metric(&self, i: usize, metric: &str) -> f64 {
+        let address = std::fs::read_to_string(self.dir.path().join(format!("worker-{}/http-address", i + 1))).unwrap();
+        let token = std::fs::read_to_string(self.token()).unwrap();
+        let (code, body) = http_get(
+            address.trim(),
+            "/metrics",
+            &format!("Authorization: Bearer {}\r\n", token.trim()),
+        );
+        assert_eq!(code, 200, "{body}");
+        body.lines()
+            .find(|l| l.starts_with(&format!("{metric}{{")) || l.starts_with(&format!("{metric} ")))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {metric} in worker {i}'s metrics:\n{body}"))
+    }
+
     /// The log of driver `i` (0-based), as `cluster up` writes it.
     pub fn driver_log(&self, i: usize) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("driver-{}/log", i + 1))).unwrap_or_default()
@@ -634,4 +657,28 @@ pub fn straggler_pid(dir: &Path) -> u32 {
         assert!(std::time::Instant::now() < deadline, "no task straggled");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+/// A plain HTTP/1.1 GET of `path` at `address` with `headers` (each ending in CRLF): the
+/// status code and the body. Bounded: 10 s to answer.
+pub fn http_get(address: &str, path: &str, headers: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\n{headers}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let code = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+    (code, body)
 }

@@ -3,13 +3,11 @@
 //! advances, requests without the token are refused, and a screenshot of each page is
 //! written to `target/` for a person to look at.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::helpers::{LocalCluster, args, files_under, numbered_text, ok};
+use crate::helpers::{LocalCluster, args, files_under, http_get as request, numbered_text, ok};
 
 /// Debian's Chromium, which `.ci/run` installs when it is missing.
 fn chromium() -> Option<PathBuf> {
@@ -51,26 +49,6 @@ fn browse(chromium: &Path, url: &str, screenshot: Option<&Path>) -> String {
 fn get(address: &str, path: &str, cookie: Option<&str>) -> (u16, String) {
     let header = cookie.map_or(String::new(), |c| format!("Cookie: ringleader-token={c}\r\n"));
     request(address, path, &header)
-}
-
-/// A plain HTTP/1.1 GET with `headers` (each ending in CRLF): the status code and the body.
-fn request(address: &str, path: &str, headers: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(address).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\n{headers}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let code = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
-    (code, body)
 }
 
 /// "N of M tasks done" on a job page.

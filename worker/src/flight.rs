@@ -19,7 +19,7 @@ use arrow_flight::{
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use ringleader_core::cluster_shuffle::{BlockId, ShuffleFiles};
-use ringleader_core::fault_injection::{self, ShuffleServing};
+use ringleader_core::fault_injection::ShuffleServing;
 use ringleader_core::store::{PartitionId, READ_AHEAD};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -32,7 +32,8 @@ pub struct ShuffleFlight {
     files: ShuffleFiles,
     datasets: PathBuf,
     inner: Arc<WorkerInner>,
-    /// How shuffle blocks are served (a test's fault, see [`fault_injection`]).
+    /// How shuffle blocks are served (a test's fault, see
+    /// [`ringleader_core::fault_injection`]).
     serving: ShuffleServing,
 }
 
@@ -150,12 +151,6 @@ impl FlightService for ShuffleFlight {
             });
             match self.serving {
                 ShuffleServing::Normal => batches,
-                ShuffleServing::Refuse => {
-                    return Err(Status::unavailable(format!(
-                        "this worker refuses to serve shuffle blocks ({} is set)",
-                        fault_injection::SHUFFLE_SERVING
-                    )));
-                }
                 ShuffleServing::Slow(pause) => batches
                     .then(move |batch| async move {
                         tokio::time::sleep(pause).await;

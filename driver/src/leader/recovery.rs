@@ -41,8 +41,12 @@ impl DriverInner {
         for worker in dead {
             match self.write(Command::WorkerLost { worker: worker.clone() }).await {
                 Ok(outcome) => {
-                    if let Outcome::Requeued(n @ 1..) = outcome {
-                        tracing::warn!("driver {}: {worker} is lost; {n} tasks run again", self.id);
+                    let requeued = match outcome {
+                        Outcome::Requeued(n) => n,
+                        _ => 0,
+                    };
+                    tracing::warn!("driver {}: {worker} is lost; {requeued} tasks run again", self.id);
+                    if requeued > 0 {
                         self.wake.notify_one();
                     }
                     tokio::spawn(self.clone().rereplicate(worker));
@@ -58,8 +62,9 @@ impl DriverInner {
     /// Restores the replica count of the stored dataset partitions `lost` held: each gets
     /// a copy on the next live ring owner that lacks it, fetched from a surviving replica.
     pub(super) async fn rereplicate(self: Arc<Self>, lost: WorkerId) {
-        if let Some(delay) = fault_injection::millis(fault_injection::REPAIR_DELAY_MS) {
-            tokio::time::sleep(delay).await;
+        let since = Instant::now();
+        while fault_injection::held(fault_injection::REPAIR_HOLD) && since.elapsed() < fault_injection::HOLD_LIMIT {
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let live = self.live_workers();
         let (datasets, copies) = {
