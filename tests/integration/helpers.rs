@@ -338,11 +338,6 @@ impl LocalCluster {
         self.file()["drivers"][i]["pid"].as_u64().unwrap() as u32
     }
 
-    /// The index of the leading driver, waiting for one.
-    pub fn leader(&self) -> usize {
-        self.leader_after(0).0
-    }
-
     /// `cluster status --json`'s driver rows (role, term, log indexes, lag).
     pub fn drivers_status(&self) -> Vec<serde_json::Value> {
         let out = output_bounded(

@@ -456,45 +456,6 @@ fn put_streams_a_large_input_in_bounded_client_memory() {
     eprintln!("put of 300 MB peaked at {} MB of client memory", peak >> 20);
 }
 
-/// Customers and orders as CSV files, and the per-city lines `orders_by_city` must print,
-/// computed sequentially: `city<TAB>orders<TAB>total<TAB>names`.
-fn shop_input(dir: &Path) -> Vec<String> {
-    std::fs::create_dir_all(dir.join("customers")).unwrap();
-    std::fs::create_dir_all(dir.join("orders")).unwrap();
-    let cities = ["Oslo", "Lima", "Pune", "Turku", "Quito"];
-    let mut customers = String::from("customer_id,name,city\n");
-    for c in 0..40 {
-        customers.push_str(&format!("{c},name{},{}\n", c % 17, cities[c % cities.len()]));
-    }
-    std::fs::write(dir.join("customers/customers.csv"), customers).unwrap();
-    let mut per_city: BTreeMap<&str, (u64, i64, Vec<String>)> = BTreeMap::new();
-    for f in 0..3 {
-        let mut orders = String::from("order_id,customer_id,amount\n");
-        for o in 0..700 {
-            let id = f * 1000 + o;
-            // Customers 40 and up do not exist: their orders join nothing.
-            let customer = (id * 7) % 45;
-            let amount = ((id * 13) % 500) as i64 - 100;
-            orders.push_str(&format!("{id},{customer},{amount}\n"));
-            if customer < 40 {
-                let entry = per_city.entry(cities[customer % cities.len()]).or_default();
-                entry.0 += 1;
-                entry.1 += amount;
-                entry.2.push(format!("name{}", customer % 17));
-            }
-        }
-        std::fs::write(dir.join(format!("orders/orders-{f}.csv")), orders).unwrap();
-    }
-    per_city
-        .into_iter()
-        .map(|(city, (count, total, mut names))| {
-            names.sort();
-            names.dedup();
-            format!("{city}\t{count}\t{total}\t{}", names.join(","))
-        })
-        .collect()
-}
-
 /// Every line of an output directory's `part-*` files, sorted.
 fn sorted_lines(dir: &Path) -> Vec<String> {
     let mut lines: Vec<String> = super::helpers::parts(dir)
@@ -537,7 +498,7 @@ fn two_columns(path: &Path, rows: i64) -> i64 {
 fn csv_inputs_travel_and_stored_columns_are_read_by_name() {
     let cluster = cluster_or_skip!(1, 2,);
     // CSV files the workers cannot see: parsed on the client, they travel as Arrow rows.
-    let expected = shop_input(&cluster.client_dir().join("shop"));
+    let expected = crate::oracles::shop(&cluster.client_dir().join("shop"));
     let (ok, stdout, stderr) = cluster.run(
         &example("orders_by_city"),
         &[

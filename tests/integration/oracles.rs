@@ -63,3 +63,63 @@ pub fn assert_sorted(input: &Path, output: &Path) {
     assert_eq!(got.len(), want.len(), "records in and out");
     assert!(got == want, "the output's records are not the input's");
 }
+
+/// The number of rows and the sum of the first (int64) column of the Arrow IPC files under
+/// `dir`, read with the arrow crate.
+pub fn int64_sum(dir: &Path) -> (u64, i64) {
+    let (mut rows, mut sum) = (0u64, 0i64);
+    for file in input_files(dir) {
+        let reader = arrow::ipc::reader::FileReader::try_new(std::fs::File::open(&file).unwrap(), None).unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            rows += batch.num_rows() as u64;
+            let column = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+                .unwrap();
+            sum += column.values().iter().sum::<i64>();
+        }
+    }
+    (rows, sum)
+}
+
+/// Customers and orders as CSV files, and the per-city lines `orders_by_city` must print,
+/// computed sequentially: `city<TAB>orders<TAB>total<TAB>names`.
+pub fn shop(dir: &Path) -> Vec<String> {
+    std::fs::create_dir_all(dir.join("customers")).unwrap();
+    std::fs::create_dir_all(dir.join("orders")).unwrap();
+    let cities = ["Oslo", "Lima", "Pune", "Turku", "Quito"];
+    let mut customers = String::from("customer_id,name,city\n");
+    for c in 0..40 {
+        customers.push_str(&format!("{c},name{},{}\n", c % 17, cities[c % cities.len()]));
+    }
+    std::fs::write(dir.join("customers/customers.csv"), customers).unwrap();
+    let mut per_city: BTreeMap<&str, (u64, i64, Vec<String>)> = BTreeMap::new();
+    for f in 0..3 {
+        let mut orders = String::from("order_id,customer_id,amount\n");
+        for o in 0..700 {
+            let id = f * 1000 + o;
+            // Customers 40 and up do not exist: their orders join nothing.
+            let customer = (id * 7) % 45;
+            let amount = ((id * 13) % 500) as i64 - 100;
+            orders.push_str(&format!("{id},{customer},{amount}\n"));
+            if customer < 40 {
+                let entry = per_city.entry(cities[customer % cities.len()]).or_default();
+                entry.0 += 1;
+                entry.1 += amount;
+                entry.2.push(format!("name{}", customer % 17));
+            }
+        }
+        std::fs::write(dir.join(format!("orders/orders-{f}.csv")), orders).unwrap();
+    }
+    per_city
+        .into_iter()
+        .map(|(city, (count, total, mut names))| {
+            names.sort();
+            names.dedup();
+            format!("{city}\t{count}\t{total}\t{}", names.join(","))
+        })
+        .collect()
+}
+
