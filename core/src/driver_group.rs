@@ -158,10 +158,13 @@ impl DriverGroup {
                 )));
             }
             if started.elapsed() >= patience {
+                // What each driver that did not refuse said first, then the last answer.
+                let seen: Vec<String> = unreachable.iter().map(|(a, why)| format!("{a}: {why}")).collect();
                 return Err(Status::unavailable(format!(
-                    "no driver of {} answered as leader within {:.0} s (last: {address}: {})",
+                    "no driver of {} answered as leader within {:.0} s ({}last: {address}: {})",
                     self.addresses.join(","),
                     patience.as_secs_f64(),
+                    seen.iter().map(|s| format!("{s}; ")).collect::<String>(),
                     status.message()
                 )));
             }

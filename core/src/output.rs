@@ -108,8 +108,8 @@ fn remove_abandoned_staging(parent: &Path, name: &str) {
             continue;
         };
         // SAFETY: signal 0 only asks whether the process exists.
-        let gone = unsafe { libc::kill(pid, 0) } == -1
-            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        let gone =
+            unsafe { libc::kill(pid, 0) } == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
         if gone {
             let _ = std::fs::remove_dir_all(entry.path());
         }
@@ -279,7 +279,9 @@ mod tests {
         let gone = child.id();
         child.wait().expect("wait");
         let abandoned = dir.path().join(format!(".out.ringleader-staging-{gone}-1"));
-        let running = dir.path().join(format!(".out.ringleader-staging-{}-2", std::process::id()));
+        let running = dir
+            .path()
+            .join(format!(".out.ringleader-staging-{}-2", std::process::id()));
         let other = dir.path().join(format!(".other.ringleader-staging-{gone}-3"));
         for d in [&abandoned, &running, &other] {
             std::fs::create_dir(d).expect("staging");

@@ -247,9 +247,10 @@ impl Driver for DriverService {
         // A job is accepted only once its binary is on a majority, so any future leader
         // can hand it to workers.
         let holders = self.replicate_binary(&hash).await;
+        // Every other driver answered (or timed out): asking again now would end the same.
         if holders.len() < self.inner.peers.majority() {
-            return Err(Status::unavailable(format!(
-                "the binary reached only {} of {} drivers; a majority must be up",
+            return Err(Status::failed_precondition(format!(
+                "the binary reached only {} of {} drivers, and a job is accepted only once its binary is on a majority: start the drivers that are down or give them disk space (`ringleader cluster status` lists them, each driver's log says why it failed)",
                 holders.len(),
                 self.inner.peers.len()
             )));

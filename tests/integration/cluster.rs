@@ -456,7 +456,11 @@ fn an_executor_that_dies_under_several_tasks_blames_none_of_them() {
     let input = data.path().join("in");
     std::fs::create_dir(&input).unwrap();
     std::fs::write(input.join("a.txt"), "a1 x\na2 x\nboom x\na4 x\n").unwrap();
-    std::fs::write(input.join("b.txt"), (0..20).map(|i| format!("b{i} y\n")).collect::<String>()).unwrap();
+    std::fs::write(
+        input.join("b.txt"),
+        (0..20).map(|i| format!("b{i} y\n")).collect::<String>(),
+    )
+    .unwrap();
     let marker = data.path().join("marker");
     std::fs::create_dir(&marker).unwrap();
     let out = chaos(
@@ -477,10 +481,7 @@ fn an_executor_that_dies_under_several_tasks_blames_none_of_them() {
     // Both tasks were lost with the executor, and neither counts toward its limit.
     assert_eq!(cluster.stage_failures("job-000001", 0), Some((2, 0)));
     let detail = cluster.job_text("job-000001");
-    assert!(
-        detail.contains("attempts lost without a task to blame: 2"),
-        "{detail}"
-    );
+    assert!(detail.contains("attempts lost without a task to blame: 2"), "{detail}");
     assert_eq!(
         sorted_lines(&data.path().join("out")),
         crate::oracles::word_counts(&input)

@@ -48,7 +48,14 @@ fn a_worker_killed_after_the_map_stage_has_its_output_recomputed() {
     let d = |name: &str| -> PathBuf { data.path().join(name) };
     numbered_text(&d("text"), 9, 10);
     // A fast map stage and a slow reduce stage (30 ms per distinct word).
-    let job_args = args!["--input", d("text"), "--output", d("cluster"), "--reduce-sleep-ms", "30"];
+    let job_args = args![
+        "--input",
+        d("text"),
+        "--output",
+        d("cluster"),
+        "--reduce-sleep-ms",
+        "30"
+    ];
     // Reducers fetch over Flight (as across machines): a dead worker's files are unreadable.
     let client = chaos_over_flight(&cluster, &job_args, &d("client.log"));
     let job = job_id(&d("client.log"));
@@ -97,7 +104,10 @@ fn a_worker_killed_mid_stage_has_its_running_tasks_run_elsewhere_uncounted() {
     assert_eq!(sorted_lines(&d("cluster")), word_counts(&d("text")));
     // Its tasks ran again, and those runs used up none of their attempts.
     let (_, total, attempts) = cluster.stage(&job, 0).unwrap();
-    assert!(attempts > total, "no map task ran again ({attempts} attempts, {total} tasks)");
+    assert!(
+        attempts > total,
+        "no map task ran again ({attempts} attempts, {total} tasks)"
+    );
     let (_, counted) = cluster.stage_failures(&job, 0).unwrap();
     assert_eq!(counted, 0, "a lost worker's tasks counted as failures");
     assert!(
@@ -113,13 +123,7 @@ fn a_lost_workers_dataset_partitions_are_read_from_other_replicas_and_copied_bac
     // read while one replica of each of the lost worker's partitions is missing.
     let data = tempfile::tempdir().unwrap();
     let hold = data.path().join("hold-repair");
-    let cluster = LocalCluster::up_env(
-        1,
-        3,
-        2,
-        &[],
-        &[(fault_injection::REPAIR_HOLD, hold.to_str().unwrap())],
-    );
+    let cluster = LocalCluster::up_env(1, 3, 2, &[], &[(fault_injection::REPAIR_HOLD, hold.to_str().unwrap())]);
     let input = data.path().join("text");
     ringleader_datasets::text::generate(&input, 60_000, 3, 300, 5, false).unwrap();
     cluster.put("words", 4, 2, &input);
@@ -271,7 +275,10 @@ fn a_worker_restarted_at_its_address_mid_job_has_its_running_tasks_run_again() {
     let (_, total, attempts) = cluster
         .stage(&job, 0)
         .unwrap_or_else(|| panic!("no stage 0 in:\n{detail}"));
-    assert!(attempts > total, "no map task ran again ({attempts} attempts, {total} tasks)");
+    assert!(
+        attempts > total,
+        "no map task ran again ({attempts} attempts, {total} tasks)"
+    );
 }
 
 /// No output of `name` under `dir`: neither the directory nor a staging directory beside
@@ -375,13 +382,7 @@ fn cancel_and_ctrl_c_stop_a_job_and_its_executor_at_once_and_a_vanished_client_g
 fn a_worker_stopped_while_a_reducer_fetches_from_it_is_lost_and_the_job_finishes() {
     // Each batch of a shuffle block waits 400 ms before it is sent: a fetch stays in
     // flight long enough to stop its worker in the middle of it.
-    let cluster = LocalCluster::up_env(
-        1,
-        3,
-        2,
-        &[],
-        &[(fault_injection::SHUFFLE_SERVING, "slow:400")],
-    );
+    let cluster = LocalCluster::up_env(1, 3, 2, &[], &[(fault_injection::SHUFFLE_SERVING, "slow:400")]);
     let data = tempfile::tempdir().unwrap();
     let d = |name: &str| -> PathBuf { data.path().join(name) };
     numbered_text(&d("text"), 9, 10);

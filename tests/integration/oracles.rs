@@ -122,4 +122,3 @@ pub fn shop(dir: &Path) -> Vec<String> {
         })
         .collect()
 }
-

@@ -1,6 +1,7 @@
 //! The Raft-replicated driver group with real processes on loopback: `cluster up --drivers 3`,
-//! then leaders killed (`kill -9`), stopped (SIGSTOP) and restarted mid-job. Every job's
-//! result is checked against the same example run embedded.
+//! then leaders killed (`kill -9`), stopped (SIGSTOP) and restarted mid-job. Each test shows
+//! its fault hit (a process that ran is gone, a later term leads) and checks every job's
+//! result against a sequential computation of its input (`oracles`).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -11,15 +12,18 @@ use std::time::{Duration, Instant};
 use ringleader_datasets::gensort;
 
 use crate::helpers::{
-    LocalCluster, Tmpfs, args, concat, embedded, example, numbered_text, ok, ringleader_bin, running, signal,
-    sorted_lines, wait_bounded,
+    LocalCluster, Tmpfs, args, eventually, example, kill_now, numbered_text, ok, output_bounded, ringleader_bin,
+    running, signal, sorted_lines, stop_now, wait_bounded,
 };
+use crate::oracles::{assert_sorted, int64_sum, word_counts};
 
 /// A driver group and its workers, started for one test and stopped when dropped.
 struct Group {
     cluster: LocalCluster,
     /// Each driver's address and command line (to restart it from its directory).
     drivers: Vec<(String, Vec<OsString>)>,
+    /// The pid of each driver's current process (`cluster up`'s, or a restart's).
+    pids: Mutex<Vec<u32>>,
     /// Processes this test started besides `cluster up`'s (restarted drivers).
     restarted: Mutex<Vec<Child>>,
 }
@@ -31,9 +35,11 @@ impl Group {
 
     fn up_with(drivers: u32, workers: u32, extra: &[&str]) -> Group {
         let cluster = LocalCluster::up_with(drivers, workers, 2, extra);
-        let drivers = (0..drivers as usize)
-            .map(|i| {
-                let cmdline = std::fs::read(format!("/proc/{}/cmdline", cluster.driver_pid(i))).unwrap();
+        let pids: Vec<u32> = (0..drivers as usize).map(|i| cluster.driver_pid(i)).collect();
+        let drivers = pids
+            .iter()
+            .map(|pid| {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
                 let argv: Vec<OsString> = cmdline
                     .split(|b| *b == 0)
                     .filter(|a| !a.is_empty())
@@ -47,6 +53,7 @@ impl Group {
         Group {
             cluster,
             drivers,
+            pids: Mutex::new(pids),
             restarted: Mutex::new(Vec::new()),
         }
     }
@@ -56,46 +63,28 @@ impl Group {
         self.cluster.token()
     }
 
+    /// The pid of driver `i`'s current process.
     fn pid(&self, driver: usize) -> u32 {
-        self.cluster.driver_pid(driver)
+        self.pids.lock().unwrap()[driver]
     }
 
     /// `cluster status --json`'s driver rows.
     fn drivers_status(&self) -> Vec<serde_json::Value> {
-        let out = Command::new(ringleader_bin())
-            .args(["cluster", "status", "--json", "--dir"])
-            .arg(self.cluster.dir.path())
-            .output()
-            .unwrap();
-        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        status["drivers"].as_array().cloned().unwrap_or_default()
+        self.cluster.drivers_status()
     }
 
     /// The index of the driver that leads in a term above `after`, waiting for one.
     fn leader(&self, after: u64) -> (usize, u64) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let rows = self.drivers_status();
-            if let Some((i, row)) = rows
-                .iter()
-                .enumerate()
-                .find(|(_, r)| r["role"] == "leader" && r["term"].as_u64().unwrap_or(0) > after)
-            {
-                return (i, row["term"].as_u64().unwrap());
-            }
-            assert!(Instant::now() < deadline, "no leader after term {after}: {rows:?}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.cluster.leader_after(after)
     }
 
-    /// Restarts driver `i` from its directory, as `cluster up` started it, once the process
-    /// `cluster up` started is gone (a killed process holds its files until it has exited);
-    /// its new pid.
-    fn restart(&self, i: usize) -> u32 {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while running(self.pid(i)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    /// Restarts driver `i` from its directory, as `cluster up` started it, once its current
+    /// process is gone (a killed process holds its files until it has exited).
+    fn restart(&self, i: usize) {
+        let old = self.pid(i);
+        eventually(Duration::from_secs(10), &format!("driver {} ends", i + 1), || {
+            !running(old)
+        });
         let log = std::fs::File::options()
             .append(true)
             .open(self.cluster.dir.path().join(format!("driver-{}/log", i + 1)))
@@ -107,9 +96,8 @@ impl Group {
             .stderr(log)
             .spawn()
             .unwrap();
-        let pid = child.id();
+        self.pids.lock().unwrap()[i] = child.id();
         self.restarted.lock().unwrap().push(child);
-        pid
     }
 
     /// Kills the drivers this test restarted.
@@ -121,7 +109,7 @@ impl Group {
     }
 
     fn run(&self, name: &str, args: &[OsString]) -> Output {
-        self.command(name, args).output().unwrap()
+        output_bounded(self.command(name, args), Duration::from_secs(180))
     }
 
     fn command(&self, name: &str, args: &[OsString]) -> Command {
@@ -140,34 +128,29 @@ impl Group {
     }
 
     fn jobs_command(&self, master: &str) -> Output {
-        Command::new(ringleader_bin())
+        let mut command = Command::new(ringleader_bin());
+        command
             .env("RINGLEADER_TOKEN_FILE", self.token())
-            .args(["jobs", "--master", master])
-            .output()
-            .unwrap()
+            .args(["jobs", "--master", master]);
+        output_bounded(command, Duration::from_secs(60))
     }
 
     /// `ringleader jobs` asked of the driver at `master`, once it lists `succeeded` succeeded
     /// jobs: a follower's replica may be a heartbeat behind the leader's.
     /// A driver just restarted may not be listening yet: it is asked again.
     fn jobs_eventually(&self, master: &str, succeeded: usize) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let out = self.jobs_command(master);
-            let jobs = if out.status.success() {
-                String::from_utf8_lossy(&out.stdout).into_owned()
-            } else {
-                String::from_utf8_lossy(&out.stderr).into_owned()
-            };
-            if out.status.success() && jobs.matches(" succeeded ").count() == succeeded {
-                return jobs;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{master} never listed {succeeded} succeeded jobs: {jobs}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let mut jobs = String::new();
+        eventually(
+            Duration::from_secs(20),
+            &format!("{master} lists {succeeded} succeeded jobs"),
+            || {
+                let out = self.jobs_command(master);
+                jobs =
+                    String::from_utf8_lossy(if out.status.success() { &out.stdout } else { &out.stderr }).into_owned();
+                out.status.success() && jobs.matches(" succeeded ").count() == succeeded
+            },
+        );
+        jobs
     }
 }
 
@@ -188,25 +171,6 @@ fn runs_per_line(markers: &Path) -> std::collections::BTreeMap<String, usize> {
     runs
 }
 
-/// The first job id a client's progress lines name.
-fn job_id_from(stderr_path: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(stderr_path).ok()?;
-    text.split_whitespace()
-        .find(|w| w.starts_with("job-"))
-        .map(|w| w.trim_end_matches(':').to_string())
-}
-
-fn wait_for_job_id(stderr_path: &Path) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(id) = job_id_from(stderr_path) {
-            return id;
-        }
-        assert!(Instant::now() < deadline, "the client never printed its job id");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// Runs `name` on the group in the background, its stderr in `log`.
 fn spawn_client(group: &Group, name: &str, args: &[OsString], log: &Path) -> Child {
     group
@@ -215,6 +179,14 @@ fn spawn_client(group: &Group, name: &str, args: &[OsString], log: &Path) -> Chi
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .unwrap()
+}
+
+/// The sum example's arguments and what it must print: the fixture's total, summed in
+/// the test.
+fn sum_of_fixture() -> (Vec<OsString>, String) {
+    let fixtures = crate::helpers::fixtures("numbers");
+    let (_, total) = int64_sum(&fixtures);
+    (args!["--input", fixtures].to_vec(), format!("{total}\n"))
 }
 
 #[test]
@@ -227,15 +199,23 @@ fn the_leader_killed_mid_job_is_replaced_and_the_jobs_finish_correctly() {
     // killed once three have finished.
     numbered_text(&d("text"), 12, 10);
     std::fs::create_dir(d("markers")).unwrap();
-    let wc = |out: &Path| args!["--input", d("text"), "--output", out, "--sleep-ms", "30"];
-    let mut cluster_args = wc(&d("wc-cluster")).to_vec();
-    cluster_args.extend(args!["--run-marker", d("markers")]);
-    let client = spawn_client(&group, "chaos", &cluster_args, &d("wc.log"));
-    let job = wait_for_job_id(&d("wc.log"));
-    group.cluster.wait_for_stage(&job, 0, |done, _| done >= 3);
+    let wc = args![
+        "--input",
+        d("text"),
+        "--output",
+        d("wc-cluster"),
+        "--sleep-ms",
+        "30",
+        "--run-marker",
+        d("markers")
+    ];
+    let client = spawn_client(&group, "chaos", &wc, &d("wc.log"));
+    let job = crate::helpers::job_id(&d("wc.log"));
+    let (done, total, _) = group.cluster.wait_for_stage(&job, 0, |done, _| done >= 3);
+    assert!(done < total, "the map stage ended before the kill");
     let (leader, term) = group.leader(0);
     let killed_at = Instant::now();
-    signal(group.pid(leader), libc::SIGKILL);
+    kill_now(group.pid(leader));
     let (new_leader, new_term) = group.leader(term);
     let elected_in = killed_at.elapsed();
     assert_ne!(new_leader, leader);
@@ -248,8 +228,7 @@ fn the_leader_killed_mid_job_is_replaced_and_the_jobs_finish_correctly() {
         log.contains("reconnecting"),
         "the client never noticed the leader change:\n{log}"
     );
-    ok(embedded("chaos", &wc(&d("wc-embedded"))), "embedded word count");
-    assert_eq!(sorted_lines(&d("wc-cluster")), sorted_lines(&d("wc-embedded")));
+    assert_eq!(sorted_lines(&d("wc-cluster")), word_counts(&d("text")));
     // Every line ran; only the tasks running at the kill (at most 4 slots' worth of
     // 10-line tasks) ran twice: tasks recorded as finished were not run again.
     let runs = runs_per_line(&d("markers"));
@@ -263,7 +242,7 @@ fn the_leader_killed_mid_job_is_replaced_and_the_jobs_finish_correctly() {
     // Back to three drivers, so the group survives a second kill.
     group.restart(leader);
 
-    // Sort: the (new) leader killed while it runs; the output is byte-identical to embedded.
+    // Sort: the (new) leader killed while it runs; the output is the input, sorted.
     gensort::generate(
         &d("records"),
         &gensort::SortSpec {
@@ -275,18 +254,25 @@ fn the_leader_killed_mid_job_is_replaced_and_the_jobs_finish_correctly() {
         false,
     )
     .unwrap();
-    let sort = |out: &Path| args!["--input", d("records"), "--output", out, "--partitions", "8"];
-    let client = spawn_client(&group, "sort", &sort(&d("sorted-cluster")), &d("sort.log"));
-    wait_for_job_id(&d("sort.log"));
+    let sort = args![
+        "--input",
+        d("records"),
+        "--output",
+        d("sorted-cluster"),
+        "--partitions",
+        "8"
+    ];
+    let mut client = spawn_client(&group, "sort", &sort, &d("sort.log"));
+    let job = crate::helpers::job_id(&d("sort.log"));
     let (leader, term) = group.leader(0);
-    signal(group.pid(leader), libc::SIGKILL);
+    assert_eq!(group.cluster.job_state(&job).as_deref(), Some("running"));
+    kill_now(group.pid(leader));
     group.leader(term);
-    let mut client = client;
     let status = wait_bounded(&mut client, Duration::from_secs(120));
     let log = std::fs::read_to_string(d("sort.log")).unwrap();
     assert!(status.success(), "the sort failed after the leader died:\n{log}");
-    ok(embedded("sort", &sort(&d("sorted-embedded"))), "embedded sort");
-    assert_eq!(concat(&d("sorted-cluster")), concat(&d("sorted-embedded")));
+    assert!(log.contains("reconnecting"), "{log}");
+    assert_sorted(&d("records"), &d("sorted-cluster"));
 }
 
 #[test]
@@ -295,33 +281,25 @@ fn a_follower_killed_and_restarted_catches_up() {
     let group = Group::up_with(3, 2, &["--snapshot-every", "10"]);
     let (leader, term) = group.leader(0);
     let follower = (leader + 1) % 3;
-    let fixtures = crate::helpers::fixtures("numbers");
-    let sum = args!["--input", fixtures];
-    let expected = ok(embedded("sum", &sum), "embedded sum");
+    let (sum, expected) = sum_of_fixture();
     let run_sums = || {
         for _ in 0..3 {
             assert_eq!(ok(group.run("sum", &sum), "sum"), expected);
         }
     };
     let wait_caught_up = |what: &str| {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
+        eventually(Duration::from_secs(20), &format!("{what} catches up"), || {
             let rows = group.drivers_status();
-            let caught_up = rows.get(follower).is_some_and(|r| {
+            rows.get(follower).is_some_and(|r| {
                 r["role"] == "follower" && r["lag"] == 0 && r["last_log_index"] == rows[leader]["last_log_index"]
-            });
-            if caught_up {
-                return;
-            }
-            assert!(Instant::now() < deadline, "{what} never caught up: {rows:?}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            })
+        });
     };
     run_sums();
 
     // Killed: two of three drivers still make a majority, so jobs run; restarted from its
     // directory, it catches up with the jobs it missed.
-    signal(group.pid(follower), libc::SIGKILL);
+    kill_now(group.pid(follower));
     run_sums();
     group.restart(follower);
     wait_caught_up("the restarted follower");
@@ -334,7 +312,7 @@ fn a_follower_killed_and_restarted_catches_up() {
 
     // Its directory lost: it rejoins empty and catches up from the leader's snapshot (the
     // leader's log no longer starts at 1).
-    group.kill_restarted();
+    kill_now(group.pid(follower));
     let purged = group.drivers_status()[leader]["purged_index"].as_u64().unwrap();
     assert!(purged > 0, "the leader's log was never compacted");
     let data_dir = group.cluster.dir.path().join(format!("driver-{}", follower + 1));
@@ -372,25 +350,28 @@ fn fetch_binary(address: &str, binary: &Path, token_file: &Path) -> Vec<u8> {
     runtime.block_on(async {
         let channel = ringleader_core::driver_group::driver_channel(address).unwrap();
         let mut driver = ringleader_core::proto::driver_client::DriverClient::new(channel);
-        let mut stream = driver.fetch_binary(request).await.unwrap().into_inner();
-        let mut bytes = Vec::new();
-        while let Some(chunk) = stream.message().await.unwrap() {
-            bytes.extend_from_slice(&chunk.data);
-        }
-        bytes
+        let fetch = async {
+            let mut stream = driver.fetch_binary(request).await.unwrap().into_inner();
+            let mut bytes = Vec::new();
+            while let Some(chunk) = stream.message().await.unwrap() {
+                bytes.extend_from_slice(&chunk.data);
+            }
+            bytes
+        };
+        tokio::time::timeout(Duration::from_secs(60), fetch)
+            .await
+            .expect("the binary within a minute")
     })
 }
 
 #[test]
 fn the_whole_group_restarts_from_disk_with_its_history() {
     let group = Group::up(3, 1);
-    let fixtures = crate::helpers::fixtures("numbers");
-    let sum = args!["--input", fixtures];
-    let expected = ok(embedded("sum", &sum), "embedded sum");
+    let (sum, expected) = sum_of_fixture();
     assert_eq!(ok(group.run("sum", &sum), "sum"), expected);
     let before = group.jobs_eventually(&group.drivers[0].0, 1);
     for i in 0..3 {
-        signal(group.pid(i), libc::SIGKILL);
+        kill_now(group.pid(i));
     }
     for i in 0..3 {
         group.restart(i);
@@ -418,35 +399,32 @@ fn a_driver_whose_disk_fills_up_stops_clearly_the_job_finishes_and_nothing_is_lo
     let (leader, _) = group.leader(0);
     let full = (leader + 1) % 3;
     // Move a follower's directory onto a tmpfs of its own, then fill that tmpfs.
-    signal(group.pid(full), libc::SIGKILL);
+    kill_now(group.pid(full));
     let dir = group.cluster.dir.path().join(format!("driver-{}", full + 1));
     let aside = group.cluster.dir.path().join("aside");
     let copy = |from: &Path, to: &Path| {
         let out = Command::new("cp").arg("-a").arg(from).arg(to).output().unwrap();
         assert!(out.status.success(), "cp: {}", String::from_utf8_lossy(&out.stderr));
     };
-    std::thread::sleep(Duration::from_millis(200));
     copy(&dir, &aside);
     let size = format!("{}k", (2 * bytes_under(&dir) + (32 << 20)) / 1024);
     let tmpfs = match Tmpfs::mount(&dir, &size) {
         Ok(t) => t,
         Err(why) => {
-            eprintln!("skipped: {why}");
+            crate::helpers::skip("a driver whose disk fills up", &why);
             return;
         }
     };
     copy(&aside.join("."), &dir);
-    let pid = group.restart(full);
+    group.restart(full);
+    let pid = group.pid(full);
     // Filled once it follows again.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !group
-        .drivers_status()
-        .get(full)
-        .is_some_and(|row| row["role"] == "follower" && row["lag"] == 0)
-    {
-        assert!(Instant::now() < deadline, "the moved driver never followed again");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(Duration::from_secs(20), "the moved driver follows again", || {
+        group
+            .drivers_status()
+            .get(full)
+            .is_some_and(|row| row["role"] == "follower" && row["lag"] == 0)
+    });
     let filler = dir.join("filler");
     {
         use std::io::Write;
@@ -462,27 +440,14 @@ fn a_driver_whose_disk_fills_up_stops_clearly_the_job_finishes_and_nothing_is_lo
     numbered_text(&data.path().join("text"), 400, 1);
     let words = args!["--input", data.path().join("text"), "--output", data.path().join("out")];
     ok(group.run("wordcount", &words), "wordcount with a driver's disk full");
-    let embedded_words = args![
-        "--input",
-        data.path().join("text"),
-        "--output",
-        data.path().join("embedded")
-    ];
-    ok(embedded("wordcount", &embedded_words), "embedded wordcount");
     assert_eq!(
         sorted_lines(&data.path().join("out")),
-        sorted_lines(&data.path().join("embedded"))
+        word_counts(&data.path().join("text"))
     );
     // The full driver stopped, saying why.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while running(pid) {
-        assert!(
-            Instant::now() < deadline,
-            "the driver with a full disk still runs:\n{}",
-            std::fs::read_to_string(dir.join("log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(Duration::from_secs(30), "the driver with a full disk stops", || {
+        !running(pid)
+    });
     let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
     assert!(
         log.contains("No space left on device"),
@@ -496,33 +461,59 @@ fn a_driver_whose_disk_fills_up_stops_clearly_the_job_finishes_and_nothing_is_lo
 }
 
 #[test]
-fn a_stopped_leader_is_replaced_and_steps_down_when_resumed() {
+fn a_leader_stopped_mid_job_is_replaced_the_job_finishes_and_it_steps_down_when_resumed() {
     let group = Group::up(3, 2);
+    let data = tempfile::tempdir().unwrap();
+    let d = |name: &str| -> PathBuf { data.path().join(name) };
+    // 12 map tasks of about 0.3 s on 4 slots.
+    numbered_text(&d("text"), 12, 10);
+    let wc = args!["--input", d("text"), "--output", d("out"), "--sleep-ms", "30"];
+    let mut client = spawn_client(&group, "chaos", &wc, &d("client.log"));
+    let job = crate::helpers::job_id(&d("client.log"));
+    let (done, total, _) = group.cluster.wait_for_stage(&job, 0, |done, _| done >= 2);
+    assert!(done < total, "the map stage ended before the leader stopped");
     let (leader, term) = group.leader(0);
-    signal(group.pid(leader), libc::SIGSTOP);
+    stop_now(group.pid(leader));
     let (new_leader, new_term) = group.leader(term);
     assert_ne!(new_leader, leader);
-    let fixtures = crate::helpers::fixtures("numbers");
-    let sum = args!["--input", fixtures];
-    let expected = ok(embedded("sum", &sum), "embedded sum");
-    assert_eq!(ok(group.run("sum", &sum), "sum with the old leader stopped"), expected);
+    let status = wait_bounded(&mut client, Duration::from_secs(120));
+    let log = std::fs::read_to_string(d("client.log")).unwrap();
+    assert!(status.success(), "the job failed with its leader stopped:\n{log}");
+    assert!(log.contains("reconnecting"), "{log}");
+    assert_eq!(sorted_lines(&d("out")), word_counts(&d("text")));
     signal(group.pid(leader), libc::SIGCONT);
     // The old leader learns the new term and follows; its log matches the new leader's.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    eventually(Duration::from_secs(20), "the resumed leader steps down", || {
         let rows = group.drivers_status();
         let old = &rows[leader];
-        if old["role"] == "follower" && old["term"].as_u64() >= Some(new_term) && old["lag"] == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the resumed leader never stepped down: {rows:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        old["role"] == "follower" && old["term"].as_u64() >= Some(new_term) && old["lag"] == 0
+    });
+    let (sum, expected) = sum_of_fixture();
     assert_eq!(ok(group.run("sum", &sum), "sum after the resume"), expected);
     group.jobs_eventually(&group.drivers[leader].0, 2);
+}
+
+#[test]
+fn a_job_is_accepted_only_once_its_binary_is_on_a_majority_of_drivers() {
+    let group = Group::up(3, 1);
+    let (leader, _) = group.leader(0);
+    let (down, full) = ((leader + 1) % 3, (leader + 2) % 3);
+    // One follower is gone; the other cannot store binaries (a file where its binaries
+    // directory would be). The log still commits on two of three drivers.
+    kill_now(group.pid(down));
+    let binaries = group.cluster.dir.path().join(format!("driver-{}/binaries", full + 1));
+    let _ = std::fs::remove_dir_all(&binaries);
+    std::fs::write(&binaries, "not a directory").unwrap();
+    let (sum, expected) = sum_of_fixture();
+    let refused = group.run("sum", &sum);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "a job ran with its binary on one driver");
+    assert!(stderr.contains("the binary reached only 1 of 3 drivers"), "{stderr}");
+    let jobs = group.jobs_on(&group.drivers[leader].0);
+    assert!(!jobs.contains("job-"), "a job was recorded: {jobs}");
+    // With the directory back, the binary reaches a majority and the job runs.
+    std::fs::remove_file(&binaries).unwrap();
+    assert_eq!(ok(group.run("sum", &sum), "sum"), expected);
 }
 
 #[test]
@@ -530,9 +521,7 @@ fn jobs_submitted_while_leaders_are_killed_finish_once_or_fail_clearly() {
     const CLIENTS: usize = 4;
     const JOBS_PER_CLIENT: usize = 25;
     let group = Group::up(3, 2);
-    let fixtures = crate::helpers::fixtures("numbers");
-    let sum = args!["--input", fixtures];
-    let expected = ok(embedded("sum", &sum), "embedded sum");
+    let (sum, expected) = sum_of_fixture();
     // The group holds the job binary before the kills begin: what is under test is
     // submitting and finishing jobs, not a 64 MB upload racing a leader killed every 2 s.
     assert_eq!(ok(group.run("sum", &sum), "sum before the kills"), expected);
@@ -560,18 +549,7 @@ fn jobs_submitted_while_leaders_are_killed_finish_once_or_fail_clearly() {
             std::thread::sleep(Duration::from_millis(1500));
             let rows = group.drivers_status();
             if let Some(leader) = rows.iter().position(|r| r["role"] == "leader") {
-                let pid = group
-                    .restarted
-                    .lock()
-                    .unwrap()
-                    .iter()
-                    .rev()
-                    .find(|c| {
-                        std::fs::read(format!("/proc/{}/cmdline", c.id()))
-                            .is_ok_and(|cmd| String::from_utf8_lossy(&cmd).contains(&format!("driver-{}", leader + 1)))
-                    })
-                    .map_or_else(|| group.pid(leader), Child::id);
-                signal(pid, libc::SIGKILL);
+                kill_now(group.pid(leader));
                 kills += 1;
                 std::thread::sleep(Duration::from_millis(500));
                 group.restart(leader);
@@ -592,27 +570,20 @@ fn jobs_submitted_while_leaders_are_killed_finish_once_or_fail_clearly() {
             );
         }
     }
+    // A leader is back within about a second of each kill: most submissions get through.
+    assert!(
+        succeeded * 2 >= outcomes.len(),
+        "only {succeeded} of {} jobs succeeded through {kills} leader kills",
+        outcomes.len()
+    );
     // None lost, none twice: the group recorded exactly one job per submission, and
     // exactly the ones whose clients saw success succeeded.
     let (leader, _) = group.leader(0);
     let jobs = group.jobs_on(&group.drivers[leader].0);
     let records = jobs.lines().filter(|l| l.starts_with("job-")).count();
-    for (ok, _, stderr) in &outcomes {
-        if !ok {
-            eprintln!("CLIENT FAILED: {stderr}");
-        }
-    }
     assert_eq!(records, 1 + CLIENTS * JOBS_PER_CLIENT, "{jobs}");
     assert_eq!(jobs.matches(" succeeded ").count(), 1 + succeeded, "{jobs}");
     eprintln!("{succeeded} of {records} jobs succeeded through {kills} leader kills");
-}
-
-/// Free loopback addresses for drivers started by hand.
-fn free_addresses(n: usize) -> Vec<String> {
-    let listeners: Vec<_> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners.iter().map(|l| l.local_addr().unwrap().to_string()).collect()
 }
 
 /// A driver started by hand, killed when dropped.
@@ -642,40 +613,87 @@ fn driver(id: u64, listen: &str, peers: &str, data_dir: &Path) -> Command {
     command
 }
 
-/// Runs a driver that must refuse to start; returns its stderr.
-fn refused(mut command: Command) -> String {
-    let out = command.output().unwrap();
+/// Runs a driver that must refuse to start (bounded); returns its stderr.
+fn refused(command: Command) -> String {
+    let out = output_bounded(command, Duration::from_secs(60));
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "the driver started: {stderr}");
     stderr
+}
+
+/// Whether a driver's failure was only that another process took its port first.
+fn port_taken(stderr: &str) -> bool {
+    stderr.contains("Address already in use")
+}
+
+/// A loopback address that was free a moment ago. A driver listed in a peer list must
+/// listen at its listed address, so the port is chosen before the driver binds it; callers
+/// try again with another port when [`port_taken`] says they lost that race.
+fn free_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+/// Up to five tries of `attempt` with fresh addresses, until it is not refused for a port
+/// taken by another process in the meantime; the last stderr.
+fn refused_with_fresh_ports(n: usize, attempt: impl Fn(&[String]) -> Command) -> (Vec<String>, String) {
+    for _ in 0..5 {
+        let addresses: Vec<String> = (0..n).map(|_| free_address()).collect();
+        let stderr = refused(attempt(&addresses));
+        if !port_taken(&stderr) {
+            return (addresses, stderr);
+        }
+    }
+    panic!("five sets of free ports were all taken before the driver bound them");
 }
 
 #[test]
 fn drivers_refuse_a_bad_group_and_leave_their_data_alone() {
     let data = tempfile::tempdir().unwrap();
     let d = |name: &str| -> PathBuf { data.path().join(name) };
-    let a = free_addresses(4);
-    let peers = format!("1={},2={},3={}", a[0], a[1], a[2]);
+    // Addresses nobody listens at: these drivers are refused before they talk to a peer.
+    let peers = "1=127.0.0.1:9,2=127.0.0.1:10,3=127.0.0.1:11";
 
-    // Two nodes with one id: driver 2 of this list listens elsewhere.
-    let stderr = refused(driver(2, &a[3], &peers, &d("same-id")));
+    // Two nodes with one id: driver 2 of this list listens elsewhere (any free port).
+    let stderr = refused(driver(2, "127.0.0.1:0", peers, &d("same-id")));
     assert!(
-        stderr.contains("puts driver 2 at") && stderr.contains(&a[3]),
+        stderr.contains("puts driver 2 at") && stderr.contains("127.0.0.1:10"),
         "{stderr}"
     );
-    let twice = refused(driver(1, &a[0], &format!("1={},1={}", a[0], a[1]), &d("dup")));
+    let twice = refused(driver(1, "127.0.0.1:0", "1=127.0.0.1:9,1=127.0.0.1:10", &d("dup")));
     assert!(twice.contains("names node 1 twice"), "{twice}");
 
     // Peer lists that disagree: driver 1 runs with one list; driver 2, told another, refuses.
-    let one = Driver(
-        driver(1, &a[0], &peers, &d("d1"))
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    std::thread::sleep(Duration::from_millis(500));
-    let other = format!("1={},2={},3={}", a[0], a[1], a[3]);
-    let stderr = refused(driver(2, &a[1], &other, &d("d2")));
+    let (one, peers, other) = (0..5)
+        .find_map(|_| {
+            let a: Vec<String> = (0..4).map(|_| free_address()).collect();
+            let peers = format!("1={},2={},3={}", a[0], a[1], a[2]);
+            let log = d("d1.log");
+            let mut child = driver(1, &a[0], &peers, &d("d1"))
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                if text.contains("listening on") {
+                    let other = format!("1={},2={},3={}", a[0], a[1], a[3]);
+                    return Some((Driver(child), peers, (a[1].clone(), other)));
+                }
+                if child.try_wait().unwrap().is_some() {
+                    assert!(port_taken(&text), "driver 1 did not start:\n{text}");
+                    return None;
+                }
+                assert!(Instant::now() < deadline, "driver 1 never listened:\n{text}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+        .expect("a free port for driver 1 within five tries");
+    let (own, other) = other;
+    let stderr = (0..5)
+        .map(|_| refused(driver(2, &own, &other, &d("d2"))))
+        .find(|stderr| !port_taken(stderr))
+        .expect("driver 2's port free within five tries");
     assert!(
         stderr.contains("disagrees") && stderr.contains(&peers) && stderr.contains(&other),
         "{stderr}"
@@ -685,8 +703,9 @@ fn drivers_refuse_a_bad_group_and_leave_their_data_alone() {
     // A data directory from another group is refused, byte for byte untouched.
     let store = d("d1").join("raft.redb");
     let before = std::fs::read(&store).unwrap();
-    let solo = free_addresses(1);
-    let stderr = refused(driver(1, &solo[0], &format!("1={},2={}", solo[0], a[3]), &d("d1")));
+    let (_, stderr) = refused_with_fresh_ports(1, |solo| {
+        driver(1, &solo[0], &format!("1={},2=127.0.0.1:10", solo[0]), &d("d1"))
+    });
     assert!(
         stderr.contains("belongs to another driver group") && stderr.contains("raft.redb"),
         "{stderr}"
@@ -701,17 +720,15 @@ fn drivers_refuse_a_bad_group_and_leave_their_data_alone() {
 #[test]
 fn a_corrupted_log_entry_stops_the_driver_naming_the_file_and_entry() {
     let group = Group::up(1, 1);
-    let fixtures = crate::helpers::fixtures("numbers");
+    let (sum, _) = sum_of_fixture();
     // The client's environment travels in the job's log entry: a marker to find it by.
     let marker = "RINGLEADER_TEST_MARKER_qzxv";
-    let out = group
-        .command("sum", &args!["--input", fixtures])
-        .env(marker, "1")
-        .output()
-        .unwrap();
-    ok(out, "sum");
-    signal(group.pid(0), libc::SIGTERM);
-    std::thread::sleep(Duration::from_millis(500));
+    let mut command = group.command("sum", &sum);
+    command.env(marker, "1");
+    ok(output_bounded(command, Duration::from_secs(120)), "sum");
+    let pid = group.pid(0);
+    signal(pid, libc::SIGTERM);
+    eventually(Duration::from_secs(20), "the driver exits on SIGTERM", || !running(pid));
     let store = group.cluster.dir.path().join("driver-1/raft.redb");
     let mut bytes = std::fs::read(&store).unwrap();
     let needle = marker.as_bytes();
