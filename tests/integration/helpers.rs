@@ -333,6 +333,11 @@ impl LocalCluster {
         self.file()["workers"][i]["pid"].as_u64().unwrap() as u32
     }
 
+    /// Driver `i`'s address (driver `i + 1` of the group).
+    pub fn driver_address(&self, i: usize) -> String {
+        self.file()["drivers"][i]["address"].as_str().unwrap().to_string()
+    }
+
     /// Driver `i`'s pid.
     pub fn driver_pid(&self, i: usize) -> u32 {
         self.file()["drivers"][i]["pid"].as_u64().unwrap() as u32

@@ -210,3 +210,64 @@ fn an_executor_holds_a_credential_for_its_own_job_and_every_service_refuses_the_
     assert!(out.status.success(), "cancel: {}", String::from_utf8_lossy(&out.stderr));
     wait_bounded(&mut client, Duration::from_secs(60));
 }
+
+#[test]
+fn the_raft_service_admits_only_the_other_drivers_of_its_group_even_with_the_cluster_token() {
+    use ringleader_driver::raft::group::Peers;
+    use ringleader_driver::raft::network::{CLUSTER_KEY, NODE_KEY};
+    let cluster = LocalCluster::up(3, 1);
+    let peers: Vec<String> = (0..3)
+        .map(|i| format!("{}={}", i + 1, cluster.driver_address(i)))
+        .collect();
+    let fingerprint = Peers::parse(&peers.join(",")).unwrap().fingerprint();
+    let token = ringleader_core::auth::read_token_file(&cluster.token()).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let driver_1 = runtime
+        .block_on(
+            tonic::transport::Endpoint::from_shared(format!("http://{}", cluster.driver_address(0)))
+                .unwrap()
+                .connect(),
+        )
+        .unwrap();
+    // A Raft vote to driver 1 with the cluster token and these group tags.
+    let vote = |group: Option<&str>, node: Option<&str>, token: Option<&str>| {
+        let mut raft = proto::raft_transport_client::RaftTransportClient::new(driver_1.clone());
+        let mut request = tonic::Request::new(proto::RaftMessage { data: vec![] });
+        let metadata = request.metadata_mut();
+        if let Some(token) = token {
+            metadata.insert("authorization", format!("Bearer {token}").parse().unwrap());
+        }
+        if let Some(group) = group {
+            metadata.insert(CLUSTER_KEY, group.parse().unwrap());
+        }
+        if let Some(node) = node {
+            metadata.insert(NODE_KEY, node.parse().unwrap());
+        }
+        match runtime.block_on(raft.vote(request)) {
+            Ok(_) => (Code::Ok, String::new()),
+            Err(status) => (status.code(), status.message().to_string()),
+        }
+    };
+    let token = Some(token.as_str());
+    let group = Some(fingerprint.as_str());
+    // Without the token: not even asked who it is.
+    assert_eq!(vote(group, Some("2"), None).0, Code::Unauthenticated);
+    // The token, but not a driver of this group.
+    let (code, message) = vote(None, Some("2"), token);
+    assert_eq!(code, Code::PermissionDenied, "{message}");
+    assert!(message.contains("different group"), "{message}");
+    let (code, message) = vote(Some("0123456789abcdef"), Some("2"), token);
+    assert_eq!(code, Code::PermissionDenied, "{message}");
+    for node in [None, Some("9"), Some("1"), Some("two")] {
+        let (code, message) = vote(group, node, token);
+        assert_eq!(code, Code::PermissionDenied, "node {node:?}: {message}");
+        assert!(message.contains("not another driver"), "{message}");
+    }
+    // Driver 2 of this group is admitted: its (empty) message is then refused as malformed.
+    let (code, message) = vote(group, Some("2"), token);
+    assert_eq!(code, Code::InvalidArgument, "{message}");
+    assert!(message.contains("malformed Raft message"), "{message}");
+}
