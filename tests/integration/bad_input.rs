@@ -63,7 +63,7 @@ fn csv_value_of_wrong_type_names_file_line_and_column() {
     write(dir.path(), "people.csv", "name,age\nada,36\nbob,forty\n");
     let e = error_text(engine(2, 2).csv_files::<Row>(dir.path()).unwrap().count());
     assert!(
-        e.contains("people.csv") && e.contains("forty") && e.contains("line"),
+        e.contains("people.csv") && e.contains("line 3, column \"age\"") && e.contains("\"forty\""),
         "{e}"
     );
 }

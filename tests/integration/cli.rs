@@ -134,26 +134,27 @@ fn bench_cluster_runs_at_small_scale_and_prints_its_table() {
     assert!(!dir.path().join("cluster/cluster.json").exists());
 }
 
-/// The log a driver writes until it leads, with `RUST_LOG` set to `level` (or unset).
-fn driver_log(level: Option<&str>) -> String {
+/// The log a driver writes until it leads (its status says so) and its log satisfies
+/// `until`, with `RUST_LOG` set to `level` (or unset).
+fn driver_log(level: Option<&str>, until: impl Fn(&str) -> bool) -> String {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("log");
-    let (mut driver, _) = crate::helpers::lone_driver(dir.path(), |c| {
+    let (mut driver, address) = crate::helpers::lone_driver(dir.path(), |c| {
         c.stderr(std::fs::File::create(&log).unwrap()).env_remove("RUST_LOG");
         if let Some(level) = level {
             c.env("RUST_LOG", level);
         }
     });
-    // A lone driver leads within a second of listening (its log says so at INFO).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-    while std::time::Instant::now() < deadline
-        && !std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .contains("leading in term")
-    {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    let leads = || {
+        let mut status = Command::new(ringleader_bin());
+        status.args(["cluster", "status", "--json", "--master", &address]);
+        let out = crate::helpers::output_bounded(status, std::time::Duration::from_secs(30));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        json["drivers"][0]["role"] == "leader"
+    };
+    crate::helpers::eventually(std::time::Duration::from_secs(20), "the driver leads and logs what the test awaits", || {
+        leads() && until(&std::fs::read_to_string(&log).unwrap_or_default())
+    });
     let _ = driver.kill();
     let _ = driver.wait();
     std::fs::read_to_string(&log).unwrap()
@@ -161,7 +162,7 @@ fn driver_log(level: Option<&str>) -> String {
 
 #[test]
 fn daemons_log_through_tracing_at_the_levels_rust_log_gives() {
-    let default = driver_log(None);
+    let default = driver_log(None, |log| log.contains("leading in term"));
     assert!(
         default
             .lines()
@@ -169,8 +170,8 @@ fn daemons_log_through_tracing_at_the_levels_rust_log_gives() {
         "{default}"
     );
     assert!(!default.contains("DEBUG"), "debug lines by default:\n{default}");
-    let quiet = driver_log(Some("warn"));
+    let quiet = driver_log(Some("warn"), |_| true);
     assert!(!quiet.contains("INFO") && !quiet.contains("listening"), "{quiet}");
-    let verbose = driver_log(Some("debug"));
+    let verbose = driver_log(Some("debug"), |log| log.contains("DEBUG"));
     assert!(verbose.contains("DEBUG"), "{verbose}");
 }

@@ -632,6 +632,21 @@ impl Tmpfs {
         }
         Ok(Tmpfs(path.to_path_buf()))
     }
+
+    /// A small read-only tmpfs at `path` (nobody, root included, can create a file in it),
+    /// or why one cannot be mounted here.
+    pub fn mount_read_only(path: &Path) -> Result<Tmpfs, String> {
+        let mounted = Tmpfs::mount(path, "64k")?;
+        let out = Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(path)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        Ok(mounted)
+    }
 }
 
 impl Drop for Tmpfs {

@@ -146,11 +146,10 @@ fn python_with_duckdb() -> Option<PathBuf> {
 #[test]
 fn duckdb_reads_the_parquet_word_count_and_gets_the_same_counts() {
     let Some(python) = python_with_duckdb() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI installs DuckDB's Python package into target/py (.ci/run)"
+        crate::helpers::skip(
+            "DuckDB reads the Parquet word count",
+            "no Python with duckdb (.ci/run installs one into target/py)",
         );
-        eprintln!("skipped: no Python with duckdb (.ci/run installs one into target/py)");
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -1,4 +1,8 @@
-//! The memory bound: past it, shuffle blocks spill to disk, and results do not change.
+//! The memory bound: past it, shuffle blocks and operators spill to disk, and results do
+//! not change. Each result is checked against a plain sequential computation in the test,
+//! at sizes that spill (120,000 rows and more), and the spill is shown to have happened.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use ringleader::{Config, Context};
 
@@ -14,21 +18,20 @@ fn shuffles_past_the_memory_limit_spill_and_stay_correct() {
         ..Config::default()
     })
     .unwrap();
-    let roomy = crate::helpers::engine(2, 4);
     let rows: Vec<(u64, u64)> = (0..200_000u64).map(|i| (i % 5000, i)).collect();
-    let run = |ctx: &Context| {
-        let mut v = ctx
-            .parallelize(rows.clone(), 8)
-            .unwrap()
-            .reduce_by_key(|a, b| a + b)
-            .collect()
-            .unwrap();
-        v.sort();
-        v
-    };
-    assert_eq!(run(&tiny), run(&roomy));
+    let mut want: BTreeMap<u64, u64> = BTreeMap::new();
+    for (k, v) in &rows {
+        *want.entry(*k).or_default() += v;
+    }
+    let mut got = tiny
+        .parallelize(rows, 8)
+        .unwrap()
+        .reduce_by_key(|a, b| a + b)
+        .collect()
+        .unwrap();
+    got.sort();
+    assert_eq!(got, want.into_iter().collect::<Vec<_>>());
     assert!(tiny.last_spilled_bytes() > 0, "a 64 KiB limit must spill");
-    assert_eq!(roomy.last_spilled_bytes(), 0);
     // Spill files are removed once the job is done.
     assert_eq!(std::fs::read_dir(spill.path()).unwrap().count(), 0);
 }
@@ -46,18 +49,19 @@ fn budgeted(budget: usize, spill: &std::path::Path) -> Context {
     .unwrap()
 }
 
-/// Runs `job` on an engine with a tiny budget and on a roomy one: the results are equal,
-/// the tiny one's operators spilled, the roomy one's did not, and no spill file is left.
-fn same_under_a_tiny_budget<R: PartialEq + std::fmt::Debug>(what: &str, job: impl Fn(&Context) -> R) {
+/// Runs `job` on an engine with a tiny budget and on a roomy one: both equal `want`
+/// (computed sequentially by the caller), the tiny one's operators spilled, the roomy
+/// one's did not, and no spill file is left.
+fn spilled_or_not_equals<R: PartialEq + std::fmt::Debug>(what: &str, want: R, job: impl Fn(&Context) -> R) {
     let spill = tempfile::tempdir().unwrap();
     let tiny = budgeted(256 << 10, spill.path());
     let roomy = budgeted(1 << 30, spill.path());
-    let (small, large) = (job(&tiny), job(&roomy));
-    assert!(small == large, "{what}: the spilled result differs");
+    assert!(job(&tiny) == want, "{what}: the spilled result is wrong");
     assert!(
         tiny.last_operator_spilled_bytes() > 0,
         "{what}: a 256 KiB budget did not make the operator spill"
     );
+    assert!(job(&roomy) == want, "{what}: the in-memory result is wrong");
     assert_eq!(
         roomy.last_operator_spilled_bytes(),
         0,
@@ -77,42 +81,64 @@ fn keyed_rows() -> Vec<(u64, String)> {
         .collect()
 }
 
+/// A sort's output, checked to be in key order, with the rows of each key in payload
+/// order (a sort need not be stable).
+fn by_key_then_payload(sorted: Vec<(u64, String)>) -> Vec<(u64, String)> {
+    if let Some(at) = sorted.windows(2).position(|w| w[0].0 > w[1].0) {
+        panic!("not sorted by key at row {at}: {:?}", &sorted[at..at + 2]);
+    }
+    let mut rows = sorted;
+    rows.sort();
+    rows
+}
+
 #[test]
-fn an_external_sort_equals_the_in_memory_sort_ties_included() {
-    same_under_a_tiny_budget("sort_by_key", |ctx| {
-        ctx.parallelize(keyed_rows(), 6)
+fn an_external_sort_orders_every_row_by_key() {
+    let mut want = keyed_rows();
+    want.sort();
+    spilled_or_not_equals("sort_by_key", want, |ctx| {
+        let sorted = ctx
+            .parallelize(keyed_rows(), 6)
             .unwrap()
             .sort_by_key(|(k, _)| *k)
             .collect()
-            .unwrap()
+            .unwrap();
+        by_key_then_payload(sorted)
     });
 }
 
 #[test]
-fn an_external_record_sort_equals_the_in_memory_one() {
+fn an_external_record_sort_orders_every_record_by_key() {
     let dir = tempfile::tempdir().unwrap();
     let spec = ringleader_datasets::gensort::SortSpec {
-        records: 60_000,
+        records: 120_000,
         files: 3,
         seed: 4,
         skew: true,
     };
     ringleader_datasets::gensort::generate(&dir.path().join("in"), &spec, false).unwrap();
-    same_under_a_tiny_budget("sort of records", |ctx| {
+    let want = crate::oracles::sorted_records(&dir.path().join("in"));
+    spilled_or_not_equals("sort of records", want, |ctx| {
         let sorted = ctx
             .record_files(dir.path().join("in"))
             .unwrap()
             .sort_by_key(|r| r.key())
             .collect()
             .unwrap();
-        sorted.iter().map(|r| r.as_bytes().to_vec()).collect::<Vec<_>>()
+        let bytes: Vec<u8> = sorted.iter().flat_map(|r| r.as_bytes().to_vec()).collect();
+        crate::oracles::canonical(&bytes)
     });
 }
 
 #[test]
-fn spilling_aggregations_and_joins_equal_their_in_memory_results() {
+fn spilling_aggregations_and_joins_equal_sequential_results() {
     let rows = keyed_rows();
-    same_under_a_tiny_budget("reduce_by_key", |ctx| {
+
+    let mut lengths: BTreeMap<u64, u64> = BTreeMap::new();
+    for (k, s) in &rows {
+        *lengths.entry(*k).or_default() += s.len() as u64;
+    }
+    spilled_or_not_equals("reduce_by_key", lengths.into_iter().collect(), |ctx| {
         let mut v = ctx
             .parallelize(rows.clone(), 6)
             .unwrap()
@@ -123,18 +149,32 @@ fn spilling_aggregations_and_joins_equal_their_in_memory_results() {
         v.sort();
         v
     });
-    same_under_a_tiny_budget("group_by_key", |ctx| {
-        let mut v = ctx
+
+    let mut groups: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for (k, s) in &rows {
+        groups.entry(*k).or_default().push(s.clone());
+    }
+    for values in groups.values_mut() {
+        values.sort();
+    }
+    spilled_or_not_equals("group_by_key", groups.into_iter().collect(), |ctx| {
+        let mut v: Vec<(u64, Vec<String>)> = ctx
             .parallelize(rows.clone(), 6)
             .unwrap()
             .group_by_key()
             .collect()
             .unwrap();
+        for (_, values) in v.iter_mut() {
+            values.sort();
+        }
         v.sort();
         v
     });
-    same_under_a_tiny_budget("distinct", |ctx| {
-        // Every row twice, and most of them once more under another payload.
+
+    // Every row twice, and most of them once more under another payload.
+    let word = |(k, s): &(u64, String)| format!("{k}-{}", &s[..8]);
+    let distinct: BTreeSet<String> = rows.iter().map(word).collect();
+    spilled_or_not_equals("distinct", distinct.into_iter().collect(), |ctx| {
         let words = ctx
             .parallelize(rows.clone(), 6)
             .unwrap()
@@ -143,9 +183,20 @@ fn spilling_aggregations_and_joins_equal_their_in_memory_results() {
         v.sort();
         v
     });
-    same_under_a_tiny_budget("join", |ctx| {
+
+    let right: Vec<(u64, u64)> = (0..3001u64).map(|k| (k, k * 2)).collect();
+    let lookup: HashMap<u64, Vec<u64>> = right.iter().fold(HashMap::new(), |mut m, (k, w)| {
+        m.entry(*k).or_default().push(*w);
+        m
+    });
+    let mut joined: Vec<(u64, (String, u64))> = rows
+        .iter()
+        .flat_map(|(k, s)| lookup.get(k).into_iter().flatten().map(move |w| (*k, (s.clone(), *w))))
+        .collect();
+    joined.sort();
+    spilled_or_not_equals("join", joined, |ctx| {
         let left = ctx.parallelize(rows.clone(), 6).unwrap();
-        let right = ctx.parallelize((0..3001u64).map(|k| (k, k * 2)).collect(), 3).unwrap();
+        let right = ctx.parallelize(right.clone(), 3).unwrap();
         let mut v = left.join(&right).collect().unwrap();
         v.sort();
         v
@@ -163,12 +214,12 @@ fn flat_map_reduce_with_borrowed_keys_equals_a_sequential_count_spilled_or_not()
                 .join(" ")
         })
         .collect();
-    let mut expected = std::collections::BTreeMap::<String, u64>::new();
+    let mut expected = BTreeMap::<String, u64>::new();
     for word in lines.iter().flat_map(|l| l.split_whitespace()) {
         *expected.entry(word.to_string()).or_default() += 1;
     }
     let expected: Vec<(String, u64)> = expected.into_iter().collect();
-    same_under_a_tiny_budget("flat_map_reduce", |ctx| {
+    spilled_or_not_equals("flat_map_reduce", expected, |ctx| {
         let mut v = ctx
             .parallelize(lines.clone(), 6)
             .unwrap()
@@ -183,7 +234,6 @@ fn flat_map_reduce_with_borrowed_keys_equals_a_sequential_count_spilled_or_not()
             .collect()
             .unwrap();
         v.sort();
-        assert_eq!(v, expected, "flat_map_reduce differs from a sequential count");
         v
     });
 }
@@ -196,7 +246,7 @@ fn a_full_spill_disk_fails_the_job_naming_the_path_and_leaves_no_spill_files() {
     let _full = match crate::helpers::Tmpfs::mount(&spill, "1m") {
         Ok(t) => t,
         Err(why) => {
-            eprintln!("skipped: {why}");
+            crate::helpers::skip("a full spill disk", &why);
             return;
         }
     };
@@ -218,4 +268,37 @@ fn a_full_spill_disk_fails_the_job_naming_the_path_and_leaves_no_spill_files() {
         Vec::<std::path::PathBuf>::new(),
         "spill files left behind"
     );
+}
+
+#[test]
+fn an_unwritable_spill_directory_is_refused_before_any_job_naming_the_variable() {
+    // A directory nobody may write, even root: a read-only mount where this test may mount
+    // one, else a directory without write permission (enough for anyone but root).
+    let dir = tempfile::tempdir().unwrap();
+    let spill = dir.path().join("read-only");
+    let _mounted = match crate::helpers::Tmpfs::mount_read_only(&spill) {
+        Ok(t) => Some(t),
+        // SAFETY: geteuid has no preconditions.
+        Err(_) if unsafe { libc::geteuid() } != 0 => {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::create_dir(&spill).unwrap();
+            std::fs::set_permissions(&spill, std::fs::Permissions::from_mode(0o500)).unwrap();
+            None
+        }
+        Err(why) => panic!("root could not mount a read-only tmpfs: {why}"),
+    };
+    let out = std::process::Command::new(crate::helpers::example("sum"))
+        .arg("--input")
+        .arg(crate::helpers::fixtures("numbers"))
+        .env_remove("RINGLEADER_MASTER")
+        .env("RINGLEADER_SPILL_DIR", &spill)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a job ran with an unwritable spill directory");
+    assert!(
+        stderr.contains("RINGLEADER_SPILL_DIR") && stderr.contains(&spill.display().to_string()),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "the job printed a result");
 }
