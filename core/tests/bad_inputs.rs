@@ -175,3 +175,52 @@ fn an_input_truncated_while_mapped_fails_its_task_instead_of_killing_the_process
         0
     );
 }
+
+#[test]
+fn a_task_whose_input_shrinks_fails_alone_while_another_task_of_the_process_finishes_right() {
+    use arrow::array::{Array, FixedSizeBinaryArray};
+    use ringleader_core::data::Chunk;
+    use std::sync::Barrier;
+    let dir = tempfile::tempdir().expect("dir");
+    let (victim, bystander) = (dir.path().join("victim.dat"), dir.path().join("bystander.dat"));
+    let len = 100 * 40_000u64;
+    std::fs::write(&victim, vec![1u8; len as usize]).expect("write");
+    std::fs::write(&bystander, vec![2u8; len as usize]).expect("write");
+    // Sums every byte of a record file's chunks, pausing at `both_reading` after the first.
+    let sum_records = |path: &Path, both_reading: &Barrier, truncated: &Barrier, truncate: bool| {
+        ringleader_core::mapped::watch_task(|| {
+            let mut total = 0u64;
+            for (i, chunk) in records::open(path, 0, len, None)?.enumerate() {
+                let Chunk::Arrow(batch) = chunk? else {
+                    panic!("records come as Arrow");
+                };
+                if i == 0 {
+                    both_reading.wait();
+                    if truncate {
+                        std::fs::OpenOptions::new()
+                            .write(true)
+                            .open(path)
+                            .expect("open")
+                            .set_len(0)
+                            .expect("truncate");
+                    }
+                    truncated.wait();
+                }
+                let column = batch.column(0);
+                let records = column.as_any().downcast_ref::<FixedSizeBinaryArray>().expect("records");
+                total += records.value_data().iter().map(|&b| u64::from(b)).sum::<u64>();
+            }
+            Ok(total)
+        })
+    };
+    let (both_reading, truncated) = (Barrier::new(2), Barrier::new(2));
+    let (victim_result, bystander_result) = std::thread::scope(|s| {
+        let v = s.spawn(|| sum_records(&victim, &both_reading, &truncated, true));
+        let b = s.spawn(|| sum_records(&bystander, &both_reading, &truncated, false));
+        (v.join().expect("victim thread"), b.join().expect("bystander thread"))
+    });
+    let error = victim_result.expect_err("a result computed from a truncated input");
+    assert!(error.to_string().contains("victim.dat"), "{error}");
+    // The other task of the same process read every byte of its own file.
+    assert_eq!(bystander_result.expect("the bystander's sum"), 2 * len);
+}

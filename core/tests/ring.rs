@@ -27,31 +27,37 @@ fn keys(n: usize) -> Vec<Vec<u8>> {
     (0..n).map(|i| format!("dataset/{i}").into_bytes()).collect()
 }
 
-fn max_over_mean(ring: &Ring<String>) -> f64 {
-    let shares = ring.shares();
-    let mean = 1.0 / shares.len() as f64;
-    shares.values().fold(0.0f64, |m, s| m.max(*s)) / mean
+/// How many of `keys` land on each node, by the ring's own lookups.
+fn landed(ring: &Ring<String>, keys: &[Vec<u8>]) -> BTreeMap<String, usize> {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for o in owners_of(ring, keys) {
+        *counts.entry(o).or_default() += 1;
+    }
+    counts
+}
+
+/// The largest node's share of where `keys` land, over the mean share of `nodes` nodes
+/// (judged by where keys go, not by the ring's own arithmetic of its arcs).
+fn max_over_mean(ring: &Ring<String>, nodes: usize, keys: &[Vec<u8>]) -> f64 {
+    let counts = landed(ring, keys);
+    let max = counts.values().copied().max().unwrap_or(0) as f64;
+    max / (keys.len() as f64 / nodes as f64)
 }
 
 #[test]
 fn ten_workers_are_balanced_within_bound() {
     let names: Vec<String> = (0..10).map(|i| format!("worker-{i}")).collect();
     let ring = ring_of(&names, 256);
-    let total: f64 = ring.shares().values().sum();
-    assert!((total - 1.0).abs() < 1e-9, "shares sum to {total}");
-    let ratio = max_over_mean(&ring);
-    assert!(ratio <= MAX_OVER_MEAN, "max/mean share {ratio:.3} > {MAX_OVER_MEAN}");
-    // Keys follow the shares.
-    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    for o in owners_of(&ring, &keys(100_000)) {
-        *counts.entry(o).or_default() += 1;
+    let keys = keys(100_000);
+    assert_eq!(landed(&ring, &keys).len(), 10, "every node owns keys");
+    let ratio = max_over_mean(&ring, 10, &keys);
+    assert!(ratio <= MAX_OVER_MEAN, "max/mean keys {ratio:.3} > {MAX_OVER_MEAN}");
+    // The shares the ring reports (the status page shows them) are where keys land.
+    let counts = landed(&ring, &keys);
+    for (node, share) in ring.shares() {
+        let landed = counts[&node] as f64 / keys.len() as f64;
+        assert!((share - landed).abs() < 0.01, "{node}: share {share:.3}, keys {landed:.3}");
     }
-    let max = *counts.values().max().unwrap() as f64;
-    assert!(
-        max / 10_000.0 <= MAX_OVER_MEAN + 0.03,
-        "max/mean keys {}",
-        max / 10_000.0
-    );
 }
 
 #[test]
@@ -59,8 +65,9 @@ fn weights_scale_shares() {
     let mut ring = Ring::new(256);
     ring.add("big".to_string(), 3);
     ring.add("small".to_string(), 1);
-    let shares = ring.shares();
-    assert!((shares["big"] - 0.75).abs() < 0.05, "{shares:?}");
+    let counts = landed(&ring, &keys(40_000));
+    let big = counts["big"] as f64 / 40_000.0;
+    assert!((big - 0.75).abs() < 0.05, "{counts:?}");
 }
 
 proptest! {
@@ -69,9 +76,10 @@ proptest! {
     #[test]
     fn random_names_stay_balanced(names in prop::collection::btree_set("[a-z0-9.:-]{3,20}", 10)) {
         let names: Vec<String> = names.into_iter().collect();
-        let ratio = max_over_mean(&ring_of(&names, 256));
-        // Arbitrary names vary more: over 3,000 random sets the worst was 1.25, 7.6% above 1.15.
-        prop_assert!(ratio <= 1.30, "max/mean {ratio:.3}");
+        let ratio = max_over_mean(&ring_of(&names, 256), 10, &keys(20_000));
+        // Arbitrary names vary more: over 3,000 random sets the worst share of the circle was
+        // 1.25, 7.6% above 1.15; 20,000 keys add about 2% of sampling noise.
+        prop_assert!(ratio <= 1.33, "max/mean {ratio:.3}");
     }
 
     #[test]

@@ -1073,3 +1073,82 @@ fn a_worker_whose_disk_fills_up_fails_its_tasks_over_to_another_and_nothing_is_l
     assert!(counted >= 1, "{}", cluster.job_text("job-000001"));
     drop(full);
 }
+
+/// Files of stored dataset `name` on the cluster's workers' disks.
+fn stored_files(cluster: &LocalCluster, name: &str) -> Vec<PathBuf> {
+    std::fs::read_dir(cluster.dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("worker-"))
+        .flat_map(|w| files_under(&w.path().join("datasets").join(name)))
+        .collect()
+}
+
+#[test]
+fn a_failed_or_cancelled_job_writing_a_stored_dataset_lists_nothing_and_leaves_no_files() {
+    let cluster = LocalCluster::up(1, 2);
+    let data = tempfile::tempdir().unwrap();
+    let d = |name: &str| -> PathBuf { data.path().join(name) };
+    crate::helpers::numbered_text(&d("text"), 4, 10);
+    let listed = |name: &str| ok(cluster.ringleader(&["datasets"]), "datasets").contains(&format!("{name}:"));
+
+    // Failed: a reduce task panics; the partitions other reduce tasks wrote go.
+    let out = chaos(
+        &cluster,
+        &d("text"),
+        Path::new("ringleader://failed"),
+        &["--reduce-panic-on", "gamma", "--reduce-sleep-ms", "20"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("refusing to write the count"), "{stderr}");
+    assert!(!listed("failed"), "a failed job's dataset is listed");
+    crate::helpers::eventually(Duration::from_secs(30), "the failed job's files go", || {
+        stored_files(&cluster, "failed").is_empty()
+    });
+
+    // Cancelled in its reduce stage, once partitions were written on the workers.
+    let job_args = args![
+        "--input",
+        d("text"),
+        "--output",
+        "ringleader://cancelled",
+        "--reduce-sleep-ms",
+        "300"
+    ];
+    let mut client = cluster.spawn("chaos", &job_args, &d("cancelled.log"));
+    let job = crate::helpers::job_id(&d("cancelled.log"));
+    cluster.wait_for_stage(&job, 1, |done, total| done >= 1 && done < total);
+    assert!(
+        !stored_files(&cluster, "cancelled").is_empty(),
+        "no partition was written before the cancel"
+    );
+    ok(cluster.ringleader(&["cancel", &job]), "cancel");
+    assert!(!wait_bounded(&mut client, Duration::from_secs(60)).success());
+    assert!(!listed("cancelled"), "a cancelled job's dataset is listed");
+    crate::helpers::eventually(Duration::from_secs(30), "the cancelled job's files go", || {
+        stored_files(&cluster, "cancelled").is_empty()
+    });
+}
+
+#[test]
+fn a_stored_dataset_read_with_a_source_of_another_format_is_a_clear_error() {
+    let cluster = LocalCluster::up(1, 2);
+    let data = tempfile::tempdir().unwrap();
+    let text = data.path().join("text");
+    crate::helpers::numbered_text(&text, 2, 5);
+    cluster.put("words", 2, 2, &text);
+    // The sort reads gensort records; `words` holds text lines.
+    let out = cluster.run(
+        "sort",
+        &args!["--input", "ringleader://words", "--output", data.path().join("sorted")],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "records read from a text dataset");
+    assert!(
+        stderr.contains("ringleader://words holds text rows, not records") && stderr.contains("record_files"),
+        "{stderr}"
+    );
+    assert!(!data.path().join("sorted").exists());
+    let jobs = ok(cluster.ringleader(&["jobs"]), "jobs");
+    assert!(jobs.contains("no jobs yet"), "a job ran: {jobs}");
+}

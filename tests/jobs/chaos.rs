@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo build --example chaos
-//! target/debug/examples/chaos --input DIR --output OUT [--panic-on WORD] [--crash-on WORD [--crash-marker DIR]] [--sleep-ms N] [--run-marker DIR]
+//! target/debug/examples/chaos --input DIR --output OUT [--panic-on WORD] [--reduce-panic-on WORD] [--crash-on WORD [--crash-marker DIR]] [--sleep-ms N] [--run-marker DIR]
 //! ```
 
 use std::path::PathBuf;
@@ -39,6 +39,9 @@ struct Args {
     /// Sleep this long per distinct word after the reduce (a slow reduce stage).
     #[arg(long, default_value_t = 0)]
     reduce_sleep_ms: u64,
+    /// Panic in user code on the reduce side when this word's count is written.
+    #[arg(long)]
+    reduce_panic_on: Option<String>,
     /// Record each line's processing as an empty file `DIR/<first word>.<pid>.<n>` (to count
     /// how often each line, and so each task, ran).
     #[arg(long)]
@@ -91,6 +94,7 @@ struct Faults {
 #[derive(Serialize, Deserialize)]
 struct ReduceSide {
     sleep_ms: u64,
+    panic_on: Option<String>,
     timeline: Option<PathBuf>,
     chaos_dir: Option<PathBuf>,
     chaos_seed: u64,
@@ -142,6 +146,7 @@ fn main() -> ExitCode {
         };
         let reduce_side = ReduceSide {
             sleep_ms: args.reduce_sleep_ms,
+            panic_on: args.reduce_panic_on,
             timeline: args.timeline,
             chaos_dir: args.chaos_dir.clone(),
             chaos_seed: args.chaos_seed,
@@ -213,6 +218,9 @@ fn main() -> ExitCode {
             .map_with(reduce_side, |side, (w, n)| {
                 let start = now_ns();
                 std::thread::sleep(std::time::Duration::from_millis(side.sleep_ms));
+                if side.panic_on.as_deref() == Some(w.as_str()) {
+                    panic!("chaos: refusing to write the count of {w:?}");
+                }
                 // The same faults on the reduce side, for the words that are first-line keys.
                 if let Some(dir) = &side.chaos_dir
                     && w.ends_with("_0")
