@@ -6,11 +6,41 @@
 
 use std::process::Command;
 
+/// Runs `ringleader ARGS` to its end; past two minutes it is killed and the test fails.
 fn ringleader(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_ringleader"))
+    use std::io::Read;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringleader"))
         .args(args)
-        .output()
-        .expect("run ringleader")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run ringleader");
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            let _ = pipe.read_to_end(&mut text);
+            text
+        })
+    };
+    let output = drain(Box::new(child.stdout.take().expect("stdout")));
+    let errors = drain(Box::new(child.stderr.take().expect("stderr")));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ringleader {args:?} did not finish within two minutes");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    std::process::Output {
+        status,
+        stdout: output.join().unwrap_or_default(),
+        stderr: errors.join().unwrap_or_default(),
+    }
 }
 
 fn gen_sort(dir: &std::path::Path, files: &str, extra: &[&str]) {

@@ -56,7 +56,10 @@ fn ten_workers_are_balanced_within_bound() {
     let counts = landed(&ring, &keys);
     for (node, share) in ring.shares() {
         let landed = counts[&node] as f64 / keys.len() as f64;
-        assert!((share - landed).abs() < 0.01, "{node}: share {share:.3}, keys {landed:.3}");
+        assert!(
+            (share - landed).abs() < 0.01,
+            "{node}: share {share:.3}, keys {landed:.3}"
+        );
     }
 }
 

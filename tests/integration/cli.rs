@@ -1,6 +1,7 @@
 //! The `ringleader` command's benchmarks and daemons (its flags, generators and validator
 //! are tested in `cli/tests/command.rs`).
 
+use crate::helpers::Bounded;
 use std::process::Command;
 
 use crate::helpers::ringleader_bin;
@@ -32,8 +33,7 @@ fn bench_embedded_runs_at_small_scale_and_prints_its_table() {
         .arg("--plot")
         .arg(dir.path().join("bench.svg"))
         .args(peers.then_some("--peers"))
-        .output()
-        .unwrap();
+        .bounded();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -71,8 +71,8 @@ fn python_peers_installed() -> bool {
     let python = crate::helpers::target_dir().parent().unwrap().join("py/bin/python");
     let found = Command::new(python)
         .args(["-c", "import duckdb, polars, pyarrow, numpy"])
-        .output()
-        .is_ok_and(|o| o.status.success());
+        .try_bounded()
+        .is_some_and(|o| o.status.success());
     assert!(
         found || std::env::var_os("CI").is_none(),
         ".ci/run installs them into target/py"
@@ -105,8 +105,7 @@ fn bench_cluster_runs_at_small_scale_and_prints_its_table() {
         .arg(dir.path().join("bench.json"))
         .arg("--plot")
         .arg(dir.path().join("bench.svg"))
-        .output()
-        .unwrap();
+        .bounded();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -148,13 +147,15 @@ fn driver_log(level: Option<&str>, until: impl Fn(&str) -> bool) -> String {
     let leads = || {
         let mut status = Command::new(ringleader_bin());
         status.args(["cluster", "status", "--json", "--master", &address]);
-        let out = crate::helpers::output_bounded(status, std::time::Duration::from_secs(30));
+        let out = crate::helpers::output_bounded(&mut status, std::time::Duration::from_secs(30));
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
         json["drivers"][0]["role"] == "leader"
     };
-    crate::helpers::eventually(std::time::Duration::from_secs(20), "the driver leads and logs what the test awaits", || {
-        leads() && until(&std::fs::read_to_string(&log).unwrap_or_default())
-    });
+    crate::helpers::eventually(
+        std::time::Duration::from_secs(20),
+        "the driver leads and logs what the test awaits",
+        || leads() && until(&std::fs::read_to_string(&log).unwrap_or_default()),
+    );
     let _ = driver.kill();
     let _ = driver.wait();
     std::fs::read_to_string(&log).unwrap()

@@ -3,6 +3,7 @@
 //! and their results are checked against sequential computations of the same input
 //! (`oracles`).
 
+use crate::helpers::Bounded;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -33,8 +34,7 @@ fn executors_sort_past_their_memory_budget_and_the_output_is_the_input_sorted() 
         .client(&example("sort"))
         .args(args)
         .env("RINGLEADER_MEMORY", "2M")
-        .output()
-        .unwrap();
+        .bounded();
     ok(out, "cluster sort within 2 MiB per executor");
     crate::oracles::assert_sorted(&d("records"), &d("cluster"));
     let spilled: f64 = (0..2)
@@ -171,8 +171,7 @@ fn every_stage_reports_what_it_read_and_wrote_and_the_job_ends_with_a_summary() 
     let run = cluster
         .client(&example("wordcount"))
         .args(args!["--input", text, "--output", data.path().join("words")])
-        .output()
-        .unwrap();
+        .bounded();
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "{stderr}");
     let lines: u64 = files_under(&text)
@@ -294,8 +293,7 @@ fn examples_on_a_cluster_give_the_sequential_results() {
     let status = Command::new(ringleader_bin())
         .args(["cluster", "status", "--json", "--dir"])
         .arg(cluster.dir.path())
-        .output()
-        .unwrap();
+        .bounded();
     let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     let workers = json["workers"].as_array().unwrap();
     assert_eq!(workers.len(), 3);
@@ -342,8 +340,7 @@ fn an_unreachable_master_is_a_clear_error_within_seconds() {
         .arg("--input")
         .arg(&fixtures)
         .env("RINGLEADER_MASTER", "127.0.0.1:9")
-        .output()
-        .unwrap();
+        .bounded();
     assert!(!out.status.success());
     assert!(
         started.elapsed() < Duration::from_secs(10),
@@ -361,8 +358,7 @@ fn an_unreachable_master_is_a_clear_error_within_seconds() {
 fn submit_refuses_a_binary_that_is_not_a_job() {
     let out = Command::new(ringleader_bin())
         .args(["submit", "--master", "127.0.0.1:9", "/bin/true"])
-        .output()
-        .unwrap();
+        .bounded();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a Ringleader job binary"));
 }
@@ -561,8 +557,7 @@ fn a_dataset_put_on_the_ring_is_placed_on_distinct_owners_and_read_by_a_job() {
     let listed = Command::new(ringleader_bin())
         .env("RINGLEADER_TOKEN_FILE", cluster.token())
         .args(["datasets", "--master", &cluster.master])
-        .output()
-        .unwrap();
+        .bounded();
     let listed = String::from_utf8_lossy(&listed.stdout);
     assert!(listed.contains("words: text, 4 partitions x 2 replicas"), "{listed}");
     // Each partition is on exactly two distinct workers' disks.
@@ -679,8 +674,7 @@ fn calls_without_the_cluster_token_are_refused_and_nothing_runs() {
         .arg(&fixtures)
         .env("RINGLEADER_MASTER", &cluster.master)
         .env("RINGLEADER_TOKEN_FILE", wrong.path())
-        .output()
-        .unwrap();
+        .bounded();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cluster token"), "{stderr}");
@@ -781,8 +775,7 @@ fn submit_runs_a_job_binary_on_the_cluster_with_its_arguments() {
         .arg("--")
         .arg("--input")
         .arg(&fixtures)
-        .output()
-        .unwrap();
+        .bounded();
     let stdout = ok(out, "submit");
     let want = ok(embedded("sum", &args!["--input", fixtures]), "embedded sum");
     assert_eq!(stdout.lines().last(), want.lines().last());
@@ -790,8 +783,7 @@ fn submit_runs_a_job_binary_on_the_cluster_with_its_arguments() {
     let status = Command::new(ringleader_bin())
         .args(["cluster", "status", "--json", "--dir"])
         .arg(cluster.dir.path())
-        .output()
-        .unwrap();
+        .bounded();
     let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert!(
         json["jobs"]
@@ -836,8 +828,7 @@ fn a_job_with_no_live_worker_fails_after_the_timeout_instead_of_hanging() {
         .arg("--input")
         .arg(&fixtures)
         .env("RINGLEADER_MASTER", &master)
-        .output()
-        .unwrap();
+        .bounded();
     let _ = driver.kill();
     let _ = driver.wait();
     assert!(!out.status.success());
@@ -868,8 +859,7 @@ fn a_cluster_given_certificates_speaks_only_tls() {
         .arg(&private)
         .arg("--tls-ca")
         .arg(&cert)
-        .output()
-        .unwrap();
+        .bounded();
     assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
     let cluster = LocalCluster {
         dir,
@@ -888,8 +878,7 @@ fn a_cluster_given_certificates_speaks_only_tls() {
         .env("RINGLEADER_MASTER", &cluster.master)
         .env("RINGLEADER_TOKEN_FILE", cluster.token())
         .env("RINGLEADER_TLS_CA", &cert)
-        .output()
-        .unwrap();
+        .bounded();
     assert_eq!(ok(out, "sum over TLS"), ok(embedded("sum", &sum), "embedded sum"));
     // Plain HTTP/2 gets nowhere.
     let plain = Command::new(example("sum"))
@@ -897,8 +886,7 @@ fn a_cluster_given_certificates_speaks_only_tls() {
         .env("RINGLEADER_MASTER", &cluster.master)
         .env("RINGLEADER_TOKEN_FILE", cluster.token())
         .env_remove("RINGLEADER_TLS_CA")
-        .output()
-        .unwrap();
+        .bounded();
     assert!(!plain.status.success(), "a plain-text client got an answer");
     let said = String::from_utf8_lossy(&plain.stderr);
     assert!(
@@ -914,8 +902,7 @@ fn a_cluster_given_certificates_speaks_only_tls() {
         .env("RINGLEADER_MASTER", &cluster.master)
         .env("RINGLEADER_TOKEN_FILE", cluster.token())
         .env("RINGLEADER_TLS_CA", &other_ca)
-        .output()
-        .unwrap();
+        .bounded();
     let said = String::from_utf8_lossy(&wrong.stderr);
     assert!(!wrong.status.success());
     assert!(said.contains("not signed by the CA this client trusts"), "{said}");
@@ -924,8 +911,7 @@ fn a_cluster_given_certificates_speaks_only_tls() {
         .args(["jobs", "--dir"])
         .arg(cluster.dir.path())
         .env_remove("RINGLEADER_MASTER")
-        .output()
-        .unwrap();
+        .bounded();
     assert!(ok(jobs, "ringleader jobs over TLS").contains("succeeded"));
 }
 
@@ -941,8 +927,7 @@ fn a_tls_client_of_a_plain_cluster_and_an_expired_certificate_are_named() {
         .client(&example("sum"))
         .args(args!["--input", &fixtures])
         .env("RINGLEADER_TLS_CA", certs.path().join("ca.pem"))
-        .output()
-        .unwrap();
+        .bounded();
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -972,8 +957,7 @@ fn a_tls_client_of_a_plain_cluster_and_an_expired_certificate_are_named() {
         .args(args!["--input", &fixtures])
         .env("RINGLEADER_MASTER", &master)
         .env("RINGLEADER_TLS_CA", &cert)
-        .output()
-        .unwrap();
+        .bounded();
     let _ = driver.kill();
     let _ = driver.wait();
     let said = String::from_utf8_lossy(&out.stderr);
@@ -991,8 +975,7 @@ fn only_ringleaders_variables_and_the_named_ones_leave_the_client() {
         .env("SECRET_NOT_SHIPPED", "value-a9f3e1")
         .env("WANTED_SHIPPED", "value-77c1d2")
         .env("RINGLEADER_SHIP_ENV", "WANTED_SHIPPED")
-        .output()
-        .unwrap();
+        .bounded();
     ok(out, "sum on the cluster");
     let logs: Vec<PathBuf> = crate::helpers::files_under(cluster.dir.path())
         .into_iter()
@@ -1100,7 +1083,10 @@ fn a_failed_or_cancelled_job_writing_a_stored_dataset_lists_nothing_and_leaves_n
         &["--reduce-panic-on", "gamma", "--reduce-sleep-ms", "20"],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && stderr.contains("refusing to write the count"), "{stderr}");
+    assert!(
+        !out.status.success() && stderr.contains("refusing to write the count"),
+        "{stderr}"
+    );
     assert!(!listed("failed"), "a failed job's dataset is listed");
     crate::helpers::eventually(Duration::from_secs(30), "the failed job's files go", || {
         stored_files(&cluster, "failed").is_empty()

@@ -1,5 +1,6 @@
 //! The shipped examples, run as users run them, checked against sequential computations.
 
+use crate::helpers::Bounded;
 use std::collections::HashMap;
 use std::process::Command;
 
@@ -9,7 +10,7 @@ use ringleader_datasets::{gensort, numbers, text};
 use crate::helpers::{example, parts, sorted_lines};
 
 fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.env("RINGLEADER_PROGRESS", "0").output().expect("run example");
+    let out = cmd.env("RINGLEADER_PROGRESS", "0").bounded();
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}",
@@ -77,11 +78,7 @@ fn sum_example_reports_overflow() {
     .unwrap();
     w.write(&batch).unwrap();
     w.finish().unwrap();
-    let out = Command::new(example("sum"))
-        .arg("--input")
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = Command::new(example("sum")).arg("--input").arg(dir.path()).bounded();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("overflow"));
 }
@@ -160,11 +157,10 @@ fn example_refuses_existing_output_and_bad_flags() {
         .arg(&fixtures)
         .arg("--output")
         .arg(dir.path())
-        .output()
-        .unwrap();
+        .bounded();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
-    let out = Command::new(example("wordcount")).arg("--bogus").output().unwrap();
+    let out = Command::new(example("wordcount")).arg("--bogus").bounded();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("Usage"));
 }

@@ -3,6 +3,7 @@
 //! or an error — never a panic, never a hang (every case runs on small inputs). And a CLI
 //! given wrong flags prints its usage and exits 2.
 
+use crate::helpers::Bounded;
 use std::process::Command;
 
 use proptest::prelude::*;
@@ -150,7 +151,7 @@ fn wrong_flags_print_usage_and_exit_2() {
         vec!["jobs", "--bogus"],
         vec!["driver", "--listen", "not-an-address", "--data-dir", "x"],
     ] {
-        let out = Command::new(ringleader_bin()).args(&args).output().unwrap();
+        let out = Command::new(ringleader_bin()).args(&args).bounded();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("Usage:"), "{args:?}: {stderr}");

@@ -101,8 +101,7 @@ pub fn embedded(name: &str, args: &[OsString]) -> Output {
         .args(args)
         .env_remove("RINGLEADER_MASTER")
         .env("RINGLEADER_PROGRESS", "0")
-        .output()
-        .unwrap()
+        .bounded()
 }
 
 /// The stdout of a successful run; a failed run fails the test with its stderr.
@@ -205,15 +204,43 @@ pub fn eventually(limit: std::time::Duration, what: &str, mut check: impl FnMut(
     }
 }
 
+/// How long any command a test runs may take before the test kills it and fails.
+pub const COMMAND_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Running a command to its end within a time limit: no test waits forever on a process
+/// that hangs.
+pub trait Bounded {
+    /// Runs it to its end and returns its output; past [`COMMAND_LIMIT`] it is killed and
+    /// the test fails.
+    fn bounded(&mut self) -> Output;
+    /// [`Bounded::bounded`], or `None` when the program cannot be started (a probe for a
+    /// tool that may be missing).
+    fn try_bounded(&mut self) -> Option<Output>;
+}
+
+impl Bounded for Command {
+    fn bounded(&mut self) -> Output {
+        output_bounded(self, COMMAND_LIMIT)
+    }
+
+    fn try_bounded(&mut self) -> Option<Output> {
+        try_output_bounded(self, COMMAND_LIMIT)
+    }
+}
+
 /// Runs a command to its end, killing it past `limit` (no test waits forever on a hung
 /// process); its output.
-pub fn output_bounded(mut command: Command, limit: std::time::Duration) -> Output {
+pub fn output_bounded(command: &mut Command, limit: std::time::Duration) -> Output {
+    try_output_bounded(command, limit).unwrap_or_else(|| panic!("cannot start {command:?}"))
+}
+
+fn try_output_bounded(command: &mut Command, limit: std::time::Duration) -> Option<Output> {
     use std::io::Read;
     let mut child = command
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect("spawn");
+        .ok()?;
     let mut stdout = child.stdout.take().expect("stdout");
     let mut stderr = child.stderr.take().expect("stderr");
     let out_reader = std::thread::spawn(move || {
@@ -227,11 +254,11 @@ pub fn output_bounded(mut command: Command, limit: std::time::Duration) -> Outpu
         b
     });
     let status = wait_bounded(&mut child, limit);
-    Output {
+    Some(Output {
         status,
         stdout: out_reader.join().unwrap_or_default(),
         stderr: err_reader.join().unwrap_or_default(),
-    }
+    })
 }
 
 /// Where a test that cannot run here says so. Under `CI` (which `.ci/run` sets up to run
@@ -303,8 +330,7 @@ impl LocalCluster {
             .args(extra)
             .arg("--dir")
             .arg(dir.path())
-            .output()
-            .unwrap();
+            .bounded();
         assert!(
             out.status.success(),
             "cluster up: {}",
@@ -345,14 +371,10 @@ impl LocalCluster {
 
     /// `cluster status --json`'s driver rows (role, term, log indexes, lag).
     pub fn drivers_status(&self) -> Vec<serde_json::Value> {
-        let out = output_bounded(
-            {
-                let mut c = Command::new(ringleader_bin());
-                c.args(["cluster", "status", "--json", "--dir"]).arg(self.dir.path());
-                c
-            },
-            std::time::Duration::from_secs(60),
-        );
+        let out = Command::new(ringleader_bin())
+            .args(["cluster", "status", "--json", "--dir"])
+            .arg(self.dir.path())
+            .bounded();
         let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
         status["drivers"].as_array().cloned().unwrap_or_default()
     }
@@ -393,8 +415,7 @@ impl LocalCluster {
         self.client(&example(name))
             .args(args)
             .env("RINGLEADER_PROGRESS", "0")
-            .output()
-            .unwrap()
+            .bounded()
     }
 
     /// Runs an example with every remote shuffle block fetched over Flight (no host-local reads).
@@ -403,8 +424,7 @@ impl LocalCluster {
             .args(args)
             .env("RINGLEADER_PROGRESS", "0")
             .env("RINGLEADER_HOST_LOCAL_SHUFFLE", "0")
-            .output()
-            .unwrap()
+            .bounded()
     }
 
     /// Starts an example on this cluster in the background, its stderr (progress lines
@@ -430,8 +450,7 @@ impl LocalCluster {
                 &replicas.to_string(),
             ])
             .arg(input)
-            .output()
-            .unwrap();
+            .bounded();
         assert!(put.status.success(), "{}", String::from_utf8_lossy(&put.stderr));
     }
 
@@ -457,8 +476,7 @@ impl LocalCluster {
         let out = Command::new(ringleader_bin())
             .env("RINGLEADER_TOKEN_FILE", self.token())
             .args(["job", job, "--master", &self.master])
-            .output()
-            .unwrap();
+            .bounded();
         String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
             let cols: Vec<String> = l.split_whitespace().map(str::to_string).collect();
             (cols.first()? == &stage.to_string()).then_some(cols)
@@ -525,8 +543,7 @@ impl LocalCluster {
         let out = Command::new(ringleader_bin())
             .env("RINGLEADER_TOKEN_FILE", self.token())
             .args(["jobs", "--master", &self.master])
-            .output()
-            .unwrap();
+            .bounded();
         String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
             let cols: Vec<&str> = l.split_whitespace().collect();
             (cols.first() == Some(&job))
@@ -541,8 +558,7 @@ impl LocalCluster {
             .env("RINGLEADER_TOKEN_FILE", self.token())
             .args(args)
             .args(["--master", &self.master])
-            .output()
-            .unwrap()
+            .bounded()
     }
 
     /// Waits (at most a minute) until `stage` of `job` has `done` tasks done, and returns
@@ -580,7 +596,7 @@ impl Drop for LocalCluster {
         let _ = Command::new(ringleader_bin())
             .args(["cluster", "down", "--dir"])
             .arg(self.dir.path())
-            .output();
+            .try_bounded();
     }
 }
 
@@ -625,8 +641,8 @@ impl Tmpfs {
         let out = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(path)
-            .output()
-            .map_err(|e| e.to_string())?;
+            .try_bounded()
+            .ok_or("cannot run mount")?;
         if !out.status.success() {
             return Err(String::from_utf8_lossy(&out.stderr).into_owned());
         }
@@ -640,8 +656,8 @@ impl Tmpfs {
         let out = Command::new("mount")
             .args(["-o", "remount,ro"])
             .arg(path)
-            .output()
-            .map_err(|e| e.to_string())?;
+            .try_bounded()
+            .ok_or("cannot run mount")?;
         if !out.status.success() {
             return Err(String::from_utf8_lossy(&out.stderr).into_owned());
         }

@@ -73,7 +73,7 @@ impl HostCluster {
     fn run(&self, program: &Path, args: &[&str]) -> (bool, String, String) {
         let mut command = self.client(program);
         command.args(args);
-        let out = run_bounded(command, Duration::from_secs(180));
+        let out = super::helpers::output_bounded(&mut command, Duration::from_secs(180));
         (
             out.status.success(),
             String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -108,34 +108,6 @@ impl HostCluster {
         let (ok, stdout, stderr) = self.run(&ringleader_bin(), &all);
         assert!(ok, "ringleader {args:?} failed:\n{stderr}");
         stdout
-    }
-}
-
-/// Runs a command, killing it past `limit` (no test waits forever on a hung job).
-fn run_bounded(mut command: std::process::Command, limit: Duration) -> std::process::Output {
-    use std::io::Read;
-    let mut child = command
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut stdout = child.stdout.take().expect("stdout");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let out_reader = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = stdout.read_to_end(&mut b);
-        b
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = stderr.read_to_end(&mut b);
-        b
-    });
-    let status = super::helpers::wait_bounded(&mut child, limit);
-    std::process::Output {
-        status,
-        stdout: out_reader.join().unwrap_or_default(),
-        stderr: err_reader.join().unwrap_or_default(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Columnar outputs: `--output-format arrow|parquet` of the examples, read back with the
 //! arrow and parquet crates and with DuckDB, against the text output and a sequential count.
 
+use crate::helpers::Bounded;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,8 +21,7 @@ fn wordcount(input: &Path, output: &Path, format: &str) {
         .arg(output)
         .args(["--output-format", format])
         .env("RINGLEADER_PROGRESS", "0")
-        .output()
-        .unwrap();
+        .bounded();
     ok(out, &format!("wordcount --output-format {format}"));
 }
 
@@ -138,8 +138,8 @@ fn python_with_duckdb() -> Option<PathBuf> {
     candidates.into_iter().flatten().find(|python| {
         Command::new(python)
             .args(["-c", "import duckdb"])
-            .output()
-            .is_ok_and(|o| o.status.success())
+            .try_bounded()
+            .is_some_and(|o| o.status.success())
     })
 }
 
@@ -161,7 +161,7 @@ fn duckdb_reads_the_parquet_word_count_and_gets_the_same_counts() {
         "import duckdb\nfor word, count in duckdb.sql(\"select word, count from read_parquet('{}/*.parquet')\").fetchall():\n    print(f'{{word}}\\t{{count}}')\n",
         dir.path().join("parquet").display()
     );
-    let out = Command::new(python).args(["-c", &query]).output().unwrap();
+    let out = Command::new(python).args(["-c", &query]).bounded();
     let printed = ok(out, "duckdb");
     let from_duckdb: HashMap<String, u64> = printed
         .lines()
@@ -180,8 +180,7 @@ fn orders_by_city_in_parquet_has_one_typed_column_per_field() {
     let out = crate::examples::orders_by_city(&output)
         .args(["--output-format", "parquet"])
         .env("RINGLEADER_PROGRESS", "0")
-        .output()
-        .unwrap();
+        .bounded();
     ok(out, "orders_by_city --output-format parquet");
     let mut rows = Vec::new();
     for batch in read_parquet(&output) {
@@ -211,8 +210,7 @@ fn orders_by_city_in_parquet_has_one_typed_column_per_field() {
 fn an_unknown_output_format_is_a_usage_error() {
     let out = Command::new(example("wordcount"))
         .args(["--input", "in", "--output", "out", "--output-format", "csv"])
-        .output()
-        .unwrap();
+        .bounded();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use ringleader_datasets::gensort;
 
 use crate::helpers::{
-    LocalCluster, Tmpfs, args, eventually, example, kill_now, numbered_text, ok, output_bounded, ringleader_bin,
-    running, signal, sorted_lines, stop_now, wait_bounded,
+    Bounded, LocalCluster, Tmpfs, args, eventually, example, kill_now, numbered_text, ok, output_bounded,
+    ringleader_bin, running, signal, sorted_lines, stop_now, wait_bounded,
 };
 use crate::oracles::{assert_sorted, int64_sum, word_counts};
 
@@ -109,7 +109,7 @@ impl Group {
     }
 
     fn run(&self, name: &str, args: &[OsString]) -> Output {
-        output_bounded(self.command(name, args), Duration::from_secs(180))
+        output_bounded(&mut self.command(name, args), Duration::from_secs(180))
     }
 
     fn command(&self, name: &str, args: &[OsString]) -> Command {
@@ -132,7 +132,7 @@ impl Group {
         command
             .env("RINGLEADER_TOKEN_FILE", self.token())
             .args(["jobs", "--master", master]);
-        output_bounded(command, Duration::from_secs(60))
+        output_bounded(&mut command, Duration::from_secs(60))
     }
 
     /// `ringleader jobs` asked of the driver at `master`, once it lists `succeeded` succeeded
@@ -403,7 +403,7 @@ fn a_driver_whose_disk_fills_up_stops_clearly_the_job_finishes_and_nothing_is_lo
     let dir = group.cluster.dir.path().join(format!("driver-{}", full + 1));
     let aside = group.cluster.dir.path().join("aside");
     let copy = |from: &Path, to: &Path| {
-        let out = Command::new("cp").arg("-a").arg(from).arg(to).output().unwrap();
+        let out = Command::new("cp").arg("-a").arg(from).arg(to).bounded();
         assert!(out.status.success(), "cp: {}", String::from_utf8_lossy(&out.stderr));
     };
     copy(&dir, &aside);
@@ -614,8 +614,8 @@ fn driver(id: u64, listen: &str, peers: &str, data_dir: &Path) -> Command {
 }
 
 /// Runs a driver that must refuse to start (bounded); returns its stderr.
-fn refused(command: Command) -> String {
-    let out = output_bounded(command, Duration::from_secs(60));
+fn refused(mut command: Command) -> String {
+    let out = output_bounded(&mut command, Duration::from_secs(60));
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "the driver started: {stderr}");
     stderr
@@ -725,7 +725,7 @@ fn a_corrupted_log_entry_stops_the_driver_naming_the_file_and_entry() {
     let marker = "RINGLEADER_TEST_MARKER_qzxv";
     let mut command = group.command("sum", &sum);
     command.env(marker, "1");
-    ok(output_bounded(command, Duration::from_secs(120)), "sum");
+    ok(output_bounded(&mut command, Duration::from_secs(120)), "sum");
     let pid = group.pid(0);
     signal(pid, libc::SIGTERM);
     eventually(Duration::from_secs(20), "the driver exits on SIGTERM", || !running(pid));

@@ -1,6 +1,7 @@
 //! Closure shipping: a trampoline's offset from the anchor is the same in every process of
 //! one executable, so a plan built in one process runs in another.
 
+use crate::helpers::Bounded;
 use std::process::Command;
 
 use ringleader_core::plan::{SinkFn, StepFn};
@@ -73,8 +74,7 @@ fn offsets_are_equal_in_another_process_of_the_same_binary() {
     let out = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "shipping::print_offsets_for_parent", "--nocapture"])
         .env("RINGLEADER_TEST_PRINT_OFFSETS", "1")
-        .output()
-        .unwrap();
+        .bounded();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout
         .lines()

@@ -2,6 +2,7 @@
 //! not change. Each result is checked against a plain sequential computation in the test,
 //! at sizes that spill (120,000 rows and more), and the spill is shown to have happened.
 
+use crate::helpers::Bounded;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use ringleader::{Config, Context};
@@ -292,8 +293,7 @@ fn an_unwritable_spill_directory_is_refused_before_any_job_naming_the_variable()
         .arg(crate::helpers::fixtures("numbers"))
         .env_remove("RINGLEADER_MASTER")
         .env("RINGLEADER_SPILL_DIR", &spill)
-        .output()
-        .unwrap();
+        .bounded();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a job ran with an unwritable spill directory");
     assert!(

@@ -3,6 +3,7 @@
 //! advances, requests without the token are refused, and a screenshot of each page is
 //! written to `target/` for a person to look at.
 
+use crate::helpers::Bounded;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -12,7 +13,7 @@ use crate::helpers::{LocalCluster, args, files_under, http_get as request, numbe
 /// Debian's Chromium, which `.ci/run` installs when it is missing.
 fn chromium() -> Option<PathBuf> {
     ["chromium", "chromium-browser"].into_iter().find_map(|name| {
-        let out = Command::new(name).arg("--version").output().ok()?;
+        let out = Command::new(name).arg("--version").try_bounded()?;
         out.status.success().then(|| PathBuf::from(name))
     })
 }
@@ -31,7 +32,7 @@ fn browse(chromium: &Path, url: &str, screenshot: Option<&Path>) -> String {
         None => command.arg("--dump-dom"),
     };
     command.arg(url);
-    let out = crate::helpers::output_bounded(command, Duration::from_secs(120));
+    let out = crate::helpers::output_bounded(&mut command, Duration::from_secs(120));
     assert!(
         out.status.success(),
         "chromium failed on {url}: {}",

@@ -69,7 +69,8 @@ mod tests {
             .expect("an error");
         let message = error.to_string();
         assert!(
-            message.contains("people.csv") && message.contains("line 3, column \"age\": cannot read \"forty\" as Int64"),
+            message.contains("people.csv")
+                && message.contains("line 3, column \"age\": cannot read \"forty\" as Int64"),
             "{message}"
         );
     }
