@@ -122,3 +122,16 @@ pub fn shop(dir: &Path) -> Vec<String> {
         })
         .collect()
 }
+
+/// What the chaos job prints after collecting every line of the text under `dir`:
+/// `collected N lines, B bytes` (bytes without the newlines).
+pub fn collected_lines(dir: &Path) -> String {
+    let (mut lines, mut bytes) = (0usize, 0usize);
+    for file in input_files(dir) {
+        for line in std::fs::read_to_string(&file).unwrap().lines() {
+            lines += 1;
+            bytes += line.len();
+        }
+    }
+    format!("collected {lines} lines, {bytes} bytes")
+}
