@@ -295,9 +295,9 @@ fn assert_no_output(dir: &Path, name: &str) {
 
 #[test]
 fn cancel_and_ctrl_c_stop_a_job_and_its_executor_at_once_and_a_vanished_client_gets_a_grace() {
-    // Heartbeats a minute apart: an executor that stops within the test's bounds was
+    // Heartbeats five minutes apart: an executor that stops within the test's bounds was
     // stopped by the driver's push, not told at a worker's next heartbeat.
-    let cluster = LocalCluster::up_with(1, 1, 2, &["--heartbeat", "60", "--worker-timeout", "600"]);
+    let cluster = LocalCluster::up_with(1, 1, 2, &["--heartbeat", "300", "--worker-timeout", "3000"]);
     let data = tempfile::tempdir().unwrap();
     let d = |name: &str| -> PathBuf { data.path().join(name) };
     numbered_text(&d("text"), 4, 200);
@@ -391,8 +391,9 @@ fn a_worker_stopped_while_a_reducer_fetches_from_it_is_lost_and_the_job_finishes
     let job = job_id(&d("client.log"));
     cluster.wait_for_stage(&job, 0, |done, total| done == total);
     assert!(holds_map_output(&cluster, 2, &job), "worker 2 held no map output");
+    // A handful of streams at most: a gauge stuck high would prove nothing.
     eventually(Duration::from_secs(60), "a reducer fetches from worker 2", || {
-        cluster.worker_metric(1, "ringleader_worker_flight_streams_open") >= 1.0
+        (1.0..=16.0).contains(&cluster.worker_metric(1, "ringleader_worker_flight_streams_open"))
     });
     // Frozen mid-fetch: its Flight server neither answers nor closes the connection.
     let stopped = cluster.worker_pid(1);
