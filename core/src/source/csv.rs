@@ -63,7 +63,7 @@ mod tests {
             Field::new("name", DataType::Utf8, false),
             Field::new("age", DataType::Int64, false),
         ]));
-        let error = open(&path, schema)
+        let error = open(&path, schema.clone())
             .expect("opens")
             .find_map(|chunk| chunk.err())
             .expect("an error");
@@ -73,5 +73,12 @@ mod tests {
                 && message.contains("line 3, column \"age\": cannot read \"forty\" as Int64"),
             "{message}"
         );
+        // The first row after the header is the file's line 2.
+        std::fs::write(&path, "name,age\nbob,forty\n").expect("write");
+        let error = open(&path, schema.clone())
+            .expect("opens")
+            .find_map(|chunk| chunk.err())
+            .expect("an error");
+        assert!(error.to_string().contains("line 2, column \"age\""), "{error}");
     }
 }
