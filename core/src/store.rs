@@ -232,6 +232,14 @@ pub fn read_ipc_file(
     ))
 }
 
+/// A temporary name beside `path` that no other writer uses: this process's id and a number
+/// it hands out once (two writers of one partition in one process never share a file).
+fn unique_temp(path: &Path) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    path.with_extension(format!("tmp-{}-{n}", std::process::id()))
+}
+
 /// Writes batches into an Arrow IPC file at `path` as they come: under a temporary name,
 /// renamed into place only once all were written (a partial file is never visible) and
 /// synced. Returns rows and bytes written. An empty stream writes a file with the schema
@@ -243,7 +251,7 @@ pub fn write_ipc_file(
 ) -> Result<(u64, u64)> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let temp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let temp = unique_temp(path);
     let result = (|| {
         let mut writer: Option<arrow_ipc::writer::FileWriter<std::io::BufWriter<std::fs::File>>> = None;
         let open = |schema: &arrow_schema::Schema| -> Result<_> {
@@ -382,6 +390,44 @@ pub fn write_partition(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_writers_of_one_partition_at_once_leave_one_whole_copy() {
+        use arrow_array::Int64Array;
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("part-0.arrow");
+        let batch = |v: i64| {
+            RecordBatch::try_from_iter([("v", std::sync::Arc::new(Int64Array::from(vec![v; 4096])) as _)])
+                .expect("batch")
+        };
+        // Two writers in one process (two attempts in one executor, or a worker's do_put
+        // beside a copy), each writing many batches of its own value, at the same time.
+        std::thread::scope(|s| {
+            for v in [1i64, 2] {
+                let (path, batch) = (&path, &batch);
+                s.spawn(move || {
+                    for _ in 0..20 {
+                        write_ipc_file(path, || None, (0..32).map(|_| Ok(batch(v)))).expect("write");
+                    }
+                });
+            }
+        });
+        let (_, batches) = read_ipc_file(&path).expect("a whole file");
+        let values: Vec<i64> = batches
+            .flat_map(|b| {
+                let b = b.expect("batch");
+                let column = b.column(0).as_any().downcast_ref::<Int64Array>().expect("int64").clone();
+                column.values().to_vec()
+            })
+            .collect();
+        assert_eq!(values.len(), 32 * 4096, "one writer's rows, all of them");
+        assert!(
+            values.iter().all(|v| *v == values[0]),
+            "rows of two writers in one file"
+        );
+        let left: Vec<_> = std::fs::read_dir(dir.path()).expect("list").flatten().map(|e| e.file_name()).collect();
+        assert_eq!(left.len(), 1, "temporary files left: {left:?}");
+    }
 
     #[test]
     fn urls_name_datasets_and_malformed_ones_are_errors() {
