@@ -416,7 +416,12 @@ mod tests {
         let values: Vec<i64> = batches
             .flat_map(|b| {
                 let b = b.expect("batch");
-                let column = b.column(0).as_any().downcast_ref::<Int64Array>().expect("int64").clone();
+                let column = b
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .expect("int64")
+                    .clone();
                 column.values().to_vec()
             })
             .collect();
@@ -425,7 +430,11 @@ mod tests {
             values.iter().all(|v| *v == values[0]),
             "rows of two writers in one file"
         );
-        let left: Vec<_> = std::fs::read_dir(dir.path()).expect("list").flatten().map(|e| e.file_name()).collect();
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
         assert_eq!(left.len(), 1, "temporary files left: {left:?}");
     }
 

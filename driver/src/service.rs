@@ -519,7 +519,7 @@ impl Driver for DriverService {
     }
 
     async fn list_jobs(&self, _: Request<proto::ListJobsRequest>) -> Result<Response<proto::JobList>, Status> {
-        let jobs = self.inner.state().jobs.values().map(job_status).collect();
+        let jobs = self.inner.state().jobs_in_order().into_iter().map(job_status).collect();
         Ok(Response::new(proto::JobList { jobs }))
     }
 
@@ -562,7 +562,7 @@ impl Driver for DriverService {
     ) -> Result<Response<proto::ClusterStatusReply>, Status> {
         let metrics = self.inner.raft.metrics().borrow().clone();
         let workers = self.worker_statuses();
-        let jobs = self.inner.state().jobs.values().map(job_status).collect();
+        let jobs = self.inner.state().jobs_in_order().into_iter().map(job_status).collect();
         Ok(Response::new(proto::ClusterStatusReply {
             driver_id: format!("driver-{}", self.inner.id),
             pid: std::process::id(),

@@ -259,8 +259,8 @@ impl ClusterState {
     /// Drops the oldest finished jobs beyond [`KEPT_JOBS`].
     fn forget_old_jobs(&mut self) {
         let finished: Vec<JobId> = self
-            .jobs
-            .values()
+            .jobs_in_order()
+            .into_iter()
             .filter(|j| j.state != JobState::Running)
             .map(|j| j.id.clone())
             .collect();

@@ -41,7 +41,8 @@ pub struct ClusterState {
     pub workers: BTreeMap<WorkerId, WorkerRecord>,
     /// Job binaries, by hash: the drivers holding their bytes.
     pub binaries: BTreeMap<String, Vec<u64>>,
-    /// Jobs, by id (ids sort in submission order).
+    /// Jobs, by id (as text: `job-1000000` sorts before `job-999999`; see
+    /// [`ClusterState::jobs_in_order`] for submission order).
     pub jobs: BTreeMap<JobId, JobRecord>,
     /// Stored datasets, by name.
     pub datasets: BTreeMap<String, DatasetRecord>,
@@ -52,6 +53,11 @@ pub struct ClusterState {
     /// When this driver saw task attempts start and end (not replicated).
     #[serde(skip)]
     pub observed: crate::observed::Observed,
+}
+
+/// The number in a job id `job-N` (ids of another shape sort after every numbered one).
+fn submission_number(id: &JobId) -> u64 {
+    id.strip_prefix("job-").and_then(|n| n.parse().ok()).unwrap_or(u64::MAX)
 }
 
 impl ClusterState {
@@ -71,6 +77,14 @@ impl ClusterState {
             }
         }
         Ok(state)
+    }
+
+    /// The jobs in the order they were submitted (their ids' numbers: `job-999999` before
+    /// `job-1000000`, which a map ordered by text puts first).
+    pub fn jobs_in_order(&self) -> Vec<&JobRecord> {
+        let mut jobs: Vec<&JobRecord> = self.jobs.values().collect();
+        jobs.sort_by_key(|j| (submission_number(&j.id), j.id.as_str()));
+        jobs
     }
 
     /// The attempt of a task running beside `attempt` (its speculative copy, or the
@@ -119,5 +133,53 @@ impl ClusterState {
             }
         }
         running
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Submits a job of no stages and cancels it: a finished job.
+    fn finished_job(state: &mut ClusterState, n: u64) {
+        let Outcome::JobSubmitted(job) = state.apply(Command::SubmitJob {
+            name: "t".into(),
+            binary: "0".repeat(32),
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            working_dir: String::new(),
+            plan: ringleader_core::plan::JobPlan {
+                stages: Vec::new(),
+                store: None,
+            },
+            submission: format!("sub-{n}"),
+            submitted_ms: 0,
+        }) else {
+            panic!("not submitted");
+        };
+        state.apply(Command::CancelJob {
+            job,
+            reason: "done".into(),
+        });
+    }
+
+    #[test]
+    fn past_job_999999_the_oldest_finished_jobs_are_forgotten_first() {
+        let mut state = ClusterState {
+            next_job: 999_000,
+            ..ClusterState::default()
+        };
+        for n in 0..KEPT_JOBS as u64 + 200 {
+            finished_job(&mut state, n);
+        }
+        // job-999001 .. job-1000200 were submitted; the newest KEPT_JOBS are kept.
+        assert_eq!(state.jobs.len(), KEPT_JOBS);
+        assert!(state.jobs.contains_key("job-1000200"), "the newest job was forgotten");
+        assert!(state.jobs.contains_key("job-1000000"));
+        assert!(state.jobs.contains_key("job-999201"));
+        assert!(!state.jobs.contains_key("job-999200"));
+        let listed: Vec<&str> = state.jobs_in_order().iter().map(|j| j.id.as_str()).collect();
+        assert_eq!(listed.first(), Some(&"job-999201"));
+        assert_eq!(listed.last(), Some(&"job-1000200"));
     }
 }
