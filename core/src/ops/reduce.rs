@@ -352,12 +352,7 @@ fn sort_batches<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static>(blocks: Vec<Re
     }
     drop(blocks);
     if is::<K, [u8; KEY_LEN]>() {
-        let order = sort_ten_byte_keys(&all, |row| {
-            // SAFETY: closure types are checked zero-sized when the plan is built.
-            let key = unsafe { conjure::<F>() }(row);
-            // SAFETY: K is [u8; KEY_LEN] (checked just above).
-            unsafe { std::mem::transmute_copy::<K, [u8; KEY_LEN]>(&key) }
-        });
+        let order = sort_ten_byte_keys(&all, ten_byte_key::<T, K, F>);
         return Ok(permute(all, order));
     }
     // SAFETY: closure types are checked zero-sized when the plan is built.
@@ -374,26 +369,31 @@ fn views(blocks: &[RecordBatch]) -> Result<Vec<&[Record]>> {
         .collect()
 }
 
+/// The user's sort key of `row`, `F`'s, as the 10 bytes it is: callers check that `K` is
+/// `[u8; KEY_LEN]`.
+fn ten_byte_key<T, K: Data, F: Fn(&T) -> K + 'static>(row: &T) -> [u8; KEY_LEN] {
+    debug_assert!(is::<K, [u8; KEY_LEN]>());
+    // SAFETY: closure types are checked zero-sized when the plan is built; K is
+    // [u8; KEY_LEN] (checked by every caller).
+    unsafe { std::mem::transmute_copy::<K, [u8; KEY_LEN]>(&conjure::<F>()(row)) }
+}
+
 /// Sorts record blocks without first gathering them: sorts packed (key, block, row)
 /// integers, then copies each record once, straight from its block into an output chunk.
 fn sort_record_blocks<T: Data, K: Data, F: Fn(&T) -> K + 'static>(blocks: Vec<RecordBatch>) -> Result<ChunkStream> {
     use rayon::prelude::*;
     let parts = views(&blocks)?;
     if parts.len() >= 1 << 16 || parts.iter().any(|p| p.len() >= 1 << 32) {
-        let all: Vec<Record> = parts.concat();
-        let order = sort_ten_byte_keys(&all, |r| r.key());
-        return Ok(permute(
-            cast_vec::<Record, T>(all).map_err(|_| Error::Plan("record cast".into()))?,
-            order,
-        ));
+        // Too many blocks or rows to pack their indexes: gather them, sorted by the user's key.
+        let all = cast_vec::<Record, T>(parts.concat()).map_err(|_| Error::Plan("record cast".into()))?;
+        let order = sort_ten_byte_keys(&all, ten_byte_key::<T, K, F>);
+        return Ok(permute(all, order));
     }
     let mut packed: Vec<u128> = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
     for (b, part) in parts.iter().enumerate() {
         let rows = cast_slice::<Record, T>(part).ok_or_else(|| Error::Plan("record cast".into()))?;
         packed.par_extend(rows.par_iter().enumerate().map(|(r, row)| {
-            // SAFETY: closure types are checked zero-sized when the plan is built; K is
-            // [u8; KEY_LEN] (checked by the caller).
-            let key = unsafe { std::mem::transmute_copy::<K, [u8; KEY_LEN]>(&conjure::<F>()(row)) };
+            let key = ten_byte_key::<T, K, F>(row);
             let mut wide = [0u8; 16];
             wide[..KEY_LEN].copy_from_slice(&key);
             u128::from_be_bytes(wide) | ((b as u128) << 32) | r as u128
@@ -455,6 +455,54 @@ fn permute<T: Data>(rows: Vec<T>, order: Vec<usize>) -> ChunkStream {
             let mut slots: Vec<Option<T>> = rows.into_iter().map(Some).collect();
             let sorted: Vec<T> = order.into_iter().filter_map(|i| slots[i].take()).collect();
             chunked(sorted.into_iter())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::record::RECORD_LEN;
+
+    /// A key of the record's payload, not of its own key: what a user may sort by.
+    fn payload_key(r: &Record) -> [u8; KEY_LEN] {
+        let mut key = [0u8; KEY_LEN];
+        key.copy_from_slice(&r.as_bytes()[RECORD_LEN - KEY_LEN..]);
+        key
+    }
+
+    fn sorted_keys<F: Fn(&Record) -> [u8; KEY_LEN] + 'static>(_: F, blocks: Vec<RecordBatch>) -> Vec<[u8; KEY_LEN]> {
+        let mut keys = Vec::new();
+        for chunk in sort_record_blocks::<Record, [u8; KEY_LEN], F>(blocks).expect("sorts") {
+            let records: Vec<Record> = chunk.expect("chunk").into_rows().expect("records");
+            keys.extend(records.iter().map(payload_key));
+        }
+        keys
+    }
+
+    #[test]
+    fn record_blocks_sort_by_the_users_key_however_many_blocks_there_are() {
+        let record = |i: u32| {
+            let mut r = Record([0u8; RECORD_LEN]);
+            // Its own key ascends with i, the payload's key descends: the two orders differ.
+            r.0[..4].copy_from_slice(&i.to_be_bytes());
+            r.0[RECORD_LEN - 4..].copy_from_slice(&(u32::MAX - i).to_be_bytes());
+            r
+        };
+        for blocks in [16usize, 1 << 16] {
+            let batches: Vec<RecordBatch> = (0..blocks as u32)
+                .map(|i| {
+                    let bytes = Record::vec_into_bytes(vec![record(i)]);
+                    crate::data::records_batch(arrow_buffer::Buffer::from_vec(bytes)).expect("batch")
+                })
+                .collect();
+            let keys = sorted_keys(payload_key, batches);
+            assert_eq!(keys.len(), blocks);
+            assert!(
+                keys.windows(2).all(|w| w[0] <= w[1]),
+                "{blocks} blocks are not in the order of the user's key"
+            );
         }
     }
 }
