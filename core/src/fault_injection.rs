@@ -17,6 +17,10 @@ pub const SHUFFLE_SERVING: &str = "RINGLEADER_TEST_SHUFFLE_SERVING";
 /// worker's stored dataset partitions to other workers waits.
 pub const REPAIR_HOLD: &str = "RINGLEADER_TEST_REPAIR_HOLD";
 
+/// Worker: milliseconds each housekeeping pass (deleting finished jobs' files) takes longer,
+/// as deleting a large tree does.
+pub const HOUSEKEEPING_DELAY_MS: &str = "RINGLEADER_TEST_HOUSEKEEPING_DELAY_MS";
+
 /// The longest a fault that holds something back holds it.
 pub const HOLD_LIMIT: Duration = Duration::from_secs(60);
 

@@ -121,20 +121,42 @@ pub fn fetch_if_held(value: TaskValue, runtime: &tokio::runtime::Handle) -> Resu
     Ok(TaskValue::Batches(crate::ipc::to_stream_bytes(&batches)?))
 }
 
-/// Removes the held results of jobs not in `active` whose directory is older than
-/// [`RESULT_RETENTION`] (their client has had its time).
-pub fn remove_old_results(files: &ShuffleFiles, active: &[String]) {
+/// The file a job's results directory gets when its worker first sees the job no longer
+/// running: the retention is counted from its time.
+const ENDED_MARKER: &str = ".ended";
+
+/// Removes the held results of jobs that stopped running [`RESULT_RETENTION`] ago (their
+/// client has had its time). The time counts from when this worker first saw the job absent
+/// from `active` (the running jobs, as the driver listed them when asked at `asked`), not from
+/// the results' last write: a job whose last task ran long after its first results were held
+/// keeps them for the whole retention. Directories made after `asked` are left for the next
+/// list, which may not have known their job yet.
+pub fn remove_old_results(files: &ShuffleFiles, active: &[String], asked: SystemTime) {
     let root = files.root().join(RESULTS_DIR);
     let Ok(entries) = std::fs::read_dir(&root) else { return };
     let now = SystemTime::now();
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let old = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| now.duration_since(t).unwrap_or_default() > RESULT_RETENTION);
-        if old && !active.contains(&name) && valid_job_id(&name) {
-            let _ = std::fs::remove_dir_all(entry.path());
+        if !valid_job_id(&name) {
+            continue;
+        }
+        let marker = entry.path().join(ENDED_MARKER);
+        if active.contains(&name) {
+            // Seen ended by a list that did not know it yet: it runs.
+            let _ = std::fs::remove_file(&marker);
+            continue;
+        }
+        match marker.metadata().and_then(|m| m.modified()) {
+            Ok(ended) if now.duration_since(ended).unwrap_or_default() > RESULT_RETENTION => {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+            Ok(_) => {}
+            Err(_) => {
+                let made_before_asking = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t < asked);
+                if made_before_asking {
+                    let _ = std::fs::File::create(&marker);
+                }
+            }
         }
     }
 }
@@ -188,7 +210,39 @@ mod tests {
             .expect("batches");
         assert_eq!(back, vec![batch]);
         // A running job's results stay; so do a finished job's until the retention passes.
-        remove_old_results(&files, &[]);
+        remove_old_results(&files, &["job-1".to_string()], SystemTime::now());
         assert!(id.path(&files).exists());
+    }
+
+    #[test]
+    fn results_are_kept_for_the_retention_after_their_job_ended_however_old_they_are() {
+        let dir = tempfile::tempdir().expect("dir");
+        let files = ShuffleFiles::new(dir.path());
+        let job_dir = files.root().join(RESULTS_DIR).join("job-000001");
+        std::fs::create_dir_all(&job_dir).expect("dir");
+        std::fs::write(job_dir.join("0-0-1.arrow"), "held").expect("file");
+        // Written an hour ago by a task of a job that ran on long after.
+        let an_hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        let age = |path: &std::path::Path, when: SystemTime| {
+            std::fs::File::options()
+                .write(true)
+                .open(path)
+                .or_else(|_| std::fs::File::open(path))
+                .and_then(|f| f.set_modified(when))
+                .expect("set mtime");
+        };
+        age(&job_dir, an_hour_ago);
+        // The job ends now: its results stay.
+        remove_old_results(&files, &[], SystemTime::now());
+        assert!(job_dir.exists(), "results removed the moment their job ended");
+        remove_old_results(&files, &[], SystemTime::now());
+        assert!(job_dir.exists());
+        // Once it ended longer than the retention ago, they go.
+        age(
+            &job_dir.join(ENDED_MARKER),
+            SystemTime::now() - RESULT_RETENTION - Duration::from_secs(1),
+        );
+        remove_old_results(&files, &[], SystemTime::now());
+        assert!(!job_dir.exists(), "results kept past the retention");
     }
 }

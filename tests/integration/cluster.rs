@@ -1123,3 +1123,39 @@ fn a_stored_dataset_read_with_a_source_of_another_format_is_a_clear_error() {
     let jobs = ok(cluster.ringleader(&["jobs"]), "jobs");
     assert!(jobs.contains("no jobs yet"), "a job ran: {jobs}");
 }
+
+#[test]
+fn a_worker_slow_to_delete_finished_jobs_files_keeps_heartbeating() {
+    // Each housekeeping pass takes 5 s, longer than the 2 s after which the driver declares a
+    // silent worker lost: passes must not hold up the heartbeats.
+    let cluster = LocalCluster::up_env(
+        1,
+        1,
+        2,
+        &["--worker-timeout", "2"],
+        &[(ringleader_core::fault_injection::HOUSEKEEPING_DELAY_MS, "5000")],
+    );
+    let data = tempfile::tempdir().unwrap();
+    let input = data.path().join("text");
+    crate::helpers::numbered_text(&input, 4, 20);
+    for run in 0..3 {
+        let out = data.path().join(format!("out-{run}"));
+        ok(
+            cluster.run("wordcount", &args!["--input", input, "--output", out]),
+            "wordcount",
+        );
+        assert_eq!(sorted_lines(&out), crate::oracles::word_counts(&input));
+    }
+    // Housekeeping ran all along: the finished jobs' shuffle files go.
+    crate::helpers::eventually(Duration::from_secs(60), "finished jobs' shuffle files go", || {
+        (1..=3).all(|j| {
+            !cluster
+                .dir
+                .path()
+                .join(format!("worker-1/shuffle/job-00000{j}"))
+                .exists()
+        })
+    });
+    let log = cluster.driver_log(0);
+    assert!(!log.contains("is lost"), "a live worker was declared lost:\n{log}");
+}

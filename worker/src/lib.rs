@@ -11,6 +11,8 @@
 //! - [`flight`]: Flight `do_get` of shuffle blocks and dataset partitions, `do_put` of partitions.
 //! - [`counters`]: what the worker counts; [`metrics`] writes it in Prometheus' format and
 //!   [`http`] serves it.
+//! - [`housekeeping`]: deleting finished jobs' shuffle files, expired held results and dead
+//!   dataset generations, beside the heartbeat loop.
 //!
 //! A task's path: the driver's `LaunchTask` reaches [`service`], which hands it to the job's
 //! executor ([`executors`]: one process of the job's own binary per job, started on its first
@@ -24,6 +26,7 @@
 pub mod counters;
 pub mod executors;
 pub mod flight;
+pub mod housekeeping;
 pub mod http;
 pub mod metrics;
 pub mod service;
@@ -34,7 +37,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ringleader_core::cluster_shuffle::ShuffleFiles;
 use ringleader_core::driver_group::DriverGroup;
 use ringleader_core::proto;
 use ringleader_core::serving;
@@ -241,6 +243,7 @@ impl BoundWorker {
 }
 
 async fn heartbeat_forever(inner: Arc<service::WorkerInner>, every: Duration, slots: u32, _master: String) {
+    let housekeeper = housekeeping::Housekeeper::default();
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -278,65 +281,17 @@ async fn heartbeat_forever(inner: Arc<service::WorkerInner>, every: Duration, sl
                     }
                 }
                 inner.executors.retain_jobs(&reply.active_jobs, asked.0);
-                remove_finished_shuffles(&inner.shuffle_dir(), &reply.active_jobs, asked.1);
-                ringleader_core::results::remove_old_results(
-                    &ShuffleFiles::new(inner.shuffle_dir()),
-                    &reply.active_jobs,
-                );
-                remove_dead_datasets(&inner.dataset_dir(), &reply.live_datasets, asked.1);
+                // Deleting large trees may take longer than the driver waits for a heartbeat:
+                // it happens beside this loop, never in it.
+                housekeeper.offer(housekeeping::Lists {
+                    shuffle_dir: inner.shuffle_dir(),
+                    dataset_dir: inner.dataset_dir(),
+                    active_jobs: reply.active_jobs,
+                    live_datasets: reply.live_datasets,
+                    asked: asked.1,
+                });
             }
             Err(_) => continue,
-        }
-    }
-}
-
-/// Deletes the shuffle files of jobs that are no longer running (nobody will read them),
-/// sparing directories created after `asked`, whose jobs the driver's list may not know.
-fn remove_finished_shuffles(root: &std::path::Path, active: &[String], asked: std::time::SystemTime) {
-    let Ok(entries) = std::fs::read_dir(root) else { return };
-    let files = ShuffleFiles::new(root);
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let older = entry
-            .metadata()
-            .and_then(|m| m.created().or_else(|_| m.modified()))
-            .is_ok_and(|t| t < asked);
-        if older && !active.contains(&name) && ringleader_core::ids::valid_job_id(&name) {
-            ringleader_core::cluster_shuffle::remove_job(&files, &name);
-        }
-    }
-}
-
-/// Deletes dataset generations the driver no longer lists (a removed or replaced dataset,
-/// the output of a job that failed or was cancelled), sparing those written after `asked`,
-/// and partitions still on their way to other owners.
-fn remove_dead_datasets(root: &std::path::Path, live: &[String], asked: std::time::SystemTime) {
-    let older = |path: &std::path::Path| {
-        std::fs::metadata(path)
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| t < asked)
-    };
-    let Ok(datasets) = std::fs::read_dir(root) else { return };
-    for dataset in datasets.flatten() {
-        let name = dataset.file_name().to_string_lossy().into_owned();
-        if !ringleader_core::ids::valid_dataset_name(&name) {
-            continue;
-        }
-        let Ok(generations) = std::fs::read_dir(dataset.path()) else {
-            continue;
-        };
-        let mut left = 0;
-        for generation in generations.flatten() {
-            let path = generation.path();
-            let key = format!("{name}/{}", generation.file_name().to_string_lossy());
-            if !live.contains(&key) && older(&path) {
-                let _ = std::fs::remove_dir_all(&path);
-            } else {
-                left += 1;
-            }
-        }
-        if left == 0 {
-            let _ = std::fs::remove_dir(dataset.path());
         }
     }
 }

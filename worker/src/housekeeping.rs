@@ -1,0 +1,114 @@
+//! Housekeeping: deleting what nobody needs any more (finished jobs' shuffle files, held
+//! results past their retention, dataset generations the driver no longer lists). Each
+//! heartbeat's answer offers the lists it needs; a pass runs on a blocking thread beside the
+//! heartbeat loop, at most one at a time, so deleting a large tree never delays a heartbeat
+//! (a worker whose heartbeats stop is declared lost).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::SystemTime;
+
+use ringleader_core::cluster_shuffle::ShuffleFiles;
+use ringleader_core::fault_injection;
+
+/// What one pass works from: the driver's lists, as a heartbeat's answer gave them.
+#[derive(Debug, Clone)]
+pub struct Lists {
+    /// The worker's shuffle directory.
+    pub shuffle_dir: PathBuf,
+    /// The worker's stored datasets directory.
+    pub dataset_dir: PathBuf,
+    /// Jobs still running.
+    pub active_jobs: Vec<String>,
+    /// Dataset generations to keep (`name/generation`).
+    pub live_datasets: Vec<String>,
+    /// When the driver was asked for the lists: anything made later is left alone.
+    pub asked: SystemTime,
+}
+
+/// Runs passes beside the heartbeat loop, one at a time.
+#[derive(Debug, Default)]
+pub struct Housekeeper {
+    busy: Arc<AtomicBool>,
+}
+
+impl Housekeeper {
+    /// Starts a pass over `lists` on a blocking thread, unless one still runs (the next
+    /// heartbeat offers fresher lists).
+    pub fn offer(&self, lists: Lists) {
+        if self.busy.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let busy = self.busy.clone();
+        tokio::task::spawn_blocking(move || {
+            pass(&lists);
+            busy.store(false, Ordering::Release);
+        });
+    }
+}
+
+/// One pass: every kind of leftover, in turn.
+fn pass(lists: &Lists) {
+    if let Some(delay) = fault_injection::millis(fault_injection::HOUSEKEEPING_DELAY_MS) {
+        std::thread::sleep(delay);
+    }
+    remove_finished_shuffles(&lists.shuffle_dir, &lists.active_jobs, lists.asked);
+    ringleader_core::results::remove_old_results(
+        &ShuffleFiles::new(&lists.shuffle_dir),
+        &lists.active_jobs,
+        lists.asked,
+    );
+    remove_dead_datasets(&lists.dataset_dir, &lists.live_datasets, lists.asked);
+}
+
+/// Deletes the shuffle files of jobs that are no longer running (nobody will read them),
+/// sparing directories created after `asked`, whose jobs the driver's list may not know.
+fn remove_finished_shuffles(root: &std::path::Path, active: &[String], asked: std::time::SystemTime) {
+    let Ok(entries) = std::fs::read_dir(root) else { return };
+    let files = ShuffleFiles::new(root);
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let older = entry
+            .metadata()
+            .and_then(|m| m.created().or_else(|_| m.modified()))
+            .is_ok_and(|t| t < asked);
+        if older && !active.contains(&name) && ringleader_core::ids::valid_job_id(&name) {
+            ringleader_core::cluster_shuffle::remove_job(&files, &name);
+        }
+    }
+}
+
+/// Deletes dataset generations the driver no longer lists (a removed or replaced dataset,
+/// the output of a job that failed or was cancelled), sparing those written after `asked`,
+/// and partitions still on their way to other owners.
+fn remove_dead_datasets(root: &std::path::Path, live: &[String], asked: std::time::SystemTime) {
+    let older = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t < asked)
+    };
+    let Ok(datasets) = std::fs::read_dir(root) else { return };
+    for dataset in datasets.flatten() {
+        let name = dataset.file_name().to_string_lossy().into_owned();
+        if !ringleader_core::ids::valid_dataset_name(&name) {
+            continue;
+        }
+        let Ok(generations) = std::fs::read_dir(dataset.path()) else {
+            continue;
+        };
+        let mut left = 0;
+        for generation in generations.flatten() {
+            let path = generation.path();
+            let key = format!("{name}/{}", generation.file_name().to_string_lossy());
+            if !live.contains(&key) && older(&path) {
+                let _ = std::fs::remove_dir_all(&path);
+            } else {
+                left += 1;
+            }
+        }
+        if left == 0 {
+            let _ = std::fs::remove_dir(dataset.path());
+        }
+    }
+}
