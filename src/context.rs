@@ -293,17 +293,17 @@ impl Context {
     fn ipc_splits(
         &self,
         path: &Path,
-        column: impl Fn(&Path, &source::ipc::IpcFile) -> Result<Option<usize>>,
+        column: impl Fn(&Path, &source::ipc::Footer) -> Result<Option<usize>>,
     ) -> Result<Vec<Split>> {
         let files = source::list_files(path, |p| {
             source::has_extension(p, "arrow") || source::has_extension(p, "ipc")
         })?;
         let mut splits = Vec::new();
         for (file, _) in files {
-            let ipc = source::ipc::IpcFile::open(&file)?;
-            let column = column(&file, &ipc)?;
+            let footer = source::ipc::Footer::read(&file)?;
+            let column = column(&file, &footer)?;
             // Two splits per file at least, so both cores work on a single file.
-            let n = ipc.num_batches();
+            let n = footer.batches;
             let per = n.div_ceil(2).max(1);
             let mut first = 0;
             while first < n {
@@ -371,8 +371,8 @@ impl Context {
         if let Some(stored) = self.resolve_input(path.as_ref(), DatasetFormat::Arrow, column)? {
             return Ok(stored);
         }
-        let splits = self.ipc_splits(path.as_ref(), |file, ipc| {
-            source::ipc::find_int64_column(file, ipc.schema(), column).map(Some)
+        let splits = self.ipc_splits(path.as_ref(), |file, footer| {
+            source::ipc::find_int64_column(file, &footer.schema, column).map(Some)
         })?;
         Ok(self.dataset_node(Lineage::Source { splits }))
     }

@@ -267,11 +267,16 @@ pub async fn put(group: &DriverGroup, request: PutRequest) -> Result<proto::Data
     let column = request.column.clone();
     let reader_files = files.clone();
     let splits = request.splits.clone();
+    // Read like a task's input, mapped: a file that shrinks meanwhile fails the upload once
+    // every batch was sent (the pages are read as they go out), before the commit.
     let reader = tokio::task::spawn_blocking(move || {
-        let result = read_files(&reader_files, &splits, format, column.as_deref(), boundary, &tx);
+        let (result, watched) = ringleader_core::mapped::watch(|| {
+            read_files(&reader_files, &splits, format, column.as_deref(), boundary, &tx)
+        });
         if let Err(e) = result {
             let _ = tx.blocking_send(Err(e));
         }
+        watched
     });
     let bar = progress_bar(request.progress, total, &format!("put {}", request.name));
     let mut input = Input {
@@ -307,7 +312,8 @@ pub async fn put(group: &DriverGroup, request: PutRequest) -> Result<proto::Data
     }
     reader
         .await
-        .map_err(|e| Error::Cluster(format!("reading the input: {e}")))?;
+        .map_err(|e| Error::Cluster(format!("reading the input: {e}")))?
+        .check()?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }

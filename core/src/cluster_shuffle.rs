@@ -124,7 +124,14 @@ impl ShuffleFiles {
         if !path.exists() {
             return Err(failed(format!("{} is listed in its index but gone", path.display())));
         }
-        // Memory-mapped and decoded in place: no copy between the page cache and the reducer.
+        if !crate::mapped::in_task() {
+            // Served to another worker: read batch by batch, never mapped (nobody here would
+            // notice pages of a file that shrank).
+            let (_, batches) = crate::store::read_ipc_file(&path)?;
+            return Ok(Box::new(batches));
+        }
+        // A reducer's own read: memory-mapped and decoded in place, no copy between the page
+        // cache and the reducer.
         let chunks = crate::source::ipc::open(&path, 0, usize::MAX, None)?;
         Ok(Box::new(chunks.map(|c| match c? {
             Chunk::Arrow(batch) => Ok(batch),

@@ -224,3 +224,88 @@ fn a_task_whose_input_shrinks_fails_alone_while_another_task_of_the_process_fini
     // The other task of the same process read every byte of its own file.
     assert_eq!(bystander_result.expect("the bystander's sum"), 2 * len);
 }
+
+#[test]
+fn outside_a_task_inputs_are_read_not_mapped_so_a_file_that_shrinks_later_changes_nothing() {
+    use arrow::array::{Array, FixedSizeBinaryArray};
+    use ringleader_core::data::Chunk;
+    // A planner or a worker serving a block reads outside any task: nobody would check a
+    // mapping's damage there, so nothing is mapped.
+    assert!(!ringleader_core::mapped::in_task());
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("r.dat");
+    let len = 100 * 40_000u64;
+    std::fs::write(&path, vec![1u8; len as usize]).expect("write");
+    let mut stream = records::open(&path, 0, len, None).expect("open");
+    let Some(Ok(Chunk::Arrow(batch))) = stream.next() else {
+        panic!("no first chunk");
+    };
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open")
+        .set_len(0)
+        .expect("truncate");
+    let column = batch.column(0);
+    let records = column.as_any().downcast_ref::<FixedSizeBinaryArray>().expect("records");
+    // What was read is what the file held, not pages of zeros.
+    assert!(records.value_data().iter().all(|&b| b == 1));
+}
+
+#[test]
+fn a_fault_in_one_tasks_mapping_never_marks_another_task_damaged() {
+    use ringleader_core::data::Chunk;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().expect("dir");
+    let len = 100 * 400u64;
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        // Tasks that map their own sound files again and again, registering and
+        // unregistering slots while the other task's faults are handled.
+        let sound: Vec<_> = (0..3)
+            .map(|t| {
+                let (dir, stop) = (dir.path(), &stop);
+                s.spawn(move || {
+                    let path = dir.join(format!("sound-{t}.dat"));
+                    std::fs::write(&path, vec![3u8; len as usize]).expect("write");
+                    let mut rounds = 0u32;
+                    while !stop.load(Ordering::Relaxed) {
+                        ringleader_core::mapped::watch_task(|| {
+                            for chunk in records::open(&path, 0, len, None)? {
+                                let _ = chunk?;
+                            }
+                            Ok(())
+                        })
+                        .expect("a sound file's task failed: another task's fault was blamed on it");
+                        rounds += 1;
+                    }
+                    rounds
+                })
+            })
+            .collect();
+        // A task whose file shrinks under its mapping, every round.
+        let path = dir.path().join("shrinking.dat");
+        for _ in 0..300 {
+            std::fs::write(&path, vec![7u8; len as usize]).expect("write");
+            let outcome = ringleader_core::mapped::watch_task(|| {
+                let mut stream = records::open(&path, 0, len, None)?;
+                let Some(Ok(Chunk::Arrow(batch))) = stream.next() else {
+                    panic!("no first chunk");
+                };
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .expect("open")
+                    .set_len(0)
+                    .expect("truncate");
+                let bytes = batch.column(0).to_data();
+                Ok(bytes.buffers()[0].as_slice().iter().map(|&b| u64::from(b)).sum::<u64>())
+            });
+            assert!(outcome.is_err(), "a shrunk file's task was not failed");
+        }
+        stop.store(true, Ordering::Relaxed);
+        for t in sound {
+            assert!(t.join().expect("sound task") > 0);
+        }
+    });
+}

@@ -14,6 +14,28 @@ use arrow_schema::{DataType, SchemaRef};
 use crate::data::{Chunk, ChunkStream};
 use crate::error::{Error, Result};
 
+/// What an Arrow IPC file's footer says: its schema and how many record batches it holds.
+pub struct Footer {
+    /// The file's schema.
+    pub schema: SchemaRef,
+    /// Number of record batches.
+    pub batches: usize,
+}
+
+impl Footer {
+    /// Reads the footer of `path` with plain reads (nothing mapped, no batch read): for
+    /// planning, outside any task.
+    pub fn read(path: &Path) -> Result<Footer> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let reader = arrow_ipc::reader::FileReader::try_new(std::io::BufReader::new(file), None)
+            .map_err(|e| Error::format(path, e))?;
+        Ok(Footer {
+            schema: reader.schema(),
+            batches: reader.num_batches(),
+        })
+    }
+}
+
 /// A memory-mapped Arrow IPC file with its footer parsed.
 pub struct IpcFile {
     buffer: Buffer,
