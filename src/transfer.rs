@@ -12,6 +12,7 @@ use arrow_schema::SchemaRef;
 use futures::StreamExt;
 use ringleader_core::data::Chunk;
 use ringleader_core::driver_group::DriverGroup;
+use ringleader_core::fault_injection;
 use ringleader_core::output::{OutputCommit, part_name};
 use ringleader_core::proto;
 use ringleader_core::record::{RECORD_LEN, Record};
@@ -316,6 +317,10 @@ pub async fn put(group: &DriverGroup, request: PutRequest) -> Result<proto::Data
         .check()?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
+    }
+    let held = std::time::Instant::now();
+    while fault_injection::held(fault_injection::COMMIT_HOLD) && held.elapsed() < fault_injection::HOLD_LIMIT {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     crate::client::call(group, "recording the dataset", |mut d| {
         let info = info.clone();

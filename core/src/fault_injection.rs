@@ -21,6 +21,10 @@ pub const REPAIR_HOLD: &str = "RINGLEADER_TEST_REPAIR_HOLD";
 /// as deleting a large tree does.
 pub const HOUSEKEEPING_DELAY_MS: &str = "RINGLEADER_TEST_HOUSEKEEPING_DELAY_MS";
 
+/// Client: a file; while it exists (at most [`HOLD_LIMIT`]), a `put` whose partitions are
+/// all sent waits before it commits them.
+pub const COMMIT_HOLD: &str = "RINGLEADER_TEST_COMMIT_HOLD";
+
 /// The longest a fault that holds something back holds it.
 pub const HOLD_LIMIT: Duration = Duration::from_secs(60);
 

@@ -1060,11 +1060,23 @@ pub(crate) mod tests {
         });
     }
 
+    /// Places a write of `generation` of `name` expecting `expected`, as the client does
+    /// before it submits a job writing it.
+    fn place(state: &mut ClusterState, name: &str, generation: &str, expected: Option<&str>) -> Outcome {
+        state.apply(Command::PlaceDataset(crate::state::PendingDataset {
+            name: name.into(),
+            generation: generation.into(),
+            expected: expected.map(str::to_string),
+            placed_ms: 0,
+        }))
+    }
+
     #[test]
     fn a_job_writing_a_dataset_commits_it_with_its_success_and_a_failed_one_lists_nothing() {
         let (mut state, live) = cluster(3, 2);
         let addr = |i: u32| format!("127.0.0.1:{}", 9000 + i);
         let owners = vec![vec![addr(1), addr(2)], vec![addr(2), addr(0)]];
+        assert_eq!(place(&mut state, "out", "g1", None), Outcome::Done);
         let job = submit_plan(&mut state, storing("out", "g1", false, owners.clone()));
         let assignments = schedule(&state, &live);
         assert_eq!(assignments.len(), 2);
@@ -1093,11 +1105,12 @@ pub(crate) mod tests {
         );
         assert!(record.placement.iter().all(|p| p.len() == 2));
 
-        // Another job may not replace it without overwrite; a partition short of its
-        // replicas fails the job; neither changes what is listed.
-        for (generation, holders) in [("g2", 2), ("g3", 1)] {
-            let overwrite = generation == "g3";
-            let job = submit_plan(&mut state, storing("out", generation, overwrite, owners.clone()));
+        // Another write may not replace it without overwrite: refused when placed.
+        assert!(matches!(place(&mut state, "out", "g2", None), Outcome::Conflict(_)));
+        // An overwrite whose job loses a replica fails; neither changes what is listed.
+        for (generation, holders) in [("g3", 1)] {
+            assert_eq!(place(&mut state, "out", generation, Some("g1")), Outcome::Done);
+            let job = submit_plan(&mut state, storing("out", generation, true, owners.clone()));
             let assignments = schedule(&state, &live);
             for a in &assignments {
                 let attempt = start(&mut state, a);
@@ -1112,7 +1125,10 @@ pub(crate) mod tests {
             );
         }
         // Removed, it is no longer kept.
-        state.apply(Command::RemoveDataset { name: "out".into() });
+        state.apply(Command::RemoveDataset {
+            name: "out".into(),
+            generation: "g1".into(),
+        });
         assert!(state.live_datasets().is_empty());
     }
 }

@@ -22,7 +22,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::leader::DriverInner;
 use crate::raft::network::raft_channel;
 use crate::raft::transport::{receive_binary, send_binary};
-use crate::state::{Command, JobState, Outcome};
+use crate::state::{Command, JobState, Outcome, PendingDataset};
 use crate::views::{dataset_info, job_detail, job_status, placement, raft_status};
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -146,6 +146,15 @@ async fn push_binary(inner: &DriverInner, address: &str, hash: String) -> bool {
     let mut client = RaftTransportClient::new(ringleader_core::auth::authorized(channel));
     let push = client.push_binary(inner.tagged(chunks));
     matches!(tokio::time::timeout(Duration::from_secs(60), push).await, Ok(Ok(_)))
+}
+
+/// A write that lost a compare-and-set on a dataset's name, as the client sees it (it may
+/// read the name again and decide); any other outcome passes.
+fn refuse_conflict(outcome: Outcome) -> Result<Outcome, Status> {
+    match outcome {
+        Outcome::Conflict(why) => Err(Status::aborted(why)),
+        other => Ok(other),
+    }
 }
 
 #[tonic::async_trait]
@@ -403,34 +412,49 @@ impl Driver for DriverService {
             ));
         }
         let live = self.inner.live_workers();
-        let state = self.inner.state();
-        if state.datasets.contains_key(&r.name) && !r.overwrite {
-            return Err(Status::already_exists(format!(
-                "dataset {} already exists; pass --overwrite to replace it (or `ringleader rm {}`)",
-                r.name, r.name
-            )));
-        }
-        let ring = state.ring(|w| live.contains(w));
-        if (ring.len() as u32) < r.replicas {
-            return Err(Status::failed_precondition(format!(
-                "{} replicas asked, but only {} workers are alive",
-                r.replicas,
-                ring.len()
-            )));
-        }
-        let partitions = (0..r.partitions)
-            .map(|p| {
-                let owners: Vec<WorkerId> = ring
-                    .owners(format!("{}/{p}", r.name).as_bytes(), (r.replicas + r.spare) as usize)
-                    .into_iter()
-                    .cloned()
-                    .collect();
-                placement(&state, p, owners, 0, 0)
-            })
-            .collect();
-        drop(state);
+        let (partitions, expected) = {
+            let state = self.inner.state();
+            if state.datasets.contains_key(&r.name) && !r.overwrite {
+                return Err(Status::already_exists(format!(
+                    "dataset {} already exists; pass --overwrite to replace it (or `ringleader rm {}`)",
+                    r.name, r.name
+                )));
+            }
+            let ring = state.ring(|w| live.contains(w));
+            if (ring.len() as u32) < r.replicas {
+                return Err(Status::failed_precondition(format!(
+                    "{} replicas asked, but only {} workers are alive",
+                    r.replicas,
+                    ring.len()
+                )));
+            }
+            let partitions: Vec<proto::PartitionPlacement> = (0..r.partitions)
+                .map(|p| {
+                    let owners: Vec<WorkerId> = ring
+                        .owners(format!("{}/{p}", r.name).as_bytes(), (r.replicas + r.spare) as usize)
+                        .into_iter()
+                        .cloned()
+                        .collect();
+                    placement(&state, p, owners, 0, 0)
+                })
+                .collect();
+            // Overwriting replaces the generation there now, and only it; otherwise the name
+            // must stay free until the commit.
+            let expected = if r.overwrite {
+                state.generation_of(&r.name).map(str::to_string)
+            } else {
+                None
+            };
+            (partitions, expected)
+        };
         let generation = ringleader_core::store::new_generation();
-        self.inner.placed(format!("{}/{generation}", r.name));
+        let placed = Command::PlaceDataset(PendingDataset {
+            name: r.name.clone(),
+            generation: generation.clone(),
+            expected,
+            placed_ms: ringleader_core::clock::now_ms(),
+        });
+        refuse_conflict(self.inner.write(placed).await?)?;
         Ok(Response::new(proto::DatasetInfo {
             name: r.name,
             replicas: r.replicas,
@@ -479,7 +503,7 @@ impl Driver for DriverService {
                 bytes: parts.iter().map(|p| p.bytes).collect(),
             }
         };
-        self.inner.write(Command::PutDataset(record)).await?;
+        refuse_conflict(self.inner.write(Command::CommitDataset(record)).await?)?;
         Ok(Response::new(proto::CommitDatasetReply {}))
     }
 
@@ -500,11 +524,22 @@ impl Driver for DriverService {
     ) -> Result<Response<proto::RemoveDatasetReply>, Status> {
         self.inner.require_leader()?;
         let name = request.into_inner().name;
-        self.inner.forget_placed(&name);
-        match self.inner.write(Command::RemoveDataset { name: name.clone() }).await? {
-            Outcome::Stale => Err(Status::not_found(format!(
-                "no dataset named {name:?} (`ringleader datasets` lists them)"
-            ))),
+        let not_found = || Status::not_found(format!("no dataset named {name:?} (`ringleader datasets` lists them)"));
+        let generation = self
+            .inner
+            .state()
+            .generation_of(&name)
+            .map(str::to_string)
+            .ok_or_else(not_found)?;
+        let removed = self
+            .inner
+            .write(Command::RemoveDataset {
+                name: name.clone(),
+                generation,
+            })
+            .await?;
+        match refuse_conflict(removed)? {
+            Outcome::Stale => Err(not_found()),
             _ => Ok(Response::new(proto::RemoveDatasetReply {})),
         }
     }

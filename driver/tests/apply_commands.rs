@@ -183,7 +183,22 @@ fn command() -> impl Strategy<Value = Command> {
             job,
             reason: "user".into()
         }),
-        Just(Command::RemoveDataset { name: "out".into() }),
+        Just(Command::RemoveDataset {
+            name: "out".into(),
+            generation: "g0".into(),
+        }),
+        (0u32..3, proptest::option::of(0u32..3)).prop_map(|(g, expected)| Command::PlaceDataset(
+            ringleader_driver::state::PendingDataset {
+                name: "out".into(),
+                generation: format!("g{g}"),
+                expected: expected.map(|e| format!("g{e}")),
+                placed_ms: 0,
+            }
+        )),
+        (0u32..3).prop_map(|g| Command::AbortDataset {
+            name: "out".into(),
+            generation: format!("g{g}"),
+        }),
     ];
     leaf.prop_recursive(2, 8, 4, |inner| {
         prop::collection::vec(inner, 0..4).prop_map(Command::Batch)

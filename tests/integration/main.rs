@@ -12,6 +12,7 @@ mod faults;
 mod fuzz;
 mod helpers;
 mod hosts;
+mod namespace;
 mod operators;
 mod oracles;
 mod outputs;

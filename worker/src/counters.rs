@@ -29,6 +29,8 @@ pub struct WorkerCounters {
     pub received: AtomicU64,
     /// Flight `do_get` streams being served now.
     pub streams_open: AtomicU64,
+    /// Housekeeping passes finished (deleting what finished jobs and dead datasets left).
+    pub housekeeping_passes: std::sync::Arc<AtomicU64>,
     /// Each job's executor's spilled bytes so far (its memory pool's running total).
     spilled: Mutex<HashMap<String, u64>>,
     /// When the driver last answered a heartbeat.

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use ringleader_core::cluster_shuffle::ShuffleFiles;
@@ -28,21 +28,32 @@ pub struct Lists {
 }
 
 /// Runs passes beside the heartbeat loop, one at a time.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Housekeeper {
     busy: Arc<AtomicBool>,
+    /// Passes finished (a worker metric).
+    passes: Arc<AtomicU64>,
 }
 
 impl Housekeeper {
+    /// A housekeeper counting its finished passes in `passes`.
+    pub fn new(passes: Arc<AtomicU64>) -> Housekeeper {
+        Housekeeper {
+            busy: Arc::default(),
+            passes,
+        }
+    }
+
     /// Starts a pass over `lists` on a blocking thread, unless one still runs (the next
     /// heartbeat offers fresher lists).
     pub fn offer(&self, lists: Lists) {
         if self.busy.swap(true, Ordering::AcqRel) {
             return;
         }
-        let busy = self.busy.clone();
+        let (busy, passes) = (self.busy.clone(), self.passes.clone());
         tokio::task::spawn_blocking(move || {
             pass(&lists);
+            passes.fetch_add(1, Ordering::Relaxed);
             busy.store(false, Ordering::Release);
         });
     }

@@ -243,7 +243,7 @@ impl BoundWorker {
 }
 
 async fn heartbeat_forever(inner: Arc<service::WorkerInner>, every: Duration, slots: u32, _master: String) {
-    let housekeeper = housekeeping::Housekeeper::default();
+    let housekeeper = housekeeping::Housekeeper::new(inner.counters.housekeeping_passes.clone());
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

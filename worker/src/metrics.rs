@@ -106,6 +106,11 @@ pub fn render(inner: &WorkerInner, slots: u32) -> String {
             c.spilled() as f64,
         ),
         (
+            "ringleader_worker_housekeeping_passes_total",
+            "Housekeeping passes finished (deleting finished jobs' files and dead dataset generations).",
+            load(&c.housekeeping_passes),
+        ),
+        (
             "ringleader_worker_flight_served_bytes_total",
             "Bytes sent over Arrow Flight (shuffle blocks, partitions, results).",
             load(&c.served),

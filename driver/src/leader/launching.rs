@@ -24,6 +24,7 @@ impl DriverInner {
         self.lose_dead_workers(&live).await;
         self.fail_jobs_without_workers(&live).await;
         self.cancel_unwatched().await;
+        self.settle_placements().await;
         let assignments = schedule(&self.state(), &live);
         self.start(assignments, false).await;
         let copies = {

@@ -73,9 +73,6 @@ pub struct DriverInner {
     missing: Mutex<HashMap<WorkerId, BTreeSet<crate::scheduler::AttemptKey>>>,
     /// How long this driver's Raft commits took.
     pub commits: crate::commit_times::CommitTimes,
-    /// Dataset generations placed but not yet committed (a `put` or a job's output on its
-    /// way), kept from the workers' clean-up for [`PLACED_GRACE`].
-    placed: Mutex<HashMap<String, Instant>>,
 }
 
 /// How long a placed dataset generation may take to be committed (a long `put`) before
@@ -105,37 +102,10 @@ pub struct DriverParts {
 }
 
 impl DriverInner {
-    /// Remembers a placed dataset generation (`name/generation`) until it is committed.
-    pub fn placed(&self, generation: String) {
-        let mut placed = lock(&self.placed);
-        placed.retain(|_, at| at.elapsed() < PLACED_GRACE);
-        placed.insert(generation, Instant::now());
-    }
-
-    /// The dataset generations workers must keep: committed, being written by a running
-    /// job, or placed recently.
+    /// The dataset generations workers must keep: committed, or placed and not yet settled
+    /// (both in the replicated state, so a new leader keeps what its predecessor placed).
     pub fn live_datasets(&self) -> Vec<String> {
-        let state = self.state();
-        let mut live = state.live_datasets();
-        // A placed generation is settled once committed (then the state lists it) or once
-        // the job writing it ended: forget it.
-        let ended: BTreeSet<String> = state
-            .jobs
-            .values()
-            .filter(|j| j.state != crate::state::JobState::Running)
-            .filter_map(|j| j.plan.store.as_ref())
-            .map(|s| format!("{}/{}", s.dataset, s.generation))
-            .collect();
-        let mut placed = lock(&self.placed);
-        placed.retain(|g, at| at.elapsed() < PLACED_GRACE && !live.contains(g) && !ended.contains(g));
-        live.extend(placed.keys().cloned());
-        live
-    }
-
-    /// Forgets the placed generations of dataset `name` (it was removed).
-    pub fn forget_placed(&self, name: &str) {
-        let prefix = format!("{name}/");
-        lock(&self.placed).retain(|g, _| !g.starts_with(&prefix));
+        self.state().live_datasets()
     }
 
     /// A driver from its parts.
@@ -161,7 +131,6 @@ impl DriverInner {
             commits: crate::commit_times::CommitTimes::default(),
             speculation: parts.speculation,
             missing: Mutex::new(HashMap::new()),
-            placed: Mutex::new(HashMap::new()),
         })
     }
 

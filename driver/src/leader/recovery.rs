@@ -78,12 +78,11 @@ impl DriverInner {
                 .values()
                 .filter(|d| d.placement.iter().any(|o| o.contains(&lost)))
             {
-                let mut record = d.clone();
-                for (p, owners) in record.placement.iter_mut().enumerate() {
+                for (p, owners) in d.placement.iter().enumerate() {
                     if !owners.contains(&lost) {
                         continue;
                     }
-                    owners.retain(|o| *o != lost);
+                    let owners: Vec<WorkerId> = owners.iter().filter(|o| **o != lost).cloned().collect();
                     let key = format!("{}/{p}", d.name);
                     let target = ring
                         .owners(key.as_bytes(), ring.len())
@@ -104,7 +103,7 @@ impl DriverInner {
                         ));
                     }
                 }
-                datasets.push(record);
+                datasets.push(d.clone());
             }
             (datasets, copies)
         };
@@ -135,13 +134,50 @@ impl DriverInner {
                 ),
             }
         }
-        for mut record in datasets {
-            for (dataset, partition, target) in &copied {
-                if *dataset == record.name {
-                    record.placement[*partition].push(target.clone());
+        // Each partition that listed the lost worker: its survivors and any new copy, recorded
+        // only if the dataset is still the generation copied (a `put --overwrite`, a job's
+        // output or an `rm` meanwhile wins).
+        for record in datasets {
+            for (p, placed) in record.placement.iter().enumerate() {
+                if !placed.contains(&lost) {
+                    continue;
                 }
+                let mut holders: Vec<WorkerId> = placed.iter().filter(|o| **o != lost).cloned().collect();
+                holders.extend(
+                    copied
+                        .iter()
+                        .filter(|(dataset, partition, _)| *dataset == record.name && *partition == p)
+                        .map(|(_, _, target)| target.clone()),
+                );
+                let _ = self
+                    .write(Command::RepairDataset {
+                        name: record.name.clone(),
+                        generation: record.generation.clone(),
+                        partition: p as u32,
+                        holders,
+                    })
+                    .await;
             }
-            let _ = self.write(Command::PutDataset(record)).await;
+        }
+    }
+
+    /// Gives up dataset writes placed longer than [`super::PLACED_GRACE`] ago and never
+    /// committed (a `put` whose client went away; a job's output is settled when its job
+    /// ends). Workers then delete what was sent of them.
+    pub(super) async fn settle_placements(self: &Arc<Self>) {
+        let abandoned: Vec<(String, String)> = {
+            let state = self.state();
+            let now = ringleader_core::clock::now_ms();
+            let grace = super::PLACED_GRACE.as_millis() as u64;
+            state
+                .pending
+                .values()
+                .filter(|p| now.saturating_sub(p.placed_ms) > grace)
+                .map(|p| (p.name.clone(), p.generation.clone()))
+                .collect()
+        };
+        for (name, generation) in abandoned {
+            let _ = self.write(Command::AbortDataset { name, generation }).await;
         }
     }
 

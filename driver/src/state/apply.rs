@@ -16,9 +16,25 @@ impl ClusterState {
     /// Applies one command.
     pub fn apply(&mut self, command: Command) -> Outcome {
         let noted = Noted::of(&command);
+        let job = command.job().cloned();
         let outcome = self.apply_one(command);
         noted.record(self, &outcome);
+        if let Some(job) = job {
+            self.settle_ended_output(&job);
+        }
         outcome
+    }
+
+    /// Gives up the placed output of `job` if the job ended without committing it (failed,
+    /// cancelled, or lost its race): the workers delete what it wrote.
+    fn settle_ended_output(&mut self, job: &JobId) {
+        let Some(j) = self.jobs.get(job).filter(|j| j.state != JobState::Running) else {
+            return;
+        };
+        if let Some(spec) = &j.plan.store {
+            let key = super::records::pending_key(&spec.dataset, &spec.generation);
+            self.pending.remove(&key);
+        }
     }
 
     fn apply_one(&mut self, command: Command) -> Outcome {
@@ -143,16 +159,22 @@ impl ClusterState {
                 if !slot.finish(attempt, value, read) {
                     return Outcome::Stale;
                 }
-                if let Some(j) = self.jobs.get_mut(&job)
+                if let Some(j) = self.jobs.get(&job)
                     && (0..j.tasks.len()).all(|s| j.stage_done(s))
                 {
-                    match stored_output(j, &self.workers, &self.datasets) {
-                        Ok(Some(record)) => {
-                            self.datasets.insert(record.name.clone(), record);
-                            j.state = JobState::Succeeded;
-                        }
-                        Ok(None) => j.state = JobState::Succeeded,
-                        Err(message) => j.state = JobState::Failed(message),
+                    let ended = match stored_output(j, &self.workers) {
+                        Ok(Some(record)) => match self.settle_pending(&record.name, &record.generation) {
+                            Ok(()) => {
+                                self.datasets.insert(record.name.clone(), record);
+                                JobState::Succeeded
+                            }
+                            Err(conflict) => JobState::Failed(conflict),
+                        },
+                        Ok(None) => JobState::Succeeded,
+                        Err(message) => JobState::Failed(message),
+                    };
+                    if let Some(j) = self.jobs.get_mut(&job) {
+                        j.state = ended;
                     }
                 }
                 Outcome::Done
@@ -195,14 +217,16 @@ impl ClusterState {
                 task,
                 worker,
             } => self.launch(&job, stage, task, |slot, history| slot.speculate(history, worker)),
-            Command::PutDataset(record) => {
-                self.datasets.insert(record.name.clone(), record);
-                Outcome::Done
-            }
-            Command::RemoveDataset { name } => match self.datasets.remove(&name) {
-                Some(_) => Outcome::Done,
-                None => Outcome::Stale,
-            },
+            Command::PlaceDataset(pending) => self.place_dataset(pending),
+            Command::CommitDataset(record) => self.commit_dataset(record),
+            Command::AbortDataset { name, generation } => self.abort_dataset(&name, &generation),
+            Command::RemoveDataset { name, generation } => self.remove_dataset(&name, &generation),
+            Command::RepairDataset {
+                name,
+                generation,
+                partition,
+                holders,
+            } => self.repair_dataset(&name, &generation, partition, holders),
             Command::CancelJob { job, reason } => match self.jobs.get_mut(&job) {
                 Some(j) if j.state == JobState::Running => {
                     j.state = JobState::Cancelled(reason);

@@ -7,7 +7,7 @@ use ringleader_core::ids::{Attempt, JobId, StageId, TaskId, WorkerId};
 use ringleader_core::plan::{JobPlan, TaskValue, Volume};
 use serde::{Deserialize, Serialize};
 
-use super::records::DatasetRecord;
+use super::records::{DatasetRecord, PendingDataset};
 
 /// A change to the cluster's state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -107,12 +107,38 @@ pub enum Command {
         /// Whether it counts toward [`super::MAX_ATTEMPTS`].
         counts: bool,
     },
-    /// A dataset's partitions are stored (replacing any dataset of that name).
-    PutDataset(DatasetRecord),
-    /// A stored dataset is forgotten (its workers delete its files).
+    /// A write of a dataset generation is placed: its partitions may now be sent. Refused
+    /// (a conflict) unless the name has the `expected` generation now.
+    PlaceDataset(PendingDataset),
+    /// A placed generation's partitions are stored: it becomes the dataset, if the name
+    /// still has the generation its placement expected (compare-and-set).
+    CommitDataset(DatasetRecord),
+    /// A placed generation is given up (its writer failed, or it was abandoned).
+    AbortDataset {
+        /// The dataset's name.
+        name: String,
+        /// The generation placed.
+        generation: String,
+    },
+    /// A stored dataset is forgotten (its workers delete its files), if it is still the
+    /// `generation` the remover saw.
     RemoveDataset {
         /// Its name.
         name: String,
+        /// The generation to remove.
+        generation: String,
+    },
+    /// A repair copied a partition: its holders are now `holders`, if the dataset is still
+    /// `generation` (a copy of a replaced generation changes nothing).
+    RepairDataset {
+        /// The dataset's name.
+        name: String,
+        /// The generation the copies are of.
+        generation: String,
+        /// The partition.
+        partition: u32,
+        /// Its live holders, the new copies included.
+        holders: Vec<WorkerId>,
     },
     /// The job stops (cancelled).
     CancelJob {
@@ -150,6 +176,21 @@ pub enum Command {
     Batch(Vec<Command>),
 }
 
+impl Command {
+    /// The job this command is about, if it is about one.
+    pub fn job(&self) -> Option<&JobId> {
+        match self {
+            Command::StartTask { job, .. }
+            | Command::FinishTask { job, .. }
+            | Command::FailTask { job, .. }
+            | Command::Speculate { job, .. }
+            | Command::CancelJob { job, .. }
+            | Command::FetchFailed { job, .. } => Some(job),
+            _ => None,
+        }
+    }
+}
+
 /// What applying a command produced.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Outcome {
@@ -167,4 +208,6 @@ pub enum Outcome {
     Batch(Vec<Outcome>),
     /// Tasks returned to pending (to run again, or to recompute lost output).
     Requeued(u32),
+    /// A compare-and-set on a dataset's name lost: why (naming the generation that won).
+    Conflict(String),
 }

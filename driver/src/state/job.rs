@@ -174,23 +174,16 @@ impl JobRecord {
     }
 }
 
-/// The dataset a job that just succeeded wrote, to commit with its success: `Ok(None)` if
-/// it wrote none, an error (the job fails) if a partition lacks its replicas or the name
-/// was taken meanwhile without `overwrite`.
+/// The dataset a job that just succeeded wrote, to commit with its success (if the name
+/// still has the generation its placement expected): `Ok(None)` if it wrote none, an error
+/// (the job fails) if a partition lacks its replicas.
 pub(super) fn stored_output(
     job: &JobRecord,
     workers: &BTreeMap<WorkerId, WorkerRecord>,
-    datasets: &BTreeMap<String, DatasetRecord>,
 ) -> Result<Option<DatasetRecord>, String> {
     let Some(spec) = &job.plan.store else {
         return Ok(None);
     };
-    if datasets.contains_key(&spec.dataset) && !spec.overwrite {
-        return Err(format!(
-            "dataset {} was stored by another job meanwhile; pass --overwrite to replace it",
-            spec.dataset
-        ));
-    }
     let mut record = DatasetRecord {
         name: spec.dataset.clone(),
         generation: spec.generation.clone(),

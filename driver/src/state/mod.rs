@@ -12,6 +12,7 @@
 
 mod apply;
 pub mod command;
+mod datasets;
 pub mod job;
 pub mod records;
 pub mod task;
@@ -23,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 pub use command::{Command, Outcome};
 pub use job::{JobRecord, JobState, MAX_ATTEMPTS, MAX_FETCH_FAILURES, max_uncounted_failures};
-pub use records::{DatasetRecord, WorkerRecord};
+pub use records::{DatasetRecord, PendingDataset, WorkerRecord};
 pub use task::{Speculative, TaskHistory, TaskState};
 
 /// Finished jobs kept for `ringleader jobs`; older ones are forgotten as new ones arrive.
@@ -46,6 +47,8 @@ pub struct ClusterState {
     pub jobs: BTreeMap<JobId, JobRecord>,
     /// Stored datasets, by name.
     pub datasets: BTreeMap<String, DatasetRecord>,
+    /// Dataset writes placed and not yet committed, by `name/generation`.
+    pub pending: BTreeMap<String, PendingDataset>,
     /// Job ids by client submission id.
     pub submissions: BTreeMap<String, JobId>,
     next_worker: u64,
@@ -101,16 +104,10 @@ impl ClusterState {
     }
 
     /// Dataset generations (`name/generation`) workers must keep: the committed ones and
-    /// those running jobs are writing.
+    /// those placed and not yet committed or given up (an upload, a running job's output).
     pub fn live_datasets(&self) -> Vec<String> {
         let committed = self.datasets.values().map(|d| format!("{}/{}", d.name, d.generation));
-        let writing = self
-            .jobs
-            .values()
-            .filter(|j| j.state == JobState::Running)
-            .filter_map(|j| j.plan.store.as_ref())
-            .map(|s| format!("{}/{}", s.dataset, s.generation));
-        committed.chain(writing).collect()
+        committed.chain(self.pending.keys().cloned()).collect()
     }
 
     /// The consistent-hash ring over the workers `include` accepts, weighted by slots.

@@ -1,4 +1,5 @@
-//! What the state remembers besides jobs: registered workers and stored datasets.
+//! What the state remembers besides jobs: registered workers, stored datasets, and the
+//! dataset writes placed but not yet committed.
 
 use ringleader_core::ids::WorkerId;
 use ringleader_core::store::DatasetFormat;
@@ -41,4 +42,32 @@ pub struct DatasetRecord {
     pub rows: Vec<u64>,
     /// Bytes per partition (Arrow in-memory size).
     pub bytes: Vec<u64>,
+}
+
+/// A write of a stored dataset placed but not yet committed (a `put` uploading, or a job
+/// writing a `ringleader://` output): replicated before its first byte is sent, so every
+/// driver knows its partitions are on their way and workers keep them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PendingDataset {
+    /// The dataset's name.
+    pub name: String,
+    /// The generation being written.
+    pub generation: String,
+    /// The generation the name had when the write was placed (`None`: no dataset of that
+    /// name): the commit applies only if the name still has it.
+    pub expected: Option<String>,
+    /// When it was placed, Unix milliseconds (a write abandoned for long is dropped).
+    pub placed_ms: u64,
+}
+
+impl PendingDataset {
+    /// Its key in [`super::ClusterState::pending`]: `name/generation`.
+    pub fn key(&self) -> String {
+        pending_key(&self.name, &self.generation)
+    }
+}
+
+/// The key of a pending write of `generation` of dataset `name`.
+pub fn pending_key(name: &str, generation: &str) -> String {
+    format!("{name}/{generation}")
 }

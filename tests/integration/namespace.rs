@@ -1,0 +1,200 @@
+//! The stored-dataset namespace under concurrent writers and leader changes, on real
+//! processes: every change to a name is a compare-and-set in the Raft log, so two writers of
+//! one name never both win, an `rm` is never undone by a write that started before it, and
+//! a write placed before a leader change keeps its partitions and commits through the new
+//! leader. A `put` is held just before its commit (`RINGLEADER_TEST_COMMIT_HOLD`) to line the
+//! races up the same way every time.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use ringleader_core::fault_injection::COMMIT_HOLD;
+
+use crate::helpers::{Bounded, LocalCluster, eventually, files_under, kill_now, ok, ringleader_bin, wait_bounded};
+
+/// Every line of the text files under `dir`, sorted: what a stored text dataset holds.
+fn lines_under(dir: &Path) -> Vec<String> {
+    let mut lines: Vec<String> = files_under(dir)
+        .iter()
+        .filter(|f| !f.file_name().is_some_and(|n| n == "_SUCCESS"))
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap()
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// Text files of `n` distinct lines tagged `tag` under `dir`.
+fn tagged_text(dir: &Path, tag: &str, n: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    let text: String = (0..n).map(|i| format!("{tag} line {i}\n")).collect();
+    std::fs::write(dir.join("part-0.txt"), text).unwrap();
+}
+
+/// `ringleader put ARGS INPUT` on `cluster` in the background, held before its commit while
+/// `hold` exists; its stderr in `log`.
+fn put_held(cluster: &LocalCluster, args: &[&str], input: &Path, hold: &Path, log: &Path) -> Child {
+    Command::new(ringleader_bin())
+        .env("RINGLEADER_TOKEN_FILE", cluster.token())
+        .env(COMMIT_HOLD, hold)
+        .args(["put", "--master", &cluster.master])
+        .args(args)
+        .arg(input)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// `ringleader put ARGS INPUT` to its end.
+fn put(cluster: &LocalCluster, args: &[&str], input: &Path) -> std::process::Output {
+    Command::new(ringleader_bin())
+        .env("RINGLEADER_TOKEN_FILE", cluster.token())
+        .args(["put", "--master", &cluster.master])
+        .args(args)
+        .arg(input)
+        .bounded()
+}
+
+/// The generation directories of dataset `name` on the workers' disks.
+fn generations_on_disk(cluster: &LocalCluster, name: &str) -> Vec<String> {
+    let mut generations: Vec<String> = std::fs::read_dir(cluster.dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("worker-"))
+        .flat_map(|w| {
+            std::fs::read_dir(w.path().join("datasets").join(name))
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .filter(|g| {
+            files_under(&g.path())
+                .iter()
+                .any(|f| f.extension().is_some_and(|e| e == "arrow"))
+        })
+        .map(|g| g.file_name().to_string_lossy().into_owned())
+        .collect();
+    generations.sort();
+    generations.dedup();
+    generations
+}
+
+/// What `ringleader get NAME` writes, as sorted lines.
+fn got(cluster: &LocalCluster, name: &str, into: &Path) -> Vec<String> {
+    ok(
+        cluster.ringleader(&["get", name, into.to_str().unwrap()]),
+        "ringleader get",
+    );
+    lines_under(into)
+}
+
+/// The held put's log once it ended, which must be a failure.
+fn failed(mut child: Child, log: &Path) -> String {
+    let status = wait_bounded(&mut child, Duration::from_secs(120));
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    assert!(!status.success(), "the put should have lost its race:\n{text}");
+    text
+}
+
+#[test]
+fn two_puts_of_one_name_without_overwrite_store_one_and_tell_the_other_which_won() {
+    let cluster = LocalCluster::up(1, 2);
+    let data = tempfile::tempdir().unwrap();
+    let d = |name: &str| -> PathBuf { data.path().join(name) };
+    tagged_text(&d("a"), "first", 2000);
+    tagged_text(&d("b"), "second", 1500);
+    std::fs::write(d("hold"), "").unwrap();
+    // The first put places its write and sends its partitions, then waits before its commit.
+    let first = put_held(&cluster, &["--name", "race"], &d("a"), &d("hold"), &d("first.log"));
+    eventually(Duration::from_secs(60), "the first put's partitions are sent", || {
+        generations_on_disk(&cluster, "race").len() == 1
+    });
+    // The second, placed while the name is still free, commits first.
+    let second = put(&cluster, &["--name", "race"], &d("b"));
+    assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
+    std::fs::remove_file(d("hold")).unwrap();
+    let log = failed(first, &d("first.log"));
+    assert!(
+        log.contains("dataset race was stored by another writer meanwhile") && log.contains(" won)"),
+        "{log}"
+    );
+    // The name holds the winner's rows, all of them, and only the winner's files stay.
+    let want = lines_under(&d("b"));
+    assert_eq!(got(&cluster, "race", &d("got")), want);
+    eventually(Duration::from_secs(30), "the loser's partitions are deleted", || {
+        generations_on_disk(&cluster, "race").len() == 1
+    });
+}
+
+#[test]
+fn an_overwrite_that_started_before_an_rm_does_not_bring_the_dataset_back() {
+    let cluster = LocalCluster::up(1, 2);
+    let data = tempfile::tempdir().unwrap();
+    let d = |name: &str| -> PathBuf { data.path().join(name) };
+    tagged_text(&d("old"), "old", 500);
+    tagged_text(&d("new"), "new", 500);
+    let stored = put(&cluster, &["--name", "gone"], &d("old"));
+    assert!(stored.status.success(), "{}", String::from_utf8_lossy(&stored.stderr));
+    std::fs::write(d("hold"), "").unwrap();
+    let overwrite = put_held(
+        &cluster,
+        &["--name", "gone", "--overwrite"],
+        &d("new"),
+        &d("hold"),
+        &d("overwrite.log"),
+    );
+    eventually(Duration::from_secs(60), "the overwrite's partitions are sent", || {
+        generations_on_disk(&cluster, "gone").len() == 2
+    });
+    ok(cluster.ringleader(&["rm", "gone"]), "ringleader rm");
+    std::fs::remove_file(d("hold")).unwrap();
+    let log = failed(overwrite, &d("overwrite.log"));
+    assert!(log.contains("dataset gone was removed meanwhile"), "{log}");
+    let listed = ok(cluster.ringleader(&["datasets"]), "datasets");
+    assert!(!listed.contains("gone:"), "{listed}");
+    eventually(Duration::from_secs(30), "both generations' files go", || {
+        generations_on_disk(&cluster, "gone").is_empty()
+    });
+}
+
+#[test]
+fn a_put_whose_leader_changed_before_its_commit_keeps_its_partitions_and_commits() {
+    let cluster = LocalCluster::up(3, 2);
+    let data = tempfile::tempdir().unwrap();
+    let d = |name: &str| -> PathBuf { data.path().join(name) };
+    tagged_text(&d("in"), "kept", 3000);
+    std::fs::write(d("hold"), "").unwrap();
+    let mut writer = put_held(&cluster, &["--name", "kept"], &d("in"), &d("hold"), &d("put.log"));
+    eventually(Duration::from_secs(60), "the put's partitions are sent", || {
+        generations_on_disk(&cluster, "kept").len() == 1
+    });
+    let (leader, term) = cluster.leader_after(0);
+    kill_now(cluster.driver_pid(leader));
+    cluster.leader_after(term);
+    // Both workers clean up twice more by the lists of the new leader (a pass starts on a
+    // heartbeat's answer: the first may still have started on the old leader's).
+    let passes = |w: usize| cluster.worker_metric(w, "ringleader_worker_housekeeping_passes_total");
+    let before: Vec<f64> = (0..2).map(passes).collect();
+    eventually(
+        Duration::from_secs(30),
+        "the workers clean up by the new leader's lists",
+        || (0..2).all(|w| passes(w) >= before[w] + 2.0),
+    );
+    assert_eq!(
+        generations_on_disk(&cluster, "kept").len(),
+        1,
+        "the new leader let the workers delete a placed write"
+    );
+    std::fs::remove_file(d("hold")).unwrap();
+    let status = wait_bounded(&mut writer, Duration::from_secs(120));
+    let log = std::fs::read_to_string(d("put.log")).unwrap_or_default();
+    assert!(status.success(), "the put failed after the leader changed:\n{log}");
+    assert_eq!(got(&cluster, "kept", &d("got")), lines_under(&d("in")));
+}
