@@ -17,7 +17,7 @@ use crate::helpers::{Bounded, LocalCluster, eventually, files_under, kill_now, o
 fn lines_under(dir: &Path) -> Vec<String> {
     let mut lines: Vec<String> = files_under(dir)
         .iter()
-        .filter(|f| !f.file_name().is_some_and(|n| n == "_SUCCESS"))
+        .filter(|f| f.file_name().is_none_or(|n| n != "_SUCCESS"))
         .flat_map(|f| {
             std::fs::read_to_string(f)
                 .unwrap()
