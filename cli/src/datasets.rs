@@ -104,6 +104,18 @@ pub struct ListArgs {
     pub cluster: ClusterArgs,
 }
 
+/// `ringleader datasets`.
+#[derive(Debug, Args)]
+pub struct DatasetsArgs {
+    /// Where the cluster is.
+    #[command(flatten)]
+    pub list: ListArgs,
+    /// Print JSON: {"datasets": [{"name", "generation", "replicas", "partitions": [{"index",
+    /// "live_replicas", "holders"}]}]}.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// A dataset name given as NAME or ringleader://NAME.
 fn dataset_name(arg: &str) -> anyhow::Result<String> {
     match ringleader_core::store::parse_url(std::path::Path::new(arg)) {
@@ -176,13 +188,45 @@ pub fn rm(args: RmArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs `datasets`.
-pub fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
-    let (runtime, group) = connect(&args.cluster)?;
+pub fn list(args: DatasetsArgs) -> anyhow::Result<ExitCode> {
+    let (runtime, group) = connect(&args.list.cluster)?;
     let list = runtime.block_on(ringleader::client::call(
         &group,
         "listing datasets",
         |mut d| async move { d.list_datasets(proto::ListDatasetsRequest {}).await },
     ))?;
+    if args.json {
+        let datasets: Vec<serde_json::Value> = list
+            .datasets
+            .iter()
+            .map(|d| {
+                let partitions: Vec<serde_json::Value> = d
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        serde_json::json!({
+                            "index": p.partition,
+                            "live_replicas": audited(p).then_some(p.live_replicas),
+                            "holders": p.workers,
+                            "short_because": (!p.short_because.is_empty()).then_some(&p.short_because),
+                        })
+                    })
+                    .collect();
+                serde_json::json!({
+                    "name": d.name,
+                    "generation": d.generation,
+                    "format": d.format,
+                    "replicas": d.replicas,
+                    "partitions": partitions,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "datasets": datasets }))?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     if list.datasets.is_empty() {
         println!("no datasets (store one with `ringleader put --name NAME PATH…`)");
     }
@@ -192,12 +236,24 @@ pub fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Whether the leader's repair loop has audited partition `p` yet (an audited partition
+/// with no live copy says why).
+fn audited(p: &proto::PartitionPlacement) -> bool {
+    p.live_replicas > 0 || !p.short_because.is_empty()
+}
+
 /// Prints a dataset's summary line and its placement, a line per partition.
 fn print_dataset(d: &proto::DatasetInfo) {
     let rows: u64 = d.partitions.iter().map(|p| p.rows).sum();
     let bytes: u64 = d.partitions.iter().map(|p| p.bytes).sum();
+    let short = d.partitions.iter().filter(|p| !p.short_because.is_empty()).count();
+    let health = match short {
+        _ if !d.partitions.iter().all(audited) => "replicas not audited yet".to_string(),
+        0 => format!("replicas {}/{}", d.replicas, d.replicas),
+        n => format!("{n} partitions short of {} replicas", d.replicas),
+    };
     println!(
-        "{}: {}, {} partitions x {} replicas, {rows} rows, {bytes} bytes",
+        "{}: {}, {} partitions x {} replicas, {rows} rows, {bytes} bytes; {health}",
         d.name,
         d.format,
         d.partitions.len(),
@@ -205,11 +261,21 @@ fn print_dataset(d: &proto::DatasetInfo) {
     );
     for p in &d.partitions {
         println!(
-            "  partition {:>3}: {:>10} rows {:>12} bytes on {}",
+            "  partition {:>3}: {:>10} rows {:>12} bytes on {} ({} live){}",
             p.partition,
             p.rows,
             p.bytes,
-            p.workers.join(", ")
+            p.workers.join(", "),
+            if audited(p) {
+                format!("{}/{}", p.live_replicas, d.replicas)
+            } else {
+                "?".to_string()
+            },
+            if p.short_because.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", p.short_because)
+            }
         );
     }
 }

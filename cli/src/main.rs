@@ -62,7 +62,7 @@ enum Verb {
     /// Remove a stored dataset (its workers delete its files).
     Rm(datasets::RmArgs),
     /// List the datasets stored on the cluster and their placement.
-    Datasets(datasets::ListArgs),
+    Datasets(datasets::DatasetsArgs),
     /// List the jobs the cluster remembers (any driver answers).
     Jobs(datasets::ListArgs),
     /// Show one job's stages and their progress.

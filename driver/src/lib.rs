@@ -284,6 +284,7 @@ impl BoundDriver {
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), DriverError> {
         let inner = self.inner;
         let scheduler = tokio::spawn(inner.clone().schedule_forever());
+        let repairs = tokio::spawn(inner.clone().repair_forever());
         let leadership = tokio::spawn(inner.clone().follow_leadership());
         let initializer = tokio::spawn(initialize(inner.clone()));
         let require = serving::guard(self.address)?;
@@ -315,7 +316,7 @@ impl BoundDriver {
             .add_service(serving::guarded(transport, &require))
             .serve_with_incoming_shutdown(serving::incoming(self.listener), stop)
             .await;
-        for task in [scheduler, leadership, initializer] {
+        for task in [scheduler, repairs, leadership, initializer] {
             task.abort();
         }
         if let Some(web) = web {

@@ -1,6 +1,6 @@
 //! The driver's Prometheus metrics (`/metrics` on its web port): tasks and jobs by state,
-//! workers and their heartbeat age, shuffle bytes written, Raft's term and indexes, and how
-//! long this driver's Raft commits take. Text exposition format 0.0.4, written here.
+//! workers and their heartbeat age, shuffle bytes written, under-replicated stored partitions,
+//! Raft's term and indexes, and how long this driver's Raft commits take. Text exposition format 0.0.4, written here.
 
 use ringleader_core::exposition::Family;
 use ringleader_core::plan::TaskValue;
@@ -20,6 +20,14 @@ pub fn render(inner: &DriverInner) -> String {
         "1 on the leader of the driver group.",
         &[],
         f64::from(u8::from(leader)),
+    );
+    Family::single(
+        &mut out,
+        "ringleader_under_replicated_partitions",
+        "gauge",
+        "Stored dataset partitions the leader's last audit found on fewer live workers than their replicas (0 on other drivers).",
+        &[],
+        inner.under_replicated() as f64,
     );
     Family::single(
         &mut out,

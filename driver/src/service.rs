@@ -504,6 +504,7 @@ impl Driver for DriverService {
             }
         };
         refuse_conflict(self.inner.write(Command::CommitDataset(record)).await?)?;
+        self.inner.repair_wake.notify_one();
         Ok(Response::new(proto::CommitDatasetReply {}))
     }
 
@@ -515,7 +516,7 @@ impl Driver for DriverService {
                 "no dataset named {name:?} (`ringleader datasets` lists them; store one with `ringleader put --name {name} PATH…`)"
             ))
         })?;
-        Ok(Response::new(dataset_info(&state, record)))
+        Ok(Response::new(dataset_info(&state, record, |_| None)))
     }
 
     async fn remove_dataset(
@@ -548,8 +549,14 @@ impl Driver for DriverService {
         &self,
         _: Request<proto::ListDatasetsRequest>,
     ) -> Result<Response<proto::DatasetList>, Status> {
+        // The replicas' health is what the leader's repair loop found: ask the leader.
+        self.inner.require_leader()?;
         let state = self.inner.state();
-        let datasets = state.datasets.values().map(|d| dataset_info(&state, d)).collect();
+        let datasets = state
+            .datasets
+            .values()
+            .map(|d| dataset_info(&state, d, |p| self.inner.partition_health(&d.name, p)))
+            .collect();
         Ok(Response::new(proto::DatasetList { datasets }))
     }
 

@@ -5,6 +5,7 @@ use ringleader_core::ids::WorkerId;
 use ringleader_core::plan::{StageOutput, Volume};
 use ringleader_core::proto;
 
+use crate::leader::PartitionHealth;
 use crate::observed::Observed;
 use crate::raft::group::Peers;
 use crate::state::{ClusterState, DatasetRecord, JobRecord, JobState, TaskState};
@@ -139,23 +140,34 @@ pub fn placement(
         addresses,
         rows,
         bytes,
+        ..Default::default()
     }
 }
 
-/// A stored dataset and where its partitions live.
-pub fn dataset_info(state: &ClusterState, record: &DatasetRecord) -> proto::DatasetInfo {
+/// A stored dataset and where its partitions live, with what the leader's last audit found
+/// of each (`health`; none on another driver).
+pub fn dataset_info(
+    state: &ClusterState,
+    record: &DatasetRecord,
+    health: impl Fn(u32) -> Option<PartitionHealth>,
+) -> proto::DatasetInfo {
     let partitions = record
         .placement
         .iter()
         .enumerate()
         .map(|(p, workers)| {
-            placement(
+            let mut placed = placement(
                 state,
                 p as u32,
                 workers.clone(),
                 record.rows.get(p).copied().unwrap_or(0),
                 record.bytes.get(p).copied().unwrap_or(0),
-            )
+            );
+            if let Some(found) = health(p as u32) {
+                placed.live_replicas = found.live;
+                placed.short_because = found.short_because.unwrap_or_default();
+            }
+            placed
         })
         .collect();
     proto::DatasetInfo {

@@ -507,7 +507,17 @@ impl LocalCluster {
 
     /// The value of the one sample of `metric` that worker `i` (0-based) serves at /metrics.
     pub fn worker_metric(&self, i: usize, metric: &str) -> f64 {
-        let address = std::fs::read_to_string(self.dir.path().join(format!("worker-{}/http-address", i + 1))).unwrap();
+        self.metric(&format!("worker-{}", i + 1), metric)
+    }
+
+    /// The value of the one sample of `metric` that driver `i` (0-based) serves at /metrics.
+    pub fn driver_metric(&self, i: usize, metric: &str) -> f64 {
+        self.metric(&format!("driver-{}", i + 1), metric)
+    }
+
+    /// The value of the one sample of `metric` that the node in directory `node` serves.
+    fn metric(&self, node: &str, metric: &str) -> f64 {
+        let address = std::fs::read_to_string(self.dir.path().join(format!("{node}/http-address"))).unwrap();
         let token = std::fs::read_to_string(self.token()).unwrap();
         let (code, body) = http_get(
             address.trim(),
@@ -518,7 +528,7 @@ impl LocalCluster {
         body.lines()
             .find(|l| l.starts_with(&format!("{metric}{{")) || l.starts_with(&format!("{metric} ")))
             .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-            .unwrap_or_else(|| panic!("no {metric} in worker {i}'s metrics:\n{body}"))
+            .unwrap_or_else(|| panic!("no {metric} in {node}'s metrics:\n{body}"))
     }
 
     /// The log of driver `i` (0-based), as `cluster up` writes it.

@@ -17,6 +17,7 @@ mod operators;
 mod oracles;
 mod outputs;
 mod raft;
+mod replicas;
 mod shipping;
 mod sources;
 mod spill;

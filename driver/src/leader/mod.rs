@@ -6,7 +6,8 @@
 //! - `takeover`: becoming leader (resuming running jobs) and stepping down.
 //! - `launching`: the scheduling loop: first attempts, then speculative copies.
 //! - `events`: task reports into the log, job events out to clients.
-//! - `recovery`: lost workers, re-replication, jobs without workers or watchers.
+//! - `recovery`: lost workers, jobs without workers or watchers, abandoned dataset writes.
+//! - `repair`: the audit and repair of stored partitions' replicas.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -27,9 +28,11 @@ mod error;
 mod events;
 mod launching;
 mod recovery;
+mod repair;
 mod takeover;
 
 pub use error::LeaderError;
+pub use repair::PartitionHealth;
 
 use crate::raft::group::Peers;
 use crate::raft::state_machine::Replica;
@@ -73,6 +76,10 @@ pub struct DriverInner {
     missing: Mutex<HashMap<WorkerId, BTreeSet<crate::scheduler::AttemptKey>>>,
     /// How long this driver's Raft commits took.
     pub commits: crate::commit_times::CommitTimes,
+    /// The repair loop's findings and pending retries.
+    repair: Mutex<repair::RepairState>,
+    /// Wakes the repair loop (a worker lost or back).
+    pub repair_wake: Notify,
 }
 
 /// How long a placed dataset generation may take to be committed (a long `put`) before
@@ -131,6 +138,8 @@ impl DriverInner {
             commits: crate::commit_times::CommitTimes::default(),
             speculation: parts.speculation,
             missing: Mutex::new(HashMap::new()),
+            repair: Mutex::new(repair::RepairState::default()),
+            repair_wake: Notify::new(),
         })
     }
 
@@ -228,11 +237,16 @@ impl DriverInner {
         lost
     }
 
-    /// Records a heartbeat; true when the worker was not alive before.
+    /// Records a heartbeat; true when the worker was not alive before (then its replicas
+    /// are audited at once).
     pub fn heartbeat(&self, worker: WorkerId) -> bool {
-        lock(&self.heartbeats)
+        let back = lock(&self.heartbeats)
             .insert(worker, Instant::now())
-            .is_none_or(|t| t.elapsed() >= self.worker_timeout)
+            .is_none_or(|t| t.elapsed() >= self.worker_timeout);
+        if back {
+            self.repair_wake.notify_one();
+        }
+        back
     }
 
     /// A client of the worker at `address`, over one cached connection per worker.

@@ -1,14 +1,13 @@
 //! Recovering from lost parts: workers that miss their heartbeats or cannot be reached
-//! (their tasks run elsewhere, their needed map outputs are recomputed, their dataset
-//! partitions re-replicated), jobs left without workers, and jobs nobody watches.
+//! (their tasks run elsewhere, their needed map outputs are recomputed, the repair loop
+//! audits their dataset partitions), jobs left without workers, jobs nobody watches, and
+//! dataset writes nobody commits.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ringleader_core::fault_injection;
 use ringleader_core::ids::{JobId, StageId, WorkerId};
-use ringleader_core::proto;
 
 use ringleader_core::sync::lock;
 
@@ -49,114 +48,12 @@ impl DriverInner {
                     if requeued > 0 {
                         self.wake.notify_one();
                     }
-                    tokio::spawn(self.clone().rereplicate(worker));
+                    self.repair_wake.notify_one();
                 }
                 // Not committed (leadership lost?): try again on the next pass.
                 Err(_) => {
                     lock(&self.was_live).insert(worker);
                 }
-            }
-        }
-    }
-
-    /// Restores the replica count of the stored dataset partitions `lost` held: each gets
-    /// a copy on the next live ring owner that lacks it, fetched from a surviving replica.
-    pub(super) async fn rereplicate(self: Arc<Self>, lost: WorkerId) {
-        let since = Instant::now();
-        while fault_injection::held(fault_injection::REPAIR_HOLD) && since.elapsed() < fault_injection::HOLD_LIMIT {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let live = self.live_workers();
-        let (datasets, copies) = {
-            let state = self.state();
-            let ring = state.ring(|w| live.contains(w));
-            let address = |w: &str| -> String { state.workers.get(w).map(|r| r.address.clone()).unwrap_or_default() };
-            let mut datasets = Vec::new();
-            let mut copies: Vec<(String, String, usize, WorkerId, String, Vec<String>)> = Vec::new();
-            for d in state
-                .datasets
-                .values()
-                .filter(|d| d.placement.iter().any(|o| o.contains(&lost)))
-            {
-                for (p, owners) in d.placement.iter().enumerate() {
-                    if !owners.contains(&lost) {
-                        continue;
-                    }
-                    let owners: Vec<WorkerId> = owners.iter().filter(|o| **o != lost).cloned().collect();
-                    let key = format!("{}/{p}", d.name);
-                    let target = ring
-                        .owners(key.as_bytes(), ring.len())
-                        .into_iter()
-                        .find(|w| !owners.contains(w))
-                        .cloned();
-                    if let Some(target) = target
-                        && !owners.is_empty()
-                    {
-                        let from = owners.iter().map(|o| address(o)).collect();
-                        copies.push((
-                            d.name.clone(),
-                            d.generation.clone(),
-                            p,
-                            target.clone(),
-                            address(&target),
-                            from,
-                        ));
-                    }
-                }
-                datasets.push(d.clone());
-            }
-            (datasets, copies)
-        };
-        let mut copied = Vec::new();
-        for (dataset, generation, partition, target, address, from) in copies {
-            let request = proto::CopyPartitionRequest {
-                dataset: dataset.clone(),
-                partition: partition as u32,
-                from,
-                generation,
-            };
-            let reply = match self.worker_client(&address) {
-                Ok(mut worker) => worker.copy_partition(request).await.map(|_| ()),
-                Err(e) => Err(e.into()),
-            };
-            match reply {
-                Ok(()) => {
-                    tracing::info!(
-                        "driver {}: copied {dataset} partition {partition} to {target} (a replica was on lost {lost})",
-                        self.id
-                    );
-                    copied.push((dataset, partition, target));
-                }
-                Err(e) => tracing::warn!(
-                    "driver {}: re-replicating {dataset} partition {partition} to {target}: {}",
-                    self.id,
-                    e.message()
-                ),
-            }
-        }
-        // Each partition that listed the lost worker: its survivors and any new copy, recorded
-        // only if the dataset is still the generation copied (a `put --overwrite`, a job's
-        // output or an `rm` meanwhile wins).
-        for record in datasets {
-            for (p, placed) in record.placement.iter().enumerate() {
-                if !placed.contains(&lost) {
-                    continue;
-                }
-                let mut holders: Vec<WorkerId> = placed.iter().filter(|o| **o != lost).cloned().collect();
-                holders.extend(
-                    copied
-                        .iter()
-                        .filter(|(dataset, partition, _)| *dataset == record.name && *partition == p)
-                        .map(|(_, _, target)| target.clone()),
-                );
-                let _ = self
-                    .write(Command::RepairDataset {
-                        name: record.name.clone(),
-                        generation: record.generation.clone(),
-                        partition: p as u32,
-                        holders,
-                    })
-                    .await;
             }
         }
     }

@@ -1,0 +1,308 @@
+//! The repair loop: while this driver leads, it audits every stored partition's replicas
+//! (each live worker lists the partitions on its disk) after a worker is lost, when one comes
+//! back, and every few seconds; it copies a partition to the next live ring owner until R
+//! live workers hold its current generation, retrying a failed copy with a backoff, and
+//! records the holders it confirmed only if the dataset is still the generation it audited
+//! (compare-and-set, see `state::datasets`). What it could not repair, and why, is kept
+//! for `ringleader datasets` and `/metrics`.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ringleader_core::fault_injection;
+use ringleader_core::ids::WorkerId;
+use ringleader_core::proto;
+use ringleader_core::sync::lock;
+
+use super::DriverInner;
+use crate::state::{Command, DatasetRecord};
+
+/// How often the loop audits when nothing wakes it.
+const AUDIT_EVERY: Duration = Duration::from_secs(2);
+/// How long a worker may take to list its partitions.
+const AUDIT_PATIENCE: Duration = Duration::from_secs(5);
+/// How long one copy may take.
+const COPY_PATIENCE: Duration = Duration::from_secs(300);
+/// The first wait after a failed copy to a worker; it doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+/// The longest wait between copies of one partition to one worker.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// What the last audit found of one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionHealth {
+    /// Live workers confirmed to hold its current generation.
+    pub live: u32,
+    /// Why it has fewer than its dataset's replicas, if it does.
+    pub short_because: Option<String>,
+}
+
+/// The repair loop's memory: the last audit's findings and the copies that wait to be tried
+/// again. Leader-local soft state.
+#[derive(Debug, Default)]
+pub struct RepairState {
+    /// By (dataset, partition).
+    health: HashMap<(String, u32), PartitionHealth>,
+    /// By (dataset, partition, target): when a copy may be tried again, and the next wait.
+    backoff: HashMap<(String, u32, WorkerId), (Instant, Duration)>,
+    /// Since when a test has held repairs back.
+    held_since: Option<Instant>,
+}
+
+impl DriverInner {
+    /// Runs the repair loop until the process ends.
+    pub async fn repair_forever(self: Arc<Self>) {
+        loop {
+            tokio::select! {
+                _ = self.repair_wake.notified() => {}
+                _ = tokio::time::sleep(AUDIT_EVERY) => {}
+            }
+            if self.leading().is_none() {
+                *lock(&self.repair) = RepairState::default();
+                continue;
+            }
+            self.repair_pass().await;
+        }
+    }
+
+    /// Whether a test holds repairs back now ([`fault_injection::REPAIR_HOLD`], at most
+    /// [`fault_injection::HOLD_LIMIT`]).
+    fn repair_held(&self) -> bool {
+        let mut repair = lock(&self.repair);
+        if !fault_injection::held(fault_injection::REPAIR_HOLD) {
+            repair.held_since = None;
+            return false;
+        }
+        repair.held_since.get_or_insert_with(Instant::now).elapsed() < fault_injection::HOLD_LIMIT
+    }
+
+    /// What the last audit found of partition `partition` of dataset `name`, on the leader.
+    pub fn partition_health(&self, name: &str, partition: u32) -> Option<PartitionHealth> {
+        lock(&self.repair).health.get(&(name.to_string(), partition)).cloned()
+    }
+
+    /// Partitions the last audit found short of their replicas.
+    pub fn under_replicated(&self) -> usize {
+        lock(&self.repair)
+            .health
+            .values()
+            .filter(|h| h.short_because.is_some())
+            .count()
+    }
+
+    /// One audit of every stored partition, and the copies it calls for.
+    async fn repair_pass(self: &Arc<Self>) {
+        let live = self.live_workers();
+        let (datasets, addresses): (Vec<DatasetRecord>, HashMap<WorkerId, String>) = {
+            let state = self.state();
+            if state.datasets.is_empty() {
+                lock(&self.repair).health.clear();
+                return;
+            }
+            let addresses = state
+                .workers
+                .values()
+                .filter(|w| live.contains(&w.id))
+                .map(|w| (w.id.clone(), w.address.clone()))
+                .collect();
+            (state.datasets.values().cloned().collect(), addresses)
+        };
+        tracing::debug!("driver {}: auditing {} workers", self.id, addresses.len());
+        let held = self.audit(&addresses).await;
+        tracing::debug!("driver {}: {} workers answered the audit", self.id, held.len());
+        let mut health = HashMap::new();
+        for record in datasets {
+            for partition in 0..record.placement.len() as u32 {
+                let found = self
+                    .repair_partition(&record, partition, &live, &addresses, &held)
+                    .await;
+                health.insert((record.name.clone(), partition), found);
+            }
+        }
+        lock(&self.repair).health = health;
+    }
+
+    /// Each live worker's stored partitions (`DATASET/GENERATION/PARTITION`); a worker that
+    /// does not answer in time is left out (its copies count as unknown, not live).
+    async fn audit(&self, addresses: &HashMap<WorkerId, String>) -> HashMap<WorkerId, HashSet<String>> {
+        let asks = addresses.iter().map(|(id, address)| async move {
+            let mut client = self.worker_client(address).ok()?;
+            let listed = tokio::time::timeout(AUDIT_PATIENCE, client.list_partitions(proto::ListPartitionsRequest {}))
+                .await
+                .ok()?
+                .ok()?;
+            Some((id.clone(), listed.into_inner().partitions.into_iter().collect()))
+        });
+        futures::future::join_all(asks).await.into_iter().flatten().collect()
+    }
+
+    /// Audits one partition, copies it where it is short, and records its confirmed holders
+    /// if they changed: what it found.
+    async fn repair_partition(
+        self: &Arc<Self>,
+        record: &DatasetRecord,
+        partition: u32,
+        live: &BTreeSet<WorkerId>,
+        addresses: &HashMap<WorkerId, String>,
+        held: &HashMap<WorkerId, HashSet<String>>,
+    ) -> PartitionHealth {
+        let key = format!("{}/{}/{partition}", record.name, record.generation);
+        let listed = record.placement[partition as usize].clone();
+        let holds = |w: &WorkerId| held.get(w).is_some_and(|parts| parts.contains(&key));
+        // Listed holders confirmed by their own listing first, then copies nobody listed
+        // (a copy whose record was lost); listed live workers that did not answer stay
+        // listed, uncounted.
+        let mut holders: Vec<WorkerId> = listed.iter().filter(|w| holds(w)).cloned().collect();
+        let mut unlisted: Vec<&WorkerId> = held.keys().filter(|w| holds(w) && !holders.contains(w)).collect();
+        unlisted.sort();
+        holders.extend(unlisted.into_iter().cloned());
+        let mut confirmed = holders.len() as u32;
+        let mut short_because = None;
+        if confirmed < record.replicas && self.repair_held() {
+            short_because = Some(format!(
+                "{confirmed} of {} replicas; copies held back ({} is set)",
+                record.replicas,
+                fault_injection::REPAIR_HOLD
+            ));
+        } else if confirmed < record.replicas {
+            match self
+                .copy_to_next_owner(record, partition, &holders, live, addresses, held)
+                .await
+            {
+                Ok(target) => {
+                    holders.push(target);
+                    confirmed += 1;
+                }
+                Err(why) => short_because = Some(why),
+            }
+            if confirmed < record.replicas && short_because.is_none() {
+                short_because = Some(format!(
+                    "{confirmed} of {} replicas; copying to another worker next",
+                    record.replicas
+                ));
+            }
+        }
+        let unknown = listed
+            .iter()
+            .filter(|w| live.contains(*w) && !held.contains_key(*w) && !holders.contains(w))
+            .cloned();
+        let placement: Vec<WorkerId> = holders.iter().cloned().chain(unknown).collect();
+        if placement != listed {
+            let _ = self
+                .write(Command::RepairDataset {
+                    name: record.name.clone(),
+                    generation: record.generation.clone(),
+                    partition,
+                    holders: placement,
+                })
+                .await;
+        }
+        PartitionHealth {
+            live: confirmed,
+            short_because,
+        }
+    }
+
+    /// Copies a partition held by `holders` to the first live ring owner of it that lacks it
+    /// and whose backoff allows a try now: that worker, or why none took a copy.
+    async fn copy_to_next_owner(
+        self: &Arc<Self>,
+        record: &DatasetRecord,
+        partition: u32,
+        holders: &[WorkerId],
+        live: &BTreeSet<WorkerId>,
+        addresses: &HashMap<WorkerId, String>,
+        held: &HashMap<WorkerId, HashSet<String>>,
+    ) -> Result<WorkerId, String> {
+        if holders.is_empty() {
+            return Err(
+                "no live worker holds it: it cannot be copied (its holders are lost, or their disks were emptied)"
+                    .into(),
+            );
+        }
+        let ring_order: Vec<WorkerId> = {
+            let state = self.state();
+            let ring = state.ring(|w| live.contains(w) && held.contains_key(w));
+            ring.owners(format!("{}/{partition}", record.name).as_bytes(), ring.len())
+                .into_iter()
+                .filter(|w| !holders.contains(w))
+                .cloned()
+                .collect()
+        };
+        let Some(target) = ring_order
+            .into_iter()
+            .find(|w| self.may_try(&record.name, partition, w))
+        else {
+            return Err(format!(
+                "{} of {} replicas; no other live worker to copy it to now",
+                holders.len(),
+                record.replicas
+            ));
+        };
+        let from: Vec<String> = holders.iter().filter_map(|h| addresses.get(h).cloned()).collect();
+        let request = proto::CopyPartitionRequest {
+            dataset: record.name.clone(),
+            partition,
+            from,
+            generation: record.generation.clone(),
+        };
+        let address = addresses.get(&target).cloned().unwrap_or_default();
+        let copied = match self.worker_client(&address) {
+            Ok(mut worker) => match tokio::time::timeout(COPY_PATIENCE, worker.copy_partition(request)).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(e.message().to_string()),
+                Err(_) => Err(format!("no answer within {} s", COPY_PATIENCE.as_secs())),
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        match copied {
+            Ok(()) => {
+                tracing::info!(
+                    "driver {}: copied {} partition {partition} to {target}",
+                    self.id,
+                    record.name
+                );
+                lock(&self.repair)
+                    .backoff
+                    .remove(&(record.name.clone(), partition, target.clone()));
+                Ok(target)
+            }
+            Err(why) => {
+                let wait = self.backed_off(&record.name, partition, &target);
+                tracing::warn!(
+                    "driver {}: copying {} partition {partition} to {target}: {why} (trying again in {:.1} s)",
+                    self.id,
+                    record.name,
+                    wait.as_secs_f64()
+                );
+                Err(format!(
+                    "{} of {} replicas; copying to {target} failed: {why}",
+                    holders.len(),
+                    record.replicas
+                ))
+            }
+        }
+    }
+
+    /// Whether a copy of the partition to `target` may be tried now.
+    fn may_try(&self, name: &str, partition: u32, target: &WorkerId) -> bool {
+        lock(&self.repair)
+            .backoff
+            .get(&(name.to_string(), partition, target.clone()))
+            .is_none_or(|(next, _)| Instant::now() >= *next)
+    }
+
+    /// Notes a failed copy: the next try waits twice as long as the last (at most
+    /// [`MAX_BACKOFF`]); the wait.
+    fn backed_off(&self, name: &str, partition: u32, target: &WorkerId) -> Duration {
+        let mut repair = lock(&self.repair);
+        let entry = repair
+            .backoff
+            .entry((name.to_string(), partition, target.clone()))
+            .or_insert((Instant::now(), FIRST_BACKOFF / 2));
+        let wait = (entry.1 * 2).min(MAX_BACKOFF);
+        *entry = (Instant::now() + wait, wait);
+        wait
+    }
+}
