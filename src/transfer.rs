@@ -255,7 +255,9 @@ pub async fn put(group: &DriverGroup, request: PutRequest) -> Result<proto::Data
         partitions,
         replicas: request.replicas,
         overwrite: request.overwrite,
-        spare: 0,
+        // Owners to fall back on when one cannot be reached (it died, and the driver does not
+        // know yet).
+        spare: SPARE_OWNERS,
     };
     let mut info = crate::client::call(group, "placing the dataset", |mut d| {
         let place = place.clone();
@@ -302,14 +304,18 @@ pub async fn put(group: &DriverGroup, request: PutRequest) -> Result<proto::Data
         let Some(schema) = input.schema.clone().or_else(|| empty_schema(format)) else {
             return Err(Error::Cluster("the input holds no rows".into()));
         };
-        let owners = Fanout::open(&placement.addresses, &id, schema);
+        let owners = Fanout::open(placement, &id, info.replicas, schema).await?;
         let last = p + 1 == partitions;
         let sent = input
             .send_partition(&owners, |offset| last || offset / boundary <= p as u64, bar.as_ref())
             .await;
+        let holders = owners.chosen.clone();
         let closed = owners.close(sent.as_ref().err()).await;
         (placement.rows, placement.bytes) = sent?;
         closed?;
+        // The owners that took it are its holders (spares stand in for unreachable ones).
+        placement.workers = holders.iter().map(|&i| placement.workers[i].clone()).collect();
+        placement.addresses = holders.iter().map(|&i| placement.addresses[i].clone()).collect();
     }
     reader
         .await
@@ -381,25 +387,57 @@ impl Input {
 struct Fanout {
     senders: Vec<tokio::sync::mpsc::Sender<Result<RecordBatch>>>,
     puts: Vec<tokio::task::JoinHandle<Result<()>>>,
-    partition: u32,
+    /// Which of the placement's owners take the partition (indexes, in ring order).
+    chosen: Vec<usize>,
+    /// What each chosen owner is called in errors: `partition P of NAME to worker W (ADDRESS)`.
+    names: Vec<String>,
 }
 
 impl Fanout {
-    fn open(addresses: &[String], id: &PartitionId, schema: SchemaRef) -> Fanout {
+    /// Streams to the first `replicas` owners of `placement` (ring owners, then spares) that
+    /// can be reached: an owner that died before the driver noticed is passed over.
+    async fn open(
+        placement: &proto::PartitionPlacement,
+        id: &PartitionId,
+        replicas: u32,
+        schema: SchemaRef,
+    ) -> Result<Fanout> {
         let mut fanout = Fanout {
             senders: Vec::new(),
             puts: Vec::new(),
-            partition: id.partition,
+            chosen: Vec::new(),
+            names: Vec::new(),
         };
-        for address in addresses {
+        let mut unreachable = Vec::new();
+        for (i, address) in placement.addresses.iter().enumerate() {
+            if fanout.chosen.len() as u32 == replicas {
+                break;
+            }
+            let worker = placement.workers.get(i).cloned().unwrap_or_default();
+            let name = format!("partition {} of {} to {worker} ({address})", id.partition, id.dataset);
+            if let Err(e) = ringleader_core::flight::client(address).await {
+                unreachable.push(format!("{worker} ({address}): {}", message_of(&e)));
+                continue;
+            }
             let (send, receive) = tokio::sync::mpsc::channel(READ_AHEAD);
             let (address, id, schema) = (address.clone(), id.clone(), schema.clone());
             fanout.senders.push(send);
             fanout.puts.push(tokio::spawn(async move {
                 put_partition(&address, &id, schema, ReceiverStream::new(receive).boxed()).await
             }));
+            fanout.chosen.push(i);
+            fanout.names.push(name);
         }
-        fanout
+        if (fanout.chosen.len() as u32) < replicas {
+            return Err(Error::Cluster(format!(
+                "uploading partition {} of {}: {} of its {replicas} replicas could be placed, the other owners cannot be reached ({}); `ringleader cluster status` shows which workers are alive",
+                id.partition,
+                id.dataset,
+                fanout.chosen.len(),
+                unreachable.join("; ")
+            )));
+        }
+        Ok(fanout)
     }
 
     async fn send(&self, batch: &RecordBatch) {
@@ -410,7 +448,7 @@ impl Fanout {
     }
 
     /// Ends every owner's stream (with `failed`, so no owner keeps a partial partition)
-    /// and waits for them.
+    /// and waits for them; an owner's failure names what was being uploaded where.
     async fn close(self, failed: Option<&Error>) -> Result<()> {
         if let Some(e) = failed {
             for s in &self.senders {
@@ -418,13 +456,25 @@ impl Fanout {
             }
         }
         drop(self.senders);
-        for put in self.puts {
+        for (put, name) in self.puts.into_iter().zip(self.names) {
             put.await
-                .map_err(|e| Error::Cluster(format!("storing partition {}: {e}", self.partition)))??;
+                .map_err(|e| Error::Cluster(format!("uploading {name}: {e}")))?
+                .map_err(|e| Error::Cluster(format!("uploading {name}: {}", message_of(&e))))?;
         }
         Ok(())
     }
 }
+
+/// What went wrong, without the "fetching shuffle output" framing of a Flight failure.
+fn message_of(e: &Error) -> String {
+    match e {
+        Error::FetchFailed { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Spare ring owners a `put` asks for per partition, beyond its replicas.
+const SPARE_OWNERS: u32 = 2;
 
 /// The schema of an empty partition of a dataset that holds no rows yet.
 fn empty_schema(format: DatasetFormat) -> Option<SchemaRef> {

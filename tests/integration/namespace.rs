@@ -34,7 +34,7 @@ fn lines_under(dir: &Path) -> Vec<String> {
 fn tagged_text(dir: &Path, tag: &str, n: usize) {
     std::fs::create_dir_all(dir).unwrap();
     let text: String = (0..n).map(|i| format!("{tag} line {i}\n")).collect();
-    std::fs::write(dir.join("part-0.txt"), text).unwrap();
+    std::fs::write(dir.join(format!("{tag}.txt")), text).unwrap();
 }
 
 /// `ringleader put ARGS INPUT` on `cluster` in the background, held before its commit while
@@ -197,4 +197,41 @@ fn a_put_whose_leader_changed_before_its_commit_keeps_its_partitions_and_commits
     let log = std::fs::read_to_string(d("put.log")).unwrap_or_default();
     assert!(status.success(), "the put failed after the leader changed:\n{log}");
     assert_eq!(got(&cluster, "kept", &d("got")), lines_under(&d("in")));
+}
+
+#[test]
+fn a_put_started_right_after_a_worker_died_places_its_partitions_on_the_next_owners() {
+    // The driver would notice the dead worker only after a minute: the put meets it first.
+    let cluster = LocalCluster::up_with(1, 3, 2, &["--worker-timeout", "60"]);
+    let data = tempfile::tempdir().unwrap();
+    let d = |name: &str| -> PathBuf { data.path().join(name) };
+    for tag in ["one", "two", "three"] {
+        tagged_text(&d("in"), tag, 400);
+    }
+    kill_now(cluster.worker_pid(1));
+    let stored = put(
+        &cluster,
+        &["--name", "around", "--partitions", "6", "--replicas", "2"],
+        &d("in"),
+    );
+    assert!(stored.status.success(), "{}", String::from_utf8_lossy(&stored.stderr));
+    let listing = ok(cluster.ringleader(&["datasets"]), "datasets");
+    let placements: Vec<&str> = listing.lines().filter(|l| l.contains("partition ")).collect();
+    assert_eq!(placements.len(), 6, "{listing}");
+    assert!(
+        placements
+            .iter()
+            .all(|l| !l.contains("worker-2") && l.contains("worker-1") && l.contains("worker-3")),
+        "a partition was placed on the dead worker, or on fewer than 2 workers:\n{listing}"
+    );
+    assert_eq!(got(&cluster, "around", &d("got")), lines_under(&d("in")));
+    // With no second live owner left, the put says what it was doing and why.
+    kill_now(cluster.worker_pid(2));
+    let refused = put(&cluster, &["--name", "short", "--replicas", "2"], &d("in"));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("uploading partition") && stderr.contains("of short") && stderr.contains("cannot be reached"),
+        "{stderr}"
+    );
 }
