@@ -31,8 +31,10 @@ pub struct WorkerCounters {
     pub streams_open: AtomicU64,
     /// Housekeeping passes finished (deleting what finished jobs and dead datasets left).
     pub housekeeping_passes: std::sync::Arc<AtomicU64>,
-    /// Each job's executor's spilled bytes so far (its memory pool's running total).
+    /// Each running job's executor's spilled bytes so far (its memory pool's running total).
     spilled: Mutex<HashMap<String, u64>>,
+    /// What the executors of jobs that ended spilled, in all.
+    spilled_by_ended: AtomicU64,
     /// When the driver last answered a heartbeat.
     heartbeat: Mutex<Option<Instant>>,
 }
@@ -66,7 +68,20 @@ impl WorkerCounters {
 
     /// Bytes the executors spilled, over the jobs seen.
     pub fn spilled(&self) -> u64 {
-        lock(&self.spilled).values().sum()
+        lock(&self.spilled).values().sum::<u64>() + self.spilled_by_ended.load(Ordering::Relaxed)
+    }
+
+    /// Folds the per-job totals of jobs not in `active` into one (the map holds running
+    /// jobs only, however many jobs the worker has seen).
+    pub fn retain_jobs(&self, active: &[String]) {
+        let mut spilled = lock(&self.spilled);
+        let ended: u64 = spilled
+            .iter()
+            .filter(|(job, _)| !active.contains(job))
+            .map(|(_, bytes)| bytes)
+            .sum();
+        spilled.retain(|job, _| active.contains(job));
+        self.spilled_by_ended.fetch_add(ended, Ordering::Relaxed);
     }
 
     /// Seconds since the driver last answered a heartbeat (none: never).
@@ -108,6 +123,10 @@ mod tests {
         assert_eq!(c.rows_read.load(Ordering::Relaxed), 15);
         assert_eq!(c.shuffled.load(Ordering::Relaxed), 120);
         assert_eq!(c.spilled(), 130);
+        // Job a ends: its total is kept, its entry goes.
+        c.retain_jobs(&["b".to_string()]);
+        assert_eq!(c.spilled(), 130);
+        assert_eq!(lock(&c.spilled).len(), 1);
         assert_eq!(c.heartbeat_age(), None);
         c.heartbeat_answered();
         assert!(c.heartbeat_age().is_some_and(|a| a < 60.0));

@@ -281,6 +281,7 @@ async fn heartbeat_forever(inner: Arc<service::WorkerInner>, every: Duration, sl
                     }
                 }
                 inner.executors.retain_jobs(&reply.active_jobs, asked.0);
+                inner.counters.retain_jobs(&reply.active_jobs);
                 // Deleting large trees may take longer than the driver waits for a heartbeat:
                 // it happens beside this loop, never in it.
                 housekeeper.offer(housekeeping::Lists {
