@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use ringleader_core::cluster_shuffle::ShuffleFiles;
 use ringleader_core::fault_injection;
@@ -187,6 +187,8 @@ fn remove_dead_datasets(root: &std::path::Path, live: &[String], asked: std::tim
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
