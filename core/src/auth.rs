@@ -246,6 +246,24 @@ impl Interceptor for RequireToken {
     }
 }
 
+/// The value of a status page's session cookie under `token`: an HMAC of its own purpose
+/// label, so the cookie a browser keeps (and may send to any service on the host) is not the
+/// cluster token, and opens nothing but the pages.
+pub fn web_session_for(token: &str) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, token.as_bytes());
+    let tag = ring::hmac::sign(&key, WEB_SESSION_PURPOSE.as_bytes());
+    tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What a web session's HMAC signs: nothing else signs it.
+const WEB_SESSION_PURPOSE: &str = "ringleader status page session v1";
+
+/// Whether two secrets are equal, compared without an early exit (the time taken says
+/// nothing about how much of a guess was right).
+pub fn secrets_equal(a: &str, b: &str) -> bool {
+    constant_time_eq(a.as_bytes(), b.as_bytes())
+}
+
 /// Compares without an early exit, so the time taken says nothing about the token.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
@@ -257,6 +275,19 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_web_session_is_not_the_token_nor_a_job_credential_and_depends_on_the_token() {
+        let session = web_session_for("t0k");
+        assert_ne!(session, "t0k");
+        assert!(!session.contains("t0k"));
+        assert_eq!(session.len(), 64);
+        assert_eq!(session, web_session_for("t0k"));
+        assert_ne!(session, web_session_for("t0k2"));
+        assert!(credential_job("t0k", &session).is_none());
+        assert!(secrets_equal(&session, &web_session_for("t0k")));
+        assert!(!secrets_equal(&session, &session[1..]));
+    }
 
     #[test]
     fn only_the_right_token_passes() {

@@ -40,7 +40,9 @@ impl Family<'_> {
 /// Whether an `Authorization` header value carries `token` as a bearer token (how a
 /// scraper such as Prometheus authenticates).
 pub fn is_bearer(authorization: Option<&str>, token: &str) -> bool {
-    authorization.and_then(|v| v.strip_prefix("Bearer ")) == Some(token)
+    authorization
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|given| crate::auth::secrets_equal(given, token))
 }
 
 #[cfg(test)]

@@ -703,6 +703,12 @@ pub fn straggler_pid(dir: &Path) -> u32 {
 /// A plain HTTP/1.1 GET of `path` at `address` with `headers` (each ending in CRLF): the
 /// status code and the body. Bounded: 10 s to answer.
 pub fn http_get(address: &str, path: &str, headers: &str) -> (u16, String) {
+    let (code, _, body) = http_get_with_headers(address, path, headers);
+    (code, body)
+}
+
+/// [`http_get`], with the response's header block too.
+pub fn http_get_with_headers(address: &str, path: &str, headers: &str) -> (u16, String, String) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address).unwrap();
     stream
@@ -720,6 +726,6 @@ pub fn http_get(address: &str, path: &str, headers: &str) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
-    (code, body)
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((response.as_str(), ""));
+    (code, head.to_string(), body.to_string())
 }

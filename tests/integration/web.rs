@@ -41,11 +41,25 @@ fn browse(chromium: &Path, url: &str, screenshot: Option<&Path>) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A plain HTTP/1.1 GET with the token `cookie` as the session cookie: the status code and
-/// the body.
+/// A plain HTTP/1.1 GET with `cookie` as the session cookie: the status code and the body.
 fn get(address: &str, path: &str, cookie: Option<&str>) -> (u16, String) {
-    let header = cookie.map_or(String::new(), |c| format!("Cookie: ringleader-token={c}\r\n"));
+    let header = cookie.map_or(String::new(), |c| format!("Cookie: ringleader-session={c}\r\n"));
     request(address, path, &header)
+}
+
+/// The session cookie the login link `/?token=TOKEN` sets, as a browser would keep it.
+fn log_in(address: &str, token: &str) -> String {
+    let (code, head, _) = crate::helpers::http_get_with_headers(address, &format!("/?token={token}"), "");
+    assert!((300..400).contains(&code), "the login link answered {code}:\n{head}");
+    head.lines()
+        .find_map(|l| {
+            l.strip_prefix("set-cookie: ")
+                .or_else(|| l.strip_prefix("Set-Cookie: "))
+        })
+        .and_then(|c| c.strip_prefix("ringleader-session="))
+        .and_then(|c| c.split(';').next())
+        .unwrap_or_else(|| panic!("no session cookie set:\n{head}"))
+        .to_string()
 }
 
 /// "N of M tasks done" on a job page.
@@ -85,6 +99,16 @@ fn the_status_page_shows_jobs_stages_and_tasks_in_a_browser_and_needs_the_token(
     assert!(body.contains("?token=") && !body.contains("worker-1"), "{body}");
     assert_eq!(get(web, "/?token=wrong", None).0, 401);
     assert_eq!(get(web, "/jobs/job-000001", Some("wrong")).0, 401);
+    // The cookie a login sets is a session value derived from the token, not the token: a
+    // browser that sends it to another service on the host gives nothing away, and the
+    // token itself is no cookie.
+    let session = log_in(web, token);
+    assert!(
+        session.len() == 64 && !session.contains(token) && !token.contains(&session),
+        "{session}"
+    );
+    assert_eq!(get(web, "/", Some(&session)).0, 200);
+    assert_eq!(get(web, "/", Some(token)).0, 401);
 
     // A finished job: its stages and every task.
     let data = tempfile::tempdir().unwrap();
@@ -189,7 +213,7 @@ fn the_status_page_shows_jobs_stages_and_tasks_in_a_browser_and_needs_the_token(
     let (code, _) = get(web, &format!("/jobs/a%0d%0ab?token={token}"), None);
     assert_eq!(code, 303);
     // An unknown job: 404, with the way back to the list.
-    let (code, body) = get(web, "/jobs/job-999999", Some(token));
+    let (code, body) = get(web, "/jobs/job-999999", Some(&session));
     assert_eq!(code, 404);
     assert!(body.contains("href=\"/\""), "{body}");
 

@@ -32,7 +32,7 @@ use crate::leader::DriverInner;
 use crate::service::DriverService;
 
 /// The session cookie's name.
-const COOKIE: &str = "ringleader-token";
+const COOKIE: &str = "ringleader-session";
 
 /// What the pages read.
 #[derive(Clone)]
@@ -75,9 +75,11 @@ fn refuse(web: &Web, headers: &HeaderMap, query: &TokenQuery, path: &str) -> Opt
     let Some(token) = &web.token else {
         return None;
     };
+    let session = ringleader_core::auth::web_session_for(token);
     if let Some(given) = &query.token {
-        if given == token {
-            let cookie = format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/");
+        if ringleader_core::auth::secrets_equal(given, token) {
+            // The cookie is a session value derived from the token, never the token itself.
+            let cookie = format!("{COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/");
             return Some(([(header::SET_COOKIE, cookie)], Redirect::to(path)).into_response());
         }
         return Some(unauthorized());
@@ -87,7 +89,8 @@ fn refuse(web: &Web, headers: &HeaderMap, query: &TokenQuery, path: &str) -> Opt
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .any(|c| c.trim().strip_prefix(COOKIE).and_then(|r| r.strip_prefix('=')) == Some(token.as_str()));
+        .filter_map(|c| c.trim().strip_prefix(COOKIE)?.strip_prefix('='))
+        .any(|given| ringleader_core::auth::secrets_equal(given, &session));
     // A scraper (Prometheus) sends the token as a bearer token instead.
     let has_bearer =
         ringleader_core::exposition::is_bearer(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()), token);
