@@ -2,7 +2,9 @@
 //! client's input, a worker's shuffle directory) only when they run on the same machine,
 //! since the same boot, in the same mount namespace. Addresses cannot tell: `127.0.0.1` is
 //! every machine, and one machine has many addresses. So every process computes this
-//! identity and workers hand it to the driver when they register.
+//! identity and workers hand it to the driver when they register. Files named after a
+//! process (a staging directory, a temporary partition) are told abandoned with
+//! [`process_runs`].
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,6 +49,14 @@ pub fn unique_id() -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let seed = format!("{nanos}/{}/{n}/{}", std::process::id(), identity());
     format!("{:032x}", xxhash_rust::xxh3::xxh3_128(seed.as_bytes()))
+}
+
+/// Whether process `pid` runs on this machine (files named after a process can be told
+/// abandoned by it).
+pub fn process_runs(pid: i32) -> bool {
+    // SAFETY: signal 0 only asks whether the process exists.
+    let sent = unsafe { libc::kill(pid, 0) };
+    sent == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 #[cfg(test)]

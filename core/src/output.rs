@@ -107,10 +107,7 @@ fn remove_abandoned_staging(parent: &Path, name: &str) {
         else {
             continue;
         };
-        // SAFETY: signal 0 only asks whether the process exists.
-        let gone =
-            unsafe { libc::kill(pid, 0) } == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
-        if gone {
+        if !crate::machine::process_runs(pid) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }

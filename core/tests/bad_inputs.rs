@@ -12,6 +12,16 @@ use arrow::record_batch::RecordBatch;
 use ringleader_core::error::Error;
 use ringleader_core::source::{list_files, records, text};
 
+/// Empties the file at `path`, as someone rewriting an input while a task reads it would.
+fn truncate(path: &Path) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .expect("open")
+        .set_len(0)
+        .expect("truncate");
+}
+
 fn write_ipc(path: &Path) {
     let batch = RecordBatch::try_from_iter([("v", Arc::new(Int64Array::from(vec![1i64, 2, 3])) as _)]).expect("batch");
     let mut writer =
@@ -154,12 +164,7 @@ fn an_input_truncated_while_mapped_fails_its_task_instead_of_killing_the_process
             panic!("no first chunk");
         };
         // Someone rewrites the input while the task holds pages of it.
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .expect("open")
-            .set_len(0)
-            .expect("truncate");
+        truncate(&path);
         let column = batch.column(0);
         let records = column.as_any().downcast_ref::<FixedSizeBinaryArray>().expect("records");
         let total: u64 = records.value_data().iter().map(|&b| u64::from(b)).sum();
@@ -187,7 +192,7 @@ fn a_task_whose_input_shrinks_fails_alone_while_another_task_of_the_process_fini
     std::fs::write(&victim, vec![1u8; len as usize]).expect("write");
     std::fs::write(&bystander, vec![2u8; len as usize]).expect("write");
     // Sums every byte of a record file's chunks, pausing at `both_reading` after the first.
-    let sum_records = |path: &Path, both_reading: &Barrier, truncated: &Barrier, truncate: bool| {
+    let sum_records = |path: &Path, both_reading: &Barrier, truncated: &Barrier, shrink: bool| {
         ringleader_core::mapped::watch_task(|| {
             let mut total = 0u64;
             for (i, chunk) in records::open(path, 0, len, None)?.enumerate() {
@@ -196,13 +201,8 @@ fn a_task_whose_input_shrinks_fails_alone_while_another_task_of_the_process_fini
                 };
                 if i == 0 {
                     both_reading.wait();
-                    if truncate {
-                        std::fs::OpenOptions::new()
-                            .write(true)
-                            .open(path)
-                            .expect("open")
-                            .set_len(0)
-                            .expect("truncate");
+                    if shrink {
+                        truncate(path);
                     }
                     truncated.wait();
                 }
@@ -240,12 +240,7 @@ fn outside_a_task_inputs_are_read_not_mapped_so_a_file_that_shrinks_later_change
     let Some(Ok(Chunk::Arrow(batch))) = stream.next() else {
         panic!("no first chunk");
     };
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .expect("open")
-        .set_len(0)
-        .expect("truncate");
+    truncate(&path);
     let column = batch.column(0);
     let records = column.as_any().downcast_ref::<FixedSizeBinaryArray>().expect("records");
     // What was read is what the file held, not pages of zeros.
@@ -292,12 +287,7 @@ fn a_fault_in_one_tasks_mapping_never_marks_another_task_damaged() {
                 let Some(Ok(Chunk::Arrow(batch))) = stream.next() else {
                     panic!("no first chunk");
                 };
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .expect("open")
-                    .set_len(0)
-                    .expect("truncate");
+                truncate(&path);
                 let bytes = batch.column(0).to_data();
                 Ok(bytes.buffers()[0].as_slice().iter().map(|&b| u64::from(b)).sum::<u64>())
             });

@@ -75,11 +75,16 @@ pub fn parts(dir: &Path) -> Vec<PathBuf> {
 
 /// Every line of an output directory's `part-*` files, sorted.
 pub fn sorted_lines(dir: &Path) -> Vec<String> {
-    let mut lines: Vec<String> = parts(dir)
+    sorted_lines_of(&parts(dir))
+}
+
+/// Every line of `files`, sorted.
+pub fn sorted_lines_of(files: &[PathBuf]) -> Vec<String> {
+    let mut lines: Vec<String> = files
         .iter()
-        .flat_map(|p| {
-            std::fs::read_to_string(p)
-                .expect("part file")
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap_or_else(|e| panic!("{}: {e}", f.display()))
                 .lines()
                 .map(str::to_string)
                 .collect::<Vec<_>>()

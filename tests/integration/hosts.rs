@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use ringleader_lan::{ClusterSpec, LanCluster, LanError};
 
-use super::helpers::{example, ringleader_bin, target_dir};
+use super::helpers::{example, ringleader_bin, sorted_lines, target_dir};
 
 /// A [`LanCluster`] with the tests' ways of running things on its client.
 struct HostCluster(LanCluster);
@@ -483,22 +483,6 @@ fn put_streams_a_large_input_in_bounded_client_memory() {
         peak >> 20
     );
     eprintln!("put of 300 MB peaked at {} MB of client memory", peak >> 20);
-}
-
-/// Every line of an output directory's `part-*` files, sorted.
-fn sorted_lines(dir: &Path) -> Vec<String> {
-    let mut lines: Vec<String> = super::helpers::parts(dir)
-        .iter()
-        .flat_map(|p| {
-            std::fs::read_to_string(p)
-                .unwrap()
-                .lines()
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    lines.sort();
-    lines
 }
 
 /// An Arrow IPC file of two int64 columns, `id` and `qty`; returns the sum of `qty`.

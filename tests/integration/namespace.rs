@@ -12,23 +12,7 @@ use std::time::Duration;
 use ringleader_core::fault_injection::COMMIT_HOLD;
 
 use crate::helpers::{Bounded, LocalCluster, eventually, files_under, kill_now, ok, ringleader_bin, wait_bounded};
-
-/// Every line of the text files under `dir`, sorted: what a stored text dataset holds.
-fn lines_under(dir: &Path) -> Vec<String> {
-    let mut lines: Vec<String> = files_under(dir)
-        .iter()
-        .filter(|f| f.file_name().is_none_or(|n| n != "_SUCCESS"))
-        .flat_map(|f| {
-            std::fs::read_to_string(f)
-                .unwrap()
-                .lines()
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    lines.sort();
-    lines
-}
+use crate::oracles::lines_under;
 
 /// Text files of `n` distinct lines tagged `tag` under `dir`.
 fn tagged_text(dir: &Path, tag: &str, n: usize) {

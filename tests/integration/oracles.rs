@@ -135,3 +135,13 @@ pub fn collected_lines(dir: &Path) -> String {
     }
     format!("collected {lines} lines, {bytes} bytes")
 }
+
+/// Every line of every file under `dir` but `_SUCCESS`, sorted: what a text input holds, or
+/// what a text output or a `get` of a text dataset wrote.
+pub fn lines_under(dir: &Path) -> Vec<String> {
+    let files: Vec<_> = input_files(dir)
+        .into_iter()
+        .filter(|f| f.file_name().is_none_or(|n| n != "_SUCCESS"))
+        .collect();
+    crate::helpers::sorted_lines_of(&files)
+}

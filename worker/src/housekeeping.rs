@@ -118,7 +118,7 @@ fn remove_abandoned_writes(root: &std::path::Path, live: &[String], asked: Syste
                     .and_then(|rest| rest.split('-').next())
                     .and_then(|pid| pid.parse::<i32>().ok());
                 if let Some(pid) = pid
-                    && !process_runs(pid)
+                    && !ringleader_core::machine::process_runs(pid)
                     && older(&file)
                 {
                     let _ = std::fs::remove_file(&file);
@@ -126,12 +126,6 @@ fn remove_abandoned_writes(root: &std::path::Path, live: &[String], asked: Syste
             }
         }
     }
-}
-
-/// Whether process `pid` runs on this machine.
-fn process_runs(pid: i32) -> bool {
-    // SAFETY: signal 0 only asks whether the process exists.
-    unsafe { libc::kill(pid, 0) == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH) }
 }
 
 /// Deletes the shuffle files of jobs that are no longer running (nobody will read them),
