@@ -17,7 +17,7 @@ use ringleader_core::output::{OutputCommit, part_name};
 use ringleader_core::proto;
 use ringleader_core::record::{RECORD_LEN, Record};
 use ringleader_core::source::{self, Split, list_files};
-use ringleader_core::store::{DatasetFormat, PartitionId, READ_AHEAD, put_partition};
+use ringleader_core::store::{DatasetFormat, PartitionId, READ_AHEAD, put_partition_with};
 use ringleader_core::{Error, Result};
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -415,15 +415,18 @@ impl Fanout {
             }
             let worker = placement.workers.get(i).cloned().unwrap_or_default();
             let name = format!("partition {} of {} to {worker} ({address})", id.partition, id.dataset);
-            if let Err(e) = ringleader_core::flight::client(address).await {
-                unreachable.push(format!("{worker} ({address}): {}", message_of(&e)));
-                continue;
-            }
+            let client = match ringleader_core::flight::client(address).await {
+                Ok(client) => client,
+                Err(e) => {
+                    unreachable.push(format!("{worker} ({address}): {}", message_of(&e)));
+                    continue;
+                }
+            };
             let (send, receive) = tokio::sync::mpsc::channel(READ_AHEAD);
             let (address, id, schema) = (address.clone(), id.clone(), schema.clone());
             fanout.senders.push(send);
             fanout.puts.push(tokio::spawn(async move {
-                put_partition(&address, &id, schema, ReceiverStream::new(receive).boxed()).await
+                put_partition_with(client, &address, &id, schema, ReceiverStream::new(receive).boxed()).await
             }));
             fanout.chosen.push(i);
             fanout.names.push(name);

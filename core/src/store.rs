@@ -164,11 +164,22 @@ pub async fn put_partition(
     schema: arrow_schema::SchemaRef,
     batches: futures::stream::BoxStream<'static, Result<RecordBatch>>,
 ) -> Result<()> {
+    let client = crate::flight::client(address).await?;
+    put_partition_with(client, address, id, schema, batches).await
+}
+
+/// [`put_partition`] over a client already connected to the worker at `address`.
+pub async fn put_partition_with(
+    mut client: arrow_flight::FlightClient,
+    address: &str,
+    id: &PartitionId,
+    schema: arrow_schema::SchemaRef,
+    batches: futures::stream::BoxStream<'static, Result<RecordBatch>>,
+) -> Result<()> {
     let failed = |message: String| Error::FetchFailed {
         location: address.to_string(),
         message: format!("storing {} partition {}: {message}", id.dataset, id.partition),
     };
-    let mut client = crate::flight::client(address).await?;
     let descriptor = FlightDescriptor::new_path(id.descriptor());
     let data = FlightDataEncoderBuilder::new()
         .with_flight_descriptor(Some(descriptor))

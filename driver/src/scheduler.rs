@@ -41,11 +41,8 @@ pub fn schedule(state: &ClusterState, live: &BTreeSet<WorkerId>) -> Vec<Assignme
         })
         .collect();
     let mut out = Vec::new();
-    for job in state
-        .jobs_in_order()
-        .into_iter()
-        .filter(|j| j.state == JobState::Running)
-    {
+    // Oldest first: only the running jobs are ordered, on every scheduling pass.
+    for job in state.jobs_in_order(|j| j.state == JobState::Running) {
         for (s, stage) in job.plan.stages.iter().enumerate() {
             if job.stage_done(s) || !stage.parents.iter().all(|&p| job.stage_done(p.index())) {
                 continue;

@@ -23,7 +23,7 @@ use crate::leader::DriverInner;
 use crate::raft::network::raft_channel;
 use crate::raft::transport::{receive_binary, send_binary};
 use crate::state::{Command, JobState, Outcome, PendingDataset};
-use crate::views::{dataset_info, job_detail, job_status, placement, raft_status};
+use crate::views::{dataset_info, job_detail, job_statuses, placement, raft_status};
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
@@ -207,7 +207,7 @@ impl Driver for DriverService {
                 .collect();
             (state.workers.contains_key(r.worker_id.as_str()), active)
         };
-        let live_datasets = self.inner.live_datasets();
+        let live_datasets = self.inner.state().live_datasets();
         if known {
             let reported = r
                 .running
@@ -561,7 +561,7 @@ impl Driver for DriverService {
     }
 
     async fn list_jobs(&self, _: Request<proto::ListJobsRequest>) -> Result<Response<proto::JobList>, Status> {
-        let jobs = self.inner.state().jobs_in_order().into_iter().map(job_status).collect();
+        let jobs = job_statuses(&self.inner.state());
         Ok(Response::new(proto::JobList { jobs }))
     }
 
@@ -604,7 +604,7 @@ impl Driver for DriverService {
     ) -> Result<Response<proto::ClusterStatusReply>, Status> {
         let metrics = self.inner.raft.metrics().borrow().clone();
         let workers = self.worker_statuses();
-        let jobs = self.inner.state().jobs_in_order().into_iter().map(job_status).collect();
+        let jobs = job_statuses(&self.inner.state());
         Ok(Response::new(proto::ClusterStatusReply {
             driver_id: format!("driver-{}", self.inner.id),
             pid: std::process::id(),

@@ -68,6 +68,11 @@ pub fn job_status(j: &JobRecord) -> proto::JobStatus {
     }
 }
 
+/// Every job's line of `ringleader jobs`, oldest first.
+pub fn job_statuses(state: &ClusterState) -> Vec<proto::JobStatus> {
+    state.jobs_in_order(|_| true).into_iter().map(job_status).collect()
+}
+
 /// `ringleader job ID`: the job, each of its stages, and the failed attempts this driver
 /// saw end (`observed`).
 pub fn job_detail(j: &JobRecord, observed: &Observed) -> proto::JobDetail {

@@ -1,10 +1,9 @@
 //! The `ringleader` command's benchmarks and daemons (its flags, generators and validator
 //! are tested in `cli/tests/command.rs`).
 
-use crate::helpers::Bounded;
 use std::process::Command;
 
-use crate::helpers::ringleader_bin;
+use crate::helpers::{Bounded, ringleader_bin};
 
 #[test]
 fn bench_embedded_runs_at_small_scale_and_prints_its_table() {

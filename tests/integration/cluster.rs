@@ -3,7 +3,6 @@
 //! and their results are checked against sequential computations of the same input
 //! (`oracles`).
 
-use crate::helpers::Bounded;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -12,7 +11,8 @@ use std::time::{Duration, Instant};
 use ringleader_datasets::{gensort, numbers, text};
 
 use crate::helpers::{
-    LocalCluster, Tmpfs, args, concat, embedded, example, files_under, ok, ringleader_bin, sorted_lines, wait_bounded,
+    Bounded, LocalCluster, Tmpfs, args, concat, embedded, example, files_under, ok, ringleader_bin, sorted_lines,
+    wait_bounded,
 };
 
 #[test]
@@ -383,10 +383,7 @@ fn a_panic_on_a_worker_fails_the_job_with_message_partition_and_worker_and_spare
     );
     assert!(!data.path().join("out").exists(), "a failed job leaves no output");
     // Not retried: the line that panics ran once, in the task's one attempt.
-    let poisoned = std::fs::read_dir(&runs)
-        .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("and."))
-        .count();
+    let poisoned = crate::helpers::runs_per_line(&runs).get("and").copied().unwrap_or(0);
     assert_eq!(poisoned, 1, "the panicking line ran {poisoned} times");
     assert_eq!(cluster.stage("job-000001", 0).map(|(_, _, attempts)| attempts), Some(1));
     assert_eq!(cluster.stage_failures("job-000001", 0), Some((1, 1)));
@@ -484,26 +481,20 @@ fn a_worker_started_after_the_job_began_takes_tasks_from_it() {
     for i in 0..8 {
         std::fs::write(input.join(format!("{i}.txt")), format!("w{i} common\nw{i} x\n")).unwrap();
     }
-    let mut job = Command::new(example("chaos"))
-        .args(args![
-            "--input",
-            input,
-            "--output",
-            data.path().join("out"),
-            "--sleep-ms",
-            "150"
-        ])
-        .env("RINGLEADER_MASTER", &cluster.master)
-        .env("RINGLEADER_TOKEN_FILE", cluster.token())
-        .env("RINGLEADER_PROGRESS", "1")
-        .stderr(std::fs::File::create(data.path().join("log")).unwrap())
-        .spawn()
-        .unwrap();
+    let job_args = args![
+        "--input",
+        input,
+        "--output",
+        data.path().join("out"),
+        "--sleep-ms",
+        "150"
+    ];
+    let mut job = cluster.spawn("chaos", &job_args, &data.path().join("log"));
     // The job runs on the one worker before the second one starts.
     let id = crate::helpers::job_id(&data.path().join("log"));
     cluster.wait_for_stage(&id, 0, |done, _| done >= 1);
     let late_dir = data.path().join("late-worker");
-    let mut late = Command::new(ringleader_bin())
+    let late = Command::new(ringleader_bin())
         .args([
             "worker",
             "--listen",
@@ -520,9 +511,9 @@ fn a_worker_started_after_the_job_began_takes_tasks_from_it() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    let late = crate::helpers::KillOnDrop(late);
     let status = wait_bounded(&mut job, Duration::from_secs(120));
-    let _ = late.kill();
-    let _ = late.wait();
+    drop(late);
     assert!(status.success());
     let logs: Vec<_> = std::fs::read_dir(late_dir.join("logs"))
         .map(|d| d.collect())
@@ -591,10 +582,7 @@ fn a_worker_that_cannot_make_its_shuffle_directory_refuses_tasks_and_they_run_on
         detail.contains(" on worker-1: worker ") && detail.contains("refused the task"),
         "{detail}"
     );
-    let failed: u32 = (0..2)
-        .filter_map(|stage| cluster.stage_failures("job-000001", stage))
-        .map(|(failed, _)| failed)
-        .sum();
+    let (failed, _) = cluster.job_failures("job-000001");
     assert!(failed >= 1, "{detail}");
 }
 
@@ -1034,10 +1022,7 @@ fn a_worker_whose_disk_fills_up_fails_its_tasks_over_to_another_and_nothing_is_l
             .any(|l| l.contains("failed (retryable, counted)") && l.contains("No space left on device")),
         "worker 1's log shows no full disk:\n{log}"
     );
-    let counted: u32 = (0..2)
-        .filter_map(|stage| cluster.stage_failures("job-000001", stage))
-        .map(|(_, counted)| counted)
-        .sum();
+    let (_, counted) = cluster.job_failures("job-000001");
     assert!(counted >= 1, "{}", cluster.job_text("job-000001"));
     drop(full);
 }

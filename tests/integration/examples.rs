@@ -1,13 +1,12 @@
 //! The shipped examples, run as users run them, checked against sequential computations.
 
-use crate::helpers::Bounded;
 use std::collections::HashMap;
 use std::process::Command;
 
 use ringleader::Record;
 use ringleader_datasets::{gensort, numbers, text};
 
-use crate::helpers::{example, parts, sorted_lines};
+use crate::helpers::{Bounded, example, parts, sorted_lines};
 
 fn run_ok(cmd: &mut Command) -> String {
     let out = cmd.env("RINGLEADER_PROGRESS", "0").bounded();

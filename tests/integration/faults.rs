@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use ringleader_core::fault_injection;
 
 use crate::helpers::{
-    LocalCluster, args, eventually, example, files_under, job_id, kill_now, numbered_text, running, signal,
-    sorted_lines, stop_now, wait_bounded,
+    KillOnDrop, LocalCluster, args, children_of, eventually, example, files_under, job_id, kill_now, numbered_text, ok,
+    running, signal, sorted_lines, stop_now, succeeds, wait_bounded,
 };
 use crate::oracles::word_counts;
 
@@ -27,11 +27,9 @@ fn chaos_over_flight(cluster: &LocalCluster, args: &[std::ffi::OsString], log: &
         .unwrap()
 }
 
-/// Waits (bounded) for `client` and fails the test with its log unless it succeeded.
-fn succeeds(mut client: std::process::Child, log: &Path, what: &str) {
-    let status = wait_bounded(&mut client, Duration::from_secs(120));
-    let log = std::fs::read_to_string(log).unwrap_or_default();
-    assert!(status.success(), "{what}:\n{log}");
+/// Waits (at most 2 minutes) for the job's client and fails the test unless it succeeded.
+fn job_succeeds(client: std::process::Child, log: &Path, what: &str) {
+    succeeds(client, log, Duration::from_secs(120), what);
 }
 
 /// Whether worker `w` (1-based, as its directory is named) holds map output of `job`.
@@ -65,7 +63,7 @@ fn a_worker_killed_after_the_map_stage_has_its_output_recomputed() {
     assert!(holds_map_output(&cluster, 2, &job), "worker 2 held no map output");
     assert_eq!(cluster.job_state(&job).as_deref(), Some("running"));
     kill_now(cluster.worker_pid(1));
-    succeeds(client, &d("client.log"), "the job failed after a worker died");
+    job_succeeds(client, &d("client.log"), "the job failed after a worker died");
     assert_eq!(sorted_lines(&d("cluster")), word_counts(&d("text")));
     // The lost worker's map outputs ran again, and only those: not the whole stage.
     let (_, _, attempts) = cluster.stage(&job, 0).unwrap();
@@ -100,7 +98,7 @@ fn a_worker_killed_mid_stage_has_its_running_tasks_run_elsewhere_uncounted() {
     let (done, total, _) = cluster.stage(&job, 0).unwrap();
     assert!(done < total, "the map stage was over before the kill");
     kill_now(cluster.worker_pid(0));
-    succeeds(client, &d("client.log"), "the job failed after a worker died");
+    job_succeeds(client, &d("client.log"), "the job failed after a worker died");
     assert_eq!(sorted_lines(&d("cluster")), word_counts(&d("text")));
     // Its tasks ran again, and those runs used up none of their attempts.
     let (_, total, attempts) = cluster.stage(&job, 0).unwrap();
@@ -194,33 +192,6 @@ fn a_stored_partition_that_no_replica_can_serve_fails_the_job_after_bounded_atte
     assert!(!out.exists(), "a failed job left an output");
 }
 
-/// The processes whose parent is `pid`.
-fn children_of(pid: u32) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
-        .filter(|child| {
-            std::fs::read_to_string(format!("/proc/{child}/stat")).is_ok_and(|stat| {
-                // The fields after the command name (which may hold spaces): state, ppid.
-                stat.rsplit_once(')')
-                    .and_then(|(_, rest)| rest.split_whitespace().nth(1).map(|p| p == pid.to_string()))
-                    .unwrap_or(false)
-            })
-        })
-        .collect()
-}
-
-/// A process this test started; killed (by its pid) when dropped.
-struct Started(std::process::Child);
-
-impl Drop for Started {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn a_worker_restarted_at_its_address_mid_job_has_its_running_tasks_run_again() {
     // A worker timeout far longer than the restart: the driver never sees it miss a
@@ -256,7 +227,7 @@ fn a_worker_restarted_at_its_address_mid_job_has_its_running_tasks_run_again() {
         kill_now(child);
     }
     kill_now(pid);
-    let _restarted = Started(
+    let _restarted = KillOnDrop(
         std::process::Command::new(&argv[0])
             .args(&argv[1..])
             .stdout(Stdio::null())
@@ -264,7 +235,7 @@ fn a_worker_restarted_at_its_address_mid_job_has_its_running_tasks_run_again() {
             .spawn()
             .unwrap(),
     );
-    succeeds(client, &d("client.log"), "the job failed after its worker restarted");
+    job_succeeds(client, &d("client.log"), "the job failed after its worker restarted");
     let worker_log = std::fs::read_to_string(d("worker.log")).unwrap();
     assert!(
         worker_log.contains("worker worker-1 listening"),
@@ -330,7 +301,7 @@ fn cancel_and_ctrl_c_stop_a_job_and_its_executor_at_once_and_a_vanished_client_g
     // `ringleader cancel`: the client fails saying so, the executor is stopped at once.
     let (mut client, job, executors) = start("cancelled");
     let asked = Instant::now();
-    crate::helpers::ok(cluster.ringleader(&["cancel", &job]), "ringleader cancel");
+    ok(cluster.ringleader(&["cancel", &job]), "ringleader cancel");
     stopped_at_once(&executors, asked, "the cancelled job's executor stops");
     let status = wait_bounded(&mut client, Duration::from_secs(30));
     let log = std::fs::read_to_string(d("cancelled.log")).unwrap();
@@ -356,10 +327,9 @@ fn cancel_and_ctrl_c_stop_a_job_and_its_executor_at_once_and_a_vanished_client_g
 
     // A client that vanishes (killed: its stream drops) leaves its job running for a
     // grace in which it could come back; then the job is cancelled.
-    let (client, job, _) = start("vanished");
+    let (mut client, job, _) = start("vanished");
     let vanished = Instant::now();
     kill_now(client.id());
-    let mut client = client;
     let _ = client.wait();
     // Still running until the grace (15 s) is nearly over.
     while vanished.elapsed() < Duration::from_secs(10) {
@@ -387,7 +357,7 @@ fn a_worker_stopped_while_a_reducer_fetches_from_it_is_lost_and_the_job_finishes
     let d = |name: &str| -> PathBuf { data.path().join(name) };
     numbered_text(&d("text"), 9, 10);
     let job_args = args!["--input", d("text"), "--output", d("cluster")];
-    let client = chaos_over_flight(&cluster, &job_args, &d("client.log"));
+    let mut client = chaos_over_flight(&cluster, &job_args, &d("client.log"));
     let job = job_id(&d("client.log"));
     cluster.wait_for_stage(&job, 0, |done, total| done == total);
     assert!(holds_map_output(&cluster, 2, &job), "worker 2 held no map output");
@@ -398,7 +368,6 @@ fn a_worker_stopped_while_a_reducer_fetches_from_it_is_lost_and_the_job_finishes
     // Frozen mid-fetch: its Flight server neither answers nor closes the connection.
     let stopped = cluster.worker_pid(1);
     stop_now(stopped);
-    let mut client = client;
     let status = wait_bounded(&mut client, Duration::from_secs(120));
     signal(stopped, libc::SIGCONT);
     let log = std::fs::read_to_string(d("client.log")).unwrap();

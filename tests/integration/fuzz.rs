@@ -3,7 +3,6 @@
 //! or an error — never a panic, never a hang (every case runs on small inputs). And a CLI
 //! given wrong flags prints its usage and exits 2.
 
-use crate::helpers::Bounded;
 use std::process::Command;
 
 use proptest::prelude::*;
@@ -12,7 +11,7 @@ use ringleader_core::plan::{JobPlan, StageOutput, TaskPlan, TaskValue};
 use ringleader_core::proto;
 use serde::{Deserialize, Serialize};
 
-use crate::helpers::{engine, ringleader_bin, write};
+use crate::helpers::{Bounded, engine, ringleader_bin, write};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Row {

@@ -193,10 +193,61 @@ pub fn stop_now(pid: u32) {
     );
 }
 
+/// The fields of `/proc/PID/stat` after the command name (which may hold spaces): state,
+/// parent pid, …, if the process exists.
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Some(
+        stat.rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
 /// The state letter of process `pid` (`R`, `S`, `T`, `Z` …), if it exists.
 pub fn process_state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?.1.split_whitespace().next()?.chars().next()
+    stat_fields(pid)?.first()?.chars().next()
+}
+
+/// The processes whose parent is `pid`.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|&child| stat_fields(child).is_some_and(|f| f.get(1) == Some(&pid.to_string())))
+        .collect()
+}
+
+/// A process this test started, killed (and reaped) when dropped, also when the test fails.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// How often each input line ran, by the line's first word, from the chaos job's
+/// `--run-marker` files (`WORD.PID.N`).
+pub fn runs_per_line(markers: &Path) -> std::collections::BTreeMap<String, usize> {
+    let mut runs = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(markers).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        *runs.entry(name.split('.').next().unwrap().to_string()).or_default() += 1;
+    }
+    runs
+}
+
+/// Waits (at most `limit`) for `child` and fails the test, with its log, unless it succeeded.
+pub fn succeeds(mut child: std::process::Child, log: &Path, limit: std::time::Duration, what: &str) {
+    let status = wait_bounded(&mut child, limit);
+    let log = std::fs::read_to_string(log).unwrap_or_default();
+    assert!(status.success(), "{what}:\n{log}");
 }
 
 /// Waits until `check` holds, at most `limit`; past it, fails the test saying `what` did
@@ -505,6 +556,14 @@ impl LocalCluster {
         Some((cols.get(11)?.parse().ok()?, cols.get(12)?.parse().ok()?))
     }
 
+    /// (failed attempts, failures counted toward the attempt limit) over the first two
+    /// stages of `job` (a map and a reduce stage).
+    pub fn job_failures(&self, job: &str) -> (u32, u32) {
+        (0..2)
+            .filter_map(|stage| self.stage_failures(job, stage))
+            .fold((0, 0), |(f, c), (failed, counted)| (f + failed, c + counted))
+    }
+
     /// What `ringleader job JOB` prints (stages, and the failed attempts with their messages).
     pub fn job_text(&self, job: &str) -> String {
         ok(self.ringleader(&["job", job]), "ringleader job")
@@ -682,13 +741,13 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        let _ = Command::new("umount").arg("-l").arg(&self.0).try_bounded();
     }
 }
 
 /// Whether process `pid` runs (a zombie does not).
 pub fn running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| stat.split_whitespace().nth(2) != Some("Z"))
+    process_state(pid).is_some_and(|state| state != 'Z')
 }
 
 /// The pid of the chaos job's straggler (`--straggle-dir dir`), waiting (at most a minute)

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use ringleader_lan::{ClusterSpec, LanCluster, LanError};
 
-use super::helpers::{example, ringleader_bin, sorted_lines, target_dir};
+use super::helpers::{example, ringleader_bin, running, sorted_lines, target_dir};
+use super::oracles::canonical;
 
 /// A [`LanCluster`] with the tests' ways of running things on its client.
 struct HostCluster(LanCluster);
@@ -163,18 +164,6 @@ fn records_input(dir: &Path, files: usize, records: usize) -> Vec<u8> {
     }
     all.sort_by(|a, b| a[..10].cmp(&b[..10]).then(a.cmp(b)));
     all.concat()
-}
-
-/// The sorted output's records, each run of equal keys put in a canonical order (a sort
-/// need not be stable).
-fn canonical(bytes: &[u8]) -> Vec<u8> {
-    let mut records: Vec<&[u8]> = bytes.chunks(100).collect();
-    assert!(
-        records.windows(2).all(|w| w[0][..10] <= w[1][..10]),
-        "output is not sorted by key"
-    );
-    records.sort_by(|a, b| a[..10].cmp(&b[..10]).then(a.cmp(b)));
-    records.concat()
 }
 
 #[test]
@@ -338,7 +327,7 @@ fn a_worker_cut_off_mid_job_is_lost_the_job_finishes_and_healed_it_takes_work_ag
     assert_eq!(cluster.worker_alive(cut), Some(true));
     cluster.lan.cut(cut).expect("cut");
     cluster.wait_for(Duration::from_secs(120), "the sort finishes", || {
-        cluster.lan.log("sort.log").contains("records into") || !alive(pid)
+        cluster.lan.log("sort.log").contains("records into") || !running(pid)
     });
     let log = cluster.lan.log("sort.log");
     assert!(log.contains("records into"), "the sort failed:\n{log}");
@@ -375,11 +364,6 @@ fn a_worker_cut_off_mid_job_is_lost_the_job_finishes_and_healed_it_takes_work_ag
     );
 }
 
-fn alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
-}
-
 /// How many partitions `datasets` lists for `name`.
 fn read_parts(listing: &str, name: &str) -> usize {
     let line = listing
@@ -406,7 +390,7 @@ fn a_driver_leader_cut_off_mid_job_steps_down_and_the_new_leader_finishes_the_jo
     cluster.wait_for(Duration::from_secs(30), "the cut-off leader steps down", || {
         cluster.lan.log(&log).contains("stepping down")
     });
-    cluster.wait_for(Duration::from_secs(120), "the job finishes", || !alive(pid));
+    cluster.wait_for(Duration::from_secs(120), "the job finishes", || !running(pid));
     let out = cluster.lan.log("wordcount.log");
     assert!(out.contains("distinct words"), "the job failed:\n{out}");
     assert_eq!(read_counts(&cluster.client_dir().join("out")), expected);

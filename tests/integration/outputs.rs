@@ -1,7 +1,6 @@
 //! Columnar outputs: `--output-format arrow|parquet` of the examples, read back with the
 //! arrow and parquet crates and with DuckDB, against the text output and a sequential count.
 
-use crate::helpers::Bounded;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,7 +9,7 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Int64Type, UInt64Type};
 use ringleader_datasets::text;
 
-use crate::helpers::{example, ok, parts};
+use crate::helpers::{Bounded, example, ok, parts};
 
 /// Runs word count on `input` into `output` in `format`.
 fn wordcount(input: &Path, output: &Path, format: &str) {

@@ -5,15 +5,15 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use ringleader_datasets::gensort;
 
 use crate::helpers::{
-    Bounded, LocalCluster, Tmpfs, args, eventually, example, kill_now, numbered_text, ok, output_bounded,
-    ringleader_bin, running, signal, sorted_lines, stop_now, wait_bounded,
+    Bounded, KillOnDrop, LocalCluster, Tmpfs, args, eventually, example, kill_now, numbered_text, ok, output_bounded,
+    ringleader_bin, running, runs_per_line, signal, sorted_lines, stop_now, wait_bounded,
 };
 use crate::oracles::{assert_sorted, int64_sum, word_counts};
 
@@ -24,8 +24,9 @@ struct Group {
     drivers: Vec<(String, Vec<OsString>)>,
     /// The pid of each driver's current process (`cluster up`'s, or a restart's).
     pids: Mutex<Vec<u32>>,
-    /// Processes this test started besides `cluster up`'s (restarted drivers).
-    restarted: Mutex<Vec<Child>>,
+    /// Processes this test started besides `cluster up`'s (restarted drivers), killed with
+    /// the group.
+    restarted: Mutex<Vec<KillOnDrop>>,
 }
 
 impl Group {
@@ -58,33 +59,17 @@ impl Group {
         }
     }
 
-    /// The token file `cluster up` wrote.
-    fn token(&self) -> PathBuf {
-        self.cluster.token()
-    }
-
     /// The pid of driver `i`'s current process.
     fn pid(&self, driver: usize) -> u32 {
         self.pids.lock().unwrap()[driver]
     }
 
-    /// `cluster status --json`'s driver rows.
-    fn drivers_status(&self) -> Vec<serde_json::Value> {
-        self.cluster.drivers_status()
-    }
-
-    /// The index of the driver that leads in a term above `after`, waiting for one.
-    fn leader(&self, after: u64) -> (usize, u64) {
-        self.cluster.leader_after(after)
-    }
-
-    /// Restarts driver `i` from its directory, as `cluster up` started it, once its current
-    /// process is gone (a killed process holds its files until it has exited).
+    /// Restarts driver `i` from its directory, as `cluster up` started it. Its current
+    /// process must be gone (`kill_now` waits for that): a killed process holds its files
+    /// until it has exited.
     fn restart(&self, i: usize) {
         let old = self.pid(i);
-        eventually(Duration::from_secs(10), &format!("driver {} ends", i + 1), || {
-            !running(old)
-        });
+        assert!(!running(old), "driver {} still runs (pid {old})", i + 1);
         let log = std::fs::File::options()
             .append(true)
             .open(self.cluster.dir.path().join(format!("driver-{}/log", i + 1)))
@@ -97,15 +82,7 @@ impl Group {
             .spawn()
             .unwrap();
         self.pids.lock().unwrap()[i] = child.id();
-        self.restarted.lock().unwrap().push(child);
-    }
-
-    /// Kills the drivers this test restarted.
-    fn kill_restarted(&self) {
-        for child in self.restarted.lock().unwrap().iter_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.restarted.lock().unwrap().push(KillOnDrop(child));
     }
 
     fn run(&self, name: &str, args: &[OsString]) -> Output {
@@ -113,12 +90,8 @@ impl Group {
     }
 
     fn command(&self, name: &str, args: &[OsString]) -> Command {
-        let mut command = Command::new(example(name));
-        command
-            .args(args)
-            .env("RINGLEADER_MASTER", &self.cluster.master)
-            .env("RINGLEADER_TOKEN_FILE", self.token())
-            .env("RINGLEADER_PROGRESS", "1");
+        let mut command = self.cluster.client(&example(name));
+        command.args(args);
         command
     }
 
@@ -154,31 +127,12 @@ impl Group {
     }
 }
 
-impl Drop for Group {
-    fn drop(&mut self) {
-        self.kill_restarted();
+/// The cluster's own helpers (its status, leader, token, jobs) on a group.
+impl std::ops::Deref for Group {
+    type Target = LocalCluster;
+    fn deref(&self) -> &LocalCluster {
+        &self.cluster
     }
-}
-
-/// Counts, per line id, how many times the chaos job's marker files say it ran.
-fn runs_per_line(markers: &Path) -> std::collections::BTreeMap<String, usize> {
-    let mut runs = std::collections::BTreeMap::new();
-    for entry in std::fs::read_dir(markers).unwrap() {
-        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
-        let line = name.split('.').next().unwrap().to_string();
-        *runs.entry(line).or_default() += 1;
-    }
-    runs
-}
-
-/// Runs `name` on the group in the background, its stderr in `log`.
-fn spawn_client(group: &Group, name: &str, args: &[OsString], log: &Path) -> Child {
-    group
-        .command(name, args)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap()
 }
 
 /// The sum example's arguments and what it must print: the fixture's total, summed in
@@ -209,14 +163,14 @@ fn the_leader_killed_mid_job_is_replaced_and_the_jobs_finish_correctly() {
         "--run-marker",
         d("markers")
     ];
-    let client = spawn_client(&group, "chaos", &wc, &d("wc.log"));
+    let client = group.spawn("chaos", &wc, &d("wc.log"));
     let job = crate::helpers::job_id(&d("wc.log"));
     let (done, total, _) = group.cluster.wait_for_stage(&job, 0, |done, _| done >= 3);
     assert!(done < total, "the map stage ended before the kill");
-    let (leader, term) = group.leader(0);
+    let (leader, term) = group.leader_after(0);
     let killed_at = Instant::now();
     kill_now(group.pid(leader));
-    let (new_leader, new_term) = group.leader(term);
+    let (new_leader, new_term) = group.leader_after(term);
     let elected_in = killed_at.elapsed();
     assert_ne!(new_leader, leader);
     assert!(new_term > term);
@@ -262,12 +216,12 @@ fn the_leader_killed_mid_job_is_replaced_and_the_jobs_finish_correctly() {
         "--partitions",
         "8"
     ];
-    let mut client = spawn_client(&group, "sort", &sort, &d("sort.log"));
+    let mut client = group.spawn("sort", &sort, &d("sort.log"));
     let job = crate::helpers::job_id(&d("sort.log"));
-    let (leader, term) = group.leader(0);
+    let (leader, term) = group.leader_after(0);
     assert_eq!(group.cluster.job_state(&job).as_deref(), Some("running"));
     kill_now(group.pid(leader));
-    group.leader(term);
+    group.leader_after(term);
     let status = wait_bounded(&mut client, Duration::from_secs(120));
     let log = std::fs::read_to_string(d("sort.log")).unwrap();
     assert!(status.success(), "the sort failed after the leader died:\n{log}");
@@ -279,7 +233,7 @@ fn the_leader_killed_mid_job_is_replaced_and_the_jobs_finish_correctly() {
 fn a_follower_killed_and_restarted_catches_up() {
     // A snapshot every 10 entries, so the log is compacted within a few jobs.
     let group = Group::up_with(3, 2, &["--snapshot-every", "10"]);
-    let (leader, term) = group.leader(0);
+    let (leader, term) = group.leader_after(0);
     let follower = (leader + 1) % 3;
     let (sum, expected) = sum_of_fixture();
     let run_sums = || {
@@ -305,7 +259,7 @@ fn a_follower_killed_and_restarted_catches_up() {
     wait_caught_up("the restarted follower");
     group.jobs_eventually(&group.drivers[follower].0, 6);
     assert_eq!(
-        group.leader(0).1,
+        group.leader_after(0).1,
         term,
         "restarting a follower does not disturb the leader"
     );
@@ -376,7 +330,7 @@ fn the_whole_group_restarts_from_disk_with_its_history() {
     for i in 0..3 {
         group.restart(i);
     }
-    group.leader(0);
+    group.leader_after(0);
     // Every driver remembers the job, and the group takes new ones (the worker finds it).
     for (address, _) in &group.drivers {
         assert_eq!(group.jobs_eventually(address, 1), before, "{address} lost the history");
@@ -396,7 +350,7 @@ fn bytes_under(dir: &Path) -> u64 {
 #[test]
 fn a_driver_whose_disk_fills_up_stops_clearly_the_job_finishes_and_nothing_is_lost() {
     let group = Group::up(3, 2);
-    let (leader, _) = group.leader(0);
+    let (leader, _) = group.leader_after(0);
     let full = (leader + 1) % 3;
     // Move a follower's directory onto a tmpfs of its own, then fill that tmpfs.
     kill_now(group.pid(full));
@@ -468,13 +422,13 @@ fn a_leader_stopped_mid_job_is_replaced_the_job_finishes_and_it_steps_down_when_
     // 12 map tasks of about 0.3 s on 4 slots.
     numbered_text(&d("text"), 12, 10);
     let wc = args!["--input", d("text"), "--output", d("out"), "--sleep-ms", "30"];
-    let mut client = spawn_client(&group, "chaos", &wc, &d("client.log"));
+    let mut client = group.spawn("chaos", &wc, &d("client.log"));
     let job = crate::helpers::job_id(&d("client.log"));
     let (done, total, _) = group.cluster.wait_for_stage(&job, 0, |done, _| done >= 2);
     assert!(done < total, "the map stage ended before the leader stopped");
-    let (leader, term) = group.leader(0);
+    let (leader, term) = group.leader_after(0);
     stop_now(group.pid(leader));
-    let (new_leader, new_term) = group.leader(term);
+    let (new_leader, new_term) = group.leader_after(term);
     assert_ne!(new_leader, leader);
     let status = wait_bounded(&mut client, Duration::from_secs(120));
     let log = std::fs::read_to_string(d("client.log")).unwrap();
@@ -496,7 +450,7 @@ fn a_leader_stopped_mid_job_is_replaced_the_job_finishes_and_it_steps_down_when_
 #[test]
 fn a_job_is_accepted_only_once_its_binary_is_on_a_majority_of_drivers() {
     let group = Group::up(3, 1);
-    let (leader, _) = group.leader(0);
+    let (leader, _) = group.leader_after(0);
     let (down, full) = ((leader + 1) % 3, (leader + 2) % 3);
     // One follower is gone; the other cannot store binaries (a file where its binaries
     // directory would be). The log still commits on two of three drivers.
@@ -578,22 +532,12 @@ fn jobs_submitted_while_leaders_are_killed_finish_once_or_fail_clearly() {
     );
     // None lost, none twice: the group recorded exactly one job per submission, and
     // exactly the ones whose clients saw success succeeded.
-    let (leader, _) = group.leader(0);
+    let (leader, _) = group.leader_after(0);
     let jobs = group.jobs_on(&group.drivers[leader].0);
     let records = jobs.lines().filter(|l| l.starts_with("job-")).count();
     assert_eq!(records, 1 + CLIENTS * JOBS_PER_CLIENT, "{jobs}");
     assert_eq!(jobs.matches(" succeeded ").count(), 1 + succeeded, "{jobs}");
     eprintln!("{succeeded} of {records} jobs succeeded through {kills} leader kills");
-}
-
-/// A driver started by hand, killed when dropped.
-struct Driver(Child);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn driver(id: u64, listen: &str, peers: &str, data_dir: &Path) -> Command {
@@ -634,17 +578,32 @@ fn free_address() -> String {
     listener.local_addr().unwrap().to_string()
 }
 
-/// Up to five tries of `attempt` with fresh addresses, until it is not refused for a port
-/// taken by another process in the meantime; the last stderr.
-fn refused_with_fresh_ports(n: usize, attempt: impl Fn(&[String]) -> Command) -> (Vec<String>, String) {
-    for _ in 0..5 {
-        let addresses: Vec<String> = (0..n).map(|_| free_address()).collect();
-        let stderr = refused(attempt(&addresses));
-        if !port_taken(&stderr) {
-            return (addresses, stderr);
+/// Up to five tries of `attempt` with a fresh address, until it is not refused for a port
+/// taken by another process in the meantime; its stderr.
+fn refused_with_fresh_port(attempt: impl Fn(&str) -> Command) -> String {
+    (0..5)
+        .map(|_| refused(attempt(&free_address())))
+        .find(|stderr| !port_taken(stderr))
+        .expect("five free ports were all taken before the driver bound them")
+}
+
+/// Starts `command` (a driver) with its stderr in `log` and waits (at most 20 s) until it
+/// listens; `None` if it ended because another process took its port first.
+fn listening(mut command: Command, log: &Path) -> Option<KillOnDrop> {
+    let mut child = KillOnDrop(command.stderr(std::fs::File::create(log).unwrap()).spawn().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains("listening on") {
+            return Some(child);
         }
+        if child.0.try_wait().unwrap().is_some() {
+            assert!(port_taken(&text), "the driver did not start:\n{text}");
+            return None;
+        }
+        assert!(Instant::now() < deadline, "the driver never listened:\n{text}");
+        std::thread::sleep(Duration::from_millis(20));
     }
-    panic!("five sets of free ports were all taken before the driver bound them");
 }
 
 #[test]
@@ -664,48 +623,28 @@ fn drivers_refuse_a_bad_group_and_leave_their_data_alone() {
     assert!(twice.contains("names node 1 twice"), "{twice}");
 
     // Peer lists that disagree: driver 1 runs with one list; driver 2, told another, refuses.
-    let (one, peers, other) = (0..5)
-        .find_map(|_| {
+    // Both listen at ports chosen first: a try whose port another process took is made again
+    // with fresh ports and a fresh directory.
+    let (d1, peers, other, stderr) = (0..5)
+        .find_map(|attempt| {
             let a: Vec<String> = (0..4).map(|_| free_address()).collect();
+            let (d1, d2) = (d(&format!("d1-{attempt}")), d(&format!("d2-{attempt}")));
             let peers = format!("1={},2={},3={}", a[0], a[1], a[2]);
-            let log = d("d1.log");
-            let mut child = driver(1, &a[0], &peers, &d("d1"))
-                .stderr(std::fs::File::create(&log).unwrap())
-                .spawn()
-                .unwrap();
-            let deadline = Instant::now() + Duration::from_secs(20);
-            loop {
-                let text = std::fs::read_to_string(&log).unwrap_or_default();
-                if text.contains("listening on") {
-                    let other = format!("1={},2={},3={}", a[0], a[1], a[3]);
-                    return Some((Driver(child), peers, (a[1].clone(), other)));
-                }
-                if child.try_wait().unwrap().is_some() {
-                    assert!(port_taken(&text), "driver 1 did not start:\n{text}");
-                    return None;
-                }
-                assert!(Instant::now() < deadline, "driver 1 never listened:\n{text}");
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            let other = format!("1={},2={},3={}", a[0], a[1], a[3]);
+            let _one = listening(driver(1, &a[0], &peers, &d1), &d1.with_extension("log"))?;
+            let stderr = refused(driver(2, &a[1], &other, &d2));
+            (!port_taken(&stderr)).then_some((d1, peers, other, stderr))
         })
-        .expect("a free port for driver 1 within five tries");
-    let (own, other) = other;
-    let stderr = (0..5)
-        .map(|_| refused(driver(2, &own, &other, &d("d2"))))
-        .find(|stderr| !port_taken(stderr))
-        .expect("driver 2's port free within five tries");
+        .expect("free ports for drivers 1 and 2 within five tries");
     assert!(
         stderr.contains("disagrees") && stderr.contains(&peers) && stderr.contains(&other),
         "{stderr}"
     );
-    drop(one);
 
     // A data directory from another group is refused, byte for byte untouched.
-    let store = d("d1").join("raft.redb");
+    let store = d1.join("raft.redb");
     let before = std::fs::read(&store).unwrap();
-    let (_, stderr) = refused_with_fresh_ports(1, |solo| {
-        driver(1, &solo[0], &format!("1={},2=127.0.0.1:10", solo[0]), &d("d1"))
-    });
+    let stderr = refused_with_fresh_port(|solo| driver(1, solo, &format!("1={solo},2=127.0.0.1:10"), &d1));
     assert!(
         stderr.contains("belongs to another driver group") && stderr.contains("raft.redb"),
         "{stderr}"

@@ -1,12 +1,13 @@
 //! Closure shipping: a trampoline's offset from the anchor is the same in every process of
 //! one executable, so a plan built in one process runs in another.
 
-use crate::helpers::Bounded;
 use std::process::Command;
 
 use ringleader_core::plan::{SinkFn, StepFn};
 use ringleader_core::ship;
 use ringleader_core::shipped::Shipped;
+
+use crate::helpers::Bounded;
 
 /// The map trampoline of the closure `f` (which captures nothing, as every shipped one).
 fn map_of<F: Fn(i64) -> i64 + 'static>(_: F) -> (Shipped<StepFn>, StepFn) {

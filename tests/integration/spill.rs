@@ -2,10 +2,11 @@
 //! not change. Each result is checked against a plain sequential computation in the test,
 //! at sizes that spill (120,000 rows and more), and the spill is shown to have happened.
 
-use crate::helpers::Bounded;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use ringleader::{Config, Context};
+
+use crate::helpers::Bounded;
 
 #[test]
 fn shuffles_past_the_memory_limit_spill_and_stay_correct() {

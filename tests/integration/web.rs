@@ -3,12 +3,11 @@
 //! advances, requests without the token are refused, and a screenshot of each page is
 //! written to `target/` for a person to look at.
 
-use crate::helpers::Bounded;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::helpers::{LocalCluster, args, files_under, http_get as request, numbered_text, ok};
+use crate::helpers::{Bounded, LocalCluster, args, files_under, http_get as request, numbered_text, ok};
 
 /// Debian's Chromium, which `.ci/run` installs when it is missing.
 fn chromium() -> Option<PathBuf> {

@@ -12,7 +12,8 @@
 //! - [`counters`]: what the worker counts; [`metrics`] writes it in Prometheus' format and
 //!   [`http`] serves it.
 //! - [`housekeeping`]: deleting finished jobs' shuffle files, expired held results and dead
-//!   dataset generations, beside the heartbeat loop.
+//!   dataset generations, beside the heartbeat loop; [`datasets_dir`]: the stored-datasets
+//!   directory's layout, what it holds and what of it is dead.
 //!
 //! A task's path: the driver's `LaunchTask` reaches [`service`], which hands it to the job's
 //! executor ([`executors`]: one process of the job's own binary per job, started on its first
@@ -24,6 +25,7 @@
 //! (executors' stderr).
 
 pub mod counters;
+pub mod datasets_dir;
 pub mod executors;
 pub mod flight;
 pub mod housekeeping;

@@ -131,34 +131,6 @@ impl WorkerInner {
     }
 }
 
-/// The whole partition files under a worker's datasets directory, as
-/// `DATASET/GENERATION/PARTITION` (files being written, `part-N.tmp-…`, are not).
-fn stored_partitions(root: &std::path::Path) -> Vec<String> {
-    let entries = |dir: &std::path::Path| {
-        std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
-            .collect::<Vec<_>>()
-    };
-    let mut found = Vec::new();
-    for (dataset, dataset_dir) in entries(root) {
-        for (generation, generation_dir) in entries(&dataset_dir) {
-            for (file, _) in entries(&generation_dir) {
-                if let Some(p) = file
-                    .strip_prefix("part-")
-                    .and_then(|f| f.strip_suffix(".arrow"))
-                    .filter(|p| p.parse::<u32>().is_ok())
-                {
-                    found.push(format!("{dataset}/{generation}/{p}"));
-                }
-            }
-        }
-    }
-    found
-}
-
 /// The report of a task whose executor died (see [`TaskFailure::ExecutorLost`]).
 fn lost_report(lost: LostTask, alone: bool) -> proto::TaskReport {
     TaskFailure::ExecutorLost {
@@ -241,7 +213,7 @@ impl Worker for WorkerService {
         _: Request<proto::ListPartitionsRequest>,
     ) -> Result<Response<proto::PartitionList>, Status> {
         let root = self.inner.dataset_dir();
-        let partitions = tokio::task::spawn_blocking(move || stored_partitions(&root))
+        let partitions = tokio::task::spawn_blocking(move || crate::datasets_dir::stored_partitions(&root))
             .await
             .map_err(|e| Status::internal(format!("listing partitions: {e}")))?;
         Ok(Response::new(proto::PartitionList { partitions }))

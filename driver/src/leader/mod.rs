@@ -109,12 +109,6 @@ pub struct DriverParts {
 }
 
 impl DriverInner {
-    /// The dataset generations workers must keep: committed, or placed and not yet settled
-    /// (both in the replicated state, so a new leader keeps what its predecessor placed).
-    pub fn live_datasets(&self) -> Vec<String> {
-        self.state().live_datasets()
-    }
-
     /// A driver from its parts.
     pub fn new(parts: DriverParts) -> Arc<DriverInner> {
         Arc::new(DriverInner {

@@ -29,6 +29,18 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 /// The longest wait between copies of one partition to one worker.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// What one pass found and decided before it looks at each partition.
+struct Audit<'a> {
+    /// Workers alive now.
+    live: &'a BTreeSet<WorkerId>,
+    /// Their addresses.
+    addresses: &'a HashMap<WorkerId, String>,
+    /// What each worker that answered holds (`DATASET/GENERATION/PARTITION`).
+    held: &'a HashMap<WorkerId, HashSet<String>>,
+    /// Whether a test holds copies back during this pass.
+    copies_held_back: bool,
+}
+
 /// What the last audit found of one partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionHealth {
@@ -111,12 +123,16 @@ impl DriverInner {
         tracing::debug!("driver {}: auditing {} workers", self.id, addresses.len());
         let held = self.audit(&addresses).await;
         tracing::debug!("driver {}: {} workers answered the audit", self.id, held.len());
+        let audit = Audit {
+            live: &live,
+            addresses: &addresses,
+            held: &held,
+            copies_held_back: self.repair_held(),
+        };
         let mut health = HashMap::new();
         for record in datasets {
             for partition in 0..record.placement.len() as u32 {
-                let found = self
-                    .repair_partition(&record, partition, &live, &addresses, &held)
-                    .await;
+                let found = self.repair_partition(&record, partition, &audit).await;
                 health.insert((record.name.clone(), partition), found);
             }
         }
@@ -143,10 +159,9 @@ impl DriverInner {
         self: &Arc<Self>,
         record: &DatasetRecord,
         partition: u32,
-        live: &BTreeSet<WorkerId>,
-        addresses: &HashMap<WorkerId, String>,
-        held: &HashMap<WorkerId, HashSet<String>>,
+        audit: &Audit<'_>,
     ) -> PartitionHealth {
+        let (live, held) = (audit.live, audit.held);
         let key = format!("{}/{}/{partition}", record.name, record.generation);
         let listed = record.placement[partition as usize].clone();
         let holds = |w: &WorkerId| held.get(w).is_some_and(|parts| parts.contains(&key));
@@ -159,17 +174,14 @@ impl DriverInner {
         holders.extend(unlisted.into_iter().cloned());
         let mut confirmed = holders.len() as u32;
         let mut short_because = None;
-        if confirmed < record.replicas && self.repair_held() {
+        if confirmed < record.replicas && audit.copies_held_back {
             short_because = Some(format!(
                 "{confirmed} of {} replicas; copies held back ({} is set)",
                 record.replicas,
                 fault_injection::REPAIR_HOLD
             ));
         } else if confirmed < record.replicas {
-            match self
-                .copy_to_next_owner(record, partition, &holders, live, addresses, held)
-                .await
-            {
+            match self.copy_to_next_owner(record, partition, &holders, audit).await {
                 Ok(target) => {
                     holders.push(target);
                     confirmed += 1;
@@ -211,10 +223,9 @@ impl DriverInner {
         record: &DatasetRecord,
         partition: u32,
         holders: &[WorkerId],
-        live: &BTreeSet<WorkerId>,
-        addresses: &HashMap<WorkerId, String>,
-        held: &HashMap<WorkerId, HashSet<String>>,
+        audit: &Audit<'_>,
     ) -> Result<WorkerId, String> {
+        let (live, addresses, held) = (audit.live, audit.addresses, audit.held);
         if holders.is_empty() {
             return Err(
                 "no live worker holds it: it cannot be copied (its holders are lost, or their disks were emptied)"

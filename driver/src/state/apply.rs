@@ -283,9 +283,8 @@ impl ClusterState {
     /// Drops the oldest finished jobs beyond [`KEPT_JOBS`].
     fn forget_old_jobs(&mut self) {
         let finished: Vec<JobId> = self
-            .jobs_in_order()
+            .jobs_in_order(|j| j.state != JobState::Running)
             .into_iter()
-            .filter(|j| j.state != JobState::Running)
             .map(|j| j.id.clone())
             .collect();
         for id in finished.iter().take(finished.len().saturating_sub(KEPT_JOBS - 1)) {

@@ -19,20 +19,16 @@ impl ClusterState {
     /// Why the name `name` no longer has the generation `expected` (`None`: no dataset), if it
     /// does not.
     fn moved_on(&self, name: &str, expected: Option<&str>) -> Option<String> {
-        let now = self.generation_of(name);
-        if now == expected {
-            return None;
+        match (expected, self.generation_of(name)) {
+            (expected, now) if expected == now => None,
+            (_, None) => Some(format!("dataset {name} was removed meanwhile")),
+            (None, Some(won)) => Some(format!(
+                "dataset {name} was stored by another writer meanwhile (generation {won} won)"
+            )),
+            (Some(_), Some(won)) => Some(format!(
+                "dataset {name} was replaced by another writer meanwhile (generation {won} won)"
+            )),
         }
-        Some(match (expected, now) {
-            (None, Some(won)) => {
-                format!("dataset {name} was stored by another writer meanwhile (generation {won} won)")
-            }
-            (Some(_), None) => format!("dataset {name} was removed meanwhile"),
-            (Some(_), Some(won)) => {
-                format!("dataset {name} was replaced by another writer meanwhile (generation {won} won)")
-            }
-            (None, None) => unreachable!("equal expectations were handled above"),
-        })
     }
 
     /// Places a write: it may send its partitions.

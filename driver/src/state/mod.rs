@@ -82,10 +82,10 @@ impl ClusterState {
         Ok(state)
     }
 
-    /// The jobs in the order they were submitted (their ids' numbers: `job-999999` before
-    /// `job-1000000`, which a map ordered by text puts first).
-    pub fn jobs_in_order(&self) -> Vec<&JobRecord> {
-        let mut jobs: Vec<&JobRecord> = self.jobs.values().collect();
+    /// The jobs `keep` accepts, in the order they were submitted (their ids' numbers:
+    /// `job-999999` before `job-1000000`, which a map ordered by text puts first).
+    pub fn jobs_in_order(&self, keep: impl Fn(&JobRecord) -> bool) -> Vec<&JobRecord> {
+        let mut jobs: Vec<&JobRecord> = self.jobs.values().filter(|j| keep(j)).collect();
         jobs.sort_by_key(|j| (submission_number(&j.id), j.id.as_str()));
         jobs
     }
@@ -175,7 +175,7 @@ mod tests {
         assert!(state.jobs.contains_key("job-1000000"));
         assert!(state.jobs.contains_key("job-999201"));
         assert!(!state.jobs.contains_key("job-999200"));
-        let listed: Vec<&str> = state.jobs_in_order().iter().map(|j| j.id.as_str()).collect();
+        let listed: Vec<&str> = state.jobs_in_order(|_| true).iter().map(|j| j.id.as_str()).collect();
         assert_eq!(listed.first(), Some(&"job-999201"));
         assert_eq!(listed.last(), Some(&"job-1000200"));
     }

@@ -1,0 +1,139 @@
+//! The worker's stored-datasets directory: `DATASET/GENERATION/part-P.arrow`, temporary
+//! files of writers (`part-P.tmp-PID-K`) and copies staged for other owners
+//! (`.outgoing/DATASET-GENERATION-P-ATTEMPT.arrow`). What it holds (for the driver's audit)
+//! and deleting what is dead (for housekeeping), in one walk each.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// The entries of `dir` by name (none when it cannot be read).
+fn children(dir: &Path) -> Vec<(String, PathBuf)> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+        .collect()
+}
+
+/// Whether `path` was last changed before `asked` (a later one may belong to something the
+/// driver's lists, asked for at `asked`, did not know yet).
+fn made_before(path: &Path, asked: SystemTime) -> bool {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t < asked)
+}
+
+/// The whole partition files under `root`, as `DATASET/GENERATION/PARTITION` (files being
+/// written are not).
+pub fn stored_partitions(root: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for (dataset, dataset_dir) in children(root) {
+        for (generation, generation_dir) in children(&dataset_dir) {
+            for (file, _) in children(&generation_dir) {
+                if let Some(p) = file
+                    .strip_prefix("part-")
+                    .and_then(|f| f.strip_suffix(".arrow"))
+                    .filter(|p| p.parse::<u32>().is_ok())
+                {
+                    found.push(format!("{dataset}/{generation}/{p}"));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Deletes what is dead under `root`, sparing anything made after `asked`: generations the
+/// driver no longer lists in `live` (a removed or replaced dataset, the output of a job that
+/// failed), temporary files of writers whose process is gone (killed mid-write), and copies
+/// staged for other owners of generations no longer live.
+pub fn remove_dead(root: &Path, live: &[String], asked: SystemTime) {
+    for (name, outgoing) in children(&root.join(".outgoing")) {
+        // DATASET-GENERATION-PARTITION-ATTEMPT.arrow: the dataset name may hold dashes itself.
+        let stem = name.strip_suffix(".arrow").unwrap_or(&name);
+        let mut parts = stem.rsplitn(4, '-');
+        let (_, _, generation, dataset) = (parts.next(), parts.next(), parts.next(), parts.next());
+        let live_generation = match (dataset, generation) {
+            (Some(d), Some(g)) => live.contains(&format!("{d}/{g}")),
+            _ => false,
+        };
+        if !live_generation && made_before(&outgoing, asked) {
+            let _ = std::fs::remove_file(&outgoing);
+        }
+    }
+    for (name, dataset) in children(root) {
+        if !ringleader_core::ids::valid_dataset_name(&name) {
+            continue;
+        }
+        let mut left = 0;
+        for (generation_name, generation) in children(&dataset) {
+            if !made_before(&generation, asked) {
+                left += 1;
+            } else if !live.contains(&format!("{name}/{generation_name}")) {
+                let _ = std::fs::remove_dir_all(&generation);
+            } else {
+                left += 1;
+                remove_abandoned_temporaries(&generation, asked);
+            }
+        }
+        if left == 0 {
+            let _ = std::fs::remove_dir(&dataset);
+        }
+    }
+}
+
+/// Deletes the temporary files (`part-P.tmp-PID-K`) under a live generation whose writer's
+/// process is gone.
+fn remove_abandoned_temporaries(generation: &Path, asked: SystemTime) {
+    for (_, file) in children(generation) {
+        let pid = file
+            .extension()
+            .and_then(|e| e.to_str())
+            .and_then(|e| e.strip_prefix("tmp-"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<i32>().ok());
+        if let Some(pid) = pid
+            && !ringleader_core::machine::process_runs(pid)
+            && made_before(&file, asked)
+        {
+            let _ = std::fs::remove_file(&file);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn files_of_writers_killed_mid_write_go_and_those_of_running_ones_stay() {
+        let root = tempfile::tempdir().expect("dir");
+        let generation = root.path().join("words/g1");
+        std::fs::create_dir_all(&generation).expect("dir");
+        std::fs::create_dir_all(root.path().join(".outgoing")).expect("dir");
+        let mut child = std::process::Command::new("true").spawn().expect("true");
+        let gone = child.id();
+        child.wait().expect("wait");
+        let files = [
+            generation.join("part-0.arrow"),
+            generation.join(format!("part-1.tmp-{gone}-3")),
+            generation.join(format!("part-2.tmp-{}-4", std::process::id())),
+            root.path().join(".outgoing/my-words-gdead-0-1.arrow"),
+            root.path().join(".outgoing/words-g1-3-2.arrow"),
+        ];
+        for f in &files {
+            std::fs::write(f, "x").expect("file");
+        }
+        let live = vec!["words/g1".to_string()];
+        remove_dead(root.path(), &live, SystemTime::now() + Duration::from_secs(1));
+        let kept: Vec<bool> = files.iter().map(|f| f.exists()).collect();
+        assert_eq!(kept, [true, false, true, false, true]);
+        // Made after the driver's lists were asked for: spared whatever they are.
+        std::fs::write(&files[1], "x").expect("file");
+        remove_dead(root.path(), &live, SystemTime::now() - Duration::from_secs(60));
+        assert!(files[1].exists());
+    }
+}
