@@ -42,6 +42,22 @@ where
     })
 }
 
+/// Removes stored dataset `name`, once: the removal carries an id of its own, so a retry
+/// after a lost reply (a leader change) answers as done instead of "no dataset", and never
+/// removes a dataset written after it.
+pub async fn remove_dataset(group: &DriverGroup, name: &str) -> Result<()> {
+    let request = ringleader_core::proto::RemoveDatasetRequest {
+        name: name.to_string(),
+        request: ringleader_core::machine::unique_id(),
+    };
+    call(group, "removing the dataset", |mut d| {
+        let request = request.clone();
+        async move { d.remove_dataset(request).await }
+    })
+    .await?;
+    Ok(())
+}
+
 /// Parses `host:port[,host:port…]`.
 pub fn parse_masters(value: &str) -> Result<Vec<String>> {
     let masters: Vec<String> = value

@@ -145,12 +145,7 @@ impl Cluster {
 
     /// Forgets a stored dataset (its workers delete its files).
     pub(crate) fn remove_dataset(&self, name: &str) -> Result<()> {
-        let request = proto::DatasetName { name: name.to_string() };
-        self.runtime.block_on(call(&self.group, "removing a dataset", |mut d| {
-            let request = request.clone();
-            async move { d.remove_dataset(request).await }
-        }))?;
-        Ok(())
+        self.runtime.block_on(crate::client::remove_dataset(&self.group, name))
     }
 
     /// Stores local files as a dataset (see [`crate::transfer::put`]).

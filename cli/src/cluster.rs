@@ -137,7 +137,7 @@ fn wait_for_address(file: &Path, pid: u32, what: &str, dir: &Path) -> anyhow::Re
     )
 }
 
-fn alive(pid: u32) -> bool {
+pub(super) fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
         && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.split_whitespace().nth(2) == Some("Z"))
 }

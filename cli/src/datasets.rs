@@ -176,14 +176,9 @@ pub fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
 /// Runs `rm`.
 pub fn rm(args: RmArgs) -> anyhow::Result<ExitCode> {
     let (runtime, group) = connect(&args.cluster)?;
-    let name = proto::DatasetName {
-        name: dataset_name(&args.name)?,
-    };
-    runtime.block_on(ringleader::client::call(&group, "removing the dataset", |mut d| {
-        let name = name.clone();
-        async move { d.remove_dataset(name).await }
-    }))?;
-    println!("removed {}", name.name);
+    let name = dataset_name(&args.name)?;
+    runtime.block_on(ringleader::client::remove_dataset(&group, &name))?;
+    println!("removed {name}");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -15,9 +15,11 @@
 //! - [`datasets`]: `ringleader put|get|rm|datasets`.
 //! - [`jobs`]: `ringleader jobs`, `job ID`, `cancel ID`.
 //! - [`generate`], [`validate`]: `ringleader gen …`, `ringleader validate sort`.
+//! - [`chaos`]: `ringleader chaos`, a random history of dataset operations under faults, checked.
 //! - [`bench`](mod@bench): `ringleader bench embedded|cluster|raft|hosts|scale` and its harness.
 
 mod bench;
+mod chaos;
 mod cluster;
 mod cluster_dir;
 mod datasets;
@@ -53,6 +55,11 @@ enum Verb {
     /// Start, inspect or stop a laptop cluster.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// Check the dataset namespace the way Jepsen checks databases: a random history of
+    /// put, overwrite, get, rm and jobs from several clients on a local cluster while leaders
+    /// and workers are killed and paused, recorded and checked (linearizable, no partial read,
+    /// nothing acknowledged lost, back to R replicas).
+    Chaos(chaos::ChaosArgs),
     /// Run a job binary on a cluster.
     Submit(submit::SubmitArgs),
     /// Store local files as a dataset on the cluster, partitioned by the ring (streamed).
@@ -99,6 +106,7 @@ fn main() -> ExitCode {
         Verb::Bench(c) => bench::run(c),
         Verb::Baseline(a) => bench::baseline(a),
         Verb::Cluster(c) => cluster::run(c),
+        Verb::Chaos(a) => chaos::run(a),
         Verb::Submit(a) => submit::run(a),
         Verb::Put(a) => datasets::put(a),
         Verb::Get(a) => datasets::get(a),

@@ -1125,6 +1125,7 @@ pub(crate) mod tests {
         state.apply(Command::RemoveDataset {
             name: "out".into(),
             generation: "g1".into(),
+            request: String::new(),
         });
         assert!(state.live_datasets().is_empty());
     }

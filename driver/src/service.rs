@@ -521,10 +521,14 @@ impl Driver for DriverService {
 
     async fn remove_dataset(
         &self,
-        request: Request<proto::DatasetName>,
+        request: Request<proto::RemoveDatasetRequest>,
     ) -> Result<Response<proto::RemoveDatasetReply>, Status> {
         self.inner.require_leader()?;
-        let name = request.into_inner().name;
+        let proto::RemoveDatasetRequest { name, request } = request.into_inner();
+        if self.inner.state().removed_by(&request) {
+            // A retry of a removal that was applied before its reply was lost.
+            return Ok(Response::new(proto::RemoveDatasetReply {}));
+        }
         let not_found = || Status::not_found(format!("no dataset named {name:?} (`ringleader datasets` lists them)"));
         let generation = self
             .inner
@@ -537,6 +541,7 @@ impl Driver for DriverService {
             .write(Command::RemoveDataset {
                 name: name.clone(),
                 generation,
+                request,
             })
             .await?;
         match refuse_conflict(removed)? {

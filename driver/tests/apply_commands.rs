@@ -186,6 +186,7 @@ fn command() -> impl Strategy<Value = Command> {
         Just(Command::RemoveDataset {
             name: "out".into(),
             generation: "g0".into(),
+            request: "r1".into(),
         }),
         (0u32..3, proptest::option::of(0u32..3)).prop_map(|(g, expected)| Command::PlaceDataset(
             ringleader_driver::state::PendingDataset {

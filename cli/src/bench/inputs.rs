@@ -36,7 +36,7 @@ impl BenchPlaces {
     }
 }
 
-pub(super) fn examples_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+pub(crate) fn examples_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     if let Some(dir) = given {
         return Ok(dir);
     }

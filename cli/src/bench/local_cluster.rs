@@ -6,7 +6,7 @@ use std::process::Command;
 use anyhow::{Context as _, bail};
 
 /// A cluster started for a benchmark, stopped when dropped.
-pub(super) struct BenchCluster {
+pub(crate) struct BenchCluster {
     /// Its directory.
     pub(super) dir: PathBuf,
     /// Its drivers' addresses, for `RINGLEADER_MASTER`.
@@ -33,7 +33,7 @@ impl BenchCluster {
     }
 
     /// `cluster up` with `workers` workers of 2 slots and `drivers` drivers.
-    pub(super) fn up_with(
+    pub(crate) fn up_with(
         dir: PathBuf,
         workers: u32,
         drivers: u32,

@@ -26,6 +26,8 @@ use clap::Subcommand;
 pub use baseline::{BaselineArgs, baseline};
 use cluster::{ClusterArgs, cluster};
 use embedded::{EmbeddedArgs, embedded};
+pub(crate) use inputs::examples_dir;
+pub(crate) use local_cluster::BenchCluster;
 
 /// Which benchmark.
 #[derive(Debug, Subcommand)]

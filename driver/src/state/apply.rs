@@ -220,7 +220,11 @@ impl ClusterState {
             Command::PlaceDataset(pending) => self.place_dataset(pending),
             Command::CommitDataset(record) => self.commit_dataset(record),
             Command::AbortDataset { name, generation } => self.abort_dataset(&name, &generation),
-            Command::RemoveDataset { name, generation } => self.remove_dataset(&name, &generation),
+            Command::RemoveDataset {
+                name,
+                generation,
+                request,
+            } => self.remove_dataset(&name, &generation, &request),
             Command::RepairDataset {
                 name,
                 generation,

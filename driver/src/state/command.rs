@@ -127,6 +127,8 @@ pub enum Command {
         name: String,
         /// The generation to remove.
         generation: String,
+        /// The client's id of this removal (the same on its retries; empty: none).
+        request: String,
     },
     /// A repair copied a partition: its holders are now `holders`, if the dataset is still
     /// `generation` (a copy of a replaced generation changes nothing).

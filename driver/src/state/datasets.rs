@@ -10,7 +10,16 @@ use ringleader_core::ids::WorkerId;
 use super::records::{DatasetRecord, PendingDataset, pending_key};
 use super::{ClusterState, Outcome};
 
+/// How many removals' ids the state remembers (a retry comes within seconds of its first
+/// attempt; these are thousands of removals later).
+pub const REMEMBERED_REMOVALS: usize = 4096;
+
 impl ClusterState {
+    /// Whether the removal with the client's id `request` was applied.
+    pub fn removed_by(&self, request: &str) -> bool {
+        !request.is_empty() && self.removals.iter().any(|r| r == request)
+    }
+
     /// The generation dataset `name` has now, if it exists.
     pub fn generation_of(&self, name: &str) -> Option<&str> {
         self.datasets.get(name).map(|d| d.generation.as_str())
@@ -40,8 +49,12 @@ impl ClusterState {
         Outcome::Done
     }
 
-    /// Commits a placed write, if the name still has the generation it expected.
+    /// Commits a placed write, if the name still has the generation it expected. A commit
+    /// of the generation the name has already is a retry whose reply was lost: done.
     pub(super) fn commit_dataset(&mut self, record: DatasetRecord) -> Outcome {
+        if self.generation_of(&record.name) == Some(record.generation.as_str()) {
+            return Outcome::Done;
+        }
         match self.settle_pending(&record.name, &record.generation) {
             Ok(()) => {
                 self.datasets.insert(record.name.clone(), record);
@@ -73,11 +86,21 @@ impl ClusterState {
         }
     }
 
-    /// Removes dataset `name` if it is still `generation`.
-    pub(super) fn remove_dataset(&mut self, name: &str, generation: &str) -> Outcome {
+    /// Removes dataset `name` if it is still `generation`; once per `request` (the client's
+    /// id of the removal: a retry of an applied one is done, and changes nothing).
+    pub(super) fn remove_dataset(&mut self, name: &str, generation: &str, request: &str) -> Outcome {
+        if self.removed_by(request) {
+            return Outcome::Done;
+        }
         match self.generation_of(name) {
             Some(g) if g == generation => {
                 self.datasets.remove(name);
+                if !request.is_empty() {
+                    if self.removals.len() == REMEMBERED_REMOVALS {
+                        self.removals.pop_front();
+                    }
+                    self.removals.push_back(request.to_string());
+                }
                 Outcome::Done
             }
             Some(g) => Outcome::Conflict(format!(
@@ -173,6 +196,7 @@ mod tests {
             conflict(state.apply(Command::RemoveDataset {
                 name: "d".into(),
                 generation: "g1".into(),
+                request: String::new(),
             }))
             .contains("g3 is current")
         );
@@ -183,11 +207,34 @@ mod tests {
             state.apply(Command::RemoveDataset {
                 name: "d".into(),
                 generation: "g3".into(),
+                request: String::new(),
             }),
             Outcome::Done
         );
         assert!(conflict(state.apply(commit("d", "g4"))).contains("was removed meanwhile"));
         assert_eq!(state.generation_of("d"), None);
+    }
+
+    #[test]
+    fn a_retried_removal_or_commit_is_done_once() {
+        let mut state = ClusterState::default();
+        state.apply(place("d", "g1", None));
+        assert_eq!(state.apply(commit("d", "g1")), Outcome::Done);
+        // The commit's reply was lost and the client asked again: done, nothing changes.
+        assert_eq!(state.apply(commit("d", "g1")), Outcome::Done);
+        assert_eq!(state.generation_of("d"), Some("g1"));
+        let remove = |generation: &str| Command::RemoveDataset {
+            name: "d".into(),
+            generation: generation.into(),
+            request: "rm-1".into(),
+        };
+        assert_eq!(state.apply(remove("g1")), Outcome::Done);
+        assert!(state.removed_by("rm-1") && !state.removed_by("") && !state.removed_by("rm-2"));
+        // A new write of the name, then the removal's retry: done, and the new write stays.
+        state.apply(place("d", "g2", None));
+        state.apply(commit("d", "g2"));
+        assert_eq!(state.apply(remove("g2")), Outcome::Done);
+        assert_eq!(state.generation_of("d"), Some("g2"));
     }
 
     #[test]

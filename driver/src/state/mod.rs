@@ -51,6 +51,9 @@ pub struct ClusterState {
     pub pending: BTreeMap<String, PendingDataset>,
     /// Job ids by client submission id.
     pub submissions: BTreeMap<String, JobId>,
+    /// The client ids of the last few thousand dataset removals applied, so a retried removal
+    /// answers as done and is never applied twice.
+    pub removals: std::collections::VecDeque<String>,
     next_worker: u64,
     next_job: u64,
     /// When this driver saw task attempts start and end (not replicated).

@@ -1,0 +1,249 @@
+//! The faults: kill the driver group's leader, kill a worker (some restarted with an emptied
+//! data directory), pause a driver or a worker (`SIGSTOP`: to the others it looks cut off),
+//! each healed before the next. Every process it starts again is recorded in `cluster.json`,
+//! so `cluster down` stops it.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use rand::Rng;
+
+use crate::cluster_dir::{ClusterFile, NodeProcess, write_file};
+
+/// One fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// `kill -9` the leader, restart it after a while.
+    KillLeader,
+    /// `kill -9` worker `i`, restart it after a while (`wiped`: with its data directory
+    /// emptied, as if its disk were replaced).
+    KillWorker {
+        /// Which worker (0-based).
+        worker: usize,
+        /// Whether its data directory is emptied before the restart.
+        wiped: bool,
+    },
+    /// Stop driver `i` for a while (`SIGSTOP`), then let it go on.
+    PauseDriver {
+        /// Which driver (0-based).
+        driver: usize,
+    },
+    /// Stop worker `i` for a while, then let it go on.
+    PauseWorker {
+        /// Which worker (0-based).
+        worker: usize,
+    },
+}
+
+impl Fault {
+    /// A random fault among `drivers` drivers and `workers` workers.
+    pub fn pick(rng: &mut impl Rng, drivers: usize, workers: usize) -> Fault {
+        match rng.gen_range(0..10) {
+            0..=2 if drivers > 1 => Fault::KillLeader,
+            3..=5 => Fault::KillWorker {
+                worker: rng.gen_range(0..workers),
+                wiped: rng.gen_bool(0.5),
+            },
+            6..=7 if drivers > 1 => Fault::PauseDriver {
+                driver: rng.gen_range(0..drivers),
+            },
+            _ => Fault::PauseWorker {
+                worker: rng.gen_range(0..workers),
+            },
+        }
+    }
+}
+
+/// The cluster's processes, as the nemesis knows them.
+pub struct Nodes {
+    dir: PathBuf,
+    file: ClusterFile,
+    /// Processes started again here (reaped at the end).
+    restarted: Vec<Child>,
+}
+
+impl Nodes {
+    /// The processes `cluster up` recorded in `dir`.
+    pub fn of(dir: &Path) -> anyhow::Result<Nodes> {
+        Ok(Nodes {
+            dir: dir.to_path_buf(),
+            file: ClusterFile::read(dir)?,
+            restarted: Vec::new(),
+        })
+    }
+
+    /// The drivers' addresses.
+    pub fn masters(&self) -> String {
+        self.file.masters()
+    }
+
+    /// How many drivers and workers there are.
+    pub fn sizes(&self) -> (usize, usize) {
+        (self.file.drivers.len(), self.file.workers.len())
+    }
+
+    /// Injects `fault`, holds it for `hold`, and heals it. Returns what it did, for the log.
+    pub async fn inject(&mut self, fault: Fault, hold: Duration) -> anyhow::Result<String> {
+        match fault {
+            Fault::KillLeader => {
+                let Some(leader) = self.leader().await else {
+                    return Ok("no leader to kill".into());
+                };
+                let node = self.file.drivers[leader].clone();
+                let args = command_line(node.pid)?;
+                kill(node.pid, libc::SIGKILL);
+                wait_gone(node.pid).await?;
+                tokio::time::sleep(hold).await;
+                self.file.drivers[leader].pid = self.start(&node, args, None)?;
+                write_file(&self.dir, &self.file)?;
+                Ok(format!("killed leader driver-{}, restarted it", leader + 1))
+            }
+            Fault::KillWorker { worker, wiped } => {
+                let node = self.file.workers[worker].clone();
+                let args = command_line(node.pid)?;
+                kill(node.pid, libc::SIGKILL);
+                wait_gone(node.pid).await?;
+                tokio::time::sleep(hold).await;
+                if wiped {
+                    empty_data_directory(&node.data_dir)?;
+                }
+                self.file.workers[worker].pid = self.start(&node, args, Some(&node.address))?;
+                write_file(&self.dir, &self.file)?;
+                Ok(format!(
+                    "killed worker-{}, restarted it{}",
+                    worker + 1,
+                    if wiped { " with an emptied data directory" } else { "" }
+                ))
+            }
+            Fault::PauseDriver { driver } => {
+                self.pause(self.file.drivers[driver].pid, hold).await;
+                Ok(format!("paused driver-{} for {:.1} s", driver + 1, hold.as_secs_f64()))
+            }
+            Fault::PauseWorker { worker } => {
+                self.pause(self.file.workers[worker].pid, hold).await;
+                Ok(format!("paused worker-{} for {:.1} s", worker + 1, hold.as_secs_f64()))
+            }
+        }
+    }
+
+    async fn pause(&self, pid: u32, hold: Duration) {
+        kill(pid, libc::SIGSTOP);
+        tokio::time::sleep(hold).await;
+        kill(pid, libc::SIGCONT);
+    }
+
+    /// The leader's index among the drivers, if one says it leads.
+    async fn leader(&self) -> Option<usize> {
+        for (i, d) in self.file.drivers.iter().enumerate() {
+            if let Ok(status) = crate::cluster::fetch_status(&d.address).await
+                && status.raft.as_ref().is_some_and(|r| r.role == "leader")
+            {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// Starts `node` again with its old command line (`listen`: on its old address, so a
+    /// worker keeps its id), its output appended to its log. Returns the new pid.
+    fn start(&mut self, node: &NodeProcess, mut args: Vec<OsString>, listen: Option<&str>) -> anyhow::Result<u32> {
+        if let Some(address) = listen
+            && !args.iter().any(|a| a == "--listen")
+        {
+            args.extend(["--listen".into(), address.into()]);
+        }
+        std::fs::create_dir_all(&node.data_dir)?;
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(node.data_dir.join("log"))
+            .with_context(|| format!("opening {}/log", node.data_dir.display()))?;
+        let child = Command::new(std::env::current_exe()?)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("restarting the node in {}", node.data_dir.display()))?;
+        let pid = child.id();
+        self.restarted.push(child);
+        Ok(pid)
+    }
+
+    /// Lets every paused process go on (after an interrupted pause).
+    pub fn resume_all(&self) {
+        for node in self.file.drivers.iter().chain(&self.file.workers) {
+            kill(node.pid, libc::SIGCONT);
+        }
+    }
+
+    /// Stops the cluster (`cluster down`) and reaps the processes started here.
+    pub fn down(mut self) -> anyhow::Result<()> {
+        self.resume_all();
+        crate::cluster::down(&self.dir)?;
+        for child in &mut self.restarted {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        Ok(())
+    }
+}
+
+/// A process's arguments (without the program), as it was started.
+fn command_line(pid: u32) -> anyhow::Result<Vec<OsString>> {
+    let raw =
+        std::fs::read(format!("/proc/{pid}/cmdline")).with_context(|| format!("reading pid {pid}'s command line"))?;
+    let mut args: Vec<OsString> = raw
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| OsString::from_vec(a.to_vec()))
+        .collect();
+    if args.is_empty() {
+        bail!("pid {pid} has no command line (it exited)");
+    }
+    args.remove(0);
+    Ok(args)
+}
+
+fn kill(pid: u32, signal: i32) {
+    // SAFETY: kill(2) on a pid of the cluster this command started (from its cluster.json).
+    unsafe {
+        libc::kill(pid as i32, signal);
+    }
+}
+
+/// Waits (up to 10 s) until `pid` has exited: a killed node holds its files and port until then.
+async fn wait_gone(pid: u32) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while crate::cluster::alive(pid) {
+        if Instant::now() > deadline {
+            bail!("pid {pid} is still running 10 s after SIGKILL");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+/// Removes everything in a node's data directory but its log.
+fn empty_data_directory(dir: &Path) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry?;
+        if entry.file_name() == "log" {
+            continue;
+        }
+        let path = entry.path();
+        let removed = if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.with_context(|| format!("removing {}", path.display()))?;
+    }
+    Ok(())
+}
