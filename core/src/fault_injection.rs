@@ -25,6 +25,17 @@ pub const HOUSEKEEPING_DELAY_MS: &str = "RINGLEADER_TEST_HOUSEKEEPING_DELAY_MS";
 /// all sent waits before it commits them.
 pub const COMMIT_HOLD: &str = "RINGLEADER_TEST_COMMIT_HOLD";
 
+/// Driver: a file; when it exists as this driver has applied a dataset removal, the driver
+/// removes the file and exits at once, without replying (a leader killed between applying a
+/// change and answering for it), so the client's retry meets the next leader.
+pub const REPLY_LOST: &str = "RINGLEADER_TEST_REPLY_LOST";
+
+/// Takes the one-shot fault `var` names: whether its file existed (it is removed, so one
+/// process of many sharing the variable takes it).
+pub fn take(var: &str) -> bool {
+    std::env::var_os(var).is_some_and(|path| std::fs::remove_file(path).is_ok())
+}
+
 /// The longest a fault that holds something back holds it.
 pub const HOLD_LIMIT: Duration = Duration::from_secs(60);
 

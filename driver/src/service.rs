@@ -544,6 +544,10 @@ impl Driver for DriverService {
                 request,
             })
             .await?;
+        if ringleader_core::fault_injection::take(ringleader_core::fault_injection::REPLY_LOST) {
+            tracing::warn!("test fault: exiting after removing {name}, before replying");
+            std::process::exit(101);
+        }
         match refuse_conflict(removed)? {
             Outcome::Stale => Err(not_found()),
             _ => Ok(Response::new(proto::RemoveDatasetReply {})),

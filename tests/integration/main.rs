@@ -11,6 +11,7 @@ mod examples;
 mod faults;
 mod fuzz;
 mod helpers;
+mod history;
 mod hosts;
 mod namespace;
 mod operators;

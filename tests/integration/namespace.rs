@@ -3,15 +3,18 @@
 //! one name never both win, an `rm` is never undone by a write that started before it, and
 //! a write placed before a leader change keeps its partitions and commits through the new
 //! leader. A `put` is held just before its commit (`RINGLEADER_TEST_COMMIT_HOLD`) to line the
-//! races up the same way every time.
+//! races up the same way every time. A leader that dies between applying a removal and
+//! answering (`RINGLEADER_TEST_REPLY_LOST`) shows that a retried removal is applied once.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use ringleader_core::fault_injection::COMMIT_HOLD;
+use ringleader_core::fault_injection::{COMMIT_HOLD, REPLY_LOST};
 
-use crate::helpers::{Bounded, LocalCluster, eventually, files_under, kill_now, ok, ringleader_bin, wait_bounded};
+use crate::helpers::{
+    Bounded, LocalCluster, eventually, files_under, kill_now, ok, ringleader_bin, running, wait_bounded,
+};
 use crate::oracles::lines_under;
 
 /// Text files of `n` distinct lines tagged `tag` under `dir`.
@@ -218,4 +221,38 @@ fn a_put_started_right_after_a_worker_died_places_its_partitions_on_the_next_own
         stderr.contains("uploading partition") && stderr.contains("of short") && stderr.contains("cannot be reached"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_removal_whose_reply_was_lost_is_retried_as_done_and_applied_once() {
+    let data = tempfile::tempdir().unwrap();
+    let d = |name: &str| -> PathBuf { data.path().join(name) };
+    let fault = d("reply-lost");
+    let cluster = LocalCluster::up_env(3, 2, 2, &[], &[(REPLY_LOST, fault.to_str().unwrap())]);
+    tagged_text(&d("in"), "gone", 50);
+    let stored = put(&cluster, &["--name", "gone", "--replicas", "2"], &d("in"));
+    assert!(stored.status.success(), "{}", String::from_utf8_lossy(&stored.stderr));
+    let (leader, term) = cluster.leader_after(0);
+    let leader_pid = cluster.driver_pid(leader);
+    // The leader applies the removal, then dies before it answers: the client asks the next.
+    std::fs::write(&fault, "").unwrap();
+    let removed = cluster.ringleader(&["rm", "gone"]);
+    assert!(!fault.exists(), "the fault did not fire");
+    eventually(
+        Duration::from_secs(10),
+        "the leader that applied the removal exits",
+        || !running(leader_pid),
+    );
+    let stdout = ok(
+        removed,
+        "rm of a dataset whose removal was applied before the reply was lost",
+    );
+    assert!(stdout.contains("removed gone"), "{stdout}");
+    cluster.leader_after(term);
+    // It is gone, once: a new write of the name stays.
+    let listing = ok(cluster.ringleader(&["datasets"]), "datasets");
+    assert!(!listing.contains("gone:"), "{listing}");
+    let again = put(&cluster, &["--name", "gone", "--replicas", "2"], &d("in"));
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert_eq!(got(&cluster, "gone", &d("got")), lines_under(&d("in")));
 }
