@@ -273,6 +273,10 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             token.display().to_string(),
             "--http".into(),
             "127.0.0.1:0".into(),
+            // The cluster's directory holds the token, the drivers' logs and every worker's
+            // data: no executor reaches it but for its own job's places.
+            "--private".into(),
+            dir.display().to_string(),
         ];
         worker_args.extend(tls_args.iter().cloned());
         let (pid, address_file) = spawn(dir, &name, &worker_args)?;

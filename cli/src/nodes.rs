@@ -108,6 +108,10 @@ pub struct WorkerArgs {
     /// is written to DATA_DIR/http-address). The cluster token is the bearer token.
     #[arg(long)]
     pub http: Option<SocketAddr>,
+    /// A directory executors may not reach (repeatable): besides the data directory, the
+    /// token file and the TLS key, which are always private. `cluster up` names its directory.
+    #[arg(long, value_name = "DIR")]
+    pub private: Vec<PathBuf>,
     /// The cluster token and TLS certificates.
     #[command(flatten)]
     pub security: SecurityArgs,
@@ -237,6 +241,13 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
                 .memory
                 .unwrap_or(ringleader::config::Config::default().memory_limit as u64),
             http: args.http,
+            private: args
+                .private
+                .iter()
+                .chain(&args.security.token_file)
+                .chain(&args.security.tls_key)
+                .cloned()
+                .collect(),
         };
         let bound = ringleader_worker::bind(config).await?;
         tracing::info!(

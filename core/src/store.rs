@@ -349,8 +349,11 @@ pub fn write_partition(
     let path = if local_owner {
         id.path(&root)
     } else {
-        root.join(".outgoing")
-            .join(format!("{}-{}-{partition}-{attempt}.arrow", id.dataset, id.generation))
+        // Staged for the other owners beside where the partition would be: the one place
+        // under the datasets directory this job's executor may write.
+        root.join(&id.dataset)
+            .join(&id.generation)
+            .join(format!(".outgoing-{partition}-{attempt}-{}.arrow", std::process::id()))
     };
     let (rows, bytes) = write_ipc_file(&path, || Some(schema), batches)?;
     let mut holders = Vec::new();

@@ -271,3 +271,158 @@ fn the_raft_service_admits_only_the_other_drivers_of_its_group_even_with_the_clu
     assert_eq!(code, Code::InvalidArgument, "{message}");
     assert!(message.contains("malformed Raft message"), "{message}");
 }
+
+/// Files under `root` whose path, relative to it, matches every part of `parts` in order.
+fn files_matching(root: &std::path::Path, parts: &[&str]) -> Vec<PathBuf> {
+    crate::helpers::files_under(root)
+        .into_iter()
+        .filter(|p| {
+            let text = p.strip_prefix(root).unwrap_or(p).to_string_lossy().into_owned();
+            let mut rest = text.as_str();
+            parts.iter().all(|part| match rest.find(part) {
+                Some(at) => {
+                    rest = &rest[at + part.len()..];
+                    true
+                }
+                None => false,
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn a_hostile_job_reaches_nothing_of_the_cluster_or_of_other_jobs_while_a_normal_job_beside_it_succeeds() {
+    let cluster = LocalCluster::up_with(1, 2, 2, &["--speculation-multiplier", "0"]);
+    if !cluster.worker_log(0).contains("Landlock sandbox") {
+        crate::helpers::skip("hostile job", "this kernel has no Landlock");
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let d = |name: &str| -> PathBuf { data.path().join(name) };
+    numbered_text(&d("text"), 4, 50);
+    cluster.put("victim", 2, 2, &d("text"));
+    // A job that ran before: its binary stays cached on the workers (and no longer runs).
+    let earlier = cluster.run("wordcount", &args!["--input", d("text"), "--output", d("earlier")]);
+    assert!(earlier.status.success(), "{}", String::from_utf8_lossy(&earlier.stderr));
+    let earlier_binary = ringleader_core::binary::hash_file(&crate::helpers::example("wordcount")).unwrap();
+    std::fs::create_dir(d("straggler")).unwrap();
+    // A normal job, held mid-map by one straggling task: its other map outputs are on disk.
+    let normal = args![
+        "--input",
+        d("text"),
+        "--output",
+        d("out"),
+        "--straggle",
+        "l1_0",
+        "--straggle-ms",
+        "6000",
+        "--straggle-dir",
+        d("straggler")
+    ];
+    let mut client = cluster.spawn("chaos", &normal, &d("log"));
+    let env = environment(straggler_pid(&d("straggler")));
+    let job = env["RINGLEADER_EXECUTOR_JOB"].clone();
+    let root = cluster.dir.path();
+    let blocks = files_matching(root, &["worker-", "/shuffle/", &job, "/map-", "/part-"]);
+    let partitions = files_matching(root, &["worker-", "/datasets/victim/", "/part-"]);
+    let binaries = files_matching(root, &["worker-", "/binaries/", &earlier_binary]);
+    assert!(!blocks.is_empty() && !partitions.is_empty() && !binaries.is_empty());
+    let before: Vec<Vec<u8>> = partitions
+        .iter()
+        .chain(&binaries)
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    let mut hostile = args!["--cluster-dir", root, "--tasks", "4"].to_vec();
+    for block in &blocks[..1] {
+        hostile.extend(args!["--read", block]);
+    }
+    for file in partitions.iter().chain(&binaries) {
+        hostile.extend(args!["--write", file, "--delete", file]);
+    }
+    let out = cluster.run("hostile", &hostile);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Every probe of every task ran, and was refused.
+    let probes_per_task = 7 + 1 + 2 * (partitions.len() + binaries.len());
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 4 * probes_per_task, "{stdout}");
+    // Refused by the kernel, not missed: every file it named is there.
+    let reached: Vec<&&str> = lines
+        .iter()
+        .filter(|l| !l.contains(" refused: Permission denied") && !l.contains(" refused: Operation not permitted"))
+        .collect();
+    assert!(reached.is_empty(), "the hostile job reached:\n{reached:#?}");
+    assert!(
+        blocks[0].exists(),
+        "the normal job's map output is gone: it was not running beside"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("read the token refused: Permission denied"))
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("signal the worker refused: Operation not permitted"))
+    );
+    // Nothing it tried changed anything, and the normal job beside it is right.
+    let after: Vec<Vec<u8>> = partitions
+        .iter()
+        .chain(&binaries)
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    assert!(before == after, "a stored partition or a cached binary changed");
+    let status = wait_bounded(&mut client, Duration::from_secs(120));
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(d("log")).unwrap_or_default()
+    );
+    assert_eq!(
+        crate::helpers::sorted_lines(&d("out")),
+        crate::oracles::word_counts(&d("text"))
+    );
+    let got = cluster.ringleader(&["get", "victim", d("got").to_str().unwrap()]);
+    assert!(got.status.success(), "{}", String::from_utf8_lossy(&got.stderr));
+    assert_eq!(
+        crate::oracles::lines_under(&d("got")),
+        crate::oracles::lines_under(&d("text"))
+    );
+}
+
+#[test]
+fn a_cached_binary_changed_on_disk_is_hashed_again_and_fetched_anew() {
+    let cluster = LocalCluster::up(1, 1);
+    let data = tempfile::tempdir().unwrap();
+    let d = |name: &str| -> PathBuf { data.path().join(name) };
+    numbered_text(&d("text"), 2, 20);
+    let run = |out: &str| {
+        let ran = cluster.run("wordcount", &args!["--input", d("text"), "--output", d(out)]);
+        assert!(ran.status.success(), "{}", String::from_utf8_lossy(&ran.stderr));
+        assert_eq!(
+            crate::helpers::sorted_lines(&d(out)),
+            crate::oracles::word_counts(&d("text"))
+        );
+    };
+    run("first");
+    let hash = ringleader_core::binary::hash_file(&crate::helpers::example("wordcount")).unwrap();
+    let cached = cluster.dir.path().join("worker-1/binaries").join(&hash);
+    // Changed behind the worker's back (its executor gone, the file is writable again).
+    crate::helpers::eventually(Duration::from_secs(20), "the cached binary can be written", || {
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&cached)
+            .and_then(|mut f| f.write_all(b"tampered"))
+            .is_ok()
+    });
+    assert_ne!(ringleader_core::binary::hash_file(&cached).unwrap(), hash);
+    run("second");
+    assert!(
+        cluster.worker_log(0).contains("no longer matches its hash"),
+        "{}",
+        cluster.worker_log(0)
+    );
+    assert_eq!(ringleader_core::binary::hash_file(&cached).unwrap(), hash);
+}

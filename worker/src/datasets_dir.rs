@@ -1,6 +1,6 @@
 //! The worker's stored-datasets directory: `DATASET/GENERATION/part-P.arrow`, temporary
 //! files of writers (`part-P.tmp-PID-K`) and copies staged for other owners
-//! (`.outgoing/DATASET-GENERATION-P-ATTEMPT.arrow`). What it holds (for the driver's audit)
+//! (`DATASET/GENERATION/.outgoing-P-ATTEMPT-PID.arrow`). What it holds (for the driver's audit)
 //! and deleting what is dead (for housekeeping), in one walk each.
 
 use std::path::{Path, PathBuf};
@@ -46,22 +46,9 @@ pub fn stored_partitions(root: &Path) -> Vec<String> {
 
 /// Deletes what is dead under `root`, sparing anything made after `asked`: generations the
 /// driver no longer lists in `live` (a removed or replaced dataset, the output of a job that
-/// failed), temporary files of writers whose process is gone (killed mid-write), and copies
-/// staged for other owners of generations no longer live.
+/// failed, with any copies staged there for other owners), and temporary files and staged
+/// copies of writers whose process is gone (killed mid-write).
 pub fn remove_dead(root: &Path, live: &[String], asked: SystemTime) {
-    for (name, outgoing) in children(&root.join(".outgoing")) {
-        // DATASET-GENERATION-PARTITION-ATTEMPT.arrow: the dataset name may hold dashes itself.
-        let stem = name.strip_suffix(".arrow").unwrap_or(&name);
-        let mut parts = stem.rsplitn(4, '-');
-        let (_, _, generation, dataset) = (parts.next(), parts.next(), parts.next(), parts.next());
-        let live_generation = match (dataset, generation) {
-            (Some(d), Some(g)) => live.contains(&format!("{d}/{g}")),
-            _ => false,
-        };
-        if !live_generation && made_before(&outgoing, asked) {
-            let _ = std::fs::remove_file(&outgoing);
-        }
-    }
     for (name, dataset) in children(root) {
         if !ringleader_core::ids::valid_dataset_name(&name) {
             continue;
@@ -83,16 +70,21 @@ pub fn remove_dead(root: &Path, live: &[String], asked: SystemTime) {
     }
 }
 
-/// Deletes the temporary files (`part-P.tmp-PID-K`) under a live generation whose writer's
+/// The process that writes `name`, a temporary file (`part-P.tmp-PID-K`) or a staged copy
+/// (`.outgoing-P-ATTEMPT-PID.arrow`); `None` for a partition.
+fn writer_of(name: &str) -> Option<i32> {
+    let pid = match name.strip_prefix(".outgoing-") {
+        Some(rest) => rest.strip_suffix(".arrow")?.rsplit('-').next()?,
+        None => name.rsplit_once(".tmp-")?.1.split('-').next()?,
+    };
+    pid.parse().ok()
+}
+
+/// Deletes the temporary files and staged copies under a live generation whose writer's
 /// process is gone.
 fn remove_abandoned_temporaries(generation: &Path, asked: SystemTime) {
-    for (_, file) in children(generation) {
-        let pid = file
-            .extension()
-            .and_then(|e| e.to_str())
-            .and_then(|e| e.strip_prefix("tmp-"))
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<i32>().ok());
+    for (name, file) in children(generation) {
+        let pid = writer_of(&name);
         if let Some(pid) = pid
             && !ringleader_core::machine::process_runs(pid)
             && made_before(&file, asked)
@@ -112,17 +104,20 @@ mod tests {
     fn files_of_writers_killed_mid_write_go_and_those_of_running_ones_stay() {
         let root = tempfile::tempdir().expect("dir");
         let generation = root.path().join("words/g1");
+        let dead = root.path().join("my-words/gdead");
         std::fs::create_dir_all(&generation).expect("dir");
-        std::fs::create_dir_all(root.path().join(".outgoing")).expect("dir");
+        std::fs::create_dir_all(&dead).expect("dir");
         let mut child = std::process::Command::new("true").spawn().expect("true");
         let gone = child.id();
         child.wait().expect("wait");
+        let me = std::process::id();
         let files = [
             generation.join("part-0.arrow"),
             generation.join(format!("part-1.tmp-{gone}-3")),
-            generation.join(format!("part-2.tmp-{}-4", std::process::id())),
-            root.path().join(".outgoing/my-words-gdead-0-1.arrow"),
-            root.path().join(".outgoing/words-g1-3-2.arrow"),
+            generation.join(format!("part-2.tmp-{me}-4")),
+            dead.join(format!(".outgoing-0-1-{me}.arrow")),
+            generation.join(format!(".outgoing-3-2-{me}.arrow")),
+            generation.join(format!(".outgoing-4-1-{gone}.arrow")),
         ];
         for f in &files {
             std::fs::write(f, "x").expect("file");
@@ -130,7 +125,7 @@ mod tests {
         let live = vec!["words/g1".to_string()];
         remove_dead(root.path(), &live, SystemTime::now() + Duration::from_secs(1));
         let kept: Vec<bool> = files.iter().map(|f| f.exists()).collect();
-        assert_eq!(kept, [true, false, true, false, true]);
+        assert_eq!(kept, [true, false, true, false, true, false]);
         // Made after the driver's lists were asked for: spared whatever they are.
         std::fs::write(&files[1], "x").expect("file");
         remove_dead(root.path(), &live, SystemTime::now() - Duration::from_secs(60));

@@ -2,7 +2,8 @@
 //! with the job's arguments and environment plus `RINGLEADER_EXECUTOR`, which makes
 //! `ringleader::run` serve tasks instead of running the job. Tasks wait in a queue the
 //! executor streams from. If the process dies, every task it held fails with its exit
-//! status and the tail of its stderr, and the next task starts a new process.
+//! status and the tail of its stderr, and the next task starts a new process. Each process
+//! starts inside the job's sandbox ([`crate::sandbox`]), its `TMPDIR` a directory of the job.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,8 @@ use ringleader_core::ids::JobId;
 use ringleader_core::proto;
 use ringleader_core::sync::lock;
 use tokio::sync::{mpsc, oneshot};
+
+use crate::sandbox;
 
 /// The worker's own variables every executor gets: those of the machine it runs on.
 const MACHINE_VARS: [&str; 7] = ["PATH", "HOME", "USER", "TMPDIR", "LANG", "LC_ALL", "TZ"];
@@ -47,6 +50,9 @@ pub struct Executors {
     logs: PathBuf,
     /// The most memory (bytes) one executor may budget for.
     memory: u64,
+    /// Paths no executor may reach beyond its own job's places (the worker's data directory
+    /// among them).
+    private: Arc<Vec<PathBuf>>,
 }
 
 /// The variable telling an executor the most its worker lets it budget for; it takes the
@@ -68,13 +74,57 @@ pub struct Launch<'a> {
 }
 
 impl Executors {
-    /// Executors writing their stderr under `logs`, each budgeting at most `memory` bytes.
-    pub fn new(logs: PathBuf, memory: u64) -> Self {
+    /// Executors writing their stderr under `logs`, each budgeting at most `memory` bytes,
+    /// none reaching beneath `private` but its own job's places.
+    pub fn new(logs: PathBuf, memory: u64, private: Vec<PathBuf>) -> Self {
         Executors {
             jobs: Arc::new(Mutex::new(HashMap::new())),
             logs,
             memory,
+            private: Arc::new(private),
         }
+    }
+
+    /// What the executor of the job of `first` may reach (see [`crate::sandbox`]), and its
+    /// `TMPDIR`.
+    fn policy(
+        &self,
+        first: &proto::TaskAssignment,
+        launch: &Launch<'_>,
+    ) -> std::io::Result<(sandbox::Policy, PathBuf)> {
+        let job_dir = launch.shuffle_dir.join(&first.job_id);
+        let temp = job_dir.join("tmp");
+        let mut read_write = vec![
+            job_dir,
+            temp.clone(),
+            launch.shuffle_dir.join(".results").join(&first.job_id),
+        ];
+        if !first.stored_output.is_empty() {
+            let valid = first
+                .stored_output
+                .split_once('/')
+                .is_some_and(|(dataset, generation)| {
+                    ringleader_core::ids::valid_dataset_name(dataset)
+                        && !generation.is_empty()
+                        && generation
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                });
+            if !valid {
+                return Err(std::io::Error::other(format!(
+                    "{:?} is not a stored output (DATASET/GENERATION)",
+                    first.stored_output
+                )));
+            }
+            read_write.push(launch.dataset_dir.join(&first.stored_output));
+        }
+        let policy = sandbox::Policy {
+            private: self.private.to_vec(),
+            read_write,
+            read: vec![launch.dataset_dir.to_path_buf()],
+            execute: vec![launch.binary.to_path_buf()],
+        };
+        Ok((policy, temp))
     }
 
     /// Number of tasks handed to executors and not yet finished.
@@ -132,6 +182,8 @@ impl Executors {
         let log_path = self.logs.join(format!("{}.stderr", first.job_id));
         let log = std::fs::File::create(&log_path)?;
         let dir = Path::new(&first.working_dir);
+        let (policy, temp) = self.policy(first, launch)?;
+        let sandbox = sandbox::Sandbox::prepare(&policy).map_err(std::io::Error::other)?;
         let mut command = tokio::process::Command::new(launch.binary);
         command
             .args(&first.args)
@@ -160,12 +212,22 @@ impl Executors {
             .env("RINGLEADER_WORKER_ID", launch.worker_id)
             .env("RINGLEADER_SHUFFLE_DIR", launch.shuffle_dir)
             .env(ringleader_core::store::DATASET_DIR_VAR, launch.dataset_dir)
+            .env("TMPDIR", &temp)
             .current_dir(if dir.is_dir() { dir } else { launch.shuffle_dir })
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .kill_on_drop(true);
+        if let Some(sandbox) = &sandbox {
+            let fd = sandbox.raw_fd();
+            // SAFETY: the hook only makes the two system calls of `apply_in_child`, on a
+            // descriptor `sandbox` keeps open until after the spawn.
+            unsafe {
+                command.pre_exec(move || sandbox::apply_in_child(fd));
+            }
+        }
         let mut child = command.spawn()?;
+        drop(sandbox);
         let pid = child.id().unwrap_or(0);
         let (queue, receiver) = mpsc::unbounded_channel();
         let (stop, stopped) = oneshot::channel::<()>();

@@ -11,6 +11,7 @@
 //! - [`flight`]: Flight `do_get` of shuffle blocks and dataset partitions, `do_put` of partitions.
 //! - [`counters`]: what the worker counts; [`metrics`] writes it in Prometheus' format and
 //!   [`http`] serves it.
+//! - [`sandbox`]: what an executor may touch (its job's places only, by Landlock).
 //! - [`housekeeping`]: deleting finished jobs' shuffle files, expired held results and dead
 //!   dataset generations, beside the heartbeat loop; [`datasets_dir`]: the stored-datasets
 //!   directory's layout, what it holds and what of it is dead.
@@ -31,6 +32,7 @@ pub mod flight;
 pub mod housekeeping;
 pub mod http;
 pub mod metrics;
+pub mod sandbox;
 pub mod service;
 
 use std::future::Future;
@@ -66,6 +68,9 @@ pub struct WorkerConfig {
     pub memory: u64,
     /// Where to serve `/metrics` (port 0 picks one); none: not served.
     pub http: Option<SocketAddr>,
+    /// Paths executors may not reach besides the data directory: the token file, the TLS
+    /// key, a directory of other nodes' data (see [`sandbox`]).
+    pub private: Vec<PathBuf>,
 }
 
 /// Errors starting or running a worker.
@@ -158,7 +163,13 @@ pub async fn bind(config: WorkerConfig) -> Result<BoundWorker, WorkerError> {
         path: config.data_dir.clone(),
         source,
     })?;
-    let inner = service::WorkerInner::new(advertised, data_dir, driver, config.memory);
+    match sandbox::Sandbox::kernel_abi() {
+        Some(abi) => tracing::info!("executors run in a Landlock sandbox (kernel ABI {abi})"),
+        None => tracing::warn!(
+            "this kernel has no Landlock: executors run with this worker's access to its files (see the README, \"One job cannot touch another\")"
+        ),
+    }
+    let inner = service::WorkerInner::new(advertised, data_dir, driver, config.memory, config.private.clone());
     let worker = BoundWorker {
         address,
         http_address,

@@ -2,7 +2,7 @@
 //! worker's executor processes stream tasks and report results, which are forwarded to the
 //! driver).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,20 +36,32 @@ pub struct WorkerInner {
     pub executors: Executors,
     /// Serialises binary downloads.
     fetching: AsyncMutex<()>,
+    /// Cached binaries checked against their hash, with what their file was then: a reuse
+    /// of a file that changed since (or of one not checked by this process) is hashed again.
+    verified: std::sync::Mutex<std::collections::HashMap<String, FileStamp>>,
     /// What `/metrics` shows.
     pub counters: crate::counters::WorkerCounters,
 }
 
 impl WorkerInner {
     /// Worker state.
-    pub fn new(address: String, data_dir: PathBuf, driver: DriverGroup, memory: u64) -> Arc<WorkerInner> {
+    pub fn new(
+        address: String,
+        data_dir: PathBuf,
+        driver: DriverGroup,
+        memory: u64,
+        private: Vec<PathBuf>,
+    ) -> Arc<WorkerInner> {
+        // The data directory is private to the worker: an executor reaches only its job's part.
+        let private = std::iter::once(data_dir.clone()).chain(private).collect();
         Arc::new(WorkerInner {
             id: std::sync::Mutex::new(String::new()),
             address,
-            executors: Executors::new(data_dir.join("logs"), memory),
+            executors: Executors::new(data_dir.join("logs"), memory, private),
             data_dir,
             driver,
             fetching: AsyncMutex::new(()),
+            verified: Default::default(),
             counters: Default::default(),
         })
     }
@@ -76,11 +88,11 @@ impl WorkerInner {
         }
         let dir = self.data_dir.join("binaries");
         let path = dir.join(hash);
-        if path.exists() {
+        if self.still_verified(hash, &path) {
             return Ok(path);
         }
         let _guard = self.fetching.lock().await;
-        if path.exists() {
+        if self.still_verified(hash, &path) {
             return Ok(path);
         }
         let id = proto::BinaryId { hash: hash.to_string() };
@@ -95,7 +107,38 @@ impl WorkerInner {
         while let Some(chunk) = stream.message().await? {
             writer.write(&chunk.data).map_err(|e| Status::internal(e.to_string()))?;
         }
-        writer.finish().map_err(|e| Status::data_loss(e.to_string()))
+        let path = writer.finish().map_err(|e| Status::data_loss(e.to_string()))?;
+        if let Some(stamp) = FileStamp::of(&path) {
+            lock(&self.verified).insert(hash.to_string(), stamp);
+        }
+        Ok(path)
+    }
+
+    /// Whether the cached binary `hash` at `path` is there and still what its hash names:
+    /// unchanged since this process checked it, or hashed again now. A file that no longer
+    /// matches is deleted (and fetched again by the caller).
+    fn still_verified(&self, hash: &str, path: &Path) -> bool {
+        let Some(stamp) = FileStamp::of(path) else {
+            return false;
+        };
+        if lock(&self.verified).get(hash) == Some(&stamp) {
+            return true;
+        }
+        match ringleader_core::binary::hash_file(path) {
+            Ok(found) if found == hash => {
+                lock(&self.verified).insert(hash.to_string(), stamp);
+                true
+            }
+            found => {
+                tracing::warn!(
+                    "the cached binary {} no longer matches its hash ({found:?}): fetching it again",
+                    path.display()
+                );
+                lock(&self.verified).remove(hash);
+                let _ = std::fs::remove_file(path);
+                false
+            }
+        }
     }
 
     async fn report(&self, mut report: proto::TaskReport) {
@@ -280,5 +323,25 @@ impl Executor for WorkerService {
             .finished(&report.job_id, (report.stage, report.task, report.attempt));
         self.inner.report(report).await;
         Ok(Response::new(proto::TaskReportReply {}))
+    }
+}
+
+/// What identifies a file's contents without reading them: any write changes its change time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    inode: u64,
+    len: u64,
+    changed: (i64, i64),
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> Option<FileStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok()?;
+        Some(FileStamp {
+            inode: m.ino(),
+            len: m.len(),
+            changed: (m.ctime(), m.ctime_nsec()),
+        })
     }
 }

@@ -275,7 +275,7 @@ mod tests {
             op(4.0, Some(5.0), Effect::Read(Some(1))),
             op(6.0, Some(7.0), Effect::Read(Some(1))),
         ];
-        let violation = check(&ops, None).unwrap_err();
+        let violation = check(&ops, None).expect_err("a lost write");
         // The shortest failing history: the write acknowledged, then the stale read.
         let shown: Vec<Effect> = violation.ops.iter().map(|o| o.effect).collect();
         assert_eq!(shown, [Effect::Write(2), Effect::Read(Some(1))], "{violation:?}");

@@ -265,8 +265,11 @@ mod tests {
             completed: 2.0,
             reply,
         };
-        assert_eq!(record(Reply::Done).checked().unwrap().effect, Effect::Write(4));
-        assert_eq!(record(Reply::Unknown("x".into())).checked().unwrap().completed, None);
+        assert_eq!(record(Reply::Done).checked().expect("checked").effect, Effect::Write(4));
+        assert_eq!(
+            record(Reply::Unknown("x".into())).checked().expect("checked").completed,
+            None
+        );
         assert_eq!(record(Reply::Lost("x".into())).checked(), None);
     }
 }

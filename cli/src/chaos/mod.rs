@@ -184,7 +184,7 @@ async fn run_history(
     }
     let done = Arc::new(AtomicBool::new(false));
     let faults = (!args.no_faults).then(|| {
-        let rng = Xoshiro256PlusPlus::seed_from_u64(args.seed ^ 0x6e65_6d65_7369_73);
+        let rng = Xoshiro256PlusPlus::seed_from_u64(args.seed ^ 0x006e_656d_6573_6973);
         let every = Duration::from_secs_f64(args.fault_every.max(0.1));
         let shared = shared.clone();
         let done = done.clone();

@@ -63,6 +63,9 @@ impl Fault {
 pub struct Nodes {
     dir: PathBuf,
     file: ClusterFile,
+    /// A copy of this executable, to restart nodes with the binary they ran even if the
+    /// build is replaced during a long run.
+    exe: PathBuf,
     /// Processes started again here (reaped at the end).
     restarted: Vec<Child>,
 }
@@ -70,9 +73,13 @@ pub struct Nodes {
 impl Nodes {
     /// The processes `cluster up` recorded in `dir`.
     pub fn of(dir: &Path) -> anyhow::Result<Nodes> {
+        let exe = dir.join("ringleader");
+        std::fs::copy(std::env::current_exe()?, &exe)
+            .with_context(|| format!("copying this executable to {}", exe.display()))?;
         Ok(Nodes {
             dir: dir.to_path_buf(),
             file: ClusterFile::read(dir)?,
+            exe,
             restarted: Vec::new(),
         })
     }
@@ -163,7 +170,7 @@ impl Nodes {
             .append(true)
             .open(node.data_dir.join("log"))
             .with_context(|| format!("opening {}/log", node.data_dir.display()))?;
-        let child = Command::new(std::env::current_exe()?)
+        let child = Command::new(&self.exe)
             .args(args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

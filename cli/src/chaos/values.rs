@@ -140,10 +140,10 @@ mod tests {
 
     fn lines_under(dir: &Path) -> Vec<String> {
         let mut lines = Vec::new();
-        for entry in std::fs::read_dir(dir).unwrap() {
+        for entry in std::fs::read_dir(dir).expect("test") {
             lines.extend(
-                std::fs::read_to_string(entry.unwrap().path())
-                    .unwrap()
+                std::fs::read_to_string(entry.expect("test").path())
+                    .expect("test")
                     .lines()
                     .map(str::to_string),
             );
@@ -154,15 +154,15 @@ mod tests {
 
     #[test]
     fn a_put_value_reads_back_as_itself_and_a_part_of_it_does_not() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("test");
         let values = Values::default();
-        let input = values.put_input(dir.path(), 7).unwrap();
+        let input = values.put_input(dir.path(), 7).expect("test");
         let lines = lines_under(&input);
         assert_eq!(lines.len() as u64, put_lines(7));
         assert_eq!(values.identify(&lines), Decoded::Whole(7));
         assert!(matches!(values.identify(&lines[1..]), Decoded::Broken(_)));
         // Mixed with another value's lines.
-        let other = values.put_input(dir.path(), 8).unwrap();
+        let other = values.put_input(dir.path(), 8).expect("test");
         let mut mixed = lines.clone();
         mixed.extend(lines_under(&other).into_iter().take(1));
         mixed.sort();
@@ -172,9 +172,9 @@ mod tests {
 
     #[test]
     fn a_job_value_is_the_word_count_of_its_input() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("test");
         let values = Values::default();
-        let input = values.job_input(dir.path(), 3).unwrap();
+        let input = values.job_input(dir.path(), 3).expect("test");
         // Count the words the plain way: the oracle for the job.
         let mut counts = std::collections::BTreeMap::<String, u64>::new();
         for line in lines_under(&input) {

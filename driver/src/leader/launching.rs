@@ -231,5 +231,11 @@ fn assignment_message(
         inputs,
         stage_index: stage.0,
         stop: false,
+        stored_output: record
+            .plan
+            .store
+            .as_ref()
+            .map(|s| format!("{}/{}", s.dataset, s.generation))
+            .unwrap_or_default(),
     }
 }
