@@ -426,3 +426,33 @@ fn a_cached_binary_changed_on_disk_is_hashed_again_and_fetched_anew() {
     );
     assert_eq!(ringleader_core::binary::hash_file(&cached).unwrap(), hash);
 }
+
+#[test]
+fn inside_the_sandbox_a_job_still_reads_its_map_outputs_on_this_machine_from_disk() {
+    let cluster = LocalCluster::up(1, 2);
+    let data = tempfile::tempdir().unwrap();
+    let d = |name: &str| -> PathBuf { data.path().join(name) };
+    numbered_text(&d("text"), 6, 200);
+    let ran = cluster.run("wordcount", &args!["--input", d("text"), "--output", d("out")]);
+    assert!(ran.status.success(), "{}", String::from_utf8_lossy(&ran.stderr));
+    assert_eq!(
+        crate::helpers::sorted_lines(&d("out")),
+        crate::oracles::word_counts(&d("text"))
+    );
+    // Both workers wrote map output, and neither served any of it over Flight: each
+    // executor read the other worker's blocks from its disk, as granted.
+    for w in 0..2 {
+        assert!(cluster.worker_metric(w, "ringleader_worker_shuffle_written_bytes_total") > 0.0);
+        assert_eq!(
+            cluster.worker_metric(w, "ringleader_worker_flight_served_bytes_total"),
+            0.0
+        );
+    }
+    // Over Flight when told to, which shows the counter counts.
+    let flight = cluster.run_over_flight("wordcount", &args!["--input", d("text"), "--output", d("flight")]);
+    assert!(flight.status.success(), "{}", String::from_utf8_lossy(&flight.stderr));
+    let served: f64 = (0..2)
+        .map(|w| cluster.worker_metric(w, "ringleader_worker_flight_served_bytes_total"))
+        .sum();
+    assert!(served > 0.0);
+}

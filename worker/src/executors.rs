@@ -118,10 +118,21 @@ impl Executors {
             }
             read_write.push(launch.dataset_dir.join(&first.stored_output));
         }
+        // The job's map outputs on the other workers of this machine, read straight from disk
+        // (made here if their workers have written none yet: a rule needs a directory).
+        let mut read = vec![launch.dataset_dir.to_path_buf()];
+        if ringleader_core::ids::valid_job_id(&first.job_id) {
+            for dir in &first.host_shuffle_dirs {
+                let theirs = Path::new(dir).join(&first.job_id);
+                if Path::new(dir).is_dir() && std::fs::create_dir_all(&theirs).is_ok() {
+                    read.push(theirs);
+                }
+            }
+        }
         let policy = sandbox::Policy {
             private: self.private.to_vec(),
             read_write,
-            read: vec![launch.dataset_dir.to_path_buf()],
+            read,
             execute: vec![launch.binary.to_path_buf()],
         };
         Ok((policy, temp))

@@ -312,6 +312,9 @@ async fn heartbeat_forever(inner: Arc<service::WorkerInner>, every: Duration, sl
 
 fn registration(inner: &service::WorkerInner, slots: u32) -> proto::RegisterWorkerRequest {
     let shuffle_dir = inner.shuffle_dir();
+    // There from the start: the executors of other workers on this machine are given its
+    // job directories to read (see `sandbox`), which needs it to exist.
+    let _ = std::fs::create_dir_all(&shuffle_dir);
     let shuffle_dir = shuffle_dir.canonicalize().unwrap_or(shuffle_dir);
     proto::RegisterWorkerRequest {
         address: inner.address.clone(),

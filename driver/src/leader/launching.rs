@@ -117,11 +117,8 @@ impl DriverInner {
                     } = a;
                     let address = state.workers.get(&worker)?.address.clone();
                     let record = state.jobs.get(&job)?;
-                    Some((
-                        worker,
-                        address,
-                        assignment_message(&state, record, stage, task, attempt),
-                    ))
+                    let message = assignment_message(&state, record, &worker, stage, task, attempt);
+                    Some((worker, address, message))
                 })
                 .collect()
         };
@@ -194,6 +191,7 @@ fn stage_output(record: &JobRecord, plan: &ringleader_core::plan::StagePlan) -> 
 fn assignment_message(
     state: &ClusterState,
     record: &JobRecord,
+    worker: &WorkerId,
     stage: StageId,
     task: TaskId,
     attempt: Attempt,
@@ -237,5 +235,19 @@ fn assignment_message(
             .as_ref()
             .map(|s| format!("{}/{}", s.dataset, s.generation))
             .unwrap_or_default(),
+        host_shuffle_dirs: host_shuffle_dirs(state, worker),
     }
+}
+
+/// The shuffle directories of the workers on `worker`'s machine but itself.
+fn host_shuffle_dirs(state: &ClusterState, worker: &WorkerId) -> Vec<String> {
+    let Some(machine) = state.workers.get(worker).map(|w| &w.machine).filter(|m| !m.is_empty()) else {
+        return Vec::new();
+    };
+    state
+        .workers
+        .values()
+        .filter(|w| &w.id != worker && &w.machine == machine && !w.shuffle_dir.is_empty())
+        .map(|w| w.shuffle_dir.clone())
+        .collect()
 }
