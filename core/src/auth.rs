@@ -255,6 +255,47 @@ pub fn web_session_for(token: &str) -> String {
     tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The variable holding an executor's store grant ([`store_grant_for`]), set by its worker
+/// when its job writes a stored dataset.
+pub const STORE_GRANT_ENV: &str = "RINGLEADER_STORE_GRANT";
+
+/// The request header carrying a store grant on a Flight `do_put`.
+pub const STORE_GRANT_HEADER: &str = "x-ringleader-store-grant";
+
+/// What lets the executors of `job` store partitions of `output` (`DATASET/GENERATION`, the
+/// output its plan names) on other workers: an HMAC under the cluster token with a purpose
+/// label of its own, so it grants that one generation to that one job and nothing else.
+pub fn store_grant_for(token: &str, job: &str, output: &str) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, token.as_bytes());
+    let signed = format!("{STORE_GRANT_PURPOSE}\0{job}\0{output}");
+    let tag = ring::hmac::sign(&key, signed.as_bytes());
+    tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What a store grant's HMAC signs first.
+const STORE_GRANT_PURPOSE: &str = "ringleader store grant v1";
+
+impl Caller {
+    /// Whether this caller may store a partition of `output` (`DATASET/GENERATION`): the
+    /// cluster may; a job's executor only with the grant of its job for that output.
+    pub fn may_store(&self, output: &str, grant: Option<&str>) -> Result<(), Status> {
+        let Caller::Job(job) = self else {
+            return Ok(());
+        };
+        let granted = match (token(), grant) {
+            (Ok(Some(token)), Some(grant)) => secrets_equal(&store_grant_for(token, job, output), grant),
+            _ => false,
+        };
+        if granted {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!(
+                "refused: job {job}'s executors may store only the dataset their job writes, not {output}"
+            )))
+        }
+    }
+}
+
 /// What a web session's HMAC signs: nothing else signs it.
 const WEB_SESSION_PURPOSE: &str = "ringleader status page session v1";
 

@@ -180,6 +180,12 @@ pub async fn put_partition_with(
         location: address.to_string(),
         message: format!("storing {} partition {}: {message}", id.dataset, id.partition),
     };
+    // An executor shows the grant its worker gave it for its job's output.
+    if let Ok(grant) = std::env::var(crate::auth::STORE_GRANT_ENV) {
+        client
+            .add_header(crate::auth::STORE_GRANT_HEADER, &grant)
+            .map_err(|e| failed(e.to_string()))?;
+    }
     let descriptor = FlightDescriptor::new_path(id.descriptor());
     let data = FlightDataEncoderBuilder::new()
         .with_flight_descriptor(Some(descriptor))

@@ -165,6 +165,18 @@ fn an_executor_holds_a_credential_for_its_own_job_and_every_service_refuses_the_
             "flight: read another job's shuffle block",
             code(runtime.block_on(flight.do_get(arrow_flight::Ticket::new(format!("{other}/0/0/0/0"))))),
         ),
+        // A partition of a dataset its job does not write (it writes none): no grant.
+        (
+            "flight: store a partition of another dataset",
+            code(runtime.block_on(async {
+                let descriptor = arrow_flight::FlightDescriptor::new_path(
+                    ["dataset", "victim", "g0123", "0"].map(String::from).to_vec(),
+                );
+                let first = arrow_flight::FlightData::new().with_descriptor(descriptor);
+                let mut replies = flight.do_put(futures::stream::iter([first])).await?.into_inner();
+                replies.message().await
+            })),
+        ),
     ];
     for (what, got) in refused {
         assert_eq!(got, Code::PermissionDenied, "{what}");
@@ -323,7 +335,23 @@ fn a_hostile_job_reaches_nothing_of_the_cluster_or_of_other_jobs_while_a_normal_
     let env = environment(straggler_pid(&d("straggler")));
     let job = env["RINGLEADER_EXECUTOR_JOB"].clone();
     let root = cluster.dir.path();
-    let blocks = files_matching(root, &["worker-", "/shuffle/", &job, "/map-", "/part-"]);
+    let committed_blocks = || -> Vec<PathBuf> {
+        files_matching(root, &["worker-", "/shuffle/", &job, "/map-", "/part-"])
+            .into_iter()
+            // Committed map outputs only (not a directory still being written, `….tmp`).
+            .filter(|p| {
+                p.parent()
+                    .and_then(|d| d.file_name())
+                    .is_some_and(|n| !n.to_string_lossy().ends_with(".tmp"))
+            })
+            .collect()
+    };
+    crate::helpers::eventually(
+        Duration::from_secs(30),
+        "another map task of the normal job committed",
+        || !committed_blocks().is_empty(),
+    );
+    let blocks = committed_blocks();
     let partitions = files_matching(root, &["worker-", "/datasets/victim/", "/part-"]);
     let binaries = files_matching(root, &["worker-", "/binaries/", &earlier_binary]);
     assert!(!blocks.is_empty() && !partitions.is_empty() && !binaries.is_empty());

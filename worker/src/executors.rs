@@ -224,6 +224,15 @@ impl Executors {
             .env("RINGLEADER_SHUFFLE_DIR", launch.shuffle_dir)
             .env(ringleader_core::store::DATASET_DIR_VAR, launch.dataset_dir)
             .env("TMPDIR", &temp)
+            .env(
+                ringleader_core::auth::STORE_GRANT_ENV,
+                match ringleader_core::auth::token() {
+                    Ok(Some(token)) if !first.stored_output.is_empty() => {
+                        ringleader_core::auth::store_grant_for(token, &first.job_id, &first.stored_output)
+                    }
+                    _ => String::new(),
+                },
+            )
             .current_dir(if dir.is_dir() { dir } else { launch.shuffle_dir })
             .stdin(Stdio::null())
             .stdout(Stdio::null())

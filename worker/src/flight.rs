@@ -192,6 +192,12 @@ impl FlightService for ShuffleFlight {
         unsupported()
     }
     async fn do_put(&self, request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
+        let caller = ringleader_core::auth::Caller::of(&request);
+        let grant = request
+            .metadata()
+            .get(ringleader_core::auth::STORE_GRANT_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let mut input = request.into_inner();
         let first = input
             .message()
@@ -200,9 +206,9 @@ impl FlightService for ShuffleFlight {
         let path = match first.flight_descriptor.as_ref().map(|d| d.path.as_slice()) {
             Some([kind, rest @ ..]) if kind == "dataset" => {
                 let parts: Vec<&str> = rest.iter().map(String::as_str).collect();
-                PartitionId::parse(&parts)
-                    .map_err(|e| Status::invalid_argument(e.to_string()))?
-                    .path(&self.datasets)
+                let id = PartitionId::parse(&parts).map_err(|e| Status::invalid_argument(e.to_string()))?;
+                caller.may_store(&format!("{}/{}", id.dataset, id.generation), grant.as_deref())?;
+                id.path(&self.datasets)
             }
             _ => {
                 return Err(Status::invalid_argument(
