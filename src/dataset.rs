@@ -181,9 +181,24 @@ impl<T: Data> Dataset<T> {
     /// let factor = 3i64;
     /// let _ = ctx.parallelize(vec![1i64], 1).unwrap().map(move |x| x * factor).collect();
     /// ```
-    pub fn map<U: Data, F: Fn(T) -> U + Send + Sync + 'static>(&self, f: F) -> Dataset<U> {
+    ///
+    /// Nor does one that captures a zero-sized value with a `Drop` (every task would make
+    /// values of it from nothing): a shipped closure is `Copy`.
+    /// ```compile_fail,E0277
+    /// struct Guard;
+    /// impl Drop for Guard {
+    ///     fn drop(&mut self) {}
+    /// }
+    /// let ctx = ringleader::Context::embedded();
+    /// let guard = Guard;
+    /// let _ = ctx.parallelize(vec![1i64], 1).unwrap().map(move |x| {
+    ///     let _ = &guard;
+    ///     x
+    /// });
+    /// ```
+    pub fn map<U: Data, F: Fn(T) -> U + Copy + Send + Sync + 'static>(&self, f: F) -> Dataset<U> {
         const { assert_no_capture::<F>() };
-        drop(f);
+        let _ = f;
         self.step(ship!(narrow::map::<T, U, F> as StepFn), Vec::new())
     }
 
@@ -200,10 +215,10 @@ impl<T: Data> Dataset<T> {
     where
         S: Serialize + DeserializeOwned + Send + 'static,
         U: Data,
-        F: Fn(&S, T) -> U + Send + Sync + 'static,
+        F: Fn(&S, T) -> U + Copy + Send + Sync + 'static,
     {
         const { assert_no_capture::<F>() };
-        drop(f);
+        let _ = f;
         match postcard::to_stdvec(&state) {
             Ok(bytes) => self.step(ship!(narrow::map_with::<S, T, U, F> as StepFn), bytes),
             Err(e) => self.derive(Lineage::Invalid {
@@ -220,9 +235,9 @@ impl<T: Data> Dataset<T> {
     /// let odd = ctx.parallelize((1..=5i64).collect(), 2).unwrap().filter(|x| x % 2 == 1);
     /// assert_eq!(odd.collect().unwrap(), vec![1, 3, 5]);
     /// ```
-    pub fn filter<F: Fn(&T) -> bool + Send + Sync + 'static>(&self, f: F) -> Dataset<T> {
+    pub fn filter<F: Fn(&T) -> bool + Copy + Send + Sync + 'static>(&self, f: F) -> Dataset<T> {
         const { assert_no_capture::<F>() };
-        drop(f);
+        let _ = f;
         self.step(ship!(narrow::filter::<T, F> as StepFn), Vec::new())
     }
 
@@ -239,10 +254,10 @@ impl<T: Data> Dataset<T> {
     where
         U: Data,
         I: IntoIterator<Item = U>,
-        F: Fn(T) -> I + Send + Sync + 'static,
+        F: Fn(T) -> I + Copy + Send + Sync + 'static,
     {
         const { assert_no_capture::<F>() };
-        drop(f);
+        let _ = f;
         self.step(ship!(narrow::flat_map::<T, U, I, F> as StepFn), Vec::new())
     }
 
@@ -281,12 +296,12 @@ impl<T: Data> Dataset<T> {
     where
         K: Data + Hash + Eq,
         V: Data,
-        F: Fn(&T, &mut Combiner<K, V>) + Send + Sync + 'static,
-        R: Fn(V, V) -> V + Send + Sync + 'static,
+        F: Fn(&T, &mut Combiner<K, V>) + Copy + Send + Sync + 'static,
+        R: Fn(V, V) -> V + Copy + Send + Sync + 'static,
     {
         const { assert_no_capture::<F>() };
         const { assert_no_capture::<R>() };
-        drop((f, reduce));
+        let _ = (f, reduce);
         self.shuffle(
             ship!(sinks::emit_combine::<T, K, V, F, R> as SinkFn),
             ship!(reduce::combine::<K, V, R> as ReduceFn),
@@ -307,10 +322,10 @@ impl<T: Data> Dataset<T> {
         U: Data,
         I: IntoIterator<Item = U>,
         I::IntoIter: Send + 'static,
-        F: Fn(PartitionRows<T>) -> I + Send + Sync + 'static,
+        F: Fn(PartitionRows<T>) -> I + Copy + Send + Sync + 'static,
     {
         const { assert_no_capture::<F>() };
-        drop(f);
+        let _ = f;
         self.step(ship!(narrow::map_partitions::<T, U, I, F> as StepFn), Vec::new())
     }
 
@@ -322,9 +337,9 @@ impl<T: Data> Dataset<T> {
     /// let keyed = ctx.parallelize(vec!["apple".to_string()], 1).unwrap().key_by(|s| s.len());
     /// assert_eq!(keyed.collect().unwrap(), vec![(5, "apple".to_string())]);
     /// ```
-    pub fn key_by<K: Data, F: Fn(&T) -> K + Send + Sync + 'static>(&self, f: F) -> Dataset<(K, T)> {
+    pub fn key_by<K: Data, F: Fn(&T) -> K + Copy + Send + Sync + 'static>(&self, f: F) -> Dataset<(K, T)> {
         const { assert_no_capture::<F>() };
-        drop(f);
+        let _ = f;
         self.step(ship!(narrow::key_by::<T, K, F> as StepFn), Vec::new())
     }
 
@@ -378,7 +393,7 @@ impl<T: Data> Dataset<T> {
     pub fn sort_by_key<K, F>(&self, f: F) -> Dataset<T>
     where
         K: Data + Ord + Clone,
-        F: Fn(&T) -> K + Send + Sync + 'static,
+        F: Fn(&T) -> K + Copy + Send + Sync + 'static,
     {
         self.sort_by_key_into(self.engine.config().shuffle_partitions, f)
     }
@@ -395,10 +410,10 @@ impl<T: Data> Dataset<T> {
     pub fn sort_by_key_into<K, F>(&self, partitions: u32, f: F) -> Dataset<T>
     where
         K: Data + Ord + Clone,
-        F: Fn(&T) -> K + Send + Sync + 'static,
+        F: Fn(&T) -> K + Copy + Send + Sync + 'static,
     {
         const { assert_no_capture::<F>() };
-        drop(f);
+        let _ = f;
         self.derive(Lineage::Sort {
             parent: self.node.clone(),
             sample: ship!(action::sample_keys::<T, K, F> as ActionFn),
@@ -496,7 +511,7 @@ impl<T: Data> Dataset<T> {
     /// let max = ctx.parallelize(vec![4i64, 9, 2], 2).unwrap().reduce(|a, b| a.max(b)).unwrap();
     /// assert_eq!(max, Some(9));
     /// ```
-    pub fn reduce<F: Fn(T, T) -> T + Send + Sync + 'static>(&self, f: F) -> Result<Option<T>> {
+    pub fn reduce<F: Fn(T, T) -> T + Copy + Send + Sync + 'static>(&self, f: F) -> Result<Option<T>> {
         const { assert_no_capture::<F>() };
         let mut acc: Option<T> = None;
         for v in self.run(ship!(action::reduce::<T, F> as ActionFn), Vec::new())? {
@@ -803,9 +818,9 @@ impl<K: Data + Hash + Eq, V: Data> Dataset<(K, V)> {
     /// counts.sort();
     /// assert_eq!(counts, vec![("a".to_string(), 2), ("b".to_string(), 1)]);
     /// ```
-    pub fn reduce_by_key<F: Fn(V, V) -> V + Send + Sync + 'static>(&self, f: F) -> Dataset<(K, V)> {
+    pub fn reduce_by_key<F: Fn(V, V) -> V + Copy + Send + Sync + 'static>(&self, f: F) -> Dataset<(K, V)> {
         const { assert_no_capture::<F>() };
-        drop(f);
+        let _ = f;
         self.shuffle(
             ship!(sinks::combine::<K, V, F> as SinkFn),
             ship!(reduce::combine::<K, V, F> as ReduceFn),

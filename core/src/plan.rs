@@ -13,14 +13,14 @@ use crate::source::Split;
 use crate::store::StoreSpec;
 
 /// A narrow step: transforms one partition's stream of chunks (map, filter, flat_map, ...).
-pub type StepFn = fn(state: &[u8], input: ChunkStream) -> Result<ChunkStream>;
+pub type StepFn = unsafe fn(state: &[u8], input: ChunkStream) -> Result<ChunkStream>;
 /// Builds the map side of a shuffle for one task: partitions (and maybe combines) rows.
-pub type SinkFn = fn(state: &[u8], partitions: u32) -> Result<Box<dyn ShuffleSink>>;
+pub type SinkFn = unsafe fn(state: &[u8], partitions: u32) -> Result<Box<dyn ShuffleSink>>;
 /// The reduce side of a shuffle: turns the blocks of one reduce partition (one stream per
 /// shuffled parent) into the partition's rows.
-pub type ReduceFn = fn(state: &[u8], sides: Vec<BatchStream>) -> Result<ChunkStream>;
+pub type ReduceFn = unsafe fn(state: &[u8], sides: Vec<BatchStream>) -> Result<ChunkStream>;
 /// The job's action, run on each partition of the final stage.
-pub type ActionFn = fn(state: &[u8], input: ChunkStream, env: &ActionEnv) -> Result<TaskValue>;
+pub type ActionFn = unsafe fn(state: &[u8], input: ChunkStream, env: &ActionEnv) -> Result<TaskValue>;
 
 crate::__shippable!(StepFn, SinkFn, ReduceFn, ActionFn);
 

@@ -38,20 +38,38 @@ pub const fn assert_no_capture<F>() {
 
 /// Produces the value of a zero-sized closure type from nothing.
 ///
-/// A trampoline instantiated with a closure that captures nothing builds:
+/// The trampolines that conjure are `unsafe fn`s: their contract (a closure type the job
+/// API was given a value of and checked) is what makes conjuring sound. Called under it,
+/// with a closure that captures nothing, one builds:
 /// ```
-/// fn ship<F: Fn(i64) -> i64 + 'static>(_: F) {
-///     let _ = ringleader_core::ops::narrow::map::<i64, i64, F>(&[], Box::new(std::iter::empty()));
+/// fn ship<F: Fn(i64) -> i64 + Copy + 'static>(_: F) {
+///     // SAFETY: a value of `F` was given, and it is zero-sized and `Copy`.
+///     let _ = unsafe { ringleader_core::ops::narrow::map::<i64, i64, F>(&[], Box::new(std::iter::empty())) };
 /// }
 /// ship(|x| x + 1);
 /// ```
-/// and with one that captures, it does not (in safe code, nothing can conjure it):
+/// With one that captures, it does not build even then:
 /// ```compile_fail
 /// fn ship<F: Fn(i64) -> i64 + 'static>(_: F) {
-///     let _ = ringleader_core::ops::narrow::map::<i64, i64, F>(&[], Box::new(std::iter::empty()));
+///     let _ = unsafe { ringleader_core::ops::narrow::map::<i64, i64, F>(&[], Box::new(std::iter::empty())) };
 /// }
 /// let offset = 5i64;
 /// ship(move |x| x + offset);
+/// ```
+/// And safe code cannot call one at all, so it cannot conjure a closure type it never had a
+/// value of, such as one capturing an uninhabited value (named here through a function that
+/// could never be called):
+/// ```compile_fail,E0133
+/// fn ship<F: Fn(i64) -> i64 + 'static>(_: fn(std::convert::Infallible) -> F) {
+///     let _ = ringleader_core::ops::narrow::map::<i64, i64, F>(&[], Box::new(std::iter::empty()));
+/// }
+/// fn never(n: std::convert::Infallible) -> impl Fn(i64) -> i64 {
+///     move |x| {
+///         let _ = &n;
+///         x
+///     }
+/// }
+/// ship(never);
 /// ```
 ///
 /// # Safety

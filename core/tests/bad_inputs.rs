@@ -94,7 +94,9 @@ fn range_bounds_that_cannot_cut_the_partitions_are_refused() {
     fn sink_of<F: Fn(&i64) -> i64 + 'static>(_: F) -> ringleader_core::plan::SinkFn {
         ringleader_core::ops::sinks::range::<i64, i64, F>
     }
-    let sink = sink_of(|x| *x);
+    let sink_fn = sink_of(|x| *x);
+    // SAFETY: the closure type is zero-sized and Copy, and a value of it was made above.
+    let sink = |bounds: &[u8], partitions| unsafe { sink_fn(bounds, partitions) };
     assert!(
         matches!(sink(&bounds, 2), Err(Error::Plan(_))),
         "3 bounds for 2 partitions"

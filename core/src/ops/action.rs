@@ -210,7 +210,13 @@ fn sum_rows<T: Summable>(rows: Vec<T>) -> Result<T> {
 }
 
 /// `reduce`: folds the partition with `F`; `None` for an empty partition.
-pub fn reduce<T: Data, F: Fn(T, T) -> T + 'static>(
+///
+/// # Safety
+/// Its closure type must be one a value of which the job API was given and checked (zero
+/// sized, `Copy`): the trampoline conjures values of it from nothing, which for any other
+/// type (one never made, uninhabited, or with a `Drop` or an invariant) is undefined
+/// behaviour. Only plans the job API built call it.
+pub unsafe fn reduce<T: Data, F: Fn(T, T) -> T + 'static>(
     _state: &[u8],
     input: ChunkStream,
     _env: &ActionEnv,
@@ -407,7 +413,13 @@ pub fn save_records(state: &[u8], input: ChunkStream, env: &ActionEnv) -> Result
 
 /// Sampling for range bounds: up to `max` keys (the state) computed by `F`, spread evenly
 /// over what the task read.
-pub fn sample_keys<T: Data, K: Data, F: Fn(&T) -> K + 'static>(
+///
+/// # Safety
+/// Its closure type must be one a value of which the job API was given and checked (zero
+/// sized, `Copy`): the trampoline conjures values of it from nothing, which for any other
+/// type (one never made, uninhabited, or with a `Drop` or an invariant) is undefined
+/// behaviour. Only plans the job API built call it.
+pub unsafe fn sample_keys<T: Data, K: Data, F: Fn(&T) -> K + 'static>(
     state: &[u8],
     input: ChunkStream,
     _env: &ActionEnv,

@@ -16,7 +16,13 @@ fn closure<F>() -> F {
 }
 
 /// `map`: applies `F` to every row.
-pub fn map<T: Data, U: Data, F: Fn(T) -> U + 'static>(_state: &[u8], input: ChunkStream) -> Result<ChunkStream> {
+///
+/// # Safety
+/// Its closure type must be one a value of which the job API was given and checked (zero
+/// sized, `Copy`): the trampoline conjures values of it from nothing, which for any other
+/// type (one never made, uninhabited, or with a `Drop` or an invariant) is undefined
+/// behaviour. Only plans the job API built call it.
+pub unsafe fn map<T: Data, U: Data, F: Fn(T) -> U + 'static>(_state: &[u8], input: ChunkStream) -> Result<ChunkStream> {
     Ok(Box::new(input.map(|chunk| {
         let f = closure::<F>();
         let rows = chunk?.into_rows::<T>()?;
@@ -25,7 +31,13 @@ pub fn map<T: Data, U: Data, F: Fn(T) -> U + 'static>(_state: &[u8], input: Chun
 }
 
 /// `map_with`: applies `F` to the deserialised state and every row.
-pub fn map_with<S, T, U, F>(state: &[u8], input: ChunkStream) -> Result<ChunkStream>
+///
+/// # Safety
+/// Its closure type must be one a value of which the job API was given and checked (zero
+/// sized, `Copy`): the trampoline conjures values of it from nothing, which for any other
+/// type (one never made, uninhabited, or with a `Drop` or an invariant) is undefined
+/// behaviour. Only plans the job API built call it.
+pub unsafe fn map_with<S, T, U, F>(state: &[u8], input: ChunkStream) -> Result<ChunkStream>
 where
     S: DeserializeOwned + Send + 'static,
     T: Data,
@@ -43,7 +55,13 @@ where
 }
 
 /// `filter`: keeps the rows for which `F` is true.
-pub fn filter<T: Data, F: Fn(&T) -> bool + 'static>(_state: &[u8], input: ChunkStream) -> Result<ChunkStream> {
+///
+/// # Safety
+/// Its closure type must be one a value of which the job API was given and checked (zero
+/// sized, `Copy`): the trampoline conjures values of it from nothing, which for any other
+/// type (one never made, uninhabited, or with a `Drop` or an invariant) is undefined
+/// behaviour. Only plans the job API built call it.
+pub unsafe fn filter<T: Data, F: Fn(&T) -> bool + 'static>(_state: &[u8], input: ChunkStream) -> Result<ChunkStream> {
     Ok(Box::new(input.map(|chunk| {
         let f = closure::<F>();
         let mut rows = chunk?.into_rows::<T>()?;
@@ -53,7 +71,13 @@ pub fn filter<T: Data, F: Fn(&T) -> bool + 'static>(_state: &[u8], input: ChunkS
 }
 
 /// `flat_map`: replaces every row by the rows `F` returns for it.
-pub fn flat_map<T, U, I, F>(_state: &[u8], input: ChunkStream) -> Result<ChunkStream>
+///
+/// # Safety
+/// Its closure type must be one a value of which the job API was given and checked (zero
+/// sized, `Copy`): the trampoline conjures values of it from nothing, which for any other
+/// type (one never made, uninhabited, or with a `Drop` or an invariant) is undefined
+/// behaviour. Only plans the job API built call it.
+pub unsafe fn flat_map<T, U, I, F>(_state: &[u8], input: ChunkStream) -> Result<ChunkStream>
 where
     T: Data,
     U: Data,
@@ -68,7 +92,16 @@ where
 }
 
 /// `key_by`: pairs every row with the key `F` computes from it.
-pub fn key_by<T: Data, K: Data, F: Fn(&T) -> K + 'static>(_state: &[u8], input: ChunkStream) -> Result<ChunkStream> {
+///
+/// # Safety
+/// Its closure type must be one a value of which the job API was given and checked (zero
+/// sized, `Copy`): the trampoline conjures values of it from nothing, which for any other
+/// type (one never made, uninhabited, or with a `Drop` or an invariant) is undefined
+/// behaviour. Only plans the job API built call it.
+pub unsafe fn key_by<T: Data, K: Data, F: Fn(&T) -> K + 'static>(
+    _state: &[u8],
+    input: ChunkStream,
+) -> Result<ChunkStream> {
     Ok(Box::new(input.map(|chunk| {
         let f = closure::<F>();
         let rows = chunk?.into_rows::<T>()?;
@@ -106,7 +139,13 @@ impl<T: Data> Iterator for PartitionRows<T> {
 }
 
 /// `map_partitions`: hands the whole partition to `F` as an iterator, once per task.
-pub fn map_partitions<T, U, I, F>(_state: &[u8], input: ChunkStream) -> Result<ChunkStream>
+///
+/// # Safety
+/// Its closure type must be one a value of which the job API was given and checked (zero
+/// sized, `Copy`): the trampoline conjures values of it from nothing, which for any other
+/// type (one never made, uninhabited, or with a `Drop` or an invariant) is undefined
+/// behaviour. Only plans the job API built call it.
+pub unsafe fn map_partitions<T, U, I, F>(_state: &[u8], input: ChunkStream) -> Result<ChunkStream>
 where
     T: Data,
     U: Data,

@@ -97,7 +97,13 @@ fn per_partition<T: Data, U: Data>(
 
 /// `reduce_by_key`: merges the partial values of each key with `F`. A table that outgrows
 /// the budget spills its partial values by key partition; each partition is merged alone.
-pub fn combine<K: Data + Hash + Eq, V: Data, F: Fn(V, V) -> V + 'static>(
+///
+/// # Safety
+/// Its closure type must be one a value of which the job API was given and checked (zero
+/// sized, `Copy`): the trampoline conjures values of it from nothing, which for any other
+/// type (one never made, uninhabited, or with a `Drop` or an invariant) is undefined
+/// behaviour. Only plans the job API built call it.
+pub unsafe fn combine<K: Data + Hash + Eq, V: Data, F: Fn(V, V) -> V + 'static>(
     _state: &[u8],
     mut sides: Vec<BatchStream>,
 ) -> Result<ChunkStream> {
@@ -293,7 +299,13 @@ pub fn distinct<T: Data + Hash + Eq>(_state: &[u8], mut sides: Vec<BatchStream>)
 /// order in which rows arrived, so the result is deterministic). Within the task's memory
 /// budget it sorts in memory; past it, it sorts what it holds into a run on disk and
 /// starts again, then merges the runs (an external merge sort).
-pub fn sort<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static>(
+///
+/// # Safety
+/// Its closure type must be one a value of which the job API was given and checked (zero
+/// sized, `Copy`): the trampoline conjures values of it from nothing, which for any other
+/// type (one never made, uninhabited, or with a `Drop` or an invariant) is undefined
+/// behaviour. Only plans the job API built call it.
+pub unsafe fn sort<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static>(
     _state: &[u8],
     mut sides: Vec<BatchStream>,
 ) -> Result<ChunkStream> {

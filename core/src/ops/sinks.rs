@@ -277,7 +277,13 @@ impl<K: Data + Hash + Eq, V: Data> ShuffleSink for CombineSink<K, V> {
 }
 
 /// Sink of `reduce_by_key`: combines map-side with `F`, then hash-partitions.
-pub fn combine<K: Data + Hash + Eq, V: Data, F: Fn(V, V) -> V + 'static>(
+///
+/// # Safety
+/// Its closure type must be one a value of which the job API was given and checked (zero
+/// sized, `Copy`): the trampoline conjures values of it from nothing, which for any other
+/// type (one never made, uninhabited, or with a `Drop` or an invariant) is undefined
+/// behaviour. Only plans the job API built call it.
+pub unsafe fn combine<K: Data + Hash + Eq, V: Data, F: Fn(V, V) -> V + 'static>(
     _state: &[u8],
     partitions: u32,
 ) -> Result<Box<dyn ShuffleSink>> {
@@ -312,7 +318,13 @@ impl<T: Data, K: Data + Hash + Eq, V: Data, E: Fn(&T, &mut Combiner<K, V>) + 'st
 
 /// Sink of `flat_map_reduce`: `E` emits pairs with borrowed keys into a table combined
 /// with `F`, which is hash-partitioned like [`combine`]'s.
-pub fn emit_combine<T: Data, K: Data + Hash + Eq, V: Data, E, F>(
+///
+/// # Safety
+/// Its closure type must be one a value of which the job API was given and checked (zero
+/// sized, `Copy`): the trampoline conjures values of it from nothing, which for any other
+/// type (one never made, uninhabited, or with a `Drop` or an invariant) is undefined
+/// behaviour. Only plans the job API built call it.
+pub unsafe fn emit_combine<T: Data, K: Data + Hash + Eq, V: Data, E, F>(
     _state: &[u8],
     partitions: u32,
 ) -> Result<Box<dyn ShuffleSink>>
@@ -406,7 +418,13 @@ impl<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static> ShuffleSink for RangeSink
 }
 
 /// Sink of `sort_by_key`: the state is the serialised `Vec<K>` of range bounds.
-pub fn range<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static>(
+///
+/// # Safety
+/// Its closure type must be one a value of which the job API was given and checked (zero
+/// sized, `Copy`): the trampoline conjures values of it from nothing, which for any other
+/// type (one never made, uninhabited, or with a `Drop` or an invariant) is undefined
+/// behaviour. Only plans the job API built call it.
+pub unsafe fn range<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static>(
     state: &[u8],
     partitions: u32,
 ) -> Result<Box<dyn ShuffleSink>> {
@@ -429,12 +447,19 @@ pub fn range<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static>(
 /// `sort_by_key`'s map side in a job that sampled its keys first: `state` is the sampling
 /// stage's values (each task's keys, a postcard `Vec<K>`), from which every map task
 /// chooses the same bounds ([`range_bounds`]) before it range-partitions like [`range`].
-pub fn range_from_samples<T: Data, K: Data + Ord + Clone, F: Fn(&T) -> K + 'static>(
+///
+/// # Safety
+/// Its closure type must be one a value of which the job API was given and checked (zero
+/// sized, `Copy`): the trampoline conjures values of it from nothing, which for any other
+/// type (one never made, uninhabited, or with a `Drop` or an invariant) is undefined
+/// behaviour. Only plans the job API built call it.
+pub unsafe fn range_from_samples<T: Data, K: Data + Ord + Clone, F: Fn(&T) -> K + 'static>(
     state: &[u8],
     partitions: u32,
 ) -> Result<Box<dyn ShuffleSink>> {
     let samples: Vec<Vec<u8>> = postcard::from_bytes(state)?;
-    range::<T, K, F>(&range_bounds::<K>(&samples, partitions)?, partitions)
+    // SAFETY: `F` is this function's own closure type, under the same contract.
+    unsafe { range::<T, K, F>(&range_bounds::<K>(&samples, partitions)?, partitions) }
 }
 
 /// Chooses `partitions - 1` range bounds from sampled keys (each task's sample serialised
