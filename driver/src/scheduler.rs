@@ -361,9 +361,18 @@ pub fn speculate(
     out
 }
 
+/// An attempt past the task timeout: the failure to commit, and the worker to stop it on.
+#[derive(Debug)]
+pub struct Overdue {
+    /// `FailTask`, counted: the task runs again.
+    pub failure: Command,
+    /// The worker running the attempt, which must stop it (it could still write outputs).
+    pub worker: WorkerId,
+}
+
 /// Running attempts (first or speculative) older than `limit`, as the failures to commit:
 /// each counts toward its task's attempts, and the task runs again.
-pub fn overdue(state: &ClusterState, timings: &Timings, limit: Duration, now: Instant) -> Vec<Command> {
+pub fn overdue(state: &ClusterState, timings: &Timings, limit: Duration, now: Instant) -> Vec<Overdue> {
     let mut out = Vec::new();
     for job in state.jobs.values().filter(|j| j.state == JobState::Running) {
         for (s, tasks) in job.tasks.iter().enumerate() {
@@ -374,7 +383,7 @@ pub fn overdue(state: &ClusterState, timings: &Timings, limit: Duration, now: In
                         continue;
                     };
                     if now.saturating_duration_since(*started) > limit {
-                        out.push(Command::FailTask {
+                        let failure = Command::FailTask {
                             job: job.id.clone(),
                             stage: StageId::from(s),
                             task: TaskId::from(t),
@@ -385,6 +394,10 @@ pub fn overdue(state: &ClusterState, timings: &Timings, limit: Duration, now: In
                             ),
                             retryable: true,
                             counts: true,
+                        };
+                        out.push(Overdue {
+                            failure,
+                            worker: WorkerId::from(worker),
                         });
                     }
                 }
@@ -910,8 +923,8 @@ pub(crate) mod tests {
         assert!(overdue(&state, &timings, Duration::from_secs(60), t0 + Duration::from_secs(59)).is_empty());
         let failures = overdue(&state, &timings, Duration::from_secs(60), t0 + Duration::from_secs(61));
         assert_eq!(failures.len(), 6);
-        for failure in failures {
-            assert_eq!(state.apply(failure), Outcome::Done);
+        for overdue in failures {
+            assert_eq!(state.apply(overdue.failure), Outcome::Done);
         }
         let record = &state.jobs[&job];
         assert_eq!(record.state, JobState::Running);

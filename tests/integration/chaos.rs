@@ -293,16 +293,29 @@ fn a_stalled_task_times_out_and_runs_again_when_speculation_is_off() {
     let d = |name: &str| -> PathBuf { data.path().join(name) };
     numbered_text(&d("text"), 8, 5);
     std::fs::create_dir(d("straggler")).unwrap();
-    // The first attempt to read l3_0 stalls for two minutes; nothing else would end it.
+    // The first attempt to read l3_0 stalls for two minutes; nothing else would end it. The
+    // reduce stage takes seconds (100 ms a word), so the job runs on after the timeout.
     let extra = args![
         "--straggle",
         "l3_0",
         "--straggle-ms",
         "120000",
         "--straggle-dir",
-        d("straggler")
+        d("straggler"),
+        "--reduce-sleep-ms",
+        "100"
     ];
-    let client = run_chaos(&cluster, &d("text"), &d("cluster"), &extra, &d("log"));
+    let mut client = run_chaos(&cluster, &d("text"), &d("cluster"), &extra, &d("log"));
+    // The timed-out attempt is stopped while the job still runs (it could otherwise write
+    // output after the attempt that replaced it): its executor, running nothing else, ends.
+    let stalled = crate::helpers::straggler_pid(&d("straggler"));
+    crate::helpers::eventually(Duration::from_secs(60), "the stalled attempt's executor ends", || {
+        !crate::helpers::running(stalled)
+    });
+    assert!(
+        client.try_wait().unwrap().is_none(),
+        "the job ended before its timed-out attempt was stopped"
+    );
     finish(client, &d("log"), "the job with a stalled task");
     assert!(d("straggler").join("straggled").exists(), "no task stalled");
     assert!(

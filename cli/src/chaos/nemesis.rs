@@ -113,7 +113,8 @@ impl Nodes {
             Fault::KillWorker { worker, wiped } => {
                 let node = self.file.workers[worker].clone();
                 let args = command_line(node.pid)?;
-                kill(node.pid, libc::SIGKILL);
+                // The worker and its executors (its process group), as a machine that dies.
+                kill_group(node.pid, libc::SIGKILL);
                 wait_gone(node.pid).await?;
                 tokio::time::sleep(hold).await;
                 if wiped {
@@ -218,6 +219,14 @@ fn command_line(pid: u32) -> anyhow::Result<Vec<OsString>> {
     Ok(args)
 }
 
+/// Signals the process group `pid` leads (every node here is started as a group leader).
+fn kill_group(pid: u32, signal: i32) {
+    // SAFETY: kill(2) on the process group of a node this command started.
+    unsafe {
+        libc::kill(-(pid as i32), signal);
+    }
+}
+
 fn kill(pid: u32, signal: i32) {
     // SAFETY: kill(2) on a pid of the cluster this command started (from its cluster.json).
     unsafe {
@@ -237,8 +246,20 @@ async fn wait_gone(pid: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Removes everything in a node's data directory but its log.
+/// Removes everything in a node's data directory but its log, trying again for a few
+/// seconds while a dying executor may still be writing there.
 fn empty_data_directory(dir: &Path) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match empty_once(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+fn empty_once(dir: &Path) -> anyhow::Result<()> {
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let entry = entry?;
         if entry.file_name() == "log" {

@@ -42,18 +42,28 @@ impl DriverInner {
         self.start(copies, true).await;
         if let Some(limit) = self.speculation.task_timeout {
             let failures = overdue(&self.state(), &lock(&self.timings), limit, Instant::now());
-            for failure in failures {
-                if let Command::FailTask {
+            for crate::scheduler::Overdue { failure, worker } in failures {
+                let Command::FailTask {
                     job,
                     stage,
                     task,
+                    attempt,
                     message,
                     ..
                 } = &failure
-                {
-                    tracing::warn!("driver {}: {job} stage {stage} task {task}: {message}", self.id);
-                }
+                else {
+                    continue;
+                };
+                tracing::warn!("driver {}: {job} stage {stage} task {task}: {message}", self.id);
+                let stop = proto::RunningTask {
+                    job_id: job.to_string(),
+                    stage: stage.0,
+                    task: task.0,
+                    attempt: attempt.0,
+                };
                 let _ = self.write(failure).await;
+                // Stopped as a losing speculative copy is: it could still write outputs.
+                self.stop_attempt(&worker, stop).await;
             }
         }
     }
