@@ -38,6 +38,8 @@ pub struct LanCluster {
     pub lan: Lan,
     /// The drivers' addresses, for `RINGLEADER_MASTER` or `--master`.
     pub master: String,
+    /// The pid of each driver's process, then each worker's, as started.
+    pub pids: Vec<u32>,
     drivers: usize,
     workers: usize,
 }
@@ -66,6 +68,7 @@ impl LanCluster {
             .map(|(i, a)| format!("{}={a}", i + 1))
             .collect();
         let master = addresses.join(",");
+        let mut pids = Vec::new();
         for (i, address) in addresses.iter().enumerate() {
             let mut driver = lan.command(1 + i, spec.ringleader);
             driver
@@ -73,11 +76,12 @@ impl LanCluster {
                 .args(["--token-file", "/tmp/token"])
                 .args(["--id", &(i + 1).to_string(), "--peers", &peers.join(",")])
                 .args(spec.driver_flags);
-            lan.spawn(driver, &format!("driver-{}.log", i + 1))?;
+            pids.push(lan.spawn(driver, &format!("driver-{}.log", i + 1))?);
         }
-        let cluster = LanCluster {
+        let mut cluster = LanCluster {
             lan,
             master,
+            pids,
             drivers: spec.drivers,
             workers: spec.workers,
         };
@@ -89,7 +93,8 @@ impl LanCluster {
                 .args(["worker", "--listen", &listen, "--master", &cluster.master])
                 .args(["--data-dir", "/tmp/worker", "--token-file", "/tmp/token"])
                 .args(["--slots", &spec.slots.to_string()]);
-            cluster.lan.spawn(worker, &format!("worker-{w}.log"))?;
+            let pid = cluster.lan.spawn(worker, &format!("worker-{w}.log"))?;
+            cluster.pids.push(pid);
         }
         for w in 0..spec.workers {
             let log = format!("worker-{w}.log");

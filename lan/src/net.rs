@@ -250,8 +250,23 @@ impl Lan {
 
     /// Starts `command` (from [`Lan::command`]) in the background, its output into the
     /// file `log` in the LAN's directory; it is ended when the LAN is dropped. Returns its pid.
-    pub fn spawn(&self, mut command: Command, log: &str) -> Result<u32, LanError> {
+    pub fn spawn(&self, command: Command, log: &str) -> Result<u32, LanError> {
         let file = std::fs::File::create(self.dir.path().join(log)).map_err(LanError::io("making a log"))?;
+        self.spawn_into(command, file)
+    }
+
+    /// [`Lan::spawn`], its output appended to `log` (a process started again, after the
+    /// lines of the one before it).
+    pub fn spawn_appending(&self, command: Command, log: &str) -> Result<u32, LanError> {
+        let file = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(log))
+            .map_err(LanError::io("opening a log"))?;
+        self.spawn_into(command, file)
+    }
+
+    fn spawn_into(&self, mut command: Command, file: std::fs::File) -> Result<u32, LanError> {
         let child = command
             .stdin(Stdio::null())
             .stdout(file.try_clone().map_err(LanError::io("making a log"))?)

@@ -4,7 +4,8 @@
 //! (some restarted with emptied data directories) and nodes paused, and checks what the
 //! clients saw. Its seed is random per run and printed on a failure, so a failing run is
 //! reproduced with `ringleader chaos --seed N`. The checker itself is shown to find the
-//! anomaly it once found in this codebase, from a recorded history.
+//! anomaly it once found in this codebase, from a recorded history. On separate hosts
+//! (network namespaces) the nemesis also takes hosts' links down.
 
 use std::process::Command;
 use std::time::Duration;
@@ -84,6 +85,48 @@ fn a_random_history_under_leader_kills_worker_kills_and_pauses_has_no_anomalies(
         String::from_utf8_lossy(&out.stdout).contains("cluster down: stopped 6 processes"),
         "{context}"
     );
+}
+
+#[test]
+fn a_random_history_on_separate_hosts_with_link_cuts_has_no_anomalies() {
+    // Where hosts cannot be made, skipped (failed under CI).
+    if let Err(ringleader_lan::LanError::Unavailable(why)) = ringleader_lan::Lan::new(1, &[]) {
+        crate::helpers::skip("chaos on separate hosts", &why);
+        return;
+    }
+    let seed = seed();
+    let dir = tempfile::tempdir().unwrap();
+    let examples = example("wordcount").parent().unwrap().to_path_buf();
+    let out = output_bounded(
+        Command::new(ringleader_bin())
+            .args([
+                "chaos",
+                "--hosts",
+                "--seed",
+                &seed.to_string(),
+                "--ops",
+                "200",
+                "--fault-every",
+                "0.5",
+            ])
+            .arg("--examples")
+            .arg(&examples)
+            .arg("--dir")
+            .arg(dir.path()),
+        Duration::from_secs(600),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let context = format!(
+        "seed {seed} (rerun: ringleader chaos --hosts --seed {seed} --ops 200 --fault-every 0.5)\n{stdout}\n{stderr}"
+    );
+    assert!(out.status.success(), "{context}");
+    assert!(stdout.contains("no anomalies"), "{context}");
+    let faults = count_before(&stdout, " faults:").unwrap_or(0);
+    assert!(faults >= 3, "only {faults} faults fired: {context}");
+    assert_eq!(stderr.matches("nemesis: ").count() as u64, faults, "{context}");
+    let recorded = std::fs::read_to_string(dir.path().join("run/history.jsonl")).unwrap();
+    assert_eq!(recorded.lines().count(), 203, "{context}");
 }
 
 /// Two operations of a recorded history (from a `ringleader chaos --seed 3` run before the

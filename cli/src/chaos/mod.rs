@@ -15,9 +15,11 @@
 //! - [`history`]: the recorded operations.
 //! - [`checker`]: the linearizability check.
 //! - [`nemesis`]: the faults.
+//! - [`hosts`]: the same on separate hosts (network namespaces), where links are also cut.
 
 pub mod checker;
 pub mod history;
+pub mod hosts;
 pub mod nemesis;
 pub mod values;
 
@@ -80,6 +82,13 @@ pub struct ChaosArgs {
     /// Only check a recorded history (a `history.jsonl` an earlier run wrote), with no cluster.
     #[arg(long, value_name = "HISTORY")]
     pub check: Option<PathBuf>,
+    /// Run the cluster on separate hosts (network namespaces with links on a bridge; needs
+    /// root), and also cut hosts' links.
+    #[arg(long)]
+    pub hosts: bool,
+    /// Internal (`--hosts`): run only the clients, on a client host, against these drivers.
+    #[arg(long, hide = true, value_name = "MASTERS")]
+    pub attach: Option<String>,
 }
 
 /// What the clients share.
@@ -90,7 +99,7 @@ struct Shared {
     next_value: AtomicU64,
     work: PathBuf,
     wordcount: PathBuf,
-    cluster_dir: PathBuf,
+    token_file: PathBuf,
     masters: String,
 }
 
@@ -104,12 +113,14 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
         if clean {
             println!("no anomalies: every read returned one whole value, and the history is linearizable");
         }
-        return Ok(if clean { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        return Ok(exit(clean));
     }
     let examples = crate::bench::examples_dir(args.examples.clone())?;
-    let wordcount = examples.join("wordcount");
+    let examples = examples
+        .canonicalize()
+        .with_context(|| format!("resolving {}", examples.display()))?;
     anyhow::ensure!(
-        wordcount.exists(),
+        examples.join("wordcount").exists(),
         "no wordcount example in {} (cargo build --examples)",
         examples.display()
     );
@@ -121,81 +132,150 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
         ),
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    println!(
-        "chaos: seed {}, {} operations by {} clients on {} names; in {}",
-        args.seed,
-        args.ops,
-        args.clients,
-        args.names,
-        dir.display()
-    );
-    let cluster_dir = dir.join("cluster");
-    let cluster = crate::bench::BenchCluster::up_with(cluster_dir.clone(), 3, 3, None)?;
-    let nodes = Nodes::of(&cluster_dir)?;
+    let dir = dir.canonicalize()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()
         .build()?;
-    let outcome = runtime.block_on(run_history(&args, &dir, &cluster_dir, nodes, wordcount));
-    drop(cluster);
-    let clean = outcome?;
-    if clean && !keep {
-        let _ = std::fs::remove_dir_all(&dir);
+    if let Some(masters) = &args.attach {
+        runtime.block_on(hosts::run_attached(&args, masters, &dir, &examples))?;
+        return Ok(ExitCode::SUCCESS);
     }
-    Ok(if clean { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    println!(
+        "chaos: seed {}, {} operations by {} clients on {} names{}; in {}",
+        args.seed,
+        args.ops,
+        args.clients,
+        args.names,
+        if args.hosts { ", on separate hosts" } else { "" },
+        dir.display()
+    );
+    let clean = if args.hosts {
+        runtime.block_on(hosts::run_on_hosts(&args, &dir, &examples))?
+    } else {
+        let cluster_dir = dir.join("cluster");
+        let cluster = crate::bench::BenchCluster::up_with(cluster_dir.clone(), 3, 3, None)?;
+        let nodes = Nodes::of(&cluster_dir)?;
+        let outcome = runtime.block_on(run_local(&args, &dir, &cluster_dir, nodes, &examples));
+        drop(cluster);
+        outcome?
+    };
+    if clean {
+        println!("no anomalies: every read returned one whole value, and the history is linearizable");
+        if !keep {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    } else {
+        println!(
+            "seed {} found the anomalies above; the history is kept in {}",
+            args.seed,
+            dir.display()
+        );
+    }
+    Ok(exit(clean))
 }
 
-/// Runs the clients and the nemesis, then the checks. Returns whether the history is clean.
-async fn run_history(
-    args: &ChaosArgs,
-    dir: &Path,
-    cluster_dir: &Path,
-    mut nodes: Nodes,
-    wordcount: PathBuf,
-) -> anyhow::Result<bool> {
-    crate::cluster_dir::use_cluster_token(cluster_dir)?;
-    let masters = nodes.masters();
-    let group = ringleader::client::driver_group(ringleader::client::parse_masters(&masters)?)?;
+fn exit(clean: bool) -> ExitCode {
+    if clean { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// The dataset names the clients share.
+fn names(args: &ChaosArgs) -> Vec<String> {
+    (0..args.names.max(1)).map(|i| format!("chaos-{i}")).collect()
+}
+
+/// What the clients share, for the cluster at `masters` (its token in `token_file`).
+fn workload(masters: &str, token_file: &Path, dir: &Path, examples: &Path) -> anyhow::Result<Arc<Shared>> {
+    ringleader_core::auth::set_token(Some(ringleader_core::auth::read_token_file(token_file)?));
+    let group = ringleader::client::driver_group(ringleader::client::parse_masters(masters)?)?;
     let work = dir.join("work");
     std::fs::create_dir_all(&work)?;
-    let shared = Arc::new(Shared {
+    Ok(Arc::new(Shared {
         group,
         history: History::new(),
         values: Values::default(),
         next_value: AtomicU64::new(1),
         work,
-        wordcount,
-        cluster_dir: cluster_dir.to_path_buf(),
-        masters,
-    });
-    let names: Vec<String> = (0..args.names.max(1)).map(|i| format!("chaos-{i}")).collect();
+        wordcount: examples.join("wordcount"),
+        token_file: token_file.to_path_buf(),
+        masters: masters.to_string(),
+    }))
+}
+
+/// Runs the clients' operations to their end.
+async fn run_clients(shared: &Arc<Shared>, args: &ChaosArgs) -> anyhow::Result<()> {
     let clients = args.clients.max(1);
     let mut running = Vec::new();
     for c in 0..clients {
         let ops = args.ops / clients + u32::from(c < args.ops % clients);
         let rng = Xoshiro256PlusPlus::seed_from_u64(args.seed.wrapping_mul(1_000_003).wrapping_add(u64::from(c)));
-        running.push(tokio::spawn(client(
-            shared.clone(),
-            c as usize,
-            ops,
-            names.clone(),
-            rng,
-        )));
+        running.push(tokio::spawn(client(shared.clone(), c as usize, ops, names(args), rng)));
     }
+    for c in running {
+        c.await.context("a client failed")??;
+    }
+    Ok(())
+}
+
+/// After the faults: waits (bounded) for R live replicas of everything, then reads every
+/// name a last time. Returns the seconds recovery took, or what stayed short.
+async fn final_phase(shared: &Shared, args: &ChaosArgs) -> anyhow::Result<Result<f64, String>> {
+    let healing = Instant::now();
+    let recovered = wait_replicated(&shared.group, Duration::from_secs(args.recovery_seconds))
+        .await
+        .map(|()| healing.elapsed().as_secs_f64());
+    let last = args.clients.max(1) as usize;
+    for name in &names(args) {
+        read(shared, last, name).await?;
+    }
+    Ok(recovered)
+}
+
+/// Prints the outcome of a run from its records; returns whether it is clean.
+fn conclude(records: &[Record], history: &Path, recovered: &Result<f64, String>, args: &ChaosArgs) -> bool {
+    match recovered {
+        Ok(seconds) => {
+            println!("every dataset back to {REPLICAS} live replicas {seconds:.1} s after the faults stopped")
+        }
+        Err(short) => println!(
+            "ANOMALY: not back to {REPLICAS} live replicas within {} s: {short}",
+            args.recovery_seconds
+        ),
+    }
+    println!("history: {} operations in {}", records.len(), history.display());
+    print_counts(records);
+    report(records) && recovered.is_ok()
+}
+
+/// The seeded random source of the faults.
+fn fault_rng(args: &ChaosArgs) -> Xoshiro256PlusPlus {
+    Xoshiro256PlusPlus::seed_from_u64(args.seed ^ 0x006e_656d_6573_6973)
+}
+
+/// Runs the clients and the nemesis on a cluster on this host, then the checks. Returns
+/// whether the history is clean.
+async fn run_local(
+    args: &ChaosArgs,
+    dir: &Path,
+    cluster_dir: &Path,
+    mut nodes: Nodes,
+    examples: &Path,
+) -> anyhow::Result<bool> {
+    let token = crate::cluster_dir::token_path(cluster_dir);
+    let shared = workload(&nodes.masters(), &token, dir, examples)?;
     let done = Arc::new(AtomicBool::new(false));
     let faults = (!args.no_faults).then(|| {
-        let rng = Xoshiro256PlusPlus::seed_from_u64(args.seed ^ 0x006e_656d_6573_6973);
+        let rng = fault_rng(args);
         let every = Duration::from_secs_f64(args.fault_every.max(0.1));
         let shared = shared.clone();
         let done = done.clone();
         tokio::spawn(async move {
-            let faults = nemesis(&mut nodes, rng, every, &shared.group, &done).await;
+            let settle = Settle::Group(&shared.group);
+            let faults = nemesis(&mut nodes, rng, every, settle, &done).await;
             (nodes, faults)
         })
     });
-    for c in running {
-        c.await.context("a client failed")??;
-    }
+    run_clients(&shared, args).await?;
     done.store(true, Ordering::SeqCst);
     let nodes_back = match faults {
         Some(f) => {
@@ -206,44 +286,13 @@ async fn run_history(
         }
         None => None,
     };
-    // Healed: every dataset must be back to R live replicas within the bound.
-    let healing = Instant::now();
-    let recovered = wait_replicated(&shared.group, Duration::from_secs(args.recovery_seconds)).await;
-    match &recovered {
-        Ok(()) => println!(
-            "every dataset back to {REPLICAS} live replicas {:.1} s after the faults stopped",
-            healing.elapsed().as_secs_f64()
-        ),
-        Err(short) => println!(
-            "ANOMALY: not back to {REPLICAS} live replicas within {} s: {short}",
-            args.recovery_seconds
-        ),
-    }
-    // A last read of every name, after everything else.
-    let last = clients as usize;
-    for name in &names {
-        read(&shared, last, name).await?;
-    }
+    let recovered = final_phase(&shared, args).await?;
     let records = shared.history.records();
-    write_history(&dir.join("history.jsonl"), &records)?;
-    println!(
-        "history: {} operations in {}",
-        records.len(),
-        dir.join("history.jsonl").display()
-    );
-    print_counts(&records);
-    let clean = report(&records) && recovered.is_ok();
+    let history = dir.join("history.jsonl");
+    write_history(&history, &records)?;
+    let clean = conclude(&records, &history, &recovered, args);
     if let Some(nodes) = nodes_back {
         nodes.down()?;
-    }
-    if clean {
-        println!("no anomalies: every read returned one whole value, and the history is linearizable");
-    } else {
-        println!(
-            "seed {} found the anomalies above; the history is kept in {}",
-            args.seed,
-            dir.display()
-        );
     }
     Ok(clean)
 }
@@ -308,10 +357,7 @@ async fn job(shared: &Shared, client: usize, name: &str, overwrite: bool) -> any
         .arg("--output")
         .arg(format!("ringleader://{name}"))
         .env("RINGLEADER_MASTER", &shared.masters)
-        .env(
-            ringleader_core::auth::TOKEN_FILE_ENV,
-            crate::cluster_dir::token_path(&shared.cluster_dir),
-        )
+        .env(ringleader_core::auth::TOKEN_FILE_ENV, &shared.token_file)
         .env("RINGLEADER_PROGRESS", "0")
         .kill_on_drop(true)
         .stdin(std::process::Stdio::null());
@@ -323,7 +369,14 @@ async fn job(shared: &Shared, client: usize, name: &str, overwrite: bool) -> any
         .invoke(client, name, Kind::Job { overwrite }, Some(value));
     let reply = match tokio::time::timeout(OPERATION_TIMEOUT, command.output()).await {
         Ok(Ok(out)) if out.status.success() => Reply::Done,
-        Ok(Ok(out)) => Reply::of_error(String::from_utf8_lossy(&out.stderr).into_owned()),
+        // The job's error is its first line (warnings about clean-up may follow).
+        Ok(Ok(out)) => Reply::of_error(
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .find(|l| l.starts_with("error:"))
+                .unwrap_or("the job failed without an error line")
+                .to_string(),
+        ),
         Ok(Err(e)) => anyhow::bail!("could not start {}: {e}", shared.wordcount.display()),
         Err(_) => Reply::Unknown(format!(
             "the job gave no answer within {} s",
@@ -372,30 +425,55 @@ async fn remove(shared: &Shared, client: usize, name: &str) -> anyhow::Result<Re
     Ok(shared.history.complete(pending, reply))
 }
 
-/// Injects faults one at a time until `done`. After a worker fault it waits (bounded) for
-/// every dataset to be back to R replicas: two workers lost at once is more than R = 2 can
-/// survive, and not what the check is about.
+/// How the nemesis waits, after taking a worker away, until every partition has its R
+/// copies again (two workers lost at once is more than R = 2 can survive, and not what the
+/// check is about).
+pub enum Settle<'a> {
+    /// Asking the driver group.
+    Group(&'a DriverGroup),
+    /// Reading the health file the clients' process on another host keeps.
+    HealthFile(&'a Path),
+}
+
+impl Settle<'_> {
+    async fn wait(&self, since: std::time::SystemTime) {
+        match self {
+            Settle::Group(group) => {
+                let _ = wait_replicated(group, Duration::from_secs(60)).await;
+            }
+            Settle::HealthFile(path) => {
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while Instant::now() < deadline && !hosts::healthy_since(path, since) {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Injects faults one at a time until `done`, each followed by `settle` when it took a
+/// worker away.
 async fn nemesis(
-    nodes: &mut Nodes,
+    target: &mut impl nemesis::Target,
     mut rng: Xoshiro256PlusPlus,
     every: Duration,
-    group: &DriverGroup,
+    settle: Settle<'_>,
     done: &AtomicBool,
 ) -> anyhow::Result<Vec<String>> {
-    let (drivers, workers) = nodes.sizes();
+    let (drivers, workers) = target.sizes();
     let mut log = Vec::new();
     while !done.load(Ordering::SeqCst) {
         tokio::time::sleep(every.mul_f64(rng.gen_range(1.0..2.0))).await;
         if done.load(Ordering::SeqCst) {
             break;
         }
-        let fault = Fault::pick(&mut rng, drivers, workers);
+        let fault = Fault::pick(&mut rng, drivers, workers, target.cuts());
         let hold = Duration::from_millis(rng.gen_range(300..3_000));
-        let what = nodes.inject(fault, hold).await?;
+        let what = target.inject(fault, hold).await?;
         eprintln!("nemesis: {what}");
         log.push(what);
-        if matches!(fault, Fault::KillWorker { .. } | Fault::PauseWorker { .. }) {
-            let _ = wait_replicated(group, Duration::from_secs(60)).await;
+        if fault.touches_workers(drivers) {
+            settle.wait(std::time::SystemTime::now()).await;
         }
     }
     Ok(log)
@@ -406,10 +484,11 @@ fn summarize(faults: &[String]) -> String {
     let count = |p: &str| faults.iter().filter(|f| f.starts_with(p)).count();
     let wiped = faults.iter().filter(|f| f.contains("emptied")).count();
     format!(
-        "{} leader kills, {} worker kills ({wiped} with an emptied data directory), {} pauses",
+        "{} leader kills, {} worker kills ({wiped} with an emptied data directory), {} pauses, {} link cuts",
         count("killed leader"),
         count("killed worker"),
-        count("paused")
+        count("paused"),
+        count("cut")
     )
 }
 

@@ -1,7 +1,8 @@
 //! The faults: kill the driver group's leader, kill a worker (some restarted with an emptied
 //! data directory), pause a driver or a worker (`SIGSTOP`: to the others it looks cut off),
-//! each healed before the next. Every process it starts again is recorded in `cluster.json`,
-//! so `cluster down` stops it.
+//! and on separate hosts cut a host's link; each healed before the next. [`Nodes`] injects
+//! them into a cluster on this host (every process it starts again is recorded in
+//! `cluster.json`, so `cluster down` stops it); `super::hosts` into one on namespace hosts.
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
@@ -38,12 +39,18 @@ pub enum Fault {
         /// Which worker (0-based).
         worker: usize,
     },
+    /// Take a driver's (`driver`) or a worker's host link down for a while, then up again.
+    CutLink {
+        /// Which node: drivers first (0-based), then workers.
+        node: usize,
+    },
 }
 
 impl Fault {
-    /// A random fault among `drivers` drivers and `workers` workers.
-    pub fn pick(rng: &mut impl Rng, drivers: usize, workers: usize) -> Fault {
-        match rng.gen_range(0..10) {
+    /// A random fault among `drivers` drivers and `workers` workers (`cuts`: links can be
+    /// cut, on separate hosts).
+    pub fn pick(rng: &mut impl Rng, drivers: usize, workers: usize, cuts: bool) -> Fault {
+        match rng.gen_range(0..13) {
             0..=2 if drivers > 1 => Fault::KillLeader,
             3..=5 => Fault::KillWorker {
                 worker: rng.gen_range(0..workers),
@@ -52,10 +59,52 @@ impl Fault {
             6..=7 if drivers > 1 => Fault::PauseDriver {
                 driver: rng.gen_range(0..drivers),
             },
+            10..=12 if cuts => Fault::CutLink {
+                node: rng.gen_range(0..drivers + workers),
+            },
             _ => Fault::PauseWorker {
                 worker: rng.gen_range(0..workers),
             },
         }
+    }
+
+    /// Whether it takes a worker away (its partitions need copies before the next one).
+    pub fn touches_workers(self, drivers: usize) -> bool {
+        match self {
+            Fault::KillWorker { .. } | Fault::PauseWorker { .. } => true,
+            Fault::CutLink { node } => node >= drivers,
+            _ => false,
+        }
+    }
+}
+
+/// A cluster the nemesis can hurt.
+pub trait Target {
+    /// How many drivers and workers it has.
+    fn sizes(&self) -> (usize, usize);
+    /// Whether links can be cut (separate hosts).
+    fn cuts(&self) -> bool;
+    /// Injects `fault`, holds it for `hold`, and heals it; says what it did.
+    fn inject(
+        &mut self,
+        fault: Fault,
+        hold: Duration,
+    ) -> impl std::future::Future<Output = anyhow::Result<String>> + Send;
+}
+
+impl Target for Nodes {
+    fn sizes(&self) -> (usize, usize) {
+        Nodes::sizes(self)
+    }
+    fn cuts(&self) -> bool {
+        false
+    }
+    fn inject(
+        &mut self,
+        fault: Fault,
+        hold: Duration,
+    ) -> impl std::future::Future<Output = anyhow::Result<String>> + Send {
+        Nodes::inject(self, fault, hold)
     }
 }
 
@@ -136,6 +185,7 @@ impl Nodes {
                 self.pause(self.file.workers[worker].pid, hold).await;
                 Ok(format!("paused worker-{} for {:.1} s", worker + 1, hold.as_secs_f64()))
             }
+            Fault::CutLink { .. } => Ok("no link to cut on one host".into()),
         }
     }
 
@@ -204,7 +254,7 @@ impl Nodes {
 }
 
 /// A process's arguments (without the program), as it was started.
-fn command_line(pid: u32) -> anyhow::Result<Vec<OsString>> {
+pub(super) fn command_line(pid: u32) -> anyhow::Result<Vec<OsString>> {
     let raw =
         std::fs::read(format!("/proc/{pid}/cmdline")).with_context(|| format!("reading pid {pid}'s command line"))?;
     let mut args: Vec<OsString> = raw
@@ -220,14 +270,14 @@ fn command_line(pid: u32) -> anyhow::Result<Vec<OsString>> {
 }
 
 /// Signals the process group `pid` leads (every node here is started as a group leader).
-fn kill_group(pid: u32, signal: i32) {
+pub(super) fn kill_group(pid: u32, signal: i32) {
     // SAFETY: kill(2) on the process group of a node this command started.
     unsafe {
         libc::kill(-(pid as i32), signal);
     }
 }
 
-fn kill(pid: u32, signal: i32) {
+pub(super) fn kill(pid: u32, signal: i32) {
     // SAFETY: kill(2) on a pid of the cluster this command started (from its cluster.json).
     unsafe {
         libc::kill(pid as i32, signal);
@@ -235,7 +285,7 @@ fn kill(pid: u32, signal: i32) {
 }
 
 /// Waits (up to 10 s) until `pid` has exited: a killed node holds its files and port until then.
-async fn wait_gone(pid: u32) -> anyhow::Result<()> {
+pub(super) async fn wait_gone(pid: u32) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     while crate::cluster::alive(pid) {
         if Instant::now() > deadline {
@@ -248,7 +298,7 @@ async fn wait_gone(pid: u32) -> anyhow::Result<()> {
 
 /// Removes everything in a node's data directory but its log, trying again for a few
 /// seconds while a dying executor may still be writing there.
-fn empty_data_directory(dir: &Path) -> anyhow::Result<()> {
+pub(super) fn empty_data_directory(dir: &Path) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match empty_once(dir) {
