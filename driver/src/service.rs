@@ -398,7 +398,8 @@ impl Driver for DriverService {
         &self,
         request: Request<proto::PlaceDatasetRequest>,
     ) -> Result<Response<proto::DatasetInfo>, Status> {
-        self.inner.require_leader()?;
+        // Its refusals ("already exists") read the state: a caught-up leader's.
+        self.inner.read_barrier().await?;
         let r = request.into_inner();
         if !ringleader_core::ids::valid_dataset_name(&r.name) {
             return Err(Status::invalid_argument(format!(
@@ -509,6 +510,8 @@ impl Driver for DriverService {
     }
 
     async fn get_dataset(&self, request: Request<proto::DatasetName>) -> Result<Response<proto::DatasetInfo>, Status> {
+        // Linearizable: the leader, its state caught up with everything acknowledged.
+        self.inner.read_barrier().await?;
         let name = request.into_inner().name;
         let state = self.inner.state();
         let record = state.datasets.get(&name).ok_or_else(|| {
@@ -523,7 +526,8 @@ impl Driver for DriverService {
         &self,
         request: Request<proto::RemoveDatasetRequest>,
     ) -> Result<Response<proto::RemoveDatasetReply>, Status> {
-        self.inner.require_leader()?;
+        // "No dataset" and a retry's "done" read the state: a caught-up leader's.
+        self.inner.read_barrier().await?;
         let proto::RemoveDatasetRequest { name, request } = request.into_inner();
         if self.inner.state().removed_by(&request) {
             // A retry of a removal that was applied before its reply was lost.
@@ -558,8 +562,9 @@ impl Driver for DriverService {
         &self,
         _: Request<proto::ListDatasetsRequest>,
     ) -> Result<Response<proto::DatasetList>, Status> {
-        // The replicas' health is what the leader's repair loop found: ask the leader.
-        self.inner.require_leader()?;
+        // The replicas' health is what the leader's repair loop found: ask the leader, its
+        // state caught up with everything acknowledged.
+        self.inner.read_barrier().await?;
         let state = self.inner.state();
         let datasets = state
             .datasets

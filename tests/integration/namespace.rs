@@ -256,3 +256,33 @@ fn a_removal_whose_reply_was_lost_is_retried_as_done_and_applied_once() {
     assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
     assert_eq!(got(&cluster, "gone", &d("got")), lines_under(&d("in")));
 }
+
+#[test]
+fn a_driver_that_fell_behind_never_answers_a_read_from_its_stale_state() {
+    let cluster = LocalCluster::up(3, 2);
+    let data = tempfile::tempdir().unwrap();
+    let d = |name: &str| -> PathBuf { data.path().join(name) };
+    tagged_text(&d("in"), "stale", 50);
+    let stored = put(&cluster, &["--name", "stale", "--replicas", "2"], &d("in"));
+    assert!(stored.status.success(), "{}", String::from_utf8_lossy(&stored.stderr));
+    let (leader, _) = cluster.leader_after(0);
+    let behind = (leader + 1) % 3;
+    // One follower misses the removal; then the leader stops, so nothing catches it up until
+    // the other follower is elected.
+    crate::helpers::stop_now(cluster.driver_pid(behind));
+    let removed = cluster.ringleader(&["rm", "stale"]);
+    assert!(removed.status.success(), "{}", String::from_utf8_lossy(&removed.stderr));
+    crate::helpers::stop_now(cluster.driver_pid(leader));
+    crate::helpers::signal(cluster.driver_pid(behind), libc::SIGCONT);
+    // Asked first, the driver that fell behind must not answer from its state, where the
+    // dataset still exists: the read waits for a leader whose state has the removal.
+    let got = Command::new(ringleader_bin())
+        .env("RINGLEADER_TOKEN_FILE", cluster.token())
+        .args(["get", "stale", d("got").to_str().unwrap()])
+        .args(["--master", &cluster.driver_address(behind)])
+        .bounded();
+    crate::helpers::signal(cluster.driver_pid(leader), libc::SIGCONT);
+    let stderr = String::from_utf8_lossy(&got.stderr);
+    assert!(!got.status.success(), "a removed dataset was read: {stderr}");
+    assert!(stderr.contains("no dataset named \"stale\""), "{stderr}");
+}

@@ -165,6 +165,19 @@ impl DriverInner {
         })
     }
 
+    /// Ok once this driver is confirmed as the leader by a quorum and its state has applied
+    /// everything committed before now: what it reads then is linearizable (a read served
+    /// from a follower's or a new leader's not yet applied state could miss an acknowledged
+    /// write; `ringleader chaos` found one such read).
+    pub async fn read_barrier(&self) -> Result<(), LeaderError> {
+        self.require_leader()?;
+        self.raft
+            .ensure_linearizable()
+            .await
+            .map_err(|e| LeaderError::NotConfirmed(e.to_string()))?;
+        Ok(())
+    }
+
     fn is_raft_leader(&self) -> bool {
         self.raft.metrics().borrow().current_leader == Some(self.id)
     }
