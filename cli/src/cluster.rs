@@ -64,6 +64,9 @@ pub struct UpArgs {
     /// Seconds between each worker's heartbeats (at most a third of --worker-timeout).
     #[arg(long, default_value_t = super::nodes::DEFAULT_HEARTBEAT_SECS, value_parser = super::nodes::positive_seconds)]
     pub heartbeat: f64,
+    /// Start executors without the Landlock sandbox (see `ringleader worker --no-sandbox`).
+    #[arg(long)]
+    pub no_sandbox: bool,
     /// The cluster directory.
     #[command(flatten)]
     pub dir: DirArgs,
@@ -278,6 +281,9 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             "--private".into(),
             dir.display().to_string(),
         ];
+        if args.no_sandbox {
+            worker_args.push("--no-sandbox".into());
+        }
         worker_args.extend(tls_args.iter().cloned());
         let (pid, address_file) = spawn(dir, &name, &worker_args)?;
         let worker_address = wait_for_address(&address_file, pid, &name, dir)?;

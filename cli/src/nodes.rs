@@ -112,6 +112,11 @@ pub struct WorkerArgs {
     /// token file and the TLS key, which are always private. `cluster up` names its directory.
     #[arg(long, value_name = "DIR")]
     pub private: Vec<PathBuf>,
+    /// Start executors without the Landlock sandbox: a job's code then reaches everything
+    /// this worker's user can, the token file and other jobs' files among it (for debugging,
+    /// or to measure what the sandbox costs).
+    #[arg(long)]
+    pub no_sandbox: bool,
     /// The cluster token and TLS certificates.
     #[command(flatten)]
     pub security: SecurityArgs,
@@ -248,6 +253,7 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
                 .chain(&args.security.tls_key)
                 .cloned()
                 .collect(),
+            sandbox: !args.no_sandbox,
         };
         let bound = ringleader_worker::bind(config).await?;
         tracing::info!(

@@ -484,3 +484,21 @@ fn inside_the_sandbox_a_job_still_reads_its_map_outputs_on_this_machine_from_dis
         .sum();
     assert!(served > 0.0);
 }
+
+#[test]
+fn without_the_sandbox_the_hostile_jobs_probes_do_reach_what_they_try() {
+    // The probes are real: on a worker started with --no-sandbox (as on a kernel without
+    // Landlock) the same job reads the token and writes among the datasets.
+    let cluster = LocalCluster::up_with(1, 1, 2, &["--no-sandbox"]);
+    assert!(
+        cluster.worker_log(0).contains("--no-sandbox"),
+        "{}",
+        cluster.worker_log(0)
+    );
+    let out = cluster.run("hostile", &args!["--cluster-dir", cluster.dir.path(), "--tasks", "1"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("read the token reached"), "{stdout}");
+    assert!(stdout.contains("add a cached binary reached"), "{stdout}");
+    assert!(stdout.contains("list the shuffle directory reached"), "{stdout}");
+}

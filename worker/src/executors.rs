@@ -51,8 +51,8 @@ pub struct Executors {
     /// The most memory (bytes) one executor may budget for.
     memory: u64,
     /// Paths no executor may reach beyond its own job's places (the worker's data directory
-    /// among them).
-    private: Arc<Vec<PathBuf>>,
+    /// among them); `None`: executors are not sandboxed.
+    private: Option<Arc<Vec<PathBuf>>>,
 }
 
 /// The variable telling an executor the most its worker lets it budget for; it takes the
@@ -76,12 +76,12 @@ pub struct Launch<'a> {
 impl Executors {
     /// Executors writing their stderr under `logs`, each budgeting at most `memory` bytes,
     /// none reaching beneath `private` but its own job's places.
-    pub fn new(logs: PathBuf, memory: u64, private: Vec<PathBuf>) -> Self {
+    pub fn new(logs: PathBuf, memory: u64, private: Option<Vec<PathBuf>>) -> Self {
         Executors {
             jobs: Arc::new(Mutex::new(HashMap::new())),
             logs,
             memory,
-            private: Arc::new(private),
+            private: private.map(Arc::new),
         }
     }
 
@@ -118,6 +118,10 @@ impl Executors {
             }
             read_write.push(launch.dataset_dir.join(&first.stored_output));
         }
+        // The job's own places exist before it starts (its TMPDIR among them), sandbox or not.
+        for dir in &read_write {
+            std::fs::create_dir_all(dir)?;
+        }
         // The job's map outputs on the other workers of this machine, read straight from disk
         // (made here if their workers have written none yet: a rule needs a directory).
         let mut read = vec![launch.dataset_dir.to_path_buf()];
@@ -130,7 +134,7 @@ impl Executors {
             }
         }
         let policy = sandbox::Policy {
-            private: self.private.to_vec(),
+            private: self.private.as_deref().cloned().unwrap_or_default(),
             read_write,
             read,
             execute: vec![launch.binary.to_path_buf()],
@@ -194,7 +198,10 @@ impl Executors {
         let log = std::fs::File::create(&log_path)?;
         let dir = Path::new(&first.working_dir);
         let (policy, temp) = self.policy(first, launch)?;
-        let sandbox = sandbox::Sandbox::prepare(&policy).map_err(std::io::Error::other)?;
+        let sandbox = match self.private {
+            Some(_) => sandbox::Sandbox::prepare(&policy).map_err(std::io::Error::other)?,
+            None => None,
+        };
         let mut command = tokio::process::Command::new(launch.binary);
         command
             .args(&first.args)

@@ -71,6 +71,8 @@ pub struct WorkerConfig {
     /// Paths executors may not reach besides the data directory: the token file, the TLS
     /// key, a directory of other nodes' data (see [`sandbox`]).
     pub private: Vec<PathBuf>,
+    /// Whether executors start in the sandbox (where the kernel has Landlock).
+    pub sandbox: bool,
 }
 
 /// Errors starting or running a worker.
@@ -164,12 +166,16 @@ pub async fn bind(config: WorkerConfig) -> Result<BoundWorker, WorkerError> {
         source,
     })?;
     match sandbox::Sandbox::kernel_abi() {
+        _ if !config.sandbox => tracing::warn!(
+            "--no-sandbox: executors run with this worker's access to its files, the token file and other jobs' files among them"
+        ),
         Some(abi) => tracing::info!("executors run in a Landlock sandbox (kernel ABI {abi})"),
         None => tracing::warn!(
             "this kernel has no Landlock: executors run with this worker's access to its files (see the README, \"One job cannot touch another\")"
         ),
     }
-    let inner = service::WorkerInner::new(advertised, data_dir, driver, config.memory, config.private.clone());
+    let private = config.sandbox.then(|| config.private.clone());
+    let inner = service::WorkerInner::new(advertised, data_dir, driver, config.memory, private);
     let worker = BoundWorker {
         address,
         http_address,

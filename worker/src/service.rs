@@ -50,10 +50,11 @@ impl WorkerInner {
         data_dir: PathBuf,
         driver: DriverGroup,
         memory: u64,
-        private: Vec<PathBuf>,
+        private: Option<Vec<PathBuf>>,
     ) -> Arc<WorkerInner> {
-        // The data directory is private to the worker: an executor reaches only its job's part.
-        let private = std::iter::once(data_dir.clone()).chain(private).collect();
+        // The data directory is private to the worker: an executor reaches only its job's
+        // part (`None`: no sandbox).
+        let private = private.map(|p| std::iter::once(data_dir.clone()).chain(p).collect());
         Arc::new(WorkerInner {
             id: std::sync::Mutex::new(String::new()),
             address,
