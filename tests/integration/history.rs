@@ -129,6 +129,23 @@ fn a_random_history_on_separate_hosts_with_link_cuts_has_no_anomalies() {
     assert_eq!(recorded.lines().count(), 203, "{context}");
 }
 
+/// `ringleader chaos --check` of a recorded history `text`: its exit code and what it printed.
+fn check_recorded(text: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let history = dir.path().join("history.jsonl");
+    std::fs::write(&history, text).unwrap();
+    let out = output_bounded(
+        Command::new(ringleader_bin()).args(["chaos", "--check"]).arg(&history),
+        Duration::from_secs(60),
+    );
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), printed)
+}
+
 /// The second anomaly `ringleader chaos` found (seed 11, 6000 operations): an `rm`-free
 /// stretch in which a put was refused because the dataset existed, and a read right after
 /// was told there was none (a driver answered from a state that had not caught up).
@@ -141,15 +158,8 @@ const STALE_READ: &str = r#"{"index":0,"client":0,"name":"chaos-2","kind":{"put"
 
 #[test]
 fn the_checker_finds_a_stale_read_in_a_recorded_history() {
-    let dir = tempfile::tempdir().unwrap();
-    let history = dir.path().join("history.jsonl");
-    std::fs::write(&history, STALE_READ).unwrap();
-    let out = output_bounded(
-        Command::new(ringleader_bin()).args(["chaos", "--check"]).arg(&history),
-        Duration::from_secs(60),
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let (code, stdout) = check_recorded(STALE_READ);
+    assert_eq!(code, Some(1), "{stdout}");
     assert!(
         stdout.contains("ANOMALY: the history of chaos-2 is not linearizable"),
         "{stdout}"
@@ -168,15 +178,8 @@ const RETRIED_REMOVAL: &str = r#"{"index":0,"client":3,"name":"chaos-0","kind":{
 
 #[test]
 fn the_checker_finds_a_removal_answered_no_dataset_in_a_recorded_history() {
-    let dir = tempfile::tempdir().unwrap();
-    let history = dir.path().join("history.jsonl");
-    std::fs::write(&history, RETRIED_REMOVAL).unwrap();
-    let out = output_bounded(
-        Command::new(ringleader_bin()).args(["chaos", "--check"]).arg(&history),
-        Duration::from_secs(60),
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let (code, stdout) = check_recorded(RETRIED_REMOVAL);
+    assert_eq!(code, Some(1), "{stdout}");
     assert!(
         stdout.contains("ANOMALY: the history of chaos-0 is not linearizable"),
         "{stdout}"
@@ -193,18 +196,9 @@ fn the_checker_finds_a_removal_answered_no_dataset_in_a_recorded_history() {
         r#""reply":{"missing":"removing the dataset: no dataset named \"chaos-0\""}"#,
         r#""reply":"done""#,
     );
-    std::fs::write(&history, fixed).unwrap();
-    let out = output_bounded(
-        Command::new(ringleader_bin()).args(["chaos", "--check"]).arg(&history),
-        Duration::from_secs(60),
-    );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let (code, stdout) = check_recorded(&fixed);
+    assert_eq!(code, Some(0), "{stdout}");
     // A broken file is named with its line.
-    std::fs::write(&history, "{\"index\":0}\n").unwrap();
-    let out = output_bounded(
-        Command::new(ringleader_bin()).args(["chaos", "--check"]).arg(&history),
-        Duration::from_secs(60),
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && stderr.contains("line 1"), "{stderr}");
+    let (code, printed) = check_recorded("{\"index\":0}\n");
+    assert!(code != Some(0) && printed.contains("line 1"), "{printed}");
 }

@@ -47,14 +47,15 @@ fn code<T>(result: Result<T, tonic::Status>) -> Code {
     }
 }
 
-#[test]
-fn an_executor_holds_a_credential_for_its_own_job_and_every_service_refuses_the_rest() {
-    let cluster = LocalCluster::up(1, 1);
-    let data = tempfile::tempdir().unwrap();
-    let d = |name: &str| -> PathBuf { data.path().join(name) };
-    numbered_text(&d("text"), 4, 5);
+/// Starts the `chaos` job on `cluster` over `d("text")` into `d("out")`, one task of which
+/// straggles (its first attempt sleeps `straggle_ms` inside its closure), and waits until
+/// it does. Returns the job's client and the straggling executor's environment.
+fn held_by_a_straggler(
+    cluster: &LocalCluster,
+    d: &dyn Fn(&str) -> PathBuf,
+    straggle_ms: u64,
+) -> (std::process::Child, HashMap<String, String>) {
     std::fs::create_dir(d("straggler")).unwrap();
-    // One task stalls long enough to look at its executor.
     let extra = args![
         "--input",
         d("text"),
@@ -63,12 +64,23 @@ fn an_executor_holds_a_credential_for_its_own_job_and_every_service_refuses_the_
         "--straggle",
         "l1_0",
         "--straggle-ms",
-        "60000",
+        straggle_ms.to_string(),
         "--straggle-dir",
         d("straggler")
     ];
-    let mut client = cluster.spawn("chaos", &extra, &d("log"));
+    let client = cluster.spawn("chaos", &extra, &d("log"));
     let env = environment(straggler_pid(&d("straggler")));
+    (client, env)
+}
+
+#[test]
+fn an_executor_holds_a_credential_for_its_own_job_and_every_service_refuses_the_rest() {
+    let cluster = LocalCluster::up(1, 1);
+    let data = tempfile::tempdir().unwrap();
+    let d = |name: &str| -> PathBuf { data.path().join(name) };
+    numbered_text(&d("text"), 4, 5);
+    // One task stalls long enough to look at its executor.
+    let (mut client, env) = held_by_a_straggler(&cluster, &d, 60_000);
     let job = env["RINGLEADER_EXECUTOR_JOB"].clone();
     let worker = env["RINGLEADER_EXECUTOR"].clone();
     let held = env["RINGLEADER_TOKEN"].clone();
@@ -317,22 +329,8 @@ fn a_hostile_job_reaches_nothing_of_the_cluster_or_of_other_jobs_while_a_normal_
     let earlier = cluster.run("wordcount", &args!["--input", d("text"), "--output", d("earlier")]);
     assert!(earlier.status.success(), "{}", String::from_utf8_lossy(&earlier.stderr));
     let earlier_binary = ringleader_core::binary::hash_file(&crate::helpers::example("wordcount")).unwrap();
-    std::fs::create_dir(d("straggler")).unwrap();
     // A normal job, held mid-map by one straggling task: its other map outputs are on disk.
-    let normal = args![
-        "--input",
-        d("text"),
-        "--output",
-        d("out"),
-        "--straggle",
-        "l1_0",
-        "--straggle-ms",
-        "6000",
-        "--straggle-dir",
-        d("straggler")
-    ];
-    let mut client = cluster.spawn("chaos", &normal, &d("log"));
-    let env = environment(straggler_pid(&d("straggler")));
+    let (mut client, env) = held_by_a_straggler(&cluster, &d, 6_000);
     let job = env["RINGLEADER_EXECUTOR_JOB"].clone();
     let root = cluster.dir.path();
     let committed_blocks = || -> Vec<PathBuf> {
