@@ -309,10 +309,16 @@ pub async fn put(group: &DriverGroup, request: PutRequest) -> Result<proto::Data
         let sent = input
             .send_partition(&owners, |offset| last || offset / boundary <= p as u64, bar.as_ref())
             .await;
-        let holders = owners.chosen.clone();
+        let chosen = owners.chosen.clone();
         let closed = owners.close(sent.as_ref().err()).await;
         (placement.rows, placement.bytes) = sent?;
-        closed?;
+        let mut holders = closed?;
+        // An owner lost mid-upload: the partition is copied from one that has it whole to the
+        // next spare owner, so it is acknowledged on its R workers.
+        if (holders.len() as u32) < info.replicas {
+            let spares: Vec<usize> = (0..placement.addresses.len()).filter(|i| !chosen.contains(i)).collect();
+            replace_lost_owners(placement, &id, info.replicas, &mut holders, &spares).await;
+        }
         // The owners that took it are its holders (spares stand in for unreachable ones).
         placement.workers = holders.iter().map(|&i| placement.workers[i].clone()).collect();
         placement.addresses = holders.iter().map(|&i| placement.addresses[i].clone()).collect();
@@ -451,20 +457,92 @@ impl Fanout {
     }
 
     /// Ends every owner's stream (with `failed`, so no owner keeps a partial partition)
-    /// and waits for them; an owner's failure names what was being uploaded where.
-    async fn close(self, failed: Option<&Error>) -> Result<()> {
+    /// and waits for them. Returns the owners (placement indexes) that stored it whole; an
+    /// owner lost on the way is passed over with a warning, and only if none has it is the
+    /// upload an error, naming what was being uploaded where.
+    async fn close(self, failed: Option<&Error>) -> Result<Vec<usize>> {
         if let Some(e) = failed {
             for s in &self.senders {
                 let _ = s.send(Err(Error::Cluster(e.to_string()))).await;
             }
         }
         drop(self.senders);
-        for (put, name) in self.puts.into_iter().zip(self.names) {
-            put.await
-                .map_err(|e| Error::Cluster(format!("uploading {name}: {e}")))?
-                .map_err(|e| Error::Cluster(format!("uploading {name}: {}", message_of(&e))))?;
+        let mut stored = Vec::new();
+        let mut errors = Vec::new();
+        for ((put, name), index) in self.puts.into_iter().zip(self.names).zip(self.chosen) {
+            let done = put
+                .await
+                .map_err(|e| Error::Cluster(format!("uploading {name}: {e}")))
+                .and_then(|r| r.map_err(|e| Error::Cluster(format!("uploading {name}: {}", message_of(&e)))));
+            match done {
+                Ok(()) => stored.push(index),
+                Err(e) => errors.push(e),
+            }
         }
-        Ok(())
+        if failed.is_some() || stored.is_empty() {
+            return Err(errors
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| Error::Cluster("the upload failed".into())));
+        }
+        for e in errors {
+            eprintln!("warning: {e}; copying it to another worker");
+        }
+        Ok(stored)
+    }
+}
+
+/// Copies partition `id` from its `holders` to `spares` of `placement` (in ring order) until
+/// `replicas` hold it; what stays short is left to the driver's repair loop, with a warning.
+async fn replace_lost_owners(
+    placement: &proto::PartitionPlacement,
+    id: &PartitionId,
+    replicas: u32,
+    holders: &mut Vec<usize>,
+    spares: &[usize],
+) {
+    for &spare in spares {
+        if holders.len() as u32 >= replicas {
+            return;
+        }
+        let request = proto::CopyPartitionRequest {
+            dataset: id.dataset.clone(),
+            partition: id.partition,
+            from: holders.iter().map(|&i| placement.addresses[i].clone()).collect(),
+            generation: id.generation.clone(),
+        };
+        let address = &placement.addresses[spare];
+        let copied = async {
+            let channel = ringleader_core::tls::endpoint(address)
+                .map_err(Error::Cluster)?
+                .connect()
+                .await
+                .map_err(|e| Error::Cluster(format!("cannot connect: {e}")))?;
+            let mut worker = proto::worker_client::WorkerClient::new(ringleader_core::auth::authorized(channel));
+            worker
+                .copy_partition(request)
+                .await
+                .map_err(|e| Error::Cluster(e.message().to_string()))
+        };
+        match tokio::time::timeout(std::time::Duration::from_secs(60), copied).await {
+            Ok(Ok(_)) => holders.push(spare),
+            Ok(Err(e)) => eprintln!(
+                "warning: copying partition {} of {} to {address}: {e}",
+                id.partition, id.dataset
+            ),
+            Err(_) => eprintln!(
+                "warning: copying partition {} of {} to {address}: no answer within 60 s",
+                id.partition, id.dataset
+            ),
+        }
+    }
+    if (holders.len() as u32) < replicas {
+        eprintln!(
+            "warning: partition {} of {} is on {} of its {replicas} workers; the cluster copies it to more once it can",
+            id.partition,
+            id.dataset,
+            holders.len()
+        );
     }
 }
 

@@ -36,6 +36,10 @@ pub fn take(var: &str) -> bool {
     std::env::var_os(var).is_some_and(|path| std::fs::remove_file(path).is_ok())
 }
 
+/// Worker: milliseconds each message of a Flight `do_put` (a partition being stored) waits
+/// before it is written, so an upload stays in flight.
+pub const STORE_RECEIVE_DELAY_MS: &str = "RINGLEADER_TEST_STORE_RECEIVE_DELAY_MS";
+
 /// The longest a fault that holds something back holds it.
 pub const HOLD_LIMIT: Duration = Duration::from_secs(60);
 

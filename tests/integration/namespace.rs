@@ -286,3 +286,49 @@ fn a_driver_that_fell_behind_never_answers_a_read_from_its_stale_state() {
     assert!(!got.status.success(), "a removed dataset was read: {stderr}");
     assert!(stderr.contains("no dataset named \"stale\""), "{stderr}");
 }
+
+#[test]
+fn a_put_whose_owner_dies_mid_upload_copies_that_partition_to_another_owner() {
+    let data = tempfile::tempdir().unwrap();
+    let d = |name: &str| -> PathBuf { data.path().join(name) };
+    // Each upload message waits 100 ms on its worker, so an upload is in flight long enough.
+    let cluster = LocalCluster::up_env(
+        1,
+        3,
+        2,
+        &["--worker-timeout", "60"],
+        &[(ringleader_core::fault_injection::STORE_RECEIVE_DELAY_MS, "100")],
+    );
+    for tag in ["one", "two", "three"] {
+        tagged_text(&d("in"), tag, 400);
+    }
+    let mut put = Command::new(ringleader_bin())
+        .env("RINGLEADER_TOKEN_FILE", cluster.token())
+        .args(["put", "--master", &cluster.master, "--name", "midway"])
+        .args(["--partitions", "6", "--replicas", "2"])
+        .arg(d("in"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(d("log")).unwrap())
+        .spawn()
+        .unwrap();
+    // Worker 2 dies while it is receiving a partition (its temporary file is there).
+    let receiving = || {
+        files_under(&cluster.dir.path().join("worker-2/datasets"))
+            .iter()
+            .any(|f| f.to_string_lossy().contains(".tmp-"))
+    };
+    eventually(Duration::from_secs(60), "worker 2 receives a partition", receiving);
+    kill_now(cluster.worker_pid(1));
+    let status = wait_bounded(&mut put, Duration::from_secs(120));
+    let log = std::fs::read_to_string(d("log")).unwrap();
+    assert!(status.success(), "the put failed when an owner died mid-upload:\n{log}");
+    assert!(log.contains("copying it to another worker"), "{log}");
+    // Read back whole, and soon every partition is on 2 live workers as the leader's audit
+    // finds them (partitions the dead worker had taken whole are copied from the others).
+    assert_eq!(got(&cluster, "midway", &d("got")), lines_under(&d("in")));
+    eventually(Duration::from_secs(60), "every partition on 2 live workers", || {
+        let listing = ok(cluster.ringleader(&["datasets"]), "datasets");
+        let placements: Vec<&str> = listing.lines().filter(|l| l.contains("partition ")).collect();
+        placements.len() == 6 && placements.iter().all(|l| l.contains("(2/2 live)"))
+    });
+}

@@ -216,8 +216,15 @@ impl FlightService for ShuffleFlight {
                 ));
             }
         };
+        let delay = ringleader_core::fault_injection::millis(ringleader_core::fault_injection::STORE_RECEIVE_DELAY_MS);
         let data = futures::stream::once(async { Ok(first) })
             .chain(input)
+            .then(move |message| async move {
+                if let Some(delay) = delay {
+                    tokio::time::sleep(delay).await;
+                }
+                message
+            })
             .map_err(FlightError::from);
         let decoded = FlightRecordBatchStream::new_from_flight_data(data);
         let (_, bytes) = ringleader_core::store::write_flight(path, decoded, "the do_put data")
