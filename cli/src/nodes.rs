@@ -246,12 +246,15 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
                 .memory
                 .unwrap_or(ringleader::config::Config::default().memory_limit as u64),
             http: args.http,
+            // The token file however it was named (flag or environment) and the TLS key are
+            // private besides the directories named.
             private: args
                 .private
                 .iter()
                 .chain(&args.security.token_file)
                 .chain(&args.security.tls_key)
                 .cloned()
+                .chain(std::env::var_os(ringleader_core::auth::TOKEN_FILE_ENV).map(PathBuf::from))
                 .collect(),
             sandbox: !args.no_sandbox,
         };

@@ -369,7 +369,7 @@ fn a_hostile_job_reaches_nothing_of_the_cluster_or_of_other_jobs_while_a_normal_
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // Every probe of every task ran, and was refused.
-    let probes_per_task = 7 + 1 + 2 * (partitions.len() + binaries.len());
+    let probes_per_task = 9 + 1 + 2 * (partitions.len() + binaries.len());
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 4 * probes_per_task, "{stdout}");
     // Refused by the kernel, not missed: every file it named is there.
@@ -499,4 +499,8 @@ fn without_the_sandbox_the_hostile_jobs_probes_do_reach_what_they_try() {
     assert!(stdout.contains("read the token reached"), "{stdout}");
     assert!(stdout.contains("add a cached binary reached"), "{stdout}");
     assert!(stdout.contains("list the shuffle directory reached"), "{stdout}");
+    assert!(
+        stdout.contains("make a symbolic link where the worker serves from reached"),
+        "{stdout}"
+    );
 }

@@ -96,6 +96,32 @@ fn probes() -> Vec<String> {
         "read another node's data",
         std::fs::read_dir(&args.cluster_dir).map(|d| d.count()),
     ));
+    // Its own job's shuffle directory is its to write, but not with a symbolic link (the
+    // worker would follow it out when it serves a block from there) or a FIFO (the worker
+    // would block opening it).
+    let job = std::env::var("RINGLEADER_EXECUTOR_JOB").unwrap_or_default();
+    let own = shuffle.join(&job);
+    let link = own.join(format!("link-{}", std::process::id()));
+    seen.push(outcome(
+        "make a symbolic link where the worker serves from",
+        std::os::unix::fs::symlink(args.cluster_dir.join("token"), &link),
+    ));
+    let fifo = std::ffi::CString::new(
+        own.join(format!("fifo-{}", std::process::id()))
+            .into_os_string()
+            .into_encoded_bytes(),
+    )
+    .unwrap_or_default();
+    // SAFETY: mkfifo(3) with a NUL-terminated path.
+    let made = unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) };
+    seen.push(outcome(
+        "make a FIFO where the worker serves from",
+        if made == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        },
+    ));
     // The worker process itself: signal it (Landlock scopes signals to the sandbox).
     let worker = std::os::unix::process::parent_id();
     // SAFETY: kill(2) with signal 0 only checks whether a signal could be sent.

@@ -73,9 +73,11 @@ pub fn remove_dead(root: &Path, live: &[String], asked: SystemTime) {
 /// The process that writes `name`, a temporary file (`part-P.tmp-PID-K`) or a staged copy
 /// (`.outgoing-P-ATTEMPT-PID.arrow`); `None` for a partition.
 fn writer_of(name: &str) -> Option<i32> {
-    let pid = match name.strip_prefix(".outgoing-") {
-        Some(rest) => rest.strip_suffix(".arrow")?.rsplit('-').next()?,
-        None => name.rsplit_once(".tmp-")?.1.split('-').next()?,
+    // A temporary file's own writer first (a staged copy is written through one too).
+    let pid = match (name.rsplit_once(".tmp-"), name.strip_prefix(".outgoing-")) {
+        (Some((_, rest)), _) => rest.split('-').next()?,
+        (None, Some(rest)) => rest.strip_suffix(".arrow")?.rsplit('-').next()?,
+        (None, None) => return None,
     };
     pid.parse().ok()
 }
@@ -118,6 +120,7 @@ mod tests {
             dead.join(format!(".outgoing-0-1-{me}.arrow")),
             generation.join(format!(".outgoing-3-2-{me}.arrow")),
             generation.join(format!(".outgoing-4-1-{gone}.arrow")),
+            generation.join(format!(".outgoing-5-1-{gone}.tmp-{gone}-9")),
         ];
         for f in &files {
             std::fs::write(f, "x").expect("file");
@@ -125,7 +128,7 @@ mod tests {
         let live = vec!["words/g1".to_string()];
         remove_dead(root.path(), &live, SystemTime::now() + Duration::from_secs(1));
         let kept: Vec<bool> = files.iter().map(|f| f.exists()).collect();
-        assert_eq!(kept, [true, false, true, false, true, false]);
+        assert_eq!(kept, [true, false, true, false, true, false, false]);
         // Made after the driver's lists were asked for: spared whatever they are.
         std::fs::write(&files[1], "x").expect("file");
         remove_dead(root.path(), &live, SystemTime::now() - Duration::from_secs(60));

@@ -169,7 +169,13 @@ pub async fn bind(config: WorkerConfig) -> Result<BoundWorker, WorkerError> {
         _ if !config.sandbox => tracing::warn!(
             "--no-sandbox: executors run with this worker's access to its files, the token file and other jobs' files among them"
         ),
-        Some(abi) => tracing::info!("executors run in a Landlock sandbox (kernel ABI {abi})"),
+        Some(abi) if sandbox::Sandbox::gaps(abi).is_empty() => {
+            tracing::info!("executors run in a Landlock sandbox (kernel ABI {abi})")
+        }
+        Some(abi) => tracing::warn!(
+            "executors run in a Landlock sandbox (kernel ABI {abi}), but this kernel cannot keep them from: {}",
+            sandbox::Sandbox::gaps(abi).join("; ")
+        ),
         None => tracing::warn!(
             "this kernel has no Landlock: executors run with this worker's access to its files (see the README, \"One job cannot touch another\")"
         ),

@@ -69,6 +69,21 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
+    /// What a kernel of Landlock ABI `abi` cannot enforce of the sandbox (empty: all of it).
+    pub fn gaps(abi: i32) -> Vec<&'static str> {
+        let mut gaps = Vec::new();
+        if abi < 2 {
+            gaps.push("renaming and linking files between directories (ABI 2)");
+        }
+        if abi < 3 {
+            gaps.push("truncating files by path, the token file among them (ABI 3)");
+        }
+        if abi < 6 {
+            gaps.push("signals to the worker and other processes (ABI 6)");
+        }
+        gaps
+    }
+
     /// The Landlock ABI this kernel offers (`None`: no Landlock).
     pub fn kernel_abi() -> Option<i32> {
         // SAFETY: landlock_create_ruleset with a null attribute and the VERSION flag only
@@ -90,6 +105,18 @@ impl Sandbox {
         }
         let all = AccessFs::from_all(ABI_WANTED);
         let read = AccessFs::from_read(ABI_WANTED);
+        // In its own places beneath the private paths, regular files and directories only:
+        // no symbolic link (the worker, which is not sandboxed, would follow one out of the
+        // job's places when it writes or serves a file there), no FIFO (the worker would
+        // block opening it), no socket or device; nothing to execute.
+        let own = all
+            & !(AccessFs::MakeSym
+                | AccessFs::MakeFifo
+                | AccessFs::MakeSock
+                | AccessFs::MakeChar
+                | AccessFs::MakeBlock
+                | AccessFs::Execute
+                | AccessFs::IoctlDev);
         let landlock = |e: landlock::RulesetError| SandboxError::Landlock(e.to_string());
         let mut ruleset = Ruleset::default()
             .handle_access(all)
@@ -103,7 +130,7 @@ impl Sandbox {
             ruleset = add(ruleset, &path, all)?;
         }
         for path in &policy.read_write {
-            ruleset = add(ruleset, path, all)?;
+            ruleset = add(ruleset, path, own)?;
         }
         for path in &policy.read {
             ruleset = add(ruleset, path, read)?;

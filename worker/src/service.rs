@@ -89,9 +89,7 @@ impl WorkerInner {
         }
         let dir = self.data_dir.join("binaries");
         let path = dir.join(hash);
-        if self.still_verified(hash, &path) {
-            return Ok(path);
-        }
+        // Checked and fetched under one lock: a check never deletes a copy another fetched.
         let _guard = self.fetching.lock().await;
         if self.still_verified(hash, &path) {
             return Ok(path);
