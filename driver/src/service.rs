@@ -504,6 +504,13 @@ impl Driver for DriverService {
                 bytes: parts.iter().map(|p| p.bytes).collect(),
             }
         };
+        // Committed on the holders that confirm their partitions, never on a claim alone.
+        let mut record = record;
+        record.placement = self
+            .inner
+            .confirmed_placement(&record.name, &record.generation, record.placement)
+            .await
+            .map_err(Status::failed_precondition)?;
         refuse_conflict(self.inner.write(Command::CommitDataset(record)).await?)?;
         self.inner.repair_wake.notify_one();
         Ok(Response::new(proto::CommitDatasetReply {}))

@@ -332,3 +332,58 @@ fn a_put_whose_owner_dies_mid_upload_copies_that_partition_to_another_owner() {
         placements.len() == 6 && placements.iter().all(|l| l.contains("(2/2 live)"))
     });
 }
+
+#[test]
+fn a_put_is_acknowledged_only_on_holders_that_confirm_their_partitions() {
+    let cluster = LocalCluster::up(1, 3);
+    let data = tempfile::tempdir().unwrap();
+    let d = |name: &str| -> PathBuf { data.path().join(name) };
+    for tag in ["one", "two"] {
+        tagged_text(&d("in"), tag, 300);
+    }
+    let hold = d("hold");
+    std::fs::write(&hold, "").unwrap();
+    let mut held = put_held(
+        &cluster,
+        &["--name", "unconfirmed", "--partitions", "3", "--replicas", "2"],
+        &d("in"),
+        &hold,
+        &d("log"),
+    );
+    // Every partition is sent; before the commit, partition 0 vanishes from every disk.
+    let copies = || -> Vec<PathBuf> {
+        files_under(cluster.dir.path())
+            .into_iter()
+            .filter(|f| {
+                let text = f.to_string_lossy();
+                text.contains("/datasets/unconfirmed/") && text.ends_with("/part-0.arrow")
+            })
+            .collect()
+    };
+    eventually(Duration::from_secs(60), "partition 0 is on 2 disks", || {
+        copies().len() == 2
+    });
+    eventually(Duration::from_secs(60), "every partition is sent", || {
+        files_under(cluster.dir.path())
+            .iter()
+            .filter(|f| {
+                f.to_string_lossy().contains("/datasets/unconfirmed/") && f.to_string_lossy().ends_with(".arrow")
+            })
+            .count()
+            == 6
+    });
+    for copy in copies() {
+        std::fs::remove_file(copy).unwrap();
+    }
+    std::fs::remove_file(&hold).unwrap();
+    // The commit finds no holder for it: the put fails, and nothing is acknowledged.
+    let status = wait_bounded(&mut held, Duration::from_secs(120));
+    let log = std::fs::read_to_string(d("log")).unwrap();
+    assert!(
+        !status.success(),
+        "a put was acknowledged with a partition on no disk:\n{log}"
+    );
+    assert!(log.contains("no worker confirms partition 0 of unconfirmed"), "{log}");
+    let listing = ok(cluster.ringleader(&["datasets"]), "datasets");
+    assert!(!listing.contains("unconfirmed"), "{listing}");
+}

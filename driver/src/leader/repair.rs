@@ -139,6 +139,45 @@ impl DriverInner {
         lock(&self.repair).health = health;
     }
 
+    /// A write's placement kept to the holders that confirm it: the workers whose disk lists
+    /// the partition whole now. A partition no holder confirms makes the commit an error
+    /// (nothing is acknowledged that is not on a disk); one with fewer than R confirmed
+    /// holders is committed on those, and the repair loop copies it to more.
+    pub(crate) async fn confirmed_placement(
+        &self,
+        name: &str,
+        generation: &str,
+        placement: Vec<Vec<WorkerId>>,
+    ) -> Result<Vec<Vec<WorkerId>>, String> {
+        let addresses: HashMap<WorkerId, String> = {
+            let state = self.state();
+            placement
+                .iter()
+                .flatten()
+                .filter_map(|w| state.workers.get(w).map(|r| (w.clone(), r.address.clone())))
+                .collect()
+        };
+        let held = self.audit(&addresses).await;
+        placement
+            .into_iter()
+            .enumerate()
+            .map(|(p, holders)| {
+                let key = format!("{name}/{generation}/{p}");
+                let confirmed: Vec<WorkerId> = holders
+                    .into_iter()
+                    .filter(|w| held.get(w).is_some_and(|parts| parts.contains(&key)))
+                    .collect();
+                if confirmed.is_empty() {
+                    Err(format!(
+                        "no worker confirms partition {p} of {name} (generation {generation}) on its disk: the upload did not reach one; store the dataset again"
+                    ))
+                } else {
+                    Ok(confirmed)
+                }
+            })
+            .collect()
+    }
+
     /// Each live worker's stored partitions (`DATASET/GENERATION/PARTITION`); a worker that
     /// does not answer in time is left out (its copies count as unknown, not live).
     async fn audit(&self, addresses: &HashMap<WorkerId, String>) -> HashMap<WorkerId, HashSet<String>> {
