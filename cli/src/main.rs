@@ -55,10 +55,12 @@ enum Verb {
     /// Start, inspect or stop a laptop cluster.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
-    /// Check the dataset namespace the way Jepsen checks databases: a random history of
-    /// put, overwrite, get, rm and jobs from several clients on a local cluster while leaders
-    /// and workers are killed and paused, recorded and checked (linearizable, no partial read,
-    /// nothing acknowledged lost, back to R replicas).
+    /// Test stored datasets under faults: a random history, recorded and checked.
+    ///
+    /// The way Jepsen checks databases: put, overwrite, get, rm and jobs from several clients
+    /// on a cluster of its own while leaders and workers are killed and paused (and, with
+    /// --hosts, links cut), recorded and checked: linearizable, no partial read, nothing
+    /// acknowledged lost, back to R replicas.
     Chaos(chaos::ChaosArgs),
     /// Run a job binary on a cluster.
     Submit(submit::SubmitArgs),
