@@ -230,6 +230,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_older_kernel_is_told_what_it_cannot_enforce() {
+        assert!(Sandbox::gaps(7).is_empty());
+        assert!(Sandbox::gaps(6).is_empty());
+        let five = Sandbox::gaps(5);
+        assert_eq!(five.len(), 1);
+        assert!(five[0].contains("signals"));
+        let one = Sandbox::gaps(1);
+        assert_eq!(one.len(), 3);
+        assert!(one.iter().any(|g| g.contains("truncating")));
+    }
+
+    #[test]
     fn everything_but_leaves_out_the_private_paths_and_covers_their_siblings() {
         let root = tempfile::tempdir().expect("dir");
         let root = canonical(root.path());

@@ -289,3 +289,27 @@ pub async fn run_attached(args: &ChaosArgs, masters: &str, dir: &Path, examples:
     crate::cluster_dir::write_whole(&dir.join("recovered"), report)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_health_file_counts_only_when_healthy_after_the_fault() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("health");
+        let fault = SystemTime::now();
+        assert!(!healthy_since(&path, fault), "no file yet");
+        let at = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).expect("epoch").as_millis();
+        let before = at(fault - Duration::from_secs(1));
+        let after = at(fault + Duration::from_secs(1));
+        std::fs::write(&path, format!("ok {before}\n")).expect("write");
+        assert!(!healthy_since(&path, fault), "healthy only before the fault");
+        std::fs::write(&path, format!("short {after}\n")).expect("write");
+        assert!(!healthy_since(&path, fault), "short after the fault");
+        std::fs::write(&path, format!("ok {after}\n")).expect("write");
+        assert!(healthy_since(&path, fault));
+        std::fs::write(&path, "garbage").expect("write");
+        assert!(!healthy_since(&path, fault));
+    }
+}
