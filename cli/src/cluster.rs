@@ -564,8 +564,8 @@ fn is_our_node(node: &NodeProcess) -> bool {
     cmdline.windows(needle.len().max(1)).any(|w| w == needle)
 }
 
-fn signal(pid: u32, sig: i32) {
-    // SAFETY: kill(2) with a pid this cluster recorded and verified by its command line.
+pub(super) fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) with a pid this cluster recorded (or the chaos nemesis started).
     unsafe {
         libc::kill(pid as i32, sig);
     }

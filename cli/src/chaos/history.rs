@@ -211,13 +211,17 @@ impl History {
 
     /// The records, by invocation, numbered in that order.
     pub fn records(&self) -> Vec<Record> {
-        let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        records.sort_by(|a, b| a.invoked.total_cmp(&b.invoked));
-        for (i, r) in records.iter_mut().enumerate() {
-            r.index = i;
-        }
-        records
+        numbered(self.records.lock().unwrap_or_else(|e| e.into_inner()).clone())
     }
+}
+
+/// `records` by invocation, each numbered with its position.
+pub fn numbered(mut records: Vec<Record>) -> Vec<Record> {
+    records.sort_by(|a, b| a.invoked.total_cmp(&b.invoked));
+    for (i, r) in records.iter_mut().enumerate() {
+        r.index = i;
+    }
+    records
 }
 
 /// The records of each name.

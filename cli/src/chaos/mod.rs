@@ -539,11 +539,7 @@ fn read_history(path: &Path) -> anyhow::Result<Vec<Record>> {
             .with_context(|| format!("{} line {}: not an operation of a history", path.display(), i + 1))?;
         records.push(record);
     }
-    records.sort_by(|a, b| a.invoked.total_cmp(&b.invoked));
-    for (i, r) in records.iter_mut().enumerate() {
-        r.index = i;
-    }
-    Ok(records)
+    Ok(history::numbered(records))
 }
 
 fn write_history(path: &Path, records: &[Record]) -> anyhow::Result<()> {

@@ -271,18 +271,11 @@ pub(super) fn command_line(pid: u32) -> anyhow::Result<Vec<OsString>> {
 
 /// Signals the process group `pid` leads (every node here is started as a group leader).
 pub(super) fn kill_group(pid: u32, signal: i32) {
-    // SAFETY: kill(2) on the process group of a node this command started.
-    unsafe {
-        libc::kill(-(pid as i32), signal);
-    }
+    // kill(2) of a negative pid signals its process group.
+    crate::cluster::signal(pid.wrapping_neg(), signal);
 }
 
-pub(super) fn kill(pid: u32, signal: i32) {
-    // SAFETY: kill(2) on a pid of the cluster this command started (from its cluster.json).
-    unsafe {
-        libc::kill(pid as i32, signal);
-    }
-}
+pub(super) use crate::cluster::signal as kill;
 
 /// Waits (up to 10 s) until `pid` has exited: a killed node holds its files and port until then.
 pub(super) async fn wait_gone(pid: u32) -> anyhow::Result<()> {
