@@ -33,7 +33,21 @@ where
     F: FnMut(DriverClient<ringleader_core::auth::AuthChannel>) -> Fut,
     Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
 {
-    group.call(patience, f).await.map_err(|e| {
+    named(group.call(patience, f).await, what)
+}
+
+/// [`call_within`] for a call that may take as long as its whole `patience` (an upload).
+pub(crate) async fn call_long<T, F, Fut>(group: &DriverGroup, what: &str, patience: Duration, f: F) -> Result<T>
+where
+    F: FnMut(DriverClient<ringleader_core::auth::AuthChannel>) -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+{
+    named(group.call_each_within(patience, patience, f).await, what)
+}
+
+/// A group call's error, saying what was being done.
+fn named<T>(result: std::result::Result<T, tonic::Status>, what: &str) -> Result<T> {
+    result.map_err(|e| {
         if e.message().starts_with("cannot reach") {
             Error::Cluster(e.message().to_string())
         } else {

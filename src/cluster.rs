@@ -12,7 +12,7 @@ use ringleader_core::driver_group::{DriverGroup, is_failover};
 use ringleader_core::plan::{JobPlan, TaskValue, Volume};
 use ringleader_core::proto::{self, job_event::Event};
 
-use crate::client::{call, call_within, driver_group};
+use crate::client::{call, call_long, driver_group};
 use ringleader_core::{Error, Result};
 
 /// A connection to a cluster's driver group.
@@ -375,8 +375,10 @@ async fn upload(group: &DriverGroup, hash: &str) -> Result<()> {
     use futures::StreamExt;
     let exe = std::env::current_exe().map_err(|e| Error::io("current executable", e))?;
     // An upload starts again from its first byte after a leader change, and a binary is
-    // tens of MB: it gets the patience of a client reconnecting to a running job.
-    call_within(group, "uploading the job binary", RECONNECT_PATIENCE, |mut d| {
+    // tens of MB: it gets the patience of a client reconnecting to a running job, and one
+    // attempt may take all of it (on 100 Mbit/s links a debug build's upload and its copies
+    // to two more drivers take about 12 s).
+    call_long(group, "uploading the job binary", RECONNECT_PATIENCE, |mut d| {
         // A read error ends the stream early; the driver then refuses the truncated binary.
         let chunks =
             ringleader_core::binary::file_chunks(exe.clone(), hash.to_string()).filter_map(|c| async move { c.ok() });

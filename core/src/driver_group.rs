@@ -112,13 +112,29 @@ impl DriverGroup {
     /// runs out; errors that no other driver would answer differently return at once. When
     /// every address was tried and none answered for three seconds, the error says so (the
     /// cluster is down or the addresses are wrong) instead of waiting out the patience.
-    pub async fn call<T, F, Fut>(&self, patience: Duration, mut f: F) -> Result<T, Status>
+    pub async fn call<T, F, Fut>(&self, patience: Duration, f: F) -> Result<T, Status>
+    where
+        F: FnMut(DriverClient<AuthChannel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let attempt_limit = patience.clamp(Duration::from_secs(1), Duration::from_secs(10));
+        self.call_each_within(patience, attempt_limit, f).await
+    }
+
+    /// [`DriverGroup::call`], giving each attempt up to `attempt_limit` (a long upload on a
+    /// slow link needs more than the 10 s a short call gets; a dead peer still ends it
+    /// sooner, through the connection's keep-alive).
+    pub async fn call_each_within<T, F, Fut>(
+        &self,
+        patience: Duration,
+        attempt_limit: Duration,
+        mut f: F,
+    ) -> Result<T, Status>
     where
         F: FnMut(DriverClient<AuthChannel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let started = Instant::now();
-        let attempt_limit = patience.clamp(Duration::from_secs(1), Duration::from_secs(10));
         let mut pause = Duration::from_millis(20);
         let mut answered = false;
         // Why each address that did not answer failed, by address.

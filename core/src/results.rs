@@ -18,6 +18,10 @@ use crate::plan::TaskValue;
 
 /// Results up to this size travel in the Raft log; larger ones stay on their worker.
 pub const INLINE_RESULT_BYTES: usize = 64 << 10;
+/// The largest value one task may send through the driver group (a `reduce`'s or `sum`'s
+/// partial, a sort's key sample): rows are held on their worker, but such a value is one
+/// Raft command that every driver keeps until its job is forgotten.
+pub const MAX_TASK_VALUE_BYTES: usize = 16 << 20;
 /// How long a finished job's held results wait for their client.
 pub const RESULT_RETENTION: Duration = Duration::from_secs(600);
 /// The directory of held results under a worker's shuffle directory.
@@ -79,6 +83,18 @@ impl ResultId {
 /// The value to report for `value`: itself if small, else [`TaskValue::Held`] after its
 /// rows are written to their file (write, then rename) on this worker at `address`.
 pub fn hold_if_large(value: TaskValue, id: &ResultId, files: &ShuffleFiles, address: &str) -> Result<TaskValue> {
+    if let TaskValue::Bytes(bytes) = &value
+        && bytes.len() > MAX_TASK_VALUE_BYTES
+    {
+        return Err(Error::Cluster(format!(
+            "task {} of stage {} made a value of {} bytes, over the {} MiB a task may send the driver: \
+             reduce to a smaller value, or keep the rows as a dataset (`collect`, `save`) instead",
+            id.task,
+            id.stage,
+            bytes.len(),
+            MAX_TASK_VALUE_BYTES >> 20
+        )));
+    }
     let TaskValue::Batches(bytes) = &value else {
         return Ok(value);
     };
@@ -193,6 +209,18 @@ mod tests {
         };
         let small = TaskValue::Batches(vec![1, 2, 3]);
         assert_eq!(hold_if_large(small.clone(), &id, &files, "w:1").expect("small"), small);
+        // A value (not rows) is bounded: the largest allowed passes, one byte more is refused.
+        let largest = TaskValue::Bytes(vec![7; MAX_TASK_VALUE_BYTES]);
+        assert_eq!(
+            hold_if_large(largest.clone(), &id, &files, "w:1").expect("largest"),
+            largest
+        );
+        let over = hold_if_large(TaskValue::Bytes(vec![7; MAX_TASK_VALUE_BYTES + 1]), &id, &files, "w:1");
+        let message = over.expect_err("over the bound").to_string();
+        assert!(
+            message.contains("task 3 of stage 0") && message.contains("16 MiB"),
+            "{message}"
+        );
         let batch = arrow_array::RecordBatch::try_from_iter([(
             "v",
             std::sync::Arc::new(arrow_array::Int64Array::from_iter_values(0..20_000)) as _,

@@ -543,3 +543,31 @@ fn csv_inputs_travel_and_stored_columns_are_read_by_name() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_job_with_a_4_mib_plan_commits_through_drivers_on_100_mbit_links() {
+    let cluster = cluster_or_skip!(3, 2,);
+    cluster.lan.cap("100mbit").expect("tc tbf");
+    let expected = text_input(&cluster.client_dir().join("in"), 2, 2000);
+    // Two map tasks, each carrying 2 MiB of state: a 4 MiB plan. Sent as one Raft entry it
+    // would take about 340 ms to reach a follower, past openraft's 75 ms deadline for an
+    // AppendEntries call, and never commit.
+    let ballast = (2usize << 20).to_string();
+    let args = [
+        "--input",
+        "/tmp/in",
+        "--output",
+        "/tmp/out",
+        "--ballast-bytes",
+        &ballast,
+    ];
+    let (ok, stdout, stderr) = cluster.run(&example("chaos"), &args);
+    assert!(ok, "the job with a large plan failed:\n{stderr}");
+    assert!(stdout.contains("words"), "{stdout}");
+    assert_eq!(read_counts(&cluster.client_dir().join("out")), expected);
+    // Every driver has the job in its log, applied.
+    cluster.wait_for(Duration::from_secs(30), "every driver caught up", || {
+        let (drivers, _) = cluster.status();
+        drivers.len() == 3 && drivers.iter().all(|d| d["lag"].as_u64() == Some(0))
+    });
+}

@@ -74,6 +74,10 @@ struct Args {
     /// Also sum the numbers 0..N given to `parallelize` and print the sum.
     #[arg(long)]
     parallelize: Option<u64>,
+    /// Carry this many bytes of state in the map step (every map task's plan holds them),
+    /// checked on every line: a job with a large plan.
+    #[arg(long, default_value_t = 0)]
+    ballast_bytes: usize,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -89,6 +93,12 @@ struct Faults {
     straggle: Option<String>,
     straggle_ms: u64,
     straggle_dir: Option<PathBuf>,
+    ballast: Vec<u8>,
+}
+
+/// The `i`th byte of the ballast: a pattern that a truncated or shifted copy breaks.
+fn ballast_byte(i: usize) -> u8 {
+    (i.wrapping_mul(2_654_435_761) >> 7) as u8
 }
 
 #[derive(Serialize, Deserialize)]
@@ -143,6 +153,7 @@ fn main() -> ExitCode {
             straggle: args.straggle,
             straggle_ms: args.straggle_ms,
             straggle_dir: args.straggle_dir,
+            ballast: (0..args.ballast_bytes).map(ballast_byte).collect(),
         };
         let reduce_side = ReduceSide {
             sleep_ms: args.reduce_sleep_ms,
@@ -164,6 +175,11 @@ fn main() -> ExitCode {
             .text_files(&args.input)?
             .map_with(faults, |faults, line| {
                 let start = now_ns();
+                if let Some(i) = faults.ballast.len().checked_sub(1)
+                    && faults.ballast[i] != ballast_byte(i)
+                {
+                    panic!("chaos: the ballast arrived damaged");
+                }
                 std::thread::sleep(std::time::Duration::from_millis(faults.sleep_ms));
                 let key = line.split_whitespace().next().unwrap_or("empty");
                 if let Some(dir) = &faults.chaos_dir

@@ -36,7 +36,7 @@ pub use repair::PartitionHealth;
 
 use crate::raft::group::Peers;
 use crate::raft::state_machine::Replica;
-use crate::raft::{Raft, network};
+use crate::raft::{MAX_ENTRY_BYTES, Raft, network};
 use crate::scheduler::{SpeculationConfig, Timings};
 use crate::state::{ClusterState, Command, Outcome};
 
@@ -80,6 +80,8 @@ pub struct DriverInner {
     repair: Mutex<repair::RepairState>,
     /// Wakes the repair loop (a worker lost or back).
     pub repair_wake: Notify,
+    /// The last key this driver gave a command's pieces (see [`Command::Part`]).
+    last_parts: AtomicU64,
 }
 
 /// How long a placed dataset generation may take to be committed (a long `put`) before
@@ -130,6 +132,7 @@ impl DriverInner {
             leading: Mutex::new(None),
             timings: Mutex::new(Timings::default()),
             commits: crate::commit_times::CommitTimes::default(),
+            last_parts: AtomicU64::new(0),
             speculation: parts.speculation,
             missing: Mutex::new(HashMap::new()),
             repair: Mutex::new(repair::RepairState::default()),
@@ -182,8 +185,36 @@ impl DriverInner {
         self.raft.metrics().borrow().current_leader == Some(self.id)
     }
 
-    /// Commits `command` through Raft and returns what applying it produced.
+    /// Commits `command` through Raft and returns what applying it produced. A command
+    /// whose encoding is over [`MAX_ENTRY_BYTES`] (a job with a large plan, a batch of large
+    /// task values) goes in pieces, each its own entry, then one entry that assembles them:
+    /// no entry takes longer to reach a follower than openraft allows an AppendEntries call.
     pub async fn write(&self, command: Command) -> Result<Outcome, LeaderError> {
+        let encoding = |e: postcard::Error| LeaderError::Unavailable {
+            what: "commit",
+            message: format!("encoding a command: {e}"),
+        };
+        if postcard::experimental::serialized_size(&command).map_err(encoding)? <= MAX_ENTRY_BYTES {
+            return self.write_entry(command).await;
+        }
+        let encoded = postcard::to_stdvec(&command).map_err(encoding)?;
+        let term = self.raft.metrics().borrow().current_term;
+        let key = (term, self.last_parts.fetch_add(1, Ordering::Relaxed) + 1);
+        for piece in encoded.chunks(MAX_ENTRY_BYTES) {
+            let bytes = piece.to_vec();
+            self.write_entry(Command::Part { key, bytes }).await?;
+        }
+        match self.write_entry(Command::Assemble { key }).await? {
+            Outcome::Malformed(message) => Err(LeaderError::Unavailable {
+                what: "commit",
+                message,
+            }),
+            outcome => Ok(outcome),
+        }
+    }
+
+    /// Commits one log entry.
+    async fn write_entry(&self, command: Command) -> Result<Outcome, LeaderError> {
         let started = Instant::now();
         match self.raft.client_write(command).await {
             Ok(reply) => {

@@ -41,6 +41,15 @@ pub type Raft = openraft::Raft<TypeConfig>;
 /// A storage failure as openraft reports it.
 pub type StorageError = openraft::StorageError<u64>;
 
+/// The largest command one log entry carries; a larger one is committed in pieces of this
+/// size (see [`crate::leader::DriverInner::write`]).
+pub const MAX_ENTRY_BYTES: usize = 128 << 10;
+
+/// The entry bytes one AppendEntries call carries at most (one entry more when the first is
+/// larger on its own). openraft gives each call the heartbeat interval (75 ms) to be
+/// answered and resends it forever when it is not: 512 KiB take about 42 ms at 100 Mbit/s.
+pub const MAX_APPEND_BYTES: usize = 512 << 10;
+
 /// Log entries between snapshots unless told otherwise.
 pub const DEFAULT_SNAPSHOT_EVERY: u64 = 2000;
 

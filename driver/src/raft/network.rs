@@ -17,7 +17,25 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::transport::Channel;
 
-use super::TypeConfig;
+use super::{MAX_APPEND_BYTES, TypeConfig};
+
+/// Keeps the first of `entries` whose encodings fit in `budget` bytes (at least one), and
+/// returns the log id of the last one kept if any were cut.
+fn keep_within(entries: &mut Vec<openraft::Entry<TypeConfig>>, budget: usize) -> Option<openraft::LogId<u64>> {
+    let mut used = 0;
+    let keep = entries
+        .iter()
+        .position(|entry| {
+            used += postcard::experimental::serialized_size(entry).unwrap_or(usize::MAX);
+            used > budget
+        })
+        .map_or(entries.len(), |over| over.max(1));
+    if keep == entries.len() {
+        return None;
+    }
+    entries.truncate(keep);
+    entries.last().map(|e| e.log_id)
+}
 
 /// Metadata key carrying the group's fingerprint on every Raft RPC.
 pub const CLUSTER_KEY: &str = "ringleader-cluster";
@@ -126,10 +144,17 @@ impl Peer {
 impl RaftNetwork<TypeConfig> for Peer {
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<u64>, openraft::error::Infallible> {
-        self.send(Rpc::Append, &rpc, option).await
+        let cut_after = keep_within(&mut rpc.entries, MAX_APPEND_BYTES);
+        match self.send(Rpc::Append, &rpc, option).await? {
+            // The follower took what was sent; openraft sends the rest next.
+            AppendEntriesResponse::Success if cut_after.is_some() => {
+                Ok(AppendEntriesResponse::PartialSuccess(cut_after))
+            }
+            reply => Ok(reply),
+        }
     }
 
     async fn install_snapshot(
@@ -146,5 +171,38 @@ impl RaftNetwork<TypeConfig> for Peer {
         option: RPCOption,
     ) -> RpcResult<VoteResponse<u64>, openraft::error::Infallible> {
         self.send(Rpc::Vote, &rpc, option).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+
+    use super::*;
+    use crate::state::Command;
+
+    fn entry(index: u64, bytes: usize) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 0), index),
+            payload: EntryPayload::Normal(Command::Part {
+                key: (1, index),
+                bytes: vec![0; bytes],
+            }),
+        }
+    }
+
+    #[test]
+    fn an_append_carries_entries_up_to_its_byte_budget_and_at_least_one() {
+        let mut small: Vec<_> = (1..=5).map(|i| entry(i, 100)).collect();
+        assert_eq!(keep_within(&mut small, 10_000), None);
+        assert_eq!(small.len(), 5);
+        let mut mixed: Vec<_> = (1..=5).map(|i| entry(i, 3000)).collect();
+        assert_eq!(keep_within(&mut mixed, 10_000).map(|l| l.index), Some(3));
+        assert_eq!(mixed.len(), 3);
+        let mut huge = vec![entry(7, 50_000), entry(8, 10)];
+        assert_eq!(keep_within(&mut huge, 10_000).map(|l| l.index), Some(7));
+        assert_eq!(huge.len(), 1);
+        let mut none: Vec<Entry<TypeConfig>> = Vec::new();
+        assert_eq!(keep_within(&mut none, 10), None);
     }
 }

@@ -281,6 +281,21 @@ impl ClusterState {
                 Outcome::Requeued(j.lose_worker(&worker, false) + 1)
             }
             Command::Batch(commands) => Outcome::Batch(commands.into_iter().map(|c| self.apply(c)).collect()),
+            Command::Part { key, bytes } => {
+                // A leader proposes its pieces in one go: those of an earlier term's leader
+                // that never assembled never will.
+                self.parts.retain(|k, _| k.0 >= key.0);
+                self.parts.entry(key).or_default().extend_from_slice(&bytes);
+                Outcome::Done
+            }
+            Command::Assemble { key } => match self.parts.remove(&key).map(|b| postcard::from_bytes(&b)) {
+                Some(Ok(Command::Part { .. } | Command::Assemble { .. })) => {
+                    Outcome::Malformed(format!("pieces {key:?} assemble into another piece"))
+                }
+                Some(Ok(command)) => self.apply(command),
+                Some(Err(e)) => Outcome::Malformed(format!("pieces {key:?} do not decode: {e}")),
+                None => Outcome::Malformed(format!("no pieces {key:?} to assemble")),
+            },
         }
     }
 

@@ -176,6 +176,19 @@ pub enum Command {
     },
     /// Several commands in one log entry, applied in order.
     Batch(Vec<Command>),
+    /// A piece of a command too large for one log entry (see
+    /// [`crate::raft::MAX_ENTRY_BYTES`]): kept until [`Command::Assemble`] names `key`.
+    Part {
+        /// The pieces' common key: the proposing leader's term, and its own counter.
+        key: (u64, u64),
+        /// The next bytes of the command's encoding.
+        bytes: Vec<u8>,
+    },
+    /// The pieces under `key`, in order, are one command's encoding: apply that command.
+    Assemble {
+        /// The pieces' key.
+        key: (u64, u64),
+    },
 }
 
 impl Command {
@@ -212,4 +225,6 @@ pub enum Outcome {
     Requeued(u32),
     /// A compare-and-set on a dataset's name lost: why (naming the generation that won).
     Conflict(String),
+    /// An assembled command was not one (its pieces were lost or do not decode): why.
+    Malformed(String),
 }

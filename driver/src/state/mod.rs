@@ -54,6 +54,8 @@ pub struct ClusterState {
     /// The client ids of the last few thousand dataset removals applied, so a retried removal
     /// answers as done and is never applied twice.
     pub removals: std::collections::VecDeque<String>,
+    /// Pieces of commands being assembled (see [`Command::Part`]), by key.
+    pub parts: BTreeMap<(u64, u64), Vec<u8>>,
     next_worker: u64,
     next_job: u64,
     /// When this driver saw task attempts start and end (not replicated).
@@ -161,6 +163,73 @@ mod tests {
             job,
             reason: "done".into(),
         });
+    }
+
+    /// A command's encoding as [`Command::Part`]s of `size` bytes under `key`.
+    fn pieces(command: &Command, key: (u64, u64), size: usize) -> Vec<Command> {
+        let encoded = postcard::to_stdvec(command).expect("encode");
+        encoded
+            .chunks(size)
+            .map(|bytes| Command::Part {
+                key,
+                bytes: bytes.to_vec(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_command_in_pieces_applies_as_the_whole_command_and_stale_pieces_go() {
+        let register = Command::RegisterWorker {
+            address: "10.0.0.1:7078".into(),
+            slots: 2,
+            pid: 1,
+            shuffle_dir: "/s".into(),
+            machine: "m".repeat(5000),
+            incarnation: "i".into(),
+        };
+        let mut state = ClusterState::default();
+        // An abandoned command of term 3, then a whole one of term 4 in interleaved pieces.
+        for piece in pieces(&register, (3, 1), 700).into_iter().take(2) {
+            assert_eq!(state.apply(piece), Outcome::Done);
+        }
+        let other = Command::CancelJob {
+            job: JobId::from("job-000009"),
+            reason: "r".repeat(3000),
+        };
+        let (a, mut b) = (pieces(&register, (4, 1), 1000), pieces(&other, (4, 2), 1000));
+        assert!(a.len() > 3 && b.len() > 2);
+        b.pop();
+        let mut b = b.into_iter();
+        for x in a {
+            state.apply(x);
+            if let Some(y) = b.next() {
+                state.apply(y);
+            }
+        }
+        assert!(!state.parts.contains_key(&(3, 1)), "an earlier term's pieces stay");
+        assert_eq!(
+            state.apply(Command::Assemble { key: (4, 1) }),
+            Outcome::WorkerRegistered(WorkerId::from("worker-1"))
+        );
+        assert_eq!(state.workers[&WorkerId::from("worker-1")].machine.len(), 5000);
+        // Pieces cut short (the second command lost its tail) or not there: refused, no panic.
+        assert!(matches!(
+            state.apply(Command::Assemble { key: (4, 2) }),
+            Outcome::Malformed(_)
+        ));
+        assert!(matches!(
+            state.apply(Command::Assemble { key: (4, 9) }),
+            Outcome::Malformed(_)
+        ));
+        assert!(state.parts.is_empty(), "{:?}", state.parts.keys());
+        let nested = pieces(&Command::Assemble { key: (4, 1) }, (5, 1), 1000);
+        nested.into_iter().for_each(|p| {
+            state.apply(p);
+        });
+        assert!(matches!(
+            state.apply(Command::Assemble { key: (5, 1) }),
+            Outcome::Malformed(_)
+        ));
     }
 
     #[test]
