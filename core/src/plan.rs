@@ -70,6 +70,35 @@ impl JobPlan {
     }
 }
 
+impl JobPlan {
+    /// Drops the data the plan carries (closure states, rows shipped by `parallelize`),
+    /// keeping its shape (stages, tasks, inputs, what each stage writes): what a finished
+    /// job's record needs, at a size bounded by its tasks. Returns the bytes dropped.
+    pub fn forget_data(&mut self) -> usize {
+        fn take(bytes: &mut Vec<u8>) -> usize {
+            std::mem::take(bytes).len()
+        }
+        let mut dropped = 0;
+        for stage in &mut self.stages {
+            dropped += match &mut stage.output {
+                StageOutput::Shuffle { state, .. } | StageOutput::Action { state, .. } => take(state),
+            };
+            for task in &mut stage.tasks {
+                dropped += task.steps.iter_mut().map(|step| take(&mut step.state)).sum::<usize>();
+                dropped += match &mut task.input {
+                    TaskInput::Shuffle(read) => take(&mut read.state),
+                    TaskInput::Source {
+                        split: Split::Inline { ipc },
+                        ..
+                    } => take(ipc),
+                    TaskInput::Source { .. } => 0,
+                };
+            }
+        }
+        dropped
+    }
+}
+
 impl StagePlan {
     /// What this stage's tasks produce, given the task values of the stage named by
     /// `state_from` (ignored without one): the sink's state becomes their bytes, as a

@@ -574,6 +574,33 @@ pub(crate) mod tests {
         }
     }
 
+    #[test]
+    fn a_finished_jobs_record_keeps_its_plans_shape_and_drops_its_data() {
+        let (mut state, live) = cluster(2, 2);
+        let mut plan = job(3);
+        for task in &mut plan.stages[0].tasks {
+            task.input = TaskInput::Source {
+                split: Split::Inline { ipc: vec![1; 300_000] },
+                sample_windows: None,
+            };
+        }
+        let id = submit_plan(&mut state, plan);
+        let size = |state: &ClusterState| postcard::to_stdvec(state).expect("encode").len();
+        assert!(size(&state) > 900_000, "the running job's rows are in the state");
+        let (mut timings, t0) = (Timings::default(), Instant::now());
+        for started in start_all(&mut state, &live, &mut timings, t0) {
+            assert!(!state.jobs[&id].plan_data_dropped, "dropped while running");
+            finish_at(&mut state, &mut timings, &started, t0);
+        }
+        let job = &state.jobs[&id];
+        assert_eq!(job.state, crate::state::JobState::Succeeded);
+        assert!(job.plan_data_dropped && job.plan.stages[0].tasks.len() == 3);
+        assert!(size(&state) < 10_000, "a finished job keeps {} bytes", size(&state));
+        // A snapshot of it is still one the state accepts.
+        let snapshot = postcard::to_stdvec(&state).expect("encode");
+        assert!(ClusterState::from_snapshot(&snapshot).is_ok());
+    }
+
     /// A job of one stage reading stored partitions, task `t` from the workers (by port
     /// offset, as `cluster` numbers them) in `holders[t]`.
     fn stored_job(holders: &[&[u32]]) -> JobPlan {

@@ -25,12 +25,18 @@ impl ClusterState {
         outcome
     }
 
-    /// Gives up the placed output of `job` if the job ended without committing it (failed,
-    /// cancelled, or lost its race): the workers delete what it wrote.
+    /// Once `job` ended: gives up its placed output if it did not commit it (failed,
+    /// cancelled, or lost its race; the workers delete what it wrote), and drops the data
+    /// its plan carried (nothing runs from it again; a finished job's record, kept in
+    /// memory and in every snapshot, is then bounded by its number of tasks).
     fn settle_ended_output(&mut self, job: &JobId) {
-        let Some(j) = self.jobs.get(job).filter(|j| j.state != JobState::Running) else {
+        let Some(j) = self.jobs.get_mut(job).filter(|j| j.state != JobState::Running) else {
             return;
         };
+        if !j.plan_data_dropped {
+            j.plan.forget_data();
+            j.plan_data_dropped = true;
+        }
         if let Some(spec) = &j.plan.store {
             let key = super::records::pending_key(&spec.dataset, &spec.generation);
             self.pending.remove(&key);
@@ -131,6 +137,7 @@ impl ClusterState {
                     results_dropped: false,
                     fetch_failures: 0,
                     uncounted_failures: 0,
+                    plan_data_dropped: false,
                 };
                 if !submission.is_empty() {
                     self.submissions.insert(submission, id.clone());

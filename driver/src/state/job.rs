@@ -79,6 +79,10 @@ pub struct JobRecord {
     /// [`max_uncounted_failures`]).
     #[serde(default)]
     pub uncounted_failures: u32,
+    /// Whether the job ended and its plan's data was dropped (see
+    /// [`ringleader_core::plan::JobPlan::forget_data`]).
+    #[serde(default)]
+    pub plan_data_dropped: bool,
 }
 
 /// How many task failures that count toward no task's attempts (tasks lost with an executor
@@ -240,6 +244,7 @@ mod tests {
             results_dropped: false,
             fetch_failures: 0,
             uncounted_failures: 0,
+            plan_data_dropped: false,
         }
     }
 
