@@ -4,6 +4,7 @@
 
 use std::io::Read;
 use std::path::Path;
+use std::time::{Duration, SystemTime};
 
 use xxhash_rust::xxh3::Xxh3;
 
@@ -15,6 +16,48 @@ pub const CHUNK_BYTES: usize = 1 << 20;
 /// A marker compiled into every job binary (see `ringleader::run`), by which `submit`
 /// tells a Ringleader job from any other executable.
 pub const JOB_MARKER: &[u8] = b"RINGLEADER-JOB-BINARY-V1";
+
+/// How long a job binary nobody submitted or ran stays stored on the drivers and cached
+/// on the workers.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(3600);
+
+/// [`DEFAULT_RETENTION`], or what a test set in [`crate::fault_injection::BINARY_RETENTION_MS`].
+pub fn retention() -> Duration {
+    crate::fault_injection::millis(crate::fault_injection::BINARY_RETENTION_MS).unwrap_or(DEFAULT_RETENTION)
+}
+
+/// Deletes the binaries in `dir` (files named by their hash) that `keep` refuses, given a
+/// binary's hash and when its file last changed, and the temporary files of uploads whose
+/// process is gone; returns the hashes deleted.
+pub fn remove_unkept(dir: &Path, mut keep: impl FnMut(&str, SystemTime) -> bool) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Ok(modified) = entry.metadata().and_then(|m| m.modified()) else {
+            continue;
+        };
+        if let Some(pid) = temporary_writer(&name) {
+            if !crate::machine::process_runs(pid) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        } else if valid_hash(&name) && !keep(&name, modified) && std::fs::remove_file(entry.path()).is_ok() {
+            removed.push(name);
+        }
+    }
+    removed
+}
+
+/// The process writing `name`, if it is a [`BinaryWriter`]'s temporary file
+/// (`.HASH.PID-N.tmp`).
+fn temporary_writer(name: &str) -> Option<i32> {
+    let rest = name.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let (hash, writer) = rest.split_once('.')?;
+    valid_hash(hash).then_some(())?;
+    writer.split_once('-')?.0.parse().ok()
+}
 
 /// Incremental content hash (xxh3-128, hex).
 #[derive(Default)]

@@ -40,6 +40,10 @@ pub fn take(var: &str) -> bool {
 /// before it is written, so an upload stays in flight.
 pub const STORE_RECEIVE_DELAY_MS: &str = "RINGLEADER_TEST_STORE_RECEIVE_DELAY_MS";
 
+/// Milliseconds a job binary nobody uses stays stored on drivers and cached on workers,
+/// instead of [`crate::binary::DEFAULT_RETENTION`] (a test watches them go).
+pub const BINARY_RETENTION_MS: &str = "RINGLEADER_TEST_BINARY_RETENTION_MS";
+
 /// The longest a fault that holds something back holds it.
 pub const HOLD_LIMIT: Duration = Duration::from_secs(60);
 

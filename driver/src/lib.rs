@@ -285,6 +285,7 @@ impl BoundDriver {
         let inner = self.inner;
         let scheduler = tokio::spawn(inner.clone().schedule_forever());
         let repairs = tokio::spawn(inner.clone().repair_forever());
+        let binaries = tokio::spawn(inner.clone().sweep_binaries_forever());
         let leadership = tokio::spawn(inner.clone().follow_leadership());
         let initializer = tokio::spawn(initialize(inner.clone()));
         let require = serving::guard(self.address)?;
@@ -316,7 +317,7 @@ impl BoundDriver {
             .add_service(serving::guarded(transport, &require))
             .serve_with_incoming_shutdown(serving::incoming(self.listener), stop)
             .await;
-        for task in [scheduler, repairs, leadership, initializer] {
+        for task in [scheduler, repairs, binaries, leadership, initializer] {
             task.abort();
         }
         if let Some(web) = web {

@@ -73,6 +73,7 @@ impl DriverService {
                         .write(Command::AddBinary {
                             hash: hash.clone(),
                             holders: vec![id],
+                            at_ms: ringleader_core::clock::now_ms(),
                         })
                         .await;
                 }
@@ -268,6 +269,7 @@ impl Driver for DriverService {
             .write(Command::AddBinary {
                 hash: hash.clone(),
                 holders,
+                at_ms: ringleader_core::clock::now_ms(),
             })
             .await?;
         Ok(Response::new(proto::UploadBinaryReply { hash }))

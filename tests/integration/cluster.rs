@@ -1152,3 +1152,48 @@ fn a_worker_slow_to_delete_finished_jobs_files_keeps_heartbeating() {
     let log = cluster.driver_log(0);
     assert!(!log.contains("is lost"), "a live worker was declared lost:\n{log}");
 }
+
+#[test]
+fn job_binaries_nobody_uses_are_deleted_from_drivers_and_workers() {
+    let cluster = LocalCluster::up_env(
+        3,
+        1,
+        2,
+        &[],
+        &[(ringleader_core::fault_injection::BINARY_RETENTION_MS, "3000")],
+    );
+    let data = tempfile::tempdir().unwrap();
+    let input = data.path().join("text");
+    crate::helpers::numbered_text(&input, 3, 20);
+    let cached = |node: &str| -> Vec<String> {
+        std::fs::read_dir(cluster.dir.path().join(node).join("binaries"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| ringleader_core::binary::valid_hash(n))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let nodes = ["driver-1", "driver-2", "driver-3", "worker-1"];
+    for run in 0..2 {
+        let out = data.path().join(format!("out-{run}"));
+        ok(
+            cluster.run("wordcount", &args!["--input", input, "--output", out]),
+            "wordcount",
+        );
+        assert_eq!(sorted_lines(&out), crate::oracles::word_counts(&input));
+        // Unused for 3 s, the binary goes from every driver and from the worker's cache...
+        crate::helpers::eventually(
+            Duration::from_secs(60),
+            "the unused binary is deleted everywhere",
+            || nodes.iter().all(|n| cached(n).is_empty()),
+        );
+    }
+    // ...and the group forgot it: the second run uploaded it again (and ran).
+    let logs: String = (0..3).map(|d| cluster.driver_log(d)).collect();
+    assert!(
+        logs.matches("deleted job binary").count() >= 6,
+        "each of 3 drivers deleted it after each of 2 runs:\n{logs}"
+    );
+}

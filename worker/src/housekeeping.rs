@@ -1,5 +1,6 @@
 //! Housekeeping: deleting what nobody needs any more (finished jobs' shuffle files, held
-//! results past their retention, dataset generations the driver no longer lists). Each
+//! results past their retention, dataset generations the driver no longer lists, cached
+//! job binaries no task used for their retention). Each
 //! heartbeat's answer offers the lists it needs; a pass runs on a blocking thread beside the
 //! heartbeat loop, at most one at a time, so deleting a large tree never delays a heartbeat
 //! (a worker whose heartbeats stop is declared lost).
@@ -25,6 +26,8 @@ pub struct Lists {
     pub live_datasets: Vec<String>,
     /// When the driver was asked for the lists: anything made later is left alone.
     pub asked: SystemTime,
+    /// The cached job binaries (those unused past their retention go).
+    pub binaries: crate::binary_cache::BinaryCache,
 }
 
 /// Runs passes beside the heartbeat loop, one at a time.
@@ -71,6 +74,10 @@ fn pass(lists: &Lists) {
         lists.asked,
     );
     crate::datasets_dir::remove_dead(&lists.dataset_dir, &lists.live_datasets, lists.asked);
+    let retention = ringleader_core::binary::retention();
+    for hash in lists.binaries.sweep(retention) {
+        tracing::info!("deleted cached job binary {hash}: no task used it for {retention:?}");
+    }
 }
 
 /// Deletes the shuffle files of jobs that are no longer running (nobody will read them),

@@ -25,6 +25,7 @@
 //! `datasets/<name>/<generation>/part-<p>.arrow` (stored dataset partitions), `logs/<job>.stderr`
 //! (executors' stderr).
 
+pub mod binary_cache;
 pub mod counters;
 pub mod datasets_dir;
 pub mod executors;
@@ -315,6 +316,7 @@ async fn heartbeat_forever(inner: Arc<service::WorkerInner>, every: Duration, sl
                     active_jobs: reply.active_jobs,
                     live_datasets: reply.live_datasets,
                     asked: asked.1,
+                    binaries: inner.binary_cache.clone(),
                 });
             }
             Err(_) => continue,

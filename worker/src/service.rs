@@ -41,6 +41,8 @@ pub struct WorkerInner {
     verified: std::sync::Mutex<std::collections::HashMap<String, FileStamp>>,
     /// What `/metrics` shows.
     pub counters: crate::counters::WorkerCounters,
+    /// The cached job binaries.
+    pub binary_cache: crate::binary_cache::BinaryCache,
 }
 
 impl WorkerInner {
@@ -59,6 +61,7 @@ impl WorkerInner {
             id: std::sync::Mutex::new(String::new()),
             address,
             executors: Executors::new(data_dir.join("logs"), memory, private),
+            binary_cache: crate::binary_cache::BinaryCache::new(data_dir.join("binaries")),
             data_dir,
             driver,
             fetching: AsyncMutex::new(()),
@@ -87,10 +90,11 @@ impl WorkerInner {
         if !valid_hash(hash) {
             return Err(Status::invalid_argument(format!("{hash:?} is not a binary hash")));
         }
-        let dir = self.data_dir.join("binaries");
-        let path = dir.join(hash);
+        let dir = self.binary_cache.dir().to_path_buf();
+        let path = self.binary_cache.path(hash);
         // Checked and fetched under one lock: a check never deletes a copy another fetched.
         let _guard = self.fetching.lock().await;
+        self.binary_cache.note_use(hash);
         if self.still_verified(hash, &path) {
             return Ok(path);
         }

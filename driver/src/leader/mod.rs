@@ -24,6 +24,7 @@ use ringleader_core::sync::lock;
 use tokio::sync::{Notify, mpsc};
 use tonic::transport::Channel;
 
+mod binaries;
 mod error;
 mod events;
 mod launching;

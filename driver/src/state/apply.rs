@@ -84,13 +84,27 @@ impl ClusterState {
                 }
                 Outcome::WorkerRegistered(id)
             }
-            Command::AddBinary { hash, holders } => {
+            Command::AddBinary { hash, holders, at_ms } => {
+                self.note_binary_use(&hash, at_ms);
                 let known = self.binaries.entry(hash).or_default();
                 for h in holders {
                     if !known.contains(&h) {
                         known.push(h);
                     }
                 }
+                Outcome::Done
+            }
+            Command::ForgetBinary { hash, unused_since_ms } => {
+                let used_since = self.binary_used_ms.get(&hash).is_some_and(|&at| at > unused_since_ms);
+                let running = self
+                    .jobs
+                    .values()
+                    .any(|j| j.binary == hash && j.state == JobState::Running);
+                if used_since || running {
+                    return Outcome::Stale;
+                }
+                self.binaries.remove(&hash);
+                self.binary_used_ms.remove(&hash);
                 Outcome::Done
             }
             Command::SubmitJob {
@@ -109,6 +123,7 @@ impl ClusterState {
                     return Outcome::JobSubmitted(existing.clone());
                 }
                 self.forget_old_jobs();
+                self.note_binary_use(&binary, submitted_ms);
                 self.next_job += 1;
                 let id = JobId::new(format!("job-{:06}", self.next_job));
                 let tasks = plan
@@ -304,6 +319,12 @@ impl ClusterState {
                 None => Outcome::Malformed(format!("no pieces {key:?} to assemble")),
             },
         }
+    }
+
+    /// Notes that binary `hash` was uploaded or submitted at `at_ms`.
+    fn note_binary_use(&mut self, hash: &str, at_ms: u64) {
+        let last = self.binary_used_ms.entry(hash.to_string()).or_default();
+        *last = (*last).max(at_ms);
     }
 
     /// Drops the oldest finished jobs beyond [`KEPT_JOBS`].

@@ -33,6 +33,16 @@ pub enum Command {
         hash: String,
         /// The drivers (node ids) holding its bytes.
         holders: Vec<u64>,
+        /// When it was uploaded, Unix milliseconds.
+        at_ms: u64,
+    },
+    /// A job binary nobody used since `unused_since_ms` is forgotten (each driver then
+    /// deletes its file), unless a running job uses it or a later upload or job did.
+    ForgetBinary {
+        /// Its content hash.
+        hash: String,
+        /// The last use the leader saw, Unix milliseconds.
+        unused_since_ms: u64,
     },
     /// A job arrived.
     SubmitJob {

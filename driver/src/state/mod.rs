@@ -42,6 +42,8 @@ pub struct ClusterState {
     pub workers: BTreeMap<WorkerId, WorkerRecord>,
     /// Job binaries, by hash: the drivers holding their bytes.
     pub binaries: BTreeMap<String, Vec<u64>>,
+    /// When each binary was last uploaded or submitted, Unix milliseconds.
+    pub binary_used_ms: BTreeMap<String, u64>,
     /// Jobs, by id (as text: `job-1000000` sorts before `job-999999`; see
     /// [`ClusterState::jobs_in_order`] for submission order).
     pub jobs: BTreeMap<JobId, JobRecord>,
@@ -230,6 +232,65 @@ mod tests {
             state.apply(Command::Assemble { key: (5, 1) }),
             Outcome::Malformed(_)
         ));
+    }
+
+    #[test]
+    fn a_binary_is_forgotten_only_if_unused_since_the_leader_looked_and_no_job_runs_it() {
+        let mut state = ClusterState::default();
+        let hash = "0".repeat(32);
+        let add = |at_ms| Command::AddBinary {
+            hash: hash.clone(),
+            holders: vec![1, 2],
+            at_ms,
+        };
+        let forget = |unused_since_ms| Command::ForgetBinary {
+            hash: hash.clone(),
+            unused_since_ms,
+        };
+        state.apply(add(100));
+        // Uploaded again after the leader looked: kept.
+        assert_eq!(state.apply(forget(50)), Outcome::Stale);
+        // A running job uses it (submitted before the leader looked): kept until it ends.
+        let Outcome::JobSubmitted(job) = state.apply(Command::SubmitJob {
+            name: "t".into(),
+            binary: hash.clone(),
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            working_dir: String::new(),
+            plan: ringleader_core::plan::JobPlan {
+                stages: vec![ringleader_core::plan::StagePlan {
+                    id: StageId(0),
+                    tasks: vec![ringleader_core::plan::TaskPlan {
+                        input: ringleader_core::plan::TaskInput::Source {
+                            split: ringleader_core::source::Split::Inline { ipc: Vec::new() },
+                            sample_windows: None,
+                        },
+                        steps: Vec::new(),
+                    }],
+                    output: ringleader_core::plan::StageOutput::Action {
+                        f: ringleader_core::ship!(
+                            ringleader_core::ops::action::count as ringleader_core::plan::ActionFn
+                        ),
+                        state: Vec::new(),
+                    },
+                    parents: Vec::new(),
+                    state_from: None,
+                }],
+                store: None,
+            },
+            submission: "s".into(),
+            submitted_ms: 90,
+        }) else {
+            panic!("not submitted");
+        };
+        assert_eq!(state.jobs[&job].state, JobState::Running);
+        assert_eq!(state.apply(forget(200)), Outcome::Stale);
+        state.apply(Command::CancelJob {
+            job,
+            reason: "done".into(),
+        });
+        assert_eq!(state.apply(forget(100)), Outcome::Done);
+        assert!(!state.binaries.contains_key(&hash) && !state.binary_used_ms.contains_key(&hash));
     }
 
     #[test]
