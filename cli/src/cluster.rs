@@ -312,7 +312,8 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         let at = driver.data_dir.join(super::nodes::HTTP_ADDRESS_FILE);
         if let Ok(http) = std::fs::read_to_string(&at) {
             let token = ringleader_core::auth::read_token_file(&token)?;
-            println!("web: http://{}/?token={token}  (driver {})", http.trim(), i + 1);
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            println!("web: {scheme}://{}/?token={token}  (driver {})", http.trim(), i + 1);
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -221,7 +221,8 @@ pub fn driver(args: DriverArgs) -> anyhow::Result<ExitCode> {
         let bound = ringleader_driver::bind(config).await?;
         tracing::info!("driver {} listening on {}", args.id, bound.address);
         if let Some(http) = bound.http_address {
-            tracing::info!("driver {} serving its status page on http://{http}/", args.id);
+            let scheme = ringleader_core::web_tls::scheme();
+            tracing::info!("driver {} serving its status page on {scheme}://{http}/", args.id);
             crate::cluster_dir::write_whole(&args.data_dir.join(HTTP_ADDRESS_FILE), http.to_string())?;
         }
         write_address(args.address_file.as_deref(), &bound.address.to_string())?;
@@ -266,7 +267,8 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
             args.master
         );
         if let Some(http) = bound.http_address {
-            tracing::info!("worker {} serving /metrics on http://{http}/metrics", bound.id());
+            let scheme = ringleader_core::web_tls::scheme();
+            tracing::info!("worker {} serving /metrics on {scheme}://{http}/metrics", bound.id());
             crate::cluster_dir::write_whole(&args.data_dir.join(HTTP_ADDRESS_FILE), http.to_string())?;
         }
         write_address(

@@ -31,7 +31,7 @@
 //!   reports; [`ids`]: typed ids and the names that become directories.
 //! - [`auth`]: the cluster token and job credentials; [`tls`] and [`tls_diagnosis`]: TLS and
 //!   what to say when the two ends disagree about it; [`serving`]: what every node does
-//!   around serving.
+//!   around serving; [`web_tls`]: the nodes' HTTP pages over TLS.
 //! - [`driver_group`]: reaching the leader of a driver group; [`binary`]: job binaries by
 //!   content hash; [`machine`]: which processes share a filesystem; [`ring`]: the
 //!   consistent-hash ring.
@@ -75,6 +75,7 @@ pub mod sync;
 pub mod task_failure;
 pub mod tls;
 pub mod tls_diagnosis;
+pub mod web_tls;
 
 pub use error::{Error, Result};
 

@@ -65,8 +65,13 @@ impl NodeTls {
     }
 }
 
+/// A node's certificate chain and private key, both PEM.
+pub type PemIdentity = (Vec<u8>, Vec<u8>);
+
 struct Setup {
     server: Option<ServerTlsConfig>,
+    /// The node's identity, for servers other than tonic's.
+    identity: Option<PemIdentity>,
     client: Option<ClientTlsConfig>,
     ca_path: Option<PathBuf>,
 }
@@ -96,14 +101,15 @@ fn client_config(ca: &Path) -> Result<ClientTlsConfig, TlsError> {
 /// wins; `None` means plain HTTP/2 (unless `RINGLEADER_TLS_CA` makes this a TLS client).
 pub fn configure(node: Option<&NodeTls>) -> Result<(), TlsError> {
     let setup = match node {
-        Some(n) => Setup {
-            server: Some(ServerTlsConfig::new().identity(Identity::from_pem(
-                read_pem("certificate", &n.cert)?,
-                read_pem("private key", &n.key)?,
-            ))),
-            client: Some(client_config(&n.ca)?),
-            ca_path: Some(n.ca.clone()),
-        },
+        Some(n) => {
+            let (cert, key) = (read_pem("certificate", &n.cert)?, read_pem("private key", &n.key)?);
+            Setup {
+                server: Some(ServerTlsConfig::new().identity(Identity::from_pem(&cert, &key))),
+                identity: Some((cert, key)),
+                client: Some(client_config(&n.ca)?),
+                ca_path: Some(n.ca.clone()),
+            }
+        }
         None => from_env()?,
     };
     let _ = SETUP.set(setup);
@@ -114,6 +120,7 @@ fn from_env() -> Result<Setup, TlsError> {
     let ca = std::env::var_os(CA_ENV).filter(|v| !v.is_empty()).map(PathBuf::from);
     Ok(Setup {
         server: None,
+        identity: None,
         client: ca.as_deref().map(client_config).transpose()?,
         ca_path: ca,
     })
@@ -133,6 +140,7 @@ pub fn trust(ca: &Path) -> Result<(), TlsError> {
     if SETUP.get().is_none() {
         let setup = Setup {
             server: None,
+            identity: None,
             client: Some(client_config(ca)?),
             ca_path: Some(ca.to_path_buf()),
         };
@@ -144,6 +152,12 @@ pub fn trust(ca: &Path) -> Result<(), TlsError> {
 /// How a server should speak TLS, if it should.
 pub fn server_config() -> Result<Option<ServerTlsConfig>, TlsError> {
     Ok(setup()?.server.clone())
+}
+
+/// This node's certificate chain and private key (PEM), when it serves TLS: for a server
+/// that is not tonic's (the driver's status page).
+pub fn server_identity() -> Result<Option<PemIdentity>, TlsError> {
+    Ok(setup()?.identity.clone())
 }
 
 /// The CA file this process trusts, to hand on to the processes it starts.

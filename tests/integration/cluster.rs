@@ -886,6 +886,41 @@ fn a_cluster_given_certificates_speaks_only_tls() {
         .env_remove("RINGLEADER_MASTER")
         .bounded();
     assert!(ok(jobs, "ringleader jobs over TLS").contains("succeeded"));
+
+    // The status page too is served over TLS, its link says https, and its cookie is Secure.
+    let printed = String::from_utf8_lossy(&up.stdout).into_owned();
+    let link = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("web: https://"))
+        .unwrap_or_else(|| panic!("no https link printed:\n{printed}"));
+    let (address, token) = link.split_once("/?token=").expect("address and token");
+    let token = token.split_whitespace().next().expect("token");
+    let https = |path: &str, headers: &str| crate::helpers::https_get_with_headers(address, path, headers, &cert);
+    let (code, head, _) = https(&format!("/?token={token}"), "");
+    assert_eq!(code, 303, "{head}");
+    let cookie = head
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("set-cookie: ")
+                .or_else(|| l.strip_prefix("Set-Cookie: "))
+        })
+        .unwrap_or_else(|| panic!("no cookie set:\n{head}"));
+    assert!(cookie.contains("; Secure") && cookie.contains("HttpOnly"), "{cookie}");
+    assert!(!cookie.contains(token), "the cookie carries the token: {cookie}");
+    let session = cookie.split(';').next().expect("name=value");
+    let (code, _, body) = https("/", &format!("Cookie: {session}\r\n"));
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("worker-1") && body.contains("job-"), "{body}");
+    // Plain HTTP to the same port gets no page.
+    let (code, _, body) = crate::helpers::http_get_with_headers(address, "/", &format!("Cookie: {session}\r\n"));
+    assert_ne!(code, 200, "a page over plain HTTP: {body}");
+    // A worker's /metrics too: over TLS with the token as a bearer token, never in plain text.
+    let worker = std::fs::read_to_string(cluster.dir.path().join("worker-1/http-address")).expect("worker http");
+    let bearer = format!("Authorization: Bearer {token}\r\n");
+    let (code, _, body) = crate::helpers::https_get_with_headers(worker.trim(), "/metrics", &bearer, &cert);
+    assert!(code == 200 && body.contains("ringleader_worker"), "{code} {body}");
+    let (code, _, _) = crate::helpers::http_get_with_headers(worker.trim(), "/metrics", &bearer);
+    assert_ne!(code, 200, "/metrics over plain HTTP");
 }
 
 #[test]

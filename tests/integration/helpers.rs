@@ -773,18 +773,64 @@ pub fn http_get(address: &str, path: &str, headers: &str) -> (u16, String) {
 
 /// [`http_get`], with the response's header block too.
 pub fn http_get_with_headers(address: &str, path: &str, headers: &str) -> (u16, String, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    exchange(connect(address), address, path, headers)
+}
+
+/// A TCP connection to `address` whose reads give up after 10 s.
+fn connect(address: &str) -> std::net::TcpStream {
+    let stream = std::net::TcpStream::connect(address).unwrap();
     stream
         .set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .unwrap();
+    stream
+}
+
+/// [`http_get_with_headers`] over TLS, trusting the CA certificate (PEM) `ca`.
+pub fn https_get_with_headers(address: &str, path: &str, headers: &str, ca: &Path) -> (u16, String, String) {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).expect("the CA file") {
+        roots
+            .add(cert.expect("a CA certificate"))
+            .expect("a usable CA certificate");
+    }
+    let config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
+    let name = ServerName::try_from(host.to_string()).expect("a server name");
+    let connection = rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("a TLS client");
+    exchange(
+        rustls::StreamOwned::new(connection, connect(address)),
+        address,
+        path,
+        headers,
+    )
+}
+
+/// Sends a GET over `stream` and reads the whole answer: (status, header block, body).
+fn exchange(
+    mut stream: impl std::io::Read + std::io::Write,
+    address: &str,
+    path: &str,
+    headers: &str,
+) -> (u16, String, String) {
     write!(
         stream,
         "GET {path} HTTP/1.1\r\nHost: {address}\r\n{headers}Connection: close\r\n\r\n"
     )
     .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
+    let mut bytes = Vec::new();
+    // A TLS peer may close without a close_notify once it answered: what arrived counts.
+    if let Err(e) = stream.read_to_end(&mut bytes) {
+        assert!(!bytes.is_empty(), "no answer from {address}: {e}");
+    }
+    let response = String::from_utf8_lossy(&bytes).into_owned();
     let code = response
         .split_whitespace()
         .nth(1)

@@ -41,9 +41,12 @@ struct Web {
     inner: Arc<DriverInner>,
     /// The cluster token (`None`: a cluster without one, on loopback: no login).
     token: Option<String>,
+    /// Whether the pages are served over TLS (the cookie is then marked `Secure`).
+    secure: bool,
 }
 
-/// Serves the pages on `listener` until `shutdown` completes.
+/// Serves the pages on `listener` until `shutdown` completes: over TLS with this driver's
+/// certificate when it has one (see [`ringleader_core::web_tls`]), else plain.
 pub async fn serve(
     listener: TcpListener,
     inner: Arc<DriverInner>,
@@ -54,6 +57,7 @@ pub async fn serve(
         service: Arc::new(DriverService::new(inner.clone())),
         inner,
         token,
+        secure: ringleader_core::web_tls::scheme() == "https",
     };
     let app = Router::new()
         .route("/", get(overview))
@@ -61,7 +65,7 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .with_state(web);
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    ringleader_core::web_tls::serve(listener, app, shutdown).await
 }
 
 #[derive(serde::Deserialize)]
@@ -79,7 +83,8 @@ fn refuse(web: &Web, headers: &HeaderMap, query: &TokenQuery, path: &str) -> Opt
     if let Some(given) = &query.token {
         if ringleader_core::auth::secrets_equal(given, token) {
             // The cookie is a session value derived from the token, never the token itself.
-            let cookie = format!("{COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/");
+            let secure = if web.secure { "; Secure" } else { "" };
+            let cookie = format!("{COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/{secure}");
             return Some(([(header::SET_COOKIE, cookie)], Redirect::to(path)).into_response());
         }
         return Some(unauthorized());
@@ -101,7 +106,7 @@ fn unauthorized() -> Response {
     let body = html! {
         h1 { "401: log in with the cluster's token" }
         p {
-            "Open the link " code { "ringleader cluster up" } " printed, " code { "http://HOST:PORT/?token=…" }
+            "Open the link " code { "ringleader cluster up" } " printed, " code { (ringleader_core::web_tls::scheme()) "://HOST:PORT/?token=…" }
             ": the token is in the cluster directory's " code { "token" } " file ("
             code { "RINGLEADER_TOKEN_FILE" } "). It sets a cookie for this site."
         }
