@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures::Stream;
 use ringleader_core::ids::{Attempt, JobId, StageId, TaskId, WorkerId};
-use ringleader_core::plan::JobPlan;
+use ringleader_core::plan::{JobPlan, TaskValue};
 use ringleader_core::proto::{
     self, driver_server::Driver, raft_transport_client::RaftTransportClient, task_report::Outcome as Reported,
 };
@@ -110,6 +110,63 @@ impl DriverService {
             "binary {hash} is on no reachable driver ({})",
             reasons.join("; ")
         )))
+    }
+
+    /// The command for an attempt that reports `value`: its success, unless it stored a
+    /// partition of its job's `ringleader://` output that fewer workers than the dataset's
+    /// replicas confirm on their disks now; then a retryable failure (the task writes it
+    /// again), so nothing is committed that is not where the record says.
+    #[allow(clippy::too_many_arguments)]
+    async fn finished(
+        &self,
+        job: JobId,
+        stage: StageId,
+        task: TaskId,
+        attempt: Attempt,
+        mut value: TaskValue,
+        read: ringleader_core::plan::Volume,
+        worker: &str,
+    ) -> Command {
+        let spec = self.inner.state().jobs.get(&job).and_then(|j| j.plan.store.clone());
+        if let (TaskValue::Stored { holders, .. }, Some(spec)) = (&mut value, spec) {
+            let confirmed = self
+                .inner
+                .confirmed_holders(&spec.dataset, &spec.generation, task.index() as u32, holders)
+                .await;
+            if (confirmed.len() as u32) < spec.replicas {
+                let confirming = if confirmed.is_empty() {
+                    "none".to_string()
+                } else {
+                    confirmed.join(", ")
+                };
+                let message = format!(
+                    "partition {task} of {} (generation {}) was written to {} but {confirming} confirm it on their disk, of {} replicas: it is written again (on {worker})",
+                    spec.dataset,
+                    spec.generation,
+                    holders.join(", "),
+                    spec.replicas
+                );
+                tracing::warn!("{job}: {message}");
+                return Command::FailTask {
+                    job,
+                    stage,
+                    task,
+                    attempt,
+                    message,
+                    retryable: true,
+                    counts: true,
+                };
+            }
+            *holders = confirmed;
+        }
+        Command::FinishTask {
+            job,
+            stage,
+            task,
+            attempt,
+            value,
+            read,
+        }
     }
 
     /// Every registered worker as this driver sees it (liveness only on the leader).
@@ -359,36 +416,40 @@ impl Driver for DriverService {
             Some(Reported::Error(e)) if e.fetch_failure => self.inner.worker_at(&e.fetch_location),
             _ => None,
         };
+        let (job, stage, task, attempt) = (
+            JobId::from(r.job_id),
+            StageId(r.stage),
+            TaskId(r.task),
+            Attempt(r.attempt),
+        );
         let command = match (r.outcome, lost_on) {
-            (Some(Reported::Value(bytes)), _) => Command::FinishTask {
-                value: postcard::from_bytes(&bytes)
-                    .map_err(|e| Status::invalid_argument(format!("malformed task value: {e}")))?,
-                job: JobId::from(r.job_id),
-                stage: StageId(r.stage),
-                task: TaskId(r.task),
-                attempt: Attempt(r.attempt),
-                read: ringleader_core::plan::Volume {
+            (Some(Reported::Value(bytes)), _) => {
+                let value = postcard::from_bytes(&bytes)
+                    .map_err(|e| Status::invalid_argument(format!("malformed task value: {e}")))?;
+                let read = ringleader_core::plan::Volume {
                     rows: r.read_rows,
                     bytes: r.read_bytes,
-                },
-            },
+                };
+                self.finished(job, stage, task, attempt, value, read, &r.worker_id)
+                    .await
+            }
             // Not the reader's fault: the map output it needs is recomputed.
             (Some(Reported::Error(e)), Some(worker)) => Command::FetchFailed {
                 worker,
                 message: format!("{} (on {})", e.message, r.worker_id),
-                job: JobId::from(r.job_id),
-                stage: StageId(r.stage),
-                task: TaskId(r.task),
-                attempt: Attempt(r.attempt),
+                job,
+                stage,
+                task,
+                attempt,
             },
             (Some(Reported::Error(e)), None) => Command::FailTask {
                 message: format!("{} (on {})", e.message, r.worker_id),
                 retryable: e.retryable,
                 counts: e.counts,
-                job: JobId::from(r.job_id),
-                stage: StageId(r.stage),
-                task: TaskId(r.task),
-                attempt: Attempt(r.attempt),
+                job,
+                stage,
+                task,
+                attempt,
             },
             (None, _) => return Err(Status::invalid_argument("a task report needs a value or an error")),
         };

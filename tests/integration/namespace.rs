@@ -387,3 +387,67 @@ fn a_put_is_acknowledged_only_on_holders_that_confirm_their_partitions() {
     let listing = ok(cluster.ringleader(&["datasets"]), "datasets");
     assert!(!listing.contains("unconfirmed"), "{listing}");
 }
+
+#[test]
+fn a_jobs_output_partition_gone_from_its_holders_before_its_report_is_written_again() {
+    let data = tempfile::tempdir().unwrap();
+    let hold = data.path().join("hold");
+    std::fs::write(&hold, "").unwrap();
+    let hold_text = hold.to_str().unwrap();
+    let cluster = LocalCluster::up_env(
+        1,
+        2,
+        2,
+        &[],
+        &[(ringleader_core::fault_injection::STORED_REPORT_HOLD, hold_text)],
+    );
+    let input = data.path().join("in");
+    crate::helpers::numbered_text(&input, 4, 50);
+    let log = data.path().join("job.log");
+    let mut job = cluster
+        .client(&crate::helpers::example("wordcount"))
+        .args(["--output", "ringleader://counts", "--input"])
+        .arg(&input)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    // A task stored its partition on both workers and reported; before the driver confirms
+    // it, every copy goes.
+    let held = || {
+        let log = cluster.driver_log(0);
+        log.lines()
+            .find_map(|l| l.split("holding the report of partition ").nth(1))
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|p| p.parse::<u32>().ok())
+    };
+    eventually(Duration::from_secs(60), "a stored partition's report is held", || {
+        held().is_some()
+    });
+    let partition = held().unwrap();
+    let copies: Vec<PathBuf> = files_under(cluster.dir.path())
+        .into_iter()
+        .filter(|f| {
+            let text = f.to_string_lossy();
+            text.contains("/datasets/counts/") && text.ends_with(&format!("/part-{partition}.arrow"))
+        })
+        .collect();
+    assert_eq!(copies.len(), 2, "partition {partition} on both workers: {copies:?}");
+    for copy in &copies {
+        std::fs::remove_file(copy).unwrap();
+    }
+    std::fs::remove_file(&hold).unwrap();
+    // No worker confirms it: the task writes it again, and the job's output reads back whole.
+    let status = wait_bounded(&mut job, Duration::from_secs(120));
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{said}");
+    let got_dir = data.path().join("got");
+    assert_eq!(got(&cluster, "counts", &got_dir), crate::oracles::word_counts(&input));
+    let driver = cluster.driver_log(0);
+    assert!(
+        driver.contains(&format!("partition {partition} of counts"))
+            && driver.contains("none confirm it on their disk"),
+        "the lost partition was not noticed:\n{driver}"
+    );
+    assert!(said.contains("(1 retried)"), "{said}");
+}

@@ -178,6 +178,44 @@ impl DriverInner {
             .collect()
     }
 
+    /// The holders (worker addresses) of a job's stored partition that confirm it on their
+    /// disk now, asked before the task's success is committed: a job's `ringleader://` output
+    /// is acknowledged only where it is, as a `put`'s is.
+    pub(crate) async fn confirmed_holders(
+        &self,
+        name: &str,
+        generation: &str,
+        partition: u32,
+        holders: &[String],
+    ) -> Vec<String> {
+        if fault_injection::held(fault_injection::STORED_REPORT_HOLD) {
+            tracing::info!("holding the report of partition {partition} of {name} (a test's hold)");
+            let started = Instant::now();
+            while fault_injection::held(fault_injection::STORED_REPORT_HOLD)
+                && started.elapsed() < fault_injection::HOLD_LIMIT
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        let addresses: HashMap<WorkerId, String> = {
+            let state = self.state();
+            state
+                .workers
+                .values()
+                .filter(|w| holders.contains(&w.address))
+                .map(|w| (w.id.clone(), w.address.clone()))
+                .collect()
+        };
+        let held = self.audit(&addresses).await;
+        let key = format!("{name}/{generation}/{partition}");
+        let confirmed: HashSet<String> = addresses
+            .into_iter()
+            .filter(|(id, _)| held.get(id).is_some_and(|parts| parts.contains(&key)))
+            .map(|(_, address)| address)
+            .collect();
+        holders.iter().filter(|h| confirmed.contains(*h)).cloned().collect()
+    }
+
     /// Each live worker's stored partitions (`DATASET/GENERATION/PARTITION`); a worker that
     /// does not answer in time is left out (its copies count as unknown, not live).
     async fn audit(&self, addresses: &HashMap<WorkerId, String>) -> HashMap<WorkerId, HashSet<String>> {
