@@ -67,6 +67,7 @@ fn serve_inner(worker: String) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot reach the worker at {worker}: {e}"))?;
         let client = ExecutorClient::new(ringleader_core::auth::authorized(channel));
+        ringleader_core::store::set_commit_gate(commit_gate(client.clone(), handle.clone(), job.clone()));
         let hello = proto::ExecutorHello {
             job_id: job.clone(),
             pid: std::process::id(),
@@ -115,6 +116,41 @@ fn serve_inner(worker: String) -> Result<(), String> {
             });
         }
         Ok(())
+    })
+}
+
+/// Asks the worker (and through it the driver) whether an attempt may place its stored
+/// partition: the fence its copies carry, or [`ringleader_core::Error::Superseded`].
+fn commit_gate(
+    client: ExecutorClient<ringleader_core::auth::AuthChannel>,
+    handle: tokio::runtime::Handle,
+    job: String,
+) -> ringleader_core::store::CommitGate {
+    Box::new(move |stage, task, attempt| {
+        let request = proto::RunningTask {
+            job_id: job.clone(),
+            stage: stage.0,
+            task,
+            attempt: attempt.0,
+        };
+        let grant = handle
+            .block_on(client.clone().authorize_commit(request))
+            .map_err(|e| ringleader_core::Error::Unreachable {
+                what: "asking the driver to commit a stored partition".into(),
+                message: e.message().to_string(),
+            })?
+            .into_inner();
+        if grant.granted {
+            Ok(ringleader_core::store::Fence {
+                term: grant.term,
+                attempt: attempt.0,
+            })
+        } else {
+            Err(ringleader_core::Error::Superseded(format!(
+                "the driver refused attempt {attempt} the commit of partition {task}: {}",
+                grant.reason
+            )))
+        }
     })
 }
 

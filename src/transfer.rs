@@ -659,7 +659,7 @@ pub async fn get(group: &DriverGroup, request: GetRequest) -> Result<(u64, u64)>
 async fn get_one(address: &str, id: &PartitionId, format: DatasetFormat, path: &Path) -> Result<(u64, u64)> {
     let mut stream = ringleader_core::store::get_partition(address, id).await?;
     if format == DatasetFormat::Arrow {
-        let (rows, _) = ringleader_core::store::write_flight(path.to_path_buf(), stream, address).await?;
+        let (rows, _) = ringleader_core::store::write_flight(path.to_path_buf(), None, stream, address).await?;
         let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         return Ok((rows, bytes));
     }

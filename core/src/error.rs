@@ -134,6 +134,10 @@ pub enum Error {
     /// The attempt was stopped: another attempt of its task finished first.
     #[error("stopped: another attempt of this task finished first")]
     Stopped,
+    /// Another attempt of the task owns its output: this one may not place it (the driver
+    /// granted the commit to another live attempt, or a holder has a newer attempt's copy).
+    #[error("superseded: {0}")]
+    Superseded(String),
 }
 
 /// The core's result alias.

@@ -161,10 +161,14 @@ impl PartitionId {
 pub async fn put_partition(
     address: &str,
     id: &PartitionId,
+    fence: Fence,
     schema: arrow_schema::SchemaRef,
     batches: futures::stream::BoxStream<'static, Result<RecordBatch>>,
 ) -> Result<()> {
-    let client = crate::flight::client(address).await?;
+    let mut client = crate::flight::client(address).await?;
+    client
+        .add_header(FENCE_HEADER, &fence.header())
+        .map_err(|e| Error::Cluster(format!("storing {} partition {}: {e}", id.dataset, id.partition)))?;
     put_partition_with(client, address, id, schema, batches).await
 }
 
@@ -191,9 +195,21 @@ pub async fn put_partition_with(
         .with_flight_descriptor(Some(descriptor))
         .with_schema(schema)
         .build(batches.map(|b| b.map_err(|e| arrow_flight::error::FlightError::ExternalError(Box::new(e)))));
-    let mut results = client.do_put(data).await.map_err(|e| failed(e.to_string()))?;
+    // A holder that refuses the copy as stale answers `aborted`.
+    let refused = |e: arrow_flight::error::FlightError| match &e {
+        arrow_flight::error::FlightError::Tonic(status) if status.code() == tonic::Code::Aborted => {
+            Error::Superseded(format!(
+                "{address} refused partition {} of {}: {}",
+                id.partition,
+                id.dataset,
+                status.message()
+            ))
+        }
+        _ => failed(e.to_string()),
+    };
+    let mut results = client.do_put(data).await.map_err(refused)?;
     while let Some(r) = results.next().await {
-        r.map_err(|e| failed(e.to_string()))?;
+        r.map_err(refused)?;
     }
     Ok(())
 }
@@ -208,14 +224,19 @@ pub async fn get_partition(address: &str, id: &PartitionId) -> Result<FlightReco
 /// thread at most [`READ_AHEAD`] batches behind (see [`write_ipc_file`]: the file appears
 /// whole or not at all). A stream without rows writes an empty file of its schema. Errors
 /// in the data are [`Error::Format`] naming `from`.
-pub async fn write_flight(path: PathBuf, mut stream: FlightRecordBatchStream, from: &str) -> Result<(u64, u64)> {
+pub async fn write_flight(
+    path: PathBuf,
+    fence: Option<Fence>,
+    mut stream: FlightRecordBatchStream,
+    from: &str,
+) -> Result<(u64, u64)> {
     let bad = |e: arrow_flight::error::FlightError| Error::format(from, e);
     // The schema message comes first: known once the first item is in.
     let first = stream.next().await.map(|b| b.map_err(bad));
     let schema = stream.schema().cloned();
     let (tx, mut rx) = tokio::sync::mpsc::channel(READ_AHEAD);
     let writer = tokio::task::spawn_blocking(move || {
-        write_ipc_file(&path, || schema, std::iter::from_fn(|| rx.blocking_recv()))
+        write_ipc_file_fenced(&path, fence, || schema, std::iter::from_fn(|| rx.blocking_recv()))
     });
     let mut next = first;
     while let Some(batch) = next {
@@ -249,6 +270,95 @@ pub fn read_ipc_file(
     ))
 }
 
+/// The gRPC/Flight header carrying a write's [`Fence`] to the holder (`TERM.ATTEMPT`).
+pub const FENCE_HEADER: &str = "ringleader-fence";
+
+/// Orders the writers of one stored partition: a holder places a copy only if no copy with
+/// a greater fence is in place (a stale attempt never replaces a newer attempt's copy). A
+/// task attempt's fence is the driver's term when it granted the commit and the attempt
+/// number (attempts of a task are numbered in the replicated state, so a later one is
+/// always greater).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Fence {
+    /// The leader's term when the commit was granted.
+    pub term: u64,
+    /// The attempt.
+    pub attempt: u32,
+}
+
+impl Fence {
+    /// A `put`'s upload: any task attempt's copy is newer; a retried upload replaces it.
+    pub const UPLOAD: Fence = Fence { term: 0, attempt: 0 };
+    /// A copy of a committed partition (repair, or an upload's copy to a replacement owner):
+    /// nothing replaces it.
+    pub const COPY: Fence = Fence {
+        term: u64::MAX,
+        attempt: u32::MAX,
+    };
+
+    /// As the [`FENCE_HEADER`] carries it.
+    pub fn header(self) -> String {
+        format!("{}.{}", self.term, self.attempt)
+    }
+
+    /// From the [`FENCE_HEADER`]'s text.
+    pub fn parse(text: &str) -> Option<Fence> {
+        let (term, attempt) = text.trim().split_once('.')?;
+        Some(Fence {
+            term: term.parse().ok()?,
+            attempt: attempt.parse().ok()?,
+        })
+    }
+}
+
+/// Where the fence of the copy at `path` is kept: `part-P.fence` beside `part-P.arrow`.
+pub fn fence_path(path: &Path) -> PathBuf {
+    path.with_extension("fence")
+}
+
+/// Renames `temp` to `path` unless the copy there has a greater fence than `fence`, then
+/// records `fence` as the copy's; all under an exclusive lock of the fence file, so two
+/// writers (an executor placing its own copy, the worker receiving one) never interleave.
+fn place_fenced(temp: &Path, path: &Path, fence: Fence) -> Result<()> {
+    use std::io::{Read, Seek, Write};
+    use std::os::fd::AsRawFd;
+    let fence_file = fence_path(path);
+    let mut file = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&fence_file)
+        .map_err(|e| Error::io(&fence_file, e))?;
+    // SAFETY: flock on a descriptor this function owns; released when `file` closes.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(Error::io(&fence_file, std::io::Error::last_os_error()));
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(|e| Error::io(&fence_file, e))?;
+    if let Some(existing) = Fence::parse(&text).filter(|existing| *existing > fence)
+        && path.exists()
+    {
+        return Err(Error::Superseded(format!(
+            "{} holds the copy of attempt {} (term {}), newer than attempt {} (term {})",
+            path.display(),
+            existing.attempt,
+            existing.term,
+            fence.attempt,
+            fence.term
+        )));
+    }
+    std::fs::rename(temp, path).map_err(|e| Error::io(path, e))?;
+    file.set_len(0).map_err(|e| Error::io(&fence_file, e))?;
+    file.rewind().map_err(|e| Error::io(&fence_file, e))?;
+    file.write_all(fence.header().as_bytes())
+        .map_err(|e| Error::io(&fence_file, e))?;
+    if crate::output::durable() {
+        file.sync_all().map_err(|e| Error::io(&fence_file, e))?;
+    }
+    Ok(())
+}
+
 /// A temporary name beside `path` that no other writer uses: this process's id and a number
 /// it hands out once (two writers of one partition in one process never share a file).
 fn unique_temp(path: &Path) -> PathBuf {
@@ -263,6 +373,17 @@ fn unique_temp(path: &Path) -> PathBuf {
 /// `empty` returns once the stream ended.
 pub fn write_ipc_file(
     path: &Path,
+    empty: impl FnOnce() -> Option<arrow_schema::SchemaRef>,
+    batches: impl IntoIterator<Item = Result<RecordBatch>>,
+) -> Result<(u64, u64)> {
+    write_ipc_file_fenced(path, None, empty, batches)
+}
+
+/// [`write_ipc_file`] of a stored partition's copy: placed only if the copy at `path` has
+/// no greater [`Fence`] (`None`: any file, placed unconditionally).
+pub fn write_ipc_file_fenced(
+    path: &Path,
+    fence: Option<Fence>,
     empty: impl FnOnce() -> Option<arrow_schema::SchemaRef>,
     batches: impl IntoIterator<Item = Result<RecordBatch>>,
 ) -> Result<(u64, u64)> {
@@ -312,7 +433,14 @@ pub fn write_ipc_file(
     })();
     match result {
         Ok(counts) => {
-            std::fs::rename(&temp, path).map_err(|e| Error::io(path, e))?;
+            let placed = match fence {
+                Some(fence) => place_fenced(&temp, path, fence),
+                None => std::fs::rename(&temp, path).map_err(|e| Error::io(path, e)),
+            };
+            if let Err(e) = placed {
+                let _ = std::fs::remove_file(&temp);
+                return Err(e);
+            }
             if let Some(parent) = path.parent().filter(|_| crate::output::durable()) {
                 crate::output::sync_dir(parent)?;
             }
@@ -325,12 +453,40 @@ pub fn write_ipc_file(
     }
 }
 
-/// Writes one task's partition of a stored dataset (in an executor): to this worker's
-/// datasets directory when it is one of the partition's owners, and streamed from there to
-/// the next owners until `spec.replicas` workers hold it. Returns rows, bytes and the
-/// holders' addresses; fewer than `replicas` reachable owners is an error (retryable).
+/// Asks whoever runs this executor whether `attempt` of task `partition` of `stage` may
+/// place its stored partition: the [`Fence`] its copies carry, or why not
+/// ([`Error::Superseded`]: another attempt owns it).
+pub type CommitGate = Box<dyn Fn(crate::ids::StageId, u32, Attempt) -> Result<Fence> + Send + Sync>;
+
+static COMMIT_GATE: std::sync::OnceLock<CommitGate> = std::sync::OnceLock::new();
+
+/// Sets this executor's [`CommitGate`] (once; later calls change nothing).
+pub fn set_commit_gate(gate: CommitGate) {
+    let _ = COMMIT_GATE.set(gate);
+}
+
+/// The fence of `attempt`, granted by the [`CommitGate`]; without one (a test running a
+/// store action outside an executor), the attempt's own number in term 0.
+fn granted_fence(stage: crate::ids::StageId, partition: u32, attempt: Attempt) -> Result<Fence> {
+    match COMMIT_GATE.get() {
+        Some(gate) => gate(stage, partition, attempt),
+        None => Ok(Fence {
+            term: 0,
+            attempt: attempt.0,
+        }),
+    }
+}
+
+/// Writes one task's partition of a stored dataset (in an executor): first to a staged file
+/// under this worker's datasets directory; then, once the driver granted this attempt the
+/// commit (see [`CommitGate`]), to the next owners until `spec.replicas` workers hold it,
+/// and into place here when this worker is an owner, every copy fenced by the grant.
+/// Returns rows, bytes and the holders' addresses; fewer than `replicas` reachable owners
+/// is an error (retryable); a refused grant or a holder with a newer attempt's copy is
+/// [`Error::Superseded`].
 pub fn write_partition(
     spec: &StoreSpec,
+    stage: crate::ids::StageId,
     partition: u32,
     attempt: Attempt,
     schema: arrow_schema::SchemaRef,
@@ -352,59 +508,86 @@ pub fn write_partition(
         partition,
     };
     let local_owner = !me.is_empty() && candidates.contains(&me);
-    let path = if local_owner {
-        id.path(&root)
-    } else {
-        // Staged for the other owners beside where the partition would be: the one place
-        // under the datasets directory this job's executor may write.
-        root.join(&id.dataset)
-            .join(&id.generation)
-            .join(format!(".outgoing-{partition}-{attempt}-{}.arrow", std::process::id()))
-    };
-    let (rows, bytes) = write_ipc_file(&path, || Some(schema), batches)?;
+    // Staged beside where the partition goes: the one place under the datasets directory
+    // this job's executor may write.
+    let staged = root
+        .join(&id.dataset)
+        .join(&id.generation)
+        .join(format!(".outgoing-{partition}-{attempt}-{}.arrow", std::process::id()));
+    let (rows, bytes) = write_ipc_file(&staged, || Some(schema), batches)?;
+    let placed = granted_fence(stage, partition, attempt)
+        .and_then(|fence| place_copies(&id, &root, &staged, fence, candidates, &me, local_owner, spec.replicas));
+    let _ = std::fs::remove_file(&staged);
+    placed.map(|holders| (rows, bytes, holders))
+}
+
+/// Sends the staged copy to the other owners until `replicas` hold it (a holder with a
+/// newer attempt's copy ends it: this attempt is stale), then moves it into place here if
+/// this worker is an owner. Returns the holders.
+#[allow(clippy::too_many_arguments)]
+fn place_copies(
+    id: &PartitionId,
+    root: &Path,
+    staged: &Path,
+    fence: Fence,
+    candidates: &[String],
+    me: &str,
+    local_owner: bool,
+    replicas: u32,
+) -> Result<Vec<String>> {
+    let wanted_remote = replicas.saturating_sub(u32::from(local_owner));
     let mut holders = Vec::new();
-    if local_owner {
-        holders.push(me.clone());
-    }
     let mut failures = Vec::new();
-    if candidates.len() > holders.len() && (holders.len() as u32) < spec.replicas {
+    if wanted_remote > 0 && candidates.iter().any(|a| a != me) {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| Error::Cluster(format!("cannot start a runtime to store {}: {e}", id.dataset)))?;
-        for address in candidates.iter().filter(|a| **a != me) {
-            if holders.len() as u32 >= spec.replicas {
+        for address in candidates.iter().filter(|a| *a != me) {
+            if holders.len() as u32 >= wanted_remote {
                 break;
             }
-            let sent = read_ipc_file(&path).and_then(|(schema, batches)| {
+            let sent = read_ipc_file(staged).and_then(|(schema, batches)| {
                 runtime.block_on(put_partition(
                     address,
-                    &id,
+                    id,
+                    fence,
                     schema,
                     futures::stream::iter(batches).boxed(),
                 ))
             });
             match sent {
                 Ok(()) => holders.push(address.clone()),
+                Err(e @ Error::Superseded(_)) => return Err(e),
                 Err(e) => failures.push(format!("{address}: {e}")),
             }
         }
     }
-    if !local_owner {
-        let _ = std::fs::remove_file(&path);
+    if local_owner {
+        let path = id.path(root);
+        // A hard link keeps the staged file for the caller to remove (one name, one rename).
+        let temp = unique_temp(&path);
+        std::fs::hard_link(staged, &temp).map_err(|e| Error::io(&temp, e))?;
+        place_fenced(&temp, &path, fence).inspect_err(|_| {
+            let _ = std::fs::remove_file(&temp);
+        })?;
+        if let Some(parent) = path.parent().filter(|_| crate::output::durable()) {
+            crate::output::sync_dir(parent)?;
+        }
+        holders.insert(0, me.to_string());
     }
-    if (holders.len() as u32) < spec.replicas {
+    if (holders.len() as u32) < replicas {
         return Err(Error::Unreachable {
-            what: format!("storing dataset {} partition {partition}", id.dataset),
+            what: format!("storing dataset {} partition {}", id.dataset, id.partition),
             message: format!(
                 "{} of {} replicas written; the others failed: {}",
                 holders.len(),
-                spec.replicas,
+                replicas,
                 failures.join("; ")
             ),
         });
     }
-    Ok((rows, bytes, holders))
+    Ok(holders)
 }
 
 #[cfg(test)]
@@ -487,6 +670,51 @@ mod tests {
         assert!(PartitionId::parse(&["w", "../g", "3"]).is_err());
         assert!(PartitionId::parse(&["w", "g", "x"]).is_err());
         assert!(PartitionId::parse(&["w", "g"]).is_err());
+    }
+
+    #[test]
+    fn a_stale_attempts_copy_never_replaces_a_newer_attempts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("d/g/part-0.arrow");
+        let write = |values: &[i64], fence: Fence| {
+            let batch = crate::data::encode(values).expect("encode");
+            write_ipc_file_fenced(&path, Some(fence), || None, vec![Ok(batch)])
+        };
+        let read = || -> Vec<i64> {
+            let (_, batches) = read_ipc_file(&path).expect("read");
+            batches
+                .flat_map(|b| {
+                    crate::data::Chunk::Arrow(b.expect("batch"))
+                        .into_rows::<i64>()
+                        .expect("rows")
+                })
+                .collect()
+        };
+        let (old, new) = (Fence { term: 2, attempt: 3 }, Fence { term: 2, attempt: 4 });
+        write(&[1], Fence::UPLOAD).expect("an upload");
+        write(&[4], new).expect("a newer attempt replaces an upload");
+        let refused = write(&[3], old).expect_err("a stale attempt");
+        assert!(matches!(refused, Error::Superseded(_)), "{refused}");
+        assert_eq!(read(), vec![4]);
+        // The same attempt again (a retried send) replaces its own copy; a copy of the
+        // committed partition can be replaced by nothing.
+        write(&[44], new).expect("the same attempt");
+        assert_eq!(read(), vec![44]);
+        write(&[9], Fence::COPY).expect("a repair copy");
+        assert!(write(&[5], Fence { term: 9, attempt: 9 }).is_err());
+        assert_eq!(read(), vec![9]);
+        // Nothing but the partition and its fence is left.
+        let mut names: Vec<_> = std::fs::read_dir(dir.path().join("d/g"))
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["part-0.arrow", "part-0.fence"]);
+        assert_eq!(
+            Fence::parse(&Fence { term: 7, attempt: 2 }.header()),
+            Some(Fence { term: 7, attempt: 2 })
+        );
+        assert_eq!(Fence::parse("7"), None);
     }
 
     #[test]

@@ -24,6 +24,10 @@ pub enum TaskFailure {
         /// Whether this was the only task in it.
         alone: bool,
     },
+    /// Another attempt of the task owns its output (see [`Error::Superseded`]): nothing
+    /// went wrong, so it does not count; the driver ignores it unless this attempt is still
+    /// the task's (then another runs).
+    Superseded(String),
     /// Map output it needed could not be read from the worker at `location`: that output
     /// is recomputed and the task retried; not the task's fault, so it does not count.
     FetchFailed {
@@ -46,6 +50,7 @@ impl TaskFailure {
                 message: e.to_string(),
                 location: location.clone(),
             },
+            Error::Superseded(_) | Error::Stopped => TaskFailure::Superseded(e.to_string()),
             _ if cause.is_io() || matches!(cause, Error::Unreachable { .. }) => TaskFailure::Retryable(e.to_string()),
             _ => TaskFailure::Fatal(e.to_string()),
         }
@@ -68,6 +73,7 @@ impl TaskFailure {
         let (message, retryable, counts, fetch_location) = match self {
             TaskFailure::Fatal(m) => (m, false, true, None),
             TaskFailure::Retryable(m) => (m, true, true, None),
+            TaskFailure::Superseded(m) => (m, true, false, None),
             TaskFailure::ExecutorLost { message, alone } => (message, true, *alone, None),
             TaskFailure::FetchFailed { message, location } => (message, true, false, Some(location)),
         };
@@ -115,6 +121,13 @@ mod tests {
             message: "killed".into(),
             alone,
         };
+        let superseded = TaskFailure::of(&Error::TaskFailed {
+            stage: StageId(1),
+            partition: TaskId(2),
+            source: Box::new(Error::Superseded("attempt 3 owns it".into())),
+        })
+        .to_proto();
+        assert!(superseded.retryable && !superseded.counts && superseded.message.contains("attempt 3"));
         assert!(lost(true).to_proto().counts && !lost(false).to_proto().counts);
         assert!(lost(false).to_proto().retryable);
     }

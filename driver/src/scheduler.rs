@@ -1082,7 +1082,19 @@ pub(crate) mod tests {
         plan
     }
 
+    /// `attempt` asks for the commit of its stored partition (as an executor does first).
+    fn authorize(state: &mut ClusterState, a: &Assignment, attempt: Attempt) -> Outcome {
+        state.apply(Command::AuthorizeCommit {
+            job: a.job.clone(),
+            stage: a.stage,
+            task: a.task,
+            attempt,
+        })
+    }
+
+    /// `attempt` is granted its commit and reports its stored partition on `holders`.
     fn finish(state: &mut ClusterState, a: &Assignment, attempt: Attempt, holders: &[&str]) {
+        assert_eq!(authorize(state, a, attempt), Outcome::Done);
         state.apply(Command::FinishTask {
             job: a.job.clone(),
             stage: a.stage,
@@ -1095,6 +1107,72 @@ pub(crate) mod tests {
             },
             read: Default::default(),
         });
+    }
+
+    #[test]
+    fn only_one_running_attempt_of_a_storing_task_is_granted_its_commit_and_only_its_success_counts() {
+        let (mut state, live) = cluster(3, 2);
+        let owners = vec![vec!["127.0.0.1:9001".to_string(), "127.0.0.1:9002".to_string()]];
+        assert_eq!(place(&mut state, "out", "g1", None), Outcome::Done);
+        let job = submit_plan(&mut state, storing("out", "g1", false, owners));
+        let a = schedule(&state, &live).remove(0);
+        let first = start(&mut state, &a);
+        // A speculative copy runs beside it on another worker.
+        let other = live.iter().find(|w| **w != a.worker).expect("another worker").clone();
+        let Outcome::TaskStarted(copy) = state.apply(Command::Speculate {
+            job: job.clone(),
+            stage: a.stage,
+            task: a.task,
+            worker: other,
+        }) else {
+            panic!("no copy")
+        };
+        // The copy asks first and is granted; the original is refused while the copy runs.
+        assert_eq!(authorize(&mut state, &a, copy), Outcome::Done);
+        assert!(matches!(authorize(&mut state, &a, first), Outcome::Refused(why) if why.contains("holds the commit")));
+        // The original's success without a grant does not count; the copy's does.
+        let stored = |attempt| Command::FinishTask {
+            job: a.job.clone(),
+            stage: a.stage,
+            task: a.task,
+            attempt,
+            value: TaskValue::Stored {
+                rows: 1,
+                bytes: 1,
+                holders: vec!["127.0.0.1:9001".into(), "127.0.0.1:9002".into()],
+            },
+            read: Default::default(),
+        };
+        assert_eq!(state.apply(stored(first)), Outcome::Stale);
+        assert_eq!(state.apply(stored(copy)), Outcome::Done);
+        assert_eq!(state.jobs[&job].state, crate::state::JobState::Succeeded);
+        // Once done, nobody is granted anything.
+        assert!(matches!(authorize(&mut state, &a, first), Outcome::Refused(_)));
+    }
+
+    #[test]
+    fn a_granted_attempt_that_fails_passes_the_grant_on_to_the_next_attempt() {
+        let (mut state, live) = cluster(2, 2);
+        let owners = vec![vec!["127.0.0.1:9000".to_string()]];
+        assert_eq!(place(&mut state, "out", "g1", None), Outcome::Done);
+        let job = submit_plan(&mut state, storing("out", "g1", false, owners));
+        let a = schedule(&state, &live).remove(0);
+        let first = start(&mut state, &a);
+        assert_eq!(authorize(&mut state, &a, first), Outcome::Done);
+        state.apply(Command::FailTask {
+            job: job.clone(),
+            stage: a.stage,
+            task: a.task,
+            attempt: first,
+            message: "disk".into(),
+            retryable: true,
+            counts: true,
+        });
+        let b = schedule(&state, &live).remove(0);
+        let second = start(&mut state, &b);
+        // The failed attempt may not commit any more; the new one may.
+        assert!(matches!(authorize(&mut state, &b, first), Outcome::Refused(_)));
+        assert_eq!(authorize(&mut state, &b, second), Outcome::Done);
     }
 
     /// Places a write of `generation` of `name` expecting `expected`, as the client does

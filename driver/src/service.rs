@@ -457,6 +457,43 @@ impl Driver for DriverService {
         Ok(Response::new(proto::TaskReportReply {}))
     }
 
+    async fn authorize_commit(
+        &self,
+        request: Request<proto::RunningTask>,
+    ) -> Result<Response<proto::CommitGrant>, Status> {
+        let term = self.inner.require_leader()?;
+        let r = request.into_inner();
+        let command = Command::AuthorizeCommit {
+            job: JobId::from(r.job_id.clone()),
+            stage: StageId(r.stage),
+            task: TaskId(r.task),
+            attempt: Attempt(r.attempt),
+        };
+        let grant = match self.inner.write(command).await? {
+            Outcome::Done => proto::CommitGrant {
+                granted: true,
+                term,
+                reason: String::new(),
+            },
+            Outcome::Refused(reason) => {
+                tracing::info!(
+                    "{}: refused attempt {} of task {} of stage {} the commit of its output: {reason}",
+                    r.job_id,
+                    r.attempt,
+                    r.task,
+                    r.stage
+                );
+                proto::CommitGrant {
+                    granted: false,
+                    term,
+                    reason,
+                }
+            }
+            other => return Err(Status::internal(format!("a commit grant applied as {other:?}"))),
+        };
+        Ok(Response::new(grant))
+    }
+
     async fn place_dataset(
         &self,
         request: Request<proto::PlaceDatasetRequest>,

@@ -198,6 +198,17 @@ impl FlightService for ShuffleFlight {
             .get(ringleader_core::auth::STORE_GRANT_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
+        // A task attempt's copy carries its fence; a `put`'s upload none.
+        let fence = request
+            .metadata()
+            .get(ringleader_core::store::FENCE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                ringleader_core::store::Fence::parse(v)
+                    .ok_or_else(|| Status::invalid_argument(format!("malformed fence {v:?}: TERM.ATTEMPT")))
+            })
+            .transpose()?
+            .unwrap_or(ringleader_core::store::Fence::UPLOAD);
         let mut input = request.into_inner();
         let first = input
             .message()
@@ -227,10 +238,12 @@ impl FlightService for ShuffleFlight {
             })
             .map_err(FlightError::from);
         let decoded = FlightRecordBatchStream::new_from_flight_data(data);
-        let (_, bytes) = ringleader_core::store::write_flight(path, decoded, "the do_put data")
+        let (_, bytes) = ringleader_core::store::write_flight(path, Some(fence), decoded, "the do_put data")
             .await
             .map_err(|e| match e {
                 ringleader_core::Error::Format { .. } => Status::invalid_argument(format!("bad partition data: {e}")),
+                // A newer attempt's copy is in place: this writer is stale.
+                ringleader_core::Error::Superseded(_) => Status::aborted(e.to_string()),
                 e => Status::internal(e.to_string()),
             })?;
         self.inner.counters.received.fetch_add(bytes, Ordering::Relaxed);

@@ -277,7 +277,8 @@ impl Worker for WorkerService {
         for address in &r.from {
             let copied = async {
                 let stream = ringleader_core::store::get_partition(address, &id).await?;
-                ringleader_core::store::write_flight(path.clone(), stream, address).await
+                let fence = Some(ringleader_core::store::Fence::COPY);
+                ringleader_core::store::write_flight(path.clone(), fence, stream, address).await
             };
             match copied.await {
                 Ok((rows, _)) => return Ok(Response::new(proto::CopyPartitionReply { rows })),
@@ -326,6 +327,23 @@ impl Executor for WorkerService {
             .finished(&report.job_id, (report.stage, report.task, report.attempt));
         self.inner.report(report).await;
         Ok(Response::new(proto::TaskReportReply {}))
+    }
+
+    async fn authorize_commit(
+        &self,
+        request: Request<proto::RunningTask>,
+    ) -> Result<Response<proto::CommitGrant>, Status> {
+        ringleader_core::auth::Caller::of(&request).may_act_for(&request.get_ref().job_id)?;
+        let attempt = request.into_inner();
+        let grant = self
+            .inner
+            .driver
+            .call(REPORT_PATIENCE, |mut d| {
+                let attempt = attempt.clone();
+                async move { d.authorize_commit(attempt).await }
+            })
+            .await?;
+        Ok(Response::new(grant))
     }
 }
 

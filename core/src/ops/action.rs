@@ -480,6 +480,7 @@ fn write_stored(
     batches: impl Iterator<Item = Result<RecordBatch>>,
 ) -> Result<TaskValue> {
     let StoreState { spec } = postcard::from_bytes(state)?;
-    let (rows, bytes, holders) = crate::store::write_partition(&spec, env.partition.0, env.attempt, schema, batches)?;
+    let (rows, bytes, holders) =
+        crate::store::write_partition(&spec, env.stage, env.partition.0, env.attempt, schema, batches)?;
     Ok(TaskValue::Stored { rows, bytes, holders })
 }

@@ -174,9 +174,13 @@ impl ClusterState {
                 value,
                 read,
             } => {
-                let Some((slot, _)) = self.running_task(&job, stage, task) else {
+                let Some((slot, history)) = self.running_task(&job, stage, task) else {
                     return Outcome::Stale;
                 };
+                // A stored partition counts only from the attempt granted its commit.
+                if matches!(value, TaskValue::Stored { .. }) && history.committer != Some(attempt) {
+                    return Outcome::Stale;
+                }
                 // The first attempt to finish wins; the other's report will be stale.
                 if !slot.finish(attempt, value, read) {
                     return Outcome::Stale;
@@ -303,6 +307,20 @@ impl ClusterState {
                 Outcome::Requeued(j.lose_worker(&worker, false) + 1)
             }
             Command::Batch(commands) => Outcome::Batch(commands.into_iter().map(|c| self.apply(c)).collect()),
+            Command::AuthorizeCommit {
+                job,
+                stage,
+                task,
+                attempt,
+            } => {
+                let Some((slot, history)) = self.running_task(&job, stage, task) else {
+                    return Outcome::Refused(format!("{job} is not running"));
+                };
+                match slot.grant_commit(history, attempt) {
+                    Ok(()) => Outcome::Done,
+                    Err(why) => Outcome::Refused(why),
+                }
+            }
             Command::Part { key, bytes } => {
                 // A leader proposes its pieces in one go: those of an earlier term's leader
                 // that never assembled never will.

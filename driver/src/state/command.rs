@@ -186,6 +186,19 @@ pub enum Command {
     },
     /// Several commands in one log entry, applied in order.
     Batch(Vec<Command>),
+    /// An attempt asks to place its stored partition (a job writing `ringleader://`):
+    /// granted to one running attempt of the task at a time (see
+    /// [`super::TaskState::grant_commit`]); only the granted attempt's success counts.
+    AuthorizeCommit {
+        /// Job id.
+        job: JobId,
+        /// Stage index.
+        stage: StageId,
+        /// Task index.
+        task: TaskId,
+        /// The attempt.
+        attempt: Attempt,
+    },
     /// A piece of a command too large for one log entry (see
     /// [`crate::raft::MAX_ENTRY_BYTES`]): kept until [`Command::Assemble`] names `key`.
     Part {
@@ -210,6 +223,7 @@ impl Command {
             | Command::FailTask { job, .. }
             | Command::Speculate { job, .. }
             | Command::CancelJob { job, .. }
+            | Command::AuthorizeCommit { job, .. }
             | Command::FetchFailed { job, .. } => Some(job),
             _ => None,
         }
@@ -237,4 +251,6 @@ pub enum Outcome {
     Conflict(String),
     /// An assembled command was not one (its pieces were lost or do not decode): why.
     Malformed(String),
+    /// A commit was not granted: why.
+    Refused(String),
 }

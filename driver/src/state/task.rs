@@ -59,6 +59,10 @@ pub struct TaskHistory {
     /// Failures that count toward [`super::MAX_ATTEMPTS`]: not those of a lost worker, a
     /// leader change, a lost map output or a speculative copy's loss.
     pub failures: u32,
+    /// The attempt granted the commit of the task's stored partition, if one was (see
+    /// [`TaskState::grant_commit`]).
+    #[serde(default)]
+    pub committer: Option<Attempt>,
 }
 
 impl TaskState {
@@ -93,6 +97,38 @@ impl TaskState {
                 Some(attempt)
             }
             _ => None,
+        }
+    }
+
+    /// The attempts of this task running now: the original and its speculative copy.
+    pub fn live_attempts(&self) -> Vec<Attempt> {
+        match self {
+            TaskState::Running { attempt, copy, .. } => std::iter::once(*attempt)
+                .chain(copy.as_ref().map(|c| c.attempt))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Grants `attempt` the commit of the task's stored partition: only a running attempt,
+    /// and only while no other running attempt holds the grant (a holder that failed or was
+    /// lost no longer does). Why not, otherwise.
+    pub fn grant_commit(&self, history: &mut TaskHistory, attempt: Attempt) -> Result<(), String> {
+        let live = self.live_attempts();
+        if !live.contains(&attempt) {
+            return Err(match self {
+                TaskState::Done { attempt: winner, .. } => format!("attempt {winner} already finished the task"),
+                _ => format!("attempt {attempt} is no longer one of the task's running attempts"),
+            });
+        }
+        match history.committer {
+            Some(other) if other != attempt && live.contains(&other) => {
+                Err(format!("attempt {other} of the task holds the commit"))
+            }
+            _ => {
+                history.committer = Some(attempt);
+                Ok(())
+            }
         }
     }
 
