@@ -333,6 +333,11 @@ pub fn speculate(
                 else {
                     continue;
                 };
+                // An attempt placing its stored partition holds the commit: a copy could not
+                // commit it, only wait (a slow write is for the heartbeats and the timeout).
+                if job.history[s][t].committer == Some(*attempt) {
+                    continue;
+                }
                 let key = (job.id.clone(), StageId::from(s), TaskId::from(t), *attempt);
                 let (Some(&started), Some(&warmed)) = (timings.started.get(&key), warm.get(worker.as_str())) else {
                     continue;
@@ -957,6 +962,25 @@ pub(crate) mod tests {
         assert_eq!(record.state, JobState::Running);
         assert_eq!(record.tasks[0].iter().filter(|t| **t == TaskState::Pending).count(), 6);
         assert_eq!(record.history[0].iter().filter(|h| h.failures == 1).count(), 6);
+    }
+
+    #[test]
+    fn an_attempt_placing_its_stored_partition_is_not_copied() {
+        let (mut state, live) = cluster(2, 2);
+        submit(&mut state, 4);
+        let config = SpeculationConfig::default();
+        let mut timings = Timings::default();
+        let t0 = Instant::now();
+        let started = start_all(&mut state, &live, &mut timings, t0);
+        for task in &started[..2] {
+            finish_at(&mut state, &mut timings, task, t0 + Duration::from_secs(1));
+        }
+        // Both slow attempts would be copied; one of them holds its commit (it is writing).
+        let (a, attempt) = &started[2];
+        assert_eq!(authorize(&mut state, a, *attempt), Outcome::Done);
+        let copies = speculate(&state, &live, &timings, &config, t0 + Duration::from_secs(30));
+        assert_eq!(copies.len(), 1, "{copies:?}");
+        assert_eq!(copies[0].task, started[3].0.task);
     }
 
     #[test]

@@ -451,3 +451,112 @@ fn a_jobs_output_partition_gone_from_its_holders_before_its_report_is_written_ag
     );
     assert!(said.contains("(1 retried)"), "{said}");
 }
+
+/// The lines of every copy of dataset `name` on the cluster's disks, by file.
+fn copies_on_disk(cluster: &LocalCluster, name: &str) -> Vec<(PathBuf, Vec<String>)> {
+    files_under(cluster.dir.path())
+        .into_iter()
+        .filter(|f| {
+            let text = f.to_string_lossy();
+            let staged = f.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
+            text.contains(&format!("/datasets/{name}/")) && text.ends_with(".arrow") && !staged
+        })
+        .map(|f| {
+            let (_, batches) = ringleader_core::store::read_ipc_file(&f).unwrap();
+            let lines = batches
+                .flat_map(|b| {
+                    ringleader_core::data::Chunk::Arrow(b.unwrap())
+                        .into_rows::<String>()
+                        .unwrap()
+                })
+                .collect();
+            (f, lines)
+        })
+        .collect()
+}
+
+#[test]
+fn an_attempt_whose_worker_was_declared_lost_never_replaces_the_new_attempts_output() {
+    let cluster = LocalCluster::up_with(1, 3, 2, &["--worker-timeout", "2"]);
+    let data = tempfile::tempdir().unwrap();
+    let input = data.path().join("in");
+    crate::helpers::numbered_text(&input, 4, 40);
+    let marks = data.path().join("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    let log = data.path().join("job.log");
+    // Each output line names the executor that wrote it; the first attempt to write the
+    // count of "gamma" sleeps 8 s there, then carries on to store its partition.
+    let mut job = cluster
+        .client(&crate::helpers::example("chaos"))
+        .args([
+            "--output",
+            "ringleader://fenced",
+            "--tag-writer",
+            "--reduce-straggle",
+            "gamma",
+        ])
+        .args(["--straggle-ms", "8000", "--input"])
+        .arg(&input)
+        .arg("--straggle-dir")
+        .arg(&marks)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let pid_file = marks.join("reduce-straggled/pid");
+    eventually(Duration::from_secs(60), "the reduce straggler sleeps", || {
+        std::fs::read_to_string(&pid_file).is_ok_and(|p| !p.trim().is_empty())
+    });
+    let stale: u32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    // Its worker (the executor's parent) stops answering: the driver declares it lost and
+    // runs the task again elsewhere, while the stale attempt's executor sleeps on.
+    let stat = std::fs::read_to_string(format!("/proc/{stale}/stat")).unwrap();
+    let worker: u32 = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (0..3).any(|w| cluster.worker_pid(w) == worker),
+        "{worker} is not a worker"
+    );
+    crate::helpers::stop_now(worker);
+    let status = wait_bounded(&mut job, Duration::from_secs(180));
+    let said = std::fs::read_to_string(&log).unwrap();
+    crate::helpers::signal(worker, libc::SIGCONT);
+    assert!(status.success(), "{said}");
+    // The stale attempt woke and went on to store its partition (with its worker back).
+    eventually(Duration::from_secs(60), "the stale attempt woke", || {
+        marks.join("reduce-straggler-done").exists()
+    });
+    eventually(Duration::from_secs(60), "the stale executor ends", || !running(stale));
+    // No copy on any disk holds a line the stale attempt wrote: every copy of "gamma"'s
+    // partition is the new attempt's.
+    let tag = format!("\t{stale}");
+    let copies = copies_on_disk(&cluster, "fenced");
+    let gamma: Vec<&(PathBuf, Vec<String>)> = copies
+        .iter()
+        .filter(|(_, lines)| lines.iter().any(|l| l.starts_with("gamma\t")))
+        .collect();
+    assert!(gamma.len() >= 2, "gamma's partition on fewer than 2 disks: {copies:?}");
+    for (file, lines) in &gamma {
+        assert!(
+            !lines.iter().any(|l| l.starts_with("gamma\t") && l.ends_with(&tag)),
+            "{} holds the stale attempt's copy: {lines:?}",
+            file.display()
+        );
+    }
+    // And what is read back is the word count.
+    let got_dir = data.path().join("got");
+    let counts: Vec<String> = got(&cluster, "fenced", &got_dir)
+        .into_iter()
+        .map(|l| l.rsplit_once('\t').map_or(l.clone(), |(line, _)| line.to_string()))
+        .collect();
+    let mut counts = counts;
+    counts.sort();
+    assert_eq!(counts, crate::oracles::word_counts(&input));
+}

@@ -74,6 +74,15 @@ struct Args {
     /// Also sum the numbers 0..N given to `parallelize` and print the sum.
     #[arg(long)]
     parallelize: Option<u64>,
+    /// A reduce-side straggler: the first attempt to write the count of this word sleeps
+    /// `--straggle-ms` (once: a directory `reduce-straggled` in `--straggle-dir`, holding
+    /// its executor's process id in `pid`, remembers it), then writes
+    /// `reduce-straggler-done` there and carries on.
+    #[arg(long)]
+    reduce_straggle: Option<String>,
+    /// End each output line with a tab and the id of the executor process that wrote it.
+    #[arg(long)]
+    tag_writer: bool,
     /// Carry this many bytes of state in the map step (every map task's plan holds them),
     /// checked on every line: a job with a large plan.
     #[arg(long, default_value_t = 0)]
@@ -103,6 +112,10 @@ fn ballast_byte(i: usize) -> u8 {
 
 #[derive(Serialize, Deserialize)]
 struct ReduceSide {
+    straggle: Option<String>,
+    straggle_ms: u64,
+    straggle_dir: Option<PathBuf>,
+    tag_writer: bool,
     sleep_ms: u64,
     panic_on: Option<String>,
     timeline: Option<PathBuf>,
@@ -152,10 +165,14 @@ fn main() -> ExitCode {
             timeline: args.timeline.clone(),
             straggle: args.straggle,
             straggle_ms: args.straggle_ms,
-            straggle_dir: args.straggle_dir,
+            straggle_dir: args.straggle_dir.clone(),
             ballast: (0..args.ballast_bytes).map(ballast_byte).collect(),
         };
         let reduce_side = ReduceSide {
+            straggle: args.reduce_straggle,
+            straggle_ms: args.straggle_ms,
+            straggle_dir: args.straggle_dir.clone(),
+            tag_writer: args.tag_writer,
             sleep_ms: args.reduce_sleep_ms,
             panic_on: args.reduce_panic_on,
             timeline: args.timeline,
@@ -250,8 +267,20 @@ fn main() -> ExitCode {
                         _ => {}
                     }
                 }
+                if side.straggle.as_deref() == Some(w.as_str())
+                    && let Some(dir) = &side.straggle_dir
+                    && std::fs::create_dir(dir.join("reduce-straggled")).is_ok()
+                {
+                    let _ = std::fs::write(dir.join("reduce-straggled").join("pid"), std::process::id().to_string());
+                    std::thread::sleep(std::time::Duration::from_millis(side.straggle_ms));
+                    let _ = std::fs::write(dir.join("reduce-straggler-done"), "");
+                }
                 record(&side.timeline, "reduce", start);
-                format!("{w}\t{n}")
+                if side.tag_writer {
+                    format!("{w}\t{n}\t{}", std::process::id())
+                } else {
+                    format!("{w}\t{n}")
+                }
             })
             .save_text(Output::new(&args.output).overwrite(true))?;
         println!("{} words", saved.rows);
