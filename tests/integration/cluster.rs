@@ -1227,8 +1227,10 @@ fn job_binaries_nobody_uses_are_deleted_from_drivers_and_workers() {
     }
     // ...and the group forgot it: the second run uploaded it again (and ran).
     let logs: String = (0..3).map(|d| cluster.driver_log(d)).collect();
+    // A binary is on a majority of drivers before its job is accepted (the third may get
+    // its copy later): at least two drivers deleted it after each of the two runs.
     assert!(
-        logs.matches("deleted job binary").count() >= 6,
-        "each of 3 drivers deleted it after each of 2 runs:\n{logs}"
+        logs.matches("deleted job binary").count() >= 4,
+        "a majority of 3 drivers deleted it after each of 2 runs:\n{logs}"
     );
 }

@@ -820,15 +820,20 @@ fn exchange(
     path: &str,
     headers: &str,
 ) -> (u16, String, String) {
-    write!(
+    // A peer that will not speak this protocol (plain HTTP to a TLS port) may close before
+    // the request is written: no answer, status 0.
+    if let Err(e) = write!(
         stream,
         "GET {path} HTTP/1.1\r\nHost: {address}\r\n{headers}Connection: close\r\n\r\n"
-    )
-    .unwrap();
+    ) {
+        return (0, format!("the request could not be sent: {e}"), String::new());
+    }
     let mut bytes = Vec::new();
     // A TLS peer may close without a close_notify once it answered: what arrived counts.
     if let Err(e) = stream.read_to_end(&mut bytes) {
-        assert!(!bytes.is_empty(), "no answer from {address}: {e}");
+        if bytes.is_empty() {
+            return (0, format!("no answer from {address}: {e}"), String::new());
+        }
     }
     let response = String::from_utf8_lossy(&bytes).into_owned();
     let code = response
