@@ -46,6 +46,11 @@ impl MemoryPool {
         self.limit
     }
 
+    /// Bytes the budget has left now (none past it).
+    pub fn available(&self) -> usize {
+        self.limit.saturating_sub(self.used())
+    }
+
     /// Bytes reserved now.
     pub fn used(&self) -> usize {
         self.used.load(Ordering::Relaxed)

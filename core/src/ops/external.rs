@@ -20,6 +20,8 @@ pub struct Runs {
     pool: Arc<MemoryPool>,
     dir: Option<tempfile::TempDir>,
     paths: Vec<PathBuf>,
+    /// Merge passes made so far (names the runs they write).
+    passes: usize,
 }
 
 impl Runs {
@@ -29,6 +31,7 @@ impl Runs {
             pool: pool.clone(),
             dir: None,
             paths: Vec::new(),
+            passes: 0,
         }
     }
 
@@ -54,53 +57,105 @@ impl Runs {
     }
 
     /// Merges the runs by `key`: ties go to the earlier run, so rows with equal keys keep
-    /// the order in which they arrived.
+    /// the order in which they arrived. At most [`MAX_MERGE_FAN_IN`] runs are read at once
+    /// (fewer when the pool has room for fewer read buffers, at least 2): more are first
+    /// merged in groups of consecutive runs into longer runs, pass after pass. The runs'
+    /// read buffers count in the pool while they are open.
     pub fn merge<T: Data, K: Ord + Send + 'static>(
-        self,
-        key: impl Fn(&T) -> K + Send + 'static,
+        mut self,
+        key: impl Fn(&T) -> K + Send + Sync + 'static,
     ) -> Result<ChunkStream> {
-        let mut readers = Vec::with_capacity(self.paths.len());
-        for path in &self.paths {
-            readers.push(RowReader::<T>::new(read(path)?));
-        }
-        let mut heads: Vec<Option<T>> = Vec::with_capacity(readers.len());
-        let mut heap = BinaryHeap::with_capacity(readers.len());
-        for (i, reader) in readers.iter_mut().enumerate() {
-            let head = reader.next().transpose()?;
-            if let Some(row) = &head {
-                heap.push(Reverse((key(row), i)));
-            }
-            heads.push(head);
-        }
-        let size = super::chunk_rows::<T>();
-        let dir = self.dir;
-        let mut failed = false;
-        Ok(Box::new(std::iter::from_fn(move || {
-            let _ = &dir;
-            if failed {
-                return None;
-            }
-            let mut out: Vec<T> = Vec::with_capacity(size);
-            while out.len() < size {
-                let Some(Reverse((_, i))) = heap.pop() else { break };
-                if let Some(row) = heads[i].take() {
-                    out.push(row);
+        let per_run = run_buffer_bytes::<T>();
+        let fan_in = (self.pool.available() / per_run).clamp(2, MAX_MERGE_FAN_IN);
+        let key = Arc::new(key);
+        while self.paths.len() > fan_in {
+            let groups: Vec<Vec<PathBuf>> = self.paths.chunks(fan_in).map(<[PathBuf]>::to_vec).collect();
+            let dir = self.dir.as_ref().map(|d| d.path().to_path_buf()).unwrap_or_default();
+            let mut merged = Vec::with_capacity(groups.len());
+            for (g, group) in groups.into_iter().enumerate() {
+                if group.len() == 1 {
+                    merged.extend(group);
+                    continue;
                 }
-                match readers[i].next() {
-                    Some(Ok(row)) => {
-                        heap.push(Reverse((key(&row), i)));
-                        heads[i] = Some(row);
-                    }
-                    Some(Err(e)) => {
-                        failed = true;
-                        return Some(Err(e));
-                    }
-                    None => {}
+                let mut reservation = self.pool.reservation();
+                reservation.grow(per_run * group.len());
+                let key = key.clone();
+                let rows = merge_paths::<T, K>(&group, move |row| key(row))?;
+                let name = format!("pass-{}-run-{g}.arrow", self.passes);
+                let mut run = SpillWriter::new(&dir, &name);
+                for chunk in rows {
+                    run.write_rows(&chunk?.into_rows::<T>()?)?;
+                }
+                merged.extend(run.finish_in(&self.pool)?);
+                for path in &group {
+                    let _ = std::fs::remove_file(path);
                 }
             }
-            (!out.is_empty()).then(|| Ok(Chunk::from_rows(out)))
+            self.passes += 1;
+            self.paths = merged;
+        }
+        let mut reservation = self.pool.reservation();
+        reservation.grow(per_run * self.paths.len());
+        let dir = self.dir.take();
+        let rows = merge_paths::<T, K>(&self.paths, move |row| key(row))?;
+        Ok(Box::new(rows.inspect(move |_| {
+            let _ = (&dir, &reservation);
         })))
     }
+}
+
+/// The most sorted runs one merge reads at once (each open run holds a decoded batch).
+pub const MAX_MERGE_FAN_IN: usize = 64;
+
+/// About what one open run's read buffer takes: a batch of [`super::chunk_rows`] rows.
+fn run_buffer_bytes<T: 'static>() -> usize {
+    super::chunk_rows::<T>() * (std::mem::size_of::<T>() + 16)
+}
+
+/// Merges the sorted runs at `paths` by `key` (ties to the earlier run).
+fn merge_paths<T: Data, K: Ord + Send + 'static>(
+    paths: &[PathBuf],
+    key: impl Fn(&T) -> K + Send + 'static,
+) -> Result<ChunkStream> {
+    let mut readers = Vec::with_capacity(paths.len());
+    for path in paths {
+        readers.push(RowReader::<T>::new(read(path)?));
+    }
+    let mut heads: Vec<Option<T>> = Vec::with_capacity(readers.len());
+    let mut heap = BinaryHeap::with_capacity(readers.len());
+    for (i, reader) in readers.iter_mut().enumerate() {
+        let head = reader.next().transpose()?;
+        if let Some(row) = &head {
+            heap.push(Reverse((key(row), i)));
+        }
+        heads.push(head);
+    }
+    let size = super::chunk_rows::<T>();
+    let mut failed = false;
+    Ok(Box::new(std::iter::from_fn(move || {
+        if failed {
+            return None;
+        }
+        let mut out: Vec<T> = Vec::with_capacity(size);
+        while out.len() < size {
+            let Some(Reverse((_, i))) = heap.pop() else { break };
+            if let Some(row) = heads[i].take() {
+                out.push(row);
+            }
+            match readers[i].next() {
+                Some(Ok(row)) => {
+                    heap.push(Reverse((key(&row), i)));
+                    heads[i] = Some(row);
+                }
+                Some(Err(e)) => {
+                    failed = true;
+                    return Some(Err(e));
+                }
+                None => {}
+            }
+        }
+        (!out.is_empty()).then(|| Ok(Chunk::from_rows(out)))
+    })))
 }
 
 /// The rows of a spill file, decoded a batch at a time.
@@ -203,10 +258,59 @@ impl Partitions {
     }
 }
 
+/// The bytes of a spilled partition's files: about what its rows take once read back
+/// (Arrow columns hold them in memory much as on disk).
+pub fn partition_bytes(files: &[Option<PathBuf>]) -> usize {
+    files
+        .iter()
+        .flatten()
+        .filter_map(|path| std::fs::metadata(path).ok())
+        .map(|m| m.len() as usize)
+        .sum()
+}
+
 /// The rows of one side of a spilled partition (none if it got no rows).
 pub fn partition_rows<T: Data>(file: &Option<PathBuf>) -> Result<Box<dyn Iterator<Item = Result<T>> + Send>> {
     Ok(match file {
         Some(path) => Box::new(RowReader::<T>::new(read(path)?)),
         None => Box::new(std::iter::empty()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn many_runs_merge_in_passes_of_a_bounded_fan_in_stably_and_counted_in_the_pool() {
+        let root = tempfile::tempdir().expect("dir");
+        // Room for the read buffers of three runs at once.
+        let limit = 3 * run_buffer_bytes::<(u64, u64)>();
+        let pool = MemoryPool::new(limit, root.path().join("spill"));
+        let mut runs = Runs::new(&pool);
+        let mut all = Vec::new();
+        for r in 0..20u64 {
+            // Keys repeat across runs; the second field says which run a row came from.
+            let mut run: Vec<(u64, u64)> = (0..50).map(|i| ((i * 7 + r) % 30, r)).collect();
+            run.sort_by_key(|row| row.0);
+            all.extend(run.iter().copied());
+            let chunk: ChunkStream = Box::new(std::iter::once(Ok(Chunk::from_rows(run))));
+            runs.write::<(u64, u64)>(chunk).expect("run");
+        }
+        let merged: Vec<(u64, u64)> = runs
+            .merge::<(u64, u64), u64>(|row| row.0)
+            .expect("merge")
+            .flat_map(|c| c.expect("chunk").into_rows::<(u64, u64)>().expect("rows"))
+            .collect();
+        // A stable sort of the runs in the order written: ties in run order.
+        all.sort_by_key(|row| row.0);
+        assert_eq!(merged, all);
+        assert!(
+            pool.peak() > 0 && pool.peak() <= limit,
+            "read buffers not counted within the budget: peak {} of {limit}",
+            pool.peak()
+        );
+        // Each pass's inputs were deleted as it went: only the spill root is left.
+        assert_eq!(pool.used(), 0);
+    }
 }

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::record::{KEY_LEN, Record};
 use crate::shipped::conjure;
 
-use super::external::{Partitions, partition_of, partition_rows};
+use super::external::{Partitions, partition_bytes, partition_of, partition_rows};
 use super::sinks::{Combiner, reduce_fn};
 use super::{chunked, table_bytes};
 
@@ -64,13 +64,18 @@ impl BoundedTable {
     }
 }
 
+/// Rows read back from a spill file, one at a time.
+type RowIter<T> = Box<dyn Iterator<Item = Result<T>> + Send>;
+
 /// Rows' bytes in `batch`, per row.
 fn bytes_per_row(batch: &RecordBatch) -> usize {
     batch.get_array_memory_size() / batch.num_rows().max(1)
 }
 
 /// Each spilled partition in turn, its rows handed to `finish`, which builds the
-/// partition's output (the partitions' spill files go when the stream ends).
+/// partition's output (the partitions' spill files go when the stream ends). A partition
+/// rebuilt in memory counts in the pool (as much as its files hold) until the next one is
+/// read: it must be held whole, so the pool records it even past the budget.
 fn per_partition<T: Data, U: Data>(
     parts: Partitions,
     finish: impl Fn(Box<dyn Iterator<Item = Result<T>> + Send>) -> Result<Vec<U>> + Send + 'static,
@@ -79,6 +84,7 @@ fn per_partition<T: Data, U: Data>(
     let mut files = files.into_iter();
     let size = super::chunk_rows::<U>();
     let mut pending: std::vec::IntoIter<U> = Vec::new().into_iter();
+    let mut reservation = crate::memory::current().reservation();
     Ok(Box::new(std::iter::from_fn(move || {
         let _ = &dir;
         loop {
@@ -86,7 +92,9 @@ fn per_partition<T: Data, U: Data>(
             if !chunk.is_empty() {
                 return Some(Ok(Chunk::from_rows(chunk)));
             }
+            reservation.free();
             let part = files.next()?;
+            reservation.grow(partition_bytes(&part));
             match partition_rows::<T>(&part[0]).and_then(&finish) {
                 Ok(rows) => pending = rows.into_iter(),
                 Err(e) => return Some(Err(e)),
@@ -234,19 +242,39 @@ where
     }
     let (files, dir) = parts.finish()?;
     let mut files = files.into_iter();
+    // Per spilled partition: its build side in a table, counted in the pool (as much as its
+    // file holds, even past the budget: it must be whole), then its probe side streamed
+    // against it a chunk at a time.
+    let size = super::chunk_rows::<(K, W)>();
+    let mut reservation = pool.reservation();
+    let mut current: Option<(FxHashMap<K, Vec<V>>, RowIter<(K, W)>)> = None;
     Ok(Box::new(std::iter::from_fn(move || {
         let _ = &dir;
-        let part = files.next()?;
-        let joined = (|| {
-            let mut build: FxHashMap<K, Vec<V>> = FxHashMap::default();
-            for row in partition_rows::<(K, V)>(&part[0])? {
-                let (k, v) = row?;
-                build.entry(k).or_default().push(v);
+        loop {
+            if let Some((build, probe)) = &mut current {
+                let batch: Result<Vec<(K, W)>> = probe.by_ref().take(size).collect();
+                match batch {
+                    Ok(batch) if batch.is_empty() => current = None,
+                    Ok(batch) => return Some(Ok(Chunk::from_rows(probe_rows(build, batch)))),
+                    Err(e) => return Some(Err(e)),
+                }
             }
-            let probe: Vec<(K, W)> = partition_rows::<(K, W)>(&part[1])?.collect::<Result<_>>()?;
-            Ok(Chunk::from_rows(probe_rows(&build, probe)))
-        })();
-        Some(joined)
+            reservation.free();
+            let part = files.next()?;
+            reservation.grow(partition_bytes(&part[..1]));
+            let opened = (|| {
+                let mut build: FxHashMap<K, Vec<V>> = FxHashMap::default();
+                for row in partition_rows::<(K, V)>(&part[0])? {
+                    let (k, v) = row?;
+                    build.entry(k).or_default().push(v);
+                }
+                Ok((build, partition_rows::<(K, W)>(&part[1])?))
+            })();
+            match opened {
+                Ok(opened) => current = Some(opened),
+                Err(e) => return Some(Err(e)),
+            }
+        }
     })))
 }
 
@@ -491,6 +519,29 @@ mod tests {
             keys.extend(records.iter().map(payload_key));
         }
         keys
+    }
+
+    #[test]
+    fn a_spilled_partition_rebuilt_in_memory_counts_in_the_pool() {
+        let root = tempfile::tempdir().expect("dir");
+        let limit = crate::memory::MIN_BUDGET;
+        let pool = crate::memory::MemoryPool::new(limit, root.path().join("spill"));
+        let batches: Vec<Result<RecordBatch>> = (0..40u64)
+            .map(|b| crate::data::encode(&(0..5000u64).map(|i| (i % 3000, b * 5000 + i)).collect::<Vec<_>>()))
+            .collect();
+        let groups = crate::memory::scope(pool.clone(), || {
+            let sides: Vec<BatchStream> = vec![Box::new(batches.into_iter())];
+            group::<u64, u64>(&[], sides)
+                .expect("group")
+                .map(|c| c.expect("chunk").into_rows::<(u64, Vec<u64>)>().expect("rows").len())
+                .sum::<usize>()
+        });
+        assert_eq!(groups, 3000);
+        assert!(pool.spilled() > 0, "it did not spill");
+        // A partition (about a sixteenth of 200,000 pairs) is larger than the budget: it is
+        // held whole, and the pool says so.
+        assert!(pool.peak() > limit, "peak {} within {limit}", pool.peak());
+        assert_eq!(pool.used(), 0);
     }
 
     #[test]

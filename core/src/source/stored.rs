@@ -1,7 +1,9 @@
 //! Reading partitions of stored datasets (`ringleader://NAME`, `ringleader put`): each is
 //! an Arrow IPC file on its ring owners (see [`crate::store`]). A task placed on an owner
 //! reads it from disk; elsewhere it is streamed with Flight `do_get` from the first owner
-//! that answers.
+//! that answers, a batch at a time as the task pulls it.
+
+use futures::StreamExt;
 
 use crate::data::{Chunk, ChunkStream};
 use crate::error::{Error, Result};
@@ -45,20 +47,32 @@ fn read(id: &PartitionId, locations: &[String]) -> Result<ChunkStream> {
         .map_err(|e| Error::Cluster(format!("cannot start a runtime to fetch {}: {e}", id.dataset)))?;
     let mut failures = Vec::new();
     for address in locations {
-        let fetched = runtime.block_on(async {
-            use futures::TryStreamExt;
-            crate::store::get_partition(address, id)
-                .await?
-                .try_collect::<Vec<_>>()
-                .await
-                .map_err(|e| Error::FetchFailed {
-                    location: address.clone(),
-                    message: e.to_string(),
-                })
+        // The first replica that starts sending is read to the end, a batch at a time as
+        // the task pulls it (never the whole partition in memory at once); one that fails
+        // later fails the task (a fetch failure: it runs again).
+        let opened = runtime.block_on(async {
+            let mut stream = crate::store::get_partition(address, id).await?;
+            let first = stream.next().await.transpose().map_err(|e| Error::FetchFailed {
+                location: address.clone(),
+                message: e.to_string(),
+            })?;
+            Ok::<_, Error>((stream, first))
         });
-        match fetched {
-            // The whole partition is read while the runtime lives, then handed on.
-            Ok(batches) => return Ok(Box::new(batches.into_iter().map(|b| Ok(Chunk::Arrow(b))))),
+        match opened {
+            Ok((mut stream, first)) => {
+                let address = address.clone();
+                let rest = std::iter::from_fn(move || {
+                    runtime.block_on(stream.next()).map(|batch| {
+                        batch.map_err(|e| Error::FetchFailed {
+                            location: address.clone(),
+                            message: e.to_string(),
+                        })
+                    })
+                });
+                return Ok(Box::new(
+                    first.map(Ok).into_iter().chain(rest).map(|b| b.map(Chunk::Arrow)),
+                ));
+            }
             Err(e) => failures.push(format!("{address}: {e}")),
         }
     }
