@@ -67,6 +67,10 @@ impl BoundedTable {
 /// Rows read back from a spill file, one at a time.
 type RowIter<T> = Box<dyn Iterator<Item = Result<T>> + Send>;
 
+/// A spilled partition of a grace join being joined: its build side's table and its probe
+/// side's rows still to come.
+type BuiltPartition<K, V, W> = (FxHashMap<K, Vec<V>>, RowIter<(K, W)>);
+
 /// Rows' bytes in `batch`, per row.
 fn bytes_per_row(batch: &RecordBatch) -> usize {
     batch.get_array_memory_size() / batch.num_rows().max(1)
@@ -247,7 +251,7 @@ where
     // against it a chunk at a time.
     let size = super::chunk_rows::<(K, W)>();
     let mut reservation = pool.reservation();
-    let mut current: Option<(FxHashMap<K, Vec<V>>, RowIter<(K, W)>)> = None;
+    let mut current: Option<BuiltPartition<K, V, W>> = None;
     Ok(Box::new(std::iter::from_fn(move || {
         let _ = &dir;
         loop {
