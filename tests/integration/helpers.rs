@@ -830,10 +830,10 @@ fn exchange(
     }
     let mut bytes = Vec::new();
     // A TLS peer may close without a close_notify once it answered: what arrived counts.
-    if let Err(e) = stream.read_to_end(&mut bytes) {
-        if bytes.is_empty() {
-            return (0, format!("no answer from {address}: {e}"), String::new());
-        }
+    if let Err(e) = stream.read_to_end(&mut bytes)
+        && bytes.is_empty()
+    {
+        return (0, format!("no answer from {address}: {e}"), String::new());
     }
     let response = String::from_utf8_lossy(&bytes).into_owned();
     let code = response
