@@ -230,6 +230,7 @@ impl Cluster {
             };
             let mut progress = Progress::new(self.progress);
             let mut lost: Option<(Instant, String)> = None;
+            let mut uploaded_again = false;
             loop {
                 let submitted = call(&self.group, "the driver refused the job", |mut d| {
                     let request = request.clone();
@@ -238,6 +239,12 @@ impl Cluster {
                 .await;
                 let mut events = match submitted {
                     Ok(events) => events,
+                    // Forgotten as unused since it was found there: upload it again, once.
+                    Err(e) if !uploaded_again && e.to_string().contains("is not uploaded") => {
+                        uploaded_again = true;
+                        upload(&self.group, &request.binary_hash).await?;
+                        continue;
+                    }
                     Err(e) => match &lost {
                         Some((since, _)) if since.elapsed() < RECONNECT_PATIENCE => continue,
                         _ => return Err(e),

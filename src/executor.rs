@@ -143,7 +143,7 @@ fn commit_gate(
         if grant.granted {
             Ok(ringleader_core::store::Fence {
                 term: grant.term,
-                attempt: attempt.0,
+                grant: grant.grant,
             })
         } else {
             Err(ringleader_core::Error::Superseded(format!(

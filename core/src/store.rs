@@ -270,44 +270,53 @@ pub fn read_ipc_file(
     ))
 }
 
-/// The gRPC/Flight header carrying a write's [`Fence`] to the holder (`TERM.ATTEMPT`).
+/// The gRPC/Flight header carrying a write's [`Fence`] to the holder (`TERM.GRANT`).
 pub const FENCE_HEADER: &str = "ringleader-fence";
 
 /// Orders the writers of one stored partition: a holder places a copy only if no copy with
-/// a greater fence is in place (a stale attempt never replaces a newer attempt's copy). A
-/// task attempt's fence is the driver's term when it granted the commit and the attempt
-/// number (attempts of a task are numbered in the replicated state, so a later one is
-/// always greater).
+/// a greater fence is in place (a stale attempt never replaces a later one's copy). A task
+/// attempt's fence is the driver's term when it granted the attempt the commit, and the
+/// grant's number among the task's grants (counted in the replicated state, so a later grant
+/// is always greater, whichever attempt numbers the two attempts have).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Fence {
     /// The leader's term when the commit was granted.
     pub term: u64,
-    /// The attempt.
-    pub attempt: u32,
+    /// The grant's number among its task's grants.
+    pub grant: u32,
 }
 
 impl Fence {
-    /// A `put`'s upload: any task attempt's copy is newer; a retried upload replaces it.
-    pub const UPLOAD: Fence = Fence { term: 0, attempt: 0 };
+    /// A `put`'s upload: any task attempt's copy is later; a retried upload replaces it.
+    pub const UPLOAD: Fence = Fence { term: 0, grant: 0 };
     /// A copy of a committed partition (repair, or an upload's copy to a replacement owner):
     /// nothing replaces it.
     pub const COPY: Fence = Fence {
         term: u64::MAX,
-        attempt: u32::MAX,
+        grant: u32::MAX,
     };
 
     /// As the [`FENCE_HEADER`] carries it.
     pub fn header(self) -> String {
-        format!("{}.{}", self.term, self.attempt)
+        format!("{}.{}", self.term, self.grant)
     }
 
     /// From the [`FENCE_HEADER`]'s text.
     pub fn parse(text: &str) -> Option<Fence> {
-        let (term, attempt) = text.trim().split_once('.')?;
+        let (term, grant) = text.trim().split_once('.')?;
         Some(Fence {
             term: term.parse().ok()?,
-            attempt: attempt.parse().ok()?,
+            grant: grant.parse().ok()?,
         })
+    }
+
+    /// Whose copy this fence marks, for messages.
+    fn describe(self) -> String {
+        match self {
+            Fence::UPLOAD => "an upload".into(),
+            Fence::COPY => "a copy of the committed partition".into(),
+            Fence { term, grant } => format!("commit grant {grant} (term {term})"),
+        }
     }
 }
 
@@ -316,12 +325,20 @@ pub fn fence_path(path: &Path) -> PathBuf {
     path.with_extension("fence")
 }
 
-/// Renames `temp` to `path` unless the copy there has a greater fence than `fence`, then
-/// records `fence` as the copy's; all under an exclusive lock of the fence file, so two
-/// writers (an executor placing its own copy, the worker receiving one) never interleave.
+/// The fence file's text: fixed width, so one small write at its start replaces it whole.
+fn fence_record(fence: Fence) -> String {
+    format!("{:020}.{:010}\n", fence.term, fence.grant)
+}
+
+/// Renames `temp` to `path` unless the copy there has a greater fence than `fence`,
+/// recording `fence` first (a crash between the two leaves a fence at least as great as the
+/// copy's, so no older writer gets in); all under an exclusive lock of the fence file, so
+/// two writers (an executor placing its own copy, the worker receiving one) never
+/// interleave.
 fn place_fenced(temp: &Path, path: &Path, fence: Fence) -> Result<()> {
-    use std::io::{Read, Seek, Write};
+    use std::io::Read;
     use std::os::fd::AsRawFd;
+    use std::os::unix::fs::FileExt;
     let fence_file = fence_path(path);
     let mut file = std::fs::File::options()
         .read(true)
@@ -340,23 +357,18 @@ fn place_fenced(temp: &Path, path: &Path, fence: Fence) -> Result<()> {
         && path.exists()
     {
         return Err(Error::Superseded(format!(
-            "{} holds the copy of attempt {} (term {}), newer than attempt {} (term {})",
+            "{} holds the copy of {}, later than {}",
             path.display(),
-            existing.attempt,
-            existing.term,
-            fence.attempt,
-            fence.term
+            existing.describe(),
+            fence.describe()
         )));
     }
-    std::fs::rename(temp, path).map_err(|e| Error::io(path, e))?;
-    file.set_len(0).map_err(|e| Error::io(&fence_file, e))?;
-    file.rewind().map_err(|e| Error::io(&fence_file, e))?;
-    file.write_all(fence.header().as_bytes())
+    file.write_all_at(fence_record(fence).as_bytes(), 0)
         .map_err(|e| Error::io(&fence_file, e))?;
     if crate::output::durable() {
         file.sync_all().map_err(|e| Error::io(&fence_file, e))?;
     }
-    Ok(())
+    std::fs::rename(temp, path).map_err(|e| Error::io(path, e))
 }
 
 /// A temporary name beside `path` that no other writer uses: this process's id and a number
@@ -472,7 +484,7 @@ fn granted_fence(stage: crate::ids::StageId, partition: u32, attempt: Attempt) -
         Some(gate) => gate(stage, partition, attempt),
         None => Ok(Fence {
             term: 0,
-            attempt: attempt.0,
+            grant: attempt.0,
         }),
     }
 }
@@ -690,7 +702,7 @@ mod tests {
                 })
                 .collect()
         };
-        let (old, new) = (Fence { term: 2, attempt: 3 }, Fence { term: 2, attempt: 4 });
+        let (old, new) = (Fence { term: 2, grant: 3 }, Fence { term: 2, grant: 4 });
         write(&[1], Fence::UPLOAD).expect("an upload");
         write(&[4], new).expect("a newer attempt replaces an upload");
         let refused = write(&[3], old).expect_err("a stale attempt");
@@ -701,7 +713,7 @@ mod tests {
         write(&[44], new).expect("the same attempt");
         assert_eq!(read(), vec![44]);
         write(&[9], Fence::COPY).expect("a repair copy");
-        assert!(write(&[5], Fence { term: 9, attempt: 9 }).is_err());
+        assert!(write(&[5], Fence { term: 9, grant: 9 }).is_err());
         assert_eq!(read(), vec![9]);
         // Nothing but the partition and its fence is left.
         let mut names: Vec<_> = std::fs::read_dir(dir.path().join("d/g"))
@@ -711,8 +723,8 @@ mod tests {
         names.sort();
         assert_eq!(names, ["part-0.arrow", "part-0.fence"]);
         assert_eq!(
-            Fence::parse(&Fence { term: 7, attempt: 2 }.header()),
-            Some(Fence { term: 7, attempt: 2 })
+            Fence::parse(&Fence { term: 7, grant: 2 }.header()),
+            Some(Fence { term: 7, grant: 2 })
         );
         assert_eq!(Fence::parse("7"), None);
     }

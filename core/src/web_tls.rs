@@ -74,8 +74,13 @@ impl TlsListener {
         let local = listener.local_addr()?;
         let (tx, ready) = mpsc::channel(64);
         tokio::spawn(async move {
-            while !tx.is_closed() {
-                let Ok((tcp, peer)) = listener.accept().await else {
+            loop {
+                // The server gone (its listener dropped): stop accepting, free the port.
+                let accepted = tokio::select! {
+                    accepted = listener.accept() => accepted,
+                    _ = tx.closed() => return,
+                };
+                let Ok((tcp, peer)) = accepted else {
                     // Out of descriptors, say: wait rather than spin.
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;

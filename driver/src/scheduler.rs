@@ -977,7 +977,7 @@ pub(crate) mod tests {
         }
         // Both slow attempts would be copied; one of them holds its commit (it is writing).
         let (a, attempt) = &started[2];
-        assert_eq!(authorize(&mut state, a, *attempt), Outcome::Done);
+        assert_eq!(authorize(&mut state, a, *attempt), Outcome::Granted(1));
         let copies = speculate(&state, &live, &timings, &config, t0 + Duration::from_secs(30));
         assert_eq!(copies.len(), 1, "{copies:?}");
         assert_eq!(copies[0].task, started[3].0.task);
@@ -1118,7 +1118,7 @@ pub(crate) mod tests {
 
     /// `attempt` is granted its commit and reports its stored partition on `holders`.
     fn finish(state: &mut ClusterState, a: &Assignment, attempt: Attempt, holders: &[&str]) {
-        assert_eq!(authorize(state, a, attempt), Outcome::Done);
+        assert!(matches!(authorize(state, a, attempt), Outcome::Granted(_)));
         state.apply(Command::FinishTask {
             job: a.job.clone(),
             stage: a.stage,
@@ -1152,7 +1152,9 @@ pub(crate) mod tests {
             panic!("no copy")
         };
         // The copy asks first and is granted; the original is refused while the copy runs.
-        assert_eq!(authorize(&mut state, &a, copy), Outcome::Done);
+        assert_eq!(authorize(&mut state, &a, copy), Outcome::Granted(1));
+        // Asked again (a retried call), the same grant.
+        assert_eq!(authorize(&mut state, &a, copy), Outcome::Granted(1));
         assert!(matches!(authorize(&mut state, &a, first), Outcome::Refused(why) if why.contains("holds the commit")));
         // The original's success without a grant does not count; the copy's does.
         let stored = |attempt| Command::FinishTask {
@@ -1182,7 +1184,7 @@ pub(crate) mod tests {
         let job = submit_plan(&mut state, storing("out", "g1", false, owners));
         let a = schedule(&state, &live).remove(0);
         let first = start(&mut state, &a);
-        assert_eq!(authorize(&mut state, &a, first), Outcome::Done);
+        assert_eq!(authorize(&mut state, &a, first), Outcome::Granted(1));
         state.apply(Command::FailTask {
             job: job.clone(),
             stage: a.stage,
@@ -1196,7 +1198,33 @@ pub(crate) mod tests {
         let second = start(&mut state, &b);
         // The failed attempt may not commit any more; the new one may.
         assert!(matches!(authorize(&mut state, &b, first), Outcome::Refused(_)));
-        assert_eq!(authorize(&mut state, &b, second), Outcome::Done);
+        assert_eq!(authorize(&mut state, &b, second), Outcome::Granted(2));
+    }
+
+    #[test]
+    fn a_grant_after_a_lost_copys_grant_fences_greater_though_its_attempt_number_is_smaller() {
+        let (mut state, live) = cluster(3, 2);
+        let owners = vec![vec!["127.0.0.1:9001".to_string(), "127.0.0.1:9002".to_string()]];
+        assert_eq!(place(&mut state, "out", "g1", None), Outcome::Done);
+        let job = submit_plan(&mut state, storing("out", "g1", false, owners));
+        let a = schedule(&state, &live).remove(0);
+        let first = start(&mut state, &a);
+        let other = live.iter().find(|w| **w != a.worker).expect("another worker").clone();
+        let Outcome::TaskStarted(copy) = state.apply(Command::Speculate {
+            job: job.clone(),
+            stage: a.stage,
+            task: a.task,
+            worker: other.clone(),
+        }) else {
+            panic!("no copy")
+        };
+        assert!(copy > first);
+        assert_eq!(authorize(&mut state, &a, copy), Outcome::Granted(1));
+        // The copy's worker is lost while it writes; the original carries on and is granted:
+        // its copies must win over the lost copy's, so its grant is the greater.
+        state.apply(Command::WorkerLost { worker: other });
+        assert_eq!(authorize(&mut state, &a, first), Outcome::Granted(2));
+        assert!(matches!(authorize(&mut state, &a, copy), Outcome::Refused(_)));
     }
 
     /// Places a write of `generation` of `name` expecting `expected`, as the client does

@@ -140,13 +140,15 @@ impl DriverService {
                     confirmed.join(", ")
                 };
                 let message = format!(
-                    "partition {task} of {} (generation {}) was written to {} but {confirming} confirm it on their disk, of {} replicas: it is written again (on {worker})",
+                    "partition {task} of {} (generation {}) was written to {} but {confirming} confirm it on their disk (the others do not list it, or did not answer within 5 s), of {} replicas: it is written again (on {worker})",
                     spec.dataset,
                     spec.generation,
                     holders.join(", "),
                     spec.replicas
                 );
                 tracing::warn!("{job}: {message}");
+                // Not the task's fault (a holder lost its disk, or is slow): it does not
+                // count toward the task's attempts; the job's bound on such losses holds.
                 return Command::FailTask {
                     job,
                     stage,
@@ -154,7 +156,7 @@ impl DriverService {
                     attempt,
                     message,
                     retryable: true,
-                    counts: true,
+                    counts: false,
                 };
             }
             *holders = confirmed;
@@ -393,10 +395,11 @@ impl Driver for DriverService {
                     submission: r.submission_id,
                     submitted_ms: ringleader_core::clock::now_ms(),
                 };
-                let Outcome::JobSubmitted(job) = self.inner.write(submit).await? else {
-                    return Err(Status::internal("submission produced no id"));
-                };
-                job
+                match self.inner.write(submit).await? {
+                    Outcome::JobSubmitted(job) => job,
+                    Outcome::Refused(why) => return Err(Status::failed_precondition(why)),
+                    _ => return Err(Status::internal("submission produced no id")),
+                }
             }
         };
         let (tx, rx) = mpsc::channel(256);
@@ -470,10 +473,11 @@ impl Driver for DriverService {
             attempt: Attempt(r.attempt),
         };
         let grant = match self.inner.write(command).await? {
-            Outcome::Done => proto::CommitGrant {
+            Outcome::Granted(grant) => proto::CommitGrant {
                 granted: true,
                 term,
                 reason: String::new(),
+                grant,
             },
             Outcome::Refused(reason) => {
                 tracing::info!(
@@ -487,6 +491,7 @@ impl Driver for DriverService {
                     granted: false,
                     term,
                     reason,
+                    grant: 0,
                 }
             }
             other => return Err(Status::internal(format!("a commit grant applied as {other:?}"))),

@@ -58,7 +58,7 @@ impl Runs {
 
     /// Merges the runs by `key`: ties go to the earlier run, so rows with equal keys keep
     /// the order in which they arrived. At most [`MAX_MERGE_FAN_IN`] runs are read at once
-    /// (fewer when the pool has room for fewer read buffers, at least 2): more are first
+    /// (fewer when the pool has room for fewer read buffers, at least [`MIN_MERGE_FAN_IN`]): more are first
     /// merged in groups of consecutive runs into longer runs, pass after pass. The runs'
     /// read buffers count in the pool while they are open.
     pub fn merge<T: Data, K: Ord + Send + 'static>(
@@ -66,7 +66,7 @@ impl Runs {
         key: impl Fn(&T) -> K + Send + Sync + 'static,
     ) -> Result<ChunkStream> {
         let per_run = run_buffer_bytes::<T>();
-        let fan_in = (self.pool.available() / per_run).clamp(2, MAX_MERGE_FAN_IN);
+        let fan_in = (self.pool.available() / per_run).clamp(MIN_MERGE_FAN_IN, MAX_MERGE_FAN_IN);
         let key = Arc::new(key);
         while self.paths.len() > fan_in {
             let groups: Vec<Vec<PathBuf>> = self.paths.chunks(fan_in).map(<[PathBuf]>::to_vec).collect();
@@ -106,6 +106,10 @@ impl Runs {
 
 /// The most sorted runs one merge reads at once (each open run holds a decoded batch).
 pub const MAX_MERGE_FAN_IN: usize = 64;
+
+/// The fewest runs one merge reads at once however full the pool is (fewer would rewrite
+/// the runs pass after pass: 100 runs two at a time take 7 passes, 16 at a time 2).
+pub const MIN_MERGE_FAN_IN: usize = 16;
 
 /// About what one open run's read buffer takes: a batch of [`super::chunk_rows`] rows.
 fn run_buffer_bytes<T: 'static>() -> usize {
@@ -284,12 +288,12 @@ mod tests {
     #[test]
     fn many_runs_merge_in_passes_of_a_bounded_fan_in_stably_and_counted_in_the_pool() {
         let root = tempfile::tempdir().expect("dir");
-        // Room for the read buffers of three runs at once.
-        let limit = 3 * run_buffer_bytes::<(u64, u64)>();
+        // Room for the read buffers of the fewest runs a merge reads at once.
+        let limit = MIN_MERGE_FAN_IN * run_buffer_bytes::<(u64, u64)>();
         let pool = MemoryPool::new(limit, root.path().join("spill"));
         let mut runs = Runs::new(&pool);
         let mut all = Vec::new();
-        for r in 0..20u64 {
+        for r in 0..40u64 {
             // Keys repeat across runs; the second field says which run a row came from.
             let mut run: Vec<(u64, u64)> = (0..50).map(|i| ((i * 7 + r) % 30, r)).collect();
             run.sort_by_key(|row| row.0);

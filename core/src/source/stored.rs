@@ -1,7 +1,7 @@
 //! Reading partitions of stored datasets (`ringleader://NAME`, `ringleader put`): each is
 //! an Arrow IPC file on its ring owners (see [`crate::store`]). A task placed on an owner
 //! reads it from disk; elsewhere it is streamed with Flight `do_get` from the first owner
-//! that answers, a batch at a time as the task pulls it.
+//! that answers, a few batches ahead of the task, on a thread of its own.
 
 use futures::StreamExt;
 
@@ -41,15 +41,18 @@ fn read(id: &PartitionId, locations: &[String]) -> Result<ChunkStream> {
             return super::ipc::open(&path, 0, usize::MAX, None);
         }
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // Its own thread drives the connection, so it answers the server's keep-alive pings
+    // however slowly the task pulls batches.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .map_err(|e| Error::Cluster(format!("cannot start a runtime to fetch {}: {e}", id.dataset)))?;
     let mut failures = Vec::new();
     for address in locations {
-        // The first replica that starts sending is read to the end, a batch at a time as
-        // the task pulls it (never the whole partition in memory at once); one that fails
-        // later fails the task (a fetch failure: it runs again).
+        // The first replica that starts sending is read to the end, at most READ_AHEAD
+        // batches ahead of the task (never the whole partition in memory at once); one that
+        // fails later fails the task (a fetch failure: it runs again).
         let opened = runtime.block_on(async {
             let mut stream = crate::store::get_partition(address, id).await?;
             let first = stream.next().await.transpose().map_err(|e| Error::FetchFailed {
@@ -60,15 +63,24 @@ fn read(id: &PartitionId, locations: &[String]) -> Result<ChunkStream> {
         });
         match opened {
             Ok((mut stream, first)) => {
-                let address = address.clone();
-                let rest = std::iter::from_fn(move || {
-                    runtime.block_on(stream.next()).map(|batch| {
-                        batch.map_err(|e| Error::FetchFailed {
-                            location: address.clone(),
+                let (tx, rx) = tokio::sync::mpsc::channel(crate::store::READ_AHEAD);
+                let location = address.clone();
+                runtime.spawn(async move {
+                    while let Some(batch) = stream.next().await {
+                        let batch = batch.map_err(|e| Error::FetchFailed {
+                            location: location.clone(),
                             message: e.to_string(),
-                        })
-                    })
+                        });
+                        let failed = batch.is_err();
+                        if tx.send(batch).await.is_err() || failed {
+                            break;
+                        }
+                    }
                 });
+                let rest = Pumped {
+                    runtime: Some(runtime),
+                    rx,
+                };
                 return Ok(Box::new(
                     first.map(Ok).into_iter().chain(rest).map(|b| b.map(Chunk::Arrow)),
                 ));
@@ -80,4 +92,25 @@ fn read(id: &PartitionId, locations: &[String]) -> Result<ChunkStream> {
         what: format!("dataset {} partition {}", id.dataset, id.partition),
         message: format!("no replica of {} answered: {}", locations.len(), failures.join("; ")),
     })
+}
+
+/// Batches a runtime of their own fetches ahead; the runtime stops when they are dropped.
+struct Pumped {
+    runtime: Option<tokio::runtime::Runtime>,
+    rx: tokio::sync::mpsc::Receiver<Result<arrow_array::RecordBatch>>,
+}
+
+impl Iterator for Pumped {
+    type Item = Result<arrow_array::RecordBatch>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.rx.blocking_recv()
+    }
+}
+
+impl Drop for Pumped {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }

@@ -201,11 +201,15 @@ impl DriverInner {
         let encoded = postcard::to_stdvec(&command).map_err(encoding)?;
         let term = self.raft.metrics().borrow().current_term;
         let key = (term, self.last_parts.fetch_add(1, Ordering::Relaxed) + 1);
+        let at_ms = ringleader_core::clock::now_ms();
         for piece in encoded.chunks(MAX_ENTRY_BYTES) {
             let bytes = piece.to_vec();
-            self.write_entry(Command::Part { key, bytes }).await?;
+            self.write_entry(Command::Part { key, bytes, at_ms }).await?;
         }
-        match self.write_entry(Command::Assemble { key }).await? {
+        let mut hash = ringleader_core::binary::ContentHash::default();
+        hash.update(&encoded);
+        let (len, hash) = (encoded.len() as u64, hash.finish());
+        match self.write_entry(Command::Assemble { key, len, hash }).await? {
             Outcome::Malformed(message) => Err(LeaderError::Unavailable {
                 what: "commit",
                 message,

@@ -187,6 +187,7 @@ mod tests {
             payload: EntryPayload::Normal(Command::Part {
                 key: (1, index),
                 bytes: vec![0; bytes],
+                at_ms: 0,
             }),
         }
     }

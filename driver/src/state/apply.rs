@@ -86,6 +86,7 @@ impl ClusterState {
             }
             Command::AddBinary { hash, holders, at_ms } => {
                 self.note_binary_use(&hash, at_ms);
+                self.forgotten_binaries.retain(|h| *h != hash);
                 let known = self.binaries.entry(hash).or_default();
                 for h in holders {
                     if !known.contains(&h) {
@@ -105,6 +106,10 @@ impl ClusterState {
                 }
                 self.binaries.remove(&hash);
                 self.binary_used_ms.remove(&hash);
+                self.forgotten_binaries.push_back(hash);
+                if self.forgotten_binaries.len() > super::KEPT_FORGOTTEN {
+                    self.forgotten_binaries.pop_front();
+                }
                 Outcome::Done
             }
             Command::SubmitJob {
@@ -121,6 +126,10 @@ impl ClusterState {
                     && !submission.is_empty()
                 {
                     return Outcome::JobSubmitted(existing.clone());
+                }
+                // Forgotten between the leader's check and this command: its files go.
+                if self.forgotten_binaries.contains(&binary) {
+                    return Outcome::Refused(format!("binary {binary} is not uploaded; upload it first"));
                 }
                 self.forget_old_jobs();
                 self.note_binary_use(&binary, submitted_ms);
@@ -317,25 +326,43 @@ impl ClusterState {
                     return Outcome::Refused(format!("{job} is not running"));
                 };
                 match slot.grant_commit(history, attempt) {
-                    Ok(()) => Outcome::Done,
+                    Ok(grant) => Outcome::Granted(grant),
                     Err(why) => Outcome::Refused(why),
                 }
             }
-            Command::Part { key, bytes } => {
-                // A leader proposes its pieces in one go: those of an earlier term's leader
-                // that never assembled never will.
-                self.parts.retain(|k, _| k.0 >= key.0);
-                self.parts.entry(key).or_default().extend_from_slice(&bytes);
+            Command::Part { key, bytes, at_ms } => {
+                // A leader proposes its pieces in one go: those of an earlier term's leader,
+                // and any left unassembled too long, never will be assembled.
+                self.parts.retain(|k, (first_ms, _)| {
+                    k.0 >= key.0 && first_ms.saturating_add(super::PARTS_EXPIRE_MS) >= at_ms
+                });
+                self.parts
+                    .entry(key)
+                    .or_insert_with(|| (at_ms, Vec::new()))
+                    .1
+                    .extend_from_slice(&bytes);
                 Outcome::Done
             }
-            Command::Assemble { key } => match self.parts.remove(&key).map(|b| postcard::from_bytes(&b)) {
-                Some(Ok(Command::Part { .. } | Command::Assemble { .. })) => {
-                    Outcome::Malformed(format!("pieces {key:?} assemble into another piece"))
+            Command::Assemble { key, len, hash } => {
+                let Some((_, bytes)) = self.parts.remove(&key) else {
+                    return Outcome::Malformed(format!("no pieces {key:?} to assemble"));
+                };
+                let mut found = ringleader_core::binary::ContentHash::default();
+                found.update(&bytes);
+                if bytes.len() as u64 != len || found.finish() != hash {
+                    return Outcome::Malformed(format!(
+                        "pieces {key:?} hold {} bytes, not the {len} proposed (or not the same bytes)",
+                        bytes.len()
+                    ));
                 }
-                Some(Ok(command)) => self.apply(command),
-                Some(Err(e)) => Outcome::Malformed(format!("pieces {key:?} do not decode: {e}")),
-                None => Outcome::Malformed(format!("no pieces {key:?} to assemble")),
-            },
+                match postcard::from_bytes(&bytes) {
+                    Ok(Command::Part { .. } | Command::Assemble { .. }) => {
+                        Outcome::Malformed(format!("pieces {key:?} assemble into another piece"))
+                    }
+                    Ok(command) => self.apply(command),
+                    Err(e) => Outcome::Malformed(format!("pieces {key:?} do not decode: {e}")),
+                }
+            }
         }
     }
 

@@ -206,11 +206,18 @@ pub enum Command {
         key: (u64, u64),
         /// The next bytes of the command's encoding.
         bytes: Vec<u8>,
+        /// When the leader proposed it, Unix milliseconds (pieces never assembled expire).
+        at_ms: u64,
     },
-    /// The pieces under `key`, in order, are one command's encoding: apply that command.
+    /// The pieces under `key`, in order, are one command's encoding: apply that command,
+    /// if they are all there (its length and content hash agree).
     Assemble {
         /// The pieces' key.
         key: (u64, u64),
+        /// The encoding's length.
+        len: u64,
+        /// Its content hash ([`ringleader_core::binary::ContentHash`]).
+        hash: String,
     },
 }
 
@@ -251,6 +258,8 @@ pub enum Outcome {
     Conflict(String),
     /// An assembled command was not one (its pieces were lost or do not decode): why.
     Malformed(String),
+    /// A commit was granted: the grant's number (see [`super::TaskHistory::grants`]).
+    Granted(u32),
     /// A commit was not granted: why.
     Refused(String),
 }

@@ -44,6 +44,9 @@ pub struct ClusterState {
     pub binaries: BTreeMap<String, Vec<u64>>,
     /// When each binary was last uploaded or submitted, Unix milliseconds.
     pub binary_used_ms: BTreeMap<String, u64>,
+    /// The binaries forgotten last (at most [`KEPT_FORGOTTEN`]): a job submitted with one
+    /// is refused (its files are being deleted) until it is uploaded again.
+    pub forgotten_binaries: std::collections::VecDeque<String>,
     /// Jobs, by id (as text: `job-1000000` sorts before `job-999999`; see
     /// [`ClusterState::jobs_in_order`] for submission order).
     pub jobs: BTreeMap<JobId, JobRecord>,
@@ -56,14 +59,23 @@ pub struct ClusterState {
     /// The client ids of the last few thousand dataset removals applied, so a retried removal
     /// answers as done and is never applied twice.
     pub removals: std::collections::VecDeque<String>,
-    /// Pieces of commands being assembled (see [`Command::Part`]), by key.
-    pub parts: BTreeMap<(u64, u64), Vec<u8>>,
+    /// Pieces of commands being assembled (see [`Command::Part`]), by key: when the first
+    /// was proposed (Unix milliseconds), and the bytes so far.
+    pub parts: BTreeMap<(u64, u64), (u64, Vec<u8>)>,
     next_worker: u64,
     next_job: u64,
     /// When this driver saw task attempts start and end (not replicated).
     #[serde(skip)]
     pub observed: crate::observed::Observed,
 }
+
+/// How many forgotten binaries the state remembers (see
+/// [`ClusterState::forgotten_binaries`]).
+pub const KEPT_FORGOTTEN: usize = 1000;
+
+/// How long pieces of a command may wait for their assembly (a leader that stopped
+/// proposing them, or whose write was abandoned): past it, the next piece drops them.
+pub const PARTS_EXPIRE_MS: u64 = 10 * 60 * 1000;
 
 /// The number in a job id `job-N` (ids of another shape sort after every numbered one).
 fn submission_number(id: &JobId) -> u64 {
@@ -167,16 +179,26 @@ mod tests {
         });
     }
 
-    /// A command's encoding as [`Command::Part`]s of `size` bytes under `key`.
-    fn pieces(command: &Command, key: (u64, u64), size: usize) -> Vec<Command> {
+    /// A command's encoding as [`Command::Part`]s of `size` bytes under `key`, and the
+    /// [`Command::Assemble`] that applies it.
+    fn pieces(command: &Command, key: (u64, u64), size: usize) -> (Vec<Command>, Command) {
         let encoded = postcard::to_stdvec(command).expect("encode");
-        encoded
+        let mut hash = ringleader_core::binary::ContentHash::default();
+        hash.update(&encoded);
+        let parts = encoded
             .chunks(size)
             .map(|bytes| Command::Part {
                 key,
                 bytes: bytes.to_vec(),
+                at_ms: 1000,
             })
-            .collect()
+            .collect();
+        let assemble = Command::Assemble {
+            key,
+            len: encoded.len() as u64,
+            hash: hash.finish(),
+        };
+        (parts, assemble)
     }
 
     #[test]
@@ -191,14 +213,14 @@ mod tests {
         };
         let mut state = ClusterState::default();
         // An abandoned command of term 3, then a whole one of term 4 in interleaved pieces.
-        for piece in pieces(&register, (3, 1), 700).into_iter().take(2) {
+        for piece in pieces(&register, (3, 1), 700).0.into_iter().take(2) {
             assert_eq!(state.apply(piece), Outcome::Done);
         }
         let other = Command::CancelJob {
             job: JobId::from("job-000009"),
             reason: "r".repeat(3000),
         };
-        let (a, mut b) = (pieces(&register, (4, 1), 1000), pieces(&other, (4, 2), 1000));
+        let ((a, assemble_a), (mut b, assemble_b)) = (pieces(&register, (4, 1), 1000), pieces(&other, (4, 2), 1000));
         assert!(a.len() > 3 && b.len() > 2);
         b.pop();
         let mut b = b.into_iter();
@@ -210,28 +232,30 @@ mod tests {
         }
         assert!(!state.parts.contains_key(&(3, 1)), "an earlier term's pieces stay");
         assert_eq!(
-            state.apply(Command::Assemble { key: (4, 1) }),
+            state.apply(assemble_a),
             Outcome::WorkerRegistered(WorkerId::from("worker-1"))
         );
         assert_eq!(state.workers[&WorkerId::from("worker-1")].machine.len(), 5000);
-        // Pieces cut short (the second command lost its tail) or not there: refused, no panic.
-        assert!(matches!(
-            state.apply(Command::Assemble { key: (4, 2) }),
-            Outcome::Malformed(_)
-        ));
-        assert!(matches!(
-            state.apply(Command::Assemble { key: (4, 9) }),
-            Outcome::Malformed(_)
-        ));
+        // Pieces cut short (the second command lost its tail), or not there: refused, no
+        // panic, nothing applied.
+        assert!(matches!(state.apply(assemble_b), Outcome::Malformed(why) if why.contains("bytes")));
+        let (_, missing) = pieces(&other, (4, 9), 1000);
+        assert!(matches!(state.apply(missing), Outcome::Malformed(_)));
         assert!(state.parts.is_empty(), "{:?}", state.parts.keys());
-        let nested = pieces(&Command::Assemble { key: (4, 1) }, (5, 1), 1000);
+        let (nested, assemble) = pieces(&pieces(&other, (4, 1), 1000).1, (5, 1), 1000);
         nested.into_iter().for_each(|p| {
             state.apply(p);
         });
-        assert!(matches!(
-            state.apply(Command::Assemble { key: (5, 1) }),
-            Outcome::Malformed(_)
-        ));
+        assert!(matches!(state.apply(assemble), Outcome::Malformed(_)));
+        // Pieces nobody assembled for longer than PARTS_EXPIRE_MS go with the next piece.
+        let (old, _) = pieces(&other, (5, 2), 1000);
+        state.apply(old.into_iter().next().expect("a piece"));
+        state.apply(Command::Part {
+            key: (5, 3),
+            bytes: vec![1],
+            at_ms: 1000 + PARTS_EXPIRE_MS + 1,
+        });
+        assert_eq!(state.parts.keys().copied().collect::<Vec<_>>(), vec![(5, 3)]);
     }
 
     #[test]
@@ -291,6 +315,24 @@ mod tests {
         });
         assert_eq!(state.apply(forget(100)), Outcome::Done);
         assert!(!state.binaries.contains_key(&hash) && !state.binary_used_ms.contains_key(&hash));
+        // A job submitted with it after that (checked before the forgetting applied) is
+        // refused, until the binary is uploaded again.
+        let submit = |submission: &str| Command::SubmitJob {
+            name: "t".into(),
+            binary: hash.clone(),
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            working_dir: String::new(),
+            plan: ringleader_core::plan::JobPlan {
+                stages: Vec::new(),
+                store: None,
+            },
+            submission: submission.into(),
+            submitted_ms: 400,
+        };
+        assert!(matches!(state.apply(submit("s2")), Outcome::Refused(why) if why.contains("upload it first")));
+        state.apply(add(500));
+        assert!(matches!(state.apply(submit("s3")), Outcome::JobSubmitted(_)));
     }
 
     #[test]

@@ -63,6 +63,10 @@ pub struct TaskHistory {
     /// [`TaskState::grant_commit`]).
     #[serde(default)]
     pub committer: Option<Attempt>,
+    /// Commits granted so far: the last grant's number, which fences its copies (a later
+    /// grant always fences greater, whichever attempt numbers the two have).
+    #[serde(default)]
+    pub grants: u32,
 }
 
 impl TaskState {
@@ -112,8 +116,9 @@ impl TaskState {
 
     /// Grants `attempt` the commit of the task's stored partition: only a running attempt,
     /// and only while no other running attempt holds the grant (a holder that failed or was
-    /// lost no longer does). Why not, otherwise.
-    pub fn grant_commit(&self, history: &mut TaskHistory, attempt: Attempt) -> Result<(), String> {
+    /// lost no longer does). The grant's number (asked again by its holder, the same), or why
+    /// not.
+    pub fn grant_commit(&self, history: &mut TaskHistory, attempt: Attempt) -> Result<u32, String> {
         let live = self.live_attempts();
         if !live.contains(&attempt) {
             return Err(match self {
@@ -122,12 +127,12 @@ impl TaskState {
             });
         }
         match history.committer {
-            Some(other) if other != attempt && live.contains(&other) => {
-                Err(format!("attempt {other} of the task holds the commit"))
-            }
+            Some(holder) if holder == attempt => Ok(history.grants),
+            Some(other) if live.contains(&other) => Err(format!("attempt {other} of the task holds the commit")),
             _ => {
+                history.grants += 1;
                 history.committer = Some(attempt);
-                Ok(())
+                Ok(history.grants)
             }
         }
     }
