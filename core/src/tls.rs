@@ -160,6 +160,11 @@ pub fn server_identity() -> Result<Option<PemIdentity>, TlsError> {
     Ok(setup()?.identity.clone())
 }
 
+/// Whether this node serves TLS (it has an identity), without copying its key.
+pub fn serves_tls() -> bool {
+    setup().is_ok_and(|s| s.identity.is_some())
+}
+
 /// The CA file this process trusts, to hand on to the processes it starts.
 pub fn ca_path() -> Option<PathBuf> {
     setup().ok().and_then(|s| s.ca_path.clone())

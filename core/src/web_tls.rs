@@ -37,10 +37,7 @@ pub async fn serve(
 
 /// The scheme [`serve`] serves with: `https` when this node has a certificate.
 pub fn scheme() -> &'static str {
-    match crate::tls::server_identity() {
-        Ok(Some(_)) => "https",
-        _ => "http",
-    }
+    if crate::tls::serves_tls() { "https" } else { "http" }
 }
 
 /// How long a client may take to finish its TLS handshake.

@@ -1133,24 +1133,31 @@ pub(crate) mod tests {
         });
     }
 
-    #[test]
-    fn only_one_running_attempt_of_a_storing_task_is_granted_its_commit_and_only_its_success_counts() {
+    /// A job storing one partition on 3 workers: its task's first attempt running, and a
+    /// speculative copy of it on another worker (that worker too).
+    fn speculative_pair() -> (ClusterState, JobId, Assignment, Attempt, Attempt, WorkerId) {
         let (mut state, live) = cluster(3, 2);
         let owners = vec![vec!["127.0.0.1:9001".to_string(), "127.0.0.1:9002".to_string()]];
         assert_eq!(place(&mut state, "out", "g1", None), Outcome::Done);
         let job = submit_plan(&mut state, storing("out", "g1", false, owners));
         let a = schedule(&state, &live).remove(0);
         let first = start(&mut state, &a);
-        // A speculative copy runs beside it on another worker.
         let other = live.iter().find(|w| **w != a.worker).expect("another worker").clone();
         let Outcome::TaskStarted(copy) = state.apply(Command::Speculate {
             job: job.clone(),
             stage: a.stage,
             task: a.task,
-            worker: other,
+            worker: other.clone(),
         }) else {
             panic!("no copy")
         };
+        (state, job, a, first, copy, other)
+    }
+
+    #[test]
+    fn only_one_running_attempt_of_a_storing_task_is_granted_its_commit_and_only_its_success_counts() {
+        // A speculative copy runs beside it on another worker.
+        let (mut state, job, a, first, copy, _) = speculative_pair();
         // The copy asks first and is granted; the original is refused while the copy runs.
         assert_eq!(authorize(&mut state, &a, copy), Outcome::Granted(1));
         // Asked again (a retried call), the same grant.
@@ -1203,21 +1210,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_grant_after_a_lost_copys_grant_fences_greater_though_its_attempt_number_is_smaller() {
-        let (mut state, live) = cluster(3, 2);
-        let owners = vec![vec!["127.0.0.1:9001".to_string(), "127.0.0.1:9002".to_string()]];
-        assert_eq!(place(&mut state, "out", "g1", None), Outcome::Done);
-        let job = submit_plan(&mut state, storing("out", "g1", false, owners));
-        let a = schedule(&state, &live).remove(0);
-        let first = start(&mut state, &a);
-        let other = live.iter().find(|w| **w != a.worker).expect("another worker").clone();
-        let Outcome::TaskStarted(copy) = state.apply(Command::Speculate {
-            job: job.clone(),
-            stage: a.stage,
-            task: a.task,
-            worker: other.clone(),
-        }) else {
-            panic!("no copy")
-        };
+        let (mut state, _, a, first, copy, other) = speculative_pair();
         assert!(copy > first);
         assert_eq!(authorize(&mut state, &a, copy), Outcome::Granted(1));
         // The copy's worker is lost while it writes; the original carries on and is granted:

@@ -127,8 +127,11 @@ impl DriverService {
         read: ringleader_core::plan::Volume,
         worker: &str,
     ) -> Command {
-        let spec = self.inner.state().jobs.get(&job).and_then(|j| j.plan.store.clone());
-        if let (TaskValue::Stored { holders, .. }, Some(spec)) = (&mut value, spec) {
+        // Only a stored partition's report looks its job's output up (not every task's).
+        let spec = || self.inner.state().jobs.get(&job).and_then(|j| j.plan.store.clone());
+        if let TaskValue::Stored { holders, .. } = &mut value
+            && let Some(spec) = spec()
+        {
             let confirmed = self
                 .inner
                 .confirmed_holders(&spec.dataset, &spec.generation, task.index() as u32, holders)

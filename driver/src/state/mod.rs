@@ -156,21 +156,32 @@ impl ClusterState {
 mod tests {
     use super::*;
 
-    /// Submits a job of no stages and cancels it: a finished job.
-    fn finished_job(state: &mut ClusterState, n: u64) {
-        let Outcome::JobSubmitted(job) = state.apply(Command::SubmitJob {
+    /// The submission of a job of `plan` with `binary`, under client id `submission`.
+    fn submit(binary: &str, submission: &str, plan: ringleader_core::plan::JobPlan, submitted_ms: u64) -> Command {
+        Command::SubmitJob {
             name: "t".into(),
-            binary: "0".repeat(32),
+            binary: binary.into(),
             args: Vec::new(),
             env: BTreeMap::new(),
             working_dir: String::new(),
-            plan: ringleader_core::plan::JobPlan {
-                stages: Vec::new(),
-                store: None,
-            },
-            submission: format!("sub-{n}"),
-            submitted_ms: 0,
-        }) else {
+            plan,
+            submission: submission.into(),
+            submitted_ms,
+        }
+    }
+
+    /// A plan of no stages.
+    fn no_stages() -> ringleader_core::plan::JobPlan {
+        ringleader_core::plan::JobPlan {
+            stages: Vec::new(),
+            store: None,
+        }
+    }
+
+    /// Submits a job of no stages and cancels it: a finished job.
+    fn finished_job(state: &mut ClusterState, n: u64) {
+        let Outcome::JobSubmitted(job) = state.apply(submit(&"0".repeat(32), &format!("sub-{n}"), no_stages(), 0))
+        else {
             panic!("not submitted");
         };
         state.apply(Command::CancelJob {
@@ -275,36 +286,8 @@ mod tests {
         // Uploaded again after the leader looked: kept.
         assert_eq!(state.apply(forget(50)), Outcome::Stale);
         // A running job uses it (submitted before the leader looked): kept until it ends.
-        let Outcome::JobSubmitted(job) = state.apply(Command::SubmitJob {
-            name: "t".into(),
-            binary: hash.clone(),
-            args: Vec::new(),
-            env: BTreeMap::new(),
-            working_dir: String::new(),
-            plan: ringleader_core::plan::JobPlan {
-                stages: vec![ringleader_core::plan::StagePlan {
-                    id: StageId(0),
-                    tasks: vec![ringleader_core::plan::TaskPlan {
-                        input: ringleader_core::plan::TaskInput::Source {
-                            split: ringleader_core::source::Split::Inline { ipc: Vec::new() },
-                            sample_windows: None,
-                        },
-                        steps: Vec::new(),
-                    }],
-                    output: ringleader_core::plan::StageOutput::Action {
-                        f: ringleader_core::ship!(
-                            ringleader_core::ops::action::count as ringleader_core::plan::ActionFn
-                        ),
-                        state: Vec::new(),
-                    },
-                    parents: Vec::new(),
-                    state_from: None,
-                }],
-                store: None,
-            },
-            submission: "s".into(),
-            submitted_ms: 90,
-        }) else {
+        let running = submit(&hash, "s", crate::scheduler::tests::job(1), 90);
+        let Outcome::JobSubmitted(job) = state.apply(running) else {
             panic!("not submitted");
         };
         assert_eq!(state.jobs[&job].state, JobState::Running);
@@ -317,19 +300,7 @@ mod tests {
         assert!(!state.binaries.contains_key(&hash) && !state.binary_used_ms.contains_key(&hash));
         // A job submitted with it after that (checked before the forgetting applied) is
         // refused, until the binary is uploaded again.
-        let submit = |submission: &str| Command::SubmitJob {
-            name: "t".into(),
-            binary: hash.clone(),
-            args: Vec::new(),
-            env: BTreeMap::new(),
-            working_dir: String::new(),
-            plan: ringleader_core::plan::JobPlan {
-                stages: Vec::new(),
-                store: None,
-            },
-            submission: submission.into(),
-            submitted_ms: 400,
-        };
+        let submit = |submission: &str| submit(&hash, submission, no_stages(), 400);
         assert!(matches!(state.apply(submit("s2")), Outcome::Refused(why) if why.contains("upload it first")));
         state.apply(add(500));
         assert!(matches!(state.apply(submit("s3")), Outcome::JobSubmitted(_)));

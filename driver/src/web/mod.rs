@@ -57,7 +57,7 @@ pub async fn serve(
         service: Arc::new(DriverService::new(inner.clone())),
         inner,
         token,
-        secure: ringleader_core::web_tls::scheme() == "https",
+        secure: ringleader_core::tls::serves_tls(),
     };
     let app = Router::new()
         .route("/", get(overview))
