@@ -11,13 +11,21 @@ use ringleader_core::source::Split;
 pub(crate) enum Lineage {
     /// Stored input, already cut into splits.
     Source { splits: Vec<Split> },
-    /// A narrow step over the parent's partitions.
-    Narrow { parent: Arc<Lineage>, step: Step },
+    /// A narrow step over the parent's partitions; an `indexed` step's state starts with
+    /// its partition's index (see `ringleader_core::ops::narrow::with_index`).
+    Narrow {
+        parent: Arc<Lineage>,
+        step: Step,
+        indexed: bool,
+    },
+    /// The parent's partitions merged, consecutive ones together, into at most
+    /// `partitions` (no shuffle: source splits read one after the other).
+    Coalesce { parent: Arc<Lineage>, partitions: u32 },
     /// The partitions of several parents, one after the other.
     Union { parents: Vec<Arc<Lineage>> },
     /// A hash shuffle: each side's rows go through its sink; the reduce merges the sides.
     Shuffle {
-        sides: Vec<(Arc<Lineage>, Shipped<SinkFn>)>,
+        sides: Vec<ShuffleSide>,
         reduce: Shipped<ReduceFn>,
         partitions: u32,
     },
@@ -33,4 +41,24 @@ pub(crate) enum Lineage {
         reduce: Shipped<ReduceFn>,
         partitions: u32,
     },
+}
+
+/// One input of a shuffle: the node whose rows it takes, the sink partitioning them and the
+/// sink's serialised state.
+#[derive(Clone)]
+pub(crate) struct ShuffleSide {
+    pub(crate) parent: Arc<Lineage>,
+    pub(crate) sink: Shipped<SinkFn>,
+    pub(crate) state: Vec<u8>,
+}
+
+impl ShuffleSide {
+    /// A side whose sink needs no state.
+    pub(crate) fn new(parent: Arc<Lineage>, sink: Shipped<SinkFn>) -> ShuffleSide {
+        ShuffleSide {
+            parent,
+            sink,
+            state: Vec::new(),
+        }
+    }
 }

@@ -11,7 +11,10 @@ use ringleader_core::Result;
 use ringleader_core::ids::{ShuffleId, StageId, TaskId};
 use ringleader_core::plan::{JobPlan, ShuffleRead, StageOutput, StagePlan, TaskInput, TaskPlan};
 
-use crate::lineage::Lineage;
+use ringleader_core::ops::narrow::with_index;
+use ringleader_core::source::Split;
+
+use crate::lineage::{Lineage, ShuffleSide};
 
 /// Windows read per split when sampling for sort bounds.
 const SAMPLE_WINDOWS: u32 = 10;
@@ -39,9 +42,9 @@ struct Planner {
     stages: Vec<StagePlan>,
     /// Shuffle id -> the stage writing it.
     shuffle_stage: HashMap<ShuffleId, StageId>,
-    /// Shuffles already planned, by (parent node, sink, partitions): a node the DAG
-    /// reaches twice is computed once.
-    planned: HashMap<(usize, i64, u32), ShuffleId>,
+    /// Shuffles already planned, by (parent node, sink, sink state, partitions): a node
+    /// the DAG reaches twice is computed once.
+    planned: HashMap<(usize, i64, Vec<u8>, u32), ShuffleId>,
 }
 
 impl Planner {
@@ -92,12 +95,20 @@ impl Planner {
                     steps: Vec::new(),
                 })
                 .collect()),
-            Lineage::Narrow { parent, step } => {
+            Lineage::Narrow { parent, step, indexed } => {
                 let mut tasks = self.tasks(parent, sample)?;
-                for t in &mut tasks {
-                    t.steps.push(step.clone());
+                for (index, t) in tasks.iter_mut().enumerate() {
+                    let mut step = step.clone();
+                    if *indexed {
+                        step.state = with_index(index as u32, &step.state);
+                    }
+                    t.steps.push(step);
                 }
                 Ok(tasks)
+            }
+            Lineage::Coalesce { parent, partitions } => {
+                let tasks = self.tasks(parent, sample)?;
+                coalesce(tasks, *partitions, sample)
             }
             Lineage::Union { parents } => {
                 let mut tasks = Vec::new();
@@ -112,8 +123,8 @@ impl Planner {
                 partitions,
             } => {
                 let mut shuffles = Vec::new();
-                for (parent, sink) in sides {
-                    let key = (Arc::as_ptr(parent) as usize, sink.offset(), *partitions);
+                for ShuffleSide { parent, sink, state } in sides {
+                    let key = (Arc::as_ptr(parent) as usize, sink.offset(), state.clone(), *partitions);
                     if let Some(&shuffle) = self.planned.get(&key) {
                         shuffles.push(shuffle);
                         continue;
@@ -125,7 +136,7 @@ impl Planner {
                         StageOutput::Shuffle {
                             shuffle,
                             sink: *sink,
-                            state: Vec::new(),
+                            state: state.clone(),
                             partitions: *partitions,
                         },
                         None,
@@ -170,6 +181,45 @@ impl Planner {
             }
         }
     }
+}
+
+/// `tasks` merged into at most `partitions` tasks, consecutive ones together. Only tasks
+/// that read source splits through the same steps merge (their splits are read one after
+/// the other); the dataset API shuffles instead where they do not.
+fn coalesce(tasks: Vec<TaskPlan>, partitions: u32, sample: Option<u32>) -> Result<Vec<TaskPlan>> {
+    let partitions = partitions.max(1) as usize;
+    if tasks.len() <= partitions {
+        return Ok(tasks);
+    }
+    let total = tasks.len();
+    let mut merged: Vec<TaskPlan> = Vec::with_capacity(partitions);
+    let mut tasks = tasks.into_iter();
+    for group in 0..partitions {
+        let size = total * (group + 1) / partitions - total * group / partitions;
+        let members: Vec<TaskPlan> = tasks.by_ref().take(size).collect();
+        let steps = members.first().map(|t| t.steps.clone()).unwrap_or_default();
+        let mut splits = Vec::with_capacity(members.len());
+        for member in members {
+            match member.input {
+                TaskInput::Source { split, sample_windows } if member.steps == steps && sample_windows == sample => {
+                    splits.push(split)
+                }
+                _ => {
+                    return Err(ringleader_core::Error::Plan(
+                        "coalesce merges source splits read through the same steps only".into(),
+                    ));
+                }
+            }
+        }
+        merged.push(TaskPlan {
+            input: TaskInput::Source {
+                split: Split::Concat { splits },
+                sample_windows: sample,
+            },
+            steps,
+        });
+    }
+    Ok(merged)
 }
 
 fn reduce_tasks(

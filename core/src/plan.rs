@@ -162,7 +162,7 @@ pub struct ShuffleRead {
 }
 
 /// A shipped narrow step and its serialised state.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Step {
     /// The trampoline.
     pub f: Shipped<StepFn>,

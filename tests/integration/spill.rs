@@ -303,3 +303,79 @@ fn an_unwritable_spill_directory_is_refused_before_any_job_naming_the_variable()
     );
     assert!(out.stdout.is_empty(), "the job printed a result");
 }
+
+/// Outer joins, `cogroup` and `cartesian` past the budget: the grace join keeps every
+/// unmatched row of the side it keeps, the spilled groups merge, the spilled left slice is
+/// read again for each chunk of the right side.
+#[test]
+fn spilling_outer_joins_cogroup_and_cartesian_equal_sequential_results() {
+    let rows = keyed_rows();
+    // Keys 0..3001 on the left; the right has every third of them and keys the left lacks.
+    let right: Vec<(u64, u64)> = (0..4000u64).filter(|k| k % 3 == 0).map(|k| (k, k * 2)).collect();
+    let lookup: BTreeMap<u64, Vec<u64>> = right.iter().fold(BTreeMap::new(), |mut m, (k, w)| {
+        m.entry(*k).or_default().push(*w);
+        m
+    });
+    let left_keys: BTreeSet<u64> = rows.iter().map(|(k, _)| *k).collect();
+    type FullRows = Vec<(u64, (Option<String>, Option<u64>))>;
+    let mut full: FullRows = Vec::new();
+    for (k, s) in &rows {
+        match lookup.get(k) {
+            Some(ws) => full.extend(ws.iter().map(|w| (*k, (Some(s.clone()), Some(*w))))),
+            None => full.push((*k, (Some(s.clone()), None))),
+        }
+    }
+    for (k, w) in &right {
+        if !left_keys.contains(k) {
+            full.push((*k, (None, Some(*w))));
+        }
+    }
+    full.sort();
+    spilled_or_not_equals("full_outer_join", full, |ctx| {
+        let left = ctx.parallelize(rows.clone(), 6).unwrap();
+        let right = ctx.parallelize(right.clone(), 3).unwrap();
+        let mut v = left.full_outer_join(&right).collect().unwrap();
+        v.sort();
+        v
+    });
+
+    let mut groups: BTreeMap<u64, (Vec<String>, Vec<u64>)> = BTreeMap::new();
+    for (k, s) in &rows {
+        groups.entry(*k).or_default().0.push(s.clone());
+    }
+    for (k, w) in &right {
+        groups.entry(*k).or_default().1.push(*w);
+    }
+    for (vs, ws) in groups.values_mut() {
+        vs.sort();
+        ws.sort();
+    }
+    spilled_or_not_equals("cogroup", groups.into_iter().collect(), |ctx| {
+        let left = ctx.parallelize(rows.clone(), 6).unwrap();
+        let right = ctx.parallelize(right.clone(), 3).unwrap();
+        let mut v = left.cogroup(&right).collect().unwrap();
+        for (_, (vs, ws)) in v.iter_mut() {
+            vs.sort();
+            ws.sort();
+        }
+        v.sort();
+        v
+    });
+
+    // 30,000 left rows by 40 right rows: each of the 4 partitions holds a left slice of
+    // about 15,000 rows, past a 256 KiB budget.
+    let names: Vec<String> = (0..30_000u64).map(|i| format!("left-row-{i:08}")).collect();
+    let small: Vec<u64> = (0..40u64).collect();
+    let mut pairs: Vec<(String, u64)> = names
+        .iter()
+        .flat_map(|n| small.iter().map(move |s| (n.clone(), *s)))
+        .collect();
+    pairs.sort();
+    spilled_or_not_equals("cartesian", pairs, |ctx| {
+        let left = ctx.parallelize(names.clone(), 5).unwrap();
+        let right = ctx.parallelize(small.clone(), 2).unwrap();
+        let mut v = left.cartesian(&right).collect().unwrap();
+        v.sort();
+        v
+    });
+}

@@ -235,6 +235,130 @@ pub unsafe fn reduce<T: Data, F: Fn(T, T) -> T + 'static>(
     Ok(TaskValue::Bytes(postcard::to_stdvec(&acc)?))
 }
 
+/// `fold`: folds the partition with `F`, starting from the zero value (the state).
+///
+/// # Safety
+/// Its closure type must be one a value of which the job API was given and checked (zero
+/// sized, `Copy`): the trampoline conjures values of it from nothing, which for any other
+/// type (one never made, uninhabited, or with a `Drop` or an invariant) is undefined
+/// behaviour. Only plans the job API built call it.
+pub unsafe fn fold<T: Data, F: Fn(T, T) -> T + 'static>(
+    state: &[u8],
+    input: ChunkStream,
+    _env: &ActionEnv,
+) -> Result<TaskValue> {
+    // SAFETY: closure types are checked zero-sized when the plan is built.
+    let f: F = unsafe { conjure() };
+    let mut acc: T = postcard::from_bytes(state)?;
+    for chunk in input {
+        for x in chunk?.into_rows::<T>()? {
+            acc = f(acc, x);
+        }
+    }
+    Ok(TaskValue::Bytes(postcard::to_stdvec(&acc)?))
+}
+
+/// What `top` and `take_ordered` keep: the `n` rows with the largest keys, or the smallest.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Bounded {
+    /// Rows kept.
+    pub n: u64,
+    /// Keep the largest keys (`top`) rather than the smallest (`take_ordered`).
+    pub largest: bool,
+}
+
+/// A row held by [`bounded`]'s heap, ordered by its key and then by arrival (so that of
+/// equal keys the earlier rows are kept).
+struct Ranked<K, T> {
+    key: K,
+    arrival: u64,
+    row: T,
+}
+
+impl<K: Ord, T> Ranked<K, T> {
+    fn rank(&self) -> (&K, u64) {
+        (&self.key, self.arrival)
+    }
+}
+
+impl<K: Ord, T> PartialEq for Ranked<K, T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.rank() == other.rank()
+    }
+}
+impl<K: Ord, T> Eq for Ranked<K, T> {}
+impl<K: Ord, T> PartialOrd for Ranked<K, T> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<K: Ord, T> Ord for Ranked<K, T> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.rank().cmp(&other.rank())
+    }
+}
+
+/// The `n` rows of `rows` with the smallest keys (or the largest), in that order; a heap
+/// of `n` rows, never a sort of them all. Of equal keys the earlier rows are kept.
+pub fn bounded_rows<T, K: Ord>(rows: impl IntoIterator<Item = T>, key: impl Fn(&T) -> K, spec: Bounded) -> Vec<T> {
+    use std::cmp::Reverse;
+    let n = spec.n as usize;
+    if n == 0 {
+        return Vec::new();
+    }
+    let ranked = rows.into_iter().enumerate().map(|(i, row)| Ranked {
+        key: key(&row),
+        // Later rows rank lower among equal keys in either order.
+        arrival: if spec.largest { u64::MAX - i as u64 } else { i as u64 },
+        row,
+    });
+    if spec.largest {
+        let mut heap: std::collections::BinaryHeap<Reverse<Ranked<K, T>>> = std::collections::BinaryHeap::new();
+        for r in ranked {
+            heap.push(Reverse(r));
+            if heap.len() > n {
+                heap.pop();
+            }
+        }
+        heap.into_sorted_vec().into_iter().map(|Reverse(r)| r.row).collect()
+    } else {
+        let mut heap: std::collections::BinaryHeap<Ranked<K, T>> = std::collections::BinaryHeap::new();
+        for r in ranked {
+            heap.push(r);
+            if heap.len() > n {
+                heap.pop();
+            }
+        }
+        heap.into_sorted_vec().into_iter().map(|r| r.row).collect()
+    }
+}
+
+/// `top` and `take_ordered`: the partition's `n` rows with the largest (or smallest) keys
+/// `F` computes, as an Arrow IPC stream (see [`bounded_rows`]).
+///
+/// # Safety
+/// Its closure type must be one a value of which the job API was given and checked (zero
+/// sized, `Copy`): the trampoline conjures values of it from nothing, which for any other
+/// type (one never made, uninhabited, or with a `Drop` or an invariant) is undefined
+/// behaviour. Only plans the job API built call it.
+pub unsafe fn bounded<T: Data, K: Ord, F: Fn(&T) -> K + 'static>(
+    state: &[u8],
+    input: ChunkStream,
+    _env: &ActionEnv,
+) -> Result<TaskValue> {
+    // SAFETY: closure types are checked zero-sized when the plan is built.
+    let f: F = unsafe { conjure() };
+    let spec: Bounded = postcard::from_bytes(state)?;
+    let mut kept: Vec<T> = Vec::new();
+    for chunk in input {
+        // The rows kept so far first: of equal keys, earlier rows stay.
+        let rows = chunk?.into_rows::<T>()?;
+        kept = bounded_rows(std::mem::take(&mut kept).into_iter().chain(rows), &f, spec);
+    }
+    let batch = crate::data::encode_vec(kept)?;
+    Ok(TaskValue::Batches(crate::ipc::to_stream_bytes(&[batch])?))
+}
+
 /// Where a save action writes: the job's staging directory.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SaveState {

@@ -67,10 +67,6 @@ impl BoundedTable {
 /// Rows read back from a spill file, one at a time.
 type RowIter<T> = Box<dyn Iterator<Item = Result<T>> + Send>;
 
-/// A spilled partition of a grace join being joined: its build side's table and its probe
-/// side's rows still to come.
-type BuiltPartition<K, V, W> = (FxHashMap<K, Vec<V>>, RowIter<(K, W)>);
-
 /// Rows' bytes in `batch`, per row.
 fn bytes_per_row(batch: &RecordBatch) -> usize {
     batch.get_array_memory_size() / batch.num_rows().max(1)
@@ -148,30 +144,56 @@ pub unsafe fn combine<K: Data + Hash + Eq, V: Data, F: Fn(V, V) -> V + 'static>(
     })
 }
 
-/// `group_by_key`: collects each key's values (in the order they arrived). A table that
-/// outgrows the budget spills its values by key partition; each partition is grouped alone.
-pub fn group<K: Data + Hash + Eq, V: Data>(_state: &[u8], mut sides: Vec<BatchStream>) -> Result<ChunkStream> {
-    let mut map: FxHashMap<K, Vec<V>> = FxHashMap::default();
+/// A key's values as a grouping reduce gathers them: `group_by_key`'s list, `cogroup`'s
+/// pair of lists. Spilled parts of one key's group are merged when its partition is read.
+trait Group: Data + Default {
+    /// Adds the values of `other`, a later part of the same key's group.
+    fn merge(&mut self, other: Self);
+}
+
+impl<V: Data> Group for Vec<V> {
+    fn merge(&mut self, other: Self) {
+        self.extend(other);
+    }
+}
+
+impl<V: Data, W: Data> Group for (Vec<V>, Vec<W>) {
+    fn merge(&mut self, other: Self) {
+        self.0.extend(other.0);
+        self.1.extend(other.1);
+    }
+}
+
+/// Adds the rows of one batch of a grouping reduce's side to its table.
+type AddBatch<K, G> = fn(&RecordBatch, &mut FxHashMap<K, G>) -> Result<()>;
+
+/// Gathers the rows of `inputs` (each side's batches with the function adding a batch's
+/// rows to the table) into one `G` per key. A table that outgrows the budget spills its
+/// groups by key partition; each partition is grouped alone.
+fn grouped<K: Data + Hash + Eq, G: Group>(
+    inputs: Vec<(BatchStream, AddBatch<K, G>)>,
+    value_size: usize,
+) -> Result<ChunkStream> {
+    let mut map: FxHashMap<K, G> = FxHashMap::default();
     let mut table = BoundedTable::new();
     let mut values = 0usize;
-    for batch in side(&mut sides, 0)? {
-        let batch = batch?;
-        let row_bytes = bytes_per_row(&batch);
-        values += batch.num_rows();
-        for (k, v) in decode::<(K, V)>(&batch)? {
-            map.entry(k).or_default().push(v);
+    for (batches, add) in inputs {
+        for batch in batches {
+            let batch = batch?;
+            let row_bytes = bytes_per_row(&batch);
+            values += batch.num_rows();
+            add(&batch, &mut map)?;
+            // Values: their Vec slots (up to twice what they hold) and their rows' bytes.
+            let bytes = table_bytes::<K, G>(map.capacity(), map.len(), 0) + values * (2 * value_size + row_bytes);
+            table.fit(
+                bytes,
+                || {
+                    values = 0;
+                    std::mem::take(&mut map).into_iter().collect::<Vec<_>>()
+                },
+                |(k, _)| partition_of(k),
+            )?;
         }
-        // Values: their Vec slots (up to twice what they hold) and their rows' bytes.
-        let bytes = table_bytes::<K, Vec<V>>(map.capacity(), map.len(), 0)
-            + values * (2 * std::mem::size_of::<V>() + row_bytes);
-        table.fit(
-            bytes,
-            || {
-                values = 0;
-                std::mem::take(&mut map).into_iter().collect::<Vec<_>>()
-            },
-            |(k, _)| partition_of(k),
-        )?;
     }
     let Some(mut parts) = table.parts.take() else {
         let reservation = table.reservation;
@@ -182,33 +204,166 @@ pub fn group<K: Data + Hash + Eq, V: Data>(_state: &[u8], mut sides: Vec<BatchSt
     parts.write(0, map.drain().collect::<Vec<_>>(), |(k, _)| partition_of(k))?;
     drop(table);
     // Spilled groups are parts of groups, in the order they were spilled.
-    per_partition::<(K, Vec<V>), (K, Vec<V>)>(parts, |rows| {
-        let mut map: FxHashMap<K, Vec<V>> = FxHashMap::default();
+    per_partition::<(K, G), (K, G)>(parts, |rows| {
+        let mut map: FxHashMap<K, G> = FxHashMap::default();
         for row in rows {
-            let (k, vs) = row?;
-            map.entry(k).or_default().extend(vs);
+            let (k, g) = row?;
+            map.entry(k).or_default().merge(g);
         }
         Ok(map.into_iter().collect())
     })
 }
 
-fn flatten_groups<K: Hash + Eq + Clone, V>(map: &mut FxHashMap<K, Vec<V>>) -> Vec<(K, V)> {
+/// `group_by_key`: collects each key's values (in the order they arrived), within the
+/// budget (see [`grouped`]).
+pub fn group<K: Data + Hash + Eq, V: Data>(_state: &[u8], mut sides: Vec<BatchStream>) -> Result<ChunkStream> {
+    fn add<K: Data + Hash + Eq, V: Data>(batch: &RecordBatch, map: &mut FxHashMap<K, Vec<V>>) -> Result<()> {
+        for (k, v) in decode::<(K, V)>(batch)? {
+            map.entry(k).or_default().push(v);
+        }
+        Ok(())
+    }
+    grouped::<K, Vec<V>>(vec![(side(&mut sides, 0)?, add::<K, V>)], std::mem::size_of::<V>())
+}
+
+/// `cogroup`: each key with its values on either side (an empty list where a side lacks
+/// it), within the budget (see [`grouped`]).
+pub fn cogroup<K: Data + Hash + Eq, V: Data, W: Data>(
+    _state: &[u8],
+    mut sides: Vec<BatchStream>,
+) -> Result<ChunkStream> {
+    fn left<K: Data + Hash + Eq, V: Data, W: Data>(
+        batch: &RecordBatch,
+        map: &mut FxHashMap<K, (Vec<V>, Vec<W>)>,
+    ) -> Result<()> {
+        for (k, v) in decode::<(K, V)>(batch)? {
+            map.entry(k).or_default().0.push(v);
+        }
+        Ok(())
+    }
+    fn right<K: Data + Hash + Eq, V: Data, W: Data>(
+        batch: &RecordBatch,
+        map: &mut FxHashMap<K, (Vec<V>, Vec<W>)>,
+    ) -> Result<()> {
+        for (k, w) in decode::<(K, W)>(batch)? {
+            map.entry(k).or_default().1.push(w);
+        }
+        Ok(())
+    }
+    let inputs = vec![
+        (side(&mut sides, 0)?, left::<K, V, W> as AddBatch<K, _>),
+        (side(&mut sides, 1)?, right::<K, V, W>),
+    ];
+    grouped::<K, (Vec<V>, Vec<W>)>(inputs, std::mem::size_of::<V>().max(std::mem::size_of::<W>()))
+}
+
+fn flatten_groups<K: Hash + Eq + Clone, V>(map: &mut FxHashMap<K, (Vec<V>, bool)>) -> Vec<(K, V)> {
     std::mem::take(map)
         .into_iter()
-        .flat_map(|(k, vs)| vs.into_iter().map(move |v| (k.clone(), v)))
+        .flat_map(|(k, (vs, _))| vs.into_iter().map(move |v| (k.clone(), v)))
         .collect()
 }
 
-/// `join`: an inner hash join, building on the left side and streaming the right. A build
-/// side that outgrows the budget turns it into a grace hash join: both sides go to spill
-/// partitions by key, and each partition is joined alone.
-pub fn join<K, V, W>(_state: &[u8], mut sides: Vec<BatchStream>) -> Result<ChunkStream>
+/// Which rows a join keeps and how it shapes them: matched pairs always; a side's rows
+/// without a match on the other side only in an outer join keeping that side.
+pub trait JoinShape<V, W>: 'static {
+    /// The joined value (beside the key).
+    type Out: Data;
+    /// Whether left rows without a match are kept.
+    const KEEP_LEFT: bool;
+    /// A matched pair.
+    fn both(v: V, w: W) -> Self::Out;
+    /// A left row without a match (called only when [`JoinShape::KEEP_LEFT`]).
+    fn left_only(v: V) -> Option<Self::Out>;
+    /// A right row without a match, if this join keeps it.
+    fn right_only(w: W) -> Option<Self::Out>;
+}
+
+/// `join`: matched pairs only.
+pub struct Inner;
+/// `left_outer_join`: every left row, with `None` where the right side lacks its key.
+pub struct LeftOuter;
+/// `right_outer_join`: every right row, with `None` where the left side lacks its key.
+pub struct RightOuter;
+/// `full_outer_join`: every row of either side.
+pub struct FullOuter;
+
+impl<V: Data, W: Data> JoinShape<V, W> for Inner {
+    type Out = (V, W);
+    const KEEP_LEFT: bool = false;
+    fn both(v: V, w: W) -> (V, W) {
+        (v, w)
+    }
+    fn left_only(_: V) -> Option<(V, W)> {
+        None
+    }
+    fn right_only(_: W) -> Option<(V, W)> {
+        None
+    }
+}
+
+impl<V: Data, W: Data> JoinShape<V, W> for LeftOuter {
+    type Out = (V, Option<W>);
+    const KEEP_LEFT: bool = true;
+    fn both(v: V, w: W) -> (V, Option<W>) {
+        (v, Some(w))
+    }
+    fn left_only(v: V) -> Option<(V, Option<W>)> {
+        Some((v, None))
+    }
+    fn right_only(_: W) -> Option<(V, Option<W>)> {
+        None
+    }
+}
+
+impl<V: Data, W: Data> JoinShape<V, W> for RightOuter {
+    type Out = (Option<V>, W);
+    const KEEP_LEFT: bool = false;
+    fn both(v: V, w: W) -> (Option<V>, W) {
+        (Some(v), w)
+    }
+    fn left_only(_: V) -> Option<(Option<V>, W)> {
+        None
+    }
+    fn right_only(w: W) -> Option<(Option<V>, W)> {
+        Some((None, w))
+    }
+}
+
+impl<V: Data, W: Data> JoinShape<V, W> for FullOuter {
+    type Out = (Option<V>, Option<W>);
+    const KEEP_LEFT: bool = true;
+    fn both(v: V, w: W) -> (Option<V>, Option<W>) {
+        (Some(v), Some(w))
+    }
+    fn left_only(v: V) -> Option<(Option<V>, Option<W>)> {
+        Some((Some(v), None))
+    }
+    fn right_only(w: W) -> Option<(Option<V>, Option<W>)> {
+        Some((None, Some(w)))
+    }
+}
+
+/// A join's build side: each key's left values, and whether a right row matched it.
+type BuildTable<K, V> = FxHashMap<K, (Vec<V>, bool)>;
+
+/// A join partition being joined: its build table and its probe side, chunk by chunk.
+type JoinPartition<K, V, W> = (BuildTable<K, V>, ProbeChunks<K, W>);
+
+/// A probe side's rows, a chunk at a time.
+type ProbeChunks<K, W> = Box<dyn Iterator<Item = Result<Vec<(K, W)>>> + Send>;
+
+/// `join` and the outer joins: a hash join, building on the left side and streaming the
+/// right, shaped by `S`. A build side that outgrows the budget turns it into a grace hash
+/// join: both sides go to spill partitions by key, and each partition is joined alone.
+pub fn join<K, V, W, S>(_state: &[u8], mut sides: Vec<BatchStream>) -> Result<ChunkStream>
 where
     K: Data + Hash + Eq + Clone,
     V: Data + Clone,
     W: Data + Clone,
+    S: JoinShape<V, W>,
 {
-    let mut build: FxHashMap<K, Vec<V>> = FxHashMap::default();
+    let mut build: BuildTable<K, V> = FxHashMap::default();
     let pool = crate::memory::current();
     let mut reservation = pool.reservation();
     let mut parts: Option<Partitions> = None;
@@ -223,9 +378,9 @@ where
         let row_bytes = bytes_per_row(&batch);
         built += batch.num_rows();
         for (k, v) in rows {
-            build.entry(k).or_default().push(v);
+            build.entry(k).or_default().0.push(v);
         }
-        let bytes = table_bytes::<K, Vec<V>>(build.capacity(), build.len(), 0)
+        let bytes = table_bytes::<K, (Vec<V>, bool)>(build.capacity(), build.len(), 0)
             + built * (2 * std::mem::size_of::<V>() + row_bytes);
         if !reservation.try_resize(bytes) {
             let mut spilled = Partitions::new(&pool, 2)?;
@@ -236,10 +391,11 @@ where
     }
     let probe = side(&mut sides, 1)?;
     let Some(mut parts) = parts else {
-        return Ok(Box::new(rows::<(K, W)>(probe).map(move |batch| {
+        let mut whole = Some((build, Box::new(rows::<(K, W)>(probe)) as ProbeChunks<K, W>));
+        return Ok(joined::<K, V, W, S>(move || {
             let _ = &reservation;
-            Ok(Chunk::from_rows(probe_rows(&build, batch?)))
-        })));
+            whole.take().map(Ok)
+        }));
     };
     for batch in rows::<(K, W)>(probe) {
         parts.write(1, batch?, |(k, _)| partition_of(k))?;
@@ -251,51 +407,200 @@ where
     // against it a chunk at a time.
     let size = super::chunk_rows::<(K, W)>();
     let mut reservation = pool.reservation();
-    let mut current: Option<BuiltPartition<K, V, W>> = None;
-    Ok(Box::new(std::iter::from_fn(move || {
+    Ok(joined::<K, V, W, S>(move || {
         let _ = &dir;
-        loop {
-            if let Some((build, probe)) = &mut current {
-                let batch: Result<Vec<(K, W)>> = probe.by_ref().take(size).collect();
-                match batch {
-                    Ok(batch) if batch.is_empty() => current = None,
-                    Ok(batch) => return Some(Ok(Chunk::from_rows(probe_rows(build, batch)))),
-                    Err(e) => return Some(Err(e)),
-                }
+        reservation.free();
+        let part = files.next()?;
+        reservation.grow(partition_bytes(&part[..1]));
+        Some((|| {
+            let mut build: BuildTable<K, V> = FxHashMap::default();
+            for row in partition_rows::<(K, V)>(&part[0])? {
+                let (k, v) = row?;
+                build.entry(k).or_default().0.push(v);
             }
-            reservation.free();
-            let part = files.next()?;
-            reservation.grow(partition_bytes(&part[..1]));
-            let opened = (|| {
-                let mut build: FxHashMap<K, Vec<V>> = FxHashMap::default();
-                for row in partition_rows::<(K, V)>(&part[0])? {
-                    let (k, v) = row?;
-                    build.entry(k).or_default().push(v);
+            let mut probe = partition_rows::<(K, W)>(&part[1])?;
+            let chunks: ProbeChunks<K, W> = Box::new(std::iter::from_fn(move || {
+                match probe.by_ref().take(size).collect::<Result<Vec<(K, W)>>>() {
+                    Ok(chunk) if chunk.is_empty() => None,
+                    other => Some(other),
                 }
-                Ok((build, partition_rows::<(K, W)>(&part[1])?))
-            })();
-            match opened {
-                Ok(opened) => current = Some(opened),
+            }));
+            Ok((build, chunks))
+        })())
+    }))
+}
+
+/// The joined rows of the partitions `next_partition` opens in turn: each partition's probe
+/// chunks against its table, then (for a join keeping left rows) its unmatched left rows.
+fn joined<K, V, W, S>(
+    mut next_partition: impl FnMut() -> Option<Result<JoinPartition<K, V, W>>> + Send + 'static,
+) -> ChunkStream
+where
+    K: Data + Hash + Eq + Clone,
+    V: Data + Clone,
+    W: Data + Clone,
+    S: JoinShape<V, W>,
+{
+    let size = super::chunk_rows::<(K, S::Out)>();
+    let mut current: Option<JoinPartition<K, V, W>> = None;
+    let mut unmatched: std::vec::IntoIter<(K, S::Out)> = Vec::new().into_iter();
+    Box::new(std::iter::from_fn(move || {
+        loop {
+            let chunk: Vec<(K, S::Out)> = unmatched.by_ref().take(size).collect();
+            if !chunk.is_empty() {
+                return Some(Ok(Chunk::from_rows(chunk)));
+            }
+            if let Some((build, probe)) = &mut current {
+                match probe.next() {
+                    Some(Ok(batch)) => {
+                        let out = probe_rows::<K, V, W, S>(build, batch);
+                        if !out.is_empty() {
+                            return Some(Ok(Chunk::from_rows(out)));
+                        }
+                    }
+                    Some(Err(e)) => return Some(Err(e)),
+                    None => {
+                        if let Some((build, _)) = current.take()
+                            && S::KEEP_LEFT
+                        {
+                            unmatched = unmatched_left::<K, V, W, S>(build).into_iter();
+                        }
+                    }
+                }
+                continue;
+            }
+            match next_partition()? {
+                Ok(partition) => current = Some(partition),
                 Err(e) => return Some(Err(e)),
             }
         }
-    })))
+    }))
 }
 
-/// The joined rows of `probe` against `build`.
-fn probe_rows<K: Hash + Eq + Clone, V: Clone, W: Clone>(
-    build: &FxHashMap<K, Vec<V>>,
-    probe: Vec<(K, W)>,
-) -> Vec<(K, (V, W))> {
-    let mut out: Vec<(K, (V, W))> = Vec::new();
+/// The joined rows of `probe` against `build` (marking the keys matched).
+fn probe_rows<K, V, W, S>(build: &mut BuildTable<K, V>, probe: Vec<(K, W)>) -> Vec<(K, S::Out)>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    W: Clone,
+    S: JoinShape<V, W>,
+{
+    let mut out: Vec<(K, S::Out)> = Vec::new();
     for (k, w) in probe {
-        if let Some(vs) = build.get(&k) {
-            for v in vs {
-                out.push((k.clone(), (v.clone(), w.clone())));
+        match build.get_mut(&k) {
+            Some((vs, matched)) => {
+                *matched = true;
+                for v in vs.iter() {
+                    out.push((k.clone(), S::both(v.clone(), w.clone())));
+                }
+            }
+            None => {
+                if let Some(row) = S::right_only(w) {
+                    out.push((k, row));
+                }
             }
         }
     }
     out
+}
+
+/// The left rows of `build` no right row matched.
+fn unmatched_left<K, V, W, S: JoinShape<V, W>>(build: BuildTable<K, V>) -> Vec<(K, S::Out)>
+where
+    K: Clone,
+{
+    let mut out = Vec::new();
+    for (k, (vs, matched)) in build {
+        if !matched {
+            out.extend(vs.into_iter().filter_map(|v| Some((k.clone(), S::left_only(v)?))));
+        }
+    }
+    out
+}
+
+/// `repartition`: the partition's rows as they arrive, undecoded.
+pub fn concat<T: Data>(_state: &[u8], mut sides: Vec<BatchStream>) -> Result<ChunkStream> {
+    Ok(Box::new(side(&mut sides, 0)?.map(|batch| batch.map(Chunk::Arrow))))
+}
+
+/// `cartesian`: every pair of a left row and a right row of this partition (one slice of
+/// each side, see [`super::sinks::Grid`]). The left slice is held in memory within the
+/// budget, on disk past it (read again for each chunk of the right side).
+pub fn cartesian<T: Data + Clone, U: Data + Clone>(_state: &[u8], mut sides: Vec<BatchStream>) -> Result<ChunkStream> {
+    let pool = crate::memory::current();
+    let mut reservation = pool.reservation();
+    let mut held: Vec<T> = Vec::new();
+    let mut spilled: Option<Partitions> = None;
+    for batch in side(&mut sides, 0)? {
+        let batch = batch?;
+        let rows = decode::<T>(&batch)?;
+        if let Some(parts) = &mut spilled {
+            parts.write(0, rows, |_| 0)?;
+            continue;
+        }
+        held.extend(rows);
+        if !reservation.try_grow(batch.get_array_memory_size() * 2) {
+            let mut parts = Partitions::new(&pool, 1)?;
+            parts.write(0, std::mem::take(&mut held), |_| 0)?;
+            reservation.free();
+            spilled = Some(parts);
+        }
+    }
+    let left = match spilled {
+        None => LeftSlice::Memory(std::sync::Arc::new(held)),
+        Some(parts) => {
+            let (mut files, dir) = parts.finish()?;
+            LeftSlice::Disk(files.swap_remove(0).swap_remove(0), dir)
+        }
+    };
+    let size = super::chunk_rows::<(T, U)>();
+    let mut right = rows::<U>(side(&mut sides, 1)?);
+    let mut pairs: Box<dyn Iterator<Item = Result<(T, U)>> + Send> = Box::new(std::iter::empty());
+    Ok(Box::new(std::iter::from_fn(move || {
+        let _ = &reservation;
+        loop {
+            let chunk: Result<Vec<(T, U)>> = pairs.by_ref().take(size).collect();
+            match chunk {
+                Ok(chunk) if chunk.is_empty() => {}
+                other => return Some(other.map(Chunk::from_rows)),
+            }
+            let us = match right.next()? {
+                Ok(us) => std::sync::Arc::new(us),
+                Err(e) => return Some(Err(e)),
+            };
+            pairs = match left.rows() {
+                Ok(ts) => Box::new(ts.flat_map(move |t| {
+                    let us = us.clone();
+                    let pairs: Box<dyn Iterator<Item = Result<(T, U)>> + Send> = match t {
+                        Ok(t) => Box::new((0..us.len()).map(move |i| Ok((t.clone(), us[i].clone())))),
+                        Err(e) => Box::new(std::iter::once(Err(e))),
+                    };
+                    pairs
+                })),
+                Err(e) => return Some(Err(e)),
+            };
+        }
+    })))
+}
+
+/// `cartesian`'s left slice: in memory, or in a spill file (with the directory holding
+/// it, removed when the slice is dropped).
+enum LeftSlice<T> {
+    Memory(std::sync::Arc<Vec<T>>),
+    Disk(Option<std::path::PathBuf>, #[allow(dead_code)] tempfile::TempDir),
+}
+
+impl<T: Data + Clone> LeftSlice<T> {
+    /// Its rows, from the start.
+    fn rows(&self) -> Result<RowIter<T>> {
+        match self {
+            LeftSlice::Memory(rows) => {
+                let rows = rows.clone();
+                Ok(Box::new((0..rows.len()).map(move |i| Ok(rows[i].clone()))))
+            }
+            LeftSlice::Disk(file, _) => partition_rows::<T>(file),
+        }
+    }
 }
 
 /// `distinct`: one copy of each row. A set that outgrows the budget spills its rows by

@@ -381,6 +381,96 @@ pub fn distinct<T: Data + Hash + Eq>(_state: &[u8], partitions: u32) -> Result<B
     }))
 }
 
+/// Sends each `(target, row)` pair's row to partition `target` (`repartition`, whose
+/// map-side step chose the targets round robin).
+struct TargetSink<T> {
+    buckets: Buckets<T>,
+}
+
+impl<T: Data> ShuffleSink for TargetSink<T> {
+    fn push(&mut self, chunk: Chunk, out: &mut dyn BlockWriter) -> Result<()> {
+        let n = self.buckets.buckets.len() as u32;
+        for (target, row) in chunk.into_rows::<(u32, T)>()? {
+            self.buckets.push(target % n, row, out)?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>, out: &mut dyn BlockWriter) -> Result<()> {
+        self.buckets.flush(out)
+    }
+}
+
+/// Sink of `repartition`: rows tagged with their target partition, sent there untagged.
+pub fn targeted<T: Data>(_state: &[u8], partitions: u32) -> Result<Box<dyn ShuffleSink>> {
+    Ok(Box::new(TargetSink::<T> {
+        buckets: Buckets::new(partitions),
+    }))
+}
+
+/// How `cartesian` lays its output out: `left` slices of the left side by `right` slices
+/// of the right, output partition `l * right + r` pairing left slice `l` with right slice `r`.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+pub struct Grid {
+    /// Slices of the left side.
+    pub left: u32,
+    /// Slices of the right side.
+    pub right: u32,
+    /// Whether this sink's rows are the left side's.
+    pub is_left: bool,
+}
+
+impl Grid {
+    /// The output partitions a row of slice `slice` of this side goes to.
+    fn targets(&self, slice: u32) -> impl Iterator<Item = u32> + use<> {
+        let (left, right, is_left) = (self.left.max(1), self.right.max(1), self.is_left);
+        (0..if is_left { right } else { left }).map(move |other| {
+            if is_left {
+                (slice % left) * right + other
+            } else {
+                other * right + slice % right
+            }
+        })
+    }
+}
+
+/// Copies each `(slice, row)` pair's row to every output partition of its slice's row (or
+/// column) of the [`Grid`].
+struct GridSink<T> {
+    grid: Grid,
+    buckets: Buckets<T>,
+}
+
+impl<T: Data + Clone> ShuffleSink for GridSink<T> {
+    fn push(&mut self, chunk: Chunk, out: &mut dyn BlockWriter) -> Result<()> {
+        for (slice, row) in chunk.into_rows::<(u32, T)>()? {
+            for target in self.grid.targets(slice) {
+                self.buckets.push(target, row.clone(), out)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>, out: &mut dyn BlockWriter) -> Result<()> {
+        self.buckets.flush(out)
+    }
+}
+
+/// Sink of `cartesian`: the state is the [`Grid`].
+pub fn grid<T: Data + Clone>(state: &[u8], partitions: u32) -> Result<Box<dyn ShuffleSink>> {
+    let grid: Grid = postcard::from_bytes(state)?;
+    if grid.left.max(1) * grid.right.max(1) != partitions {
+        return Err(Error::Plan(format!(
+            "a cartesian grid of {} by {} slices cannot fill {partitions} partitions",
+            grid.left, grid.right
+        )));
+    }
+    Ok(Box::new(GridSink::<T> {
+        grid,
+        buckets: Buckets::new(partitions),
+    }))
+}
+
 /// Range-partitions rows by the key `F` computes, against sampled bounds (`sort_by_key`).
 struct RangeSink<T, K, F> {
     bounds: Vec<K>,

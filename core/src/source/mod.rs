@@ -92,6 +92,11 @@ pub enum Split {
         /// The encoded rows.
         ipc: Vec<u8>,
     },
+    /// Several splits read one after the other (`coalesce`).
+    Concat {
+        /// The splits, in order.
+        splits: Vec<Split>,
+    },
 }
 
 impl Split {
@@ -108,6 +113,11 @@ impl Split {
             Split::Csv { path, .. } => path.display().to_string(),
             Split::Stored { dataset, partition, .. } => format!("dataset {dataset} partition {partition}"),
             Split::Inline { ipc } => format!("inline ({} bytes)", ipc.len()),
+            Split::Concat { splits } => match (splits.first(), splits.len()) {
+                (Some(first), 1) => first.describe(),
+                (Some(first), n) => format!("{} and {} more", first.describe(), n - 1),
+                (None, _) => "no splits".to_string(),
+            },
         }
     }
 }
@@ -153,6 +163,22 @@ pub fn open(split: &Split, sample_windows: Option<u32>) -> Result<ChunkStream> {
         Split::Inline { ipc } => {
             let batches = crate::ipc::from_stream_bytes(ipc)?;
             Ok(Box::new(batches.into_iter().map(|b| Ok(Chunk::Arrow(b)))))
+        }
+        Split::Concat { splits } => {
+            // Each split is opened only when the one before it is read to the end.
+            let mut pending = splits.clone().into_iter();
+            let mut current: ChunkStream = Box::new(std::iter::empty());
+            Ok(Box::new(std::iter::from_fn(move || {
+                loop {
+                    if let Some(chunk) = current.next() {
+                        return Some(chunk);
+                    }
+                    match open(&pending.next()?, sample_windows) {
+                        Ok(next) => current = next,
+                        Err(e) => return Some(Err(e)),
+                    }
+                }
+            })))
         }
     }
 }

@@ -31,7 +31,11 @@ pub use ringleader_core::ops::narrow::PartitionRows;
 
 use crate::Result;
 use crate::engine::Engine;
-use crate::lineage::Lineage;
+use crate::lineage::{Lineage, ShuffleSide};
+
+mod actions;
+mod pairs;
+mod partitions;
 
 /// A lazy, partitioned collection of `T`.
 pub struct Dataset<T> {
@@ -162,7 +166,22 @@ impl<T: Data> Dataset<T> {
         self.derive(Lineage::Narrow {
             parent: self.node.clone(),
             step: Step { f, state },
+            indexed: false,
         })
+    }
+
+    /// A narrow step whose state the planner prefixes with each task's partition index.
+    fn indexed_step<U: Data>(&self, f: Shipped<StepFn>, state: Vec<u8>) -> Dataset<U> {
+        self.derive(Lineage::Narrow {
+            parent: self.node.clone(),
+            step: Step { f, state },
+            indexed: true,
+        })
+    }
+
+    /// A node that fails the job with `message` when an action runs it.
+    fn invalid<U: Data>(&self, message: String) -> Dataset<U> {
+        self.derive(Lineage::Invalid { message })
     }
 
     /// Applies `f` to every row.
@@ -221,9 +240,7 @@ impl<T: Data> Dataset<T> {
         let _ = f;
         match postcard::to_stdvec(&state) {
             Ok(bytes) => self.step(ship!(narrow::map_with::<S, T, U, F> as StepFn), bytes),
-            Err(e) => self.derive(Lineage::Invalid {
-                message: format!("cannot serialise the state of map_with: {e}"),
-            }),
+            Err(e) => self.invalid(format!("cannot serialise the state of map_with: {e}")),
         }
     }
 
@@ -263,8 +280,13 @@ impl<T: Data> Dataset<T> {
 
     /// A shuffle of this dataset's rows through `sink`, reduced by `reduce`.
     fn shuffle<U: Data>(&self, sink: Shipped<SinkFn>, reduce: Shipped<ReduceFn>) -> Dataset<U> {
+        self.shuffle_sides(vec![ShuffleSide::new(self.node.clone(), sink)], reduce)
+    }
+
+    /// A shuffle of several sides into [`crate::Config::shuffle_partitions`] partitions.
+    fn shuffle_sides<U: Data>(&self, sides: Vec<ShuffleSide>, reduce: Shipped<ReduceFn>) -> Dataset<U> {
         self.derive(Lineage::Shuffle {
-            sides: vec![(self.node.clone(), sink)],
+            sides,
             reduce,
             partitions: self.engine.config().shuffle_partitions,
         })
@@ -371,11 +393,10 @@ impl<T: Data> Dataset<T> {
     where
         T: Hash + Eq,
     {
-        self.derive(Lineage::Shuffle {
-            sides: vec![(self.node.clone(), ship!(sinks::distinct::<T> as SinkFn))],
-            reduce: ship!(reduce::distinct::<T> as ReduceFn),
-            partitions: self.engine.config().shuffle_partitions,
-        })
+        self.shuffle(
+            ship!(sinks::distinct::<T> as SinkFn),
+            ship!(reduce::distinct::<T> as ReduceFn),
+        )
     }
 
     /// Sorts by the key `f` computes, ascending, into [`Config::shuffle_partitions`]
@@ -859,14 +880,7 @@ impl<K: Data + Hash + Eq, V: Data> Dataset<(K, V)> {
         K: Clone,
         V: Clone,
     {
-        self.derive(Lineage::Shuffle {
-            sides: vec![
-                (self.node.clone(), ship!(sinks::hash::<K, V> as SinkFn)),
-                (other.node.clone(), ship!(sinks::hash::<K, W> as SinkFn)),
-            ],
-            reduce: ship!(reduce::join::<K, V, W> as ReduceFn),
-            partitions: self.engine.config().shuffle_partitions,
-        })
+        self.hash_join::<W, reduce::Inner>(other)
     }
 }
 
