@@ -279,6 +279,20 @@ fn examples_on_a_cluster_give_the_sequential_results() {
     ok(cluster.run("orders_by_city", &join), "cluster join");
     assert_eq!(sorted_lines(&d("join-cluster")), cities);
 
+    // Spark's first-week operators (outer joins, cogroup, aggregations, repartition,
+    // sample, cartesian, ...), each checked inside the job against a sequential computation
+    // of its input; the same checks as the embedded engine runs.
+    let embedded_run = ok(embedded("operators", &args!["--seed", "5"]), "embedded operators");
+    assert!(embedded_run.contains("checks passed"), "{embedded_run}");
+    for seed in ["5", "6"] {
+        let run = ok(cluster.run("operators", &args!["--seed", seed]), "cluster operators");
+        assert_eq!(
+            run.replace(&format!("seed {seed}"), "seed 5"),
+            embedded_run,
+            "the cluster ran other checks"
+        );
+    }
+
     // status lists three live workers sharing the ring (core/tests/ring.rs judges the
     // ring's balance by where keys land).
     let status = Command::new(ringleader_bin())
