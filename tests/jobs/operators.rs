@@ -208,7 +208,7 @@ fn check(ctx: &Context, args: &Args) -> anyhow::Result<usize> {
     )?;
     let numbered = ds.zip_with_index().collect()?;
     checks.equal("zip_with_index", numbered, xs.iter().copied().zip(0u64..).collect())?;
-    let mut ascending: Vec<(usize, i64)> = xs.iter().copied().enumerate().map(|(i, x)| (i, x)).collect();
+    let mut ascending: Vec<(usize, i64)> = xs.iter().copied().enumerate().collect();
     ascending.sort_by_key(|(_, x)| *x);
     let indexed = ctx.parallelize(xs.iter().copied().enumerate().collect::<Vec<_>>(), 7)?;
     checks.equal(
