@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use ringleader_core::plan::{JobPlan, TaskValue};
 use ringleader_core::sync::lock;
 
+use crate::cache::Caches;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::{Error, Result};
@@ -26,6 +27,10 @@ pub(crate) struct Engine {
     /// Stored datasets this client made from its local inputs (workers on other machines
     /// cannot read them): removed when the engine is dropped, with the job's last dataset.
     uploads: Mutex<Vec<String>>,
+    /// The program's cached datasets.
+    caches: Caches,
+    /// Names this program's stored caches apart from other programs'.
+    session: String,
 }
 
 impl Engine {
@@ -59,7 +64,19 @@ impl Engine {
             last_spilled: AtomicU64::new(0),
             last_operator_spilled: AtomicU64::new(0),
             uploads: Mutex::default(),
+            caches: Caches::default(),
+            session: ringleader_core::machine::unique_id(),
         }
+    }
+
+    /// The program's cached datasets.
+    pub(crate) fn caches(&self) -> &Caches {
+        &self.caches
+    }
+
+    /// This program's id among the cluster's clients.
+    pub(crate) fn session(&self) -> &str {
+        &self.session
     }
 
     /// The engine's settings.
@@ -91,7 +108,16 @@ impl Engine {
         if let Some(cluster) = &self.cluster {
             return cluster.execute(plan);
         }
-        let (values, stats) = crate::embedded::run_job(&self.config, &self.pool, plan)?;
+        let cached = self.caches.memory_used() as usize;
+        let config = Config {
+            memory_limit: self
+                .config
+                .memory_limit
+                .saturating_sub(cached)
+                .max(ringleader_core::memory::MIN_BUDGET),
+            ..self.config.clone()
+        };
+        let (values, stats) = crate::embedded::run_job(&config, &self.pool, plan)?;
         self.last_spilled.store(stats.spilled_bytes, Ordering::Relaxed);
         self.last_operator_spilled
             .store(stats.operator_spilled_bytes, Ordering::Relaxed);
@@ -111,6 +137,7 @@ impl Engine {
 
 impl Drop for Engine {
     fn drop(&mut self) {
+        self.caches.release_all(self);
         let uploads = std::mem::take(self.uploads.get_mut().unwrap_or_else(|e| e.into_inner()));
         if let Some(cluster) = &self.cluster {
             for name in uploads {

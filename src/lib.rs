@@ -45,6 +45,7 @@
 //!   [`Dataset::save_parquet`]). Without it they fail before any task runs with
 //!   [`Error::FeatureOff`], naming the feature; the parquet crate stays out of the build.
 
+mod cache;
 pub mod client;
 mod cluster;
 pub mod config;
@@ -72,6 +73,7 @@ pub use config::Config;
 pub use context::{Context, TextOptions};
 pub use dataset::{Dataset, Output, PartitionRows, Saved, Summable};
 pub use output_format::OutputFormat;
+pub use ringleader_core::cache::StorageLevel;
 pub use ringleader_core::data::Data;
 pub use ringleader_core::ops::sinks::Combiner;
 pub use ringleader_core::record::Record;

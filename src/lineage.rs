@@ -7,6 +7,8 @@ use ringleader_core::plan::{ActionFn, ReduceFn, SinkFn, Step};
 use ringleader_core::shipped::Shipped;
 use ringleader_core::source::Split;
 
+use crate::cache::CacheSpec;
+
 /// One node of a job's DAG.
 pub(crate) enum Lineage {
     /// Stored input, already cut into splits.
@@ -32,6 +34,9 @@ pub(crate) enum Lineage {
     /// A plan that could not be built (e.g. unserialisable `map_with` state); running it
     /// reports the message. Transformations stay infallible, as in Spark.
     Invalid { message: String },
+    /// A cached dataset (`persist`): read from its computed partitions once the program
+    /// has them (see `crate::cache`), from `parent` until then and for any partition lost.
+    Cached { parent: Arc<Lineage>, spec: CacheSpec },
     /// A sampled range shuffle (`sort_by_key`): a stage of the same job samples the keys;
     /// each map task chooses the range bounds from the samples.
     Sort {
@@ -41,6 +46,21 @@ pub(crate) enum Lineage {
         reduce: Shipped<ReduceFn>,
         partitions: u32,
     },
+}
+
+impl Lineage {
+    /// The nodes this one reads.
+    pub(crate) fn parents(&self) -> Vec<&Arc<Lineage>> {
+        match self {
+            Lineage::Source { .. } | Lineage::Invalid { .. } => Vec::new(),
+            Lineage::Narrow { parent, .. }
+            | Lineage::Coalesce { parent, .. }
+            | Lineage::Cached { parent, .. }
+            | Lineage::Sort { parent, .. } => vec![parent],
+            Lineage::Union { parents } => parents.iter().collect(),
+            Lineage::Shuffle { sides, .. } => sides.iter().map(|s| &s.parent).collect(),
+        }
+    }
 }
 
 /// One input of a shuffle: the node whose rows it takes, the sink partitioning them and the

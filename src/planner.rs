@@ -14,6 +14,7 @@ use ringleader_core::plan::{JobPlan, ShuffleRead, StageOutput, StagePlan, TaskIn
 use ringleader_core::ops::narrow::with_index;
 use ringleader_core::source::Split;
 
+use crate::cache::CachedSplits;
 use crate::lineage::{Lineage, ShuffleSide};
 
 /// Windows read per split when sampling for sort bounds.
@@ -23,12 +24,14 @@ const SAMPLE_KEYS: u64 = 100_000;
 /// Keys kept per sampling task at least.
 const MIN_SAMPLE_KEYS_PER_TASK: u64 = 1_000;
 
-/// Builds the plan of one action over `root`.
-pub(crate) fn plan(root: &Arc<Lineage>, output: StageOutput) -> Result<JobPlan> {
+/// Builds the plan of one action over `root`, reading the partitions `caches` holds for
+/// the cached nodes it reaches.
+pub(crate) fn plan(root: &Arc<Lineage>, output: StageOutput, caches: &CachedSplits) -> Result<JobPlan> {
     let mut planner = Planner {
         stages: Vec::new(),
         shuffle_stage: HashMap::new(),
         planned: HashMap::new(),
+        caches,
     };
     let tasks = planner.tasks(root, None)?;
     planner.push_stage(tasks, output, None);
@@ -38,16 +41,18 @@ pub(crate) fn plan(root: &Arc<Lineage>, output: StageOutput) -> Result<JobPlan> 
     })
 }
 
-struct Planner {
+struct Planner<'a> {
     stages: Vec<StagePlan>,
     /// Shuffle id -> the stage writing it.
     shuffle_stage: HashMap<ShuffleId, StageId>,
     /// Shuffles already planned, by (parent node, sink, sink state, partitions): a node
     /// the DAG reaches twice is computed once.
     planned: HashMap<(usize, i64, Vec<u8>, u32), ShuffleId>,
+    /// The computed partitions of the program's caches.
+    caches: &'a CachedSplits,
 }
 
-impl Planner {
+impl Planner<'_> {
     /// Adds a stage; `state_from` names the stage whose values become its sink state.
     fn push_stage(&mut self, tasks: Vec<TaskPlan>, output: StageOutput, state_from: Option<StageId>) -> StageId {
         let id = StageId::from(self.stages.len());
@@ -105,6 +110,38 @@ impl Planner {
                     t.steps.push(step);
                 }
                 Ok(tasks)
+            }
+            Lineage::Cached { parent, spec } => {
+                let read = |split: &Split| TaskPlan {
+                    input: TaskInput::Source {
+                        split: split.clone(),
+                        sample_windows: sample,
+                    },
+                    steps: Vec::new(),
+                };
+                match self.caches.get(&spec.id) {
+                    None => self.tasks(parent, sample),
+                    Some(splits) if splits.iter().all(Option::is_some) => {
+                        Ok(splits.iter().flatten().map(read).collect())
+                    }
+                    Some(splits) => {
+                        // Partitions not held are computed again from lineage, alone.
+                        let tasks = self.tasks(parent, sample)?;
+                        if tasks.len() != splits.len() {
+                            return Err(ringleader_core::Error::Plan(format!(
+                                "cached dataset {} has {} partitions, its lineage {}",
+                                spec.id,
+                                splits.len(),
+                                tasks.len()
+                            )));
+                        }
+                        Ok(tasks
+                            .into_iter()
+                            .zip(splits)
+                            .map(|(task, split)| split.as_ref().map_or(task, read))
+                            .collect())
+                    }
+                }
             }
             Lineage::Coalesce { parent, partitions } => {
                 let tasks = self.tasks(parent, sample)?;
@@ -266,7 +303,12 @@ mod tests {
             .expect("data")
             .reduce_by_key(|a, b| a + b);
         let sorted = summed.sort_by_key(|(_, s)| *s);
-        let plan = super::plan(&sorted.node, crate::dataset::collect_output::<(u8, i64)>()).expect("plan");
+        let plan = super::plan(
+            &sorted.node,
+            crate::dataset::collect_output::<(u8, i64)>(),
+            &Default::default(),
+        )
+        .expect("plan");
         // The upstream map stage, the sample, the range map stage, the final sort.
         assert_eq!(map_stages(&plan), vec![ShuffleId(0), ShuffleId(1)], "{plan:#?}");
         let sample = plan
@@ -301,7 +343,12 @@ mod tests {
         let ctx = Context::embedded();
         let a = ctx.parallelize(vec![(1u8, 2i64)], 2).expect("data");
         let joined = a.join(&a);
-        let plan = super::plan(&joined.node, crate::dataset::collect_output::<(u8, (i64, i64))>()).expect("plan");
+        let plan = super::plan(
+            &joined.node,
+            crate::dataset::collect_output::<(u8, (i64, i64))>(),
+            &Default::default(),
+        )
+        .expect("plan");
         assert_eq!(map_stages(&plan), vec![ShuffleId(0)], "{plan:#?}");
         assert_eq!(plan.shuffle_reads().values().copied().max(), Some(2));
     }

@@ -128,7 +128,7 @@ pub fn show(args: JobArgs) -> anyhow::Result<ExitCode> {
         );
     }
     println!(
-        "  {:>5} {:<8} {:<8} {:>5} {:>7} {:>5} {:>8} {:>12} {:>12} {:>12} {:>12} {:>6} {:>7}",
+        "  {:>5} {:<8} {:<8} {:>5} {:>7} {:>5} {:>8} {:>12} {:>12} {:>12} {:>12} {:>6} {:>7}  input",
         "stage",
         "output",
         "after",
@@ -146,7 +146,7 @@ pub fn show(args: JobArgs) -> anyhow::Result<ExitCode> {
     for s in &detail.stages {
         let parents: Vec<String> = s.parents.iter().map(u32::to_string).collect();
         println!(
-            "  {:>5} {:<8} {:<8} {:>5} {:>7} {:>5} {:>8} {:>12} {:>12} {:>12} {:>12} {:>6} {:>7}",
+            "  {:>5} {:<8} {:<8} {:>5} {:>7} {:>5} {:>8} {:>12} {:>12} {:>12} {:>12} {:>6} {:>7}  {}",
             s.stage,
             s.output,
             if parents.is_empty() {
@@ -163,7 +163,8 @@ pub fn show(args: JobArgs) -> anyhow::Result<ExitCode> {
             s.rows,
             s.bytes,
             s.failed_attempts,
-            s.counted_failures
+            s.counted_failures,
+            s.input
         );
     }
     if !detail.failures.is_empty() {

@@ -24,7 +24,8 @@
 //! - [`memory`]: the process's memory budget; [`spill`]: what operators write past it.
 //! - [`shuffle`]: sinks and the embedded shuffle; [`cluster_shuffle`]: shuffle files on
 //!   workers, read locally or over Flight; [`flight`]: the one Flight `do_get`.
-//! - [`results`]: large final results held on the worker that made them.
+//! - [`results`]: large final results held on the worker that made them; [`cache`]: the
+//!   embedded engine's cached partitions.
 //!
 //! Between processes:
 //! - [`proto`]: the gRPC protocol (generated); [`task_failure`]: the kinds of failure a task
@@ -45,6 +46,7 @@
 
 pub mod auth;
 pub mod binary;
+pub mod cache;
 pub mod clock;
 pub mod cluster_shuffle;
 pub mod data;

@@ -23,6 +23,14 @@ use crate::ids::Attempt;
 /// holds is about this many batches.
 pub const READ_AHEAD: usize = 4;
 
+/// Names of stored datasets that hold a program's cached partitions start with this.
+pub const CACHE_PREFIX: &str = "cache-";
+
+/// The stored dataset holding cache `id` of the program `session`.
+pub fn cache_dataset(session: &str, id: u64) -> String {
+    format!("{CACHE_PREFIX}{session}-{id}")
+}
+
 /// How a stored dataset is written and addressed in job arguments.
 pub const URL_SCHEME: &str = "ringleader://";
 

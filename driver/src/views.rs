@@ -102,6 +102,7 @@ pub fn job_detail(j: &JobRecord, observed: &Observed) -> proto::JobDetail {
                 attempts: j.history[i].iter().map(|h| h.attempts).sum(),
                 failed_attempts: j.history[i].iter().map(|h| h.failed_on.len() as u32).sum(),
                 counted_failures: j.history[i].iter().map(|h| h.failures).sum(),
+                input: stage_input(stage),
             }
         })
         .collect();
@@ -124,6 +125,37 @@ pub fn job_detail(j: &JobRecord, observed: &Observed) -> proto::JobDetail {
         fetch_failures: j.fetch_failures,
         uncounted_failures: j.uncounted_failures,
         failures,
+    }
+}
+
+/// What a stage's tasks read: `source`, `shuffle`, or `cache` (a program's cached
+/// dataset, see `ringleader::cache`), each with its share of the tasks when they differ.
+pub fn stage_input(stage: &ringleader_core::plan::StagePlan) -> String {
+    use ringleader_core::plan::TaskInput;
+    use ringleader_core::source::Split;
+    let kind = |input: &TaskInput| match input {
+        TaskInput::Shuffle(_) => "shuffle",
+        TaskInput::Source {
+            split: Split::Stored { dataset, .. },
+            ..
+        } if dataset.starts_with(ringleader_core::store::CACHE_PREFIX) => "cache",
+        TaskInput::Source { .. } => "source",
+    };
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for task in &stage.tasks {
+        let k = kind(&task.input);
+        match counts.iter_mut().find(|(name, _)| *name == k) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((k, 1)),
+        }
+    }
+    match counts.as_slice() {
+        [(only, _)] => only.to_string(),
+        several => several
+            .iter()
+            .map(|(k, n)| format!("{k} ({n} of {})", stage.tasks.len()))
+            .collect::<Vec<_>>()
+            .join(", "),
     }
 }
 

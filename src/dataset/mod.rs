@@ -34,6 +34,7 @@ use crate::engine::Engine;
 use crate::lineage::{Lineage, ShuffleSide};
 
 mod actions;
+mod caching;
 mod pairs;
 mod partitions;
 
@@ -444,8 +445,14 @@ impl<T: Data> Dataset<T> {
         })
     }
 
+    /// The plan of an action over this dataset, once every cache it reaches is computed.
+    fn plan(&self, output: StageOutput) -> Result<ringleader_core::plan::JobPlan> {
+        crate::cache::materialize(&self.engine, &self.node)?;
+        crate::planner::plan(&self.node, output, &self.engine.caches().splits())
+    }
+
     fn run(&self, f: Shipped<ActionFn>, state: Vec<u8>) -> Result<Vec<TaskValue>> {
-        let plan = crate::planner::plan(&self.node, StageOutput::Action { f, state })?;
+        let plan = self.plan(StageOutput::Action { f, state })?;
         self.engine.execute(&plan)
     }
 
@@ -469,7 +476,7 @@ impl<T: Data> Dataset<T> {
     /// assert_eq!(ctx.parallelize(vec![1i64, 2], 2).unwrap().collect().unwrap(), vec![1, 2]);
     /// ```
     pub fn collect(&self) -> Result<Vec<T>> {
-        let plan = crate::planner::plan(&self.node, collect_output::<T>())?;
+        let plan = self.plan(collect_output::<T>())?;
         Self::rows_of(self.engine.execute(&plan)?)
     }
 
@@ -708,38 +715,15 @@ impl<T: Data> Dataset<T> {
         to_store: Shipped<ActionFn>,
         format: DatasetFormat,
     ) -> Result<Saved> {
-        let Some(cluster) = self.engine.cluster_client() else {
+        if self.engine.cluster_client().is_none() {
             return Err(crate::Error::Config(format!(
                 "{}: stored datasets live on a cluster; set RINGLEADER_MASTER, or write to a local directory",
                 output.dir.display()
             )));
-        };
-        let mut plan = crate::planner::plan(
-            &self.node,
-            StageOutput::Action {
-                f: to_store,
-                state: Vec::new(),
-            },
-        )?;
-        let partitions = plan.stages.last().map_or(0, |s| s.tasks.len()) as u32;
-        let replicas = output.replicas.unwrap_or(self.engine.config().replicas);
-        let info = cluster.place(name, partitions, replicas, output.overwrite)?;
-        let spec = StoreSpec {
-            dataset: name.to_string(),
-            generation: info.generation,
-            format,
-            replicas,
-            overwrite: output.overwrite,
-            owners: info.partitions.into_iter().map(|p| p.addresses).collect(),
-        };
-        if let Some(last) = plan.stages.last_mut() {
-            last.output = StageOutput::Action {
-                f: to_store,
-                state: postcard::to_stdvec(&action::StoreState { spec: spec.clone() })?,
-            };
         }
-        plan.store = Some(spec);
-        let values = self.engine.execute(&plan)?;
+        let plan = self.plan(no_output())?;
+        let replicas = output.replicas.unwrap_or(self.engine.config().replicas);
+        let values = store_plan(&self.engine, plan, name, replicas, output.overwrite, to_store, format)?;
         Ok(Saved::of(&values))
     }
 
@@ -882,6 +866,52 @@ impl<K: Data + Hash + Eq, V: Data> Dataset<(K, V)> {
     {
         self.hash_join::<W, reduce::Inner>(other)
     }
+}
+
+/// A placeholder for the final stage's output, set by [`store_plan`].
+pub(crate) fn no_output() -> StageOutput {
+    StageOutput::Action {
+        f: ship!(action::count as ActionFn),
+        state: Vec::new(),
+    }
+}
+
+/// Runs `plan` on the cluster, its final stage writing the stored dataset `name` with
+/// `to_store` (`replicas` copies of each partition, placed by the driver first; replacing
+/// an existing dataset of that name only with `overwrite`).
+pub(crate) fn store_plan(
+    engine: &Engine,
+    mut plan: ringleader_core::plan::JobPlan,
+    name: &str,
+    replicas: u32,
+    overwrite: bool,
+    to_store: Shipped<ActionFn>,
+    format: DatasetFormat,
+) -> Result<Vec<TaskValue>> {
+    let Some(cluster) = engine.cluster_client() else {
+        return Err(crate::Error::Config(format!(
+            "{}{name}: stored datasets live on a cluster; set RINGLEADER_MASTER, or write to a local directory",
+            ringleader_core::store::URL_SCHEME
+        )));
+    };
+    let partitions = plan.stages.last().map_or(0, |s| s.tasks.len()) as u32;
+    let info = cluster.place(name, partitions, replicas, overwrite)?;
+    let spec = StoreSpec {
+        dataset: name.to_string(),
+        generation: info.generation,
+        format,
+        replicas,
+        overwrite,
+        owners: info.partitions.into_iter().map(|p| p.addresses).collect(),
+    };
+    if let Some(last) = plan.stages.last_mut() {
+        last.output = StageOutput::Action {
+            f: to_store,
+            state: postcard::to_stdvec(&action::StoreState { spec: spec.clone() })?,
+        };
+    }
+    plan.store = Some(spec);
+    engine.execute(&plan)
 }
 
 /// The final stage's output of `collect`: every row, back to the client.

@@ -45,7 +45,8 @@ impl<T: Data> Dataset<T> {
     /// At most `partitions` partitions, consecutive ones merged, without a shuffle where
     /// that can be done: source splits are read one after the other, and an upstream
     /// shuffle (through narrow steps) is planned with fewer partitions instead. Anywhere
-    /// else (a union of differently computed partitions) it is [`Dataset::repartition`].
+    /// else (a union of differently computed partitions, a cached dataset) it is
+    /// [`Dataset::repartition`].
     ///
     /// # Examples
     /// ```
@@ -301,6 +302,8 @@ fn with_fewer_partitions(node: &Arc<Lineage>, partitions: u32) -> Option<Arc<Lin
             parent,
             partitions: before,
         } => with_fewer_partitions(parent, partitions.min(*before)),
-        Lineage::Union { .. } | Lineage::Invalid { .. } => None,
+        // A union's partitions are computed differently; a cache's may be read or computed
+        // again, partition by partition: both are repartitioned.
+        Lineage::Union { .. } | Lineage::Invalid { .. } | Lineage::Cached { .. } => None,
     }
 }

@@ -97,6 +97,14 @@ pub enum Split {
         /// The splits, in order.
         splits: Vec<Split>,
     },
+    /// A partition of a dataset cached by this process (the embedded engine, see
+    /// [`crate::cache`]).
+    Cached {
+        /// The cache's id.
+        cache: u64,
+        /// The partition.
+        partition: u32,
+    },
 }
 
 impl Split {
@@ -118,6 +126,7 @@ impl Split {
                 (Some(first), n) => format!("{} and {} more", first.describe(), n - 1),
                 (None, _) => "no splits".to_string(),
             },
+            Split::Cached { cache, partition } => format!("cache {cache} partition {partition}"),
         }
     }
 }
@@ -164,6 +173,7 @@ pub fn open(split: &Split, sample_windows: Option<u32>) -> Result<ChunkStream> {
             let batches = crate::ipc::from_stream_bytes(ipc)?;
             Ok(Box::new(batches.into_iter().map(|b| Ok(Chunk::Arrow(b)))))
         }
+        Split::Cached { cache, partition } => crate::cache::store().read(*cache, *partition),
         Split::Concat { splits } => {
             // Each split is opened only when the one before it is read to the end.
             let mut pending = splits.clone().into_iter();

@@ -123,12 +123,13 @@ pub(super) fn stages(stages: &[proto::StageStatus]) -> Markup {
     html! {
         table {
             tr {
-                th { "stage" } th { "output" } th { "after" } th { "progress" } th { "running" }
+                th { "stage" } th { "reads" } th { "output" } th { "after" } th { "progress" } th { "running" }
                 th { "rows read" } th { "bytes read" } th { "rows out" } th { "bytes out" } th { "attempts" }
             }
             @for st in stages {
                 tr class="stage" {
                     td { (st.stage) }
+                    td class="input" { (st.input) }
                     td { (st.output) }
                     td { (st.parents.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")) }
                     td { span class="progress" { (st.done) "/" (st.total) } " " (bar(st.done, st.total)) }
