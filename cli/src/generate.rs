@@ -1,11 +1,11 @@
-//! `ringleader gen sort|numbers|text`: write benchmark inputs.
+//! `ringleader gen sort|numbers|text|graph`: write benchmark inputs.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use ringleader_datasets::{gensort, numbers, text};
+use ringleader_datasets::{gensort, graph, numbers, text};
 
 /// What to generate.
 #[derive(Debug, Subcommand)]
@@ -16,6 +16,8 @@ pub enum GenCommand {
     Numbers(NumbersArgs),
     /// Lines of Zipf-distributed words.
     Text(TextArgs),
+    /// A directed R-MAT graph (power-law degrees), one `SRC DST` edge per line (PageRank's input).
+    Graph(GraphArgs),
 }
 
 /// Flags shared by every generator.
@@ -71,6 +73,19 @@ pub struct TextArgs {
     common: Common,
 }
 
+/// `gen graph`.
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    /// Number of vertices (ids 0..N).
+    #[arg(long)]
+    pub vertices: u64,
+    /// Number of edges.
+    #[arg(long)]
+    pub edges: u64,
+    #[command(flatten)]
+    common: Common,
+}
+
 /// Parses `160M`-style sizes.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     ringleader::config::parse_bytes(s).ok_or_else(|| format!("{s:?} is not a size (examples: 1000, 64K, 160M, 1G)"))
@@ -120,6 +135,24 @@ pub fn run(command: GenCommand) -> anyhow::Result<ExitCode> {
             println!(
                 "wrote about {} bytes of text in {} files to {}",
                 a.bytes,
+                files.len(),
+                a.common.out.display()
+            );
+        }
+        GenCommand::Graph(a) => {
+            let files = graph::generate(
+                &a.common.out,
+                a.vertices,
+                a.edges,
+                a.common.files,
+                a.common.seed,
+                a.common.overwrite,
+            )
+            .with_context(|| format!("generating a graph into {}", a.common.out.display()))?;
+            println!(
+                "wrote {} edges among {} vertices in {} files to {}",
+                a.edges,
+                a.vertices,
                 files.len(),
                 a.common.out.display()
             );

@@ -5,12 +5,14 @@
 //!
 //! ## Layout
 //! - [`gensort`]: 100-byte records in the Sort Benchmark's gensort layout, uniform or skewed.
+//! - [`graph`]: an R-MAT (power-law) directed graph as text edge lists.
 //! - [`numbers`]: an `int64` column in Arrow IPC files.
 //! - [`text`]: lines of Zipf-distributed words.
 //! - [`validate`]: valsort's checks on a sorted output.
 //! - [`write`](mod@write): writing an output directory file by file, atomically, with progress.
 
 pub mod gensort;
+pub mod graph;
 pub mod numbers;
 pub mod text;
 pub mod validate;

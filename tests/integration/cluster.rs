@@ -368,6 +368,46 @@ fn submit_refuses_a_binary_that_is_not_a_job() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a Ringleader job binary"));
 }
 
+#[test]
+fn cached_links_on_a_cluster_are_read_by_every_pagerank_iteration_and_removed_at_the_end() {
+    let cluster = LocalCluster::up(1, 2);
+    let data = tempfile::tempdir().unwrap();
+    let graph = data.path().join("graph");
+    ringleader_datasets::graph::generate(&graph, 2000, 20_000, 3, 8, false).unwrap();
+    let ranks = data.path().join("ranks");
+    let out = ok(
+        cluster.run(
+            "pagerank",
+            &args!["--input", &graph, "--output", &ranks, "--iterations", "4"],
+        ),
+        "cluster pagerank",
+    );
+    crate::oracles::assert_ranks_close(&sorted_lines(&ranks), &crate::oracles::pagerank(&graph, 4));
+    assert_eq!(out.matches("(links read from the cache)").count(), 4, "{out}");
+    // The job of every iteration has a stage reading the cached links (and the ranks the
+    // iteration before cached) from the workers.
+    let jobs = ok(cluster.ringleader(&["jobs"]), "ringleader jobs");
+    let ids: Vec<String> = jobs
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|id| id.starts_with("job-"))
+        .map(str::to_string)
+        .collect();
+    let reading: Vec<&String> = ids
+        .iter()
+        .filter(|id| cluster.job_text(id).lines().any(|l| l.trim_end().ends_with("cache")))
+        .collect();
+    assert!(
+        reading.len() >= 4,
+        "{} of {} jobs read a cache:\n{jobs}",
+        reading.len(),
+        ids.len()
+    );
+    // The program ended: no cached partitions are left on the cluster.
+    let datasets = ok(cluster.ringleader(&["datasets"]), "ringleader datasets");
+    assert!(!datasets.contains("cache-"), "{datasets}");
+}
+
 fn chaos(cluster: &LocalCluster, input: &Path, output: &Path, extra: &[&str]) -> Output {
     let mut a = args!["--input", input, "--output", output].to_vec();
     a.extend(extra.iter().map(OsString::from));

@@ -182,3 +182,28 @@ fn job_binaries_link_neither_the_daemons_nor_raft() {
         );
     }
 }
+
+#[test]
+fn pagerank_example_equals_a_sequential_pagerank_and_reads_its_links_from_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let graph = dir.path().join("graph");
+    ringleader_datasets::graph::generate(&graph, 3000, 30_000, 3, 4, false).unwrap();
+    let output = dir.path().join("ranks");
+    let stdout = run_ok(
+        Command::new(example("pagerank"))
+            .arg("--input")
+            .arg(&graph)
+            .arg("--output")
+            .arg(&output)
+            .args(["--iterations", "10"]),
+    );
+    let want = crate::oracles::pagerank(&graph, 10);
+    crate::oracles::assert_ranks_close(&sorted_lines(&output), &want);
+    for i in 1..=10 {
+        assert!(
+            stdout.contains(&format!("iteration {i}: ")),
+            "iteration {i} missing: {stdout}"
+        );
+    }
+    assert_eq!(stdout.matches("(links read from the cache)").count(), 10, "{stdout}");
+}

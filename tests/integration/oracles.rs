@@ -145,3 +145,50 @@ pub fn lines_under(dir: &Path) -> Vec<String> {
         .collect();
     crate::helpers::sorted_lines_of(&files)
 }
+
+/// PageRank of the edge lists under `dir` (`SRC DST` lines), computed sequentially as
+/// Spark's example defines it: distinct edges; every vertex with out-links starts at 1;
+/// each round a vertex's new rank is `0.15 + 0.85 × Σ rank(u) / outdegree(u)` over its
+/// in-links, and only vertices with in-links have one.
+pub fn pagerank(dir: &Path, iterations: u32) -> std::collections::BTreeMap<u64, f64> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut links: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
+    for line in lines_under(dir) {
+        let mut ids = line.split_whitespace().map(|s| s.parse::<u64>().unwrap());
+        let (src, dst) = (ids.next().unwrap(), ids.next().unwrap());
+        links.entry(src).or_default().insert(dst);
+    }
+    let mut ranks: BTreeMap<u64, f64> = links.keys().map(|v| (*v, 1.0)).collect();
+    for _ in 0..iterations {
+        let mut received: BTreeMap<u64, f64> = BTreeMap::new();
+        for (v, targets) in &links {
+            if let Some(rank) = ranks.get(v) {
+                for t in targets {
+                    *received.entry(*t).or_default() += rank / targets.len() as f64;
+                }
+            }
+        }
+        ranks = received.into_iter().map(|(v, r)| (v, 0.15 + 0.85 * r)).collect();
+    }
+    ranks
+}
+
+/// `vertex<TAB>rank` lines as a map, checked against `want` to a relative 1e-9 (sums in
+/// another order round differently).
+pub fn assert_ranks_close(lines: &[String], want: &std::collections::BTreeMap<u64, f64>) {
+    let got: std::collections::BTreeMap<u64, f64> = lines
+        .iter()
+        .map(|l| {
+            let (v, r) = l.split_once('\t').unwrap();
+            (v.parse().unwrap(), r.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(got.len(), want.len(), "vertices ranked");
+    for (v, w) in want {
+        let g = got[v];
+        assert!(
+            (g - w).abs() <= 1e-9 * w.abs().max(1.0),
+            "vertex {v}: rank {g}, want {w}"
+        );
+    }
+}
