@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
+use ringleader_core::accumulator::Accumulated;
 use ringleader_core::binary::hash_file;
 use ringleader_core::driver_group::{DriverGroup, is_failover};
 use ringleader_core::plan::{JobPlan, TaskValue, Volume};
@@ -179,7 +180,7 @@ impl Cluster {
     pub(crate) fn execute(&self, plan: &JobPlan) -> Result<Vec<TaskValue>> {
         let mut run = 1;
         loop {
-            let values = self.run_job(plan)?;
+            let (values, accumulated) = self.run_job(plan)?;
             if let Some(delay) =
                 ringleader_core::fault_injection::millis(ringleader_core::fault_injection::FETCH_DELAY_MS)
             {
@@ -194,12 +195,18 @@ impl Cluster {
                     run += 1;
                     eprintln!("{e}; running the job again (run {run} of {HELD_RESULT_ATTEMPTS})");
                 }
-                done => return done,
+                done => {
+                    // The totals of the run whose results the program gets, once.
+                    if done.is_ok() {
+                        crate::accumulator::record_job(&accumulated);
+                    }
+                    return done;
+                }
             }
         }
     }
 
-    fn run_job(&self, plan: &JobPlan) -> Result<Vec<TaskValue>> {
+    fn run_job(&self, plan: &JobPlan) -> Result<(Vec<TaskValue>, Vec<Accumulated>)> {
         let hash = self.binary_hash()?;
         self.runtime.block_on(async {
             let id = proto::BinaryId { hash: hash.clone() };
@@ -322,7 +329,7 @@ enum Followed {
 async fn follow(
     events: &mut tonic::Streaming<proto::JobEvent>,
     progress: &mut Progress,
-) -> std::result::Result<Vec<TaskValue>, Followed> {
+) -> std::result::Result<(Vec<TaskValue>, Vec<Accumulated>), Followed> {
     let mut results: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
     loop {
         let event = match events.message().await {
@@ -363,10 +370,12 @@ async fn follow(
                     ))));
                 }
                 progress.summarize();
+                let accumulated = f.accumulators.iter().filter_map(Accumulated::from_proto).collect();
                 return results
                     .values()
                     .map(|v| postcard::from_bytes(v).map_err(Error::from))
                     .collect::<Result<Vec<_>>>()
+                    .map(|values| (values, accumulated))
                     .map_err(Followed::Failed);
             }
             Some(Event::Failed(f)) => {

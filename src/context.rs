@@ -11,6 +11,7 @@ use ringleader_core::source::SchemaFn;
 use ringleader_core::source::{self, Split};
 use ringleader_core::store::DatasetFormat;
 
+use crate::broadcast::Broadcast;
 use crate::config::Config;
 use crate::dataset::Dataset;
 use crate::engine::Engine;
@@ -489,6 +490,84 @@ impl Context {
             })
             .collect();
         Ok(self.dataset_node(Lineage::Source { splits }))
+    }
+
+    /// A counter or sum named `name` (the job page lists it), starting at zero: closures add
+    /// to it through their state, and [`Accumulator::value`] reads it after an action. Each
+    /// successful task's updates count once, also when tasks are retried, recomputed or
+    /// speculated.
+    ///
+    /// # Examples
+    /// ```
+    /// let ctx = ringleader::Context::embedded();
+    /// let blank = ctx.accumulator::<u64>("blank lines");
+    /// let lines = ctx.parallelize(vec!["a".to_string(), String::new(), "b".to_string()], 2).unwrap();
+    /// let words = lines.map_with(blank.clone(), |blank, line| {
+    ///     if line.is_empty() {
+    ///         blank.add(1);
+    ///     }
+    ///     line.len()
+    /// });
+    /// assert_eq!(words.count().unwrap(), 3);
+    /// assert_eq!(blank.value(), 1);
+    /// ```
+    pub fn accumulator<T: crate::Accumulable>(&self, name: &str) -> crate::Accumulator<T> {
+        crate::Accumulator::new(name)
+    }
+
+    /// Sends `value` to every task once per worker (not once per task): tasks read it with
+    /// [`Broadcast::value`] through the state of `map_with` and its friends, where only
+    /// the handle travels. Embedded it stays in this process; on a cluster it is stored with
+    /// a copy on every live worker (by Flight, never through the driver group's log) and
+    /// removed when the program ends.
+    ///
+    /// # Examples
+    /// ```
+    /// let ctx = ringleader::Context::embedded();
+    /// let names = ctx.broadcast(vec!["zero".to_string(), "one".to_string()]).unwrap();
+    /// let named = ctx.parallelize(vec![1usize, 0, 1], 2).unwrap().map_with(names, |names, i| names.value()[i].clone());
+    /// assert_eq!(named.collect().unwrap(), vec!["one", "zero", "one"]);
+    /// ```
+    pub fn broadcast<T: Data>(&self, value: T) -> Result<Broadcast<T>> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let Some(cluster) = self.engine.cluster_client() else {
+            return Ok(Broadcast::local(id, value));
+        };
+        let ipc = ringleader_core::ipc::to_stream_bytes(&[encode(&crate::broadcast::pieces(&value)?)?])?;
+        let total = ipc.len() as u64;
+        let name = format!("broadcast-{}-{id}", self.engine.session());
+        let (workers, _) = cluster.live_workers()?;
+        if cluster.progress() {
+            eprintln!(
+                "broadcasting {total} bytes to {workers} workers as {}{name}",
+                ringleader_core::store::URL_SCHEME
+            );
+        }
+        self.engine.note_upload(name.clone());
+        let mut request =
+            crate::transfer::PutRequest::of_splits(vec![(Split::Inline { ipc }, total)], cluster.progress());
+        request.name = name.clone();
+        request.partitions = 1;
+        request.replicas = workers.max(1);
+        cluster.put(request)?;
+        let info = cluster.dataset(&name)?;
+        let locations = info
+            .partitions
+            .into_iter()
+            .next()
+            .map(|p| p.addresses)
+            .unwrap_or_default();
+        Ok(Broadcast::stored(
+            id,
+            Split::Stored {
+                dataset: info.name,
+                generation: info.generation,
+                partition: 0,
+                locations,
+                column: None,
+            },
+        ))
     }
 
     /// A dataset of `rows`, cut into `partitions` pieces shipped inside the plan.

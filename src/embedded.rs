@@ -34,6 +34,8 @@ pub(crate) fn run_job(config: &Config, pool: &rayon::ThreadPool, plan: &JobPlan)
         ..Default::default()
     };
     let mut values = Vec::new();
+    // Each task's accumulator updates, counted when the job succeeds.
+    let mut accumulated = Vec::new();
     // Each stage's task values, for a later stage whose sink state they make.
     let mut stage_values: Vec<Vec<TaskValue>> = Vec::with_capacity(plan.stages.len());
     for (index, stage) in plan.stages.iter().enumerate() {
@@ -55,19 +57,21 @@ pub(crate) fn run_job(config: &Config, pool: &rayon::ThreadPool, plan: &JobPlan)
         };
         let progress = StageProgress::start(config.progress, stage.id, kind, stage.tasks.len());
         let started = Instant::now();
-        let result: Result<Vec<TaskValue>> = pool.install(|| {
+        let result: Result<Vec<(TaskValue, Vec<_>)>> = pool.install(|| {
             (0..stage.tasks.len())
                 .into_par_iter()
                 .with_max_len(1)
                 .map(|i| {
                     let ran = run_task(stage, i, Attempt(0), &shuffle)?;
                     progress.finished(&ran);
-                    Ok(ran.value)
+                    Ok((ran.value, ran.accumulated))
                 })
                 .collect()
         });
         progress.finish(result.is_ok(), started.elapsed());
-        values = result?;
+        let (ran_values, updates): (Vec<TaskValue>, Vec<_>) = result?.into_iter().unzip();
+        values = ran_values;
+        accumulated.extend(updates);
         let last = index + 1 == plan.stages.len();
         summary.add(
             crate::progress::written(&values),
@@ -77,6 +81,7 @@ pub(crate) fn run_job(config: &Config, pool: &rayon::ThreadPool, plan: &JobPlan)
         );
         stage_values.push(values.clone());
     }
+    crate::accumulator::record_job(&ringleader_core::accumulator::totals(&accumulated));
     summary.seconds = started.elapsed().as_secs_f64();
     summary.spilled = Some(shuffle.spilled_bytes());
     crate::progress::show_summary(config.progress, &summary);

@@ -166,6 +166,7 @@ fn run_assignment(
         .and_then(|task| Ok((task, postcard::from_bytes::<StageOutput>(&a.stage_output)?)));
     let mut read = Volume::default();
     let mut shuffled = 0;
+    let mut accumulated = Vec::new();
     let pool = memory.clone();
     let outcome = match decoded {
         Err(e) => Outcome::Error(TaskFailure::Fatal(format!("malformed task plan: {e}")).to_proto()),
@@ -207,6 +208,7 @@ fn run_assignment(
             };
             let held = |ran: Ran| {
                 read = ran.read;
+                accumulated = ran.accumulated;
                 if let TaskValue::Shuffled { bytes, .. } = ran.value {
                     shuffled = bytes;
                 }
@@ -233,6 +235,7 @@ fn run_assignment(
         read_bytes: read.bytes,
         spilled_bytes: spilled,
         shuffled_bytes: shuffled,
+        accumulators: accumulated.iter().map(|a| a.to_proto()).collect(),
     }
 }
 

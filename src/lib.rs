@@ -45,6 +45,8 @@
 //!   [`Dataset::save_parquet`]). Without it they fail before any task runs with
 //!   [`Error::FeatureOff`], naming the feature; the parquet crate stays out of the build.
 
+pub mod accumulator;
+pub mod broadcast;
 mod cache;
 pub mod client;
 mod cluster;
@@ -69,6 +71,8 @@ use std::process::ExitCode;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+pub use accumulator::{Accumulable, Accumulator};
+pub use broadcast::Broadcast;
 pub use config::Config;
 pub use context::{Context, TextOptions};
 pub use dataset::{Dataset, Output, PartitionRows, Saved, Summable};

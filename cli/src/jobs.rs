@@ -167,6 +167,13 @@ pub fn show(args: JobArgs) -> anyhow::Result<ExitCode> {
             s.input
         );
     }
+    if !detail.accumulators.is_empty() {
+        println!("  accumulators (each finished task counted once):");
+        for a in &detail.accumulators {
+            let value = ringleader_core::accumulator::Accumulated::from_proto(a).map(|a| a.amount.show());
+            println!("    {}\t{}", a.name, value.unwrap_or_default());
+        }
+    }
     if !detail.failures.is_empty() {
         println!("  failed attempts (as this driver saw them end):");
         for f in &detail.failures {

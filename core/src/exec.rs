@@ -58,12 +58,13 @@ pub fn run(unit: &TaskUnit<'_>, attempt: Attempt, shuffle: &dyn ShuffleService) 
             None => run(),
         }
     };
-    match catch_unwind(AssertUnwindSafe(task)) {
-        Ok(Ok(value)) => Ok(Ran {
+    match catch_unwind(AssertUnwindSafe(|| crate::accumulator::gather(task))) {
+        Ok((Ok(value), accumulated)) => Ok(Ran {
             value,
             read: tally.volume(),
+            accumulated,
         }),
-        Ok(Err(e)) => Err(Error::TaskFailed {
+        Ok((Err(e), _)) => Err(Error::TaskFailed {
             stage: unit.stage,
             partition: unit.partition,
             source: Box::new(e),

@@ -24,6 +24,7 @@
 //! - [`memory`]: the process's memory budget; [`spill`]: what operators write past it.
 //! - [`shuffle`]: sinks and the embedded shuffle; [`cluster_shuffle`]: shuffle files on
 //!   workers, read locally or over Flight; [`flight`]: the one Flight `do_get`.
+//! - [`accumulator`]: counters and sums closures add to, gathered per task.
 //! - [`results`]: large final results held on the worker that made them; [`cache`]: the
 //!   embedded engine's cached partitions.
 //!
@@ -44,6 +45,7 @@
 //! through the steps under the [`memory`] budget, and writes a shuffle or runs the job's
 //! action, whose large results stay on the worker ([`results`]) and travel by [`flight`].
 
+pub mod accumulator;
 pub mod auth;
 pub mod binary;
 pub mod cache;

@@ -224,13 +224,16 @@ impl Volume {
     }
 }
 
-/// What a task attempt returns: its value and what it read to make it.
+/// What a task attempt returns: its value, what it read to make it, and its closures'
+/// accumulator updates.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ran {
     /// What the task produced.
     pub value: TaskValue,
     /// What it read.
     pub read: Volume,
+    /// Its accumulator updates.
+    pub accumulated: Vec<crate::accumulator::Accumulated>,
 }
 
 /// What a task returns to whoever runs the job.

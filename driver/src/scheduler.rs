@@ -563,6 +563,7 @@ pub(crate) mod tests {
             attempt: *attempt,
             value: TaskValue::Count(1),
             read: Default::default(),
+            accumulated: Vec::new(),
         });
     }
 
@@ -751,6 +752,7 @@ pub(crate) mod tests {
             attempt,
             value: TaskValue::Count(1),
             read: Default::default(),
+            accumulated: Vec::new(),
         };
         assert_eq!(state.apply(late), Outcome::Stale);
         let done = Command::FinishTask {
@@ -760,10 +762,76 @@ pub(crate) mod tests {
             attempt: second,
             value: TaskValue::Count(7),
             read: Default::default(),
+            accumulated: Vec::new(),
         };
         assert_eq!(state.apply(done), Outcome::Done);
         assert_eq!(state.jobs[&job].state, JobState::Succeeded);
         assert_eq!(state.jobs[&job].result(), vec![TaskValue::Count(7)]);
+    }
+
+    /// A map task whose output was lost with its worker runs again; its second success's
+    /// accumulator updates are not counted again.
+    #[test]
+    fn a_recomputed_map_task_counts_its_accumulator_updates_once() {
+        use ringleader_core::accumulator::{Accumulated, Amount};
+        let (mut state, live) = cluster(2, 1);
+        let mut plan = job(1);
+        let reduce = plan.stages[0].tasks[0].clone();
+        plan.stages[0].output = StageOutput::Shuffle {
+            shuffle: ringleader_core::ids::ShuffleId(0),
+            sink: ringleader_core::ship!(ringleader_core::ops::sinks::hash::<u8, u8> as ringleader_core::plan::SinkFn),
+            state: Vec::new(),
+            partitions: 1,
+        };
+        plan.stages.push(StagePlan {
+            id: StageId(1),
+            tasks: vec![reduce],
+            output: job(1).stages[0].output.clone(),
+            parents: vec![StageId(0)],
+            state_from: None,
+        });
+        let job = submit_plan(&mut state, plan);
+        let updates = |name: &str, n: u64| {
+            vec![Accumulated {
+                id: 1,
+                name: name.into(),
+                amount: Amount::U64(n),
+            }]
+        };
+        let finish = |state: &mut ClusterState, stage: u32, attempt: Attempt, accumulated| {
+            state.apply(Command::FinishTask {
+                job: job.clone(),
+                stage: StageId(stage),
+                task: TaskId(0),
+                attempt,
+                value: TaskValue::Count(1),
+                read: Default::default(),
+                accumulated,
+            })
+        };
+        let map = schedule(&state, &live).remove(0);
+        let first = start(&mut state, &map);
+        assert_eq!(finish(&mut state, 0, first, updates("lines", 3)), Outcome::Done);
+        // Its worker is lost before the reduce ran: the map task runs again and succeeds.
+        state.apply(Command::WorkerLost {
+            worker: map.worker.clone(),
+        });
+        let again = schedule(&state, &live).remove(0);
+        assert_eq!((again.stage, again.task), (StageId(0), TaskId(0)));
+        let second = start(&mut state, &again);
+        // (Other updates than the first success's, so a replacement would show too.)
+        assert_eq!(finish(&mut state, 0, second, updates("lines", 4)), Outcome::Done);
+        let reduce = schedule(&state, &live).remove(0);
+        let attempt = start(&mut state, &reduce);
+        assert_eq!(finish(&mut state, 1, attempt, updates("lines", 2)), Outcome::Done);
+        assert_eq!(state.jobs[&job].state, JobState::Succeeded);
+        let totals = state.jobs[&job].accumulator_totals();
+        assert_eq!(totals.len(), 1);
+        assert_eq!(
+            totals[0].amount,
+            Amount::U64(5),
+            "the recomputed map task counted twice"
+        );
     }
 
     #[test]
@@ -853,6 +921,7 @@ pub(crate) mod tests {
             attempt,
             value: TaskValue::Count(1),
             read: Default::default(),
+            accumulated: Vec::new(),
         };
         assert_eq!(state.apply(finish(Attempt(attempt.0 - 1))), Outcome::Stale);
         assert_eq!(state.apply(finish(attempt)), Outcome::Done);
@@ -875,6 +944,7 @@ pub(crate) mod tests {
                 attempt,
                 value: TaskValue::Batches(vec![7; 1000]),
                 read: Default::default(),
+                accumulated: Vec::new(),
             });
             jobs.push(job);
         }
@@ -1049,6 +1119,7 @@ pub(crate) mod tests {
             attempt,
             value: TaskValue::Count(1),
             read: Default::default(),
+            accumulated: Vec::new(),
         };
         assert_eq!(state.apply(finish(copy_attempt)), Outcome::Done);
         assert_eq!(state.apply(finish(slow_attempt)), Outcome::Stale);
@@ -1130,6 +1201,7 @@ pub(crate) mod tests {
                 holders: holders.iter().map(|h| h.to_string()).collect(),
             },
             read: Default::default(),
+            accumulated: Vec::new(),
         });
     }
 
@@ -1175,6 +1247,7 @@ pub(crate) mod tests {
                 holders: vec!["127.0.0.1:9001".into(), "127.0.0.1:9002".into()],
             },
             read: Default::default(),
+            accumulated: Vec::new(),
         };
         assert_eq!(state.apply(stored(first)), Outcome::Stale);
         assert_eq!(state.apply(stored(copy)), Outcome::Done);

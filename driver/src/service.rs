@@ -171,6 +171,7 @@ impl DriverService {
             attempt,
             value,
             read,
+            accumulated: Vec::new(),
         }
     }
 
@@ -436,8 +437,17 @@ impl Driver for DriverService {
                     rows: r.read_rows,
                     bytes: r.read_bytes,
                 };
-                self.finished(job, stage, task, attempt, value, read, &r.worker_id)
-                    .await
+                let mut finished = self
+                    .finished(job, stage, task, attempt, value, read, &r.worker_id)
+                    .await;
+                if let Command::FinishTask { accumulated, .. } = &mut finished {
+                    *accumulated = r
+                        .accumulators
+                        .iter()
+                        .filter_map(ringleader_core::accumulator::Accumulated::from_proto)
+                        .collect();
+                }
+                finished
             }
             // Not the reader's fault: the map output it needs is recomputed.
             (Some(Reported::Error(e)), Some(worker)) => Command::FetchFailed {

@@ -125,6 +125,7 @@ pub fn job_detail(j: &JobRecord, observed: &Observed) -> proto::JobDetail {
         fetch_failures: j.fetch_failures,
         uncounted_failures: j.uncounted_failures,
         failures,
+        accumulators: crate::leader::events::accumulators(j),
     }
 }
 

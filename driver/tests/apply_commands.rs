@@ -152,6 +152,7 @@ fn command() -> impl Strategy<Value = Command> {
                 attempt,
                 value,
                 read: Default::default(),
+                accumulated: Vec::new(),
             }
         }),
         (task(), (1u32..4).prop_map(Attempt), any::<bool>(), any::<bool>()).prop_map(

@@ -39,7 +39,21 @@ fn executors_that_exit_and_tasks_that_stall_still_give_the_sequential_count() {
     assert!(crashed >= 1, "no executor exited: the test injected nothing");
     let (failed, _) = cluster.job_failures("job-000001");
     assert!(failed >= 1, "no attempt failed although {crashed} executors exited");
-    assert_eq!(sorted_lines(&d("cluster")), word_counts(&d("text")));
+    let counts = word_counts(&d("text"));
+    assert_eq!(sorted_lines(&d("cluster")), counts);
+    // Accumulators count each task once, also those that ran again after their executor
+    // exited: the input's 60 lines, the output's words.
+    assert_eq!(accumulator(&cluster, "job-000001", "lines"), "60");
+    assert_eq!(accumulator(&cluster, "job-000001", "words"), counts.len().to_string());
+}
+
+/// The total of accumulator `name` that `ringleader job` lists for `job`.
+fn accumulator(cluster: &LocalCluster, job: &str, name: &str) -> String {
+    let text = cluster.job_text(job);
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix(&format!("{name}\t")))
+        .unwrap_or_else(|| panic!("no accumulator {name} in:\n{text}"))
+        .to_string()
 }
 
 #[test]
@@ -232,6 +246,8 @@ fn a_straggler_gets_a_speculative_copy_and_the_job_does_not_wait_for_it() {
         Some(&2),
         "the straggling task ran once, and once more as its copy"
     );
+    // Its lines ran twice, but the task's updates count once.
+    assert_eq!(accumulator(&cluster, "job-000001", "lines"), "40");
     // Exactly one copy, the straggler's (not one of the tasks of normal length), and no
     // failed attempt.
     let (_, total, attempts) = cluster.stage("job-000001", 0).unwrap();

@@ -408,6 +408,39 @@ fn cached_links_on_a_cluster_are_read_by_every_pagerank_iteration_and_removed_at
     assert!(!datasets.contains("cache-"), "{datasets}");
 }
 
+#[test]
+fn a_broadcast_value_reaches_every_task_of_two_jobs_without_the_driver_groups_log() {
+    let cluster = LocalCluster::up(1, 3);
+    let log_bytes = || {
+        std::fs::metadata(cluster.dir.path().join("driver-1/raft.redb"))
+            .unwrap()
+            .len()
+    };
+    // Warm up: the binary's upload, so what follows measures the broadcast only.
+    ok(
+        cluster.run("operators", &args!["--broadcast-bytes", "10"]),
+        "a small broadcast",
+    );
+    let before = log_bytes();
+    let out = ok(
+        cluster.run("operators", &args!["--broadcast-bytes", (8 << 20).to_string()]),
+        "an 8 MiB broadcast",
+    );
+    // Every row of both jobs saw it whole; the accumulator counted each task once.
+    assert!(
+        out.contains("broadcast 8388608 bytes read whole by 2 jobs of 8 tasks; accumulated 1600 rows"),
+        "{out}"
+    );
+    let grown = log_bytes().saturating_sub(before);
+    assert!(
+        grown < 2 << 20,
+        "the driver's log grew by {grown} bytes for an 8 MiB broadcast"
+    );
+    // The program ended: its broadcast is gone from the workers.
+    let datasets = ok(cluster.ringleader(&["datasets"]), "ringleader datasets");
+    assert!(!datasets.contains("broadcast-"), "{datasets}");
+}
+
 fn chaos(cluster: &LocalCluster, input: &Path, output: &Path, extra: &[&str]) -> Output {
     let mut a = args!["--input", input, "--output", output].to_vec();
     a.extend(extra.iter().map(OsString::from));
@@ -471,6 +504,12 @@ fn an_executor_crash_is_retried_in_a_new_executor_and_reported_when_it_persists(
     assert_eq!(
         sorted_lines(&data.path().join("out")),
         vec!["alpha\t2", "beta\t1", "boom\t1", "gamma\t1"]
+    );
+    // The crashed attempt reported nothing; its retry's updates count once.
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("accumulated 3 lines, 4 words"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
     );
     // Alone in its executor, the task is to blame for its death: the failure counts.
     assert_eq!(cluster.stage_failures("job-000001", 0), Some((1, 1)));

@@ -20,6 +20,7 @@ mod oracles;
 mod outputs;
 mod raft;
 mod replicas;
+mod shared;
 mod shipping;
 mod sources;
 mod spill;

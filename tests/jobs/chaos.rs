@@ -103,6 +103,8 @@ struct Faults {
     straggle_ms: u64,
     straggle_dir: Option<PathBuf>,
     ballast: Vec<u8>,
+    /// Counts the lines mapped (each task once, however often it ran).
+    lines: ringleader::Accumulator<u64>,
 }
 
 /// The `i`th byte of the ballast: a pattern that a truncated or shifted copy breaks.
@@ -121,6 +123,8 @@ struct ReduceSide {
     timeline: Option<PathBuf>,
     chaos_dir: Option<PathBuf>,
     chaos_seed: u64,
+    /// Counts the words written (each task once, however often it ran).
+    words: ringleader::Accumulator<u64>,
 }
 
 fn now_ns() -> u128 {
@@ -167,7 +171,9 @@ fn main() -> ExitCode {
             straggle_ms: args.straggle_ms,
             straggle_dir: args.straggle_dir.clone(),
             ballast: (0..args.ballast_bytes).map(ballast_byte).collect(),
+            lines: ctx.accumulator("lines"),
         };
+        let lines = faults.lines.clone();
         let reduce_side = ReduceSide {
             straggle: args.reduce_straggle,
             straggle_ms: args.straggle_ms,
@@ -178,7 +184,9 @@ fn main() -> ExitCode {
             timeline: args.timeline,
             chaos_dir: args.chaos_dir.clone(),
             chaos_seed: args.chaos_seed,
+            words: ctx.accumulator("words"),
         };
+        let words = reduce_side.words.clone();
         if let Some(n) = args.parallelize {
             let total: u64 = ctx.parallelize((0..n).collect::<Vec<u64>>(), 4)?.sum()?;
             println!("parallelized sum {total}");
@@ -240,6 +248,7 @@ fn main() -> ExitCode {
                     }
                 }
                 record(&faults.timeline, "map", start);
+                faults.lines.add(1);
                 line
             })
             .flat_map(|line| {
@@ -276,6 +285,7 @@ fn main() -> ExitCode {
                     let _ = std::fs::write(dir.join("reduce-straggler-done"), "");
                 }
                 record(&side.timeline, "reduce", start);
+                side.words.add(1);
                 if side.tag_writer {
                     format!("{w}\t{n}\t{}", std::process::id())
                 } else {
@@ -284,6 +294,8 @@ fn main() -> ExitCode {
             })
             .save_text(Output::new(&args.output).overwrite(true))?;
         println!("{} words", saved.rows);
+        // Every task counted once, whatever ran again: the input's lines, the output's words.
+        println!("accumulated {} lines, {} words", lines.value(), words.value());
         Ok(())
     })
 }

@@ -27,6 +27,42 @@ struct Args {
     /// Rows of the larger inputs.
     #[arg(long, default_value_t = 3000)]
     rows: usize,
+    /// Instead: broadcast this many bytes and check every task of two jobs reads them whole.
+    #[arg(long)]
+    broadcast_bytes: Option<usize>,
+}
+
+/// The `i`th byte of a broadcast value: a pattern a truncated or shifted copy breaks.
+fn pattern(i: usize) -> u8 {
+    (i.wrapping_mul(2_654_435_761) >> 11) as u8
+}
+
+/// Broadcasts `bytes` bytes; two jobs of 8 tasks each check the value whole in every row.
+/// Prints what it checked and what an accumulator counted.
+fn broadcast(ctx: &Context, bytes: usize) -> anyhow::Result<()> {
+    let value: Vec<u8> = (0..bytes).map(pattern).collect();
+    let shared = ctx.broadcast(value)?;
+    let rows = ctx.accumulator::<u64>("rows checked");
+    let state = (shared, rows.clone(), bytes);
+    let checked = ctx
+        .parallelize((0..800u64).collect(), 8)?
+        .map_with(state, |(shared, rows, bytes), i| {
+            let value = shared.value();
+            let at = (i as usize * 7919) % value.len().max(1);
+            rows.add(1);
+            value.len() == *bytes && value.get(at).is_none_or(|b| *b == pattern(at))
+        });
+    let good = checked.filter(|ok| *ok).count()?;
+    let again = checked.filter(|ok| *ok).count()?;
+    ensure!(
+        good == 800 && again == 800,
+        "rows that saw the broadcast whole: {good} and {again} of 800"
+    );
+    println!(
+        "broadcast {bytes} bytes read whole by 2 jobs of 8 tasks; accumulated {} rows",
+        rows.value()
+    );
+    Ok(())
 }
 
 /// splitmix64: a small seeded generator, enough to make inputs.
@@ -269,6 +305,9 @@ fn check(ctx: &Context, args: &Args) -> anyhow::Result<usize> {
 fn main() -> ExitCode {
     ringleader::run(|ctx| {
         let args = Args::parse();
+        if let Some(bytes) = args.broadcast_bytes {
+            return broadcast(ctx, bytes);
+        }
         let passed = check(ctx, &args).with_context(|| format!("seed {}", args.seed))?;
         println!("operators: {passed} checks passed (seed {})", args.seed);
         Ok(())

@@ -130,6 +130,11 @@ impl DriverInner {
     }
 }
 
+/// The job's accumulator totals, as the protocol carries them.
+pub(crate) fn accumulators(record: &JobRecord) -> Vec<proto::Accumulated> {
+    record.accumulator_totals().iter().map(|a| a.to_proto()).collect()
+}
+
 /// The events that end a job's stream: its results and `Finished`, or `Failed`.
 fn final_events(record: &JobRecord) -> Vec<Event> {
     match &record.state {
@@ -138,6 +143,7 @@ fn final_events(record: &JobRecord) -> Vec<Event> {
         JobState::Succeeded if record.results_dropped => vec![Event::Finished(proto::JobFinished {
             tasks: 0,
             results_dropped: true,
+            accumulators: accumulators(record),
         })],
         JobState::Succeeded => {
             let mut events = Vec::new();
@@ -154,6 +160,7 @@ fn final_events(record: &JobRecord) -> Vec<Event> {
             events.push(Event::Finished(proto::JobFinished {
                 tasks: values.len() as u32,
                 results_dropped: false,
+                accumulators: accumulators(record),
             }));
             events
         }

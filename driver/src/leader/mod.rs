@@ -26,7 +26,7 @@ use tonic::transport::Channel;
 
 mod binaries;
 mod error;
-mod events;
+pub(crate) mod events;
 mod launching;
 mod recovery;
 mod repair;

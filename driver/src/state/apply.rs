@@ -162,6 +162,7 @@ impl ClusterState {
                     fetch_failures: 0,
                     uncounted_failures: 0,
                     plan_data_dropped: false,
+                    accumulated: Default::default(),
                 };
                 if !submission.is_empty() {
                     self.submissions.insert(submission, id.clone());
@@ -182,6 +183,7 @@ impl ClusterState {
                 attempt,
                 value,
                 read,
+                accumulated,
             } => {
                 let Some((slot, history)) = self.running_task(&job, stage, task) else {
                     return Outcome::Stale;
@@ -193,6 +195,10 @@ impl ClusterState {
                 // The first attempt to finish wins; the other's report will be stale.
                 if !slot.finish(attempt, value, read) {
                     return Outcome::Stale;
+                }
+                // A task's updates count once: a success after a recomputation adds none.
+                if let Some(j) = self.jobs.get_mut(&job) {
+                    j.accumulated.entry((stage, task)).or_insert(accumulated);
                 }
                 if let Some(j) = self.jobs.get(&job)
                     && (0..j.tasks.len()).all(|s| j.stage_done(s))

@@ -99,6 +99,8 @@ pub enum Command {
         value: TaskValue,
         /// What it read.
         read: Volume,
+        /// Its accumulator updates.
+        accumulated: Vec<ringleader_core::accumulator::Accumulated>,
     },
     /// A task attempt failed.
     FailTask {

@@ -4,7 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use ringleader_core::ids::{Attempt, JobId, ShuffleId, StageId, WorkerId};
+use ringleader_core::accumulator::Accumulated;
+use ringleader_core::ids::{Attempt, JobId, ShuffleId, StageId, TaskId, WorkerId};
 use ringleader_core::plan::{JobPlan, StageOutput, TaskInput, TaskValue};
 use serde::{Deserialize, Serialize};
 
@@ -83,6 +84,10 @@ pub struct JobRecord {
     /// [`ringleader_core::plan::JobPlan::forget_data`]).
     #[serde(default)]
     pub plan_data_dropped: bool,
+    /// The accumulator updates of each task that finished, from its first recorded success
+    /// (a retried, recomputed or speculated task counts once): `(stage, task)` to updates.
+    #[serde(default)]
+    pub accumulated: BTreeMap<(StageId, TaskId), Vec<Accumulated>>,
 }
 
 /// How many task failures that count toward no task's attempts (tasks lost with an executor
@@ -93,6 +98,11 @@ pub fn max_uncounted_failures(job: &JobRecord) -> u32 {
 }
 
 impl JobRecord {
+    /// Each accumulator's total over the job's finished tasks, each task counted once.
+    pub fn accumulator_totals(&self) -> Vec<Accumulated> {
+        ringleader_core::accumulator::totals(self.accumulated.values())
+    }
+
     /// Returns `worker`'s map outputs that a stage still to finish will read to pending, so
     /// they are computed again from the plan (only those outputs, not the whole stage), and
     /// with `running` also its running tasks; neither counts as a failure. Returns how many
@@ -245,6 +255,7 @@ mod tests {
             fetch_failures: 0,
             uncounted_failures: 0,
             plan_data_dropped: false,
+            accumulated: BTreeMap::new(),
         }
     }
 

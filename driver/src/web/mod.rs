@@ -215,6 +215,10 @@ async fn job_page(
         h2 { "Stages" }
         (charts::stage_dag(&detail.stages))
         (sections::stages(&detail.stages))
+        @if !detail.accumulators.is_empty() {
+            h2 { "Accumulators" }
+            (sections::accumulators(&detail.accumulators))
+        }
         h2 { "Tasks" }
         (sections::tasks(&tasks))
         h2 { "Timeline" }

@@ -143,6 +143,19 @@ pub(super) fn stages(stages: &[proto::StageStatus]) -> Markup {
     }
 }
 
+/// A job's accumulators and their totals (each finished task counted once).
+pub(super) fn accumulators(accumulators: &[proto::Accumulated]) -> Markup {
+    html! {
+        table {
+            tr { th { "accumulator" } th { "value" } }
+            @for a in accumulators {
+                @let value = ringleader_core::accumulator::Accumulated::from_proto(a).map(|a| a.amount.show()).unwrap_or_default();
+                tr class="accumulator" { td { (a.name) } td { (value) } }
+            }
+        }
+    }
+}
+
 /// One task as the job page lists it.
 pub(super) struct TaskRow {
     stage: usize,
