@@ -369,7 +369,7 @@ fn submit_refuses_a_binary_that_is_not_a_job() {
 }
 
 #[test]
-fn cached_links_on_a_cluster_are_read_by_every_pagerank_iteration_and_removed_at_the_end() {
+fn iterative_examples_on_a_cluster_read_their_caches_and_broadcasts_and_leave_nothing_behind() {
     let cluster = LocalCluster::up(1, 2);
     let data = tempfile::tempdir().unwrap();
     let graph = data.path().join("graph");
@@ -403,9 +403,33 @@ fn cached_links_on_a_cluster_are_read_by_every_pagerank_iteration_and_removed_at
         reading.len(),
         ids.len()
     );
-    // The program ended: no cached partitions are left on the cluster.
+    // k-means: centroids broadcast every round, an accumulator of moved points; the same
+    // rounds and centroids as the embedded engine's.
+    let kmeans = args!["--points", "6000", "--k", "4", "--dimensions", "3"];
+    let on_cluster = ok(cluster.run("kmeans", &kmeans), "cluster kmeans");
+    let embedded_run = ok(embedded("kmeans", &kmeans), "embedded kmeans");
+    let rounds = |out: &str| -> Vec<String> {
+        out.lines()
+            .filter(|l| l.starts_with("iteration "))
+            .map(|l| l.split(" in ").next().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(rounds(&on_cluster), rounds(&embedded_run));
+    let centroids = |out: &str| -> Vec<f64> {
+        out.lines()
+            .filter_map(|l| l.strip_prefix("centroid ")?.split_once(": "))
+            .flat_map(|(_, xs)| xs.split(' ').map(|x| x.parse::<f64>().unwrap()).collect::<Vec<_>>())
+            .collect()
+    };
+    let (a, b) = (centroids(&on_cluster), centroids(&embedded_run));
+    assert_eq!(a.len(), 12, "{on_cluster}");
+    assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-5), "{a:?} vs {b:?}");
+    // The programs ended: no cached partitions or broadcasts are left on the cluster.
     let datasets = ok(cluster.ringleader(&["datasets"]), "ringleader datasets");
-    assert!(!datasets.contains("cache-"), "{datasets}");
+    assert!(
+        !datasets.contains("cache-") && !datasets.contains("broadcast-"),
+        "{datasets}"
+    );
 }
 
 #[test]

@@ -207,3 +207,60 @@ fn pagerank_example_equals_a_sequential_pagerank_and_reads_its_links_from_the_ca
     }
     assert_eq!(stdout.matches("(links read from the cache)").count(), 10, "{stdout}");
 }
+
+#[test]
+fn kmeans_example_equals_a_sequential_kmeans_round_by_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("points");
+    std::fs::create_dir(&input).unwrap();
+    // 3 files of points in 3 dimensions around 4 centres, in no particular order.
+    let mut state = 12345u64;
+    let mut next = || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    for f in 0..3 {
+        let mut text = String::new();
+        for _ in 0..700 {
+            let centre = (next() * 4.0).floor() * 7.0;
+            let p: Vec<String> = (0..3).map(|_| format!("{}", centre + next() * 6.0 - 3.0)).collect();
+            text.push_str(&p.join(" "));
+            text.push('\n');
+        }
+        std::fs::write(input.join(format!("points-{f}.txt")), text).unwrap();
+    }
+    let stdout =
+        run_ok(
+            Command::new(example("kmeans"))
+                .arg("--input")
+                .arg(&input)
+                .args(["--k", "4", "--iterations", "20"]),
+        );
+    let (want, moved) = crate::oracles::kmeans(&input, 4, 20);
+    let rounds: Vec<u64> = stdout
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("iteration ")?
+                .split_once(": ")?
+                .1
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert_eq!(rounds, moved, "points moved per round:\n{stdout}");
+    assert!(moved.len() > 1 && moved.last() == Some(&0), "{moved:?}");
+    for (i, centroid) in want.iter().enumerate() {
+        let line = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("centroid {i}: ")))
+            .unwrap_or_else(|| panic!("no centroid {i}:\n{stdout}"));
+        let got: Vec<f64> = line.split(' ').map(|x| x.parse().unwrap()).collect();
+        for (g, w) in got.iter().zip(centroid) {
+            assert!((g - w).abs() < 1e-5, "centroid {i}: {got:?}, want {centroid:?}");
+        }
+    }
+}

@@ -192,3 +192,63 @@ pub fn assert_ranks_close(lines: &[String], want: &std::collections::BTreeMap<u6
         );
     }
 }
+
+/// k-means of the points in the text files under `dir` (one point per line, numbers
+/// separated by spaces), sequentially: the first `k` points (in file order) start as the
+/// centroids; each round assigns every point to its nearest centroid (the first of equally
+/// near ones) and moves each centroid to its points' mean (one without points stays); it
+/// stops when no point changes cluster, or after `iterations`. Returns the centroids and the
+/// points moved in each round.
+pub fn kmeans(dir: &Path, k: usize, iterations: u32) -> (Vec<Vec<f64>>, Vec<u64>) {
+    let mut files = input_files(dir);
+    files.sort();
+    let points: Vec<Vec<f64>> = files
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap()
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| l.split_whitespace().map(|x| x.parse().unwrap()).collect())
+                .collect::<Vec<Vec<f64>>>()
+        })
+        .collect();
+    let mut centroids: Vec<Vec<f64>> = points[..k].to_vec();
+    let mut cluster = vec![u32::MAX; points.len()];
+    let mut moved_per_round = Vec::new();
+    for _ in 0..iterations {
+        let mut moved = 0;
+        for (p, c) in points.iter().zip(cluster.iter_mut()) {
+            let d = |c: &Vec<f64>| c.iter().zip(p).map(|(a, b)| (a - b) * (a - b)).sum::<f64>();
+            let mut best = (0u32, f64::INFINITY);
+            for (i, centroid) in centroids.iter().enumerate() {
+                if d(centroid) < best.1 {
+                    best = (i as u32, d(centroid));
+                }
+            }
+            if best.0 != *c {
+                moved += 1;
+                *c = best.0;
+            }
+        }
+        let dims = points[0].len();
+        let mut sums = vec![(vec![0.0; dims], 0u64); k];
+        for (p, c) in points.iter().zip(&cluster) {
+            let (sum, n) = &mut sums[*c as usize];
+            for (s, x) in sum.iter_mut().zip(p) {
+                *s += x;
+            }
+            *n += 1;
+        }
+        for (centroid, (sum, n)) in centroids.iter_mut().zip(sums) {
+            if n > 0 {
+                *centroid = sum.iter().map(|s| s / n as f64).collect();
+            }
+        }
+        moved_per_round.push(moved);
+        if moved == 0 {
+            break;
+        }
+    }
+    (centroids, moved_per_round)
+}
