@@ -100,6 +100,15 @@ impl<T: Data> Broadcast<T> {
         })
     }
 
+    /// The value, shared (for an iterator that outlives the handle's borrow).
+    pub(crate) fn shared(&self) -> Arc<T> {
+        self.value();
+        self.value
+            .get()
+            .cloned()
+            .unwrap_or_else(|| unreachable!("set by value()"))
+    }
+
     fn key(&self) -> String {
         match &self.home {
             Home::Local => format!("local-{}", self.id),
@@ -142,4 +151,46 @@ pub(crate) fn pieces<T: Data>(value: &T) -> ringleader_core::Result<Vec<(u32, Ve
         .enumerate()
         .map(|(i, piece)| (i as u32, piece.to_vec()))
         .collect())
+}
+
+/// Broadcasts `value` for the program of `engine` (see [`crate::Context::broadcast`]).
+pub(crate) fn share<T: Data>(engine: &crate::engine::Engine, value: T) -> crate::Result<Broadcast<T>> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let Some(cluster) = engine.cluster_client() else {
+        return Ok(Broadcast::local(id, value));
+    };
+    let ipc = ringleader_core::ipc::to_stream_bytes(&[ringleader_core::data::encode(&pieces(&value)?)?])?;
+    let total = ipc.len() as u64;
+    let name = format!("broadcast-{}-{id}", engine.session());
+    let (workers, _) = cluster.live_workers()?;
+    if cluster.progress() {
+        eprintln!(
+            "broadcasting {total} bytes to {workers} workers as {}{name}",
+            ringleader_core::store::URL_SCHEME
+        );
+    }
+    engine.note_upload(name.clone());
+    let mut request = crate::transfer::PutRequest::of_splits(vec![(Split::Inline { ipc }, total)], cluster.progress());
+    request.name = name.clone();
+    request.partitions = 1;
+    request.replicas = workers.max(1);
+    cluster.put(request)?;
+    let info = cluster.dataset(&name)?;
+    let locations = info
+        .partitions
+        .into_iter()
+        .next()
+        .map(|p| p.addresses)
+        .unwrap_or_default();
+    Ok(Broadcast::stored(
+        id,
+        Split::Stored {
+            dataset: info.name,
+            generation: info.generation,
+            partition: 0,
+            locations,
+            column: None,
+        },
+    ))
 }

@@ -25,6 +25,10 @@ pub struct Config {
     /// Copies of each partition of a stored dataset a job writes (`RINGLEADER_REPLICAS`;
     /// default 2).
     pub replicas: u32,
+    /// A join sends its smaller side to every task instead of shuffling both when that
+    /// side's estimated size is at most this many bytes (`RINGLEADER_BROADCAST_JOIN_BYTES`;
+    /// default 4 MiB; 0 never).
+    pub broadcast_join_bytes: u64,
 }
 
 impl Default for Config {
@@ -38,6 +42,7 @@ impl Default for Config {
             spill_dir: None,
             progress: true,
             replicas: 2,
+            broadcast_join_bytes: 4 << 20,
         }
     }
 }
@@ -119,6 +124,10 @@ impl Config {
             c.split_size = parse_bytes(&v)
                 .filter(|&n| n > 0)
                 .ok_or_else(|| bad("RINGLEADER_SPLIT_SIZE", &v, "a size like 64M"))?;
+        }
+        if let Some(v) = var("RINGLEADER_BROADCAST_JOIN_BYTES") {
+            c.broadcast_join_bytes = parse_bytes(&v)
+                .ok_or_else(|| bad("RINGLEADER_BROADCAST_JOIN_BYTES", &v, "a size like 4M, or 0 for never"))?;
         }
         if let Some(v) = var("RINGLEADER_SPILL_DIR") {
             c.spill_dir = Some(PathBuf::from(v));

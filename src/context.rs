@@ -529,45 +529,7 @@ impl Context {
     /// assert_eq!(named.collect().unwrap(), vec!["one", "zero", "one"]);
     /// ```
     pub fn broadcast<T: Data>(&self, value: T) -> Result<Broadcast<T>> {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let Some(cluster) = self.engine.cluster_client() else {
-            return Ok(Broadcast::local(id, value));
-        };
-        let ipc = ringleader_core::ipc::to_stream_bytes(&[encode(&crate::broadcast::pieces(&value)?)?])?;
-        let total = ipc.len() as u64;
-        let name = format!("broadcast-{}-{id}", self.engine.session());
-        let (workers, _) = cluster.live_workers()?;
-        if cluster.progress() {
-            eprintln!(
-                "broadcasting {total} bytes to {workers} workers as {}{name}",
-                ringleader_core::store::URL_SCHEME
-            );
-        }
-        self.engine.note_upload(name.clone());
-        let mut request =
-            crate::transfer::PutRequest::of_splits(vec![(Split::Inline { ipc }, total)], cluster.progress());
-        request.name = name.clone();
-        request.partitions = 1;
-        request.replicas = workers.max(1);
-        cluster.put(request)?;
-        let info = cluster.dataset(&name)?;
-        let locations = info
-            .partitions
-            .into_iter()
-            .next()
-            .map(|p| p.addresses)
-            .unwrap_or_default();
-        Ok(Broadcast::stored(
-            id,
-            Split::Stored {
-                dataset: info.name,
-                generation: info.generation,
-                partition: 0,
-                locations,
-                column: None,
-            },
-        ))
+        crate::broadcast::share(&self.engine, value)
     }
 
     /// A dataset of `rows`, cut into `partitions` pieces shipped inside the plan.

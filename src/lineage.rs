@@ -37,6 +37,9 @@ pub(crate) enum Lineage {
     /// A cached dataset (`persist`): read from its computed partitions once the program
     /// has them (see `crate::cache`), from `parent` until then and for any partition lost.
     Cached { parent: Arc<Lineage>, spec: CacheSpec },
+    /// The parent, unchanged, with a note for [`crate::Dataset::explain`] (what the API
+    /// chose, such as a broadcast join).
+    Described { parent: Arc<Lineage>, what: String },
     /// A sampled range shuffle (`sort_by_key`): a stage of the same job samples the keys;
     /// each map task chooses the range bounds from the samples.
     Sort {
@@ -56,11 +59,76 @@ impl Lineage {
             Lineage::Narrow { parent, .. }
             | Lineage::Coalesce { parent, .. }
             | Lineage::Cached { parent, .. }
+            | Lineage::Described { parent, .. }
             | Lineage::Sort { parent, .. } => vec![parent],
             Lineage::Union { parents } => parents.iter().collect(),
             Lineage::Shuffle { sides, .. } => sides.iter().map(|s| &s.parent).collect(),
         }
     }
+}
+
+impl Lineage {
+    /// About how many bytes this node's rows take, where the inputs say: their sizes,
+    /// through narrow steps unchanged; `None` past a shuffle or for stored inputs.
+    pub(crate) fn estimated_bytes(&self) -> Option<u64> {
+        match self {
+            Lineage::Source { splits } => splits_bytes(splits),
+            Lineage::Union { parents } => parents.iter().map(|p| p.estimated_bytes()).sum(),
+            Lineage::Narrow { parent, .. }
+            | Lineage::Coalesce { parent, .. }
+            | Lineage::Cached { parent, .. }
+            | Lineage::Described { parent, .. } => parent.estimated_bytes(),
+            Lineage::Shuffle { .. } | Lineage::Sort { .. } | Lineage::Invalid { .. } => None,
+        }
+    }
+
+    /// One line per node, indented by depth: what the planner will make of this lineage.
+    pub(crate) fn explain(&self, depth: usize, out: &mut String) {
+        let line = match self {
+            Lineage::Source { splits } => format!(
+                "source: {} splits{}",
+                splits.len(),
+                self.estimated_bytes()
+                    .map(|b| format!(", about {b} bytes"))
+                    .unwrap_or_default()
+            ),
+            Lineage::Narrow { .. } => "narrow step".to_string(),
+            Lineage::Coalesce { partitions, .. } => format!("coalesce into {partitions} partitions"),
+            Lineage::Union { parents } => format!("union of {}", parents.len()),
+            Lineage::Shuffle { sides, partitions, .. } => {
+                format!("shuffle of {} side(s) into {partitions} partitions", sides.len())
+            }
+            Lineage::Invalid { message } => format!("invalid: {message}"),
+            Lineage::Cached { spec, .. } => format!("cached ({:?}, cache {})", spec.level, spec.id),
+            Lineage::Described { what, .. } => what.clone(),
+            Lineage::Sort { partitions, .. } => format!("sort into {partitions} partitions"),
+        };
+        out.push_str(&format!("{}{line}\n", "  ".repeat(depth)));
+        for parent in self.parents() {
+            parent.explain(depth + 1, out);
+        }
+    }
+}
+
+/// About how many bytes the rows of `splits` take (their files' bytes; a file read by
+/// several splits counted once), if known.
+fn splits_bytes(splits: &[Split]) -> Option<u64> {
+    let mut whole_files = std::collections::BTreeSet::new();
+    let mut total = 0u64;
+    for split in splits {
+        match split {
+            Split::Text { start, end, .. } | Split::Records { start, end, .. } => total += end - start,
+            Split::Ipc { path, .. } | Split::Parquet { path, .. } | Split::Csv { path, .. } => {
+                if whole_files.insert(path.clone()) {
+                    total += std::fs::metadata(path).ok()?.len();
+                }
+            }
+            Split::Inline { ipc } => total += ipc.len() as u64,
+            Split::Concat { splits } => total += splits_bytes(splits)?,
+            Split::Stored { .. } | Split::Cached { .. } => return None,
+        }
+    }
+    Some(total)
 }
 
 /// One input of a shuffle: the node whose rows it takes, the sink partitioning them and the

@@ -143,6 +143,7 @@ impl Planner<'_> {
                     }
                 }
             }
+            Lineage::Described { parent, .. } => self.tasks(parent, sample),
             Lineage::Coalesce { parent, partitions } => {
                 let tasks = self.tasks(parent, sample)?;
                 coalesce(tasks, *partitions, sample)

@@ -769,6 +769,16 @@ pub(crate) mod tests {
         assert_eq!(state.jobs[&job].result(), vec![TaskValue::Count(7)]);
     }
 
+    /// A job of no tasks (an empty input) succeeds as it is submitted; it used to wait
+    /// forever for a task to finish.
+    #[test]
+    fn a_job_without_tasks_succeeds_at_once() {
+        let (mut state, live) = cluster(1, 1);
+        let job = submit(&mut state, 0);
+        assert_eq!(state.jobs[&job].state, JobState::Succeeded);
+        assert!(schedule(&state, &live).is_empty());
+    }
+
     /// A map task whose output was lost with its worker runs again; its second success's
     /// accumulator updates are not counted again.
     #[test]

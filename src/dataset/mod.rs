@@ -180,6 +180,32 @@ impl<T: Data> Dataset<T> {
         })
     }
 
+    /// This dataset with a note for [`Dataset::explain`] (what the API chose for it).
+    fn described(&self, what: String) -> Dataset<T> {
+        self.derive(Lineage::Described {
+            parent: self.node.clone(),
+            what,
+        })
+    }
+
+    /// How this dataset will be computed: one line per step of its lineage, the dataset
+    /// itself first and its inputs indented below, with the choices made for it (a join
+    /// that broadcasts one side says so, with that side's estimated size).
+    ///
+    /// # Examples
+    /// ```
+    /// let ctx = ringleader::Context::embedded();
+    /// let big = ctx.parallelize((0..1000i64).map(|i| (i % 10, i)).collect(), 4).unwrap();
+    /// let small = ctx.parallelize(vec![(1i64, "one".to_string())], 1).unwrap();
+    /// let plan = big.join(&small).explain();
+    /// assert!(plan.starts_with("broadcast hash join: the right side"), "{plan}");
+    /// ```
+    pub fn explain(&self) -> String {
+        let mut out = String::new();
+        self.node.explain(0, &mut out);
+        out
+    }
+
     /// A node that fails the job with `message` when an action runs it.
     fn invalid<U: Data>(&self, message: String) -> Dataset<U> {
         self.derive(Lineage::Invalid { message })

@@ -11,12 +11,26 @@ use ringleader_core::plan::{ReduceFn, SinkFn};
 use ringleader_core::ship;
 use ringleader_core::shipped::assert_no_capture;
 
+use std::sync::Arc;
+
 use super::Dataset;
 use crate::Result;
-use crate::lineage::ShuffleSide;
+use crate::lineage::{Lineage, ShuffleSide};
+
+/// Rows grouped by key, as a broadcast join's table.
+fn grouped<K: Hash + Eq, W>(rows: Vec<(K, W)>) -> HashMap<K, Vec<W>> {
+    let mut table: HashMap<K, Vec<W>> = HashMap::new();
+    for (k, w) in rows {
+        table.entry(k).or_default().push(w);
+    }
+    table
+}
 
 impl<K: Data + Hash + Eq, V: Data> Dataset<(K, V)> {
-    /// A hash join of `self` and `other` on the key, shaped by `S` (which rows it keeps).
+    /// A hash join of `self` and `other` on the key, shaped by `S` (which rows it keeps):
+    /// a broadcast join when a side it may send whole is estimated at most
+    /// [`crate::Config::broadcast_join_bytes`] (the smaller, if both are), else a shuffle of
+    /// both sides.
     pub(super) fn hash_join<W, S>(&self, other: &Dataset<(K, W)>) -> Dataset<(K, S::Out)>
     where
         K: Clone,
@@ -24,6 +38,16 @@ impl<K: Data + Hash + Eq, V: Data> Dataset<(K, V)> {
         W: Data + Clone,
         S: JoinShape<V, W>,
     {
+        let limit = self.engine.config().broadcast_join_bytes;
+        let small = |d: &Arc<Lineage>| d.estimated_bytes().filter(|b| *b <= limit && limit > 0);
+        let right = small(&other.node).filter(|_| !S::KEEP_RIGHT);
+        let left = small(&self.node).filter(|_| !S::KEEP_LEFT);
+        match (left, right) {
+            (Some(l), Some(r)) if l < r => return self.broadcast_left::<W, S>(other, l),
+            (_, Some(r)) => return self.broadcast_right::<W, S>(other, r),
+            (Some(l), None) => return self.broadcast_left::<W, S>(other, l),
+            (None, None) => {}
+        }
         self.shuffle_sides(
             vec![
                 ShuffleSide::new(self.node.clone(), ship!(sinks::hash::<K, V> as SinkFn)),
@@ -31,6 +55,71 @@ impl<K: Data + Hash + Eq, V: Data> Dataset<(K, V)> {
             ],
             ship!(reduce::join::<K, V, W, S> as ReduceFn),
         )
+    }
+
+    /// A join sending `other` (about `bytes`) to every task of `self`: its rows are
+    /// collected now, grouped by key and broadcast; each task probes them with its rows.
+    fn broadcast_right<W, S>(&self, other: &Dataset<(K, W)>, bytes: u64) -> Dataset<(K, S::Out)>
+    where
+        K: Clone,
+        V: Clone,
+        W: Data + Clone,
+        S: JoinShape<V, W>,
+    {
+        let table = match other
+            .collect()
+            .and_then(|rows| crate::broadcast::share(&self.engine, grouped(rows)))
+        {
+            Ok(table) => table,
+            Err(e) => return self.invalid(format!("join: broadcasting the right side failed: {e}")),
+        };
+        let joined = self.map_partitions_with_index_and(table, |table, _, rows| {
+            let table = table.shared();
+            rows.flat_map(move |(k, v): (K, V)| {
+                let mut out = Vec::new();
+                match table.get(&k) {
+                    Some(ws) => out.extend(ws.iter().map(|w| (k.clone(), S::both(v.clone(), w.clone())))),
+                    None if S::KEEP_LEFT => out.extend(S::left_only(v).map(|row| (k, row))),
+                    None => {}
+                }
+                out
+            })
+        });
+        joined.described(format!(
+            "broadcast hash join: the right side (about {bytes} bytes) sent to every task"
+        ))
+    }
+
+    /// A join sending `self` (about `bytes`) to every task of `other`, which probes it.
+    fn broadcast_left<W, S>(&self, other: &Dataset<(K, W)>, bytes: u64) -> Dataset<(K, S::Out)>
+    where
+        K: Clone,
+        V: Clone,
+        W: Data + Clone,
+        S: JoinShape<V, W>,
+    {
+        let table = match self
+            .collect()
+            .and_then(|rows| crate::broadcast::share(&self.engine, grouped(rows)))
+        {
+            Ok(table) => table,
+            Err(e) => return self.invalid(format!("join: broadcasting the left side failed: {e}")),
+        };
+        let joined = other.map_partitions_with_index_and(table, |table, _, rows| {
+            let table = table.shared();
+            rows.flat_map(move |(k, w): (K, W)| {
+                let mut out = Vec::new();
+                match table.get(&k) {
+                    Some(vs) => out.extend(vs.iter().map(|v| (k.clone(), S::both(v.clone(), w.clone())))),
+                    None if S::KEEP_RIGHT => out.extend(S::right_only(w).map(|row| (k, row))),
+                    None => {}
+                }
+                out
+            })
+        });
+        joined.described(format!(
+            "broadcast hash join: the left side (about {bytes} bytes) sent to every task"
+        ))
     }
 
     /// Every row of `self` with each matching value of `other`, or `None` where `other`

@@ -305,5 +305,9 @@ fn with_fewer_partitions(node: &Arc<Lineage>, partitions: u32) -> Option<Arc<Lin
         // A union's partitions are computed differently; a cache's may be read or computed
         // again, partition by partition: both are repartitioned.
         Lineage::Union { .. } | Lineage::Invalid { .. } | Lineage::Cached { .. } => None,
+        Lineage::Described { parent, what } => Some(Arc::new(Lineage::Described {
+            parent: with_fewer_partitions(parent, partitions)?,
+            what: what.clone(),
+        })),
     }
 }

@@ -213,10 +213,22 @@ proptest! {
     /// The outer joins and `cogroup` against nested loops: skewed keys, empty sides, keys
     /// only on one side.
     #[test]
-    fn outer_joins_and_cogroup_match_nested_loops(left in skewed_pairs(80), right in skewed_pairs(80), parts in 1usize..4) {
-        let ctx = engine(2, 3);
+    fn outer_joins_and_cogroup_match_nested_loops(left in skewed_pairs(80), right in skewed_pairs(80), parts in 1usize..4, broadcast in any::<bool>()) {
+        // Small sides are broadcast by default; with the threshold at 0 both are shuffled.
+        let ctx = ringleader::Context::new(ringleader::Config {
+            threads: 2,
+            shuffle_partitions: 3,
+            progress: false,
+            broadcast_join_bytes: if broadcast { 4 << 20 } else { 0 },
+            ..ringleader::Config::default()
+        })
+        .unwrap();
         let l = ctx.parallelize(left.clone(), parts).unwrap();
         let r = ctx.parallelize(right.clone(), 2).unwrap();
+        for plan in [l.join(&r).explain(), l.left_outer_join(&r).explain(), l.right_outer_join(&r).explain()] {
+            prop_assert_eq!(plan.starts_with("broadcast hash join"), broadcast, "{}", plan);
+        }
+        prop_assert!(l.full_outer_join(&r).explain().starts_with("shuffle"), "a full outer join never broadcasts");
         let full = full_outer(&left, &right);
         prop_assert_eq!(sorted(l.full_outer_join(&r).collect().unwrap()), full.clone());
         let want_left: Vec<(u16, (i64, Option<i64>))> = full

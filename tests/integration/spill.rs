@@ -38,7 +38,8 @@ fn shuffles_past_the_memory_limit_spill_and_stay_correct() {
     assert_eq!(std::fs::read_dir(spill.path()).unwrap().count(), 0);
 }
 
-/// An engine whose operators get `budget` bytes, spilling under `spill`.
+/// An engine whose operators get `budget` bytes, spilling under `spill` (joins always
+/// shuffle both sides here: a broadcast join holds its small side whole).
 fn budgeted(budget: usize, spill: &std::path::Path) -> Context {
     Context::new(Config {
         threads: 2,
@@ -46,6 +47,7 @@ fn budgeted(budget: usize, spill: &std::path::Path) -> Context {
         memory_limit: budget,
         spill_dir: Some(spill.to_path_buf()),
         progress: false,
+        broadcast_join_bytes: 0,
         ..Config::default()
     })
     .unwrap()

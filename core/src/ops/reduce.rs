@@ -271,6 +271,8 @@ pub trait JoinShape<V, W>: 'static {
     type Out: Data;
     /// Whether left rows without a match are kept.
     const KEEP_LEFT: bool;
+    /// Whether right rows without a match are kept.
+    const KEEP_RIGHT: bool;
     /// A matched pair.
     fn both(v: V, w: W) -> Self::Out;
     /// A left row without a match (called only when [`JoinShape::KEEP_LEFT`]).
@@ -291,6 +293,7 @@ pub struct FullOuter;
 impl<V: Data, W: Data> JoinShape<V, W> for Inner {
     type Out = (V, W);
     const KEEP_LEFT: bool = false;
+    const KEEP_RIGHT: bool = false;
     fn both(v: V, w: W) -> (V, W) {
         (v, w)
     }
@@ -305,6 +308,7 @@ impl<V: Data, W: Data> JoinShape<V, W> for Inner {
 impl<V: Data, W: Data> JoinShape<V, W> for LeftOuter {
     type Out = (V, Option<W>);
     const KEEP_LEFT: bool = true;
+    const KEEP_RIGHT: bool = false;
     fn both(v: V, w: W) -> (V, Option<W>) {
         (v, Some(w))
     }
@@ -319,6 +323,7 @@ impl<V: Data, W: Data> JoinShape<V, W> for LeftOuter {
 impl<V: Data, W: Data> JoinShape<V, W> for RightOuter {
     type Out = (Option<V>, W);
     const KEEP_LEFT: bool = false;
+    const KEEP_RIGHT: bool = true;
     fn both(v: V, w: W) -> (Option<V>, W) {
         (Some(v), w)
     }
@@ -333,6 +338,7 @@ impl<V: Data, W: Data> JoinShape<V, W> for RightOuter {
 impl<V: Data, W: Data> JoinShape<V, W> for FullOuter {
     type Out = (Option<V>, Option<W>);
     const KEEP_LEFT: bool = true;
+    const KEEP_RIGHT: bool = true;
     fn both(v: V, w: W) -> (Option<V>, Option<W>) {
         (Some(v), Some(w))
     }

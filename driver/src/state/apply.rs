@@ -13,6 +13,30 @@ use super::{ClusterState, Command, KEPT_JOBS, KEPT_RESULTS, Outcome};
 use crate::observed::AttemptKey;
 
 impl ClusterState {
+    /// Ends `job` if every task of every stage is done: it succeeds, committing the
+    /// dataset it wrote (if the name still has the generation its placement expected), or
+    /// fails if that dataset lacks replicas or was replaced meanwhile.
+    fn end_if_done(&mut self, job: &JobId) {
+        let Some(j) = self.jobs.get(job) else { return };
+        if !(0..j.tasks.len()).all(|s| j.stage_done(s)) {
+            return;
+        }
+        let ended = match stored_output(j, &self.workers) {
+            Ok(Some(record)) => match self.settle_pending(&record.name, &record.generation) {
+                Ok(()) => {
+                    self.datasets.insert(record.name.clone(), record);
+                    JobState::Succeeded
+                }
+                Err(conflict) => JobState::Failed(conflict),
+            },
+            Ok(None) => JobState::Succeeded,
+            Err(message) => JobState::Failed(message),
+        };
+        if let Some(j) = self.jobs.get_mut(job) {
+            j.state = ended;
+        }
+    }
+
     /// Applies one command.
     pub fn apply(&mut self, command: Command) -> Outcome {
         let noted = Noted::of(&command);
@@ -168,6 +192,8 @@ impl ClusterState {
                     self.submissions.insert(submission, id.clone());
                 }
                 self.jobs.insert(id.clone(), record);
+                // A job of no tasks at all (an empty input) is done as it arrives.
+                self.end_if_done(&id);
                 Outcome::JobSubmitted(id)
             }
             Command::StartTask {
@@ -200,24 +226,7 @@ impl ClusterState {
                 if let Some(j) = self.jobs.get_mut(&job) {
                     j.accumulated.entry((stage, task)).or_insert(accumulated);
                 }
-                if let Some(j) = self.jobs.get(&job)
-                    && (0..j.tasks.len()).all(|s| j.stage_done(s))
-                {
-                    let ended = match stored_output(j, &self.workers) {
-                        Ok(Some(record)) => match self.settle_pending(&record.name, &record.generation) {
-                            Ok(()) => {
-                                self.datasets.insert(record.name.clone(), record);
-                                JobState::Succeeded
-                            }
-                            Err(conflict) => JobState::Failed(conflict),
-                        },
-                        Ok(None) => JobState::Succeeded,
-                        Err(message) => JobState::Failed(message),
-                    };
-                    if let Some(j) = self.jobs.get_mut(&job) {
-                        j.state = ended;
-                    }
-                }
+                self.end_if_done(&job);
                 Outcome::Done
             }
             Command::FailTask {
