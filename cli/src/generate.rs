@@ -1,11 +1,11 @@
-//! `ringleader gen sort|numbers|text|graph`: write benchmark inputs.
+//! `ringleader gen sort|numbers|text|graph|groupby|join`: write benchmark inputs.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use ringleader_datasets::{gensort, graph, numbers, text};
+use ringleader_datasets::{dbbench, gensort, graph, numbers, text};
 
 /// What to generate.
 #[derive(Debug, Subcommand)]
@@ -18,6 +18,10 @@ pub enum GenCommand {
     Text(TextArgs),
     /// A directed R-MAT graph (power-law degrees), one `SRC DST` edge per line (PageRank's input).
     Graph(GraphArgs),
+    /// The db-benchmark's groupby table G1_<rows>_<groups> (CSV and Parquet).
+    Groupby(GroupbyArgs),
+    /// The db-benchmark's join tables J1_<rows>_{x,small,medium,big} (CSV and Parquet).
+    Join(JoinArgs),
 }
 
 /// Flags shared by every generator.
@@ -86,6 +90,66 @@ pub struct GraphArgs {
     common: Common,
 }
 
+/// `gen groupby`.
+#[derive(Debug, Args)]
+pub struct GroupbyArgs {
+    /// Rows (`1e7` and `10M` style accepted).
+    #[arg(long, value_parser = parse_count)]
+    pub rows: u64,
+    /// K: the groups of id1, id2, id4 and id5 (id3 and id6 have rows/K).
+    #[arg(long, default_value_t = 100)]
+    pub groups: u64,
+    /// Directory to write (created; must be empty unless --overwrite).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Seed: the same seed gives the same data.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Replace the contents of a non-empty --out.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+/// `gen join`.
+#[derive(Debug, Args)]
+pub struct JoinArgs {
+    /// Rows of x and of big (`1e7` and `10M` style accepted).
+    #[arg(long, value_parser = parse_count)]
+    pub rows: u64,
+    /// Directory to write (created; must be empty unless --overwrite).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Seed: the same seed gives the same data.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Replace the contents of a non-empty --out.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+/// Parses a count: `10000000`, `1e7` or `10M`.
+pub fn parse_count(s: &str) -> Result<u64, String> {
+    let bad = || format!("{s:?} is not a count (examples: 100000, 1e7, 10M)");
+    if let Some((mantissa, exponent)) = s.split_once(['e', 'E']) {
+        let m: u64 = mantissa.parse().map_err(|_| bad())?;
+        let e: u32 = exponent.parse().map_err(|_| bad())?;
+        return 10u64.checked_pow(e).and_then(|p| p.checked_mul(m)).ok_or_else(bad);
+    }
+    let upper = s.to_ascii_uppercase();
+    let (digits, scale) = match upper.strip_suffix('M').or(upper.strip_suffix("MILLION")) {
+        Some(d) => (d.to_string(), 1_000_000),
+        None => match upper.strip_suffix('K') {
+            Some(d) => (d.to_string(), 1000),
+            None => (upper.clone(), 1),
+        },
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or_else(bad)
+}
+
 /// Parses `160M`-style sizes.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     ringleader::config::parse_bytes(s).ok_or_else(|| format!("{s:?} is not a size (examples: 1000, 64K, 160M, 1G)"))
@@ -137,6 +201,21 @@ pub fn run(command: GenCommand) -> anyhow::Result<ExitCode> {
                 a.bytes,
                 files.len(),
                 a.common.out.display()
+            );
+        }
+        GenCommand::Groupby(a) => {
+            let files = dbbench::groupby(&a.out, a.rows, a.groups, a.seed, a.overwrite)
+                .with_context(|| format!("generating the groupby table into {}", a.out.display()))?;
+            println!("wrote {} rows in {} files to {}", a.rows, files.len(), a.out.display());
+        }
+        GenCommand::Join(a) => {
+            let files = dbbench::join(&a.out, a.rows, a.seed, a.overwrite)
+                .with_context(|| format!("generating the join tables into {}", a.out.display()))?;
+            println!(
+                "wrote the join tables of {} rows in {} files to {}",
+                a.rows,
+                files.len(),
+                a.out.display()
             );
         }
         GenCommand::Graph(a) => {

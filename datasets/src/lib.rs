@@ -4,6 +4,7 @@
 //! and `ringleader validate` commands and by tests.
 //!
 //! ## Layout
+//! - [`dbbench`]: the db-benchmark's groupby and join tables, as CSV and Parquet.
 //! - [`gensort`]: 100-byte records in the Sort Benchmark's gensort layout, uniform or skewed.
 //! - [`graph`]: an R-MAT (power-law) directed graph as text edge lists.
 //! - [`numbers`]: an `int64` column in Arrow IPC files.
@@ -11,6 +12,7 @@
 //! - [`validate`]: valsort's checks on a sorted output.
 //! - [`write`](mod@write): writing an output directory file by file, atomically, with progress.
 
+pub mod dbbench;
 pub mod gensort;
 pub mod graph;
 pub mod numbers;

@@ -264,3 +264,142 @@ fn kmeans_example_equals_a_sequential_kmeans_round_by_round() {
         }
     }
 }
+
+/// The db-benchmark's groupby questions in DuckDB's SQL (as its own scripts ask them).
+const GROUPBY_SQL: [&str; 10] = [
+    "SELECT id1, sum(v1) AS v1 FROM x GROUP BY id1",
+    "SELECT id1, id2, sum(v1) AS v1 FROM x GROUP BY id1, id2",
+    "SELECT id3, sum(v1) AS v1, avg(v3) AS v3 FROM x GROUP BY id3",
+    "SELECT id4, avg(v1) AS v1, avg(v2) AS v2, avg(v3) AS v3 FROM x GROUP BY id4",
+    "SELECT id6, sum(v1) AS v1, sum(v2) AS v2, sum(v3) AS v3 FROM x GROUP BY id6",
+    "SELECT id4, id5, quantile_cont(v3, 0.5) AS median_v3, stddev(v3) AS sd_v3 FROM x GROUP BY id4, id5",
+    "SELECT id3, max(v1) - min(v2) AS range_v1_v2 FROM x GROUP BY id3",
+    "SELECT id6, v3 AS largest2_v3 FROM (SELECT id6, v3, row_number() OVER (PARTITION BY id6 ORDER BY v3 DESC) AS order_v3 FROM x WHERE v3 IS NOT NULL) sub_query WHERE order_v3 <= 2",
+    "SELECT id2, id4, pow(corr(v1, v2), 2) AS r2 FROM x GROUP BY id2, id4",
+    "SELECT id1, id2, id3, id4, id5, id6, sum(v3) AS v3, count(*) AS count FROM x GROUP BY id1, id2, id3, id4, id5, id6",
+];
+
+/// Each question's checksum as DuckDB answers it on `tables` (each a name and its CSV
+/// file): the answer's rows, then the sum
+/// of each value column (the columns after its `keys` grouping columns; nulls and NaN
+/// skipped).
+fn duckdb_checksums(
+    python: &std::path::Path,
+    tables: &[(&str, &std::path::Path)],
+    questions: &[(&str, usize)],
+) -> Vec<Vec<f64>> {
+    let mut script = "import duckdb, math\ncon = duckdb.connect()\n".to_string();
+    for (name, csv) in tables {
+        script.push_str(&format!(
+            "con.execute(\"CREATE TABLE {name} AS SELECT * FROM read_csv_auto('{}')\")\n",
+            csv.display()
+        ));
+    }
+    for (sql, keys) in questions {
+        script.push_str(&format!(
+            "rows = con.execute(\"{sql}\").fetchall()\nsums = [sum(float(r[c]) for r in rows if r[c] is not None and not math.isnan(float(r[c]))) for c in range({keys}, len(rows[0]) if rows else {keys})]\nprint(' '.join(repr(v) for v in [float(len(rows))] + sums))\n"
+        ));
+    }
+    let out = Command::new(python).args(["-c", &script]).bounded();
+    assert!(out.status.success(), "duckdb: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split(' ').map(|v| v.parse().unwrap()).collect())
+        .collect()
+}
+
+/// `q<N>: …, checksum A B C` lines of the groupby and join examples, by question.
+fn printed_checksums(stdout: &str) -> Vec<Vec<f64>> {
+    stdout
+        .lines()
+        .filter(|l| l.starts_with('q'))
+        .map(|l| {
+            let (_, sums) = l.rsplit_once("checksum ").unwrap();
+            sums.split(' ').map(|v| v.parse().unwrap()).collect()
+        })
+        .collect()
+}
+
+/// Checksums equal to a relative 1e-9 (sums of floats in another order round differently).
+fn assert_checksums_close(got: &[Vec<f64>], want: &[Vec<f64>], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: questions answered");
+    for (q, (g, w)) in got.iter().zip(want).enumerate() {
+        assert_eq!(g.len(), w.len(), "{what} q{}: {g:?} vs DuckDB's {w:?}", q + 1);
+        for (a, b) in g.iter().zip(w) {
+            assert!(
+                (a - b).abs() <= 1e-9 * b.abs().max(1.0),
+                "{what} q{}: {g:?}, DuckDB {w:?}",
+                q + 1
+            );
+        }
+    }
+}
+
+#[test]
+fn groupby_example_answers_every_question_as_duckdb_does() {
+    let Some(python) = crate::outputs::python_with_duckdb() else {
+        crate::helpers::skip(
+            "the groupby questions against DuckDB",
+            "no Python with duckdb (.ci/run installs one)",
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let files = ringleader_datasets::dbbench::groupby(dir.path(), 100_000, 10, 7, false).unwrap();
+    let keys = [1, 2, 1, 1, 1, 2, 1, 1, 2, 6];
+    let questions: Vec<(&str, usize)> = GROUPBY_SQL.iter().copied().zip(keys).collect();
+    let want = duckdb_checksums(&python, &[("x", &files[0])], &questions);
+    for cached in [true, false] {
+        let mut command = Command::new(example("groupby"));
+        command.arg("--input").arg(&files[0]);
+        if !cached {
+            command.arg("--no-cache");
+        }
+        let stdout = run_ok(&mut command);
+        assert_eq!(stdout.contains("load: 100000 rows"), cached, "{stdout}");
+        assert_checksums_close(&printed_checksums(&stdout), &want, "groupby");
+    }
+}
+
+#[test]
+fn join_example_answers_every_question_as_duckdb_does() {
+    let Some(python) = crate::outputs::python_with_duckdb() else {
+        crate::helpers::skip(
+            "the join questions against DuckDB",
+            "no Python with duckdb (.ci/run installs one)",
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    ringleader_datasets::dbbench::join(dir.path(), 200_000, 9, false).unwrap();
+    let csv = |t: &str| dir.path().join(format!("J1_200000_{t}.csv"));
+    let (x, small, medium, big) = (csv("x"), csv("small"), csv("medium"), csv("big"));
+    let tables = [
+        ("x", x.as_path()),
+        ("small", &small),
+        ("medium", &medium),
+        ("big", &big),
+    ];
+    // The answer's rows, sum(v1), sum(v2): the columns after the first (its rows' ones).
+    let sums = "SELECT 1, v1, v2 FROM";
+    let questions = [
+        format!("{sums} x JOIN small USING (id1)"),
+        format!("{sums} x JOIN medium USING (id2)"),
+        format!("{sums} x LEFT JOIN medium USING (id2)"),
+        format!("{sums} x JOIN medium USING (id5)"),
+        format!("{sums} x JOIN big USING (id3)"),
+    ];
+    let questions: Vec<(&str, usize)> = questions.iter().map(|q| (q.as_str(), 1)).collect();
+    let want = duckdb_checksums(&python, &tables, &questions);
+    // Medium has 200 rows: joins with it broadcast it; big is shuffled.
+    for threshold in ["4M", "0"] {
+        let stdout = run_ok(
+            Command::new(example("join"))
+                .arg("--input")
+                .arg(dir.path())
+                .env("RINGLEADER_BROADCAST_JOIN_BYTES", threshold),
+        );
+        assert!(stdout.contains("load x: 200000 rows"), "{stdout}");
+        assert_checksums_close(&printed_checksums(&stdout), &want, "join");
+    }
+}

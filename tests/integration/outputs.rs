@@ -129,7 +129,7 @@ fn wordcount_writes_the_same_counts_as_text_arrow_and_parquet() {
 }
 
 /// A Python with DuckDB: `target/py` (made by `.ci/run`), or `RINGLEADER_PYTHON`.
-fn python_with_duckdb() -> Option<PathBuf> {
+pub fn python_with_duckdb() -> Option<PathBuf> {
     let candidates = [
         std::env::var_os("RINGLEADER_PYTHON").map(PathBuf::from),
         crate::helpers::target_dir().parent().map(|t| t.join("py/bin/python")),
