@@ -117,8 +117,53 @@ impl Caches {
     }
 }
 
+/// Before an action over `node`: finds which cached partitions on the cluster lost every
+/// holder (they are computed again from lineage), then computes every cache `node` reaches
+/// that is not computed yet.
+pub(crate) fn prepare(engine: &Arc<Engine>, node: &Arc<Lineage>) -> Result<()> {
+    refresh_stored(engine)?;
+    materialize(engine, node)
+}
+
+/// Keeps only live holders in the splits of the program's caches on the cluster; a
+/// partition with none is computed again from lineage by the task that would read it.
+fn refresh_stored(engine: &Engine) -> Result<()> {
+    let Some(cluster) = engine.cluster_client() else {
+        return Ok(());
+    };
+    let stored: Vec<(u64, String)> = lock(&engine.caches().computed)
+        .iter()
+        .filter_map(|(id, c)| Some((*id, c.stored.clone()?)))
+        .collect();
+    if stored.is_empty() {
+        return Ok(());
+    }
+    let live = cluster.live_addresses()?;
+    for (id, name) in stored {
+        let info = cluster.dataset(&name)?;
+        let splits: Vec<Option<Split>> = info
+            .partitions
+            .into_iter()
+            .map(|p| {
+                let locations: Vec<String> = p.addresses.into_iter().filter(|a| live.contains(a)).collect();
+                (!locations.is_empty()).then(|| Split::Stored {
+                    dataset: info.name.clone(),
+                    generation: info.generation.clone(),
+                    partition: p.partition,
+                    locations,
+                    column: None,
+                })
+            })
+            .collect();
+        if let Some(computed) = lock(&engine.caches().computed).get_mut(&id) {
+            computed.splits = splits;
+        }
+    }
+    Ok(())
+}
+
 /// Computes every cache `node` reaches that is not computed yet, innermost first.
-pub(crate) fn materialize(engine: &Arc<Engine>, node: &Arc<Lineage>) -> Result<()> {
+fn materialize(engine: &Arc<Engine>, node: &Arc<Lineage>) -> Result<()> {
     for parent in node.parents() {
         materialize(engine, parent)?;
     }

@@ -114,6 +114,11 @@ impl Cluster {
         Ok(list.workers.into_iter().filter(|w| w.alive || !any_alive).collect())
     }
 
+    /// The addresses of the workers the driver knows alive.
+    pub(crate) fn live_addresses(&self) -> Result<std::collections::HashSet<String>> {
+        Ok(self.live_view()?.into_iter().map(|w| w.address).collect())
+    }
+
     /// The live workers and their task slots (at least 1 each).
     pub(crate) fn live_workers(&self) -> Result<(u32, u32)> {
         let live = self.live_view()?;

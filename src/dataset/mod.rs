@@ -473,7 +473,7 @@ impl<T: Data> Dataset<T> {
 
     /// The plan of an action over this dataset, once every cache it reaches is computed.
     fn plan(&self, output: StageOutput) -> Result<ringleader_core::plan::JobPlan> {
-        crate::cache::materialize(&self.engine, &self.node)?;
+        crate::cache::prepare(&self.engine, &self.node)?;
         crate::planner::plan(&self.node, output, &self.engine.caches().splits())
     }
 

@@ -475,6 +475,59 @@ fn a_broadcast_value_reaches_every_task_of_two_jobs_without_the_driver_groups_lo
     assert!(!datasets.contains("broadcast-"), "{datasets}");
 }
 
+#[test]
+fn cached_partitions_lost_with_their_worker_are_computed_again_alone() {
+    let cluster = LocalCluster::up(1, 3);
+    let marks = tempfile::tempdir().unwrap();
+    let log = marks.path().join("client.log");
+    let stdout = marks.path().join("client.out");
+    let client = cluster
+        .client(&example("operators"))
+        .arg("--cache-check")
+        .arg(marks.path())
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut client = crate::helpers::KillOnDrop(client);
+    crate::helpers::eventually(Duration::from_secs(90), "the dataset is cached", || {
+        marks.path().join("cached").exists()
+    });
+    // The first worker goes, with the cached partitions it computed; once the driver
+    // knows it is gone, the program reads its cache again.
+    let address = |json: &serde_json::Value| json["address"].as_str().unwrap_or_default().to_string();
+    let status = || -> Vec<serde_json::Value> {
+        let out = Command::new(ringleader_bin())
+            .args(["cluster", "status", "--json", "--dir"])
+            .arg(cluster.dir.path())
+            .bounded();
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        json["workers"].as_array().cloned().unwrap_or_default()
+    };
+    let gone = address(&status()[0]);
+    crate::helpers::kill_now(cluster.worker_pid(0));
+    crate::helpers::eventually(Duration::from_secs(60), "the driver sees the worker lost", || {
+        status().iter().any(|w| address(w) == gone && w["alive"] == false)
+    });
+    std::fs::write(marks.path().join("go"), "").unwrap();
+    let status = wait_bounded(&mut client.0, Duration::from_secs(120));
+    let (out, err) = (
+        std::fs::read_to_string(&stdout).unwrap(),
+        std::fs::read_to_string(&log).unwrap(),
+    );
+    assert!(status.success(), "the program failed:\n{err}");
+    let again: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("cache check: both sums equal the sequential one; 40000 rows computed, then "))
+        .and_then(|rest| rest.strip_suffix(" again")?.parse().ok())
+        .unwrap_or_else(|| panic!("no cache check line:\n{out}\n{err}"));
+    // Only the lost worker's partitions (some, not all eight of 5,000 rows) ran again.
+    assert!(
+        again > 0 && again < 40_000 && again % 5000 == 0,
+        "{again} rows computed again"
+    );
+}
+
 fn chaos(cluster: &LocalCluster, input: &Path, output: &Path, extra: &[&str]) -> Output {
     let mut a = args!["--input", input, "--output", output].to_vec();
     a.extend(extra.iter().map(OsString::from));

@@ -30,6 +30,44 @@ struct Args {
     /// Instead: broadcast this many bytes and check every task of two jobs reads them whole.
     #[arg(long)]
     broadcast_bytes: Option<usize>,
+    /// Instead: cache a dataset, write `DIR/cached`, wait (at most 2 minutes) for
+    /// `DIR/go`, and read the cache again, printing how many rows were computed again.
+    #[arg(long)]
+    cache_check: Option<std::path::PathBuf>,
+}
+
+/// Caches 8 partitions on disk, then reads them again after the test has had its way with
+/// the workers (see `--cache-check`): the sums must stay the sequential one's.
+fn cache_check(ctx: &Context, dir: &std::path::Path) -> anyhow::Result<()> {
+    let computed = ctx.accumulator::<u64>("rows computed");
+    let xs = ctx
+        .parallelize((0..40_000i64).collect(), 8)?
+        .map_with(computed.clone(), |computed, x| {
+            computed.add(1);
+            x * 3
+        })
+        .persist(ringleader::StorageLevel::Disk);
+    let want: i64 = (0..40_000i64).map(|x| x * 3).sum();
+    ensure!(xs.sum()? == want, "the first sum differs from the sequential one");
+    let first = computed.value();
+    std::fs::write(dir.join("cached"), "")?;
+    let waited = std::time::Instant::now();
+    while !dir.join("go").exists() {
+        ensure!(
+            waited.elapsed() < std::time::Duration::from_secs(120),
+            "no go within 2 minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    ensure!(
+        xs.sum()? == want,
+        "the sum after the wait differs from the sequential one"
+    );
+    println!(
+        "cache check: both sums equal the sequential one; {first} rows computed, then {} again",
+        computed.value() - first
+    );
+    Ok(())
 }
 
 /// The `i`th byte of a broadcast value: a pattern a truncated or shifted copy breaks.
@@ -307,6 +345,9 @@ fn main() -> ExitCode {
         let args = Args::parse();
         if let Some(bytes) = args.broadcast_bytes {
             return broadcast(ctx, bytes);
+        }
+        if let Some(dir) = &args.cache_check {
+            return cache_check(ctx, dir);
         }
         let passed = check(ctx, &args).with_context(|| format!("seed {}", args.seed))?;
         println!("operators: {passed} checks passed (seed {})", args.seed);
