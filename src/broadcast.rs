@@ -162,7 +162,7 @@ pub(crate) fn share<T: Data>(engine: &crate::engine::Engine, value: T) -> crate:
     };
     let ipc = ringleader_core::ipc::to_stream_bytes(&[ringleader_core::data::encode(&pieces(&value)?)?])?;
     let total = ipc.len() as u64;
-    let name = format!("broadcast-{}-{id}", engine.session());
+    let name = ringleader_core::store::broadcast_dataset(engine.session(), id);
     let (workers, _) = cluster.live_workers()?;
     if cluster.progress() {
         eprintln!(

@@ -18,7 +18,7 @@ use ringleader_core::{Error, Result};
 
 /// A connection to a cluster's driver group.
 pub(crate) struct Cluster {
-    group: DriverGroup,
+    group: std::sync::Arc<DriverGroup>,
     runtime: tokio::runtime::Runtime,
     /// This executable's content hash, once computed.
     binary: std::sync::OnceLock<String>,
@@ -69,7 +69,7 @@ impl Cluster {
             .enable_all()
             .build()
             .map_err(|e| Error::Config(format!("cannot start the client runtime: {e}")))?;
-        let group = runtime.block_on(async { driver_group(masters) })?;
+        let group = std::sync::Arc::new(runtime.block_on(async { driver_group(masters) })?);
         Ok(Cluster {
             group,
             runtime,
@@ -112,6 +112,28 @@ impl Cluster {
             }))?;
         let any_alive = list.workers.iter().any(|w| w.alive);
         Ok(list.workers.into_iter().filter(|w| w.alive || !any_alive).collect())
+    }
+
+    /// Tells the driver group every [`ringleader_core::store::SESSION_PING`] that the
+    /// program `session` is alive, until this client goes: its caches and broadcasts stay
+    /// while it does (and go a minute after a kill).
+    pub(crate) fn keep_session(&self, session: String) {
+        let group = self.group.clone();
+        self.runtime.spawn(async move {
+            loop {
+                let request = proto::SessionId {
+                    session: session.clone(),
+                };
+                let _ = call(&group, "keeping the session", |mut d| {
+                    let request = request.clone();
+                    async move { d.keep_session(request).await }
+                })
+                .await;
+                // Well within the leader's patience (shorter when a test shortens it).
+                let every = ringleader_core::store::SESSION_PING.min(ringleader_core::store::session_expiry() / 3);
+                tokio::time::sleep(every).await;
+            }
+        });
     }
 
     /// The addresses of the workers the driver knows alive.

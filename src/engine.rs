@@ -57,6 +57,10 @@ impl Engine {
     }
 
     fn with(config: Config, pool: rayon::ThreadPool, cluster: Option<Cluster>) -> Engine {
+        let session = ringleader_core::machine::unique_id();
+        if let Some(cluster) = &cluster {
+            cluster.keep_session(session.clone());
+        }
         Engine {
             config,
             pool,
@@ -65,7 +69,7 @@ impl Engine {
             last_operator_spilled: AtomicU64::new(0),
             uploads: Mutex::default(),
             caches: Caches::default(),
-            session: ringleader_core::machine::unique_id(),
+            session,
         }
     }
 

@@ -44,6 +44,10 @@ pub const STORE_RECEIVE_DELAY_MS: &str = "RINGLEADER_TEST_STORE_RECEIVE_DELAY_MS
 /// instead of [`crate::binary::DEFAULT_RETENTION`] (a test watches them go).
 pub const BINARY_RETENTION_MS: &str = "RINGLEADER_TEST_BINARY_RETENTION_MS";
 
+/// Milliseconds the leader keeps a silent program's caches and broadcasts, instead of a
+/// minute (a test watches a killed program's go).
+pub const SESSION_EXPIRY_MS: &str = "RINGLEADER_TEST_SESSION_EXPIRY_MS";
+
 /// A file whose existence holds back the driver's confirmation of a task's stored
 /// partition (a job writing `ringleader://`), so a test can take the copies away first.
 pub const STORED_REPORT_HOLD: &str = "RINGLEADER_TEST_STORED_REPORT_HOLD";

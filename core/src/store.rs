@@ -31,6 +31,35 @@ pub fn cache_dataset(session: &str, id: u64) -> String {
     format!("{CACHE_PREFIX}{session}-{id}")
 }
 
+/// Names of stored datasets that hold a program's broadcast values start with this.
+pub const BROADCAST_PREFIX: &str = "broadcast-";
+
+/// The stored dataset holding broadcast `id` of the program `session`.
+pub fn broadcast_dataset(session: &str, id: u64) -> String {
+    format!("{BROADCAST_PREFIX}{session}-{id}")
+}
+
+/// The program a dataset belongs to, for one that lives only as long as its program (a
+/// cache or a broadcast value): its session id.
+pub fn program_session(name: &str) -> Option<&str> {
+    let rest = name
+        .strip_prefix(CACHE_PREFIX)
+        .or_else(|| name.strip_prefix(BROADCAST_PREFIX))?;
+    let (session, id) = rest.rsplit_once('-')?;
+    (!session.is_empty() && id.bytes().all(|b| b.is_ascii_digit())).then_some(session)
+}
+
+/// How often a running program tells the driver group it is alive.
+pub const SESSION_PING: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long the leader keeps a program's caches and broadcasts after its last sign of life
+/// (a program killed before it could remove them): a minute, or
+/// [`crate::fault_injection::SESSION_EXPIRY_MS`].
+pub fn session_expiry() -> std::time::Duration {
+    crate::fault_injection::millis(crate::fault_injection::SESSION_EXPIRY_MS)
+        .unwrap_or(std::time::Duration::from_secs(60))
+}
+
 /// How a stored dataset is written and addressed in job arguments.
 pub const URL_SCHEME: &str = "ringleader://";
 
@@ -612,6 +641,19 @@ fn place_copies(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_programs_own_datasets_name_its_session_and_no_other_does() {
+        let session = crate::machine::unique_id();
+        assert_eq!(program_session(&cache_dataset(&session, 7)), Some(session.as_str()));
+        assert_eq!(
+            program_session(&broadcast_dataset(&session, 12)),
+            Some(session.as_str())
+        );
+        for other in ["words", "cache-", "cache-x-y", "broadcast-7", "tmp-abc-1", "cached-x-1"] {
+            assert_eq!(program_session(other), None, "{other}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -286,6 +286,7 @@ impl BoundDriver {
         let scheduler = tokio::spawn(inner.clone().schedule_forever());
         let repairs = tokio::spawn(inner.clone().repair_forever());
         let binaries = tokio::spawn(inner.clone().sweep_binaries_forever());
+        let sessions = tokio::spawn(inner.clone().sweep_sessions_forever());
         let leadership = tokio::spawn(inner.clone().follow_leadership());
         let initializer = tokio::spawn(initialize(inner.clone()));
         let require = serving::guard(self.address)?;
@@ -317,7 +318,7 @@ impl BoundDriver {
             .add_service(serving::guarded(transport, &require))
             .serve_with_incoming_shutdown(serving::incoming(self.listener), stop)
             .await;
-        for task in [scheduler, repairs, binaries, leadership, initializer] {
+        for task in [scheduler, repairs, binaries, sessions, leadership, initializer] {
             task.abort();
         }
         if let Some(web) = web {

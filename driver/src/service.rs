@@ -300,6 +300,15 @@ impl Driver for DriverService {
         }))
     }
 
+    async fn keep_session(
+        &self,
+        request: Request<proto::SessionId>,
+    ) -> Result<Response<proto::KeepSessionReply>, Status> {
+        self.inner.require_leader()?;
+        self.inner.keep_session(request.into_inner().session);
+        Ok(Response::new(proto::KeepSessionReply {}))
+    }
+
     async fn has_binary(&self, request: Request<proto::BinaryId>) -> Result<Response<proto::HasBinaryReply>, Status> {
         let hash = request.into_inner().hash;
         let present = self

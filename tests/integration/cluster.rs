@@ -528,6 +528,50 @@ fn cached_partitions_lost_with_their_worker_are_computed_again_alone() {
     );
 }
 
+#[test]
+fn a_killed_programs_caches_are_removed_and_a_live_ones_kept() {
+    let expiry = [("RINGLEADER_TEST_SESSION_EXPIRY_MS", "2000")];
+    let cluster = LocalCluster::up_env(1, 2, 2, &[], &expiry);
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let spawn = |dir: &Path| {
+        crate::helpers::KillOnDrop(
+            cluster
+                .client(&example("operators"))
+                .arg("--cache-check")
+                .arg(dir)
+                .envs(expiry)
+                .stdout(std::fs::File::create(dir.join("out")).unwrap())
+                .stderr(std::fs::File::create(dir.join("log")).unwrap())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let (mut live, killed) = (spawn(dirs[0].path()), spawn(dirs[1].path()));
+    crate::helpers::eventually(Duration::from_secs(90), "both programs cached their dataset", || {
+        dirs.iter().all(|d| d.path().join("cached").exists())
+    });
+    let caches = || {
+        let listed = ok(cluster.ringleader(&["datasets"]), "ringleader datasets");
+        listed.matches("cache-").count()
+    };
+    assert_eq!(caches(), 2);
+    crate::helpers::kill_now(killed.0.id());
+    crate::helpers::eventually(Duration::from_secs(30), "the killed program's cache is removed", || {
+        caches() == 1
+    });
+    // Past the expiry again, the live program's cache is still whole: nothing is computed
+    // again when it reads it.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(caches(), 1);
+    std::fs::write(dirs[0].path().join("go"), "").unwrap();
+    assert!(wait_bounded(&mut live.0, Duration::from_secs(60)).success());
+    let out = std::fs::read_to_string(dirs[0].path().join("out")).unwrap();
+    assert!(out.contains("40000 rows computed, then 0 again"), "{out}");
+    crate::helpers::eventually(Duration::from_secs(10), "the ended program removed its cache", || {
+        caches() == 0
+    });
+}
+
 fn chaos(cluster: &LocalCluster, input: &Path, output: &Path, extra: &[&str]) -> Output {
     let mut a = args!["--input", input, "--output", output].to_vec();
     a.extend(extra.iter().map(OsString::from));

@@ -30,6 +30,7 @@ pub(crate) mod events;
 mod launching;
 mod recovery;
 mod repair;
+mod sessions;
 mod takeover;
 
 pub use error::LeaderError;
@@ -83,6 +84,8 @@ pub struct DriverInner {
     pub repair_wake: Notify,
     /// The last key this driver gave a command's pieces (see [`Command::Part`]).
     last_parts: AtomicU64,
+    /// When each program last said it is alive (or this leader first saw its datasets).
+    sessions: Mutex<HashMap<String, Instant>>,
 }
 
 /// How long a placed dataset generation may take to be committed (a long `put`) before
@@ -122,6 +125,7 @@ impl DriverInner {
             commit_index: parts.commit_index,
             binaries_dir: parts.data_dir.join("binaries"),
             heartbeats: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
             watchers: Mutex::new(HashMap::new()),
             unwatched: Mutex::new(HashMap::new()),
             channels: Mutex::new(HashMap::new()),
