@@ -341,7 +341,13 @@ mod tests {
 
     #[test]
     fn a_self_join_plans_its_side_once() {
-        let ctx = Context::embedded();
+        // Small sides are broadcast; this one is shuffled.
+        let ctx = Context::new(crate::Config {
+            broadcast_join_bytes: 0,
+            progress: false,
+            ..crate::Config::default()
+        })
+        .expect("engine");
         let a = ctx.parallelize(vec![(1u8, 2i64)], 2).expect("data");
         let joined = a.join(&a);
         let plan = super::plan(

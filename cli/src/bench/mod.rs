@@ -3,6 +3,7 @@
 //! - [`embedded`](mod@embedded): the shipped examples against plain-Rust baselines (and `--peers`:
 //!   DuckDB and Polars, [`peers`]); [`baseline`](mod@baseline) is the hidden subcommand a baseline runs in.
 //! - [`cluster`](mod@cluster): a local cluster against the embedded engine.
+//! - [`dbbench`](mod@dbbench): the db-benchmark's questions against DuckDB and Polars.
 //! - [`raft`], [`hosts`], [`scale`]: the driver group, separate hosts, larger than memory.
 //! - [`measure`]: running a command and timing it (wall time, peak memory from `wait4`).
 //! - [`inputs`]: where data and examples are, generating inputs once.
@@ -10,6 +11,7 @@
 
 pub mod baseline;
 mod cluster;
+mod dbbench;
 mod embedded;
 mod hosts;
 mod inputs;
@@ -36,6 +38,9 @@ pub enum BenchCommand {
     Embedded(EmbeddedArgs),
     /// A local cluster vs the embedded engine: sort, sum, and a trivial job's latency.
     Cluster(ClusterArgs),
+    /// The db-benchmark's groupby and join questions: Ringleader embedded and on a local
+    /// cluster, and with --peers DuckDB and Polars, on the same CSV files; answers checked.
+    Dbbench(dbbench::DbbenchArgs),
     /// The driver group: metadata commits per second, leader kill to re-issued task, and a
     /// sort on 3 drivers vs 1.
     Raft(raft::RaftArgs),
@@ -53,6 +58,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Embedded(args) => embedded(args),
         BenchCommand::Cluster(args) => cluster(args),
+        BenchCommand::Dbbench(args) => dbbench::dbbench(args),
         BenchCommand::Raft(args) => raft::run(args),
         BenchCommand::Hosts(args) => hosts::run(args),
         BenchCommand::Scale(args) => scale::run(args),

@@ -43,6 +43,11 @@ impl Peers {
         Ok(Peers { python, script })
     }
 
+    /// The Python that has the packages.
+    pub(super) fn python(&self) -> &Path {
+        &self.python
+    }
+
     /// Runs `engine` on `workload` (sort, sum, wordcount) over `input`, writing `output`.
     pub(super) fn run(
         &self,
