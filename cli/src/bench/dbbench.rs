@@ -75,6 +75,7 @@ impl Answers {
                     .map(str::parse::<f64>)
                     .collect::<Result<Vec<_>, _>>()
                     .with_context(|| format!("a checksum in {line:?}"))?;
+                let title = title.split_once(": ").map_or(title, |(_, t)| t);
                 answers
                     .questions
                     .push((title.to_string(), seconds.parse().context("a question's time")?, sums));
@@ -102,11 +103,19 @@ pub(super) fn dbbench(args: DbbenchArgs) -> anyhow::Result<ExitCode> {
     let (groupby, join) = (data.join("groupby"), data.join("join"));
     let g1 = groupby.join(format!("G1_{}_{}.csv", args.rows, args.groups));
     if !g1.exists() {
-        eprintln!("generating the groupby table ({} rows) into {}", args.rows, groupby.display());
+        eprintln!(
+            "generating the groupby table ({} rows) into {}",
+            args.rows,
+            groupby.display()
+        );
         ringleader_datasets::dbbench::groupby(&groupby, args.rows, args.groups, 42, true)?;
     }
     if !join.join(format!("J1_{}_x.csv", args.rows)).exists() {
-        eprintln!("generating the join tables ({} rows) into {}", args.rows, join.display());
+        eprintln!(
+            "generating the join tables ({} rows) into {}",
+            args.rows,
+            join.display()
+        );
         ringleader_datasets::dbbench::join(&join, args.rows, 42, true)?;
     }
     let examples = args.places.examples()?;
@@ -183,7 +192,10 @@ pub(super) fn dbbench(args: DbbenchArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("writing {}", args.plot.display()))?;
     println!("results: {} and {}", args.json.display(), args.plot.display());
     if !disagreements.is_empty() {
-        bail!("answers that differ from Ringleader's:\n  {}", disagreements.join("\n  "));
+        bail!(
+            "answers that differ from Ringleader's:\n  {}",
+            disagreements.join("\n  ")
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -217,8 +229,14 @@ fn print_table(task: &str, answers: &[(String, Answers)]) {
             .collect();
         row(&format!("q{} {title}", q + 1), seconds);
     }
-    row("questions (data in memory)", answers.iter().map(|(_, a)| a.total()).collect());
-    row("load from CSV + questions", answers.iter().map(|(_, a)| a.load + a.total()).collect());
+    row(
+        "questions (data in memory)",
+        answers.iter().map(|(_, a)| a.total()).collect(),
+    );
+    row(
+        "load from CSV + questions",
+        answers.iter().map(|(_, a)| a.load + a.total()).collect(),
+    );
 }
 
 #[cfg(test)]
@@ -232,7 +250,10 @@ mod tests {
         let a = Answers::parse(stdout).expect("parsed");
         assert_eq!(a.load, 0.75);
         assert_eq!(a.questions.len(), 2);
-        assert_eq!(a.questions[0], ("small inner on int".to_string(), 0.125, vec![9.0, 1.5, 2.0]));
+        assert_eq!(
+            a.questions[0],
+            ("small inner on int".to_string(), 0.125, vec![9.0, 1.5, 2.0])
+        );
         assert_eq!(a.questions[1].0, "x: y");
         assert!(agree(&[1.0, 2.0], &[1.0, 2.0 + 1e-9]) && !agree(&[1.0], &[1.1]) && !agree(&[1.0], &[1.0, 2.0]));
         assert!(Answers::parse("nothing\n").is_err());
