@@ -64,6 +64,63 @@ fn bench_embedded_runs_at_small_scale_and_prints_its_table() {
     }
 }
 
+#[test]
+fn bench_dbbench_answers_every_question_on_every_system_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let examples = crate::helpers::target_dir().join("examples");
+    let peers = python_peers_installed();
+    let out = Command::new(ringleader_bin())
+        .args([
+            "bench",
+            "dbbench",
+            "--rows",
+            "2e4",
+            "--groups",
+            "10",
+            "--workers",
+            "1",
+            "--dir",
+        ])
+        .arg(dir.path())
+        .arg("--examples")
+        .arg(&examples)
+        .arg("--json")
+        .arg(dir.path().join("db.json"))
+        .arg("--plot")
+        .arg(dir.path().join("db.svg"))
+        .args(peers.then_some("--peers"))
+        .bounded();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // Success means every system's checksums agreed with the embedded engine's.
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        "q10 sum v3 count by id1:id6",
+        "q5 big inner on int",
+        "questions (data in memory)",
+        "load from CSV + questions",
+        "ringleader cluster",
+    ] {
+        assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("db.json")).unwrap()).unwrap();
+    let workloads = json["workloads"].as_array().unwrap();
+    assert_eq!(workloads.len(), 15, "ten groupby and five join questions");
+    let systems = if peers { 4 } else { 2 };
+    assert!(
+        workloads
+            .iter()
+            .all(|w| w["systems"].as_array().unwrap().len() == systems)
+    );
+    if peers {
+        assert!(stdout.contains("ringleader/duckdb"), "{stdout}");
+    }
+}
+
 /// Whether this build's `target/py` has DuckDB, Polars and pyarrow (.ci/run installs them):
 /// `bench embedded --peers` runs them.
 fn python_peers_installed() -> bool {
