@@ -24,21 +24,28 @@ pub enum GenCommand {
     Join(JoinArgs),
 }
 
-/// Flags shared by every generator.
+/// Where every generator writes, and from which seed.
 #[derive(Debug, Args)]
-pub struct Common {
+pub struct Destination {
     /// Directory to write (created; must be empty unless --overwrite).
     #[arg(long)]
     pub out: PathBuf,
-    /// Number of files to spread the data over.
-    #[arg(long, default_value_t = 4)]
-    pub files: u64,
     /// Seed: the same seed gives the same data.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Replace the contents of a non-empty --out.
     #[arg(long)]
     pub overwrite: bool,
+}
+
+/// Flags shared by the generators that spread their data over files.
+#[derive(Debug, Args)]
+pub struct Common {
+    #[command(flatten)]
+    to: Destination,
+    /// Number of files to spread the data over.
+    #[arg(long, default_value_t = 4)]
+    pub files: u64,
 }
 
 /// `gen sort`.
@@ -99,15 +106,8 @@ pub struct GroupbyArgs {
     /// K: the groups of id1, id2, id4 and id5 (id3 and id6 have rows/K).
     #[arg(long, default_value_t = 100)]
     pub groups: u64,
-    /// Directory to write (created; must be empty unless --overwrite).
-    #[arg(long)]
-    pub out: PathBuf,
-    /// Seed: the same seed gives the same data.
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
-    /// Replace the contents of a non-empty --out.
-    #[arg(long)]
-    pub overwrite: bool,
+    #[command(flatten)]
+    to: Destination,
 }
 
 /// `gen join`.
@@ -116,15 +116,8 @@ pub struct JoinArgs {
     /// Rows of x and of big (`1e7` and `10M` style accepted).
     #[arg(long, value_parser = parse_count)]
     pub rows: u64,
-    /// Directory to write (created; must be empty unless --overwrite).
-    #[arg(long)]
-    pub out: PathBuf,
-    /// Seed: the same seed gives the same data.
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
-    /// Replace the contents of a non-empty --out.
-    #[arg(long)]
-    pub overwrite: bool,
+    #[command(flatten)]
+    to: Destination,
 }
 
 /// Parses a count: `10000000`, `1e7` or `10M`.
@@ -162,78 +155,88 @@ pub fn run(command: GenCommand) -> anyhow::Result<ExitCode> {
             let spec = gensort::SortSpec {
                 records: a.records,
                 files: a.common.files,
-                seed: a.common.seed,
+                seed: a.common.to.seed,
                 skew: a.skew,
             };
-            let files = gensort::generate(&a.common.out, &spec, a.common.overwrite)
-                .with_context(|| format!("generating records into {}", a.common.out.display()))?;
+            let files = gensort::generate(&a.common.to.out, &spec, a.common.to.overwrite)
+                .with_context(|| format!("generating records into {}", a.common.to.out.display()))?;
             println!(
                 "wrote {} records ({} bytes) in {} files to {}",
                 a.records,
                 a.records * 100,
                 files.len(),
-                a.common.out.display()
+                a.common.to.out.display()
             );
         }
         GenCommand::Numbers(a) => {
-            let (files, sum) =
-                numbers::generate(&a.common.out, a.rows, a.common.files, a.common.seed, a.common.overwrite)
-                    .with_context(|| format!("generating numbers into {}", a.common.out.display()))?;
+            let (files, sum) = numbers::generate(
+                &a.common.to.out,
+                a.rows,
+                a.common.files,
+                a.common.to.seed,
+                a.common.to.overwrite,
+            )
+            .with_context(|| format!("generating numbers into {}", a.common.to.out.display()))?;
             println!(
                 "wrote {} int64 values in {} files to {} (their sum: {sum})",
                 a.rows,
                 files.len(),
-                a.common.out.display()
+                a.common.to.out.display()
             );
         }
         GenCommand::Text(a) => {
             let files = text::generate(
-                &a.common.out,
+                &a.common.to.out,
                 a.bytes,
                 a.common.files,
                 a.vocabulary,
-                a.common.seed,
-                a.common.overwrite,
+                a.common.to.seed,
+                a.common.to.overwrite,
             )
-            .with_context(|| format!("generating text into {}", a.common.out.display()))?;
+            .with_context(|| format!("generating text into {}", a.common.to.out.display()))?;
             println!(
                 "wrote about {} bytes of text in {} files to {}",
                 a.bytes,
                 files.len(),
-                a.common.out.display()
+                a.common.to.out.display()
             );
         }
         GenCommand::Groupby(a) => {
-            let files = dbbench::groupby(&a.out, a.rows, a.groups, a.seed, a.overwrite)
-                .with_context(|| format!("generating the groupby table into {}", a.out.display()))?;
-            println!("wrote {} rows in {} files to {}", a.rows, files.len(), a.out.display());
+            let files = dbbench::groupby(&a.to.out, a.rows, a.groups, a.to.seed, a.to.overwrite)
+                .with_context(|| format!("generating the groupby table into {}", a.to.out.display()))?;
+            println!(
+                "wrote {} rows in {} files to {}",
+                a.rows,
+                files.len(),
+                a.to.out.display()
+            );
         }
         GenCommand::Join(a) => {
-            let files = dbbench::join(&a.out, a.rows, a.seed, a.overwrite)
-                .with_context(|| format!("generating the join tables into {}", a.out.display()))?;
+            let files = dbbench::join(&a.to.out, a.rows, a.to.seed, a.to.overwrite)
+                .with_context(|| format!("generating the join tables into {}", a.to.out.display()))?;
             println!(
                 "wrote the join tables of {} rows in {} files to {}",
                 a.rows,
                 files.len(),
-                a.out.display()
+                a.to.out.display()
             );
         }
         GenCommand::Graph(a) => {
             let files = graph::generate(
-                &a.common.out,
+                &a.common.to.out,
                 a.vertices,
                 a.edges,
                 a.common.files,
-                a.common.seed,
-                a.common.overwrite,
+                a.common.to.seed,
+                a.common.to.overwrite,
             )
-            .with_context(|| format!("generating a graph into {}", a.common.out.display()))?;
+            .with_context(|| format!("generating a graph into {}", a.common.to.out.display()))?;
             println!(
                 "wrote {} edges among {} vertices in {} files to {}",
                 a.edges,
                 a.vertices,
                 files.len(),
-                a.common.out.display()
+                a.common.to.out.display()
             );
         }
     }

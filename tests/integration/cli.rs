@@ -8,37 +8,20 @@ use crate::helpers::{Bounded, ringleader_bin};
 #[test]
 fn bench_embedded_runs_at_small_scale_and_prints_its_table() {
     let dir = tempfile::tempdir().unwrap();
-    let examples = crate::helpers::target_dir().join("examples");
     let peers = python_peers_installed();
-    let out = Command::new(ringleader_bin())
-        .args([
-            "bench",
-            "embedded",
-            "--records",
-            "20000",
-            "--rows",
-            "100000",
-            "--text-bytes",
-            "200K",
-            "--runs",
-            "1",
-            "--dir",
-        ])
-        .arg(dir.path())
-        .arg("--examples")
-        .arg(&examples)
-        .arg("--json")
-        .arg(dir.path().join("bench.json"))
-        .arg("--plot")
-        .arg(dir.path().join("bench.svg"))
-        .args(peers.then_some("--peers"))
-        .bounded();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut args = vec![
+        "embedded",
+        "--records",
+        "20000",
+        "--rows",
+        "100000",
+        "--text-bytes",
+        "200K",
+        "--runs",
+        "1",
+    ];
+    args.extend(peers.then_some("--peers"));
+    let stdout = bench(dir.path(), &args);
     for needle in [
         "| sort 20000 records",
         "| sum 100000 int64",
@@ -67,36 +50,11 @@ fn bench_embedded_runs_at_small_scale_and_prints_its_table() {
 #[test]
 fn bench_dbbench_answers_every_question_on_every_system_alike() {
     let dir = tempfile::tempdir().unwrap();
-    let examples = crate::helpers::target_dir().join("examples");
     let peers = python_peers_installed();
-    let out = Command::new(ringleader_bin())
-        .args([
-            "bench",
-            "dbbench",
-            "--rows",
-            "2e4",
-            "--groups",
-            "10",
-            "--workers",
-            "1",
-            "--dir",
-        ])
-        .arg(dir.path())
-        .arg("--examples")
-        .arg(&examples)
-        .arg("--json")
-        .arg(dir.path().join("db.json"))
-        .arg("--plot")
-        .arg(dir.path().join("db.svg"))
-        .args(peers.then_some("--peers"))
-        .bounded();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut args = vec!["dbbench", "--rows", "2e4", "--groups", "10", "--workers", "1"];
+    args.extend(peers.then_some("--peers"));
     // Success means every system's checksums agreed with the embedded engine's.
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = bench(dir.path(), &args);
     for needle in [
         "q10 sum v3 count by id1:id6",
         "q5 big inner on int",
@@ -107,7 +65,7 @@ fn bench_dbbench_answers_every_question_on_every_system_alike() {
         assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
     }
     let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("db.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("bench.json")).unwrap()).unwrap();
     let workloads = json["workloads"].as_array().unwrap();
     assert_eq!(workloads.len(), 15, "ten groupby and five join questions");
     let systems = if peers { 4 } else { 2 };
@@ -119,6 +77,30 @@ fn bench_dbbench_answers_every_question_on_every_system_alike() {
     if peers {
         assert!(stdout.contains("ringleader/duckdb"), "{stdout}");
     }
+}
+
+/// Runs `ringleader bench ARGS` with its data under `dir`, the debug examples, and its JSON
+/// and plot at `dir/bench.json` and `dir/bench.svg`; its stdout (it must succeed).
+fn bench(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new(ringleader_bin())
+        .arg("bench")
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .arg("--examples")
+        .arg(crate::helpers::target_dir().join("examples"))
+        .arg("--json")
+        .arg(dir.join("bench.json"))
+        .arg("--plot")
+        .arg(dir.join("bench.svg"))
+        .bounded();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }
 
 /// Whether this build's `target/py` has DuckDB, Polars and pyarrow (.ci/run installs them):
@@ -139,10 +121,9 @@ fn python_peers_installed() -> bool {
 #[test]
 fn bench_cluster_runs_at_small_scale_and_prints_its_table() {
     let dir = tempfile::tempdir().unwrap();
-    let examples = crate::helpers::target_dir().join("examples");
-    let out = Command::new(ringleader_bin())
-        .args([
-            "bench",
+    let stdout = bench(
+        dir.path(),
+        &[
             "cluster",
             "--records",
             "20000",
@@ -152,21 +133,7 @@ fn bench_cluster_runs_at_small_scale_and_prints_its_table() {
             "1",
             "--trivial-runs",
             "3",
-            "--dir",
-        ])
-        .arg(dir.path())
-        .arg("--examples")
-        .arg(&examples)
-        .arg("--json")
-        .arg(dir.path().join("bench.json"))
-        .arg("--plot")
-        .arg(dir.path().join("bench.svg"))
-        .bounded();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
     for needle in ["| sort 20000 records", "| sum 100000 int64", "trivial job", "median"] {
         assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");

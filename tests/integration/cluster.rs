@@ -496,14 +496,7 @@ fn cached_partitions_lost_with_their_worker_are_computed_again_alone() {
     // The first worker goes, with the cached partitions it computed; once the driver
     // knows it is gone, the program reads its cache again.
     let address = |json: &serde_json::Value| json["address"].as_str().unwrap_or_default().to_string();
-    let status = || -> Vec<serde_json::Value> {
-        let out = Command::new(ringleader_bin())
-            .args(["cluster", "status", "--json", "--dir"])
-            .arg(cluster.dir.path())
-            .bounded();
-        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        json["workers"].as_array().cloned().unwrap_or_default()
-    };
+    let status = || cluster.workers_status();
     let gone = address(&status()[0]);
     crate::helpers::kill_now(cluster.worker_pid(0));
     crate::helpers::eventually(Duration::from_secs(60), "the driver sees the worker lost", || {

@@ -427,12 +427,21 @@ impl LocalCluster {
 
     /// `cluster status --json`'s driver rows (role, term, log indexes, lag).
     pub fn drivers_status(&self) -> Vec<serde_json::Value> {
+        self.status_rows("drivers")
+    }
+
+    /// `cluster status --json`'s worker rows (address, alive, ring share).
+    pub fn workers_status(&self) -> Vec<serde_json::Value> {
+        self.status_rows("workers")
+    }
+
+    fn status_rows(&self, kind: &str) -> Vec<serde_json::Value> {
         let out = Command::new(ringleader_bin())
             .args(["cluster", "status", "--json", "--dir"])
             .arg(self.dir.path())
             .bounded();
         let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        status["drivers"].as_array().cloned().unwrap_or_default()
+        status[kind].as_array().cloned().unwrap_or_default()
     }
 
     /// The index and term of the driver that leads in a term above `after`, waiting (at
