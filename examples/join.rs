@@ -79,6 +79,26 @@ struct Big {
     v2: f64,
 }
 
+/// The columns each question reads: `select` decodes only these from the cached tables.
+macro_rules! columns {
+    ($($name:ident { $($field:ident: $t:ty),* })*) => {$(
+        /// The columns one side of a question reads.
+        #[derive(Debug, Clone, Serialize, Deserialize)]
+        struct $name { $($field: $t),* }
+    )*};
+}
+
+columns! {
+    Key1V1 { id1: i64, v1: f64 }
+    Key2V1 { id2: i64, v1: f64 }
+    Key3V1 { id3: i64, v1: f64 }
+    Key5V1 { id5: String, v1: f64 }
+    Key1V2 { id1: i64, v2: f64 }
+    Key2V2 { id2: i64, v2: f64 }
+    Key3V2 { id3: i64, v2: f64 }
+    Key5V2 { id5: String, v2: f64 }
+}
+
 /// The table whose name ends with `_<table>` under `dir`.
 fn table<T: Data>(ctx: &Context, dir: &Path, table: &str, parquet: bool) -> anyhow::Result<Dataset<T>> {
     let extension = if parquet { "parquet" } else { "csv" };
@@ -142,27 +162,44 @@ fn main() -> ExitCode {
             let (title, sums) = match q {
                 1 => (
                     "small inner on int",
-                    checksum(inner(x.map(|r| (r.id1, r.v1)).join(&small.map(|r| (r.id1, r.v2)))))?,
+                    checksum(inner(
+                        x.select::<Key1V1>()
+                            .map(|r| (r.id1, r.v1))
+                            .join(&small.select::<Key1V2>().map(|r| (r.id1, r.v2))),
+                    ))?,
                 ),
                 2 => (
                     "medium inner on int",
-                    checksum(inner(x.map(|r| (r.id2, r.v1)).join(&medium.map(|r| (r.id2, r.v2)))))?,
+                    checksum(inner(
+                        x.select::<Key2V1>()
+                            .map(|r| (r.id2, r.v1))
+                            .join(&medium.select::<Key2V2>().map(|r| (r.id2, r.v2))),
+                    ))?,
                 ),
                 3 => (
                     "medium outer on int",
-                    checksum(x.map(|r| (r.id2, r.v1)).left_outer_join(&medium.map(|r| (r.id2, r.v2))))?,
+                    checksum(
+                        x.select::<Key2V1>()
+                            .map(|r| (r.id2, r.v1))
+                            .left_outer_join(&medium.select::<Key2V2>().map(|r| (r.id2, r.v2))),
+                    )?,
                 ),
                 4 => (
                     "medium inner on factor",
                     checksum(
-                        x.map(|r| (r.id5, r.v1))
-                            .join(&medium.map(|r| (r.id5, r.v2)))
+                        x.select::<Key5V1>()
+                            .map(|r| (r.id5, r.v1))
+                            .join(&medium.select::<Key5V2>().map(|r| (r.id5, r.v2)))
                             .map(|(k, (v1, v2))| (k, (v1, Some(v2)))),
                     )?,
                 ),
                 5 => (
                     "big inner on int",
-                    checksum(inner(x.map(|r| (r.id3, r.v1)).join(&big.map(|r| (r.id3, r.v2)))))?,
+                    checksum(inner(
+                        x.select::<Key3V1>()
+                            .map(|r| (r.id3, r.v1))
+                            .join(&big.select::<Key3V2>().map(|r| (r.id3, r.v2))),
+                    ))?,
                 ),
                 other => anyhow::bail!("there is no question {other}: the join questions are 1 to 5"),
             };

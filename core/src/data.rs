@@ -228,6 +228,20 @@ pub fn schema_of<T: Data>() -> Result<arrow_schema::SchemaRef> {
     Ok(encode_vec(Vec::<T>::new())?.schema())
 }
 
+/// `batch` with one column per field of its rows: rows of a struct type encoded as one
+/// struct column (the layout `encode` gives them) are unnested; a batch already in table
+/// form (a CSV or columnar source's) is returned as it is.
+pub fn as_table(batch: RecordBatch) -> Result<RecordBatch> {
+    let item = batch.schema().metadata().get(LAYOUT).map(String::as_str) == Some(LAYOUT_ITEM);
+    if item
+        && batch.num_columns() == 1
+        && let Some(rows) = batch.column(0).as_struct_opt()
+    {
+        return Ok(RecordBatch::from(rows.clone()));
+    }
+    Ok(batch)
+}
+
 /// Encodes rows, taking ownership so gensort records convert without a copy.
 pub fn encode_vec<T: Data>(rows: Vec<T>) -> Result<RecordBatch> {
     match cast_vec::<T, Record>(rows) {

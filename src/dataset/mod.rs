@@ -271,6 +271,45 @@ impl<T: Data> Dataset<T> {
         }
     }
 
+    /// The rows as `U`, a struct with some of `T`'s fields (same names and types): only
+    /// those columns are decoded from then on (from a cached dataset or a columnar source,
+    /// the others are never read into rows). A field `T` lacks is an error when the plan is
+    /// built, naming it.
+    ///
+    /// # Examples
+    /// ```
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Sale { city: String, amount: i64, note: String }
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Amount { amount: i64 }
+    /// let ctx = ringleader::Context::embedded();
+    /// let sales = ctx.parallelize(vec![Sale { city: "Oslo".into(), amount: 3, note: "a".into() }], 1).unwrap();
+    /// assert_eq!(sales.select::<Amount>().map(|a| a.amount).sum().unwrap(), 3);
+    /// // A field the rows lack fails before any task runs, naming it.
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Price { price: i64 }
+    /// let error = sales.select::<Price>().count().unwrap_err();
+    /// assert!(error.to_string().contains("\"price\""), "{error}");
+    /// ```
+    pub fn select<U: Data>(&self) -> Dataset<U> {
+        let known = (|| -> std::result::Result<Vec<String>, String> {
+            let have = narrow::column_names::<T>().map_err(|e| e.to_string())?;
+            let want = narrow::column_names::<U>().map_err(|e| e.to_string())?;
+            match want.iter().find(|w| !have.contains(w)) {
+                Some(missing) => Err(format!(
+                    "select: {} has no field {missing:?} (it has {})",
+                    std::any::type_name::<T>(),
+                    have.join(", ")
+                )),
+                None => Ok(want),
+            }
+        })();
+        match known {
+            Ok(_) => self.step(ship!(narrow::select::<T, U> as StepFn), Vec::new()),
+            Err(message) => self.invalid(message),
+        }
+    }
+
     /// Keeps the rows for which `f` is true.
     ///
     /// # Examples

@@ -395,3 +395,35 @@ fn sample_keeps_about_the_fraction_asked_for() {
         ds.sample(false, 0.5, 2).collect().unwrap()
     );
 }
+
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+struct Wide {
+    name: String,
+    count: i64,
+    note: Option<String>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+struct Narrow {
+    count: i64,
+    name: String,
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, .. ProptestConfig::default() })]
+
+    /// `select` gives the fields a struct names, from rows as `parallelize` encodes them,
+    /// after a narrow step, and read back from a cache.
+    #[test]
+    fn select_keeps_the_named_fields_of_every_row(rows in prop::collection::vec(("[a-z]{0,6}", any::<i64>(), prop::option::of("[a-z]{0,4}")), 0..120), parts in 1usize..4) {
+        let ctx = engine(2, 3);
+        let wide: Vec<Wide> = rows.into_iter().map(|(name, count, note)| Wide { name, count, note }).collect();
+        let want: Vec<Narrow> = wide.iter().map(|w| Narrow { count: w.count, name: w.name.clone() }).collect();
+        let ds = ctx.parallelize(wide.clone(), parts).unwrap();
+        prop_assert_eq!(ds.select::<Narrow>().collect().unwrap(), want.clone());
+        prop_assert_eq!(ds.filter(|_| true).select::<Narrow>().collect().unwrap(), want.clone());
+        let cached = ds.cache();
+        prop_assert_eq!(cached.count().unwrap(), wide.len() as u64);
+        prop_assert_eq!(cached.select::<Narrow>().collect().unwrap(), want);
+    }
+}

@@ -336,3 +336,37 @@ pub fn zip_with_index<T: Data>(state: &[u8], input: ChunkStream) -> Result<Chunk
         Ok(Chunk::from_rows(numbered))
     })))
 }
+
+/// The names of `U`'s columns, for [`select`]: its fields' names (an error for a type
+/// that is not a struct with named fields).
+pub fn column_names<U: Data>() -> Result<Vec<String>> {
+    Ok(crate::data::table_schema::<U>()?
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect())
+}
+
+/// `select`: the rows as `U`, a struct naming some of `T`'s fields. A chunk still in Arrow
+/// form keeps only `U`'s columns, undecoded (the step after it decodes those alone); decoded
+/// rows are encoded first.
+pub fn select<T: Data, U: Data>(_state: &[u8], input: ChunkStream) -> Result<ChunkStream> {
+    let names = column_names::<U>()?;
+    Ok(Box::new(input.map(move |chunk| {
+        let batch = crate::data::as_table(chunk?.into_batch::<T>()?)?;
+        let schema = batch.schema();
+        let indices = names
+            .iter()
+            .map(|name| {
+                schema.index_of(name).map_err(|_| {
+                    let have: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+                    Error::Plan(format!(
+                        "select: the rows have no column {name:?} (they have {})",
+                        have.join(", ")
+                    ))
+                })
+            })
+            .collect::<Result<Vec<usize>>>()?;
+        Ok(Chunk::Arrow(batch.project(&indices)?))
+    })))
+}
