@@ -379,7 +379,7 @@ impl Context {
     }
 
     /// Rows of type `T` from the Parquet files (`*.parquet`) under `path`, a split per row
-    /// group. Where the workers cannot see the client's files, the rows are read here and
+    /// group; of a struct, only the columns named by its fields are read. Where the workers cannot see the client's files, the rows are read here and
     /// travel as a temporary Arrow dataset; `ringleader://NAME` reads a stored Arrow dataset.
     ///
     /// Needs the `parquet` feature; without it, this fails with [`Error::FeatureOff`](crate::Error).
@@ -400,6 +400,10 @@ impl Context {
     /// }
     /// ```
     pub fn parquet_files<T: Data>(&self, path: impl AsRef<Path>) -> Result<Dataset<T>> {
+        // A struct's fields are the columns read; any other type reads them all.
+        let columns = ringleader_core::data::table_schema::<T>()
+            .ok()
+            .map(|schema| schema.fields().iter().map(|f| f.name().clone()).collect::<Vec<_>>());
         self.typed_source(path.as_ref(), || {
             let files = source::list_files(path.as_ref(), |p| source::has_extension(p, "parquet"))?;
             let mut splits = Vec::new();
@@ -409,6 +413,7 @@ impl Context {
                     let split = Split::Parquet {
                         path: file.clone(),
                         row_groups: vec![rg],
+                        columns: columns.clone(),
                     };
                     splits.push((split, bytes / groups.max(1) as u64));
                 }
@@ -417,9 +422,12 @@ impl Context {
         })
     }
 
-    /// Rows of type `T` from the CSV files (`*.csv`, with a header line) under `path`. The
-    /// columns are parsed as `T`'s fields' types: a value of the wrong type fails the job,
-    /// naming the file, line and column. Where the workers cannot see the client's files,
+    /// Rows of type `T` from the CSV files (`*.csv`, with a header line) under `path`. Each
+    /// of `T`'s fields is the column of its name (a missing one fails here, naming it and the
+    /// header), parsed as the field's type: a value of the wrong type fails the job, naming
+    /// the file, line and column. Only those columns are parsed, so a row type of two fields
+    /// reads two columns of a wide file. A large file is read by several tasks, cut on record
+    /// boundaries (quoted fields may hold newlines and doubled quotes, as RFC 4180 has them). Where the workers cannot see the client's files,
     /// the rows are parsed here and travel as a temporary Arrow dataset; `ringleader://NAME`
     /// reads a stored Arrow dataset (e.g. a job's output of `T` rows).
     ///
@@ -434,14 +442,19 @@ impl Context {
     /// assert_eq!(total, 7);
     /// ```
     pub fn csv_files<T: Data>(&self, path: impl AsRef<Path>) -> Result<Dataset<T>> {
-        csv_schema::<T>()?;
+        let row_schema = csv_schema::<T>()?;
         self.typed_source(path.as_ref(), || {
             let files = source::list_files(path.as_ref(), |p| source::has_extension(p, "csv"))?;
+            let split = self.split_size(files.iter().map(|(_, n)| n).sum());
             let schema = ringleader_core::ship!(csv_schema::<T> as SchemaFn);
-            Ok(files
-                .into_iter()
-                .map(|(path, bytes)| (Split::Csv { path, schema }, bytes))
-                .collect())
+            let mut splits = Vec::new();
+            for (file, len) in files {
+                for piece in source::csv::plan(&file, len, &row_schema, split)? {
+                    let bytes = piece.end - piece.start;
+                    splits.push((Split::Csv { path: file.clone(), schema, piece }, bytes));
+                }
+            }
+            Ok(splits)
         })
     }
 
@@ -563,6 +576,39 @@ impl Context {
         let splits = splits.into_iter().map(|(split, _)| split).collect();
         Ok(self.dataset_node(Lineage::Source { splits }))
     }
+}
+
+/// The splits of a CSV or Parquet source of `T` rows reading only `U`'s columns instead
+/// (`select` right after the source); `None` for any other source, or a field `T` lacks.
+pub(crate) fn projected_splits<T: Data, U: Data>(splits: &[Split]) -> Option<Vec<Split>> {
+    let have = csv_schema::<T>().ok()?;
+    let want = csv_schema::<U>().ok()?;
+    let names: Vec<String> = want.fields().iter().map(|f| f.name().clone()).collect();
+    splits
+        .iter()
+        .map(|split| match split {
+            Split::Csv { path, piece, .. } => {
+                let columns = names
+                    .iter()
+                    .map(|name| piece.columns.get(have.index_of(name).ok()?).copied())
+                    .collect::<Option<Vec<u32>>>()?;
+                Some(Split::Csv {
+                    path: path.clone(),
+                    schema: ringleader_core::ship!(csv_schema::<U> as SchemaFn),
+                    piece: source::csv::Piece {
+                        columns,
+                        ..piece.clone()
+                    },
+                })
+            }
+            Split::Parquet { path, row_groups, .. } => Some(Split::Parquet {
+                path: path.clone(),
+                row_groups: row_groups.clone(),
+                columns: Some(names.clone()),
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The Arrow schema of `T`'s fields, as CSV columns.

@@ -118,7 +118,8 @@ fn splits_bytes(splits: &[Split]) -> Option<u64> {
     for split in splits {
         match split {
             Split::Text { start, end, .. } | Split::Records { start, end, .. } => total += end - start,
-            Split::Ipc { path, .. } | Split::Parquet { path, .. } | Split::Csv { path, .. } => {
+            Split::Csv { piece, .. } => total += piece.end - piece.start,
+            Split::Ipc { path, .. } | Split::Parquet { path, .. } => {
                 if whole_files.insert(path.clone()) {
                     total += std::fs::metadata(path).ok()?.len();
                 }

@@ -121,12 +121,14 @@ proptest! {
     }
 
     #[test]
-    fn csv_is_rows_or_an_error(body in prop::collection::vec(any::<u8>(), 0..400)) {
+    fn csv_is_rows_or_an_error(body in prop::collection::vec(any::<u8>(), 0..400), split in 1u64..500) {
         let dir = tempfile::tempdir().expect("dir");
         let mut bytes = b"name,age\n".to_vec();
         bytes.extend_from_slice(&body);
         let path = file(dir.path(), "p.csv", &bytes);
-        let result = drain(csv::open(&path, schema()));
+        let result = csv::plan(&path, bytes.len() as u64, &schema(), split).and_then(|pieces| {
+            pieces.iter().map(|piece| drain(csv::open(&path, schema(), piece))).sum()
+        });
         prop_assert!(names(&result, "p.csv"));
     }
 
@@ -172,7 +174,7 @@ proptest! {
         let dir = tempfile::tempdir().expect("dir");
         let path = file(dir.path(), "p.parquet", &corrupt(valid_parquet(), &flips, cut));
         let _ = parquet::row_groups(&path);
-        let result = drain(parquet::open(&path, &[group]));
+        let result = drain(parquet::open(&path, &[group], None));
         prop_assert!(names(&result, "p.parquet"));
     }
 }

@@ -273,7 +273,8 @@ impl<T: Data> Dataset<T> {
 
     /// The rows as `U`, a struct with some of `T`'s fields (same names and types): only
     /// those columns are decoded from then on (from a cached dataset or a columnar source,
-    /// the others are never read into rows). A field `T` lacks is an error when the plan is
+    /// the others are never read into rows; right after a CSV or Parquet source, they are
+    /// not even parsed). A field `T` lacks is an error when the plan is
     /// built, naming it.
     ///
     /// # Examples
@@ -305,7 +306,14 @@ impl<T: Data> Dataset<T> {
             }
         })();
         match known {
-            Ok(_) => self.step(ship!(narrow::select::<T, U> as StepFn), Vec::new()),
+            Ok(_) => match self.node.as_ref() {
+                // Right after a CSV or Parquet source, only `U`'s columns are read at all.
+                Lineage::Source { splits } => match crate::context::projected_splits::<T, U>(splits) {
+                    Some(splits) => self.derive(Lineage::Source { splits }),
+                    None => self.step(ship!(narrow::select::<T, U> as StepFn), Vec::new()),
+                },
+                _ => self.step(ship!(narrow::select::<T, U> as StepFn), Vec::new()),
+            },
             Err(message) => self.invalid(message),
         }
     }

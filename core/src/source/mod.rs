@@ -66,13 +66,18 @@ pub enum Split {
         path: PathBuf,
         /// Row-group indices to read.
         row_groups: Vec<usize>,
+        /// Read only these top-level columns (the row type's fields), if given.
+        columns: Option<Vec<String>>,
     },
-    /// A whole CSV file with a header line, parsed against the schema of the row type.
+    /// The records of a CSV file with a header line that begin in a byte range, parsed
+    /// against the schema of the row type.
     Csv {
         /// The file.
         path: PathBuf,
         /// The row type's schema.
         schema: Shipped<SchemaFn>,
+        /// The byte range and the columns read.
+        piece: csv::Piece,
     },
     /// One partition of a dataset stored on workers (`ringleader://NAME`).
     Stored {
@@ -115,10 +120,10 @@ impl Split {
                 format!("{}[{start}..{end})", path.display())
             }
             Split::Ipc { path, first, end, .. } => format!("{} batches {first}..{end}", path.display()),
-            Split::Parquet { path, row_groups } => {
+            Split::Parquet { path, row_groups, .. } => {
                 format!("{} row groups {row_groups:?}", path.display())
             }
-            Split::Csv { path, .. } => path.display().to_string(),
+            Split::Csv { path, piece, .. } => format!("{}[{}..{})", path.display(), piece.start, piece.end),
             Split::Stored { dataset, partition, .. } => format!("dataset {dataset} partition {partition}"),
             Split::Inline { ipc } => format!("inline ({} bytes)", ipc.len()),
             Split::Concat { splits } => match (splits.first(), splits.len()) {
@@ -148,11 +153,15 @@ pub fn open(split: &Split, sample_windows: Option<u32>) -> Result<ChunkStream> {
             end,
             column,
         } => ipc::open(path, *first, *end, *column),
-        Split::Parquet { path, row_groups } => parquet::open(path, row_groups),
-        Split::Csv { path, schema } => {
+        Split::Parquet {
+            path,
+            row_groups,
+            columns,
+        } => parquet::open(path, row_groups, columns.as_deref()),
+        Split::Csv { path, schema, piece } => {
             // SAFETY: the plan was built by this executable (checked before it runs).
             let schema_fn = unsafe { schema.resolve() }?;
-            csv::open(path, schema_fn()?)
+            csv::open(path, schema_fn()?, piece)
         }
         Split::Stored {
             dataset,
@@ -261,6 +270,24 @@ pub fn check_extent(path: &Path, file: &std::fs::File, end: u64) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// How many times `byte` occurs in bytes `[from, to)` of the file `path`.
+pub fn count_byte(path: &Path, from: u64, to: u64, byte: u8) -> Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut buf = vec![0u8; (to.saturating_sub(from) as usize).min(1 << 20)];
+    let (mut pos, mut count) = (from, 0u64);
+    while pos < to {
+        let want = buf.len().min((to - pos) as usize);
+        let n = file.read_at(&mut buf[..want], pos).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        count += memchr::memchr_iter(byte, &buf[..n]).count() as u64;
+        pos += n as u64;
+    }
+    Ok(count)
 }
 
 /// Whether a path has the given extension.

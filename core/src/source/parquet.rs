@@ -26,9 +26,9 @@ pub fn row_groups(_path: &Path) -> Result<usize> {
     Err(OFF)
 }
 
-/// Streams the given row groups of `path`.
+/// Streams the given row groups of `path`, only the named top-level columns if given.
 #[cfg(not(feature = "parquet"))]
-pub fn open(_path: &Path, _row_groups: &[usize]) -> Result<ChunkStream> {
+pub fn open(_path: &Path, _row_groups: &[usize], _columns: Option<&[String]>) -> Result<ChunkStream> {
     Err(OFF)
 }
 
@@ -40,9 +40,10 @@ pub fn row_groups(path: &Path) -> Result<usize> {
     Ok(builder.metadata().num_row_groups())
 }
 
-/// Streams the given row groups of `path`.
+/// Streams the given row groups of `path`, only the named top-level columns if given (a name
+/// the file lacks is left to the row decoder, which names it).
 #[cfg(feature = "parquet")]
-pub fn open(path: &Path, row_groups: &[usize]) -> Result<ChunkStream> {
+pub fn open(path: &Path, row_groups: &[usize], columns: Option<&[String]>) -> Result<ChunkStream> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| Error::format(path, e))?;
     // The parquet reader indexes its row groups unchecked (a panic): check them here.
@@ -53,6 +54,21 @@ pub fn open(path: &Path, row_groups: &[usize]) -> Result<ChunkStream> {
             format!("has {groups} row groups, not a group {g}: it changed while the job ran"),
         ));
     }
+    let builder = match columns {
+        Some(names) => {
+            let roots: Vec<usize> = builder
+                .schema()
+                .fields()
+                .iter()
+                .enumerate()
+                .filter(|(_, field)| names.contains(field.name()))
+                .map(|(i, _)| i)
+                .collect();
+            let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), roots);
+            builder.with_projection(mask)
+        }
+        None => builder,
+    };
     let reader = builder
         .with_row_groups(row_groups.to_vec())
         .with_batch_size(CHUNK_ROWS)
@@ -79,7 +95,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("missing.parquet");
         let error = row_groups(&path).expect_err("no such file");
-        let opened = open(&path, &[0]).err().expect("no such file");
+        let opened = open(&path, &[0], None).err().expect("no such file");
         if cfg!(feature = "parquet") {
             assert!(matches!(error, Error::Io { .. }), "{error}");
             assert!(matches!(opened, Error::Io { .. }), "{opened}");

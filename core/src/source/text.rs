@@ -110,19 +110,7 @@ impl LineReader {
 
 /// 1-based number of the line starting at byte `line_start` (only computed for errors).
 fn line_number(path: &Path, line_start: u64) -> Result<u64> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut newlines = 0u64;
-    let mut reader = BufReader::with_capacity(1 << 20, file.take(line_start));
-    loop {
-        let buf = reader.fill_buf().map_err(|e| Error::io(path, e))?;
-        if buf.is_empty() {
-            break;
-        }
-        newlines += buf.iter().filter(|&&b| b == b'\n').count() as u64;
-        let n = buf.len();
-        reader.consume(n);
-    }
-    Ok(newlines + 1)
+    Ok(super::count_byte(path, 0, line_start, b'\n')? + 1)
 }
 
 struct TextSplit {
