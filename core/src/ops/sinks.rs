@@ -258,20 +258,58 @@ impl<K: Data + Hash + Eq, V: Data> BoundedCombiner<K, V> {
     }
 }
 
-/// Combines `(K, V)` rows per key before partitioning (`reduce_by_key`).
+/// Rows a map task combines before it judges whether combining pays (as DataFusion's
+/// partial aggregation probes its first rows).
+pub const COMBINE_PROBE_ROWS: u64 = 100_000;
+/// Combining stops when the probed rows held more than this share of distinct keys: nearly
+/// every row a key of its own (db-benchmark's q10, a join key) gains nothing from a table
+/// and costs one more hash and insert per row.
+pub const COMBINE_SKIP_RATIO: f64 = 0.8;
+
+/// Combines `(K, V)` rows per key before partitioning (`reduce_by_key`), or, once its first
+/// [`COMBINE_PROBE_ROWS`] rows show that keys hardly repeat, partitions them as they come
+/// (the reduce side combines them either way).
 struct CombineSink<K, V> {
     table: BoundedCombiner<K, V>,
+    /// Rows probed so far, and the distinct keys among them (tables flushed included).
+    probed: u64,
+    distinct: u64,
+    /// Set when combining stopped: the rows' buckets from then on.
+    passing: Option<Buckets<(K, V)>>,
 }
 
 impl<K: Data + Hash + Eq, V: Data> ShuffleSink for CombineSink<K, V> {
     fn push(&mut self, chunk: Chunk, out: &mut dyn BlockWriter) -> Result<()> {
-        for (k, v) in chunk.into_rows::<(K, V)>()? {
+        let rows = chunk.into_rows::<(K, V)>()?;
+        if let Some(buckets) = &mut self.passing {
+            let partitions = self.table.partitions;
+            for (k, v) in rows {
+                buckets.push(partition_of(&k, partitions), (k, v), out)?;
+            }
+            return Ok(());
+        }
+        let probing = self.probed < COMBINE_PROBE_ROWS;
+        let before = self.table.combiner.len();
+        let count = rows.len() as u64;
+        for (k, v) in rows {
             self.table.combiner.add_owned(k, v);
+        }
+        if probing {
+            self.probed += count;
+            self.distinct += (self.table.combiner.len() - before) as u64;
+            if self.probed >= COMBINE_PROBE_ROWS && self.distinct as f64 > COMBINE_SKIP_RATIO * self.probed as f64 {
+                self.table.spill(out)?;
+                self.passing = Some(Buckets::new(self.table.partitions));
+                return Ok(());
+            }
         }
         self.table.check(out)
     }
 
     fn finish(mut self: Box<Self>, out: &mut dyn BlockWriter) -> Result<()> {
+        if let Some(mut buckets) = self.passing.take() {
+            buckets.flush(out)?;
+        }
         self.table.spill(out)
     }
 }
@@ -289,6 +327,9 @@ pub unsafe fn combine<K: Data + Hash + Eq, V: Data, F: Fn(V, V) -> V + 'static>(
 ) -> Result<Box<dyn ShuffleSink>> {
     Ok(Box::new(CombineSink::<K, V> {
         table: BoundedCombiner::new(partitions, reduce_fn::<V, F>()),
+        probed: 0,
+        distinct: 0,
+        passing: None,
     }))
 }
 
@@ -620,5 +661,55 @@ mod tests {
         }
         seen.sort();
         assert_eq!(seen, rows, "every row in exactly one block");
+    }
+
+    /// The rows a `reduce_by_key` sink summing values writes for `rows`, pushed in chunks.
+    fn combined(rows: &[(u64, u64)]) -> Vec<(u64, u64)> {
+        fn sink_of<F: Fn(u64, u64) -> u64 + Copy + 'static>(_: F) -> Box<dyn ShuffleSink> {
+            // SAFETY: a capture-free closure, as the job API checks.
+            unsafe { combine::<u64, u64, F>(&[], 4) }.expect("sink")
+        }
+        let mut blocks = Blocks::default();
+        let mut sink = sink_of(|a, b| a + b);
+        for chunk in rows.chunks(8192) {
+            sink.push(Chunk::from_rows(chunk.to_vec()), &mut blocks).expect("push");
+        }
+        sink.finish(&mut blocks).expect("finish");
+        let mut written = Vec::new();
+        for (p, batch) in &blocks.0 {
+            let block = crate::data::decode::<(u64, u64)>(batch).expect("decode");
+            assert!(block.iter().all(|(k, _)| partition_of(k, 4) == *p));
+            written.extend(block);
+        }
+        written
+    }
+
+    /// Sums by key, sequentially.
+    fn sums(rows: &[(u64, u64)]) -> std::collections::BTreeMap<u64, u64> {
+        let mut sums = std::collections::BTreeMap::new();
+        for &(k, v) in rows {
+            *sums.entry(k).or_default() += v;
+        }
+        sums
+    }
+
+    #[test]
+    fn combining_stops_when_its_probe_finds_keys_that_hardly_repeat() {
+        // Keys repeating ten times: combined, one row per key.
+        let repeating: Vec<(u64, u64)> = (0..200_000u64).map(|i| (i % 20_000, i)).collect();
+        let written = combined(&repeating);
+        assert_eq!(written.len(), 20_000);
+        assert_eq!(sums(&written), sums(&repeating));
+        // Distinct keys through the probe, then a few hot ones: they pass uncombined, and
+        // the sums the reduce side makes of them are the same.
+        // (The probe ends with the chunk of 8192 rows that reaches its count.)
+        let probe = COMBINE_PROBE_ROWS.div_ceil(8192) * 8192;
+        let mixed: Vec<(u64, u64)> = (0..probe)
+            .map(|i| (i + 1_000, 1))
+            .chain((0..probe).map(|i| (i % 1_000, i)))
+            .collect();
+        let written = combined(&mixed);
+        assert_eq!(written.len() as u64, 2 * probe, "the rows after the probe are not combined");
+        assert_eq!(sums(&written), sums(&mixed));
     }
 }
