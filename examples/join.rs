@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::Parser;
-use ringleader::{Context, Data, Dataset, StorageLevel};
+use ringleader::{Context, Data, Dataset, SmolStr, StorageLevel};
 use serde::{Deserialize, Serialize};
 
 /// Answer the db-benchmark's join questions.
@@ -43,9 +43,9 @@ struct X {
     id1: i64,
     id2: i64,
     id3: i64,
-    id4: String,
-    id5: String,
-    id6: String,
+    id4: SmolStr,
+    id5: SmolStr,
+    id6: SmolStr,
     v1: f64,
 }
 
@@ -53,7 +53,7 @@ struct X {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Small {
     id1: i64,
-    id4: String,
+    id4: SmolStr,
     v2: f64,
 }
 
@@ -62,8 +62,8 @@ struct Small {
 struct Medium {
     id1: i64,
     id2: i64,
-    id4: String,
-    id5: String,
+    id4: SmolStr,
+    id5: SmolStr,
     v2: f64,
 }
 
@@ -73,9 +73,9 @@ struct Big {
     id1: i64,
     id2: i64,
     id3: i64,
-    id4: String,
-    id5: String,
-    id6: String,
+    id4: SmolStr,
+    id5: SmolStr,
+    id6: SmolStr,
     v2: f64,
 }
 
@@ -92,11 +92,11 @@ columns! {
     Key1V1 { id1: i64, v1: f64 }
     Key2V1 { id2: i64, v1: f64 }
     Key3V1 { id3: i64, v1: f64 }
-    Key5V1 { id5: String, v1: f64 }
+    Key5V1 { id5: SmolStr, v1: f64 }
     Key1V2 { id1: i64, v2: f64 }
     Key2V2 { id2: i64, v2: f64 }
     Key3V2 { id3: i64, v2: f64 }
-    Key5V2 { id5: String, v2: f64 }
+    Key5V2 { id5: SmolStr, v2: f64 }
 }
 
 /// The table whose name ends with `_<table>` under `dir`.

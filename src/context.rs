@@ -451,7 +451,14 @@ impl Context {
             for (file, len) in files {
                 for piece in source::csv::plan(&file, len, &row_schema, split)? {
                     let bytes = piece.end - piece.start;
-                    splits.push((Split::Csv { path: file.clone(), schema, piece }, bytes));
+                    splits.push((
+                        Split::Csv {
+                            path: file.clone(),
+                            schema,
+                            piece,
+                        },
+                        bytes,
+                    ));
                 }
             }
             Ok(splits)

@@ -82,6 +82,11 @@ pub use ringleader_core::data::Data;
 pub use ringleader_core::ops::sinks::Combiner;
 pub use ringleader_core::record::Record;
 pub use ringleader_core::{Error, Result};
+/// Text that does not allocate when short (up to 23 bytes) and clones without copying when
+/// long: a row type's key fields (ids, codes, categories) as `SmolStr` instead of `String`
+/// decode, hash and group without a heap allocation per field. It reads and writes as
+/// text in every format.
+pub use smol_str::SmolStr;
 
 static JOB_MARKER: [u8; ringleader_core::binary::JOB_MARKER.len()] = {
     let mut out = [0u8; ringleader_core::binary::JOB_MARKER.len()];

@@ -183,7 +183,10 @@ fn csv_files_find_their_columns_by_name_and_parse_only_those() {
         name: String,
     }
     let places = ctx.csv_files::<Place>(dir.path()).unwrap().collect().unwrap();
-    assert_eq!(places.iter().map(|p| p.city.as_str()).collect::<Vec<_>>(), ["Oslo", "Lima", "Pune"]);
+    assert_eq!(
+        places.iter().map(|p| p.city.as_str()).collect::<Vec<_>>(),
+        ["Oslo", "Lima", "Pune"]
+    );
     // `select` right after the source reads only the selected columns too.
     let visits = ctx.csv_files::<Visit>(dir.path()).unwrap();
     let error = visits.count().expect_err("\"old\" is no age").to_string();
@@ -196,11 +199,51 @@ fn csv_files_find_their_columns_by_name_and_parse_only_those() {
     struct Priced {
         price: i64,
     }
-    let error = ctx.csv_files::<Priced>(dir.path()).err().expect("no price column").to_string();
+    let error = ctx
+        .csv_files::<Priced>(dir.path())
+        .err()
+        .expect("no price column")
+        .to_string();
     assert!(
         error.contains("v.csv") && error.contains("no column \"price\"") && error.contains("age, name, city"),
         "{error}"
     );
+}
+
+#[test]
+fn smol_str_fields_read_and_group_as_strings_do() {
+    #[derive(serde::Serialize, serde::Deserialize, Debug, Clone)]
+    struct Short {
+        name: ringleader::SmolStr,
+        age: i64,
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let long = "a name longer than twenty-three bytes";
+    write(
+        dir.path(),
+        "s.csv",
+        &format!("name,age\nada,1\n{long},2\nada,3\n\"\",4\n"),
+    );
+    let ctx = small_splits(8);
+    let short = ctx
+        .csv_files::<Short>(dir.path())
+        .unwrap()
+        .map(|r| (r.name, r.age))
+        .reduce_by_key(|a, b| a + b)
+        .collect()
+        .unwrap();
+    let mut strings = ctx
+        .csv_files::<Person>(dir.path())
+        .unwrap()
+        .map(|p| (p.name, p.age))
+        .reduce_by_key(|a, b| a + b)
+        .collect()
+        .unwrap();
+    strings.sort();
+    let mut short: Vec<(String, i64)> = short.into_iter().map(|(n, a)| (n.to_string(), a)).collect();
+    short.sort();
+    assert_eq!(short, strings);
+    assert_eq!(strings, [(String::new(), 4), (long.into(), 2), ("ada".into(), 4)]);
 }
 
 #[test]

@@ -709,7 +709,11 @@ mod tests {
             .chain((0..probe).map(|i| (i % 1_000, i)))
             .collect();
         let written = combined(&mixed);
-        assert_eq!(written.len() as u64, 2 * probe, "the rows after the probe are not combined");
+        assert_eq!(
+            written.len() as u64,
+            2 * probe,
+            "the rows after the probe are not combined"
+        );
         assert_eq!(sums(&written), sums(&mixed));
     }
 }

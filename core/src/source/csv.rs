@@ -58,16 +58,20 @@ pub fn plan(path: &Path, len: u64, schema: &SchemaRef, split: u64) -> Result<Vec
         .fields()
         .iter()
         .map(|field| {
-            names.iter().position(|name| name == field.name()).map(|c| c as u32).ok_or_else(|| {
-                Error::format(
-                    path,
-                    format!(
-                        "has no column {:?}, which the row type needs (its header names: {})",
-                        field.name(),
-                        names.join(", ")
-                    ),
-                )
-            })
+            names
+                .iter()
+                .position(|name| name == field.name())
+                .map(|c| c as u32)
+                .ok_or_else(|| {
+                    Error::format(
+                        path,
+                        format!(
+                            "has no column {:?}, which the row type needs (its header names: {})",
+                            field.name(),
+                            names.join(", ")
+                        ),
+                    )
+                })
         })
         .collect::<Result<Vec<u32>>>()?;
     let ranges: Vec<(u64, u64)> = super::byte_ranges(len - header_end, split, 1)
@@ -190,7 +194,9 @@ fn as_row_type(path: &Path, batch: RecordBatch, schema: &SchemaRef) -> Result<Re
                 return Ok(column.clone());
             }
             match column.as_any().downcast_ref::<StringArray>() {
-                Some(text) => Ok(Arc::new(text.iter().map(|v| Some(v.unwrap_or(""))).collect::<StringArray>()) as ArrayRef),
+                Some(text) => {
+                    Ok(Arc::new(text.iter().map(|v| Some(v.unwrap_or(""))).collect::<StringArray>()) as ArrayRef)
+                }
                 None => Err(Error::format(
                     path,
                     format!(
@@ -212,7 +218,10 @@ fn file_schema(path: &Path, schema: &SchemaRef, piece: &Piece) -> Result<SchemaR
         .map(|c| Field::new(format!("_{c}"), DataType::Utf8, true))
         .collect();
     if piece.columns.len() != schema.fields().len() {
-        return Err(Error::format(path, "the plan's columns do not match the row type's fields"));
+        return Err(Error::format(
+            path,
+            "the plan's columns do not match the row type's fields",
+        ));
     }
     for (field, &column) in schema.fields().iter().zip(&piece.columns) {
         let Some(slot) = fields.get_mut(column as usize) else {
@@ -269,9 +278,15 @@ mod tests {
         let mut rows = Vec::new();
         for piece in plan(path, len, schema, split)? {
             for chunk in open(path, schema.clone(), &piece)? {
-                let Chunk::Arrow(batch) = chunk? else { panic!("arrow chunks") };
+                let Chunk::Arrow(batch) = chunk? else {
+                    panic!("arrow chunks")
+                };
                 let names = arrow_array::cast::as_string_array(batch.column(0));
-                let ages = batch.column(1).as_any().downcast_ref::<arrow_array::Int64Array>().expect("ints");
+                let ages = batch
+                    .column(1)
+                    .as_any()
+                    .downcast_ref::<arrow_array::Int64Array>()
+                    .expect("ints");
                 rows.extend((0..batch.num_rows()).map(|i| format!("{}:{}", names.value(i), ages.value(i))));
             }
         }
@@ -285,7 +300,8 @@ mod tests {
         std::fs::write(&path, "name,age\nada,36\nbob,forty\n").expect("write");
         let message = read_all(&path, &people(), 1 << 20).expect_err("an error").to_string();
         assert!(
-            message.contains("people.csv") && message.contains("line 3, column \"age\": cannot read \"forty\" as Int64"),
+            message.contains("people.csv")
+                && message.contains("line 3, column \"age\": cannot read \"forty\" as Int64"),
             "{message}"
         );
         // Cut into pieces of a few bytes, the line is still the file's.
@@ -293,7 +309,10 @@ mod tests {
         assert!(message.contains("line 3, column \"age\""), "{message}");
         std::fs::write(&path, "name,age\nada,36\nbob\n").expect("write");
         let message = read_all(&path, &people(), 4).expect_err("an error").to_string();
-        assert!(message.contains("line 3, has 1 fields where the header has 2"), "{message}");
+        assert!(
+            message.contains("line 3, has 1 fields where the header has 2"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -303,9 +322,13 @@ mod tests {
         // "note" holds values no number parses from: it is not read.
         std::fs::write(&path, "age,note,name\n36,x y,ada\n41,\"a,\nb\",bob\n").expect("write");
         assert_eq!(read_all(&path, &people(), 1 << 20).expect("rows"), ["ada:36", "bob:41"]);
-        let message = read_all(&path, &Arc::new(Schema::new(vec![Field::new("city", DataType::Utf8, false)])), 8)
-            .expect_err("missing")
-            .to_string();
+        let message = read_all(
+            &path,
+            &Arc::new(Schema::new(vec![Field::new("city", DataType::Utf8, false)])),
+            8,
+        )
+        .expect_err("missing")
+        .to_string();
         assert!(
             message.contains("no column \"city\"") && message.contains("age, note, name"),
             "{message}"
@@ -326,12 +349,20 @@ mod tests {
                 _ => format!("a,\r\nb{i}"),
             };
             let quoted = i % 4 != 0;
-            body.push_str(&if quoted { format!("\"{name}\",{i}\n") } else { format!("{name},{i}\n") });
+            body.push_str(&if quoted {
+                format!("\"{name}\",{i}\n")
+            } else {
+                format!("{name},{i}\n")
+            });
             expected.push(format!("{}:{i}", name.replace("\"\"", "\"")));
         }
         std::fs::write(&path, &body).expect("write");
         for split in [1, 2, 3, 5, 7, 16, 100, 1 << 20] {
-            assert_eq!(read_all(&path, &people(), split).expect("rows"), expected, "split {split}");
+            assert_eq!(
+                read_all(&path, &people(), split).expect("rows"),
+                expected,
+                "split {split}"
+            );
         }
     }
 
