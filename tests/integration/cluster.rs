@@ -519,6 +519,16 @@ fn cached_partitions_lost_with_their_worker_are_computed_again_alone() {
         again > 0 && again < 40_000 && again.is_multiple_of(5000),
         "{again} rows computed again"
     );
+    // A worker holding cached partitions gave the tasks reading them less memory.
+    let budgets: Vec<u64> = out
+        .lines()
+        .find_map(|l| l.strip_prefix("cache check: task memory budget "))
+        .map(|rest| rest.split(' ').filter_map(|w| w.parse().ok()).collect())
+        .unwrap_or_else(|| panic!("no budget line:\n{out}\n{err}"));
+    assert!(
+        budgets.len() == 2 && budgets[1] < budgets[0],
+        "the cached partitions were not counted in a worker's memory: {budgets:?}"
+    );
 }
 
 #[test]

@@ -47,9 +47,17 @@ fn cache_check(ctx: &Context, dir: &std::path::Path) -> anyhow::Result<()> {
             x * 3
         })
         .persist(ringleader::StorageLevel::Disk);
+    let before = ctx.parallelize((0..8i64).collect(), 8)?;
+    let budget_before = task_budgets(&before)?.into_iter().max();
     let want: i64 = (0..40_000i64).map(|x| x * 3).sum();
     ensure!(xs.sum()? == want, "the first sum differs from the sequential one");
     let first = computed.value();
+    // Tasks reading the cache run where its partitions are, and their workers count those
+    // partitions against the memory they give executors.
+    let budget_after = task_budgets(&xs)?.into_iter().min();
+    if let (Some(before), Some(after)) = (budget_before, budget_after) {
+        println!("cache check: task memory budget {before} bytes before caching, {after} beside the cache");
+    }
     std::fs::write(dir.join("cached"), "")?;
     let waited = std::time::Instant::now();
     while !dir.join("go").exists() {
@@ -68,6 +76,19 @@ fn cache_check(ctx: &Context, dir: &std::path::Path) -> anyhow::Result<()> {
         computed.value() - first
     );
     Ok(())
+}
+
+/// The memory budget each task of a job over `rows` was given by its worker (none embedded).
+fn task_budgets<T: ringleader::Data>(rows: &ringleader::Dataset<T>) -> anyhow::Result<Vec<u64>> {
+    Ok(rows
+        .map_partitions(|_| {
+            std::env::var("RINGLEADER_WORKER_MEMORY")
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                .into_iter()
+                .collect::<Vec<u64>>()
+        })
+        .collect()?)
 }
 
 /// The `i`th byte of a broadcast value: a pattern a truncated or shifted copy breaks.

@@ -44,6 +44,26 @@ pub fn stored_partitions(root: &Path) -> Vec<String> {
     found
 }
 
+/// Bytes of the whole partition files under `root` of the datasets holding programs'
+/// caches ([`ringleader_core::store::CACHE_PREFIX`]): what executors reading them keep
+/// mapped in memory.
+pub fn cached_bytes(root: &Path) -> u64 {
+    let mut bytes = 0;
+    for (dataset, dataset_dir) in children(root) {
+        if !dataset.starts_with(ringleader_core::store::CACHE_PREFIX) {
+            continue;
+        }
+        for (_, generation_dir) in children(&dataset_dir) {
+            for (file, path) in children(&generation_dir) {
+                if file.starts_with("part-") && file.ends_with(".arrow") {
+                    bytes += std::fs::metadata(&path).map_or(0, |m| m.len());
+                }
+            }
+        }
+    }
+    bytes
+}
+
 /// Deletes what is dead under `root`, sparing anything made after `asked`: generations the
 /// driver no longer lists in `live` (a removed or replaced dataset, the output of a job that
 /// failed, with any copies staged there for other owners), and temporary files and staged
@@ -101,6 +121,28 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn cached_bytes_count_whole_partitions_of_caches_only() {
+        let root = tempfile::tempdir().expect("dir");
+        let files = [
+            ("cache-s1-3/g1/part-0.arrow", 100),
+            ("cache-s1-3/g1/part-1.arrow", 20),
+            ("cache-s2-1/g7/part-4.arrow", 3),
+            // Being written, or not a cache: not counted.
+            ("cache-s2-1/g7/part-5.tmp-1-2", 1000),
+            ("words/g1/part-0.arrow", 5000),
+            ("broadcast-s1-2/g1/part-0.arrow", 7000),
+        ];
+        for (name, len) in files {
+            let path = root.path().join(name);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("dir");
+            std::fs::write(&path, vec![0u8; len]).expect("write");
+        }
+        assert_eq!(cached_bytes(root.path()), 123);
+        assert_eq!(crate::executors::budget_beside_caches(1000, 123), 877);
+        assert_eq!(crate::executors::budget_beside_caches(1000, 900), 250);
+    }
 
     #[test]
     fn files_of_writers_killed_mid_write_go_and_those_of_running_ones_stay() {

@@ -59,6 +59,14 @@ pub struct Executors {
 /// smaller of this and its job's `RINGLEADER_MEMORY`.
 pub const WORKER_MEMORY_VAR: &str = "RINGLEADER_WORKER_MEMORY";
 
+/// The memory budget an executor gets on a worker of `memory` bytes holding `cached` bytes
+/// of programs' cached partitions: the caches count against it, as an embedded program's
+/// do against its jobs', down to a quarter of it (past that, cached partitions are read
+/// from disk as the page cache allows).
+pub fn budget_beside_caches(memory: u64, cached: u64) -> u64 {
+    memory.saturating_sub(cached).max(memory / 4)
+}
+
 /// What to start an executor with.
 pub struct Launch<'a> {
     /// The cached job binary.
@@ -224,7 +232,10 @@ impl Executors {
                     .flatten()
                     .unwrap_or_default(),
             )
-            .env(WORKER_MEMORY_VAR, self.memory.to_string())
+            .env(
+                WORKER_MEMORY_VAR,
+                budget_beside_caches(self.memory, crate::datasets_dir::cached_bytes(launch.dataset_dir)).to_string(),
+            )
             .env(ringleader_core::store::EXECUTOR_VAR, launch.worker_address)
             .env("RINGLEADER_EXECUTOR_JOB", &first.job_id)
             .env("RINGLEADER_WORKER_ID", launch.worker_id)
