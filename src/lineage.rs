@@ -21,8 +21,14 @@ pub(crate) enum Lineage {
         indexed: bool,
     },
     /// The parent's partitions merged, consecutive ones together, into at most
-    /// `partitions` (no shuffle: source splits read one after the other).
-    Coalesce { parent: Arc<Lineage>, partitions: u32 },
+    /// `partitions` (no shuffle: source splits read one after the other). Where the
+    /// parent's tasks cannot merge when the plan is made (a union of differently computed
+    /// parts, a cache with partitions to compute again), `fallback` is planned instead.
+    Coalesce {
+        parent: Arc<Lineage>,
+        partitions: u32,
+        fallback: Option<Arc<Lineage>>,
+    },
     /// The partitions of several parents, one after the other.
     Union { parents: Vec<Arc<Lineage>> },
     /// A hash shuffle: each side's rows go through its sink; the reduce merges the sides.
@@ -93,7 +99,16 @@ impl Lineage {
                     .unwrap_or_default()
             ),
             Lineage::Narrow { .. } => "narrow step".to_string(),
-            Lineage::Coalesce { partitions, .. } => format!("coalesce into {partitions} partitions"),
+            Lineage::Coalesce {
+                partitions, fallback, ..
+            } => format!(
+                "coalesce into {partitions} partitions{}",
+                if fallback.is_some() {
+                    " (a shuffle where they cannot merge)"
+                } else {
+                    ""
+                }
+            ),
             Lineage::Union { parents } => format!("union of {}", parents.len()),
             Lineage::Shuffle { sides, partitions, .. } => {
                 format!("shuffle of {} side(s) into {partitions} partitions", sides.len())

@@ -144,9 +144,19 @@ impl Planner<'_> {
                 }
             }
             Lineage::Described { parent, .. } => self.tasks(parent, sample),
-            Lineage::Coalesce { parent, partitions } => {
+            Lineage::Coalesce {
+                parent,
+                partitions,
+                fallback,
+            } => {
                 let tasks = self.tasks(parent, sample)?;
-                coalesce(tasks, *partitions, sample)
+                match (coalesce(tasks, *partitions, sample), fallback) {
+                    (Some(merged), _) => Ok(merged),
+                    (None, Some(fallback)) => self.tasks(fallback, sample),
+                    (None, None) => Err(ringleader_core::Error::Plan(
+                        "coalesce merges source splits read through the same steps only".into(),
+                    )),
+                }
             }
             Lineage::Union { parents } => {
                 let mut tasks = Vec::new();
@@ -221,13 +231,13 @@ impl Planner<'_> {
     }
 }
 
-/// `tasks` merged into at most `partitions` tasks, consecutive ones together. Only tasks
-/// that read source splits through the same steps merge (their splits are read one after
-/// the other); the dataset API shuffles instead where they do not.
-fn coalesce(tasks: Vec<TaskPlan>, partitions: u32, sample: Option<u32>) -> Result<Vec<TaskPlan>> {
+/// `tasks` merged into at most `partitions` tasks, consecutive ones together; `None` unless
+/// every task reads a source split through the same steps (their splits are then read one
+/// after the other).
+fn coalesce(tasks: Vec<TaskPlan>, partitions: u32, sample: Option<u32>) -> Option<Vec<TaskPlan>> {
     let partitions = partitions.max(1) as usize;
     if tasks.len() <= partitions {
-        return Ok(tasks);
+        return Some(tasks);
     }
     let total = tasks.len();
     let mut merged: Vec<TaskPlan> = Vec::with_capacity(partitions);
@@ -242,11 +252,7 @@ fn coalesce(tasks: Vec<TaskPlan>, partitions: u32, sample: Option<u32>) -> Resul
                 TaskInput::Source { split, sample_windows } if member.steps == steps && sample_windows == sample => {
                     splits.push(split)
                 }
-                _ => {
-                    return Err(ringleader_core::Error::Plan(
-                        "coalesce merges source splits read through the same steps only".into(),
-                    ));
-                }
+                _ => return None,
             }
         }
         merged.push(TaskPlan {
@@ -257,7 +263,7 @@ fn coalesce(tasks: Vec<TaskPlan>, partitions: u32, sample: Option<u32>) -> Resul
             steps,
         });
     }
-    Ok(merged)
+    Some(merged)
 }
 
 fn reduce_tasks(

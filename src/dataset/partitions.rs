@@ -44,8 +44,10 @@ impl<T: Data> Dataset<T> {
 
     /// At most `partitions` partitions, consecutive ones merged, without a shuffle where
     /// that can be done: source splits are read one after the other, and an upstream
-    /// shuffle (through narrow steps) is planned with fewer partitions instead. Anywhere
-    /// else (a union of differently computed partitions, a cached dataset) it is
+    /// shuffle (through narrow steps) is planned with fewer partitions instead; a union's
+    /// or a cache's partitions merge when their tasks read splits through the same steps
+    /// (a union of sources, a cache whose partitions are all held). Anywhere else (a union
+    /// of differently computed partitions, a cache with partitions to compute again) it is
     /// [`Dataset::repartition`].
     ///
     /// # Examples
@@ -59,7 +61,11 @@ impl<T: Data> Dataset<T> {
         let partitions = partitions.max(1);
         match with_fewer_partitions(&self.node, partitions) {
             Some(node) => Dataset::from_node(self.engine.clone(), node),
-            None => self.repartition(partitions),
+            None => self.derive(Lineage::Coalesce {
+                parent: self.node.clone(),
+                partitions,
+                fallback: Some(self.repartition(partitions).node),
+            }),
         }
     }
 
@@ -252,6 +258,7 @@ fn with_fewer_partitions(node: &Arc<Lineage>, partitions: u32) -> Option<Arc<Lin
         Lineage::Source { .. } => Some(Arc::new(Lineage::Coalesce {
             parent: node.clone(),
             partitions,
+            fallback: None,
         })),
         Lineage::Narrow { parent, step, indexed } => {
             if *indexed {
@@ -268,6 +275,7 @@ fn with_fewer_partitions(node: &Arc<Lineage>, partitions: u32) -> Option<Arc<Lin
                 merged if matches!(merged.as_ref(), Lineage::Coalesce { .. }) => Some(Arc::new(Lineage::Coalesce {
                     parent: node.clone(),
                     partitions,
+                    fallback: None,
                 })),
                 parent => Some(Arc::new(Lineage::Narrow {
                     parent,
@@ -301,9 +309,12 @@ fn with_fewer_partitions(node: &Arc<Lineage>, partitions: u32) -> Option<Arc<Lin
         Lineage::Coalesce {
             parent,
             partitions: before,
+            fallback: None,
         } => with_fewer_partitions(parent, partitions.min(*before)),
-        // A union's partitions are computed differently; a cache's may be read or computed
-        // again, partition by partition: both are repartitioned.
+        // A union's partitions may be computed differently; a cache's may be read or
+        // computed again, partition by partition: whether they merge is known only when the
+        // plan is made (see `Dataset::coalesce`).
+        Lineage::Coalesce { fallback: Some(_), .. } => None,
         Lineage::Union { .. } | Lineage::Invalid { .. } | Lineage::Cached { .. } => None,
         Lineage::Described { parent, what } => Some(Arc::new(Lineage::Described {
             parent: with_fewer_partitions(parent, partitions)?,

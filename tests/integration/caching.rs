@@ -104,6 +104,43 @@ fn partitions_past_the_cache_budget_are_recomputed_alone_or_kept_on_disk() {
     assert_eq!(cache_files(spill.path()), 0, "the program ended and left cache files");
 }
 
+/// The sum of each partition, in order.
+fn partition_sums(ds: &ringleader::Dataset<i64>) -> Vec<i64> {
+    ds.map_partitions(|rows| Some(rows.sum::<i64>())).collect().unwrap()
+}
+
+#[test]
+fn coalesce_merges_held_cache_partitions_and_unions_of_sources_without_a_shuffle() {
+    let spill = tempfile::tempdir().unwrap();
+    let ctx = budgeted(64 << 20, spill.path());
+    let rows: Vec<i64> = (1..=6).collect();
+    // Consecutive partitions merged: 1+2+3 and 4+5+6 (a round-robin shuffle spreads them).
+    let cached = ctx.parallelize(rows.clone(), 6).unwrap().persist(StorageLevel::Memory);
+    assert_eq!(cached.count().unwrap(), 6);
+    assert_eq!(partition_sums(&cached.coalesce(2)), [6, 15]);
+    let plan = cached.coalesce(2).explain();
+    assert!(
+        plan.starts_with("coalesce into 2") && !plan.contains("shuffle of"),
+        "{plan}"
+    );
+    let more = ctx.parallelize(vec![10i64, 20, 30], 3).unwrap();
+    let union = ctx.parallelize(rows, 3).unwrap().union(&more);
+    assert_eq!(partition_sums(&union.coalesce(2)), [21, 60]);
+    // Parts computed differently (one side mapped) cannot merge: shuffled, every row kept.
+    let mixed = union.union(&more.map(|x| x + 1)).coalesce(2);
+    assert_eq!(partition_sums(&mixed).len(), 2);
+    assert_eq!(mixed.sum().unwrap(), 21 + 60 + 63);
+
+    // A cache whose partitions do not all fit is read and computed again, then shuffled.
+    let small = budgeted(1 << 20, spill.path());
+    let big: Vec<i64> = (0..160_000).collect();
+    let partial = small.parallelize(big.clone(), 4).unwrap().persist(StorageLevel::Memory);
+    assert_eq!(partial.count().unwrap(), 160_000);
+    let merged = partial.coalesce(2);
+    assert_eq!(partition_sums(&merged).len(), 2);
+    assert_eq!(merged.sum().unwrap(), big.iter().sum::<i64>());
+}
+
 static SUMMED: AtomicU64 = AtomicU64::new(0);
 
 #[test]
