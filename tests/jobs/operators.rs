@@ -301,6 +301,15 @@ fn check(ctx: &Context, args: &Args) -> anyhow::Result<usize> {
         ds.map(|x| x * 2).coalesce(3).collect()?,
         xs.iter().map(|x| x * 2).collect(),
     )?;
+    // A held cache merges in order, without a shuffle (on a cluster: stored partitions
+    // read one after the other).
+    let held = ds.map(|x| x * 2).cache();
+    checks.equal(
+        "coalesce of a cache",
+        held.coalesce(3).collect()?,
+        xs.iter().map(|x| x * 2).collect(),
+    )?;
+    held.unpersist()?;
     let numbered = ds.zip_with_index().collect()?;
     checks.equal("zip_with_index", numbered, xs.iter().copied().zip(0u64..).collect())?;
     let mut ascending: Vec<(usize, i64)> = xs.iter().copied().enumerate().collect();
