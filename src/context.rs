@@ -149,7 +149,7 @@ impl Context {
         mut request: crate::transfer::PutRequest,
     ) -> Result<String> {
         let (workers, slots) = cluster.live_workers()?;
-        let name = format!("tmp-{}", ringleader_core::store::new_generation());
+        let name = self.engine.temporary_name();
         if cluster.progress() {
             eprintln!(
                 "uploading {what}: {total} bytes as {}{name}",

@@ -83,6 +83,12 @@ impl Engine {
         &self.session
     }
 
+    /// A fresh name for a temporary dataset of this program (removed by the leader if the
+    /// program dies before it could remove it).
+    pub(crate) fn temporary_name(&self) -> String {
+        ringleader_core::store::temporary_dataset(&self.session, self.caches.next_id())
+    }
+
     /// The engine's settings.
     pub(crate) fn config(&self) -> &Config {
         &self.config

@@ -39,12 +39,22 @@ pub fn broadcast_dataset(session: &str, id: u64) -> String {
     format!("{BROADCAST_PREFIX}{session}-{id}")
 }
 
+/// Names of stored datasets a program passes data through (inputs its workers cannot see,
+/// outputs fetched from workers on other machines) start with this.
+pub const TEMPORARY_PREFIX: &str = "tmp-";
+
+/// The temporary dataset `id` of the program `session`.
+pub fn temporary_dataset(session: &str, id: u64) -> String {
+    format!("{TEMPORARY_PREFIX}{session}-{id}")
+}
+
 /// The program a dataset belongs to, for one that lives only as long as its program (a
-/// cache or a broadcast value): its session id.
+/// cache, a broadcast value or a temporary dataset): its session id.
 pub fn program_session(name: &str) -> Option<&str> {
     let rest = name
         .strip_prefix(CACHE_PREFIX)
-        .or_else(|| name.strip_prefix(BROADCAST_PREFIX))?;
+        .or_else(|| name.strip_prefix(BROADCAST_PREFIX))
+        .or_else(|| name.strip_prefix(TEMPORARY_PREFIX))?;
     let (session, id) = rest.rsplit_once('-')?;
     (!session.is_empty() && id.bytes().all(|b| b.is_ascii_digit())).then_some(session)
 }
@@ -649,7 +659,8 @@ mod tests {
             program_session(&broadcast_dataset(&session, 12)),
             Some(session.as_str())
         );
-        for other in ["words", "cache-", "cache-x-y", "broadcast-7", "tmp-abc-1", "cached-x-1"] {
+        assert_eq!(program_session(&temporary_dataset(&session, 3)), Some(session.as_str()));
+        for other in ["words", "cache-", "cache-x-y", "broadcast-7", "tmp-3", "cached-x-1"] {
             assert_eq!(program_session(other), None, "{other}");
         }
     }

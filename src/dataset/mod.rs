@@ -808,7 +808,7 @@ impl<T: Data> Dataset<T> {
         let Some(cluster) = self.engine.cluster_client() else {
             return Err(crate::Error::Config("no cluster".into()));
         };
-        let name = format!("tmp-{}", ringleader_core::store::new_generation());
+        let name = self.engine.temporary_name();
         let temporary = Output::new(format!("{}{name}", ringleader_core::store::URL_SCHEME)).replicas(1);
         let saved = self.save_stored(&name, &temporary, to_store, format);
         let fetched = saved.and_then(|saved| {
