@@ -138,15 +138,17 @@ fn an_external_record_sort_orders_every_record_by_key() {
 fn spilling_aggregations_and_joins_equal_sequential_results() {
     let rows = keyed_rows();
 
-    let mut lengths: BTreeMap<u64, u64> = BTreeMap::new();
-    for (k, s) in &rows {
-        *lengths.entry(*k).or_default() += s.len() as u64;
+    // Keys enough that a reduce task's table (about 30,000 of them) is past the budget
+    // whatever the shuffle's blocks hold at the time (3001 keys spilled only sometimes).
+    let wide: Vec<(u64, u64)> = (0..120_000u64).map(|i| ((i * 7919) % 60_001, i % 97)).collect();
+    let mut sums: BTreeMap<u64, u64> = BTreeMap::new();
+    for (k, v) in &wide {
+        *sums.entry(*k).or_default() += v;
     }
-    spilled_or_not_equals("reduce_by_key", lengths.into_iter().collect(), |ctx| {
+    spilled_or_not_equals("reduce_by_key", sums.into_iter().collect(), |ctx| {
         let mut v = ctx
-            .parallelize(rows.clone(), 6)
+            .parallelize(wide.clone(), 6)
             .unwrap()
-            .map(|(k, s)| (k, s.len() as u64))
             .reduce_by_key(|a, b| a + b)
             .collect()
             .unwrap();
