@@ -215,7 +215,7 @@ fn flat_map_reduce_with_borrowed_keys_equals_a_sequential_count_spilled_or_not()
     let lines: Vec<String> = (0..20_000u64)
         .map(|i| {
             (0..6)
-                .map(|j| format!("w{}", (i * 31 + j * 7) % 9_001))
+                .map(|j| format!("w{}", (i * 31 + j * 7) % 40_009))
                 .collect::<Vec<_>>()
                 .join(" ")
         })
