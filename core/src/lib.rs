@@ -80,6 +80,7 @@ pub mod task_failure;
 pub mod tls;
 pub mod tls_diagnosis;
 pub mod web_tls;
+pub mod writeback;
 
 pub use error::{Error, Result};
 

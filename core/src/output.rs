@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::ids::Attempt;
+use crate::writeback::WritebackFile;
 
 /// Set to `0` to skip syncing outputs (part files, stored partitions) before they are
 /// committed: faster, but a machine that crashes may keep a committed output whose data
@@ -202,7 +203,7 @@ pub fn write_part<T>(
     dir: &Path,
     partition: u32,
     attempt: Attempt,
-    write: impl FnOnce(&mut BufWriter<File>) -> Result<T>,
+    write: impl FnOnce(&mut BufWriter<WritebackFile>) -> Result<T>,
 ) -> Result<T> {
     write_file(dir, &part_name(partition), attempt, write)
 }
@@ -212,16 +213,16 @@ pub fn write_file<T>(
     dir: &Path,
     name: &str,
     attempt: Attempt,
-    write: impl FnOnce(&mut BufWriter<File>) -> Result<T>,
+    write: impl FnOnce(&mut BufWriter<WritebackFile>) -> Result<T>,
 ) -> Result<T> {
     let final_path = dir.join(name);
     let temp_path = dir.join(format!(".{name}.attempt-{attempt}.tmp"));
     let file = File::create(&temp_path).map_err(|e| Error::io(&temp_path, e))?;
-    let mut out = BufWriter::with_capacity(4 << 20, file);
+    let mut out = BufWriter::with_capacity(4 << 20, WritebackFile::new(file));
     let result = write(&mut out).and_then(|value| {
         out.flush().map_err(|e| Error::io(&temp_path, e))?;
         if durable() {
-            out.get_ref().sync_all().map_err(|e| Error::io(&temp_path, e))?;
+            out.get_ref().get_ref().sync_all().map_err(|e| Error::io(&temp_path, e))?;
         }
         Ok(value)
     });

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::ids::Attempt;
+use crate::writeback::WritebackFile;
 
 /// Batches in flight between a reader and a writer of a stream: the memory a transfer
 /// holds is about this many batches.
@@ -450,11 +451,11 @@ pub fn write_ipc_file_fenced(
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let temp = unique_temp(path);
     let result = (|| {
-        let mut writer: Option<arrow_ipc::writer::FileWriter<std::io::BufWriter<std::fs::File>>> = None;
+        let mut writer: Option<arrow_ipc::writer::FileWriter<std::io::BufWriter<WritebackFile>>> = None;
         let open = |schema: &arrow_schema::Schema| -> Result<_> {
             let file = std::fs::File::create(&temp).map_err(|e| Error::io(&temp, e))?;
             Ok(arrow_ipc::writer::FileWriter::try_new(
-                std::io::BufWriter::with_capacity(1 << 20, file),
+                std::io::BufWriter::with_capacity(1 << 20, WritebackFile::new(file)),
                 schema,
             )?)
         };
@@ -484,7 +485,8 @@ pub fn write_ipc_file_fenced(
         let file = writer
             .into_inner()?
             .into_inner()
-            .map_err(|e| Error::io(&temp, e.into_error()))?;
+            .map_err(|e| Error::io(&temp, e.into_error()))?
+            .into_inner();
         if crate::output::durable() {
             file.sync_all().map_err(|e| Error::io(&temp, e))?;
         }

@@ -421,7 +421,7 @@ impl Columnar {
     pub fn write(
         self,
         path: &std::path::Path,
-        out: &mut std::io::BufWriter<std::fs::File>,
+        out: &mut std::io::BufWriter<crate::writeback::WritebackFile>,
         schema: arrow_schema::SchemaRef,
         batches: impl Iterator<Item = Result<RecordBatch>>,
     ) -> Result<u64> {
@@ -474,7 +474,7 @@ pub fn save_columnar<T: Data>(state: &[u8], input: ChunkStream, env: &ActionEnv)
     crate::output::write_file(&dir, &name, env.attempt, |out| {
         let rows = format.write(&path, out, schema, batches)?;
         std::io::Write::flush(out).map_err(|e| Error::io(&path, e))?;
-        let bytes = out.get_ref().metadata().map_err(|e| Error::io(&path, e))?.len();
+        let bytes = out.get_ref().get_ref().metadata().map_err(|e| Error::io(&path, e))?.len();
         Ok(TaskValue::Written { rows, bytes })
     })
 }
