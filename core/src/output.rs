@@ -222,7 +222,10 @@ pub fn write_file<T>(
     let result = write(&mut out).and_then(|value| {
         out.flush().map_err(|e| Error::io(&temp_path, e))?;
         if durable() {
-            out.get_ref().get_ref().sync_all().map_err(|e| Error::io(&temp_path, e))?;
+            out.get_ref()
+                .get_ref()
+                .sync_all()
+                .map_err(|e| Error::io(&temp_path, e))?;
         }
         Ok(value)
     });

@@ -57,9 +57,8 @@ impl WritebackFile {
             let (offset, length) = (self.started as i64, (self.written - self.started) as i64);
             // SAFETY: the descriptor is this file's, open for the call; the flag only
             // starts writeback of dirty pages in the range and touches no memory of ours.
-            let _ = unsafe {
-                libc::sync_file_range(self.file.as_raw_fd(), offset, length, libc::SYNC_FILE_RANGE_WRITE)
-            };
+            let _ =
+                unsafe { libc::sync_file_range(self.file.as_raw_fd(), offset, length, libc::SYNC_FILE_RANGE_WRITE) };
         }
         self.started = self.written;
     }

@@ -724,7 +724,8 @@ impl<T: Data> Dataset<T> {
             bytes += ringleader_core::output::write_file(commit.staging(), &name, Attempt(0), |out| {
                 Columnar::Parquet.write(&path, out, schema, reader.map(|b| b.map_err(crate::Error::from)))?;
                 std::io::Write::flush(out).map_err(|e| crate::Error::io(&path, e))?;
-                out.get_ref().get_ref()
+                out.get_ref()
+                    .get_ref()
                     .metadata()
                     .map(|m| m.len())
                     .map_err(|e| crate::Error::io(&path, e))

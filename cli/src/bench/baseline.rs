@@ -39,6 +39,15 @@ pub struct BaselineArgs {
     pub output: Option<PathBuf>,
 }
 
+/// Syncs a baseline's output as Ringleader syncs its outputs (unless `RINGLEADER_FSYNC=0`),
+/// so the two are compared at the same durability.
+fn sync_like_ringleader(file: &File) -> std::io::Result<()> {
+    if ringleader_core::output::durable() {
+        file.sync_all()?;
+    }
+    Ok(())
+}
+
 /// Runs one baseline and prints its result as the last line of stdout.
 pub fn baseline(args: BaselineArgs) -> anyhow::Result<ExitCode> {
     let files = data_files(&args.input)?;
@@ -57,6 +66,7 @@ pub fn baseline(args: BaselineArgs) -> anyhow::Result<ExitCode> {
             let mut w = BufWriter::with_capacity(4 << 20, File::create(&out)?);
             w.write_all(Record::slice_as_bytes(&records))?;
             w.flush()?;
+            sync_like_ringleader(w.get_ref())?;
             println!("{}", records.len());
         }
         Baseline::Sum => {
@@ -96,6 +106,7 @@ pub fn baseline(args: BaselineArgs) -> anyhow::Result<ExitCode> {
                 writeln!(w, "{word}\t{n}")?;
             }
             w.flush()?;
+            sync_like_ringleader(w.get_ref())?;
             println!("{}", counts.len());
         }
     }

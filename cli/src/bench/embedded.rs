@@ -48,16 +48,96 @@ pub(super) struct Row {
     bytes: u64,
     ringleader: Measured,
     baseline: Measured,
+    /// Both again, pinned to one core with one thread (COST).
+    one_core: OneCore,
     /// DuckDB's and Polars's runs, with `--peers`.
     peers: Vec<(&'static str, Measured)>,
 }
 
 impl Row {
     fn published(&self) -> super::peers::Published {
-        let systems = [("ringleader", &self.ringleader), ("plain Rust", &self.baseline)]
-            .into_iter()
-            .chain(self.peers.iter().map(|(name, m)| (*name, m)));
+        let systems = [
+            ("ringleader", &self.ringleader),
+            ("plain Rust", &self.baseline),
+            ("ringleader, one core", &self.one_core.ringleader),
+            ("plain Rust, one core", &self.one_core.baseline),
+        ]
+        .into_iter()
+        .chain(self.peers.iter().map(|(name, m)| (*name, m)));
         super::peers::Published::of(&self.name, self.bytes, systems)
+    }
+}
+
+/// A workload's two commands pinned to one core, each with one thread.
+pub(super) struct OneCore {
+    ringleader: Measured,
+    baseline: Measured,
+}
+
+/// Ringleader's and the baseline's commands (built anew for each run), `runs` times each,
+/// alternating: first on every core, then pinned to one core with one thread.
+fn measure_workload(
+    runs: usize,
+    what: &str,
+    ringleader: impl Fn() -> Command,
+    baseline: impl Fn() -> Command,
+) -> anyhow::Result<(Measured, Measured, OneCore)> {
+    let (rl, bl) = alternate(runs, what, || measure(&mut ringleader()), || measure(&mut baseline()))?;
+    let (rl1, bl1) = alternate(
+        runs,
+        &format!("{what} on one core"),
+        || measure(&mut on_one_core(ringleader())),
+        || measure(&mut on_one_core(baseline())),
+    )?;
+    Ok((
+        rl,
+        bl,
+        OneCore {
+            ringleader: rl1,
+            baseline: bl1,
+        },
+    ))
+}
+
+/// `command` pinned to the first core it may use, with one worker thread (Ringleader's
+/// task pool and rayon's).
+fn on_one_core(mut command: Command) -> Command {
+    use std::os::unix::process::CommandExt as _;
+    command.env("RINGLEADER_THREADS", "1").env("RAYON_NUM_THREADS", "1");
+    // SAFETY: the closure runs in the child between fork and exec and makes only
+    // async-signal-safe calls (sched_getaffinity, sched_setaffinity) on plain data.
+    unsafe {
+        command.pre_exec(|| {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            let size = std::mem::size_of::<libc::cpu_set_t>();
+            if libc::sched_getaffinity(0, size, &mut set) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let first = (0..libc::CPU_SETSIZE as usize)
+                .find(|&c| libc::CPU_ISSET(c, &set))
+                .unwrap_or(0);
+            libc::CPU_ZERO(&mut set);
+            libc::CPU_SET(first, &mut set);
+            if libc::sched_setaffinity(0, size, &set) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command
+}
+
+/// COST (McSherry et al.): how many of this machine's cores Ringleader needs to be faster
+/// than the plain-Rust baseline on one core.
+fn cores_to_beat_one_core(row: &Row) -> String {
+    let one = row.one_core.baseline.elapsed;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if row.one_core.ringleader.elapsed < one {
+        "1".to_string()
+    } else if row.ringleader.elapsed < one {
+        cores.to_string()
+    } else {
+        format!("more than {cores}")
     }
 }
 
@@ -115,24 +195,11 @@ pub(super) fn embedded(args: EmbeddedArgs) -> anyhow::Result<ExitCode> {
     let sort_bytes = warm(&sort_in)?;
     let sort_out = base.join("out-sort");
     let sort_base_out = base.join("out-sort-baseline");
-    let (rl, bl) = alternate(
+    let (rl, bl, one_core) = measure_workload(
         runs,
         "sort",
-        || {
-            measure(&mut with(
-                Command::new(examples.join("sort")),
-                io_flags(&sort_in, &sort_out),
-            ))
-        },
-        || {
-            measure(
-                Command::new(&exe)
-                    .args(["baseline", "sort", "--input"])
-                    .arg(&sort_in)
-                    .arg("--output")
-                    .arg(&sort_base_out),
-            )
-        },
+        || with(Command::new(examples.join("sort")), io_flags(&sort_in, &sort_out)),
+        || baseline_command(&exe, "sort", &sort_in, Some(&sort_base_out)),
     )?;
     let report = ringleader_datasets::validate::validate_sort(&sort_in, &sort_out)?;
     if !report.ok() {
@@ -142,20 +209,27 @@ pub(super) fn embedded(args: EmbeddedArgs) -> anyhow::Result<ExitCode> {
     let peers_ran = run_peers(peers.as_ref(), runs, "sort", &sort_in, Some(&peer_out), |l| {
         l == records
     })?;
+    let sort_streams = part_files(&sort_out)?;
+    let disk = super::disk::durable_write(&base, sort_bytes, sort_streams, runs)?;
     rows.push(Row {
         name: format!("sort {} records", args.records),
         bytes: sort_bytes,
         ringleader: rl,
         baseline: bl,
+        one_core,
         peers: peers_ran,
     });
 
     let sum_bytes = warm(&sum_in)?;
-    let (rl, bl) = alternate(
+    let (rl, bl, one_core) = measure_workload(
         runs,
         "sum",
-        || measure(Command::new(examples.join("sum")).arg("--input").arg(&sum_in)),
-        || measure(Command::new(&exe).args(["baseline", "sum", "--input"]).arg(&sum_in)),
+        || {
+            with(Command::new(examples.join("sum")), |c| {
+                c.arg("--input").arg(&sum_in);
+            })
+        },
+        || baseline_command(&exe, "sum", &sum_in, None),
     )?;
     let (a, b) = (last_line(&rl.stdout), last_line(&bl.stdout));
     if a != b {
@@ -167,30 +241,18 @@ pub(super) fn embedded(args: EmbeddedArgs) -> anyhow::Result<ExitCode> {
         bytes: sum_bytes,
         ringleader: rl,
         baseline: bl,
+        one_core,
         peers: peers_ran,
     });
 
     let text_bytes = warm(&text_in)?;
     let wc_out = base.join("out-wordcount");
     let wc_base_out = base.join("out-wordcount-baseline");
-    let (rl, bl) = alternate(
+    let (rl, bl, one_core) = measure_workload(
         runs,
         "wordcount",
-        || {
-            measure(&mut with(
-                Command::new(examples.join("wordcount")),
-                io_flags(&text_in, &wc_out),
-            ))
-        },
-        || {
-            measure(
-                Command::new(&exe)
-                    .args(["baseline", "wordcount", "--input"])
-                    .arg(&text_in)
-                    .arg("--output")
-                    .arg(&wc_base_out),
-            )
-        },
+        || with(Command::new(examples.join("wordcount")), io_flags(&text_in, &wc_out)),
+        || baseline_command(&exe, "wordcount", &text_in, Some(&wc_base_out)),
     )?;
     let distinct = last_line(&rl.stdout)
         .split_whitespace()
@@ -205,11 +267,14 @@ pub(super) fn embedded(args: EmbeddedArgs) -> anyhow::Result<ExitCode> {
         bytes: text_bytes,
         ringleader: rl,
         baseline: bl,
+        one_core,
         peers: peers_ran,
     });
     let _ = std::fs::remove_file(&peer_out);
 
     print_table(&rows, runs);
+    print_cost(&rows);
+    print_disk(&rows[0], disk, sort_streams);
     let published: Vec<_> = rows.iter().map(Row::published).collect();
     super::peers::write_json(&args.json, runs, &published)?;
     let title = format!("Ringleader embedded, 2 cores: throughput, median of {runs} runs");
@@ -217,6 +282,66 @@ pub(super) fn embedded(args: EmbeddedArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("writing {}", args.plot.display()))?;
     println!("results: {}; plot: {}", args.json.display(), args.plot.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// The hidden `ringleader baseline KIND` command of this executable.
+fn baseline_command(exe: &Path, kind: &str, input: &Path, output: Option<&Path>) -> Command {
+    let mut command = Command::new(exe);
+    command.args(["baseline", kind, "--input"]).arg(input);
+    if let Some(output) = output {
+        command.arg("--output").arg(output);
+    }
+    command
+}
+
+/// The number of `part-*` files in a finished output: the streams its job wrote.
+fn part_files(output: &Path) -> anyhow::Result<usize> {
+    let entries = std::fs::read_dir(output).with_context(|| format!("listing {}", output.display()))?;
+    Ok(entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("part-"))
+        .count())
+}
+
+/// The COST table: each workload on one core against the baseline on one core.
+fn print_cost(rows: &[Row]) {
+    println!();
+    println!("COST: the cores Ringleader needs to beat plain Rust on one core (both pinned to one core, one thread)");
+    println!();
+    println!(
+        "| workload | plain Rust, one core | ringleader, one core | ringleader, every core | cores to beat one core |"
+    );
+    println!("|---|---|---|---|---|");
+    for r in rows {
+        println!(
+            "| {} | {:.3} s | {:.3} s ({:.2}x) | {:.3} s ({:.2}x) | {} |",
+            r.name,
+            r.one_core.baseline.elapsed.as_secs_f64(),
+            r.one_core.ringleader.elapsed.as_secs_f64(),
+            r.one_core.baseline.elapsed.as_secs_f64() / r.one_core.ringleader.elapsed.as_secs_f64(),
+            r.ringleader.elapsed.as_secs_f64(),
+            r.one_core.baseline.elapsed.as_secs_f64() / r.ringleader.elapsed.as_secs_f64(),
+            cores_to_beat_one_core(r),
+        );
+    }
+}
+
+/// The disk's own durable write of the sort's bytes, beside the sort.
+fn print_disk(sort: &Row, disk: std::time::Duration, streams: usize) {
+    let mode = if ringleader_core::output::durable() {
+        "outputs synced before their commit (RINGLEADER_FSYNC=0 turns it off)"
+    } else {
+        "RINGLEADER_FSYNC=0: outputs not synced, the baselines neither"
+    };
+    println!();
+    println!(
+        "disk: {} written and synced in {streams} streams at once: {:.3} s ({}); the sort, reading, sorting and writing them: {:.3} s ({:.2}x the disk's write alone); {mode}",
+        gb(sort.bytes),
+        disk.as_secs_f64(),
+        rate(sort.bytes, disk),
+        sort.ringleader.elapsed.as_secs_f64(),
+        sort.ringleader.elapsed.as_secs_f64() / disk.as_secs_f64(),
+    );
 }
 
 pub(super) fn print_table(rows: &[Row], runs: usize) {

@@ -12,6 +12,7 @@
 pub mod baseline;
 mod cluster;
 mod dbbench;
+mod disk;
 mod embedded;
 mod hosts;
 mod inputs;

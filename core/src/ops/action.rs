@@ -474,7 +474,12 @@ pub fn save_columnar<T: Data>(state: &[u8], input: ChunkStream, env: &ActionEnv)
     crate::output::write_file(&dir, &name, env.attempt, |out| {
         let rows = format.write(&path, out, schema, batches)?;
         std::io::Write::flush(out).map_err(|e| Error::io(&path, e))?;
-        let bytes = out.get_ref().get_ref().metadata().map_err(|e| Error::io(&path, e))?.len();
+        let bytes = out
+            .get_ref()
+            .get_ref()
+            .metadata()
+            .map_err(|e| Error::io(&path, e))?
+            .len();
         Ok(TaskValue::Written { rows, bytes })
     })
 }
