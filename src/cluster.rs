@@ -24,6 +24,9 @@ pub(crate) struct Cluster {
     binary: std::sync::OnceLock<String>,
     /// Whether every live worker sees this client's files, once asked.
     shares_files: std::sync::OnceLock<bool>,
+    /// Set once the driver group was found to hold this executable: later jobs submit
+    /// without asking (a driver that forgot it since says so, and it is uploaded again).
+    binary_present: std::sync::atomic::AtomicBool,
     progress: bool,
 }
 
@@ -75,6 +78,7 @@ impl Cluster {
             runtime,
             binary: std::sync::OnceLock::new(),
             shares_files: std::sync::OnceLock::new(),
+            binary_present: std::sync::atomic::AtomicBool::new(false),
             progress,
         })
     }
@@ -236,15 +240,19 @@ impl Cluster {
     fn run_job(&self, plan: &JobPlan) -> Result<(Vec<TaskValue>, Vec<Accumulated>)> {
         let hash = self.binary_hash()?;
         self.runtime.block_on(async {
-            let id = proto::BinaryId { hash: hash.clone() };
-            let present = call(&self.group, "driver", |mut d| {
-                let id = id.clone();
-                async move { d.has_binary(id).await }
-            })
-            .await?
-            .present;
-            if !present {
-                upload(&self.group, &hash).await?;
+            use std::sync::atomic::Ordering;
+            if !self.binary_present.load(Ordering::Relaxed) {
+                let id = proto::BinaryId { hash: hash.clone() };
+                let present = call(&self.group, "driver", |mut d| {
+                    let id = id.clone();
+                    async move { d.has_binary(id).await }
+                })
+                .await?
+                .present;
+                if !present {
+                    upload(&self.group, &hash).await?;
+                }
+                self.binary_present.store(true, Ordering::Relaxed);
             }
             let exe = std::env::current_exe().map_err(|e| Error::io("current executable", e))?;
             let request = proto::SubmitJobRequest {

@@ -35,9 +35,7 @@ pub(crate) fn serve(worker: String) -> ExitCode {
 fn serve_inner(worker: String) -> Result<(), String> {
     let var = |name: &str| std::env::var(name).map_err(|_| format!("{name} is not set"));
     // Before any plan offset is resolved: this process must be the binary plans name.
-    let own_hash = ringleader_core::binary::running_executable()
-        .and_then(|exe| ringleader_core::binary::hash_file(&exe))
-        .map_err(|e| e.to_string())?;
+    let own_hash = ringleader_core::binary::running_executable_hash().map_err(|e| e.to_string())?;
     let job = var("RINGLEADER_EXECUTOR_JOB")?;
     let files = ShuffleFiles::new(var("RINGLEADER_SHUFFLE_DIR")?);
     let config = Config::from_env().map_err(|e| e.to_string())?;

@@ -415,6 +415,7 @@ impl Driver for DriverService {
                 }
             }
         };
+        tracing::debug!("{job}: submission committed");
         let (tx, rx) = mpsc::channel(256);
         self.inner.watch(&job, tx, term);
         self.inner.wake.notify_one();
@@ -438,6 +439,7 @@ impl Driver for DriverService {
             TaskId(r.task),
             Attempt(r.attempt),
         );
+        let what = format!("{job} stage {stage} task {task} attempt {attempt}");
         let command = match (r.outcome, lost_on) {
             (Some(Reported::Value(bytes)), _) => {
                 let value = postcard::from_bytes(&bytes)
@@ -478,7 +480,9 @@ impl Driver for DriverService {
             },
             (None, _) => return Err(Status::invalid_argument("a task report needs a value or an error")),
         };
+        tracing::debug!("{what}: report received");
         self.inner.report(command).await?;
+        tracing::debug!("{what}: report committed");
         Ok(Response::new(proto::TaskReportReply {}))
     }
 

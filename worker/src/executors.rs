@@ -238,6 +238,8 @@ impl Executors {
             )
             .env(ringleader_core::store::EXECUTOR_VAR, launch.worker_address)
             .env("RINGLEADER_EXECUTOR_JOB", &first.job_id)
+            // `binary` was checked against this hash before the launch.
+            .env(ringleader_core::binary::VERIFIED_HASH_VAR, &first.binary_hash)
             .env("RINGLEADER_WORKER_ID", launch.worker_id)
             .env("RINGLEADER_SHUFFLE_DIR", launch.shuffle_dir)
             .env(ringleader_core::store::DATASET_DIR_VAR, launch.dataset_dir)
@@ -266,6 +268,7 @@ impl Executors {
         }
         let mut child = command.spawn()?;
         drop(sandbox);
+        tracing::debug!("{}: executor process started", first.job_id);
         let pid = child.id().unwrap_or(0);
         let (queue, receiver) = mpsc::unbounded_channel();
         let (stop, stopped) = oneshot::channel::<()>();

@@ -164,6 +164,7 @@ impl WorkerInner {
                 e.message
             );
         }
+        let report_id = (report.job_id.clone(), report.stage, report.task, report.attempt);
         let parts = ringleader_core::binary::report_chunks(report);
         // Reports are idempotent (a second report of one attempt is stale), so a report
         // that may have reached an old leader is simply sent again to the new one.
@@ -174,6 +175,13 @@ impl WorkerInner {
                 async move { d.report_task(futures::stream::iter(parts)).await }
             })
             .await;
+        tracing::debug!(
+            "{} stage {} task {} attempt {}: report delivered to the driver",
+            report_id.0,
+            report_id.1,
+            report_id.2,
+            report_id.3
+        );
     }
 }
 
@@ -206,6 +214,13 @@ impl Worker for WorkerService {
         request: Request<proto::TaskAssignment>,
     ) -> Result<Response<proto::LaunchTaskReply>, Status> {
         let assignment = request.into_inner();
+        tracing::debug!(
+            "{} stage {} task {} attempt {}: launch received",
+            assignment.job_id,
+            assignment.stage_index,
+            assignment.task,
+            assignment.attempt
+        );
         if !ringleader_core::ids::valid_job_id(&assignment.job_id) {
             return Err(Status::invalid_argument("malformed job id"));
         }
@@ -306,6 +321,7 @@ impl Executor for WorkerService {
     ) -> Result<Response<Self::NextTasksStream>, Status> {
         ringleader_core::auth::Caller::of(&request).may_act_for(&request.get_ref().job_id)?;
         let hello = request.into_inner();
+        tracing::debug!("{}: executor asks for tasks", hello.job_id);
         let queue = self
             .inner
             .executors
@@ -322,6 +338,13 @@ impl Executor for WorkerService {
         let caller = ringleader_core::auth::Caller::of(&request);
         let report = ringleader_core::binary::join_report(request.into_inner()).await?;
         caller.may_act_for(&report.job_id)?;
+        tracing::debug!(
+            "{} stage {} task {} attempt {}: executor reported",
+            report.job_id,
+            report.stage,
+            report.task,
+            report.attempt
+        );
         self.inner
             .executors
             .finished(&report.job_id, (report.stage, report.task, report.attempt));

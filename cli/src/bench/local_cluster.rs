@@ -32,12 +32,27 @@ impl BenchCluster {
         BenchCluster::up_with(dir, workers, 1, None)
     }
 
+    /// [`BenchCluster::up`] with its nodes logging under `filter` (`RUST_LOG`).
+    pub(super) fn up_logging(dir: PathBuf, workers: u32, filter: &str) -> anyhow::Result<BenchCluster> {
+        BenchCluster::start(dir, workers, 1, None, Some(filter))
+    }
+
     /// `cluster up` with `workers` workers of 2 slots and `drivers` drivers.
     pub(crate) fn up_with(
         dir: PathBuf,
         workers: u32,
         drivers: u32,
         token: Option<&Path>,
+    ) -> anyhow::Result<BenchCluster> {
+        BenchCluster::start(dir, workers, drivers, token, None)
+    }
+
+    fn start(
+        dir: PathBuf,
+        workers: u32,
+        drivers: u32,
+        token: Option<&Path>,
+        log: Option<&str>,
     ) -> anyhow::Result<BenchCluster> {
         let exe = std::env::current_exe()?;
         let mut command = Command::new(&exe);
@@ -56,6 +71,9 @@ impl BenchCluster {
             .arg(&dir);
         if let Some(token) = token {
             command.arg("--token-file").arg(token);
+        }
+        if let Some(filter) = log {
+            command.env("RUST_LOG", filter);
         }
         let out = command.output()?;
         if !out.status.success() {

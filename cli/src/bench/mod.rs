@@ -21,6 +21,7 @@ mod measure;
 mod peers;
 mod raft;
 mod scale;
+mod timeline;
 
 use std::process::ExitCode;
 

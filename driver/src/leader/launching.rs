@@ -98,6 +98,7 @@ impl DriverInner {
         let Ok(Outcome::Batch(outcomes)) = self.write(Command::Batch(commands)).await else {
             return;
         };
+        tracing::debug!("driver {}: start of {} tasks committed", self.id, outcomes.len());
         let now = Instant::now();
         let launches: Vec<(WorkerId, String, proto::TaskAssignment)> = {
             let state = self.state();
