@@ -1461,3 +1461,52 @@ fn job_binaries_nobody_uses_are_deleted_from_drivers_and_workers() {
         "a majority of 3 drivers deleted it after each of 2 runs:\n{logs}"
     );
 }
+
+#[test]
+fn a_program_whose_binary_the_cluster_forgot_between_two_jobs_uploads_it_again() {
+    let cluster = LocalCluster::up_env(
+        1,
+        1,
+        2,
+        &[],
+        &[(ringleader_core::fault_injection::BINARY_RETENTION_MS, "2000")],
+    );
+    let data = tempfile::tempdir().unwrap();
+    let input = data.path().join("text");
+    crate::helpers::numbered_text(&input, 3, 20);
+    let lines = 3 * 20;
+    let gate = data.path().join("gate");
+    std::fs::create_dir(&gate).unwrap();
+    let log = data.path().join("client.log");
+    let out = data.path().join("out");
+    let mut client = crate::helpers::KillOnDrop(cluster.spawn(
+        "chaos",
+        &args!["--input", input, "--output", out, "--count-again-after", gate],
+        &log,
+    ));
+    let binaries = cluster.dir.path().join("driver-1").join("binaries");
+    let held = || {
+        std::fs::read_dir(&binaries)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| ringleader_core::binary::valid_hash(&e.file_name().to_string_lossy()))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    // The first job ran, then its binary went unused past its retention and was deleted.
+    crate::helpers::eventually(Duration::from_secs(60), "the first job's output", || {
+        out.join("_SUCCESS").exists()
+    });
+    crate::helpers::eventually(Duration::from_secs(60), "the unused binary deleted", || held() == 0);
+    std::fs::write(gate.join("go"), "").unwrap();
+    crate::helpers::eventually(Duration::from_secs(60), "the program's end", || {
+        client.0.try_wait().unwrap().is_some()
+    });
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(client.0.wait().unwrap().success(), "the program failed:\n{text}");
+    assert!(
+        text.contains(&format!("counted again {lines} lines")),
+        "the second job did not count every line:\n{text}"
+    );
+}

@@ -87,6 +87,11 @@ struct Args {
     /// checked on every line: a job with a large plan.
     #[arg(long, default_value_t = 0)]
     ballast_bytes: usize,
+    /// After the word count, wait (up to 2 minutes) for a file `go` in this directory, then
+    /// count the input's lines in a second job of this program and print them on stderr
+    /// (`counted again N lines`): a program that outlives what the cluster kept for it.
+    #[arg(long)]
+    count_again_after: Option<PathBuf>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -296,6 +301,18 @@ fn main() -> ExitCode {
         println!("{} words", saved.rows);
         // Every task counted once, whatever ran again: the input's lines, the output's words.
         println!("accumulated {} lines, {} words", lines.value(), words.value());
+        if let Some(dir) = &args.count_again_after {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+            while !dir.join("go").exists() {
+                anyhow::ensure!(
+                    std::time::Instant::now() < deadline,
+                    "no `go` in {} within 2 minutes",
+                    dir.display()
+                );
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            eprintln!("counted again {} lines", ctx.text_files(&args.input)?.count()?);
+        }
         Ok(())
     })
 }

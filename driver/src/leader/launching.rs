@@ -95,7 +95,11 @@ impl DriverInner {
                 }
             })
             .collect();
-        tracing::debug!("driver {}: committing the start of {} tasks", self.id, assignments.len());
+        tracing::debug!(
+            "driver {}: committing the start of {} tasks",
+            self.id,
+            assignments.len()
+        );
         let Ok(Outcome::Batch(outcomes)) = self.write(Command::Batch(commands)).await else {
             return;
         };
