@@ -562,10 +562,12 @@ impl Context {
     /// ```
     pub fn parallelize<T: Data>(&self, rows: Vec<T>, partitions: usize) -> Result<Dataset<T>> {
         let partitions = partitions.max(1);
-        let per = rows.len().div_ceil(partitions).max(1);
+        // Exactly `partitions` splits, as Spark slices a collection: the rows in order, as
+        // evenly as they go (some empty when there are fewer rows than partitions).
+        let bound = |i: usize| i * rows.len() / partitions;
         // Each split with its size in bytes.
         let mut splits: Vec<(Split, u64)> = Vec::new();
-        for piece in rows.chunks(per) {
+        for piece in (0..partitions).map(|i| &rows[bound(i)..bound(i + 1)]) {
             let ipc = ringleader_core::ipc::to_stream_bytes(&[encode(piece)?])?;
             let bytes = ipc.len() as u64;
             splits.push((Split::Inline { ipc }, bytes));

@@ -6,13 +6,14 @@ use std::path::PathBuf;
 /// Everything that can go wrong while planning or running a job.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// An I/O operation on a named file failed.
-    #[error("{path}: {source}")]
+    /// An I/O operation on a named file failed. The message includes the operating
+    /// system's error, which is therefore not also its `source()` (said once in a chain).
+    #[error("{path}: {error}")]
     Io {
         /// The file or directory being read or written.
         path: PathBuf,
         /// The operating system's error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// No worker holding some stored data could be reached. Retryable, and it counts
     /// toward the task's attempts, so a dataset that stays unreachable fails the job.
@@ -92,15 +93,16 @@ pub enum Error {
         /// The panic message.
         message: String,
     },
-    /// A task failed with an error (not a panic).
-    #[error("task failed in stage {stage}, partition {partition}: {source}")]
+    /// A task failed with an error (not a panic). Its message includes the cause, which is
+    /// therefore not also its `source()`: a chain printed whole (`{:#}`) says it once.
+    #[error("task failed in stage {stage}, partition {partition}: {cause}")]
     TaskFailed {
         /// The stage of the failed task.
         stage: crate::ids::StageId,
         /// The partition the task was computing.
         partition: crate::ids::TaskId,
         /// What went wrong.
-        source: Box<Error>,
+        cause: Box<Error>,
     },
     /// An integer sum left the range of its type.
     #[error("integer overflow: the sum does not fit in {0}")]
@@ -155,10 +157,10 @@ impl Error {
     }
 
     /// Wraps an I/O error with the path it concerns.
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            error,
         }
     }
 
@@ -180,5 +182,35 @@ impl From<crate::shipped::NotATrampoline> for Error {
 impl From<serde_arrow::Error> for Error {
     fn from(e: serde_arrow::Error) -> Self {
         Error::Codec(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every message of a chain (an error and its sources), as `{:#}` prints it.
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut text = e.to_string();
+        let mut next = e.source();
+        while let Some(cause) = next {
+            text += &format!(": {cause}");
+            next = cause.source();
+        }
+        text
+    }
+
+    #[test]
+    fn a_chain_printed_whole_says_each_cause_once() {
+        let io = Error::io("/data/x.csv", std::io::Error::other("disk on fire"));
+        let failed = Error::TaskFailed {
+            stage: crate::ids::StageId(1),
+            partition: crate::ids::TaskId(2),
+            cause: Box::new(io),
+        };
+        let text = chain(&failed);
+        assert_eq!(text.matches("disk on fire").count(), 1, "{text}");
+        assert_eq!(text.matches("/data/x.csv").count(), 1, "{text}");
+        assert!(text.starts_with("task failed in stage 1, partition 2"), "{text}");
     }
 }

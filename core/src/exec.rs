@@ -67,7 +67,7 @@ pub fn run(unit: &TaskUnit<'_>, attempt: Attempt, shuffle: &dyn ShuffleService) 
         Ok((Err(e), _)) => Err(Error::TaskFailed {
             stage: unit.stage,
             partition: unit.partition,
-            source: Box::new(e),
+            cause: Box::new(e),
         }),
         Err(payload) => Err(Error::TaskPanicked {
             stage: unit.stage,

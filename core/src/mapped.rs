@@ -252,7 +252,7 @@ impl Watched {
         match self.0.iter().find(|(_, damaged)| damaged.load(Ordering::Acquire)) {
             Some((path, _)) => Err(Error::Io {
                 path: path.clone(),
-                source: std::io::Error::other(
+                error: std::io::Error::other(
                     "the file shrank while it was read (was it rewritten during the job?); what was read from it is discarded",
                 ),
             }),

@@ -88,7 +88,7 @@ impl SpillWriter {
     fn failed(&self, e: arrow_schema::ArrowError) -> Error {
         Error::Io {
             path: self.path.clone(),
-            source: std::io::Error::other(e.to_string()),
+            error: std::io::Error::other(e.to_string()),
         }
     }
 }
@@ -99,7 +99,7 @@ pub fn read(path: &Path) -> Result<BatchStream> {
     let reader =
         FileReader::try_new(std::io::BufReader::with_capacity(1 << 16, file), None).map_err(|e| Error::Io {
             path: path.to_path_buf(),
-            source: std::io::Error::other(e.to_string()),
+            error: std::io::Error::other(e.to_string()),
         })?;
     Ok(Box::new(reader.map(|b| b.map_err(Error::from))))
 }

@@ -42,7 +42,7 @@ impl TaskFailure {
     /// The kind of `e`, the error a task ended with.
     pub fn of(e: &Error) -> TaskFailure {
         let cause = match e {
-            Error::TaskFailed { source, .. } => source.as_ref(),
+            Error::TaskFailed { cause, .. } => cause.as_ref(),
             other => other,
         };
         match cause {
@@ -97,7 +97,7 @@ mod tests {
         let fetch = TaskFailure::of(&Error::TaskFailed {
             stage: StageId(1),
             partition: TaskId(0),
-            source: Box::new(Error::FetchFailed {
+            cause: Box::new(Error::FetchFailed {
                 location: "10.0.0.2:7000".into(),
                 message: "gone".into(),
             }),
@@ -124,7 +124,7 @@ mod tests {
         let superseded = TaskFailure::of(&Error::TaskFailed {
             stage: StageId(1),
             partition: TaskId(2),
-            source: Box::new(Error::Superseded("attempt 3 owns it".into())),
+            cause: Box::new(Error::Superseded("attempt 3 owns it".into())),
         })
         .to_proto();
         assert!(superseded.retryable && !superseded.counts && superseded.message.contains("attempt 3"));

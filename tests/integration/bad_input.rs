@@ -66,6 +66,10 @@ fn csv_value_of_wrong_type_names_file_line_and_column() {
         e.contains("people.csv") && e.contains("line 3, column \"age\"") && e.contains("\"forty\""),
         "{e}"
     );
+    // Printed with its causes, as `ringleader::run` prints a job's error: said once.
+    let error = engine(2, 2).csv_files::<Row>(dir.path()).unwrap().count().unwrap_err();
+    let chain = format!("{:#}", anyhow::Error::from(error));
+    assert_eq!(chain.matches("\"forty\"").count(), 1, "{chain}");
 }
 
 #[test]

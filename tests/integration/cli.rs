@@ -34,7 +34,8 @@ fn bench_embedded_runs_at_small_scale_and_prints_its_table() {
     // The same figures as JSON, and a plot with a bar per system and workload.
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("bench.json")).unwrap()).unwrap();
-    let systems = if peers { 4 } else { 2 };
+    // Ringleader and plain Rust on every core and pinned to one (COST), and the peers.
+    let systems = if peers { 6 } else { 4 };
     for workload in json["workloads"].as_array().unwrap() {
         let runs = workload["systems"].as_array().unwrap();
         assert_eq!(runs.len(), systems, "{workload}");
