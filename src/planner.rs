@@ -81,6 +81,14 @@ impl Planner<'_> {
         id
     }
 
+    /// Drops the stages from number `mark` on, with the shuffles they wrote.
+    fn forget_stages_from(&mut self, mark: usize) {
+        self.stages.truncate(mark);
+        self.shuffle_stage.retain(|_, stage| stage.index() < mark);
+        let kept = &self.shuffle_stage;
+        self.planned.retain(|_, shuffle| kept.contains_key(shuffle));
+    }
+
     fn next_shuffle(&self) -> ShuffleId {
         ShuffleId::from(self.shuffle_stage.len())
     }
@@ -149,10 +157,16 @@ impl Planner<'_> {
                 partitions,
                 fallback,
             } => {
+                let mark = self.stages.len();
                 let tasks = self.tasks(parent, sample)?;
                 match (coalesce(tasks, *partitions, sample), fallback) {
                     (Some(merged), _) => Ok(merged),
-                    (None, Some(fallback)) => self.tasks(fallback, sample),
+                    (None, Some(fallback)) => {
+                        // The fallback plans `parent` again: the stages planned for it
+                        // just now would run unread.
+                        self.forget_stages_from(mark);
+                        self.tasks(fallback, sample)
+                    }
                     (None, None) => Err(ringleader_core::Error::Plan(
                         "coalesce merges source splits read through the same steps only".into(),
                     )),

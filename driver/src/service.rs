@@ -439,7 +439,9 @@ impl Driver for DriverService {
             TaskId(r.task),
             Attempt(r.attempt),
         );
-        let what = format!("{job} stage {stage} task {task} attempt {attempt}");
+        // Named for the job's timeline (see `bench cluster`) only when it is logged.
+        let what = tracing::enabled!(tracing::Level::DEBUG)
+            .then(|| format!("{job} stage {stage} task {task} attempt {attempt}"));
         let command = match (r.outcome, lost_on) {
             (Some(Reported::Value(bytes)), _) => {
                 let value = postcard::from_bytes(&bytes)
@@ -480,9 +482,10 @@ impl Driver for DriverService {
             },
             (None, _) => return Err(Status::invalid_argument("a task report needs a value or an error")),
         };
-        tracing::debug!("{what}: report received");
         self.inner.report(command).await?;
-        tracing::debug!("{what}: report committed");
+        if let Some(what) = what {
+            tracing::debug!("{what}: report committed");
+        }
         Ok(Response::new(proto::TaskReportReply {}))
     }
 

@@ -314,8 +314,10 @@ fn with_fewer_partitions(node: &Arc<Lineage>, partitions: u32) -> Option<Arc<Lin
         // A union's partitions may be computed differently; a cache's may be read or
         // computed again, partition by partition: whether they merge is known only when the
         // plan is made (see `Dataset::coalesce`).
-        Lineage::Coalesce { fallback: Some(_), .. } => None,
-        Lineage::Union { .. } | Lineage::Invalid { .. } | Lineage::Cached { .. } => None,
+        Lineage::Coalesce { fallback: Some(_), .. }
+        | Lineage::Union { .. }
+        | Lineage::Invalid { .. }
+        | Lineage::Cached { .. } => None,
         Lineage::Described { parent, what } => Some(Arc::new(Lineage::Described {
             parent: with_fewer_partitions(parent, partitions)?,
             what: what.clone(),

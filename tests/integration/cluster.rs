@@ -1415,6 +1415,18 @@ fn a_worker_slow_to_delete_finished_jobs_files_keeps_heartbeating() {
     assert!(!log.contains("is lost"), "a live worker was declared lost:\n{log}");
 }
 
+/// The job binaries node directory `node` holds (files named by their hash).
+fn cached_binaries(node: &Path) -> Vec<String> {
+    std::fs::read_dir(node.join("binaries"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| ringleader_core::binary::valid_hash(n))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[test]
 fn job_binaries_nobody_uses_are_deleted_from_drivers_and_workers() {
     let cluster = LocalCluster::up_env(
@@ -1427,16 +1439,7 @@ fn job_binaries_nobody_uses_are_deleted_from_drivers_and_workers() {
     let data = tempfile::tempdir().unwrap();
     let input = data.path().join("text");
     crate::helpers::numbered_text(&input, 3, 20);
-    let cached = |node: &str| -> Vec<String> {
-        std::fs::read_dir(cluster.dir.path().join(node).join("binaries"))
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| ringleader_core::binary::valid_hash(n))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let cached = |node: &str| cached_binaries(&cluster.dir.path().join(node));
     let nodes = ["driver-1", "driver-2", "driver-3", "worker-1"];
     for run in 0..2 {
         let out = data.path().join(format!("out-{run}"));
@@ -1484,16 +1487,7 @@ fn a_program_whose_binary_the_cluster_forgot_between_two_jobs_uploads_it_again()
         &args!["--input", input, "--output", out, "--count-again-after", gate],
         &log,
     ));
-    let binaries = cluster.dir.path().join("driver-1").join("binaries");
-    let held = || {
-        std::fs::read_dir(&binaries)
-            .map(|d| {
-                d.flatten()
-                    .filter(|e| ringleader_core::binary::valid_hash(&e.file_name().to_string_lossy()))
-                    .count()
-            })
-            .unwrap_or(0)
-    };
+    let held = || cached_binaries(&cluster.dir.path().join("driver-1")).len();
     // The first job ran, then its binary went unused past its retention and was deleted.
     crate::helpers::eventually(Duration::from_secs(60), "the first job's output", || {
         out.join("_SUCCESS").exists()

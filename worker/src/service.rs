@@ -164,7 +164,6 @@ impl WorkerInner {
                 e.message
             );
         }
-        let report_id = (report.job_id.clone(), report.stage, report.task, report.attempt);
         let parts = ringleader_core::binary::report_chunks(report);
         // Reports are idempotent (a second report of one attempt is stale), so a report
         // that may have reached an old leader is simply sent again to the new one.
@@ -175,13 +174,6 @@ impl WorkerInner {
                 async move { d.report_task(futures::stream::iter(parts)).await }
             })
             .await;
-        tracing::debug!(
-            "{} stage {} task {} attempt {}: report delivered to the driver",
-            report_id.0,
-            report_id.1,
-            report_id.2,
-            report_id.3
-        );
     }
 }
 

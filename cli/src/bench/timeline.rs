@@ -19,7 +19,7 @@ const PHASES: [(&str, &str); 6] = [
 ];
 
 /// For each job id, the last time (seconds of the day) each event of [`PHASES`] was seen.
-pub(super) type Timelines = BTreeMap<String, [Option<f64>; 6]>;
+pub(super) type Timelines = BTreeMap<String, [Option<f64>; PHASES.len()]>;
 
 /// Reads every `log` file in the directories under `cluster_dir` (one per node).
 pub(super) fn read(cluster_dir: &Path) -> Timelines {
@@ -42,7 +42,7 @@ fn add(timelines: &mut Timelines, text: &str) {
         let Some(i) = PHASES.iter().position(|(e, _)| event.ends_with(e)) else {
             continue;
         };
-        let slot = &mut timelines.entry(job.to_string()).or_insert([None; 6])[i];
+        let slot = &mut timelines.entry(job.to_string()).or_insert([None; PHASES.len()])[i];
         // Several tasks, several workers: the phase ends with the last of them.
         *slot = Some(slot.map_or(at, |t: f64| t.max(at)));
     }
@@ -68,11 +68,11 @@ fn parse(line: &str) -> Option<(f64, &str, &str)> {
 /// The median of each phase over `jobs` (in milliseconds), with its name; jobs missing an
 /// event are left out (a lost debug line, a job of another shape).
 pub(super) fn phase_medians(timelines: &Timelines, jobs: &[String]) -> Vec<(&'static str, f64)> {
-    let complete: Vec<[f64; 6]> = jobs
+    let complete: Vec<[f64; PHASES.len()]> = jobs
         .iter()
         .filter_map(|j| timelines.get(j))
         .filter_map(|t| {
-            let mut out = [0.0; 6];
+            let mut out = [0.0; PHASES.len()];
             for (o, v) in out.iter_mut().zip(t) {
                 *o = (*v)?;
             }
@@ -96,7 +96,7 @@ pub(super) fn median_on_cluster(timelines: &Timelines, jobs: &[String]) -> Optio
     let mut d: Vec<f64> = jobs
         .iter()
         .filter_map(|j| timelines.get(j))
-        .filter_map(|t| Some((t[5]? - t[0]?) * 1e3))
+        .filter_map(|t| Some((t[PHASES.len() - 1]? - t[0]?) * 1e3))
         .collect();
     d.sort_by(f64::total_cmp);
     d.get(d.len() / 2).copied()
