@@ -193,10 +193,22 @@ pub async fn bind(config: DriverConfig) -> Result<BoundDriver, DriverError> {
     let commit_index = log_store.committed_index();
     let state_machine = StateMachineStore::open(file).map_err(|e| DriverError::Raft(e.to_string()))?;
     let replica = state_machine.replica();
-    let raft_config = raft::raft_config(config.snapshot_every).map_err(|e| DriverError::Raft(e.to_string()))?;
+    let (timing, slowest_commit) =
+        raft::timing::Timing::choose(&config.data_dir).map_err(|source| DriverError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+    tracing::info!(
+        heartbeat_ms = timing.heartbeat_ms,
+        election_ms = format!("{}-{}", timing.election_min_ms, timing.election_max_ms),
+        slowest_probe_commit_ms = slowest_commit.map(|d| d.as_secs_f64() * 1e3),
+        "raft timing chosen"
+    );
+    let raft_config = raft::raft_config(config.snapshot_every, timing).map_err(|e| DriverError::Raft(e.to_string()))?;
     let network = Network {
         fingerprint: peers.fingerprint(),
         me: config.id,
+        retry_after: Duration::from_millis(timing.heartbeat_ms),
     };
     let raft = raft::Raft::new(config.id, Arc::new(raft_config), network, log_store, state_machine)
         .await

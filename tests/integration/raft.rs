@@ -22,6 +22,8 @@ struct Group {
     cluster: LocalCluster,
     /// Each driver's address and command line (to restart it from its directory).
     drivers: Vec<(String, Vec<OsString>)>,
+    /// Variables every driver starts with, also when restarted.
+    env: Vec<(String, String)>,
     /// The pid of each driver's current process (`cluster up`'s, or a restart's).
     pids: Mutex<Vec<u32>>,
     /// Processes this test started besides `cluster up`'s (restarted drivers), killed with
@@ -35,7 +37,12 @@ impl Group {
     }
 
     fn up_with(drivers: u32, workers: u32, extra: &[&str]) -> Group {
-        let cluster = LocalCluster::up_with(drivers, workers, 2, extra);
+        Group::up_env(drivers, workers, extra, &[])
+    }
+
+    /// A group whose drivers (also when restarted) and workers have the variables `env` set.
+    fn up_env(drivers: u32, workers: u32, extra: &[&str], env: &[(&str, &str)]) -> Group {
+        let cluster = LocalCluster::up_env(drivers, workers, 2, extra, env);
         let pids: Vec<u32> = (0..drivers as usize).map(|i| cluster.driver_pid(i)).collect();
         let drivers = pids
             .iter()
@@ -54,6 +61,7 @@ impl Group {
         Group {
             cluster,
             drivers,
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             pids: Mutex::new(pids),
             restarted: Mutex::new(Vec::new()),
         }
@@ -75,6 +83,7 @@ impl Group {
             .open(self.cluster.dir.path().join(format!("driver-{}/log", i + 1)))
             .unwrap();
         let child = Command::new(ringleader_bin())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .args(&self.drivers[i].1)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -227,6 +236,53 @@ fn the_leader_killed_mid_job_is_replaced_and_the_jobs_finish_correctly() {
     assert!(status.success(), "the sort failed after the leader died:\n{log}");
     assert!(log.contains("reconnecting"), "{log}");
     assert_sorted(&d("records"), &d("sorted-cluster"));
+}
+
+#[test]
+fn a_killed_leader_restarted_mid_job_rejoins_without_starting_an_election() {
+    // Each kill takes one election; the killed leader, restarted from its directory with a
+    // log the new leader must cut back, rejoins as a follower. Before the leader retried an
+    // unreachable driver within a heartbeat (openraft's default waited 500 ms, longer than
+    // the election timeout), the restarted driver stood for election and the leader stepped
+    // down for its higher term: one election more per restart.
+    // Heartbeats every 30 ms: a restarted driver stands for election 240-300 ms after it
+    // starts unless its leader reaches it first.
+    let group = Group::up_env(3, 2, &[], &[("RINGLEADER_RAFT_HEARTBEAT_MS", "30")]);
+    let data = tempfile::tempdir().unwrap();
+    let d = |name: &str| -> PathBuf { data.path().join(name) };
+    numbered_text(&d("text"), 16, 50);
+    let wc = args!["--input", d("text"), "--output", d("wc-cluster"), "--sleep-ms", "25"];
+    let mut client = group.spawn("chaos", &wc, &d("wc.log"));
+    let job = crate::helpers::job_id(&d("wc.log"));
+    group.cluster.wait_for_stage(&job, 0, |done, _| done >= 1);
+    for round in 0..5 {
+        let (leader, term) = group.leader_after(0);
+        kill_now(group.pid(leader));
+        let (new_leader, new_term) = group.leader_after(term);
+        assert_eq!(new_term, term + 1, "kill {round}: more than one election");
+        group.restart(leader);
+        eventually(
+            Duration::from_secs(20),
+            &format!("kill {round}: the restarted driver catches up"),
+            || {
+                let rows = group.drivers_status();
+                rows.get(leader).is_some_and(|r| {
+                    r["role"] == "follower" && r["last_log_index"] == rows[new_leader]["last_log_index"]
+                })
+            },
+        );
+        // Past the restarted driver's election timeout.
+        std::thread::sleep(Duration::from_millis(800));
+        assert_eq!(
+            group.leader_after(0),
+            (new_leader, new_term),
+            "kill {round}: the restarted driver started an election"
+        );
+    }
+    let status = wait_bounded(&mut client, Duration::from_secs(120));
+    let log = std::fs::read_to_string(d("wc.log")).unwrap();
+    assert!(status.success(), "the word count failed through the kills:\n{log}");
+    assert_eq!(sorted_lines(&d("wc-cluster")), word_counts(&d("text")));
 }
 
 #[test]

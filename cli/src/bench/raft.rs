@@ -85,7 +85,10 @@ pub fn run(args: RaftArgs) -> anyhow::Result<ExitCode> {
     // Warm both (binary upload and caching).
     run_on(&one)?;
     run_on(&three)?;
+    let term_before = highest_term(&three)?;
     let (s3, s1) = alternate(args.runs.max(1), "sort", || run_on(&three), || run_on(&one))?;
+    // Each election raises the term: any while the sorts wrote was one nobody needed.
+    let elections = highest_term(&three)?.saturating_sub(term_before);
     let report = ringleader_datasets::validate::validate_sort(&sort_in, &sort_out)?;
     if !report.ok() {
         bail!("the sort's output does not validate: {report:?}");
@@ -106,7 +109,8 @@ pub fn run(args: RaftArgs) -> anyhow::Result<ExitCode> {
         );
     }
     println!();
-    let (mut elect, mut reissue): (Vec<Duration>, Vec<Duration>) = kills.into_iter().unzip();
+    let extra_elections = kills.extra_elections;
+    let (mut elect, mut reissue): (Vec<Duration>, Vec<Duration>) = kills.times.into_iter().unzip();
     elect.sort();
     reissue.sort();
     let median = |v: &[Duration]| v[v.len() / 2].as_secs_f64() * 1e3;
@@ -122,9 +126,18 @@ pub fn run(args: RaftArgs) -> anyhow::Result<ExitCode> {
         max(&elect)
     );
     println!(
-        "| to the first re-issued task | {:.0} ms | {:.0} ms | aim < 1 s |",
+        "| to the first re-issued task | {:.0} ms | {:.0} ms | 0.5 s |",
         median(&reissue),
         max(&reissue)
+    );
+    println!();
+    println!(
+        "Elections beyond one per kill (restarted drivers standing for election, split votes): {extra_elections} (target 0)"
+    );
+    println!(
+        "Elections while the 3-driver group ran {} sorts of {} (its disk writing their outputs): {elections} (target 0)",
+        args.runs.max(1),
+        gb(sort_bytes)
     );
     println!();
     println!(
@@ -145,6 +158,27 @@ pub fn run(args: RaftArgs) -> anyhow::Result<ExitCode> {
         s3.elapsed.as_secs_f64() / s1.elapsed.as_secs_f64()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The highest Raft term any driver of `cluster` reports.
+fn highest_term(cluster: &BenchCluster) -> anyhow::Result<u64> {
+    let file = crate::cluster_dir::ClusterFile::read(&cluster.dir)?;
+    let addresses: Vec<String> = file.drivers.iter().map(|d| d.address.clone()).collect();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(highest_term_of(&addresses))
+}
+
+/// The highest Raft term any of the drivers at `addresses` reports.
+async fn highest_term_of(addresses: &[String]) -> anyhow::Result<u64> {
+    let mut highest = None;
+    for address in addresses {
+        if let Ok(s) = status(address).await
+            && let Some(raft) = &s.raft
+        {
+            highest = highest.max(Some(raft.term));
+        }
+    }
+    highest.context("no driver of the 3-driver cluster answered with its Raft state")
 }
 
 /// Commits per second and the median latency of one commit.
@@ -278,7 +312,7 @@ async fn attempts(address: &str, job: &str) -> Option<(u32, u32, String)> {
 
 /// Kills the leader of a 3-driver cluster `kills` times while a slow job runs; for each,
 /// the time to a new leader and to the first re-issued task.
-fn leader_kills(base: &Path, examples: &Path, kills: usize, token: &Path) -> anyhow::Result<Vec<(Duration, Duration)>> {
+fn leader_kills(base: &Path, examples: &Path, kills: usize, token: &Path) -> anyhow::Result<Kills> {
     let input = base.join("slow-text");
     if !input.exists() {
         std::fs::create_dir_all(&input)?;
@@ -311,6 +345,8 @@ fn leader_kills(base: &Path, examples: &Path, kills: usize, token: &Path) -> any
         })
         .collect();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let addresses: Vec<String> = drivers.iter().map(|d| d.address.clone()).collect();
+    let term_before = runtime.block_on(highest_term_of(&addresses))?;
     let mut client: Option<Child> = None;
     let mut results = Vec::new();
     let out = base.join("out-slow");
@@ -407,7 +443,6 @@ fn leader_kills(base: &Path, examples: &Path, kills: usize, token: &Path) -> any
         if let Some(mut old) = d.restarted.replace(child) {
             let _ = old.wait();
         }
-        let addresses: Vec<String> = drivers.iter().map(|d| d.address.clone()).collect();
         let restarted = addresses[leader].clone();
         runtime.block_on(async {
             let deadline = Instant::now() + Duration::from_secs(30);
@@ -439,7 +474,25 @@ fn leader_kills(base: &Path, examples: &Path, kills: usize, token: &Path) -> any
             bail!("the job running through the kills failed ({status})");
         }
     }
+    // Each kill needs one election; any more (a restarted driver standing for election, a
+    // split vote) raised the term again. Read after the last restart's election timeout.
+    std::thread::sleep(Duration::from_secs(1));
+    let term_after = runtime.block_on(highest_term_of(&addresses))?;
+    let extra = term_after
+        .saturating_sub(term_before)
+        .saturating_sub(results.len() as u64);
     drop(drivers);
     drop(cluster);
-    Ok(results)
+    Ok(Kills {
+        times: results,
+        extra_elections: extra,
+    })
+}
+
+/// What the leader kills measured.
+struct Kills {
+    /// Per kill: to a new leader, and to the first re-issued task.
+    times: Vec<(Duration, Duration)>,
+    /// Elections beyond one per kill.
+    extra_elections: u64,
 }

@@ -8,6 +8,7 @@
 //! - [`network`]: the client side of the Raft RPCs.
 //! - [`transport`]: the server side, which refuses drivers of another group.
 //! - [`group`]: who is in the group, and the fingerprint that names it.
+//! - [`timing`]: heartbeat and election timeouts chosen from the disk's commit latency.
 
 // openraft's traits fix the error types (`StorageError` is over 200 bytes); boxing them
 // here would only add conversions at every call openraft makes.
@@ -17,6 +18,7 @@ pub mod group;
 pub mod log_store;
 pub mod network;
 pub mod state_machine;
+pub mod timing;
 pub mod transport;
 
 use std::io::Cursor;
@@ -46,25 +48,25 @@ pub type StorageError = openraft::StorageError<u64>;
 pub const MAX_ENTRY_BYTES: usize = 128 << 10;
 
 /// The entry bytes one AppendEntries call carries at most (one entry more when the first is
-/// larger on its own). openraft gives each call the heartbeat interval (75 ms) to be
-/// answered and resends it forever when it is not: 512 KiB take about 42 ms at 100 Mbit/s.
-pub const MAX_APPEND_BYTES: usize = 512 << 10;
+/// larger on its own). openraft gives each call the heartbeat interval (at least 40 ms, see
+/// [`timing`]) to be answered and resends it forever when it is not: 256 KiB take about
+/// 21 ms at 100 Mbit/s.
+pub const MAX_APPEND_BYTES: usize = 256 << 10;
 
 /// Log entries between snapshots unless told otherwise.
 pub const DEFAULT_SNAPSHOT_EVERY: u64 = 2000;
 
-/// Timing of the group: heartbeats every 75 ms, elections after 250–500 ms of silence. A
-/// voter refuses candidates until its leader lease (the longest election timeout) expires,
-/// so the first candidate usually fails and the second wins: a killed leader is replaced
-/// in about two election timeouts, well within a second on loopback; a snapshot every
-/// `snapshot_every` entries, after which all but a tenth of them are purged, keeps the log
-/// (and a restarted driver's catch-up) short.
-pub fn raft_config(snapshot_every: u64) -> Result<openraft::Config, openraft::ConfigError> {
+/// The group's configuration: heartbeats and elections as [`timing::Timing`] says (on a quiet
+/// SSD every 40 ms, elections after a 200 ms lease and 120–200 ms more of silence, so a
+/// killed leader is replaced in about 0.4 s); a snapshot every `snapshot_every`
+/// entries, after which all but a tenth of them are purged, keeps the log (and a restarted
+/// driver's catch-up) short.
+pub fn raft_config(snapshot_every: u64, timing: timing::Timing) -> Result<openraft::Config, openraft::ConfigError> {
     openraft::Config {
         cluster_name: "ringleader".into(),
-        heartbeat_interval: 75,
-        election_timeout_min: 250,
-        election_timeout_max: 500,
+        heartbeat_interval: timing.heartbeat_ms,
+        election_timeout_min: timing.election_min_ms,
+        election_timeout_max: timing.election_max_ms,
         install_snapshot_timeout: 5000,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_every.max(1)),
         max_in_snapshot_log_to_keep: snapshot_every / 10,

@@ -49,6 +49,11 @@ pub struct Network {
     pub fingerprint: String,
     /// This node's id.
     pub me: u64,
+    /// How long replication to an unreachable driver waits before trying again: the
+    /// heartbeat interval, so a restarted driver hears from its leader before its election
+    /// timeout (openraft's default, 500 ms, is longer than that: the restarted driver stood
+    /// for election and the leader stepped down for its higher term).
+    pub retry_after: Duration,
 }
 
 /// A tonic channel to a driver's Raft service.
@@ -82,6 +87,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
                 .map_err(|e| e.to_string()),
             fingerprint: self.fingerprint.clone(),
             me: self.me,
+            retry_after: self.retry_after,
         }
     }
 }
@@ -92,6 +98,7 @@ pub struct Peer {
     client: Result<RaftTransportClient<AuthChannel>, String>,
     fingerprint: String,
     me: u64,
+    retry_after: Duration,
 }
 
 type RpcResult<T, E> = Result<T, RPCError<u64, BasicNode, RaftError<u64, E>>>;
@@ -171,6 +178,10 @@ impl RaftNetwork<TypeConfig> for Peer {
         option: RPCOption,
     ) -> RpcResult<VoteResponse<u64>, openraft::error::Infallible> {
         self.send(Rpc::Vote, &rpc, option).await
+    }
+
+    fn backoff(&self) -> openraft::network::Backoff {
+        openraft::network::Backoff::new(std::iter::repeat(self.retry_after))
     }
 }
 
