@@ -29,7 +29,13 @@ pub const CACHE_PREFIX: &str = "cache-";
 
 /// The stored dataset holding cache `id` of the program `session`.
 pub fn cache_dataset(session: &str, id: u64) -> String {
-    format!("{CACHE_PREFIX}{session}-{id}")
+    program_dataset(CACHE_PREFIX, session, id)
+}
+
+/// The name of a dataset of the program `session` that lives as long as it does (see
+/// [`program_session`]): `PREFIX` `SESSION-ID`.
+fn program_dataset(prefix: &str, session: &str, id: u64) -> String {
+    format!("{prefix}{session}-{id}")
 }
 
 /// Names of stored datasets that hold a program's broadcast values start with this.
@@ -37,7 +43,7 @@ pub const BROADCAST_PREFIX: &str = "broadcast-";
 
 /// The stored dataset holding broadcast `id` of the program `session`.
 pub fn broadcast_dataset(session: &str, id: u64) -> String {
-    format!("{BROADCAST_PREFIX}{session}-{id}")
+    program_dataset(BROADCAST_PREFIX, session, id)
 }
 
 /// Names of stored datasets a program passes data through (inputs its workers cannot see,
@@ -46,7 +52,7 @@ pub const TEMPORARY_PREFIX: &str = "tmp-";
 
 /// The temporary dataset `id` of the program `session`.
 pub fn temporary_dataset(session: &str, id: u64) -> String {
-    format!("{TEMPORARY_PREFIX}{session}-{id}")
+    program_dataset(TEMPORARY_PREFIX, session, id)
 }
 
 /// The program a dataset belongs to, for one that lives only as long as its program (a

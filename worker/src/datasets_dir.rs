@@ -24,19 +24,32 @@ fn made_before(path: &Path, asked: SystemTime) -> bool {
         .is_ok_and(|t| t < asked)
 }
 
-/// The whole partition files under `root`, as `DATASET/GENERATION/PARTITION` (files being
-/// written are not).
-pub fn stored_partitions(root: &Path) -> Vec<String> {
+/// One whole partition file under the datasets directory.
+struct PartitionFile {
+    dataset: String,
+    generation: String,
+    partition: u32,
+    path: PathBuf,
+}
+
+/// The whole partition files (`DATASET/GENERATION/part-P.arrow`) under `root` of the
+/// datasets `wanted` accepts by name; files being written are not.
+fn partition_files(root: &Path, wanted: impl Fn(&str) -> bool) -> Vec<PartitionFile> {
     let mut found = Vec::new();
-    for (dataset, dataset_dir) in children(root) {
+    for (dataset, dataset_dir) in children(root).into_iter().filter(|(name, _)| wanted(name)) {
         for (generation, generation_dir) in children(&dataset_dir) {
-            for (file, _) in children(&generation_dir) {
-                if let Some(p) = file
+            for (file, path) in children(&generation_dir) {
+                if let Some(partition) = file
                     .strip_prefix("part-")
                     .and_then(|f| f.strip_suffix(".arrow"))
-                    .filter(|p| p.parse::<u32>().is_ok())
+                    .and_then(|p| p.parse::<u32>().ok())
                 {
-                    found.push(format!("{dataset}/{generation}/{p}"));
+                    found.push(PartitionFile {
+                        dataset: dataset.clone(),
+                        generation: generation.clone(),
+                        partition,
+                        path,
+                    });
                 }
             }
         }
@@ -44,24 +57,23 @@ pub fn stored_partitions(root: &Path) -> Vec<String> {
     found
 }
 
+/// The whole partition files under `root`, as `DATASET/GENERATION/PARTITION` (files being
+/// written are not).
+pub fn stored_partitions(root: &Path) -> Vec<String> {
+    partition_files(root, |_| true)
+        .into_iter()
+        .map(|p| format!("{}/{}/{}", p.dataset, p.generation, p.partition))
+        .collect()
+}
+
 /// Bytes of the whole partition files under `root` of the datasets holding programs'
 /// caches ([`ringleader_core::store::CACHE_PREFIX`]): what executors reading them keep
 /// mapped in memory.
 pub fn cached_bytes(root: &Path) -> u64 {
-    let mut bytes = 0;
-    for (dataset, dataset_dir) in children(root) {
-        if !dataset.starts_with(ringleader_core::store::CACHE_PREFIX) {
-            continue;
-        }
-        for (_, generation_dir) in children(&dataset_dir) {
-            for (file, path) in children(&generation_dir) {
-                if file.starts_with("part-") && file.ends_with(".arrow") {
-                    bytes += std::fs::metadata(&path).map_or(0, |m| m.len());
-                }
-            }
-        }
-    }
-    bytes
+    partition_files(root, |name| name.starts_with(ringleader_core::store::CACHE_PREFIX))
+        .iter()
+        .map(|p| std::fs::metadata(&p.path).map_or(0, |m| m.len()))
+        .sum()
 }
 
 /// Deletes what is dead under `root`, sparing anything made after `asked`: generations the
