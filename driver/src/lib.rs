@@ -131,6 +131,9 @@ pub enum DriverError {
     /// The Raft node could not start.
     #[error("starting Raft: {0}")]
     Raft(String),
+    /// The group's timing could not be chosen.
+    #[error(transparent)]
+    Timing(#[from] raft::timing::TimingError),
     /// The node may not serve (token, TLS, or address).
     #[error(transparent)]
     Serve(#[from] ringleader_core::serving::ServeError),
@@ -193,15 +196,12 @@ pub async fn bind(config: DriverConfig) -> Result<BoundDriver, DriverError> {
     let commit_index = log_store.committed_index();
     let state_machine = StateMachineStore::open(file).map_err(|e| DriverError::Raft(e.to_string()))?;
     let replica = state_machine.replica();
-    let (timing, slowest_commit) =
-        raft::timing::Timing::choose(&config.data_dir).map_err(|source| DriverError::DataDir {
-            path: config.data_dir.clone(),
-            source,
-        })?;
+    let across_hosts = peers.iter().any(|(_, address)| !on_loopback(address));
+    let (timing, median_commit) = raft::timing::Timing::choose(&config.data_dir, across_hosts)?;
     tracing::info!(
         heartbeat_ms = timing.heartbeat_ms,
         election_ms = format!("{}-{}", timing.election_min_ms, timing.election_max_ms),
-        slowest_probe_commit_ms = slowest_commit.map(|d| d.as_secs_f64() * 1e3),
+        median_probe_commit_ms = median_commit.map(|d| d.as_secs_f64() * 1e3),
         "raft timing chosen"
     );
     let raft_config = raft::raft_config(config.snapshot_every, timing).map_err(|e| DriverError::Raft(e.to_string()))?;
@@ -230,6 +230,15 @@ pub async fn bind(config: DriverConfig) -> Result<BoundDriver, DriverError> {
         listener,
         http,
         inner,
+    })
+}
+
+/// Whether `address` (host:port) names only loopback addresses (a peer on this host).
+fn on_loopback(address: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    address.to_socket_addrs().is_ok_and(|addrs| {
+        let addrs: Vec<SocketAddr> = addrs.collect();
+        !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
     })
 }
 
@@ -371,5 +380,18 @@ async fn initialize(inner: Arc<leader::DriverInner>) {
         .collect();
     if let Err(e) = inner.raft.initialize(members).await {
         tracing::warn!("driver {}: initializing the group: {e}", inner.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_loopback_addresses_count_as_this_host() {
+        for here in ["127.0.0.1:7077", "[::1]:7077", "localhost:7077"] {
+            assert!(super::on_loopback(here), "{here}");
+        }
+        for elsewhere in ["198.18.0.2:7077", "10.1.2.3:1", "no port", ""] {
+            assert!(!super::on_loopback(elsewhere), "{elsewhere}");
+        }
     }
 }

@@ -550,8 +550,8 @@ fn a_job_with_a_4_mib_plan_commits_through_drivers_on_100_mbit_links() {
     cluster.lan.cap("100mbit").expect("tc tbf");
     let expected = text_input(&cluster.client_dir().join("in"), 2, 2000);
     // Two map tasks, each carrying 2 MiB of state: a 4 MiB plan. Sent as one Raft entry it
-    // would take about 340 ms to reach a follower, past openraft's 75 ms deadline for an
-    // AppendEntries call, and never commit.
+    // would take about 340 ms to reach a follower, past openraft's deadline for an
+    // AppendEntries call (one heartbeat interval, 40 ms here), and never commit.
     let ballast = (2usize << 20).to_string();
     let args = [
         "--input",

@@ -240,14 +240,14 @@ fn the_leader_killed_mid_job_is_replaced_and_the_jobs_finish_correctly() {
 
 #[test]
 fn a_killed_leader_restarted_mid_job_rejoins_without_starting_an_election() {
-    // Each kill takes one election; the killed leader, restarted from its directory with a
-    // log the new leader must cut back, rejoins as a follower. Before the leader retried an
-    // unreachable driver within a heartbeat (openraft's default waited 500 ms, longer than
-    // the election timeout), the restarted driver stood for election and the leader stepped
-    // down for its higher term: one election more per restart.
-    // Heartbeats every 30 ms: a restarted driver stands for election 240-300 ms after it
-    // starts unless its leader reaches it first.
-    let group = Group::up_env(3, 2, &[], &[("RINGLEADER_RAFT_HEARTBEAT_MS", "30")]);
+    // The killed leader, restarted from its directory (openraft brings it back as the leader
+    // of its old term, with a log the new leader must cut back), hears of the newer term
+    // and rejoins as a follower. Before the leader retried an unreachable driver within a
+    // few heartbeats (openraft's default waited 500 ms, longer than the election timeout),
+    // the restarted driver stood for election and the leader stepped down for its higher
+    // term: one election more per restart. Heartbeats are set to this machine's 40 ms so a
+    // slow CI disk does not choose longer ones that would hide it.
+    let group = Group::up_env(3, 2, &[], &[("RINGLEADER_RAFT_HEARTBEAT_MS", "40")]);
     let data = tempfile::tempdir().unwrap();
     let d = |name: &str| -> PathBuf { data.path().join(name) };
     numbered_text(&d("text"), 16, 50);
@@ -255,11 +255,12 @@ fn a_killed_leader_restarted_mid_job_rejoins_without_starting_an_election() {
     let mut client = group.spawn("chaos", &wc, &d("wc.log"));
     let job = crate::helpers::job_id(&d("wc.log"));
     group.cluster.wait_for_stage(&job, 0, |done, _| done >= 1);
-    for round in 0..5 {
+    for round in 0..6 {
         let (leader, term) = group.leader_after(0);
         kill_now(group.pid(leader));
+        // A kill may take two elections (no pre-vote in openraft 0.9: a follower with a
+        // shorter log can spend the term); the restart must take none.
         let (new_leader, new_term) = group.leader_after(term);
-        assert_eq!(new_term, term + 1, "kill {round}: more than one election");
         group.restart(leader);
         eventually(
             Duration::from_secs(20),
@@ -552,7 +553,7 @@ fn jobs_submitted_while_leaders_are_killed_finish_once_or_fail_clearly() {
                 })
             })
             .collect();
-        // Kill the leader every 2 s and restart it half a second later, until the clients
+        // Kill the leader every 2 s and restart it a quarter of a second later, until the clients
         // are done (bounded: at most 40 kills).
         let mut kills = 0;
         while done.load(std::sync::atomic::Ordering::SeqCst) < CLIENTS && kills < 40 {
@@ -561,7 +562,8 @@ fn jobs_submitted_while_leaders_are_killed_finish_once_or_fail_clearly() {
             if let Some(leader) = rows.iter().position(|r| r["role"] == "leader") {
                 kill_now(group.pid(leader));
                 kills += 1;
-                std::thread::sleep(Duration::from_millis(500));
+                // Back while the others still elect a leader (about 0.4 s).
+                std::thread::sleep(Duration::from_millis(250));
                 group.restart(leader);
             }
         }

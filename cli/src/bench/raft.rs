@@ -475,8 +475,9 @@ fn leader_kills(base: &Path, examples: &Path, kills: usize, token: &Path) -> any
         }
     }
     // Each kill needs one election; any more (a restarted driver standing for election, a
-    // split vote) raised the term again. Read after the last restart's election timeout.
-    std::thread::sleep(Duration::from_secs(1));
+    // split vote) raised the term again. Read after the last restart's election timeout
+    // (at most about 1.1 s with the longest heartbeat a driver chooses).
+    std::thread::sleep(Duration::from_secs(2));
     let term_after = runtime.block_on(highest_term_of(&addresses))?;
     let extra = term_after
         .saturating_sub(term_before)

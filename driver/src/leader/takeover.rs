@@ -16,7 +16,8 @@ use super::{DriverInner, LeaderError};
 use crate::state::{Command, JobState};
 
 /// How long a leader may go without a majority acknowledging it before it stops serving
-/// as leader (by then the others have long elected one: an election takes about a second).
+/// as leader (by then the others have long elected one: an election takes 0.4 s with 40 ms
+/// heartbeats, at most about 1.1 s with the longest measured interval, 100 ms).
 pub const QUORUM_LOST: Duration = Duration::from_millis(3000);
 
 impl DriverInner {

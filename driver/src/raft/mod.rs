@@ -48,17 +48,17 @@ pub type StorageError = openraft::StorageError<u64>;
 pub const MAX_ENTRY_BYTES: usize = 128 << 10;
 
 /// The entry bytes one AppendEntries call carries at most (one entry more when the first is
-/// larger on its own). openraft gives each call the heartbeat interval (at least 40 ms, see
-/// [`timing`]) to be answered and resends it forever when it is not: 256 KiB take about
-/// 21 ms at 100 Mbit/s.
+/// larger on its own). openraft gives each call the heartbeat interval (40 ms or more as
+/// measured, see [`timing`]) to be answered and resends it forever when it is not: 256 KiB
+/// take about 21 ms at 100 Mbit/s.
 pub const MAX_APPEND_BYTES: usize = 256 << 10;
 
 /// Log entries between snapshots unless told otherwise.
 pub const DEFAULT_SNAPSHOT_EVERY: u64 = 2000;
 
 /// The group's configuration: heartbeats and elections as [`timing::Timing`] says (on a quiet
-/// SSD every 40 ms, elections after a 200 ms lease and 120–200 ms more of silence, so a
-/// killed leader is replaced in about 0.4 s); a snapshot every `snapshot_every`
+/// SSD a 40 ms interval, elections after a 200 ms lease and 120–200 ms more of silence, so
+/// a killed leader is replaced in about 0.4 s); a snapshot every `snapshot_every`
 /// entries, after which all but a tenth of them are purged, keeps the log (and a restarted
 /// driver's catch-up) short.
 pub fn raft_config(snapshot_every: u64, timing: timing::Timing) -> Result<openraft::Config, openraft::ConfigError> {

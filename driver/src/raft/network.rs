@@ -49,10 +49,11 @@ pub struct Network {
     pub fingerprint: String,
     /// This node's id.
     pub me: u64,
-    /// How long replication to an unreachable driver waits before trying again: the
-    /// heartbeat interval, so a restarted driver hears from its leader before its election
-    /// timeout (openraft's default, 500 ms, is longer than that: the restarted driver stood
-    /// for election and the leader stepped down for its higher term).
+    /// The heartbeat interval: replication to an unreachable driver tries again after one,
+    /// then two, then every three of them, so a restarted driver hears from its leader well
+    /// before its election timeout (eight intervals). openraft's default, every 500 ms, is
+    /// longer than that: the restarted driver stood for election and the leader stepped down
+    /// for its higher term.
     pub retry_after: Duration,
 }
 
@@ -181,7 +182,12 @@ impl RaftNetwork<TypeConfig> for Peer {
     }
 
     fn backoff(&self) -> openraft::network::Backoff {
-        openraft::network::Backoff::new(std::iter::repeat(self.retry_after))
+        let interval = self.retry_after;
+        openraft::network::Backoff::new(
+            [interval, interval * 2]
+                .into_iter()
+                .chain(std::iter::repeat(interval * 3)),
+        )
     }
 }
 
@@ -191,6 +197,19 @@ mod tests {
 
     use super::*;
     use crate::state::Command;
+
+    #[test]
+    fn an_unreachable_driver_is_tried_again_within_three_heartbeats() {
+        let peer = Peer {
+            target: 2,
+            client: Err("not connected".into()),
+            fingerprint: String::new(),
+            me: 1,
+            retry_after: Duration::from_millis(40),
+        };
+        let waits: Vec<u128> = peer.backoff().take(5).map(|d| d.as_millis()).collect();
+        assert_eq!(waits, [40, 80, 120, 120, 120]);
+    }
 
     fn entry(index: u64, bytes: usize) -> Entry<TypeConfig> {
         Entry {
