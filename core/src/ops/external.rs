@@ -142,20 +142,25 @@ fn merge_paths<T: Data, K: Ord + Send + 'static>(
         }
         let mut out: Vec<T> = Vec::with_capacity(size);
         while out.len() < size {
-            let Some(Reverse((_, i))) = heap.pop() else { break };
+            let Some(mut top) = heap.peek_mut() else { break };
+            let i = (top.0).1;
             if let Some(row) = heads[i].take() {
                 out.push(row);
             }
             match readers[i].next() {
                 Some(Ok(row)) => {
-                    heap.push(Reverse((key(&row), i)));
+                    // The run's next row takes its place at the top: one sift down, not a
+                    // pop and a push (the heap was a tenth of a spilling sort's time).
+                    *top = Reverse((key(&row), i));
                     heads[i] = Some(row);
                 }
                 Some(Err(e)) => {
                     failed = true;
                     return Some(Err(e));
                 }
-                None => {}
+                None => {
+                    std::collections::binary_heap::PeekMut::pop(top);
+                }
             }
         }
         (!out.is_empty()).then(|| Ok(Chunk::from_rows(out)))
