@@ -108,7 +108,10 @@ fn run_task_inner(
             let sides = read
                 .shuffles
                 .iter()
-                .map(|&s| Ok(tallied(shuffle.read(s, read.partition)?, tally.clone())))
+                .map(|&s| {
+                    let side = shuffle.read_side(s, read.partition)?;
+                    Ok(side.map_streams(|stream| tallied(stream, tally.clone())))
+                })
                 .collect::<Result<Vec<_>>>()?;
             // SAFETY: plans are only run by the executable that built them, and every
             // trampoline in a plan was recorded by the job API for a closure it was given
@@ -222,6 +225,18 @@ impl crate::shuffle::BlockWriter for CountingWriter<'_> {
         *self.rows += batch.num_rows() as u64;
         *self.bytes += batch_bytes(&batch);
         self.inner.write(partition, batch)
+    }
+
+    fn wants_sorted_runs(&self) -> bool {
+        self.inner.wants_sorted_runs()
+    }
+
+    fn write_sorted_run(&mut self, partition: u32, batches: Vec<arrow_array::RecordBatch>) -> Result<()> {
+        for batch in &batches {
+            *self.rows += batch.num_rows() as u64;
+            *self.bytes += batch_bytes(batch);
+        }
+        self.inner.write_sorted_run(partition, batches)
     }
 }
 

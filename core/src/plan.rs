@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::{BatchStream, ChunkStream};
+use crate::data::ChunkStream;
 use crate::error::Result;
 use crate::ids::{Attempt, ShuffleId, StageId, TaskId};
 use crate::shipped::Shipped;
@@ -18,7 +18,7 @@ pub type StepFn = unsafe fn(state: &[u8], input: ChunkStream) -> Result<ChunkStr
 pub type SinkFn = unsafe fn(state: &[u8], partitions: u32) -> Result<Box<dyn ShuffleSink>>;
 /// The reduce side of a shuffle: turns the blocks of one reduce partition (one stream per
 /// shuffled parent) into the partition's rows.
-pub type ReduceFn = unsafe fn(state: &[u8], sides: Vec<BatchStream>) -> Result<ChunkStream>;
+pub type ReduceFn = unsafe fn(state: &[u8], sides: Vec<crate::shuffle::Side>) -> Result<ChunkStream>;
 /// The job's action, run on each partition of the final stage.
 pub type ActionFn = unsafe fn(state: &[u8], input: ChunkStream, env: &ActionEnv) -> Result<TaskValue>;
 

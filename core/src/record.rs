@@ -15,6 +15,7 @@ pub struct Record(pub [u8; RECORD_LEN]);
 
 impl Record {
     /// The 10-byte key, compared in unsigned byte order.
+    #[inline]
     pub fn key(&self) -> [u8; KEY_LEN] {
         let mut key = [0u8; KEY_LEN];
         key.copy_from_slice(&self.0[..KEY_LEN]);
@@ -22,6 +23,7 @@ impl Record {
     }
 
     /// The record's bytes.
+    #[inline]
     pub fn as_bytes(&self) -> &[u8; RECORD_LEN] {
         &self.0
     }

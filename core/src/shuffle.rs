@@ -28,6 +28,66 @@ pub trait BlockWriter {
     fn finish(&mut self) -> Result<()> {
         Ok(())
     }
+    /// Whether this writer would rather take sorted runs ([`BlockWriter::write_sorted_run`])
+    /// than blocks: a store that is spilling, whose reducer then merges the runs straight
+    /// from disk instead of sorting the rows and writing them once more.
+    fn wants_sorted_runs(&self) -> bool {
+        false
+    }
+    /// Stores one run of reduce partition `partition` sorted by the sink's key, `batches`
+    /// in order. A writer that keeps no runs stores them as blocks.
+    fn write_sorted_run(&mut self, partition: u32, batches: Vec<RecordBatch>) -> Result<()> {
+        for batch in batches {
+            self.write(partition, batch)?;
+        }
+        Ok(())
+    }
+}
+
+/// One shuffle input of a reduce task, in map-task order: stretches of blocks in no
+/// particular order and runs sorted by the sink's key (only a sort's sink writes runs, only
+/// into a store that keeps them).
+pub struct Side {
+    /// The stretches, in the order the map tasks wrote them.
+    pub parts: Vec<SidePart>,
+}
+
+/// A stretch of a [`Side`].
+pub enum SidePart {
+    /// Blocks in no particular order.
+    Blocks(BatchStream),
+    /// One run, sorted by the key of the sink that wrote it, and about how many bytes it
+    /// holds (to merge the cheapest runs first when there are too many to read at once).
+    SortedRun(BatchStream, u64),
+}
+
+impl Side {
+    /// A side whose batches are in no particular order.
+    pub fn blocks(stream: BatchStream) -> Side {
+        Side {
+            parts: vec![SidePart::Blocks(stream)],
+        }
+    }
+
+    /// Every batch, stretch after stretch (for a reducer that needs no order).
+    pub fn into_stream(self) -> BatchStream {
+        Box::new(self.parts.into_iter().flat_map(|part| match part {
+            SidePart::Blocks(stream) | SidePart::SortedRun(stream, _) => stream,
+        }))
+    }
+
+    /// The same side with `f` applied to each stretch's stream.
+    pub fn map_streams(self, mut f: impl FnMut(BatchStream) -> BatchStream) -> Side {
+        let parts = self
+            .parts
+            .into_iter()
+            .map(|part| match part {
+                SidePart::Blocks(stream) => SidePart::Blocks(f(stream)),
+                SidePart::SortedRun(stream, bytes) => SidePart::SortedRun(f(stream), bytes),
+            })
+            .collect();
+        Side { parts }
+    }
 }
 
 /// The map side of a shuffle for one task: partitions (and perhaps combines) rows.
@@ -44,6 +104,11 @@ pub trait ShuffleService: Send + Sync {
     fn writer(&self, shuffle: ShuffleId, map_task: TaskId) -> Box<dyn BlockWriter + '_>;
     /// Every block of reduce partition `partition` of shuffle `shuffle`, in map-task order.
     fn read(&self, shuffle: ShuffleId, partition: TaskId) -> Result<BatchStream>;
+    /// The same blocks as [`ShuffleService::read`], with the sorted runs a store kept
+    /// told apart.
+    fn read_side(&self, shuffle: ShuffleId, partition: TaskId) -> Result<Side> {
+        Ok(Side::blocks(self.read(shuffle, partition)?))
+    }
     /// The memory budget tasks using this service run under (none: unbounded).
     fn memory(&self) -> Option<Arc<MemoryPool>> {
         None
@@ -57,8 +122,27 @@ type BlockOrder = (TaskId, u64);
 
 enum Block {
     /// In memory, holding its share of the budget until the reducer takes it.
-    Memory(RecordBatch, Reservation),
-    Spilled(PathBuf),
+    Memory(Vec<RecordBatch>, Reservation),
+    /// In a spill file of this many bytes.
+    Spilled(PathBuf, u64),
+}
+
+impl Block {
+    /// About the bytes it holds.
+    fn bytes(&self) -> u64 {
+        match self {
+            Block::Memory(batches, _) => batches.iter().map(|b| b.get_array_memory_size() as u64).sum(),
+            Block::Spilled(_, bytes) => *bytes,
+        }
+    }
+}
+
+/// A stored block or sorted run.
+struct Stored {
+    order: BlockOrder,
+    /// Whether it is a run sorted by the sink's key (else a block).
+    sorted: bool,
+    block: Block,
 }
 
 /// The embedded shuffle: blocks stay in memory while the engine's budget allows, past
@@ -66,7 +150,7 @@ enum Block {
 /// partition's blocks are handed over when it is read (embedded tasks run once), each
 /// block's reservation released as the reducer takes the block (and reserves it itself).
 pub struct LocalShuffle {
-    blocks: Mutex<HashMap<PartitionKey, Vec<(BlockOrder, Block)>>>,
+    blocks: Mutex<HashMap<PartitionKey, Vec<Stored>>>,
     pool: Arc<MemoryPool>,
     spill_dir: tempfile::TempDir,
     sequence: AtomicU64,
@@ -125,30 +209,48 @@ impl LocalShuffle {
         &self.pool
     }
 
-    fn store(&self, shuffle: ShuffleId, map_task: TaskId, partition: TaskId, batch: RecordBatch) -> Result<()> {
-        let size = batch.get_array_memory_size();
+    fn store(
+        &self,
+        shuffle: ShuffleId,
+        map_task: TaskId,
+        partition: TaskId,
+        batches: Vec<RecordBatch>,
+        sorted: bool,
+    ) -> Result<()> {
+        let size = batches.iter().map(RecordBatch::get_array_memory_size).sum();
         let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
         let mut reservation = self.pool.reservation();
         let block = if !reservation.try_grow(size) {
-            let name = format!("shuffle-{shuffle}-part-{partition}-map-{map_task}-{seq}.arrow");
+            let kind = if sorted { "run" } else { "block" };
+            let name = format!("shuffle-{shuffle}-part-{partition}-map-{map_task}-{kind}-{seq}.arrow");
             // A full spill disk names the file (and, being I/O, the task may run again).
             let mut file = SpillWriter::new(self.spill_dir.path(), &name);
-            file.write(&batch)?;
+            for batch in &batches {
+                file.write(batch)?;
+            }
             let Some((path, written)) = file.finish()? else {
                 return Ok(());
             };
             self.spilled_blocks.fetch_add(written, Ordering::Relaxed);
-            Block::Spilled(path)
+            Block::Spilled(path, written)
         } else {
-            Block::Memory(batch, reservation)
+            Block::Memory(batches, reservation)
         };
-        self.blocks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        lock(&self.blocks)
             .entry((shuffle, partition))
             .or_default()
-            .push(((map_task, seq), block));
+            .push(Stored {
+                order: (map_task, seq),
+                sorted,
+                block,
+            });
         Ok(())
+    }
+
+    /// Whether blocks stored from now on are likely to spill: some already did, or under a
+    /// quarter of the budget is left.
+    fn spilling(&self) -> bool {
+        self.spilled_blocks.load(Ordering::Relaxed) > 0 || self.pool.available() < self.pool.limit() / 4
     }
 }
 
@@ -163,7 +265,21 @@ impl BlockWriter for LocalWriter<'_> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        self.store.store(self.shuffle, self.map_task, TaskId(partition), batch)
+        self.store
+            .store(self.shuffle, self.map_task, TaskId(partition), vec![batch], false)
+    }
+
+    fn wants_sorted_runs(&self) -> bool {
+        self.store.spilling()
+    }
+
+    fn write_sorted_run(&mut self, partition: u32, batches: Vec<RecordBatch>) -> Result<()> {
+        let batches: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
+        if batches.is_empty() {
+            return Ok(());
+        }
+        self.store
+            .store(self.shuffle, self.map_task, TaskId(partition), batches, true)
     }
 }
 
@@ -177,6 +293,10 @@ impl ShuffleService for LocalShuffle {
     }
 
     fn read(&self, shuffle: ShuffleId, partition: TaskId) -> Result<BatchStream> {
+        Ok(self.read_side(shuffle, partition)?.into_stream())
+    }
+
+    fn read_side(&self, shuffle: ShuffleId, partition: TaskId) -> Result<Side> {
         let last = {
             let mut left = lock(&self.reads_left);
             let n = left.entry((shuffle, partition)).or_insert(1);
@@ -184,47 +304,76 @@ impl ShuffleService for LocalShuffle {
             *n == 0
         };
         let mut map = lock(&self.blocks);
-        if !last {
-            // Another read of this partition is to come (a self-join, a sort's sample of
-            // an upstream shuffle): hand over copies and keep the blocks.
-            let mut copies: Vec<(BlockOrder, Option<RecordBatch>, Option<PathBuf>)> = map
+        // The blocks, each as (order, sorted, its batches): the last read takes them (each
+        // block's reservation goes as the reducer takes it); another read of this
+        // partition is to come (a self-join, a sort's sample of an upstream shuffle) gets
+        // copies and leaves them.
+        let mut blocks: Vec<(BlockOrder, Option<u64>, BatchStream)> = if last {
+            let taken = map.remove(&(shuffle, partition)).unwrap_or_default();
+            drop(map);
+            taken
+                .into_iter()
+                .map(|stored| {
+                    let run = stored.sorted.then(|| stored.block.bytes());
+                    (stored.order, run, stored_batches(stored.block, true))
+                })
+                .collect()
+        } else {
+            let copies: Vec<(BlockOrder, Option<u64>, Block)> = map
                 .get(&(shuffle, partition))
                 .into_iter()
                 .flatten()
-                .map(|(order, block)| match block {
-                    Block::Memory(batch, _) => (*order, Some(batch.clone()), None),
-                    Block::Spilled(path) => (*order, None, Some(path.clone())),
+                .map(|stored| {
+                    let copy = match &stored.block {
+                        Block::Memory(batches, _) => Block::Memory(batches.clone(), self.pool.reservation()),
+                        Block::Spilled(path, bytes) => Block::Spilled(path.clone(), *bytes),
+                    };
+                    (stored.order, stored.sorted.then(|| copy.bytes()), copy)
                 })
                 .collect();
             drop(map);
-            copies.sort_by_key(|(order, _, _)| *order);
-            return Ok(Box::new(copies.into_iter().flat_map(
-                |(_, batch, path)| -> BatchStream {
-                    match (batch, path) {
-                        (Some(batch), _) => Box::new(std::iter::once(Ok(batch))),
-                        (None, Some(path)) => read_spill(path, false),
-                        (None, None) => Box::new(std::iter::empty()),
-                    }
-                },
-            )));
-        }
-        let mut blocks = map.remove(&(shuffle, partition)).unwrap_or_default();
-        drop(map);
-        blocks.sort_by_key(|(order, _)| *order);
-        Ok(Box::new(blocks.into_iter().flat_map(|(_, block)| -> BatchStream {
-            match block {
-                // The block's reservation goes as the reducer takes it.
-                Block::Memory(batch, reservation) => {
-                    drop(reservation);
-                    Box::new(std::iter::once(Ok(batch)))
+            copies
+                .into_iter()
+                .map(|(order, run, block)| (order, run, stored_batches(block, false)))
+                .collect()
+        };
+        blocks.sort_by_key(|(order, _, _)| *order);
+        // Consecutive blocks make one stretch; each run is one.
+        let mut parts: Vec<SidePart> = Vec::new();
+        let mut stretch: Vec<BatchStream> = Vec::new();
+        for (_, run, batches) in blocks {
+            if let Some(bytes) = run {
+                if !stretch.is_empty() {
+                    parts.push(SidePart::Blocks(Box::new(
+                        std::mem::take(&mut stretch).into_iter().flatten(),
+                    )));
                 }
-                Block::Spilled(path) => read_spill(path, true),
+                parts.push(SidePart::SortedRun(batches, bytes));
+            } else {
+                stretch.push(batches);
             }
-        })))
+        }
+        if !stretch.is_empty() || parts.is_empty() {
+            parts.push(SidePart::Blocks(Box::new(stretch.into_iter().flatten())));
+        }
+        Ok(Side { parts })
     }
 
     fn memory(&self) -> Option<Arc<MemoryPool>> {
         Some(self.pool.clone())
+    }
+}
+
+/// A stored block's batches. One in memory gives its reservation back batch by batch as
+/// the reducer takes them (the reducer reserves what it keeps); a spilled one is opened
+/// when first read (`last`: and its file removed then).
+fn stored_batches(block: Block, last: bool) -> BatchStream {
+    match block {
+        Block::Memory(batches, mut reservation) => Box::new(batches.into_iter().map(move |batch| {
+            reservation.shrink(batch.get_array_memory_size());
+            Ok(batch)
+        })),
+        Block::Spilled(path, _) => Box::new(std::iter::once(()).flat_map(move |()| read_spill(path.clone(), last))),
     }
 }
 
@@ -238,5 +387,62 @@ fn read_spill(path: PathBuf, last: bool) -> BatchStream {
             batches
         }
         Err(e) => Box::new(std::iter::once(Err(e))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{decode, encode};
+
+    fn rows_of(stream: BatchStream) -> Vec<u64> {
+        stream
+            .flat_map(|batch| decode::<u64>(&batch.expect("batch")).expect("rows"))
+            .collect()
+    }
+
+    #[test]
+    fn a_spilling_store_asks_for_sorted_runs_and_hands_them_back_apart_in_map_order() {
+        let root = tempfile::tempdir().expect("dir");
+        let store = LocalShuffle::new(1 << 20, Some(root.path())).expect("store");
+        let (shuffle, partition) = (ShuffleId(0), TaskId(0));
+        let plain: Vec<u64> = (0..115_000).rev().collect();
+        {
+            let mut first = store.writer(shuffle, TaskId(0));
+            assert!(!first.wants_sorted_runs(), "an empty store asked for sorted runs");
+            // 920 KB of a 1 MiB budget: the store is past three quarters full.
+            first.write(0, encode(&plain).expect("encode")).expect("block");
+        }
+        // The first run spills, the second fits in what is left.
+        let runs: Vec<Vec<u64>> = vec![(0..30_000).collect(), (10..20).collect()];
+        for (map, run) in runs.iter().enumerate() {
+            let mut writer = store.writer(shuffle, TaskId(map as u32 + 1));
+            assert!(
+                writer.wants_sorted_runs(),
+                "a store that spills did not ask for sorted runs"
+            );
+            let batches = run.chunks(1000).map(|rows| encode(rows).expect("encode")).collect();
+            writer.write_sorted_run(0, batches).expect("run");
+        }
+        assert!(store.spilled_bytes() > 0, "the run past the budget did not spill");
+        let side = store.read_side(shuffle, partition).expect("read");
+        let mut parts = side.parts.into_iter();
+        match parts.next() {
+            Some(SidePart::Blocks(blocks)) => assert_eq!(rows_of(blocks), plain),
+            _ => panic!("the first map task's block is not a stretch of blocks"),
+        }
+        for run in &runs {
+            match parts.next() {
+                Some(SidePart::SortedRun(stream, bytes)) => {
+                    assert!(bytes >= run.len() as u64 * 8, "a run's size is {bytes} bytes");
+                    assert_eq!(&rows_of(stream), run);
+                }
+                _ => panic!("a sorted run was not handed over as one"),
+            }
+        }
+        assert!(parts.next().is_none(), "more stretches than were written");
+        assert_eq!(store.pool().used(), 0, "the blocks' memory was not given back");
+        let left = std::fs::read_dir(store.spill_dir.path()).expect("spill dir").count();
+        assert_eq!(left, 0, "spilled runs left behind once read");
     }
 }

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::memory::MemoryPool;
 
 /// Bytes per batch written to a spill file (rows are cut to about this size).
-pub const SPILL_BATCH_BYTES: usize = 1 << 20;
+pub const SPILL_BATCH_BYTES: usize = 256 << 10;
 
 /// One spill file being written.
 pub struct SpillWriter {

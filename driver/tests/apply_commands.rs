@@ -28,7 +28,7 @@ fn never_action(_: &[u8], _: ChunkStream, _: &ActionEnv) -> Result<TaskValue> {
     unreachable!("plans are only applied, never run")
 }
 
-fn never_reduce(_: &[u8], _: Vec<ringleader_core::data::BatchStream>) -> Result<ChunkStream> {
+fn never_reduce(_: &[u8], _: Vec<ringleader_core::shuffle::Side>) -> Result<ChunkStream> {
     unreachable!("plans are only applied, never run")
 }
 

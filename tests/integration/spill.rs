@@ -383,3 +383,46 @@ fn spilling_outer_joins_cogroup_and_cartesian_equal_sequential_results() {
         v
     });
 }
+
+/// Past its budget, a sort's map tasks write their rows as sorted runs and the reducers
+/// merge those runs straight from the shuffle: the rows are spilled about once, not once
+/// by the shuffle and once more by the reducers' own runs.
+#[test]
+fn a_sort_past_its_budget_merges_the_map_sides_runs_without_writing_the_rows_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = ringleader_datasets::gensort::SortSpec {
+        records: 400_000,
+        files: 4,
+        seed: 9,
+        skew: false,
+    };
+    ringleader_datasets::gensort::generate(&dir.path().join("in"), &spec, false).unwrap();
+    let want = crate::oracles::sorted_records(&dir.path().join("in"));
+    let spill = tempfile::tempdir().unwrap();
+    let ctx = Context::new(Config {
+        threads: 2,
+        shuffle_partitions: 4,
+        memory_limit: 8 << 20,
+        split_size: 4 << 20,
+        spill_dir: Some(spill.path().to_path_buf()),
+        progress: false,
+        ..Config::default()
+    })
+    .unwrap();
+    let sorted = ctx
+        .record_files(dir.path().join("in"))
+        .unwrap()
+        .sort_by_key(|r| r.key())
+        .collect()
+        .unwrap();
+    let bytes: Vec<u8> = sorted.iter().flat_map(|r| r.as_bytes().to_vec()).collect();
+    assert!(crate::oracles::canonical(&bytes) == want, "the sort is wrong");
+    let input = 400_000 * 100;
+    let (all, operators) = (ctx.last_spilled_bytes(), ctx.last_operator_spilled_bytes());
+    assert!(all > input / 2, "40 MB under an 8 MiB budget spilled only {all} bytes");
+    assert!(
+        all < input * 3 / 2,
+        "{all} bytes spilled for {input} bytes of records ({operators} by the reducers): written twice"
+    );
+    assert_eq!(std::fs::read_dir(spill.path()).unwrap().count(), 0, "spill files left");
+}

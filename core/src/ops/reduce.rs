@@ -11,12 +11,14 @@ use crate::data::{BatchStream, Chunk, ChunkStream, Data, cast_slice, cast_vec, d
 use crate::error::{Error, Result};
 use crate::record::{KEY_LEN, Record};
 use crate::shipped::conjure;
+use crate::shuffle::{Side, SidePart};
 
 use super::external::{Partitions, partition_bytes, partition_of, partition_rows};
 use super::sinks::{Combiner, reduce_fn};
 use super::{chunked, table_bytes};
 
-fn side(sides: &mut [BatchStream], which: usize) -> Result<BatchStream> {
+/// Input `which` of a reduce, its stretches told apart (see [`Side`]).
+fn side_parts(sides: &mut [Side], which: usize) -> Result<Side> {
     if which >= sides.len() {
         return Err(Error::Plan(format!(
             "a reduce expected {} shuffle inputs, got {}",
@@ -24,7 +26,12 @@ fn side(sides: &mut [BatchStream], which: usize) -> Result<BatchStream> {
             sides.len()
         )));
     }
-    Ok(std::mem::replace(&mut sides[which], Box::new(std::iter::empty())))
+    Ok(std::mem::replace(&mut sides[which], Side { parts: Vec::new() }))
+}
+
+/// Every batch of input `which` of a reduce.
+fn side(sides: &mut [Side], which: usize) -> Result<BatchStream> {
+    Ok(side_parts(sides, which)?.into_stream())
 }
 
 /// Decodes every row of a shuffle side.
@@ -113,7 +120,7 @@ fn per_partition<T: Data, U: Data>(
 /// behaviour. Only plans the job API built call it.
 pub unsafe fn combine<K: Data + Hash + Eq, V: Data, F: Fn(V, V) -> V + 'static>(
     _state: &[u8],
-    mut sides: Vec<BatchStream>,
+    mut sides: Vec<Side>,
 ) -> Result<ChunkStream> {
     let mut combiner = Combiner::<K, V>::new(reduce_fn::<V, F>());
     let mut table = BoundedTable::new();
@@ -216,7 +223,7 @@ fn grouped<K: Data + Hash + Eq, G: Group>(
 
 /// `group_by_key`: collects each key's values (in the order they arrived), within the
 /// budget (see [`grouped`]).
-pub fn group<K: Data + Hash + Eq, V: Data>(_state: &[u8], mut sides: Vec<BatchStream>) -> Result<ChunkStream> {
+pub fn group<K: Data + Hash + Eq, V: Data>(_state: &[u8], mut sides: Vec<Side>) -> Result<ChunkStream> {
     fn add<K: Data + Hash + Eq, V: Data>(batch: &RecordBatch, map: &mut FxHashMap<K, Vec<V>>) -> Result<()> {
         for (k, v) in decode::<(K, V)>(batch)? {
             map.entry(k).or_default().push(v);
@@ -228,10 +235,7 @@ pub fn group<K: Data + Hash + Eq, V: Data>(_state: &[u8], mut sides: Vec<BatchSt
 
 /// `cogroup`: each key with its values on either side (an empty list where a side lacks
 /// it), within the budget (see [`grouped`]).
-pub fn cogroup<K: Data + Hash + Eq, V: Data, W: Data>(
-    _state: &[u8],
-    mut sides: Vec<BatchStream>,
-) -> Result<ChunkStream> {
+pub fn cogroup<K: Data + Hash + Eq, V: Data, W: Data>(_state: &[u8], mut sides: Vec<Side>) -> Result<ChunkStream> {
     fn left<K: Data + Hash + Eq, V: Data, W: Data>(
         batch: &RecordBatch,
         map: &mut FxHashMap<K, (Vec<V>, Vec<W>)>,
@@ -362,7 +366,7 @@ type ProbeChunks<K, W> = Box<dyn Iterator<Item = Result<Vec<(K, W)>>> + Send>;
 /// `join` and the outer joins: a hash join, building on the left side and streaming the
 /// right, shaped by `S`. A build side that outgrows the budget turns it into a grace hash
 /// join: both sides go to spill partitions by key, and each partition is joined alone.
-pub fn join<K, V, W, S>(_state: &[u8], mut sides: Vec<BatchStream>) -> Result<ChunkStream>
+pub fn join<K, V, W, S>(_state: &[u8], mut sides: Vec<Side>) -> Result<ChunkStream>
 where
     K: Data + Hash + Eq + Clone,
     V: Data + Clone,
@@ -525,14 +529,14 @@ where
 }
 
 /// `repartition`: the partition's rows as they arrive, undecoded.
-pub fn concat<T: Data>(_state: &[u8], mut sides: Vec<BatchStream>) -> Result<ChunkStream> {
+pub fn concat<T: Data>(_state: &[u8], mut sides: Vec<Side>) -> Result<ChunkStream> {
     Ok(Box::new(side(&mut sides, 0)?.map(|batch| batch.map(Chunk::Arrow))))
 }
 
 /// `cartesian`: every pair of a left row and a right row of this partition (one slice of
 /// each side, see [`super::sinks::Grid`]). The left slice is held in memory within the
 /// budget, on disk past it (read again for each chunk of the right side).
-pub fn cartesian<T: Data + Clone, U: Data + Clone>(_state: &[u8], mut sides: Vec<BatchStream>) -> Result<ChunkStream> {
+pub fn cartesian<T: Data + Clone, U: Data + Clone>(_state: &[u8], mut sides: Vec<Side>) -> Result<ChunkStream> {
     let pool = crate::memory::current();
     let mut reservation = pool.reservation();
     let mut held: Vec<T> = Vec::new();
@@ -611,7 +615,7 @@ impl<T: Data + Clone> LeftSlice<T> {
 
 /// `distinct`: one copy of each row. A set that outgrows the budget spills its rows by
 /// partition; each partition is de-duplicated alone.
-pub fn distinct<T: Data + Hash + Eq>(_state: &[u8], mut sides: Vec<BatchStream>) -> Result<ChunkStream> {
+pub fn distinct<T: Data + Hash + Eq>(_state: &[u8], mut sides: Vec<Side>) -> Result<ChunkStream> {
     let mut seen: FxHashSet<T> = FxHashSet::default();
     let mut table = BoundedTable::new();
     for batch in side(&mut sides, 0)? {
@@ -641,7 +645,9 @@ pub fn distinct<T: Data + Hash + Eq>(_state: &[u8], mut sides: Vec<BatchStream>)
 /// `sort_by_key`: sorts the partition by the key `F` computes (ascending; ties keep the
 /// order in which rows arrived, so the result is deterministic). Within the task's memory
 /// budget it sorts in memory; past it, it sorts what it holds into a run on disk and
-/// starts again, then merges the runs (an external merge sort).
+/// starts again, then merges the runs (an external merge sort). Runs the map tasks
+/// already sorted (a spilling shuffle asks its sinks for them) join the merge as they
+/// are: the rows are not written a second time.
 ///
 /// # Safety
 /// Its closure type must be one a value of which the job API was given and checked (zero
@@ -650,9 +656,9 @@ pub fn distinct<T: Data + Hash + Eq>(_state: &[u8], mut sides: Vec<BatchStream>)
 /// behaviour. Only plans the job API built call it.
 pub unsafe fn sort<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static>(
     _state: &[u8],
-    mut sides: Vec<BatchStream>,
+    mut sides: Vec<Side>,
 ) -> Result<ChunkStream> {
-    let input = side(&mut sides, 0)?;
+    let input = side_parts(&mut sides, 0)?;
     let pool = crate::memory::current();
     let mut reservation = pool.reservation();
     let mut held: Vec<RecordBatch> = Vec::new();
@@ -660,20 +666,35 @@ pub unsafe fn sort<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static>(
     // Sorting needs the rows plus their keys (and, for rows other than records, the
     // decoded rows beside the Arrow ones).
     let factor = if is::<T, Record>() { 5 } else { 3 };
-    for batch in input {
-        let batch = batch?;
-        let size = batch.get_array_memory_size() * factor / 2;
-        if !reservation.try_grow(size) {
-            if !held.is_empty() {
-                runs.write::<T>(sort_batches::<T, K, F>(std::mem::take(&mut held))?)?;
-                reservation.free();
+    for part in input.parts {
+        let blocks = match part {
+            SidePart::Blocks(blocks) => blocks,
+            SidePart::SortedRun(run, bytes) => {
+                // Runs the map side sorted are merged as they are; what came before them
+                // becomes a run first, so that ties keep the order rows arrived in.
+                if !held.is_empty() {
+                    runs.write::<T>(sort_batches::<T, K, F>(std::mem::take(&mut held))?)?;
+                    reservation.free();
+                }
+                runs.add_sorted(run, bytes);
+                continue;
             }
+        };
+        for batch in blocks {
+            let batch = batch?;
+            let size = batch.get_array_memory_size() * factor / 2;
             if !reservation.try_grow(size) {
-                // One batch is the least a sort can hold.
-                reservation.grow(size);
+                if !held.is_empty() {
+                    runs.write::<T>(sort_batches::<T, K, F>(std::mem::take(&mut held))?)?;
+                    reservation.free();
+                }
+                if !reservation.try_grow(size) {
+                    // One batch is the least a sort can hold.
+                    reservation.grow(size);
+                }
             }
+            held.push(batch);
         }
-        held.push(batch);
     }
     if runs.is_empty() {
         let sorted = sort_batches::<T, K, F>(held)?;
@@ -682,7 +703,9 @@ pub unsafe fn sort<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static>(
             let _ = &reservation;
         })));
     }
-    runs.write::<T>(sort_batches::<T, K, F>(held)?)?;
+    if !held.is_empty() {
+        runs.write::<T>(sort_batches::<T, K, F>(held)?)?;
+    }
     drop(reservation);
     runs.merge::<T, K>(|row: &T| {
         // SAFETY: closure types are checked zero-sized when the plan is built.
@@ -691,8 +714,10 @@ pub unsafe fn sort<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static>(
     })
 }
 
-/// Sorts the rows of `blocks` in memory.
-fn sort_batches<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static>(blocks: Vec<RecordBatch>) -> Result<ChunkStream> {
+/// Sorts the rows of `blocks` in memory (ties in the order given).
+pub(super) fn sort_batches<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static>(
+    blocks: Vec<RecordBatch>,
+) -> Result<ChunkStream> {
     if is::<T, Record>() && is::<K, [u8; KEY_LEN]>() {
         return sort_record_blocks::<T, K, F>(blocks);
     }
@@ -845,7 +870,7 @@ mod tests {
             .map(|b| crate::data::encode(&(0..5000u64).map(|i| (i % 3000, b * 5000 + i)).collect::<Vec<_>>()))
             .collect();
         let groups = crate::memory::scope(pool.clone(), || {
-            let sides: Vec<BatchStream> = vec![Box::new(batches.into_iter())];
+            let sides = vec![Side::blocks(Box::new(batches.into_iter()))];
             group::<u64, u64>(&[], sides)
                 .expect("group")
                 .map(|c| c.expect("chunk").into_rows::<(u64, Vec<u64>)>().expect("rows").len())

@@ -513,14 +513,126 @@ pub fn grid<T: Data + Clone>(state: &[u8], partitions: u32) -> Result<Box<dyn Sh
 }
 
 /// Range-partitions rows by the key `F` computes, against sampled bounds (`sort_by_key`).
+/// Into a store that keeps sorted runs and is spilling, it holds a share of the budget
+/// of rows, sorts them, and writes each partition's slice as one run (the reducer then
+/// merges the runs instead of sorting and writing everything again); otherwise it sends
+/// rows to per-partition buffers that write blocks as they fill.
 struct RangeSink<T, K, F> {
     bounds: Vec<K>,
-    buckets: Buckets<T>,
+    partitions: u32,
+    /// Chosen at the first chunk.
+    mode: Option<RangeMode<T>>,
     _f: std::marker::PhantomData<fn() -> F>,
+}
+
+enum RangeMode<T> {
+    Blocks(Buckets<T>),
+    Runs(HeldForRuns),
+}
+
+/// A map task's rows held to be sorted into runs.
+struct HeldForRuns {
+    batches: Vec<arrow_array::RecordBatch>,
+    bytes: usize,
+    /// Bytes held before the rows are sorted and written.
+    limit: usize,
+    /// The rows and what sorting them takes, counted in the task's budget.
+    reservation: crate::memory::Reservation,
+}
+
+/// What sorting rows takes beyond the rows themselves, as a multiple of their bytes over
+/// two (the reduce side's sort counts the same).
+const SORT_FACTOR: usize = 5;
+
+/// The partition of `key` among the ranges `bounds` cut.
+fn range_of<K: Ord>(bounds: &[K], key: &K) -> u32 {
+    bounds.partition_point(|b| b < key) as u32
+}
+
+impl HeldForRuns {
+    /// Holds `batch`; whether the held rows are now to be sorted and written.
+    fn hold(&mut self, batch: arrow_array::RecordBatch) -> bool {
+        // The rows' own bytes: a batch of a memory-mapped file reports the whole mapping.
+        let size = crate::data::batch_bytes(&batch) as usize;
+        // Counted even past the budget (a sort needs its rows): the shuffle's stored runs
+        // spill sooner instead.
+        self.reservation.grow(size * SORT_FACTOR / 2);
+        self.bytes += size;
+        self.batches.push(batch);
+        self.bytes >= self.limit
+    }
+
+    /// Sorts the held rows by `F`'s key and writes each partition's slice (cut at
+    /// `bounds`) as one sorted run, in batches of about [`crate::spill::SPILL_BATCH_BYTES`].
+    fn write_runs<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static>(
+        &mut self,
+        bounds: &[K],
+        out: &mut dyn BlockWriter,
+    ) -> Result<()> {
+        if self.batches.is_empty() {
+            return Ok(());
+        }
+        let sorted = super::reduce::sort_batches::<T, K, F>(std::mem::take(&mut self.batches))?;
+        self.bytes = 0;
+        // SAFETY: closure types are checked zero-sized when the plan is built.
+        let f: F = unsafe { conjure() };
+        let per_batch = (crate::spill::SPILL_BATCH_BYTES / std::mem::size_of::<T>().max(16)).max(1);
+        let (mut partition, mut run, mut rows) = (0u32, Vec::new(), Vec::with_capacity(per_batch));
+        for chunk in sorted {
+            for row in chunk?.into_rows::<T>()? {
+                // Keys only grow: the row's range is this one or a later one.
+                let key = f(&row);
+                let mut p = partition;
+                while (p as usize) < bounds.len() && bounds[p as usize] < key {
+                    p += 1;
+                }
+                if p != partition || rows.len() == per_batch {
+                    if !rows.is_empty() {
+                        run.push(encode_vec(std::mem::replace(&mut rows, Vec::with_capacity(per_batch)))?);
+                    }
+                    if p != partition && !run.is_empty() {
+                        out.write_sorted_run(partition, std::mem::take(&mut run))?;
+                    }
+                    partition = p;
+                }
+                rows.push(row);
+            }
+        }
+        if !rows.is_empty() {
+            run.push(encode_vec(rows)?);
+        }
+        if !run.is_empty() {
+            out.write_sorted_run(partition, run)?;
+        }
+        self.reservation.free();
+        Ok(())
+    }
 }
 
 impl<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static> ShuffleSink for RangeSink<T, K, F> {
     fn push(&mut self, chunk: Chunk, out: &mut dyn BlockWriter) -> Result<()> {
+        let mode = self.mode.get_or_insert_with(|| {
+            if out.wants_sorted_runs() {
+                let pool = crate::memory::current();
+                RangeMode::Runs(HeldForRuns {
+                    batches: Vec::new(),
+                    bytes: 0,
+                    limit: (pool.limit() / 8).max(super::chunk_rows::<T>() * std::mem::size_of::<T>()),
+                    reservation: pool.reservation(),
+                })
+            } else {
+                RangeMode::Blocks(Buckets::new(self.partitions))
+            }
+        });
+        let buckets = match mode {
+            RangeMode::Runs(held) => {
+                if held.hold(chunk.into_batch::<T>()?) {
+                    held.write_runs::<T, K, F>(&self.bounds, out)?;
+                }
+                return Ok(());
+            }
+            RangeMode::Blocks(buckets) => buckets,
+        };
         // SAFETY: closure types are checked zero-sized when the plan is built.
         let f: F = unsafe { conjure() };
         if let Chunk::Arrow(batch) = &chunk
@@ -528,23 +640,25 @@ impl<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static> ShuffleSink for RangeSink
         {
             // Records straight from a memory-mapped file: scatter them without decoding.
             for row in records {
-                let key = f(row);
-                let p = self.bounds.partition_point(|b| *b < key) as u32;
+                let p = range_of(&self.bounds, &f(row));
                 // SAFETY: `T` is `Record` (checked by `cast_slice`), which is `Copy`.
-                self.buckets.push(p, unsafe { std::ptr::read(row) }, out)?;
+                buckets.push(p, unsafe { std::ptr::read(row) }, out)?;
             }
             return Ok(());
         }
         for row in chunk.into_rows::<T>()? {
-            let key = f(&row);
-            let p = self.bounds.partition_point(|b| *b < key) as u32;
-            self.buckets.push(p, row, out)?;
+            let p = range_of(&self.bounds, &f(&row));
+            buckets.push(p, row, out)?;
         }
         Ok(())
     }
 
     fn finish(mut self: Box<Self>, out: &mut dyn BlockWriter) -> Result<()> {
-        self.buckets.flush(out)
+        match self.mode.take() {
+            Some(RangeMode::Blocks(mut buckets)) => buckets.flush(out),
+            Some(RangeMode::Runs(mut held)) => held.write_runs::<T, K, F>(&self.bounds, out),
+            None => Ok(()),
+        }
     }
 }
 
@@ -570,7 +684,8 @@ pub unsafe fn range<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static>(
     }
     Ok(Box::new(RangeSink::<T, K, F> {
         bounds,
-        buckets: Buckets::new(partitions),
+        partitions,
+        mode: None,
         _f: std::marker::PhantomData,
     }))
 }
@@ -715,5 +830,83 @@ mod tests {
             "the rows after the probe are not combined"
         );
         assert_eq!(sums(&written), sums(&mixed));
+    }
+
+    /// Asks for sorted runs, and keeps each one written (and counts blocks).
+    #[derive(Default)]
+    struct RunsWanted {
+        blocks: usize,
+        runs: Vec<(u32, Vec<RecordBatch>)>,
+    }
+
+    impl BlockWriter for RunsWanted {
+        fn write(&mut self, _: u32, _: RecordBatch) -> Result<()> {
+            self.blocks += 1;
+            Ok(())
+        }
+
+        fn wants_sorted_runs(&self) -> bool {
+            true
+        }
+
+        fn write_sorted_run(&mut self, partition: u32, batches: Vec<RecordBatch>) -> Result<()> {
+            self.runs.push((partition, batches));
+            Ok(())
+        }
+    }
+
+    fn first_of(row: &(u64, u64)) -> u64 {
+        row.0
+    }
+
+    /// A range sink of `(u64, u64)` rows by `F`'s key.
+    fn range_sink<F: Fn(&(u64, u64)) -> u64 + 'static>(_: F, bounds: &[u64], partitions: u32) -> Box<dyn ShuffleSink> {
+        let state = postcard::to_stdvec(bounds).expect("bounds");
+        // SAFETY: `F` is a function item's type (zero sized), as the job API checks.
+        unsafe { range::<(u64, u64), u64, F>(&state, partitions) }.expect("sink")
+    }
+
+    #[test]
+    fn a_range_sink_into_a_spilling_store_writes_each_partitions_rows_as_sorted_runs() {
+        let pool = MemoryPool::new(16 << 20, std::env::temp_dir());
+        let bounds = [1000u64, 5000, 5001];
+        // Keys repeat; the second field is the row's place in the input.
+        let rows: Vec<(u64, u64)> = (0..300_000u64).map(|i| ((i * 7919) % 10_000, i)).collect();
+        let mut out = RunsWanted::default();
+        scope(pool.clone(), || {
+            let mut sink = range_sink(first_of, &bounds, 4);
+            for chunk in rows.chunks(10_000) {
+                sink.push(Chunk::from_rows(chunk.to_vec()), &mut out).expect("push");
+            }
+            sink.finish(&mut out).expect("finish");
+        });
+        assert_eq!(out.blocks, 0, "blocks written to a store that asked for runs");
+        let mut seen = Vec::new();
+        for (p, batches) in &out.runs {
+            let run: Vec<(u64, u64)> = batches
+                .iter()
+                .flat_map(|b| crate::data::decode::<(u64, u64)>(b).expect("rows"))
+                .collect();
+            assert!(
+                run.windows(2).all(|w| w[0] < w[1]),
+                "a run is not sorted by key with ties in input order"
+            );
+            assert!(
+                run.iter().all(|(k, _)| range_of(&bounds, k) == *p),
+                "a row in the run of another partition"
+            );
+            seen.extend(run);
+        }
+        // An eighth of the budget held at a time: several runs per partition.
+        let per_partition = out.runs.iter().filter(|(p, _)| *p == 0).count();
+        assert!(
+            per_partition > 1,
+            "{per_partition} run(s) of partition 0 for 4.8 MB of rows"
+        );
+        seen.sort();
+        let mut want = rows;
+        want.sort();
+        assert!(seen == want, "the runs do not hold every row once");
+        assert_eq!(pool.used(), 0, "the held rows' memory was not given back");
     }
 }
