@@ -77,10 +77,10 @@ fn main() -> ExitCode {
                 .save_parquet(output)?,
         };
         println!(
-            "{} distinct words in {} files in {}",
+            "{} distinct words, written to {} ({} part files)",
             saved.rows,
-            saved.files,
-            args.output.display()
+            args.output.display(),
+            saved.files
         );
         if ctx.last_spilled_bytes() > 0 {
             println!("spilled {} bytes past the memory budget", ctx.last_spilled_bytes());

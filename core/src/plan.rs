@@ -16,8 +16,8 @@ use crate::store::StoreSpec;
 pub type StepFn = unsafe fn(state: &[u8], input: ChunkStream) -> Result<ChunkStream>;
 /// Builds the map side of a shuffle for one task: partitions (and maybe combines) rows.
 pub type SinkFn = unsafe fn(state: &[u8], partitions: u32) -> Result<Box<dyn ShuffleSink>>;
-/// The reduce side of a shuffle: turns the blocks of one reduce partition (one stream per
-/// shuffled parent) into the partition's rows.
+/// The reduce side of a shuffle: turns the blocks of one reduce partition (one
+/// [`crate::shuffle::Side`] per shuffled parent) into the partition's rows.
 pub type ReduceFn = unsafe fn(state: &[u8], sides: Vec<crate::shuffle::Side>) -> Result<ChunkStream>;
 /// The job's action, run on each partition of the final stage.
 pub type ActionFn = unsafe fn(state: &[u8], input: ChunkStream, env: &ActionEnv) -> Result<TaskValue>;

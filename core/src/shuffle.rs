@@ -147,8 +147,10 @@ struct Stored {
 
 /// The embedded shuffle: blocks stay in memory while the engine's budget allows, past
 /// which they are written to Arrow IPC files in a temporary directory. A reduce
-/// partition's blocks are handed over when it is read (embedded tasks run once), each
-/// block's reservation released as the reducer takes the block (and reserves it itself).
+/// partition's blocks are handed over when it is read (embedded tasks run once), a block's
+/// reservation released batch by batch as the reducer takes them (and reserves what it
+/// keeps). While it spills, it asks a sort's map tasks for sorted runs
+/// ([`BlockWriter::wants_sorted_runs`]), which a reducer then merges as they are.
 pub struct LocalShuffle {
     blocks: Mutex<HashMap<PartitionKey, Vec<Stored>>>,
     pool: Arc<MemoryPool>,

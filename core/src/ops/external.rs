@@ -1,10 +1,10 @@
 //! Out-of-core building blocks of the reduce side, for when a partition outgrows its task's
 //! memory budget: sorted runs (the task's own on disk, and the map side's handed over by
 //! the shuffle) merged k ways ([`Runs`], the external sort; records by a tree of losers
-//! over integer keys), and rows
-//! hashed into partitions on disk that are then processed one at a time ([`Partitions`],
-//! for aggregation and joins). Spill files live in a directory of the task, removed when
-//! the operator's output is dropped (when the task ends, failed or not).
+//! over integer keys), and rows hashed into partitions on disk that are then processed one
+//! at a time ([`Partitions`], for aggregation and joins). Spill files live in a directory
+//! of the task, removed when the operator's output is dropped (when the task ends, failed
+//! or not).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -106,7 +106,9 @@ impl Runs {
         key: impl Fn(&T) -> K + Send + Sync + 'static,
     ) -> Result<ChunkStream> {
         let per_run = RUN_BUFFER_BYTES;
-        let fan_in = (self.pool.available() / per_run).clamp(MIN_MERGE_FAN_IN, MAX_MERGE_FAN_IN);
+        let fan_in = (self.pool.available() / per_run)
+            .clamp(MIN_MERGE_FAN_IN, MAX_MERGE_FAN_IN)
+            .min(open_file_room());
         let key = Arc::new(key);
         while self.runs.len() > fan_in {
             // Merging `group` runs into one takes the count down by `group - 1`.
@@ -155,9 +157,23 @@ impl Runs {
 /// decoded rows).
 pub const MAX_MERGE_FAN_IN: usize = 256;
 
-/// The fewest runs one merge reads at once however full the pool is (fewer would rewrite
-/// the runs pass after pass: 100 runs two at a time take 7 passes, 16 at a time 2).
+/// The fewest runs one merge reads at once however full the pool is (fewer would merge
+/// runs ahead again and again: 100 runs two at a time take 98 merges ahead, 16 at a time
+/// one of 85).
 pub const MIN_MERGE_FAN_IN: usize = 16;
+
+/// The runs one merge may open given the process's limit on open files: an eighth of it
+/// (tasks merge side by side, and hold other files), never below [`MIN_MERGE_FAN_IN`].
+fn open_file_room() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct it is given.
+    let known = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    let room = if known { (limit.rlim_cur / 8) as usize } else { 0 };
+    room.max(MIN_MERGE_FAN_IN)
+}
 
 /// About what one open run's read buffer takes: a batch of about
 /// [`crate::spill::SPILL_BATCH_BYTES`], its decoded rows, and the file's read buffer.
@@ -221,7 +237,7 @@ fn merge_runs<T: Data, K: Ord + Send + 'static>(
     })))
 }
 
-/// The low bits of a record merge's heap entry: the run's index (the key fills the top 80).
+/// The low bits of a record merge's packed key: the run's index (the key fills the top 80).
 const RUN_MASK: u128 = (1 << 48) - 1;
 
 /// Merges sorted runs of records by a 10-byte key (ties to the earlier run): each run's

@@ -663,9 +663,7 @@ pub unsafe fn sort<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static>(
     let mut reservation = pool.reservation();
     let mut held: Vec<RecordBatch> = Vec::new();
     let mut runs = super::external::Runs::new(&pool);
-    // Sorting needs the rows plus their keys (and, for rows other than records, the
-    // decoded rows beside the Arrow ones).
-    let factor = if is::<T, Record>() { 5 } else { 3 };
+    let factor = sort_factor::<T>();
     for part in input.parts {
         let blocks = match part {
             SidePart::Blocks(blocks) => blocks,
@@ -712,6 +710,12 @@ pub unsafe fn sort<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static>(
         let f = unsafe { conjure::<F>() };
         f(row)
     })
+}
+
+/// What sorting a batch of `T` rows takes, in halves of the batch's bytes: the rows plus
+/// their keys (and, for rows other than records, the decoded rows beside the Arrow ones).
+pub(super) fn sort_factor<T: 'static>() -> usize {
+    if is::<T, Record>() { 5 } else { 3 }
 }
 
 /// Sorts the rows of `blocks` in memory (ties in the order given).

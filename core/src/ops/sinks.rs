@@ -536,13 +536,13 @@ struct HeldForRuns {
     bytes: usize,
     /// Bytes held before the rows are sorted and written.
     limit: usize,
+    /// Bytes held before a refusal of the budget makes them be written: the tasks running
+    /// side by side share an eighth of the budget (below it the budget is overdrawn
+    /// rather than runs cut small, as a sort holds at least a batch).
+    least: usize,
     /// The rows and what sorting them takes, counted in the task's budget.
     reservation: crate::memory::Reservation,
 }
-
-/// What sorting rows takes beyond the rows themselves, as a multiple of their bytes over
-/// two (the reduce side's sort counts the same).
-const SORT_FACTOR: usize = 5;
 
 /// The partition of `key` among the ranges `bounds` cut.
 fn range_of<K: Ord>(bounds: &[K], key: &K) -> u32 {
@@ -550,16 +550,33 @@ fn range_of<K: Ord>(bounds: &[K], key: &K) -> u32 {
 }
 
 impl HeldForRuns {
-    /// Holds `batch`; whether the held rows are now to be sorted and written.
-    fn hold(&mut self, batch: arrow_array::RecordBatch) -> bool {
+    /// Holds `batch`, counted in the task's budget (with what sorting it takes, as the
+    /// reduce side counts it): when the budget refuses, the rows held so far are sorted and
+    /// written first if they are at least `least` bytes, else held past the budget. Writes
+    /// the runs once `limit` bytes are held.
+    fn hold<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static>(
+        &mut self,
+        batch: arrow_array::RecordBatch,
+        bounds: &[K],
+        out: &mut dyn BlockWriter,
+    ) -> Result<()> {
         // The rows' own bytes: a batch of a memory-mapped file reports the whole mapping.
         let size = crate::data::batch_bytes(&batch) as usize;
-        // Counted even past the budget (a sort needs its rows): the shuffle's stored runs
-        // spill sooner instead.
-        self.reservation.grow(size * SORT_FACTOR / 2);
+        let needed = size * super::reduce::sort_factor::<T>() / 2;
+        if !self.reservation.try_grow(needed) {
+            if self.bytes >= self.least {
+                self.write_runs::<T, K, F>(bounds, out)?;
+            }
+            if !self.reservation.try_grow(needed) {
+                self.reservation.grow(needed);
+            }
+        }
         self.bytes += size;
         self.batches.push(batch);
-        self.bytes >= self.limit
+        if self.bytes >= self.limit {
+            self.write_runs::<T, K, F>(bounds, out)?;
+        }
+        Ok(())
     }
 
     /// Sorts the held rows by `F`'s key and writes each partition's slice (cut at
@@ -617,7 +634,8 @@ impl<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static> ShuffleSink for RangeSink
                 RangeMode::Runs(HeldForRuns {
                     batches: Vec::new(),
                     bytes: 0,
-                    limit: (pool.limit() / 8).max(super::chunk_rows::<T>() * std::mem::size_of::<T>()),
+                    limit: pool.limit() / 8,
+                    least: pool.limit() / 8 / rayon::current_num_threads().max(1),
                     reservation: pool.reservation(),
                 })
             } else {
@@ -625,12 +643,7 @@ impl<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static> ShuffleSink for RangeSink
             }
         });
         let buckets = match mode {
-            RangeMode::Runs(held) => {
-                if held.hold(chunk.into_batch::<T>()?) {
-                    held.write_runs::<T, K, F>(&self.bounds, out)?;
-                }
-                return Ok(());
-            }
+            RangeMode::Runs(held) => return held.hold::<T, K, F>(chunk.into_batch::<T>()?, &self.bounds, out),
             RangeMode::Blocks(buckets) => buckets,
         };
         // SAFETY: closure types are checked zero-sized when the plan is built.
@@ -908,5 +921,10 @@ mod tests {
         want.sort();
         assert!(seen == want, "the runs do not hold every row once");
         assert_eq!(pool.used(), 0, "the held rows' memory was not given back");
+        assert!(
+            pool.peak() <= (16 << 20) / 4,
+            "held rows and their sort took {} bytes of a 16 MiB budget",
+            pool.peak()
+        );
     }
 }
