@@ -111,6 +111,12 @@ fn an_external_sort_orders_every_row_by_key() {
     });
 }
 
+/// Generates `spec`'s records under `dir/in`; their sorted bytes, from the sequential oracle.
+fn records_in(dir: &std::path::Path, spec: &ringleader_datasets::gensort::SortSpec) -> Vec<u8> {
+    ringleader_datasets::gensort::generate(&dir.join("in"), spec, false).unwrap();
+    crate::oracles::sorted_records(&dir.join("in"))
+}
+
 #[test]
 fn an_external_record_sort_orders_every_record_by_key() {
     let dir = tempfile::tempdir().unwrap();
@@ -120,18 +126,20 @@ fn an_external_record_sort_orders_every_record_by_key() {
         seed: 4,
         skew: true,
     };
-    ringleader_datasets::gensort::generate(&dir.path().join("in"), &spec, false).unwrap();
-    let want = crate::oracles::sorted_records(&dir.path().join("in"));
-    spilled_or_not_equals("sort of records", want, |ctx| {
-        let sorted = ctx
-            .record_files(dir.path().join("in"))
-            .unwrap()
-            .sort_by_key(|r| r.key())
-            .collect()
-            .unwrap();
-        let bytes: Vec<u8> = sorted.iter().flat_map(|r| r.as_bytes().to_vec()).collect();
-        crate::oracles::canonical(&bytes)
-    });
+    let want = records_in(dir.path(), &spec);
+    spilled_or_not_equals("sort of records", want, |ctx| sorted_records_of(ctx, dir.path()));
+}
+
+/// The records under `dir/in` sorted by key by `ctx`, in the oracle's canonical form.
+fn sorted_records_of(ctx: &Context, dir: &std::path::Path) -> Vec<u8> {
+    let sorted = ctx
+        .record_files(dir.join("in"))
+        .unwrap()
+        .sort_by_key(|r| r.key())
+        .collect()
+        .unwrap();
+    let bytes: Vec<u8> = sorted.iter().flat_map(|r| r.as_bytes().to_vec()).collect();
+    crate::oracles::canonical(&bytes)
 }
 
 #[test]
@@ -396,8 +404,7 @@ fn a_sort_past_its_budget_merges_the_map_sides_runs_without_writing_the_rows_aga
         seed: 9,
         skew: false,
     };
-    ringleader_datasets::gensort::generate(&dir.path().join("in"), &spec, false).unwrap();
-    let want = crate::oracles::sorted_records(&dir.path().join("in"));
+    let want = records_in(dir.path(), &spec);
     let spill = tempfile::tempdir().unwrap();
     let ctx = Context::new(Config {
         threads: 2,
@@ -409,14 +416,7 @@ fn a_sort_past_its_budget_merges_the_map_sides_runs_without_writing_the_rows_aga
         ..Config::default()
     })
     .unwrap();
-    let sorted = ctx
-        .record_files(dir.path().join("in"))
-        .unwrap()
-        .sort_by_key(|r| r.key())
-        .collect()
-        .unwrap();
-    let bytes: Vec<u8> = sorted.iter().flat_map(|r| r.as_bytes().to_vec()).collect();
-    assert!(crate::oracles::canonical(&bytes) == want, "the sort is wrong");
+    assert!(sorted_records_of(&ctx, dir.path()) == want, "the sort is wrong");
     let input = 400_000 * 100;
     let (all, operators) = (ctx.last_spilled_bytes(), ctx.last_operator_spilled_bytes());
     assert!(all > input / 2, "40 MB under an 8 MiB budget spilled only {all} bytes");

@@ -502,6 +502,20 @@ pub fn partition_rows<T: Data>(file: &Option<PathBuf>) -> Result<Box<dyn Iterato
 mod tests {
     use super::*;
 
+    /// Writes `run` (sorted) as one of the task's own runs.
+    fn write_pairs(runs: &mut Runs, run: Vec<(u64, u64)>) {
+        let chunk: ChunkStream = Box::new(std::iter::once(Ok(Chunk::from_rows(run))));
+        runs.write::<(u64, u64)>(chunk).expect("run");
+    }
+
+    /// Every row of the runs, merged by the first field.
+    fn merged_pairs(runs: Runs) -> Vec<(u64, u64)> {
+        runs.merge::<(u64, u64), u64>(|row| row.0)
+            .expect("merge")
+            .flat_map(|c| c.expect("chunk").into_rows::<(u64, u64)>().expect("rows"))
+            .collect()
+    }
+
     #[test]
     fn many_runs_merge_in_passes_of_a_bounded_fan_in_stably_and_counted_in_the_pool() {
         let root = tempfile::tempdir().expect("dir");
@@ -515,14 +529,9 @@ mod tests {
             let mut run: Vec<(u64, u64)> = (0..50).map(|i| ((i * 7 + r) % 30, r)).collect();
             run.sort_by_key(|row| row.0);
             all.extend(run.iter().copied());
-            let chunk: ChunkStream = Box::new(std::iter::once(Ok(Chunk::from_rows(run))));
-            runs.write::<(u64, u64)>(chunk).expect("run");
+            write_pairs(&mut runs, run);
         }
-        let merged: Vec<(u64, u64)> = runs
-            .merge::<(u64, u64), u64>(|row| row.0)
-            .expect("merge")
-            .flat_map(|c| c.expect("chunk").into_rows::<(u64, u64)>().expect("rows"))
-            .collect();
+        let merged = merged_pairs(runs);
         // A stable sort of the runs in the order written: ties in run order.
         all.sort_by_key(|row| row.0);
         assert_eq!(merged, all);
@@ -628,16 +637,11 @@ mod tests {
                 runs.add_sorted(Box::new(std::iter::once(Ok(batch))), len * 16);
             } else {
                 // Small runs the task wrote itself when memory was short.
-                let chunk: ChunkStream = Box::new(std::iter::once(Ok(Chunk::from_rows(run))));
-                runs.write::<(u64, u64)>(chunk).expect("run");
+                write_pairs(&mut runs, run);
             }
         }
         let written = pool.spilled();
-        let merged: Vec<(u64, u64)> = runs
-            .merge::<(u64, u64), u64>(|row| row.0)
-            .expect("merge")
-            .flat_map(|c| c.expect("chunk").into_rows::<(u64, u64)>().expect("rows"))
-            .collect();
+        let merged = merged_pairs(runs);
         all.sort_by_key(|row| row.0);
         assert_eq!(merged, all);
         // Only small runs were merged ahead: they are written a second time, nothing else.
