@@ -222,8 +222,7 @@ struct CountingWriter<'a> {
 
 impl crate::shuffle::BlockWriter for CountingWriter<'_> {
     fn write(&mut self, partition: u32, batch: arrow_array::RecordBatch) -> Result<()> {
-        *self.rows += batch.num_rows() as u64;
-        *self.bytes += batch_bytes(&batch);
+        self.count(&batch);
         self.inner.write(partition, batch)
     }
 
@@ -232,11 +231,15 @@ impl crate::shuffle::BlockWriter for CountingWriter<'_> {
     }
 
     fn write_sorted_run(&mut self, partition: u32, batches: Vec<arrow_array::RecordBatch>) -> Result<()> {
-        for batch in &batches {
-            *self.rows += batch.num_rows() as u64;
-            *self.bytes += batch_bytes(batch);
-        }
+        batches.iter().for_each(|batch| self.count(batch));
         self.inner.write_sorted_run(partition, batches)
+    }
+}
+
+impl CountingWriter<'_> {
+    fn count(&mut self, batch: &arrow_array::RecordBatch) {
+        *self.rows += batch.num_rows() as u64;
+        *self.bytes += batch_bytes(batch);
     }
 }
 

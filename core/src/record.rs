@@ -7,6 +7,18 @@ pub const RECORD_LEN: usize = 100;
 /// Length of the key at the start of each record.
 pub const KEY_LEN: usize = 10;
 
+/// The bits below a [`packed_key`]: room for an index (48 bits), which breaks ties.
+pub const INDEX_MASK: u128 = (1 << 48) - 1;
+
+/// `key` in the top 80 bits of a `u128` and `index` (below 2^48) in the rest: integers that
+/// order as the keys do, ties by index, so sorts and merges compare integers, never bytes.
+#[inline]
+pub fn packed_key(key: &[u8; KEY_LEN], index: u128) -> u128 {
+    let mut wide = [0u8; 16];
+    wide[..KEY_LEN].copy_from_slice(key);
+    u128::from_be_bytes(wide) | (index & INDEX_MASK)
+}
+
 /// One gensort record. `#[repr(transparent)]` so a `Vec<Record>` is one contiguous byte
 /// buffer that reads and writes (and converts to Arrow) without per-record work.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]

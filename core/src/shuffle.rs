@@ -123,26 +123,26 @@ type BlockOrder = (TaskId, u64);
 enum Block {
     /// In memory, holding its share of the budget until the reducer takes it.
     Memory(Vec<RecordBatch>, Reservation),
-    /// In a spill file of this many bytes.
-    Spilled(PathBuf, u64),
-}
-
-impl Block {
-    /// About the bytes it holds.
-    fn bytes(&self) -> u64 {
-        match self {
-            Block::Memory(batches, _) => batches.iter().map(|b| b.get_array_memory_size() as u64).sum(),
-            Block::Spilled(_, bytes) => *bytes,
-        }
-    }
+    Spilled(PathBuf),
 }
 
 /// A stored block or sorted run.
 struct Stored {
     order: BlockOrder,
-    /// Whether it is a run sorted by the sink's key (else a block).
-    sorted: bool,
+    /// For a run sorted by the sink's key, about its bytes (`None`: a block).
+    run_bytes: Option<u64>,
     block: Block,
+}
+
+impl Stored {
+    /// The same data for another read: batches shared, files left where they are.
+    fn copy(&self, pool: &Arc<MemoryPool>) -> Stored {
+        let block = match &self.block {
+            Block::Memory(batches, _) => Block::Memory(batches.clone(), pool.reservation()),
+            Block::Spilled(path) => Block::Spilled(path.clone()),
+        };
+        Stored { block, ..*self }
+    }
 }
 
 /// The embedded shuffle: blocks stay in memory while the engine's budget allows, past
@@ -219,10 +219,10 @@ impl LocalShuffle {
         batches: Vec<RecordBatch>,
         sorted: bool,
     ) -> Result<()> {
-        let size = batches.iter().map(RecordBatch::get_array_memory_size).sum();
+        let size: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
         let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
         let mut reservation = self.pool.reservation();
-        let block = if !reservation.try_grow(size) {
+        let (block, bytes) = if !reservation.try_grow(size) {
             let kind = if sorted { "run" } else { "block" };
             let name = format!("shuffle-{shuffle}-part-{partition}-map-{map_task}-{kind}-{seq}.arrow");
             // A full spill disk names the file (and, being I/O, the task may run again).
@@ -234,16 +234,16 @@ impl LocalShuffle {
                 return Ok(());
             };
             self.spilled_blocks.fetch_add(written, Ordering::Relaxed);
-            Block::Spilled(path, written)
+            (Block::Spilled(path), written)
         } else {
-            Block::Memory(batches, reservation)
+            (Block::Memory(batches, reservation), size as u64)
         };
         lock(&self.blocks)
             .entry((shuffle, partition))
             .or_default()
             .push(Stored {
                 order: (map_task, seq),
-                sorted,
+                run_bytes: sorted.then_some(bytes),
                 block,
             });
         Ok(())
@@ -305,46 +305,26 @@ impl ShuffleService for LocalShuffle {
             *n = n.saturating_sub(1);
             *n == 0
         };
+        // The last read takes the blocks; another read of this partition is to come (a
+        // self-join, a sort's sample of an upstream shuffle) gets copies and leaves them.
         let mut map = lock(&self.blocks);
-        // The blocks, each as (order, sorted, its batches): the last read takes them (each
-        // block's reservation goes as the reducer takes it); another read of this
-        // partition is to come (a self-join, a sort's sample of an upstream shuffle) gets
-        // copies and leaves them.
-        let mut blocks: Vec<(BlockOrder, Option<u64>, BatchStream)> = if last {
-            let taken = map.remove(&(shuffle, partition)).unwrap_or_default();
-            drop(map);
-            taken
-                .into_iter()
-                .map(|stored| {
-                    let run = stored.sorted.then(|| stored.block.bytes());
-                    (stored.order, run, stored_batches(stored.block, true))
-                })
-                .collect()
+        let mut blocks: Vec<Stored> = if last {
+            map.remove(&(shuffle, partition)).unwrap_or_default()
         } else {
-            let copies: Vec<(BlockOrder, Option<u64>, Block)> = map
-                .get(&(shuffle, partition))
+            map.get(&(shuffle, partition))
                 .into_iter()
                 .flatten()
-                .map(|stored| {
-                    let copy = match &stored.block {
-                        Block::Memory(batches, _) => Block::Memory(batches.clone(), self.pool.reservation()),
-                        Block::Spilled(path, bytes) => Block::Spilled(path.clone(), *bytes),
-                    };
-                    (stored.order, stored.sorted.then(|| copy.bytes()), copy)
-                })
-                .collect();
-            drop(map);
-            copies
-                .into_iter()
-                .map(|(order, run, block)| (order, run, stored_batches(block, false)))
+                .map(|stored| stored.copy(&self.pool))
                 .collect()
         };
-        blocks.sort_by_key(|(order, _, _)| *order);
+        drop(map);
+        blocks.sort_by_key(|stored| stored.order);
         // Consecutive blocks make one stretch; each run is one.
         let mut parts: Vec<SidePart> = Vec::new();
         let mut stretch: Vec<BatchStream> = Vec::new();
-        for (_, run, batches) in blocks {
-            if let Some(bytes) = run {
+        for stored in blocks {
+            let batches = stored_batches(stored.block, last);
+            if let Some(bytes) = stored.run_bytes {
                 if !stretch.is_empty() {
                     parts.push(SidePart::Blocks(Box::new(
                         std::mem::take(&mut stretch).into_iter().flatten(),
@@ -375,7 +355,7 @@ fn stored_batches(block: Block, last: bool) -> BatchStream {
             reservation.shrink(batch.get_array_memory_size());
             Ok(batch)
         })),
-        Block::Spilled(path, _) => Box::new(std::iter::once(()).flat_map(move |()| read_spill(path.clone(), last))),
+        Block::Spilled(path) => Box::new(std::iter::once(()).flat_map(move |()| read_spill(path.clone(), last))),
     }
 }
 

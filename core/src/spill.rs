@@ -18,6 +18,11 @@ use crate::memory::MemoryPool;
 /// Bytes per batch written to a spill file (rows are cut to about this size).
 pub const SPILL_BATCH_BYTES: usize = 256 << 10;
 
+/// Rows of `T` in a batch of about [`SPILL_BATCH_BYTES`].
+pub fn rows_per_batch<T>() -> usize {
+    (SPILL_BATCH_BYTES / std::mem::size_of::<T>().max(16)).max(1)
+}
+
 /// One spill file being written.
 pub struct SpillWriter {
     path: PathBuf,
@@ -55,8 +60,7 @@ impl SpillWriter {
 
     /// Appends `rows`, cut into batches of about [`SPILL_BATCH_BYTES`].
     pub fn write_rows<T: Data>(&mut self, rows: &[T]) -> Result<()> {
-        let per_batch = (SPILL_BATCH_BYTES / std::mem::size_of::<T>().max(16)).max(1);
-        for slice in rows.chunks(per_batch) {
+        for slice in rows.chunks(rows_per_batch::<T>()) {
             self.write(&encode(slice)?)?;
         }
         Ok(())
@@ -78,11 +82,8 @@ impl SpillWriter {
     }
 
     /// Closes the file as [`SpillWriter::finish`] does, counting its bytes as spilled in `pool`.
-    pub fn finish_in(self, pool: &MemoryPool) -> Result<Option<PathBuf>> {
-        Ok(self.finish()?.map(|(path, bytes)| {
-            pool.record_spill(bytes);
-            path
-        }))
+    pub fn finish_in(self, pool: &MemoryPool) -> Result<Option<(PathBuf, u64)>> {
+        Ok(self.finish()?.inspect(|(_, bytes)| pool.record_spill(*bytes)))
     }
 
     fn failed(&self, e: arrow_schema::ArrowError) -> Error {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use crate::data::{BatchStream, Chunk, ChunkStream, Data, decode, is};
 use crate::error::Result;
 use crate::memory::MemoryPool;
-use crate::record::{KEY_LEN, RECORD_LEN, Record};
+use crate::record::{KEY_LEN, RECORD_LEN, Record, packed_key};
 use crate::spill::{SpillWriter, read};
 
 /// Sorted runs of one task: the ones it wrote as its sort's buffer filled, and runs the
@@ -76,16 +76,20 @@ impl Runs {
 
     /// Writes one sorted run.
     pub fn write<T: Data>(&mut self, sorted: ChunkStream) -> Result<()> {
-        let dir = self.dir()?;
-        let mut run = SpillWriter::new(&dir, &format!("run-{}.arrow", self.runs.len()));
-        for chunk in sorted {
-            run.write_rows(&chunk?.into_rows::<T>()?)?;
-        }
-        if let Some((path, bytes)) = run.finish()? {
-            self.pool.record_spill(bytes);
-            self.runs.push(Run::File(path, bytes));
+        let name = format!("run-{}.arrow", self.runs.len());
+        if let Some(run) = self.spill::<T>(&name, sorted)? {
+            self.runs.push(run);
         }
         Ok(())
+    }
+
+    /// Writes `sorted` to the spill file `name`, counted as spilled (`None`: no rows).
+    fn spill<T: Data>(&mut self, name: &str, sorted: ChunkStream) -> Result<Option<Run>> {
+        let mut file = SpillWriter::new(&self.dir()?, name);
+        for chunk in sorted {
+            file.write_rows(&chunk?.into_rows::<T>()?)?;
+        }
+        Ok(file.finish_in(&self.pool)?.map(|(path, bytes)| Run::File(path, bytes)))
     }
 
     /// Adds a run of about `bytes` already sorted by the merge's key, read (in batches of
@@ -117,7 +121,6 @@ impl Runs {
             let start = (0..=sizes.len() - group)
                 .min_by_key(|&s| sizes[s..s + group].iter().sum::<u64>())
                 .unwrap_or(0);
-            let dir = self.dir()?;
             let merging: Vec<Run> = self.runs.drain(start..start + group).collect();
             let files: Vec<PathBuf> = merging
                 .iter()
@@ -130,14 +133,10 @@ impl Runs {
             reservation.grow(per_run * group);
             let key = key.clone();
             let rows = merge_runs::<T, K>(merging, move |row| key(row))?;
-            let mut run = SpillWriter::new(&dir, &format!("merged-{}.arrow", self.passes));
+            let name = format!("merged-{}.arrow", self.passes);
             self.passes += 1;
-            for chunk in rows {
-                run.write_rows(&chunk?.into_rows::<T>()?)?;
-            }
-            if let Some((path, bytes)) = run.finish()? {
-                self.pool.record_spill(bytes);
-                self.runs.insert(start, Run::File(path, bytes));
+            if let Some(run) = self.spill::<T>(&name, rows)? {
+                self.runs.insert(start, run);
             }
             for path in &files {
                 let _ = std::fs::remove_file(path);
@@ -237,19 +236,12 @@ fn merge_runs<T: Data, K: Ord + Send + 'static>(
     })))
 }
 
-/// The low bits of a record merge's packed key: the run's index (the key fills the top 80).
-const RUN_MASK: u128 = (1 << 48) - 1;
-
 /// Merges sorted runs of records by a 10-byte key (ties to the earlier run): each run's
 /// next key, packed with the run's index into one `u128`, in a tree of losers (one
 /// integer comparison per level for each record, where a heap's sift makes two); each
 /// record copied once, from its run's batch into the output.
 fn merge_record_runs(runs: Vec<Run>, key: impl Fn(&Record) -> [u8; KEY_LEN] + Send + 'static) -> Result<ChunkStream> {
-    let packed = move |record: &Record, run: usize| {
-        let mut wide = [0u8; 16];
-        wide[..KEY_LEN].copy_from_slice(&key(record));
-        (u128::from_be_bytes(wide) & !RUN_MASK) | run as u128
-    };
+    let packed = move |record: &Record, run: usize| packed_key(&key(record), run as u128);
     let mut cursors = Vec::with_capacity(runs.len());
     let mut keys = Vec::with_capacity(runs.len());
     for (i, run) in runs.into_iter().enumerate() {
@@ -314,7 +306,7 @@ impl LoserTree {
             losers[n] = lose;
         }
         if k > 0 {
-            losers[0] = winners[1.min(2 * k - 1)];
+            losers[0] = winners[1];
         }
         LoserTree { keys, losers }
     }
@@ -472,7 +464,7 @@ impl Partitions {
         let mut files: Vec<PartitionFiles> = (0..SPILL_PARTITIONS).map(|_| Vec::new()).collect();
         for side in self.writers {
             for (p, writer) in side.into_iter().enumerate() {
-                files[p].push(writer.finish_in(&self.pool)?);
+                files[p].push(writer.finish_in(&self.pool)?.map(|(path, _)| path));
             }
         }
         Ok((files, self.dir))

@@ -9,7 +9,7 @@ use arrow_array::RecordBatch;
 
 use crate::data::{BatchStream, Chunk, ChunkStream, Data, cast_slice, cast_vec, decode, is, records_view};
 use crate::error::{Error, Result};
-use crate::record::{KEY_LEN, Record};
+use crate::record::{INDEX_MASK, KEY_LEN, Record, packed_key};
 use crate::shipped::conjure;
 use crate::shuffle::{Side, SidePart};
 
@@ -670,10 +670,7 @@ pub unsafe fn sort<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static>(
             SidePart::SortedRun(run, bytes) => {
                 // Runs the map side sorted are merged as they are; what came before them
                 // becomes a run first, so that ties keep the order rows arrived in.
-                if !held.is_empty() {
-                    runs.write::<T>(sort_batches::<T, K, F>(std::mem::take(&mut held))?)?;
-                    reservation.free();
-                }
+                write_held::<T, K, F>(&mut runs, &mut held, &mut reservation)?;
                 runs.add_sorted(run, bytes);
                 continue;
             }
@@ -682,10 +679,7 @@ pub unsafe fn sort<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static>(
             let batch = batch?;
             let size = batch.get_array_memory_size() * factor / 2;
             if !reservation.try_grow(size) {
-                if !held.is_empty() {
-                    runs.write::<T>(sort_batches::<T, K, F>(std::mem::take(&mut held))?)?;
-                    reservation.free();
-                }
+                write_held::<T, K, F>(&mut runs, &mut held, &mut reservation)?;
                 if !reservation.try_grow(size) {
                     // One batch is the least a sort can hold.
                     reservation.grow(size);
@@ -701,15 +695,26 @@ pub unsafe fn sort<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static>(
             let _ = &reservation;
         })));
     }
-    if !held.is_empty() {
-        runs.write::<T>(sort_batches::<T, K, F>(held)?)?;
-    }
+    write_held::<T, K, F>(&mut runs, &mut held, &mut reservation)?;
     drop(reservation);
     runs.merge::<T, K>(|row: &T| {
         // SAFETY: closure types are checked zero-sized when the plan is built.
         let f = unsafe { conjure::<F>() };
         f(row)
     })
+}
+
+/// Sorts what `held` holds (if anything) into a run, and gives its memory back.
+fn write_held<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static>(
+    runs: &mut super::external::Runs,
+    held: &mut Vec<RecordBatch>,
+    reservation: &mut crate::memory::Reservation,
+) -> Result<()> {
+    if !held.is_empty() {
+        runs.write::<T>(sort_batches::<T, K, F>(std::mem::take(held))?)?;
+        reservation.free();
+    }
+    Ok(())
 }
 
 /// What sorting a batch of `T` rows takes, in halves of the batch's bytes: the rows plus
@@ -776,12 +781,11 @@ fn sort_record_blocks<T: Data, K: Data, F: Fn(&T) -> K + 'static>(blocks: Vec<Re
     let mut packed: Vec<u128> = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
     for (b, part) in parts.iter().enumerate() {
         let rows = cast_slice::<Record, T>(part).ok_or_else(|| Error::Plan("record cast".into()))?;
-        packed.par_extend(rows.par_iter().enumerate().map(|(r, row)| {
-            let key = ten_byte_key::<T, K, F>(row);
-            let mut wide = [0u8; 16];
-            wide[..KEY_LEN].copy_from_slice(&key);
-            u128::from_be_bytes(wide) | ((b as u128) << 32) | r as u128
-        }));
+        packed.par_extend(
+            rows.par_iter()
+                .enumerate()
+                .map(|(r, row)| packed_key(&ten_byte_key::<T, K, F>(row), ((b as u128) << 32) | r as u128)),
+        );
     }
     packed.par_sort_unstable();
     let size = super::chunk_rows::<Record>();
@@ -798,9 +802,6 @@ fn sort_record_blocks<T: Data, K: Data, F: Fn(&T) -> K + 'static>(blocks: Vec<Re
     })))
 }
 
-/// The low 48 bits of a packed sort word: the row's index (the key fills the top 80).
-const INDEX_MASK: u128 = (1 << 48) - 1;
-
 /// Orders rows by a 10-byte key packed with the row index into one `u128`
 /// (80 key bits, 48 index bits), so the sort compares integers, never bytes.
 fn sort_ten_byte_keys<T>(rows: &[T], key: impl Fn(&T) -> [u8; KEY_LEN] + Sync) -> Vec<usize>
@@ -811,12 +812,7 @@ where
     let mut packed: Vec<u128> = rows
         .par_iter()
         .enumerate()
-        .map(|(i, r)| {
-            let k = key(r);
-            let mut wide = [0u8; 16];
-            wide[..KEY_LEN].copy_from_slice(&k);
-            (u128::from_be_bytes(wide) & !INDEX_MASK) | i as u128
-        })
+        .map(|(i, r)| packed_key(&key(r), i as u128))
         .collect();
     packed.par_sort_unstable();
     packed.into_iter().map(|p| (p & INDEX_MASK) as usize).collect()

@@ -544,6 +544,46 @@ struct HeldForRuns {
     reservation: crate::memory::Reservation,
 }
 
+/// One partition's slice of sorted rows, encoded a batch of about
+/// [`crate::spill::SPILL_BATCH_BYTES`] at a time as it grows.
+struct RunBatches<T> {
+    rows: Vec<T>,
+    batches: Vec<arrow_array::RecordBatch>,
+}
+
+impl<T> Default for RunBatches<T> {
+    fn default() -> Self {
+        RunBatches {
+            rows: Vec::new(),
+            batches: Vec::new(),
+        }
+    }
+}
+
+impl<T: Data> RunBatches<T> {
+    fn push(&mut self, row: T) -> Result<()> {
+        let per_batch = crate::spill::rows_per_batch::<T>();
+        if self.rows.len() == per_batch {
+            let full = std::mem::replace(&mut self.rows, Vec::with_capacity(per_batch));
+            self.batches.push(encode_vec(full)?);
+        }
+        self.rows.push(row);
+        Ok(())
+    }
+
+    /// Writes what it holds as one sorted run of `partition` (nothing if empty) and starts
+    /// the next.
+    fn write(&mut self, partition: u32, out: &mut dyn BlockWriter) -> Result<()> {
+        if !self.rows.is_empty() {
+            self.batches.push(encode_vec(std::mem::take(&mut self.rows))?);
+        }
+        if self.batches.is_empty() {
+            return Ok(());
+        }
+        out.write_sorted_run(partition, std::mem::take(&mut self.batches))
+    }
+}
+
 /// The partition of `key` among the ranges `bounds` cut.
 fn range_of<K: Ord>(bounds: &[K], key: &K) -> u32 {
     bounds.partition_point(|b| b < key) as u32
@@ -593,8 +633,7 @@ impl HeldForRuns {
         self.bytes = 0;
         // SAFETY: closure types are checked zero-sized when the plan is built.
         let f: F = unsafe { conjure() };
-        let per_batch = (crate::spill::SPILL_BATCH_BYTES / std::mem::size_of::<T>().max(16)).max(1);
-        let (mut partition, mut run, mut rows) = (0u32, Vec::new(), Vec::with_capacity(per_batch));
+        let (mut partition, mut run) = (0u32, RunBatches::default());
         for chunk in sorted {
             for row in chunk?.into_rows::<T>()? {
                 // Keys only grow: the row's range is this one or a later one.
@@ -603,24 +642,14 @@ impl HeldForRuns {
                 while (p as usize) < bounds.len() && bounds[p as usize] < key {
                     p += 1;
                 }
-                if p != partition || rows.len() == per_batch {
-                    if !rows.is_empty() {
-                        run.push(encode_vec(std::mem::replace(&mut rows, Vec::with_capacity(per_batch)))?);
-                    }
-                    if p != partition && !run.is_empty() {
-                        out.write_sorted_run(partition, std::mem::take(&mut run))?;
-                    }
+                if p != partition {
+                    run.write(partition, out)?;
                     partition = p;
                 }
-                rows.push(row);
+                run.push(row)?;
             }
         }
-        if !rows.is_empty() {
-            run.push(encode_vec(rows)?);
-        }
-        if !run.is_empty() {
-            out.write_sorted_run(partition, run)?;
-        }
+        run.write(partition, out)?;
         self.reservation.free();
         Ok(())
     }
