@@ -69,12 +69,16 @@ fn clean_chaos_run(extra: &[&str], ops: u32, history: &str) -> CleanRun {
     );
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let context = format!(
+    let mut context = format!(
         "seed {seed} (rerun: ringleader chaos {})\n{stdout}\n{stderr}",
         flags.join(" ")
     );
-    assert!(out.status.success(), "{context}");
-    assert!(stdout.contains("no anomalies"), "{context}");
+    if !out.status.success() || !stdout.contains("no anomalies") {
+        // A failed run's cluster logs and history are the evidence: kept, not removed.
+        let kept = dir.keep();
+        context.push_str(&format!("\nthe run's logs and history are kept in {}", kept.display()));
+        panic!("{context}");
+    }
     // The faults fired: at least three, each healed (the nemesis logs every one).
     let faults = count_before(&stdout, " faults:").unwrap_or(0);
     assert!(faults >= 3, "only {faults} faults fired: {context}");

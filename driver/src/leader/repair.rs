@@ -41,6 +41,18 @@ struct Audit<'a> {
     copies_held_back: bool,
 }
 
+/// A copy that failed: when it may be tried again, the wait after it fails again, and why
+/// it failed (kept so that a partition short of replicas while its copies back off says why).
+#[derive(Debug, Clone)]
+struct Backoff {
+    /// When a copy may be tried again.
+    next: Instant,
+    /// The last wait.
+    wait: Duration,
+    /// The last failure.
+    why: String,
+}
+
 /// What the last audit found of one partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionHealth {
@@ -56,8 +68,8 @@ pub struct PartitionHealth {
 pub struct RepairState {
     /// By (dataset, partition).
     health: HashMap<(String, u32), PartitionHealth>,
-    /// By (dataset, partition, target): when a copy may be tried again, and the next wait.
-    backoff: HashMap<(String, u32, WorkerId), (Instant, Duration)>,
+    /// By (dataset, partition, target): the copies that failed last, and when to try again.
+    backoff: HashMap<(String, u32, WorkerId), Backoff>,
     /// Since when a test has held repairs back.
     held_since: Option<Instant>,
 }
@@ -319,14 +331,27 @@ impl DriverInner {
                 .collect()
         };
         let Some(target) = ring_order
-            .into_iter()
+            .iter()
             .find(|w| self.may_try(&record.name, partition, w))
+            .cloned()
         else {
-            return Err(format!(
-                "{} of {} replicas; no other live worker to copy it to now",
-                holders.len(),
-                record.replicas
-            ));
+            let waiting = ring_order
+                .first()
+                .and_then(|w| self.backing_off(&record.name, partition, w).map(|b| (w, b)));
+            return Err(match waiting {
+                Some((w, backoff)) => format!(
+                    "{} of {} replicas; copying to {w} failed: {} (next try in {:.1} s)",
+                    holders.len(),
+                    record.replicas,
+                    backoff.why,
+                    backoff.next.saturating_duration_since(Instant::now()).as_secs_f64()
+                ),
+                None => format!(
+                    "{} of {} replicas; no other live worker to copy it to now",
+                    holders.len(),
+                    record.replicas
+                ),
+            });
         };
         let from: Vec<String> = holders.iter().filter_map(|h| addresses.get(h).cloned()).collect();
         let request = proto::CopyPartitionRequest {
@@ -357,7 +382,7 @@ impl DriverInner {
                 Ok(target)
             }
             Err(why) => {
-                let wait = self.backed_off(&record.name, partition, &target);
+                let wait = self.backed_off(&record.name, partition, &target, &why);
                 tracing::warn!(
                     "driver {}: copying {} partition {partition} to {target}: {why} (trying again in {:.1} s)",
                     self.id,
@@ -375,22 +400,36 @@ impl DriverInner {
 
     /// Whether a copy of the partition to `target` may be tried now.
     fn may_try(&self, name: &str, partition: u32, target: &WorkerId) -> bool {
+        self.backing_off(name, partition, target).is_none()
+    }
+
+    /// The failed copy of the partition to `target` whose wait has not run out, if one has.
+    fn backing_off(&self, name: &str, partition: u32, target: &WorkerId) -> Option<Backoff> {
         lock(&self.repair)
             .backoff
             .get(&(name.to_string(), partition, target.clone()))
-            .is_none_or(|(next, _)| Instant::now() >= *next)
+            .filter(|b| Instant::now() < b.next)
+            .cloned()
     }
 
-    /// Notes a failed copy: the next try waits twice as long as the last (at most
+    /// Notes a failed copy (`why`): the next try waits twice as long as the last (at most
     /// [`MAX_BACKOFF`]); the wait.
-    fn backed_off(&self, name: &str, partition: u32, target: &WorkerId) -> Duration {
+    fn backed_off(&self, name: &str, partition: u32, target: &WorkerId, why: &str) -> Duration {
         let mut repair = lock(&self.repair);
         let entry = repair
             .backoff
             .entry((name.to_string(), partition, target.clone()))
-            .or_insert((Instant::now(), FIRST_BACKOFF / 2));
-        let wait = (entry.1 * 2).min(MAX_BACKOFF);
-        *entry = (Instant::now() + wait, wait);
+            .or_insert(Backoff {
+                next: Instant::now(),
+                wait: FIRST_BACKOFF / 2,
+                why: String::new(),
+            });
+        let wait = (entry.wait * 2).min(MAX_BACKOFF);
+        *entry = Backoff {
+            next: Instant::now() + wait,
+            wait,
+            why: why.to_string(),
+        };
         wait
     }
 }
