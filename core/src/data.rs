@@ -136,6 +136,47 @@ pub fn batch_bytes(batch: &RecordBatch) -> u64 {
         .sum::<usize>() as u64
 }
 
+/// About what `batch`'s variable-length values (strings, bytes, lists) take on the heap once
+/// decoded into rows: their bytes, and 16 bytes of allocation each.
+pub fn heap_bytes(batch: &RecordBatch) -> usize {
+    batch.columns().iter().map(|c| array_heap_bytes(c.as_ref())).sum()
+}
+
+/// [`heap_bytes`] of one column.
+fn array_heap_bytes(array: &dyn Array) -> usize {
+    /// One allocation's overhead, about.
+    const ALLOCATION: usize = 16;
+    let values = array.len() * ALLOCATION;
+    match array.data_type() {
+        DataType::Utf8 => values + offsets_span(array.as_string::<i32>().value_offsets()),
+        DataType::LargeUtf8 => values + offsets_span(array.as_string::<i64>().value_offsets()),
+        DataType::Binary => values + offsets_span(array.as_binary::<i32>().value_offsets()),
+        DataType::LargeBinary => values + offsets_span(array.as_binary::<i64>().value_offsets()),
+        DataType::List(_) => values + list_values_bytes(array.as_list::<i32>().values().as_ref()),
+        DataType::LargeList(_) => values + list_values_bytes(array.as_list::<i64>().values().as_ref()),
+        DataType::Struct(_) => array
+            .as_struct()
+            .columns()
+            .iter()
+            .map(|c| array_heap_bytes(c.as_ref()))
+            .sum(),
+        _ => 0,
+    }
+}
+
+/// The bytes between the first and the last of `offsets`.
+fn offsets_span<O: arrow_array::OffsetSizeTrait>(offsets: &[O]) -> usize {
+    match (offsets.first(), offsets.last()) {
+        (Some(first), Some(last)) => (*last - *first).as_usize(),
+        _ => 0,
+    }
+}
+
+/// What a list's values take decoded: their own bytes and theirs on the heap.
+fn list_values_bytes(values: &dyn Array) -> usize {
+    values.to_data().get_slice_memory_size().unwrap_or(0) + array_heap_bytes(values)
+}
+
 /// Schema metadata key telling how a batch encodes rows.
 const LAYOUT: &str = "ringleader.layout";
 const LAYOUT_ITEM: &str = "item";

@@ -533,12 +533,13 @@ enum RangeMode<T> {
 /// A map task's rows held to be sorted into runs.
 struct HeldForRuns {
     batches: Vec<arrow_array::RecordBatch>,
+    /// What the held rows take once sorted ([`super::reduce::sort_bytes`]).
     bytes: usize,
-    /// Bytes held before the rows are sorted and written.
+    /// What the held rows may take sorted before they are sorted and written.
     limit: usize,
-    /// Bytes held before a refusal of the budget makes them be written: the tasks running
-    /// side by side share an eighth of the budget (below it the budget is overdrawn
-    /// rather than runs cut small, as a sort holds at least a batch).
+    /// What they take before a refusal of the budget makes them be written: the tasks
+    /// running side by side share `limit` (below it the budget is overdrawn rather than
+    /// runs cut small, as a sort holds at least a batch).
     least: usize,
     /// The rows and what sorting them takes, counted in the task's budget.
     reservation: crate::memory::Reservation,
@@ -592,8 +593,8 @@ fn range_of<K: Ord>(bounds: &[K], key: &K) -> u32 {
 impl HeldForRuns {
     /// Holds `batch`, counted in the task's budget (with what sorting it takes, as the
     /// reduce side counts it): when the budget refuses, the rows held so far are sorted and
-    /// written first if they are at least `least` bytes, else held past the budget. Writes
-    /// the runs once `limit` bytes are held.
+    /// written first if they take at least `least` bytes sorted, else held past the budget.
+    /// Writes the runs once they take `limit`.
     fn hold<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static>(
         &mut self,
         batch: arrow_array::RecordBatch,
@@ -602,7 +603,7 @@ impl HeldForRuns {
     ) -> Result<()> {
         // The rows' own bytes: a batch of a memory-mapped file reports the whole mapping.
         let size = crate::data::batch_bytes(&batch) as usize;
-        let needed = size * super::reduce::sort_factor::<T>() / 2;
+        let needed = super::reduce::sort_bytes::<T, K>(&batch, size);
         if !self.reservation.try_grow(needed) {
             if self.bytes >= self.least {
                 self.write_runs::<T, K, F>(bounds, out)?;
@@ -611,7 +612,7 @@ impl HeldForRuns {
                 self.reservation.grow(needed);
             }
         }
-        self.bytes += size;
+        self.bytes += needed;
         self.batches.push(batch);
         if self.bytes >= self.limit {
             self.write_runs::<T, K, F>(bounds, out)?;
@@ -660,11 +661,13 @@ impl<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static> ShuffleSink for RangeSink
         let mode = self.mode.get_or_insert_with(|| {
             if out.wants_sorted_runs() {
                 let pool = crate::memory::current();
+                // What an eighth of the budget of records takes sorted.
+                let limit = pool.limit() / 8 * 5 / 2;
                 RangeMode::Runs(HeldForRuns {
                     batches: Vec::new(),
                     bytes: 0,
-                    limit: pool.limit() / 8,
-                    least: pool.limit() / 8 / rayon::current_num_threads().max(1),
+                    limit,
+                    least: limit / rayon::current_num_threads().max(1),
                     reservation: pool.reservation(),
                 })
             } else {
@@ -950,8 +953,9 @@ mod tests {
         want.sort();
         assert!(seen == want, "the runs do not hold every row once");
         assert_eq!(pool.used(), 0, "the held rows' memory was not given back");
+        // What an eighth of the budget of records takes sorted, and one chunk more.
         assert!(
-            pool.peak() <= (16 << 20) / 4,
+            pool.peak() <= (16 << 20) * 3 / 8,
             "held rows and their sort took {} bytes of a 16 MiB budget",
             pool.peak()
         );
