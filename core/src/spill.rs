@@ -46,7 +46,7 @@ impl SpillWriter {
         let writer = match &mut self.writer {
             Some(w) => w,
             None => {
-                let file = File::create(&self.path).map_err(|e| Error::io(&self.path, e))?;
+                let file = File::create(&self.path).map_err(|e| self.io_failed(e))?;
                 let writer = FileWriter::try_new(BufWriter::with_capacity(1 << 16, file), batch.schema().as_ref())
                     .map_err(|e| self.failed(e))?;
                 self.writer.insert(writer)
@@ -73,7 +73,7 @@ impl SpillWriter {
         };
         writer.finish().map_err(|e| self.failed(e))?;
         let mut file = writer.into_inner().map_err(|e| self.failed(e))?;
-        std::io::Write::flush(&mut file).map_err(|e| Error::io(&self.path, e))?;
+        std::io::Write::flush(&mut file).map_err(|e| self.io_failed(e))?;
         drop(file);
         let bytes = std::fs::metadata(&self.path)
             .map_err(|e| Error::io(&self.path, e))?
@@ -86,11 +86,24 @@ impl SpillWriter {
         Ok(self.finish()?.inspect(|(_, bytes)| pool.record_spill(*bytes)))
     }
 
+    /// The writer's failure as an I/O error of this file.
     fn failed(&self, e: arrow_schema::ArrowError) -> Error {
-        Error::Io {
-            path: self.path.clone(),
-            error: std::io::Error::other(e.to_string()),
+        match e {
+            arrow_schema::ArrowError::IoError(_, error) => self.io_failed(error),
+            other => self.io_failed(std::io::Error::other(other.to_string())),
         }
+    }
+
+    /// An I/O error of this file; a full disk says what to do about it.
+    fn io_failed(&self, error: std::io::Error) -> Error {
+        if error.kind() != std::io::ErrorKind::StorageFull {
+            return Error::io(&self.path, error);
+        }
+        let advice = format!(
+            "{error}: the disk of the spill files is full; give them one with more room \
+             (RINGLEADER_SPILL_DIR), or the job more memory (RINGLEADER_MEMORY: less is spilled)"
+        );
+        Error::io(&self.path, std::io::Error::new(error.kind(), advice))
     }
 }
 

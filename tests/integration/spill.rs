@@ -277,6 +277,10 @@ fn a_full_spill_disk_fails_the_job_naming_the_path_and_leaves_no_spill_files() {
     let message = format!("{error:#}");
     assert!(message.contains(&spill.display().to_string()), "{message}");
     assert!(message.contains("No space left"), "{message}");
+    assert!(
+        message.contains("RINGLEADER_SPILL_DIR") && message.contains("RINGLEADER_MEMORY"),
+        "the message does not say what to do: {message}"
+    );
     assert_eq!(
         crate::helpers::files_under(&spill),
         Vec::<std::path::PathBuf>::new(),
