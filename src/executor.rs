@@ -21,6 +21,10 @@ use crate::config::Config;
 /// A task attempt: (stage, task, attempt).
 type AttemptKey = (u32, u32, u32);
 
+/// Where each map task's output of each shuffle a task reads is (an empty address: not
+/// done yet).
+type Inputs = HashMap<ShuffleId, Vec<BlockSource>>;
+
 /// Serves tasks for the worker at `worker` until it closes the stream.
 pub(crate) fn serve(worker: String) -> ExitCode {
     match serve_inner(worker) {
@@ -76,8 +80,10 @@ fn serve_inner(worker: String) -> Result<(), String> {
             .await
             .map_err(|e| e.message().to_string())?
             .into_inner();
-        // The stop flag of each attempt received and not yet reported.
+        // The stop flag of each attempt received and not yet reported, and where its
+        // map outputs are as the driver last said.
         let stops: Arc<Mutex<HashMap<AttemptKey, Arc<AtomicBool>>>> = Arc::default();
+        let told: Arc<Mutex<HashMap<AttemptKey, tokio::sync::watch::Sender<Inputs>>>> = Arc::default();
         while let Some(assignment) = tasks.message().await.map_err(|e| e.message().to_string())? {
             let key = (assignment.stage_index, assignment.task, assignment.attempt);
             if assignment.stop {
@@ -86,10 +92,18 @@ fn serve_inner(worker: String) -> Result<(), String> {
                 }
                 continue;
             }
+            if assignment.inputs_update {
+                if let Some(inputs) = lock(&told).get(&key) {
+                    inputs.send_replace(block_sources(&assignment.inputs));
+                }
+                continue;
+            }
             let stop = Arc::new(AtomicBool::new(false));
             lock(&stops).insert(key, stop.clone());
+            let (inputs, updates) = tokio::sync::watch::channel(block_sources(&assignment.inputs));
+            lock(&told).insert(key, inputs);
             let memory = memory.clone();
-            let (client, handle, files, worker, pool2, own_hash, stops) = (
+            let (client, handle, files, worker, pool2, own_hash, stops, told) = (
                 client.clone(),
                 handle.clone(),
                 files.clone(),
@@ -97,21 +111,38 @@ fn serve_inner(worker: String) -> Result<(), String> {
                 pool.clone(),
                 own_hash.clone(),
                 stops.clone(),
+                told.clone(),
             );
-            pool2.spawn(move || {
+            // A reducer started before its map stage was done waits for map outputs: on a
+            // thread of its own, not one of the pool's (where it would keep the map tasks
+            // it waits for from running).
+            let waits = assignment
+                .inputs
+                .iter()
+                .any(|input| input.locations.iter().any(String::is_empty));
+            let task = move || {
                 let report = if assignment.binary_hash == own_hash {
-                    run_assignment(assignment, files, &worker, handle.clone(), &stop, memory)
+                    run_assignment(assignment, files, &worker, handle.clone(), &stop, memory, updates)
                 } else {
                     refuse(assignment, &own_hash)
                 };
                 lock(&stops).remove(&key);
+                lock(&told).remove(&key);
                 // A stopped attempt's worker has already let it go: nobody waits for it.
                 if stop.load(Ordering::Relaxed) {
                     return;
                 }
                 let parts = ringleader_core::binary::report_chunks(report);
                 let _ = handle.block_on(client.clone().task_finished(futures::stream::iter(parts)));
-            });
+            };
+            if waits {
+                let named = std::thread::Builder::new().name("ringleader-early-reducer".into());
+                if let Err(e) = named.spawn(task) {
+                    return Err(format!("cannot start a thread for a task: {e}"));
+                }
+            } else {
+                pool2.spawn(task);
+            }
         }
         Ok(())
     })
@@ -159,6 +190,7 @@ fn run_assignment(
     handle: tokio::runtime::Handle,
     stop: &Arc<AtomicBool>,
     memory: Arc<ringleader_core::memory::MemoryPool>,
+    updates: tokio::sync::watch::Receiver<Inputs>,
 ) -> proto::TaskReport {
     let decoded = postcard::from_bytes::<TaskPlan>(&a.task_plan)
         .and_then(|task| Ok((task, postcard::from_bytes::<StageOutput>(&a.stage_output)?)));
@@ -169,25 +201,7 @@ fn run_assignment(
     let outcome = match decoded {
         Err(e) => Outcome::Error(TaskFailure::Fatal(format!("malformed task plan: {e}")).to_proto()),
         Ok((task, output)) => {
-            let inputs: HashMap<ShuffleId, Vec<BlockSource>> = a
-                .inputs
-                .iter()
-                .map(|i| {
-                    let nth = |v: &[String], n: usize| v.get(n).cloned().unwrap_or_default();
-                    let sources = i
-                        .locations
-                        .iter()
-                        .enumerate()
-                        .map(|(n, address)| BlockSource {
-                            address: address.clone(),
-                            shuffle_dir: nth(&i.shuffle_dirs, n),
-                            machine: nth(&i.machines, n),
-                            attempt: Attempt(i.attempts.get(n).copied().unwrap_or_default()),
-                        })
-                        .collect();
-                    (ShuffleId(i.shuffle), sources)
-                })
-                .collect();
+            let inputs = block_sources(&a.inputs);
             let id = ringleader_core::results::ResultId {
                 job: JobId::from(a.job_id.as_str()),
                 stage: StageId(a.stage_index),
@@ -196,7 +210,8 @@ fn run_assignment(
             };
             let result_files = files.clone();
             let shuffle = ClusterShuffle::new(files, id.job.clone(), id.attempt, worker.to_string(), inputs, handle)
-                .with_memory(memory);
+                .with_memory(memory)
+                .with_updates(updates);
             let unit = TaskUnit {
                 stage: id.stage,
                 partition: id.task,
@@ -235,6 +250,28 @@ fn run_assignment(
         shuffled_bytes: shuffled,
         accumulators: accumulated.iter().map(|a| a.to_proto()).collect(),
     }
+}
+
+/// Where each map output is, as an assignment (or an update of one) says.
+fn block_sources(inputs: &[proto::ShuffleInput]) -> Inputs {
+    inputs
+        .iter()
+        .map(|i| {
+            let nth = |v: &[String], n: usize| v.get(n).cloned().unwrap_or_default();
+            let sources = i
+                .locations
+                .iter()
+                .enumerate()
+                .map(|(n, address)| BlockSource {
+                    address: address.clone(),
+                    shuffle_dir: nth(&i.shuffle_dirs, n),
+                    machine: nth(&i.machines, n),
+                    attempt: Attempt(i.attempts.get(n).copied().unwrap_or_default()),
+                })
+                .collect();
+            (ShuffleId(i.shuffle), sources)
+        })
+        .collect()
 }
 
 /// The report for a task whose plan was built for another binary: none of its offsets is

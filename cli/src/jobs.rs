@@ -127,8 +127,16 @@ pub fn show(args: JobArgs) -> anyhow::Result<ExitCode> {
             detail.fetch_failures, detail.uncounted_failures
         );
     }
+    // A stage's first start and last end, in seconds after the submission.
+    let since = |ms: u64| {
+        if ms == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.2}", ms.saturating_sub(job.submitted_ms) as f64 / 1000.0)
+        }
+    };
     println!(
-        "  {:>5} {:<8} {:<8} {:>5} {:>7} {:>5} {:>8} {:>12} {:>12} {:>12} {:>12} {:>6} {:>7}  input",
+        "  {:>5} {:<8} {:<8} {:>5} {:>7} {:>5} {:>8} {:>12} {:>12} {:>12} {:>12} {:>6} {:>7} {:>8} {:>8}  input",
         "stage",
         "output",
         "after",
@@ -141,12 +149,14 @@ pub fn show(args: JobArgs) -> anyhow::Result<ExitCode> {
         "rows out",
         "bytes out",
         "failed",
-        "counted"
+        "counted",
+        "began s",
+        "ended s"
     );
     for s in &detail.stages {
         let parents: Vec<String> = s.parents.iter().map(u32::to_string).collect();
         println!(
-            "  {:>5} {:<8} {:<8} {:>5} {:>7} {:>5} {:>8} {:>12} {:>12} {:>12} {:>12} {:>6} {:>7}  {}",
+            "  {:>5} {:<8} {:<8} {:>5} {:>7} {:>5} {:>8} {:>12} {:>12} {:>12} {:>12} {:>6} {:>7} {:>8} {:>8}  {}",
             s.stage,
             s.output,
             if parents.is_empty() {
@@ -164,6 +174,8 @@ pub fn show(args: JobArgs) -> anyhow::Result<ExitCode> {
             s.bytes,
             s.failed_attempts,
             s.counted_failures,
+            since(s.first_started_ms),
+            since(s.last_ended_ms),
             s.input
         );
     }

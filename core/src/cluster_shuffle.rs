@@ -6,6 +6,13 @@
 //! Flight `do_get` from the worker daemon that holds it otherwise. A partition the index
 //! does not name is empty; a named file that is missing, or a missing index, is a fetch
 //! failure (the map output is recomputed), never an empty block.
+//!
+//! A reducer may start before its map stage is done (pipelined): the map outputs not done
+//! when it started have no location, and it reads the outputs in map order, waiting for
+//! each until the driver says where it is (an update on the executor's task stream, also
+//! repeated every few seconds while the map stage runs). Silence for [`UPDATE_SILENCE`]
+//! ends the attempt as superseded: the driver let it go (a new leader requeued it), or
+//! it runs another attempt.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -204,6 +211,14 @@ pub struct BlockSource {
     pub attempt: Attempt,
 }
 
+/// Where each map task's output of each shuffle is, by map task index (an empty address:
+/// not done yet).
+pub type Inputs = HashMap<ShuffleId, Vec<BlockSource>>;
+
+/// The longest a reducer waits for a map output with no word from the driver: it repeats
+/// where outputs are every [`UPDATE_SILENCE`] / 6 while reducers wait.
+pub const UPDATE_SILENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The shuffle service of one task running in a cluster executor.
 pub struct ClusterShuffle {
     files: ShuffleFiles,
@@ -216,6 +231,8 @@ pub struct ClusterShuffle {
     runtime: tokio::runtime::Handle,
     /// The executor's memory budget.
     memory: Option<std::sync::Arc<crate::memory::MemoryPool>>,
+    /// Where map outputs not done at the start are, as the driver tells it later.
+    updates: Option<tokio::sync::watch::Receiver<Inputs>>,
 }
 
 impl ClusterShuffle {
@@ -225,13 +242,19 @@ impl ClusterShuffle {
         self
     }
 
+    /// The same service, told where the map outputs not done yet are through `updates`.
+    pub fn with_updates(mut self, updates: tokio::sync::watch::Receiver<Inputs>) -> ClusterShuffle {
+        self.updates = Some(updates);
+        self
+    }
+
     /// A task's shuffle service.
     pub fn new(
         files: ShuffleFiles,
         job: JobId,
         attempt: Attempt,
         local_address: String,
-        inputs: HashMap<ShuffleId, Vec<BlockSource>>,
+        inputs: Inputs,
         runtime: tokio::runtime::Handle,
     ) -> ClusterShuffle {
         ClusterShuffle {
@@ -242,6 +265,7 @@ impl ClusterShuffle {
             inputs,
             runtime,
             memory: None,
+            updates: None,
         }
     }
 }
@@ -272,16 +296,21 @@ impl ShuffleService for ClusterShuffle {
             .get(&shuffle)
             .ok_or_else(|| Error::Plan(format!("no locations for shuffle {shuffle}")))?
             .clone();
-        let (files, job, local, runtime) = (
+        let (files, job, local, runtime, mut updates) = (
             self.files.clone(),
             self.job.clone(),
             self.local_address.clone(),
             self.runtime.clone(),
+            self.updates.clone(),
         );
         // Each block is opened when the reducer reaches it: one Flight stream (and the
         // serving worker's read-ahead) per reducer at a time, not one per map task.
         Ok(Box::new(sources.into_iter().enumerate().flat_map(
             move |(map, source)| -> BatchStream {
+                let source = match current_location(&runtime, updates.as_mut(), shuffle, map, source) {
+                    Ok(source) => source,
+                    Err(e) => return Box::new(std::iter::once(Err(e))),
+                };
                 let block = BlockId {
                     job: JobId::from(job.as_str()),
                     shuffle,
@@ -296,6 +325,52 @@ impl ShuffleService for ClusterShuffle {
             },
         )))
     }
+}
+
+/// Where map task `map`'s output of `shuffle` is now, as the driver last said (the
+/// assignment's place at first; a map task run again elsewhere since has its new one); not
+/// done yet (or lost and being computed again), once the driver says: waits for updates,
+/// at most [`UPDATE_SILENCE`] between two. Without updates, where it was at the start.
+fn current_location(
+    runtime: &tokio::runtime::Handle,
+    updates: Option<&mut tokio::sync::watch::Receiver<Inputs>>,
+    shuffle: ShuffleId,
+    map: usize,
+    at_start: BlockSource,
+) -> Result<BlockSource> {
+    let Some(updates) = updates else {
+        if at_start.address.is_empty() {
+            return Err(Error::Plan(format!(
+                "map task {map} of shuffle {shuffle} has no output location and nothing will say where it is"
+            )));
+        }
+        return Ok(at_start);
+    };
+    let told = |updates: &mut tokio::sync::watch::Receiver<Inputs>| {
+        updates
+            .borrow_and_update()
+            .get(&shuffle)
+            .and_then(|sources| sources.get(map))
+            .filter(|s| !s.address.is_empty())
+            .cloned()
+    };
+    runtime.block_on(async {
+        loop {
+            if let Some(source) = told(updates) {
+                return Ok(source);
+            }
+            match tokio::time::timeout(UPDATE_SILENCE, updates.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(Error::Stopped),
+                Err(_) => {
+                    return Err(Error::Superseded(format!(
+                        "no word from the driver for {} s about map task {map} of shuffle {shuffle}: this attempt was let go (another runs if the task is still wanted)",
+                        UPDATE_SILENCE.as_secs()
+                    )));
+                }
+            }
+        }
+    })
 }
 
 /// Opens one map task's block for a reducer: from this worker's disk, from the disk of
@@ -418,6 +493,83 @@ mod tests {
         let part = dir.path().join("job-000001/shuffle-0/map-0.attempt-1/part-0.arrow");
         std::fs::remove_file(&part).expect("remove");
         assert!(matches!(values(&files, &block(1, 0)), Err(Error::FetchFailed { .. })));
+    }
+
+    #[test]
+    fn a_reducer_started_before_a_map_output_was_done_waits_until_it_is_told_where_it_is() {
+        let dir = tempfile::tempdir().expect("dir");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        // Two map tasks' outputs, committed here.
+        for (map, rows) in [(0u32, vec![1, 2]), (1, vec![3])] {
+            let shuffle = service(dir.path(), 1, &runtime);
+            let mut writer = shuffle.writer(ShuffleId(0), TaskId(map));
+            writer.write(0, batch(&rows)).expect("write");
+            writer.finish().expect("commit");
+        }
+        let here = BlockSource {
+            address: "127.0.0.1:1".into(),
+            shuffle_dir: String::new(),
+            machine: String::new(),
+            attempt: Attempt(1),
+        };
+        let pending = BlockSource {
+            address: String::new(),
+            attempt: Attempt(0),
+            ..here.clone()
+        };
+        // When the reducer starts, map task 1 is not done: no location.
+        let at_start: Inputs = HashMap::from([(ShuffleId(0), vec![here.clone(), pending])]);
+        let (tell, updates) = tokio::sync::watch::channel(at_start.clone());
+        let reducer = ClusterShuffle::new(
+            ShuffleFiles::new(dir.path()),
+            "job-000001".into(),
+            Attempt(1),
+            "127.0.0.1:1".into(),
+            at_start,
+            runtime.handle().clone(),
+        )
+        .with_updates(updates);
+        let told = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            tell.send_replace(HashMap::from([(ShuffleId(0), vec![here.clone(), here])]));
+            tell
+        });
+        let started = std::time::Instant::now();
+        let mut read = Vec::new();
+        for b in reducer.read(ShuffleId(0), TaskId(0)).expect("read") {
+            let b = b.expect("block");
+            let column = b.column(0).as_any().downcast_ref::<Int64Array>().expect("int64");
+            read.extend((0..column.len()).map(|i| column.value(i)));
+        }
+        assert_eq!(read, [1, 2, 3], "map outputs in map order, the late one included");
+        assert!(
+            started.elapsed() >= std::time::Duration::from_millis(150),
+            "read map task 1's output before being told where it was"
+        );
+        // The driver goes silent for good (the executor drops the attempt's channel):
+        // a reducer still waiting ends as stopped, not with a partial input.
+        drop(told.join().expect("teller"));
+        let (tell, updates) = tokio::sync::watch::channel(HashMap::from([(
+            ShuffleId(0),
+            vec![BlockSource {
+                address: String::new(),
+                shuffle_dir: String::new(),
+                machine: String::new(),
+                attempt: Attempt(0),
+            }],
+        )]));
+        let waiting = service(dir.path(), 1, &runtime).with_updates(updates);
+        let waiting = ClusterShuffle {
+            inputs: tell.borrow().clone(),
+            ..waiting
+        };
+        drop(tell);
+        let outcome: Vec<_> = waiting.read(ShuffleId(0), TaskId(0)).expect("read").collect();
+        assert!(matches!(outcome.as_slice(), [Err(Error::Stopped)]), "{outcome:?}");
     }
 
     #[test]

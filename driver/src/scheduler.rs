@@ -1,6 +1,8 @@
 //! Choosing where tasks run: a pure function of the state and the set of live workers,
 //! so it can be tested without processes. Jobs are served in submission order; a stage is
-//! ready when the stages it reads are done; a task reading a stored partition goes to a
+//! ready when the stages it reads are done, or (pipelined) when every map task of the
+//! shuffles it reads has started, its reducers then fetching each map output as it lands;
+//! a task reading a stored partition goes to a
 //! live worker holding it if one has a free slot (data locality), any other task to the
 //! live worker with the most free slots (ties by id).
 
@@ -26,73 +28,117 @@ pub struct Assignment {
     pub worker: WorkerId,
 }
 
-/// Tasks that can start now.
+/// Tasks that can start now, reducers before their map stage is done (pipelined).
 pub fn schedule(state: &ClusterState, live: &BTreeSet<WorkerId>) -> Vec<Assignment> {
-    let running = state.running_per_worker();
-    let mut free: BTreeMap<&str, u32> = state
-        .workers
-        .values()
-        .filter(|w| live.contains(&w.id))
-        .map(|w| {
-            (
-                w.id.as_str(),
-                w.slots.saturating_sub(running.get(w.id.as_str()).copied().unwrap_or(0)),
-            )
-        })
-        .collect();
+    schedule_with(state, live, true)
+}
+
+/// Tasks that can start now; with `pipelined`, a stage reading shuffles starts once every
+/// map task of them has started ([`crate::state::JobRecord::stage_ready`]). Such early
+/// reducers take only slots nothing else wants (they are placed after every other ready
+/// stage, on slots free of any task), and mostly wait for map outputs: once placed they
+/// hold no slot against other tasks (a map task that must run again, a speculative copy,
+/// another job), so nothing waits for reducers that wait for it.
+pub fn schedule_with(state: &ClusterState, live: &BTreeSet<WorkerId>, pipelined: bool) -> Vec<Assignment> {
+    let Slots { mut free, mut room } = Slots::of(state, live);
     let mut out = Vec::new();
-    // Oldest first: only the running jobs are ordered, on every scheduling pass.
-    for job in state.jobs_in_order(|j| j.state == JobState::Running) {
-        for (s, stage) in job.plan.stages.iter().enumerate() {
-            if job.stage_done(s) || !stage.parents.iter().all(|&p| job.stage_done(p.index())) {
-                continue;
-            }
-            let mut pending = Vec::new();
-            for (t, task) in job.tasks[s].iter().enumerate() {
-                if *task != TaskState::Pending {
+    // Stages whose inputs are done first (of every job, oldest job first), then reducers
+    // starting early.
+    for early_pass in [false, true] {
+        for job in state.jobs_in_order(|j| j.state == JobState::Running) {
+            for (s, stage) in job.plan.stages.iter().enumerate() {
+                if job.stage_done(s) || !job.stage_ready(s, pipelined) || job.stage_ready(s, false) == early_pass {
                     continue;
                 }
-                // Data locality first: a stored partition's task goes to a worker holding it,
-                // and a task writing a stored dataset to one of its partition's owners.
-                let writes_to = match &job.plan.store {
-                    Some(spec) if s + 1 == job.plan.stages.len() => spec.owners.get(t),
-                    _ => None,
+                let mut pending = Vec::new();
+                for (t, task) in job.tasks[s].iter().enumerate() {
+                    if *task != TaskState::Pending {
+                        continue;
+                    }
+                    // Data locality first: a stored partition's task goes to a worker holding it,
+                    // and a task writing a stored dataset to one of its partition's owners.
+                    let writes_to = match &job.plan.store {
+                        Some(spec) if s + 1 == job.plan.stages.len() => spec.owners.get(t),
+                        _ => None,
+                    };
+                    let reads_from = match &stage.tasks[t].input {
+                        TaskInput::Source {
+                            split: Split::Stored { locations, .. },
+                            ..
+                        } => Some(locations),
+                        _ => None,
+                    };
+                    // A retried task avoids the workers its earlier attempts failed on.
+                    let failed = job.history[s][t].failed_on.as_slice();
+                    let holders: Vec<&str> = match writes_to.or(reads_from) {
+                        Some(addresses) => state
+                            .workers
+                            .values()
+                            .filter(|w| addresses.contains(&w.address) && !failed.contains(&w.id))
+                            .map(|w| w.id.as_str())
+                            .collect(),
+                        None => Vec::new(),
+                    };
+                    pending.push(Pending {
+                        task: t,
+                        holders,
+                        failed,
+                    });
+                }
+                let (slots, other) = if early_pass {
+                    (&mut free, &mut room)
+                } else {
+                    (&mut room, &mut free)
                 };
-                let reads_from = match &stage.tasks[t].input {
-                    TaskInput::Source {
-                        split: Split::Stored { locations, .. },
-                        ..
-                    } => Some(locations),
-                    _ => None,
-                };
-                // A retried task avoids the workers its earlier attempts failed on.
-                let failed = job.history[s][t].failed_on.as_slice();
-                let holders: Vec<&str> = match writes_to.or(reads_from) {
-                    Some(addresses) => state
-                        .workers
-                        .values()
-                        .filter(|w| addresses.contains(&w.address) && !failed.contains(&w.id))
-                        .map(|w| w.id.as_str())
-                        .collect(),
-                    None => Vec::new(),
-                };
-                pending.push(Pending {
-                    task: t,
-                    holders,
-                    failed,
-                });
-            }
-            for (t, worker) in place_stage(&pending, &mut free) {
-                out.push(Assignment {
-                    job: job.id.clone(),
-                    stage: StageId::from(s),
-                    task: TaskId::from(t),
-                    worker: WorkerId::from(worker),
-                });
+                for (t, worker) in place_stage(&pending, slots) {
+                    if let Some(n) = other.get_mut(worker) {
+                        *n = n.saturating_sub(1);
+                    }
+                    out.push(Assignment {
+                        job: job.id.clone(),
+                        stage: StageId::from(s),
+                        task: TaskId::from(t),
+                        worker: WorkerId::from(worker),
+                    });
+                }
             }
         }
     }
     out
+}
+
+/// Free slots per live worker, two ways.
+struct Slots<'a> {
+    /// Free of every running attempt: where a reducer may start early.
+    free: BTreeMap<&'a str, u32>,
+    /// Free but for reducers started early that still wait for map outputs: where any
+    /// other task may start (they hold no slot against it).
+    room: BTreeMap<&'a str, u32>,
+}
+
+impl<'a> Slots<'a> {
+    fn of(state: &'a ClusterState, live: &BTreeSet<WorkerId>) -> Slots<'a> {
+        let running = state.running_per_worker();
+        let mut early: BTreeMap<&str, u32> = BTreeMap::new();
+        for job in state.jobs.values().filter(|j| j.state == JobState::Running) {
+            for (s, tasks) in job.tasks.iter().enumerate() {
+                if job.stage_ready(s, false) {
+                    continue;
+                }
+                for (_, worker) in tasks.iter().flat_map(TaskState::running_attempts) {
+                    *early.entry(worker).or_default() += 1;
+                }
+            }
+        }
+        let (mut free, mut room) = (BTreeMap::new(), BTreeMap::new());
+        for w in state.workers.values().filter(|w| live.contains(&w.id)) {
+            let busy = running.get(w.id.as_str()).copied().unwrap_or(0);
+            let waiting = early.get(w.id.as_str()).copied().unwrap_or(0);
+            free.insert(w.id.as_str(), w.slots.saturating_sub(busy));
+            room.insert(w.id.as_str(), w.slots.saturating_sub(busy.saturating_sub(waiting)));
+        }
+        Slots { free, room }
+    }
 }
 
 /// A task waiting for a slot.
@@ -235,9 +281,46 @@ pub struct Timings {
     /// When each finished attempt finished.
     ended: HashMap<AttemptKey, Instant>,
     durations: HashMap<(JobId, StageId), Vec<Duration>>,
+    /// Stages seen running before their map stages were done (pipelined reducers), and
+    /// whether their attempts' times were moved to when those were.
+    early: BTreeMap<(JobId, StageId), bool>,
+    /// When the reducers started early were last told where their map outputs are.
+    told_at: Option<Instant>,
 }
 
 impl Timings {
+    /// Times the attempts of stages that started before the stages they read were done from
+    /// when those were done: the wait for map outputs is not a straggler's slowness (for
+    /// speculation) nor a hung task (for the timeout). Called on every scheduling pass.
+    pub fn note_early_stages(&mut self, state: &ClusterState, now: Instant) {
+        for job in state.jobs.values().filter(|j| j.state == JobState::Running) {
+            for (s, tasks) in job.tasks.iter().enumerate() {
+                let key = (job.id.clone(), StageId::from(s));
+                let ready = job.stage_ready(s, false);
+                if !ready && tasks.iter().any(|t| t.running_attempts().next().is_some()) {
+                    self.early.entry(key).or_insert(false);
+                } else if ready && self.early.get(&key) == Some(&false) {
+                    self.early.insert(key.clone(), true);
+                    for (attempt_key, start) in &mut self.started {
+                        if attempt_key.0 == key.0 && attempt_key.1 == key.1 {
+                            *start = (*start).max(now);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The stages of running jobs that started before their map stages were done, if it is
+    /// time (every `every`) to tell their reducers again where the map outputs are.
+    pub fn early_stages_to_tell(&mut self, now: Instant, every: Duration) -> Vec<(JobId, StageId)> {
+        if self.told_at.is_some_and(|at| now.saturating_duration_since(at) < every) {
+            return Vec::new();
+        }
+        self.told_at = Some(now);
+        self.early.keys().cloned().collect()
+    }
+
     /// An attempt started at `at`.
     pub fn started(&mut self, job: &str, stage: StageId, task: TaskId, attempt: Attempt, at: Instant) {
         self.started.insert((JobId::from(job), stage, task, attempt), at);
@@ -260,6 +343,7 @@ impl Timings {
         self.started.retain(|k, _| running.contains(k.0.as_str()));
         self.ended.retain(|k, _| running.contains(k.0.as_str()));
         self.durations.retain(|k, _| running.contains(k.0.as_str()));
+        self.early.retain(|k, _| running.contains(k.0.as_str()));
     }
 
     fn median(&self, job: &str, stage: StageId) -> Option<Duration> {
@@ -281,16 +365,8 @@ pub fn speculate(
     if config.multiplier <= 0.0 {
         return Vec::new();
     }
-    let running = state.running_per_worker();
-    let mut free: BTreeMap<&str, u32> = state
-        .workers
-        .values()
-        .filter(|w| live.contains(&w.id))
-        .map(|w| {
-            let busy = running.get(w.id.as_str()).copied().unwrap_or(0);
-            (w.id.as_str(), w.slots.saturating_sub(busy))
-        })
-        .collect();
+    // Reducers started early and waiting for map outputs hold no slot against a copy.
+    let Slots { room: mut free, .. } = Slots::of(state, live);
     let mut out = Vec::new();
     for job in state.jobs.values().filter(|j| j.state == JobState::Running) {
         // An attempt is timed from when its worker first finished a task of this job, if
@@ -311,6 +387,10 @@ pub fn speculate(
             }
         }
         for (s, tasks) in job.tasks.iter().enumerate() {
+            if !job.stage_ready(s, false) {
+                // Reducers waiting for map outputs are not stragglers.
+                continue;
+            }
             let done = tasks.iter().filter(|t| matches!(t, TaskState::Done { .. })).count();
             let Some(median) = timings.median(&job.id, StageId::from(s)) else {
                 continue;
@@ -841,6 +921,131 @@ pub(crate) mod tests {
             totals[0].amount,
             Amount::U64(5),
             "the recomputed map task counted twice"
+        );
+    }
+
+    /// A map stage of `maps` tasks writing shuffle 0, and a stage of `reduces` tasks
+    /// reading it; `sampled`: the map stage also takes its sink state from a first stage
+    /// (as a sort's range bounds come from its sample stage), and the map stage is stage 1.
+    fn map_reduce(maps: usize, reduces: usize, sampled: bool) -> JobPlan {
+        let mut plan = job(maps);
+        plan.stages[0].output = StageOutput::Shuffle {
+            shuffle: ringleader_core::ids::ShuffleId(0),
+            sink: ringleader_core::ship!(ringleader_core::ops::sinks::hash::<u8, u8> as ringleader_core::plan::SinkFn),
+            state: Vec::new(),
+            partitions: reduces as u32,
+        };
+        let reduce = |p: usize| TaskPlan {
+            input: TaskInput::Shuffle(ringleader_core::plan::ShuffleRead {
+                reduce: ringleader_core::ship!(
+                    ringleader_core::ops::reduce::concat::<u8> as ringleader_core::plan::ReduceFn
+                ),
+                state: Vec::new(),
+                shuffles: vec![ringleader_core::ids::ShuffleId(0)],
+                partition: TaskId::from(p),
+            }),
+            steps: Vec::new(),
+        };
+        plan.stages.push(StagePlan {
+            id: StageId(1),
+            tasks: (0..reduces).map(reduce).collect(),
+            output: job(1).stages[0].output.clone(),
+            parents: vec![StageId(0)],
+            state_from: None,
+        });
+        if sampled {
+            let mut sample = job(1).stages.remove(0);
+            for (i, stage) in plan.stages.iter_mut().enumerate() {
+                stage.id = StageId::from(i + 1);
+                stage.parents = stage.parents.iter().map(|p| StageId(p.0 + 1)).collect();
+            }
+            plan.stages[0].parents.push(StageId(0));
+            plan.stages[0].state_from = Some(StageId(0));
+            sample.id = StageId(0);
+            plan.stages.insert(0, sample);
+        }
+        plan
+    }
+
+    /// The stages of what `schedule_with` places now.
+    fn stages_placed(state: &ClusterState, live: &BTreeSet<WorkerId>, pipelined: bool) -> Vec<u32> {
+        schedule_with(state, live, pipelined)
+            .iter()
+            .map(|a| a.stage.0)
+            .collect()
+    }
+
+    #[test]
+    fn reducers_start_once_every_map_task_has_started_and_not_before() {
+        let (mut state, live) = cluster(2, 4);
+        let job = submit_plan(&mut state, map_reduce(3, 2, false));
+        // Nothing of the map stage started: only map tasks go out, pipelined or not.
+        assert_eq!(stages_placed(&state, &live, true), [0, 0, 0]);
+        let maps: Vec<_> = schedule(&state, &live)
+            .into_iter()
+            .map(|a| (start(&mut state, &a), a))
+            .collect();
+        // Every map task running, none done: the reducers start pipelined, not otherwise.
+        assert_eq!(stages_placed(&state, &live, true), [1, 1]);
+        assert_eq!(stages_placed(&state, &live, false), Vec::<u32>::new());
+        let mut timings = Timings::default();
+        for (attempt, a) in &maps {
+            finish_at(&mut state, &mut timings, &(a.clone(), *attempt), Instant::now());
+        }
+        assert_eq!(stages_placed(&state, &live, false), [1, 1]);
+        assert_eq!(state.jobs[&job].state, JobState::Running);
+    }
+
+    #[test]
+    fn a_stage_taking_its_sink_state_from_another_waits_for_it_to_be_done() {
+        let (mut state, live) = cluster(2, 4);
+        submit_plan(&mut state, map_reduce(2, 2, true));
+        let sample = schedule(&state, &live);
+        assert_eq!(sample.iter().map(|a| a.stage.0).collect::<Vec<_>>(), [0]);
+        let attempt = start(&mut state, &sample[0]);
+        // The sample runs: the map stage (which needs its values) waits, pipelined or not.
+        assert_eq!(stages_placed(&state, &live, true), Vec::<u32>::new());
+        finish_at(
+            &mut state,
+            &mut Timings::default(),
+            &(sample[0].clone(), attempt),
+            Instant::now(),
+        );
+        assert_eq!(stages_placed(&state, &live, true), [1, 1]);
+    }
+
+    #[test]
+    fn a_map_task_run_again_takes_a_slot_reducers_waiting_for_it_hold() {
+        // One slot per worker, two workers: a map task on each.
+        let mut timings = Timings::default();
+        let (mut state, live) = cluster(2, 1);
+        let job = submit_plan(&mut state, map_reduce(2, 2, false));
+        let maps: Vec<_> = schedule(&state, &live)
+            .into_iter()
+            .map(|a| (start(&mut state, &a), a))
+            .collect();
+        let (first, second) = (&maps[0], &maps[1]);
+        finish_at(&mut state, &mut timings, &(first.1.clone(), first.0), Instant::now());
+        // One slot free (the finished map task's): one reducer starts early.
+        let early = schedule(&state, &live);
+        assert_eq!(early.iter().map(|a| a.stage.0).collect::<Vec<_>>(), [1]);
+        start(&mut state, &early[0]);
+        // The other map task fails: every slot is held (a reducer, nothing else), yet the
+        // map task runs again rather than waiting for the reducer that waits for it.
+        state.apply(Command::FailTask {
+            job: job.clone(),
+            stage: StageId(0),
+            task: second.1.task,
+            attempt: second.0,
+            message: "a disk error".into(),
+            retryable: true,
+            counts: true,
+        });
+        let again = schedule(&state, &live);
+        assert_eq!(
+            again.iter().map(|a| (a.stage.0, a.task.0)).collect::<Vec<_>>(),
+            [(0, second.1.task.0)],
+            "the map task waited for a slot its reducers hold"
         );
     }
 

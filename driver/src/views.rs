@@ -76,6 +76,13 @@ pub fn job_statuses(state: &ClusterState) -> Vec<proto::JobStatus> {
 /// `ringleader job ID`: the job, each of its stages, and the failed attempts this driver
 /// saw end (`observed`).
 pub fn job_detail(j: &JobRecord, observed: &Observed) -> proto::JobDetail {
+    let seen = observed.of_job(&j.id);
+    let stage_times = |stage: usize| {
+        let attempts = seen.iter().filter(|(k, _)| k.stage.index() == stage).map(|(_, s)| s);
+        let first = attempts.clone().map(|s| s.started_ms).min().unwrap_or(0);
+        let last = attempts.filter_map(|s| s.ended_ms).max().unwrap_or(0);
+        (first, last)
+    };
     let stages = j
         .plan
         .stages
@@ -103,11 +110,12 @@ pub fn job_detail(j: &JobRecord, observed: &Observed) -> proto::JobDetail {
                 failed_attempts: j.history[i].iter().map(|h| h.failed_on.len() as u32).sum(),
                 counted_failures: j.history[i].iter().map(|h| h.failures).sum(),
                 input: stage_input(stage),
+                first_started_ms: stage_times(i).0,
+                last_ended_ms: stage_times(i).1,
             }
         })
         .collect();
-    let failures = observed
-        .of_job(&j.id)
+    let failures = seen
         .into_iter()
         .filter_map(|(key, seen)| {
             Some(proto::AttemptFailure {

@@ -614,6 +614,53 @@ fn a_panic_on_a_worker_fails_the_job_with_message_partition_and_worker_and_spare
     assert_eq!(sorted_lines(&data.path().join("out2")).len(), 8);
 }
 
+/// Reducers start before their map stage is done (pipelined): with one slow map task, the
+/// reduce stage begins while it runs and fetches its output once told where it landed; the
+/// counts equal a sequential count. With `RINGLEADER_PIPELINE=0` on the driver, the reduce
+/// stage begins only once the map stage has ended.
+#[test]
+fn reducers_start_while_a_slow_map_task_runs_and_count_right() {
+    let data = tempfile::tempdir().unwrap();
+    let input = data.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    std::fs::write(input.join("fast.txt"), "alpha beta\nbeta\n").unwrap();
+    let slow: String = (0..25).map(|i| format!("w{} alpha\n", i % 7)).collect();
+    std::fs::write(input.join("slow.txt"), &slow).unwrap();
+    let mut want: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    for word in format!("alpha beta\nbeta\n{slow}").split_whitespace() {
+        *want.entry(word.to_string()).or_default() += 1;
+    }
+    let want: Vec<String> = want.iter().map(|(w, n)| format!("{w}\t{n}")).collect();
+    for pipelined in [true, false] {
+        let env: &[(&str, &str)] = if pipelined {
+            &[]
+        } else {
+            &[("RINGLEADER_PIPELINE", "0")]
+        };
+        // One worker of 4 slots: the two map tasks, and room for reducers beside them.
+        let cluster = LocalCluster::up_env(1, 1, 4, &[], env);
+        let output = data.path().join(format!("out-{pipelined}"));
+        let out = chaos(&cluster, &input, &output, &["--sleep-ms", "60"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(sorted_lines(&output), want, "pipelined: {pipelined}");
+        let (_, maps_ended) = cluster.stage_times("job-000001", 0).expect("map stage times");
+        let (reduce_began, _) = cluster.stage_times("job-000001", 1).expect("reduce stage times");
+        let text = cluster.job_text("job-000001");
+        if pipelined {
+            // The slow map task takes 1.5 s; the reducers start once both map tasks run.
+            assert!(
+                reduce_began + 0.5 < maps_ended,
+                "the reduce stage began at {reduce_began} s, the map stage ended at {maps_ended} s:\n{text}"
+            );
+        } else {
+            assert!(
+                reduce_began >= maps_ended,
+                "the reduce stage began at {reduce_began} s before the map stage ended at {maps_ended} s:\n{text}"
+            );
+        }
+    }
+}
+
 #[test]
 fn an_executor_crash_is_retried_in_a_new_executor_and_reported_when_it_persists() {
     let cluster = LocalCluster::up(1, 2);

@@ -558,6 +558,13 @@ impl LocalCluster {
         ))
     }
 
+    /// When `stage` of `job` began and ended (its first attempt's start, its last one's
+    /// end), in seconds after the submission, from `ringleader job`.
+    pub fn stage_times(&self, job: &str, stage: u32) -> Option<(f64, f64)> {
+        let cols = self.stage_columns(job, stage)?;
+        Some((cols.get(13)?.parse().ok()?, cols.get(14)?.parse().ok()?))
+    }
+
     /// (failed attempts, failures counted toward the attempt limit) of `stage` of `job`,
     /// from `ringleader job`.
     pub fn stage_failures(&self, job: &str, stage: u32) -> Option<(u32, u32)> {

@@ -29,8 +29,14 @@ struct JobExecutor {
     /// Taken by the executor process when it connects.
     receiver: Option<mpsc::UnboundedReceiver<proto::TaskAssignment>>,
     in_flight: HashMap<TaskKey, proto::TaskAssignment>,
+    /// The attempts that were reducers started before their map stage was done.
+    started_early: std::collections::HashSet<TaskKey>,
     /// Tells the process's watcher to kill it.
     stop: Option<oneshot::Sender<()>>,
+    /// The process (0: unknown).
+    pid: u32,
+    /// Whether this worker ended the process (its tasks are not to blame).
+    ended_here: bool,
     /// When it started: a heartbeat reply computed earlier knows nothing of its job.
     started: std::time::Instant,
 }
@@ -41,6 +47,22 @@ pub struct LostTask {
     pub assignment: proto::TaskAssignment,
     /// Why it failed.
     pub message: String,
+    /// Whether this worker ended the executor (to stop a stuck attempt beside it).
+    pub ended_here: bool,
+}
+
+impl LostTask {
+    /// Whether it cannot be what ended its executor: this worker ended it, or it was still
+    /// waiting for map outputs (a reducer started before its map stage was done, not told
+    /// of them all).
+    pub fn blameless(&self) -> bool {
+        self.ended_here
+            || self
+                .assignment
+                .inputs
+                .iter()
+                .any(|input| input.locations.iter().any(String::is_empty))
+    }
 }
 
 /// All executors of this worker.
@@ -188,6 +210,13 @@ impl Executors {
         let executor = jobs
             .get_mut(&job)
             .ok_or_else(|| std::io::Error::other("executor vanished"))?;
+        if assignment
+            .inputs
+            .iter()
+            .any(|input| input.locations.iter().any(String::is_empty))
+        {
+            executor.started_early.insert(key);
+        }
         executor.in_flight.insert(key, assignment.clone());
         executor
             .queue
@@ -292,14 +321,20 @@ impl Executors {
                 Err(e) => format!("unknown status ({e})"),
             };
             let tail = stderr_tail(&log_path);
+            let ended_here = executor.ended_here;
             let lost = executor
                 .in_flight
                 .into_values()
                 .map(|assignment| LostTask {
                     assignment,
-                    message: format!(
-                        "the executor process (pid {pid}) exited with {status}; its stderr ended with:\n{tail}"
-                    ),
+                    message: if ended_here {
+                        format!(
+                            "the worker ended the executor process (pid {pid}) to stop a stuck attempt beside this one"
+                        )
+                    } else {
+                        format!("the executor process (pid {pid}) exited with {status}; its stderr ended with:\n{tail}")
+                    },
+                    ended_here,
                 })
                 .collect();
             on_exit(lost);
@@ -308,7 +343,10 @@ impl Executors {
             queue,
             receiver: Some(receiver),
             in_flight: HashMap::new(),
+            started_early: Default::default(),
             stop: Some(stop),
+            pid,
+            ended_here: false,
             started: std::time::Instant::now(),
         })
     }
@@ -343,8 +381,11 @@ impl Executors {
     }
 
     /// Stops one attempt: its slot is free at once. An executor running nothing else of its
-    /// job ends (which also ends user code stuck inside a closure); otherwise it is told
-    /// to stop the attempt before its next chunk.
+    /// job ends (which also ends user code stuck inside a closure), as does one running
+    /// besides only reducers started before their map stage was done (they are reported
+    /// lost, not to blame, and run again: a stuck closure beside them would otherwise run
+    /// on as long as they do); otherwise it is told to stop the attempt before its next
+    /// chunk.
     pub fn stop_attempt(&self, job: &str, key: TaskKey) {
         let mut jobs = lock(&self.jobs);
         let Some(executor) = jobs.get_mut(job) else { return };
@@ -357,6 +398,17 @@ impl Executors {
             }
             return;
         }
+        if !executor.started_early.contains(&key)
+            && executor.pid != 0
+            && executor.in_flight.keys().all(|k| executor.started_early.contains(k))
+        {
+            // Its watcher sees it die and reports the reducers lost.
+            executor.ended_here = true;
+            // SAFETY: kill(2) on the pid of a child this worker has not reaped yet (its
+            // watcher reaps it), so the pid names that process.
+            unsafe { libc::kill(executor.pid as libc::pid_t, libc::SIGKILL) };
+            return;
+        }
         let (stage_index, task, attempt) = key;
         let _ = executor.queue.send(proto::TaskAssignment {
             job_id: job.to_string(),
@@ -366,6 +418,22 @@ impl Executors {
             stop: true,
             ..Default::default()
         });
+    }
+
+    /// Passes where a running attempt's map outputs are now (an assignment with
+    /// `inputs_update`) to the executor running it; nothing if it runs no more.
+    pub fn update_inputs(&self, update: proto::TaskAssignment) {
+        let mut jobs = lock(&self.jobs);
+        let Some(executor) = jobs.get_mut(update.job_id.as_str()) else {
+            return;
+        };
+        if let Some(running) = executor
+            .in_flight
+            .get_mut(&(update.stage_index, update.task, update.attempt))
+        {
+            running.inputs = update.inputs.clone();
+            let _ = executor.queue.send(update);
+        }
     }
 
     /// Stops the executor of `job`, if one runs here.

@@ -216,6 +216,11 @@ impl Worker for WorkerService {
         if !ringleader_core::ids::valid_job_id(&assignment.job_id) {
             return Err(Status::invalid_argument("malformed job id"));
         }
+        if assignment.inputs_update {
+            // Where a running reducer's map outputs are now: for its executor, if it runs.
+            self.inner.executors.update_inputs(assignment);
+            return Ok(Response::new(proto::LaunchTaskReply {}));
+        }
         let binary = self.inner.binary(&assignment.binary_hash).await?;
         let shuffle_dir = self.inner.shuffle_dir();
         std::fs::create_dir_all(&shuffle_dir)
@@ -232,8 +237,11 @@ impl Worker for WorkerService {
         let inner = self.inner.clone();
         let on_exit = move |lost: Vec<LostTask>| {
             tokio::spawn(async move {
-                let alone = lost.len() == 1;
+                // Alone with the executor (but for tasks that cannot have ended it), the
+                // task is to blame for its end.
+                let suspects = lost.iter().filter(|l| !l.blameless()).count();
                 for l in lost {
+                    let alone = suspects == 1 && !l.blameless();
                     inner.report(lost_report(l, alone)).await;
                 }
             });

@@ -76,7 +76,11 @@ impl DriverInner {
                 .rival_attempt(&job, stage, *task, *attempt)
                 .map(|(worker, attempt)| (worker, *task, attempt));
         }
+        let finished = matches!(command, Command::FinishTask { .. });
         let outcome = self.write(command).await?;
+        if finished && !matches!(outcome, crate::state::Outcome::Stale) {
+            self.send_map_outputs(&job, stage);
+        }
         if let Some((worker, task, attempt)) = rival
             && !matches!(outcome, crate::state::Outcome::Stale)
         {

@@ -11,7 +11,7 @@ use ringleader_core::proto;
 use ringleader_core::sync::lock;
 
 use super::DriverInner;
-use crate::scheduler::{Assignment, overdue, schedule, speculate};
+use crate::scheduler::{Assignment, overdue, schedule_with, speculate};
 use crate::state::{ClusterState, Command, JobRecord, JobState, Outcome};
 
 impl DriverInner {
@@ -25,7 +25,7 @@ impl DriverInner {
         self.fail_jobs_without_workers(&live).await;
         self.cancel_unwatched().await;
         self.settle_placements().await;
-        let assignments = schedule(&self.state(), &live);
+        let assignments = schedule_with(&self.state(), &live, pipelined());
         self.start(assignments, false).await;
         let copies = {
             let state = self.state();
@@ -37,9 +37,11 @@ impl DriverInner {
                 .map(|j| j.id.as_str())
                 .collect();
             timings.retain(&running);
+            timings.note_early_stages(&state, Instant::now());
             speculate(&state, &live, &timings, &self.speculation, Instant::now())
         };
         self.start(copies, true).await;
+        self.remind_early_reducers();
         if let Some(limit) = self.speculation.task_timeout {
             let failures = overdue(&self.state(), &lock(&self.timings), limit, Instant::now());
             for crate::scheduler::Overdue { failure, worker } in failures {
@@ -173,6 +175,55 @@ impl DriverInner {
         }
     }
 
+    /// Tells the running tasks of the stages reading `stage`'s shuffle where its map outputs
+    /// are now (a map task of it just finished): a reducer started before the map stage
+    /// was done fetches each output once it is told of it.
+    pub(super) fn send_map_outputs(self: &Arc<Self>, job: &str, stage: StageId) {
+        let updates = {
+            let state = self.state();
+            let Some(record) = state.jobs.get(job).filter(|j| j.state == JobState::Running) else {
+                return;
+            };
+            input_updates(&state, record, |c| record.reads_shuffle_of(c, stage.index()))
+        };
+        self.send_updates(updates);
+    }
+
+    /// Tells the reducers started before their map stages were done where the map outputs
+    /// are, every sixth of the silence after which they give up: a lost update, or a new
+    /// leader, leaves none of them waiting for nothing.
+    fn remind_early_reducers(self: &Arc<Self>) {
+        let every = ringleader_core::cluster_shuffle::UPDATE_SILENCE / 6;
+        let early = lock(&self.timings).early_stages_to_tell(Instant::now(), every);
+        if early.is_empty() {
+            return;
+        }
+        let updates = {
+            let state = self.state();
+            early
+                .iter()
+                .filter_map(|(job, stage)| {
+                    let record = state.jobs.get(job).filter(|j| j.state == JobState::Running)?;
+                    Some(input_updates(&state, record, |c| c == stage.index()))
+                })
+                .flatten()
+                .collect()
+        };
+        self.send_updates(updates);
+    }
+
+    /// Sends each update to its worker (best effort: reminders follow).
+    fn send_updates(self: &Arc<Self>, updates: Vec<(String, proto::TaskAssignment)>) {
+        for (address, update) in updates {
+            let me = self.clone();
+            tokio::spawn(async move {
+                if let Ok(mut worker) = me.worker_client(&address) {
+                    let _ = tokio::time::timeout(Duration::from_secs(5), worker.launch_task(update)).await;
+                }
+            });
+        }
+    }
+
     /// Runs the scheduling loop until the process ends.
     pub async fn schedule_forever(self: Arc<Self>) {
         loop {
@@ -213,7 +264,34 @@ fn assignment_message(
     attempt: Attempt,
 ) -> proto::TaskAssignment {
     let plan = &record.plan.stages[stage.index()];
-    let inputs = record
+    proto::TaskAssignment {
+        job_id: record.id.to_string(),
+        binary_hash: record.binary.clone(),
+        args: record.args.clone(),
+        env: record.env.clone().into_iter().collect(),
+        working_dir: record.working_dir.clone(),
+        task_plan: postcard::to_stdvec(&plan.tasks[task.index()]).unwrap_or_default(),
+        stage_output: postcard::to_stdvec(&stage_output(record, plan)).unwrap_or_default(),
+        task: task.0,
+        attempt: attempt.0,
+        inputs: shuffle_inputs(state, record, stage, task),
+        stage_index: stage.0,
+        stop: false,
+        inputs_update: false,
+        stored_output: record
+            .plan
+            .store
+            .as_ref()
+            .map(|s| format!("{}/{}", s.dataset, s.generation))
+            .unwrap_or_default(),
+        host_shuffle_dirs: host_shuffle_dirs(state, worker),
+    }
+}
+
+/// Where the map outputs a task reads are, as far as they are done (a map task not done
+/// yet has an empty address: the reducer waits to be told of it).
+fn shuffle_inputs(state: &ClusterState, record: &JobRecord, stage: StageId, task: TaskId) -> Vec<proto::ShuffleInput> {
+    record
         .shuffle_inputs(stage.index(), task.index())
         .into_iter()
         .map(|(shuffle, workers)| {
@@ -231,28 +309,47 @@ fn assignment_message(
                 attempts: workers.iter().map(|(_, attempt)| attempt.0).collect(),
             }
         })
-        .collect();
-    proto::TaskAssignment {
-        job_id: record.id.to_string(),
-        binary_hash: record.binary.clone(),
-        args: record.args.clone(),
-        env: record.env.clone().into_iter().collect(),
-        working_dir: record.working_dir.clone(),
-        task_plan: postcard::to_stdvec(&plan.tasks[task.index()]).unwrap_or_default(),
-        stage_output: postcard::to_stdvec(&stage_output(record, plan)).unwrap_or_default(),
-        task: task.0,
-        attempt: attempt.0,
-        inputs,
-        stage_index: stage.0,
-        stop: false,
-        stored_output: record
-            .plan
-            .store
-            .as_ref()
-            .map(|s| format!("{}/{}", s.dataset, s.generation))
-            .unwrap_or_default(),
-        host_shuffle_dirs: host_shuffle_dirs(state, worker),
+        .collect()
+}
+
+/// Where the map outputs are, for the worker of each running attempt of the stages
+/// `consumers` picks: an assignment with `inputs_update` each.
+fn input_updates(
+    state: &ClusterState,
+    record: &JobRecord,
+    consumers: impl Fn(usize) -> bool,
+) -> Vec<(String, proto::TaskAssignment)> {
+    let mut updates = Vec::new();
+    for (c, tasks) in record.tasks.iter().enumerate().filter(|(c, _)| consumers(*c)) {
+        for (t, task) in tasks.iter().enumerate() {
+            for (attempt, worker) in task.running_attempts() {
+                let Some(address) = state.workers.get(worker).map(|w| w.address.clone()) else {
+                    continue;
+                };
+                let update = proto::TaskAssignment {
+                    job_id: record.id.to_string(),
+                    stage_index: c as u32,
+                    task: t as u32,
+                    attempt: attempt.0,
+                    inputs: shuffle_inputs(state, record, StageId::from(c), TaskId::from(t)),
+                    inputs_update: true,
+                    ..Default::default()
+                };
+                updates.push((address, update));
+            }
+        }
     }
+    updates
+}
+
+/// Set to `0` on the driver to start a stage only once the stages it reads are done (no
+/// reducer before its map stage ends; for comparison).
+pub const PIPELINE_VAR: &str = "RINGLEADER_PIPELINE";
+
+/// Whether reducers may start before their map stage is done ([`PIPELINE_VAR`]).
+fn pipelined() -> bool {
+    static PIPELINED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PIPELINED.get_or_init(|| std::env::var(PIPELINE_VAR).map_or(true, |v| v != "0"))
 }
 
 /// The shuffle directories of the workers on `worker`'s machine but itself.

@@ -134,6 +134,34 @@ impl JobRecord {
         self.tasks[stage].iter().all(|t| t.is_done())
     }
 
+    /// Whether the tasks of `stage` may start: every stage it waits for is done, or, with
+    /// `pipelined`, those it only reads the shuffle output of have every task started (its
+    /// reducers then fetch each map output as it lands, told of it on their task stream;
+    /// see `ringleader_core::cluster_shuffle`). A stage whose sink state comes from another
+    /// waits for that one to be done.
+    pub fn stage_ready(&self, stage: usize, pipelined: bool) -> bool {
+        let plan = &self.plan.stages[stage];
+        plan.parents.iter().all(|&p| {
+            let p = p.index();
+            self.stage_done(p)
+                || (pipelined
+                    && plan.state_from != Some(StageId::from(p))
+                    && self.reads_shuffle_of(stage, p)
+                    && self.tasks[p].iter().all(|t| *t != TaskState::Pending))
+        })
+    }
+
+    /// Whether `stage`'s tasks read the shuffle stage `producer` writes.
+    pub fn reads_shuffle_of(&self, stage: usize, producer: usize) -> bool {
+        let StageOutput::Shuffle { shuffle, .. } = &self.plan.stages[producer].output else {
+            return false;
+        };
+        self.plan.stages[stage].tasks.iter().any(|t| match &t.input {
+            TaskInput::Shuffle(read) => read.shuffles.contains(shuffle),
+            _ => false,
+        })
+    }
+
     /// (done, total) tasks over all stages.
     pub fn progress(&self) -> (u32, u32) {
         let total = self.tasks.iter().map(Vec::len).sum::<usize>() as u32;
@@ -158,7 +186,7 @@ impl JobRecord {
     }
 
     /// For each shuffle a task of `stage` reads: the worker holding each map task's output
-    /// and the attempt that wrote it.
+    /// and the attempt that wrote it (a default worker id for a map task not done yet).
     pub fn shuffle_inputs(&self, stage: usize, task: usize) -> Vec<(ShuffleId, Vec<(WorkerId, Attempt)>)> {
         let Some(TaskInput::Shuffle(read)) = self.plan.stages[stage].tasks.get(task).map(|t| &t.input) else {
             return Vec::new();
