@@ -90,7 +90,9 @@ pub fn schedule_with(state: &ClusterState, live: &BTreeSet<WorkerId>, pipelined:
                 } else {
                     (&mut room, &mut free)
                 };
-                for (t, worker) in place_stage(&pending, slots) {
+                // A reducer starting early waits for a slot where its output belongs
+                // rather than writing it elsewhere and copying it over (it is early).
+                for (t, worker) in place_stage(&pending, slots, early_pass) {
                     if let Some(n) = other.get_mut(worker) {
                         *n = n.saturating_sub(1);
                     }
@@ -155,8 +157,13 @@ struct Pending<'a> {
 /// holding their data, then the others on the worker with the most free slots. The local
 /// placement is a maximum matching (augmenting paths: a task may move one placed before it
 /// to another of that task's holders), so a greedy order never sends a task's data over the
-/// network when another placement keeps every task local.
-fn place_stage<'a>(pending: &[Pending<'a>], free: &mut BTreeMap<&'a str, u32>) -> Vec<(usize, &'a str)> {
+/// network when another placement keeps every task local. With `local_only`, a task that has
+/// holders waits for a slot on one of them.
+fn place_stage<'a>(
+    pending: &[Pending<'a>],
+    free: &mut BTreeMap<&'a str, u32>,
+    local_only: bool,
+) -> Vec<(usize, &'a str)> {
     let mut local: Vec<Option<&'a str>> = vec![None; pending.len()];
     for i in 0..pending.len() {
         if free.values().all(|&n| n == 0) {
@@ -171,6 +178,9 @@ fn place_stage<'a>(pending: &[Pending<'a>], free: &mut BTreeMap<&'a str, u32>) -
     for (i, task) in pending.iter().enumerate() {
         if let Some(worker) = local[i] {
             out.push((task.task, worker));
+            continue;
+        }
+        if local_only && !task.holders.is_empty() {
             continue;
         }
         let failed = task.failed;
@@ -1012,6 +1022,55 @@ pub(crate) mod tests {
             Instant::now(),
         );
         assert_eq!(stages_placed(&state, &live, true), [1, 1]);
+    }
+
+    #[test]
+    fn a_reducer_writing_a_stored_partition_starts_early_only_where_the_partition_belongs() {
+        // Two workers of 3 slots; the map task runs on one of them, the other is full.
+        let (mut state, live) = cluster(2, 3);
+        let addresses: Vec<String> = state.workers.values().map(|w| w.address.clone()).collect();
+        let mut plan = map_reduce(1, 2, false);
+        // Reduce partition 0 belongs on the first worker, partition 1 on the second.
+        plan.store = storing(
+            "out",
+            "g1",
+            false,
+            vec![vec![addresses[0].clone()], vec![addresses[1].clone()]],
+        )
+        .store;
+        submit_plan(&mut state, plan);
+        let map = schedule(&state, &live).remove(0);
+        start(&mut state, &map);
+        let busy = state
+            .workers
+            .keys()
+            .find(|w| **w != map.worker)
+            .cloned()
+            .expect("other worker");
+        let filler = submit_plan(&mut state, job(3));
+        for t in 0..3 {
+            start(
+                &mut state,
+                &Assignment {
+                    job: filler.clone(),
+                    stage: StageId(0),
+                    task: TaskId(t),
+                    worker: busy.clone(),
+                },
+            );
+        }
+        // Two slots free, on the map task's worker: only the reducer whose partition
+        // belongs there starts early; the other waits for a slot on its owner.
+        let early = schedule(&state, &live);
+        let owner = state.workers[&map.worker].address.clone();
+        let want = addresses.iter().position(|a| *a == owner).expect("owner");
+        assert_eq!(
+            early
+                .iter()
+                .map(|a| (a.stage.0, a.task.0, a.worker.clone()))
+                .collect::<Vec<_>>(),
+            [(1, want as u32, map.worker.clone())]
+        );
     }
 
     #[test]
