@@ -114,6 +114,7 @@ impl FlightService for ShuffleFlight {
         let ticket = request.into_inner().ticket;
         // Stored datasets are the cluster's shared storage (any job reads its inputs);
         // shuffle blocks are read only by their own job.
+        let mut schema = None;
         let batches = if let Some(rest) = ticket.strip_prefix(ringleader_core::results::TICKET_PREFIX.as_bytes()) {
             let text = std::str::from_utf8(rest).map_err(|_| Status::invalid_argument("bad ticket"))?;
             let id =
@@ -130,6 +131,17 @@ impl FlightService for ShuffleFlight {
             let parts: Vec<&str> = text.split('/').collect();
             let id = PartitionId::parse(&parts).map_err(|e| Status::invalid_argument(e.to_string()))?;
             let path = id.path(&self.datasets);
+            // Sent first even when the partition has no rows: its copy needs it (an empty
+            // partition's copy failed for want of a schema, and repair never finished).
+            let read = path.clone();
+            schema = tokio::task::spawn_blocking(move || {
+                ringleader_core::store::read_ipc_file(&read)
+                    .ok()
+                    .map(|(schema, _)| schema)
+            })
+            .await
+            .ok()
+            .flatten();
             stream_blocking(move || {
                 if !path.exists() {
                     return Err(Status::not_found(format!(
@@ -166,7 +178,11 @@ impl FlightService for ShuffleFlight {
             let bytes = ringleader_core::data::batch_bytes(batch);
             inner.counters.served.fetch_add(bytes, Ordering::Relaxed);
         });
-        let stream = FlightDataEncoderBuilder::new()
+        let mut encoder = FlightDataEncoderBuilder::new();
+        if let Some(schema) = schema {
+            encoder = encoder.with_schema(schema);
+        }
+        let stream = encoder
             .build(counted.map_err(FlightError::from))
             // A reader's own status (not found, ...) keeps its code.
             .map_err(Status::from);
