@@ -116,10 +116,7 @@ fn serve_inner(worker: String) -> Result<(), String> {
             // A reducer started before its map stage was done waits for map outputs: on a
             // thread of its own, not one of the pool's (where it would keep the map tasks
             // it waits for from running).
-            let waits = assignment
-                .inputs
-                .iter()
-                .any(|input| input.locations.iter().any(String::is_empty));
+            let waits = ringleader_core::cluster_shuffle::waits_for_map_outputs(&assignment.inputs);
             let task = move || {
                 let report = if assignment.binary_hash == own_hash {
                     run_assignment(assignment, files, &worker, handle.clone(), &stop, memory, updates)

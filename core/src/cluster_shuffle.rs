@@ -215,6 +215,12 @@ pub struct BlockSource {
 /// not done yet).
 pub type Inputs = HashMap<ShuffleId, Vec<BlockSource>>;
 
+/// Whether a task's shuffle inputs name a map output not done yet (an empty location): it
+/// is a reducer started before its map stage was done, waiting to be told of it.
+pub fn waits_for_map_outputs(inputs: &[crate::proto::ShuffleInput]) -> bool {
+    inputs.iter().any(|input| input.locations.iter().any(String::is_empty))
+}
+
 /// The longest a reducer waits for a map output with no word from the driver: it repeats
 /// where outputs are every [`UPDATE_SILENCE`] / 6 while reducers wait.
 pub const UPDATE_SILENCE: std::time::Duration = std::time::Duration::from_secs(30);

@@ -56,12 +56,7 @@ impl LostTask {
     /// waiting for map outputs (a reducer started before its map stage was done, not told
     /// of them all).
     pub fn blameless(&self) -> bool {
-        self.ended_here
-            || self
-                .assignment
-                .inputs
-                .iter()
-                .any(|input| input.locations.iter().any(String::is_empty))
+        self.ended_here || ringleader_core::cluster_shuffle::waits_for_map_outputs(&self.assignment.inputs)
     }
 }
 
@@ -210,11 +205,7 @@ impl Executors {
         let executor = jobs
             .get_mut(&job)
             .ok_or_else(|| std::io::Error::other("executor vanished"))?;
-        if assignment
-            .inputs
-            .iter()
-            .any(|input| input.locations.iter().any(String::is_empty))
-        {
+        if ringleader_core::cluster_shuffle::waits_for_map_outputs(&assignment.inputs) {
             executor.started_early.insert(key);
         }
         executor.in_flight.insert(key, assignment.clone());
