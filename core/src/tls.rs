@@ -194,10 +194,16 @@ pub const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 /// Bounds every wait on a channel to `endpoint`: connecting takes at most 5 s, and a
 /// connection whose peer stops answering pings fails within [`KEEPALIVE_TIMEOUT`], however
 /// long a stream on it is meant to last.
+///
+/// Pings go also while the connection looks idle: hyper counts a connection whose client
+/// handle was dropped as idle even while a stream it opened is still being read (a Flight
+/// `do_get` keeps only its stream), and stops pinging it; a reducer then waited for ever on
+/// a worker stopped mid-stream (`kill -STOP`).
 fn bounded(endpoint: Endpoint) -> Endpoint {
     endpoint
         .connect_timeout(std::time::Duration::from_secs(5))
         .tcp_keepalive(Some(KEEPALIVE_INTERVAL))
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(true)
 }

@@ -687,6 +687,14 @@ impl Drop for LocalCluster {
             .args(["cluster", "down", "--dir"])
             .arg(self.dir.path())
             .try_bounded();
+        // A failed test keeps the nodes' logs: the run that failed may not come again.
+        if std::thread::panicking() {
+            self.dir.disable_cleanup(true);
+            eprintln!(
+                "the cluster's directory (logs, state) is kept: {}",
+                self.dir.path().display()
+            );
+        }
     }
 }
 

@@ -114,6 +114,12 @@ impl DriverInner {
         } else {
             lock(&self.watchers).get(job).cloned()
         };
+        if last {
+            tracing::debug!(
+                "{job}: ended; its client is {}",
+                if sender.is_some() { "told" } else { "not watching" }
+            );
+        }
         if let Some((tx, _)) = sender {
             if last {
                 // The final events must all arrive: send them in order from a task.
