@@ -1,6 +1,6 @@
-//! Cluster mode, client side: with `RINGLEADER_MASTER` set, a job's actions are planned
-//! here as in embedded mode, then submitted to the driver together with (once) this very
-//! executable, whose executors run the tasks. Progress streams back: a line per stage event
+//! Cluster mode, client side: with `RINGLEADER_MASTER` set, a job's actions, planned as in
+//! embedded mode (`planner`), are submitted to the driver from here together with (once)
+//! this very executable, whose executors run the tasks. Progress streams back: a line per stage event
 //! off a terminal, a bar per stage on one.
 
 use std::collections::BTreeMap;

@@ -10,16 +10,20 @@ use std::sync::{Arc, Mutex};
 
 use ringleader_core::cluster_shuffle::{BlockSource, ClusterShuffle, ShuffleFiles};
 use ringleader_core::exec::{TaskUnit, run};
-use ringleader_core::ids::{Attempt, JobId, ShuffleId, StageId, TaskId};
+use ringleader_core::ids::{Attempt, AttemptKey, JobId, ShuffleId, StageId, TaskId};
 use ringleader_core::plan::{Ran, StageOutput, TaskPlan, TaskValue, Volume};
-use ringleader_core::proto::{self, executor_client::ExecutorClient, task_report::Outcome};
+use ringleader_core::proto::{self, executor_client::ExecutorClient, executor_order::Order, task_report::Outcome};
 use ringleader_core::sync::lock;
 use ringleader_core::task_failure::TaskFailure;
 
 use crate::config::Config;
 
-/// A task attempt: (stage, task, attempt).
-type AttemptKey = (u32, u32, u32);
+/// What the executor keeps of an attempt received and not yet reported: its stop flag,
+/// and where its map outputs are as the driver last said.
+struct Running {
+    stop: Arc<AtomicBool>,
+    told: tokio::sync::watch::Sender<Inputs>,
+}
 
 /// Where each map task's output of each shuffle a task reads is (an empty address: not
 /// done yet).
@@ -40,8 +44,8 @@ fn serve_inner(worker: String) -> Result<(), String> {
     let var = |name: &str| std::env::var(name).map_err(|_| format!("{name} is not set"));
     // Before any plan offset is resolved: this process must be the binary plans name.
     let own_hash = ringleader_core::binary::running_executable_hash().map_err(|e| e.to_string())?;
-    let job = var("RINGLEADER_EXECUTOR_JOB")?;
-    let files = ShuffleFiles::new(var("RINGLEADER_SHUFFLE_DIR")?);
+    let job = var(ringleader_core::executor_env::JOB)?;
+    let files = ShuffleFiles::new(var(ringleader_core::executor_env::SHUFFLE_DIR)?);
     let config = Config::from_env().map_err(|e| e.to_string())?;
     // One budget for every task of this executor; spills go with the job's shuffle files
     // (removed with them) unless a spill directory is set.
@@ -64,7 +68,8 @@ fn serve_inner(worker: String) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let handle = runtime.handle().clone();
     runtime.block_on(async move {
-        let channel = ringleader_core::tls::endpoint(&worker)?
+        let channel = ringleader_core::tls::endpoint(&worker)
+            .map_err(|e| e.to_string())?
             .connect()
             .await
             .map_err(|e| format!("cannot reach the worker at {worker}: {e}"))?;
@@ -80,38 +85,45 @@ fn serve_inner(worker: String) -> Result<(), String> {
             .await
             .map_err(|e| e.message().to_string())?
             .into_inner();
-        // The stop flag of each attempt received and not yet reported, and where its
-        // map outputs are as the driver last said.
-        let stops: Arc<Mutex<HashMap<AttemptKey, Arc<AtomicBool>>>> = Arc::default();
-        let told: Arc<Mutex<HashMap<AttemptKey, tokio::sync::watch::Sender<Inputs>>>> = Arc::default();
-        while let Some(assignment) = tasks.message().await.map_err(|e| e.message().to_string())? {
-            let key = (assignment.stage_index, assignment.task, assignment.attempt);
-            if assignment.stop {
-                if let Some(stop) = lock(&stops).get(&key) {
-                    stop.store(true, Ordering::Relaxed);
+        let running: Arc<Mutex<HashMap<AttemptKey, Running>>> = Arc::default();
+        while let Some(order) = tasks.message().await.map_err(|e| e.message().to_string())? {
+            let assignment = match order.order {
+                Some(Order::Run(assignment)) => assignment,
+                Some(Order::Stop(attempt)) => {
+                    if let Some(attempt) = lock(&running).get(&AttemptKey::of_running(&attempt)) {
+                        attempt.stop.store(true, Ordering::Relaxed);
+                    }
+                    continue;
                 }
-                continue;
-            }
-            if assignment.inputs_update {
-                if let Some(inputs) = lock(&told).get(&key) {
-                    inputs.send_replace(block_sources(&assignment.inputs));
+                Some(Order::Inputs(update)) => {
+                    if let Some(key) = update.attempt.as_ref().map(AttemptKey::of_running)
+                        && let Some(attempt) = lock(&running).get(&key)
+                    {
+                        attempt.told.send_replace(block_sources(&update.inputs));
+                    }
+                    continue;
                 }
-                continue;
-            }
+                None => continue,
+            };
+            let key = AttemptKey::of_assignment(&assignment);
             let stop = Arc::new(AtomicBool::new(false));
-            lock(&stops).insert(key, stop.clone());
-            let (inputs, updates) = tokio::sync::watch::channel(block_sources(&assignment.inputs));
-            lock(&told).insert(key, inputs);
+            let (told, updates) = tokio::sync::watch::channel(block_sources(&assignment.inputs));
+            lock(&running).insert(
+                key.clone(),
+                Running {
+                    stop: stop.clone(),
+                    told,
+                },
+            );
             let memory = memory.clone();
-            let (client, handle, files, worker, pool2, own_hash, stops, told) = (
+            let (client, handle, files, worker, pool2, own_hash, running) = (
                 client.clone(),
                 handle.clone(),
                 files.clone(),
                 worker.clone(),
                 pool.clone(),
                 own_hash.clone(),
-                stops.clone(),
-                told.clone(),
+                running.clone(),
             );
             // A reducer started before its map stage was done waits for map outputs: on a
             // thread of its own, not one of the pool's (where it would keep the map tasks
@@ -123,8 +135,7 @@ fn serve_inner(worker: String) -> Result<(), String> {
                 } else {
                     refuse(assignment, &own_hash)
                 };
-                lock(&stops).remove(&key);
-                lock(&told).remove(&key);
+                lock(&running).remove(&key);
                 // A stopped attempt's worker has already let it go: nobody waits for it.
                 if stop.load(Ordering::Relaxed) {
                     return;
@@ -253,21 +264,7 @@ fn run_assignment(
 fn block_sources(inputs: &[proto::ShuffleInput]) -> Inputs {
     inputs
         .iter()
-        .map(|i| {
-            let nth = |v: &[String], n: usize| v.get(n).cloned().unwrap_or_default();
-            let sources = i
-                .locations
-                .iter()
-                .enumerate()
-                .map(|(n, address)| BlockSource {
-                    address: address.clone(),
-                    shuffle_dir: nth(&i.shuffle_dirs, n),
-                    machine: nth(&i.machines, n),
-                    attempt: Attempt(i.attempts.get(n).copied().unwrap_or_default()),
-                })
-                .collect();
-            (ShuffleId(i.shuffle), sources)
-        })
+        .map(|i| (ShuffleId(i.shuffle), i.outputs.iter().map(BlockSource::from).collect()))
         .collect()
 }
 

@@ -111,7 +111,7 @@ where
 {
     // The marker by which `ringleader submit` recognises a job binary.
     std::hint::black_box(&JOB_MARKER);
-    if let Ok(worker) = std::env::var(ringleader_core::store::EXECUTOR_VAR) {
+    if let Ok(worker) = std::env::var(ringleader_core::executor_env::EXECUTOR) {
         return executor::serve(worker);
     }
     let ctx = match Context::from_env() {

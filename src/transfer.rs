@@ -514,7 +514,7 @@ async fn replace_lost_owners(
         let address = &placement.addresses[spare];
         let copied = async {
             let channel = ringleader_core::tls::endpoint(address)
-                .map_err(Error::Cluster)?
+                .map_err(|e| Error::Cluster(e.to_string()))?
                 .connect()
                 .await
                 .map_err(|e| Error::Cluster(format!("cannot connect: {e}")))?;

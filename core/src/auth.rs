@@ -255,10 +255,6 @@ pub fn web_session_for(token: &str) -> String {
     tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The variable holding an executor's store grant ([`store_grant_for`]), set by its worker
-/// when its job writes a stored dataset.
-pub const STORE_GRANT_ENV: &str = "RINGLEADER_STORE_GRANT";
-
 /// The request header carrying a store grant on a Flight `do_put`.
 pub const STORE_GRANT_HEADER: &str = "x-ringleader-store-grant";
 

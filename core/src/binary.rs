@@ -59,15 +59,10 @@ fn temporary_writer(name: &str) -> Option<i32> {
     writer.split_once('-')?.0.parse().ok()
 }
 
-/// Set by a worker on the executors it starts: the hash of the binary it started, which it
-/// checked against the file before (hashing it again when the file changed), so the
-/// executor need not read its own 20-50 MB image again on every start.
-pub const VERIFIED_HASH_VAR: &str = "RINGLEADER_EXECUTOR_BINARY_HASH";
-
 /// The content hash of the running executable: the one its worker verified when it set
-/// [`VERIFIED_HASH_VAR`], else hashed from `/proc/self/exe`.
+/// [`crate::executor_env::VERIFIED_HASH`], else hashed from `/proc/self/exe`.
 pub fn running_executable_hash() -> Result<String> {
-    match std::env::var(VERIFIED_HASH_VAR) {
+    match std::env::var(crate::executor_env::VERIFIED_HASH) {
         Ok(hash) if valid_hash(&hash) => Ok(hash),
         _ => hash_file(&running_executable()?),
     }

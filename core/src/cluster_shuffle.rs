@@ -53,24 +53,10 @@ pub struct BlockId {
 const INDEX: &str = "index";
 
 impl BlockId {
-    /// The Flight ticket naming this block.
-    pub fn ticket(&self) -> String {
-        format!(
-            "{}/{}/{}/{}/{}",
-            self.job, self.shuffle, self.map, self.attempt, self.partition
-        )
-    }
-
-    /// Parses a ticket; rejects anything that could name a path outside the shuffle root.
-    pub fn parse(ticket: &[u8]) -> Result<BlockId> {
-        let bad = || {
-            Error::Plan(format!(
-                "malformed shuffle ticket {:?}",
-                String::from_utf8_lossy(ticket)
-            ))
-        };
-        let text = std::str::from_utf8(ticket).map_err(|_| bad())?;
-        let parts: Vec<&str> = text.split('/').collect();
+    /// Reads a block's coordinates from a ticket's parts (see [`crate::ticket`]); refuses
+    /// anything that could name a path outside the shuffle root.
+    pub fn from_parts(parts: &[&str]) -> Result<BlockId> {
+        let bad = || Error::Plan(format!("malformed shuffle block {:?}", parts.join("/")));
         let [job, shuffle, map, attempt, partition] = parts[..] else {
             return Err(bad());
         };
@@ -218,7 +204,20 @@ pub type Inputs = HashMap<ShuffleId, Vec<BlockSource>>;
 /// Whether a task's shuffle inputs name a map output not done yet (an empty location): it
 /// is a reducer started before its map stage was done, waiting to be told of it.
 pub fn waits_for_map_outputs(inputs: &[crate::proto::ShuffleInput]) -> bool {
-    inputs.iter().any(|input| input.locations.iter().any(String::is_empty))
+    inputs
+        .iter()
+        .any(|input| input.outputs.iter().any(|o| o.address.is_empty()))
+}
+
+impl From<&crate::proto::MapOutput> for BlockSource {
+    fn from(o: &crate::proto::MapOutput) -> BlockSource {
+        BlockSource {
+            address: o.address.clone(),
+            shuffle_dir: o.shuffle_dir.clone(),
+            machine: o.machine.clone(),
+            attempt: Attempt(o.attempt),
+        }
+    }
 }
 
 /// The longest a reducer waits for a map output with no word from the driver: it repeats
@@ -278,7 +277,11 @@ impl ClusterShuffle {
 
 /// Streams one block from the worker at `address` with Flight `do_get`.
 pub fn fetch_block(runtime: &tokio::runtime::Handle, address: &str, block: &BlockId) -> Result<BatchStream> {
-    crate::flight::fetch_blocking(runtime, address, block.ticket())
+    crate::flight::fetch_blocking(
+        runtime,
+        address,
+        crate::ticket::FlightTicket::Block(block.clone()).encode(),
+    )
 }
 
 impl ShuffleService for ClusterShuffle {
@@ -576,13 +579,5 @@ mod tests {
         drop(tell);
         let outcome: Vec<_> = waiting.read(ShuffleId(0), TaskId(0)).expect("read").collect();
         assert!(matches!(outcome.as_slice(), [Err(Error::Stopped)]), "{outcome:?}");
-    }
-
-    #[test]
-    fn tickets_name_the_attempt_and_nothing_outside_the_root() {
-        let b = block(3, 5);
-        assert_eq!(BlockId::parse(b.ticket().as_bytes()).expect("parse"), b);
-        assert!(BlockId::parse(b"job-000001/0/0/5").is_err());
-        assert!(BlockId::parse(b"../x/0/0/1/5").is_err());
     }
 }

@@ -53,7 +53,7 @@ pub fn is_failover(status: &Status) -> bool {
 /// within about three seconds, even when the driver is stopped rather than gone.
 pub fn driver_channel(address: &str) -> Result<Channel, Status> {
     Ok(crate::tls::endpoint(address)
-        .map_err(Status::invalid_argument)?
+        .map_err(|e| Status::invalid_argument(e.to_string()))?
         .connect_timeout(Duration::from_secs(1))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(1))

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 /// bounds every wait (see [`crate::tls::endpoint`]).
 pub async fn client(address: &str) -> Result<FlightClient> {
     let channel = crate::tls::endpoint(address)
-        .map_err(|message| failed(address, message))?
+        .map_err(|e| failed(address, e.to_string()))?
         .connect()
         .await
         .map_err(|e| failed(address, format!("cannot connect: {e}")))?;

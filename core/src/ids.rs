@@ -1,5 +1,5 @@
 //! Ids with types of their own ([`JobId`], [`WorkerId`], [`StageId`], [`ShuffleId`],
-//! [`TaskId`], [`Attempt`]) so that one cannot be passed where another is meant, and the
+//! [`TaskId`], [`Attempt`], and an attempt's whole name [`AttemptKey`]) so that one cannot be passed where another is meant, and the
 //! names that become directory names on workers (job ids, dataset names): what each may be,
 //! checked wherever one arrives from outside. An id serialises as the `String` or `u32` it
 //! replaced (plans and the Raft log's format do not change with it).
@@ -152,6 +152,52 @@ number_id!(
     /// An attempt's number within its task (from 1; speculative copies count too).
     Attempt
 );
+
+/// One attempt of one task of one job: what the driver (its timings, the attempts a
+/// worker's heartbeat lists, the status page), the worker and the executor key attempts by.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AttemptKey {
+    /// The job.
+    pub job: JobId,
+    /// The stage.
+    pub stage: StageId,
+    /// The task.
+    pub task: TaskId,
+    /// The attempt.
+    pub attempt: Attempt,
+}
+
+impl AttemptKey {
+    /// Attempt `attempt` of task `task` of stage `stage` of `job`.
+    pub fn new(job: &str, stage: StageId, task: TaskId, attempt: Attempt) -> AttemptKey {
+        AttemptKey {
+            job: JobId::from(job),
+            stage,
+            task,
+            attempt,
+        }
+    }
+
+    /// The attempt a task assignment names (a task, an update of its inputs, a stop).
+    pub fn of_assignment(a: &crate::proto::TaskAssignment) -> AttemptKey {
+        AttemptKey::new(&a.job_id, StageId(a.stage_index), TaskId(a.task), Attempt(a.attempt))
+    }
+
+    /// The attempt a running-task message names (a heartbeat's, a stop order's).
+    pub fn of_running(r: &crate::proto::RunningTask) -> AttemptKey {
+        AttemptKey::new(&r.job_id, StageId(r.stage), TaskId(r.task), Attempt(r.attempt))
+    }
+
+    /// The running-task message naming this attempt.
+    pub fn to_running(&self) -> crate::proto::RunningTask {
+        crate::proto::RunningTask {
+            job_id: self.job.to_string(),
+            stage: self.stage.0,
+            task: self.task.0,
+            attempt: self.attempt.0,
+        }
+    }
+}
 
 /// Whether `name` is safe as one directory name: 1 to 64 letters, digits, `-` or `_`.
 fn safe_name(name: &str) -> bool {

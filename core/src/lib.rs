@@ -30,7 +30,9 @@
 //!
 //! Between processes:
 //! - [`proto`]: the gRPC protocol (generated); [`task_failure`]: the kinds of failure a task
-//!   reports; [`ids`]: typed ids and the names that become directories.
+//!   reports; [`ids`]: typed ids and the names that become directories; [`ticket`]: what a
+//!   Flight `do_get` asks a worker for.
+//! - [`executor_env`]: what a worker tells the executor it starts.
 //! - [`auth`]: the cluster token and job credentials; [`tls`] and [`tls_diagnosis`]: TLS and
 //!   what to say when the two ends disagree about it; [`serving`]: what every node does
 //!   around serving; [`web_tls`]: the nodes' HTTP pages over TLS.
@@ -55,6 +57,7 @@ pub mod data;
 pub mod driver_group;
 pub mod error;
 pub mod exec;
+pub mod executor_env;
 pub mod exposition;
 pub mod fault_injection;
 pub mod flight;
@@ -77,6 +80,7 @@ pub mod spill;
 pub mod store;
 pub mod sync;
 pub mod task_failure;
+pub mod ticket;
 pub mod tls;
 pub mod tls_diagnosis;
 pub mod web_tls;

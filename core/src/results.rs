@@ -26,8 +26,6 @@ pub const MAX_TASK_VALUE_BYTES: usize = 16 << 20;
 pub const RESULT_RETENTION: Duration = Duration::from_secs(600);
 /// The directory of held results under a worker's shuffle directory.
 const RESULTS_DIR: &str = ".results";
-/// How a Flight ticket for a held result starts.
-pub const TICKET_PREFIX: &str = "result/";
 
 /// One task attempt's held result.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,19 +41,11 @@ pub struct ResultId {
 }
 
 impl ResultId {
-    /// The Flight ticket naming it.
-    pub fn ticket(&self) -> String {
-        format!(
-            "{TICKET_PREFIX}{}/{}/{}/{}",
-            self.job, self.stage, self.task, self.attempt
-        )
-    }
-
-    /// Parses a ticket (after its prefix); refuses anything that could name a path
-    /// outside the results directory.
-    pub fn parse(rest: &str) -> Result<ResultId> {
-        let bad = || Error::Plan(format!("malformed result ticket {rest:?}"));
-        let [job, stage, task, attempt] = rest.split('/').collect::<Vec<_>>()[..] else {
+    /// Reads a result's coordinates from a ticket's parts (see [`crate::ticket`]); refuses
+    /// anything that could name a path outside the results directory.
+    pub fn from_parts(parts: &[&str]) -> Result<ResultId> {
+        let bad = || Error::Plan(format!("malformed result {:?}", parts.join("/")));
+        let [job, stage, task, attempt] = parts[..] else {
             return Err(bad());
         };
         if !valid_job_id(job) {
@@ -109,7 +99,7 @@ pub fn hold_if_large(value: TaskValue, id: &ResultId, files: &ShuffleFiles, addr
     std::fs::rename(&temp, &path).map_err(|e| Error::io(&path, e))?;
     Ok(TaskValue::Held {
         address: address.to_string(),
-        ticket: id.ticket(),
+        ticket: crate::ticket::FlightTicket::Result(id.clone()).to_string(),
         size: bytes.len() as u64,
     })
 }
@@ -180,22 +170,6 @@ pub fn remove_old_results(files: &ShuffleFiles, active: &[String], asked: System
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tickets_round_trip_and_refuse_paths() {
-        let id = ResultId {
-            job: "job-000001".into(),
-            stage: StageId(2),
-            task: TaskId(7),
-            attempt: Attempt(1),
-        };
-        let ticket = id.ticket();
-        let rest = ticket.strip_prefix(TICKET_PREFIX).expect("prefix");
-        assert_eq!(ResultId::parse(rest).expect("parse"), id);
-        for bad in ["../x/1/2/3", "job/1/2", "job/1/2/x", "job/1/2/3/4", "a b/1/2/3"] {
-            assert!(ResultId::parse(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn small_values_stay_inline_and_large_rows_are_held_in_a_file() {

@@ -114,6 +114,12 @@ impl<N: Clone + Ord + Display> Ring<N> {
         found.into_iter().map(|i| &self.order[i]).collect()
     }
 
+    /// The owners of a stored dataset's partition, in ring order: its replicas first, then
+    /// the spares a write or a repair turns to.
+    pub fn partition_owners(&self, dataset: &str, partition: u32, want: usize) -> Vec<&N> {
+        self.owners(format!("{dataset}/{partition}").as_bytes(), want)
+    }
+
     /// The primary owner of `key`, if the ring has any node.
     pub fn owner(&self, key: &[u8]) -> Option<&N> {
         self.owners(key, 1).into_iter().next()

@@ -80,13 +80,6 @@ pub fn session_expiry() -> std::time::Duration {
 /// How a stored dataset is written and addressed in job arguments.
 pub const URL_SCHEME: &str = "ringleader://";
 
-/// The environment variable a worker sets for its executors: its datasets directory.
-pub const DATASET_DIR_VAR: &str = "RINGLEADER_DATASET_DIR";
-
-/// The environment variable that makes a job binary an executor; its value is the
-/// address of the worker it serves.
-pub const EXECUTOR_VAR: &str = "RINGLEADER_EXECUTOR";
-
 /// A stored dataset a job writes (`ringleader://NAME` as an output).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StoreSpec {
@@ -169,11 +162,6 @@ pub struct PartitionId {
 }
 
 impl PartitionId {
-    /// The Flight ticket (`do_get`) naming this partition.
-    pub fn ticket(&self) -> String {
-        format!("dataset/{}/{}/{}", self.dataset, self.generation, self.partition)
-    }
-
     /// The Flight descriptor path (`do_put`) naming this partition.
     pub fn descriptor(&self) -> Vec<String> {
         vec![
@@ -184,9 +172,10 @@ impl PartitionId {
         ]
     }
 
-    /// Parses the parts after `dataset` of a ticket or descriptor; refuses anything that
-    /// could name a path outside the datasets directory.
-    pub fn parse(parts: &[&str]) -> Result<PartitionId> {
+    /// Reads a partition's coordinates from the parts after `dataset` of a ticket (see
+    /// [`crate::ticket`]) or descriptor; refuses anything that could name a path outside the
+    /// datasets directory.
+    pub fn from_parts(parts: &[&str]) -> Result<PartitionId> {
         let bad = || Error::Plan(format!("malformed dataset partition {:?}", parts.join("/")));
         let [dataset, generation, partition] = parts else {
             return Err(bad());
@@ -239,7 +228,7 @@ pub async fn put_partition_with(
         message: format!("storing {} partition {}: {message}", id.dataset, id.partition),
     };
     // An executor shows the grant its worker gave it for its job's output.
-    if let Ok(grant) = std::env::var(crate::auth::STORE_GRANT_ENV) {
+    if let Ok(grant) = std::env::var(crate::executor_env::STORE_GRANT) {
         client
             .add_header(crate::auth::STORE_GRANT_HEADER, &grant)
             .map_err(|e| failed(e.to_string()))?;
@@ -271,7 +260,7 @@ pub async fn put_partition_with(
 /// Streams partition `id` from the worker at `address` (Flight `do_get`). The stream
 /// knows the partition's schema once its first message arrived (also when it has no rows).
 pub async fn get_partition(address: &str, id: &PartitionId) -> Result<FlightRecordBatchStream> {
-    crate::flight::fetch(address, id.ticket()).await
+    crate::flight::fetch(address, crate::ticket::FlightTicket::Partition(id.clone()).encode()).await
 }
 
 /// Writes decoded Flight data into an Arrow IPC file at `path` as it arrives, on a blocking
@@ -559,12 +548,13 @@ pub fn write_partition(
     schema: arrow_schema::SchemaRef,
     batches: impl Iterator<Item = Result<RecordBatch>>,
 ) -> Result<(u64, u64, Vec<String>)> {
-    let root = PathBuf::from(std::env::var(DATASET_DIR_VAR).map_err(|_| {
+    let root = PathBuf::from(std::env::var(crate::executor_env::DATASET_DIR).map_err(|_| {
         Error::Config(format!(
-            "{DATASET_DIR_VAR} is not set: stored datasets are written by cluster executors"
+            "{} is not set: stored datasets are written by cluster executors",
+            crate::executor_env::DATASET_DIR
         ))
     })?);
-    let me = std::env::var(EXECUTOR_VAR).unwrap_or_default();
+    let me = std::env::var(crate::executor_env::EXECUTOR).unwrap_or_default();
     let candidates = spec
         .owners
         .get(partition as usize)
@@ -745,12 +735,15 @@ mod tests {
 
     #[test]
     fn partition_ids_refuse_paths_outside_the_datasets_directory() {
-        let id = PartitionId::parse(&["words", "g1", "3"]).expect("valid");
-        assert_eq!(id.ticket(), "dataset/words/g1/3");
-        assert!(PartitionId::parse(&["..", "g1", "3"]).is_err());
-        assert!(PartitionId::parse(&["w", "../g", "3"]).is_err());
-        assert!(PartitionId::parse(&["w", "g", "x"]).is_err());
-        assert!(PartitionId::parse(&["w", "g"]).is_err());
+        let id = PartitionId::from_parts(&["words", "g1", "3"]).expect("valid");
+        assert_eq!(
+            (id.dataset.as_str(), id.generation.as_str(), id.partition),
+            ("words", "g1", 3)
+        );
+        assert!(PartitionId::from_parts(&["..", "g1", "3"]).is_err());
+        assert!(PartitionId::from_parts(&["w", "../g", "3"]).is_err());
+        assert!(PartitionId::from_parts(&["w", "g", "x"]).is_err());
+        assert!(PartitionId::from_parts(&["w", "g"]).is_err());
     }
 
     #[test]

@@ -37,6 +37,25 @@ pub enum TlsError {
     /// Only some of the three files were given.
     #[error("TLS needs --tls-cert, --tls-key and --tls-ca together")]
     Incomplete,
+    /// An address that names no endpoint.
+    #[error("{address:?} is not an address: {source}")]
+    BadAddress {
+        /// The address.
+        address: String,
+        /// Why.
+        source: tonic::transport::Error,
+    },
+    /// A certificate or key given as PEM that does not parse.
+    #[error("the {what} does not parse: {source}")]
+    Unparsable {
+        /// Which (certificate, private key).
+        what: &'static str,
+        /// Why.
+        source: tokio_rustls::rustls::pki_types::pem::Error,
+    },
+    /// A certificate and key that make no server identity.
+    #[error("the certificate and key do not make an identity: {0}")]
+    NoIdentity(#[from] tokio_rustls::rustls::Error),
 }
 
 /// The certificate files of a node.
@@ -172,15 +191,16 @@ pub fn ca_path() -> Option<PathBuf> {
 
 /// An endpoint for the Ringleader service at `address` (`host:port`): `https` with the
 /// trusted CA when TLS is set up, `http` otherwise.
-pub fn endpoint(address: &str) -> Result<Endpoint, String> {
-    let setup = setup().map_err(|e| e.to_string())?;
+pub fn endpoint(address: &str) -> Result<Endpoint, TlsError> {
+    let setup = setup()?;
     let endpoint = match &setup.client {
-        Some(tls) => Endpoint::from_shared(format!("https://{address}"))
-            .and_then(|e| e.tls_config(tls.clone()))
-            .map_err(|e| format!("{address:?} is not an address: {e}")),
-        None => Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| format!("{address:?} is not an address: {e}")),
-    }?;
+        Some(tls) => Endpoint::from_shared(format!("https://{address}")).and_then(|e| e.tls_config(tls.clone())),
+        None => Endpoint::from_shared(format!("http://{address}")),
+    }
+    .map_err(|source| TlsError::BadAddress {
+        address: address.to_string(),
+        source,
+    })?;
     Ok(bounded(endpoint))
 }
 

@@ -16,6 +16,8 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::{TlsAcceptor, rustls};
 
+use crate::tls::TlsError;
+
 /// Serves `app` on `listener` until `shutdown` completes: over TLS with this node's
 /// identity when it has one (see [`crate::tls::server_identity`]), else plain HTTP.
 pub async fn serve(
@@ -44,17 +46,16 @@ pub fn scheme() -> &'static str {
 const HANDSHAKE_PATIENCE: Duration = Duration::from_secs(10);
 
 /// An acceptor for the identity `(certificate chain, private key)`, both PEM.
-pub fn acceptor(cert: &[u8], key: &[u8]) -> Result<TlsAcceptor, String> {
+pub fn acceptor(cert: &[u8], key: &[u8]) -> Result<TlsAcceptor, TlsError> {
+    let unparsable = |what| move |source| TlsError::Unparsable { what, source };
     let chain = CertificateDer::pem_slice_iter(cert)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("the certificate does not parse: {e}"))?;
-    let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| format!("the private key does not parse: {e}"))?;
+        .map_err(unparsable("certificate"))?;
+    let key = PrivateKeyDer::from_pem_slice(key).map_err(unparsable("private key"))?;
     let mut config = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|e| format!("the certificate and key do not make an identity: {e}"))?;
+        .with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }

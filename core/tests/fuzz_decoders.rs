@@ -134,10 +134,10 @@ proptest! {
 
     #[test]
     fn tickets_urls_plans_and_values_decode_or_fail(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
-        let _ = ringleader_core::cluster_shuffle::BlockId::parse(&bytes);
+        let _ = ringleader_core::ticket::FlightTicket::parse(&bytes);
         let text = String::from_utf8_lossy(&bytes);
         let parts: Vec<&str> = text.split('/').collect();
-        let _ = ringleader_core::store::PartitionId::parse(&parts);
+        let _ = ringleader_core::store::PartitionId::from_parts(&parts);
         let _ = ringleader_core::store::parse_url(Path::new(text.as_ref()));
         let _ = postcard::from_bytes::<ringleader_core::plan::JobPlan>(&bytes);
         let _ = postcard::from_bytes::<ringleader_core::plan::TaskPlan>(&bytes);

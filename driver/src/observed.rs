@@ -6,35 +6,10 @@
 use std::collections::HashMap;
 
 use ringleader_core::clock::now_ms;
-use ringleader_core::ids::{Attempt, JobId, StageId, TaskId, WorkerId};
+use ringleader_core::ids::{AttemptKey, WorkerId};
 
 /// Attempts remembered at most (the oldest jobs' go first).
 const MAX_ATTEMPTS: usize = 200_000;
-
-/// One task attempt.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct AttemptKey {
-    /// Job id.
-    pub job: JobId,
-    /// Stage index.
-    pub stage: StageId,
-    /// Task index.
-    pub task: TaskId,
-    /// Attempt number.
-    pub attempt: Attempt,
-}
-
-impl AttemptKey {
-    /// Attempt `attempt` of task `task` of stage `stage` of `job`.
-    pub fn new(job: &str, stage: StageId, task: TaskId, attempt: Attempt) -> AttemptKey {
-        AttemptKey {
-            job: JobId::from(job),
-            stage,
-            task,
-            attempt,
-        }
-    }
-}
 
 /// What this driver saw of one attempt.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,6 +69,8 @@ impl Observed {
 
 #[cfg(test)]
 mod tests {
+    use ringleader_core::ids::{Attempt, StageId, TaskId};
+
     use super::*;
 
     #[test]

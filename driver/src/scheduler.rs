@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use ringleader_core::ids::{Attempt, JobId, StageId, TaskId, WorkerId};
+use ringleader_core::ids::{Attempt, AttemptKey, JobId, StageId, TaskId, WorkerId};
 use ringleader_core::plan::TaskInput;
 use ringleader_core::source::Split;
 
@@ -312,7 +312,7 @@ impl Timings {
                 } else if ready && self.early.get(&key) == Some(&false) {
                     self.early.insert(key.clone(), true);
                     for (attempt_key, start) in &mut self.started {
-                        if attempt_key.0 == key.0 && attempt_key.1 == key.1 {
+                        if attempt_key.job == key.0 && attempt_key.stage == key.1 {
                             *start = (*start).max(now);
                         }
                     }
@@ -333,12 +333,12 @@ impl Timings {
 
     /// An attempt started at `at`.
     pub fn started(&mut self, job: &str, stage: StageId, task: TaskId, attempt: Attempt, at: Instant) {
-        self.started.insert((JobId::from(job), stage, task, attempt), at);
+        self.started.insert(AttemptKey::new(job, stage, task, attempt), at);
     }
 
     /// An attempt finished at `at`.
     pub fn finished(&mut self, job: &str, stage: StageId, task: TaskId, attempt: Attempt, at: Instant) {
-        let key = (JobId::from(job), stage, task, attempt);
+        let key = AttemptKey::new(job, stage, task, attempt);
         self.ended.insert(key.clone(), at);
         if let Some(start) = self.started.remove(&key) {
             self.durations
@@ -350,8 +350,8 @@ impl Timings {
 
     /// Forgets the jobs not in `running`.
     pub fn retain(&mut self, running: &BTreeSet<&str>) {
-        self.started.retain(|k, _| running.contains(k.0.as_str()));
-        self.ended.retain(|k, _| running.contains(k.0.as_str()));
+        self.started.retain(|k, _| running.contains(k.job.as_str()));
+        self.ended.retain(|k, _| running.contains(k.job.as_str()));
         self.durations.retain(|k, _| running.contains(k.0.as_str()));
         self.early.retain(|k, _| running.contains(k.0.as_str()));
     }
@@ -387,9 +387,10 @@ pub fn speculate(
         for (s, tasks) in job.tasks.iter().enumerate() {
             for (t, task) in tasks.iter().enumerate() {
                 if let TaskState::Done { worker, attempt, .. } = task
-                    && let Some(&at) = timings
-                        .ended
-                        .get(&(job.id.clone(), StageId::from(s), TaskId::from(t), *attempt))
+                    && let Some(&at) =
+                        timings
+                            .ended
+                            .get(&AttemptKey::new(&job.id, StageId::from(s), TaskId::from(t), *attempt))
                 {
                     let first = warm.entry(worker.as_str()).or_insert(at);
                     *first = (*first).min(at);
@@ -428,7 +429,7 @@ pub fn speculate(
                 if job.history[s][t].committer == Some(*attempt) {
                     continue;
                 }
-                let key = (job.id.clone(), StageId::from(s), TaskId::from(t), *attempt);
+                let key = AttemptKey::new(&job.id, StageId::from(s), TaskId::from(t), *attempt);
                 let (Some(&started), Some(&warmed)) = (timings.started.get(&key), warm.get(worker.as_str())) else {
                     continue;
                 };
@@ -473,7 +474,7 @@ pub fn overdue(state: &ClusterState, timings: &Timings, limit: Duration, now: In
         for (s, tasks) in job.tasks.iter().enumerate() {
             for (t, task) in tasks.iter().enumerate() {
                 for (attempt, worker) in task.running_attempts() {
-                    let key = (job.id.clone(), StageId::from(s), TaskId::from(t), attempt);
+                    let key = AttemptKey::new(&job.id, StageId::from(s), TaskId::from(t), attempt);
                     let Some(started) = timings.started.get(&key) else {
                         continue;
                     };
@@ -502,9 +503,6 @@ pub fn overdue(state: &ClusterState, timings: &Timings, limit: Duration, now: In
     out
 }
 
-/// A task attempt: (job, stage, task, attempt).
-pub type AttemptKey = (JobId, StageId, TaskId, Attempt);
-
 /// How long after its start an attempt may be missing from its worker's heartbeat (its
 /// launch may still be on its way).
 pub const LAUNCH_GRACE: Duration = Duration::from_secs(5);
@@ -527,7 +525,7 @@ pub fn forgotten(
         for (s, tasks) in job.tasks.iter().enumerate() {
             for (t, task) in tasks.iter().enumerate() {
                 for (attempt, on) in task.running_attempts() {
-                    let key = (job.id.clone(), StageId::from(s), TaskId::from(t), attempt);
+                    let key = AttemptKey::new(&job.id, StageId::from(s), TaskId::from(t), attempt);
                     let old = timings
                         .started
                         .get(&key)
@@ -541,15 +539,22 @@ pub fn forgotten(
     }
     let lost = missing
         .intersection(previously)
-        .map(|(job, stage, task, attempt)| Command::FailTask {
-            job: job.clone(),
-            stage: *stage,
-            task: *task,
-            attempt: *attempt,
-            message: format!("{worker} no longer runs attempt {attempt} (its heartbeats stopped listing it)"),
-            retryable: true,
-            counts: false,
-        })
+        .map(
+            |AttemptKey {
+                 job,
+                 stage,
+                 task,
+                 attempt,
+             }| Command::FailTask {
+                job: job.clone(),
+                stage: *stage,
+                task: *task,
+                attempt: *attempt,
+                message: format!("{worker} no longer runs attempt {attempt} (its heartbeats stopped listing it)"),
+                retryable: true,
+                counts: false,
+            },
+        )
         .collect();
     (missing, lost)
 }
@@ -781,7 +786,7 @@ pub(crate) mod tests {
         let mut timings = Timings::default();
         let t0 = Instant::now();
         start_all(&mut state, &live, &mut timings, t0);
-        let key = |task: u32| (job.clone(), StageId(0), TaskId(task), Attempt(1));
+        let key = |task: u32| AttemptKey::new(&job, StageId(0), TaskId(task), Attempt(1));
         let listed: BTreeSet<AttemptKey> = [key(0)].into();
         let late = t0 + LAUNCH_GRACE + Duration::from_secs(1);
         // Young attempts may be missing (their launch is on its way).

@@ -276,14 +276,7 @@ impl Driver for DriverService {
             let reported = r
                 .running
                 .iter()
-                .map(|t| {
-                    (
-                        JobId::from(t.job_id.as_str()),
-                        StageId(t.stage),
-                        TaskId(t.task),
-                        Attempt(t.attempt),
-                    )
-                })
+                .map(ringleader_core::ids::AttemptKey::of_running)
                 .collect();
             for lost in self.inner.reconcile(&r.worker_id, &reported) {
                 let _ = self.inner.report(lost).await;
@@ -566,7 +559,7 @@ impl Driver for DriverService {
             let partitions: Vec<proto::PartitionPlacement> = (0..r.partitions)
                 .map(|p| {
                     let owners: Vec<WorkerId> = ring
-                        .owners(format!("{}/{p}", r.name).as_bytes(), (r.replicas + r.spare) as usize)
+                        .partition_owners(&r.name, p, (r.replicas + r.spare) as usize)
                         .into_iter()
                         .cloned()
                         .collect();

@@ -175,7 +175,7 @@ fn an_executor_holds_a_credential_for_its_own_job_and_every_service_refuses_the_
         ),
         (
             "flight: read another job's shuffle block",
-            code(runtime.block_on(flight.do_get(arrow_flight::Ticket::new(format!("{other}/0/0/0/0"))))),
+            code(runtime.block_on(flight.do_get(arrow_flight::Ticket::new(block_ticket(other, 0))))),
         ),
         // A partition of a dataset its job does not write (it writes none): no grant.
         (
@@ -196,7 +196,7 @@ fn an_executor_holds_a_credential_for_its_own_job_and_every_service_refuses_the_
     // Its own job passes the credential check (and then finds nothing to serve).
     let own_block = runtime.block_on(async {
         let mut stream = flight
-            .do_get(arrow_flight::Ticket::new(format!("{job}/0/0/0/99")))
+            .do_get(arrow_flight::Ticket::new(block_ticket(&job, 99)))
             .await?
             .into_inner();
         stream.message().await
@@ -503,4 +503,17 @@ fn without_the_sandbox_the_hostile_jobs_probes_do_reach_what_they_try() {
         stdout.contains("make a symbolic link where the worker serves from reached"),
         "{stdout}"
     );
+}
+
+/// The Flight ticket of map task 0's block `partition` of `job`'s first shuffle.
+fn block_ticket(job: &str, partition: u32) -> Vec<u8> {
+    use ringleader_core::ids::{Attempt, ShuffleId, TaskId};
+    ringleader_core::ticket::FlightTicket::Block(ringleader_core::cluster_shuffle::BlockId {
+        job: job.into(),
+        shuffle: ShuffleId(0),
+        map: TaskId(0),
+        attempt: Attempt(0),
+        partition: TaskId(partition),
+    })
+    .encode()
 }

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
-use ringleader_core::ids::JobId;
+use ringleader_core::executor_env;
+use ringleader_core::ids::{AttemptKey, JobId};
 use ringleader_core::proto;
 use ringleader_core::sync::lock;
 use tokio::sync::{mpsc, oneshot};
@@ -20,17 +21,14 @@ use crate::sandbox;
 /// The worker's own variables every executor gets: those of the machine it runs on.
 const MACHINE_VARS: [&str; 7] = ["PATH", "HOME", "USER", "TMPDIR", "LANG", "LC_ALL", "TZ"];
 
-/// Task key: (stage, task, attempt).
-type TaskKey = (u32, u32, u32);
-
 /// One job's executor on this worker.
 struct JobExecutor {
-    queue: mpsc::UnboundedSender<proto::TaskAssignment>,
+    queue: mpsc::UnboundedSender<proto::ExecutorOrder>,
     /// Taken by the executor process when it connects.
-    receiver: Option<mpsc::UnboundedReceiver<proto::TaskAssignment>>,
-    in_flight: HashMap<TaskKey, proto::TaskAssignment>,
+    receiver: Option<mpsc::UnboundedReceiver<proto::ExecutorOrder>>,
+    in_flight: HashMap<AttemptKey, proto::TaskAssignment>,
     /// The attempts that were reducers started before their map stage was done.
-    started_early: std::collections::HashSet<TaskKey>,
+    started_early: std::collections::HashSet<AttemptKey>,
     /// Tells the process's watcher to kill it.
     stop: Option<oneshot::Sender<()>>,
     /// The process (0: unknown).
@@ -71,10 +69,6 @@ pub struct Executors {
     /// among them); `None`: executors are not sandboxed.
     private: Option<Arc<Vec<PathBuf>>>,
 }
-
-/// The variable telling an executor the most its worker lets it budget for; it takes the
-/// smaller of this and its job's `RINGLEADER_MEMORY`.
-pub const WORKER_MEMORY_VAR: &str = "RINGLEADER_WORKER_MEMORY";
 
 /// The memory budget an executor gets on a worker of `memory` bytes holding `cached` bytes
 /// of programs' cached partitions: the caches count against it, as an embedded program's
@@ -175,15 +169,8 @@ impl Executors {
     /// The task attempts handed to executors and not yet finished.
     pub fn in_flight(&self) -> Vec<proto::RunningTask> {
         lock(&self.jobs)
-            .iter()
-            .flat_map(|(job, e)| {
-                e.in_flight.keys().map(|&(stage, task, attempt)| proto::RunningTask {
-                    job_id: job.to_string(),
-                    stage,
-                    task,
-                    attempt,
-                })
-            })
+            .values()
+            .flat_map(|e| e.in_flight.keys().map(AttemptKey::to_running))
             .collect()
     }
 
@@ -196,7 +183,7 @@ impl Executors {
         on_exit: impl FnOnce(Vec<LostTask>) + Send + 'static,
     ) -> std::io::Result<()> {
         let job = JobId::from(assignment.job_id.as_str());
-        let key = (assignment.stage_index, assignment.task, assignment.attempt);
+        let key = AttemptKey::of_assignment(&assignment);
         let mut jobs = lock(&self.jobs);
         if !jobs.contains_key(&job) {
             let executor = self.spawn(&assignment, &launch, on_exit)?;
@@ -206,12 +193,12 @@ impl Executors {
             .get_mut(&job)
             .ok_or_else(|| std::io::Error::other("executor vanished"))?;
         if ringleader_core::cluster_shuffle::waits_for_map_outputs(&assignment.inputs) {
-            executor.started_early.insert(key);
+            executor.started_early.insert(key.clone());
         }
         executor.in_flight.insert(key, assignment.clone());
         executor
             .queue
-            .send(assignment)
+            .send(order(proto::executor_order::Order::Run(assignment)))
             .map_err(|_| std::io::Error::other("executor queue closed"))
     }
 
@@ -253,19 +240,19 @@ impl Executors {
                     .unwrap_or_default(),
             )
             .env(
-                WORKER_MEMORY_VAR,
+                executor_env::WORKER_MEMORY,
                 budget_beside_caches(self.memory, crate::datasets_dir::cached_bytes(launch.dataset_dir)).to_string(),
             )
-            .env(ringleader_core::store::EXECUTOR_VAR, launch.worker_address)
-            .env("RINGLEADER_EXECUTOR_JOB", &first.job_id)
+            .env(executor_env::EXECUTOR, launch.worker_address)
+            .env(executor_env::JOB, &first.job_id)
             // `binary` was checked against this hash before the launch.
-            .env(ringleader_core::binary::VERIFIED_HASH_VAR, &first.binary_hash)
-            .env("RINGLEADER_WORKER_ID", launch.worker_id)
-            .env("RINGLEADER_SHUFFLE_DIR", launch.shuffle_dir)
-            .env(ringleader_core::store::DATASET_DIR_VAR, launch.dataset_dir)
+            .env(executor_env::VERIFIED_HASH, &first.binary_hash)
+            .env(executor_env::WORKER_ID, launch.worker_id)
+            .env(executor_env::SHUFFLE_DIR, launch.shuffle_dir)
+            .env(executor_env::DATASET_DIR, launch.dataset_dir)
             .env("TMPDIR", &temp)
             .env(
-                ringleader_core::auth::STORE_GRANT_ENV,
+                executor_env::STORE_GRANT,
                 match ringleader_core::auth::token() {
                     Ok(Some(token)) if !first.stored_output.is_empty() => {
                         ringleader_core::auth::store_grant_for(token, &first.job_id, &first.stored_output)
@@ -343,14 +330,14 @@ impl Executors {
     }
 
     /// The task queue of `job`, for its executor process (once).
-    pub fn take_queue(&self, job: &str) -> Option<mpsc::UnboundedReceiver<proto::TaskAssignment>> {
+    pub fn take_queue(&self, job: &str) -> Option<mpsc::UnboundedReceiver<proto::ExecutorOrder>> {
         lock(&self.jobs).get_mut(job).and_then(|e| e.receiver.take())
     }
 
     /// Marks a task finished.
-    pub fn finished(&self, job: &str, key: TaskKey) {
-        if let Some(e) = lock(&self.jobs).get_mut(job) {
-            e.in_flight.remove(&key);
+    pub fn finished(&self, key: &AttemptKey) {
+        if let Some(e) = lock(&self.jobs).get_mut(key.job.as_str()) {
+            e.in_flight.remove(key);
         }
     }
 
@@ -377,10 +364,11 @@ impl Executors {
     /// lost, not to blame, and run again: a stuck closure beside them would otherwise run
     /// on as long as they do); otherwise it is told to stop the attempt before its next
     /// chunk.
-    pub fn stop_attempt(&self, job: &str, key: TaskKey) {
+    pub fn stop_attempt(&self, key: &AttemptKey) {
+        let job = key.job.as_str();
         let mut jobs = lock(&self.jobs);
         let Some(executor) = jobs.get_mut(job) else { return };
-        if executor.in_flight.remove(&key).is_none() {
+        if executor.in_flight.remove(key).is_none() {
             return;
         }
         if executor.in_flight.is_empty() {
@@ -389,7 +377,7 @@ impl Executors {
             }
             return;
         }
-        if !executor.started_early.contains(&key)
+        if !executor.started_early.contains(key)
             && executor.pid != 0
             && executor.in_flight.keys().all(|k| executor.started_early.contains(k))
         {
@@ -400,30 +388,24 @@ impl Executors {
             unsafe { libc::kill(executor.pid as libc::pid_t, libc::SIGKILL) };
             return;
         }
-        let (stage_index, task, attempt) = key;
-        let _ = executor.queue.send(proto::TaskAssignment {
-            job_id: job.to_string(),
-            stage_index,
-            task,
-            attempt,
-            stop: true,
-            ..Default::default()
-        });
+        let _ = executor
+            .queue
+            .send(order(proto::executor_order::Order::Stop(key.to_running())));
     }
 
-    /// Passes where a running attempt's map outputs are now (an assignment with
-    /// `inputs_update`) to the executor running it; nothing if it runs no more.
-    pub fn update_inputs(&self, update: proto::TaskAssignment) {
-        let mut jobs = lock(&self.jobs);
-        let Some(executor) = jobs.get_mut(update.job_id.as_str()) else {
+    /// Passes where a running attempt's map outputs are now to the executor running it;
+    /// nothing if it runs no more.
+    pub fn update_inputs(&self, update: proto::InputsUpdate) {
+        let Some(key) = update.attempt.as_ref().map(AttemptKey::of_running) else {
             return;
         };
-        if let Some(running) = executor
-            .in_flight
-            .get_mut(&(update.stage_index, update.task, update.attempt))
-        {
+        let mut jobs = lock(&self.jobs);
+        let Some(executor) = jobs.get_mut(key.job.as_str()) else {
+            return;
+        };
+        if let Some(running) = executor.in_flight.get_mut(&key) {
             running.inputs = update.inputs.clone();
-            let _ = executor.queue.send(update);
+            let _ = executor.queue.send(order(proto::executor_order::Order::Inputs(update)));
         }
     }
 
@@ -457,4 +439,9 @@ fn stderr_tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+/// An order on an executor's task stream.
+fn order(order: proto::executor_order::Order) -> proto::ExecutorOrder {
+    proto::ExecutorOrder { order: Some(order) }
 }

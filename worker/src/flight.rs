@@ -18,9 +18,10 @@ use arrow_flight::{
 };
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
-use ringleader_core::cluster_shuffle::{BlockId, ShuffleFiles};
+use ringleader_core::cluster_shuffle::ShuffleFiles;
 use ringleader_core::fault_injection::ShuffleServing;
 use ringleader_core::store::{PartitionId, READ_AHEAD};
+use ringleader_core::ticket::FlightTicket;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -115,60 +116,58 @@ impl FlightService for ShuffleFlight {
         // Stored datasets are the cluster's shared storage (any job reads its inputs);
         // shuffle blocks are read only by their own job.
         let mut schema = None;
-        let batches = if let Some(rest) = ticket.strip_prefix(ringleader_core::results::TICKET_PREFIX.as_bytes()) {
-            let text = std::str::from_utf8(rest).map_err(|_| Status::invalid_argument("bad ticket"))?;
-            let id =
-                ringleader_core::results::ResultId::parse(text).map_err(|e| Status::invalid_argument(e.to_string()))?;
-            caller.may_act_for(&id.job)?;
-            let files = self.files.clone();
-            stream_blocking(move || {
-                let batches =
-                    ringleader_core::results::read_held(&files, &id).map_err(|e| Status::not_found(e.to_string()))?;
-                Ok(batches.map(|b| b.map_err(|e| Status::internal(e.to_string()))))
-            })
-        } else if let Some(rest) = ticket.strip_prefix(b"dataset/".as_slice()) {
-            let text = std::str::from_utf8(rest).map_err(|_| Status::invalid_argument("bad ticket"))?;
-            let parts: Vec<&str> = text.split('/').collect();
-            let id = PartitionId::parse(&parts).map_err(|e| Status::invalid_argument(e.to_string()))?;
-            let path = id.path(&self.datasets);
-            // Sent first even when the partition has no rows: its copy needs it (an empty
-            // partition's copy failed for want of a schema, and repair never finished).
-            let read = path.clone();
-            schema = tokio::task::spawn_blocking(move || {
-                ringleader_core::store::read_ipc_file(&read)
-                    .ok()
-                    .map(|(schema, _)| schema)
-            })
-            .await
-            .ok()
-            .flatten();
-            stream_blocking(move || {
-                if !path.exists() {
-                    return Err(Status::not_found(format!(
-                        "dataset {} partition {} is not on this worker",
-                        id.dataset, id.partition
-                    )));
+        let ticket = FlightTicket::parse(&ticket).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let batches = match ticket {
+            FlightTicket::Result(id) => {
+                caller.may_act_for(&id.job)?;
+                let files = self.files.clone();
+                stream_blocking(move || {
+                    let batches = ringleader_core::results::read_held(&files, &id)
+                        .map_err(|e| Status::not_found(e.to_string()))?;
+                    Ok(batches.map(|b| b.map_err(|e| Status::internal(e.to_string()))))
+                })
+            }
+            FlightTicket::Partition(id) => {
+                let path = id.path(&self.datasets);
+                // Sent first even when the partition has no rows: its copy needs it (an empty
+                // partition's copy failed for want of a schema, and repair never finished).
+                let read = path.clone();
+                schema = tokio::task::spawn_blocking(move || {
+                    ringleader_core::store::read_ipc_file(&read)
+                        .ok()
+                        .map(|(schema, _)| schema)
+                })
+                .await
+                .ok()
+                .flatten();
+                stream_blocking(move || {
+                    if !path.exists() {
+                        return Err(Status::not_found(format!(
+                            "dataset {} partition {} is not on this worker",
+                            id.dataset, id.partition
+                        )));
+                    }
+                    let (_, batches) =
+                        ringleader_core::store::read_ipc_file(&path).map_err(|e| Status::internal(e.to_string()))?;
+                    Ok(batches.map(|b| b.map_err(|e| Status::internal(e.to_string()))))
+                })
+            }
+            FlightTicket::Block(block) => {
+                caller.may_act_for(&block.job)?;
+                let files = self.files.clone();
+                let batches = stream_blocking(move || {
+                    let batches = files.read_block(&block).map_err(|e| Status::not_found(e.to_string()))?;
+                    Ok(batches.map(|b| b.map_err(|e| Status::internal(e.to_string()))))
+                });
+                match self.serving {
+                    ShuffleServing::Normal => batches,
+                    ShuffleServing::Slow(pause) => batches
+                        .then(move |batch| async move {
+                            tokio::time::sleep(pause).await;
+                            batch
+                        })
+                        .boxed(),
                 }
-                let (_, batches) =
-                    ringleader_core::store::read_ipc_file(&path).map_err(|e| Status::internal(e.to_string()))?;
-                Ok(batches.map(|b| b.map_err(|e| Status::internal(e.to_string()))))
-            })
-        } else {
-            let block = BlockId::parse(&ticket).map_err(|e| Status::invalid_argument(e.to_string()))?;
-            caller.may_act_for(&block.job)?;
-            let files = self.files.clone();
-            let batches = stream_blocking(move || {
-                let batches = files.read_block(&block).map_err(|e| Status::not_found(e.to_string()))?;
-                Ok(batches.map(|b| b.map_err(|e| Status::internal(e.to_string()))))
-            });
-            match self.serving {
-                ShuffleServing::Normal => batches,
-                ShuffleServing::Slow(pause) => batches
-                    .then(move |batch| async move {
-                        tokio::time::sleep(pause).await;
-                        batch
-                    })
-                    .boxed(),
             }
         };
         let inner = self.inner.clone();
@@ -233,7 +232,7 @@ impl FlightService for ShuffleFlight {
         let path = match first.flight_descriptor.as_ref().map(|d| d.path.as_slice()) {
             Some([kind, rest @ ..]) if kind == "dataset" => {
                 let parts: Vec<&str> = rest.iter().map(String::as_str).collect();
-                let id = PartitionId::parse(&parts).map_err(|e| Status::invalid_argument(e.to_string()))?;
+                let id = PartitionId::from_parts(&parts).map_err(|e| Status::invalid_argument(e.to_string()))?;
                 caller.may_store(&format!("{}/{}", id.dataset, id.generation), grant.as_deref())?;
                 id.path(&self.datasets)
             }

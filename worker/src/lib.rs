@@ -47,7 +47,6 @@ use ringleader_core::proto;
 use ringleader_core::serving;
 use ringleader_core::sync::lock;
 use tokio::net::TcpListener;
-use tonic::transport::Channel;
 
 /// How to run a worker.
 #[derive(Debug, Clone)]
@@ -127,14 +126,6 @@ pub struct BoundWorker {
 
 /// How long a worker starting up waits for the driver group to elect a leader.
 const REGISTER_PATIENCE: Duration = Duration::from_secs(15);
-
-/// A lazily connecting channel to `address`.
-pub fn channel_to(address: &str) -> Result<Channel, String> {
-    Ok(ringleader_core::tls::endpoint(address)?
-        .connect_timeout(Duration::from_secs(3))
-        .timeout(Duration::from_secs(60))
-        .connect_lazy())
-}
 
 /// Binds the worker's port and registers it with the driver.
 pub async fn bind(config: WorkerConfig) -> Result<BoundWorker, WorkerError> {

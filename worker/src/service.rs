@@ -10,6 +10,7 @@ use std::time::Duration;
 use futures::Stream;
 use ringleader_core::binary::{BinaryWriter, valid_hash};
 use ringleader_core::driver_group::DriverGroup;
+use ringleader_core::ids::{Attempt, AttemptKey, StageId, TaskId};
 use ringleader_core::proto::{self, executor_server::Executor, worker_server::Worker};
 use ringleader_core::sync::lock;
 use ringleader_core::task_failure::TaskFailure;
@@ -216,11 +217,6 @@ impl Worker for WorkerService {
         if !ringleader_core::ids::valid_job_id(&assignment.job_id) {
             return Err(Status::invalid_argument("malformed job id"));
         }
-        if assignment.inputs_update {
-            // Where a running reducer's map outputs are now: for its executor, if it runs.
-            self.inner.executors.update_inputs(assignment);
-            return Ok(Response::new(proto::LaunchTaskReply {}));
-        }
         let binary = self.inner.binary(&assignment.binary_hash).await?;
         let shuffle_dir = self.inner.shuffle_dir();
         std::fs::create_dir_all(&shuffle_dir)
@@ -261,12 +257,19 @@ impl Worker for WorkerService {
     async fn stop_attempt(
         &self,
         request: Request<proto::RunningTask>,
-    ) -> Result<Response<proto::StopJobReply>, Status> {
+    ) -> Result<Response<proto::StopAttemptReply>, Status> {
         let r = request.into_inner();
-        self.inner
-            .executors
-            .stop_attempt(&r.job_id, (r.stage, r.task, r.attempt));
-        Ok(Response::new(proto::StopJobReply {}))
+        self.inner.executors.stop_attempt(&AttemptKey::of_running(&r));
+        Ok(Response::new(proto::StopAttemptReply {}))
+    }
+
+    async fn update_inputs(
+        &self,
+        request: Request<proto::InputsUpdate>,
+    ) -> Result<Response<proto::UpdateInputsReply>, Status> {
+        // Where a running reducer's map outputs are now: for its executor, if it runs.
+        self.inner.executors.update_inputs(request.into_inner());
+        Ok(Response::new(proto::UpdateInputsReply {}))
     }
 
     async fn list_partitions(
@@ -285,8 +288,9 @@ impl Worker for WorkerService {
         request: Request<proto::CopyPartitionRequest>,
     ) -> Result<Response<proto::CopyPartitionReply>, Status> {
         let r = request.into_inner();
-        let id = ringleader_core::store::PartitionId::parse(&[&r.dataset, &r.generation, &r.partition.to_string()])
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let id =
+            ringleader_core::store::PartitionId::from_parts(&[&r.dataset, &r.generation, &r.partition.to_string()])
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let path = id.path(&self.inner.dataset_dir());
         let mut failures = Vec::new();
         for address in &r.from {
@@ -309,11 +313,11 @@ impl Worker for WorkerService {
     }
 }
 
-type TaskStream = Pin<Box<dyn Stream<Item = Result<proto::TaskAssignment, Status>> + Send>>;
+type OrderStream = Pin<Box<dyn Stream<Item = Result<proto::ExecutorOrder, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Executor for WorkerService {
-    type NextTasksStream = TaskStream;
+    type NextTasksStream = OrderStream;
 
     async fn next_tasks(
         &self,
@@ -345,9 +349,12 @@ impl Executor for WorkerService {
             report.task,
             report.attempt
         );
-        self.inner
-            .executors
-            .finished(&report.job_id, (report.stage, report.task, report.attempt));
+        self.inner.executors.finished(&AttemptKey::new(
+            &report.job_id,
+            StageId(report.stage),
+            TaskId(report.task),
+            Attempt(report.attempt),
+        ));
         self.inner.report(report).await;
         Ok(Response::new(proto::TaskReportReply {}))
     }

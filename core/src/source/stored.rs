@@ -7,7 +7,8 @@ use futures::StreamExt;
 
 use crate::data::{Chunk, ChunkStream};
 use crate::error::{Error, Result};
-use crate::store::{DATASET_DIR_VAR, PartitionId};
+use crate::executor_env::DATASET_DIR;
+use crate::store::PartitionId;
 
 /// Streams a stored partition, only `column` of it if given. `locations` are the
 /// addresses of the workers holding it, primary first.
@@ -35,7 +36,7 @@ pub fn open(id: &PartitionId, locations: &[String], column: Option<&str>) -> Res
 }
 
 fn read(id: &PartitionId, locations: &[String]) -> Result<ChunkStream> {
-    if let Ok(root) = std::env::var(DATASET_DIR_VAR) {
+    if let Ok(root) = std::env::var(DATASET_DIR) {
         let path = id.path(std::path::Path::new(&root));
         if path.exists() {
             return super::ipc::open(&path, 0, usize::MAX, None);

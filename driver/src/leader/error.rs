@@ -31,13 +31,8 @@ pub enum LeaderError {
     #[error("not confirmed as leader: {0}")]
     NotConfirmed(String),
     /// A worker's recorded address is not one a channel can be made to.
-    #[error("bad worker address {address}: {message}")]
-    BadWorkerAddress {
-        /// The address.
-        address: String,
-        /// Why.
-        message: String,
-    },
+    #[error("bad worker address: {0}")]
+    BadWorkerAddress(String),
 }
 
 impl From<LeaderError> for Status {

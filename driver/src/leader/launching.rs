@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ringleader_core::ids::{Attempt, JobId, StageId, TaskId, WorkerId};
+use ringleader_core::ids::{Attempt, AttemptKey, JobId, StageId, TaskId, WorkerId};
 use ringleader_core::proto;
 
 use ringleader_core::sync::lock;
@@ -213,12 +213,12 @@ impl DriverInner {
     }
 
     /// Sends each update to its worker (best effort: reminders follow).
-    fn send_updates(self: &Arc<Self>, updates: Vec<(String, proto::TaskAssignment)>) {
+    fn send_updates(self: &Arc<Self>, updates: Vec<(String, proto::InputsUpdate)>) {
         for (address, update) in updates {
             let me = self.clone();
             tokio::spawn(async move {
                 if let Ok(mut worker) = me.worker_client(&address) {
-                    let _ = tokio::time::timeout(Duration::from_secs(5), worker.launch_task(update)).await;
+                    let _ = tokio::time::timeout(Duration::from_secs(5), worker.update_inputs(update)).await;
                 }
             });
         }
@@ -276,8 +276,6 @@ fn assignment_message(
         attempt: attempt.0,
         inputs: shuffle_inputs(state, record, stage, task),
         stage_index: stage.0,
-        stop: false,
-        inputs_update: false,
         stored_output: record
             .plan
             .store
@@ -294,31 +292,32 @@ fn shuffle_inputs(state: &ClusterState, record: &JobRecord, stage: StageId, task
     record
         .shuffle_inputs(stage.index(), task.index())
         .into_iter()
-        .map(|(shuffle, workers)| {
-            let field = |f: fn(&crate::state::WorkerRecord) -> &String| -> Vec<String> {
-                workers
-                    .iter()
-                    .map(|(w, _)| state.workers.get(w).map(|r| f(r).clone()).unwrap_or_default())
-                    .collect()
-            };
-            proto::ShuffleInput {
-                shuffle: shuffle.0,
-                locations: field(|r| &r.address),
-                shuffle_dirs: field(|r| &r.shuffle_dir),
-                machines: field(|r| &r.machine),
-                attempts: workers.iter().map(|(_, attempt)| attempt.0).collect(),
-            }
+        .map(|(shuffle, workers)| proto::ShuffleInput {
+            shuffle: shuffle.0,
+            outputs: workers
+                .iter()
+                .map(|(w, attempt)| {
+                    let worker = state.workers.get(w);
+                    let field = |f: fn(&crate::state::WorkerRecord) -> &String| worker.map(|r| f(r).clone());
+                    proto::MapOutput {
+                        address: field(|r| &r.address).unwrap_or_default(),
+                        shuffle_dir: field(|r| &r.shuffle_dir).unwrap_or_default(),
+                        machine: field(|r| &r.machine).unwrap_or_default(),
+                        attempt: attempt.0,
+                    }
+                })
+                .collect(),
         })
         .collect()
 }
 
 /// Where the map outputs are, for the worker of each running attempt of the stages
-/// `consumers` picks: an assignment with `inputs_update` each.
+/// `consumers` picks.
 fn input_updates(
     state: &ClusterState,
     record: &JobRecord,
     consumers: impl Fn(usize) -> bool,
-) -> Vec<(String, proto::TaskAssignment)> {
+) -> Vec<(String, proto::InputsUpdate)> {
     let mut updates = Vec::new();
     for (c, tasks) in record.tasks.iter().enumerate().filter(|(c, _)| consumers(*c)) {
         for (t, task) in tasks.iter().enumerate() {
@@ -326,14 +325,10 @@ fn input_updates(
                 let Some(address) = state.workers.get(worker).map(|w| w.address.clone()) else {
                     continue;
                 };
-                let update = proto::TaskAssignment {
-                    job_id: record.id.to_string(),
-                    stage_index: c as u32,
-                    task: t as u32,
-                    attempt: attempt.0,
-                    inputs: shuffle_inputs(state, record, StageId::from(c), TaskId::from(t)),
-                    inputs_update: true,
-                    ..Default::default()
+                let key = AttemptKey::new(&record.id, StageId::from(c), TaskId::from(t), attempt);
+                let update = proto::InputsUpdate {
+                    attempt: Some(key.to_running()),
+                    inputs: shuffle_inputs(state, record, key.stage, key.task),
                 };
                 updates.push((address, update));
             }

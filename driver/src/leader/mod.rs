@@ -75,7 +75,7 @@ pub struct DriverInner {
     timings: Mutex<Timings>,
     speculation: SpeculationConfig,
     /// Per worker, the running attempts its last heartbeat did not list.
-    missing: Mutex<HashMap<WorkerId, BTreeSet<crate::scheduler::AttemptKey>>>,
+    missing: Mutex<HashMap<WorkerId, BTreeSet<ringleader_core::ids::AttemptKey>>>,
     /// How long this driver's Raft commits took.
     pub commits: crate::commit_times::CommitTimes,
     /// The repair loop's findings and pending retries.
@@ -273,7 +273,7 @@ impl DriverInner {
 
     /// Reconciles `worker`'s heartbeat, which lists the attempts it runs, with the state:
     /// the failures to commit for attempts it lost (see [`crate::scheduler::forgotten`]).
-    pub fn reconcile(&self, worker: &str, reported: &BTreeSet<crate::scheduler::AttemptKey>) -> Vec<Command> {
+    pub fn reconcile(&self, worker: &str, reported: &BTreeSet<ringleader_core::ids::AttemptKey>) -> Vec<Command> {
         let state = self.state();
         let timings = lock(&self.timings);
         let mut missing = lock(&self.missing);
@@ -303,10 +303,7 @@ impl DriverInner {
             Some(c) => c.clone(),
             None => {
                 let channel = ringleader_core::tls::endpoint(address)
-                    .map_err(|message| LeaderError::BadWorkerAddress {
-                        address: address.to_string(),
-                        message,
-                    })?
+                    .map_err(|e| LeaderError::BadWorkerAddress(e.to_string()))?
                     .connect_timeout(Duration::from_secs(3))
                     .tcp_nodelay(true)
                     .connect_lazy();

@@ -324,7 +324,7 @@ impl DriverInner {
         let ring_order: Vec<WorkerId> = {
             let state = self.state();
             let ring = state.ring(|w| live.contains(w) && held.contains_key(w));
-            ring.owners(format!("{}/{partition}", record.name).as_bytes(), ring.len())
+            ring.partition_owners(&record.name, partition, ring.len())
                 .into_iter()
                 .filter(|w| !holders.contains(w))
                 .cloned()

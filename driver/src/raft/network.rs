@@ -58,7 +58,7 @@ pub struct Network {
 }
 
 /// A tonic channel to a driver's Raft service.
-pub fn raft_channel(address: &str) -> Result<Channel, String> {
+pub fn raft_channel(address: &str) -> Result<Channel, ringleader_core::tls::TlsError> {
     Ok(ringleader_core::tls::endpoint(address)?
         .connect_timeout(Duration::from_millis(500))
         .tcp_nodelay(true)

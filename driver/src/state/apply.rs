@@ -10,7 +10,7 @@ use super::job::{JobRecord, JobState, MAX_ATTEMPTS, MAX_FETCH_FAILURES, max_unco
 use super::records::WorkerRecord;
 use super::task::{TaskHistory, TaskState};
 use super::{ClusterState, Command, KEPT_JOBS, KEPT_RESULTS, Outcome};
-use crate::observed::AttemptKey;
+use ringleader_core::ids::AttemptKey;
 
 impl ClusterState {
     /// Ends `job` if every task of every stage is done: it succeeds, committing the
@@ -27,7 +27,7 @@ impl ClusterState {
                     self.datasets.insert(record.name.clone(), record);
                     JobState::Succeeded
                 }
-                Err(conflict) => JobState::Failed(conflict),
+                Err(conflict) => JobState::Failed(conflict.to_string()),
             },
             Ok(None) => JobState::Succeeded,
             Err(message) => JobState::Failed(message),
@@ -342,7 +342,7 @@ impl ClusterState {
                 };
                 match slot.grant_commit(history, attempt) {
                     Ok(grant) => Outcome::Granted(grant),
-                    Err(why) => Outcome::Refused(why),
+                    Err(why) => Outcome::Refused(why.to_string()),
                 }
             }
             Command::Part { key, bytes, at_ms } => {

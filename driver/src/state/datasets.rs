@@ -14,6 +14,43 @@ use super::{ClusterState, Outcome};
 /// attempt; these are thousands of removals later).
 pub const REMEMBERED_REMOVALS: usize = 4096;
 
+/// Why a write of a dataset may not place or commit: the name moved on since it began.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteConflict {
+    /// The dataset was removed meanwhile.
+    #[error("dataset {name} was removed meanwhile")]
+    Removed {
+        /// The dataset.
+        name: String,
+    },
+    /// Another writer stored the name first.
+    #[error("dataset {name} was stored by another writer meanwhile (generation {won} won)")]
+    StoredByAnother {
+        /// The dataset.
+        name: String,
+        /// The generation it has now.
+        won: String,
+    },
+    /// Another writer replaced the generation this write expected.
+    #[error("dataset {name} was replaced by another writer meanwhile (generation {won} won)")]
+    ReplacedByAnother {
+        /// The dataset.
+        name: String,
+        /// The generation it has now.
+        won: String,
+    },
+    /// The write's placement is gone (given up, or expired).
+    #[error(
+        "the write of dataset {name} (generation {generation}) is no longer placed: it was given up, or placed too long ago; write it again"
+    )]
+    NoLongerPlaced {
+        /// The dataset.
+        name: String,
+        /// The generation being written.
+        generation: String,
+    },
+}
+
 impl ClusterState {
     /// Whether the removal with the client's id `request` was applied.
     pub fn removed_by(&self, request: &str) -> bool {
@@ -27,23 +64,26 @@ impl ClusterState {
 
     /// Why the name `name` no longer has the generation `expected` (`None`: no dataset), if it
     /// does not.
-    fn moved_on(&self, name: &str, expected: Option<&str>) -> Option<String> {
-        match (expected, self.generation_of(name)) {
+    fn moved_on(&self, name: &str, expected: Option<&str>) -> Option<WriteConflict> {
+        let name = name.to_string();
+        match (expected, self.generation_of(&name)) {
             (expected, now) if expected == now => None,
-            (_, None) => Some(format!("dataset {name} was removed meanwhile")),
-            (None, Some(won)) => Some(format!(
-                "dataset {name} was stored by another writer meanwhile (generation {won} won)"
-            )),
-            (Some(_), Some(won)) => Some(format!(
-                "dataset {name} was replaced by another writer meanwhile (generation {won} won)"
-            )),
+            (_, None) => Some(WriteConflict::Removed { name }),
+            (None, Some(won)) => Some(WriteConflict::StoredByAnother {
+                won: won.to_string(),
+                name,
+            }),
+            (Some(_), Some(won)) => Some(WriteConflict::ReplacedByAnother {
+                won: won.to_string(),
+                name,
+            }),
         }
     }
 
     /// Places a write: it may send its partitions.
     pub(super) fn place_dataset(&mut self, pending: PendingDataset) -> Outcome {
         if let Some(conflict) = self.moved_on(&pending.name, pending.expected.as_deref()) {
-            return Outcome::Conflict(conflict);
+            return Outcome::Conflict(conflict.to_string());
         }
         self.pending.insert(pending.key(), pending);
         Outcome::Done
@@ -60,17 +100,18 @@ impl ClusterState {
                 self.datasets.insert(record.name.clone(), record);
                 Outcome::Done
             }
-            Err(conflict) => Outcome::Conflict(conflict),
+            Err(conflict) => Outcome::Conflict(conflict.to_string()),
         }
     }
 
     /// Ends the placement of `generation` of `name`: fine if the name still has the generation
     /// it expected, else why not (a lost race, or a placement given up meanwhile).
-    pub(super) fn settle_pending(&mut self, name: &str, generation: &str) -> Result<(), String> {
+    pub(super) fn settle_pending(&mut self, name: &str, generation: &str) -> Result<(), WriteConflict> {
         let Some(pending) = self.pending.remove(&pending_key(name, generation)) else {
-            return Err(format!(
-                "the write of dataset {name} (generation {generation}) is no longer placed: it was given up, or placed too long ago; write it again"
-            ));
+            return Err(WriteConflict::NoLongerPlaced {
+                name: name.to_string(),
+                generation: generation.to_string(),
+            });
         };
         match self.moved_on(name, pending.expected.as_deref()) {
             Some(conflict) => Err(conflict),

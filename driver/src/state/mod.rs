@@ -82,11 +82,22 @@ fn submission_number(id: &JobId) -> u64 {
     id.strip_prefix("job-").and_then(|n| n.parse().ok()).unwrap_or(u64::MAX)
 }
 
+/// Why a snapshot's bytes make no state.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// They do not decode.
+    #[error("does not decode: {0}")]
+    Decode(#[from] postcard::Error),
+    /// A job's tasks do not have the shape of its plan.
+    #[error("job {0} does not agree with its plan")]
+    Disagrees(JobId),
+}
+
 impl ClusterState {
     /// A state from a snapshot's bytes, refused unless its jobs agree with their plans (a
     /// snapshot that decodes is not yet one `apply` can work on).
-    pub fn from_snapshot(bytes: &[u8]) -> Result<ClusterState, String> {
-        let state: ClusterState = postcard::from_bytes(bytes).map_err(|e| format!("does not decode: {e}"))?;
+    pub fn from_snapshot(bytes: &[u8]) -> Result<ClusterState, SnapshotError> {
+        let state: ClusterState = postcard::from_bytes(bytes)?;
         for (id, job) in &state.jobs {
             let stages = job.plan.stages.len();
             let shapes_agree = job.tasks.len() == stages
@@ -95,7 +106,7 @@ impl ClusterState {
                     job.tasks[s].len() == stage.tasks.len() && job.history[s].len() == stage.tasks.len()
                 });
             if !shapes_agree || *id != job.id {
-                return Err(format!("job {id} does not agree with its plan"));
+                return Err(SnapshotError::Disagrees(id.clone()));
             }
         }
         Ok(state)

@@ -69,6 +69,20 @@ pub struct TaskHistory {
     pub grants: u32,
 }
 
+/// Why an attempt is refused the commit of its task's stored partition.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommitRefused {
+    /// Another attempt finished the task first.
+    #[error("attempt {0} already finished the task")]
+    AlreadyFinished(Attempt),
+    /// The attempt is no longer running (failed, lost, or stopped).
+    #[error("attempt {0} is no longer one of the task's running attempts")]
+    NotRunning(Attempt),
+    /// Another running attempt holds the grant.
+    #[error("attempt {0} of the task holds the commit")]
+    HeldBy(Attempt),
+}
+
 impl TaskState {
     /// Starts a pending task on `worker`: its attempt number, or `None` if it is not pending.
     pub fn start(&mut self, history: &mut TaskHistory, worker: WorkerId) -> Option<Attempt> {
@@ -118,17 +132,17 @@ impl TaskState {
     /// and only while no other running attempt holds the grant (a holder that failed or was
     /// lost no longer does). The grant's number (asked again by its holder, the same), or why
     /// not.
-    pub fn grant_commit(&self, history: &mut TaskHistory, attempt: Attempt) -> Result<u32, String> {
+    pub fn grant_commit(&self, history: &mut TaskHistory, attempt: Attempt) -> Result<u32, CommitRefused> {
         let live = self.live_attempts();
         if !live.contains(&attempt) {
             return Err(match self {
-                TaskState::Done { attempt: winner, .. } => format!("attempt {winner} already finished the task"),
-                _ => format!("attempt {attempt} is no longer one of the task's running attempts"),
+                TaskState::Done { attempt: winner, .. } => CommitRefused::AlreadyFinished(*winner),
+                _ => CommitRefused::NotRunning(attempt),
             });
         }
         match history.committer {
             Some(holder) if holder == attempt => Ok(history.grants),
-            Some(other) if live.contains(&other) => Err(format!("attempt {other} of the task holds the commit")),
+            Some(other) if live.contains(&other) => Err(CommitRefused::HeldBy(other)),
             _ => {
                 history.grants += 1;
                 history.committer = Some(attempt);

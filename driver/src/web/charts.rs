@@ -5,7 +5,8 @@
 use maud::{Markup, html};
 use ringleader_core::proto;
 
-use crate::observed::{AttemptKey, AttemptSeen};
+use crate::observed::AttemptSeen;
+use ringleader_core::ids::AttemptKey;
 
 /// Colours of workers on the ring and of stages on the timeline, in turn.
 const COLORS: [&str; 6] = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#17becf"];

@@ -189,7 +189,7 @@ async fn job_page(
             };
             return (StatusCode::NOT_FOUND, page("No such job", None, body)).into_response();
         };
-        let attempts: Vec<(crate::observed::AttemptKey, crate::observed::AttemptSeen)> = state
+        let attempts: Vec<(ringleader_core::ids::AttemptKey, crate::observed::AttemptSeen)> = state
             .observed
             .of_job(&id)
             .into_iter()

@@ -8,8 +8,9 @@ use ringleader_core::plan::Volume;
 use ringleader_core::proto;
 
 use super::charts::{bar, ring};
-use crate::observed::{AttemptKey, AttemptSeen};
+use crate::observed::AttemptSeen;
 use crate::state::{JobRecord, TaskState};
+use ringleader_core::ids::AttemptKey;
 
 /// Says, on a follower, that its view is the leader's as replicated to it.
 pub(super) fn follower_note(leader: Option<&str>) -> Markup {
