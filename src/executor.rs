@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use ringleader_core::cluster_shuffle::{BlockSource, ClusterShuffle, ShuffleFiles};
 use ringleader_core::exec::{TaskUnit, run};
+use ringleader_core::fault_injection;
 use ringleader_core::ids::{Attempt, AttemptKey, JobId, ShuffleId, StageId, TaskId};
 use ringleader_core::plan::{Ran, StageOutput, TaskPlan, TaskValue, Volume};
 use ringleader_core::proto::{self, executor_client::ExecutorClient, executor_order::Order, task_report::Outcome};
@@ -141,7 +142,15 @@ fn serve_inner(worker: String) -> Result<(), String> {
                     return;
                 }
                 let parts = ringleader_core::binary::report_chunks(report);
-                let _ = handle.block_on(client.clone().task_finished(futures::stream::iter(parts)));
+                let mut client = client.clone();
+                let sent = async move { client.task_finished(futures::stream::iter(parts)).await };
+                if let Some(after) = fault_injection::millis(fault_injection::EXIT_AFTER_REPORT_MS) {
+                    // A test's fault: this process dies while its report is on its way.
+                    handle.spawn(sent);
+                    std::thread::sleep(after);
+                    std::process::exit(0);
+                }
+                let _ = handle.block_on(sent);
             };
             if waits {
                 let named = std::thread::Builder::new().name("ringleader-early-reducer".into());

@@ -52,6 +52,15 @@ pub const SESSION_EXPIRY_MS: &str = "RINGLEADER_TEST_SESSION_EXPIRY_MS";
 /// partition (a job writing `ringleader://`), so a test can take the copies away first.
 pub const STORED_REPORT_HOLD: &str = "RINGLEADER_TEST_STORED_REPORT_HOLD";
 
+/// Executor: milliseconds after sending a task's report at which the executor exits, without
+/// waiting for its worker's reply (an executor killed while its report is on its way, as a
+/// stop of its last other attempt does).
+pub const EXIT_AFTER_REPORT_MS: &str = "RINGLEADER_TEST_EXIT_AFTER_REPORT_MS";
+
+/// Driver: milliseconds a task report's handling waits after its commit, before it stops the
+/// task's rival attempt and tells the job's client (as a stop sent to a slow worker waits).
+pub const REPORT_DELAY_MS: &str = "RINGLEADER_TEST_REPORT_DELAY_MS";
+
 /// The longest a fault that holds something back holds it.
 pub const HOLD_LIMIT: Duration = Duration::from_secs(60);
 

@@ -10,7 +10,7 @@ use ringleader_core::fault_injection;
 
 use crate::helpers::{
     KillOnDrop, LocalCluster, args, children_of, eventually, example, files_under, job_id, kill_now, numbered_text, ok,
-    running, signal, sorted_lines, stop_now, succeeds, wait_bounded,
+    output_bounded, running, signal, sorted_lines, stop_now, succeeds, wait_bounded,
 };
 use crate::oracles::word_counts;
 
@@ -429,4 +429,37 @@ fn a_job_whose_map_output_keeps_vanishing_fails_after_eight_fetch_failures() {
     let detail = cluster.job_text("job-000001");
     assert!(detail.contains("fetch failures: 9 "), "{detail}");
     assert_no_output(data.path(), "out");
+}
+
+#[test]
+fn a_job_whose_executor_dies_while_its_last_report_is_on_its_way_still_ends_for_its_client() {
+    // The driver takes half a second over each report after committing it (as a stop sent
+    // to a slow worker does); the executor exits 100 ms after sending its report (as one
+    // stopped for its last other attempt is). The worker's call, and the driver's handling
+    // of it, must not be given up with the executor: the client hears that its job ended,
+    // and the task's result is not lost and computed again.
+    let cluster = LocalCluster::up_env(1, 1, 2, &[], &[(fault_injection::REPORT_DELAY_MS, "500")]);
+    let data = tempfile::tempdir().unwrap();
+    let numbers = data.path().join("numbers");
+    ringleader_datasets::numbers::generate(&numbers, 20_000, 1, 3, false).unwrap();
+    let (_, total) = crate::oracles::int64_sum(&numbers);
+    let out = output_bounded(
+        cluster
+            .client(&example("sum"))
+            .args(args!["--input", numbers])
+            .env("RINGLEADER_PROGRESS", "0")
+            .env(fault_injection::EXIT_AFTER_REPORT_MS, "100"),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().last(),
+        Some(total.to_string().as_str())
+    );
+    let (done, total_tasks, attempts) = cluster.stage("job-000001", 0).unwrap();
+    assert_eq!(
+        (done, attempts),
+        (total_tasks, total_tasks),
+        "a task ran again: its report was lost"
+    );
 }

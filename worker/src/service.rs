@@ -355,7 +355,10 @@ impl Executor for WorkerService {
             TaskId(report.task),
             Attempt(report.attempt),
         ));
-        self.inner.report(report).await;
+        // Passed on even if the executor goes before the reply (stopped or killed once it
+        // runs nothing else): the report is all that is left of the task's work.
+        let inner = self.inner.clone();
+        let _ = tokio::spawn(async move { inner.report(report).await }).await;
         Ok(Response::new(proto::TaskReportReply {}))
     }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ringleader_core::binary::CHUNK_BYTES;
+use ringleader_core::fault_injection;
 use ringleader_core::ids::{JobId, StageId};
 use ringleader_core::proto::{self, job_event::Event};
 
@@ -78,6 +79,9 @@ impl DriverInner {
         }
         let finished = matches!(command, Command::FinishTask { .. });
         let outcome = self.write(command).await?;
+        if let Some(delay) = fault_injection::millis(fault_injection::REPORT_DELAY_MS) {
+            tokio::time::sleep(delay).await;
+        }
         if finished && !matches!(outcome, crate::state::Outcome::Stale) {
             self.send_map_outputs(&job, stage);
         }
