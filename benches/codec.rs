@@ -3,8 +3,8 @@
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use ringleader_core::data::record::Record;
 use ringleader_core::data::{decode, encode};
-use ringleader_core::record::Record;
 
 #[derive(serde::Serialize, serde::Deserialize, Clone)]
 struct Event {

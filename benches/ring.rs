@@ -3,8 +3,8 @@
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use criterion::{Criterion, Throughput, black_box, criterion_group, criterion_main};
-use ringleader_core::ops::sinks::partition_of;
-use ringleader_core::ring::Ring;
+use ringleader_core::net::ring::Ring;
+use ringleader_core::ops::sinks::reduce_partition_of;
 
 fn ring_lookup(c: &mut Criterion) {
     let mut ring = Ring::new(256);
@@ -33,7 +33,12 @@ fn partitioning(c: &mut Criterion) {
     let mut group = c.benchmark_group("partitioning");
     group.throughput(Throughput::Elements(words.len() as u64));
     group.bench_function("hash partition 100k strings into 64", |b| {
-        b.iter(|| words.iter().map(|w| partition_of(black_box(w), 64) as u64).sum::<u64>())
+        b.iter(|| {
+            words
+                .iter()
+                .map(|w| reduce_partition_of(black_box(w), 64) as u64)
+                .sum::<u64>()
+        })
     });
     group.finish();
 }

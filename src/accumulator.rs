@@ -1,14 +1,14 @@
 //! Accumulators: counters and sums that closures add to through their state
 //! (`map_with(acc.clone(), |acc, row| { acc.add(1); … })`), read by the program after an
 //! action. Each task of a job counts once, from its first recorded success, however often
-//! it was retried, recomputed or speculated (see `ringleader_core::accumulator`); a failed
+//! it was retried, recomputed or speculated (see `ringleader_core::plan::accumulator`); a failed
 //! job's updates are dropped.
 
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::sync::{Mutex, OnceLock};
 
-use ringleader_core::accumulator::{Accumulated, Amount, merge_into};
+use ringleader_core::plan::accumulator::{Accumulated, Amount, merge_into};
 use ringleader_core::sync::lock;
 use serde::{Deserialize, Serialize};
 
@@ -123,7 +123,7 @@ impl<T: Accumulable> Accumulator<T> {
     /// Adds `amount`: inside a task, to the task's updates (counted when its job succeeds);
     /// in the program itself, to the total at once.
     pub fn add(&self, amount: T) {
-        if !ringleader_core::accumulator::add(self.id, &self.name, amount.amount()) {
+        if !ringleader_core::plan::accumulator::add(self.id, &self.name, amount.amount()) {
             record_job(&[Accumulated {
                 id: self.id,
                 name: self.name.clone(),

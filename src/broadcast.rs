@@ -13,7 +13,7 @@ use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use ringleader_core::data::{Data, decode};
-use ringleader_core::source::Split;
+use ringleader_core::io::source::Split;
 use ringleader_core::sync::lock;
 use serde::{Deserialize, Serialize};
 
@@ -129,7 +129,7 @@ impl<T: Data> Broadcast<T> {
             )));
         };
         let mut bytes = Vec::new();
-        for chunk in ringleader_core::source::open(split, None)? {
+        for chunk in ringleader_core::io::source::open(split, None)? {
             let ringleader_core::data::Chunk::Arrow(batch) = chunk? else {
                 continue;
             };
@@ -160,14 +160,14 @@ pub(crate) fn share<T: Data>(engine: &crate::engine::Engine, value: T) -> crate:
     let Some(cluster) = engine.cluster_client() else {
         return Ok(Broadcast::local(id, value));
     };
-    let ipc = ringleader_core::ipc::to_stream_bytes(&[ringleader_core::data::encode(&pieces(&value)?)?])?;
+    let ipc = ringleader_core::data::ipc::to_stream_bytes(&[ringleader_core::data::encode(&pieces(&value)?)?])?;
     let total = ipc.len() as u64;
-    let name = ringleader_core::store::broadcast_dataset(engine.session(), id);
+    let name = ringleader_core::io::store::broadcast_dataset(engine.session(), id);
     let (workers, _) = cluster.live_workers()?;
     if cluster.progress() {
         eprintln!(
             "broadcasting {total} bytes to {workers} workers as {}{name}",
-            ringleader_core::store::URL_SCHEME
+            ringleader_core::io::store::URL_SCHEME
         );
     }
     engine.note_upload(name.clone());

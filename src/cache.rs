@@ -2,7 +2,7 @@
 //! cached node its lineage reaches that this program has not computed yet is computed once,
 //! by a job of its own, and later plans read its partitions instead of its lineage.
 //!
-//! Embedded, the partitions stay in this process (`ringleader_core::cache`: Arrow batches
+//! Embedded, the partitions stay in this process (`ringleader_core::plan::cache`: Arrow batches
 //! in memory within half the memory budget, or Arrow files on disk). On a cluster they are
 //! a stored dataset with one copy per partition, written by the workers that computed them
 //! and read where they are; the program removes it at `unpersist` or when it ends.
@@ -15,11 +15,11 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use ringleader_core::cache::{CacheState, StorageLevel};
+use ringleader_core::io::source::Split;
+use ringleader_core::io::store::DatasetFormat;
+use ringleader_core::plan::cache::{CacheState, StorageLevel};
+use ringleader_core::plan::shipped::Shipped;
 use ringleader_core::plan::{ActionFn, StageOutput};
-use ringleader_core::shipped::Shipped;
-use ringleader_core::source::Split;
-use ringleader_core::store::DatasetFormat;
 use ringleader_core::sync::lock;
 
 use crate::Result;
@@ -33,7 +33,7 @@ pub(crate) type CachedSplits = HashMap<u64, Vec<Option<Split>>>;
 /// A program's caches.
 pub(crate) struct Caches {
     /// This engine's number among the engines of the process (owner of its caches in
-    /// `ringleader_core::cache`).
+    /// `ringleader_core::plan::cache`).
     owner: u64,
     computed: Mutex<HashMap<u64, Computed>>,
 }
@@ -75,7 +75,7 @@ impl Caches {
 
     /// Bytes this program's cached partitions hold in memory (embedded).
     pub(crate) fn memory_used(&self) -> u64 {
-        ringleader_core::cache::store().memory_used(self.owner)
+        ringleader_core::plan::cache::store().memory_used(self.owner)
     }
 
     /// The splits of every cache computed so far.
@@ -100,7 +100,7 @@ impl Caches {
         match (computed.stored, engine.cluster_client()) {
             (Some(name), Some(cluster)) => cluster.remove_dataset(&name),
             _ => {
-                ringleader_core::cache::store().remove(id);
+                ringleader_core::plan::cache::store().remove(id);
                 Ok(())
             }
         }
@@ -190,7 +190,7 @@ fn materialize(engine: &Arc<Engine>, node: &Arc<Lineage>) -> Result<()> {
                 &engine.caches().splits(),
             )?;
             let partitions = engine.execute(&plan)?.len() as u32;
-            let store = ringleader_core::cache::store();
+            let store = ringleader_core::plan::cache::store();
             Computed {
                 splits: (0..partitions)
                     .map(|p| {
@@ -204,7 +204,7 @@ fn materialize(engine: &Arc<Engine>, node: &Arc<Lineage>) -> Result<()> {
             }
         }
         Some(cluster) => {
-            let name = ringleader_core::store::cache_dataset(engine.session(), spec.id);
+            let name = ringleader_core::io::store::cache_dataset(engine.session(), spec.id);
             let plan = crate::planner::plan(parent, crate::dataset::no_output(), &engine.caches().splits())?;
             crate::dataset::store_plan(engine, plan, &name, 1, true, spec.store, DatasetFormat::Arrow)?;
             let info = cluster.dataset(&name)?;

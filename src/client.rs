@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use ringleader_core::driver_group::DriverGroup;
+use ringleader_core::net::driver_group::DriverGroup;
 use ringleader_core::proto::driver_client::DriverClient;
 use ringleader_core::{Error, Result};
 
@@ -21,7 +21,7 @@ pub fn driver_group(masters: Vec<String>) -> Result<DriverGroup> {
 /// say what was being done.
 pub async fn call<T, F, Fut>(group: &DriverGroup, what: &str, f: F) -> Result<T>
 where
-    F: FnMut(DriverClient<ringleader_core::auth::AuthChannel>) -> Fut,
+    F: FnMut(DriverClient<ringleader_core::security::auth::AuthChannel>) -> Fut,
     Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
 {
     call_within(group, what, PATIENCE, f).await
@@ -30,7 +30,7 @@ where
 /// [`call`], waiting up to `patience` for a leader that sees the call through.
 pub(crate) async fn call_within<T, F, Fut>(group: &DriverGroup, what: &str, patience: Duration, f: F) -> Result<T>
 where
-    F: FnMut(DriverClient<ringleader_core::auth::AuthChannel>) -> Fut,
+    F: FnMut(DriverClient<ringleader_core::security::auth::AuthChannel>) -> Fut,
     Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
 {
     named(group.call(patience, f).await, what)
@@ -39,7 +39,7 @@ where
 /// [`call_within`] for a call that may take as long as its whole `patience` (an upload).
 pub(crate) async fn call_long<T, F, Fut>(group: &DriverGroup, what: &str, patience: Duration, f: F) -> Result<T>
 where
-    F: FnMut(DriverClient<ringleader_core::auth::AuthChannel>) -> Fut,
+    F: FnMut(DriverClient<ringleader_core::security::auth::AuthChannel>) -> Fut,
     Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
 {
     named(group.call_each_within(patience, patience, f).await, what)
@@ -62,7 +62,7 @@ fn named<T>(result: std::result::Result<T, tonic::Status>, what: &str) -> Result
 pub async fn remove_dataset(group: &DriverGroup, name: &str) -> Result<()> {
     let request = ringleader_core::proto::RemoveDatasetRequest {
         name: name.to_string(),
-        request: ringleader_core::machine::unique_id(),
+        request: ringleader_core::net::machine::unique_id(),
     };
     call(group, "removing the dataset", |mut d| {
         let request = request.clone();

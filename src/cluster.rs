@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use ringleader_core::accumulator::Accumulated;
-use ringleader_core::binary::hash_file;
-use ringleader_core::driver_group::{DriverGroup, is_failover};
+use ringleader_core::net::binary::hash_file;
+use ringleader_core::net::driver_group::{DriverGroup, is_failover};
+use ringleader_core::plan::accumulator::Accumulated;
 use ringleader_core::plan::{JobPlan, TaskValue, Volume};
 use ringleader_core::proto::{self, job_event::Event};
 
@@ -55,7 +55,8 @@ pub(crate) fn shipped_env(vars: impl Iterator<Item = (String, String)>) -> std::
         .unwrap_or_default();
     vars.into_iter()
         .filter(|(k, _)| {
-            let secret = k == ringleader_core::auth::TOKEN_ENV || k == ringleader_core::auth::TOKEN_FILE_ENV;
+            let secret =
+                k == ringleader_core::security::auth::TOKEN_ENV || k == ringleader_core::security::auth::TOKEN_FILE_ENV;
             (k.starts_with("RINGLEADER_") || named.contains(k)) && !secret
         })
         .collect()
@@ -88,19 +89,19 @@ impl Cluster {
             return Ok(h.clone());
         }
         // The image this process runs, not whatever its path holds now.
-        let exe = ringleader_core::binary::running_executable()?;
+        let exe = ringleader_core::net::binary::running_executable()?;
         let hash = hash_file(&exe)?;
         Ok(self.binary.get_or_init(|| hash).clone())
     }
 
     /// Whether every live worker runs on this client's machine (the same machine identity,
-    /// see [`ringleader_core::machine`]), so local paths mean the same files there and
+    /// see [`ringleader_core::net::machine`]), so local paths mean the same files there and
     /// nothing needs copying. Asked once per client.
     pub(crate) fn shares_files(&self) -> Result<bool> {
         if let Some(&shares) = self.shares_files.get() {
             return Ok(shares);
         }
-        let me = ringleader_core::machine::identity();
+        let me = ringleader_core::net::machine::identity();
         let shares = self.live_view()?.iter().all(|w| w.machine == me);
         Ok(*self.shares_files.get_or_init(|| shares))
     }
@@ -118,7 +119,7 @@ impl Cluster {
         Ok(list.workers.into_iter().filter(|w| w.alive || !any_alive).collect())
     }
 
-    /// Tells the driver group every [`ringleader_core::store::SESSION_PING`] that the
+    /// Tells the driver group every [`ringleader_core::io::store::SESSION_PING`] that the
     /// program `session` is alive, until this client goes: its caches and broadcasts stay
     /// while it does (and go a minute after a kill).
     pub(crate) fn keep_session(&self, session: String) {
@@ -134,7 +135,8 @@ impl Cluster {
                 })
                 .await;
                 // Well within the leader's patience (shorter when a test shortens it).
-                let every = ringleader_core::store::SESSION_PING.min(ringleader_core::store::session_expiry() / 3);
+                let every =
+                    ringleader_core::io::store::SESSION_PING.min(ringleader_core::io::store::session_expiry() / 3);
                 tokio::time::sleep(every).await;
             }
         });
@@ -219,7 +221,7 @@ impl Cluster {
             }
             let fetched: Result<Vec<TaskValue>> = values
                 .into_iter()
-                .map(|v| ringleader_core::results::fetch_if_held(v, self.runtime.handle()))
+                .map(|v| ringleader_core::io::results::fetch_if_held(v, self.runtime.handle()))
                 .collect();
             match fetched {
                 Err(e) if run < HELD_RESULT_ATTEMPTS => {
@@ -268,7 +270,7 @@ impl Cluster {
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default(),
                 // Resubmitting with it after a leader change finds the same job.
-                submission_id: ringleader_core::machine::unique_id(),
+                submission_id: ringleader_core::net::machine::unique_id(),
             };
             let mut progress = Progress::new(self.progress);
             let mut lost: Option<(Instant, String)> = None;
@@ -431,8 +433,8 @@ async fn upload(group: &DriverGroup, hash: &str) -> Result<()> {
     // to two more drivers take about 12 s).
     call_long(group, "uploading the job binary", RECONNECT_PATIENCE, |mut d| {
         // A read error ends the stream early; the driver then refuses the truncated binary.
-        let chunks =
-            ringleader_core::binary::file_chunks(exe.clone(), hash.to_string()).filter_map(|c| async move { c.ok() });
+        let chunks = ringleader_core::net::binary::file_chunks(exe.clone(), hash.to_string())
+            .filter_map(|c| async move { c.ok() });
         async move { d.upload_binary(chunks).await }
     })
     .await?;

@@ -117,7 +117,7 @@ impl Config {
                 parse_bytes(&v).ok_or_else(|| bad("RINGLEADER_MEMORY", &v, "a size like 512M or 2G"))? as usize;
         }
         // An executor's worker caps its budget (its share of the machine).
-        if let Some(cap) = var(ringleader_core::executor_env::WORKER_MEMORY).and_then(|v| parse_bytes(&v)) {
+        if let Some(cap) = var(ringleader_core::net::executor_env::WORKER_MEMORY).and_then(|v| parse_bytes(&v)) {
             c.memory_limit = c.memory_limit.min(cap as usize);
         }
         if let Some(v) = var("RINGLEADER_SPLIT_SIZE") {

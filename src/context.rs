@@ -5,11 +5,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use ringleader_core::data::record::{RECORD_LEN, Record};
 use ringleader_core::data::{Data, encode};
-use ringleader_core::record::{RECORD_LEN, Record};
-use ringleader_core::source::SchemaFn;
-use ringleader_core::source::{self, Split};
-use ringleader_core::store::DatasetFormat;
+use ringleader_core::io::source::SchemaFn;
+use ringleader_core::io::source::{self, Split};
+use ringleader_core::io::store::DatasetFormat;
 
 use crate::broadcast::Broadcast;
 use crate::config::Config;
@@ -103,7 +103,7 @@ impl Context {
         format: DatasetFormat,
         column: Option<&str>,
     ) -> Result<Option<Dataset<T>>> {
-        if let Some(name) = ringleader_core::store::parse_url(path) {
+        if let Some(name) = ringleader_core::io::store::parse_url(path) {
             let expect = if format == DatasetFormat::Arrow {
                 Expect::Any
             } else {
@@ -153,7 +153,7 @@ impl Context {
         if cluster.progress() {
             eprintln!(
                 "uploading {what}: {total} bytes as {}{name}",
-                ringleader_core::store::URL_SCHEME
+                ringleader_core::io::store::URL_SCHEME
             );
         }
         self.engine.note_upload(name.clone());
@@ -172,7 +172,7 @@ impl Context {
         path: &Path,
         splits: impl FnOnce() -> Result<Vec<(Split, u64)>>,
     ) -> Result<Dataset<T>> {
-        if let Some(name) = ringleader_core::store::parse_url(path) {
+        if let Some(name) = ringleader_core::io::store::parse_url(path) {
             return self.stored(&name?, Expect::Format(DatasetFormat::Arrow), None);
         }
         let splits = splits()?;
@@ -471,7 +471,7 @@ impl Context {
     /// `text_files("ringleader://NAME")` and the other sources read one too, checking
     /// its format.
     pub fn dataset<T: Data>(&self, name: &str) -> Result<Dataset<T>> {
-        let name = match ringleader_core::store::parse_url(Path::new(name)) {
+        let name = match ringleader_core::io::store::parse_url(Path::new(name)) {
             Some(parsed) => parsed?,
             None => name.to_string(),
         };
@@ -484,7 +484,7 @@ impl Context {
         let Some(cluster) = self.engine.cluster_client() else {
             return Err(Error::Config(format!(
                 "{}{name}: stored datasets live on a cluster; set RINGLEADER_MASTER (see `ringleader put`)",
-                ringleader_core::store::URL_SCHEME
+                ringleader_core::io::store::URL_SCHEME
             )));
         };
         let info = cluster.dataset(name)?;
@@ -493,7 +493,7 @@ impl Context {
         {
             return Err(Error::Config(format!(
                 "{}{name} holds {} rows, not {}; read it with a matching source (text_files, record_files, arrow_files)",
-                ringleader_core::store::URL_SCHEME,
+                ringleader_core::io::store::URL_SCHEME,
                 info.format,
                 format.name()
             )));
@@ -568,13 +568,13 @@ impl Context {
         // Each split with its size in bytes.
         let mut splits: Vec<(Split, u64)> = Vec::new();
         for piece in (0..partitions).map(|i| &rows[bound(i)..bound(i + 1)]) {
-            let ipc = ringleader_core::ipc::to_stream_bytes(&[encode(piece)?])?;
+            let ipc = ringleader_core::data::ipc::to_stream_bytes(&[encode(piece)?])?;
             let bytes = ipc.len() as u64;
             splits.push((Split::Inline { ipc }, bytes));
         }
         let total: u64 = splits.iter().map(|(_, bytes)| bytes).sum();
         if let Some(cluster) = self.engine.cluster_client()
-            && total > ringleader_core::results::INLINE_RESULT_BYTES as u64
+            && total > ringleader_core::io::results::INLINE_RESULT_BYTES as u64
         {
             // Larger rows travel once, as a temporary stored dataset, not inside the plan
             // (which the driver group's log keeps).

@@ -81,7 +81,7 @@ pub(crate) fn run_job(config: &Config, pool: &rayon::ThreadPool, plan: &JobPlan)
         );
         stage_values.push(values.clone());
     }
-    crate::accumulator::record_job(&ringleader_core::accumulator::totals(&accumulated));
+    crate::accumulator::record_job(&ringleader_core::plan::accumulator::totals(&accumulated));
     summary.seconds = started.elapsed().as_secs_f64();
     summary.spilled = Some(shuffle.spilled_bytes());
     crate::progress::show_summary(config.progress, &summary);

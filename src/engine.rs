@@ -57,7 +57,7 @@ impl Engine {
     }
 
     fn with(config: Config, pool: rayon::ThreadPool, cluster: Option<Cluster>) -> Engine {
-        let session = ringleader_core::machine::unique_id();
+        let session = ringleader_core::net::machine::unique_id();
         if let Some(cluster) = &cluster {
             cluster.keep_session(session.clone());
         }
@@ -86,7 +86,7 @@ impl Engine {
     /// A fresh name for a temporary dataset of this program (removed by the leader if the
     /// program dies before it could remove it).
     pub(crate) fn temporary_name(&self) -> String {
-        ringleader_core::store::temporary_dataset(&self.session, self.caches.next_id())
+        ringleader_core::io::store::temporary_dataset(&self.session, self.caches.next_id())
     }
 
     /// The engine's settings.

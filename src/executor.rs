@@ -8,12 +8,12 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use ringleader_core::cluster_shuffle::{BlockSource, ClusterShuffle, ShuffleFiles};
 use ringleader_core::exec::{TaskUnit, run};
 use ringleader_core::fault_injection;
 use ringleader_core::ids::{Attempt, AttemptKey, JobId, ShuffleId, StageId, TaskId};
 use ringleader_core::plan::{Ran, StageOutput, TaskPlan, TaskValue, Volume};
 use ringleader_core::proto::{self, executor_client::ExecutorClient, executor_order::Order, task_report::Outcome};
+use ringleader_core::shuffle::cluster::{BlockSource, ClusterShuffle, ShuffleFiles};
 use ringleader_core::sync::lock;
 use ringleader_core::task_failure::TaskFailure;
 
@@ -44,9 +44,9 @@ pub(crate) fn serve(worker: String) -> ExitCode {
 fn serve_inner(worker: String) -> Result<(), String> {
     let var = |name: &str| std::env::var(name).map_err(|_| format!("{name} is not set"));
     // Before any plan offset is resolved: this process must be the binary plans name.
-    let own_hash = ringleader_core::binary::running_executable_hash().map_err(|e| e.to_string())?;
-    let job = var(ringleader_core::executor_env::JOB)?;
-    let files = ShuffleFiles::new(var(ringleader_core::executor_env::SHUFFLE_DIR)?);
+    let own_hash = ringleader_core::net::binary::running_executable_hash().map_err(|e| e.to_string())?;
+    let job = var(ringleader_core::net::executor_env::JOB)?;
+    let files = ShuffleFiles::new(var(ringleader_core::net::executor_env::SHUFFLE_DIR)?);
     let config = Config::from_env().map_err(|e| e.to_string())?;
     // One budget for every task of this executor; spills go with the job's shuffle files
     // (removed with them) unless a spill directory is set.
@@ -69,13 +69,13 @@ fn serve_inner(worker: String) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let handle = runtime.handle().clone();
     runtime.block_on(async move {
-        let channel = ringleader_core::tls::endpoint(&worker)
+        let channel = ringleader_core::security::tls::endpoint(&worker)
             .map_err(|e| e.to_string())?
             .connect()
             .await
             .map_err(|e| format!("cannot reach the worker at {worker}: {e}"))?;
-        let client = ExecutorClient::new(ringleader_core::auth::authorized(channel));
-        ringleader_core::store::set_commit_gate(commit_gate(client.clone(), handle.clone(), job.clone()));
+        let client = ExecutorClient::new(ringleader_core::security::auth::authorized(channel));
+        ringleader_core::io::store::set_commit_gate(commit_gate(client.clone(), handle.clone(), job.clone()));
         let hello = proto::ExecutorHello {
             job_id: job.clone(),
             pid: std::process::id(),
@@ -129,7 +129,7 @@ fn serve_inner(worker: String) -> Result<(), String> {
             // A reducer started before its map stage was done waits for map outputs: on a
             // thread of its own, not one of the pool's (where it would keep the map tasks
             // it waits for from running).
-            let waits = ringleader_core::cluster_shuffle::waits_for_map_outputs(&assignment.inputs);
+            let waits = ringleader_core::shuffle::cluster::waits_for_map_outputs(&assignment.inputs);
             let task = move || {
                 let report = if assignment.binary_hash == own_hash {
                     run_assignment(assignment, files, &worker, handle.clone(), &stop, memory, updates)
@@ -141,7 +141,7 @@ fn serve_inner(worker: String) -> Result<(), String> {
                 if stop.load(Ordering::Relaxed) {
                     return;
                 }
-                let parts = ringleader_core::binary::report_chunks(report);
+                let parts = ringleader_core::net::binary::report_chunks(report);
                 let mut client = client.clone();
                 let sent = async move { client.task_finished(futures::stream::iter(parts)).await };
                 if let Some(after) = fault_injection::millis(fault_injection::EXIT_AFTER_REPORT_MS) {
@@ -168,10 +168,10 @@ fn serve_inner(worker: String) -> Result<(), String> {
 /// Asks the worker (and through it the driver) whether an attempt may place its stored
 /// partition: the fence its copies carry, or [`ringleader_core::Error::Superseded`].
 fn commit_gate(
-    client: ExecutorClient<ringleader_core::auth::AuthChannel>,
+    client: ExecutorClient<ringleader_core::security::auth::AuthChannel>,
     handle: tokio::runtime::Handle,
     job: String,
-) -> ringleader_core::store::CommitGate {
+) -> ringleader_core::io::store::CommitGate {
     Box::new(move |stage, task, attempt| {
         let request = proto::RunningTask {
             job_id: job.clone(),
@@ -187,7 +187,7 @@ fn commit_gate(
             })?
             .into_inner();
         if grant.granted {
-            Ok(ringleader_core::store::Fence {
+            Ok(ringleader_core::io::store::Fence {
                 term: grant.term,
                 grant: grant.grant,
             })
@@ -219,7 +219,7 @@ fn run_assignment(
         Err(e) => Outcome::Error(TaskFailure::Fatal(format!("malformed task plan: {e}")).to_proto()),
         Ok((task, output)) => {
             let inputs = block_sources(&a.inputs);
-            let id = ringleader_core::results::ResultId {
+            let id = ringleader_core::net::ticket::ResultId {
                 job: JobId::from(a.job_id.as_str()),
                 stage: StageId(a.stage_index),
                 task: TaskId(a.task),
@@ -242,7 +242,7 @@ fn run_assignment(
                 if let TaskValue::Shuffled { bytes, .. } = ran.value {
                     shuffled = bytes;
                 }
-                ringleader_core::results::hold_if_large(ran.value, &id, &result_files, worker)
+                ringleader_core::io::results::hold_if_large(ran.value, &id, &result_files, worker)
             };
             match run(&unit, id.attempt, &shuffle).and_then(held) {
                 Ok(value) => match postcard::to_stdvec(&value) {

@@ -77,10 +77,10 @@ pub use config::Config;
 pub use context::{Context, TextOptions};
 pub use dataset::{Dataset, Output, PartitionRows, Saved, Summable};
 pub use output_format::OutputFormat;
-pub use ringleader_core::cache::StorageLevel;
 pub use ringleader_core::data::Data;
+pub use ringleader_core::data::record::Record;
 pub use ringleader_core::ops::sinks::Combiner;
-pub use ringleader_core::record::Record;
+pub use ringleader_core::plan::cache::StorageLevel;
 pub use ringleader_core::{Error, Result};
 /// Text that does not allocate when short (up to 23 bytes) and clones without copying when
 /// long: a row type's key fields (ids, codes, categories) as `SmolStr` instead of `String`
@@ -88,11 +88,11 @@ pub use ringleader_core::{Error, Result};
 /// text in every format.
 pub use smol_str::SmolStr;
 
-static JOB_MARKER: [u8; ringleader_core::binary::JOB_MARKER.len()] = {
-    let mut out = [0u8; ringleader_core::binary::JOB_MARKER.len()];
+static JOB_MARKER: [u8; ringleader_core::net::binary::JOB_MARKER.len()] = {
+    let mut out = [0u8; ringleader_core::net::binary::JOB_MARKER.len()];
     let mut i = 0;
     while i < out.len() {
-        out[i] = ringleader_core::binary::JOB_MARKER[i];
+        out[i] = ringleader_core::net::binary::JOB_MARKER[i];
         i += 1;
     }
     out
@@ -111,7 +111,7 @@ where
 {
     // The marker by which `ringleader submit` recognises a job binary.
     std::hint::black_box(&JOB_MARKER);
-    if let Ok(worker) = std::env::var(ringleader_core::executor_env::EXECUTOR) {
+    if let Ok(worker) = std::env::var(ringleader_core::net::executor_env::EXECUTOR) {
         return executor::serve(worker);
     }
     let ctx = match Context::from_env() {

@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
+use ringleader_core::io::source::Split;
+use ringleader_core::plan::shipped::Shipped;
 use ringleader_core::plan::{ActionFn, ReduceFn, SinkFn, Step};
-use ringleader_core::shipped::Shipped;
-use ringleader_core::source::Split;
 
 use crate::cache::CacheSpec;
 

@@ -11,8 +11,8 @@ use ringleader_core::Result;
 use ringleader_core::ids::{ShuffleId, StageId, TaskId};
 use ringleader_core::plan::{JobPlan, ShuffleRead, StageOutput, StagePlan, TaskInput, TaskPlan};
 
+use ringleader_core::io::source::Split;
 use ringleader_core::ops::narrow::with_index;
-use ringleader_core::source::Split;
 
 use crate::cache::CachedSplits;
 use crate::lineage::{Lineage, ShuffleSide};
@@ -281,7 +281,7 @@ fn coalesce(tasks: Vec<TaskPlan>, partitions: u32, sample: Option<u32>) -> Optio
 }
 
 fn reduce_tasks(
-    reduce: ringleader_core::shipped::Shipped<ringleader_core::plan::ReduceFn>,
+    reduce: ringleader_core::plan::shipped::Shipped<ringleader_core::plan::ReduceFn>,
     state: Vec<u8>,
     shuffles: Vec<ShuffleId>,
     partitions: u32,

@@ -11,13 +11,14 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use futures::StreamExt;
 use ringleader_core::data::Chunk;
-use ringleader_core::driver_group::DriverGroup;
+use ringleader_core::data::record::{RECORD_LEN, Record};
 use ringleader_core::fault_injection;
-use ringleader_core::output::{OutputCommit, part_name};
+use ringleader_core::io::output::{OutputCommit, part_name};
+use ringleader_core::io::source::{self, Split, list_files};
+use ringleader_core::io::store::{DatasetFormat, READ_AHEAD, put_partition_with};
+use ringleader_core::net::driver_group::DriverGroup;
+use ringleader_core::net::ticket::PartitionId;
 use ringleader_core::proto;
-use ringleader_core::record::{RECORD_LEN, Record};
-use ringleader_core::source::{self, Split, list_files};
-use ringleader_core::store::{DatasetFormat, PartitionId, READ_AHEAD, put_partition_with};
 use ringleader_core::{Error, Result};
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -273,7 +274,7 @@ pub async fn put(group: &DriverGroup, request: PutRequest) -> Result<proto::Data
     // Read like a task's input, mapped: a file that shrinks meanwhile fails the upload once
     // every batch was sent (the pages are read as they go out), before the commit.
     let reader = tokio::task::spawn_blocking(move || {
-        let (result, watched) = ringleader_core::mapped::watch(|| {
+        let (result, watched) = ringleader_core::io::mapped::watch(|| {
             read_files(&reader_files, &splits, format, column.as_deref(), boundary, &tx)
         });
         if let Err(e) = result {
@@ -421,7 +422,7 @@ impl Fanout {
             }
             let worker = placement.workers.get(i).cloned().unwrap_or_default();
             let name = format!("partition {} of {} to {worker} ({address})", id.partition, id.dataset);
-            let client = match ringleader_core::flight::client(address).await {
+            let client = match ringleader_core::net::flight::client(address).await {
                 Ok(client) => client,
                 Err(e) => {
                     unreachable.push(format!("{worker} ({address}): {}", message_of(&e)));
@@ -513,12 +514,13 @@ async fn replace_lost_owners(
         };
         let address = &placement.addresses[spare];
         let copied = async {
-            let channel = ringleader_core::tls::endpoint(address)
+            let channel = ringleader_core::security::tls::endpoint(address)
                 .map_err(|e| Error::Cluster(e.to_string()))?
                 .connect()
                 .await
                 .map_err(|e| Error::Cluster(format!("cannot connect: {e}")))?;
-            let mut worker = proto::worker_client::WorkerClient::new(ringleader_core::auth::authorized(channel));
+            let mut worker =
+                proto::worker_client::WorkerClient::new(ringleader_core::security::auth::authorized(channel));
             worker
                 .copy_partition(request)
                 .await
@@ -657,9 +659,9 @@ pub async fn get(group: &DriverGroup, request: GetRequest) -> Result<(u64, u64)>
 
 /// Streams one partition from `address` into `path` (replacing a partial earlier try).
 async fn get_one(address: &str, id: &PartitionId, format: DatasetFormat, path: &Path) -> Result<(u64, u64)> {
-    let mut stream = ringleader_core::store::get_partition(address, id).await?;
+    let mut stream = ringleader_core::io::store::get_partition(address, id).await?;
     if format == DatasetFormat::Arrow {
-        let (rows, _) = ringleader_core::store::write_flight(path.to_path_buf(), None, stream, address).await?;
+        let (rows, _) = ringleader_core::io::store::write_flight(path.to_path_buf(), None, stream, address).await?;
         let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         return Ok((rows, bytes));
     }

@@ -205,13 +205,13 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     };
     let mut tls_args = Vec::new();
     if let Some(t) = &tls {
-        ringleader_core::tls::trust(&t.ca)?;
+        ringleader_core::security::tls::trust(&t.ca)?;
         for (flag, path) in [("--tls-cert", &t.cert), ("--tls-key", &t.key), ("--tls-ca", &t.ca)] {
             tls_args.extend([flag.to_string(), path.display().to_string()]);
         }
     }
     let token = write_token(dir, args.security.token_file.as_deref())?;
-    ringleader_core::auth::set_token(Some(ringleader_core::auth::read_token_file(&token)?));
+    ringleader_core::security::auth::set_token(Some(ringleader_core::security::auth::read_token_file(&token)?));
     let ports = free_ports(args.drivers)?;
     let peers: Vec<String> = ports
         .iter()
@@ -306,12 +306,12 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     println!("export RINGLEADER_MASTER={masters}");
     println!("export RINGLEADER_TOKEN_FILE={}", token.display());
     if let Some(t) = &tls {
-        println!("export {}={}", ringleader_core::tls::CA_ENV, t.ca.display());
+        println!("export {}={}", ringleader_core::security::tls::CA_ENV, t.ca.display());
     }
     for (i, driver) in file.drivers.iter().enumerate() {
         let at = driver.data_dir.join(super::nodes::HTTP_ADDRESS_FILE);
         if let Ok(http) = std::fs::read_to_string(&at) {
-            let token = ringleader_core::auth::read_token_file(&token)?;
+            let token = ringleader_core::security::auth::read_token_file(&token)?;
             let scheme = if tls.is_some() { "https" } else { "http" };
             println!("web: {scheme}://{}/?token={token}  (driver {})", http.trim(), i + 1);
         }
@@ -330,8 +330,8 @@ fn absolute(path: Option<&Path>) -> anyhow::Result<Option<PathBuf>> {
 fn write_token(dir: &Path, given: Option<&Path>) -> anyhow::Result<PathBuf> {
     use std::os::unix::fs::OpenOptionsExt;
     let token = match given {
-        Some(path) => ringleader_core::auth::read_token_file(path)?,
-        None => ringleader_core::auth::generate().context("generating a cluster token")?,
+        Some(path) => ringleader_core::security::auth::read_token_file(path)?,
+        None => ringleader_core::security::auth::generate().context("generating a cluster token")?,
     };
     let path = token_path(dir);
     let temp = dir.join("token.tmp");
@@ -349,9 +349,9 @@ fn write_token(dir: &Path, given: Option<&Path>) -> anyhow::Result<PathBuf> {
 
 /// One driver's own status (not redirected: every driver answers for itself).
 pub(super) async fn fetch_status(master: &str) -> anyhow::Result<ringleader_core::proto::ClusterStatusReply> {
-    let channel = ringleader_core::driver_group::driver_channel(master)?;
+    let channel = ringleader_core::net::driver_group::driver_channel(master)?;
     let mut driver =
-        ringleader_core::proto::driver_client::DriverClient::new(ringleader_core::auth::authorized(channel));
+        ringleader_core::proto::driver_client::DriverClient::new(ringleader_core::security::auth::authorized(channel));
     let reply = tokio::time::timeout(
         Duration::from_secs(2),
         driver.cluster_status(ringleader_core::proto::ClusterStatusRequest {}),

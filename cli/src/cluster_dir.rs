@@ -99,17 +99,17 @@ pub fn token_path(dir: &Path) -> PathBuf {
 /// Makes the token of the cluster in `dir` this process's, unless the environment names
 /// one (`RINGLEADER_TOKEN`, `RINGLEADER_TOKEN_FILE`).
 pub fn use_cluster_token(dir: &Path) -> anyhow::Result<()> {
-    let from_env = std::env::var_os(ringleader_core::auth::TOKEN_ENV).is_some()
-        || std::env::var_os(ringleader_core::auth::TOKEN_FILE_ENV).is_some();
+    let from_env = std::env::var_os(ringleader_core::security::auth::TOKEN_ENV).is_some()
+        || std::env::var_os(ringleader_core::security::auth::TOKEN_FILE_ENV).is_some();
     let path = token_path(dir);
     if !from_env && path.exists() {
-        ringleader_core::auth::set_token(Some(ringleader_core::auth::read_token_file(&path)?));
+        ringleader_core::security::auth::set_token(Some(ringleader_core::security::auth::read_token_file(&path)?));
     }
-    if std::env::var_os(ringleader_core::tls::CA_ENV).is_none()
+    if std::env::var_os(ringleader_core::security::tls::CA_ENV).is_none()
         && let Ok(file) = ClusterFile::read(dir)
         && let Some(ca) = &file.tls_ca
     {
-        ringleader_core::tls::trust(ca)?;
+        ringleader_core::security::tls::trust(ca)?;
     }
     Ok(())
 }

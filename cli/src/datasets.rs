@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
+use ringleader_core::io::store::DatasetFormat;
 use ringleader_core::proto;
-use ringleader_core::store::DatasetFormat;
 
 use super::cluster_dir::{default_dir, resolve_master};
 use ringleader::transfer::{GetRequest, PutRequest};
@@ -118,7 +118,7 @@ pub struct DatasetsArgs {
 
 /// A dataset name given as NAME or ringleader://NAME.
 fn dataset_name(arg: &str) -> anyhow::Result<String> {
-    match ringleader_core::store::parse_url(std::path::Path::new(arg)) {
+    match ringleader_core::io::store::parse_url(std::path::Path::new(arg)) {
         Some(parsed) => Ok(parsed?),
         None if ringleader_core::ids::valid_dataset_name(arg) => Ok(arg.to_string()),
         None => anyhow::bail!("{arg:?} is not a dataset name (letters, digits, - and _)"),
@@ -128,7 +128,7 @@ fn dataset_name(arg: &str) -> anyhow::Result<String> {
 /// A runtime and the driver group the flags name.
 fn connect(
     cluster: &ClusterArgs,
-) -> anyhow::Result<(tokio::runtime::Runtime, ringleader_core::driver_group::DriverGroup)> {
+) -> anyhow::Result<(tokio::runtime::Runtime, ringleader_core::net::driver_group::DriverGroup)> {
     let master = resolve_master(cluster.master.clone(), &cluster.dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -50,7 +50,7 @@ pub fn cancel(args: CancelArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn group(args: &ListArgs) -> anyhow::Result<ringleader_core::driver_group::DriverGroup> {
+fn group(args: &ListArgs) -> anyhow::Result<ringleader_core::net::driver_group::DriverGroup> {
     let master = resolve_master(args.cluster.master.clone(), &args.cluster.dir)?;
     Ok(ringleader::client::driver_group(ringleader::client::parse_masters(
         &master,
@@ -182,7 +182,7 @@ pub fn show(args: JobArgs) -> anyhow::Result<ExitCode> {
     if !detail.accumulators.is_empty() {
         println!("  accumulators (each finished task counted once):");
         for a in &detail.accumulators {
-            let value = ringleader_core::accumulator::Accumulated::from_proto(a).map(|a| a.amount.show());
+            let value = ringleader_core::plan::accumulator::Accumulated::from_proto(a).map(|a| a.amount.show());
             println!("    {}\t{}", a.name, value.unwrap_or_default());
         }
     }

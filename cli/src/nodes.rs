@@ -142,16 +142,22 @@ pub struct SecurityArgs {
 
 impl SecurityArgs {
     /// The TLS files, all or none.
-    pub fn tls(&self) -> Result<Option<ringleader_core::tls::NodeTls>, ringleader_core::tls::TlsError> {
-        ringleader_core::tls::NodeTls::from_flags(self.tls_cert.clone(), self.tls_key.clone(), self.tls_ca.clone())
+    pub fn tls(
+        &self,
+    ) -> Result<Option<ringleader_core::security::tls::NodeTls>, ringleader_core::security::tls::TlsError> {
+        ringleader_core::security::tls::NodeTls::from_flags(
+            self.tls_cert.clone(),
+            self.tls_key.clone(),
+            self.tls_ca.clone(),
+        )
     }
 
     /// Makes `--token-file` this process's token and sets up TLS from the `--tls-*` files.
     fn apply(&self) -> anyhow::Result<()> {
         if let Some(path) = &self.token_file {
-            ringleader_core::auth::set_token(Some(ringleader_core::auth::read_token_file(path)?));
+            ringleader_core::security::auth::set_token(Some(ringleader_core::security::auth::read_token_file(path)?));
         }
-        ringleader_core::tls::configure(self.tls()?.as_ref())?;
+        ringleader_core::security::tls::configure(self.tls()?.as_ref())?;
         Ok(())
     }
 }
@@ -221,7 +227,7 @@ pub fn driver(args: DriverArgs) -> anyhow::Result<ExitCode> {
         let bound = ringleader_driver::bind(config).await?;
         tracing::info!("driver {} listening on {}", args.id, bound.address);
         if let Some(http) = bound.http_address {
-            let scheme = ringleader_core::web_tls::scheme();
+            let scheme = ringleader_core::security::web_tls::scheme();
             tracing::info!("driver {} serving its status page on {scheme}://{http}/", args.id);
             crate::cluster_dir::write_whole(&args.data_dir.join(HTTP_ADDRESS_FILE), http.to_string())?;
         }
@@ -255,7 +261,7 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
                 .chain(&args.security.token_file)
                 .chain(&args.security.tls_key)
                 .cloned()
-                .chain(std::env::var_os(ringleader_core::auth::TOKEN_FILE_ENV).map(PathBuf::from))
+                .chain(std::env::var_os(ringleader_core::security::auth::TOKEN_FILE_ENV).map(PathBuf::from))
                 .collect(),
             sandbox: !args.no_sandbox,
         };
@@ -267,7 +273,7 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
             args.master
         );
         if let Some(http) = bound.http_address {
-            let scheme = ringleader_core::web_tls::scheme();
+            let scheme = ringleader_core::security::web_tls::scheme();
             tracing::info!("worker {} serving /metrics on {scheme}://{http}/metrics", bound.id());
             crate::cluster_dir::write_whole(&args.data_dir.join(HTTP_ADDRESS_FILE), http.to_string())?;
         }

@@ -41,7 +41,7 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     if !binary.is_file() {
         bail!("{} is not a file", binary.display());
     }
-    if !ringleader_core::binary::is_job_binary(&binary)? {
+    if !ringleader_core::net::binary::is_job_binary(&binary)? {
         bail!(
             "{} is not a Ringleader job binary (it never calls ringleader::run)",
             binary.display()
@@ -49,14 +49,14 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     }
     let mut command = Command::new(&binary);
     let token = super::cluster_dir::token_path(&args.dir);
-    if std::env::var_os(ringleader_core::auth::TOKEN_ENV).is_none()
-        && std::env::var_os(ringleader_core::auth::TOKEN_FILE_ENV).is_none()
+    if std::env::var_os(ringleader_core::security::auth::TOKEN_ENV).is_none()
+        && std::env::var_os(ringleader_core::security::auth::TOKEN_FILE_ENV).is_none()
         && token.exists()
     {
-        command.env(ringleader_core::auth::TOKEN_FILE_ENV, &token);
+        command.env(ringleader_core::security::auth::TOKEN_FILE_ENV, &token);
     }
-    if let Some(ca) = ringleader_core::tls::ca_path() {
-        command.env(ringleader_core::tls::CA_ENV, ca);
+    if let Some(ca) = ringleader_core::security::tls::ca_path() {
+        command.env(ringleader_core::security::tls::CA_ENV, ca);
     }
     let status = command
         .args(&args.args)

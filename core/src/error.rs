@@ -173,8 +173,8 @@ impl Error {
     }
 }
 
-impl From<crate::shipped::NotATrampoline> for Error {
-    fn from(e: crate::shipped::NotATrampoline) -> Self {
+impl From<crate::plan::shipped::NotATrampoline> for Error {
+    fn from(e: crate::plan::shipped::NotATrampoline) -> Self {
         Error::Plan(e.to_string())
     }
 }

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crate::data::{BatchStream, ChunkStream, batch_bytes};
 use crate::error::{Error, Result};
 use crate::ids::{Attempt, StageId, TaskId};
+use crate::io::source;
 use crate::plan::{ActionEnv, Ran, StageOutput, StagePlan, TaskInput, TaskPlan, TaskValue, Volume};
 use crate::shuffle::ShuffleService;
-use crate::source;
 
 /// Runs task `index` of `stage`; a panic in user code becomes [`Error::TaskPanicked`],
 /// any other failure [`Error::TaskFailed`], both naming the stage and partition.
@@ -52,13 +52,13 @@ pub struct TaskUnit<'a> {
 pub fn run(unit: &TaskUnit<'_>, attempt: Attempt, shuffle: &dyn ShuffleService) -> Result<Ran> {
     let tally = Arc::new(Tally::default());
     let task = || {
-        let run = || crate::mapped::watch_task(|| run_task_inner(unit, attempt, shuffle, &tally));
+        let run = || crate::io::mapped::watch_task(|| run_task_inner(unit, attempt, shuffle, &tally));
         match shuffle.memory() {
             Some(pool) => crate::memory::scope(pool, run),
             None => run(),
         }
     };
-    match catch_unwind(AssertUnwindSafe(|| crate::accumulator::gather(task))) {
+    match catch_unwind(AssertUnwindSafe(|| crate::plan::accumulator::gather(task))) {
         Ok((Ok(value), accumulated)) => Ok(Ran {
             value,
             read: tally.volume(),

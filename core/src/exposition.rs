@@ -42,7 +42,7 @@ impl Family<'_> {
 pub fn is_bearer(authorization: Option<&str>, token: &str) -> bool {
     authorization
         .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|given| crate::auth::secrets_equal(given, token))
+        .is_some_and(|given| crate::security::auth::secrets_equal(given, token))
 }
 
 #[cfg(test)]

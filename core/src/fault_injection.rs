@@ -41,7 +41,7 @@ pub fn take(var: &str) -> bool {
 pub const STORE_RECEIVE_DELAY_MS: &str = "RINGLEADER_TEST_STORE_RECEIVE_DELAY_MS";
 
 /// Milliseconds a job binary nobody uses stays stored on drivers and cached on workers,
-/// instead of [`crate::binary::DEFAULT_RETENTION`] (a test watches them go).
+/// instead of [`crate::net::binary::DEFAULT_RETENTION`] (a test watches them go).
 pub const BINARY_RETENTION_MS: &str = "RINGLEADER_TEST_BINARY_RETENTION_MS";
 
 /// Milliseconds the leader keeps a silent program's caches and broadcasts, instead of a

@@ -5,86 +5,50 @@
 //! the worker all build on it; the driver and the worker never depend on each other.
 //!
 //! ## Layout
-//! What a job is:
-//! - [`plan`]: stages, tasks, steps and outputs: plain, serialisable data.
-//! - [`shipped`]: closures as trampoline offsets from an anchor function.
+//! The folders are the concerns; each folder's doc is the map of its files.
+//! - [`plan`]: what a job is: stages, tasks, steps and outputs as plain serialisable data;
+//!   [`plan::shipped`] closures as trampoline offsets, [`plan::accumulator`] counters closures
+//!   add to, [`plan::cache`] the embedded engine's cached partitions.
 //! - [`ops`]: the typed trampolines behind every operator (narrow steps, sinks, reduces,
 //!   external sorts, actions).
-//! - [`data`]: the [`data::Data`] bound, chunks, and the row <-> Arrow codec; [`record`]:
-//!   the 100-byte gensort record.
-//!
-//! Reading and writing:
-//! - [`source`]: listing inputs, cutting splits, reading text, records, Arrow IPC, Parquet,
-//!   CSV, stored datasets; [`mapped`]: memory-mapped inputs that fail a task, not the process.
-//! - [`output`]: the all-or-nothing commit of a job's output; [`ipc`]: Arrow IPC in memory.
-//! - [`store`]: stored datasets (`ringleader://NAME`): URLs, formats, generations, placement.
-//!
-//! Running a task:
+//! - [`data`]: the [`data::Data`] bound, chunks, the row <-> Arrow codec, gensort records,
+//!   Arrow IPC in memory.
+//! - [`io`]: reading inputs ([`io::source`]), memory-mapped inputs that fail a task and not
+//!   the process, writing and committing outputs, stored datasets, held results, writeback.
 //! - [`exec`]: one task, the same embedded and on a cluster.
-//! - [`memory`]: the process's memory budget; [`spill`]: what operators write past it.
-//! - [`shuffle`]: sinks and the embedded shuffle; [`cluster_shuffle`]: shuffle files on
-//!   workers, read locally or over Flight; [`flight`]: the one Flight `do_get`.
-//! - [`accumulator`]: counters and sums closures add to, gathered per task.
-//! - [`results`]: large final results held on the worker that made them; [`cache`]: the
-//!   embedded engine's cached partitions.
-//!
-//! Between processes:
-//! - [`proto`]: the gRPC protocol (generated); [`task_failure`]: the kinds of failure a task
-//!   reports; [`ids`]: typed ids and the names that become directories; [`ticket`]: what a
-//!   Flight `do_get` asks a worker for.
-//! - [`executor_env`]: what a worker tells the executor it starts.
-//! - [`auth`]: the cluster token and job credentials; [`tls`] and [`tls_diagnosis`]: TLS and
-//!   what to say when the two ends disagree about it; [`serving`]: what every node does
-//!   around serving; [`web_tls`]: the nodes' HTTP pages over TLS.
-//! - [`driver_group`]: reaching the leader of a driver group; [`binary`]: job binaries by
-//!   content hash; [`machine`]: which processes share a filesystem; [`ring`]: the
-//!   consistent-hash ring.
+//! - [`memory`]: the process's memory budget and what operators spill past it.
+//! - [`shuffle`]: sinks and the embedded shuffle; [`shuffle::cluster`] shuffle files on
+//!   workers, read locally or over Flight.
+//! - [`net`]: between processes: Flight fetches and tickets, reaching the driver group,
+//!   serving, the executor's environment, job binaries, machines, the ring.
+//! - [`security`]: the cluster token and job credentials, TLS, the pages over TLS.
+//! - [`proto`]: the gRPC protocol (generated); [`ids`]: typed ids and the names that become
+//!   directories; [`task_failure`]: the kinds of failure a task reports.
 //! - [`exposition`]: Prometheus' text format; [`clock`]: wall-clock time; [`sync`]: the lock
 //!   helper; [`error`]: the error type; [`fault_injection`]: the faults tests inject.
 //!
-//! A task's path: its plan names an input (a [`source::Split`] or a shuffle read), steps
-//! resolved through [`shipped`], and an output; [`exec::run`] opens the input, pipes chunks
-//! through the steps under the [`memory`] budget, and writes a shuffle or runs the job's
-//! action, whose large results stay on the worker ([`results`]) and travel by [`flight`].
+//! A task's path: its plan names an input (an [`io::source::Split`] or a shuffle read),
+//! steps resolved through [`plan::shipped`], and an output; [`exec::run`] opens the input,
+//! pipes chunks through the steps under the [`memory`] budget, and writes a shuffle or runs
+//! the job's action, whose large results stay on the worker ([`io::results`]) and travel by
+//! [`net::flight`].
 
-pub mod accumulator;
-pub mod auth;
-pub mod binary;
-pub mod cache;
 pub mod clock;
-pub mod cluster_shuffle;
 pub mod data;
-pub mod driver_group;
 pub mod error;
 pub mod exec;
-pub mod executor_env;
 pub mod exposition;
 pub mod fault_injection;
-pub mod flight;
 pub mod ids;
-pub mod ipc;
-pub mod machine;
-pub mod mapped;
+pub mod io;
 pub mod memory;
+pub mod net;
 pub mod ops;
-pub mod output;
 pub mod plan;
-pub mod record;
-pub mod results;
-pub mod ring;
-pub mod serving;
-pub mod shipped;
+pub mod security;
 pub mod shuffle;
-pub mod source;
-pub mod spill;
-pub mod store;
 pub mod sync;
 pub mod task_failure;
-pub mod ticket;
-pub mod tls;
-pub mod tls_diagnosis;
-pub mod web_tls;
-pub mod writeback;
 
 pub use error::{Error, Result};
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use arrow::array::Int64Array;
 use arrow::record_batch::RecordBatch;
 use ringleader_core::error::Error;
-use ringleader_core::source::{list_files, records, text};
+use ringleader_core::io::source::{list_files, records, text};
 
 /// Empties the file at `path`, as someone rewriting an input while a task reads it would.
 fn truncate(path: &Path) {
@@ -59,7 +59,7 @@ fn an_ipc_block_with_a_negative_length_is_an_error_naming_the_file() {
     let mut bytes = std::fs::read(&path).expect("read");
     // The footer's Block struct: offset (i64), metadata length (i32 + 4 padding), body
     // length (i64). Find it by its values and make the body length negative.
-    let file = ringleader_core::source::ipc::IpcFile::open(&path).expect("valid file");
+    let file = ringleader_core::io::source::ipc::IpcFile::open(&path).expect("valid file");
     assert_eq!(file.num_batches(), 1);
     let footer_len = u32::from_le_bytes(bytes[bytes.len() - 10..bytes.len() - 6].try_into().expect("4 bytes")) as usize;
     let footer_start = bytes.len() - 10 - footer_len;
@@ -75,7 +75,7 @@ fn an_ipc_block_with_a_negative_length_is_an_error_naming_the_file() {
         + footer_start;
     bytes[at + 16..at + 24].copy_from_slice(&(-1i64).to_le_bytes());
     std::fs::write(&path, &bytes).expect("write");
-    let result = ringleader_core::source::ipc::open(&path, 0, usize::MAX, None).and_then(|chunks| {
+    let result = ringleader_core::io::source::ipc::open(&path, 0, usize::MAX, None).and_then(|chunks| {
         for chunk in chunks {
             chunk?;
         }
@@ -160,7 +160,7 @@ fn an_input_truncated_while_mapped_fails_its_task_instead_of_killing_the_process
     let path = dir.path().join("r.dat");
     let len = 100 * 40_000u64;
     std::fs::write(&path, vec![1u8; len as usize]).expect("write");
-    let outcome = ringleader_core::mapped::watch_task(|| {
+    let outcome = ringleader_core::io::mapped::watch_task(|| {
         let mut stream = records::open(&path, 0, len, None)?;
         let Some(Ok(Chunk::Arrow(batch))) = stream.next() else {
             panic!("no first chunk");
@@ -178,7 +178,7 @@ fn an_input_truncated_while_mapped_fails_its_task_instead_of_killing_the_process
     assert!(message.contains("r.dat") && message.contains("shrank"), "{message}");
     // The same file, read whole again, is simply empty now; nothing was left damaged.
     assert_eq!(
-        ringleader_core::mapped::watch_task(|| Ok(std::fs::metadata(&path).expect("meta").len())).expect("len"),
+        ringleader_core::io::mapped::watch_task(|| Ok(std::fs::metadata(&path).expect("meta").len())).expect("len"),
         0
     );
 }
@@ -195,7 +195,7 @@ fn a_task_whose_input_shrinks_fails_alone_while_another_task_of_the_process_fini
     std::fs::write(&bystander, vec![2u8; len as usize]).expect("write");
     // Sums every byte of a record file's chunks, pausing at `both_reading` after the first.
     let sum_records = |path: &Path, both_reading: &Barrier, truncated: &Barrier, shrink: bool| {
-        ringleader_core::mapped::watch_task(|| {
+        ringleader_core::io::mapped::watch_task(|| {
             let mut total = 0u64;
             for (i, chunk) in records::open(path, 0, len, None)?.enumerate() {
                 let Chunk::Arrow(batch) = chunk? else {
@@ -233,7 +233,7 @@ fn outside_a_task_inputs_are_read_not_mapped_so_a_file_that_shrinks_later_change
     use ringleader_core::data::Chunk;
     // A planner or a worker serving a block reads outside any task: nobody would check a
     // mapping's damage there, so nothing is mapped.
-    assert!(!ringleader_core::mapped::in_task());
+    assert!(!ringleader_core::io::mapped::in_task());
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("r.dat");
     let len = 100 * 40_000u64;
@@ -267,7 +267,7 @@ fn a_fault_in_one_tasks_mapping_never_marks_another_task_damaged() {
                     std::fs::write(&path, vec![3u8; len as usize]).expect("write");
                     let mut rounds = 0u32;
                     while !stop.load(Ordering::Relaxed) {
-                        ringleader_core::mapped::watch_task(|| {
+                        ringleader_core::io::mapped::watch_task(|| {
                             for chunk in records::open(&path, 0, len, None)? {
                                 let _ = chunk?;
                             }
@@ -284,7 +284,7 @@ fn a_fault_in_one_tasks_mapping_never_marks_another_task_damaged() {
         let path = dir.path().join("shrinking.dat");
         for _ in 0..300 {
             std::fs::write(&path, vec![7u8; len as usize]).expect("write");
-            let outcome = ringleader_core::mapped::watch_task(|| {
+            let outcome = ringleader_core::io::mapped::watch_task(|| {
                 let mut stream = records::open(&path, 0, len, None)?;
                 let Some(Ok(Chunk::Arrow(batch))) = stream.next() else {
                     panic!("no first chunk");

@@ -15,8 +15,8 @@ use proptest::test_runner::RngSeed;
 use ringleader_core::data::ChunkStream;
 use ringleader_core::error::Result;
 #[cfg(feature = "parquet")]
-use ringleader_core::source::parquet;
-use ringleader_core::source::{csv, ipc, records, text};
+use ringleader_core::io::source::parquet;
+use ringleader_core::io::source::{csv, ipc, records, text};
 
 fn config(cases: u32) -> ProptestConfig {
     ProptestConfig {
@@ -134,11 +134,11 @@ proptest! {
 
     #[test]
     fn tickets_urls_plans_and_values_decode_or_fail(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
-        let _ = ringleader_core::ticket::FlightTicket::parse(&bytes);
+        let _ = ringleader_core::net::ticket::FlightTicket::parse(&bytes);
         let text = String::from_utf8_lossy(&bytes);
         let parts: Vec<&str> = text.split('/').collect();
-        let _ = ringleader_core::store::PartitionId::from_parts(&parts);
-        let _ = ringleader_core::store::parse_url(Path::new(text.as_ref()));
+        let _ = ringleader_core::net::ticket::PartitionId::from_parts(&parts);
+        let _ = ringleader_core::io::store::parse_url(Path::new(text.as_ref()));
         let _ = postcard::from_bytes::<ringleader_core::plan::JobPlan>(&bytes);
         let _ = postcard::from_bytes::<ringleader_core::plan::TaskPlan>(&bytes);
         let _ = postcard::from_bytes::<ringleader_core::plan::StageOutput>(&bytes);

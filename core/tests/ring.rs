@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
-use ringleader_core::ring::Ring;
+use ringleader_core::net::ring::Ring;
 
 /// The balance bound: with 10 nodes of 256 virtual nodes each, no node's share of the
 /// circle exceeds the mean by more than 15%.

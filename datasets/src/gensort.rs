@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use rand::RngCore;
 use rand::SeedableRng;
 use rand_xoshiro::SplitMix64;
-use ringleader_core::record::{RECORD_LEN, Record};
+use ringleader_core::data::record::{RECORD_LEN, Record};
 
 use crate::write::{prepare_dir, progress, write_files};
 use crate::{Error, Result, file_rows};

@@ -7,8 +7,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
-use ringleader_core::record::{KEY_LEN, RECORD_LEN};
-use ringleader_core::source::{list_files, records::check_size};
+use ringleader_core::data::record::{KEY_LEN, RECORD_LEN};
+use ringleader_core::io::source::{list_files, records::check_size};
 
 use crate::{Error, Result};
 

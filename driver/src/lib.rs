@@ -48,8 +48,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ringleader_core::net::serving;
 use ringleader_core::proto::{self, raft_transport_client::RaftTransportClient};
-use ringleader_core::serving;
 use ringleader_core::sync::lock;
 use tokio::net::TcpListener;
 
@@ -136,7 +136,7 @@ pub enum DriverError {
     Timing(#[from] raft::timing::TimingError),
     /// The node may not serve (token, TLS, or address).
     #[error(transparent)]
-    Serve(#[from] ringleader_core::serving::ServeError),
+    Serve(#[from] ringleader_core::net::serving::ServeError),
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -163,7 +163,7 @@ pub async fn bind(config: DriverConfig) -> Result<BoundDriver, DriverError> {
     if let Some(peers) = &config.peers {
         peers.check_member(config.id)?;
     }
-    ringleader_core::serving::guard(config.listen)?;
+    ringleader_core::net::serving::guard(config.listen)?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| DriverError::Bind {
@@ -263,7 +263,7 @@ async fn check_peers_agree(me: u64, peers: &Peers) -> Result<(), DriverError> {
         let request = raft::network::tagged(proto::RaftMessage { data }, &fingerprint, me);
         let reply = tokio::time::timeout(
             Duration::from_millis(500),
-            RaftTransportClient::new(ringleader_core::auth::authorized(channel)).hello(request),
+            RaftTransportClient::new(ringleader_core::security::auth::authorized(channel)).hello(request),
         )
         .await;
         let Ok(Ok(reply)) = reply else { continue };
@@ -312,7 +312,10 @@ impl BoundDriver {
         let initializer = tokio::spawn(initialize(inner.clone()));
         let require = serving::guard(self.address)?;
         let web = self.http.map(|listener| {
-            let token = ringleader_core::auth::token().ok().flatten().map(str::to_string);
+            let token = ringleader_core::security::auth::token()
+                .ok()
+                .flatten()
+                .map(str::to_string);
             tokio::spawn(web::serve(listener, inner.clone(), token, std::future::pending()))
         });
         let driver = proto::driver_server::DriverServer::new(service::DriverService::new(inner.clone()))

@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use ringleader_core::ids::{Attempt, AttemptKey, JobId, StageId, TaskId, WorkerId};
+use ringleader_core::io::source::Split;
 use ringleader_core::plan::TaskInput;
-use ringleader_core::source::Split;
 
 use crate::state::{ClusterState, Command, JobState, TaskState};
 
@@ -561,8 +561,8 @@ pub fn forgotten(
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use ringleader_core::io::source::Split;
     use ringleader_core::plan::{ActionFn, JobPlan, StageOutput, StagePlan, TaskInput, TaskPlan, TaskValue};
-    use ringleader_core::source::Split;
 
     use super::*;
     use crate::state::{Command, Outcome};
@@ -878,7 +878,7 @@ pub(crate) mod tests {
     /// accumulator updates are not counted again.
     #[test]
     fn a_recomputed_map_task_counts_its_accumulator_updates_once() {
-        use ringleader_core::accumulator::{Accumulated, Amount};
+        use ringleader_core::plan::accumulator::{Accumulated, Amount};
         let (mut state, live) = cluster(2, 1);
         let mut plan = job(1);
         let reduce = plan.stages[0].tasks[0].clone();
@@ -1445,10 +1445,10 @@ pub(crate) mod tests {
     /// by the workers at `owners[p]`.
     fn storing(name: &str, generation: &str, overwrite: bool, owners: Vec<Vec<String>>) -> JobPlan {
         let mut plan = job(owners.len());
-        plan.store = Some(ringleader_core::store::StoreSpec {
+        plan.store = Some(ringleader_core::io::store::StoreSpec {
             dataset: name.into(),
             generation: generation.into(),
-            format: ringleader_core::store::DatasetFormat::Text,
+            format: ringleader_core::io::store::DatasetFormat::Text,
             replicas: 2,
             overwrite,
             owners,

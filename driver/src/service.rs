@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use futures::Stream;
 use ringleader_core::ids::{Attempt, JobId, StageId, TaskId, WorkerId};
+use ringleader_core::io::store::DatasetFormat;
 use ringleader_core::plan::{JobPlan, TaskValue};
 use ringleader_core::proto::{
     self, driver_server::Driver, raft_transport_client::RaftTransportClient, task_report::Outcome as Reported,
 };
-use ringleader_core::store::DatasetFormat;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -95,7 +95,7 @@ impl DriverService {
             };
             let Ok(channel) = raft_channel(address) else { continue };
             let request = self.inner.tagged(proto::BinaryId { hash: hash.to_string() });
-            match RaftTransportClient::new(ringleader_core::auth::authorized(channel))
+            match RaftTransportClient::new(ringleader_core::security::auth::authorized(channel))
                 .pull_binary(request)
                 .await
             {
@@ -206,8 +206,8 @@ async fn push_binary(inner: &DriverInner, address: &str, hash: String) -> bool {
         return false;
     };
     let path = inner.binaries_dir.join(&hash);
-    let chunks = ringleader_core::binary::file_chunks(path, hash).filter_map(|c| async move { c.ok() });
-    let mut client = RaftTransportClient::new(ringleader_core::auth::authorized(channel));
+    let chunks = ringleader_core::net::binary::file_chunks(path, hash).filter_map(|c| async move { c.ok() });
+    let mut client = RaftTransportClient::new(ringleader_core::security::auth::authorized(channel));
     let push = client.push_binary(inner.tagged(chunks));
     matches!(tokio::time::timeout(Duration::from_secs(60), push).await, Ok(Ok(_)))
 }
@@ -420,7 +420,7 @@ impl Driver for DriverService {
         request: Request<Streaming<proto::TaskReport>>,
     ) -> Result<Response<proto::TaskReportReply>, Status> {
         self.inner.require_leader()?;
-        let r = ringleader_core::binary::join_report(request.into_inner()).await?;
+        let r = ringleader_core::net::binary::join_report(request.into_inner()).await?;
         // A fetch failure names the worker whose map output could not be read.
         let lost_on = match &r.outcome {
             Some(Reported::Error(e)) if e.fetch_failure => self.inner.worker_at(&e.fetch_location),
@@ -450,7 +450,7 @@ impl Driver for DriverService {
                     *accumulated = r
                         .accumulators
                         .iter()
-                        .filter_map(ringleader_core::accumulator::Accumulated::from_proto)
+                        .filter_map(ringleader_core::plan::accumulator::Accumulated::from_proto)
                         .collect();
                 }
                 finished
@@ -581,7 +581,7 @@ impl Driver for DriverService {
             };
             (partitions, expected)
         };
-        let generation = ringleader_core::store::new_generation();
+        let generation = ringleader_core::io::store::new_generation();
         let placed = Command::PlaceDataset(PendingDataset {
             name: r.name.clone(),
             generation: generation.clone(),

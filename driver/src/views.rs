@@ -133,21 +133,21 @@ pub fn job_detail(j: &JobRecord, observed: &Observed) -> proto::JobDetail {
         fetch_failures: j.fetch_failures,
         uncounted_failures: j.uncounted_failures,
         failures,
-        accumulators: crate::leader::events::accumulators(j),
+        accumulators: accumulators(j),
     }
 }
 
 /// What a stage's tasks read: `source`, `shuffle`, or `cache` (a program's cached
 /// dataset, see `ringleader::cache`), each with its share of the tasks when they differ.
 pub fn stage_input(stage: &ringleader_core::plan::StagePlan) -> String {
+    use ringleader_core::io::source::Split;
     use ringleader_core::plan::TaskInput;
-    use ringleader_core::source::Split;
     let kind = |input: &TaskInput| match input {
         TaskInput::Shuffle(_) => "shuffle",
         TaskInput::Source {
             split: Split::Stored { dataset, .. },
             ..
-        } if dataset.starts_with(ringleader_core::store::CACHE_PREFIX) => "cache",
+        } if dataset.starts_with(ringleader_core::io::store::CACHE_PREFIX) => "cache",
         TaskInput::Source { .. } => "source",
     };
     let mut counts: Vec<(&str, usize)> = Vec::new();
@@ -265,4 +265,8 @@ pub fn raft_status(
         purged_index: metrics.purged.map_or(0, |l| l.index),
         peers: peers_progress,
     }
+}
+/// The job's accumulator totals, as the protocol carries them.
+pub(crate) fn accumulators(record: &JobRecord) -> Vec<proto::Accumulated> {
+    record.accumulator_totals().iter().map(|a| a.to_proto()).collect()
 }

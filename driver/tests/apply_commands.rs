@@ -13,11 +13,11 @@ use proptest::prelude::*;
 use ringleader_core::data::ChunkStream;
 use ringleader_core::error::Result;
 use ringleader_core::ids::{Attempt, JobId, ShuffleId, StageId, TaskId, WorkerId};
+use ringleader_core::io::source::Split;
+use ringleader_core::io::store::{DatasetFormat, StoreSpec};
 use ringleader_core::plan::{
     ActionEnv, ActionFn, JobPlan, ReduceFn, ShuffleRead, SinkFn, StageOutput, StagePlan, TaskInput, TaskPlan, TaskValue,
 };
-use ringleader_core::source::Split;
-use ringleader_core::store::{DatasetFormat, StoreSpec};
 use ringleader_driver::state::{ClusterState, Command, JobState, MAX_ATTEMPTS, TaskState};
 
 fn never_sink(_: &[u8], _: u32) -> Result<Box<dyn ringleader_core::shuffle::ShuffleSink>> {

@@ -6,9 +6,9 @@ use std::hash::Hash;
 
 use ringleader_core::data::Data;
 use ringleader_core::ops::action::{self, Bounded, bounded_rows};
+use ringleader_core::plan::shipped::assert_no_capture;
 use ringleader_core::plan::{ActionFn, TaskValue};
 use ringleader_core::ship;
-use ringleader_core::shipped::assert_no_capture;
 
 use super::Dataset;
 use crate::Result;

@@ -1,10 +1,10 @@
 //! `persist`, `cache` and `unpersist`: a dataset computed once and read by the program's
 //! later actions (see `crate::cache`).
 
-use ringleader_core::cache::{self, StorageLevel};
 use ringleader_core::data::Data;
 use ringleader_core::ops::action;
 use ringleader_core::plan::ActionFn;
+use ringleader_core::plan::cache::{self, StorageLevel};
 use ringleader_core::ship;
 
 use super::Dataset;

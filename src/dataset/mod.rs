@@ -11,18 +11,18 @@ use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use ringleader_core::data::record::Record;
 use ringleader_core::data::{Data, decode};
 use ringleader_core::ids::Attempt;
+use ringleader_core::io::output::OutputCommit;
+use ringleader_core::io::store::DatasetFormat;
+use ringleader_core::io::store::StoreSpec;
 use ringleader_core::ops::action::Columnar;
 use ringleader_core::ops::sinks::Combiner;
 use ringleader_core::ops::{action, narrow, reduce, sinks};
-use ringleader_core::output::OutputCommit;
+use ringleader_core::plan::shipped::{Shipped, assert_no_capture};
 use ringleader_core::plan::{ActionFn, ReduceFn, SinkFn, StageOutput, Step, StepFn, TaskValue};
-use ringleader_core::record::Record;
 use ringleader_core::ship;
-use ringleader_core::shipped::{Shipped, assert_no_capture};
-use ringleader_core::store::DatasetFormat;
-use ringleader_core::store::StoreSpec;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -533,7 +533,7 @@ impl<T: Data> Dataset<T> {
         let mut rows = Vec::new();
         for v in values {
             if let TaskValue::Batches(bytes) = v {
-                for batch in ringleader_core::ipc::from_stream_bytes(&bytes)? {
+                for batch in ringleader_core::data::ipc::from_stream_bytes(&bytes)? {
                     rows.extend(decode::<T>(&batch)?);
                 }
             }
@@ -651,7 +651,7 @@ impl<T: Data> Dataset<T> {
         to_store: Shipped<ActionFn>,
         format: DatasetFormat,
     ) -> Result<Saved> {
-        if let Some(name) = ringleader_core::store::parse_url(&output.dir) {
+        if let Some(name) = ringleader_core::io::store::parse_url(&output.dir) {
             return self.save_stored(&name?, &output, to_store, format);
         }
         if !self.engine.workers_see_local_files()? {
@@ -677,7 +677,7 @@ impl<T: Data> Dataset<T> {
         })?;
         format.check_built()?;
         let parquet = format == Columnar::Parquet;
-        if parquet && ringleader_core::store::parse_url(&output.dir).is_some() {
+        if parquet && ringleader_core::io::store::parse_url(&output.dir).is_some() {
             return Err(crate::Error::Config(format!(
                 "{}: stored datasets hold Arrow; use save_arrow for ringleader://, or save Parquet into a directory",
                 output.dir.display()
@@ -721,7 +721,7 @@ impl<T: Data> Dataset<T> {
             let reader = arrow_ipc::reader::FileReader::try_new(std::io::BufReader::new(file), None)
                 .map_err(|e| crate::Error::io(&arrow, std::io::Error::other(e.to_string())))?;
             let schema = reader.schema();
-            bytes += ringleader_core::output::write_file(commit.staging(), &name, Attempt(0), |out| {
+            bytes += ringleader_core::io::output::write_file(commit.staging(), &name, Attempt(0), |out| {
                 Columnar::Parquet.write(&path, out, schema, reader.map(|b| b.map_err(crate::Error::from)))?;
                 std::io::Write::flush(out).map_err(|e| crate::Error::io(&path, e))?;
                 out.get_ref()
@@ -810,7 +810,7 @@ impl<T: Data> Dataset<T> {
             return Err(crate::Error::Config("no cluster".into()));
         };
         let name = self.engine.temporary_name();
-        let temporary = Output::new(format!("{}{name}", ringleader_core::store::URL_SCHEME)).replicas(1);
+        let temporary = Output::new(format!("{}{name}", ringleader_core::io::store::URL_SCHEME)).replicas(1);
         let saved = self.save_stored(&name, &temporary, to_store, format);
         let fetched = saved.and_then(|saved| {
             if cluster.progress() {
@@ -965,7 +965,7 @@ pub(crate) fn store_plan(
     let Some(cluster) = engine.cluster_client() else {
         return Err(crate::Error::Config(format!(
             "{}{name}: stored datasets live on a cluster; set RINGLEADER_MASTER, or write to a local directory",
-            ringleader_core::store::URL_SCHEME
+            ringleader_core::io::store::URL_SCHEME
         )));
     };
     let partitions = plan.stages.last().map_or(0, |s| s.tasks.len()) as u32;

@@ -7,9 +7,9 @@ use std::hash::Hash;
 use ringleader_core::data::Data;
 use ringleader_core::ops::reduce::{FullOuter, JoinShape, LeftOuter, RightOuter};
 use ringleader_core::ops::{reduce, sinks};
+use ringleader_core::plan::shipped::assert_no_capture;
 use ringleader_core::plan::{ReduceFn, SinkFn};
 use ringleader_core::ship;
-use ringleader_core::shipped::assert_no_capture;
 
 use std::sync::Arc;
 

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use ringleader_core::data::Data;
 use ringleader_core::ops::sinks::Grid;
 use ringleader_core::ops::{action, narrow, reduce, sinks};
+use ringleader_core::plan::shipped::assert_no_capture;
 use ringleader_core::plan::{ActionFn, ReduceFn, SinkFn, StepFn, TaskValue};
 use ringleader_core::ship;
-use ringleader_core::shipped::assert_no_capture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 

@@ -881,7 +881,7 @@ fn driver_client(master: &str, token_file: &Path) -> (tokio::runtime::Runtime, T
         .enable_all()
         .build()
         .unwrap();
-    let token = ringleader_core::auth::read_token_file(token_file).unwrap();
+    let token = ringleader_core::security::auth::read_token_file(token_file).unwrap();
     let channel = runtime
         .block_on(
             tonic::transport::Endpoint::from_shared(format!("http://{master}"))
@@ -939,7 +939,7 @@ fn the_driver_refuses_a_binary_that_changed_since_it_was_named_and_malformed_pla
     use ringleader_core::proto;
     let cluster = LocalCluster::up(1, 1);
     let (runtime, mut driver) = driver_client(&cluster.master, &cluster.token());
-    let named = ringleader_core::binary::hash_file(&example("sum")).unwrap();
+    let named = ringleader_core::net::binary::hash_file(&example("sum")).unwrap();
     let mut tampered = std::fs::read(example("sum")).unwrap();
     tampered[1000] ^= 0xff;
     let chunks: Vec<proto::BinaryChunk> = tampered
@@ -1309,8 +1309,8 @@ fn a_cached_binary_replaced_by_another_job_binary_is_fetched_again_before_it_run
     assert_eq!(second, first);
     assert!(cluster.worker_log(0).contains("no longer matches its hash"));
     assert_eq!(
-        ringleader_core::binary::hash_file(&cached[0]).unwrap(),
-        ringleader_core::binary::hash_file(&example("sum")).unwrap()
+        ringleader_core::net::binary::hash_file(&cached[0]).unwrap(),
+        ringleader_core::net::binary::hash_file(&example("sum")).unwrap()
     );
 }
 
@@ -1468,7 +1468,7 @@ fn cached_binaries(node: &Path) -> Vec<String> {
         .map(|d| {
             d.flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| ringleader_core::binary::valid_hash(n))
+                .filter(|n| ringleader_core::net::binary::valid_hash(n))
                 .collect()
         })
         .unwrap_or_default()

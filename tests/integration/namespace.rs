@@ -462,7 +462,7 @@ fn copies_on_disk(cluster: &LocalCluster, name: &str) -> Vec<(PathBuf, Vec<Strin
             text.contains(&format!("/datasets/{name}/")) && text.ends_with(".arrow") && !staged
         })
         .map(|f| {
-            let (_, batches) = ringleader_core::store::read_ipc_file(&f).unwrap();
+            let (_, batches) = ringleader_core::io::store::read_ipc_file(&f).unwrap();
             let lines = batches
                 .flat_map(|b| {
                     ringleader_core::data::Chunk::Arrow(b.unwrap())

@@ -348,8 +348,8 @@ fn a_follower_killed_and_restarted_catches_up() {
 
 /// The bytes of `binary` as the driver at `address` serves them to workers.
 fn fetch_binary(address: &str, binary: &Path, token_file: &Path) -> Vec<u8> {
-    let hash = ringleader_core::binary::hash_file(binary).unwrap();
-    let token = ringleader_core::auth::read_token_file(token_file).unwrap();
+    let hash = ringleader_core::net::binary::hash_file(binary).unwrap();
+    let token = ringleader_core::security::auth::read_token_file(token_file).unwrap();
     let mut request = tonic::Request::new(ringleader_core::proto::BinaryId { hash });
     request
         .metadata_mut()
@@ -359,7 +359,7 @@ fn fetch_binary(address: &str, binary: &Path, token_file: &Path) -> Vec<u8> {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let channel = ringleader_core::driver_group::driver_channel(address).unwrap();
+        let channel = ringleader_core::net::driver_group::driver_channel(address).unwrap();
         let mut driver = ringleader_core::proto::driver_client::DriverClient::new(channel);
         let fetch = async {
             let mut stream = driver.fetch_binary(request).await.unwrap().into_inner();

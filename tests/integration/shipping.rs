@@ -3,9 +3,9 @@
 
 use std::process::Command;
 
+use ringleader_core::plan::shipped::Shipped;
 use ringleader_core::plan::{SinkFn, StepFn};
 use ringleader_core::ship;
-use ringleader_core::shipped::Shipped;
 
 use crate::helpers::Bounded;
 
@@ -31,7 +31,7 @@ fn offsets() -> Vec<i64> {
 }
 
 /// A `Shipped` as a plan from elsewhere would carry it: any offset at all.
-fn from_plan<S: ringleader_core::shipped::Signature>(offset: i64) -> Shipped<S> {
+fn from_plan<S: ringleader_core::plan::shipped::Signature>(offset: i64) -> Shipped<S> {
     postcard::from_bytes(&postcard::to_stdvec(&offset).unwrap()).unwrap()
 }
 
@@ -41,7 +41,7 @@ fn an_offset_off_the_trampoline_table_is_an_error_not_a_jump() {
     // SAFETY (all below): this process built the offsets; the check is what is tested.
     let resolved = unsafe { from_plan::<StepFn>(shipped.offset()).resolve() }.unwrap();
     assert_eq!(resolved as usize, map as usize);
-    let anchor = ringleader_core::shipped::anchor as fn() -> u64 as usize as i64;
+    let anchor = ringleader_core::plan::shipped::anchor as fn() -> u64 as usize as i64;
     let bad = [
         ("the function itself, not its entry", map as usize as i64 - anchor),
         ("inside an entry", shipped.offset() + 8),

@@ -84,13 +84,13 @@ fn an_executor_holds_a_credential_for_its_own_job_and_every_service_refuses_the_
     let job = env["RINGLEADER_EXECUTOR_JOB"].clone();
     let worker = env["RINGLEADER_EXECUTOR"].clone();
     let held = env["RINGLEADER_TOKEN"].clone();
-    let token = ringleader_core::auth::read_token_file(&cluster.token()).unwrap();
+    let token = ringleader_core::security::auth::read_token_file(&cluster.token()).unwrap();
     assert_ne!(held, token, "the executor holds the cluster token");
     assert!(
         !env.values().any(|v| v.contains(&token)),
         "the cluster token is in the executor's environment"
     );
-    assert_eq!(held, ringleader_core::auth::credential_for(&token, &job));
+    assert_eq!(held, ringleader_core::security::auth::credential_for(&token, &job));
     // Its worker caps its memory budget (`cluster up` gives each worker a share of the machine).
     let cap: u64 = env["RINGLEADER_WORKER_MEMORY"].parse().unwrap();
     assert!(cap > 0 && cap <= 2 << 30, "{cap}");
@@ -244,7 +244,7 @@ fn the_raft_service_admits_only_the_other_drivers_of_its_group_even_with_the_clu
         .map(|i| format!("{}={}", i + 1, cluster.driver_address(i)))
         .collect();
     let fingerprint = Peers::parse(&peers.join(",")).unwrap().fingerprint();
-    let token = ringleader_core::auth::read_token_file(&cluster.token()).unwrap();
+    let token = ringleader_core::security::auth::read_token_file(&cluster.token()).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -328,7 +328,7 @@ fn a_hostile_job_reaches_nothing_of_the_cluster_or_of_other_jobs_while_a_normal_
     // A job that ran before: its binary stays cached on the workers (and no longer runs).
     let earlier = cluster.run("wordcount", &args!["--input", d("text"), "--output", d("earlier")]);
     assert!(earlier.status.success(), "{}", String::from_utf8_lossy(&earlier.stderr));
-    let earlier_binary = ringleader_core::binary::hash_file(&crate::helpers::example("wordcount")).unwrap();
+    let earlier_binary = ringleader_core::net::binary::hash_file(&crate::helpers::example("wordcount")).unwrap();
     // A normal job, held mid-map by one straggling task: its other map outputs are on disk.
     let (mut client, env) = held_by_a_straggler(&cluster, &d, 6_000);
     let job = env["RINGLEADER_EXECUTOR_JOB"].clone();
@@ -432,7 +432,7 @@ fn a_cached_binary_changed_on_disk_is_hashed_again_and_fetched_anew() {
         );
     };
     run("first");
-    let hash = ringleader_core::binary::hash_file(&crate::helpers::example("wordcount")).unwrap();
+    let hash = ringleader_core::net::binary::hash_file(&crate::helpers::example("wordcount")).unwrap();
     let cached = cluster.dir.path().join("worker-1/binaries").join(&hash);
     // Changed behind the worker's back (its executor gone, the file is writable again).
     crate::helpers::eventually(Duration::from_secs(20), "the cached binary can be written", || {
@@ -443,14 +443,14 @@ fn a_cached_binary_changed_on_disk_is_hashed_again_and_fetched_anew() {
             .and_then(|mut f| f.write_all(b"tampered"))
             .is_ok()
     });
-    assert_ne!(ringleader_core::binary::hash_file(&cached).unwrap(), hash);
+    assert_ne!(ringleader_core::net::binary::hash_file(&cached).unwrap(), hash);
     run("second");
     assert!(
         cluster.worker_log(0).contains("no longer matches its hash"),
         "{}",
         cluster.worker_log(0)
     );
-    assert_eq!(ringleader_core::binary::hash_file(&cached).unwrap(), hash);
+    assert_eq!(ringleader_core::net::binary::hash_file(&cached).unwrap(), hash);
 }
 
 #[test]
@@ -508,7 +508,7 @@ fn without_the_sandbox_the_hostile_jobs_probes_do_reach_what_they_try() {
 /// The Flight ticket of map task 0's block `partition` of `job`'s first shuffle.
 fn block_ticket(job: &str, partition: u32) -> Vec<u8> {
     use ringleader_core::ids::{Attempt, ShuffleId, TaskId};
-    ringleader_core::ticket::FlightTicket::Block(ringleader_core::cluster_shuffle::BlockId {
+    ringleader_core::net::ticket::FlightTicket::Block(ringleader_core::net::ticket::BlockId {
         job: job.into(),
         shuffle: ShuffleId(0),
         map: TaskId(0),

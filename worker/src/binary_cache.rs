@@ -1,5 +1,5 @@
 //! The worker's cache of job binaries (`binaries/<hash>`), bounded: a binary no task used
-//! for [`ringleader_core::binary::retention`] is deleted (fetched again if a job needs it
+//! for [`ringleader_core::net::binary::retention`] is deleted (fetched again if a job needs it
 //! later), and so are the temporary files of fetches whose process died.
 
 use std::collections::HashMap;
@@ -47,7 +47,7 @@ impl BinaryCache {
     pub fn sweep(&self, retention: Duration) -> Vec<String> {
         // Held throughout, so no use is noted between a binary's check and its deletion.
         let used = lock(&self.used);
-        ringleader_core::binary::remove_unkept(&self.dir, |hash, modified| {
+        ringleader_core::net::binary::remove_unkept(&self.dir, |hash, modified| {
             let last = used.get(hash).copied().unwrap_or(modified);
             last.elapsed().map_or(true, |age| age < retention)
         })

@@ -67,10 +67,10 @@ pub fn stored_partitions(root: &Path) -> Vec<String> {
 }
 
 /// Bytes of the whole partition files under `root` of the datasets holding programs'
-/// caches ([`ringleader_core::store::CACHE_PREFIX`]): what executors reading them keep
+/// caches ([`ringleader_core::io::store::CACHE_PREFIX`]): what executors reading them keep
 /// mapped in memory.
 pub fn cached_bytes(root: &Path) -> u64 {
-    partition_files(root, |name| name.starts_with(ringleader_core::store::CACHE_PREFIX))
+    partition_files(root, |name| name.starts_with(ringleader_core::io::store::CACHE_PREFIX))
         .iter()
         .map(|p| std::fs::metadata(&p.path).map_or(0, |m| m.len()))
         .sum()
@@ -120,7 +120,7 @@ fn remove_abandoned_temporaries(generation: &Path, asked: SystemTime) {
     for (name, file) in children(generation) {
         let pid = writer_of(&name);
         if let Some(pid) = pid
-            && !ringleader_core::machine::process_runs(pid)
+            && !ringleader_core::net::machine::process_runs(pid)
             && made_before(&file, asked)
         {
             let _ = std::fs::remove_file(&file);

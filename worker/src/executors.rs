@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
-use ringleader_core::executor_env;
 use ringleader_core::ids::{AttemptKey, JobId};
+use ringleader_core::net::executor_env;
 use ringleader_core::proto;
 use ringleader_core::sync::lock;
 use tokio::sync::{mpsc, oneshot};
@@ -54,7 +54,7 @@ impl LostTask {
     /// waiting for map outputs (a reducer started before its map stage was done, not told
     /// of them all).
     pub fn blameless(&self) -> bool {
-        self.ended_here || ringleader_core::cluster_shuffle::waits_for_map_outputs(&self.assignment.inputs)
+        self.ended_here || ringleader_core::shuffle::cluster::waits_for_map_outputs(&self.assignment.inputs)
     }
 }
 
@@ -192,7 +192,7 @@ impl Executors {
         let executor = jobs
             .get_mut(&job)
             .ok_or_else(|| std::io::Error::other("executor vanished"))?;
-        if ringleader_core::cluster_shuffle::waits_for_map_outputs(&assignment.inputs) {
+        if ringleader_core::shuffle::cluster::waits_for_map_outputs(&assignment.inputs) {
             executor.started_early.insert(key.clone());
         }
         executor.in_flight.insert(key, assignment.clone());
@@ -226,15 +226,15 @@ impl Executors {
             .envs(MACHINE_VARS.iter().filter_map(|k| std::env::var_os(k).map(|v| (k, v))))
             .envs(&first.env)
             .env_remove("RINGLEADER_MASTER")
-            .env_remove(ringleader_core::auth::TOKEN_FILE_ENV)
+            .env_remove(ringleader_core::security::auth::TOKEN_FILE_ENV)
             .env(
-                ringleader_core::tls::CA_ENV,
-                ringleader_core::tls::ca_path().unwrap_or_default(),
+                ringleader_core::security::tls::CA_ENV,
+                ringleader_core::security::tls::ca_path().unwrap_or_default(),
             )
             // Never the cluster token: a credential that acts for this job only.
             .env(
-                ringleader_core::auth::TOKEN_ENV,
-                ringleader_core::auth::job_credential(&first.job_id)
+                ringleader_core::security::auth::TOKEN_ENV,
+                ringleader_core::security::auth::job_credential(&first.job_id)
                     .ok()
                     .flatten()
                     .unwrap_or_default(),
@@ -253,9 +253,9 @@ impl Executors {
             .env("TMPDIR", &temp)
             .env(
                 executor_env::STORE_GRANT,
-                match ringleader_core::auth::token() {
+                match ringleader_core::security::auth::token() {
                     Ok(Some(token)) if !first.stored_output.is_empty() => {
-                        ringleader_core::auth::store_grant_for(token, &first.job_id, &first.stored_output)
+                        ringleader_core::security::auth::store_grant_for(token, &first.job_id, &first.stored_output)
                     }
                     _ => String::new(),
                 },

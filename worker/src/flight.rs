@@ -18,10 +18,11 @@ use arrow_flight::{
 };
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
-use ringleader_core::cluster_shuffle::ShuffleFiles;
 use ringleader_core::fault_injection::ShuffleServing;
-use ringleader_core::store::{PartitionId, READ_AHEAD};
-use ringleader_core::ticket::FlightTicket;
+use ringleader_core::io::store::READ_AHEAD;
+use ringleader_core::net::ticket::FlightTicket;
+use ringleader_core::net::ticket::PartitionId;
+use ringleader_core::shuffle::cluster::ShuffleFiles;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -111,7 +112,7 @@ impl FlightService for ShuffleFlight {
     type DoExchangeStream = BoxStream<'static, Result<FlightData, Status>>;
 
     async fn do_get(&self, request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
-        let caller = ringleader_core::auth::Caller::of(&request);
+        let caller = ringleader_core::security::auth::Caller::of(&request);
         let ticket = request.into_inner().ticket;
         // Stored datasets are the cluster's shared storage (any job reads its inputs);
         // shuffle blocks are read only by their own job.
@@ -122,7 +123,7 @@ impl FlightService for ShuffleFlight {
                 caller.may_act_for(&id.job)?;
                 let files = self.files.clone();
                 stream_blocking(move || {
-                    let batches = ringleader_core::results::read_held(&files, &id)
+                    let batches = ringleader_core::io::results::read_held(&files, &id)
                         .map_err(|e| Status::not_found(e.to_string()))?;
                     Ok(batches.map(|b| b.map_err(|e| Status::internal(e.to_string()))))
                 })
@@ -133,7 +134,7 @@ impl FlightService for ShuffleFlight {
                 // partition's copy failed for want of a schema, and repair never finished).
                 let read = path.clone();
                 schema = tokio::task::spawn_blocking(move || {
-                    ringleader_core::store::read_ipc_file(&read)
+                    ringleader_core::io::store::read_ipc_file(&read)
                         .ok()
                         .map(|(schema, _)| schema)
                 })
@@ -147,8 +148,8 @@ impl FlightService for ShuffleFlight {
                             id.dataset, id.partition
                         )));
                     }
-                    let (_, batches) =
-                        ringleader_core::store::read_ipc_file(&path).map_err(|e| Status::internal(e.to_string()))?;
+                    let (_, batches) = ringleader_core::io::store::read_ipc_file(&path)
+                        .map_err(|e| Status::internal(e.to_string()))?;
                     Ok(batches.map(|b| b.map_err(|e| Status::internal(e.to_string()))))
                 })
             }
@@ -207,23 +208,23 @@ impl FlightService for ShuffleFlight {
         unsupported()
     }
     async fn do_put(&self, request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
-        let caller = ringleader_core::auth::Caller::of(&request);
+        let caller = ringleader_core::security::auth::Caller::of(&request);
         let grant = request
             .metadata()
-            .get(ringleader_core::auth::STORE_GRANT_HEADER)
+            .get(ringleader_core::security::auth::STORE_GRANT_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         // A task attempt's copy carries its fence; a `put`'s upload none.
         let fence = request
             .metadata()
-            .get(ringleader_core::store::FENCE_HEADER)
+            .get(ringleader_core::io::store::FENCE_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(|v| {
-                ringleader_core::store::Fence::parse(v)
+                ringleader_core::io::store::Fence::parse(v)
                     .ok_or_else(|| Status::invalid_argument(format!("malformed fence {v:?}: TERM.ATTEMPT")))
             })
             .transpose()?
-            .unwrap_or(ringleader_core::store::Fence::UPLOAD);
+            .unwrap_or(ringleader_core::io::store::Fence::UPLOAD);
         let mut input = request.into_inner();
         let first = input
             .message()
@@ -253,7 +254,7 @@ impl FlightService for ShuffleFlight {
             })
             .map_err(FlightError::from);
         let decoded = FlightRecordBatchStream::new_from_flight_data(data);
-        let (_, bytes) = ringleader_core::store::write_flight(path, Some(fence), decoded, "the do_put data")
+        let (_, bytes) = ringleader_core::io::store::write_flight(path, Some(fence), decoded, "the do_put data")
             .await
             .map_err(|e| match e {
                 ringleader_core::Error::Format { .. } => Status::invalid_argument(format!("bad partition data: {e}")),

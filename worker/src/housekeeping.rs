@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::SystemTime;
 
-use ringleader_core::cluster_shuffle::ShuffleFiles;
 use ringleader_core::fault_injection;
+use ringleader_core::shuffle::cluster::ShuffleFiles;
 
 /// What one pass works from: the driver's lists, as a heartbeat's answer gave them.
 #[derive(Debug, Clone)]
@@ -68,13 +68,13 @@ fn pass(lists: &Lists) {
         std::thread::sleep(delay);
     }
     remove_finished_shuffles(&lists.shuffle_dir, &lists.active_jobs, lists.asked);
-    ringleader_core::results::remove_old_results(
+    ringleader_core::io::results::remove_old_results(
         &ShuffleFiles::new(&lists.shuffle_dir),
         &lists.active_jobs,
         lists.asked,
     );
     crate::datasets_dir::remove_dead(&lists.dataset_dir, &lists.live_datasets, lists.asked);
-    let retention = ringleader_core::binary::retention();
+    let retention = ringleader_core::net::binary::retention();
     for hash in lists.binaries.sweep(retention) {
         tracing::info!("deleted cached job binary {hash}: no task used it for {retention:?}");
     }
@@ -92,7 +92,7 @@ fn remove_finished_shuffles(root: &std::path::Path, active: &[String], asked: st
             .and_then(|m| m.created().or_else(|_| m.modified()))
             .is_ok_and(|t| t < asked);
         if older && !active.contains(&name) && ringleader_core::ids::valid_job_id(&name) {
-            ringleader_core::cluster_shuffle::remove_job(&files, &name);
+            ringleader_core::shuffle::cluster::remove_job(&files, &name);
         }
     }
 }

@@ -31,7 +31,7 @@ pub async fn serve(
     let app = Router::new()
         .route("/metrics", get(metrics))
         .with_state(Metrics { inner, slots, token });
-    ringleader_core::web_tls::serve(listener, app, shutdown).await
+    ringleader_core::security::web_tls::serve(listener, app, shutdown).await
 }
 
 async fn metrics(State(m): State<Metrics>, headers: HeaderMap) -> Response {

@@ -42,9 +42,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ringleader_core::driver_group::DriverGroup;
+use ringleader_core::net::driver_group::DriverGroup;
+use ringleader_core::net::serving;
 use ringleader_core::proto;
-use ringleader_core::serving;
 use ringleader_core::sync::lock;
 use tokio::net::TcpListener;
 
@@ -104,7 +104,7 @@ pub enum WorkerError {
     },
     /// The node may not serve (token, TLS, or address).
     #[error(transparent)]
-    Serve(#[from] ringleader_core::serving::ServeError),
+    Serve(#[from] ringleader_core::net::serving::ServeError),
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -133,7 +133,7 @@ pub async fn bind(config: WorkerConfig) -> Result<BoundWorker, WorkerError> {
         path: config.data_dir.clone(),
         source,
     })?;
-    ringleader_core::serving::guard(config.listen)?;
+    ringleader_core::net::serving::guard(config.listen)?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| WorkerError::Bind {
@@ -218,7 +218,10 @@ impl BoundWorker {
         let svc = service::WorkerService::new(self.inner.clone());
         let flight = flight::ShuffleFlight::new(self.inner.clone());
         let metrics = self.http.map(|listener| {
-            let token = ringleader_core::auth::token().ok().flatten().map(str::to_string);
+            let token = ringleader_core::security::auth::token()
+                .ok()
+                .flatten()
+                .map(str::to_string);
             tokio::spawn(http::serve(
                 listener,
                 self.inner.clone(),
@@ -326,7 +329,7 @@ fn registration(inner: &service::WorkerInner, slots: u32) -> proto::RegisterWork
         slots,
         pid: std::process::id(),
         shuffle_dir: shuffle_dir.display().to_string(),
-        machine: ringleader_core::machine::identity().to_string(),
+        machine: ringleader_core::net::machine::identity().to_string(),
         incarnation: incarnation().to_string(),
     }
 }
@@ -335,5 +338,5 @@ fn registration(inner: &service::WorkerInner, slots: u32) -> proto::RegisterWork
 /// knows the worker restarted and that the tasks it was running are gone.
 fn incarnation() -> &'static str {
     static INCARNATION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    INCARNATION.get_or_init(ringleader_core::machine::unique_id)
+    INCARNATION.get_or_init(ringleader_core::net::machine::unique_id)
 }

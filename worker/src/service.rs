@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
-use ringleader_core::binary::{BinaryWriter, valid_hash};
-use ringleader_core::driver_group::DriverGroup;
 use ringleader_core::ids::{Attempt, AttemptKey, StageId, TaskId};
+use ringleader_core::net::binary::{BinaryWriter, valid_hash};
+use ringleader_core::net::driver_group::DriverGroup;
 use ringleader_core::proto::{self, executor_server::Executor, worker_server::Worker};
 use ringleader_core::sync::lock;
 use ringleader_core::task_failure::TaskFailure;
@@ -128,7 +128,7 @@ impl WorkerInner {
         if lock(&self.verified).get(hash) == Some(&stamp) {
             return true;
         }
-        match ringleader_core::binary::hash_file(path) {
+        match ringleader_core::net::binary::hash_file(path) {
             Ok(found) if found == hash => {
                 lock(&self.verified).insert(hash.to_string(), stamp);
                 true
@@ -165,7 +165,7 @@ impl WorkerInner {
                 e.message
             );
         }
-        let parts = ringleader_core::binary::report_chunks(report);
+        let parts = ringleader_core::net::binary::report_chunks(report);
         // Reports are idempotent (a second report of one attempt is stale), so a report
         // that may have reached an old leader is simply sent again to the new one.
         let _ = self
@@ -288,16 +288,19 @@ impl Worker for WorkerService {
         request: Request<proto::CopyPartitionRequest>,
     ) -> Result<Response<proto::CopyPartitionReply>, Status> {
         let r = request.into_inner();
-        let id =
-            ringleader_core::store::PartitionId::from_parts(&[&r.dataset, &r.generation, &r.partition.to_string()])
-                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let id = ringleader_core::net::ticket::PartitionId::from_parts(&[
+            &r.dataset,
+            &r.generation,
+            &r.partition.to_string(),
+        ])
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let path = id.path(&self.inner.dataset_dir());
         let mut failures = Vec::new();
         for address in &r.from {
             let copied = async {
-                let stream = ringleader_core::store::get_partition(address, &id).await?;
-                let fence = Some(ringleader_core::store::Fence::COPY);
-                ringleader_core::store::write_flight(path.clone(), fence, stream, address).await
+                let stream = ringleader_core::io::store::get_partition(address, &id).await?;
+                let fence = Some(ringleader_core::io::store::Fence::COPY);
+                ringleader_core::io::store::write_flight(path.clone(), fence, stream, address).await
             };
             match copied.await {
                 Ok((rows, _)) => return Ok(Response::new(proto::CopyPartitionReply { rows })),
@@ -323,7 +326,7 @@ impl Executor for WorkerService {
         &self,
         request: Request<proto::ExecutorHello>,
     ) -> Result<Response<Self::NextTasksStream>, Status> {
-        ringleader_core::auth::Caller::of(&request).may_act_for(&request.get_ref().job_id)?;
+        ringleader_core::security::auth::Caller::of(&request).may_act_for(&request.get_ref().job_id)?;
         let hello = request.into_inner();
         tracing::debug!("{}: executor asks for tasks", hello.job_id);
         let queue = self
@@ -339,8 +342,8 @@ impl Executor for WorkerService {
         &self,
         request: Request<tonic::Streaming<proto::TaskReport>>,
     ) -> Result<Response<proto::TaskReportReply>, Status> {
-        let caller = ringleader_core::auth::Caller::of(&request);
-        let report = ringleader_core::binary::join_report(request.into_inner()).await?;
+        let caller = ringleader_core::security::auth::Caller::of(&request);
+        let report = ringleader_core::net::binary::join_report(request.into_inner()).await?;
         caller.may_act_for(&report.job_id)?;
         tracing::debug!(
             "{} stage {} task {} attempt {}: executor reported",
@@ -366,7 +369,7 @@ impl Executor for WorkerService {
         &self,
         request: Request<proto::RunningTask>,
     ) -> Result<Response<proto::CommitGrant>, Status> {
-        ringleader_core::auth::Caller::of(&request).may_act_for(&request.get_ref().job_id)?;
+        ringleader_core::security::auth::Caller::of(&request).may_act_for(&request.get_ref().job_id)?;
         let attempt = request.into_inner();
         let grant = self
             .inner

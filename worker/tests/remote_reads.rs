@@ -6,7 +6,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use ringleader_core::store::PartitionId;
+use ringleader_core::net::ticket::PartitionId;
 
 #[test]
 fn a_remote_stored_partition_is_streamed_a_few_batches_ahead_not_collected_whole() {
@@ -22,7 +22,7 @@ fn a_remote_stored_partition_is_streamed_a_few_batches_ahead_not_collected_whole
     let path = id.path(&data_dir.join("datasets"));
     let encoded =
         (0..batches).map(|b| ringleader_core::data::encode(&(0..rows).map(|i| b * rows + i).collect::<Vec<_>>()));
-    ringleader_core::store::write_ipc_file(&path, || None, encoded).expect("partition");
+    ringleader_core::io::store::write_ipc_file(&path, || None, encoded).expect("partition");
     let total = std::fs::metadata(&path).expect("size").len();
 
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -33,7 +33,7 @@ fn a_remote_stored_partition_is_streamed_a_few_batches_ahead_not_collected_whole
     // The driver is never called here (its channel is made lazily, inside the runtime).
     let inner = {
         let _inside = runtime.enter();
-        let driver = ringleader_core::driver_group::DriverGroup::new(vec!["127.0.0.1:9".into()]).expect("group");
+        let driver = ringleader_core::net::driver_group::DriverGroup::new(vec!["127.0.0.1:9".into()]).expect("group");
         ringleader_worker::service::WorkerInner::new(address.clone(), data_dir, driver, 1 << 30, None)
     };
     let flight = ringleader_worker::flight::ShuffleFlight::new(inner.clone());
@@ -44,7 +44,8 @@ fn a_remote_stored_partition_is_streamed_a_few_batches_ahead_not_collected_whole
     );
 
     // Read as an executor does, from a thread of its own, on no worker's disk.
-    let mut chunks = ringleader_core::source::stored::open(&id, std::slice::from_ref(&address), None).expect("open");
+    let mut chunks =
+        ringleader_core::io::source::stored::open(&id, std::slice::from_ref(&address), None).expect("open");
     let first = chunks.next().expect("a batch").expect("read");
     // Time for the server to send all that flow control and the read-ahead let it.
     std::thread::sleep(Duration::from_millis(300));

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use rayon::prelude::*;
-use ringleader_core::record::Record;
+use ringleader_core::data::record::Record;
 
 use super::inputs::data_files;
 
@@ -42,7 +42,7 @@ pub struct BaselineArgs {
 /// Syncs a baseline's output as Ringleader syncs its outputs (unless `RINGLEADER_FSYNC=0`),
 /// so the two are compared at the same durability.
 fn sync_like_ringleader(file: &File) -> std::io::Result<()> {
-    if ringleader_core::output::durable() {
+    if ringleader_core::io::writeback::durable() {
         file.sync_all()?;
     }
     Ok(())

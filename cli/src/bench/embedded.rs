@@ -328,7 +328,7 @@ fn print_cost(rows: &[Row]) {
 
 /// The disk's own durable write of the sort's bytes, beside the sort.
 fn print_disk(sort: &Row, disk: std::time::Duration, streams: usize) {
-    let mode = if ringleader_core::output::durable() {
+    let mode = if ringleader_core::io::writeback::durable() {
         "outputs synced before their commit (RINGLEADER_FSYNC=0 turns it off)"
     } else {
         "RINGLEADER_FSYNC=0: outputs not synced, the baselines neither"

@@ -19,10 +19,10 @@ impl BenchCluster {
         command
             .env("RINGLEADER_MASTER", &self.master)
             .env(
-                ringleader_core::auth::TOKEN_FILE_ENV,
+                ringleader_core::security::auth::TOKEN_FILE_ENV,
                 crate::cluster_dir::token_path(&self.dir),
             )
-            .env_remove(ringleader_core::auth::TOKEN_ENV)
+            .env_remove(ringleader_core::security::auth::TOKEN_ENV)
     }
 }
 

@@ -54,8 +54,8 @@ pub fn run(args: RaftArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&base)?;
     // One token for the whole run: the in-process drivers and every cluster use it.
     let token = base.join("bench-token");
-    std::fs::write(&token, format!("{}\n", ringleader_core::auth::generate()?))?;
-    ringleader_core::auth::set_token(Some(ringleader_core::auth::read_token_file(&token)?));
+    std::fs::write(&token, format!("{}\n", ringleader_core::security::auth::generate()?))?;
+    ringleader_core::security::auth::set_token(Some(ringleader_core::security::auth::read_token_file(&token)?));
 
     eprintln!("commit rates…");
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -295,8 +295,8 @@ fn kill(pid: u32) {
 
 /// Attempts started so far for `job`, as the driver at `address` knows them.
 async fn attempts(address: &str, job: &str) -> Option<(u32, u32, String)> {
-    let channel = ringleader_core::driver_group::driver_channel(address).ok()?;
-    let mut client = DriverClient::new(ringleader_core::auth::authorized(channel));
+    let channel = ringleader_core::net::driver_group::driver_channel(address).ok()?;
+    let mut client = DriverClient::new(ringleader_core::security::auth::authorized(channel));
     let call = client.get_job(proto::JobId {
         job_id: job.to_string(),
     });

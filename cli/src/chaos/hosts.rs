@@ -253,7 +253,7 @@ pub async fn run_on_hosts(args: &ChaosArgs, dir: &Path, examples: &Path) -> anyh
 /// The clients' side of `--hosts` (on the client host): runs the operations, keeps the
 /// health file, and after the faults are healed reads every name a last time.
 pub async fn run_attached(args: &ChaosArgs, masters: &str, dir: &Path, examples: &Path) -> anyhow::Result<()> {
-    let token = std::env::var_os(ringleader_core::auth::TOKEN_FILE_ENV)
+    let token = std::env::var_os(ringleader_core::security::auth::TOKEN_FILE_ENV)
         .map(PathBuf::from)
         .context("the clients' process needs RINGLEADER_TOKEN_FILE")?;
     let shared = super::workload(masters, &token, dir, examples)?;

@@ -34,9 +34,9 @@ use clap::Args;
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use ringleader::transfer::{GetRequest, PutRequest};
-use ringleader_core::driver_group::DriverGroup;
+use ringleader_core::io::store::DatasetFormat;
+use ringleader_core::net::driver_group::DriverGroup;
 use ringleader_core::proto;
-use ringleader_core::store::DatasetFormat;
 
 use history::{History, Kind, Record, Reply};
 use nemesis::{Fault, Nodes};
@@ -186,7 +186,7 @@ fn names(args: &ChaosArgs) -> Vec<String> {
 
 /// What the clients share, for the cluster at `masters` (its token in `token_file`).
 fn workload(masters: &str, token_file: &Path, dir: &Path, examples: &Path) -> anyhow::Result<Arc<Shared>> {
-    ringleader_core::auth::set_token(Some(ringleader_core::auth::read_token_file(token_file)?));
+    ringleader_core::security::auth::set_token(Some(ringleader_core::security::auth::read_token_file(token_file)?));
     let group = ringleader::client::driver_group(ringleader::client::parse_masters(masters)?)?;
     let work = dir.join("work");
     std::fs::create_dir_all(&work)?;
@@ -357,7 +357,7 @@ async fn job(shared: &Shared, client: usize, name: &str, overwrite: bool) -> any
         .arg("--output")
         .arg(format!("ringleader://{name}"))
         .env("RINGLEADER_MASTER", &shared.masters)
-        .env(ringleader_core::auth::TOKEN_FILE_ENV, &shared.token_file)
+        .env(ringleader_core::security::auth::TOKEN_FILE_ENV, &shared.token_file)
         .env("RINGLEADER_PROGRESS", "0")
         .kill_on_drop(true)
         .stdin(std::process::Stdio::null());

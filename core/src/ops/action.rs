@@ -11,19 +11,19 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type, UInt64Type};
 use serde::{Deserialize, Serialize};
 
+use crate::data::record::Record;
 use crate::data::{Chunk, ChunkStream, Data};
 use crate::error::{Error, Result};
-use crate::output::write_part;
+use crate::io::output::write_part;
+use crate::plan::shipped::conjure;
 use crate::plan::{ActionEnv, TaskValue};
-use crate::record::Record;
-use crate::shipped::conjure;
 
 /// `collect`: the partition's rows, as an Arrow IPC stream.
 pub fn collect<T: Data>(_state: &[u8], input: ChunkStream, _env: &ActionEnv) -> Result<TaskValue> {
     let batches = input
         .map(|c| c.and_then(|c| c.into_batch::<T>()))
         .collect::<Result<Vec<RecordBatch>>>()?;
-    Ok(TaskValue::Batches(crate::ipc::to_stream_bytes(&batches)?))
+    Ok(TaskValue::Batches(crate::data::ipc::to_stream_bytes(&batches)?))
 }
 
 /// `take`: at most `n` rows (the state) from the start of the partition; reading stops
@@ -40,7 +40,7 @@ pub fn take<T: Data>(state: &[u8], input: ChunkStream, _env: &ActionEnv) -> Resu
         left -= rows.len() as u64;
         batches.push(crate::data::encode_vec(rows)?);
     }
-    Ok(TaskValue::Batches(crate::ipc::to_stream_bytes(&batches)?))
+    Ok(TaskValue::Batches(crate::data::ipc::to_stream_bytes(&batches)?))
 }
 
 /// `count`: the number of rows.
@@ -356,20 +356,20 @@ pub unsafe fn bounded<T: Data, K: Ord, F: Fn(&T) -> K + 'static>(
         kept = bounded_rows(std::mem::take(&mut kept).into_iter().chain(rows), &f, spec);
     }
     let batch = crate::data::encode_vec(kept)?;
-    Ok(TaskValue::Batches(crate::ipc::to_stream_bytes(&[batch])?))
+    Ok(TaskValue::Batches(crate::data::ipc::to_stream_bytes(&[batch])?))
 }
 
 /// Where a save action writes: the job's staging directory.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SaveState {
-    /// The staging directory (see [`crate::output::OutputCommit`]).
+    /// The staging directory (see [`crate::io::output::OutputCommit`]).
     pub dir: PathBuf,
 }
 
 /// `save_text`: one line per row (its `Display`), into `part-NNNNN`.
 pub fn save_text<T: Data + Display>(state: &[u8], input: ChunkStream, env: &ActionEnv) -> Result<TaskValue> {
     let SaveState { dir } = postcard::from_bytes(state)?;
-    let path = dir.join(crate::output::part_name(env.partition.0));
+    let path = dir.join(crate::io::output::part_name(env.partition.0));
     write_part(&dir, env.partition.0, env.attempt, |out| {
         let (mut rows, mut bytes) = (0u64, 0u64);
         let mut line = String::new();
@@ -421,7 +421,7 @@ impl Columnar {
     pub fn write(
         self,
         path: &std::path::Path,
-        out: &mut std::io::BufWriter<crate::writeback::WritebackFile>,
+        out: &mut std::io::BufWriter<crate::io::writeback::WritebackFile>,
         schema: arrow_schema::SchemaRef,
         batches: impl Iterator<Item = Result<RecordBatch>>,
     ) -> Result<u64> {
@@ -468,10 +468,14 @@ fn write_each(
 /// column, into `part-NNNNN.arrow` or `part-NNNNN.parquet`.
 pub fn save_columnar<T: Data>(state: &[u8], input: ChunkStream, env: &ActionEnv) -> Result<TaskValue> {
     let ColumnarState { dir, format } = postcard::from_bytes(state)?;
-    let name = format!("{}.{}", crate::output::part_name(env.partition.0), format.extension());
+    let name = format!(
+        "{}.{}",
+        crate::io::output::part_name(env.partition.0),
+        format.extension()
+    );
     let path = dir.join(&name);
     let (schema, batches) = columnar_batches::<T>(input)?;
-    crate::output::write_file(&dir, &name, env.attempt, |out| {
+    crate::io::output::write_file(&dir, &name, env.attempt, |out| {
         let rows = format.write(&path, out, schema, batches)?;
         std::io::Write::flush(out).map_err(|e| Error::io(&path, e))?;
         let bytes = out
@@ -519,7 +523,7 @@ pub struct ColumnarState {
 /// `save_records`: the raw 100-byte records, in order, into `part-NNNNN`.
 pub fn save_records(state: &[u8], input: ChunkStream, env: &ActionEnv) -> Result<TaskValue> {
     let SaveState { dir } = postcard::from_bytes(state)?;
-    let path = dir.join(crate::output::part_name(env.partition.0));
+    let path = dir.join(crate::io::output::part_name(env.partition.0));
     write_part(&dir, env.partition.0, env.attempt, |out| {
         let mut rows = 0u64;
         for chunk in input {
@@ -530,12 +534,12 @@ pub fn save_records(state: &[u8], input: ChunkStream, env: &ActionEnv) -> Result
                 }
                 rows => Record::vec_into_bytes(rows.into_rows::<Record>()?),
             };
-            rows += (bytes.len() / crate::record::RECORD_LEN) as u64;
+            rows += (bytes.len() / crate::data::record::RECORD_LEN) as u64;
             out.write_all(&bytes).map_err(|e| Error::io(&path, e))?;
         }
         Ok(TaskValue::Written {
             rows,
-            bytes: rows * crate::record::RECORD_LEN as u64,
+            bytes: rows * crate::data::record::RECORD_LEN as u64,
         })
     })
 }
@@ -577,7 +581,7 @@ pub unsafe fn sample_keys<T: Data, K: Data, F: Fn(&T) -> K + 'static>(
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoreState {
     /// The dataset, its generation, format and replica count, and the owners per partition.
-    pub spec: crate::store::StoreSpec,
+    pub spec: crate::io::store::StoreSpec,
 }
 
 /// `save_text` into a stored dataset: each row's `Display` as a `String` row.
@@ -610,6 +614,6 @@ fn write_stored(
 ) -> Result<TaskValue> {
     let StoreState { spec } = postcard::from_bytes(state)?;
     let (rows, bytes, holders) =
-        crate::store::write_partition(&spec, env.stage, env.partition.0, env.attempt, schema, batches)?;
+        crate::io::store::write_partition(&spec, env.stage, env.partition.0, env.attempt, schema, batches)?;
     Ok(TaskValue::Stored { rows, bytes, holders })
 }

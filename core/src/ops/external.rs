@@ -12,11 +12,11 @@ use std::hash::{BuildHasher, Hash};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::data::record::{KEY_LEN, RECORD_LEN, Record, packed_key};
 use crate::data::{BatchStream, Chunk, ChunkStream, Data, decode, is};
 use crate::error::Result;
 use crate::memory::MemoryPool;
-use crate::record::{KEY_LEN, RECORD_LEN, Record, packed_key};
-use crate::spill::{SpillWriter, read};
+use crate::memory::spill::{SpillWriter, read};
 
 /// Sorted runs of one task: the ones it wrote as its sort's buffer filled, and runs the
 /// shuffle handed it already sorted, in the order the rows arrived.
@@ -93,7 +93,7 @@ impl Runs {
     }
 
     /// Adds a run of about `bytes` already sorted by the merge's key, read (in batches of
-    /// about [`crate::spill::SPILL_BATCH_BYTES`]) only as it is merged.
+    /// about [`crate::memory::spill::SPILL_BATCH_BYTES`]) only as it is merged.
     pub fn add_sorted(&mut self, run: BatchStream, bytes: u64) {
         self.runs.push(Run::Stream(run, bytes));
     }
@@ -175,8 +175,8 @@ fn open_file_room() -> usize {
 }
 
 /// About what one open run's read buffer takes: a batch of about
-/// [`crate::spill::SPILL_BATCH_BYTES`], its decoded rows, and the file's read buffer.
-const RUN_BUFFER_BYTES: usize = 2 * crate::spill::SPILL_BATCH_BYTES + (1 << 16);
+/// [`crate::memory::spill::SPILL_BATCH_BYTES`], its decoded rows, and the file's read buffer.
+const RUN_BUFFER_BYTES: usize = 2 * crate::memory::spill::SPILL_BATCH_BYTES + (1 << 16);
 
 /// Merges the sorted `runs` by `key` (ties to the earlier run).
 fn merge_runs<T: Data, K: Ord + Send + 'static>(
@@ -418,7 +418,7 @@ pub struct Partitions {
 
 /// The spill partition of `key`: a hash unlike the shuffle's (which made every key of one
 /// reduce task agree on some bits).
-pub fn partition_of<K: Hash>(key: &K) -> usize {
+pub fn spill_partition_of<K: Hash>(key: &K) -> usize {
     (rustc_hash::FxBuildHasher.hash_one(key).rotate_left(29) as usize) % SPILL_PARTITIONS
 }
 
@@ -444,7 +444,7 @@ impl Partitions {
     }
 
     /// Writes `rows` of `side`, each to the partition `partition` gives it (see
-    /// [`partition_of`]).
+    /// [`spill_partition_of`]).
     pub fn write<T: Data>(&mut self, side: usize, rows: Vec<T>, partition: impl Fn(&T) -> usize) -> Result<()> {
         let mut split: Vec<Vec<T>> = (0..SPILL_PARTITIONS).map(|_| Vec::new()).collect();
         for row in rows {

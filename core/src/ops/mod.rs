@@ -1,19 +1,21 @@
 //! The typed trampolines behind every operator. Each is a generic `fn` monomorphised per
-//! row type and closure type; the job API records them as [`Shipped`](crate::shipped::Shipped)
+//! row type and closure type; the job API records them as [`Shipped`](crate::plan::shipped::Shipped)
 //! offsets, and the executor calls them on chunks.
 //!
 //! Modules: [`narrow`] (steps inside a stage), [`sinks`] (map side of shuffles),
-//! [`reduce`] (reduce side), [`action`] (what the final stage does), and [`external`]
-//! (the reduce side's spilling when a partition outgrows its memory budget).
+//! [`reduce`] (reduce side), [`action`] (what the final stage does), [`in_memory_sort`]
+//! (sorting rows in memory, for both sides), and [`external`] (the reduce side's spilling
+//! when a partition outgrows its memory budget).
 
 pub mod action;
 pub mod external;
+pub mod in_memory_sort;
 pub mod narrow;
 pub mod reduce;
 pub mod sinks;
 
+use crate::data::record::Record;
 use crate::data::{CHUNK_ROWS, Chunk, ChunkStream, Data};
-use crate::record::Record;
 
 /// Rows per chunk for type `T`: gensort records travel in 8 MB chunks, others in
 /// [`CHUNK_ROWS`].

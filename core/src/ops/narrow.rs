@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 
 use crate::data::{Chunk, ChunkStream, Data};
 use crate::error::{Error, Result};
-use crate::shipped::conjure;
+use crate::plan::shipped::conjure;
 
 /// Conjures the zero-sized closure `F`.
 fn closure<F>() -> F {

@@ -6,10 +6,10 @@ use std::hash::{Hash, Hasher};
 
 use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
 
+use crate::data::record::Record;
 use crate::data::{Chunk, Data, cast_slice, encode_vec, records_view};
 use crate::error::{Error, Result};
-use crate::record::Record;
-use crate::shipped::conjure;
+use crate::plan::shipped::conjure;
 use crate::shuffle::{BlockWriter, ShuffleSink};
 
 /// Distinct keys a combining sink holds before it flushes partial aggregates, bounding
@@ -18,7 +18,7 @@ pub const COMBINE_LIMIT: usize = 1 << 20;
 
 /// The reduce partition of `key` among `n`: a fixed hash (the same in every process of
 /// one binary), mixed so that the partition does not correlate with hash-table buckets.
-pub fn partition_of<K: Hash + ?Sized>(key: &K, n: u32) -> u32 {
+pub fn reduce_partition_of<K: Hash + ?Sized>(key: &K, n: u32) -> u32 {
     let mut hasher = FxHasher::default();
     key.hash(&mut hasher);
     let mut x = hasher.finish();
@@ -110,7 +110,7 @@ impl<K: Data + Hash, V: Data> ShuffleSink for HashSink<K, V> {
     fn push(&mut self, chunk: Chunk, out: &mut dyn BlockWriter) -> Result<()> {
         let n = self.buckets.buckets.len() as u32;
         for (k, v) in chunk.into_rows::<(K, V)>()? {
-            let p = partition_of(&k, n);
+            let p = reduce_partition_of(&k, n);
             self.buckets.push(p, (k, v), out)?;
         }
         Ok(())
@@ -251,7 +251,7 @@ impl<K: Data + Hash + Eq, V: Data> BoundedCombiner<K, V> {
     fn spill(&mut self, out: &mut dyn BlockWriter) -> Result<()> {
         let mut buckets = Buckets::<(K, V)>::new(self.partitions);
         for (k, v) in self.combiner.drain() {
-            buckets.push(partition_of(&k, self.partitions), (k, v), out)?;
+            buckets.push(reduce_partition_of(&k, self.partitions), (k, v), out)?;
         }
         self.reservation.free();
         buckets.flush(out)
@@ -284,7 +284,7 @@ impl<K: Data + Hash + Eq, V: Data> ShuffleSink for CombineSink<K, V> {
         if let Some(buckets) = &mut self.passing {
             let partitions = self.table.partitions;
             for (k, v) in rows {
-                buckets.push(partition_of(&k, partitions), (k, v), out)?;
+                buckets.push(reduce_partition_of(&k, partitions), (k, v), out)?;
             }
             return Ok(());
         }
@@ -391,7 +391,7 @@ impl<T: Data + Hash + Eq> DistinctSink<T> {
     fn spill(&mut self, out: &mut dyn BlockWriter) -> Result<()> {
         let mut buckets = Buckets::<T>::new(self.partitions);
         for x in std::mem::take(&mut self.seen) {
-            buckets.push(partition_of(&x, self.partitions), x, out)?;
+            buckets.push(reduce_partition_of(&x, self.partitions), x, out)?;
         }
         self.reservation.free();
         buckets.flush(out)
@@ -533,7 +533,7 @@ enum RangeMode<T> {
 /// A map task's rows held to be sorted into runs.
 struct HeldForRuns {
     batches: Vec<arrow_array::RecordBatch>,
-    /// What the held rows take once sorted ([`super::reduce::sort_bytes`]).
+    /// What the held rows take once sorted ([`super::in_memory_sort::sort_bytes`]).
     bytes: usize,
     /// What the held rows may take sorted before they are sorted and written.
     limit: usize,
@@ -546,7 +546,7 @@ struct HeldForRuns {
 }
 
 /// One partition's slice of sorted rows, encoded a batch of about
-/// [`crate::spill::SPILL_BATCH_BYTES`] at a time as it grows.
+/// [`crate::memory::spill::SPILL_BATCH_BYTES`] at a time as it grows.
 struct RunBatches<T> {
     rows: Vec<T>,
     batches: Vec<arrow_array::RecordBatch>,
@@ -563,7 +563,7 @@ impl<T> Default for RunBatches<T> {
 
 impl<T: Data> RunBatches<T> {
     fn push(&mut self, row: T) -> Result<()> {
-        let per_batch = crate::spill::rows_per_batch::<T>();
+        let per_batch = crate::memory::spill::rows_per_batch::<T>();
         if self.rows.len() == per_batch {
             let full = std::mem::replace(&mut self.rows, Vec::with_capacity(per_batch));
             self.batches.push(encode_vec(full)?);
@@ -603,7 +603,7 @@ impl HeldForRuns {
     ) -> Result<()> {
         // The rows' own bytes: a batch of a memory-mapped file reports the whole mapping.
         let size = crate::data::batch_bytes(&batch) as usize;
-        let needed = super::reduce::sort_bytes::<T, K>(&batch, size);
+        let needed = super::in_memory_sort::sort_bytes::<T, K>(&batch, size);
         if !self.reservation.try_grow(needed) {
             if self.bytes >= self.least {
                 self.write_runs::<T, K, F>(bounds, out)?;
@@ -621,7 +621,7 @@ impl HeldForRuns {
     }
 
     /// Sorts the held rows by `F`'s key and writes each partition's slice (cut at
-    /// `bounds`) as one sorted run, in batches of about [`crate::spill::SPILL_BATCH_BYTES`].
+    /// `bounds`) as one sorted run, in batches of about [`crate::memory::spill::SPILL_BATCH_BYTES`].
     fn write_runs<T: Data, K: Data + Ord, F: Fn(&T) -> K + 'static>(
         &mut self,
         bounds: &[K],
@@ -630,7 +630,7 @@ impl HeldForRuns {
         if self.batches.is_empty() {
             return Ok(());
         }
-        let sorted = super::reduce::sort_batches::<T, K, F>(std::mem::take(&mut self.batches))?;
+        let sorted = super::in_memory_sort::sort_batches::<T, K, F>(std::mem::take(&mut self.batches))?;
         self.bytes = 0;
         // SAFETY: closure types are checked zero-sized when the plan is built.
         let f: F = unsafe { conjure() };
@@ -816,7 +816,7 @@ mod tests {
         let mut seen: Vec<(u64, u64)> = Vec::new();
         for (p, batch) in &blocks.0 {
             let block = crate::data::decode::<(u64, u64)>(batch).expect("decode");
-            assert!(block.iter().all(|(k, _)| partition_of(k, partitions) == *p));
+            assert!(block.iter().all(|(k, _)| reduce_partition_of(k, partitions) == *p));
             seen.extend(block);
         }
         seen.sort();
@@ -838,7 +838,7 @@ mod tests {
         let mut written = Vec::new();
         for (p, batch) in &blocks.0 {
             let block = crate::data::decode::<(u64, u64)>(batch).expect("decode");
-            assert!(block.iter().all(|(k, _)| partition_of(k, 4) == *p));
+            assert!(block.iter().all(|(k, _)| reduce_partition_of(k, 4) == *p));
             written.extend(block);
         }
         written

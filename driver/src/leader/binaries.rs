@@ -1,13 +1,13 @@
 //! The job-binary store's bound: while this driver leads, it forgets binaries that no job
-//! used for [`ringleader_core::binary::retention`] (a command in the log, refused if a job
+//! used for [`ringleader_core::net::binary::retention`] (a command in the log, refused if a job
 //! or an upload used the binary meanwhile); every driver deletes the files of binaries its
 //! state no longer lists, and the temporary files of uploads whose process died.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use ringleader_core::binary::{remove_unkept, retention};
 use ringleader_core::clock::now_ms;
+use ringleader_core::net::binary::{remove_unkept, retention};
 
 use super::DriverInner;
 use crate::state::{Command, JobState};

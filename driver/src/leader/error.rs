@@ -38,7 +38,7 @@ pub enum LeaderError {
 impl From<LeaderError> for Status {
     fn from(e: LeaderError) -> Status {
         match e {
-            LeaderError::NotLeader { leader } => ringleader_core::driver_group::not_leader(leader.as_deref()),
+            LeaderError::NotLeader { leader } => ringleader_core::net::driver_group::not_leader(leader.as_deref()),
             LeaderError::Unavailable { .. } | LeaderError::NotConfirmed(_) => Status::unavailable(e.to_string()),
             LeaderError::BadWorkerAddress { .. } => Status::internal(e.to_string()),
         }
@@ -56,7 +56,7 @@ mod tests {
         });
         assert_eq!(status.code(), tonic::Code::Unavailable);
         assert_eq!(
-            ringleader_core::driver_group::leader_hint(&status).as_deref(),
+            ringleader_core::net::driver_group::leader_hint(&status).as_deref(),
             Some("10.0.0.1:7000")
         );
         let status = Status::from(LeaderError::NotLeader { leader: None });

@@ -5,16 +5,16 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use ringleader_core::binary::CHUNK_BYTES;
 use ringleader_core::fault_injection;
 use ringleader_core::ids::{JobId, StageId};
+use ringleader_core::net::binary::CHUNK_BYTES;
 use ringleader_core::proto::{self, job_event::Event};
 
 use ringleader_core::sync::lock;
 
 use super::{DriverInner, EventSender, LeaderError};
 use crate::state::{Command, JobRecord, JobState};
-use crate::views::stage_progress;
+use crate::views::{accumulators, stage_progress};
 
 impl DriverInner {
     /// Starts streaming `job`'s events to `tx`: what happened so far, then what follows.
@@ -142,11 +142,6 @@ impl DriverInner {
         }
         self.wake.notify_one();
     }
-}
-
-/// The job's accumulator totals, as the protocol carries them.
-pub(crate) fn accumulators(record: &JobRecord) -> Vec<proto::Accumulated> {
-    record.accumulator_totals().iter().map(|a| a.to_proto()).collect()
 }
 
 /// The events that end a job's stream: its results and `Finished`, or `Failed`.

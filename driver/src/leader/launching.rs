@@ -193,7 +193,7 @@ impl DriverInner {
     /// are, every sixth of the silence after which they give up: a lost update, or a new
     /// leader, leaves none of them waiting for nothing.
     fn remind_early_reducers(self: &Arc<Self>) {
-        let every = ringleader_core::cluster_shuffle::UPDATE_SILENCE / 6;
+        let every = ringleader_core::shuffle::cluster::UPDATE_SILENCE / 6;
         let early = lock(&self.timings).early_stages_to_tell(Instant::now(), every);
         if early.is_empty() {
             return;

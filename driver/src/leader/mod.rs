@@ -16,10 +16,10 @@ use std::sync::{Arc, Mutex, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 use openraft::error::{ClientWriteError, RaftError};
-use ringleader_core::auth::{AuthChannel, authorized};
 use ringleader_core::ids::{JobId, WorkerId};
 use ringleader_core::proto;
 use ringleader_core::proto::worker_client::WorkerClient;
+use ringleader_core::security::auth::{AuthChannel, authorized};
 use ringleader_core::sync::lock;
 use tokio::sync::{Notify, mpsc};
 use tonic::transport::Channel;
@@ -210,7 +210,7 @@ impl DriverInner {
             let bytes = piece.to_vec();
             self.write_entry(Command::Part { key, bytes, at_ms }).await?;
         }
-        let mut hash = ringleader_core::binary::ContentHash::default();
+        let mut hash = ringleader_core::net::binary::ContentHash::default();
         hash.update(&encoded);
         let (len, hash) = (encoded.len() as u64, hash.finish());
         match self.write_entry(Command::Assemble { key, len, hash }).await? {
@@ -302,7 +302,7 @@ impl DriverInner {
         let channel = match channels.get(address) {
             Some(c) => c.clone(),
             None => {
-                let channel = ringleader_core::tls::endpoint(address)
+                let channel = ringleader_core::security::tls::endpoint(address)
                     .map_err(|e| LeaderError::BadWorkerAddress(e.to_string()))?
                     .connect_timeout(Duration::from_secs(3))
                     .tcp_nodelay(true)

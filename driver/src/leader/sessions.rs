@@ -1,14 +1,14 @@
 //! Programs' own datasets (caches and broadcast values, named after the program's session)
 //! live as long as their program: a running program says so every
-//! [`ringleader_core::store::SESSION_PING`], and while this driver leads it removes the
-//! datasets of a program silent for [`ringleader_core::store::session_expiry`] (one killed
+//! [`ringleader_core::io::store::SESSION_PING`], and while this driver leads it removes the
+//! datasets of a program silent for [`ringleader_core::io::store::session_expiry`] (one killed
 //! before it could remove them). A new leader gives every program it has not heard from a
 //! whole expiry from the moment it first sees its datasets.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ringleader_core::store::{program_session, session_expiry};
+use ringleader_core::io::store::{program_session, session_expiry};
 use ringleader_core::sync::lock;
 
 use super::DriverInner;

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ringleader_core::driver_group::not_leader;
 use ringleader_core::ids::{JobId, WorkerId};
+use ringleader_core::net::driver_group::not_leader;
 
 use ringleader_core::sync::lock;
 

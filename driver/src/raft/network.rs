@@ -11,8 +11,8 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
     VoteResponse,
 };
-use ringleader_core::auth::{AuthChannel, authorized};
 use ringleader_core::proto::{self, raft_transport_client::RaftTransportClient};
+use ringleader_core::security::auth::{AuthChannel, authorized};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::transport::Channel;
@@ -58,8 +58,8 @@ pub struct Network {
 }
 
 /// A tonic channel to a driver's Raft service.
-pub fn raft_channel(address: &str) -> Result<Channel, ringleader_core::tls::TlsError> {
-    Ok(ringleader_core::tls::endpoint(address)?
+pub fn raft_channel(address: &str) -> Result<Channel, ringleader_core::security::tls::TlsError> {
+    Ok(ringleader_core::security::tls::endpoint(address)?
         .connect_timeout(Duration::from_millis(500))
         .tcp_nodelay(true)
         .connect_lazy())

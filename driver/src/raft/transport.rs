@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 
 use futures::{Stream, StreamExt};
-use ringleader_core::binary::{BinaryWriter, valid_hash};
+use ringleader_core::net::binary::{BinaryWriter, valid_hash};
 use ringleader_core::proto::{self, raft_transport_server::RaftTransport};
 use serde::Serialize;
 use tonic::{Request, Response, Status, Streaming};
@@ -151,6 +151,6 @@ pub fn send_binary(dir: &std::path::Path, hash: String) -> Result<BoxStream<prot
         return Err(Status::not_found(format!("no binary {hash} on this driver")));
     }
     let chunks =
-        ringleader_core::binary::file_chunks(path, hash).map(|c| c.map_err(|e| Status::internal(e.to_string())));
+        ringleader_core::net::binary::file_chunks(path, hash).map(|c| c.map_err(|e| Status::internal(e.to_string())));
     Ok(Box::pin(chunks))
 }

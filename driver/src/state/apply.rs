@@ -362,7 +362,7 @@ impl ClusterState {
                 let Some((_, bytes)) = self.parts.remove(&key) else {
                     return Outcome::Malformed(format!("no pieces {key:?} to assemble"));
                 };
-                let mut found = ringleader_core::binary::ContentHash::default();
+                let mut found = ringleader_core::net::binary::ContentHash::default();
                 found.update(&bytes);
                 if bytes.len() as u64 != len || found.finish() != hash {
                     return Outcome::Malformed(format!(

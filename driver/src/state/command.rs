@@ -100,7 +100,7 @@ pub enum Command {
         /// What it read.
         read: Volume,
         /// Its accumulator updates.
-        accumulated: Vec<ringleader_core::accumulator::Accumulated>,
+        accumulated: Vec<ringleader_core::plan::accumulator::Accumulated>,
     },
     /// A task attempt failed.
     FailTask {
@@ -218,7 +218,7 @@ pub enum Command {
         key: (u64, u64),
         /// The encoding's length.
         len: u64,
-        /// Its content hash ([`ringleader_core::binary::ContentHash`]).
+        /// Its content hash ([`ringleader_core::net::binary::ContentHash`]).
         hash: String,
     },
 }

@@ -174,7 +174,7 @@ impl ClusterState {
 
 #[cfg(test)]
 mod tests {
-    use ringleader_core::store::DatasetFormat;
+    use ringleader_core::io::store::DatasetFormat;
 
     use super::*;
     use crate::state::Command;

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use ringleader_core::accumulator::Accumulated;
 use ringleader_core::ids::{Attempt, JobId, ShuffleId, StageId, TaskId, WorkerId};
+use ringleader_core::plan::accumulator::Accumulated;
 use ringleader_core::plan::{JobPlan, StageOutput, TaskInput, TaskValue};
 use serde::{Deserialize, Serialize};
 
@@ -100,7 +100,7 @@ pub fn max_uncounted_failures(job: &JobRecord) -> u32 {
 impl JobRecord {
     /// Each accumulator's total over the job's finished tasks, each task counted once.
     pub fn accumulator_totals(&self) -> Vec<Accumulated> {
-        ringleader_core::accumulator::totals(self.accumulated.values())
+        ringleader_core::plan::accumulator::totals(self.accumulated.values())
     }
 
     /// Returns `worker`'s map outputs that a stage still to finish will read to pending, so
@@ -137,7 +137,7 @@ impl JobRecord {
     /// Whether the tasks of `stage` may start: every stage it waits for is done, or, with
     /// `pipelined`, those it only reads the shuffle output of have every task started (its
     /// reducers then fetch each map output as it lands, told of it on their task stream;
-    /// see `ringleader_core::cluster_shuffle`). A stage whose sink state comes from another
+    /// see `ringleader_core::shuffle::cluster`). A stage whose sink state comes from another
     /// waits for that one to be done.
     pub fn stage_ready(&self, stage: usize, pipelined: bool) -> bool {
         let plan = &self.plan.stages[stage];

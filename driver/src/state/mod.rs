@@ -141,8 +141,8 @@ impl ClusterState {
     }
 
     /// The consistent-hash ring over the workers `include` accepts, weighted by slots.
-    pub fn ring(&self, include: impl Fn(&str) -> bool) -> ringleader_core::ring::Ring<WorkerId> {
-        let mut ring = ringleader_core::ring::Ring::new(ringleader_core::ring::DEFAULT_VNODES);
+    pub fn ring(&self, include: impl Fn(&str) -> bool) -> ringleader_core::net::ring::Ring<WorkerId> {
+        let mut ring = ringleader_core::net::ring::Ring::new(ringleader_core::net::ring::DEFAULT_VNODES);
         for w in self.workers.values().filter(|w| include(&w.id)) {
             ring.add(w.id.clone(), w.slots);
         }
@@ -205,7 +205,7 @@ mod tests {
     /// [`Command::Assemble`] that applies it.
     fn pieces(command: &Command, key: (u64, u64), size: usize) -> (Vec<Command>, Command) {
         let encoded = postcard::to_stdvec(command).expect("encode");
-        let mut hash = ringleader_core::binary::ContentHash::default();
+        let mut hash = ringleader_core::net::binary::ContentHash::default();
         hash.update(&encoded);
         let parts = encoded
             .chunks(size)

@@ -2,7 +2,7 @@
 //! dataset writes placed but not yet committed.
 
 use ringleader_core::ids::WorkerId;
-use ringleader_core::store::DatasetFormat;
+use ringleader_core::io::store::DatasetFormat;
 use serde::{Deserialize, Serialize};
 
 /// A registered worker.
@@ -18,7 +18,7 @@ pub struct WorkerRecord {
     pub pid: u32,
     /// Its shuffle directory: reducers on the same machine read map output from it directly.
     pub shuffle_dir: String,
-    /// Its filesystem identity ([`ringleader_core::machine`]): equal means the same files.
+    /// Its filesystem identity ([`ringleader_core::net::machine`]): equal means the same files.
     pub machine: String,
     /// Its process's incarnation: another one at the same address is a restarted worker.
     #[serde(default)]

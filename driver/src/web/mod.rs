@@ -46,7 +46,7 @@ struct Web {
 }
 
 /// Serves the pages on `listener` until `shutdown` completes: over TLS with this driver's
-/// certificate when it has one (see [`ringleader_core::web_tls`]), else plain.
+/// certificate when it has one (see [`ringleader_core::security::web_tls`]), else plain.
 pub async fn serve(
     listener: TcpListener,
     inner: Arc<DriverInner>,
@@ -57,7 +57,7 @@ pub async fn serve(
         service: Arc::new(DriverService::new(inner.clone())),
         inner,
         token,
-        secure: ringleader_core::tls::serves_tls(),
+        secure: ringleader_core::security::tls::serves_tls(),
     };
     let app = Router::new()
         .route("/", get(overview))
@@ -65,7 +65,7 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .with_state(web);
-    ringleader_core::web_tls::serve(listener, app, shutdown).await
+    ringleader_core::security::web_tls::serve(listener, app, shutdown).await
 }
 
 #[derive(serde::Deserialize)]
@@ -79,9 +79,9 @@ fn refuse(web: &Web, headers: &HeaderMap, query: &TokenQuery, path: &str) -> Opt
     let Some(token) = &web.token else {
         return None;
     };
-    let session = ringleader_core::auth::web_session_for(token);
+    let session = ringleader_core::security::auth::web_session_for(token);
     if let Some(given) = &query.token {
-        if ringleader_core::auth::secrets_equal(given, token) {
+        if ringleader_core::security::auth::secrets_equal(given, token) {
             // The cookie is a session value derived from the token, never the token itself.
             let secure = if web.secure { "; Secure" } else { "" };
             let cookie = format!("{COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/{secure}");
@@ -95,7 +95,7 @@ fn refuse(web: &Web, headers: &HeaderMap, query: &TokenQuery, path: &str) -> Opt
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|c| c.trim().strip_prefix(COOKIE)?.strip_prefix('='))
-        .any(|given| ringleader_core::auth::secrets_equal(given, &session));
+        .any(|given| ringleader_core::security::auth::secrets_equal(given, &session));
     // A scraper (Prometheus) sends the token as a bearer token instead.
     let has_bearer =
         ringleader_core::exposition::is_bearer(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()), token);
@@ -106,7 +106,7 @@ fn unauthorized() -> Response {
     let body = html! {
         h1 { "401: log in with the cluster's token" }
         p {
-            "Open the link " code { "ringleader cluster up" } " printed, " code { (ringleader_core::web_tls::scheme()) "://HOST:PORT/?token=…" }
+            "Open the link " code { "ringleader cluster up" } " printed, " code { (ringleader_core::security::web_tls::scheme()) "://HOST:PORT/?token=…" }
             ": the token is in the cluster directory's " code { "token" } " file ("
             code { "RINGLEADER_TOKEN_FILE" } "). It sets a cookie for this site."
         }

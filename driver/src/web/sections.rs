@@ -150,7 +150,7 @@ pub(super) fn accumulators(accumulators: &[proto::Accumulated]) -> Markup {
         table {
             tr { th { "accumulator" } th { "value" } }
             @for a in accumulators {
-                @let value = ringleader_core::accumulator::Accumulated::from_proto(a).map(|a| a.amount.show()).unwrap_or_default();
+                @let value = ringleader_core::plan::accumulator::Accumulated::from_proto(a).map(|a| a.amount.show()).unwrap_or_default();
                 tr class="accumulator" { td { (a.name) } td { (value) } }
             }
         }

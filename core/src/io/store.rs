@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::ids::Attempt;
-use crate::writeback::WritebackFile;
+use crate::io::writeback::WritebackFile;
+use crate::net::ticket::PartitionId;
 
 /// Batches in flight between a reader and a writer of a stream: the memory a transfer
 /// holds is about this many batches.
@@ -85,7 +86,7 @@ pub const URL_SCHEME: &str = "ringleader://";
 pub struct StoreSpec {
     /// The dataset's name.
     pub dataset: String,
-    /// The generation the job's tasks write (see [`crate::store`]).
+    /// The generation the job's tasks write (see [`crate::io::store`]).
     pub generation: String,
     /// What its rows are.
     pub format: DatasetFormat,
@@ -147,49 +148,10 @@ pub fn parse_url(path: &Path) -> Option<Result<String>> {
 
 /// A fresh generation id (unique per write of a dataset).
 pub fn new_generation() -> String {
-    format!("g{}", &crate::machine::unique_id()[..16])
-}
-
-/// One stored partition's coordinates, as Flight tickets and descriptors carry them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PartitionId {
-    /// The dataset.
-    pub dataset: String,
-    /// The generation being read or written.
-    pub generation: String,
-    /// The partition.
-    pub partition: u32,
+    format!("g{}", &crate::net::machine::unique_id()[..16])
 }
 
 impl PartitionId {
-    /// The Flight descriptor path (`do_put`) naming this partition.
-    pub fn descriptor(&self) -> Vec<String> {
-        vec![
-            "dataset".into(),
-            self.dataset.clone(),
-            self.generation.clone(),
-            self.partition.to_string(),
-        ]
-    }
-
-    /// Reads a partition's coordinates from the parts after `dataset` of a ticket (see
-    /// [`crate::ticket`]) or descriptor; refuses anything that could name a path outside the
-    /// datasets directory.
-    pub fn from_parts(parts: &[&str]) -> Result<PartitionId> {
-        let bad = || Error::Plan(format!("malformed dataset partition {:?}", parts.join("/")));
-        let [dataset, generation, partition] = parts else {
-            return Err(bad());
-        };
-        if !crate::ids::valid_dataset_name(dataset) || !crate::ids::valid_dataset_name(generation) {
-            return Err(bad());
-        }
-        Ok(PartitionId {
-            dataset: dataset.to_string(),
-            generation: generation.to_string(),
-            partition: partition.parse().map_err(|_| bad())?,
-        })
-    }
-
     /// Where this partition lives under a worker's datasets directory:
     /// `{root}/{dataset}/{generation}/part-{partition}.arrow`.
     pub fn path(&self, root: &Path) -> PathBuf {
@@ -208,7 +170,7 @@ pub async fn put_partition(
     schema: arrow_schema::SchemaRef,
     batches: futures::stream::BoxStream<'static, Result<RecordBatch>>,
 ) -> Result<()> {
-    let mut client = crate::flight::client(address).await?;
+    let mut client = crate::net::flight::client(address).await?;
     client
         .add_header(FENCE_HEADER, &fence.header())
         .map_err(|e| Error::Cluster(format!("storing {} partition {}: {e}", id.dataset, id.partition)))?;
@@ -228,9 +190,9 @@ pub async fn put_partition_with(
         message: format!("storing {} partition {}: {message}", id.dataset, id.partition),
     };
     // An executor shows the grant its worker gave it for its job's output.
-    if let Ok(grant) = std::env::var(crate::executor_env::STORE_GRANT) {
+    if let Ok(grant) = std::env::var(crate::net::executor_env::STORE_GRANT) {
         client
-            .add_header(crate::auth::STORE_GRANT_HEADER, &grant)
+            .add_header(crate::security::auth::STORE_GRANT_HEADER, &grant)
             .map_err(|e| failed(e.to_string()))?;
     }
     let descriptor = FlightDescriptor::new_path(id.descriptor());
@@ -260,7 +222,11 @@ pub async fn put_partition_with(
 /// Streams partition `id` from the worker at `address` (Flight `do_get`). The stream
 /// knows the partition's schema once its first message arrived (also when it has no rows).
 pub async fn get_partition(address: &str, id: &PartitionId) -> Result<FlightRecordBatchStream> {
-    crate::flight::fetch(address, crate::ticket::FlightTicket::Partition(id.clone()).encode()).await
+    crate::net::flight::fetch(
+        address,
+        crate::net::ticket::FlightTicket::Partition(id.clone()).encode(),
+    )
+    .await
 }
 
 /// Writes decoded Flight data into an Arrow IPC file at `path` as it arrives, on a blocking
@@ -408,7 +374,7 @@ fn place_fenced(temp: &Path, path: &Path, fence: Fence) -> Result<()> {
     }
     file.write_all_at(fence_record(fence).as_bytes(), 0)
         .map_err(|e| Error::io(&fence_file, e))?;
-    if crate::output::durable() {
+    if crate::io::writeback::durable() {
         file.sync_all().map_err(|e| Error::io(&fence_file, e))?;
     }
     std::fs::rename(temp, path).map_err(|e| Error::io(path, e))
@@ -482,7 +448,7 @@ pub fn write_ipc_file_fenced(
             .into_inner()
             .map_err(|e| Error::io(&temp, e.into_error()))?
             .into_inner();
-        if crate::output::durable() {
+        if crate::io::writeback::durable() {
             file.sync_all().map_err(|e| Error::io(&temp, e))?;
         }
         Ok((rows, bytes))
@@ -497,8 +463,8 @@ pub fn write_ipc_file_fenced(
                 let _ = std::fs::remove_file(&temp);
                 return Err(e);
             }
-            if let Some(parent) = path.parent().filter(|_| crate::output::durable()) {
-                crate::output::sync_dir(parent)?;
+            if let Some(parent) = path.parent().filter(|_| crate::io::writeback::durable()) {
+                crate::io::output::sync_dir(parent)?;
             }
             Ok(counts)
         }
@@ -548,13 +514,13 @@ pub fn write_partition(
     schema: arrow_schema::SchemaRef,
     batches: impl Iterator<Item = Result<RecordBatch>>,
 ) -> Result<(u64, u64, Vec<String>)> {
-    let root = PathBuf::from(std::env::var(crate::executor_env::DATASET_DIR).map_err(|_| {
+    let root = PathBuf::from(std::env::var(crate::net::executor_env::DATASET_DIR).map_err(|_| {
         Error::Config(format!(
             "{} is not set: stored datasets are written by cluster executors",
-            crate::executor_env::DATASET_DIR
+            crate::net::executor_env::DATASET_DIR
         ))
     })?);
-    let me = std::env::var(crate::executor_env::EXECUTOR).unwrap_or_default();
+    let me = std::env::var(crate::net::executor_env::EXECUTOR).unwrap_or_default();
     let candidates = spec
         .owners
         .get(partition as usize)
@@ -628,8 +594,8 @@ fn place_copies(
         place_fenced(&temp, &path, fence).inspect_err(|_| {
             let _ = std::fs::remove_file(&temp);
         })?;
-        if let Some(parent) = path.parent().filter(|_| crate::output::durable()) {
-            crate::output::sync_dir(parent)?;
+        if let Some(parent) = path.parent().filter(|_| crate::io::writeback::durable()) {
+            crate::io::output::sync_dir(parent)?;
         }
         holders.insert(0, me.to_string());
     }
@@ -651,7 +617,7 @@ fn place_copies(
 mod tests {
     #[test]
     fn a_programs_own_datasets_name_its_session_and_no_other_does() {
-        let session = crate::machine::unique_id();
+        let session = crate::net::machine::unique_id();
         assert_eq!(program_session(&cache_dataset(&session, 7)), Some(session.as_str()));
         assert_eq!(
             program_session(&broadcast_dataset(&session, 12)),

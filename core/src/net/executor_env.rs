@@ -2,7 +2,7 @@
 //! contract between the worker (which sets every variable here, `ringleader-worker`'s
 //! `executors`) and the job library's executor mode (which reads them). Besides these the
 //! executor gets the job's shipped variables, a job credential in place of the cluster
-//! token ([`crate::auth`]), and `TMPDIR` inside its sandbox.
+//! token ([`crate::security::auth`]), and `TMPDIR` inside its sandbox.
 
 /// Makes a job binary an executor; its value is the address of the worker it serves.
 pub const EXECUTOR: &str = "RINGLEADER_EXECUTOR";
@@ -28,6 +28,6 @@ pub const WORKER_MEMORY: &str = "RINGLEADER_WORKER_MEMORY";
 /// image again on every start.
 pub const VERIFIED_HASH: &str = "RINGLEADER_EXECUTOR_BINARY_HASH";
 
-/// The executor's store grant ([`crate::auth::store_grant_for`]), set when its job writes a
+/// The executor's store grant ([`crate::security::auth::store_grant_for`]), set when its job writes a
 /// stored dataset (empty otherwise).
 pub const STORE_GRANT: &str = "RINGLEADER_STORE_GRANT";

@@ -1,16 +1,23 @@
 //! The job plan: stages of tasks, each task a source or shuffle read, a pipeline of shipped
 //! steps, and an output (a shuffle write or the job's action). Everything here is plain
 //! data (serde), so the same plan runs embedded or travels to a cluster.
+//!
+//! Inside: [`shipped`] closures as trampoline offsets; [`accumulator`] counters and sums
+//! closures add to; [`cache`] the embedded engine's cached partitions.
+
+pub mod accumulator;
+pub mod cache;
+pub mod shipped;
 
 use serde::{Deserialize, Serialize};
 
 use crate::data::ChunkStream;
 use crate::error::Result;
 use crate::ids::{Attempt, ShuffleId, StageId, TaskId};
-use crate::shipped::Shipped;
+use crate::io::source::Split;
+use crate::io::store::StoreSpec;
+use crate::plan::shipped::Shipped;
 use crate::shuffle::ShuffleSink;
-use crate::source::Split;
-use crate::store::StoreSpec;
 
 /// A narrow step: transforms one partition's stream of chunks (map, filter, flat_map, ...).
 pub type StepFn = unsafe fn(state: &[u8], input: ChunkStream) -> Result<ChunkStream>;
@@ -233,7 +240,7 @@ pub struct Ran {
     /// What it read.
     pub read: Volume,
     /// Its accumulator updates.
-    pub accumulated: Vec<crate::accumulator::Accumulated>,
+    pub accumulated: Vec<crate::plan::accumulator::Accumulated>,
 }
 
 /// What a task returns to whoever runs the job.
@@ -253,7 +260,7 @@ pub enum TaskValue {
     /// Rows as an Arrow IPC stream (collect, take).
     Batches(Vec<u8>),
     /// Rows too large for the control plane, left on the worker that made them (see
-    /// [`crate::results`]): fetch them from `address` with Flight `ticket`.
+    /// [`crate::io::results`]): fetch them from `address` with Flight `ticket`.
     Held {
         /// The worker holding them.
         address: String,

@@ -8,12 +8,23 @@
 use std::fs::File;
 use std::io::Write;
 
+/// Set to `0` to skip syncing outputs (part files, stored partitions) before they are
+/// committed: faster, but a machine that crashes may keep a committed output whose data
+/// never reached its disk.
+pub const FSYNC_VAR: &str = "RINGLEADER_FSYNC";
+
+/// Whether outputs are synced before their commit (see [`FSYNC_VAR`]; on by default).
+pub fn durable() -> bool {
+    static DURABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *DURABLE.get_or_init(|| std::env::var(FSYNC_VAR).map_or(true, |v| v != "0"))
+}
+
 /// Bytes written between two requests to start writeback.
 pub const WRITEBACK_BYTES: u64 = 8 << 20;
 
 /// A file being written that will be synced: starts writeback of each
 /// [`WRITEBACK_BYTES`] as they are written (when outputs are durable, see
-/// [`crate::output::durable`]).
+/// [`durable`]).
 #[derive(Debug)]
 pub struct WritebackFile {
     file: File,
@@ -31,7 +42,7 @@ impl WritebackFile {
             file,
             written: 0,
             started: 0,
-            enabled: crate::output::durable(),
+            enabled: durable(),
         }
     }
 

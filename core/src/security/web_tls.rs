@@ -16,16 +16,16 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::{TlsAcceptor, rustls};
 
-use crate::tls::TlsError;
+use crate::security::tls::TlsError;
 
 /// Serves `app` on `listener` until `shutdown` completes: over TLS with this node's
-/// identity when it has one (see [`crate::tls::server_identity`]), else plain HTTP.
+/// identity when it has one (see [`crate::security::tls::server_identity`]), else plain HTTP.
 pub async fn serve(
     listener: TcpListener,
     app: axum::Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let identity = crate::tls::server_identity().map_err(std::io::Error::other)?;
+    let identity = crate::security::tls::server_identity().map_err(std::io::Error::other)?;
     match identity {
         Some((cert, key)) => {
             let acceptor =
@@ -39,7 +39,11 @@ pub async fn serve(
 
 /// The scheme [`serve`] serves with: `https` when this node has a certificate.
 pub fn scheme() -> &'static str {
-    if crate::tls::serves_tls() { "https" } else { "http" }
+    if crate::security::tls::serves_tls() {
+        "https"
+    } else {
+        "http"
+    }
 }
 
 /// How long a client may take to finish its TLS handshake.

@@ -10,11 +10,12 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use crate::cluster_shuffle::ShuffleFiles;
 use crate::data::BatchStream;
 use crate::error::{Error, Result};
-use crate::ids::{Attempt, JobId, StageId, TaskId, valid_job_id};
+use crate::ids::valid_job_id;
+use crate::net::ticket::ResultId;
 use crate::plan::TaskValue;
+use crate::shuffle::cluster::ShuffleFiles;
 
 /// Results up to this size travel in the Raft log; larger ones stay on their worker.
 pub const INLINE_RESULT_BYTES: usize = 64 << 10;
@@ -27,39 +28,7 @@ pub const RESULT_RETENTION: Duration = Duration::from_secs(600);
 /// The directory of held results under a worker's shuffle directory.
 const RESULTS_DIR: &str = ".results";
 
-/// One task attempt's held result.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResultId {
-    /// The job.
-    pub job: JobId,
-    /// The stage.
-    pub stage: StageId,
-    /// The task.
-    pub task: TaskId,
-    /// The attempt that made it.
-    pub attempt: Attempt,
-}
-
 impl ResultId {
-    /// Reads a result's coordinates from a ticket's parts (see [`crate::ticket`]); refuses
-    /// anything that could name a path outside the results directory.
-    pub fn from_parts(parts: &[&str]) -> Result<ResultId> {
-        let bad = || Error::Plan(format!("malformed result {:?}", parts.join("/")));
-        let [job, stage, task, attempt] = parts[..] else {
-            return Err(bad());
-        };
-        if !valid_job_id(job) {
-            return Err(bad());
-        }
-        let number = |s: &str| s.parse::<u32>().map_err(|_| bad());
-        Ok(ResultId {
-            job: JobId::from(job),
-            stage: StageId(number(stage)?),
-            task: TaskId(number(task)?),
-            attempt: Attempt(number(attempt)?),
-        })
-    }
-
     /// Its file under the shuffle directory `files`.
     pub fn path(&self, files: &ShuffleFiles) -> PathBuf {
         files
@@ -99,7 +68,7 @@ pub fn hold_if_large(value: TaskValue, id: &ResultId, files: &ShuffleFiles, addr
     std::fs::rename(&temp, &path).map_err(|e| Error::io(&path, e))?;
     Ok(TaskValue::Held {
         address: address.to_string(),
-        ticket: crate::ticket::FlightTicket::Result(id.clone()).to_string(),
+        ticket: crate::net::ticket::FlightTicket::Result(id.clone()).to_string(),
         size: bytes.len() as u64,
     })
 }
@@ -117,14 +86,14 @@ pub fn fetch_if_held(value: TaskValue, runtime: &tokio::runtime::Handle) -> Resu
     let TaskValue::Held { address, ticket, size } = value else {
         return Ok(value);
     };
-    let batches = crate::flight::fetch_blocking(runtime, &address, ticket.clone())
+    let batches = crate::net::flight::fetch_blocking(runtime, &address, ticket.clone())
         .and_then(|stream| stream.collect::<Result<Vec<_>>>())
         .map_err(|e| {
             Error::Cluster(format!(
                 "the job succeeded, but the worker at {address} holding {size} bytes of its results ({ticket}) cannot give them: {e}; run the job again"
             ))
         })?;
-    Ok(TaskValue::Batches(crate::ipc::to_stream_bytes(&batches)?))
+    Ok(TaskValue::Batches(crate::data::ipc::to_stream_bytes(&batches)?))
 }
 
 /// The file a job's results directory gets when its worker first sees the job no longer
@@ -170,6 +139,7 @@ pub fn remove_old_results(files: &ShuffleFiles, active: &[String], asked: System
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::{Attempt, StageId, TaskId};
 
     #[test]
     fn small_values_stay_inline_and_large_rows_are_held_in_a_file() {
@@ -200,7 +170,7 @@ mod tests {
             std::sync::Arc::new(arrow_array::Int64Array::from_iter_values(0..20_000)) as _,
         )])
         .expect("batch");
-        let bytes = crate::ipc::to_stream_bytes(std::slice::from_ref(&batch)).expect("ipc");
+        let bytes = crate::data::ipc::to_stream_bytes(std::slice::from_ref(&batch)).expect("ipc");
         let held = hold_if_large(TaskValue::Batches(bytes), &id, &files, "w:1").expect("held");
         assert!(
             matches!(&held, TaskValue::Held { address, .. } if address == "w:1"),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::tls::{CA_ENV, ca_path};
+use crate::security::tls::{CA_ENV, ca_path};
 
 /// A failed call's message and the errors under it, as one line (each text once).
 pub fn status_chain(status: &tonic::Status) -> String {

@@ -10,15 +10,15 @@ use crate::data::BatchStream;
 use crate::error::{Error, Result};
 
 /// A Flight client of the worker at `address`, carrying the cluster token. Its channel
-/// bounds every wait (see [`crate::tls::endpoint`]).
+/// bounds every wait (see [`crate::security::tls::endpoint`]).
 pub async fn client(address: &str) -> Result<FlightClient> {
-    let channel = crate::tls::endpoint(address)
+    let channel = crate::security::tls::endpoint(address)
         .map_err(|e| failed(address, e.to_string()))?
         .connect()
         .await
         .map_err(|e| failed(address, format!("cannot connect: {e}")))?;
     let mut client = FlightClient::new(channel);
-    crate::auth::add_token(client.metadata_mut()).map_err(|e| failed(address, e.to_string()))?;
+    crate::security::auth::add_token(client.metadata_mut()).map_err(|e| failed(address, e.to_string()))?;
     Ok(client)
 }
 
@@ -180,7 +180,8 @@ mod tests {
             .expect("the fetch from a frozen server still waits after 40 s: nothing pinged it");
         assert!(matches!(read, Err(Error::FetchFailed { .. })), "{read:?}");
         // Ten batches 400 ms apart, then at most a ping interval and its timeout.
-        let bound = Duration::from_secs(4) + crate::tls::KEEPALIVE_INTERVAL + crate::tls::KEEPALIVE_TIMEOUT;
+        let bound =
+            Duration::from_secs(4) + crate::security::tls::KEEPALIVE_INTERVAL + crate::security::tls::KEEPALIVE_TIMEOUT;
         let bound = bound + Duration::from_secs(5);
         assert!(started.elapsed() < bound, "took {:?}", started.elapsed());
     }

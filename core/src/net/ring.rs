@@ -16,7 +16,7 @@ pub const DEFAULT_VNODES: u32 = 256;
 ///
 /// # Examples
 /// ```
-/// use ringleader_core::ring::Ring;
+/// use ringleader_core::net::ring::Ring;
 /// let mut ring = Ring::new(64);
 /// ring.add("worker-1".to_string(), 1);
 /// ring.add("worker-2".to_string(), 1);

@@ -9,8 +9,8 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
-use crate::auth::{RequireToken, TokenError};
-use crate::tls::TlsError;
+use crate::security::auth::{RequireToken, TokenError};
+use crate::security::tls::TlsError;
 
 /// Why a node may not serve.
 #[derive(Debug, thiserror::Error)]
@@ -72,10 +72,10 @@ pub fn server() -> Result<Server, ServeError> {
     // Pings find a client whose link went down, so its streams (a job's events, an
     // executor's tasks) end instead of waiting forever.
     let server = Server::builder()
-        .http2_keepalive_interval(Some(crate::tls::KEEPALIVE_INTERVAL))
-        .http2_keepalive_timeout(Some(crate::tls::KEEPALIVE_TIMEOUT))
-        .tcp_keepalive(Some(crate::tls::KEEPALIVE_INTERVAL));
-    Ok(match crate::tls::server_config()? {
+        .http2_keepalive_interval(Some(crate::security::tls::KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(crate::security::tls::KEEPALIVE_TIMEOUT))
+        .tcp_keepalive(Some(crate::security::tls::KEEPALIVE_INTERVAL));
+    Ok(match crate::security::tls::server_config()? {
         Some(tls) => server.tls_config(tls)?,
         None => server,
     })

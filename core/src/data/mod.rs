@@ -4,6 +4,11 @@
 //! Any `Serialize + Deserialize` type converts through `serde_arrow` (wrapped as a single
 //! column named `item`); the types on the hot paths (gensort records, `i64`, `u64`, `f64`,
 //! `String`, `(String, u64)`, `(String, i64)`) convert with Arrow builders directly.
+//!
+//! Inside: [`record`] the 100-byte gensort record; [`ipc`] Arrow IPC in memory.
+
+pub mod ipc;
+pub mod record;
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
@@ -21,8 +26,8 @@ use serde::de::DeserializeOwned;
 use serde_arrow::schema::{SchemaLike, TracingOptions};
 use serde_arrow::utils::Items;
 
+use crate::data::record::{RECORD_LEN, Record};
 use crate::error::{Error, Result};
-use crate::record::{RECORD_LEN, Record};
 
 /// What a dataset may hold: any owned, thread-safe, serde-serialisable type.
 pub trait Data: Serialize + DeserializeOwned + Send + Sync + 'static {}

@@ -1,5 +1,5 @@
 //! Reading partitions of stored datasets (`ringleader://NAME`, `ringleader put`): each is
-//! an Arrow IPC file on its ring owners (see [`crate::store`]). A task placed on an owner
+//! an Arrow IPC file on its ring owners (see [`crate::io::store`]). A task placed on an owner
 //! reads it from disk; elsewhere it is streamed with Flight `do_get` from the first owner
 //! that answers, a few batches ahead of the task, on a thread of its own.
 
@@ -7,8 +7,8 @@ use futures::StreamExt;
 
 use crate::data::{Chunk, ChunkStream};
 use crate::error::{Error, Result};
-use crate::executor_env::DATASET_DIR;
-use crate::store::PartitionId;
+use crate::net::executor_env::DATASET_DIR;
+use crate::net::ticket::PartitionId;
 
 /// Streams a stored partition, only `column` of it if given. `locations` are the
 /// addresses of the workers holding it, primary first.
@@ -25,7 +25,7 @@ pub fn open(id: &PartitionId, locations: &[String], column: Option<&str>) -> Res
                 let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
                 Error::Config(format!(
                     "{}{dataset} has no column {column:?} (columns: {})",
-                    crate::store::URL_SCHEME,
+                    crate::io::store::URL_SCHEME,
                     names.join(", ")
                 ))
             })?;
@@ -55,7 +55,7 @@ fn read(id: &PartitionId, locations: &[String]) -> Result<ChunkStream> {
         // batches ahead of the task (never the whole partition in memory at once); one that
         // fails later fails the task (a fetch failure: it runs again).
         let opened = runtime.block_on(async {
-            let mut stream = crate::store::get_partition(address, id).await?;
+            let mut stream = crate::io::store::get_partition(address, id).await?;
             let first = stream.next().await.transpose().map_err(|e| Error::FetchFailed {
                 location: address.clone(),
                 message: e.to_string(),
@@ -64,7 +64,7 @@ fn read(id: &PartitionId, locations: &[String]) -> Result<ChunkStream> {
         });
         match opened {
             Ok((mut stream, first)) => {
-                let (tx, rx) = tokio::sync::mpsc::channel(crate::store::READ_AHEAD);
+                let (tx, rx) = tokio::sync::mpsc::channel(crate::io::store::READ_AHEAD);
                 let location = address.clone();
                 runtime.spawn(async move {
                     while let Some(batch) = stream.next().await {

@@ -11,10 +11,121 @@
 
 use std::fmt;
 
-use crate::cluster_shuffle::BlockId;
 use crate::error::{Error, Result};
-use crate::results::ResultId;
-use crate::store::PartitionId;
+use crate::ids::{Attempt, JobId, ShuffleId, StageId, TaskId, valid_job_id};
+
+// The coordinates each kind of ticket carries (their other methods live where they are used).
+
+/// One block's coordinates, as a Flight ticket carries them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockId {
+    /// The job.
+    pub job: JobId,
+    /// The shuffle within the job.
+    pub shuffle: ShuffleId,
+    /// The map task that wrote it.
+    pub map: TaskId,
+    /// The map task's attempt whose output is read.
+    pub attempt: Attempt,
+    /// The reduce partition.
+    pub partition: TaskId,
+}
+
+impl BlockId {
+    /// Reads a block's coordinates from a ticket's parts (see [`crate::net::ticket`]); refuses
+    /// anything that could name a path outside the shuffle root.
+    pub fn from_parts(parts: &[&str]) -> Result<BlockId> {
+        let bad = || Error::Plan(format!("malformed shuffle block {:?}", parts.join("/")));
+        let [job, shuffle, map, attempt, partition] = parts[..] else {
+            return Err(bad());
+        };
+        if !crate::ids::valid_job_id(job) {
+            return Err(bad());
+        }
+        Ok(BlockId {
+            job: JobId::from(job),
+            shuffle: shuffle.parse().map_err(|_| bad())?,
+            map: TaskId(map.parse().map_err(|_| bad())?),
+            attempt: Attempt(attempt.parse().map_err(|_| bad())?),
+            partition: partition.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// One task attempt's held result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResultId {
+    /// The job.
+    pub job: JobId,
+    /// The stage.
+    pub stage: StageId,
+    /// The task.
+    pub task: TaskId,
+    /// The attempt that made it.
+    pub attempt: Attempt,
+}
+
+impl ResultId {
+    /// Reads a result's coordinates from a ticket's parts (see [`crate::net::ticket`]); refuses
+    /// anything that could name a path outside the results directory.
+    pub fn from_parts(parts: &[&str]) -> Result<ResultId> {
+        let bad = || Error::Plan(format!("malformed result {:?}", parts.join("/")));
+        let [job, stage, task, attempt] = parts[..] else {
+            return Err(bad());
+        };
+        if !valid_job_id(job) {
+            return Err(bad());
+        }
+        let number = |s: &str| s.parse::<u32>().map_err(|_| bad());
+        Ok(ResultId {
+            job: JobId::from(job),
+            stage: StageId(number(stage)?),
+            task: TaskId(number(task)?),
+            attempt: Attempt(number(attempt)?),
+        })
+    }
+}
+
+/// One stored partition's coordinates, as Flight tickets and descriptors carry them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionId {
+    /// The dataset.
+    pub dataset: String,
+    /// The generation being read or written.
+    pub generation: String,
+    /// The partition.
+    pub partition: u32,
+}
+
+impl PartitionId {
+    /// The Flight descriptor path (`do_put`) naming this partition.
+    pub fn descriptor(&self) -> Vec<String> {
+        vec![
+            "dataset".into(),
+            self.dataset.clone(),
+            self.generation.clone(),
+            self.partition.to_string(),
+        ]
+    }
+
+    /// Reads a partition's coordinates from the parts after `dataset` of a ticket (see
+    /// [`crate::net::ticket`]) or descriptor; refuses anything that could name a path outside the
+    /// datasets directory.
+    pub fn from_parts(parts: &[&str]) -> Result<PartitionId> {
+        let bad = || Error::Plan(format!("malformed dataset partition {:?}", parts.join("/")));
+        let [dataset, generation, partition] = parts else {
+            return Err(bad());
+        };
+        if !crate::ids::valid_dataset_name(dataset) || !crate::ids::valid_dataset_name(generation) {
+            return Err(bad());
+        }
+        Ok(PartitionId {
+            dataset: dataset.to_string(),
+            generation: generation.to_string(),
+            partition: partition.parse().map_err(|_| bad())?,
+        })
+    }
+}
 
 /// What a `do_get` asks a worker for.
 #[derive(Debug, Clone, PartialEq, Eq)]

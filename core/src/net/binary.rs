@@ -40,7 +40,7 @@ pub fn remove_unkept(dir: &Path, mut keep: impl FnMut(&str, SystemTime) -> bool)
             continue;
         };
         if let Some(pid) = temporary_writer(&name) {
-            if !crate::machine::process_runs(pid) {
+            if !crate::net::machine::process_runs(pid) {
                 let _ = std::fs::remove_file(entry.path());
             }
         } else if valid_hash(&name) && !keep(&name, modified) && std::fs::remove_file(entry.path()).is_ok() {
@@ -60,9 +60,9 @@ fn temporary_writer(name: &str) -> Option<i32> {
 }
 
 /// The content hash of the running executable: the one its worker verified when it set
-/// [`crate::executor_env::VERIFIED_HASH`], else hashed from `/proc/self/exe`.
+/// [`crate::net::executor_env::VERIFIED_HASH`], else hashed from `/proc/self/exe`.
 pub fn running_executable_hash() -> Result<String> {
-    match std::env::var(crate::executor_env::VERIFIED_HASH) {
+    match std::env::var(crate::net::executor_env::VERIFIED_HASH) {
         Ok(hash) if valid_hash(&hash) => Ok(hash),
         _ => hash_file(&running_executable()?),
     }
@@ -181,7 +181,7 @@ impl BinaryWriter {
         }
         std::fs::rename(&self.temp, &self.target).map_err(|e| Error::io(&self.target, e))?;
         if let Some(dir) = self.target.parent() {
-            crate::output::sync_dir(dir)?;
+            crate::io::output::sync_dir(dir)?;
         }
         Ok(self.target.clone())
     }

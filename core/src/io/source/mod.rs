@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{Chunk, ChunkStream};
 use crate::error::{Error, Result};
-use crate::shipped::Shipped;
+use crate::plan::shipped::Shipped;
 
 /// The Arrow schema of a typed source (e.g. the columns a CSV file must have).
 pub type SchemaFn = fn() -> Result<arrow_schema::SchemaRef>;
@@ -83,7 +83,7 @@ pub enum Split {
     Stored {
         /// The dataset's name.
         dataset: String,
-        /// Its committed generation (see [`crate::store`]).
+        /// Its committed generation (see [`crate::io::store`]).
         generation: String,
         /// The partition.
         partition: u32,
@@ -103,7 +103,7 @@ pub enum Split {
         splits: Vec<Split>,
     },
     /// A partition of a dataset cached by this process (the embedded engine, see
-    /// [`crate::cache`]).
+    /// [`crate::plan::cache`]).
     Cached {
         /// The cache's id.
         cache: u64,
@@ -170,7 +170,7 @@ pub fn open(split: &Split, sample_windows: Option<u32>) -> Result<ChunkStream> {
             locations,
             column,
         } => stored::open(
-            &crate::store::PartitionId {
+            &crate::net::ticket::PartitionId {
                 dataset: dataset.clone(),
                 generation: generation.clone(),
                 partition: *partition,
@@ -179,10 +179,10 @@ pub fn open(split: &Split, sample_windows: Option<u32>) -> Result<ChunkStream> {
             column.as_deref(),
         ),
         Split::Inline { ipc } => {
-            let batches = crate::ipc::from_stream_bytes(ipc)?;
+            let batches = crate::data::ipc::from_stream_bytes(ipc)?;
             Ok(Box::new(batches.into_iter().map(|b| Ok(Chunk::Arrow(b)))))
         }
-        Split::Cached { cache, partition } => crate::cache::store().read(*cache, *partition),
+        Split::Cached { cache, partition } => crate::plan::cache::store().read(*cache, *partition),
         Split::Concat { splits } => {
             // Each split is opened only when the one before it is read to the end.
             let mut pending = splits.clone().into_iter();

@@ -7,6 +7,10 @@
 //! Operators find their task's pool with [`current`], which [`crate::exec::run`] sets for
 //! the task from its shuffle service; spill files go to a directory of the task under the
 //! pool's spill root ([`MemoryPool::spill_dir`]), removed when the task ends, failed or not.
+//!
+//! Inside: [`spill`] what operators write past the budget.
+
+pub mod spill;
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};

@@ -106,9 +106,9 @@ pub trait Signature: Copy + sealed::Sealed + 'static {
 #[doc(hidden)]
 macro_rules! __shippable {
     ($($t:ty),* $(,)?) => {$(
-        impl $crate::shipped::__private::Sealed for $t {}
-        impl $crate::shipped::Signature for $t {
-            const TAG: u64 = $crate::shipped::__private::tag(stringify!($t));
+        impl $crate::plan::shipped::__private::Sealed for $t {}
+        impl $crate::plan::shipped::Signature for $t {
+            const TAG: u64 = $crate::plan::shipped::__private::tag(stringify!($t));
         }
     )*};
 }
@@ -142,7 +142,7 @@ impl<S: Signature> Trampoline<S> {
 #[macro_export]
 macro_rules! ship {
     ($f:expr) => {
-        $crate::shipped::Shipped::new(&const { $crate::shipped::Trampoline::new($f) })
+        $crate::plan::shipped::Shipped::new(&const { $crate::plan::shipped::Trampoline::new($f) })
     };
 }
 

@@ -11,18 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::ids::Attempt;
-use crate::writeback::WritebackFile;
-
-/// Set to `0` to skip syncing outputs (part files, stored partitions) before they are
-/// committed: faster, but a machine that crashes may keep a committed output whose data
-/// never reached its disk.
-pub const FSYNC_VAR: &str = "RINGLEADER_FSYNC";
-
-/// Whether outputs are synced before their commit (see [`FSYNC_VAR`]; on by default).
-pub fn durable() -> bool {
-    static DURABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *DURABLE.get_or_init(|| std::env::var(FSYNC_VAR).map_or(true, |v| v != "0"))
-}
+use crate::io::writeback::{WritebackFile, durable};
 
 /// Name of the marker file a committed output contains, as Hadoop writes it.
 pub const SUCCESS_MARKER: &str = "_SUCCESS";
@@ -108,7 +97,7 @@ fn remove_abandoned_staging(parent: &Path, name: &str) {
         else {
             continue;
         };
-        if !crate::machine::process_runs(pid) {
+        if !crate::net::machine::process_runs(pid) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }

@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{Chunk, ChunkStream, Data, batch_bytes};
 use crate::error::{Error, Result};
+use crate::memory::spill::{SpillWriter, read};
 use crate::plan::{ActionEnv, TaskValue};
-use crate::spill::{SpillWriter, read};
 use crate::sync::lock;
 
 /// Where a cached dataset's partitions are kept (Spark's storage levels).

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-use crate::auth::{AuthChannel, authorized};
 use crate::proto::driver_client::DriverClient;
+use crate::security::auth::{AuthChannel, authorized};
 use crate::sync::lock;
 
 /// Metadata key naming the leader's address in a follower's refusal.
@@ -52,7 +52,7 @@ pub fn is_failover(status: &Status) -> bool {
 /// A lazily connecting channel to a driver: dead connections are noticed by HTTP/2 pings
 /// within about three seconds, even when the driver is stopped rather than gone.
 pub fn driver_channel(address: &str) -> Result<Channel, Status> {
-    Ok(crate::tls::endpoint(address)
+    Ok(crate::security::tls::endpoint(address)
         .map_err(|e| Status::invalid_argument(e.to_string()))?
         .connect_timeout(Duration::from_secs(1))
         .tcp_nodelay(true)
@@ -153,7 +153,7 @@ impl DriverGroup {
             } else {
                 unreachable
                     .entry(address.clone())
-                    .or_insert_with(|| crate::tls_diagnosis::status_chain(&status));
+                    .or_insert_with(|| crate::security::tls_diagnosis::status_chain(&status));
             }
             // Every address tried and none answered, for three seconds: nothing is there.
             let all_tried = self.addresses.iter().all(|a| unreachable.contains_key(a));
@@ -165,7 +165,7 @@ impl DriverGroup {
                     .join("; ");
                 // The two ends may disagree about TLS: say so, and what to do.
                 for (a, why) in &unreachable {
-                    if let Some(hint) = crate::tls_diagnosis::tls_hint(a, why).await {
+                    if let Some(hint) = crate::security::tls_diagnosis::tls_hint(a, why).await {
                         return Err(Status::unavailable(format!("{hint} ({details})")));
                     }
                 }

@@ -54,7 +54,7 @@ impl IpcFile {
         if len < 10 {
             return Err(Error::format(path, "not an Arrow IPC file (too short)"));
         }
-        let buffer = crate::mapped::map(&file, path, 0, len, false)?;
+        let buffer = crate::io::mapped::map(&file, path, 0, len, false)?;
         if buffer.len() < 10 {
             return Err(Error::format(path, "not an Arrow IPC file (too short)"));
         }

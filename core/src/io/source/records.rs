@@ -5,9 +5,9 @@
 use std::fs::File;
 use std::path::Path;
 
+use crate::data::record::RECORD_LEN;
 use crate::data::{Chunk, ChunkStream, records_batch};
 use crate::error::{Error, Result};
-use crate::record::RECORD_LEN;
 
 /// Records per chunk: 8 MB keeps a chunk large for the kernels and small for the cache.
 pub const RECORDS_PER_CHUNK: u64 = 80_000;
@@ -43,7 +43,7 @@ pub fn open(path: &Path, start: u64, end: u64, sample_windows: Option<u32>) -> R
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     super::check_extent(path, &file, end)?;
     // The whole split will be read: map its pages in one go rather than fault by fault.
-    let buffer = crate::mapped::map(&file, path, start, (end - start) as usize, sample_windows.is_none())?;
+    let buffer = crate::io::mapped::map(&file, path, start, (end - start) as usize, sample_windows.is_none())?;
     Ok(Box::new(ranges.into_iter().map(move |(a, b)| {
         let slice = buffer.slice_with_length(a as usize, (b - a) as usize);
         Ok(Chunk::Arrow(records_batch(slice)?))

@@ -5,6 +5,10 @@
 //! typed), which partitions rows and hands Arrow batches to a [`BlockWriter`]. Which
 //! [`ShuffleService`] stores the blocks is the only thing that differs between the embedded
 //! engine (this module's [`LocalShuffle`]) and the cluster (worker files served over Flight).
+//!
+//! Inside: [`cluster`] shuffle files on workers, read locally or over Flight.
+
+pub mod cluster;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -16,8 +20,8 @@ use arrow_array::RecordBatch;
 use crate::data::{BatchStream, Chunk};
 use crate::error::{Error, Result};
 use crate::ids::{ShuffleId, TaskId};
+use crate::memory::spill::SpillWriter;
 use crate::memory::{MemoryPool, Reservation};
-use crate::spill::SpillWriter;
 use crate::sync::lock;
 
 /// Where a map task's partitioned output goes.
@@ -361,7 +365,7 @@ fn stored_batches(block: Block, last: bool) -> BatchStream {
 
 /// A spilled block, batch by batch; `last` removes its file once open (its last reader).
 fn read_spill(path: PathBuf, last: bool) -> BatchStream {
-    match crate::spill::read(&path) {
+    match crate::memory::spill::read(&path) {
         Ok(batches) => {
             if last {
                 let _ = std::fs::remove_file(&path);

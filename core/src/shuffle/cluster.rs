@@ -25,6 +25,7 @@ use arrow_ipc::writer::FileWriter;
 use crate::data::{BatchStream, Chunk};
 use crate::error::{Error, Result};
 use crate::ids::{Attempt, JobId, ShuffleId, TaskId};
+use crate::net::ticket::BlockId;
 use crate::shuffle::{BlockWriter, ShuffleService};
 
 /// Where a worker keeps shuffle files:
@@ -34,44 +35,8 @@ pub struct ShuffleFiles {
     root: PathBuf,
 }
 
-/// One block's coordinates, as a Flight ticket carries them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BlockId {
-    /// The job.
-    pub job: JobId,
-    /// The shuffle within the job.
-    pub shuffle: ShuffleId,
-    /// The map task that wrote it.
-    pub map: TaskId,
-    /// The map task's attempt whose output is read.
-    pub attempt: Attempt,
-    /// The reduce partition.
-    pub partition: TaskId,
-}
-
 /// The file of a committed map output naming its non-empty partitions, one per line.
 const INDEX: &str = "index";
-
-impl BlockId {
-    /// Reads a block's coordinates from a ticket's parts (see [`crate::ticket`]); refuses
-    /// anything that could name a path outside the shuffle root.
-    pub fn from_parts(parts: &[&str]) -> Result<BlockId> {
-        let bad = || Error::Plan(format!("malformed shuffle block {:?}", parts.join("/")));
-        let [job, shuffle, map, attempt, partition] = parts[..] else {
-            return Err(bad());
-        };
-        if !crate::ids::valid_job_id(job) {
-            return Err(bad());
-        }
-        Ok(BlockId {
-            job: JobId::from(job),
-            shuffle: shuffle.parse().map_err(|_| bad())?,
-            map: TaskId(map.parse().map_err(|_| bad())?),
-            attempt: Attempt(attempt.parse().map_err(|_| bad())?),
-            partition: partition.parse().map_err(|_| bad())?,
-        })
-    }
-}
 
 impl ShuffleFiles {
     /// Shuffle files under `root`.
@@ -117,15 +82,15 @@ impl ShuffleFiles {
         if !path.exists() {
             return Err(failed(format!("{} is listed in its index but gone", path.display())));
         }
-        if !crate::mapped::in_task() {
+        if !crate::io::mapped::in_task() {
             // Served to another worker: read batch by batch, never mapped (nobody here would
             // notice pages of a file that shrank).
-            let (_, batches) = crate::store::read_ipc_file(&path)?;
+            let (_, batches) = crate::io::store::read_ipc_file(&path)?;
             return Ok(Box::new(batches));
         }
         // A reducer's own read: memory-mapped and decoded in place, no copy between the page
         // cache and the reducer.
-        let chunks = crate::source::ipc::open(&path, 0, usize::MAX, None)?;
+        let chunks = crate::io::source::ipc::open(&path, 0, usize::MAX, None)?;
         Ok(Box::new(chunks.map(|c| match c? {
             Chunk::Arrow(batch) => Ok(batch),
             Chunk::Rows(_) => Err(Error::Plan("an IPC file yielded rows".into())),
@@ -191,7 +156,7 @@ pub struct BlockSource {
     pub address: String,
     /// That worker's shuffle directory: on the same machine, read straight from disk.
     pub shuffle_dir: String,
-    /// That worker's machine identity ([`crate::machine`]).
+    /// That worker's machine identity ([`crate::net::machine`]).
     pub machine: String,
     /// The map task's attempt whose output the driver recorded.
     pub attempt: Attempt,
@@ -277,10 +242,10 @@ impl ClusterShuffle {
 
 /// Streams one block from the worker at `address` with Flight `do_get`.
 pub fn fetch_block(runtime: &tokio::runtime::Handle, address: &str, block: &BlockId) -> Result<BatchStream> {
-    crate::flight::fetch_blocking(
+    crate::net::flight::fetch_blocking(
         runtime,
         address,
-        crate::ticket::FlightTicket::Block(block.clone()).encode(),
+        crate::net::ticket::FlightTicket::Block(block.clone()).encode(),
     )
 }
 
@@ -402,7 +367,7 @@ fn open_block(
     let allowed = std::env::var(HOST_LOCAL_VAR).map_or(true, |v| v != "0");
     if allowed
         && !source.machine.is_empty()
-        && source.machine == crate::machine::identity()
+        && source.machine == crate::net::machine::identity()
         && !source.shuffle_dir.is_empty()
         && let Ok(stream) = host_local.read_block(block)
     {
