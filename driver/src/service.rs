@@ -475,13 +475,7 @@ impl Driver for DriverService {
             },
             (None, _) => return Err(Status::invalid_argument("a task report needs a value or an error")),
         };
-        // Carried through even if the worker gives up on this call (its executor went, or
-        // the call timed out): a commit whose client is never told would leave a job ended
-        // on the drivers and waited for by its program for ever.
-        let inner = self.inner.clone();
-        tokio::spawn(async move { inner.report(command).await })
-            .await
-            .map_err(|e| Status::internal(format!("handling a task report: {e}")))??;
+        self.inner.report(command).await?;
         if let Some(what) = what {
             tracing::debug!("{what}: report committed");
         }

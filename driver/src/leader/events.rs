@@ -61,8 +61,22 @@ impl DriverInner {
     }
 
     /// Commits a task's report (finished, failed, or a fetch failure) and tells the job's
-    /// client what changed.
+    /// client what changed. Carried through in a task of its own even if the caller gives up
+    /// (a worker whose executor went, a heartbeat call cancelled): a commit whose client is
+    /// never told would leave a job ended on the drivers and waited for by its program.
     pub async fn report(self: &Arc<Self>, command: Command) -> Result<(), LeaderError> {
+        let me = self.clone();
+        tokio::spawn(async move { me.report_to_the_end(command).await })
+            .await
+            .unwrap_or_else(|e| {
+                Err(LeaderError::Unavailable {
+                    what: "report",
+                    message: e.to_string(),
+                })
+            })
+    }
+
+    async fn report_to_the_end(self: &Arc<Self>, command: Command) -> Result<(), LeaderError> {
         let (job, stage) = match &command {
             Command::FinishTask { job, stage, .. }
             | Command::FailTask { job, stage, .. }

@@ -296,15 +296,18 @@ fn shuffle_inputs(state: &ClusterState, record: &JobRecord, stage: StageId, task
             shuffle: shuffle.0,
             outputs: workers
                 .iter()
-                .map(|(w, attempt)| {
-                    let worker = state.workers.get(w);
-                    let field = |f: fn(&crate::state::WorkerRecord) -> &String| worker.map(|r| f(r).clone());
-                    proto::MapOutput {
-                        address: field(|r| &r.address).unwrap_or_default(),
-                        shuffle_dir: field(|r| &r.shuffle_dir).unwrap_or_default(),
-                        machine: field(|r| &r.machine).unwrap_or_default(),
+                .map(|(w, attempt)| match state.workers.get(w) {
+                    Some(r) => proto::MapOutput {
+                        address: r.address.clone(),
+                        shuffle_dir: r.shuffle_dir.clone(),
+                        machine: r.machine.clone(),
                         attempt: attempt.0,
-                    }
+                    },
+                    // Not done yet: no address.
+                    None => proto::MapOutput {
+                        attempt: attempt.0,
+                        ..Default::default()
+                    },
                 })
                 .collect(),
         })
