@@ -136,8 +136,9 @@ pub fn show(args: JobArgs) -> anyhow::Result<ExitCode> {
         }
     };
     println!(
-        "  {:>5} {:<8} {:<8} {:>5} {:>7} {:>5} {:>8} {:>12} {:>12} {:>12} {:>12} {:>6} {:>7} {:>8} {:>8}  input",
+        "  {:>5} {:<9} {:<8} {:<8} {:>5} {:>7} {:>5} {:>8} {:>12} {:>12} {:>12} {:>12} {:>6} {:>7} {:>8} {:>8}  input",
         "stage",
+        "state",
         "output",
         "after",
         "done",
@@ -156,8 +157,9 @@ pub fn show(args: JobArgs) -> anyhow::Result<ExitCode> {
     for s in &detail.stages {
         let parents: Vec<String> = s.parents.iter().map(u32::to_string).collect();
         println!(
-            "  {:>5} {:<8} {:<8} {:>5} {:>7} {:>5} {:>8} {:>12} {:>12} {:>12} {:>12} {:>6} {:>7} {:>8} {:>8}  {}",
+            "  {:>5} {:<9} {:<8} {:<8} {:>5} {:>7} {:>5} {:>8} {:>12} {:>12} {:>12} {:>12} {:>6} {:>7} {:>8} {:>8}  {}",
             s.stage,
+            s.state,
             s.output,
             if parents.is_empty() {
                 "-".to_string()

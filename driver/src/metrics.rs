@@ -116,9 +116,9 @@ pub fn render(inner: &DriverInner) -> String {
     let (mut pending, mut running, mut done, mut attempts, mut shuffled) = (0u64, 0u64, 0u64, 0u64, 0u64);
     for job in state.jobs.values() {
         *jobs.entry(job.state.name()).or_default() += 1;
-        attempts += job.history.iter().flatten().map(|h| u64::from(h.attempts)).sum::<u64>();
-        for task in job.tasks.iter().flatten() {
-            match task {
+        attempts += job.stages.iter().map(|s| u64::from(s.attempts())).sum::<u64>();
+        for (_, _, task) in job.all_tasks() {
+            match &task.state {
                 TaskState::Done { value, .. } => {
                     if let TaskValue::Shuffled { bytes, .. } = value {
                         shuffled += bytes;

@@ -13,7 +13,7 @@ use ringleader_core::ids::{Attempt, AttemptKey, JobId, StageId, TaskId, WorkerId
 use ringleader_core::io::source::Split;
 use ringleader_core::plan::TaskInput;
 
-use crate::state::{ClusterState, Command, JobState, TaskState};
+use crate::state::{ClusterState, Command, JobState, StageState, TaskState};
 
 /// A task to start on a worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,8 +51,8 @@ pub fn schedule_with(state: &ClusterState, live: &BTreeSet<WorkerId>, pipelined:
                     continue;
                 }
                 let mut pending = Vec::new();
-                for (t, task) in job.tasks[s].iter().enumerate() {
-                    if *task != TaskState::Pending {
+                for (t, task) in job.stages[s].tasks.iter().enumerate() {
+                    if task.state != TaskState::Pending {
                         continue;
                     }
                     // Data locality first: a stored partition's task goes to a worker holding it,
@@ -69,7 +69,7 @@ pub fn schedule_with(state: &ClusterState, live: &BTreeSet<WorkerId>, pipelined:
                         _ => None,
                     };
                     // A retried task avoids the workers its earlier attempts failed on.
-                    let failed = job.history[s][t].failed_on.as_slice();
+                    let failed = task.history.failed_on.as_slice();
                     let holders: Vec<&str> = match writes_to.or(reads_from) {
                         Some(addresses) => state
                             .workers
@@ -123,11 +123,8 @@ impl<'a> Slots<'a> {
         let running = state.running_per_worker();
         let mut early: BTreeMap<&str, u32> = BTreeMap::new();
         for job in state.jobs.values().filter(|j| j.state == JobState::Running) {
-            for (s, tasks) in job.tasks.iter().enumerate() {
-                if job.stage_ready(s, false) {
-                    continue;
-                }
-                for (_, worker) in tasks.iter().flat_map(TaskState::running_attempts) {
+            for (key, worker) in job.running_attempts() {
+                if !job.stage_ready(key.stage.index(), false) {
                     *early.entry(worker).or_default() += 1;
                 }
             }
@@ -304,10 +301,10 @@ impl Timings {
     /// speculation) nor a hung task (for the timeout). Called on every scheduling pass.
     pub fn note_early_stages(&mut self, state: &ClusterState, now: Instant) {
         for job in state.jobs.values().filter(|j| j.state == JobState::Running) {
-            for (s, tasks) in job.tasks.iter().enumerate() {
+            for (s, stage) in job.stages.iter().enumerate() {
                 let key = (job.id.clone(), StageId::from(s));
                 let ready = job.stage_ready(s, false);
-                if !ready && tasks.iter().any(|t| t.running_attempts().next().is_some()) {
+                if !ready && stage.state(ready, true) == StageState::Running {
                     self.early.entry(key).or_insert(false);
                 } else if ready && self.early.get(&key) == Some(&false) {
                     self.early.insert(key.clone(), true);
@@ -384,29 +381,24 @@ pub fn speculate(
         // for the binary to arrive and the executor to start. A worker that never gets
         // there is caught by the heartbeats and the task timeout.
         let mut warm: BTreeMap<&str, Instant> = BTreeMap::new();
-        for (s, tasks) in job.tasks.iter().enumerate() {
-            for (t, task) in tasks.iter().enumerate() {
-                if let TaskState::Done { worker, attempt, .. } = task
-                    && let Some(&at) =
-                        timings
-                            .ended
-                            .get(&AttemptKey::new(&job.id, StageId::from(s), TaskId::from(t), *attempt))
-                {
-                    let first = warm.entry(worker.as_str()).or_insert(at);
-                    *first = (*first).min(at);
-                }
+        for (s, t, task) in job.all_tasks() {
+            if let TaskState::Done { worker, attempt, .. } = &task.state
+                && let Some(&at) = timings.ended.get(&AttemptKey::new(&job.id, s, t, *attempt))
+            {
+                let first = warm.entry(worker.as_str()).or_insert(at);
+                *first = (*first).min(at);
             }
         }
-        for (s, tasks) in job.tasks.iter().enumerate() {
+        for (s, stage) in job.stages.iter().enumerate() {
             if !job.stage_ready(s, false) {
                 // Reducers waiting for map outputs are not stragglers.
                 continue;
             }
-            let done = tasks.iter().filter(|t| matches!(t, TaskState::Done { .. })).count();
+            let done = stage.done() as usize;
             let Some(median) = timings.median(&job.id, StageId::from(s)) else {
                 continue;
             };
-            let multiplier = if (done as f64) < config.quantile * tasks.len() as f64 {
+            let multiplier = if (done as f64) < config.quantile * stage.tasks.len() as f64 {
                 config.far_multiplier
             } else {
                 config.multiplier
@@ -415,18 +407,18 @@ pub fn speculate(
                 continue;
             }
             let threshold = median.mul_f64(multiplier).max(config.min_runtime);
-            for (t, task) in tasks.iter().enumerate() {
+            for (t, task) in stage.tasks.iter().enumerate() {
                 let TaskState::Running {
                     attempt,
                     worker,
                     copy: None,
-                } = task
+                } = &task.state
                 else {
                     continue;
                 };
                 // An attempt placing its stored partition holds the commit: a copy could not
                 // commit it, only wait (a slow write is for the heartbeats and the timeout).
-                if job.history[s][t].committer == Some(*attempt) {
+                if task.history.committer == Some(*attempt) {
                     continue;
                 }
                 let key = AttemptKey::new(&job.id, StageId::from(s), TaskId::from(t), *attempt);
@@ -471,32 +463,28 @@ pub struct Overdue {
 pub fn overdue(state: &ClusterState, timings: &Timings, limit: Duration, now: Instant) -> Vec<Overdue> {
     let mut out = Vec::new();
     for job in state.jobs.values().filter(|j| j.state == JobState::Running) {
-        for (s, tasks) in job.tasks.iter().enumerate() {
-            for (t, task) in tasks.iter().enumerate() {
-                for (attempt, worker) in task.running_attempts() {
-                    let key = AttemptKey::new(&job.id, StageId::from(s), TaskId::from(t), attempt);
-                    let Some(started) = timings.started.get(&key) else {
-                        continue;
-                    };
-                    if now.saturating_duration_since(*started) > limit {
-                        let failure = Command::FailTask {
-                            job: job.id.clone(),
-                            stage: StageId::from(s),
-                            task: TaskId::from(t),
-                            attempt,
-                            message: format!(
-                                "attempt {attempt} ran longer than the task timeout ({:.0} s) on {worker}; if tasks are meant to run this long, start the driver with a larger --task-timeout",
-                                limit.as_secs_f64()
-                            ),
-                            retryable: true,
-                            counts: true,
-                        };
-                        out.push(Overdue {
-                            failure,
-                            worker: WorkerId::from(worker),
-                        });
-                    }
-                }
+        for (key, worker) in job.running_attempts() {
+            let Some(started) = timings.started.get(&key) else {
+                continue;
+            };
+            if now.saturating_duration_since(*started) > limit {
+                let attempt = key.attempt;
+                let failure = Command::FailTask {
+                    job: key.job,
+                    stage: key.stage,
+                    task: key.task,
+                    attempt,
+                    message: format!(
+                        "attempt {attempt} ran longer than the task timeout ({:.0} s) on {worker}; if tasks are meant to run this long, start the driver with a larger --task-timeout",
+                        limit.as_secs_f64()
+                    ),
+                    retryable: true,
+                    counts: true,
+                };
+                out.push(Overdue {
+                    failure,
+                    worker: WorkerId::from(worker),
+                });
             }
         }
     }
@@ -522,18 +510,13 @@ pub fn forgotten(
 ) -> (BTreeSet<AttemptKey>, Vec<Command>) {
     let mut missing = BTreeSet::new();
     for job in state.jobs.values().filter(|j| j.state == JobState::Running) {
-        for (s, tasks) in job.tasks.iter().enumerate() {
-            for (t, task) in tasks.iter().enumerate() {
-                for (attempt, on) in task.running_attempts() {
-                    let key = AttemptKey::new(&job.id, StageId::from(s), TaskId::from(t), attempt);
-                    let old = timings
-                        .started
-                        .get(&key)
-                        .is_some_and(|at| now.saturating_duration_since(*at) > LAUNCH_GRACE);
-                    if on == worker && old && !reported.contains(&key) {
-                        missing.insert(key);
-                    }
-                }
+        for (key, on) in job.running_attempts() {
+            let old = timings
+                .started
+                .get(&key)
+                .is_some_and(|at| now.saturating_duration_since(*at) > LAUNCH_GRACE);
+            if on == worker && old && !reported.contains(&key) {
+                missing.insert(key);
             }
         }
     }
@@ -764,8 +747,8 @@ pub(crate) mod tests {
         // The same process registering again (after a leader change) changes nothing.
         state.apply(register(""));
         assert!(
-            state.jobs[&job].tasks[0]
-                .iter()
+            state.jobs[&job].stages[0]
+                .states()
                 .all(|t| matches!(t, TaskState::Running { .. }))
         );
         // A new process at that address: the old one's tasks are gone and run again,
@@ -774,8 +757,8 @@ pub(crate) mod tests {
             state.apply(register("restarted")),
             Outcome::WorkerRegistered("worker-1".into())
         );
-        assert!(state.jobs[&job].tasks[0].iter().all(|t| *t == TaskState::Pending));
-        assert!(state.jobs[&job].history[0].iter().all(|h| h.failures == 0));
+        assert!(state.jobs[&job].stages[0].states().all(|t| *t == TaskState::Pending));
+        assert!(state.jobs[&job].stages[0].tasks.iter().all(|t| t.history.failures == 0));
         assert_eq!(schedule(&state, &live).len(), 2);
     }
 
@@ -801,9 +784,15 @@ pub(crate) mod tests {
         for command in lost {
             assert_eq!(state.apply(command), Outcome::Done);
         }
-        assert_eq!(state.jobs[&job].tasks[0][1], TaskState::Pending);
-        assert!(matches!(state.jobs[&job].tasks[0][0], TaskState::Running { .. }));
-        assert_eq!(state.jobs[&job].history[0][1].failures, 0, "not the task's fault");
+        assert_eq!(state.jobs[&job].stages[0].tasks[1].state, TaskState::Pending);
+        assert!(matches!(
+            state.jobs[&job].stages[0].tasks[0].state,
+            TaskState::Running { .. }
+        ));
+        assert_eq!(
+            state.jobs[&job].stages[0].tasks[1].history.failures, 0,
+            "not the task's fault"
+        );
     }
 
     #[test]
@@ -994,8 +983,11 @@ pub(crate) mod tests {
     fn reducers_start_once_every_map_task_has_started_and_not_before() {
         let (mut state, live) = cluster(2, 4);
         let job = submit_plan(&mut state, map_reduce(3, 2, false));
+        let lifecycle =
+            |state: &ClusterState, pipelined: bool| [0, 1].map(|s| state.jobs[&job].stage_state(s, pipelined));
         // Nothing of the map stage started: only map tasks go out, pipelined or not.
         assert_eq!(stages_placed(&state, &live, true), [0, 0, 0]);
+        assert_eq!(lifecycle(&state, true), [StageState::Runnable, StageState::Waiting]);
         let maps: Vec<_> = schedule(&state, &live)
             .into_iter()
             .map(|a| (start(&mut state, &a), a))
@@ -1003,12 +995,20 @@ pub(crate) mod tests {
         // Every map task running, none done: the reducers start pipelined, not otherwise.
         assert_eq!(stages_placed(&state, &live, true), [1, 1]);
         assert_eq!(stages_placed(&state, &live, false), Vec::<u32>::new());
+        assert_eq!(lifecycle(&state, true), [StageState::Running, StageState::Runnable]);
+        assert_eq!(lifecycle(&state, false), [StageState::Running, StageState::Waiting]);
         let mut timings = Timings::default();
         for (attempt, a) in &maps {
             finish_at(&mut state, &mut timings, &(a.clone(), *attempt), Instant::now());
         }
         assert_eq!(stages_placed(&state, &live, false), [1, 1]);
+        assert_eq!(lifecycle(&state, false), [StageState::Done, StageState::Runnable]);
         assert_eq!(state.jobs[&job].state, JobState::Running);
+        state.apply(Command::CancelJob {
+            job: job.clone(),
+            reason: "stop".into(),
+        });
+        assert_eq!(lifecycle(&state, false), [StageState::Done, StageState::Failed]);
     }
 
     #[test]
@@ -1183,7 +1183,7 @@ pub(crate) mod tests {
             let a = schedule(&state, &live).remove(0);
             start(&mut state, &a);
             assert_eq!(state.apply(Command::RequeueRunning), Outcome::Done);
-            assert_eq!(state.jobs[&job].tasks[0][0], TaskState::Pending);
+            assert_eq!(state.jobs[&job].stages[0].tasks[0].state, TaskState::Pending);
         }
         let a = schedule(&state, &live).remove(0);
         let attempt = start(&mut state, &a);
@@ -1309,8 +1309,18 @@ pub(crate) mod tests {
         }
         let record = &state.jobs[&job];
         assert_eq!(record.state, JobState::Running);
-        assert_eq!(record.tasks[0].iter().filter(|t| **t == TaskState::Pending).count(), 6);
-        assert_eq!(record.history[0].iter().filter(|h| h.failures == 1).count(), 6);
+        assert_eq!(
+            record.stages[0].states().filter(|t| **t == TaskState::Pending).count(),
+            6
+        );
+        assert_eq!(
+            record.stages[0]
+                .tasks
+                .iter()
+                .filter(|t| t.history.failures == 1)
+                .count(),
+            6
+        );
     }
 
     #[test]
@@ -1402,7 +1412,7 @@ pub(crate) mod tests {
         };
         assert_eq!(state.apply(finish(copy_attempt)), Outcome::Done);
         assert_eq!(state.apply(finish(slow_attempt)), Outcome::Stale);
-        assert!(matches!(&state.jobs[&job].tasks[0][slow.task.index()],
+        assert!(matches!(&state.jobs[&job].stages[0].tasks[slow.task.index()].state,
             TaskState::Done { worker, .. } if *worker == copy.worker));
         assert_eq!(state.jobs[&job].state, JobState::Succeeded);
     }
@@ -1432,7 +1442,7 @@ pub(crate) mod tests {
             counts: true,
         });
         assert_eq!(
-            state.jobs[&job].tasks[0][0],
+            state.jobs[&job].stages[0].tasks[0].state,
             TaskState::Running {
                 attempt: copy,
                 worker: other,

@@ -8,12 +8,12 @@ use ringleader_core::proto;
 use crate::leader::PartitionHealth;
 use crate::observed::Observed;
 use crate::raft::group::Peers;
-use crate::state::{ClusterState, DatasetRecord, JobRecord, JobState, TaskState};
+use crate::state::{ClusterState, DatasetRecord, JobRecord, JobState, StageRecord, TaskState};
 
-/// Rows and bytes the finished tasks of `tasks` read, and the rows and bytes they produced.
-fn volumes(tasks: &[TaskState]) -> (Volume, Volume) {
+/// Rows and bytes the finished tasks of `stage` read, and the rows and bytes they produced.
+fn volumes(stage: &StageRecord) -> (Volume, Volume) {
     let (mut read, mut written) = (Volume::default(), Volume::default());
-    for t in tasks {
+    for t in stage.states() {
         if let TaskState::Done { value, read: r, .. } = t {
             read = read.plus(*r);
             let (rows, bytes) = value.volume();
@@ -26,26 +26,20 @@ fn volumes(tasks: &[TaskState]) -> (Volume, Volume) {
     (read, written)
 }
 
-fn count(tasks: &[TaskState], f: impl Fn(&TaskState) -> bool) -> u32 {
-    tasks.iter().filter(|t| f(t)).count() as u32
-}
-
 /// Progress of one stage, as streamed to the job's client.
 pub fn stage_progress(record: &JobRecord, stage: u32) -> proto::StageProgress {
-    let tasks = record.tasks.get(stage as usize).map(Vec::as_slice).unwrap_or_default();
-    let (read, written) = volumes(tasks);
+    let empty = StageRecord::default();
+    let record_of_stage = record.stages.get(stage as usize).unwrap_or(&empty);
+    let (read, written) = volumes(record_of_stage);
     proto::StageProgress {
         stage,
-        done: count(tasks, |t| matches!(t, TaskState::Done { .. })),
-        total: tasks.len() as u32,
+        done: record_of_stage.done(),
+        total: record_of_stage.tasks.len() as u32,
         rows: written.rows,
         bytes: written.bytes,
         read_rows: read.rows,
         read_bytes: read.bytes,
-        attempts: record
-            .history
-            .get(stage as usize)
-            .map_or(0, |h| h.iter().map(|t| t.attempts).sum()),
+        attempts: record_of_stage.attempts(),
     }
 }
 
@@ -60,7 +54,7 @@ pub fn job_status(j: &JobRecord) -> proto::JobStatus {
         job_id: j.id.to_string(),
         name: j.name.clone(),
         state: j.state.name().to_string(),
-        stages: j.tasks.len() as u32,
+        stages: j.stages.len() as u32,
         tasks_done: done,
         tasks_total: total,
         submitted_ms: j.submitted_ms,
@@ -89,8 +83,9 @@ pub fn job_detail(j: &JobRecord, observed: &Observed) -> proto::JobDetail {
         .iter()
         .enumerate()
         .map(|(i, stage)| {
-            let tasks = &j.tasks[i];
-            let (read, written) = volumes(tasks);
+            let record = &j.stages[i];
+            let (read, written) = volumes(record);
+            let histories = || record.tasks.iter().map(|t| &t.history);
             proto::StageStatus {
                 stage: i as u32,
                 output: match &stage.output {
@@ -99,19 +94,23 @@ pub fn job_detail(j: &JobRecord, observed: &Observed) -> proto::JobDetail {
                 }
                 .to_string(),
                 parents: stage.parents.iter().map(|p| p.0).collect(),
-                done: count(tasks, |t| matches!(t, TaskState::Done { .. })),
-                running: count(tasks, |t| matches!(t, TaskState::Running { .. })),
-                total: tasks.len() as u32,
+                done: record.done(),
+                running: record
+                    .states()
+                    .filter(|t| matches!(t, TaskState::Running { .. }))
+                    .count() as u32,
+                total: record.tasks.len() as u32,
                 rows: written.rows,
                 bytes: written.bytes,
                 read_rows: read.rows,
                 read_bytes: read.bytes,
-                attempts: j.history[i].iter().map(|h| h.attempts).sum(),
-                failed_attempts: j.history[i].iter().map(|h| h.failed_on.len() as u32).sum(),
-                counted_failures: j.history[i].iter().map(|h| h.failures).sum(),
+                attempts: record.attempts(),
+                failed_attempts: histories().map(|h| h.failed_on.len() as u32).sum(),
+                counted_failures: histories().map(|h| h.failures).sum(),
                 input: stage_input(stage),
                 first_started_ms: stage_times(i).0,
                 last_ended_ms: stage_times(i).1,
+                state: j.stage_state(i, true).name().to_string(),
             }
         })
         .collect();

@@ -97,9 +97,21 @@ fn a_worker_killed_mid_stage_has_its_running_tasks_run_elsewhere_uncounted() {
     });
     let (done, total, _) = cluster.stage(&job, 0).unwrap();
     assert!(done < total, "the map stage was over before the kill");
+    let map_state = cluster.stage_state(&job, 0);
+    assert!(
+        matches!(map_state.as_deref(), Some("running" | "runnable")),
+        "a map stage with tasks on a worker is {map_state:?}"
+    );
     kill_now(cluster.worker_pid(0));
     job_succeeds(client, &d("client.log"), "the job failed after a worker died");
     assert_eq!(sorted_lines(&d("cluster")), word_counts(&d("text")));
+    for stage in [0, 1] {
+        assert_eq!(
+            cluster.stage_state(&job, stage).as_deref(),
+            Some("done"),
+            "stage {stage}"
+        );
+    }
     // Its tasks ran again, and those runs used up none of their attempts.
     let (_, total, attempts) = cluster.stage(&job, 0).unwrap();
     assert!(

@@ -552,24 +552,30 @@ impl LocalCluster {
     pub fn stage(&self, job: &str, stage: u32) -> Option<(u32, u32, u32)> {
         let cols = self.stage_columns(job, stage)?;
         Some((
-            cols.get(3)?.parse().ok()?,
-            cols.get(5)?.parse().ok()?,
+            cols.get(4)?.parse().ok()?,
             cols.get(6)?.parse().ok()?,
+            cols.get(7)?.parse().ok()?,
         ))
+    }
+
+    /// Where `stage` of `job` is in its lifecycle (waiting, runnable, running, done,
+    /// failed), from `ringleader job`.
+    pub fn stage_state(&self, job: &str, stage: u32) -> Option<String> {
+        self.stage_columns(job, stage)?.get(1).cloned()
     }
 
     /// When `stage` of `job` began and ended (its first attempt's start, its last one's
     /// end), in seconds after the submission, from `ringleader job`.
     pub fn stage_times(&self, job: &str, stage: u32) -> Option<(f64, f64)> {
         let cols = self.stage_columns(job, stage)?;
-        Some((cols.get(13)?.parse().ok()?, cols.get(14)?.parse().ok()?))
+        Some((cols.get(14)?.parse().ok()?, cols.get(15)?.parse().ok()?))
     }
 
     /// (failed attempts, failures counted toward the attempt limit) of `stage` of `job`,
     /// from `ringleader job`.
     pub fn stage_failures(&self, job: &str, stage: u32) -> Option<(u32, u32)> {
         let cols = self.stage_columns(job, stage)?;
-        Some((cols.get(11)?.parse().ok()?, cols.get(12)?.parse().ok()?))
+        Some((cols.get(12)?.parse().ok()?, cols.get(13)?.parse().ok()?))
     }
 
     /// (failed attempts, failures counted toward the attempt limit) over the first two
@@ -625,7 +631,7 @@ impl LocalCluster {
     pub fn stage_volumes(&self, job: &str, stage: u32) -> Option<[u64; 4]> {
         let cols = self.stage_columns(job, stage)?;
         let n = |i: usize| cols.get(i)?.parse().ok();
-        Some([n(7)?, n(8)?, n(9)?, n(10)?])
+        Some([n(8)?, n(9)?, n(10)?, n(11)?])
     }
 
     /// The state of `job` as `ringleader jobs` lists it (running, succeeded, failed, cancelled).

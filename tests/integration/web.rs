@@ -130,6 +130,11 @@ fn the_status_page_shows_jobs_stages_and_tasks_in_a_browser_and_needs_the_token(
     let (done, total) = tasks_done(&page).expect("a task count");
     assert_eq!(done, total);
     assert_eq!(
+        page.matches("<td class=\"stage-state\">done</td>").count(),
+        2,
+        "each stage's lifecycle state:\n{page}"
+    );
+    assert_eq!(
         page.matches("class=\"task done\"").count() as u32,
         total,
         "a row per task"

@@ -24,9 +24,9 @@ impl DriverInner {
             let Some(record) = state.jobs.get(job) else { return };
             let mut events = vec![Event::Accepted(proto::JobAccepted {
                 job_id: job.to_string(),
-                stages: record.tasks.len() as u32,
+                stages: record.stages.len() as u32,
             })];
-            events.extend((0..record.tasks.len() as u32).map(|s| Event::Stage(stage_progress(record, s))));
+            events.extend((0..record.stages.len() as u32).map(|s| Event::Stage(stage_progress(record, s))));
             events.extend(final_events(record));
             events
         };

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ringleader_core::ids::{Attempt, AttemptKey, JobId, StageId, TaskId, WorkerId};
+use ringleader_core::ids::{Attempt, JobId, StageId, TaskId, WorkerId};
 use ringleader_core::proto;
 
 use ringleader_core::sync::lock;
@@ -243,15 +243,7 @@ fn stage_output(record: &JobRecord, plan: &ringleader_core::plan::StagePlan) -> 
     let Some(from) = plan.state_from else {
         return plan.output.clone();
     };
-    let values = record
-        .tasks
-        .get(from.index())
-        .into_iter()
-        .flatten()
-        .filter_map(|t| match t {
-            crate::state::TaskState::Done { value, .. } => Some(value),
-            _ => None,
-        });
+    let values = record.stages.get(from.index()).into_iter().flat_map(|s| s.values());
     plan.output_given(values).unwrap_or_else(|_| plan.output.clone())
 }
 
@@ -322,20 +314,18 @@ fn input_updates(
     consumers: impl Fn(usize) -> bool,
 ) -> Vec<(String, proto::InputsUpdate)> {
     let mut updates = Vec::new();
-    for (c, tasks) in record.tasks.iter().enumerate().filter(|(c, _)| consumers(*c)) {
-        for (t, task) in tasks.iter().enumerate() {
-            for (attempt, worker) in task.running_attempts() {
-                let Some(address) = state.workers.get(worker).map(|w| w.address.clone()) else {
-                    continue;
-                };
-                let key = AttemptKey::new(&record.id, StageId::from(c), TaskId::from(t), attempt);
-                let update = proto::InputsUpdate {
-                    attempt: Some(key.to_running()),
-                    inputs: shuffle_inputs(state, record, key.stage, key.task),
-                };
-                updates.push((address, update));
-            }
-        }
+    for (key, worker) in record
+        .running_attempts()
+        .filter(|(key, _)| consumers(key.stage.index()))
+    {
+        let Some(address) = state.workers.get(worker).map(|w| w.address.clone()) else {
+            continue;
+        };
+        let update = proto::InputsUpdate {
+            attempt: Some(key.to_running()),
+            inputs: shuffle_inputs(state, record, key.stage, key.task),
+        };
+        updates.push((address, update));
     }
     updates
 }

@@ -180,7 +180,7 @@ pub const IDENTITY_FILE: &str = "raft-identity";
 /// The encoding of the log's entries (postcard `Command`s): raised whenever `Command`
 /// changes, so a directory written by another version is refused with a clear error instead
 /// of its entries looking corrupt.
-pub const LOG_FORMAT: u32 = 10;
+pub const LOG_FORMAT: u32 = 11;
 
 /// Compares `dir`'s identity file with this driver's group and id, or writes it (write, then
 /// rename) for a new directory.

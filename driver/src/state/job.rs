@@ -4,13 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use ringleader_core::ids::{Attempt, JobId, ShuffleId, StageId, TaskId, WorkerId};
+use ringleader_core::ids::{Attempt, AttemptKey, JobId, ShuffleId, StageId, TaskId, WorkerId};
 use ringleader_core::plan::accumulator::Accumulated;
 use ringleader_core::plan::{JobPlan, StageOutput, TaskInput, TaskValue};
 use serde::{Deserialize, Serialize};
 
 use super::records::{DatasetRecord, WorkerRecord};
-use super::task::{TaskHistory, TaskState};
+use super::stage::{StageRecord, StageState, TaskRecord};
 
 /// Attempts a task gets before its job fails.
 pub const MAX_ATTEMPTS: u32 = 4;
@@ -60,10 +60,8 @@ pub struct JobRecord {
     pub working_dir: String,
     /// The plan.
     pub plan: JobPlan,
-    /// `tasks[stage][task]`.
-    pub tasks: Vec<Vec<TaskState>>,
-    /// What earlier attempts did, `history[stage][task]`.
-    pub history: Vec<Vec<TaskHistory>>,
+    /// Its stages' tasks, stage for stage with the plan's.
+    pub stages: Vec<StageRecord>,
     /// Where the job is.
     pub state: JobState,
     /// The client's submission id (a resubmission with it finds this job).
@@ -93,7 +91,7 @@ pub struct JobRecord {
 /// How many task failures that count toward no task's attempts (tasks lost with an executor
 /// that another task of theirs made exit) a job survives: 32, or one per task beyond that.
 pub fn max_uncounted_failures(job: &JobRecord) -> u32 {
-    let tasks: usize = job.tasks.iter().map(Vec::len).sum();
+    let tasks: usize = job.stages.iter().map(|s| s.tasks.len()).sum();
     (tasks as u32).max(32)
 }
 
@@ -120,18 +118,52 @@ impl JobRecord {
                         .any(|(c, child)| child.parents.contains(&StageId::from(s)) && !self.stage_done(c))
             })
             .collect();
-        let mut lost = 0;
-        for (s, tasks) in self.tasks.iter_mut().enumerate() {
-            for task in tasks {
-                lost += u32::from(task.lose_worker(worker, running, needed[s]));
-            }
-        }
-        lost
+        self.stages
+            .iter_mut()
+            .zip(needed)
+            .map(|(stage, needed)| stage.lose_worker(worker, running, needed))
+            .sum()
     }
 
     /// Whether every task of `stage` is done.
     pub fn stage_done(&self, stage: usize) -> bool {
-        self.tasks[stage].iter().all(|t| t.is_done())
+        self.stages[stage].is_done()
+    }
+
+    /// Where `stage` is in its lifecycle (see [`StageState`]), reducers counted ready once
+    /// their map tasks all started when `pipelined`.
+    pub fn stage_state(&self, stage: usize, pipelined: bool) -> StageState {
+        self.stages[stage].state(self.stage_ready(stage, pipelined), self.state == JobState::Running)
+    }
+
+    /// A task's record, if the job has it.
+    pub fn task(&self, stage: StageId, task: TaskId) -> Option<&TaskRecord> {
+        self.stages.get(stage.index())?.tasks.get(task.index())
+    }
+
+    /// A task's record to change, if the job has it.
+    pub fn task_mut(&mut self, stage: StageId, task: TaskId) -> Option<&mut TaskRecord> {
+        self.stages.get_mut(stage.index())?.tasks.get_mut(task.index())
+    }
+
+    /// Every task, with its stage and partition, stage by stage.
+    pub fn all_tasks(&self) -> impl Iterator<Item = (StageId, TaskId, &TaskRecord)> {
+        self.stages.iter().enumerate().flat_map(|(s, stage)| {
+            stage
+                .tasks
+                .iter()
+                .enumerate()
+                .map(move |(t, task)| (StageId::from(s), TaskId::from(t), task))
+        })
+    }
+
+    /// Every attempt running now (speculative copies included), with its worker.
+    pub fn running_attempts(&self) -> impl Iterator<Item = (AttemptKey, &str)> {
+        self.all_tasks().flat_map(move |(s, t, task)| {
+            task.state
+                .running_attempts()
+                .map(move |(attempt, worker)| (AttemptKey::new(&self.id, s, t, attempt), worker))
+        })
     }
 
     /// Whether the tasks of `stage` may start: every stage it waits for is done, or, with
@@ -147,7 +179,7 @@ impl JobRecord {
                 || (pipelined
                     && plan.state_from != Some(StageId::from(p))
                     && self.reads_shuffle_of(stage, p)
-                    && self.tasks[p].iter().all(|t| *t != TaskState::Pending))
+                    && self.stages[p].all_started())
         })
     }
 
@@ -164,24 +196,16 @@ impl JobRecord {
 
     /// (done, total) tasks over all stages.
     pub fn progress(&self) -> (u32, u32) {
-        let total = self.tasks.iter().map(Vec::len).sum::<usize>() as u32;
-        let done = self.tasks.iter().flatten().filter(|t| t.is_done()).count() as u32;
+        let total = self.stages.iter().map(|s| s.tasks.len()).sum::<usize>() as u32;
+        let done = self.stages.iter().map(StageRecord::done).sum();
         (done, total)
     }
 
     /// The values of the final stage's tasks, in partition order (once succeeded).
     pub fn result(&self) -> Vec<TaskValue> {
-        self.tasks
+        self.stages
             .last()
-            .map(|tasks| {
-                tasks
-                    .iter()
-                    .filter_map(|t| match t {
-                        TaskState::Done { value, .. } => Some(value.clone()),
-                        _ => None,
-                    })
-                    .collect()
-            })
+            .map(|stage| stage.values().cloned().collect())
             .unwrap_or_default()
     }
 
@@ -199,21 +223,36 @@ impl JobRecord {
                     .stages
                     .iter()
                     .position(|s| matches!(&s.output, StageOutput::Shuffle { shuffle: id, .. } if *id == shuffle));
-                let workers = producer
-                    .map(|p| {
-                        self.tasks[p]
-                            .iter()
-                            .map(|t| match t {
-                                TaskState::Done { worker, attempt, .. } => (worker.clone(), *attempt),
-                                _ => (WorkerId::default(), Attempt(0)),
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let workers = producer.map(|p| self.stages[p].map_outputs()).unwrap_or_default();
                 (shuffle, workers)
             })
             .collect()
     }
+}
+
+/// Why a job's stored output cannot commit (the job fails with it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OutputIncomplete {
+    /// A final task returned no stored partition.
+    #[error("partition {partition} of {dataset} was not stored")]
+    NotStored {
+        /// The dataset.
+        dataset: String,
+        /// The partition.
+        partition: usize,
+    },
+    /// A partition is on fewer registered workers than the dataset's replicas.
+    #[error("partition {partition} of {dataset} has {found} of {wanted} replicas")]
+    TooFewReplicas {
+        /// The dataset.
+        dataset: String,
+        /// The partition.
+        partition: usize,
+        /// Registered workers holding it.
+        found: u32,
+        /// The dataset's replicas.
+        wanted: u32,
+    },
 }
 
 /// The dataset a job that just succeeded wrote, to commit with its success (if the name
@@ -222,7 +261,7 @@ impl JobRecord {
 pub(super) fn stored_output(
     job: &JobRecord,
     workers: &BTreeMap<WorkerId, WorkerRecord>,
-) -> Result<Option<DatasetRecord>, String> {
+) -> Result<Option<DatasetRecord>, OutputIncomplete> {
     let Some(spec) = &job.plan.store else {
         return Ok(None);
     };
@@ -237,19 +276,22 @@ pub(super) fn stored_output(
     };
     for (p, value) in job.result().into_iter().enumerate() {
         let TaskValue::Stored { rows, bytes, holders } = value else {
-            return Err(format!("partition {p} of {} was not stored", spec.dataset));
+            return Err(OutputIncomplete::NotStored {
+                dataset: spec.dataset.clone(),
+                partition: p,
+            });
         };
         let ids: Vec<WorkerId> = holders
             .iter()
             .filter_map(|a| workers.values().find(|w| w.address == *a).map(|w| w.id.clone()))
             .collect();
         if (ids.len() as u32) < spec.replicas {
-            return Err(format!(
-                "partition {p} of {} has {} of {} replicas",
-                spec.dataset,
-                ids.len(),
-                spec.replicas
-            ));
+            return Err(OutputIncomplete::TooFewReplicas {
+                dataset: spec.dataset.clone(),
+                partition: p,
+                found: ids.len() as u32,
+                wanted: spec.replicas,
+            });
         }
         record.placement.push(ids);
         record.rows.push(rows);
@@ -273,8 +315,7 @@ mod tests {
             args: Vec::new(),
             env: BTreeMap::new(),
             working_dir: String::new(),
-            tasks: vec![vec![TaskState::Pending; tasks]],
-            history: vec![vec![TaskHistory::default(); tasks]],
+            stages: vec![StageRecord::new(tasks)],
             plan,
             state: JobState::Running,
             submission: String::new(),
@@ -291,21 +332,27 @@ mod tests {
     fn progress_and_results_follow_the_tasks() {
         let mut job = record(3);
         for (t, worker) in ["w1", "w2", "w1"].into_iter().enumerate() {
-            job.tasks[0][t].start(&mut job.history[0][t], worker.into());
+            let task = &mut job.stages[0].tasks[t];
+            task.state.start(&mut task.history, worker.into());
         }
         assert_eq!(job.progress(), (0, 3));
-        assert!(job.tasks[0][1].finish(Attempt(1), TaskValue::Count(5), Volume::default()));
+        assert!(
+            job.stages[0].tasks[1]
+                .state
+                .finish(Attempt(1), TaskValue::Count(5), Volume::default())
+        );
         assert_eq!(job.progress(), (1, 3));
         assert!(!job.stage_done(0));
         // A lost worker takes back what ran there; a final stage's output is needed by none.
         assert_eq!(job.lose_worker("w1", true), 2);
         assert_eq!(job.lose_worker("w2", true), 0, "its task is done");
         for t in [0, 2] {
-            assert_eq!(
-                job.tasks[0][t].start(&mut job.history[0][t], "w2".into()),
-                Some(Attempt(2))
+            let task = &mut job.stages[0].tasks[t];
+            assert_eq!(task.state.start(&mut task.history, "w2".into()), Some(Attempt(2)));
+            assert!(
+                task.state
+                    .finish(Attempt(2), TaskValue::Count(t as u64), Volume::default())
             );
-            assert!(job.tasks[0][t].finish(Attempt(2), TaskValue::Count(t as u64), Volume::default()));
         }
         assert!(job.stage_done(0));
         assert_eq!(

@@ -6,15 +6,22 @@
 //! ## Layout
 //! - [`command`]: the commands (the log's entries) and their outcomes.
 //! - [`task`]: a task's lifecycle, speculative copies included, as transitions.
+//! - [`stage`]: a stage's tasks with their histories, and the stage's lifecycle.
 //! - [`job`]: a job's lifecycle, the limits that fail it, what it leaves behind.
 //! - [`records`]: registered workers and stored datasets.
-//! - `apply`: applying a command: the one place the state changes.
+//! - `apply`: applying a command, the one place the state changes: a dispatcher to the
+//!   commands' methods, by what they change: `members` (workers, binaries), `jobs`,
+//!   `attempts` (a task's attempts), `datasets` (the stored names).
 
 mod apply;
+mod attempts;
 pub mod command;
 mod datasets;
 pub mod job;
+mod jobs;
+mod members;
 pub mod records;
+pub mod stage;
 pub mod task;
 
 use std::collections::BTreeMap;
@@ -25,6 +32,7 @@ use serde::{Deserialize, Serialize};
 pub use command::{Command, Outcome};
 pub use job::{JobRecord, JobState, MAX_ATTEMPTS, MAX_FETCH_FAILURES, max_uncounted_failures};
 pub use records::{DatasetRecord, PendingDataset, WorkerRecord};
+pub use stage::{StageRecord, StageState, TaskRecord};
 pub use task::{Speculative, TaskHistory, TaskState};
 
 /// Finished jobs kept for `ringleader jobs`; older ones are forgotten as new ones arrive.
@@ -100,11 +108,13 @@ impl ClusterState {
         let state: ClusterState = postcard::from_bytes(bytes)?;
         for (id, job) in &state.jobs {
             let stages = job.plan.stages.len();
-            let shapes_agree = job.tasks.len() == stages
-                && job.history.len() == stages
-                && job.plan.stages.iter().enumerate().all(|(s, stage)| {
-                    job.tasks[s].len() == stage.tasks.len() && job.history[s].len() == stage.tasks.len()
-                });
+            let shapes_agree = job.stages.len() == stages
+                && job
+                    .plan
+                    .stages
+                    .iter()
+                    .zip(&job.stages)
+                    .all(|(plan, stage)| plan.tasks.len() == stage.tasks.len());
             if !shapes_agree || *id != job.id {
                 return Err(SnapshotError::Disagrees(id.clone()));
             }
@@ -130,7 +140,7 @@ impl ClusterState {
         attempt: Attempt,
     ) -> Option<(WorkerId, Attempt)> {
         let j = self.jobs.get(job).filter(|j| j.state == JobState::Running)?;
-        j.tasks.get(stage.index())?.get(task.index())?.rival(attempt)
+        j.task(stage, task)?.state.rival(attempt)
     }
 
     /// Dataset generations (`name/generation`) workers must keep: the committed ones and
@@ -153,10 +163,8 @@ impl ClusterState {
     pub fn running_per_worker(&self) -> BTreeMap<&str, u32> {
         let mut running: BTreeMap<&str, u32> = BTreeMap::new();
         for job in self.jobs.values().filter(|j| j.state == JobState::Running) {
-            for task in job.tasks.iter().flatten() {
-                for (_, worker) in task.running_attempts() {
-                    *running.entry(worker).or_default() += 1;
-                }
+            for (_, worker) in job.running_attempts() {
+                *running.entry(worker).or_default() += 1;
             }
         }
         running

@@ -13,9 +13,10 @@ use ringleader_core::plan::{TaskValue, Volume};
 use serde::{Deserialize, Serialize};
 
 /// A task's state.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub enum TaskState {
     /// Waiting for a slot.
+    #[default]
     Pending,
     /// Sent to a worker.
     Running {

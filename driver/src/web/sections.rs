@@ -124,12 +124,13 @@ pub(super) fn stages(stages: &[proto::StageStatus]) -> Markup {
     html! {
         table {
             tr {
-                th { "stage" } th { "reads" } th { "output" } th { "after" } th { "progress" } th { "running" }
+                th { "stage" } th { "state" } th { "reads" } th { "output" } th { "after" } th { "progress" } th { "running" }
                 th { "rows read" } th { "bytes read" } th { "rows out" } th { "bytes out" } th { "attempts" }
             }
             @for st in stages {
                 tr class="stage" {
                     td { (st.stage) }
+                    td class="stage-state" { (st.state) }
                     td class="input" { (st.input) }
                     td { (st.output) }
                     td { (st.parents.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")) }
@@ -180,15 +181,10 @@ pub(super) struct TaskRow {
 pub(super) fn task_rows(job: &JobRecord, seen: &[(AttemptKey, AttemptSeen)]) -> Vec<TaskRow> {
     let now = ringleader_core::clock::now_ms();
     let mut rows = Vec::new();
-    for (stage, tasks) in job.tasks.iter().enumerate() {
-        for (partition, task) in tasks.iter().enumerate() {
-            let history = job
-                .history
-                .get(stage)
-                .and_then(|h| h.get(partition))
-                .cloned()
-                .unwrap_or_default();
-            let (state, attempt, worker, read, volume) = match task {
+    for (stage, record) in job.stages.iter().enumerate() {
+        for (partition, task) in record.tasks.iter().enumerate() {
+            let history = task.history.clone();
+            let (state, attempt, worker, read, volume) = match &task.state {
                 TaskState::Pending => ("pending", Attempt(0), WorkerId::default(), None, None),
                 TaskState::Running { attempt, worker, .. } => ("running", *attempt, worker.clone(), None, None),
                 TaskState::Done {
