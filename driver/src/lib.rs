@@ -9,13 +9,14 @@
 //!
 //! ## Layout
 //! - [`state`]: the state machine (workers, binaries, jobs, tasks) changed only by commands.
-//! - [`scheduler`]: which task runs where, as a pure function of the state.
+//! - [`scheduler`]: which task runs where, as a pure function of the state (and of the
+//!   [`attempt_clock`], the one record of when attempts started and ended).
 //! - [`raft`]: consensus: storage, network, the group's membership.
 //! - [`leader`]: one driver process: writes through Raft, taking over, the scheduling loop.
 //! - [`service`]: the gRPC service clients and workers call.
 //! - [`views`]: the state as the protocol shows it.
-//! - [`web`], [`metrics`], [`commit_times`], [`observed`]: the status pages, `/metrics`, and
-//!   the soft state they show beside the replicated one.
+//! - [`web`], [`metrics`], [`commit_times`]: the status pages, `/metrics`, and the Raft
+//!   commit times they show beside the replicated state.
 //!
 //! A job's path: the client's `SubmitJob` reaches [`service`], which commits it through the
 //! leader ([`leader`]) as a [`state::Command`]; every driver applies it
@@ -30,10 +31,10 @@ pub const MAX_RAFT_MESSAGE: usize = 64 << 20;
 /// The largest job plan a driver accepts: plans name their data, they do not hold it.
 pub const MAX_PLAN_BYTES: usize = 16 << 20;
 
+pub mod attempt_clock;
 pub mod commit_times;
 pub mod leader;
 pub mod metrics;
-pub mod observed;
 pub mod raft;
 pub mod scheduler;
 pub mod service;

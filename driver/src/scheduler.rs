@@ -6,14 +6,15 @@
 //! live worker holding it if one has a free slot (data locality), any other task to the
 //! live worker with the most free slots (ties by id).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use ringleader_core::ids::{Attempt, AttemptKey, JobId, StageId, TaskId, WorkerId};
+use ringleader_core::ids::{AttemptKey, JobId, StageId, TaskId, WorkerId};
 use ringleader_core::io::source::Split;
 use ringleader_core::plan::TaskInput;
 
-use crate::state::{ClusterState, Command, JobState, StageState, TaskState};
+use crate::attempt_clock::AttemptClock;
+use crate::state::{ClusterState, Command, JobState, TaskState};
 
 /// A task to start on a worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -280,92 +281,12 @@ impl Default for SpeculationConfig {
 /// The default longest run of a task attempt: an hour.
 pub const DEFAULT_TASK_TIMEOUT: Duration = Duration::from_secs(3600);
 
-/// How long attempts take: when running ones started, how long finished ones took, per
-/// stage. Leader-local (a new leader starts without), like heartbeats.
-#[derive(Debug, Default)]
-pub struct Timings {
-    started: HashMap<AttemptKey, Instant>,
-    /// When each finished attempt finished.
-    ended: HashMap<AttemptKey, Instant>,
-    durations: HashMap<(JobId, StageId), Vec<Duration>>,
-    /// Stages seen running before their map stages were done (pipelined reducers), and
-    /// whether their attempts' times were moved to when those were.
-    early: BTreeMap<(JobId, StageId), bool>,
-    /// When the reducers started early were last told where their map outputs are.
-    told_at: Option<Instant>,
-}
-
-impl Timings {
-    /// Times the attempts of stages that started before the stages they read were done from
-    /// when those were done: the wait for map outputs is not a straggler's slowness (for
-    /// speculation) nor a hung task (for the timeout). Called on every scheduling pass.
-    pub fn note_early_stages(&mut self, state: &ClusterState, now: Instant) {
-        for job in state.jobs.values().filter(|j| j.state == JobState::Running) {
-            for (s, stage) in job.stages.iter().enumerate() {
-                let key = (job.id.clone(), StageId::from(s));
-                let ready = job.stage_ready(s, false);
-                if !ready && stage.state(ready, true) == StageState::Running {
-                    self.early.entry(key).or_insert(false);
-                } else if ready && self.early.get(&key) == Some(&false) {
-                    self.early.insert(key.clone(), true);
-                    for (attempt_key, start) in &mut self.started {
-                        if attempt_key.job == key.0 && attempt_key.stage == key.1 {
-                            *start = (*start).max(now);
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// The stages of running jobs that started before their map stages were done, if it is
-    /// time (every `every`) to tell their reducers again where the map outputs are.
-    pub fn early_stages_to_tell(&mut self, now: Instant, every: Duration) -> Vec<(JobId, StageId)> {
-        if self.told_at.is_some_and(|at| now.saturating_duration_since(at) < every) {
-            return Vec::new();
-        }
-        self.told_at = Some(now);
-        self.early.keys().cloned().collect()
-    }
-
-    /// An attempt started at `at`.
-    pub fn started(&mut self, job: &str, stage: StageId, task: TaskId, attempt: Attempt, at: Instant) {
-        self.started.insert(AttemptKey::new(job, stage, task, attempt), at);
-    }
-
-    /// An attempt finished at `at`.
-    pub fn finished(&mut self, job: &str, stage: StageId, task: TaskId, attempt: Attempt, at: Instant) {
-        let key = AttemptKey::new(job, stage, task, attempt);
-        self.ended.insert(key.clone(), at);
-        if let Some(start) = self.started.remove(&key) {
-            self.durations
-                .entry((JobId::from(job), stage))
-                .or_default()
-                .push(at.saturating_duration_since(start));
-        }
-    }
-
-    /// Forgets the jobs not in `running`.
-    pub fn retain(&mut self, running: &BTreeSet<&str>) {
-        self.started.retain(|k, _| running.contains(k.job.as_str()));
-        self.ended.retain(|k, _| running.contains(k.job.as_str()));
-        self.durations.retain(|k, _| running.contains(k.0.as_str()));
-        self.early.retain(|k, _| running.contains(k.0.as_str()));
-    }
-
-    fn median(&self, job: &str, stage: StageId) -> Option<Duration> {
-        let mut d = self.durations.get(&(JobId::from(job), stage))?.clone();
-        d.sort();
-        d.get(d.len() / 2).copied()
-    }
-}
-
 /// Stragglers to copy now, each onto a live worker with a free slot other than the one
 /// running it.
 pub fn speculate(
     state: &ClusterState,
     live: &BTreeSet<WorkerId>,
-    timings: &Timings,
+    clock: &AttemptClock,
     config: &SpeculationConfig,
     now: Instant,
 ) -> Vec<Assignment> {
@@ -383,7 +304,7 @@ pub fn speculate(
         let mut warm: BTreeMap<&str, Instant> = BTreeMap::new();
         for (s, t, task) in job.all_tasks() {
             if let TaskState::Done { worker, attempt, .. } = &task.state
-                && let Some(&at) = timings.ended.get(&AttemptKey::new(&job.id, s, t, *attempt))
+                && let Some(at) = clock.ended_at(&AttemptKey::new(&job.id, s, t, *attempt))
             {
                 let first = warm.entry(worker.as_str()).or_insert(at);
                 *first = (*first).min(at);
@@ -395,7 +316,7 @@ pub fn speculate(
                 continue;
             }
             let done = stage.done() as usize;
-            let Some(median) = timings.median(&job.id, StageId::from(s)) else {
+            let Some(median) = clock.median(&job.id, StageId::from(s)) else {
                 continue;
             };
             let multiplier = if (done as f64) < config.quantile * stage.tasks.len() as f64 {
@@ -422,7 +343,7 @@ pub fn speculate(
                     continue;
                 }
                 let key = AttemptKey::new(&job.id, StageId::from(s), TaskId::from(t), *attempt);
-                let (Some(&started), Some(&warmed)) = (timings.started.get(&key), warm.get(worker.as_str())) else {
+                let (Some(started), Some(&warmed)) = (clock.timed_from(&key), warm.get(worker.as_str())) else {
                     continue;
                 };
                 if now.saturating_duration_since(started.max(warmed)) <= threshold {
@@ -460,14 +381,14 @@ pub struct Overdue {
 
 /// Running attempts (first or speculative) older than `limit`, as the failures to commit:
 /// each counts toward its task's attempts, and the task runs again.
-pub fn overdue(state: &ClusterState, timings: &Timings, limit: Duration, now: Instant) -> Vec<Overdue> {
+pub fn overdue(state: &ClusterState, clock: &AttemptClock, limit: Duration, now: Instant) -> Vec<Overdue> {
     let mut out = Vec::new();
     for job in state.jobs.values().filter(|j| j.state == JobState::Running) {
         for (key, worker) in job.running_attempts() {
-            let Some(started) = timings.started.get(&key) else {
+            let Some(started) = clock.timed_from(&key) else {
                 continue;
             };
-            if now.saturating_duration_since(*started) > limit {
+            if now.saturating_duration_since(started) > limit {
                 let attempt = key.attempt;
                 let failure = Command::FailTask {
                     job: key.job,
@@ -504,17 +425,16 @@ pub fn forgotten(
     state: &ClusterState,
     worker: &str,
     reported: &BTreeSet<AttemptKey>,
-    timings: &Timings,
+    clock: &AttemptClock,
     previously: &BTreeSet<AttemptKey>,
     now: Instant,
 ) -> (BTreeSet<AttemptKey>, Vec<Command>) {
     let mut missing = BTreeSet::new();
     for job in state.jobs.values().filter(|j| j.state == JobState::Running) {
         for (key, on) in job.running_attempts() {
-            let old = timings
-                .started
-                .get(&key)
-                .is_some_and(|at| now.saturating_duration_since(*at) > LAUNCH_GRACE);
+            let old = clock
+                .timed_from(&key)
+                .is_some_and(|at| now.saturating_duration_since(at) > LAUNCH_GRACE);
             if on == worker && old && !reported.contains(&key) {
                 missing.insert(key);
             }
@@ -548,7 +468,9 @@ pub(crate) mod tests {
     use ringleader_core::plan::{ActionFn, JobPlan, StageOutput, StagePlan, TaskInput, TaskPlan, TaskValue};
 
     use super::*;
-    use crate::state::{Command, Outcome};
+    use ringleader_core::ids::Attempt;
+
+    use crate::state::{AttemptEvent, Command, Outcome, StageState};
 
     /// A plan of one stage of `tasks` tasks counting their rows.
     pub(crate) fn job(tasks: usize) -> JobPlan {
@@ -619,21 +541,28 @@ pub(crate) mod tests {
     fn start_all(
         state: &mut ClusterState,
         live: &BTreeSet<WorkerId>,
-        timings: &mut Timings,
+        clock: &mut AttemptClock,
         t0: Instant,
     ) -> Vec<(Assignment, Attempt)> {
         let mut started = Vec::new();
         for a in schedule(state, live) {
             let attempt = start(state, &a);
-            timings.started(&a.job, a.stage, a.task, attempt, t0);
+            let (key, worker) = (AttemptKey::new(&a.job, a.stage, a.task, attempt), a.worker.clone());
+            clock.note(AttemptEvent::Started { key, worker }, t0);
             started.push((a, attempt));
         }
         started
     }
 
     /// Finishes `attempt` of the task `a` assigned, at `at`.
-    fn finish_at(state: &mut ClusterState, timings: &mut Timings, (a, attempt): &(Assignment, Attempt), at: Instant) {
-        timings.finished(&a.job, a.stage, a.task, *attempt, at);
+    fn finish_at(
+        state: &mut ClusterState,
+        clock: &mut AttemptClock,
+        (a, attempt): &(Assignment, Attempt),
+        at: Instant,
+    ) {
+        let key = AttemptKey::new(&a.job, a.stage, a.task, *attempt);
+        clock.note(AttemptEvent::Ended { key, error: None }, at);
         state.apply(Command::FinishTask {
             job: a.job.clone(),
             stage: a.stage,
@@ -671,10 +600,10 @@ pub(crate) mod tests {
         let id = submit_plan(&mut state, plan);
         let size = |state: &ClusterState| postcard::to_stdvec(state).expect("encode").len();
         assert!(size(&state) > 900_000, "the running job's rows are in the state");
-        let (mut timings, t0) = (Timings::default(), Instant::now());
-        for started in start_all(&mut state, &live, &mut timings, t0) {
+        let (mut clock, t0) = (AttemptClock::default(), Instant::now());
+        for started in start_all(&mut state, &live, &mut clock, t0) {
             assert!(!state.jobs[&id].plan_data_dropped, "dropped while running");
-            finish_at(&mut state, &mut timings, &started, t0);
+            finish_at(&mut state, &mut clock, &started, t0);
         }
         let job = &state.jobs[&id];
         assert_eq!(job.state, crate::state::JobState::Succeeded);
@@ -766,20 +695,20 @@ pub(crate) mod tests {
     fn a_task_its_worker_stops_listing_runs_again_after_two_heartbeats() {
         let (mut state, live) = cluster(1, 2);
         let job = submit(&mut state, 2);
-        let mut timings = Timings::default();
+        let mut clock = AttemptClock::default();
         let t0 = Instant::now();
-        start_all(&mut state, &live, &mut timings, t0);
+        start_all(&mut state, &live, &mut clock, t0);
         let key = |task: u32| AttemptKey::new(&job, StageId(0), TaskId(task), Attempt(1));
         let listed: BTreeSet<AttemptKey> = [key(0)].into();
         let late = t0 + LAUNCH_GRACE + Duration::from_secs(1);
         // Young attempts may be missing (their launch is on its way).
-        let (missing, lost) = forgotten(&state, "worker-1", &BTreeSet::new(), &timings, &BTreeSet::new(), t0);
+        let (missing, lost) = forgotten(&state, "worker-1", &BTreeSet::new(), &clock, &BTreeSet::new(), t0);
         assert!(missing.is_empty() && lost.is_empty());
         // Task 1 missing once: a report may be on its way. Twice: it is lost.
-        let (missing, lost) = forgotten(&state, "worker-1", &listed, &timings, &BTreeSet::new(), late);
+        let (missing, lost) = forgotten(&state, "worker-1", &listed, &clock, &BTreeSet::new(), late);
         assert_eq!(missing, [key(1)].into());
         assert!(lost.is_empty());
-        let (_, lost) = forgotten(&state, "worker-1", &listed, &timings, &missing, late);
+        let (_, lost) = forgotten(&state, "worker-1", &listed, &clock, &missing, late);
         assert_eq!(lost.len(), 1);
         for command in lost {
             assert_eq!(state.apply(command), Outcome::Done);
@@ -997,9 +926,9 @@ pub(crate) mod tests {
         assert_eq!(stages_placed(&state, &live, false), Vec::<u32>::new());
         assert_eq!(lifecycle(&state, true), [StageState::Running, StageState::Runnable]);
         assert_eq!(lifecycle(&state, false), [StageState::Running, StageState::Waiting]);
-        let mut timings = Timings::default();
+        let mut clock = AttemptClock::default();
         for (attempt, a) in &maps {
-            finish_at(&mut state, &mut timings, &(a.clone(), *attempt), Instant::now());
+            finish_at(&mut state, &mut clock, &(a.clone(), *attempt), Instant::now());
         }
         assert_eq!(stages_placed(&state, &live, false), [1, 1]);
         assert_eq!(lifecycle(&state, false), [StageState::Done, StageState::Runnable]);
@@ -1022,7 +951,7 @@ pub(crate) mod tests {
         assert_eq!(stages_placed(&state, &live, true), Vec::<u32>::new());
         finish_at(
             &mut state,
-            &mut Timings::default(),
+            &mut AttemptClock::default(),
             &(sample[0].clone(), attempt),
             Instant::now(),
         );
@@ -1081,7 +1010,7 @@ pub(crate) mod tests {
     #[test]
     fn a_map_task_run_again_takes_a_slot_reducers_waiting_for_it_hold() {
         // One slot per worker, two workers: a map task on each.
-        let mut timings = Timings::default();
+        let mut clock = AttemptClock::default();
         let (mut state, live) = cluster(2, 1);
         let job = submit_plan(&mut state, map_reduce(2, 2, false));
         let maps: Vec<_> = schedule(&state, &live)
@@ -1089,7 +1018,7 @@ pub(crate) mod tests {
             .map(|a| (start(&mut state, &a), a))
             .collect();
         let (first, second) = (&maps[0], &maps[1]);
-        finish_at(&mut state, &mut timings, &(first.1.clone(), first.0), Instant::now());
+        finish_at(&mut state, &mut clock, &(first.1.clone(), first.0), Instant::now());
         // One slot free (the finished map task's): one reducer starts early.
         let early = schedule(&state, &live);
         assert_eq!(early.iter().map(|a| a.stage.0).collect::<Vec<_>>(), [1]);
@@ -1283,9 +1212,9 @@ pub(crate) mod tests {
             task_timeout: Some(Duration::from_secs(60)),
             ..SpeculationConfig::default()
         };
-        let mut timings = Timings::default();
+        let mut clock = AttemptClock::default();
         let t0 = Instant::now();
-        let started = start_all(&mut state, &live, &mut timings, t0);
+        let started = start_all(&mut state, &live, &mut clock, t0);
         // Two of eight are done, in 1 s, on two workers: far from the 75% that ordinary
         // speculation waits for.
         let second = started
@@ -1293,16 +1222,16 @@ pub(crate) mod tests {
             .position(|(a, _)| a.worker != started[0].0.worker)
             .expect("tasks on two workers");
         for task in [&started[0], &started[second]] {
-            finish_at(&mut state, &mut timings, task, t0 + Duration::from_secs(1));
+            finish_at(&mut state, &mut clock, task, t0 + Duration::from_secs(1));
         }
-        assert!(speculate(&state, &live, &timings, &config, t0 + Duration::from_secs(5)).is_empty());
+        assert!(speculate(&state, &live, &clock, &config, t0 + Duration::from_secs(5)).is_empty());
         // Eleven times the median since those workers had finished a task: tasks on them
         // get a copy (slots permitting).
-        let copies = speculate(&state, &live, &timings, &config, t0 + Duration::from_secs(12));
+        let copies = speculate(&state, &live, &clock, &config, t0 + Duration::from_secs(12));
         assert!(!copies.is_empty(), "a task far past the median waits for the quantile");
         // Past the task timeout, every running attempt fails, counted, and runs again.
-        assert!(overdue(&state, &timings, Duration::from_secs(60), t0 + Duration::from_secs(59)).is_empty());
-        let failures = overdue(&state, &timings, Duration::from_secs(60), t0 + Duration::from_secs(61));
+        assert!(overdue(&state, &clock, Duration::from_secs(60), t0 + Duration::from_secs(59)).is_empty());
+        let failures = overdue(&state, &clock, Duration::from_secs(60), t0 + Duration::from_secs(61));
         assert_eq!(failures.len(), 6);
         for overdue in failures {
             assert_eq!(state.apply(overdue.failure), Outcome::Done);
@@ -1328,16 +1257,16 @@ pub(crate) mod tests {
         let (mut state, live) = cluster(2, 2);
         submit(&mut state, 4);
         let config = SpeculationConfig::default();
-        let mut timings = Timings::default();
+        let mut clock = AttemptClock::default();
         let t0 = Instant::now();
-        let started = start_all(&mut state, &live, &mut timings, t0);
+        let started = start_all(&mut state, &live, &mut clock, t0);
         for task in &started[..2] {
-            finish_at(&mut state, &mut timings, task, t0 + Duration::from_secs(1));
+            finish_at(&mut state, &mut clock, task, t0 + Duration::from_secs(1));
         }
         // Both slow attempts would be copied; one of them holds its commit (it is writing).
         let (a, attempt) = &started[2];
         assert_eq!(authorize(&mut state, a, *attempt), Outcome::Granted(1));
-        let copies = speculate(&state, &live, &timings, &config, t0 + Duration::from_secs(30));
+        let copies = speculate(&state, &live, &clock, &config, t0 + Duration::from_secs(30));
         assert_eq!(copies.len(), 1, "{copies:?}");
         assert_eq!(copies[0].task, started[3].0.task);
     }
@@ -1347,22 +1276,22 @@ pub(crate) mod tests {
         let (mut state, live) = cluster(2, 2);
         submit(&mut state, 4);
         let config = SpeculationConfig::default();
-        let mut timings = Timings::default();
+        let mut clock = AttemptClock::default();
         let t0 = Instant::now();
-        let started = start_all(&mut state, &live, &mut timings, t0);
+        let started = start_all(&mut state, &live, &mut clock, t0);
         // One worker finishes both its tasks in 1 s; the other is still fetching the binary.
         let first = started[0].0.worker.clone();
         let (fast, slow): (Vec<_>, Vec<_>) = started.into_iter().partition(|(a, _)| a.worker == first);
         for task in &fast {
-            finish_at(&mut state, &mut timings, task, t0 + Duration::from_secs(1));
+            finish_at(&mut state, &mut clock, task, t0 + Duration::from_secs(1));
         }
         assert!(
-            speculate(&state, &live, &timings, &config, t0 + Duration::from_secs(30)).is_empty(),
+            speculate(&state, &live, &clock, &config, t0 + Duration::from_secs(30)).is_empty(),
             "a task copied while its worker was still starting the job"
         );
         // Once that worker has finished a task of the job, its slow ones are measured.
-        finish_at(&mut state, &mut timings, &slow[0], t0 + Duration::from_secs(30));
-        let copies = speculate(&state, &live, &timings, &config, t0 + Duration::from_secs(40));
+        finish_at(&mut state, &mut clock, &slow[0], t0 + Duration::from_secs(30));
+        let copies = speculate(&state, &live, &clock, &config, t0 + Duration::from_secs(40));
         assert_eq!(copies.len(), 1);
         assert_eq!(copies[0].task, slow[1].0.task);
     }
@@ -1372,18 +1301,18 @@ pub(crate) mod tests {
         let (mut state, live) = cluster(2, 2);
         let job = submit(&mut state, 4);
         let config = SpeculationConfig::default();
-        let mut timings = Timings::default();
+        let mut clock = AttemptClock::default();
         let t0 = Instant::now();
-        let started = start_all(&mut state, &live, &mut timings, t0);
+        let started = start_all(&mut state, &live, &mut clock, t0);
         // Three finish in 1 s; the fourth is still running.
         for task in &started[..3] {
-            finish_at(&mut state, &mut timings, task, t0 + Duration::from_secs(1));
+            finish_at(&mut state, &mut clock, task, t0 + Duration::from_secs(1));
         }
         let (slow, slow_attempt) = started[3].clone();
         // Timed from when its worker first finished a task (1 s): not slow yet at 4 s
         // (threshold: 3 x 1 s), slow at 5 s.
-        assert!(speculate(&state, &live, &timings, &config, t0 + Duration::from_secs(4)).is_empty());
-        let copies = speculate(&state, &live, &timings, &config, t0 + Duration::from_secs(5));
+        assert!(speculate(&state, &live, &clock, &config, t0 + Duration::from_secs(4)).is_empty());
+        let copies = speculate(&state, &live, &clock, &config, t0 + Duration::from_secs(5));
         assert_eq!(copies.len(), 1);
         assert_eq!(copies[0].task, slow.task);
         assert_ne!(copies[0].worker, slow.worker, "the copy runs elsewhere");
@@ -1397,7 +1326,7 @@ pub(crate) mod tests {
             panic!("no speculative attempt")
         };
         assert!(
-            speculate(&state, &live, &timings, &config, t0 + Duration::from_secs(6)).is_empty(),
+            speculate(&state, &live, &clock, &config, t0 + Duration::from_secs(6)).is_empty(),
             "one copy per task"
         );
         // The copy finishes first and wins; the original's late report is stale.

@@ -717,7 +717,8 @@ impl Driver for DriverService {
         let id = request.into_inner().job_id;
         let state = self.inner.state();
         let job = state.jobs.get(id.as_str()).ok_or_else(|| no_job(&id))?;
-        Ok(Response::new(job_detail(job, &state.observed)))
+        let attempts = self.inner.attempts_of(&id);
+        Ok(Response::new(job_detail(job, &attempts)))
     }
 
     async fn cancel_job(

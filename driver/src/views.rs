@@ -5,10 +5,11 @@ use ringleader_core::ids::WorkerId;
 use ringleader_core::plan::{StageOutput, Volume};
 use ringleader_core::proto;
 
+use crate::attempt_clock::AttemptSeen;
 use crate::leader::PartitionHealth;
-use crate::observed::Observed;
 use crate::raft::group::Peers;
 use crate::state::{ClusterState, DatasetRecord, JobRecord, JobState, StageRecord, TaskState};
+use ringleader_core::ids::AttemptKey;
 
 /// Rows and bytes the finished tasks of `stage` read, and the rows and bytes they produced.
 fn volumes(stage: &StageRecord) -> (Volume, Volume) {
@@ -68,9 +69,8 @@ pub fn job_statuses(state: &ClusterState) -> Vec<proto::JobStatus> {
 }
 
 /// `ringleader job ID`: the job, each of its stages, and the failed attempts this driver
-/// saw end (`observed`).
-pub fn job_detail(j: &JobRecord, observed: &Observed) -> proto::JobDetail {
-    let seen = observed.of_job(&j.id);
+/// saw end (`seen`: its attempts as [`crate::attempt_clock::AttemptClock::of_job`] lists them).
+pub fn job_detail(j: &JobRecord, seen: &[(AttemptKey, AttemptSeen)]) -> proto::JobDetail {
     let stage_times = |stage: usize| {
         let attempts = seen.iter().filter(|(k, _)| k.stage.index() == stage).map(|(_, s)| s);
         let first = attempts.clone().map(|s| s.started_ms).min().unwrap_or(0);
@@ -115,7 +115,7 @@ pub fn job_detail(j: &JobRecord, observed: &Observed) -> proto::JobDetail {
         })
         .collect();
     let failures = seen
-        .into_iter()
+        .iter()
         .filter_map(|(key, seen)| {
             Some(proto::AttemptFailure {
                 stage: key.stage.0,

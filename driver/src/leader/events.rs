@@ -85,7 +85,6 @@ impl DriverInner {
         };
         let mut rival = None;
         if let Command::FinishTask { task, attempt, .. } = &command {
-            lock(&self.timings).finished(&job, stage, *task, *attempt, Instant::now());
             rival = self
                 .state()
                 .rival_attempt(&job, stage, *task, *attempt)

@@ -8,8 +8,6 @@ use std::time::{Duration, Instant};
 use ringleader_core::ids::{Attempt, JobId, StageId, TaskId, WorkerId};
 use ringleader_core::proto;
 
-use ringleader_core::sync::lock;
-
 use super::DriverInner;
 use crate::scheduler::{Assignment, overdue, schedule_with, speculate};
 use crate::state::{ClusterState, Command, JobRecord, JobState, Outcome};
@@ -29,21 +27,24 @@ impl DriverInner {
         self.start(assignments, false).await;
         let copies = {
             let state = self.state();
-            let mut timings = lock(&self.timings);
+            let mut clock = self.replica.clock();
             let running: BTreeSet<&str> = state
                 .jobs
                 .values()
                 .filter(|j| j.state == JobState::Running)
                 .map(|j| j.id.as_str())
                 .collect();
-            timings.retain(&running);
-            timings.note_early_stages(&state, Instant::now());
-            speculate(&state, &live, &timings, &self.speculation, Instant::now())
+            clock.retain(&running);
+            clock.note_early_stages(&state, Instant::now());
+            speculate(&state, &live, &clock, &self.speculation, Instant::now())
         };
         self.start(copies, true).await;
         self.remind_early_reducers();
         if let Some(limit) = self.speculation.task_timeout {
-            let failures = overdue(&self.state(), &lock(&self.timings), limit, Instant::now());
+            let failures = {
+                let state = self.state();
+                overdue(&state, &self.replica.clock(), limit, Instant::now())
+            };
             for crate::scheduler::Overdue { failure, worker } in failures {
                 let Command::FailTask {
                     job,
@@ -106,7 +107,6 @@ impl DriverInner {
             return;
         };
         tracing::debug!("driver {}: start of {} tasks committed", self.id, outcomes.len());
-        let now = Instant::now();
         let launches: Vec<(WorkerId, String, proto::TaskAssignment)> = {
             let state = self.state();
             assignments
@@ -116,7 +116,6 @@ impl DriverInner {
                     let Outcome::TaskStarted(attempt) = outcome else {
                         return None;
                     };
-                    lock(&self.timings).started(&a.job, a.stage, a.task, attempt, now);
                     if speculative {
                         tracing::info!(
                             "driver {}: {} stage {} task {} is slow; attempt {attempt} on {}",
@@ -194,7 +193,7 @@ impl DriverInner {
     /// leader, leaves none of them waiting for nothing.
     fn remind_early_reducers(self: &Arc<Self>) {
         let every = ringleader_core::shuffle::cluster::UPDATE_SILENCE / 6;
-        let early = lock(&self.timings).early_stages_to_tell(Instant::now(), every);
+        let early = self.replica.clock().early_stages_to_tell(Instant::now(), every);
         if early.is_empty() {
             return;
         }

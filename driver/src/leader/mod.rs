@@ -39,7 +39,7 @@ pub use repair::PartitionHealth;
 use crate::raft::group::Peers;
 use crate::raft::state_machine::Replica;
 use crate::raft::{MAX_ENTRY_BYTES, Raft, network};
-use crate::scheduler::{SpeculationConfig, Timings};
+use crate::scheduler::SpeculationConfig;
 use crate::state::{ClusterState, Command, Outcome};
 
 /// A job's event stream, as the service hands it to the client.
@@ -72,7 +72,6 @@ pub struct DriverInner {
     /// The term in which this driver finished taking over as leader, if it leads.
     leading: Mutex<Option<u64>>,
     /// How long attempts take (for speculation).
-    timings: Mutex<Timings>,
     speculation: SpeculationConfig,
     /// Per worker, the running attempts its last heartbeat did not list.
     missing: Mutex<HashMap<WorkerId, BTreeSet<ringleader_core::ids::AttemptKey>>>,
@@ -135,7 +134,6 @@ impl DriverInner {
             last_live: Mutex::new(Instant::now()),
             was_live: Mutex::new(BTreeSet::new()),
             leading: Mutex::new(None),
-            timings: Mutex::new(Timings::default()),
             commits: crate::commit_times::CommitTimes::default(),
             last_parts: AtomicU64::new(0),
             speculation: parts.speculation,
@@ -148,6 +146,12 @@ impl DriverInner {
     /// This driver's replica of the state.
     pub fn state(&self) -> RwLockReadGuard<'_, ClusterState> {
         self.replica.read()
+    }
+
+    /// The attempts of `job` as this driver applied them (soft state; see
+    /// [`crate::attempt_clock`]).
+    pub fn attempts_of(&self, job: &str) -> Vec<(ringleader_core::ids::AttemptKey, crate::attempt_clock::AttemptSeen)> {
+        self.replica.clock().of_job(job)
     }
 
     /// The commit index its log store last saved.
@@ -275,11 +279,11 @@ impl DriverInner {
     /// the failures to commit for attempts it lost (see [`crate::scheduler::forgotten`]).
     pub fn reconcile(&self, worker: &str, reported: &BTreeSet<ringleader_core::ids::AttemptKey>) -> Vec<Command> {
         let state = self.state();
-        let timings = lock(&self.timings);
+        let clock = self.replica.clock();
         let mut missing = lock(&self.missing);
         let previously = missing.remove(worker).unwrap_or_default();
         let (now_missing, lost) =
-            crate::scheduler::forgotten(&state, worker, reported, &timings, &previously, Instant::now());
+            crate::scheduler::forgotten(&state, worker, reported, &clock, &previously, Instant::now());
         missing.insert(WorkerId::from(worker), now_missing);
         lost
     }

@@ -5,7 +5,8 @@
 
 use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::time::Instant;
 
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot};
 use openraft::{
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::log_store::RaftFile;
 use super::{StorageError, TypeConfig};
+use crate::attempt_clock::AttemptClock;
 use crate::state::{ClusterState, Outcome};
 
 const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
@@ -29,12 +31,19 @@ type Applied = (Option<LogId<u64>>, StoredMembership<u64, openraft::BasicNode>);
 pub struct Replica {
     state: RwLock<ClusterState>,
     applied: Mutex<Applied>,
+    /// When this driver applied each attempt's start and end (soft state).
+    clock: Mutex<AttemptClock>,
 }
 
 impl Replica {
     /// Reads the state.
     pub fn read(&self) -> RwLockReadGuard<'_, ClusterState> {
         self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The attempts' times as this driver applied them.
+    pub fn clock(&self) -> MutexGuard<'_, AttemptClock> {
+        lock(&self.clock)
     }
 
     fn replace(&self, state: ClusterState) {
@@ -181,7 +190,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     None
                 }
                 EntryPayload::Normal(command) => {
-                    outcomes.push(state.apply(command));
+                    let mut events = Vec::new();
+                    outcomes.push(state.apply_noting(command, &mut events));
+                    let mut clock = self.replica.clock();
+                    let now = Instant::now();
+                    events.into_iter().for_each(|event| clock.note(event, now));
                     None
                 }
                 EntryPayload::Membership(m) => {

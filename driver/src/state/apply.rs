@@ -1,7 +1,7 @@
 //! Applying a [`Command`] to the [`ClusterState`]: the one place the replicated state
 //! changes, a dispatcher handing each command to its method (`members`, `jobs`,
 //! `attempts`, `datasets`; a command's pieces are assembled here). Each applied attempt's
-//! start and end is noted in the driver's soft state.
+//! start and end comes out as an [`AttemptEvent`] for the driver's soft state.
 
 use ringleader_core::ids::{AttemptKey, JobId, StageId, TaskId, WorkerId};
 
@@ -13,10 +13,16 @@ use super::{ClusterState, Command, Outcome};
 impl ClusterState {
     /// Applies one command.
     pub fn apply(&mut self, command: Command) -> Outcome {
+        self.apply_noting(command, &mut Vec::new())
+    }
+
+    /// Applies one command, adding to `events` the attempts it started and ended (those of
+    /// the commands inside it too), for the driver's [`crate::attempt_clock`].
+    pub fn apply_noting(&mut self, command: Command, events: &mut Vec<AttemptEvent>) -> Outcome {
         let noted = Noted::of(&command);
         let job = command.job().cloned();
-        let outcome = self.apply_one(command);
-        noted.record(self, &outcome);
+        let outcome = self.apply_one(command, events);
+        noted.record(events, &outcome);
         if let Some(job) = job {
             self.settle_ended_output(&job);
         }
@@ -24,7 +30,7 @@ impl ClusterState {
     }
 
     /// Hands `command` to the method that applies it.
-    fn apply_one(&mut self, command: Command) -> Outcome {
+    fn apply_one(&mut self, command: Command, events: &mut Vec<AttemptEvent>) -> Outcome {
         match command {
             Command::RegisterWorker {
                 address,
@@ -140,9 +146,11 @@ impl ClusterState {
                 partition,
                 holders,
             } => self.repair_dataset(&name, &generation, partition, holders),
-            Command::Batch(commands) => Outcome::Batch(commands.into_iter().map(|c| self.apply(c)).collect()),
+            Command::Batch(commands) => {
+                Outcome::Batch(commands.into_iter().map(|c| self.apply_noting(c, events)).collect())
+            }
             Command::Part { key, bytes, at_ms } => self.add_part(key, &bytes, at_ms),
-            Command::Assemble { key, len, hash } => self.assemble(key, len, hash),
+            Command::Assemble { key, len, hash } => self.assemble(key, len, hash, events),
         }
     }
 
@@ -161,7 +169,7 @@ impl ClusterState {
     }
 
     /// Applies the command the pieces under `key` make, if they are `len` bytes of `hash`.
-    fn assemble(&mut self, key: (u64, u64), len: u64, hash: String) -> Outcome {
+    fn assemble(&mut self, key: (u64, u64), len: u64, hash: String, events: &mut Vec<AttemptEvent>) -> Outcome {
         let Some((_, bytes)) = self.parts.remove(&key) else {
             return Outcome::Malformed(format!("no pieces {key:?} to assemble"));
         };
@@ -177,13 +185,32 @@ impl ClusterState {
             Ok(Command::Part { .. } | Command::Assemble { .. }) => {
                 Outcome::Malformed(format!("pieces {key:?} assemble into another piece"))
             }
-            Ok(command) => self.apply(command),
+            Ok(command) => self.apply_noting(command, events),
             Err(e) => Outcome::Malformed(format!("pieces {key:?} do not decode: {e}")),
         }
     }
 }
 
-/// A command's effect on task attempts, noted in [`ClusterState::observed`] once applied.
+/// An attempt started or ended, as an applied command says.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttemptEvent {
+    /// It started (the first attempt or a speculative copy) on `worker`.
+    Started {
+        /// The attempt.
+        key: AttemptKey,
+        /// Where.
+        worker: WorkerId,
+    },
+    /// It finished, or failed with `error`.
+    Ended {
+        /// The attempt.
+        key: AttemptKey,
+        /// Why it failed, if it did.
+        error: Option<String>,
+    },
+}
+
+/// A command's effect on task attempts, an [`AttemptEvent`] once its outcome is known.
 enum Noted {
     /// An attempt of a task (its original, or a speculative copy) may start on `worker`:
     /// its number is the command's outcome.
@@ -198,7 +225,6 @@ enum Noted {
     /// Nothing about attempts.
     Nothing,
 }
-
 impl Noted {
     fn of(command: &Command) -> Noted {
         match command {
@@ -249,7 +275,7 @@ impl Noted {
         }
     }
 
-    fn record(self, state: &mut ClusterState, outcome: &Outcome) {
+    fn record(self, events: &mut Vec<AttemptEvent>, outcome: &Outcome) {
         match self {
             Noted::Started {
                 job,
@@ -258,12 +284,11 @@ impl Noted {
                 worker,
             } => {
                 if let Outcome::TaskStarted(attempt) = outcome {
-                    state
-                        .observed
-                        .started(AttemptKey::new(&job, stage, task, *attempt), &worker);
+                    let key = AttemptKey::new(&job, stage, task, *attempt);
+                    events.push(AttemptEvent::Started { key, worker });
                 }
             }
-            Noted::Ended(key, error) => state.observed.ended(&key, error),
+            Noted::Ended(key, error) => events.push(AttemptEvent::Ended { key, error }),
             Noted::Nothing => {}
         }
     }

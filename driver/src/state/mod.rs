@@ -29,6 +29,7 @@ use std::collections::BTreeMap;
 use ringleader_core::ids::{Attempt, JobId, StageId, TaskId, WorkerId};
 use serde::{Deserialize, Serialize};
 
+pub use apply::AttemptEvent;
 pub use command::{Command, Outcome};
 pub use job::{JobRecord, JobState, MAX_ATTEMPTS, MAX_FETCH_FAILURES, max_uncounted_failures};
 pub use records::{DatasetRecord, PendingDataset, WorkerRecord};
@@ -72,9 +73,6 @@ pub struct ClusterState {
     pub parts: BTreeMap<(u64, u64), (u64, Vec<u8>)>,
     next_worker: u64,
     next_job: u64,
-    /// When this driver saw task attempts start and end (not replicated).
-    #[serde(skip)]
-    pub observed: crate::observed::Observed,
 }
 
 /// How many forgotten binaries the state remembers (see

@@ -5,7 +5,7 @@
 use maud::{Markup, html};
 use ringleader_core::proto;
 
-use crate::observed::AttemptSeen;
+use crate::attempt_clock::AttemptSeen;
 use ringleader_core::ids::AttemptKey;
 
 /// Colours of workers on the ring and of stages on the timeline, in turn.

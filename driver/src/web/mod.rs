@@ -189,14 +189,9 @@ async fn job_page(
             };
             return (StatusCode::NOT_FOUND, page("No such job", None, body)).into_response();
         };
-        let attempts: Vec<(ringleader_core::ids::AttemptKey, crate::observed::AttemptSeen)> = state
-            .observed
-            .of_job(&id)
-            .into_iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let attempts = web.inner.attempts_of(&id);
         (
-            crate::views::job_detail(job, &state.observed),
+            crate::views::job_detail(job, &attempts),
             sections::task_rows(job, &attempts),
             attempts,
         )

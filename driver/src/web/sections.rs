@@ -8,7 +8,7 @@ use ringleader_core::plan::Volume;
 use ringleader_core::proto;
 
 use super::charts::{bar, ring};
-use crate::observed::AttemptSeen;
+use crate::attempt_clock::AttemptSeen;
 use crate::state::{JobRecord, TaskState};
 use ringleader_core::ids::AttemptKey;
 
