@@ -41,13 +41,33 @@ pub(crate) fn serve(worker: String) -> ExitCode {
     }
 }
 
-fn serve_inner(worker: String) -> Result<(), String> {
-    let var = |name: &str| std::env::var(name).map_err(|_| format!("{name} is not set"));
+/// Why an executor stops serving its worker before the worker closed the stream.
+#[derive(Debug, thiserror::Error)]
+enum ExecutorError {
+    /// The worker did not set a variable of the executor's environment.
+    #[error("{0} is not set (an executor is started by its worker)")]
+    Unset(&'static str),
+    /// Its own binary, its configuration, a thread pool or the runtime could not be had.
+    #[error(transparent)]
+    Setup(#[from] ringleader_core::Error),
+    /// A thread pool or a thread could not start.
+    #[error("cannot start threads: {0}")]
+    Threads(String),
+    /// The worker's address does not make an endpoint.
+    #[error(transparent)]
+    Address(#[from] ringleader_core::security::tls::TlsError),
+    /// The worker cannot be reached, or its task stream broke.
+    #[error("the worker at {worker}: {message}")]
+    Worker { worker: String, message: String },
+}
+
+fn serve_inner(worker: String) -> Result<(), ExecutorError> {
+    let var = |name: &'static str| std::env::var(name).map_err(|_| ExecutorError::Unset(name));
     // Before any plan offset is resolved: this process must be the binary plans name.
-    let own_hash = ringleader_core::net::binary::running_executable_hash().map_err(|e| e.to_string())?;
+    let own_hash = ringleader_core::net::binary::running_executable_hash()?;
     let job = var(ringleader_core::net::executor_env::JOB)?;
     let files = ShuffleFiles::new(var(ringleader_core::net::executor_env::SHUFFLE_DIR)?);
-    let config = Config::from_env().map_err(|e| e.to_string())?;
+    let config = Config::from_env()?;
     // One budget for every task of this executor; spills go with the job's shuffle files
     // (removed with them) unless a spill directory is set.
     let spill_root = match &config.spill_dir {
@@ -60,20 +80,23 @@ fn serve_inner(worker: String) -> Result<(), String> {
             .num_threads(config.threads)
             .thread_name(|i| format!("ringleader-executor-{i}"))
             .build()
-            .map_err(|e| e.to_string())?,
+            .map_err(|e| ExecutorError::Threads(e.to_string()))?,
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| ExecutorError::Threads(e.to_string()))?;
     let handle = runtime.handle().clone();
     runtime.block_on(async move {
-        let channel = ringleader_core::security::tls::endpoint(&worker)
-            .map_err(|e| e.to_string())?
+        let broken = |message: String| ExecutorError::Worker {
+            worker: worker.clone(),
+            message,
+        };
+        let channel = ringleader_core::security::tls::endpoint(&worker)?
             .connect()
             .await
-            .map_err(|e| format!("cannot reach the worker at {worker}: {e}"))?;
+            .map_err(|e| broken(format!("cannot reach it: {e}")))?;
         let client = ExecutorClient::new(ringleader_core::security::auth::authorized(channel));
         ringleader_core::io::store::set_commit_gate(commit_gate(client.clone(), handle.clone(), job.clone()));
         let hello = proto::ExecutorHello {
@@ -84,10 +107,10 @@ fn serve_inner(worker: String) -> Result<(), String> {
             .clone()
             .next_tasks(hello)
             .await
-            .map_err(|e| e.message().to_string())?
+            .map_err(|e| broken(e.message().to_string()))?
             .into_inner();
         let running: Arc<Mutex<HashMap<AttemptKey, Running>>> = Arc::default();
-        while let Some(order) = tasks.message().await.map_err(|e| e.message().to_string())? {
+        while let Some(order) = tasks.message().await.map_err(|e| broken(e.message().to_string()))? {
             let assignment = match order.order {
                 Some(Order::Run(assignment)) => assignment,
                 Some(Order::Stop(attempt)) => {
@@ -155,7 +178,7 @@ fn serve_inner(worker: String) -> Result<(), String> {
             if waits {
                 let named = std::thread::Builder::new().name("ringleader-early-reducer".into());
                 if let Err(e) = named.spawn(task) {
-                    return Err(format!("cannot start a thread for a task: {e}"));
+                    return Err(ExecutorError::Threads(format!("for a task: {e}")));
                 }
             } else {
                 pool2.spawn(task);

@@ -637,7 +637,7 @@ impl Driver for DriverService {
             .inner
             .confirmed_placement(&record.name, &record.generation, record.placement)
             .await
-            .map_err(Status::failed_precondition)?;
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
         refuse_conflict(self.inner.write(Command::CommitDataset(record)).await?)?;
         self.inner.repair_wake.notify_one();
         Ok(Response::new(proto::CommitDatasetReply {}))

@@ -213,8 +213,8 @@ impl<T: Data> Dataset<T> {
         let total = self.engine.config().shuffle_partitions.max(1);
         let left = (total as f64).sqrt().ceil() as u32;
         let right = total.div_ceil(left);
-        let side = |node: &Arc<Lineage>, slices: u32, is_left: bool, sink| -> Result<ShuffleSide, String> {
-            let tag = postcard::to_stdvec(&slices).map_err(|e| e.to_string())?;
+        let side = |node: &Arc<Lineage>, slices: u32, is_left: bool, sink| -> Result<ShuffleSide, postcard::Error> {
+            let tag = postcard::to_stdvec(&slices)?;
             let grid = Grid { left, right, is_left };
             Ok(ShuffleSide {
                 parent: Arc::new(Lineage::Narrow {
@@ -230,7 +230,7 @@ impl<T: Data> Dataset<T> {
                     indexed: true,
                 }),
                 sink,
-                state: postcard::to_stdvec(&grid).map_err(|e| e.to_string())?,
+                state: postcard::to_stdvec(&grid)?,
             })
         };
         let sides = side(&self.node, left, true, ship!(sinks::grid::<T> as SinkFn)).and_then(|l| {

@@ -74,6 +74,48 @@ pub struct RepairState {
     held_since: Option<Instant>,
 }
 
+/// A dataset's partition that no holder confirms on its disk: its commit is refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "no worker confirms partition {partition} of {name} (generation {generation}) on its disk: the upload did not reach one; store the dataset again"
+)]
+pub struct Unconfirmed {
+    /// The partition.
+    pub partition: usize,
+    /// The dataset.
+    pub name: String,
+    /// Its generation.
+    pub generation: String,
+}
+
+/// Why a partition short of replicas got no new copy on this pass (shown as its health).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+enum NoCopy {
+    /// No live worker holds it.
+    #[error("no live worker holds it: it cannot be copied (its holders are lost, or their disks were emptied)")]
+    NoHolder,
+    /// Every other live owner's last copy failed and its wait has not run out.
+    #[error("{held_by} of {replicas} replicas; copying to {target} failed: {why} (next try in {next_in_s:.1} s)")]
+    BackingOff {
+        held_by: usize,
+        replicas: u32,
+        target: WorkerId,
+        why: String,
+        next_in_s: f64,
+    },
+    /// No other live worker to copy it to.
+    #[error("{held_by} of {replicas} replicas; no other live worker to copy it to now")]
+    NoOtherWorker { held_by: usize, replicas: u32 },
+    /// The copy was tried and failed.
+    #[error("{held_by} of {replicas} replicas; copying to {target} failed: {why}")]
+    Failed {
+        held_by: usize,
+        replicas: u32,
+        target: WorkerId,
+        why: String,
+    },
+}
+
 impl DriverInner {
     /// Runs the repair loop until the process ends.
     pub async fn repair_forever(self: Arc<Self>) {
@@ -160,7 +202,7 @@ impl DriverInner {
         name: &str,
         generation: &str,
         placement: Vec<Vec<WorkerId>>,
-    ) -> Result<Vec<Vec<WorkerId>>, String> {
+    ) -> Result<Vec<Vec<WorkerId>>, Unconfirmed> {
         let addresses: HashMap<WorkerId, String> = {
             let state = self.state();
             placement
@@ -180,9 +222,11 @@ impl DriverInner {
                     .filter(|w| held.get(w).is_some_and(|parts| parts.contains(&key)))
                     .collect();
                 if confirmed.is_empty() {
-                    Err(format!(
-                        "no worker confirms partition {p} of {name} (generation {generation}) on its disk: the upload did not reach one; store the dataset again"
-                    ))
+                    Err(Unconfirmed {
+                        partition: p,
+                        name: name.to_string(),
+                        generation: generation.to_string(),
+                    })
                 } else {
                     Ok(confirmed)
                 }
@@ -275,7 +319,7 @@ impl DriverInner {
                     holders.push(target);
                     confirmed += 1;
                 }
-                Err(why) => short_because = Some(why),
+                Err(why) => short_because = Some(why.to_string()),
             }
             if confirmed < record.replicas && short_because.is_none() {
                 short_because = Some(format!(
@@ -313,14 +357,12 @@ impl DriverInner {
         partition: u32,
         holders: &[WorkerId],
         audit: &Audit<'_>,
-    ) -> Result<WorkerId, String> {
+    ) -> Result<WorkerId, NoCopy> {
         let (live, addresses, held) = (audit.live, audit.addresses, audit.held);
         if holders.is_empty() {
-            return Err(
-                "no live worker holds it: it cannot be copied (its holders are lost, or their disks were emptied)"
-                    .into(),
-            );
+            return Err(NoCopy::NoHolder);
         }
+        let (held_by, replicas) = (holders.len(), record.replicas);
         let ring_order: Vec<WorkerId> = {
             let state = self.state();
             let ring = state.ring(|w| live.contains(w) && held.contains_key(w));
@@ -339,18 +381,14 @@ impl DriverInner {
                 .first()
                 .and_then(|w| self.backing_off(&record.name, partition, w).map(|b| (w, b)));
             return Err(match waiting {
-                Some((w, backoff)) => format!(
-                    "{} of {} replicas; copying to {w} failed: {} (next try in {:.1} s)",
-                    holders.len(),
-                    record.replicas,
-                    backoff.why,
-                    backoff.next.saturating_duration_since(Instant::now()).as_secs_f64()
-                ),
-                None => format!(
-                    "{} of {} replicas; no other live worker to copy it to now",
-                    holders.len(),
-                    record.replicas
-                ),
+                Some((w, backoff)) => NoCopy::BackingOff {
+                    held_by,
+                    replicas,
+                    target: w.clone(),
+                    why: backoff.why,
+                    next_in_s: backoff.next.saturating_duration_since(Instant::now()).as_secs_f64(),
+                },
+                None => NoCopy::NoOtherWorker { held_by, replicas },
             });
         };
         let from: Vec<String> = holders.iter().filter_map(|h| addresses.get(h).cloned()).collect();
@@ -389,11 +427,12 @@ impl DriverInner {
                     record.name,
                     wait.as_secs_f64()
                 );
-                Err(format!(
-                    "{} of {} replicas; copying to {target} failed: {why}",
-                    holders.len(),
-                    record.replicas
-                ))
+                Err(NoCopy::Failed {
+                    held_by,
+                    replicas,
+                    target,
+                    why,
+                })
             }
         }
     }

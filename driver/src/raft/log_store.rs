@@ -49,7 +49,7 @@ pub enum OpenError {
         /// The entry's log index.
         index: u64,
         /// What is wrong.
-        reason: String,
+        reason: BadEntry,
     },
     /// The directory belongs to another group.
     #[error(
@@ -249,14 +249,26 @@ pub fn encode_entry(entry: &Entry<TypeConfig>) -> Result<Vec<u8>, AnyError> {
 
 /// A log entry from its stored form, or what is wrong with it (never a panic, whatever the
 /// bytes).
-pub fn decode_entry(bytes: &[u8]) -> Result<Entry<TypeConfig>, String> {
-    let (crc, body) = bytes
-        .split_first_chunk::<4>()
-        .ok_or_else(|| format!("{} bytes, shorter than its checksum", bytes.len()))?;
+pub fn decode_entry(bytes: &[u8]) -> Result<Entry<TypeConfig>, BadEntry> {
+    let (crc, body) = bytes.split_first_chunk::<4>().ok_or(BadEntry::Short(bytes.len()))?;
     if u32::from_le_bytes(*crc) != crc32fast::hash(body) {
-        return Err("checksum mismatch".into());
+        return Err(BadEntry::Checksum);
     }
-    postcard::from_bytes(body).map_err(|e| format!("does not decode: {e}"))
+    Ok(postcard::from_bytes(body)?)
+}
+
+/// What is wrong with a stored log entry.
+#[derive(Debug, thiserror::Error)]
+pub enum BadEntry {
+    /// Fewer bytes than its checksum.
+    #[error("{0} bytes, shorter than its checksum")]
+    Short(usize),
+    /// Its bytes are not those its checksum was made of.
+    #[error("checksum mismatch")]
+    Checksum,
+    /// Its bytes are not an entry.
+    #[error("does not decode: {0}")]
+    Decode(#[from] postcard::Error),
 }
 
 /// The log side of the store.

@@ -14,6 +14,33 @@ use arrow_schema::{DataType, SchemaRef};
 use crate::data::{Chunk, ChunkStream};
 use crate::error::{Error, Result};
 
+/// The bytes an Arrow IPC file starts and ends with.
+const MAGIC: &[u8] = b"ARROW1";
+
+/// What a file that is not Arrow IPC is told, with what to do.
+const NOT_IPC: &str = "not an Arrow IPC file (it does not start and end with ARROW1): this input must be Arrow IPC files (*.arrow), such as `ringleader generate numbers` writes; text goes to a job that reads text (e.g. wordcount)";
+
+/// Refuses a file that does not start and end with the Arrow IPC magic, before a reader
+/// makes less of it ("does not contain correct footer").
+fn check_magic(file: &mut File, path: &Path) -> Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let io = |e| Error::io(path, e);
+    let len = file.metadata().map_err(io)?.len();
+    let mut head = [0u8; 6];
+    let mut tail = [0u8; 6];
+    if len < 2 * MAGIC.len() as u64 {
+        return Err(Error::format(path, NOT_IPC));
+    }
+    file.read_exact(&mut head).map_err(io)?;
+    file.seek(SeekFrom::End(-(MAGIC.len() as i64))).map_err(io)?;
+    file.read_exact(&mut tail).map_err(io)?;
+    file.seek(SeekFrom::Start(0)).map_err(io)?;
+    if head != MAGIC || tail != MAGIC {
+        return Err(Error::format(path, NOT_IPC));
+    }
+    Ok(())
+}
+
 /// What an Arrow IPC file's footer says: its schema and how many record batches it holds.
 pub struct Footer {
     /// The file's schema.
@@ -26,7 +53,8 @@ impl Footer {
     /// Reads the footer of `path` with plain reads (nothing mapped, no batch read): for
     /// planning, outside any task.
     pub fn read(path: &Path) -> Result<Footer> {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+        check_magic(&mut file, path)?;
         let reader = arrow_ipc::reader::FileReader::try_new(std::io::BufReader::new(file), None)
             .map_err(|e| Error::format(path, e))?;
         Ok(Footer {
@@ -52,11 +80,11 @@ impl IpcFile {
         let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
         let len = usize::try_from(len).map_err(|_| Error::format(path, "too large to map"))?;
         if len < 10 {
-            return Err(Error::format(path, "not an Arrow IPC file (too short)"));
+            return Err(Error::format(path, NOT_IPC));
         }
         let buffer = crate::io::mapped::map(&file, path, 0, len, false)?;
-        if buffer.len() < 10 {
-            return Err(Error::format(path, "not an Arrow IPC file (too short)"));
+        if buffer.len() < 2 * MAGIC.len() || !buffer.starts_with(MAGIC) || !buffer.ends_with(MAGIC) {
+            return Err(Error::format(path, NOT_IPC));
         }
         let trailer_start = buffer.len() - 10;
         let trailer: [u8; 10] = buffer[trailer_start..]
@@ -175,4 +203,29 @@ pub fn open(path: &Path, first: usize, end: usize, column: Option<usize>) -> Res
         })?;
         Ok(Chunk::Arrow(batch))
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_that_is_not_arrow_ipc_is_named_and_told_what_to_do() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let text = dir.path().join("in.txt");
+        std::fs::write(&text, "hello world\nfoo bar\n".repeat(1000)).expect("write");
+        let short = dir.path().join("short.arrow");
+        std::fs::write(&short, "ARROW1").expect("write");
+        for path in [&text, &short] {
+            for error in [Footer::read(path).err(), IpcFile::open(path).err()] {
+                let message = error.expect("refused").to_string();
+                assert!(
+                    message.starts_with(&path.display().to_string())
+                        && message.contains("not an Arrow IPC file")
+                        && message.contains("ringleader generate numbers"),
+                    "{message}"
+                );
+            }
+        }
+    }
 }
