@@ -22,7 +22,6 @@
 //! - [`dataset`]: [`Dataset`], its transformations and actions.
 //! - `engine`: what runs a plan (embedded or a cluster client): the seam between them.
 //! - [`config`]: [`Config`], engine settings and their `RINGLEADER_*` variables.
-//! - [`output_format`]: the `--output-format` choice the examples share.
 //! - `lineage`, `planner`, `embedded`, `progress`: the lazy DAG of how datasets derive,
 //!   cutting it into stages, running them in-process, showing progress.
 //! - [`client`]: reaching a cluster's driver group (its leader, with bounded patience).
@@ -57,8 +56,7 @@ mod embedded;
 mod engine;
 mod executor;
 mod lineage;
-pub mod output_format;
-mod planner;
+pub mod planner;
 mod progress;
 pub mod transfer;
 
@@ -76,9 +74,9 @@ pub use broadcast::Broadcast;
 pub use config::Config;
 pub use context::{Context, TextOptions};
 pub use dataset::{Dataset, Output, PartitionRows, Saved, Summable};
-pub use output_format::OutputFormat;
 pub use ringleader_core::data::Data;
 pub use ringleader_core::data::record::Record;
+pub use ringleader_core::io::output_format::OutputFormat;
 pub use ringleader_core::ops::sinks::Combiner;
 pub use ringleader_core::plan::cache::StorageLevel;
 pub use ringleader_core::{Error, Result};

@@ -5,33 +5,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 use ringleader_core::io::store::DatasetFormat;
 use ringleader_core::proto;
 
 use super::cluster_dir::{default_dir, resolve_master};
 use ringleader::transfer::{GetRequest, PutRequest};
-
-/// How `put` reads its input files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    /// Lines of text (read back as `String`).
-    Text,
-    /// 100-byte gensort records (read back as `Record`).
-    Records,
-    /// Arrow IPC files (read back column by column into the row type).
-    Arrow,
-}
-
-impl From<Format> for DatasetFormat {
-    fn from(f: Format) -> DatasetFormat {
-        match f {
-            Format::Text => DatasetFormat::Text,
-            Format::Records => DatasetFormat::Records,
-            Format::Arrow => DatasetFormat::Arrow,
-        }
-    }
-}
 
 /// Where the cluster is: flags every dataset command shares.
 #[derive(Debug, Args)]
@@ -58,7 +37,7 @@ pub struct PutArgs {
     pub replicas: u32,
     /// Input format (default: arrow for *.arrow, records for *.dat, text otherwise).
     #[arg(long, value_enum)]
-    pub format: Option<Format>,
+    pub format: Option<DatasetFormat>,
     /// Replace a dataset of that name (only once the new one is complete).
     #[arg(long)]
     pub overwrite: bool,
@@ -145,7 +124,7 @@ pub fn put(args: PutArgs) -> anyhow::Result<ExitCode> {
     let request = PutRequest {
         name: dataset_name(&args.name)?,
         paths: args.paths,
-        format: args.format.map(DatasetFormat::from),
+        format: args.format,
         column: None,
         splits: Vec::new(),
         partitions: args.partitions,

@@ -15,9 +15,9 @@ use ringleader_core::data::record::Record;
 use ringleader_core::data::{Data, decode};
 use ringleader_core::ids::Attempt;
 use ringleader_core::io::output::OutputCommit;
+use ringleader_core::io::output_format::OutputFormat;
 use ringleader_core::io::store::DatasetFormat;
 use ringleader_core::io::store::StoreSpec;
-use ringleader_core::ops::action::Columnar;
 use ringleader_core::ops::sinks::Combiner;
 use ringleader_core::ops::{action, narrow, reduce, sinks};
 use ringleader_core::plan::shipped::{Shipped, assert_no_capture};
@@ -667,7 +667,7 @@ impl<T: Data> Dataset<T> {
     /// Writes the rows column by column (a struct's fields become columns) into a
     /// columnar file per partition under `output`, committed all at once; on a cluster,
     /// `ringleader://NAME` stores an Arrow dataset instead (for `save_arrow`).
-    fn save_columnar(&self, output: Output, format: Columnar) -> Result<Saved> {
+    fn save_columnar(&self, output: Output, format: OutputFormat) -> Result<Saved> {
         // A row type Arrow cannot hold is refused before any task runs.
         ringleader_core::data::schema_of::<T>().map_err(|e| {
             crate::Error::Plan(format!(
@@ -676,7 +676,7 @@ impl<T: Data> Dataset<T> {
             ))
         })?;
         format.check_built()?;
-        let parquet = format == Columnar::Parquet;
+        let parquet = format == OutputFormat::Parquet;
         if parquet && ringleader_core::io::store::parse_url(&output.dir).is_some() {
             return Err(crate::Error::Config(format!(
                 "{}: stored datasets hold Arrow; use save_arrow for ringleader://, or save Parquet into a directory",
@@ -722,7 +722,7 @@ impl<T: Data> Dataset<T> {
                 .map_err(|e| crate::Error::io(&arrow, std::io::Error::other(e.to_string())))?;
             let schema = reader.schema();
             bytes += ringleader_core::io::output::write_file(commit.staging(), &name, Attempt(0), |out| {
-                Columnar::Parquet.write(&path, out, schema, reader.map(|b| b.map_err(crate::Error::from)))?;
+                OutputFormat::Parquet.write(&path, out, schema, reader.map(|b| b.map_err(crate::Error::from)))?;
                 std::io::Write::flush(out).map_err(|e| crate::Error::io(&path, e))?;
                 out.get_ref()
                     .get_ref()
@@ -753,7 +753,7 @@ impl<T: Data> Dataset<T> {
     /// assert!(dir.path().join("out/part-00000.arrow").exists());
     /// ```
     pub fn save_arrow(&self, output: impl Into<Output>) -> Result<Saved> {
-        self.save_columnar(output.into(), Columnar::Arrow)
+        self.save_columnar(output.into(), OutputFormat::Arrow)
     }
 
     /// Writes the rows as Parquet (Snappy-compressed), column by column (a struct's fields
@@ -779,7 +779,7 @@ impl<T: Data> Dataset<T> {
     /// }
     /// ```
     pub fn save_parquet(&self, output: impl Into<Output>) -> Result<Saved> {
-        self.save_columnar(output.into(), Columnar::Parquet)
+        self.save_columnar(output.into(), OutputFormat::Parquet)
     }
 
     fn save_stored(

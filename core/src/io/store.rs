@@ -99,14 +99,16 @@ pub struct StoreSpec {
     pub owners: Vec<Vec<String>>,
 }
 
-/// What the rows of a stored dataset are, so the next job reads them typed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// What the rows of a stored dataset are, so the next job reads them typed (also how
+/// `ringleader put --format` reads its input files; a job's output files have
+/// [`crate::io::output_format::OutputFormat`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 pub enum DatasetFormat {
-    /// Lines of text (`String` rows): `text_files`, `save_text`.
+    /// Lines of text (read back as `String` rows: `text_files`, `save_text`).
     Text,
-    /// 100-byte gensort records: `record_files`, `save_records`.
+    /// 100-byte gensort records (read back as `Record`: `record_files`, `save_records`).
     Records,
-    /// Rows of any serde type, column by column: `arrow_files`, `save_arrow`.
+    /// Arrow IPC files (read back column by column into the row type: `arrow_files`, `save_arrow`).
     Arrow,
 }
 

@@ -15,6 +15,7 @@ use crate::data::record::Record;
 use crate::data::{Chunk, ChunkStream, Data};
 use crate::error::{Error, Result};
 use crate::io::output::write_part;
+use crate::io::output_format::OutputFormat;
 use crate::plan::shipped::conjure;
 use crate::plan::{ActionEnv, TaskValue};
 
@@ -387,71 +388,8 @@ pub fn save_text<T: Data + Display>(state: &[u8], input: ChunkStream, env: &Acti
     })
 }
 
-/// A columnar file format of `save_arrow` and `save_parquet`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Columnar {
-    /// Arrow IPC file (`part-NNNNN.arrow`).
-    Arrow,
-    /// Parquet with Snappy-compressed pages (`part-NNNNN.parquet`).
-    Parquet,
-}
-
-impl Columnar {
-    /// The part file's extension.
-    pub fn extension(self) -> &'static str {
-        match self {
-            Columnar::Arrow => "arrow",
-            Columnar::Parquet => "parquet",
-        }
-    }
-
-    /// Fails with [`Error::FeatureOff`] if this binary cannot write the format (Parquet
-    /// without the `parquet` feature); a job checks it before any task runs.
-    pub fn check_built(self) -> Result<()> {
-        match self {
-            Columnar::Parquet if !cfg!(feature = "parquet") => Err(Error::FeatureOff {
-                what: "writing Parquet",
-                feature: "parquet",
-            }),
-            _ => Ok(()),
-        }
-    }
-
-    /// Writes `batches` of `schema` to `out` in this format; the rows written.
-    pub fn write(
-        self,
-        path: &std::path::Path,
-        out: &mut std::io::BufWriter<crate::io::writeback::WritebackFile>,
-        schema: arrow_schema::SchemaRef,
-        batches: impl Iterator<Item = Result<RecordBatch>>,
-    ) -> Result<u64> {
-        let failed = |e: &dyn std::fmt::Display| Error::io(path, std::io::Error::other(e.to_string()));
-        match self {
-            Columnar::Arrow => {
-                let mut writer = arrow_ipc::writer::FileWriter::try_new(out, &schema).map_err(|e| failed(&e))?;
-                let rows = write_each(batches, |b| writer.write(b).map_err(|e| failed(&e)))?;
-                writer.finish().map_err(|e| failed(&e))?;
-                Ok(rows)
-            }
-            #[cfg(not(feature = "parquet"))]
-            Columnar::Parquet => self.check_built().map(|()| 0),
-            #[cfg(feature = "parquet")]
-            Columnar::Parquet => {
-                let properties = parquet::file::properties::WriterProperties::builder()
-                    .set_compression(parquet::basic::Compression::SNAPPY)
-                    .build();
-                let mut writer =
-                    parquet::arrow::ArrowWriter::try_new(out, schema, Some(properties)).map_err(|e| failed(&e))?;
-                let rows = write_each(batches, |b| writer.write(b).map_err(|e| failed(&e)))?;
-                writer.close().map_err(|e| failed(&e))?;
-                Ok(rows)
-            }
-        }
-    }
-}
-
 /// Hands every batch to `write`; the rows written.
-fn write_each(
+pub(crate) fn write_each(
     batches: impl Iterator<Item = Result<RecordBatch>>,
     mut write: impl FnMut(&RecordBatch) -> Result<()>,
 ) -> Result<u64> {
@@ -468,11 +406,11 @@ fn write_each(
 /// column, into `part-NNNNN.arrow` or `part-NNNNN.parquet`.
 pub fn save_columnar<T: Data>(state: &[u8], input: ChunkStream, env: &ActionEnv) -> Result<TaskValue> {
     let ColumnarState { dir, format } = postcard::from_bytes(state)?;
-    let name = format!(
-        "{}.{}",
-        crate::io::output::part_name(env.partition.0),
-        format.extension()
-    );
+    let part = crate::io::output::part_name(env.partition.0);
+    let name = match format.extension() {
+        Some(extension) => format!("{part}.{extension}"),
+        None => part,
+    };
     let path = dir.join(&name);
     let (schema, batches) = columnar_batches::<T>(input)?;
     crate::io::output::write_file(&dir, &name, env.attempt, |out| {
@@ -517,7 +455,7 @@ pub struct ColumnarState {
     /// The output's staging directory.
     pub dir: PathBuf,
     /// The files' format.
-    pub format: Columnar,
+    pub format: OutputFormat,
 }
 
 /// `save_records`: the raw 100-byte records, in order, into `part-NNNNN`.

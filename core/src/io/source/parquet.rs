@@ -86,7 +86,7 @@ pub fn open(path: &Path, row_groups: &[usize], columns: Option<&[String]>) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::action::Columnar;
+    use crate::io::output_format::OutputFormat;
 
     /// A binary built without the `parquet` feature refuses Parquet with an error that names the
     /// feature (never a panic); one built with it reads, and fails on a missing file by its path.
@@ -99,13 +99,17 @@ mod tests {
         if cfg!(feature = "parquet") {
             assert!(matches!(error, Error::Io { .. }), "{error}");
             assert!(matches!(opened, Error::Io { .. }), "{opened}");
-            assert!(Columnar::Parquet.check_built().is_ok());
+            assert!(OutputFormat::Parquet.check_built().is_ok());
         } else {
-            for e in [error, opened, Columnar::Parquet.check_built().expect_err("not built")] {
+            for e in [
+                error,
+                opened,
+                OutputFormat::Parquet.check_built().expect_err("not built"),
+            ] {
                 assert!(matches!(e, Error::FeatureOff { feature: "parquet", .. }), "{e}");
                 assert!(e.to_string().contains("--features parquet"), "{e}");
             }
         }
-        assert!(Columnar::Arrow.check_built().is_ok());
+        assert!(OutputFormat::Arrow.check_built().is_ok());
     }
 }
