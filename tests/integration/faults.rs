@@ -205,6 +205,37 @@ fn a_stored_partition_that_no_replica_can_serve_fails_the_job_after_bounded_atte
 }
 
 #[test]
+fn a_worker_stopped_with_sigterm_mid_job_stops_its_executors_and_exits_and_the_job_finishes_elsewhere() {
+    let cluster = LocalCluster::up(1, 2);
+    let data = tempfile::tempdir().unwrap();
+    let d = |name: &str| -> PathBuf { data.path().join(name) };
+    // 8 map tasks of about 1 s on 4 slots.
+    numbered_text(&d("text"), 8, 10);
+    let job_args = args!["--input", d("text"), "--output", d("cluster"), "--sleep-ms", "100"];
+    let client = cluster.spawn("chaos", &job_args, &d("client.log"));
+    let pid = cluster.worker_pid(0);
+    eventually(Duration::from_secs(60), "worker 1 runs the job's executor", || {
+        !children_of(pid).is_empty() && cluster.worker_metric(0, "ringleader_worker_running_tasks") >= 1.0
+    });
+    let executors = children_of(pid);
+    signal(pid, libc::SIGTERM);
+    // Its executors stop at once, its requests in flight are answered, its background work
+    // is waited for: well within the 5 s `cluster down` gives a node before SIGKILL.
+    let began = Instant::now();
+    eventually(Duration::from_secs(30), "the worker exits on SIGTERM", || !running(pid));
+    assert!(
+        began.elapsed() < Duration::from_secs(5),
+        "the worker took {:?} to exit",
+        began.elapsed()
+    );
+    for executor in executors {
+        assert!(!running(executor), "executor {executor} outlived its worker");
+    }
+    job_succeeds(client, &d("client.log"), "the job failed after a worker was stopped");
+    assert_eq!(sorted_lines(&d("cluster")), word_counts(&d("text")));
+}
+
+#[test]
 fn a_worker_restarted_at_its_address_mid_job_has_its_running_tasks_run_again() {
     // A worker timeout far longer than the restart: the driver never sees it miss a
     // heartbeat, only a new process registering at its address.

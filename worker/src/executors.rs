@@ -68,6 +68,9 @@ pub struct Executors {
     /// Paths no executor may reach beyond its own job's places (the worker's data directory
     /// among them); `None`: executors are not sandboxed.
     private: Option<Arc<Vec<PathBuf>>>,
+    /// Where each executor's watcher runs (it reaps the process, and reports what a crash
+    /// lost): a stopping worker waits for them, so no executor outlives it.
+    watchers: tokio_util::task::TaskTracker,
 }
 
 /// The memory budget an executor gets on a worker of `memory` bytes holding `cached` bytes
@@ -94,13 +97,19 @@ pub struct Launch<'a> {
 
 impl Executors {
     /// Executors writing their stderr under `logs`, each budgeting at most `memory` bytes,
-    /// none reaching beneath `private` but its own job's places.
-    pub fn new(logs: PathBuf, memory: u64, private: Option<Vec<PathBuf>>) -> Self {
+    /// none reaching beneath `private` but its own job's places, each watched on `watchers`.
+    pub fn new(
+        logs: PathBuf,
+        memory: u64,
+        private: Option<Vec<PathBuf>>,
+        watchers: tokio_util::task::TaskTracker,
+    ) -> Self {
         Executors {
             jobs: Arc::new(Mutex::new(HashMap::new())),
             logs,
             memory,
             private: private.map(Arc::new),
+            watchers,
         }
     }
 
@@ -281,7 +290,7 @@ impl Executors {
         let (stop, stopped) = oneshot::channel::<()>();
         let jobs = self.jobs.clone();
         let job = JobId::from(first.job_id.as_str());
-        tokio::spawn(async move {
+        self.watchers.spawn(async move {
             let status = tokio::select! {
                 status = child.wait() => status,
                 _ = stopped => {

@@ -45,6 +45,7 @@ use std::time::Duration;
 use ringleader_core::net::driver_group::DriverGroup;
 use ringleader_core::net::serving;
 use ringleader_core::proto;
+use ringleader_core::security::auth::RequireToken;
 use ringleader_core::sync::lock;
 use tokio::net::TcpListener;
 
@@ -212,11 +213,10 @@ impl BoundWorker {
         self.inner.worker_id()
     }
 
-    /// Serves until `shutdown` completes, heartbeating all along.
+    /// Serves until `shutdown` completes, heartbeating all along, then stops as
+    /// [`serve_until`] says.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), WorkerError> {
         let require = serving::guard(self.address)?;
-        let svc = service::WorkerService::new(self.inner.clone());
-        let flight = flight::ShuffleFlight::new(self.inner.clone());
         let metrics = self.http.map(|listener| {
             let token = ringleader_core::security::auth::token()
                 .ok()
@@ -236,30 +236,87 @@ impl BoundWorker {
             self.slots,
             self.master.clone(),
         ));
-        let result = serving::server()?
-            .add_service(serving::guarded(
-                proto::worker_server::WorkerServer::new(svc.clone()),
-                &require,
-            ))
-            // Executors call these two with their job's credential; each call is checked
-            // against the job it acts for.
-            .add_service(serving::guarded(
-                proto::executor_server::ExecutorServer::new(svc),
-                &require.admitting_jobs(),
-            ))
-            .add_service(serving::guarded(
-                arrow_flight::flight_service_server::FlightServiceServer::new(flight),
-                &require.admitting_jobs(),
-            ))
-            .serve_with_incoming_shutdown(serving::incoming(self.listener), shutdown)
-            .await;
+        let result = serve_until(self.inner, self.listener, &require, shutdown).await;
+        // Loops with nothing in hand: stopping them loses nothing.
         beat.abort();
         if let Some(metrics) = metrics {
             metrics.abort();
         }
-        self.inner.executors.stop_all();
-        Ok(result?)
+        result
     }
+}
+
+/// How long a stopping worker gives the requests in flight (a Flight stream another
+/// worker's reducer reads), and then its background work, before it exits anyway.
+pub const DRAIN_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Serves the worker's gRPC and Flight services on `listener` (calls checked by `require`,
+/// see [`serving::guard`]) until `shutdown` completes,
+/// then stops without cutting what is under way, as mini-redis drains its connections:
+/// no new connection or request is taken, its executors are stopped (their tasks run again
+/// elsewhere, as a lost worker's do), the requests in flight are answered to their end (a
+/// Flight stream to its last batch), and the background work they started (a report on
+/// its way to the driver, an executor being reaped) is waited for; each wait bounded by
+/// [`DRAIN_PATIENCE`].
+pub async fn serve_until(
+    inner: Arc<service::WorkerInner>,
+    listener: TcpListener,
+    require: &RequireToken,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), WorkerError> {
+    let svc = service::WorkerService::new(inner.clone());
+    let flight = flight::ShuffleFlight::new(inner.clone());
+    let signalled = Arc::new(tokio::sync::Notify::new());
+    let shutdown = {
+        let (inner, signalled) = (inner.clone(), signalled.clone());
+        async move {
+            shutdown.await;
+            tracing::info!("worker stopping: its executors stop, requests in flight are answered");
+            // An executor's task stream would hold its connection open: the executors go first.
+            inner.executors.stop_all();
+            signalled.notify_one();
+        }
+    };
+    let server = serving::server()?
+        .add_service(serving::guarded(
+            proto::worker_server::WorkerServer::new(svc.clone()),
+            require,
+        ))
+        // Executors call these two with their job's credential; each call is checked
+        // against the job it acts for.
+        .add_service(serving::guarded(
+            proto::executor_server::ExecutorServer::new(svc),
+            &require.admitting_jobs(),
+        ))
+        .add_service(serving::guarded(
+            arrow_flight::flight_service_server::FlightServiceServer::new(flight),
+            &require.admitting_jobs(),
+        ))
+        .serve_with_incoming_shutdown(serving::incoming(listener), shutdown);
+    let patience = async {
+        signalled.notified().await;
+        tokio::time::sleep(DRAIN_PATIENCE).await;
+    };
+    let result = tokio::select! {
+        served = server => served,
+        () = patience => {
+            tracing::warn!("requests still in flight {} s after the stop; stopping anyway", DRAIN_PATIENCE.as_secs());
+            Ok(())
+        }
+    };
+    inner.executors.stop_all();
+    inner.background.close();
+    if tokio::time::timeout(DRAIN_PATIENCE, inner.background.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "{} background tasks still running {} s after the requests ended; stopping anyway",
+            inner.background.len(),
+            DRAIN_PATIENCE.as_secs()
+        );
+    }
+    Ok(result?)
 }
 
 async fn heartbeat_forever(inner: Arc<service::WorkerInner>, every: Duration, slots: u32, _master: String) {

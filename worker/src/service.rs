@@ -44,6 +44,10 @@ pub struct WorkerInner {
     pub counters: crate::counters::WorkerCounters,
     /// The cached job binaries.
     pub binary_cache: crate::binary_cache::BinaryCache,
+    /// Work that outlives the request that started it (a report on its way to the driver,
+    /// an executor being stopped): a stopping worker waits for it (see
+    /// [`crate::serve_until`]).
+    pub background: tokio_util::task::TaskTracker,
 }
 
 impl WorkerInner {
@@ -58,10 +62,12 @@ impl WorkerInner {
         // The data directory is private to the worker: an executor reaches only its job's
         // part (`None`: no sandbox).
         let private = private.map(|p| std::iter::once(data_dir.clone()).chain(p).collect());
+        let background = tokio_util::task::TaskTracker::new();
         Arc::new(WorkerInner {
             id: std::sync::Mutex::new(String::new()),
             address,
-            executors: Executors::new(data_dir.join("logs"), memory, private),
+            executors: Executors::new(data_dir.join("logs"), memory, private, background.clone()),
+            background,
             binary_cache: crate::binary_cache::BinaryCache::new(data_dir.join("binaries")),
             data_dir,
             driver,
@@ -232,7 +238,8 @@ impl Worker for WorkerService {
         };
         let inner = self.inner.clone();
         let on_exit = move |lost: Vec<LostTask>| {
-            tokio::spawn(async move {
+            let background = inner.background.clone();
+            background.spawn(async move {
                 // Alone with the executor (but for tasks that cannot have ended it), the
                 // task is to blame for its end.
                 let suspects = lost.iter().filter(|l| !l.blameless()).count();
@@ -361,7 +368,11 @@ impl Executor for WorkerService {
         // Passed on even if the executor goes before the reply (stopped or killed once it
         // runs nothing else): the report is all that is left of the task's work.
         let inner = self.inner.clone();
-        let _ = tokio::spawn(async move { inner.report(report).await }).await;
+        let _ = self
+            .inner
+            .background
+            .spawn(async move { inner.report(report).await })
+            .await;
         Ok(Response::new(proto::TaskReportReply {}))
     }
 
