@@ -28,6 +28,10 @@
 /// The largest message between drivers (an append, a snapshot): metadata only, since
 /// rows stay off the log (large results on workers, `parallelize` data as datasets).
 pub const MAX_RAFT_MESSAGE: usize = 64 << 20;
+/// How long a stopping driver waits for the work its calls left running (see
+/// [`leader::DriverInner::background`]) before its Raft node stops anyway: within the 5 s
+/// `cluster down` gives a node before SIGKILL.
+pub const DRAIN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
 /// The largest job plan a driver accepts: plans name their data, they do not hold it.
 pub const MAX_PLAN_BYTES: usize = 16 << 20;
 
@@ -343,11 +347,26 @@ impl BoundDriver {
             .add_service(serving::guarded(transport, &require))
             .serve_with_incoming_shutdown(serving::incoming(self.listener), stop)
             .await;
+        // Loops with nothing in hand: stopping them loses nothing.
         for task in [scheduler, repairs, binaries, sessions, leadership, initializer] {
             task.abort();
         }
         if let Some(web) = web {
             web.abort();
+        }
+        // What calls left running (a report being committed, a job's last events) ends
+        // while the Raft node can still commit it.
+        inner.background.close();
+        if tokio::time::timeout(DRAIN_PATIENCE, inner.background.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "driver {}: {} background tasks still running {} s after the stop; stopping anyway",
+                inner.id,
+                inner.background.len(),
+                DRAIN_PATIENCE.as_secs()
+            );
         }
         let _ = inner.raft.shutdown().await;
         if let Some(reason) = fatal.into_inner().unwrap_or_else(|e| e.into_inner()) {

@@ -53,7 +53,7 @@ impl DriverService {
             .collect();
         for (id, address) in others.iter().cloned() {
             let (inner, hash, tx) = (self.inner.clone(), hash.to_string(), tx.clone());
-            tokio::spawn(async move {
+            self.inner.background.spawn(async move {
                 let _ = tx.send(push_binary(&inner, &address, hash).await.then_some(id));
             });
         }
@@ -66,7 +66,7 @@ impl DriverService {
             holders.extend(answer);
         }
         let (inner, hash) = (self.inner.clone(), hash.to_string());
-        tokio::spawn(async move {
+        self.inner.background.spawn(async move {
             while let Some(answer) = rx.recv().await {
                 if let Some(id) = answer {
                     let _ = inner

@@ -39,7 +39,7 @@ impl DriverInner {
         }
         let me = self.clone();
         let job = JobId::from(job);
-        tokio::spawn(async move {
+        self.background.spawn(async move {
             for event in events {
                 if tx.send(Ok(proto::JobEvent { event: Some(event) })).await.is_err() {
                     break;
@@ -66,7 +66,8 @@ impl DriverInner {
     /// never told would leave a job ended on the drivers and waited for by its program.
     pub async fn report(self: &Arc<Self>, command: Command) -> Result<(), LeaderError> {
         let me = self.clone();
-        tokio::spawn(async move { me.report_to_the_end(command).await })
+        self.background
+            .spawn(async move { me.report_to_the_end(command).await })
             .await
             .unwrap_or_else(|e| {
                 Err(LeaderError::Unavailable {
@@ -140,7 +141,7 @@ impl DriverInner {
         if let Some((tx, _)) = sender {
             if last {
                 // The final events must all arrive: send them in order from a task.
-                tokio::spawn(async move {
+                self.background.spawn(async move {
                     for event in events {
                         if tx.send(Ok(proto::JobEvent { event: Some(event) })).await.is_err() {
                             break;

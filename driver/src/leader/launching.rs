@@ -141,7 +141,7 @@ impl DriverInner {
         };
         for (worker, address, assignment) in launches {
             let me = self.clone();
-            tokio::spawn(async move {
+            self.background.spawn(async move {
                 let (job, stage, task, attempt) = (
                     JobId::from(assignment.job_id.as_str()),
                     StageId(assignment.stage_index),
@@ -215,7 +215,7 @@ impl DriverInner {
     fn send_updates(self: &Arc<Self>, updates: Vec<(String, proto::InputsUpdate)>) {
         for (address, update) in updates {
             let me = self.clone();
-            tokio::spawn(async move {
+            self.background.spawn(async move {
                 if let Ok(mut worker) = me.worker_client(&address) {
                     let _ = tokio::time::timeout(Duration::from_secs(5), worker.update_inputs(update)).await;
                 }

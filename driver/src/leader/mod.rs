@@ -77,6 +77,10 @@ pub struct DriverInner {
     missing: Mutex<HashMap<WorkerId, BTreeSet<ringleader_core::ids::AttemptKey>>>,
     /// How long this driver's Raft commits took.
     pub commits: crate::commit_times::CommitTimes,
+    /// Work that outlives the call that started it (a report carried to its end, a job's
+    /// last events, a task on its way to a worker): a stopping driver waits for it before
+    /// its Raft node stops.
+    pub background: tokio_util::task::TaskTracker,
     /// The repair loop's findings and pending retries.
     repair: Mutex<repair::RepairState>,
     /// Wakes the repair loop (a worker lost or back).
@@ -121,6 +125,7 @@ impl DriverInner {
             peers: parts.peers,
             raft: parts.raft,
             replica: parts.replica,
+            background: tokio_util::task::TaskTracker::new(),
             commit_index: parts.commit_index,
             binaries_dir: parts.data_dir.join("binaries"),
             heartbeats: Mutex::new(HashMap::new()),

@@ -163,7 +163,7 @@ impl DriverInner {
             .collect();
         for address in addresses {
             let (me, id) = (self.clone(), job.to_string());
-            tokio::spawn(async move {
+            self.background.spawn(async move {
                 if let Ok(mut worker) = me.worker_client(&address) {
                     let _ = worker.stop_job(ringleader_core::proto::JobId { job_id: id }).await;
                 }
