@@ -52,6 +52,9 @@ pub struct UpArgs {
     /// Raft log entries between driver snapshots (the log is compacted at each).
     #[arg(long, default_value_t = ringleader_driver::raft::DEFAULT_SNAPSHOT_EVERY)]
     pub snapshot_every: u64,
+    /// Where stored datasets' partitions go (see `ringleader driver --placement`).
+    #[arg(long, value_enum, default_value_t)]
+    pub placement: ringleader_driver::placement::PlacementPolicy,
     /// Seconds a task attempt may run before it fails and runs again (0: no limit).
     #[arg(long, default_value_t = ringleader_driver::scheduler::DEFAULT_TASK_TIMEOUT.as_secs_f64())]
     pub task_timeout: f64,
@@ -235,6 +238,10 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             args.speculation_multiplier.to_string(),
             "--worker-timeout".into(),
             args.worker_timeout.to_string(),
+            "--placement".into(),
+            clap::ValueEnum::to_possible_value(&args.placement)
+                .map(|v| v.get_name().to_string())
+                .unwrap_or_default(),
             "--token-file".into(),
             token.display().to_string(),
             "--http".into(),

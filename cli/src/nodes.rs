@@ -42,6 +42,11 @@ pub struct DriverArgs {
     /// Raft log entries between snapshots; the log is compacted at each.
     #[arg(long, default_value_t = ringleader_driver::raft::DEFAULT_SNAPSHOT_EVERY)]
     pub snapshot_every: u64,
+    /// Where stored datasets' partitions (and their repair copies) go: ring (consistent
+    /// hashing, moves little when workers come and go) or balanced (the workers holding the
+    /// fewest partitions first). Give every driver of a group the same.
+    #[arg(long, value_enum, default_value_t)]
+    pub placement: ringleader_driver::placement::PlacementPolicy,
     /// Seconds without a heartbeat after which a worker counts as dead.
     #[arg(long, default_value_t = 3.0)]
     pub worker_timeout: f64,
@@ -210,6 +215,7 @@ pub fn driver(args: DriverArgs) -> anyhow::Result<ExitCode> {
             no_worker_timeout: Duration::from_secs_f64(args.no_worker_timeout),
             id: args.id,
             snapshot_every: args.snapshot_every,
+            placement: args.placement,
             speculation: ringleader_driver::scheduler::SpeculationConfig {
                 task_timeout: (args.task_timeout > 0.0).then(|| Duration::from_secs_f64(args.task_timeout)),
                 multiplier: args.speculation_multiplier,

@@ -10,7 +10,8 @@
 //! ## Layout
 //! - [`state`]: the state machine (workers, binaries, jobs, tasks) changed only by commands.
 //! - [`scheduler`]: which task runs where, as a pure function of the state (and of the
-//!   [`attempt_clock`], the one record of when attempts started and ended).
+//!   [`attempt_clock`], the one record of when attempts started and ended);
+//!   [`placement`]: which workers hold a stored dataset's partitions, by a chosen policy.
 //! - [`raft`]: consensus: storage, network, the group's membership.
 //! - [`leader`]: one driver process: writes through Raft, taking over, the scheduling loop.
 //! - [`service`]: the gRPC service clients and workers call.
@@ -39,6 +40,7 @@ pub mod attempt_clock;
 pub mod commit_times;
 pub mod leader;
 pub mod metrics;
+pub mod placement;
 pub mod raft;
 pub mod scheduler;
 pub mod service;
@@ -82,6 +84,8 @@ pub struct DriverConfig {
     pub snapshot_every: u64,
     /// When stragglers get speculative copies.
     pub speculation: scheduler::SpeculationConfig,
+    /// Where stored datasets' partitions and their repair copies go.
+    pub placement: placement::PlacementPolicy,
     /// Where to serve the web status page (`None`: not served).
     pub http: Option<SocketAddr>,
 }
@@ -228,6 +232,7 @@ pub async fn bind(config: DriverConfig) -> Result<BoundDriver, DriverError> {
         worker_timeout: config.worker_timeout,
         no_worker_timeout: config.no_worker_timeout,
         speculation: config.speculation,
+        placement: config.placement,
     });
     Ok(BoundDriver {
         address,

@@ -20,6 +20,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::leader::DriverInner;
+use crate::placement::Placement;
 use crate::raft::network::raft_channel;
 use crate::raft::transport::{receive_binary, send_binary};
 use crate::state::{Command, JobState, Outcome, PendingDataset};
@@ -548,21 +549,17 @@ impl Driver for DriverService {
                     r.name, r.name
                 )));
             }
-            let ring = state.ring(|w| live.contains(w));
-            if (ring.len() as u32) < r.replicas {
+            let mut placing = Placement::new(&state, self.inner.placement, |w| live.contains(w));
+            if (placing.workers() as u32) < r.replicas {
                 return Err(Status::failed_precondition(format!(
                     "{} replicas asked, but only {} workers are alive",
                     r.replicas,
-                    ring.len()
+                    placing.workers()
                 )));
             }
             let partitions: Vec<proto::PartitionPlacement> = (0..r.partitions)
                 .map(|p| {
-                    let owners: Vec<WorkerId> = ring
-                        .partition_owners(&r.name, p, (r.replicas + r.spare) as usize)
-                        .into_iter()
-                        .cloned()
-                        .collect();
+                    let owners = placing.owners(&r.name, p, r.replicas as usize, r.spare as usize);
                     placement(&state, p, owners, 0, 0)
                 })
                 .collect();

@@ -835,6 +835,26 @@ fn a_dataset_put_on_the_ring_is_placed_on_distinct_owners_and_read_by_a_job() {
 }
 
 #[test]
+fn balanced_placement_spreads_a_datasets_partitions_evenly_over_the_workers_disks() {
+    let cluster = LocalCluster::up_with(1, 3, 2, &["--placement", "balanced"]);
+    let data = tempfile::tempdir().unwrap();
+    let input = data.path().join("text");
+    text::generate(&input, 60_000, 3, 400, 22, false).unwrap();
+    cluster.put("words", 12, 1, &input);
+    // On disk: four partitions per worker (the ring puts 6 on worker-1).
+    for worker in 1..=3 {
+        let held = (0..12).filter(|&p| cluster.holders("words", p, &[worker]) == 1).count();
+        assert_eq!(held, 4, "worker-{worker} holds {held} of the 12 partitions");
+    }
+    let out = data.path().join("from-dataset");
+    ok(
+        cluster.run("wordcount", &args!["--dataset", "words", "--output", out]),
+        "wordcount --dataset",
+    );
+    assert_eq!(sorted_lines(&out), crate::oracles::word_counts(&input));
+}
+
+#[test]
 fn a_worker_that_cannot_make_its_shuffle_directory_refuses_tasks_and_they_run_on_another() {
     let cluster = LocalCluster::up(1, 2);
     // Worker 1 cannot create its shuffle directory: a regular file stands in its way.

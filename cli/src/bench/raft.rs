@@ -210,6 +210,7 @@ async fn commit_rate(base: &Path, drivers: usize, writers: usize, seconds: Durat
             id: i as u64 + 1,
             peers: (drivers > 1).then(|| peers.clone()),
             snapshot_every: ringleader_driver::raft::DEFAULT_SNAPSHOT_EVERY,
+            placement: Default::default(),
             speculation: Default::default(),
             http: None,
         };

@@ -73,6 +73,8 @@ pub struct DriverInner {
     leading: Mutex<Option<u64>>,
     /// How long attempts take (for speculation).
     speculation: SpeculationConfig,
+    /// Where stored partitions and their repair copies go.
+    pub placement: crate::placement::PlacementPolicy,
     /// Per worker, the running attempts its last heartbeat did not list.
     missing: Mutex<HashMap<WorkerId, BTreeSet<ringleader_core::ids::AttemptKey>>>,
     /// How long this driver's Raft commits took.
@@ -115,6 +117,8 @@ pub struct DriverParts {
     pub no_worker_timeout: Duration,
     /// When stragglers get speculative copies.
     pub speculation: SpeculationConfig,
+    /// Where stored partitions and their repair copies go.
+    pub placement: crate::placement::PlacementPolicy,
 }
 
 impl DriverInner {
@@ -142,6 +146,7 @@ impl DriverInner {
             commits: crate::commit_times::CommitTimes::default(),
             last_parts: AtomicU64::new(0),
             speculation: parts.speculation,
+            placement: parts.placement,
             missing: Mutex::new(HashMap::new()),
             repair: Mutex::new(repair::RepairState::default()),
             repair_wake: Notify::new(),

@@ -365,12 +365,8 @@ impl DriverInner {
         let (held_by, replicas) = (holders.len(), record.replicas);
         let ring_order: Vec<WorkerId> = {
             let state = self.state();
-            let ring = state.ring(|w| live.contains(w) && held.contains_key(w));
-            ring.partition_owners(&record.name, partition, ring.len())
-                .into_iter()
-                .filter(|w| !holders.contains(w))
-                .cloned()
-                .collect()
+            crate::placement::Placement::new(&state, self.placement, |w| live.contains(w) && held.contains_key(w))
+                .order(&record.name, partition, |w| holders.contains(w))
         };
         let Some(target) = ring_order
             .iter()
