@@ -4,7 +4,7 @@
 //! `ringleader put`/`get` use them, and so does a job whose local input or output must
 //! travel because the workers cannot see the client's files.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use arrow_array::RecordBatch;
@@ -21,10 +21,6 @@ use ringleader_core::net::ticket::PartitionId;
 use ringleader_core::proto;
 use ringleader_core::{Error, Result};
 use tokio_stream::wrappers::ReceiverStream;
-
-/// Bytes of input per batch sent: small enough that the batches in flight (a few per
-/// replica) stay within tens of MB whatever the input size.
-const BATCH_BYTES: u64 = 1 << 20;
 
 /// What to store: the input files and their format.
 #[derive(Debug, Clone)]
@@ -123,10 +119,12 @@ fn input_files(request: &PutRequest) -> Result<(Vec<(PathBuf, u64)>, DatasetForm
 /// One batch of input and the byte offset (over all files) where it starts.
 type Positioned = (u64, RecordBatch);
 
-/// Reads `files` as `format` (or, given, the `splits` in their place), sending batches in
-/// input order with their global byte offsets, none crossing a multiple of `boundary`
-/// bytes. Runs on a blocking thread; a full queue makes it wait (the client's memory stays
-/// bounded).
+/// Reads `files` as `format` (or, given, the `splits` in their place) with core's readers,
+/// the ones a task's input is read with, sending batches in input order with their global
+/// byte offsets, none crossing a multiple of `boundary` bytes (text and records are read in
+/// splits cut at those multiples; an IPC file's batches are its unit, each placed by where
+/// it starts). Runs on a blocking thread; a full queue makes it wait (the client's memory
+/// stays bounded).
 fn read_files(
     files: &[(PathBuf, u64)],
     splits: &[(Split, u64)],
@@ -135,104 +133,98 @@ fn read_files(
     boundary: u64,
     out: &tokio::sync::mpsc::Sender<Result<Positioned>>,
 ) -> Result<()> {
-    let mut base = 0u64;
     let send = |offset: u64, batch: RecordBatch| -> Result<()> {
         out.blocking_send(Ok((offset, batch)))
             .map_err(|_| Error::Cluster("the upload stopped".into()))
     };
+    // Each batch of `split` sent as starting at `offset` (or where `place` says).
+    let send_split = |split: &Split, place: &dyn Fn(usize) -> u64| -> Result<()> {
+        for (i, chunk) in source::open(split, None)?.enumerate() {
+            let batch = match (chunk?, format) {
+                (Chunk::Arrow(batch), _) => batch,
+                (chunk, DatasetFormat::Records) => chunk.into_batch::<Record>()?,
+                (chunk, _) => chunk.into_batch::<String>()?,
+            };
+            send(place(i), batch)?;
+        }
+        Ok(())
+    };
+    let mut base = 0u64;
     for (i, (file, len)) in files.iter().enumerate() {
         if let Some((split, _)) = splits.get(i) {
             // A typed source's split goes whole into the partition where it starts.
-            for chunk in source::open(split, None)? {
-                match chunk? {
-                    Chunk::Arrow(batch) => send(base, batch)?,
-                    _ => return Err(Error::Config(format!("{file:?} is not read as Arrow batches"))),
-                }
-            }
+            send_split(split, &|_| base)?;
             base += len;
             continue;
         }
-        let next_cut = |at: u64| ((at / boundary) + 1) * boundary;
         match format {
-            DatasetFormat::Text => {
-                let reader = std::fs::File::open(file).map_err(|e| Error::io(file, e))?;
-                let mut reader = std::io::BufReader::with_capacity(1 << 20, reader);
-                let (mut lines, mut bytes, mut start, mut at) = (Vec::new(), 0u64, base, base);
-                let mut buf = Vec::new();
-                let mut line_no = 0u64;
-                loop {
-                    buf.clear();
-                    let n = std::io::Read::take(&mut reader, source::text::MAX_LINE_BYTES + 1)
-                        .read_until(b'\n', &mut buf)
-                        .map_err(|e| Error::io(file, e))?;
-                    if n == 0 {
-                        break;
-                    }
-                    if n as u64 > source::text::MAX_LINE_BYTES && buf.last() != Some(&b'\n') {
-                        return Err(source::text::line_too_long(file, at - base));
-                    }
-                    line_no += 1;
-                    if !lines.is_empty() && (at >= next_cut(start) || bytes >= BATCH_BYTES) {
-                        send(start, ringleader_core::data::encode_vec(std::mem::take(&mut lines))?)?;
-                        (start, bytes) = (at, 0);
-                    }
-                    at += n as u64;
-                    bytes += n as u64;
-                    let text = buf.strip_suffix(b"\n").unwrap_or(&buf);
-                    let text = text.strip_suffix(b"\r").unwrap_or(text);
-                    let line = std::str::from_utf8(text).map_err(|e| Error::InvalidUtf8 {
-                        path: file.clone(),
-                        line: line_no,
-                        offset: e.valid_up_to() as u64,
-                    })?;
-                    lines.push(line.to_string());
-                }
-                if !lines.is_empty() {
-                    send(start, ringleader_core::data::encode_vec(lines)?)?;
-                }
-            }
-            DatasetFormat::Records => {
-                let mut reader = std::fs::File::open(file).map_err(|e| Error::io(file, e))?;
-                let mut at = base;
-                while at < base + len {
-                    let until = next_cut(at)
-                        .min(base + len)
-                        .min(at + BATCH_BYTES / RECORD_LEN as u64 * RECORD_LEN as u64);
-                    let take = ((until - at) / RECORD_LEN as u64).max(1) as usize * RECORD_LEN;
-                    let mut records = Record::zeroed_vec(take / RECORD_LEN);
-                    std::io::Read::read_exact(&mut reader, Record::slice_as_bytes_mut(&mut records))
-                        .map_err(|e| Error::io(file, e))?;
-                    send(at, ringleader_core::data::encode_vec(records)?)?;
-                    at += take as u64;
+            DatasetFormat::Text | DatasetFormat::Records => {
+                for (start, end) in cut_at_boundaries(base, *len, boundary, format) {
+                    let split = match format {
+                        DatasetFormat::Records => Split::Records {
+                            path: file.clone(),
+                            start,
+                            end,
+                        },
+                        _ => Split::Text {
+                            path: file.clone(),
+                            start,
+                            end,
+                            lossy: false,
+                        },
+                    };
+                    send_split(&split, &|_| base + start)?;
                 }
             }
             DatasetFormat::Arrow => {
-                let reader = std::fs::File::open(file).map_err(|e| Error::io(file, e))?;
-                let reader =
-                    arrow_ipc::reader::FileReader::try_new(std::io::BufReader::with_capacity(1 << 20, reader), None)
-                        .map_err(|e| Error::format(file, e))?;
-                let schema = reader.schema();
-                let index = match column {
-                    Some(name) => Some(schema.index_of(name).map_err(|_| {
-                        Error::format(file, format!("no column {name:?} (columns: {})", column_names(&schema)))
+                let footer = source::ipc::Footer::read(file)?;
+                let column = match column {
+                    Some(name) => Some(footer.schema.index_of(name).map_err(|_| {
+                        Error::format(
+                            file,
+                            format!("no column {name:?} (columns: {})", column_names(&footer.schema)),
+                        )
                     })?),
                     None => None,
                 };
-                // An IPC file's batches are its unit; each is placed by where it starts.
-                let batches = reader.num_batches().max(1) as u64;
-                for (i, batch) in reader.enumerate() {
-                    let batch = batch.map_err(|e| Error::format(file, e))?;
-                    let batch = match index {
-                        Some(i) => batch.project(&[i])?,
-                        None => batch,
-                    };
-                    send(base + len * i as u64 / batches, batch)?;
-                }
+                let batches = footer.batches.max(1) as u64;
+                let split = Split::Ipc {
+                    path: file.clone(),
+                    first: 0,
+                    end: footer.batches,
+                    column,
+                };
+                send_split(&split, &|i| base + len * i as u64 / batches)?;
             }
         }
         base += len;
     }
     Ok(())
+}
+
+/// The most bytes of input one split of an upload covers: a records split is mapped
+/// whole, and the batches in flight keep their splits' pages, so the client's memory stays
+/// within a few of these whatever the input's size.
+const UPLOAD_SPLIT_BYTES: u64 = 2 << 20;
+
+/// Byte ranges of a file of `len` bytes starting at global offset `base`, cut at global
+/// multiples of `boundary` and every [`UPLOAD_SPLIT_BYTES`] (a records file's cuts moved up
+/// to whole records).
+fn cut_at_boundaries(base: u64, len: u64, boundary: u64, format: DatasetFormat) -> Vec<(u64, u64)> {
+    let record = RECORD_LEN as u64;
+    let mut ranges = Vec::new();
+    let mut start = 0;
+    while start < len {
+        let cut = (((base + start) / boundary + 1) * boundary - base).min(start + UPLOAD_SPLIT_BYTES);
+        let end = match format {
+            DatasetFormat::Records => cut.div_ceil(record) * record,
+            _ => cut,
+        };
+        let end = end.min(len);
+        ranges.push((start, end));
+        start = end;
+    }
+    ranges
 }
 
 fn column_names(schema: &SchemaRef) -> String {
@@ -693,4 +685,33 @@ async fn get_one(address: &str, id: &PartitionId, format: DatasetFormat, path: &
     }
     out.flush().map_err(|e| Error::io(path, e))?;
     Ok((rows, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_cut_at_the_partitions_global_boundaries_and_records_stay_whole() {
+        // A 250-byte text file after 100 bytes of others, partitions every 120 bytes.
+        assert_eq!(
+            cut_at_boundaries(100, 250, 120, DatasetFormat::Text),
+            [(0, 20), (20, 140), (140, 250)]
+        );
+        // Records: a cut inside a record moves up to its end.
+        assert_eq!(
+            cut_at_boundaries(0, 500, 250, DatasetFormat::Records),
+            [(0, 300), (300, 500)]
+        );
+        assert_eq!(cut_at_boundaries(0, 0, 10, DatasetFormat::Text), []);
+        // A long share is cut into splits of at most UPLOAD_SPLIT_BYTES.
+        let ranges = cut_at_boundaries(0, 5 * UPLOAD_SPLIT_BYTES, 100 << 20, DatasetFormat::Records);
+        assert_eq!(ranges.len(), 5);
+        assert!(
+            ranges
+                .iter()
+                .all(|(a, b)| b - a <= UPLOAD_SPLIT_BYTES + 100 && a % 100 == 0)
+        );
+        assert_eq!(ranges.last().map(|r| r.1), Some(5 * UPLOAD_SPLIT_BYTES));
+    }
 }
