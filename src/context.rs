@@ -442,11 +442,11 @@ impl Context {
     /// assert_eq!(total, 7);
     /// ```
     pub fn csv_files<T: Data>(&self, path: impl AsRef<Path>) -> Result<Dataset<T>> {
-        let row_schema = csv_schema::<T>()?;
+        let row_schema = crate::columns::csv_schema::<T>()?;
         self.typed_source(path.as_ref(), || {
             let files = source::list_files(path.as_ref(), |p| source::has_extension(p, "csv"))?;
             let split = self.split_size(files.iter().map(|(_, n)| n).sum());
-            let schema = ringleader_core::ship!(csv_schema::<T> as SchemaFn);
+            let schema = ringleader_core::ship!(crate::columns::csv_schema::<T> as SchemaFn);
             let mut splits = Vec::new();
             for (file, len) in files {
                 for piece in source::csv::plan(&file, len, &row_schema, split)? {
@@ -585,42 +585,4 @@ impl Context {
         let splits = splits.into_iter().map(|(split, _)| split).collect();
         Ok(self.dataset_node(Lineage::Source { splits }))
     }
-}
-
-/// The splits of a CSV or Parquet source of `T` rows reading only `U`'s columns instead
-/// (`select` right after the source); `None` for any other source, or a field `T` lacks.
-pub(crate) fn projected_splits<T: Data, U: Data>(splits: &[Split]) -> Option<Vec<Split>> {
-    let have = csv_schema::<T>().ok()?;
-    let want = csv_schema::<U>().ok()?;
-    let names: Vec<String> = want.fields().iter().map(|f| f.name().clone()).collect();
-    splits
-        .iter()
-        .map(|split| match split {
-            Split::Csv { path, piece, .. } => {
-                let columns = names
-                    .iter()
-                    .map(|name| piece.columns.get(have.index_of(name).ok()?).copied())
-                    .collect::<Option<Vec<u32>>>()?;
-                Some(Split::Csv {
-                    path: path.clone(),
-                    schema: ringleader_core::ship!(csv_schema::<U> as SchemaFn),
-                    piece: source::csv::Piece {
-                        columns,
-                        ..piece.clone()
-                    },
-                })
-            }
-            Split::Parquet { path, row_groups, .. } => Some(Split::Parquet {
-                path: path.clone(),
-                row_groups: row_groups.clone(),
-                columns: Some(names.clone()),
-            }),
-            _ => None,
-        })
-        .collect()
-}
-
-/// The Arrow schema of `T`'s fields, as CSV columns.
-fn csv_schema<T: Data>() -> ringleader_core::Result<arrow_schema::SchemaRef> {
-    ringleader_core::data::table_schema::<T>()
 }

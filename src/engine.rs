@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use ringleader_core::plan::{JobPlan, TaskValue};
 use ringleader_core::sync::lock;
 
-use crate::cache::Caches;
+use crate::cache::registry::Caches;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::{Error, Result};
@@ -147,7 +147,7 @@ impl Engine {
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        self.caches.release_all(self);
+        self.caches.release_all(self.cluster.as_ref());
         let uploads = std::mem::take(self.uploads.get_mut().unwrap_or_else(|e| e.into_inner()));
         if let Some(cluster) = &self.cluster {
             for name in uploads {

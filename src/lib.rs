@@ -20,7 +20,10 @@
 //! ## Layout
 //! - [`context`]: [`Context`], the sources that start datasets.
 //! - [`dataset`]: [`Dataset`], its transformations and actions.
-//! - `engine`: what runs a plan (embedded or a cluster client): the seam between them.
+//! - `engine`: what runs a plan (embedded or a cluster client): the seam between them;
+//!   `outputs`: a plan's final output, and plans that write a stored dataset; `cache`:
+//!   computing persisted datasets (its `registry` is what the engine keeps of them);
+//!   `columns`: the columns a CSV or Parquet source reads.
 //! - [`config`]: [`Config`], engine settings and their `RINGLEADER_*` variables.
 //! - `lineage`, `planner`, `embedded`, `progress`: the lazy DAG of how datasets derive,
 //!   cutting it into stages, running them in-process, showing progress.
@@ -49,6 +52,7 @@ pub mod broadcast;
 mod cache;
 pub mod client;
 mod cluster;
+mod columns;
 pub mod config;
 pub mod context;
 pub mod dataset;
@@ -56,6 +60,7 @@ mod embedded;
 mod engine;
 mod executor;
 mod lineage;
+mod outputs;
 pub mod planner;
 mod progress;
 pub mod transfer;

@@ -7,7 +7,7 @@ use ringleader_core::io::source::Split;
 use ringleader_core::plan::shipped::Shipped;
 use ringleader_core::plan::{ActionFn, ReduceFn, SinkFn, Step};
 
-use crate::cache::CacheSpec;
+use crate::cache::registry::CacheSpec;
 
 /// One node of a job's DAG.
 pub(crate) enum Lineage {

@@ -14,7 +14,7 @@ use ringleader_core::plan::{JobPlan, ShuffleRead, StageOutput, StagePlan, TaskIn
 use ringleader_core::io::source::Split;
 use ringleader_core::ops::narrow::with_index;
 
-use crate::cache::CachedSplits;
+use crate::cache::registry::CachedSplits;
 use crate::lineage::{Lineage, ShuffleSide};
 
 /// Windows read per split when sampling for sort bounds.
@@ -326,7 +326,7 @@ mod tests {
         let sorted = summed.sort_by_key(|(_, s)| *s);
         let plan = super::plan(
             &sorted.node,
-            crate::dataset::collect_output::<(u8, i64)>(),
+            crate::outputs::collect_output::<(u8, i64)>(),
             &Default::default(),
         )
         .expect("plan");
@@ -372,7 +372,7 @@ mod tests {
         let joined = a.join(&a);
         let plan = super::plan(
             &joined.node,
-            crate::dataset::collect_output::<(u8, (i64, i64))>(),
+            crate::outputs::collect_output::<(u8, (i64, i64))>(),
             &Default::default(),
         )
         .expect("plan");

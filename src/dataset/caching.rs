@@ -61,7 +61,7 @@ impl<T: Data> Dataset<T> {
     /// anything else has none). Later actions compute it from lineage again.
     pub fn unpersist(&self) -> Result<()> {
         match self.node.as_ref() {
-            Lineage::Cached { spec, .. } => self.engine.caches().release(&self.engine, spec.id),
+            Lineage::Cached { spec, .. } => self.engine.caches().release(self.engine.cluster_client(), spec.id),
             _ => Ok(()),
         }
     }

@@ -17,7 +17,6 @@ use ringleader_core::ids::Attempt;
 use ringleader_core::io::output::OutputCommit;
 use ringleader_core::io::output_format::OutputFormat;
 use ringleader_core::io::store::DatasetFormat;
-use ringleader_core::io::store::StoreSpec;
 use ringleader_core::ops::sinks::Combiner;
 use ringleader_core::ops::{action, narrow, reduce, sinks};
 use ringleader_core::plan::shipped::{Shipped, assert_no_capture};
@@ -308,7 +307,7 @@ impl<T: Data> Dataset<T> {
         match known {
             Ok(_) => match self.node.as_ref() {
                 // Right after a CSV or Parquet source, only `U`'s columns are read at all.
-                Lineage::Source { splits } => match crate::context::projected_splits::<T, U>(splits) {
+                Lineage::Source { splits } => match crate::columns::projected_splits::<T, U>(splits) {
                     Some(splits) => self.derive(Lineage::Source { splits }),
                     None => self.step(ship!(narrow::select::<T, U> as StepFn), Vec::new()),
                 },
@@ -549,7 +548,7 @@ impl<T: Data> Dataset<T> {
     /// assert_eq!(ctx.parallelize(vec![1i64, 2], 2).unwrap().collect().unwrap(), vec![1, 2]);
     /// ```
     pub fn collect(&self) -> Result<Vec<T>> {
-        let plan = self.plan(collect_output::<T>())?;
+        let plan = self.plan(crate::outputs::collect_output::<T>())?;
         Self::rows_of(self.engine.execute(&plan)?)
     }
 
@@ -795,9 +794,10 @@ impl<T: Data> Dataset<T> {
                 output.dir.display()
             )));
         }
-        let plan = self.plan(no_output())?;
+        let plan = self.plan(crate::outputs::no_output())?;
         let replicas = output.replicas.unwrap_or(self.engine.config().replicas);
-        let values = store_plan(&self.engine, plan, name, replicas, output.overwrite, to_store, format)?;
+        let values =
+            crate::outputs::store_plan(&self.engine, plan, name, replicas, output.overwrite, to_store, format)?;
         Ok(Saved::of(&values))
     }
 
@@ -939,60 +939,6 @@ impl<K: Data + Hash + Eq, V: Data> Dataset<(K, V)> {
         V: Clone,
     {
         self.hash_join::<W, reduce::Inner>(other)
-    }
-}
-
-/// A placeholder for the final stage's output, set by [`store_plan`].
-pub(crate) fn no_output() -> StageOutput {
-    StageOutput::Action {
-        f: ship!(action::count as ActionFn),
-        state: Vec::new(),
-    }
-}
-
-/// Runs `plan` on the cluster, its final stage writing the stored dataset `name` with
-/// `to_store` (`replicas` copies of each partition, placed by the driver first; replacing
-/// an existing dataset of that name only with `overwrite`).
-pub(crate) fn store_plan(
-    engine: &Engine,
-    mut plan: ringleader_core::plan::JobPlan,
-    name: &str,
-    replicas: u32,
-    overwrite: bool,
-    to_store: Shipped<ActionFn>,
-    format: DatasetFormat,
-) -> Result<Vec<TaskValue>> {
-    let Some(cluster) = engine.cluster_client() else {
-        return Err(crate::Error::Config(format!(
-            "{}{name}: stored datasets live on a cluster; set RINGLEADER_MASTER, or write to a local directory",
-            ringleader_core::io::store::URL_SCHEME
-        )));
-    };
-    let partitions = plan.stages.last().map_or(0, |s| s.tasks.len()) as u32;
-    let info = cluster.place(name, partitions, replicas, overwrite)?;
-    let spec = StoreSpec {
-        dataset: name.to_string(),
-        generation: info.generation,
-        format,
-        replicas,
-        overwrite,
-        owners: info.partitions.into_iter().map(|p| p.addresses).collect(),
-    };
-    if let Some(last) = plan.stages.last_mut() {
-        last.output = StageOutput::Action {
-            f: to_store,
-            state: postcard::to_stdvec(&action::StoreState { spec: spec.clone() })?,
-        };
-    }
-    plan.store = Some(spec);
-    engine.execute(&plan)
-}
-
-/// The final stage's output of `collect`: every row, back to the client.
-pub(crate) fn collect_output<T: Data>() -> StageOutput {
-    StageOutput::Action {
-        f: ship!(action::collect::<T> as ActionFn),
-        state: Vec::new(),
     }
 }
 

@@ -57,7 +57,7 @@ impl OutputFormat {
             ))),
             OutputFormat::Arrow => {
                 let mut writer = arrow_ipc::writer::FileWriter::try_new(out, &schema).map_err(|e| failed(&e))?;
-                let rows = crate::ops::action::write_each(batches, |b| writer.write(b).map_err(|e| failed(&e)))?;
+                let rows = write_each(batches, |b| writer.write(b).map_err(|e| failed(&e)))?;
                 writer.finish().map_err(|e| failed(&e))?;
                 Ok(rows)
             }
@@ -70,10 +70,24 @@ impl OutputFormat {
                     .build();
                 let mut writer =
                     parquet::arrow::ArrowWriter::try_new(out, schema, Some(properties)).map_err(|e| failed(&e))?;
-                let rows = crate::ops::action::write_each(batches, |b| writer.write(b).map_err(|e| failed(&e)))?;
+                let rows = write_each(batches, |b| writer.write(b).map_err(|e| failed(&e)))?;
                 writer.close().map_err(|e| failed(&e))?;
                 Ok(rows)
             }
         }
     }
+}
+
+/// Hands every batch to `write`; the rows written.
+fn write_each(
+    batches: impl Iterator<Item = Result<RecordBatch>>,
+    mut write: impl FnMut(&RecordBatch) -> Result<()>,
+) -> Result<u64> {
+    let mut rows = 0u64;
+    for batch in batches {
+        let batch = batch?;
+        rows += batch.num_rows() as u64;
+        write(&batch)?;
+    }
+    Ok(rows)
 }

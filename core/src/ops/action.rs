@@ -388,20 +388,6 @@ pub fn save_text<T: Data + Display>(state: &[u8], input: ChunkStream, env: &Acti
     })
 }
 
-/// Hands every batch to `write`; the rows written.
-pub(crate) fn write_each(
-    batches: impl Iterator<Item = Result<RecordBatch>>,
-    mut write: impl FnMut(&RecordBatch) -> Result<()>,
-) -> Result<u64> {
-    let mut rows = 0u64;
-    for batch in batches {
-        let batch = batch?;
-        rows += batch.num_rows() as u64;
-        write(&batch)?;
-    }
-    Ok(rows)
-}
-
 /// `save_arrow` / `save_parquet` (the format is the state's): the rows of `T`, column by
 /// column, into `part-NNNNN.arrow` or `part-NNNNN.parquet`.
 pub fn save_columnar<T: Data>(state: &[u8], input: ChunkStream, env: &ActionEnv) -> Result<TaskValue> {

@@ -10,112 +10,20 @@
 //! A partition not held (memory full under `StorageLevel::Memory`, or its only holder
 //! lost) is computed again from lineage, alone, by the task that would have read it.
 
-use std::collections::HashMap;
+pub(crate) mod registry;
+
 use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use ringleader_core::io::source::Split;
 use ringleader_core::io::store::DatasetFormat;
-use ringleader_core::plan::cache::{CacheState, StorageLevel};
-use ringleader_core::plan::shipped::Shipped;
-use ringleader_core::plan::{ActionFn, StageOutput};
-use ringleader_core::sync::lock;
+use ringleader_core::plan::StageOutput;
+use ringleader_core::plan::cache::CacheState;
+
+pub(crate) use registry::{CacheSpec, Computed};
 
 use crate::Result;
 use crate::engine::Engine;
 use crate::lineage::Lineage;
-
-/// The computed partitions of each cache, by id: a split to read, or `None` to compute
-/// the partition again from lineage.
-pub(crate) type CachedSplits = HashMap<u64, Vec<Option<Split>>>;
-
-/// A program's caches.
-pub(crate) struct Caches {
-    /// This engine's number among the engines of the process (owner of its caches in
-    /// `ringleader_core::plan::cache`).
-    owner: u64,
-    computed: Mutex<HashMap<u64, Computed>>,
-}
-
-/// Numbers caches and engines apart within the process.
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
-impl Default for Caches {
-    fn default() -> Caches {
-        Caches {
-            owner: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            computed: Mutex::default(),
-        }
-    }
-}
-
-/// A cache this program computed.
-struct Computed {
-    splits: Vec<Option<Split>>,
-    /// On a cluster: the stored dataset holding it.
-    stored: Option<String>,
-}
-
-/// What a persisted node keeps: its id, storage level, and the actions that fill it
-/// (embedded, and into a stored dataset on a cluster).
-#[derive(Clone, Copy)]
-pub(crate) struct CacheSpec {
-    pub(crate) id: u64,
-    pub(crate) level: StorageLevel,
-    pub(crate) put: Shipped<ActionFn>,
-    pub(crate) store: Shipped<ActionFn>,
-}
-
-impl Caches {
-    /// A fresh id for a `persist` call.
-    pub(crate) fn next_id(&self) -> u64 {
-        NEXT_ID.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// Bytes this program's cached partitions hold in memory (embedded).
-    pub(crate) fn memory_used(&self) -> u64 {
-        ringleader_core::plan::cache::store().memory_used(self.owner)
-    }
-
-    /// The splits of every cache computed so far.
-    pub(crate) fn splits(&self) -> CachedSplits {
-        lock(&self.computed)
-            .iter()
-            .map(|(id, c)| (*id, c.splits.clone()))
-            .collect()
-    }
-
-    /// Whether cache `id` is computed.
-    fn has(&self, id: u64) -> bool {
-        lock(&self.computed).contains_key(&id)
-    }
-
-    /// Forgets cache `id`: its partitions are deleted (embedded), or its stored dataset is
-    /// removed (cluster).
-    pub(crate) fn release(&self, engine: &Engine, id: u64) -> Result<()> {
-        let Some(computed) = lock(&self.computed).remove(&id) else {
-            return Ok(());
-        };
-        match (computed.stored, engine.cluster_client()) {
-            (Some(name), Some(cluster)) => cluster.remove_dataset(&name),
-            _ => {
-                ringleader_core::plan::cache::store().remove(id);
-                Ok(())
-            }
-        }
-    }
-
-    /// Forgets every cache (the program ends).
-    pub(crate) fn release_all(&self, engine: &Engine) {
-        let ids: Vec<u64> = lock(&self.computed).keys().copied().collect();
-        for id in ids {
-            if let Err(e) = self.release(engine, id) {
-                eprintln!("warning: could not release cached dataset {id}: {e}");
-            }
-        }
-    }
-}
 
 /// Before an action over `node`: finds which cached partitions on the cluster lost every
 /// holder (they are computed again from lineage), then computes every cache `node` reaches
@@ -131,10 +39,7 @@ fn refresh_stored(engine: &Engine) -> Result<()> {
     let Some(cluster) = engine.cluster_client() else {
         return Ok(());
     };
-    let stored: Vec<(u64, String)> = lock(&engine.caches().computed)
-        .iter()
-        .filter_map(|(id, c)| Some((*id, c.stored.clone()?)))
-        .collect();
+    let stored = engine.caches().stored();
     if stored.is_empty() {
         return Ok(());
     }
@@ -155,9 +60,7 @@ fn refresh_stored(engine: &Engine) -> Result<()> {
                 })
             })
             .collect();
-        if let Some(computed) = lock(&engine.caches().computed).get_mut(&id) {
-            computed.splits = splits;
-        }
+        engine.caches().set_splits(id, splits);
     }
     Ok(())
 }
@@ -180,7 +83,7 @@ fn materialize(engine: &Arc<Engine>, node: &Arc<Lineage>) -> Result<()> {
             let state = postcard::to_stdvec(&CacheState {
                 id: spec.id,
                 level: spec.level,
-                owner: engine.caches().owner,
+                owner: engine.caches().owner(),
                 budget: config.memory_limit as u64 / 2,
                 dir: config.spill_dir.clone().unwrap_or_else(std::env::temp_dir),
             })?;
@@ -205,8 +108,8 @@ fn materialize(engine: &Arc<Engine>, node: &Arc<Lineage>) -> Result<()> {
         }
         Some(cluster) => {
             let name = ringleader_core::io::store::cache_dataset(engine.session(), spec.id);
-            let plan = crate::planner::plan(parent, crate::dataset::no_output(), &engine.caches().splits())?;
-            crate::dataset::store_plan(engine, plan, &name, 1, true, spec.store, DatasetFormat::Arrow)?;
+            let plan = crate::planner::plan(parent, crate::outputs::no_output(), &engine.caches().splits())?;
+            crate::outputs::store_plan(engine, plan, &name, 1, true, spec.store, DatasetFormat::Arrow)?;
             let info = cluster.dataset(&name)?;
             Computed {
                 splits: info
@@ -226,6 +129,6 @@ fn materialize(engine: &Arc<Engine>, node: &Arc<Lineage>) -> Result<()> {
             }
         }
     };
-    lock(&engine.caches().computed).insert(spec.id, computed);
+    engine.caches().insert(spec.id, computed);
     Ok(())
 }
