@@ -8,13 +8,10 @@
 use std::fmt::Display;
 use std::hash::Hash;
 use std::marker::PhantomData;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ringleader_core::data::record::Record;
 use ringleader_core::data::{Data, decode};
-use ringleader_core::ids::Attempt;
-use ringleader_core::io::output::OutputCommit;
 use ringleader_core::io::output_format::OutputFormat;
 use ringleader_core::io::store::DatasetFormat;
 use ringleader_core::ops::sinks::Combiner;
@@ -60,94 +57,7 @@ impl<T> std::fmt::Debug for Dataset<T> {
     }
 }
 
-/// Where a save action writes, and whether it may replace what is there: a local
-/// directory, or `ringleader://NAME`, a dataset stored on the cluster's workers.
-#[derive(Debug, Clone)]
-pub struct Output {
-    dir: PathBuf,
-    overwrite: bool,
-    replicas: Option<u32>,
-}
-
-impl Output {
-    /// Output into `dir` (a directory, or `ringleader://NAME`), which must not exist yet.
-    pub fn new(dir: impl AsRef<Path>) -> Output {
-        Output {
-            dir: dir.as_ref().to_path_buf(),
-            overwrite: false,
-            replicas: None,
-        }
-    }
-
-    /// Allows replacing an existing `dir` (only once the new output is complete).
-    pub fn overwrite(mut self, yes: bool) -> Output {
-        self.overwrite = yes;
-        self
-    }
-
-    /// Copies of each partition of a stored dataset (`ringleader://NAME`); default
-    /// [`crate::Config::replicas`].
-    pub fn replicas(mut self, n: u32) -> Output {
-        self.replicas = Some(n.max(1));
-        self
-    }
-}
-
-impl From<&str> for Output {
-    fn from(s: &str) -> Output {
-        Output::new(s)
-    }
-}
-impl From<String> for Output {
-    fn from(s: String) -> Output {
-        Output::new(s)
-    }
-}
-impl From<&Path> for Output {
-    fn from(p: &Path) -> Output {
-        Output::new(p)
-    }
-}
-impl From<PathBuf> for Output {
-    fn from(p: PathBuf) -> Output {
-        Output::new(p)
-    }
-}
-impl From<&PathBuf> for Output {
-    fn from(p: &PathBuf) -> Output {
-        Output::new(p)
-    }
-}
-
-/// What a save action wrote.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Saved {
-    /// Part files (or stored partitions) written.
-    pub files: usize,
-    /// Rows written.
-    pub rows: u64,
-    /// Bytes written.
-    pub bytes: u64,
-}
-
-impl Saved {
-    /// Adds up what the final tasks wrote.
-    fn of(values: &[TaskValue]) -> Saved {
-        let mut saved = Saved {
-            files: 0,
-            rows: 0,
-            bytes: 0,
-        };
-        for v in values {
-            if let TaskValue::Written { rows, bytes } | TaskValue::Stored { rows, bytes, .. } = v {
-                saved.files += 1;
-                saved.rows += rows;
-                saved.bytes += bytes;
-            }
-        }
-        saved
-    }
-}
+pub use crate::outputs::{Output, Saved};
 
 impl<T: Data> Dataset<T> {
     pub(crate) fn from_node(engine: Arc<Engine>, node: Arc<Lineage>) -> Self {
@@ -627,40 +537,27 @@ impl<T: Data> Dataset<T> {
         Ok(acc)
     }
 
-    /// Runs a save: into a local directory (committed all at once), into a stored dataset
-    /// (`ringleader://NAME`, committed by the driver when the job succeeds), or, when the
-    /// workers are on other machines than this client, into a temporary stored dataset
-    /// streamed back into the local directory.
-    fn save(
-        &self,
-        output: Output,
-        to_files: Shipped<ActionFn>,
-        to_store: Shipped<ActionFn>,
-        format: DatasetFormat,
-    ) -> Result<Saved> {
-        self.save_with(output, to_files, |dir| action::SaveState { dir }, to_store, format)
+    /// Writes the rows with `to_files` into a local directory the workers can see, with
+    /// `to_store` into a stored dataset (`ringleader://NAME`), or through a temporary stored
+    /// dataset streamed back here when the workers are on other machines: where it goes is
+    /// the engine's choice ([`crate::outputs::save`]).
+    fn save(&self, output: Output, writers: crate::outputs::Writers) -> Result<Saved> {
+        crate::outputs::save(&self.engine, &|out| self.plan(out), output, writers)
     }
 
-    /// [`Dataset::save`] with the local save's state made from its staging directory.
-    fn save_with<S: Serialize>(
-        &self,
-        output: Output,
+    /// The writers of a save whose local state is its staging directory.
+    fn writers(
         to_files: Shipped<ActionFn>,
-        files_state: impl FnOnce(PathBuf) -> S,
         to_store: Shipped<ActionFn>,
         format: DatasetFormat,
-    ) -> Result<Saved> {
-        if let Some(name) = ringleader_core::io::store::parse_url(&output.dir) {
-            return self.save_stored(&name?, &output, to_store, format);
+    ) -> crate::outputs::Writers {
+        crate::outputs::Writers {
+            to_files,
+            files_state: Box::new(|dir| Ok(postcard::to_stdvec(&action::SaveState { dir })?)),
+            to_store,
+            format,
+            parquet: false,
         }
-        if !self.engine.workers_see_local_files()? {
-            return self.save_travelling(output, to_store, format);
-        }
-        let commit = OutputCommit::begin(&output.dir, output.overwrite)?;
-        let state = postcard::to_stdvec(&files_state(commit.staging().to_path_buf()))?;
-        let values = self.run(to_files, state)?;
-        commit.commit()?;
-        Ok(Saved::of(&values))
     }
 
     /// Writes the rows column by column (a struct's fields become columns) into a
@@ -675,64 +572,14 @@ impl<T: Data> Dataset<T> {
             ))
         })?;
         format.check_built()?;
-        let parquet = format == OutputFormat::Parquet;
-        if parquet && ringleader_core::io::store::parse_url(&output.dir).is_some() {
-            return Err(crate::Error::Config(format!(
-                "{}: stored datasets hold Arrow; use save_arrow for ringleader://, or save Parquet into a directory",
-                output.dir.display()
-            )));
-        }
-        if parquet && !self.engine.workers_see_local_files()? {
-            return self.save_parquet_travelling(output);
-        }
-        self.save_with(
-            output,
-            ship!(action::save_columnar::<T> as ActionFn),
-            |dir| action::ColumnarState { dir, format },
-            ship!(action::store_columnar::<T> as ActionFn),
-            DatasetFormat::Arrow,
-        )
-    }
-
-    /// Parquet into a local directory the workers cannot see: they store an Arrow dataset,
-    /// which comes back into a staging directory and is rewritten as Parquet here.
-    fn save_parquet_travelling(&self, output: Output) -> Result<Saved> {
-        let commit = OutputCommit::begin(&output.dir, output.overwrite)?;
-        let fetched = commit.staging().join(".arrow");
-        let saved = self.save_travelling(
-            Output::new(&fetched),
-            ship!(action::store_columnar::<T> as ActionFn),
-            DatasetFormat::Arrow,
-        )?;
-        let mut bytes = 0;
-        for entry in std::fs::read_dir(&fetched).map_err(|e| crate::Error::io(&fetched, e))? {
-            let arrow = entry.map_err(|e| crate::Error::io(&fetched, e))?.path();
-            let Some(stem) = arrow
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .filter(|s| s.starts_with("part-"))
-            else {
-                continue;
-            };
-            let name = format!("{stem}.parquet");
-            let path = commit.staging().join(&name);
-            let file = std::fs::File::open(&arrow).map_err(|e| crate::Error::io(&arrow, e))?;
-            let reader = arrow_ipc::reader::FileReader::try_new(std::io::BufReader::new(file), None)
-                .map_err(|e| crate::Error::io(&arrow, std::io::Error::other(e.to_string())))?;
-            let schema = reader.schema();
-            bytes += ringleader_core::io::output::write_file(commit.staging(), &name, Attempt(0), |out| {
-                OutputFormat::Parquet.write(&path, out, schema, reader.map(|b| b.map_err(crate::Error::from)))?;
-                std::io::Write::flush(out).map_err(|e| crate::Error::io(&path, e))?;
-                out.get_ref()
-                    .get_ref()
-                    .metadata()
-                    .map(|m| m.len())
-                    .map_err(|e| crate::Error::io(&path, e))
-            })?;
-        }
-        std::fs::remove_dir_all(&fetched).map_err(|e| crate::Error::io(&fetched, e))?;
-        commit.commit()?;
-        Ok(Saved { bytes, ..saved })
+        let writers = crate::outputs::Writers {
+            to_files: ship!(action::save_columnar::<T> as ActionFn),
+            files_state: Box::new(move |dir| Ok(postcard::to_stdvec(&action::ColumnarState { dir, format })?)),
+            to_store: ship!(action::store_columnar::<T> as ActionFn),
+            format: DatasetFormat::Arrow,
+            parquet: format == OutputFormat::Parquet,
+        };
+        self.save(output, writers)
     }
 
     /// Writes the rows as Arrow IPC files, column by column (a struct's fields become
@@ -781,62 +628,6 @@ impl<T: Data> Dataset<T> {
         self.save_columnar(output.into(), OutputFormat::Parquet)
     }
 
-    fn save_stored(
-        &self,
-        name: &str,
-        output: &Output,
-        to_store: Shipped<ActionFn>,
-        format: DatasetFormat,
-    ) -> Result<Saved> {
-        if self.engine.cluster_client().is_none() {
-            return Err(crate::Error::Config(format!(
-                "{}: stored datasets live on a cluster; set RINGLEADER_MASTER, or write to a local directory",
-                output.dir.display()
-            )));
-        }
-        let plan = self.plan(crate::outputs::no_output())?;
-        let replicas = output.replicas.unwrap_or(self.engine.config().replicas);
-        let values =
-            crate::outputs::store_plan(&self.engine, plan, name, replicas, output.overwrite, to_store, format)?;
-        Ok(Saved::of(&values))
-    }
-
-    fn save_travelling(&self, output: Output, to_store: Shipped<ActionFn>, format: DatasetFormat) -> Result<Saved> {
-        // Refuse an existing directory before any task runs.
-        if output.dir.exists() && !output.overwrite {
-            return Err(crate::Error::OutputExists(output.dir.clone()));
-        }
-        let Some(cluster) = self.engine.cluster_client() else {
-            return Err(crate::Error::Config("no cluster".into()));
-        };
-        let name = self.engine.temporary_name();
-        let temporary = Output::new(format!("{}{name}", ringleader_core::io::store::URL_SCHEME)).replicas(1);
-        let saved = self.save_stored(&name, &temporary, to_store, format);
-        let fetched = saved.and_then(|saved| {
-            if cluster.progress() {
-                eprintln!(
-                    "the workers are on other machines: fetching {} bytes into {}",
-                    saved.bytes,
-                    output.dir.display()
-                );
-            }
-            let (rows, bytes) = cluster.get(crate::transfer::GetRequest {
-                name: name.clone(),
-                dir: output.dir.clone(),
-                overwrite: output.overwrite,
-                progress: cluster.progress(),
-            })?;
-            Ok(Saved {
-                files: saved.files,
-                rows,
-                bytes,
-            })
-        });
-        // The temporary dataset goes whatever happened (a failed job's was never listed).
-        let _ = cluster.remove_dataset(&name);
-        fetched
-    }
-
     /// Writes each row's `Display` as a line into `part-00000`, `part-00001`, … (one per
     /// partition) under `output`. The output appears only when the whole job succeeded.
     ///
@@ -852,12 +643,12 @@ impl<T: Data> Dataset<T> {
     where
         T: Display,
     {
-        self.save(
-            output.into(),
+        let writers = Self::writers(
             ship!(action::save_text::<T> as ActionFn),
             ship!(action::store_text::<T> as ActionFn),
             DatasetFormat::Text,
-        )
+        );
+        self.save(output.into(), writers)
     }
 }
 
@@ -876,12 +667,12 @@ impl Dataset<Record> {
     /// assert_eq!((bytes.len(), bytes[0]), (200, 0));
     /// ```
     pub fn save_records(&self, output: impl Into<Output>) -> Result<Saved> {
-        self.save(
-            output.into(),
+        let writers = Self::writers(
             ship!(action::save_records as ActionFn),
             ship!(action::store_records as ActionFn),
             DatasetFormat::Records,
-        )
+        );
+        self.save(output.into(), writers)
     }
 }
 
