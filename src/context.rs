@@ -11,12 +11,12 @@ use ringleader_core::io::source::SchemaFn;
 use ringleader_core::io::source::{self, Split};
 use ringleader_core::io::store::DatasetFormat;
 
+use crate::Result;
 use crate::broadcast::Broadcast;
 use crate::config::Config;
 use crate::dataset::Dataset;
 use crate::engine::Engine;
 use crate::lineage::Lineage;
-use crate::{Error, Result};
 
 /// Options for reading text.
 #[derive(Debug, Clone, Copy, Default)]
@@ -36,15 +36,6 @@ pub struct TextOptions {
 #[derive(Clone)]
 pub struct Context {
     engine: Arc<Engine>,
-}
-
-/// The typed view a source asks of a stored dataset.
-#[derive(Clone, Copy)]
-enum Expect {
-    /// Rows of exactly this format.
-    Format(DatasetFormat),
-    /// Any format whose rows decode into the row type.
-    Any,
 }
 
 impl Context {
@@ -94,98 +85,26 @@ impl Context {
         self.engine.config()
     }
 
-    /// Where a source reads from: a stored dataset named by a `ringleader://` URL, local
-    /// files the workers can see, or local files that must first travel to the cluster (as
-    /// a temporary stored dataset, removed when the job is over).
+    /// A source's rows from wherever the engine says they are read (see
+    /// [`crate::inputs::resolve`]): `None` for local files the workers read themselves.
     fn resolve_input<T: Data>(
         &self,
         path: &Path,
         format: DatasetFormat,
         column: Option<&str>,
     ) -> Result<Option<Dataset<T>>> {
-        if let Some(name) = ringleader_core::io::store::parse_url(path) {
-            let expect = if format == DatasetFormat::Arrow {
-                Expect::Any
-            } else {
-                Expect::Format(format)
-            };
-            return self.stored(&name?, expect, column).map(Some);
-        }
-        if self.engine.workers_see_local_files()? {
-            return Ok(None);
-        }
-        let Some(cluster) = self.engine.cluster_client() else {
-            return Ok(None);
-        };
-        // Check the input here first: a missing path fails before anything is sent.
-        let files = source::list_files(path, |_| true)?;
-        let total: u64 = files.iter().map(|(_, n)| n).sum();
-        let name = self.upload(
-            cluster,
-            &format!("{} (the workers, on other machines, cannot see it)", path.display()),
-            total,
-            crate::transfer::PutRequest {
-                name: String::new(),
-                paths: vec![path.to_path_buf()],
-                format: Some(format),
-                column: column.map(str::to_string),
-                splits: Vec::new(),
-                partitions: 0,
-                replicas: 0,
-                overwrite: false,
-                progress: cluster.progress(),
-            },
-        )?;
-        self.stored(&name, Expect::Format(format), None).map(Some)
+        Ok(crate::inputs::resolve(&self.engine, path, format, column)?
+            .map(|splits| self.dataset_node(Lineage::Source { splits })))
     }
 
-    /// Stores `request` (its name, partitions and replicas filled in here) as a temporary
-    /// dataset, removed when this context is dropped; returns its name.
-    fn upload(
-        &self,
-        cluster: &crate::cluster::Cluster,
-        what: &str,
-        total: u64,
-        mut request: crate::transfer::PutRequest,
-    ) -> Result<String> {
-        let (workers, slots) = cluster.live_workers()?;
-        let name = self.engine.temporary_name();
-        if cluster.progress() {
-            eprintln!(
-                "uploading {what}: {total} bytes as {}{name}",
-                ringleader_core::io::store::URL_SCHEME
-            );
-        }
-        self.engine.note_upload(name.clone());
-        request.name = name.clone();
-        request.partitions = (total.div_ceil(self.engine.config().split_size.max(1)) as u32).max(slots);
-        request.replicas = workers.clamp(1, 2);
-        cluster.put(request)?;
-        Ok(name)
-    }
-
-    /// A typed source's rows (CSV, Parquet): read by the workers from `splits` where they
-    /// can see the client's files; otherwise read here and uploaded as a temporary Arrow
-    /// dataset. A `ringleader://` path is a stored Arrow dataset whose rows decode into `T`.
+    /// A typed source's rows (CSV, Parquet) from `splits`, wherever the engine reads them
+    /// (see [`crate::inputs::typed`]).
     fn typed_source<T: Data>(
         &self,
         path: &Path,
         splits: impl FnOnce() -> Result<Vec<(Split, u64)>>,
     ) -> Result<Dataset<T>> {
-        if let Some(name) = ringleader_core::io::store::parse_url(path) {
-            return self.stored(&name?, Expect::Format(DatasetFormat::Arrow), None);
-        }
-        let splits = splits()?;
-        if let Some(cluster) = self.engine.cluster_client()
-            && !self.engine.workers_see_local_files()?
-        {
-            let total = splits.iter().map(|(_, bytes)| bytes).sum();
-            let request = crate::transfer::PutRequest::of_splits(splits, cluster.progress());
-            let what = format!("{} (the workers, on other machines, cannot see it)", path.display());
-            let name = self.upload(cluster, &what, total, request)?;
-            return self.stored(&name, Expect::Format(DatasetFormat::Arrow), None);
-        }
-        let splits = splits.into_iter().map(|(split, _)| split).collect();
+        let splits = crate::inputs::typed(&self.engine, path, splits)?;
         Ok(self.dataset_node(Lineage::Source { splits }))
     }
 
@@ -475,40 +394,7 @@ impl Context {
             Some(parsed) => parsed?,
             None => name.to_string(),
         };
-        self.stored(&name, Expect::Any, None)
-    }
-
-    /// The stored dataset `name`, checked to be of the expected format; only `column` of
-    /// its rows, if given.
-    fn stored<T: Data>(&self, name: &str, expect: Expect, column: Option<&str>) -> Result<Dataset<T>> {
-        let Some(cluster) = self.engine.cluster_client() else {
-            return Err(Error::Config(format!(
-                "{}{name}: stored datasets live on a cluster; set RINGLEADER_MASTER (see `ringleader put`)",
-                ringleader_core::io::store::URL_SCHEME
-            )));
-        };
-        let info = cluster.dataset(name)?;
-        if let Expect::Format(format) = expect
-            && info.format != format.name()
-        {
-            return Err(Error::Config(format!(
-                "{}{name} holds {} rows, not {}; read it with a matching source (text_files, record_files, arrow_files)",
-                ringleader_core::io::store::URL_SCHEME,
-                info.format,
-                format.name()
-            )));
-        }
-        let splits = info
-            .partitions
-            .into_iter()
-            .map(|p| Split::Stored {
-                dataset: info.name.clone(),
-                generation: info.generation.clone(),
-                partition: p.partition,
-                locations: p.addresses,
-                column: column.map(str::to_string),
-            })
-            .collect();
+        let splits = crate::inputs::stored(&self.engine, &name, crate::inputs::Expect::Any, None)?;
         Ok(self.dataset_node(Lineage::Source { splits }))
     }
 
@@ -572,17 +458,7 @@ impl Context {
             let bytes = ipc.len() as u64;
             splits.push((Split::Inline { ipc }, bytes));
         }
-        let total: u64 = splits.iter().map(|(_, bytes)| bytes).sum();
-        if let Some(cluster) = self.engine.cluster_client()
-            && total > ringleader_core::io::results::INLINE_RESULT_BYTES as u64
-        {
-            // Larger rows travel once, as a temporary stored dataset, not inside the plan
-            // (which the driver group's log keeps).
-            let request = crate::transfer::PutRequest::of_splits(splits, cluster.progress());
-            let name = self.upload(cluster, "the rows given to parallelize", total, request)?;
-            return self.stored(&name, Expect::Format(DatasetFormat::Arrow), None);
-        }
-        let splits = splits.into_iter().map(|(split, _)| split).collect();
+        let splits = crate::inputs::inline(&self.engine, splits)?;
         Ok(self.dataset_node(Lineage::Source { splits }))
     }
 }

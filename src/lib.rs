@@ -21,7 +21,8 @@
 //! - [`context`]: [`Context`], the sources that start datasets.
 //! - [`dataset`]: [`Dataset`], its transformations and actions.
 //! - `engine`: what runs a plan (embedded or a cluster client): the seam between them;
-//!   `outputs`: a plan's final output, and plans that write a stored dataset; `cache`:
+//!   `inputs` and `outputs`: where a source's rows are read from and where a job's rows
+//!   go (local files, a stored dataset, or travelling through one); `cache`:
 //!   computing persisted datasets (its `registry` is what the engine keeps of them);
 //!   `columns`: the columns a CSV or Parquet source reads.
 //! - [`config`]: [`Config`], engine settings and their `RINGLEADER_*` variables.
@@ -59,6 +60,7 @@ pub mod dataset;
 mod embedded;
 mod engine;
 mod executor;
+mod inputs;
 mod lineage;
 mod outputs;
 pub mod planner;
