@@ -63,7 +63,7 @@ mod executor;
 mod inputs;
 mod lineage;
 mod outputs;
-pub mod planner;
+mod planner;
 mod progress;
 pub mod transfer;
 

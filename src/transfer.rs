@@ -143,7 +143,13 @@ fn read_files(
             let batch = match (chunk?, format) {
                 (Chunk::Arrow(batch), _) => batch,
                 (chunk, DatasetFormat::Records) => chunk.into_batch::<Record>()?,
-                (chunk, _) => chunk.into_batch::<String>()?,
+                (chunk, DatasetFormat::Text) => chunk.into_batch::<String>()?,
+                (_, DatasetFormat::Arrow) => {
+                    return Err(Error::Config(format!(
+                        "{} is not read as Arrow batches",
+                        split.describe()
+                    )));
+                }
             };
             send(place(i), batch)?;
         }
@@ -187,14 +193,19 @@ fn read_files(
                     })?),
                     None => None,
                 };
+                // Read a few MiB of batches at a time: a split's pages stay mapped while its
+                // batches are in flight.
                 let batches = footer.batches.max(1) as u64;
-                let split = Split::Ipc {
-                    path: file.clone(),
-                    first: 0,
-                    end: footer.batches,
-                    column,
-                };
-                send_split(&split, &|i| base + len * i as u64 / batches)?;
+                let per_split = (batches * UPLOAD_SPLIT_BYTES / (*len).max(1)).max(1) as usize;
+                for first in (0..footer.batches).step_by(per_split) {
+                    let split = Split::Ipc {
+                        path: file.clone(),
+                        first,
+                        end: (first + per_split).min(footer.batches),
+                        column,
+                    };
+                    send_split(&split, &|i| base + len * (first + i) as u64 / batches)?;
+                }
             }
         }
         base += len;
@@ -202,9 +213,10 @@ fn read_files(
     Ok(())
 }
 
-/// The most bytes of input one split of an upload covers: a records split is mapped
-/// whole, and the batches in flight keep their splits' pages, so the client's memory stays
-/// within a few of these whatever the input's size.
+/// The most bytes of input one split of an upload covers (about, for an IPC file's
+/// batches): records and IPC splits are memory-mapped, and the batches in flight keep their
+/// split's pages, so the client's memory stays within a few of these whatever the input's
+/// size.
 const UPLOAD_SPLIT_BYTES: u64 = 2 << 20;
 
 /// Byte ranges of a file of `len` bytes starting at global offset `base`, cut at global

@@ -3,10 +3,12 @@
 //! pages (durations, the timeline, failed attempts).
 //!
 //! Soft state beside the replicated state, never replicated or snapshotted: every driver
-//! notes the [`AttemptEvent`]s its replica applies, at the time it applies them, so a new
-//! leader knows the times of what it applied since it started (and requeues what ran
-//! before). Monotonic instants time the scheduler's decisions; wall-clock milliseconds are
-//! what the pages show.
+//! notes the [`AttemptEvent`]s its replica applies, at the time it applies them, so any
+//! driver's pages show the attempts it applied since it started (a new leader requeues what
+//! was running, so the scheduler times only attempts it started itself). Monotonic instants
+//! time the scheduler's decisions; wall-clock milliseconds are what the pages show. Bounded:
+//! past [`MAX_ATTEMPTS`] the oldest jobs with no attempt running are forgotten, with their
+//! stages' durations.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -16,8 +18,8 @@ use ringleader_core::ids::{AttemptKey, JobId, StageId, WorkerId};
 
 use crate::state::{AttemptEvent, ClusterState, JobState, StageState};
 
-/// Attempts remembered at most (the oldest jobs' go first).
-const MAX_ATTEMPTS: usize = 200_000;
+/// Attempts remembered before the oldest jobs with none running are forgotten.
+pub const MAX_ATTEMPTS: usize = 200_000;
 
 /// What this driver saw of one attempt.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,10 +69,8 @@ impl AttemptClock {
     }
 
     fn started(&mut self, key: AttemptKey, worker: WorkerId, at: Instant) {
-        if self.attempts.len() >= MAX_ATTEMPTS
-            && let Some(oldest) = self.attempts.keys().map(|k| &k.job).min().cloned()
-        {
-            self.attempts.retain(|k, _| k.job != oldest);
+        if self.attempts.len() >= MAX_ATTEMPTS {
+            self.forget_finished_jobs(MAX_ATTEMPTS * 9 / 10);
         }
         let seen = AttemptSeen {
             worker,
@@ -103,6 +103,34 @@ impl AttemptClock {
                 .push(at.saturating_duration_since(entry.timed_from));
         }
         entry.seen.error = error;
+    }
+
+    /// Forgets the oldest jobs (by submission number) none of whose attempts is running,
+    /// with their stages' durations, until at most `keep` attempts are left (or only jobs
+    /// with running attempts are): a running job's times are never forgotten.
+    fn forget_finished_jobs(&mut self, keep: usize) {
+        let mut per_job: BTreeMap<(u64, JobId), (usize, bool)> = BTreeMap::new();
+        for (key, entry) in &self.attempts {
+            let job = per_job
+                .entry((submission_number(&key.job), key.job.clone()))
+                .or_default();
+            job.0 += 1;
+            job.1 |= entry.ended.is_none();
+        }
+        let mut left = self.attempts.len();
+        let mut forgotten = BTreeSet::new();
+        for ((_, job), (attempts, open)) in per_job {
+            if left <= keep {
+                break;
+            }
+            if !open {
+                left -= attempts;
+                forgotten.insert(job);
+            }
+        }
+        self.attempts.retain(|k, _| !forgotten.contains(&k.job));
+        self.durations.retain(|k, _| !forgotten.contains(&k.0));
+        self.early.retain(|k, _| !forgotten.contains(&k.0));
     }
 
     /// From when the scheduler times a running attempt (see [`AttemptSeen`]), if seen.
@@ -176,6 +204,14 @@ impl AttemptClock {
     }
 }
 
+/// The number in a job id `job-N`, for submission order (`job-999999` before
+/// `job-1000000`); other ids after every numbered one.
+fn submission_number(job: &str) -> u64 {
+    job.strip_prefix("job-")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use ringleader_core::ids::{Attempt, TaskId};
@@ -230,6 +266,43 @@ mod tests {
         assert_eq!(attempts[1].1.ended_ms, None);
         assert!(clock.of_job("job-000002").is_empty());
         assert_eq!(clock.median("job-000001", StageId(0)), None, "a failure is no duration");
+    }
+
+    #[test]
+    fn past_its_bound_the_clock_forgets_the_oldest_finished_jobs_never_a_running_one() {
+        let t0 = Instant::now();
+        let mut clock = AttemptClock::default();
+        let key = |job: &str, task: u32| AttemptKey::new(job, StageId(0), TaskId(task), Attempt(1));
+        let start = |clock: &mut AttemptClock, key: AttemptKey| {
+            let worker = WorkerId::from("worker-1");
+            clock.note(AttemptEvent::Started { key, worker }, t0);
+        };
+        // job-999999: long running (one attempt open); job-1000000 and job-1000001: done.
+        start(&mut clock, key("job-999999", 0));
+        for job in ["job-1000000", "job-1000001"] {
+            for t in 0..3 {
+                start(&mut clock, key(job, t));
+                clock.note(
+                    AttemptEvent::Ended {
+                        key: key(job, t),
+                        error: None,
+                    },
+                    t0,
+                );
+            }
+        }
+        clock.forget_finished_jobs(4);
+        assert!(
+            clock.timed_from(&key("job-999999", 0)).is_some(),
+            "a running job's start was forgotten"
+        );
+        assert!(clock.of_job("job-1000000").is_empty(), "the oldest finished job stays");
+        assert_eq!(clock.of_job("job-1000001").len(), 3);
+        assert_eq!(clock.median("job-1000000", StageId(0)), None, "its durations stay");
+        assert!(clock.median("job-1000001", StageId(0)).is_some());
+        // Nothing finished is left to forget: the running job stays whatever the bound.
+        clock.forget_finished_jobs(0);
+        assert!(clock.timed_from(&key("job-999999", 0)).is_some());
     }
 
     #[test]

@@ -29,10 +29,11 @@
 /// The largest message between drivers (an append, a snapshot): metadata only, since
 /// rows stay off the log (large results on workers, `parallelize` data as datasets).
 pub const MAX_RAFT_MESSAGE: usize = 64 << 20;
-/// How long a stopping driver waits for the work its calls left running (see
-/// [`leader::DriverInner::background`]) before its Raft node stops anyway: within the 5 s
+/// How long a stopping driver waits for the requests in flight (a job's event stream) and
+/// then for the work its calls left running (see [`leader::DriverInner::background`])
+/// before its Raft node stops anyway, each wait at most this: both within the 5 s
 /// `cluster down` gives a node before SIGKILL.
-pub const DRAIN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
+pub const DRAIN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 /// The largest job plan a driver accepts: plans name their data, they do not hold it.
 pub const MAX_PLAN_BYTES: usize = 16 << 20;
 
@@ -339,6 +340,7 @@ impl BoundDriver {
         .max_decoding_message_size(MAX_RAFT_MESSAGE);
         // A Raft node that stopped on a fatal error must not go on answering as a driver.
         let fatal = std::sync::Mutex::new(None);
+        let stopping = tokio::sync::Notify::new();
         let stop = async {
             tokio::select! {
                 _ = shutdown => {}
@@ -346,12 +348,25 @@ impl BoundDriver {
                     *lock(&fatal) = Some(reason);
                 }
             }
+            stopping.notify_one();
         };
-        let result = serving::server()?
+        let server = serving::server()?
             .add_service(serving::guarded(driver, &require))
             .add_service(serving::guarded(transport, &require))
-            .serve_with_incoming_shutdown(serving::incoming(self.listener), stop)
-            .await;
+            .serve_with_incoming_shutdown(serving::incoming(self.listener), stop);
+        // A client following a running job holds its stream open: the requests in flight
+        // get DRAIN_PATIENCE, not for ever.
+        let patience = async {
+            stopping.notified().await;
+            tokio::time::sleep(DRAIN_PATIENCE).await;
+        };
+        let result = tokio::select! {
+            served = server => served,
+            () = patience => {
+                tracing::info!("driver {}: streams still open {} s after the stop; closing them", inner.id, DRAIN_PATIENCE.as_secs());
+                Ok(())
+            }
+        };
         // Loops with nothing in hand: stopping them loses nothing.
         for task in [scheduler, repairs, binaries, sessions, leadership, initializer] {
             task.abort();

@@ -9,8 +9,9 @@
 //!   slots. A partition's owners depend on its name and the workers alone, so a worker
 //!   joining or leaving moves only the partitions it owns.
 //! - `balanced`: the live workers holding the fewest stored partitions first (ring order
-//!   breaks ties), counting those this write places: a new worker's empty disk fills first,
-//!   instead of waiting for the ring to send it new names.
+//!   breaks ties), counting the committed datasets' and those this write places (not other
+//!   writes still in flight): a new worker's empty disk fills first, instead of waiting for
+//!   the ring to send it new names.
 
 use std::collections::BTreeMap;
 
@@ -43,9 +44,12 @@ impl Placement {
     pub fn new(state: &ClusterState, policy: PlacementPolicy, eligible: impl Fn(&WorkerId) -> bool) -> Placement {
         let ring = state.ring(|w| eligible(&WorkerId::from(w)));
         let mut held: BTreeMap<WorkerId, u64> = ring.nodes().map(|w| (w.clone(), 0)).collect();
-        for holder in state.datasets.values().flat_map(|d| d.placement.iter().flatten()) {
-            if let Some(n) = held.get_mut(holder) {
-                *n += 1;
+        // Only `balanced` reads the counts (the repair loop makes a placement per partition).
+        if policy == PlacementPolicy::Balanced {
+            for holder in state.datasets.values().flat_map(|d| d.placement.iter().flatten()) {
+                if let Some(n) = held.get_mut(holder) {
+                    *n += 1;
+                }
             }
         }
         Placement { policy, ring, held }

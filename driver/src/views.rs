@@ -110,7 +110,7 @@ pub fn job_detail(j: &JobRecord, seen: &[(AttemptKey, AttemptSeen)]) -> proto::J
                 input: stage_input(stage),
                 first_started_ms: stage_times(i).0,
                 last_ended_ms: stage_times(i).1,
-                state: j.stage_state(i, true).name().to_string(),
+                state: j.stage_state(i, crate::leader::pipelined()).name().to_string(),
             }
         })
         .collect();

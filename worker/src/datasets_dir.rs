@@ -4,7 +4,7 @@
 //! and deleting what is dead (for housekeeping), in one walk each.
 
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// The entries of `dir` by name (none when it cannot be read).
 fn children(dir: &Path) -> Vec<(String, PathBuf)> {
@@ -16,12 +16,23 @@ fn children(dir: &Path) -> Vec<(String, PathBuf)> {
         .collect()
 }
 
-/// Whether `path` was last changed before `asked` (a later one may belong to something the
-/// driver's lists, asked for at `asked`, did not know yet).
+/// How far before the driver's lists were asked for a change must be for housekeeping to
+/// trust it predates them: a file system stamps times from the kernel's coarse clock, which
+/// runs up to a tick behind the clock `asked` was read from (a generation placed just after
+/// the question was seen stamped just before it, and deleted mid-upload).
+const CLOCK_SLACK: Duration = Duration::from_secs(2);
+
+/// Whether a file system time `stamped` is well before `asked` (see [`CLOCK_SLACK`]).
+pub(crate) fn predates(stamped: SystemTime, asked: SystemTime) -> bool {
+    stamped + CLOCK_SLACK < asked
+}
+
+/// Whether `path` was last changed well before `asked` (a later one may belong to
+/// something the driver's lists, asked for at `asked`, did not know yet).
 fn made_before(path: &Path, asked: SystemTime) -> bool {
     std::fs::metadata(path)
         .and_then(|m| m.modified())
-        .is_ok_and(|t| t < asked)
+        .is_ok_and(|t| predates(t, asked))
 }
 
 /// One whole partition file under the datasets directory.
@@ -180,12 +191,19 @@ mod tests {
             std::fs::write(f, "x").expect("file");
         }
         let live = vec!["words/g1".to_string()];
-        remove_dead(root.path(), &live, SystemTime::now() + Duration::from_secs(1));
+        remove_dead(
+            root.path(),
+            &live,
+            SystemTime::now() + CLOCK_SLACK + Duration::from_secs(1),
+        );
         let kept: Vec<bool> = files.iter().map(|f| f.exists()).collect();
         assert_eq!(kept, [true, false, true, false, true, false, false]);
-        // Made after the driver's lists were asked for: spared whatever they are.
+        // Made after the driver's lists were asked for, or within the clock's slack before:
+        // spared whatever they are.
         std::fs::write(&files[1], "x").expect("file");
         remove_dead(root.path(), &live, SystemTime::now() - Duration::from_secs(60));
         assert!(files[1].exists());
+        remove_dead(root.path(), &live, SystemTime::now() + Duration::from_millis(500));
+        assert!(files[1].exists(), "stamped within the slack of the question");
     }
 }

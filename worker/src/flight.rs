@@ -52,13 +52,17 @@ impl ShuffleFlight {
 }
 
 /// A `do_get` stream being served, counted in the worker's open streams until it is dropped
-/// (sent to its end, failed, or abandoned by its reader).
-struct OpenStream(Arc<WorkerInner>);
+/// (sent to its end, failed, or abandoned by its reader); a stopping worker waits for it.
+struct OpenStream(
+    Arc<WorkerInner>,
+    #[allow(dead_code)] tokio_util::task::task_tracker::TaskTrackerToken,
+);
 
 impl OpenStream {
     fn new(inner: Arc<WorkerInner>) -> OpenStream {
         inner.counters.streams_open.fetch_add(1, Ordering::Relaxed);
-        OpenStream(inner)
+        let token = inner.streams.token();
+        OpenStream(inner, token)
     }
 }
 

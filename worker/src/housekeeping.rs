@@ -81,7 +81,8 @@ fn pass(lists: &Lists) {
 }
 
 /// Deletes the shuffle files of jobs that are no longer running (nobody will read them),
-/// sparing directories created after `asked`, whose jobs the driver's list may not know.
+/// sparing directories created after `asked` (or just before it, see
+/// [`crate::datasets_dir::predates`]), whose jobs the driver's list may not know.
 fn remove_finished_shuffles(root: &std::path::Path, active: &[String], asked: std::time::SystemTime) {
     let Ok(entries) = std::fs::read_dir(root) else { return };
     let files = ShuffleFiles::new(root);
@@ -90,7 +91,7 @@ fn remove_finished_shuffles(root: &std::path::Path, active: &[String], asked: st
         let older = entry
             .metadata()
             .and_then(|m| m.created().or_else(|_| m.modified()))
-            .is_ok_and(|t| t < asked);
+            .is_ok_and(|t| crate::datasets_dir::predates(t, asked));
         if older && !active.contains(&name) && ringleader_core::ids::valid_job_id(&name) {
             ringleader_core::shuffle::cluster::remove_job(&files, &name);
         }

@@ -236,6 +236,13 @@ impl BoundWorker {
             self.slots,
             self.master.clone(),
         ));
+        // Heartbeats stop with the signal: a stopping worker takes no new task (the driver
+        // counts it lost after its worker timeout and runs its tasks elsewhere).
+        let beating = beat.abort_handle();
+        let shutdown = async move {
+            shutdown.await;
+            beating.abort();
+        };
         let result = serve_until(self.inner, self.listener, &require, shutdown).await;
         // Loops with nothing in hand: stopping them loses nothing.
         beat.abort();
@@ -247,17 +254,19 @@ impl BoundWorker {
 }
 
 /// How long a stopping worker gives the requests in flight (a Flight stream another
-/// worker's reducer reads), and then its background work, before it exits anyway.
-pub const DRAIN_PATIENCE: Duration = Duration::from_secs(10);
+/// worker's reducer reads) and its background work, together, before it exits anyway:
+/// within the 5 s `cluster down` gives a node before SIGKILL.
+pub const DRAIN_PATIENCE: Duration = Duration::from_secs(3);
 
 /// Serves the worker's gRPC and Flight services on `listener` (calls checked by `require`,
 /// see [`serving::guard`]) until `shutdown` completes,
 /// then stops without cutting what is under way, as mini-redis drains its connections:
-/// no new connection or request is taken, its executors are stopped (their tasks run again
-/// elsewhere, as a lost worker's do), the requests in flight are answered to their end (a
-/// Flight stream to its last batch), and the background work they started (a report on
-/// its way to the driver, an executor being reaped) is waited for; each wait bounded by
-/// [`DRAIN_PATIENCE`].
+/// its executors are stopped (their tasks run again elsewhere, as a lost worker's do), the
+/// Flight streams in flight are sent to their last batch (before the server's own stop,
+/// which would close their connections under them), the server stops taking connections
+/// and answers the requests in flight, and the background work they started (a report on
+/// its way to the driver, an executor being reaped) is waited for; all of it within
+/// [`DRAIN_PATIENCE`] of the signal.
 pub async fn serve_until(
     inner: Arc<service::WorkerInner>,
     listener: TcpListener,
@@ -267,13 +276,19 @@ pub async fn serve_until(
     let svc = service::WorkerService::new(inner.clone());
     let flight = flight::ShuffleFlight::new(inner.clone());
     let signalled = Arc::new(tokio::sync::Notify::new());
+    let deadline = Arc::new(std::sync::OnceLock::<tokio::time::Instant>::new());
     let shutdown = {
-        let (inner, signalled) = (inner.clone(), signalled.clone());
+        let (inner, signalled, deadline) = (inner.clone(), signalled.clone(), deadline.clone());
         async move {
             shutdown.await;
+            let _ = deadline.set(tokio::time::Instant::now() + DRAIN_PATIENCE);
             tracing::info!("worker stopping: its executors stop, requests in flight are answered");
             // An executor's task stream would hold its connection open: the executors go first.
             inner.executors.stop_all();
+            // The Flight streams in flight go to their end before the server stops (it would
+            // close connections under them).
+            inner.streams.close();
+            let _ = tokio::time::timeout(left_of(&deadline), inner.streams.wait()).await;
             signalled.notify_one();
         }
     };
@@ -295,7 +310,7 @@ pub async fn serve_until(
         .serve_with_incoming_shutdown(serving::incoming(listener), shutdown);
     let patience = async {
         signalled.notified().await;
-        tokio::time::sleep(DRAIN_PATIENCE).await;
+        tokio::time::sleep(left_of(&deadline)).await;
     };
     let result = tokio::select! {
         served = server => served,
@@ -306,17 +321,24 @@ pub async fn serve_until(
     };
     inner.executors.stop_all();
     inner.background.close();
-    if tokio::time::timeout(DRAIN_PATIENCE, inner.background.wait())
+    if tokio::time::timeout(left_of(&deadline), inner.background.wait())
         .await
         .is_err()
     {
         tracing::warn!(
-            "{} background tasks still running {} s after the requests ended; stopping anyway",
+            "{} background tasks still running {} s after the stop; stopping anyway",
             inner.background.len(),
             DRAIN_PATIENCE.as_secs()
         );
     }
     Ok(result?)
+}
+
+/// What is left of the drain's patience before `deadline` (all of it before the signal).
+fn left_of(deadline: &std::sync::OnceLock<tokio::time::Instant>) -> Duration {
+    deadline.get().map_or(DRAIN_PATIENCE, |d| {
+        d.saturating_duration_since(tokio::time::Instant::now())
+    })
 }
 
 async fn heartbeat_forever(inner: Arc<service::WorkerInner>, every: Duration, slots: u32, _master: String) {

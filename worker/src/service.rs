@@ -48,6 +48,9 @@ pub struct WorkerInner {
     /// an executor being stopped): a stopping worker waits for it (see
     /// [`crate::serve_until`]).
     pub background: tokio_util::task::TaskTracker,
+    /// The Flight streams being served: a stopping worker sends them to their end before
+    /// its server stops (see [`crate::serve_until`]).
+    pub streams: tokio_util::task::TaskTracker,
 }
 
 impl WorkerInner {
@@ -68,6 +71,7 @@ impl WorkerInner {
             address,
             executors: Executors::new(data_dir.join("logs"), memory, private, background.clone()),
             background,
+            streams: tokio_util::task::TaskTracker::new(),
             binary_cache: crate::binary_cache::BinaryCache::new(data_dir.join("binaries")),
             data_dir,
             driver,

@@ -334,7 +334,7 @@ fn input_updates(
 pub const PIPELINE_VAR: &str = "RINGLEADER_PIPELINE";
 
 /// Whether reducers may start before their map stage is done ([`PIPELINE_VAR`]).
-fn pipelined() -> bool {
+pub(crate) fn pipelined() -> bool {
     static PIPELINED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *PIPELINED.get_or_init(|| std::env::var(PIPELINE_VAR).map_or(true, |v| v != "0"))
 }

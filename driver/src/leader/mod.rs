@@ -28,6 +28,7 @@ mod binaries;
 mod error;
 pub(crate) mod events;
 mod launching;
+pub(crate) use launching::pipelined;
 mod recovery;
 mod repair;
 mod sessions;

@@ -177,9 +177,9 @@ impl RaftFile {
 /// File naming the group and node a data directory belongs to.
 pub const IDENTITY_FILE: &str = "raft-identity";
 
-/// The encoding of the log's entries (postcard `Command`s): raised whenever `Command`
-/// changes, so a directory written by another version is refused with a clear error instead
-/// of its entries looking corrupt.
+/// The encoding of the log's entries (postcard `Command`s) and of the snapshots (the
+/// replicated state): raised whenever either changes, so a directory written by another
+/// version is refused with a clear error instead of its entries looking corrupt.
 pub const LOG_FORMAT: u32 = 11;
 
 /// Compares `dir`'s identity file with this driver's group and id, or writes it (write, then
