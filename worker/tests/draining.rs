@@ -7,23 +7,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use ringleader_core::net::ticket::PartitionId;
+mod common;
 
 #[test]
 fn a_stopped_worker_finishes_its_flight_streams_and_background_work_before_it_ends() {
     let dir = tempfile::tempdir().expect("dir");
     let data_dir = dir.path().join("worker");
-    let id = PartitionId {
-        dataset: "big".into(),
-        generation: "g1".into(),
-        partition: 0,
-    };
-    // 64 batches of 16,384 int64 rows: 8 MiB of values, more than flow control sends ahead.
-    let (batches, rows) = (64i64, 16_384i64);
-    let path = id.path(&data_dir.join("datasets"));
-    let encoded =
-        (0..batches).map(|b| ringleader_core::data::encode(&(0..rows).map(|i| b * rows + i).collect::<Vec<_>>()));
-    ringleader_core::io::store::write_ipc_file(&path, || None, encoded).expect("partition");
+    let id = common::big_partition(&data_dir);
+    let (batches, rows) = (common::BATCHES, common::ROWS);
 
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let _inside = runtime.enter();

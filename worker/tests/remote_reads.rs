@@ -6,23 +6,15 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use ringleader_core::net::ticket::PartitionId;
+mod common;
 
 #[test]
 fn a_remote_stored_partition_is_streamed_a_few_batches_ahead_not_collected_whole() {
     let dir = tempfile::tempdir().expect("dir");
     let data_dir = dir.path().join("worker");
-    let id = PartitionId {
-        dataset: "big".into(),
-        generation: "g1".into(),
-        partition: 0,
-    };
-    // 64 batches of 16,384 int64 rows: 8 MiB of values.
-    let (batches, rows) = (64i64, 16_384i64);
+    let id = common::big_partition(&data_dir);
+    let (batches, rows) = (common::BATCHES, common::ROWS);
     let path = id.path(&data_dir.join("datasets"));
-    let encoded =
-        (0..batches).map(|b| ringleader_core::data::encode(&(0..rows).map(|i| b * rows + i).collect::<Vec<_>>()));
-    ringleader_core::io::store::write_ipc_file(&path, || None, encoded).expect("partition");
     let total = std::fs::metadata(&path).expect("size").len();
 
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
