@@ -53,22 +53,23 @@ impl ShuffleFlight {
 
 /// A `do_get` stream being served, counted in the worker's open streams until it is dropped
 /// (sent to its end, failed, or abandoned by its reader); a stopping worker waits for it.
-struct OpenStream(
-    Arc<WorkerInner>,
-    #[allow(dead_code)] tokio_util::task::task_tracker::TaskTrackerToken,
-);
+struct OpenStream {
+    inner: Arc<WorkerInner>,
+    /// Counts the stream in [`WorkerInner::streams`] until dropped.
+    _tracked: tokio_util::task::task_tracker::TaskTrackerToken,
+}
 
 impl OpenStream {
     fn new(inner: Arc<WorkerInner>) -> OpenStream {
         inner.counters.streams_open.fetch_add(1, Ordering::Relaxed);
-        let token = inner.streams.token();
-        OpenStream(inner, token)
+        let _tracked = inner.streams.token();
+        OpenStream { inner, _tracked }
     }
 }
 
 impl Drop for OpenStream {
     fn drop(&mut self) {
-        self.0.counters.streams_open.fetch_sub(1, Ordering::Relaxed);
+        self.inner.counters.streams_open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
