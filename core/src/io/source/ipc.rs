@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 const MAGIC: &[u8] = b"ARROW1";
 
 /// What a file that is not Arrow IPC is told, with what to do.
-const NOT_IPC: &str = "not an Arrow IPC file (it does not start and end with ARROW1): this input must be Arrow IPC files (*.arrow), such as `ringleader generate numbers` writes; text goes to a job that reads text (e.g. wordcount)";
+const NOT_IPC: &str = "not an Arrow IPC file (it does not start and end with ARROW1): this input must be Arrow IPC files (*.arrow), such as `ringleader gen numbers` writes; text goes to a job that reads text (e.g. wordcount)";
 
 /// Refuses a file that does not start and end with the Arrow IPC magic, before a reader
 /// makes less of it ("does not contain correct footer").
@@ -222,7 +222,7 @@ mod tests {
                 assert!(
                     message.starts_with(&path.display().to_string())
                         && message.contains("not an Arrow IPC file")
-                        && message.contains("ringleader generate numbers"),
+                        && message.contains("ringleader gen numbers"),
                     "{message}"
                 );
             }
